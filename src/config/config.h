@@ -1,0 +1,36 @@
+// Config: the whole validated configuration, loaded from YAML. Immutable once built; the
+// main thread publishes it to workers as std::shared_ptr<const Config>, so a reload can swap
+// it between events while in-flight connections keep the snapshot they started with.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/log.h"
+#include "base/status.h"
+#include "proxy/listener_config.h"
+#include "upstream/cluster.h"
+
+namespace sluice::config {
+
+struct Config {
+  static constexpr uint32_t kMaxWorkers = 256;
+
+  uint32_t workers = 0;  // 0 only before defaults apply: then the number of cores
+  log::Level log_level = log::Level::kInfo;
+  Duration drain_timeout = std::chrono::seconds(30);
+  std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;
+  std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
+
+  const upstream::ClusterConfig* find_cluster(std::string_view name) const;
+};
+
+// Loads and validates. On failure the Status message holds one located error per line:
+// "FILE:LINE:COL: key.path: what was expected".
+Result<std::shared_ptr<const Config>> load_file(const std::string& path);
+Result<std::shared_ptr<const Config>> load_string(const std::string& yaml,
+                                                  const std::string& file_name);
+
+}  // namespace sluice::config

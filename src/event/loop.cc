@@ -1,0 +1,105 @@
+#include "event/loop.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/check.h"
+#include "base/log.h"
+
+namespace sluice::event {
+
+// The eventfd that wakes the loop when another thread posts work.
+class Loop::Wakeup final : public IoHandler {
+ public:
+  explicit Wakeup(Loop& loop) : loop_(loop), fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    SLUICE_CHECK(fd_ >= 0);
+    SLUICE_CHECK(loop_.poller().add(fd_, kReadable, this).is_ok());
+  }
+  ~Wakeup() {
+    loop_.poller().remove(fd_);
+    ::close(fd_);
+  }
+  void notify() {
+    uint64_t one = 1;
+    // EAGAIN means the counter is saturated: the loop is already due to wake up.
+    [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);
+  }
+  void on_io(uint32_t) override {
+    uint64_t value;
+    while (::read(fd_, &value, sizeof value) > 0) {
+    }
+    loop_.run_posted();
+  }
+
+ private:
+  Loop& loop_;
+  int fd_;
+};
+
+Loop::Loop() : poller_(make_epoll_poller()), now_(MonoClock::now()) {
+  wakeup_ = std::make_unique<Wakeup>(*this);
+}
+
+Loop::~Loop() {
+  to_delete_.clear();
+  wakeup_.reset();
+}
+
+void Loop::post(std::function<void()> fn) {
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    was_empty = posted_.empty();
+    posted_.push_back(std::move(fn));
+  }
+  if (was_empty) wakeup_->notify();
+}
+
+void Loop::run_posted() {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    running_.swap(posted_);
+  }
+  for (auto& fn : running_) fn();
+  running_.clear();
+}
+
+void Loop::defer_delete(std::unique_ptr<DeferredDeletable> obj) {
+  to_delete_.push_back(std::move(obj));
+}
+
+void Loop::stop() {
+  stopping_.store(true, std::memory_order_release);
+  wakeup_->notify();
+}
+
+void Loop::run() {
+  while (!stopping_.load(std::memory_order_acquire)) {
+    int timeout_ms = -1;
+    if (auto next = timers_.next_deadline()) {
+      auto wait = *next - MonoClock::now();
+      // Round up so a timer never fires a little early and makes us spin.
+      timeout_ms = wait.count() <= 0
+                       ? 0
+                       : static_cast<int>(
+                             std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+    }
+    int n = poller_->wait(timeout_ms);
+    MonoTime start = MonoClock::now();
+    now_ = start;
+    poller_->dispatch();
+    timers_.run_expired(now_);
+    to_delete_.clear();
+    auto busy = static_cast<uint64_t>((MonoClock::now() - start).count());
+    ++stats_.iterations;
+    stats_.events += static_cast<uint64_t>(n);
+    stats_.busy_ns += busy;
+    if (busy > stats_.longest_iteration_ns) stats_.longest_iteration_ns = busy;
+  }
+  run_posted();
+  to_delete_.clear();
+}
+
+}  // namespace sluice::event

@@ -1,0 +1,73 @@
+// Loop: one thread's event loop. It owns a Poller, a TimerQueue, a cross-thread post queue
+// (eventfd) and a deferred-deletion list. Everything but post() and stop() must be called
+// from the loop's own thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/clock.h"
+#include "event/poller.h"
+#include "event/timer.h"
+
+namespace sluice::event {
+
+// Objects that may still receive events in the current iteration (a connection closed by
+// one handler while another event for it is queued) are destroyed after the iteration.
+class DeferredDeletable {
+ public:
+  virtual ~DeferredDeletable() = default;
+};
+
+struct LoopStats {
+  uint64_t iterations = 0;
+  uint64_t events = 0;
+  uint64_t busy_ns = 0;           // time spent handling events, timers and posts
+  uint64_t longest_iteration_ns = 0;
+};
+
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  Poller& poller() { return *poller_; }
+  TimerQueue& timers() { return timers_; }
+  // The time at the start of the current iteration: cheap, good for timeouts.
+  MonoTime now() const { return now_; }
+  const LoopStats& stats() const { return stats_; }
+
+  // Any thread: runs fn on the loop thread, in posting order.
+  void post(std::function<void()> fn);
+  // Loop thread: destroys obj once the current iteration's events are handled.
+  void defer_delete(std::unique_ptr<DeferredDeletable> obj);
+
+  // Runs until stop(). Returns on the loop thread.
+  void run();
+  // Any thread.
+  void stop();
+
+ private:
+  class Wakeup;
+  void run_posted();
+
+  std::unique_ptr<Poller> poller_;
+  TimerQueue timers_;
+  std::unique_ptr<Wakeup> wakeup_;
+  MonoTime now_;
+  LoopStats stats_;
+  std::atomic<bool> stopping_{false};
+
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::function<void()>> running_;
+  std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+};
+
+}  // namespace sluice::event

@@ -1,0 +1,112 @@
+#include "net/listener.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+
+namespace sluice::net {
+namespace {
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+}
+
+Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options) {
+  auto sock = tcp_socket(address.family());
+  if (!sock) return sock.status();
+  int fd = sock->get();
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    return Status::from_errno("setsockopt SO_REUSEADDR/SO_REUSEPORT", errno);
+  }
+  if (address.family() == AF_INET6 &&
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    return Status::from_errno("setsockopt IPV6_V6ONLY", errno);
+  }
+  if (Status s = apply_socket_options(fd, options); !s) return s;
+  if (options.fastopen_queue != 0) {
+    int q = static_cast<int>(options.fastopen_queue);
+    if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &q, sizeof q) != 0) {
+      return Status::from_errno("setsockopt TCP_FASTOPEN", errno);
+    }
+  }
+  if (::bind(fd, address.sockaddr_ptr(), address.length()) != 0) {
+    return Status::from_errno(fmt::format("bind {}", address.to_string()), errno);
+  }
+  if (::listen(fd, backlog) != 0) {
+    return Status::from_errno(fmt::format("listen {}", address.to_string()), errno);
+  }
+  return sock;
+}
+
+Listener::Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks& callbacks)
+    : loop_(loop),
+      fd_(std::move(fd)),
+      name_(std::move(name)),
+      callbacks_(callbacks),
+      resume_timer_(loop.timers(), [this] {
+        paused_ = false;
+        accept_all();
+      }) {}
+
+Listener::~Listener() { close(); }
+
+Status Listener::start() {
+  Status s = loop_.poller().add(fd_.get(), event::kReadable, this);
+  if (s) accept_all();  // connections may have queued before the worker started
+  return s;
+}
+
+void Listener::close() {
+  if (!fd_.valid()) return;
+  resume_timer_.cancel();
+  loop_.poller().remove(fd_.get());
+  fd_.reset();
+}
+
+void Listener::on_io(uint32_t) {
+  if (!paused_) accept_all();
+}
+
+void Listener::accept_all() {
+  while (fd_.valid()) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      if (pauses_ > 0 && !paused_ && resumed_log_pending_) {
+        resumed_log_pending_ = false;
+        LOG_WARN("listener {}: accepting again after descriptor exhaustion ({} pauses so far)",
+                 name_, pauses_);
+      }
+      callbacks_.on_accept(Fd(fd), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len));
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM) continue;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Out of descriptors or memory: the pending connection stays in the backlog. Pause,
+      // then retry; logging once per episode keeps a flood from filling the log.
+      ++pauses_;
+      if (!resumed_log_pending_) {
+        LOG_WARN("listener {}: accept failed: {} ({}); pausing accepts for {}ms", name_,
+                 std::strerror(err), err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "no memory",
+                 kAcceptPause.count());
+        resumed_log_pending_ = true;
+      }
+      paused_ = true;
+      resume_timer_.arm_at(loop_.now() + kAcceptPause);
+      return;
+    }
+    LOG_ERROR("listener {}: accept failed: {}", name_, std::strerror(err));
+    return;
+  }
+}
+
+}  // namespace sluice::net

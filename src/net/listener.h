@@ -1,0 +1,55 @@
+// Listener: one listening socket on one worker's loop. Accepts until EAGAIN on each wake-up
+// and hands each new connection to ListenerCallbacks. On descriptor exhaustion (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries again,
+// so the worker neither spins nor dies. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "event/loop.h"
+#include "net/address.h"
+#include "net/socket.h"
+#include "net/socket_options.h"
+
+namespace sluice::net {
+
+class ListenerCallbacks {
+ public:
+  virtual void on_accept(Fd fd, const Address& peer) = 0;
+
+ protected:
+  ~ListenerCallbacks() = default;
+};
+
+// Creates a bound, listening, non-blocking socket with SO_REUSEPORT so that each worker can
+// own one on the same address. Downstream socket options set here are inherited by accepted
+// sockets.
+Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options);
+
+class Listener final : public event::IoHandler {
+ public:
+  Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks& callbacks);
+  ~Listener();
+
+  Status start();
+  // Closes the socket: the kernel refuses new connections once every worker's is closed.
+  void close();
+  uint64_t accept_pauses() const { return pauses_; }
+
+  void on_io(uint32_t events) override;
+
+ private:
+  void accept_all();
+
+  event::Loop& loop_;
+  Fd fd_;
+  std::string name_;
+  ListenerCallbacks& callbacks_;
+  event::Timer resume_timer_;
+  bool paused_ = false;
+  bool resumed_log_pending_ = false;  // an exhaustion episode was logged, its end not yet
+  uint64_t pauses_ = 0;
+};
+
+}  // namespace sluice::net

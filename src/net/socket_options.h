@@ -1,0 +1,41 @@
+// SocketOptions: the TCP knobs sluice sets on downstream (listener) and upstream (cluster)
+// sockets, with the checks that tell a user, before anything starts, when the kernel lacks
+// what the configuration asks for.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "base/status.h"
+#include "base/units.h"
+
+namespace sluice::net {
+
+struct KeepaliveOptions {
+  Duration idle = std::chrono::seconds(60);
+  Duration interval = std::chrono::seconds(10);
+  int count = 5;
+};
+
+struct SocketOptions {
+  bool tcp_nodelay = true;
+  std::optional<KeepaliveOptions> keepalive;  // absent: SO_KEEPALIVE off
+  std::string congestion;                     // empty: the kernel's default
+  uint32_t send_buffer = 0;                   // 0: the kernel's default (autotuned)
+  uint32_t receive_buffer = 0;
+  uint32_t fastopen_queue = 0;    // listeners: TCP_FASTOPEN queue length, 0 = off
+  bool fastopen_connect = false;  // upstream: TCP_FASTOPEN_CONNECT
+};
+
+// Checks `name` against net.ipv4.tcp_available_congestion_control; the error lists what the
+// kernel offers.
+Status check_congestion_available(const std::string& name);
+// Checks net.ipv4.tcp_fastopen has the server (2) or client (1) bit.
+Status check_fastopen_enabled(bool server);
+
+// Applies everything but fastopen_queue (which must be set on a listening socket before
+// listen(): see bind_listener) and fastopen_connect (see connect paths).
+Status apply_socket_options(int fd, const SocketOptions& opts);
+
+}  // namespace sluice::net

@@ -1,0 +1,31 @@
+// ListenerConfig: one listener of the configuration (address, protocol, limits, the cluster
+// it forwards to). Immutable once loaded; shared by all workers through the config snapshot.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/units.h"
+#include "net/address.h"
+#include "net/socket_options.h"
+
+namespace sluice::proxy {
+
+enum class Protocol { kTcp };
+
+struct ListenerConfig {
+  std::string name;
+  net::Address address;
+  Protocol protocol = Protocol::kTcp;
+  std::string cluster;
+  int backlog = 1024;
+  uint32_t max_connections = 10000;  // per listener, across all workers
+  net::SocketOptions socket_options;
+
+  // protocol: tcp
+  Duration idle_timeout = std::chrono::seconds(300);  // 0: none
+  Duration max_duration{0};                           // 0: none
+  bool splice = true;
+};
+
+}  // namespace sluice::proxy

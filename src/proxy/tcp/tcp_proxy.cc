@@ -1,0 +1,324 @@
+#include "proxy/tcp/tcp_proxy.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+
+namespace sluice::proxy::tcp {
+
+// One proxied connection: a downstream socket, an upstream socket, and a Pump each way.
+// Owned by its TcpProxy through an intrusive list; destroyed through the loop's deferred
+// deletion so that events already queued for it in this iteration are ignored safely.
+class TcpSession final : public event::DeferredDeletable {
+ public:
+  enum class State { kConnecting, kProxying, kClosed };
+
+  TcpSession(TcpProxy& proxy, net::Fd downstream, const net::Address& peer)
+      : proxy_(proxy),
+        downstream_(std::move(downstream)),
+        peer_(peer),
+        down_side_(*this, false),
+        up_side_(*this, true),
+        timer_(proxy.loop_.timers(), [this] { on_timer(); }),
+        to_upstream_(proxy.transfer_pool_, proxy.config_->splice),
+        to_downstream_(proxy.transfer_pool_, proxy.config_->splice) {}
+
+  void start() {
+    started_ = proxy_.loop_.now();
+    Status s = proxy_.loop_.poller().add(
+        downstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &down_side_);
+    if (!s) {
+      close(fmt::format("cannot watch downstream: {}", s.message()), false);
+      return;
+    }
+    connect_next();
+  }
+
+  void close(const std::string& reason, bool reset) {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    timer_.cancel();
+    LOG_DEBUG("tcp {}: {} closed after {}ms: {} (to upstream {} bytes, to downstream {} bytes)",
+              proxy_.config_->name, peer_.to_string(),
+              std::chrono::duration_cast<std::chrono::milliseconds>(proxy_.loop_.now() - started_)
+                  .count(),
+              reason, to_upstream_.bytes(), to_downstream_.bytes());
+    proxy_.stats_.bytes_to_upstream += to_upstream_.bytes();
+    proxy_.stats_.bytes_to_downstream += to_downstream_.bytes();
+    for (net::Fd* fd : {&downstream_, &upstream_}) {
+      if (!fd->valid()) continue;
+      proxy_.loop_.poller().remove(fd->get());
+      if (reset) net::set_reset_on_close(fd->get());
+      fd->reset();
+    }
+    proxy_.remove(this);
+  }
+
+  TcpSession* prev = nullptr;
+  TcpSession* next = nullptr;
+
+ private:
+  struct Side final : event::IoHandler {
+    Side(TcpSession& s, bool up) : session(s), upstream(up) {}
+    void on_io(uint32_t events) override { session.on_io(upstream, events); }
+    TcpSession& session;
+    bool upstream;
+  };
+
+  const upstream::ClusterConfig& cluster() const { return proxy_.cluster_.config(); }
+
+  void connect_next() {
+    const auto& cfg = cluster();
+    auto& stats = proxy_.cluster_.stats();
+    size_t index = proxy_.cluster_.load_balancer().pick(tried_);
+    tried_.push_back(index);
+    endpoint_ = index;
+    const net::Address& target = cfg.endpoints[index].address;
+    ++stats.connect_attempts;
+
+    auto sock = net::tcp_socket(target.family());
+    if (!sock) return connect_failed(sock.status().message());
+    upstream_ = std::move(sock.value());
+    int fd = upstream_.get();
+    if (Status s = net::apply_socket_options(fd, cfg.socket_options); !s) {
+      return connect_failed(s.message());
+    }
+    if (cfg.source_address) {
+      // Let connect() pick the port together with the 4-tuple, so one source address can
+      // reach many endpoints without running out of ports at bind() time.
+      int one = 1;
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      if (::bind(fd, cfg.source_address->sockaddr_ptr(), cfg.source_address->length()) != 0) {
+        return connect_failed(fmt::format("bind {}: {}", cfg.source_address->to_string(),
+                                          std::strerror(errno)));
+      }
+    }
+    if (cfg.socket_options.fastopen_connect) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one);
+    }
+    Status s = proxy_.loop_.poller().add(
+        fd, event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
+    if (!s) return connect_failed(s.message());
+    if (::connect(fd, target.sockaddr_ptr(), target.length()) == 0) {
+      return on_connected();  // loopback, or a Fast Open connect that defers its SYN
+    }
+    if (errno != EINPROGRESS) return connect_failed(std::strerror(errno));
+    timer_.arm_at(proxy_.loop_.now() + cfg.connect_timeout);
+  }
+
+  void connect_failed(const std::string& reason) {
+    const auto& cfg = cluster();
+    auto& stats = proxy_.cluster_.stats();
+    ++stats.connect_failures;
+    timer_.cancel();
+    if (upstream_.valid()) {
+      proxy_.loop_.poller().remove(upstream_.get());
+      upstream_.reset();
+    }
+    const std::string ep = cfg.endpoints[endpoint_].address.to_string();
+    LOG_DEBUG("tcp {}: {}: connect to {} failed: {} (attempt {}/{})", proxy_.config_->name,
+              peer_.to_string(), ep, reason, tried_.size(), cfg.max_connect_attempts);
+    if (!failures_.empty()) failures_ += "; ";
+    failures_ += ep + ": " + reason;
+    if (tried_.size() < cfg.max_connect_attempts) return connect_next();
+    ++stats.no_endpoint_reachable;
+    ++proxy_.stats_.no_endpoint_reachable;
+    LOG_WARN("tcp {}: closing downstream {}: no endpoint reachable in cluster {} after {} "
+             "attempts ({})",
+             proxy_.config_->name, peer_.to_string(), cfg.name, tried_.size(), failures_);
+    close("no endpoint reachable", false);
+  }
+
+  void on_connected() {
+    timer_.cancel();
+    state_ = State::kProxying;
+    // The connect attempts' bookkeeping is not needed any more: give its memory back.
+    std::vector<size_t>().swap(tried_);
+    std::string().swap(failures_);
+    LOG_DEBUG("tcp {}: {} connected to {}", proxy_.config_->name, peer_.to_string(),
+              cluster().endpoints[endpoint_].address.to_string());
+    last_activity_ = proxy_.loop_.now();
+    arm_activity_timer();
+    pump();
+  }
+
+  void on_io(bool upstream, uint32_t events) {
+    if (state_ == State::kClosed) return;
+    if (upstream && state_ == State::kConnecting) {
+      if (!(events & (event::kWritable | event::kError))) return;
+      int err = net::socket_error(upstream_.get());
+      if (err != 0) return connect_failed(std::strerror(err));
+      // A stale event for an earlier attempt's descriptor number: still connecting.
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getpeername(upstream_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+      return on_connected();
+    }
+    bool ready_in = events & (event::kReadable | event::kPeerClosed | event::kError);
+    bool ready_out = events & (event::kWritable | event::kError);
+    Pump& reader = upstream ? to_downstream_ : to_upstream_;
+    Pump& writer = upstream ? to_upstream_ : to_downstream_;
+    if (ready_in) reader.source_readable = true;
+    if (ready_out) writer.dest_writable = true;
+    if (state_ == State::kProxying) pump();
+  }
+
+  void pump() {
+    uint64_t before = to_upstream_.bytes() + to_downstream_.bytes();
+    if (!run_pump(to_upstream_, downstream_, upstream_, "downstream", "upstream")) return;
+    if (!run_pump(to_downstream_, upstream_, downstream_, "upstream", "downstream")) return;
+    if (to_upstream_.bytes() + to_downstream_.bytes() != before) {
+      last_activity_ = proxy_.loop_.now();
+    }
+    if (to_upstream_.finished() && to_downstream_.finished()) {
+      ++proxy_.stats_.completed;
+      close("both sides finished", false);
+    }
+  }
+
+  // Returns false when the session closed.
+  bool run_pump(Pump& p, net::Fd& src, net::Fd& dst, const char* src_name,
+                const char* dst_name) {
+    if (p.finished()) return true;
+    int err = 0;
+    switch (p.run(src.get(), dst.get(), &err)) {
+      case Pump::Outcome::kWaiting:
+        return true;
+      case Pump::Outcome::kFinished:
+        // Half-close: the source's FIN becomes our FIN towards the destination, while the
+        // other direction keeps flowing.
+        ::shutdown(dst.get(), SHUT_WR);
+        return true;
+      case Pump::Outcome::kSourceReset:
+        (&src == &downstream_ ? proxy_.stats_.downstream_resets : proxy_.stats_.upstream_resets)++;
+        // Propagate the reset: the destination gets a RST, not a FIN.
+        net::set_reset_on_close(dst.get());
+        close(fmt::format("{} reset: {}", src_name, std::strerror(err)), false);
+        return false;
+      case Pump::Outcome::kDestReset:
+        (&dst == &downstream_ ? proxy_.stats_.downstream_resets : proxy_.stats_.upstream_resets)++;
+        net::set_reset_on_close(src.get());
+        close(fmt::format("{} reset: {}", dst_name, std::strerror(err)), false);
+        return false;
+    }
+    return true;
+  }
+
+  void arm_activity_timer() {
+    const auto& cfg = *proxy_.config_;
+    MonoTime deadline = MonoTime::max();
+    if (cfg.idle_timeout.count() > 0) deadline = last_activity_ + cfg.idle_timeout;
+    if (cfg.max_duration.count() > 0) deadline = std::min(deadline, started_ + cfg.max_duration);
+    if (deadline != MonoTime::max()) timer_.arm_at(deadline);
+  }
+
+  void on_timer() {
+    const auto& cfg = *proxy_.config_;
+    if (state_ == State::kConnecting) {
+      ++proxy_.cluster_.stats().connect_timeouts;
+      return connect_failed(
+          fmt::format("timed out after {}", format_duration(cluster().connect_timeout)));
+    }
+    MonoTime now = proxy_.loop_.now();
+    if (cfg.max_duration.count() > 0 && now >= started_ + cfg.max_duration) {
+      ++proxy_.stats_.max_duration_reached;
+      return close(fmt::format("max_duration {} reached", format_duration(cfg.max_duration)),
+                   false);
+    }
+    if (cfg.idle_timeout.count() > 0 && now >= last_activity_ + cfg.idle_timeout) {
+      ++proxy_.stats_.idle_timeouts;
+      return close(fmt::format("idle timeout after {}", format_duration(cfg.idle_timeout)),
+                   false);
+    }
+    // Activity moved the deadline since the timer was armed: re-arm, instead of touching the
+    // timer on every read.
+    arm_activity_timer();
+  }
+
+  TcpProxy& proxy_;
+  net::Fd downstream_;
+  net::Fd upstream_;
+  net::Address peer_;
+  Side down_side_;
+  Side up_side_;
+  event::Timer timer_;
+  Pump to_upstream_;
+  Pump to_downstream_;
+  State state_ = State::kConnecting;
+  MonoTime started_{};
+  MonoTime last_activity_{};
+  size_t endpoint_ = 0;
+  std::vector<size_t> tried_;
+  std::string failures_;
+};
+
+TcpProxy::TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
+                   upstream::Cluster& cluster, TransferPool& transfer_pool,
+                   std::shared_ptr<std::atomic<uint32_t>> active_connections)
+    : loop_(loop),
+      config_(std::move(config)),
+      cluster_(cluster),
+      transfer_pool_(transfer_pool),
+      active_connections_(std::move(active_connections)) {}
+
+TcpProxy::~TcpProxy() {
+  on_idle_ = nullptr;
+  close_all(false);
+}
+
+void TcpProxy::on_accept(net::Fd fd, const net::Address& peer) {
+  uint32_t now_active = active_connections_->fetch_add(1, std::memory_order_relaxed) + 1;
+  if (config_->max_connections != 0 && now_active > config_->max_connections) {
+    active_connections_->fetch_sub(1, std::memory_order_relaxed);
+    ++stats_.refused_max_connections;
+    ++refusals_since_log_;
+    // At most one line a second however fast connections arrive.
+    if (loop_.now() - last_refusal_log_ >= std::chrono::seconds(1)) {
+      LOG_WARN("listener {}: refusing {}: max_connections {} reached ({} refused since last "
+               "report)",
+               config_->name, peer.to_string(), config_->max_connections, refusals_since_log_);
+      last_refusal_log_ = loop_.now();
+      refusals_since_log_ = 0;
+    }
+    return;  // fd closes here
+  }
+  ++stats_.accepted;
+  ++stats_.active;
+  auto* session = new TcpSession(*this, std::move(fd), peer);
+  session->next = head_;
+  if (head_) head_->prev = session;
+  head_ = session;
+  ++sessions_;
+  session->start();
+}
+
+void TcpProxy::remove(TcpSession* session) {
+  if (session->prev) {
+    session->prev->next = session->next;
+  } else {
+    head_ = session->next;
+  }
+  if (session->next) session->next->prev = session->prev;
+  --sessions_;
+  --stats_.active;
+  active_connections_->fetch_sub(1, std::memory_order_relaxed);
+  loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(session));
+  if (sessions_ == 0 && on_idle_) on_idle_();
+}
+
+void TcpProxy::close_all(bool drain_deadline) {
+  while (head_) {
+    if (drain_deadline) ++stats_.drain_closed;
+    head_->close(drain_deadline ? "drain timeout" : "shutdown", false);
+  }
+}
+
+}  // namespace sluice::proxy::tcp

@@ -1,0 +1,115 @@
+#include "server/server.h"
+
+#include <signal.h>
+
+#include <map>
+
+#include "base/log.h"
+#include "event/signals.h"
+#include "server/worker.h"
+
+namespace sluice::server {
+
+Server::Server(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
+
+int Server::run() {
+  // Before any thread starts, so that every thread inherits the mask and only the main
+  // loop's signalfd sees these.
+  event::block_process_signals({SIGTERM, SIGINT});
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const size_t n = config_->workers;
+  std::vector<std::vector<ListenerHandoff>> per_worker(n);
+  std::vector<std::shared_ptr<std::atomic<uint32_t>>> counts;
+  for (const auto& l : config_->listeners) {
+    auto count = std::make_shared<std::atomic<uint32_t>>(0);
+    counts.push_back(count);
+    net::Address address = l->address;
+    for (size_t w = 0; w < n; ++w) {
+      auto fd = net::bind_listener(address, l->backlog, l->socket_options);
+      if (!fd) {
+        LOG_ERROR("listener {}: {}", l->name, fd.status().message());
+        return 1;
+      }
+      if (address.port() == 0) {
+        // Port 0: the first socket picks the port; every other worker binds that same port.
+        auto bound = net::local_address(fd->get());
+        if (!bound) {
+          LOG_ERROR("listener {}: {}", l->name, bound.status().message());
+          return 1;
+        }
+        address = *bound;
+      }
+      per_worker[w].push_back(ListenerHandoff{l, std::move(fd.value()), count});
+    }
+    LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
+             l->cluster);
+  }
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (size_t w = 0; w < n; ++w) {
+    workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w])));
+    workers.back()->start();
+  }
+  LOG_INFO("sluice ready: {} workers, {} listeners", n, config_->listeners.size());
+
+  event::Loop main_loop;
+  size_t drained = 0;
+  bool draining = false;
+  event::Timer drain_deadline(main_loop.timers(), [&] {
+    uint64_t open = 0;
+    for (const auto& c : counts) open += c->load();
+    LOG_WARN("drain timeout after {}: closing {} open connections",
+             format_duration(config_->drain_timeout), open);
+    for (auto& w : workers) w->close_all();
+  });
+  event::SignalSet signals(main_loop, {SIGTERM, SIGINT}, [&](int sig) {
+    if (draining) {
+      LOG_WARN("{} again: closing every connection now", strsignal(sig));
+      for (auto& w : workers) w->close_all();
+      return;
+    }
+    draining = true;
+    uint64_t open = 0;
+    for (const auto& c : counts) open += c->load();
+    LOG_INFO("{}: draining: stopped accepting, waiting up to {} for {} open connections",
+             strsignal(sig), format_duration(config_->drain_timeout), open);
+    drain_deadline.arm_at(main_loop.now() + config_->drain_timeout);
+    for (auto& w : workers) {
+      w->drain([&main_loop, &drained, n] {
+        main_loop.post([&main_loop, &drained, n] {
+          if (++drained == n) main_loop.stop();
+        });
+      });
+    }
+  });
+  main_loop.run();
+  drain_deadline.cancel();
+
+  std::map<std::string, proxy::tcp::TcpProxyStats> totals;
+  for (auto& w : workers) {
+    w->stop_and_join();
+    for (const auto& [name, s] : w->final_stats()) {
+      auto& t = totals[name];
+      t.accepted += s.accepted;
+      t.refused_max_connections += s.refused_max_connections;
+      t.completed += s.completed;
+      t.idle_timeouts += s.idle_timeouts;
+      t.no_endpoint_reachable += s.no_endpoint_reachable;
+      t.drain_closed += s.drain_closed;
+      t.bytes_to_upstream += s.bytes_to_upstream;
+      t.bytes_to_downstream += s.bytes_to_downstream;
+    }
+  }
+  for (const auto& [name, t] : totals) {
+    LOG_INFO("listener {}: accepted {}, refused (max_connections) {}, completed {}, idle "
+             "timeouts {}, no endpoint reachable {}, closed at drain deadline {}, bytes to "
+             "upstream {}, to downstream {}",
+             name, t.accepted, t.refused_max_connections, t.completed, t.idle_timeouts,
+             t.no_endpoint_reachable, t.drain_closed, t.bytes_to_upstream, t.bytes_to_downstream);
+  }
+  LOG_INFO("drained; exiting");
+  return 0;
+}
+
+}  // namespace sluice::server

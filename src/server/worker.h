@@ -1,0 +1,67 @@
+// Worker: one data-plane thread. It owns an event Loop, its own listening socket for each
+// listener (SO_REUSEPORT: the kernel spreads connections across workers), a Cluster (load
+// balancer state) per cluster and a TcpProxy per listener. Nothing is shared with other
+// workers except the per-listener connection count behind max_connections.
+// The public methods are called from the main thread; they post to the worker's loop.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "event/loop.h"
+#include "net/listener.h"
+#include "proxy/tcp/tcp_proxy.h"
+
+namespace sluice::server {
+
+// What the main thread prepares for each listener before workers start.
+struct ListenerHandoff {
+  std::shared_ptr<const proxy::ListenerConfig> config;
+  net::Fd fd;  // this worker's bound, listening socket
+  std::shared_ptr<std::atomic<uint32_t>> active_connections;
+};
+
+class Worker {
+ public:
+  Worker(size_t index, std::shared_ptr<const config::Config> config,
+         std::vector<ListenerHandoff> listeners);
+  ~Worker();
+
+  void start();
+  // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
+  void drain(std::function<void()> on_drained);
+  // Closes every open connection now (drain deadline).
+  void close_all();
+  void stop_and_join();
+
+  // Valid after stop_and_join(): per listener name, this worker's counters.
+  const std::map<std::string, proxy::tcp::TcpProxyStats>& final_stats() const {
+    return final_stats_;
+  }
+
+ private:
+  void thread_main();
+  void check_drained();
+
+  size_t index_;
+  std::shared_ptr<const config::Config> config_;
+  std::vector<ListenerHandoff> handoffs_;
+  event::Loop loop_;
+  std::thread thread_;
+
+  // Worker-thread state.
+  proxy::tcp::TransferPool transfer_pool_;
+  std::map<std::string, std::unique_ptr<upstream::Cluster>> clusters_;
+  std::vector<std::unique_ptr<proxy::tcp::TcpProxy>> proxies_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;
+  std::function<void()> on_drained_;
+  std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
+};
+
+}  // namespace sluice::server

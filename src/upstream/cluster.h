@@ -1,0 +1,58 @@
+// Cluster configuration (a named set of endpoints and how to connect to them) and the
+// per-worker Cluster state built from it. ClusterConfig is immutable once loaded and shared
+// by all workers through the config snapshot; a Cluster belongs to one worker.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/units.h"
+#include "net/address.h"
+#include "net/socket_options.h"
+#include "upstream/lb/load_balancer.h"
+
+namespace sluice::upstream {
+
+struct EndpointConfig {
+  net::Address address;
+  uint32_t weight = 1;
+};
+
+struct ClusterConfig {
+  static constexpr uint32_t kMaxWeight = 1000;
+
+  std::string name;
+  Duration connect_timeout = std::chrono::seconds(5);
+  uint32_t max_connect_attempts = 3;
+  std::optional<net::Address> source_address;  // bound with IP_BIND_ADDRESS_NO_PORT
+  net::SocketOptions socket_options;
+  std::vector<EndpointConfig> endpoints;
+};
+
+// Counters for one cluster on one worker; merged across workers when exported.
+struct ClusterStats {
+  uint64_t connect_attempts = 0;
+  uint64_t connect_failures = 0;
+  uint64_t connect_timeouts = 0;
+  uint64_t connect_refused = 0;
+  uint64_t no_endpoint_reachable = 0;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(std::shared_ptr<const ClusterConfig> config);
+
+  const ClusterConfig& config() const { return *config_; }
+  lb::LoadBalancer& load_balancer() { return *lb_; }
+  ClusterStats& stats() { return stats_; }
+
+ private:
+  std::shared_ptr<const ClusterConfig> config_;
+  std::unique_ptr<lb::LoadBalancer> lb_;
+  ClusterStats stats_;
+};
+
+}  // namespace sluice::upstream

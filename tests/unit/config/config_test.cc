@@ -1,0 +1,166 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace sluice::config {
+namespace {
+
+// A valid configuration; the tests below each break one thing.
+constexpr const char* kGood = R"(workers: 2
+listeners:
+  - name: tcp_in
+    address: 127.0.0.1:7000
+    protocol: tcp
+    cluster: backends
+    idle_timeout: 300s
+clusters:
+  - name: backends
+    connect_timeout: 1s
+    endpoints:
+      - address: 127.0.0.1:8081
+      - address: 127.0.0.1:8082
+        weight: 2
+)";
+
+std::string error_of(const std::string& yaml) {
+  auto r = load_string(yaml, "test.yaml");
+  if (r.is_ok()) return "(loaded fine)";
+  return r.status().message();
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return s.replace(at, from.size(), to);
+}
+
+TEST(Config, LoadsTheDocumentedShapeWithDefaults) {
+  auto r = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const Config& c = **r;
+  EXPECT_EQ(c.workers, 2u);
+  EXPECT_EQ(c.drain_timeout, std::chrono::seconds(30));
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0]->address.to_string(), "127.0.0.1:7000");
+  EXPECT_EQ(c.listeners[0]->idle_timeout, std::chrono::seconds(300));
+  EXPECT_EQ(c.listeners[0]->max_connections, 10000u);
+  EXPECT_TRUE(c.listeners[0]->splice);
+  ASSERT_EQ(c.clusters.size(), 1u);
+  EXPECT_EQ(c.clusters[0]->connect_timeout, std::chrono::seconds(1));
+  EXPECT_EQ(c.clusters[0]->max_connect_attempts, 3u);
+  ASSERT_EQ(c.clusters[0]->endpoints.size(), 2u);
+  EXPECT_EQ(c.clusters[0]->endpoints[0].weight, 1u);
+  EXPECT_EQ(c.clusters[0]->endpoints[1].weight, 2u);
+}
+
+TEST(Config, WorkersDefaultToTheNumberOfCores) {
+  auto r = load_string(replace(kGood, "workers: 2\n", ""), "test.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_GE((*r)->workers, 1u);
+}
+
+TEST(Config, UnknownKey) {
+  EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
+            "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
+            "address, protocol, cluster, backlog, max_connections, socket_options, "
+            "idle_timeout, max_duration, splice)");
+}
+
+TEST(Config, WrongType) {
+  EXPECT_EQ(error_of(replace(kGood, "workers: 2", "workers: many")),
+            "test.yaml:1:10: workers: expected an integer, got 'many'");
+  EXPECT_EQ(error_of(replace(kGood, "  - name: backends", "  - name: [a, b]")),
+            "test.yaml:9:11: clusters[0].name: expected a string");
+}
+
+TEST(Config, DurationWithoutUnit) {
+  EXPECT_EQ(error_of(replace(kGood, "idle_timeout: 300s", "idle_timeout: 300")),
+            "test.yaml:7:19: listeners[0].idle_timeout: expected a duration with a unit (ms, s, "
+            "m, h) such as 250ms, 1s or 5m, got '300'");
+}
+
+TEST(Config, OutOfRange) {
+  EXPECT_EQ(error_of(replace(kGood, "workers: 2", "workers: 0")),
+            "test.yaml:1:10: workers: expected an integer from 1 to 256, got 0");
+  EXPECT_EQ(error_of(replace(kGood, "weight: 2", "weight: 5000")),
+            "test.yaml:14:17: clusters[0].endpoints[1].weight: expected an integer from 1 to "
+            "1000, got 5000");
+}
+
+TEST(Config, DuplicateName) {
+  std::string two = replace(kGood, "clusters:\n",
+                            "clusters:\n  - name: backends\n    endpoints:\n      - address: "
+                            "127.0.0.1:9\n");
+  EXPECT_EQ(error_of(two),
+            "test.yaml:12:11: clusters[1].name: duplicate cluster name 'backends' (first "
+            "defined at line 9)");
+}
+
+TEST(Config, ListenerNamesMissingCluster) {
+  EXPECT_EQ(error_of(replace(kGood, "cluster: backends", "cluster: nowhere")),
+            "test.yaml:6:14: listeners[0].cluster: no cluster named 'nowhere' (defined "
+            "clusters: backends)");
+}
+
+TEST(Config, AddressThatDoesNotParse) {
+  EXPECT_EQ(error_of(replace(kGood, "127.0.0.1:7000", "127.0.0.1")),
+            "test.yaml:4:14: listeners[0].address: '127.0.0.1' is not an address of the form "
+            "IP:PORT or [IPv6]:PORT");
+  EXPECT_EQ(error_of(replace(kGood, "127.0.0.1:8081", "backend.local:8081")),
+            "test.yaml:12:18: clusters[0].endpoints[0].address: 'backend.local:8081': "
+            "'backend.local' is not an IP address (names are not resolved here)");
+  EXPECT_EQ(error_of(replace(kGood, "127.0.0.1:8081", "127.0.0.1:70000")),
+            "test.yaml:12:18: clusters[0].endpoints[0].address: '127.0.0.1:70000' has an "
+            "invalid port (expected 0-65535)");
+}
+
+TEST(Config, MissingRequiredKey) {
+  EXPECT_EQ(error_of(replace(kGood, "    address: 127.0.0.1:7000\n", "")),
+            "test.yaml:3:5: listeners[0]: missing required key 'address'");
+}
+
+TEST(Config, UnknownProtocolAndLogLevel) {
+  EXPECT_EQ(error_of(replace(kGood, "protocol: tcp", "protocol: sctp")),
+            "test.yaml:5:15: listeners[0].protocol: expected one of: tcp, got 'sctp'");
+  EXPECT_EQ(error_of(std::string("log_level: loud\n") + kGood),
+            "test.yaml:1:12: log_level: expected one of: debug, info, warn, error, got 'loud'");
+}
+
+TEST(Config, CongestionControlTheKernelLacks) {
+  std::string msg = error_of(replace(kGood, "    idle_timeout: 300s",
+                                     "    idle_timeout: 300s\n    socket_options:\n"
+                                     "      congestion: warpdrive"));
+  EXPECT_EQ(msg.rfind("test.yaml:9:19: listeners[0].socket_options.congestion: congestion "
+                      "control 'warpdrive' is not available in this kernel "
+                      "(net.ipv4.tcp_available_congestion_control: ",
+                      0),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("cubic"), std::string::npos) << msg;
+}
+
+TEST(Config, SameAddressTwice) {
+  std::string two = replace(kGood, "clusters:\n",
+                            "  - name: other\n    address: 127.0.0.1:7000\n    cluster: "
+                            "backends\nclusters:\n");
+  EXPECT_EQ(error_of(two),
+            "test.yaml:9:14: listeners[1].address: 127.0.0.1:7000 is already used by "
+            "listener 'tcp_in'");
+}
+
+TEST(Config, InvalidYamlIsLocated) {
+  EXPECT_EQ(error_of("listeners: [\n"), "test.yaml:2:1: invalid YAML: end of sequence flow not found");
+}
+
+TEST(Config, EveryErrorIsReportedOnItsOwnLine) {
+  std::string bad = replace(replace(kGood, "workers: 2", "workers: x"), "weight: 2", "weight: 0");
+  EXPECT_EQ(error_of(bad),
+            "test.yaml:1:10: workers: expected an integer, got 'x'\n"
+            "test.yaml:14:17: clusters[0].endpoints[1].weight: expected an integer from 1 to "
+            "1000, got 0");
+}
+
+}  // namespace
+}  // namespace sluice::config
