@@ -21,17 +21,25 @@ thread_local char t_name[16] = "main";
 
 const char* level_name(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "?";
 }
 }  // namespace
 
-void set_level(Level l) { g_level.store(static_cast<int>(l), std::memory_order_relaxed); }
-Level level() { return static_cast<Level>(g_level.load(std::memory_order_relaxed)); }
+void set_level(Level l) {
+  g_level.store(static_cast<int>(l), std::memory_order_relaxed);
+}
+Level level() {
+  return static_cast<Level>(g_level.load(std::memory_order_relaxed));
+}
 
 bool parse_level(std::string_view name, Level* out) {
   static constexpr Level kAll[] = {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError};

@@ -19,15 +19,17 @@ void set_thread_name(std::string_view name);
 
 void write(Level level, std::string_view message);
 
-inline bool enabled(Level l) { return static_cast<int>(l) >= static_cast<int>(level()); }
+inline bool enabled(Level l) {
+  return static_cast<int>(l) >= static_cast<int>(level());
+}
 
 }  // namespace sluice::log
 
-#define SLUICE_LOG(lvl, ...)                                                 \
-  do {                                                                       \
-    if (::sluice::log::enabled(::sluice::log::Level::lvl)) {                 \
+#define SLUICE_LOG(lvl, ...)                                                     \
+  do {                                                                           \
+    if (::sluice::log::enabled(::sluice::log::Level::lvl)) {                     \
       ::sluice::log::write(::sluice::log::Level::lvl, fmt::format(__VA_ARGS__)); \
-    }                                                                        \
+    }                                                                            \
   } while (0)
 
 #define LOG_DEBUG(...) SLUICE_LOG(kDebug, __VA_ARGS__)

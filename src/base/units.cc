@@ -42,8 +42,8 @@ constexpr Unit kDurationUnits[] = {
     {"h", 3600ull * 1000 * 1000 * 1000},
 };
 constexpr Unit kSizeUnits[] = {
-    {"B", 1},          {"KiB", 1ull << 10}, {"MiB", 1ull << 20},     {"GiB", 1ull << 30},
-    {"KB", 1000},      {"MB", 1000 * 1000}, {"GB", 1000ull * 1000 * 1000},
+    {"B", 1},     {"KiB", 1ull << 10}, {"MiB", 1ull << 20},           {"GiB", 1ull << 30},
+    {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000ull * 1000 * 1000},
 };
 
 }  // namespace

@@ -61,9 +61,9 @@ void read_address(YamlReader& r, MapReader& m, const char* key, net::Address& ou
 // switch for upstream connects.
 void read_socket_options(YamlReader& r, const YAML::Node& node, const std::string& path,
                          bool listener, net::SocketOptions& out) {
-  MapReader m(r, node, path,
-              {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer",
-               "receive_buffer"});
+  MapReader m(
+      r, node, path,
+      {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer", "receive_buffer"});
   if (!m.ok()) return;
   m.read_bool("tcp_nodelay", out.tcp_nodelay);
   if (m.has("keepalive")) {
@@ -142,8 +142,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     if (c->source_address && ep.address.length() != 0 &&
         ep.address.family() != c->source_address->family()) {
       r.error(eps[i]["address"], e.path("address"),
-              fmt::format("family differs from source_address {}",
-                          c->source_address->to_string()));
+              fmt::format("family differs from source_address {}", c->source_address->to_string()));
     }
     c->endpoints.push_back(ep);
   }
@@ -242,8 +241,8 @@ Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& 
             auto [it, fresh] = addresses.emplace(l->address.to_string(), l->name);
             if (!fresh) {
               r.error(list[i]["address"], path + ".address",
-                      fmt::format("{} is already used by listener '{}'",
-                                  l->address.to_string(), it->second));
+                      fmt::format("{} is already used by listener '{}'", l->address.to_string(),
+                                  it->second));
             }
           }
           if (!l->cluster.empty() && every_cluster_named && !cluster_names.count(l->cluster)) {

@@ -42,9 +42,13 @@ MapReader::MapReader(YamlReader& reader, const YAML::Node& node, std::string pat
   }
 }
 
-bool MapReader::has(const char* key) const { return ok_ && node_[key].IsDefined(); }
+bool MapReader::has(const char* key) const {
+  return ok_ && node_[key].IsDefined();
+}
 
-YAML::Node MapReader::get(const char* key) const { return node_[key]; }
+YAML::Node MapReader::get(const char* key) const {
+  return node_[key];
+}
 
 std::string MapReader::path(const char* key) const {
   return path_.empty() ? key : path_ + "." + key;

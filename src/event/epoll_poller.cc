@@ -31,9 +31,7 @@ uint32_t from_epoll(uint32_t e) {
 // epoll(7), edge-triggered; the handler pointer rides in epoll_event.data.
 class EpollPoller final : public Poller {
  public:
-  EpollPoller() : epfd_(epoll_create1(EPOLL_CLOEXEC)) {
-    SLUICE_CHECK(epfd_ >= 0);
-  }
+  EpollPoller() : epfd_(epoll_create1(EPOLL_CLOEXEC)) { SLUICE_CHECK(epfd_ >= 0); }
   ~EpollPoller() override { ::close(epfd_); }
 
   Status add(int fd, uint32_t interest, IoHandler* handler) override {
@@ -76,6 +74,8 @@ class EpollPoller final : public Poller {
 
 }  // namespace
 
-std::unique_ptr<Poller> make_epoll_poller() { return std::make_unique<EpollPoller>(); }
+std::unique_ptr<Poller> make_epoll_poller() {
+  return std::make_unique<EpollPoller>();
+}
 
 }  // namespace sluice::event

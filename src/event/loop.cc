@@ -81,10 +81,10 @@ void Loop::run() {
     if (auto next = timers_.next_deadline()) {
       auto wait = *next - MonoClock::now();
       // Round up so a timer never fires a little early and makes us spin.
-      timeout_ms = wait.count() <= 0
-                       ? 0
-                       : static_cast<int>(
-                             std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+      timeout_ms =
+          wait.count() <= 0
+              ? 0
+              : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
     }
     int n = poller_->wait(timeout_ms);
     MonoTime start = MonoClock::now();

@@ -26,7 +26,7 @@ class DeferredDeletable {
 struct LoopStats {
   uint64_t iterations = 0;
   uint64_t events = 0;
-  uint64_t busy_ns = 0;           // time spent handling events, timers and posts
+  uint64_t busy_ns = 0;  // time spent handling events, timers and posts
   uint64_t longest_iteration_ns = 0;
 };
 

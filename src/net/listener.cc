@@ -53,7 +53,9 @@ Listener::Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks
         accept_all();
       }) {}
 
-Listener::~Listener() { close(); }
+Listener::~Listener() {
+  close();
+}
 
 Status Listener::start() {
   Status s = loop_.poller().add(fd_.get(), event::kReadable, this);
@@ -76,8 +78,8 @@ void Listener::accept_all() {
   while (fd_.valid()) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    int fd = accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       if (pauses_ > 0 && !paused_ && resumed_log_pending_) {
         resumed_log_pending_ = false;
@@ -96,7 +98,10 @@ void Listener::accept_all() {
       ++pauses_;
       if (!resumed_log_pending_) {
         LOG_WARN("listener {}: accept failed: {} ({}); pausing accepts for {}ms", name_,
-                 std::strerror(err), err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "no memory",
+                 std::strerror(err),
+                 err == EMFILE   ? "EMFILE"
+                 : err == ENFILE ? "ENFILE"
+                                 : "no memory",
                  kAcceptPause.count());
         resumed_log_pending_ = true;
       }

@@ -83,8 +83,7 @@ Status apply_socket_options(int fd, const SocketOptions& o) {
       return s;
   }
   if (o.receive_buffer != 0) {
-    if (!(s = set_int(fd, SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.receive_buffer),
-                      "SO_RCVBUF")))
+    if (!(s = set_int(fd, SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.receive_buffer), "SO_RCVBUF")))
       return s;
   }
   return Status::ok();

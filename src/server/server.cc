@@ -18,6 +18,20 @@ int Server::run() {
   event::block_process_signals({SIGTERM, SIGINT});
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Upstream socket options are applied on every connect; try them once now so that a value
+  // the kernel refuses stops startup with a clear message instead of failing each connect.
+  for (const auto& c : config_->clusters) {
+    auto probe = net::tcp_socket(c->endpoints.front().address.family());
+    if (!probe) {
+      LOG_ERROR("cluster {}: {}", c->name, probe.status().message());
+      return 1;
+    }
+    if (Status s = net::apply_socket_options(probe->get(), c->socket_options); !s) {
+      LOG_ERROR("cluster {}: socket_options: {}", c->name, s.message());
+      return 1;
+    }
+  }
+
   const size_t n = config_->workers;
   std::vector<std::vector<ListenerHandoff>> per_worker(n);
   std::vector<std::shared_ptr<std::atomic<uint32_t>>> counts;
@@ -102,11 +116,12 @@ int Server::run() {
     }
   }
   for (const auto& [name, t] : totals) {
-    LOG_INFO("listener {}: accepted {}, refused (max_connections) {}, completed {}, idle "
-             "timeouts {}, no endpoint reachable {}, closed at drain deadline {}, bytes to "
-             "upstream {}, to downstream {}",
-             name, t.accepted, t.refused_max_connections, t.completed, t.idle_timeouts,
-             t.no_endpoint_reachable, t.drain_closed, t.bytes_to_upstream, t.bytes_to_downstream);
+    LOG_INFO(
+        "listener {}: accepted {}, refused (max_connections) {}, completed {}, idle "
+        "timeouts {}, no endpoint reachable {}, closed at drain deadline {}, bytes to "
+        "upstream {}, to downstream {}",
+        name, t.accepted, t.refused_max_connections, t.completed, t.idle_timeouts,
+        t.no_endpoint_reachable, t.drain_closed, t.bytes_to_upstream, t.bytes_to_downstream);
   }
   LOG_INFO("drained; exiting");
   return 0;

@@ -12,7 +12,9 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
                std::vector<ListenerHandoff> listeners)
     : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)) {}
 
-Worker::~Worker() { stop_and_join(); }
+Worker::~Worker() {
+  stop_and_join();
+}
 
 void Worker::start() {
   thread_ = std::thread([this] { thread_main(); });
@@ -30,8 +32,7 @@ void Worker::thread_main() {
     auto proxy = std::make_unique<proxy::tcp::TcpProxy>(
         loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
     proxy->set_on_idle([this] { check_drained(); });
-    auto listener =
-        std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *proxy);
+    auto listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *proxy);
     if (Status s = listener->start(); !s) {
       LOG_ERROR("listener {}: {}", h.config->name, s.message());
     }

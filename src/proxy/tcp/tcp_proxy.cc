@@ -96,8 +96,8 @@ class TcpSession final : public event::DeferredDeletable {
       int one = 1;
       setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
       if (::bind(fd, cfg.source_address->sockaddr_ptr(), cfg.source_address->length()) != 0) {
-        return connect_failed(fmt::format("bind {}: {}", cfg.source_address->to_string(),
-                                          std::strerror(errno)));
+        return connect_failed(
+            fmt::format("bind {}: {}", cfg.source_address->to_string(), std::strerror(errno)));
       }
     }
     if (cfg.socket_options.fastopen_connect) {
@@ -131,9 +131,10 @@ class TcpSession final : public event::DeferredDeletable {
     if (tried_.size() < cfg.max_connect_attempts) return connect_next();
     ++stats.no_endpoint_reachable;
     ++proxy_.stats_.no_endpoint_reachable;
-    LOG_WARN("tcp {}: closing downstream {}: no endpoint reachable in cluster {} after {} "
-             "attempts ({})",
-             proxy_.config_->name, peer_.to_string(), cfg.name, tried_.size(), failures_);
+    LOG_WARN(
+        "tcp {}: closing downstream {}: no endpoint reachable in cluster {} after {} "
+        "attempts ({})",
+        proxy_.config_->name, peer_.to_string(), cfg.name, tried_.size(), failures_);
     close("no endpoint reachable", false);
   }
 
@@ -185,8 +186,7 @@ class TcpSession final : public event::DeferredDeletable {
   }
 
   // Returns false when the session closed.
-  bool run_pump(Pump& p, net::Fd& src, net::Fd& dst, const char* src_name,
-                const char* dst_name) {
+  bool run_pump(Pump& p, net::Fd& src, net::Fd& dst, const char* src_name, const char* dst_name) {
     if (p.finished()) return true;
     int err = 0;
     switch (p.run(src.get(), dst.get(), &err)) {
@@ -235,8 +235,7 @@ class TcpSession final : public event::DeferredDeletable {
     }
     if (cfg.idle_timeout.count() > 0 && now >= last_activity_ + cfg.idle_timeout) {
       ++proxy_.stats_.idle_timeouts;
-      return close(fmt::format("idle timeout after {}", format_duration(cfg.idle_timeout)),
-                   false);
+      return close(fmt::format("idle timeout after {}", format_duration(cfg.idle_timeout)), false);
     }
     // Activity moved the deadline since the timer was armed: re-arm, instead of touching the
     // timer on every read.
@@ -282,9 +281,10 @@ void TcpProxy::on_accept(net::Fd fd, const net::Address& peer) {
     ++refusals_since_log_;
     // At most one line a second however fast connections arrive.
     if (loop_.now() - last_refusal_log_ >= std::chrono::seconds(1)) {
-      LOG_WARN("listener {}: refusing {}: max_connections {} reached ({} refused since last "
-               "report)",
-               config_->name, peer.to_string(), config_->max_connections, refusals_since_log_);
+      LOG_WARN(
+          "listener {}: refusing {}: max_connections {} reached ({} refused since last "
+          "report)",
+          config_->name, peer.to_string(), config_->max_connections, refusals_since_log_);
       last_refusal_log_ = loop_.now();
       refusals_since_log_ = 0;
     }

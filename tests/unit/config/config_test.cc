@@ -151,7 +151,8 @@ TEST(Config, SameAddressTwice) {
 }
 
 TEST(Config, InvalidYamlIsLocated) {
-  EXPECT_EQ(error_of("listeners: [\n"), "test.yaml:2:1: invalid YAML: end of sequence flow not found");
+  EXPECT_EQ(error_of("listeners: [\n"),
+            "test.yaml:2:1: invalid YAML: end of sequence flow not found");
 }
 
 TEST(Config, EveryErrorIsReportedOnItsOwnLine) {

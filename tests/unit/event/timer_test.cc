@@ -94,7 +94,8 @@ TEST(TimerQueue, HundredThousandTimersFireInOrder) {
   fired.reserve(kCount);
   timers.reserve(kCount);
   for (int i = 0; i < kCount; ++i) {
-    timers.push_back(std::make_unique<Timer>(q, [&, i] { fired.push_back(timers[i]->deadline()); }));
+    timers.push_back(
+        std::make_unique<Timer>(q, [&, i] { fired.push_back(timers[i]->deadline()); }));
     timers.back()->arm_at(t0 + milliseconds(rng() % 1000000));
   }
   // Cancel every tenth: those must never fire.
