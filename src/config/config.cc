@@ -2,12 +2,15 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
+
+#include <re2/re2.h>
 
 #include "config/yaml_reader.h"
 
@@ -101,12 +104,319 @@ void read_socket_options(YamlReader& r, const YAML::Node& node, const std::strin
   }
 }
 
+std::vector<std::string> read_string_list(YamlReader& r, MapReader& m, const char* key) {
+  std::vector<std::string> out;
+  if (!m.has(key)) return out;
+  YAML::Node list = m.get(key);
+  if (!list.IsSequence()) {
+    r.error(list, m.path(key), "expected a list of strings");
+    return out;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].IsScalar()) {
+      r.error(list[i], fmt::format("{}[{}]", m.path(key), i), "expected a string");
+      continue;
+    }
+    out.push_back(list[i].Scalar());
+  }
+  return out;
+}
+
+bool valid_header_name(const std::string& n) {
+  if (n.empty()) return false;
+  for (unsigned char c : n) {
+    if (!(std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                 std::string_view::npos)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool valid_header_value(const std::string& v) {
+  for (unsigned char c : v) {
+    if (c != '\t' && (c < 0x20 || c == 0x7f)) return false;
+  }
+  return true;
+}
+
+// A list of {name, value} (value optional when `value_required` is false).
+template <typename T>
+std::vector<T> read_name_values(YamlReader& r, MapReader& m, const char* key, bool value_required) {
+  std::vector<T> out;
+  if (!m.has(key)) return out;
+  YAML::Node list = m.get(key);
+  if (!list.IsSequence()) {
+    r.error(list, m.path(key), "expected a list of {name, value}");
+    return out;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string path = fmt::format("{}[{}]", m.path(key), i);
+    MapReader e(r, list[i], path, {"name", "value"});
+    if (!e.ok()) continue;
+    T item;
+    if (e.require("name")) e.read_string("name", item.name);
+    if (!item.name.empty() && !valid_header_name(item.name)) {
+      r.error(e.get("name"), e.path("name"), fmt::format("'{}' is not a valid name", item.name));
+    }
+    if (e.has("value")) {
+      std::string v;
+      e.read_string("value", v);
+      if (!valid_header_value(v)) {
+        r.error(e.get("value"), e.path("value"), "control characters are not allowed");
+      }
+      item.value = v;
+    } else if (value_required) {
+      e.require("value");
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+void read_http_options(YamlReader& r, const YAML::Node& node, const std::string& path,
+                       proxy::http::HttpOptions& o) {
+  MapReader m(
+      r, node, path,
+      {"max_request_head", "max_headers", "max_uri_length", "max_body_size", "header_read_timeout",
+       "body_idle_timeout", "keepalive_timeout", "max_requests_per_connection",
+       "trust_forwarded_headers", "generate_request_id", "allow_connect"});
+  if (!m.ok()) return;
+  m.read_size("max_request_head", o.max_head_bytes, 1024, 1ull << 20);
+  m.read_uint("max_headers", o.max_headers, 1, 10000);
+  m.read_size("max_uri_length", o.max_uri_bytes, 64, 1ull << 20);
+  if (m.has("max_body_size")) {
+    uint32_t v = 0;
+    m.read_size("max_body_size", v, 0, 0xffffffffull);
+    o.max_body_bytes = v;
+  }
+  m.read_duration("header_read_timeout", o.header_read_timeout, milliseconds(1), hours(1));
+  m.read_duration("body_idle_timeout", o.body_idle_timeout, milliseconds(1), hours(1));
+  m.read_duration("keepalive_timeout", o.keepalive_timeout, kZero, hours(24));
+  m.read_uint("max_requests_per_connection", o.max_requests_per_connection, 0, 100'000'000);
+  m.read_bool("trust_forwarded_headers", o.trust_forwarded_headers);
+  m.read_bool("generate_request_id", o.generate_request_id);
+  m.read_bool("allow_connect", o.allow_connect);
+}
+
+void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
+                proxy::http::RetryPolicy& p) {
+  MapReader m(
+      r, node, path,
+      {"retry_on", "num_retries", "retriable_status_codes", "backoff", "allow_non_idempotent"});
+  if (!m.ok()) return;
+  if (m.has("retry_on")) {
+    p.on_connect_failure = p.on_reset = p.on_5xx = p.on_gateway_error = false;
+    auto list = read_string_list(r, m, "retry_on");
+    YAML::Node node_list = m.get("retry_on");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string& v = list[i];
+      if (v == "connect-failure") {
+        p.on_connect_failure = true;
+      } else if (v == "reset-before-response" || v == "reset") {
+        p.on_reset = true;
+      } else if (v == "5xx") {
+        p.on_5xx = true;
+      } else if (v == "gateway-error") {
+        p.on_gateway_error = true;
+      } else if (v == "retriable-status-codes") {
+        // the codes themselves are in retriable_status_codes
+      } else {
+        r.error(node_list[i], fmt::format("{}[{}]", m.path("retry_on"), i),
+                fmt::format("expected one of: connect-failure, reset-before-response, 5xx, "
+                            "gateway-error, retriable-status-codes, got '{}'",
+                            v));
+      }
+    }
+  }
+  m.read_uint("num_retries", p.num_retries, 0, 10);
+  if (m.has("retriable_status_codes")) {
+    YAML::Node list = m.get("retriable_status_codes");
+    if (!list.IsSequence()) {
+      r.error(list, m.path("retriable_status_codes"), "expected a list of status codes");
+    } else {
+      for (size_t i = 0; i < list.size(); ++i) {
+        int code = 0;
+        std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), code);
+        if (ec != std::errc() || end != text.data() + text.size() || code < 100 || code > 599) {
+          r.error(list[i], fmt::format("{}[{}]", m.path("retriable_status_codes"), i),
+                  "expected a status code from 100 to 599");
+          continue;
+        }
+        p.statuses.push_back(code);
+      }
+    }
+  }
+  if (m.has("backoff")) {
+    MapReader b(r, m.get("backoff"), m.path("backoff"), {"base", "max"});
+    if (b.ok()) {
+      b.read_duration("base", p.backoff_base, milliseconds(1), seconds(60));
+      b.read_duration("max", p.backoff_max, milliseconds(1), seconds(600));
+    }
+  }
+  m.read_bool("allow_non_idempotent", p.allow_non_idempotent);
+}
+
+void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
+                proxy::http::Route& route) {
+  using proxy::http::Route;
+  using proxy::http::RouteMatch;
+  MapReader m(r, node, path,
+              {"match", "cluster", "prefix_rewrite", "redirect", "direct_response", "timeout",
+               "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retry",
+               "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add",
+               "response_headers_to_remove"});
+  if (!m.ok()) return;
+  if (m.require("match")) {
+    MapReader mm(r, m.get("match"), m.path("match"),
+                 {"prefix", "path", "regex", "methods", "headers", "query"});
+    if (mm.ok()) {
+      int kinds = mm.has("prefix") + mm.has("path") + mm.has("regex");
+      if (kinds > 1) {
+        r.error(m.get("match"), m.path("match"), "use only one of prefix, path, regex");
+      }
+      auto check_path = [&](const char* key) {
+        if (!route.match.path.empty() && route.match.path[0] != '/') {
+          r.error(mm.get(key), mm.path(key), "must start with '/'");
+        }
+      };
+      if (mm.has("prefix")) {
+        route.match.path_kind = RouteMatch::PathKind::kPrefix;
+        mm.read_string("prefix", route.match.path);
+        check_path("prefix");
+      } else if (mm.has("path")) {
+        route.match.path_kind = RouteMatch::PathKind::kExact;
+        mm.read_string("path", route.match.path);
+        check_path("path");
+      } else if (mm.has("regex")) {
+        route.match.path_kind = RouteMatch::PathKind::kRegex;
+        mm.read_string("regex", route.match.path);
+        auto re = std::make_shared<re2::RE2>(route.match.path, re2::RE2::Quiet);
+        if (!re->ok()) {
+          r.error(mm.get("regex"), mm.path("regex"),
+                  fmt::format("invalid regular expression: {}", re->error()));
+        }
+        route.match.regex = std::move(re);
+      }
+      route.match.methods = read_string_list(r, mm, "methods");
+      route.match.headers = read_name_values<proxy::http::HeaderMatch>(r, mm, "headers", false);
+      route.match.query = read_name_values<proxy::http::QueryMatch>(r, mm, "query", false);
+    }
+  }
+  int actions = m.has("cluster") + m.has("redirect") + m.has("direct_response");
+  if (actions != 1) {
+    r.error(node, path, "needs exactly one action: cluster, redirect or direct_response");
+  }
+  if (m.has("cluster")) {
+    route.action = Route::Action::kForward;
+    m.read_string("cluster", route.cluster);
+  }
+  if (m.has("prefix_rewrite")) {
+    std::string v;
+    m.read_string("prefix_rewrite", v);
+    route.prefix_rewrite = v;
+  }
+  if (m.has("redirect")) {
+    route.action = Route::Action::kRedirect;
+    MapReader rd(r, m.get("redirect"), m.path("redirect"), {"status", "location"});
+    if (rd.ok()) {
+      uint32_t st = 302;
+      rd.read_uint("status", st, 300, 399);
+      if (st != 301 && st != 302 && st != 303 && st != 307 && st != 308) {
+        r.error(rd.get("status"), rd.path("status"), "expected 301, 302, 303, 307 or 308");
+      }
+      route.redirect_status = static_cast<int>(st);
+      if (rd.require("location")) rd.read_string("location", route.redirect_location);
+      if (!valid_header_value(route.redirect_location)) {
+        r.error(rd.get("location"), rd.path("location"), "control characters are not allowed");
+      }
+    }
+  }
+  if (m.has("direct_response")) {
+    route.action = Route::Action::kDirectResponse;
+    MapReader dr(r, m.get("direct_response"), m.path("direct_response"), {"status", "body"});
+    if (dr.ok()) {
+      uint32_t st = 200;
+      dr.read_uint("status", st, 200, 599);
+      route.direct_status = static_cast<int>(st);
+      dr.read_string("body", route.direct_body);
+    }
+  }
+  m.read_duration("timeout", route.timeout, kZero, hours(24));
+  m.read_duration("per_try_timeout", route.per_try_timeout, kZero, hours(24));
+  m.read_duration("upstream_idle_timeout", route.upstream_idle_timeout, kZero, hours(24));
+  if (m.has("max_body_size")) {
+    uint32_t v = 0;
+    m.read_size("max_body_size", v, 0, 0xffffffffull);
+    route.max_body_bytes = v;
+  }
+  if (m.has("retry")) read_retry(r, m.get("retry"), m.path("retry"), route.retry);
+  route.request_headers_to_add =
+      read_name_values<proxy::http::HeaderToAdd>(r, m, "request_headers_to_add", true);
+  route.response_headers_to_add =
+      read_name_values<proxy::http::HeaderToAdd>(r, m, "response_headers_to_add", true);
+  route.request_headers_to_remove = read_string_list(r, m, "request_headers_to_remove");
+  route.response_headers_to_remove = read_string_list(r, m, "response_headers_to_remove");
+}
+
+void read_virtual_hosts(YamlReader& r, const YAML::Node& list, const std::string& path,
+                        proxy::http::HttpOptions& o) {
+  if (!list.IsSequence() || list.size() == 0) {
+    r.error(list, path, "expected a non-empty list of virtual hosts");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string vpath = fmt::format("{}[{}]", path, i);
+    MapReader m(r, list[i], vpath, {"name", "domains", "routes"});
+    if (!m.ok()) continue;
+    proxy::http::VirtualHost vh;
+    m.read_string("name", vh.name);
+    if (m.require("domains")) vh.domains = read_string_list(r, m, "domains");
+    for (size_t d = 0; d < vh.domains.size(); ++d) {
+      const std::string& dom = vh.domains[d];
+      if (dom.empty() || (dom.find('*') != std::string::npos && dom != "*" &&
+                          !(dom.rfind("*.", 0) == 0 && dom.find('*', 1) == std::string::npos))) {
+        r.error(m.get("domains")[d], fmt::format("{}[{}]", m.path("domains"), d),
+                fmt::format("'{}': expected a host name, '*.suffix' or '*'", dom));
+      }
+    }
+    if (m.require("routes")) {
+      YAML::Node routes = m.get("routes");
+      if (!routes.IsSequence() || routes.size() == 0) {
+        r.error(routes, m.path("routes"), "expected a non-empty list of routes");
+      } else {
+        for (size_t k = 0; k < routes.size(); ++k) {
+          proxy::http::Route route;
+          read_route(r, routes[k], fmt::format("{}[{}]", m.path("routes"), k), route);
+          vh.routes.push_back(std::move(route));
+        }
+      }
+    }
+    o.virtual_hosts.push_back(std::move(vh));
+  }
+}
+
+void read_pool(YamlReader& r, const YAML::Node& node, const std::string& path,
+               upstream::pool::PoolConfig& p) {
+  MapReader m(r, node, path,
+              {"max_connections", "max_pending", "pending_timeout", "idle_timeout", "max_lifetime",
+               "max_requests_per_connection"});
+  if (!m.ok()) return;
+  m.read_uint("max_connections", p.max_connections, 1, 1'000'000);
+  m.read_uint("max_pending", p.max_pending, 0, 1'000'000);
+  m.read_duration("pending_timeout", p.pending_timeout, milliseconds(1), hours(1));
+  m.read_duration("idle_timeout", p.idle_timeout, milliseconds(1), hours(24));
+  m.read_duration("max_lifetime", p.max_lifetime, kZero, hours(24 * 7));
+  m.read_uint("max_requests_per_connection", p.max_requests_per_connection, 0, 100'000'000);
+}
+
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path) {
   auto c = std::make_shared<upstream::ClusterConfig>();
   MapReader m(r, node, path,
               {"name", "connect_timeout", "max_connect_attempts", "source_address",
-               "socket_options", "endpoints"});
+               "socket_options", "pool", "endpoints"});
   if (!m.ok()) return c;
   read_name(r, m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout, milliseconds(1), hours(1));
@@ -126,6 +436,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     read_socket_options(r, m.get("socket_options"), m.path("socket_options"), false,
                         c->socket_options);
   }
+  if (m.has("pool")) read_pool(r, m.get("pool"), m.path("pool"), c->pool);
   if (!m.require("endpoints")) return c;
   YAML::Node eps = m.get("endpoints");
   if (!eps.IsSequence() || eps.size() == 0) {
@@ -152,21 +463,37 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
 std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::Node& node,
                                                      const std::string& path) {
   auto l = std::make_shared<proxy::ListenerConfig>();
-  MapReader m(r, node, path,
-              {"name", "address", "protocol", "cluster", "backlog", "max_connections",
-               "socket_options", "idle_timeout", "max_duration", "splice"});
+  MapReader m(
+      r, node, path,
+      {"name", "address", "protocol", "cluster", "backlog", "max_connections", "socket_options",
+       "idle_timeout", "max_duration", "splice", "http", "virtual_hosts"});
   if (!m.ok()) return l;
   read_name(r, m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address, false);
   if (m.has("protocol")) {
     std::string p;
     m.read_string("protocol", p);
-    if (p != "tcp") {
+    if (p == "http") {
+      l->protocol = proxy::Protocol::kHttp;
+    } else if (p != "tcp") {
       r.error(m.get("protocol"), m.path("protocol"),
-              fmt::format("expected one of: tcp, got '{}'", p));
+              fmt::format("expected one of: tcp, http, got '{}'", p));
     }
   }
-  if (m.require("cluster")) m.read_string("cluster", l->cluster);
+  if (l->protocol == proxy::Protocol::kTcp) {
+    if (m.require("cluster")) m.read_string("cluster", l->cluster);
+    for (const char* key : {"http", "virtual_hosts"}) {
+      if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: http");
+    }
+  } else {
+    for (const char* key : {"cluster", "splice", "idle_timeout", "max_duration"}) {
+      if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: tcp");
+    }
+    if (m.has("http")) read_http_options(r, m.get("http"), m.path("http"), l->http);
+    if (m.require("virtual_hosts")) {
+      read_virtual_hosts(r, m.get("virtual_hosts"), m.path("virtual_hosts"), l->http);
+    }
+  }
   m.read_int("backlog", l->backlog, 1, 65535);
   m.read_uint("max_connections", l->max_connections, 0, 10'000'000);
   if (m.has("socket_options")) {
@@ -243,6 +570,16 @@ Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& 
               r.error(list[i]["address"], path + ".address",
                       fmt::format("{} is already used by listener '{}'", l->address.to_string(),
                                   it->second));
+            }
+          }
+          for (size_t v = 0; v < l->http.virtual_hosts.size(); ++v) {
+            const auto& routes = l->http.virtual_hosts[v].routes;
+            for (size_t k = 0; k < routes.size(); ++k) {
+              const auto& cl = routes[k].cluster;
+              if (cl.empty() || !every_cluster_named || cluster_names.count(cl)) continue;
+              YAML::Node rn = list[i]["virtual_hosts"][v]["routes"][k]["cluster"];
+              r.error(rn, fmt::format("{}.virtual_hosts[{}].routes[{}].cluster", path, v, k),
+                      fmt::format("no cluster named '{}'", cl));
             }
           }
           if (!l->cluster.empty() && every_cluster_named && !cluster_names.count(l->cluster)) {

@@ -8,16 +8,17 @@
 #include "base/units.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "proxy/http/route_config.h"
 
 namespace sluice::proxy {
 
-enum class Protocol { kTcp };
+enum class Protocol { kTcp, kHttp };
 
 struct ListenerConfig {
   std::string name;
   net::Address address;
   Protocol protocol = Protocol::kTcp;
-  std::string cluster;
+  std::string cluster;  // tcp: where connections go
   int backlog = 1024;
   uint32_t max_connections = 10000;  // per listener, across all workers
   net::SocketOptions socket_options;
@@ -26,6 +27,9 @@ struct ListenerConfig {
   Duration idle_timeout = std::chrono::seconds(300);  // 0: none
   Duration max_duration{0};                           // 0: none
   bool splice = true;
+
+  // protocol: http
+  http::HttpOptions http;
 };
 
 }  // namespace sluice::proxy

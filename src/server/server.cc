@@ -56,8 +56,13 @@ int Server::run() {
       }
       per_worker[w].push_back(ListenerHandoff{l, std::move(fd.value()), count});
     }
-    LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
-             l->cluster);
+    if (l->protocol == proxy::Protocol::kHttp) {
+      LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
+               l->http.virtual_hosts.size());
+    } else {
+      LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
+               l->cluster);
+    }
   }
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -114,6 +119,27 @@ int Server::run() {
       t.bytes_to_upstream += s.bytes_to_upstream;
       t.bytes_to_downstream += s.bytes_to_downstream;
     }
+  }
+  std::map<std::string, proxy::http::HttpProxyStats> http_totals;
+  for (auto& w : workers) {
+    for (const auto& [name, s] : w->final_http_stats()) {
+      auto& t = http_totals[name];
+      t.accepted += s.accepted;
+      t.requests += s.requests;
+      t.responses_2xx += s.responses_2xx;
+      t.responses_4xx += s.responses_4xx;
+      t.responses_5xx += s.responses_5xx;
+      t.retries += s.retries;
+      t.stale_connection_retries += s.stale_connection_retries;
+      t.parse_errors += s.parse_errors;
+    }
+  }
+  for (const auto& [name, t] : http_totals) {
+    LOG_INFO(
+        "listener {}: accepted {}, requests {}, 2xx {}, 4xx {}, 5xx {}, retries {}, "
+        "stale-connection re-sends {}, rejected requests {}",
+        name, t.accepted, t.requests, t.responses_2xx, t.responses_4xx, t.responses_5xx, t.retries,
+        t.stale_connection_retries, t.parse_errors);
   }
   for (const auto& [name, t] : totals) {
     LOG_INFO(

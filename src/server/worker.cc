@@ -26,17 +26,30 @@ void Worker::thread_main() {
   pthread_setname_np(pthread_self(), fmt::format("sluice-{}", name).c_str());
 
   for (const auto& c : config_->clusters) {
-    clusters_.emplace(c->name, std::make_unique<upstream::Cluster>(c));
+    clusters_.emplace(c->name, std::make_unique<upstream::Cluster>(loop_, c, config_->workers));
   }
+  proxy::http::ClusterMap cluster_map;
+  for (auto& [cluster_name, c] : clusters_) cluster_map.emplace(cluster_name, c.get());
   for (auto& h : handoffs_) {
-    auto proxy = std::make_unique<proxy::tcp::TcpProxy>(
-        loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
-    proxy->set_on_idle([this] { check_drained(); });
-    auto listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *proxy);
+    net::ListenerCallbacks* callbacks = nullptr;
+    if (h.config->protocol == proxy::Protocol::kHttp) {
+      auto proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
+                                                            h.active_connections);
+      proxy->set_on_idle([this] { check_drained(); });
+      callbacks = proxy.get();
+      http_proxies_.push_back(std::move(proxy));
+    } else {
+      auto proxy = std::make_unique<proxy::tcp::TcpProxy>(
+          loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
+      proxy->set_on_idle([this] { check_drained(); });
+      callbacks = proxy.get();
+      proxies_.push_back(std::move(proxy));
+    }
+    auto listener =
+        std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *callbacks);
     if (Status s = listener->start(); !s) {
       LOG_ERROR("listener {}: {}", h.config->name, s.message());
     }
-    proxies_.push_back(std::move(proxy));
     listeners_.push_back(std::move(listener));
   }
 
@@ -47,7 +60,12 @@ void Worker::thread_main() {
     p->close_all(false);
     final_stats_[p->config().name] = p->stats();
   }
+  for (auto& p : http_proxies_) {
+    p->close_all();
+    final_http_stats_[p->config().name] = p->stats();
+  }
   proxies_.clear();
+  http_proxies_.clear();
   clusters_.clear();
 }
 
@@ -55,6 +73,8 @@ void Worker::drain(std::function<void()> on_drained) {
   loop_.post([this, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
     for (auto& l : listeners_) l->close();
+    for (auto& p : http_proxies_) p->drain();
+    for (auto& [name, c] : clusters_) c->drain_pools();
     check_drained();
   });
 }
@@ -62,6 +82,9 @@ void Worker::drain(std::function<void()> on_drained) {
 void Worker::check_drained() {
   if (!on_drained_) return;
   for (const auto& p : proxies_) {
+    if (p->active() != 0) return;
+  }
+  for (const auto& p : http_proxies_) {
     if (p->active() != 0) return;
   }
   auto fn = std::move(on_drained_);
@@ -72,6 +95,7 @@ void Worker::check_drained() {
 void Worker::close_all() {
   loop_.post([this] {
     for (auto& p : proxies_) p->close_all(true);
+    for (auto& p : http_proxies_) p->close_all();
   });
 }
 

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "event/loop.h"
 #include "net/listener.h"
+#include "proxy/http/http_proxy.h"
 #include "proxy/tcp/tcp_proxy.h"
 
 namespace sluice::server {
@@ -44,6 +45,9 @@ class Worker {
   const std::map<std::string, proxy::tcp::TcpProxyStats>& final_stats() const {
     return final_stats_;
   }
+  const std::map<std::string, proxy::http::HttpProxyStats>& final_http_stats() const {
+    return final_http_stats_;
+  }
 
  private:
   void thread_main();
@@ -59,9 +63,11 @@ class Worker {
   proxy::tcp::TransferPool transfer_pool_;
   std::map<std::string, std::unique_ptr<upstream::Cluster>> clusters_;
   std::vector<std::unique_ptr<proxy::tcp::TcpProxy>> proxies_;
+  std::vector<std::unique_ptr<proxy::http::HttpProxy>> http_proxies_;
   std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::function<void()> on_drained_;
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
+  std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
 };
 
 }  // namespace sluice::server

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "base/units.h"
+#include "event/loop.h"
 #include "net/address.h"
 #include "net/socket_options.h"
 #include "upstream/lb/load_balancer.h"
+#include "upstream/pool/conn_pool.h"
 
 namespace sluice::upstream {
 
@@ -30,6 +32,8 @@ struct ClusterConfig {
   std::optional<net::Address> source_address;  // bound with IP_BIND_ADDRESS_NO_PORT
   net::SocketOptions socket_options;
   std::vector<EndpointConfig> endpoints;
+  // HTTP connection pools; max_connections is per endpoint across all workers.
+  pool::PoolConfig pool;
 };
 
 // Counters for one cluster on one worker; merged across workers when exported.
@@ -43,15 +47,22 @@ struct ClusterStats {
 
 class Cluster {
  public:
-  explicit Cluster(std::shared_ptr<const ClusterConfig> config);
+  // `workers` shares the pool's max_connections among the workers.
+  Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers);
 
   const ClusterConfig& config() const { return *config_; }
   lb::LoadBalancer& load_balancer() { return *lb_; }
   ClusterStats& stats() { return stats_; }
+  // This worker's HTTP connection pool for endpoint `index`, made on first use.
+  pool::ConnPool& pool(size_t index);
+  void drain_pools();
 
  private:
+  event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;
   std::unique_ptr<lb::LoadBalancer> lb_;
+  pool::PoolConfig worker_pool_config_;
+  std::vector<std::unique_ptr<pool::ConnPool>> pools_;
   ClusterStats stats_;
 };
 

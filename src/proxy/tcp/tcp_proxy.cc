@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "net/connect.h"
 
 namespace sluice::proxy::tcp {
 
@@ -83,34 +84,14 @@ class TcpSession final : public event::DeferredDeletable {
     const net::Address& target = cfg.endpoints[index].address;
     ++stats.connect_attempts;
 
-    auto sock = net::tcp_socket(target.family());
-    if (!sock) return connect_failed(sock.status().message());
-    upstream_ = std::move(sock.value());
-    int fd = upstream_.get();
-    if (Status s = net::apply_socket_options(fd, cfg.socket_options); !s) {
-      return connect_failed(s.message());
-    }
-    if (cfg.source_address) {
-      // Let connect() pick the port together with the 4-tuple, so one source address can
-      // reach many endpoints without running out of ports at bind() time.
-      int one = 1;
-      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      if (::bind(fd, cfg.source_address->sockaddr_ptr(), cfg.source_address->length()) != 0) {
-        return connect_failed(
-            fmt::format("bind {}: {}", cfg.source_address->to_string(), std::strerror(errno)));
-      }
-    }
-    if (cfg.socket_options.fastopen_connect) {
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one);
-    }
+    auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address);
+    if (!pending) return connect_failed(pending.status().message());
+    upstream_ = std::move(pending->fd);
     Status s = proxy_.loop_.poller().add(
-        fd, event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
+        upstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
     if (!s) return connect_failed(s.message());
-    if (::connect(fd, target.sockaddr_ptr(), target.length()) == 0) {
-      return on_connected();  // loopback, or a Fast Open connect that defers its SYN
-    }
-    if (errno != EINPROGRESS) return connect_failed(std::strerror(errno));
+    // Connected at once: loopback, or a Fast Open connect that defers its SYN.
+    if (pending->connected) return on_connected();
     timer_.arm_at(proxy_.loop_.now() + cfg.connect_timeout);
   }
 
@@ -155,13 +136,16 @@ class TcpSession final : public event::DeferredDeletable {
     if (state_ == State::kClosed) return;
     if (upstream && state_ == State::kConnecting) {
       if (!(events & (event::kWritable | event::kError))) return;
-      int err = net::socket_error(upstream_.get());
-      if (err != 0) return connect_failed(std::strerror(err));
-      // A stale event for an earlier attempt's descriptor number: still connecting.
-      sockaddr_storage ss;
-      socklen_t len = sizeof ss;
-      if (getpeername(upstream_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
-      return on_connected();
+      int err = 0;
+      switch (net::check_connect(upstream_.get(), &err)) {
+        case net::ConnectState::kConnected:
+          return on_connected();
+        case net::ConnectState::kFailed:
+          return connect_failed(net::error_text(err));
+        case net::ConnectState::kInProgress:
+          return;
+      }
+      return;
     }
     bool ready_in = events & (event::kReadable | event::kPeerClosed | event::kError);
     bool ready_out = events & (event::kWritable | event::kError);
@@ -201,12 +185,12 @@ class TcpSession final : public event::DeferredDeletable {
         (&src == &downstream_ ? proxy_.stats_.downstream_resets : proxy_.stats_.upstream_resets)++;
         // Propagate the reset: the destination gets a RST, not a FIN.
         net::set_reset_on_close(dst.get());
-        close(fmt::format("{} reset: {}", src_name, std::strerror(err)), false);
+        close(fmt::format("{} reset: {}", src_name, net::error_text(err)), false);
         return false;
       case Pump::Outcome::kDestReset:
         (&dst == &downstream_ ? proxy_.stats_.downstream_resets : proxy_.stats_.upstream_resets)++;
         net::set_reset_on_close(src.get());
-        close(fmt::format("{} reset: {}", dst_name, std::strerror(err)), false);
+        close(fmt::format("{} reset: {}", dst_name, net::error_text(err)), false);
         return false;
     }
     return true;

@@ -65,7 +65,7 @@ TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
-            "idle_timeout, max_duration, splice)");
+            "idle_timeout, max_duration, splice, http, virtual_hosts)");
 }
 
 TEST(Config, WrongType) {
@@ -123,7 +123,7 @@ TEST(Config, MissingRequiredKey) {
 
 TEST(Config, UnknownProtocolAndLogLevel) {
   EXPECT_EQ(error_of(replace(kGood, "protocol: tcp", "protocol: sctp")),
-            "test.yaml:5:15: listeners[0].protocol: expected one of: tcp, got 'sctp'");
+            "test.yaml:5:15: listeners[0].protocol: expected one of: tcp, http, got 'sctp'");
   EXPECT_EQ(error_of(std::string("log_level: loud\n") + kGood),
             "test.yaml:1:12: log_level: expected one of: debug, info, warn, error, got 'loud'");
 }

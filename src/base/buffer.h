@@ -1,0 +1,73 @@
+// Buffer: a contiguous byte queue for buffered I/O. Bytes are appended at the back and
+// consumed from the front; storage is allocated on first use, compacted when the front is
+// consumed, and given back by release() when empty, so an idle connection holds no memory.
+// Not thread-safe: one owner.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace sluice {
+
+class Buffer {
+ public:
+  static constexpr size_t kInitialCapacity = 16 * 1024;
+
+  const char* data() const { return storage_.get() + begin_; }
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  std::string_view view() const { return {data(), size()}; }
+
+  // Space for at least `min` more bytes at the back; commit() what was written there.
+  char* prepare(size_t min);
+  size_t writable() const { return capacity_ - end_; }
+  void commit(size_t n) { end_ += n; }
+
+  void append(std::string_view bytes) {
+    std::memcpy(prepare(bytes.size()), bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+  void consume(size_t n) {
+    begin_ += n < size() ? n : size();
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  void clear() { begin_ = end_ = 0; }
+  // Frees the storage if nothing is buffered.
+  void release() {
+    if (empty()) {
+      storage_.reset();
+      capacity_ = 0;
+    }
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  std::unique_ptr<char[]> storage_;
+  size_t capacity_ = 0;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+inline char* Buffer::prepare(size_t min) {
+  if (capacity_ - end_ >= min) return storage_.get() + end_;
+  size_t used = size();
+  if (begin_ > 0 && capacity_ - used >= min && storage_) {
+    std::memmove(storage_.get(), storage_.get() + begin_, used);
+    begin_ = 0;
+    end_ = used;
+    return storage_.get() + end_;
+  }
+  size_t cap = capacity_ == 0 ? kInitialCapacity : capacity_;
+  while (cap - used < min) cap *= 2;
+  auto fresh = std::unique_ptr<char[]>(new char[cap]);
+  if (used) std::memcpy(fresh.get(), storage_.get() + begin_, used);
+  storage_ = std::move(fresh);
+  capacity_ = cap;
+  begin_ = 0;
+  end_ = used;
+  return storage_.get() + end_;
+}
+
+}  // namespace sluice

@@ -1,0 +1,63 @@
+// HeaderMap: an ordered list of header fields as received (names keep their case; lookups
+// ignore it). Small and flat: a request has a few dozen headers at most, and a linear scan
+// over contiguous strings beats hashing at that size.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sluice::http {
+
+bool iequals(std::string_view a, std::string_view b);
+
+struct Header {
+  std::string name;
+  std::string value;
+};
+
+class HeaderMap {
+ public:
+  void add(std::string name, std::string value) {
+    headers_.push_back({std::move(name), std::move(value)});
+  }
+  // The first value of `name`, or nullptr.
+  const std::string* get(std::string_view name) const;
+  size_t count(std::string_view name) const;
+  // Removes every field named `name`; returns how many.
+  size_t remove(std::string_view name);
+  void set(std::string name, std::string value) {
+    remove(name);
+    add(std::move(name), std::move(value));
+  }
+  // True when a comma-separated list header (Connection, Transfer-Encoding) holds `token`.
+  bool has_token(std::string_view name, std::string_view token) const;
+
+  size_t size() const { return headers_.size(); }
+  bool empty() const { return headers_.empty(); }
+  void clear() { headers_.clear(); }
+  auto begin() const { return headers_.begin(); }
+  auto end() const { return headers_.end(); }
+  std::vector<Header>& fields() { return headers_; }
+
+ private:
+  std::vector<Header> headers_;
+};
+
+// Calls fn(token) for each comma-separated, trimmed, non-empty token of a list value.
+template <typename Fn>
+void for_each_token(std::string_view value, Fn&& fn) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view token = value.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) fn(token);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace sluice::http

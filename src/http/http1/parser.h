@@ -1,0 +1,103 @@
+// Http1Parser: strict HTTP/1.x parsing on top of llhttp (built in strict mode, with every
+// lenient flag off), plus the checks llhttp leaves to us: limits on the head, field
+// characters, a single Host, request-target forms, versions. Every rejection carries the
+// status to answer with (400, 414, 431, 501, 505) and a reason for the log.
+// One parser per connection direction; loop thread only.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace sluice::http::http1 {
+
+struct ParseError {
+  int status = 400;
+  std::string reason;
+};
+
+struct ParserLimits {
+  size_t max_head_bytes = 64 * 1024;  // start line + header section → 431
+  size_t max_headers = 100;           // → 431
+  size_t max_uri_bytes = 8 * 1024;    // → 414
+};
+
+class ParserCallbacks {
+ public:
+  // The head is complete. Return false to stop parsing (the caller decides what to answer).
+  virtual bool on_head(MessageHead& head) = 0;
+  virtual void on_body(std::string_view data) = 0;
+  // `trailers` is empty unless a chunked body ended with trailer fields.
+  virtual void on_message_complete(HeaderMap& trailers) = 0;
+
+ protected:
+  ~ParserCallbacks() = default;
+};
+
+class Parser {
+ public:
+  enum class Kind { kRequest, kResponse };
+  enum class Outcome {
+    kNeedMore,         // consumed everything; no message completed
+    kMessageComplete,  // stopped right after a message: resume() before the next
+    kUpgrade,          // the message switched protocols: the rest is not HTTP
+    kStopped,          // a callback returned false
+    kError,            // see error()
+  };
+
+  Parser(Kind kind, ParserLimits limits, ParserCallbacks& callbacks);
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
+
+  // Parses from `data`; *consumed says how far it got.
+  Outcome execute(std::string_view data, size_t* consumed);
+  void resume();
+  // The connection closed: completes a message delimited by close, or fails a partial one.
+  Outcome finish();
+  // For a response: the request was HEAD (or similar), so no body follows the head.
+  void set_no_body_expected(bool v) { no_body_ = v; }
+  bool mid_message() const { return in_message_; }
+  bool in_head() const { return in_message_ && !head_done_; }
+  const ParseError& error() const { return error_; }
+
+ private:
+  static int cb_message_begin(llhttp_t* p);
+  static int cb_url(llhttp_t* p, const char* at, size_t len);
+  static int cb_status(llhttp_t* p, const char* at, size_t len);
+  static int cb_header_field(llhttp_t* p, const char* at, size_t len);
+  static int cb_header_value(llhttp_t* p, const char* at, size_t len);
+  static int cb_header_value_complete(llhttp_t* p);
+  static int cb_headers_complete(llhttp_t* p);
+  static int cb_body(llhttp_t* p, const char* at, size_t len);
+  static int cb_message_complete(llhttp_t* p);
+
+  int fail(int status, std::string reason);
+  bool count_head_bytes(size_t n);
+  int check_request_head();
+
+  Kind kind_;
+  ParserLimits limits_;
+  ParserCallbacks& callbacks_;
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  MessageHead head_;
+  HeaderMap trailers_;
+  std::string field_;
+  std::string value_;
+  bool in_value_ = false;
+  bool in_message_ = false;
+  bool head_done_ = false;
+  bool no_body_ = false;
+  size_t head_bytes_ = 0;
+  // obs-fold detection (llhttp accepts folded lines): the raw head is scanned for a line
+  // that starts with whitespace.
+  bool fold_prev_lf_ = false;
+  bool head_end_seen_ = false;
+  ParseError error_;
+};
+
+}  // namespace sluice::http::http1

@@ -1,0 +1,168 @@
+#include "net/connection.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "net/connect.h"
+
+namespace sluice::net {
+namespace {
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr uint32_t kInterest = event::kReadable | event::kWritable | event::kPeerClosed;
+}  // namespace
+
+Status Connection::adopt(Fd fd) {
+  fd_ = std::move(fd);
+  readable_ = true;  // bytes may have arrived before registration
+  return loop_.poller().add(fd_.get(), kInterest, this);
+}
+
+Status Connection::adopt_connecting(Fd fd, bool connected) {
+  fd_ = std::move(fd);
+  connecting_ = !connected;
+  return loop_.poller().add(fd_.get(), kInterest, this);
+}
+
+void Connection::close(bool reset) {
+  if (!fd_.valid()) return;
+  loop_.poller().remove(fd_.get());
+  if (reset) set_reset_on_close(fd_.get());
+  fd_.reset();
+  in_.clear();
+  out_.clear();
+  in_.release();
+  out_.release();
+}
+
+void Connection::fail(int err) {
+  close(true);
+  callbacks_->on_error(err);
+}
+
+void Connection::on_io(uint32_t events) {
+  if (!fd_.valid()) return;
+  if (connecting_) {
+    if (!(events & (event::kWritable | event::kError))) return;
+    int err = 0;
+    switch (check_connect(fd_.get(), &err)) {
+      case ConnectState::kInProgress:
+        return;
+      case ConnectState::kFailed:
+        return fail(err);
+      case ConnectState::kConnected:
+        connecting_ = false;
+        callbacks_->on_connected();
+        if (!fd_.valid()) return;
+        break;
+    }
+  }
+  if (events & (event::kReadable | event::kPeerClosed | event::kError)) readable_ = true;
+  if (events & (event::kWritable | event::kError)) flush();
+  if (fd_.valid()) do_read();
+}
+
+void Connection::do_read() {
+  while (readable_ && read_enabled_ && fd_.valid() && !peer_closed_) {
+    char* p = in_.prepare(kReadChunk);
+    ssize_t n = ::recv(fd_.get(), p, in_.writable(), 0);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      bytes_read_ += static_cast<uint64_t>(n);
+      callbacks_->on_read();
+      continue;
+    }
+    if (n == 0) {
+      peer_closed_ = true;
+      break;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = false;
+      if (in_.empty()) in_.release();
+      return;
+    }
+    if (errno == EINTR) continue;
+    return fail(errno);
+  }
+  if (peer_closed_ && !eof_delivered_ && fd_.valid() && read_enabled_) {
+    eof_delivered_ = true;
+    callbacks_->on_read_closed();
+  }
+}
+
+void Connection::write(std::string_view bytes) {
+  if (!fd_.valid()) return;
+  if (out_.empty() && !connecting_) {
+    // Fast path: straight to the socket, buffering only what it does not take.
+    ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes_written_ += static_cast<uint64_t>(n);
+      bytes.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+               errno != EINPROGRESS) {
+      return fail(errno);
+    }
+    if (bytes.empty()) {
+      if (shutdown_pending_) shutdown_write();
+      return;
+    }
+  }
+  out_.append(bytes);
+  if (above_high_watermark()) was_above_high_ = true;
+}
+
+void Connection::flush() {
+  while (fd_.valid() && !connecting_ && !out_.empty()) {
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes_written_ += static_cast<uint64_t>(n);
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)) return;
+    if (n < 0 && errno == EINTR) continue;
+    return fail(n < 0 ? errno : EPIPE);
+  }
+  if (!fd_.valid() || connecting_) return;
+  out_.release();
+  if (shutdown_pending_) {
+    shutdown_pending_ = false;
+    ::shutdown(fd_.get(), SHUT_WR);
+  }
+  if (was_above_high_) {
+    was_above_high_ = false;
+    callbacks_->on_write_drained();
+  }
+}
+
+void Connection::set_read_enabled(bool enabled) {
+  if (read_enabled_ == enabled) return;
+  read_enabled_ = enabled;
+  // Resuming: deliver what is already buffered, then read what the kernel holds (its edge
+  // was consumed while reading was off).
+  if (enabled && fd_.valid()) {
+    if (!in_.empty()) callbacks_->on_read();
+    if (fd_.valid()) do_read();
+  }
+}
+
+void Connection::shutdown_write() {
+  if (!fd_.valid()) return;
+  if (!out_.empty() || connecting_) {
+    shutdown_pending_ = true;
+    return;
+  }
+  shutdown_pending_ = false;
+  ::shutdown(fd_.get(), SHUT_WR);
+}
+
+bool Connection::check_alive() {
+  if (!fd_.valid() || peer_closed_) return false;
+  char byte;
+  ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;  // FIN
+  if (n > 0) return false;   // unsolicited bytes on an idle connection: not trustworthy
+  return errno == EAGAIN || errno == EWOULDBLOCK;
+}
+
+}  // namespace sluice::net

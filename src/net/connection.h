@@ -1,0 +1,104 @@
+// Connection: a buffered, non-blocking TCP connection on one loop, for protocols that parse
+// (HTTP). Reads land in input(); writes queue in an output Buffer flushed as the socket
+// allows. Above `high_watermark` of queued output the owner should stop producing (it is
+// told through on_write_drained() once the queue is empty again). Buffers are released
+// whenever they empty, so an idle connection holds no buffer memory.
+// Callbacks may close the connection; they must not destroy it (owners use deferred
+// deletion). Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/buffer.h"
+#include "event/loop.h"
+#include "net/address.h"
+#include "net/socket.h"
+
+namespace sluice::net {
+
+class ConnectionCallbacks {
+ public:
+  // An outgoing connection completed its handshake.
+  virtual void on_connected() {}
+  // New bytes are in input(); consume what was used.
+  virtual void on_read() = 0;
+  // The peer sent FIN; every byte before it was delivered through on_read().
+  virtual void on_read_closed() = 0;
+  // The output queue went from above the high watermark to empty.
+  virtual void on_write_drained() {}
+  // The connection failed (reset, error, failed connect) and is now closed. Not called for
+  // close() by the owner.
+  virtual void on_error(int err) = 0;
+
+ protected:
+  ~ConnectionCallbacks() = default;
+};
+
+class Connection final : public event::IoHandler {
+ public:
+  static constexpr size_t kDefaultHighWatermark = 1024 * 1024;
+
+  Connection(event::Loop& loop, ConnectionCallbacks& callbacks)
+      : loop_(loop), callbacks_(&callbacks) {}
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Takes an accepted (connected) socket.
+  Status adopt(Fd fd);
+  // Takes a socket whose connect is in progress (or done when `connected`).
+  Status adopt_connecting(Fd fd, bool connected);
+
+  void set_callbacks(ConnectionCallbacks& callbacks) { callbacks_ = &callbacks; }
+  Buffer& input() { return in_; }
+  // Queues bytes and writes what the socket takes now.
+  void write(std::string_view bytes);
+  Buffer& output() { return out_; }
+  void flush();
+  // Backpressure from the peer side: stop or resume reading.
+  void set_read_enabled(bool enabled);
+  bool read_enabled() const { return read_enabled_; }
+  // Sends FIN once the output queue is empty.
+  void shutdown_write();
+  // Closes now; `reset` sends RST instead of FIN. Queued output is dropped.
+  void close(bool reset = false);
+
+  bool open() const { return fd_.valid(); }
+  bool connecting() const { return connecting_; }
+  bool peer_closed() const { return peer_closed_; }
+  size_t queued() const { return out_.size(); }
+  bool above_high_watermark() const { return out_.size() >= high_watermark_; }
+  void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
+  int fd() const { return fd_.get(); }
+  uint64_t bytes_read() const { return bytes_read_; }
+  uint64_t bytes_written() const { return bytes_written_; }
+  // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
+  // connection, whose peer may have closed it while nobody was looking.
+  bool check_alive();
+
+  void on_io(uint32_t events) override;
+
+ private:
+  void do_read();
+  void fail(int err);
+
+  event::Loop& loop_;
+  ConnectionCallbacks* callbacks_;
+  Fd fd_;
+  Buffer in_;
+  Buffer out_;
+  size_t high_watermark_ = kDefaultHighWatermark;
+  bool connecting_ = false;
+  bool readable_ = false;
+  bool read_enabled_ = true;
+  bool peer_closed_ = false;  // FIN received
+  bool eof_delivered_ = false;
+  bool shutdown_pending_ = false;
+  bool was_above_high_ = false;
+  uint64_t bytes_read_ = 0;
+  uint64_t bytes_written_ = 0;
+};
+
+}  // namespace sluice::net

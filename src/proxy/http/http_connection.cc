@@ -1,0 +1,1113 @@
+#include "proxy/http/http_connection.h"
+
+#include <charconv>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "http/http1/encoder.h"
+#include "net/connect.h"
+#include "proxy/http/router.h"
+
+namespace sluice::proxy::http {
+
+using sluice::http::HeaderMap;
+using sluice::http::MessageHead;
+using sluice::http::http1::Parser;
+using sluice::http::http1::ParserLimits;
+namespace h1 = sluice::http::http1;
+
+namespace {
+
+// Request bodies up to this size are kept until the response starts, so that a failed
+// attempt can be re-sent; larger ones stream without a copy and are not retried once sent.
+constexpr size_t kMaxReplayBody = 64 * 1024;
+// Request body bytes buffered while no upstream connection is ready; past this, stop reading.
+constexpr size_t kPendingBodyHighWatermark = 256 * 1024;
+// After a response that closes the connection, how long to wait for the client's FIN
+// before closing (so unread bytes do not turn our FIN into a RST).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+ParserLimits request_limits(const HttpOptions& o) {
+  return ParserLimits{o.max_head_bytes, o.max_headers, o.max_uri_bytes};
+}
+
+// RFC 9110 §7.6.1: fields that describe one connection, never forwarded.
+void remove_hop_by_hop(HeaderMap& headers, bool keep_upgrade) {
+  std::vector<std::string> named;
+  for (const auto& h : headers) {
+    if (!sluice::http::iequals(h.name, "connection")) continue;
+    sluice::http::for_each_token(h.value, [&](std::string_view t) {
+      if (keep_upgrade && sluice::http::iequals(t, "upgrade")) return;
+      named.emplace_back(t);
+    });
+  }
+  for (const auto& n : named) headers.remove(n);
+  for (const char* n :
+       {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}) {
+    headers.remove(n);
+  }
+  if (!keep_upgrade) headers.remove("upgrade");
+}
+
+std::string random_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t a = rng();
+  uint64_t b = rng();
+  // A version 4 UUID.
+  a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
+  b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
+                     b >> 48, b & 0xffffffffffffull);
+}
+
+std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
+  const std::string* v = headers.get("keep-alive");
+  if (!v) return std::nullopt;
+  std::optional<Duration> out;
+  sluice::http::for_each_token(*v, [&](std::string_view t) {
+    if (t.rfind("timeout=", 0) != 0) return;
+    t.remove_prefix(8);
+    unsigned seconds = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), seconds);
+    if (ec == std::errc() && end == t.data() + t.size()) out = std::chrono::seconds(seconds);
+  });
+  return out;
+}
+
+std::string client_ip(const net::Address& a) {
+  std::string s = a.to_string();
+  size_t colon = s.rfind(':');
+  s.resize(colon);
+  if (!s.empty() && s.front() == '[') s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+}  // namespace
+
+// After a 101, the upstream connection's events: bytes go straight to the client.
+struct HttpConnection::Tunnel final : net::ConnectionCallbacks {
+  HttpConnection& c;
+  explicit Tunnel(HttpConnection& hc) : c(hc) {}
+  void on_read() override {
+    net::Connection* u = c.stream_->attempt->connection();
+    c.conn_.write(u->input().view());
+    u->input().consume(u->input().size());
+    if (c.conn_.above_high_watermark()) u->set_read_enabled(false);
+  }
+  void on_read_closed() override { c.conn_.shutdown_write(); }
+  void on_write_drained() override { c.conn_.set_read_enabled(true); }
+  void on_error(int) override { c.abort("tunnel upstream failed"); }
+};
+
+// --- Attempt ---------------------------------------------------------------------------
+
+Attempt::Attempt(HttpConnection& owner, upstream::pool::ConnPool& pool, size_t endpoint, bool fresh)
+    : owner_(owner),
+      pool_(pool),
+      waiter_(pool, *this),
+      parser_(Parser::Kind::kResponse, ParserLimits{}, *this),
+      endpoint_(endpoint),
+      fresh_(fresh),
+      timer_(pool.loop().timers(), [this] {
+        const Route& r = *owner_.stream_->route;
+        MonoTime due = MonoTime::max();
+        if (r.per_try_timeout.count() > 0) due = started_ + r.per_try_timeout;
+        if (r.upstream_idle_timeout.count() > 0) {
+          due = std::min(due, last_activity_ + r.upstream_idle_timeout);
+        }
+        if (pool_.loop().now() < due) {
+          timer_.arm_at(due);
+          return;
+        }
+        std::string why = fmt::format("upstream {} timed out", pool_.endpoint().to_string());
+        release(false);
+        owner_.on_attempt_failed(why, HttpConnection::Failure::kTimeout);
+      }) {}
+
+Attempt::~Attempt() {
+  release(false);
+}
+
+void Attempt::start() {
+  started_ = pool_.loop().now();
+  last_activity_ = started_;
+  parser_.set_no_body_expected(owner_.stream_->request.method == "HEAD");
+  pool_.acquire(waiter_, fresh_);
+}
+
+void Attempt::release(bool reusable) {
+  waiter_.cancel();
+  timer_.cancel();
+  if (!conn_) return;
+  auto* c = conn_;
+  conn_ = nullptr;
+  pool_.release(*c, reusable);
+}
+
+void Attempt::send(std::string_view bytes) {
+  if (conn_) conn_->connection().write(bytes);
+}
+
+void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
+  conn_ = &conn;
+  reused_ = conn.reused();
+  conn.set_borrower(this);
+  last_activity_ = pool_.loop().now();
+  const Route& r = *owner_.stream_->route;
+  MonoTime due = MonoTime::max();
+  if (r.per_try_timeout.count() > 0) due = started_ + r.per_try_timeout;
+  if (r.upstream_idle_timeout.count() > 0) {
+    due = std::min(due, last_activity_ + r.upstream_idle_timeout);
+  }
+  if (due != MonoTime::max()) timer_.arm_at(due);
+  owner_.on_attempt_ready();
+}
+
+void Attempt::on_pool_failure(upstream::pool::PoolFailure reason, const std::string& detail) {
+  using upstream::pool::PoolFailure;
+  using F = HttpConnection::Failure;
+  switch (reason) {
+    case PoolFailure::kConnectFailure:
+    case PoolFailure::kConnectTimeout:
+      return owner_.on_attempt_failed(detail, F::kConnect);
+    case PoolFailure::kOverflow:
+      owner_.add_flag("pool_overflow");
+      break;
+    case PoolFailure::kPendingTimeout:
+      owner_.add_flag("pool_timeout");
+      break;
+  }
+  owner_.on_attempt_failed(detail, F::kNoConnection);
+}
+
+void Attempt::on_read() {
+  parse_response();
+}
+
+void Attempt::parse_response() {
+  while (conn_) {
+    net::Connection& c = conn_->connection();
+    if (c.input().empty()) return;
+    last_activity_ = pool_.loop().now();
+    response_bytes_ += c.input().size();
+    size_t consumed = 0;
+    Parser::Outcome o = parser_.execute(c.input().view(), &consumed);
+    c.input().consume(consumed);
+    if (!conn_) return;  // a callback released or failed the attempt
+    if (owner_.tunnel_) {
+      // The 101 switched protocols: what follows its head belongs to the tunnel.
+      if (!c.input().empty()) owner_.tunnel_callbacks_->on_read();
+      return;
+    }
+    switch (o) {
+      case Parser::Outcome::kNeedMore:
+        return;
+      case Parser::Outcome::kMessageComplete:
+        if (response_complete_) return deliver_completion();
+        parser_.resume();  // an interim (1xx) response: the final one follows
+        continue;
+      case Parser::Outcome::kUpgrade:
+        return;  // the owner switched to a tunnel
+      case Parser::Outcome::kStopped:
+        return;
+      case Parser::Outcome::kError: {
+        std::string why =
+            "invalid response from " + pool_.endpoint().to_string() + ": " + parser_.error().reason;
+        release(false);
+        owner_.add_flag("upstream_protocol_error");
+        owner_.on_attempt_failed(why, HttpConnection::Failure::kProtocol);
+        return;
+      }
+    }
+  }
+}
+
+void Attempt::on_read_closed() {
+  if (!conn_) return;
+  // A response delimited by the close of the connection ends here.
+  if (parser_.mid_message() && !parser_.in_head()) {
+    if (parser_.finish() == Parser::Outcome::kMessageComplete && response_complete_) {
+      return deliver_completion();
+    }
+  }
+  if (response_complete_) return;
+  std::string why =
+      fmt::format("upstream {} closed the connection {}", pool_.endpoint().to_string(),
+                  response_started() ? "mid-response" : "before responding");
+  release(false);
+  owner_.on_attempt_failed(why, HttpConnection::Failure::kReset);
+}
+
+void Attempt::on_write_drained() {
+  // The upstream took the body bytes we queued: read more from the client.
+  if (owner_.conn_.open() && !owner_.tunnel_) owner_.conn_.set_read_enabled(true);
+  if (owner_.tunnel_ && owner_.conn_.open()) owner_.conn_.set_read_enabled(true);
+}
+
+void Attempt::on_error(int err) {
+  if (!conn_) return;
+  std::string why =
+      fmt::format("upstream {} {}: {}", pool_.endpoint().to_string(),
+                  response_started() ? "failed mid-response" : "reset", net::error_text(err));
+  release(false);
+  owner_.on_attempt_failed(why, HttpConnection::Failure::kReset);
+}
+
+bool Attempt::on_head(MessageHead& head) {
+  interim_ = head.status >= 100 && head.status < 200 && head.status != 101;
+  return owner_.on_response_head(head);
+}
+void Attempt::on_body(std::string_view data) {
+  if (!discard_response_) owner_.on_response_body(data);
+}
+void Attempt::on_message_complete(HeaderMap& trailers) {
+  if (interim_) {
+    interim_ = false;
+    return;
+  }
+  if (discard_response_) return;
+  // Delivered once the parser has returned and the bytes are consumed: the owner may hand
+  // the connection back to the pool, where the next request must find a clean input.
+  response_complete_ = true;
+  trailers_ = std::move(trailers);
+}
+
+void Attempt::deliver_completion() {
+  if (completion_delivered_) return;
+  completion_delivered_ = true;
+  owner_.on_response_complete(trailers_);
+}
+
+// --- HttpConnection --------------------------------------------------------------------
+
+HttpConnection::HttpConnection(HttpProxy& proxy, const net::Address& peer)
+    : proxy_(proxy),
+      peer_(peer),
+      conn_(proxy.loop_, *this),
+      parser_(Parser::Kind::kRequest, request_limits(proxy.config_->http), *this),
+      timer_(proxy.loop_.timers(), [this] { on_timer(); }) {}
+
+HttpConnection::~HttpConnection() = default;
+
+void HttpConnection::start(net::Fd fd) {
+  if (Status s = conn_.adopt(std::move(fd)); !s) {
+    LOG_WARN("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), s.message());
+    close("cannot watch connection");
+    return;
+  }
+  // A new connection must send its first request head within header_read_timeout.
+  arm_timer(TimerMode::kHead, proxy_.config_->http.header_read_timeout);
+  conn_.flush();
+}
+
+void HttpConnection::arm_timer(TimerMode mode, Duration d) {
+  timer_mode_ = mode;
+  if (d.count() <= 0) {
+    timer_.cancel();
+    return;
+  }
+  timer_.arm_at(proxy_.loop_.now() + d);
+}
+
+void HttpConnection::on_timer() {
+  const HttpOptions& o = proxy_.config_->http;
+  switch (timer_mode_) {
+    case TimerMode::kNone:
+      return;
+    case TimerMode::kKeepalive:
+      return close("keep-alive idle timeout");
+    case TimerMode::kHead:
+      LOG_INFO("http {}: {}: no complete request head within {}", proxy_.config_->name,
+               peer_.to_string(), format_duration(o.header_read_timeout));
+      if (stream_) return abort("header read timeout");
+      return send_local_reply(408, "request head not received in time\n", true,
+                              "downstream_header_timeout");
+    case TimerMode::kBody: {
+      MonoTime due = last_body_activity_ + o.body_idle_timeout;
+      if (proxy_.loop_.now() < due) {
+        timer_.arm_at(due);
+        return;
+      }
+      if (stream_ && !stream_->committed) {
+        if (stream_->attempt) stream_->attempt->release(false);
+        stream_->attempt.reset();
+        return send_local_reply(408, "request body stalled\n", true, "downstream_body_timeout");
+      }
+      return abort("request body idle timeout");
+    }
+  }
+}
+
+void HttpConnection::close(const char* reason) {
+  if (closed_) return;
+  closed_ = true;
+  LOG_DEBUG("http {}: {} closed: {}", proxy_.config_->name, peer_.to_string(), reason);
+  timer_.cancel();
+  if (linger_) linger_->cancel();
+  if (stream_) {
+    if (stream_->deadline) stream_->deadline->cancel();
+    if (stream_->retry_timer) stream_->retry_timer->cancel();
+    stream_->attempt.reset();
+  }
+  conn_.close();
+  proxy_.remove(this);
+}
+
+void HttpConnection::abort(const char* reason) {
+  LOG_INFO("http {}: {}: aborting: {}", proxy_.config_->name, peer_.to_string(), reason);
+  if (stream_ && stream_->attempt) stream_->attempt->release(false);
+  conn_.close(true);
+  close(reason);
+}
+
+void HttpConnection::drain() {
+  if (!stream_ && !closed_) close("draining");
+}
+
+void HttpConnection::add_flag(const char* flag) {
+  if (!stream_) return;
+  if (!stream_->flags.empty()) stream_->flags += ',';
+  stream_->flags += flag;
+}
+
+// --- downstream input ------------------------------------------------------------------
+
+void HttpConnection::on_read() {
+  if (closing_) {
+    conn_.input().clear();  // after the last response: read and drop until the client's FIN
+    return;
+  }
+  if (tunnel_) {
+    Attempt* a = stream_ ? stream_->attempt.get() : nullptr;
+    if (a && a->connection()) {
+      a->connection()->write(conn_.input().view());
+      conn_.input().consume(conn_.input().size());
+      if (a->connection()->above_high_watermark()) conn_.set_read_enabled(false);
+    }
+    return;
+  }
+  process_input();
+}
+
+void HttpConnection::process_input() {
+  while (!closed_ && conn_.open() && !closing_ && !tunnel_) {
+    // One request at a time: the next waits, parser paused, until this response is done.
+    if (stream_ && stream_->request_complete) return;
+    if (conn_.input().empty()) return;
+    bool was_idle = !parser_.mid_message();
+    size_t consumed = 0;
+    in_parser_ = true;
+    Parser::Outcome o = parser_.execute(conn_.input().view(), &consumed);
+    in_parser_ = false;
+    if (closed_) return;
+    conn_.input().consume(consumed);
+    if (resume_after_parse_) {
+      // The request was answered from inside the parser (a local reply): go on with the next.
+      resume_after_parse_ = false;
+      parser_.resume();
+    }
+    if (was_idle && parser_.in_head() && timer_mode_ == TimerMode::kKeepalive) {
+      arm_timer(TimerMode::kHead, proxy_.config_->http.header_read_timeout);
+    }
+    switch (o) {
+      case Parser::Outcome::kNeedMore:
+        return;
+      case Parser::Outcome::kMessageComplete:
+        continue;
+      case Parser::Outcome::kUpgrade:
+        return;
+      case Parser::Outcome::kStopped:
+        return;
+      case Parser::Outcome::kError: {
+        ++proxy_.stats_.parse_errors;
+        const auto& e = parser_.error();
+        LOG_INFO("http {}: {}: rejecting request ({}): {}", proxy_.config_->name, peer_.to_string(),
+                 e.status, e.reason);
+        if (stream_ && stream_->committed) return abort("invalid request body");
+        if (stream_ && stream_->attempt) stream_->attempt->release(false);
+        if (stream_) stream_->attempt.reset();
+        send_local_reply(e.status, e.reason + "\n", true, "downstream_protocol_error");
+        return;
+      }
+    }
+  }
+}
+
+void HttpConnection::on_read_closed() {
+  if (tunnel_) {
+    Attempt* a = stream_ ? stream_->attempt.get() : nullptr;
+    if (a && a->connection()) a->connection()->shutdown_write();
+    return;
+  }
+  if (linger_) return close("client closed after the last response");
+  if (!stream_) {
+    if (parser_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
+    return close("client closed");
+  }
+  if (!stream_->request_complete) {
+    add_flag("downstream_reset");
+    return abort("client closed before sending the whole request");
+  }
+  // The client half-closed after a complete request: answer, then close.
+  stream_->close_after = true;
+}
+
+void HttpConnection::on_write_drained() {
+  if (linger_) return;
+  Attempt* a = stream_ ? stream_->attempt.get() : nullptr;
+  if (a && a->connection()) a->connection()->set_read_enabled(true);
+}
+
+void HttpConnection::on_error(int err) {
+  if (stream_) add_flag("downstream_reset");
+  LOG_DEBUG("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), net::error_text(err));
+  close("downstream error");
+}
+
+// --- request ---------------------------------------------------------------------------
+
+bool HttpConnection::on_head(MessageHead& head) {
+  const HttpOptions& o = proxy_.config_->http;
+  stream_ = std::make_unique<Stream>();
+  Stream& s = *stream_;
+  s.started = proxy_.loop_.now();
+  s.request = std::move(head);
+  ++requests_;
+  ++proxy_.stats_.requests;
+  last_body_activity_ = s.started;
+  arm_timer(TimerMode::kBody, o.body_idle_timeout);
+  route_request(s);
+  return !closing_ && !closed_;
+}
+
+void HttpConnection::route_request(Stream& s) {
+  const HttpOptions& o = proxy_.config_->http;
+  MessageHead& req = s.request;
+  if (req.method == "CONNECT" && !o.allow_connect) {
+    s.local_reply_pending = true;
+    s.local_status = 405;
+    s.local_body = "CONNECT is not enabled on this listener\n";
+    return;
+  }
+  std::string_view path, query;
+  split_target(req.target, &path, &query);
+  const std::string* host = req.headers.get("host");
+  std::string_view host_name = host ? host_without_port(*host) : std::string_view();
+  const VirtualHost* vh = match_virtual_host(o, host_name);
+  const Route* route = nullptr;
+  if (vh) {
+    RequestView view{host_name, req.method, path, query, &req.headers};
+    route = match_route(*vh, view);
+  }
+  if (!route) {
+    s.local_reply_pending = true;
+    s.local_status = 404;
+    s.local_body = "no route matches this request\n";
+    add_flag("no_route");
+    return;
+  }
+  s.route = route;
+  uint64_t max_body = route->max_body_bytes ? route->max_body_bytes : o.max_body_bytes;
+  if (max_body && req.content_length && *req.content_length > max_body) {
+    add_flag("request_too_large");
+    send_local_reply(413, fmt::format("request body larger than {} bytes\n", max_body), true,
+                     "request_too_large");
+    return;
+  }
+  s.expect_continue = req.version_minor >= 1 && req.headers.has_token("expect", "100-continue");
+  switch (route->action) {
+    case Route::Action::kDirectResponse:
+      s.local_reply_pending = true;
+      s.local_status = route->direct_status;
+      s.local_body = route->direct_body;
+      return;
+    case Route::Action::kRedirect:
+      s.local_reply_pending = true;
+      s.local_status = route->redirect_status;
+      s.location = route->redirect_location;
+      return;
+    case Route::Action::kForward:
+      break;
+  }
+  auto it = proxy_.clusters_.find(route->cluster);
+  s.cluster = it == proxy_.clusters_.end() ? nullptr : it->second;
+  if (!s.cluster) {
+    s.local_reply_pending = true;
+    s.local_status = 503;
+    s.local_body = "the route's cluster is unknown\n";
+    return;
+  }
+  s.upgrade = req.upgrade && req.headers.has_token("connection", "upgrade");
+  build_upstream_head(s);
+  if (route->timeout.count() > 0) {
+    s.deadline = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
+      ++proxy_.stats_.upstream_timeouts;
+      add_flag("upstream_timeout");
+      if (!stream_) return;
+      if (stream_->committed) return abort("route timeout after the response started");
+      if (stream_->attempt) stream_->attempt->release(false);
+      stream_->attempt.reset();
+      if (stream_->retry_timer) stream_->retry_timer->cancel();
+      send_local_reply(504, "upstream did not answer in time\n", !stream_->request_complete,
+                       "upstream_timeout");
+    });
+    s.deadline->arm_at(s.started + route->timeout);
+  }
+  start_attempt(false);
+}
+
+void HttpConnection::build_upstream_head(Stream& s) {
+  const HttpOptions& o = proxy_.config_->http;
+  const Route& r = *s.route;
+  MessageHead up;
+  up.method = s.request.method;
+  std::string_view path, query;
+  split_target(s.request.target, &path, &query);
+  std::string target(path);
+  if (r.prefix_rewrite && r.match.path_kind == RouteMatch::PathKind::kPrefix) {
+    target = *r.prefix_rewrite + target.substr(r.match.path.size());
+    if (target.empty() || target[0] != '/') target = "/" + target;
+  }
+  if (!query.empty()) {
+    target += '?';
+    target += query;
+  }
+  up.target = std::move(target);
+  up.headers = s.request.headers;
+  HeaderMap& hs = up.headers;
+  remove_hop_by_hop(hs, s.upgrade);
+  hs.remove("expect");  // sluice answers 100-continue itself
+  if (s.upgrade) {
+    hs.set("Connection", "upgrade");
+  }
+  // X-Forwarded-*: appended when the previous hop is trusted, else replaced.
+  std::string ip = client_ip(peer_);
+  const std::string* xff = hs.get("x-forwarded-for");
+  if (o.trust_forwarded_headers && xff) {
+    hs.set("X-Forwarded-For", *xff + ", " + ip);
+  } else {
+    hs.set("X-Forwarded-For", ip);
+  }
+  if (!o.trust_forwarded_headers || !hs.get("x-forwarded-proto")) {
+    hs.set("X-Forwarded-Proto", "http");
+  }
+  if (!o.trust_forwarded_headers || !hs.get("x-forwarded-host")) {
+    if (const std::string* host = s.request.headers.get("host")) hs.set("X-Forwarded-Host", *host);
+  }
+  if (o.generate_request_id && !hs.get("x-request-id")) hs.add("X-Request-Id", random_request_id());
+  for (const auto& name : r.request_headers_to_remove) hs.remove(name);
+  for (const auto& h : r.request_headers_to_add) hs.add(h.name, h.value);
+  if (s.request.chunked) {
+    hs.add("Transfer-Encoding", "chunked");
+  } else if (s.request.content_length) {
+    // Kept as parsed (a single, valid value).
+    hs.set("Content-Length", std::to_string(*s.request.content_length));
+  }
+  s.upstream_head.clear();
+  h1::encode_request_head(up, s.upstream_head);
+}
+
+void HttpConnection::start_attempt(bool fresh) {
+  Stream& s = *stream_;
+  auto& cluster = *s.cluster;
+  size_t ep = cluster.load_balancer().pick(s.tried);
+  if (!fresh) s.tried.push_back(ep);
+  ++s.attempts;
+  ++cluster.stats().connect_attempts;
+  s.attempt = std::make_unique<Attempt>(*this, cluster.pool(ep), ep, fresh);
+  s.attempt->start();
+}
+
+void HttpConnection::on_attempt_ready() {
+  Stream& s = *stream_;
+  Attempt& a = *s.attempt;
+  a.send(s.upstream_head);
+  // A first attempt sends what queued up while it connected; a retry re-sends everything
+  // (a retry only happens while every byte sent is still in replay_body).
+  a.send(s.attempts == 1 ? s.pending_body.view() : s.replay_body.view());
+  s.pending_body.clear();
+  s.pending_body.release();
+  if (s.expect_continue && !s.sent_100_continue && !s.request_complete) {
+    s.sent_100_continue = true;
+    conn_.write("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  if (a.connection() && !conn_.read_enabled() && !a.connection()->above_high_watermark()) {
+    conn_.set_read_enabled(true);
+  }
+}
+
+void HttpConnection::send_body_upstream(std::string_view framed) {
+  Stream& s = *stream_;
+  if (s.replayable) {
+    if (s.replay_body.size() + framed.size() <= kMaxReplayBody) {
+      s.replay_body.append(framed);
+    } else {
+      s.replayable = false;
+      s.replay_body.clear();
+      s.replay_body.release();
+    }
+  }
+  Attempt* a = s.attempt.get();
+  if (a && a->connection() && !a->connection()->connecting()) {
+    a->send(framed);
+    if (a->connection() && a->connection()->above_high_watermark()) conn_.set_read_enabled(false);
+  } else {
+    s.pending_body.append(framed);
+    if (s.pending_body.size() >= kPendingBodyHighWatermark) conn_.set_read_enabled(false);
+  }
+}
+
+void HttpConnection::on_body(std::string_view data) {
+  if (!stream_) return;
+  Stream& s = *stream_;
+  s.body_bytes += data.size();
+  last_body_activity_ = proxy_.loop_.now();
+  const HttpOptions& o = proxy_.config_->http;
+  uint64_t max_body =
+      s.route && s.route->max_body_bytes ? s.route->max_body_bytes : o.max_body_bytes;
+  if (max_body && s.body_bytes > max_body) {
+    if (s.committed) return abort("request body too large");
+    if (s.attempt) s.attempt->release(false);
+    s.attempt.reset();
+    send_local_reply(413, fmt::format("request body larger than {} bytes\n", max_body), true,
+                     "request_too_large");
+    return;
+  }
+  if (s.local_reply_pending || !s.cluster) return;  // discarded
+  if (s.request.chunked) {
+    scratch_.clear();
+    h1::encode_chunk(data, scratch_);
+    send_body_upstream(scratch_);
+  } else {
+    send_body_upstream(data);
+  }
+}
+
+void HttpConnection::on_message_complete(HeaderMap& trailers) {
+  if (!stream_) return;
+  Stream& s = *stream_;
+  s.request_complete = true;
+  if (timer_mode_ == TimerMode::kBody || timer_mode_ == TimerMode::kHead) {
+    arm_timer(TimerMode::kNone, Duration(0));
+  }
+  if (s.upgrade) return;  // the tunnel starts with the 101
+  if (s.local_reply_pending) {
+    s.local_reply_pending = false;
+    if (s.local_status >= 300 && s.local_status < 400 && !s.location.empty()) {
+      add_flag("redirect");
+    }
+    return send_local_reply(s.local_status, s.local_body, false,
+                            s.local_status == 404 ? "no_route" : "direct_response");
+  }
+  if (s.request.chunked && s.cluster) {
+    scratch_.clear();
+    h1::encode_last_chunk(trailers, scratch_);
+    send_body_upstream(scratch_);
+  }
+}
+
+// --- attempts, retries ----------------------------------------------------------------
+
+bool HttpConnection::may_retry(Failure kind, int status) const {
+  const Stream& s = *stream_;
+  const RetryPolicy& p = s.route->retry;
+  if (s.committed || s.upgrade) return false;
+  if (s.retries >= p.num_retries) return false;
+  if (!s.replayable) return false;
+  if (kind == Failure::kNoConnection) return false;  // the pool is full: do not add load
+  // Nothing reached the upstream after a failed connect, so any method may go again.
+  if (kind != Failure::kConnect && !p.allow_non_idempotent &&
+      !sluice::http::is_idempotent(s.request.method)) {
+    return false;
+  }
+  if (kind == Failure::kConnect) return p.on_connect_failure || p.on_gateway_error;
+  if (kind == Failure::kReset || kind == Failure::kProtocol) {
+    return p.on_reset || p.on_gateway_error;
+  }
+  if (kind == Failure::kTimeout) status = 504;
+  if (status >= 500 && p.on_5xx) return true;
+  if ((status == 502 || status == 503 || status == 504) && p.on_gateway_error) return true;
+  for (int st : p.statuses) {
+    if (st == status) return true;
+  }
+  return false;
+}
+
+void HttpConnection::schedule_retry(const std::string& why) {
+  Stream& s = *stream_;
+  const RetryPolicy& p = s.route->retry;
+  ++s.retries;
+  ++proxy_.stats_.retries;
+  add_flag("retried");
+  // Exponential backoff with jitter: base·2^(n-1), capped, then a random 50-100% of it.
+  Duration d = p.backoff_base * (1u << std::min<uint32_t>(s.retries - 1, 16));
+  if (d > p.backoff_max) d = p.backoff_max;
+  thread_local std::mt19937 rng{std::random_device{}()};
+  d = Duration(static_cast<int64_t>(static_cast<double>(d.count()) *
+                                    (0.5 + 0.5 * std::uniform_real_distribution<>(0, 1)(rng))));
+  LOG_DEBUG("http {}: {}: retry {} of {} in {}us: {}", proxy_.config_->name, peer_.to_string(),
+            s.retries, p.num_retries,
+            std::chrono::duration_cast<std::chrono::microseconds>(d).count(), why);
+  if (!s.retry_timer) {
+    s.retry_timer = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
+      if (stream_) start_attempt(false);
+    });
+  }
+  s.retry_timer->arm_at(proxy_.loop_.now() + d);
+}
+
+void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) {
+  if (!stream_) return;
+  Stream& s = *stream_;
+  std::unique_ptr<Attempt> failed = std::move(s.attempt);
+  bool reused = failed && failed->reused();
+  bool response_started = failed && failed->response_started();
+  size_t endpoint = failed ? failed->endpoint() : 0;
+  if (failed) {
+    failed->release(false);
+    retire(std::move(failed));
+  }
+  if (kind == Failure::kConnect) ++s.cluster->stats().connect_failures;
+  if (s.committed) {
+    LOG_INFO("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), reason);
+    return abort("upstream failed mid-response");
+  }
+  // A reused connection that failed before any response byte most likely crossed the
+  // upstream's keep-alive close: re-send once on a fresh connection, outside the retry
+  // budget, when the request can safely be sent twice.
+  if (reused && !response_started && kind == Failure::kReset && !s.stale_retry_used &&
+      s.replayable &&
+      (sluice::http::is_idempotent(s.request.method) || s.route->retry.allow_non_idempotent)) {
+    s.stale_retry_used = true;
+    ++s.attempts;
+    ++proxy_.stats_.stale_connection_retries;
+    add_flag("stale_connection_retried");
+    LOG_DEBUG("http {}: {}: re-sending on a fresh connection: {}", proxy_.config_->name,
+              peer_.to_string(), reason);
+    s.attempt = std::make_unique<Attempt>(*this, s.cluster->pool(endpoint), endpoint, true);
+    s.attempt->start();
+    return;
+  }
+  if (may_retry(kind, 0)) {
+    schedule_retry(reason);
+    return;
+  }
+  LOG_WARN("http {}: {}: {} {}: {}", proxy_.config_->name, peer_.to_string(), s.request.method,
+           s.request.target, reason);
+  int status = 502;
+  switch (kind) {
+    case Failure::kConnect:
+      add_flag("upstream_connect_failure");
+      break;
+    case Failure::kReset:
+      add_flag("upstream_reset_before_response");
+      break;
+    case Failure::kTimeout:
+      add_flag("upstream_timeout");
+      ++proxy_.stats_.upstream_timeouts;
+      status = 504;
+      break;
+    case Failure::kNoConnection:
+      status = 503;
+      break;
+    case Failure::kProtocol:
+    case Failure::kStatus:
+      break;
+  }
+  send_local_reply(status, reason + "\n", !s.request_complete, nullptr);
+}
+
+void HttpConnection::retire(std::unique_ptr<Attempt> attempt) {
+  struct Holder : event::DeferredDeletable {
+    std::unique_ptr<Attempt> a;
+  };
+  auto h = std::make_unique<Holder>();
+  h->a = std::move(attempt);
+  proxy_.loop_.defer_delete(std::move(h));
+}
+
+// --- response --------------------------------------------------------------------------
+
+bool HttpConnection::on_response_head(MessageHead& head) {
+  Stream& s = *stream_;
+  Attempt& a = *s.attempt;
+  if (head.status >= 100 && head.status < 200 && head.status != 101) {
+    // Interim responses go to HTTP/1.1 clients; our own 100 Continue already went out.
+    if (s.request.version_minor >= 1 && !(head.status == 100 && s.sent_100_continue)) {
+      remove_hop_by_hop(head.headers, false);
+      scratch_.clear();
+      h1::encode_response_head(head, scratch_);
+      conn_.write(scratch_);
+    }
+    return true;
+  }
+  if (s.upgrade && head.status != 101) s.close_after = true;  // the parser expected a switch
+  if (may_retry(Failure::kStatus, head.status)) {
+    a.discard_response_ = true;
+    schedule_retry(fmt::format("status {} from {}", head.status, a.pool_.endpoint().to_string()));
+    auto failed = std::move(s.attempt);
+    failed->release(false);
+    retire(std::move(failed));
+    return false;
+  }
+  if (auto ka = keepalive_timeout(head.headers); ka && a.conn_)
+    a.conn_->learn_keepalive_timeout(*ka);
+  if (!head.keep_alive && a.conn_) a.conn_->learn_keepalive_timeout(Duration(0));
+
+  s.status = head.status;
+  s.committed = true;
+  count_status(head.status);
+  bool upgrade = head.status == 101 && s.upgrade;
+  bool client_11 = s.request.version_minor >= 1;
+  s.response_no_body =
+      s.request.method == "HEAD" || head.status == 204 || head.status == 304 || upgrade;
+  remove_hop_by_hop(head.headers, upgrade);
+  for (const auto& name : s.route->response_headers_to_remove) head.headers.remove(name);
+  for (const auto& h : s.route->response_headers_to_add) head.headers.add(h.name, h.value);
+
+  const HttpOptions& o = proxy_.config_->http;
+  bool close = s.close_after || !s.request.keep_alive || proxy_.draining_ ||
+               (o.max_requests_per_connection && requests_ >= o.max_requests_per_connection) ||
+               !s.request_complete;
+  if (!s.response_no_body) {
+    if (head.content_length) {
+      head.headers.set("Content-Length", std::to_string(*head.content_length));
+    } else if (client_11) {
+      s.response_chunked = true;
+      head.headers.add("Transfer-Encoding", "chunked");
+    } else {
+      // An HTTP/1.0 client without a length: the body ends when we close.
+      s.response_close_delimited = true;
+      close = true;
+    }
+  }
+  if (upgrade) {
+    head.headers.set("Connection", "upgrade");
+  } else if (close) {
+    s.close_after = true;
+    head.headers.add("Connection", "close");
+  } else if (!client_11) {
+    head.headers.add("Connection", "keep-alive");
+  }
+  scratch_.clear();
+  h1::encode_response_head(head, scratch_);
+  conn_.write(scratch_);
+  if (upgrade) {
+    enter_tunnel();
+    return false;
+  }
+  return true;
+}
+
+void HttpConnection::on_response_body(std::string_view data) {
+  Stream& s = *stream_;
+  if (s.response_no_body) return;
+  if (s.response_chunked) {
+    scratch_.clear();
+    h1::encode_chunk(data, scratch_);
+    conn_.write(scratch_);
+  } else {
+    conn_.write(data);
+  }
+  Attempt* a = s.attempt.get();
+  if (conn_.above_high_watermark() && a && a->connection()) {
+    a->connection()->set_read_enabled(false);
+  }
+}
+
+void HttpConnection::on_response_complete(HeaderMap& trailers) {
+  Stream& s = *stream_;
+  Attempt& a = *s.attempt;
+  if (s.response_chunked) {
+    scratch_.clear();
+    h1::encode_last_chunk(trailers, scratch_);
+    conn_.write(scratch_);
+  }
+  bool reusable = s.request_complete && a.parser_.error().reason.empty();
+  auto done = std::move(s.attempt);
+  done->release(reusable);
+  retire(std::move(done));
+  finish_stream();
+}
+
+void HttpConnection::enter_tunnel() {
+  Stream& s = *stream_;
+  tunnel_ = true;
+  arm_timer(TimerMode::kNone, Duration(0));
+  if (s.deadline) s.deadline->cancel();
+  Attempt& a = *s.attempt;
+  net::Connection* up = a.connection();
+  if (!up) return abort("upstream gone at upgrade");
+  // Whatever followed the 101 in the upstream's input belongs to the tunnel.
+  // (The parser stopped right after the head.)
+  tunnel_callbacks_ = std::make_unique<Tunnel>(*this);
+  a.conn_->set_borrower(tunnel_callbacks_.get());
+  if (!conn_.input().empty()) on_read();
+}
+
+// --- replies and the end of a request --------------------------------------------------
+
+void HttpConnection::count_status(int status) {
+  auto& st = proxy_.stats_;
+  if (status < 200)
+    ++st.responses_1xx;
+  else if (status < 300)
+    ++st.responses_2xx;
+  else if (status < 400)
+    ++st.responses_3xx;
+  else if (status < 500)
+    ++st.responses_4xx;
+  else
+    ++st.responses_5xx;
+}
+
+void HttpConnection::send_local_reply(int status, std::string_view body, bool close_connection,
+                                      const char* flag) {
+  if (closed_) return;
+  if (!stream_) {
+    stream_ = std::make_unique<Stream>();
+    stream_->started = proxy_.loop_.now();
+  }
+  Stream& s = *stream_;
+  if (flag) add_flag(flag);
+  if (s.committed) return abort("local reply after the response started");
+  ++proxy_.stats_.local_replies;
+  s.committed = true;
+  s.status = status;
+  count_status(status);
+  if (s.deadline) s.deadline->cancel();
+  if (s.retry_timer) s.retry_timer->cancel();
+  bool close = close_connection || s.close_after || !s.request.keep_alive || proxy_.draining_ ||
+               (proxy_.config_->http.max_requests_per_connection &&
+                requests_ >= proxy_.config_->http.max_requests_per_connection);
+  MessageHead head;
+  head.status = status;
+  if (!s.location.empty()) head.headers.add("Location", s.location);
+  if (s.route && s.route->action != Route::Action::kForward) {
+    for (const auto& h : s.route->response_headers_to_add) head.headers.add(h.name, h.value);
+  }
+  head.headers.add("Content-Length", std::to_string(body.size()));
+  if (!body.empty()) head.headers.add("Content-Type", "text/plain");
+  if (close) head.headers.add("Connection", "close");
+  scratch_.clear();
+  h1::encode_response_head(head, scratch_);
+  if (s.request.method != "HEAD") scratch_.append(body);
+  conn_.write(scratch_);
+  s.close_after = close;
+  finish_stream();
+}
+
+void HttpConnection::finish_stream() {
+  if (closed_) return;
+  Stream& s = *stream_;
+  LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
+            s.request.method, s.request.target, s.status, s.flags.empty() ? "-" : s.flags,
+            std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
+                .count());
+  bool close_conn = s.close_after || s.response_close_delimited;
+  if (s.deadline) s.deadline->cancel();
+  if (s.retry_timer) s.retry_timer->cancel();
+  if (s.attempt) {
+    auto a = std::move(s.attempt);
+    a->release(false);
+    retire(std::move(a));
+  }
+  // Keep the stream's timers alive until the iteration ends: one of them may be running.
+  struct Holder : event::DeferredDeletable {
+    std::unique_ptr<Stream> s;
+  };
+  auto h = std::make_unique<Holder>();
+  h->s = std::move(stream_);
+  proxy_.loop_.defer_delete(std::move(h));
+
+  if (close_conn) {
+    closing_ = true;
+    arm_timer(TimerMode::kNone, Duration(0));
+    conn_.shutdown_write();
+    // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
+    // make the kernel answer our FIN with a RST that could destroy the response in flight.
+    linger_ = std::make_unique<event::Timer>(proxy_.loop_.timers(),
+                                             [this] { close("linger time over"); });
+    linger_->arm_at(proxy_.loop_.now() + kLingerTime);
+    return;
+  }
+  arm_timer(TimerMode::kKeepalive, proxy_.config_->http.keepalive_timeout);
+  if (in_parser_) {
+    resume_after_parse_ = true;  // process_input() resumes once the parser returns
+    return;
+  }
+  parser_.resume();
+  if (!conn_.read_enabled()) conn_.set_read_enabled(true);
+  process_input();
+}
+
+// --- HttpProxy -------------------------------------------------------------------------
+
+HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
+                     ClusterMap clusters, std::shared_ptr<std::atomic<uint32_t>> active_connections)
+    : loop_(loop),
+      config_(std::move(config)),
+      clusters_(std::move(clusters)),
+      active_connections_(std::move(active_connections)) {}
+
+HttpProxy::~HttpProxy() {
+  on_idle_ = nullptr;
+  close_all();
+}
+
+void HttpProxy::on_accept(net::Fd fd, const net::Address& peer) {
+  uint32_t now_active = active_connections_->fetch_add(1, std::memory_order_relaxed) + 1;
+  if (config_->max_connections != 0 && now_active > config_->max_connections) {
+    active_connections_->fetch_sub(1, std::memory_order_relaxed);
+    ++stats_.refused_max_connections;
+    if (loop_.now() - last_refusal_log_ >= std::chrono::seconds(1)) {
+      LOG_WARN("listener {}: refusing {}: max_connections {} reached", config_->name,
+               peer.to_string(), config_->max_connections);
+      last_refusal_log_ = loop_.now();
+    }
+    return;
+  }
+  if (draining_) {
+    active_connections_->fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  ++stats_.accepted;
+  auto* c = new HttpConnection(*this, peer);
+  c->next = head_;
+  if (head_) head_->prev = c;
+  head_ = c;
+  ++connections_;
+  c->start(std::move(fd));
+}
+
+void HttpProxy::remove(HttpConnection* c) {
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    head_ = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = nullptr;
+  --connections_;
+  active_connections_->fetch_sub(1, std::memory_order_relaxed);
+  loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(c));
+  if (connections_ == 0 && on_idle_) on_idle_();
+}
+
+void HttpProxy::drain() {
+  draining_ = true;
+  HttpConnection* c = head_;
+  while (c) {
+    HttpConnection* next = c->next;
+    c->drain();
+    c = next;
+  }
+}
+
+void HttpProxy::close_all() {
+  while (head_) head_->close("shutdown");
+}
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,104 @@
+// The HTTP listener's configuration: limits, timeouts, forwarding headers, and the route
+// table (virtual hosts → routes → actions). Immutable once loaded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/units.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace sluice::proxy::http {
+
+struct HeaderMatch {
+  std::string name;
+  std::optional<std::string> value;  // absent: the header must be present
+};
+
+struct QueryMatch {
+  std::string name;
+  std::optional<std::string> value;
+};
+
+struct RouteMatch {
+  enum class PathKind { kPrefix, kExact, kRegex };
+  PathKind path_kind = PathKind::kPrefix;
+  std::string path = "/";
+  std::shared_ptr<const re2::RE2> regex;  // kRegex
+  std::vector<std::string> methods;       // empty: any
+  std::vector<HeaderMatch> headers;
+  std::vector<QueryMatch> query;
+};
+
+struct RetryPolicy {
+  bool on_connect_failure = true;
+  bool on_reset = false;  // reset-before-response
+  bool on_5xx = false;
+  bool on_gateway_error = false;  // 502, 503, 504
+  std::vector<int> statuses;
+  uint32_t num_retries = 1;
+  Duration backoff_base = std::chrono::milliseconds(25);
+  Duration backoff_max = std::chrono::milliseconds(250);
+  bool allow_non_idempotent = false;
+};
+
+struct HeaderToAdd {
+  std::string name;
+  std::string value;
+};
+
+struct Route {
+  enum class Action { kForward, kRedirect, kDirectResponse };
+
+  RouteMatch match;
+  Action action = Action::kForward;
+  // kForward
+  std::string cluster;
+  std::optional<std::string> prefix_rewrite;
+  Duration timeout = std::chrono::seconds(15);  // whole request → 504; 0 = none
+  Duration per_try_timeout{0};                  // 0 = none
+  Duration upstream_idle_timeout = std::chrono::seconds(60);
+  uint64_t max_body_bytes = 0;  // 0 = the listener's default
+  RetryPolicy retry;
+  // kRedirect
+  int redirect_status = 302;
+  std::string redirect_location;
+  // kDirectResponse
+  int direct_status = 200;
+  std::string direct_body;
+
+  std::vector<HeaderToAdd> request_headers_to_add;
+  std::vector<std::string> request_headers_to_remove;
+  std::vector<HeaderToAdd> response_headers_to_add;
+  std::vector<std::string> response_headers_to_remove;
+};
+
+struct VirtualHost {
+  std::string name;
+  std::vector<std::string> domains;  // "example.com", "*.example.com", "*"
+  std::vector<Route> routes;
+};
+
+struct HttpOptions {
+  uint32_t max_head_bytes = 64 * 1024;
+  uint32_t max_headers = 100;
+  uint32_t max_uri_bytes = 8 * 1024;
+  uint64_t max_body_bytes = 0;  // default for routes; 0 = unlimited
+  Duration header_read_timeout = std::chrono::seconds(10);
+  Duration body_idle_timeout = std::chrono::seconds(60);
+  Duration keepalive_timeout = std::chrono::seconds(60);
+  uint32_t max_requests_per_connection = 0;  // 0 = unlimited
+  bool trust_forwarded_headers = false;
+  bool generate_request_id = true;
+  bool allow_connect = false;
+
+  std::vector<VirtualHost> virtual_hosts;
+};
+
+}  // namespace sluice::proxy::http

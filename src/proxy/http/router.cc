@@ -1,0 +1,113 @@
+#include "proxy/http/router.h"
+
+#include <re2/re2.h>
+
+namespace sluice::proxy::http {
+namespace {
+
+bool query_has(std::string_view query, const QueryMatch& m) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    std::string_view name = pair.substr(0, eq);
+    if (name == m.name) {
+      if (!m.value) return true;
+      std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+      if (value == *m.value) return true;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+bool path_matches(const RouteMatch& m, std::string_view path) {
+  switch (m.path_kind) {
+    case RouteMatch::PathKind::kPrefix:
+      return path.substr(0, m.path.size()) == m.path;
+    case RouteMatch::PathKind::kExact:
+      return path == m.path;
+    case RouteMatch::PathKind::kRegex:
+      return RE2::FullMatch(re2::StringPiece(path.data(), path.size()), *m.regex);
+  }
+  return false;
+}
+
+}  // namespace
+
+void split_target(std::string_view target, std::string_view* path, std::string_view* query) {
+  if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0) {
+    size_t slash = target.find('/', target.find("://") + 3);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  size_t q = target.find('?');
+  *path = target.substr(0, q);
+  *query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+}
+
+std::string_view host_without_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  size_t colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+const VirtualHost* match_virtual_host(const HttpOptions& options, std::string_view host) {
+  const VirtualHost* wildcard = nullptr;
+  const VirtualHost* best_suffix = nullptr;
+  size_t best_len = 0;
+  for (const auto& vh : options.virtual_hosts) {
+    for (const auto& d : vh.domains) {
+      if (d == "*") {
+        if (!wildcard) wildcard = &vh;
+      } else if (d.size() > 2 && d[0] == '*' && d[1] == '.') {
+        std::string_view suffix = std::string_view(d).substr(1);  // ".example.com"
+        if (host.size() > suffix.size() &&
+            sluice::http::iequals(host.substr(host.size() - suffix.size()), suffix) &&
+            suffix.size() > best_len) {
+          best_suffix = &vh;
+          best_len = suffix.size();
+        }
+      } else if (sluice::http::iequals(d, host)) {
+        return &vh;
+      }
+    }
+  }
+  return best_suffix ? best_suffix : wildcard;
+}
+
+const Route* match_route(const VirtualHost& vhost, const RequestView& r) {
+  for (const auto& route : vhost.routes) {
+    const RouteMatch& m = route.match;
+    if (!path_matches(m, r.path)) continue;
+    if (!m.methods.empty()) {
+      bool ok = false;
+      for (const auto& method : m.methods) ok = ok || method == r.method;
+      if (!ok) continue;
+    }
+    bool headers_ok = true;
+    for (const auto& h : m.headers) {
+      const std::string* v = r.headers->get(h.name);
+      if (!v || (h.value && *v != *h.value)) {
+        headers_ok = false;
+        break;
+      }
+    }
+    if (!headers_ok) continue;
+    bool query_ok = true;
+    for (const auto& q : m.query) {
+      if (!query_has(r.query, q)) {
+        query_ok = false;
+        break;
+      }
+    }
+    if (!query_ok) continue;
+    return &route;
+  }
+  return nullptr;
+}
+
+}  // namespace sluice::proxy::http

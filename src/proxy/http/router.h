@@ -1,0 +1,29 @@
+// Router: picks the route for a request. Virtual hosts are matched on Host (exact first,
+// then the longest "*.suffix", then "*"); within the host, routes in order, first match
+// wins. Built once from the configuration; read-only afterwards, so workers share it.
+#pragma once
+
+#include <string_view>
+
+#include "http/message.h"
+#include "proxy/http/route_config.h"
+
+namespace sluice::proxy::http {
+
+struct RequestView {
+  std::string_view host;  // without port
+  std::string_view method;
+  std::string_view path;   // without query
+  std::string_view query;  // without '?'
+  const sluice::http::HeaderMap* headers = nullptr;
+};
+
+// Splits a request target into path and query; absolute-form targets lose their authority.
+void split_target(std::string_view target, std::string_view* path, std::string_view* query);
+// "example.com:8080" → "example.com"; "[::1]:80" → "[::1]".
+std::string_view host_without_port(std::string_view host);
+
+const VirtualHost* match_virtual_host(const HttpOptions& options, std::string_view host);
+const Route* match_route(const VirtualHost& vhost, const RequestView& request);
+
+}  // namespace sluice::proxy::http

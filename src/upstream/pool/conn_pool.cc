@@ -1,0 +1,280 @@
+#include "upstream/pool/conn_pool.h"
+
+#include <algorithm>
+
+#include "base/log.h"
+#include "net/connect.h"
+
+namespace sluice::upstream::pool {
+
+const char* to_string(PoolFailure f) {
+  switch (f) {
+    case PoolFailure::kConnectFailure:
+      return "connect failure";
+    case PoolFailure::kConnectTimeout:
+      return "connect timeout";
+    case PoolFailure::kOverflow:
+      return "pool overflow";
+    case PoolFailure::kPendingTimeout:
+      return "timed out waiting for a pooled connection";
+  }
+  return "?";
+}
+
+// --- PooledConnection ------------------------------------------------------------------
+
+PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
+    : pool_(pool), id_(id), conn_(pool.loop(), *this), timer_(pool.loop().timers(), [this] {
+        if (state_ == State::kConnecting) {
+          ++pool_.stats_.connect_failures;
+          Waiter* w = waiter_;
+          waiter_ = nullptr;
+          std::string detail = "connect to " + pool_.endpoint_.to_string() + " timed out after " +
+                               format_duration(pool_.connect_timeout_);
+          pool_.destroy(*this);
+          if (w) {
+            w->connecting_ = nullptr;
+            w->callbacks_->on_pool_failure(PoolFailure::kConnectTimeout, detail);
+          }
+        } else if (state_ == State::kIdle) {
+          pool_.destroy(*this);
+        }
+      }) {
+  ++pool_.stats_.state_count[static_cast<int>(state_)];
+}
+
+PooledConnection::~PooledConnection() = default;
+
+void PooledConnection::transition(State to) {
+  if (to == state_) return;
+  --pool_.stats_.state_count[static_cast<int>(state_)];
+  ++pool_.stats_.state_count[static_cast<int>(to)];
+  state_ = to;
+}
+
+void PooledConnection::learn_keepalive_timeout(Duration d) {
+  // Retire a little before the upstream would, so our request never crosses its close.
+  Duration margin = std::max<Duration>(std::chrono::milliseconds(200), d / 10);
+  MonoTime at = pool_.loop().now() + (d > margin ? d - margin : Duration(0));
+  expires_ = std::min(expires_, at);
+}
+
+void PooledConnection::on_connected() {
+  timer_.cancel();
+  Waiter* w = waiter_;
+  waiter_ = nullptr;
+  if (w) {
+    w->connecting_ = nullptr;
+    pool_.lend(*this, *w);
+  } else {
+    pool_.make_idle(*this);  // its request went away: keep it for the next one
+    pool_.serve_queue();
+  }
+}
+
+void PooledConnection::on_read() {
+  if (borrower_) return borrower_->on_read();
+  // Bytes on an idle connection: nothing asked for them, so the connection cannot be
+  // trusted with a request any more.
+  pool_.destroy(*this);
+}
+
+void PooledConnection::on_read_closed() {
+  if (borrower_) return borrower_->on_read_closed();
+  if (state_ == State::kIdle) ++pool_.stats_.closed_by_upstream_while_idle;
+  pool_.destroy(*this);
+}
+
+void PooledConnection::on_write_drained() {
+  if (borrower_) borrower_->on_write_drained();
+}
+
+void PooledConnection::on_error(int err) {
+  if (borrower_) return borrower_->on_error(err);
+  if (state_ == State::kConnecting) {
+    ++pool_.stats_.connect_failures;
+    Waiter* w = waiter_;
+    waiter_ = nullptr;
+    std::string detail = "connect to " + pool_.endpoint_.to_string() + ": " + net::error_text(err);
+    pool_.destroy(*this);
+    if (w) {
+      w->connecting_ = nullptr;
+      w->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
+    }
+    return;
+  }
+  pool_.destroy(*this);
+}
+
+// --- Waiter ----------------------------------------------------------------------------
+
+Waiter::Waiter(ConnPool& pool, PoolCallbacks& callbacks)
+    : pool_(pool), callbacks_(&callbacks), timer_(pool.loop().timers(), [this] {
+        cancel();
+        ++pool_.stats_.pending_timeouts;
+        callbacks_->on_pool_failure(PoolFailure::kPendingTimeout,
+                                    "no connection to " + pool_.endpoint_.to_string() +
+                                        " became free within " +
+                                        format_duration(pool_.config_.pending_timeout));
+      }) {}
+
+Waiter::~Waiter() {
+  cancel();
+}
+
+void Waiter::cancel() {
+  timer_.cancel();
+  if (queued_) {
+    pool_.queue_.erase(pos_);
+    queued_ = false;
+  }
+  if (connecting_) {
+    connecting_->waiter_ = nullptr;
+    connecting_ = nullptr;
+  }
+}
+
+// --- ConnPool --------------------------------------------------------------------------
+
+ConnPool::ConnPool(event::Loop& loop, net::Address endpoint, const PoolConfig& config,
+                   const net::SocketOptions& socket_options, std::optional<net::Address> source,
+                   Duration connect_timeout)
+    : loop_(loop),
+      endpoint_(endpoint),
+      config_(config),
+      socket_options_(socket_options),
+      source_(std::move(source)),
+      connect_timeout_(connect_timeout) {}
+
+ConnPool::~ConnPool() {
+  while (!queue_.empty()) queue_.front()->cancel();
+  while (!connections_.empty()) destroy(*connections_.front());
+}
+
+void ConnPool::acquire(Waiter& waiter, bool fresh) {
+  waiter.cancel();
+  if (!fresh) {
+    while (!idle_.empty()) {
+      PooledConnection* c = idle_.front();
+      // The upstream may have closed it a moment ago, with the FIN not yet seen: look now,
+      // without waiting, rather than find out when the request fails.
+      if (loop_.now() >= c->expires_ || !c->conn_.check_alive()) {
+        ++stats_.stale_at_checkout;
+        destroy(*c);
+        continue;
+      }
+      ++stats_.reuses;
+      lend(*c, waiter);
+      return;
+    }
+  }
+  if (connections_.size() < config_.max_connections) return open_for(waiter);
+  if (queue_.size() >= config_.max_pending) {
+    ++stats_.overflows;
+    waiter.callbacks_->on_pool_failure(
+        PoolFailure::kOverflow,
+        fmt::format("{} connections to {} busy and {} requests queued", connections_.size(),
+                    endpoint_.to_string(), queue_.size()));
+    return;
+  }
+  waiter.pos_ = queue_.insert(queue_.end(), &waiter);
+  waiter.queued_ = true;
+  waiter.timer_.arm_at(loop_.now() + config_.pending_timeout);
+}
+
+void ConnPool::open_for(Waiter& waiter) {
+  ++stats_.connects;
+  auto owned = std::make_unique<PooledConnection>(*this, next_id_++);
+  PooledConnection& c = *owned;
+  connections_.push_back(std::move(owned));
+  c.created_ = loop_.now();
+  if (config_.max_lifetime.count() > 0) c.expires_ = c.created_ + config_.max_lifetime;
+  auto pending = net::start_connect(endpoint_, socket_options_, source_);
+  if (!pending) {
+    ++stats_.connect_failures;
+    std::string detail = "connect to " + endpoint_.to_string() + ": " + pending.status().message();
+    destroy(c);
+    waiter.callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
+    return;
+  }
+  bool connected = pending->connected;
+  if (Status s = c.conn_.adopt_connecting(std::move(pending->fd), connected); !s) {
+    destroy(c);
+    waiter.callbacks_->on_pool_failure(PoolFailure::kConnectFailure, s.message());
+    return;
+  }
+  if (connected) {
+    lend(c, waiter);
+    return;
+  }
+  c.waiter_ = &waiter;
+  waiter.connecting_ = &c;
+  c.timer_.arm_at(loop_.now() + connect_timeout_);
+}
+
+void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
+  idle_.remove(&c);
+  c.timer_.cancel();
+  c.transition(PooledConnection::State::kBusy);
+  ++c.requests_;
+  PoolCallbacks* cb = waiter.callbacks_;
+  waiter.cancel();
+  cb->on_pool_ready(c);
+}
+
+void ConnPool::make_idle(PooledConnection& c) {
+  c.transition(PooledConnection::State::kIdle);
+  c.borrower_ = nullptr;
+  c.conn_.set_read_enabled(true);
+  idle_.push_front(&c);
+  MonoTime at = std::min(loop_.now() + config_.idle_timeout, c.expires_);
+  c.timer_.arm_at(at);
+}
+
+void ConnPool::release(PooledConnection& c, bool reusable) {
+  c.borrower_ = nullptr;
+  bool keep = reusable && c.conn_.open() && !c.conn_.peer_closed() &&
+              c.state_ == PooledConnection::State::kBusy && loop_.now() < c.expires_ &&
+              (config_.max_requests_per_connection == 0 ||
+               c.requests_ < config_.max_requests_per_connection);
+  if (keep) {
+    make_idle(c);
+  } else {
+    destroy(c);
+  }
+  serve_queue();
+}
+
+void ConnPool::serve_queue() {
+  while (!queue_.empty() && (!idle_.empty() || connections_.size() < config_.max_connections)) {
+    Waiter* w = queue_.front();
+    w->cancel();
+    acquire(*w, false);
+  }
+}
+
+void ConnPool::drain() {
+  while (!idle_.empty()) destroy(*idle_.front());
+  for (auto& c : connections_) {
+    if (c->state_ == PooledConnection::State::kBusy) {
+      c->transition(PooledConnection::State::kDraining);
+    }
+  }
+}
+
+void ConnPool::destroy(PooledConnection& c) {
+  if (c.state_ == PooledConnection::State::kClosed) return;
+  c.timer_.cancel();
+  c.transition(PooledConnection::State::kClosed);
+  c.conn_.close();
+  idle_.remove(&c);
+  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    if (it->get() == &c) {
+      loop_.defer_delete(std::move(*it));
+      connections_.erase(it);
+      break;
+    }
+  }
+}
+
+}  // namespace sluice::upstream::pool

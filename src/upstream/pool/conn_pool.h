@@ -1,0 +1,161 @@
+// ConnPool: the upstream HTTP/1 connections of one endpoint on one worker. It lends a ready
+// connection (checking first that the upstream has not closed it while it sat idle), opens
+// a new one within max_connections, or queues the request with a timeout. Idle connections
+// are closed the moment the upstream closes them, after idle_timeout, before a learned
+// Keep-Alive timeout runs out, and at max_lifetime.
+// Every connection state change goes through PooledConnection::transition(), which keeps a
+// count per state. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/units.h"
+#include "event/loop.h"
+#include "net/address.h"
+#include "net/connection.h"
+#include "net/socket_options.h"
+
+namespace sluice::upstream::pool {
+
+struct PoolConfig {
+  uint32_t max_connections = 1024;  // per endpoint on each worker
+  uint32_t max_pending = 1024;      // requests waiting for a connection
+  Duration pending_timeout = std::chrono::seconds(5);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration max_lifetime{0};                  // 0 = none
+  uint32_t max_requests_per_connection = 0;  // 0 = none
+};
+
+enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow, kPendingTimeout };
+const char* to_string(PoolFailure f);
+
+class ConnPool;
+
+// One upstream connection. While lent out, its connection events go to the borrower's
+// callbacks.
+class PooledConnection final : public net::ConnectionCallbacks, public event::DeferredDeletable {
+ public:
+  enum class State { kConnecting, kIdle, kBusy, kDraining, kClosed };
+  static constexpr int kStates = 5;
+
+  PooledConnection(ConnPool& pool, uint64_t id);
+  ~PooledConnection() override;
+
+  net::Connection& connection() { return conn_; }
+  State state() const { return state_; }
+  uint64_t id() const { return id_; }
+  uint32_t requests() const { return requests_; }
+  // Connection events go to `borrower` until the connection is released.
+  void set_borrower(net::ConnectionCallbacks* borrower) { borrower_ = borrower; }
+  // Whether this connection served a request before the current one.
+  bool reused() const { return requests_ > 1; }
+  // The upstream said Keep-Alive: timeout=N: retire the connection before it.
+  void learn_keepalive_timeout(Duration d);
+
+  void on_connected() override;
+  void on_read() override;
+  void on_read_closed() override;
+  void on_write_drained() override;
+  void on_error(int err) override;
+
+ private:
+  friend class ConnPool;
+  friend class Waiter;
+  void transition(State to);
+
+  ConnPool& pool_;
+  uint64_t id_;
+  net::Connection conn_;
+  State state_ = State::kConnecting;
+  event::Timer timer_;  // connect timeout, then idle expiry
+  MonoTime created_{};
+  MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
+  uint32_t requests_ = 0;
+  net::ConnectionCallbacks* borrower_ = nullptr;
+  class Waiter* waiter_ = nullptr;  // the request it was opened for, while connecting
+};
+
+class PoolCallbacks {
+ public:
+  virtual void on_pool_ready(PooledConnection& conn) = 0;
+  virtual void on_pool_failure(PoolFailure reason, const std::string& detail) = 0;
+
+ protected:
+  ~PoolCallbacks() = default;
+};
+
+// A request waiting for a connection; cancel() it if the request goes away first.
+class Waiter {
+ public:
+  Waiter(ConnPool& pool, PoolCallbacks& callbacks);
+  ~Waiter();
+  void cancel();
+
+ private:
+  friend class ConnPool;
+  friend class PooledConnection;
+  ConnPool& pool_;
+  PoolCallbacks* callbacks_;
+  event::Timer timer_;
+  bool queued_ = false;
+  PooledConnection* connecting_ = nullptr;
+  std::list<Waiter*>::iterator pos_;
+};
+
+struct PoolStats {
+  uint64_t state_count[PooledConnection::kStates] = {};
+  uint64_t connects = 0;
+  uint64_t connect_failures = 0;
+  uint64_t reuses = 0;
+  uint64_t closed_by_upstream_while_idle = 0;
+  uint64_t stale_at_checkout = 0;
+  uint64_t overflows = 0;
+  uint64_t pending_timeouts = 0;
+};
+
+class ConnPool {
+ public:
+  ConnPool(event::Loop& loop, net::Address endpoint, const PoolConfig& config,
+           const net::SocketOptions& socket_options, std::optional<net::Address> source,
+           Duration connect_timeout);
+  ~ConnPool();
+
+  // Asks for a connection: `waiter.callbacks` hears on_pool_ready or on_pool_failure, maybe
+  // before this returns. `fresh` skips idle connections (a retry after a stale one failed).
+  void acquire(Waiter& waiter, bool fresh);
+  // The borrower is done. `reusable`: the exchange ended cleanly and both sides keep alive.
+  void release(PooledConnection& conn, bool reusable);
+  // Closes idle connections and marks busy ones to close after their request.
+  void drain();
+
+  const PoolStats& stats() const { return stats_; }
+  const net::Address& endpoint() const { return endpoint_; }
+  event::Loop& loop() { return loop_; }
+
+ private:
+  friend class PooledConnection;
+  friend class Waiter;
+  void open_for(Waiter& waiter);
+  void lend(PooledConnection& conn, Waiter& waiter);
+  void destroy(PooledConnection& conn);
+  void serve_queue();
+  void make_idle(PooledConnection& conn);
+
+  event::Loop& loop_;
+  net::Address endpoint_;
+  PoolConfig config_;
+  net::SocketOptions socket_options_;
+  std::optional<net::Address> source_;
+  Duration connect_timeout_;
+  std::list<std::unique_ptr<PooledConnection>> connections_;
+  std::list<PooledConnection*> idle_;  // most recently used at the front
+  std::list<Waiter*> queue_;
+  uint64_t next_id_ = 1;
+  PoolStats stats_;
+};
+
+}  // namespace sluice::upstream::pool
