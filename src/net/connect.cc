@@ -22,7 +22,7 @@ std::string error_text(int err) {
 }
 
 Result<PendingConnect> start_connect(const Address& target, const SocketOptions& options,
-                                     const std::optional<Address>& source) {
+                                     const std::optional<Address>& source, bool fastopen) {
   auto sock = tcp_socket(target.family());
   if (!sock) return sock.status();
   int fd = sock->get();
@@ -37,7 +37,7 @@ Result<PendingConnect> start_connect(const Address& target, const SocketOptions&
                            errno);
     }
   }
-  if (options.fastopen_connect) {
+  if (options.fastopen_connect && fastopen) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one);
   }

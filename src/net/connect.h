@@ -18,8 +18,11 @@ struct PendingConnect {
 };
 
 // Starts a connect. On error the message says what failed ("connection refused", ...).
+// With `fastopen` (and options.fastopen_connect), the SYN waits for the first write and
+// carries it: use it only when bytes to send are already at hand, or a peer that speaks
+// first would wait forever.
 Result<PendingConnect> start_connect(const Address& target, const SocketOptions& options,
-                                     const std::optional<Address>& source);
+                                     const std::optional<Address>& source, bool fastopen);
 
 enum class ConnectState { kConnected, kInProgress, kFailed };
 // After the socket reported writable or an error: where the connect stands. `err` is set

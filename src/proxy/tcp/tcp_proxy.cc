@@ -84,7 +84,14 @@ class TcpSession final : public event::DeferredDeletable {
     const net::Address& target = cfg.endpoints[index].address;
     ++stats.connect_attempts;
 
-    auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address);
+    // Fast Open only when the client already sent bytes for the SYN to carry: with a
+    // protocol where the server speaks first, a deferred SYN would never leave.
+    bool fastopen = false;
+    if (cfg.socket_options.fastopen_connect) {
+      char byte;
+      fastopen = ::recv(downstream_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    }
+    auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address, fastopen);
     if (!pending) return connect_failed(pending.status().message());
     upstream_ = std::move(pending->fd);
     Status s = proxy_.loop_.poller().add(

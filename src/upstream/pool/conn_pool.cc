@@ -189,7 +189,8 @@ void ConnPool::open_for(Waiter& waiter) {
   connections_.push_back(std::move(owned));
   c.created_ = loop_.now();
   if (config_.max_lifetime.count() > 0) c.expires_ = c.created_ + config_.max_lifetime;
-  auto pending = net::start_connect(endpoint_, socket_options_, source_);
+  // HTTP clients speak first: the request is ready as soon as the connection is.
+  auto pending = net::start_connect(endpoint_, socket_options_, source_, true);
   if (!pending) {
     ++stats_.connect_failures;
     std::string detail = "connect to " + endpoint_.to_string() + ": " + pending.status().message();
