@@ -11,8 +11,19 @@
 
 namespace sluice {
 
+// Storage blocks of the initial size are recycled through a small per-thread cache, so a
+// connection that empties its buffer after every request does not pay malloc each time.
+namespace buffer_detail {
+std::unique_ptr<char[]> take_block();
+void give_block(std::unique_ptr<char[]> block);
+}  // namespace buffer_detail
+
 class Buffer {
  public:
+  Buffer() = default;
+  Buffer(Buffer&&) = default;
+  Buffer& operator=(Buffer&&) = default;
+  ~Buffer() { release_storage(); }
   static constexpr size_t kInitialCapacity = 16 * 1024;
 
   const char* data() const { return storage_.get() + begin_; }
@@ -36,14 +47,18 @@ class Buffer {
   void clear() { begin_ = end_ = 0; }
   // Frees the storage if nothing is buffered.
   void release() {
-    if (empty()) {
-      storage_.reset();
-      capacity_ = 0;
-    }
+    if (empty()) release_storage();
   }
   size_t capacity() const { return capacity_; }
 
  private:
+  void release_storage() {
+    if (capacity_ == kInitialCapacity) buffer_detail::give_block(std::move(storage_));
+    storage_.reset();
+    capacity_ = 0;
+    begin_ = end_ = 0;
+  }
+
   std::unique_ptr<char[]> storage_;
   size_t capacity_ = 0;
   size_t begin_ = 0;
@@ -61,8 +76,10 @@ inline char* Buffer::prepare(size_t min) {
   }
   size_t cap = capacity_ == 0 ? kInitialCapacity : capacity_;
   while (cap - used < min) cap *= 2;
-  auto fresh = std::unique_ptr<char[]>(new char[cap]);
+  auto fresh = cap == kInitialCapacity ? buffer_detail::take_block()
+                                       : std::unique_ptr<char[]>(new char[cap]);
   if (used) std::memcpy(fresh.get(), storage_.get() + begin_, used);
+  if (capacity_ == kInitialCapacity) buffer_detail::give_block(std::move(storage_));
   storage_ = std::move(fresh);
   capacity_ = cap;
   begin_ = 0;

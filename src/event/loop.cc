@@ -70,6 +70,31 @@ void Loop::defer_delete(std::unique_ptr<DeferredDeletable> obj) {
   to_delete_.push_back(std::move(obj));
 }
 
+void Loop::cancel_iteration_end(EndOfIteration* obj) {
+  if (!obj->queued_) return;
+  obj->queued_ = false;
+  for (auto* v : {&at_end_, &running_at_end_}) {
+    for (auto& p : *v) {
+      if (p == obj) p = nullptr;
+    }
+  }
+}
+
+void Loop::run_at_end() {
+  // Running one may queue others (a flush that fails closes a connection, whose owner
+  // writes elsewhere): go on until nothing is queued.
+  while (!at_end_.empty()) {
+    running_at_end_.swap(at_end_);
+    for (size_t i = 0; i < running_at_end_.size(); ++i) {
+      EndOfIteration* obj = running_at_end_[i];
+      if (!obj) continue;
+      obj->queued_ = false;
+      obj->on_iteration_end();
+    }
+    running_at_end_.clear();
+  }
+}
+
 void Loop::stop() {
   stopping_.store(true, std::memory_order_release);
   wakeup_->notify();
@@ -91,6 +116,7 @@ void Loop::run() {
     now_ = start;
     poller_->dispatch();
     timers_.run_expired(now_);
+    run_at_end();
     to_delete_.clear();
     auto busy = static_cast<uint64_t>((MonoClock::now() - start).count());
     ++stats_.iterations;
@@ -99,6 +125,7 @@ void Loop::run() {
     if (busy > stats_.longest_iteration_ns) stats_.longest_iteration_ns = busy;
   }
   run_posted();
+  run_at_end();
   to_delete_.clear();
 }
 

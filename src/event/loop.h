@@ -23,6 +23,20 @@ class DeferredDeletable {
   virtual ~DeferredDeletable() = default;
 };
 
+// Work an object wants done once per iteration, after every event of the iteration was
+// handled: a connection flushes everything its handlers wrote with one send().
+class EndOfIteration {
+ public:
+  virtual void on_iteration_end() = 0;
+
+ protected:
+  virtual ~EndOfIteration() = default;
+
+ private:
+  friend class Loop;
+  bool queued_ = false;
+};
+
 struct LoopStats {
   uint64_t iterations = 0;
   uint64_t events = 0;
@@ -47,6 +61,15 @@ class Loop {
   void post(std::function<void()> fn);
   // Loop thread: destroys obj once the current iteration's events are handled.
   void defer_delete(std::unique_ptr<DeferredDeletable> obj);
+  // Loop thread: calls obj->on_iteration_end() once, after this iteration's events (before
+  // deferred deletions). Queuing it again before then is free.
+  void at_iteration_end(EndOfIteration* obj) {
+    if (obj->queued_) return;
+    obj->queued_ = true;
+    at_end_.push_back(obj);
+  }
+  // Forgets obj if queued (it is going away).
+  void cancel_iteration_end(EndOfIteration* obj);
 
   // Runs until stop(). Returns on the loop thread.
   void run();
@@ -68,6 +91,9 @@ class Loop {
   std::vector<std::function<void()>> posted_;
   std::vector<std::function<void()>> running_;
   std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+  std::vector<EndOfIteration*> at_end_;
+  std::vector<EndOfIteration*> running_at_end_;
+  void run_at_end();
 };
 
 }  // namespace sluice::event

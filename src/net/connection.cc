@@ -25,14 +25,15 @@ Status Connection::adopt_connecting(Fd fd, bool connected) {
 }
 
 void Connection::close(bool reset) {
+  loop_.cancel_iteration_end(this);
   if (!fd_.valid()) return;
   loop_.poller().remove(fd_.get());
   if (reset) set_reset_on_close(fd_.get());
   fd_.reset();
+  // The storage stays until the Connection is destroyed: a parser may still be walking the
+  // input when a callback closes the connection.
   in_.clear();
   out_.clear();
-  in_.release();
-  out_.release();
 }
 
 void Connection::fail(int err) {
@@ -58,6 +59,7 @@ void Connection::on_io(uint32_t events) {
     }
   }
   if (events & (event::kReadable | event::kPeerClosed | event::kError)) readable_ = true;
+  if (events & (event::kPeerClosed | event::kError)) rdhup_ = true;
   if (events & (event::kWritable | event::kError)) flush();
   if (fd_.valid()) do_read();
 }
@@ -67,6 +69,10 @@ void Connection::do_read() {
     char* p = in_.prepare(kReadChunk);
     ssize_t n = ::recv(fd_.get(), p, in_.writable(), 0);
     if (n > 0) {
+      // A short read drained the socket: with edge-triggered epoll, bytes arriving later
+      // wake us again, so skip the read that would only say EAGAIN. Not after the peer
+      // closed: its FIN (read as 0) must still be seen.
+      if (static_cast<size_t>(n) < in_.writable() && !rdhup_) readable_ = false;
       in_.commit(static_cast<size_t>(n));
       bytes_read_ += static_cast<uint64_t>(n);
       callbacks_->on_read();
@@ -91,24 +97,10 @@ void Connection::do_read() {
 }
 
 void Connection::write(std::string_view bytes) {
-  if (!fd_.valid()) return;
-  if (out_.empty() && !connecting_) {
-    // Fast path: straight to the socket, buffering only what it does not take.
-    ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      bytes_written_ += static_cast<uint64_t>(n);
-      bytes.remove_prefix(static_cast<size_t>(n));
-    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-               errno != EINPROGRESS) {
-      return fail(errno);
-    }
-    if (bytes.empty()) {
-      if (shutdown_pending_) shutdown_write();
-      return;
-    }
-  }
+  if (!fd_.valid() || bytes.empty()) return;
   out_.append(bytes);
   if (above_high_watermark()) was_above_high_ = true;
+  loop_.at_iteration_end(this);
 }
 
 void Connection::flush() {

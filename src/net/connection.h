@@ -36,13 +36,16 @@ class ConnectionCallbacks {
   ~ConnectionCallbacks() = default;
 };
 
-class Connection final : public event::IoHandler {
+class Connection final : public event::IoHandler, public event::EndOfIteration {
  public:
   static constexpr size_t kDefaultHighWatermark = 1024 * 1024;
 
   Connection(event::Loop& loop, ConnectionCallbacks& callbacks)
       : loop_(loop), callbacks_(&callbacks) {}
-  ~Connection() { close(); }
+  ~Connection() {
+    close();
+    loop_.cancel_iteration_end(this);
+  }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -53,7 +56,8 @@ class Connection final : public event::IoHandler {
 
   void set_callbacks(ConnectionCallbacks& callbacks) { callbacks_ = &callbacks; }
   Buffer& input() { return in_; }
-  // Queues bytes and writes what the socket takes now.
+  // Queues bytes; they are sent at the end of the loop iteration, together with whatever
+  // else was written meanwhile (one send() for a response head and its body).
   void write(std::string_view bytes);
   Buffer& output() { return out_; }
   void flush();
@@ -79,6 +83,7 @@ class Connection final : public event::IoHandler {
   bool check_alive();
 
   void on_io(uint32_t events) override;
+  void on_iteration_end() override { flush(); }
 
  private:
   void do_read();
@@ -94,6 +99,7 @@ class Connection final : public event::IoHandler {
   bool readable_ = false;
   bool read_enabled_ = true;
   bool peer_closed_ = false;  // FIN received
+  bool rdhup_ = false;        // the kernel said the peer shut down its side
   bool eof_delivered_ = false;
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;

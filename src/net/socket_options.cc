@@ -35,6 +35,16 @@ int seconds(Duration d) {
 
 }  // namespace
 
+uint32_t ephemeral_port_count() {
+  static const uint32_t count = [] {
+    std::istringstream in(read_proc("/proc/sys/net/ipv4/ip_local_port_range"));
+    uint32_t low = 0, high = 0;
+    if (!(in >> low >> high) || high < low) return 28232u;  // the kernel's default range
+    return high - low + 1;
+  }();
+  return count;
+}
+
 Status check_congestion_available(const std::string& name) {
   const char* path = "/proc/sys/net/ipv4/tcp_available_congestion_control";
   std::string available = read_proc(path);

@@ -32,6 +32,8 @@ int Server::run() {
     }
   }
 
+  net::ephemeral_port_count();  // read the port range now, off the workers' path
+
   const size_t n = config_->workers;
   std::vector<std::vector<ListenerHandoff>> per_worker(n);
   std::vector<std::shared_ptr<std::atomic<uint32_t>>> counts;

@@ -331,8 +331,7 @@ void HttpConnection::on_timer() {
         return;
       }
       if (stream_ && !stream_->committed) {
-        if (stream_->attempt) stream_->attempt->release(false);
-        stream_->attempt.reset();
+        drop_attempt();
         return send_local_reply(408, "request body stalled\n", true, "downstream_body_timeout");
       }
       return abort("request body idle timeout");
@@ -349,7 +348,7 @@ void HttpConnection::close(const char* reason) {
   if (stream_) {
     if (stream_->deadline) stream_->deadline->cancel();
     if (stream_->retry_timer) stream_->retry_timer->cancel();
-    stream_->attempt.reset();
+    drop_attempt();
   }
   conn_.close();
   proxy_.remove(this);
@@ -357,7 +356,7 @@ void HttpConnection::close(const char* reason) {
 
 void HttpConnection::abort(const char* reason) {
   LOG_INFO("http {}: {}: aborting: {}", proxy_.config_->name, peer_.to_string(), reason);
-  if (stream_ && stream_->attempt) stream_->attempt->release(false);
+  drop_attempt();
   conn_.close(true);
   close(reason);
 }
@@ -426,8 +425,7 @@ void HttpConnection::process_input() {
         LOG_INFO("http {}: {}: rejecting request ({}): {}", proxy_.config_->name, peer_.to_string(),
                  e.status, e.reason);
         if (stream_ && stream_->committed) return abort("invalid request body");
-        if (stream_ && stream_->attempt) stream_->attempt->release(false);
-        if (stream_) stream_->attempt.reset();
+        drop_attempt();
         send_local_reply(e.status, e.reason + "\n", true, "downstream_protocol_error");
         return;
       }
@@ -547,8 +545,7 @@ void HttpConnection::route_request(Stream& s) {
       add_flag("upstream_timeout");
       if (!stream_) return;
       if (stream_->committed) return abort("route timeout after the response started");
-      if (stream_->attempt) stream_->attempt->release(false);
-      stream_->attempt.reset();
+      drop_attempt();
       if (stream_->retry_timer) stream_->retry_timer->cancel();
       send_local_reply(504, "upstream did not answer in time\n", !stream_->request_complete,
                        "upstream_timeout");
@@ -669,8 +666,7 @@ void HttpConnection::on_body(std::string_view data) {
       s.route && s.route->max_body_bytes ? s.route->max_body_bytes : o.max_body_bytes;
   if (max_body && s.body_bytes > max_body) {
     if (s.committed) return abort("request body too large");
-    if (s.attempt) s.attempt->release(false);
-    s.attempt.reset();
+    drop_attempt();
     send_local_reply(413, fmt::format("request body larger than {} bytes\n", max_body), true,
                      "request_too_large");
     return;
@@ -817,6 +813,13 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
       break;
   }
   send_local_reply(status, reason + "\n", !s.request_complete, nullptr);
+}
+
+void HttpConnection::drop_attempt() {
+  if (!stream_ || !stream_->attempt) return;
+  auto a = std::move(stream_->attempt);
+  a->release(false);
+  retire(std::move(a));
 }
 
 void HttpConnection::retire(std::unique_ptr<Attempt> attempt) {
@@ -1009,11 +1012,7 @@ void HttpConnection::finish_stream() {
   bool close_conn = s.close_after || s.response_close_delimited;
   if (s.deadline) s.deadline->cancel();
   if (s.retry_timer) s.retry_timer->cancel();
-  if (s.attempt) {
-    auto a = std::move(s.attempt);
-    a->release(false);
-    retire(std::move(a));
-  }
+  drop_attempt();
   // Keep the stream's timers alive until the iteration ends: one of them may be running.
   struct Holder : event::DeferredDeletable {
     std::unique_ptr<Stream> s;

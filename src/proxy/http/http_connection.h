@@ -158,6 +158,9 @@ class HttpConnection final : public net::ConnectionCallbacks,
   // Keeps an Attempt (possibly the one whose callback is running) alive until the loop
   // iteration ends.
   void retire(std::unique_ptr<Attempt> attempt);
+  // Releases the current attempt's connection (not reusable) and retires the attempt. An
+  // Attempt is never destroyed directly: its callback may be running.
+  void drop_attempt();
   bool on_response_head(sluice::http::MessageHead& head);
   void on_response_body(std::string_view data);
   void on_response_complete(sluice::http::HeaderMap& trailers);

@@ -159,6 +159,8 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
       // The upstream may have closed it a moment ago, with the FIN not yet seen: look now,
       // without waiting, rather than find out when the request fails.
       if (loop_.now() >= c->expires_ || !c->conn_.check_alive()) {
+        LOG_DEBUG("pool {}: connection {} is stale at checkout (expired {})", endpoint_.to_string(),
+                  c->id_, loop_.now() >= c->expires_);
         ++stats_.stale_at_checkout;
         destroy(*c);
         continue;
@@ -184,6 +186,7 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
 
 void ConnPool::open_for(Waiter& waiter) {
   ++stats_.connects;
+  check_connect_rate();
   auto owned = std::make_unique<PooledConnection>(*this, next_id_++);
   PooledConnection& c = *owned;
   connections_.push_back(std::move(owned));
@@ -211,6 +214,32 @@ void ConnPool::open_for(Waiter& waiter) {
   c.waiter_ = &waiter;
   waiter.connecting_ = &c;
   c.timer_.arm_at(loop_.now() + connect_timeout_);
+}
+
+void ConnPool::check_connect_rate() {
+  // Each closed connection holds its local port in TIME_WAIT for 60 s (Linux's fixed
+  // TCP_TIMEWAIT_LEN) on the side that closed first. Opening connections faster than
+  // ports / 60 s ends in EADDRNOTAVAIL ("Cannot assign requested address").
+  constexpr auto kWindow = std::chrono::seconds(10);
+  constexpr int kTimeWaitSeconds = 60;
+  MonoTime now = loop_.now();
+  if (now - rate_window_start_ >= kWindow) {
+    rate_window_start_ = now;
+    rate_window_connects_ = 0;
+  }
+  ++rate_window_connects_;
+  uint32_t ports = net::ephemeral_port_count();
+  double per_second = rate_window_connects_ / static_cast<double>(kWindow.count());
+  // Warn at half the range: other endpoints and other processes use ports too.
+  if (per_second * kTimeWaitSeconds < ports / 2.0) return;
+  if (now - last_port_warning_ < std::chrono::seconds(60)) return;
+  last_port_warning_ = now;
+  LOG_WARN(
+      "pool {}: opening {:.0f} new connections/s on this worker; at that rate the {} "
+      "ephemeral ports fill with TIME_WAIT in {:.0f}s (TIME_WAIT lasts {}s). Raise "
+      "pool.max_connections or pool.idle_timeout so connections are reused, or add "
+      "source addresses",
+      endpoint_.to_string(), per_second, ports, ports / per_second, kTimeWaitSeconds);
 }
 
 void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
@@ -241,6 +270,11 @@ void ConnPool::release(PooledConnection& c, bool reusable) {
   if (keep) {
     make_idle(c);
   } else {
+    LOG_DEBUG(
+        "pool {}: retiring connection {} after {} requests (reusable {}, open {}, upstream "
+        "closed {}, expired {})",
+        endpoint_.to_string(), c.id_, c.requests_, reusable, c.conn_.open(), c.conn_.peer_closed(),
+        loop_.now() >= c.expires_);
     destroy(c);
   }
   serve_queue();

@@ -144,6 +144,7 @@ class ConnPool {
   void destroy(PooledConnection& conn);
   void serve_queue();
   void make_idle(PooledConnection& conn);
+  void check_connect_rate();
 
   event::Loop& loop_;
   net::Address endpoint_;
@@ -155,6 +156,10 @@ class ConnPool {
   std::list<PooledConnection*> idle_;  // most recently used at the front
   std::list<Waiter*> queue_;
   uint64_t next_id_ = 1;
+  // New-connection rate, against the ephemeral ports a TIME_WAIT window can hold.
+  MonoTime rate_window_start_{};
+  uint32_t rate_window_connects_ = 0;
+  MonoTime last_port_warning_{};
   PoolStats stats_;
 };
 
