@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+
 namespace sluice::http::http1 {
 namespace {
 
@@ -54,11 +56,16 @@ Parser::Parser(Kind kind, ParserLimits limits, ParserCallbacks& callbacks)
   settings_.on_headers_complete = cb_headers_complete;
   settings_.on_body = cb_body;
   settings_.on_message_complete = cb_message_complete;
+  settings_.on_chunk_extension_name = cb_chunk_extension_name;
+  settings_.on_chunk_extension_name_complete = cb_chunk_extension_name_complete;
+  settings_.on_chunk_extension_value = cb_chunk_extension_value;
+  settings_.on_chunk_extension_value_complete = cb_chunk_extension_value_complete;
   llhttp_init(&parser_, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
   parser_.data = this;
 }
 
 int Parser::fail(int status, std::string reason) {
+  user_error_ = true;
   error_.status = status;
   error_.reason = std::move(reason);
   return HPE_USER;
@@ -95,6 +102,12 @@ int Parser::cb_url(llhttp_t* p, const char* at, size_t len) {
 
 int Parser::cb_status(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
+  // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
+  for (size_t i = 0; i < len; ++i) {
+    if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
+      return s->fail(502, "invalid character in the response's reason phrase");
+    }
+  }
   s->head_.reason.append(at, len);
   if (!s->count_head_bytes(len)) return s->fail(502, "response head too large");
   return HPE_OK;
@@ -104,7 +117,7 @@ int Parser::cb_header_field(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   if (s->in_value_) return HPE_OK;  // value_complete handles the switch
   s->field_.append(at, len);
-  if (!s->count_head_bytes(len + 4)) {
+  if (!s->count_head_bytes(len)) {
     return s->fail(s->kind_ == Kind::kRequest ? 431 : 502, "header section too large");
   }
   return HPE_OK;
@@ -115,8 +128,9 @@ int Parser::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   s->in_value_ = true;
   for (size_t i = 0; i < len; ++i) {
     if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
-      return s->fail(400, fmt::format("invalid character 0x{:02x} in the value of header '{}'",
-                                      static_cast<unsigned char>(at[i]), s->field_));
+      return s->fail(s->bad_status(),
+                     fmt::format("invalid character 0x{:02x} in the value of header '{}'",
+                                 static_cast<unsigned char>(at[i]), s->field_));
     }
   }
   s->value_.append(at, len);
@@ -131,13 +145,17 @@ int Parser::cb_header_value_complete(llhttp_t* p) {
   s->in_value_ = false;
   for (char c : s->field_) {
     if (!is_tchar(static_cast<unsigned char>(c))) {
-      return s->fail(400, fmt::format("invalid header name '{}'", s->field_));
+      return s->fail(s->bad_status(), fmt::format("invalid header name '{}'", s->field_));
     }
   }
-  if (s->field_.empty()) return s->fail(400, "empty header name");
+  if (s->field_.empty()) return s->fail(s->bad_status(), "empty header name");
   // Trim trailing whitespace of the value (RFC 9112 §5: OWS around the value is not part of it).
   while (!s->value_.empty() && (s->value_.back() == ' ' || s->value_.back() == '\t')) {
     s->value_.pop_back();
+  }
+  // ": " and CRLF around each field count too, once per field however the reads fell.
+  if (!s->count_head_bytes(4)) {
+    return s->fail(s->kind_ == Kind::kRequest ? 431 : 502, "header section too large");
   }
   HeaderMap& target = s->head_done_ ? s->trailers_ : s->head_.headers;
   target.add(std::move(s->field_), std::move(s->value_));
@@ -174,12 +192,17 @@ int Parser::check_request_head() {
   if (h.headers.count("transfer-encoding") > 0 && h.version_minor == 0) {
     return fail(400, "Transfer-Encoding in an HTTP/1.0 request");
   }
+  // RFC 9112 §6.3: a request whose final transfer coding is not chunked cannot be framed.
+  if (h.headers.count("transfer-encoding") > 0 && !h.chunked) {
+    return fail(400, "Transfer-Encoding whose final coding is not chunked");
+  }
   return HPE_OK;
 }
 
 int Parser::cb_headers_complete(llhttp_t* p) {
   Parser* s = self(p);
   MessageHead& h = s->head_;
+  if (p->http_major == 0) return s->fail(s->bad_status(), "HTTP/0.9 is not accepted");
   if (p->http_major != 1 || p->http_minor > 1) {
     return s->fail(s->kind_ == Kind::kRequest ? 505 : 502,
                    fmt::format("unsupported version HTTP/{}.{}", p->http_major, p->http_minor));
@@ -194,6 +217,9 @@ int Parser::cb_headers_complete(llhttp_t* p) {
     if (int rc = s->check_request_head(); rc != HPE_OK) return rc;
   } else {
     h.status = p->status_code;
+    if (h.status < 100 || h.status > 599) {
+      return s->fail(502, fmt::format("invalid response status {}", h.status));
+    }
     if (h.headers.count("transfer-encoding") > 0 && !h.chunked) {
       // RFC 9112 §6.3: a response whose final coding is not chunked is read until close;
       // we refuse that ambiguity instead.
@@ -205,7 +231,41 @@ int Parser::cb_headers_complete(llhttp_t* p) {
     s->error_.reason = "stopped";
     return HPE_PAUSED;
   }
-  if (s->kind_ == Kind::kResponse && s->no_body_) return 1;  // llhttp: skip the body
+  // RFC 9112 §6.3: responses to HEAD, and 1xx, 204 and 304 responses, end with their head
+  // whatever Content-Length says. Returning 1 tells llhttp there is no body.
+  if (s->kind_ == Kind::kResponse && (s->no_body_ || h.status == 204 || h.status == 304 ||
+                                      (h.status >= 100 && h.status < 200 && h.status != 101))) {
+    return 1;
+  }
+  return HPE_OK;
+}
+
+// RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ):
+// a value needs a name, which llhttp does not insist on.
+int Parser::cb_chunk_extension_name(llhttp_t* p, const char*, size_t len) {
+  self(p)->chunk_ext_name_len_ += len;
+  return HPE_OK;
+}
+
+int Parser::cb_chunk_extension_name_complete(llhttp_t* p) {
+  Parser* s = self(p);
+  if (s->chunk_ext_name_len_ == 0)
+    return s->fail(s->bad_status(), "chunk extension without a name");
+  s->chunk_ext_name_len_ = 0;
+  s->chunk_ext_named_ = true;
+  return HPE_OK;
+}
+
+int Parser::cb_chunk_extension_value(llhttp_t* p, const char*, size_t) {
+  Parser* s = self(p);
+  if (!s->chunk_ext_named_) {
+    return s->fail(s->bad_status(), "chunk extension value without a name");
+  }
+  return HPE_OK;
+}
+
+int Parser::cb_chunk_extension_value_complete(llhttp_t* p) {
+  self(p)->chunk_ext_named_ = false;
   return HPE_OK;
 }
 
@@ -226,21 +286,34 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
     fold_prev_lf_ = false;
     head_end_seen_ = false;
   }
+  // Find an obs-fold in the head before llhttp runs (it would accept it), but parse up to
+  // it first: an earlier error in the same bytes must win, whatever the read boundaries.
+  size_t fold_at = std::string_view::npos;
   if (!head_done_ || !in_message_) {
     for (size_t i = 0; i < data.size() && !head_end_seen_; ++i) {
       char c = data[i];
       if (fold_prev_lf_) {
         // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
         if (c == ' ' || c == '\t') {
-          error_ = {kind_ == Kind::kRequest ? 400 : 502, "obsolete line folding in a header"};
-          *consumed = 0;
-          return Outcome::kError;
+          fold_at = i;
+          break;
         }
         if (c == '\r' || c == '\n') head_end_seen_ = true;
       }
       fold_prev_lf_ = c == '\n';
     }
   }
+  if (fold_at != std::string_view::npos) {
+    Outcome o = run(data.substr(0, fold_at), consumed);
+    if (o != Outcome::kNeedMore) return o;
+    error_ = {bad_status(), "obsolete line folding in a header"};
+    return Outcome::kError;
+  }
+  return run(data, consumed);
+}
+
+Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
+  user_error_ = false;
   llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
   if (rc == HPE_OK) {
     *consumed = data.size();
@@ -248,6 +321,9 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   }
   const char* pos = llhttp_get_error_pos(&parser_);
   *consumed = pos ? static_cast<size_t>(pos - data.data()) : 0;
+  // Our own checks fail through llhttp, which may report them under another code (a
+  // failing *_complete callback): the reason we recorded is the one that counts.
+  if (user_error_) return Outcome::kError;
   switch (rc) {
     case HPE_PAUSED:
       if (!in_message_) return Outcome::kMessageComplete;
@@ -262,9 +338,23 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
     case HPE_INVALID_METHOD:
       error_ = {kind_ == Kind::kRequest ? 400 : 502, "invalid method"};
       return Outcome::kError;
-    case HPE_INVALID_VERSION:
-      error_ = {kind_ == Kind::kRequest ? 400 : 502, "invalid HTTP version"};
+    case HPE_INVALID_VERSION: {
+      // llhttp has stored the digits it read: a well-formed version other than 1.0/1.1 is
+      // one we do not support (505); 1.x followed by garbage is a malformed line (400).
+      bool is_1x = parser_.http_major == 1 && parser_.http_minor <= 1;
+      bool is_09 = parser_.http_major == 0 && parser_.http_minor == 9;  // "GET /" alone
+      if (kind_ == Kind::kResponse) {
+        error_ = {502, "invalid HTTP version in the response"};
+      } else if (is_09) {
+        error_ = {400, "HTTP/0.9 requests are not accepted"};
+      } else if (!is_1x) {
+        error_ = {505, fmt::format("unsupported HTTP version {}.{}", parser_.http_major,
+                                   parser_.http_minor)};
+      } else {
+        error_ = {400, "invalid HTTP version"};
+      }
       return Outcome::kError;
+    }
     default:
       error_ = {kind_ == Kind::kRequest ? 400 : 502,
                 fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&parser_))};

@@ -74,8 +74,15 @@ class Parser {
   static int cb_headers_complete(llhttp_t* p);
   static int cb_body(llhttp_t* p, const char* at, size_t len);
   static int cb_message_complete(llhttp_t* p);
+  static int cb_chunk_extension_name(llhttp_t* p, const char* at, size_t len);
+  static int cb_chunk_extension_name_complete(llhttp_t* p);
+  static int cb_chunk_extension_value(llhttp_t* p, const char* at, size_t len);
+  static int cb_chunk_extension_value_complete(llhttp_t* p);
 
   int fail(int status, std::string reason);
+  Outcome run(std::string_view data, size_t* consumed);
+  // The status for a malformed message: 400 for a request, 502 for a response.
+  int bad_status() const { return kind_ == Kind::kRequest ? 400 : 502; }
   bool count_head_bytes(size_t n);
   int check_request_head();
 
@@ -97,6 +104,9 @@ class Parser {
   // that starts with whitespace.
   bool fold_prev_lf_ = false;
   bool head_end_seen_ = false;
+  bool chunk_ext_named_ = false;
+  size_t chunk_ext_name_len_ = 0;
+  bool user_error_ = false;  // error_ was set by our own check, not by llhttp
   ParseError error_;
 };
 

@@ -96,9 +96,15 @@ struct HttpConnection::Tunnel final : net::ConnectionCallbacks {
     u->input().consume(u->input().size());
     if (c.conn_.above_high_watermark()) u->set_read_enabled(false);
   }
-  void on_read_closed() override { c.conn_.shutdown_write(); }
+  void on_read_closed() override {
+    upstream_done = true;
+    c.conn_.shutdown_write();
+    if (downstream_done) c.close("tunnel finished");
+  }
   void on_write_drained() override { c.conn_.set_read_enabled(true); }
   void on_error(int) override { c.abort("tunnel upstream failed"); }
+  bool upstream_done = false;
+  bool downstream_done = false;
 };
 
 // --- Attempt ---------------------------------------------------------------------------
@@ -437,6 +443,8 @@ void HttpConnection::on_read_closed() {
   if (tunnel_) {
     Attempt* a = stream_ ? stream_->attempt.get() : nullptr;
     if (a && a->connection()) a->connection()->shutdown_write();
+    tunnel_callbacks_->downstream_done = true;
+    if (tunnel_callbacks_->upstream_done) close("tunnel finished");
     return;
   }
   if (linger_) return close("client closed after the last response");
@@ -489,8 +497,11 @@ void HttpConnection::route_request(Stream& s) {
     s.local_body = "CONNECT is not enabled on this listener\n";
     return;
   }
-  std::string_view path, query;
-  split_target(req.target, &path, &query);
+  std::string_view path, query, authority;
+  split_target(req.target, &path, &query, &authority);
+  // RFC 9112 §3.2.2: with an absolute-form target, its authority is the host; Host is
+  // replaced by it.
+  if (!authority.empty()) req.headers.set("Host", std::string(authority));
   const std::string* host = req.headers.get("host");
   std::string_view host_name = host ? host_without_port(*host) : std::string_view();
   const VirtualHost* vh = match_virtual_host(o, host_name);
@@ -594,6 +605,8 @@ void HttpConnection::build_upstream_head(Stream& s) {
     if (const std::string* host = s.request.headers.get("host")) hs.set("X-Forwarded-Host", *host);
   }
   if (o.generate_request_id && !hs.get("x-request-id")) hs.add("X-Request-Id", random_request_id());
+  // We speak HTTP/1.1 upstream, which needs a Host: an HTTP/1.0 client may have sent none.
+  if (!hs.get("host")) hs.add("Host", r.cluster);
   for (const auto& name : r.request_headers_to_remove) hs.remove(name);
   for (const auto& h : r.request_headers_to_add) hs.add(h.name, h.value);
   if (s.request.chunked) {

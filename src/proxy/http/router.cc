@@ -36,10 +36,25 @@ bool path_matches(const RouteMatch& m, std::string_view path) {
 
 }  // namespace
 
-void split_target(std::string_view target, std::string_view* path, std::string_view* query) {
+void split_target(std::string_view target, std::string_view* path, std::string_view* query,
+                  std::string_view* authority) {
+  if (authority) *authority = {};
   if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0) {
-    size_t slash = target.find('/', target.find("://") + 3);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    size_t start = target.find("://") + 3;
+    size_t end = target.find_first_of("/?", start);
+    if (authority) {
+      *authority = target.substr(start, end == std::string_view::npos ? target.npos : end - start);
+    }
+    if (end == std::string_view::npos) {
+      target = "/";
+    } else if (target[end] == '?') {
+      // "http://h?q": the path is empty, which means "/".
+      *path = "/";
+      *query = target.substr(end + 1);
+      return;
+    } else {
+      target = target.substr(end);
+    }
   }
   size_t q = target.find('?');
   *path = target.substr(0, q);

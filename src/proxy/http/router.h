@@ -18,8 +18,10 @@ struct RequestView {
   const sluice::http::HeaderMap* headers = nullptr;
 };
 
-// Splits a request target into path and query; absolute-form targets lose their authority.
-void split_target(std::string_view target, std::string_view* path, std::string_view* query);
+// Splits a request target into path and query; absolute-form targets lose their authority,
+// which goes to *authority when asked for (empty for other forms).
+void split_target(std::string_view target, std::string_view* path, std::string_view* query,
+                  std::string_view* authority = nullptr);
 // "example.com:8080" → "example.com"; "[::1]:80" → "[::1]".
 std::string_view host_without_port(std::string_view host);
 
