@@ -256,6 +256,7 @@ void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
     }
   }
   m.read_bool("allow_non_idempotent", p.allow_non_idempotent);
+  m.read_size("replay_buffer", p.replay_buffer_bytes, 0, 64ull << 20);
 }
 
 void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
@@ -264,7 +265,7 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
   using proxy::http::RouteMatch;
   MapReader m(r, node, path,
               {"match", "cluster", "prefix_rewrite", "redirect", "direct_response", "timeout",
-               "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retry",
+               "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retries",
                "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add",
                "response_headers_to_remove"});
   if (!m.ok()) return;
@@ -351,7 +352,7 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
     m.read_size("max_body_size", v, 0, 0xffffffffull);
     route.max_body_bytes = v;
   }
-  if (m.has("retry")) read_retry(r, m.get("retry"), m.path("retry"), route.retry);
+  if (m.has("retries")) read_retry(r, m.get("retries"), m.path("retries"), route.retry);
   route.request_headers_to_add =
       read_name_values<proxy::http::HeaderToAdd>(r, m, "request_headers_to_add", true);
   route.response_headers_to_add =
@@ -400,11 +401,12 @@ void read_virtual_hosts(YamlReader& r, const YAML::Node& list, const std::string
 void read_pool(YamlReader& r, const YAML::Node& node, const std::string& path,
                upstream::pool::PoolConfig& p) {
   MapReader m(r, node, path,
-              {"max_connections", "max_pending", "pending_timeout", "idle_timeout", "max_lifetime",
-               "max_requests_per_connection"});
+              {"max_connections", "max_pending_requests", "pending_timeout", "idle_timeout",
+               "max_lifetime", "max_requests_per_connection", "min_idle"});
   if (!m.ok()) return;
   m.read_uint("max_connections", p.max_connections, 1, 1'000'000);
-  m.read_uint("max_pending", p.max_pending, 0, 1'000'000);
+  m.read_uint("max_pending_requests", p.max_pending, 0, 1'000'000);
+  m.read_uint("min_idle", p.min_idle, 0, 10'000);
   m.read_duration("pending_timeout", p.pending_timeout, milliseconds(1), hours(1));
   m.read_duration("idle_timeout", p.idle_timeout, milliseconds(1), hours(24));
   m.read_duration("max_lifetime", p.max_lifetime, kZero, hours(24 * 7));

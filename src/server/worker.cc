@@ -53,6 +53,16 @@ void Worker::thread_main() {
     listeners_.push_back(std::move(listener));
   }
 
+  // Warm connections (pool.min_idle) for the clusters HTTP routes use.
+  for (const auto& p : http_proxies_) {
+    for (const auto& vh : p->config().http.virtual_hosts) {
+      for (const auto& route : vh.routes) {
+        auto it = clusters_.find(route.cluster);
+        if (it != clusters_.end()) it->second->warm_up_pools();
+      }
+    }
+  }
+
   loop_.run();
 
   listeners_.clear();

@@ -27,8 +27,14 @@ pool::ConnPool& Cluster::pool(size_t index) {
     p = std::make_unique<pool::ConnPool>(loop_, config_->endpoints[index].address,
                                          worker_pool_config_, config_->socket_options,
                                          config_->source_address, config_->connect_timeout);
+    p->warm_up();
   }
   return *p;
+}
+
+void Cluster::warm_up_pools() {
+  if (config_->pool.min_idle == 0) return;
+  for (size_t i = 0; i < pools_.size(); ++i) pool(i);
 }
 
 void Cluster::drain_pools() {

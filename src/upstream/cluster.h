@@ -56,6 +56,8 @@ class Cluster {
   // This worker's HTTP connection pool for endpoint `index`, made on first use.
   pool::ConnPool& pool(size_t index);
   void drain_pools();
+  // Opens every endpoint's pool now when min_idle asks for warm connections.
+  void warm_up_pools();
 
  private:
   event::Loop& loop_;

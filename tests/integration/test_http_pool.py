@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Upstream connection pools: 10,000 requests over 50 client connections use at most
 pool.max_connections upstream connections; max_lifetime and max_requests_per_connection
-recycle connections; idle_timeout closes idle ones; max_pending overflow and
+recycle connections; idle_timeout closes idle ones; max_pending_requests overflow and
 pending_timeout answer 503; an upstream Connection: close retires the connection."""
 
 import http.client
@@ -165,7 +165,7 @@ def case_upstream_connection_close_retires():
 
 def case_pending_overflow_503():
     b = HttpBackend("slow")
-    sl = start(b, pool={"max_connections": 1, "max_pending": 1, "pending_timeout": "10s"}, workers=1)
+    sl = start(b, pool={"max_connections": 1, "max_pending_requests": 1, "pending_timeout": "10s"}, workers=1)
     port = sl.port("web")
     results = {}
 
@@ -188,7 +188,7 @@ def case_pending_overflow_503():
         t.join(20)
     st = sorted(v[0] for v in results.values())
     info("results: %r" % {k: (v[0], round(v[1], 2)) for k, v in results.items()})
-    check(st == [200, 200, 503], "max_connections 1, max_pending 1, 3 concurrent requests: two 200, one 503",
+    check(st == [200, 200, 503], "max_connections 1, max_pending_requests 1, 3 concurrent requests: two 200, one 503",
           repr(results) + "\n" + hu.log_tail(sl))
     fast = [v for v in results.values() if v[0] == 503]
     check(fast and fast[0][1] < 1.0, "the 503 comes at once, not after the slow response",
@@ -200,7 +200,7 @@ def case_pending_overflow_503():
 
 def case_pending_timeout_503():
     b = HttpBackend("slow")
-    sl = start(b, pool={"max_connections": 1, "max_pending": 10, "pending_timeout": "300ms"}, workers=1)
+    sl = start(b, pool={"max_connections": 1, "max_pending_requests": 10, "pending_timeout": "300ms"}, workers=1)
     port = sl.port("web")
     holder = {}
 
@@ -222,9 +222,21 @@ def case_pending_timeout_503():
     hu.stop_and_check(sl)
 
 
+def case_min_idle_warm_connections():
+    b = HttpBackend("warm")
+    sl = start(b, pool={"min_idle": 2}, workers=1)
+    warmed = harness.wait_until(lambda: b.stats()["accepted"] >= 2, 5)
+    check(warmed and b.stats()["accepted"] == 2,
+          "pool min_idle 2: two upstream connections open before any request", repr(b.stats()))
+    r = hu.request_once(sl.port("web"), "GET", "/warm")
+    check(r.status == 200 and b.stats()["accepted"] == 2, "the request uses a warm connection",
+          repr(b.stats()))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_many_requests_few_upstream_connections, case_max_lifetime_recycles,
                        case_max_requests_per_upstream_connection, case_pool_idle_timeout,
                        case_upstream_connection_close_retires, case_pending_overflow_503,
-                       case_pending_timeout_503])
+                       case_pending_timeout_503, case_min_idle_warm_connections])

@@ -47,7 +47,7 @@ def case_all_endpoints_down_502():
     _, p1 = harness.free_port_holder()
     _, p2 = harness.free_port_holder()
     sl = start(["127.0.0.1:%d" % p1, "127.0.0.1:%d" % p2],
-               {"retry": {"retry_on": ["connect-failure"], "num_retries": 2, "backoff": {"base": "10ms",
+               {"retries": {"retry_on": ["connect-failure"], "num_retries": 2, "backoff": {"base": "10ms",
                                                                                           "max": "20ms"}}})
     t0 = time.monotonic()
     r = hu.request_once(sl.port("web"), "GET", "/down")
@@ -62,7 +62,7 @@ def case_all_endpoints_down_502():
 def case_retriable_status_503():
     bad = HttpBackend("bad", status=503)
     good = HttpBackend("good")
-    sl = start([bad, good], {"retry": {"retry_on": ["retriable-status-codes"], "retriable_status_codes": [503],
+    sl = start([bad, good], {"retries": {"retry_on": ["retriable-status-codes"], "retriable_status_codes": [503],
                                        "num_retries": 1}})
     out = [hu.request_once(sl.port("web"), "GET", "/r/%d" % i) for i in range(8)]
     check([r.status for r in out] == [200] * 8, "503 from one endpoint retried on the other: all 200",
@@ -74,7 +74,7 @@ def case_retriable_status_503():
     # 500 is not in retriable_status_codes and not retried by this policy
     bad500 = HttpBackend("bad500", status=500)
     hu.stop_and_check(sl)
-    sl = start([bad500, good], {"retry": {"retry_on": ["retriable-status-codes"], "retriable_status_codes": [503],
+    sl = start([bad500, good], {"retries": {"retry_on": ["retriable-status-codes"], "retriable_status_codes": [503],
                                           "num_retries": 1}})
     statuses = sorted(hu.request_once(sl.port("web"), "GET", "/r500/%d" % i).status for i in range(4))
     check(statuses == [200, 200, 500, 500], "a 500 is not retried by retriable-status-codes [503]: passed through",
@@ -85,12 +85,12 @@ def case_retriable_status_503():
 def case_5xx_and_gateway_error():
     bad = HttpBackend("bad500", status=500)
     good = HttpBackend("good")
-    sl = start([bad, good], {"retry": {"retry_on": ["5xx"], "num_retries": 1}})
+    sl = start([bad, good], {"retries": {"retry_on": ["5xx"], "num_retries": 1}})
     statuses = [hu.request_once(sl.port("web"), "GET", "/x/%d" % i).status for i in range(6)]
     check(statuses == [200] * 6, "retry_on 5xx: a 500 is retried on the other endpoint", repr(statuses))
     hu.stop_and_check(sl)
     bad = HttpBackend("bad502", status=502)
-    sl = start([bad, good], {"retry": {"retry_on": ["gateway-error"], "num_retries": 1}})
+    sl = start([bad, good], {"retries": {"retry_on": ["gateway-error"], "num_retries": 1}})
     statuses = [hu.request_once(sl.port("web"), "GET", "/y/%d" % i).status for i in range(6)]
     check(statuses == [200] * 6, "retry_on gateway-error: a 502 is retried on the other endpoint", repr(statuses))
     hu.stop_and_check(sl)
@@ -98,7 +98,7 @@ def case_5xx_and_gateway_error():
 
 def case_reset_before_response():
     b = HttpBackend("resetter")
-    sl = start([b], {"retry": {"retry_on": ["reset-before-response"], "num_retries": 2,
+    sl = start([b], {"retries": {"retry_on": ["reset-before-response"], "num_retries": 2,
                                "backoff": {"base": "5ms", "max": "10ms"}}})
     r = hu.request_once(sl.port("web"), "GET", "/reset")
     gets = len(b.requests_for(lambda x: x["method"] == "GET"))
@@ -114,7 +114,7 @@ def case_reset_before_response():
           patches, r.describe())
     hu.stop_and_check(sl)
     b2 = HttpBackend("resetter2")
-    sl = start([b2], {"retry": {"retry_on": ["reset-before-response"], "num_retries": 1,
+    sl = start([b2], {"retries": {"retry_on": ["reset-before-response"], "num_retries": 1,
                                 "allow_non_idempotent": True}})
     r = hu.request_once(sl.port("web"), "POST", "/reset", body=b"x")
     posts = len(b2.requests_for(lambda x: x["method"] == "POST"))
@@ -125,7 +125,7 @@ def case_reset_before_response():
 
 def case_reset_mid_body_not_retried():
     b = HttpBackend("midbody")
-    sl = start([b], {"retry": {"retry_on": ["reset-before-response", "5xx", "connect-failure"], "num_retries": 2}})
+    sl = start([b], {"retries": {"retry_on": ["reset-before-response", "5xx", "connect-failure"], "num_retries": 2}})
     c = hu.Client(sl.port("web"), timeout=5)
     c.send(hu.build_request("GET", "/reset-mid-body"))
     c.reader.deadline = time.monotonic() + 5

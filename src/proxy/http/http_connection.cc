@@ -20,9 +20,6 @@ namespace h1 = sluice::http::http1;
 
 namespace {
 
-// Request bodies up to this size are kept until the response starts, so that a failed
-// attempt can be re-sent; larger ones stream without a copy and are not retried once sent.
-constexpr size_t kMaxReplayBody = 64 * 1024;
 // Request body bytes buffered while no upstream connection is ready; past this, stop reading.
 constexpr size_t kPendingBodyHighWatermark = 256 * 1024;
 // After a response that closes the connection, how long to wait for the client's FIN
@@ -651,7 +648,9 @@ void HttpConnection::on_attempt_ready() {
 void HttpConnection::send_body_upstream(std::string_view framed) {
   Stream& s = *stream_;
   if (s.replayable) {
-    if (s.replay_body.size() + framed.size() <= kMaxReplayBody) {
+    // Bodies up to the route's replay buffer are kept until the response starts, so that a
+    // failed attempt can be re-sent; larger ones stream without a copy and are not re-sent.
+    if (s.replay_body.size() + framed.size() <= s.route->retry.replay_buffer_bytes) {
       s.replay_body.append(framed);
     } else {
       s.replayable = false;

@@ -46,6 +46,9 @@ struct RetryPolicy {
   Duration backoff_base = std::chrono::milliseconds(25);
   Duration backoff_max = std::chrono::milliseconds(250);
   bool allow_non_idempotent = false;
+  // A request body is kept for a re-send only while it fits here (0: bodies are never
+  // re-sent once sent).
+  uint32_t replay_buffer_bytes = 64 * 1024;
 };
 
 struct HeaderToAdd {

@@ -1,6 +1,7 @@
 #include "upstream/pool/conn_pool.h"
 
 #include <algorithm>
+#include <random>
 
 #include "base/log.h"
 #include "net/connect.h"
@@ -27,10 +28,12 @@ PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
     : pool_(pool), id_(id), conn_(pool.loop(), *this), timer_(pool.loop().timers(), [this] {
         if (state_ == State::kConnecting) {
           ++pool_.stats_.connect_failures;
+          pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
           Waiter* w = waiter_;
           waiter_ = nullptr;
-          std::string detail = "connect to " + pool_.endpoint_.to_string() + " timed out after " +
-                               format_duration(pool_.connect_timeout_);
+          std::string detail =
+              fmt::format("upstream connect error: timed out after {} ({})",
+                          format_duration(pool_.connect_timeout_), pool_.endpoint_.to_string());
           pool_.destroy(*this);
           if (w) {
             w->connecting_ = nullptr;
@@ -93,9 +96,11 @@ void PooledConnection::on_error(int err) {
   if (borrower_) return borrower_->on_error(err);
   if (state_ == State::kConnecting) {
     ++pool_.stats_.connect_failures;
+    pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
     Waiter* w = waiter_;
     waiter_ = nullptr;
-    std::string detail = "connect to " + pool_.endpoint_.to_string() + ": " + net::error_text(err);
+    std::string detail = fmt::format("upstream connect error: {} ({})", net::error_text(err),
+                                     pool_.endpoint_.to_string());
     pool_.destroy(*this);
     if (w) {
       w->connecting_ = nullptr;
@@ -147,6 +152,7 @@ ConnPool::ConnPool(event::Loop& loop, net::Address endpoint, const PoolConfig& c
       connect_timeout_(connect_timeout) {}
 
 ConnPool::~ConnPool() {
+  tearing_down_ = true;
   while (!queue_.empty()) queue_.front()->cancel();
   while (!connections_.empty()) destroy(*connections_.front());
 }
@@ -170,7 +176,7 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
       return;
     }
   }
-  if (connections_.size() < config_.max_connections) return open_for(waiter);
+  if (connections_.size() < config_.max_connections) return open_for(&waiter);
   if (queue_.size() >= config_.max_pending) {
     ++stats_.overflows;
     waiter.callbacks_->on_pool_failure(
@@ -184,35 +190,47 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
   waiter.timer_.arm_at(loop_.now() + config_.pending_timeout);
 }
 
-void ConnPool::open_for(Waiter& waiter) {
+void ConnPool::open_for(Waiter* waiter) {
   ++stats_.connects;
   check_connect_rate();
   auto owned = std::make_unique<PooledConnection>(*this, next_id_++);
   PooledConnection& c = *owned;
   connections_.push_back(std::move(owned));
   c.created_ = loop_.now();
-  if (config_.max_lifetime.count() > 0) c.expires_ = c.created_ + config_.max_lifetime;
+  if (config_.max_lifetime.count() > 0) {
+    // Up to 10% earlier, at random, so connections opened together do not all retire together.
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    auto span = config_.max_lifetime.count() / 10;
+    Duration jitter(span > 0 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(span)) : 0);
+    c.expires_ = c.created_ + config_.max_lifetime - jitter;
+  }
   // HTTP clients speak first: the request is ready as soon as the connection is.
   auto pending = net::start_connect(endpoint_, socket_options_, source_, true);
   if (!pending) {
     ++stats_.connect_failures;
-    std::string detail = "connect to " + endpoint_.to_string() + ": " + pending.status().message();
+    next_warm_at_ = loop_.now() + std::chrono::seconds(1);
+    std::string detail = fmt::format("upstream connect error: {} ({})", pending.status().message(),
+                                     endpoint_.to_string());
     destroy(c);
-    waiter.callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
+    if (waiter) waiter->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
     return;
   }
   bool connected = pending->connected;
   if (Status s = c.conn_.adopt_connecting(std::move(pending->fd), connected); !s) {
     destroy(c);
-    waiter.callbacks_->on_pool_failure(PoolFailure::kConnectFailure, s.message());
+    if (waiter) waiter->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, s.message());
     return;
   }
   if (connected) {
-    lend(c, waiter);
+    if (waiter) {
+      lend(c, *waiter);
+    } else {
+      make_idle(c);
+    }
     return;
   }
-  c.waiter_ = &waiter;
-  waiter.connecting_ = &c;
+  c.waiter_ = waiter;
+  if (waiter) waiter->connecting_ = &c;
   c.timer_.arm_at(loop_.now() + connect_timeout_);
 }
 
@@ -269,6 +287,8 @@ void ConnPool::release(PooledConnection& c, bool reusable) {
                c.requests_ < config_.max_requests_per_connection);
   if (keep) {
     make_idle(c);
+    serve_queue();
+    return;
   } else {
     LOG_DEBUG(
         "pool {}: retiring connection {} after {} requests (reusable {}, open {}, upstream "
@@ -288,7 +308,22 @@ void ConnPool::serve_queue() {
   }
 }
 
+void ConnPool::warm_up() {
+  // Not while draining, not re-entered from a connect that failed at once, and not again
+  // within a second of a failed connect (a dead endpoint must not be hammered).
+  if (draining_ || warming_ || loop_.now() < next_warm_at_) return;
+  warming_ = true;
+  size_t ready =
+      idle_.size() + stats_.state_count[static_cast<int>(PooledConnection::State::kConnecting)];
+  while (ready < config_.min_idle && connections_.size() < config_.max_connections) {
+    open_for(nullptr);
+    ++ready;
+  }
+  warming_ = false;
+}
+
 void ConnPool::drain() {
+  draining_ = true;
   while (!idle_.empty()) destroy(*idle_.front());
   for (auto& c : connections_) {
     if (c->state_ == PooledConnection::State::kBusy) {
@@ -298,6 +333,12 @@ void ConnPool::drain() {
 }
 
 void ConnPool::destroy(PooledConnection& c) {
+  destroy_only(c);
+  // Keep min_idle warm; not from the destructor, and not while draining.
+  if (config_.min_idle > 0 && !tearing_down_) warm_up();
+}
+
+void ConnPool::destroy_only(PooledConnection& c) {
   if (c.state_ == PooledConnection::State::kClosed) return;
   c.timer_.cancel();
   c.transition(PooledConnection::State::kClosed);

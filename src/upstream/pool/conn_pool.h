@@ -28,6 +28,7 @@ struct PoolConfig {
   Duration idle_timeout = std::chrono::seconds(60);
   Duration max_lifetime{0};                  // 0 = none
   uint32_t max_requests_per_connection = 0;  // 0 = none
+  uint32_t min_idle = 0;                     // connections kept open and ready per worker
 };
 
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow, kPendingTimeout };
@@ -131,6 +132,8 @@ class ConnPool {
   void release(PooledConnection& conn, bool reusable);
   // Closes idle connections and marks busy ones to close after their request.
   void drain();
+  // Opens connections until min_idle are idle or connecting (within max_connections).
+  void warm_up();
 
   const PoolStats& stats() const { return stats_; }
   const net::Address& endpoint() const { return endpoint_; }
@@ -139,7 +142,9 @@ class ConnPool {
  private:
   friend class PooledConnection;
   friend class Waiter;
-  void open_for(Waiter& waiter);
+  // Opens a connection for `waiter`, or (nullptr) one that goes idle when connected.
+  void open_for(Waiter* waiter);
+  void destroy_only(PooledConnection& conn);
   void lend(PooledConnection& conn, Waiter& waiter);
   void destroy(PooledConnection& conn);
   void serve_queue();
@@ -160,6 +165,10 @@ class ConnPool {
   MonoTime rate_window_start_{};
   uint32_t rate_window_connects_ = 0;
   MonoTime last_port_warning_{};
+  bool draining_ = false;
+  bool tearing_down_ = false;
+  bool warming_ = false;
+  MonoTime next_warm_at_{};
   PoolStats stats_;
 };
 
