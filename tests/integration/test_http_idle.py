@@ -3,7 +3,7 @@
 
 A backend that closes connections idle for 1 s, while a client sends a request every
 second (the worst timing: requests arrive just as the backend gives up), must produce
-zero client-visible errors. The long run lasts SLUICE_HTTP_IDLE_SECONDS (default 20 s;
+zero client-visible errors. The long run lasts SLUICE_HTTP_IDLE_SECONDS (default 60 s;
 a minute is the thorough setting). Also: with `Keep-Alive: timeout=1` advertised, a
 deterministic stale-connection case, and the one-time re-send of a request that fails on
 a reused connection before any response byte."""
@@ -18,7 +18,7 @@ from harness import check, info  # noqa: E402
 from http_backend import HttpBackend  # noqa: E402
 import http_util as hu  # noqa: E402
 
-IDLE_SECONDS = hu.env_number("SLUICE_HTTP_IDLE_SECONDS", 20.0)
+IDLE_SECONDS = hu.env_number("SLUICE_HTTP_IDLE_SECONDS", 60.0)
 
 
 def start(backend, workers=1, pool=None):

@@ -60,6 +60,8 @@ class Parser {
   Outcome finish();
   // For a response: the request was HEAD (or similar), so no body follows the head.
   void set_no_body_expected(bool v) { no_body_ = v; }
+  // For a response: the request was CONNECT, so a 2xx head is followed by the tunnel.
+  void set_connect_request(bool v) { connect_ = v; }
   bool mid_message() const { return in_message_; }
   bool in_head() const { return in_message_ && !head_done_; }
   const ParseError& error() const { return error_; }
@@ -99,6 +101,7 @@ class Parser {
   bool in_message_ = false;
   bool head_done_ = false;
   bool no_body_ = false;
+  bool connect_ = false;
   size_t head_bytes_ = 0;
   // obs-fold detection (llhttp accepts folded lines): the raw head is scanned for a line
   // that starts with whitespace.

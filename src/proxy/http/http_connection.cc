@@ -136,7 +136,10 @@ Attempt::~Attempt() {
 void Attempt::start() {
   started_ = pool_.loop().now();
   last_activity_ = started_;
-  parser_.set_no_body_expected(owner_.stream_->request.method == "HEAD");
+  const std::string& method = owner_.stream_->request.method;
+  parser_.set_no_body_expected(method == "HEAD");
+  // RFC 9110 §9.3.6: a 2xx answer to CONNECT has no body: the tunnel follows.
+  parser_.set_connect_request(method == "CONNECT");
   pool_.acquire(waiter_, fresh_);
 }
 
@@ -495,7 +498,15 @@ void HttpConnection::route_request(Stream& s) {
     return;
   }
   std::string_view path, query, authority;
-  split_target(req.target, &path, &query, &authority);
+  bool connect = req.method == "CONNECT";
+  if (connect) {
+    // RFC 9110 §9.3.6: the target is host:port. It selects the virtual host, and the
+    // route is matched as if the path were "/"; a 2xx answer turns into a tunnel.
+    authority = req.target;
+    path = "/";
+  } else {
+    split_target(req.target, &path, &query, &authority);
+  }
   // RFC 9112 §3.2.2: with an absolute-form target, its authority is the host; Host is
   // replaced by it.
   if (!authority.empty()) req.headers.set("Host", std::string(authority));
@@ -545,7 +556,7 @@ void HttpConnection::route_request(Stream& s) {
     s.local_body = "the route's cluster is unknown\n";
     return;
   }
-  s.upgrade = req.upgrade && req.headers.has_token("connection", "upgrade");
+  s.upgrade = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
   build_upstream_head(s);
   if (route->timeout.count() > 0) {
     s.deadline = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
@@ -580,13 +591,12 @@ void HttpConnection::build_upstream_head(Stream& s) {
     target += query;
   }
   up.target = std::move(target);
+  if (s.request.method == "CONNECT") up.target = s.request.target;  // authority-form stays
   up.headers = s.request.headers;
   HeaderMap& hs = up.headers;
   remove_hop_by_hop(hs, s.upgrade);
   hs.remove("expect");  // sluice answers 100-continue itself
-  if (s.upgrade) {
-    hs.set("Connection", "upgrade");
-  }
+  if (s.upgrade && s.request.method != "CONNECT") hs.set("Connection", "upgrade");
   // X-Forwarded-*: appended when the previous hop is trusted, else replaced.
   std::string ip = client_ip(peer_);
   const std::string* xff = hs.get("x-forwarded-for");
@@ -858,7 +868,11 @@ bool HttpConnection::on_response_head(MessageHead& head) {
     }
     return true;
   }
-  if (s.upgrade && head.status != 101) s.close_after = true;  // the parser expected a switch
+  bool connect = s.request.method == "CONNECT";
+  // The parser expected a switch that did not happen: the connection cannot carry on.
+  if (s.upgrade && head.status != 101 && !(connect && head.status / 100 == 2)) {
+    s.close_after = true;
+  }
   if (may_retry(Failure::kStatus, head.status)) {
     a.discard_response_ = true;
     schedule_retry(fmt::format("status {} from {}", head.status, a.pool_.endpoint().to_string()));
@@ -874,7 +888,7 @@ bool HttpConnection::on_response_head(MessageHead& head) {
   s.status = head.status;
   s.committed = true;
   count_status(head.status);
-  bool upgrade = head.status == 101 && s.upgrade;
+  bool upgrade = s.upgrade && (head.status == 101 || (connect && head.status / 100 == 2));
   bool client_11 = s.request.version_minor >= 1;
   s.response_no_body =
       s.request.method == "HEAD" || head.status == 204 || head.status == 304 || upgrade;
@@ -899,7 +913,7 @@ bool HttpConnection::on_response_head(MessageHead& head) {
     }
   }
   if (upgrade) {
-    head.headers.set("Connection", "upgrade");
+    if (!connect) head.headers.set("Connection", "upgrade");
   } else if (close) {
     s.close_after = true;
     head.headers.add("Connection", "close");
