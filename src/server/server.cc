@@ -108,40 +108,20 @@ int Server::run() {
   drain_deadline.cancel();
 
   std::map<std::string, proxy::tcp::TcpProxyStats> totals;
-  for (auto& w : workers) {
-    w->stop_and_join();
-    for (const auto& [name, s] : w->final_stats()) {
-      auto& t = totals[name];
-      t.accepted += s.accepted;
-      t.refused_max_connections += s.refused_max_connections;
-      t.completed += s.completed;
-      t.idle_timeouts += s.idle_timeouts;
-      t.no_endpoint_reachable += s.no_endpoint_reachable;
-      t.drain_closed += s.drain_closed;
-      t.bytes_to_upstream += s.bytes_to_upstream;
-      t.bytes_to_downstream += s.bytes_to_downstream;
-    }
-  }
   std::map<std::string, proxy::http::HttpProxyStats> http_totals;
   for (auto& w : workers) {
-    for (const auto& [name, s] : w->final_http_stats()) {
-      auto& t = http_totals[name];
-      t.accepted += s.accepted;
-      t.requests += s.requests;
-      t.responses_2xx += s.responses_2xx;
-      t.responses_4xx += s.responses_4xx;
-      t.responses_5xx += s.responses_5xx;
-      t.retries += s.retries;
-      t.stale_connection_retries += s.stale_connection_retries;
-      t.parse_errors += s.parse_errors;
-    }
+    w->stop_and_join();
+    for (const auto& [name, s] : w->final_stats()) totals[name].add(s);
+    for (const auto& [name, s] : w->final_http_stats()) http_totals[name].add(s);
   }
   for (const auto& [name, t] : http_totals) {
     LOG_INFO(
-        "listener {}: accepted {}, requests {}, 2xx {}, 4xx {}, 5xx {}, retries {}, "
-        "stale-connection re-sends {}, rejected requests {}",
-        name, t.accepted, t.requests, t.responses_2xx, t.responses_4xx, t.responses_5xx, t.retries,
-        t.stale_connection_retries, t.parse_errors);
+        "listener {}: accepted {}, refused (max_connections) {}, requests {}, 1xx {}, 2xx {}, "
+        "3xx {}, 4xx {}, 5xx {}, answered by sluice {}, retries {}, stale-connection re-sends "
+        "{}, upstream timeouts {}, rejected requests {}",
+        name, t.accepted, t.refused_max_connections, t.requests, t.responses_1xx, t.responses_2xx,
+        t.responses_3xx, t.responses_4xx, t.responses_5xx, t.local_replies, t.retries,
+        t.stale_connection_retries, t.upstream_timeouts, t.parse_errors);
   }
   for (const auto& [name, t] : totals) {
     LOG_INFO(

@@ -31,6 +31,22 @@ struct HttpProxyStats {
   uint64_t stale_connection_retries = 0;
   uint64_t upstream_timeouts = 0;
   uint64_t parse_errors = 0;
+
+  void add(const HttpProxyStats& o) {
+    accepted += o.accepted;
+    refused_max_connections += o.refused_max_connections;
+    requests += o.requests;
+    responses_1xx += o.responses_1xx;
+    responses_2xx += o.responses_2xx;
+    responses_3xx += o.responses_3xx;
+    responses_4xx += o.responses_4xx;
+    responses_5xx += o.responses_5xx;
+    local_replies += o.local_replies;
+    retries += o.retries;
+    stale_connection_retries += o.stale_connection_retries;
+    upstream_timeouts += o.upstream_timeouts;
+    parse_errors += o.parse_errors;
+  }
 };
 
 using ClusterMap = std::map<std::string, upstream::Cluster*, std::less<>>;

@@ -33,6 +33,21 @@ struct TcpProxyStats {
   uint64_t drain_closed = 0;
   uint64_t bytes_to_upstream = 0;
   uint64_t bytes_to_downstream = 0;
+
+  void add(const TcpProxyStats& o) {
+    accepted += o.accepted;
+    refused_max_connections += o.refused_max_connections;
+    active += o.active;
+    completed += o.completed;
+    idle_timeouts += o.idle_timeouts;
+    max_duration_reached += o.max_duration_reached;
+    downstream_resets += o.downstream_resets;
+    upstream_resets += o.upstream_resets;
+    no_endpoint_reachable += o.no_endpoint_reachable;
+    drain_closed += o.drain_closed;
+    bytes_to_upstream += o.bytes_to_upstream;
+    bytes_to_downstream += o.bytes_to_downstream;
+  }
 };
 
 class TcpProxy final : public net::ListenerCallbacks {
