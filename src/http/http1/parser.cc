@@ -285,6 +285,7 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   if (!in_message_) {
     fold_prev_lf_ = false;
     head_end_seen_ = false;
+    head_started_ = false;
   }
   // Find an obs-fold in the head before llhttp runs (it would accept it), but parse up to
   // it first: an earlier error in the same bytes must win, whatever the read boundaries.
@@ -292,6 +293,12 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   if (!head_done_ || !in_message_) {
     for (size_t i = 0; i < data.size() && !head_end_seen_; ++i) {
       char c = data[i];
+      // Empty lines before a request line are skipped (RFC 9112 §2.2); they are not the
+      // empty line that ends a head.
+      if (!head_started_) {
+        if (c == '\r' || c == '\n') continue;
+        head_started_ = true;
+      }
       if (fold_prev_lf_) {
         // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
         if (c == ' ' || c == '\t') {

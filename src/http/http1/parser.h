@@ -107,6 +107,7 @@ class Parser {
   // that starts with whitespace.
   bool fold_prev_lf_ = false;
   bool head_end_seen_ = false;
+  bool head_started_ = false;
   bool chunk_ext_named_ = false;
   size_t chunk_ext_name_len_ = 0;
   bool user_error_ = false;  // error_ was set by our own check, not by llhttp
