@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -34,14 +35,14 @@ class Buffer {
   // Space for at least `min` more bytes at the back; commit() what was written there.
   char* prepare(size_t min);
   size_t writable() const { return capacity_ - end_; }
-  void commit(size_t n) { end_ += n; }
+  void commit(size_t n) { end_ += static_cast<uint32_t>(n); }
 
   void append(std::string_view bytes) {
     std::memcpy(prepare(bytes.size()), bytes.data(), bytes.size());
     commit(bytes.size());
   }
   void consume(size_t n) {
-    begin_ += n < size() ? n : size();
+    begin_ += static_cast<uint32_t>(n < size() ? n : size());
     if (begin_ == end_) begin_ = end_ = 0;
   }
   void clear() { begin_ = end_ = 0; }
@@ -59,10 +60,12 @@ class Buffer {
     begin_ = end_ = 0;
   }
 
+  // 32-bit offsets keep a Buffer at 24 bytes (connections hold two); buffers stay far
+  // below 4 GiB since writers stop at their high watermark.
   std::unique_ptr<char[]> storage_;
-  size_t capacity_ = 0;
-  size_t begin_ = 0;
-  size_t end_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t begin_ = 0;
+  uint32_t end_ = 0;
 };
 
 inline char* Buffer::prepare(size_t min) {
@@ -71,7 +74,7 @@ inline char* Buffer::prepare(size_t min) {
   if (begin_ > 0 && capacity_ - used >= min && storage_) {
     std::memmove(storage_.get(), storage_.get() + begin_, used);
     begin_ = 0;
-    end_ = used;
+    end_ = static_cast<uint32_t>(used);
     return storage_.get() + end_;
   }
   size_t cap = capacity_ == 0 ? kInitialCapacity : capacity_;
@@ -81,9 +84,9 @@ inline char* Buffer::prepare(size_t min) {
   if (used) std::memcpy(fresh.get(), storage_.get() + begin_, used);
   if (capacity_ == kInitialCapacity) buffer_detail::give_block(std::move(storage_));
   storage_ = std::move(fresh);
-  capacity_ = cap;
+  capacity_ = static_cast<uint32_t>(cap);
   begin_ = 0;
-  end_ = used;
+  end_ = static_cast<uint32_t>(used);
   return storage_.get() + end_;
 }
 

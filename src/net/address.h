@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -14,7 +15,7 @@ namespace sluice::net {
 
 class Address {
  public:
-  Address() = default;
+  Address() { std::memset(&ss_, 0, sizeof ss_); }
   // "127.0.0.1:8080" or "[::1]:8080". Names are not resolved here.
   static Result<Address> parse(std::string_view host_port);
   // An IP literal without port ("127.0.0.2", "::1").
@@ -23,7 +24,7 @@ class Address {
 
   const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&ss_); }
   socklen_t length() const { return len_; }
-  int family() const { return ss_.ss_family; }
+  int family() const { return ss_.sa.sa_family; }
   uint16_t port() const;
   void set_port(uint16_t port);
   std::string to_string() const;
@@ -31,7 +32,14 @@ class Address {
   bool operator==(const Address& other) const;
 
  private:
-  sockaddr_storage ss_{};
+  // IPv4 or IPv6 only: 28 bytes rather than sockaddr_storage's 128, since every
+  // connection keeps its peer's address.
+  union Storage {
+    sockaddr sa;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  };
+  Storage ss_;
   socklen_t len_ = 0;
 };
 

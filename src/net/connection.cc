@@ -74,7 +74,6 @@ void Connection::do_read() {
       // closed: its FIN (read as 0) must still be seen.
       if (static_cast<size_t>(n) < in_.writable() && !rdhup_) readable_ = false;
       in_.commit(static_cast<size_t>(n));
-      bytes_read_ += static_cast<uint64_t>(n);
       callbacks_->on_read();
       continue;
     }
@@ -107,7 +106,6 @@ void Connection::flush() {
   while (fd_.valid() && !connecting_ && !out_.empty()) {
     ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      bytes_written_ += static_cast<uint64_t>(n);
       out_.consume(static_cast<size_t>(n));
       continue;
     }

@@ -76,8 +76,6 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool above_high_watermark() const { return out_.size() >= high_watermark_; }
   void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
   int fd() const { return fd_.get(); }
-  uint64_t bytes_read() const { return bytes_read_; }
-  uint64_t bytes_written() const { return bytes_written_; }
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
   bool check_alive();
@@ -103,8 +101,6 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool eof_delivered_ = false;
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;
-  uint64_t bytes_read_ = 0;
-  uint64_t bytes_written_ = 0;
 };
 
 }  // namespace sluice::net

@@ -72,7 +72,8 @@ int Server::run() {
     workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w])));
     workers.back()->start();
   }
-  LOG_INFO("sluice ready: {} workers, {} listeners", n, config_->listeners.size());
+  log::write(log::Level::kInfo,
+             fmt::format("sluice ready: {} workers, {} listeners", n, config_->listeners.size()));
 
   event::Loop main_loop;
   size_t drained = 0;

@@ -44,44 +44,51 @@ bool valid_value_char(unsigned char c) {
 
 }  // namespace
 
-Parser::Parser(Kind kind, ParserLimits limits, ParserCallbacks& callbacks)
-    : kind_(kind), limits_(limits), callbacks_(callbacks) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = cb_message_begin;
-  settings_.on_url = cb_url;
-  settings_.on_status = cb_status;
-  settings_.on_header_field = cb_header_field;
-  settings_.on_header_value = cb_header_value;
-  settings_.on_header_value_complete = cb_header_value_complete;
-  settings_.on_headers_complete = cb_headers_complete;
-  settings_.on_body = cb_body;
-  settings_.on_message_complete = cb_message_complete;
-  settings_.on_chunk_extension_name = cb_chunk_extension_name;
-  settings_.on_chunk_extension_name_complete = cb_chunk_extension_name_complete;
-  settings_.on_chunk_extension_value = cb_chunk_extension_value;
-  settings_.on_chunk_extension_value_complete = cb_chunk_extension_value_complete;
-  llhttp_init(&parser_, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+const llhttp_settings_t* Parser::settings() {
+  // One table for every parser: llhttp only reads it.
+  static const llhttp_settings_t table = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = cb_message_begin;
+    s.on_url = cb_url;
+    s.on_status = cb_status;
+    s.on_header_field = cb_header_field;
+    s.on_header_value = cb_header_value;
+    s.on_header_value_complete = cb_header_value_complete;
+    s.on_headers_complete = cb_headers_complete;
+    s.on_body = cb_body;
+    s.on_message_complete = cb_message_complete;
+    s.on_chunk_extension_name = cb_chunk_extension_name;
+    s.on_chunk_extension_name_complete = cb_chunk_extension_name_complete;
+    s.on_chunk_extension_value = cb_chunk_extension_value;
+    s.on_chunk_extension_value_complete = cb_chunk_extension_value_complete;
+    return s;
+  }();
+  return &table;
+}
+
+const ParserLimits Parser::kDefaultLimits{};
+
+Parser::Parser(Kind kind, const ParserLimits& limits, ParserCallbacks& callbacks)
+    : kind_(kind), limits_(&limits), callbacks_(callbacks) {
+  llhttp_init(&parser_, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, settings());
   parser_.data = this;
 }
 
 int Parser::fail(int status, std::string reason) {
   user_error_ = true;
-  error_.status = status;
-  error_.reason = std::move(reason);
+  set_error(status, std::move(reason));
   return HPE_USER;
 }
 
 bool Parser::count_head_bytes(size_t n) {
   head_bytes_ += n;
-  return head_bytes_ <= limits_.max_head_bytes;
+  return head_bytes_ <= limits_->max_head_bytes;
 }
 
 int Parser::cb_message_begin(llhttp_t* p) {
   Parser* s = self(p);
-  s->head_ = MessageHead{};
-  s->trailers_.clear();
-  s->field_.clear();
-  s->value_.clear();
+  s->msg_ = std::make_unique<Message>();
   s->in_value_ = false;
   s->in_message_ = true;
   s->head_done_ = false;
@@ -91,10 +98,10 @@ int Parser::cb_message_begin(llhttp_t* p) {
 
 int Parser::cb_url(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
-  s->head_.target.append(at, len);
-  if (s->head_.target.size() > s->limits_.max_uri_bytes) {
+  s->msg_->head.target.append(at, len);
+  if (s->msg_->head.target.size() > s->limits_->max_uri_bytes) {
     return s->fail(414,
-                   fmt::format("request target longer than {} bytes", s->limits_.max_uri_bytes));
+                   fmt::format("request target longer than {} bytes", s->limits_->max_uri_bytes));
   }
   if (!s->count_head_bytes(len)) return s->fail(431, "request head too large");
   return HPE_OK;
@@ -108,7 +115,7 @@ int Parser::cb_status(llhttp_t* p, const char* at, size_t len) {
       return s->fail(502, "invalid character in the response's reason phrase");
     }
   }
-  s->head_.reason.append(at, len);
+  s->msg_->head.reason.append(at, len);
   if (!s->count_head_bytes(len)) return s->fail(502, "response head too large");
   return HPE_OK;
 }
@@ -116,7 +123,7 @@ int Parser::cb_status(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_header_field(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   if (s->in_value_) return HPE_OK;  // value_complete handles the switch
-  s->field_.append(at, len);
+  s->msg_->field.append(at, len);
   if (!s->count_head_bytes(len)) {
     return s->fail(s->kind_ == Kind::kRequest ? 431 : 502, "header section too large");
   }
@@ -130,10 +137,10 @@ int Parser::cb_header_value(llhttp_t* p, const char* at, size_t len) {
     if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
       return s->fail(s->bad_status(),
                      fmt::format("invalid character 0x{:02x} in the value of header '{}'",
-                                 static_cast<unsigned char>(at[i]), s->field_));
+                                 static_cast<unsigned char>(at[i]), s->msg_->field));
     }
   }
-  s->value_.append(at, len);
+  s->msg_->value.append(at, len);
   if (!s->count_head_bytes(len)) {
     return s->fail(s->kind_ == Kind::kRequest ? 431 : 502, "header section too large");
   }
@@ -143,33 +150,34 @@ int Parser::cb_header_value(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_header_value_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_value_ = false;
-  for (char c : s->field_) {
+  for (char c : s->msg_->field) {
     if (!is_tchar(static_cast<unsigned char>(c))) {
-      return s->fail(s->bad_status(), fmt::format("invalid header name '{}'", s->field_));
+      return s->fail(s->bad_status(), fmt::format("invalid header name '{}'", s->msg_->field));
     }
   }
-  if (s->field_.empty()) return s->fail(s->bad_status(), "empty header name");
+  if (s->msg_->field.empty()) return s->fail(s->bad_status(), "empty header name");
   // Trim trailing whitespace of the value (RFC 9112 §5: OWS around the value is not part of it).
-  while (!s->value_.empty() && (s->value_.back() == ' ' || s->value_.back() == '\t')) {
-    s->value_.pop_back();
+  while (!s->msg_->value.empty() &&
+         (s->msg_->value.back() == ' ' || s->msg_->value.back() == '\t')) {
+    s->msg_->value.pop_back();
   }
   // ": " and CRLF around each field count too, once per field however the reads fell.
   if (!s->count_head_bytes(4)) {
     return s->fail(s->kind_ == Kind::kRequest ? 431 : 502, "header section too large");
   }
-  HeaderMap& target = s->head_done_ ? s->trailers_ : s->head_.headers;
-  target.add(std::move(s->field_), std::move(s->value_));
-  s->field_.clear();
-  s->value_.clear();
-  if (!s->head_done_ && s->head_.headers.size() > s->limits_.max_headers) {
+  HeaderMap& target = s->head_done_ ? s->msg_->trailers : s->msg_->head.headers;
+  target.add(std::move(s->msg_->field), std::move(s->msg_->value));
+  s->msg_->field.clear();
+  s->msg_->value.clear();
+  if (!s->head_done_ && s->msg_->head.headers.size() > s->limits_->max_headers) {
     return s->fail(s->kind_ == Kind::kRequest ? 431 : 502,
-                   fmt::format("more than {} header fields", s->limits_.max_headers));
+                   fmt::format("more than {} header fields", s->limits_->max_headers));
   }
   return HPE_OK;
 }
 
 int Parser::check_request_head() {
-  MessageHead& h = head_;
+  MessageHead& h = msg_->head;
   const std::string& t = h.target;
   // RFC 9112 §3.2: the request-target forms and which methods may use them.
   if (h.method == "CONNECT") {
@@ -201,7 +209,7 @@ int Parser::check_request_head() {
 
 int Parser::cb_headers_complete(llhttp_t* p) {
   Parser* s = self(p);
-  MessageHead& h = s->head_;
+  MessageHead& h = s->msg_->head;
   if (p->http_major == 0) return s->fail(s->bad_status(), "HTTP/0.9 is not accepted");
   if (p->http_major != 1 || p->http_minor > 1) {
     return s->fail(s->kind_ == Kind::kRequest ? 505 : 502,
@@ -228,7 +236,7 @@ int Parser::cb_headers_complete(llhttp_t* p) {
   }
   s->head_done_ = true;
   if (!s->callbacks_.on_head(h)) {
-    s->error_.reason = "stopped";
+    s->set_error(0, "stopped");
     return HPE_PAUSED;
   }
   // RFC 9112 §6.3: responses to HEAD, and 1xx, 204 and 304 responses, end with their head
@@ -277,7 +285,9 @@ int Parser::cb_body(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_message_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
-  s->callbacks_.on_message_complete(s->trailers_);
+  // The callback may take the trailers; the rest of the message state goes with them.
+  auto msg = std::move(s->msg_);
+  s->callbacks_.on_message_complete(msg->trailers);
   return HPE_PAUSED;  // one message at a time: the owner resumes when it is ready
 }
 
@@ -313,7 +323,7 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   if (fold_at != std::string_view::npos) {
     Outcome o = run(data.substr(0, fold_at), consumed);
     if (o != Outcome::kNeedMore) return o;
-    error_ = {bad_status(), "obsolete line folding in a header"};
+    set_error(bad_status(), "obsolete line folding in a header");
     return Outcome::kError;
   }
   return run(data, consumed);
@@ -340,10 +350,10 @@ Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
     case HPE_USER:
       return Outcome::kError;
     case HPE_PAUSED_H2_UPGRADE:
-      error_ = {400, "HTTP/2 prior knowledge is not supported on this listener"};
+      set_error(400, "HTTP/2 prior knowledge is not supported on this listener");
       return Outcome::kError;
     case HPE_INVALID_METHOD:
-      error_ = {kind_ == Kind::kRequest ? 400 : 502, "invalid method"};
+      set_error(kind_ == Kind::kRequest ? 400 : 502, "invalid method");
       return Outcome::kError;
     case HPE_INVALID_VERSION: {
       // llhttp has stored the digits it read: a well-formed version other than 1.0/1.1 is
@@ -351,22 +361,33 @@ Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
       bool is_1x = parser_.http_major == 1 && parser_.http_minor <= 1;
       bool is_09 = parser_.http_major == 0 && parser_.http_minor == 9;  // "GET /" alone
       if (kind_ == Kind::kResponse) {
-        error_ = {502, "invalid HTTP version in the response"};
+        set_error(502, "invalid HTTP version in the response");
       } else if (is_09) {
-        error_ = {400, "HTTP/0.9 requests are not accepted"};
+        set_error(400, "HTTP/0.9 requests are not accepted");
       } else if (!is_1x) {
-        error_ = {505, fmt::format("unsupported HTTP version {}.{}", parser_.http_major,
-                                   parser_.http_minor)};
+        set_error(505, fmt::format("unsupported HTTP version {}.{}", parser_.http_major,
+                                   parser_.http_minor));
       } else {
-        error_ = {400, "invalid HTTP version"};
+        set_error(400, "invalid HTTP version");
       }
       return Outcome::kError;
     }
     default:
-      error_ = {kind_ == Kind::kRequest ? 400 : 502,
-                fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&parser_))};
+      set_error(kind_ == Kind::kRequest ? 400 : 502,
+                fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&parser_)));
       return Outcome::kError;
   }
+}
+
+void Parser::set_error(int status, std::string reason) {
+  if (!error_) error_ = std::make_unique<ParseError>();
+  error_->status = status;
+  error_->reason = std::move(reason);
+}
+
+const ParseError& Parser::error() const {
+  static const ParseError kNone{0, ""};
+  return error_ ? *error_ : kNone;
 }
 
 void Parser::resume() {
@@ -377,9 +398,9 @@ Parser::Outcome Parser::finish() {
   llhttp_errno_t rc = llhttp_finish(&parser_);
   if (rc == HPE_OK) return Outcome::kNeedMore;
   if (rc == HPE_PAUSED) return Outcome::kMessageComplete;
-  error_ = {kind_ == Kind::kRequest ? 400 : 502,
+  set_error(kind_ == Kind::kRequest ? 400 : 502,
             in_message_ ? "connection closed in the middle of a message"
-                        : fmt::format("{}", llhttp_errno_name(rc))};
+                        : fmt::format("{}", llhttp_errno_name(rc)));
   return Outcome::kError;
 }
 

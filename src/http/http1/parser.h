@@ -8,6 +8,7 @@
 #include <llhttp.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -49,7 +50,10 @@ class Parser {
     kError,            // see error()
   };
 
-  Parser(Kind kind, ParserLimits limits, ParserCallbacks& callbacks);
+  // `limits` must outlive the parser (it is the listener's, or kDefaultLimits).
+  Parser(Kind kind, const ParserLimits& limits, ParserCallbacks& callbacks);
+  Parser(Kind kind, const ParserLimits&& limits, ParserCallbacks& callbacks) = delete;
+  static const ParserLimits kDefaultLimits;
   Parser(const Parser&) = delete;
   Parser& operator=(const Parser&) = delete;
 
@@ -64,9 +68,10 @@ class Parser {
   void set_connect_request(bool v) { connect_ = v; }
   bool mid_message() const { return in_message_; }
   bool in_head() const { return in_message_ && !head_done_; }
-  const ParseError& error() const { return error_; }
+  const ParseError& error() const;
 
  private:
+  static const llhttp_settings_t* settings();
   static int cb_message_begin(llhttp_t* p);
   static int cb_url(llhttp_t* p, const char* at, size_t len);
   static int cb_status(llhttp_t* p, const char* at, size_t len);
@@ -88,15 +93,20 @@ class Parser {
   bool count_head_bytes(size_t n);
   int check_request_head();
 
+  // What a message being parsed accumulates; allocated when a message begins and freed
+  // when it ends, so an idle keep-alive connection does not carry it.
+  struct Message {
+    MessageHead head;
+    HeaderMap trailers;
+    std::string field;
+    std::string value;
+  };
+
   Kind kind_;
-  ParserLimits limits_;
+  const ParserLimits* limits_;
   ParserCallbacks& callbacks_;
   llhttp_t parser_;
-  llhttp_settings_t settings_;
-  MessageHead head_;
-  HeaderMap trailers_;
-  std::string field_;
-  std::string value_;
+  std::unique_ptr<Message> msg_;
   bool in_value_ = false;
   bool in_message_ = false;
   bool head_done_ = false;
@@ -110,8 +120,9 @@ class Parser {
   bool head_started_ = false;
   bool chunk_ext_named_ = false;
   size_t chunk_ext_name_len_ = 0;
-  bool user_error_ = false;  // error_ was set by our own check, not by llhttp
-  ParseError error_;
+  bool user_error_ = false;            // error_ was set by our own check, not by llhttp
+  std::unique_ptr<ParseError> error_;  // allocated by the first error only
+  void set_error(int status, std::string reason);
 };
 
 }  // namespace sluice::http::http1

@@ -15,7 +15,6 @@ namespace sluice::proxy::http {
 using sluice::http::HeaderMap;
 using sluice::http::MessageHead;
 using sluice::http::http1::Parser;
-using sluice::http::http1::ParserLimits;
 namespace h1 = sluice::http::http1;
 
 namespace {
@@ -25,10 +24,6 @@ constexpr size_t kPendingBodyHighWatermark = 256 * 1024;
 // After a response that closes the connection, how long to wait for the client's FIN
 // before closing (so unread bytes do not turn our FIN into a RST).
 constexpr auto kLingerTime = std::chrono::seconds(2);
-
-ParserLimits request_limits(const HttpOptions& o) {
-  return ParserLimits{o.max_head_bytes, o.max_headers, o.max_uri_bytes};
-}
 
 // RFC 9110 §7.6.1: fields that describe one connection, never forwarded.
 void remove_hop_by_hop(HeaderMap& headers, bool keep_upgrade) {
@@ -73,6 +68,13 @@ std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
   return out;
 }
 
+// Reused for serialising heads and chunks: one per worker thread rather than one per
+// connection, so an idle connection keeps no such memory.
+std::string& scratch() {
+  thread_local std::string s;
+  return s;
+}
+
 std::string client_ip(const net::Address& a) {
   std::string s = a.to_string();
   size_t colon = s.rfind(':');
@@ -110,7 +112,7 @@ Attempt::Attempt(HttpConnection& owner, upstream::pool::ConnPool& pool, size_t e
     : owner_(owner),
       pool_(pool),
       waiter_(pool, *this),
-      parser_(Parser::Kind::kResponse, ParserLimits{}, *this),
+      parser_(Parser::Kind::kResponse, Parser::kDefaultLimits, *this),
       endpoint_(endpoint),
       fresh_(fresh),
       timer_(pool.loop().timers(), [this] {
@@ -292,7 +294,7 @@ HttpConnection::HttpConnection(HttpProxy& proxy, const net::Address& peer)
     : proxy_(proxy),
       peer_(peer),
       conn_(proxy.loop_, *this),
-      parser_(Parser::Kind::kRequest, request_limits(proxy.config_->http), *this),
+      parser_(Parser::Kind::kRequest, proxy.parser_limits_, *this),
       timer_(proxy.loop_.timers(), [this] { on_timer(); }) {}
 
 HttpConnection::~HttpConnection() = default;
@@ -695,9 +697,9 @@ void HttpConnection::on_body(std::string_view data) {
   }
   if (s.local_reply_pending || !s.cluster) return;  // discarded
   if (s.request.chunked) {
-    scratch_.clear();
-    h1::encode_chunk(data, scratch_);
-    send_body_upstream(scratch_);
+    scratch().clear();
+    h1::encode_chunk(data, scratch());
+    send_body_upstream(scratch());
   } else {
     send_body_upstream(data);
   }
@@ -720,9 +722,9 @@ void HttpConnection::on_message_complete(HeaderMap& trailers) {
                             s.local_status == 404 ? "no_route" : "direct_response");
   }
   if (s.request.chunked && s.cluster) {
-    scratch_.clear();
-    h1::encode_last_chunk(trailers, scratch_);
-    send_body_upstream(scratch_);
+    scratch().clear();
+    h1::encode_last_chunk(trailers, scratch());
+    send_body_upstream(scratch());
   }
 }
 
@@ -862,9 +864,9 @@ bool HttpConnection::on_response_head(MessageHead& head) {
     // Interim responses go to HTTP/1.1 clients; our own 100 Continue already went out.
     if (s.request.version_minor >= 1 && !(head.status == 100 && s.sent_100_continue)) {
       remove_hop_by_hop(head.headers, false);
-      scratch_.clear();
-      h1::encode_response_head(head, scratch_);
-      conn_.write(scratch_);
+      scratch().clear();
+      h1::encode_response_head(head, scratch());
+      conn_.write(scratch());
     }
     return true;
   }
@@ -920,9 +922,9 @@ bool HttpConnection::on_response_head(MessageHead& head) {
   } else if (!client_11) {
     head.headers.add("Connection", "keep-alive");
   }
-  scratch_.clear();
-  h1::encode_response_head(head, scratch_);
-  conn_.write(scratch_);
+  scratch().clear();
+  h1::encode_response_head(head, scratch());
+  conn_.write(scratch());
   if (upgrade) {
     enter_tunnel();
     return false;
@@ -934,9 +936,9 @@ void HttpConnection::on_response_body(std::string_view data) {
   Stream& s = *stream_;
   if (s.response_no_body) return;
   if (s.response_chunked) {
-    scratch_.clear();
-    h1::encode_chunk(data, scratch_);
-    conn_.write(scratch_);
+    scratch().clear();
+    h1::encode_chunk(data, scratch());
+    conn_.write(scratch());
   } else {
     conn_.write(data);
   }
@@ -950,9 +952,9 @@ void HttpConnection::on_response_complete(HeaderMap& trailers) {
   Stream& s = *stream_;
   Attempt& a = *s.attempt;
   if (s.response_chunked) {
-    scratch_.clear();
-    h1::encode_last_chunk(trailers, scratch_);
-    conn_.write(scratch_);
+    scratch().clear();
+    h1::encode_last_chunk(trailers, scratch());
+    conn_.write(scratch());
   }
   bool reusable = s.request_complete && a.parser_.error().reason.empty();
   auto done = std::move(s.attempt);
@@ -1020,10 +1022,10 @@ void HttpConnection::send_local_reply(int status, std::string_view body, bool cl
   head.headers.add("Content-Length", std::to_string(body.size()));
   if (!body.empty()) head.headers.add("Content-Type", "text/plain");
   if (close) head.headers.add("Connection", "close");
-  scratch_.clear();
-  h1::encode_response_head(head, scratch_);
-  if (s.request.method != "HEAD") scratch_.append(body);
-  conn_.write(scratch_);
+  scratch().clear();
+  h1::encode_response_head(head, scratch());
+  if (s.request.method != "HEAD") scratch().append(body);
+  conn_.write(scratch());
   s.close_after = close;
   finish_stream();
 }
@@ -1075,7 +1077,9 @@ HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> co
     : loop_(loop),
       config_(std::move(config)),
       clusters_(std::move(clusters)),
-      active_connections_(std::move(active_connections)) {}
+      active_connections_(std::move(active_connections)),
+      parser_limits_{config_->http.max_head_bytes, config_->http.max_headers,
+                     config_->http.max_uri_bytes} {}
 
 HttpProxy::~HttpProxy() {
   on_idle_ = nullptr;

@@ -192,7 +192,6 @@ class HttpConnection final : public net::ConnectionCallbacks,
   std::unique_ptr<event::Timer> linger_;
   struct Tunnel;
   std::unique_ptr<Tunnel> tunnel_callbacks_;
-  std::string scratch_;  // reused for serialising heads and chunks
 };
 
 }  // namespace sluice::proxy::http

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "event/loop.h"
+#include "http/http1/parser.h"
 #include "net/listener.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
@@ -77,6 +78,7 @@ class HttpProxy final : public net::ListenerCallbacks {
   std::shared_ptr<const ListenerConfig> config_;
   ClusterMap clusters_;
   std::shared_ptr<std::atomic<uint32_t>> active_connections_;
+  sluice::http::http1::ParserLimits parser_limits_;  // every connection's parser points here
   HttpConnection* head_ = nullptr;
   size_t connections_ = 0;
   bool draining_ = false;
