@@ -1,0 +1,787 @@
+#!/usr/bin/python3
+"""Measurement and reporting helpers for the sluice benchmarks (Python stdlib only).
+
+Called from bench/lib.sh as `benchlib.py COMMAND ...`:
+
+  freeport [N]                     print N free TCP ports on 127.0.0.1
+  treecpu PID                      CPU seconds (user+sys, children included) of PID's process tree
+  treerss PID                      VmRSS in KiB summed over PID's process tree
+  treefds PID                      open file descriptors summed over PID's process tree
+  quiet                            wait (bounded) until no other process uses the CPU
+  measure --out F [--proxy PID] [--ignore PID]... -- CMD...
+                                   run CMD, measure CPU of the proxy tree, per-core busy %,
+                                   steal % and CPU used by unrelated processes during CMD
+  iperf-record ...                 merge an iperf3 --json result and a measurement into a JSON line
+  report --spec JSON ...           markdown summary (and gnuplot plots) of one run's JSON lines
+  publish ...                      copy a report between markers into docs/benchmarks.md
+
+All times come from /proc: per-process utime/stime/cutime/cstime (clock ticks, CLK_TCK) and the
+per-CPU lines of /proc/stat.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PF_KTHREAD = 0x00200000
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readers
+
+
+def read_proc_stat_cpus():
+    """Per-CPU tick counters from /proc/stat: {"cpu0": [user, nice, system, idle, iowait, irq,
+    softirq, steal], ...}."""
+    cpus = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                parts = line.split()
+                cpus[parts[0]] = [int(x) for x in parts[1:9]]
+    return cpus
+
+
+def read_pid_stat(pid):
+    """Returns a dict for one process or None if it vanished. Fields per proc(5)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    lpar = data.index("(")
+    rpar = data.rindex(")")
+    comm = data[lpar + 1 : rpar]
+    rest = data[rpar + 2 :].split()
+    # rest[0] is field 3 (state); field k is rest[k - 3].
+    return {
+        "pid": int(pid),
+        "comm": comm,
+        "state": rest[0],
+        "ppid": int(rest[1]),
+        "flags": int(rest[6]),
+        "utime": int(rest[11]),
+        "stime": int(rest[12]),
+        "cutime": int(rest[13]),
+        "cstime": int(rest[14]),
+        "starttime": int(rest[19]),
+    }
+
+
+def snapshot_procs():
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = read_pid_stat(name)
+            if st is not None:
+                procs[st["pid"]] = st
+    return procs
+
+
+def ticks(st):
+    return st["utime"] + st["stime"] + st["cutime"] + st["cstime"]
+
+
+def descendants(procs, roots):
+    """PIDs of roots and all their descendants in a snapshot."""
+    children = {}
+    for p in procs.values():
+        children.setdefault(p["ppid"], []).append(p["pid"])
+    out = set()
+    stack = [r for r in roots if r]
+    while stack:
+        pid = stack.pop()
+        if pid in out:
+            continue
+        out.add(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def tree_cpu_ticks(pid):
+    procs = snapshot_procs()
+    return sum(ticks(procs[p]) for p in descendants(procs, [pid]) if p in procs)
+
+
+def read_status_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
+def tree_rss_kib(pid):
+    procs = snapshot_procs()
+    return sum(read_status_kib(p, "VmRSS") for p in descendants(procs, [pid]))
+
+
+def tree_fds(pid):
+    procs = snapshot_procs()
+    n = 0
+    for p in descendants(procs, [pid]):
+        try:
+            n += len(os.listdir(f"/proc/{p}/fd"))
+        except (FileNotFoundError, PermissionError):
+            pass
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Interval measurement
+
+
+class Interval:
+    """What happened on the machine between start and finish, from /proc.
+
+    Besides the snapshots at both ends, a background thread samples every process every
+    SAMPLE_S seconds, so that processes which start and stop during the interval are seen too
+    (down to about SAMPLE_S of lifetime). `roots` are the benchmark's own processes: they and
+    their descendants are never counted as disturbance."""
+
+    SAMPLE_S = 0.2
+
+    def __init__(self, roots, sample=True):
+        self.roots = [r for r in roots if r]
+        self.seen = {}  # (pid, starttime) -> {"first", "last", "comm", "kthread"}; own ticks
+        self.bench = set()  # (pid, starttime) of benchmark processes
+        self.t0 = time.monotonic()
+        self.cpu0 = read_proc_stat_cpus()
+        self.procs0 = self._sample(first=True)
+        self._stop = threading.Event()
+        self._thread = None
+        if sample:
+            self._thread = threading.Thread(target=self._sampler, daemon=True)
+            self._thread.start()
+
+    def _sample(self, first=False):
+        procs = snapshot_procs()
+        for pid, p in procs.items():
+            key = (pid, p["starttime"])
+            own = p["utime"] + p["stime"]
+            e = self.seen.get(key)
+            if e is None:
+                # A process first seen after the start snapshot lived entirely in the interval.
+                self.seen[key] = {"first": own if first else 0, "last": own, "comm": p["comm"],
+                                  "kthread": bool(p["flags"] & PF_KTHREAD)}
+            else:
+                e["last"] = own
+        for pid in descendants(procs, self.roots):
+            self.bench.add((pid, procs[pid]["starttime"]))
+        return procs
+
+    def _sampler(self):
+        while not self._stop.wait(self.SAMPLE_S):
+            self._sample()
+
+    def finish(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        self.procs1 = self._sample()
+        self.cpu1 = read_proc_stat_cpus()
+        self.t1 = time.monotonic()
+        return self
+
+    @property
+    def seconds(self):
+        return self.t1 - self.t0
+
+    def tree_cpu_seconds(self, root):
+        """CPU of root's process tree over the interval: utime+stime of every process in the tree
+        at the end (all threads included) plus the times of children it reaped meanwhile."""
+        total = 0
+        merged = dict(self.procs0)
+        merged.update(self.procs1)
+        for pid in descendants(merged, [root]):
+            p1 = self.procs1.get(pid)
+            if p1 is None:
+                continue
+            p0 = self.procs0.get(pid)
+            same = p0 is not None and p0["starttime"] == p1["starttime"]
+            total += ticks(p1) - (ticks(p0) if same else 0)
+        return total / CLK_TCK
+
+    def cores(self):
+        """Per-core busy time over the interval. Busy = elapsed - idle - iowait - steal: on this
+        kernel (NO_HZ) idle time is measured precisely, while the user/system/softirq split is
+        sampled at each tick (shown as percentages of the ticks)."""
+        out = {}
+        elapsed = max(self.seconds, 1e-6)
+        for name in sorted(self.cpu1, key=lambda n: int(n[3:])):
+            a, b = self.cpu0.get(name), self.cpu1[name]
+            if a is None:
+                continue
+            d = [y - x for x, y in zip(a, b)]
+            ticks_total = sum(d) or 1
+            idle_s = (d[3] + d[4]) / CLK_TCK
+            steal_s = d[7] / CLK_TCK
+            busy_s = min(elapsed, max(0.0, elapsed - idle_s - steal_s))
+            out[int(name[3:])] = {
+                "busy_pct": round(100.0 * busy_s / elapsed, 1),
+                "busy_s": round(busy_s, 3),
+                "user_pct": round(100.0 * (d[0] + d[1]) / ticks_total, 1),
+                "sys_pct": round(100.0 * d[2] / ticks_total, 1),
+                "softirq_pct": round(100.0 * (d[5] + d[6]) / ticks_total, 1),
+                "steal_pct": round(100.0 * steal_s / elapsed, 1),
+            }
+        return out
+
+    def others(self):
+        """CPU used during the interval by user-space processes outside the benchmark's trees
+        (own utime+stime, so a reaped child is never counted twice). Kernel threads (softirq,
+        kworkers) are reported apart: on loopback they mostly do the benchmark's network work.
+        unattributed_cpu_s is the CPUs' busy time beyond all processes seen (irq and softirq time
+        outside any task, processes shorter than a sample, measurement error): informational."""
+        user, kthreads, seen_total = [], 0, 0
+        for key, e in self.seen.items():
+            d = e["last"] - e["first"]
+            if d <= 0:
+                continue
+            seen_total += d
+            if key in self.bench:
+                continue
+            if e["kthread"]:
+                kthreads += d
+            else:
+                user.append((d, key[0], e["comm"]))
+        user.sort(reverse=True)
+        busy = sum(c["busy_s"] for c in self.cores().values()) * CLK_TCK
+        return {
+            "other_cpu_s": round(sum(d for d, _, _ in user) / CLK_TCK, 3),
+            "other_top": [f"{comm}[{pid}]={d / CLK_TCK:.2f}s" for d, pid, comm in user[:3]],
+            "kthread_cpu_s": round(kthreads / CLK_TCK, 3),
+            "unattributed_cpu_s": round(max(0, busy - seen_total) / CLK_TCK, 3),
+        }
+
+
+def disturbance_limits():
+    return (
+        float(os.environ.get("BENCH_DISTURB_PCT", "5")),
+        float(os.environ.get("BENCH_STEAL_PCT", "5")),
+    )
+
+
+def judge(m):
+    """Marks a measurement disturbed when unrelated processes used more than BENCH_DISTURB_PCT %
+    of one core on average, or the hypervisor stole more than BENCH_STEAL_PCT % of any core."""
+    other_lim, steal_lim = disturbance_limits()
+    secs = max(m["seconds"], 1e-6)
+    m["other_pct"] = round(100.0 * m["other_cpu_s"] / secs, 1)
+    max_steal = max((c["steal_pct"] for c in m["cores"].values()), default=0.0)
+    reasons = []
+    if m["other_pct"] > other_lim:
+        reasons.append(f"other processes used {m['other_pct']}% of a core ({', '.join(m['other_top'])})")
+    if max_steal > steal_lim:
+        reasons.append(f"steal {max_steal}%")
+    m["disturbed"] = bool(reasons)
+    m["disturb_reason"] = "; ".join(reasons)
+    return m
+
+
+def cmd_measure(args):
+    cmd = args.cmd
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        sys.exit("measure: no command")
+    iv = Interval([os.getpid()] + args.ignore + [args.proxy])
+    child = subprocess.Popen(cmd)
+    # Forward SIGTERM/SIGINT so that stopping the measurement stops the load tool too.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, f: child.send_signal(s))
+    rc = child.wait()
+    iv.finish()
+    m = {
+        "seconds": round(iv.seconds, 3),
+        "rc": rc,
+        "proxy_cpu_s": round(iv.tree_cpu_seconds(args.proxy), 3) if args.proxy else None,
+        "cores": {str(k): v for k, v in iv.cores().items()},
+    }
+    m.update(iv.others())
+    judge(m)
+    with open(args.out, "w") as f:
+        json.dump(m, f)
+    sys.exit(rc)
+
+
+def cmd_quiet(args):
+    """Waits until one window of args.window seconds shows no disturbance, at most args.max_wait
+    seconds. Prints the last verdict; exit status 0 if quiet, 1 if still disturbed."""
+    deadline = time.monotonic() + args.max_wait
+    while True:
+        iv = Interval([os.getpid(), os.getppid()] + args.ignore)
+        time.sleep(args.window)
+        iv.finish()
+        m = {"seconds": iv.seconds, "cores": {str(k): v for k, v in iv.cores().items()}}
+        m.update(iv.others())
+        judge(m)
+        if not m["disturbed"]:
+            print("quiet")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"still busy: {m['disturb_reason']}")
+            return 1
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers for the shell side
+
+
+def cmd_freeport(args):
+    socks, ports = [], []
+    for _ in range(args.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    print(" ".join(str(p) for p in ports))
+
+
+def cmd_treecpu(args):
+    print(f"{tree_cpu_ticks(args.pid) / CLK_TCK:.3f}")
+
+
+def cmd_treerss(args):
+    print(tree_rss_kib(args.pid))
+
+
+def cmd_treefds(args):
+    print(tree_fds(args.pid))
+
+
+# ---------------------------------------------------------------------------------------------
+# iperf3 results
+
+
+def cmd_iperf_record(args):
+    with open(args.meas) as f:
+        m = json.load(f)
+    rec = {
+        "run_id": args.run_id,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "scenario": args.scenario,
+        "case": args.case,
+        "target": args.target,
+        "rep": args.rep,
+        "attempt": args.attempt,
+        "warmup": args.warmup,
+        "streams": args.streams,
+        "duration_s": args.duration,
+        "ok": False,
+    }
+    try:
+        with open(args.iperf) as f:
+            j = json.load(f)
+    except (OSError, ValueError) as e:
+        j = {"error": f"unreadable iperf3 output: {e}"}
+    if "error" in j or "end" not in j or "sum_received" not in j.get("end", {}):
+        rec["error"] = j.get("error", "no end.sum_received in iperf3 output")
+    else:
+        recv = j["end"]["sum_received"]
+        sent = j["end"].get("sum_sent", {})
+        rec["ok"] = m["rc"] == 0
+        rec["bytes"] = recv["bytes"]
+        rec["gbps"] = round(recv["bits_per_second"] / 1e9, 3)
+        rec["retransmits"] = sent.get("retransmits")
+        cpu = j["end"].get("cpu_utilization_percent", {})
+        rec["iperf_client_cpu_pct"] = cpu.get("host_total")
+        rec["iperf_server_cpu_pct"] = cpu.get("remote_total")
+        if m.get("proxy_cpu_s") is not None and recv["bytes"] > 0:
+            rec["cpu_s_per_gb"] = round(m["proxy_cpu_s"] / (recv["bytes"] / 1e9), 4)
+    proxy_core, load_core = str(args.proxy_core), str(args.load_core)
+    rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
+    rec["measured_s"] = m["seconds"]
+    if proxy_core in m["cores"]:
+        rec["proxy_core_busy_pct"] = m["cores"][proxy_core]["busy_pct"]
+        # Everything the proxy's core did, including kernel work on the proxy's behalf that is
+        # not charged to the proxy process (e.g. softirq handled while the proxy sleeps).
+        if m.get("proxy_cpu_s") is not None and rec.get("bytes"):
+            rec["core_cpu_s_per_gb"] = round(m["cores"][proxy_core]["busy_s"] / (rec["bytes"] / 1e9), 4)
+    if load_core in m["cores"]:
+        rec["load_core_busy_pct"] = m["cores"][load_core]["busy_pct"]
+    rec["cores"] = m["cores"]
+    for k in ("other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
+              "disturbed", "disturb_reason"):
+        rec[k] = m.get(k)
+    rec["client_rc"] = m["rc"]
+    line = json.dumps(rec, sort_keys=True)
+    with open(args.out, "a") as f:
+        f.write(line + "\n")
+    # One-line summary for the shell: ok disturbed gbps
+    print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
+          f"{rec.get('gbps', 0)} {rec.get('cpu_s_per_gb', '-')} {rec.get('error', '')}")
+
+
+def cmd_record(args):
+    """Appends one JSON object (given as key=value pairs; values parsed as JSON when possible)."""
+    rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for kv in args.kv:
+        k, _, v = kv.partition("=")
+        try:
+            rec[k] = json.loads(v)
+        except ValueError:
+            rec[k] = v
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+TARGET_LABELS = {"direct": "direct (no proxy)", "sluice": "sluice", "haproxy": "HAProxy", "nginx": "nginx"}
+TARGET_COLORS = {"direct": "#8c8c8c", "sluice": "#dd8452", "haproxy": "#4c72b0", "nginx": "#55a868"}
+
+
+def fmt(v, f):
+    return "–" if v is None else (f % v)
+
+
+def load_records(path, run_id, scenario):
+    recs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if r.get("run_id") == run_id and r.get("scenario") == scenario:
+                recs.append(r)
+    return recs
+
+
+def final_records(recs):
+    """Measured repetitions only: no warm-ups, no metadata, and for a repetition that was run
+    again (disturbed or failed) only its last attempt."""
+    last = {}
+    for r in recs:
+        if r.get("kind") == "meta" or r.get("warmup"):
+            continue
+        key = (r["case"], r["target"], r.get("rep"))
+        if key not in last or r.get("attempt", 1) >= last[key].get("attempt", 1):
+            last[key] = r
+    return list(last.values())
+
+
+def summarize(recs, spec):
+    """{case: {target: {key: (median, min, max, n)}}} plus run counts and disturbed counts."""
+    cases = []
+    for r in recs:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    targets = spec.get("targets") or []
+    for r in recs:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+    out = {}
+    min_clean = spec.get("min_clean", 1)
+    for case in cases:
+        out[case] = {}
+        # Statistics over the undisturbed runs when every target of the case has enough of them,
+        # else over all runs: the same rule for every target, so that they stay comparable.
+        only_clean = all(
+            sum(1 for r in recs if r["case"] == case and r["target"] == t
+                and r.get("ok", True) and not r.get("disturbed")) >= min_clean
+            for t in targets if any(r["case"] == case and r["target"] == t for r in recs))
+        for t in targets:
+            rs = [r for r in recs if r["case"] == case and r["target"] == t]
+            if not rs:
+                continue
+            ok = [r for r in rs if r.get("ok", True)]
+            clean = [r for r in ok if not r.get("disturbed")]
+            use = clean if only_clean else ok
+            entry = {"runs": len(rs), "ok": len(ok), "used": len(use),
+                     "disturbed": sum(1 for r in rs if r.get("disturbed")),
+                     "mixed": any(r.get("disturbed") for r in use)}
+            for col in spec["columns"]:
+                vals = [r[col["key"]] for r in use if r.get(col["key"]) is not None]
+                if vals:
+                    entry[col["key"]] = (statistics.median(vals), min(vals), max(vals), len(vals))
+            out[case][t] = entry
+    return cases, targets, out
+
+
+def render_markdown(spec, meta, cases, targets, summary):
+    lines = []
+    if spec.get("title"):
+        lines.append(f"#### {spec['title']}")
+        lines.append("")
+    if meta:
+        lines.append(meta)
+        lines.append("")
+    ref = spec.get("ref")
+    for case in cases:
+        if len(cases) > 1 or spec.get("case_headings"):
+            lines.append(f"**{case}**")
+            lines.append("")
+        head = ["target", "runs"]
+        for col in spec["columns"]:
+            head.append(col["label"] + (" median (min–max)" if col.get("range") else ""))
+        for rk in spec.get("ratios", []):
+            head.append(rk["label"])
+        if spec.get("show_disturbed", True):
+            head.append("disturbed")
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for t in targets:
+            e = summary[case].get(t)
+            if e is None:
+                continue
+            runs = str(e["runs"]) if e["used"] == e["runs"] else f"{e['used']} of {e['runs']}"
+            if e["ok"] != e["runs"]:
+                runs += f" ({e['runs'] - e['ok']} failed)"
+            row = [TARGET_LABELS.get(t, t), runs]
+            for col in spec["columns"]:
+                v = e.get(col["key"])
+                if v is None:
+                    row.append("–")
+                elif col.get("range") and v[3] > 1:
+                    row.append(f"{col['fmt'] % v[0]} ({col['fmt'] % v[1]}–{col['fmt'] % v[2]})")
+                else:
+                    row.append(col["fmt"] % v[0])
+            for rk in spec.get("ratios", []):
+                mine = e.get(rk["key"])
+                base = summary[case].get(ref, {}).get(rk["key"])
+                if mine is None or base is None or base[0] == 0:
+                    row.append("–")
+                else:
+                    row.append(f"{mine[0] / base[0]:.2f}×")
+            if spec.get("show_disturbed", True):
+                row.append(str(e["disturbed"]) + (" †" if e["mixed"] else ""))
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    if spec.get("show_disturbed", True):
+        lines.append(
+            f"*runs*: repetitions the statistics use ('4 of 5': only the undisturbed ones, used when "
+            f"every target has at least {spec.get('min_clean', 1)}); *disturbed*: repetitions during "
+            f"which other processes used the CPU, even after one repeat; † the statistics include "
+            f"disturbed repetitions.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gnuplot_escape(s):
+    return s.replace('"', '\\"')
+
+
+def render_plot(plot, cases, targets, summary, workdir):
+    """Clustered bar chart: one cluster per case, one bar per target, min–max error bars."""
+    key = plot["key"]
+    shown = [t for t in targets if any(summary[c].get(t, {}).get(key) for c in cases)]
+    if not shown or not shutil.which("gnuplot"):
+        return None
+    dat = os.path.join(workdir, f"plot-{key}.dat")
+    with open(dat, "w") as f:
+        f.write("# case " + " ".join(f"{t}_median {t}_min {t}_max" for t in shown) + "\n")
+        for c in cases:
+            cols = []
+            for t in shown:
+                v = summary[c].get(t, {}).get(key)
+                cols += ["NaN"] * 3 if v is None else [f"{v[0]:.6g}", f"{v[1]:.6g}", f"{v[2]:.6g}"]
+            f.write(f'"{gnuplot_escape(c)}" ' + " ".join(cols) + "\n")
+    out = plot["out"]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    extra = ["#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    series = []
+    for i, t in enumerate(shown):
+        u = f"{2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}" + (":xtic(1)" if i == 0 else "")
+        src = f"'{dat}'" if i == 0 else "''"
+        color = TARGET_COLORS.get(t, extra[i % len(extra)])
+        series.append(f"{src} using {u} title \"{gnuplot_escape(TARGET_LABELS.get(t, t))}\" lc rgb \"{color}\"")
+    script = "\n".join([
+        "set terminal pngcairo size 900,500 enhanced font 'DejaVu Sans,11'",
+        f"set output '{out}'",
+        f"set title \"{gnuplot_escape(plot.get('title', key))}\"",
+        f"set ylabel \"{gnuplot_escape(plot.get('ylabel', key))}\"",
+        "set style data histograms",
+        "set style histogram errorbars gap 1 lw 1.5",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set yrange [0:*]",
+        "set grid ytics",
+        "set key outside top center horizontal",
+        "set bars 2",
+        "plot " + ", \\\n     ".join(series),
+        "",
+    ])
+    gp = os.path.join(workdir, f"plot-{key}.gp")
+    with open(gp, "w") as f:
+        f.write(script)
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"gnuplot failed for {out}: {r.stderr.strip()}", file=sys.stderr)
+        return None
+    return out
+
+
+def cmd_report(args):
+    spec = json.loads(args.spec)
+    recs = final_records(load_records(args.results, args.run_id, args.scenario))
+    if not recs:
+        print(f"report: no records for run {args.run_id} in {args.results}", file=sys.stderr)
+        return 1
+    cases, targets, summary = summarize(recs, spec)
+    md = render_markdown(spec, args.meta, cases, targets, summary)
+    plots = []
+    for plot in spec.get("plots", []):
+        p = render_plot(plot, cases, targets, summary, args.workdir)
+        if p:
+            plots.append(p)
+    with open(args.md, "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+def cmd_publish(args):
+    """Replaces the text between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->` in
+    the document by the contents of the given markdown file."""
+    with open(args.doc) as f:
+        doc = f.read()
+    with open(args.md) as f:
+        body = f.read().strip()
+    begin, end = f"<!-- bench:{args.name}:begin -->", f"<!-- bench:{args.name}:end -->"
+    i, j = doc.find(begin), doc.find(end)
+    if i < 0 or j < i:
+        print(f"publish: markers for '{args.name}' not found in {args.doc}", file=sys.stderr)
+        return 1
+    doc = doc[: i + len(begin)] + "\n" + body + "\n" + doc[j:]
+    with open(args.doc, "w") as f:
+        f.write(doc)
+    return 0
+
+
+def _first_line(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    out = (r.stdout or r.stderr).strip().splitlines()
+    return out[0].strip() if out else "unknown"
+
+
+def cmd_machine(args):
+    """Markdown description of the machine and tool versions."""
+    cpuinfo = open("/proc/cpuinfo").read()
+    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), "?")
+    mhz = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("cpu MHz")), "?")
+    ncpu = cpuinfo.count("processor\t:")
+    hyper = "hypervisor" in cpuinfo
+    with open("/proc/meminfo") as f:
+        mem_kib = next(int(l.split()[1]) for l in f if l.startswith("MemTotal:"))
+    u = os.uname()
+    distro = "?"
+    if os.path.exists("/etc/os-release"):
+        for l in open("/etc/os-release"):
+            if l.startswith("PRETTY_NAME="):
+                distro = l.split("=", 1)[1].strip().strip('"')
+    if os.path.exists("/etc/debian_version"):
+        distro += f" ({open('/etc/debian_version').read().strip()})"
+    sluice = os.environ.get("SLUICE_BIN", "")
+    lines = [
+        f"- CPU: {model}, {ncpu} logical CPUs at {mhz} MHz" + (" (virtual machine)" if hyper else ""),
+        f"- Memory: {mem_kib / 1048576:.1f} GiB",
+        f"- Kernel: {u.sysname} {u.release} ({u.machine}); distribution: {distro}",
+        f"- Clock ticks: CLK_TCK={CLK_TCK}; RLIMIT_NOFILE hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}",
+        f"- sluice: {_first_line([sluice, 'version']) if sluice and os.path.exists(sluice) else 'not built'}",
+        f"- HAProxy: {_first_line(['haproxy', '-v'])}",
+        f"- nginx: {_first_line(['nginx', '-v'])}",
+        f"- iperf3: {_first_line(['iperf3', '--version'])}",
+        f"- wrk: {_first_line(['wrk', '-v'])}",
+        f"- gnuplot: {_first_line(['gnuplot', '--version'])}",
+        f"- Python: {sys.version.split()[0]}",
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text, end="")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("freeport")
+    p.add_argument("n", type=int, nargs="?", default=1)
+    p.set_defaults(func=cmd_freeport)
+
+    for name, fn in (("treecpu", cmd_treecpu), ("treerss", cmd_treerss), ("treefds", cmd_treefds)):
+        p = sub.add_parser(name)
+        p.add_argument("pid", type=int)
+        p.set_defaults(func=fn)
+
+    p = sub.add_parser("quiet")
+    p.add_argument("--max-wait", type=float, default=30)
+    p.add_argument("--window", type=float, default=1.0)
+    p.add_argument("--ignore", type=int, action="append", default=[])
+    p.set_defaults(func=cmd_quiet)
+
+    p = sub.add_parser("measure")
+    p.add_argument("--out", required=True)
+    p.add_argument("--proxy", type=int, default=0)
+    p.add_argument("--ignore", type=int, action="append", default=[])
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("iperf-record")
+    for a in ("--meas", "--iperf", "--out", "--run-id", "--scenario", "--case", "--target"):
+        p.add_argument(a, required=True)
+    p.add_argument("--rep", type=int, default=0)
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--warmup", action="store_true")
+    p.add_argument("--streams", type=int, default=1)
+    p.add_argument("--duration", type=float, default=0)
+    p.add_argument("--proxy-core", type=int, default=1)
+    p.add_argument("--load-core", type=int, default=0)
+    p.set_defaults(func=cmd_iperf_record)
+
+    p = sub.add_parser("record")
+    p.add_argument("--out", required=True)
+    p.add_argument("kv", nargs="+")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("report")
+    p.add_argument("--results", required=True)
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--meta", default="")
+    p.add_argument("--workdir", default="/tmp")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("publish")
+    p.add_argument("--doc", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--md", required=True)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("machine")
+    p.add_argument("--out", default="")
+    p.set_defaults(func=cmd_machine)
+
+    args = ap.parse_args()
+    rc = args.func(args)
+    sys.exit(rc or 0)
+
+
+if __name__ == "__main__":
+    main()

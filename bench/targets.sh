@@ -1,0 +1,124 @@
+# shellcheck shell=bash
+# Targets: the things a scenario sends traffic through. Sourced by bench/lib.sh.
+#
+# Each target NAME provides
+#   target_NAME_unavailable        prints a reason and returns 0 if it cannot run here
+#   target_NAME_version            prints one line
+#   target_NAME_start MODE LISTEN_PORT BACKEND_PORT
+#                                  starts it pinned to BENCH_PROXY_CORE in front of
+#                                  127.0.0.1:BACKEND_PORT using bench/conf/MODE/NAME.*; sets
+#                                  TARGET_PID (empty if no process), TARGET_PORT (where clients
+#                                  connect) and TARGET_LOG; returns non-zero if it did not come up.
+# target_stop stops whatever target_start started and sets TARGET_STOP_RC.
+# shellcheck disable=SC2034 # TARGET_* are read by the scenarios
+#
+# A new mode (e.g. l7) only needs its config templates in bench/conf/l7/.
+
+target_names() { declare -F | awk '{print $3}' | sed -n 's/^target_\(.*\)_start$/\1/p' | tr '\n' ' '; }
+
+_target_conf() { # MODE NAME EXT -> template path
+  local tpl="$BENCH_DIR/conf/$1/$2.$3"
+  [ -f "$tpl" ] || bench_die "no config template $tpl"
+  echo "$tpl"
+}
+
+_target_files() { # NAME MODE -> sets TARGET_DIR (per target+mode scratch dir), TARGET_LOG
+  TARGET_DIR="$BENCH_LOGDIR/$1-$2"
+  mkdir -p "$TARGET_DIR"
+  TARGET_LOG="$TARGET_DIR/$1.log"
+}
+
+target_stop() {
+  TARGET_STOP_RC=
+  if [ -n "${TARGET_PID:-}" ]; then
+    bench_stop "$TARGET_PID" "${1:-10}"
+    TARGET_STOP_RC=$BENCH_STOP_RC
+  fi
+  TARGET_PID=
+}
+
+# --- direct: the client talks to the backend itself --------------------------------------------
+target_direct_unavailable() { return 1; }
+target_direct_version() { echo "none"; }
+target_direct_start() {
+  TARGET_PID=
+  TARGET_PORT=$3
+  TARGET_LOG=/dev/null
+}
+
+# --- sluice ------------------------------------------------------------------------------------
+target_sluice_unavailable() {
+  if [ ! -x "$SLUICE_BIN" ]; then echo "$SLUICE_BIN not built (make build)"; return 0; fi
+  return 1
+}
+target_sluice_version() {
+  local out
+  if out=$(timeout 5 "$SLUICE_BIN" --version 2>&1 </dev/null) && [ -n "$out" ]; then
+    echo "${out%%$'\n'*}"
+  else
+    echo "sluice (binary built $(date -r "$SLUICE_BIN" '+%F %H:%M'))"
+  fi
+}
+target_sluice_start() {
+  local mode=$1 lport=$2 bport=$3 cfg
+  _target_files sluice "$mode"
+  cfg="$TARGET_DIR/sluice.yaml"
+  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport"
+  bench_start sluice "$BENCH_PROXY_CORE" "$TARGET_LOG" "$SLUICE_BIN" run -c "$cfg"
+  TARGET_PID=$BENCH_PID
+  TARGET_PORT=$lport
+  # Ready when it says so or, since the ready line may be filtered by log_level, when the
+  # listener is bound.
+  local i
+  for ((i = 0; i < 150; i++)); do
+    if grep -q 'sluice ready' "$TARGET_LOG" 2>/dev/null || [ -n "$(ss -Htln "sport = :$lport")" ]; then
+      return 0
+    fi
+    bench_alive "$TARGET_PID" || { bench_log "sluice exited during startup"; return 1; }
+    sleep 0.1
+  done
+  bench_log "timeout: sluice neither printed 'sluice ready' nor listened on $lport within 15s"
+  return 1
+}
+
+# --- HAProxy -----------------------------------------------------------------------------------
+target_haproxy_unavailable() {
+  command -v haproxy >/dev/null || { echo "haproxy not installed (scripts/bootstrap)"; return 0; }
+  return 1
+}
+target_haproxy_version() { haproxy -v 2>&1 | awk 'NR == 1 { print "HAProxy " $3 }'; }
+target_haproxy_start() {
+  local mode=$1 lport=$2 bport=$3 cfg
+  _target_files haproxy "$mode"
+  cfg="$TARGET_DIR/haproxy.cfg"
+  bench_render "$(_target_conf "$mode" haproxy cfg)" "$cfg" LISTEN="$lport" BACKEND="$bport" DIR="$TARGET_DIR"
+  haproxy -q -c -f "$cfg" >"$TARGET_DIR/check.log" 2>&1 || { cat "$TARGET_DIR/check.log" >&2; return 1; }
+  # -db: foreground, no master process: the PID is the (single) worker.
+  bench_start haproxy "$BENCH_PROXY_CORE" "$TARGET_LOG" haproxy -db -f "$cfg"
+  TARGET_PID=$BENCH_PID
+  TARGET_PORT=$lport
+  bench_wait_listen "$lport" 10 "$TARGET_PID"
+}
+
+# --- nginx (stream module) ---------------------------------------------------------------------
+NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+target_nginx_unavailable() {
+  command -v nginx >/dev/null || { echo "nginx not installed (scripts/bootstrap)"; return 0; }
+  [ -f "$NGINX_STREAM_MODULE" ] || { echo "$NGINX_STREAM_MODULE missing (libnginx-mod-stream, scripts/bootstrap)"; return 0; }
+  return 1
+}
+target_nginx_version() { nginx -v 2>&1 | awk 'NR == 1 { print $3 }'; }
+target_nginx_start() {
+  local mode=$1 lport=$2 bport=$3 cfg
+  _target_files nginx "$mode"
+  cfg="$TARGET_DIR/nginx.conf"
+  bench_render "$(_target_conf "$mode" nginx conf)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
+    DIR="$TARGET_DIR" STREAM_MODULE="$NGINX_STREAM_MODULE"
+  nginx -q -t -p "$TARGET_DIR" -e stderr -c "$cfg" >"$TARGET_DIR/check.log" 2>&1 || { cat "$TARGET_DIR/check.log" >&2; return 1; }
+  # daemon off in the config: the PID is the master; the worker is its child (the CPU and RSS
+  # helpers sum the whole tree).
+  bench_start nginx "$BENCH_PROXY_CORE" "$TARGET_LOG" nginx -p "$TARGET_DIR" -e stderr -c "$cfg"
+  TARGET_PID=$BENCH_PID
+  TARGET_PORT=$lport
+  bench_wait_listen "$lport" 10 "$TARGET_PID"
+}
