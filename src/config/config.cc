@@ -201,9 +201,9 @@ void read_http_options(YamlReader& r, const YAML::Node& node, const std::string&
 
 void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
                 proxy::http::RetryPolicy& p) {
-  MapReader m(
-      r, node, path,
-      {"retry_on", "num_retries", "retriable_status_codes", "backoff", "allow_non_idempotent"});
+  MapReader m(r, node, path,
+              {"retry_on", "num_retries", "retriable_status_codes", "backoff",
+               "allow_non_idempotent", "replay_buffer"});
   if (!m.ok()) return;
   if (m.has("retry_on")) {
     p.on_connect_failure = p.on_reset = p.on_5xx = p.on_gateway_error = false;

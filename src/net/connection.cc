@@ -147,7 +147,7 @@ void Connection::shutdown_write() {
 }
 
 bool Connection::check_alive() {
-  if (!fd_.valid() || peer_closed_) return false;
+  if (!fd_.valid() || peer_closed_ || !in_.empty()) return false;
   char byte;
   ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;  // FIN

@@ -402,6 +402,12 @@ void HttpConnection::process_input() {
   while (!closed_ && conn_.open() && !closing_ && !tunnel_) {
     // One request at a time: the next waits, parser paused, until this response is done.
     if (stream_ && stream_->request_complete) return;
+    // A client that sends requests without reading the answers: stop reading it until the
+    // responses queued for it drain (on_write_drained), instead of queueing without bound.
+    if (!stream_ && conn_.above_high_watermark()) {
+      conn_.set_read_enabled(false);
+      return;
+    }
     if (conn_.input().empty()) return;
     bool was_idle = !parser_.mid_message();
     size_t consumed = 0;
@@ -449,7 +455,11 @@ void HttpConnection::on_read_closed() {
     if (tunnel_callbacks_->upstream_done) close("tunnel finished");
     return;
   }
-  if (linger_) return close("client closed after the last response");
+  // After the last response: close once it has gone out (else the linger timer decides).
+  if (linger_) {
+    if (conn_.queued() == 0) close("client closed after the last response");
+    return;
+  }
   if (!stream_) {
     if (parser_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
     return close("client closed");
@@ -463,9 +473,11 @@ void HttpConnection::on_read_closed() {
 }
 
 void HttpConnection::on_write_drained() {
-  if (linger_) return;
+  if (linger_ || closed_) return;
   Attempt* a = stream_ ? stream_->attempt.get() : nullptr;
   if (a && a->connection()) a->connection()->set_read_enabled(true);
+  // Reading may have stopped for a client that did not read its responses.
+  if (!stream_ && !tunnel_ && !closing_ && !conn_.read_enabled()) conn_.set_read_enabled(true);
 }
 
 void HttpConnection::on_error(int err) {
@@ -641,6 +653,13 @@ void HttpConnection::start_attempt(bool fresh) {
 
 void HttpConnection::on_attempt_ready() {
   Stream& s = *stream_;
+  if (s.attempts > 1 && !s.replayable) {
+    // The body outgrew the replay buffer while the retry waited: it cannot be re-sent whole.
+    drop_attempt();
+    add_flag("request_not_replayable");
+    return send_local_reply(502, "the request body outgrew the replay buffer before a retry\n",
+                            true, nullptr);
+  }
   Attempt& a = *s.attempt;
   a.send(s.upstream_head);
   // A first attempt sends what queued up while it connected; a retry re-sends everything
@@ -969,6 +988,7 @@ void HttpConnection::enter_tunnel() {
   arm_timer(TimerMode::kNone, Duration(0));
   if (s.deadline) s.deadline->cancel();
   Attempt& a = *s.attempt;
+  a.timer_.cancel();  // per-try and idle limits are for requests, not for tunnels
   net::Connection* up = a.connection();
   if (!up) return abort("upstream gone at upgrade");
   // Whatever followed the 101 in the upstream's input belongs to the tunnel.
@@ -1055,8 +1075,18 @@ void HttpConnection::finish_stream() {
     conn_.shutdown_write();
     // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
     // make the kernel answer our FIN with a RST that could destroy the response in flight.
-    linger_ = std::make_unique<event::Timer>(proxy_.loop_.timers(),
-                                             [this] { close("linger time over"); });
+    // The response may still be queued for a slow reader: the time runs out only when a
+    // whole linger period passes without the queue shrinking.
+    linger_queued_ = conn_.queued();
+    linger_ = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
+      size_t queued = conn_.queued();
+      if (queued > 0 && queued < linger_queued_) {
+        linger_queued_ = queued;
+        linger_->arm_at(proxy_.loop_.now() + kLingerTime);
+        return;
+      }
+      close(queued > 0 ? "client stopped reading the last response" : "linger time over");
+    });
     linger_->arm_at(proxy_.loop_.now() + kLingerTime);
     return;
   }

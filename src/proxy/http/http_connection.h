@@ -190,6 +190,7 @@ class HttpConnection final : public net::ConnectionCallbacks,
   bool tunnel_ = false;
   bool closed_ = false;
   std::unique_ptr<event::Timer> linger_;
+  size_t linger_queued_ = 0;
   struct Tunnel;
   std::unique_ptr<Tunnel> tunnel_callbacks_;
 };

@@ -154,6 +154,12 @@ ConnPool::ConnPool(event::Loop& loop, net::Address endpoint, const PoolConfig& c
 ConnPool::~ConnPool() {
   tearing_down_ = true;
   while (!queue_.empty()) queue_.front()->cancel();
+  for (auto& c : connections_) {
+    if (c->waiter_) {
+      c->waiter_->connecting_ = nullptr;
+      c->waiter_ = nullptr;
+    }
+  }
   while (!connections_.empty()) destroy(*connections_.front());
 }
 
@@ -273,15 +279,18 @@ void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
 void ConnPool::make_idle(PooledConnection& c) {
   c.transition(PooledConnection::State::kIdle);
   c.borrower_ = nullptr;
-  c.conn_.set_read_enabled(true);
   idle_.push_front(&c);
   MonoTime at = std::min(loop_.now() + config_.idle_timeout, c.expires_);
   c.timer_.arm_at(at);
+  // Last: reading again may deliver a FIN or stray bytes at once, and the connection then
+  // destroys itself (leaving idle_ as it goes), so nothing may touch it after this.
+  c.conn_.set_read_enabled(true);
 }
 
 void ConnPool::release(PooledConnection& c, bool reusable) {
   c.borrower_ = nullptr;
-  bool keep = reusable && c.conn_.open() && !c.conn_.peer_closed() &&
+  // Bytes past the end of the response would be read as the next request's response.
+  bool keep = reusable && c.conn_.open() && !c.conn_.peer_closed() && c.conn_.input().empty() &&
               c.state_ == PooledConnection::State::kBusy && loop_.now() < c.expires_ &&
               (config_.max_requests_per_connection == 0 ||
                c.requests_ < config_.max_requests_per_connection);
