@@ -12,6 +12,7 @@ Called from bench/lib.sh as `benchlib.py COMMAND ...`:
                                    run CMD, measure CPU of the proxy tree, per-core busy %,
                                    steal % and CPU used by unrelated processes during CMD
   iperf-record ...                 merge an iperf3 --json result and a measurement into a JSON line
+  wrk-record ...                   merge a wrk result (bench/lib/wrk_report.lua) and a measurement
   report --spec JSON ...           markdown summary (and gnuplot plots) of one run's JSON lines
   publish ...                      copy a report between markers into docs/benchmarks.md
 
@@ -429,6 +430,91 @@ def cmd_iperf_record(args):
           f"{rec.get('gbps', 0)} {rec.get('cpu_s_per_gb', '-')} {rec.get('error', '')}")
 
 
+# ---------------------------------------------------------------------------------------------
+# wrk results (HTTP scenarios)
+
+
+WRK_MARK = "WRKJSON "
+
+
+def read_wrk_json(path):
+    """The JSON object that bench/lib/wrk_report.lua prints at the end of a wrk run."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(WRK_MARK):
+                return json.loads(line[len(WRK_MARK):])
+    raise ValueError("no WRKJSON line (wrk did not finish)")
+
+
+def cmd_wrk_record(args):
+    with open(args.meas) as f:
+        m = json.load(f)
+    rec = {
+        "run_id": args.run_id,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "scenario": args.scenario,
+        "case": args.case,
+        "target": args.target,
+        "rep": args.rep,
+        "attempt": args.attempt,
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "ok": False,
+    }
+    try:
+        w = read_wrk_json(args.wrk)
+    except (OSError, ValueError) as e:
+        rec["error"] = f"unreadable wrk output: {e}"
+        w = None
+    if w is not None:
+        secs = max(w["duration_us"] / 1e6, 1e-6)
+        n = w["requests"]
+        errors = {k: w.get(k + "_errors", 0) for k in ("connect", "read", "write", "timeout", "status")}
+        rec.update(requests=n, bytes=w["bytes"], wrk_seconds=round(secs, 3),
+                   rps=round(n / secs, 1), gbps=round(w["bytes"] * 8 / secs / 1e9, 3),
+                   errors=errors, lat_mean_us=w["lat_mean_us"], lat_max_us=w["lat_max_us"])
+        for p in ("p50", "p90", "p99", "p999"):
+            if f"lat_{p}_us" in w:
+                rec[f"lat_{p}_us"] = w[f"lat_{p}_us"]
+        bad = {k: v for k, v in errors.items() if v}
+        if bad:
+            # status = responses other than 2xx/3xx
+            rec["error"] = "wrk errors: " + ", ".join(f"{k} {v}" for k, v in bad.items())
+        rec["ok"] = m["rc"] == 0 and n > 0 and not bad
+        cpu = m.get("proxy_cpu_s")
+        if cpu is not None and n > 0:
+            rec["cpu_us_per_req"] = round(cpu / n * 1e6, 3)
+            rec["cpu_s_per_100k"] = round(cpu / n * 1e5, 4)
+            if w["bytes"] > 0:
+                rec["cpu_s_per_gb"] = round(cpu / (w["bytes"] / 1e9), 4)
+    proxy_core, load_core = str(args.proxy_core), str(args.load_core)
+    rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
+    rec["measured_s"] = m["seconds"]
+    if proxy_core in m["cores"]:
+        rec["proxy_core_busy_pct"] = m["cores"][proxy_core]["busy_pct"]
+        # All busy time of the proxy's core (kernel work on its behalf included), per unit.
+        if m.get("proxy_cpu_s") is not None and rec.get("requests"):
+            busy = m["cores"][proxy_core]["busy_s"]
+            rec["core_cpu_us_per_req"] = round(busy / rec["requests"] * 1e6, 3)
+            rec["core_cpu_s_per_100k"] = round(busy / rec["requests"] * 1e5, 4)
+            if rec.get("bytes"):
+                rec["core_cpu_s_per_gb"] = round(busy / (rec["bytes"] / 1e9), 4)
+    if load_core in m["cores"]:
+        rec["load_core_busy_pct"] = m["cores"][load_core]["busy_pct"]
+    rec["cores"] = m["cores"]
+    for k in ("other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
+              "disturbed", "disturb_reason"):
+        rec[k] = m.get(k)
+    rec["client_rc"] = m["rc"]
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    # One-line summary for the shell: ok|fail clean|disturbed req/s p50 p99 CPU-us/req [error]
+    print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
+          f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
+          f"{rec.get('gbps', 0)} Gbit/s cpu={rec.get('cpu_us_per_req', '-')}us/req {rec.get('error', '')}")
+
+
 def cmd_record(args):
     """Appends one JSON object (given as key=value pairs; values parsed as JSON when possible)."""
     rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -527,6 +613,19 @@ def render_markdown(spec, meta, cases, targets, summary):
         lines.append(meta)
         lines.append("")
     ref = spec.get("ref")
+
+    def ratio_base(case, rk):
+        """Median of the reference for one ratio: spec["ref"], or with "better" set ("max" or
+        "min"), the best median among spec["ref_among"] (e.g. the better of HAProxy and nginx)."""
+        if rk.get("better"):
+            vals = [summary[case][t][rk["key"]][0] for t in spec.get("ref_among", [])
+                    if summary[case].get(t, {}).get(rk["key"]) is not None]
+            if not vals:
+                return None
+            return max(vals) if rk["better"] == "max" else min(vals)
+        base = summary[case].get(ref, {}).get(rk["key"])
+        return None if base is None else base[0]
+
     for case in cases:
         if len(cases) > 1 or spec.get("case_headings"):
             lines.append(f"**{case}**")
@@ -534,6 +633,8 @@ def render_markdown(spec, meta, cases, targets, summary):
         head = ["target", "runs"]
         for col in spec["columns"]:
             head.append(col["label"] + (" median (min–max)" if col.get("range") else ""))
+        for dk in spec.get("diffs", []):
+            head.append(dk["label"])
         for rk in spec.get("ratios", []):
             head.append(rk["label"])
         if spec.get("show_disturbed", True):
@@ -556,13 +657,21 @@ def render_markdown(spec, meta, cases, targets, summary):
                     row.append(f"{col['fmt'] % v[0]} ({col['fmt'] % v[1]}–{col['fmt'] % v[2]})")
                 else:
                     row.append(col["fmt"] % v[0])
-            for rk in spec.get("ratios", []):
-                mine = e.get(rk["key"])
-                base = summary[case].get(ref, {}).get(rk["key"])
-                if mine is None or base is None or base[0] == 0:
+            for dk in spec.get("diffs", []):
+                # difference of medians to another target's (e.g. added latency vs direct)
+                mine = e.get(dk["key"])
+                base = summary[case].get(dk["ref"], {}).get(dk["key"])
+                if mine is None or base is None or t == dk["ref"]:
                     row.append("–")
                 else:
-                    row.append(f"{mine[0] / base[0]:.2f}×")
+                    row.append(("%+" + dk["fmt"].lstrip("%")) % (mine[0] - base[0]))
+            for rk in spec.get("ratios", []):
+                mine = e.get(rk["key"])
+                base = ratio_base(case, rk)
+                if mine is None or base is None or base == 0:
+                    row.append("–")
+                else:
+                    row.append(f"{mine[0] / base:.2f}×")
             if spec.get("show_disturbed", True):
                 row.append(str(e["disturbed"]) + (" †" if e["mixed"] else ""))
             lines.append("| " + " | ".join(row) + " |")
@@ -752,6 +861,18 @@ def main():
     p.add_argument("--proxy-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
     p.set_defaults(func=cmd_iperf_record)
+
+    p = sub.add_parser("wrk-record")
+    for a in ("--meas", "--wrk", "--out", "--run-id", "--scenario", "--case", "--target"):
+        p.add_argument(a, required=True)
+    p.add_argument("--rep", type=int, default=0)
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--warmup", action="store_true")
+    p.add_argument("--connections", type=int, default=1)
+    p.add_argument("--duration", type=float, default=0)
+    p.add_argument("--proxy-core", type=int, default=1)
+    p.add_argument("--load-core", type=int, default=0)
+    p.set_defaults(func=cmd_wrk_record)
 
     p = sub.add_parser("record")
     p.add_argument("--out", required=True)
