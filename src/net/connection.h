@@ -98,6 +98,7 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool read_enabled_ = true;
   bool peer_closed_ = false;  // FIN received
   bool rdhup_ = false;        // the kernel said the peer shut down its side
+  bool bulk_ = false;         // the last read filled the buffer: read bigger pieces
   bool eof_delivered_ = false;
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;
