@@ -102,7 +102,7 @@ wrk_scenario_run() {
   local t lport rep i
   for t in "${TARGETS[@]}"; do
     lport=$(bench_free_ports 1)
-    if "target_${t}_start" l7 "$lport" "$BACKEND_PORT"; then
+    if "target_${t}_start" "${WRK_MODE:-l7}" "$lport" "$BACKEND_PORT"; then
       PID_OF[$t]=${TARGET_PID:-}
       PORT_OF[$t]=$TARGET_PORT
       LOG_OF[$t]=$TARGET_LOG
