@@ -267,7 +267,7 @@ void ConnPool::check_connect_rate() {
 }
 
 void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
-  idle_.remove(&c);
+  leave_idle(c);
   c.timer_.cancel();
   c.transition(PooledConnection::State::kBusy);
   ++c.requests_;
@@ -276,10 +276,17 @@ void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
   cb->on_pool_ready(c);
 }
 
+void ConnPool::leave_idle(PooledConnection& c) {
+  if (!c.in_idle_) return;
+  idle_.erase(c.idle_pos_);
+  c.in_idle_ = false;
+}
+
 void ConnPool::make_idle(PooledConnection& c) {
   c.transition(PooledConnection::State::kIdle);
   c.borrower_ = nullptr;
-  idle_.push_front(&c);
+  c.idle_pos_ = idle_.insert(idle_.begin(), &c);
+  c.in_idle_ = true;
   MonoTime at = std::min(loop_.now() + config_.idle_timeout, c.expires_);
   c.timer_.arm_at(at);
   // Last: reading again may deliver a FIN or stray bytes at once, and the connection then
@@ -352,7 +359,7 @@ void ConnPool::destroy_only(PooledConnection& c) {
   c.timer_.cancel();
   c.transition(PooledConnection::State::kClosed);
   c.conn_.close();
-  idle_.remove(&c);
+  leave_idle(c);
   for (auto it = connections_.begin(); it != connections_.end(); ++it) {
     if (it->get() == &c) {
       loop_.defer_delete(std::move(*it));

@@ -77,6 +77,8 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
   uint32_t requests_ = 0;
   net::ConnectionCallbacks* borrower_ = nullptr;
+  std::list<PooledConnection*>::iterator idle_pos_;  // valid while in_idle_
+  bool in_idle_ = false;
   class Waiter* waiter_ = nullptr;  // the request it was opened for, while connecting
 };
 
@@ -149,6 +151,7 @@ class ConnPool {
   void destroy(PooledConnection& conn);
   void serve_queue();
   void make_idle(PooledConnection& conn);
+  void leave_idle(PooledConnection& conn);  // O(1): each idle connection knows its place
   void check_connect_rate();
 
   event::Loop& loop_;
