@@ -73,8 +73,7 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool connecting() const { return connecting_; }
   bool peer_closed() const { return peer_closed_; }
   size_t queued() const { return out_.size(); }
-  bool above_high_watermark() const { return out_.size() >= high_watermark_; }
-  void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
+  bool above_high_watermark() const { return out_.size() >= kDefaultHighWatermark; }
   int fd() const { return fd_.get(); }
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
@@ -92,7 +91,6 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   Fd fd_;
   Buffer in_;
   Buffer out_;
-  size_t high_watermark_ = kDefaultHighWatermark;
   bool connecting_ = false;
   bool readable_ = false;
   bool read_enabled_ = true;

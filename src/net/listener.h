@@ -35,7 +35,6 @@ class Listener final : public event::IoHandler {
   Status start();
   // Closes the socket: the kernel refuses new connections once every worker's is closed.
   void close();
-  uint64_t accept_pauses() const { return pauses_; }
 
   void on_io(uint32_t events) override;
 

@@ -59,7 +59,6 @@ class Pump {
   bool dest_writable = true;
   bool finished() const { return finished_; }
   uint64_t bytes() const { return bytes_; }
-  bool holds_resources() const { return pipe_.read_end.valid() || buffer_ != nullptr; }
 
  private:
   enum class Step { kProgress, kBlocked, kEof, kFailed };

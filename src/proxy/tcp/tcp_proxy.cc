@@ -1,7 +1,5 @@
 #include "proxy/tcp/tcp_proxy.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
