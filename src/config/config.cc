@@ -19,6 +19,7 @@ namespace {
 
 using std::chrono::hours;
 using std::chrono::milliseconds;
+using std::chrono::minutes;
 using std::chrono::seconds;
 
 constexpr Duration kZero{0};
@@ -259,6 +260,48 @@ void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
   m.read_size("replay_buffer", p.replay_buffer_bytes, 0, 64ull << 20);
 }
 
+void read_hash_policy(YamlReader& r, const YAML::Node& list, const std::string& path,
+                      proxy::http::Route& route) {
+  using Kind = proxy::http::HashPolicy::Kind;
+  if (!list.IsSequence() || list.size() == 0) {
+    r.error(list, path,
+            "expected a list such as [{header: x-user}, {cookie: session}, "
+            "{query_parameter: id}, {source_ip: true}]");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string ipath = fmt::format("{}[{}]", path, i);
+    MapReader m(r, list[i], ipath, {"header", "cookie", "query_parameter", "source_ip"});
+    if (!m.ok()) continue;
+    int kinds = m.has("header") + m.has("cookie") + m.has("query_parameter") + m.has("source_ip");
+    if (kinds != 1) {
+      r.error(list[i], ipath, "needs exactly one of header, cookie, query_parameter, source_ip");
+      continue;
+    }
+    proxy::http::HashPolicy h;
+    if (m.has("header")) {
+      h.kind = Kind::kHeader;
+      m.read_string("header", h.name);
+    } else if (m.has("cookie")) {
+      h.kind = Kind::kCookie;
+      m.read_string("cookie", h.name);
+    } else if (m.has("query_parameter")) {
+      h.kind = Kind::kQueryParameter;
+      m.read_string("query_parameter", h.name);
+    } else {
+      h.kind = Kind::kSourceIp;
+      bool on = true;
+      m.read_bool("source_ip", on);
+      if (!on) continue;
+    }
+    if (h.kind != Kind::kSourceIp && h.name.empty()) {
+      r.error(list[i], ipath, "needs a non-empty name");
+      continue;
+    }
+    route.hash_policy.push_back(std::move(h));
+  }
+}
+
 void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
                 proxy::http::Route& route) {
   using proxy::http::Route;
@@ -267,7 +310,7 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
               {"match", "cluster", "prefix_rewrite", "redirect", "direct_response", "timeout",
                "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retries",
                "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add",
-               "response_headers_to_remove"});
+               "response_headers_to_remove", "hash_policy"});
   if (!m.ok()) return;
   if (m.require("match")) {
     MapReader mm(r, m.get("match"), m.path("match"),
@@ -353,6 +396,7 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
     route.max_body_bytes = v;
   }
   if (m.has("retries")) read_retry(r, m.get("retries"), m.path("retries"), route.retry);
+  if (m.has("hash_policy")) read_hash_policy(r, m.get("hash_policy"), m.path("hash_policy"), route);
   route.request_headers_to_add =
       read_name_values<proxy::http::HeaderToAdd>(r, m, "request_headers_to_add", true);
   route.response_headers_to_add =
@@ -413,12 +457,184 @@ void read_pool(YamlReader& r, const YAML::Node& node, const std::string& path,
   m.read_uint("max_requests_per_connection", p.max_requests_per_connection, 0, 100'000'000);
 }
 
+// One of a fixed set of words; reports the choices otherwise. Returns the index, or -1.
+int read_choice(YamlReader& r, MapReader& m, const char* key,
+                std::initializer_list<const char*> choices) {
+  if (!m.has(key)) return -1;
+  std::string v;
+  m.read_string(key, v);
+  int i = 0;
+  std::string list;
+  for (const char* c : choices) {
+    if (v == c) return i;
+    list += (i++ ? ", " : "");
+    list += c;
+  }
+  r.error(m.get(key), m.path(key), fmt::format("expected one of: {}, got '{}'", list, v));
+  return -1;
+}
+
+bool is_prime(uint32_t n) {
+  if (n < 2) return false;
+  for (uint32_t d = 2; static_cast<uint64_t>(d) * d <= n; ++d) {
+    if (n % d == 0) return false;
+  }
+  return true;
+}
+
+void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
+  using upstream::lb::Policy;
+  int p = read_choice(r, m, "lb_policy",
+                      {"round_robin", "least_request", "random", "ring_hash", "maglev"});
+  if (p >= 0) lb.policy = static_cast<Policy>(p);
+  auto only_for = [&](const char* key, Policy policy, const char* name) {
+    if (m.has(key) && lb.policy != policy) {
+      r.error(m.get(key), m.path(key), fmt::format("only for lb_policy: {}", name));
+      return false;
+    }
+    return m.has(key);
+  };
+  if (only_for("ring_hash", Policy::kRingHash, "ring_hash")) {
+    MapReader rh(r, m.get("ring_hash"), m.path("ring_hash"), {"ring_size"});
+    if (rh.ok()) rh.read_uint("ring_size", lb.ring_size, 1, 8'388'608);
+  }
+  if (only_for("maglev", Policy::kMaglev, "maglev")) {
+    MapReader mg(r, m.get("maglev"), m.path("maglev"), {"table_size"});
+    if (mg.ok() && mg.has("table_size")) {
+      mg.read_uint("table_size", lb.maglev_table_size, 3, 5'000'011);
+      if (!is_prime(lb.maglev_table_size)) {
+        r.error(
+            mg.get("table_size"), mg.path("table_size"),
+            fmt::format("{} is not prime (for example 65537 or 5000011)", lb.maglev_table_size));
+      }
+    }
+  }
+  if (only_for("least_request", Policy::kLeastRequest, "least_request")) {
+    MapReader lr(r, m.get("least_request"), m.path("least_request"), {"choice_count"});
+    if (lr.ok()) lr.read_uint("choice_count", lb.choice_count, 2, 100);
+  }
+}
+
+void read_status_ranges(YamlReader& r, MapReader& m, const char* key,
+                        std::vector<std::pair<int, int>>& out) {
+  if (!m.has(key)) return;
+  YAML::Node list = m.get(key);
+  if (!list.IsSequence() || list.size() == 0) {
+    r.error(list, m.path(key), "expected a list of statuses or ranges such as 200 or 200-299");
+    return;
+  }
+  out.clear();
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+    int lo = 0, hi = 0;
+    const char* b = text.data();
+    const char* e = b + text.size();
+    auto [p1, ec1] = std::from_chars(b, e, lo);
+    hi = lo;
+    bool ok = ec1 == std::errc();
+    if (ok && p1 != e) {
+      auto [p2, ec2] = (*p1 == '-') ? std::from_chars(p1 + 1, e, hi)
+                                    : std::from_chars_result{p1, std::errc::invalid_argument};
+      ok = ec2 == std::errc() && p2 == e;
+    }
+    if (!ok || lo < 100 || hi > 599 || lo > hi) {
+      r.error(list[i], fmt::format("{}[{}]", m.path(key), i),
+              "expected a status from 100 to 599 or a range such as 200-299");
+      continue;
+    }
+    out.emplace_back(lo, hi);
+  }
+}
+
+void read_health_check(YamlReader& r, const YAML::Node& node, const std::string& path,
+                       upstream::health::HealthCheckConfig& h) {
+  using Type = upstream::health::HealthCheckConfig::Type;
+  MapReader m(r, node, path,
+              {"type", "interval", "jitter", "timeout", "healthy_threshold", "unhealthy_threshold",
+               "initial_state", "http"});
+  if (!m.ok()) return;
+  h.type = Type::kTcp;
+  if (!m.require("type")) return;
+  int t = read_choice(r, m, "type", {"tcp", "http"});
+  if (t == 1) h.type = Type::kHttp;
+  m.read_duration("interval", h.interval, milliseconds(10), hours(1));
+  m.read_duration("jitter", h.jitter, kZero, hours(1));
+  m.read_duration("timeout", h.timeout, milliseconds(1), minutes(10));
+  m.read_uint("healthy_threshold", h.healthy_threshold, 1, 1000);
+  m.read_uint("unhealthy_threshold", h.unhealthy_threshold, 1, 1000);
+  int init = read_choice(r, m, "initial_state", {"unhealthy", "healthy"});
+  if (init >= 0) h.initially_healthy = init == 1;
+  if (m.has("http")) {
+    if (h.type != Type::kHttp) {
+      r.error(m.get("http"), m.path("http"), "only for type: http");
+      return;
+    }
+    MapReader hm(r, m.get("http"), m.path("http"),
+                 {"method", "path", "host", "expected_statuses", "body_contains"});
+    if (!hm.ok()) return;
+    hm.read_string("method", h.http.method);
+    if (h.http.method.empty() ||
+        h.http.method.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {
+      r.error(hm.get("method"), hm.path("method"), "expected an upper-case method such as GET");
+    }
+    hm.read_string("path", h.http.path);
+    if (h.http.path.empty() || h.http.path[0] != '/' ||
+        h.http.path.find_first_of(" \r\n\t") != std::string::npos) {
+      r.error(hm.get("path"), hm.path("path"), "expected a path starting with '/' without spaces");
+    }
+    hm.read_string("host", h.http.host);
+    if (!valid_header_value(h.http.host)) {
+      r.error(hm.get("host"), hm.path("host"), "control characters are not allowed");
+    }
+    read_status_ranges(r, hm, "expected_statuses", h.http.expected_statuses);
+    hm.read_string("body_contains", h.http.body_contains);
+  }
+}
+
+void read_outlier(YamlReader& r, const YAML::Node& node, const std::string& path,
+                  upstream::health::OutlierConfig& o) {
+  MapReader m(r, node, path,
+              {"consecutive_5xx", "consecutive_gateway_failure", "interval", "base_ejection_time",
+               "max_ejection_time", "max_ejection_percent"});
+  if (!m.ok()) return;
+  m.read_uint("consecutive_5xx", o.consecutive_5xx, 0, 100'000);
+  m.read_uint("consecutive_gateway_failure", o.consecutive_gateway_failure, 0, 100'000);
+  m.read_duration("interval", o.interval, milliseconds(10), hours(1));
+  m.read_duration("base_ejection_time", o.base_ejection_time, milliseconds(10), hours(24));
+  m.read_duration("max_ejection_time", o.max_ejection_time, milliseconds(10), hours(24));
+  m.read_uint("max_ejection_percent", o.max_ejection_percent, 0, 100);
+  if (o.max_ejection_time < o.base_ejection_time) {
+    r.error(m.has("max_ejection_time") ? m.get("max_ejection_time") : node,
+            m.path("max_ejection_time"),
+            fmt::format("must not be shorter than base_ejection_time ({})",
+                        format_duration(o.base_ejection_time)));
+  }
+}
+
+void read_circuit_breakers(YamlReader& r, const YAML::Node& node, const std::string& path,
+                           upstream::CircuitBreakers& cb) {
+  MapReader m(r, node, path, {"max_active_requests", "max_active_retries", "retry_budget"});
+  if (!m.ok()) return;
+  m.read_uint("max_active_requests", cb.max_active_requests, 0, 100'000'000);
+  m.read_uint("max_active_retries", cb.max_active_retries, 0, 100'000'000);
+  if (m.has("retry_budget")) {
+    MapReader b(r, m.get("retry_budget"), m.path("retry_budget"),
+                {"budget_percent", "min_retry_concurrency"});
+    if (!b.ok()) return;
+    cb.budget_percent = 20;
+    b.read_uint("budget_percent", cb.budget_percent, 1, 100);
+    b.read_uint("min_retry_concurrency", cb.min_retry_concurrency, 0, 100'000);
+  }
+}
+
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path) {
   auto c = std::make_shared<upstream::ClusterConfig>();
-  MapReader m(r, node, path,
-              {"name", "connect_timeout", "max_connect_attempts", "source_address",
-               "socket_options", "pool", "endpoints"});
+  MapReader m(
+      r, node, path,
+      {"name", "connect_timeout", "max_connect_attempts", "source_address", "socket_options",
+       "pool", "endpoints", "lb_policy", "ring_hash", "maglev", "least_request", "health_check",
+       "outlier_detection", "panic_threshold", "circuit_breakers"});
   if (!m.ok()) return c;
   read_name(r, m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout, milliseconds(1), hours(1));
@@ -439,6 +655,19 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                         c->socket_options);
   }
   if (m.has("pool")) read_pool(r, m.get("pool"), m.path("pool"), c->pool);
+  read_balancing(r, m, c->lb);
+  if (m.has("health_check")) {
+    read_health_check(r, m.get("health_check"), m.path("health_check"), c->health_check);
+  }
+  if (m.has("outlier_detection")) {
+    c->outlier.emplace();
+    read_outlier(r, m.get("outlier_detection"), m.path("outlier_detection"), *c->outlier);
+  }
+  m.read_uint("panic_threshold", c->panic_threshold, 0, 100);
+  if (m.has("circuit_breakers")) {
+    read_circuit_breakers(r, m.get("circuit_breakers"), m.path("circuit_breakers"),
+                          c->circuit_breakers);
+  }
   if (!m.require("endpoints")) return c;
   YAML::Node eps = m.get("endpoints");
   if (!eps.IsSequence() || eps.size() == 0) {
@@ -468,7 +697,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   MapReader m(
       r, node, path,
       {"name", "address", "protocol", "cluster", "backlog", "max_connections", "socket_options",
-       "idle_timeout", "max_duration", "splice", "http", "virtual_hosts"});
+       "idle_timeout", "max_duration", "splice", "http", "virtual_hosts", "hash_key"});
   if (!m.ok()) return l;
   read_name(r, m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address, false);
@@ -488,7 +717,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: http");
     }
   } else {
-    for (const char* key : {"cluster", "splice", "idle_timeout", "max_duration"}) {
+    for (const char* key : {"cluster", "splice", "idle_timeout", "max_duration", "hash_key"}) {
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: tcp");
     }
     if (m.has("http")) read_http_options(r, m.get("http"), m.path("http"), l->http);
@@ -505,12 +734,16 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   m.read_duration("idle_timeout", l->idle_timeout, kZero, kDay * 7);
   m.read_duration("max_duration", l->max_duration, kZero, kDay * 7);
   m.read_bool("splice", l->splice);
+  int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
+  if (hk == 1) l->hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
   return l;
 }
 
 Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& r) {
   auto cfg = std::make_shared<Config>();
-  MapReader top(r, root, "", {"workers", "log_level", "drain_timeout", "listeners", "clusters"});
+  MapReader top(
+      r, root, "",
+      {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "listeners", "clusters"});
   if (top.ok()) {
     top.read_uint("workers", cfg->workers, 1, Config::kMaxWorkers);
     if (top.has("log_level")) {
@@ -522,6 +755,15 @@ Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& 
       }
     }
     top.read_duration("drain_timeout", cfg->drain_timeout, kZero, hours(1));
+    top.read_duration("ready_timeout", cfg->ready_timeout, kZero, hours(1));
+    if (top.has("admin")) {
+      MapReader a(r, top.get("admin"), "admin", {"address"});
+      if (a.ok()) {
+        net::Address address = *net::Address::parse("127.0.0.1:9901");
+        read_address(r, a, "address", address, false);
+        cfg->admin_address = address;
+      }
+    }
 
     std::map<std::string, YAML::Mark> cluster_names;
     bool every_cluster_named = true;  // else "no cluster named" would only echo that error

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,10 @@ struct Config {
   uint32_t workers = 0;  // 0 only before defaults apply: then the number of cores
   log::Level log_level = log::Level::kInfo;
   Duration drain_timeout = std::chrono::seconds(30);
+  // How long startup waits for every endpoint's first health check before "ready".
+  Duration ready_timeout = std::chrono::seconds(10);
+  // The operator endpoint (/ready, /live, endpoint drain); absent: not served.
+  std::optional<net::Address> admin_address;
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
 

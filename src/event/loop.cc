@@ -66,6 +66,13 @@ void Loop::run_posted() {
   running_.clear();
 }
 
+void Loop::delete_deferred_now() {
+  while (!to_delete_.empty()) {
+    std::vector<std::unique_ptr<DeferredDeletable>> batch;
+    batch.swap(to_delete_);
+  }
+}
+
 void Loop::defer_delete(std::unique_ptr<DeferredDeletable> obj) {
   to_delete_.push_back(std::move(obj));
 }

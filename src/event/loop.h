@@ -61,6 +61,9 @@ class Loop {
   void post(std::function<void()> fn);
   // Loop thread: destroys obj once the current iteration's events are handled.
   void defer_delete(std::unique_ptr<DeferredDeletable> obj);
+  // Loop thread, outside any callback (after run() returned): destroys every deferred
+  // object now, including those their destructors defer in turn.
+  void delete_deferred_now();
   // Loop thread: calls obj->on_iteration_end() once, after this iteration's events (before
   // deferred deletions). Queuing it again before then is free.
   void at_iteration_end(EndOfIteration* obj) {

@@ -82,6 +82,18 @@ void Address::set_port(uint16_t port) {
   if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&ss_)->sin6_port = htons(port);
 }
 
+std::string Address::ip_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family() == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss_)->sin_addr, buf, sizeof buf);
+  } else if (family() == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_addr, buf, sizeof buf);
+  } else {
+    return "unknown";
+  }
+  return buf;
+}
+
 std::string Address::to_string() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (family() == AF_INET) {

@@ -28,6 +28,8 @@ class Address {
   uint16_t port() const;
   void set_port(uint16_t port);
   std::string to_string() const;
+  // The address without the port and without brackets ("10.0.0.1", "::1").
+  std::string ip_string() const;
 
   bool operator==(const Address& other) const;
 

@@ -14,13 +14,14 @@ namespace {
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 }
 
-Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options) {
+Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options,
+                         bool reuse_port) {
   auto sock = tcp_socket(address.family());
   if (!sock) return sock.status();
   int fd = sock->get();
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)) {
     return Status::from_errno("setsockopt SO_REUSEADDR/SO_REUSEPORT", errno);
   }
   if (address.family() == AF_INET6 &&

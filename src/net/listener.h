@@ -24,8 +24,9 @@ class ListenerCallbacks {
 
 // Creates a bound, listening, non-blocking socket with SO_REUSEPORT so that each worker can
 // own one on the same address. Downstream socket options set here are inherited by accepted
-// sockets.
-Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options);
+// sockets. Without `reuse_port` the address stays exclusive (a second bind fails).
+Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options,
+                         bool reuse_port = true);
 
 class Listener final : public event::IoHandler {
  public:

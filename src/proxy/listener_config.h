@@ -27,6 +27,9 @@ struct ListenerConfig {
   Duration idle_timeout = std::chrono::seconds(300);  // 0: none
   Duration max_duration{0};                           // 0: none
   bool splice = true;
+  // The key for ring_hash and maglev clusters: the client's address, with or without port.
+  enum class HashKey { kSourceIp, kSourceIpPort };
+  HashKey hash_key = HashKey::kSourceIp;
 
   // protocol: http
   http::HttpOptions http;

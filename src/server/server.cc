@@ -4,11 +4,50 @@
 
 #include <map>
 
+#include "admin/admin_server.h"
 #include "base/log.h"
 #include "event/signals.h"
 #include "server/worker.h"
+#include "upstream/health/health_manager.h"
 
 namespace sluice::server {
+namespace {
+
+// POST /clusters/{cluster}/endpoints/{ip:port}/drain
+admin::AdminResponse drain_endpoint(const admin::AdminRequest& req, const config::Config& config,
+                                    upstream::health::HealthManager& health) {
+  auto text = [](int status, std::string body) {
+    return admin::AdminResponse{status, "text/plain; charset=utf-8", std::move(body)};
+  };
+  std::string_view path = req.path;
+  path.remove_prefix(std::string_view("/clusters/").size());
+  size_t slash = path.find('/');
+  std::string_view cluster = path.substr(0, slash);
+  std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash);
+  constexpr std::string_view kEndpoints = "/endpoints/";
+  constexpr std::string_view kDrain = "/drain";
+  if (rest.substr(0, kEndpoints.size()) != kEndpoints ||
+      rest.size() <= kEndpoints.size() + kDrain.size() ||
+      rest.substr(rest.size() - kDrain.size()) != kDrain) {
+    return text(404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n");
+  }
+  std::string_view endpoint =
+      rest.substr(kEndpoints.size(), rest.size() - kEndpoints.size() - kDrain.size());
+  if (req.method != "POST") return text(405, "use POST to drain an endpoint\n");
+  for (size_t ci = 0; ci < config.clusters.size(); ++ci) {
+    const auto& c = *config.clusters[ci];
+    if (c.name != cluster) continue;
+    for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
+      if (c.endpoints[ei].address.to_string() != endpoint) continue;
+      health.set_draining(ci, ei);
+      return text(200, fmt::format("endpoint {} of cluster {} is draining\n", endpoint, cluster));
+    }
+    return text(404, fmt::format("cluster {} has no endpoint {}\n", cluster, endpoint));
+  }
+  return text(404, fmt::format("no cluster named {}\n", cluster));
+}
+
+}  // namespace
 
 Server::Server(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
 
@@ -67,17 +106,58 @@ int Server::run() {
     }
   }
 
+  event::Loop main_loop;
   std::vector<std::unique_ptr<Worker>> workers;
+  upstream::health::HealthManager health(
+      main_loop, config_->clusters,
+      [&workers](size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s) {
+        for (auto& w : workers) w->set_health(cluster, s);
+      });
+  // Workers report outcomes to the health manager and read its shared cluster state until
+  // they are joined: join them before it goes, on every way out of this function.
+  struct JoinWorkers {
+    std::vector<std::unique_ptr<Worker>>& workers;
+    ~JoinWorkers() {
+      for (auto& w : workers) w->stop_and_join();
+    }
+  } join_workers{workers};
+
+  // Ready once every endpoint with health checks has had its first answer: until then a
+  // load balancer in front of sluice should not send it traffic.
+  bool ready = false;
+  bool draining = false;
+  admin::AdminServer admin(main_loop);
+  if (config_->admin_address) {
+    admin.handle("/live", [](const admin::AdminRequest&) {
+      return admin::AdminResponse{200, "text/plain; charset=utf-8", "live\n"};
+    });
+    admin.handle("/ready", [&](const admin::AdminRequest&) {
+      if (draining) return admin::AdminResponse{503, "text/plain; charset=utf-8", "draining\n"};
+      if (!ready) return admin::AdminResponse{503, "text/plain; charset=utf-8", "starting\n"};
+      return admin::AdminResponse{200, "text/plain; charset=utf-8", "ready\n"};
+    });
+    admin.handle("/clusters/", [&](const admin::AdminRequest& req) {
+      return drain_endpoint(req, *config_, health);
+    });
+    auto bound = admin.start(*config_->admin_address);
+    if (!bound) {
+      LOG_ERROR("admin: {}", bound.status().message());
+      return 1;
+    }
+    LOG_INFO("admin listening on {}", bound->to_string());
+  }
+
   for (size_t w = 0; w < n; ++w) {
-    workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w])));
+    workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w]), health));
     workers.back()->start();
   }
-  log::write(log::Level::kInfo,
-             fmt::format("sluice ready: {} workers, {} listeners", n, config_->listeners.size()));
+  health.start(config_->ready_timeout, [&] {
+    ready = true;
+    log::write(log::Level::kInfo,
+               fmt::format("sluice ready: {} workers, {} listeners", n, config_->listeners.size()));
+  });
 
-  event::Loop main_loop;
   size_t drained = 0;
-  bool draining = false;
   event::Timer drain_deadline(main_loop.timers(), [&] {
     uint64_t open = 0;
     for (const auto& c : counts) open += c->load();
@@ -92,6 +172,7 @@ int Server::run() {
       return;
     }
     draining = true;
+    health.stop();
     uint64_t open = 0;
     for (const auto& c : counts) open += c->load();
     LOG_INFO("{}: draining: stopped accepting, waiting up to {} for {} open connections",
@@ -107,6 +188,7 @@ int Server::run() {
   });
   main_loop.run();
   drain_deadline.cancel();
+  health.stop();
 
   std::map<std::string, proxy::tcp::TcpProxyStats> totals;
   std::map<std::string, proxy::http::HttpProxyStats> http_totals;
@@ -132,6 +214,20 @@ int Server::run() {
         name, t.accepted, t.refused_max_connections, t.completed, t.idle_timeouts,
         t.no_endpoint_reachable, t.drain_closed, t.bytes_to_upstream, t.bytes_to_downstream);
   }
+  for (size_t i = 0; i < config_->clusters.size(); ++i) {
+    upstream::ClusterStats t;
+    for (auto& w : workers) t.add(w->final_cluster_stats()[i]);
+    LOG_INFO(
+        "cluster {}: connect attempts {}, connect failures {}, no healthy endpoint {}, "
+        "overflow (max_active_requests) {}, retries refused (breaker or budget) {}",
+        config_->clusters[i]->name, t.connect_attempts, t.connect_failures, t.no_healthy_endpoint,
+        t.overflow_active_requests, t.overflow_retries);
+  }
+  const auto& hs = health.stats();
+  LOG_INFO(
+      "health: ejections {}, ejections refused (max_ejection_percent) {}, failed checks {}, "
+      "panic mode entered {}",
+      hs.ejections, hs.ejections_refused_max_percent, hs.active_check_failures, hs.panic_entered);
   LOG_INFO("drained; exiting");
   return 0;
 }

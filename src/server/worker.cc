@@ -9,8 +9,16 @@
 namespace sluice::server {
 
 Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
-               std::vector<ListenerHandoff> listeners)
-    : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)) {}
+               std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health)
+    : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)), health_(health) {}
+
+void Worker::set_health(size_t cluster,
+                        std::shared_ptr<const upstream::health::HealthSnapshot> snapshot) {
+  loop_.post([this, cluster, snapshot = std::move(snapshot)]() mutable {
+    if (cluster < cluster_by_index_.size())
+      cluster_by_index_[cluster]->set_health(std::move(snapshot));
+  });
+}
 
 Worker::~Worker() {
   stop_and_join();
@@ -25,8 +33,12 @@ void Worker::thread_main() {
   log::set_thread_name(name);
   pthread_setname_np(pthread_self(), fmt::format("sluice-{}", name).c_str());
 
-  for (const auto& c : config_->clusters) {
-    clusters_.emplace(c->name, std::make_unique<upstream::Cluster>(loop_, c, config_->workers));
+  for (size_t i = 0; i < config_->clusters.size(); ++i) {
+    const auto& c = config_->clusters[i];
+    auto cluster = std::make_unique<upstream::Cluster>(loop_, c, config_->workers, i,
+                                                       health_.shared(i), health_.sink_for(i));
+    cluster_by_index_.push_back(cluster.get());
+    clusters_.emplace(c->name, std::move(cluster));
   }
   proxy::http::ClusterMap cluster_map;
   for (auto& [cluster_name, c] : clusters_) cluster_map.emplace(cluster_name, c.get());
@@ -74,8 +86,13 @@ void Worker::thread_main() {
     p->close_all();
     final_http_stats_[p->config().name] = p->stats();
   }
+  // Connections, streams and attempts waiting for deferred deletion refer to their proxy
+  // and cluster: destroy them while those still exist.
+  loop_.delete_deferred_now();
   proxies_.clear();
   http_proxies_.clear();
+  for (auto* c : cluster_by_index_) final_cluster_stats_.push_back(c->stats());
+  cluster_by_index_.clear();
   clusters_.clear();
 }
 

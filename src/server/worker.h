@@ -18,6 +18,7 @@
 #include "net/listener.h"
 #include "proxy/http/http_proxy.h"
 #include "proxy/tcp/tcp_proxy.h"
+#include "upstream/health/health_manager.h"
 
 namespace sluice::server {
 
@@ -30,9 +31,13 @@ struct ListenerHandoff {
 
 class Worker {
  public:
+  // `health` outlives the worker; its cluster order is the config's.
   Worker(size_t index, std::shared_ptr<const config::Config> config,
-         std::vector<ListenerHandoff> listeners);
+         std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health);
   ~Worker();
+
+  // A new health snapshot for the config's `cluster`-th cluster.
+  void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
 
   void start();
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
@@ -48,6 +53,10 @@ class Worker {
   const std::map<std::string, proxy::http::HttpProxyStats>& final_http_stats() const {
     return final_http_stats_;
   }
+  // By the config's cluster order.
+  const std::vector<upstream::ClusterStats>& final_cluster_stats() const {
+    return final_cluster_stats_;
+  }
 
  private:
   void thread_main();
@@ -56,18 +65,21 @@ class Worker {
   size_t index_;
   std::shared_ptr<const config::Config> config_;
   std::vector<ListenerHandoff> handoffs_;
+  upstream::health::HealthManager& health_;
   event::Loop loop_;
   std::thread thread_;
 
   // Worker-thread state.
   proxy::tcp::TransferPool transfer_pool_;
   std::map<std::string, std::unique_ptr<upstream::Cluster>> clusters_;
+  std::vector<upstream::Cluster*> cluster_by_index_;  // the config's order
   std::vector<std::unique_ptr<proxy::tcp::TcpProxy>> proxies_;
   std::vector<std::unique_ptr<proxy::http::HttpProxy>> http_proxies_;
   std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::function<void()> on_drained_;
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
+  std::vector<upstream::ClusterStats> final_cluster_stats_;
 };
 
 }  // namespace sluice::server

@@ -1,25 +1,128 @@
 #include "upstream/cluster.h"
 
-#include "upstream/lb/round_robin.h"
+#include <random>
+
+#include "base/log.h"
 
 namespace sluice::upstream {
 
-Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers)
-    : loop_(loop), config_(std::move(config)), pools_(config_->endpoints.size()) {
+health::HealthSnapshot initial_health(const ClusterConfig& config) {
+  health::HealthSnapshot s;
+  uint8_t flag = 0;
+  if (config.health_check.type != health::HealthCheckConfig::Type::kNone &&
+      !config.health_check.initially_healthy) {
+    flag = health::kFailedActiveCheck;
+  }
+  s.flags.assign(config.endpoints.size(), flag);
+  s.panic = below_panic_threshold(s, config.panic_threshold);
+  return s;
+}
+
+bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold) {
+  if (threshold == 0 || snapshot.flags.empty()) return false;
+  size_t usable = 0;
+  for (uint8_t f : snapshot.flags) usable += (f == 0);
+  return usable * 100 < static_cast<size_t>(threshold) * snapshot.flags.size();
+}
+
+Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers,
+                 size_t index, health::ClusterShared& shared, health::OutcomeSink* sink)
+    : loop_(loop),
+      config_(std::move(config)),
+      index_(index),
+      shared_(shared),
+      sink_(sink),
+      active_(config_->endpoints.size(), 0),
+      lb_seed_(std::random_device{}() | 1),
+      pools_(config_->endpoints.size()) {
   worker_pool_config_ = config_->pool;
   if (workers > 1) {
     // Round up: each worker gets its share, and every worker at least one connection.
     worker_pool_config_.max_connections = (config_->pool.max_connections + workers - 1) / workers;
   }
-  std::vector<uint32_t> weights;
-  weights.reserve(config_->endpoints.size());
-  for (const auto& e : config_->endpoints) weights.push_back(e.weight);
-  lb_ = std::make_unique<lb::RoundRobin>(std::move(weights));
+  set_health(std::make_shared<const health::HealthSnapshot>(initial_health(*config_)));
 }
 
-}  // namespace sluice::upstream
+Cluster::~Cluster() = default;
 
-namespace sluice::upstream {
+void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot) {
+  for (size_t i = 0; i < pools_.size() && i < snapshot->flags.size(); ++i) {
+    bool was_draining = health_ && (health_->flags[i] & health::kDraining);
+    if ((snapshot->flags[i] & health::kDraining) && !was_draining && pools_[i]) pools_[i]->drain();
+  }
+  health_ = std::move(snapshot);
+  rebuild_balancer();
+}
+
+void Cluster::rebuild_balancer() {
+  std::vector<lb::LbHost> hosts;
+  for (size_t i = 0; i < config_->endpoints.size(); ++i) {
+    uint8_t f = health_->flags[i];
+    // In panic mode only draining keeps an endpoint out: it is leaving on purpose.
+    bool usable = health_->panic ? !(f & health::kDraining) : f == 0;
+    if (!usable) continue;
+    const auto& e = config_->endpoints[i];
+    hosts.push_back(lb::LbHost{i, e.weight, e.address.to_string()});
+  }
+  lb_.reset();
+  if (hosts.empty()) return;
+  lb::LbConfig lb_config = config_->lb;
+  for (const auto& e : config_->endpoints) lb_config.ring_total_weight += e.weight;
+  lb_ = lb::make_load_balancer(lb_config, std::move(hosts), &active_, lb_seed_);
+}
+
+void Cluster::report(size_t endpoint, health::Outcome outcome) {
+  if (!sink_) return;
+  // Successes matter only to break a streak: on the common path this is one relaxed load.
+  if (outcome == health::Outcome::kSuccess &&
+      !shared_.streak[endpoint].load(std::memory_order_relaxed)) {
+    return;
+  }
+  sink_->report(index_, endpoint, outcome);
+}
+
+bool Cluster::try_start_request() {
+  const CircuitBreakers& cb = config_->circuit_breakers;
+  if (cb.max_active_requests == 0 && cb.budget_percent == 0) return true;
+  uint32_t now = shared_.active_requests.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (cb.max_active_requests != 0 && now > cb.max_active_requests) {
+    shared_.active_requests.fetch_sub(1, std::memory_order_relaxed);
+    ++stats_.overflow_active_requests;
+    return false;
+  }
+  return true;
+}
+
+void Cluster::finish_request() {
+  const CircuitBreakers& cb = config_->circuit_breakers;
+  if (cb.max_active_requests == 0 && cb.budget_percent == 0) return;
+  shared_.active_requests.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool Cluster::try_start_retry() {
+  const CircuitBreakers& cb = config_->circuit_breakers;
+  if (cb.max_active_retries == 0 && cb.budget_percent == 0) return true;
+  uint32_t now = shared_.active_retries.fetch_add(1, std::memory_order_relaxed) + 1;
+  bool over = cb.max_active_retries != 0 && now > cb.max_active_retries;
+  if (!over && cb.budget_percent != 0) {
+    uint64_t active = shared_.active_requests.load(std::memory_order_relaxed);
+    uint64_t budget =
+        std::max<uint64_t>(cb.min_retry_concurrency, active * cb.budget_percent / 100);
+    over = now > budget;
+  }
+  if (over) {
+    shared_.active_retries.fetch_sub(1, std::memory_order_relaxed);
+    ++stats_.overflow_retries;
+    return false;
+  }
+  return true;
+}
+
+void Cluster::finish_retry() {
+  const CircuitBreakers& cb = config_->circuit_breakers;
+  if (cb.max_active_retries == 0 && cb.budget_percent == 0) return;
+  shared_.active_retries.fetch_sub(1, std::memory_order_relaxed);
+}
 
 pool::ConnPool& Cluster::pool(size_t index) {
   auto& p = pools_.at(index);
@@ -27,7 +130,11 @@ pool::ConnPool& Cluster::pool(size_t index) {
     p = std::make_unique<pool::ConnPool>(loop_, config_->endpoints[index].address,
                                          worker_pool_config_, config_->socket_options,
                                          config_->source_address, config_->connect_timeout);
-    p->warm_up();
+    if (health_->flags[index] & health::kDraining) {
+      p->drain();
+    } else {
+      p->warm_up();
+    }
   }
   return *p;
 }

@@ -13,6 +13,7 @@
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "upstream/health/health.h"
 #include "upstream/lb/load_balancer.h"
 #include "upstream/pool/conn_pool.h"
 
@@ -21,6 +22,17 @@ namespace sluice::upstream {
 struct EndpointConfig {
   net::Address address;
   uint32_t weight = 1;
+};
+
+// Fail-fast limits for the whole cluster across all workers (0 = no limit). Connection and
+// pending-request limits are per endpoint, in the pool settings.
+struct CircuitBreakers {
+  uint32_t max_active_requests = 0;
+  uint32_t max_active_retries = 0;
+  // Retry budget: retries in flight at most budget_percent of the active requests, but
+  // always at least min_retry_concurrency. budget_percent 0 = no budget.
+  uint32_t budget_percent = 0;
+  uint32_t min_retry_concurrency = 3;
 };
 
 struct ClusterConfig {
@@ -34,7 +46,18 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;
   // HTTP connection pools; max_connections is per endpoint across all workers.
   pool::PoolConfig pool;
+  lb::LbConfig lb;
+  health::HealthCheckConfig health_check;
+  std::optional<health::OutlierConfig> outlier;  // absent: no passive health checking
+  // Below this share of usable endpoints (percent), balance over all of them; 0 = never.
+  uint32_t panic_threshold = 50;
+  CircuitBreakers circuit_breakers;
 };
+
+// The snapshot in force before the health manager has published one.
+health::HealthSnapshot initial_health(const ClusterConfig& config);
+// Whether too few endpoints are usable (0 flags) for `threshold` percent.
+bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold);
 
 // Counters for one cluster on one worker; merged across workers when exported.
 struct ClusterStats {
@@ -43,16 +66,54 @@ struct ClusterStats {
   uint64_t connect_timeouts = 0;
   uint64_t connect_refused = 0;
   uint64_t no_endpoint_reachable = 0;
+  uint64_t no_healthy_endpoint = 0;
+  uint64_t overflow_active_requests = 0;
+  uint64_t overflow_retries = 0;  // a retry refused by max_active_retries or the budget
+
+  void add(const ClusterStats& o) {
+    connect_attempts += o.connect_attempts;
+    connect_failures += o.connect_failures;
+    connect_timeouts += o.connect_timeouts;
+    connect_refused += o.connect_refused;
+    no_endpoint_reachable += o.no_endpoint_reachable;
+    no_healthy_endpoint += o.no_healthy_endpoint;
+    overflow_active_requests += o.overflow_active_requests;
+    overflow_retries += o.overflow_retries;
+  }
 };
 
 class Cluster {
  public:
-  // `workers` shares the pool's max_connections among the workers.
-  Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers);
+  // `workers` shares the pool's max_connections among the workers. `shared` is this
+  // cluster's cross-worker state; `sink` (null without outlier detection) hears outcomes,
+  // tagged with `index`, the cluster's position in the config.
+  Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers,
+          size_t index, health::ClusterShared& shared, health::OutcomeSink* sink);
+  ~Cluster();
 
   const ClusterConfig& config() const { return *config_; }
-  lb::LoadBalancer& load_balancer() { return *lb_; }
   ClusterStats& stats() { return stats_; }
+
+  // Whether any endpoint may take a new request or connection now.
+  bool has_endpoints() const { return lb_ != nullptr; }
+  // Requires has_endpoints().
+  size_t pick(const lb::PickContext& ctx) { return lb_->pick(ctx); }
+  // A new health snapshot from the manager: rebuilds the balancer and drains the pools of
+  // endpoints that started draining.
+  void set_health(std::shared_ptr<const health::HealthSnapshot> snapshot);
+  const health::HealthSnapshot& health() const { return *health_; }
+
+  // An exchange with `endpoint` ended this way (fed to outlier detection).
+  void report(size_t endpoint, health::Outcome outcome);
+  // Requests in flight per endpoint on this worker (least_request).
+  void request_started(size_t endpoint) { ++active_[endpoint]; }
+  void request_finished(size_t endpoint) { --active_[endpoint]; }
+
+  // Circuit breakers: false when the limit is reached (nothing is taken then).
+  bool try_start_request();
+  void finish_request();
+  bool try_start_retry();
+  void finish_retry();
   // This worker's HTTP connection pool for endpoint `index`, made on first use.
   pool::ConnPool& pool(size_t index);
   void drain_pools();
@@ -60,9 +121,17 @@ class Cluster {
   void warm_up_pools();
 
  private:
+  void rebuild_balancer();
+
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;
-  std::unique_ptr<lb::LoadBalancer> lb_;
+  size_t index_;
+  health::ClusterShared& shared_;
+  health::OutcomeSink* sink_;
+  std::shared_ptr<const health::HealthSnapshot> health_;
+  std::vector<uint32_t> active_;
+  uint64_t lb_seed_;
+  std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
   pool::PoolConfig worker_pool_config_;
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
   ClusterStats stats_;

@@ -75,14 +75,6 @@ std::string& scratch() {
   return s;
 }
 
-std::string client_ip(const net::Address& a) {
-  std::string s = a.to_string();
-  size_t colon = s.rfind(':');
-  s.resize(colon);
-  if (!s.empty() && s.front() == '[') s = s.substr(1, s.size() - 2);
-  return s;
-}
-
 }  // namespace
 
 // After a 101, the upstream connection's events: bytes go straight to the client.
@@ -108,14 +100,15 @@ struct HttpConnection::Tunnel final : net::ConnectionCallbacks {
 
 // --- Attempt ---------------------------------------------------------------------------
 
-Attempt::Attempt(HttpConnection& owner, upstream::pool::ConnPool& pool, size_t endpoint, bool fresh)
+Attempt::Attempt(HttpConnection& owner, upstream::Cluster& cluster, size_t endpoint, bool fresh)
     : owner_(owner),
-      pool_(pool),
-      waiter_(pool, *this),
+      cluster_(cluster),
+      pool_(cluster.pool(endpoint)),
+      waiter_(pool_, *this),
       parser_(Parser::Kind::kResponse, Parser::kDefaultLimits, *this),
       endpoint_(endpoint),
       fresh_(fresh),
-      timer_(pool.loop().timers(), [this] {
+      timer_(pool_.loop().timers(), [this] {
         const Route& r = *owner_.stream_->route;
         MonoTime due = MonoTime::max();
         if (r.per_try_timeout.count() > 0) due = started_ + r.per_try_timeout;
@@ -129,10 +122,13 @@ Attempt::Attempt(HttpConnection& owner, upstream::pool::ConnPool& pool, size_t e
         std::string why = fmt::format("upstream {} timed out", pool_.endpoint().to_string());
         release(false);
         owner_.on_attempt_failed(why, HttpConnection::Failure::kTimeout);
-      }) {}
+      }) {
+  cluster_.request_started(endpoint_);
+}
 
 Attempt::~Attempt() {
   release(false);
+  cluster_.request_finished(endpoint_);
 }
 
 void Attempt::start() {
@@ -570,6 +566,15 @@ void HttpConnection::route_request(Stream& s) {
     s.local_body = "the route's cluster is unknown\n";
     return;
   }
+  if (!s.cluster->try_start_request()) {
+    s.local_reply_pending = true;
+    s.local_status = 503;
+    s.local_body = fmt::format("cluster {}: max_active_requests {} reached\n", route->cluster,
+                               s.cluster->config().circuit_breakers.max_active_requests);
+    add_flag("overflow_active_requests");
+    return;
+  }
+  s.holds_request_slot = true;
   s.upgrade = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
   build_upstream_head(s);
   if (route->timeout.count() > 0) {
@@ -612,7 +617,7 @@ void HttpConnection::build_upstream_head(Stream& s) {
   hs.remove("expect");  // sluice answers 100-continue itself
   if (s.upgrade && s.request.method != "CONNECT") hs.set("Connection", "upgrade");
   // X-Forwarded-*: appended when the previous hop is trusted, else replaced.
-  std::string ip = client_ip(peer_);
+  std::string ip = peer_.ip_string();
   const std::string* xff = hs.get("x-forwarded-for");
   if (o.trust_forwarded_headers && xff) {
     hs.set("X-Forwarded-For", *xff + ", " + ip);
@@ -640,14 +645,68 @@ void HttpConnection::build_upstream_head(Stream& s) {
   h1::encode_request_head(up, s.upstream_head);
 }
 
+HttpConnection::Stream::~Stream() {
+  if (holds_request_slot) cluster->finish_request();
+  if (holds_retry_slot) cluster->finish_retry();
+}
+
+void HttpConnection::compute_hash(Stream& s) {
+  s.hash_computed = true;
+  auto policy = s.cluster->config().lb.policy;
+  if (policy != upstream::lb::Policy::kRingHash && policy != upstream::lb::Policy::kMaglev) return;
+  using Kind = HashPolicy::Kind;
+  for (const HashPolicy& h : s.route->hash_policy) {
+    switch (h.kind) {
+      case Kind::kHeader:
+        if (const std::string* v = s.request.headers.get(h.name)) {
+          s.hash = upstream::lb::hash_key(*v);
+          return;
+        }
+        break;
+      case Kind::kCookie:
+        if (auto v = find_cookie(s.request.headers, h.name)) {
+          s.hash = upstream::lb::hash_key(*v);
+          return;
+        }
+        break;
+      case Kind::kQueryParameter: {
+        std::string_view path, query;
+        split_target(s.request.target, &path, &query);
+        if (auto v = find_query_parameter(query, h.name)) {
+          s.hash = upstream::lb::hash_key(*v);
+          return;
+        }
+        break;
+      }
+      case Kind::kSourceIp:
+        s.hash = upstream::lb::hash_key(peer_.ip_string());
+        return;
+    }
+  }
+}
+
 void HttpConnection::start_attempt(bool fresh) {
   Stream& s = *stream_;
   auto& cluster = *s.cluster;
-  size_t ep = cluster.load_balancer().pick(s.tried);
+  if (!cluster.has_endpoints()) {
+    ++cluster.stats().no_healthy_endpoint;
+    std::string body = fmt::format("no healthy endpoint in cluster {}\n", cluster.config().name);
+    add_flag("no_healthy_upstream");
+    if (s.attempts == 0 && !s.request_complete) {
+      // Still inside the request head: answer once the body has been read.
+      s.local_reply_pending = true;
+      s.local_status = 503;
+      s.local_body = std::move(body);
+      return;
+    }
+    return send_local_reply(503, body, !s.request_complete, nullptr);
+  }
+  if (!s.hash_computed) compute_hash(s);
+  size_t ep = cluster.pick(upstream::lb::PickContext{s.tried, s.hash});
   if (!fresh) s.tried.push_back(ep);
   ++s.attempts;
   ++cluster.stats().connect_attempts;
-  s.attempt = std::make_unique<Attempt>(*this, cluster.pool(ep), ep, fresh);
+  s.attempt = std::make_unique<Attempt>(*this, cluster, ep, fresh);
   s.attempt->start();
 }
 
@@ -774,6 +833,17 @@ bool HttpConnection::may_retry(Failure kind, int status) const {
   return false;
 }
 
+bool HttpConnection::retry_admitted() {
+  Stream& s = *stream_;
+  if (s.holds_retry_slot) return true;  // one slot covers all of a request's retries
+  if (!s.cluster->try_start_retry()) {
+    add_flag("retry_overflow");
+    return false;
+  }
+  s.holds_retry_slot = true;
+  return true;
+}
+
 void HttpConnection::schedule_retry(const std::string& why) {
   Stream& s = *stream_;
   const RetryPolicy& p = s.route->retry;
@@ -804,11 +874,17 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
   bool reused = failed && failed->reused();
   bool response_started = failed && failed->response_started();
   size_t endpoint = failed ? failed->endpoint() : 0;
+  bool failed_endpoint = failed != nullptr;
   if (failed) {
     failed->release(false);
     retire(std::move(failed));
   }
   if (kind == Failure::kConnect) ++s.cluster->stats().connect_failures;
+  bool stale = reused && !response_started && kind == Failure::kReset;
+  if (failed_endpoint && !stale && kind != Failure::kNoConnection && kind != Failure::kStatus) {
+    // Connect failures, resets, timeouts and malformed responses are the endpoint's doing.
+    s.cluster->report(endpoint, upstream::health::Outcome::kGatewayFailure);
+  }
   if (s.committed) {
     LOG_INFO("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), reason);
     return abort("upstream failed mid-response");
@@ -816,8 +892,7 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
   // A reused connection that failed before any response byte most likely crossed the
   // upstream's keep-alive close: re-send once on a fresh connection, outside the retry
   // budget, when the request can safely be sent twice.
-  if (reused && !response_started && kind == Failure::kReset && !s.stale_retry_used &&
-      s.replayable &&
+  if (stale && !s.stale_retry_used && s.replayable &&
       (sluice::http::is_idempotent(s.request.method) || s.route->retry.allow_non_idempotent)) {
     s.stale_retry_used = true;
     ++s.attempts;
@@ -825,11 +900,11 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
     add_flag("stale_connection_retried");
     LOG_DEBUG("http {}: {}: re-sending on a fresh connection: {}", proxy_.config_->name,
               peer_.to_string(), reason);
-    s.attempt = std::make_unique<Attempt>(*this, s.cluster->pool(endpoint), endpoint, true);
+    s.attempt = std::make_unique<Attempt>(*this, *s.cluster, endpoint, true);
     s.attempt->start();
     return;
   }
-  if (may_retry(kind, 0)) {
+  if (may_retry(kind, 0) && retry_admitted()) {
     schedule_retry(reason);
     return;
   }
@@ -894,7 +969,11 @@ bool HttpConnection::on_response_head(MessageHead& head) {
   if (s.upgrade && head.status != 101 && !(connect && head.status / 100 == 2)) {
     s.close_after = true;
   }
-  if (may_retry(Failure::kStatus, head.status)) {
+  s.cluster->report(a.endpoint_, head.status < 500 ? upstream::health::Outcome::kSuccess
+                                 : (head.status >= 502 && head.status <= 504)
+                                     ? upstream::health::Outcome::kGatewayFailure
+                                     : upstream::health::Outcome::kError5xx);
+  if (may_retry(Failure::kStatus, head.status) && retry_admitted()) {
     a.discard_response_ = true;
     schedule_retry(fmt::format("status {} from {}", head.status, a.pool_.endpoint().to_string()));
     auto failed = std::move(s.attempt);

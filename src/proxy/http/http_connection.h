@@ -28,7 +28,7 @@ class Attempt final : public upstream::pool::PoolCallbacks,
                       public net::ConnectionCallbacks,
                       public sluice::http::http1::ParserCallbacks {
  public:
-  Attempt(HttpConnection& owner, upstream::pool::ConnPool& pool, size_t endpoint, bool fresh);
+  Attempt(HttpConnection& owner, upstream::Cluster& cluster, size_t endpoint, bool fresh);
   ~Attempt();
 
   void start();
@@ -61,6 +61,7 @@ class Attempt final : public upstream::pool::PoolCallbacks,
   void deliver_completion();
 
   HttpConnection& owner_;
+  upstream::Cluster& cluster_;
   upstream::pool::ConnPool& pool_;
   upstream::pool::Waiter waiter_;
   upstream::pool::PooledConnection* conn_ = nullptr;
@@ -110,6 +111,7 @@ class HttpConnection final : public net::ConnectionCallbacks,
 
   // The request being served.
   struct Stream {
+    ~Stream();
     sluice::http::MessageHead request;
     const Route* route = nullptr;
     upstream::Cluster* cluster = nullptr;
@@ -125,6 +127,11 @@ class HttpConnection final : public net::ConnectionCallbacks,
     std::string location;
     std::unique_ptr<Attempt> attempt;
     std::vector<size_t> tried;
+    std::optional<uint64_t> hash;  // ring_hash / maglev key, computed on the first attempt
+    bool hash_computed = false;
+    // Circuit-breaker slots this request holds in `cluster` (given back when it ends).
+    bool holds_request_slot = false;
+    bool holds_retry_slot = false;
     uint32_t attempts = 0;
     uint32_t retries = 0;
     bool stale_retry_used = false;
@@ -166,6 +173,9 @@ class HttpConnection final : public net::ConnectionCallbacks,
   void on_response_complete(sluice::http::HeaderMap& trailers);
   void on_upstream_activity_timeout();
   bool may_retry(Failure kind, int status) const;
+  // The cluster's retry breakers (max_active_retries, budget) allow one more retry.
+  bool retry_admitted();
+  void compute_hash(Stream& s);
   void schedule_retry(const std::string& why);
   void add_flag(const char* flag);
 

@@ -51,6 +51,14 @@ struct RetryPolicy {
   uint32_t replay_buffer_bytes = 64 * 1024;
 };
 
+// Where ring_hash and maglev take a request's key from. The policies are tried in order; the
+// first that yields a value decides (none: the balancer picks at random).
+struct HashPolicy {
+  enum class Kind { kHeader, kCookie, kQueryParameter, kSourceIp };
+  Kind kind = Kind::kHeader;
+  std::string name;  // header, cookie or parameter name
+};
+
 struct HeaderToAdd {
   std::string name;
   std::string value;
@@ -69,6 +77,7 @@ struct Route {
   Duration upstream_idle_timeout = std::chrono::seconds(60);
   uint64_t max_body_bytes = 0;  // 0 = the listener's default
   RetryPolicy retry;
+  std::vector<HashPolicy> hash_policy;
   // kRedirect
   int redirect_status = 302;
   std::string redirect_location;

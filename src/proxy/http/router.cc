@@ -5,21 +5,25 @@
 namespace sluice::proxy::http {
 namespace {
 
-bool query_has(std::string_view query, const QueryMatch& m) {
+// Calls fn(name, value) for each "name=value" of a query string until fn returns true.
+template <typename Fn>
+bool find_in_query(std::string_view query, Fn fn) {
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     size_t eq = pair.find('=');
-    std::string_view name = pair.substr(0, eq);
-    if (name == m.name) {
-      if (!m.value) return true;
-      std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-      if (value == *m.value) return true;
-    }
+    std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    if (fn(pair.substr(0, eq), value)) return true;
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
   return false;
+}
+
+bool query_has(std::string_view query, const QueryMatch& m) {
+  return find_in_query(query, [&](std::string_view name, std::string_view value) {
+    return name == m.name && (!m.value || value == *m.value);
+  });
 }
 
 bool path_matches(const RouteMatch& m, std::string_view path) {
@@ -35,6 +39,34 @@ bool path_matches(const RouteMatch& m, std::string_view path) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> find_query_parameter(std::string_view query,
+                                                     std::string_view name) {
+  std::optional<std::string_view> found;
+  find_in_query(query, [&](std::string_view n, std::string_view value) {
+    if (n != name) return false;
+    found = value;
+    return true;
+  });
+  return found;
+}
+
+std::optional<std::string_view> find_cookie(const sluice::http::HeaderMap& headers,
+                                            std::string_view name) {
+  const std::string* cookie = headers.get("cookie");
+  if (!cookie) return std::nullopt;
+  std::string_view rest = *cookie;
+  while (!rest.empty()) {
+    size_t semi = rest.find(';');
+    std::string_view pair = rest.substr(0, semi);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+    if (semi == std::string_view::npos) break;
+    rest.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
 
 void split_target(std::string_view target, std::string_view* path, std::string_view* query,
                   std::string_view* authority) {

@@ -3,6 +3,7 @@
 // wins. Built once from the configuration; read-only afterwards, so workers share it.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "http/message.h"
@@ -24,6 +25,12 @@ void split_target(std::string_view target, std::string_view* path, std::string_v
                   std::string_view* authority = nullptr);
 // "example.com:8080" → "example.com"; "[::1]:80" → "[::1]".
 std::string_view host_without_port(std::string_view host);
+
+// The first value of a query parameter ("a=1&b=2", "b" → "2"), or nullopt.
+std::optional<std::string_view> find_query_parameter(std::string_view query, std::string_view name);
+// A cookie's value from the Cookie header, or nullopt.
+std::optional<std::string_view> find_cookie(const sluice::http::HeaderMap& headers,
+                                            std::string_view name);
 
 const VirtualHost* match_virtual_host(const HttpOptions& options, std::string_view host);
 const Route* match_route(const VirtualHost& vhost, const RequestView& request);

@@ -42,6 +42,8 @@ class TcpSession final : public event::DeferredDeletable {
 
   void close(const std::string& reason, bool reset) {
     if (state_ == State::kClosed) return;
+    if (counted_) proxy_.cluster_.request_finished(endpoint_);
+    counted_ = false;
     state_ = State::kClosed;
     timer_.cancel();
     LOG_DEBUG("tcp {}: {} closed after {}ms: {} (to upstream {} bytes, to downstream {} bytes)",
@@ -75,10 +77,27 @@ class TcpSession final : public event::DeferredDeletable {
 
   void connect_next() {
     const auto& cfg = cluster();
-    auto& stats = proxy_.cluster_.stats();
-    size_t index = proxy_.cluster_.load_balancer().pick(tried_);
+    upstream::Cluster& cl = proxy_.cluster_;
+    auto& stats = cl.stats();
+    if (!cl.has_endpoints()) {
+      ++stats.no_healthy_endpoint;
+      ++proxy_.stats_.no_endpoint_reachable;
+      LOG_WARN("tcp {}: closing downstream {}: no healthy endpoint in cluster {}",
+               proxy_.config_->name, peer_.to_string(), cfg.name);
+      return close("no healthy endpoint", false);
+    }
+    upstream::lb::PickContext ctx{tried_, std::nullopt};
+    if (cfg.lb.policy == upstream::lb::Policy::kRingHash ||
+        cfg.lb.policy == upstream::lb::Policy::kMaglev) {
+      ctx.hash = proxy_.config_->hash_key == ListenerConfig::HashKey::kSourceIpPort
+                     ? upstream::lb::hash_key(peer_.to_string())
+                     : upstream::lb::hash_key(peer_.ip_string());
+    }
+    size_t index = cl.pick(ctx);
     tried_.push_back(index);
     endpoint_ = index;
+    cl.request_started(index);
+    counted_ = true;
     const net::Address& target = cfg.endpoints[index].address;
     ++stats.connect_attempts;
 
@@ -104,6 +123,9 @@ class TcpSession final : public event::DeferredDeletable {
     const auto& cfg = cluster();
     auto& stats = proxy_.cluster_.stats();
     ++stats.connect_failures;
+    proxy_.cluster_.request_finished(endpoint_);
+    counted_ = false;
+    proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
     timer_.cancel();
     if (upstream_.valid()) {
       proxy_.loop_.poller().remove(upstream_.get());
@@ -127,6 +149,7 @@ class TcpSession final : public event::DeferredDeletable {
   void on_connected() {
     timer_.cancel();
     state_ = State::kProxying;
+    proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kSuccess);
     // The connect attempts' bookkeeping is not needed any more: give its memory back.
     std::vector<size_t>().swap(tried_);
     std::string().swap(failures_);
@@ -244,6 +267,7 @@ class TcpSession final : public event::DeferredDeletable {
   MonoTime started_{};
   MonoTime last_activity_{};
   size_t endpoint_ = 0;
+  bool counted_ = false;  // endpoint_'s active count includes this session
   std::vector<size_t> tried_;
   std::string failures_;
 };

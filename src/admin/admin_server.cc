@@ -1,0 +1,171 @@
+#include "admin/admin_server.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "http/http1/encoder.h"
+#include "http/http1/parser.h"
+#include "net/connection.h"
+
+namespace sluice::admin {
+
+namespace h1 = sluice::http::http1;
+
+// One operator connection. Requests are answered in order, one at a time.
+class AdminConnection final : public net::ConnectionCallbacks, public h1::ParserCallbacks {
+ public:
+  static constexpr size_t kMaxBody = 64 * 1024;
+
+  AdminConnection(AdminServer& server, event::Loop& loop)
+      : server_(server), conn_(loop, *this), parser_(h1::Parser::Kind::kRequest, kLimits, *this) {}
+
+  Status start(net::Fd fd) { return conn_.adopt(std::move(fd)); }
+
+  void on_read() override {
+    Buffer& in = conn_.input();
+    while (!closing_ && !in.empty()) {
+      size_t used = 0;
+      auto outcome = parser_.execute(in.view(), &used);
+      in.consume(used);
+      if (outcome == h1::Parser::Outcome::kError) {
+        const auto& e = parser_.error();
+        return reply(AdminResponse{e.status, "text/plain; charset=utf-8", e.reason + "\n"}, true);
+      }
+      if (outcome == h1::Parser::Outcome::kMessageComplete) {
+        parser_.resume();
+      } else if (outcome != h1::Parser::Outcome::kNeedMore) {
+        return reply(AdminResponse{400, "text/plain; charset=utf-8", "unsupported request\n"},
+                     true);
+      }
+    }
+  }
+  void on_read_closed() override { finish(); }
+  void on_error(int) override { finish(); }
+
+  bool on_head(sluice::http::MessageHead& head) override {
+    request_ = AdminRequest{};
+    request_.method = head.method;
+    std::string_view target = head.target;
+    size_t q = target.find('?');
+    request_.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) request_.query = std::string(target.substr(q + 1));
+    keep_alive_ = head.keep_alive;
+    too_large_ = false;
+    return true;
+  }
+  void on_body(std::string_view data) override {
+    if (request_.body.size() + data.size() > kMaxBody) {
+      too_large_ = true;
+      return;
+    }
+    request_.body.append(data);
+  }
+  void on_message_complete(sluice::http::HeaderMap&) override {
+    if (too_large_) {
+      return reply(AdminResponse{413, "text/plain; charset=utf-8", "request body too large\n"},
+                   true);
+    }
+    reply(server_.dispatch(request_), !keep_alive_);
+  }
+
+ private:
+  static inline const h1::ParserLimits kLimits{};
+
+  void reply(const AdminResponse& r, bool close) {
+    if (closing_) return;
+    sluice::http::MessageHead head;
+    head.status = r.status;
+    head.headers.add("Content-Type", r.content_type);
+    head.headers.add("Content-Length", std::to_string(r.body.size()));
+    head.headers.add("Cache-Control", "no-store");
+    if (close) head.headers.add("Connection", "close");
+    std::string out;
+    h1::encode_response_head(head, out);
+    if (request_.method != "HEAD") out += r.body;
+    conn_.write(out);
+    if (close) {
+      closing_ = true;
+      conn_.shutdown_write();
+    }
+  }
+  void finish() {
+    if (done_) return;
+    done_ = true;
+    conn_.close();
+    server_.remove(this);
+  }
+
+  AdminServer& server_;
+  net::Connection conn_;
+  h1::Parser parser_;
+  AdminRequest request_;
+  bool keep_alive_ = true;
+  bool too_large_ = false;
+  bool closing_ = false;
+  bool done_ = false;
+};
+
+AdminServer::AdminServer(event::Loop& loop) : loop_(loop) {}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+void AdminServer::handle(std::string prefix, Handler handler) {
+  handlers_.emplace_back(std::move(prefix), std::move(handler));
+  // Longest prefix first, so that "/clusters/" wins over "/".
+  std::stable_sort(handlers_.begin(), handlers_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+Result<net::Address> AdminServer::start(const net::Address& address) {
+  auto fd = net::bind_listener(address, 128, net::SocketOptions{}, /*reuse_port=*/false);
+  if (!fd) return fd.status();
+  auto bound = net::local_address(fd->get());
+  if (!bound) return bound.status();
+  listener_ = std::make_unique<net::Listener>(loop_, std::move(fd.value()), "admin", *this);
+  if (Status s = listener_->start(); !s) return s;
+  return *bound;
+}
+
+void AdminServer::stop() {
+  listener_.reset();
+  connections_.clear();
+}
+
+void AdminServer::on_accept(net::Fd fd, const net::Address&) {
+  auto c = std::make_unique<AdminConnection>(*this, loop_);
+  if (Status s = c->start(std::move(fd)); !s) {
+    LOG_WARN("admin: {}", s.message());
+    return;
+  }
+  connections_.push_back(std::move(c));
+}
+
+AdminResponse AdminServer::dispatch(const AdminRequest& request) const {
+  for (const auto& [prefix, handler] : handlers_) {
+    // "/ready" is that path only; "/clusters/" is everything below it.
+    bool match = prefix.back() == '/' ? request.path.compare(0, prefix.size(), prefix) == 0
+                                      : request.path == prefix;
+    if (match) return handler(request);
+  }
+  return AdminResponse{404, "text/plain; charset=utf-8", "no such admin endpoint\n"};
+}
+
+void AdminServer::remove(AdminConnection* c) {
+  // Called from the connection's own callback: destroy it once the iteration is over.
+  auto it = std::find_if(connections_.begin(), connections_.end(),
+                         [c](const auto& p) { return p.get() == c; });
+  if (it == connections_.end()) return;
+  struct Holder : event::DeferredDeletable {
+    std::unique_ptr<AdminConnection> c;
+  };
+  auto h = std::make_unique<Holder>();
+  h->c = std::move(*it);
+  connections_.erase(it);
+  loop_.defer_delete(std::move(h));
+}
+
+}  // namespace sluice::admin

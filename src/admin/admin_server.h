@@ -1,0 +1,63 @@
+// AdminServer: sluice's operator endpoint (/ready, /live, endpoint drain, and more as the
+// handlers registered by the server grow). It runs on the main thread's loop, never on a
+// worker, and speaks HTTP/1.1 with sluice's own parser: one request at a time per
+// connection, keep-alive, bodies up to 64 KiB. Bind it to loopback: it has no
+// authentication.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event/loop.h"
+#include "http/message.h"
+#include "net/address.h"
+#include "net/listener.h"
+
+namespace sluice::admin {
+
+struct AdminRequest {
+  std::string method;
+  std::string path;  // without the query
+  std::string query;
+  std::string body;
+};
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+class AdminConnection;
+
+class AdminServer final : public net::ListenerCallbacks {
+ public:
+  // Handles requests for `path`; a path ending in '/' also takes everything below it
+  // (longest first).
+  using Handler = std::function<AdminResponse(const AdminRequest&)>;
+
+  explicit AdminServer(event::Loop& loop);
+  ~AdminServer();
+
+  void handle(std::string path, Handler handler);
+  // Binds (without SO_REUSEPORT: a second sluice must not share the port) and starts
+  // accepting. Returns the bound address (port 0 picks one).
+  Result<net::Address> start(const net::Address& address);
+  void stop();
+
+  void on_accept(net::Fd fd, const net::Address& peer) override;
+
+ private:
+  friend class AdminConnection;
+  AdminResponse dispatch(const AdminRequest& request) const;
+  void remove(AdminConnection* c);
+
+  event::Loop& loop_;
+  std::vector<std::pair<std::string, Handler>> handlers_;
+  std::unique_ptr<net::Listener> listener_;
+  std::vector<std::unique_ptr<AdminConnection>> connections_;
+};
+
+}  // namespace sluice::admin

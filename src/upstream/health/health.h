@@ -1,0 +1,106 @@
+// Endpoint health: the settings of active checks and outlier detection, the snapshot of
+// endpoint states the health manager publishes to the workers, and the outcomes the workers
+// report back.
+//
+// Data flow. Workers never decide health on their own: they report outcomes (a failure, or
+// a success after a failure streak) to the HealthManager on the main thread, which runs the
+// active checks, counts streaks across all workers, ejects, computes panic mode, and posts a
+// new immutable HealthSnapshot to every worker. Each worker rebuilds its load balancer from
+// the snapshot; so every worker ejects the same endpoint at the same time and the request
+// path only reads worker-local state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/units.h"
+
+namespace sluice::upstream::health {
+
+struct HttpCheckConfig {
+  std::string method = "GET";
+  std::string path = "/";
+  std::string host;  // empty: the cluster name
+  // Inclusive [first, last] ranges of statuses that count as healthy.
+  std::vector<std::pair<int, int>> expected_statuses{{200, 399}};
+  std::string body_contains;  // empty: the body is not inspected
+};
+
+struct HealthCheckConfig {
+  enum class Type { kNone, kTcp, kHttp };
+  Type type = Type::kNone;
+  Duration interval = std::chrono::seconds(5);
+  Duration jitter = std::chrono::milliseconds(500);  // up to this much is added at random
+  Duration timeout = std::chrono::seconds(1);
+  uint32_t healthy_threshold = 2;
+  uint32_t unhealthy_threshold = 3;
+  // The state before the first check answers. The first answer sets the state at once;
+  // after that the thresholds apply.
+  bool initially_healthy = false;
+  HttpCheckConfig http;
+};
+
+struct OutlierConfig {
+  uint32_t consecutive_5xx = 5;                  // 0 disables
+  uint32_t consecutive_gateway_failure = 5;      // connect failure, reset, timeout, 502/503/504
+  Duration interval = std::chrono::seconds(10);  // success-rate sweep and ejection decay
+  Duration base_ejection_time = std::chrono::seconds(30);
+  Duration max_ejection_time = std::chrono::seconds(300);
+  uint32_t max_ejection_percent = 50;  // at least one endpoint may always be ejected
+  // Success-rate ejection (off unless enabled): an endpoint whose success rate over the last
+  // interval is below mean - stdev_factor * stdev of the cluster is ejected, when at least
+  // minimum_hosts endpoints each saw request_volume requests.
+  bool success_rate = false;
+  uint32_t success_rate_minimum_hosts = 3;
+  uint32_t success_rate_request_volume = 100;
+  double success_rate_stdev_factor = 1.9;
+  bool enabled() const {
+    return consecutive_5xx != 0 || consecutive_gateway_failure != 0 || success_rate;
+  }
+};
+
+// Per endpoint, why it does not take new requests (0: it does).
+enum EndpointFlag : uint8_t {
+  kFailedActiveCheck = 1,
+  kEjected = 2,
+  kDraining = 4,
+};
+
+struct HealthSnapshot {
+  std::vector<uint8_t> flags;  // EndpointFlag bits, by endpoint index
+  // Too few endpoints are healthy: balance over all that are not draining.
+  bool panic = false;
+};
+
+enum class Outcome : uint8_t {
+  kSuccess,         // a response below 500, or an L4 connect that succeeded
+  kError5xx,        // the upstream answered 500-599 (other than a gateway status)
+  kGatewayFailure,  // connect failure, reset, timeout, or 502/503/504 from the upstream
+};
+
+// State of one cluster shared by every worker and the health manager. The request path
+// touches it only for the circuit breakers that are configured, and reads the streak flags
+// only after a success.
+struct ClusterShared {
+  explicit ClusterShared(size_t endpoints)
+      : streak(std::make_unique<std::atomic<bool>[]>(endpoints)) {}
+  std::atomic<uint32_t> active_requests{0};
+  std::atomic<uint32_t> active_retries{0};
+  // Set by the manager while an endpoint has a failure streak: a worker that sees a success
+  // there reports it, so that a streak is only "consecutive" across all workers.
+  std::unique_ptr<std::atomic<bool>[]> streak;
+};
+
+// Where workers send outcomes; implemented by the HealthManager. Thread-safe.
+class OutcomeSink {
+ public:
+  virtual void report(size_t cluster, size_t endpoint, Outcome outcome) = 0;
+
+ protected:
+  ~OutcomeSink() = default;
+};
+
+}  // namespace sluice::upstream::health

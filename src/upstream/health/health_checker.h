@@ -1,0 +1,69 @@
+// HealthChecker: the active checks of one endpoint, on the health manager's loop. Each check
+// opens its own connection (never a pooled one): a TCP check passes once the connect
+// completes; an HTTP check sends one request with `Connection: close` and
+// `User-Agent: sluice-health`, and passes on an expected status (and body substring).
+// Checks run every interval plus a random jitter, so a fleet of proxies does not probe in
+// step. Loop thread only.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "event/loop.h"
+#include "event/timer.h"
+#include "http/http1/parser.h"
+#include "net/address.h"
+#include "net/connection.h"
+#include "upstream/health/health.h"
+
+namespace sluice::upstream::health {
+
+class HealthChecker final : public net::ConnectionCallbacks,
+                            public sluice::http::http1::ParserCallbacks {
+ public:
+  // `on_result(passed, detail)`: detail says what failed ("connection refused",
+  // "status 503", "timed out after 1s", ...), or what passed.
+  using ResultFn = std::function<void(bool passed, const std::string& detail)>;
+
+  HealthChecker(event::Loop& loop, const HealthCheckConfig& config, std::string host,
+                net::Address target, std::optional<net::Address> source, ResultFn on_result);
+  ~HealthChecker();
+
+  // The first check runs after a random part of one jitter, so that checks of many
+  // endpoints do not start in the same instant.
+  void start();
+  void stop();
+
+  // ConnectionCallbacks
+  void on_connected() override;
+  void on_read() override;
+  void on_read_closed() override;
+  void on_error(int err) override;
+  // ParserCallbacks (the response)
+  bool on_head(sluice::http::MessageHead& head) override;
+  void on_body(std::string_view data) override;
+  void on_message_complete(sluice::http::HeaderMap& trailers) override;
+
+ private:
+  void run_check();
+  void finish(bool passed, const std::string& detail);
+  void schedule_next();
+
+  event::Loop& loop_;
+  const HealthCheckConfig& config_;
+  std::string host_;
+  net::Address target_;
+  std::optional<net::Address> source_;
+  ResultFn on_result_;
+  event::Timer timer_;  // the next check, or the running check's timeout
+  std::unique_ptr<net::Connection> conn_;
+  std::unique_ptr<sluice::http::http1::Parser> parser_;
+  bool running_ = false;
+  int status_ = 0;
+  std::string body_;  // kept only while looking for body_contains
+  bool body_ok_ = false;
+};
+
+}  // namespace sluice::upstream::health

@@ -1,0 +1,279 @@
+#include "upstream/health/health_manager.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+
+namespace sluice::upstream::health {
+
+HealthManager::HealthManager(event::Loop& loop,
+                             std::vector<std::shared_ptr<const ClusterConfig>> clusters,
+                             Publish publish)
+    : loop_(loop), publish_(std::move(publish)), first_round_timer_(loop.timers(), [this] {
+        if (!on_first_round_) return;
+        LOG_WARN("health: not every endpoint answered its first check in time; starting anyway");
+        first_round_done();
+      }) {
+  for (size_t ci = 0; ci < clusters.size(); ++ci) {
+    auto c = std::make_unique<ClusterState>();
+    c->config = std::move(clusters[ci]);
+    const ClusterConfig& cfg = *c->config;
+    c->shared = std::make_unique<ClusterShared>(cfg.endpoints.size());
+    c->endpoints.resize(cfg.endpoints.size());
+    HealthSnapshot initial = initial_health(cfg);
+    c->panic = initial.panic;
+    for (uint8_t f : initial.flags) c->usable += (f == 0);
+    for (size_t ei = 0; ei < cfg.endpoints.size(); ++ei) {
+      Endpoint& e = c->endpoints[ei];
+      e.failed_check = initial.flags[ei] & kFailedActiveCheck;
+      if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
+        std::string host =
+            cfg.health_check.http.host.empty() ? cfg.name : cfg.health_check.http.host;
+        e.checker = std::make_unique<HealthChecker>(
+            loop_, cfg.health_check, std::move(host), cfg.endpoints[ei].address, cfg.source_address,
+            [this, ci, ei](bool passed, const std::string& detail) {
+              on_check(ci, ei, passed, detail);
+            });
+      }
+      if (cfg.outlier) {
+        e.return_timer = std::make_unique<event::Timer>(loop_.timers(),
+                                                        [this, ci, ei] { end_ejection(ci, ei); });
+      }
+    }
+    if (cfg.outlier) {
+      c->decay_timer = std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
+    }
+    clusters_.push_back(std::move(c));
+  }
+}
+
+HealthManager::~HealthManager() {
+  stop();
+}
+
+void HealthManager::start(Duration timeout, std::function<void()> on_first_round) {
+  on_first_round_ = std::move(on_first_round);
+  for (auto& c : clusters_) {
+    for (auto& e : c->endpoints) {
+      if (e.checker) e.checker->start();
+    }
+    if (c->decay_timer) c->decay_timer->arm_at(loop_.now() + c->config->outlier->interval);
+  }
+  first_round_timer_.arm_at(loop_.now() + timeout);
+  check_first_round();
+}
+
+void HealthManager::stop() {
+  first_round_timer_.cancel();
+  for (auto& c : clusters_) {
+    for (auto& e : c->endpoints) {
+      if (e.checker) e.checker->stop();
+      if (e.return_timer) e.return_timer->cancel();
+    }
+    if (c->decay_timer) c->decay_timer->cancel();
+  }
+}
+
+void HealthManager::check_first_round() {
+  if (!on_first_round_) return;
+  for (const auto& c : clusters_) {
+    for (const auto& e : c->endpoints) {
+      if (e.checker && !e.answered) return;
+    }
+  }
+  first_round_done();
+}
+
+void HealthManager::first_round_done() {
+  first_round_timer_.cancel();
+  auto fn = std::move(on_first_round_);
+  on_first_round_ = nullptr;
+  for (const auto& c : clusters_) {
+    if (c->panic) log_panic(*c);
+  }
+  fn();
+}
+
+std::string HealthManager::endpoint_name(const ClusterState& c, size_t endpoint) const {
+  return c.config->endpoints[endpoint].address.to_string();
+}
+
+void HealthManager::report(size_t cluster, size_t endpoint, Outcome outcome) {
+  loop_.post([this, cluster, endpoint, outcome] { on_outcome(cluster, endpoint, outcome); });
+}
+
+void HealthManager::on_outcome(size_t cluster, size_t endpoint, Outcome outcome) {
+  ClusterState& c = *clusters_[cluster];
+  Endpoint& e = c.endpoints[endpoint];
+  const OutlierConfig& o = *c.config->outlier;
+  switch (outcome) {
+    case Outcome::kSuccess:
+      e.consecutive_5xx = 0;
+      e.consecutive_gateway = 0;
+      break;
+    case Outcome::kError5xx:
+      ++e.consecutive_5xx;
+      break;
+    case Outcome::kGatewayFailure:
+      ++e.consecutive_5xx;
+      ++e.consecutive_gateway;
+      break;
+  }
+  if (!e.ejected) {
+    if (o.consecutive_gateway_failure != 0 &&
+        e.consecutive_gateway >= o.consecutive_gateway_failure) {
+      eject(cluster, endpoint,
+            fmt::format("{} consecutive gateway failures", e.consecutive_gateway));
+    } else if (o.consecutive_5xx != 0 && e.consecutive_5xx >= o.consecutive_5xx) {
+      eject(cluster, endpoint, fmt::format("{} consecutive 5xx", e.consecutive_5xx));
+    }
+  }
+  set_streak(c, endpoint);
+}
+
+void HealthManager::set_streak(ClusterState& c, size_t endpoint) {
+  const Endpoint& e = c.endpoints[endpoint];
+  c.shared->streak[endpoint].store(e.consecutive_5xx != 0 || e.consecutive_gateway != 0,
+                                   std::memory_order_relaxed);
+}
+
+void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& why) {
+  ClusterState& c = *clusters_[cluster];
+  Endpoint& e = c.endpoints[endpoint];
+  const OutlierConfig& o = *c.config->outlier;
+  size_t ejected = 0;
+  for (const auto& other : c.endpoints) ejected += other.ejected;
+  size_t allowed = std::max<size_t>(1, c.endpoints.size() * o.max_ejection_percent / 100);
+  // The streak starts over either way, so one bad run is one decision.
+  e.consecutive_5xx = 0;
+  e.consecutive_gateway = 0;
+  if (ejected >= allowed) {
+    ++stats_.ejections_refused_max_percent;
+    LOG_WARN(
+        "cluster {}: endpoint {} not ejected ({}): {} of {} endpoints already are "
+        "(max_ejection_percent {})",
+        c.config->name, endpoint_name(c, endpoint), why, ejected, c.endpoints.size(),
+        o.max_ejection_percent);
+    return;
+  }
+  ++e.ejections;
+  ++stats_.ejections;
+  Duration d = std::min(o.base_ejection_time * e.ejections, o.max_ejection_time);
+  e.ejected = true;
+  e.return_timer->arm_at(loop_.now() + d);
+  LOG_WARN("cluster {}: endpoint {} ejected for {} ({}; ejection {})", c.config->name,
+           endpoint_name(c, endpoint), format_duration(d), why, e.ejections);
+  publish(cluster);
+}
+
+void HealthManager::end_ejection(size_t cluster, size_t endpoint) {
+  ClusterState& c = *clusters_[cluster];
+  Endpoint& e = c.endpoints[endpoint];
+  if (!e.ejected) return;
+  e.ejected = false;
+  e.consecutive_5xx = 0;
+  e.consecutive_gateway = 0;
+  set_streak(c, endpoint);
+  LOG_INFO("cluster {}: endpoint {} back in service after its ejection", c.config->name,
+           endpoint_name(c, endpoint));
+  publish(cluster);
+}
+
+void HealthManager::decay(size_t cluster) {
+  ClusterState& c = *clusters_[cluster];
+  // An endpoint that stays in service for a whole interval earns back one ejection: a
+  // single bad day does not make every later ejection long.
+  for (auto& e : c.endpoints) {
+    if (!e.ejected && e.ejections > 0) --e.ejections;
+  }
+  c.decay_timer->arm_at(loop_.now() + c.config->outlier->interval);
+}
+
+void HealthManager::on_check(size_t cluster, size_t endpoint, bool passed,
+                             const std::string& detail) {
+  ClusterState& c = *clusters_[cluster];
+  Endpoint& e = c.endpoints[endpoint];
+  const HealthCheckConfig& hc = c.config->health_check;
+  if (!passed) ++stats_.active_check_failures;
+  bool was_failed = e.failed_check;
+  bool first = !e.answered;
+  if (!e.answered) {
+    // The first answer decides at once: waiting for the thresholds would keep a healthy
+    // fleet out of service (or a dead endpoint in it) for several intervals at startup.
+    e.answered = true;
+    e.failed_check = !passed;
+    e.check_passes = passed;
+    e.check_failures = !passed;
+  } else if (passed) {
+    ++e.check_passes;
+    e.check_failures = 0;
+    if (e.failed_check && e.check_passes >= hc.healthy_threshold) e.failed_check = false;
+  } else {
+    ++e.check_failures;
+    e.check_passes = 0;
+    if (!e.failed_check && e.check_failures >= hc.unhealthy_threshold) e.failed_check = true;
+  }
+  if (e.failed_check != was_failed || first) {
+    if (e.failed_check) {
+      LOG_WARN("cluster {}: endpoint {} is unhealthy: {} (health check)", c.config->name,
+               endpoint_name(c, endpoint), detail);
+    } else {
+      LOG_INFO("cluster {}: endpoint {} is healthy: {} (health check)", c.config->name,
+               endpoint_name(c, endpoint), detail);
+    }
+    publish(cluster);
+  } else if (!passed) {
+    LOG_DEBUG("cluster {}: endpoint {} health check failed: {}", c.config->name,
+              endpoint_name(c, endpoint), detail);
+  }
+  check_first_round();
+}
+
+void HealthManager::set_draining(size_t cluster, size_t endpoint) {
+  ClusterState& c = *clusters_[cluster];
+  Endpoint& e = c.endpoints[endpoint];
+  if (e.draining) return;
+  e.draining = true;
+  LOG_INFO("cluster {}: endpoint {} draining: no new requests", c.config->name,
+           endpoint_name(c, endpoint));
+  publish(cluster);
+}
+
+void HealthManager::publish(size_t cluster) {
+  ClusterState& c = *clusters_[cluster];
+  auto snapshot = std::make_shared<HealthSnapshot>();
+  snapshot->flags.reserve(c.endpoints.size());
+  size_t usable = 0;
+  for (const auto& e : c.endpoints) {
+    uint8_t f = (e.failed_check ? kFailedActiveCheck : 0) | (e.ejected ? kEjected : 0) |
+                (e.draining ? kDraining : 0);
+    usable += (f == 0);
+    snapshot->flags.push_back(f);
+  }
+  snapshot->panic = below_panic_threshold(*snapshot, c.config->panic_threshold);
+  c.usable = usable;
+  if (snapshot->panic != c.panic) {
+    c.panic = snapshot->panic;
+    // While the first checks are still answering, endpoints not heard from yet count as
+    // unusable: the state is logged once that round is over.
+    if (!on_first_round_) log_panic(c);
+  }
+  publish_(cluster, std::move(snapshot));
+}
+
+void HealthManager::log_panic(const ClusterState& c) {
+  if (c.panic) {
+    ++stats_.panic_entered;
+    LOG_WARN(
+        "cluster {}: panic mode: {} of {} endpoints usable, below panic_threshold {}%; "
+        "balancing over all endpoints",
+        c.config->name, c.usable, c.endpoints.size(), c.config->panic_threshold);
+  } else {
+    LOG_INFO("cluster {}: leaving panic mode: {} of {} endpoints usable", c.config->name, c.usable,
+             c.endpoints.size());
+  }
+}
+
+}  // namespace sluice::upstream::health

@@ -1,0 +1,97 @@
+// HealthManager: decides endpoint health for every cluster, on the main thread's loop.
+// It runs the active checks, combines the outcomes all workers report into one streak per
+// endpoint (outlier detection), ejects and returns endpoints, applies the panic threshold,
+// and publishes each cluster's new HealthSnapshot through `publish` (which hands it to the
+// workers). State changes are logged here, once, not by each worker.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event/loop.h"
+#include "event/timer.h"
+#include "upstream/cluster.h"
+#include "upstream/health/health.h"
+#include "upstream/health/health_checker.h"
+
+namespace sluice::upstream::health {
+
+struct HealthStats {
+  uint64_t ejections = 0;
+  uint64_t ejections_refused_max_percent = 0;
+  uint64_t active_check_failures = 0;
+  uint64_t panic_entered = 0;
+};
+
+class HealthManager final : public OutcomeSink {
+ public:
+  using Publish = std::function<void(size_t cluster, std::shared_ptr<const HealthSnapshot>)>;
+
+  HealthManager(event::Loop& loop, std::vector<std::shared_ptr<const ClusterConfig>> clusters,
+                Publish publish);
+  ~HealthManager();
+
+  // Starts the active checks. `on_first_round` runs once every endpoint with active checks
+  // has had an answer, or after `timeout`, whichever comes first.
+  void start(Duration timeout, std::function<void()> on_first_round);
+  // Stops the checks and timers (at drain).
+  void stop();
+
+  ClusterShared& shared(size_t cluster) { return *clusters_[cluster]->shared; }
+  // Where workers report outcomes for `cluster`; null when it has no outlier detection.
+  OutcomeSink* sink_for(size_t cluster) {
+    return clusters_[cluster]->config->outlier ? this : nullptr;
+  }
+  // Any thread.
+  void report(size_t cluster, size_t endpoint, Outcome outcome) override;
+  // Loop thread: stops sending new requests to the endpoint, for good.
+  void set_draining(size_t cluster, size_t endpoint);
+
+  const HealthStats& stats() const { return stats_; }
+
+ private:
+  struct Endpoint {
+    std::unique_ptr<HealthChecker> checker;
+    bool answered = false;
+    bool failed_check = false;
+    uint32_t check_passes = 0;  // consecutive, after the first answer
+    uint32_t check_failures = 0;
+    uint32_t consecutive_5xx = 0;
+    uint32_t consecutive_gateway = 0;
+    bool ejected = false;
+    uint32_t ejections = 0;  // multiplies the ejection time; decays while healthy
+    std::unique_ptr<event::Timer> return_timer;
+    bool draining = false;
+  };
+  struct ClusterState {
+    std::shared_ptr<const ClusterConfig> config;
+    std::unique_ptr<ClusterShared> shared;
+    std::vector<Endpoint> endpoints;
+    bool panic = false;
+    size_t usable = 0;  // endpoints with no flag, as last published
+    std::unique_ptr<event::Timer> decay_timer;
+  };
+
+  void on_outcome(size_t cluster, size_t endpoint, Outcome outcome);
+  void on_check(size_t cluster, size_t endpoint, bool passed, const std::string& detail);
+  void eject(size_t cluster, size_t endpoint, const std::string& why);
+  void end_ejection(size_t cluster, size_t endpoint);
+  void decay(size_t cluster);
+  void set_streak(ClusterState& c, size_t endpoint);
+  void publish(size_t cluster);
+  void check_first_round();
+  void first_round_done();
+  void log_panic(const ClusterState& c);
+  std::string endpoint_name(const ClusterState& c, size_t endpoint) const;
+
+  event::Loop& loop_;
+  std::vector<std::unique_ptr<ClusterState>> clusters_;
+  Publish publish_;
+  std::function<void()> on_first_round_;
+  event::Timer first_round_timer_;
+  HealthStats stats_;
+};
+
+}  // namespace sluice::upstream::health
