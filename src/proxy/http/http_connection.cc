@@ -371,8 +371,16 @@ void HttpConnection::drain() {
 
 void HttpConnection::add_flag(const char* flag) {
   if (!stream_) return;
-  if (!stream_->flags.empty()) stream_->flags += ',';
-  stream_->flags += flag;
+  std::string& flags = stream_->flags;
+  // Each flag once, however often it happened (a request retried twice is "retried").
+  std::string_view f(flag);
+  for (size_t pos = 0; pos <= flags.size();) {
+    size_t end = std::min(flags.find(',', pos), flags.size());
+    if (std::string_view(flags).substr(pos, end - pos) == f) return;
+    pos = end + 1;
+  }
+  if (!flags.empty()) flags += ',';
+  flags += f;
 }
 
 // --- downstream input ------------------------------------------------------------------
