@@ -627,14 +627,101 @@ void read_circuit_breakers(YamlReader& r, const YAML::Node& node, const std::str
   }
 }
 
+// A DNS name: labels of letters, digits, '-' and '_', 1-63 bytes each, 253 in all.
+bool valid_host_name(std::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  for (char ch : name) {
+    if (ch == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_')) return false;
+    if (++label > 63) return false;
+  }
+  return label > 0;
+}
+
+// "api.internal:8080" → name and port; IP literals are names too ("10.0.0.1:80").
+std::optional<upstream::DnsTarget> parse_host_port(std::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (!valid_host_name(host) && !net::Address::parse_ip(host, 0)) {
+    return std::nullopt;
+  }
+  uint32_t port = 0;
+  auto digits = text.substr(colon + 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc() || end != digits.data() + digits.size() || port == 0 || port > 65535) {
+    return std::nullopt;
+  }
+  upstream::DnsTarget t;
+  t.host = std::string(host);
+  t.port = static_cast<uint16_t>(port);
+  return t;
+}
+
+void read_dns(YamlReader& r, const YAML::Node& node, dns::ResolverConfig& d) {
+  MapReader m(r, node, "dns",
+              {"servers", "timeout", "attempts", "rotate", "hosts_file", "family", "min_ttl",
+               "max_ttl", "negative_min_ttl", "negative_max_ttl", "stale_ttl", "max_cname_chain"});
+  if (!m.ok()) return;
+  if (m.has("servers")) {
+    YAML::Node list = m.get("servers");
+    if (!list.IsSequence()) {
+      r.error(list, m.path("servers"), "expected a list of addresses such as 127.0.0.1:53");
+    } else {
+      for (size_t i = 0; i < list.size(); ++i) {
+        std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+        auto a = net::Address::parse(text);
+        if (!a) {
+          // A bare IP means port 53.
+          a = net::Address::parse_ip(text, 53);
+        }
+        if (!a || a->port() == 0) {
+          r.error(list[i], fmt::format("{}[{}]", m.path("servers"), i),
+                  fmt::format("'{}': expected an address such as 127.0.0.1:53 or [::1]:53", text));
+          continue;
+        }
+        d.servers.push_back(*a);
+      }
+    }
+  }
+  m.read_duration("timeout", d.timeout, milliseconds(10), minutes(1));
+  m.read_uint("attempts", d.attempts, 1, 10);
+  m.read_bool("rotate", d.rotate);
+  m.read_string("hosts_file", d.hosts_file);
+  int family = read_choice(r, m, "family", {"v4", "v6", "both"});
+  if (family >= 0) d.family = static_cast<dns::Family>(family);
+  m.read_duration("min_ttl", d.min_ttl, kZero, hours(24));
+  m.read_duration("max_ttl", d.max_ttl, seconds(1), hours(24 * 7));
+  m.read_duration("negative_min_ttl", d.negative_min_ttl, kZero, hours(24));
+  m.read_duration("negative_max_ttl", d.negative_max_ttl, seconds(1), hours(24));
+  m.read_duration("stale_ttl", d.stale_ttl, kZero, hours(24 * 7));
+  m.read_uint("max_cname_chain", d.max_cname_chain, 1, 32);
+  if (d.min_ttl > d.max_ttl) {
+    r.error(m.get(m.has("min_ttl") ? "min_ttl" : "max_ttl"), m.path("min_ttl"),
+            "must not be longer than max_ttl");
+  }
+  if (d.negative_min_ttl > d.negative_max_ttl) {
+    r.error(m.get(m.has("negative_min_ttl") ? "negative_min_ttl" : "negative_max_ttl"),
+            m.path("negative_min_ttl"), "must not be longer than negative_max_ttl");
+  }
+}
+
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path) {
   auto c = std::make_shared<upstream::ClusterConfig>();
-  MapReader m(
-      r, node, path,
-      {"name", "connect_timeout", "max_connect_attempts", "source_address", "socket_options",
-       "pool", "endpoints", "lb_policy", "ring_hash", "maglev", "least_request", "health_check",
-       "outlier_detection", "panic_threshold", "circuit_breakers"});
+  MapReader m(r, node, path,
+              {"name", "type", "srv_name", "on_address_change", "dns_failure_refresh",
+               "connect_timeout", "max_connect_attempts", "source_address", "socket_options",
+               "pool", "endpoints", "lb_policy", "ring_hash", "maglev", "least_request",
+               "health_check", "outlier_detection", "panic_threshold", "circuit_breakers"});
   if (!m.ok()) return c;
   read_name(r, m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout, milliseconds(1), hours(1));
@@ -668,19 +755,63 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     read_circuit_breakers(r, m.get("circuit_breakers"), m.path("circuit_breakers"),
                           c->circuit_breakers);
   }
+  using Type = upstream::ClusterConfig::Type;
+  int type = read_choice(r, m, "type", {"static", "strict_dns", "logical_dns", "dns_srv"});
+  if (type >= 0) c->type = static_cast<Type>(type);
+  bool dns = c->type != Type::kStatic;
+  int change = read_choice(r, m, "on_address_change", {"drain", "keep"});
+  if (change == 1) c->on_address_change = upstream::ClusterConfig::OnAddressChange::kKeep;
+  m.read_duration("dns_failure_refresh", c->dns_failure_refresh, milliseconds(100), hours(1));
+  for (const char* key : {"on_address_change", "dns_failure_refresh"}) {
+    if (!dns && m.has(key)) {
+      r.error(m.get(key), m.path(key), "only for type: strict_dns, logical_dns or dns_srv");
+    }
+  }
+  if (c->type == Type::kDnsSrv) {
+    if (m.require("srv_name")) {
+      m.read_string("srv_name", c->srv_name);
+      if (!valid_host_name(c->srv_name)) {
+        r.error(m.get("srv_name"), m.path("srv_name"),
+                fmt::format("'{}' is not a DNS name such as _http._tcp.example.com", c->srv_name));
+      }
+    }
+    if (m.has("endpoints")) {
+      r.error(m.get("endpoints"), m.path("endpoints"),
+              "not with type: dns_srv (the SRV records list the endpoints)");
+    }
+    return c;
+  }
+  if (m.has("srv_name")) r.error(m.get("srv_name"), m.path("srv_name"), "only for type: dns_srv");
   if (!m.require("endpoints")) return c;
   YAML::Node eps = m.get("endpoints");
   if (!eps.IsSequence() || eps.size() == 0) {
     r.error(eps, m.path("endpoints"), "expected a non-empty list of endpoints");
     return c;
   }
+  if (c->type == Type::kLogicalDns && eps.size() != 1) {
+    r.error(eps, m.path("endpoints"), "type: logical_dns takes exactly one endpoint (a name)");
+  }
   for (size_t i = 0; i < eps.size(); ++i) {
     std::string epath = fmt::format("{}[{}]", m.path("endpoints"), i);
     MapReader e(r, eps[i], epath, {"address", "weight"});
     if (!e.ok()) continue;
     upstream::EndpointConfig ep;
-    if (e.require("address")) read_address(r, e, "address", ep.address, true);
     e.read_uint("weight", ep.weight, 1, upstream::ClusterConfig::kMaxWeight);
+    if (dns) {
+      if (!e.require("address")) continue;
+      auto text = e.scalar("address", "a name and port such as api.internal:8080");
+      if (!text) continue;
+      auto target = parse_host_port(*text);
+      if (!target) {
+        r.error(e.get("address"), e.path("address"),
+                fmt::format("'{}': expected a name and port such as api.internal:8080", *text));
+        continue;
+      }
+      target->weight = ep.weight;
+      c->dns_targets.push_back(*target);
+      continue;
+    }
+    if (e.require("address")) read_address(r, e, "address", ep.address, true);
     if (c->source_address && ep.address.length() != 0 &&
         ep.address.family() != c->source_address->family()) {
       r.error(eps[i]["address"], e.path("address"),
@@ -741,9 +872,9 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
 
 Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& r) {
   auto cfg = std::make_shared<Config>();
-  MapReader top(
-      r, root, "",
-      {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "listeners", "clusters"});
+  MapReader top(r, root, "",
+                {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "dns",
+                 "listeners", "clusters"});
   if (top.ok()) {
     top.read_uint("workers", cfg->workers, 1, Config::kMaxWorkers);
     if (top.has("log_level")) {
@@ -756,6 +887,7 @@ Result<std::shared_ptr<const Config>> build(const YAML::Node& root, YamlReader& 
     }
     top.read_duration("drain_timeout", cfg->drain_timeout, kZero, hours(1));
     top.read_duration("ready_timeout", cfg->ready_timeout, kZero, hours(1));
+    if (top.has("dns")) read_dns(r, top.get("dns"), cfg->dns);
     if (top.has("admin")) {
       MapReader a(r, top.get("admin"), "admin", {"address"});
       if (a.ok()) {

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/status.h"
+#include "dns/resolver.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 
@@ -26,6 +27,7 @@ struct Config {
   Duration ready_timeout = std::chrono::seconds(10);
   // The operator endpoint (/ready, /live, endpoint drain); absent: not served.
   std::optional<net::Address> admin_address;
+  dns::ResolverConfig dns;
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
 

@@ -4,8 +4,12 @@
 
 #include <map>
 
+#include <algorithm>
+
 #include "admin/admin_server.h"
 #include "base/log.h"
+#include "discovery/dns_discovery.h"
+#include "dns/resolver.h"
 #include "event/signals.h"
 #include "server/worker.h"
 #include "upstream/health/health_manager.h"
@@ -34,17 +38,12 @@ admin::AdminResponse drain_endpoint(const admin::AdminRequest& req, const config
   std::string_view endpoint =
       rest.substr(kEndpoints.size(), rest.size() - kEndpoints.size() - kDrain.size());
   if (req.method != "POST") return text(405, "use POST to drain an endpoint\n");
-  for (size_t ci = 0; ci < config.clusters.size(); ++ci) {
-    const auto& c = *config.clusters[ci];
-    if (c.name != cluster) continue;
-    for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
-      if (c.endpoints[ei].address.to_string() != endpoint) continue;
-      health.set_draining(ci, ei);
-      return text(200, fmt::format("endpoint {} of cluster {} is draining\n", endpoint, cluster));
-    }
-    return text(404, fmt::format("cluster {} has no endpoint {}\n", cluster, endpoint));
-  }
-  return text(404, fmt::format("no cluster named {}\n", cluster));
+  if (!config.find_cluster(cluster))
+    return text(404, fmt::format("no cluster named {}\n", cluster));
+  auto found = health.find_endpoint(cluster, endpoint);
+  if (!found) return text(404, fmt::format("cluster {} has no endpoint {}\n", cluster, endpoint));
+  health.set_draining(found->first, found->second);
+  return text(200, fmt::format("endpoint {} of cluster {} is draining\n", endpoint, cluster));
 }
 
 }  // namespace
@@ -60,7 +59,8 @@ int Server::run() {
   // Upstream socket options are applied on every connect; try them once now so that a value
   // the kernel refuses stops startup with a clear message instead of failing each connect.
   for (const auto& c : config_->clusters) {
-    auto probe = net::tcp_socket(c->endpoints.front().address.family());
+    int family = c->endpoints.empty() ? AF_INET : c->endpoints.front().address.family();
+    auto probe = net::tcp_socket(family);
     if (!probe) {
       LOG_ERROR("cluster {}: {}", c->name, probe.status().message());
       return 1;
@@ -151,11 +151,34 @@ int Server::run() {
     workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w]), health));
     workers.back()->start();
   }
-  health.start(config_->ready_timeout, [&] {
-    ready = true;
-    log::write(log::Level::kInfo,
-               fmt::format("sluice ready: {} workers, {} listeners", n, config_->listeners.size()));
-  });
+  // DNS clusters are resolved first, then every endpoint's first health check answers.
+  std::unique_ptr<dns::Resolver> resolver;
+  std::unique_ptr<discovery::DnsDiscovery> dns_discovery;
+  bool uses_dns =
+      std::any_of(config_->clusters.begin(), config_->clusters.end(),
+                  [](const auto& c) { return c->type != upstream::ClusterConfig::Type::kStatic; });
+  if (uses_dns) {
+    auto r = dns::Resolver::create(main_loop, config_->dns);
+    if (!r) {
+      LOG_ERROR("dns: {}", r.status().message());
+      return 1;
+    }
+    resolver = std::move(r.value());
+    dns_discovery =
+        std::make_unique<discovery::DnsDiscovery>(main_loop, *resolver, health, config_->clusters);
+  }
+  auto start_health = [&] {
+    health.start(config_->ready_timeout, [&] {
+      ready = true;
+      log::write(log::Level::kInfo, fmt::format("sluice ready: {} workers, {} listeners", n,
+                                                config_->listeners.size()));
+    });
+  };
+  if (dns_discovery) {
+    dns_discovery->start(start_health);
+  } else {
+    start_health();
+  }
 
   size_t drained = 0;
   event::Timer drain_deadline(main_loop.timers(), [&] {
@@ -173,6 +196,7 @@ int Server::run() {
     }
     draining = true;
     health.stop();
+    if (dns_discovery) dns_discovery->stop();
     uint64_t open = 0;
     for (const auto& c : counts) open += c->load();
     LOG_INFO("{}: draining: stopped accepting, waiting up to {} for {} open connections",

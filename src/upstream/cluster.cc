@@ -8,6 +8,7 @@ namespace sluice::upstream {
 
 health::HealthSnapshot initial_health(const ClusterConfig& config) {
   health::HealthSnapshot s;
+  s.endpoints = std::make_shared<const std::vector<EndpointConfig>>(config.endpoints);
   uint8_t flag = 0;
   if (config.health_check.type != health::HealthCheckConfig::Type::kNone &&
       !config.health_check.initially_healthy) {
@@ -19,10 +20,14 @@ health::HealthSnapshot initial_health(const ClusterConfig& config) {
 }
 
 bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold) {
-  if (threshold == 0 || snapshot.flags.empty()) return false;
-  size_t usable = 0;
-  for (uint8_t f : snapshot.flags) usable += (f == 0);
-  return usable * 100 < static_cast<size_t>(threshold) * snapshot.flags.size();
+  size_t members = 0, usable = 0;
+  for (uint8_t f : snapshot.flags) {
+    if (f & health::kRemoved) continue;
+    ++members;
+    usable += (f == 0);
+  }
+  if (threshold == 0 || members == 0) return false;
+  return usable * 100 < static_cast<size_t>(threshold) * members;
 }
 
 Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config, uint32_t workers,
@@ -32,9 +37,7 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       index_(index),
       shared_(shared),
       sink_(sink),
-      active_(config_->endpoints.size(), 0),
-      lb_seed_(std::random_device{}() | 1),
-      pools_(config_->endpoints.size()) {
+      lb_seed_(std::random_device{}() | 1) {
   worker_pool_config_ = config_->pool;
   if (workers > 1) {
     // Round up: each worker gets its share, and every worker at least one connection.
@@ -46,9 +49,22 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
 Cluster::~Cluster() = default;
 
 void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot) {
-  for (size_t i = 0; i < pools_.size() && i < snapshot->flags.size(); ++i) {
-    bool was_draining = health_ && (health_->flags[i] & health::kDraining);
-    if ((snapshot->flags[i] & health::kDraining) && !was_draining && pools_[i]) pools_[i]->drain();
+  const size_t n = snapshot->flags.size();
+  if (pools_.size() < n) {
+    pools_.resize(n);
+    active_.resize(n, 0);
+  }
+  constexpr uint8_t kLeaving = health::kDraining | health::kRemoved;
+  bool drain_removed = config_->on_address_change == ClusterConfig::OnAddressChange::kDrain;
+  for (size_t i = 0; i < n; ++i) {
+    if (!pools_[i]) continue;
+    uint8_t before = health_ && i < health_->flags.size() ? health_->flags[i] : 0;
+    uint8_t now = snapshot->flags[i];
+    bool drain_before =
+        (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
+    bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
+    if (drain_now && !drain_before) pools_[i]->drain();
+    if (!drain_now && drain_before && !(now & kLeaving)) pools_[i]->undrain();
   }
   health_ = std::move(snapshot);
   rebuild_balancer();
@@ -56,18 +72,21 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
 
 void Cluster::rebuild_balancer() {
   std::vector<lb::LbHost> hosts;
-  for (size_t i = 0; i < config_->endpoints.size(); ++i) {
+  const auto& table = *health_->endpoints;
+  uint64_t total_weight = 0;
+  for (size_t i = 0; i < table.size(); ++i) {
     uint8_t f = health_->flags[i];
+    if (f & health::kRemoved) continue;
+    total_weight += table[i].weight;
     // In panic mode only draining keeps an endpoint out: it is leaving on purpose.
     bool usable = health_->panic ? !(f & health::kDraining) : f == 0;
     if (!usable) continue;
-    const auto& e = config_->endpoints[i];
-    hosts.push_back(lb::LbHost{i, e.weight, e.address.to_string()});
+    hosts.push_back(lb::LbHost{i, table[i].weight, table[i].address.to_string()});
   }
   lb_.reset();
   if (hosts.empty()) return;
   lb::LbConfig lb_config = config_->lb;
-  for (const auto& e : config_->endpoints) lb_config.ring_total_weight += e.weight;
+  lb_config.ring_total_weight = total_weight;
   lb_ = lb::make_load_balancer(lb_config, std::move(hosts), &active_, lb_seed_);
 }
 
@@ -127,10 +146,10 @@ void Cluster::finish_retry() {
 pool::ConnPool& Cluster::pool(size_t index) {
   auto& p = pools_.at(index);
   if (!p) {
-    p = std::make_unique<pool::ConnPool>(loop_, config_->endpoints[index].address,
-                                         worker_pool_config_, config_->socket_options,
-                                         config_->source_address, config_->connect_timeout);
-    if (health_->flags[index] & health::kDraining) {
+    p = std::make_unique<pool::ConnPool>(loop_, endpoint(index).address, worker_pool_config_,
+                                         config_->socket_options, config_->source_address,
+                                         config_->connect_timeout);
+    if (health_->flags[index] & (health::kDraining | health::kRemoved)) {
       p->drain();
     } else {
       p->warm_up();
@@ -141,7 +160,9 @@ pool::ConnPool& Cluster::pool(size_t index) {
 
 void Cluster::warm_up_pools() {
   if (config_->pool.min_idle == 0) return;
-  for (size_t i = 0; i < pools_.size(); ++i) pool(i);
+  for (size_t i = 0; i < health_->flags.size(); ++i) {
+    if (!(health_->flags[i] & health::kRemoved)) pool(i);
+  }
 }
 
 void Cluster::drain_pools() {

@@ -13,16 +13,12 @@
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "upstream/endpoint.h"
 #include "upstream/health/health.h"
 #include "upstream/lb/load_balancer.h"
 #include "upstream/pool/conn_pool.h"
 
 namespace sluice::upstream {
-
-struct EndpointConfig {
-  net::Address address;
-  uint32_t weight = 1;
-};
 
 // Fail-fast limits for the whole cluster across all workers (0 = no limit). Connection and
 // pending-request limits are per endpoint, in the pool settings.
@@ -35,15 +31,36 @@ struct CircuitBreakers {
   uint32_t min_retry_concurrency = 3;
 };
 
+// A name a DNS cluster resolves, with the port and weight its addresses get.
+struct DnsTarget {
+  std::string host;
+  uint16_t port = 0;
+  uint32_t weight = 1;
+};
+
 struct ClusterConfig {
-  static constexpr uint32_t kMaxWeight = 1000;
+  static constexpr uint32_t kMaxWeight = EndpointConfig::kMaxWeight;
+
+  // Where the endpoints come from: the list below (static), every address of every name
+  // (strict_dns), the first address of the name (logical_dns), or SRV records (dns_srv).
+  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv };
+  // What happens to an endpoint whose address left the DNS answer: it takes no new requests
+  // either way; kDrain also closes its idle pooled connections at once and its busy ones
+  // after their request, kKeep lets them live out their idle or max lifetime.
+  enum class OnAddressChange { kDrain, kKeep };
 
   std::string name;
+  Type type = Type::kStatic;
   Duration connect_timeout = std::chrono::seconds(5);
   uint32_t max_connect_attempts = 3;
   std::optional<net::Address> source_address;  // bound with IP_BIND_ADDRESS_NO_PORT
   net::SocketOptions socket_options;
-  std::vector<EndpointConfig> endpoints;
+  std::vector<EndpointConfig> endpoints;  // static
+  std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
+  std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
+  OnAddressChange on_address_change = OnAddressChange::kDrain;
+  // Re-resolution when an answer gives no usable TTL (a failure without a stale answer).
+  Duration dns_failure_refresh = std::chrono::seconds(5);
   // HTTP connection pools; max_connections is per endpoint across all workers.
   pool::PoolConfig pool;
   lb::LbConfig lb;
@@ -93,6 +110,9 @@ class Cluster {
 
   const ClusterConfig& config() const { return *config_; }
   ClusterStats& stats() { return stats_; }
+  // The endpoint table (it only grows: an endpoint that leaves is flagged kRemoved).
+  const EndpointConfig& endpoint(size_t index) const { return (*health_->endpoints)[index]; }
+  size_t endpoint_count() const { return health_->endpoints->size(); }
 
   // Whether any endpoint may take a new request or connection now.
   bool has_endpoints() const { return lb_ != nullptr; }

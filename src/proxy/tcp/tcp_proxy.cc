@@ -98,7 +98,7 @@ class TcpSession final : public event::DeferredDeletable {
     endpoint_ = index;
     cl.request_started(index);
     counted_ = true;
-    const net::Address& target = cfg.endpoints[index].address;
+    const net::Address& target = cl.endpoint(index).address;
     ++stats.connect_attempts;
 
     // Fast Open only when the client already sent bytes for the SYN to carry: with a
@@ -131,7 +131,7 @@ class TcpSession final : public event::DeferredDeletable {
       proxy_.loop_.poller().remove(upstream_.get());
       upstream_.reset();
     }
-    const std::string ep = cfg.endpoints[endpoint_].address.to_string();
+    const std::string ep = proxy_.cluster_.endpoint(endpoint_).address.to_string();
     LOG_DEBUG("tcp {}: {}: connect to {} failed: {} (attempt {}/{})", proxy_.config_->name,
               peer_.to_string(), ep, reason, tried_.size(), cfg.max_connect_attempts);
     if (!failures_.empty()) failures_ += "; ";
@@ -154,7 +154,7 @@ class TcpSession final : public event::DeferredDeletable {
     std::vector<size_t>().swap(tried_);
     std::string().swap(failures_);
     LOG_DEBUG("tcp {}: {} connected to {}", proxy_.config_->name, peer_.to_string(),
-              cluster().endpoints[endpoint_].address.to_string());
+              proxy_.cluster_.endpoint(endpoint_).address.to_string());
     last_activity_ = proxy_.loop_.now();
     arm_activity_timer();
     pump();

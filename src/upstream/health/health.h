@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/units.h"
+#include "upstream/endpoint.h"
 
 namespace sluice::upstream::health {
 
@@ -67,9 +68,14 @@ enum EndpointFlag : uint8_t {
   kFailedActiveCheck = 1,
   kEjected = 2,
   kDraining = 4,
+  kRemoved = 8,  // discovery no longer lists it; not counted as part of the cluster
 };
 
 struct HealthSnapshot {
+  // The cluster's endpoint table. It only grows, so an index names the same endpoint for
+  // the life of the process; endpoints that leave are flagged kRemoved (and come back
+  // under the same index).
+  std::shared_ptr<const std::vector<EndpointConfig>> endpoints;
   std::vector<uint8_t> flags;  // EndpointFlag bits, by endpoint index
   // Too few endpoints are healthy: balance over all that are not draining.
   bool panic = false;
@@ -85,8 +91,9 @@ enum class Outcome : uint8_t {
 // touches it only for the circuit breakers that are configured, and reads the streak flags
 // only after a success.
 struct ClusterShared {
-  explicit ClusterShared(size_t endpoints)
-      : streak(std::make_unique<std::atomic<bool>[]>(endpoints)) {}
+  // Discovery may grow the endpoint table up to this size.
+  static constexpr size_t kMaxEndpoints = 4096;
+  ClusterShared() : streak(std::make_unique<std::atomic<bool>[]>(kMaxEndpoints)) {}
   std::atomic<uint32_t> active_requests{0};
   std::atomic<uint32_t> active_retries{0};
   // Set by the manager while an endpoint has a failure streak: a worker that sees a success

@@ -19,34 +19,109 @@ HealthManager::HealthManager(event::Loop& loop,
   for (size_t ci = 0; ci < clusters.size(); ++ci) {
     auto c = std::make_unique<ClusterState>();
     c->config = std::move(clusters[ci]);
-    const ClusterConfig& cfg = *c->config;
-    c->shared = std::make_unique<ClusterShared>(cfg.endpoints.size());
-    c->endpoints.resize(cfg.endpoints.size());
-    HealthSnapshot initial = initial_health(cfg);
+    c->shared = std::make_unique<ClusterShared>();
+    HealthSnapshot initial = initial_health(*c->config);
     c->panic = initial.panic;
-    for (uint8_t f : initial.flags) c->usable += (f == 0);
-    for (size_t ei = 0; ei < cfg.endpoints.size(); ++ei) {
-      Endpoint& e = c->endpoints[ei];
-      e.failed_check = initial.flags[ei] & kFailedActiveCheck;
-      if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
-        std::string host =
-            cfg.health_check.http.host.empty() ? cfg.name : cfg.health_check.http.host;
-        e.checker = std::make_unique<HealthChecker>(
-            loop_, cfg.health_check, std::move(host), cfg.endpoints[ei].address, cfg.source_address,
-            [this, ci, ei](bool passed, const std::string& detail) {
-              on_check(ci, ei, passed, detail);
-            });
-      }
-      if (cfg.outlier) {
-        e.return_timer = std::make_unique<event::Timer>(loop_.timers(),
-                                                        [this, ci, ei] { end_ejection(ci, ei); });
-      }
-    }
-    if (cfg.outlier) {
-      c->decay_timer = std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
-    }
     clusters_.push_back(std::move(c));
+    for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
+    for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
+    clusters_.back()->members = initial.flags.size();
+    if (clusters_.back()->config->outlier) {
+      clusters_.back()->decay_timer =
+          std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
+    }
   }
+}
+
+void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
+  ClusterState& c = *clusters_[ci];
+  const ClusterConfig& cfg = *c.config;
+  size_t ei = c.table.size();
+  c.table.push_back(endpoint);
+  c.endpoints.emplace_back();
+  Endpoint& e = c.endpoints.back();
+  e.failed_check = cfg.health_check.type != HealthCheckConfig::Type::kNone &&
+                   !cfg.health_check.initially_healthy;
+  if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
+    std::string host = cfg.health_check.http.host.empty() ? cfg.name : cfg.health_check.http.host;
+    e.checker = std::make_unique<HealthChecker>(
+        loop_, cfg.health_check, std::move(host), endpoint.address, cfg.source_address,
+        [this, ci, ei](bool passed, const std::string& detail) {
+          on_check(ci, ei, passed, detail);
+        });
+    if (started_) e.checker->start();
+  }
+  if (cfg.outlier) {
+    e.return_timer =
+        std::make_unique<event::Timer>(loop_.timers(), [this, ci, ei] { end_ejection(ci, ei); });
+  }
+}
+
+bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& endpoints) {
+  ClusterState& c = *clusters_[ci];
+  size_t added = 0;
+  for (const auto& ep : endpoints) {
+    bool known = std::any_of(c.table.begin(), c.table.end(),
+                             [&](const EndpointConfig& t) { return t.address == ep.address; });
+    added += !known;
+  }
+  if (c.table.size() + added > ClusterShared::kMaxEndpoints) {
+    LOG_ERROR(
+        "cluster {}: discovery would grow the cluster past {} endpoints; keeping the "
+        "current set",
+        c.config->name, ClusterShared::kMaxEndpoints);
+    return false;
+  }
+  bool changed = false;
+  std::vector<bool> listed(c.table.size(), false);
+  for (const auto& ep : endpoints) {
+    auto it = std::find_if(c.table.begin(), c.table.end(),
+                           [&](const EndpointConfig& t) { return t.address == ep.address; });
+    if (it == c.table.end()) {
+      add_endpoint(ci, ep);
+      listed.push_back(true);
+      changed = true;
+      LOG_INFO("cluster {}: endpoint {} added (weight {})", c.config->name, ep.address.to_string(),
+               ep.weight);
+      continue;
+    }
+    size_t ei = static_cast<size_t>(it - c.table.begin());
+    listed[ei] = true;
+    if (it->weight != ep.weight) {
+      it->weight = ep.weight;
+      changed = true;
+    }
+    if (c.endpoints[ei].removed) {
+      c.endpoints[ei].removed = false;
+      changed = true;
+      LOG_INFO("cluster {}: endpoint {} is back in the answer", c.config->name,
+               ep.address.to_string());
+    }
+  }
+  for (size_t ei = 0; ei < c.table.size(); ++ei) {
+    if (listed[ei] || c.endpoints[ei].removed) continue;
+    c.endpoints[ei].removed = true;
+    changed = true;
+    LOG_INFO("cluster {}: endpoint {} left the answer: {}", c.config->name,
+             c.table[ei].address.to_string(),
+             c.config->on_address_change == ClusterConfig::OnAddressChange::kDrain
+                 ? "draining (no new requests; pooled connections close)"
+                 : "no new requests (on_address_change: keep)");
+  }
+  if (changed) publish(ci);
+  return true;
+}
+
+std::optional<std::pair<size_t, size_t>> HealthManager::find_endpoint(
+    std::string_view cluster, std::string_view address) const {
+  for (size_t ci = 0; ci < clusters_.size(); ++ci) {
+    const ClusterState& c = *clusters_[ci];
+    if (c.config->name != cluster) continue;
+    for (size_t ei = 0; ei < c.table.size(); ++ei) {
+      if (c.table[ei].address.to_string() == address) return std::make_pair(ci, ei);
+    }
+  }
+  return std::nullopt;
 }
 
 HealthManager::~HealthManager() {
@@ -54,6 +129,7 @@ HealthManager::~HealthManager() {
 }
 
 void HealthManager::start(Duration timeout, std::function<void()> on_first_round) {
+  started_ = true;
   on_first_round_ = std::move(on_first_round);
   for (auto& c : clusters_) {
     for (auto& e : c->endpoints) {
@@ -97,7 +173,7 @@ void HealthManager::first_round_done() {
 }
 
 std::string HealthManager::endpoint_name(const ClusterState& c, size_t endpoint) const {
-  return c.config->endpoints[endpoint].address.to_string();
+  return c.table[endpoint].address.to_string();
 }
 
 void HealthManager::report(size_t cluster, size_t endpoint, Outcome outcome) {
@@ -143,9 +219,12 @@ void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& wh
   ClusterState& c = *clusters_[cluster];
   Endpoint& e = c.endpoints[endpoint];
   const OutlierConfig& o = *c.config->outlier;
-  size_t ejected = 0;
-  for (const auto& other : c.endpoints) ejected += other.ejected;
-  size_t allowed = std::max<size_t>(1, c.endpoints.size() * o.max_ejection_percent / 100);
+  size_t ejected = 0, members = 0;
+  for (const auto& other : c.endpoints) {
+    ejected += other.ejected && !other.removed;
+    members += !other.removed;
+  }
+  size_t allowed = std::max<size_t>(1, members * o.max_ejection_percent / 100);
   // The streak starts over either way, so one bad run is one decision.
   e.consecutive_5xx = 0;
   e.consecutive_gateway = 0;
@@ -244,12 +323,15 @@ void HealthManager::set_draining(size_t cluster, size_t endpoint) {
 void HealthManager::publish(size_t cluster) {
   ClusterState& c = *clusters_[cluster];
   auto snapshot = std::make_shared<HealthSnapshot>();
+  snapshot->endpoints = std::make_shared<const std::vector<EndpointConfig>>(c.table);
   snapshot->flags.reserve(c.endpoints.size());
   size_t usable = 0;
+  c.members = 0;
   for (const auto& e : c.endpoints) {
     uint8_t f = (e.failed_check ? kFailedActiveCheck : 0) | (e.ejected ? kEjected : 0) |
-                (e.draining ? kDraining : 0);
+                (e.draining ? kDraining : 0) | (e.removed ? kRemoved : 0);
     usable += (f == 0);
+    c.members += !e.removed;
     snapshot->flags.push_back(f);
   }
   snapshot->panic = below_panic_threshold(*snapshot, c.config->panic_threshold);

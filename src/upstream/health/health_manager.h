@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "event/loop.h"
@@ -48,6 +50,13 @@ class HealthManager final : public OutcomeSink {
   void report(size_t cluster, size_t endpoint, Outcome outcome) override;
   // Loop thread: stops sending new requests to the endpoint, for good.
   void set_draining(size_t cluster, size_t endpoint);
+  // Loop thread: discovery's new endpoint set for the cluster. New addresses join (checked
+  // first when active checks are on), missing ones are flagged kRemoved, returning ones
+  // lose the flag. Returns false (and changes nothing) past ClusterShared::kMaxEndpoints.
+  bool set_endpoints(size_t cluster, const std::vector<EndpointConfig>& endpoints);
+  // The cluster's index and the endpoint's, by name and "ip:port".
+  std::optional<std::pair<size_t, size_t>> find_endpoint(std::string_view cluster,
+                                                         std::string_view address) const;
 
   const HealthStats& stats() const { return stats_; }
 
@@ -64,16 +73,20 @@ class HealthManager final : public OutcomeSink {
     uint32_t ejections = 0;  // multiplies the ejection time; decays while healthy
     std::unique_ptr<event::Timer> return_timer;
     bool draining = false;
+    bool removed = false;
   };
   struct ClusterState {
     std::shared_ptr<const ClusterConfig> config;
     std::unique_ptr<ClusterShared> shared;
-    std::vector<Endpoint> endpoints;
+    std::vector<EndpointConfig> table;  // grows only; by endpoint index
+    std::vector<Endpoint> endpoints;    // state, by endpoint index
     bool panic = false;
-    size_t usable = 0;  // endpoints with no flag, as last published
+    size_t usable = 0;   // endpoints with no flag, as last published
+    size_t members = 0;  // endpoints not removed, as last published
     std::unique_ptr<event::Timer> decay_timer;
   };
 
+  void add_endpoint(size_t cluster, const EndpointConfig& endpoint);
   void on_outcome(size_t cluster, size_t endpoint, Outcome outcome);
   void on_check(size_t cluster, size_t endpoint, bool passed, const std::string& detail);
   void eject(size_t cluster, size_t endpoint, const std::string& why);
@@ -91,6 +104,7 @@ class HealthManager final : public OutcomeSink {
   Publish publish_;
   std::function<void()> on_first_round_;
   event::Timer first_round_timer_;
+  bool started_ = false;
   HealthStats stats_;
 };
 

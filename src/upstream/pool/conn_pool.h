@@ -134,6 +134,9 @@ class ConnPool {
   void release(PooledConnection& conn, bool reusable);
   // Closes idle connections and marks busy ones to close after their request.
   void drain();
+  // The endpoint is back: connections may be pooled again (those already marked to close
+  // after their request still do).
+  void undrain() { draining_ = false; }
   // Opens connections until min_idle are idle or connecting (within max_connections).
   void warm_up();
 

@@ -1,0 +1,67 @@
+// DnsDiscovery: keeps the endpoint sets of DNS clusters (strict_dns, logical_dns, dns_srv)
+// in step with DNS, on the main thread. Each cluster is resolved again when its answer's TTL
+// runs out; a changed set goes to the HealthManager, which publishes it to the workers
+// (new addresses join, departed ones drain). A failed or empty answer never empties a
+// cluster: each name keeps its last good addresses, and that is logged.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dns/resolver.h"
+#include "event/loop.h"
+#include "event/timer.h"
+#include "upstream/cluster.h"
+#include "upstream/health/health_manager.h"
+
+namespace sluice::discovery {
+
+class DnsDiscovery {
+ public:
+  // `clusters` in config order (indices as the HealthManager's); static ones are ignored.
+  DnsDiscovery(event::Loop& loop, dns::Resolver& resolver, upstream::health::HealthManager& health,
+               const std::vector<std::shared_ptr<const upstream::ClusterConfig>>& clusters);
+  ~DnsDiscovery();
+
+  // Resolves every DNS cluster; `on_first_round` runs once each has had one answer (good
+  // or not). Runs it at once when there is no DNS cluster.
+  void start(std::function<void()> on_first_round);
+  void stop();
+
+ private:
+  struct Target {
+    std::string host;
+    uint16_t port = 0;
+    uint32_t weight = 1;
+    std::vector<net::Address> last;  // the last good addresses
+    bool resolved = false;
+  };
+  struct ClusterState {
+    size_t index = 0;
+    std::shared_ptr<const upstream::ClusterConfig> config;
+    std::vector<Target> targets;  // strict/logical: the configured names; dns_srv: SRV targets
+    bool srv_resolved = false;
+    std::unique_ptr<event::Timer> timer;
+    uint64_t round = 0;  // answers of an older round are ignored
+    size_t pending = 0;
+    Duration next{0};
+    bool answered = false;
+  };
+
+  void refresh(ClusterState& c);
+  void resolve_targets(ClusterState& c);
+  void on_target(ClusterState& c, uint64_t round, size_t t, const dns::Answer& a);
+  void finish_round(ClusterState& c);
+  void check_first_round();
+
+  event::Loop& loop_;
+  dns::Resolver& resolver_;
+  upstream::health::HealthManager& health_;
+  std::vector<std::unique_ptr<ClusterState>> clusters_;
+  std::function<void()> on_first_round_;
+  bool stopped_ = false;
+};
+
+}  // namespace sluice::discovery

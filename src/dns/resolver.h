@@ -1,0 +1,151 @@
+// Resolver: asynchronous DNS with a TTL-respecting cache, on one event loop (the main
+// thread's: workers never resolve). c-ares sends the queries; its sockets and timeouts are
+// driven by our poller and timer queue, never by a blocking call.
+//
+// - Positive answers are cached for their TTL (the smallest along the CNAME chain), clamped
+//   to [min_ttl, max_ttl]. Negative answers (NXDOMAIN, NODATA) are cached for the SOA's
+//   negative TTL, min(SOA TTL, SOA MINIMUM) per RFC 2308, clamped to
+//   [negative_min_ttl, negative_max_ttl].
+// - Serve-stale (RFC 8767): when a refresh fails (timeout, SERVFAIL, refused) the last good
+//   answer is served, marked stale, for up to stale_ttl after it expired; then the error.
+// - CNAME chains are followed, also across queries when a server answers with the CNAME
+//   alone, up to max_cname_chain links; a loop or a longer chain is an error naming it.
+// - Concurrent lookups of one name share one query.
+// - An IP literal answers itself; names in the hosts file (when configured) answer from it.
+// Loop thread only; must not be destroyed from inside one of its callbacks.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/units.h"
+#include "event/loop.h"
+#include "event/timer.h"
+#include "net/address.h"
+
+namespace sluice::dns {
+
+enum class Family { kV4, kV6, kBoth };
+
+struct ResolverConfig {
+  std::vector<net::Address> servers;           // empty: the nameservers of /etc/resolv.conf
+  Duration timeout = std::chrono::seconds(2);  // per try
+  uint32_t attempts = 2;
+  bool rotate = false;  // spread queries over the servers instead of trying them in order
+  std::string hosts_file = "/etc/hosts";  // empty: not consulted
+  Family family = Family::kV4;            // kBoth: AAAA and A, IPv6 first
+  Duration min_ttl = std::chrono::seconds(1);
+  Duration max_ttl = std::chrono::hours(1);
+  Duration negative_min_ttl = std::chrono::seconds(1);
+  Duration negative_max_ttl = std::chrono::minutes(5);
+  Duration stale_ttl = std::chrono::minutes(5);
+  uint32_t max_cname_chain = 8;
+};
+
+enum class ErrorKind {
+  kNone,
+  kNxDomain,
+  kNoData,
+  kTimeout,
+  kServFail,
+  kRefused,
+  kCnameLoop,
+  kCnameChainTooLong,
+  kMalformed,
+  kOther,
+};
+const char* to_string(ErrorKind kind);
+
+struct SrvTarget {
+  std::string target;
+  uint16_t port = 0;
+  uint16_t priority = 0;
+  uint16_t weight = 0;
+};
+
+enum class QueryType { kAddress, kSrv };
+
+struct Answer {
+  std::string name;
+  ErrorKind error = ErrorKind::kNone;
+  std::string error_text;                // what failed, for logs and `sluice probe`
+  std::vector<net::Address> addresses;   // kAddress; port 0
+  std::vector<SrvTarget> srv;            // kSrv
+  std::vector<std::string> cname_chain;  // the names after `name`, in the order followed
+  uint32_t record_ttl = 0;               // as received: the smallest along the chain
+  Duration ttl{0};                       // how long it is cached (clamped)
+  bool from_cache = false;
+  bool from_hosts_file = false;
+  bool stale = false;   // a refresh failed: this is the last good answer
+  Duration latency{0};  // time to resolve (0 from the cache)
+  bool ok() const { return error == ErrorKind::kNone; }
+  // Negative answers: authoritative "no such name / no such record".
+  bool negative() const { return error == ErrorKind::kNxDomain || error == ErrorKind::kNoData; }
+};
+
+struct ResolverStats {
+  uint64_t lookups = 0;
+  uint64_t queries = 0;  // sent to servers
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  uint64_t timeouts = 0;
+  uint64_t nxdomain = 0;
+  uint64_t servfail = 0;
+  uint64_t failures = 0;  // any other error
+  uint64_t stale_served = 0;
+  uint64_t latency_us_sum = 0;  // over resolutions that went to the servers
+  uint64_t latency_us_max = 0;
+};
+
+class Resolver {
+ public:
+  using Callback = std::function<void(const Answer&)>;
+
+  static Result<std::unique_ptr<Resolver>> create(event::Loop& loop, ResolverConfig config);
+  ~Resolver();
+
+  // Calls `cb` with the answer, maybe before returning (cache, literal, hosts file).
+  // `fresh`: ask the servers even if the cache holds an unexpired answer (a refresh).
+  void resolve(const std::string& name, QueryType type, Callback cb, bool fresh = false);
+
+  const ResolverConfig& config() const { return config_; }
+  const ResolverStats& stats() const { return stats_; }
+  // Which servers are asked, for logs ("127.0.0.1:5353" or "/etc/resolv.conf").
+  std::string servers_text() const;
+
+ private:
+  struct Entry;
+  struct Lookup;
+  class Socket;
+  Resolver(event::Loop& loop, ResolverConfig config);
+  Status init();
+
+  void start_lookup(const std::string& key, const std::string& name, QueryType type);
+  void send_query(Lookup* lookup, size_t part, const std::string& qname);
+  void on_reply(Lookup* lookup, size_t part, const std::string& qname, int status,
+                const unsigned char* abuf, int alen);
+  void finish_part(Lookup* lookup);
+  void complete(const std::string& key, Answer answer);
+  bool answer_from_hosts(const std::string& name, QueryType type, Answer& out);
+  void load_hosts_file();
+  static void on_sock_state(void* data, int fd, int readable, int writable);
+  void process(int read_fd, int write_fd);
+  void rearm_timer();
+
+  event::Loop& loop_;
+  ResolverConfig config_;
+  void* channel_ = nullptr;  // ares_channel
+  std::map<int, std::unique_ptr<Socket>> sockets_;
+  event::Timer timer_;
+  std::map<std::string, Entry> cache_;
+  std::map<std::string, std::vector<net::Address>> hosts_;
+  int64_t hosts_mtime_ = -1;
+  bool destroying_ = false;
+  ResolverStats stats_;
+};
+
+}  // namespace sluice::dns
