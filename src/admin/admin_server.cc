@@ -25,7 +25,7 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
 
   void on_read() override {
     Buffer& in = conn_.input();
-    while (!closing_ && !in.empty()) {
+    while (!closing_ && !waiting_ && !in.empty()) {
       size_t used = 0;
       auto outcome = parser_.execute(in.view(), &used);
       in.consume(used);
@@ -67,7 +67,15 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
       return reply(AdminResponse{413, "text/plain; charset=utf-8", "request body too large\n"},
                    true);
     }
-    reply(server_.dispatch(request_), !keep_alive_);
+    waiting_ = true;
+    std::weak_ptr<bool> alive = alive_;
+    bool close = !keep_alive_;
+    server_.dispatch(request_, [this, alive, close](AdminResponse r) {
+      if (alive.expired()) return;  // the client left while the answer was prepared
+      waiting_ = false;
+      reply(r, close);
+      on_read();  // a pipelined request may be waiting
+    });
   }
 
  private:
@@ -93,6 +101,7 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   void finish() {
     if (done_) return;
     done_ = true;
+    alive_.reset();
     conn_.close();
     server_.remove(this);
   }
@@ -105,12 +114,20 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   bool too_large_ = false;
   bool closing_ = false;
   bool done_ = false;
+  bool waiting_ = false;  // a handler has the request; later input waits
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 AdminServer::AdminServer(event::Loop& loop) : loop_(loop) {}
 
 AdminServer::~AdminServer() {
   stop();
+}
+
+void AdminServer::handle_sync(std::string path, SyncHandler handler) {
+  handle(std::move(path), [handler = std::move(handler)](const AdminRequest& r, Respond respond) {
+    respond(handler(r));
+  });
 }
 
 void AdminServer::handle(std::string prefix, Handler handler) {
@@ -144,14 +161,14 @@ void AdminServer::on_accept(net::Fd fd, const net::Address&) {
   connections_.push_back(std::move(c));
 }
 
-AdminResponse AdminServer::dispatch(const AdminRequest& request) const {
+void AdminServer::dispatch(const AdminRequest& request, Respond respond) const {
   for (const auto& [prefix, handler] : handlers_) {
     // "/ready" is that path only; "/clusters/" is everything below it.
     bool match = prefix.back() == '/' ? request.path.compare(0, prefix.size(), prefix) == 0
                                       : request.path == prefix;
-    if (match) return handler(request);
+    if (match) return handler(request, std::move(respond));
   }
-  return AdminResponse{404, "text/plain; charset=utf-8", "no such admin endpoint\n"};
+  respond(AdminResponse{404, "text/plain; charset=utf-8", "no such admin endpoint\n"});
 }
 
 void AdminServer::remove(AdminConnection* c) {

@@ -34,14 +34,20 @@ class AdminConnection;
 
 class AdminServer final : public net::ListenerCallbacks {
  public:
-  // Handles requests for `path`; a path ending in '/' also takes everything below it
-  // (longest first).
-  using Handler = std::function<AdminResponse(const AdminRequest&)>;
+  // A handler answers through `respond`, at once or later (after asking the workers);
+  // `respond` may be called once, on the loop thread, and is safe after the client left.
+  using Respond = std::function<void(AdminResponse)>;
+  using Handler = std::function<void(const AdminRequest&, Respond)>;
+  // For answers computed on the spot.
+  using SyncHandler = std::function<AdminResponse(const AdminRequest&)>;
 
   explicit AdminServer(event::Loop& loop);
   ~AdminServer();
 
+  // Handles requests for `path`; a path ending in '/' also takes everything below it
+  // (longest first).
   void handle(std::string path, Handler handler);
+  void handle_sync(std::string path, SyncHandler handler);
   // Binds (without SO_REUSEPORT: a second sluice must not share the port) and starts
   // accepting. Returns the bound address (port 0 picks one).
   Result<net::Address> start(const net::Address& address);
@@ -51,7 +57,7 @@ class AdminServer final : public net::ListenerCallbacks {
 
  private:
   friend class AdminConnection;
-  AdminResponse dispatch(const AdminRequest& request) const;
+  void dispatch(const AdminRequest& request, Respond respond) const;
   void remove(AdminConnection* c);
 
   event::Loop& loop_;

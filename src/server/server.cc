@@ -126,32 +126,7 @@ int Server::run() {
   // load balancer in front of sluice should not send it traffic.
   bool ready = false;
   bool draining = false;
-  admin::AdminServer admin(main_loop);
-  if (config_->admin_address) {
-    admin.handle("/live", [](const admin::AdminRequest&) {
-      return admin::AdminResponse{200, "text/plain; charset=utf-8", "live\n"};
-    });
-    admin.handle("/ready", [&](const admin::AdminRequest&) {
-      if (draining) return admin::AdminResponse{503, "text/plain; charset=utf-8", "draining\n"};
-      if (!ready) return admin::AdminResponse{503, "text/plain; charset=utf-8", "starting\n"};
-      return admin::AdminResponse{200, "text/plain; charset=utf-8", "ready\n"};
-    });
-    admin.handle("/clusters/", [&](const admin::AdminRequest& req) {
-      return drain_endpoint(req, *config_, health);
-    });
-    auto bound = admin.start(*config_->admin_address);
-    if (!bound) {
-      LOG_ERROR("admin: {}", bound.status().message());
-      return 1;
-    }
-    LOG_INFO("admin listening on {}", bound->to_string());
-  }
-
-  for (size_t w = 0; w < n; ++w) {
-    workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w]), health));
-    workers.back()->start();
-  }
-  // DNS clusters are resolved first, then every endpoint's first health check answers.
+  // DNS clusters are resolved on this loop; `sluice ready` waits for their first answers.
   std::unique_ptr<dns::Resolver> resolver;
   std::unique_ptr<discovery::DnsDiscovery> dns_discovery;
   bool uses_dns =
@@ -166,6 +141,59 @@ int Server::run() {
     resolver = std::move(r.value());
     dns_discovery =
         std::make_unique<discovery::DnsDiscovery>(main_loop, *resolver, health, config_->clusters);
+  }
+  admin::AdminServer admin(main_loop);
+  if (config_->admin_address) {
+    admin.handle_sync("/live", [](const admin::AdminRequest&) {
+      return admin::AdminResponse{200, "text/plain; charset=utf-8", "live\n"};
+    });
+    admin.handle_sync("/ready", [&](const admin::AdminRequest&) {
+      if (draining) return admin::AdminResponse{503, "text/plain; charset=utf-8", "draining\n"};
+      if (!ready) return admin::AdminResponse{503, "text/plain; charset=utf-8", "starting\n"};
+      return admin::AdminResponse{200, "text/plain; charset=utf-8", "ready\n"};
+    });
+    admin.handle_sync("/clusters/", [&](const admin::AdminRequest& req) {
+      return drain_endpoint(req, *config_, health);
+    });
+    admin.handle("/metrics", [&](const admin::AdminRequest&, admin::AdminServer::Respond respond) {
+      // Ask every worker for a copy of its counters; answer when the last one arrives.
+      struct Pending {
+        admin::MetricsInput input;
+        size_t waiting = 0;
+        admin::AdminServer::Respond respond;
+      };
+      auto pending = std::make_shared<Pending>();
+      pending->respond = std::move(respond);
+      pending->input.workers.resize(workers.size());
+      pending->input.clusters = &config_->clusters;
+      pending->input.health = &health;
+      pending->input.dns = resolver ? &resolver->stats() : nullptr;
+      for (size_t i = 0; i < config_->listeners.size(); ++i) {
+        pending->input.active_connections[config_->listeners[i]->name] = counts[i]->load();
+      }
+      pending->waiting = workers.size();
+      for (size_t i = 0; i < workers.size(); ++i) {
+        workers[i]->collect([&main_loop, pending, i](admin::WorkerReport r) {
+          main_loop.post([pending, i, r = std::move(r)]() mutable {
+            pending->input.workers[i] = std::move(r);
+            if (--pending->waiting > 0) return;
+            pending->respond(admin::AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                                                  admin::render_prometheus(pending->input)});
+          });
+        });
+      }
+    });
+    auto bound = admin.start(*config_->admin_address);
+    if (!bound) {
+      LOG_ERROR("admin: {}", bound.status().message());
+      return 1;
+    }
+    LOG_INFO("admin listening on {}", bound->to_string());
+  }
+
+  for (size_t w = 0; w < n; ++w) {
+    workers.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w]), health));
+    workers.back()->start();
   }
   auto start_health = [&] {
     health.start(config_->ready_timeout, [&] {

@@ -12,6 +12,28 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
                std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health)
     : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)), health_(health) {}
 
+void Worker::collect(std::function<void(admin::WorkerReport)> done) {
+  loop_.post([this, done = std::move(done)] {
+    admin::WorkerReport r;
+    for (const auto& p : proxies_) r.tcp[p->config().name] = p->stats();
+    for (const auto& p : http_proxies_) r.http[p->config().name] = p->stats();
+    for (auto* c : cluster_by_index_) {
+      admin::WorkerReport::Cluster rc;
+      rc.stats = c->stats();
+      size_t n = c->endpoint_count();
+      rc.pools.resize(n);
+      rc.active_requests.resize(n);
+      for (size_t e = 0; e < n; ++e) {
+        if (const auto* ps = c->pool_stats(e)) rc.pools[e] = *ps;
+        rc.active_requests[e] = c->active_requests(e);
+      }
+      r.clusters.push_back(std::move(rc));
+    }
+    r.loop = loop_.stats();
+    done(std::move(r));
+  });
+}
+
 void Worker::set_health(size_t cluster,
                         std::shared_ptr<const upstream::health::HealthSnapshot> snapshot) {
   loop_.post([this, cluster, snapshot = std::move(snapshot)]() mutable {

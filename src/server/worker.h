@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin/metrics.h"
 #include "config/config.h"
 #include "event/loop.h"
 #include "net/listener.h"
@@ -36,6 +37,8 @@ class Worker {
          std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health);
   ~Worker();
 
+  // Copies this worker's counters on its own thread and hands them to `done` there.
+  void collect(std::function<void(admin::WorkerReport)> done);
   // A new health snapshot for the config's `cluster`-th cluster.
   void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
 

@@ -128,6 +128,13 @@ class Cluster {
   // Requests in flight per endpoint on this worker (least_request).
   void request_started(size_t endpoint) { ++active_[endpoint]; }
   void request_finished(size_t endpoint) { --active_[endpoint]; }
+  uint32_t active_requests(size_t endpoint) const {
+    return endpoint < active_.size() ? active_[endpoint] : 0;
+  }
+  // The endpoint's pool counters on this worker (null: no pool made yet).
+  const pool::PoolStats* pool_stats(size_t endpoint) const {
+    return endpoint < pools_.size() && pools_[endpoint] ? &pools_[endpoint]->stats() : nullptr;
+  }
 
   // Circuit breakers: false when the limit is reached (nothing is taken then).
   bool try_start_request();

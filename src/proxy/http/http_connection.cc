@@ -1140,6 +1140,9 @@ void HttpConnection::send_local_reply(int status, std::string_view body, bool cl
 void HttpConnection::finish_stream() {
   if (closed_) return;
   Stream& s = *stream_;
+  proxy_.stats_.request_duration.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
+          .count()));
   LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
             s.request.method, s.request.target, s.status, s.flags.empty() ? "-" : s.flags,
             std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "base/histogram.h"
 #include "event/loop.h"
 #include "http/http1/parser.h"
 #include "net/listener.h"
@@ -32,6 +33,7 @@ struct HttpProxyStats {
   uint64_t stale_connection_retries = 0;
   uint64_t upstream_timeouts = 0;
   uint64_t parse_errors = 0;
+  Histogram request_duration;  // head received → response complete (or failure)
 
   void add(const HttpProxyStats& o) {
     accepted += o.accepted;
@@ -47,6 +49,7 @@ struct HttpProxyStats {
     stale_connection_retries += o.stale_connection_retries;
     upstream_timeouts += o.upstream_timeouts;
     parse_errors += o.parse_errors;
+    request_duration.add(o.request_duration);
   }
 };
 

@@ -22,6 +22,7 @@ HealthManager::HealthManager(event::Loop& loop,
     c->shared = std::make_unique<ClusterShared>();
     HealthSnapshot initial = initial_health(*c->config);
     c->panic = initial.panic;
+    c->last = std::make_shared<const HealthSnapshot>(initial);
     clusters_.push_back(std::move(c));
     for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
     for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
@@ -342,6 +343,7 @@ void HealthManager::publish(size_t cluster) {
     // unusable: the state is logged once that round is over.
     if (!on_first_round_) log_panic(c);
   }
+  c.last = snapshot;
   publish_(cluster, std::move(snapshot));
 }
 

@@ -59,6 +59,13 @@ class HealthManager final : public OutcomeSink {
                                                          std::string_view address) const;
 
   const HealthStats& stats() const { return stats_; }
+  size_t cluster_count() const { return clusters_.size(); }
+  // The cluster's snapshot as last published (or the initial one).
+  const HealthSnapshot& snapshot(size_t cluster) const { return *clusters_[cluster]->last; }
+  // Ejections of one endpoint so far (the multiplier of its next ejection time).
+  uint32_t ejections(size_t cluster, size_t endpoint) const {
+    return clusters_[cluster]->endpoints[endpoint].ejections;
+  }
 
  private:
   struct Endpoint {
@@ -84,6 +91,7 @@ class HealthManager final : public OutcomeSink {
     size_t usable = 0;   // endpoints with no flag, as last published
     size_t members = 0;  // endpoints not removed, as last published
     std::unique_ptr<event::Timer> decay_timer;
+    std::shared_ptr<const HealthSnapshot> last;
   };
 
   void add_endpoint(size_t cluster, const EndpointConfig& endpoint);

@@ -1,0 +1,39 @@
+#include "net/tcp_info.h"
+
+#include <linux/tcp.h>  // the full struct tcp_info (glibc's is older)
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sluice::net {
+
+Result<TcpInfo> read_tcp_info(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return Status::from_errno("getsockopt TCP_INFO", errno);
+  }
+  TcpInfo out;
+  out.rtt_us = ti.tcpi_rtt;
+  out.rttvar_us = ti.tcpi_rttvar;
+  out.min_rtt_us = ti.tcpi_min_rtt;
+  out.retransmits = ti.tcpi_retransmits;
+  out.total_retrans = ti.tcpi_total_retrans;
+  out.lost = ti.tcpi_lost;
+  out.snd_cwnd = ti.tcpi_snd_cwnd;
+  out.snd_ssthresh = ti.tcpi_snd_ssthresh;
+  out.snd_mss = ti.tcpi_snd_mss;
+  out.delivery_rate = ti.tcpi_delivery_rate;
+  out.bytes_acked = ti.tcpi_bytes_acked;
+  out.bytes_received = ti.tcpi_bytes_received;
+  char cc[16] = {};
+  socklen_t cc_len = sizeof cc;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cc_len) == 0) {
+    out.congestion.assign(cc, strnlen(cc, sizeof cc));
+  }
+  return out;
+}
+
+}  // namespace sluice::net

@@ -1,0 +1,30 @@
+// TcpInfo: what the kernel knows about one TCP connection (getsockopt TCP_INFO and
+// TCP_CONGESTION), in the units people read: microseconds, segments, bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+
+namespace sluice::net {
+
+struct TcpInfo {
+  uint32_t rtt_us = 0;     // smoothed round-trip time
+  uint32_t rttvar_us = 0;  // its variation
+  uint32_t min_rtt_us = 0;
+  uint32_t retransmits = 0;    // unrecovered retransmissions of the current segment
+  uint32_t total_retrans = 0;  // segments retransmitted over the connection's life
+  uint32_t lost = 0;           // segments currently considered lost
+  uint32_t snd_cwnd = 0;       // congestion window, in segments
+  uint32_t snd_ssthresh = 0;   // slow-start threshold (large: still in slow start)
+  uint32_t snd_mss = 0;
+  uint64_t delivery_rate = 0;  // bytes per second, as last measured
+  uint64_t bytes_acked = 0;    // sent and acknowledged
+  uint64_t bytes_received = 0;
+  std::string congestion;  // "cubic", "bbr", ...
+};
+
+Result<TcpInfo> read_tcp_info(int fd);
+
+}  // namespace sluice::net
