@@ -58,15 +58,21 @@ void set_thread_name(std::string_view name) {
   t_name[n] = '\0';
 }
 
-void write(Level l, std::string_view message) {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
+std::string format_time(std::chrono::system_clock::time_point t) {
+  auto since = t.time_since_epoch();
+  time_t secs =
+      static_cast<time_t>(std::chrono::duration_cast<std::chrono::seconds>(since).count());
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since).count() % 1000;
   tm utc{};
-  gmtime_r(&ts.tv_sec, &utc);
+  gmtime_r(&secs, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ms);
+}
+
+void write(Level l, std::string_view message) {
   fmt::memory_buffer buf;
-  fmt::format_to(std::back_inserter(buf), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} [{}] {}\n",
-                 utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                 utc.tm_sec, ts.tv_nsec / 1000000, level_name(l), t_name, message);
+  fmt::format_to(std::back_inserter(buf), "{} {} [{}] {}\n",
+                 format_time(std::chrono::system_clock::now()), level_name(l), t_name, message);
   const char* p = buf.data();
   size_t left = buf.size();
   while (left > 0) {

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <string>
 #include <string_view>
 
 namespace sluice::log {
@@ -18,6 +20,8 @@ bool parse_level(std::string_view name, Level* out);
 void set_thread_name(std::string_view name);
 
 void write(Level level, std::string_view message);
+// "2026-11-28T01:02:03.456Z": the time format of log lines and the access log.
+std::string format_time(std::chrono::system_clock::time_point t);
 
 inline bool enabled(Level l) {
   return static_cast<int>(l) >= static_cast<int>(level());

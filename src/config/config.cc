@@ -825,10 +825,10 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
 std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::Node& node,
                                                      const std::string& path) {
   auto l = std::make_shared<proxy::ListenerConfig>();
-  MapReader m(
-      r, node, path,
-      {"name", "address", "protocol", "cluster", "backlog", "max_connections", "socket_options",
-       "idle_timeout", "max_duration", "splice", "http", "virtual_hosts", "hash_key"});
+  MapReader m(r, node, path,
+              {"name", "address", "protocol", "cluster", "backlog", "max_connections",
+               "socket_options", "idle_timeout", "max_duration", "splice", "http", "virtual_hosts",
+               "hash_key", "access_log"});
   if (!m.ok()) return l;
   read_name(r, m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address, false);
@@ -865,6 +865,20 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   m.read_duration("idle_timeout", l->idle_timeout, kZero, kDay * 7);
   m.read_duration("max_duration", l->max_duration, kZero, kDay * 7);
   m.read_bool("splice", l->splice);
+  if (m.has("access_log")) {
+    MapReader a(r, m.get("access_log"), m.path("access_log"),
+                {"path", "mode", "slow_threshold", "sample_percent"});
+    if (a.ok()) {
+      if (a.require("path")) a.read_string("path", l->access_log.path);
+      if (a.has("path") && l->access_log.path.empty()) {
+        r.error(a.get("path"), a.path("path"), "expected a file path, or - for standard output");
+      }
+      int mode = read_choice(r, a, "mode", {"all", "errors_and_slow", "sample"});
+      if (mode >= 0) l->access_log.mode = static_cast<proxy::AccessLogConfig::Mode>(mode);
+      a.read_duration("slow_threshold", l->access_log.slow, kZero, hours(1));
+      a.read_uint("sample_percent", l->access_log.sample_percent, 0, 100);
+    }
+  }
   int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
   if (hk == 1) l->hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
   return l;

@@ -42,7 +42,8 @@ class Reader {
     size_t pos = pos_;
     bool jumped = false;
     size_t limit = pos_;  // a pointer must go before the place it was read from
-    for (int labels = 0; labels < 128; ++labels) {
+    int labels = 0;
+    for (int steps = 0; steps < 256; ++steps) {
       if (pos >= p_.size()) return false;
       uint8_t len = p_[pos];
       if ((len & 0xC0) == 0xC0) {
@@ -58,8 +59,10 @@ class Reader {
       if (len & 0xC0) return false;  // reserved label types
       if (len == 0) {
         if (!jumped) pos_ = pos + 1;
-        return out.size() <= 255;
+        // RFC 1035 limits the wire form to 255 octets: the dotted text to 253.
+        return out.size() <= 253;
       }
+      if (++labels > 127) return false;
       if (pos + 1 + len > p_.size()) return false;
       if (!out.empty()) out += '.';
       for (size_t i = 0; i < len; ++i) {
@@ -71,6 +74,7 @@ class Reader {
     return false;
   }
   size_t pos() const { return pos_; }
+  size_t size() const { return p_.size(); }
   const uint8_t* at(size_t pos) const { return p_.data() + pos; }
 
  private:
@@ -86,7 +90,8 @@ bool read_record(Reader& r, Record& rec, bool& known) {
   // RFC 2181 §8: a TTL with the top bit set is treated as zero.
   if (rec.ttl & 0x80000000u) rec.ttl = 0;
   size_t end = r.pos() + rdlen;
-  known = cls == 1;  // IN
+  if (end > r.size()) return false;  // rdata runs past the packet
+  known = cls == 1;                  // IN
   if (known) {
     switch (rec.type) {
       case kTypeA: {
@@ -109,13 +114,13 @@ bool read_record(Reader& r, Record& rec, bool& known) {
       }
       case kTypeCname: {
         Reader sub = r;
-        if (!sub.name(rec.target)) return false;
+        if (!sub.name(rec.target) || sub.pos() > end) return false;
         break;
       }
       case kTypeSrv: {
         Reader sub = r;
         if (!sub.u16(rec.priority) || !sub.u16(rec.weight) || !sub.u16(rec.port) ||
-            !sub.name(rec.target)) {
+            !sub.name(rec.target) || sub.pos() > end) {
           return false;
         }
         break;
@@ -125,7 +130,7 @@ bool read_record(Reader& r, Record& rec, bool& known) {
         std::string mname, rname;
         uint32_t serial, refresh, retry, expire;
         if (!sub.name(mname) || !sub.name(rname) || !sub.u32(serial) || !sub.u32(refresh) ||
-            !sub.u32(retry) || !sub.u32(expire) || !sub.u32(rec.soa_minimum)) {
+            !sub.u32(retry) || !sub.u32(expire) || !sub.u32(rec.soa_minimum) || sub.pos() > end) {
           return false;
         }
         break;

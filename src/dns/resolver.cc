@@ -470,8 +470,9 @@ void Resolver::complete(const std::string& key, Answer a) {
     }
     e.has_answer = false;  // failures are not cached: the next lookup asks again
     if (e.has_good && now < e.good_expires + config_.stale_ttl) {
-      Duration left =
-          std::chrono::duration_cast<Duration>(e.good_expires + config_.stale_ttl - now);
+      // Whole milliseconds, for a readable log line.
+      Duration left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          e.good_expires + config_.stale_ttl - now);
       LOG_WARN("dns: {}: {}; serving the last good answer ({} of stale_ttl left)", a.name,
                a.error_text, format_duration(left));
       ++stats_.stale_served;

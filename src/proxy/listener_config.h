@@ -8,6 +8,7 @@
 #include "base/units.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "proxy/access_log.h"
 #include "proxy/http/route_config.h"
 
 namespace sluice::proxy {
@@ -22,6 +23,7 @@ struct ListenerConfig {
   int backlog = 1024;
   uint32_t max_connections = 10000;  // per listener, across all workers
   net::SocketOptions socket_options;
+  AccessLogConfig access_log;
 
   // protocol: tcp
   Duration idle_timeout = std::chrono::seconds(300);  // 0: none

@@ -73,6 +73,19 @@ int Server::run() {
 
   net::ephemeral_port_count();  // read the port range now, off the workers' path
 
+  // Access logs, one writer per file however many listeners share it.
+  std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs;
+  for (const auto& l : config_->listeners) {
+    const std::string& path = l->access_log.path;
+    if (path.empty() || access_logs.count(path)) continue;
+    auto log = proxy::AccessLog::open(path);
+    if (!log) {
+      LOG_ERROR("listener {}: {}", l->name, log.status().message());
+      return 1;
+    }
+    access_logs.emplace(path, std::move(log.value()));
+  }
+
   const size_t n = config_->workers;
   std::vector<std::vector<ListenerHandoff>> per_worker(n);
   std::vector<std::shared_ptr<std::atomic<uint32_t>>> counts;
@@ -95,7 +108,9 @@ int Server::run() {
         }
         address = *bound;
       }
-      per_worker[w].push_back(ListenerHandoff{l, std::move(fd.value()), count});
+      std::shared_ptr<proxy::AccessLog> access_log;
+      if (!l->access_log.path.empty()) access_log = access_logs.at(l->access_log.path);
+      per_worker[w].push_back(ListenerHandoff{l, std::move(fd.value()), count, access_log});
     }
     if (l->protocol == proxy::Protocol::kHttp) {
       LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),

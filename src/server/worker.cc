@@ -70,6 +70,7 @@ void Worker::thread_main() {
       auto proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
                                                             h.active_connections);
       proxy->set_on_idle([this] { check_drained(); });
+      proxy->set_access_log(h.access_log);
       callbacks = proxy.get();
       http_proxies_.push_back(std::move(proxy));
     } else {

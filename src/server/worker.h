@@ -28,6 +28,7 @@ struct ListenerHandoff {
   std::shared_ptr<const proxy::ListenerConfig> config;
   net::Fd fd;  // this worker's bound, listening socket
   std::shared_ptr<std::atomic<uint32_t>> active_connections;
+  std::shared_ptr<proxy::AccessLog> access_log;  // null: none
 };
 
 class Worker {

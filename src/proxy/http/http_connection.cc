@@ -1,5 +1,6 @@
 #include "proxy/http/http_connection.h"
 
+#include <algorithm>
 #include <charconv>
 #include <random>
 
@@ -8,6 +9,7 @@
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/connect.h"
+#include "net/tcp_info.h"
 #include "proxy/http/router.h"
 
 namespace sluice::proxy::http {
@@ -52,6 +54,33 @@ std::string random_request_id() {
   b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
   return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
                      b >> 48, b & 0xffffffffffffull);
+}
+
+bool lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// "00-<trace id>-<parent id>-<flags>" with the incoming trace id and flags when the header
+// is valid (W3C Trace Context, version 00), else a new trace, sampled.
+std::string next_traceparent(const std::string* incoming) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string_view trace, flags = "01";
+  std::string fresh_trace;
+  if (incoming && incoming->size() == 55) {
+    std::string_view v = *incoming;
+    if (v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' && lower_hex(v.substr(3, 32)) &&
+        lower_hex(v.substr(36, 16)) && lower_hex(v.substr(53, 2)) &&
+        v.substr(3, 32) != std::string(32, '0') && v.substr(36, 16) != std::string(16, '0')) {
+      trace = v.substr(3, 32);
+      flags = v.substr(53, 2);
+    }
+  }
+  if (trace.empty()) {
+    fresh_trace = fmt::format("{:016x}{:016x}", rng(), rng() | 1);
+    trace = fresh_trace;
+  }
+  return fmt::format("00-{}-{:016x}-{}", trace, rng() | 1, flags);
 }
 
 std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
@@ -133,6 +162,8 @@ Attempt::~Attempt() {
 
 void Attempt::start() {
   started_ = pool_.loop().now();
+  owner_.stream_->attempt_started = started_;
+  owner_.stream_->endpoint = endpoint_;
   last_activity_ = started_;
   const std::string& method = owner_.stream_->request.method;
   parser_.set_no_body_expected(method == "HEAD");
@@ -157,6 +188,8 @@ void Attempt::send(std::string_view bytes) {
 void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
   conn_ = &conn;
   reused_ = conn.reused();
+  owner_.stream_->pool_ready = pool_.loop().now();
+  owner_.stream_->upstream_connect = conn.requests() <= 1 ? conn.connect_time() : Duration(0);
   conn.set_borrower(this);
   last_activity_ = pool_.loop().now();
   const Route& r = *owner_.stream_->route;
@@ -195,6 +228,7 @@ void Attempt::parse_response() {
     net::Connection& c = conn_->connection();
     if (c.input().empty()) return;
     last_activity_ = pool_.loop().now();
+    if (response_bytes_ == 0) owner_.stream_->upstream_first_byte = last_activity_;
     response_bytes_ += c.input().size();
     size_t consumed = 0;
     Parser::Outcome o = parser_.execute(c.input().view(), &consumed);
@@ -369,6 +403,81 @@ void HttpConnection::drain() {
   if (!stream_ && !closed_) close("draining");
 }
 
+void HttpConnection::write_access_log(const Stream& s) {
+  MonoTime now = proxy_.loop_.now();
+  const AccessLogConfig& cfg = proxy_.config_->access_log;
+  bool failed = s.flags.find("upstream_") != std::string::npos ||
+                s.flags.find("no_healthy_upstream") != std::string::npos ||
+                s.flags.find("downstream_reset") != std::string::npos;
+  if (!should_log(cfg, s.status, failed, now - s.first_byte_in)) return;
+  auto us = [&](MonoTime t) -> int64_t {
+    if (t == MonoTime{}) return -1;
+    return std::chrono::duration_cast<std::chrono::microseconds>(t - s.first_byte_in).count();
+  };
+  std::string line;
+  line.reserve(512);
+  line += "{\"time\":";
+  auto wall = s.wall_start == std::chrono::system_clock::time_point{}
+                  ? std::chrono::system_clock::now()
+                  : s.wall_start;
+  append_json_string(line, log::format_time(wall));
+  line += ",\"listener\":";
+  append_json_string(line, proxy_.config_->name);
+  line += ",\"downstream\":";
+  append_json_string(line, peer_.to_string());
+  line += ",\"method\":";
+  append_json_string(line, s.request.method);
+  line += ",\"target\":";
+  append_json_string(line, s.request.target);
+  line += ",\"host\":";
+  const std::string* host = s.request.headers.get("host");
+  append_json_string(line, host ? *host : "");
+  line += ",\"cluster\":";
+  append_json_string(line, s.cluster ? s.cluster->config().name : "");
+  line += ",\"endpoint\":";
+  append_json_string(line, s.cluster && s.endpoint < s.cluster->endpoint_count()
+                               ? s.cluster->endpoint(s.endpoint).address.to_string()
+                               : "");
+  fmt::format_to(std::back_inserter(line),
+                 ",\"status\":{},\"request_body_bytes\":{},\"response_body_bytes\":{},"
+                 "\"attempts\":{},\"flags\":[",
+                 s.status, s.body_bytes, s.response_body_bytes, s.attempts);
+  std::string_view flags = s.flags;
+  for (bool first = true; !flags.empty(); first = false) {
+    size_t comma = flags.find(',');
+    if (!first) line += ',';
+    append_json_string(line, flags.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    flags.remove_prefix(comma + 1);
+  }
+  line += "],\"request_id\":";
+  append_json_string(line, s.request_id);
+  line += ",\"traceparent\":";
+  append_json_string(line, s.traceparent);
+  // The waterfall: microseconds from the request's first byte (-1: did not happen).
+  int64_t pool_wait = s.pool_ready == MonoTime{} || s.attempt_started == MonoTime{}
+                          ? -1
+                          : std::chrono::duration_cast<std::chrono::microseconds>(
+                                s.pool_ready - s.attempt_started - s.upstream_connect)
+                                .count();
+  fmt::format_to(
+      std::back_inserter(line),
+      ",\"timings_us\":{{\"downstream_headers\":{},\"pool_wait\":{},\"upstream_connect\":{},"
+      "\"request_sent\":{},\"upstream_first_byte\":{},\"response_done\":{}}}",
+      us(s.started), pool_wait,
+      s.pool_ready == MonoTime{}
+          ? -1
+          : std::chrono::duration_cast<std::chrono::microseconds>(s.upstream_connect).count(),
+      us(s.request_sent), us(s.upstream_first_byte), us(now));
+  if (s.have_tcp_info) {
+    fmt::format_to(std::back_inserter(line),
+                   ",\"upstream_tcp\":{{\"rtt_us\":{},\"retransmits\":{}}}", s.upstream_rtt_us,
+                   s.upstream_retransmits);
+  }
+  line += '}';
+  proxy_.access_log_->write(line);
+}
+
 void HttpConnection::add_flag(const char* flag) {
   if (!stream_) return;
   std::string& flags = stream_->flags;
@@ -414,6 +523,7 @@ void HttpConnection::process_input() {
     }
     if (conn_.input().empty()) return;
     bool was_idle = !parser_.mid_message();
+    if (was_idle && !stream_) request_first_byte_ = proxy_.loop_.now();
     size_t consumed = 0;
     in_parser_ = true;
     Parser::Outcome o = parser_.execute(conn_.input().view(), &consumed);
@@ -497,6 +607,8 @@ bool HttpConnection::on_head(MessageHead& head) {
   stream_ = std::make_unique<Stream>();
   Stream& s = *stream_;
   s.started = proxy_.loop_.now();
+  s.first_byte_in = request_first_byte_ == MonoTime{} ? s.started : request_first_byte_;
+  if (proxy_.access_log_) s.wall_start = std::chrono::system_clock::now();
   s.request = std::move(head);
   ++requests_;
   ++proxy_.stats_.requests;
@@ -638,7 +750,16 @@ void HttpConnection::build_upstream_head(Stream& s) {
   if (!o.trust_forwarded_headers || !hs.get("x-forwarded-host")) {
     if (const std::string* host = s.request.headers.get("host")) hs.set("X-Forwarded-Host", *host);
   }
-  if (o.generate_request_id && !hs.get("x-request-id")) hs.add("X-Request-Id", random_request_id());
+  if (const std::string* rid = hs.get("x-request-id")) {
+    s.request_id = *rid;
+  } else if (o.generate_request_id) {
+    s.request_id = random_request_id();
+    hs.add("X-Request-Id", s.request_id);
+  }
+  // W3C Trace Context: keep the caller's trace (sluice is a hop: a new parent id), or start
+  // one. Either way the upstream and the access log see the same traceparent.
+  s.traceparent = next_traceparent(hs.get("traceparent"));
+  hs.set("traceparent", s.traceparent);
   // We speak HTTP/1.1 upstream, which needs a Host: an HTTP/1.0 client may have sent none.
   if (!hs.get("host")) hs.add("Host", r.cluster);
   for (const auto& name : r.request_headers_to_remove) hs.remove(name);
@@ -734,6 +855,7 @@ void HttpConnection::on_attempt_ready() {
   a.send(s.attempts == 1 ? s.pending_body.view() : s.replay_body.view());
   s.pending_body.clear();
   s.pending_body.release();
+  if (s.request_complete) s.request_sent = proxy_.loop_.now();
   if (s.expect_continue && !s.sent_100_continue && !s.request_complete) {
     s.sent_100_continue = true;
     conn_.write("HTTP/1.1 100 Continue\r\n\r\n");
@@ -811,6 +933,9 @@ void HttpConnection::on_message_complete(HeaderMap& trailers) {
     scratch().clear();
     h1::encode_last_chunk(trailers, scratch());
     send_body_upstream(scratch());
+  }
+  if (s.attempt && s.attempt->connection() && !s.attempt->connection()->connecting()) {
+    s.request_sent = proxy_.loop_.now();
   }
 }
 
@@ -1041,6 +1166,7 @@ bool HttpConnection::on_response_head(MessageHead& head) {
 void HttpConnection::on_response_body(std::string_view data) {
   Stream& s = *stream_;
   if (s.response_no_body) return;
+  s.response_body_bytes += data.size();
   if (s.response_chunked) {
     scratch().clear();
     h1::encode_chunk(data, scratch());
@@ -1063,6 +1189,15 @@ void HttpConnection::on_response_complete(HeaderMap& trailers) {
     conn_.write(scratch());
   }
   bool reusable = s.request_complete && a.parser_.error().reason.empty();
+  if (proxy_.access_log_ && a.connection()) {
+    // The upstream connection's transport view as the response ends: a slow answer with
+    // retransmissions points at the network, one without at the upstream itself.
+    if (auto ti = net::read_tcp_info(a.connection()->fd())) {
+      s.have_tcp_info = true;
+      s.upstream_rtt_us = ti->rtt_us;
+      s.upstream_retransmits = ti->total_retrans;
+    }
+  }
   auto done = std::move(s.attempt);
   done->release(reusable);
   retire(std::move(done));
@@ -1143,6 +1278,7 @@ void HttpConnection::finish_stream() {
   proxy_.stats_.request_duration.observe(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
           .count()));
+  if (proxy_.access_log_) write_access_log(s);
   LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
             s.request.method, s.request.target, s.status, s.flags.empty() ? "-" : s.flags,
             std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)

@@ -146,7 +146,22 @@ class HttpConnection final : public net::ConnectionCallbacks,
     bool upgrade = false;
     int status = 0;
     std::string flags;
-    MonoTime started{};
+    MonoTime started{};  // the request head was complete
+    // The waterfall, for the access log (zero: did not happen).
+    std::chrono::system_clock::time_point wall_start{};
+    MonoTime first_byte_in{};  // the request's first byte was read
+    MonoTime attempt_started{};
+    MonoTime pool_ready{};
+    Duration upstream_connect{0};  // of a connection opened for this request
+    MonoTime request_sent{};
+    MonoTime upstream_first_byte{};
+    uint64_t response_body_bytes = 0;
+    size_t endpoint = SIZE_MAX;  // of the last attempt
+    bool have_tcp_info = false;
+    uint32_t upstream_rtt_us = 0;
+    uint32_t upstream_retransmits = 0;
+    std::string traceparent;                 // as sent upstream
+    std::string request_id;                  // X-Request-Id, as sent upstream
     std::unique_ptr<event::Timer> deadline;  // route timeout
     std::unique_ptr<event::Timer> retry_timer;
   };
@@ -178,6 +193,7 @@ class HttpConnection final : public net::ConnectionCallbacks,
   void compute_hash(Stream& s);
   void schedule_retry(const std::string& why);
   void add_flag(const char* flag);
+  void write_access_log(const Stream& s);
 
   void send_local_reply(int status, std::string_view body, bool close_connection, const char* flag);
   void finish_stream();
@@ -193,6 +209,7 @@ class HttpConnection final : public net::ConnectionCallbacks,
   event::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   MonoTime last_body_activity_{};
+  MonoTime request_first_byte_{};  // of the request being read
   uint32_t requests_ = 0;
   bool closing_ = false;
   bool in_parser_ = false;  // inside parser_.execute(): the parser must not be re-entered

@@ -72,6 +72,8 @@ class HttpProxy final : public net::ListenerCallbacks {
   HttpProxyStats& stats() { return stats_; }
   const ListenerConfig& config() const { return *config_; }
   bool draining() const { return draining_; }
+  // Where finished requests are logged (null: nowhere).
+  void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
 
  private:
   friend class HttpConnection;
@@ -88,6 +90,7 @@ class HttpProxy final : public net::ListenerCallbacks {
   std::function<void()> on_idle_;
   HttpProxyStats stats_;
   MonoTime last_refusal_log_{};
+  std::shared_ptr<AccessLog> access_log_;
 };
 
 }  // namespace sluice::proxy::http

@@ -64,6 +64,7 @@ void PooledConnection::learn_keepalive_timeout(Duration d) {
 
 void PooledConnection::on_connected() {
   timer_.cancel();
+  connected_at_ = pool_.loop().now();
   Waiter* w = waiter_;
   waiter_ = nullptr;
   if (w) {

@@ -54,6 +54,10 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   void set_borrower(net::ConnectionCallbacks* borrower) { borrower_ = borrower; }
   // Whether this connection served a request before the current one.
   bool reused() const { return requests_ > 1; }
+  // How long the TCP connect took (zero until connected).
+  Duration connect_time() const {
+    return connected_at_ == MonoTime{} ? Duration(0) : connected_at_ - created_;
+  }
   // The upstream said Keep-Alive: timeout=N: retire the connection before it.
   void learn_keepalive_timeout(Duration d);
 
@@ -74,6 +78,7 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   State state_ = State::kConnecting;
   event::Timer timer_;  // connect timeout, then idle expiry
   MonoTime created_{};
+  MonoTime connected_at_{};
   MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
   uint32_t requests_ = 0;
   net::ConnectionCallbacks* borrower_ = nullptr;

@@ -1,0 +1,113 @@
+#include "proxy/access_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace sluice::proxy {
+
+Result<std::shared_ptr<AccessLog>> AccessLog::open(const std::string& path) {
+  if (path == "-") return std::shared_ptr<AccessLog>(new AccessLog(STDOUT_FILENO, false));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::from_errno(fmt::format("access log {}", path), errno);
+  return std::shared_ptr<AccessLog>(new AccessLog(fd, true));
+}
+
+AccessLog::AccessLog(int fd, bool owned) : fd_(fd), owned_(owned) {
+  thread_ = std::thread([this] { run(); });
+}
+
+AccessLog::~AccessLog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+  if (owned_) ::close(fd_);
+}
+
+void AccessLog::write(std::string_view line) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake = pending_.empty();
+    pending_.append(line);
+    pending_ += '\n';
+  }
+  if (wake) cv_.notify_one();
+}
+
+void AccessLog::run() {
+  std::string batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty() && stopping_) return;
+      batch.swap(pending_);
+    }
+    size_t off = 0;
+    while (off < batch.size()) {
+      ssize_t n = ::write(fd_, batch.data() + off, batch.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // a full disk drops the batch rather than blocking the proxy
+      off += static_cast<size_t>(n);
+    }
+    batch.clear();
+  }
+}
+
+bool should_log(const AccessLogConfig& config, int status, bool failed, Duration duration) {
+  bool error = failed || status == 0 || status >= 500;
+  switch (config.mode) {
+    case AccessLogConfig::Mode::kAll:
+      return true;
+    case AccessLogConfig::Mode::kErrorsAndSlow:
+      return error || duration >= config.slow;
+    case AccessLogConfig::Mode::kSample: {
+      if (error) return true;
+      thread_local std::minstd_rand rng{std::random_device{}()};
+      return rng() % 100 < config.sample_percent;
+    }
+  }
+  return true;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          // Bytes outside printable ASCII are escaped one by one: the line stays valid JSON
+          // (and valid UTF-8) whatever a client put in its request.
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace sluice::proxy

@@ -1,0 +1,57 @@
+// AccessLog: one JSON line per HTTP request or TCP connection, written to a file (or
+// stdout) by a background thread, so a slow disk never stalls a worker. Workers format the
+// line and hand it over under a short lock; the writer thread appends batches with write(2).
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "base/status.h"
+#include "base/units.h"
+
+namespace sluice::proxy {
+
+struct AccessLogConfig {
+  std::string path;  // empty: no access log; "-": standard output
+  // kAll: every request; kErrorsAndSlow: 5xx, failures and requests slower than `slow`;
+  // kSample: `sample_percent` of requests at random (errors always).
+  enum class Mode { kAll, kErrorsAndSlow, kSample };
+  Mode mode = Mode::kAll;
+  Duration slow = std::chrono::seconds(1);
+  uint32_t sample_percent = 100;
+};
+
+class AccessLog {
+ public:
+  static Result<std::shared_ptr<AccessLog>> open(const std::string& path);
+  ~AccessLog();
+  AccessLog(const AccessLog&) = delete;
+  AccessLog& operator=(const AccessLog&) = delete;
+
+  // Any thread. `line` is one JSON object without the newline.
+  void write(std::string_view line);
+
+ private:
+  AccessLog(int fd, bool owned);
+  void run();
+
+  int fd_;
+  bool owned_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Whether a finished request is logged under `config`.
+bool should_log(const AccessLogConfig& config, int status, bool failed, Duration duration);
+
+// Appends `s` as a JSON string (quoted, escaped).
+void append_json_string(std::string& out, std::string_view s);
+
+}  // namespace sluice::proxy

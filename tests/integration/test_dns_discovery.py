@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""DNS service discovery (strict_dns, logical_dns) against a real nsd (dns_server.py).
+
+- an A record changes under keep-alive load from several threads: traffic moves to the new
+  address within TTL + slack and no request fails; with on_address_change: keep and a pool
+  max_lifetime, the old address still gets no new request after max(TTL, max_lifetime);
+- strict_dns with two names: the union of their addresses; when one name becomes NXDOMAIN
+  its last addresses are kept (log line) and the traffic is unaffected;
+- logical_dns: only the first address of the answer gets traffic; when the answer's first
+  address changes, the traffic moves;
+- a cluster whose name does not exist at start: 503 `no healthy endpoint in cluster app`
+  until the record appears, then 200s;
+- `sluice check` on bad DNS settings: `FILE:LINE:COL: key.path: message`.
+"""
+
+import collections
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, info  # noqa: E402
+import http_util as hu  # noqa: E402
+import dns_server as ds  # noqa: E402
+
+Z = "test.sluice"
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def dns_block(server, **kw):
+    d = {"servers": [server], "timeout": "500ms", "attempts": 2, "hosts_file": "", "family": "v4"}
+    d.update(kw)
+    return d
+
+
+def make_config(clusters, dns, workers=2):
+    routes = [{"match": {"prefix": "/"}, "cluster": clusters[0]["name"]}]
+    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s", "dns": dns,
+           "listeners": [hu.simple_listener(routes)], "clusters": clusters}
+    return harness.to_yaml(hu._quote(cfg)) + "\n"
+
+
+def dns_cluster(name, hosts, port, type="strict_dns", **kw):
+    c = {"name": name, "type": type, "connect_timeout": "1s"}
+    c.update(kw)
+    c["endpoints"] = [{"address": "%s:%d" % (h, port)} for h in hosts]
+    return c
+
+
+def start(text, ready_timeout=20):
+    """harness.Sluice(text), waiting for the binary while a rebuild replaces it."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return harness.Sluice(text, ready_timeout=ready_timeout)
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise
+            info("cannot start %s (%s); waiting for it to be rebuilt" % (harness.sluice_bin(), e))
+            harness.wait_until(lambda: os.access(harness.sluice_bin(), os.X_OK), 10, 0.2)
+            time.sleep(0.5)  # let the linker finish writing before exec
+
+
+def backends_seen(port, n, target="/t"):
+    """n requests on one keep-alive connection: (Counter of X-Backend, list of non-200 answers)."""
+    c = hu.Client(port, timeout=10)
+    counts, bad = collections.Counter(), []
+    try:
+        for i in range(n):
+            r = c.request("GET", "%s/%d" % (target, i))
+            if r.status != 200:
+                bad.append((r.status, r.body[:80]))
+            else:
+                counts[r.header("x-backend")] += 1
+            if "close" in r.tokens("connection"):
+                c.close()
+                c = hu.Client(port, timeout=10)
+    finally:
+        c.close()
+    return counts, bad
+
+
+def until_from(port, name, timeout=2.0, target="/until"):
+    """Requests (one connection) until one is answered by backend `name`: the workers apply a
+    new endpoint set just after the main thread logs it. Returns (requests sent, non-200 answers)."""
+    c = hu.Client(port, timeout=10)
+    sent, bad = [0], []
+
+    def one():
+        r = c.request("GET", "%s/%d" % (target, sent[0]))
+        sent[0] += 1
+        if r.status != 200:
+            bad.append((r.status, r.body[:80]))
+        return r.header("x-backend") == name
+    try:
+        ok = harness.wait_until(one, timeout, 0.01)
+    finally:
+        c.close()
+    return (sent[0] if ok else None), bad
+
+
+class Load:
+    """`threads` keep-alive clients sending GETs back to back until stop(); every answer is
+    recorded as (time answered, status, X-Backend), every exception as an error."""
+
+    def __init__(self, port, threads=6):
+        self.port = port
+        self.results = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ths = [threading.Thread(target=self._run, args=(t,), daemon=True) for t in range(threads)]
+        for th in self._ths:
+            th.start()
+        harness.register_cleanup(self.stop)
+
+    def _run(self, t):
+        c = None
+        i = 0
+        try:
+            while not self._stop.is_set():
+                if c is None:
+                    c = hu.Client(self.port, timeout=10)
+                r = c.request("GET", "/load/%d/%d" % (t, i))
+                with self._lock:
+                    self.results.append((time.monotonic(), r.status, r.header("x-backend")))
+                if "close" in r.tokens("connection"):
+                    c.close()
+                    c = None
+                i += 1
+        except Exception as e:
+            with self._lock:
+                self.errors.append("thread %d request %d: %r" % (t, i, e))
+        finally:
+            if c:
+                c.close()
+
+    def count(self):
+        with self._lock:
+            return len(self.results)
+
+    def stop(self):
+        self._stop.set()
+        for th in self._ths:
+            th.join(15)
+        return not any(th.is_alive() for th in self._ths)
+
+
+def change_under_load(extra_cluster, bound, keep):
+    """A: 127.0.0.11 -> 127.0.0.12 under load; returns nothing, checks everything."""
+    port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
+    ttl = 2
+    ns = ds.NsdServer(["api IN A 127.0.0.11"], ttl=ttl)
+    sl = start(make_config([dns_cluster("app", ["api." + Z], port, **extra_cluster)], dns_block(ns.address)))
+    hp = sl.port("web")
+    load = Load(hp, threads=6)
+    check(harness.wait_until(lambda: load.count() >= 200 or load.errors, 10),
+          "load running (%d requests answered)" % load.count(), "\n".join(load.errors))
+    mark = sl.line_count()
+    t0 = time.monotonic()
+    ns.set_zone(["api IN A 127.0.0.12"])
+    left_text = ("no new requests (on_address_change: keep)" if keep
+                 else "draining (no new requests; pooled connections close)")
+    left = "cluster app: endpoint 127.0.0.11:%d left the answer: %s" % (port, left_text)
+    check(sl.wait_log(left, ttl + 1.5, mark), "log: '%s'" % left, hu.log_tail(sl))
+    t_left = time.monotonic()
+    check(sl.find_lines("cluster app: endpoint 127.0.0.12:%d added (weight 1)" % port, mark),
+          "log: endpoint 127.0.0.12:%d added (weight 1)" % port, hu.log_tail(sl))
+    info("the change was picked up %.2f s after the zone changed" % (t_left - t0))
+    a_active_after = a.stats()["active"]
+    # keep the load going past the bound, until b has carried a good share
+    harness.wait_until(lambda: time.monotonic() > t0 + bound + 0.5 or load.errors, bound + 2, 0.05)
+    n_b = len(b.requests_for(lambda r: r["target"].startswith("/load/")))
+    stopped = load.stop()
+    check(stopped, "the load threads finished", "")
+    check(not load.errors, "no client errors under the change", "\n".join(load.errors[:10]))
+    summary = collections.Counter(s for _, s, _ in load.results)
+    check(set(summary) == {200}, "all %d responses are 200" % len(load.results), repr(summary))
+    a_recs = a.requests_for(lambda r: r["target"].startswith("/load/"))
+    last_a = max(r["time"] for r in a_recs) - t0
+    info("a got %d requests, the last %.2f s after the zone changed; b got %d; a had %d connections open "
+         "when the change was logged" % (len(a_recs), last_a, n_b, a_active_after))
+    check(last_a <= bound, "the old address got its last request %.2f s after the zone changed (bound %.1f s)" %
+          (last_a, bound), "")
+    after = [x for x in load.results if x[0] > t0 + bound]
+    check(after and all(be == "b" for _, _, be in after),
+          "after the bound every answer (%d) came from b" % len(after),
+          repr(collections.Counter(be for _, _, be in after)))
+    info("a has %d connections from sluice open at the end (%.1f s after the change)" %
+         (a.stats()["active"], time.monotonic() - t0))
+    hu.stop_and_check(sl)
+
+
+def case_address_change_under_load():
+    # TTL 2 s + the answer's age at the change (< TTL, so the bound is TTL) + slack
+    change_under_load({}, bound=2 + 0.8, keep=False)
+
+
+def case_keep_with_max_lifetime():
+    # on_address_change keep and pooled connections that live up to 3 s: the old address still
+    # gets no new request after max(TTL 2 s, max_lifetime 3 s) (+ slack)
+    change_under_load({"on_address_change": "keep", "pool": {"max_lifetime": "3s"}}, bound=3 + 0.8, keep=True)
+
+
+def case_strict_dns_union_and_nxdomain_keeps_addresses():
+    port, (a, b, c) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12"), ("c", "127.0.0.13")])
+    ns = ds.NsdServer(["one IN A 127.0.0.11", "two IN A 127.0.0.12", "two IN A 127.0.0.13"], ttl=1, minimum=1)
+    sl = start(make_config([dns_cluster("app", ["one." + Z, "two." + Z], port)], dns_block(ns.address)))
+    hp = sl.port("web")
+    check(sl.find_lines("cluster app: one.test.sluice resolved to 127.0.0.11 (ttl 1s)"),
+          "log: one.test.sluice resolved to 127.0.0.11", hu.log_tail(sl))
+    check(sl.find_lines("cluster app: two.test.sluice resolved to 127.0.0.12, 127.0.0.13 (ttl 1s)"),
+          "log: two.test.sluice resolved to 127.0.0.12, 127.0.0.13", hu.log_tail(sl))
+    for ip in ("127.0.0.11", "127.0.0.12", "127.0.0.13"):
+        check(sl.find_lines("cluster app: endpoint %s:%d added (weight 1)" % (ip, port)),
+              "endpoint %s:%d added" % (ip, port), hu.log_tail(sl))
+    counts, bad = backends_seen(hp, 30)
+    check(not bad and counts == {"a": 10, "b": 10, "c": 10},
+          "30 requests: 10 each to the union of both names' addresses", repr((counts, bad)))
+    mark = sl.line_count()
+    ns.set_zone(["one IN A 127.0.0.11"])
+    warn = ("cluster app: two.test.sluice: no such name (NXDOMAIN); keeping its last known addresses")
+    check(sl.wait_log(warn, 1 + 1.5, mark), "two becomes NXDOMAIN: '%s'" % warn, hu.log_tail(sl))
+    counts, bad = backends_seen(hp, 30, "/after")
+    check(not bad and counts == {"a": 10, "b": 10, "c": 10},
+          "30 requests: still 10 each, all 200", repr((counts, bad)))
+    # and still after a few more rounds of NXDOMAIN
+    check(harness.wait_until(lambda: len(sl.find_lines(warn, mark)) >= 3, 3 * 1 + 2),
+          "the NXDOMAIN is retried (every negative TTL) and logged each time", hu.log_tail(sl))
+    counts, bad = backends_seen(hp, 30, "/later")
+    check(not bad and counts == {"a": 10, "b": 10, "c": 10}, "30 more requests: unchanged", repr((counts, bad)))
+    check(not sl.find_lines("left the answer", mark), "no endpoint left the answer", hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
+def case_logical_dns_first_address():
+    port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
+    ns = ds.NsdServer(["api IN A 127.0.0.11", "api IN A 127.0.0.12"], ttl=1)
+    r = ns.query("api." + Z, "A")
+    order = [x[3] for x in r[1]] if r else None
+    check(order == ["127.0.0.11", "127.0.0.12"], "nsd answers 127.0.0.11, 127.0.0.12 in zone order", repr(r))
+    sl = start(make_config([dns_cluster("app", ["api." + Z], port, type="logical_dns")], dns_block(ns.address)))
+    hp = sl.port("web")
+    check(sl.find_lines("cluster app: api.test.sluice resolved to 127.0.0.11, 127.0.0.12 (ttl 1s)"),
+          "log: api.test.sluice resolved to 127.0.0.11, 127.0.0.12", hu.log_tail(sl))
+    check(sl.find_lines("cluster app: endpoint 127.0.0.11:%d added (weight 1)" % port)
+          and not sl.find_lines("endpoint 127.0.0.12:%d added" % port),
+          "only the first address became an endpoint", hu.log_tail(sl))
+    counts, bad = backends_seen(hp, 20)
+    check(not bad and counts == {"a": 20}, "20 requests: all 200 from a (the first address)", repr((counts, bad)))
+    mark = sl.line_count()
+    ns.set_zone(["api IN A 127.0.0.12", "api IN A 127.0.0.11"])
+    r = ns.query("api." + Z, "A")
+    check(r and [x[3] for x in r[1]] == ["127.0.0.12", "127.0.0.11"],
+          "nsd now answers 127.0.0.12 first (same two addresses)", repr(r))
+    check(sl.wait_log("cluster app: endpoint 127.0.0.12:%d added (weight 1)" % port, 1 + 1.5, mark),
+          "the first address changed: endpoint 127.0.0.12:%d added" % port, hu.log_tail(sl))
+    check(sl.wait_log("cluster app: endpoint 127.0.0.11:%d left the answer" % port, 1, mark),
+          "endpoint 127.0.0.11:%d left the answer" % port, hu.log_tail(sl))
+    n, bad = until_from(hp, "b", 1)
+    check(n is not None and not bad, "the workers route to b right after (request %s)" % n, repr(bad))
+    counts, bad = backends_seen(hp, 20, "/after")
+    check(not bad and counts == {"b": 20}, "20 requests: all 200 from b (the new first address)",
+          repr((counts, bad)))
+    hu.stop_and_check(sl)
+
+
+def case_empty_cluster_at_start():
+    port, (a,) = ds.backends_on_one_port([("a", "127.0.0.11")])
+    ns = ds.NsdServer(["other IN A 127.0.0.11"], ttl=1, minimum=1)
+    sl = start(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(ns.address)))
+    hp = sl.port("web")
+    check(sl.find_lines("cluster app: api.test.sluice: no such name (NXDOMAIN)"),
+          "log: 'cluster app: api.test.sluice: no such name (NXDOMAIN)' and sluice is ready", hu.log_tail(sl))
+    for i in range(3):
+        r = hu.request_once(hp, "GET", "/none/%d" % i)
+        check(r.status == 503 and r.body.rstrip(b"\n") == b"no healthy endpoint in cluster app",
+              "request %d: 503 'no healthy endpoint in cluster app'" % i, r.describe())
+    mark = sl.line_count()
+    t0 = time.monotonic()
+    ns.set_zone(["other IN A 127.0.0.11", "api IN A 127.0.0.11"])
+    check(sl.wait_log("cluster app: endpoint 127.0.0.11:%d added (weight 1)" % port, 1 + 1.5, mark),
+          "the record appears: endpoint 127.0.0.11:%d added (%.2f s later)" % (port, time.monotonic() - t0),
+          hu.log_tail(sl))
+    n, bad = until_from(hp, "a", 1)
+    check(n is not None and all(x == (503, b"no healthy endpoint in cluster app\n") for x in bad),
+          "the workers route to a right after (request %s; before it only 503s)" % n, repr(bad))
+    counts, bad = backends_seen(hp, 10)
+    check(not bad and counts == {"a": 10}, "10 requests: all 200 from a", repr((counts, bad)))
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# sluice check
+
+BASE = """\
+workers: 1
+dns:
+  servers: [127.0.0.1:5353]
+  family: v4
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    protocol: http
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            cluster: app
+clusters:
+  - name: app
+    type: strict_dns
+    endpoints:
+      - address: api.test.sluice:8080
+"""
+
+STATIC_TAIL = """\
+  - name: app
+    type: static
+    endpoints:
+      - address: 127.0.0.1:8080
+"""
+
+
+def locate(text, needle, after=None):
+    """1-based (line, column) of needle in text (the first one after `after`, if given)."""
+    start = text.index(after) if after else 0
+    i = text.index(needle, start)
+    line = text.count("\n", 0, i) + 1
+    col = i - (text.rindex("\n", 0, i) + 1 if "\n" in text[:i] else 0) + 1
+    return line, col
+
+
+def with_cluster(body):
+    """BASE with the cluster replaced by `body` (the lines after '  - name: app\\n')."""
+    head = BASE[:BASE.index("  - name: app\n")]
+    return head + "  - name: app\n" + body
+
+
+def config_error_cases():
+    """(name, config text, (needle, after), key path, message)"""
+    return [
+        ("logical_dns_two_endpoints",
+         with_cluster("    type: logical_dns\n    endpoints:\n      - address: a.test.sluice:80\n"
+                      "      - address: b.test.sluice:80\n"),
+         ("- address: a.test", None), "clusters[0].endpoints", "type: logical_dns takes exactly one endpoint (a name)"),
+        ("dns_srv_with_endpoints",
+         with_cluster("    type: dns_srv\n    srv_name: _http._tcp.test.sluice\n"
+                      "    endpoints: [{address: a.test.sluice:80}]\n"),
+         ("[{address", None), "clusters[0].endpoints", "not with type: dns_srv (the SRV records list the endpoints)"),
+        ("dns_srv_without_srv_name",
+         with_cluster("    type: dns_srv\n"),
+         ("name: app", None), "clusters[0]", "missing required key 'srv_name'"),
+        ("dns_srv_bad_srv_name",
+         with_cluster("    type: dns_srv\n    srv_name: \"_http._tcp.bad name\"\n"),
+         ("\"_http._tcp.bad", None), "clusters[0].srv_name",
+         "'_http._tcp.bad name' is not a DNS name such as _http._tcp.example.com"),
+        ("srv_name_on_strict_dns",
+         BASE.replace("    type: strict_dns\n", "    type: strict_dns\n    srv_name: _http._tcp.test.sluice\n"),
+         ("_http._tcp", None), "clusters[0].srv_name", "only for type: dns_srv"),
+        ("dns_servers_bad_ip",
+         BASE.replace("servers: [127.0.0.1:5353]", "servers: [127.0.0.1:5353, 300.1.2.3]"),
+         ("300.1.2.3", None), "dns.servers[1]", "'300.1.2.3': expected an address such as 127.0.0.1:53 or [::1]:53"),
+        ("dns_servers_name",
+         BASE.replace("servers: [127.0.0.1:5353]", "servers: [dns.example:53]"),
+         ("dns.example", None), "dns.servers[0]",
+         "'dns.example:53': expected an address such as 127.0.0.1:53 or [::1]:53"),
+        ("dns_servers_not_a_list",
+         BASE.replace("servers: [127.0.0.1:5353]", "servers: 127.0.0.1:5353"),
+         ("127.0.0.1:5353", None), "dns.servers", "expected a list of addresses such as 127.0.0.1:53"),
+        ("dns_family_bad",
+         BASE.replace("family: v4", "family: ipv4"),
+         ("ipv4", None), "dns.family", "expected one of: v4, v6, both, got 'ipv4'"),
+        ("strict_dns_bad_name",
+         BASE.replace("      - address: api.test.sluice:8080\n", "      - address: \"bad name!:80\"\n"),
+         ("\"bad name!", None), "clusters[0].endpoints[0].address",
+         "'bad name!:80': expected a name and port such as api.internal:8080"),
+        ("strict_dns_no_port",
+         BASE.replace("      - address: api.test.sluice:8080\n", "      - address: api.test.sluice\n"),
+         ("api.test.sluice", "endpoints:"), "clusters[0].endpoints[0].address",
+         "'api.test.sluice': expected a name and port such as api.internal:8080"),
+        ("on_address_change_on_static",
+         with_cluster(STATIC_TAIL.split("\n", 1)[1].replace("    type: static\n",
+                                                            "    type: static\n    on_address_change: keep\n")),
+         ("keep", None), "clusters[0].on_address_change", "only for type: strict_dns, logical_dns or dns_srv"),
+        ("on_address_change_bad",
+         BASE.replace("    type: strict_dns\n", "    type: strict_dns\n    on_address_change: maybe\n"),
+         ("maybe", None), "clusters[0].on_address_change", "expected one of: drain, keep, got 'maybe'"),
+        ("cluster_type_bad",
+         BASE.replace("    type: strict_dns\n", "    type: dns\n"),
+         ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, got 'dns'"),
+    ]
+
+
+def check_file(name, text):
+    d = tempfile.mkdtemp(prefix="sluice-dns-check-")
+    harness.register_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    path = os.path.join(d, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, harness.run_sluice_cmd(["check", "-c", path], timeout=10)
+
+
+def case_config_good():
+    text = BASE.replace("  family: v4\n", "  family: both\n  timeout: 2s\n  attempts: 2\n  rotate: false\n"
+                        "  hosts_file: \"\"\n  min_ttl: 1s\n  max_ttl: 1h\n  negative_min_ttl: 1s\n"
+                        "  negative_max_ttl: 5m\n  stale_ttl: 5m\n  max_cname_chain: 8\n")
+    text = text.replace("    type: strict_dns\n", "    type: strict_dns\n    on_address_change: keep\n"
+                        "    dns_failure_refresh: 5s\n")
+    text += ("  - name: logical\n    type: logical_dns\n    endpoints: [{address: \"api.test.sluice:80\"}]\n"
+             "  - name: srv\n    type: dns_srv\n    srv_name: _http._tcp.test.sluice\n")
+    path, p = check_file("good", text)
+    check(p.returncode == 0, "a config with every dns key and the three DNS cluster types passes sluice check",
+          "rc=%d\nstdout: %s\nstderr: %s\n%s" % (p.returncode, p.stdout, p.stderr, text))
+
+
+def config_error_case_fns():
+    cases = []
+    for name, text, (needle, after), key_path, message in config_error_cases():
+        def case(name=name, text=text, needle=needle, after=after, key_path=key_path, message=message):
+            path, p = check_file(name, text)
+            check(p.returncode == 1, "sluice check exits 1", "rc=%d\nstdout: %s\nstderr: %s\n%s" %
+                  (p.returncode, p.stdout, p.stderr, text))
+            line, col = locate(text, needle, after)
+            want = "%s:%d:%d: %s: %s" % (path, line, col, key_path, message)
+            check(want in p.stderr.splitlines(), "reports 'FILE:%d:%d: %s: %s'" % (line, col, key_path, message),
+                  "stderr:\n%s\nconfig:\n%s" % (p.stderr, text))
+        case.__name__ = "case_config_" + name
+        cases.append(case)
+    return cases
+
+
+if __name__ == "__main__":
+    hu.use_default_bin()
+    harness.run_cases([case_address_change_under_load, case_keep_with_max_lifetime,
+                       case_strict_dns_union_and_nxdomain_keeps_addresses, case_logical_dns_first_address,
+                       case_empty_cluster_at_start, case_config_good] + config_error_case_fns())
