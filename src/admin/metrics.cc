@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include "base/histogram.h"
 
 namespace sluice::admin {
@@ -377,6 +379,146 @@ std::string render_prometheus(const MetricsInput& in) {
              static_cast<double>(in.workers[i].loop.longest_iteration_ns) / 1e9);
   }
   return w.take();
+}
+
+namespace {
+
+nlohmann::json tcp_json(const net::TcpInfo& t) {
+  return {{"rtt_us", t.rtt_us},
+          {"rttvar_us", t.rttvar_us},
+          {"min_rtt_us", t.min_rtt_us},
+          {"retransmits", t.retransmits},
+          {"total_retransmits", t.total_retrans},
+          {"lost", t.lost},
+          {"cwnd", t.snd_cwnd},
+          {"ssthresh", t.snd_ssthresh},
+          {"mss", t.snd_mss},
+          {"delivery_rate_bytes_per_s", t.delivery_rate},
+          {"bytes_acked", t.bytes_acked},
+          {"bytes_received", t.bytes_received},
+          {"congestion", t.congestion}};
+}
+
+}  // namespace
+
+std::string render_clusters_json(const MetricsInput& in) {
+  nlohmann::json out = nlohmann::json::array();
+  size_t n = in.clusters ? in.clusters->size() : 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& cfg = *(*in.clusters)[i];
+    nlohmann::json c;
+    c["name"] = cfg.name;
+    const char* types[] = {"static", "strict_dns", "logical_dns", "dns_srv"};
+    const char* policies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
+    c["type"] = types[static_cast<int>(cfg.type)];
+    c["lb_policy"] = policies[static_cast<int>(cfg.lb.policy)];
+    upstream::ClusterStats stats;
+    for (const auto& w : in.workers) {
+      if (i < w.clusters.size()) stats.add(w.clusters[i].stats);
+    }
+    c["connect_attempts"] = stats.connect_attempts;
+    c["connect_failures"] = stats.connect_failures;
+    c["no_healthy_endpoint"] = stats.no_healthy_endpoint;
+    nlohmann::json eps = nlohmann::json::array();
+    if (in.health) {
+      const auto& snap = in.health->snapshot(i);
+      c["panic"] = snap.panic;
+      for (size_t e = 0; e < snap.flags.size(); ++e) {
+        uint8_t f = snap.flags[e];
+        nlohmann::json ep;
+        ep["address"] = (*snap.endpoints)[e].address.to_string();
+        ep["weight"] = (*snap.endpoints)[e].weight;
+        ep["usable"] = f == 0;
+        ep["health_check_failed"] = (f & upstream::health::kFailedActiveCheck) != 0;
+        ep["ejected"] = (f & upstream::health::kEjected) != 0;
+        ep["ejections"] = in.health->ejections(i, e);
+        ep["draining"] = (f & upstream::health::kDraining) != 0;
+        ep["removed"] = (f & upstream::health::kRemoved) != 0;
+        uint64_t states[upstream::pool::PooledConnection::kStates] = {};
+        uint64_t active = 0, connects = 0, failures = 0;
+        for (const auto& w : in.workers) {
+          if (i >= w.clusters.size()) continue;
+          const auto& wc = w.clusters[i];
+          if (e < wc.pools.size()) {
+            for (int st = 0; st < upstream::pool::PooledConnection::kStates; ++st) {
+              states[st] += wc.pools[e].state_count[st];
+            }
+            connects += wc.pools[e].connects;
+            failures += wc.pools[e].connect_failures;
+          }
+          if (e < wc.active_requests.size()) active += wc.active_requests[e];
+        }
+        ep["active_requests"] = active;
+        ep["pool"] = {{"connecting", states[0]}, {"idle", states[1]},
+                      {"busy", states[2]},       {"draining", states[3]},
+                      {"connects", connects},    {"connect_failures", failures}};
+        eps.push_back(std::move(ep));
+      }
+    }
+    c["endpoints"] = std::move(eps);
+    out.push_back(std::move(c));
+  }
+  return out.dump(2) + "\n";
+}
+
+std::string render_listeners_json(
+    const MetricsInput& in, const std::vector<std::pair<std::string, std::string>>& addresses) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, address] : addresses) {
+    nlohmann::json l;
+    l["name"] = name;
+    l["address"] = address;
+    auto it = in.active_connections.find(name);
+    l["active_connections"] = it == in.active_connections.end() ? 0u : it->second;
+    proxy::tcp::TcpProxyStats tcp;
+    proxy::http::HttpProxyStats http;
+    bool is_http = false;
+    for (const auto& w : in.workers) {
+      if (auto t = w.tcp.find(name); t != w.tcp.end()) tcp.add(t->second);
+      if (auto h = w.http.find(name); h != w.http.end()) {
+        http.add(h->second);
+        is_http = true;
+      }
+    }
+    l["protocol"] = is_http ? "http" : "tcp";
+    if (is_http) {
+      l["accepted"] = http.accepted;
+      l["requests"] = http.requests;
+      l["responses"] = {{"1xx", http.responses_1xx},
+                        {"2xx", http.responses_2xx},
+                        {"3xx", http.responses_3xx},
+                        {"4xx", http.responses_4xx},
+                        {"5xx", http.responses_5xx}};
+      l["retries"] = http.retries;
+    } else {
+      l["accepted"] = tcp.accepted;
+      l["bytes_to_upstream"] = tcp.bytes_to_upstream;
+      l["bytes_to_downstream"] = tcp.bytes_to_downstream;
+    }
+    out.push_back(std::move(l));
+  }
+  return out.dump(2) + "\n";
+}
+
+std::string render_connections_json(const MetricsInput& in, std::string_view cluster,
+                                    std::string_view listener) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t w = 0; w < in.workers.size(); ++w) {
+    for (const auto& c : in.workers[w].connections) {
+      if (!cluster.empty() && (c.role != "upstream" || c.owner != cluster)) continue;
+      if (!listener.empty() && (c.role != "downstream" || c.owner != listener)) continue;
+      nlohmann::json j;
+      j["worker"] = w;
+      j["role"] = c.role;
+      j[c.role == "upstream" ? "cluster" : "listener"] = c.owner;
+      j["state"] = c.state;
+      j["local"] = c.local.to_string();
+      j["peer"] = c.peer.to_string();
+      if (c.tcp) j["tcp_info"] = tcp_json(*c.tcp);
+      out.push_back(std::move(j));
+    }
+  }
+  return out.dump(2) + "\n";
 }
 
 }  // namespace sluice::admin

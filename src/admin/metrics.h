@@ -29,6 +29,7 @@ struct WorkerReport {
   std::map<std::string, proxy::http::HttpProxyStats> http;
   std::vector<Cluster> clusters;  // config order
   event::LoopStats loop;
+  std::vector<net::ConnectionReport> connections;  // only when asked for
 };
 
 struct MetricsInput {
@@ -40,5 +41,13 @@ struct MetricsInput {
 };
 
 std::string render_prometheus(const MetricsInput& in);
+// GET /clusters: every cluster's endpoints with weight, health, ejections, pool state.
+std::string render_clusters_json(const MetricsInput& in);
+// GET /listeners
+std::string render_listeners_json(
+    const MetricsInput& in, const std::vector<std::pair<std::string, std::string>>& addresses);
+// GET /connections[?cluster=NAME|listener=NAME]: live connections with TCP_INFO.
+std::string render_connections_json(const MetricsInput& in, std::string_view cluster,
+                                    std::string_view listener);
 
 }  // namespace sluice::admin

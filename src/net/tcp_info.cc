@@ -36,4 +36,23 @@ Result<TcpInfo> read_tcp_info(int fd) {
   return out;
 }
 
+ConnectionReport describe_connection(int fd, std::string role, std::string owner,
+                                     std::string state) {
+  ConnectionReport r;
+  r.role = std::move(role);
+  r.owner = std::move(owner);
+  r.state = std::move(state);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    r.local = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    r.peer = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  if (auto ti = read_tcp_info(fd)) r.tcp = *ti;
+  return r;
+}
+
 }  // namespace sluice::net

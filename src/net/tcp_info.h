@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include <optional>
+
 #include "base/status.h"
+#include "net/address.h"
 
 namespace sluice::net {
 
@@ -26,5 +29,19 @@ struct TcpInfo {
 };
 
 Result<TcpInfo> read_tcp_info(int fd);
+
+// One live connection as the admin endpoint lists it.
+struct ConnectionReport {
+  std::string role;   // "downstream" or "upstream"
+  std::string owner;  // the listener or cluster
+  std::string state;  // "idle", "request", "proxying", "busy", ...
+  Address local;
+  Address peer;
+  std::optional<TcpInfo> tcp;
+};
+
+// Fills addresses and TCP_INFO from the socket.
+ConnectionReport describe_connection(int fd, std::string role, std::string owner,
+                                     std::string state);
 
 }  // namespace sluice::net

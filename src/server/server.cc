@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "admin/admin_server.h"
 #include "base/log.h"
 #include "discovery/dns_discovery.h"
@@ -44,6 +46,116 @@ admin::AdminResponse drain_endpoint(const admin::AdminRequest& req, const config
   if (!found) return text(404, fmt::format("cluster {} has no endpoint {}\n", cluster, endpoint));
   health.set_draining(found->first, found->second);
   return text(200, fmt::format("endpoint {} of cluster {} is draining\n", endpoint, cluster));
+}
+
+// The value of `name` in a query string ("" when absent).
+std::string query_value(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+// GET /config: the effective configuration, defaults applied.
+std::string config_json(const config::Config& c,
+                        const std::vector<std::pair<std::string, std::string>>& addresses) {
+  using nlohmann::json;
+  auto secs = [](Duration d) { return format_duration(d); };
+  json out;
+  out["workers"] = c.workers;
+  out["drain_timeout"] = secs(c.drain_timeout);
+  out["ready_timeout"] = secs(c.ready_timeout);
+  json listeners = json::array();
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const auto& l = *c.listeners[i];
+    json j;
+    j["name"] = l.name;
+    j["address"] = i < addresses.size() ? addresses[i].second : l.address.to_string();
+    j["protocol"] = l.protocol == proxy::Protocol::kHttp ? "http" : "tcp";
+    j["max_connections"] = l.max_connections;
+    if (l.protocol == proxy::Protocol::kTcp) {
+      j["cluster"] = l.cluster;
+      j["idle_timeout"] = secs(l.idle_timeout);
+      j["splice"] = l.splice;
+    } else {
+      json vhosts = json::array();
+      for (const auto& vh : l.http.virtual_hosts) {
+        json routes = json::array();
+        for (const auto& r : vh.routes) {
+          json rj;
+          rj["match"] = r.match.path;
+          if (r.action == proxy::http::Route::Action::kForward) {
+            rj["cluster"] = r.cluster;
+            rj["timeout"] = secs(r.timeout);
+            rj["num_retries"] = r.retry.num_retries;
+          }
+          routes.push_back(std::move(rj));
+        }
+        vhosts.push_back({{"name", vh.name}, {"domains", vh.domains}, {"routes", routes}});
+      }
+      j["virtual_hosts"] = std::move(vhosts);
+      j["keepalive_timeout"] = secs(l.http.keepalive_timeout);
+    }
+    if (!l.access_log.path.empty()) j["access_log"] = l.access_log.path;
+    listeners.push_back(std::move(j));
+  }
+  out["listeners"] = std::move(listeners);
+  json clusters = json::array();
+  const char* types[] = {"static", "strict_dns", "logical_dns", "dns_srv"};
+  const char* policies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
+  for (const auto& cp : c.clusters) {
+    const auto& cl = *cp;
+    json j;
+    j["name"] = cl.name;
+    j["type"] = types[static_cast<int>(cl.type)];
+    j["lb_policy"] = policies[static_cast<int>(cl.lb.policy)];
+    j["connect_timeout"] = secs(cl.connect_timeout);
+    j["panic_threshold"] = cl.panic_threshold;
+    json eps = json::array();
+    for (const auto& e : cl.endpoints) {
+      eps.push_back({{"address", e.address.to_string()}, {"weight", e.weight}});
+    }
+    for (const auto& t : cl.dns_targets) {
+      eps.push_back({{"address", t.host + ":" + std::to_string(t.port)}, {"weight", t.weight}});
+    }
+    j["endpoints"] = std::move(eps);
+    if (!cl.srv_name.empty()) j["srv_name"] = cl.srv_name;
+    j["pool"] = {{"max_connections", cl.pool.max_connections},
+                 {"max_pending_requests", cl.pool.max_pending},
+                 {"idle_timeout", secs(cl.pool.idle_timeout)},
+                 {"max_lifetime", secs(cl.pool.max_lifetime)},
+                 {"min_idle", cl.pool.min_idle}};
+    if (cl.health_check.type != upstream::health::HealthCheckConfig::Type::kNone) {
+      j["health_check"] = {
+          {"type", cl.health_check.type == upstream::health::HealthCheckConfig::Type::kTcp
+                       ? "tcp"
+                       : "http"},
+          {"interval", secs(cl.health_check.interval)},
+          {"timeout", secs(cl.health_check.timeout)},
+          {"healthy_threshold", cl.health_check.healthy_threshold},
+          {"unhealthy_threshold", cl.health_check.unhealthy_threshold}};
+    }
+    if (cl.outlier) {
+      j["outlier_detection"] = {
+          {"consecutive_5xx", cl.outlier->consecutive_5xx},
+          {"consecutive_gateway_failure", cl.outlier->consecutive_gateway_failure},
+          {"base_ejection_time", secs(cl.outlier->base_ejection_time)},
+          {"max_ejection_percent", cl.outlier->max_ejection_percent}};
+    }
+    j["circuit_breakers"] = {{"max_active_requests", cl.circuit_breakers.max_active_requests},
+                             {"max_active_retries", cl.circuit_breakers.max_active_retries},
+                             {"retry_budget_percent", cl.circuit_breakers.budget_percent}};
+    clusters.push_back(std::move(j));
+  }
+  out["clusters"] = std::move(clusters);
+  return out.dump(2) + "\n";
 }
 
 }  // namespace
@@ -88,6 +200,7 @@ int Server::run() {
 
   const size_t n = config_->workers;
   std::vector<std::vector<ListenerHandoff>> per_worker(n);
+  std::vector<std::pair<std::string, std::string>> listener_addresses;  // name, bound address
   std::vector<std::shared_ptr<std::atomic<uint32_t>>> counts;
   for (const auto& l : config_->listeners) {
     auto count = std::make_shared<std::atomic<uint32_t>>(0);
@@ -112,6 +225,7 @@ int Server::run() {
       if (!l->access_log.path.empty()) access_log = access_logs.at(l->access_log.path);
       per_worker[w].push_back(ListenerHandoff{l, std::move(fd.value()), count, access_log});
     }
+    listener_addresses.emplace_back(l->name, address.to_string());
     if (l->protocol == proxy::Protocol::kHttp) {
       LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
                l->http.virtual_hosts.size());
@@ -157,6 +271,36 @@ int Server::run() {
     dns_discovery =
         std::make_unique<discovery::DnsDiscovery>(main_loop, *resolver, health, config_->clusters);
   }
+  // Asks every worker for a copy of its counters (and connections) and calls `render`
+  // on this loop once the last one arrived. Outlives the admin handlers that call it.
+  auto gather = [&](bool connections, std::function<void(admin::MetricsInput&)> render) {
+    struct Pending {
+      admin::MetricsInput input;
+      size_t waiting = 0;
+      std::function<void(admin::MetricsInput&)> render;
+    };
+    auto pending = std::make_shared<Pending>();
+    pending->render = std::move(render);
+    pending->input.workers.resize(workers.size());
+    pending->input.clusters = &config_->clusters;
+    pending->input.health = &health;
+    pending->input.dns = resolver ? &resolver->stats() : nullptr;
+    for (size_t i = 0; i < config_->listeners.size(); ++i) {
+      pending->input.active_connections[config_->listeners[i]->name] = counts[i]->load();
+    }
+    pending->waiting = workers.size();
+    for (size_t i = 0; i < workers.size(); ++i) {
+      workers[i]->collect(connections, [&main_loop, pending, i](admin::WorkerReport r) {
+        main_loop.post([pending, i, r = std::move(r)]() mutable {
+          pending->input.workers[i] = std::move(r);
+          if (--pending->waiting == 0) pending->render(pending->input);
+        });
+      });
+    }
+  };
+  auto json = [](std::string body) {
+    return admin::AdminResponse{200, "application/json", std::move(body)};
+  };
   admin::AdminServer admin(main_loop);
   if (config_->admin_address) {
     admin.handle_sync("/live", [](const admin::AdminRequest&) {
@@ -171,32 +315,36 @@ int Server::run() {
       return drain_endpoint(req, *config_, health);
     });
     admin.handle("/metrics", [&](const admin::AdminRequest&, admin::AdminServer::Respond respond) {
-      // Ask every worker for a copy of its counters; answer when the last one arrives.
-      struct Pending {
-        admin::MetricsInput input;
-        size_t waiting = 0;
-        admin::AdminServer::Respond respond;
-      };
-      auto pending = std::make_shared<Pending>();
-      pending->respond = std::move(respond);
-      pending->input.workers.resize(workers.size());
-      pending->input.clusters = &config_->clusters;
-      pending->input.health = &health;
-      pending->input.dns = resolver ? &resolver->stats() : nullptr;
-      for (size_t i = 0; i < config_->listeners.size(); ++i) {
-        pending->input.active_connections[config_->listeners[i]->name] = counts[i]->load();
-      }
-      pending->waiting = workers.size();
-      for (size_t i = 0; i < workers.size(); ++i) {
-        workers[i]->collect([&main_loop, pending, i](admin::WorkerReport r) {
-          main_loop.post([pending, i, r = std::move(r)]() mutable {
-            pending->input.workers[i] = std::move(r);
-            if (--pending->waiting > 0) return;
-            pending->respond(admin::AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                                  admin::render_prometheus(pending->input)});
-          });
-        });
-      }
+      gather(false, [respond](admin::MetricsInput& in) {
+        respond(admin::AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                                     admin::render_prometheus(in)});
+      });
+    });
+    admin.handle("/clusters", [&](const admin::AdminRequest&, admin::AdminServer::Respond respond) {
+      gather(false, [respond, json](admin::MetricsInput& in) {
+        respond(json(admin::render_clusters_json(in)));
+      });
+    });
+    admin.handle("/listeners",
+                 [&](const admin::AdminRequest&, admin::AdminServer::Respond respond) {
+                   gather(false, [respond, json, &listener_addresses](admin::MetricsInput& in) {
+                     respond(json(admin::render_listeners_json(in, listener_addresses)));
+                   });
+                 });
+    admin.handle("/connections",
+                 [&](const admin::AdminRequest& req, admin::AdminServer::Respond respond) {
+                   std::string cluster = query_value(req.query, "cluster");
+                   std::string listener = query_value(req.query, "listener");
+                   if (!cluster.empty() && !config_->find_cluster(cluster)) {
+                     return respond(admin::AdminResponse{404, "text/plain; charset=utf-8",
+                                                         "no cluster named " + cluster + "\n"});
+                   }
+                   gather(true, [respond, json, cluster, listener](admin::MetricsInput& in) {
+                     respond(json(admin::render_connections_json(in, cluster, listener)));
+                   });
+                 });
+    admin.handle_sync("/config", [&](const admin::AdminRequest&) {
+      return json(config_json(*config_, listener_addresses));
     });
     auto bound = admin.start(*config_->admin_address);
     if (!bound) {

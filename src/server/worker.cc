@@ -12,8 +12,8 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
                std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health)
     : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)), health_(health) {}
 
-void Worker::collect(std::function<void(admin::WorkerReport)> done) {
-  loop_.post([this, done = std::move(done)] {
+void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
+  loop_.post([this, connections, done = std::move(done)] {
     admin::WorkerReport r;
     for (const auto& p : proxies_) r.tcp[p->config().name] = p->stats();
     for (const auto& p : http_proxies_) r.http[p->config().name] = p->stats();
@@ -30,6 +30,18 @@ void Worker::collect(std::function<void(admin::WorkerReport)> done) {
       r.clusters.push_back(std::move(rc));
     }
     r.loop = loop_.stats();
+    if (connections) {
+      for (const auto& p : proxies_) p->report_connections(r.connections);
+      for (const auto& p : http_proxies_) p->report_connections(r.connections);
+      for (auto* c : cluster_by_index_) {
+        const std::string& name = c->config().name;
+        c->for_each_pool([&](size_t, const upstream::pool::ConnPool& pool) {
+          pool.for_each_connection([&](int fd, const char* state) {
+            r.connections.push_back(net::describe_connection(fd, "upstream", name, state));
+          });
+        });
+      }
+    }
     done(std::move(r));
   });
 }
@@ -77,6 +89,7 @@ void Worker::thread_main() {
       auto proxy = std::make_unique<proxy::tcp::TcpProxy>(
           loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
       proxy->set_on_idle([this] { check_drained(); });
+      proxy->set_access_log(h.access_log);
       callbacks = proxy.get();
       proxies_.push_back(std::move(proxy));
     }

@@ -39,7 +39,8 @@ class Worker {
   ~Worker();
 
   // Copies this worker's counters on its own thread and hands them to `done` there.
-  void collect(std::function<void(admin::WorkerReport)> done);
+  // With `connections`, also lists every open connection with its TCP_INFO.
+  void collect(bool connections, std::function<void(admin::WorkerReport)> done);
   // A new health snapshot for the config's `cluster`-th cluster.
   void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
 

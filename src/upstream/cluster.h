@@ -132,6 +132,12 @@ class Cluster {
     return endpoint < active_.size() ? active_[endpoint] : 0;
   }
   // The endpoint's pool counters on this worker (null: no pool made yet).
+  template <typename Fn>
+  void for_each_pool(Fn fn) const {
+    for (size_t i = 0; i < pools_.size(); ++i) {
+      if (pools_[i]) fn(i, *pools_[i]);
+    }
+  }
   const pool::PoolStats* pool_stats(size_t endpoint) const {
     return endpoint < pools_.size() && pools_[endpoint] ? &pools_[endpoint]->stats() : nullptr;
   }

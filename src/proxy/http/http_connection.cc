@@ -1381,6 +1381,14 @@ void HttpProxy::remove(HttpConnection* c) {
   if (connections_ == 0 && on_idle_) on_idle_();
 }
 
+void HttpProxy::report_connections(std::vector<net::ConnectionReport>& out) const {
+  for (const HttpConnection* c = head_; c; c = c->next) {
+    if (c->fd() < 0) continue;
+    out.push_back(net::describe_connection(c->fd(), "downstream", config_->name,
+                                           c->busy() ? "request" : "idle"));
+  }
+}
+
 void HttpProxy::drain() {
   draining_ = true;
   HttpConnection* c = head_;

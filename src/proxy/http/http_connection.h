@@ -104,6 +104,8 @@ class HttpConnection final : public net::ConnectionCallbacks,
 
   HttpConnection* prev = nullptr;
   HttpConnection* next = nullptr;
+  int fd() const { return conn_.fd(); }
+  bool busy() const { return stream_ != nullptr || tunnel_; }
 
  private:
   friend class Attempt;

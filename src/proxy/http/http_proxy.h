@@ -15,6 +15,7 @@
 #include "event/loop.h"
 #include "http/http1/parser.h"
 #include "net/listener.h"
+#include "net/tcp_info.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 
@@ -72,6 +73,8 @@ class HttpProxy final : public net::ListenerCallbacks {
   HttpProxyStats& stats() { return stats_; }
   const ListenerConfig& config() const { return *config_; }
   bool draining() const { return draining_; }
+  // Appends this worker's downstream connections of this listener.
+  void report_connections(std::vector<net::ConnectionReport>& out) const;
   // Where finished requests are logged (null: nowhere).
   void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
 

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "net/connect.h"
+#include "net/tcp_info.h"
 
 namespace sluice::proxy::tcp {
 
@@ -31,6 +32,7 @@ class TcpSession final : public event::DeferredDeletable {
 
   void start() {
     started_ = proxy_.loop_.now();
+    if (proxy_.access_log_) wall_start_ = std::chrono::system_clock::now();
     Status s = proxy_.loop_.poller().add(
         downstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &down_side_);
     if (!s) {
@@ -53,6 +55,7 @@ class TcpSession final : public event::DeferredDeletable {
               reason, to_upstream_.bytes(), to_downstream_.bytes());
     proxy_.stats_.bytes_to_upstream += to_upstream_.bytes();
     proxy_.stats_.bytes_to_downstream += to_downstream_.bytes();
+    if (proxy_.access_log_) write_access_log(reason);
     for (net::Fd* fd : {&downstream_, &upstream_}) {
       if (!fd->valid()) continue;
       proxy_.loop_.poller().remove(fd->get());
@@ -64,6 +67,17 @@ class TcpSession final : public event::DeferredDeletable {
 
   TcpSession* prev = nullptr;
   TcpSession* next = nullptr;
+
+  void report(std::vector<net::ConnectionReport>& out) const {
+    const char* state = state_ == State::kProxying ? "proxying" : "connecting";
+    if (downstream_.valid()) {
+      out.push_back(
+          net::describe_connection(downstream_.get(), "downstream", proxy_.config_->name, state));
+    }
+    if (upstream_.valid()) {
+      out.push_back(net::describe_connection(upstream_.get(), "upstream", cluster().name, state));
+    }
+  }
 
  private:
   struct Side final : event::IoHandler {
@@ -94,6 +108,7 @@ class TcpSession final : public event::DeferredDeletable {
                      : upstream::lb::hash_key(peer_.ip_string());
     }
     size_t index = cl.pick(ctx);
+    ++attempts_;
     tried_.push_back(index);
     endpoint_ = index;
     cl.request_started(index);
@@ -146,9 +161,48 @@ class TcpSession final : public event::DeferredDeletable {
     close("no endpoint reachable", false);
   }
 
+  void write_access_log(const std::string& reason) {
+    MonoTime now = proxy_.loop_.now();
+    const AccessLogConfig& cfg = proxy_.config_->access_log;
+    bool failed = connected_at_ == MonoTime{};
+    if (!should_log(cfg, 0, failed, now - started_)) return;
+    auto us = [](Duration d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    };
+    std::string line = "{\"time\":";
+    append_json_string(line, log::format_time(wall_start_));
+    line += ",\"listener\":";
+    append_json_string(line, proxy_.config_->name);
+    line += ",\"downstream\":";
+    append_json_string(line, peer_.to_string());
+    line += ",\"cluster\":";
+    append_json_string(line, cluster().name);
+    line += ",\"endpoint\":";
+    append_json_string(line, tried_.empty() && failed
+                                 ? ""
+                                 : proxy_.cluster_.endpoint(endpoint_).address.to_string());
+    line += ",\"close_reason\":";
+    append_json_string(line, reason);
+    fmt::format_to(std::back_inserter(line),
+                   ",\"bytes_to_upstream\":{},\"bytes_to_downstream\":{},\"attempts\":{},"
+                   "\"timings_us\":{{\"upstream_connect\":{},\"duration\":{}}}",
+                   to_upstream_.bytes(), to_downstream_.bytes(), attempts_,
+                   failed ? -1 : us(connected_at_ - started_), us(now - started_));
+    if (upstream_.valid()) {
+      if (auto ti = net::read_tcp_info(upstream_.get())) {
+        fmt::format_to(std::back_inserter(line),
+                       ",\"upstream_tcp\":{{\"rtt_us\":{},\"retransmits\":{}}}", ti->rtt_us,
+                       ti->total_retrans);
+      }
+    }
+    line += '}';
+    proxy_.access_log_->write(line);
+  }
+
   void on_connected() {
     timer_.cancel();
     state_ = State::kProxying;
+    connected_at_ = proxy_.loop_.now();
     proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kSuccess);
     // The connect attempts' bookkeeping is not needed any more: give its memory back.
     std::vector<size_t>().swap(tried_);
@@ -265,6 +319,9 @@ class TcpSession final : public event::DeferredDeletable {
   Pump to_downstream_;
   State state_ = State::kConnecting;
   MonoTime started_{};
+  MonoTime connected_at_{};
+  std::chrono::system_clock::time_point wall_start_{};
+  uint32_t attempts_ = 0;
   MonoTime last_activity_{};
   size_t endpoint_ = 0;
   bool counted_ = false;  // endpoint_'s active count includes this session
@@ -325,6 +382,10 @@ void TcpProxy::remove(TcpSession* session) {
   active_connections_->fetch_sub(1, std::memory_order_relaxed);
   loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(session));
   if (sessions_ == 0 && on_idle_) on_idle_();
+}
+
+void TcpProxy::report_connections(std::vector<net::ConnectionReport>& out) const {
+  for (const TcpSession* s = head_; s; s = s->next) s->report(out);
 }
 
 void TcpProxy::close_all(bool drain_deadline) {

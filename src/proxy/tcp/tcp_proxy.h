@@ -11,6 +11,7 @@
 
 #include "event/loop.h"
 #include "net/listener.h"
+#include "net/tcp_info.h"
 #include "proxy/listener_config.h"
 #include "proxy/tcp/pump.h"
 #include "upstream/cluster.h"
@@ -66,6 +67,10 @@ class TcpProxy final : public net::ListenerCallbacks {
   size_t active() const { return sessions_; }
   // Called whenever the last open session closes.
   void set_on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
+  // Appends this worker's connections of this listener, both sides.
+  void report_connections(std::vector<net::ConnectionReport>& out) const;
+  // Where finished connections are logged (null: nowhere).
+  void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
   const TcpProxyStats& stats() const { return stats_; }
   const ListenerConfig& config() const { return *config_; }
 
@@ -82,6 +87,7 @@ class TcpProxy final : public net::ListenerCallbacks {
   size_t sessions_ = 0;
   std::function<void()> on_idle_;
   TcpProxyStats stats_;
+  std::shared_ptr<AccessLog> access_log_;
   MonoTime last_refusal_log_{};
   uint64_t refusals_since_log_ = 0;
 };

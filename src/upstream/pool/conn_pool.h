@@ -146,6 +146,14 @@ class ConnPool {
   void warm_up();
 
   const PoolStats& stats() const { return stats_; }
+  // Calls fn(fd, state name) for each open connection.
+  template <typename Fn>
+  void for_each_connection(Fn fn) const {
+    static constexpr const char* kNames[] = {"connecting", "idle", "busy", "draining", "closed"};
+    for (const auto& c : connections_) {
+      if (c->conn_.open()) fn(c->conn_.fd(), kNames[static_cast<int>(c->state_)]);
+    }
+  }
   const net::Address& endpoint() const { return endpoint_; }
   event::Loop& loop() { return loop_; }
 
