@@ -1,4 +1,4 @@
-// The sluice command line: run, check, version.
+// The sluice command line: run, check, probe, version.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "probe/cli.h"
 #include "server/server.h"
 
 namespace {
@@ -13,6 +14,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: sluice run -c FILE [--log-level debug|info|warn|error]\n"
     "       sluice check -c FILE\n"
+    "       sluice probe URL [options]      (sluice probe --help for the options)\n"
+    "       sluice probe --dns NAME [options]\n"
     "       sluice version\n";
 
 int usage_error(const std::string& what) {
@@ -32,8 +35,11 @@ int main(int argc, char** argv) {
   }
   if (command == "help" || command == "--help" || command == "-h") {
     std::fputs(kUsage, stdout);
+    std::fputs("\n", stdout);
+    std::fputs(probe::kUsage, stdout);
     return 0;
   }
+  if (command == "probe") return probe::probe_main(argc - 2, argv + 2);
   if (command != "run" && command != "check") {
     return usage_error("unknown command '" + std::string(command) + "'");
   }

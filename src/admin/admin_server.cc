@@ -70,12 +70,16 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
     waiting_ = true;
     std::weak_ptr<bool> alive = alive_;
     bool close = !keep_alive_;
+    in_dispatch_ = true;
     server_.dispatch(request_, [this, alive, close](AdminResponse r) {
       if (alive.expired()) return;  // the client left while the answer was prepared
       waiting_ = false;
       reply(r, close);
-      on_read();  // a pipelined request may be waiting
+      // An answer that came later (from the workers) resumes a pipelined request; one given
+      // at once lets the parse loop that is running go on by itself.
+      if (!in_dispatch_) on_read();
     });
+    in_dispatch_ = false;
   }
 
  private:
@@ -114,7 +118,8 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   bool too_large_ = false;
   bool closing_ = false;
   bool done_ = false;
-  bool waiting_ = false;  // a handler has the request; later input waits
+  bool waiting_ = false;      // a handler has the request; later input waits
+  bool in_dispatch_ = false;  // inside the handler call (and so inside the parser)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

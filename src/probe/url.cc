@@ -138,13 +138,9 @@ Result<Url> parse_url(std::string_view text) {
     url.port = *port;
   }
   url.host = std::string(host);
-  if (path.empty()) {
-    url.target = "/";
-  } else if (path.front() == '?') {
-    url.target = "/" + std::string(path);  // "http://h?q" asks for "/?q" (RFC 9112 §3.2.1)
-  } else {
-    url.target = std::string(path);
-  }
+  // "http://h" and "http://h?q" ask for "/" and "/?q" (RFC 9112 §3.2.1).
+  if (path.empty() || path.front() == '?') url.target.push_back('/');
+  url.target.append(path);
   return url;
 }
 

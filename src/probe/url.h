@@ -40,9 +40,9 @@ Result<ResolveOverride> parse_resolve(std::string_view text);
 // --connect-to HOST:PORT:HOST2:PORT2: a request for HOST:PORT (empty: any) connects to
 // HOST2:PORT2 instead (empty: unchanged) while the Host field still names the URL's host.
 struct ConnectTo {
-  std::string host;               // empty: any host
-  std::optional<uint16_t> port;   // empty: any port
-  std::string target_host;        // empty: the URL's host
+  std::string host;              // empty: any host
+  std::optional<uint16_t> port;  // empty: any port
+  std::string target_host;       // empty: the URL's host
   std::optional<uint16_t> target_port;
 };
 Result<ConnectTo> parse_connect_to(std::string_view text);

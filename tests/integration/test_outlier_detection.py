@@ -174,6 +174,7 @@ def case_kill_backend_under_load():
     # bounded by time (and a generous count): the load must still run when the ejection ends
     load = Load(sl.port("web"), threads=3, total=30000, seconds=12.0)
     t_load = time.monotonic()
+    revived_in_time = [True]
     try:
         check(harness.wait_until(lambda: load.done() >= 300, 10), "300 requests through three backends",
               "done %d, failures %r" % (load.done(), load.failures[:5]))
@@ -204,6 +205,9 @@ def case_kill_backend_under_load():
         # bring a backend back on the same port while the endpoint is still ejected
         revived = BackendProcess("b-revived", port=vport)
         check(revived.port == vport, "a new backend listens on the dead endpoint's port %d" % vport, "")
+        # On a loaded machine the ejection may end before the new backend is up: the endpoint
+        # then fails again and is rightly ejected a second time.
+        revived_in_time[0] = line_index(sl, BACK_RE, ej_index) is None
         done_at_revive = load.done()
         harness.wait_until(lambda: load.done() >= done_at_revive + 300, 5)
         still_ejected = line_index(sl, BACK_RE, ej_index) is None
@@ -230,7 +234,10 @@ def case_kill_backend_under_load():
     check(not load.failures, "zero client-visible failures in %d requests" % len(load.results),
           "\n".join(load.failures[:20]))
     check(len(load.results) >= 600, "the load kept going throughout (%d requests)" % len(load.results), "")
-    check(len(ejections(sl)) == 1, "exactly one ejection", "\n".join(e["line"] for e in ejections(sl)))
+    n_ejections = len(ejections(sl))
+    check(n_ejections == 1 or (not revived_in_time[0] and n_ejections == 2),
+          "one ejection (two if the ejection ended before the backend was back)",
+          "\n".join(e["line"] for e in ejections(sl)))
     hu.stop_and_check(sl)
     s = summary(sl, CLUSTER_SUMMARY_RE)
     check(s is not None, "cluster summary line at exit", hu.log_tail(sl, 10))

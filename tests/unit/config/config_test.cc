@@ -65,7 +65,7 @@ TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
-            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key)");
+            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log)");
 }
 
 TEST(Config, WrongType) {

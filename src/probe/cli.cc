@@ -1,0 +1,260 @@
+#include "probe/cli.h"
+
+#include <charconv>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "base/units.h"
+#include "probe/probe.h"
+#include "probe/report.h"
+#include "probe/url.h"
+
+namespace sluice::probe {
+
+const char kUsage[] =
+    "usage: sluice probe URL [-n N] [--json] [-H 'Name: value']... [-X METHOD]\n"
+    "                        [--resolve HOST:PORT:ADDR[,ADDR]] [--connect-to "
+    "HOST:PORT:HOST2:PORT2]\n"
+    "                        [--dns-server IP[:PORT]]... [--timeout DUR]\n"
+    "       sluice probe --dns NAME [--dns-server IP[:PORT]]... [--timeout DUR] [--json]\n"
+    "  Times one HTTP/1.1 request phase by phase (dns, connect, request_sent, first_byte,\n"
+    "  body, total) and shows TCP_INFO; URL is http://host[:port]/path?query.\n"
+    "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max.\n"
+    "  --timeout (default 5s) bounds each phase, and each address's connect.\n"
+    "  exit status: 0 a response (any HTTP status), 2 usage or bad URL,\n"
+    "    3 NXDOMAIN/NODATA, 4 DNS timeout or other DNS failure, 5 connection refused,\n"
+    "    6 connect timeout, 7 reset or closed before a complete response,\n"
+    "    8 malformed response, 9 response timeout (no first byte, or the body stalled)\n";
+
+namespace {
+
+constexpr int kUsageStatus = 2;
+
+int usage_error(const std::string& why) {
+  std::fprintf(stderr, "sluice probe: %s\n", why.c_str());  // one line; --help has the rest
+  return kUsageStatus;
+}
+
+void fail_line(const std::string& why) {
+  std::fprintf(stderr, "sluice probe: %s\n", why.c_str());
+}
+
+bool is_token_char(char c) {
+  // RFC 9110 §5.6.2 tchar.
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!is_token_char(c)) return false;
+  }
+  return true;
+}
+
+Result<std::pair<std::string, std::string>> parse_header(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return Status::error(fmt::format("-H '{}': expected 'Name: value'", text));
+  }
+  std::string_view name = text.substr(0, colon);
+  std::string_view value = text.substr(colon + 1);
+  if (!is_token(name)) {
+    return Status::error(fmt::format("-H '{}': '{}' is not a valid field name", text, name));
+  }
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  for (char c : value) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {  // RFC 9110 §5.5: no CR, LF, NUL
+      return Status::error(fmt::format("-H: the value of '{}' holds a control character", name));
+    }
+  }
+  return std::make_pair(std::string(name), std::string(value));
+}
+
+Result<std::vector<net::Address>> parse_dns_servers(std::string_view text) {
+  std::vector<net::Address> out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    auto a = net::Address::parse(item);
+    if (!a) a = net::Address::parse_ip(item, 53);
+    if (!a) {
+      return Status::error(
+          fmt::format("--dns-server '{}': expected IP, IP:PORT or [IPv6]:PORT", item));
+    }
+    out.push_back(*a);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  if (out.empty()) return Status::error("--dns-server: no address");
+  return out;
+}
+
+struct Args {
+  ProbeOptions options;
+  std::string url;
+  std::string dns_name;
+  int count = 1;
+  bool json = false;
+  bool help = false;
+};
+
+Result<Args> parse_args(int argc, char** argv) {
+  Args args;
+  bool have_url = false;
+  bool have_dns = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string_view inline_value;
+    bool has_inline = false;
+    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
+      has_inline = true;
+      inline_value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+    }
+    auto value = [&]() -> Result<std::string_view> {
+      if (has_inline) return inline_value;
+      if (i + 1 >= argc) return Status::error(fmt::format("{} needs a value", arg));
+      return std::string_view(argv[++i]);
+    };
+    if (arg == "-h" || arg == "--help") {
+      args.help = true;
+    } else if (arg == "--json") {
+      args.json = true;
+    } else if (arg == "-n") {
+      auto v = value();
+      if (!v) return v.status();
+      int n = 0;
+      auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+      if (ec != std::errc() || end != v->data() + v->size() || n < 1 || n > 10000) {
+        return Status::error(fmt::format("-n '{}': expected a count in 1-10000", *v));
+      }
+      args.count = n;
+    } else if (arg == "-H" || arg == "--header") {
+      auto v = value();
+      if (!v) return v.status();
+      auto h = parse_header(*v);
+      if (!h) return h.status();
+      args.options.headers.push_back(std::move(h.value()));
+    } else if (arg == "-X" || arg == "--request") {
+      auto v = value();
+      if (!v) return v.status();
+      if (!is_token(*v)) return Status::error(fmt::format("-X '{}': not a valid method", *v));
+      args.options.method = std::string(*v);
+    } else if (arg == "--resolve") {
+      auto v = value();
+      if (!v) return v.status();
+      auto r = parse_resolve(*v);
+      if (!r) return r.status();
+      args.options.resolve.push_back(std::move(r.value()));
+    } else if (arg == "--connect-to") {
+      auto v = value();
+      if (!v) return v.status();
+      auto c = parse_connect_to(*v);
+      if (!c) return c.status();
+      args.options.connect_to.push_back(std::move(c.value()));
+    } else if (arg == "--dns-server") {
+      auto v = value();
+      if (!v) return v.status();
+      auto servers = parse_dns_servers(*v);
+      if (!servers) return servers.status();
+      for (const auto& s : *servers) args.options.dns_servers.push_back(s);
+    } else if (arg == "--timeout") {
+      auto v = value();
+      if (!v) return v.status();
+      auto d = parse_duration(*v);
+      if (!d || d->count() <= 0) {
+        return Status::error(
+            fmt::format("--timeout '{}': expected a positive duration such as 500ms or 5s", *v));
+      }
+      args.options.timeout = *d;
+    } else if (arg == "--dns") {
+      auto v = value();
+      if (!v) return v.status();
+      if (!valid_host(*v)) return Status::error(fmt::format("--dns '{}': not a host name", *v));
+      args.dns_name = std::string(*v);
+      have_dns = true;
+    } else if (!arg.empty() && arg.front() == '-' && arg != "-") {
+      return Status::error(fmt::format("unknown option '{}' (see sluice probe --help)", arg));
+    } else if (have_url) {
+      return Status::error(fmt::format("unexpected argument '{}' (one URL only)", arg));
+    } else {
+      args.url = std::string(arg);
+      have_url = true;
+    }
+  }
+  if (args.help) return args;
+  if (have_dns && have_url) return Status::error("--dns NAME takes no URL");
+  if (have_dns) return args;
+  if (!have_url) return Status::error("missing URL");
+  auto url = parse_url(args.url);
+  if (!url) return url.status();
+  args.options.url = std::move(url.value());
+  return args;
+}
+
+int run_dns(const Args& args) {
+  DnsLookup lookup = lookup_name(args.dns_name, args.options.dns_servers, args.options.timeout);
+  std::string out =
+      args.json ? json_dns_report(args.dns_name, lookup) : text_dns_report(args.dns_name, lookup);
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+  if (lookup.failure != FailureKind::kNone) fail_line(lookup.error);
+  return exit_status(lookup.failure);
+}
+
+int run_url(const Args& args) {
+  std::vector<RunResult> runs;
+  runs.reserve(static_cast<size_t>(args.count));
+  run_probes(args.options, args.count, [&](const RunResult& r) { runs.push_back(r); });
+  std::string out;
+  if (args.count == 1) {
+    out = args.json ? json_report(args.options, runs[0]) : text_report(args.options, runs[0]);
+  } else {
+    out = args.json ? json_summary(args.options, runs) : text_summary(args.options, runs);
+  }
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+  // With -n the first failure decides the status: the percentiles cover the runs that
+  // succeeded, the errors line counts the others.
+  size_t failed = 0;
+  const RunResult* first = nullptr;
+  for (const auto& r : runs) {
+    if (r.ok()) continue;
+    ++failed;
+    if (!first) first = &r;
+  }
+  if (!first) return 0;
+  if (args.count == 1) {
+    fail_line(first->error);
+  } else {
+    fail_line(
+        fmt::format("{} of {} runs failed; the first: {}", failed, runs.size(), first->error));
+  }
+  return exit_status(first->failure);
+}
+
+}  // namespace
+
+int probe_main(int argc, char** argv) {
+  // The resolver logs serve-stale warnings; the probe reports everything itself.
+  log::set_level(log::Level::kError);
+  auto args = parse_args(argc, argv);
+  if (!args) return usage_error(args.status().message());
+  if (args->help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (!args->dns_name.empty()) return run_dns(*args);
+  return run_url(*args);
+}
+
+}  // namespace sluice::probe
