@@ -32,16 +32,8 @@ class Writer {
     fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
                    type);
   }
-  void sample(std::string_view name, std::string_view labels, double value) {
-    out_ += name;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
-    }
-    fmt::format_to(std::back_inserter(out_), " {}\n", value);
-  }
-  void sample(std::string_view name, std::string_view labels, uint64_t value) {
+  template <typename Value>
+  void sample(std::string_view name, std::string_view labels, Value value) {
     out_ += name;
     if (!labels.empty()) {
       out_ += '{';

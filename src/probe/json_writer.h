@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-namespace sluice::probe {
+#include "base/json.h"
 
-void append_json_string(std::string_view s, std::string& out);
+namespace sluice::probe {
 
 class JsonWriter {
  public:

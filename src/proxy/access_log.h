@@ -51,7 +51,4 @@ class AccessLog {
 // Whether a finished request is logged under `config`.
 bool should_log(const AccessLogConfig& config, int status, bool failed, Duration duration);
 
-// Appends `s` as a JSON string (quoted, escaped).
-void append_json_string(std::string& out, std::string_view s);
-
 }  // namespace sluice::proxy

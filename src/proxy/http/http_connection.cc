@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/connect.h"
@@ -420,24 +421,25 @@ void HttpConnection::write_access_log(const Stream& s) {
   auto wall = s.wall_start == std::chrono::system_clock::time_point{}
                   ? std::chrono::system_clock::now()
                   : s.wall_start;
-  append_json_string(line, log::format_time(wall));
+  append_json_string(log::format_time(wall), line);
   line += ",\"listener\":";
-  append_json_string(line, proxy_.config_->name);
+  append_json_string(proxy_.config_->name, line);
   line += ",\"downstream\":";
-  append_json_string(line, peer_.to_string());
+  append_json_string(peer_.to_string(), line);
   line += ",\"method\":";
-  append_json_string(line, s.request.method);
+  append_json_string(s.request.method, line);
   line += ",\"target\":";
-  append_json_string(line, s.request.target);
+  append_json_string(s.request.target, line);
   line += ",\"host\":";
   const std::string* host = s.request.headers.get("host");
-  append_json_string(line, host ? *host : "");
+  append_json_string(host ? *host : "", line);
   line += ",\"cluster\":";
-  append_json_string(line, s.cluster ? s.cluster->config().name : "");
+  append_json_string(s.cluster ? s.cluster->config().name : "", line);
   line += ",\"endpoint\":";
-  append_json_string(line, s.cluster && s.endpoint < s.cluster->endpoint_count()
-                               ? s.cluster->endpoint(s.endpoint).address.to_string()
-                               : "");
+  append_json_string(s.cluster && s.endpoint < s.cluster->endpoint_count()
+                         ? s.cluster->endpoint(s.endpoint).address.to_string()
+                         : "",
+                     line);
   fmt::format_to(std::back_inserter(line),
                  ",\"status\":{},\"request_body_bytes\":{},\"response_body_bytes\":{},"
                  "\"attempts\":{},\"flags\":[",
@@ -446,14 +448,14 @@ void HttpConnection::write_access_log(const Stream& s) {
   for (bool first = true; !flags.empty(); first = false) {
     size_t comma = flags.find(',');
     if (!first) line += ',';
-    append_json_string(line, flags.substr(0, comma));
+    append_json_string(flags.substr(0, comma), line);
     if (comma == std::string_view::npos) break;
     flags.remove_prefix(comma + 1);
   }
   line += "],\"request_id\":";
-  append_json_string(line, s.request_id);
+  append_json_string(s.request_id, line);
   line += ",\"traceparent\":";
-  append_json_string(line, s.traceparent);
+  append_json_string(s.traceparent, line);
   // The waterfall: microseconds from the request's first byte (-1: did not happen).
   int64_t pool_wait = s.pool_ready == MonoTime{} || s.attempt_started == MonoTime{}
                           ? -1

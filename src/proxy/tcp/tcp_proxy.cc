@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "net/connect.h"
 #include "net/tcp_info.h"
@@ -170,19 +171,19 @@ class TcpSession final : public event::DeferredDeletable {
       return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     };
     std::string line = "{\"time\":";
-    append_json_string(line, log::format_time(wall_start_));
+    append_json_string(log::format_time(wall_start_), line);
     line += ",\"listener\":";
-    append_json_string(line, proxy_.config_->name);
+    append_json_string(proxy_.config_->name, line);
     line += ",\"downstream\":";
-    append_json_string(line, peer_.to_string());
+    append_json_string(peer_.to_string(), line);
     line += ",\"cluster\":";
-    append_json_string(line, cluster().name);
+    append_json_string(cluster().name, line);
     line += ",\"endpoint\":";
-    append_json_string(line, tried_.empty() && failed
-                                 ? ""
-                                 : proxy_.cluster_.endpoint(endpoint_).address.to_string());
+    append_json_string(
+        tried_.empty() && failed ? "" : proxy_.cluster_.endpoint(endpoint_).address.to_string(),
+        line);
     line += ",\"close_reason\":";
-    append_json_string(line, reason);
+    append_json_string(reason, line);
     fmt::format_to(std::back_inserter(line),
                    ",\"bytes_to_upstream\":{},\"bytes_to_downstream\":{},\"attempts\":{},"
                    "\"timings_us\":{{\"upstream_connect\":{},\"duration\":{}}}",
