@@ -196,6 +196,14 @@ std::string render_prometheus(const MetricsInput& in) {
              cstats[i].overflow_retries);
   }
 
+  w.family(
+      "sluice_cluster_pool_wait_seconds", "histogram",
+      "HTTP: from an attempt's start until it had a connection (a new one's connect included).");
+  for (size_t i = 0; i < nclusters; ++i) {
+    w.histogram("sluice_cluster_pool_wait_seconds", label("cluster", (*in.clusters)[i]->name),
+                cstats[i].pool_wait);
+  }
+
   if (in.health) {
     w.family("sluice_cluster_panic", "gauge", "1 while the cluster balances in panic mode.");
     for (size_t i = 0; i < nclusters; ++i) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/histogram.h"
 #include "base/units.h"
 #include "event/loop.h"
 #include "net/address.h"
@@ -86,6 +87,7 @@ struct ClusterStats {
   uint64_t no_healthy_endpoint = 0;
   uint64_t overflow_active_requests = 0;
   uint64_t overflow_retries = 0;  // a retry refused by max_active_retries or the budget
+  Histogram pool_wait;            // HTTP: from an attempt's start to a connection in hand
 
   void add(const ClusterStats& o) {
     connect_attempts += o.connect_attempts;
@@ -96,6 +98,7 @@ struct ClusterStats {
     no_healthy_endpoint += o.no_healthy_endpoint;
     overflow_active_requests += o.overflow_active_requests;
     overflow_retries += o.overflow_retries;
+    pool_wait.add(o.pool_wait);
   }
 };
 

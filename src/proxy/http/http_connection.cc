@@ -190,7 +190,12 @@ void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
   conn_ = &conn;
   reused_ = conn.reused();
   owner_.stream_->pool_ready = pool_.loop().now();
-  owner_.stream_->upstream_connect = conn.requests() <= 1 ? conn.connect_time() : Duration(0);
+  cluster_.stats().pool_wait.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(owner_.stream_->pool_ready - started_)
+          .count()));
+  bool opened_for_us = conn.requests() <= 1;
+  owner_.stream_->upstream_connect = opened_for_us ? conn.connect_time() : Duration(0);
+  if (opened_for_us) ++cluster_.stats().connect_attempts;
   conn.set_borrower(this);
   last_activity_ = pool_.loop().now();
   const Route& r = *owner_.stream_->route;
@@ -836,7 +841,6 @@ void HttpConnection::start_attempt(bool fresh) {
   size_t ep = cluster.pick(upstream::lb::PickContext{s.tried, s.hash});
   if (!fresh) s.tried.push_back(ep);
   ++s.attempts;
-  ++cluster.stats().connect_attempts;
   s.attempt = std::make_unique<Attempt>(*this, cluster, ep, fresh);
   s.attempt->start();
 }
@@ -1014,7 +1018,10 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
     failed->release(false);
     retire(std::move(failed));
   }
-  if (kind == Failure::kConnect) ++s.cluster->stats().connect_failures;
+  if (kind == Failure::kConnect) {
+    ++s.cluster->stats().connect_attempts;
+    ++s.cluster->stats().connect_failures;
+  }
   bool stale = reused && !response_started && kind == Failure::kReset;
   if (failed_endpoint && !stale && kind != Failure::kNoConnection && kind != Failure::kStatus) {
     // Connect failures, resets, timeouts and malformed responses are the endpoint's doing.
@@ -1268,7 +1275,10 @@ void HttpConnection::send_local_reply(int status, std::string_view body, bool cl
   if (close) head.headers.add("Connection", "close");
   scratch().clear();
   h1::encode_response_head(head, scratch());
-  if (s.request.method != "HEAD") scratch().append(body);
+  if (s.request.method != "HEAD") {
+    scratch().append(body);
+    s.response_body_bytes += body.size();
+  }
   conn_.write(scratch());
   s.close_after = close;
   finish_stream();
