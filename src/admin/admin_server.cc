@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "event/timer.h"
 #include "http/http1/encoder.h"
 #include "http/http1/parser.h"
 #include "net/connection.h"
@@ -18,12 +19,24 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
  public:
   static constexpr size_t kMaxBody = 64 * 1024;
 
-  AdminConnection(AdminServer& server, event::Loop& loop)
-      : server_(server), conn_(loop, *this), parser_(h1::Parser::Kind::kRequest, kLimits, *this) {}
+  // An operator connection idle this long is closed, so idle clients cannot pin
+  // descriptors on the main thread.
+  static constexpr Duration kIdleTimeout = std::chrono::seconds(60);
 
-  Status start(net::Fd fd) { return conn_.adopt(std::move(fd)); }
+  AdminConnection(AdminServer& server, event::Loop& loop)
+      : server_(server),
+        loop_(loop),
+        conn_(loop, *this),
+        parser_(h1::Parser::Kind::kRequest, kLimits, *this),
+        idle_(loop.timers(), [this] { finish(); }) {}
+
+  Status start(net::Fd fd) {
+    idle_.arm_at(loop_.now() + kIdleTimeout);
+    return conn_.adopt(std::move(fd));
+  }
 
   void on_read() override {
+    idle_.arm_at(loop_.now() + kIdleTimeout);
     Buffer& in = conn_.input();
     while (!closing_ && !waiting_ && !in.empty()) {
       size_t used = 0;
@@ -105,14 +118,17 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   void finish() {
     if (done_) return;
     done_ = true;
+    idle_.cancel();
     alive_.reset();
     conn_.close();
     server_.remove(this);
   }
 
   AdminServer& server_;
+  event::Loop& loop_;
   net::Connection conn_;
   h1::Parser parser_;
+  event::Timer idle_;
   AdminRequest request_;
   bool keep_alive_ = true;
   bool too_large_ = false;

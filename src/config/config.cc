@@ -496,7 +496,7 @@ void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
   };
   if (only_for("ring_hash", Policy::kRingHash, "ring_hash")) {
     MapReader rh(r, m.get("ring_hash"), m.path("ring_hash"), {"ring_size"});
-    if (rh.ok()) rh.read_uint("ring_size", lb.ring_size, 1, 8'388'608);
+    if (rh.ok()) rh.read_uint("ring_size", lb.ring_size, 1, 1'048'576);
   }
   if (only_for("maglev", Policy::kMaglev, "maglev")) {
     MapReader mg(r, m.get("maglev"), m.path("maglev"), {"table_size"});
@@ -786,6 +786,11 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   YAML::Node eps = m.get("endpoints");
   if (!eps.IsSequence() || eps.size() == 0) {
     r.error(eps, m.path("endpoints"), "expected a non-empty list of endpoints");
+    return c;
+  }
+  if (eps.size() > upstream::health::ClusterShared::kMaxEndpoints) {
+    r.error(eps, m.path("endpoints"),
+            fmt::format("at most {} endpoints", upstream::health::ClusterShared::kMaxEndpoints));
     return c;
   }
   if (c->type == Type::kLogicalDns && eps.size() != 1) {

@@ -108,6 +108,20 @@ Duration clamp_ttl(uint32_t seconds, Duration lo, Duration hi) {
   return std::clamp(d, lo, hi);
 }
 
+bool valid_query_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  for (char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if (++label > 63 || static_cast<unsigned char>(c) <= ' ') {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
 std::string chain_text(const std::string& name, const std::vector<std::string>& chain) {
   std::string s = name;
   for (const auto& c : chain) s += " -> " + c;
@@ -250,6 +264,12 @@ void Resolver::resolve(const std::string& raw_name, QueryType type, Callback cb,
     }
     if (answer_from_hosts(name, type, quick)) return cb(quick);
   }
+  if (!valid_query_name(name)) {
+    quick.error = ErrorKind::kOther;
+    quick.error_text = "not a valid DNS name (labels of 1 to 63 bytes, 253 in all)";
+    ++stats_.failures;
+    return cb(quick);
+  }
   std::string key = (type == QueryType::kSrv ? "srv:" : "addr:") + name;
   Entry& e = cache_[key];
   if (!fresh && e.has_answer && loop_.now() < e.expires) {
@@ -278,7 +298,9 @@ void Resolver::start_lookup(const std::string& key, const std::string& name, Que
     if (config_.family != Family::kV4) lookup->parts.push_back({kTypeAaaa});
     if (config_.family != Family::kV6) lookup->parts.push_back({kTypeA});
   }
-  lookup->pending = lookup->parts.size();
+  // One extra count while sending: c-ares may answer a query before ares_query() returns
+  // (a bad name, no memory), and the last answer destroys the lookup.
+  lookup->pending = lookup->parts.size() + 1;
   for (auto& p : lookup->parts) p.result.name = name;
   Lookup* raw = lookup.get();
   cache_[key].lookup = std::move(lookup);
@@ -286,6 +308,7 @@ void Resolver::start_lookup(const std::string& key, const std::string& name, Que
     raw->parts[i].seen.push_back(name);
     send_query(raw, i, name);
   }
+  finish_part(raw);
 }
 
 void Resolver::send_query(Lookup* lookup, size_t part, const std::string& qname) {
@@ -384,6 +407,10 @@ void Resolver::on_reply(Lookup* lookup, size_t part_index, const std::string& qn
   }
   if (current != qname && !has_soa) {
     // The server gave the CNAME but not what it points to (another zone): ask for that.
+    if (!valid_query_name(current)) {
+      return fail(ErrorKind::kMalformed, fmt::format("CNAME to an invalid name at the end of {}",
+                                                     chain_text(lookup->name, a.cname_chain)));
+    }
     return send_query(lookup, part_index, current);
   }
   a.error = ErrorKind::kNoData;

@@ -9,7 +9,7 @@
 
 namespace sluice::net {
 
-Result<TcpInfo> read_tcp_info(int fd) {
+Result<TcpInfo> read_tcp_info(int fd, bool congestion) {
   tcp_info ti{};
   socklen_t len = sizeof ti;
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
@@ -30,7 +30,7 @@ Result<TcpInfo> read_tcp_info(int fd) {
   out.bytes_received = ti.tcpi_bytes_received;
   char cc[16] = {};
   socklen_t cc_len = sizeof cc;
-  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cc_len) == 0) {
+  if (congestion && ::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cc_len) == 0) {
     out.congestion.assign(cc, strnlen(cc, sizeof cc));
   }
   return out;

@@ -28,7 +28,8 @@ struct TcpInfo {
   std::string congestion;  // "cubic", "bbr", ...
 };
 
-Result<TcpInfo> read_tcp_info(int fd);
+// `congestion`: also read the algorithm's name (a second getsockopt).
+Result<TcpInfo> read_tcp_info(int fd, bool congestion = true);
 
 // One live connection as the admin endpoint lists it.
 struct ConnectionReport {

@@ -35,11 +35,20 @@ void AccessLog::write(std::string_view line) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.size() + line.size() + 1 > kMaxPending) {
+      ++dropped_;
+      return;
+    }
     wake = pending_.empty();
     pending_.append(line);
     pending_ += '\n';
   }
   if (wake) cv_.notify_one();
+}
+
+uint64_t AccessLog::dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dropped_;
 }
 
 void AccessLog::run() {

@@ -32,8 +32,13 @@ class AccessLog {
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
 
+  // Lines waiting for the writer beyond this are dropped (and counted) rather than held:
+  // a stuck disk or a stdout nobody reads must not grow the proxy without bound.
+  static constexpr size_t kMaxPending = 64 << 20;
+
   // Any thread. `line` is one JSON object without the newline.
   void write(std::string_view line);
+  uint64_t dropped() const;
 
  private:
   AccessLog(int fd, bool owned);
@@ -41,9 +46,10 @@ class AccessLog {
 
   int fd_;
   bool owned_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;
+  uint64_t dropped_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

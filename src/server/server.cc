@@ -443,6 +443,11 @@ int Server::run() {
       "health: ejections {}, ejections refused (max_ejection_percent) {}, failed checks {}, "
       "panic mode entered {}",
       hs.ejections, hs.ejections_refused_max_percent, hs.active_check_failures, hs.panic_entered);
+  for (const auto& [path, log] : access_logs) {
+    if (uint64_t dropped = log->dropped()) {
+      LOG_WARN("access log {}: {} lines dropped (the writer could not keep up)", path, dropped);
+    }
+  }
   LOG_INFO("drained; exiting");
   return 0;
 }

@@ -65,6 +65,8 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
     if (drain_now && !drain_before) pools_[i]->drain();
     if (!drain_now && drain_before && !(now & kLeaving)) pools_[i]->undrain();
+    // Connections kept ready ahead of demand only where new requests may go.
+    pools_[i]->set_warm_up(snapshot->panic ? !(now & kLeaving) : now == 0);
   }
   health_ = std::move(snapshot);
   rebuild_balancer();

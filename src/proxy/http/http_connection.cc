@@ -66,22 +66,22 @@ bool lower_hex(std::string_view s) {
 // is valid (W3C Trace Context, version 00), else a new trace, sampled.
 std::string next_traceparent(const std::string* incoming) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string_view trace, flags = "01";
-  std::string fresh_trace;
+  constexpr std::string_view kZeroTrace = "00000000000000000000000000000000";
+  constexpr std::string_view kZeroParent = "0000000000000000";
+  char buf[56];
   if (incoming && incoming->size() == 55) {
     std::string_view v = *incoming;
     if (v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' && lower_hex(v.substr(3, 32)) &&
         lower_hex(v.substr(36, 16)) && lower_hex(v.substr(53, 2)) &&
-        v.substr(3, 32) != std::string(32, '0') && v.substr(36, 16) != std::string(16, '0')) {
-      trace = v.substr(3, 32);
-      flags = v.substr(53, 2);
+        v.substr(3, 32) != kZeroTrace && v.substr(36, 16) != kZeroParent) {
+      auto end = fmt::format_to_n(buf, sizeof buf, "00-{}-{:016x}-{}", v.substr(3, 32), rng() | 1,
+                                  v.substr(53, 2));
+      return std::string(buf, end.size);
     }
   }
-  if (trace.empty()) {
-    fresh_trace = fmt::format("{:016x}{:016x}", rng(), rng() | 1);
-    trace = fresh_trace;
-  }
-  return fmt::format("00-{}-{:016x}-{}", trace, rng() | 1, flags);
+  auto end = fmt::format_to_n(buf, sizeof buf, "00-{:016x}{:016x}-{:016x}-01", rng(), rng() | 1,
+                              rng() | 1);
+  return std::string(buf, end.size);
 }
 
 std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
@@ -193,7 +193,7 @@ void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
   cluster_.stats().pool_wait.observe(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(owner_.stream_->pool_ready - started_)
           .count()));
-  bool opened_for_us = conn.requests() <= 1;
+  bool opened_for_us = conn.requests() <= 1 && !conn.warm();
   owner_.stream_->upstream_connect = opened_for_us ? conn.connect_time() : Duration(0);
   if (opened_for_us) ++cluster_.stats().connect_attempts;
   conn.set_borrower(this);
@@ -393,9 +393,24 @@ void HttpConnection::close(const char* reason) {
     if (stream_->deadline) stream_->deadline->cancel();
     if (stream_->retry_timer) stream_->retry_timer->cancel();
     drop_attempt();
+    // A request cut short (client gone, upstream failed mid-response, a tunnel ending) is
+    // still timed and logged, with what it got to.
+    if (!stream_->recorded) {
+      add_flag("incomplete");
+      record_end(*stream_);
+    }
   }
   conn_.close();
   proxy_.remove(this);
+}
+
+void HttpConnection::record_end(Stream& s) {
+  if (s.recorded) return;
+  s.recorded = true;
+  proxy_.stats_.request_duration.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
+          .count()));
+  if (proxy_.access_log_) write_access_log(s);
 }
 
 void HttpConnection::abort(const char* reason) {
@@ -409,13 +424,21 @@ void HttpConnection::drain() {
   if (!stream_ && !closed_) close("draining");
 }
 
-void HttpConnection::write_access_log(const Stream& s) {
-  MonoTime now = proxy_.loop_.now();
-  const AccessLogConfig& cfg = proxy_.config_->access_log;
+bool HttpConnection::will_log(Stream& s) {
+  if (s.log_decided) return s.log;
   bool failed = s.flags.find("upstream_") != std::string::npos ||
                 s.flags.find("no_healthy_upstream") != std::string::npos ||
-                s.flags.find("downstream_reset") != std::string::npos;
-  if (!should_log(cfg, s.status, failed, now - s.first_byte_in)) return;
+                s.flags.find("downstream_reset") != std::string::npos ||
+                s.flags.find("incomplete") != std::string::npos;
+  s.log_decided = true;
+  s.log = should_log(proxy_.config_->access_log, s.status, failed,
+                     proxy_.loop_.now() - s.first_byte_in);
+  return s.log;
+}
+
+void HttpConnection::write_access_log(Stream& s) {
+  MonoTime now = proxy_.loop_.now();
+  if (!will_log(s)) return;
   auto us = [&](MonoTime t) -> int64_t {
     if (t == MonoTime{}) return -1;
     return std::chrono::duration_cast<std::chrono::microseconds>(t - s.first_byte_in).count();
@@ -828,8 +851,9 @@ void HttpConnection::start_attempt(bool fresh) {
     ++cluster.stats().no_healthy_endpoint;
     std::string body = fmt::format("no healthy endpoint in cluster {}\n", cluster.config().name);
     add_flag("no_healthy_upstream");
-    if (s.attempts == 0 && !s.request_complete) {
-      // Still inside the request head: answer once the body has been read.
+    if (s.attempts == 0 && !s.request_complete && !s.upgrade) {
+      // Still inside the request head: answer once the body has been read (an upgrade has
+      // no body to wait for: it is answered below, and the connection closed).
       s.local_reply_pending = true;
       s.local_status = 503;
       s.local_body = std::move(body);
@@ -1198,10 +1222,10 @@ void HttpConnection::on_response_complete(HeaderMap& trailers) {
     conn_.write(scratch());
   }
   bool reusable = s.request_complete && a.parser_.error().reason.empty();
-  if (proxy_.access_log_ && a.connection()) {
+  if (proxy_.access_log_ && a.connection() && will_log(s)) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
-    if (auto ti = net::read_tcp_info(a.connection()->fd())) {
+    if (auto ti = net::read_tcp_info(a.connection()->fd(), /*congestion=*/false)) {
       s.have_tcp_info = true;
       s.upstream_rtt_us = ti->rtt_us;
       s.upstream_retransmits = ti->total_retrans;
@@ -1287,10 +1311,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, bool cl
 void HttpConnection::finish_stream() {
   if (closed_) return;
   Stream& s = *stream_;
-  proxy_.stats_.request_duration.observe(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
-          .count()));
-  if (proxy_.access_log_) write_access_log(s);
+  record_end(s);
   LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
             s.request.method, s.request.target, s.status, s.flags.empty() ? "-" : s.flags,
             std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)

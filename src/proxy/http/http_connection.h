@@ -162,8 +162,11 @@ class HttpConnection final : public net::ConnectionCallbacks,
     bool have_tcp_info = false;
     uint32_t upstream_rtt_us = 0;
     uint32_t upstream_retransmits = 0;
-    std::string traceparent;                 // as sent upstream
-    std::string request_id;                  // X-Request-Id, as sent upstream
+    std::string traceparent;  // as sent upstream
+    std::string request_id;   // X-Request-Id, as sent upstream
+    bool recorded = false;    // timed and access-logged
+    bool log_decided = false;
+    bool log = false;
     std::unique_ptr<event::Timer> deadline;  // route timeout
     std::unique_ptr<event::Timer> retry_timer;
   };
@@ -195,7 +198,11 @@ class HttpConnection final : public net::ConnectionCallbacks,
   void compute_hash(Stream& s);
   void schedule_retry(const std::string& why);
   void add_flag(const char* flag);
-  void write_access_log(const Stream& s);
+  // Times the request and writes its access-log line, once.
+  void record_end(Stream& s);
+  // Whether the request gets an access-log line (decided once, at its end).
+  bool will_log(Stream& s);
+  void write_access_log(Stream& s);
 
   void send_local_reply(int status, std::string_view body, bool close_connection, const char* flag);
   void finish_stream();

@@ -97,8 +97,12 @@ class TcpSession final : public event::DeferredDeletable {
     if (!cl.has_endpoints()) {
       ++stats.no_healthy_endpoint;
       ++proxy_.stats_.no_endpoint_reachable;
-      LOG_WARN("tcp {}: closing downstream {}: no healthy endpoint in cluster {}",
-               proxy_.config_->name, peer_.to_string(), cfg.name);
+      // Once a second at most: every connection fails the same way until one comes back.
+      if (proxy_.loop_.now() - proxy_.last_unhealthy_log_ >= std::chrono::seconds(1)) {
+        proxy_.last_unhealthy_log_ = proxy_.loop_.now();
+        LOG_WARN("tcp {}: closing downstream {}: no healthy endpoint in cluster {}",
+                 proxy_.config_->name, peer_.to_string(), cfg.name);
+      }
       return close("no healthy endpoint", false);
     }
     upstream::lb::PickContext ctx{tried_, std::nullopt};

@@ -89,6 +89,7 @@ class TcpProxy final : public net::ListenerCallbacks {
   TcpProxyStats stats_;
   std::shared_ptr<AccessLog> access_log_;
   MonoTime last_refusal_log_{};
+  MonoTime last_unhealthy_log_{};
   uint64_t refusals_since_log_ = 0;
 };
 

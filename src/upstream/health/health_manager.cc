@@ -95,6 +95,12 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
     if (c.endpoints[ei].removed) {
       c.endpoints[ei].removed = false;
       changed = true;
+      if (c.endpoints[ei].checker) {
+        // Checked again from scratch: its first answer decides, as for a new endpoint.
+        c.endpoints[ei].answered = false;
+        c.endpoints[ei].check_passes = c.endpoints[ei].check_failures = 0;
+        if (started_) c.endpoints[ei].checker->start();
+      }
       LOG_INFO("cluster {}: endpoint {} is back in the answer", c.config->name,
                ep.address.to_string());
     }
@@ -102,6 +108,7 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
   for (size_t ei = 0; ei < c.table.size(); ++ei) {
     if (listed[ei] || c.endpoints[ei].removed) continue;
     c.endpoints[ei].removed = true;
+    if (c.endpoints[ei].checker) c.endpoints[ei].checker->stop();
     changed = true;
     LOG_INFO("cluster {}: endpoint {} left the answer: {}", c.config->name,
              c.table[ei].address.to_string(),
@@ -234,8 +241,7 @@ void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& wh
     LOG_WARN(
         "cluster {}: endpoint {} not ejected ({}): {} of {} endpoints already are "
         "(max_ejection_percent {})",
-        c.config->name, endpoint_name(c, endpoint), why, ejected, c.endpoints.size(),
-        o.max_ejection_percent);
+        c.config->name, endpoint_name(c, endpoint), why, ejected, members, o.max_ejection_percent);
     return;
   }
   ++e.ejections;
@@ -353,10 +359,10 @@ void HealthManager::log_panic(const ClusterState& c) {
     LOG_WARN(
         "cluster {}: panic mode: {} of {} endpoints usable, below panic_threshold {}%; "
         "balancing over all endpoints",
-        c.config->name, c.usable, c.endpoints.size(), c.config->panic_threshold);
+        c.config->name, c.usable, c.members, c.config->panic_threshold);
   } else {
     LOG_INFO("cluster {}: leaving panic mode: {} of {} endpoints usable", c.config->name, c.usable,
-             c.endpoints.size());
+             c.members);
   }
 }
 

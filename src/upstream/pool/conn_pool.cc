@@ -204,6 +204,7 @@ void ConnPool::open_for(Waiter* waiter) {
   PooledConnection& c = *owned;
   connections_.push_back(std::move(owned));
   c.created_ = loop_.now();
+  c.warm_ = waiter == nullptr;
   if (config_.max_lifetime.count() > 0) {
     // Up to 10% earlier, at random, so connections opened together do not all retire together.
     thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -328,7 +329,7 @@ void ConnPool::serve_queue() {
 void ConnPool::warm_up() {
   // Not while draining, not re-entered from a connect that failed at once, and not again
   // within a second of a failed connect (a dead endpoint must not be hammered).
-  if (draining_ || warming_ || loop_.now() < next_warm_at_) return;
+  if (draining_ || !warm_allowed_ || warming_ || loop_.now() < next_warm_at_) return;
   warming_ = true;
   size_t ready =
       idle_.size() + stats_.state_count[static_cast<int>(PooledConnection::State::kConnecting)];

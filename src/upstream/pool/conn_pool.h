@@ -54,6 +54,8 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   void set_borrower(net::ConnectionCallbacks* borrower) { borrower_ = borrower; }
   // Whether this connection served a request before the current one.
   bool reused() const { return requests_ > 1; }
+  // Opened ahead of demand (min_idle) rather than for a waiting request.
+  bool warm() const { return warm_; }
   // How long the TCP connect took (zero until connected).
   Duration connect_time() const {
     return connected_at_ == MonoTime{} ? Duration(0) : connected_at_ - created_;
@@ -81,6 +83,7 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   MonoTime connected_at_{};
   MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
   uint32_t requests_ = 0;
+  bool warm_ = false;
   net::ConnectionCallbacks* borrower_ = nullptr;
   std::list<PooledConnection*>::iterator idle_pos_;  // valid while in_idle_
   bool in_idle_ = false;
@@ -142,6 +145,12 @@ class ConnPool {
   // The endpoint is back: connections may be pooled again (those already marked to close
   // after their request still do).
   void undrain() { draining_ = false; }
+  // Whether min_idle connections are kept open ahead of demand (not for an endpoint that
+  // takes no new requests).
+  void set_warm_up(bool allowed) {
+    warm_allowed_ = allowed;
+    if (allowed) warm_up();
+  }
   // Opens connections until min_idle are idle or connecting (within max_connections).
   void warm_up();
 
@@ -185,6 +194,7 @@ class ConnPool {
   uint32_t rate_window_connects_ = 0;
   MonoTime last_port_warning_{};
   bool draining_ = false;
+  bool warm_allowed_ = true;
   bool tearing_down_ = false;
   bool warming_ = false;
   MonoTime next_warm_at_{};
