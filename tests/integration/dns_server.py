@@ -21,6 +21,7 @@ Records are zone-file lines relative to the zone origin, e.g. "api IN A 127.0.0.
 "_http._tcp IN SRV 10 1 8080 a", "www IN CNAME api". Standard library only.
 """
 
+import collections
 import os
 import random
 import shutil
@@ -35,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import http_util as hu  # noqa: E402
 
 NSD = os.environ.get("NSD_BIN", "/usr/sbin/nsd")
 
@@ -500,3 +502,70 @@ def ipv6_loopback_works():
         return True
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------
+# sluice configurations and traffic checks shared by the DNS tests
+
+
+def dns_block(server, **kw):
+    d = {"servers": [server], "timeout": "500ms", "attempts": 2, "hosts_file": "", "family": "v4"}
+    d.update(kw)
+    return d
+
+
+def make_config(clusters, dns, routes=None, workers=2):
+    if routes is None:
+        routes = [{"match": {"prefix": "/"}, "cluster": clusters[0]["name"]}]
+    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s", "dns": dns,
+           "listeners": [hu.simple_listener(routes)], "clusters": clusters}
+    return harness.to_yaml(hu._quote(cfg)) + "\n"
+
+
+def dns_cluster(name, hosts, port, type="strict_dns", **kw):
+    eps = [{"address": "%s:%d" % (h, port)} for h in hosts]
+    c = {"name": name, "type": type, "connect_timeout": "1s"}
+    c.update(kw)
+    if type != "dns_srv":
+        c["endpoints"] = eps
+    return c
+
+
+def backends_seen(port, n, target="/t", client=None):
+    """n requests on one keep-alive connection: (Counter of X-Backend, list of non-200 statuses)."""
+    c = client or hu.Client(port, timeout=10)
+    counts, bad = collections.Counter(), []
+    try:
+        for i in range(n):
+            r = c.request("GET", "%s/%d" % (target, i))
+            if r.status != 200:
+                bad.append((r.status, r.body[:80]))
+            else:
+                counts[r.header("x-backend")] += 1
+            if "close" in r.tokens("connection"):
+                c.close()
+                c = hu.Client(port, timeout=10)
+    finally:
+        c.close()
+    return counts, bad
+
+
+def until_from(port, name, timeout=2.0, target="/until"):
+    """Requests (one connection) until one is answered by backend `name`: the workers apply a
+    new endpoint set just after the main thread logs it. Returns (requests sent, non-200 answers)."""
+    c = hu.Client(port, timeout=10)
+    sent, bad = [0], []
+
+    def one():
+        r = c.request("GET", "%s/%d" % (target, sent[0]))
+        sent[0] += 1
+        if r.status != 200:
+            bad.append((r.status, r.body[:80]))
+        return r.header("x-backend") == name
+    try:
+        ok = harness.wait_until(one, timeout, 0.01)
+    finally:
+        c.close()
+    return (sent[0] if ok else None), bad
+
+

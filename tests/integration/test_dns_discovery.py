@@ -26,84 +26,13 @@ import harness  # noqa: E402
 from harness import check, info  # noqa: E402
 import http_util as hu  # noqa: E402
 import dns_server as ds  # noqa: E402
+from dns_server import backends_seen, dns_block, dns_cluster, make_config, until_from  # noqa: E402,F401
 
 Z = "test.sluice"
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def dns_block(server, **kw):
-    d = {"servers": [server], "timeout": "500ms", "attempts": 2, "hosts_file": "", "family": "v4"}
-    d.update(kw)
-    return d
-
-
-def make_config(clusters, dns, workers=2):
-    routes = [{"match": {"prefix": "/"}, "cluster": clusters[0]["name"]}]
-    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s", "dns": dns,
-           "listeners": [hu.simple_listener(routes)], "clusters": clusters}
-    return harness.to_yaml(hu._quote(cfg)) + "\n"
-
-
-def dns_cluster(name, hosts, port, type="strict_dns", **kw):
-    c = {"name": name, "type": type, "connect_timeout": "1s"}
-    c.update(kw)
-    c["endpoints"] = [{"address": "%s:%d" % (h, port)} for h in hosts]
-    return c
-
-
-def start(text, ready_timeout=20):
-    """harness.Sluice(text), waiting for the binary while a rebuild replaces it."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return harness.Sluice(text, ready_timeout=ready_timeout)
-        except OSError as e:
-            if time.monotonic() > deadline:
-                raise
-            info("cannot start %s (%s); waiting for it to be rebuilt" % (harness.sluice_bin(), e))
-            harness.wait_until(lambda: os.access(harness.sluice_bin(), os.X_OK), 10, 0.2)
-            time.sleep(0.5)  # let the linker finish writing before exec
-
-
-def backends_seen(port, n, target="/t"):
-    """n requests on one keep-alive connection: (Counter of X-Backend, list of non-200 answers)."""
-    c = hu.Client(port, timeout=10)
-    counts, bad = collections.Counter(), []
-    try:
-        for i in range(n):
-            r = c.request("GET", "%s/%d" % (target, i))
-            if r.status != 200:
-                bad.append((r.status, r.body[:80]))
-            else:
-                counts[r.header("x-backend")] += 1
-            if "close" in r.tokens("connection"):
-                c.close()
-                c = hu.Client(port, timeout=10)
-    finally:
-        c.close()
-    return counts, bad
-
-
-def until_from(port, name, timeout=2.0, target="/until"):
-    """Requests (one connection) until one is answered by backend `name`: the workers apply a
-    new endpoint set just after the main thread logs it. Returns (requests sent, non-200 answers)."""
-    c = hu.Client(port, timeout=10)
-    sent, bad = [0], []
-
-    def one():
-        r = c.request("GET", "%s/%d" % (target, sent[0]))
-        sent[0] += 1
-        if r.status != 200:
-            bad.append((r.status, r.body[:80]))
-        return r.header("x-backend") == name
-    try:
-        ok = harness.wait_until(one, timeout, 0.01)
-    finally:
-        c.close()
-    return (sent[0] if ok else None), bad
 
 
 class Load:
@@ -158,7 +87,7 @@ def change_under_load(extra_cluster, bound, keep):
     port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
     ttl = 2
     ns = ds.NsdServer(["api IN A 127.0.0.11"], ttl=ttl)
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port, **extra_cluster)], dns_block(ns.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port, **extra_cluster)], dns_block(ns.address)))
     hp = sl.port("web")
     load = Load(hp, threads=6)
     check(harness.wait_until(lambda: load.count() >= 200 or load.errors, 10),
@@ -212,7 +141,7 @@ def case_keep_with_max_lifetime():
 def case_strict_dns_union_and_nxdomain_keeps_addresses():
     port, (a, b, c) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12"), ("c", "127.0.0.13")])
     ns = ds.NsdServer(["one IN A 127.0.0.11", "two IN A 127.0.0.12", "two IN A 127.0.0.13"], ttl=1, minimum=1)
-    sl = start(make_config([dns_cluster("app", ["one." + Z, "two." + Z], port)], dns_block(ns.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["one." + Z, "two." + Z], port)], dns_block(ns.address)))
     hp = sl.port("web")
     check(sl.find_lines("cluster app: one.test.sluice resolved to 127.0.0.11 (ttl 1s)"),
           "log: one.test.sluice resolved to 127.0.0.11", hu.log_tail(sl))
@@ -246,7 +175,7 @@ def case_logical_dns_first_address():
     r = ns.query("api." + Z, "A")
     order = [x[3] for x in r[1]] if r else None
     check(order == ["127.0.0.11", "127.0.0.12"], "nsd answers 127.0.0.11, 127.0.0.12 in zone order", repr(r))
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port, type="logical_dns")], dns_block(ns.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port, type="logical_dns")], dns_block(ns.address)))
     hp = sl.port("web")
     check(sl.find_lines("cluster app: api.test.sluice resolved to 127.0.0.11, 127.0.0.12 (ttl 1s)"),
           "log: api.test.sluice resolved to 127.0.0.11, 127.0.0.12", hu.log_tail(sl))
@@ -275,7 +204,7 @@ def case_logical_dns_first_address():
 def case_empty_cluster_at_start():
     port, (a,) = ds.backends_on_one_port([("a", "127.0.0.11")])
     ns = ds.NsdServer(["other IN A 127.0.0.11"], ttl=1, minimum=1)
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(ns.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(ns.address)))
     hp = sl.port("web")
     check(sl.find_lines("cluster app: api.test.sluice: no such name (NXDOMAIN)"),
           "log: 'cluster app: api.test.sluice: no such name (NXDOMAIN)' and sluice is ready", hu.log_tail(sl))

@@ -30,87 +30,13 @@ import harness  # noqa: E402
 from harness import check, info, soft_check  # noqa: E402
 import http_util as hu  # noqa: E402
 import dns_server as ds  # noqa: E402
+from dns_server import backends_seen, dns_block, dns_cluster, make_config, until_from  # noqa: E402,F401
 
 Z = "test.sluice"
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def dns_block(server, **kw):
-    d = {"servers": [server], "timeout": "500ms", "attempts": 2, "hosts_file": "", "family": "v4"}
-    d.update(kw)
-    return d
-
-
-def make_config(clusters, dns, routes=None, workers=2):
-    if routes is None:
-        routes = [{"match": {"prefix": "/"}, "cluster": clusters[0]["name"]}]
-    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s", "dns": dns,
-           "listeners": [hu.simple_listener(routes)], "clusters": clusters}
-    return harness.to_yaml(hu._quote(cfg)) + "\n"
-
-
-def dns_cluster(name, hosts, port, type="strict_dns", **kw):
-    eps = [{"address": "%s:%d" % (h, port)} for h in hosts]
-    c = {"name": name, "type": type, "connect_timeout": "1s"}
-    c.update(kw)
-    if type != "dns_srv":
-        c["endpoints"] = eps
-    return c
-
-
-def start(text, ready_timeout=20):
-    """harness.Sluice(text), waiting for the binary while a rebuild replaces it."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return harness.Sluice(text, ready_timeout=ready_timeout)
-        except OSError as e:
-            if time.monotonic() > deadline:
-                raise
-            info("cannot start %s (%s); waiting for it to be rebuilt" % (harness.sluice_bin(), e))
-            harness.wait_until(lambda: os.access(harness.sluice_bin(), os.X_OK), 10, 0.2)
-            time.sleep(0.5)  # let the linker finish writing before exec
-
-
-def backends_seen(port, n, target="/t", client=None):
-    """n requests on one keep-alive connection: (Counter of X-Backend, list of non-200 statuses)."""
-    c = client or hu.Client(port, timeout=10)
-    counts, bad = collections.Counter(), []
-    try:
-        for i in range(n):
-            r = c.request("GET", "%s/%d" % (target, i))
-            if r.status != 200:
-                bad.append((r.status, r.body[:80]))
-            else:
-                counts[r.header("x-backend")] += 1
-            if "close" in r.tokens("connection"):
-                c.close()
-                c = hu.Client(port, timeout=10)
-    finally:
-        c.close()
-    return counts, bad
-
-
-def until_from(port, name, timeout=2.0, target="/until"):
-    """Requests (one connection) until one is answered by backend `name`: the workers apply a
-    new endpoint set just after the main thread logs it. Returns (requests sent, non-200 answers)."""
-    c = hu.Client(port, timeout=10)
-    sent, bad = [0], []
-
-    def one():
-        r = c.request("GET", "%s/%d" % (target, sent[0]))
-        sent[0] += 1
-        if r.status != 200:
-            bad.append((r.status, r.body[:80]))
-        return r.header("x-backend") == name
-    try:
-        ok = harness.wait_until(one, timeout, 0.01)
-    finally:
-        c.close()
-    return (sent[0] if ok else None), bad
 
 
 def wait_log_time(sl, pred, timeout, start=0):
@@ -131,7 +57,7 @@ def case_ttl_expiry_moves_traffic():
     port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
     ns = ds.NsdServer(["api IN A 127.0.0.11"], ttl=2)
     relay = ds.DnsRelay(ns.address)
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(relay.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(relay.address)))
     hp = sl.port("web")
     check(sl.find_lines("cluster app: api.test.sluice resolved to 127.0.0.11 (ttl 2s)"),
           "log: 'cluster app: api.test.sluice resolved to 127.0.0.11 (ttl 2s)'", hu.log_tail(sl))
@@ -185,7 +111,7 @@ def nxdomain_case(soa_ttl, minimum, negative_min_ttl, expect):
     relay = ds.DnsRelay(ns.address)
     dns = dns_block(relay.address, negative_min_ttl=negative_min_ttl, negative_max_ttl="5m")
     # dns_failure_refresh is far from every negative TTL here, so the retry interval tells them apart
-    sl = start(make_config([dns_cluster("app", ["nope." + Z], port, dns_failure_refresh="7s")], dns))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["nope." + Z], port, dns_failure_refresh="7s")], dns))
     hp = sl.port("web")
     warn = "cluster app: nope.test.sluice: no such name (NXDOMAIN)"
     lines = sl.find_lines(lambda l: warn in l or "sluice ready" in l)
@@ -246,7 +172,7 @@ def case_stale_answers_while_server_stopped():
     port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
     ns = ds.NsdServer(["api IN A 127.0.0.11"], ttl=1)
     dns = dns_block(ns.address, timeout="300ms", attempts=2, stale_ttl="3s")
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port, dns_failure_refresh="1s")], dns))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port, dns_failure_refresh="1s")], dns))
     hp = sl.port("web")
     counts, bad = backends_seen(hp, 10)
     check(not bad and counts == {"a": 10}, "10 requests: all 200 from a", repr((counts, bad)))
@@ -349,7 +275,7 @@ def case_srv_priority_and_weight():
             "a IN A 127.0.0.11", "b IN A 127.0.0.12", "c IN A 127.0.0.13"]
     ns = ds.NsdServer(recs, ttl=2)
     cl = {"name": "app", "type": "dns_srv", "srv_name": "_http._tcp." + Z, "connect_timeout": "1s"}
-    sl = start(make_config([cl], dns_block(ns.address)))
+    sl = harness.Sluice(make_config([cl], dns_block(ns.address)))
     hp = sl.port("web")
     for addr, w in (("127.0.0.11:%d" % port, 1), ("127.0.0.12:%d" % port, 3)):
         check(sl.find_lines("cluster app: endpoint %s added (weight %d)" % (addr, w)),
@@ -390,7 +316,7 @@ def case_cname_chains():
                 dns_cluster("long", ["c1." + Z], port)]
     routes = [{"match": {"prefix": "/loop"}, "cluster": "loop"}, {"match": {"prefix": "/long"}, "cluster": "long"},
               {"match": {"prefix": "/"}, "cluster": "app"}]
-    sl = start(make_config(clusters, dns_block(ns.address, max_cname_chain=2), routes=routes))
+    sl = harness.Sluice(make_config(clusters, dns_block(ns.address, max_cname_chain=2), routes=routes))
     hp = sl.port("web")
     want = "cluster app: www.test.sluice resolved to 127.0.0.11 (ttl 2s)"
     check(sl.find_lines(want), "a chain of 2 CNAMEs (max_cname_chain 2) resolves: '%s'" % want, hu.log_tail(sl))
@@ -417,7 +343,7 @@ def case_family_v6_and_both():
     port, (a, v6) = ds.backends_on_one_port([("a", "127.0.0.11"), ("v6", "::1")])
     ns = ds.NsdServer(["api IN A 127.0.0.11", "api IN AAAA ::1", "four IN A 127.0.0.11"], ttl=2)
     # v6: only the AAAA record
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port), dns_cluster("four", ["four." + Z], port)],
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port), dns_cluster("four", ["four." + Z], port)],
                            dns_block(ns.address, family="v6"),
                            routes=[{"match": {"prefix": "/four"}, "cluster": "four"},
                                    {"match": {"prefix": "/"}, "cluster": "app"}]))
@@ -433,7 +359,7 @@ def case_family_v6_and_both():
     check(sl.find_lines(want), "a name with only an A record: '%s'" % want, hu.log_tail(sl))
     hu.stop_and_check(sl)
     # both: AAAA and A, IPv6 first; strict_dns uses both, logical_dns the first (IPv6)
-    sl = start(make_config([dns_cluster("app", ["api." + Z], port),
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port),
                             dns_cluster("first", ["api." + Z], port, type="logical_dns"),
                             dns_cluster("four", ["four." + Z], port)],
                            dns_block(ns.address, family="both"),
@@ -464,7 +390,7 @@ def case_hosts_file():
     hosts = os.path.join(ns.tmpdir, "hosts")
     with open(hosts, "w") as f:
         f.write("# test hosts file\n127.0.0.11 hosty.test.sluice other.test.sluice\n")
-    sl = start(make_config([dns_cluster("app", ["hosty." + Z], port)], dns_block(relay.address, hosts_file=hosts)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["hosty." + Z], port)], dns_block(relay.address, hosts_file=hosts)))
     hp = sl.port("web")
     check(sl.find_lines("cluster app: hosty.test.sluice resolved to 127.0.0.11"),
           "a name in hosts_file resolves from it (127.0.0.11, not the zone's 127.0.0.12)", hu.log_tail(sl))
