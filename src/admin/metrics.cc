@@ -170,6 +170,38 @@ std::string render_prometheus(const MetricsInput& in) {
                 s.request_duration);
   }
 
+  if (in.listeners) {
+    // Per route: responses by class and the duration histogram, labelled with the route's
+    // name (configured, or "<virtual host>/<index>").
+    auto for_each_route = [&](auto fn) {
+      for (const auto& l : *in.listeners) {
+        auto it = http.find(l->name);
+        if (it == http.end()) continue;
+        for (const auto& vh : l->http.virtual_hosts) {
+          for (const auto& r : vh.routes) {
+            if (r.id < it->second.routes.size()) {
+              fn(label("listener", l->name) + "," + label("route", r.name),
+                 it->second.routes[r.id]);
+            }
+          }
+        }
+      }
+    };
+    w.family("sluice_route_responses_total", "counter",
+             "HTTP responses per route, by status class.");
+    for_each_route([&](const std::string& l, const proxy::http::HttpProxyStats::RouteStats& rs) {
+      for (int c = 0; c < 5; ++c) {
+        w.sample("sluice_route_responses_total", fmt::format("{},class=\"{}xx\"", l, c + 1),
+                 rs.responses[c]);
+      }
+    });
+    w.family("sluice_route_request_duration_seconds", "histogram",
+             "Per route: from the request head to the end of the response.");
+    for_each_route([&](const std::string& l, const proxy::http::HttpProxyStats::RouteStats& rs) {
+      w.histogram("sluice_route_request_duration_seconds", l, rs.duration);
+    });
+  }
+
   w.family("sluice_cluster_connect_attempts_total", "counter", "Upstream connect attempts.");
   for (size_t i = 0; i < nclusters; ++i) {
     w.sample("sluice_cluster_connect_attempts_total", label("cluster", (*in.clusters)[i]->name),

@@ -36,6 +36,7 @@ struct MetricsInput {
   std::vector<WorkerReport> workers;
   std::map<std::string, uint32_t> active_connections;  // per listener, across workers
   const std::vector<std::shared_ptr<const upstream::ClusterConfig>>* clusters = nullptr;
+  const std::vector<std::shared_ptr<const proxy::ListenerConfig>>* listeners = nullptr;
   const upstream::health::HealthManager* health = nullptr;
   const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
 };

@@ -307,11 +307,12 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
   using proxy::http::Route;
   using proxy::http::RouteMatch;
   MapReader m(r, node, path,
-              {"match", "cluster", "prefix_rewrite", "redirect", "direct_response", "timeout",
-               "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retries",
+              {"name", "match", "cluster", "prefix_rewrite", "redirect", "direct_response",
+               "timeout", "per_try_timeout", "upstream_idle_timeout", "max_body_size", "retries",
                "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add",
                "response_headers_to_remove", "hash_policy"});
   if (!m.ok()) return;
+  m.read_string("name", route.name);
   if (m.require("match")) {
     MapReader mm(r, m.get("match"), m.path("match"),
                  {"prefix", "path", "regex", "methods", "headers", "query"});
@@ -407,6 +408,7 @@ void read_route(YamlReader& r, const YAML::Node& node, const std::string& path,
 
 void read_virtual_hosts(YamlReader& r, const YAML::Node& list, const std::string& path,
                         proxy::http::HttpOptions& o) {
+  uint32_t route_count = 0;
   if (!list.IsSequence() || list.size() == 0) {
     r.error(list, path, "expected a non-empty list of virtual hosts");
     return;
@@ -434,6 +436,10 @@ void read_virtual_hosts(YamlReader& r, const YAML::Node& list, const std::string
         for (size_t k = 0; k < routes.size(); ++k) {
           proxy::http::Route route;
           read_route(r, routes[k], fmt::format("{}[{}]", m.path("routes"), k), route);
+          route.id = route_count++;
+          if (route.name.empty()) {
+            route.name = fmt::format("{}/{}", vh.name.empty() ? std::to_string(i) : vh.name, k);
+          }
           vh.routes.push_back(std::move(route));
         }
       }

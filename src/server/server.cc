@@ -283,6 +283,7 @@ int Server::run() {
     pending->render = std::move(render);
     pending->input.workers.resize(workers.size());
     pending->input.clusters = &config_->clusters;
+    pending->input.listeners = &config_->listeners;
     pending->input.health = &health;
     pending->input.dns = resolver ? &resolver->stats() : nullptr;
     for (size_t i = 0; i < config_->listeners.size(); ++i) {

@@ -611,8 +611,40 @@ def case_connections_endpoint():
     hu.stop_and_check(sl)
 
 
+def case_per_route_counters():
+    """Per route: responses by class and a duration histogram, labelled by the route's name
+    (configured, or "<virtual host>/<index>")."""
+    b = HttpBackend("a")
+    routes = [{"name": "api", "match": {"prefix": "/api"}, "cluster": "app"},
+              {"match": {"prefix": "/"}, "cluster": "app"}]
+    sl, ap = start([hu.simple_listener(routes)], [hu.cluster("app", [b])])
+    try:
+        port = sl.port("web")
+        sent = {("api", "2xx"): 7, ("all/1", "2xx"): 4, ("all/1", "5xx"): 2}
+        for _ in range(7):
+            hu.request_once(port, "GET", "/api/x")
+        for _ in range(4):
+            hu.request_once(port, "GET", "/other")
+        for _ in range(2):
+            hu.request_once(port, "GET", "/status/503")
+        s = wait_scrape(ap, lambda s: s.get("sluice_route_request_duration_seconds_count",
+                                            listener="web", route="all/1") == 6)
+        for (route, cls), n in sent.items():
+            got = s.get("sluice_route_responses_total", listener="web", route=route, **{"class": cls})
+            check(got == n, "route %s: %d %s responses counted (%r)" % (route, n, cls, got),
+                  s.excerpt("sluice_route_responses_total"))
+        check(s.get("sluice_route_request_duration_seconds_count", listener="web", route="api") == 7,
+              "route api: 7 in its duration histogram", s.excerpt("sluice_route_request_duration"))
+        check(s.get("sluice_route_request_duration_seconds_count", listener="web", route="all/1") == 6,
+              "route all/1: 6 in its duration histogram", s.excerpt("sluice_route_request_duration"))
+        hu.stop_and_check(sl)
+    finally:
+        sl.kill()
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_format_and_exact_request_counters, case_tcp_listener_bytes,
                        case_pool_gauges_agree_with_clusters_json, case_connect_failures_counted,
-                       case_listeners_and_config_json, case_connections_endpoint])
+                       case_listeners_and_config_json, case_connections_endpoint,
+                       case_per_route_counters])

@@ -407,9 +407,17 @@ void HttpConnection::close(const char* reason) {
 void HttpConnection::record_end(Stream& s) {
   if (s.recorded) return;
   s.recorded = true;
-  proxy_.stats_.request_duration.observe(static_cast<uint64_t>(
+  auto us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
-          .count()));
+          .count());
+  proxy_.stats_.request_duration.observe(us);
+  if (s.route) {
+    auto& routes = proxy_.stats_.routes;
+    if (routes.size() <= s.route->id) routes.resize(s.route->id + 1);
+    auto& rs = routes[s.route->id];
+    if (s.status >= 100 && s.status < 600) ++rs.responses[s.status / 100 - 1];
+    rs.duration.observe(us);
+  }
   if (proxy_.access_log_) write_access_log(s);
 }
 
@@ -1368,7 +1376,11 @@ HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> co
       clusters_(std::move(clusters)),
       active_connections_(std::move(active_connections)),
       parser_limits_{config_->http.max_head_bytes, config_->http.max_headers,
-                     config_->http.max_uri_bytes} {}
+                     config_->http.max_uri_bytes} {
+  size_t routes = 0;
+  for (const auto& vh : config_->http.virtual_hosts) routes += vh.routes.size();
+  stats_.routes.resize(routes);
+}
 
 HttpProxy::~HttpProxy() {
   on_idle_ = nullptr;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/histogram.h"
 #include "event/loop.h"
@@ -35,6 +36,11 @@ struct HttpProxyStats {
   uint64_t upstream_timeouts = 0;
   uint64_t parse_errors = 0;
   Histogram request_duration;  // head received → response complete (or failure)
+  struct RouteStats {
+    uint64_t responses[5] = {};  // 1xx..5xx
+    Histogram duration;
+  };
+  std::vector<RouteStats> routes;  // by Route::id
 
   void add(const HttpProxyStats& o) {
     accepted += o.accepted;
@@ -51,6 +57,11 @@ struct HttpProxyStats {
     upstream_timeouts += o.upstream_timeouts;
     parse_errors += o.parse_errors;
     request_duration.add(o.request_duration);
+    if (routes.size() < o.routes.size()) routes.resize(o.routes.size());
+    for (size_t i = 0; i < o.routes.size(); ++i) {
+      for (int c = 0; c < 5; ++c) routes[i].responses[c] += o.routes[i].responses[c];
+      routes[i].duration.add(o.routes[i].duration);
+    }
   }
 };
 

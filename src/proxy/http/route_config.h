@@ -67,6 +67,11 @@ struct HeaderToAdd {
 struct Route {
   enum class Action { kForward, kRedirect, kDirectResponse };
 
+  // Set when the listener's routes are loaded: the route's position among all of them
+  // (its slot in per-route counters) and its label in metrics.
+  uint32_t id = 0;
+  std::string name;  // configured, or "<virtual host>/<index>"
+
   RouteMatch match;
   Action action = Action::kForward;
   // kForward
