@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/histogram.h"
+#include "net/socket_options.h"
 
 namespace sluice::admin {
 namespace {
@@ -357,6 +358,12 @@ std::string render_prometheus(const MetricsInput& in) {
   per_endpoint("sluice_endpoint_pool_timeouts_total", "counter",
                "Requests that waited longer than pending_timeout for a connection.",
                [](const PoolSum& p) { return p.s.pending_timeouts; });
+
+  w.family("sluice_ephemeral_ports", "gauge",
+           "Local ports available for upstream connections (net.ipv4.ip_local_port_range). Each "
+           "connection closed by sluice holds one in TIME_WAIT for 60 s: "
+           "rate(sluice_endpoint_connects_total[1m]) * 60 / this is the share in use.");
+  w.sample("sluice_ephemeral_ports", "", uint64_t{net::ephemeral_port_count()});
 
   if (in.dns) {
     const auto& d = *in.dns;
