@@ -129,17 +129,7 @@ def make_config(routes, clusters, workers=2, extra=None):
 
 
 def start_text(text, ready_timeout=20):
-    """harness.Sluice(text), waiting for the binary while a rebuild replaces it."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return harness.Sluice(text, ready_timeout=ready_timeout)
-        except OSError as e:
-            if time.monotonic() > deadline:
-                raise
-            info("cannot start %s (%s); waiting for it to be rebuilt" % (harness.sluice_bin(), e))
-            harness.wait_until(lambda: os.access(harness.sluice_bin(), os.X_OK), 10, 0.2)
-            time.sleep(0.5)  # let the linker finish writing before exec
+    return harness.Sluice(text, ready_timeout=ready_timeout)
 
 
 def http_check(**kw):

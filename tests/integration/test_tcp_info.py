@@ -81,7 +81,10 @@ def drop_10_percent_to(port):
 def start(backend, alog):
     lst = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}], access_log={"path": alog})
     cfg = {"workers": 1, "log_level": "debug", "drain_timeout": "5s", "admin": {"address": "127.0.0.1:0"},
-           "listeners": [lst], "clusters": [hu.cluster("app", [backend])]}
+           "listeners": [lst],
+           # The drop rule may take a SYN too: its retransmission comes after 1 s, so the
+           # connect must be allowed longer than that.
+           "clusters": [hu.cluster("app", [backend], connect_timeout="5s")]}
     sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
     line = sl.wait_log(ADMIN_RE, 5)
     if not line:
