@@ -95,7 +95,6 @@ void DnsDiscovery::refresh(ClusterState& c) {
           targets.push_back(std::move(t));
         }
         c.targets = std::move(targets);
-        c.srv_resolved = true;
         c.pending = 0;
         resolve_targets(c);
       });

@@ -42,7 +42,6 @@ class DnsDiscovery {
     size_t index = 0;
     std::shared_ptr<const upstream::ClusterConfig> config;
     std::vector<Target> targets;  // strict/logical: the configured names; dns_srv: SRV targets
-    bool srv_resolved = false;
     std::unique_ptr<event::Timer> timer;
     uint64_t round = 0;  // answers of an older round are ignored
     size_t pending = 0;

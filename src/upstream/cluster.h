@@ -124,7 +124,6 @@ class Cluster {
   // A new health snapshot from the manager: rebuilds the balancer and drains the pools of
   // endpoints that started draining.
   void set_health(std::shared_ptr<const health::HealthSnapshot> snapshot);
-  const health::HealthSnapshot& health() const { return *health_; }
 
   // An exchange with `endpoint` ended this way (fed to outlier detection).
   void report(size_t endpoint, health::Outcome outcome);

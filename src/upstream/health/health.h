@@ -47,20 +47,10 @@ struct HealthCheckConfig {
 struct OutlierConfig {
   uint32_t consecutive_5xx = 5;                  // 0 disables
   uint32_t consecutive_gateway_failure = 5;      // connect failure, reset, timeout, 502/503/504
-  Duration interval = std::chrono::seconds(10);  // success-rate sweep and ejection decay
+  Duration interval = std::chrono::seconds(10);  // an endpoint in service earns back one ejection
   Duration base_ejection_time = std::chrono::seconds(30);
   Duration max_ejection_time = std::chrono::seconds(300);
   uint32_t max_ejection_percent = 50;  // at least one endpoint may always be ejected
-  // Success-rate ejection (off unless enabled): an endpoint whose success rate over the last
-  // interval is below mean - stdev_factor * stdev of the cluster is ejected, when at least
-  // minimum_hosts endpoints each saw request_volume requests.
-  bool success_rate = false;
-  uint32_t success_rate_minimum_hosts = 3;
-  uint32_t success_rate_request_volume = 100;
-  double success_rate_stdev_factor = 1.9;
-  bool enabled() const {
-    return consecutive_5xx != 0 || consecutive_gateway_failure != 0 || success_rate;
-  }
 };
 
 // Per endpoint, why it does not take new requests (0: it does).

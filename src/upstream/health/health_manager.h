@@ -59,7 +59,6 @@ class HealthManager final : public OutcomeSink {
                                                          std::string_view address) const;
 
   const HealthStats& stats() const { return stats_; }
-  size_t cluster_count() const { return clusters_.size(); }
   // The cluster's snapshot as last published (or the initial one).
   const HealthSnapshot& snapshot(size_t cluster) const { return *clusters_[cluster]->last; }
   // Ejections of one endpoint so far (the multiplier of its next ejection time).
