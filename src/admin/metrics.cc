@@ -387,10 +387,9 @@ std::string render_prometheus(const MetricsInput& in) {
       w.family(c.name, "counter", c.help);
       w.sample(c.name, "", c.value);
     }
-    w.family("sluice_dns_resolution_seconds_total", "counter",
-             "Time spent resolving (lookups that went to servers).");
-    w.sample("sluice_dns_resolution_seconds_total", "",
-             static_cast<double>(d.latency_us_sum) / 1e6);
+    w.family("sluice_dns_resolution_seconds", "histogram",
+             "Time to resolve a name, for lookups that went to the servers.");
+    w.histogram("sluice_dns_resolution_seconds", "", d.latency);
     w.family("sluice_dns_resolution_seconds_max", "gauge", "The slowest resolution so far.");
     w.sample("sluice_dns_resolution_seconds_max", "", static_cast<double>(d.latency_us_max) / 1e6);
   }

@@ -724,10 +724,26 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                                                       const std::string& path) {
   auto c = std::make_shared<upstream::ClusterConfig>();
   MapReader m(r, node, path,
-              {"name", "type", "srv_name", "on_address_change", "dns_failure_refresh",
-               "connect_timeout", "max_connect_attempts", "source_address", "socket_options",
-               "pool", "endpoints", "lb_policy", "ring_hash", "maglev", "least_request",
-               "health_check", "outlier_detection", "panic_threshold", "circuit_breakers"});
+              {"name",
+               "type",
+               "srv_name",
+               "on_address_change",
+               "dns_failure_refresh",
+               "connection_attempt_delay",
+               "connect_timeout",
+               "max_connect_attempts",
+               "source_address",
+               "socket_options",
+               "pool",
+               "endpoints",
+               "lb_policy",
+               "ring_hash",
+               "maglev",
+               "least_request",
+               "health_check",
+               "outlier_detection",
+               "panic_threshold",
+               "circuit_breakers"});
   if (!m.ok()) return c;
   read_name(r, m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout, milliseconds(1), hours(1));
@@ -765,13 +781,21 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   int type = read_choice(r, m, "type", {"static", "strict_dns", "logical_dns", "dns_srv"});
   if (type >= 0) c->type = static_cast<Type>(type);
   bool dns = c->type != Type::kStatic;
-  int change = read_choice(r, m, "on_address_change", {"drain", "keep"});
-  if (change == 1) c->on_address_change = upstream::ClusterConfig::OnAddressChange::kKeep;
+  int change = read_choice(r, m, "on_address_change", {"drain", "keep", "close"});
+  if (change >= 0) {
+    c->on_address_change = static_cast<upstream::ClusterConfig::OnAddressChange>(change);
+  }
   m.read_duration("dns_failure_refresh", c->dns_failure_refresh, milliseconds(100), hours(1));
   for (const char* key : {"on_address_change", "dns_failure_refresh"}) {
     if (!dns && m.has(key)) {
       r.error(m.get(key), m.path(key), "only for type: strict_dns, logical_dns or dns_srv");
     }
+  }
+  m.read_duration("connection_attempt_delay", c->connection_attempt_delay, milliseconds(10),
+                  seconds(2));
+  if (m.has("connection_attempt_delay") && c->type != Type::kLogicalDns) {
+    r.error(m.get("connection_attempt_delay"), m.path("connection_attempt_delay"),
+            "only for type: logical_dns (other types make each address an endpoint of its own)");
   }
   if (c->type == Type::kDnsSrv) {
     if (m.require("srv_name")) {

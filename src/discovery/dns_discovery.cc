@@ -5,10 +5,14 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "net/connect_race.h"
 
 namespace sluice::discovery {
 
 using upstream::ClusterConfig;
+
+// A logical_dns connect tries at most this many addresses of the answer.
+constexpr size_t kMaxRacedAddresses = 8;
 
 DnsDiscovery::DnsDiscovery(
     event::Loop& loop, dns::Resolver& resolver, upstream::health::HealthManager& health,
@@ -57,6 +61,11 @@ void DnsDiscovery::check_first_round() {
   fn();
 }
 
+Duration DnsDiscovery::use_for(Duration ttl) {
+  Duration lead = std::min<Duration>(ttl / 10, std::chrono::seconds(30));
+  return ttl - lead;
+}
+
 void DnsDiscovery::refresh(ClusterState& c) {
   if (stopped_) return;
   ++c.round;
@@ -64,10 +73,18 @@ void DnsDiscovery::refresh(ClusterState& c) {
   if (c.config->type != ClusterConfig::Type::kDnsSrv) return resolve_targets(c);
   uint64_t round = c.round;
   c.pending = 1;
+  bool fresh = due(c.srv_refresh_at);
   resolver_.resolve(
-      c.config->srv_name, dns::QueryType::kSrv, [this, &c, round](const dns::Answer& a) {
+      c.config->srv_name, dns::QueryType::kSrv,
+      [this, &c, round](const dns::Answer& a) {
         if (stopped_ || round != c.round) return;
-        c.next = std::min(c.next, a.ok() ? a.ttl : c.config->dns_failure_refresh);
+        c.srv_refresh_at = MonoTime{};
+        if (a.ok() && !a.stale) {
+          c.next = std::min(c.next, use_for(a.ttl));
+          c.srv_refresh_at = loop_.now() + use_for(a.ttl);
+        } else {
+          c.next = std::min(c.next, a.ok() ? a.ttl : c.config->dns_failure_refresh);
+        }
         if (!a.ok() || a.srv.empty()) {
           LOG_WARN("cluster {}: SRV {}: {}; keeping the last known endpoints", c.config->name,
                    c.config->srv_name, a.ok() ? "no records" : a.error_text);
@@ -90,6 +107,7 @@ void DnsDiscovery::refresh(ClusterState& c) {
             if (old.host == t.host && old.port == t.port) {
               t.last = old.last;
               t.resolved = old.resolved;
+              t.refresh_at = old.refresh_at;
             }
           }
           targets.push_back(std::move(t));
@@ -97,7 +115,8 @@ void DnsDiscovery::refresh(ClusterState& c) {
         c.targets = std::move(targets);
         c.pending = 0;
         resolve_targets(c);
-      });
+      },
+      fresh);
 }
 
 void DnsDiscovery::resolve_targets(ClusterState& c) {
@@ -105,11 +124,12 @@ void DnsDiscovery::resolve_targets(ClusterState& c) {
   c.pending = c.targets.size();
   if (c.pending == 0) return finish_round(c);
   // Copy the names first: an answer from the cache arrives before resolve() returns.
-  std::vector<std::string> hosts;
-  for (const auto& t : c.targets) hosts.push_back(t.host);
+  std::vector<std::pair<std::string, bool>> hosts;
+  for (const auto& t : c.targets) hosts.emplace_back(t.host, due(t.refresh_at));
   for (size_t i = 0; i < hosts.size(); ++i) {
-    resolver_.resolve(hosts[i], dns::QueryType::kAddress,
-                      [this, &c, round, i](const dns::Answer& a) { on_target(c, round, i, a); });
+    resolver_.resolve(
+        hosts[i].first, dns::QueryType::kAddress,
+        [this, &c, round, i](const dns::Answer& a) { on_target(c, round, i, a); }, hosts[i].second);
   }
 }
 
@@ -125,7 +145,13 @@ void DnsDiscovery::on_target(ClusterState& c, uint64_t round, size_t t, const dn
     }
     target.last = a.addresses;
     target.resolved = true;
-    c.next = std::min(c.next, a.ttl);
+    if (a.stale) {
+      target.refresh_at = MonoTime{};  // expired already: the next lookup asks the servers
+      c.next = std::min(c.next, a.ttl);
+    } else {
+      target.refresh_at = loop_.now() + use_for(a.ttl);
+      c.next = std::min(c.next, use_for(a.ttl));
+    }
   } else {
     std::string why = a.ok() ? "no addresses" : a.error_text;
     if (target.resolved) {
@@ -134,6 +160,7 @@ void DnsDiscovery::on_target(ClusterState& c, uint64_t round, size_t t, const dn
     } else {
       LOG_WARN("cluster {}: {}: {}", c.config->name, target.host, why);
     }
+    target.refresh_at = MonoTime{};
     // A negative answer is retried when its negative TTL runs out; a failure sooner.
     c.next = std::min(c.next, a.negative() ? a.ttl : c.config->dns_failure_refresh);
   }
@@ -152,8 +179,15 @@ void DnsDiscovery::finish_round(ClusterState& c) {
   };
   for (const auto& t : c.targets) {
     if (c.config->type == ClusterConfig::Type::kLogicalDns) {
-      // Every new connection goes to the first address of the current answer.
-      if (!t.last.empty()) add(t, t.last.front());
+      // One endpoint: the first address of the answer in RFC 8305 order (IPv6 first, the
+      // families alternating); new connections race the others after it.
+      if (t.last.empty()) break;
+      std::vector<net::Address> ordered = net::interleave_families(t.last);
+      if (ordered.size() > kMaxRacedAddresses) ordered.resize(kMaxRacedAddresses);
+      for (auto& a : ordered) a.set_port(t.port);
+      upstream::EndpointConfig e{ordered.front(), t.weight, {}};
+      e.fallbacks.assign(ordered.begin() + 1, ordered.end());
+      set.push_back(std::move(e));
       break;
     }
     for (const auto& ip : t.last) add(t, ip);

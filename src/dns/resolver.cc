@@ -459,7 +459,7 @@ void Resolver::finish_part(Lookup* lookup) {
   out.latency = std::chrono::duration_cast<Duration>(elapsed);
   uint64_t us =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());
-  stats_.latency_us_sum += us;
+  stats_.latency.observe(us);
   stats_.latency_us_max = std::max(stats_.latency_us_max, us);
   complete(lookup->key, std::move(out));
 }

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "base/histogram.h"
 #include "base/status.h"
 #include "base/units.h"
 #include "event/loop.h"
@@ -97,7 +98,7 @@ struct ResolverStats {
   uint64_t servfail = 0;
   uint64_t failures = 0;  // any other error
   uint64_t stale_served = 0;
-  uint64_t latency_us_sum = 0;  // over resolutions that went to the servers
+  Histogram latency;  // resolutions that went to the servers
   uint64_t latency_us_max = 0;
 };
 

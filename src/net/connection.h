@@ -68,6 +68,8 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   void shutdown_write();
   // Closes now; `reset` sends RST instead of FIN. Queued output is dropped.
   void close(bool reset = false);
+  // Fails the connection as if the network had: reset, then on_error(err) to the owner.
+  void abort(int err) { fail(err); }
 
   bool open() const { return fd_.valid(); }
   bool connecting() const { return connecting_; }

@@ -55,11 +55,21 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     active_.resize(n, 0);
   }
   constexpr uint8_t kLeaving = health::kDraining | health::kRemoved;
-  bool drain_removed = config_->on_address_change == ClusterConfig::OnAddressChange::kDrain;
+  using Change = ClusterConfig::OnAddressChange;
+  bool drain_removed = config_->on_address_change != Change::kKeep;
+  bool close_removed = config_->on_address_change == Change::kClose;
+  std::vector<size_t> closing;
   for (size_t i = 0; i < n; ++i) {
-    if (!pools_[i]) continue;
     uint8_t before = health_ && i < health_->flags.size() ? health_->flags[i] : 0;
     uint8_t now = snapshot->flags[i];
+    if (close_removed && (now & health::kRemoved) && !(before & health::kRemoved)) {
+      closing.push_back(i);
+    }
+    if (!pools_[i]) continue;
+    const auto& fallbacks = (*snapshot->endpoints)[i].fallbacks;
+    if (pools_[i]->fallbacks() != fallbacks) {
+      pools_[i]->set_fallbacks(fallbacks, config_->connection_attempt_delay);
+    }
     bool drain_before =
         (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
     bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
@@ -70,6 +80,12 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   }
   health_ = std::move(snapshot);
   rebuild_balancer();
+  // Last, with the new snapshot in force: what the closed connections' owners do next
+  // (a retry, a new pick) must not choose the departed endpoint again.
+  for (size_t i : closing) {
+    if (pools_[i]) pools_[i]->close_all();
+    for (auto& l : close_listeners_) l.second(i);
+  }
 }
 
 void Cluster::rebuild_balancer() {
@@ -151,6 +167,7 @@ pool::ConnPool& Cluster::pool(size_t index) {
     p = std::make_unique<pool::ConnPool>(loop_, endpoint(index).address, worker_pool_config_,
                                          config_->socket_options, config_->source_address,
                                          config_->connect_timeout);
+    p->set_fallbacks(endpoint(index).fallbacks, config_->connection_attempt_delay);
     if (health_->flags[index] & (health::kDraining | health::kRemoved)) {
       p->drain();
     } else {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,8 +48,9 @@ struct ClusterConfig {
   enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv };
   // What happens to an endpoint whose address left the DNS answer: it takes no new requests
   // either way; kDrain also closes its idle pooled connections at once and its busy ones
-  // after their request, kKeep lets them live out their idle or max lifetime.
-  enum class OnAddressChange { kDrain, kKeep };
+  // after their request, kKeep lets them live out their idle or max lifetime, kClose closes
+  // every connection to it at once (requests in flight on them fail, TCP sessions end).
+  enum class OnAddressChange { kDrain, kKeep, kClose };
 
   std::string name;
   Type type = Type::kStatic;
@@ -60,6 +62,9 @@ struct ClusterConfig {
   std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
   std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
   OnAddressChange on_address_change = OnAddressChange::kDrain;
+  // logical_dns: how long a connect to one address of the answer may go unanswered before
+  // the next address is tried as well (RFC 8305's Connection Attempt Delay).
+  Duration connection_attempt_delay = std::chrono::milliseconds(250);
   // Re-resolution when an answer gives no usable TTL (a failure without a stale answer).
   Duration dns_failure_refresh = std::chrono::seconds(5);
   // HTTP connection pools; max_connections is per endpoint across all workers.
@@ -124,6 +129,14 @@ class Cluster {
   // A new health snapshot from the manager: rebuilds the balancer and drains the pools of
   // endpoints that started draining.
   void set_health(std::shared_ptr<const health::HealthSnapshot> snapshot);
+  // `fn` hears which endpoint's connections must close now (on_address_change: close), for
+  // connections the pools do not own (TCP sessions), until `owner` removes it.
+  void add_close_listener(const void* owner, std::function<void(size_t endpoint)> fn) {
+    close_listeners_.emplace_back(owner, std::move(fn));
+  }
+  void remove_close_listeners(const void* owner) {
+    std::erase_if(close_listeners_, [owner](const auto& l) { return l.first == owner; });
+  }
 
   // An exchange with `endpoint` ended this way (fed to outlier detection).
   void report(size_t endpoint, health::Outcome outcome);
@@ -169,6 +182,7 @@ class Cluster {
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
   pool::PoolConfig worker_pool_config_;
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
+  std::vector<std::pair<const void*, std::function<void(size_t)>>> close_listeners_;
   ClusterStats stats_;
 };
 

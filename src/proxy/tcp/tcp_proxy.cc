@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "net/connect.h"
+#include "net/connect_race.h"
 #include "net/tcp_info.h"
 
 namespace sluice::proxy::tcp {
@@ -17,7 +18,7 @@ namespace sluice::proxy::tcp {
 // One proxied connection: a downstream socket, an upstream socket, and a Pump each way.
 // Owned by its TcpProxy through an intrusive list; destroyed through the loop's deferred
 // deletion so that events already queued for it in this iteration are ignored safely.
-class TcpSession final : public event::DeferredDeletable {
+class TcpSession final : public event::DeferredDeletable, public net::ConnectRaceCallbacks {
  public:
   enum class State { kConnecting, kProxying, kClosed };
 
@@ -49,6 +50,7 @@ class TcpSession final : public event::DeferredDeletable {
     counted_ = false;
     state_ = State::kClosed;
     timer_.cancel();
+    end_race();
     LOG_DEBUG("tcp {}: {} closed after {}ms: {} (to upstream {} bytes, to downstream {} bytes)",
               proxy_.config_->name, peer_.to_string(),
               std::chrono::duration_cast<std::chrono::milliseconds>(proxy_.loop_.now() - started_)
@@ -68,6 +70,12 @@ class TcpSession final : public event::DeferredDeletable {
 
   TcpSession* prev = nullptr;
   TcpSession* next = nullptr;
+
+  // The endpoint left the DNS answer and its cluster closes connections to it at once.
+  void close_if_to(size_t endpoint) {
+    if (state_ == State::kClosed || endpoint_ != endpoint || !counted_) return;
+    close("endpoint left the DNS answer (on_address_change: close)", true);
+  }
 
   void report(std::vector<net::ConnectionReport>& out) const {
     const char* state = state_ == State::kProxying ? "proxying" : "connecting";
@@ -118,8 +126,20 @@ class TcpSession final : public event::DeferredDeletable {
     endpoint_ = index;
     cl.request_started(index);
     counted_ = true;
-    const net::Address& target = cl.endpoint(index).address;
+    const upstream::EndpointConfig& ep = cl.endpoint(index);
+    const net::Address& target = ep.address;
     ++stats.connect_attempts;
+    if (!ep.fallbacks.empty()) {
+      // One endpoint, several addresses: race them (RFC 8305).
+      std::vector<net::Address> targets{target};
+      targets.insert(targets.end(), ep.fallbacks.begin(), ep.fallbacks.end());
+      race_ = std::make_unique<net::ConnectRace>(proxy_.loop_, std::move(targets),
+                                                 cfg.socket_options, cfg.source_address,
+                                                 cfg.connection_attempt_delay, *this);
+      timer_.arm_at(proxy_.loop_.now() + cfg.connect_timeout);
+      race_->start();
+      return;
+    }
 
     // Fast Open only when the client already sent bytes for the SYN to carry: with a
     // protocol where the server speaks first, a deferred SYN would never leave.
@@ -139,6 +159,28 @@ class TcpSession final : public event::DeferredDeletable {
     timer_.arm_at(proxy_.loop_.now() + cfg.connect_timeout);
   }
 
+  void on_race_won(net::Fd fd, const net::Address& address) override {
+    end_race();
+    upstream_ = std::move(fd);
+    LOG_DEBUG("tcp {}: {}: connecting to {} by way of {}", proxy_.config_->name, peer_.to_string(),
+              proxy_.cluster_.endpoint(endpoint_).address.to_string(), address.to_string());
+    Status s = proxy_.loop_.poller().add(
+        upstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
+    if (!s) return connect_failed(s.message());
+    on_connected();
+  }
+
+  void on_race_lost(int, const std::string& detail) override {
+    end_race();
+    connect_failed(detail);
+  }
+
+  void end_race() {
+    if (!race_) return;
+    race_->cancel();
+    proxy_.loop_.defer_delete(std::move(race_));
+  }
+
   void connect_failed(const std::string& reason) {
     const auto& cfg = cluster();
     auto& stats = proxy_.cluster_.stats();
@@ -147,6 +189,7 @@ class TcpSession final : public event::DeferredDeletable {
     counted_ = false;
     proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
     timer_.cancel();
+    end_race();
     if (upstream_.valid()) {
       proxy_.loop_.poller().remove(upstream_.get());
       upstream_.reset();
@@ -329,7 +372,8 @@ class TcpSession final : public event::DeferredDeletable {
   uint32_t attempts_ = 0;
   MonoTime last_activity_{};
   size_t endpoint_ = 0;
-  bool counted_ = false;  // endpoint_'s active count includes this session
+  std::unique_ptr<net::ConnectRace> race_;  // while racing an endpoint's addresses
+  bool counted_ = false;                    // endpoint_'s active count includes this session
   std::vector<size_t> tried_;
   std::string failures_;
 };
@@ -341,9 +385,18 @@ TcpProxy::TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> conf
       config_(std::move(config)),
       cluster_(cluster),
       transfer_pool_(transfer_pool),
-      active_connections_(std::move(active_connections)) {}
+      active_connections_(std::move(active_connections)) {
+  cluster_.add_close_listener(this, [this](size_t endpoint) {
+    for (TcpSession* s = head_; s;) {
+      TcpSession* next = s->next;  // closing unlinks s
+      s->close_if_to(endpoint);
+      s = next;
+    }
+  });
+}
 
 TcpProxy::~TcpProxy() {
+  cluster_.remove_close_listeners(this);
   on_idle_ = nullptr;
   close_all(false);
 }

@@ -44,6 +44,7 @@ void HealthChecker::start() {
 
 void HealthChecker::stop() {
   timer_.cancel();
+  if (race_) race_->cancel();
   if (conn_) conn_->close();
   running_ = false;
 }
@@ -51,6 +52,7 @@ void HealthChecker::stop() {
 void HealthChecker::run_check() {
   // Called from the timer only, never from inside the previous connection's callbacks, so
   // the previous connection and parser can be destroyed here.
+  if (race_) loop_.defer_delete(std::move(race_));
   conn_.reset();
   parser_.reset();
   status_ = 0;
@@ -59,6 +61,14 @@ void HealthChecker::run_check() {
   running_ = true;
   timer_.arm_at(loop_.now() + config_.timeout);
   net::SocketOptions options;  // checks use plain sockets: no Fast Open, no tuning
+  if (!fallbacks_.empty()) {
+    std::vector<net::Address> targets{target_};
+    targets.insert(targets.end(), fallbacks_.begin(), fallbacks_.end());
+    race_ = std::make_unique<net::ConnectRace>(loop_, std::move(targets), options, source_,
+                                               attempt_delay_, *this);
+    race_->start();
+    return;
+  }
   auto pending = net::start_connect(target_, options, source_, false);
   if (!pending) return finish(false, pending.status().message());
   conn_ = std::make_unique<net::Connection>(loop_, *this);
@@ -66,6 +76,18 @@ void HealthChecker::run_check() {
     return finish(false, s.message());
   }
   if (pending->connected) on_connected();
+}
+
+void HealthChecker::on_race_won(net::Fd fd, const net::Address&) {
+  conn_ = std::make_unique<net::Connection>(loop_, *this);
+  if (Status s = conn_->adopt_connecting(std::move(fd), true); !s) {
+    return finish(false, s.message());
+  }
+  on_connected();
+}
+
+void HealthChecker::on_race_lost(int, const std::string& detail) {
+  if (running_) finish(false, detail);
 }
 
 void HealthChecker::on_connected() {
@@ -151,6 +173,7 @@ void HealthChecker::on_message_complete(sluice::http::HeaderMap&) {
 
 void HealthChecker::finish(bool passed, const std::string& detail) {
   running_ = false;
+  if (race_) race_->cancel();
   if (conn_) conn_->close(!passed);
   schedule_next();
   on_result_(passed, detail);

@@ -10,17 +10,20 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "event/loop.h"
 #include "event/timer.h"
 #include "http/http1/parser.h"
 #include "net/address.h"
+#include "net/connect_race.h"
 #include "net/connection.h"
 #include "upstream/health/health.h"
 
 namespace sluice::upstream::health {
 
 class HealthChecker final : public net::ConnectionCallbacks,
+                            public net::ConnectRaceCallbacks,
                             public sluice::http::http1::ParserCallbacks {
  public:
   // `on_result(passed, detail)`: detail says what failed ("connection refused",
@@ -35,12 +38,21 @@ class HealthChecker final : public net::ConnectionCallbacks,
   // endpoints do not start in the same instant.
   void start();
   void stop();
+  // Other addresses of the endpoint, raced after its own (RFC 8305) as requests' connects
+  // are: a check must reach the endpoint the way traffic does.
+  void set_fallbacks(std::vector<net::Address> fallbacks, Duration attempt_delay) {
+    fallbacks_ = std::move(fallbacks);
+    attempt_delay_ = attempt_delay;
+  }
 
   // ConnectionCallbacks
   void on_connected() override;
   void on_read() override;
   void on_read_closed() override;
   void on_error(int err) override;
+  // ConnectRaceCallbacks
+  void on_race_won(net::Fd fd, const net::Address& address) override;
+  void on_race_lost(int err, const std::string& detail) override;
   // ParserCallbacks (the response)
   bool on_head(sluice::http::MessageHead& head) override;
   void on_body(std::string_view data) override;
@@ -58,6 +70,9 @@ class HealthChecker final : public net::ConnectionCallbacks,
   std::optional<net::Address> source_;
   ResultFn on_result_;
   event::Timer timer_;  // the next check, or the running check's timeout
+  std::vector<net::Address> fallbacks_;
+  Duration attempt_delay_{0};
+  std::unique_ptr<net::ConnectRace> race_;
   std::unique_ptr<net::Connection> conn_;
   std::unique_ptr<sluice::http::http1::Parser> parser_;
   bool running_ = false;

@@ -50,6 +50,7 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
         [this, ci, ei](bool passed, const std::string& detail) {
           on_check(ci, ei, passed, detail);
         });
+    e.checker->set_fallbacks(endpoint.fallbacks, cfg.connection_attempt_delay);
     if (started_) e.checker->start();
   }
   if (cfg.outlier) {
@@ -92,6 +93,13 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
       it->weight = ep.weight;
       changed = true;
     }
+    if (it->fallbacks != ep.fallbacks) {
+      it->fallbacks = ep.fallbacks;
+      if (c.endpoints[ei].checker) {
+        c.endpoints[ei].checker->set_fallbacks(ep.fallbacks, c.config->connection_attempt_delay);
+      }
+      changed = true;
+    }
     if (c.endpoints[ei].removed) {
       c.endpoints[ei].removed = false;
       changed = true;
@@ -114,7 +122,9 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
              c.table[ei].address.to_string(),
              c.config->on_address_change == ClusterConfig::OnAddressChange::kDrain
                  ? "draining (no new requests; pooled connections close)"
-                 : "no new requests (on_address_change: keep)");
+             : c.config->on_address_change == ClusterConfig::OnAddressChange::kKeep
+                 ? "no new requests (on_address_change: keep)"
+                 : "closing its connections (on_address_change: close)");
   }
   if (changed) publish(ci);
   return true;

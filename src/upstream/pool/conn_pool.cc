@@ -1,6 +1,7 @@
 #include "upstream/pool/conn_pool.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <random>
 
 #include "base/log.h"
@@ -27,18 +28,10 @@ const char* to_string(PoolFailure f) {
 PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
     : pool_(pool), id_(id), conn_(pool.loop(), *this), timer_(pool.loop().timers(), [this] {
         if (state_ == State::kConnecting) {
-          ++pool_.stats_.connect_failures;
-          pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
-          Waiter* w = waiter_;
-          waiter_ = nullptr;
-          std::string detail =
+          connect_failed(
+              PoolFailure::kConnectTimeout,
               fmt::format("upstream connect error: timed out after {} ({})",
-                          format_duration(pool_.connect_timeout_), pool_.endpoint_.to_string());
-          pool_.destroy(*this);
-          if (w) {
-            w->connecting_ = nullptr;
-            w->callbacks_->on_pool_failure(PoolFailure::kConnectTimeout, detail);
-          }
+                          format_duration(pool_.connect_timeout_), pool_.endpoint_.to_string()));
         } else if (state_ == State::kIdle) {
           pool_.destroy(*this);
         }
@@ -96,20 +89,40 @@ void PooledConnection::on_write_drained() {
 void PooledConnection::on_error(int err) {
   if (borrower_) return borrower_->on_error(err);
   if (state_ == State::kConnecting) {
-    ++pool_.stats_.connect_failures;
-    pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
-    Waiter* w = waiter_;
-    waiter_ = nullptr;
-    std::string detail = fmt::format("upstream connect error: {} ({})", net::error_text(err),
-                                     pool_.endpoint_.to_string());
-    pool_.destroy(*this);
-    if (w) {
-      w->connecting_ = nullptr;
-      w->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
-    }
-    return;
+    return connect_failed(PoolFailure::kConnectFailure,
+                          fmt::format("upstream connect error: {} ({})", net::error_text(err),
+                                      pool_.endpoint_.to_string()));
   }
   pool_.destroy(*this);
+}
+
+void PooledConnection::connect_failed(PoolFailure reason, const std::string& detail) {
+  ++pool_.stats_.connect_failures;
+  pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
+  Waiter* w = waiter_;
+  waiter_ = nullptr;
+  pool_.destroy(*this);
+  if (w) {
+    w->connecting_ = nullptr;
+    w->callbacks_->on_pool_failure(reason, detail);
+  }
+}
+
+void PooledConnection::on_race_won(net::Fd fd, const net::Address& address) {
+  pool_.loop().defer_delete(std::move(race_));
+  if (address != pool_.endpoint_) {
+    LOG_DEBUG("pool {}: connection {} went to {}", pool_.endpoint_.to_string(), id_,
+              address.to_string());
+  }
+  if (Status s = conn_.adopt_connecting(std::move(fd), true); !s) {
+    return connect_failed(PoolFailure::kConnectFailure, s.message());
+  }
+  on_connected();
+}
+
+void PooledConnection::on_race_lost(int, const std::string& detail) {
+  pool_.loop().defer_delete(std::move(race_));
+  connect_failed(PoolFailure::kConnectFailure, "upstream connect error: " + detail);
 }
 
 // --- Waiter ----------------------------------------------------------------------------
@@ -211,6 +224,18 @@ void ConnPool::open_for(Waiter* waiter) {
     auto span = config_.max_lifetime.count() / 10;
     Duration jitter(span > 0 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(span)) : 0);
     c.expires_ = c.created_ + config_.max_lifetime - jitter;
+  }
+  if (!fallbacks_.empty()) {
+    // Several addresses for one endpoint: race them (RFC 8305).
+    std::vector<net::Address> targets{endpoint_};
+    targets.insert(targets.end(), fallbacks_.begin(), fallbacks_.end());
+    c.race_ = std::make_unique<net::ConnectRace>(loop_, std::move(targets), socket_options_,
+                                                 source_, attempt_delay_, c);
+    c.waiter_ = waiter;
+    if (waiter) waiter->connecting_ = &c;
+    c.timer_.arm_at(loop_.now() + connect_timeout_);
+    c.race_->start();
+    return;
   }
   // HTTP clients speak first: the request is ready as soon as the connection is.
   auto pending = net::start_connect(endpoint_, socket_options_, source_, true);
@@ -356,9 +381,29 @@ void ConnPool::destroy(PooledConnection& c) {
   if (config_.min_idle > 0 && !tearing_down_) warm_up();
 }
 
+void ConnPool::close_all() {
+  drain();
+  // Aborting calls into borrowers, which release (destroy) their connection: collect first.
+  std::vector<PooledConnection*> busy;
+  for (auto& c : connections_) busy.push_back(c.get());
+  for (PooledConnection* c : busy) {
+    if (c->state_ == PooledConnection::State::kClosed) continue;
+    if (c->borrower_) {
+      c->conn_.abort(ECONNABORTED);
+    } else if (c->state_ == PooledConnection::State::kConnecting) {
+      c->connect_failed(PoolFailure::kConnectFailure,
+                        "upstream connect error: the endpoint left the DNS answer (" +
+                            endpoint_.to_string() + ")");
+    } else {
+      destroy_only(*c);
+    }
+  }
+}
+
 void ConnPool::destroy_only(PooledConnection& c) {
   if (c.state_ == PooledConnection::State::kClosed) return;
   c.timer_.cancel();
+  if (c.race_) c.race_->cancel();
   c.transition(PooledConnection::State::kClosed);
   c.conn_.close();
   leave_idle(c);

@@ -12,10 +12,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/units.h"
 #include "event/loop.h"
 #include "net/address.h"
+#include "net/connect_race.h"
 #include "net/connection.h"
 #include "net/socket_options.h"
 
@@ -38,7 +40,9 @@ class ConnPool;
 
 // One upstream connection. While lent out, its connection events go to the borrower's
 // callbacks.
-class PooledConnection final : public net::ConnectionCallbacks, public event::DeferredDeletable {
+class PooledConnection final : public net::ConnectionCallbacks,
+                               public net::ConnectRaceCallbacks,
+                               public event::DeferredDeletable {
  public:
   enum class State { kConnecting, kIdle, kBusy, kDraining, kClosed };
   static constexpr int kStates = 5;
@@ -68,15 +72,20 @@ class PooledConnection final : public net::ConnectionCallbacks, public event::De
   void on_read_closed() override;
   void on_write_drained() override;
   void on_error(int err) override;
+  // ConnectRaceCallbacks (an endpoint with fallback addresses)
+  void on_race_won(net::Fd fd, const net::Address& address) override;
+  void on_race_lost(int err, const std::string& detail) override;
 
  private:
   friend class ConnPool;
   friend class Waiter;
   void transition(State to);
+  void connect_failed(PoolFailure reason, const std::string& detail);
 
   ConnPool& pool_;
   uint64_t id_;
   net::Connection conn_;
+  std::unique_ptr<net::ConnectRace> race_;  // while racing the endpoint's addresses
   State state_ = State::kConnecting;
   event::Timer timer_;  // connect timeout, then idle expiry
   MonoTime created_{};
@@ -142,6 +151,15 @@ class ConnPool {
   void release(PooledConnection& conn, bool reusable);
   // Closes idle connections and marks busy ones to close after their request.
   void drain();
+  // Closes every connection now; the borrowers of busy ones hear an error (ECONNABORTED).
+  void close_all();
+  // Addresses raced after the endpoint's own when connecting (RFC 8305), and how long an
+  // attempt may go unanswered before the next one starts.
+  void set_fallbacks(std::vector<net::Address> fallbacks, Duration attempt_delay) {
+    fallbacks_ = std::move(fallbacks);
+    attempt_delay_ = attempt_delay;
+  }
+  const std::vector<net::Address>& fallbacks() const { return fallbacks_; }
   // The endpoint is back: connections may be pooled again (those already marked to close
   // after their request still do).
   void undrain() { draining_ = false; }
@@ -185,6 +203,8 @@ class ConnPool {
   net::SocketOptions socket_options_;
   std::optional<net::Address> source_;
   Duration connect_timeout_;
+  std::vector<net::Address> fallbacks_;
+  Duration attempt_delay_{0};
   std::list<std::unique_ptr<PooledConnection>> connections_;
   std::list<PooledConnection*> idle_;  // most recently used at the front
   std::list<Waiter*> queue_;
