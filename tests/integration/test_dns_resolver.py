@@ -2,8 +2,10 @@
 """sluice's DNS resolver against a real nsd (dns_server.py), seen through its log and its traffic.
 
 - TTL expiry: the A record changes 127.0.0.11 -> 127.0.0.12 (backends on both, same port);
-  sluice asks again when the TTL runs out (not before), logs `added` / `left the answer`
-  and the traffic moves;
+  sluice asks again a tenth of the TTL before it runs out (every 1.8 s for 2 s), so its
+  cache never misses after the first lookup, counts each resolution in the
+  sluice_dns_resolution_seconds histogram, logs `added` / `left the answer` and the traffic
+  moves;
 - NXDOMAIN is cached for min(SOA TTL, SOA MINIMUM) clamped to negative_min_ttl, and no
   longer: the queries reaching the server (counted by a relay) and the repeated warn lines
   are that far apart; a record added to the zone is picked up when the negative TTL runs out;
@@ -57,7 +59,8 @@ def case_ttl_expiry_moves_traffic():
     port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
     ns = ds.NsdServer(["api IN A 127.0.0.11"], ttl=2)
     relay = ds.DnsRelay(ns.address)
-    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(relay.address)))
+    sl = harness.Sluice(make_config([dns_cluster("app", ["api." + Z], port)], dns_block(relay.address)) +
+                        "admin: {address: \"127.0.0.1:0\"}\n")
     hp = sl.port("web")
     check(sl.find_lines("cluster app: api.test.sluice resolved to 127.0.0.11 (ttl 2s)"),
           "log: 'cluster app: api.test.sluice resolved to 127.0.0.11 (ttl 2s)'", hu.log_tail(sl))
@@ -65,12 +68,28 @@ def case_ttl_expiry_moves_traffic():
           "log: endpoint 127.0.0.11:%d added (weight 1)" % port, hu.log_tail(sl))
     counts, bad = backends_seen(hp, 20)
     check(not bad and counts == {"a": 20}, "20 requests: all 200 from a (127.0.0.11)", repr((counts, bad)))
-    # sluice asks again when the TTL runs out, not sooner
+    # sluice asks again a tenth of the TTL before it runs out: never sooner, never late
     ok = harness.wait_until(lambda: len(relay.queries_for("api." + Z, "A")) >= 3, 8)
     qs = relay.queries_for("api." + Z, "A")
     iv = intervals(qs)
-    check(ok and all(1.85 <= x <= 2.6 for x in iv),
-          "the A queries for api reach the server once per TTL of 2 s (intervals %r)" % iv, repr(qs))
+    check(ok and all(1.7 <= x < 1.97 for x in iv),
+          "the A queries for api reach the server every 1.8 s, before the 2 s TTL runs out (intervals %r)" %
+          iv, repr(qs))
+    m = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", sl.stderr_text())
+    check(m, "admin listening", hu.log_tail(sl))
+    metrics = hu.request_once(int(m.group(1)), "GET", "/metrics").body.decode()
+
+    def sample(name):
+        found = re.search(r"^%s (\S+)$" % re.escape(name), metrics, re.M)
+        return float(found.group(1)) if found else None
+
+    misses, count = sample("sluice_dns_cache_misses_total"), sample("sluice_dns_resolution_seconds_count")
+    inf = sample('sluice_dns_resolution_seconds_bucket{le="+Inf"}')
+    check(misses == 1, "one cache miss (the first lookup): every refresh came before the answer expired",
+          repr(misses))
+    check(count is not None and count >= len(qs) - 1 and inf == count,
+          "sluice_dns_resolution_seconds counts each resolution (%s, +Inf bucket %s, %d queries)" %
+          (count, inf, len(qs)), metrics[:3000])
     mark = sl.line_count()
     t0 = time.monotonic()
     ns.set_zone(["api IN A 127.0.0.12"])
