@@ -322,7 +322,7 @@ def config_error_cases():
          ("keep", None), "clusters[0].on_address_change", "only for type: strict_dns, logical_dns or dns_srv"),
         ("on_address_change_bad",
          BASE.replace("    type: strict_dns\n", "    type: strict_dns\n    on_address_change: maybe\n"),
-         ("maybe", None), "clusters[0].on_address_change", "expected one of: drain, keep, got 'maybe'"),
+         ("maybe", None), "clusters[0].on_address_change", "expected one of: drain, keep, close, got 'maybe'"),
         ("cluster_type_bad",
          BASE.replace("    type: strict_dns\n", "    type: dns\n"),
          ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, got 'dns'"),
