@@ -466,6 +466,12 @@ std::string render_clusters_json(const MetricsInput& in) {
         nlohmann::json ep;
         ep["address"] = (*snap.endpoints)[e].address.to_string();
         ep["weight"] = (*snap.endpoints)[e].weight;
+        if (!(*snap.endpoints)[e].fallbacks.empty()) {
+          // logical_dns: the rest of the answer, raced after `address` by each connect.
+          nlohmann::json fb = nlohmann::json::array();
+          for (const auto& a : (*snap.endpoints)[e].fallbacks) fb.push_back(a.to_string());
+          ep["fallbacks"] = std::move(fb);
+        }
         ep["usable"] = f == 0;
         ep["health_check_failed"] = (f & upstream::health::kFailedActiveCheck) != 0;
         ep["ejected"] = (f & upstream::health::kEjected) != 0;

@@ -28,6 +28,15 @@ Result<Address> local_address(int fd) {
   return Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+Result<Address> peer_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return Status::from_errno("getpeername", errno);
+  }
+  return Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
 void set_reset_on_close(int fd) {
   linger l{};
   l.l_onoff = 1;

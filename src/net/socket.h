@@ -43,6 +43,7 @@ Result<Fd> tcp_socket(int family);
 // The pending error of a socket (SO_ERROR), 0 when none.
 int socket_error(int fd);
 Result<Address> local_address(int fd);
+Result<Address> peer_address(int fd);
 // Makes close() send a RST instead of a FIN (SO_LINGER with a zero timeout).
 void set_reset_on_close(int fd);
 

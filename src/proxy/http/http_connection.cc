@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/connect.h"
+#include "net/socket.h"
 #include "net/tcp_info.h"
 #include "proxy/http/router.h"
 
@@ -507,6 +508,10 @@ void HttpConnection::write_access_log(Stream& s) {
           ? -1
           : std::chrono::duration_cast<std::chrono::microseconds>(s.upstream_connect).count(),
       us(s.request_sent), us(s.upstream_first_byte), us(now));
+  if (!s.upstream_address.empty()) {
+    line += ",\"upstream_address\":";
+    append_json_string(s.upstream_address, line);
+  }
   if (s.have_tcp_info) {
     fmt::format_to(std::back_inserter(line),
                    ",\"upstream_tcp\":{{\"rtt_us\":{},\"retransmits\":{}}}", s.upstream_rtt_us,
@@ -1237,6 +1242,13 @@ void HttpConnection::on_response_complete(HeaderMap& trailers) {
       s.have_tcp_info = true;
       s.upstream_rtt_us = ti->rtt_us;
       s.upstream_retransmits = ti->total_retrans;
+    }
+    // An endpoint with several addresses: say which one this connection went to.
+    if (s.cluster && s.endpoint < s.cluster->endpoint_count() &&
+        !s.cluster->endpoint(s.endpoint).fallbacks.empty()) {
+      if (auto peer = net::peer_address(a.connection()->fd())) {
+        s.upstream_address = peer->to_string();
+      }
     }
   }
   auto done = std::move(s.attempt);

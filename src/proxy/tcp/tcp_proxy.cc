@@ -236,6 +236,13 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
                    "\"timings_us\":{{\"upstream_connect\":{},\"duration\":{}}}",
                    to_upstream_.bytes(), to_downstream_.bytes(), attempts_,
                    failed ? -1 : us(connected_at_ - started_), us(now - started_));
+    if (upstream_.valid() && !proxy_.cluster_.endpoint(endpoint_).fallbacks.empty()) {
+      // An endpoint with several addresses: say which one this connection went to.
+      if (auto peer = net::peer_address(upstream_.get())) {
+        line += ",\"upstream_address\":";
+        append_json_string(peer->to_string(), line);
+      }
+    }
     if (upstream_.valid()) {
       if (auto ti = net::read_tcp_info(upstream_.get())) {
         fmt::format_to(std::back_inserter(line),
