@@ -569,3 +569,31 @@ def until_from(port, name, timeout=2.0, target="/until"):
     return (sent[0] if ok else None), bad
 
 
+
+
+# --------------------------------------------------------------------------
+# TCP servers (harness.TcpServer subclasses) on other loopback addresses
+
+
+def host_tcp_server(server_cls, host, port=0, **kw):
+    """An instance of server_cls (a harness.TcpServer subclass such as harness.EchoServer)
+    listening on `host` (any 127.0.0.X, or ::1) instead of 127.0.0.1; kw go to its __init__."""
+    cls = type("Host" + server_cls.__name__, (server_cls, _BindShim), {"_bind_host": host})
+    return cls(port=port, **kw)
+
+
+def tcp_servers_on_one_port(server_cls, hosts, kws=None):
+    """server_cls instances on several loopback addresses sharing one port -> (port, [servers]);
+    kws[i] (optional) are the __init__ keywords of the i-th server."""
+    kws = kws or [{} for _ in hosts]
+    for _ in range(20):
+        first = host_tcp_server(server_cls, hosts[0], **kws[0])
+        out = [first]
+        try:
+            for host, kw in zip(hosts[1:], kws[1:]):
+                out.append(host_tcp_server(server_cls, host, port=first.port, **kw))
+            return first.port, out
+        except OSError:
+            for s in out:
+                s.stop()
+    raise RuntimeError("no port free on all of %r" % list(hosts))

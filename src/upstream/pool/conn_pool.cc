@@ -383,6 +383,14 @@ void ConnPool::destroy(PooledConnection& c) {
 
 void ConnPool::close_all() {
   drain();
+  const std::string why =
+      "upstream connect error: the endpoint left the DNS answer (" + endpoint_.to_string() + ")";
+  // Requests queued for a connection here go elsewhere (or fail) now, not at their timeout.
+  while (!queue_.empty()) {
+    Waiter* w = queue_.front();
+    w->cancel();
+    w->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, why);
+  }
   // Aborting calls into borrowers, which release (destroy) their connection: collect first.
   std::vector<PooledConnection*> busy;
   for (auto& c : connections_) busy.push_back(c.get());
@@ -391,9 +399,7 @@ void ConnPool::close_all() {
     if (c->borrower_) {
       c->conn_.abort(ECONNABORTED);
     } else if (c->state_ == PooledConnection::State::kConnecting) {
-      c->connect_failed(PoolFailure::kConnectFailure,
-                        "upstream connect error: the endpoint left the DNS answer (" +
-                            endpoint_.to_string() + ")");
+      c->connect_failed(PoolFailure::kConnectFailure, why);
     } else {
       destroy_only(*c);
     }
