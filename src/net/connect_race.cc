@@ -50,6 +50,14 @@ ConnectRace::~ConnectRace() {
   cancel();
 }
 
+std::string ConnectRace::tried() const {
+  std::string s;
+  for (size_t i = 0; i < next_ && i < addresses_.size(); ++i) {
+    s += (s.empty() ? "" : ", ") + addresses_[i].to_string();
+  }
+  return s;
+}
+
 void ConnectRace::start() {
   start_next();
   // Every address failed at once: say so from the timer, never from inside start().

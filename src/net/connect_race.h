@@ -52,6 +52,8 @@ class ConnectRace final : public event::DeferredDeletable {
   bool finished() const { return finished_; }
   // Attempts started so far (for logs and tests of the race itself).
   size_t attempts_started() const { return next_; }
+  // The addresses tried so far, for a timeout's message ("[::1]:80, 127.0.0.1:80").
+  std::string tried() const;
 
  private:
   struct Attempt final : event::IoHandler {

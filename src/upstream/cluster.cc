@@ -62,13 +62,23 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   for (size_t i = 0; i < n; ++i) {
     uint8_t before = health_ && i < health_->flags.size() ? health_->flags[i] : 0;
     uint8_t now = snapshot->flags[i];
-    if (close_removed && (now & health::kRemoved) && !(before & health::kRemoved)) {
+    // A logical_dns endpoint keeps its index while its name's addresses change.
+    const EndpointConfig& ep = (*snapshot->endpoints)[i];
+    bool moved = false;
+    if (health_ && i < health_->endpoints->size()) {
+      const EndpointConfig& old = (*health_->endpoints)[i];
+      moved = old.address != ep.address || old.fallbacks != ep.fallbacks;
+    }
+    if (close_removed && (((now & health::kRemoved) && !(before & health::kRemoved)) || moved)) {
       closing.push_back(i);
     }
     if (!pools_[i]) continue;
-    const auto& fallbacks = (*snapshot->endpoints)[i].fallbacks;
-    if (pools_[i]->fallbacks() != fallbacks) {
-      pools_[i]->set_fallbacks(fallbacks, config_->connection_attempt_delay);
+    if (moved) {
+      using Departed = pool::ConnPool::Departed;
+      pools_[i]->set_addresses(ep.address, ep.fallbacks,
+                               close_removed   ? Departed::kClose
+                               : drain_removed ? Departed::kDrain
+                                               : Departed::kKeep);
     }
     bool drain_before =
         (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
@@ -83,8 +93,11 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   // Last, with the new snapshot in force: what the closed connections' owners do next
   // (a retry, a new pick) must not choose the departed endpoint again.
   for (size_t i : closing) {
-    if (pools_[i]) pools_[i]->close_all();
-    for (auto& l : close_listeners_) l.second(i);
+    // A removed endpoint loses every connection; one whose addresses changed only those to
+    // the departed addresses (set_addresses did the pool's).
+    bool removed = health_->flags[i] & health::kRemoved;
+    if (pools_[i] && removed) pools_[i]->close_all();
+    for (auto& l : close_listeners_) l.second(i, removed);
   }
 }
 

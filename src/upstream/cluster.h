@@ -129,9 +129,11 @@ class Cluster {
   // A new health snapshot from the manager: rebuilds the balancer and drains the pools of
   // endpoints that started draining.
   void set_health(std::shared_ptr<const health::HealthSnapshot> snapshot);
-  // `fn` hears which endpoint's connections must close now (on_address_change: close), for
-  // connections the pools do not own (TCP sessions), until `owner` removes it.
-  void add_close_listener(const void* owner, std::function<void(size_t endpoint)> fn) {
+  // With on_address_change: close, `fn(endpoint, removed)` hears that connections to an
+  // endpoint that left the answer (`removed`), or to addresses an endpoint no longer has
+  // (logical_dns), must close now: for connections the pools do not own (TCP sessions).
+  // Until `owner` removes it.
+  void add_close_listener(const void* owner, std::function<void(size_t, bool)> fn) {
     close_listeners_.emplace_back(owner, std::move(fn));
   }
   void remove_close_listeners(const void* owner) {
@@ -182,7 +184,7 @@ class Cluster {
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
   pool::PoolConfig worker_pool_config_;
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
-  std::vector<std::pair<const void*, std::function<void(size_t)>>> close_listeners_;
+  std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;
 };
 

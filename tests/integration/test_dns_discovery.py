@@ -6,8 +6,9 @@
   max_lifetime, the old address still gets no new request after max(TTL, max_lifetime);
 - strict_dns with two names: the union of their addresses; when one name becomes NXDOMAIN
   its last addresses are kept (log line) and the traffic is unaffected;
-- logical_dns: only the first address of the answer gets traffic; when the answer's first
-  address changes, the traffic moves;
+- logical_dns: one endpoint for the name; only the first address of the answer gets traffic;
+  when the answer's first address changes, the traffic moves (the endpoint stays); when an
+  address leaves the answer, the pooled connections to it close;
 - a cluster whose name does not exist at start: 503 `no healthy endpoint in cluster app`
   until the record appears, then 200s;
 - `sluice check` on bad DNS settings: `FILE:LINE:COL: key.path: message`.
@@ -189,15 +190,27 @@ def case_logical_dns_first_address():
     r = ns.query("api." + Z, "A")
     check(r and [x[3] for x in r[1]] == ["127.0.0.12", "127.0.0.11"],
           "nsd now answers 127.0.0.12 first (same two addresses)", repr(r))
-    check(sl.wait_log("cluster app: endpoint 127.0.0.12:%d added (weight 1)" % port, 1 + 1.5, mark),
-          "the first address changed: endpoint 127.0.0.12:%d added" % port, hu.log_tail(sl))
-    check(sl.wait_log("cluster app: endpoint 127.0.0.11:%d left the answer" % port, 1, mark),
-          "endpoint 127.0.0.11:%d left the answer" % port, hu.log_tail(sl))
+    changed = ("cluster app: addresses now 127.0.0.12:%d, 127.0.0.11:%d (were 127.0.0.11:%d, 127.0.0.12:%d)" %
+               (port, port, port, port))
+    check(sl.wait_log(changed, 1 + 1.5, mark), "the first address changed: '%s'" % changed, hu.log_tail(sl))
+    check(not sl.find_lines("left the answer", mark) and not sl.find_lines("added (weight", mark),
+          "the endpoint (the name) stays: nothing added or removed", hu.log_tail(sl))
     n, bad = until_from(hp, "b", 1)
     check(n is not None and not bad, "the workers route to b right after (request %s)" % n, repr(bad))
     counts, bad = backends_seen(hp, 20, "/after")
     check(not bad and counts == {"b": 20}, "20 requests: all 200 from b (the new first address)",
           repr((counts, bad)))
+    # An address leaving the answer: pooled connections to it drain (on_address_change: drain)
+    check(b.stats()["active"] >= 1, "sluice keeps pooled connections to b open (%d)" % b.stats()["active"], "")
+    mark = sl.line_count()
+    ns.set_zone(["api IN A 127.0.0.11"])
+    gone = ("cluster app: addresses now 127.0.0.11:%d (were 127.0.0.12:%d, 127.0.0.11:%d); connections to "
+            "127.0.0.12:%d drain" % (port, port, port, port))
+    check(sl.wait_log(gone, 1 + 1.5, mark), "log: '%s'" % gone, hu.log_tail(sl))
+    check(harness.wait_until(lambda: b.stats()["active"] == 0, 3),
+          "b's pooled connections from sluice are closed (%d open)" % b.stats()["active"], "")
+    n, bad = until_from(hp, "a", 1)
+    check(n is not None and not bad, "the traffic is back on a (request %s)" % n, repr(bad))
     hu.stop_and_check(sl)
 
 

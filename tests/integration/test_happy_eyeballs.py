@@ -21,7 +21,11 @@ on [::1]:P and 127.0.0.1:P:
 - `sluice check`: connection_attempt_delay only on logical_dns and within 10ms..2s;
   on_address_change lists drain, keep, close;
 - strict_dns with on_address_change: close: a TCP session to an address that left the
-  answer is closed by sluice; with the default (drain) it lives on.
+  answer is closed by sluice; with the default (drain) it lives on; an HTTP GET in flight
+  to it is cut at once (502 saying why), or re-sent to the new address when retry_on allows;
+- logical_dns: the endpoint (the name) stays while its addresses change: a keep-alive
+  client moves to the new address when the old one leaves; with close, sessions to an
+  address still in the answer live on.
 
 Re-runs itself in a new network namespace (`unshare -n`) so that the nftables rules touch
 nothing outside; skips where that, nftables or IPv6 loopback is not available.
@@ -721,6 +725,116 @@ def case_on_address_change_drain_keeps_session():
     hu.stop_and_check(sl)
 
 
+def case_logical_address_leaves_keepalive_moves():
+    """logical_dns, IPv6 refused: A 127.0.0.1 -> 127.0.0.2 while a keep-alive client keeps
+    asking. The endpoint (the name) stays; its pooled connection to 127.0.0.1 drains, so the
+    same client connection is answered by 127.0.0.2 within the TTL + slack."""
+    need_ipv6()
+    port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.1"), ("b", "127.0.0.2")])
+    hold_port("::1", port)
+    ttl = 1
+    ns = ds.NsdServer(["api IN A 127.0.0.1", "api IN AAAA ::1"], ttl=ttl, minimum=ttl)
+    cl = ds.dns_cluster("app", [NAME], port, type="logical_dns")
+    sl = start([hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])], [cl], ns)
+    c = hu.Client(sl.port("web"))
+    r = c.request("GET", "/before")
+    check(r.status == 200 and r.header("x-backend") == "a", "before: 200 from a (127.0.0.1, IPv6 refused)",
+          r.describe())
+    mark = sl.line_count()
+    ns.set_zone(["api IN A 127.0.0.2", "api IN AAAA ::1"])
+    t0 = time.monotonic()
+    seen = []
+
+    def moved():
+        r = c.request("GET", "/during/%d" % len(seen))
+        seen.append((r.status, r.header("x-backend")))
+        return r.status != 200 or r.header("x-backend") == "b"
+    check(harness.wait_until(moved, ttl + 2, 0.05) and seen[-1] == (200, "b"),
+          "the keep-alive client is answered by b %.2f s after the zone changed" % (time.monotonic() - t0),
+          repr(seen[-5:]))
+    check(all(st == 200 for st, _ in seen), "every answer meanwhile was 200 (%d requests)" % len(seen), repr(seen))
+    line = ("cluster app: addresses now [::1]:%d, 127.0.0.2:%d (were [::1]:%d, 127.0.0.1:%d); connections to "
+            "127.0.0.1:%d drain" % ((port,) * 5))
+    check(sl.find_lines(line, mark), "log: '%s'" % line, hu.log_tail(sl))
+    check(not sl.find_lines(re.compile(r"cluster app: endpoint \S+ left the answer"), mark),
+          "the endpoint itself did not leave", hu.log_tail(sl))
+    check(harness.wait_until(lambda: a.stats()["active"] == 0, 2),
+          "sluice's connections to a are closed (%d open)" % a.stats()["active"], "")
+    names = [hu.request_once(sl.port("web"), "GET", "/new/%d" % i).header("x-backend") for i in range(4)]
+    check(names == ["b"] * 4, "new client connections: all b", repr(names))
+    c.close()
+    hu.stop_and_check(sl)
+
+
+def case_logical_close_keeps_sessions_to_remaining_addresses():
+    """logical_dns with on_address_change: close, IPv6 black-holed so sessions run over IPv4:
+    the AAAA record leaving the answer closes nothing that goes to 127.0.0.1, still in it."""
+    need_ipv6()
+    nft_ready()
+    port, (e6, e4) = ds.tcp_servers_on_one_port(NamedEcho, ["::1", "127.0.0.1"], [{"name": "v6"}, {"name": "v4"}])
+    ttl = 1
+    ns = ds.NsdServer(["api IN A 127.0.0.1", "api IN AAAA ::1"], ttl=ttl, minimum=ttl)
+    blackhole(port)
+    sl = start([tcp_listener(tmp_log())], [he_cluster(port, on_address_change="close")], ns)
+    s, name, took = tcp_session(sl.port("tcp_in"))
+    check(name == "v4", "the session went to 127.0.0.1 after %.3f s (IPv6 black-holed)" % took, name)
+    mark = sl.line_count()
+    ns.set_zone(["api IN A 127.0.0.1"])
+    line = "cluster app: addresses now 127.0.0.1:%d (were [::1]:%d, 127.0.0.1:%d); connections to [::1]:%d close" \
+        % ((port,) * 4)
+    check(sl.wait_log(line, ttl + 2, mark), "log: '%s'" % line, hu.log_tail(sl))
+    check(harness.echo_roundtrip(s, b"still here"), "the session to 127.0.0.1 still echoes", hu.log_tail(sl))
+    check(not sl.find_lines("address left the DNS answer", mark), "no connection was closed", hu.log_tail(sl))
+    s.close()
+    hu.stop_and_check(sl)
+
+
+def http_close_inflight(retry):
+    """strict_dns with on_address_change: close: a GET in flight on a connection to 127.0.0.2
+    when it leaves the answer is cut by sluice; returns (response, seconds, log mark, sluice, port)."""
+    port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.2"), ("b", "127.0.0.3")])
+    ttl = 1
+    ns = ds.NsdServer(["api IN A 127.0.0.2"], ttl=ttl, minimum=ttl)
+    cl = ds.dns_cluster("app", [NAME], port, on_address_change="close")
+    route = {"match": {"prefix": "/"}, "cluster": "app"}
+    if retry:
+        route["retries"] = {"retry_on": ["reset-before-response"], "num_retries": 1}
+    sl = start([hu.simple_listener([route])], [cl], ns, family="v4")
+    hp = sl.port("web")
+    box = {}
+
+    def slow():
+        box["r"] = hu.request_once(hp, "GET", "/delay/5000")
+    th = threading.Thread(target=slow, daemon=True)
+    th.start()
+    check(harness.wait_until(lambda: len(a.requests_for(lambda r: r["target"] == "/delay/5000")) == 1, 3),
+          "the slow request reached a (127.0.0.2)", "")
+    mark = sl.line_count()
+    t0 = time.monotonic()
+    ns.set_zone(["api IN A 127.0.0.3"])
+    th.join(10)
+    return box.get("r"), time.monotonic() - t0, mark, sl, port
+
+
+def case_http_close_inflight_fails_502():
+    r, took, mark, sl, port = http_close_inflight(retry=False)
+    why = "upstream connection to 127.0.0.2:%d closed: its address left the DNS answer (on_address_change: close)" \
+        % port
+    check(r is not None and r.status == 502 and why.encode() in r.body,
+          "the in-flight GET is answered 502 '%s' %.2f s after the zone changed (not after 5 s)" % (why, took),
+          r.describe() if r else "no response")
+    check(took < 4, "well before the backend would have answered", "")
+    check(sl.find_lines(why, mark), "log: '...%s'" % why, hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
+def case_http_close_inflight_retried():
+    r, took, mark, sl, port = http_close_inflight(retry=True)
+    check(r is not None and r.status == 200 and r.header("x-backend") == "b",
+          "with retry_on: [reset-before-response] it is re-sent to b: 200 %.2f s after the zone changed" % took,
+          r.describe() if r else "no response")
+    hu.stop_and_check(sl)
+
 # --------------------------------------------------------------------------
 
 
@@ -746,4 +860,7 @@ if __name__ == "__main__":
                        case_v6_blackholed_100ms, case_both_blackholed_connect_timeout, case_every_address_refused,
                        case_order_and_at_most_8_addresses,
                        case_tcp_listener_v6_refused, case_tcp_listener_v6_blackholed, case_tcp_health_check_races,
-                       case_config_check, case_on_address_change_close, case_on_address_change_drain_keeps_session])
+                       case_config_check, case_on_address_change_close, case_on_address_change_drain_keeps_session,
+                       case_logical_address_leaves_keepalive_moves,
+                       case_logical_close_keeps_sessions_to_remaining_addresses, case_http_close_inflight_fails_502,
+                       case_http_close_inflight_retried])

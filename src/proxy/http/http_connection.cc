@@ -1,6 +1,7 @@
 #include "proxy/http/http_connection.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <random>
 
@@ -293,9 +294,16 @@ void Attempt::on_write_drained() {
 
 void Attempt::on_error(int err) {
   if (!conn_) return;
+  // ECONNABORTED comes from sluice itself: the pool closed the connection because its
+  // address left the DNS answer (on_address_change: close).
   std::string why =
-      fmt::format("upstream {} {}: {}", pool_.endpoint().to_string(),
-                  response_started() ? "failed mid-response" : "reset", net::error_text(err));
+      err == ECONNABORTED
+          ? fmt::format(
+                "upstream connection to {} closed: its address left the DNS answer "
+                "(on_address_change: close)",
+                conn_->peer().to_string())
+          : fmt::format("upstream {} {}: {}", conn_->peer().to_string(),
+                        response_started() ? "failed mid-response" : "reset", net::error_text(err));
   release(false);
   owner_.on_attempt_failed(why, HttpConnection::Failure::kReset);
 }

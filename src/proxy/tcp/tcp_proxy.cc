@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -71,10 +72,19 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   TcpSession* prev = nullptr;
   TcpSession* next = nullptr;
 
-  // The endpoint left the DNS answer and its cluster closes connections to it at once.
-  void close_if_to(size_t endpoint) {
+  // The endpoint left the DNS answer (`removed`), or its addresses changed, and its
+  // cluster closes connections to departed addresses at once.
+  void close_if_to(size_t endpoint, bool removed) {
     if (state_ == State::kClosed || endpoint_ != endpoint || !counted_) return;
-    close("endpoint left the DNS answer (on_address_change: close)", true);
+    if (!removed) {
+      const upstream::EndpointConfig& ep = proxy_.cluster_.endpoint(endpoint);
+      if (!upstream_.valid() || peer_address_ == ep.address ||
+          std::find(ep.fallbacks.begin(), ep.fallbacks.end(), peer_address_) !=
+              ep.fallbacks.end()) {
+        return;
+      }
+    }
+    close("its address left the DNS answer (on_address_change: close)", true);
   }
 
   void report(std::vector<net::ConnectionReport>& out) const {
@@ -151,6 +161,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address, fastopen);
     if (!pending) return connect_failed(pending.status().message());
     upstream_ = std::move(pending->fd);
+    peer_address_ = target;
     Status s = proxy_.loop_.poller().add(
         upstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
     if (!s) return connect_failed(s.message());
@@ -162,6 +173,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   void on_race_won(net::Fd fd, const net::Address& address) override {
     end_race();
     upstream_ = std::move(fd);
+    peer_address_ = address;
     LOG_DEBUG("tcp {}: {}: connecting to {} by way of {}", proxy_.config_->name, peer_.to_string(),
               proxy_.cluster_.endpoint(endpoint_).address.to_string(), address.to_string());
     Status s = proxy_.loop_.poller().add(
@@ -238,10 +250,8 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
                    failed ? -1 : us(connected_at_ - started_), us(now - started_));
     if (upstream_.valid() && !proxy_.cluster_.endpoint(endpoint_).fallbacks.empty()) {
       // An endpoint with several addresses: say which one this connection went to.
-      if (auto peer = net::peer_address(upstream_.get())) {
-        line += ",\"upstream_address\":";
-        append_json_string(peer->to_string(), line);
-      }
+      line += ",\"upstream_address\":";
+      append_json_string(peer_address_.to_string(), line);
     }
     if (upstream_.valid()) {
       if (auto ti = net::read_tcp_info(upstream_.get())) {
@@ -345,8 +355,9 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     const auto& cfg = *proxy_.config_;
     if (state_ == State::kConnecting) {
       ++proxy_.cluster_.stats().connect_timeouts;
-      return connect_failed(
-          fmt::format("timed out after {}", format_duration(cluster().connect_timeout)));
+      return connect_failed(fmt::format("timed out after {}{}",
+                                        format_duration(cluster().connect_timeout),
+                                        race_ ? " (tried " + race_->tried() + ")" : ""));
     }
     MonoTime now = proxy_.loop_.now();
     if (cfg.max_duration.count() > 0 && now >= started_ + cfg.max_duration) {
@@ -380,6 +391,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   MonoTime last_activity_{};
   size_t endpoint_ = 0;
   std::unique_ptr<net::ConnectRace> race_;  // while racing an endpoint's addresses
+  net::Address peer_address_;               // where upstream_ goes
   bool counted_ = false;                    // endpoint_'s active count includes this session
   std::vector<size_t> tried_;
   std::string failures_;
@@ -393,10 +405,10 @@ TcpProxy::TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> conf
       cluster_(cluster),
       transfer_pool_(transfer_pool),
       active_connections_(std::move(active_connections)) {
-  cluster_.add_close_listener(this, [this](size_t endpoint) {
+  cluster_.add_close_listener(this, [this](size_t endpoint, bool removed) {
     for (TcpSession* s = head_; s;) {
       TcpSession* next = s->next;  // closing unlinks s
-      s->close_if_to(endpoint);
+      s->close_if_to(endpoint, removed);
       s = next;
     }
   });

@@ -38,9 +38,12 @@ class HealthChecker final : public net::ConnectionCallbacks,
   // endpoints do not start in the same instant.
   void start();
   void stop();
-  // Other addresses of the endpoint, raced after its own (RFC 8305) as requests' connects
-  // are: a check must reach the endpoint the way traffic does.
-  void set_fallbacks(std::vector<net::Address> fallbacks, Duration attempt_delay) {
+  // Where the next check connects: `target`, then the other addresses of the endpoint
+  // raced after it (RFC 8305) as requests' connects are: a check must reach the endpoint
+  // the way traffic does.
+  void set_target(const net::Address& target, std::vector<net::Address> fallbacks,
+                  Duration attempt_delay) {
+    target_ = target;
     fallbacks_ = std::move(fallbacks);
     attempt_delay_ = attempt_delay;
   }

@@ -50,7 +50,7 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
         [this, ci, ei](bool passed, const std::string& detail) {
           on_check(ci, ei, passed, detail);
         });
-    e.checker->set_fallbacks(endpoint.fallbacks, cfg.connection_attempt_delay);
+    e.checker->set_target(endpoint.address, endpoint.fallbacks, cfg.connection_attempt_delay);
     if (started_) e.checker->start();
   }
   if (cfg.outlier) {
@@ -59,8 +59,56 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   }
 }
 
+namespace {
+
+std::string address_list(const EndpointConfig& e) {
+  std::string s = e.address.to_string();
+  for (const auto& a : e.fallbacks) s += ", " + a.to_string();
+  return s;
+}
+
+}  // namespace
+
 bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& endpoints) {
   ClusterState& c = *clusters_[ci];
+  if (c.config->type == ClusterConfig::Type::kLogicalDns && c.table.size() == 1 &&
+      endpoints.size() == 1) {
+    // A logical_dns endpoint stands for its name: it keeps its identity (health, ejections,
+    // pools) while the name's addresses change; connections to departed addresses follow
+    // on_address_change in each worker's pool.
+    EndpointConfig& e = c.table.front();
+    const EndpointConfig& now = endpoints.front();
+    if (e.address == now.address && e.fallbacks == now.fallbacks && e.weight == now.weight) {
+      return true;
+    }
+    std::string departed;
+    auto in_now = [&](const net::Address& a) {
+      return a == now.address ||
+             std::find(now.fallbacks.begin(), now.fallbacks.end(), a) != now.fallbacks.end();
+    };
+    if (!in_now(e.address)) departed = e.address.to_string();
+    for (const auto& a : e.fallbacks) {
+      if (!in_now(a)) departed += (departed.empty() ? "" : ", ") + a.to_string();
+    }
+    using Change = ClusterConfig::OnAddressChange;
+    std::string fate;
+    if (!departed.empty()) {
+      fate = fmt::format("; connections to {} {}", departed,
+                         c.config->on_address_change == Change::kDrain ? "drain"
+                         : c.config->on_address_change == Change::kClose
+                             ? "close"
+                             : "are kept (on_address_change: keep)");
+    }
+    LOG_INFO("cluster {}: addresses now {} (were {}){}", c.config->name, address_list(now),
+             address_list(e), fate);
+    e = now;
+    if (c.endpoints.front().checker) {
+      c.endpoints.front().checker->set_target(now.address, now.fallbacks,
+                                              c.config->connection_attempt_delay);
+    }
+    publish(ci);
+    return true;
+  }
   size_t added = 0;
   for (const auto& ep : endpoints) {
     bool known = std::any_of(c.table.begin(), c.table.end(),
@@ -93,13 +141,7 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
       it->weight = ep.weight;
       changed = true;
     }
-    if (it->fallbacks != ep.fallbacks) {
-      it->fallbacks = ep.fallbacks;
-      if (c.endpoints[ei].checker) {
-        c.endpoints[ei].checker->set_fallbacks(ep.fallbacks, c.config->connection_attempt_delay);
-      }
-      changed = true;
-    }
+
     if (c.endpoints[ei].removed) {
       c.endpoints[ei].removed = false;
       changed = true;

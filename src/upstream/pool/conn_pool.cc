@@ -28,10 +28,10 @@ const char* to_string(PoolFailure f) {
 PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
     : pool_(pool), id_(id), conn_(pool.loop(), *this), timer_(pool.loop().timers(), [this] {
         if (state_ == State::kConnecting) {
-          connect_failed(
-              PoolFailure::kConnectTimeout,
-              fmt::format("upstream connect error: timed out after {} ({})",
-                          format_duration(pool_.connect_timeout_), pool_.endpoint_.to_string()));
+          connect_failed(PoolFailure::kConnectTimeout,
+                         fmt::format("upstream connect error: timed out after {} ({})",
+                                     format_duration(pool_.connect_timeout_),
+                                     race_ ? race_->tried() : pool_.endpoint_.to_string()));
         } else if (state_ == State::kIdle) {
           pool_.destroy(*this);
         }
@@ -110,6 +110,7 @@ void PooledConnection::connect_failed(PoolFailure reason, const std::string& det
 
 void PooledConnection::on_race_won(net::Fd fd, const net::Address& address) {
   pool_.loop().defer_delete(std::move(race_));
+  peer_ = address;
   if (address != pool_.endpoint_) {
     LOG_DEBUG("pool {}: connection {} went to {}", pool_.endpoint_.to_string(), id_,
               address.to_string());
@@ -218,6 +219,7 @@ void ConnPool::open_for(Waiter* waiter) {
   connections_.push_back(std::move(owned));
   c.created_ = loop_.now();
   c.warm_ = waiter == nullptr;
+  c.peer_ = endpoint_;
   if (config_.max_lifetime.count() > 0) {
     // Up to 10% earlier, at random, so connections opened together do not all retire together.
     thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -379,6 +381,35 @@ void ConnPool::destroy(PooledConnection& c) {
   destroy_only(c);
   // Keep min_idle warm; not from the destructor, and not while draining.
   if (config_.min_idle > 0 && !tearing_down_) warm_up();
+}
+
+void ConnPool::set_addresses(const net::Address& address, std::vector<net::Address> fallbacks,
+                             Departed departed) {
+  endpoint_ = address;
+  fallbacks_ = std::move(fallbacks);
+  if (departed == Departed::kKeep) return;
+  auto current = [&](const net::Address& a) {
+    return a == endpoint_ || std::find(fallbacks_.begin(), fallbacks_.end(), a) != fallbacks_.end();
+  };
+  // Aborting calls into borrowers, which release (destroy) their connection: collect first.
+  std::vector<PooledConnection*> gone;
+  for (auto& c : connections_) {
+    if (c->state_ != PooledConnection::State::kConnecting && !current(c->peer_)) {
+      gone.push_back(c.get());
+    }
+  }
+  for (PooledConnection* c : gone) {
+    if (c->state_ == PooledConnection::State::kClosed) continue;
+    LOG_DEBUG("pool {}: connection {} to {}: the address left the answer", endpoint_.to_string(),
+              c->id_, c->peer_.to_string());
+    if (c->state_ == PooledConnection::State::kIdle) {
+      destroy(*c);
+    } else if (departed == Departed::kClose && c->borrower_) {
+      c->conn_.abort(ECONNABORTED);
+    } else if (c->state_ == PooledConnection::State::kBusy) {
+      c->transition(PooledConnection::State::kDraining);
+    }
+  }
 }
 
 void ConnPool::close_all() {

@@ -60,6 +60,9 @@ class PooledConnection final : public net::ConnectionCallbacks,
   bool reused() const { return requests_ > 1; }
   // Opened ahead of demand (min_idle) rather than for a waiting request.
   bool warm() const { return warm_; }
+  // The address it is connected (or connecting) to: the endpoint's, or the one that won a
+  // race of its addresses.
+  const net::Address& peer() const { return peer_; }
   // How long the TCP connect took (zero until connected).
   Duration connect_time() const {
     return connected_at_ == MonoTime{} ? Duration(0) : connected_at_ - created_;
@@ -86,6 +89,7 @@ class PooledConnection final : public net::ConnectionCallbacks,
   uint64_t id_;
   net::Connection conn_;
   std::unique_ptr<net::ConnectRace> race_;  // while racing the endpoint's addresses
+  net::Address peer_;
   State state_ = State::kConnecting;
   event::Timer timer_;  // connect timeout, then idle expiry
   MonoTime created_{};
@@ -159,7 +163,13 @@ class ConnPool {
     fallbacks_ = std::move(fallbacks);
     attempt_delay_ = attempt_delay;
   }
-  const std::vector<net::Address>& fallbacks() const { return fallbacks_; }
+  // What becomes of connections to an address the endpoint no longer has.
+  enum class Departed { kKeep, kDrain, kClose };
+  // The endpoint's addresses changed (a logical_dns name's answer): new connections race
+  // `address` then `fallbacks`; connections to an address in neither are kept, drained
+  // (idle ones closed now, busy ones after their request) or closed now.
+  void set_addresses(const net::Address& address, std::vector<net::Address> fallbacks,
+                     Departed departed);
   // The endpoint is back: connections may be pooled again (those already marked to close
   // after their request still do).
   void undrain() { draining_ = false; }
