@@ -163,9 +163,9 @@ class HttpConnection final : public net::ConnectionCallbacks,
     uint32_t upstream_rtt_us = 0;
     uint32_t upstream_retransmits = 0;
     std::string upstream_address;  // the address that won a race of the endpoint's addresses
-    std::string traceparent;  // as sent upstream
-    std::string request_id;   // X-Request-Id, as sent upstream
-    bool recorded = false;    // timed and access-logged
+    std::string traceparent;       // as sent upstream
+    std::string request_id;        // X-Request-Id, as sent upstream
+    bool recorded = false;         // timed and access-logged
     bool log_decided = false;
     bool log = false;
     std::unique_ptr<event::Timer> deadline;  // route timeout
