@@ -777,7 +777,8 @@ def case_logical_close_keeps_sessions_to_remaining_addresses():
     blackhole(port)
     sl = start([tcp_listener(tmp_log())], [he_cluster(port, on_address_change="close")], ns)
     s, name, took = tcp_session(sl.port("tcp_in"))
-    check(name == "v4", "the session went to 127.0.0.1 after %.3f s (IPv6 black-holed)" % took, name)
+    check(name == "v4", "the session went to 127.0.0.1 after %.3f s (IPv6 black-holed)" % took,
+          "got %r\n%s" % (name, hu.log_tail(sl)))
     mark = sl.line_count()
     ns.set_zone(["api IN A 127.0.0.1"])
     line = "cluster app: addresses now 127.0.0.1:%d (were [::1]:%d, 127.0.0.1:%d); connections to [::1]:%d close" \
