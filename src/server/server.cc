@@ -361,9 +361,19 @@ int Server::run() {
   }
   auto start_health = [&] {
     health.start(config_->ready_timeout, [&] {
-      ready = true;
-      log::write(log::Level::kInfo, fmt::format("sluice ready: {} workers, {} listeners", n,
-                                                config_->listeners.size()));
+      // Ready once every worker has applied the snapshots published so far: a client that
+      // connects the moment sluice says ready must find the endpoints in place.
+      auto pending = std::make_shared<size_t>(workers.size());
+      for (auto& w : workers) {
+        w->after_pending([&main_loop, &ready, pending, n, this] {
+          main_loop.post([&ready, pending, n, this] {
+            if (--*pending != 0) return;
+            ready = true;
+            log::write(log::Level::kInfo, fmt::format("sluice ready: {} workers, {} listeners", n,
+                                                      config_->listeners.size()));
+          });
+        });
+      }
     });
   };
   if (dns_discovery) {

@@ -43,6 +43,9 @@ class Worker {
   void collect(bool connections, std::function<void(admin::WorkerReport)> done);
   // A new health snapshot for the config's `cluster`-th cluster.
   void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
+  // Runs `fn` on the worker's thread once everything handed to it before (snapshots) is in
+  // force.
+  void after_pending(std::function<void()> fn) { loop_.post(std::move(fn)); }
 
   void start();
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.

@@ -776,6 +776,8 @@ def case_logical_close_keeps_sessions_to_remaining_addresses():
     ns = ds.NsdServer(["api IN A 127.0.0.1", "api IN AAAA ::1"], ttl=ttl, minimum=ttl)
     blackhole(port)
     sl = start([tcp_listener(tmp_log())], [he_cluster(port, on_address_change="close")], ns)
+    added = "cluster app: endpoint [::1]:%d added" % port
+    check(sl.wait_log(added, 3), "log: '%s'" % added, hu.log_tail(sl))
     s, name, took = tcp_session(sl.port("tcp_in"))
     check(name == "v4", "the session went to 127.0.0.1 after %.3f s (IPv6 black-holed)" % took,
           "got %r\n%s" % (name, hu.log_tail(sl)))
