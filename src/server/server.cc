@@ -19,7 +19,7 @@
 namespace sluice::server {
 namespace {
 
-// POST /clusters/{cluster}/endpoints/{ip:port}/drain
+// POST /clusters/{cluster}/endpoints/{ip:port}/drain, and .../undrain to take it back.
 admin::AdminResponse drain_endpoint(const admin::AdminRequest& req, const config::Config& config,
                                     upstream::health::HealthManager& health) {
   auto text = [](int status, std::string body) {
@@ -31,21 +31,22 @@ admin::AdminResponse drain_endpoint(const admin::AdminRequest& req, const config
   std::string_view cluster = path.substr(0, slash);
   std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash);
   constexpr std::string_view kEndpoints = "/endpoints/";
-  constexpr std::string_view kDrain = "/drain";
-  if (rest.substr(0, kEndpoints.size()) != kEndpoints ||
-      rest.size() <= kEndpoints.size() + kDrain.size() ||
-      rest.substr(rest.size() - kDrain.size()) != kDrain) {
-    return text(404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n");
+  size_t last = rest.rfind('/');
+  std::string_view action = last == std::string_view::npos ? "" : rest.substr(last + 1);
+  if (rest.substr(0, kEndpoints.size()) != kEndpoints || last <= kEndpoints.size() ||
+      (action != "drain" && action != "undrain")) {
+    return text(404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n");
   }
-  std::string_view endpoint =
-      rest.substr(kEndpoints.size(), rest.size() - kEndpoints.size() - kDrain.size());
-  if (req.method != "POST") return text(405, "use POST to drain an endpoint\n");
+  std::string_view endpoint = rest.substr(kEndpoints.size(), last - kEndpoints.size());
+  bool drain = action == "drain";
+  if (req.method != "POST") return text(405, fmt::format("use POST to {} an endpoint\n", action));
   if (!config.find_cluster(cluster))
     return text(404, fmt::format("no cluster named {}\n", cluster));
   auto found = health.find_endpoint(cluster, endpoint);
   if (!found) return text(404, fmt::format("cluster {} has no endpoint {}\n", cluster, endpoint));
-  health.set_draining(found->first, found->second);
-  return text(200, fmt::format("endpoint {} of cluster {} is draining\n", endpoint, cluster));
+  health.set_draining(found->first, found->second, drain);
+  return text(200, fmt::format("endpoint {} of cluster {} {}\n", endpoint, cluster,
+                               drain ? "is draining" : "takes new requests again"));
 }
 
 // The value of `name` in a query string ("" when absent).

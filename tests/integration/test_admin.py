@@ -85,13 +85,16 @@ def case_live_ready_and_answers():
         ("GET", "/", 404, "no such admin endpoint\n"),
         ("POST", "/clusters/x/endpoints/1.2.3.4:5/drain", 404, "no cluster named x\n"),
         ("POST", "/clusters/app/endpoints/1.2.3.4:5/drain", 404, "cluster app has no endpoint 1.2.3.4:5\n"),
-        ("POST", "/clusters/app/endpoints/%s" % ep, 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n"),
-        ("POST", "/clusters/app", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n"),
-        ("POST", "/clusters/app/drain", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n"),
-        ("POST", "/clusters/app/endpoints//drain", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain\n"),
+        ("POST", "/clusters/app/endpoints/%s" % ep, 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),
+        ("POST", "/clusters/app", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),
+        ("POST", "/clusters/app/drain", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),
+        ("POST", "/clusters/app/endpoints//drain", 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),
         ("GET", "/clusters/app/endpoints/%s/drain" % ep, 405, "use POST to drain an endpoint\n"),
         ("PUT", "/clusters/app/endpoints/%s/drain" % ep, 405, "use POST to drain an endpoint\n"),
         ("DELETE", "/clusters/app/endpoints/%s/drain" % ep, 405, "use POST to drain an endpoint\n"),
+        ("GET", "/clusters/app/endpoints/%s/undrain" % ep, 405, "use POST to undrain an endpoint\n"),
+        ("POST", "/clusters/app/endpoints/%s/drainage" % ep, 404,
+         "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),
     ]
     for method, target, status, body in table:
         r = c.request(method, target, host="admin", body=b"" if method in ("POST", "PUT") else None)
@@ -108,6 +111,16 @@ def case_live_ready_and_answers():
           "POST .../endpoints/%s/drain: 200 with the exact body" % ep, r.describe())
     check(sl.wait_log("cluster app: endpoint %s draining: no new requests" % ep, 5),
           "log: 'cluster app: endpoint %s draining: no new requests'" % ep, hu.log_tail(sl, 10))
+    r = hu.request_once(sl.port("web"), "GET", "/drained")
+    check(r.status == 503, "its only endpoint draining, the proxy answers 503", r.describe())
+    # and back
+    r = c.request("POST", "/clusters/app/endpoints/%s/undrain" % ep, host="admin", body=b"")
+    check(is_text(r, 200, "endpoint %s of cluster app takes new requests again\n" % ep),
+          "POST .../endpoints/%s/undrain: 200 with the exact body" % ep, r.describe())
+    check(sl.wait_log("cluster app: endpoint %s no longer draining: takes new requests again" % ep, 5),
+          "log: 'cluster app: endpoint %s no longer draining: takes new requests again'" % ep, hu.log_tail(sl, 10))
+    check(harness.wait_until(lambda: hu.request_once(sl.port("web"), "GET", "/back").status == 200, 3),
+          "the proxy answers 200 through the endpoint again", hu.log_tail(sl, 10))
     r = c.request("GET", "/live", host="admin")
     check(is_text(r, 200, "live\n"), "the admin connection still answers afterwards", r.describe())
     c.close()

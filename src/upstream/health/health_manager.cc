@@ -369,13 +369,18 @@ void HealthManager::on_check(size_t cluster, size_t endpoint, bool passed,
   check_first_round();
 }
 
-void HealthManager::set_draining(size_t cluster, size_t endpoint) {
+void HealthManager::set_draining(size_t cluster, size_t endpoint, bool draining) {
   ClusterState& c = *clusters_[cluster];
   Endpoint& e = c.endpoints[endpoint];
-  if (e.draining) return;
-  e.draining = true;
-  LOG_INFO("cluster {}: endpoint {} draining: no new requests", c.config->name,
-           endpoint_name(c, endpoint));
+  if (e.draining == draining) return;
+  e.draining = draining;
+  if (draining) {
+    LOG_INFO("cluster {}: endpoint {} draining: no new requests", c.config->name,
+             endpoint_name(c, endpoint));
+  } else {
+    LOG_INFO("cluster {}: endpoint {} no longer draining: takes new requests again", c.config->name,
+             endpoint_name(c, endpoint));
+  }
   publish(cluster);
 }
 

@@ -48,8 +48,9 @@ class HealthManager final : public OutcomeSink {
   }
   // Any thread.
   void report(size_t cluster, size_t endpoint, Outcome outcome) override;
-  // Loop thread: stops sending new requests to the endpoint, for good.
-  void set_draining(size_t cluster, size_t endpoint);
+  // Loop thread: stops sending new requests to the endpoint (`draining`), or lets them go to
+  // it again.
+  void set_draining(size_t cluster, size_t endpoint, bool draining);
   // Loop thread: discovery's new endpoint set for the cluster. New addresses join (checked
   // first when active checks are on), missing ones are flagged kRemoved, returning ones
   // lose the flag. Returns false (and changes nothing) past ClusterShared::kMaxEndpoints.
