@@ -601,8 +601,29 @@ void read_outlier(YamlReader& r, const YAML::Node& node, const std::string& path
                   upstream::health::OutlierConfig& o) {
   MapReader m(r, node, path,
               {"consecutive_5xx", "consecutive_gateway_failure", "interval", "base_ejection_time",
-               "max_ejection_time", "max_ejection_percent"});
+               "max_ejection_time", "max_ejection_percent", "success_rate", "failure_percentage"});
   if (!m.ok()) return;
+  constexpr uint32_t kMaxHosts = upstream::health::ClusterShared::kMaxEndpoints;
+  if (m.has("success_rate")) {
+    auto& sr = o.success_rate.emplace();
+    MapReader s(r, m.get("success_rate"), m.path("success_rate"),
+                {"minimum_hosts", "request_volume", "stdev_factor"});
+    if (s.ok()) {
+      s.read_uint("minimum_hosts", sr.minimum_hosts, 2, kMaxHosts);
+      s.read_uint("request_volume", sr.request_volume, 1, 1'000'000'000);
+      s.read_number("stdev_factor", sr.stdev_factor, 0.1, 10);
+    }
+  }
+  if (m.has("failure_percentage")) {
+    auto& fp = o.failure_percentage.emplace();
+    MapReader f(r, m.get("failure_percentage"), m.path("failure_percentage"),
+                {"threshold", "minimum_hosts", "request_volume"});
+    if (f.ok()) {
+      f.read_uint("threshold", fp.threshold, 1, 100);
+      f.read_uint("minimum_hosts", fp.minimum_hosts, 1, kMaxHosts);
+      f.read_uint("request_volume", fp.request_volume, 1, 1'000'000'000);
+    }
+  }
   m.read_uint("consecutive_5xx", o.consecutive_5xx, 0, 100'000);
   m.read_uint("consecutive_gateway_failure", o.consecutive_gateway_failure, 0, 100'000);
   m.read_duration("interval", o.interval, milliseconds(10), hours(1));

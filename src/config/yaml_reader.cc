@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cmath>
 #include <set>
 
 namespace sluice::config {
@@ -104,6 +105,24 @@ void MapReader::read_uint(const char* key, uint32_t& out, uint32_t min, uint32_t
     return;
   }
   out = static_cast<uint32_t>(v);
+}
+
+void MapReader::read_number(const char* key, double& out, double min, double max) {
+  if (!has(key)) return;
+  auto s = scalar(key, "a number");
+  if (!s) return;
+  double v = 0;
+  auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec != std::errc() || end != s->data() + s->size() || !std::isfinite(v)) {
+    reader_.error(get(key), path(key), fmt::format("expected a number, got '{}'", *s));
+    return;
+  }
+  if (v < min || v > max) {
+    reader_.error(get(key), path(key),
+                  fmt::format("expected a number from {} to {}, got {}", min, max, *s));
+    return;
+  }
+  out = v;
 }
 
 void MapReader::read_int(const char* key, int& out, int min, int max) {

@@ -50,6 +50,7 @@ class MapReader {
   void read_bool(const char* key, bool& out);
   void read_uint(const char* key, uint32_t& out, uint32_t min, uint32_t max);
   void read_int(const char* key, int& out, int min, int max);
+  void read_number(const char* key, double& out, double min, double max);
   void read_duration(const char* key, Duration& out, Duration min, Duration max);
   void read_size(const char* key, uint32_t& out, uint64_t min, uint64_t max);
   // A scalar as text, or nullopt after reporting what was expected.

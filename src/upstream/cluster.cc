@@ -123,6 +123,12 @@ void Cluster::rebuild_balancer() {
 
 void Cluster::report(size_t endpoint, health::Outcome outcome) {
   if (!sink_) return;
+  if (shared_.requests) {
+    shared_.requests[endpoint].fetch_add(1, std::memory_order_relaxed);
+    if (outcome != health::Outcome::kSuccess) {
+      shared_.failures[endpoint].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   // Successes matter only to break a streak: on the common path this is one relaxed load.
   if (outcome == health::Outcome::kSuccess &&
       !shared_.streak[endpoint].load(std::memory_order_relaxed)) {

@@ -13,6 +13,9 @@
 - max_ejection_percent caps how many endpoints are ejected at once (the refusal is logged),
   but one endpoint may always be ejected.
 - A TCP listener: a refusing endpoint is ejected and new connections no longer try it.
+- success_rate: one endpoint of five failing everything is ejected for its success rate
+  (log line with the statistics); five endpoints failing alike eject nobody.
+- failure_percentage: an endpoint failing more than the threshold is ejected.
 """
 
 import datetime
@@ -500,8 +503,72 @@ def case_tcp_listener():
             check(h is not None and h[0] == "1", "exit summary: health: ejections 1", repr(h))
 
 
+def case_success_rate():
+    """One of five endpoints answers 500 to everything, with the consecutive-failure rules off:
+    after an interval with enough requests its success rate (0%) is far below the others'
+    (mean 80%, stdev 40%, threshold 80 - 1.9 x 40 = 4%) and it is ejected; the others stay."""
+    bad = BackendProcess("bad", status=500)
+    goods = [BackendProcess("good%d" % i) for i in range(4)]
+    outlier = {"consecutive_5xx": 0, "consecutive_gateway_failure": 0, "interval": "500ms",
+               "base_ejection_time": "30s", "success_rate": {"minimum_hosts": 5, "request_volume": 5}}
+    sl = start([bad] + goods, outlier)
+    port = sl.port("web")
+    statuses = run_until(sl, port, lambda: sl.find_lines(EJECTED_RE), 2000, seconds=10)
+    ej = sl.wait_log(EJECTED_RE, 2)
+    m = EJECTED_RE.search(ej or "")
+    check(m is not None and m.group(2) == addr(bad.port) and
+          re.match(r"success rate 0\.0% over \d+ requests, below the cluster's 4\.0% \(mean 80\.0% - 1\.9 x "
+                   r"stdev 40\.0%\)$", m.group(4)),
+          "the endpoint answering 500 is ejected for its success rate: '%s'" % (m.group(4) if m else None),
+          hu.log_tail(sl, 20))
+    info("%d requests before the ejection (%d answered 500)" % (len(statuses), statuses.count(500)))
+    check(len(sl.find_lines(EJECTED_RE)) == 1, "no other endpoint is ejected", "\n".join(sl.find_lines(EJECTED_RE)))
+    after = [hu.request_once(port, "GET", "/after/%d" % i).status for i in range(20)]
+    check(after == [200] * 20, "afterwards: 20 x 200 from the four others", repr(after))
+    hu.stop_and_check(sl)
+
+
+def case_success_rate_alike_failures_eject_nobody():
+    """Every endpoint failing alike (a third of the requests ask for a 500) is not an outlier."""
+    backends = [BackendProcess("b%d" % i) for i in range(5)]
+    outlier = {"consecutive_5xx": 0, "consecutive_gateway_failure": 0, "interval": "300ms",
+               "success_rate": {"minimum_hosts": 5, "request_volume": 3}}
+    sl = start(backends, outlier, workers=1)
+    port = sl.port("web")
+    statuses = [hu.request_once(port, "GET", "/status/500" if i % 3 == 0 else "/ok/%d" % i).status
+                for i in range(150)]
+    check(statuses.count(500) == 50, "150 requests, 50 of them answered 500", repr(statuses))
+    # the judgement runs every 300 ms: give it two more rounds
+    deadline = time.monotonic() + 0.7
+    harness.wait_until(lambda: time.monotonic() >= deadline, 1.0, 0.05)
+    check(not sl.find_lines(EJECTED_RE), "no endpoint is ejected", "\n".join(sl.find_lines(EJECTED_RE)))
+    hu.stop_and_check(sl)
+
+
+def case_failure_percentage():
+    """failure_percentage: an endpoint with at least `threshold` percent failures is ejected
+    (here one of two, where success-rate statistics would need more endpoints)."""
+    bad = BackendProcess("bad", status=503)
+    good = BackendProcess("good")
+    outlier = {"consecutive_5xx": 0, "consecutive_gateway_failure": 0, "interval": "500ms",
+               "failure_percentage": {"threshold": 50, "minimum_hosts": 2, "request_volume": 5}}
+    sl = start([bad, good], outlier)
+    port = sl.port("web")
+    run_until(sl, port, lambda: sl.find_lines(EJECTED_RE), 2000, seconds=10)
+    ej = sl.wait_log(EJECTED_RE, 2)
+    m = EJECTED_RE.search(ej or "")
+    check(m is not None and m.group(2) == addr(bad.port) and
+          re.match(r"100\.0% of \d+ requests failed \(failure_percentage threshold 50%\)$", m.group(4)),
+          "the endpoint answering 503 is ejected: '%s'" % (m.group(4) if m else None), hu.log_tail(sl, 20))
+    after = [hu.request_once(port, "GET", "/after/%d" % i) for i in range(10)]
+    check([r.status for r in after] == [200] * 10 and {r.header("x-backend") for r in after} == {"good"},
+          "afterwards: 10 x 200 from good", repr([(r.status, r.header("x-backend")) for r in after]))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_kill_backend_under_load, case_consecutive_5xx, case_failure_kinds,
                        case_streaks_combine_across_workers,
-                       case_ejection_time_grows, case_max_ejection_percent, case_tcp_listener])
+                       case_ejection_time_grows, case_max_ejection_percent, case_tcp_listener,
+                       case_success_rate, case_success_rate_alike_failures_eject_nobody, case_failure_percentage])

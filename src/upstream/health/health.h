@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,24 @@ struct OutlierConfig {
   Duration base_ejection_time = std::chrono::seconds(30);
   Duration max_ejection_time = std::chrono::seconds(300);
   uint32_t max_ejection_percent = 50;  // at least one endpoint may always be ejected
+  // Statistical ejection, judged once per interval over the requests of that interval.
+  // Success rate: eject an endpoint whose success rate is below the mean of the endpoints
+  // with at least `request_volume` requests minus stdev_factor standard deviations, when at
+  // least `minimum_hosts` such endpoints exist.
+  struct SuccessRate {
+    uint32_t minimum_hosts = 5;
+    uint32_t request_volume = 100;
+    double stdev_factor = 1.9;
+  };
+  // Failure percentage: eject an endpoint whose share of failures reaches `threshold`.
+  struct FailurePercentage {
+    uint32_t threshold = 85;
+    uint32_t minimum_hosts = 5;
+    uint32_t request_volume = 50;
+  };
+  std::optional<SuccessRate> success_rate;              // absent: off
+  std::optional<FailurePercentage> failure_percentage;  // absent: off
+  bool counts_requests() const { return success_rate || failure_percentage; }
 };
 
 // Per endpoint, why it does not take new requests (0: it does).
@@ -89,6 +108,10 @@ struct ClusterShared {
   // Set by the manager while an endpoint has a failure streak: a worker that sees a success
   // there reports it, so that a streak is only "consecutive" across all workers.
   std::unique_ptr<std::atomic<bool>[]> streak;
+  // Requests and failures per endpoint since the manager last looked; allocated (and
+  // counted) only for success-rate or failure-percentage ejection.
+  std::unique_ptr<std::atomic<uint32_t>[]> requests;
+  std::unique_ptr<std::atomic<uint32_t>[]> failures;
 };
 
 // Where workers send outcomes; implemented by the HealthManager. Thread-safe.

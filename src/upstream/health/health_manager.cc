@@ -1,6 +1,7 @@
 #include "upstream/health/health_manager.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -27,6 +28,11 @@ HealthManager::HealthManager(event::Loop& loop,
     for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
     for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
     clusters_.back()->members = initial.flags.size();
+    if (clusters_.back()->config->outlier && clusters_.back()->config->outlier->counts_requests()) {
+      auto& shared = *clusters_.back()->shared;
+      shared.requests = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
+      shared.failures = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
+    }
     if (clusters_.back()->config->outlier) {
       clusters_.back()->decay_timer =
           std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
@@ -326,7 +332,67 @@ void HealthManager::decay(size_t cluster) {
   for (auto& e : c.endpoints) {
     if (!e.ejected && e.ejections > 0) --e.ejections;
   }
+  if (c.shared->requests) judge_rates(cluster);
   c.decay_timer->arm_at(loop_.now() + c.config->outlier->interval);
+}
+
+void HealthManager::judge_rates(size_t cluster) {
+  ClusterState& c = *clusters_[cluster];
+  const OutlierConfig& o = *c.config->outlier;
+  struct Sample {
+    size_t endpoint;
+    uint32_t requests;
+    double success;  // percent
+  };
+  std::vector<Sample> samples;
+  for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
+    uint32_t requests = c.shared->requests[ei].exchange(0, std::memory_order_relaxed);
+    uint32_t failures = c.shared->failures[ei].exchange(0, std::memory_order_relaxed);
+    const Endpoint& e = c.endpoints[ei];
+    if (requests == 0 || e.ejected || e.removed) continue;
+    // A failure counted between the two exchanges belongs to the next interval's request.
+    failures = std::min(failures, requests);
+    samples.push_back({ei, requests, 100.0 * (requests - failures) / requests});
+  }
+  auto eligible = [&](uint32_t volume) {
+    std::vector<const Sample*> v;
+    for (const auto& s : samples) {
+      if (s.requests >= volume) v.push_back(&s);
+    }
+    return v;
+  };
+  if (o.success_rate) {
+    auto v = eligible(o.success_rate->request_volume);
+    if (!v.empty() && v.size() >= o.success_rate->minimum_hosts) {
+      double mean = 0;
+      for (const Sample* s : v) mean += s->success;
+      mean /= static_cast<double>(v.size());
+      double variance = 0;
+      for (const Sample* s : v) variance += (s->success - mean) * (s->success - mean);
+      double stdev = std::sqrt(variance / static_cast<double>(v.size()));
+      double threshold = mean - o.success_rate->stdev_factor * stdev;
+      for (const Sample* s : v) {
+        if (s->success >= threshold || c.endpoints[s->endpoint].ejected) continue;
+        eject(cluster, s->endpoint,
+              fmt::format("success rate {:.1f}% over {} requests, below the cluster's {:.1f}% "
+                          "(mean {:.1f}% - {} x stdev {:.1f}%)",
+                          s->success, s->requests, threshold, mean, o.success_rate->stdev_factor,
+                          stdev));
+      }
+    }
+  }
+  if (o.failure_percentage) {
+    auto v = eligible(o.failure_percentage->request_volume);
+    if (!v.empty() && v.size() >= o.failure_percentage->minimum_hosts) {
+      for (const Sample* s : v) {
+        double failed = 100.0 - s->success;
+        if (failed < o.failure_percentage->threshold || c.endpoints[s->endpoint].ejected) continue;
+        eject(cluster, s->endpoint,
+              fmt::format("{:.1f}% of {} requests failed (failure_percentage threshold {}%)",
+                          failed, s->requests, o.failure_percentage->threshold));
+      }
+    }
+  }
 }
 
 void HealthManager::on_check(size_t cluster, size_t endpoint, bool passed,

@@ -100,6 +100,8 @@ class HealthManager final : public OutcomeSink {
   void eject(size_t cluster, size_t endpoint, const std::string& why);
   void end_ejection(size_t cluster, size_t endpoint);
   void decay(size_t cluster);
+  // Success-rate and failure-percentage ejection over the interval's requests.
+  void judge_rates(size_t cluster);
   void set_streak(ClusterState& c, size_t endpoint);
   void publish(size_t cluster);
   void check_first_round();
