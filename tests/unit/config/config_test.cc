@@ -163,5 +163,33 @@ TEST(Config, EveryErrorIsReportedOnItsOwnLine) {
             "1000, got 0");
 }
 
+TEST(Config, OutlierStatisticalEjection) {
+  std::string yaml = replace(kGood, "    connect_timeout: 1s\n",
+                             "    connect_timeout: 1s\n"
+                             "    outlier_detection:\n"
+                             "      success_rate: {minimum_hosts: 3, request_volume: 20, "
+                             "stdev_factor: 2.5}\n"
+                             "      failure_percentage: {threshold: 60}\n");
+  auto r = load_string(yaml, "test.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const auto& o = *(*r)->clusters[0]->outlier;
+  ASSERT_TRUE(o.success_rate.has_value());
+  EXPECT_EQ(o.success_rate->minimum_hosts, 3u);
+  EXPECT_EQ(o.success_rate->request_volume, 20u);
+  EXPECT_DOUBLE_EQ(o.success_rate->stdev_factor, 2.5);
+  ASSERT_TRUE(o.failure_percentage.has_value());
+  EXPECT_EQ(o.failure_percentage->threshold, 60u);
+  EXPECT_EQ(o.failure_percentage->minimum_hosts, 5u);
+  EXPECT_EQ(error_of(replace(yaml, "stdev_factor: 2.5", "stdev_factor: 0")),
+            "test.yaml:12:74: clusters[0].outlier_detection.success_rate.stdev_factor: expected a "
+            "number from 0.1 to 10, got 0");
+  EXPECT_EQ(error_of(replace(yaml, "stdev_factor: 2.5", "stdev_factor: lots")),
+            "test.yaml:12:74: clusters[0].outlier_detection.success_rate.stdev_factor: expected a "
+            "number, got 'lots'");
+  EXPECT_EQ(error_of(replace(yaml, "threshold: 60", "threshold: 0")),
+            "test.yaml:13:39: clusters[0].outlier_detection.failure_percentage.threshold: expected "
+            "an integer from 1 to 100, got 0");
+}
+
 }  // namespace
 }  // namespace sluice::config
