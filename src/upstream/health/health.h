@@ -45,6 +45,22 @@ struct HealthCheckConfig {
   HttpCheckConfig http;
 };
 
+// Success rate: eject an endpoint whose success rate is below the mean of the endpoints with
+// at least `request_volume` requests minus stdev_factor standard deviations, when at least
+// `minimum_hosts` such endpoints exist.
+struct SuccessRateEjection {
+  uint32_t minimum_hosts = 5;
+  uint32_t request_volume = 100;
+  double stdev_factor = 1.9;
+};
+
+// Failure percentage: eject an endpoint whose share of failures reaches `threshold`.
+struct FailurePercentageEjection {
+  uint32_t threshold = 85;
+  uint32_t minimum_hosts = 5;
+  uint32_t request_volume = 50;
+};
+
 struct OutlierConfig {
   uint32_t consecutive_5xx = 5;                  // 0 disables
   uint32_t consecutive_gateway_failure = 5;      // connect failure, reset, timeout, 502/503/504
@@ -53,22 +69,8 @@ struct OutlierConfig {
   Duration max_ejection_time = std::chrono::seconds(300);
   uint32_t max_ejection_percent = 50;  // at least one endpoint may always be ejected
   // Statistical ejection, judged once per interval over the requests of that interval.
-  // Success rate: eject an endpoint whose success rate is below the mean of the endpoints
-  // with at least `request_volume` requests minus stdev_factor standard deviations, when at
-  // least `minimum_hosts` such endpoints exist.
-  struct SuccessRate {
-    uint32_t minimum_hosts = 5;
-    uint32_t request_volume = 100;
-    double stdev_factor = 1.9;
-  };
-  // Failure percentage: eject an endpoint whose share of failures reaches `threshold`.
-  struct FailurePercentage {
-    uint32_t threshold = 85;
-    uint32_t minimum_hosts = 5;
-    uint32_t request_volume = 50;
-  };
-  std::optional<SuccessRate> success_rate;              // absent: off
-  std::optional<FailurePercentage> failure_percentage;  // absent: off
+  std::optional<SuccessRateEjection> success_rate;              // absent: off
+  std::optional<FailurePercentageEjection> failure_percentage;  // absent: off
   bool counts_requests() const { return success_rate || failure_percentage; }
 };
 
