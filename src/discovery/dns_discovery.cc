@@ -11,8 +11,9 @@ namespace sluice::discovery {
 
 using upstream::ClusterConfig;
 
-// A logical_dns connect tries at most this many addresses of the answer.
-constexpr size_t kMaxRacedAddresses = 8;
+// A logical_dns endpoint keeps at most this many addresses of its answer (connects race the
+// first net::ConnectRace::kMaxAttempts of them).
+constexpr size_t kMaxAddresses = 64;
 
 DnsDiscovery::DnsDiscovery(
     event::Loop& loop, dns::Resolver& resolver, upstream::health::HealthManager& health,
@@ -66,6 +67,14 @@ Duration DnsDiscovery::use_for(Duration ttl) {
   return ttl - lead;
 }
 
+void DnsDiscovery::keep_refresh_time(MonoTime& refresh_at, const dns::Answer& a) const {
+  // From the cache, the TTL is what is left of it: the refresh time set when the answer came
+  // from the servers still holds (recomputing it from the rest would push it ever later).
+  if (a.from_cache && refresh_at != MonoTime{} && refresh_at > loop_.now()) return;
+  // An early refresh that failed is tried again when the answer expires (then stale rules).
+  refresh_at = loop_.now() + (a.refresh_failed ? a.ttl : use_for(a.ttl));
+}
+
 void DnsDiscovery::refresh(ClusterState& c) {
   if (stopped_) return;
   ++c.round;
@@ -78,11 +87,11 @@ void DnsDiscovery::refresh(ClusterState& c) {
       c.config->srv_name, dns::QueryType::kSrv,
       [this, &c, round](const dns::Answer& a) {
         if (stopped_ || round != c.round) return;
-        c.srv_refresh_at = MonoTime{};
         if (a.ok() && !a.stale) {
-          c.next = std::min(c.next, use_for(a.ttl));
-          c.srv_refresh_at = loop_.now() + use_for(a.ttl);
+          keep_refresh_time(c.srv_refresh_at, a);
+          c.next = std::min(c.next, c.srv_refresh_at - loop_.now());
         } else {
+          c.srv_refresh_at = MonoTime{};
           c.next = std::min(c.next, a.ok() ? a.ttl : c.config->dns_failure_refresh);
         }
         if (!a.ok() || a.srv.empty()) {
@@ -149,8 +158,8 @@ void DnsDiscovery::on_target(ClusterState& c, uint64_t round, size_t t, const dn
       target.refresh_at = MonoTime{};  // expired already: the next lookup asks the servers
       c.next = std::min(c.next, a.ttl);
     } else {
-      target.refresh_at = loop_.now() + use_for(a.ttl);
-      c.next = std::min(c.next, use_for(a.ttl));
+      keep_refresh_time(target.refresh_at, a);
+      c.next = std::min(c.next, target.refresh_at - loop_.now());
     }
   } else {
     std::string why = a.ok() ? "no addresses" : a.error_text;
@@ -183,7 +192,7 @@ void DnsDiscovery::finish_round(ClusterState& c) {
       // families alternating); new connections race the others after it.
       if (t.last.empty()) break;
       std::vector<net::Address> ordered = net::interleave_families(t.last);
-      if (ordered.size() > kMaxRacedAddresses) ordered.resize(kMaxRacedAddresses);
+      if (ordered.size() > kMaxAddresses) ordered.resize(kMaxAddresses);
       for (auto& a : ordered) a.set_port(t.port);
       upstream::EndpointConfig e{ordered.front(), t.weight, {}};
       e.fallbacks.assign(ordered.begin() + 1, ordered.end());

@@ -496,7 +496,22 @@ void Resolver::complete(const std::string& key, Answer a) {
         ++stats_.failures;
     }
     e.has_answer = false;  // failures are not cached: the next lookup asks again
-    if (e.has_good && now < e.good_expires + config_.stale_ttl) {
+    if (e.has_good && now < e.good_expires) {
+      // A refresh ahead of expiry failed: the answer is still good for the rest of its TTL.
+      Duration left = std::chrono::duration_cast<std::chrono::milliseconds>(e.good_expires - now);
+      LOG_WARN("dns: {}: {}; the cached answer stays good for its remaining {}", a.name,
+               a.error_text, format_duration(left));
+      Answer kept = e.good;
+      kept.from_cache = true;
+      kept.refresh_failed = true;
+      kept.latency = a.latency;
+      kept.error_text = a.error_text;  // why the refresh failed
+      kept.ttl = left;
+      e.answer = kept;
+      e.has_answer = true;
+      e.expires = e.good_expires;
+      a = std::move(kept);
+    } else if (e.has_good && now < e.good_expires + config_.stale_ttl) {
       // Whole milliseconds, for a readable log line.
       Duration left = std::chrono::duration_cast<std::chrono::milliseconds>(
           e.good_expires + config_.stale_ttl - now);

@@ -81,8 +81,9 @@ struct Answer {
   Duration ttl{0};                       // how long it is cached (clamped)
   bool from_cache = false;
   bool from_hosts_file = false;
-  bool stale = false;   // a refresh failed: this is the last good answer
-  Duration latency{0};  // time to resolve (0 from the cache)
+  bool stale = false;           // a refresh failed: this is the last good answer, expired
+  bool refresh_failed = false;  // a refresh failed before expiry: the cached answer, still good
+  Duration latency{0};          // time to resolve (0 from the cache)
   bool ok() const { return error == ErrorKind::kNone; }
   // Negative answers: authoritative "no such name / no such record".
   bool negative() const { return error == ErrorKind::kNxDomain || error == ErrorKind::kNoData; }

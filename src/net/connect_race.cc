@@ -44,6 +44,7 @@ ConnectRace::ConnectRace(event::Loop& loop, std::vector<Address> addresses,
       }) {
   // A deferred SYN would report "connected" before any packet left.
   options_.fastopen_connect = false;
+  if (addresses_.size() > kMaxAttempts) addresses_.resize(kMaxAttempts);
 }
 
 ConnectRace::~ConnectRace() {

@@ -38,6 +38,9 @@ class ConnectRaceCallbacks {
 
 class ConnectRace final : public event::DeferredDeletable {
  public:
+  // Addresses past this many are not tried (RFC 8305 leaves the number to the client).
+  static constexpr size_t kMaxAttempts = 8;
+
   ConnectRace(event::Loop& loop, std::vector<Address> addresses, const SocketOptions& options,
               const std::optional<Address>& source, Duration attempt_delay,
               ConnectRaceCallbacks& callbacks);

@@ -1,5 +1,6 @@
 #include "upstream/cluster.h"
 
+#include <algorithm>
 #include <random>
 
 #include "base/log.h"
@@ -17,6 +18,11 @@ health::HealthSnapshot initial_health(const ClusterConfig& config) {
   s.flags.assign(config.endpoints.size(), flag);
   s.panic = below_panic_threshold(s, config.panic_threshold);
   return s;
+}
+
+bool has_address(const EndpointConfig& e, const net::Address& a) {
+  return a == e.address ||
+         std::find(e.fallbacks.begin(), e.fallbacks.end(), a) != e.fallbacks.end();
 }
 
 bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold) {
@@ -59,27 +65,28 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   bool drain_removed = config_->on_address_change != Change::kKeep;
   bool close_removed = config_->on_address_change == Change::kClose;
   std::vector<size_t> closing;
+  using Departed = pool::ConnPool::Departed;
   for (size_t i = 0; i < n; ++i) {
     uint8_t before = health_ && i < health_->flags.size() ? health_->flags[i] : 0;
     uint8_t now = snapshot->flags[i];
-    // A logical_dns endpoint keeps its index while its name's addresses change.
+    // A logical_dns endpoint keeps its index while its name's addresses change (or only
+    // their order, with DNS round robin).
     const EndpointConfig& ep = (*snapshot->endpoints)[i];
-    bool moved = false;
+    bool moved = false, departed = false;
     if (health_ && i < health_->endpoints->size()) {
       const EndpointConfig& old = (*health_->endpoints)[i];
       moved = old.address != ep.address || old.fallbacks != ep.fallbacks;
+      if (moved)
+        departed = !has_address(ep, old.address) ||
+                   std::any_of(old.fallbacks.begin(), old.fallbacks.end(),
+                               [&](const net::Address& a) { return !has_address(ep, a); });
     }
-    if (close_removed && (((now & health::kRemoved) && !(before & health::kRemoved)) || moved)) {
-      closing.push_back(i);
-    }
+    bool newly_removed = (now & health::kRemoved) && !(before & health::kRemoved);
+    if (close_removed && (newly_removed || departed)) closing.push_back(i);
     if (!pools_[i]) continue;
-    if (moved) {
-      using Departed = pool::ConnPool::Departed;
-      pools_[i]->set_addresses(ep.address, ep.fallbacks,
-                               close_removed   ? Departed::kClose
-                               : drain_removed ? Departed::kDrain
-                                               : Departed::kKeep);
-    }
+    if (moved) pools_[i]->set_addresses(ep.address, ep.fallbacks);
+    // Draining touches no borrower: done now. Closing waits for the new snapshot (below).
+    if (departed && drain_removed && !close_removed) pools_[i]->retire_departed(Departed::kDrain);
     bool drain_before =
         (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
     bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
@@ -97,6 +104,7 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     // the departed addresses (set_addresses did the pool's).
     bool removed = health_->flags[i] & health::kRemoved;
     if (pools_[i] && removed) pools_[i]->close_all();
+    if (pools_[i] && !removed) pools_[i]->retire_departed(Departed::kClose);
     for (auto& l : close_listeners_) l.second(i, removed);
   }
 }

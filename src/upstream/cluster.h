@@ -77,6 +77,9 @@ struct ClusterConfig {
   CircuitBreakers circuit_breakers;
 };
 
+// Whether `a` is one of the endpoint's addresses (its own or a fallback).
+bool has_address(const EndpointConfig& e, const net::Address& a);
+
 // The snapshot in force before the health manager has published one.
 health::HealthSnapshot initial_health(const ClusterConfig& config);
 // Whether too few endpoints are usable (0 flags) for `threshold` percent.

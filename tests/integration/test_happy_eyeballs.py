@@ -794,7 +794,7 @@ def case_logical_close_keeps_sessions_to_remaining_addresses():
 
 def http_close_inflight(retry):
     """strict_dns with on_address_change: close: a GET in flight on a connection to 127.0.0.2
-    when it leaves the answer is cut by sluice; returns (response, seconds, log mark, sluice, port)."""
+    when it leaves the answer is cut by sluice; returns (response, seconds, log mark, sluice, port, backend a)."""
     port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.2"), ("b", "127.0.0.3")])
     ttl = 1
     ns = ds.NsdServer(["api IN A 127.0.0.2"], ttl=ttl, minimum=ttl)
@@ -802,8 +802,12 @@ def http_close_inflight(retry):
     route = {"match": {"prefix": "/"}, "cluster": "app"}
     if retry:
         route["retries"] = {"retry_on": ["reset-before-response"], "num_retries": 1}
-    sl = start([hu.simple_listener([route])], [cl], ns, family="v4")
+    sl = start([hu.simple_listener([route])], [cl], ns, family="v4", workers=1)
     hp = sl.port("web")
+    # a first request leaves a pooled connection to a: the slow one below reuses it (a reused
+    # connection that fails before answering is otherwise re-sent once, to the same endpoint)
+    r = hu.request_once(hp, "GET", "/first")
+    check(r.status == 200 and r.header("x-backend") == "a", "a first request through a (127.0.0.2)", r.describe())
     box = {}
 
     def slow():
@@ -816,23 +820,25 @@ def http_close_inflight(retry):
     t0 = time.monotonic()
     ns.set_zone(["api IN A 127.0.0.3"])
     th.join(10)
-    return box.get("r"), time.monotonic() - t0, mark, sl, port
+    return box.get("r"), time.monotonic() - t0, mark, sl, port, a
 
 
 def case_http_close_inflight_fails_502():
-    r, took, mark, sl, port = http_close_inflight(retry=False)
+    r, took, mark, sl, port, a = http_close_inflight(retry=False)
     why = "upstream connection to 127.0.0.2:%d closed: its address left the DNS answer (on_address_change: close)" \
         % port
     check(r is not None and r.status == 502 and why.encode() in r.body,
           "the in-flight GET is answered 502 '%s' %.2f s after the zone changed (not after 5 s)" % (why, took),
           r.describe() if r else "no response")
     check(took < 4, "well before the backend would have answered", "")
+    check(len(a.requests_for(lambda q: q["target"] == "/delay/5000")) == 1,
+          "it was not re-sent to the departed address", "")
     check(sl.find_lines(why, mark), "log: '...%s'" % why, hu.log_tail(sl))
     hu.stop_and_check(sl)
 
 
 def case_http_close_inflight_retried():
-    r, took, mark, sl, port = http_close_inflight(retry=True)
+    r, took, mark, sl, port, a = http_close_inflight(retry=True)
     check(r is not None and r.status == 200 and r.header("x-backend") == "b",
           "with retry_on: [reset-before-response] it is re-sent to b: 200 %.2f s after the zone changed" % took,
           r.describe() if r else "no response")

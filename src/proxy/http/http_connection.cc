@@ -294,6 +294,7 @@ void Attempt::on_write_drained() {
 
 void Attempt::on_error(int err) {
   if (!conn_) return;
+  aborted_by_sluice_ = err == ECONNABORTED;
   // ECONNABORTED comes from sluice itself: the pool closed the connection because its
   // address left the DNS answer (on_address_change: close).
   std::string why =
@@ -1057,6 +1058,8 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
   std::unique_ptr<Attempt> failed = std::move(s.attempt);
   bool reused = failed && failed->reused();
   bool response_started = failed && failed->response_started();
+  // Not the endpoint's doing, and not a keep-alive race: no outcome, no re-send to it.
+  bool aborted = failed && failed->aborted_by_sluice();
   size_t endpoint = failed ? failed->endpoint() : 0;
   bool failed_endpoint = failed != nullptr;
   if (failed) {
@@ -1067,8 +1070,9 @@ void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) 
     ++s.cluster->stats().connect_attempts;
     ++s.cluster->stats().connect_failures;
   }
-  bool stale = reused && !response_started && kind == Failure::kReset;
-  if (failed_endpoint && !stale && kind != Failure::kNoConnection && kind != Failure::kStatus) {
+  bool stale = reused && !response_started && kind == Failure::kReset && !aborted;
+  if (failed_endpoint && !stale && !aborted && kind != Failure::kNoConnection &&
+      kind != Failure::kStatus) {
     // Connect failures, resets, timeouts and malformed responses are the endpoint's doing.
     s.cluster->report(endpoint, upstream::health::Outcome::kGatewayFailure);
   }

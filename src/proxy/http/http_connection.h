@@ -54,6 +54,8 @@ class Attempt final : public upstream::pool::PoolCallbacks,
   size_t endpoint() const { return endpoint_; }
   bool response_started() const { return response_bytes_ > 0; }
   bool reused() const { return reused_; }
+  // sluice itself closed the connection (its address left the DNS answer).
+  bool aborted_by_sluice() const { return aborted_by_sluice_; }
 
  private:
   friend class HttpConnection;
@@ -69,6 +71,7 @@ class Attempt final : public upstream::pool::PoolCallbacks,
   size_t endpoint_;
   bool fresh_;
   bool reused_ = false;
+  bool aborted_by_sluice_ = false;
   uint64_t response_bytes_ = 0;
   bool discard_response_ = false;  // a retryable status: read nothing further
   bool response_complete_ = false;

@@ -72,18 +72,18 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   TcpSession* prev = nullptr;
   TcpSession* next = nullptr;
 
-  // The endpoint left the DNS answer (`removed`), or its addresses changed, and its
-  // cluster closes connections to departed addresses at once.
+  // The endpoint left the DNS answer (`removed`), or some of its addresses did, and its
+  // cluster closes connections to departed addresses at once. A session still connecting
+  // moves on to another endpoint instead (a race is judged when it wins).
   void close_if_to(size_t endpoint, bool removed) {
     if (state_ == State::kClosed || endpoint_ != endpoint || !counted_) return;
-    if (!removed) {
-      const upstream::EndpointConfig& ep = proxy_.cluster_.endpoint(endpoint);
-      if (!upstream_.valid() || peer_address_ == ep.address ||
-          std::find(ep.fallbacks.begin(), ep.fallbacks.end(), peer_address_) !=
-              ep.fallbacks.end()) {
-        return;
-      }
+    bool current =
+        !removed && upstream::has_address(proxy_.cluster_.endpoint(endpoint), peer_address_);
+    if (state_ == State::kConnecting) {
+      if (race_ || current) return;
+      return connect_failed("its address left the DNS answer while connecting", false);
     }
+    if (current) return;
     close("its address left the DNS answer (on_address_change: close)", true);
   }
 
@@ -174,6 +174,10 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     end_race();
     upstream_ = std::move(fd);
     peer_address_ = address;
+    if (cluster().on_address_change == upstream::ClusterConfig::OnAddressChange::kClose &&
+        !upstream::has_address(proxy_.cluster_.endpoint(endpoint_), address)) {
+      return connect_failed("its address left the DNS answer while connecting", false);
+    }
     LOG_DEBUG("tcp {}: {}: connecting to {} by way of {}", proxy_.config_->name, peer_.to_string(),
               proxy_.cluster_.endpoint(endpoint_).address.to_string(), address.to_string());
     Status s = proxy_.loop_.poller().add(
@@ -193,13 +197,15 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     proxy_.loop_.defer_delete(std::move(race_));
   }
 
-  void connect_failed(const std::string& reason) {
+  // `report`: the endpoint failed (fed to outlier detection), rather than sluice giving up
+  // on an address that left the DNS answer.
+  void connect_failed(const std::string& reason, bool report = true) {
     const auto& cfg = cluster();
     auto& stats = proxy_.cluster_.stats();
     ++stats.connect_failures;
     proxy_.cluster_.request_finished(endpoint_);
     counted_ = false;
-    proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
+    if (report) proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
     timer_.cancel();
     end_race();
     if (upstream_.valid()) {

@@ -87,15 +87,17 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
     if (e.address == now.address && e.fallbacks == now.fallbacks && e.weight == now.weight) {
       return true;
     }
-    std::string departed;
-    auto in_now = [&](const net::Address& a) {
-      return a == now.address ||
-             std::find(now.fallbacks.begin(), now.fallbacks.end(), a) != now.fallbacks.end();
+    auto in = [](const EndpointConfig& set, const net::Address& a) {
+      return a == set.address ||
+             std::find(set.fallbacks.begin(), set.fallbacks.end(), a) != set.fallbacks.end();
     };
-    if (!in_now(e.address)) departed = e.address.to_string();
+    std::string departed;
+    bool joined = !in(e, now.address);
+    if (!in(now, e.address)) departed = e.address.to_string();
     for (const auto& a : e.fallbacks) {
-      if (!in_now(a)) departed += (departed.empty() ? "" : ", ") + a.to_string();
+      if (!in(now, a)) departed += (departed.empty() ? "" : ", ") + a.to_string();
     }
+    for (const auto& a : now.fallbacks) joined = joined || !in(e, a);
     using Change = ClusterConfig::OnAddressChange;
     std::string fate;
     if (!departed.empty()) {
@@ -105,8 +107,15 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
                              ? "close"
                              : "are kept (on_address_change: keep)");
     }
-    LOG_INFO("cluster {}: addresses now {} (were {}){}", c.config->name, address_list(now),
-             address_list(e), fate);
+    // The same addresses in another order (DNS round robin) only changes which one new
+    // connections try first: not worth an info line on every refresh.
+    if (departed.empty() && !joined) {
+      LOG_DEBUG("cluster {}: addresses now {} (same set, new order)", c.config->name,
+                address_list(now));
+    } else {
+      LOG_INFO("cluster {}: addresses now {} (were {}){}", c.config->name, address_list(now),
+               address_list(e), fate);
+    }
     e = now;
     if (c.endpoints.front().checker) {
       c.endpoints.front().checker->set_target(now.address, now.fallbacks,

@@ -58,6 +58,16 @@ void PooledConnection::learn_keepalive_timeout(Duration d) {
 void PooledConnection::on_connected() {
   timer_.cancel();
   connected_at_ = pool_.loop().now();
+  if (recheck_ && !pool_.has_address(peer_)) {
+    // It connected to an address that left the answer while it was connecting.
+    if (*recheck_ == Departed::kClose) {
+      return connect_failed(
+          PoolFailure::kConnectFailure,
+          "upstream connect error: " + peer_.to_string() + " left the DNS answer while connecting");
+    }
+    drain_after_use_ = true;
+  }
+  recheck_.reset();
   Waiter* w = waiter_;
   waiter_ = nullptr;
   if (w) {
@@ -298,7 +308,8 @@ void ConnPool::check_connect_rate() {
 void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
   leave_idle(c);
   c.timer_.cancel();
-  c.transition(PooledConnection::State::kBusy);
+  c.transition(c.drain_after_use_ ? PooledConnection::State::kDraining
+                                  : PooledConnection::State::kBusy);
   ++c.requests_;
   PoolCallbacks* cb = waiter.callbacks_;
   waiter.cancel();
@@ -383,18 +394,17 @@ void ConnPool::destroy(PooledConnection& c) {
   if (config_.min_idle > 0 && !tearing_down_) warm_up();
 }
 
-void ConnPool::set_addresses(const net::Address& address, std::vector<net::Address> fallbacks,
-                             Departed departed) {
-  endpoint_ = address;
-  fallbacks_ = std::move(fallbacks);
-  if (departed == Departed::kKeep) return;
-  auto current = [&](const net::Address& a) {
-    return a == endpoint_ || std::find(fallbacks_.begin(), fallbacks_.end(), a) != fallbacks_.end();
-  };
+bool ConnPool::has_address(const net::Address& a) const {
+  return a == endpoint_ || std::find(fallbacks_.begin(), fallbacks_.end(), a) != fallbacks_.end();
+}
+
+void ConnPool::retire_departed(Departed how) {
   // Aborting calls into borrowers, which release (destroy) their connection: collect first.
   std::vector<PooledConnection*> gone;
   for (auto& c : connections_) {
-    if (c->state_ != PooledConnection::State::kConnecting && !current(c->peer_)) {
+    if (c->state_ == PooledConnection::State::kConnecting) {
+      c->recheck_ = how;  // where it lands is known once it connects
+    } else if (!has_address(c->peer_)) {
       gone.push_back(c.get());
     }
   }
@@ -404,7 +414,7 @@ void ConnPool::set_addresses(const net::Address& address, std::vector<net::Addre
               c->id_, c->peer_.to_string());
     if (c->state_ == PooledConnection::State::kIdle) {
       destroy(*c);
-    } else if (departed == Departed::kClose && c->borrower_) {
+    } else if (how == Departed::kClose && c->borrower_) {
       c->conn_.abort(ECONNABORTED);
     } else if (c->state_ == PooledConnection::State::kBusy) {
       c->transition(PooledConnection::State::kDraining);

@@ -34,6 +34,8 @@ struct PoolConfig {
 };
 
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow, kPendingTimeout };
+// What becomes of connections to an address the endpoint no longer has.
+enum class Departed { kDrain, kClose };
 const char* to_string(PoolFailure f);
 
 class ConnPool;
@@ -90,6 +92,9 @@ class PooledConnection final : public net::ConnectionCallbacks,
   net::Connection conn_;
   std::unique_ptr<net::ConnectRace> race_;  // while racing the endpoint's addresses
   net::Address peer_;
+  // Set while connecting when addresses departed: once connected, the peer must be current.
+  std::optional<Departed> recheck_;
+  bool drain_after_use_ = false;  // connected to a departed address: one request, then close
   State state_ = State::kConnecting;
   event::Timer timer_;  // connect timeout, then idle expiry
   MonoTime created_{};
@@ -163,13 +168,18 @@ class ConnPool {
     fallbacks_ = std::move(fallbacks);
     attempt_delay_ = attempt_delay;
   }
-  // What becomes of connections to an address the endpoint no longer has.
-  enum class Departed { kKeep, kDrain, kClose };
   // The endpoint's addresses changed (a logical_dns name's answer): new connections race
-  // `address` then `fallbacks`; connections to an address in neither are kept, drained
-  // (idle ones closed now, busy ones after their request) or closed now.
-  void set_addresses(const net::Address& address, std::vector<net::Address> fallbacks,
-                     Departed departed);
+  // `address` then `fallbacks`.
+  void set_addresses(const net::Address& address, std::vector<net::Address> fallbacks) {
+    endpoint_ = address;
+    fallbacks_ = std::move(fallbacks);
+  }
+  bool has_address(const net::Address& a) const;
+  using Departed = pool::Departed;
+  // Drains (idle ones closed now, busy ones after their request) or closes now the
+  // connections to addresses the endpoint no longer has. One still connecting is judged when
+  // it connects: drained after its first request, or failed (its request goes elsewhere).
+  void retire_departed(Departed how);
   // The endpoint is back: connections may be pooled again (those already marked to close
   // after their request still do).
   void undrain() { draining_ = false; }
