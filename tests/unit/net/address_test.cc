@@ -35,5 +35,16 @@ TEST(Address, SetPortAndCompare) {
   EXPECT_TRUE(*a == *b);
 }
 
+TEST(Address, IpStringOfEveryOctetWidth) {
+  for (const char* ip : {"0.0.0.0", "1.2.3.4", "10.0.0.1", "127.0.0.1", "99.100.101.255",
+                         "255.255.255.255", "192.168.10.9"}) {
+    auto a = Address::parse_ip(ip, 80);
+    ASSERT_TRUE(static_cast<bool>(a)) << ip;
+    EXPECT_EQ(a->ip_string(), ip);
+    EXPECT_EQ(a->to_string(), std::string(ip) + ":80");
+  }
+  EXPECT_EQ(Address::parse_ip("::1", 80)->ip_string(), "::1");
+}
+
 }  // namespace
 }  // namespace sluice::net
