@@ -67,6 +67,9 @@ class Reader {
       if (!out.empty()) out += '.';
       for (size_t i = 0; i < len; ++i) {
         char c = static_cast<char>(p_[pos + 1 + i]);
+        // A dot inside a label could not be told from a label boundary in the text form
+        // names are compared and resolved in (and no host name has one).
+        if (c == '.') return false;
         out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
       }
       pos += 1 + len;

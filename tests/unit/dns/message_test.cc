@@ -695,6 +695,20 @@ TEST(DnsMessage, DoubleByteFlipsNeverCrash) {
   }
 }
 
+TEST(DnsMessage, RejectsADotInsideALabel) {
+  // "a.b" as one label would read as two labels, a different name.
+  Builder b;
+  b.header(kFlagsResponse, 1, 1, 0).question("api.example.com", kTypeCname);
+  b.pointer(kQuestionName).rr(kTypeCname, 60).label("a.b").name("example.com").end_rdata();
+  EXPECT_FALSE(parse(b));
+  Builder ok;
+  ok.header(kFlagsResponse, 1, 1, 0).question("api.example.com", kTypeCname);
+  ok.pointer(kQuestionName).rr(kTypeCname, 60).label("a-b").name("example.com").end_rdata();
+  auto m = parse(ok);
+  ASSERT_TRUE(m) << m.status().message();
+  EXPECT_EQ(m->answers.at(0).target, "a-b.example.com");
+}
+
 TEST(DnsNormalizeName, StripsTrailingDotsAndLowerCases) {
   EXPECT_EQ(normalize_name("WWW.Example.COM."), "www.example.com");
   EXPECT_EQ(normalize_name("www.example.com"), "www.example.com");
