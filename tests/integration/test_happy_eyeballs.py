@@ -143,7 +143,7 @@ def refused_port(hosts):
 # backends and clients
 
 
-class NamedEcho(harness.TcpServer):
+class NamedEcho(harness.EchoServer):
     """Says its name ("NAME\\n") on accept, then echoes every byte; counts closed connections."""
 
     def __init__(self, name, *a, **kw):
@@ -154,12 +154,7 @@ class NamedEcho(harness.TcpServer):
     def handle(self, conn):
         try:
             conn.sendall(self.name.encode() + b"\n")
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
+            super().handle(conn)
         finally:
             with self._lock:
                 self.closed += 1
