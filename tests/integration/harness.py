@@ -209,6 +209,23 @@ def reexec_in_netns():
         sys.exit(2)
 
 
+def reexec_in_netns_or_skip():
+    """reexec_in_netns(), but where no network namespace can be made (no privilege), prints
+    that the whole script is skipped and exits 0."""
+    if os.environ.get("SLUICE_TEST_IN_NETNS") != "1":
+        try:
+            p = subprocess.run(["unshare", "-n", "--", "true"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, timeout=10)
+            ok, why = p.returncode == 0, p.stderr.strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, why = False, str(e)
+        if not ok:
+            print("skip   cannot create a network namespace (unshare -n): %s" % why, flush=True)
+            print("0 passed, 0 failed, 1 skipped", flush=True)
+            sys.exit(0)
+    reexec_in_netns()
+
+
 def sh(cmd, check_rc=True):
     """Runs a command (list), returns CompletedProcess with text output."""
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)

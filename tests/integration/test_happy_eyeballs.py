@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -842,24 +841,9 @@ def case_http_close_inflight_retried():
 # --------------------------------------------------------------------------
 
 
-def netns_permitted():
-    try:
-        p = subprocess.run(["unshare", "-n", "--", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, str(e)
-    return p.returncode == 0, p.stderr.strip()
-
-
 if __name__ == "__main__":
     hu.use_default_bin()
-    if os.environ.get("SLUICE_TEST_IN_NETNS") != "1":
-        ok, why = netns_permitted()
-        if not ok:
-            print("skip   cannot create a network namespace (unshare -n): %s" % why, flush=True)
-            print("0 passed, 0 failed, 1 skipped", flush=True)
-            sys.exit(0)
-    harness.reexec_in_netns()
+    harness.reexec_in_netns_or_skip()
     harness.run_cases([case_both_families_v6_wins, case_v6_refused_v4_at_once, case_v6_blackholed_default_delay,
                        case_v6_blackholed_100ms, case_both_blackholed_connect_timeout, case_every_address_refused,
                        case_order_and_at_most_8_addresses,

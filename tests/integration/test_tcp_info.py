@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -230,23 +229,8 @@ def case_download_with_loss_towards_backend():
     hu.stop_and_check(sl)
 
 
-def netns_permitted():
-    try:
-        p = subprocess.run(["unshare", "-n", "--", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, str(e)
-    return p.returncode == 0, p.stderr.strip()
-
-
 if __name__ == "__main__":
     hu.use_default_bin()
-    if os.environ.get("SLUICE_TEST_IN_NETNS") != "1":
-        ok, why = netns_permitted()
-        if not ok:
-            print("skip   cannot create a network namespace (unshare -n): %s" % why, flush=True)
-            print("0 passed, 0 failed, 1 skipped", flush=True)
-            sys.exit(0)
-    harness.reexec_in_netns()
+    harness.reexec_in_netns_or_skip()
     harness.run_cases([case_upload_retransmits_upstream, case_download_retransmits_downstream,
                        case_download_with_loss_towards_backend])

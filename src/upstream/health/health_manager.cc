@@ -380,6 +380,10 @@ void HealthManager::judge_rates(size_t cluster) {
       for (const Sample* s : v) variance += (s->success - mean) * (s->success - mean);
       double stdev = std::sqrt(variance / static_cast<double>(v.size()));
       double threshold = mean - o.success_rate->stdev_factor * stdev;
+      LOG_DEBUG(
+          "cluster {}: success rates of {} endpoints: mean {:.1f}%, stdev {:.1f}%, "
+          "ejection below {:.1f}%",
+          c.config->name, v.size(), mean, stdev, threshold);
       for (const Sample* s : v) {
         if (s->success >= threshold || c.endpoints[s->endpoint].ejected) continue;
         eject(cluster, s->endpoint,
