@@ -245,7 +245,7 @@ void Resolver::rearm_timer() {
     timer_.cancel();
     return;
   }
-  timer_.arm_at(MonoClock::now() + std::chrono::seconds(tv.tv_sec) +
+  timer_.arm_at(loop_.clock().now() + std::chrono::seconds(tv.tv_sec) +
                 std::chrono::microseconds(tv.tv_usec));
 }
 
@@ -291,7 +291,7 @@ void Resolver::start_lookup(const std::string& key, const std::string& name, Que
   lookup->key = key;
   lookup->name = name;
   lookup->type = type;
-  lookup->started = MonoClock::now();
+  lookup->started = loop_.clock().now();
   if (type == QueryType::kSrv) {
     lookup->parts.push_back({kTypeSrv});
   } else {
@@ -455,7 +455,7 @@ void Resolver::finish_part(Lookup* lookup) {
     }
   }
   out.name = lookup->name;
-  auto elapsed = MonoClock::now() - lookup->started;
+  auto elapsed = loop_.clock().now() - lookup->started;
   out.latency = std::chrono::duration_cast<Duration>(elapsed);
   uint64_t us =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count());

@@ -38,7 +38,7 @@ class Loop::Wakeup final : public IoHandler {
   int fd_;
 };
 
-Loop::Loop() : poller_(make_epoll_poller()), now_(MonoClock::now()) {
+Loop::Loop(Clock& clock) : clock_(clock), poller_(make_epoll_poller()), now_(clock.now()) {
   wakeup_ = std::make_unique<Wakeup>(*this);
 }
 
@@ -107,33 +107,59 @@ void Loop::stop() {
   wakeup_->notify();
 }
 
+int Loop::run_once(int timeout_ms) {
+  int n = poller_->wait(timeout_ms);
+  // Busy time is always real time, whatever clock the timers run on.
+  auto start = MonoClock::now();
+  now_ = clock_.now();
+  poller_->dispatch();
+  timers_.run_expired(now_);
+  run_at_end();
+  to_delete_.clear();
+  auto busy = static_cast<uint64_t>((MonoClock::now() - start).count());
+  ++stats_.iterations;
+  stats_.events += static_cast<uint64_t>(n);
+  stats_.busy_ns += busy;
+  if (busy > stats_.longest_iteration_ns) stats_.longest_iteration_ns = busy;
+  return n;
+}
+
 void Loop::run() {
   while (!stopping_.load(std::memory_order_acquire)) {
     int timeout_ms = -1;
     if (auto next = timers_.next_deadline()) {
-      auto wait = *next - MonoClock::now();
-      // Round up so a timer never fires a little early and makes us spin.
-      timeout_ms =
-          wait.count() <= 0
-              ? 0
-              : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+      auto wait = *next - clock_.now();
+      // Round up so a timer never fires a little early and makes us spin. A manual clock
+      // does not move while we sleep: waiting for its timers would never end.
+      if (clock_.manual()) {
+        timeout_ms = wait.count() <= 0 ? 0 : -1;
+      } else {
+        timeout_ms =
+            wait.count() <= 0
+                ? 0
+                : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+      }
     }
-    int n = poller_->wait(timeout_ms);
-    MonoTime start = MonoClock::now();
-    now_ = start;
-    poller_->dispatch();
-    timers_.run_expired(now_);
-    run_at_end();
-    to_delete_.clear();
-    auto busy = static_cast<uint64_t>((MonoClock::now() - start).count());
-    ++stats_.iterations;
-    stats_.events += static_cast<uint64_t>(n);
-    stats_.busy_ns += busy;
-    if (busy > stats_.longest_iteration_ns) stats_.longest_iteration_ns = busy;
+    run_once(timeout_ms);
   }
   run_posted();
   run_at_end();
   to_delete_.clear();
+}
+
+void Loop::run_until_idle() {
+  // Bounded: a test whose callbacks keep re-arming due timers must not hang its run.
+  for (int i = 0; i < 10000; ++i) {
+    bool posted;
+    {
+      std::lock_guard<std::mutex> lock(posted_mu_);
+      posted = !posted_.empty();
+    }
+    auto next = timers_.next_deadline();
+    bool due = next && *next <= clock_.now();
+    int n = run_once(0);
+    if (n == 0 && !posted && !due) return;
+  }
 }
 
 }  // namespace sluice::event

@@ -1,6 +1,7 @@
 // Loop: one thread's event loop. It owns a Poller, a TimerQueue, a cross-thread post queue
-// (eventfd) and a deferred-deletion list. Everything but post() and stop() must be called
-// from the loop's own thread.
+// (eventfd) and a deferred-deletion list, and reads the time from a Clock (the steady clock,
+// or a ManualClock in tests). Everything but post() and stop() must be called from the
+// loop's own thread.
 #pragma once
 
 #include <atomic>
@@ -46,7 +47,7 @@ struct LoopStats {
 
 class Loop {
  public:
-  Loop();
+  explicit Loop(Clock& clock = Clock::steady());
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
@@ -56,6 +57,7 @@ class Loop {
   // The time at the start of the current iteration: cheap, good for timeouts.
   MonoTime now() const { return now_; }
   const LoopStats& stats() const { return stats_; }
+  Clock& clock() const { return clock_; }
 
   // Any thread: runs fn on the loop thread, in posting order.
   void post(std::function<void()> fn);
@@ -76,13 +78,21 @@ class Loop {
 
   // Runs until stop(). Returns on the loop thread.
   void run();
+  // Tests: runs iterations without sleeping (events already ready, posted work, timers due
+  // at the clock's current time) until one finds nothing to do. With a ManualClock, move
+  // time with clock.advance(d) and call this to fire what fell due.
+  void run_until_idle();
   // Any thread.
   void stop();
 
  private:
   class Wakeup;
   void run_posted();
+  // One iteration: waits up to timeout_ms for events, then handles them, the timers due,
+  // the end-of-iteration work and deferred deletions. Returns the number of events.
+  int run_once(int timeout_ms);
 
+  Clock& clock_;
   std::unique_ptr<Poller> poller_;
   TimerQueue timers_;
   std::unique_ptr<Wakeup> wakeup_;

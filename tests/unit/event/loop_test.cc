@@ -66,3 +66,38 @@ TEST(Loop, DeferredDeletionHappensAfterTheCurrentIteration) {
 
 }  // namespace
 }  // namespace sluice::event
+
+namespace sluice::event {
+namespace {
+
+TEST(Loop, ManualClockFiresTimersOnlyWhenTimeIsMoved) {
+  ManualClock clock;
+  Loop loop(clock);
+  int fired = 0;
+  Timer t(loop.timers(), [&] { ++fired; });
+  t.arm_at(clock.now() + std::chrono::seconds(30));
+  loop.run_until_idle();
+  EXPECT_EQ(fired, 0);
+  clock.advance(std::chrono::seconds(29));
+  loop.run_until_idle();
+  EXPECT_EQ(fired, 0);
+  clock.advance(std::chrono::seconds(1));
+  loop.run_until_idle();
+  EXPECT_EQ(fired, 1);
+  EXPECT_EQ(loop.now(), clock.now());
+}
+
+TEST(Loop, RunUntilIdleRunsPostedWorkAndWhatItPosts) {
+  ManualClock clock;
+  Loop loop(clock);
+  std::vector<int> order;
+  loop.post([&] {
+    order.push_back(1);
+    loop.post([&] { order.push_back(2); });
+  });
+  loop.run_until_idle();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+}  // namespace
+}  // namespace sluice::event
