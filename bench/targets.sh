@@ -81,6 +81,34 @@ target_sluice_start() {
   return 1
 }
 
+# --- sluice_base: another sluice binary (SLUICE_BASE_BIN), e.g. the build before a change ----
+# Runs with the same config templates as sluice, so `bench/run l7 sluice sluice_base` compares
+# two builds in one run, interleaved like any other targets.
+target_sluice_base_unavailable() {
+  if [ -z "${SLUICE_BASE_BIN:-}" ]; then echo "SLUICE_BASE_BIN not set"; return 0; fi
+  if [ ! -x "$SLUICE_BASE_BIN" ]; then echo "$SLUICE_BASE_BIN is not executable"; return 0; fi
+  return 1
+}
+target_sluice_base_version() { echo "sluice (base build $(date -r "$SLUICE_BASE_BIN" '+%F %H:%M'))"; }
+target_sluice_base_start() {
+  local mode=$1 lport=$2 bport=$3 cfg i
+  _target_files sluice_base "$mode"
+  cfg="$TARGET_DIR/sluice.yaml"
+  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport"
+  bench_start sluice_base "$BENCH_PROXY_CORE" "$TARGET_LOG" "$SLUICE_BASE_BIN" run -c "$cfg"
+  TARGET_PID=$BENCH_PID
+  TARGET_PORT=$lport
+  for ((i = 0; i < 150; i++)); do
+    if grep -q 'sluice ready' "$TARGET_LOG" 2>/dev/null || [ -n "$(ss -Htln "sport = :$lport")" ]; then
+      return 0
+    fi
+    bench_alive "$TARGET_PID" || { bench_log "sluice_base exited during startup"; return 1; }
+    sleep 0.1
+  done
+  bench_log "timeout: sluice_base did not come up on $lport within 15s"
+  return 1
+}
+
 # --- HAProxy -----------------------------------------------------------------------------------
 target_haproxy_unavailable() {
   command -v haproxy >/dev/null || { echo "haproxy not installed (scripts/bootstrap)"; return 0; }
