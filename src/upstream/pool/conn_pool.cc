@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <random>
-
 #include "base/log.h"
+#include "base/random.h"
 #include "net/connect.h"
 
 namespace sluice::upstream::pool {
@@ -232,9 +231,9 @@ void ConnPool::open_for(Waiter* waiter) {
   c.peer_ = endpoint_;
   if (config_.max_lifetime.count() > 0) {
     // Up to 10% earlier, at random, so connections opened together do not all retire together.
-    thread_local std::mt19937_64 rng{std::random_device{}()};
     auto span = config_.max_lifetime.count() / 10;
-    Duration jitter(span > 0 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(span)) : 0);
+    Duration jitter(span > 0 ? static_cast<int64_t>(thread_rng().below(static_cast<uint64_t>(span)))
+                             : 0);
     c.expires_ = c.created_ + config_.max_lifetime - jitter;
   }
   if (!fallbacks_.empty()) {
