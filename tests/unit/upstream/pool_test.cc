@@ -390,5 +390,62 @@ TEST_F(PoolTest, MinIdleOpensConnectionsAheadOfDemandAndReplacesClosedOnes) {
   EXPECT_EQ(in_state(State::kIdle), 0u);
 }
 
+// An upstream whose accept queue is full drops new SYNs: the connect never completes.
+TEST(PoolConnectTimeout, AConnectThatNeverCompletesFailsAfterConnectTimeout) {
+  ManualClock clock;
+  event::Loop loop(clock);
+  auto fd = net::bind_listener(*net::Address::parse("127.0.0.1:0"), /*backlog=*/0,
+                               net::SocketOptions{}, /*reuse_port=*/false);
+  ASSERT_TRUE(fd.is_ok()) << fd.status().message();
+  net::Address endpoint = net::local_address(fd.value().get()).value();
+  PoolConfig config;
+  ConnPool pool(loop, endpoint, config, net::SocketOptions{}, std::nullopt, seconds(5));
+  // The first connection fills the accept queue (never accepted).
+  Borrower b1;
+  Waiter w1(pool, b1);
+  pool.acquire(w1, false);
+  loop.run_until_idle();
+  ASSERT_NE(b1.ready, nullptr);
+
+  Borrower b2;
+  Waiter w2(pool, b2);
+  pool.acquire(w2, /*fresh=*/true);
+  loop.run_until_idle();
+  EXPECT_EQ(pool.stats().state_count[static_cast<int>(State::kConnecting)], 1u);
+  clock.advance(seconds(5) - milliseconds(1));
+  loop.run_until_idle();
+  EXPECT_FALSE(b2.failure.has_value());
+  clock.advance(milliseconds(1));
+  loop.run_until_idle();
+  ASSERT_TRUE(b2.failure.has_value());
+  EXPECT_EQ(*b2.failure, PoolFailure::kConnectTimeout);
+  EXPECT_EQ(b2.detail, "upstream connect error: timed out after 5s (" + endpoint.to_string() + ")");
+  EXPECT_EQ(b2.ready, nullptr);
+  EXPECT_EQ(pool.stats().connect_failures, 1u);
+  EXPECT_EQ(pool.stats().state_count[static_cast<int>(State::kConnecting)], 0u);
+}
+
+TEST(PoolConnectFailure, ARefusedConnectFailsTheRequest) {
+  ManualClock clock;
+  event::Loop loop(clock);
+  // A port nobody listens on: bind one, note it, close it.
+  net::Address endpoint;
+  {
+    auto fd = net::bind_listener(*net::Address::parse("127.0.0.1:0"), 1, net::SocketOptions{},
+                                 /*reuse_port=*/false);
+    ASSERT_TRUE(fd.is_ok());
+    endpoint = net::local_address(fd.value().get()).value();
+  }
+  ConnPool pool(loop, endpoint, PoolConfig{}, net::SocketOptions{}, std::nullopt, seconds(5));
+  Borrower b;
+  Waiter w(pool, b);
+  pool.acquire(w, false);
+  loop.run_until_idle();
+  ASSERT_TRUE(b.failure.has_value());
+  EXPECT_EQ(*b.failure, PoolFailure::kConnectFailure);
+  EXPECT_EQ(b.detail, "upstream connect error: connection refused (" + endpoint.to_string() + ")");
+  EXPECT_EQ(pool.stats().connect_failures, 1u);
+}
+
 }  // namespace
 }  // namespace sluice::upstream::pool
