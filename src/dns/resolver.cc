@@ -215,8 +215,8 @@ void Resolver::on_sock_state(void* data, int fd, int readable, int writable) {
       return;
     }
     r->sockets_.emplace(fd, std::move(s));
-  } else {
-    r->loop_.poller().modify(fd, interest, it->second.get());
+  } else if (Status st = r->loop_.poller().modify(fd, interest, it->second.get()); !st) {
+    LOG_WARN("dns: cannot watch a resolver socket: {}", st.message());
   }
 }
 
