@@ -12,7 +12,7 @@ namespace sluice {
 
 // An error carries the errno it came from (0 when it is not a system error) and a message
 // that reads well in a log line.
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status ok() { return {}; }
@@ -38,7 +38,7 @@ class Status {
 };
 
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status error) : v_(std::move(error)) { SLUICE_CHECK(!std::get<Status>(v_).is_ok()); }

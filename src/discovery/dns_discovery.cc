@@ -62,17 +62,12 @@ void DnsDiscovery::check_first_round() {
   fn();
 }
 
-Duration DnsDiscovery::use_for(Duration ttl) {
-  Duration lead = std::min<Duration>(ttl / 10, std::chrono::seconds(30));
-  return ttl - lead;
-}
-
 void DnsDiscovery::keep_refresh_time(MonoTime& refresh_at, const dns::Answer& a) const {
   // From the cache, the TTL is what is left of it: the refresh time set when the answer came
   // from the servers still holds (recomputing it from the rest would push it ever later).
   if (a.from_cache && refresh_at != MonoTime{} && refresh_at > loop_.now()) return;
   // An early refresh that failed is tried again when the answer expires (then stale rules).
-  refresh_at = loop_.now() + (a.refresh_failed ? a.ttl : use_for(a.ttl));
+  refresh_at = loop_.now() + (a.refresh_failed ? a.ttl : dns::refresh_after(a.ttl));
 }
 
 void DnsDiscovery::refresh(ClusterState& c) {

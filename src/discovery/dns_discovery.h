@@ -54,8 +54,6 @@ class DnsDiscovery {
   };
 
   void refresh(ClusterState& c);
-  // How long to use a good answer with this TTL before asking again.
-  static Duration use_for(Duration ttl);
   void keep_refresh_time(MonoTime& refresh_at, const dns::Answer& a) const;
   bool due(MonoTime refresh_at) const {
     return refresh_at != MonoTime{} && loop_.now() >= refresh_at;

@@ -59,15 +59,10 @@ struct Resolver::Lookup {
   size_t pending = 0;
 };
 
-struct Resolver::Entry {
-  Answer answer;  // the latest positive or negative answer
-  bool has_answer = false;
-  MonoTime expires{};
-  Answer good;  // the last positive answer, for serve-stale
-  bool has_good = false;
-  MonoTime good_expires{};
+// The askers of one name and type, and the lookup that will answer them.
+struct Resolver::InFlight {
   std::vector<Callback> waiters;
-  std::unique_ptr<Lookup> lookup;  // in flight
+  std::unique_ptr<Lookup> lookup;
 };
 
 // One c-ares socket registered with the poller.
@@ -103,9 +98,8 @@ uint32_t negative_ttl(const Message& m) {
   return 0;
 }
 
-Duration clamp_ttl(uint32_t seconds, Duration lo, Duration hi) {
-  Duration d = std::chrono::seconds(seconds);
-  return std::clamp(d, lo, hi);
+CacheConfig cache_config(const ResolverConfig& c) {
+  return CacheConfig{c.min_ttl, c.max_ttl, c.negative_min_ttl, c.negative_max_ttl, c.stale_ttl};
 }
 
 bool valid_query_name(std::string_view name) {
@@ -135,7 +129,8 @@ std::string chain_text(const std::string& name, const std::vector<std::string>& 
 Resolver::Resolver(event::Loop& loop, ResolverConfig config)
     : loop_(loop),
       config_(std::move(config)),
-      timer_(loop.timers(), [this] { process(ARES_SOCKET_BAD, ARES_SOCKET_BAD); }) {}
+      timer_(loop.timers(), [this] { process(ARES_SOCKET_BAD, ARES_SOCKET_BAD); }),
+      cache_(cache_config(config_)) {}
 
 Result<std::unique_ptr<Resolver>> Resolver::create(event::Loop& loop, ResolverConfig config) {
   std::unique_ptr<Resolver> r(new Resolver(loop, std::move(config)));
@@ -220,8 +215,8 @@ void Resolver::on_sock_state(void* data, int fd, int readable, int writable) {
       return;
     }
     r->sockets_.emplace(fd, std::move(s));
-  } else {
-    r->loop_.poller().modify(fd, interest, it->second.get());
+  } else if (Status st = r->loop_.poller().modify(fd, interest, it->second.get()); !st) {
+    LOG_WARN("dns: cannot watch a resolver socket: {}", st.message());
   }
 }
 
@@ -271,16 +266,14 @@ void Resolver::resolve(const std::string& raw_name, QueryType type, Callback cb,
     return cb(quick);
   }
   std::string key = (type == QueryType::kSrv ? "srv:" : "addr:") + name;
-  Entry& e = cache_[key];
-  if (!fresh && e.has_answer && loop_.now() < e.expires) {
-    ++stats_.cache_hits;
-    Answer a = e.answer;
-    a.from_cache = true;
-    a.latency = Duration(0);
-    a.ttl = std::chrono::duration_cast<Duration>(e.expires - loop_.now());
-    return cb(a);
+  if (!fresh) {
+    if (auto cached = cache_.find(key, loop_.now())) {
+      ++stats_.cache_hits;
+      return cb(*cached);
+    }
+    ++stats_.cache_misses;
   }
-  if (!fresh) ++stats_.cache_misses;
+  InFlight& e = in_flight_[key];
   e.waiters.push_back(std::move(cb));
   if (e.lookup) return;  // one query serves everyone asking meanwhile
   start_lookup(key, name, type);
@@ -303,7 +296,7 @@ void Resolver::start_lookup(const std::string& key, const std::string& name, Que
   lookup->pending = lookup->parts.size() + 1;
   for (auto& p : lookup->parts) p.result.name = name;
   Lookup* raw = lookup.get();
-  cache_[key].lookup = std::move(lookup);
+  in_flight_[key].lookup = std::move(lookup);
   for (size_t i = 0; i < raw->parts.size(); ++i) {
     raw->parts[i].seen.push_back(name);
     send_query(raw, i, name);
@@ -465,26 +458,14 @@ void Resolver::finish_part(Lookup* lookup) {
 }
 
 void Resolver::complete(const std::string& key, Answer a) {
-  Entry& e = cache_[key];
-  // The lookup's parts are done; it is destroyed when this returns (nothing touches it after).
-  std::unique_ptr<Lookup> done = std::move(e.lookup);
-  MonoTime now = loop_.now();
-  if (a.ok()) {
-    a.ttl = clamp_ttl(a.record_ttl, config_.min_ttl, config_.max_ttl);
-    e.answer = a;
-    e.has_answer = true;
-    e.expires = now + a.ttl;
-    e.good = a;
-    e.has_good = true;
-    e.good_expires = e.expires;
-  } else if (a.negative()) {
+  // The lookup's parts are done; it is destroyed when this returns (nothing touches it
+  // after), and `key` is its own: copy it before the entry goes.
+  auto node = in_flight_.extract(key);
+  SLUICE_CHECK(!node.empty());
+  InFlight done = std::move(node.mapped());
+  if (a.negative()) {
     if (a.error == ErrorKind::kNxDomain) ++stats_.nxdomain;
-    a.ttl = clamp_ttl(a.record_ttl, config_.negative_min_ttl, config_.negative_max_ttl);
-    e.answer = a;
-    e.has_answer = true;
-    e.expires = now + a.ttl;
-    e.has_good = false;  // the name is gone: nothing stale to serve
-  } else {
+  } else if (!a.ok()) {
     switch (a.error) {
       case ErrorKind::kTimeout:
         ++stats_.timeouts;
@@ -495,45 +476,10 @@ void Resolver::complete(const std::string& key, Answer a) {
       default:
         ++stats_.failures;
     }
-    e.has_answer = false;  // failures are not cached: the next lookup asks again
-    if (e.has_good && now < e.good_expires) {
-      // A refresh ahead of expiry failed: the answer is still good for the rest of its TTL.
-      Duration left = std::chrono::duration_cast<std::chrono::milliseconds>(e.good_expires - now);
-      LOG_WARN("dns: {}: {}; the cached answer stays good for its remaining {}", a.name,
-               a.error_text, format_duration(left));
-      Answer kept = e.good;
-      kept.from_cache = true;
-      kept.refresh_failed = true;
-      kept.latency = a.latency;
-      kept.error_text = a.error_text;  // why the refresh failed
-      kept.ttl = left;
-      e.answer = kept;
-      e.has_answer = true;
-      e.expires = e.good_expires;
-      a = std::move(kept);
-    } else if (e.has_good && now < e.good_expires + config_.stale_ttl) {
-      // Whole milliseconds, for a readable log line.
-      Duration left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          e.good_expires + config_.stale_ttl - now);
-      LOG_WARN("dns: {}: {}; serving the last good answer ({} of stale_ttl left)", a.name,
-               a.error_text, format_duration(left));
-      ++stats_.stale_served;
-      Answer stale = e.good;
-      stale.stale = true;
-      stale.from_cache = true;
-      stale.latency = a.latency;
-      stale.error_text = a.error_text;  // why it is stale
-      // Try again soon, but never past the end of the stale window.
-      stale.ttl = std::min(left, std::max<Duration>(config_.min_ttl, std::chrono::seconds(1)));
-      a = std::move(stale);
-    } else {
-      e.has_good = false;
-      a.ttl = Duration(0);
-    }
   }
-  auto waiters = std::move(e.waiters);
-  e.waiters.clear();
-  for (auto& cb : waiters) cb(a);
+  a = cache_.store(node.key(), std::move(a), loop_.now());
+  if (a.stale) ++stats_.stale_served;
+  for (auto& cb : done.waiters) cb(a);
 }
 
 // --- hosts file ---------------------------------------------------------------------------

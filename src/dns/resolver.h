@@ -2,12 +2,10 @@
 // thread's: workers never resolve). c-ares sends the queries; its sockets and timeouts are
 // driven by our poller and timer queue, never by a blocking call.
 //
-// - Positive answers are cached for their TTL (the smallest along the CNAME chain), clamped
-//   to [min_ttl, max_ttl]. Negative answers (NXDOMAIN, NODATA) are cached for the SOA's
-//   negative TTL, min(SOA TTL, SOA MINIMUM) per RFC 2308, clamped to
-//   [negative_min_ttl, negative_max_ttl].
-// - Serve-stale (RFC 8767): when a refresh fails (timeout, SERVFAIL, refused) the last good
-//   answer is served, marked stale, for up to stale_ttl after it expired; then the error.
+// - Answers are cached by the rules of dns::Cache (cache.h): positive answers for their
+//   TTL, negative answers (NXDOMAIN, NODATA) for the SOA's negative TTL per RFC 2308
+//   (min(SOA TTL, SOA MINIMUM)), and serve-stale (RFC 8767) when a refresh fails. Time is
+//   the loop's.
 // - CNAME chains are followed, also across queries when a server answers with the CNAME
 //   alone, up to max_cname_chain links; a loop or a longer chain is an error naming it.
 // - Concurrent lookups of one name share one query.
@@ -24,6 +22,8 @@
 #include "base/histogram.h"
 #include "base/status.h"
 #include "base/units.h"
+#include "dns/answer.h"
+#include "dns/cache.h"
 #include "event/loop.h"
 #include "event/timer.h"
 #include "net/address.h"
@@ -45,48 +45,6 @@ struct ResolverConfig {
   Duration negative_max_ttl = std::chrono::minutes(5);
   Duration stale_ttl = std::chrono::minutes(5);
   uint32_t max_cname_chain = 8;
-};
-
-enum class ErrorKind {
-  kNone,
-  kNxDomain,
-  kNoData,
-  kTimeout,
-  kServFail,
-  kRefused,
-  kCnameLoop,
-  kCnameChainTooLong,
-  kMalformed,
-  kOther,
-};
-const char* to_string(ErrorKind kind);
-
-struct SrvTarget {
-  std::string target;
-  uint16_t port = 0;
-  uint16_t priority = 0;
-  uint16_t weight = 0;
-};
-
-enum class QueryType { kAddress, kSrv };
-
-struct Answer {
-  std::string name;
-  ErrorKind error = ErrorKind::kNone;
-  std::string error_text;                // what failed, for logs and `sluice probe`
-  std::vector<net::Address> addresses;   // kAddress; port 0
-  std::vector<SrvTarget> srv;            // kSrv
-  std::vector<std::string> cname_chain;  // the names after `name`, in the order followed
-  uint32_t record_ttl = 0;               // as received: the smallest along the chain
-  Duration ttl{0};                       // how long it is cached (clamped)
-  bool from_cache = false;
-  bool from_hosts_file = false;
-  bool stale = false;           // a refresh failed: this is the last good answer, expired
-  bool refresh_failed = false;  // a refresh failed before expiry: the cached answer, still good
-  Duration latency{0};          // time to resolve (0 from the cache)
-  bool ok() const { return error == ErrorKind::kNone; }
-  // Negative answers: authoritative "no such name / no such record".
-  bool negative() const { return error == ErrorKind::kNxDomain || error == ErrorKind::kNoData; }
 };
 
 struct ResolverStats {
@@ -120,8 +78,8 @@ class Resolver {
   std::string servers_text() const;
 
  private:
-  struct Entry;
   struct Lookup;
+  struct InFlight;
   class Socket;
   Resolver(event::Loop& loop, ResolverConfig config);
   Status init();
@@ -143,7 +101,8 @@ class Resolver {
   void* channel_ = nullptr;  // ares_channel
   std::map<int, std::unique_ptr<Socket>> sockets_;
   event::Timer timer_;
-  std::map<std::string, Entry> cache_;
+  Cache cache_;
+  std::map<std::string, InFlight> in_flight_;  // by cache key
   std::map<std::string, std::vector<net::Address>> hosts_;
   int64_t hosts_mtime_ = -1;
   bool destroying_ = false;

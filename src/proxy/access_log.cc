@@ -4,9 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <random>
 
 #include <fmt/format.h>
+
+#include "base/random.h"
 
 namespace sluice::proxy {
 
@@ -80,8 +81,7 @@ bool should_log(const AccessLogConfig& config, int status, bool failed, Duration
       return error || duration >= config.slow;
     case AccessLogConfig::Mode::kSample: {
       if (error) return true;
-      thread_local std::minstd_rand rng{std::random_device{}()};
-      return rng() % 100 < config.sample_percent;
+      return thread_rng().chance_percent(config.sample_percent);
     }
   }
   return true;

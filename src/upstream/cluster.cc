@@ -1,9 +1,8 @@
 #include "upstream/cluster.h"
 
 #include <algorithm>
-#include <random>
-
 #include "base/log.h"
+#include "base/random.h"
 
 namespace sluice::upstream {
 
@@ -43,7 +42,7 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       index_(index),
       shared_(shared),
       sink_(sink),
-      lb_seed_(std::random_device{}() | 1) {
+      lb_seed_(thread_rng().next_u64() | 1) {
   worker_pool_config_ = config_->pool;
   if (workers > 1) {
     // Round up: each worker gets its share, and every worker at least one connection.

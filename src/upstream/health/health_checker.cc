@@ -1,9 +1,8 @@
 #include "upstream/health/health_checker.h"
 
-#include <random>
-
 #include <fmt/format.h>
 
+#include "base/random.h"
 #include "net/connect.h"
 
 namespace sluice::upstream::health {
@@ -11,8 +10,7 @@ namespace {
 
 Duration random_part(Duration max) {
   if (max.count() <= 0) return Duration(0);
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return Duration(static_cast<int64_t>(rng() % static_cast<uint64_t>(max.count() + 1)));
+  return Duration(static_cast<int64_t>(thread_rng().below(static_cast<uint64_t>(max.count()) + 1)));
 }
 
 }  // namespace

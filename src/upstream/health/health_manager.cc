@@ -1,11 +1,11 @@
 #include "upstream/health/health_manager.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "upstream/health/outlier.h"
 
 namespace sluice::upstream::health {
 
@@ -299,7 +299,7 @@ void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& wh
     ejected += other.ejected && !other.removed;
     members += !other.removed;
   }
-  size_t allowed = std::max<size_t>(1, members * o.max_ejection_percent / 100);
+  size_t allowed = max_ejected(o, members);
   // The streak starts over either way, so one bad run is one decision.
   e.consecutive_5xx = 0;
   e.consecutive_gateway = 0;
@@ -313,7 +313,7 @@ void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& wh
   }
   ++e.ejections;
   ++stats_.ejections;
-  Duration d = std::min(o.base_ejection_time * e.ejections, o.max_ejection_time);
+  Duration d = ejection_time(o, e.ejections);
   e.ejected = true;
   e.return_timer->arm_at(loop_.now() + d);
   LOG_WARN("cluster {}: endpoint {} ejected for {} ({}; ejection {})", c.config->name,
@@ -348,62 +348,40 @@ void HealthManager::decay(size_t cluster) {
 void HealthManager::judge_rates(size_t cluster) {
   ClusterState& c = *clusters_[cluster];
   const OutlierConfig& o = *c.config->outlier;
-  struct Sample {
-    size_t endpoint;
-    uint32_t requests;
-    double success;  // percent
-  };
-  std::vector<Sample> samples;
+  std::vector<RateSample> samples;
   for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
     uint32_t requests = c.shared->requests[ei].exchange(0, std::memory_order_relaxed);
     uint32_t failures = c.shared->failures[ei].exchange(0, std::memory_order_relaxed);
     const Endpoint& e = c.endpoints[ei];
     if (requests == 0 || e.ejected || e.removed) continue;
     // A failure counted between the two exchanges belongs to the next interval's request.
-    failures = std::min(failures, requests);
-    samples.push_back({ei, requests, 100.0 * (requests - failures) / requests});
+    samples.push_back({ei, requests, std::min(failures, requests)});
   }
-  auto eligible = [&](uint32_t volume) {
-    std::vector<const Sample*> v;
-    for (const auto& s : samples) {
-      if (s.requests >= volume) v.push_back(&s);
-    }
-    return v;
-  };
   if (o.success_rate) {
-    auto v = eligible(o.success_rate->request_volume);
-    if (!v.empty() && v.size() >= o.success_rate->minimum_hosts) {
-      double mean = 0;
-      for (const Sample* s : v) mean += s->success;
-      mean /= static_cast<double>(v.size());
-      double variance = 0;
-      for (const Sample* s : v) variance += (s->success - mean) * (s->success - mean);
-      double stdev = std::sqrt(variance / static_cast<double>(v.size()));
-      double threshold = mean - o.success_rate->stdev_factor * stdev;
+    SuccessRateVerdict v = judge_success_rate(samples, *o.success_rate);
+    if (v.judged) {
       LOG_DEBUG(
           "cluster {}: success rates of {} endpoints: mean {:.1f}%, stdev {:.1f}%, "
           "ejection below {:.1f}%",
-          c.config->name, v.size(), mean, stdev, threshold);
-      for (const Sample* s : v) {
-        if (s->success >= threshold || c.endpoints[s->endpoint].ejected) continue;
-        eject(cluster, s->endpoint,
-              fmt::format("success rate {:.1f}% over {} requests, below the cluster's {:.1f}% "
-                          "(mean {:.1f}% - {} x stdev {:.1f}%)",
-                          s->success, s->requests, threshold, mean, o.success_rate->stdev_factor,
-                          stdev));
-      }
+          c.config->name, v.hosts, v.mean, v.stdev, v.threshold);
+    }
+    for (size_t i : v.outliers) {
+      const RateSample& s = samples[i];
+      if (c.endpoints[s.endpoint].ejected) continue;
+      eject(cluster, s.endpoint,
+            fmt::format("success rate {:.1f}% over {} requests, below the cluster's {:.1f}% "
+                        "(mean {:.1f}% - {} x stdev {:.1f}%)",
+                        s.success_percent(), s.requests, v.threshold, v.mean,
+                        o.success_rate->stdev_factor, v.stdev));
     }
   }
   if (o.failure_percentage) {
-    auto v = eligible(o.failure_percentage->request_volume);
-    if (!v.empty() && v.size() >= o.failure_percentage->minimum_hosts) {
-      for (const Sample* s : v) {
-        double failed = 100.0 - s->success;
-        if (failed < o.failure_percentage->threshold || c.endpoints[s->endpoint].ejected) continue;
-        eject(cluster, s->endpoint,
-              fmt::format("{:.1f}% of {} requests failed (failure_percentage threshold {}%)",
-                          failed, s->requests, o.failure_percentage->threshold));
-      }
+    for (size_t i : judge_failure_percentage(samples, *o.failure_percentage)) {
+      const RateSample& s = samples[i];
+      if (c.endpoints[s.endpoint].ejected) continue;
+      eject(cluster, s.endpoint,
+            fmt::format("{:.1f}% of {} requests failed (failure_percentage threshold {}%)",
+                        100.0 - s.success_percent(), s.requests, o.failure_percentage->threshold));
     }
   }
 }

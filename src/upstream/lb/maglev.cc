@@ -85,7 +85,7 @@ Maglev::Maglev(std::vector<LbHost> hosts, uint32_t table_size, uint64_t seed)
 }
 
 size_t Maglev::pick(const PickContext& ctx) {
-  const uint64_t h = ctx.hash.has_value() ? *ctx.hash : rng_.next();
+  const uint64_t h = ctx.hash.has_value() ? *ctx.hash : rng_.next_u64();
   size_t slot = static_cast<size_t>(h % table_.size());
   if (ctx.tried.empty() || !hosts_.is_tried(table_[slot], ctx.tried) ||
       hosts_.all_tried(ctx.tried)) {

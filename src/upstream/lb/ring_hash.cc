@@ -65,7 +65,7 @@ RingHash::RingHash(std::vector<LbHost> hosts, uint32_t ring_size, uint64_t total
 }
 
 size_t RingHash::pick(const PickContext& ctx) {
-  const uint64_t h = ctx.hash.has_value() ? *ctx.hash : rng_.next();
+  const uint64_t h = ctx.hash.has_value() ? *ctx.hash : rng_.next_u64();
   size_t i =
       static_cast<size_t>(std::lower_bound(hashes_.begin(), hashes_.end(), h) - hashes_.begin());
   if (i == hashes_.size()) i = 0;

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <random>
-
 #include "base/log.h"
+#include "base/random.h"
 #include "net/connect.h"
 
 namespace sluice::upstream::pool {
@@ -25,6 +24,11 @@ const char* to_string(PoolFailure f) {
 
 // --- PooledConnection ------------------------------------------------------------------
 
+const char* PooledConnection::to_string(State s) {
+  static constexpr const char* kNames[] = {"connecting", "idle", "busy", "draining", "closed"};
+  return kNames[static_cast<int>(s)];
+}
+
 PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
     : pool_(pool), id_(id), conn_(pool.loop(), *this), timer_(pool.loop().timers(), [this] {
         if (state_ == State::kConnecting) {
@@ -41,8 +45,33 @@ PooledConnection::PooledConnection(ConnPool& pool, uint64_t id)
 
 PooledConnection::~PooledConnection() = default;
 
+namespace {
+
+// Connecting -> idle (opened ahead of demand) | busy | draining (lent, to close after its
+// request) | closed; idle -> busy | draining | closed; busy -> idle | draining | closed;
+// draining -> closed. Nothing leaves closed, and nothing returns to connecting.
+[[maybe_unused]] bool legal(PooledConnection::State from, PooledConnection::State to) {
+  using S = PooledConnection::State;
+  switch (from) {
+    case S::kConnecting:
+    case S::kIdle:
+    case S::kBusy:
+      return to != S::kConnecting;
+    case S::kDraining:
+      return to == S::kClosed;
+    case S::kClosed:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
 void PooledConnection::transition(State to) {
   if (to == state_) return;
+  SLUICE_ASSERT(legal(state_, to));
+  LOG_DEBUG("pool {}: connection {} {} -> {}", pool_.endpoint_.to_string(), id_, to_string(state_),
+            to_string(to));
   --pool_.stats_.state_count[static_cast<int>(state_)];
   ++pool_.stats_.state_count[static_cast<int>(to)];
   state_ = to;
@@ -232,9 +261,9 @@ void ConnPool::open_for(Waiter* waiter) {
   c.peer_ = endpoint_;
   if (config_.max_lifetime.count() > 0) {
     // Up to 10% earlier, at random, so connections opened together do not all retire together.
-    thread_local std::mt19937_64 rng{std::random_device{}()};
     auto span = config_.max_lifetime.count() / 10;
-    Duration jitter(span > 0 ? static_cast<int64_t>(rng() % static_cast<uint64_t>(span)) : 0);
+    Duration jitter(span > 0 ? static_cast<int64_t>(thread_rng().below(static_cast<uint64_t>(span)))
+                             : 0);
     c.expires_ = c.created_ + config_.max_lifetime - jitter;
   }
   if (!fallbacks_.empty()) {

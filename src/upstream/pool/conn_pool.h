@@ -4,7 +4,8 @@
 // are closed the moment the upstream closes them, after idle_timeout, before a learned
 // Keep-Alive timeout runs out, and at max_lifetime.
 // Every connection state change goes through PooledConnection::transition(), which keeps a
-// count per state. Loop thread only.
+// count per state, logs the change at debug and (debug builds) asserts it is legal. Time is
+// the loop's, so a ManualClock drives every timeout. Loop thread only.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,7 @@ class PooledConnection final : public net::ConnectionCallbacks,
  public:
   enum class State { kConnecting, kIdle, kBusy, kDraining, kClosed };
   static constexpr int kStates = 5;
+  static const char* to_string(State s);
 
   PooledConnection(ConnPool& pool, uint64_t id);
   ~PooledConnection() override;
@@ -196,9 +198,8 @@ class ConnPool {
   // Calls fn(fd, state name) for each open connection.
   template <typename Fn>
   void for_each_connection(Fn fn) const {
-    static constexpr const char* kNames[] = {"connecting", "idle", "busy", "draining", "closed"};
     for (const auto& c : connections_) {
-      if (c->conn_.open()) fn(c->conn_.fd(), kNames[static_cast<int>(c->state_)]);
+      if (c->conn_.open()) fn(c->conn_.fd(), PooledConnection::to_string(c->state_));
     }
   }
   const net::Address& endpoint() const { return endpoint_; }
