@@ -39,8 +39,16 @@ void read_socket_options(YamlReader& r, const YAML::Node& node, const std::strin
     }
   }
   m.read_string("congestion", out.congestion);
-  m.read_size("send_buffer", out.send_buffer);
-  m.read_size("receive_buffer", out.receive_buffer);
+  for (auto [key, field] : {std::pair{"send_buffer", &out.send_buffer},
+                            std::pair{"receive_buffer", &out.receive_buffer}}) {
+    m.read_size(key, *field);
+    // 0 is the struct's "kernel default"; written, it is below the smallest buffer.
+    if (m.has(key) && m.get(key).IsScalar() && parse_size(m.get(key).Scalar()) == 0u) {
+      r.error(m.get(key), m.path(key),
+              fmt::format("expected a size from 4096 to {} bytes, got {}", 256ull << 20,
+                          m.get(key).Scalar()));
+    }
+  }
   if (listener) {
     m.read_uint("fastopen", out.fastopen_queue);
   } else {

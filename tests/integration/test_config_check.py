@@ -140,6 +140,14 @@ def bad_configs():
                      "      keepalive: {idle: 60s, interval: soon, count: 5}\n")
     cases.append(("bad_duration_in_flow_map", t, locate(t, "soon"),
                   "listeners[0].socket_options.keepalive.interval", ["duration"]))
+
+    t = replace_once(GOOD, "      send_buffer: 256KiB\n", "      send_buffer: 0\n")
+    cases.append(("send_buffer_zero", t, locate(t, "0", after="send_buffer:"),
+                  "listeners[0].socket_options.send_buffer", ["from 4096 to 268435456 bytes, got 0"]))
+
+    t = replace_once(GOOD, "    connect_timeout: 1s\n", "    connect_timeout: 90m\n")
+    cases.append(("duration_out_of_range_as_written", t, locate(t, "90m"), "clusters[0].connect_timeout",
+                  ["expected a duration from 1ms to 3600s, got 90m"]))
     return cases
 
 

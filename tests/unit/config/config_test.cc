@@ -225,7 +225,10 @@ Config good_in_code() {
 
 std::string issues_text(const ConfigIssues& issues) {
   std::string all;
-  for (const auto& i : issues) all += (all.empty() ? "" : "\n") + i.text();
+  for (const auto& i : issues) {
+    if (!all.empty()) all += '\n';
+    all += i.text();
+  }
   return all;
 }
 
