@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -91,6 +92,31 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
       }
     }
   }
+  // HTTP-only blocks of a cluster that only TCP listeners use: TCP sessions neither borrow
+  // pooled connections nor pass the circuit breakers.
+  std::set<std::string> tcp_only;
+  for (const auto& l : cfg->listeners) {
+    if (l->protocol == proxy::Protocol::kTcp) tcp_only.insert(l->cluster);
+  }
+  for (const auto& l : cfg->listeners) {
+    for (const auto& vh : l->http.virtual_hosts) {
+      for (const auto& route : vh.routes) tcp_only.erase(route.cluster);
+    }
+  }
+  if (top.has("clusters") && top.get("clusters").IsSequence()) {
+    YAML::Node list = top.get("clusters");
+    for (size_t i = 0; i < cfg->clusters.size() && i < list.size(); ++i) {
+      const std::string& name = cfg->clusters[i]->name;
+      if (name.empty() || !tcp_only.count(name) || !list[i].IsMap()) continue;
+      for (const char* key : {"pool", "circuit_breakers"}) {
+        if (!list[i][key]) continue;
+        r.warning(list[i][key], fmt::format("clusters[{}].{}", i, key),
+                  fmt::format("not used: only TCP listeners use cluster '{}' (it applies to HTTP "
+                              "routes)",
+                              name));
+      }
+    }
+  }
   // Resolver settings with no DNS cluster to use them are silently unused.
   bool uses_dns = false;
   for (const auto& c : cfg->clusters) uses_dns |= c->type != upstream::ClusterConfig::Type::kStatic;
@@ -130,6 +156,20 @@ ConfigIssues Config::validate() const {
     auto it = cluster_index.find(name);
     return it == cluster_index.end() ? nullptr : clusters[it->second].get();
   };
+
+  std::set<std::string> used;
+  for (const auto& l : listeners) {
+    used.insert(l->cluster);
+    for (const auto& vh : l->http.virtual_hosts) {
+      for (const auto& route : vh.routes) used.insert(route.cluster);
+    }
+  }
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    if (clusters[i]->name.empty() || used.count(clusters[i]->name)) continue;
+    // Still resolved and health-checked, but no request or connection ever reaches it.
+    c.warning(fmt::format("clusters[{}]", i),
+              fmt::format("not used: no listener or route names cluster '{}'", clusters[i]->name));
+  }
 
   if (listeners.empty()) c.error("listeners", "expected a non-empty list of listeners");
   std::map<std::string, size_t> listener_index;

@@ -323,6 +323,19 @@ def ignored_setting_cases():
     add("hash_key_without_hashing_cluster", t, 0,
         [("source_ip_port", None, "warning: listeners[0].hash_key: ignored: cluster 'backends' balances with "
           "lb_policy: round_robin (hash_key steers ring_hash and maglev only)")])
+
+    t = replace_once(GOOD, "    max_connect_attempts: 3\n",
+                     "    max_connect_attempts: 3\n    pool: {max_connections: 8}\n"
+                     "    circuit_breakers: {max_active_requests: 100}\n")
+    add("http_blocks_on_tcp_only_cluster", t, 0,
+        [("{max_connections", None, "warning: clusters[0].pool: not used: only TCP listeners use cluster "
+          "'backends' (it applies to HTTP routes)"),
+         ("{max_active", None, "warning: clusters[0].circuit_breakers: not used: only TCP listeners use cluster "
+          "'backends' (it applies to HTTP routes)")])
+
+    t = GOOD + "  - name: spare\n    endpoints:\n      - address: 127.0.0.1:8083\n"
+    add("cluster_nobody_uses", t, 0,
+        [("name: spare", None, "warning: clusters[1]: not used: no listener or route names cluster 'spare'")])
     return cases
 
 

@@ -277,6 +277,8 @@ TEST(ConfigValidate, ReferencesAndDuplicatesAcrossBlocks) {
   EXPECT_EQ(issues_text(c.validate()),
             "clusters[1].name: duplicate cluster name 'backends' (first defined at "
             "clusters[0].name)\n"
+            "warning: clusters[0]: not used: no listener or route names cluster 'backends'\n"
+            "warning: clusters[1]: not used: no listener or route names cluster 'backends'\n"
             "listeners[0].cluster: no cluster named 'nowhere' (defined clusters: backends)");
 }
 
