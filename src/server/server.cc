@@ -68,6 +68,16 @@ int Server::run() {
 }
 
 Status Server::prepare() {
+  // A configuration built in code has not been through config::load_file(): hold it to the
+  // same rules before anything starts.
+  std::string invalid;
+  for (const ConfigIssue& issue : config_->validate()) {
+    if (issue.severity != ConfigIssue::Severity::kError) continue;
+    invalid += "\n  ";
+    invalid += issue.text();
+  }
+  if (!invalid.empty()) return Status::error("invalid configuration:" + invalid);
+
   // Upstream socket options are applied on every connect; try them once now so that a value
   // the kernel refuses stops startup with a clear message instead of failing each connect.
   for (const auto& c : config_->clusters) {
