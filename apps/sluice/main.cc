@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "config/config.h"
@@ -58,10 +59,19 @@ int main(int argc, char** argv) {
   }
   if (config_path.empty()) return usage_error("missing -c FILE");
 
-  auto config = config::load_file(config_path);
+  std::vector<std::string> warnings;
+  auto config = config::load_file(config_path, &warnings);
   if (!config) {
     std::fprintf(stderr, "%s\n", config.status().message().c_str());
     return 1;
+  }
+  // Settings that load but have no effect: on stderr for `check`, logged for `run`.
+  for (const auto& w : warnings) {
+    if (command == "check") {
+      std::fprintf(stderr, "%s\n", w.c_str());
+    } else {
+      LOG_WARN("{}", w);
+    }
   }
   if (command == "check") {
     std::printf("%s: ok\n", config_path.c_str());

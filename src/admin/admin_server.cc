@@ -23,8 +23,11 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   // descriptors on the main thread.
   static constexpr Duration kIdleTimeout = std::chrono::seconds(60);
 
-  AdminConnection(AdminServer& server, event::Loop& loop)
+  // `on_closed` runs once, when the connection ends; it may destroy it later, not at once.
+  AdminConnection(const AdminServer& server, event::Loop& loop,
+                  std::function<void(AdminConnection*)> on_closed)
       : server_(server),
+        on_closed_(std::move(on_closed)),
         loop_(loop),
         conn_(loop, *this),
         parser_(h1::Parser::Kind::kRequest, kLimits, *this),
@@ -121,10 +124,11 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
     idle_.cancel();
     alive_.reset();
     conn_.close();
-    server_.remove(this);
+    on_closed_(this);
   }
 
-  AdminServer& server_;
+  const AdminServer& server_;
+  std::function<void(AdminConnection*)> on_closed_;
   event::Loop& loop_;
   net::Connection conn_;
   h1::Parser parser_;
@@ -174,7 +178,8 @@ void AdminServer::stop() {
 }
 
 void AdminServer::on_accept(net::Fd fd, const net::Address&) {
-  auto c = std::make_unique<AdminConnection>(*this, loop_);
+  auto c = std::make_unique<AdminConnection>(*this, loop_,
+                                             [this](AdminConnection* closed) { remove(closed); });
   if (Status s = c->start(std::move(fd)); !s) {
     LOG_WARN("admin: {}", s.message());
     return;

@@ -53,11 +53,13 @@ class AdminServer final : public net::ListenerCallbacks {
   Result<net::Address> start(const net::Address& address);
   void stop();
 
+  // Answers `request` with the handler registered for its path (404 when none).
+  void dispatch(const AdminRequest& request, Respond respond) const;
+
   void on_accept(net::Fd fd, const net::Address& peer) override;
 
  private:
-  friend class AdminConnection;
-  void dispatch(const AdminRequest& request, Respond respond) const;
+  // A connection that ended: destroyed once the current callback returns.
   void remove(AdminConnection* c);
 
   event::Loop& loop_;

@@ -20,7 +20,8 @@ namespace sluice::config {
 struct Config {
   static constexpr uint32_t kMaxWorkers = 256;
 
-  uint32_t workers = 0;  // 0 only before defaults apply: then the number of cores
+  // Loading from YAML without the key gives the number of cores.
+  uint32_t workers = 1;
   log::Level log_level = log::Level::kInfo;
   Duration drain_timeout = std::chrono::seconds(30);
   // How long startup waits for every endpoint's first health check before "ready".
@@ -32,12 +33,21 @@ struct Config {
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
 
   const upstream::ClusterConfig* find_cluster(std::string_view name) const;
+
+  // Every module's rules (each block's own validate()) and those across blocks: unique
+  // names and addresses, clusters that exist, hash settings a cluster would ignore. A
+  // Config built in code gets the same issues as one read from YAML, named by key path.
+  ConfigIssues validate() const;
 };
 
-// Loads and validates. On failure the Status message holds one located error per line:
-// "FILE:LINE:COL: key.path: what was expected".
-Result<std::shared_ptr<const Config>> load_file(const std::string& path);
+// Loads and validates. On failure the Status message holds one located error per line, in
+// document order: "FILE:LINE:COL: key.path: what was expected". Warnings (settings that
+// load but have no effect) go to `warnings` when given, one per line:
+// "FILE:LINE:COL: warning: key.path: why".
+Result<std::shared_ptr<const Config>> load_file(const std::string& path,
+                                                std::vector<std::string>* warnings = nullptr);
 Result<std::shared_ptr<const Config>> load_string(const std::string& yaml,
-                                                  const std::string& file_name);
+                                                  const std::string& file_name,
+                                                  std::vector<std::string>* warnings = nullptr);
 
 }  // namespace sluice::config

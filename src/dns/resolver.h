@@ -22,6 +22,7 @@
 #include "base/histogram.h"
 #include "base/status.h"
 #include "base/units.h"
+#include "base/validation.h"
 #include "dns/answer.h"
 #include "dns/cache.h"
 #include "event/loop.h"
@@ -45,6 +46,8 @@ struct ResolverConfig {
   Duration negative_max_ttl = std::chrono::minutes(5);
   Duration stale_ttl = std::chrono::minutes(5);
   uint32_t max_cname_chain = 8;
+
+  ConfigIssues validate() const;  // resolver_config.cc
 };
 
 struct ResolverStats {

@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "base/units.h"
+#include "base/validation.h"
 
 namespace sluice::net {
 
@@ -26,6 +27,9 @@ struct SocketOptions {
   uint32_t receive_buffer = 0;
   uint32_t fastopen_queue = 0;    // listeners: TCP_FASTOPEN queue length, 0 = off
   bool fastopen_connect = false;  // upstream: TCP_FASTOPEN_CONNECT
+
+  // `listener`: the options of a listening socket (else of upstream connects).
+  ConfigIssues validate(bool listener) const;
 };
 
 // Checks `name` against net.ipv4.tcp_available_congestion_control; the error lists what the

@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "base/units.h"
+#include "base/validation.h"
 
 namespace sluice::proxy {
 
@@ -23,6 +24,8 @@ struct AccessLogConfig {
   Mode mode = Mode::kAll;
   Duration slow = std::chrono::seconds(1);
   uint32_t sample_percent = 100;
+
+  ConfigIssues validate() const;
 };
 
 class AccessLog {

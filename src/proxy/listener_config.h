@@ -6,6 +6,7 @@
 #include <string>
 
 #include "base/units.h"
+#include "base/validation.h"
 #include "net/address.h"
 #include "net/socket_options.h"
 #include "proxy/access_log.h"
@@ -35,6 +36,10 @@ struct ListenerConfig {
 
   // protocol: http
   http::HttpOptions http;
+
+  // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
+  // cluster are checked against the clusters by config::Config::validate().
+  ConfigIssues validate() const;
 };
 
 }  // namespace sluice::proxy

@@ -31,6 +31,8 @@ struct CircuitBreakers {
   // always at least min_retry_concurrency. budget_percent 0 = no budget.
   uint32_t budget_percent = 0;
   uint32_t min_retry_concurrency = 3;
+
+  ConfigIssues validate() const;
 };
 
 // A name a DNS cluster resolves, with the port and weight its addresses get.
@@ -75,6 +77,9 @@ struct ClusterConfig {
   // Below this share of usable endpoints (percent), balance over all of them; 0 = never.
   uint32_t panic_threshold = 50;
   CircuitBreakers circuit_breakers;
+
+  // Every rule of this block and the blocks inside it (implemented in cluster_config.cc).
+  ConfigIssues validate() const;
 };
 
 // Whether `a` is one of the endpoint's addresses (its own or a fallback).

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The admin endpoint: /live and /ready (503 `starting` while the first health round is
-pending, 200 `ready` after it, 503 `draining` after SIGTERM), the exact 404/405 answers of
+pending, 200 `ready` after it, 503 `draining` after SIGTERM, and the same lifecycle state in
+the sluice_lifecycle_state gauges of /metrics), the exact 404/405 answers of
 the drain API, keep-alive, a malformed request (400 and close), an oversized body (413),
 and the exclusive admin port (a second sluice on the same port exits 1)."""
 
@@ -54,6 +55,21 @@ def start(clusters, **kw):
 
 def get(port, target, method="GET", body=None):
     return hu.request_once(port, method, target, body=body, host="admin", timeout=5)
+
+
+LIFECYCLE_RE = re.compile(r'^sluice_lifecycle_state\{state="(\w+)"\} (\d+)$', re.M)
+
+
+def lifecycle_gauges(port):
+    """{state: value} of the sluice_lifecycle_state gauges on /metrics."""
+    r = get(port, "/metrics")
+    return {state: int(v) for state, v in LIFECYCLE_RE.findall(r.body.decode())}
+
+
+def only(state):
+    gauges = {"starting": 0, "ready": 0, "draining": 0, "stopped": 0}
+    gauges[state] = 1
+    return gauges
 
 
 def is_text(r, status, body):
@@ -208,6 +224,9 @@ def case_ready_starting_until_first_answer():
           r.describe() + "\n" + sl.stderr_text())
     r = get(ap, "/live")
     check(is_text(r, 200, "live\n"), "GET /live while starting: 200 live", r.describe())
+    g = lifecycle_gauges(ap)
+    check(g == only("starting"), "/metrics while starting: sluice_lifecycle_state is 1 for starting only",
+          repr(g))
     check(harness.wait_until(lambda: b.requests_for(lambda x: x["target"] == "/health"), 5),
           "the health check reached the backend", repr(b.stats()))
     r = get(ap, "/ready")
@@ -254,6 +273,8 @@ def case_ready_draining_after_sigterm():
     sl, ap = start([hu.cluster("app", [b])])
     r = get(ap, "/ready")
     check(is_text(r, 200, "ready\n"), "GET /ready: 200 ready", r.describe())
+    g = lifecycle_gauges(ap)
+    check(g == only("ready"), "/metrics: sluice_lifecycle_state is 1 for ready only", repr(g))
     busy = hu.Client(sl.port("web"), timeout=10)
     holder = {}
 
@@ -272,6 +293,9 @@ def case_ready_draining_after_sigterm():
     check(sl.wait_log("draining: stopped accepting", 5, mark), "sluice logs that it is draining", hu.log_tail(sl))
     r = get(ap, "/ready")
     check(is_text(r, 503, "draining\n"), "GET /ready while draining: 503 draining", r.describe())
+    g = lifecycle_gauges(ap)
+    check(g == only("draining"), "/metrics while draining: sluice_lifecycle_state is 1 for draining only",
+          repr(g))
     check(sl.alive() and "r" not in holder, "(sluice was still draining the slow request at that moment)",
           repr(holder))
     r = get(ap, "/live")
@@ -311,6 +335,8 @@ def case_admin_port_is_exclusive():
     check(re.search(r"admin: bind 127\.0\.0\.1:%d: address already in use" % ap, err, re.I),
           "its stderr says 'admin: bind ...: address already in use'", err[-3000:])
     check("sluice ready" not in err, "it never reported ready", err[-3000:])
+    check(re.search(r"sluice stopped: startup failed$", err, re.M), "it logs 'sluice stopped: startup failed'",
+          err[-3000:])
     r = get(ap, "/live")
     check(is_text(r, 200, "live\n"), "the first sluice still answers on the admin port", r.describe())
     r = hu.request_once(sl.port("web"), "GET", "/x")

@@ -140,6 +140,14 @@ def bad_configs():
                      "      keepalive: {idle: 60s, interval: soon, count: 5}\n")
     cases.append(("bad_duration_in_flow_map", t, locate(t, "soon"),
                   "listeners[0].socket_options.keepalive.interval", ["duration"]))
+
+    t = replace_once(GOOD, "      send_buffer: 256KiB\n", "      send_buffer: 0\n")
+    cases.append(("send_buffer_zero", t, locate(t, "0", after="send_buffer:"),
+                  "listeners[0].socket_options.send_buffer", ["from 4096 to 268435456 bytes, got 0"]))
+
+    t = replace_once(GOOD, "    connect_timeout: 1s\n", "    connect_timeout: 90m\n")
+    cases.append(("duration_out_of_range_as_written", t, locate(t, "90m"), "clusters[0].connect_timeout",
+                  ["expected a duration from 1ms to 3600s, got 90m"]))
     return cases
 
 
@@ -191,6 +199,157 @@ def bad_config_cases():
     return cases
 
 
+# An HTTP listener for the route rules below; the cases each change one thing.
+HTTP = """\
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    protocol: http
+    virtual_hosts:
+      - name: site
+        domains: [example.com]
+        routes:
+          - match: {prefix: /api/}
+            cluster: backends
+          - match: {prefix: /}
+            direct_response: {status: 200, body: ok}
+clusters:
+  - name: backends
+    endpoints:
+      - address: 127.0.0.1:8081
+"""
+
+ONLY_FORWARD = "only for a route with a cluster (a redirect or direct_response sends nothing upstream)"
+
+
+def run_check(name, text):
+    path = write(name + ".yaml", text)
+    p = run_sluice_cmd(["check", "-c", path], timeout=10)
+    return path, p
+
+
+def expect_exact(name, text, rc, lines):
+    """`sluice check` exits `rc` with exactly `lines` on stderr (each (needle, after, message),
+    placed at the needle: 'FILE:LINE:COL: message')."""
+    path, p = run_check(name, text)
+    want = ["%s:%d:%d: %s" % ((path,) + locate(text, needle, after) + (message,))
+            for needle, after, message in lines]
+    got = p.stderr.splitlines()
+    check(p.returncode == rc, "exits %d" % rc, "rc=%d\nstderr: %s" % (p.returncode, p.stderr))
+    check(got == want, "stderr is exactly: %s" % " | ".join(w.replace(path, "FILE") for w in want),
+          "stderr:\n%s" % p.stderr)
+    if rc == 0:
+        check(p.stdout.strip() == "%s: ok" % path, "prints '<FILE>: ok'", repr(p.stdout))
+
+
+def ignored_setting_cases():
+    """Settings that used to load and do nothing: each is now a located error or warning."""
+    cases = []
+
+    def add(name, text, rc, lines):
+        def case():
+            expect_exact(name, text, rc, lines)
+        case.__name__ = "ignored_" + name
+        cases.append(case)
+
+    route = "          - match: {prefix: /}\n            direct_response: {status: 200, body: ok}\n"
+
+    t = replace_once(HTTP, "            cluster: backends\n",
+                     "            cluster: backends\n            hash_policy: [{header: x-user}]\n")
+    add("hash_policy_without_hashing_cluster", t, 0,
+        [("[{header", None, "warning: listeners[0].virtual_hosts[0].routes[0].hash_policy: ignored: cluster "
+          "'backends' balances with lb_policy: round_robin (hash_policy steers ring_hash and maglev only)")])
+
+    t2 = replace_once(t, "      - address: 127.0.0.1:8081\n", "      - address: 127.0.0.1:8081\n    lb_policy: maglev\n")
+    add("hash_policy_with_maglev_cluster", t2, 0, [])
+
+    t = replace_once(HTTP, route, "          - match: {prefix: /old/}\n            redirect: {location: /new/}\n"
+                     "            prefix_rewrite: /new/\n" + route)
+    add("prefix_rewrite_on_redirect", t, 1,
+        [("/new/\n", "prefix_rewrite:", "listeners[0].virtual_hosts[0].routes[1].prefix_rewrite: " + ONLY_FORWARD)])
+
+    t = replace_once(HTTP, route, route.rstrip("\n") + "\n            prefix_rewrite: /v2/\n")
+    add("prefix_rewrite_on_direct_response", t, 1,
+        [("/v2/", None, "listeners[0].virtual_hosts[0].routes[1].prefix_rewrite: " + ONLY_FORWARD)])
+
+    t = replace_once(HTTP, "          - match: {prefix: /api/}\n            cluster: backends\n",
+                     "          - match: {path: /api}\n            cluster: backends\n            prefix_rewrite: /v2\n")
+    add("prefix_rewrite_on_exact_path", t, 1,
+        [("/v2", None, "listeners[0].virtual_hosts[0].routes[0].prefix_rewrite: only with match: prefix "
+          "(a path or regex match has no prefix to replace)")])
+
+    t = replace_once(HTTP, route, route.rstrip("\n") + "\n            timeout: 5s\n")
+    add("timeout_on_direct_response", t, 1,
+        [("5s", None, "listeners[0].virtual_hosts[0].routes[1].timeout: " + ONLY_FORWARD)])
+
+    t = replace_once(HTTP, route, route.rstrip("\n") + "\n            request_headers_to_add: [{name: x-a, value: b}]\n")
+    add("request_headers_on_direct_response", t, 1,
+        [("[{name", None, "listeners[0].virtual_hosts[0].routes[1].request_headers_to_add: " + ONLY_FORWARD)])
+
+    t = replace_once(HTTP, route, route.rstrip("\n") + "\n            response_headers_to_remove: [server]\n")
+    add("response_headers_to_remove_on_direct_response", t, 1,
+        [("[server]", None, "listeners[0].virtual_hosts[0].routes[1].response_headers_to_remove: only for a "
+          "route with a cluster (a redirect or direct_response has no upstream headers to remove)")])
+
+    t = replace_once(HTTP, "          - match: {prefix: /api/}\n", "          - match: {prefix: /}\n")
+    add("route_after_catch_all", t, 0,
+        [("match: {prefix: /}\n            direct", None, "warning: listeners[0].virtual_hosts[0].routes[1]: never "
+          "used: routes[0] before it matches every request")])
+
+    t = replace_once(HTTP, "clusters:\n", "      - name: other\n        domains: [www.example.com, EXAMPLE.com]\n"
+                     "        routes:\n          - match: {prefix: /}\n            cluster: backends\nclusters:\n")
+    add("domain_in_two_virtual_hosts", t, 1,
+        [("EXAMPLE.com", None, "listeners[0].virtual_hosts[1].domains[1]: 'EXAMPLE.com' is already a domain of "
+          "virtual_hosts[0], which gets all its requests")])
+
+    t = replace_once(HTTP, "        domains: [example.com]\n", "        domains: []\n")
+    add("virtual_host_without_domains", t, 1,
+        [("[]", None, "listeners[0].virtual_hosts[0].domains: expected a non-empty list of domains")])
+
+    t = replace_once(HTTP, "    protocol: http\n", "    protocol: http\n    access_log: {path: /dev/null, sample_percent: 10}\n")
+    add("sample_percent_without_sample_mode", t, 1,
+        [("10}", None, "listeners[0].access_log.sample_percent: only for mode: sample")])
+
+    t = replace_once(HTTP, "    protocol: http\n", "    protocol: http\n    access_log:\n      path: /dev/null\n"
+                     "      mode: sample\n      slow_threshold: 2s\n")
+    add("slow_threshold_without_errors_and_slow_mode", t, 1,
+        [("2s", None, "listeners[0].access_log.slow_threshold: only for mode: errors_and_slow")])
+
+    t = "dns:\n  timeout: 1s\n" + GOOD
+    add("dns_without_dns_cluster", t, 0,
+        [("timeout: 1s", None, "warning: dns: not used: no cluster has type strict_dns, logical_dns or dns_srv")])
+
+    t = replace_once(GOOD, "    splice: true\n", "    splice: true\n    hash_key: source_ip_port\n")
+    add("hash_key_without_hashing_cluster", t, 0,
+        [("source_ip_port", None, "warning: listeners[0].hash_key: ignored: cluster 'backends' balances with "
+          "lb_policy: round_robin (hash_key steers ring_hash and maglev only)")])
+
+    t = replace_once(GOOD, "    max_connect_attempts: 3\n",
+                     "    max_connect_attempts: 3\n    pool: {max_connections: 8}\n"
+                     "    circuit_breakers: {max_active_requests: 100}\n")
+    add("http_blocks_on_tcp_only_cluster", t, 0,
+        [("{max_connections", None, "warning: clusters[0].pool: not used: only TCP listeners use cluster "
+          "'backends' (it applies to HTTP routes)"),
+         ("{max_active", None, "warning: clusters[0].circuit_breakers: not used: only TCP listeners use cluster "
+          "'backends' (it applies to HTTP routes)")])
+
+    t = GOOD + "  - name: spare\n    endpoints:\n      - address: 127.0.0.1:8083\n"
+    add("cluster_nobody_uses", t, 0,
+        [("name: spare", None, "warning: clusters[1]: not used: no listener or route names cluster 'spare'")])
+    return cases
+
+
+def test_errors_in_document_order():
+    """Errors found reading the text and by the blocks' own rules come out by line."""
+    t = replace_once(GOOD, "workers: 2\n", "workers: 0\n")
+    t = replace_once(t, "    splice: true\n", "    splice: maybe\n")
+    t = replace_once(t, "        weight: 2\n", "        weight: 0\n")
+    expect_exact("document_order", t, 1,
+                 [("0", "workers:", "workers: expected an integer from 1 to 256, got 0"),
+                  ("maybe", None, "listeners[0].splice: expected true or false, got 'maybe'"),
+                  ("0", "weight:", "clusters[0].endpoints[1].weight: expected an integer from 1 to 1000, got 0")])
+
+
 def test_listener_fastopen_needs_kernel_support():
     """With net.ipv4.tcp_fastopen lacking the server bit, a listener's fastopen is a config error."""
     sh(["sysctl", "-q", "-w", "net.ipv4.tcp_fastopen=1"])
@@ -234,4 +393,5 @@ if __name__ == "__main__":
     TMP = tempfile.mkdtemp(prefix="sluice-check-")
     atexit.register(shutil.rmtree, TMP, True)
     run_cases([test_check_good_config, test_check_good_minimal_config] + bad_config_cases() +
-              [test_listener_fastopen_needs_kernel_support, test_yaml_syntax_error, test_missing_file, test_version])
+              [test_listener_fastopen_needs_kernel_support, test_yaml_syntax_error, test_missing_file, test_version,
+               test_errors_in_document_order] + ignored_setting_cases())

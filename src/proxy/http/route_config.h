@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/units.h"
+#include "base/validation.h"
 
 namespace re2 {
 class RE2;
@@ -49,6 +50,8 @@ struct RetryPolicy {
   // A request body is kept for a re-send only while it fits here (0: bodies are never
   // re-sent once sent).
   uint32_t replay_buffer_bytes = 64 * 1024;
+
+  ConfigIssues validate() const;
 };
 
 // Where ring_hash and maglev take a request's key from. The policies are tried in order; the
@@ -94,12 +97,16 @@ struct Route {
   std::vector<std::string> request_headers_to_remove;
   std::vector<HeaderToAdd> response_headers_to_add;
   std::vector<std::string> response_headers_to_remove;
+
+  ConfigIssues validate() const;  // route_config.cc
 };
 
 struct VirtualHost {
   std::string name;
   std::vector<std::string> domains;  // "example.com", "*.example.com", "*"
   std::vector<Route> routes;
+
+  ConfigIssues validate() const;
 };
 
 struct HttpOptions {
@@ -116,6 +123,13 @@ struct HttpOptions {
   bool allow_connect = false;
 
   std::vector<VirtualHost> virtual_hosts;
+
+  // The limits (paths are the listener's http.* keys); the virtual hosts are checked by
+  // validate_virtual_hosts().
+  ConfigIssues validate() const;
 };
+
+// The listener's virtual_hosts list: each host and route, and domains served twice.
+ConfigIssues validate_virtual_hosts(const std::vector<VirtualHost>& virtual_hosts);
 
 }  // namespace sluice::proxy::http

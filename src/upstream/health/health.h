@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/units.h"
+#include "base/validation.h"
 #include "upstream/endpoint.h"
 
 namespace sluice::upstream::health {
@@ -43,6 +44,8 @@ struct HealthCheckConfig {
   // after that the thresholds apply.
   bool initially_healthy = false;
   HttpCheckConfig http;
+
+  ConfigIssues validate() const;
 };
 
 // Success rate: eject an endpoint whose success rate is below the mean of the endpoints with
@@ -72,6 +75,8 @@ struct OutlierConfig {
   std::optional<SuccessRateEjection> success_rate;              // absent: off
   std::optional<FailurePercentageEjection> failure_percentage;  // absent: off
   bool counts_requests() const { return success_rate || failure_percentage; }
+
+  ConfigIssues validate() const;
 };
 
 // Per endpoint, why it does not take new requests (0: it does).

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/validation.h"
+
 namespace sluice::upstream::lb {
 
 enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
@@ -31,6 +33,9 @@ struct LbConfig {
   uint32_t maglev_table_size = 65537;
   // least_request: how many random candidates are compared (2 = power of two choices).
   uint32_t choice_count = 2;
+
+  // Paths are the cluster's keys (ring_hash.ring_size, maglev.table_size, ...).
+  ConfigIssues validate() const;
 };
 
 struct LbHost {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/units.h"
+#include "base/validation.h"
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/connect_race.h"
@@ -32,6 +33,8 @@ struct PoolConfig {
   Duration max_lifetime{0};                  // 0 = none
   uint32_t max_requests_per_connection = 0;  // 0 = none
   uint32_t min_idle = 0;                     // connections kept open and ready per worker
+
+  ConfigIssues validate() const;
 };
 
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow, kPendingTimeout };

@@ -191,5 +191,139 @@ TEST(Config, OutlierStatisticalEjection) {
             "an integer from 1 to 100, got 0");
 }
 
+namespace validate_test {
+
+std::shared_ptr<upstream::ClusterConfig> cluster(const std::string& name, uint32_t weight) {
+  auto c = std::make_shared<upstream::ClusterConfig>();
+  c->name = name;
+  c->connect_timeout = std::chrono::seconds(1);
+  upstream::EndpointConfig a;
+  a.address = *net::Address::parse("127.0.0.1:8081");
+  upstream::EndpointConfig b;
+  b.address = *net::Address::parse("127.0.0.1:8082");
+  b.weight = weight;
+  c->endpoints = {a, b};
+  return c;
+}
+
+std::shared_ptr<proxy::ListenerConfig> tcp_listener() {
+  auto l = std::make_shared<proxy::ListenerConfig>();
+  l->name = "tcp_in";
+  l->address = *net::Address::parse("127.0.0.1:7000");
+  l->cluster = "backends";
+  return l;
+}
+
+// kGood, built in code.
+Config good_in_code() {
+  Config c;
+  c.workers = 2;
+  c.listeners.push_back(tcp_listener());
+  c.clusters.push_back(cluster("backends", 2));
+  return c;
+}
+
+std::string issues_text(const ConfigIssues& issues) {
+  std::string all;
+  for (const auto& i : issues) {
+    if (!all.empty()) all += '\n';
+    all += i.text();
+  }
+  return all;
+}
+
+TEST(ConfigValidate, TheDocumentedShapeBuiltInCodeHasNoIssue) {
+  EXPECT_EQ(issues_text(good_in_code().validate()), "");
+}
+
+TEST(ConfigValidate, CodeAndYamlBreakTheSameRuleWithTheSameMessage) {
+  Config c = good_in_code();
+  c.clusters[0] = cluster("backends", 5000);
+  EXPECT_EQ(issues_text(c.validate()),
+            "clusters[0].endpoints[1].weight: expected an integer from 1 to 1000, got 5000");
+  EXPECT_EQ(error_of(replace(kGood, "weight: 2", "weight: 5000")),
+            "test.yaml:14:17: clusters[0].endpoints[1].weight: expected an integer from 1 to "
+            "1000, got 5000");
+}
+
+TEST(ConfigValidate, YamlShowsTheValueAsWritten) {
+  Config c = good_in_code();
+  auto cl = cluster("backends", 2);
+  cl->connect_timeout = std::chrono::hours(2);
+  c.clusters[0] = cl;
+  EXPECT_EQ(issues_text(c.validate()),
+            "clusters[0].connect_timeout: expected a duration from 1ms to 3600s, got 7200s");
+  EXPECT_EQ(error_of(replace(kGood, "connect_timeout: 1s", "connect_timeout: 2h")),
+            "test.yaml:10:22: clusters[0].connect_timeout: expected a duration from 1ms to "
+            "3600s, got 2h");
+}
+
+TEST(ConfigValidate, MissingKeyIsNamedAtItsBlock) {
+  Config c = good_in_code();
+  auto l = tcp_listener();
+  l->address = net::Address();
+  c.listeners[0] = l;
+  EXPECT_EQ(issues_text(c.validate()), "listeners[0]: missing required key 'address'");
+  EXPECT_EQ(error_of(replace(kGood, "    address: 127.0.0.1:7000\n", "")),
+            "test.yaml:3:5: listeners[0]: missing required key 'address'");
+}
+
+TEST(ConfigValidate, ReferencesAndDuplicatesAcrossBlocks) {
+  Config c = good_in_code();
+  c.clusters.push_back(cluster("backends", 1));
+  auto l = tcp_listener();
+  l->cluster = "nowhere";
+  c.listeners[0] = l;
+  EXPECT_EQ(issues_text(c.validate()),
+            "clusters[1].name: duplicate cluster name 'backends' (first defined at "
+            "clusters[0].name)\n"
+            "warning: clusters[0]: not used: no listener or route names cluster 'backends'\n"
+            "warning: clusters[1]: not used: no listener or route names cluster 'backends'\n"
+            "listeners[0].cluster: no cluster named 'nowhere' (defined clusters: backends)");
+}
+
+TEST(ConfigValidate, RoutesBreakingForwardOnlyRules) {
+  proxy::http::Route redirect;
+  redirect.action = proxy::http::Route::Action::kRedirect;
+  redirect.redirect_location = "https://example.com/";
+  redirect.prefix_rewrite = "/v2/";
+  EXPECT_EQ(issues_text(redirect.validate()),
+            "prefix_rewrite: only for a route with a cluster (a redirect or direct_response "
+            "sends nothing upstream)");
+  proxy::http::Route exact;
+  exact.cluster = "backends";
+  exact.match.path_kind = proxy::http::RouteMatch::PathKind::kExact;
+  exact.match.path = "/v1";
+  exact.prefix_rewrite = "/v2";
+  EXPECT_EQ(issues_text(exact.validate()),
+            "prefix_rewrite: only with match: prefix (a path or regex match has no prefix to "
+            "replace)");
+}
+
+TEST(ConfigValidate, HashPolicyOnAClusterThatDoesNotHashIsAWarning) {
+  Config c = good_in_code();
+  auto l = std::make_shared<proxy::ListenerConfig>();
+  l->name = "web";
+  l->address = *net::Address::parse("127.0.0.1:7001");
+  l->protocol = proxy::Protocol::kHttp;
+  proxy::http::VirtualHost vh;
+  vh.domains = {"*"};
+  proxy::http::Route route;
+  route.cluster = "backends";
+  route.hash_policy.push_back(
+      proxy::http::HashPolicy{proxy::http::HashPolicy::Kind::kHeader, "x-user"});
+  vh.routes.push_back(route);
+  l->http.virtual_hosts.push_back(vh);
+  c.listeners.push_back(l);
+  ConfigIssues issues = c.validate();
+  EXPECT_FALSE(has_errors(issues));
+  EXPECT_EQ(issues_text(issues),
+            "warning: listeners[1].virtual_hosts[0].routes[0].hash_policy: ignored: cluster "
+            "'backends' balances with lb_policy: round_robin (hash_policy steers ring_hash and "
+            "maglev only)");
+}
+
+}  // namespace validate_test
+
 }  // namespace
 }  // namespace sluice::config

@@ -1,0 +1,94 @@
+#include <fmt/format.h>
+
+#include "config/yaml_map.h"
+
+namespace sluice::config {
+
+void read_name(MapReader& m, std::string& out) {
+  if (!m.require("name")) return;
+  m.read_string("name", out);
+}
+
+void read_address(YamlReader& r, MapReader& m, const char* key, net::Address& out) {
+  if (!m.has(key)) return;
+  auto text = m.scalar(key, "an address such as 127.0.0.1:8080 or [::1]:8080");
+  if (!text) return;
+  auto a = net::Address::parse(*text);
+  if (!a) {
+    r.error(m.get(key), m.path(key), a.status().message());
+    return;
+  }
+  out = *a;
+}
+
+void read_socket_options(YamlReader& r, const YAML::Node& node, const std::string& path,
+                         bool listener, net::SocketOptions& out) {
+  MapReader m(
+      r, node, path,
+      {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer", "receive_buffer"});
+  if (!m.ok()) return;
+  m.read_bool("tcp_nodelay", out.tcp_nodelay);
+  if (m.has("keepalive")) {
+    MapReader k(r, m.get("keepalive"), m.path("keepalive"), {"idle", "interval", "count"});
+    if (k.ok()) {
+      net::KeepaliveOptions ka;
+      k.read_duration("idle", ka.idle);
+      k.read_duration("interval", ka.interval);
+      k.read_int("count", ka.count);
+      out.keepalive = ka;
+    }
+  }
+  m.read_string("congestion", out.congestion);
+  for (auto [key, field] : {std::pair{"send_buffer", &out.send_buffer},
+                            std::pair{"receive_buffer", &out.receive_buffer}}) {
+    m.read_size(key, *field);
+    // 0 is the struct's "kernel default"; written, it is below the smallest buffer.
+    if (m.has(key) && m.get(key).IsScalar() && parse_size(m.get(key).Scalar()) == 0u) {
+      r.error(m.get(key), m.path(key),
+              fmt::format("expected a size from 4096 to {} bytes, got {}", 256ull << 20,
+                          m.get(key).Scalar()));
+    }
+  }
+  if (listener) {
+    m.read_uint("fastopen", out.fastopen_queue);
+  } else {
+    m.read_bool("fastopen", out.fastopen_connect);
+  }
+}
+
+std::vector<std::string> read_string_list(YamlReader& r, MapReader& m, const char* key) {
+  std::vector<std::string> out;
+  if (!m.has(key)) return out;
+  YAML::Node list = m.get(key);
+  if (!list.IsSequence()) {
+    r.error(list, m.path(key), "expected a list of strings");
+    return out;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].IsScalar()) {
+      r.error(list[i], fmt::format("{}[{}]", m.path(key), i), "expected a string");
+      out.emplace_back();  // keeps the indexes of those after it
+      continue;
+    }
+    out.push_back(list[i].Scalar());
+  }
+  return out;
+}
+
+int read_choice(YamlReader& r, MapReader& m, const char* key,
+                std::initializer_list<const char*> choices) {
+  if (!m.has(key)) return -1;
+  std::string v;
+  m.read_string(key, v);
+  int i = 0;
+  std::string list;
+  for (const char* c : choices) {
+    if (v == c) return i;
+    list += (i++ ? ", " : "");
+    list += c;
+  }
+  r.error(m.get(key), m.path(key), fmt::format("expected one of: {}, got '{}'", list, v));
+  return -1;
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,47 @@
+// validate() of ListenerConfig and AccessLogConfig.
+#include "proxy/listener_config.h"
+
+#include <fmt/format.h>
+
+namespace sluice::proxy {
+
+ConfigIssues AccessLogConfig::validate() const {
+  ConfigChecker c;
+  if (path.empty()) return c.take();  // no access log
+  AccessLogConfig defaults;
+  c.check_duration("slow_threshold", slow, Duration{0}, std::chrono::hours(1));
+  c.check_uint("sample_percent", sample_percent, 0, 100);
+  // Each is read by one mode only; under another it would be silently unused.
+  if (mode != Mode::kErrorsAndSlow && slow != defaults.slow) {
+    c.error("slow_threshold", "only for mode: errors_and_slow");
+  }
+  if (mode != Mode::kSample && sample_percent != defaults.sample_percent) {
+    c.error("sample_percent", "only for mode: sample");
+  }
+  return c.take();
+}
+
+ConfigIssues ListenerConfig::validate() const {
+  using std::chrono::hours;
+  ConfigChecker c;
+  c.check_name("name", name);
+  if (address.length() == 0) c.missing("address");
+  if (protocol == Protocol::kTcp) {
+    if (cluster.empty()) c.missing("cluster");
+    if (!http.virtual_hosts.empty()) c.error("virtual_hosts", "only for protocol: http");
+  } else {
+    if (!cluster.empty()) c.error("cluster", "only for protocol: tcp");
+    if (hash_key != HashKey::kSourceIp) c.error("hash_key", "only for protocol: tcp");
+    c.nested("http", http.validate());
+    c.nested("virtual_hosts", http::validate_virtual_hosts(http.virtual_hosts));
+  }
+  c.check_uint("backlog", static_cast<uint64_t>(std::max(backlog, 0)), 1, 65535);
+  c.check_uint("max_connections", max_connections, 0, 10'000'000);
+  c.nested("socket_options", socket_options.validate(/*listener=*/true));
+  c.check_duration("idle_timeout", idle_timeout, Duration{0}, hours(24 * 7));
+  c.check_duration("max_duration", max_duration, Duration{0}, hours(24 * 7));
+  c.nested("access_log", access_log.validate());
+  return c.take();
+}
+
+}  // namespace sluice::proxy
