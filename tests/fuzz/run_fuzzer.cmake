@@ -1,5 +1,5 @@
-# Runs one fuzzer for a bounded time: starts from an empty scratch folder (where libFuzzer
-# writes the inputs it finds) and the read-only checked-in corpus.
+# Runs one fuzzer for a fixed number of inputs: starts from an empty scratch folder (where
+# libFuzzer writes the inputs it finds) and the read-only checked-in corpus.
 #   cmake -DFUZZER=path -DSCRATCH=dir -DCORPUS=dir -DFLAGS="a;b" -P run_fuzzer.cmake
 foreach(var FUZZER SCRATCH CORPUS FLAGS)
   if(NOT DEFINED ${var})

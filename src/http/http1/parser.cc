@@ -193,6 +193,14 @@ int Parser::check_request_head() {
   for (unsigned char c : t) {
     if (c <= 0x20 || c == 0x7f || c == '#') return fail(400, "invalid character in request target");
   }
+  // RFC 9110 §9.3.6: a CONNECT request has no content; the bytes after its head are the
+  // tunnel. llhttp ends the message at the head whatever the framing headers say, so a
+  // Content-Length other than 0, or a Transfer-Encoding, would announce a body that is never
+  // read here but that an upstream honouring it would take out of the tunnel.
+  if (h.method == "CONNECT" &&
+      ((h.content_length && *h.content_length > 0) || h.headers.count("transfer-encoding") > 0)) {
+    return fail(400, "CONNECT request with a body (Content-Length or Transfer-Encoding)");
+  }
   // RFC 9112 §3.2: a 1.1 request has exactly one Host; several are always an error.
   size_t hosts = h.headers.count("host");
   if (hosts > 1) return fail(400, "several Host headers");

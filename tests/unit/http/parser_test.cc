@@ -67,6 +67,23 @@ TEST(Http1Parser, ChunkedBodyAndTrailers) {
   EXPECT_EQ(*r.trailers.get("x-sum"), "5");
 }
 
+// A CONNECT head ends the HTTP message: Content-Length: 0 says so too and is accepted, and
+// the bytes behind the head are left for the tunnel.
+TEST(Http1Parser, ConnectEndsAtItsHead) {
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  std::string bytes =
+      "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nContent-Length: 0\r\n\r\n"
+      "tunnel";
+  ParseRun run = parse(p, bytes);
+  EXPECT_EQ(run.outcome, Parser::Outcome::kMessageComplete);
+  EXPECT_EQ(run.consumed, bytes.size() - 6);
+  ASSERT_EQ(r.heads.size(), 1u);
+  EXPECT_EQ(r.heads[0].content_length, 0u);
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(r.completed, 1);
+}
+
 struct Rejection {
   std::string name;
   std::string bytes;
@@ -111,6 +128,16 @@ INSTANTIATE_TEST_SUITE_P(
         Rejection{"http2_version", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
         Rejection{"nameless_chunk_ext",
                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;=x\r\nabc\r\n",
+                  400},
+        // What follows a CONNECT head is the tunnel: a body announced by Content-Length or
+        // Transfer-Encoding would be taken out of it by an upstream that honours it.
+        Rejection{"connect_with_content_length",
+                  "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                  "Content-Length: 4\r\n\r\nabcd",
+                  400},
+        Rejection{"connect_with_transfer_encoding",
+                  "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
                   400},
         Rejection{"uri_too_long",
                   "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
