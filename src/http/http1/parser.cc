@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "http/authority.h"
+
 namespace sluice::http::http1 {
 namespace {
 
@@ -192,6 +194,24 @@ int Parser::check_request_head() {
   }
   for (unsigned char c : t) {
     if (c <= 0x20 || c == 0x7f || c == '#') return fail(400, "invalid character in request target");
+  }
+  // RFC 3986 §3.2: the authority of an authority-form or absolute-form target, and Host.
+  if (h.method == "CONNECT") {
+    if (Status st = check_authority(t, PortRule::kRequired); !st) {
+      return fail(400, "invalid CONNECT target: " + st.message());
+    }
+  } else if (t[0] != '/' && t != "*") {
+    std::string_view rest = std::string_view(t).substr(t.find("://") + 3);
+    std::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+    Status st = check_authority(authority, PortRule::kOptional);
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+    if (st && (authority.empty() || authority[0] == ':')) st = Status::error("the host is empty");
+    if (!st) return fail(400, "invalid authority in the request target: " + st.message());
+  }
+  if (const std::string* host = h.headers.get("host")) {
+    if (Status st = check_authority(*host, PortRule::kOptional); !st) {
+      return fail(400, "invalid Host header: " + st.message());
+    }
   }
   // RFC 9110 §9.3.6: a CONNECT request has no content; the bytes after its head are the
   // tunnel. llhttp ends the message at the head whatever the framing headers say, so a

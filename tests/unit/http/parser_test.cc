@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "http/authority.h"
+
 #include <string>
 #include <vector>
 
@@ -146,6 +148,118 @@ INSTANTIATE_TEST_SUITE_P(
         Rejection{"too_many_headers",
                   "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 431}),
     [](const ::testing::TestParamInfo<Rejection>& i) { return i.param.name; });
+
+// RFC 3986 §3.2 authorities: host (IP-literal / IPv4address / reg-name) and an optional port.
+struct AuthorityCase {
+  std::string value;
+  PortRule rule;
+  std::string error;  // empty: accepted
+};
+
+class AuthorityGrammar : public ::testing::TestWithParam<AuthorityCase> {};
+
+TEST_P(AuthorityGrammar, AcceptsOrSaysWhy) {
+  const AuthorityCase& c = GetParam();
+  Status s = check_authority(c.value, c.rule);
+  if (c.error.empty()) {
+    EXPECT_TRUE(s) << "'" << c.value << "': " << s.message();
+  } else {
+    EXPECT_FALSE(s) << "'" << c.value << "'";
+    EXPECT_EQ(s.message(), c.error) << "'" << c.value << "'";
+  }
+}
+
+constexpr PortRule kOpt = PortRule::kOptional;
+constexpr PortRule kReq = PortRule::kRequired;
+
+INSTANTIATE_TEST_SUITE_P(
+    Rfc3986, AuthorityGrammar,
+    ::testing::Values(
+        AuthorityCase{"example.com", kOpt, ""}, AuthorityCase{"example.com:8080", kOpt, ""},
+        AuthorityCase{"EXAMPLE.com:0", kOpt, ""}, AuthorityCase{"10.0.0.1:80", kOpt, ""},
+        AuthorityCase{"a_b-c~d.e", kOpt, ""}, AuthorityCase{"sub!$&'()*+,;=delims", kOpt, ""},
+        AuthorityCase{"caf%C3%A9.example", kOpt, ""}, AuthorityCase{"[::1]", kOpt, ""},
+        AuthorityCase{"[::1]:443", kOpt, ""}, AuthorityCase{"[2001:db8::7:1.2.3.4]", kOpt, ""},
+        AuthorityCase{"[v1.fe80::a+en1]", kOpt, ""}, AuthorityCase{"", kOpt, ""},
+        AuthorityCase{"example.com:", kOpt, ""}, AuthorityCase{"example.com:65535", kOpt, ""},
+        AuthorityCase{"example.com:443", kReq, ""}, AuthorityCase{"[::1]:443", kReq, ""},
+        AuthorityCase{"exa mple.com", kOpt, "character 0x20 is not allowed in a host"},
+        AuthorityCase{"example.com/", kOpt, "character '/' is not allowed in a host"},
+        AuthorityCase{"exa\"mple", kOpt, "character '\"' is not allowed in a host"},
+        AuthorityCase{"ex\x80"
+                      "ample",
+                      kOpt, "character 0x80 is not allowed in a host"},
+        AuthorityCase{"user@example.com", kOpt, "userinfo ('@') is not allowed"},
+        AuthorityCase{"ex%4", kOpt, "'%' in the host is not followed by two hex digits"},
+        AuthorityCase{"ex%zzample", kOpt, "'%' in the host is not followed by two hex digits"},
+        AuthorityCase{"example.com:80a", kOpt, "the port is not a number"},
+        AuthorityCase{"example.com:80:81", kOpt, "the port is not a number"},
+        AuthorityCase{"example.com:-1", kOpt, "the port is not a number"},
+        AuthorityCase{"example.com:65536", kOpt, "the port is above 65535"},
+        AuthorityCase{"example.com:99999999999999999999", kOpt, "the port is above 65535"},
+        AuthorityCase{"::1", kOpt, "the port is not a number"},
+        AuthorityCase{"[::1", kOpt, "the IP literal has no ']'"},
+        AuthorityCase{"[::g]", kOpt, "the IP literal is not an IPv6 address"},
+        AuthorityCase{"[127.0.0.1]", kOpt, "the IP literal is not an IPv6 address"},
+        AuthorityCase{"[]", kOpt, "the IP literal is not an IPv6 address"},
+        AuthorityCase{"[::1]x", kOpt, "character 'x' after the IP literal"},
+        AuthorityCase{"[v.x]", kOpt, "malformed IPvFuture literal"},
+        AuthorityCase{"[v1.]", kOpt, "malformed IPvFuture literal"},
+        AuthorityCase{"example.com", kReq, "there is no port"},
+        AuthorityCase{"example.com:", kReq, "the port is empty"},
+        AuthorityCase{":443", kReq, "the host is empty"}));
+
+// The parser answers 400 with the reason, for Host and for a target's authority.
+struct HostCase {
+  std::string name;
+  std::string request;
+  std::string reason;  // empty: accepted
+};
+
+class Http1ParserAuthority : public ::testing::TestWithParam<HostCase> {};
+
+TEST_P(Http1ParserAuthority, Checks) {
+  const HostCase& c = GetParam();
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  ParseRun run = parse(p, c.request);
+  if (c.reason.empty()) {
+    EXPECT_NE(run.outcome, Parser::Outcome::kError) << p.error().reason;
+  } else {
+    ASSERT_EQ(run.outcome, Parser::Outcome::kError);
+    EXPECT_EQ(p.error().status, 400);
+    EXPECT_EQ(p.error().reason, c.reason);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    HostAndTarget, Http1ParserAuthority,
+    ::testing::Values(
+        HostCase{"host_name_port", "GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", ""},
+        HostCase{"host_ipv6", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", ""},
+        HostCase{"host_empty_http10", "GET / HTTP/1.0\r\nHost: \r\n\r\n", ""},
+        HostCase{"host_space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+                 "invalid Host header: character 0x20 is not allowed in a host"},
+        HostCase{"host_slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+                 "invalid Host header: character '/' is not allowed in a host"},
+        HostCase{"host_userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+                 "invalid Host header: userinfo ('@') is not allowed"},
+        HostCase{"host_bad_port", "GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n",
+                 "invalid Host header: the port is not a number"},
+        HostCase{"host_bad_literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+                 "invalid Host header: the IP literal has no ']'"},
+        HostCase{"absolute_form",
+                 "GET http://a.example:81/x HTTP/1.1\r\nHost: a.example:81\r\n\r\n", ""},
+        HostCase{"absolute_form_userinfo", "GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+                 "invalid authority in the request target: userinfo ('@') is not allowed"},
+        HostCase{"absolute_form_empty_host", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+                 "invalid authority in the request target: the host is empty"},
+        HostCase{"connect_port_not_digits",
+                 "CONNECT example.com:4422222:2 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+                 "invalid CONNECT target: the port is not a number"},
+        HostCase{"connect_no_port", "CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                 "invalid CONNECT target: there is no port"}),
+    [](const ::testing::TestParamInfo<HostCase>& i) { return i.param.name; });
 
 }  // namespace
 }  // namespace sluice::http::http1
