@@ -261,5 +261,80 @@ INSTANTIATE_TEST_SUITE_P(
                  "invalid CONNECT target: there is no port"}),
     [](const ::testing::TestParamInfo<HostCase>& i) { return i.param.name; });
 
+// RFC 9112 §7.1.1 chunk extensions: accepted forms reach the body unchanged however the
+// bytes are cut into reads; whitespace around ';' and '=' (BWS) is refused with 400.
+struct ChunkExtCase {
+  std::string name;
+  std::string ext;     // what follows the chunk size "5"
+  std::string reason;  // empty: accepted
+};
+
+class Http1ParserChunkExt : public ::testing::TestWithParam<ChunkExtCase> {};
+
+TEST_P(Http1ParserChunkExt, AcceptedOrRefused) {
+  const ChunkExtCase& c = GetParam();
+  std::string bytes = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5" + c.ext +
+                      "\r\nhe;lo\r\n3" + c.ext + "\r\n;;;\r\n0" + c.ext + "\r\nX-T: a;b\r\n\r\n";
+  // Whole, then cut at every byte: the outcome must not depend on the reads.
+  for (size_t step : {bytes.size(), size_t{1}, size_t{3}, size_t{7}}) {
+    Recorder r;
+    Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+    std::string pending;
+    Parser::Outcome last = Parser::Outcome::kNeedMore;
+    for (size_t off = 0; off < bytes.size() && last == Parser::Outcome::kNeedMore; off += step) {
+      pending += bytes.substr(off, step);
+      size_t consumed = 0;
+      last = p.execute(pending, &consumed);
+      pending.erase(0, consumed);
+    }
+    if (c.reason.empty()) {
+      ASSERT_EQ(last, Parser::Outcome::kMessageComplete)
+          << "step " << step << ": " << p.error().reason;
+      EXPECT_EQ(r.body, "he;lo;;;") << "step " << step;
+      ASSERT_NE(r.trailers.get("x-t"), nullptr);
+      EXPECT_EQ(*r.trailers.get("x-t"), "a;b");
+      EXPECT_EQ(pending, "");
+    } else {
+      ASSERT_EQ(last, Parser::Outcome::kError) << "step " << step;
+      EXPECT_EQ(p.error().status, 400);
+      EXPECT_EQ(p.error().reason, c.reason) << "step " << step;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rfc9112, Http1ParserChunkExt,
+    ::testing::Values(
+        ChunkExtCase{"none", "", ""}, ChunkExtCase{"name", ";foo", ""},
+        ChunkExtCase{"token_value", ";foo=bar", ""},
+        ChunkExtCase{"quoted_value", ";foo=\"a b;c=d\"", ""},
+        ChunkExtCase{"escaped_quote", ";foo=\"say \\\"hi\\\"\"", ""},
+        ChunkExtCase{"escaped_backslash", ";foo=\"a\\\\\";bar", ""},
+        ChunkExtCase{"several", ";a;b=1;c=\"x\";d=e", ""},
+        ChunkExtCase{"tab_in_quotes", ";a=\"x\ty\"", ""},
+        ChunkExtCase{"space_before_semicolon", " ;a",
+                     "HPE_INVALID_CHUNK_SIZE: Invalid character in chunk size"},
+        ChunkExtCase{"space_after_semicolon", "; a",
+                     "whitespace in chunk extensions (around ';' or '=') is not accepted"},
+        ChunkExtCase{"space_before_equals", ";a =b",
+                     "whitespace in chunk extensions (around ';' or '=') is not accepted"},
+        ChunkExtCase{"space_after_equals", ";a= b",
+                     "whitespace in chunk extensions (around ';' or '=') is not accepted"},
+        ChunkExtCase{"trailing_space", ";a=b ",
+                     "whitespace in chunk extensions (around ';' or '=') is not accepted"},
+        ChunkExtCase{"no_name", ";=b", "chunk extension without a name"},
+        ChunkExtCase{"empty", ";", "chunk extension without a name"},
+        ChunkExtCase{"no_value", ";a=", "chunk extension '=' without a value"},
+        ChunkExtCase{"unterminated_quote", ";a=\"b",
+                     "invalid character 0x0d in a quoted chunk extension value"},
+        ChunkExtCase{"after_quote", ";a=\"b\"c",
+                     "invalid character 0x63 after a quoted chunk extension value"},
+        ChunkExtCase{"bad_name_char", ";a@b", "invalid character 0x40 in a chunk extension name"},
+        ChunkExtCase{"escaped_ctl", ";a=\"\\\x01\"",
+                     "invalid escaped character 0x01 in a chunk extension value"},
+        ChunkExtCase{"too_long", ";a=" + std::string(ChunkExtScanner::kMaxBytes, 'v'),
+                     "chunk extensions longer than 4096 bytes"}),
+    [](const ::testing::TestParamInfo<ChunkExtCase>& i) { return i.param.name; });
+
 }  // namespace
 }  // namespace sluice::http::http1
