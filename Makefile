@@ -40,7 +40,7 @@ fuzz: build-asan
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/$$t && \
 	  echo "fuzz $$t for $(FUZZ_SECONDS)s" && \
-	  $(ASAN_DIR)/tests/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+	  $(ASAN_DIR)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
 	    -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
 	    -artifact_prefix=$(ASAN_DIR)/tests/fuzz/artifacts/$$t- \
 	    build/fuzz/$$t tests/fuzz/corpus/$$t || exit 1; \
