@@ -263,6 +263,9 @@ int Parser::cb_headers_complete(llhttp_t* p) {
     }
   }
   s->head_done_ = true;
+  // From here on run() splits a chunked body at each ';' (see chunk_ext_), also when the
+  // owner stops at the head and resumes later.
+  s->chunked_body_ = s->size_line_ = h.chunked;
   if (!s->callbacks_.on_head(h)) {
     s->set_error(0, "stopped");
     return HPE_PAUSED;
@@ -271,12 +274,11 @@ int Parser::cb_headers_complete(llhttp_t* p) {
   // whatever Content-Length says. Returning 1 tells llhttp there is no body.
   if (s->kind_ == Kind::kResponse && (s->no_body_ || h.status == 204 || h.status == 304 ||
                                       (h.status >= 100 && h.status < 200 && h.status != 101))) {
+    s->chunked_body_ = s->size_line_ = false;
     return 1;
   }
-  if (h.chunked) {
-    // Pause so run() splits the body at each ';' from here on (see chunk_ext_).
-    s->chunked_body_ = true;
-    s->size_line_ = true;
+  if (s->chunked_body_) {
+    // Pause, so that run() goes on with the body in pieces split at each ';'.
     s->body_pause_ = true;
     return HPE_PAUSED;
   }

@@ -261,6 +261,29 @@ INSTANTIATE_TEST_SUITE_P(
                  "invalid CONNECT target: there is no port"}),
     [](const ::testing::TestParamInfo<HostCase>& i) { return i.param.name; });
 
+// An owner that stops at the head and resumes later gets chunk extensions checked the same way.
+TEST(Http1Parser, ChunkExtensionsAfterAStopAtTheHead) {
+  struct Stopper final : ParserCallbacks {
+    std::string body;
+    int completed = 0;
+    bool on_head(MessageHead&) override { return false; }
+    void on_body(std::string_view data) override { body.append(data); }
+    void on_message_complete(HeaderMap&) override { ++completed; }
+  } r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  std::string bytes =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3;a=b;q=\"x\\\"y\"\r\nabc\r\n0\r\n\r\n";
+  ParseRun head = parse(p, bytes);
+  ASSERT_EQ(head.outcome, Parser::Outcome::kStopped);
+  p.resume();
+  ParseRun rest = parse(p, std::string_view(bytes).substr(head.consumed));
+  EXPECT_EQ(rest.outcome, Parser::Outcome::kMessageComplete) << p.error().reason;
+  EXPECT_EQ(head.consumed + rest.consumed, bytes.size());
+  EXPECT_EQ(r.body, "abc");
+  EXPECT_EQ(r.completed, 1);
+}
+
 // RFC 9112 §7.1.1 chunk extensions: accepted forms reach the body unchanged however the
 // bytes are cut into reads; whitespace around ';' and '=' (BWS) is refused with 400.
 struct ChunkExtCase {
