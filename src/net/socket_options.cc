@@ -35,14 +35,18 @@ int seconds(Duration d) {
 
 }  // namespace
 
-uint32_t ephemeral_port_count() {
-  static const uint32_t count = [] {
+PortRange ephemeral_port_range() {
+  static const PortRange range = [] {
     std::istringstream in(read_proc("/proc/sys/net/ipv4/ip_local_port_range"));
-    uint32_t low = 0, high = 0;
-    if (!(in >> low >> high) || high < low) return 28232u;  // the kernel's default range
-    return high - low + 1;
+    PortRange r;
+    if (!(in >> r.low >> r.high) || r.high < r.low) return PortRange{32768, 60999};  // default
+    return r;
   }();
-  return count;
+  return range;
+}
+
+uint32_t ephemeral_port_count() {
+  return ephemeral_port_range().count();
 }
 
 Status check_congestion_available(const std::string& name) {

@@ -38,8 +38,15 @@ Status check_congestion_available(const std::string& name);
 // Checks net.ipv4.tcp_fastopen has the server (2) or client (1) bit.
 Status check_fastopen_enabled(bool server);
 
-// The size of net.ipv4.ip_local_port_range. Read once: call it at startup, before workers
-// run, so that no worker reads a file.
+// net.ipv4.ip_local_port_range. Read once: call it at startup, before workers run, so that
+// no worker reads a file.
+struct PortRange {
+  uint32_t low = 0;
+  uint32_t high = 0;
+  uint32_t count() const { return high - low + 1; }
+};
+PortRange ephemeral_port_range();
+// Its size.
 uint32_t ephemeral_port_count();
 
 // Applies everything but fastopen_queue (which must be set on a listening socket before

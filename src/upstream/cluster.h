@@ -96,6 +96,7 @@ struct ClusterStats {
   uint64_t connect_failures = 0;
   uint64_t connect_timeouts = 0;
   uint64_t connect_refused = 0;
+  uint64_t ports_exhausted = 0;  // connects that found no free local port (EADDRNOTAVAIL)
   uint64_t no_endpoint_reachable = 0;
   uint64_t no_healthy_endpoint = 0;
   uint64_t overflow_active_requests = 0;
@@ -107,6 +108,7 @@ struct ClusterStats {
     connect_failures += o.connect_failures;
     connect_timeouts += o.connect_timeouts;
     connect_refused += o.connect_refused;
+    ports_exhausted += o.ports_exhausted;
     no_endpoint_reachable += o.no_endpoint_reachable;
     no_healthy_endpoint += o.no_healthy_endpoint;
     overflow_active_requests += o.overflow_active_requests;

@@ -38,6 +38,12 @@ class Skip(Exception):
     pass
 
 
+# The exit status of a script that could not run here (every case skipped, or no network
+# namespace): tests/CMakeLists.txt gives it to ctest as SKIP_RETURN_CODE, so ctest reports
+# the script as skipped, never as passed.
+SKIP_EXIT = 77
+
+
 _results = {"passed": 0, "failed": 0, "skipped": 0}
 _current_case = [""]
 
@@ -96,6 +102,7 @@ def run_cases(cases):
         print("FAILED SLUICE_BIN=%s is not an executable file" % os.environ["SLUICE_BIN"], flush=True)
         sys.exit(2)
     start = time.monotonic()
+    skipped_cases = 0
     for case in cases:
         _current_case[0] = case.__name__
         t0 = time.monotonic()
@@ -108,6 +115,7 @@ def run_cases(cases):
             pass
         except Skip as e:
             _results["skipped"] += 1
+            skipped_cases += 1
             print("skip   %s: %s" % (case.__name__, e), flush=True)
         except Exception:
             _results["failed"] += 1
@@ -125,7 +133,11 @@ def run_cases(cases):
     if _results["skipped"]:
         line += ", %d skipped" % _results["skipped"]
     print(line, flush=True)
-    sys.exit(0 if _results["failed"] == 0 else 1)
+    if _results["failed"]:
+        sys.exit(1)
+    # Nothing ran: the script as a whole is skipped (a case skipped among others that ran
+    # shows in the line above).
+    sys.exit(SKIP_EXIT if cases and skipped_cases == len(cases) else 0)
 
 
 # --------------------------------------------------------------------------
@@ -211,7 +223,7 @@ def reexec_in_netns():
 
 def reexec_in_netns_or_skip():
     """reexec_in_netns(), but where no network namespace can be made (no privilege), prints
-    that the whole script is skipped and exits 0."""
+    that the whole script is skipped and exits SKIP_EXIT."""
     if os.environ.get("SLUICE_TEST_IN_NETNS") != "1":
         try:
             p = subprocess.run(["unshare", "-n", "--", "true"], stdout=subprocess.DEVNULL,
@@ -222,7 +234,7 @@ def reexec_in_netns_or_skip():
         if not ok:
             print("skip   cannot create a network namespace (unshare -n): %s" % why, flush=True)
             print("0 passed, 0 failed, 1 skipped", flush=True)
-            sys.exit(0)
+            sys.exit(SKIP_EXIT)
     reexec_in_netns()
 
 

@@ -388,7 +388,7 @@ def test_version():
 
 
 if __name__ == "__main__":
-    harness.reexec_in_netns()
+    harness.reexec_in_netns_or_skip()
     sh(["sysctl", "-q", "-w", "net.ipv4.tcp_fastopen=3"])
     TMP = tempfile.mkdtemp(prefix="sluice-check-")
     atexit.register(shutil.rmtree, TMP, True)

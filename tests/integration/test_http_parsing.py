@@ -77,6 +77,50 @@ def case_bad_requests_400():
     hu.stop_and_check(sl)
 
 
+# Host values outside RFC 3986 §3.2's authority grammar, and what sluice answers: 400 with
+# the reason as the body, the backend untouched.
+BAD_HOSTS = [
+    (b"a b", b"invalid Host header: character 0x20 is not allowed in a host"),
+    (b"example.com/x", b"invalid Host header: character '/' is not allowed in a host"),
+    (b"user@example.com", b"invalid Host header: userinfo ('@') is not allowed"),
+    (b"example.com:80a", b"invalid Host header: the port is not a number"),
+    (b"example.com:65536", b"invalid Host header: the port is above 65535"),
+    (b"[::1", b"invalid Host header: the IP literal has no ']'"),
+    (b"[not-v6]", b"invalid Host header: the IP literal is not an IPv6 address"),
+    (b"ex%zz", b"invalid Host header: '%' in the host is not followed by two hex digits"),
+]
+GOOD_HOSTS = [b"example.com", b"example.com:8080", b"10.1.2.3:80", b"[::1]:8080", b"[v7.x]",
+              b"a_b~c-d.e!$&'()*+,;=", b"caf%C3%A9.example", b""]
+
+
+def case_host_authority():
+    b = HttpBackend("a")
+    sl = hu.start_sluice([hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])],
+                         [hu.cluster("app", [b])])
+    port = sl.port("web")
+    for host, reason in BAD_HOSTS:
+        before = b.stats()["requests"]
+        got, how = hu.raw_exchange(port, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", timeout=3)
+        head, _, body = got.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        soft_check(status == b"HTTP/1.1 400 Bad Request" and body == reason + b"\n" and
+                   b.stats()["requests"] == before,
+                   "Host %r: 400 %r, backend untouched" % (host, reason),
+                   "received: %r (%s)" % (got[:400], how))
+    for host in GOOD_HOSTS:
+        got, how = hu.raw_exchange(port, b"GET /h HTTP/1.1\r\nHost: " + host +
+                                   b"\r\nConnection: close\r\n\r\n", timeout=3)
+        soft_check(got.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK", "Host %r: 200" % host,
+                   "received: %r (%s)" % (got[:400], how))
+    got, how = hu.raw_exchange(port, b"GET http://u@example.com/h HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                               timeout=3)
+    head, _, body = got.partition(b"\r\n\r\n")
+    check(head.split(b"\r\n", 1)[0] == b"HTTP/1.1 400 Bad Request" and
+          body == b"invalid authority in the request target: userinfo ('@') is not allowed\n",
+          "absolute-form target with userinfo: 400 with the reason", repr(got[:400]))
+    hu.stop_and_check(sl)
+
+
 def case_smuggling_pipeline():
     """A request trying to hide a second one in its body must not make the backend see two."""
     b = HttpBackend("a")
@@ -100,4 +144,4 @@ def case_smuggling_pipeline():
 
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_bad_requests_400, case_smuggling_pipeline])
+    harness.run_cases([case_bad_requests_400, case_host_authority, case_smuggling_pipeline])

@@ -555,6 +555,22 @@ ROWS = [
     dict(name="chunk extension without name", data=req(b"POST", b"/", H + te(b"chunked"),
                                                        b"3;=x\r\nabc\r\n0\r\n\r\n"),
          status=400, close=True, upstream=[], partial_ok=True),
+    # RFC 9112 §7.1.1 chunk extensions: every form is accepted (and not forwarded: the body
+    # is re-chunked); whitespace around ';' or '=' (BWS) is refused, as llhttp's strict mode does
+    dict(name="chunk extension forms",
+         data=req(b"POST", b"/v/ext-forms", H + te(b"chunked"),
+                  b"5;flag\r\nhello\r\n1;a=tok;b\r\n \r\n5;q=\"two words; a=b\";c=d\r\nworld\r\n"
+                  b"2;e=\"say \\\"hi\\\" \\\\\"\r\n!!\r\n0;last=1\r\n\r\n"),
+         status=200, upstream=[(b"POST", "/v/ext-forms", b"hello world!!")]),
+    dict(name="chunk extension BWS before ';'", data=req(b"POST", b"/", H + te(b"chunked"),
+                                                         b"3 ;a=b\r\nabc\r\n0\r\n\r\n"),
+         status=400, close=True, upstream=[], partial_ok=True),
+    dict(name="chunk extension BWS after ';'", data=req(b"POST", b"/", H + te(b"chunked"),
+                                                        b"3; a=b\r\nabc\r\n0\r\n\r\n"),
+         status=400, close=True, upstream=[], partial_ok=True),
+    dict(name="chunk extension BWS around '='", data=req(b"POST", b"/", H + te(b"chunked"),
+                                                         b"3;a = b\r\nabc\r\n0\r\n\r\n"),
+         status=400, close=True, upstream=[], partial_ok=True),
     dict(name="chunk size with bare LF", data=req(b"POST", b"/", H + te(b"chunked"),
                                                   b"3\nabc\r\n0\r\n\r\n"),
          status=400, close=True, upstream=[], partial_ok=True),

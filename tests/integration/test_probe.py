@@ -450,7 +450,7 @@ def test_usage_errors():
 
 
 if __name__ == "__main__":
-    harness.reexec_in_netns()
+    harness.reexec_in_netns_or_skip()
     try:
         setup_blackhole()
     except Exception as e:  # nft missing: only the connect-timeout case skips

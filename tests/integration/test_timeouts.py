@@ -184,7 +184,7 @@ def test_max_duration():
 
 
 if __name__ == "__main__":
-    harness.reexec_in_netns()
+    harness.reexec_in_netns_or_skip()
     setup_blackhole()
     run_cases([test_blackhole_works, test_connect_timeout, test_connect_timeout_then_next_endpoint,
                test_idle_timeout, test_idle_timeout_zero_disables, test_max_duration])

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
+
+#include "http/authority.h"
 
 namespace sluice::http::http1 {
 namespace {
@@ -58,10 +61,8 @@ const llhttp_settings_t* Parser::settings() {
     s.on_headers_complete = cb_headers_complete;
     s.on_body = cb_body;
     s.on_message_complete = cb_message_complete;
-    s.on_chunk_extension_name = cb_chunk_extension_name;
-    s.on_chunk_extension_name_complete = cb_chunk_extension_name_complete;
-    s.on_chunk_extension_value = cb_chunk_extension_value;
-    s.on_chunk_extension_value_complete = cb_chunk_extension_value_complete;
+    s.on_chunk_header = cb_chunk_header;
+    s.on_chunk_complete = cb_chunk_complete;
     return s;
   }();
   return &table;
@@ -93,6 +94,7 @@ int Parser::cb_message_begin(llhttp_t* p) {
   s->in_message_ = true;
   s->head_done_ = false;
   s->head_bytes_ = 0;
+  s->chunked_body_ = s->size_line_ = s->in_chunk_data_ = s->last_chunk_ = false;
   return HPE_OK;
 }
 
@@ -193,6 +195,32 @@ int Parser::check_request_head() {
   for (unsigned char c : t) {
     if (c <= 0x20 || c == 0x7f || c == '#') return fail(400, "invalid character in request target");
   }
+  // RFC 3986 §3.2: the authority of an authority-form or absolute-form target, and Host.
+  if (h.method == "CONNECT") {
+    if (Status st = check_authority(t, PortRule::kRequired); !st) {
+      return fail(400, "invalid CONNECT target: " + st.message());
+    }
+  } else if (t[0] != '/' && t != "*") {
+    std::string_view rest = std::string_view(t).substr(t.find("://") + 3);
+    std::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+    Status st = check_authority(authority, PortRule::kOptional);
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+    if (st && (authority.empty() || authority[0] == ':')) st = Status::error("the host is empty");
+    if (!st) return fail(400, "invalid authority in the request target: " + st.message());
+  }
+  if (const std::string* host = h.headers.get("host")) {
+    if (Status st = check_authority(*host, PortRule::kOptional); !st) {
+      return fail(400, "invalid Host header: " + st.message());
+    }
+  }
+  // RFC 9110 §9.3.6: a CONNECT request has no content; the bytes after its head are the
+  // tunnel. llhttp ends the message at the head whatever the framing headers say, so a
+  // Content-Length other than 0, or a Transfer-Encoding, would announce a body that is never
+  // read here but that an upstream honouring it would take out of the tunnel.
+  if (h.method == "CONNECT" &&
+      ((h.content_length && *h.content_length > 0) || h.headers.count("transfer-encoding") > 0)) {
+    return fail(400, "CONNECT request with a body (Content-Length or Transfer-Encoding)");
+  }
   // RFC 9112 §3.2: a 1.1 request has exactly one Host; several are always an error.
   size_t hosts = h.headers.count("host");
   if (hosts > 1) return fail(400, "several Host headers");
@@ -235,6 +263,9 @@ int Parser::cb_headers_complete(llhttp_t* p) {
     }
   }
   s->head_done_ = true;
+  // From here on run() splits a chunked body at each ';' (see chunk_ext_), also when the
+  // owner stops at the head and resumes later.
+  s->chunked_body_ = s->size_line_ = h.chunked;
   if (!s->callbacks_.on_head(h)) {
     s->set_error(0, "stopped");
     return HPE_PAUSED;
@@ -243,37 +274,29 @@ int Parser::cb_headers_complete(llhttp_t* p) {
   // whatever Content-Length says. Returning 1 tells llhttp there is no body.
   if (s->kind_ == Kind::kResponse && (s->no_body_ || h.status == 204 || h.status == 304 ||
                                       (h.status >= 100 && h.status < 200 && h.status != 101))) {
+    s->chunked_body_ = s->size_line_ = false;
     return 1;
   }
-  return HPE_OK;
-}
-
-// RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ):
-// a value needs a name, which llhttp does not insist on.
-int Parser::cb_chunk_extension_name(llhttp_t* p, const char*, size_t len) {
-  self(p)->chunk_ext_name_len_ += len;
-  return HPE_OK;
-}
-
-int Parser::cb_chunk_extension_name_complete(llhttp_t* p) {
-  Parser* s = self(p);
-  if (s->chunk_ext_name_len_ == 0)
-    return s->fail(s->bad_status(), "chunk extension without a name");
-  s->chunk_ext_name_len_ = 0;
-  s->chunk_ext_named_ = true;
-  return HPE_OK;
-}
-
-int Parser::cb_chunk_extension_value(llhttp_t* p, const char*, size_t) {
-  Parser* s = self(p);
-  if (!s->chunk_ext_named_) {
-    return s->fail(s->bad_status(), "chunk extension value without a name");
+  if (s->chunked_body_) {
+    // Pause, so that run() goes on with the body in pieces split at each ';'.
+    s->body_pause_ = true;
+    return HPE_PAUSED;
   }
   return HPE_OK;
 }
 
-int Parser::cb_chunk_extension_value_complete(llhttp_t* p) {
-  self(p)->chunk_ext_named_ = false;
+int Parser::cb_chunk_header(llhttp_t* p) {
+  Parser* s = self(p);
+  s->size_line_ = false;
+  s->last_chunk_ = p->content_length == 0;
+  s->in_chunk_data_ = !s->last_chunk_;
+  return HPE_OK;
+}
+
+int Parser::cb_chunk_complete(llhttp_t* p) {
+  Parser* s = self(p);
+  s->in_chunk_data_ = false;
+  s->size_line_ = !s->last_chunk_;
   return HPE_OK;
 }
 
@@ -285,6 +308,7 @@ int Parser::cb_body(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_message_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
+  s->chunked_body_ = s->size_line_ = s->in_chunk_data_ = s->last_chunk_ = false;
   // The callback may take the trailers; the rest of the message state goes with them.
   auto msg = std::move(s->msg_);
   s->callbacks_.on_message_complete(msg->trailers);
@@ -331,13 +355,65 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
 
 Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
   user_error_ = false;
-  llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
-  if (rc == HPE_OK) {
-    *consumed = data.size();
-    return Outcome::kNeedMore;
+  // What llhttp is given in place of chunk extensions after their ';': one long name.
+  static const std::string kPlainName(ChunkExtScanner::kMaxBytes, 'x');
+  size_t pos = 0;
+  while (true) {
+    if (chunk_ext_.active()) {
+      size_t n = chunk_ext_.scan(data.substr(pos));
+      if (!chunk_ext_.ok()) {
+        *consumed = pos + n;
+        set_error(bad_status(), chunk_ext_.error());
+        return Outcome::kError;
+      }
+      for (size_t fed = 0; fed < n;) {
+        size_t piece = std::min(n - fed, kPlainName.size());
+        llhttp_errno_t rc = llhttp_execute(&parser_, kPlainName.data(), piece);
+        if (rc != HPE_OK) {
+          *consumed = pos + fed;
+          return outcome_of(rc);
+        }
+        fed += piece;
+      }
+      pos += n;
+    }
+    if (pos == data.size()) break;
+    // In a chunked body, stop before the next ';' that may open chunk extensions: none
+    // inside the rest of the current chunk's data.
+    size_t end = data.size();
+    if (chunked_body_) {
+      size_t from = pos;
+      if (in_chunk_data_)
+        from += static_cast<size_t>(std::min<uint64_t>(parser_.content_length, end - pos));
+      end = std::min(end, data.find(';', from));
+      if (end == pos && !size_line_) end = std::min(data.size(), data.find(';', pos + 1));
+    }
+    if (end == pos) {
+      // A ';' on a chunk-size line: it goes to llhttp as it is, the extensions after it are
+      // checked here.
+      end = pos + 1;
+      chunk_ext_.start();
+    }
+    llhttp_errno_t rc = llhttp_execute(&parser_, data.data() + pos, end - pos);
+    if (rc == HPE_PAUSED && body_pause_) {
+      body_pause_ = false;
+      const char* at = llhttp_get_error_pos(&parser_);
+      llhttp_resume(&parser_);
+      pos = static_cast<size_t>(at - data.data());
+      continue;
+    }
+    if (rc != HPE_OK) {
+      const char* at = llhttp_get_error_pos(&parser_);
+      *consumed = at ? static_cast<size_t>(at - data.data()) : pos;
+      return outcome_of(rc);
+    }
+    pos = end;
   }
-  const char* pos = llhttp_get_error_pos(&parser_);
-  *consumed = pos ? static_cast<size_t>(pos - data.data()) : 0;
+  *consumed = data.size();
+  return Outcome::kNeedMore;
+}
+
+Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
   // Our own checks fail through llhttp, which may report them under another code (a
   // failing *_complete callback): the reason we recorded is the one that counts.
   if (user_error_) return Outcome::kError;

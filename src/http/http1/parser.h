@@ -1,7 +1,10 @@
 // Http1Parser: strict HTTP/1.x parsing on top of llhttp (built in strict mode, with every
 // lenient flag off), plus the checks llhttp leaves to us: limits on the head, field
-// characters, a single Host, request-target forms, versions. Every rejection carries the
-// status to answer with (400, 414, 431, 501, 505) and a reason for the log.
+// characters, a single Host, the authority grammar (http/authority.h), request-target forms,
+// versions. Chunk extensions are checked by ChunkExtScanner (chunk_ext.h), not llhttp: every
+// RFC 9112 §7.1.1 form is accepted, whitespace around ';' or '=' (BWS) is refused. Every
+// rejection carries the status to answer with (400, 414, 431, 501, 505; 502 for a response)
+// and a reason for the log.
 // One parser per connection direction; loop thread only.
 #pragma once
 
@@ -12,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/http1/chunk_ext.h"
 #include "http/message.h"
 
 namespace sluice::http::http1 {
@@ -81,13 +85,12 @@ class Parser {
   static int cb_headers_complete(llhttp_t* p);
   static int cb_body(llhttp_t* p, const char* at, size_t len);
   static int cb_message_complete(llhttp_t* p);
-  static int cb_chunk_extension_name(llhttp_t* p, const char* at, size_t len);
-  static int cb_chunk_extension_name_complete(llhttp_t* p);
-  static int cb_chunk_extension_value(llhttp_t* p, const char* at, size_t len);
-  static int cb_chunk_extension_value_complete(llhttp_t* p);
+  static int cb_chunk_header(llhttp_t* p);
+  static int cb_chunk_complete(llhttp_t* p);
 
   int fail(int status, std::string reason);
   Outcome run(std::string_view data, size_t* consumed);
+  Outcome outcome_of(llhttp_errno_t rc);
   // The status for a malformed message: 400 for a request, 502 for a response.
   int bad_status() const { return kind_ == Kind::kRequest ? 400 : 502; }
   bool count_head_bytes(size_t n);
@@ -118,8 +121,15 @@ class Parser {
   bool fold_prev_lf_ = false;
   bool head_end_seen_ = false;
   bool head_started_ = false;
-  bool chunk_ext_named_ = false;
-  size_t chunk_ext_name_len_ = 0;
+  // Chunk extensions are checked by chunk_ext_ rather than by llhttp (see chunk_ext.h): in a
+  // chunked body, run() stops llhttp before each ';' and, when that ';' opens a chunk-size
+  // line's extensions, feeds llhttp a plain name of the same length in their place.
+  bool chunked_body_ = false;   // between the head and the end of a chunked message
+  bool size_line_ = false;      // llhttp is reading a chunk-size line
+  bool in_chunk_data_ = false;  // llhttp is reading chunk data (parser_.content_length left)
+  bool last_chunk_ = false;     // the 0-size chunk was read: trailers follow
+  bool body_pause_ = false;     // our own pause at the head of a chunked message
+  ChunkExtScanner chunk_ext_;
   bool user_error_ = false;            // error_ was set by our own check, not by llhttp
   std::unique_ptr<ParseError> error_;  // allocated by the first error only
   void set_error(int status, std::string reason);

@@ -216,6 +216,7 @@ void Attempt::on_pool_failure(upstream::pool::PoolFailure reason, const std::str
   switch (reason) {
     case PoolFailure::kConnectFailure:
     case PoolFailure::kConnectTimeout:
+    case PoolFailure::kPortsExhausted:
       return owner_.on_attempt_failed(detail, F::kConnect);
     case PoolFailure::kOverflow:
       owner_.add_flag("pool_overflow");

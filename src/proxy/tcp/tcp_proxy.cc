@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "net/connect.h"
 #include "net/connect_race.h"
+#include "net/port_exhaustion.h"
 #include "net/tcp_info.h"
 
 namespace sluice::proxy::tcp {
@@ -159,7 +160,9 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       fastopen = ::recv(downstream_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
     }
     auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address, fastopen);
-    if (!pending) return connect_failed(pending.status().message());
+    if (!pending)
+      return connect_failed(
+          connect_error(pending.status().sys_errno(), target, pending.status().message()));
     upstream_ = std::move(pending->fd);
     peer_address_ = target;
     Status s = proxy_.loop_.poller().add(
@@ -186,9 +189,19 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     on_connected();
   }
 
-  void on_race_lost(int, const std::string& detail) override {
+  void on_race_lost(int err, const std::string& detail) override {
     end_race();
-    connect_failed(detail);
+    connect_failed(connect_error(err, proxy_.cluster_.endpoint(endpoint_).address, detail));
+  }
+
+  // What a connect error says in the log: `plain`, or for EADDRNOTAVAIL (counted) that the
+  // ephemeral ports towards `target` are exhausted, with their number and TIME_WAIT count.
+  std::string connect_error(int err, const net::Address& target, const std::string& plain) {
+    if (err != EADDRNOTAVAIL) return plain;
+    ++proxy_.cluster_.stats().ports_exhausted;
+    return net::ports_exhausted_detail(
+        target, proxy_.loop_.now(),
+        "widen net.ipv4.ip_local_port_range or enable net.ipv4.tcp_tw_reuse");
   }
 
   void end_race() {
@@ -294,7 +307,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
         case net::ConnectState::kConnected:
           return on_connected();
         case net::ConnectState::kFailed:
-          return connect_failed(net::error_text(err));
+          return connect_failed(connect_error(err, peer_address_, net::error_text(err)));
         case net::ConnectState::kInProgress:
           return;
       }

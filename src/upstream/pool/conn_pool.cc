@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "base/random.h"
 #include "net/connect.h"
+#include "net/port_exhaustion.h"
 
 namespace sluice::upstream::pool {
 
@@ -18,6 +19,8 @@ const char* to_string(PoolFailure f) {
       return "pool overflow";
     case PoolFailure::kPendingTimeout:
       return "timed out waiting for a pooled connection";
+    case PoolFailure::kPortsExhausted:
+      return "ephemeral ports exhausted";
   }
   return "?";
 }
@@ -128,9 +131,10 @@ void PooledConnection::on_write_drained() {
 void PooledConnection::on_error(int err) {
   if (borrower_) return borrower_->on_error(err);
   if (state_ == State::kConnecting) {
-    return connect_failed(PoolFailure::kConnectFailure,
-                          fmt::format("upstream connect error: {} ({})", net::error_text(err),
-                                      pool_.endpoint_.to_string()));
+    std::string detail = fmt::format("upstream connect error: {} ({})", net::error_text(err),
+                                     pool_.endpoint_.to_string());
+    PoolFailure kind = pool_.classify_connect_error(err, &detail);
+    return connect_failed(kind, detail);
   }
   pool_.destroy(*this);
 }
@@ -160,9 +164,11 @@ void PooledConnection::on_race_won(net::Fd fd, const net::Address& address) {
   on_connected();
 }
 
-void PooledConnection::on_race_lost(int, const std::string& detail) {
+void PooledConnection::on_race_lost(int err, const std::string& detail) {
   pool_.loop().defer_delete(std::move(race_));
-  connect_failed(PoolFailure::kConnectFailure, "upstream connect error: " + detail);
+  std::string text = "upstream connect error: " + detail;
+  PoolFailure kind = pool_.classify_connect_error(err, &text);
+  connect_failed(kind, text);
 }
 
 // --- Waiter ----------------------------------------------------------------------------
@@ -285,8 +291,9 @@ void ConnPool::open_for(Waiter* waiter) {
     next_warm_at_ = loop_.now() + std::chrono::seconds(1);
     std::string detail = fmt::format("upstream connect error: {} ({})", pending.status().message(),
                                      endpoint_.to_string());
+    PoolFailure kind = classify_connect_error(pending.status().sys_errno(), &detail);
     destroy(c);
-    if (waiter) waiter->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, detail);
+    if (waiter) waiter->callbacks_->on_pool_failure(kind, detail);
     return;
   }
   bool connected = pending->connected;
@@ -308,6 +315,18 @@ void ConnPool::open_for(Waiter* waiter) {
   c.timer_.arm_at(loop_.now() + connect_timeout_);
 }
 
+PoolFailure ConnPool::classify_connect_error(int err, std::string* detail) {
+  if (err != EADDRNOTAVAIL) return PoolFailure::kConnectFailure;
+  ++stats_.ports_exhausted;
+  *detail = "upstream connect error: " +
+            net::ports_exhausted_detail(
+                endpoint_, loop_.now(),
+                "widen net.ipv4.ip_local_port_range, reuse connections longer (raise "
+                "pool.max_requests_per_connection and pool.idle_timeout), or enable "
+                "net.ipv4.tcp_tw_reuse");
+  return PoolFailure::kPortsExhausted;
+}
+
 void ConnPool::check_connect_rate() {
   // Each closed connection holds its local port in TIME_WAIT for 60 s (Linux's fixed
   // TCP_TIMEWAIT_LEN) on the side that closed first. Opening connections faster than
@@ -315,23 +334,36 @@ void ConnPool::check_connect_rate() {
   constexpr auto kWindow = std::chrono::seconds(10);
   constexpr int kTimeWaitSeconds = 60;
   MonoTime now = loop_.now();
-  if (now - rate_window_start_ >= kWindow) {
+  if (rate_window_start_ == MonoTime{} || now - rate_window_start_ >= kWindow) {
     rate_window_start_ = now;
     rate_window_connects_ = 0;
   }
   ++rate_window_connects_;
+  // The measured rate: connects in this window over the time they took, at least a second
+  // (so a short burst is not taken for a longer rate), and at least two connects (one is
+  // not a rate).
+  if (rate_window_connects_ < 2) return;
+  double elapsed = std::chrono::duration<double>(now - rate_window_start_).count();
+  double per_second = rate_window_connects_ / std::max(1.0, elapsed);
   uint32_t ports = net::ephemeral_port_count();
-  double per_second = rate_window_connects_ / static_cast<double>(kWindow.count());
   // Warn at half the range: other endpoints and other processes use ports too.
-  if (per_second * kTimeWaitSeconds < ports / 2.0) return;
-  if (now - last_port_warning_ < std::chrono::seconds(60)) return;
+  if (per_second <= 0 || per_second * kTimeWaitSeconds < ports / 2.0) return;
+  if (last_port_warning_ != MonoTime{} && now - last_port_warning_ < std::chrono::seconds(60)) {
+    return;
+  }
   last_port_warning_ = now;
+  net::PortRange range = net::ephemeral_port_range();
+  Result<uint64_t> time_wait = net::count_time_wait_towards(endpoint_);
   LOG_WARN(
-      "pool {}: opening {:.0f} new connections/s on this worker; at that rate the {} "
-      "ephemeral ports fill with TIME_WAIT in {:.0f}s (TIME_WAIT lasts {}s). Raise "
-      "pool.max_connections or pool.idle_timeout so connections are reused, or add "
-      "source addresses",
-      endpoint_.to_string(), per_second, ports, ports / per_second, kTimeWaitSeconds);
+      "pool {}: opened {} new connections in {:.2f}s on this worker (at least {:.1f}/s); at that "
+      "rate "
+      "the {} ephemeral ports (net.ipv4.ip_local_port_range {}-{}) fill with TIME_WAIT in "
+      "{:.0f}s (TIME_WAIT lasts {}s; {} towards it now). Raise "
+      "pool.max_requests_per_connection or pool.idle_timeout so connections are reused, "
+      "widen the port range, or enable net.ipv4.tcp_tw_reuse",
+      endpoint_.to_string(), rate_window_connects_, elapsed, per_second, ports, range.low,
+      range.high, ports / per_second, kTimeWaitSeconds,
+      time_wait ? fmt::format("{}", *time_wait) : std::string("unknown"));
 }
 
 void ConnPool::lend(PooledConnection& c, Waiter& waiter) {

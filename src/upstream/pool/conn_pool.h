@@ -37,7 +37,15 @@ struct PoolConfig {
   ConfigIssues validate() const;
 };
 
-enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow, kPendingTimeout };
+enum class PoolFailure {
+  kConnectFailure,
+  kConnectTimeout,
+  kOverflow,
+  kPendingTimeout,
+  // The connect failed with EADDRNOTAVAIL: no ephemeral port left towards the endpoint
+  // (TIME_WAIT holds them). The detail says how many and what to change.
+  kPortsExhausted,
+};
 // What becomes of connections to an address the endpoint no longer has.
 enum class Departed { kDrain, kClose };
 const char* to_string(PoolFailure f);
@@ -149,6 +157,7 @@ struct PoolStats {
   uint64_t stale_at_checkout = 0;
   uint64_t overflows = 0;
   uint64_t pending_timeouts = 0;
+  uint64_t ports_exhausted = 0;  // connects that found no free local port (EADDRNOTAVAIL)
 };
 
 class ConnPool {
@@ -220,6 +229,9 @@ class ConnPool {
   void make_idle(PooledConnection& conn);
   void leave_idle(PooledConnection& conn);  // O(1): each idle connection knows its place
   void check_connect_rate();
+  // A connect failed with `err`: kPortsExhausted (counted, with its explanation) for
+  // EADDRNOTAVAIL, else kConnectFailure with `detail`.
+  PoolFailure classify_connect_error(int err, std::string* detail);
 
   event::Loop& loop_;
   net::Address endpoint_;
@@ -233,7 +245,8 @@ class ConnPool {
   std::list<PooledConnection*> idle_;  // most recently used at the front
   std::list<Waiter*> queue_;
   uint64_t next_id_ = 1;
-  // New-connection rate, against the ephemeral ports a TIME_WAIT window can hold.
+  // New-connection rate, against the ephemeral ports a TIME_WAIT window can hold: connects
+  // counted since rate_window_start_ (a new window every 10 s).
   MonoTime rate_window_start_{};
   uint32_t rate_window_connects_ = 0;
   MonoTime last_port_warning_{};

@@ -1,0 +1,147 @@
+#include "http/http1/chunk_ext.h"
+
+#include <fmt/format.h>
+
+namespace sluice::http::http1 {
+namespace {
+
+// RFC 9110 §5.6.2: tchar.
+bool is_tchar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// RFC 9110 §5.6.4: qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text.
+bool is_qdtext(unsigned char c) {
+  return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) ||
+         (c >= 0x5d && c <= 0x7e) || c >= 0x80;
+}
+
+// quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ).
+bool is_escapable(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+}  // namespace
+
+void ChunkExtScanner::start() {
+  state_ = State::kName;
+  bytes_ = 0;
+  error_.clear();
+}
+
+bool ChunkExtScanner::fail(std::string why) {
+  error_ = std::move(why);
+  return false;
+}
+
+size_t ChunkExtScanner::scan(std::string_view data) {
+  size_t i = 0;
+  for (; i < data.size() && state_ != State::kOff && ok(); ++i) {
+    auto c = static_cast<unsigned char>(data[i]);
+    if (c == '\r' && state_ != State::kQuoted && state_ != State::kEscape) {
+      if (state_ == State::kName) {
+        fail("chunk extension without a name");
+      } else if (state_ == State::kValueStart) {
+        fail("chunk extension '=' without a value");
+      } else {
+        state_ = State::kOff;  // the line ends here; the CR is llhttp's
+      }
+      return i;
+    }
+    if (++bytes_ > kMaxBytes) {
+      fail(fmt::format("chunk extensions longer than {} bytes", kMaxBytes));
+      return i;
+    }
+    if ((c == ' ' || c == '\t') && state_ != State::kQuoted && state_ != State::kEscape) {
+      fail("whitespace in chunk extensions (around ';' or '=') is not accepted");
+      return i;
+    }
+    switch (state_) {
+      case State::kName:
+        if (!is_tchar(c)) {
+          fail("chunk extension without a name");
+          return i;
+        }
+        state_ = State::kNameMore;
+        break;
+      case State::kNameMore:
+        if (c == '=') {
+          state_ = State::kValueStart;
+        } else if (c == ';') {
+          state_ = State::kName;
+        } else if (!is_tchar(c)) {
+          fail(fmt::format("invalid character 0x{:02x} in a chunk extension name", c));
+          return i;
+        }
+        break;
+      case State::kValueStart:
+        if (c == '"') {
+          state_ = State::kQuoted;
+        } else if (is_tchar(c)) {
+          state_ = State::kToken;
+        } else {
+          fail(fmt::format("invalid character 0x{:02x} in a chunk extension value", c));
+          return i;
+        }
+        break;
+      case State::kToken:
+        if (c == ';') {
+          state_ = State::kName;
+        } else if (!is_tchar(c)) {
+          fail(fmt::format("invalid character 0x{:02x} in a chunk extension value", c));
+          return i;
+        }
+        break;
+      case State::kQuoted:
+        if (c == '"') {
+          state_ = State::kAfterQuoted;
+        } else if (c == '\\') {
+          state_ = State::kEscape;
+        } else if (!is_qdtext(c)) {
+          fail(fmt::format("invalid character 0x{:02x} in a quoted chunk extension value", c));
+          return i;
+        }
+        break;
+      case State::kEscape:
+        if (!is_escapable(c)) {
+          fail(fmt::format("invalid escaped character 0x{:02x} in a chunk extension value", c));
+          return i;
+        }
+        state_ = State::kQuoted;
+        break;
+      case State::kAfterQuoted:
+        if (c != ';') {
+          fail(fmt::format("invalid character 0x{:02x} after a quoted chunk extension value", c));
+          return i;
+        }
+        state_ = State::kName;
+        break;
+      case State::kOff:
+        break;
+    }
+  }
+  return i;
+}
+
+}  // namespace sluice::http::http1
