@@ -5,6 +5,7 @@
 #include <charconv>
 #include <fstream>
 #include <map>
+#include <span>
 #include <sstream>
 #include <thread>
 
@@ -465,7 +466,7 @@ void read_pool(YamlReader& r, const YAML::Node& node, const std::string& path,
 
 // One of a fixed set of words; reports the choices otherwise. Returns the index, or -1.
 int read_choice(YamlReader& r, MapReader& m, const char* key,
-                std::initializer_list<const char*> choices) {
+                std::span<const char* const> choices) {
   if (!m.has(key)) return -1;
   std::string v;
   m.read_string(key, v);
@@ -480,6 +481,11 @@ int read_choice(YamlReader& r, MapReader& m, const char* key,
   return -1;
 }
 
+int read_choice(YamlReader& r, MapReader& m, const char* key,
+                std::initializer_list<const char*> choices) {
+  return read_choice(r, m, key, std::span<const char* const>(choices.begin(), choices.size()));
+}
+
 bool is_prime(uint32_t n) {
   if (n < 2) return false;
   for (uint32_t d = 2; static_cast<uint64_t>(d) * d <= n; ++d) {
@@ -490,8 +496,7 @@ bool is_prime(uint32_t n) {
 
 void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
   using upstream::lb::Policy;
-  int p = read_choice(r, m, "lb_policy",
-                      {"round_robin", "least_request", "random", "ring_hash", "maglev"});
+  int p = read_choice(r, m, "lb_policy", upstream::lb::kPolicyNames);
   if (p >= 0) lb.policy = static_cast<Policy>(p);
   auto only_for = [&](const char* key, Policy policy, const char* name) {
     if (m.has(key) && lb.policy != policy) {
@@ -799,7 +804,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                           c->circuit_breakers);
   }
   using Type = upstream::ClusterConfig::Type;
-  int type = read_choice(r, m, "type", {"static", "strict_dns", "logical_dns", "dns_srv"});
+  int type = read_choice(r, m, "type", upstream::kClusterTypeNames);
   if (type >= 0) c->type = static_cast<Type>(type);
   bool dns = c->type != Type::kStatic;
   int change = read_choice(r, m, "on_address_change", {"drain", "keep", "close"});

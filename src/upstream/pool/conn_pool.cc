@@ -101,13 +101,15 @@ void PooledConnection::on_error(int err) {
   if (state_ == State::kConnecting) {
     return connect_failed(PoolFailure::kConnectFailure,
                           fmt::format("upstream connect error: {} ({})", net::error_text(err),
-                                      pool_.endpoint_.to_string()));
+                                      pool_.endpoint_.to_string()),
+                          err);
   }
   pool_.destroy(*this);
 }
 
-void PooledConnection::connect_failed(PoolFailure reason, const std::string& detail) {
+void PooledConnection::connect_failed(PoolFailure reason, const std::string& detail, int err) {
   ++pool_.stats_.connect_failures;
+  pool_.count_connect_error(reason == PoolFailure::kConnectTimeout, err, waiter_ != nullptr);
   pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
   Waiter* w = waiter_;
   waiter_ = nullptr;
@@ -131,9 +133,9 @@ void PooledConnection::on_race_won(net::Fd fd, const net::Address& address) {
   on_connected();
 }
 
-void PooledConnection::on_race_lost(int, const std::string& detail) {
+void PooledConnection::on_race_lost(int err, const std::string& detail) {
   pool_.loop().defer_delete(std::move(race_));
-  connect_failed(PoolFailure::kConnectFailure, "upstream connect error: " + detail);
+  connect_failed(PoolFailure::kConnectFailure, "upstream connect error: " + detail, err);
 }
 
 // --- Waiter ----------------------------------------------------------------------------
@@ -221,6 +223,16 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
   waiter.timer_.arm_at(loop_.now() + config_.pending_timeout);
 }
 
+void ConnPool::count_connect_error(bool timeout, int err, bool for_request) {
+  bool refused = err == ECONNREFUSED;
+  stats_.connect_timeouts += timeout;
+  stats_.connect_refused += refused;
+  // The cluster counts the connects made for requests (as its connect failures do).
+  if (!for_request) return;
+  if (timeout && cluster_counters_.timeouts) ++*cluster_counters_.timeouts;
+  if (refused && cluster_counters_.refused) ++*cluster_counters_.refused;
+}
+
 void ConnPool::open_for(Waiter* waiter) {
   ++stats_.connects;
   check_connect_rate();
@@ -253,6 +265,7 @@ void ConnPool::open_for(Waiter* waiter) {
   auto pending = net::start_connect(endpoint_, socket_options_, source_, true);
   if (!pending) {
     ++stats_.connect_failures;
+    count_connect_error(false, pending.status().sys_errno(), waiter != nullptr);
     next_warm_at_ = loop_.now() + std::chrono::seconds(1);
     std::string detail = fmt::format("upstream connect error: {} ({})", pending.status().message(),
                                      endpoint_.to_string());
