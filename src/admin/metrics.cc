@@ -98,11 +98,11 @@ class Exposition {
   }
 
   void value(Family& f, const Desc& d, const std::string& labels, uint64_t v) {
-    double scale = metric::scale(d.field);
-    if (scale == 1) {
+    double divisor = metric::divisor(d.field);
+    if (divisor == 1) {
       sample(f, "", labels, v);
     } else {
-      sample(f, "", labels, static_cast<double>(v) * scale);
+      sample(f, "", labels, static_cast<double>(v) / divisor);
     }
   }
 
@@ -242,7 +242,8 @@ std::string render_prometheus(const MetricsInput& in) {
       for (const auto& vh : l->http.virtual_hosts) {
         for (const auto& r : vh.routes) {
           if (r.id < it->second.routes.size()) {
-            x.put(it->second.routes[r.id], label("listener", l->name) + "," + label("route", r.name));
+            x.put(it->second.routes[r.id],
+                  label("listener", l->name) + "," + label("route", r.name));
           }
         }
       }
@@ -265,14 +266,15 @@ std::string render_prometheus(const MetricsInput& in) {
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
         if (f & upstream::health::kRemoved) continue;
-        x.put(EndpointHealthGauges{
-                  .usable = f == 0,
-                  .health_check_failed = (f & upstream::health::kFailedActiveCheck) != 0,
-                  .ejected = (f & upstream::health::kEjected) != 0,
-                  .draining = (f & upstream::health::kDraining) != 0,
-                  .ejections = in.health->ejections(i, e),
-              },
-              cl + "," + label("endpoint", (*snap.endpoints)[e].address.to_string()));
+        x.put(
+            EndpointHealthGauges{
+                .usable = f == 0,
+                .health_check_failed = (f & upstream::health::kFailedActiveCheck) != 0,
+                .ejected = (f & upstream::health::kEjected) != 0,
+                .draining = (f & upstream::health::kDraining) != 0,
+                .ejections = in.health->ejections(i, e),
+            },
+            cl + "," + label("endpoint", (*snap.endpoints)[e].address.to_string()));
       }
     }
     for (size_t e = 0; e < m.pools[i].size(); ++e) {
@@ -293,8 +295,10 @@ std::string render_prometheus(const MetricsInput& in) {
 std::vector<std::string> exit_summary(const MetricsInput& in) {
   Merged m = merge(in);
   std::vector<std::string> lines;
-  for (const auto& [name, s] : m.http) lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
-  for (const auto& [name, s] : m.tcp) lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (const auto& [name, s] : m.http)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (const auto& [name, s] : m.tcp)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
   for (size_t i = 0; i < m.clusters.size(); ++i) {
     lines.push_back(fmt::format("cluster {}: {}", (*in.clusters)[i]->name, summary(m.clusters[i])));
   }

@@ -29,7 +29,7 @@
 // add up), HISTOGRAM (base/histogram.h: observes microseconds, exports seconds), and COUNTERS /
 // GAUGES (an array field: one sample per value of a Dimension label, e.g. connections by
 // state). Units come from the field's name: a field with an `_ns` part is exported in seconds
-// (x 1e-9), one with an `_us` part in seconds (x 1e-6); the family's name then says _seconds.
+// (/ 1e9), one with an `_us` part in seconds (/ 1e6); the family's name then says _seconds.
 //
 // Threads: a struct belongs to one thread (a worker's listener or cluster, or the main thread);
 // nothing is shared or atomic on the request path. The main thread asks each worker for a copy
@@ -77,8 +77,8 @@ struct Desc {
   const Dimension* dimension = nullptr;  // COUNTERS / GAUGES
 };
 
-// Exported value per unit of the field (see the units above).
-constexpr double scale(std::string_view field) {
+// Field units per exported unit (see the units above): the value exported is field / this.
+constexpr double divisor(std::string_view field) {
   auto has_part = [field](std::string_view part) {
     for (size_t at = field.find(part); at != std::string_view::npos;
          at = field.find(part, at + 1)) {
@@ -87,13 +87,17 @@ constexpr double scale(std::string_view field) {
     }
     return false;
   };
-  if (has_part("_ns")) return 1e-9;
-  if (has_part("_us")) return 1e-6;
+  if (has_part("_ns")) return 1e9;
+  if (has_part("_us")) return 1e6;
   return 1;
 }
 
-inline void merge(uint64_t& into, uint64_t from) { into += from; }
-inline void merge(Histogram& into, const Histogram& from) { into.add(from); }
+inline void merge(uint64_t& into, uint64_t from) {
+  into += from;
+}
+inline void merge(Histogram& into, const Histogram& from) {
+  into.add(from);
+}
 template <size_t N>
 void merge(uint64_t (&into)[N], const uint64_t (&from)[N]) {
   for (size_t i = 0; i < N; ++i) into[i] += from[i];
@@ -104,41 +108,49 @@ void merge(uint64_t (&into)[N], const uint64_t (&from)[N]) {
 // --- generators (used through SLUICE_METRIC_MEMBERS below) --------------------------------
 
 #define SLUICE_METRIC_FIELD_(field, name, labels, summary, help) uint64_t field = 0;
-#define SLUICE_METRIC_HISTOGRAM_FIELD_(field, name, labels, summary, help) ::sluice::Histogram field;
-#define SLUICE_METRIC_ARRAY_FIELD_(field, extent, name, dimension, summary, help)                  \
+#define SLUICE_METRIC_HISTOGRAM_FIELD_(field, name, labels, summary, help) \
+  ::sluice::Histogram field;
+#define SLUICE_METRIC_ARRAY_FIELD_(field, extent, name, dimension, summary, help) \
   uint64_t field[extent] = {};
 
 #define SLUICE_METRIC_MERGE_(field, ...) ::sluice::metric::merge(field, o.field);
 
-#define SLUICE_METRIC_VISIT_(kind, field, name, labels, summary, help)                             \
-  fn(::sluice::metric::Desc{#field, name, labels, summary, help, ::sluice::metric::Kind::kind}, field);
+#define SLUICE_METRIC_VISIT_(kind, field, name, labels, summary, help)                          \
+  fn(::sluice::metric::Desc{#field, name, labels, summary, help, ::sluice::metric::Kind::kind}, \
+     field);
 #define SLUICE_METRIC_VISIT_COUNTER_(...) SLUICE_METRIC_VISIT_(kCounter, __VA_ARGS__)
 #define SLUICE_METRIC_VISIT_GAUGE_(...) SLUICE_METRIC_VISIT_(kGauge, __VA_ARGS__)
 #define SLUICE_METRIC_VISIT_HISTOGRAM_(...) SLUICE_METRIC_VISIT_(kHistogram, __VA_ARGS__)
-#define SLUICE_METRIC_VISIT_ARRAY_(kind, field, extent, name, dimension, summary, help)            \
-  static_assert((dimension).values.size() <= (extent));                                            \
-  fn(::sluice::metric::Desc{#field, name, "", summary, help, ::sluice::metric::Kind::kind,         \
-                            &(dimension)},                                                         \
-     std::span<const uint64_t>(field, (dimension).values.size()));
+#define SLUICE_METRIC_VISIT_ARRAY_(kind, field, extent, name, dimension, summary, help)    \
+  static_assert((dimension).values.size() <= (extent));                                    \
+  fn(::sluice::metric::Desc{#field, name, "", summary, help, ::sluice::metric::Kind::kind, \
+                            &(dimension)},                                                 \
+     std::span(field).first((dimension).values.size()));
 #define SLUICE_METRIC_VISIT_COUNTERS_(...) SLUICE_METRIC_VISIT_ARRAY_(kCounter, __VA_ARGS__)
 #define SLUICE_METRIC_VISIT_GAUGES_(...) SLUICE_METRIC_VISIT_ARRAY_(kGauge, __VA_ARGS__)
 
 // Inside a struct: the fields of LIST, and visit(fn), which calls fn(const Desc&, value) for
-// each line in order, value being a uint64_t, a Histogram or a span of uint64_t (arrays).
-#define SLUICE_METRIC_MEMBERS(LIST)                                                                \
-  LIST(SLUICE_METRIC_FIELD_, SLUICE_METRIC_FIELD_, SLUICE_METRIC_HISTOGRAM_FIELD_,                 \
-       SLUICE_METRIC_ARRAY_FIELD_, SLUICE_METRIC_ARRAY_FIELD_)                                     \
-  template <typename Fn>                                                                           \
-  void visit(Fn&& fn) const {                                                                      \
-    LIST(SLUICE_METRIC_VISIT_COUNTER_, SLUICE_METRIC_VISIT_GAUGE_,                                 \
-         SLUICE_METRIC_VISIT_HISTOGRAM_, SLUICE_METRIC_VISIT_COUNTERS_,                            \
-         SLUICE_METRIC_VISIT_GAUGES_)                                                              \
+// each line in order, value being a uint64_t, a Histogram or a span of uint64_t (arrays);
+// const on a const struct.
+#define SLUICE_METRIC_VISIT_ALL_(LIST)                                                           \
+  LIST(SLUICE_METRIC_VISIT_COUNTER_, SLUICE_METRIC_VISIT_GAUGE_, SLUICE_METRIC_VISIT_HISTOGRAM_, \
+       SLUICE_METRIC_VISIT_COUNTERS_, SLUICE_METRIC_VISIT_GAUGES_)
+#define SLUICE_METRIC_MEMBERS(LIST)                                                \
+  LIST(SLUICE_METRIC_FIELD_, SLUICE_METRIC_FIELD_, SLUICE_METRIC_HISTOGRAM_FIELD_, \
+       SLUICE_METRIC_ARRAY_FIELD_, SLUICE_METRIC_ARRAY_FIELD_)                     \
+  template <typename Fn>                                                           \
+  void visit(Fn&& fn) const {                                                      \
+    SLUICE_METRIC_VISIT_ALL_(LIST)                                                 \
+  }                                                                                \
+  template <typename Fn>                                                           \
+  void visit(Fn&& fn) {                                                            \
+    SLUICE_METRIC_VISIT_ALL_(LIST)                                                 \
   }
 
-// Inside a struct of per-worker copies: add(o) merges another worker's copy of LIST's lines
-// into this one (counters, gauges and histograms add up).
-#define SLUICE_METRIC_MERGE(Self, LIST)                                                            \
-  void add_declared(const Self& o) {                                                               \
-    LIST(SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_,                         \
-         SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_)                                               \
+// Inside a struct of per-worker copies: add_declared(o) merges another worker's copy of LIST's
+// lines into this one (counters, gauges and histograms add up); the struct's add() calls it.
+#define SLUICE_METRIC_MERGE(Self, LIST)                                                          \
+  void add_declared(const Self& o) {                                                             \
+    LIST(SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_, SLUICE_METRIC_MERGE_, \
+         SLUICE_METRIC_MERGE_)                                                                   \
   }

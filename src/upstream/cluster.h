@@ -96,7 +96,7 @@ health::HealthSnapshot initial_health(const ClusterConfig& config);
 // Whether too few endpoints are usable (0 flags) for `threshold` percent.
 bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold);
 
-#define SLUICE_CLUSTER_OVERFLOW_HELP                                                               \
+#define SLUICE_CLUSTER_OVERFLOW_HELP \
   "Requests failed fast or not retried because a circuit breaker was full."
 
 // Counters for one cluster on one worker, declared once (base/metric.h says how to add one);

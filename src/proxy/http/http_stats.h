@@ -50,8 +50,9 @@ inline constexpr const char* kStatusClasses[] = {"1xx", "2xx", "3xx", "4xx", "5x
 inline constexpr metric::Dimension kStatusClassDimension{"class", kStatusClasses};
 
 #define SLUICE_HTTP_ROUTE_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                       \
-  COUNTERS(responses, 5, "sluice_route_responses_total", ::sluice::proxy::http::kStatusClassDimension, \
-           "responses", "HTTP responses per route, by status class.")                              \
+  COUNTERS(responses, 5, "sluice_route_responses_total",                                           \
+           ::sluice::proxy::http::kStatusClassDimension, "responses",                              \
+           "HTTP responses per route, by status class.")                                           \
   HISTOGRAM(duration, "sluice_route_request_duration_seconds", "", "request duration",             \
             "Per route: from the request head to the end of the response.")
 // clang-format on

@@ -30,7 +30,7 @@ namespace sluice::proxy::tcp {
   COUNTER(bytes_to_upstream, "sluice_tcp_bytes_total", "direction=\"upstream\"",                   \
           "bytes to upstream", SLUICE_TCP_BYTES_HELP)                                              \
   COUNTER(bytes_to_downstream, "sluice_tcp_bytes_total", "direction=\"downstream\"",               \
-          "to downstream", SLUICE_TCP_BYTES_HELP)                                                  \
+          "bytes to downstream", SLUICE_TCP_BYTES_HELP)                                            \
   COUNTER(max_duration_reached, "sluice_tcp_connections_closed_total", "reason=\"max_duration\"",  \
           "max duration reached", SLUICE_TCP_CLOSED_HELP)                                          \
   COUNTER(downstream_resets, "sluice_tcp_connections_closed_total",                                \

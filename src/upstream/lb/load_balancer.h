@@ -25,7 +25,9 @@ enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 inline constexpr const char* kPolicyNames[] = {"round_robin", "least_request", "random",
                                                "ring_hash", "maglev"};
 static_assert(std::size(kPolicyNames) == static_cast<size_t>(Policy::kMaglev) + 1);
-constexpr const char* to_string(Policy p) { return kPolicyNames[static_cast<size_t>(p)]; }
+constexpr const char* to_string(Policy p) {
+  return kPolicyNames[static_cast<size_t>(p)];
+}
 
 struct LbConfig {
   Policy policy = Policy::kRoundRobin;
