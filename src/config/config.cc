@@ -498,18 +498,20 @@ void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
   using upstream::lb::Policy;
   int p = read_choice(r, m, "lb_policy", upstream::lb::kPolicyNames);
   if (p >= 0) lb.policy = static_cast<Policy>(p);
-  auto only_for = [&](const char* key, Policy policy, const char* name) {
+  // A policy's settings sit in a block named after it.
+  auto only_for = [&](Policy policy) {
+    const char* key = upstream::lb::to_string(policy);
     if (m.has(key) && lb.policy != policy) {
-      r.error(m.get(key), m.path(key), fmt::format("only for lb_policy: {}", name));
+      r.error(m.get(key), m.path(key), fmt::format("only for lb_policy: {}", key));
       return false;
     }
     return m.has(key);
   };
-  if (only_for("ring_hash", Policy::kRingHash, "ring_hash")) {
+  if (only_for(Policy::kRingHash)) {
     MapReader rh(r, m.get("ring_hash"), m.path("ring_hash"), {"ring_size"});
     if (rh.ok()) rh.read_uint("ring_size", lb.ring_size, 1, 1'048'576);
   }
-  if (only_for("maglev", Policy::kMaglev, "maglev")) {
+  if (only_for(Policy::kMaglev)) {
     MapReader mg(r, m.get("maglev"), m.path("maglev"), {"table_size"});
     if (mg.ok() && mg.has("table_size")) {
       mg.read_uint("table_size", lb.maglev_table_size, 3, 5'000'011);
@@ -520,7 +522,7 @@ void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
       }
     }
   }
-  if (only_for("least_request", Policy::kLeastRequest, "least_request")) {
+  if (only_for(Policy::kLeastRequest)) {
     MapReader lr(r, m.get("least_request"), m.path("least_request"), {"choice_count"});
     if (lr.ok()) lr.read_uint("choice_count", lb.choice_count, 2, 100);
   }
