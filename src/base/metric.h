@@ -75,6 +75,7 @@ struct Desc {
   const char* help;
   Kind kind;
   const Dimension* dimension = nullptr;  // COUNTERS / GAUGES
+  size_t extent = 0;                     // COUNTERS / GAUGES: the array's slots
 };
 
 // Field units per exported unit (see the units above): the value exported is field / this.
@@ -124,7 +125,7 @@ void merge(uint64_t (&into)[N], const uint64_t (&from)[N]) {
 #define SLUICE_METRIC_VISIT_ARRAY_(kind, field, extent, name, dimension, summary, help)    \
   static_assert((dimension).values.size() <= (extent));                                    \
   fn(::sluice::metric::Desc{#field, name, "", summary, help, ::sluice::metric::Kind::kind, \
-                            &(dimension)},                                                 \
+                            &(dimension), (extent)},                                       \
      std::span(field).first((dimension).values.size()));
 #define SLUICE_METRIC_VISIT_COUNTERS_(...) SLUICE_METRIC_VISIT_ARRAY_(kCounter, __VA_ARGS__)
 #define SLUICE_METRIC_VISIT_GAUGES_(...) SLUICE_METRIC_VISIT_ARRAY_(kGauge, __VA_ARGS__)

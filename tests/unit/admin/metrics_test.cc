@@ -274,6 +274,38 @@ TEST_F(MetricsTest, LinesSharingAFamilyAgreeAndNamesFollowTheirKind) {
   }
 }
 
+// The bytes of the declared lines of `s`: equal to sizeof(Stats) when every field is one.
+template <typename Stats>
+size_t declared_bytes() {
+  size_t bytes = 0;
+  Stats{}.visit([&bytes](const Desc& d, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, Histogram>) {
+      bytes += sizeof(Histogram);
+    } else if constexpr (std::is_same_v<V, uint64_t>) {
+      bytes += sizeof(uint64_t);
+    } else {
+      bytes += d.extent * sizeof(uint64_t);
+    }
+  });
+  return bytes;
+}
+
+TEST(MetricDeclarations, NoStatsStructHoldsAFieldOutsideItsDeclarations) {
+  // A counter added as a plain member would be counted and never exported: the structs hold
+  // their declared lines and nothing else (HttpProxyStats: and its routes).
+  EXPECT_EQ(sizeof(proxy::tcp::TcpProxyStats), declared_bytes<proxy::tcp::TcpProxyStats>());
+  EXPECT_EQ(sizeof(proxy::http::HttpProxyStats),
+            declared_bytes<proxy::http::HttpProxyStats>() +
+                sizeof(std::vector<proxy::http::HttpRouteStats>));
+  EXPECT_EQ(sizeof(proxy::http::HttpRouteStats), declared_bytes<proxy::http::HttpRouteStats>());
+  EXPECT_EQ(sizeof(upstream::ClusterStats), declared_bytes<upstream::ClusterStats>());
+  EXPECT_EQ(sizeof(upstream::pool::PoolStats), declared_bytes<upstream::pool::PoolStats>());
+  EXPECT_EQ(sizeof(upstream::health::HealthStats), declared_bytes<upstream::health::HealthStats>());
+  EXPECT_EQ(sizeof(dns::ResolverStats), declared_bytes<dns::ResolverStats>());
+  EXPECT_EQ(sizeof(event::LoopStats), declared_bytes<event::LoopStats>());
+}
+
 TEST_F(MetricsTest, FamiliesAreWrittenWithoutSamplesExceptDnsWithoutAResolver) {
   MetricsInput empty;
   Parsed p = parse(render_prometheus(empty));
