@@ -121,14 +121,12 @@ std::string render_config_json(
   }
   out["listeners"] = std::move(listeners);
   json clusters = json::array();
-  const char* types[] = {"static", "strict_dns", "logical_dns", "dns_srv"};
-  const char* policies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
   for (const auto& cp : cluster_configs) {
     const auto& cl = *cp;
     json j;
     j["name"] = cl.name;
-    j["type"] = types[static_cast<int>(cl.type)];
-    j["lb_policy"] = policies[static_cast<int>(cl.lb.policy)];
+    j["type"] = upstream::to_string(cl.type);
+    j["lb_policy"] = upstream::lb::to_string(cl.lb.policy);
     j["connect_timeout"] = secs(cl.connect_timeout);
     j["panic_threshold"] = cl.panic_threshold;
     json eps = json::array();

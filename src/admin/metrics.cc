@@ -3,12 +3,19 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <span>
+#include <type_traits>
+#include <unordered_map>
 
+#include "base/check.h"
 #include "base/histogram.h"
 #include "net/socket_options.h"
 
 namespace sluice::admin {
 namespace {
+
+using metric::Desc;
+using metric::Kind;
 
 // Label values: backslash, double quote and newline escaped.
 std::string escape(std::string_view v) {
@@ -26,397 +33,278 @@ std::string escape(std::string_view v) {
   return out;
 }
 
-class Writer {
+std::string label(const char* k, std::string_view v) {
+  return fmt::format("{}=\"{}\"", k, escape(v));
+}
+
+// `a,b` without empty parts.
+std::string join_labels(std::string_view a, std::string_view b) {
+  if (a.empty()) return std::string(b);
+  if (b.empty()) return std::string(a);
+  return fmt::format("{},{}", a, b);
+}
+
+// The Prometheus text of declared metrics: families in the order first declared, each with
+// its HELP and TYPE once and all its samples together, whichever struct they came from.
+class Exposition {
  public:
-  // Starts a metric family: HELP and TYPE once.
-  void family(const char* name, const char* type, const char* help) {
-    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
-                   type);
+  // Makes sure the families of Stats' lines are written, samples or not.
+  template <typename Stats>
+  void declare() {
+    Stats{}.visit([this](const Desc& d, const auto&) { family(d); });
   }
-  template <typename Value>
-  void sample(std::string_view name, std::string_view labels, Value value) {
-    out_ += name;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
+  // The samples of every line of `s`, with the labels saying where it lives (`scope`).
+  template <typename Stats>
+  void put(const Stats& s, std::string_view scope) {
+    s.visit([&](const Desc& d, const auto& v) { put_line(d, scope, v); });
+  }
+  std::string text() const {
+    std::string out;
+    for (const auto& f : families_) {
+      fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", f.name, f.help,
+                     f.name, metric::to_string(f.kind));
+      out += f.samples;
     }
-    fmt::format_to(std::back_inserter(out_), " {}\n", value);
+    return out;
   }
-  void histogram(std::string_view name, const std::string& labels, const Histogram& h) {
+
+ private:
+  struct Family {
+    const char* name;
+    const char* help;
+    Kind kind;
+    std::string samples;
+  };
+
+  Family& family(const Desc& d) {
+    auto [it, added] = index_.try_emplace(d.name, families_.size());
+    if (added) families_.push_back(Family{d.name, d.help, d.kind, {}});
+    Family& f = families_[it->second];
+    // Lines sharing a family agree on its kind (metrics_test checks the help too).
+    SLUICE_CHECK(f.kind == d.kind);
+    return f;
+  }
+
+  template <typename Value>
+  void sample(Family& f, std::string_view suffix, std::string_view labels, Value value) {
+    f.samples += f.name;
+    f.samples += suffix;
+    if (!labels.empty()) {
+      f.samples += '{';
+      f.samples += labels;
+      f.samples += '}';
+    }
+    fmt::format_to(std::back_inserter(f.samples), " {}\n", value);
+  }
+
+  void value(Family& f, const Desc& d, const std::string& labels, uint64_t v) {
+    double divisor = metric::divisor(d.field);
+    if (divisor == 1) {
+      sample(f, "", labels, v);
+    } else {
+      sample(f, "", labels, static_cast<double>(v) / divisor);
+    }
+  }
+
+  void put_line(const Desc& d, std::string_view scope, uint64_t v) {
+    value(family(d), d, join_labels(scope, d.labels), v);
+  }
+
+  void put_line(const Desc& d, std::string_view scope, std::span<const uint64_t> values) {
+    Family& f = family(d);
+    std::string base = join_labels(scope, d.labels);
+    for (size_t i = 0; i < values.size(); ++i) {
+      value(f, d, join_labels(base, label(d.dimension->key, d.dimension->values[i])), values[i]);
+    }
+  }
+
+  void put_line(const Desc& d, std::string_view scope, const Histogram& h) {
+    Family& f = family(d);
+    std::string labels = join_labels(scope, d.labels);
     uint64_t cumulative = 0;
-    std::string sep = labels.empty() ? "" : ",";
     for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
       cumulative += h.bucket(i);
-      sample(fmt::format("{}_bucket", name),
-             fmt::format("{}{}le=\"{}\"", labels, sep,
-                         static_cast<double>(Histogram::kBoundsUs[i]) / 1e6),
+      sample(f, "_bucket",
+             join_labels(labels, fmt::format("le=\"{}\"",
+                                             static_cast<double>(Histogram::kBoundsUs[i]) / 1e6)),
              cumulative);
     }
     cumulative += h.bucket(Histogram::kBoundsUs.size());
-    sample(fmt::format("{}_bucket", name), fmt::format("{}{}le=\"+Inf\"", labels, sep), cumulative);
-    sample(fmt::format("{}_sum", name), labels, static_cast<double>(h.sum_us()) / 1e6);
-    sample(fmt::format("{}_count", name), labels, cumulative);
+    sample(f, "_bucket", join_labels(labels, "le=\"+Inf\""), cumulative);
+    sample(f, "_sum", labels, static_cast<double>(h.sum_us()) / 1e6);
+    sample(f, "_count", labels, cumulative);
   }
-  std::string take() { return std::move(out_); }
 
- private:
-  std::string out_;
+  std::vector<Family> families_;
+  std::unordered_map<std::string_view, size_t> index_;
 };
 
-std::string label(const char* k, std::string_view v) {
-  return fmt::format("{}=\"{}\"", k, escape(v));
+// The counters and gauges of `s` as JSON members named after their fields (an array field:
+// one member per label value). Histograms are left to /metrics.
+template <typename Stats>
+void put_json(nlohmann::json& j, const Stats& s) {
+  s.visit([&j](const Desc& d, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, uint64_t>) {
+      j[d.field] = v;
+    } else if constexpr (std::is_same_v<V, std::span<const uint64_t>>) {
+      for (size_t i = 0; i < v.size(); ++i) j[d.dimension->values[i]] = v[i];
+    }
+  });
+}
+
+// "accepted 3, refused (max_connections) 0, ...": the counters of `s` by their summary words.
+template <typename Stats>
+std::string summary(const Stats& s) {
+  std::string out;
+  s.visit([&out](const Desc& d, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    if (d.kind != Kind::kCounter) return;
+    if constexpr (std::is_same_v<V, uint64_t>) {
+      fmt::format_to(std::back_inserter(out), "{}{} {}", out.empty() ? "" : ", ", d.summary, v);
+    } else if constexpr (std::is_same_v<V, std::span<const uint64_t>>) {
+      for (size_t i = 0; i < v.size(); ++i) {
+        fmt::format_to(std::back_inserter(out), "{}{} {} {}", out.empty() ? "" : ", ", d.summary,
+                       d.dimension->values[i], v[i]);
+      }
+    }
+  });
+  return out;
+}
+
+// The workers' copies merged.
+struct Merged {
+  std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
+  std::map<std::string, proxy::http::HttpProxyStats> http;
+  std::vector<upstream::ClusterStats> clusters;
+  // Per cluster, per endpoint index.
+  std::vector<std::vector<upstream::pool::PoolStats>> pools;
+  std::vector<std::vector<EndpointLoadGauges>> load;
+};
+
+Merged merge(const MetricsInput& in) {
+  Merged m;
+  size_t nclusters = in.clusters ? in.clusters->size() : 0;
+  m.clusters.resize(nclusters);
+  m.pools.resize(nclusters);
+  m.load.resize(nclusters);
+  for (const auto& r : in.workers) {
+    for (const auto& [name, s] : r.tcp) m.tcp[name].add(s);
+    for (const auto& [name, s] : r.http) m.http[name].add(s);
+    for (size_t i = 0; i < nclusters && i < r.clusters.size(); ++i) {
+      const auto& c = r.clusters[i];
+      m.clusters[i].add(c.stats);
+      size_t n = std::max(c.pools.size(), c.active_requests.size());
+      if (m.pools[i].size() < n) {
+        m.pools[i].resize(n);
+        m.load[i].resize(n);
+      }
+      for (size_t e = 0; e < c.pools.size(); ++e) m.pools[i][e].add(c.pools[e]);
+      for (size_t e = 0; e < c.active_requests.size(); ++e) {
+        m.load[i][e].active_requests += c.active_requests[e];
+      }
+    }
+  }
+  return m;
 }
 
 }  // namespace
 
 std::string render_prometheus(const MetricsInput& in) {
-  Writer w;
-  // Merge the workers.
-  std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
-  std::map<std::string, proxy::http::HttpProxyStats> http;
-  size_t nclusters = in.clusters ? in.clusters->size() : 0;
-  std::vector<upstream::ClusterStats> cstats(nclusters);
-  for (const auto& r : in.workers) {
-    for (const auto& [name, s] : r.tcp) tcp[name].add(s);
-    for (const auto& [name, s] : r.http) http[name].add(s);
-    for (size_t i = 0; i < nclusters && i < r.clusters.size(); ++i)
-      cstats[i].add(r.clusters[i].stats);
-  }
+  Merged m = merge(in);
+  size_t nclusters = m.clusters.size();
+  Exposition x;
+  // Every family, in this order, whether it has samples or not.
+  x.declare<ListenerGauges>();
+  x.declare<proxy::tcp::TcpProxyStats>();
+  x.declare<proxy::http::HttpProxyStats>();
+  x.declare<proxy::http::HttpRouteStats>();
+  x.declare<upstream::ClusterStats>();
+  x.declare<ClusterGauges>();
+  x.declare<EndpointHealthGauges>();
+  x.declare<upstream::pool::PoolStats>();
+  x.declare<EndpointLoadGauges>();
+  x.declare<upstream::health::HealthStats>();
+  x.declare<ProcessGauges>();
+  if (in.dns) x.declare<dns::ResolverStats>();
+  x.declare<event::LoopStats>();
 
-  w.family("sluice_listener_connections_active", "gauge", "Open downstream connections.");
   for (const auto& [name, n] : in.active_connections) {
-    w.sample("sluice_listener_connections_active", label("listener", name), uint64_t{n});
+    x.put(ListenerGauges{.connections_active = n}, label("listener", name));
   }
-  w.family("sluice_listener_connections_accepted_total", "counter",
-           "Downstream connections accepted.");
-  for (const auto& [name, s] : tcp) {
-    w.sample("sluice_listener_connections_accepted_total", label("listener", name), s.accepted);
-  }
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_listener_connections_accepted_total", label("listener", name), s.accepted);
-  }
-  w.family("sluice_listener_connections_rejected_total", "counter",
-           "Downstream connections refused because max_connections was reached.");
-  for (const auto& [name, s] : tcp) {
-    w.sample("sluice_listener_connections_rejected_total", label("listener", name),
-             s.refused_max_connections);
-  }
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_listener_connections_rejected_total", label("listener", name),
-             s.refused_max_connections);
-  }
-
-  w.family("sluice_tcp_bytes_total", "counter", "Bytes proxied by TCP listeners.");
-  for (const auto& [name, s] : tcp) {
-    w.sample("sluice_tcp_bytes_total", label("listener", name) + ",direction=\"upstream\"",
-             s.bytes_to_upstream);
-    w.sample("sluice_tcp_bytes_total", label("listener", name) + ",direction=\"downstream\"",
-             s.bytes_to_downstream);
-  }
-  w.family("sluice_tcp_connections_closed_total", "counter",
-           "TCP proxy connections ended, by reason.");
-  for (const auto& [name, s] : tcp) {
-    std::string l = label("listener", name);
-    w.sample("sluice_tcp_connections_closed_total", l + ",reason=\"completed\"", s.completed);
-    w.sample("sluice_tcp_connections_closed_total", l + ",reason=\"idle_timeout\"",
-             s.idle_timeouts);
-    w.sample("sluice_tcp_connections_closed_total", l + ",reason=\"max_duration\"",
-             s.max_duration_reached);
-    w.sample("sluice_tcp_connections_closed_total", l + ",reason=\"no_endpoint_reachable\"",
-             s.no_endpoint_reachable);
-    w.sample("sluice_tcp_connections_closed_total", l + ",reason=\"drain_deadline\"",
-             s.drain_closed);
-  }
-
-  w.family("sluice_http_requests_total", "counter", "HTTP requests received.");
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_http_requests_total", label("listener", name), s.requests);
-  }
-  w.family("sluice_http_responses_total", "counter", "HTTP responses sent, by status class.");
-  for (const auto& [name, s] : http) {
-    std::string l = label("listener", name);
-    const uint64_t classes[] = {s.responses_1xx, s.responses_2xx, s.responses_3xx, s.responses_4xx,
-                                s.responses_5xx};
-    for (int c = 0; c < 5; ++c) {
-      w.sample("sluice_http_responses_total", fmt::format("{},class=\"{}xx\"", l, c + 1),
-               classes[c]);
-    }
-  }
-  w.family("sluice_http_local_replies_total", "counter",
-           "HTTP responses generated by sluice rather than an upstream.");
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_http_local_replies_total", label("listener", name), s.local_replies);
-  }
-  w.family("sluice_http_retries_total", "counter", "Retries of HTTP requests.");
-  for (const auto& [name, s] : http) {
-    std::string l = label("listener", name);
-    w.sample("sluice_http_retries_total", l + ",kind=\"policy\"", s.retries);
-    w.sample("sluice_http_retries_total", l + ",kind=\"stale_connection\"",
-             s.stale_connection_retries);
-  }
-  w.family("sluice_http_upstream_timeouts_total", "counter", "Requests that timed out upstream.");
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_http_upstream_timeouts_total", label("listener", name), s.upstream_timeouts);
-  }
-  w.family("sluice_http_rejected_requests_total", "counter",
-           "Requests refused as malformed or over a limit (4xx from the parser).");
-  for (const auto& [name, s] : http) {
-    w.sample("sluice_http_rejected_requests_total", label("listener", name), s.parse_errors);
-  }
-  w.family("sluice_http_request_duration_seconds", "histogram",
-           "From the request head to the end of the response.");
-  for (const auto& [name, s] : http) {
-    w.histogram("sluice_http_request_duration_seconds", label("listener", name),
-                s.request_duration);
-  }
-
+  for (const auto& [name, s] : m.tcp) x.put(s, label("listener", name));
+  for (const auto& [name, s] : m.http) x.put(s, label("listener", name));
   if (in.listeners) {
-    // Per route: responses by class and the duration histogram, labelled with the route's
-    // name (configured, or "<virtual host>/<index>").
-    auto for_each_route = [&](auto fn) {
-      for (const auto& l : *in.listeners) {
-        auto it = http.find(l->name);
-        if (it == http.end()) continue;
-        for (const auto& vh : l->http.virtual_hosts) {
-          for (const auto& r : vh.routes) {
-            if (r.id < it->second.routes.size()) {
-              fn(label("listener", l->name) + "," + label("route", r.name),
-                 it->second.routes[r.id]);
-            }
+    // Per route, labelled with the route's name (configured, or "<virtual host>/<index>").
+    for (const auto& l : *in.listeners) {
+      auto it = m.http.find(l->name);
+      if (it == m.http.end()) continue;
+      for (const auto& vh : l->http.virtual_hosts) {
+        for (const auto& r : vh.routes) {
+          if (r.id < it->second.routes.size()) {
+            x.put(it->second.routes[r.id],
+                  label("listener", l->name) + "," + label("route", r.name));
           }
         }
       }
-    };
-    w.family("sluice_route_responses_total", "counter",
-             "HTTP responses per route, by status class.");
-    for_each_route([&](const std::string& l, const proxy::http::HttpProxyStats::RouteStats& rs) {
-      for (int c = 0; c < 5; ++c) {
-        w.sample("sluice_route_responses_total", fmt::format("{},class=\"{}xx\"", l, c + 1),
-                 rs.responses[c]);
-      }
-    });
-    w.family("sluice_route_request_duration_seconds", "histogram",
-             "Per route: from the request head to the end of the response.");
-    for_each_route([&](const std::string& l, const proxy::http::HttpProxyStats::RouteStats& rs) {
-      w.histogram("sluice_route_request_duration_seconds", l, rs.duration);
-    });
+    }
   }
 
-  w.family("sluice_cluster_connect_attempts_total", "counter", "Upstream connect attempts.");
-  for (size_t i = 0; i < nclusters; ++i) {
-    w.sample("sluice_cluster_connect_attempts_total", label("cluster", (*in.clusters)[i]->name),
-             cstats[i].connect_attempts);
-  }
-  w.family("sluice_cluster_connect_failures_total", "counter", "Upstream connects that failed.");
-  for (size_t i = 0; i < nclusters; ++i) {
-    w.sample("sluice_cluster_connect_failures_total", label("cluster", (*in.clusters)[i]->name),
-             cstats[i].connect_failures);
-  }
-  w.family("sluice_cluster_no_healthy_endpoint_total", "counter",
-           "Requests or connections refused because no endpoint was usable.");
-  for (size_t i = 0; i < nclusters; ++i) {
-    w.sample("sluice_cluster_no_healthy_endpoint_total", label("cluster", (*in.clusters)[i]->name),
-             cstats[i].no_healthy_endpoint);
-  }
-  w.family("sluice_cluster_overflow_total", "counter",
-           "Requests failed fast or not retried because a circuit breaker was full.");
-  for (size_t i = 0; i < nclusters; ++i) {
-    std::string l = label("cluster", (*in.clusters)[i]->name);
-    w.sample("sluice_cluster_overflow_total", l + ",breaker=\"max_active_requests\"",
-             cstats[i].overflow_active_requests);
-    w.sample("sluice_cluster_overflow_total", l + ",breaker=\"retries\"",
-             cstats[i].overflow_retries);
-  }
-
-  w.family(
-      "sluice_cluster_pool_wait_seconds", "histogram",
-      "HTTP: from an attempt's start until it had a connection (a new one's connect included).");
-  for (size_t i = 0; i < nclusters; ++i) {
-    w.histogram("sluice_cluster_pool_wait_seconds", label("cluster", (*in.clusters)[i]->name),
-                cstats[i].pool_wait);
-  }
-
-  if (in.health) {
-    w.family("sluice_cluster_panic", "gauge", "1 while the cluster balances in panic mode.");
-    for (size_t i = 0; i < nclusters; ++i) {
-      w.sample("sluice_cluster_panic", label("cluster", (*in.clusters)[i]->name),
-               uint64_t{in.health->snapshot(i).panic});
-    }
-    w.family("sluice_endpoint_usable", "gauge",
-             "1 when the endpoint takes new requests (healthy, not ejected, not draining).");
-    for (size_t i = 0; i < nclusters; ++i) {
-      const auto& snap = in.health->snapshot(i);
-      for (size_t e = 0; e < snap.flags.size(); ++e) {
-        if (snap.flags[e] & upstream::health::kRemoved) continue;
-        std::string l = label("cluster", (*in.clusters)[i]->name) + "," +
-                        label("endpoint", (*snap.endpoints)[e].address.to_string());
-        w.sample("sluice_endpoint_usable", l, uint64_t{snap.flags[e] == 0});
-      }
-    }
-    w.family("sluice_endpoint_state", "gauge",
-             "1 for each reason the endpoint takes no new requests.");
-    for (size_t i = 0; i < nclusters; ++i) {
-      const auto& snap = in.health->snapshot(i);
-      for (size_t e = 0; e < snap.flags.size(); ++e) {
-        if (snap.flags[e] & upstream::health::kRemoved) continue;
-        std::string l = label("cluster", (*in.clusters)[i]->name) + "," +
-                        label("endpoint", (*snap.endpoints)[e].address.to_string());
-        uint8_t f = snap.flags[e];
-        w.sample("sluice_endpoint_state", l + ",state=\"failed_health_check\"",
-                 uint64_t{(f & upstream::health::kFailedActiveCheck) != 0});
-        w.sample("sluice_endpoint_state", l + ",state=\"ejected\"",
-                 uint64_t{(f & upstream::health::kEjected) != 0});
-        w.sample("sluice_endpoint_state", l + ",state=\"draining\"",
-                 uint64_t{(f & upstream::health::kDraining) != 0});
-      }
-    }
-    w.family("sluice_endpoint_ejections", "gauge",
-             "Ejections counted against the endpoint (its next ejection time multiplier).");
-    for (size_t i = 0; i < nclusters; ++i) {
-      const auto& snap = in.health->snapshot(i);
-      for (size_t e = 0; e < snap.flags.size(); ++e) {
-        if (snap.flags[e] & upstream::health::kRemoved) continue;
-        w.sample("sluice_endpoint_ejections",
-                 label("cluster", (*in.clusters)[i]->name) + "," +
-                     label("endpoint", (*snap.endpoints)[e].address.to_string()),
-                 uint64_t{in.health->ejections(i, e)});
-      }
-    }
-    const auto& hs = in.health->stats();
-    w.family("sluice_health_ejections_total", "counter", "Endpoints ejected by outlier detection.");
-    w.sample("sluice_health_ejections_total", "", hs.ejections);
-    w.family("sluice_health_check_failures_total", "counter", "Active health checks that failed.");
-    w.sample("sluice_health_check_failures_total", "", hs.active_check_failures);
-    w.family("sluice_health_panic_entered_total", "counter", "Times a cluster entered panic mode.");
-    w.sample("sluice_health_panic_entered_total", "", hs.panic_entered);
-  }
-
-  // Per endpoint pool state, summed over workers.
-  struct PoolSum {
-    upstream::pool::PoolStats s;
-    uint64_t active = 0;
-  };
-  const char* kStates[] = {"connecting", "idle", "busy", "draining"};
-  w.family("sluice_endpoint_connections", "gauge", "Pooled upstream connections by state.");
-  std::vector<std::vector<PoolSum>> sums(nclusters);
-  for (size_t i = 0; i < nclusters; ++i) {
-    for (const auto& r : in.workers) {
-      if (i >= r.clusters.size()) continue;
-      const auto& c = r.clusters[i];
-      if (sums[i].size() < c.pools.size()) sums[i].resize(c.pools.size());
-      for (size_t e = 0; e < c.pools.size(); ++e) {
-        auto& d = sums[i][e].s;
-        for (int st = 0; st < upstream::pool::PooledConnection::kStates; ++st) {
-          d.state_count[st] += c.pools[e].state_count[st];
-        }
-        d.connects += c.pools[e].connects;
-        d.connect_failures += c.pools[e].connect_failures;
-        d.reuses += c.pools[e].reuses;
-        d.overflows += c.pools[e].overflows;
-        d.pending_timeouts += c.pools[e].pending_timeouts;
-        sums[i][e].active += e < c.active_requests.size() ? c.active_requests[e] : 0;
-      }
-    }
-  }
-  auto endpoint_label = [&](size_t i, size_t e) {
-    std::string name = "?";
+  auto endpoint_name = [&](size_t i, size_t e) {
     if (in.health) {
       const auto& snap = in.health->snapshot(i);
-      if (e < snap.endpoints->size()) name = (*snap.endpoints)[e].address.to_string();
+      if (e < snap.endpoints->size()) return (*snap.endpoints)[e].address.to_string();
     }
-    return label("cluster", (*in.clusters)[i]->name) + "," + label("endpoint", name);
+    return std::string("?");
   };
   for (size_t i = 0; i < nclusters; ++i) {
-    for (size_t e = 0; e < sums[i].size(); ++e) {
-      for (int st = 0; st < 4; ++st) {
-        w.sample("sluice_endpoint_connections",
-                 fmt::format("{},state=\"{}\"", endpoint_label(i, e), kStates[st]),
-                 sums[i][e].s.state_count[st]);
+    const std::string cl = label("cluster", (*in.clusters)[i]->name);
+    x.put(m.clusters[i], cl);
+    if (in.health) {
+      const auto& snap = in.health->snapshot(i);
+      x.put(ClusterGauges{.panic = snap.panic}, cl);
+      for (size_t e = 0; e < snap.flags.size(); ++e) {
+        uint8_t f = snap.flags[e];
+        if (f & upstream::health::kRemoved) continue;
+        x.put(
+            EndpointHealthGauges{
+                .usable = f == 0,
+                .health_check_failed = (f & upstream::health::kFailedActiveCheck) != 0,
+                .ejected = (f & upstream::health::kEjected) != 0,
+                .draining = (f & upstream::health::kDraining) != 0,
+                .ejections = in.health->ejections(i, e),
+            },
+            cl + "," + label("endpoint", (*snap.endpoints)[e].address.to_string()));
       }
     }
-  }
-  auto per_endpoint = [&](const char* name, const char* type, const char* help, auto field) {
-    w.family(name, type, help);
-    for (size_t i = 0; i < nclusters; ++i) {
-      for (size_t e = 0; e < sums[i].size(); ++e)
-        w.sample(name, endpoint_label(i, e), field(sums[i][e]));
+    for (size_t e = 0; e < m.pools[i].size(); ++e) {
+      std::string l = cl + "," + label("endpoint", endpoint_name(i, e));
+      x.put(m.pools[i][e], l);
+      x.put(m.load[i][e], l);
     }
-  };
-  per_endpoint("sluice_endpoint_active_requests", "gauge", "Requests in flight to the endpoint.",
-               [](const PoolSum& p) { return p.active; });
-  per_endpoint("sluice_endpoint_connects_total", "counter", "Pool connections opened.",
-               [](const PoolSum& p) { return p.s.connects; });
-  per_endpoint("sluice_endpoint_connect_failures_total", "counter", "Pool connects that failed.",
-               [](const PoolSum& p) { return p.s.connect_failures; });
-  per_endpoint("sluice_endpoint_connection_reuses_total", "counter",
-               "Requests sent on a reused pooled connection.",
-               [](const PoolSum& p) { return p.s.reuses; });
-  per_endpoint("sluice_endpoint_pool_overflows_total", "counter",
-               "Requests refused because the pool's queue was full.",
-               [](const PoolSum& p) { return p.s.overflows; });
-  per_endpoint("sluice_endpoint_pool_timeouts_total", "counter",
-               "Requests that waited longer than pending_timeout for a connection.",
-               [](const PoolSum& p) { return p.s.pending_timeouts; });
+  }
+  if (in.health) x.put(in.health->stats(), "");
+  x.put(ProcessGauges{.ephemeral_ports = net::ephemeral_port_count()}, "");
+  if (in.dns) x.put(*in.dns, "");
+  for (size_t i = 0; i < in.workers.size(); ++i) {
+    x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));
+  }
+  return x.text();
+}
 
-  w.family("sluice_ephemeral_ports", "gauge",
-           "Local ports available for upstream connections (net.ipv4.ip_local_port_range). Each "
-           "connection closed by sluice holds one in TIME_WAIT for 60 s: "
-           "rate(sluice_endpoint_connects_total[1m]) * 60 / this is the share in use.");
-  w.sample("sluice_ephemeral_ports", "", uint64_t{net::ephemeral_port_count()});
-
-  if (in.dns) {
-    const auto& d = *in.dns;
-    struct {
-      const char* name;
-      const char* help;
-      uint64_t value;
-    } dns_counters[] = {
-        {"sluice_dns_lookups_total", "Name lookups asked of the resolver.", d.lookups},
-        {"sluice_dns_queries_total", "DNS queries sent to servers.", d.queries},
-        {"sluice_dns_cache_hits_total", "Lookups answered from the cache.", d.cache_hits},
-        {"sluice_dns_cache_misses_total", "Lookups the cache could not answer.", d.cache_misses},
-        {"sluice_dns_timeouts_total", "Lookups that timed out.", d.timeouts},
-        {"sluice_dns_nxdomain_total", "NXDOMAIN answers.", d.nxdomain},
-        {"sluice_dns_servfail_total", "SERVFAIL answers.", d.servfail},
-        {"sluice_dns_failures_total", "Lookups that failed otherwise.", d.failures},
-        {"sluice_dns_stale_answers_total", "Stale answers served after a failed refresh.",
-         d.stale_served},
-    };
-    for (const auto& c : dns_counters) {
-      w.family(c.name, "counter", c.help);
-      w.sample(c.name, "", c.value);
-    }
-    w.family("sluice_dns_resolution_seconds", "histogram",
-             "Time to resolve a name, for lookups that went to the servers.");
-    w.histogram("sluice_dns_resolution_seconds", "", d.latency);
-    w.family("sluice_dns_resolution_seconds_max", "gauge", "The slowest resolution so far.");
-    w.sample("sluice_dns_resolution_seconds_max", "", static_cast<double>(d.latency_us_max) / 1e6);
+std::vector<std::string> exit_summary(const MetricsInput& in) {
+  Merged m = merge(in);
+  std::vector<std::string> lines;
+  for (const auto& [name, s] : m.http)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (const auto& [name, s] : m.tcp)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (size_t i = 0; i < m.clusters.size(); ++i) {
+    lines.push_back(fmt::format("cluster {}: {}", (*in.clusters)[i]->name, summary(m.clusters[i])));
   }
-
-  w.family("sluice_worker_busy_seconds_total", "counter",
-           "Time each worker loop spent handling events, timers and posts.");
-  for (size_t i = 0; i < in.workers.size(); ++i) {
-    w.sample("sluice_worker_busy_seconds_total", fmt::format("worker=\"{}\"", i),
-             static_cast<double>(in.workers[i].loop.busy_ns) / 1e9);
-  }
-  w.family("sluice_worker_events_total", "counter", "I/O events each worker handled.");
-  for (size_t i = 0; i < in.workers.size(); ++i) {
-    w.sample("sluice_worker_events_total", fmt::format("worker=\"{}\"", i),
-             in.workers[i].loop.events);
-  }
-  w.family("sluice_worker_iterations_total", "counter", "Loop iterations of each worker.");
-  for (size_t i = 0; i < in.workers.size(); ++i) {
-    w.sample("sluice_worker_iterations_total", fmt::format("worker=\"{}\"", i),
-             in.workers[i].loop.iterations);
-  }
-  w.family("sluice_worker_longest_iteration_seconds", "gauge",
-           "The longest single loop iteration of each worker so far.");
-  for (size_t i = 0; i < in.workers.size(); ++i) {
-    w.sample("sluice_worker_longest_iteration_seconds", fmt::format("worker=\"{}\"", i),
-             static_cast<double>(in.workers[i].loop.longest_iteration_ns) / 1e9);
-  }
-  return w.take();
+  if (in.health) lines.push_back("health: " + summary(in.health->stats()));
+  if (in.dns) lines.push_back("dns: " + summary(*in.dns));
+  return lines;
 }
 
 namespace {
@@ -440,23 +328,15 @@ nlohmann::json tcp_json(const net::TcpInfo& t) {
 }  // namespace
 
 std::string render_clusters_json(const MetricsInput& in) {
+  Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
-  size_t n = in.clusters ? in.clusters->size() : 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < m.clusters.size(); ++i) {
     const auto& cfg = *(*in.clusters)[i];
     nlohmann::json c;
     c["name"] = cfg.name;
-    const char* types[] = {"static", "strict_dns", "logical_dns", "dns_srv"};
-    const char* policies[] = {"round_robin", "least_request", "random", "ring_hash", "maglev"};
-    c["type"] = types[static_cast<int>(cfg.type)];
-    c["lb_policy"] = policies[static_cast<int>(cfg.lb.policy)];
-    upstream::ClusterStats stats;
-    for (const auto& w : in.workers) {
-      if (i < w.clusters.size()) stats.add(w.clusters[i].stats);
-    }
-    c["connect_attempts"] = stats.connect_attempts;
-    c["connect_failures"] = stats.connect_failures;
-    c["no_healthy_endpoint"] = stats.no_healthy_endpoint;
+    c["type"] = upstream::to_string(cfg.type);
+    c["lb_policy"] = upstream::lb::to_string(cfg.lb.policy);
+    put_json(c, m.clusters[i]);
     nlohmann::json eps = nlohmann::json::array();
     if (in.health) {
       const auto& snap = in.health->snapshot(i);
@@ -478,24 +358,11 @@ std::string render_clusters_json(const MetricsInput& in) {
         ep["ejections"] = in.health->ejections(i, e);
         ep["draining"] = (f & upstream::health::kDraining) != 0;
         ep["removed"] = (f & upstream::health::kRemoved) != 0;
-        uint64_t states[upstream::pool::PooledConnection::kStates] = {};
-        uint64_t active = 0, connects = 0, failures = 0;
-        for (const auto& w : in.workers) {
-          if (i >= w.clusters.size()) continue;
-          const auto& wc = w.clusters[i];
-          if (e < wc.pools.size()) {
-            for (int st = 0; st < upstream::pool::PooledConnection::kStates; ++st) {
-              states[st] += wc.pools[e].state_count[st];
-            }
-            connects += wc.pools[e].connects;
-            failures += wc.pools[e].connect_failures;
-          }
-          if (e < wc.active_requests.size()) active += wc.active_requests[e];
-        }
-        ep["active_requests"] = active;
-        ep["pool"] = {{"connecting", states[0]}, {"idle", states[1]},
-                      {"busy", states[2]},       {"draining", states[3]},
-                      {"connects", connects},    {"connect_failures", failures}};
+        bool known = e < m.pools[i].size();
+        put_json(ep, known ? m.load[i][e] : EndpointLoadGauges{});
+        nlohmann::json pool = nlohmann::json::object();
+        put_json(pool, known ? m.pools[i][e] : upstream::pool::PoolStats{});
+        ep["pool"] = std::move(pool);
         eps.push_back(std::move(ep));
       }
     }
@@ -507,6 +374,7 @@ std::string render_clusters_json(const MetricsInput& in) {
 
 std::string render_listeners_json(
     const MetricsInput& in, const std::vector<std::pair<std::string, std::string>>& addresses) {
+  Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, address] : addresses) {
     nlohmann::json l;
@@ -514,30 +382,13 @@ std::string render_listeners_json(
     l["address"] = address;
     auto it = in.active_connections.find(name);
     l["active_connections"] = it == in.active_connections.end() ? 0u : it->second;
-    proxy::tcp::TcpProxyStats tcp;
-    proxy::http::HttpProxyStats http;
-    bool is_http = false;
-    for (const auto& w : in.workers) {
-      if (auto t = w.tcp.find(name); t != w.tcp.end()) tcp.add(t->second);
-      if (auto h = w.http.find(name); h != w.http.end()) {
-        http.add(h->second);
-        is_http = true;
-      }
-    }
-    l["protocol"] = is_http ? "http" : "tcp";
-    if (is_http) {
-      l["accepted"] = http.accepted;
-      l["requests"] = http.requests;
-      l["responses"] = {{"1xx", http.responses_1xx},
-                        {"2xx", http.responses_2xx},
-                        {"3xx", http.responses_3xx},
-                        {"4xx", http.responses_4xx},
-                        {"5xx", http.responses_5xx}};
-      l["retries"] = http.retries;
+    if (auto h = m.http.find(name); h != m.http.end()) {
+      l["protocol"] = "http";
+      put_json(l, h->second);
     } else {
-      l["accepted"] = tcp.accepted;
-      l["bytes_to_upstream"] = tcp.bytes_to_upstream;
-      l["bytes_to_downstream"] = tcp.bytes_to_downstream;
+      auto t = m.tcp.find(name);
+      l["protocol"] = "tcp";
+      put_json(l, t != m.tcp.end() ? t->second : proxy::tcp::TcpProxyStats{});
     }
     out.push_back(std::move(l));
   }

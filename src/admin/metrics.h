@@ -9,14 +9,65 @@
 #include <string>
 #include <vector>
 
+#include "base/metric.h"
 #include "dns/resolver.h"
 #include "event/loop.h"
-#include "proxy/http/http_proxy.h"
-#include "proxy/tcp/tcp_proxy.h"
+#include "net/tcp_info.h"
+#include "proxy/http/http_stats.h"
+#include "proxy/listener_config.h"
+#include "proxy/tcp/tcp_stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
 
 namespace sluice::admin {
+
+// The gauges computed at scrape time (from the shared connection counts, the health
+// manager's snapshots and the workers' balancer state), declared like the counters
+// (base/metric.h).
+// clang-format off
+#define SLUICE_LISTENER_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                        \
+  GAUGE(connections_active, "sluice_listener_connections_active", "", "open connections",          \
+        "Open downstream connections.")
+#define SLUICE_CLUSTER_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                         \
+  GAUGE(panic, "sluice_cluster_panic", "", "panic", "1 while the cluster balances in panic mode.")
+#define SLUICE_ENDPOINT_STATE_HELP "1 for each reason the endpoint takes no new requests."
+#define SLUICE_ENDPOINT_HEALTH_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                 \
+  GAUGE(usable, "sluice_endpoint_usable", "", "usable",                                            \
+        "1 when the endpoint takes new requests (healthy, not ejected, not draining).")            \
+  GAUGE(health_check_failed, "sluice_endpoint_state", "state=\"failed_health_check\"",             \
+        "failed health check", SLUICE_ENDPOINT_STATE_HELP)                                         \
+  GAUGE(ejected, "sluice_endpoint_state", "state=\"ejected\"", "ejected",                          \
+        SLUICE_ENDPOINT_STATE_HELP)                                                                \
+  GAUGE(draining, "sluice_endpoint_state", "state=\"draining\"", "draining",                       \
+        SLUICE_ENDPOINT_STATE_HELP)                                                                \
+  GAUGE(ejections, "sluice_endpoint_ejections", "", "ejections",                                   \
+        "Ejections counted against the endpoint (its next ejection time multiplier).")
+#define SLUICE_ENDPOINT_LOAD_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                   \
+  GAUGE(active_requests, "sluice_endpoint_active_requests", "", "active requests",                 \
+        "Requests in flight to the endpoint.")
+#define SLUICE_PROCESS_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                         \
+  GAUGE(ephemeral_ports, "sluice_ephemeral_ports", "", "ephemeral ports",                          \
+        "Local ports available for upstream connections (net.ipv4.ip_local_port_range). Each "     \
+        "connection closed by sluice holds one in TIME_WAIT for 60 s: "                            \
+        "rate(sluice_endpoint_connects_total[1m]) * 60 / this is the share in use.")
+// clang-format on
+
+struct ListenerGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_LISTENER_GAUGES)
+};
+struct ClusterGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_CLUSTER_GAUGES)
+};
+struct EndpointHealthGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_ENDPOINT_HEALTH_GAUGES)
+};
+struct EndpointLoadGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_ENDPOINT_LOAD_GAUGES)
+  SLUICE_METRIC_MERGE(EndpointLoadGauges, SLUICE_ENDPOINT_LOAD_GAUGES)
+};
+struct ProcessGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_PROCESS_GAUGES)
+};
 
 // One worker's copy of its counters.
 struct WorkerReport {
@@ -41,7 +92,13 @@ struct MetricsInput {
   const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
 };
 
+// GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is
+// written (# HELP, # TYPE) even without samples, except DNS families without a resolver.
 std::string render_prometheus(const MetricsInput& in);
+// The lines logged at exit: each listener's, each cluster's and the health manager's
+// counters, by their summary words ("listener web: accepted 3, refused (max_connections) 0,
+// ..."). Uses `workers`, `clusters` and `health` (and `dns` when set).
+std::vector<std::string> exit_summary(const MetricsInput& in);
 // GET /clusters: every cluster's endpoints with weight, health, ejections, pool state.
 std::string render_clusters_json(const MetricsInput& in);
 // GET /listeners

@@ -26,27 +26,28 @@ void read_pool(YamlReader& r, const YAML::Node& node, const std::string& path,
 
 void read_balancing(YamlReader& r, MapReader& m, upstream::lb::LbConfig& lb) {
   using upstream::lb::Policy;
-  int p = read_choice(r, m, "lb_policy",
-                      {"round_robin", "least_request", "random", "ring_hash", "maglev"});
+  int p = read_choice(r, m, "lb_policy", upstream::lb::kPolicyNames);
   if (p >= 0) lb.policy = static_cast<Policy>(p);
   // A block of another policy is an error even when its values are the defaults (which
   // validate() cannot tell from nothing written).
-  auto only_for = [&](const char* key, Policy policy, const char* name) {
+  // A policy's settings sit in a block named after it.
+  auto only_for = [&](Policy policy) {
+    const char* key = upstream::lb::to_string(policy);
     if (m.has(key) && lb.policy != policy) {
-      r.error(m.get(key), m.path(key), fmt::format("only for lb_policy: {}", name));
+      r.error(m.get(key), m.path(key), fmt::format("only for lb_policy: {}", key));
       return false;
     }
     return m.has(key);
   };
-  if (only_for("ring_hash", Policy::kRingHash, "ring_hash")) {
+  if (only_for(Policy::kRingHash)) {
     MapReader rh(r, m.get("ring_hash"), m.path("ring_hash"), {"ring_size"});
     if (rh.ok()) rh.read_uint("ring_size", lb.ring_size);
   }
-  if (only_for("maglev", Policy::kMaglev, "maglev")) {
+  if (only_for(Policy::kMaglev)) {
     MapReader mg(r, m.get("maglev"), m.path("maglev"), {"table_size"});
     if (mg.ok()) mg.read_uint("table_size", lb.maglev_table_size);
   }
-  if (only_for("least_request", Policy::kLeastRequest, "least_request")) {
+  if (only_for(Policy::kLeastRequest)) {
     MapReader lr(r, m.get("least_request"), m.path("least_request"), {"choice_count"});
     if (lr.ok()) lr.read_uint("choice_count", lb.choice_count);
   }
@@ -340,7 +341,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                           c->circuit_breakers);
   }
   using Type = upstream::ClusterConfig::Type;
-  int type = read_choice(r, m, "type", {"static", "strict_dns", "logical_dns", "dns_srv"});
+  int type = read_choice(r, m, "type", upstream::kClusterTypeNames);
   if (type >= 0) c->type = static_cast<Type>(type);
   bool dns = c->type != Type::kStatic;
   int change = read_choice(r, m, "on_address_change", {"drain", "keep", "close"});

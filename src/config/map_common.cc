@@ -77,6 +77,11 @@ std::vector<std::string> read_string_list(YamlReader& r, MapReader& m, const cha
 
 int read_choice(YamlReader& r, MapReader& m, const char* key,
                 std::initializer_list<const char*> choices) {
+  return read_choice(r, m, key, std::span<const char* const>(choices.begin(), choices.size()));
+}
+
+int read_choice(YamlReader& r, MapReader& m, const char* key,
+                std::span<const char* const> choices) {
   if (!m.has(key)) return -1;
   std::string v;
   m.read_string(key, v);

@@ -8,6 +8,7 @@
 
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@ std::vector<std::string> read_string_list(YamlReader& r, MapReader& m, const cha
 // One of a fixed set of words; reports the choices otherwise. Returns the index, or -1.
 int read_choice(YamlReader& r, MapReader& m, const char* key,
                 std::initializer_list<const char*> choices);
+int read_choice(YamlReader& r, MapReader& m, const char* key, std::span<const char* const> choices);
 
 // map_listener.cc
 std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::Node& node,

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/histogram.h"
+#include "base/metric.h"
 #include "base/status.h"
 #include "base/units.h"
 #include "base/validation.h"
@@ -50,18 +51,31 @@ struct ResolverConfig {
   ConfigIssues validate() const;  // resolver_config.cc
 };
 
+// The resolver's counters (main thread), declared once (base/metric.h says how to add one).
+// clang-format off
+#define SLUICE_RESOLVER_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                         \
+  COUNTER(lookups, "sluice_dns_lookups_total", "", "lookups",                                      \
+          "Name lookups asked of the resolver.")                                                   \
+  COUNTER(queries, "sluice_dns_queries_total", "", "queries", "DNS queries sent to servers.")      \
+  COUNTER(cache_hits, "sluice_dns_cache_hits_total", "", "cache hits",                             \
+          "Lookups answered from the cache.")                                                      \
+  COUNTER(cache_misses, "sluice_dns_cache_misses_total", "", "cache misses",                       \
+          "Lookups the cache could not answer.")                                                   \
+  COUNTER(timeouts, "sluice_dns_timeouts_total", "", "timeouts", "Lookups that timed out.")        \
+  COUNTER(nxdomain, "sluice_dns_nxdomain_total", "", "NXDOMAIN", "NXDOMAIN answers.")              \
+  COUNTER(servfail, "sluice_dns_servfail_total", "", "SERVFAIL", "SERVFAIL answers.")              \
+  COUNTER(failures, "sluice_dns_failures_total", "", "failures",                                   \
+          "Lookups that failed otherwise.")                                                        \
+  COUNTER(stale_served, "sluice_dns_stale_answers_total", "", "stale answers",                     \
+          "Stale answers served after a failed refresh.")                                          \
+  HISTOGRAM(latency, "sluice_dns_resolution_seconds", "", "resolution time",                       \
+            "Time to resolve a name, for lookups that went to the servers.")                       \
+  GAUGE(latency_us_max, "sluice_dns_resolution_seconds_max", "", "slowest resolution",             \
+        "The slowest resolution so far.")
+// clang-format on
+
 struct ResolverStats {
-  uint64_t lookups = 0;
-  uint64_t queries = 0;  // sent to servers
-  uint64_t cache_hits = 0;
-  uint64_t cache_misses = 0;
-  uint64_t timeouts = 0;
-  uint64_t nxdomain = 0;
-  uint64_t servfail = 0;
-  uint64_t failures = 0;  // any other error
-  uint64_t stale_served = 0;
-  Histogram latency;  // resolutions that went to the servers
-  uint64_t latency_us_max = 0;
+  SLUICE_METRIC_MEMBERS(SLUICE_RESOLVER_STATS)
 };
 
 class Resolver {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/metric.h"
 #include "event/poller.h"
 #include "event/timer.h"
 
@@ -38,11 +39,22 @@ class EndOfIteration {
   bool queued_ = false;
 };
 
+// One loop's counters (its own thread), declared once (base/metric.h says how to add one);
+// exported per worker, not merged.
+// clang-format off
+#define SLUICE_LOOP_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                             \
+  COUNTER(busy_ns, "sluice_worker_busy_seconds_total", "", "busy",                                 \
+          "Time each worker loop spent handling events, timers and posts.")                        \
+  COUNTER(events, "sluice_worker_events_total", "", "events",                                      \
+          "I/O events each worker handled.")                                                       \
+  COUNTER(iterations, "sluice_worker_iterations_total", "", "iterations",                          \
+          "Loop iterations of each worker.")                                                       \
+  GAUGE(longest_iteration_ns, "sluice_worker_longest_iteration_seconds", "",                       \
+        "longest iteration", "The longest single loop iteration of each worker so far.")
+// clang-format on
+
 struct LoopStats {
-  uint64_t iterations = 0;
-  uint64_t events = 0;
-  uint64_t busy_ns = 0;  // time spent handling events, timers and posts
-  uint64_t longest_iteration_ns = 0;
+  SLUICE_METRIC_MEMBERS(SLUICE_LOOP_STATS)
 };
 
 class Loop {

@@ -7,6 +7,7 @@
 
 #include "admin/admin_api.h"
 #include "admin/admin_server.h"
+#include "admin/metrics.h"
 #include "base/log.h"
 #include "discovery/dns_discovery.h"
 #include "dns/resolver.h"
@@ -276,43 +277,18 @@ void Server::stop() {
 }
 
 void Server::log_summary() {
-  std::map<std::string, proxy::tcp::TcpProxyStats> totals;
-  std::map<std::string, proxy::http::HttpProxyStats> http_totals;
+  // The exit summary: every declared counter, merged over the workers (stopped by now).
+  admin::MetricsInput totals;
+  totals.clusters = &config_->clusters;
+  totals.health = health_.get();
+  totals.dns = resolver_ ? &resolver_->stats() : nullptr;
   for (auto& w : workers_) {
-    for (const auto& [name, s] : w->final_stats()) totals[name].add(s);
-    for (const auto& [name, s] : w->final_http_stats()) http_totals[name].add(s);
+    admin::WorkerReport& r = totals.workers.emplace_back();
+    r.tcp = w->final_stats();
+    r.http = w->final_http_stats();
+    for (const auto& c : w->final_cluster_stats()) r.clusters.push_back({.stats = c});
   }
-  for (const auto& [name, t] : http_totals) {
-    LOG_INFO(
-        "listener {}: accepted {}, refused (max_connections) {}, requests {}, 1xx {}, 2xx {}, "
-        "3xx {}, 4xx {}, 5xx {}, answered by sluice {}, retries {}, stale-connection re-sends "
-        "{}, upstream timeouts {}, rejected requests {}",
-        name, t.accepted, t.refused_max_connections, t.requests, t.responses_1xx, t.responses_2xx,
-        t.responses_3xx, t.responses_4xx, t.responses_5xx, t.local_replies, t.retries,
-        t.stale_connection_retries, t.upstream_timeouts, t.parse_errors);
-  }
-  for (const auto& [name, t] : totals) {
-    LOG_INFO(
-        "listener {}: accepted {}, refused (max_connections) {}, completed {}, idle "
-        "timeouts {}, no endpoint reachable {}, closed at drain deadline {}, bytes to "
-        "upstream {}, to downstream {}",
-        name, t.accepted, t.refused_max_connections, t.completed, t.idle_timeouts,
-        t.no_endpoint_reachable, t.drain_closed, t.bytes_to_upstream, t.bytes_to_downstream);
-  }
-  for (size_t i = 0; i < config_->clusters.size(); ++i) {
-    upstream::ClusterStats t;
-    for (auto& w : workers_) t.add(w->final_cluster_stats()[i]);
-    LOG_INFO(
-        "cluster {}: connect attempts {}, connect failures {}, no healthy endpoint {}, "
-        "overflow (max_active_requests) {}, retries refused (breaker or budget) {}",
-        config_->clusters[i]->name, t.connect_attempts, t.connect_failures, t.no_healthy_endpoint,
-        t.overflow_active_requests, t.overflow_retries);
-  }
-  const auto& hs = health_->stats();
-  LOG_INFO(
-      "health: ejections {}, ejections refused (max_ejection_percent) {}, failed checks {}, "
-      "panic mode entered {}",
-      hs.ejections, hs.ejections_refused_max_percent, hs.active_check_failures, hs.panic_entered);
+  for (const auto& line : admin::exit_summary(totals)) LOG_INFO("{}", line);
   for (const auto& [path, log] : access_logs_) {
     if (uint64_t dropped = log->dropped()) {
       LOG_WARN("access log {}: {} lines dropped (the writer could not keep up)", path, dropped);

@@ -194,6 +194,7 @@ pool::ConnPool& Cluster::pool(size_t index) {
                                          config_->socket_options, config_->source_address,
                                          config_->connect_timeout);
     p->set_fallbacks(endpoint(index).fallbacks, config_->connection_attempt_delay);
+    p->set_connect_error_counters({&stats_.connect_timeouts, &stats_.connect_refused});
     if (health_->flags[index] & (health::kDraining | health::kRemoved)) {
       p->drain();
     } else {

@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/histogram.h"
+#include "base/metric.h"
 #include "base/units.h"
 #include "event/loop.h"
 #include "net/address.h"
@@ -82,6 +84,15 @@ struct ClusterConfig {
   ConfigIssues validate() const;
 };
 
+// The names of ClusterConfig::Type, in its order (the config's values; /config and /clusters).
+inline constexpr const char* kClusterTypeNames[] = {"static", "strict_dns", "logical_dns",
+                                                    "dns_srv"};
+static_assert(std::size(kClusterTypeNames) ==
+              static_cast<size_t>(ClusterConfig::Type::kDnsSrv) + 1);
+constexpr const char* to_string(ClusterConfig::Type t) {
+  return kClusterTypeNames[static_cast<size_t>(t)];
+}
+
 // Whether `a` is one of the endpoint's addresses (its own or a fallback).
 bool has_address(const EndpointConfig& e, const net::Address& a);
 
@@ -90,31 +101,45 @@ health::HealthSnapshot initial_health(const ClusterConfig& config);
 // Whether too few endpoints are usable (0 flags) for `threshold` percent.
 bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t threshold);
 
-// Counters for one cluster on one worker; merged across workers when exported.
-struct ClusterStats {
-  uint64_t connect_attempts = 0;
-  uint64_t connect_failures = 0;
-  uint64_t connect_timeouts = 0;
-  uint64_t connect_refused = 0;
-  uint64_t ports_exhausted = 0;  // connects that found no free local port (EADDRNOTAVAIL)
-  uint64_t no_endpoint_reachable = 0;
-  uint64_t no_healthy_endpoint = 0;
-  uint64_t overflow_active_requests = 0;
-  uint64_t overflow_retries = 0;  // a retry refused by max_active_retries or the budget
-  Histogram pool_wait;            // HTTP: from an attempt's start to a connection in hand
+#define SLUICE_CLUSTER_OVERFLOW_HELP \
+  "Requests failed fast or not retried because a circuit breaker was full."
 
-  void add(const ClusterStats& o) {
-    connect_attempts += o.connect_attempts;
-    connect_failures += o.connect_failures;
-    connect_timeouts += o.connect_timeouts;
-    connect_refused += o.connect_refused;
-    ports_exhausted += o.ports_exhausted;
-    no_endpoint_reachable += o.no_endpoint_reachable;
-    no_healthy_endpoint += o.no_healthy_endpoint;
-    overflow_active_requests += o.overflow_active_requests;
-    overflow_retries += o.overflow_retries;
-    pool_wait.add(o.pool_wait);
-  }
+// Counters for one cluster on one worker, declared once (base/metric.h says how to add one);
+// merged across workers when exported.
+// clang-format off
+#define SLUICE_CLUSTER_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                          \
+  COUNTER(connect_attempts, "sluice_cluster_connect_attempts_total", "", "connect attempts",       \
+          "Upstream connect attempts.")                                                            \
+  COUNTER(connect_failures, "sluice_cluster_connect_failures_total", "", "connect failures",       \
+          "Upstream connects that failed.")                                                        \
+  COUNTER(no_healthy_endpoint, "sluice_cluster_no_healthy_endpoint_total", "",                     \
+          "no healthy endpoint",                                                                   \
+          "Requests or connections refused because no endpoint was usable.")                       \
+  COUNTER(overflow_active_requests, "sluice_cluster_overflow_total",                               \
+          "breaker=\"max_active_requests\"", "overflow (max_active_requests)",                     \
+          SLUICE_CLUSTER_OVERFLOW_HELP)                                                            \
+  /* a retry refused by max_active_retries or the budget */                                        \
+  COUNTER(overflow_retries, "sluice_cluster_overflow_total", "breaker=\"retries\"",                \
+          "retries refused (breaker or budget)", SLUICE_CLUSTER_OVERFLOW_HELP)                     \
+  COUNTER(connect_timeouts, "sluice_cluster_connect_timeouts_total", "", "connect timeouts",       \
+          "Upstream connects that timed out (counted in the connect failures too).")               \
+  COUNTER(connect_refused, "sluice_cluster_connect_refused_total", "", "connects refused",         \
+          "Upstream connects refused by the endpoint (counted in the connect failures too).")      \
+  COUNTER(no_endpoint_reachable, "sluice_cluster_no_endpoint_reachable_total", "",                 \
+          "no endpoint reachable",                                                                 \
+          "TCP connections closed because max_connect_attempts connects failed.")                  \
+  COUNTER(ports_exhausted, "sluice_cluster_ports_exhausted_total", "", "ports exhausted",          \
+          "TCP connects that found no free local port towards the endpoint (EADDRNOTAVAIL).")      \
+  /* HTTP: from an attempt's start to a connection in hand */                                      \
+  HISTOGRAM(pool_wait, "sluice_cluster_pool_wait_seconds", "", "pool wait",                        \
+            "HTTP: from an attempt's start until it had a connection (a new one's connect "        \
+            "included).")
+// clang-format on
+
+struct ClusterStats {
+  SLUICE_METRIC_MEMBERS(SLUICE_CLUSTER_STATS)
+  SLUICE_METRIC_MERGE(ClusterStats, SLUICE_CLUSTER_STATS)
+  void add(const ClusterStats& o) { add_declared(o); }
 };
 
 class Cluster {

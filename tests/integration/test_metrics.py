@@ -7,13 +7,18 @@ TCP listener byte counters equal the bytes each way; the endpoint pool gauges ag
 /clusters; connect failures to a dead endpoint are counted; there are no DNS families
 without DNS clusters and one worker sample per worker; /listeners and /config describe
 the running configuration; /connections lists pooled upstream connections and a held-open
-client connection with their TCP_INFO, and answers 404 for an unknown cluster.
+client connection with their TCP_INFO, and answers 404 for an unknown cluster. Counters that
+used to move unexported do move, exactly: TCP resets by side, connects refused (TCP and HTTP,
+per cluster and per endpoint), TCP give-ups, pooled connections closed by the upstream while
+idle; and the exit summary names every cluster counter.
 
 Needs /usr/bin/python3 with prometheus_client (Debian's python3-prometheus-client)."""
 
 import json
 import os
 import re
+import socket
+import struct
 import sys
 import threading
 
@@ -429,13 +434,25 @@ def case_connect_failures_counted():
     check(s.get("sluice_http_responses_total", listener="web", **{"class": "5xx"}) == n and
           s.get("sluice_http_local_replies_total", listener="web") == n,
           "5xx responses == local replies == %d" % n, s.excerpt("listener=\"web\""))
+    # nothing listens on the dead port: every failure is a refusal, in the cluster and the pool
+    refused = s.get("sluice_cluster_connect_refused_total", cluster="dead")
+    erefused = s.get("sluice_endpoint_connect_refused_total", cluster="dead", endpoint=dead)
+    check(refused == n and erefused == n,
+          "connect refused == %d for cluster dead (%r) and its endpoint (%r)" % (n, refused, erefused),
+          s.excerpt('cluster="dead"'))
+    check(s.get("sluice_cluster_connect_timeouts_total", cluster="dead") == 0 and
+          s.get("sluice_endpoint_connect_timeouts_total", cluster="dead", endpoint=dead) == 0,
+          "no connect timeout counted for cluster dead", s.excerpt("connect_timeouts"))
+    check(s.get("sluice_cluster_connect_refused_total", cluster="app") == 0,
+          "the live cluster has no refused connect", s.excerpt("connect_refused"))
     cj = admin_json(ap, "/clusters")
     c = [x for x in cj if x["name"] == "dead"]
     e = pool_from_json(cj, "dead", dead)
-    check(c and c[0]["connect_failures"] == n and c[0]["connect_attempts"] == n and e and
-          e["pool"]["connect_failures"] == n,
-          "/clusters dead: connect_attempts %d, connect_failures %d, pool.connect_failures %d" % (n, n, n),
-          json.dumps(c, indent=1))
+    check(c and c[0]["connect_failures"] == n and c[0]["connect_attempts"] == n and
+          c[0]["connect_refused"] == n and e and e["pool"]["connect_failures"] == n and
+          e["pool"]["connect_refused"] == n,
+          "/clusters dead: connect_attempts, connect_failures, connect_refused, pool.connect_failures, "
+          "pool.connect_refused all %d" % n, json.dumps(c, indent=1))
     hu.stop_and_check(sl)
 
 
@@ -466,8 +483,9 @@ def case_listeners_and_config_json():
     check(w.get("protocol") == "http" and t.get("protocol") == "tcp", "protocols http and tcp", "")
     check(w.get("accepted") == 5 and w.get("active_connections") == 1 and w.get("requests") == 5,
           "web: accepted 5, active 1 (the held client), requests 5", json.dumps(w, indent=1))
-    check(w.get("responses") == {"1xx": 0, "2xx": 4, "3xx": 0, "4xx": 1, "5xx": 0} and w.get("retries") == 0,
-          "web: responses {2xx: 4, 4xx: 1}, retries 0", json.dumps(w, indent=1))
+    got = {k: w.get("responses_" + k) for k in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+    check(got == {"1xx": 0, "2xx": 4, "3xx": 0, "4xx": 1, "5xx": 0} and w.get("retries") == 0,
+          "web: responses_2xx 4, responses_4xx 1, the other classes 0, retries 0", json.dumps(w, indent=1))
     check(t.get("accepted") == 0 and t.get("active_connections") == 0 and t.get("bytes_to_upstream") == 0 and
           t.get("bytes_to_downstream") == 0 and "requests" not in t,
           "tcp_in: nothing yet, bytes fields and no HTTP fields", json.dumps(t, indent=1))
@@ -642,9 +660,121 @@ def case_per_route_counters():
         sl.kill()
 
 
+TCP_CLOSE_REASONS = ("completed", "idle_timeout", "max_duration", "no_endpoint_reachable", "drain_deadline",
+                     "downstream_reset", "upstream_reset")
+
+
+def closed_by_reason(s, listener):
+    return {d["reason"]: v for d, v in s.find("sluice_tcp_connections_closed_total", listener=listener)}
+
+
+def case_tcp_resets_and_refusals_counted():
+    """A reset from either side ends a TCP connection under its own reason, and a TCP connection
+    whose endpoint refuses every connect counts its attempts, refusals and the give-up."""
+    rst = harness.ResetServer()
+    hold = harness.HoldServer()
+    _, dead_port = harness.free_port_holder()
+    dead = "127.0.0.1:%d" % dead_port
+    lst = [{"name": name, "address": "127.0.0.1:0", "protocol": "tcp", "cluster": cluster}
+           for name, cluster in (("up_rst", "rst"), ("down_rst", "hold"), ("to_dead", "dead"))]
+    sl, ap = start(lst, [hu.cluster("rst", [rst]), hu.cluster("hold", [hold]),
+                         hu.cluster("dead", [dead], max_connect_attempts=2)], workers=2)
+
+    # the upstream resets: the client sees a reset too
+    c = harness.connect(sl.port("up_rst"))
+    c.sendall(b"hello")
+    check(rst.got_first.wait(5), "the resetting backend got the client's bytes", "")
+    how, _ = harness.wait_closed(c, 5)
+    check(how == "reset", "the client's connection is reset after the upstream's reset", how)
+
+    # the client resets once its byte reached the backend
+    c = harness.connect(sl.port("down_rst"))
+    c.sendall(b"x")
+    check(harness.wait_until(lambda: hold.received >= 1, 5), "the holding backend got the client's byte", "")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+    # every connect refused: two attempts (max_connect_attempts), then the connection closes
+    c = harness.connect(sl.port("to_dead"))
+    how, _ = harness.wait_closed(c, 5)
+    check(how in ("eof", "reset"), "the connection to the dead cluster is closed", how)
+
+    want_closed = {
+        "up_rst": dict.fromkeys(TCP_CLOSE_REASONS, 0) | {"upstream_reset": 1},
+        "down_rst": dict.fromkeys(TCP_CLOSE_REASONS, 0) | {"downstream_reset": 1},
+        "to_dead": dict.fromkeys(TCP_CLOSE_REASONS, 0) | {"no_endpoint_reachable": 1},
+    }
+    want_cluster = {
+        "sluice_cluster_connect_attempts_total": 2, "sluice_cluster_connect_failures_total": 2,
+        "sluice_cluster_connect_refused_total": 2, "sluice_cluster_connect_timeouts_total": 0,
+        "sluice_cluster_no_endpoint_reachable_total": 1, "sluice_cluster_no_healthy_endpoint_total": 0,
+    }
+
+    def cluster_counts(s):
+        return {name: s.get(name, cluster="dead") for name in want_cluster}
+
+    s = wait_scrape(ap, lambda s: all(closed_by_reason(s, l) == w for l, w in want_closed.items()) and
+                    cluster_counts(s) == want_cluster, 5)
+    for listener, want in want_closed.items():
+        got = closed_by_reason(s, listener)
+        check(got == want, "sluice_tcp_connections_closed_total{listener=%s}: %s" %
+              (listener, ", ".join("%s %d" % (k, v) for k, v in want.items() if v)), repr(got))
+    got = cluster_counts(s)
+    check(got == want_cluster, "cluster dead: 2 attempts, 2 failures, 2 refused, 0 timeouts, 1 gave up",
+          repr(got))
+    for cluster in ("rst", "hold"):
+        check(s.get("sluice_cluster_connect_refused_total", cluster=cluster) == 0 and
+              s.get("sluice_cluster_no_endpoint_reachable_total", cluster=cluster) == 0,
+              "cluster %s: nothing refused, nothing unreachable" % cluster, s.excerpt('cluster="%s"' % cluster))
+    ls = {x["name"]: x for x in admin_json(ap, "/listeners")}
+    check(ls["up_rst"].get("upstream_resets") == 1 and ls["down_rst"].get("downstream_resets") == 1 and
+          ls["to_dead"].get("no_endpoint_reachable") == 1,
+          "/listeners: upstream_resets 1 (up_rst), downstream_resets 1 (down_rst), no_endpoint_reachable 1 "
+          "(to_dead)", json.dumps(ls, indent=1))
+    rc = sl.stop()
+    harness.check_clean_exit(sl, rc)
+    line = sl.find_lines("cluster dead: ")
+    check(line and line[0].endswith("cluster dead: connect attempts 2, connect failures 2, no healthy endpoint 0, "
+                                    "overflow (max_active_requests) 0, retries refused (breaker or budget) 0, "
+                                    "connect timeouts 0, connects refused 2, no endpoint reachable 1"),
+          "the exit summary names every cluster counter", "\n".join(line))
+    line = sl.find_lines("listener up_rst: ")
+    check(line and line[0].endswith("upstream resets 1"), "the exit summary counts the upstream reset",
+          "\n".join(line))
+
+
+def case_idle_close_by_upstream_counted():
+    """A pooled connection the upstream closes while it sits idle leaves the pool and is counted."""
+    b = HttpBackend("a", idle_close=0.3)
+    lst = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])
+    sl, ap = start([lst], [hu.cluster("app", [b])], workers=2)
+    ep = b.address
+    r = hu.request_once(sl.port("web"), "GET", "/one")
+    check(r.status == 200, "a request: 200", r.describe())
+    check(harness.wait_until(lambda: b.stats()["idle_closed"] == 1, 5), "the backend closed its idle connection",
+          repr(b.stats()))
+
+    def counted(s):
+        return s.get("sluice_endpoint_idle_closed_by_upstream_total", cluster="app", endpoint=ep) == 1 and \
+            pool_from_metrics(s, "app", ep).get("idle") == 0
+    s = wait_scrape(ap, counted, 5)
+    check(s.get("sluice_endpoint_idle_closed_by_upstream_total", cluster="app", endpoint=ep) == 1,
+          "sluice_endpoint_idle_closed_by_upstream_total == 1", s.excerpt("idle_closed"))
+    check(pool_from_metrics(s, "app", ep).get("idle") == 0, "no idle connection left in the pool",
+          s.excerpt("endpoint_connections"))
+    check(s.get("sluice_endpoint_stale_at_checkout_total", cluster="app", endpoint=ep) == 0 and
+          s.get("sluice_endpoint_connects_total", cluster="app", endpoint=ep) == 1,
+          "nothing found stale at checkout, one connect", s.excerpt('endpoint="%s"' % ep))
+    e = pool_from_json(admin_json(ap, "/clusters"), "app", ep)
+    check(e and e["pool"].get("closed_by_upstream_while_idle") == 1 and e["pool"].get("stale_at_checkout") == 0,
+          "/clusters: pool.closed_by_upstream_while_idle 1, stale_at_checkout 0", json.dumps(e, indent=1))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_format_and_exact_request_counters, case_tcp_listener_bytes,
                        case_pool_gauges_agree_with_clusters_json, case_connect_failures_counted,
                        case_listeners_and_config_json, case_connections_endpoint,
-                       case_per_route_counters])
+                       case_per_route_counters, case_tcp_resets_and_refusals_counted,
+                       case_idle_close_by_upstream_counted])

@@ -17,53 +17,13 @@
 #include "http/http1/parser.h"
 #include "net/listener.h"
 #include "net/tcp_info.h"
+#include "proxy/http/http_stats.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 
 namespace sluice::proxy::http {
 
 class HttpConnection;
-
-struct HttpProxyStats {
-  uint64_t accepted = 0;
-  uint64_t refused_max_connections = 0;
-  uint64_t requests = 0;
-  uint64_t responses_1xx = 0, responses_2xx = 0, responses_3xx = 0, responses_4xx = 0,
-           responses_5xx = 0;
-  uint64_t local_replies = 0;
-  uint64_t retries = 0;
-  uint64_t stale_connection_retries = 0;
-  uint64_t upstream_timeouts = 0;
-  uint64_t parse_errors = 0;
-  Histogram request_duration;  // head received → response complete (or failure)
-  struct RouteStats {
-    uint64_t responses[5] = {};  // 1xx..5xx
-    Histogram duration;
-  };
-  std::vector<RouteStats> routes;  // by Route::id
-
-  void add(const HttpProxyStats& o) {
-    accepted += o.accepted;
-    refused_max_connections += o.refused_max_connections;
-    requests += o.requests;
-    responses_1xx += o.responses_1xx;
-    responses_2xx += o.responses_2xx;
-    responses_3xx += o.responses_3xx;
-    responses_4xx += o.responses_4xx;
-    responses_5xx += o.responses_5xx;
-    local_replies += o.local_replies;
-    retries += o.retries;
-    stale_connection_retries += o.stale_connection_retries;
-    upstream_timeouts += o.upstream_timeouts;
-    parse_errors += o.parse_errors;
-    request_duration.add(o.request_duration);
-    if (routes.size() < o.routes.size()) routes.resize(o.routes.size());
-    for (size_t i = 0; i < o.routes.size(); ++i) {
-      for (int c = 0; c < 5; ++c) routes[i].responses[c] += o.routes[i].responses[c];
-      routes[i].duration.add(o.routes[i].duration);
-    }
-  }
-};
 
 using ClusterMap = std::map<std::string, upstream::Cluster*, std::less<>>;
 

@@ -160,9 +160,11 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       fastopen = ::recv(downstream_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
     }
     auto pending = net::start_connect(target, cfg.socket_options, cfg.source_address, fastopen);
-    if (!pending)
+    if (!pending) {
+      count_connect_error(pending.status().sys_errno());
       return connect_failed(
           connect_error(pending.status().sys_errno(), target, pending.status().message()));
+    }
     upstream_ = std::move(pending->fd);
     peer_address_ = target;
     Status s = proxy_.loop_.poller().add(
@@ -191,6 +193,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
   void on_race_lost(int err, const std::string& detail) override {
     end_race();
+    count_connect_error(err);
     connect_failed(connect_error(err, proxy_.cluster_.endpoint(endpoint_).address, detail));
   }
 
@@ -208,6 +211,11 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (!race_) return;
     race_->cancel();
     proxy_.loop_.defer_delete(std::move(race_));
+  }
+
+  // A connect failed with `err`: the cluster counts refusals apart (nothing listens there).
+  void count_connect_error(int err) {
+    if (err == ECONNREFUSED) ++proxy_.cluster_.stats().connect_refused;
   }
 
   // `report`: the endpoint failed (fed to outlier detection), rather than sluice giving up
@@ -307,6 +315,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
         case net::ConnectState::kConnected:
           return on_connected();
         case net::ConnectState::kFailed:
+          count_connect_error(err);
           return connect_failed(connect_error(err, peer_address_, net::error_text(err)));
         case net::ConnectState::kInProgress:
           return;
@@ -457,7 +466,6 @@ void TcpProxy::on_accept(net::Fd fd, const net::Address& peer) {
     return;  // fd closes here
   }
   ++stats_.accepted;
-  ++stats_.active;
   auto* session = new TcpSession(*this, std::move(fd), peer);
   session->next = head_;
   if (head_) head_->prev = session;
@@ -474,7 +482,6 @@ void TcpProxy::remove(TcpSession* session) {
   }
   if (session->next) session->next->prev = session->prev;
   --sessions_;
-  --stats_.active;
   active_connections_->fetch_sub(1, std::memory_order_relaxed);
   loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(session));
   if (sessions_ == 0 && on_idle_) on_idle_();

@@ -14,42 +14,12 @@
 #include "net/tcp_info.h"
 #include "proxy/listener_config.h"
 #include "proxy/tcp/pump.h"
+#include "proxy/tcp/tcp_stats.h"
 #include "upstream/cluster.h"
 
 namespace sluice::proxy::tcp {
 
 class TcpSession;
-
-// Counters for one listener on one worker; merged across workers when exported.
-struct TcpProxyStats {
-  uint64_t accepted = 0;
-  uint64_t refused_max_connections = 0;
-  uint64_t active = 0;
-  uint64_t completed = 0;
-  uint64_t idle_timeouts = 0;
-  uint64_t max_duration_reached = 0;
-  uint64_t downstream_resets = 0;
-  uint64_t upstream_resets = 0;
-  uint64_t no_endpoint_reachable = 0;
-  uint64_t drain_closed = 0;
-  uint64_t bytes_to_upstream = 0;
-  uint64_t bytes_to_downstream = 0;
-
-  void add(const TcpProxyStats& o) {
-    accepted += o.accepted;
-    refused_max_connections += o.refused_max_connections;
-    active += o.active;
-    completed += o.completed;
-    idle_timeouts += o.idle_timeouts;
-    max_duration_reached += o.max_duration_reached;
-    downstream_resets += o.downstream_resets;
-    upstream_resets += o.upstream_resets;
-    no_endpoint_reachable += o.no_endpoint_reachable;
-    drain_closed += o.drain_closed;
-    bytes_to_upstream += o.bytes_to_upstream;
-    bytes_to_downstream += o.bytes_to_downstream;
-  }
-};
 
 class TcpProxy final : public net::ListenerCallbacks {
  public:

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/metric.h"
 #include "event/loop.h"
 #include "event/timer.h"
 #include "upstream/cluster.h"
@@ -20,11 +21,23 @@
 
 namespace sluice::upstream::health {
 
+// The health manager's counters (main thread), declared once (base/metric.h says how to add
+// one).
+// clang-format off
+#define SLUICE_HEALTH_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                           \
+  COUNTER(ejections, "sluice_health_ejections_total", "", "ejections",                             \
+          "Endpoints ejected by outlier detection.")                                               \
+  COUNTER(ejections_refused_max_percent, "sluice_health_ejections_refused_total", "",              \
+          "ejections refused (max_ejection_percent)",                                              \
+          "Ejections not made because max_ejection_percent of the cluster already was.")           \
+  COUNTER(active_check_failures, "sluice_health_check_failures_total", "", "failed checks",        \
+          "Active health checks that failed.")                                                     \
+  COUNTER(panic_entered, "sluice_health_panic_entered_total", "", "panic mode entered",            \
+          "Times a cluster entered panic mode.")
+// clang-format on
+
 struct HealthStats {
-  uint64_t ejections = 0;
-  uint64_t ejections_refused_max_percent = 0;
-  uint64_t active_check_failures = 0;
-  uint64_t panic_entered = 0;
+  SLUICE_METRIC_MEMBERS(SLUICE_HEALTH_STATS)
 };
 
 class HealthManager final : public OutcomeSink {

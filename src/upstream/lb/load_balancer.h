@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -21,6 +22,14 @@
 namespace sluice::upstream::lb {
 
 enum class Policy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
+// The names of the policies, in Policy's order: the config's lb_policy values, and how /config
+// and /clusters show them. The only copy.
+inline constexpr const char* kPolicyNames[] = {"round_robin", "least_request", "random",
+                                               "ring_hash", "maglev"};
+static_assert(std::size(kPolicyNames) == static_cast<size_t>(Policy::kMaglev) + 1);
+constexpr const char* to_string(Policy p) {
+  return kPolicyNames[static_cast<size_t>(p)];
+}
 
 struct LbConfig {
   Policy policy = Policy::kRoundRobin;

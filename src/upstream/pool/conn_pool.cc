@@ -134,13 +134,14 @@ void PooledConnection::on_error(int err) {
     std::string detail = fmt::format("upstream connect error: {} ({})", net::error_text(err),
                                      pool_.endpoint_.to_string());
     PoolFailure kind = pool_.classify_connect_error(err, &detail);
-    return connect_failed(kind, detail);
+    return connect_failed(kind, detail, err);
   }
   pool_.destroy(*this);
 }
 
-void PooledConnection::connect_failed(PoolFailure reason, const std::string& detail) {
+void PooledConnection::connect_failed(PoolFailure reason, const std::string& detail, int err) {
   ++pool_.stats_.connect_failures;
+  pool_.count_connect_error(reason == PoolFailure::kConnectTimeout, err, waiter_ != nullptr);
   pool_.next_warm_at_ = pool_.loop().now() + std::chrono::seconds(1);
   Waiter* w = waiter_;
   waiter_ = nullptr;
@@ -168,7 +169,7 @@ void PooledConnection::on_race_lost(int err, const std::string& detail) {
   pool_.loop().defer_delete(std::move(race_));
   std::string text = "upstream connect error: " + detail;
   PoolFailure kind = pool_.classify_connect_error(err, &text);
-  connect_failed(kind, text);
+  connect_failed(kind, text, err);
 }
 
 // --- Waiter ----------------------------------------------------------------------------
@@ -256,6 +257,16 @@ void ConnPool::acquire(Waiter& waiter, bool fresh) {
   waiter.timer_.arm_at(loop_.now() + config_.pending_timeout);
 }
 
+void ConnPool::count_connect_error(bool timeout, int err, bool for_request) {
+  bool refused = err == ECONNREFUSED;
+  stats_.connect_timeouts += timeout;
+  stats_.connect_refused += refused;
+  // The cluster counts the connects made for requests (as its connect failures do).
+  if (!for_request) return;
+  if (timeout && cluster_counters_.timeouts) ++*cluster_counters_.timeouts;
+  if (refused && cluster_counters_.refused) ++*cluster_counters_.refused;
+}
+
 void ConnPool::open_for(Waiter* waiter) {
   ++stats_.connects;
   check_connect_rate();
@@ -288,6 +299,7 @@ void ConnPool::open_for(Waiter* waiter) {
   auto pending = net::start_connect(endpoint_, socket_options_, source_, true);
   if (!pending) {
     ++stats_.connect_failures;
+    count_connect_error(false, pending.status().sys_errno(), waiter != nullptr);
     next_warm_at_ = loop_.now() + std::chrono::seconds(1);
     std::string detail = fmt::format("upstream connect error: {} ({})", pending.status().message(),
                                      endpoint_.to_string());

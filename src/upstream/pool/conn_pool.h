@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "base/metric.h"
 #include "base/units.h"
 #include "base/validation.h"
 #include "event/loop.h"
@@ -98,7 +99,8 @@ class PooledConnection final : public net::ConnectionCallbacks,
   friend class ConnPool;
   friend class Waiter;
   void transition(State to);
-  void connect_failed(PoolFailure reason, const std::string& detail);
+  // `err`: the errno of the failure (0: none, such as a timeout).
+  void connect_failed(PoolFailure reason, const std::string& detail, int err = 0);
 
   ConnPool& pool_;
   uint64_t id_;
@@ -148,16 +150,53 @@ class Waiter {
   std::list<Waiter*>::iterator pos_;
 };
 
+// The states a pool's connections are counted by (PoolStats::state_count); closed ones are
+// not connections of the pool any more.
+inline constexpr const char* kOpenStates[] = {"connecting", "idle", "busy", "draining"};
+inline constexpr metric::Dimension kOpenStateDimension{"state", kOpenStates};
+
+// Counters for one endpoint's pool on one worker, declared once (base/metric.h says how to add
+// one); merged across workers when exported.
+// clang-format off
+#define SLUICE_POOL_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                             \
+  GAUGES(state_count, ::sluice::upstream::pool::PooledConnection::kStates,                         \
+         "sluice_endpoint_connections", ::sluice::upstream::pool::kOpenStateDimension,             \
+         "connections", "Pooled upstream connections by state.")                                   \
+  COUNTER(connects, "sluice_endpoint_connects_total", "", "connects",                              \
+          "Pool connections opened.")                                                              \
+  COUNTER(connect_failures, "sluice_endpoint_connect_failures_total", "", "connect failures",      \
+          "Pool connects that failed.")                                                            \
+  COUNTER(connect_timeouts, "sluice_endpoint_connect_timeouts_total", "", "connect timeouts",      \
+          "Pool connects that timed out (counted in the connect failures too).")                   \
+  COUNTER(connect_refused, "sluice_endpoint_connect_refused_total", "", "connects refused",        \
+          "Pool connects the endpoint refused (counted in the connect failures too).")             \
+  COUNTER(reuses, "sluice_endpoint_connection_reuses_total", "", "reuses",                         \
+          "Requests sent on a reused pooled connection.")                                          \
+  COUNTER(closed_by_upstream_while_idle, "sluice_endpoint_idle_closed_by_upstream_total", "",      \
+          "closed by the upstream while idle",                                                     \
+          "Idle pooled connections the upstream closed.")                                          \
+  COUNTER(stale_at_checkout, "sluice_endpoint_stale_at_checkout_total", "",                        \
+          "stale at checkout",                                                                     \
+          "Idle pooled connections found closed or expired when a request came for them.")         \
+  COUNTER(overflows, "sluice_endpoint_pool_overflows_total", "", "overflows",                      \
+          "Requests refused because the pool's queue was full.")                                   \
+  COUNTER(pending_timeouts, "sluice_endpoint_pool_timeouts_total", "", "pending timeouts",         \
+          "Requests that waited longer than pending_timeout for a connection.")                  \
+  COUNTER(ports_exhausted, "sluice_endpoint_ports_exhausted_total", "", "ports exhausted",         \
+          "Pool connects that found no free local port towards the endpoint (EADDRNOTAVAIL).")
+// clang-format on
+
 struct PoolStats {
-  uint64_t state_count[PooledConnection::kStates] = {};
-  uint64_t connects = 0;
-  uint64_t connect_failures = 0;
-  uint64_t reuses = 0;
-  uint64_t closed_by_upstream_while_idle = 0;
-  uint64_t stale_at_checkout = 0;
-  uint64_t overflows = 0;
-  uint64_t pending_timeouts = 0;
-  uint64_t ports_exhausted = 0;  // connects that found no free local port (EADDRNOTAVAIL)
+  SLUICE_METRIC_MEMBERS(SLUICE_POOL_STATS)
+  SLUICE_METRIC_MERGE(PoolStats, SLUICE_POOL_STATS)
+  void add(const PoolStats& o) { add_declared(o); }
+};
+
+// Where a pool also counts the connect errors of connections opened for a request: the
+// cluster's counters, so that they cover HTTP as well as TCP.
+struct ConnectErrorCounters {
+  uint64_t* timeouts = nullptr;
+  uint64_t* refused = nullptr;
 };
 
 class ConnPool {
@@ -207,6 +246,8 @@ class ConnPool {
   void warm_up();
 
   const PoolStats& stats() const { return stats_; }
+  // Connect errors of connections opened for a request are counted there too.
+  void set_connect_error_counters(ConnectErrorCounters counters) { cluster_counters_ = counters; }
   // Calls fn(fd, state name) for each open connection.
   template <typename Fn>
   void for_each_connection(Fn fn) const {
@@ -232,6 +273,8 @@ class ConnPool {
   // A connect failed with `err`: kPortsExhausted (counted, with its explanation) for
   // EADDRNOTAVAIL, else kConnectFailure with `detail`.
   PoolFailure classify_connect_error(int err, std::string* detail);
+  // A connect failed (timed out, or with `err`); `for_request`: a request was waiting for it.
+  void count_connect_error(bool timeout, int err, bool for_request);
 
   event::Loop& loop_;
   net::Address endpoint_;
@@ -256,6 +299,7 @@ class ConnPool {
   bool warming_ = false;
   MonoTime next_warm_at_{};
   PoolStats stats_;
+  ConnectErrorCounters cluster_counters_;
 };
 
 }  // namespace sluice::upstream::pool

@@ -1,0 +1,408 @@
+// The metrics registry: every declared line is exported with its HELP and TYPE and the
+// workers' values merged exactly, lines sharing a family agree, and the JSON views and the
+// exit summary come from the same declarations.
+#include "admin/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "event/loop.h"
+#include "upstream/health/health_manager.h"
+
+namespace sluice::admin {
+namespace {
+
+using metric::Desc;
+using metric::Kind;
+
+// One struct kind of the registry, and the labels its samples carry (where it lives).
+struct Component {
+  std::string what;
+  std::vector<Desc> lines;
+  std::string scope;  // the labels the renderer adds in the fixture below
+};
+
+template <typename Stats>
+Component component(std::string what, std::string scope) {
+  Component c{std::move(what), {}, std::move(scope)};
+  Stats{}.visit([&c](const Desc& d, const auto&) { c.lines.push_back(d); });
+  return c;
+}
+
+const std::string kWeb = "listener=\"web\"";
+const std::string kTcp = "listener=\"tcp_in\"";
+const std::string kRoute = "listener=\"web\",route=\"all/0\"";
+const std::string kCluster = "cluster=\"app\"";
+const std::string kEndpoint = "cluster=\"app\",endpoint=\"127.0.0.1:8080\"";
+
+// Every struct of the registry. A new stats struct belongs here (and in render_prometheus).
+std::vector<Component> registry() {
+  return {
+      component<ListenerGauges>("listener gauges", kWeb),
+      component<proxy::tcp::TcpProxyStats>("tcp listener", kTcp),
+      component<proxy::http::HttpProxyStats>("http listener", kWeb),
+      component<proxy::http::HttpRouteStats>("route", kRoute),
+      component<upstream::ClusterStats>("cluster", kCluster),
+      component<ClusterGauges>("cluster gauges", kCluster),
+      component<EndpointHealthGauges>("endpoint health", kEndpoint),
+      component<upstream::pool::PoolStats>("pool", kEndpoint),
+      component<EndpointLoadGauges>("endpoint load", kEndpoint),
+      component<upstream::health::HealthStats>("health", ""),
+      component<ProcessGauges>("process", ""),
+      component<dns::ResolverStats>("dns", ""),
+      component<event::LoopStats>("worker loop", "worker=\"1\""),
+  };
+}
+
+std::string join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return a + "," + b;
+}
+
+// The exposition text, parsed: HELP and TYPE per family, value per sample `name{labels}`.
+struct Parsed {
+  std::map<std::string, std::string> help, type;
+  std::map<std::string, std::string> samples;
+  std::vector<std::string> order;  // families in the order written
+};
+
+Parsed parse(const std::string& text) {
+  Parsed p;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      auto sp = line.find(' ', 7);
+      std::string name = line.substr(7, sp - 7);
+      EXPECT_EQ(p.help.count(name), 0u) << "two HELP lines for " << name;
+      p.help[name] = line.substr(sp + 1);
+      p.order.push_back(name);
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      auto sp = line.find(' ', 7);
+      p.type[line.substr(7, sp - 7)] = line.substr(sp + 1);
+    } else {
+      auto sp = line.rfind(' ');
+      EXPECT_NE(sp, std::string::npos) << line;
+      if (sp == std::string::npos) continue;
+      EXPECT_EQ(p.samples.count(line.substr(0, sp)), 0u) << "sample twice: " << line;
+      p.samples[line.substr(0, sp)] = line.substr(sp + 1);
+    }
+  }
+  return p;
+}
+
+std::string key(const std::string& name, const std::string& labels) {
+  return labels.empty() ? name : name + "{" + labels + "}";
+}
+
+// Sets every line of `s` to a value of its own (`base` + its position), and gives each
+// histogram `base` observations of 1 ms.
+template <typename Stats>
+void fill(Stats& s, uint64_t base) {
+  uint64_t n = 0;
+  s.visit([&](const Desc&, auto&& v) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, uint64_t>) {
+      v = base + n++;
+    } else if constexpr (std::is_same_v<V, Histogram>) {
+      for (uint64_t i = 0; i < base; ++i) v.observe(1000);
+    } else {
+      for (auto& x : v) x = base + n++;
+    }
+  });
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  MetricsTest() {
+    auto app = std::make_shared<upstream::ClusterConfig>();
+    app->name = "app";
+    app->endpoints.push_back({*net::Address::parse("127.0.0.1:8080"), 1, {}});
+    clusters_.push_back(app);
+    health_ = std::make_unique<upstream::health::HealthManager>(
+        loop_, clusters_, [](size_t, std::shared_ptr<const upstream::health::HealthSnapshot>) {});
+
+    auto web = std::make_shared<proxy::ListenerConfig>();
+    web->name = "web";
+    web->protocol = proxy::Protocol::kHttp;
+    proxy::http::VirtualHost vh;
+    vh.name = "all";
+    vh.routes.emplace_back();
+    vh.routes.back().id = 0;
+    vh.routes.back().name = "all/0";
+    web->http.virtual_hosts.push_back(std::move(vh));
+    listeners_.push_back(web);
+
+    // Two workers, each line of each struct with its own value: 1, 2, ... on worker 0 and
+    // 1000, 1001, ... on worker 1.
+    for (uint64_t base : {1u, 1000u}) {
+      WorkerReport r;
+      fill(r.tcp["tcp_in"], base);
+      auto& h = r.http["web"];
+      fill(h, base);
+      h.routes.resize(1);
+      fill(h.routes[0], base);
+      WorkerReport::Cluster c;
+      fill(c.stats, base);
+      c.pools.resize(1);
+      fill(c.pools[0], base);
+      c.active_requests = {static_cast<uint32_t>(base)};
+      r.clusters.push_back(c);
+      fill(r.loop, base);
+      in_.workers.push_back(std::move(r));
+    }
+    fill(dns_, 7);
+    in_.active_connections = {{"web", 3}, {"tcp_in", 0}};
+    in_.clusters = &clusters_;
+    in_.listeners = &listeners_;
+    in_.health = health_.get();
+    in_.dns = &dns_;
+  }
+
+  event::Loop loop_;
+  std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters_;
+  std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners_;
+  std::unique_ptr<upstream::health::HealthManager> health_;
+  dns::ResolverStats dns_;
+  MetricsInput in_;
+};
+
+TEST_F(MetricsTest, EveryDeclaredLineIsExportedWithItsHelpTypeAndSamples) {
+  Parsed p = parse(render_prometheus(in_));
+  size_t checked = 0;
+  for (const auto& c : registry()) {
+    for (const Desc& d : c.lines) {
+      SCOPED_TRACE(c.what + ": " + d.field + " (" + d.name + ")");
+      ASSERT_EQ(p.help.count(d.name), 1u) << "declared but not exported";
+      EXPECT_EQ(p.help[d.name], d.help);
+      EXPECT_EQ(p.type[d.name], metric::to_string(d.kind));
+      std::string labels = join(c.scope, d.labels);
+      if (d.kind == Kind::kHistogram) {
+        EXPECT_EQ(p.samples.count(key(d.name + std::string("_count"), labels)), 1u);
+        EXPECT_EQ(p.samples.count(key(d.name + std::string("_sum"), labels)), 1u);
+        EXPECT_EQ(
+            p.samples.count(key(d.name + std::string("_bucket"), join(labels, "le=\"+Inf\""))), 1u);
+      } else if (d.dimension) {
+        for (const char* v : d.dimension->values) {
+          std::string l = join(labels, std::string(d.dimension->key) + "=\"" + v + "\"");
+          EXPECT_EQ(p.samples.count(key(d.name, l)), 1u) << l;
+        }
+      } else {
+        EXPECT_EQ(p.samples.count(key(d.name, labels)), 1u) << labels;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 60u);
+}
+
+TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
+  Parsed p = parse(render_prometheus(in_));
+  // The per-worker structs: worker 0 holds base 1 + position, worker 1 base 1000 + position.
+  for (const auto& c : registry()) {
+    bool per_worker = c.what == "tcp listener" || c.what == "http listener" || c.what == "route" ||
+                      c.what == "cluster" || c.what == "pool";
+    if (!per_worker) continue;
+    uint64_t n = 0;
+    for (const Desc& d : c.lines) {
+      SCOPED_TRACE(c.what + ": " + d.field);
+      std::string labels = join(c.scope, d.labels);
+      if (d.kind == Kind::kHistogram) {
+        EXPECT_EQ(p.samples[key(d.name + std::string("_count"), labels)], "1001");
+        EXPECT_EQ(p.samples[key(d.name + std::string("_sum"), labels)], "1.001");
+      } else if (d.dimension) {
+        for (const char* v : d.dimension->values) {
+          std::string l = join(labels, std::string(d.dimension->key) + "=\"" + v + "\"");
+          EXPECT_EQ(p.samples[key(d.name, l)], std::to_string(1 + n + 1000 + n)) << l;
+          ++n;
+        }
+      } else {
+        EXPECT_EQ(p.samples[key(d.name, labels)], std::to_string(1 + n + 1000 + n));
+        ++n;
+      }
+    }
+  }
+  // Computed gauges and the main thread's structs.
+  EXPECT_EQ(p.samples[key("sluice_listener_connections_active", kWeb)], "3");
+  EXPECT_EQ(p.samples[key("sluice_endpoint_active_requests", kEndpoint)], "1001");
+  EXPECT_EQ(p.samples[key("sluice_endpoint_usable", kEndpoint)], "1");
+  EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
+  EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
+  EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
+  EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
+  EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
+  // Units: the resolver's slowest resolution (microseconds, position 9) in seconds; the
+  // loop's busy time (nanoseconds, position 0) per worker, not merged.
+  EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_max"], "1.6e-05");
+  EXPECT_EQ(p.samples[key("sluice_worker_busy_seconds_total", "worker=\"0\"")], "1e-09");
+  EXPECT_EQ(p.samples[key("sluice_worker_busy_seconds_total", "worker=\"1\"")], "1e-06");
+  EXPECT_EQ(p.samples[key("sluice_worker_events_total", "worker=\"1\"")], "1001");
+}
+
+TEST_F(MetricsTest, LinesSharingAFamilyAgreeAndNamesFollowTheirKind) {
+  std::map<std::string, Desc> first;
+  for (const auto& c : registry()) {
+    std::set<std::string> fields;
+    for (const Desc& d : c.lines) {
+      SCOPED_TRACE(c.what + ": " + d.field + " (" + d.name + ")");
+      EXPECT_TRUE(fields.insert(d.field).second) << "field declared twice";
+      std::string name = d.name;
+      EXPECT_EQ(name.rfind("sluice_", 0), 0u);
+      bool total = name.size() > 6 && name.compare(name.size() - 6, 6, "_total") == 0;
+      EXPECT_EQ(total, d.kind == Kind::kCounter) << "counters, and only they, end in _total";
+      bool seconds = name.find("_seconds") != std::string::npos;
+      EXPECT_EQ(seconds, d.kind == Kind::kHistogram || metric::divisor(d.field) != 1)
+          << "a _seconds family needs a field in _ns or _us (or a histogram)";
+      EXPECT_NE(std::string(d.help), "");
+      EXPECT_NE(std::string(d.summary), "");
+      auto [it, added] = first.try_emplace(name, d);
+      if (!added) {
+        EXPECT_EQ(std::string(it->second.help), d.help) << "one family, one help";
+        EXPECT_EQ(it->second.kind, d.kind) << "one family, one kind";
+      }
+    }
+  }
+}
+
+// The bytes of the declared lines of `s`: equal to sizeof(Stats) when every field is one.
+template <typename Stats>
+size_t declared_bytes() {
+  size_t bytes = 0;
+  Stats{}.visit([&bytes](const Desc& d, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<V, Histogram>) {
+      bytes += sizeof(Histogram);
+    } else if constexpr (std::is_same_v<V, uint64_t>) {
+      bytes += sizeof(uint64_t);
+    } else {
+      bytes += d.extent * sizeof(uint64_t);
+    }
+  });
+  return bytes;
+}
+
+TEST(MetricDeclarations, NoStatsStructHoldsAFieldOutsideItsDeclarations) {
+  // A counter added as a plain member would be counted and never exported: the structs hold
+  // their declared lines and nothing else (HttpProxyStats: and its routes).
+  EXPECT_EQ(sizeof(proxy::tcp::TcpProxyStats), declared_bytes<proxy::tcp::TcpProxyStats>());
+  EXPECT_EQ(sizeof(proxy::http::HttpProxyStats),
+            declared_bytes<proxy::http::HttpProxyStats>() +
+                sizeof(std::vector<proxy::http::HttpRouteStats>));
+  EXPECT_EQ(sizeof(proxy::http::HttpRouteStats), declared_bytes<proxy::http::HttpRouteStats>());
+  EXPECT_EQ(sizeof(upstream::ClusterStats), declared_bytes<upstream::ClusterStats>());
+  EXPECT_EQ(sizeof(upstream::pool::PoolStats), declared_bytes<upstream::pool::PoolStats>());
+  EXPECT_EQ(sizeof(upstream::health::HealthStats), declared_bytes<upstream::health::HealthStats>());
+  EXPECT_EQ(sizeof(dns::ResolverStats), declared_bytes<dns::ResolverStats>());
+  EXPECT_EQ(sizeof(event::LoopStats), declared_bytes<event::LoopStats>());
+}
+
+TEST_F(MetricsTest, FamiliesAreWrittenWithoutSamplesExceptDnsWithoutAResolver) {
+  MetricsInput empty;
+  Parsed p = parse(render_prometheus(empty));
+  for (const auto& c : registry()) {
+    for (const Desc& d : c.lines) {
+      EXPECT_EQ(p.help.count(d.name), c.what == "dns" ? 0u : 1u) << d.name;
+    }
+  }
+}
+
+TEST_F(MetricsTest, JsonViewsShowEveryDeclaredCounterAndGauge) {
+  auto clusters = nlohmann::json::parse(render_clusters_json(in_));
+  ASSERT_EQ(clusters.size(), 1u);
+  const auto& app = clusters[0];
+  EXPECT_EQ(app["lb_policy"], "round_robin");
+  EXPECT_EQ(app["type"], "static");
+  EXPECT_EQ(app["connect_attempts"], 1001);  // position 0 on both workers
+  EXPECT_EQ(app["connect_refused"], 1 + 6 + 1000 + 6);
+  const auto& ep = app["endpoints"][0];
+  EXPECT_EQ(ep["active_requests"], 1001);
+  EXPECT_EQ(ep["pool"]["connecting"], 1001);
+  EXPECT_EQ(ep["pool"]["draining"], 1 + 3 + 1000 + 3);
+  EXPECT_EQ(ep["pool"]["stale_at_checkout"], 1 + 10 + 1000 + 10);
+  std::vector<std::pair<std::string, const nlohmann::json*>> views = {
+      {"cluster", &app}, {"pool", &ep["pool"]}, {"endpoint load", &ep}};
+  auto listeners = nlohmann::json::parse(
+      render_listeners_json(in_, {{"web", "127.0.0.1:80"}, {"tcp_in", "127.0.0.1:81"}}));
+  ASSERT_EQ(listeners.size(), 2u);
+  EXPECT_EQ(listeners[0]["protocol"], "http");
+  EXPECT_EQ(listeners[0]["responses_2xx"], 1 + 4 + 1000 + 4);
+  EXPECT_EQ(listeners[1]["protocol"], "tcp");
+  EXPECT_EQ(listeners[1]["bytes_to_downstream"], 1 + 7 + 1000 + 7);
+  EXPECT_FALSE(listeners[1].contains("requests"));
+  views.push_back({"http listener", &listeners[0]});
+  views.push_back({"tcp listener", &listeners[1]});
+  for (const auto& c : registry()) {
+    for (const auto& [what, j] : views) {
+      if (c.what != what) continue;
+      for (const Desc& d : c.lines) {
+        if (d.kind == Kind::kHistogram) continue;
+        if (d.dimension) {
+          for (const char* v : d.dimension->values) EXPECT_TRUE(j->contains(v)) << what << v;
+        } else {
+          EXPECT_TRUE(j->contains(d.field)) << what << ": " << d.field;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
+  MetricsInput totals;
+  totals.clusters = &clusters_;
+  totals.health = health_.get();
+  for (int w = 0; w < 2; ++w) {
+    WorkerReport r;
+    auto& t = r.tcp["tcp_in"];
+    t.accepted = 2;
+    t.completed = 1;
+    t.upstream_resets = 1;
+    auto& h = r.http["web"];
+    h.accepted = 3;
+    h.requests = 4;
+    h.responses_2xx = 4;
+    h.request_duration.observe(5);  // histograms are not summarised
+    upstream::ClusterStats c;
+    c.connect_attempts = 5;
+    c.connect_failures = 2;
+    c.connect_refused = 2;
+    r.clusters.push_back({.stats = c});
+    totals.workers.push_back(std::move(r));
+  }
+  std::vector<std::string> want = {
+      "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
+      "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, upstream "
+      "timeouts 0, rejected requests 0",
+      "listener tcp_in: accepted 4, refused (max_connections) 0, completed 2, idle timeouts 0, no "
+      "endpoint reachable 0, closed at drain deadline 0, bytes to upstream 0, bytes to "
+      "downstream 0, max duration reached 0, downstream resets 0, upstream resets 2",
+      "cluster app: connect attempts 10, connect failures 4, no healthy endpoint 0, overflow "
+      "(max_active_requests) 0, retries refused (breaker or budget) 0, connect timeouts 0, "
+      "connects refused 4, no endpoint reachable 0, ports exhausted 0",
+      "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
+      "mode entered 0",
+  };
+  EXPECT_EQ(exit_summary(totals), want);
+}
+
+TEST(PolicyNames, OneTableNamesEveryPolicyInItsOrder) {
+  using upstream::lb::Policy;
+  EXPECT_STREQ(upstream::lb::to_string(Policy::kRoundRobin), "round_robin");
+  EXPECT_STREQ(upstream::lb::to_string(Policy::kLeastRequest), "least_request");
+  EXPECT_STREQ(upstream::lb::to_string(Policy::kRandom), "random");
+  EXPECT_STREQ(upstream::lb::to_string(Policy::kRingHash), "ring_hash");
+  EXPECT_STREQ(upstream::lb::to_string(Policy::kMaglev), "maglev");
+  EXPECT_STREQ(upstream::to_string(upstream::ClusterConfig::Type::kLogicalDns), "logical_dns");
+}
+
+}  // namespace
+}  // namespace sluice::admin
