@@ -303,8 +303,13 @@ def case_connect_failure():
     e = entry_for(path, "/dead/x")
     info("line: %s" % json.dumps(e))
     check(e["status"] == r.status, "the logged status is the one the client got (%d)" % r.status, dump(e))
-    check("upstream_connect_failure" in e["flags"], "flags include upstream_connect_failure (%r)" % e["flags"], dump(e))
-    check("retried" not in e["flags"] and e["attempts"] == 1, "one attempt, not retried", dump(e))
+    check(e["flags"] == ["upstream_connect_failure"], "flags exactly [upstream_connect_failure] (%r)" % e["flags"],
+          dump(e))
+    check(e["attempts"] == 1, "one attempt, not retried", dump(e))
+    check(r.body == b"upstream connect error: connection refused\n",
+          "the client's body names the cause, not the address: %r" % r.body, r.describe())
+    check(dead in e.get("detail", "") and "connection refused" in e.get("detail", ""),
+          "the access log's detail names the endpoint and the reason (%r)" % e.get("detail"), dump(e))
     t = e["timings_us"]
     check(t["upstream_first_byte"] == -1, "upstream_first_byte -1", dump(t))
     check(t["response_done"] >= 0 and t["downstream_headers"] >= 0 and not waterfall_problems(t),
@@ -320,16 +325,19 @@ def case_local_replies():
     b = HttpBackend("a")
     path = tmp_log()
     routes = [{"match": {"path": "/direct"}, "direct_response": {"status": 200, "body": "hello direct\n"}},
+              {"match": {"path": "/direct404"}, "direct_response": {"status": 404, "body": "not here\n"}},
+              {"match": {"path": "/moved"}, "redirect": {"status": 302, "location": "http://example.com/"}},
               {"match": {"prefix": "/app/"}, "cluster": "app"}]
     sl = start([web(path, routes)], [hu.cluster("app", [b])])
     port = sl.port("web")
-    for target, status, flag in (("/noroute", 404, "no_route"), ("/direct", 200, "direct_response")):
+    for target, status, flag in (("/noroute", 404, "no_route"), ("/direct", 200, "direct_response"),
+                                 ("/direct404", 404, "direct_response"), ("/moved", 302, "redirect")):
         r = hu.request_once(port, "GET", target)
         check(r.status == status, "GET %s: %d" % (target, status), r.describe())
         e = entry_for(path, target)
         t = e["timings_us"]
-        check(e["status"] == status and flag in e["flags"] and e["endpoint"] == "" and e["attempts"] == 0,
-              "logged: status %d, flag %s, endpoint \"\", attempts 0" % (status, flag), dump(e))
+        check(e["status"] == status and e["flags"] == [flag] and e["endpoint"] == "" and e["attempts"] == 0,
+              "logged: status %d, flags exactly [%s], endpoint \"\", attempts 0" % (status, flag), dump(e))
         check(all(t[k] == -1 for k in ("pool_wait", "upstream_connect", "request_sent", "upstream_first_byte"))
               and t["response_done"] >= 0 and "upstream_tcp" not in e,
               "no upstream phase (-1), response_done %d us, no upstream_tcp" % t["response_done"], dump(e))

@@ -13,6 +13,7 @@
 #include "net/connect.h"
 #include "net/socket.h"
 #include "net/tcp_info.h"
+#include "proxy/http/header_mutation.h"
 #include "proxy/http/router.h"
 
 namespace sluice::proxy::http {
@@ -30,60 +31,18 @@ constexpr size_t kPendingBodyHighWatermark = 256 * 1024;
 // before closing (so unread bytes do not turn our FIN into a RST).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
-// RFC 9110 §7.6.1: fields that describe one connection, never forwarded.
-void remove_hop_by_hop(HeaderMap& headers, bool keep_upgrade) {
-  std::vector<std::string> named;
-  for (const auto& h : headers) {
-    if (!sluice::http::iequals(h.name, "connection")) continue;
-    sluice::http::for_each_token(h.value, [&](std::string_view t) {
-      if (keep_upgrade && sluice::http::iequals(t, "upgrade")) return;
-      named.emplace_back(t);
-    });
-  }
-  for (const auto& n : named) headers.remove(n);
-  for (const char* n :
-       {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}) {
-    headers.remove(n);
-  }
-  if (!keep_upgrade) headers.remove("upgrade");
+// A uniformly distributed value in [0, 1): the jitter of a retry's backoff.
+double random_unit() {
+  return static_cast<double>(thread_random() >> 11) * 0x1.0p-53;
 }
 
-std::string random_request_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  uint64_t a = rng();
-  uint64_t b = rng();
-  // A version 4 UUID.
-  a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
-  b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
-  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
-                     b >> 48, b & 0xffffffffffffull);
-}
-
-bool lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-// "00-<trace id>-<parent id>-<flags>" with the incoming trace id and flags when the header
-// is valid (W3C Trace Context, version 00), else a new trace, sampled.
-std::string next_traceparent(const std::string* incoming) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  constexpr std::string_view kZeroTrace = "00000000000000000000000000000000";
-  constexpr std::string_view kZeroParent = "0000000000000000";
-  char buf[56];
-  if (incoming && incoming->size() == 55) {
-    std::string_view v = *incoming;
-    if (v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' && lower_hex(v.substr(3, 32)) &&
-        lower_hex(v.substr(36, 16)) && lower_hex(v.substr(53, 2)) &&
-        v.substr(3, 32) != kZeroTrace && v.substr(36, 16) != kZeroParent) {
-      auto end = fmt::format_to_n(buf, sizeof buf, "00-{}-{:016x}-{}", v.substr(3, 32), rng() | 1,
-                                  v.substr(53, 2));
-      return std::string(buf, end.size);
-    }
+// The errno a connect failure's text names, for the client's body (0: none known).
+int errno_named_in(std::string_view detail) {
+  for (int err : {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH, ECONNRESET, EADDRNOTAVAIL,
+                  EADDRINUSE, EACCES, EPERM}) {
+    if (detail.find(net::error_text(err)) != std::string_view::npos) return err;
   }
-  auto end = fmt::format_to_n(buf, sizeof buf, "00-{:016x}{:016x}-{:016x}-01", rng(), rng() | 1,
-                              rng() | 1);
-  return std::string(buf, end.size);
+  return 0;
 }
 
 std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
@@ -103,6 +62,12 @@ std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
 // Reused for serialising heads and chunks: one per worker thread rather than one per
 // connection, so an idle connection keeps no such memory.
 std::string& scratch() {
+  thread_local std::string s;
+  return s;
+}
+
+// The body of an error reply, before it is serialised into scratch().
+std::string& scratch_body() {
   thread_local std::string s;
   return s;
 }
@@ -153,7 +118,7 @@ Attempt::Attempt(HttpConnection& owner, upstream::Cluster& cluster, size_t endpo
         }
         std::string why = fmt::format("upstream {} timed out", pool_.endpoint().to_string());
         release(false);
-        owner_.on_attempt_failed(why, HttpConnection::Failure::kTimeout);
+        owner_.on_attempt_failed(ProxyError::upstream(ErrorKind::kTimeout, 0, why));
       }) {
   cluster_.request_started(endpoint_);
 }
@@ -165,7 +130,7 @@ Attempt::~Attempt() {
 
 void Attempt::start() {
   started_ = pool_.loop().now();
-  owner_.stream_->attempt_started = started_;
+  owner_.stream_->log.attempt_started = started_;
   owner_.stream_->endpoint = endpoint_;
   last_activity_ = started_;
   const std::string& method = owner_.stream_->request.method;
@@ -191,12 +156,12 @@ void Attempt::send(std::string_view bytes) {
 void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
   conn_ = &conn;
   reused_ = conn.reused();
-  owner_.stream_->pool_ready = pool_.loop().now();
+  RequestLog& log = owner_.stream_->log;
+  log.pool_ready = pool_.loop().now();
   cluster_.stats().pool_wait.observe(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(owner_.stream_->pool_ready - started_)
-          .count()));
+      std::chrono::duration_cast<std::chrono::microseconds>(log.pool_ready - started_).count()));
   bool opened_for_us = conn.requests() <= 1 && !conn.warm();
-  owner_.stream_->upstream_connect = opened_for_us ? conn.connect_time() : Duration(0);
+  log.upstream_connect = opened_for_us ? conn.connect_time() : Duration(0);
   if (opened_for_us) ++cluster_.stats().connect_attempts;
   conn.set_borrower(this);
   last_activity_ = pool_.loop().now();
@@ -212,19 +177,18 @@ void Attempt::on_pool_ready(upstream::pool::PooledConnection& conn) {
 
 void Attempt::on_pool_failure(upstream::pool::PoolFailure reason, const std::string& detail) {
   using upstream::pool::PoolFailure;
-  using F = HttpConnection::Failure;
   switch (reason) {
     case PoolFailure::kConnectFailure:
+      return owner_.on_attempt_failed(
+          ProxyError::upstream(ErrorKind::kConnectFailure, errno_named_in(detail), detail));
     case PoolFailure::kConnectTimeout:
-      return owner_.on_attempt_failed(detail, F::kConnect);
+      return owner_.on_attempt_failed(
+          ProxyError::upstream(ErrorKind::kConnectTimeout, ETIMEDOUT, detail));
     case PoolFailure::kOverflow:
-      owner_.add_flag("pool_overflow");
-      break;
+      return owner_.on_attempt_failed(ProxyError::upstream(ErrorKind::kPoolOverflow, 0, detail));
     case PoolFailure::kPendingTimeout:
-      owner_.add_flag("pool_timeout");
-      break;
+      return owner_.on_attempt_failed(ProxyError::upstream(ErrorKind::kPoolTimeout, 0, detail));
   }
-  owner_.on_attempt_failed(detail, F::kNoConnection);
 }
 
 void Attempt::on_read() {
@@ -236,7 +200,7 @@ void Attempt::parse_response() {
     net::Connection& c = conn_->connection();
     if (c.input().empty()) return;
     last_activity_ = pool_.loop().now();
-    if (response_bytes_ == 0) owner_.stream_->upstream_first_byte = last_activity_;
+    if (response_bytes_ == 0) owner_.stream_->log.upstream_first_byte = last_activity_;
     response_bytes_ += c.input().size();
     size_t consumed = 0;
     Parser::Outcome o = parser_.execute(c.input().view(), &consumed);
@@ -262,8 +226,7 @@ void Attempt::parse_response() {
         std::string why =
             "invalid response from " + pool_.endpoint().to_string() + ": " + parser_.error().reason;
         release(false);
-        owner_.add_flag("upstream_protocol_error");
-        owner_.on_attempt_failed(why, HttpConnection::Failure::kProtocol);
+        owner_.on_attempt_failed(ProxyError::upstream(ErrorKind::kProtocol, 0, why));
         return;
       }
     }
@@ -283,7 +246,7 @@ void Attempt::on_read_closed() {
       fmt::format("upstream {} closed the connection {}", pool_.endpoint().to_string(),
                   response_started() ? "mid-response" : "before responding");
   release(false);
-  owner_.on_attempt_failed(why, HttpConnection::Failure::kReset);
+  owner_.on_attempt_failed(ProxyError::upstream(ErrorKind::kReset, 0, why));
 }
 
 void Attempt::on_write_drained() {
@@ -306,7 +269,9 @@ void Attempt::on_error(int err) {
           : fmt::format("upstream {} {}: {}", conn_->peer().to_string(),
                         response_started() ? "failed mid-response" : "reset", net::error_text(err));
   release(false);
-  owner_.on_attempt_failed(why, HttpConnection::Failure::kReset);
+  // A connection sluice closed itself names no network error to the client.
+  owner_.on_attempt_failed(
+      ProxyError::upstream(ErrorKind::kReset, aborted_by_sluice_ ? 0 : err, why));
 }
 
 bool Attempt::on_head(MessageHead& head) {
@@ -376,8 +341,7 @@ void HttpConnection::on_timer() {
       LOG_INFO("http {}: {}: no complete request head within {}", proxy_.config_->name,
                peer_.to_string(), format_duration(o.header_read_timeout));
       if (stream_) return abort("header read timeout");
-      return send_local_reply(408, "request head not received in time\n", true,
-                              "downstream_header_timeout");
+      return send_error_reply(ProxyError::downstream(ErrorKind::kHeaderTimeout), true);
     case TimerMode::kBody: {
       MonoTime due = last_body_activity_ + o.body_idle_timeout;
       if (proxy_.loop_.now() < due) {
@@ -386,7 +350,7 @@ void HttpConnection::on_timer() {
       }
       if (stream_ && !stream_->committed) {
         drop_attempt();
-        return send_local_reply(408, "request body stalled\n", true, "downstream_body_timeout");
+        return send_error_reply(ProxyError::downstream(ErrorKind::kBodyTimeout), true);
       }
       return abort("request body idle timeout");
     }
@@ -405,8 +369,8 @@ void HttpConnection::close(const char* reason) {
     drop_attempt();
     // A request cut short (client gone, upstream failed mid-response, a tunnel ending) is
     // still timed and logged, with what it got to.
-    if (!stream_->recorded) {
-      add_flag("incomplete");
+    if (!stream_->log.recorded) {
+      add_flag(ResponseFlag::kIncomplete);
       record_end(*stream_);
     }
   }
@@ -415,8 +379,8 @@ void HttpConnection::close(const char* reason) {
 }
 
 void HttpConnection::record_end(Stream& s) {
-  if (s.recorded) return;
-  s.recorded = true;
+  if (s.log.recorded) return;
+  s.log.recorded = true;
   auto us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
           .count());
@@ -425,7 +389,7 @@ void HttpConnection::record_end(Stream& s) {
     auto& routes = proxy_.stats_.routes;
     if (routes.size() <= s.route->id) routes.resize(s.route->id + 1);
     auto& rs = routes[s.route->id];
-    if (s.status >= 100 && s.status < 600) ++rs.responses[s.status / 100 - 1];
+    if (s.log.status >= 100 && s.log.status < 600) ++rs.responses[s.log.status / 100 - 1];
     rs.duration.observe(us);
   }
   if (proxy_.access_log_) write_access_log(s);
@@ -443,105 +407,34 @@ void HttpConnection::drain() {
 }
 
 bool HttpConnection::will_log(Stream& s) {
-  if (s.log_decided) return s.log;
-  bool failed = s.flags.find("upstream_") != std::string::npos ||
-                s.flags.find("no_healthy_upstream") != std::string::npos ||
-                s.flags.find("downstream_reset") != std::string::npos ||
-                s.flags.find("incomplete") != std::string::npos;
-  s.log_decided = true;
-  s.log = should_log(proxy_.config_->access_log, s.status, failed,
-                     proxy_.loop_.now() - s.first_byte_in);
-  return s.log;
+  RequestLog& log = s.log;
+  if (log.log_decided) return log.log;
+  log.log_decided = true;
+  log.log = should_log(proxy_.config_->access_log, log.status, log.failed(),
+                       proxy_.loop_.now() - log.first_byte_in);
+  return log.log;
 }
 
 void HttpConnection::write_access_log(Stream& s) {
-  MonoTime now = proxy_.loop_.now();
   if (!will_log(s)) return;
-  auto us = [&](MonoTime t) -> int64_t {
-    if (t == MonoTime{}) return -1;
-    return std::chrono::duration_cast<std::chrono::microseconds>(t - s.first_byte_in).count();
-  };
+  std::string endpoint = s.cluster && s.endpoint < s.cluster->endpoint_count()
+                             ? s.cluster->endpoint(s.endpoint).address.to_string()
+                             : std::string();
+  std::string peer = peer_.to_string();
+  RequestLog::Names names{proxy_.config_->name,
+                          peer,
+                          s.request.method,
+                          s.request.target,
+                          s.cluster ? std::string_view(s.cluster->config().name) : "",
+                          endpoint};
   std::string line;
   line.reserve(512);
-  line += "{\"time\":";
-  auto wall = s.wall_start == std::chrono::system_clock::time_point{}
-                  ? std::chrono::system_clock::now()
-                  : s.wall_start;
-  append_json_string(log::format_time(wall), line);
-  line += ",\"listener\":";
-  append_json_string(proxy_.config_->name, line);
-  line += ",\"downstream\":";
-  append_json_string(peer_.to_string(), line);
-  line += ",\"method\":";
-  append_json_string(s.request.method, line);
-  line += ",\"target\":";
-  append_json_string(s.request.target, line);
-  line += ",\"host\":";
-  const std::string* host = s.request.headers.get("host");
-  append_json_string(host ? *host : "", line);
-  line += ",\"cluster\":";
-  append_json_string(s.cluster ? s.cluster->config().name : "", line);
-  line += ",\"endpoint\":";
-  append_json_string(s.cluster && s.endpoint < s.cluster->endpoint_count()
-                         ? s.cluster->endpoint(s.endpoint).address.to_string()
-                         : "",
-                     line);
-  fmt::format_to(std::back_inserter(line),
-                 ",\"status\":{},\"request_body_bytes\":{},\"response_body_bytes\":{},"
-                 "\"attempts\":{},\"flags\":[",
-                 s.status, s.body_bytes, s.response_body_bytes, s.attempts);
-  std::string_view flags = s.flags;
-  for (bool first = true; !flags.empty(); first = false) {
-    size_t comma = flags.find(',');
-    if (!first) line += ',';
-    append_json_string(flags.substr(0, comma), line);
-    if (comma == std::string_view::npos) break;
-    flags.remove_prefix(comma + 1);
-  }
-  line += "],\"request_id\":";
-  append_json_string(s.request_id, line);
-  line += ",\"traceparent\":";
-  append_json_string(s.traceparent, line);
-  // The waterfall: microseconds from the request's first byte (-1: did not happen).
-  int64_t pool_wait = s.pool_ready == MonoTime{} || s.attempt_started == MonoTime{}
-                          ? -1
-                          : std::chrono::duration_cast<std::chrono::microseconds>(
-                                s.pool_ready - s.attempt_started - s.upstream_connect)
-                                .count();
-  fmt::format_to(
-      std::back_inserter(line),
-      ",\"timings_us\":{{\"downstream_headers\":{},\"pool_wait\":{},\"upstream_connect\":{},"
-      "\"request_sent\":{},\"upstream_first_byte\":{},\"response_done\":{}}}",
-      us(s.started), pool_wait,
-      s.pool_ready == MonoTime{}
-          ? -1
-          : std::chrono::duration_cast<std::chrono::microseconds>(s.upstream_connect).count(),
-      us(s.request_sent), us(s.upstream_first_byte), us(now));
-  if (!s.upstream_address.empty()) {
-    line += ",\"upstream_address\":";
-    append_json_string(s.upstream_address, line);
-  }
-  if (s.have_tcp_info) {
-    fmt::format_to(std::back_inserter(line),
-                   ",\"upstream_tcp\":{{\"rtt_us\":{},\"retransmits\":{}}}", s.upstream_rtt_us,
-                   s.upstream_retransmits);
-  }
-  line += '}';
+  s.log.append_json(names, proxy_.loop_.now(), line);
   proxy_.access_log_->write(line);
 }
 
-void HttpConnection::add_flag(const char* flag) {
-  if (!stream_) return;
-  std::string& flags = stream_->flags;
-  // Each flag once, however often it happened (a request retried twice is "retried").
-  std::string_view f(flag);
-  for (size_t pos = 0; pos <= flags.size();) {
-    size_t end = std::min(flags.find(',', pos), flags.size());
-    if (std::string_view(flags).substr(pos, end - pos) == f) return;
-    pos = end + 1;
-  }
-  if (!flags.empty()) flags += ',';
-  flags += f;
+void HttpConnection::add_flag(ResponseFlag flag) {
+  if (stream_) stream_->log.add(flag);
 }
 
 // --- downstream input ------------------------------------------------------------------
@@ -606,7 +499,9 @@ void HttpConnection::process_input() {
                  e.status, e.reason);
         if (stream_ && stream_->committed) return abort("invalid request body");
         drop_attempt();
-        send_local_reply(e.status, e.reason + "\n", true, "downstream_protocol_error");
+        std::string body = e.reason + "\n";
+        send_error_reply(ProxyError::downstream(ErrorKind::kBadRequest, e.status, e.reason), true,
+                         body);
         return;
       }
     }
@@ -631,7 +526,7 @@ void HttpConnection::on_read_closed() {
     return close("client closed");
   }
   if (!stream_->request_complete) {
-    add_flag("downstream_reset");
+    add_flag(ResponseFlag::kDownstreamReset);
     return abort("client closed before sending the whole request");
   }
   // The client half-closed after a complete request: answer, then close.
@@ -647,7 +542,7 @@ void HttpConnection::on_write_drained() {
 }
 
 void HttpConnection::on_error(int err) {
-  if (stream_) add_flag("downstream_reset");
+  if (stream_) add_flag(ResponseFlag::kDownstreamReset);
   LOG_DEBUG("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), net::error_text(err));
   close("downstream error");
 }
@@ -659,9 +554,14 @@ bool HttpConnection::on_head(MessageHead& head) {
   stream_ = std::make_unique<Stream>();
   Stream& s = *stream_;
   s.started = proxy_.loop_.now();
-  s.first_byte_in = request_first_byte_ == MonoTime{} ? s.started : request_first_byte_;
-  if (proxy_.access_log_) s.wall_start = std::chrono::system_clock::now();
+  s.log.head_done = s.started;
+  s.log.first_byte_in = request_first_byte_ == MonoTime{} ? s.started : request_first_byte_;
   s.request = std::move(head);
+  if (proxy_.access_log_) {
+    s.log.wall_start = std::chrono::system_clock::now();
+    // The Host as received: the head itself becomes the upstream head.
+    if (const std::string* host = s.request.headers.get("host")) s.log.host = *host;
+  }
   ++requests_;
   ++proxy_.stats_.requests;
   last_body_activity_ = s.started;
@@ -677,6 +577,7 @@ void HttpConnection::route_request(Stream& s) {
     s.local_reply_pending = true;
     s.local_status = 405;
     s.local_body = "CONNECT is not enabled on this listener\n";
+    s.local_flag = std::nullopt;
     return;
   }
   std::string_view path, query, authority;
@@ -691,7 +592,10 @@ void HttpConnection::route_request(Stream& s) {
   }
   // RFC 9112 §3.2.2: with an absolute-form target, its authority is the host; Host is
   // replaced by it.
-  if (!authority.empty()) req.headers.set("Host", std::string(authority));
+  if (!authority.empty()) {
+    req.headers.set("Host", std::string(authority));
+    if (proxy_.access_log_) s.log.host = authority;
+  }
   const std::string* host = req.headers.get("host");
   std::string_view host_name = host ? host_without_port(*host) : std::string_view();
   const VirtualHost* vh = match_virtual_host(o, host_name);
@@ -704,15 +608,14 @@ void HttpConnection::route_request(Stream& s) {
     s.local_reply_pending = true;
     s.local_status = 404;
     s.local_body = "no route matches this request\n";
-    add_flag("no_route");
+    s.local_flag = ResponseFlag::kNoRoute;
     return;
   }
   s.route = route;
   uint64_t max_body = route->max_body_bytes ? route->max_body_bytes : o.max_body_bytes;
   if (max_body && req.content_length && *req.content_length > max_body) {
-    add_flag("request_too_large");
-    send_local_reply(413, fmt::format("request body larger than {} bytes\n", max_body), true,
-                     "request_too_large");
+    send_error_reply(ProxyError::downstream(ErrorKind::kBodyTooLarge), true,
+                     fmt::format("request body larger than {} bytes\n", max_body));
     return;
   }
   s.expect_continue = req.version_minor >= 1 && req.headers.has_token("expect", "100-continue");
@@ -721,11 +624,13 @@ void HttpConnection::route_request(Stream& s) {
       s.local_reply_pending = true;
       s.local_status = route->direct_status;
       s.local_body = route->direct_body;
+      s.local_flag = ResponseFlag::kDirectResponse;
       return;
     case Route::Action::kRedirect:
       s.local_reply_pending = true;
       s.local_status = route->redirect_status;
       s.location = route->redirect_location;
+      s.local_flag = ResponseFlag::kRedirect;
       return;
     case Route::Action::kForward:
       break;
@@ -736,6 +641,7 @@ void HttpConnection::route_request(Stream& s) {
     s.local_reply_pending = true;
     s.local_status = 503;
     s.local_body = "the route's cluster is unknown\n";
+    s.local_flag = std::nullopt;
     return;
   }
   if (!s.cluster->try_start_request()) {
@@ -743,22 +649,24 @@ void HttpConnection::route_request(Stream& s) {
     s.local_status = 503;
     s.local_body = fmt::format("cluster {}: max_active_requests {} reached\n", route->cluster,
                                s.cluster->config().circuit_breakers.max_active_requests);
-    add_flag("overflow_active_requests");
+    s.local_flag = ResponseFlag::kOverflowActiveRequests;
     return;
   }
   s.holds_request_slot = true;
   s.upgrade = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
+  s.retry.emplace(route->retry, sluice::http::is_idempotent(req.method));
+  // The hash key reads the request as received: before its head is rewritten.
+  compute_hash(s);
   build_upstream_head(s);
   if (route->timeout.count() > 0) {
     s.deadline = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
       ++proxy_.stats_.upstream_timeouts;
-      add_flag("upstream_timeout");
+      add_flag(ResponseFlag::kUpstreamTimeout);
       if (!stream_) return;
       if (stream_->committed) return abort("route timeout after the response started");
       drop_attempt();
       if (stream_->retry_timer) stream_->retry_timer->cancel();
-      send_local_reply(504, "upstream did not answer in time\n", !stream_->request_complete,
-                       "upstream_timeout");
+      send_error_reply(ProxyError::local(ErrorKind::kRouteTimeout), !stream_->request_complete);
     });
     s.deadline->arm_at(s.started + route->timeout);
   }
@@ -767,63 +675,20 @@ void HttpConnection::route_request(Stream& s) {
 
 void HttpConnection::build_upstream_head(Stream& s) {
   const HttpOptions& o = proxy_.config_->http;
-  const Route& r = *s.route;
-  MessageHead up;
-  up.method = s.request.method;
-  std::string_view path, query;
-  split_target(s.request.target, &path, &query);
-  std::string target(path);
-  if (r.prefix_rewrite && r.match.path_kind == RouteMatch::PathKind::kPrefix) {
-    target = *r.prefix_rewrite + target.substr(r.match.path.size());
-    if (target.empty() || target[0] != '/') target = "/" + target;
-  }
-  if (!query.empty()) {
-    target += '?';
-    target += query;
-  }
-  up.target = std::move(target);
-  if (s.request.method == "CONNECT") up.target = s.request.target;  // authority-form stays
-  up.headers = s.request.headers;
-  HeaderMap& hs = up.headers;
-  remove_hop_by_hop(hs, s.upgrade);
-  hs.remove("expect");  // sluice answers 100-continue itself
-  if (s.upgrade && s.request.method != "CONNECT") hs.set("Connection", "upgrade");
-  // X-Forwarded-*: appended when the previous hop is trusted, else replaced.
+  // The request's own head is rewritten in place (no copy of its fields) and serialised
+  // once; what the access log and the hash need of the original was taken before.
   std::string ip = peer_.ip_string();
-  const std::string* xff = hs.get("x-forwarded-for");
-  if (o.trust_forwarded_headers && xff) {
-    hs.set("X-Forwarded-For", *xff + ", " + ip);
-  } else {
-    hs.set("X-Forwarded-For", ip);
-  }
-  if (!o.trust_forwarded_headers || !hs.get("x-forwarded-proto")) {
-    hs.set("X-Forwarded-Proto", "http");
-  }
-  if (!o.trust_forwarded_headers || !hs.get("x-forwarded-host")) {
-    if (const std::string* host = s.request.headers.get("host")) hs.set("X-Forwarded-Host", *host);
-  }
-  if (const std::string* rid = hs.get("x-request-id")) {
-    s.request_id = *rid;
-  } else if (o.generate_request_id) {
-    s.request_id = random_request_id();
-    hs.add("X-Request-Id", s.request_id);
-  }
-  // W3C Trace Context: keep the caller's trace (sluice is a hop: a new parent id), or start
-  // one. Either way the upstream and the access log see the same traceparent.
-  s.traceparent = next_traceparent(hs.get("traceparent"));
-  hs.set("traceparent", s.traceparent);
-  // We speak HTTP/1.1 upstream, which needs a Host: an HTTP/1.0 client may have sent none.
-  if (!hs.get("host")) hs.add("Host", r.cluster);
-  for (const auto& name : r.request_headers_to_remove) hs.remove(name);
-  for (const auto& h : r.request_headers_to_add) hs.add(h.name, h.value);
-  if (s.request.chunked) {
-    hs.add("Transfer-Encoding", "chunked");
-  } else if (s.request.content_length) {
-    // Kept as parsed (a single, valid value).
-    hs.set("Content-Length", std::to_string(*s.request.content_length));
-  }
+  UpstreamIds ids;
+  to_upstream(*s.route, s.request,
+              DownstreamInfo{ip, o.trust_forwarded_headers, o.generate_request_id}, s.upgrade,
+              thread_random, ids);
+  s.log.request_id = std::move(ids.request_id);
+  s.log.traceparent = std::move(ids.traceparent);
+  std::string target = upstream_target(*s.route, s.request);
   s.upstream_head.clear();
-  h1::encode_request_head(up, s.upstream_head);
+  std::swap(target, s.request.target);
+  h1::encode_request_head(s.request, s.upstream_head);
+  std::swap(target, s.request.target);
 }
 
 HttpConnection::Stream::~Stream() {
@@ -832,7 +697,6 @@ HttpConnection::Stream::~Stream() {
 }
 
 void HttpConnection::compute_hash(Stream& s) {
-  s.hash_computed = true;
   auto policy = s.cluster->config().lb.policy;
   if (policy != upstream::lb::Policy::kRingHash && policy != upstream::lb::Policy::kMaglev) return;
   using Kind = HashPolicy::Kind;
@@ -872,42 +736,40 @@ void HttpConnection::start_attempt(bool fresh) {
   if (!cluster.has_endpoints()) {
     ++cluster.stats().no_healthy_endpoint;
     std::string body = fmt::format("no healthy endpoint in cluster {}\n", cluster.config().name);
-    add_flag("no_healthy_upstream");
-    if (s.attempts == 0 && !s.request_complete && !s.upgrade) {
+    if (s.log.attempts == 0 && !s.request_complete && !s.upgrade) {
       // Still inside the request head: answer once the body has been read (an upgrade has
       // no body to wait for: it is answered below, and the connection closed).
       s.local_reply_pending = true;
       s.local_status = 503;
       s.local_body = std::move(body);
+      s.local_flag = ResponseFlag::kNoHealthyUpstream;
       return;
     }
-    return send_local_reply(503, body, !s.request_complete, nullptr);
+    return send_error_reply(ProxyError::local(ErrorKind::kNoHealthyUpstream), !s.request_complete,
+                            body);
   }
-  if (!s.hash_computed) compute_hash(s);
   size_t ep = cluster.pick(upstream::lb::PickContext{s.tried, s.hash});
   if (!fresh) s.tried.push_back(ep);
-  ++s.attempts;
+  ++s.log.attempts;
   s.attempt = std::make_unique<Attempt>(*this, cluster, ep, fresh);
   s.attempt->start();
 }
 
 void HttpConnection::on_attempt_ready() {
   Stream& s = *stream_;
-  if (s.attempts > 1 && !s.replayable) {
+  if (s.log.attempts > 1 && !s.retry->replayable()) {
     // The body outgrew the replay buffer while the retry waited: it cannot be re-sent whole.
     drop_attempt();
-    add_flag("request_not_replayable");
-    return send_local_reply(502, "the request body outgrew the replay buffer before a retry\n",
-                            true, nullptr);
+    return send_error_reply(ProxyError::local(ErrorKind::kNotReplayable), true);
   }
   Attempt& a = *s.attempt;
   a.send(s.upstream_head);
   // A first attempt sends what queued up while it connected; a retry re-sends everything
   // (a retry only happens while every byte sent is still in replay_body).
-  a.send(s.attempts == 1 ? s.pending_body.view() : s.replay_body.view());
+  a.send(s.log.attempts == 1 ? s.pending_body.view() : s.replay_body.view());
   s.pending_body.clear();
   s.pending_body.release();
-  if (s.request_complete) s.request_sent = proxy_.loop_.now();
+  if (s.request_complete) s.log.request_sent = proxy_.loop_.now();
   if (s.expect_continue && !s.sent_100_continue && !s.request_complete) {
     s.sent_100_continue = true;
     conn_.write("HTTP/1.1 100 Continue\r\n\r\n");
@@ -919,13 +781,13 @@ void HttpConnection::on_attempt_ready() {
 
 void HttpConnection::send_body_upstream(std::string_view framed) {
   Stream& s = *stream_;
-  if (s.replayable) {
+  if (s.retry->replayable()) {
     // Bodies up to the route's replay buffer are kept until the response starts, so that a
     // failed attempt can be re-sent; larger ones stream without a copy and are not re-sent.
     if (s.replay_body.size() + framed.size() <= s.route->retry.replay_buffer_bytes) {
       s.replay_body.append(framed);
     } else {
-      s.replayable = false;
+      s.retry->set_not_replayable();
       s.replay_body.clear();
       s.replay_body.release();
     }
@@ -943,16 +805,16 @@ void HttpConnection::send_body_upstream(std::string_view framed) {
 void HttpConnection::on_body(std::string_view data) {
   if (!stream_) return;
   Stream& s = *stream_;
-  s.body_bytes += data.size();
+  s.log.request_body_bytes += data.size();
   last_body_activity_ = proxy_.loop_.now();
   const HttpOptions& o = proxy_.config_->http;
   uint64_t max_body =
       s.route && s.route->max_body_bytes ? s.route->max_body_bytes : o.max_body_bytes;
-  if (max_body && s.body_bytes > max_body) {
+  if (max_body && s.log.request_body_bytes > max_body) {
     if (s.committed) return abort("request body too large");
     drop_attempt();
-    send_local_reply(413, fmt::format("request body larger than {} bytes\n", max_body), true,
-                     "request_too_large");
+    send_error_reply(ProxyError::downstream(ErrorKind::kBodyTooLarge), true,
+                     fmt::format("request body larger than {} bytes\n", max_body));
     return;
   }
   if (s.local_reply_pending || !s.cluster) return;  // discarded
@@ -975,11 +837,7 @@ void HttpConnection::on_message_complete(HeaderMap& trailers) {
   if (s.upgrade) return;  // the tunnel starts with the 101
   if (s.local_reply_pending) {
     s.local_reply_pending = false;
-    if (s.local_status >= 300 && s.local_status < 400 && !s.location.empty()) {
-      add_flag("redirect");
-    }
-    return send_local_reply(s.local_status, s.local_body, false,
-                            s.local_status == 404 ? "no_route" : "direct_response");
+    return send_local_reply(s.local_status, s.local_body, false, s.local_flag);
   }
   if (s.request.chunked && s.cluster) {
     scratch().clear();
@@ -987,141 +845,110 @@ void HttpConnection::on_message_complete(HeaderMap& trailers) {
     send_body_upstream(scratch());
   }
   if (s.attempt && s.attempt->connection() && !s.attempt->connection()->connecting()) {
-    s.request_sent = proxy_.loop_.now();
+    s.log.request_sent = proxy_.loop_.now();
   }
 }
 
 // --- attempts, retries ----------------------------------------------------------------
 
-bool HttpConnection::may_retry(Failure kind, int status) const {
-  const Stream& s = *stream_;
-  const RetryPolicy& p = s.route->retry;
-  if (s.committed || s.upgrade) return false;
-  if (s.retries >= p.num_retries) return false;
-  if (!s.replayable) return false;
-  if (kind == Failure::kNoConnection) return false;  // the pool is full: do not add load
-  // Nothing reached the upstream after a failed connect, so any method may go again.
-  if (kind != Failure::kConnect && !p.allow_non_idempotent &&
-      !sluice::http::is_idempotent(s.request.method)) {
-    return false;
-  }
-  if (kind == Failure::kConnect) return p.on_connect_failure || p.on_gateway_error;
-  if (kind == Failure::kReset || kind == Failure::kProtocol) {
-    return p.on_reset || p.on_gateway_error;
-  }
-  if (kind == Failure::kTimeout) status = 504;
-  if (status >= 500 && p.on_5xx) return true;
-  if ((status == 502 || status == 503 || status == 504) && p.on_gateway_error) return true;
-  for (int st : p.statuses) {
-    if (st == status) return true;
-  }
-  return false;
-}
-
 bool HttpConnection::retry_admitted() {
   Stream& s = *stream_;
   if (s.holds_retry_slot) return true;  // one slot covers all of a request's retries
   if (!s.cluster->try_start_retry()) {
-    add_flag("retry_overflow");
+    add_flag(ResponseFlag::kRetryOverflow);
     return false;
   }
   s.holds_retry_slot = true;
   return true;
 }
 
-void HttpConnection::schedule_retry(const std::string& why) {
+RetryDecision HttpConnection::decide_retry(const TryOutcome& t) {
   Stream& s = *stream_;
-  const RetryPolicy& p = s.route->retry;
-  ++s.retries;
+  RetryState& r = *s.retry;
+  // The budget is asked only for a retry the policy wants (a refusal is flagged).
+  bool admitted =
+      !r.stale_resend_allowed(t) && !s.upgrade && r.policy_allows(t) && retry_admitted();
+  return r.on_failure(t, admitted, random_unit());
+}
+
+void HttpConnection::schedule_retry(std::string_view why, Duration after) {
+  Stream& s = *stream_;
   ++proxy_.stats_.retries;
-  add_flag("retried");
-  // Exponential backoff with jitter: base·2^(n-1), capped, then a random 50-100% of it.
-  Duration d = p.backoff_base * (1u << std::min<uint32_t>(s.retries - 1, 16));
-  if (d > p.backoff_max) d = p.backoff_max;
-  thread_local std::mt19937 rng{std::random_device{}()};
-  d = Duration(static_cast<int64_t>(static_cast<double>(d.count()) *
-                                    (0.5 + 0.5 * std::uniform_real_distribution<>(0, 1)(rng))));
+  add_flag(ResponseFlag::kRetried);
   LOG_DEBUG("http {}: {}: retry {} of {} in {}us: {}", proxy_.config_->name, peer_.to_string(),
-            s.retries, p.num_retries,
-            std::chrono::duration_cast<std::chrono::microseconds>(d).count(), why);
+            s.retry->retries(), s.route->retry.num_retries,
+            std::chrono::duration_cast<std::chrono::microseconds>(after).count(), why);
   if (!s.retry_timer) {
     s.retry_timer = std::make_unique<event::Timer>(proxy_.loop_.timers(), [this] {
       if (stream_) start_attempt(false);
     });
   }
-  s.retry_timer->arm_at(proxy_.loop_.now() + d);
+  s.retry_timer->arm_at(proxy_.loop_.now() + after);
 }
 
-void HttpConnection::on_attempt_failed(const std::string& reason, Failure kind) {
+void HttpConnection::on_attempt_failed(const ProxyError& e) {
   if (!stream_) return;
   Stream& s = *stream_;
   std::unique_ptr<Attempt> failed = std::move(s.attempt);
-  bool reused = failed && failed->reused();
-  bool response_started = failed && failed->response_started();
-  // Not the endpoint's doing, and not a keep-alive race: no outcome, no re-send to it.
-  bool aborted = failed && failed->aborted_by_sluice();
+  TryOutcome t{e, failed && failed->reused(), failed && failed->response_started(),
+               failed && failed->aborted_by_sluice()};
   size_t endpoint = failed ? failed->endpoint() : 0;
   bool failed_endpoint = failed != nullptr;
   if (failed) {
     failed->release(false);
     retire(std::move(failed));
   }
-  if (kind == Failure::kConnect) {
+  bool connect = e.kind == ErrorKind::kConnectFailure || e.kind == ErrorKind::kConnectTimeout;
+  if (connect) {
     ++s.cluster->stats().connect_attempts;
     ++s.cluster->stats().connect_failures;
   }
-  bool stale = reused && !response_started && kind == Failure::kReset && !aborted;
-  if (failed_endpoint && !stale && !aborted && kind != Failure::kNoConnection &&
-      kind != Failure::kStatus) {
-    // Connect failures, resets, timeouts and malformed responses are the endpoint's doing.
+  bool stale = t.reused_connection && !t.response_started && e.kind == ErrorKind::kReset &&
+               !t.closed_by_sluice;
+  // Connect failures, resets, timeouts and malformed responses are the endpoint's doing; a
+  // full pool, a keep-alive race or a connection sluice closed are not.
+  if (failed_endpoint && !stale && !t.closed_by_sluice && e.retryable &&
+      e.kind != ErrorKind::kRetryableStatus) {
     s.cluster->report(endpoint, upstream::health::Outcome::kGatewayFailure);
   }
   if (s.committed) {
-    LOG_INFO("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), reason);
+    LOG_INFO("http {}: {}: {}", proxy_.config_->name, peer_.to_string(), e.detail);
     return abort("upstream failed mid-response");
   }
-  // A reused connection that failed before any response byte most likely crossed the
-  // upstream's keep-alive close: re-send once on a fresh connection, outside the retry
-  // budget, when the request can safely be sent twice.
-  if (stale && !s.stale_retry_used && s.replayable &&
-      (sluice::http::is_idempotent(s.request.method) || s.route->retry.allow_non_idempotent)) {
-    s.stale_retry_used = true;
-    ++s.attempts;
-    ++proxy_.stats_.stale_connection_retries;
-    add_flag("stale_connection_retried");
-    LOG_DEBUG("http {}: {}: re-sending on a fresh connection: {}", proxy_.config_->name,
-              peer_.to_string(), reason);
-    s.attempt = std::make_unique<Attempt>(*this, *s.cluster, endpoint, true);
-    s.attempt->start();
-    return;
-  }
-  if (may_retry(kind, 0) && retry_admitted()) {
-    schedule_retry(reason);
-    return;
+  RetryDecision d = decide_retry(t);
+  switch (d.verdict) {
+    case RetryVerdict::kResendFresh:
+      ++s.log.attempts;
+      ++proxy_.stats_.stale_connection_retries;
+      add_flag(ResponseFlag::kStaleConnectionRetried);
+      LOG_DEBUG("http {}: {}: re-sending on a fresh connection: {}", proxy_.config_->name,
+                peer_.to_string(), e.detail);
+      s.attempt = std::make_unique<Attempt>(*this, *s.cluster, endpoint, true);
+      s.attempt->start();
+      return;
+    case RetryVerdict::kRetry:
+      return schedule_retry(e.detail, d.after);
+    case RetryVerdict::kGiveUp:
+      break;
   }
   LOG_WARN("http {}: {}: {} {}: {}", proxy_.config_->name, peer_.to_string(), s.request.method,
-           s.request.target, reason);
-  int status = 502;
-  switch (kind) {
-    case Failure::kConnect:
-      add_flag("upstream_connect_failure");
-      break;
-    case Failure::kReset:
-      add_flag("upstream_reset_before_response");
-      break;
-    case Failure::kTimeout:
-      add_flag("upstream_timeout");
-      ++proxy_.stats_.upstream_timeouts;
-      status = 504;
-      break;
-    case Failure::kNoConnection:
-      status = 503;
-      break;
-    case Failure::kProtocol:
-    case Failure::kStatus:
-      break;
+           s.request.target, e.detail);
+  if (e.kind == ErrorKind::kTimeout) ++proxy_.stats_.upstream_timeouts;
+  send_error_reply(e, !s.request_complete);
+}
+
+void HttpConnection::send_error_reply(const ProxyError& e, bool close_connection,
+                                      std::string_view body) {
+  if (!stream_) {
+    stream_ = std::make_unique<Stream>();
+    stream_->started = proxy_.loop_.now();
   }
-  send_local_reply(status, reason + "\n", !s.request_complete, nullptr);
+  if (!e.detail.empty() && proxy_.access_log_) stream_->log.detail = e.detail;
+  if (!body.empty()) return send_local_reply(e.status(), body, close_connection, e.flag());
+  std::string& text = scratch_body();
+  text.clear();
+  e.append_client_body(proxy_.config_->http.local_reply_detail_full, text);
+  send_local_reply(e.status(), text, close_connection, e.flag());
 }
 
 void HttpConnection::drop_attempt() {
@@ -1148,7 +975,7 @@ bool HttpConnection::on_response_head(MessageHead& head) {
   if (head.status >= 100 && head.status < 200 && head.status != 101) {
     // Interim responses go to HTTP/1.1 clients; our own 100 Continue already went out.
     if (s.request.version_minor >= 1 && !(head.status == 100 && s.sent_100_continue)) {
-      remove_hop_by_hop(head.headers, false);
+      interim_to_downstream(head);
       scratch().clear();
       h1::encode_response_head(head, scratch());
       conn_.write(scratch());
@@ -1164,28 +991,34 @@ bool HttpConnection::on_response_head(MessageHead& head) {
                                  : (head.status >= 502 && head.status <= 504)
                                      ? upstream::health::Outcome::kGatewayFailure
                                      : upstream::health::Outcome::kError5xx);
-  if (may_retry(Failure::kStatus, head.status) && retry_admitted()) {
-    a.discard_response_ = true;
-    schedule_retry(fmt::format("status {} from {}", head.status, a.pool_.endpoint().to_string()));
-    auto failed = std::move(s.attempt);
-    failed->release(false);
-    retire(std::move(failed));
-    return false;
+  if (!s.upgrade) {
+    TryOutcome t{ProxyError::upstream(ErrorKind::kRetryableStatus, head.status), a.reused(), true,
+                 false};
+    if (s.retry->policy_allows(t)) {
+      RetryDecision d = decide_retry(t);
+      if (d.verdict == RetryVerdict::kRetry) {
+        a.discard_response_ = true;
+        schedule_retry(
+            fmt::format("status {} from {}", head.status, a.pool_.endpoint().to_string()), d.after);
+        auto failed = std::move(s.attempt);
+        failed->release(false);
+        retire(std::move(failed));
+        return false;
+      }
+    }
   }
   if (auto ka = keepalive_timeout(head.headers); ka && a.conn_)
     a.conn_->learn_keepalive_timeout(*ka);
   if (!head.keep_alive && a.conn_) a.conn_->learn_keepalive_timeout(Duration(0));
 
-  s.status = head.status;
+  s.log.status = head.status;
   s.committed = true;
   count_status(head.status);
   bool upgrade = s.upgrade && (head.status == 101 || (connect && head.status / 100 == 2));
   bool client_11 = s.request.version_minor >= 1;
   s.response_no_body =
       s.request.method == "HEAD" || head.status == 204 || head.status == 304 || upgrade;
-  remove_hop_by_hop(head.headers, upgrade);
-  for (const auto& name : s.route->response_headers_to_remove) head.headers.remove(name);
-  for (const auto& h : s.route->response_headers_to_add) head.headers.add(h.name, h.value);
+  to_downstream(*s.route, head, upgrade);
 
   const HttpOptions& o = proxy_.config_->http;
   bool close = s.close_after || !s.request.keep_alive || proxy_.draining_ ||
@@ -1224,7 +1057,7 @@ bool HttpConnection::on_response_head(MessageHead& head) {
 void HttpConnection::on_response_body(std::string_view data) {
   Stream& s = *stream_;
   if (s.response_no_body) return;
-  s.response_body_bytes += data.size();
+  s.log.response_body_bytes += data.size();
   if (s.response_chunked) {
     scratch().clear();
     h1::encode_chunk(data, scratch());
@@ -1251,15 +1084,15 @@ void HttpConnection::on_response_complete(HeaderMap& trailers) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
     if (auto ti = net::read_tcp_info(a.connection()->fd(), /*congestion=*/false)) {
-      s.have_tcp_info = true;
-      s.upstream_rtt_us = ti->rtt_us;
-      s.upstream_retransmits = ti->total_retrans;
+      s.log.have_tcp_info = true;
+      s.log.upstream_rtt_us = ti->rtt_us;
+      s.log.upstream_retransmits = ti->total_retrans;
     }
     // An endpoint with several addresses: say which one this connection went to.
     if (s.cluster && s.endpoint < s.cluster->endpoint_count() &&
         !s.cluster->endpoint(s.endpoint).fallbacks.empty()) {
       if (auto peer = net::peer_address(a.connection()->fd())) {
-        s.upstream_address = peer->to_string();
+        s.log.upstream_address = peer->to_string();
       }
     }
   }
@@ -1302,18 +1135,18 @@ void HttpConnection::count_status(int status) {
 }
 
 void HttpConnection::send_local_reply(int status, std::string_view body, bool close_connection,
-                                      const char* flag) {
+                                      std::optional<ResponseFlag> flag) {
   if (closed_) return;
   if (!stream_) {
     stream_ = std::make_unique<Stream>();
     stream_->started = proxy_.loop_.now();
   }
   Stream& s = *stream_;
-  if (flag) add_flag(flag);
+  if (flag) add_flag(*flag);
   if (s.committed) return abort("local reply after the response started");
   ++proxy_.stats_.local_replies;
   s.committed = true;
-  s.status = status;
+  s.log.status = status;
   count_status(status);
   if (s.deadline) s.deadline->cancel();
   if (s.retry_timer) s.retry_timer->cancel();
@@ -1333,7 +1166,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, bool cl
   h1::encode_response_head(head, scratch());
   if (s.request.method != "HEAD") {
     scratch().append(body);
-    s.response_body_bytes += body.size();
+    s.log.response_body_bytes += body.size();
   }
   conn_.write(scratch());
   s.close_after = close;
@@ -1344,10 +1177,14 @@ void HttpConnection::finish_stream() {
   if (closed_) return;
   Stream& s = *stream_;
   record_end(s);
-  LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
-            s.request.method, s.request.target, s.status, s.flags.empty() ? "-" : s.flags,
-            std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
-                .count());
+  if (log::enabled(log::Level::kDebug)) {
+    std::string flags;
+    s.log.flags.append_names(flags);
+    LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config_->name, peer_.to_string(),
+              s.request.method, s.request.target, s.log.status, flags,
+              std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop_.now() - s.started)
+                  .count());
+  }
   bool close_conn = s.close_after || s.response_close_delimited;
   if (s.deadline) s.deadline->cancel();
   if (s.retry_timer) s.retry_timer->cancel();

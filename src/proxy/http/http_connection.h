@@ -16,6 +16,9 @@
 #include "http/http1/parser.h"
 #include "net/connection.h"
 #include "proxy/http/http_proxy.h"
+#include "proxy/http/proxy_error.h"
+#include "proxy/http/request_log.h"
+#include "proxy/http/retry_state.h"
 #include "proxy/http/route_config.h"
 #include "upstream/pool/conn_pool.h"
 
@@ -122,24 +125,20 @@ class HttpConnection final : public net::ConnectionCallbacks,
     upstream::Cluster* cluster = nullptr;
     std::string upstream_head;  // serialised once, re-sent on retries
     Buffer pending_body;        // framed body bytes not yet sent upstream
-    Buffer replay_body;         // framed body bytes kept for a retry
-    bool replayable = true;     // every body byte sent so far is in replay_body
-    uint64_t body_bytes = 0;
+    Buffer replay_body;         // framed body bytes kept for a retry (while replayable)
     bool request_complete = false;
     bool local_reply_pending = false;  // answer when the request has been read
     int local_status = 0;
     std::string local_body;
     std::string location;
+    std::optional<ResponseFlag> local_flag;
     std::unique_ptr<Attempt> attempt;
     std::vector<size_t> tried;
-    std::optional<uint64_t> hash;  // ring_hash / maglev key, computed on the first attempt
-    bool hash_computed = false;
+    std::optional<uint64_t> hash;  // ring_hash / maglev key, computed when routed
     // Circuit-breaker slots this request holds in `cluster` (given back when it ends).
     bool holds_request_slot = false;
     bool holds_retry_slot = false;
-    uint32_t attempts = 0;
-    uint32_t retries = 0;
-    bool stale_retry_used = false;
+    std::optional<RetryState> retry;  // from the route
     bool sent_100_continue = false;
     bool expect_continue = false;
     // Response towards the client.
@@ -149,28 +148,9 @@ class HttpConnection final : public net::ConnectionCallbacks,
     bool response_no_body = false;
     bool close_after = false;
     bool upgrade = false;
-    int status = 0;
-    std::string flags;
-    MonoTime started{};  // the request head was complete
-    // The waterfall, for the access log (zero: did not happen).
-    std::chrono::system_clock::time_point wall_start{};
-    MonoTime first_byte_in{};  // the request's first byte was read
-    MonoTime attempt_started{};
-    MonoTime pool_ready{};
-    Duration upstream_connect{0};  // of a connection opened for this request
-    MonoTime request_sent{};
-    MonoTime upstream_first_byte{};
-    uint64_t response_body_bytes = 0;
+    MonoTime started{};          // the request head was complete
     size_t endpoint = SIZE_MAX;  // of the last attempt
-    bool have_tcp_info = false;
-    uint32_t upstream_rtt_us = 0;
-    uint32_t upstream_retransmits = 0;
-    std::string upstream_address;  // the address that won a race of the endpoint's addresses
-    std::string traceparent;       // as sent upstream
-    std::string request_id;        // X-Request-Id, as sent upstream
-    bool recorded = false;         // timed and access-logged
-    bool log_decided = false;
-    bool log = false;
+    RequestLog log;
     std::unique_ptr<event::Timer> deadline;  // route timeout
     std::unique_ptr<event::Timer> retry_timer;
   };
@@ -184,8 +164,7 @@ class HttpConnection final : public net::ConnectionCallbacks,
   void send_body_upstream(std::string_view framed);
   // Attempt outcomes.
   void on_attempt_ready();
-  enum class Failure { kConnect, kReset, kTimeout, kNoConnection, kProtocol, kStatus };
-  void on_attempt_failed(const std::string& reason, Failure kind);
+  void on_attempt_failed(const ProxyError& error);
   // Keeps an Attempt (possibly the one whose callback is running) alive until the loop
   // iteration ends.
   void retire(std::unique_ptr<Attempt> attempt);
@@ -196,19 +175,24 @@ class HttpConnection final : public net::ConnectionCallbacks,
   void on_response_body(std::string_view data);
   void on_response_complete(sluice::http::HeaderMap& trailers);
   void on_upstream_activity_timeout();
-  bool may_retry(Failure kind, int status) const;
   // The cluster's retry breakers (max_active_retries, budget) allow one more retry.
   bool retry_admitted();
   void compute_hash(Stream& s);
-  void schedule_retry(const std::string& why);
-  void add_flag(const char* flag);
+  // Asks the stream's RetryState about a failed try; returns its decision, admitted.
+  RetryDecision decide_retry(const TryOutcome& t);
+  void schedule_retry(std::string_view why, Duration after);
+  void add_flag(ResponseFlag flag);
   // Times the request and writes its access-log line, once.
   void record_end(Stream& s);
   // Whether the request gets an access-log line (decided once, at its end).
   bool will_log(Stream& s);
   void write_access_log(Stream& s);
 
-  void send_local_reply(int status, std::string_view body, bool close_connection, const char* flag);
+  void send_local_reply(int status, std::string_view body, bool close_connection,
+                        std::optional<ResponseFlag> flag);
+  // The local reply `error` maps to (its status, flag and client body; `body` instead when
+  // given); its detail goes to the access log.
+  void send_error_reply(const ProxyError& error, bool close_connection, std::string_view body = {});
   void finish_stream();
   void abort(const char* reason);
   void enter_tunnel();
