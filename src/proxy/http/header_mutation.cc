@@ -143,6 +143,8 @@ void to_upstream(const Route& r, MessageHead& request, const DownstreamInfo& d, 
   HeaderMap& hs = request.headers;
   remove_hop_by_hop(hs, upgrade);
   hs.remove("expect");  // sluice answers 100-continue itself
+  // RFC 9113 §3.2.1 (RFC 7540): connection-specific, and sluice never upgrades to h2c.
+  hs.remove("http2-settings");
   if (upgrade && request.method != "CONNECT") hs.set("Connection", "upgrade");
   // X-Forwarded-*: appended to when the previous hop is trusted, else replaced.
   const std::string* xff = hs.get("x-forwarded-for");
