@@ -85,7 +85,7 @@ DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address&
     : proxy_(proxy),
       peer_(peer),
       conn_(proxy.loop(), *this),
-      parser_(Parser::Kind::kRequest, proxy.parser_limits(), *this),
+      codec_(conn_, proxy.parser_limits(), *this),
       timer_(proxy.loop().timers(), [this] { on_timer(); }),
       linger_(proxy.loop().timers(), [this] { on_linger_timer(); }) {}
 
@@ -140,7 +140,10 @@ void DownstreamConnection::on_timer() {
 }
 
 Stream& DownstreamConnection::stream_for_reply() {
-  if (!stream_) stream_ = std::make_unique<Stream>(proxy_, *this, peer_, request_first_byte_);
+  if (!stream_) {
+    stream_ = std::make_unique<Stream>(proxy_, *this, codec_.current_stream(), peer_,
+                                       request_first_byte_);
+  }
   return *stream_;
 }
 
@@ -202,20 +205,18 @@ void DownstreamConnection::process_input() {
       return;
     }
     if (conn_.input().empty()) return;
-    bool was_idle = !parser_.mid_message();
+    bool was_idle = !codec_.mid_message();
     if (was_idle && !stream_) request_first_byte_ = proxy_.loop().now();
-    size_t consumed = 0;
     in_parser_ = true;
-    Parser::Outcome o = parser_.execute(conn_.input().view(), &consumed);
+    Parser::Outcome o = codec_.dispatch();
     in_parser_ = false;
     if (state_ == State::kClosed) return;
-    conn_.input().consume(consumed);
     if (resume_after_parse_) {
       // The request was answered from inside the parser (a local reply): go on with the next.
       resume_after_parse_ = false;
-      parser_.resume();
+      codec_.resume_next();
     }
-    if (was_idle && parser_.in_head() && timer_mode_ == TimerMode::kKeepalive) {
+    if (was_idle && codec_.in_head() && timer_mode_ == TimerMode::kKeepalive) {
       arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
     }
     switch (o) {
@@ -228,7 +229,7 @@ void DownstreamConnection::process_input() {
         return;
       case Parser::Outcome::kError: {
         ++proxy_.stats().parse_errors;
-        const auto& e = parser_.error();
+        const auto& e = codec_.error();
         LOG_INFO("http {}: {}: rejecting request ({}): {}", proxy_.config().name, peer_.to_string(),
                  e.status, e.reason);
         stream_for_reply().on_protocol_error(e);
@@ -238,21 +239,25 @@ void DownstreamConnection::process_input() {
   }
 }
 
-bool DownstreamConnection::on_head(MessageHead& head) {
+bool DownstreamConnection::on_head(sluice::http::StreamId id, MessageHead& head) {
   // The Stream times the request from here on (its body-idle timer).
   arm_timer(TimerMode::kNone, Duration(0));
-  stream_ = std::make_unique<Stream>(proxy_, *this, peer_, request_first_byte_);
+  stream_ = std::make_unique<Stream>(proxy_, *this, id, peer_, request_first_byte_);
   ++requests_;
   // The stream may be answered (and gone) before this returns.
   stream_->on_request_head(head);
   return state_ == State::kActive || state_ == State::kDraining;
 }
 
-void DownstreamConnection::on_body(std::string_view data) {
-  if (stream_) stream_->on_request_data(data);
+void DownstreamConnection::on_data(sluice::http::StreamId, std::string_view data, bool end) {
+  if (stream_ && !data.empty()) stream_->on_request_data(data);
+  if (stream_ && end) {
+    HeaderMap none;
+    stream_->on_request_complete(none);
+  }
 }
 
-void DownstreamConnection::on_message_complete(HeaderMap& trailers) {
+void DownstreamConnection::on_trailers(sluice::http::StreamId, HeaderMap& trailers) {
   if (stream_) stream_->on_request_complete(trailers);
 }
 
@@ -264,7 +269,7 @@ void DownstreamConnection::on_read_closed() {
     return;
   }
   if (!stream_) {
-    if (parser_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
+    if (codec_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
     return close("client closed");
   }
   if (!stream_->request_complete()) {
@@ -310,7 +315,7 @@ void DownstreamConnection::on_stream_done(bool close_connection) {
     resume_after_parse_ = true;  // process_input() resumes once the parser returns
     return;
   }
-  parser_.resume();
+  codec_.resume_next();
   if (!conn_.read_enabled()) conn_.set_read_enabled(true);
   process_input();
 }

@@ -1,5 +1,5 @@
 // DownstreamConnection: one client connection of the HTTP proxy. It owns the socket
-// (net::Connection), the HTTP/1 request parser and the Stream of the request being served.
+// (net::Connection), the server codec (HTTP/1) and the Stream of the request being served.
 // Requests are served one at a time in order: pipelined requests wait in the input buffer,
 // the parser paused, until the response before them is complete. After a 101 or a CONNECT
 // 2xx the connection is a tunnel: bytes flow both ways unparsed.
@@ -14,7 +14,7 @@
 #include <memory>
 
 #include "event/loop.h"
-#include "http/http1/parser.h"
+#include "http/http1/codec.h"
 #include "net/connection.h"
 #include "proxy/http/stream.h"
 
@@ -23,7 +23,7 @@ namespace sluice::proxy::http {
 class HttpProxy;
 
 class DownstreamConnection final : public net::ConnectionCallbacks,
-                                   public sluice::http::http1::ParserCallbacks,
+                                   public sluice::http::ServerCodecCallbacks,
                                    public StreamCallbacks,
                                    public event::DeferredDeletable {
  public:
@@ -42,12 +42,12 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_read_closed() override;
   void on_write_drained() override;
   void on_error(int err) override;
-  // ParserCallbacks (the requests)
-  bool on_head(sluice::http::MessageHead& head) override;
-  void on_body(std::string_view data) override;
-  void on_message_complete(sluice::http::HeaderMap& trailers) override;
+  // ServerCodecCallbacks (the requests)
+  bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;
+  void on_data(sluice::http::StreamId stream, std::string_view data, bool end) override;
+  void on_trailers(sluice::http::StreamId stream, sluice::http::HeaderMap& trailers) override;
   // StreamCallbacks
-  void write_downstream(std::string_view bytes) override { conn_.write(bytes); }
+  sluice::http::ServerCodec& codec() override { return codec_; }
   bool downstream_above_high_watermark() const override { return conn_.above_high_watermark(); }
   void set_downstream_read_enabled(bool enabled) override;
   bool downstream_read_enabled() const override { return conn_.read_enabled(); }
@@ -80,7 +80,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   HttpProxy& proxy_;
   net::Address peer_;
   net::Connection conn_;
-  sluice::http::http1::Parser parser_;
+  sluice::http::http1::ServerCodec codec_;
   State state_ = State::kActive;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<Tunnel> tunnel_;
@@ -90,7 +90,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
   uint32_t requests_ = 0;
-  bool in_parser_ = false;  // inside parser_.execute(): the parser must not be re-entered
+  bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
   bool resume_after_parse_ = false;
 };
 

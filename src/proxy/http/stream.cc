@@ -77,10 +77,11 @@ const char* to_string(Stream::State s) {
   return "?";
 }
 
-Stream::Stream(HttpProxy& proxy, StreamCallbacks& callbacks, const net::Address& peer,
-               MonoTime first_byte_in)
+Stream::Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::StreamId id,
+               const net::Address& peer, MonoTime first_byte_in)
     : proxy_(proxy),
       callbacks_(callbacks),
+      id_(id),
       peer_(peer),
       body_timer_(proxy.loop().timers(), [this] { on_body_timeout(); }),
       route_timer_(proxy.loop().timers(), [this] { on_route_timeout(); }),
@@ -275,7 +276,9 @@ void Stream::on_exchange_ready(UpstreamExchange& x) {
   }
   if (expect_continue_ && !sent_100_continue_ && !request_complete_) {
     sent_100_continue_ = true;
-    callbacks_.write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
+    MessageHead interim;
+    interim.status = 100;
+    callbacks_.codec().send_interim(id_, interim);
   }
   if (x.connection() && !callbacks_.downstream_read_enabled() &&
       !x.connection()->above_high_watermark()) {

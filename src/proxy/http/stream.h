@@ -21,6 +21,7 @@
 
 #include "base/buffer.h"
 #include "event/loop.h"
+#include "http/codec.h"
 #include "http/http1/parser.h"
 #include "http/message.h"
 #include "net/address.h"
@@ -37,8 +38,8 @@ class HttpProxy;
 // What a Stream needs of the connection that carries it.
 class StreamCallbacks {
  public:
-  // Queues response bytes for the client.
-  virtual void write_downstream(std::string_view bytes) = 0;
+  // Where the response goes: the connection's codec, which frames it.
+  virtual sluice::http::ServerCodec& codec() = 0;
   virtual bool downstream_above_high_watermark() const = 0;
   // Backpressure on the request: stop or resume reading the client.
   virtual void set_downstream_read_enabled(bool enabled) = 0;
@@ -73,8 +74,8 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   };
 
   // `first_byte_in`: when the request's first byte was read (zero: now).
-  Stream(HttpProxy& proxy, StreamCallbacks& callbacks, const net::Address& peer,
-         MonoTime first_byte_in);
+  Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::StreamId id,
+         const net::Address& peer, MonoTime first_byte_in);
   ~Stream() override;
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -142,6 +143,7 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
 
   HttpProxy& proxy_;
   StreamCallbacks& callbacks_;
+  sluice::http::StreamId id_;  // on the connection's codec
   const net::Address& peer_;
   State state_ = State::kReceivingHead;
   sluice::http::MessageHead request_;
@@ -170,8 +172,6 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   bool holds_retry_slot_ = false;
   // The response towards the client.
   bool committed_ = false;
-  bool response_chunked_ = false;
-  bool response_close_delimited_ = false;
   bool response_no_body_ = false;
   bool close_after_ = false;
   MonoTime started_{};          // the request head was complete

@@ -24,9 +24,7 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
     // Interim responses go to HTTP/1.1 clients; our own 100 Continue already went out.
     if (request_.version_minor >= 1 && !(head.status == 100 && sent_100_continue_)) {
       interim_to_downstream(head);
-      scratch().clear();
-      h1::encode_response_head(head, scratch());
-      callbacks_.write_downstream(scratch());
+      callbacks_.codec().send_interim(id_, head);
     }
     return true;
   }
@@ -59,36 +57,16 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
   transition(State::kSendingResponse);
   count_status(head.status);
   bool upgrade = upgrade_ && (head.status == 101 || (connect && head.status / 100 == 2));
-  bool client_11 = request_.version_minor >= 1;
   response_no_body_ =
       request_.method == "HEAD" || head.status == 204 || head.status == 304 || upgrade;
   to_downstream(*route_, head, upgrade);
 
   bool close = close_after_ || !request_.keep_alive || !callbacks_.keep_alive_allowed() ||
                !request_complete_;
-  if (!response_no_body_) {
-    if (head.content_length) {
-      head.headers.set("Content-Length", std::to_string(*head.content_length));
-    } else if (client_11) {
-      response_chunked_ = true;
-      head.headers.add("Transfer-Encoding", "chunked");
-    } else {
-      // An HTTP/1.0 client without a length: the body ends when we close.
-      response_close_delimited_ = true;
-      close = true;
-    }
-  }
-  if (upgrade) {
-    if (!connect) head.headers.set("Connection", "upgrade");
-  } else if (close) {
-    close_after_ = true;
-    head.headers.add("Connection", "close");
-  } else if (!client_11) {
-    head.headers.add("Connection", "keep-alive");
-  }
-  scratch().clear();
-  h1::encode_response_head(head, scratch());
-  callbacks_.write_downstream(scratch());
+  // The codec frames the response (and may need the connection's end to delimit it).
+  bool closes = callbacks_.codec().send_head(
+      id_, head, sluice::http::ResponseOptions{response_no_body_, upgrade, connect, close});
+  if (closes) close_after_ = true;
   if (upgrade) {
     transition(State::kTunnel);
     callbacks_.on_stream_tunnel(x);
@@ -100,28 +78,18 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
 void Stream::on_response_data(UpstreamExchange& x, std::string_view data) {
   if (response_no_body_) return;
   log_.response_body_bytes += data.size();
-  if (response_chunked_) {
-    scratch().clear();
-    h1::encode_chunk(data, scratch());
-    callbacks_.write_downstream(scratch());
-  } else {
-    callbacks_.write_downstream(data);
-  }
+  callbacks_.codec().send_data(id_, data);
   if (callbacks_.downstream_above_high_watermark() && x.connection()) {
     x.connection()->set_read_enabled(false);
   }
 }
 
 void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
-  if (response_chunked_) {
-    if (size_t n = remove_forbidden_trailers(trailers)) {
-      proxy_.stats().trailers_dropped += n;
-      log_.add(ResponseFlag::kTrailerDropped);
-    }
-    scratch().clear();
-    h1::encode_last_chunk(trailers, scratch());
-    callbacks_.write_downstream(scratch());
+  if (size_t n = remove_forbidden_trailers(trailers)) {
+    proxy_.stats().trailers_dropped += n;
+    log_.add(ResponseFlag::kTrailerDropped);
   }
+  if (!response_no_body_) callbacks_.codec().send_trailers(id_, trailers);
   bool reusable = request_complete_ && x.response_clean();
   if (proxy_.access_log() && x.connection() && will_log()) {
     // The upstream connection's transport view as the response ends: a slow answer with
@@ -190,17 +158,17 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
   if (route_ && route_->action != Route::Action::kForward) {
     for (const auto& h : route_->response_headers_to_add) head.headers.add(h.name, h.value);
   }
+  head.content_length = body.size();
   head.headers.add("Content-Length", std::to_string(body.size()));
   if (!body.empty()) head.headers.add("Content-Type", "text/plain");
-  if (close) head.headers.add("Connection", "close");
-  scratch().clear();
-  h1::encode_response_head(head, scratch());
-  if (request_.method != "HEAD") {
-    scratch().append(body);
+  bool head_request = request_.method == "HEAD";
+  sluice::http::ServerCodec& codec = callbacks_.codec();
+  close_after_ = codec.send_head(id_, head,
+                                 sluice::http::ResponseOptions{head_request, false, false, close});
+  if (!head_request) {
+    codec.send_data(id_, body);
     log_.response_body_bytes += body.size();
   }
-  callbacks_.write_downstream(scratch());
-  close_after_ = close;
   finish();
 }
 
@@ -216,7 +184,7 @@ void Stream::finish() {
   }
   drop_exchange();
   transition(State::kDone);
-  callbacks_.on_stream_done(close_after_ || response_close_delimited_);
+  callbacks_.on_stream_done(close_after_);
 }
 
 void Stream::reset(const char* reason) {
