@@ -321,6 +321,25 @@ def case_connect_failure():
     hu.stop_and_check(sl)
 
 
+def case_local_reply_detail_full():
+    """http.local_reply_detail: full puts the endpoint and the exact reason in the client's body
+    (internal deployments); the access log's detail is the same text."""
+    hold, dead_port = harness.free_port_holder()
+    dead = "127.0.0.1:%d" % dead_port
+    path = tmp_log()
+    listener = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "dead", "retries": {"num_retries": 0}}],
+                                  http={"local_reply_detail": "full"}, access_log={"path": path})
+    sl = start([listener], [hu.cluster("dead", [dead])])
+    r = hu.request_once(sl.port("web"), "GET", "/full")
+    e = entry_for(path, "/full")
+    want = "upstream connect error: connection refused (%s)" % dead
+    check(r.status == 502 and r.body == (want + "\n").encode(),
+          "the client's body names the endpoint and the reason: %r" % want, r.describe())
+    check(e["detail"] == want and e["flags"] == ["upstream_connect_failure"],
+          "the access log: the same detail, flags exactly [upstream_connect_failure]", dump(e))
+    hu.stop_and_check(sl)
+
+
 def case_local_replies():
     b = HttpBackend("a")
     path = tmp_log()
@@ -522,6 +541,6 @@ if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_fast_200_fields_request_id_and_new_trace, case_client_traceparent_and_request_id_kept,
                        case_slow_backend_shows_in_first_byte, case_saturated_pool_shows_in_pool_wait,
-                       case_connect_failure, case_local_replies, case_mode_errors_and_slow,
+                       case_connect_failure, case_local_reply_detail_full, case_local_replies, case_mode_errors_and_slow,
                        case_sample_zero_logs_only_errors, case_tcp_listener_line, case_path_dash_is_stdout, case_unwritable_path_exits_1,
                        case_config_errors])

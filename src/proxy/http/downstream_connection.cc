@@ -17,7 +17,7 @@ namespace {
 // before closing (so unread bytes do not turn our FIN into a RST).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
-bool legal(DownstreamConnection::State from, DownstreamConnection::State to) {
+[[maybe_unused]] bool legal(DownstreamConnection::State from, DownstreamConnection::State to) {
   using S = DownstreamConnection::State;
   switch (to) {
     case S::kDraining:

@@ -109,7 +109,7 @@ class HttpProxy final : public ProxyListener {
   void remove(DownstreamConnection* c);
   // Where request ids, trace ids and retry jitter come from (tests fix it).
   RandomSource random() const { return random_; }
-  void set_random(RandomSource random) { random_ = random; }
+  void set_random(RandomSource source) { random_ = source; }
   void report_stats(ListenerStatsSink& sink) const override {
     sink.on_http_stats(config_->name, stats_);
   }

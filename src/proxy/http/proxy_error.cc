@@ -133,11 +133,18 @@ std::string_view ProxyError::summary() const {
 }
 
 void ProxyError::append_client_body(bool full_detail, std::string& out) const {
-  out += summary();
   if (full_detail && !detail.empty()) {
-    out += ": ";
+    // The detail often begins with the summary already ("upstream connect error: ...").
+    if (detail.substr(0, summary().size()) != summary()) {
+      out += summary();
+      out += ": ";
+    }
     out += detail;
-  } else if (kind == ErrorKind::kConnectTimeout) {
+    out += '\n';
+    return;
+  }
+  out += summary();
+  if (kind == ErrorKind::kConnectTimeout) {
     out += ": timed out";
   } else if (code > 0 && (kind == ErrorKind::kConnectFailure || kind == ErrorKind::kReset)) {
     out += ": ";

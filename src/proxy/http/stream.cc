@@ -27,7 +27,7 @@ double random_unit(RandomSource random) {
   return static_cast<double>(random() >> 11) * 0x1.0p-53;
 }
 
-bool legal(Stream::State from, Stream::State to) {
+[[maybe_unused]] bool legal(Stream::State from, Stream::State to) {
   using S = Stream::State;
   if (from == S::kDone || from == S::kReset) return false;
   if (to == S::kReset || to == S::kDone) return true;

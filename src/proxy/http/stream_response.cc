@@ -163,8 +163,8 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
   if (!body.empty()) head.headers.add("Content-Type", "text/plain");
   bool head_request = request_.method == "HEAD";
   sluice::http::ServerCodec& codec = callbacks_.codec();
-  close_after_ = codec.send_head(id_, head,
-                                 sluice::http::ResponseOptions{head_request, false, false, close});
+  close_after_ =
+      codec.send_head(id_, head, sluice::http::ResponseOptions{head_request, false, false, close});
   if (!head_request) {
     codec.send_data(id_, body);
     log_.response_body_bytes += body.size();

@@ -41,7 +41,7 @@ std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
   return out;
 }
 
-bool legal(UpstreamExchange::State from, UpstreamExchange::State to) {
+[[maybe_unused]] bool legal(UpstreamExchange::State from, UpstreamExchange::State to) {
   using S = UpstreamExchange::State;
   if (to == S::kDone || to == S::kFailed) return from != S::kDone && from != S::kFailed;
   switch (from) {

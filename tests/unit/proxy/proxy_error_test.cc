@@ -70,6 +70,12 @@ TEST(ProxyError, FullDetailOnlyWhenAsked) {
   body.clear();
   e.append_client_body(true, body);
   EXPECT_EQ(body, "upstream connect error: connection refused (127.0.0.1:9)\n");
+  // A detail that already starts with the summary is not prefixed twice.
+  auto pool = ProxyError::upstream(ErrorKind::kConnectFailure, ECONNREFUSED,
+                                   "upstream connect error: connection refused (127.0.0.1:9)");
+  body.clear();
+  pool.append_client_body(true, body);
+  EXPECT_EQ(body, "upstream connect error: connection refused (127.0.0.1:9)\n");
 }
 
 TEST(ProxyError, RetryableBySide) {

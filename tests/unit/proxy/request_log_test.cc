@@ -87,24 +87,27 @@ TEST(RequestLog, Json) {
   r.attempts = 2;
   r.request_body_bytes = 3;
   r.response_body_bytes = 40;
-  r.host = "example.com";
-  r.request_id = "id";
-  r.traceparent = "tp";
+  r.host = "www.example.com:8080";
+  r.request_id = "request-id-0123456789";
+  r.traceparent = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
   r.detail = "connect to 10.0.0.1:80: connection refused";
   r.add(ResponseFlag::kRetried);
   r.add(ResponseFlag::kUpstreamConnectFailure);
   std::string out;
   r.append_json({"web", "127.0.0.1:5000", "GET", "/x", "app", "10.0.0.1:80"},
                 t0 + std::chrono::microseconds(200), out);
-  EXPECT_EQ(out,
-            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
-            "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/x\",\"host\":\"example.com\","
-            "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
-            "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
-            "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"id\",\"traceparent\":"
-            "\"tp\",\"timings_us\":{\"downstream_headers\":10,\"pool_wait\":50,"
-            "\"upstream_connect\":50,\"request_sent\":130,\"upstream_first_byte\":-1,"
-            "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
+  EXPECT_EQ(
+      out,
+      "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+      "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/x\",\"host\":\"www.example.com:8080\","
+      "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
+      "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
+      "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"request-id-0123456789\","
+      "\"traceparent\":"
+      "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{\"downstream_"
+      "headers\":10,\"pool_wait\":50,"
+      "\"upstream_connect\":50,\"request_sent\":130,\"upstream_first_byte\":-1,"
+      "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
 }
 
 }  // namespace
