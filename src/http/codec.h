@@ -61,8 +61,7 @@ class ServerCodec {
   virtual void consumed(StreamId stream, size_t bytes) = 0;
 };
 
-// The client side mirrors the server side. Not implemented yet: the HTTP/1 UpstreamExchange
-// still drives http1::Parser and the encoder itself; an HTTP/2 upstream will come in here.
+// The client side mirrors the server side.
 // What a ClientCodec tells the exchange that owns it.
 class ClientCodecCallbacks {
  public:

@@ -102,4 +102,36 @@ void ServerCodec::send_trailers(StreamId, const HeaderMap& trailers) {
   conn_.write(out);
 }
 
+ClientCodec::ClientCodec(ClientCodecCallbacks& callbacks)
+    : callbacks_(callbacks), parser_(Parser::Kind::kResponse, Parser::kDefaultLimits, *this) {}
+
+Parser::Outcome ClientCodec::dispatch() {
+  // A callback may detach the connection (given back to its pool, which deletes it only
+  // once the loop iteration ends): what was parsed is consumed from it all the same.
+  net::Connection* c = conn_;
+  size_t consumed = 0;
+  Parser::Outcome o = parser_.execute(c->input().view(), &consumed);
+  c->input().consume(std::min(consumed, c->input().size()));
+  return o;
+}
+
+void ClientCodec::on_message_complete(HeaderMap& trailers) {
+  if (trailers.empty()) {
+    callbacks_.on_data(kStream, {}, true);
+  } else {
+    callbacks_.on_trailers(kStream, trailers);
+  }
+}
+
+void ClientCodec::send_head(StreamId, const MessageHead& head) {
+  std::string& out = scratch();
+  out.clear();
+  encode_request_head(head, out);
+  if (conn_) conn_->write(out);
+}
+
+void ClientCodec::send_data(StreamId, std::string_view data) {
+  if (conn_ && !data.empty()) conn_->write(data);
+}
+
 }  // namespace sluice::http::http1

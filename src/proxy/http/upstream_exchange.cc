@@ -83,7 +83,7 @@ UpstreamExchange::UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Clust
       pool_(cluster.pool(endpoint)),
       settings_(settings),
       waiter_(pool_, *this),
-      parser_(Parser::Kind::kResponse, Parser::kDefaultLimits, *this),
+      codec_(*this),
       endpoint_(endpoint),
       fresh_(fresh),
       timer_(pool_.loop().timers(), [this] { on_deadline(); }) {
@@ -127,9 +127,8 @@ void UpstreamExchange::on_deadline() {
 void UpstreamExchange::start() {
   started_ = pool_.loop().now();
   last_activity_ = started_;
-  parser_.set_no_body_expected(settings_.head_request);
   // RFC 9110 §9.3.6: a 2xx answer to CONNECT has no body: the tunnel follows.
-  parser_.set_connect_request(settings_.connect_request);
+  codec_.expect(settings_.head_request, settings_.connect_request);
   pool_.acquire(waiter_, fresh_);
 }
 
@@ -137,6 +136,7 @@ void UpstreamExchange::release(bool reusable) {
   waiter_.cancel();
   timer_.cancel();
   if (state_ != State::kFailed) state_ = State::kDone;
+  codec_.attach(nullptr);
   if (!conn_) return;
   auto* c = conn_;
   conn_ = nullptr;
@@ -145,6 +145,7 @@ void UpstreamExchange::release(bool reusable) {
 
 void UpstreamExchange::fail(const ProxyError& error) {
   waiter_.cancel();
+  codec_.attach(nullptr);
   if (conn_) {
     auto* c = conn_;
     conn_ = nullptr;
@@ -155,7 +156,7 @@ void UpstreamExchange::fail(const ProxyError& error) {
 }
 
 void UpstreamExchange::send(std::string_view bytes) {
-  if (conn_) conn_->connection().write(bytes);
+  if (conn_) codec_.send_data(sluice::http::http1::ClientCodec::kStream, bytes);
 }
 
 void UpstreamExchange::request_sent() {
@@ -186,6 +187,7 @@ void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
   connect_time_ = opened_for_us ? conn.connect_time() : Duration(0);
   if (opened_for_us) ++cluster_.stats().connect_attempts;
   conn.set_borrower(this);
+  codec_.attach(&conn.connection());
   last_activity_ = ready_at_;
   if (MonoTime due = deadline(); due != MonoTime::max()) timer_.arm_at(due);
   transition(State::kSendingRequest);
@@ -218,9 +220,7 @@ void UpstreamExchange::parse_response() {
     last_activity_ = pool_.loop().now();
     if (response_bytes_ == 0) first_byte_at_ = last_activity_;
     response_bytes_ += c.input().size();
-    size_t consumed = 0;
-    Parser::Outcome o = parser_.execute(c.input().view(), &consumed);
-    c.input().consume(consumed);
+    Parser::Outcome o = codec_.dispatch();
     if (!conn_) return;  // a callback released or failed the exchange
     if (tunnel_) {
       // The 101 switched protocols: what follows its head belongs to the tunnel.
@@ -232,14 +232,14 @@ void UpstreamExchange::parse_response() {
         return;
       case Parser::Outcome::kMessageComplete:
         if (response_complete_) return deliver_completion();
-        parser_.resume();  // an interim (1xx) response: the final one follows
+        codec_.resume_next();  // an interim (1xx) response: the final one follows
         continue;
       case Parser::Outcome::kUpgrade:
       case Parser::Outcome::kStopped:
         return;
       case Parser::Outcome::kError: {
         std::string why =
-            "invalid response from " + pool_.endpoint().to_string() + ": " + parser_.error().reason;
+            "invalid response from " + pool_.endpoint().to_string() + ": " + codec_.error().reason;
         return fail(ProxyError::upstream(ErrorKind::kProtocol, 0, why));
       }
     }
@@ -249,8 +249,8 @@ void UpstreamExchange::parse_response() {
 void UpstreamExchange::on_read_closed() {
   if (!conn_) return;
   // A response delimited by the close of the connection ends here.
-  if (parser_.mid_message() && !parser_.in_head()) {
-    if (parser_.finish() == Parser::Outcome::kMessageComplete && response_complete_) {
+  if (codec_.mid_message() && !codec_.in_head()) {
+    if (codec_.finish() == Parser::Outcome::kMessageComplete && response_complete_) {
       return deliver_completion();
     }
   }
@@ -282,7 +282,7 @@ void UpstreamExchange::on_error(int err) {
   fail(ProxyError::upstream(ErrorKind::kReset, closed_by_sluice_ ? 0 : err, why));
 }
 
-bool UpstreamExchange::on_head(MessageHead& head) {
+bool UpstreamExchange::on_head(sluice::http::StreamId, MessageHead& head) {
   interim_ = head.status >= 100 && head.status < 200 && head.status != 101;
   if (!interim_ && state_ != State::kReceivingBody) transition(State::kReceivingBody);
   bool go_on = callbacks_.on_response_head(*this, head);
@@ -290,8 +290,16 @@ bool UpstreamExchange::on_head(MessageHead& head) {
   return go_on;
 }
 
-void UpstreamExchange::on_body(std::string_view data) {
-  if (!stopped_) callbacks_.on_response_data(*this, data);
+void UpstreamExchange::on_data(sluice::http::StreamId, std::string_view data, bool end) {
+  if (!data.empty() && !stopped_) callbacks_.on_response_data(*this, data);
+  if (end) {
+    HeaderMap none;
+    on_message_complete(none);
+  }
+}
+
+void UpstreamExchange::on_trailers(sluice::http::StreamId, HeaderMap& trailers) {
+  on_message_complete(trailers);
 }
 
 void UpstreamExchange::on_message_complete(HeaderMap& trailers) {

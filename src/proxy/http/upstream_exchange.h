@@ -14,7 +14,7 @@
 #include <string_view>
 
 #include "event/loop.h"
-#include "http/http1/parser.h"
+#include "http/http1/codec.h"
 #include "proxy/http/proxy_error.h"
 #include "upstream/cluster.h"
 #include "upstream/pool/conn_pool.h"
@@ -51,7 +51,7 @@ struct ExchangeSettings {
 
 class UpstreamExchange final : public upstream::pool::PoolCallbacks,
                                public net::ConnectionCallbacks,
-                               public sluice::http::http1::ParserCallbacks,
+                               public sluice::http::ClientCodecCallbacks,
                                public event::DeferredDeletable {
  public:
   enum class State { kAcquiring, kSendingRequest, kAwaitingHead, kReceivingBody, kDone, kFailed };
@@ -84,7 +84,7 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   // The upstream asked to keep or not keep the connection (Keep-Alive: timeout=, close).
   void learn_keepalive(const sluice::http::MessageHead& head);
   // The response parsed cleanly so far (the connection may be reused after it).
-  bool response_clean() const { return parser_.error().reason.empty(); }
+  bool response_clean() const { return codec_.error().reason.empty(); }
   // Timings (zero: did not happen).
   MonoTime started_at() const { return started_; }
   MonoTime ready_at() const { return ready_at_; }
@@ -100,10 +100,10 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   void on_read_closed() override;
   void on_write_drained() override;
   void on_error(int err) override;
-  // ParserCallbacks (the response)
-  bool on_head(sluice::http::MessageHead& head) override;
-  void on_body(std::string_view data) override;
-  void on_message_complete(sluice::http::HeaderMap& trailers) override;
+  // ClientCodecCallbacks (the response)
+  bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;
+  void on_data(sluice::http::StreamId stream, std::string_view data, bool end) override;
+  void on_trailers(sluice::http::StreamId stream, sluice::http::HeaderMap& trailers) override;
 
  private:
   void transition(State to);
@@ -112,6 +112,7 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   void on_deadline();
   void parse_response();
   void deliver_completion();
+  void on_message_complete(sluice::http::HeaderMap& trailers);
   void fail(const ProxyError& error);
 
   ExchangeCallbacks& callbacks_;
@@ -120,7 +121,7 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   ExchangeSettings settings_;
   upstream::pool::Waiter waiter_;
   upstream::pool::PooledConnection* conn_ = nullptr;
-  sluice::http::http1::Parser parser_;
+  sluice::http::http1::ClientCodec codec_;
   size_t endpoint_;
   State state_ = State::kAcquiring;
   bool fresh_;

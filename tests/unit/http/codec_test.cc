@@ -165,5 +165,53 @@ TEST_F(CodecTest, ChunksBodyAndTrailers) {
   EXPECT_EQ(written(), "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n");
 }
 
+struct ClientRecorder final : ClientCodecCallbacks {
+  bool on_head(StreamId stream, MessageHead& head) override {
+    events.push_back("head " + std::to_string(stream) + " " + std::to_string(head.status));
+    return true;
+  }
+  void on_data(StreamId stream, std::string_view data, bool end) override {
+    events.push_back("data " + std::to_string(stream) + " " + std::string(data) +
+                     (end ? " end" : ""));
+  }
+  void on_trailers(StreamId stream, HeaderMap& trailers) override {
+    events.push_back("trailers " + std::to_string(stream) + " " + std::to_string(trailers.size()));
+  }
+  std::vector<std::string> events;
+};
+
+TEST_F(CodecTest, ClientSendsRequestsAndParsesResponses) {
+  ClientRecorder recorder;
+  ClientCodec client(recorder);
+  client.attach(&conn_);
+  MessageHead req;
+  req.method = "GET";
+  req.target = "/x";
+  req.headers.add("Host", "up");
+  client.send_head(ClientCodec::kStream, req);
+  client.send_data(ClientCodec::kStream, "body");
+  EXPECT_EQ(written(), "GET /x HTTP/1.1\r\nHost: up\r\n\r\nbody");
+  conn_.input().append("HTTP/1.1 100 Continue\r\n\r\n");
+  EXPECT_EQ(client.dispatch(), Parser::Outcome::kMessageComplete);
+  client.resume_next();
+  conn_.input().append(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+      "X-Sum: 1\r\n\r\n");
+  EXPECT_EQ(client.dispatch(), Parser::Outcome::kMessageComplete);
+  EXPECT_TRUE(conn_.input().empty());
+  std::vector<std::string> want = {"head 1 100", "data 1  end", "head 1 200", "data 1 ok",
+                                   "trailers 1 1"};
+  EXPECT_EQ(recorder.events, want);
+  // A response to HEAD has no body, whatever its head says.
+  ClientRecorder head_recorder;
+  ClientCodec head_client(head_recorder);
+  head_client.attach(&conn_);
+  head_client.expect(/*head_request=*/true, /*connect_request=*/false);
+  conn_.input().append("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+  EXPECT_EQ(head_client.dispatch(), Parser::Outcome::kMessageComplete);
+  std::vector<std::string> head_want = {"head 1 200", "data 1  end"};
+  EXPECT_EQ(head_recorder.events, head_want);
+}
+
 }  // namespace
 }  // namespace sluice::http::http1
