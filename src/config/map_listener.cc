@@ -48,7 +48,7 @@ void read_http_options(YamlReader& r, const YAML::Node& node, const std::string&
       r, node, path,
       {"max_request_head", "max_headers", "max_uri_length", "max_body_size", "header_read_timeout",
        "body_idle_timeout", "keepalive_timeout", "max_requests_per_connection",
-       "trust_forwarded_headers", "generate_request_id", "allow_connect"});
+       "trust_forwarded_headers", "generate_request_id", "allow_connect", "local_reply_detail"});
   if (!m.ok()) return;
   m.read_size("max_request_head", o.max_head_bytes);
   m.read_uint("max_headers", o.max_headers);
@@ -61,6 +61,8 @@ void read_http_options(YamlReader& r, const YAML::Node& node, const std::string&
   m.read_bool("trust_forwarded_headers", o.trust_forwarded_headers);
   m.read_bool("generate_request_id", o.generate_request_id);
   m.read_bool("allow_connect", o.allow_connect);
+  int detail = read_choice(r, m, "local_reply_detail", {"summary", "full"});
+  if (detail >= 0) o.local_reply_detail_full = detail == 1;
 }
 
 void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,

@@ -7,6 +7,27 @@
 #include "base/log.h"
 
 namespace sluice::server {
+namespace {
+
+// Copies each listener's counters into the maps of its protocol.
+class StatsInto final : public proxy::ListenerStatsSink {
+ public:
+  StatsInto(std::map<std::string, proxy::tcp::TcpProxyStats>& tcp,
+            std::map<std::string, proxy::http::HttpProxyStats>& http)
+      : tcp_(tcp), http_(http) {}
+  void on_tcp_stats(const std::string& listener, const proxy::tcp::TcpProxyStats& s) override {
+    tcp_[listener] = s;
+  }
+  void on_http_stats(const std::string& listener, const proxy::http::HttpProxyStats& s) override {
+    http_[listener] = s;
+  }
+
+ private:
+  std::map<std::string, proxy::tcp::TcpProxyStats>& tcp_;
+  std::map<std::string, proxy::http::HttpProxyStats>& http_;
+};
+
+}  // namespace
 
 Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
                std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health)
@@ -15,8 +36,8 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
 void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
   loop_.post([this, connections, done = std::move(done)] {
     admin::WorkerReport r;
-    for (const auto& p : proxies_) r.tcp[p->config().name] = p->stats();
-    for (const auto& p : http_proxies_) r.http[p->config().name] = p->stats();
+    StatsInto sink(r.tcp, r.http);
+    for (const auto& p : proxies_) p->report_stats(sink);
     for (auto* c : cluster_by_index_) {
       admin::WorkerReport::Cluster rc;
       rc.stats = c->stats();
@@ -32,7 +53,6 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
     r.loop = loop_.stats();
     if (connections) {
       for (const auto& p : proxies_) p->report_connections(r.connections);
-      for (const auto& p : http_proxies_) p->report_connections(r.connections);
       for (auto* c : cluster_by_index_) {
         const std::string& name = c->config().name;
         c->for_each_pool([&](size_t, const upstream::pool::ConnPool& pool) {
@@ -77,24 +97,18 @@ void Worker::thread_main() {
   proxy::http::ClusterMap cluster_map;
   for (auto& [cluster_name, c] : clusters_) cluster_map.emplace(cluster_name, c.get());
   for (auto& h : handoffs_) {
-    net::ListenerCallbacks* callbacks = nullptr;
+    std::unique_ptr<proxy::ProxyListener> proxy;
     if (h.config->protocol == proxy::Protocol::kHttp) {
-      auto proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
-                                                            h.active_connections);
-      proxy->set_on_idle([this] { check_drained(); });
-      proxy->set_access_log(h.access_log);
-      callbacks = proxy.get();
-      http_proxies_.push_back(std::move(proxy));
+      proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
+                                                       h.active_connections);
     } else {
-      auto proxy = std::make_unique<proxy::tcp::TcpProxy>(
+      proxy = std::make_unique<proxy::tcp::TcpProxy>(
           loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
-      proxy->set_on_idle([this] { check_drained(); });
-      proxy->set_access_log(h.access_log);
-      callbacks = proxy.get();
-      proxies_.push_back(std::move(proxy));
     }
-    auto listener =
-        std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *callbacks);
+    proxy->set_on_idle([this] { check_drained(); });
+    proxy->set_access_log(h.access_log);
+    auto listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *proxy);
+    proxies_.push_back(std::move(proxy));
     if (Status s = listener->start(); !s) {
       LOG_ERROR("listener {}: {}", h.config->name, s.message());
     }
@@ -102,7 +116,7 @@ void Worker::thread_main() {
   }
 
   // Warm connections (pool.min_idle) for the clusters HTTP routes use.
-  for (const auto& p : http_proxies_) {
+  for (const auto& p : proxies_) {
     for (const auto& vh : p->config().http.virtual_hosts) {
       for (const auto& route : vh.routes) {
         auto it = clusters_.find(route.cluster);
@@ -114,19 +128,15 @@ void Worker::thread_main() {
   loop_.run();
 
   listeners_.clear();
+  StatsInto sink(final_stats_, final_http_stats_);
   for (auto& p : proxies_) {
     p->close_all(false);
-    final_stats_[p->config().name] = p->stats();
-  }
-  for (auto& p : http_proxies_) {
-    p->close_all();
-    final_http_stats_[p->config().name] = p->stats();
+    p->report_stats(sink);
   }
   // Connections, streams and attempts waiting for deferred deletion refer to their proxy
   // and cluster: destroy them while those still exist.
   loop_.delete_deferred_now();
   proxies_.clear();
-  http_proxies_.clear();
   for (auto* c : cluster_by_index_) final_cluster_stats_.push_back(c->stats());
   cluster_by_index_.clear();
   clusters_.clear();
@@ -136,7 +146,7 @@ void Worker::drain(std::function<void()> on_drained) {
   loop_.post([this, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
     for (auto& l : listeners_) l->close();
-    for (auto& p : http_proxies_) p->drain();
+    for (auto& p : proxies_) p->drain();
     for (auto& [name, c] : clusters_) c->drain_pools();
     check_drained();
   });
@@ -147,9 +157,6 @@ void Worker::check_drained() {
   for (const auto& p : proxies_) {
     if (p->active() != 0) return;
   }
-  for (const auto& p : http_proxies_) {
-    if (p->active() != 0) return;
-  }
   auto fn = std::move(on_drained_);
   on_drained_ = nullptr;
   fn();
@@ -158,7 +165,6 @@ void Worker::check_drained() {
 void Worker::close_all() {
   loop_.post([this] {
     for (auto& p : proxies_) p->close_all(true);
-    for (auto& p : http_proxies_) p->close_all();
   });
 }
 

@@ -1,6 +1,6 @@
 // Worker: one data-plane thread. It owns an event Loop, its own listening socket for each
 // listener (SO_REUSEPORT: the kernel spreads connections across workers), a Cluster (load
-// balancer state) per cluster and a TcpProxy per listener. Nothing is shared with other
+// balancer state) per cluster and a proxy (TCP or HTTP) per listener. Nothing is shared with other
 // workers except the per-listener connection count behind max_connections.
 // The public methods are called from the main thread; they post to the worker's loop.
 #pragma once
@@ -81,8 +81,8 @@ class Worker {
   proxy::tcp::TransferPool transfer_pool_;
   std::map<std::string, std::unique_ptr<upstream::Cluster>> clusters_;
   std::vector<upstream::Cluster*> cluster_by_index_;  // the config's order
-  std::vector<std::unique_ptr<proxy::tcp::TcpProxy>> proxies_;
-  std::vector<std::unique_ptr<proxy::http::HttpProxy>> http_proxies_;
+  // One per listener, TCP or HTTP.
+  std::vector<std::unique_ptr<proxy::ProxyListener>> proxies_;
   std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::function<void()> on_drained_;
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;

@@ -303,8 +303,13 @@ def case_connect_failure():
     e = entry_for(path, "/dead/x")
     info("line: %s" % json.dumps(e))
     check(e["status"] == r.status, "the logged status is the one the client got (%d)" % r.status, dump(e))
-    check("upstream_connect_failure" in e["flags"], "flags include upstream_connect_failure (%r)" % e["flags"], dump(e))
-    check("retried" not in e["flags"] and e["attempts"] == 1, "one attempt, not retried", dump(e))
+    check(e["flags"] == ["upstream_connect_failure"], "flags exactly [upstream_connect_failure] (%r)" % e["flags"],
+          dump(e))
+    check(e["attempts"] == 1, "one attempt, not retried", dump(e))
+    check(r.body == b"upstream connect error: connection refused\n",
+          "the client's body names the cause, not the address: %r" % r.body, r.describe())
+    check(dead in e.get("detail", "") and "connection refused" in e.get("detail", ""),
+          "the access log's detail names the endpoint and the reason (%r)" % e.get("detail"), dump(e))
     t = e["timings_us"]
     check(t["upstream_first_byte"] == -1, "upstream_first_byte -1", dump(t))
     check(t["response_done"] >= 0 and t["downstream_headers"] >= 0 and not waterfall_problems(t),
@@ -316,20 +321,42 @@ def case_connect_failure():
     hu.stop_and_check(sl)
 
 
+def case_local_reply_detail_full():
+    """http.local_reply_detail: full puts the endpoint and the exact reason in the client's body
+    (internal deployments); the access log's detail is the same text."""
+    hold, dead_port = harness.free_port_holder()
+    dead = "127.0.0.1:%d" % dead_port
+    path = tmp_log()
+    listener = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "dead", "retries": {"num_retries": 0}}],
+                                  http={"local_reply_detail": "full"}, access_log={"path": path})
+    sl = start([listener], [hu.cluster("dead", [dead])])
+    r = hu.request_once(sl.port("web"), "GET", "/full")
+    e = entry_for(path, "/full")
+    want = "upstream connect error: connection refused (%s)" % dead
+    check(r.status == 502 and r.body == (want + "\n").encode(),
+          "the client's body names the endpoint and the reason: %r" % want, r.describe())
+    check(e["detail"] == want and e["flags"] == ["upstream_connect_failure"],
+          "the access log: the same detail, flags exactly [upstream_connect_failure]", dump(e))
+    hu.stop_and_check(sl)
+
+
 def case_local_replies():
     b = HttpBackend("a")
     path = tmp_log()
     routes = [{"match": {"path": "/direct"}, "direct_response": {"status": 200, "body": "hello direct\n"}},
+              {"match": {"path": "/direct404"}, "direct_response": {"status": 404, "body": "not here\n"}},
+              {"match": {"path": "/moved"}, "redirect": {"status": 302, "location": "http://example.com/"}},
               {"match": {"prefix": "/app/"}, "cluster": "app"}]
     sl = start([web(path, routes)], [hu.cluster("app", [b])])
     port = sl.port("web")
-    for target, status, flag in (("/noroute", 404, "no_route"), ("/direct", 200, "direct_response")):
+    for target, status, flag in (("/noroute", 404, "no_route"), ("/direct", 200, "direct_response"),
+                                 ("/direct404", 404, "direct_response"), ("/moved", 302, "redirect")):
         r = hu.request_once(port, "GET", target)
         check(r.status == status, "GET %s: %d" % (target, status), r.describe())
         e = entry_for(path, target)
         t = e["timings_us"]
-        check(e["status"] == status and flag in e["flags"] and e["endpoint"] == "" and e["attempts"] == 0,
-              "logged: status %d, flag %s, endpoint \"\", attempts 0" % (status, flag), dump(e))
+        check(e["status"] == status and e["flags"] == [flag] and e["endpoint"] == "" and e["attempts"] == 0,
+              "logged: status %d, flags exactly [%s], endpoint \"\", attempts 0" % (status, flag), dump(e))
         check(all(t[k] == -1 for k in ("pool_wait", "upstream_connect", "request_sent", "upstream_first_byte"))
               and t["response_done"] >= 0 and "upstream_tcp" not in e,
               "no upstream phase (-1), response_done %d us, no upstream_tcp" % t["response_done"], dump(e))
@@ -514,6 +541,6 @@ if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_fast_200_fields_request_id_and_new_trace, case_client_traceparent_and_request_id_kept,
                        case_slow_backend_shows_in_first_byte, case_saturated_pool_shows_in_pool_wait,
-                       case_connect_failure, case_local_replies, case_mode_errors_and_slow,
+                       case_connect_failure, case_local_reply_detail_full, case_local_replies, case_mode_errors_and_slow,
                        case_sample_zero_logs_only_errors, case_tcp_listener_line, case_path_dash_is_stdout, case_unwritable_path_exits_1,
                        case_config_errors])

@@ -316,8 +316,8 @@ def case_all_endpoints_drained():
     check(harness.wait_until(lambda: len([x for x in hu.request_log(sl, mark) if x["target"].startswith("/none/")])
                              >= 4, 3), "the 503s are in the request log", hu.log_tail(sl))
     logged = [x for x in hu.request_log(sl, mark) if x["target"].startswith("/none/")]
-    check(all(x["status"] == 503 and "no_healthy_upstream" in x["flags"] for x in logged),
-          "flag no_healthy_upstream", "\n".join(x["line"] for x in logged))
+    check(all(x["status"] == 503 and x["flags"] == "no_healthy_upstream" for x in logged),
+          "flags exactly no_healthy_upstream", "\n".join(x["line"] for x in logged))
     check(not a.requests_for(lambda x: x["target"].startswith("/none/")) and
           not b.requests_for(lambda x: x["target"].startswith("/none/")), "no backend saw them", "")
     # draining again is harmless

@@ -467,8 +467,8 @@ def case_no_healthy_endpoint_503():
               "request %d: 503 'no healthy endpoint in cluster app'" % i, r.describe())
     harness.wait_until(lambda: len(hu.request_log(sl, log_start)) >= 5, 5)
     flags = [e["flags"] for e in hu.request_log(sl, log_start)]
-    check(len(flags) == 5 and all("no_healthy_upstream" in f.split(",") for f in flags),
-          "request log flag no_healthy_upstream", "\n".join(e["line"] for e in hu.request_log(sl, log_start)))
+    check(flags == ["no_healthy_upstream"] * 5,
+          "request log flags exactly no_healthy_upstream", "\n".join(e["line"] for e in hu.request_log(sl, log_start)))
     check(all(b.traffic == 0 for b in bs), "no request reached an endpoint", repr([b.traffic for b in bs]))
     rc = sl.stop()
     harness.check_clean_exit(sl, rc)

@@ -32,9 +32,10 @@ def case_connect_failure_retried_on_other_endpoint():
           hu.log_tail(sl))
     check(good.stats()["requests"] == 8, "the good endpoint served all 8", repr(good.stats()))
     harness.wait_until(lambda: len(hu.request_log(sl)) >= 8, 5)
-    retried = [r for r in hu.request_log(sl) if "retried" in r["flags"]]
-    check(len(retried) >= 1, "sluice logged retries for the requests that first hit the refusing endpoint",
-          "\n".join(r["line"] for r in hu.request_log(sl)))
+    retried = [r for r in hu.request_log(sl) if r["flags"] == "retried"]
+    check(len(retried) >= 1 and all(r["flags"] in ("retried", "-") for r in hu.request_log(sl)),
+          "sluice logged retries (flags exactly retried) for the requests that first hit the refusing endpoint, "
+          "no flag for the others", "\n".join(r["line"] for r in hu.request_log(sl)))
     # a POST after a connect failure is retried too (nothing was sent)
     r = hu.request_once(sl.port("web"), "POST", "/cf-post", body=b"abc")
     r2 = hu.request_once(sl.port("web"), "POST", "/cf-post2", body=b"abc")

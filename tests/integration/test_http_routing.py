@@ -36,6 +36,7 @@ def routing_sluice():
          "response_headers_to_remove": ["server"]},
         {"match": {"path": "/health"}, "direct_response": {"status": 200, "body": "ok\n"}},
         {"match": {"path": "/teapot"}, "direct_response": {"status": 418, "body": "short and stout\n"}},
+        {"match": {"path": "/gone"}, "direct_response": {"status": 404, "body": "gone here\n"}},
         {"match": {"prefix": "/old"}, "redirect": {"status": 301, "location": "http://example.com/new"}},
         {"match": {"prefix": "/echo"}, "cluster": "a"},
     ]
@@ -95,6 +96,11 @@ def case_routes():
     check(r.status == 404, "no route matches /nomatch -> 404", r.describe())
     r = get(sl, "GET", "/Exact")
     check(r.status == 404, "path matching is case-sensitive: /Exact -> 404", r.describe())
+    harness.wait_until(lambda: any(x["target"] == "/Exact" for x in hu.request_log(sl)), 5)
+    flags = {x["target"]: x["flags"] for x in hu.request_log(sl)
+             if x["target"] in ("/v2/items", "/nomatch", "/Exact")}
+    check(flags == {"/v2/items": "no_route", "/nomatch": "no_route", "/Exact": "no_route"},
+          "each 404 without a route has exactly the flag no_route", repr(flags))
     hu.stop_and_check(sl)
 
 
@@ -130,8 +136,23 @@ def case_direct_redirect_rewrite():
     r = get(sl, "GET", "/old/page")
     check(r.status == 301 and r.header("location") == "http://example.com/new", "redirect 301 with Location",
           r.describe())
+    r = get(sl, "GET", "/gone")
+    check(r.status == 404 and r.body == b"gone here\n", "a configured direct_response 404 with its body",
+          r.describe())
     check(a.stats()["requests"] == 0 and b.stats()["requests"] == 0, "no backend saw those requests",
           "a=%r b=%r" % (a.stats(), b.stats()))
+    # Each local reply names exactly what it was (the whole flag list, in the request log).
+    want = {("GET", "/health"): "direct_response", ("HEAD", "/health"): "direct_response",
+            ("GET", "/teapot"): "direct_response", ("GET", "/old/page"): "redirect",
+            ("GET", "/gone"): "direct_response"}
+    got = {}
+    harness.wait_until(lambda: len([x for x in hu.request_log(sl) if (x["method"], x["target"]) in want])
+                       >= len(want), 5)
+    for x in hu.request_log(sl):
+        if (x["method"], x["target"]) in want:
+            got[(x["method"], x["target"])] = x["flags"]
+    check(got == want, "request log flags: a direct response (also a 404 one) is direct_response, a redirect "
+          "is redirect, nothing else", "%r\n%s" % (got, hu.log_tail(sl)))
     r = get(sl, "GET", "/rw/deep/path?x=1")
     check(served_by(r) == "a" and r.json()["target"] == "/inner/deep/path?x=1",
           "prefix_rewrite /rw/ -> /inner/ seen by the backend, query kept", r.describe())

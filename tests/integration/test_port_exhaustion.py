@@ -10,8 +10,9 @@ bind fixed source ports outside it too.
 - HTTP, pool.max_requests_per_connection 1: sluice closes each upstream connection after its
   request, so each leaves its local port in TIME_WAIT. The pool's early warning names the
   measured rate (not 0) and the range; 10 requests succeed; once the kernel shows 10 sockets
-  in TIME_WAIT towards the backend, the 11th request fails with a 502 whose text (logged too)
-  says the ephemeral ports towards it are exhausted, with the range and the TIME_WAIT count.
+  in TIME_WAIT towards the backend, the 11th request gets a 503 that says no local port is
+  left, and the log says the ephemeral ports towards the backend are exhausted, with the range
+  and the TIME_WAIT count.
 - TCP: 10 proxied connections, each closed by the client (sluice then closes its upstream
   first); the 11th is closed with a log line that says the same."""
 
@@ -104,11 +105,13 @@ def case_http_pool():
           "%d" % time_wait_towards(BACKEND_PORT))
     status, body = get("/r10", 30010)
     want = "upstream connect error: " + exhausted_text(BACKEND_PORT, 10, ADVICE_HTTP)
-    check(status == b"HTTP/1.1 502 Bad Gateway" and body == (want + "\n").encode(),
-          "the 11th request: 502 saying the ports towards the backend are exhausted, "
-          "with the range and the TIME_WAIT count", "%r %r" % (status, body))
+    check(status == b"HTTP/1.1 503 Service Unavailable" and
+          body == b"no local port left for an upstream connection\n",
+          "the 11th request: 503 saying no local port is left, without internal addresses",
+          "%r %r" % (status, body))
     line = sl.wait_log("GET /r10: ", 5)
-    check(line is not None and line.endswith("GET /r10: " + want), "sluice logs the same reason", line)
+    check(line is not None and line.endswith("GET /r10: " + want),
+          "sluice logs the whole reason: the endpoint, the range and the TIME_WAIT count", line)
     check(b.stats()["requests"] == 10, "the backend saw the 10 requests only", repr(b.stats()))
     hu.stop_and_check(sl)
     b.stop()

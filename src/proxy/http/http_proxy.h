@@ -1,7 +1,9 @@
 // HttpProxy: the HTTP/1.1 reverse proxy of one listener on one worker. Each accepted
-// connection becomes an HttpConnection, which parses requests strictly, routes them,
-// forwards them through the upstream connection pools (with retries), and streams bodies
-// both ways with backpressure. Loop thread only; one instance per listener per worker.
+// connection becomes a DownstreamConnection, whose Streams route requests, forward them
+// through UpstreamExchanges on the upstream connection pools (with retries), and stream
+// bodies both ways with backpressure. It holds what they share: the listener's config, the
+// worker's clusters, the counters and the access log. Loop thread only; one instance per
+// listener per worker.
 #pragma once
 
 #include <atomic>
@@ -17,17 +19,19 @@
 #include "http/http1/parser.h"
 #include "net/listener.h"
 #include "net/tcp_info.h"
+#include "proxy/http/header_mutation.h"
 #include "proxy/http/http_stats.h"
+#include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 
 namespace sluice::proxy::http {
 
-class HttpConnection;
+class DownstreamConnection;
 
 using ClusterMap = std::map<std::string, upstream::Cluster*, std::less<>>;
 
-class HttpProxy final : public net::ListenerCallbacks {
+class HttpProxy final : public ProxyListener {
  public:
   HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config, ClusterMap clusters,
             std::shared_ptr<std::atomic<uint32_t>> active_connections);
@@ -37,34 +41,49 @@ class HttpProxy final : public net::ListenerCallbacks {
 
   // Drain: idle keep-alive connections close now; busy ones after their current response,
   // which carries Connection: close.
-  void drain();
-  void close_all();
-  size_t active() const { return connections_; }
-  void set_on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
+  void drain() override;
+  void close_all(bool drain_deadline = false) override;
+  size_t active() const override { return connections_; }
+  void set_on_idle(std::function<void()> fn) override { on_idle_ = std::move(fn); }
   HttpProxyStats& stats() { return stats_; }
-  const ListenerConfig& config() const { return *config_; }
+  const ListenerConfig& config() const override { return *config_; }
   bool draining() const { return draining_; }
   // Appends this worker's downstream connections of this listener.
-  void report_connections(std::vector<net::ConnectionReport>& out) const;
+  void report_connections(std::vector<net::ConnectionReport>& out) const override;
   // Where finished requests are logged (null: nowhere).
-  void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
+  void set_access_log(std::shared_ptr<AccessLog> log) override { access_log_ = std::move(log); }
+  AccessLog* access_log() const { return access_log_.get(); }
+  event::Loop& loop() const { return loop_; }
+  // The worker's cluster of that name (null: none).
+  upstream::Cluster* cluster(std::string_view name) const {
+    auto it = clusters_.find(name);
+    return it == clusters_.end() ? nullptr : it->second;
+  }
+  // Every connection's parser points here.
+  const sluice::http::http1::ParserLimits& parser_limits() const { return parser_limits_; }
+  // A connection closed: it leaves the list and is deleted once the iteration ends.
+  void remove(DownstreamConnection* c);
+  // Where request ids, trace ids and retry jitter come from (tests fix it).
+  RandomSource random() const { return random_; }
+  void set_random(RandomSource source) { random_ = source; }
+  void report_stats(ListenerStatsSink& sink) const override {
+    sink.on_http_stats(config_->name, stats_);
+  }
 
  private:
-  friend class HttpConnection;
-  void remove(HttpConnection* c);
-
   event::Loop& loop_;
   std::shared_ptr<const ListenerConfig> config_;
   ClusterMap clusters_;
   std::shared_ptr<std::atomic<uint32_t>> active_connections_;
   sluice::http::http1::ParserLimits parser_limits_;  // every connection's parser points here
-  HttpConnection* head_ = nullptr;
+  DownstreamConnection* head_ = nullptr;
   size_t connections_ = 0;
   bool draining_ = false;
   std::function<void()> on_idle_;
   HttpProxyStats stats_;
   MonoTime last_refusal_log_{};
   std::shared_ptr<AccessLog> access_log_;
+  RandomSource random_ = thread_random;
 };
 
 }  // namespace sluice::proxy::http

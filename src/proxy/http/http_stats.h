@@ -42,6 +42,9 @@ namespace sluice::proxy::http {
           "Requests that timed out upstream.")                                                     \
   COUNTER(parse_errors, "sluice_http_rejected_requests_total", "", "rejected requests",            \
           "Requests refused as malformed or over a limit (4xx from the parser).")                  \
+  COUNTER(trailers_dropped, "sluice_http_trailers_dropped_total", "", "trailer fields dropped",    \
+          "Trailer fields not forwarded because they frame, route, authenticate or control a "     \
+          "message (RFC 9110 section 6.5.1), both directions.")                                    \
   HISTOGRAM(request_duration, "sluice_http_request_duration_seconds", "", "request duration",      \
             "From the request head to the end of the response.")
 

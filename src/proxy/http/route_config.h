@@ -121,6 +121,9 @@ struct HttpOptions {
   bool trust_forwarded_headers = false;
   bool generate_request_id = true;
   bool allow_connect = false;
+  // Local replies for upstream failures name the endpoint and the exact reason (internal
+  // deployments); by default the client only learns the kind of failure and its cause.
+  bool local_reply_detail_full = false;
 
   std::vector<VirtualHost> virtual_hosts;
 

@@ -157,4 +157,32 @@ const Route* match_route(const VirtualHost& vhost, const RequestView& r) {
   return nullptr;
 }
 
+std::optional<uint64_t> request_hash(const Route& route, upstream::lb::Policy policy,
+                                     const sluice::http::MessageHead& request,
+                                     const net::Address& peer) {
+  if (policy != upstream::lb::Policy::kRingHash && policy != upstream::lb::Policy::kMaglev) {
+    return std::nullopt;
+  }
+  using Kind = HashPolicy::Kind;
+  for (const HashPolicy& h : route.hash_policy) {
+    switch (h.kind) {
+      case Kind::kHeader:
+        if (const std::string* v = request.headers.get(h.name)) return upstream::lb::hash_key(*v);
+        break;
+      case Kind::kCookie:
+        if (auto v = find_cookie(request.headers, h.name)) return upstream::lb::hash_key(*v);
+        break;
+      case Kind::kQueryParameter: {
+        std::string_view path, query;
+        split_target(request.target, &path, &query);
+        if (auto v = find_query_parameter(query, h.name)) return upstream::lb::hash_key(*v);
+        break;
+      }
+      case Kind::kSourceIp:
+        return upstream::lb::hash_key(peer.ip_string());
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace sluice::proxy::http

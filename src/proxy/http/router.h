@@ -7,7 +7,9 @@
 #include <string_view>
 
 #include "http/message.h"
+#include "net/address.h"
 #include "proxy/http/route_config.h"
+#include "upstream/lb/load_balancer.h"
 
 namespace sluice::proxy::http {
 
@@ -34,5 +36,11 @@ std::optional<std::string_view> find_cookie(const sluice::http::HeaderMap& heade
 
 const VirtualHost* match_virtual_host(const HttpOptions& options, std::string_view host);
 const Route* match_route(const VirtualHost& vhost, const RequestView& request);
+
+// The key a ring_hash or maglev cluster balances `request` on, from the route's hash
+// policies (the first that yields a value); nullopt for other policies or when none does.
+std::optional<uint64_t> request_hash(const Route& route, upstream::lb::Policy policy,
+                                     const sluice::http::MessageHead& request,
+                                     const net::Address& peer);
 
 }  // namespace sluice::proxy::http

@@ -12,6 +12,7 @@
 #include "event/loop.h"
 #include "net/listener.h"
 #include "net/tcp_info.h"
+#include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "proxy/tcp/pump.h"
 #include "proxy/tcp/tcp_stats.h"
@@ -21,7 +22,7 @@ namespace sluice::proxy::tcp {
 
 class TcpSession;
 
-class TcpProxy final : public net::ListenerCallbacks {
+class TcpProxy final : public ProxyListener {
  public:
   // `active_connections` is shared by this listener's instances on every worker and
   // enforces max_connections across them.
@@ -32,17 +33,22 @@ class TcpProxy final : public net::ListenerCallbacks {
 
   void on_accept(net::Fd fd, const net::Address& peer) override;
 
+  // Sessions run on until they end or the drain deadline closes them.
+  void drain() override {}
   // Closes every open session now: at the drain deadline, or at shutdown.
-  void close_all(bool drain_deadline);
-  size_t active() const { return sessions_; }
+  void close_all(bool drain_deadline) override;
+  size_t active() const override { return sessions_; }
   // Called whenever the last open session closes.
-  void set_on_idle(std::function<void()> fn) { on_idle_ = std::move(fn); }
+  void set_on_idle(std::function<void()> fn) override { on_idle_ = std::move(fn); }
   // Appends this worker's connections of this listener, both sides.
-  void report_connections(std::vector<net::ConnectionReport>& out) const;
+  void report_connections(std::vector<net::ConnectionReport>& out) const override;
   // Where finished connections are logged (null: nowhere).
-  void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
+  void set_access_log(std::shared_ptr<AccessLog> log) override { access_log_ = std::move(log); }
+  void report_stats(ListenerStatsSink& sink) const override {
+    sink.on_tcp_stats(config_->name, stats_);
+  }
   const TcpProxyStats& stats() const { return stats_; }
-  const ListenerConfig& config() const { return *config_; }
+  const ListenerConfig& config() const override { return *config_; }
 
  private:
   friend class TcpSession;

@@ -1,0 +1,86 @@
+// The codec seam: how a connection's bytes become streams of messages and back, whatever
+// the protocol. A ServerCodec (client connections) turns bytes into requests, each on its
+// own stream, and sends their responses; a ClientCodec (upstream connections) is its
+// mirror. HTTP/1 carries one stream at a time, in order (pipelined requests wait); HTTP/2
+// many at once. Backpressure is per stream: pause() and resume() stop and restart delivery,
+// consumed() acknowledges bytes (HTTP/2 flow-control windows; a no-op for HTTP/1).
+// Loop thread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace sluice::http {
+
+using StreamId = uint32_t;
+
+// A connection-level failure of the peer: the status to answer (a server), the reason.
+struct CodecError {
+  int status = 400;
+  std::string_view reason;
+};
+
+// What a ServerCodec tells the connection that owns it.
+class ServerCodecCallbacks {
+ public:
+  // A request head opened `stream`. Return false to read no further for now.
+  virtual bool on_head(StreamId stream, MessageHead& head) = 0;
+  // Request body bytes; `end`: the request is complete (no trailers follow).
+  virtual void on_data(StreamId stream, std::string_view data, bool end) = 0;
+  // The request's trailer section; the request is complete.
+  virtual void on_trailers(StreamId stream, HeaderMap& trailers) = 0;
+
+ protected:
+  ~ServerCodecCallbacks() = default;
+};
+
+// How a response is to go out.
+struct ResponseOptions {
+  bool no_body = false;      // HEAD, 204, 304, or a switch of protocols
+  bool upgrade = false;      // a 101 (or a CONNECT 2xx): the connection becomes a tunnel
+  bool connect = false;      // ... to a CONNECT
+  bool close_after = false;  // the connection ends with this response
+};
+
+class ServerCodec {
+ public:
+  virtual ~ServerCodec() = default;
+  // Sends a final response head, framed by the codec. Returns whether the connection ends
+  // after this response (asked for, or needed by the framing).
+  virtual bool send_head(StreamId stream, MessageHead& head, const ResponseOptions& options) = 0;
+  // An interim (1xx) response.
+  virtual void send_interim(StreamId stream, const MessageHead& head) = 0;
+  virtual void send_data(StreamId stream, std::string_view data) = 0;
+  // The response ends, with `trailers` when the framing can carry them.
+  virtual void send_trailers(StreamId stream, const HeaderMap& trailers) = 0;
+  virtual void pause(StreamId stream) = 0;
+  virtual void resume(StreamId stream) = 0;
+  virtual void consumed(StreamId stream, size_t bytes) = 0;
+};
+
+// The client side mirrors the server side.
+// What a ClientCodec tells the exchange that owns it.
+class ClientCodecCallbacks {
+ public:
+  // A response head (interim 1xx ones too). Return false to read no further.
+  virtual bool on_head(StreamId stream, MessageHead& head) = 0;
+  virtual void on_data(StreamId stream, std::string_view data, bool end) = 0;
+  virtual void on_trailers(StreamId stream, HeaderMap& trailers) = 0;
+
+ protected:
+  ~ClientCodecCallbacks() = default;
+};
+
+class ClientCodec {
+ public:
+  virtual ~ClientCodec() = default;
+  virtual void send_head(StreamId stream, const MessageHead& head) = 0;
+  virtual void send_data(StreamId stream, std::string_view data) = 0;
+  virtual void pause(StreamId stream) = 0;
+  virtual void resume(StreamId stream) = 0;
+};
+
+}  // namespace sluice::http

@@ -1,0 +1,348 @@
+#include "proxy/http/downstream_connection.h"
+
+#include "base/check.h"
+#include "base/log.h"
+#include "net/connect.h"
+#include "proxy/http/http_proxy.h"
+
+namespace sluice::proxy::http {
+
+using sluice::http::HeaderMap;
+using sluice::http::MessageHead;
+using sluice::http::http1::Parser;
+
+namespace {
+
+// After a response that closes the connection, how long to wait for the client's FIN
+// before closing (so unread bytes do not turn our FIN into a RST).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+[[maybe_unused]] bool legal(DownstreamConnection::State from, DownstreamConnection::State to) {
+  using S = DownstreamConnection::State;
+  switch (to) {
+    case S::kDraining:
+      return from == S::kActive;
+    case S::kClosing:
+      return from == S::kActive || from == S::kDraining;
+    case S::kClosed:
+      return from != S::kClosed;
+    case S::kActive:
+      return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* to_string(DownstreamConnection::State s) {
+  switch (s) {
+    case DownstreamConnection::State::kActive:
+      return "active";
+    case DownstreamConnection::State::kDraining:
+      return "draining";
+    case DownstreamConnection::State::kClosing:
+      return "closing";
+    case DownstreamConnection::State::kClosed:
+      return "closed";
+  }
+  return "?";
+}
+
+// After a 101, the upstream connection's events: bytes go straight to the client, and the
+// client's straight to the upstream (DownstreamConnection::on_read).
+class DownstreamConnection::Tunnel final : public net::ConnectionCallbacks {
+ public:
+  Tunnel(DownstreamConnection& c, net::Connection& upstream) : c_(c), upstream_(upstream) {}
+  void on_read() override {
+    c_.conn_.write(upstream_.input().view());
+    upstream_.input().consume(upstream_.input().size());
+    if (c_.conn_.above_high_watermark()) upstream_.set_read_enabled(false);
+  }
+  void on_read_closed() override {
+    upstream_done_ = true;
+    c_.conn_.shutdown_write();
+    if (downstream_done_) c_.close("tunnel finished");
+  }
+  void on_write_drained() override { c_.conn_.set_read_enabled(true); }
+  void on_error(int) override { c_.abort("tunnel upstream failed"); }
+
+  net::Connection& upstream() { return upstream_; }
+  // The client closed its side.
+  void downstream_closed() {
+    upstream_.shutdown_write();
+    downstream_done_ = true;
+    if (upstream_done_) c_.close("tunnel finished");
+  }
+
+ private:
+  DownstreamConnection& c_;
+  net::Connection& upstream_;
+  bool upstream_done_ = false;
+  bool downstream_done_ = false;
+};
+
+DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address& peer)
+    : proxy_(proxy),
+      peer_(peer),
+      conn_(proxy.loop(), *this),
+      codec_(conn_, proxy.parser_limits(), *this),
+      timer_(proxy.loop().timers(), [this] { on_timer(); }),
+      linger_(proxy.loop().timers(), [this] { on_linger_timer(); }) {}
+
+DownstreamConnection::~DownstreamConnection() = default;
+
+void DownstreamConnection::transition(State to) {
+  if (to == state_) return;
+  LOG_DEBUG("http {}: {}: connection {} -> {}", proxy_.config().name, peer_.to_string(),
+            to_string(state_), to_string(to));
+  SLUICE_ASSERT(legal(state_, to));
+  state_ = to;
+  if (to == State::kClosing) arm_timer(TimerMode::kNone, Duration(0));
+  if (to == State::kClosed) {
+    timer_.cancel();
+    linger_.cancel();
+  }
+}
+
+void DownstreamConnection::start(net::Fd fd) {
+  if (Status s = conn_.adopt(std::move(fd)); !s) {
+    LOG_WARN("http {}: {}: {}", proxy_.config().name, peer_.to_string(), s.message());
+    close("cannot watch connection");
+    return;
+  }
+  // A new connection must send its first request head within header_read_timeout.
+  arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
+  conn_.flush();
+}
+
+void DownstreamConnection::arm_timer(TimerMode mode, Duration d) {
+  timer_mode_ = mode;
+  if (mode == TimerMode::kNone || d.count() <= 0) {
+    timer_.cancel();
+    return;
+  }
+  timer_.arm_at(proxy_.loop().now() + d);
+}
+
+void DownstreamConnection::on_timer() {
+  switch (timer_mode_) {
+    case TimerMode::kNone:
+      return;
+    case TimerMode::kKeepalive:
+      return close("keep-alive idle timeout");
+    case TimerMode::kHead:
+      LOG_INFO("http {}: {}: no complete request head within {}", proxy_.config().name,
+               peer_.to_string(), format_duration(proxy_.config().http.header_read_timeout));
+      if (stream_) return abort("header read timeout");
+      return stream_for_reply().send_error_reply(ProxyError::downstream(ErrorKind::kHeaderTimeout),
+                                                 true);
+  }
+}
+
+Stream& DownstreamConnection::stream_for_reply() {
+  if (!stream_) {
+    stream_ = std::make_unique<Stream>(proxy_, *this, codec_.current_stream(), peer_,
+                                       request_first_byte_);
+  }
+  return *stream_;
+}
+
+void DownstreamConnection::close(const char* reason) {
+  if (state_ == State::kClosed) return;
+  transition(State::kClosed);
+  LOG_DEBUG("http {}: {} closed: {}", proxy_.config().name, peer_.to_string(), reason);
+  if (stream_) stream_->on_connection_closed();
+  conn_.close();
+  proxy_.remove(this);
+}
+
+void DownstreamConnection::abort(const char* reason) {
+  LOG_INFO("http {}: {}: aborting: {}", proxy_.config().name, peer_.to_string(), reason);
+  conn_.close(true);
+  close(reason);
+}
+
+void DownstreamConnection::drain() {
+  if (state_ != State::kActive) return;
+  if (!stream_) return close("draining");
+  transition(State::kDraining);
+}
+
+bool DownstreamConnection::keep_alive_allowed() const {
+  uint32_t max = proxy_.config().http.max_requests_per_connection;
+  return state_ == State::kActive && !proxy_.draining() && !(max && requests_ >= max);
+}
+
+void DownstreamConnection::set_downstream_read_enabled(bool enabled) {
+  if (conn_.open()) conn_.set_read_enabled(enabled);
+}
+
+// --- input -----------------------------------------------------------------------------
+
+void DownstreamConnection::on_read() {
+  if (state_ == State::kClosing) {
+    conn_.input().clear();  // after the last response: read and drop until the client's FIN
+    return;
+  }
+  if (tunnel_) {
+    net::Connection& up = tunnel_->upstream();
+    up.write(conn_.input().view());
+    conn_.input().consume(conn_.input().size());
+    if (up.above_high_watermark()) conn_.set_read_enabled(false);
+    return;
+  }
+  process_input();
+}
+
+void DownstreamConnection::process_input() {
+  while (conn_.open() && (state_ == State::kActive || state_ == State::kDraining) && !tunnel_) {
+    // One request at a time: the next waits, parser paused, until this response is done.
+    if (stream_ && stream_->request_complete()) return;
+    // A client that sends requests without reading the answers: stop reading it until the
+    // responses queued for it drain (on_write_drained), instead of queueing without bound.
+    if (!stream_ && conn_.above_high_watermark()) {
+      conn_.set_read_enabled(false);
+      return;
+    }
+    if (conn_.input().empty()) return;
+    bool was_idle = !codec_.mid_message();
+    if (was_idle && !stream_) request_first_byte_ = proxy_.loop().now();
+    in_parser_ = true;
+    Parser::Outcome o = codec_.dispatch();
+    in_parser_ = false;
+    if (state_ == State::kClosed) return;
+    if (resume_after_parse_) {
+      // The request was answered from inside the parser (a local reply): go on with the next.
+      resume_after_parse_ = false;
+      codec_.resume_next();
+    }
+    if (was_idle && codec_.in_head() && timer_mode_ == TimerMode::kKeepalive) {
+      arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
+    }
+    switch (o) {
+      case Parser::Outcome::kNeedMore:
+        return;
+      case Parser::Outcome::kMessageComplete:
+        continue;
+      case Parser::Outcome::kUpgrade:
+      case Parser::Outcome::kStopped:
+        return;
+      case Parser::Outcome::kError: {
+        ++proxy_.stats().parse_errors;
+        const auto& e = codec_.error();
+        LOG_INFO("http {}: {}: rejecting request ({}): {}", proxy_.config().name, peer_.to_string(),
+                 e.status, e.reason);
+        stream_for_reply().on_protocol_error(e);
+        return;
+      }
+    }
+  }
+}
+
+bool DownstreamConnection::on_head(sluice::http::StreamId id, MessageHead& head) {
+  // The Stream times the request from here on (its body-idle timer).
+  arm_timer(TimerMode::kNone, Duration(0));
+  stream_ = std::make_unique<Stream>(proxy_, *this, id, peer_, request_first_byte_);
+  ++requests_;
+  // The stream may be answered (and gone) before this returns.
+  stream_->on_request_head(head);
+  return state_ == State::kActive || state_ == State::kDraining;
+}
+
+void DownstreamConnection::on_data(sluice::http::StreamId, std::string_view data, bool end) {
+  if (stream_ && !data.empty()) stream_->on_request_data(data);
+  if (stream_ && end) {
+    HeaderMap none;
+    stream_->on_request_complete(none);
+  }
+}
+
+void DownstreamConnection::on_trailers(sluice::http::StreamId, HeaderMap& trailers) {
+  if (stream_) stream_->on_request_complete(trailers);
+}
+
+void DownstreamConnection::on_read_closed() {
+  if (tunnel_) return tunnel_->downstream_closed();
+  // After the last response: close once it has gone out (else the linger timer decides).
+  if (state_ == State::kClosing) {
+    if (conn_.queued() == 0) close("client closed after the last response");
+    return;
+  }
+  if (!stream_) {
+    if (codec_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
+    return close("client closed");
+  }
+  if (!stream_->request_complete()) {
+    stream_->on_downstream_reset();
+    return abort("client closed before sending the whole request");
+  }
+  // The client half-closed after a complete request: answer, then close.
+  stream_->set_close_after();
+}
+
+void DownstreamConnection::on_write_drained() {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  if (stream_) stream_->on_downstream_drained();
+  // Reading may have stopped for a client that did not read its responses.
+  if (!stream_ && !tunnel_ && !conn_.read_enabled()) conn_.set_read_enabled(true);
+}
+
+void DownstreamConnection::on_error(int err) {
+  if (stream_) stream_->on_downstream_reset();
+  LOG_DEBUG("http {}: {}: {}", proxy_.config().name, peer_.to_string(), net::error_text(err));
+  close("downstream error");
+}
+
+// --- the stream's end ------------------------------------------------------------------
+
+void DownstreamConnection::on_stream_done(bool close_connection) {
+  if (state_ == State::kClosed) return;
+  // Its timers or its exchange's callback may be running: deleted once the iteration ends.
+  proxy_.loop().defer_delete(std::move(stream_));
+  if (close_connection || state_ == State::kDraining) {
+    transition(State::kClosing);
+    conn_.shutdown_write();
+    // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
+    // make the kernel answer our FIN with a RST that could destroy the response in flight.
+    // The response may still be queued for a slow reader: the time runs out only when a
+    // whole linger period passes without the queue shrinking.
+    linger_queued_ = conn_.queued();
+    linger_.arm_at(proxy_.loop().now() + kLingerTime);
+    return;
+  }
+  arm_timer(TimerMode::kKeepalive, proxy_.config().http.keepalive_timeout);
+  if (in_parser_) {
+    resume_after_parse_ = true;  // process_input() resumes once the parser returns
+    return;
+  }
+  codec_.resume_next();
+  if (!conn_.read_enabled()) conn_.set_read_enabled(true);
+  process_input();
+}
+
+void DownstreamConnection::on_linger_timer() {
+  size_t queued = conn_.queued();
+  if (queued > 0 && queued < linger_queued_) {
+    linger_queued_ = queued;
+    linger_.arm_at(proxy_.loop().now() + kLingerTime);
+    return;
+  }
+  close(queued > 0 ? "client stopped reading the last response" : "linger time over");
+}
+
+void DownstreamConnection::on_stream_reset(const char* reason) {
+  abort(reason);
+}
+
+void DownstreamConnection::on_stream_tunnel(UpstreamExchange& exchange) {
+  arm_timer(TimerMode::kNone, Duration(0));
+  net::Connection* up = exchange.connection();
+  if (!up) return abort("upstream gone at upgrade");
+  // Whatever followed the 101 in the upstream's input belongs to the tunnel (the exchange
+  // hands it over once its parser returns).
+  tunnel_ = std::make_unique<Tunnel>(*this, *up);
+  exchange.hand_over_to_tunnel(*tunnel_);
+  if (!conn_.input().empty()) on_read();
+}
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,87 @@
+#include "proxy/http/http_proxy.h"
+
+#include "base/log.h"
+#include "proxy/http/downstream_connection.h"
+
+namespace sluice::proxy::http {
+
+HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
+                     ClusterMap clusters, std::shared_ptr<std::atomic<uint32_t>> active_connections)
+    : loop_(loop),
+      config_(std::move(config)),
+      clusters_(std::move(clusters)),
+      active_connections_(std::move(active_connections)),
+      parser_limits_{config_->http.max_head_bytes, config_->http.max_headers,
+                     config_->http.max_uri_bytes} {
+  size_t routes = 0;
+  for (const auto& vh : config_->http.virtual_hosts) routes += vh.routes.size();
+  stats_.routes.resize(routes);
+}
+
+HttpProxy::~HttpProxy() {
+  on_idle_ = nullptr;
+  close_all();
+}
+
+void HttpProxy::on_accept(net::Fd fd, const net::Address& peer) {
+  uint32_t now_active = active_connections_->fetch_add(1, std::memory_order_relaxed) + 1;
+  if (config_->max_connections != 0 && now_active > config_->max_connections) {
+    active_connections_->fetch_sub(1, std::memory_order_relaxed);
+    ++stats_.refused_max_connections;
+    if (loop_.now() - last_refusal_log_ >= std::chrono::seconds(1)) {
+      LOG_WARN("listener {}: refusing {}: max_connections {} reached", config_->name,
+               peer.to_string(), config_->max_connections);
+      last_refusal_log_ = loop_.now();
+    }
+    return;
+  }
+  if (draining_) {
+    active_connections_->fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  ++stats_.accepted;
+  auto* c = new DownstreamConnection(*this, peer);
+  c->next = head_;
+  if (head_) head_->prev = c;
+  head_ = c;
+  ++connections_;
+  c->start(std::move(fd));
+}
+
+void HttpProxy::remove(DownstreamConnection* c) {
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    head_ = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = nullptr;
+  --connections_;
+  active_connections_->fetch_sub(1, std::memory_order_relaxed);
+  loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(c));
+  if (connections_ == 0 && on_idle_) on_idle_();
+}
+
+void HttpProxy::report_connections(std::vector<net::ConnectionReport>& out) const {
+  for (const DownstreamConnection* c = head_; c; c = c->next) {
+    if (c->fd() < 0) continue;
+    out.push_back(net::describe_connection(c->fd(), "downstream", config_->name,
+                                           c->busy() ? "request" : "idle"));
+  }
+}
+
+void HttpProxy::drain() {
+  draining_ = true;
+  DownstreamConnection* c = head_;
+  while (c) {
+    DownstreamConnection* next = c->next;
+    c->drain();
+    c = next;
+  }
+}
+
+void HttpProxy::close_all(bool) {
+  while (head_) head_->close("shutdown");
+}
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,188 @@
+// Stream: one request and its response as the client sees them, whatever carries them. It
+// routes the request, asks RetryState whether a failed try goes again, runs one
+// UpstreamExchange at a time, streams the request body up and the response down, or answers
+// itself (a local reply), and ends in one RequestLog record.
+// States: ReceivingHead → Routing → WaitingForUpstream (pool wait, retry backoff) →
+// Forwarding (request body flowing) → AwaitingResponse → SendingResponse → Done; side exits
+// Tunnel (Upgrade, CONNECT) and Reset. A local reply is SendingResponse without an exchange.
+// Every state change goes through transition(). Timers: the body-idle timer runs while the
+// request body is being received; the retry timer belongs to WaitingForUpstream; the route
+// timeout covers the upstream phase (WaitingForUpstream to the end of SendingResponse); all
+// are disarmed by the transitions into Done, Reset and Tunnel.
+// Owned by its DownstreamConnection, which it calls back through StreamCallbacks; destroyed
+// through deferred deletion. Loop thread only.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/buffer.h"
+#include "event/loop.h"
+#include "http/codec.h"
+#include "http/http1/parser.h"
+#include "http/message.h"
+#include "net/address.h"
+#include "proxy/http/proxy_error.h"
+#include "proxy/http/request_log.h"
+#include "proxy/http/retry_state.h"
+#include "proxy/http/route_config.h"
+#include "proxy/http/upstream_exchange.h"
+
+namespace sluice::proxy::http {
+
+class HttpProxy;
+
+// What a Stream needs of the connection that carries it.
+class StreamCallbacks {
+ public:
+  // Where the response goes: the connection's codec, which frames it.
+  virtual sluice::http::ServerCodec& codec() = 0;
+  virtual bool downstream_above_high_watermark() const = 0;
+  // Backpressure on the request: stop or resume reading the client.
+  virtual void set_downstream_read_enabled(bool enabled) = 0;
+  virtual bool downstream_read_enabled() const = 0;
+  // Whether the connection may carry another request after this one (not draining, under
+  // max_requests_per_connection).
+  virtual bool keep_alive_allowed() const = 0;
+  // The response is complete; `close_connection`: the connection ends after it.
+  virtual void on_stream_done(bool close_connection) = 0;
+  // The stream cannot go on and no response can be sent: reset the client's connection.
+  virtual void on_stream_reset(const char* reason) = 0;
+  // A 101 or a CONNECT 2xx went out: the connection becomes a tunnel to the exchange's
+  // upstream connection.
+  virtual void on_stream_tunnel(UpstreamExchange& exchange) = 0;
+
+ protected:
+  ~StreamCallbacks() = default;
+};
+
+class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
+ public:
+  enum class State {
+    kReceivingHead,
+    kRouting,
+    kWaitingForUpstream,
+    kForwarding,
+    kAwaitingResponse,
+    kSendingResponse,
+    kDone,
+    kTunnel,
+    kReset,
+  };
+
+  // `first_byte_in`: when the request's first byte was read (zero: now).
+  Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::StreamId id,
+         const net::Address& peer, MonoTime first_byte_in);
+  ~Stream() override;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  // From the codec.
+  void on_request_head(sluice::http::MessageHead& head);
+  void on_request_data(std::string_view data);
+  void on_request_complete(sluice::http::HeaderMap& trailers);
+  // The request is malformed (a parse error after its head, or a head sluice refuses).
+  void on_protocol_error(const sluice::http::http1::ParseError& error);
+
+  // From the connection.
+  // The client closed or reset before the whole request, or failed.
+  void on_downstream_reset();
+  // The client half-closed after a complete request: answer, then close.
+  void set_close_after() { close_after_ = true; }
+  // The client took the response bytes queued for it.
+  void on_downstream_drained();
+  // The connection closes: timers off, the exchange dropped, an unfinished request logged
+  // as incomplete.
+  void on_connection_closed();
+  // Answers with the local reply `error` maps to (`body` instead of its own when given).
+  void send_error_reply(const ProxyError& error, bool close_connection, std::string_view body = {});
+
+  State state() const { return state_; }
+  bool request_complete() const { return request_complete_; }
+  // The response head went out: a failure now can only reset the connection.
+  bool committed() const { return committed_; }
+  // The upstream side of a tunnel (null when there is none).
+  net::Connection* upstream_connection() { return exchange_ ? exchange_->connection() : nullptr; }
+
+  // ExchangeCallbacks
+  void on_exchange_ready(UpstreamExchange& exchange) override;
+  void on_exchange_failed(UpstreamExchange& exchange, const ProxyError& error) override;
+  bool on_response_head(UpstreamExchange& exchange, sluice::http::MessageHead& head) override;
+  void on_response_data(UpstreamExchange& exchange, std::string_view data) override;
+  void on_response_complete(UpstreamExchange& exchange, sluice::http::HeaderMap& trailers) override;
+  void on_upstream_drained(UpstreamExchange& exchange) override;
+
+ private:
+  void transition(State to);
+  void route();
+  void start_exchange(bool fresh);
+  void send_body_upstream(std::string_view framed);
+  // The cluster's retry breakers (max_active_retries, budget) allow one more retry.
+  bool retry_admitted();
+  RetryDecision decide_retry(const TryOutcome& t);
+  void schedule_retry(std::string_view why, Duration after);
+  // Gives the exchange's connection back (not reusable) and retires the exchange.
+  void drop_exchange();
+  void retire(std::unique_ptr<UpstreamExchange> exchange);
+  // Answers when the request has been read (a route's direct response, a refusal).
+  void reply_after_request(int status, std::string body, std::optional<ResponseFlag> flag);
+  void send_local_reply(int status, std::string_view body, bool close_connection,
+                        std::optional<ResponseFlag> flag);
+  void on_body_timeout();
+  void on_route_timeout();
+  void finish();
+  void reset(const char* reason);
+  void record_end();
+  bool will_log();
+  void write_access_log();
+  void count_status(int status);
+  uint64_t max_body_bytes() const;
+
+  HttpProxy& proxy_;
+  StreamCallbacks& callbacks_;
+  sluice::http::StreamId id_;  // on the connection's codec
+  const net::Address& peer_;
+  State state_ = State::kReceivingHead;
+  sluice::http::MessageHead request_;
+  const Route* route_ = nullptr;
+  upstream::Cluster* cluster_ = nullptr;
+  std::string upstream_head_;  // serialised once, re-sent on retries
+  Buffer pending_body_;        // framed body bytes not yet sent upstream
+  Buffer replay_body_;         // framed body bytes kept for a retry (while replayable)
+  bool request_complete_ = false;
+  bool upgrade_ = false;
+  bool expect_continue_ = false;
+  bool sent_100_continue_ = false;
+  // A reply decided before the request was read, sent once it has been.
+  struct PendingReply {
+    int status = 0;
+    std::string body;
+    std::optional<ResponseFlag> flag;
+  };
+  std::optional<PendingReply> pending_reply_;
+  std::unique_ptr<UpstreamExchange> exchange_;
+  std::vector<size_t> tried_;
+  std::optional<uint64_t> hash_;  // ring_hash / maglev key, computed when routed
+  std::optional<RetryState> retry_;
+  // Circuit-breaker slots this request holds in `cluster_` (given back when it ends).
+  bool holds_request_slot_ = false;
+  bool holds_retry_slot_ = false;
+  // The response towards the client.
+  bool committed_ = false;
+  bool response_no_body_ = false;
+  bool close_after_ = false;
+  MonoTime started_{};          // the request head was complete
+  size_t endpoint_ = SIZE_MAX;  // of the last exchange
+  MonoTime last_body_activity_{};
+  RequestLog log_;
+  event::Timer body_timer_;
+  event::Timer route_timer_;
+  event::Timer retry_timer_;
+};
+
+const char* to_string(Stream::State s);
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,325 @@
+#include "proxy/http/upstream_exchange.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "base/check.h"
+#include "base/log.h"
+#include "net/connect.h"
+
+namespace sluice::proxy::http {
+
+using sluice::http::HeaderMap;
+using sluice::http::MessageHead;
+using sluice::http::http1::Parser;
+
+namespace {
+
+// The errno a connect failure's text names, for the client's body (0: none known).
+int errno_named_in(std::string_view detail) {
+  for (int err : {ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH, ECONNRESET, EADDRNOTAVAIL,
+                  EADDRINUSE, EACCES, EPERM}) {
+    if (detail.find(net::error_text(err)) != std::string_view::npos) return err;
+  }
+  return 0;
+}
+
+std::optional<Duration> keepalive_timeout(const HeaderMap& headers) {
+  const std::string* v = headers.get("keep-alive");
+  if (!v) return std::nullopt;
+  std::optional<Duration> out;
+  sluice::http::for_each_token(*v, [&](std::string_view t) {
+    if (t.rfind("timeout=", 0) != 0) return;
+    t.remove_prefix(8);
+    unsigned seconds = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), seconds);
+    if (ec == std::errc() && end == t.data() + t.size()) out = std::chrono::seconds(seconds);
+  });
+  return out;
+}
+
+[[maybe_unused]] bool legal(UpstreamExchange::State from, UpstreamExchange::State to) {
+  using S = UpstreamExchange::State;
+  if (to == S::kDone || to == S::kFailed) return from != S::kDone && from != S::kFailed;
+  switch (from) {
+    case S::kAcquiring:
+      return to == S::kSendingRequest;
+    case S::kSendingRequest:
+      return to == S::kAwaitingHead || to == S::kReceivingBody;
+    case S::kAwaitingHead:
+      return to == S::kReceivingBody;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+const char* to_string(UpstreamExchange::State s) {
+  switch (s) {
+    case UpstreamExchange::State::kAcquiring:
+      return "acquiring";
+    case UpstreamExchange::State::kSendingRequest:
+      return "sending-request";
+    case UpstreamExchange::State::kAwaitingHead:
+      return "awaiting-head";
+    case UpstreamExchange::State::kReceivingBody:
+      return "receiving-body";
+    case UpstreamExchange::State::kDone:
+      return "done";
+    case UpstreamExchange::State::kFailed:
+      return "failed";
+  }
+  return "?";
+}
+
+UpstreamExchange::UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Cluster& cluster,
+                                   size_t endpoint, bool fresh, const ExchangeSettings& settings)
+    : callbacks_(callbacks),
+      cluster_(cluster),
+      pool_(cluster.pool(endpoint)),
+      settings_(settings),
+      waiter_(pool_, *this),
+      codec_(*this),
+      endpoint_(endpoint),
+      fresh_(fresh),
+      timer_(pool_.loop().timers(), [this] { on_deadline(); }) {
+  cluster_.request_started(endpoint_);
+}
+
+UpstreamExchange::~UpstreamExchange() {
+  release(false);
+  cluster_.request_finished(endpoint_);
+}
+
+void UpstreamExchange::transition(State to) {
+  if (to == state_) return;
+  LOG_DEBUG("upstream exchange with {}: {} -> {}", pool_.endpoint().to_string(), to_string(state_),
+            to_string(to));
+  SLUICE_ASSERT(legal(state_, to));
+  state_ = to;
+  // The deadline belongs to the states that wait on the upstream.
+  if (to == State::kDone || to == State::kFailed) timer_.cancel();
+}
+
+MonoTime UpstreamExchange::deadline() const {
+  MonoTime due = MonoTime::max();
+  if (settings_.per_try_timeout.count() > 0) due = started_ + settings_.per_try_timeout;
+  if (settings_.idle_timeout.count() > 0 && ready_at_ != MonoTime{}) {
+    due = std::min(due, last_activity_ + settings_.idle_timeout);
+  }
+  return due;
+}
+
+void UpstreamExchange::on_deadline() {
+  MonoTime due = deadline();
+  if (pool_.loop().now() < due) {
+    timer_.arm_at(due);
+    return;
+  }
+  std::string why = fmt::format("upstream {} timed out", pool_.endpoint().to_string());
+  fail(ProxyError::upstream(ErrorKind::kTimeout, 0, why));
+}
+
+void UpstreamExchange::start() {
+  started_ = pool_.loop().now();
+  last_activity_ = started_;
+  // RFC 9110 §9.3.6: a 2xx answer to CONNECT has no body: the tunnel follows.
+  codec_.expect(settings_.head_request, settings_.connect_request);
+  pool_.acquire(waiter_, fresh_);
+}
+
+void UpstreamExchange::release(bool reusable) {
+  waiter_.cancel();
+  timer_.cancel();
+  if (state_ != State::kFailed) state_ = State::kDone;
+  codec_.attach(nullptr);
+  if (!conn_) return;
+  auto* c = conn_;
+  conn_ = nullptr;
+  pool_.release(*c, reusable);
+}
+
+void UpstreamExchange::fail(const ProxyError& error) {
+  waiter_.cancel();
+  codec_.attach(nullptr);
+  if (conn_) {
+    auto* c = conn_;
+    conn_ = nullptr;
+    pool_.release(*c, false);
+  }
+  transition(State::kFailed);
+  callbacks_.on_exchange_failed(*this, error);
+}
+
+void UpstreamExchange::send(std::string_view bytes) {
+  if (conn_) codec_.send_data(sluice::http::http1::ClientCodec::kStream, bytes);
+}
+
+void UpstreamExchange::request_sent() {
+  if (state_ == State::kSendingRequest) transition(State::kAwaitingHead);
+}
+
+net::Connection* UpstreamExchange::hand_over_to_tunnel(net::ConnectionCallbacks& tunnel) {
+  timer_.cancel();  // per-try and idle limits are for requests, not for tunnels
+  if (!conn_) return nullptr;
+  tunnel_ = &tunnel;
+  conn_->set_borrower(&tunnel);
+  return &conn_->connection();
+}
+
+void UpstreamExchange::learn_keepalive(const MessageHead& head) {
+  if (!conn_) return;
+  if (auto ka = keepalive_timeout(head.headers)) conn_->learn_keepalive_timeout(*ka);
+  if (!head.keep_alive) conn_->learn_keepalive_timeout(Duration(0));
+}
+
+void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
+  conn_ = &conn;
+  reused_ = conn.reused();
+  ready_at_ = pool_.loop().now();
+  cluster_.stats().pool_wait.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(ready_at_ - started_).count()));
+  bool opened_for_us = conn.requests() <= 1 && !conn.warm();
+  connect_time_ = opened_for_us ? conn.connect_time() : Duration(0);
+  if (opened_for_us) ++cluster_.stats().connect_attempts;
+  conn.set_borrower(this);
+  codec_.attach(&conn.connection());
+  last_activity_ = ready_at_;
+  if (MonoTime due = deadline(); due != MonoTime::max()) timer_.arm_at(due);
+  transition(State::kSendingRequest);
+  callbacks_.on_exchange_ready(*this);
+}
+
+void UpstreamExchange::on_pool_failure(upstream::pool::PoolFailure reason,
+                                       const std::string& detail) {
+  using upstream::pool::PoolFailure;
+  switch (reason) {
+    case PoolFailure::kConnectFailure:
+      return fail(ProxyError::upstream(ErrorKind::kConnectFailure, errno_named_in(detail), detail));
+    case PoolFailure::kConnectTimeout:
+      return fail(ProxyError::upstream(ErrorKind::kConnectTimeout, ETIMEDOUT, detail));
+    case PoolFailure::kOverflow:
+      return fail(ProxyError::upstream(ErrorKind::kPoolOverflow, 0, detail));
+    case PoolFailure::kPendingTimeout:
+      return fail(ProxyError::upstream(ErrorKind::kPoolTimeout, 0, detail));
+    case PoolFailure::kPortsExhausted:
+      return fail(ProxyError::upstream(ErrorKind::kPortsExhausted, EADDRNOTAVAIL, detail));
+  }
+}
+
+void UpstreamExchange::on_read() {
+  parse_response();
+}
+
+void UpstreamExchange::parse_response() {
+  while (conn_ && !stopped_) {
+    net::Connection& c = conn_->connection();
+    if (c.input().empty()) return;
+    last_activity_ = pool_.loop().now();
+    if (response_bytes_ == 0) first_byte_at_ = last_activity_;
+    response_bytes_ += c.input().size();
+    Parser::Outcome o = codec_.dispatch();
+    if (!conn_) return;  // a callback released or failed the exchange
+    if (tunnel_) {
+      // The 101 switched protocols: what follows its head belongs to the tunnel.
+      if (!c.input().empty()) tunnel_->on_read();
+      return;
+    }
+    switch (o) {
+      case Parser::Outcome::kNeedMore:
+        return;
+      case Parser::Outcome::kMessageComplete:
+        if (response_complete_) return deliver_completion();
+        codec_.resume_next();  // an interim (1xx) response: the final one follows
+        continue;
+      case Parser::Outcome::kUpgrade:
+      case Parser::Outcome::kStopped:
+        return;
+      case Parser::Outcome::kError: {
+        std::string why =
+            "invalid response from " + pool_.endpoint().to_string() + ": " + codec_.error().reason;
+        return fail(ProxyError::upstream(ErrorKind::kProtocol, 0, why));
+      }
+    }
+  }
+}
+
+void UpstreamExchange::on_read_closed() {
+  if (!conn_) return;
+  // A response delimited by the close of the connection ends here.
+  if (codec_.mid_message() && !codec_.in_head()) {
+    if (codec_.finish() == Parser::Outcome::kMessageComplete && response_complete_) {
+      return deliver_completion();
+    }
+  }
+  if (response_complete_) return;
+  std::string why =
+      fmt::format("upstream {} closed the connection {}", pool_.endpoint().to_string(),
+                  response_started() ? "mid-response" : "before responding");
+  fail(ProxyError::upstream(ErrorKind::kReset, 0, why));
+}
+
+void UpstreamExchange::on_write_drained() {
+  callbacks_.on_upstream_drained(*this);
+}
+
+void UpstreamExchange::on_error(int err) {
+  if (!conn_) return;
+  // ECONNABORTED comes from sluice itself: the pool closed the connection because its
+  // address left the DNS answer (on_address_change: close).
+  closed_by_sluice_ = err == ECONNABORTED;
+  std::string why =
+      closed_by_sluice_
+          ? fmt::format(
+                "upstream connection to {} closed: its address left the DNS answer "
+                "(on_address_change: close)",
+                conn_->peer().to_string())
+          : fmt::format("upstream {} {}: {}", conn_->peer().to_string(),
+                        response_started() ? "failed mid-response" : "reset", net::error_text(err));
+  // A connection sluice closed itself names no network error to the client.
+  fail(ProxyError::upstream(ErrorKind::kReset, closed_by_sluice_ ? 0 : err, why));
+}
+
+bool UpstreamExchange::on_head(sluice::http::StreamId, MessageHead& head) {
+  interim_ = head.status >= 100 && head.status < 200 && head.status != 101;
+  if (!interim_ && state_ != State::kReceivingBody) transition(State::kReceivingBody);
+  bool go_on = callbacks_.on_response_head(*this, head);
+  if (!go_on) stopped_ = true;
+  return go_on;
+}
+
+void UpstreamExchange::on_data(sluice::http::StreamId, std::string_view data, bool end) {
+  if (!data.empty() && !stopped_) callbacks_.on_response_data(*this, data);
+  if (end) {
+    HeaderMap none;
+    on_message_complete(none);
+  }
+}
+
+void UpstreamExchange::on_trailers(sluice::http::StreamId, HeaderMap& trailers) {
+  on_message_complete(trailers);
+}
+
+void UpstreamExchange::on_message_complete(HeaderMap& trailers) {
+  if (interim_) {
+    interim_ = false;
+    return;
+  }
+  if (stopped_) return;
+  // Delivered once the parser has returned and the bytes are consumed: the Stream may hand
+  // the connection back to the pool, where the next request must find a clean input.
+  response_complete_ = true;
+  trailers_ = std::move(trailers);
+}
+
+void UpstreamExchange::deliver_completion() {
+  if (completion_delivered_) return;
+  completion_delivered_ = true;
+  callbacks_.on_response_complete(*this, trailers_);
+}
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,147 @@
+// UpstreamExchange: one try of a request against one endpoint. It borrows a connection from
+// the endpoint's pool, sends what its Stream gives it, parses the response and hands it up
+// through ExchangeCallbacks; a failure is one ProxyError. Its timer is the try's deadline:
+// the per-try timeout and the upstream idle timeout, whichever comes first.
+// States: Acquiring (the pool connects or lends one; a connect is part of this wait) →
+// SendingRequest → AwaitingHead → ReceivingBody → Done | Failed; a response may begin before
+// the request is fully sent (SendingRequest → ReceivingBody).
+// Owned by its Stream, destroyed through deferred deletion (a callback of it may be
+// running). Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "event/loop.h"
+#include "http/http1/codec.h"
+#include "proxy/http/proxy_error.h"
+#include "upstream/cluster.h"
+#include "upstream/pool/conn_pool.h"
+
+namespace sluice::proxy::http {
+
+class UpstreamExchange;
+
+// What the Stream hears from its exchange.
+class ExchangeCallbacks {
+ public:
+  // A connection is lent: send the request.
+  virtual void on_exchange_ready(UpstreamExchange& exchange) = 0;
+  // The try failed; the exchange has given its connection back.
+  virtual void on_exchange_failed(UpstreamExchange& exchange, const ProxyError& error) = 0;
+  // Return false to stop reading the response (a retry, or a tunnel took over).
+  virtual bool on_response_head(UpstreamExchange& exchange, sluice::http::MessageHead& head) = 0;
+  virtual void on_response_data(UpstreamExchange& exchange, std::string_view data) = 0;
+  virtual void on_response_complete(UpstreamExchange& exchange,
+                                    sluice::http::HeaderMap& trailers) = 0;
+  // The upstream took the bytes queued for it: more request body may follow.
+  virtual void on_upstream_drained(UpstreamExchange& exchange) = 0;
+
+ protected:
+  ~ExchangeCallbacks() = default;
+};
+
+struct ExchangeSettings {
+  Duration per_try_timeout{0};   // 0: none
+  Duration idle_timeout{0};      // 0: none
+  bool head_request = false;     // the response has no body
+  bool connect_request = false;  // a 2xx is followed by a tunnel
+};
+
+class UpstreamExchange final : public upstream::pool::PoolCallbacks,
+                               public net::ConnectionCallbacks,
+                               public sluice::http::ClientCodecCallbacks,
+                               public event::DeferredDeletable {
+ public:
+  enum class State { kAcquiring, kSendingRequest, kAwaitingHead, kReceivingBody, kDone, kFailed };
+
+  UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Cluster& cluster, size_t endpoint,
+                   bool fresh, const ExchangeSettings& settings);
+  ~UpstreamExchange() override;
+
+  // Asks the pool for a connection (on_exchange_ready or on_exchange_failed follow, maybe
+  // before this returns).
+  void start();
+  // Queues request bytes (already framed); the connection must be ready.
+  void send(std::string_view bytes);
+  // The whole request was queued.
+  void request_sent();
+  // Gives the connection back (reusable or not) and ends the exchange.
+  void release(bool reusable);
+  // After a 101 or a CONNECT 2xx: the connection's events go to `tunnel` from now on, with
+  // no deadline; the exchange keeps the connection until released.
+  net::Connection* hand_over_to_tunnel(net::ConnectionCallbacks& tunnel);
+
+  State state() const { return state_; }
+  net::Connection* connection() { return conn_ ? &conn_->connection() : nullptr; }
+  size_t endpoint() const { return endpoint_; }
+  const net::Address& endpoint_address() const { return pool_.endpoint(); }
+  bool reused() const { return reused_; }
+  bool response_started() const { return response_bytes_ > 0; }
+  // sluice itself closed the connection (its address left the DNS answer).
+  bool closed_by_sluice() const { return closed_by_sluice_; }
+  // The upstream asked to keep or not keep the connection (Keep-Alive: timeout=, close).
+  void learn_keepalive(const sluice::http::MessageHead& head);
+  // The response parsed cleanly so far (the connection may be reused after it).
+  bool response_clean() const { return codec_.error().reason.empty(); }
+  // Timings (zero: did not happen).
+  MonoTime started_at() const { return started_; }
+  MonoTime ready_at() const { return ready_at_; }
+  MonoTime first_byte_at() const { return first_byte_at_; }
+  // How long opening the connection took, when it was opened for this exchange.
+  Duration connect_time() const { return connect_time_; }
+
+  // PoolCallbacks
+  void on_pool_ready(upstream::pool::PooledConnection& conn) override;
+  void on_pool_failure(upstream::pool::PoolFailure reason, const std::string& detail) override;
+  // ConnectionCallbacks
+  void on_read() override;
+  void on_read_closed() override;
+  void on_write_drained() override;
+  void on_error(int err) override;
+  // ClientCodecCallbacks (the response)
+  bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;
+  void on_data(sluice::http::StreamId stream, std::string_view data, bool end) override;
+  void on_trailers(sluice::http::StreamId stream, sluice::http::HeaderMap& trailers) override;
+
+ private:
+  void transition(State to);
+  // When the try runs out of time: the earlier of the per-try and the idle deadline.
+  MonoTime deadline() const;
+  void on_deadline();
+  void parse_response();
+  void deliver_completion();
+  void on_message_complete(sluice::http::HeaderMap& trailers);
+  void fail(const ProxyError& error);
+
+  ExchangeCallbacks& callbacks_;
+  upstream::Cluster& cluster_;
+  upstream::pool::ConnPool& pool_;
+  ExchangeSettings settings_;
+  upstream::pool::Waiter waiter_;
+  upstream::pool::PooledConnection* conn_ = nullptr;
+  sluice::http::http1::ClientCodec codec_;
+  size_t endpoint_;
+  State state_ = State::kAcquiring;
+  bool fresh_;
+  bool reused_ = false;
+  bool closed_by_sluice_ = false;
+  bool interim_ = false;  // the head being parsed is a 1xx
+  bool response_complete_ = false;
+  bool completion_delivered_ = false;
+  bool stopped_ = false;  // the Stream wants no more of the response
+  net::ConnectionCallbacks* tunnel_ = nullptr;
+  uint64_t response_bytes_ = 0;
+  sluice::http::HeaderMap trailers_;
+  MonoTime started_{};
+  MonoTime ready_at_{};
+  MonoTime first_byte_at_{};
+  MonoTime last_activity_{};
+  Duration connect_time_{0};
+  event::Timer timer_;
+};
+
+const char* to_string(UpstreamExchange::State s);
+
+}  // namespace sluice::proxy::http

@@ -1,0 +1,59 @@
+// ProxyListener: what a worker does with the proxy behind one of its listeners, whatever the
+// protocol (the TCP proxy, the HTTP proxy): it accepts connections (net::ListenerCallbacks),
+// drains, closes, counts its open connections, reports them and its counters. The worker
+// holds one list of these. Loop thread only.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/listener.h"
+#include "net/tcp_info.h"
+
+namespace sluice::proxy {
+
+struct ListenerConfig;
+class AccessLog;
+namespace tcp {
+struct TcpProxyStats;
+}
+namespace http {
+struct HttpProxyStats;
+}
+
+// Receives a listener's counters, by protocol.
+class ListenerStatsSink {
+ public:
+  virtual void on_tcp_stats(const std::string& listener, const tcp::TcpProxyStats& stats) = 0;
+  virtual void on_http_stats(const std::string& listener, const http::HttpProxyStats& stats) = 0;
+
+ protected:
+  ~ListenerStatsSink() = default;
+};
+
+class ProxyListener : public net::ListenerCallbacks {
+ public:
+  virtual ~ProxyListener() = default;
+
+  virtual const ListenerConfig& config() const = 0;
+  // The worker drains: no new work; connections end when their work does (HTTP closes idle
+  // keep-alive connections now, TCP sessions run until the drain deadline).
+  virtual void drain() = 0;
+  // Closes every open connection now: `drain_deadline` (the drain ran out of time) or
+  // shutdown.
+  virtual void close_all(bool drain_deadline) = 0;
+  // Open downstream connections.
+  virtual size_t active() const = 0;
+  // Called whenever the last open connection closes.
+  virtual void set_on_idle(std::function<void()> fn) = 0;
+  // Where finished requests or connections are logged (null: nowhere).
+  virtual void set_access_log(std::shared_ptr<AccessLog> log) = 0;
+  // Appends this worker's connections of this listener.
+  virtual void report_connections(std::vector<net::ConnectionReport>& out) const = 0;
+  virtual void report_stats(ListenerStatsSink& sink) const = 0;
+};
+
+}  // namespace sluice::proxy

@@ -1,0 +1,114 @@
+#include "proxy/http/request_log.h"
+
+#include <gtest/gtest.h>
+
+namespace sluice::proxy::http {
+namespace {
+
+TEST(ResponseFlags, EveryFlagHasItsOwnName) {
+  const std::pair<ResponseFlag, const char*> table[] = {
+      {ResponseFlag::kNoRoute, "no_route"},
+      {ResponseFlag::kDirectResponse, "direct_response"},
+      {ResponseFlag::kRedirect, "redirect"},
+      {ResponseFlag::kUpstreamConnectFailure, "upstream_connect_failure"},
+      {ResponseFlag::kUpstreamResetBeforeResponse, "upstream_reset_before_response"},
+      {ResponseFlag::kUpstreamTimeout, "upstream_timeout"},
+      {ResponseFlag::kUpstreamProtocolError, "upstream_protocol_error"},
+      {ResponseFlag::kPoolOverflow, "pool_overflow"},
+      {ResponseFlag::kPoolTimeout, "pool_timeout"},
+      {ResponseFlag::kOverflowActiveRequests, "overflow_active_requests"},
+      {ResponseFlag::kRetryOverflow, "retry_overflow"},
+      {ResponseFlag::kRetried, "retried"},
+      {ResponseFlag::kStaleConnectionRetried, "stale_connection_retried"},
+      {ResponseFlag::kRequestNotReplayable, "request_not_replayable"},
+      {ResponseFlag::kRequestTooLarge, "request_too_large"},
+      {ResponseFlag::kDownstreamHeaderTimeout, "downstream_header_timeout"},
+      {ResponseFlag::kDownstreamBodyTimeout, "downstream_body_timeout"},
+      {ResponseFlag::kDownstreamProtocolError, "downstream_protocol_error"},
+      {ResponseFlag::kDownstreamReset, "downstream_reset"},
+      {ResponseFlag::kNoHealthyUpstream, "no_healthy_upstream"},
+      {ResponseFlag::kIncomplete, "incomplete"},
+      {ResponseFlag::kUpstreamPortsExhausted, "upstream_ports_exhausted"},
+      {ResponseFlag::kTrailerDropped, "trailer_dropped"},
+  };
+  static_assert(std::size(table) == static_cast<size_t>(ResponseFlag::kCount));
+  for (auto [flag, text] : table) EXPECT_EQ(name(flag), text);
+}
+
+TEST(ResponseFlags, SetOnceNamedInTableOrder) {
+  ResponseFlags f;
+  std::string s;
+  f.append_names(s);
+  EXPECT_EQ(s, "-");
+  f.set(ResponseFlag::kRetried);
+  f.set(ResponseFlag::kUpstreamConnectFailure);
+  f.set(ResponseFlag::kRetried);
+  s.clear();
+  f.append_names(s);
+  EXPECT_EQ(s, "upstream_connect_failure,retried");
+  EXPECT_TRUE(f.has(ResponseFlag::kRetried));
+  EXPECT_FALSE(f.has(ResponseFlag::kNoRoute));
+}
+
+TEST(ResponseFlags, WhichMarkAFailure) {
+  struct Case {
+    ResponseFlag flag;
+    bool failed;
+  };
+  const Case cases[] = {
+      {ResponseFlag::kUpstreamConnectFailure, true},
+      {ResponseFlag::kUpstreamTimeout, true},
+      {ResponseFlag::kNoHealthyUpstream, true},
+      {ResponseFlag::kDownstreamReset, true},
+      {ResponseFlag::kIncomplete, true},
+      {ResponseFlag::kRetried, false},
+      {ResponseFlag::kDirectResponse, false},
+      {ResponseFlag::kNoRoute, false},
+      {ResponseFlag::kOverflowActiveRequests, false},
+  };
+  for (const Case& c : cases) {
+    RequestLog r;
+    r.add(c.flag);
+    EXPECT_EQ(r.failed(), c.failed) << name(c.flag);
+  }
+}
+
+TEST(RequestLog, Json) {
+  RequestLog r;
+  MonoTime t0 = MonoTime() + std::chrono::seconds(100);
+  r.wall_start = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+  r.first_byte_in = t0;
+  r.head_done = t0 + std::chrono::microseconds(10);
+  r.attempt_started = t0 + std::chrono::microseconds(20);
+  r.pool_ready = t0 + std::chrono::microseconds(120);
+  r.upstream_connect = std::chrono::microseconds(50);
+  r.request_sent = t0 + std::chrono::microseconds(130);
+  r.status = 502;
+  r.attempts = 2;
+  r.request_body_bytes = 3;
+  r.response_body_bytes = 40;
+  r.host = "www.example.com:8080";
+  r.request_id = "request-id-0123456789";
+  r.traceparent = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
+  r.detail = "connect to 10.0.0.1:80: connection refused";
+  r.add(ResponseFlag::kRetried);
+  r.add(ResponseFlag::kUpstreamConnectFailure);
+  std::string out;
+  r.append_json({"web", "127.0.0.1:5000", "GET", "/x", "app", "10.0.0.1:80"},
+                t0 + std::chrono::microseconds(200), out);
+  EXPECT_EQ(
+      out,
+      "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+      "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/x\",\"host\":\"www.example.com:8080\","
+      "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
+      "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
+      "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"request-id-0123456789\","
+      "\"traceparent\":"
+      "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{\"downstream_"
+      "headers\":10,\"pool_wait\":50,"
+      "\"upstream_connect\":50,\"request_sent\":130,\"upstream_first_byte\":-1,"
+      "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
+}
+
+}  // namespace
+}  // namespace sluice::proxy::http
