@@ -59,25 +59,27 @@ target_sluice_version() {
     echo "sluice (binary built $(date -r "$SLUICE_BIN" '+%F %H:%M'))"
   fi
 }
-target_sluice_start() {
-  local mode=$1 lport=$2 bport=$3 cfg
-  _target_files sluice "$mode"
+target_sluice_start() { _start_sluice sluice "$SLUICE_BIN" "$@"; }
+
+# _start_sluice NAME BINARY MODE LISTEN_PORT BACKEND_PORT: one sluice build as target NAME.
+_start_sluice() {
+  local name=$1 bin=$2 mode=$3 lport=$4 bport=$5 cfg i
+  _target_files "$name" "$mode"
   cfg="$TARGET_DIR/sluice.yaml"
   bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport"
-  bench_start sluice "$BENCH_PROXY_CORE" "$TARGET_LOG" "$SLUICE_BIN" run -c "$cfg"
+  bench_start "$name" "$BENCH_PROXY_CORE" "$TARGET_LOG" "$bin" run -c "$cfg"
   TARGET_PID=$BENCH_PID
   TARGET_PORT=$lport
   # Ready when it says so or, since the ready line may be filtered by log_level, when the
   # listener is bound.
-  local i
   for ((i = 0; i < 150; i++)); do
     if grep -q 'sluice ready' "$TARGET_LOG" 2>/dev/null || [ -n "$(ss -Htln "sport = :$lport")" ]; then
       return 0
     fi
-    bench_alive "$TARGET_PID" || { bench_log "sluice exited during startup"; return 1; }
+    bench_alive "$TARGET_PID" || { bench_log "$name exited during startup"; return 1; }
     sleep 0.1
   done
-  bench_log "timeout: sluice neither printed 'sluice ready' nor listened on $lport within 15s"
+  bench_log "timeout: $name neither printed 'sluice ready' nor listened on $lport within 15s"
   return 1
 }
 
@@ -90,24 +92,7 @@ target_sluice_base_unavailable() {
   return 1
 }
 target_sluice_base_version() { echo "sluice (base build $(date -r "$SLUICE_BASE_BIN" '+%F %H:%M'))"; }
-target_sluice_base_start() {
-  local mode=$1 lport=$2 bport=$3 cfg i
-  _target_files sluice_base "$mode"
-  cfg="$TARGET_DIR/sluice.yaml"
-  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport"
-  bench_start sluice_base "$BENCH_PROXY_CORE" "$TARGET_LOG" "$SLUICE_BASE_BIN" run -c "$cfg"
-  TARGET_PID=$BENCH_PID
-  TARGET_PORT=$lport
-  for ((i = 0; i < 150; i++)); do
-    if grep -q 'sluice ready' "$TARGET_LOG" 2>/dev/null || [ -n "$(ss -Htln "sport = :$lport")" ]; then
-      return 0
-    fi
-    bench_alive "$TARGET_PID" || { bench_log "sluice_base exited during startup"; return 1; }
-    sleep 0.1
-  done
-  bench_log "timeout: sluice_base did not come up on $lport within 15s"
-  return 1
-}
+target_sluice_base_start() { _start_sluice sluice_base "$SLUICE_BASE_BIN" "$@"; }
 
 # --- HAProxy -----------------------------------------------------------------------------------
 target_haproxy_unavailable() {

@@ -11,6 +11,8 @@
 namespace sluice::http {
 
 bool iequals(std::string_view a, std::string_view b);
+// RFC 9110 §5.6.2: a token character (tchar).
+bool is_tchar(unsigned char c);
 
 struct Header {
   std::string name;

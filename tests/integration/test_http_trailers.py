@@ -55,7 +55,15 @@ def case_request_trailers_filtered():
     harness.wait_until(lambda: any(x["target"] == "/echo" for x in hu.request_log(sl)), 5)
     flags = [x["flags"] for x in hu.request_log(sl) if x["target"] == "/echo"]
     check(flags == ["trailer_dropped"], "the request log flags it exactly trailer_dropped", repr(flags))
+    stop_and_check_dropped(sl, len(REQUEST_FORBIDDEN))
+
+
+def stop_and_check_dropped(sl, n):
+    """Stops sluice; its exit summary counts exactly n dropped trailer fields."""
     hu.stop_and_check(sl)
+    lines = sl.find_lines("listener web: ")
+    check(len(lines) == 1 and lines[0].endswith("trailer fields dropped %d" % n),
+          "the exit summary counts the %d dropped trailer fields" % n, "\n".join(lines))
 
 
 def trailer_backend():
@@ -102,7 +110,7 @@ def case_response_trailers_filtered():
     harness.wait_until(lambda: any(x["target"] == "/t" for x in hu.request_log(sl)), 5)
     flags = [x["flags"] for x in hu.request_log(sl) if x["target"] == "/t"]
     check(flags == ["trailer_dropped"], "the request log flags it exactly trailer_dropped", repr(flags))
-    hu.stop_and_check(sl)
+    stop_and_check_dropped(sl, len(FORBIDDEN))
     srv.close()
 
 

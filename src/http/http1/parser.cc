@@ -14,32 +14,6 @@ Parser* self(llhttp_t* p) {
   return static_cast<Parser*>(p->data);
 }
 
-// RFC 9110 §5.6.2: tchar.
-bool is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 // RFC 9110 §5.5: field-value is VCHAR, obs-text, SP and HTAB; no CR, LF, NUL or other CTL.
 bool valid_value_char(unsigned char c) {
   return c == '\t' || (c >= 0x20 && c != 0x7f);
