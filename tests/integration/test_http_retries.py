@@ -5,8 +5,10 @@ response retries GET but never POST (unless allow_non_idempotent); a reset after
 bytes is not retried; route timeout and per_try_timeout give 504 in bounded time; invalid
 upstream responses give 502; all endpoints down gives 502 after the retries."""
 
+import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -187,8 +189,45 @@ def case_invalid_upstream_response_502():
     hu.stop_and_check(sl)
 
 
+def case_invalid_response_retried_on_reset_policy():
+    """An invalid response is a gateway failure: retry_on reset-before-response tries again, even
+    though response bytes (the invalid ones) arrived; a body cut short after the head is flagged."""
+    b = HttpBackend("liar2")
+    sl = start([b], {"retries": {"retry_on": ["reset-before-response"], "num_retries": 2,
+                               "backoff": {"base": "5ms", "max": "10ms"}}})
+    r = hu.request_once(sl.port("web"), "GET", "/invalid/garbage")
+    gets = len(b.requests_for(lambda x: x["method"] == "GET"))
+    check(r.status == 502 and gets == 3,
+          "an invalid response is retried twice, then 502 (backend saw %d)" % gets, r.describe())
+    hu.stop_and_check(sl)
+    # A bad chunk after the head: the client's connection is cut, and the access log says why.
+    log_path = os.path.join(tempfile.mkdtemp(prefix="sluice-retries-"), "access.log")
+    route = {"match": {"prefix": "/"}, "cluster": "app"}
+    sl = hu.start_sluice([hu.simple_listener([route], access_log={"path": log_path})],
+                         [hu.cluster("app", [b])], workers=1)
+    c = hu.Client(sl.port("web"), timeout=5)
+    try:
+        c.request("GET", "/invalid/bad-chunk")
+    except (hu.PeerClosed, ConnectionError):
+        pass
+    c.close()
+
+    def logged():
+        if not os.path.exists(log_path):
+            return []
+        with open(log_path) as f:
+            return [json.loads(x) for x in f if x.strip()]
+    harness.wait_until(lambda: logged(), 5)
+    got = [x["flags"] for x in logged()]
+    check(got == [["upstream_protocol_error", "incomplete"]] or
+          got == [["incomplete", "upstream_protocol_error"]],
+          "a bad chunk after the head: flags exactly upstream_protocol_error and incomplete",
+          repr(got))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_connect_failure_retried_on_other_endpoint, case_all_endpoints_down_502,
+    harness.run_cases([case_connect_failure_retried_on_other_endpoint, case_invalid_response_retried_on_reset_policy, case_all_endpoints_down_502,
                        case_retriable_status_503, case_5xx_and_gateway_error, case_reset_before_response,
                        case_reset_mid_body_not_retried, case_timeouts_504, case_invalid_upstream_response_502])

@@ -12,7 +12,7 @@ bool RetryState::stale_resend_allowed(const TryOutcome& t) const {
 
 bool RetryState::policy_allows(const TryOutcome& t) const {
   const RetryPolicy& p = *policy_;
-  if (t.response_started && t.error.kind != ErrorKind::kRetryableStatus) return false;
+  if (t.response_committed) return false;
   if (!t.error.retryable) return false;  // e.g. the pool is full: do not add load
   if (retries_ >= p.num_retries || !replayable_) return false;
   // Nothing reached the upstream after a failed connect, so any method may go again.

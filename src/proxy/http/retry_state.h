@@ -19,6 +19,9 @@ struct TryOutcome {
   bool reused_connection = false;  // the try went out on a pooled keep-alive connection
   bool response_started = false;   // a response byte arrived
   bool closed_by_sluice = false;   // sluice closed the connection (its address departed)
+  // The response head went on to the client: nothing can be tried again. Bytes of a head
+  // still being read, an interim 1xx or an invalid response do not count.
+  bool response_committed = false;
 };
 
 enum class RetryVerdict {

@@ -430,7 +430,7 @@ void Stream::schedule_retry(std::string_view why, Duration after) {
 void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
   std::unique_ptr<UpstreamExchange> failed = std::move(exchange_);
   SLUICE_ASSERT(failed.get() == &x);
-  TryOutcome t{e, x.reused(), x.response_started(), x.closed_by_sluice()};
+  TryOutcome t{e, x.reused(), x.response_started(), x.closed_by_sluice(), committed_};
   size_t endpoint = x.endpoint();
   if (x.first_byte_at() != MonoTime{}) log_.upstream_first_byte = x.first_byte_at();
   retire(std::move(failed));
@@ -447,6 +447,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
     cluster_->report(endpoint, upstream::health::Outcome::kGatewayFailure);
   }
   if (committed_) {
+    if (auto f = e.flag()) log_.add(*f);  // why the response was cut short
     LOG_INFO("http {}: {}: {}", proxy_.config().name, peer_.to_string(), e.detail);
     return reset("upstream failed mid-response");
   }

@@ -12,6 +12,13 @@ TryOutcome failure(ErrorKind kind, int code = 0, bool reused = false, bool start
   return TryOutcome{ProxyError::upstream(kind, code), reused, started, false};
 }
 
+// A failure after the response head went on to the client.
+TryOutcome committed(ErrorKind kind) {
+  TryOutcome t = failure(kind, 0, false, true);
+  t.response_committed = true;
+  return t;
+}
+
 TEST(RetryState, PolicyCoversFailures) {
   struct Case {
     const char* name;
@@ -57,7 +64,11 @@ TEST(RetryState, PolicyCoversFailures) {
       {"pool overflow never", gateway, true, failure(K::kPoolOverflow), false},
       {"pool timeout never", gateway, true, failure(K::kPoolTimeout), false},
       {"no retries configured", none, true, failure(K::kConnectFailure), false},
-      {"reset mid-response", on_reset, true, failure(K::kReset, 0, false, true), false},
+      {"reset mid-response", on_reset, true, committed(K::kReset), false},
+      {"protocol error after response bytes, on_reset", on_reset, true,
+       failure(K::kProtocol, 0, false, true), true},
+      {"reset after an interim 100, on_reset", on_reset, true, failure(K::kReset, 0, false, true),
+       true},
   };
   for (const Case& c : cases) {
     RetryState r(c.policy, c.idempotent);
