@@ -257,6 +257,13 @@ def case_thresholds_and_flapping():
     before = [l for l in before if sl.lines.index(l) < sl.lines.index(line)]
     check(len(before) == 2 and seen >= 3, "after exactly 3 failures (2 failures logged before it, %d answered)" %
           seen, sl.stderr_text(start))
+
+    # The main thread logs the change, then posts it to the workers: a request may reach a
+    # worker just before the new snapshot does. Wait until fresh connections see it.
+    def only_steady():
+        c, e = count_backends(port, 2)
+        return not e and c == {"steady": 2}
+    harness.wait_until(lambda: all(only_steady() for _ in range(4)), 3, 0.02)
     t_before = flip.traffic
     counts, errs = count_backends(port, 20)
     check(not errs and counts == {"steady": 20} and flip.traffic == t_before,
