@@ -5,7 +5,8 @@
   forwarded trailer section, in both directions; other trailers pass; the request log flags
   the request trailer_dropped;
 - a request asking to upgrade to h2c is served as plain HTTP/1.1: the backend sees neither
-  Upgrade nor HTTP2-Settings, and no 101 or tunnel follows."""
+  Upgrade nor HTTP2-Settings, no 101 or tunnel follows, and the connection carries the next
+  request."""
 
 import os
 import socket
@@ -127,9 +128,17 @@ def case_h2c_upgrade_served_as_http11():
           not header_values(hs, "connection"),
           "the backend saw neither Upgrade, HTTP2-Settings nor Connection", repr(hs))
     check(r.json()["target"] == "/echo", "the backend got the request as plain HTTP/1.1", repr(r.json()))
+    check(not r.header("connection"), "the response keeps the connection open", r.describe())
+    # The connection goes on as HTTP/1.1: a second request with a body, on the same connection.
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t.test\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+           b"Content-Length: 5\r\n\r\nhello")
+    r = c.read_response()
+    check(r.status == 200 and r.json()["body"] == "hello",
+          "a second h2c-asking request with a body on the same connection: 200, body forwarded",
+          r.describe())
     c.close()
     recs = b.requests_for(lambda x: x["target"] == "/echo")
-    check(len(recs) == 1, "one request reached the backend", repr(recs))
+    check(len(recs) == 2, "two requests reached the backend", repr(recs))
     hu.stop_and_check(sl)
 
 

@@ -219,6 +219,11 @@ int Parser::cb_headers_complete(llhttp_t* p) {
   }
   h.version_minor = p->http_minor;
   h.keep_alive = llhttp_should_keep_alive(p) != 0;
+  // RFC 9113 §3.1: the upgrade to h2c is obsolete, and sluice never performs it. Such a request
+  // is an ordinary one: llhttp goes on reading its body and the requests after it.
+  if (p->upgrade && s->kind_ == Kind::kRequest && h.headers.has_token("upgrade", "h2c")) {
+    p->upgrade = 0;
+  }
   h.upgrade = p->upgrade != 0;
   h.chunked = (p->flags & F_CHUNKED) != 0;
   if (p->flags & F_CONTENT_LENGTH) h.content_length = p->content_length;

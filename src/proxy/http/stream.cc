@@ -147,11 +147,8 @@ void Stream::reply_after_request(int status, std::string body, std::optional<Res
 void Stream::route() {
   const HttpOptions& o = proxy_.config().http;
   MessageHead& req = request_;
-  // RFC 9113 §3.1: the upgrade to h2c is obsolete. Such a request is served as plain
-  // HTTP/1.1 (Upgrade and HTTP2-Settings are not forwarded, no tunnel follows); the parser
-  // took it for an upgrade and reads no further, so the connection closes after it.
-  bool h2c = req.upgrade && req.headers.has_token("upgrade", "h2c");
-  if (h2c) close_after_ = true;
+  // RFC 9113 §3.1: the upgrade to h2c is obsolete. The parser reads such a request as an
+  // ordinary one (req.upgrade is false); Upgrade and HTTP2-Settings are not forwarded.
   if (req.method == "CONNECT" && !o.allow_connect) {
     return reply_after_request(405, "CONNECT is not enabled on this listener\n", std::nullopt);
   }
@@ -206,7 +203,7 @@ void Stream::route() {
     return reply_after_request(503, std::move(body), ResponseFlag::kOverflowActiveRequests);
   }
   holds_request_slot_ = true;
-  upgrade_ = connect || (req.upgrade && !h2c && req.headers.has_token("connection", "upgrade"));
+  upgrade_ = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
   retry_.emplace(route->retry, sluice::http::is_idempotent(req.method));
   // The hash key reads the request as received: before its head is rewritten.
   hash_ = request_hash(*route, cluster_->config().lb.policy, req, peer_);

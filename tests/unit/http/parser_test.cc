@@ -86,6 +86,32 @@ TEST(Http1Parser, ConnectEndsAtItsHead) {
   EXPECT_EQ(r.completed, 1);
 }
 
+// RFC 9113 §3.1: sluice never upgrades to h2c, so such a request is an ordinary one: its
+// body is read and the next request follows on the same connection.
+TEST(Http1Parser, UpgradeToH2cIsAnOrdinaryRequest) {
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  std::string bytes =
+      "POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+      "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello";
+  ParseRun run = parse(p, bytes);
+  EXPECT_EQ(run.outcome, Parser::Outcome::kMessageComplete);
+  EXPECT_EQ(run.consumed, bytes.size());
+  ASSERT_EQ(r.heads.size(), 1u);
+  EXPECT_FALSE(r.heads[0].upgrade);
+  EXPECT_EQ(r.body, "hello");
+}
+
+TEST(Http1Parser, UpgradeToWebSocketStaysAnUpgrade) {
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  std::string bytes =
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+  parse(p, bytes);
+  ASSERT_EQ(r.heads.size(), 1u);
+  EXPECT_TRUE(r.heads[0].upgrade);
+}
+
 struct Rejection {
   std::string name;
   std::string bytes;
