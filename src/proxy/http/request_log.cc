@@ -80,7 +80,7 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   line += ",\"target\":";
   append_json_string(n.target, line);
   line += ",\"host\":";
-  append_json_string(host, line);
+  append_json_string(n.host, line);
   line += ",\"cluster\":";
   append_json_string(n.cluster, line);
   line += ",\"endpoint\":";

@@ -106,7 +106,6 @@ struct RequestLog {
   std::string upstream_address;  // the address that won a race of the endpoint's addresses
   std::string traceparent;       // as sent upstream
   std::string request_id;        // X-Request-Id, as sent upstream
-  std::string host;              // the request's Host as received (kept only when logging)
   // Why the request failed, in full (endpoint address, errno text); empty when it did not.
   std::string detail;
 
@@ -119,7 +118,7 @@ struct RequestLog {
 
   // Who served the request, for the line; views valid during append_json().
   struct Names {
-    std::string_view listener, downstream, method, target, cluster, endpoint;
+    std::string_view listener, downstream, method, target, host, cluster, endpoint;
   };
   // Appends the access log line (one JSON object, no newline). `now` ends the waterfall.
   void append_json(const Names& names, MonoTime now, std::string& out) const;

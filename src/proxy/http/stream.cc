@@ -124,8 +124,6 @@ void Stream::on_request_head(MessageHead& head) {
   ++proxy_.stats().requests;
   if (proxy_.access_log()) {
     log_.wall_start = std::chrono::system_clock::now();
-    // The Host as received: the head itself becomes the upstream head.
-    if (const std::string* host = request_.headers.get("host")) log_.host = *host;
   }
   last_body_activity_ = started_;
   if (proxy_.config().http.body_idle_timeout.count() > 0) {
@@ -164,10 +162,7 @@ void Stream::route() {
   }
   // RFC 9112 §3.2.2: with an absolute-form target, its authority is the host; Host is
   // replaced by it.
-  if (!authority.empty()) {
-    req.headers.set("Host", std::string(authority));
-    if (proxy_.access_log()) log_.host = authority;
-  }
+  if (!authority.empty()) req.headers.set("Host", std::string(authority));
   const std::string* host = req.headers.get("host");
   std::string_view host_name = host ? host_without_port(*host) : std::string_view();
   const VirtualHost* vh = match_virtual_host(o, host_name);
@@ -211,6 +206,8 @@ void Stream::route() {
   // once; what the access log needs of the original was taken before.
   std::string ip = peer_.ip_string();
   UpstreamIds ids;
+  // Host is the one field of the log the rewrite may change (it adds one when missing).
+  host_added_ = req.headers.get("host") == nullptr;
   to_upstream(*route, req, DownstreamInfo{ip, o.trust_forwarded_headers, o.generate_request_id},
               upgrade_, proxy_.random(), ids);
   log_.request_id = std::move(ids.request_id);

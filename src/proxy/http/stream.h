@@ -169,6 +169,7 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   std::optional<RetryState> retry_;
   // Circuit-breaker slots this request holds in `cluster_` (given back when it ends).
   bool holds_request_slot_ = false;
+  bool host_added_ = false;  // the upstream head got a Host the client did not send
   bool holds_retry_slot_ = false;
   // The response towards the client.
   bool committed_ = false;

@@ -239,10 +239,14 @@ void Stream::write_access_log() {
                              ? cluster_->endpoint(endpoint_).address.to_string()
                              : std::string();
   std::string peer = peer_.to_string();
+  // The head was rewritten in place for the upstream, leaving Host as received (or as the
+  // absolute-form target named it) unless it had none.
+  const std::string* host = host_added_ ? nullptr : request_.headers.get("host");
   RequestLog::Names names{proxy_.config().name,
                           peer,
                           request_.method,
                           request_.target,
+                          host ? std::string_view(*host) : std::string_view(),
                           cluster_ ? std::string_view(cluster_->config().name) : "",
                           endpoint};
   std::string line;

@@ -87,15 +87,15 @@ TEST(RequestLog, Json) {
   r.attempts = 2;
   r.request_body_bytes = 3;
   r.response_body_bytes = 40;
-  r.host = "www.example.com:8080";
   r.request_id = "request-id-0123456789";
   r.traceparent = "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01";
   r.detail = "connect to 10.0.0.1:80: connection refused";
   r.add(ResponseFlag::kRetried);
   r.add(ResponseFlag::kUpstreamConnectFailure);
   std::string out;
-  r.append_json({"web", "127.0.0.1:5000", "GET", "/x", "app", "10.0.0.1:80"},
-                t0 + std::chrono::microseconds(200), out);
+  r.append_json(
+      {"web", "127.0.0.1:5000", "GET", "/x", "www.example.com:8080", "app", "10.0.0.1:80"},
+      t0 + std::chrono::microseconds(200), out);
   EXPECT_EQ(
       out,
       "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
