@@ -316,9 +316,11 @@ void HealthManager::eject(size_t cluster, size_t endpoint, const std::string& wh
   Duration d = ejection_time(o, e.ejections);
   e.ejected = true;
   e.return_timer->arm_at(loop_.now() + d);
+  // The snapshot goes to the workers before the line is written, so whoever reads the line
+  // knows the ejection is already on its way to every worker.
+  publish(cluster);
   LOG_WARN("cluster {}: endpoint {} ejected for {} ({}; ejection {})", c.config->name,
            endpoint_name(c, endpoint), format_duration(d), why, e.ejections);
-  publish(cluster);
 }
 
 void HealthManager::end_ejection(size_t cluster, size_t endpoint) {
@@ -329,9 +331,9 @@ void HealthManager::end_ejection(size_t cluster, size_t endpoint) {
   e.consecutive_5xx = 0;
   e.consecutive_gateway = 0;
   set_streak(c, endpoint);
+  publish(cluster);
   LOG_INFO("cluster {}: endpoint {} back in service after its ejection", c.config->name,
            endpoint_name(c, endpoint));
-  publish(cluster);
 }
 
 void HealthManager::decay(size_t cluster) {
