@@ -176,6 +176,7 @@ std::string summary(const Stats& s) {
 struct Merged {
   std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
   std::map<std::string, proxy::http::HttpProxyStats> http;
+  std::map<std::string, tls::ListenerTlsStats> tls;
   std::vector<upstream::ClusterStats> clusters;
   // Per cluster, per endpoint index.
   std::vector<std::vector<upstream::pool::PoolStats>> pools;
@@ -191,6 +192,7 @@ Merged merge(const MetricsInput& in) {
   for (const auto& r : in.workers) {
     for (const auto& [name, s] : r.tcp) m.tcp[name].add(s);
     for (const auto& [name, s] : r.http) m.http[name].add(s);
+    for (const auto& [name, s] : r.tls) m.tls[name].add(s);
     for (size_t i = 0; i < nclusters && i < r.clusters.size(); ++i) {
       const auto& c = r.clusters[i];
       m.clusters[i].add(c.stats);
@@ -219,6 +221,7 @@ std::string render_prometheus(const MetricsInput& in) {
   x.declare<proxy::tcp::TcpProxyStats>();
   x.declare<proxy::http::HttpProxyStats>();
   x.declare<proxy::http::HttpRouteStats>();
+  x.declare<tls::ListenerTlsStats>();
   x.declare<upstream::ClusterStats>();
   x.declare<ClusterGauges>();
   x.declare<EndpointHealthGauges>();
@@ -234,6 +237,7 @@ std::string render_prometheus(const MetricsInput& in) {
   }
   for (const auto& [name, s] : m.tcp) x.put(s, label("listener", name));
   for (const auto& [name, s] : m.http) x.put(s, label("listener", name));
+  for (const auto& [name, s] : m.tls) x.put(s, label("listener", name));
   if (in.listeners) {
     // Per route, labelled with the route's name (configured, or "<virtual host>/<index>").
     for (const auto& l : *in.listeners) {
@@ -299,6 +303,8 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
     lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
   for (const auto& [name, s] : m.tcp)
     lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (const auto& [name, s] : m.tls)
+    lines.push_back(fmt::format("listener {} tls: {}", name, summary(s)));
   for (size_t i = 0; i < m.clusters.size(); ++i) {
     lines.push_back(fmt::format("cluster {}: {}", (*in.clusters)[i]->name, summary(m.clusters[i])));
   }

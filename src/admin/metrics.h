@@ -16,6 +16,7 @@
 #include "proxy/http/http_stats.h"
 #include "proxy/listener_config.h"
 #include "proxy/tcp/tcp_stats.h"
+#include "tls/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
 
@@ -78,7 +79,8 @@ struct WorkerReport {
   };
   std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
   std::map<std::string, proxy::http::HttpProxyStats> http;
-  std::vector<Cluster> clusters;  // config order
+  std::map<std::string, tls::ListenerTlsStats> tls;  // listeners with `tls:`
+  std::vector<Cluster> clusters;                     // config order
   event::LoopStats loop;
   std::vector<net::ConnectionReport> connections;  // only when asked for
 };

@@ -37,6 +37,8 @@ void Connection::close(bool reset) {
   loop_.cancel_iteration_end(this);
   if (!fd_.valid()) return;
   loop_.poller().remove(fd_.get());
+  // An orderly close says goodbye in the transport too (TLS close_notify).
+  if (transport_ && !reset && out_.empty()) transport_->shutdown();
   if (reset) set_reset_on_close(fd_.get());
   fd_.reset();
   // The storage stays until the Connection is destroyed: a parser may still be walking the
@@ -67,23 +69,45 @@ void Connection::on_io(uint32_t events) {
         break;
     }
   }
+  if (transport_ && !transport_->established() && !drive_handshake()) return;
   if (events & (event::kReadable | event::kPeerClosed | event::kError)) readable_ = true;
   if (events & (event::kPeerClosed | event::kError)) rdhup_ = true;
   if (events & (event::kWritable | event::kError)) flush();
   if (fd_.valid()) do_read();
 }
 
+bool Connection::drive_handshake() {
+  switch (transport_->handshake()) {
+    case Transport::Step::kWantRead:
+    case Transport::Step::kWantWrite:
+      return false;
+    case Transport::Step::kFailed:
+      fail(EPROTO);
+      return false;
+    case Transport::Step::kDone:
+      break;
+  }
+  // Records may have come with the last handshake flight: read until the socket says wait.
+  readable_ = true;
+  callbacks_->on_secured();
+  if (!fd_.valid()) return false;
+  flush();
+  return fd_.valid();
+}
+
 void Connection::do_read() {
+  if (!secured()) return;
   while (readable_ && read_enabled_ && fd_.valid() && !peer_closed_) {
     char* p = in_.prepare(bulk_ ? kBulkReadChunk : kReadChunk);
     size_t room = in_.writable();
-    ssize_t n = ::recv(fd_.get(), p, room, 0);
+    ssize_t n = transport_ ? transport_->read(p, room) : ::recv(fd_.get(), p, room, 0);
     if (n > 0) {
       // A short read drained the socket: with edge-triggered epoll, bytes arriving later
       // wake us again, so skip the read that would only say EAGAIN. Not after the peer
-      // closed: its FIN (read as 0) must still be seen.
+      // closed: its FIN (read as 0) must still be seen. Not through a transport, which
+      // reads the socket a record at a time.
       bulk_ = static_cast<size_t>(n) == room;
-      if (!bulk_ && !rdhup_) readable_ = false;
+      if (!bulk_ && !rdhup_ && !transport_) readable_ = false;
       in_.commit(static_cast<size_t>(n));
       callbacks_->on_read();
       continue;
@@ -110,7 +134,7 @@ void Connection::do_read() {
 
 void Connection::write(std::string_view bytes) {
   if (!fd_.valid() || bytes.empty()) return;
-  if (!connecting_ && out_.size() + bytes.size() >= kDirectWrite) {
+  if (!connecting_ && !transport_ && out_.size() + bytes.size() >= kDirectWrite) {
     // Large: send what is queued and these bytes together now, copying only the rest.
     iovec iov[2] = {{const_cast<char*>(out_.data()), out_.size()},
                     {const_cast<char*>(bytes.data()), bytes.size()}};
@@ -138,8 +162,10 @@ void Connection::write(std::string_view bytes) {
 }
 
 void Connection::flush() {
+  if (!secured()) return;
   while (fd_.valid() && !connecting_ && !out_.empty()) {
-    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    ssize_t n = transport_ ? transport_->write(out_.data(), out_.size())
+                           : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       continue;
@@ -152,6 +178,7 @@ void Connection::flush() {
   out_.release();
   if (shutdown_pending_) {
     shutdown_pending_ = false;
+    if (transport_) transport_->shutdown();
     ::shutdown(fd_.get(), SHUT_WR);
   }
   if (was_above_high_) {
@@ -173,11 +200,12 @@ void Connection::set_read_enabled(bool enabled) {
 
 void Connection::shutdown_write() {
   if (!fd_.valid()) return;
-  if (!out_.empty() || connecting_) {
+  if (!out_.empty() || connecting_ || !secured()) {
     shutdown_pending_ = true;
     return;
   }
   shutdown_pending_ = false;
+  if (transport_) transport_->shutdown();
   ::shutdown(fd_.get(), SHUT_WR);
 }
 
@@ -186,7 +214,13 @@ bool Connection::check_alive() {
   char byte;
   ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;  // FIN
-  if (n > 0) return false;   // unsolicited bytes on an idle connection: not trustworthy
+  if (n > 0 && transport_) {
+    // Through TLS, records that carry no data (a session ticket, a key update) may arrive
+    // at any time; read them. Data or a close is not alive.
+    ssize_t r = transport_->read(&byte, 1);
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  if (n > 0) return false;  // unsolicited bytes on an idle connection: not trustworthy
   return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 

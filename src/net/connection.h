@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -15,13 +16,17 @@
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "net/transport.h"
 
 namespace sluice::net {
 
 class ConnectionCallbacks {
  public:
-  // An outgoing connection completed its handshake.
+  // An outgoing connection completed its TCP handshake.
   virtual void on_connected() {}
+  // The transport's handshake (TLS) completed: the protocol may read and write now. Output
+  // written before is held until then.
+  virtual void on_secured() {}
   // New bytes are in input(); consume what was used.
   virtual void on_read() = 0;
   // The peer sent FIN; every byte before it was delivered through on_read().
@@ -55,6 +60,12 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   Status adopt_connecting(Fd fd, bool connected);
 
   void set_callbacks(ConnectionCallbacks& callbacks) { callbacks_ = &callbacks; }
+  // Puts a transport (TLS) between the socket and input()/output(); before adopt*(). Reads
+  // and writes go through it once its handshake, driven by socket readiness, completes.
+  void set_transport(std::unique_ptr<Transport> transport) { transport_ = std::move(transport); }
+  Transport* transport() const { return transport_.get(); }
+  // Whether bytes may flow: no transport, or its handshake is done.
+  bool secured() const { return !transport_ || transport_->established(); }
   Buffer& input() { return in_; }
   // Queues bytes; they are sent at the end of the loop iteration, together with whatever
   // else was written meanwhile (one send() for a response head and its body).
@@ -87,10 +98,13 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
  private:
   void do_read();
   void fail(int err);
+  // Advances the transport's handshake; false when the connection cannot go on yet.
+  bool drive_handshake();
 
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;
   Fd fd_;
+  std::unique_ptr<Transport> transport_;
   Buffer in_;
   Buffer out_;
   bool connecting_ = false;

@@ -23,12 +23,19 @@ struct TcpProxyStats;
 namespace http {
 struct HttpProxyStats;
 }
+}  // namespace sluice::proxy
+namespace sluice::tls {
+struct ListenerTlsStats;
+}
+namespace sluice::proxy {
 
 // Receives a listener's counters, by protocol.
 class ListenerStatsSink {
  public:
   virtual void on_tcp_stats(const std::string& listener, const tcp::TcpProxyStats& stats) = 0;
   virtual void on_http_stats(const std::string& listener, const http::HttpProxyStats& stats) = 0;
+  // Listeners with `tls:` only.
+  virtual void on_tls_stats(const std::string& listener, const tls::ListenerTlsStats& stats) = 0;
 
  protected:
   ~ListenerStatsSink() = default;

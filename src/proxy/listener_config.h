@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/units.h"
@@ -11,6 +12,7 @@
 #include "net/socket_options.h"
 #include "proxy/access_log.h"
 #include "proxy/http/route_config.h"
+#include "tls/config.h"
 
 namespace sluice::proxy {
 
@@ -36,6 +38,9 @@ struct ListenerConfig {
 
   // protocol: http
   http::HttpOptions http;
+
+  // Terminate TLS (either protocol); absent: cleartext.
+  std::optional<tls::ServerConfig> tls;
 
   // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
   // cluster are checked against the clusters by config::Config::validate().

@@ -37,6 +37,7 @@ int Server::run() {
   std::vector<std::vector<ListenerHandoff>> per_worker(config_->workers);
   Status started = prepare();
   if (started) started = bind_listeners(per_worker);
+  if (started) started = prepare_tls(per_worker);
   if (started) {
     health_ = std::make_unique<upstream::health::HealthManager>(
         main_loop_, config_->clusters,
@@ -170,9 +171,74 @@ Status Server::start_admin() {
   return Status::ok();
 }
 
+Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker) {
+  bool wants_ktls = false;
+  for (size_t li = 0; li < config_->listeners.size(); ++li) {
+    const auto& l = config_->listeners[li];
+    if (!l->tls) continue;
+    wants_ktls |= l->tls->ktls;
+    std::vector<std::string> warnings;
+    auto store = tls::CertStore::load(*l->tls, &warnings);
+    for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l->name, w);
+    if (!store)
+      return Status::error(fmt::format("listener {}: tls: {}", l->name, store.status().message()));
+    cert_stores_[l->name] = store.value();
+    std::shared_ptr<tls::TicketKeys> keys;
+    if (!l->tls->ticket_key_files.empty()) {
+      auto from_files = tls::TicketKeys::from_files(l->tls->ticket_key_files);
+      if (!from_files)
+        return Status::error(
+            fmt::format("listener {}: tls: {}", l->name, from_files.status().message()));
+      keys = from_files.value();
+    } else {
+      keys = std::make_shared<tls::TicketKeys>();
+      // Rotated on the main thread; each worker's contexts read the keys under their lock.
+      size_t slot = ticket_rotations_.size();
+      Duration every = l->tls->ticket_key_rotation;
+      ticket_rotations_.push_back(
+          std::make_unique<event::Timer>(main_loop_.timers(), [this, keys, slot, every] {
+            keys->rotate();
+            ticket_rotations_[slot]->arm_at(main_loop_.now() + every);
+          }));
+      ticket_rotations_.back()->arm_at(main_loop_.now() + every);
+    }
+    ticket_keys_[l->name] = keys;
+    for (auto& handoffs : per_worker) {
+      auto ctx = tls::ServerContext::create(*l->tls, store.value(), keys);
+      if (!ctx)
+        return Status::error(fmt::format("listener {}: tls: {}", l->name, ctx.status().message()));
+      for (auto& h : handoffs) {
+        if (h.config == l) h.tls = ctx.value();
+      }
+    }
+  }
+  cluster_tls_.assign(per_worker.size(), {});
+  for (size_t w = 0; w < per_worker.size(); ++w) {
+    for (const auto& c : config_->clusters) {
+      std::shared_ptr<tls::ClientContext> ctx;
+      if (c->tls) {
+        wants_ktls |= c->tls->ktls;
+        auto made = tls::ClientContext::create(*c->tls);
+        if (!made)
+          return Status::error(
+              fmt::format("cluster {}: tls: {}", c->name, made.status().message()));
+        ctx = made.value();
+      }
+      cluster_tls_[w].push_back(std::move(ctx));
+    }
+  }
+  if (wants_ktls && !tls::kernel_tls_available()) {
+    LOG_WARN(
+        "tls: ktls is set, but this kernel offers no kTLS (no `tls` module): records are "
+        "encrypted in user space");
+  }
+  return Status::ok();
+}
+
 void Server::start_workers(std::vector<std::vector<ListenerHandoff>> per_worker) {
   for (size_t w = 0; w < per_worker.size(); ++w) {
-    workers_.push_back(std::make_unique<Worker>(w, config_, std::move(per_worker[w]), *health_));
+    workers_.push_back(
+        std::make_unique<Worker>(w, config_, std::move(per_worker[w]), *health_, cluster_tls_[w]));
     workers_.back()->start();
   }
 }
@@ -286,6 +352,7 @@ void Server::log_summary() {
     admin::WorkerReport& r = totals.workers.emplace_back();
     r.tcp = w->final_stats();
     r.http = w->final_http_stats();
+    r.tls = w->final_tls_stats();
     for (const auto& c : w->final_cluster_stats()) r.clusters.push_back({.stats = c});
   }
   for (const auto& line : admin::exit_summary(totals)) LOG_INFO("{}", line);

@@ -63,6 +63,8 @@ class Server {
   // The steps of run(), in order. A step that fails stops startup with a logged reason.
   Status prepare();
   Status bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker);
+  // Reads the certificate and CA files and makes each worker's TLS contexts.
+  Status prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker);
   Status start_discovery();
   Status start_admin();
   void start_workers(std::vector<std::vector<ListenerHandoff>> per_worker);
@@ -88,6 +90,12 @@ class Server {
   std::vector<std::pair<std::string, std::string>> listener_addresses_;    // name, bound address
   std::vector<std::shared_ptr<std::atomic<uint32_t>>> connection_counts_;  // per listener
   std::vector<std::unique_ptr<Worker>> workers_;
+  // Per TLS listener: the certificates in force and the ticket keys all workers share.
+  std::map<std::string, std::shared_ptr<const tls::CertStore>> cert_stores_;
+  std::map<std::string, std::shared_ptr<tls::TicketKeys>> ticket_keys_;
+  std::vector<std::unique_ptr<event::Timer>> ticket_rotations_;
+  // Per worker, per cluster (config order): its TLS context, null without `tls:`.
+  std::vector<std::vector<std::shared_ptr<tls::ClientContext>>> cluster_tls_;
   std::unique_ptr<upstream::health::HealthManager> health_;
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<discovery::DnsDiscovery> dns_discovery_;

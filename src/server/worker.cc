@@ -13,30 +13,40 @@ namespace {
 class StatsInto final : public proxy::ListenerStatsSink {
  public:
   StatsInto(std::map<std::string, proxy::tcp::TcpProxyStats>& tcp,
-            std::map<std::string, proxy::http::HttpProxyStats>& http)
-      : tcp_(tcp), http_(http) {}
+            std::map<std::string, proxy::http::HttpProxyStats>& http,
+            std::map<std::string, tls::ListenerTlsStats>& tls)
+      : tcp_(tcp), http_(http), tls_(tls) {}
   void on_tcp_stats(const std::string& listener, const proxy::tcp::TcpProxyStats& s) override {
     tcp_[listener] = s;
   }
   void on_http_stats(const std::string& listener, const proxy::http::HttpProxyStats& s) override {
     http_[listener] = s;
   }
+  void on_tls_stats(const std::string& listener, const tls::ListenerTlsStats& s) override {
+    tls_[listener] = s;
+  }
 
  private:
   std::map<std::string, proxy::tcp::TcpProxyStats>& tcp_;
   std::map<std::string, proxy::http::HttpProxyStats>& http_;
+  std::map<std::string, tls::ListenerTlsStats>& tls_;
 };
 
 }  // namespace
 
 Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
-               std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health)
-    : index_(index), config_(std::move(config)), handoffs_(std::move(listeners)), health_(health) {}
+               std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health,
+               std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls)
+    : index_(index),
+      config_(std::move(config)),
+      handoffs_(std::move(listeners)),
+      health_(health),
+      cluster_tls_(std::move(cluster_tls)) {}
 
 void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
   loop_.post([this, connections, done = std::move(done)] {
     admin::WorkerReport r;
-    StatsInto sink(r.tcp, r.http);
+    StatsInto sink(r.tcp, r.http, r.tls);
     for (const auto& p : proxies_) p->report_stats(sink);
     for (auto* c : cluster_by_index_) {
       admin::WorkerReport::Cluster rc;
@@ -91,6 +101,7 @@ void Worker::thread_main() {
     const auto& c = config_->clusters[i];
     auto cluster = std::make_unique<upstream::Cluster>(loop_, c, config_->workers, i,
                                                        health_.shared(i), health_.sink_for(i));
+    if (i < cluster_tls_.size() && cluster_tls_[i]) cluster->set_tls(cluster_tls_[i]);
     cluster_by_index_.push_back(cluster.get());
     clusters_.emplace(c->name, std::move(cluster));
   }
@@ -100,10 +111,11 @@ void Worker::thread_main() {
     std::unique_ptr<proxy::ProxyListener> proxy;
     if (h.config->protocol == proxy::Protocol::kHttp) {
       proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
-                                                       h.active_connections);
+                                                       h.active_connections, h.tls);
     } else {
-      proxy = std::make_unique<proxy::tcp::TcpProxy>(
-          loop_, h.config, *clusters_.at(h.config->cluster), transfer_pool_, h.active_connections);
+      proxy =
+          std::make_unique<proxy::tcp::TcpProxy>(loop_, h.config, *clusters_.at(h.config->cluster),
+                                                 transfer_pool_, h.active_connections, h.tls);
     }
     proxy->set_on_idle([this] { check_drained(); });
     proxy->set_access_log(h.access_log);
@@ -128,7 +140,7 @@ void Worker::thread_main() {
   loop_.run();
 
   listeners_.clear();
-  StatsInto sink(final_stats_, final_http_stats_);
+  StatsInto sink(final_stats_, final_http_stats_, final_tls_stats_);
   for (auto& p : proxies_) {
     p->close_all(false);
     p->report_stats(sink);

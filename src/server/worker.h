@@ -29,13 +29,16 @@ struct ListenerHandoff {
   net::Fd fd;  // this worker's bound, listening socket
   std::shared_ptr<std::atomic<uint32_t>> active_connections;
   std::shared_ptr<proxy::AccessLog> access_log;  // null: none
+  std::shared_ptr<tls::ServerContext> tls;       // null: no `tls:`
 };
 
 class Worker {
  public:
   // `health` outlives the worker; its cluster order is the config's.
+  // `cluster_tls`: this worker's TLS context per cluster, in config order (null: no `tls:`).
   Worker(size_t index, std::shared_ptr<const config::Config> config,
-         std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health);
+         std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health,
+         std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls);
   ~Worker();
 
   // Copies this worker's counters on its own thread and hands them to `done` there.
@@ -60,6 +63,9 @@ class Worker {
   }
   const std::map<std::string, proxy::http::HttpProxyStats>& final_http_stats() const {
     return final_http_stats_;
+  }
+  const std::map<std::string, tls::ListenerTlsStats>& final_tls_stats() const {
+    return final_tls_stats_;
   }
   // By the config's cluster order.
   const std::vector<upstream::ClusterStats>& final_cluster_stats() const {
@@ -87,6 +93,8 @@ class Worker {
   std::function<void()> on_drained_;
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
+  std::map<std::string, tls::ListenerTlsStats> final_tls_stats_;
+  std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls_;
   std::vector<upstream::ClusterStats> final_cluster_stats_;
 };
 

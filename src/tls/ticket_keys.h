@@ -38,8 +38,8 @@ class TicketKeys {
   // previous ← current ← next ← a new random key.
   void rotate();
   // Encrypt/decrypt callbacks on `ctx` that use these keys. The TicketKeys must outlive
-  // `ctx` (the context keeps a reference through its ex_data).
-  void install(SSL_CTX* ctx, std::shared_ptr<TicketKeys> self);
+  // `ctx` (its owner keeps a reference).
+  void install(SSL_CTX* ctx);
 
   // For the callback: the encrypting key, or the key named `name` (false when unknown).
   TicketKey current() const;

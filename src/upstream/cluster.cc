@@ -195,6 +195,7 @@ pool::ConnPool& Cluster::pool(size_t index) {
                                          config_->connect_timeout);
     p->set_fallbacks(endpoint(index).fallbacks, config_->connection_attempt_delay);
     p->set_connect_error_counters({&stats_.connect_timeouts, &stats_.connect_refused});
+    if (tls_) p->set_tls(tls_, tls_host());
     if (health_->flags[index] & (health::kDraining | health::kRemoved)) {
       p->drain();
     } else {
@@ -202,6 +203,15 @@ pool::ConnPool& Cluster::pool(size_t index) {
     }
   }
   return *p;
+}
+
+std::string Cluster::tls_host() const {
+  // The name endpoints are known by: a DNS cluster's one name. Endpoints given as addresses
+  // (or several names) have none, and are checked by IP unless `tls.sni` names them.
+  bool dns = config_->type == ClusterConfig::Type::kStrictDns ||
+             config_->type == ClusterConfig::Type::kLogicalDns;
+  if (dns && config_->dns_targets.size() == 1) return config_->dns_targets[0].host;
+  return {};
 }
 
 void Cluster::warm_up_pools() {

@@ -17,6 +17,7 @@
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "tls/config.h"
 #include "upstream/endpoint.h"
 #include "upstream/health/health.h"
 #include "upstream/lb/load_balancer.h"
@@ -79,6 +80,8 @@ struct ClusterConfig {
   // Below this share of usable endpoints (percent), balance over all of them; 0 = never.
   uint32_t panic_threshold = 50;
   CircuitBreakers circuit_breakers;
+  // Originate TLS to the endpoints; absent: cleartext.
+  std::optional<tls::ClientConfig> tls;
 
   // Every rule of this block and the blocks inside it (implemented in cluster_config.cc).
   ConfigIssues validate() const;
@@ -152,6 +155,11 @@ class Cluster {
   ~Cluster();
 
   const ClusterConfig& config() const { return *config_; }
+  // The worker's TLS context for this cluster (when it has `tls:`); before the first pool.
+  void set_tls(std::shared_ptr<tls::ClientContext> context) { tls_ = std::move(context); }
+  tls::ClientContext* tls_context() const { return tls_.get(); }
+  // The name TLS connections send and check when `tls.sni` does not give one.
+  std::string tls_host() const;
   ClusterStats& stats() { return stats_; }
   // The endpoint table (it only grows: an endpoint that leaves is flagged kRemoved).
   const EndpointConfig& endpoint(size_t index) const { return (*health_->endpoints)[index]; }
@@ -218,6 +226,7 @@ class Cluster {
   uint64_t lb_seed_;
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
   pool::PoolConfig worker_pool_config_;
+  std::shared_ptr<tls::ClientContext> tls_;
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
   std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;

@@ -105,14 +105,44 @@ void DownstreamConnection::transition(State to) {
 }
 
 void DownstreamConnection::start(net::Fd fd) {
+  accepted_at_ = proxy_.loop().now();
+  tls::ServerContext* tls = proxy_.tls();
+  if (tls) {
+    auto session = tls->new_session(fd.get());
+    if (!session) {
+      LOG_WARN("http {}: {}: cannot make a TLS session", proxy_.config().name, peer_.to_string());
+      close("no TLS session");
+      return;
+    }
+    conn_.set_transport(std::move(session));
+  }
   if (Status s = conn_.adopt(std::move(fd)); !s) {
     LOG_WARN("http {}: {}: {}", proxy_.config().name, peer_.to_string(), s.message());
     close("cannot watch connection");
     return;
   }
+  if (tls) {
+    // A ClientHello that is slow, silent or endless costs this timer, nothing more.
+    arm_timer(TimerMode::kHandshake, tls->config().handshake_timeout);
+    return;
+  }
   // A new connection must send its first request head within header_read_timeout.
   arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
   conn_.flush();
+}
+
+void DownstreamConnection::on_secured() {
+  auto& session = *static_cast<const tls::Session*>(conn_.transport());
+  tls_ = describe_tls(session, proxy_.loop().now() - accepted_at_);
+  auto& stats = proxy_.tls_stats();
+  ++stats.handshakes;
+  stats.resumed += tls_->resumed;
+  stats.client_certificates += !tls_->client_subject.empty();
+  stats.handshake_duration.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(tls_->handshake).count()));
+  LOG_DEBUG("http {}: {}: {} {} sni '{}' alpn '{}'{}", proxy_.config().name, peer_.to_string(),
+            tls_->version, tls_->cipher, tls_->sni, tls_->alpn, tls_->resumed ? " resumed" : "");
+  arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
 }
 
 void DownstreamConnection::arm_timer(TimerMode mode, Duration d) {
@@ -128,6 +158,11 @@ void DownstreamConnection::on_timer() {
   switch (timer_mode_) {
     case TimerMode::kNone:
       return;
+    case TimerMode::kHandshake:
+      ++proxy_.tls_stats().failed_timeout;
+      LOG_INFO("http {}: {}: TLS handshake not finished within {}", proxy_.config().name,
+               peer_.to_string(), format_duration(proxy_.tls()->config().handshake_timeout));
+      return abort("TLS handshake timeout");
     case TimerMode::kKeepalive:
       return close("keep-alive idle timeout");
     case TimerMode::kHead:
@@ -288,6 +323,17 @@ void DownstreamConnection::on_write_drained() {
 }
 
 void DownstreamConnection::on_error(int err) {
+  if (const auto* t = static_cast<const tls::Session*>(conn_.transport()); t && !t->established()) {
+    auto& stats = proxy_.tls_stats();
+    if (t->closed_in_handshake()) {
+      ++stats.failed_closed;
+    } else {
+      ++stats.failed_protocol;
+    }
+    LOG_INFO("http {}: {}: TLS handshake failed: {}", proxy_.config().name, peer_.to_string(),
+             t->failure());
+    return close("TLS handshake failed");
+  }
   if (stream_) stream_->on_downstream_reset();
   LOG_DEBUG("http {}: {}: {}", proxy_.config().name, peer_.to_string(), net::error_text(err));
   close("downstream error");

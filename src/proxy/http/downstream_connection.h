@@ -12,11 +12,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "event/loop.h"
 #include "http/http1/codec.h"
 #include "net/connection.h"
 #include "proxy/http/stream.h"
+#include "proxy/tls_info.h"
 
 namespace sluice::proxy::http {
 
@@ -38,6 +40,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void drain();
 
   // ConnectionCallbacks
+  void on_secured() override;
   void on_read() override;
   void on_read_closed() override;
   void on_write_drained() override;
@@ -55,6 +58,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_done(bool close_connection) override;
   void on_stream_reset(const char* reason) override;
   void on_stream_tunnel(UpstreamExchange& exchange) override;
+  const DownstreamTls* downstream_tls() const override { return tls_ ? &*tls_ : nullptr; }
 
   // The HttpProxy's list of open connections.
   DownstreamConnection* prev = nullptr;
@@ -64,7 +68,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   State state() const { return state_; }
 
  private:
-  enum class TimerMode { kNone, kKeepalive, kHead };
+  enum class TimerMode { kNone, kHandshake, kKeepalive, kHead };
   class Tunnel;
 
   void transition(State to);
@@ -89,6 +93,8 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   event::Timer linger_;
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
+  MonoTime accepted_at_{};
+  std::optional<DownstreamTls> tls_;  // once the TLS handshake is done
   uint32_t requests_ = 0;
   bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
   bool resume_after_parse_ = false;

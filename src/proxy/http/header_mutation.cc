@@ -158,8 +158,11 @@ void to_upstream(const Route& r, MessageHead& request, const DownstreamInfo& d, 
     hs.set("X-Forwarded-For", std::string(d.peer_ip));
   }
   if (!d.trust_forwarded_headers || !hs.get("x-forwarded-proto")) {
-    hs.set("X-Forwarded-Proto", "http");
+    hs.set("X-Forwarded-Proto", d.secure ? "https" : "http");
   }
+  // The client's identity is what its certificate proved, never what it says about itself.
+  hs.remove("x-forwarded-client-cert");
+  if (!d.client_cert.empty()) hs.add("x-forwarded-client-cert", std::string(d.client_cert));
   if (!d.trust_forwarded_headers || !hs.get("x-forwarded-host")) {
     if (const std::string* host = hs.get("host")) hs.set("X-Forwarded-Host", *host);
   }

@@ -23,6 +23,10 @@ struct DownstreamInfo {
   std::string_view peer_ip;
   bool trust_forwarded_headers = false;
   bool generate_request_id = true;
+  bool secure = false;  // the client connection is TLS
+  // The verified client certificate as x-forwarded-client-cert ("" none). A client's own
+  // copy of that header is never forwarded.
+  std::string_view client_cert;
 };
 
 // RFC 9110 §7.6.1: fields that describe one connection, never forwarded. With

@@ -6,13 +6,15 @@
 namespace sluice::proxy::http {
 
 HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-                     ClusterMap clusters, std::shared_ptr<std::atomic<uint32_t>> active_connections)
+                     ClusterMap clusters, std::shared_ptr<std::atomic<uint32_t>> active_connections,
+                     std::shared_ptr<tls::ServerContext> tls)
     : loop_(loop),
       config_(std::move(config)),
       clusters_(std::move(clusters)),
       active_connections_(std::move(active_connections)),
       parser_limits_{config_->http.max_head_bytes, config_->http.max_headers,
-                     config_->http.max_uri_bytes} {
+                     config_->http.max_uri_bytes},
+      tls_(std::move(tls)) {
   size_t routes = 0;
   for (const auto& vh : config_->http.virtual_hosts) routes += vh.routes.size();
   stats_.routes.resize(routes);

@@ -23,6 +23,8 @@
 #include "proxy/http/http_stats.h"
 #include "proxy/listener.h"
 #include "proxy/listener_config.h"
+#include "tls/context.h"
+#include "tls/stats.h"
 #include "upstream/cluster.h"
 
 namespace sluice::proxy::http {
@@ -33,8 +35,10 @@ using ClusterMap = std::map<std::string, upstream::Cluster*, std::less<>>;
 
 class HttpProxy final : public ProxyListener {
  public:
+  // `tls`: the worker's TLS context for this listener (null: cleartext).
   HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config, ClusterMap clusters,
-            std::shared_ptr<std::atomic<uint32_t>> active_connections);
+            std::shared_ptr<std::atomic<uint32_t>> active_connections,
+            std::shared_ptr<tls::ServerContext> tls = nullptr);
   ~HttpProxy();
 
   void on_accept(net::Fd fd, const net::Address& peer) override;
@@ -68,7 +72,11 @@ class HttpProxy final : public ProxyListener {
   void set_random(RandomSource source) { random_ = source; }
   void report_stats(ListenerStatsSink& sink) const override {
     sink.on_http_stats(config_->name, stats_);
+    if (tls_) sink.on_tls_stats(config_->name, tls_stats_);
   }
+  // The TLS context new connections handshake with (null: cleartext).
+  tls::ServerContext* tls() const { return tls_.get(); }
+  tls::ListenerTlsStats& tls_stats() { return tls_stats_; }
 
  private:
   event::Loop& loop_;
@@ -84,6 +92,8 @@ class HttpProxy final : public ProxyListener {
   MonoTime last_refusal_log_{};
   std::shared_ptr<AccessLog> access_log_;
   RandomSource random_ = thread_random;
+  std::shared_ptr<tls::ServerContext> tls_;
+  tls::ListenerTlsStats tls_stats_;
 };
 
 }  // namespace sluice::proxy::http

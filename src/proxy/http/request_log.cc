@@ -1,5 +1,7 @@
 #include "proxy/http/request_log.h"
 
+#include "proxy/tls_info.h"
+
 #include <array>
 #include <iterator>
 
@@ -102,13 +104,17 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   // The waterfall: microseconds from the request's first byte (-1: did not happen).
   int64_t pool_wait = pool_ready == MonoTime{} || attempt_started == MonoTime{}
                           ? -1
-                          : micros(pool_ready - attempt_started - upstream_connect);
+                          : micros(pool_ready - attempt_started - upstream_connect - upstream_tls);
+  bool connected = pool_ready != MonoTime{};
   fmt::format_to(
       std::back_inserter(line),
-      ",\"timings_us\":{{\"downstream_headers\":{},\"pool_wait\":{},\"upstream_connect\":{},"
-      "\"request_sent\":{},\"upstream_first_byte\":{},\"response_done\":{}}}",
-      us(head_done), pool_wait, pool_ready == MonoTime{} ? -1 : micros(upstream_connect),
+      ",\"timings_us\":{{\"downstream_tls\":{},\"downstream_headers\":{},\"pool_wait\":{},"
+      "\"upstream_connect\":{},\"upstream_tls\":{},\"request_sent\":{},"
+      "\"upstream_first_byte\":{},\"response_done\":{}}}",
+      n.tls ? micros(n.tls->handshake) : -1, us(head_done), pool_wait,
+      connected ? micros(upstream_connect) : -1, connected ? micros(upstream_tls) : -1,
       us(request_sent), us(upstream_first_byte), us(now));
+  if (n.tls) append_tls_json(*n.tls, line);
   if (!upstream_address.empty()) {
     line += ",\"upstream_address\":";
     append_json_string(upstream_address, line);

@@ -12,6 +12,9 @@
 #include "base/clock.h"
 #include "base/units.h"
 
+namespace sluice::proxy {
+struct DownstreamTls;
+}
 namespace sluice::proxy::http {
 
 // Why a response is what it is. Each flag is one bit; the names in the access log, the
@@ -97,6 +100,7 @@ struct RequestLog {
   MonoTime attempt_started{};
   MonoTime pool_ready{};
   Duration upstream_connect{0};  // of a connection opened for this request
+  Duration upstream_tls{0};      // its TLS handshake
   MonoTime request_sent{};
   MonoTime upstream_first_byte{};
 
@@ -119,6 +123,7 @@ struct RequestLog {
   // Who served the request, for the line; views valid during append_json().
   struct Names {
     std::string_view listener, downstream, method, target, host, cluster, endpoint;
+    const DownstreamTls* tls = nullptr;  // the client connection's TLS (null: cleartext)
   };
   // Appends the access log line (one JSON object, no newline). `now` ends the waterfall.
   void append_json(const Names& names, MonoTime now, std::string& out) const;

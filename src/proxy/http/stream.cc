@@ -208,8 +208,10 @@ void Stream::route() {
   UpstreamIds ids;
   // Host is the one field of the log the rewrite may change (it adds one when missing).
   host_added_ = req.headers.get("host") == nullptr;
-  to_upstream(*route, req, DownstreamInfo{ip, o.trust_forwarded_headers, o.generate_request_id},
-              upgrade_, proxy_.random(), ids);
+  const DownstreamTls* tls = callbacks_.downstream_tls();
+  DownstreamInfo info{ip, o.trust_forwarded_headers, o.generate_request_id, tls != nullptr,
+                      tls ? std::string_view(tls->client_cert_header) : std::string_view()};
+  to_upstream(*route, req, info, upgrade_, proxy_.random(), ids);
   log_.request_id = std::move(ids.request_id);
   log_.traceparent = std::move(ids.traceparent);
   std::string target = upstream_target(*route, req);
@@ -250,6 +252,7 @@ void Stream::start_exchange(bool fresh) {
 void Stream::on_exchange_ready(UpstreamExchange& x) {
   log_.pool_ready = x.ready_at();
   log_.upstream_connect = x.connect_time();
+  log_.upstream_tls = x.tls_time();
   if (log_.attempts > 1 && !retry_->replayable()) {
     // The body outgrew the replay buffer while the retry waited: it cannot be re-sent whole.
     drop_exchange();

@@ -30,6 +30,7 @@
 #include "proxy/http/retry_state.h"
 #include "proxy/http/route_config.h"
 #include "proxy/http/upstream_exchange.h"
+#include "proxy/tls_info.h"
 
 namespace sluice::proxy::http {
 
@@ -54,6 +55,8 @@ class StreamCallbacks {
   // A 101 or a CONNECT 2xx went out: the connection becomes a tunnel to the exchange's
   // upstream connection.
   virtual void on_stream_tunnel(UpstreamExchange& exchange) = 0;
+  // The client connection's TLS (null: cleartext).
+  virtual const DownstreamTls* downstream_tls() const = 0;
 
  protected:
   ~StreamCallbacks() = default;

@@ -248,7 +248,8 @@ void Stream::write_access_log() {
                           request_.target,
                           host ? std::string_view(*host) : std::string_view(),
                           cluster_ ? std::string_view(cluster_->config().name) : "",
-                          endpoint};
+                          endpoint,
+                          callbacks_.downstream_tls()};
   std::string line;
   line.reserve(512);
   log_.append_json(names, proxy_.loop().now(), line);

@@ -185,6 +185,7 @@ void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
       std::chrono::duration_cast<std::chrono::microseconds>(ready_at_ - started_).count()));
   bool opened_for_us = conn.requests() <= 1 && !conn.warm();
   connect_time_ = opened_for_us ? conn.connect_time() : Duration(0);
+  tls_time_ = opened_for_us ? conn.tls_time() : Duration(0);
   if (opened_for_us) ++cluster_.stats().connect_attempts;
   conn.set_borrower(this);
   codec_.attach(&conn.connection());

@@ -91,6 +91,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   MonoTime first_byte_at() const { return first_byte_at_; }
   // How long opening the connection took, when it was opened for this exchange.
   Duration connect_time() const { return connect_time_; }
+  // The TLS handshake of a connection opened for this try (zero otherwise).
+  Duration tls_time() const { return tls_time_; }
 
   // PoolCallbacks
   void on_pool_ready(upstream::pool::PooledConnection& conn) override;
@@ -139,6 +141,7 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   MonoTime first_byte_at_{};
   MonoTime last_activity_{};
   Duration connect_time_{0};
+  Duration tls_time_{0};
   event::Timer timer_;
 };
 

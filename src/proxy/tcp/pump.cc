@@ -57,7 +57,7 @@ void Pump::release() {
   if (buffer_) pool_.give_buffer(std::move(buffer_));
 }
 
-Pump::Step Pump::fill(int src, int* err) {
+Pump::Step Pump::fill(int src, int* err, net::Transport* t) {
   ssize_t n;
   if (splice_) {
     if (!pipe_.read_end.valid()) {
@@ -65,7 +65,7 @@ Pump::Step Pump::fill(int src, int* err) {
       if (!pipe_.read_end.valid()) {
         // No descriptor for a pipe: copy through a buffer rather than stall.
         splice_ = false;
-        return fill(src, err);
+        return fill(src, err, t);
       }
     }
     // Only called with an empty pipe, so EAGAIN can only mean the socket has nothing.
@@ -76,11 +76,12 @@ Pump::Step Pump::fill(int src, int* err) {
       LOG_DEBUG("splice unsupported here ({}), copying through a buffer", std::strerror(errno));
       pool_.give_pipe(std::move(pipe_));
       splice_ = false;
-      return fill(src, err);
+      return fill(src, err, t);
     }
   } else {
     if (!buffer_) buffer_ = pool_.take_buffer();
-    n = ::recv(src, buffer_.get(), TransferPool::kBufferSize, 0);
+    n = t ? t->read(buffer_.get(), TransferPool::kBufferSize)
+          : ::recv(src, buffer_.get(), TransferPool::kBufferSize, 0);
     offset_ = 0;
   }
   if (n > 0) {
@@ -94,13 +95,14 @@ Pump::Step Pump::fill(int src, int* err) {
   return Step::kFailed;
 }
 
-Pump::Step Pump::flush(int dst, int* err) {
+Pump::Step Pump::flush(int dst, int* err, net::Transport* t) {
   ssize_t n;
   if (splice_) {
     n = splice(pipe_.read_end.get(), nullptr, dst, nullptr, pending_,
                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   } else {
-    n = ::send(dst, buffer_.get() + offset_, pending_, MSG_NOSIGNAL);
+    n = t ? t->write(buffer_.get() + offset_, pending_)
+          : ::send(dst, buffer_.get() + offset_, pending_, MSG_NOSIGNAL);
   }
   if (n > 0) {
     pending_ -= static_cast<size_t>(n);
@@ -117,12 +119,15 @@ Pump::Step Pump::flush(int dst, int* err) {
   return Step::kFailed;
 }
 
-Pump::Outcome Pump::run(int src, int dst, int* errno_out) {
+Pump::Outcome Pump::run(int src, int dst, int* errno_out, net::Transport* src_t,
+                        net::Transport* dst_t) {
   if (finished_) return Outcome::kFinished;
+  // Through a transport the bytes must pass user space; nothing is in a pipe yet then.
+  if ((src_t || dst_t) && splice_ && pending_ == 0) splice_ = false;
   for (;;) {
     if (pending_ > 0) {
       if (!dest_writable) break;
-      Step s = flush(dst, errno_out);
+      Step s = flush(dst, errno_out, dst_t);
       if (s == Step::kFailed) return Outcome::kDestReset;
       if (s == Step::kBlocked) {
         dest_writable = false;
@@ -136,7 +141,7 @@ Pump::Outcome Pump::run(int src, int dst, int* errno_out) {
       return Outcome::kFinished;
     }
     if (!source_readable) break;
-    Step s = fill(src, errno_out);
+    Step s = fill(src, errno_out, src_t);
     if (s == Step::kFailed) return Outcome::kSourceReset;
     if (s == Step::kBlocked) {
       source_readable = false;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "net/socket.h"
+#include "net/transport.h"
 
 namespace sluice::proxy::tcp {
 
@@ -52,8 +53,10 @@ class Pump {
   Pump(TransferPool& pool, bool use_splice) : pool_(pool), splice_(use_splice) {}
   ~Pump() { release(); }
 
-  // Moves as much as readiness allows. `errno_out` is set with the resets.
-  Outcome run(int src, int dst, int* errno_out);
+  // Moves as much as readiness allows. `errno_out` is set with the resets. A side with a
+  // transport (TLS) is read or written through it, and the pump copies through a buffer.
+  Outcome run(int src, int dst, int* errno_out, net::Transport* src_transport = nullptr,
+              net::Transport* dst_transport = nullptr);
 
   bool source_readable = true;
   bool dest_writable = true;
@@ -62,8 +65,8 @@ class Pump {
 
  private:
   enum class Step { kProgress, kBlocked, kEof, kFailed };
-  Step fill(int src, int* err);
-  Step flush(int dst, int* err);
+  Step fill(int src, int* err, net::Transport* t);
+  Step flush(int dst, int* err, net::Transport* t);
   void release();
 
   TransferPool& pool_;

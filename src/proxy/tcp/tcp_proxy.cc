@@ -14,6 +14,7 @@
 #include "net/connect_race.h"
 #include "net/port_exhaustion.h"
 #include "net/tcp_info.h"
+#include "proxy/tls_info.h"
 
 namespace sluice::proxy::tcp {
 
@@ -22,7 +23,9 @@ namespace sluice::proxy::tcp {
 // deletion so that events already queued for it in this iteration are ignored safely.
 class TcpSession final : public event::DeferredDeletable, public net::ConnectRaceCallbacks {
  public:
-  enum class State { kConnecting, kProxying, kClosed };
+  // kHandshaking: the client's TLS handshake (a TLS listener); kSecuring: the upstream's
+  // (a TLS cluster), after its TCP connect.
+  enum class State { kHandshaking, kConnecting, kSecuring, kProxying, kClosed };
 
   TcpSession(TcpProxy& proxy, net::Fd downstream, const net::Address& peer)
       : proxy_(proxy),
@@ -42,6 +45,13 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (!s) {
       close(fmt::format("cannot watch downstream: {}", s.message()), false);
       return;
+    }
+    if (proxy_.tls_) {
+      down_tls_ = proxy_.tls_->new_session(downstream_.get());
+      if (!down_tls_) return close("cannot make a TLS session", false);
+      state_ = State::kHandshaking;
+      timer_.arm_at(proxy_.loop_.now() + proxy_.tls_->config().handshake_timeout);
+      return drive_downstream_handshake();
     }
     connect_next();
   }
@@ -89,7 +99,9 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   }
 
   void report(std::vector<net::ConnectionReport>& out) const {
-    const char* state = state_ == State::kProxying ? "proxying" : "connecting";
+    const char* state = state_ == State::kProxying      ? "proxying"
+                        : state_ == State::kHandshaking ? "handshaking"
+                                                        : "connecting";
     if (downstream_.valid()) {
       out.push_back(
           net::describe_connection(downstream_.get(), "downstream", proxy_.config_->name, state));
@@ -229,6 +241,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (report) proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
     timer_.cancel();
     end_race();
+    up_tls_.reset();
     if (upstream_.valid()) {
       proxy_.loop_.poller().remove(upstream_.get());
       upstream_.reset();
@@ -275,6 +288,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
                    "\"timings_us\":{{\"upstream_connect\":{},\"duration\":{}}}",
                    to_upstream_.bytes(), to_downstream_.bytes(), attempts_,
                    failed ? -1 : us(connected_at_ - started_), us(now - started_));
+    if (tls_) append_tls_json(*tls_, line);
     if (upstream_.valid() && !proxy_.cluster_.endpoint(endpoint_).fallbacks.empty()) {
       // An endpoint with several addresses: say which one this connection went to.
       line += ",\"upstream_address\":";
@@ -291,7 +305,61 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     proxy_.access_log_->write(line);
   }
 
+  void drive_downstream_handshake() {
+    switch (down_tls_->handshake()) {
+      case net::Transport::Step::kWantRead:
+      case net::Transport::Step::kWantWrite:
+        return;
+      case net::Transport::Step::kFailed: {
+        auto& stats = proxy_.tls_stats_;
+        (down_tls_->closed_in_handshake() ? stats.failed_closed : stats.failed_protocol)++;
+        LOG_INFO("tcp {}: {}: TLS handshake failed: {}", proxy_.config_->name, peer_.to_string(),
+                 down_tls_->failure());
+        return close(fmt::format("TLS handshake failed: {}", down_tls_->failure()), false);
+      }
+      case net::Transport::Step::kDone:
+        break;
+    }
+    timer_.cancel();
+    tls_ = describe_tls(*down_tls_, proxy_.loop_.now() - started_);
+    auto& stats = proxy_.tls_stats_;
+    ++stats.handshakes;
+    stats.resumed += tls_->resumed;
+    stats.client_certificates += !tls_->client_subject.empty();
+    stats.handshake_duration.observe(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(tls_->handshake).count()));
+    // Application data may have come with the handshake's last flight.
+    to_upstream_.source_readable = true;
+    state_ = State::kConnecting;
+    connect_next();
+  }
+
+  void drive_upstream_handshake() {
+    switch (up_tls_->handshake()) {
+      case net::Transport::Step::kWantRead:
+      case net::Transport::Step::kWantWrite:
+        return;
+      case net::Transport::Step::kFailed:
+        return connect_failed(fmt::format("TLS: {}", up_tls_->failure()));
+      case net::Transport::Step::kDone:
+        break;
+    }
+    to_downstream_.source_readable = true;
+    on_ready();
+  }
+
   void on_connected() {
+    if (tls::ClientContext* ctx = proxy_.cluster_.tls_context()) {
+      up_tls_ = ctx->new_session(upstream_.get(), proxy_.cluster_.tls_host(), peer_address_);
+      if (!up_tls_) return connect_failed("TLS: cannot make a session");
+      tcp_connected_at_ = proxy_.loop_.now();
+      state_ = State::kSecuring;
+      return drive_upstream_handshake();
+    }
+    on_ready();
+  }
+
+  void on_ready() {
     timer_.cancel();
     state_ = State::kProxying;
     connected_at_ = proxy_.loop_.now();
@@ -308,6 +376,8 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
   void on_io(bool upstream, uint32_t events) {
     if (state_ == State::kClosed) return;
+    if (!upstream && state_ == State::kHandshaking) return drive_downstream_handshake();
+    if (upstream && state_ == State::kSecuring) return drive_upstream_handshake();
     if (upstream && state_ == State::kConnecting) {
       if (!(events & (event::kWritable | event::kError))) return;
       int err = 0;
@@ -335,6 +405,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     uint64_t before = to_upstream_.bytes() + to_downstream_.bytes();
     if (!run_pump(to_upstream_, downstream_, upstream_, "downstream", "upstream")) return;
     if (!run_pump(to_downstream_, upstream_, downstream_, "upstream", "downstream")) return;
+    if (state_ == State::kClosed) return;
     if (to_upstream_.bytes() + to_downstream_.bytes() != before) {
       last_activity_ = proxy_.loop_.now();
     }
@@ -348,12 +419,15 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   bool run_pump(Pump& p, net::Fd& src, net::Fd& dst, const char* src_name, const char* dst_name) {
     if (p.finished()) return true;
     int err = 0;
-    switch (p.run(src.get(), dst.get(), &err)) {
+    net::Transport* src_t = &src == &downstream_ ? down_tls_.get() : up_tls_.get();
+    net::Transport* dst_t = &dst == &downstream_ ? down_tls_.get() : up_tls_.get();
+    switch (p.run(src.get(), dst.get(), &err, src_t, dst_t)) {
       case Pump::Outcome::kWaiting:
         return true;
       case Pump::Outcome::kFinished:
         // Half-close: the source's FIN becomes our FIN towards the destination, while the
-        // other direction keeps flowing.
+        // other direction keeps flowing. Through TLS, close_notify goes first.
+        if (dst_t) dst_t->shutdown();
         ::shutdown(dst.get(), SHUT_WR);
         return true;
       case Pump::Outcome::kSourceReset:
@@ -381,7 +455,13 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
   void on_timer() {
     const auto& cfg = *proxy_.config_;
-    if (state_ == State::kConnecting) {
+    if (state_ == State::kHandshaking) {
+      ++proxy_.tls_stats_.failed_timeout;
+      LOG_INFO("tcp {}: {}: TLS handshake not finished within {}", proxy_.config_->name,
+               peer_.to_string(), format_duration(proxy_.tls_->config().handshake_timeout));
+      return close("TLS handshake timeout", true);
+    }
+    if (state_ == State::kConnecting || state_ == State::kSecuring) {
       ++proxy_.cluster_.stats().connect_timeouts;
       return connect_failed(fmt::format("timed out after {}{}",
                                         format_duration(cluster().connect_timeout),
@@ -414,7 +494,11 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   State state_ = State::kConnecting;
   MonoTime started_{};
   MonoTime connected_at_{};
+  MonoTime tcp_connected_at_{};  // with upstream TLS: before its handshake
   std::chrono::system_clock::time_point wall_start_{};
+  std::unique_ptr<tls::Session> down_tls_;  // a TLS listener's session with the client
+  std::unique_ptr<tls::Session> up_tls_;    // a TLS cluster's session with the endpoint
+  std::optional<DownstreamTls> tls_;        // once the client's handshake is done
   uint32_t attempts_ = 0;
   MonoTime last_activity_{};
   size_t endpoint_ = 0;
@@ -427,11 +511,13 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
 TcpProxy::TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
                    upstream::Cluster& cluster, TransferPool& transfer_pool,
-                   std::shared_ptr<std::atomic<uint32_t>> active_connections)
+                   std::shared_ptr<std::atomic<uint32_t>> active_connections,
+                   std::shared_ptr<tls::ServerContext> tls)
     : loop_(loop),
       config_(std::move(config)),
       cluster_(cluster),
       transfer_pool_(transfer_pool),
+      tls_(std::move(tls)),
       active_connections_(std::move(active_connections)) {
   cluster_.add_close_listener(this, [this](size_t endpoint, bool removed) {
     for (TcpSession* s = head_; s;) {

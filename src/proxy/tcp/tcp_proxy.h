@@ -16,6 +16,8 @@
 #include "proxy/listener_config.h"
 #include "proxy/tcp/pump.h"
 #include "proxy/tcp/tcp_stats.h"
+#include "tls/context.h"
+#include "tls/stats.h"
 #include "upstream/cluster.h"
 
 namespace sluice::proxy::tcp {
@@ -28,7 +30,8 @@ class TcpProxy final : public ProxyListener {
   // enforces max_connections across them.
   TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
            upstream::Cluster& cluster, TransferPool& transfer_pool,
-           std::shared_ptr<std::atomic<uint32_t>> active_connections);
+           std::shared_ptr<std::atomic<uint32_t>> active_connections,
+           std::shared_ptr<tls::ServerContext> tls = nullptr);
   ~TcpProxy();
 
   void on_accept(net::Fd fd, const net::Address& peer) override;
@@ -46,6 +49,7 @@ class TcpProxy final : public ProxyListener {
   void set_access_log(std::shared_ptr<AccessLog> log) override { access_log_ = std::move(log); }
   void report_stats(ListenerStatsSink& sink) const override {
     sink.on_tcp_stats(config_->name, stats_);
+    if (tls_) sink.on_tls_stats(config_->name, tls_stats_);
   }
   const TcpProxyStats& stats() const { return stats_; }
   const ListenerConfig& config() const override { return *config_; }
@@ -58,6 +62,8 @@ class TcpProxy final : public ProxyListener {
   std::shared_ptr<const ListenerConfig> config_;
   upstream::Cluster& cluster_;
   TransferPool& transfer_pool_;
+  std::shared_ptr<tls::ServerContext> tls_;
+  tls::ListenerTlsStats tls_stats_;
   std::shared_ptr<std::atomic<uint32_t>> active_connections_;
   TcpSession* head_ = nullptr;  // intrusive list of open sessions
   size_t sessions_ = 0;

@@ -88,8 +88,21 @@ void PooledConnection::learn_keepalive_timeout(Duration d) {
 }
 
 void PooledConnection::on_connected() {
-  timer_.cancel();
   connected_at_ = pool_.loop().now();
+  // With TLS, the connection is ready once its handshake completes (on_secured), still
+  // within the connect timeout.
+  if (!conn_.transport()) ready();
+}
+
+void PooledConnection::on_secured() {
+  secured_at_ = pool_.loop().now();
+  ++pool_.stats_.tls_handshakes;
+  if (static_cast<const tls::Session*>(conn_.transport())->resumed()) ++pool_.stats_.tls_resumed;
+  ready();
+}
+
+void PooledConnection::ready() {
+  timer_.cancel();
   if (recheck_ && !pool_.has_address(peer_)) {
     // It connected to an address that left the answer while it was connecting.
     if (*recheck_ == Departed::kClose) {
@@ -109,6 +122,14 @@ void PooledConnection::on_connected() {
     pool_.make_idle(*this);  // its request went away: keep it for the next one
     pool_.serve_queue();
   }
+}
+
+bool PooledConnection::start_tls(int fd) {
+  if (!pool_.tls_) return true;
+  auto session = pool_.tls_->new_session(fd, pool_.tls_host_, peer_);
+  if (!session) return false;
+  conn_.set_transport(std::move(session));
+  return true;
 }
 
 void PooledConnection::on_read() {
@@ -131,6 +152,15 @@ void PooledConnection::on_write_drained() {
 void PooledConnection::on_error(int err) {
   if (borrower_) return borrower_->on_error(err);
   if (state_ == State::kConnecting) {
+    const net::Transport* t = conn_.transport();
+    if (t && connected_at_ != MonoTime{} && !t->failure().empty()) {
+      // The TCP connect worked and the TLS handshake did not.
+      ++pool_.stats_.tls_failures;
+      return connect_failed(
+          PoolFailure::kConnectFailure,
+          fmt::format("upstream TLS error: {} ({})", t->failure(), pool_.endpoint_.to_string()),
+          err);
+    }
     std::string detail = fmt::format("upstream connect error: {} ({})", net::error_text(err),
                                      pool_.endpoint_.to_string());
     PoolFailure kind = pool_.classify_connect_error(err, &detail);
@@ -158,6 +188,10 @@ void PooledConnection::on_race_won(net::Fd fd, const net::Address& address) {
   if (address != pool_.endpoint_) {
     LOG_DEBUG("pool {}: connection {} went to {}", pool_.endpoint_.to_string(), id_,
               address.to_string());
+  }
+  if (!start_tls(fd.get())) {
+    return connect_failed(PoolFailure::kConnectFailure,
+                          "upstream TLS error: cannot make a session");
   }
   if (Status s = conn_.adopt_connecting(std::move(fd), true); !s) {
     return connect_failed(PoolFailure::kConnectFailure, s.message());
@@ -309,12 +343,20 @@ void ConnPool::open_for(Waiter* waiter) {
     return;
   }
   bool connected = pending->connected;
+  if (!c.start_tls(pending->fd.get())) {
+    destroy(c);
+    if (waiter)
+      waiter->callbacks_->on_pool_failure(PoolFailure::kConnectFailure,
+                                          "upstream TLS error: cannot make a session");
+    return;
+  }
   if (Status s = c.conn_.adopt_connecting(std::move(pending->fd), connected); !s) {
     destroy(c);
     if (waiter) waiter->callbacks_->on_pool_failure(PoolFailure::kConnectFailure, s.message());
     return;
   }
-  if (connected) {
+  if (connected && c.conn_.transport()) c.connected_at_ = loop_.now();
+  if (connected && !c.conn_.transport()) {
     if (waiter) {
       lend(c, *waiter);
     } else {

@@ -23,6 +23,7 @@
 #include "net/connect_race.h"
 #include "net/connection.h"
 #include "net/socket_options.h"
+#include "tls/context.h"
 
 namespace sluice::upstream::pool {
 
@@ -83,10 +84,15 @@ class PooledConnection final : public net::ConnectionCallbacks,
   Duration connect_time() const {
     return connected_at_ == MonoTime{} ? Duration(0) : connected_at_ - created_;
   }
+  // How long the TLS handshake took after the connect (zero without TLS).
+  Duration tls_time() const {
+    return secured_at_ == MonoTime{} ? Duration(0) : secured_at_ - connected_at_;
+  }
   // The upstream said Keep-Alive: timeout=N: retire the connection before it.
   void learn_keepalive_timeout(Duration d);
 
   void on_connected() override;
+  void on_secured() override;
   void on_read() override;
   void on_read_closed() override;
   void on_write_drained() override;
@@ -101,6 +107,10 @@ class PooledConnection final : public net::ConnectionCallbacks,
   void transition(State to);
   // `err`: the errno of the failure (0: none, such as a timeout).
   void connect_failed(PoolFailure reason, const std::string& detail, int err = 0);
+  // Connected (and secured, with TLS): lend it to its waiter or keep it idle.
+  void ready();
+  // Puts the pool's TLS session on the socket about to be adopted.
+  bool start_tls(int fd);
 
   ConnPool& pool_;
   uint64_t id_;
@@ -114,6 +124,7 @@ class PooledConnection final : public net::ConnectionCallbacks,
   event::Timer timer_;  // connect timeout, then idle expiry
   MonoTime created_{};
   MonoTime connected_at_{};
+  MonoTime secured_at_{};
   MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
   uint32_t requests_ = 0;
   bool warm_ = false;
@@ -183,7 +194,13 @@ inline constexpr metric::Dimension kOpenStateDimension{"state", kOpenStates};
   COUNTER(pending_timeouts, "sluice_endpoint_pool_timeouts_total", "", "pending timeouts",         \
           "Requests that waited longer than pending_timeout for a connection.")                  \
   COUNTER(ports_exhausted, "sluice_endpoint_ports_exhausted_total", "", "ports exhausted",         \
-          "Pool connects that found no free local port towards the endpoint (EADDRNOTAVAIL).")
+          "Pool connects that found no free local port towards the endpoint (EADDRNOTAVAIL).")     \
+  COUNTER(tls_handshakes, "sluice_endpoint_tls_handshakes_total", "", "TLS handshakes",            \
+          "TLS handshakes completed with the endpoint.")                                           \
+  COUNTER(tls_resumed, "sluice_endpoint_tls_resumed_total", "", "TLS sessions resumed",            \
+          "TLS handshakes with the endpoint that resumed an earlier session.")                     \
+  COUNTER(tls_failures, "sluice_endpoint_tls_failures_total", "", "TLS handshake failures",        \
+          "TLS handshakes with the endpoint that failed (verification included).")
 // clang-format on
 
 struct PoolStats {
@@ -246,6 +263,12 @@ class ConnPool {
   void warm_up();
 
   const PoolStats& stats() const { return stats_; }
+  // Connections speak TLS made by `context` (the worker's for the cluster), with `host` as
+  // the name to send and check ("" for an IP-literal endpoint: its IP is checked).
+  void set_tls(std::shared_ptr<tls::ClientContext> context, std::string host) {
+    tls_ = std::move(context);
+    tls_host_ = std::move(host);
+  }
   // Connect errors of connections opened for a request are counted there too.
   void set_connect_error_counters(ConnectErrorCounters counters) { cluster_counters_ = counters; }
   // Calls fn(fd, state name) for each open connection.
@@ -283,6 +306,8 @@ class ConnPool {
   std::optional<net::Address> source_;
   Duration connect_timeout_;
   std::vector<net::Address> fallbacks_;
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string tls_host_;
   Duration attempt_delay_{0};
   std::list<std::unique_ptr<PooledConnection>> connections_;
   std::list<PooledConnection*> idle_;  // most recently used at the front
