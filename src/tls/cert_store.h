@@ -62,6 +62,11 @@ class CertStore {
   // appended to `warnings`. Blocking file reads: main thread only.
   static Result<std::shared_ptr<const CertStore>> load(const ServerConfig& config,
                                                        std::vector<std::string>* warnings);
+  // The same, judging validity (expiry, OCSP freshness) at `now`. Several errors are
+  // returned one per line.
+  static Result<std::shared_ptr<const CertStore>> load(const ServerConfig& config,
+                                                       std::vector<std::string>* warnings,
+                                                       std::chrono::system_clock::time_point now);
 
   // The group for a ClientHello's server_name ("" = none sent); nullptr when nothing
   // matches and `require_sni`.
@@ -77,6 +82,12 @@ class CertStore {
   std::vector<CertGroup> groups_;
   std::vector<std::string> files_;
 };
+
+// Every PEM certificate of `file`, in order. The error names the file: unreadable, empty,
+// or without a PEM certificate. Blocking read: main thread.
+Result<std::vector<X509Ptr>> read_pem_certificates(const std::string& file);
+// Whether `file` holds PEM CA certificates only (a listener's client_ca, a cluster's ca).
+Status check_ca_file(const std::string& file);
 
 // Whether `name` (lower-case) is served by `pattern`: equal, or pattern "*.rest" and name
 // "label.rest" with exactly one label in place of the star.
