@@ -229,6 +229,7 @@ std::string render_prometheus(const MetricsInput& in) {
   x.declare<EndpointLoadGauges>();
   x.declare<upstream::health::HealthStats>();
   x.declare<ProcessGauges>();
+  x.declare<CertificateGauges>();
   if (in.dns) x.declare<dns::ResolverStats>();
   x.declare<event::LoopStats>();
 
@@ -289,6 +290,15 @@ std::string render_prometheus(const MetricsInput& in) {
   }
   if (in.health) x.put(in.health->stats(), "");
   x.put(ProcessGauges{.ephemeral_ports = net::ephemeral_port_count()}, "");
+  auto wall_now = std::chrono::system_clock::now();
+  for (const auto& cert : in.certificates) {
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after - wall_now);
+    x.put(CertificateGauges{.expiry_seconds =
+                                left.count() > 0 ? static_cast<uint64_t>(left.count()) : 0,
+                            .reloads = cert.reloads,
+                            .reload_failures = cert.reload_failures},
+          label("listener", cert.listener) + "," + label("certificate", cert.file));
+  }
   if (in.dns) x.put(*in.dns, "");
   for (size_t i = 0; i < in.workers.size(); ++i) {
     x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));

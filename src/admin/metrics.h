@@ -51,6 +51,13 @@ namespace sluice::admin {
         "Local ports available for upstream connections (net.ipv4.ip_local_port_range). Each "     \
         "connection closed by sluice holds one in TIME_WAIT for 60 s: "                            \
         "rate(sluice_endpoint_connects_total[1m]) * 60 / this is the share in use.")
+#define SLUICE_CERTIFICATE_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                     \
+  GAUGE(expiry_seconds, "sluice_tls_certificate_expiry_seconds", "", "seconds until expiry",       \
+        "Seconds until the certificate a TLS listener serves expires (0: expired).")        \
+  GAUGE(reloads, "sluice_tls_certificate_reloads", "", "reloads",                                  \
+        "Times the listener's certificate files were read again and swapped in.")                  \
+  GAUGE(reload_failures, "sluice_tls_certificate_reload_failures", "", "reload failures",          \
+        "Times new certificate files were rejected and the last good ones kept.")
 // clang-format on
 
 struct ListenerGauges {
@@ -68,6 +75,21 @@ struct EndpointLoadGauges {
 };
 struct ProcessGauges {
   SLUICE_METRIC_MEMBERS(SLUICE_PROCESS_GAUGES)
+};
+struct CertificateGauges {
+  SLUICE_METRIC_MEMBERS(SLUICE_CERTIFICATE_GAUGES)
+};
+
+// One certificate a TLS listener serves now (main thread's view).
+struct CertificateReport {
+  std::string listener;
+  std::string file;  // its certificate_chain
+  std::string subject;
+  std::vector<std::string> names;
+  std::chrono::system_clock::time_point not_after;
+  bool ocsp_stapled = false;
+  uint64_t reloads = 0;
+  uint64_t reload_failures = 0;
 };
 
 // One worker's copy of its counters.
@@ -92,6 +114,7 @@ struct MetricsInput {
   const std::vector<std::shared_ptr<const proxy::ListenerConfig>>* listeners = nullptr;
   const upstream::health::HealthManager* health = nullptr;
   const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
+  std::vector<CertificateReport> certificates;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is

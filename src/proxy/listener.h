@@ -26,7 +26,8 @@ struct HttpProxyStats;
 }  // namespace sluice::proxy
 namespace sluice::tls {
 struct ListenerTlsStats;
-}
+class ServerContext;
+}  // namespace sluice::tls
 namespace sluice::proxy {
 
 // Receives a listener's counters, by protocol.
@@ -61,6 +62,8 @@ class ProxyListener : public net::ListenerCallbacks {
   // Appends this worker's connections of this listener.
   virtual void report_connections(std::vector<net::ConnectionReport>& out) const = 0;
   virtual void report_stats(ListenerStatsSink& sink) const = 0;
+  // Connections accepted from now on handshake with `context`; open ones keep theirs.
+  virtual void set_tls(std::shared_ptr<tls::ServerContext> context) = 0;
 };
 
 }  // namespace sluice::proxy

@@ -14,6 +14,10 @@
 #include "event/signals.h"
 #include "event/timer.h"
 #include "server/worker.h"
+#include "tls/cert_store.h"
+#include "tls/cert_watcher.h"
+#include "tls/context.h"
+#include "tls/ticket_keys.h"
 #include "upstream/health/health_manager.h"
 
 namespace sluice::server {
@@ -212,6 +216,9 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
       }
     }
   }
+  for (const auto& l : config_->listeners) {
+    if (l->tls) watch_certificates(*l);
+  }
   cluster_tls_.assign(per_worker.size(), {});
   for (size_t w = 0; w < per_worker.size(); ++w) {
     for (const auto& c : config_->clusters) {
@@ -233,6 +240,51 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
         "encrypted in user space");
   }
   return Status::ok();
+}
+
+void Server::watch_certificates(const proxy::ListenerConfig& l) {
+  std::vector<std::string> files = cert_stores_.at(l.name)->files();
+  if (!l.tls->client_ca.empty()) files.push_back(l.tls->client_ca);
+  auto watcher = tls::CertWatcher::create(main_loop_, std::move(files),
+                                          [this, &l] { reload_certificates(l); });
+  if (!watcher) {
+    LOG_WARN("listener {}: tls: certificate files are not watched ({}); changes need a restart",
+             l.name, watcher.status().message());
+    return;
+  }
+  cert_watchers_[l.name] = std::move(watcher.value());
+}
+
+void Server::reload_certificates(const proxy::ListenerConfig& l) {
+  auto& [done, failed] = cert_reloads_[l.name];
+  std::vector<std::string> warnings;
+  auto store = tls::CertStore::load(*l.tls, &warnings);
+  for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l.name, w);
+  std::vector<std::shared_ptr<tls::ServerContext>> contexts;
+  Status s = store ? Status::ok() : store.status();
+  for (size_t w = 0; s && w < workers_.size(); ++w) {
+    auto ctx = tls::ServerContext::create(*l.tls, store.value(), ticket_keys_.at(l.name));
+    if (!ctx) {
+      s = ctx.status();
+      break;
+    }
+    contexts.push_back(ctx.value());
+  }
+  if (!s) {
+    ++failed;
+    LOG_ERROR(
+        "listener {}: tls: the changed certificate files are not used, the last good ones "
+        "stay in force: {}",
+        l.name, s.message());
+    return;
+  }
+  ++done;
+  cert_stores_[l.name] = store.value();
+  for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->set_listener_tls(l.name, contexts[w]);
+  for (const auto& cert : store.value()->certificates()) {
+    LOG_INFO("listener {}: tls: serving {} ({}) for new handshakes", l.name, cert->subject,
+             cert->chain_file);
+  }
 }
 
 void Server::start_workers(std::vector<std::vector<ListenerHandoff>> per_worker) {
@@ -322,6 +374,14 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   pending->input.listeners = &config_->listeners;
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
+  for (const auto& [listener, store] : cert_stores_) {
+    auto counts = cert_reloads_[listener];
+    for (const auto& cert : store->certificates()) {
+      pending->input.certificates.push_back(admin::CertificateReport{
+          listener, cert->chain_file, cert->subject, cert->names, cert->not_after,
+          !cert->ocsp_der.empty(), counts.first, counts.second});
+    }
+  }
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
     pending->input.active_connections[config_->listeners[i]->name] = connection_counts_[i]->load();
   }

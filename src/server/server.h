@@ -42,6 +42,13 @@ class HealthManager;
 }
 }  // namespace sluice
 
+namespace sluice::tls {
+class CertStore;
+class CertWatcher;
+class ClientContext;
+class TicketKeys;
+}  // namespace sluice::tls
+
 namespace sluice::server {
 
 class Worker;
@@ -65,6 +72,10 @@ class Server {
   Status bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker);
   // Reads the certificate and CA files and makes each worker's TLS contexts.
   Status prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker);
+  // Watches a TLS listener's files; a complete, valid new set replaces the old one for new
+  // handshakes on every worker, an invalid one is logged and the last good set kept.
+  void watch_certificates(const proxy::ListenerConfig& listener);
+  void reload_certificates(const proxy::ListenerConfig& listener);
   Status start_discovery();
   Status start_admin();
   void start_workers(std::vector<std::vector<ListenerHandoff>> per_worker);
@@ -92,6 +103,8 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   // Per TLS listener: the certificates in force and the ticket keys all workers share.
   std::map<std::string, std::shared_ptr<const tls::CertStore>> cert_stores_;
+  std::map<std::string, std::unique_ptr<tls::CertWatcher>> cert_watchers_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> cert_reloads_;  // (done, failed)
   std::map<std::string, std::shared_ptr<tls::TicketKeys>> ticket_keys_;
   std::vector<std::unique_ptr<event::Timer>> ticket_rotations_;
   // Per worker, per cluster (config order): its TLS context, null without `tls:`.

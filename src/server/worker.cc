@@ -84,6 +84,15 @@ void Worker::set_health(size_t cluster,
   });
 }
 
+void Worker::set_listener_tls(const std::string& name,
+                              std::shared_ptr<tls::ServerContext> context) {
+  loop_.post([this, name, context = std::move(context)]() mutable {
+    for (auto& p : proxies_) {
+      if (p->config().name == name) p->set_tls(context);
+    }
+  });
+}
+
 Worker::~Worker() {
   stop_and_join();
 }

@@ -46,6 +46,8 @@ class Worker {
   void collect(bool connections, std::function<void(admin::WorkerReport)> done);
   // A new health snapshot for the config's `cluster`-th cluster.
   void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
+  // New handshakes on listener `name` use `context` from now on (new certificates).
+  void set_listener_tls(const std::string& name, std::shared_ptr<tls::ServerContext> context);
   // Runs `fn` on the worker's thread once everything handed to it before (snapshots) is in
   // force.
   void after_pending(std::function<void()> fn) { loop_.post(std::move(fn)); }

@@ -74,6 +74,7 @@ class HttpProxy final : public ProxyListener {
     sink.on_http_stats(config_->name, stats_);
     if (tls_) sink.on_tls_stats(config_->name, tls_stats_);
   }
+  void set_tls(std::shared_ptr<tls::ServerContext> context) override { tls_ = std::move(context); }
   // The TLS context new connections handshake with (null: cleartext).
   tls::ServerContext* tls() const { return tls_.get(); }
   tls::ListenerTlsStats& tls_stats() { return tls_stats_; }

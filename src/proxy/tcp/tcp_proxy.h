@@ -52,6 +52,7 @@ class TcpProxy final : public ProxyListener {
     if (tls_) sink.on_tls_stats(config_->name, tls_stats_);
   }
   const TcpProxyStats& stats() const { return stats_; }
+  void set_tls(std::shared_ptr<tls::ServerContext> context) override { tls_ = std::move(context); }
   const ListenerConfig& config() const override { return *config_; }
 
  private:
