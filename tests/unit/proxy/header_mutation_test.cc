@@ -163,6 +163,46 @@ TEST(HeaderMutation, NewIdsAndDefaultHost) {
   EXPECT_NE(next_traceparent(&zero, counting_random).substr(3, 32), zero.substr(3, 32));
 }
 
+// A client's own x-forwarded-client-cert never reaches the upstream: on a cleartext
+// connection it is dropped, on a TLS one it is replaced by what the certificate proved, and
+// X-Forwarded-Proto says https.
+TEST(HeaderMutation, ClientCertificateHeader) {
+  struct Case {
+    const char* name;
+    bool secure;
+    const char* proved;
+    const char* want_xfcc;  // nullptr: absent
+    const char* want_proto;
+  };
+  const Case cases[] = {
+      {"cleartext, spoofed", false, "", nullptr, "http"},
+      {"TLS without a client certificate, spoofed", true, "", nullptr, "https"},
+      {"TLS with a verified certificate", true, "Hash=ab;Subject=\"CN=c\"",
+       "Hash=ab;Subject=\"CN=c\"", "https"},
+  };
+  for (const Case& c : cases) {
+    Route r;
+    r.cluster = "app";
+    MessageHead req;
+    req.method = "GET";
+    req.headers = make({{"Host", "a"},
+                        {"X-Forwarded-Client-Cert", "Hash=forged;Subject=\"CN=admin\""},
+                        {"x-forwarded-client-cert", "second"}});
+    UpstreamIds ids;
+    DownstreamInfo d{"10.1.2.3", false, false, c.secure, c.proved};
+    to_upstream(r, req, d, false, counting_random, ids);
+    const std::string* xfcc = req.headers.get("x-forwarded-client-cert");
+    if (c.want_xfcc) {
+      ASSERT_NE(xfcc, nullptr) << c.name;
+      EXPECT_EQ(*xfcc, c.want_xfcc) << c.name;
+    } else {
+      EXPECT_EQ(xfcc, nullptr) << c.name;
+    }
+    EXPECT_EQ(req.headers.count("x-forwarded-client-cert"), c.want_xfcc ? 1u : 0u) << c.name;
+    EXPECT_EQ(*req.headers.get("x-forwarded-proto"), c.want_proto) << c.name;
+  }
+}
+
 TEST(HeaderMutation, ToDownstream) {
   Route r;
   r.response_headers_to_add = {{"X-Served-By", "sluice"}};

@@ -1,5 +1,7 @@
 #include "proxy/http/request_log.h"
 
+#include "proxy/tls_info.h"
+
 #include <gtest/gtest.h>
 
 namespace sluice::proxy::http {
@@ -104,10 +106,51 @@ TEST(RequestLog, Json) {
       "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
       "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"request-id-0123456789\","
       "\"traceparent\":"
-      "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{\"downstream_"
-      "headers\":10,\"pool_wait\":50,"
-      "\"upstream_connect\":50,\"request_sent\":130,\"upstream_first_byte\":-1,"
+      "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{"
+      "\"downstream_tls\":-1,\"downstream_headers\":10,\"pool_wait\":50,"
+      "\"upstream_connect\":50,\"upstream_tls\":0,\"request_sent\":130,"
+      "\"upstream_first_byte\":-1,"
       "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
+}
+
+// A request on a TLS connection: the client's handshake in the waterfall, the upstream's
+// after its connect, and what the handshake settled.
+TEST(RequestLog, JsonWithTls) {
+  RequestLog r;
+  MonoTime t0 = MonoTime() + std::chrono::seconds(100);
+  r.wall_start = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+  r.first_byte_in = t0;
+  r.head_done = t0 + std::chrono::microseconds(10);
+  r.attempt_started = t0 + std::chrono::microseconds(20);
+  r.pool_ready = t0 + std::chrono::microseconds(420);
+  r.upstream_connect = std::chrono::microseconds(50);
+  r.upstream_tls = std::chrono::microseconds(300);
+  r.status = 200;
+  r.attempts = 1;
+  DownstreamTls tls;
+  tls.version = "TLSv1.3";
+  tls.cipher = "TLS_AES_128_GCM_SHA256";
+  tls.sni = "www.example.com";
+  tls.alpn = "http/1.1";
+  tls.resumed = true;
+  tls.client_subject = "CN=client";
+  tls.handshake = std::chrono::microseconds(900);
+  std::string out;
+  RequestLog::Names names{"web", "127.0.0.1:5000", "GET", "/", "www.example.com",
+                          "app", "10.0.0.1:443"};
+  names.tls = &tls;
+  r.append_json(names, t0 + std::chrono::microseconds(500), out);
+  EXPECT_EQ(out,
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+            "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/\",\"host\":\"www.example.com\","
+            "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:443\",\"status\":200,"
+            "\"request_body_bytes\":0,\"response_body_bytes\":0,\"attempts\":1,\"flags\":[],"
+            "\"request_id\":\"\",\"traceparent\":\"\",\"timings_us\":{\"downstream_tls\":900,"
+            "\"downstream_headers\":10,\"pool_wait\":50,\"upstream_connect\":50,"
+            "\"upstream_tls\":300,\"request_sent\":-1,\"upstream_first_byte\":-1,"
+            "\"response_done\":500},\"tls\":{\"version\":\"TLSv1.3\",\"cipher\":"
+            "\"TLS_AES_128_GCM_SHA256\",\"sni\":\"www.example.com\",\"alpn\":\"http/1.1\","
+            "\"resumed\":true,\"early_data\":false,\"client\":\"CN=client\"}}");
 }
 
 }  // namespace
