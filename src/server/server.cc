@@ -48,6 +48,7 @@ int Server::run() {
         [this](size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s) {
           for (auto& w : workers_) w->set_health(cluster, s);
         });
+    health_->set_tls(cluster_tls_.back());
     started = start_discovery();
   }
   if (started) started = start_admin();
@@ -219,8 +220,8 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
   for (const auto& l : config_->listeners) {
     if (l->tls) watch_certificates(*l);
   }
-  cluster_tls_.assign(per_worker.size(), {});
-  for (size_t w = 0; w < per_worker.size(); ++w) {
+  cluster_tls_.assign(per_worker.size() + 1, {});  // the last: the main thread's (checks)
+  for (size_t w = 0; w < cluster_tls_.size(); ++w) {
     for (const auto& c : config_->clusters) {
       std::shared_ptr<tls::ClientContext> ctx;
       if (c->tls) {

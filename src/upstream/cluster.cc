@@ -205,13 +205,15 @@ pool::ConnPool& Cluster::pool(size_t index) {
   return *p;
 }
 
-std::string Cluster::tls_host() const {
-  // The name endpoints are known by: a DNS cluster's one name. Endpoints given as addresses
-  // (or several names) have none, and are checked by IP unless `tls.sni` names them.
-  bool dns = config_->type == ClusterConfig::Type::kStrictDns ||
-             config_->type == ClusterConfig::Type::kLogicalDns;
-  if (dns && config_->dns_targets.size() == 1) return config_->dns_targets[0].host;
+std::string default_tls_host(const ClusterConfig& config) {
+  bool dns = config.type == ClusterConfig::Type::kStrictDns ||
+             config.type == ClusterConfig::Type::kLogicalDns;
+  if (dns && config.dns_targets.size() == 1) return config.dns_targets[0].host;
   return {};
+}
+
+std::string Cluster::tls_host() const {
+  return default_tls_host(*config_);
 }
 
 void Cluster::warm_up_pools() {

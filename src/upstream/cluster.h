@@ -96,6 +96,11 @@ constexpr const char* to_string(ClusterConfig::Type t) {
   return kClusterTypeNames[static_cast<size_t>(t)];
 }
 
+// The name TLS connections to the cluster's endpoints send and check when `tls.sni` does not
+// give one: a DNS cluster's one name; "" for endpoints given as addresses (or several names),
+// which are then checked by IP.
+std::string default_tls_host(const ClusterConfig& config);
+
 // Whether `a` is one of the endpoint's addresses (its own or a fallback).
 bool has_address(const EndpointConfig& e, const net::Address& a);
 

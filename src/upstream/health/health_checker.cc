@@ -70,14 +70,24 @@ void HealthChecker::run_check() {
   auto pending = net::start_connect(target_, options, source_, false);
   if (!pending) return finish(false, pending.status().message());
   conn_ = std::make_unique<net::Connection>(loop_, *this);
+  if (!start_tls(pending->fd.get(), target_)) return finish(false, "TLS: cannot make a session");
   if (Status s = conn_->adopt_connecting(std::move(pending->fd), pending->connected); !s) {
     return finish(false, s.message());
   }
   if (pending->connected) on_connected();
 }
 
-void HealthChecker::on_race_won(net::Fd fd, const net::Address&) {
+bool HealthChecker::start_tls(int fd, const net::Address& to) {
+  if (!tls_) return true;
+  auto session = tls_->new_session(fd, tls_host_, to);
+  if (!session) return false;
+  conn_->set_transport(std::move(session));
+  return true;
+}
+
+void HealthChecker::on_race_won(net::Fd fd, const net::Address& address) {
   conn_ = std::make_unique<net::Connection>(loop_, *this);
+  if (!start_tls(fd.get(), address)) return finish(false, "TLS: cannot make a session");
   if (Status s = conn_->adopt_connecting(std::move(fd), true); !s) {
     return finish(false, s.message());
   }
@@ -89,8 +99,18 @@ void HealthChecker::on_race_lost(int, const std::string& detail) {
 }
 
 void HealthChecker::on_connected() {
-  if (!running_) return;
-  if (config_.type == HealthCheckConfig::Type::kTcp) return finish(true, "connected");
+  if (!running_ || conn_->transport()) return;  // with TLS: once the handshake is done
+  send_check();
+}
+
+void HealthChecker::on_secured() {
+  if (running_) send_check();
+}
+
+void HealthChecker::send_check() {
+  if (config_.type == HealthCheckConfig::Type::kTcp) {
+    return finish(true, conn_->transport() ? "connected (TLS)" : "connected");
+  }
   parser_ = std::make_unique<sluice::http::http1::Parser>(
       sluice::http::http1::Parser::Kind::kResponse, sluice::http::http1::Parser::kDefaultLimits,
       *this);
@@ -135,7 +155,12 @@ void HealthChecker::on_read_closed() {
 }
 
 void HealthChecker::on_error(int err) {
-  if (running_) finish(false, net::error_text(err));
+  if (!running_) return;
+  const net::Transport* t = conn_ ? conn_->transport() : nullptr;
+  if (t && !t->established() && !t->failure().empty()) {
+    return finish(false, fmt::format("TLS: {}", t->failure()));
+  }
+  finish(false, net::error_text(err));
 }
 
 bool HealthChecker::on_head(sluice::http::MessageHead& head) {

@@ -18,6 +18,7 @@
 #include "net/address.h"
 #include "net/connect_race.h"
 #include "net/connection.h"
+#include "tls/context.h"
 #include "upstream/health/health.h"
 
 namespace sluice::upstream::health {
@@ -48,8 +49,17 @@ class HealthChecker final : public net::ConnectionCallbacks,
     attempt_delay_ = attempt_delay;
   }
 
+  // Checks speak TLS made by `context` (the cluster's), checking `host` ("" for an
+  // IP-literal endpoint) as requests' connections do: a TCP check passes once the handshake
+  // (and verification) does.
+  void set_tls(std::shared_ptr<tls::ClientContext> context, std::string host) {
+    tls_ = std::move(context);
+    tls_host_ = std::move(host);
+  }
+
   // ConnectionCallbacks
   void on_connected() override;
+  void on_secured() override;
   void on_read() override;
   void on_read_closed() override;
   void on_error(int err) override;
@@ -63,6 +73,9 @@ class HealthChecker final : public net::ConnectionCallbacks,
 
  private:
   void run_check();
+  // Wraps `conn_` (about to adopt `fd` connecting to `to`) in TLS when the cluster uses it.
+  bool start_tls(int fd, const net::Address& to);
+  void send_check();
   void finish(bool passed, const std::string& detail);
   void schedule_next();
 
@@ -77,6 +90,8 @@ class HealthChecker final : public net::ConnectionCallbacks,
   Duration attempt_delay_{0};
   std::unique_ptr<net::ConnectRace> race_;
   std::unique_ptr<net::Connection> conn_;
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string tls_host_;
   std::unique_ptr<sluice::http::http1::Parser> parser_;
   bool running_ = false;
   int status_ = 0;

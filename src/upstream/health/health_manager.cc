@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "upstream/cluster.h"
 #include "upstream/health/outlier.h"
 
 namespace sluice::upstream::health {
@@ -57,6 +58,7 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
           on_check(ci, ei, passed, detail);
         });
     e.checker->set_target(endpoint.address, endpoint.fallbacks, cfg.connection_attempt_delay);
+    if (c.tls) e.checker->set_tls(c.tls, c.tls_host);
     if (started_) e.checker->start();
   }
   if (cfg.outlier) {
@@ -201,6 +203,18 @@ std::optional<std::pair<size_t, size_t>> HealthManager::find_endpoint(
 
 HealthManager::~HealthManager() {
   stop();
+}
+
+void HealthManager::set_tls(std::vector<std::shared_ptr<tls::ClientContext>> contexts) {
+  for (size_t ci = 0; ci < clusters_.size() && ci < contexts.size(); ++ci) {
+    ClusterState& c = *clusters_[ci];
+    if (!contexts[ci]) continue;
+    c.tls = std::move(contexts[ci]);
+    c.tls_host = default_tls_host(*c.config);
+    for (auto& e : c.endpoints) {
+      if (e.checker) e.checker->set_tls(c.tls, c.tls_host);
+    }
+  }
 }
 
 void HealthManager::start(Duration timeout, std::function<void()> on_first_round) {

@@ -51,6 +51,9 @@ class HealthManager final : public OutcomeSink {
   // Starts the active checks. `on_first_round` runs once every endpoint with active checks
   // has had an answer, or after `timeout`, whichever comes first.
   void start(Duration timeout, std::function<void()> on_first_round);
+  // The main thread's TLS context per cluster (config order; null: no `tls:`), for checks.
+  // Before start().
+  void set_tls(std::vector<std::shared_ptr<tls::ClientContext>> contexts);
   // Stops the checks and timers (at drain).
   void stop();
 
@@ -105,6 +108,8 @@ class HealthManager final : public OutcomeSink {
     size_t members = 0;  // endpoints not removed, as last published
     std::unique_ptr<event::Timer> decay_timer;
     std::shared_ptr<const HealthSnapshot> last;
+    std::shared_ptr<tls::ClientContext> tls;
+    std::string tls_host;
   };
 
   void add_endpoint(size_t cluster, const EndpointConfig& endpoint);
