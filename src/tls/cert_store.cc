@@ -33,7 +33,8 @@ Result<std::string> read_file(const std::string& file) {
   if (!in) return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
-  if (in.bad()) return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
+  if (in.bad())
+    return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
   std::string data = ss.str();
   if (data.empty()) return Status::error(fmt::format("{}: the file is empty", file));
   return data;
@@ -62,8 +63,8 @@ bool valid_pattern(std::string_view name) {
 // RFC 6125 §6.4.4: the CN only when there is no subjectAltName dNSName.
 std::vector<std::string> names_of(X509* cert) {
   std::vector<std::string> names;
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
       const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
@@ -128,8 +129,8 @@ Result<PkeyPtr> read_private_key(const std::string& file) {
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
     take_openssl_errors();
-    return Status::error(fmt::format(
-        "{}: no PEM private key found (an encrypted key is not supported)", file));
+    return Status::error(
+        fmt::format("{}: no PEM private key found (an encrypted key is not supported)", file));
   }
   return key;
 }
@@ -147,16 +148,15 @@ Status check_chain_order(const std::string& file, const std::vector<X509*>& chai
       return Status::error(fmt::format(
           "{}: the chain is out of order: certificate {} ({}) is not issued by certificate {} "
           "({}); list the leaf first, then each issuer in turn",
-          file, i + 1, subject_of(cert), i + 2,
-          subject_of(next)));
+          file, i + 1, subject_of(cert), i + 2, subject_of(next)));
     }
   }
   return Status::ok();
 }
 
 Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& config,
-                                                   system_clock::time_point now,
-                                                   std::vector<std::string>* warnings) {
+                                                    system_clock::time_point now,
+                                                    std::vector<std::string>* warnings) {
   auto certs = read_pem_certificates(config.certificate_chain);
   if (!certs) return certs.status();
   auto key = read_private_key(config.private_key);
@@ -173,11 +173,13 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
   out->subject = subject_of(leaf);
   if (X509_check_private_key(leaf, key->get()) != 1) {
     take_openssl_errors();
-    return Status::error(fmt::format("{}: the private key does not match the certificate in {} ({})",
-                                     config.private_key, config.certificate_chain, out->subject));
+    return Status::error(
+        fmt::format("{}: the private key does not match the certificate in {} ({})",
+                    config.private_key, config.certificate_chain, out->subject));
   }
   for (size_t i = 0; i < chain.size(); ++i) {
-    std::string which = i == 0 ? "the certificate" : fmt::format("certificate {} of the chain", i + 1);
+    std::string which =
+        i == 0 ? "the certificate" : fmt::format("certificate {} of the chain", i + 1);
     std::string subject = subject_of(chain[i]);
     auto not_before = to_time_point(X509_get0_notBefore(chain[i]));
     auto not_after = to_time_point(X509_get0_notAfter(chain[i]));
@@ -187,18 +189,16 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
     }
     if (i == 0) out->not_after = *not_after;
     if (*not_after <= now) {
-      return Status::error(fmt::format("{}: {} ({}) expired at {}", config.certificate_chain,
-                                       which, subject, when(*not_after)));
+      return Status::error(fmt::format("{}: {} ({}) expired at {}", config.certificate_chain, which,
+                                       subject, when(*not_after)));
     }
     if (*not_before > now) {
       warnings->push_back(fmt::format("{}: {} ({}) is not valid before {}",
-                                      config.certificate_chain, which, subject,
-                                      when(*not_before)));
+                                      config.certificate_chain, which, subject, when(*not_before)));
     }
     if (*not_after - now < kExpiryWarning) {
       warnings->push_back(fmt::format("{}: {} ({}) expires at {}, in less than 14 days",
-                                      config.certificate_chain, which, subject,
-                                      when(*not_after)));
+                                      config.certificate_chain, which, subject, when(*not_after)));
     }
   }
   out->names = names_of(leaf);
@@ -218,8 +218,7 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
     auto der = read_file(config.ocsp_response);
     if (!der) {
       // read_file's message already names the file.
-      warnings->push_back(
-          fmt::format("OCSP response not stapled: {}", der.status().message()));
+      warnings->push_back(fmt::format("OCSP response not stapled: {}", der.status().message()));
     } else if (chain.size() < 2) {
       fail(fmt::format("{} holds no issuer certificate to check it against",
                        config.certificate_chain));

@@ -17,6 +17,7 @@
 #include "event/loop.h"
 #include "net/address.h"
 #include "net/socket_options.h"
+#include "tls/config.h"
 #include "upstream/endpoint.h"
 #include "upstream/health/health.h"
 #include "upstream/lb/load_balancer.h"
@@ -78,6 +79,8 @@ struct ClusterConfig {
   std::optional<health::OutlierConfig> outlier;  // absent: no passive health checking
   // Below this share of usable endpoints (percent), balance over all of them; 0 = never.
   uint32_t panic_threshold = 50;
+  // TLS to the endpoints; absent: plain TCP.
+  std::optional<tls::ClientConfig> tls;
   CircuitBreakers circuit_breakers;
 
   // Every rule of this block and the blocks inside it (implemented in cluster_config.cc).
