@@ -166,9 +166,18 @@ void load_tls_files(const Config& cfg, YamlReader& r) {
   }
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     const upstream::ClusterConfig& c = *cfg.clusters[i];
-    if (!c.tls || c.tls->ca.empty()) continue;
-    Status ca = tls::check_ca_file(c.tls->ca);
-    if (!ca) add_issue(r, Severity::kError, fmt::format("clusters[{}].tls.ca", i), ca.message());
+    if (!c.tls) continue;
+    std::string at = fmt::format("clusters[{}].tls", i);
+    if (!c.tls->ca.empty()) {
+      Status ca = tls::check_ca_file(c.tls->ca);
+      if (!ca) add_issue(r, Severity::kError, at + ".ca", ca.message());
+    }
+    if (c.tls->certificate_chain.empty() || has_errors(c.tls->validate())) continue;
+    std::vector<std::string> warnings;
+    auto cert = tls::load_certificate(c.tls->certificate_chain, c.tls->private_key,
+                                      std::chrono::system_clock::now(), &warnings);
+    for (std::string& w : warnings) add_issue(r, Severity::kWarning, at, std::move(w));
+    if (!cert) add_issue(r, Severity::kError, at, cert.status().message());
   }
 }
 

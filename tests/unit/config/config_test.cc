@@ -505,6 +505,20 @@ TEST_F(ConfigTls, CertificateWarningsAreLocated) {
                                      at + ", in less than 14 days"});
 }
 
+TEST_F(ConfigTls, AClusterClientCertificateIsCheckedAtLoad) {
+  auto client = pki_->issue("client", {.common_name = "service-a", .client_auth = true});
+  std::string block =
+      "    connect_timeout: 1s\n    tls:\n      certificate_chain: " + client.chain +
+      "\n      private_key: " + client.key + "\n";
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", block)), "(loaded fine)");
+  block = "    connect_timeout: 1s\n    tls:\n      certificate_chain: " + client.chain +
+          "\n      private_key: " + www_.key + "\n";
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", block)),
+            "test.yaml:12:7: clusters[0].tls: " + www_.key +
+                ": the private key does not match the certificate in " + client.chain +
+                " (CN=service-a)");
+}
+
 TEST_F(ConfigTls, CaFilesMustHoldCaCertificates) {
   EXPECT_EQ(
       error_of(with_listener_tls(certs(www_) + "\nclient_ca: " + www_.cert + "\nverify: optional")),

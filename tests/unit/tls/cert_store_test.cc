@@ -209,6 +209,11 @@ TEST_F(CertStoreTest, UnreadableFilesAreErrorsNamingTheFile) {
   EXPECT_EQ(error_of(config({{junk, api_.key, ""}})), junk + ": no PEM certificate found");
   EXPECT_EQ(error_of(config({{api_.chain, junk, ""}})),
             junk + ": no PEM private key found (an encrypted key is not supported)");
+  EXPECT_EQ(error_of(config({{pki_->dir(), api_.key, ""}})), pki_->dir() + ": not a regular file");
+  EXPECT_EQ(error_of(config({{"/dev/zero", api_.key, ""}})), "/dev/zero: not a regular file");
+  std::string huge = pki_->write("huge.pem", std::string((1 << 20) + 1, 'x'));
+  EXPECT_EQ(error_of(config({{huge, api_.key, ""}})),
+            huge + ": 1048577 bytes is too large (at most 1048576)");
   // Every certificate's error, one per line.
   EXPECT_EQ(error_of(config({{empty, api_.key, ""}, cert(www_ec_), {junk, api_.key, ""}})),
             empty + ": the file is empty\n" + junk + ": no PEM certificate found");
