@@ -13,6 +13,7 @@
 
 #include "config/yaml_map.h"
 #include "config/yaml_reader.h"
+#include "tls/cert_store.h"
 
 namespace sluice::config {
 namespace {
@@ -125,6 +126,59 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
               "not used: no cluster has type strict_dns, logical_dns or dns_srv");
   }
   return cfg;
+}
+
+void add_issue(YamlReader& r, ConfigIssue::Severity severity, std::string path,
+               std::string message) {
+  ConfigIssue issue;
+  issue.severity = severity;
+  issue.path = std::move(path);
+  issue.message = std::move(message);
+  r.add(issue);
+}
+
+// Reads the files TLS settings name, once per load, so that `sluice check` and a reload
+// find a certificate that would fail handshakes before it is used. Problems are placed at
+// the listener's or cluster's tls block; the listeners' certificate stores are kept for the
+// workers. Blocking reads: main thread, at load time.
+void load_tls_files(const Config& cfg, YamlReader& r) {
+  using Severity = ConfigIssue::Severity;
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const proxy::ListenerConfig& l = *cfg.listeners[i];
+    if (!l.tls) continue;
+    std::string at = fmt::format("listeners[{}].tls", i);
+    if (!l.tls->client_ca.empty()) {
+      Status ca = tls::check_ca_file(l.tls->client_ca);
+      if (!ca) add_issue(r, Severity::kError, at + ".client_ca", ca.message());
+    }
+    if (has_errors(l.tls->validate())) continue;  // already reported
+    std::vector<std::string> warnings;
+    auto store = tls::CertStore::load(*l.tls, &warnings);
+    for (std::string& w : warnings) add_issue(r, Severity::kWarning, at, std::move(w));
+    if (!store) {
+      std::istringstream lines(store.status().message());
+      for (std::string line; std::getline(lines, line);) {
+        add_issue(r, Severity::kError, at, line);
+      }
+      continue;
+    }
+    l.cert_store = std::move(*store);
+  }
+  for (size_t i = 0; i < cfg.clusters.size(); ++i) {
+    const upstream::ClusterConfig& c = *cfg.clusters[i];
+    if (!c.tls) continue;
+    std::string at = fmt::format("clusters[{}].tls", i);
+    if (!c.tls->ca.empty()) {
+      Status ca = tls::check_ca_file(c.tls->ca);
+      if (!ca) add_issue(r, Severity::kError, at + ".ca", ca.message());
+    }
+    if (c.tls->certificate_chain.empty() || has_errors(c.tls->validate())) continue;
+    std::vector<std::string> warnings;
+    auto cert = tls::load_certificate(c.tls->certificate_chain, c.tls->private_key,
+                                      std::chrono::system_clock::now(), &warnings);
+    for (std::string& w : warnings) add_issue(r, Severity::kWarning, at, std::move(w));
+    if (!cert) add_issue(r, Severity::kError, at, cert.status().message());
+  }
 }
 
 }  // namespace
@@ -257,6 +311,7 @@ Result<std::shared_ptr<const Config>> load_string(const std::string& yaml,
     r.index(root);
     cfg = map_config(root, r);
     for (const ConfigIssue& issue : cfg->validate()) r.add(issue);
+    load_tls_files(*cfg, r);
   } catch (const YAML::Exception& e) {
     return Status::error(fmt::format("{}: {}", r.location(e.mark), e.msg));
   }

@@ -306,7 +306,8 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                "health_check",
                "outlier_detection",
                "panic_threshold",
-               "circuit_breakers"});
+               "circuit_breakers",
+               "tls"});
   if (!m.ok()) return c;
   read_name(m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout);
@@ -339,6 +340,10 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   if (m.has("circuit_breakers")) {
     read_circuit_breakers(r, m.get("circuit_breakers"), m.path("circuit_breakers"),
                           c->circuit_breakers);
+  }
+  if (m.has("tls")) {
+    c->tls.emplace();
+    read_client_tls(r, m.get("tls"), m.path("tls"), *c->tls);
   }
   using Type = upstream::ClusterConfig::Type;
   int type = read_choice(r, m, "type", upstream::kClusterTypeNames);

@@ -314,7 +314,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   MapReader m(r, node, path,
               {"name", "address", "protocol", "cluster", "backlog", "max_connections",
                "socket_options", "idle_timeout", "max_duration", "splice", "http", "virtual_hosts",
-               "hash_key", "access_log"});
+               "hash_key", "access_log", "tls"});
   if (!m.ok()) return l;
   read_name(m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address);
@@ -353,6 +353,10 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   m.read_bool("splice", l->splice);
   if (m.has("access_log"))
     read_access_log(r, m.get("access_log"), m.path("access_log"), l->access_log);
+  if (m.has("tls")) {
+    l->tls.emplace();
+    read_server_tls(r, m.get("tls"), m.path("tls"), *l->tls);
+  }
   int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
   if (hk == 1) l->hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
   return l;

@@ -17,6 +17,7 @@
 #include "net/address.h"
 #include "net/socket_options.h"
 #include "proxy/listener_config.h"
+#include "tls/config.h"
 #include "upstream/cluster.h"
 
 namespace sluice::config {
@@ -41,5 +42,10 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path);
 void read_dns(YamlReader& r, const YAML::Node& node, dns::ResolverConfig& d);
+// map_tls.cc
+void read_server_tls(YamlReader& r, const YAML::Node& node, const std::string& path,
+                     tls::ServerConfig& out);
+void read_client_tls(YamlReader& r, const YAML::Node& node, const std::string& path,
+                     tls::ClientConfig& out);
 
 }  // namespace sluice::config

@@ -41,6 +41,7 @@ ConfigIssues ListenerConfig::validate() const {
   c.check_duration("idle_timeout", idle_timeout, Duration{0}, hours(24 * 7));
   c.check_duration("max_duration", max_duration, Duration{0}, hours(24 * 7));
   c.nested("access_log", access_log.validate());
+  if (tls) c.nested("tls", tls->validate());
   return c.take();
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "net/socket_options.h"
 #include "proxy/access_log.h"
 #include "proxy/http/route_config.h"
+#include "tls/cert_store.h"
 #include "tls/config.h"
 
 namespace sluice::proxy {
@@ -39,8 +41,13 @@ struct ListenerConfig {
   // protocol: http
   http::HttpOptions http;
 
-  // Terminate TLS (either protocol); absent: cleartext.
+  // TLS termination; absent: plain TCP.
   std::optional<tls::ServerConfig> tls;
+  // The certificates of `tls`, read and checked once when the configuration was loaded
+  // (config::load_file), for the workers' contexts. Filled by the loader after validate()
+  // passed, hence mutable in a struct that is otherwise immutable once shared; null for a
+  // configuration built in code or when `tls` is absent.
+  mutable std::shared_ptr<const tls::CertStore> cert_store;
 
   // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
   // cluster are checked against the clusters by config::Config::validate().

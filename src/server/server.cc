@@ -183,11 +183,18 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
     if (!l->tls) continue;
     wants_ktls |= l->tls->ktls;
     std::vector<std::string> warnings;
-    auto store = tls::CertStore::load(*l->tls, &warnings);
-    for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l->name, w);
-    if (!store)
-      return Status::error(fmt::format("listener {}: tls: {}", l->name, store.status().message()));
-    cert_stores_[l->name] = store.value();
+    // Read and checked when the configuration was loaded (its warnings logged then); a
+    // configuration built in code is read here.
+    std::shared_ptr<const tls::CertStore> store = l->cert_store;
+    if (!store) {
+      auto loaded = tls::CertStore::load(*l->tls, &warnings);
+      for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l->name, w);
+      if (!loaded)
+        return Status::error(
+            fmt::format("listener {}: tls: {}", l->name, loaded.status().message()));
+      store = loaded.value();
+    }
+    cert_stores_[l->name] = store;
     std::shared_ptr<tls::TicketKeys> keys;
     if (!l->tls->ticket_key_files.empty()) {
       auto from_files = tls::TicketKeys::from_files(l->tls->ticket_key_files);
@@ -209,7 +216,7 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
     }
     ticket_keys_[l->name] = keys;
     for (auto& handoffs : per_worker) {
-      auto ctx = tls::ServerContext::create(*l->tls, store.value(), keys);
+      auto ctx = tls::ServerContext::create(*l->tls, store, keys);
       if (!ctx)
         return Status::error(fmt::format("listener {}: tls: {}", l->name, ctx.status().message()));
       for (auto& h : handoffs) {

@@ -1,15 +1,16 @@
 #include "tls/cert_store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "base/log.h"
 #include "tls/ocsp.h"
@@ -28,13 +29,40 @@ struct BioDeleter {
 };
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
+// Certificates, keys and OCSP responses are small; a larger file is a mistake (or a device
+// that never ends), not something to read.
+constexpr off_t kMaxFileSize = 1 << 20;
+
 Result<std::string> read_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
-  std::string data = ss.str();
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
+  struct stat st;
+  std::string data;
+  Status status;
+  if (::fstat(fd, &st) != 0) {
+    status = Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
+  } else if (!S_ISREG(st.st_mode)) {
+    status = Status::error(fmt::format("{}: not a regular file", file));
+  } else if (st.st_size > kMaxFileSize) {
+    status = Status::error(
+        fmt::format("{}: {} bytes is too large (at most {})", file, st.st_size, kMaxFileSize));
+  } else {
+    data.resize(static_cast<size_t>(st.st_size));
+    size_t got = 0;
+    while (got < data.size()) {
+      ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        status = Status::error(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
+        break;
+      }
+      if (n == 0) break;  // shrank while being read
+      got += static_cast<size_t>(n);
+    }
+    data.resize(got);
+  }
+  ::close(fd);
+  if (!status) return status;
   if (data.empty()) return Status::error(fmt::format("{}: the file is empty", file));
   return data;
 }
@@ -62,8 +90,8 @@ bool valid_pattern(std::string_view name) {
 // RFC 6125 §6.4.4: the CN only when there is no subjectAltName dNSName.
 std::vector<std::string> names_of(X509* cert) {
   std::vector<std::string> names;
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
       const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
@@ -128,8 +156,8 @@ Result<PkeyPtr> read_private_key(const std::string& file) {
   PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
     take_openssl_errors();
-    return Status::error(fmt::format(
-        "{}: no PEM private key found (an encrypted key is not supported)", file));
+    return Status::error(
+        fmt::format("{}: no PEM private key found (an encrypted key is not supported)", file));
   }
   return key;
 }
@@ -147,69 +175,25 @@ Status check_chain_order(const std::string& file, const std::vector<X509*>& chai
       return Status::error(fmt::format(
           "{}: the chain is out of order: certificate {} ({}) is not issued by certificate {} "
           "({}); list the leaf first, then each issuer in turn",
-          file, i + 1, subject_of(cert), i + 2,
-          subject_of(next)));
+          file, i + 1, subject_of(cert), i + 2, subject_of(next)));
     }
   }
   return Status::ok();
 }
 
 Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& config,
-                                                   system_clock::time_point now,
-                                                   std::vector<std::string>* warnings) {
-  auto certs = read_pem_certificates(config.certificate_chain);
-  if (!certs) return certs.status();
-  auto key = read_private_key(config.private_key);
-  if (!key) return key.status();
-
-  auto out = std::make_unique<LoadedCertificate>();
-  out->chain_file = config.certificate_chain;
-  std::vector<X509*> chain;
-  for (auto& c : *certs) chain.push_back(c.get());
-  Status order = check_chain_order(config.certificate_chain, chain);
-  if (!order) return order;
-
-  X509* leaf = chain[0];
-  out->subject = subject_of(leaf);
-  if (X509_check_private_key(leaf, key->get()) != 1) {
-    take_openssl_errors();
-    return Status::error(fmt::format("{}: the private key does not match the certificate in {} ({})",
-                                     config.private_key, config.certificate_chain, out->subject));
-  }
-  for (size_t i = 0; i < chain.size(); ++i) {
-    std::string which = i == 0 ? "the certificate" : fmt::format("certificate {} of the chain", i + 1);
-    std::string subject = subject_of(chain[i]);
-    auto not_before = to_time_point(X509_get0_notBefore(chain[i]));
-    auto not_after = to_time_point(X509_get0_notAfter(chain[i]));
-    if (!not_before || !not_after) {
-      return Status::error(fmt::format("{}: {} ({}) has an unreadable validity period",
-                                       config.certificate_chain, which, subject));
-    }
-    if (i == 0) out->not_after = *not_after;
-    if (*not_after <= now) {
-      return Status::error(fmt::format("{}: {} ({}) expired at {}", config.certificate_chain,
-                                       which, subject, when(*not_after)));
-    }
-    if (*not_before > now) {
-      warnings->push_back(fmt::format("{}: {} ({}) is not valid before {}",
-                                      config.certificate_chain, which, subject,
-                                      when(*not_before)));
-    }
-    if (*not_after - now < kExpiryWarning) {
-      warnings->push_back(fmt::format("{}: {} ({}) expires at {}, in less than 14 days",
-                                      config.certificate_chain, which, subject,
-                                      when(*not_after)));
-    }
-  }
-  out->names = names_of(leaf);
+                                                    system_clock::time_point now,
+                                                    std::vector<std::string>* warnings) {
+  auto loaded = load_certificate(config.certificate_chain, config.private_key, now, warnings);
+  if (!loaded) return loaded.status();
+  std::unique_ptr<LoadedCertificate> out = std::move(*loaded);
+  X509* leaf = out->leaf.get();
   if (out->names.empty()) {
     return Status::error(fmt::format(
         "{}: the certificate ({}) names no DNS name (no subjectAltName DNS entry and no host "
         "name as its CN)",
         config.certificate_chain, out->subject));
   }
-  out->key_type = key_type_of(key->get());
-
   if (!config.ocsp_response.empty()) {
     auto fail = [&](const std::string& why) {
       warnings->push_back(
@@ -218,13 +202,12 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
     auto der = read_file(config.ocsp_response);
     if (!der) {
       // read_file's message already names the file.
-      warnings->push_back(
-          fmt::format("OCSP response not stapled: {}", der.status().message()));
-    } else if (chain.size() < 2) {
+      warnings->push_back(fmt::format("OCSP response not stapled: {}", der.status().message()));
+    } else if (out->intermediates.empty()) {
       fail(fmt::format("{} holds no issuer certificate to check it against",
                        config.certificate_chain));
     } else {
-      auto checked = check_ocsp_response(*der, leaf, chain[1], now);
+      auto checked = check_ocsp_response(*der, leaf, out->intermediates[0].get(), now);
       if (checked) {
         out->ocsp_der = std::move(*der);
       } else {
@@ -232,13 +215,68 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
       }
     }
   }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LoadedCertificate>> load_certificate(const std::string& chain_file,
+                                                            const std::string& key_file,
+                                                            system_clock::time_point now,
+                                                            std::vector<std::string>* warnings) {
+  std::vector<std::string> ignored;
+  if (warnings == nullptr) warnings = &ignored;
+  auto certs = read_pem_certificates(chain_file);
+  if (!certs) return certs.status();
+  auto key = read_private_key(key_file);
+  if (!key) return key.status();
+
+  std::vector<X509*> chain;
+  for (auto& c : *certs) chain.push_back(c.get());
+  Status order = check_chain_order(chain_file, chain);
+  if (!order) return order;
+
+  auto out = std::make_unique<LoadedCertificate>();
+  out->chain_file = chain_file;
+  X509* leaf = chain[0];
+  out->subject = subject_of(leaf);
+  if (X509_check_private_key(leaf, key->get()) != 1) {
+    take_openssl_errors();
+    return Status::error(
+        fmt::format("{}: the private key does not match the certificate in {} ({})", key_file,
+                    chain_file, out->subject));
+  }
+  for (size_t i = 0; i < chain.size(); ++i) {
+    std::string which =
+        i == 0 ? "the certificate" : fmt::format("certificate {} of the chain", i + 1);
+    std::string subject = subject_of(chain[i]);
+    auto not_before = to_time_point(X509_get0_notBefore(chain[i]));
+    auto not_after = to_time_point(X509_get0_notAfter(chain[i]));
+    if (!not_before || !not_after) {
+      return Status::error(
+          fmt::format("{}: {} ({}) has an unreadable validity period", chain_file, which, subject));
+    }
+    if (i == 0) out->not_after = *not_after;
+    if (*not_after <= now) {
+      return Status::error(
+          fmt::format("{}: {} ({}) expired at {}", chain_file, which, subject, when(*not_after)));
+    }
+    if (*not_before > now) {
+      warnings->push_back(fmt::format("{}: {} ({}) is not valid before {}", chain_file, which,
+                                      subject, when(*not_before)));
+    }
+    if (*not_after - now < kExpiryWarning) {
+      warnings->push_back(fmt::format("{}: {} ({}) expires at {}, in less than 14 days", chain_file,
+                                      which, subject, when(*not_after)));
+    }
+  }
+  out->names = names_of(leaf);
+  out->key_type = key_type_of(key->get());
   out->leaf = std::move((*certs)[0]);
   for (size_t i = 1; i < certs->size(); ++i) out->intermediates.push_back(std::move((*certs)[i]));
   out->key = std::move(*key);
   return out;
 }
-
-}  // namespace
 
 Result<std::vector<X509Ptr>> read_pem_certificates(const std::string& file) {
   auto data = read_file(file);

@@ -83,6 +83,13 @@ class CertStore {
   std::vector<std::string> files_;
 };
 
+// One certificate chain and its key, read and checked as CertStore::load() does (readable,
+// in order, the key matching, not expired; warnings for one not yet valid or expiring
+// within 14 days), without requiring DNS names and without OCSP: also for a cluster's
+// client certificate, whose subject need not be a host name. Main thread.
+Result<std::unique_ptr<LoadedCertificate>> load_certificate(
+    const std::string& chain_file, const std::string& key_file,
+    std::chrono::system_clock::time_point now, std::vector<std::string>* warnings);
 // Every PEM certificate of `file`, in order. The error names the file: unreadable, empty,
 // or without a PEM certificate. Blocking read: main thread.
 Result<std::vector<X509Ptr>> read_pem_certificates(const std::string& file);

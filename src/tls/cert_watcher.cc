@@ -63,7 +63,8 @@ bool ancestor(const std::string& dir, const std::string& of) {
 // Resolves `file` one component at a time, like the kernel does, and adds to `out` the
 // (directory, entry) pairs a change of which could change what `file` names: the final
 // entry of every path followed, every symlink, the first missing entry, and every entry
-// inside the file's own directory or below it. Entries of non-symlink ancestors above the file's directory
+// inside the file's own directory or below it. Entries of non-symlink ancestors above the file's
+// directory
 // (/, /etc) are left out: replacing those is not how certificates are updated.
 void entries_of(const std::string& file, std::set<std::pair<std::string, std::string>>& out) {
   std::string path = absolute(file);
@@ -72,7 +73,8 @@ void entries_of(const std::string& file, std::set<std::pair<std::string, std::st
     std::string normal;
     for (const std::string& p : split(path)) {
       if (p == ".") continue;
-      normal = p == ".." ? parent(normal.empty() ? "/" : normal) : child(normal.empty() ? "/" : normal, p);
+      normal = p == ".." ? parent(normal.empty() ? "/" : normal)
+                         : child(normal.empty() ? "/" : normal, p);
     }
     lexical_dir = parent(normal.empty() ? "/" : normal);
   }
@@ -136,7 +138,7 @@ CertWatcher::CertWatcher(event::Loop& loop, std::vector<std::string> files,
 CertWatcher::~CertWatcher() {
   if (fd_ < 0) return;
   loop_.poller().remove(fd_);  // a no-op when create() failed before adding it
-  ::close(fd_);  // drops every watch with it
+  ::close(fd_);                // drops every watch with it
 }
 
 Status CertWatcher::rewatch() {

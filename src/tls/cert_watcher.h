@@ -31,7 +31,8 @@ class CertWatcher final : public event::IoHandler {
   // directory). on_change runs on `loop` once a burst of changes has settled: `settle` after
   // the last relevant change, or at most 10 × `settle` after the first one. A missing
   // directory is waited for from its nearest existing parent. Fails when inotify is
-  // unavailable or an existing directory cannot be watched.
+  // unavailable or an existing directory cannot be watched. on_change must not destroy the
+  // watcher (post that to the loop instead).
   static Result<std::unique_ptr<CertWatcher>> create(event::Loop& loop,
                                                      std::vector<std::string> files,
                                                      std::function<void()> on_change,

@@ -26,8 +26,9 @@ void check_alpn(ConfigChecker& c, const std::vector<std::string>& alpn) {
     bool printable = true;
     for (unsigned char ch : p) printable &= ch > 0x20 && ch < 0x7f;
     if (p.empty() || p.size() > 255 || !printable) {
-      c.error(at, "expected a protocol name of 1 to 255 printable characters such as h2 or "
-                  "http/1.1");
+      c.error(at,
+              "expected a protocol name of 1 to 255 printable characters such as h2 or "
+              "http/1.1");
     } else if (!seen.insert(p).second) {
       c.error(at, fmt::format("'{}' is listed twice", p));
     }
@@ -36,8 +37,8 @@ void check_alpn(ConfigChecker& c, const std::vector<std::string>& alpn) {
 
 void check_versions(ConfigChecker& c, Version min, Version max) {
   if (min > max) {
-    c.error("min_version", fmt::format("must not be above max_version ({}), got {}",
-                                       to_string(max), to_string(min)));
+    c.error("min_version", fmt::format("must not be above max_version ({}), got {}", to_string(max),
+                                       to_string(min)));
   }
 }
 

@@ -73,12 +73,12 @@ Result<OcspStatus> check_ocsp_response(std::string_view der, X509* leaf, X509* i
   if (!id || OCSP_resp_find_status(basic.get(), id.get(), &cert_status, &reason, &revoked_at,
                                    &this_update, &next_update) != 1) {
     take_openssl_errors();
-    return Status::error(fmt::format("it has no status for this certificate ({})",
-                                     subject_of(leaf)));
+    return Status::error(
+        fmt::format("it has no status for this certificate ({})", subject_of(leaf)));
   }
   if (cert_status != V_OCSP_CERTSTATUS_GOOD) {
-    return Status::error(fmt::format("the certificate's status is {}, not good",
-                                     OCSP_cert_status_str(cert_status)));
+    return Status::error(
+        fmt::format("the certificate's status is {}, not good", OCSP_cert_status_str(cert_status)));
   }
   OcspStatus out;
   auto this_time = to_time_point(this_update);

@@ -14,8 +14,8 @@
 
 namespace sluice::tls {
 
-// The reasons OpenSSL queued on this thread ("certificate verify error"), "; "-separated, oldest first ("" when none),
-// and the queue emptied so that the next call starts clean.
+// The reasons OpenSSL queued on this thread ("certificate verify error"), "; "-separated, oldest
+// first ("" when none), and the queue emptied so that the next call starts clean.
 inline std::string take_openssl_errors() {
   std::string out;
   while (unsigned long e = ERR_get_error()) {

@@ -79,9 +79,9 @@ struct ClusterConfig {
   std::optional<health::OutlierConfig> outlier;  // absent: no passive health checking
   // Below this share of usable endpoints (percent), balance over all of them; 0 = never.
   uint32_t panic_threshold = 50;
-  CircuitBreakers circuit_breakers;
-  // Originate TLS to the endpoints; absent: cleartext.
+  // TLS to the endpoints; absent: plain TCP.
   std::optional<tls::ClientConfig> tls;
+  CircuitBreakers circuit_breakers;
 
   // Every rule of this block and the blocks inside it (implemented in cluster_config.cc).
   ConfigIssues validate() const;

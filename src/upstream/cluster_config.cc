@@ -161,6 +161,7 @@ ConfigIssues ClusterConfig::validate() const {
   if (outlier) c.nested("outlier_detection", outlier->validate());
   c.check_uint("panic_threshold", panic_threshold, 0, 100);
   c.nested("circuit_breakers", circuit_breakers.validate());
+  if (tls) c.nested("tls", tls->validate());
 
   bool dns = type != Type::kStatic;
   if (!dns && on_address_change != defaults.on_address_change) {

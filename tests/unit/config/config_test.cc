@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "tls/test_pki.h"
 
 namespace sluice::config {
 namespace {
@@ -65,7 +69,7 @@ TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
-            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log)");
+            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, tls)");
 }
 
 TEST(Config, WrongType) {
@@ -324,6 +328,265 @@ TEST(ConfigValidate, HashPolicyOnAClusterThatDoesNotHashIsAWarning) {
 }
 
 }  // namespace validate_test
+
+namespace tls_test {
+
+using validate_test::issues_text;
+
+using tls::testing::TestPki;
+
+// Certificates for the TLS tests, made once.
+class ConfigTls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pki_ = new TestPki();
+    www_ = pki_->issue("www", {.dns_names = {"www.example.com"}});
+    api_ = pki_->issue("api", {.dns_names = {"api.example.com"}, .key = TestPki::Key::kRsa});
+  }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+
+  // kGood with a TLS listener in front of the same cluster; `tls` is the listener's tls
+  // block without indentation, one key per line.
+  static std::string with_listener_tls(const std::string& tls) {
+    std::string block;
+    size_t i = 0;
+    while (i < tls.size()) {
+      size_t j = tls.find('\n', i);
+      if (j == std::string::npos) j = tls.size();
+      block += "      " + tls.substr(i, j - i) + "\n";
+      i = j + 1;
+    }
+    return replace(kGood, "    idle_timeout: 300s\n", "    idle_timeout: 300s\n    tls:\n" + block);
+  }
+  static std::string certs(const TestPki::Leaf& leaf) {
+    return "certificates:\n  - certificate_chain: " + leaf.chain + "\n    private_key: " + leaf.key;
+  }
+
+  static TestPki* pki_;
+  static TestPki::Leaf www_, api_;
+};
+
+TestPki* ConfigTls::pki_ = nullptr;
+TestPki::Leaf ConfigTls::www_, ConfigTls::api_;
+
+TEST_F(ConfigTls, ListenerAndClusterTlsBlocksLoad) {
+  std::string yaml = with_listener_tls(
+      certs(www_) + "\n  - certificate_chain: " + api_.chain + "\n    private_key: " + api_.key +
+      "\nalpn: [h2, http/1.1]\nmin_version: 1.3\n"
+      "require_sni: true\nhandshake_timeout: 5s\n"
+      "ticket_key_rotation: 2h\n"
+      "early_data: {enabled: true, reject_unsafe: true, "
+      "max_early_data: 32KiB}\n"
+      "client_ca: " +
+      pki_->root_cert() + "\nverify: required\nverify_depth: 2\nktls: true");
+  yaml = replace(
+      yaml, "    connect_timeout: 1s\n",
+      "    connect_timeout: 1s\n    tls:\n      verify: true\n      ca: " + pki_->root_cert() +
+          "\n      sni: api.example.com\n      alpn: [http/1.1]\n"
+          "      certificate_chain: " +
+          www_.chain + "\n      private_key: " + www_.key +
+          "\n      min_version: \"1.3\"\n      max_version: \"1.3\"\n"
+          "      session_resumption: false\n      ktls: true\n");
+  std::vector<std::string> warnings;
+  auto r = load_string(yaml, "test.yaml", &warnings);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(warnings, std::vector<std::string>{});
+  const proxy::ListenerConfig& l = *(*r)->listeners[0];
+  ASSERT_TRUE(l.tls.has_value());
+  const tls::ServerConfig& t = *l.tls;
+  ASSERT_EQ(t.certificates.size(), 2u);
+  EXPECT_EQ(t.certificates[1].certificate_chain, api_.chain);
+  EXPECT_EQ(t.certificates[1].private_key, api_.key);
+  EXPECT_EQ(t.certificates[1].ocsp_response, "");
+  EXPECT_EQ(t.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+  EXPECT_EQ(t.min_version, tls::Version::kTls13);
+  EXPECT_EQ(t.max_version, tls::Version::kTls13);
+  EXPECT_TRUE(t.require_sni);
+  EXPECT_EQ(t.handshake_timeout, std::chrono::seconds(5));
+  EXPECT_TRUE(t.session_tickets);
+  EXPECT_EQ(t.ticket_key_rotation, std::chrono::hours(2));
+  EXPECT_TRUE(t.early_data.enabled);
+  EXPECT_TRUE(t.early_data.reject_unsafe);
+  EXPECT_EQ(t.early_data.max_early_data, 32u * 1024);
+  EXPECT_EQ(t.client_ca, pki_->root_cert());
+  EXPECT_EQ(t.verify, tls::ClientVerify::kRequired);
+  EXPECT_EQ(t.verify_depth, 2u);
+  EXPECT_TRUE(t.ktls);
+  // The certificates were read at load.
+  ASSERT_NE(l.cert_store, nullptr);
+  ASSERT_EQ(l.cert_store->groups().size(), 2u);
+  EXPECT_EQ(l.cert_store->select("api.example.com", true), &l.cert_store->groups()[1]);
+
+  const upstream::ClusterConfig& c = *(*r)->clusters[0];
+  ASSERT_TRUE(c.tls.has_value());
+  EXPECT_TRUE(c.tls->verify);
+  EXPECT_EQ(c.tls->ca, pki_->root_cert());
+  EXPECT_EQ(c.tls->sni, "api.example.com");
+  EXPECT_EQ(c.tls->alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(c.tls->certificate_chain, www_.chain);
+  EXPECT_EQ(c.tls->private_key, www_.key);
+  EXPECT_EQ(c.tls->min_version, tls::Version::kTls13);
+  EXPECT_FALSE(c.tls->session_resumption);
+  EXPECT_TRUE(c.tls->ktls);
+}
+
+TEST_F(ConfigTls, WithoutTlsBlocksNothingIsRead) {
+  auto r = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_FALSE((*r)->listeners[0]->tls.has_value());
+  EXPECT_EQ((*r)->listeners[0]->cert_store, nullptr);
+  EXPECT_FALSE((*r)->clusters[0]->tls.has_value());
+}
+
+TEST_F(ConfigTls, SettingsAreCheckedAtTheirKeys) {
+  EXPECT_EQ(error_of(with_listener_tls(certs(www_) + "\nmin_version: 1.4")),
+            "test.yaml:12:20: listeners[0].tls.min_version: expected one of: 1.2, 1.3, got '1.4'");
+  EXPECT_EQ(error_of(with_listener_tls(certs(www_) + "\nmin_version: 1.3\nmax_version: 1.2")),
+            "test.yaml:12:20: listeners[0].tls.min_version: must not be above max_version (1.2), "
+            "got 1.3");
+  EXPECT_EQ(error_of(with_listener_tls(certs(www_) + "\nverify: required")),
+            "test.yaml:9:7: listeners[0].tls.client_ca: needed by verify: required (the CAs "
+            "client certificates must chain to)");
+  EXPECT_EQ(error_of(with_listener_tls(certs(www_) + "\nhandshake_timeout: 10m")),
+            "test.yaml:12:26: listeners[0].tls.handshake_timeout: expected a duration from 100ms "
+            "to 300s, got 10m");
+  EXPECT_EQ(
+      error_of(with_listener_tls("certificates:\n  - certificate_chain: " + www_.chain)),
+      "test.yaml:10:11: listeners[0].tls.certificates[0]: missing required key 'private_key'");
+  EXPECT_EQ(error_of(with_listener_tls("alpn: [h2]")),
+            "test.yaml:9:7: listeners[0].tls: missing required key 'certificates'");
+  EXPECT_EQ(error_of(with_listener_tls(certs(www_) + "\nverify: sometimes")),
+            "test.yaml:12:15: listeners[0].tls.verify: expected one of: none, optional, "
+            "required, got 'sometimes'");
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n",
+                             "    connect_timeout: 1s\n    tls:\n      sni: \"bad name\"\n")),
+            "test.yaml:12:12: clusters[0].tls.sni: 'bad name' is not a DNS name such as "
+            "api.example.com");
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n",
+                             "    connect_timeout: 1s\n    tls:\n      verifi: false\n")),
+            "test.yaml:12:7: clusters[0].tls.verifi: unknown key (expected one of: verify, ca, "
+            "sni, alpn, certificate_chain, private_key, min_version, max_version, "
+            "session_resumption, ktls)");
+}
+
+TEST_F(ConfigTls, CertificateProblemsAreErrorsAtTheTlsBlock) {
+  std::string mismatch =
+      "certificates:\n  - certificate_chain: " + www_.chain + "\n    private_key: " + api_.key;
+  EXPECT_EQ(error_of(with_listener_tls(mismatch)),
+            "test.yaml:9:7: listeners[0].tls: " + api_.key +
+                ": the private key does not match the certificate in " + www_.chain +
+                " (CN=www.example.com)");
+  std::string missing = pki_->dir() + "/nothing.pem";
+  std::string two = "certificates:\n  - certificate_chain: " + missing +
+                    "\n    private_key: " + www_.key + "\n  - certificate_chain: " + www_.chain +
+                    "\n    private_key: " + api_.key;
+  EXPECT_EQ(error_of(with_listener_tls(two)),
+            "test.yaml:9:7: listeners[0].tls: " + missing +
+                ": cannot read: No such file or directory\n"
+                "test.yaml:9:7: listeners[0].tls: " +
+                api_.key + ": the private key does not match the certificate in " + www_.chain +
+                " (CN=www.example.com)");
+}
+
+TEST_F(ConfigTls, CertificateWarningsAreLocated) {
+  auto soon = pki_->issue("soon", {.dns_names = {"soon.example.com"}, .days = 2});
+  std::vector<std::string> warnings;
+  auto r = load_string(with_listener_tls(certs(soon)), "test.yaml", &warnings);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  ASSERT_NE((*r)->listeners[0]->cert_store, nullptr);
+  std::string at = log::format_time((*r)->listeners[0]->cert_store->certificates()[0]->not_after);
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{"test.yaml:9:7: warning: listeners[0].tls: " + soon.chain +
+                                     ": the certificate (CN=soon.example.com) expires "
+                                     "at " +
+                                     at + ", in less than 14 days"});
+}
+
+TEST_F(ConfigTls, AClusterClientCertificateIsCheckedAtLoad) {
+  auto client = pki_->issue("client", {.common_name = "service-a", .client_auth = true});
+  std::string block =
+      "    connect_timeout: 1s\n    tls:\n      certificate_chain: " + client.chain +
+      "\n      private_key: " + client.key + "\n";
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", block)), "(loaded fine)");
+  block = "    connect_timeout: 1s\n    tls:\n      certificate_chain: " + client.chain +
+          "\n      private_key: " + www_.key + "\n";
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", block)),
+            "test.yaml:12:7: clusters[0].tls: " + www_.key +
+                ": the private key does not match the certificate in " + client.chain +
+                " (CN=service-a)");
+}
+
+TEST_F(ConfigTls, CaFilesMustHoldCaCertificates) {
+  EXPECT_EQ(
+      error_of(with_listener_tls(certs(www_) + "\nclient_ca: " + www_.cert + "\nverify: optional")),
+      "test.yaml:12:18: listeners[0].tls.client_ca: " + www_.cert +
+          ": certificate 1 (CN=www.example.com) is not a CA certificate (no "
+          "basicConstraints CA:TRUE)");
+  std::string missing = pki_->dir() + "/no-ca.pem";
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n",
+                             "    connect_timeout: 1s\n    tls:\n      ca: " + missing + "\n")),
+            "test.yaml:12:11: clusters[0].tls.ca: " + missing +
+                ": cannot read: No such file or directory");
+}
+
+TEST(TlsValidate, ServerRules) {
+  tls::ServerConfig c;
+  c.certificates.push_back({"a.pem", "a.key", ""});
+  EXPECT_EQ(issues_text(c.validate()), "");
+  c.certificates.push_back({"", "", ""});
+  c.alpn = {"h2", "", std::string(256, 'x'), "h 2", "h2"};
+  c.ticket_key_rotation = std::chrono::seconds(30);
+  c.session_tickets = false;
+  c.ticket_key_files = {"k1"};
+  c.early_data.enabled = true;
+  c.max_version = tls::Version::kTls12;
+  c.min_version = tls::Version::kTls13;
+  c.client_ca = "ca.pem";
+  c.verify_depth = 0;
+  c.handshake_timeout = std::chrono::milliseconds(50);
+  EXPECT_EQ(issues_text(c.validate()),
+            "certificates[1]: missing required key 'certificate_chain'\n"
+            "certificates[1]: missing required key 'private_key'\n"
+            "alpn[1]: expected a protocol name of 1 to 255 printable characters such as h2 or "
+            "http/1.1\n"
+            "alpn[2]: expected a protocol name of 1 to 255 printable characters such as h2 or "
+            "http/1.1\n"
+            "alpn[3]: expected a protocol name of 1 to 255 printable characters such as h2 or "
+            "http/1.1\n"
+            "alpn[4]: 'h2' is listed twice\n"
+            "min_version: must not be above max_version (1.2), got 1.3\n"
+            "handshake_timeout: expected a duration from 100ms to 300s, got 50ms\n"
+            "ticket_key_rotation: expected a duration from 60s to 604800s, got 30s\n"
+            "ticket_key_files: only with session_tickets: true\n"
+            "early_data.enabled: needs session_tickets: true\n"
+            "early_data.enabled: needs max_version: 1.3\n"
+            "warning: client_ca: not used: verify is none (set verify: optional or required)\n"
+            "verify_depth: expected an integer from 1 to 16, got 0");
+  tls::ServerConfig none;
+  EXPECT_EQ(issues_text(none.validate()), "(top): missing required key 'certificates'");
+}
+
+TEST(TlsValidate, ClientRules) {
+  tls::ClientConfig c;
+  EXPECT_EQ(issues_text(c.validate()), "");
+  c.certificate_chain = "client.pem";
+  c.sni = "10.0.0.1";
+  c.verify = false;
+  c.ca = "ca.pem";
+  EXPECT_EQ(issues_text(c.validate()),
+            "(top): missing required key 'private_key'\n"
+            "sni: '10.0.0.1' is an IP address; SNI takes a DNS name\n"
+            "warning: ca: not used: verify is false");
+  tls::ClientConfig key_only;
+  key_only.private_key = "client.key";
+  key_only.sni = "API.example.com.";
+  EXPECT_EQ(issues_text(key_only.validate()), "(top): missing required key 'certificate_chain'");
+}
+
+}  // namespace tls_test
 
 }  // namespace
 }  // namespace sluice::config

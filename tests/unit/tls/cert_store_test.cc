@@ -13,8 +13,8 @@
 namespace sluice::tls {
 namespace {
 
-using testing::TestPki;
 using std::chrono::system_clock;
+using testing::TestPki;
 using KeyType = LoadedCertificate::KeyType;
 
 // One PKI for the suite: making keys is the slow part.
@@ -22,8 +22,8 @@ class CertStoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     pki_ = new TestPki();
-    www_rsa_ = pki_->issue("www_rsa", {.dns_names = {"www.example.com", "Example.COM"},
-                                       .key = TestPki::Key::kRsa});
+    www_rsa_ = pki_->issue(
+        "www_rsa", {.dns_names = {"www.example.com", "Example.COM"}, .key = TestPki::Key::kRsa});
     www_ec_ = pki_->issue("www_ec", {.dns_names = {"example.com", "www.example.com"}});
     api_ = pki_->issue("api", {.dns_names = {"api.example.com"}});
     wildcard_ = pki_->issue("wildcard", {.dns_names = {"*.example.org"}});
@@ -78,9 +78,9 @@ TEST_F(CertStoreTest, GroupsAnRsaAndAnEcdsaCertificateForTheSameNames) {
   EXPECT_EQ(store.groups()[0].certs[1], store.certificates()[2].get());
   EXPECT_EQ(store.groups()[1].names, std::vector<std::string>{"api.example.com"});
   EXPECT_EQ(store.groups()[2].names, std::vector<std::string>{"*.example.org"});
-  EXPECT_EQ(store.files(), (std::vector<std::string>{www_rsa_.chain, www_rsa_.key, api_.chain,
-                                                     api_.key, www_ec_.chain, www_ec_.key,
-                                                     wildcard_.chain, wildcard_.key}));
+  EXPECT_EQ(store.files(),
+            (std::vector<std::string>{www_rsa_.chain, www_rsa_.key, api_.chain, api_.key,
+                                      www_ec_.chain, www_ec_.key, wildcard_.chain, wildcard_.key}));
 }
 
 TEST_F(CertStoreTest, SelectsExactNameThenWildcardThenDefault) {
@@ -167,8 +167,9 @@ TEST_F(CertStoreTest, AnExpiredCertificateIsAnError) {
   auto old = pki_->issue("expired", {.dns_names = {"old.example.com"},
                                      .not_before = "20200101000000Z",
                                      .not_after = "20210101000000Z"});
-  EXPECT_EQ(error_of(config({cert(old)})),
-            old.chain + ": the certificate (CN=old.example.com) expired at 2021-01-01T00:00:00.000Z");
+  EXPECT_EQ(
+      error_of(config({cert(old)})),
+      old.chain + ": the certificate (CN=old.example.com) expired at 2021-01-01T00:00:00.000Z");
 }
 
 TEST_F(CertStoreTest, ACertificateExpiringWithinTwoWeeksLoadsWithAWarning) {
@@ -177,8 +178,9 @@ TEST_F(CertStoreTest, ACertificateExpiringWithinTwoWeeksLoadsWithAWarning) {
   auto r = CertStore::load(config({cert(soon), cert(api_)}), &warnings);
   ASSERT_TRUE(r) << r.status().message();
   std::string at = log::format_time((*r)->certificates()[0]->not_after);
-  EXPECT_EQ(warnings, std::vector<std::string>{soon.chain + ": the certificate (CN=soon.example.com) "
-                                                            "expires at " +
+  EXPECT_EQ(warnings, std::vector<std::string>{soon.chain +
+                                               ": the certificate (CN=soon.example.com) "
+                                               "expires at " +
                                                at + ", in less than 14 days"});
   auto left = (*r)->certificates()[0]->not_after - system_clock::now();
   EXPECT_GT(left, std::chrono::hours(71));
@@ -207,6 +209,11 @@ TEST_F(CertStoreTest, UnreadableFilesAreErrorsNamingTheFile) {
   EXPECT_EQ(error_of(config({{junk, api_.key, ""}})), junk + ": no PEM certificate found");
   EXPECT_EQ(error_of(config({{api_.chain, junk, ""}})),
             junk + ": no PEM private key found (an encrypted key is not supported)");
+  EXPECT_EQ(error_of(config({{pki_->dir(), api_.key, ""}})), pki_->dir() + ": not a regular file");
+  EXPECT_EQ(error_of(config({{"/dev/zero", api_.key, ""}})), "/dev/zero: not a regular file");
+  std::string huge = pki_->write("huge.pem", std::string((1 << 20) + 1, 'x'));
+  EXPECT_EQ(error_of(config({{huge, api_.key, ""}})),
+            huge + ": 1048577 bytes is too large (at most 1048576)");
   // Every certificate's error, one per line.
   EXPECT_EQ(error_of(config({{empty, api_.key, ""}, cert(www_ec_), {junk, api_.key, ""}})),
             empty + ": the file is empty\n" + junk + ": no PEM certificate found");
@@ -257,24 +264,25 @@ TEST_F(CertStoreTest, AnOcspResponseFromAnotherSignerIsAWarningAndNotStapled) {
   EXPECT_EQ((*r)->certificates()[0]->ocsp_der, "");
   EXPECT_EQ(warnings, std::vector<std::string>{
                           der + ": OCSP response not stapled: its signature does not verify "
-                                "against the issuer CN=Sluice Test Intermediate (signer "
-                                "certificate not found)"});
+                                "against the issuer CN=Sluice Test Intermediate (certificate "
+                                "verify error)"});
 }
 
 TEST_F(CertStoreTest, AnOcspResponseForAnotherCertificateOrUnreadableIsAWarning) {
   std::string other = pki_->ocsp_response("for_api", api_);
   std::string missing = pki_->dir() + "/missing.der";
   std::vector<std::string> warnings;
-  auto r = CertStore::load(config({{www_ec_.chain, www_ec_.key, other},
-                                   {wildcard_.chain, wildcard_.key, missing}}),
-                           &warnings);
+  auto r = CertStore::load(
+      config({{www_ec_.chain, www_ec_.key, other}, {wildcard_.chain, wildcard_.key, missing}}),
+      &warnings);
   ASSERT_TRUE(r) << r.status().message();
   EXPECT_EQ((*r)->certificates()[0]->ocsp_der, "");
-  EXPECT_EQ(warnings,
-            (std::vector<std::string>{
-                other + ": OCSP response not stapled: it has no status for this certificate "
-                        "(CN=example.com)",
-                "OCSP response not stapled: " + missing + ": cannot read: No such file or directory"}));
+  EXPECT_EQ(
+      warnings,
+      (std::vector<std::string>{
+          other + ": OCSP response not stapled: it has no status for this certificate "
+                  "(CN=example.com)",
+          "OCSP response not stapled: " + missing + ": cannot read: No such file or directory"}));
 }
 
 TEST(NameMatches, OneLabelInPlaceOfTheStar) {

@@ -51,23 +51,25 @@ TestPki::TestPki() {
   write("ca.ext",
         "basicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign,cRLSign\n"
         "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n");
-  run(fmt::format(
-      "{} req -x509 {} -nodes -keyout root.key -out root.pem -days 3650 "
-      "-subj '/CN=Sluice Test Root' -addext 'basicConstraints=critical,CA:true' "
-      "-addext 'keyUsage=critical,keyCertSign,cRLSign'",
-      kOpenssl, key_args(Key::kEcdsa)));
-  run(fmt::format("{} req -new {} -nodes -keyout intermediate.key -out intermediate.csr "
+  run(
+      fmt::format("{} req -x509 {} -nodes -keyout root.key -out root.pem -days 3650 "
+                  "-subj '/CN=Sluice Test Root' -addext 'basicConstraints=critical,CA:true' "
+                  "-addext 'keyUsage=critical,keyCertSign,cRLSign'",
+                  kOpenssl, key_args(Key::kEcdsa)));
+  run(
+      fmt::format("{} req -new {} -nodes -keyout intermediate.key -out intermediate.csr "
                   "-subj '/CN=Sluice Test Intermediate'",
                   kOpenssl, key_args(Key::kEcdsa)));
-  run(fmt::format("cd root.db && {} ca -batch -config ca.cnf -cert ../root.pem -keyfile "
+  run(
+      fmt::format("cd root.db && {} ca -batch -config ca.cnf -cert ../root.pem -keyfile "
                   "../root.key -in ../intermediate.csr -out ../intermediate.pem -extfile "
                   "../ca.ext -days 3650 -notext",
                   kOpenssl));
-  run(fmt::format(
-      "{} req -x509 {} -nodes -keyout other.key -out other.pem -days 3650 "
-      "-subj '/CN=Sluice Unrelated CA' -addext 'basicConstraints=critical,CA:true' "
-      "-addext 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature'",
-      kOpenssl, key_args(Key::kEcdsa)));
+  run(
+      fmt::format("{} req -x509 {} -nodes -keyout other.key -out other.pem -days 3650 "
+                  "-subj '/CN=Sluice Unrelated CA' -addext 'basicConstraints=critical,CA:true' "
+                  "-addext 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature'",
+                  kOpenssl, key_args(Key::kEcdsa)));
 }
 
 TestPki::~TestPki() {
@@ -95,7 +97,8 @@ TestPki::Leaf TestPki::issue(const std::string& name, const LeafOptions& o) {
   std::string validity = o.not_before.empty() && o.not_after.empty()
                              ? fmt::format("-days {}", o.days)
                              : fmt::format("-startdate {} -enddate {}", o.not_before, o.not_after);
-  run(fmt::format("cd intermediate.db && {} ca -batch -config ca.cnf -cert ../intermediate.pem "
+  run(
+      fmt::format("cd intermediate.db && {} ca -batch -config ca.cnf -cert ../intermediate.pem "
                   "-keyfile ../intermediate.key -in ../{}.csr -out ../{}.pem -extfile ../{}.ext "
                   "{} -notext",
                   kOpenssl, name, name, name, validity));
@@ -106,16 +109,18 @@ TestPki::Leaf TestPki::issue(const std::string& name, const LeafOptions& o) {
   return leaf;
 }
 
-std::string TestPki::ocsp_response(const std::string& name, const Leaf& leaf,
-                                   int next_update_days, Signer signer) {
+std::string TestPki::ocsp_response(const std::string& name, const Leaf& leaf, int next_update_days,
+                                   Signer signer) {
   if (signer == Signer::kDelegated && !have_responder_) {
     write("responder.ext",
           "basicConstraints = CA:false\nkeyUsage = critical,digitalSignature\n"
           "extendedKeyUsage = OCSPSigning\n");
-    run(fmt::format("{} req -new {} -nodes -keyout responder.key -out responder.csr "
+    run(
+        fmt::format("{} req -new {} -nodes -keyout responder.key -out responder.csr "
                     "-subj '/CN=Sluice Test OCSP Responder'",
                     kOpenssl, key_args(Key::kEcdsa)));
-    run(fmt::format("cd intermediate.db && {} ca -batch -config ca.cnf -cert ../intermediate.pem "
+    run(
+        fmt::format("cd intermediate.db && {} ca -batch -config ca.cnf -cert ../intermediate.pem "
                     "-keyfile ../intermediate.key -in ../responder.csr -out ../responder.pem "
                     "-extfile ../responder.ext -days 365 -notext",
                     kOpenssl));
@@ -127,7 +132,8 @@ std::string TestPki::ocsp_response(const std::string& name, const Leaf& leaf,
   run(fmt::format("{} ocsp -issuer intermediate.pem -cert {} -no_nonce -reqout {}.req", kOpenssl,
                   leaf.cert, name));
   std::string next = next_update_days > 0 ? fmt::format("-ndays {}", next_update_days) : "";
-  run(fmt::format("{} ocsp -index intermediate.db/index.txt -CA intermediate.pem -rsigner {}.pem "
+  run(
+      fmt::format("{} ocsp -index intermediate.db/index.txt -CA intermediate.pem -rsigner {}.pem "
                   "-rkey {}.key -reqin {}.req -respout {}.der {}",
                   kOpenssl, who, who, name, name, next));
   return fmt::format("{}/{}.der", dir_, name);
