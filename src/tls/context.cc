@@ -23,6 +23,9 @@ constexpr const char* kCiphers12 =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
+// AES-128-GCM first: as safe as AES-256 for TLS and cheaper per byte.
+constexpr const char* kCiphers13 =
+    "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
 constexpr unsigned char kSessionIdContext[] = "sluice";
 
 int openssl_version(Version v) {
@@ -43,6 +46,8 @@ Status common_setup(SSL_CTX* ctx, Version min, Version max) {
     return Status::error(openssl_errors("cannot set the TLS versions"));
   if (SSL_CTX_set_cipher_list(ctx, kCiphers12) != 1)
     return Status::error(openssl_errors("cannot set the ciphers"));
+  if (SSL_CTX_set_ciphersuites(ctx, kCiphers13) != 1)
+    return Status::error(openssl_errors("cannot set the TLS 1.3 cipher suites"));
   if (SSL_CTX_set1_groups_list(ctx, kGroups) != 1)
     return Status::error(openssl_errors("cannot set the groups"));
   // Partial writes let a Connection hand SSL_write what its buffer holds and keep the rest;
