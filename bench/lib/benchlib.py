@@ -776,7 +776,10 @@ def summarize(recs, spec):
     return cases, targets, out
 
 
-def render_markdown(spec, meta, cases, targets, summary):
+def render_markdown(spec, meta, cases, targets, summary, skipped=None):
+    """skipped: {target: reason} of targets the run could not measure; each table shows them
+    as a row of dashes with the reason, a placeholder for a later run."""
+    skipped = skipped or {}
     lines = []
     if spec.get("title"):
         lines.append(f"#### {spec['title']}")
@@ -816,6 +819,9 @@ def render_markdown(spec, meta, cases, targets, summary):
         for t in targets:
             e = summary[case].get(t)
             if e is None:
+                if t in skipped:
+                    row = [TARGET_LABELS.get(t, t), "skipped: " + skipped[t]] + ["–"] * (len(head) - 2)
+                    lines.append("| " + " | ".join(row) + " |")
                 continue
             runs = str(e["runs"]) if e["used"] == e["runs"] else f"{e['used']} of {e['runs']}"
             if e["ok"] != e["runs"]:
@@ -914,7 +920,9 @@ def render_plot(plot, cases, targets, summary, workdir):
 
 def cmd_report(args):
     spec = json.loads(args.spec)
-    recs = final_records(load_records(args.results, args.run_id, args.scenario))
+    raw = load_records(args.results, args.run_id, args.scenario)
+    skipped = {r["target"]: r.get("reason", "not run") for r in raw if r.get("event") == "skipped"}
+    recs = final_records(raw)
     if spec.get("cases"):
         # One table of several: only these cases, in this order.
         recs = sorted((r for r in recs if r["case"] in spec["cases"]), key=lambda r: spec["cases"].index(r["case"]))
@@ -922,7 +930,7 @@ def cmd_report(args):
         print(f"report: no records for run {args.run_id} in {args.results}", file=sys.stderr)
         return 1
     cases, targets, summary = summarize(recs, spec)
-    md = render_markdown(spec, args.meta, cases, targets, summary)
+    md = render_markdown(spec, args.meta, cases, targets, summary, skipped)
     plots = []
     for plot in spec.get("plots", []):
         p = render_plot(plot, cases, targets, summary, args.workdir)

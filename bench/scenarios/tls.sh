@@ -250,12 +250,21 @@ tls_scenario_run() {
   command -v openssl >/dev/null || bench_die "openssl not installed (scripts/bootstrap)"
   command -v curl >/dev/null || bench_die "curl not installed (scripts/bootstrap)"
   bench_log "$SCENARIO: targets=${TARGETS[*]} cases='$BENCH_TLS_CASES' reps=$WRK_REPS duration=${WRK_DURATION}s warmup=${WRK_WARMUP}s clients=$BENCH_TLS_CLIENTS proxy core=$BENCH_PROXY_CORE load core=$BENCH_LOAD_CORE${QUICK:+ QUICK=$QUICK}"
+  local want t reason
+  # Targets asked for but not available here (e.g. sluice not built) get a placeholder row.
+  read -r -a want <<<"${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS}"
+  for t in "${want[@]}"; do
+    [[ " ${TARGETS[*]} " == *" $t "* ]] && continue
+    reason=$("target_${t}_unavailable") || true
+    "${BENCHLIB[@]}" record --out "$OUT" kind=meta run_id="$BENCH_RUN_ID" scenario="$SCENARIO" \
+      target="$t" event=skipped reason="$reason"
+  done
   tls_pki
   crypto_floor
   l7_backend_start
   declare -gA PID_OF=() PORT_OF=() RSA_PORT_OF=() PLAIN_PORT_OF=() LOG_OF=() DEAD=()
   LIVE=()
-  local t ports reason c
+  local ports c
   for t in "${TARGETS[@]}"; do
     read -r -a ports <<<"$(bench_free_ports 3)"
     tls_render_vars "${ports[1]}" "${ports[2]}"
@@ -307,7 +316,11 @@ mkdir -p "$md_dir"
 "${BENCHLIB[@]}" floor-md --results "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" --md "$md_dir/floor.md" >/dev/null
 
 cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; done; echo "${s%,}"; }
-targets_json="$(wrk_targets_json)"
+# Every target asked for, available here or not: the report shows a placeholder row for a
+# target the run skipped.
+# shellcheck disable=SC2086 # a list of names
+targets_json=$(printf '"%s",' ${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS})
+targets_json=${targets_json%,}
 common_tail="\"proxy_core_busy_pct\", \"label\": \"core $BENCH_PROXY_CORE busy %\", \"fmt\": \"%.0f\"},
    {\"key\": \"load_core_busy_pct\", \"label\": \"core $BENCH_LOAD_CORE busy %\", \"fmt\": \"%.0f\"}"
 
@@ -365,9 +378,10 @@ seen = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("run_id") == sys.argv[2] and r.get("event") == "negotiated":
-        seen.setdefault(r["target"], []).append("%s %s, %s, %s" % (r["certificate"], r["protocol"], r["ciphersuite"], r["group"]))
+        seen.setdefault(r["target"], []).append("%s %s, %s, %s, ALPN %s" % (
+            r["certificate"], r["protocol"], r["ciphersuite"], r["group"], r.get("alpn", "?")))
     if r.get("run_id") == sys.argv[2] and r.get("event") == "skipped":
-        seen[r["target"]] = ["skipped: " + r["reason"]]
+        seen[r["target"]] = ["skipped (%s)" % r["reason"]]
 print("; ".join("%s: %s" % (t, " / ".join(v)) for t, v in seen.items()))
 EOF
 )
@@ -379,6 +393,8 @@ report_part() { # NAME SPEC META
 report_part hs "$spec_hs" "$meta"
 report_part ka "$spec_ka" ""
 report_part bulk "$spec_bulk" ""
-cat "$md_dir/floor.md" "$md_dir/hs.md" "$md_dir/ka.md" "$md_dir/bulk.md" 2>/dev/null >"$BENCH_RESULTS/latest-$SCENARIO.md"
+for part in floor hs ka bulk; do
+  [ -f "$md_dir/$part.md" ] && { cat "$md_dir/$part.md"; echo; }
+done >"$BENCH_RESULTS/latest-$SCENARIO.md"
 echo "$BENCH_RUN_ID" >"$BENCH_RESULTS/latest-$SCENARIO.run"
 cat "$BENCH_RESULTS/latest-$SCENARIO.md"
