@@ -922,6 +922,7 @@ def cmd_report(args):
     spec = json.loads(args.spec)
     raw = load_records(args.results, args.run_id, args.scenario)
     skipped = {r["target"]: r.get("reason", "not run") for r in raw if r.get("event") == "skipped"}
+    skipped.update({r["target"]: "did not start (see the run's log)" for r in raw if r.get("event") == "start_failed"})
     recs = final_records(raw)
     if spec.get("cases"):
         # One table of several: only these cases, in this order.

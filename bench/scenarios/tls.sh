@@ -313,6 +313,7 @@ tls_scenario_run
 # --- report: the crypto floor, then one table per group of cases ------------------------------
 md_dir="$BENCH_LOGDIR/report"
 mkdir -p "$md_dir"
+rm -f "$md_dir"/*.md
 "${BENCHLIB[@]}" floor-md --results "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" --md "$md_dir/floor.md" >/dev/null
 
 cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; done; echo "${s%,}"; }
@@ -386,13 +387,16 @@ print("; ".join("%s: %s" % (t, " / ".join(v)) for t, v in seen.items()))
 EOF
 )
 meta="Run \`$BENCH_RUN_ID\`, $WRK_REPS interleaved repetitions of $WRK_DURATION s per target and case after a $WRK_WARMUP s warm-up; proxy alone on core $BENCH_PROXY_CORE, clients (\`openssl s_time\` ×$BENCH_TLS_CLIENTS, \`wrk -t1\`) and the nginx backend on core $BENCH_LOAD_CORE. Negotiated: $negotiated. *vs best*: ratio to the better of HAProxy and nginx. Versions: $(wrk_versions)."
-report_part() { # NAME SPEC META
+report_part() { # NAME SPEC META CASE... (nothing when none of the cases ran)
+  local c any=0
+  for c in "${@:4}"; do [[ " $BENCH_TLS_CASES " == *" $c "* ]] && any=1; done
+  [ "$any" = 1 ] || return 0
   "${BENCHLIB[@]}" report --results "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" --spec "$2" \
     --meta "$3" --workdir "$BENCH_LOGDIR" --md "$md_dir/$1.md" >/dev/null || true
 }
-report_part hs "$spec_hs" "$meta"
-report_part ka "$spec_ka" ""
-report_part bulk "$spec_bulk" ""
+report_part hs "$spec_hs" "$meta" plain full_ecdsa full_rsa resumed
+report_part ka "$spec_ka" "" keepalive
+report_part bulk "$spec_bulk" "" bulk
 for part in floor hs ka bulk; do
   [ -f "$md_dir/$part.md" ] && { cat "$md_dir/$part.md"; echo; }
 done >"$BENCH_RESULTS/latest-$SCENARIO.md"
