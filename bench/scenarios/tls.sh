@@ -117,11 +117,12 @@ tls_render_vars() {
     GROUPS="$TLS_GROUPS")
 }
 
-# sluice_accepts_tls: 0 if this sluice build loads the TLS config (`sluice check`), else prints why not.
+# sluice_accepts_tls BINARY: 0 if this sluice build loads the TLS config (`sluice check`), else
+# prints why not.
 sluice_accepts_tls() {
   local cfg="$BENCH_LOGDIR/sluice-tls-check.yaml" out
   bench_render "$BENCH_DIR/conf/tls/sluice.yaml" "$cfg" LISTEN=1 BACKEND=2 "${TARGET_RENDER_VARS[@]}"
-  if out=$(timeout 20 "$SLUICE_BIN" check -c "$cfg" 2>&1 </dev/null); then return 0; fi
+  if out=$(timeout 20 "$1" check -c "$cfg" 2>&1 </dev/null); then return 0; fi
   echo "${out%%$'\n'*}"
   return 1
 }
@@ -264,12 +265,14 @@ tls_scenario_run() {
   l7_backend_start
   declare -gA PID_OF=() PORT_OF=() RSA_PORT_OF=() PLAIN_PORT_OF=() LOG_OF=() DEAD=()
   LIVE=()
-  local ports c
+  local ports c bin
   for t in "${TARGETS[@]}"; do
     read -r -a ports <<<"$(bench_free_ports 3)"
     tls_render_vars "${ports[1]}" "${ports[2]}"
-    if [[ $t == sluice* ]] && ! reason=$(sluice_accepts_tls); then
-      bench_log "skipping target $t: $SLUICE_BIN does not accept the listener tls block yet ($reason)"
+    bin=$SLUICE_BIN
+    [ "$t" = sluice_base ] && bin=${SLUICE_BASE_BIN:-}
+    if [[ $t == sluice* ]] && ! reason=$(sluice_accepts_tls "$bin"); then
+      bench_log "skipping target $t: $bin does not accept the listener tls block yet ($reason)"
       "${BENCHLIB[@]}" record --out "$OUT" kind=meta run_id="$BENCH_RUN_ID" scenario="$SCENARIO" \
         target="$t" event=skipped reason="this build rejects the listener tls block" detail="$reason"
       continue
