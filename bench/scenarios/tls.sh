@@ -130,7 +130,7 @@ sluice_accepts_tls() {
 # tls_probe TARGET: one HTTPS request per TLS listener (curl, verifying the chain and the name)
 # and one handshake (s_client) for what was negotiated (a meta record per listener).
 tls_probe() {
-  local t=$1 port kind code hs proto suite group alpn
+  local t=$1 port kind code hs proto suite group alpn status
   for kind in ecdsa rsa; do
     port=${PORT_OF[$t]}
     [ "$kind" = rsa ] && port=${RSA_PORT_OF[$t]}
@@ -145,6 +145,13 @@ tls_probe() {
     if [ "$code" != 200 ] || [ -z "$proto" ]; then
       bench_log "target $t: HTTPS on its $kind listener failed (status '${code}'); s_client said:"
       sed 's/^/    /' <<<"$hs" >&2
+      return 1
+    fi
+    # What each s_time connection sends: an HTTP/1.0 GET without Host; it must get a 200 too.
+    status=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" -quiet \
+      -no-CAfile -no-CApath -no-CAstore 2>/dev/null | head -n 1 | tr -d '\r') || true
+    if [[ $status != HTTP/1.[01]" 200"* ]]; then
+      bench_log "target $t: the s_time request (HTTP/1.0 GET /, no Host) on its $kind listener got '${status}', not 200"
       return 1
     fi
     bench_log "target $t $kind: status $code, $proto $suite, $group, ALPN ${alpn:-none}"
