@@ -882,7 +882,8 @@ def render_plot(plot, cases, targets, summary, workdir):
             for t in shown:
                 v = summary[c].get(t, {}).get(key)
                 cols += ["NaN"] * 3 if v is None else [f"{v[0]:.6g}", f"{v[1]:.6g}", f"{v[2]:.6g}"]
-            f.write(f'"{gnuplot_escape(c)}" ' + " ".join(cols) + "\n")
+            label = plot.get("labels", {}).get(c, c)  # short x labels for long case names
+            f.write(f'"{gnuplot_escape(label)}" ' + " ".join(cols) + "\n")
     out = plot["out"]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     extra = ["#8172b3", "#937860", "#da8bc3", "#8c8c8c"]

@@ -349,7 +349,9 @@ spec_hs=$(cat <<EOF
    {"key": $common_tail],
  "ratios": [{"key": "cpu_us_per_req", "label": "CPU/conn vs best", "better": "min"}],
  "plots": [{"key": "cpu_us_per_req", "title": "Proxy CPU per TLS connection (median, min–max)",
-            "ylabel": "CPU µs per connection", "out": "$BENCH_RESULTS/latest-tls-cpu-per-handshake.png"}]}
+            "ylabel": "CPU µs per connection", "out": "$BENCH_RESULTS/latest-tls-cpu-per-handshake.png",
+            "labels": {"$(case_title plain)": "plain HTTP", "$(case_title full_ecdsa)": "full ECDSA",
+                       "$(case_title full_rsa)": "full RSA", "$(case_title resumed)": "resumed ECDSA"}}]}
 EOF
 )
 spec_ka=$(cat <<EOF
