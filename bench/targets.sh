@@ -9,6 +9,8 @@
 #                                  127.0.0.1:BACKEND_PORT using bench/conf/MODE/NAME.*; sets
 #                                  TARGET_PID (empty if no process), TARGET_PORT (where clients
 #                                  connect) and TARGET_LOG; returns non-zero if it did not come up.
+#                                  TARGET_RENDER_VARS (KEY=VALUE...) adds placeholders of the
+#                                  scenario's own (e.g. the tls mode's second port and cert files).
 # target_stop stops whatever target_start started and sets TARGET_STOP_RC.
 # shellcheck disable=SC2034 # TARGET_* are read by the scenarios
 #
@@ -66,7 +68,8 @@ _start_sluice() {
   local name=$1 bin=$2 mode=$3 lport=$4 bport=$5 cfg i
   _target_files "$name" "$mode"
   cfg="$TARGET_DIR/sluice.yaml"
-  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport"
+  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
+    ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}
   bench_start "$name" "$BENCH_PROXY_CORE" "$TARGET_LOG" "$bin" run -c "$cfg"
   TARGET_PID=$BENCH_PID
   TARGET_PORT=$lport
@@ -104,7 +107,8 @@ target_haproxy_start() {
   local mode=$1 lport=$2 bport=$3 cfg
   _target_files haproxy "$mode"
   cfg="$TARGET_DIR/haproxy.cfg"
-  bench_render "$(_target_conf "$mode" haproxy cfg)" "$cfg" LISTEN="$lport" BACKEND="$bport" DIR="$TARGET_DIR"
+  bench_render "$(_target_conf "$mode" haproxy cfg)" "$cfg" LISTEN="$lport" BACKEND="$bport" DIR="$TARGET_DIR" \
+    ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}
   haproxy -q -c -f "$cfg" >"$TARGET_DIR/check.log" 2>&1 || { cat "$TARGET_DIR/check.log" >&2; return 1; }
   # -db: foreground, no master process: the PID is the (single) worker.
   bench_start haproxy "$BENCH_PROXY_CORE" "$TARGET_LOG" haproxy -db -f "$cfg"
@@ -126,7 +130,7 @@ target_nginx_start() {
   _target_files nginx "$mode"
   cfg="$TARGET_DIR/nginx.conf"
   bench_render "$(_target_conf "$mode" nginx conf)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
-    DIR="$TARGET_DIR" STREAM_MODULE="$NGINX_STREAM_MODULE"
+    DIR="$TARGET_DIR" STREAM_MODULE="$NGINX_STREAM_MODULE" ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}
   nginx -q -t -p "$TARGET_DIR" -e stderr -c "$cfg" >"$TARGET_DIR/check.log" 2>&1 || { cat "$TARGET_DIR/check.log" >&2; return 1; }
   # daemon off in the config: the PID is the master; the worker is its child (the CPU and RSS
   # helpers sum the whole tree).

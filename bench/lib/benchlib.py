@@ -13,6 +13,9 @@ Called from bench/lib.sh as `benchlib.py COMMAND ...`:
                                    steal % and CPU used by unrelated processes during CMD
   iperf-record ...                 merge an iperf3 --json result and a measurement into a JSON line
   wrk-record ...                   merge a wrk result (bench/lib/wrk_report.lua) and a measurement
+  stime-record ...                 merge the outputs of parallel `openssl s_time` clients and a measurement
+  speed-record ...                 the crypto floor from `openssl speed -mr` outputs, as a record
+  floor-md ...                     markdown table of a run's crypto floor
   report --spec JSON ...           markdown summary (and gnuplot plots) of one run's JSON lines
   publish ...                      copy a report between markers into docs/benchmarks.md
 
@@ -23,6 +26,7 @@ per-CPU lines of /proc/stat.
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -488,6 +492,9 @@ def cmd_wrk_record(args):
             rec["cpu_s_per_100k"] = round(cpu / n * 1e5, 4)
             if w["bytes"] > 0:
                 rec["cpu_s_per_gb"] = round(cpu / (w["bytes"] / 1e9), 4)
+                if args.floor_s_per_gb:
+                    rec["floor_s_per_gb"] = args.floor_s_per_gb
+                    rec["x_floor"] = round(rec["cpu_s_per_gb"] / args.floor_s_per_gb, 2)
     proxy_core, load_core = str(args.proxy_core), str(args.load_core)
     rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
     rec["measured_s"] = m["seconds"]
@@ -513,6 +520,171 @@ def cmd_wrk_record(args):
     print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
           f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
           f"{rec.get('gbps', 0)} Gbit/s cpu={rec.get('cpu_us_per_req', '-')}us/req {rec.get('error', '')}")
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: openssl s_time clients and the crypto floor (bench/scenarios/tls.sh)
+
+
+def read_stime(path):
+    """One `openssl s_time` client's output: connections made, full ('*') and resumed ('r')
+    handshakes from its progress characters, bytes read per connection; error if it did not
+    print its summary (it stops at the first connection it cannot make)."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    out = {"file": path}
+    m = re.search(r"^(\d+) connections in [0-9.]+s;", text, re.M)
+    m2 = re.search(r"^(\d+) connections in \d+ real seconds, (\d+) bytes read per connection", text, re.M)
+    if not m or not m2:
+        tail = " | ".join(l for l in text.strip().splitlines()[-3:] if len(l) < 300)
+        out["error"] = "no s_time summary (%s)" % (tail or "empty output")
+        return out
+    # one character per connection: r resumed, * (or t, 3: older protocols) a full handshake
+    marks = "".join(l for l in text.splitlines() if l and set(l) <= set("*rt3"))
+    out.update(connections=int(m.group(1)), bytes_per_conn=int(m2.group(2)),
+               full=marks.count("*") + marks.count("t") + marks.count("3"), resumed=marks.count("r"))
+    return out
+
+
+def cmd_stime_record(args):
+    with open(args.meas) as f:
+        m = json.load(f)
+    rec = {
+        "run_id": args.run_id,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "scenario": args.scenario,
+        "case": args.case,
+        "target": args.target,
+        "rep": args.rep,
+        "attempt": args.attempt,
+        "warmup": args.warmup,
+        "connections": len(args.stime),
+        "duration_s": args.duration,
+        "ok": False,
+    }
+    clients = [read_stime(p) for p in args.stime]
+    errors = [c["error"] for c in clients if "error" in c]
+    n = sum(c.get("connections", 0) for c in clients)
+    full = sum(c.get("full", 0) for c in clients)
+    resumed = sum(c.get("resumed", 0) for c in clients)
+    secs = max(m["seconds"], 1e-6)
+    rec.update(requests=n, handshakes_full=full, handshakes_resumed=resumed, rps=round(n / secs, 1),
+               bytes_per_conn=min((c["bytes_per_conn"] for c in clients if "bytes_per_conn" in c), default=0))
+    if n:
+        rec["resumed_pct"] = round(100.0 * resumed / n, 1)
+    if errors:
+        rec["error"] = "%d of %d s_time clients failed: %s" % (len(errors), len(clients), errors[0])
+    elif n == 0 or rec["bytes_per_conn"] == 0:
+        rec["error"] = "no connection carried a response"
+    elif args.mode == "new" and resumed:
+        rec["error"] = "%d handshakes were resumptions in a full-handshake run" % resumed
+    elif args.mode == "reuse" and resumed < 0.95 * n:
+        # The first connection of each client is a full one; the others must all resume.
+        rec["error"] = "only %d of %d handshakes resumed a session (tickets not accepted?)" % (resumed, n)
+    rec["ok"] = m["rc"] == 0 and "error" not in rec
+    cpu = m.get("proxy_cpu_s")
+    if cpu is not None and n > 0:
+        rec["cpu_us_per_req"] = round(cpu / n * 1e6, 2)
+        if args.floor_us:
+            rec["floor_us"] = args.floor_us
+            rec["x_floor"] = round(rec["cpu_us_per_req"] / args.floor_us, 2)
+    proxy_core, load_core = str(args.proxy_core), str(args.load_core)
+    rec["proxy_cpu_s"] = cpu
+    rec["measured_s"] = m["seconds"]
+    if proxy_core in m["cores"]:
+        rec["proxy_core_busy_pct"] = m["cores"][proxy_core]["busy_pct"]
+        if cpu is not None and n:
+            rec["core_cpu_us_per_req"] = round(m["cores"][proxy_core]["busy_s"] / n * 1e6, 2)
+    if load_core in m["cores"]:
+        rec["load_core_busy_pct"] = m["cores"][load_core]["busy_pct"]
+    rec["cores"] = m["cores"]
+    for k in ("other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
+              "disturbed", "disturb_reason"):
+        rec[k] = m.get(k)
+    rec["client_rc"] = m["rc"]
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
+          f"{rec['rps']} conn/s resumed={resumed}/{n} cpu={rec.get('cpu_us_per_req', '-')}us/handshake "
+          f"x_floor={rec.get('x_floor', '-')} {rec.get('error', '')}")
+
+
+# `openssl speed -mr` result lines: +F2 RSA, +F4 ECDSA (num:bits:sign/s:verify/s), +F5 ECDH
+# (num:bits:op/s:...), +F EVP cipher (num:name:bytes/s for each -bytes size).
+SPEED_LINES = {
+    "+F2": lambda f: {"rsa%s_sign_us" % f[2]: 1e6 / float(f[3]), "rsa%s_verify_us" % f[2]: 1e6 / float(f[4])},
+    "+F4": lambda f: {"ecdsap%s_sign_us" % f[2]: 1e6 / float(f[3]), "ecdsap%s_verify_us" % f[2]: 1e6 / float(f[4])},
+    "+F5": lambda f: {("x25519" if f[2] == "253" else "ecdh%s" % f[2]) + "_derive_us": 1e6 / float(f[3])},
+    "+F": lambda f: {f[2].lower().replace("-", "") + "_s_per_gb": 1e9 / float(f[-1])},
+}
+
+
+def cmd_speed_record(args):
+    """Writes one meta record (event crypto_floor) with the time of each operation and prints
+    the floors as shell assignments: FLOOR_ECDSA_US (ECDSA P-256 sign + X25519), FLOOR_RSA_US
+    (RSA 2048 sign + X25519), FLOOR_RESUME_US (X25519: a TLS 1.3 resumption still does the
+    key exchange), FLOOR_AES_S_PER_GB (AES-256-GCM over 16 KiB records)."""
+    ops = {}
+    for path in args.speed:
+        with open(path, errors="replace") as f:
+            for line in f:
+                fields = line.strip().split(":")
+                if fields[0] in SPEED_LINES:
+                    ops.update({k: round(v, 3) for k, v in SPEED_LINES[fields[0]](fields).items()})
+    need = ("ecdsap256_sign_us", "rsa2048_sign_us", "x25519_derive_us", "aes256gcm_s_per_gb")
+    missing = [k for k in need if k not in ops]
+    if missing:
+        print("speed-record: no figure for %s in %s" % (", ".join(missing), " ".join(args.speed)), file=sys.stderr)
+        return 1
+    floors = {
+        "FLOOR_ECDSA_US": round(ops["ecdsap256_sign_us"] + ops["x25519_derive_us"], 1),
+        "FLOOR_RSA_US": round(ops["rsa2048_sign_us"] + ops["x25519_derive_us"], 1),
+        "FLOOR_RESUME_US": round(ops["x25519_derive_us"], 1),
+        "FLOOR_AES_S_PER_GB": round(ops["aes256gcm_s_per_gb"], 4),
+    }
+    rec = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "kind": "meta", "event": "crypto_floor",
+           "run_id": args.run_id, "scenario": args.scenario, "core": args.core,
+           "openssl": " ".join(_first_line(["openssl", "version"]).split()[:2]), "ops": ops,
+           "floors": {k.lower(): v for k, v in floors.items()}}
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    for k, v in floors.items():
+        print(f"{k}={v}")
+    return 0
+
+
+def cmd_floor_md(args):
+    recs = [r for r in load_records(args.results, args.run_id, args.scenario) if r.get("event") == "crypto_floor"]
+    if not recs:
+        print(f"floor-md: no crypto_floor record for run {args.run_id}", file=sys.stderr)
+        return 1
+    r = recs[-1]
+    o, fl = r["ops"], r["floors"]
+    lines = [
+        f"#### Crypto floor (`openssl speed -seconds 1`, {r['openssl']}, core {r['core']})",
+        "",
+        "| operation | µs each | |",
+        "|---|---:|---|",
+        f"| ECDSA P-256 sign | {o['ecdsap256_sign_us']:.1f} | the server's signature in a full ECDSA handshake |",
+        f"| ECDSA P-256 verify | {o.get('ecdsap256_verify_us', 0):.1f} | the client's side of it (not the proxy's) |",
+        f"| RSA 2048 sign | {o['rsa2048_sign_us']:.1f} | the server's signature in a full RSA handshake |",
+        f"| RSA 2048 verify | {o.get('rsa2048_verify_us', 0):.1f} | the client's side of it |",
+        f"| X25519 derive | {o['x25519_derive_us']:.1f} | the key exchange, in every TLS 1.3 handshake (resumed too) |",
+        f"| AES-256-GCM, 16 KiB records | {o['aes256gcm_s_per_gb']:.3f} CPU-s/GB | the bulk cipher (TLS_AES_256_GCM_SHA384) |",
+        "",
+        f"Floor per handshake, server side: full ECDSA = sign + X25519 = **{fl['floor_ecdsa_us']:.1f} µs**; "
+        f"full RSA = sign + X25519 = **{fl['floor_rsa_us']:.1f} µs**; resumed = X25519 = "
+        f"**{fl['floor_resume_us']:.1f} µs**; bulk **{fl['floor_aes_s_per_gb']:.3f} CPU-s/GB**. A lower bound: "
+        f"the server's X25519 key generation, the key schedule (HKDF), the Finished MACs, tickets, "
+        f"certificate handling, TCP and HTTP come on top. *× floor* in the tables below is the "
+        f"proxy's CPU per handshake (or per GB) divided by it.",
+        "",
+    ]
+    md = "\n".join(lines)
+    with open(args.md, "w") as f:
+        f.write(md)
+    print(md)
+    return 0
 
 
 def cmd_record(args):
@@ -604,7 +776,10 @@ def summarize(recs, spec):
     return cases, targets, out
 
 
-def render_markdown(spec, meta, cases, targets, summary):
+def render_markdown(spec, meta, cases, targets, summary, skipped=None):
+    """skipped: {target: reason} of targets the run could not measure; each table shows them
+    as a row of dashes with the reason, a placeholder for a later run."""
+    skipped = skipped or {}
     lines = []
     if spec.get("title"):
         lines.append(f"#### {spec['title']}")
@@ -644,6 +819,9 @@ def render_markdown(spec, meta, cases, targets, summary):
         for t in targets:
             e = summary[case].get(t)
             if e is None:
+                if t in skipped:
+                    row = [TARGET_LABELS.get(t, t), "skipped: " + skipped[t]] + ["–"] * (len(head) - 2)
+                    lines.append("| " + " | ".join(row) + " |")
                 continue
             runs = str(e["runs"]) if e["used"] == e["runs"] else f"{e['used']} of {e['runs']}"
             if e["ok"] != e["runs"]:
@@ -704,7 +882,8 @@ def render_plot(plot, cases, targets, summary, workdir):
             for t in shown:
                 v = summary[c].get(t, {}).get(key)
                 cols += ["NaN"] * 3 if v is None else [f"{v[0]:.6g}", f"{v[1]:.6g}", f"{v[2]:.6g}"]
-            f.write(f'"{gnuplot_escape(c)}" ' + " ".join(cols) + "\n")
+            label = plot.get("labels", {}).get(c, c)  # short x labels for long case names
+            f.write(f'"{gnuplot_escape(label)}" ' + " ".join(cols) + "\n")
     out = plot["out"]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     extra = ["#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
@@ -742,12 +921,18 @@ def render_plot(plot, cases, targets, summary, workdir):
 
 def cmd_report(args):
     spec = json.loads(args.spec)
-    recs = final_records(load_records(args.results, args.run_id, args.scenario))
+    raw = load_records(args.results, args.run_id, args.scenario)
+    skipped = {r["target"]: r.get("reason", "not run") for r in raw if r.get("event") == "skipped"}
+    skipped.update({r["target"]: "did not start (see the run's log)" for r in raw if r.get("event") == "start_failed"})
+    recs = final_records(raw)
+    if spec.get("cases"):
+        # One table of several: only these cases, in this order.
+        recs = sorted((r for r in recs if r["case"] in spec["cases"]), key=lambda r: spec["cases"].index(r["case"]))
     if not recs:
         print(f"report: no records for run {args.run_id} in {args.results}", file=sys.stderr)
         return 1
     cases, targets, summary = summarize(recs, spec)
-    md = render_markdown(spec, args.meta, cases, targets, summary)
+    md = render_markdown(spec, args.meta, cases, targets, summary, skipped)
     plots = []
     for plot in spec.get("plots", []):
         p = render_plot(plot, cases, targets, summary, args.workdir)
@@ -872,7 +1057,36 @@ def main():
     p.add_argument("--duration", type=float, default=0)
     p.add_argument("--proxy-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
+    p.add_argument("--floor-s-per-gb", type=float, default=0,
+                   help="the crypto floor of the body's cipher: x_floor = proxy CPU-s/GB over it")
     p.set_defaults(func=cmd_wrk_record)
+
+    p = sub.add_parser("stime-record")
+    for a in ("--meas", "--out", "--run-id", "--scenario", "--case", "--target"):
+        p.add_argument(a, required=True)
+    p.add_argument("--stime", nargs="+", required=True, help="the output files of the s_time clients")
+    p.add_argument("--mode", choices=("new", "reuse"), required=True)
+    p.add_argument("--rep", type=int, default=0)
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--warmup", action="store_true")
+    p.add_argument("--duration", type=float, default=0)
+    p.add_argument("--proxy-core", type=int, default=1)
+    p.add_argument("--load-core", type=int, default=0)
+    p.add_argument("--floor-us", type=float, default=0,
+                   help="the crypto floor of one handshake: x_floor = proxy CPU µs/handshake over it")
+    p.set_defaults(func=cmd_stime_record)
+
+    p = sub.add_parser("speed-record")
+    for a in ("--out", "--run-id", "--scenario"):
+        p.add_argument(a, required=True)
+    p.add_argument("--speed", nargs="+", required=True, help="outputs of `openssl speed -mr`")
+    p.add_argument("--core", type=int, default=1)
+    p.set_defaults(func=cmd_speed_record)
+
+    p = sub.add_parser("floor-md")
+    for a in ("--results", "--run-id", "--scenario", "--md"):
+        p.add_argument(a, required=True)
+    p.set_defaults(func=cmd_floor_md)
 
     p = sub.add_parser("record")
     p.add_argument("--out", required=True)

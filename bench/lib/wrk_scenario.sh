@@ -7,6 +7,8 @@
 #   WRK_PATH        request path (/ = ~100-byte response, /static/1mib.bin = 1 MiB)
 #   WRK_HEADERS     extra wrk -H arguments (array, may be empty)
 #   WRK_DURATION, WRK_WARMUP, WRK_REPS, WRK_MIN_CLEAN
+#   optionally WRK_SCHEME (http, or https for a TLS listener) and WRK_RECORD_ARGS (more
+#   `benchlib.py wrk-record` arguments, e.g. --floor-s-per-gb)
 # then call wrk_scenario_run and wrk_scenario_report SPEC META.
 #
 # Layout: one nginx backend (conf/l7/backend.conf) on BENCH_LOAD_CORE serves every target;
@@ -51,11 +53,11 @@ wrk_one() {
   [ -n "$pid" ] && measure+=(--proxy "$pid")
   "${measure[@]}" -- timeout -k 2 $((dur + 20)) taskset -c "$BENCH_LOAD_CORE" \
     wrk -t1 -c"$WRK_CONNS" -d"${dur}s" --latency --timeout 5s -s "$WRK_LUA" "${hdr[@]}" \
-    "http://127.0.0.1:${PORT_OF[$t]}$WRK_PATH" >"$pfx.wrk.txt" 2>&1 || true
+    "${WRK_SCHEME:-http}://127.0.0.1:${PORT_OF[$t]}$WRK_PATH" >"$pfx.wrk.txt" 2>&1 || true
   verdict=$("${BENCHLIB[@]}" wrk-record --meas "$pfx.meas.json" --wrk "$pfx.wrk.txt" \
     --out "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" --case "$WRK_CASE" --target "$t" \
     --rep "$rep" --attempt "$attempt" ${warm:+--warmup} --connections "$WRK_CONNS" --duration "$dur" \
-    --proxy-core "$BENCH_PROXY_CORE" --load-core "$BENCH_LOAD_CORE")
+    --proxy-core "$BENCH_PROXY_CORE" --load-core "$BENCH_LOAD_CORE" ${WRK_RECORD_ARGS[@]+"${WRK_RECORD_ARGS[@]}"})
   bench_log "  $t rep=$rep attempt=$attempt${warm:+ (warm-up)}: $verdict"
   RUN_OK=0
   RUN_DISTURBED=0
