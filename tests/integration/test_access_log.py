@@ -33,6 +33,8 @@ HTTP_KEYS = {"time", "listener", "downstream", "method", "target", "host", "clus
              "timings_us"}
 TIMING_KEYS = {"downstream_headers", "pool_wait", "upstream_connect", "request_sent", "upstream_first_byte",
                "response_done"}
+# Only on TLS connections (-1 and 0 on cleartext ones).
+TLS_TIMING_KEYS = {"downstream_tls", "upstream_tls"}
 WATERFALL = ("downstream_headers", "request_sent", "upstream_first_byte", "response_done")
 TCP_KEYS = {"time", "listener", "downstream", "cluster", "endpoint", "close_reason", "bytes_to_upstream",
             "bytes_to_downstream", "attempts", "timings_us", "upstream_tcp"}
@@ -135,7 +137,9 @@ def case_fast_200_fields_request_id_and_new_trace():
     e = entry_for(path, "/fast?q=1")
     info("line: %s" % json.dumps(e))
     check(HTTP_KEYS <= set(e), "every documented field is present", "missing %r\n%s" % (HTTP_KEYS - set(e), dump(e)))
-    check(set(e["timings_us"]) == TIMING_KEYS, "timings_us has the six phases", dump(e))
+    check(set(e["timings_us"]) == TIMING_KEYS | TLS_TIMING_KEYS, "timings_us has the eight phases", dump(e))
+    check(e["timings_us"]["downstream_tls"] == -1 and e["timings_us"]["upstream_tls"] == 0 and "tls" not in e,
+          "cleartext both ways: downstream_tls -1, upstream_tls 0, no tls object", dump(e))
     check("upstream_tcp" in e and set(e["upstream_tcp"]) == {"rtt_us", "retransmits"} and
           e["upstream_tcp"]["rtt_us"] > 0 and e["upstream_tcp"]["retransmits"] == 0,
           "upstream_tcp: rtt_us > 0, retransmits 0", dump(e))
