@@ -77,7 +77,18 @@ void Connection::on_io(uint32_t events) {
 }
 
 bool Connection::drive_handshake() {
-  switch (transport_->handshake()) {
+  Transport::Step step = transport_->handshake();
+  if (step != Transport::Step::kFailed) {
+    // Early data goes up before the handshake is done (the owner sees secured() false and
+    // decides what is safe to act on); what it writes waits for the handshake.
+    std::string early;
+    if (transport_->take_early_data(early)) {
+      in_.append(early);
+      if (read_enabled_) callbacks_->on_read();
+      if (!fd_.valid()) return false;
+    }
+  }
+  switch (step) {
     case Transport::Step::kWantRead:
     case Transport::Step::kWantWrite:
       return false;

@@ -414,6 +414,12 @@ RetryDecision Stream::decide_retry(const TryOutcome& t) {
   return r.on_failure(t, admitted, random_unit(proxy_.random()));
 }
 
+void Stream::on_downstream_secured() {
+  if (!waiting_for_handshake_) return;
+  waiting_for_handshake_ = false;
+  schedule_retry("the handshake is complete", Duration(0));
+}
+
 void Stream::schedule_retry(std::string_view why, Duration after) {
   ++proxy_.stats().retries;
   log_.add(ResponseFlag::kRetried);
