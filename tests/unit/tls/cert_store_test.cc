@@ -255,6 +255,26 @@ TEST_F(CertStoreTest, AStaleOcspResponseIsAWarningAndNotStapled) {
                                                log::format_time(now->next_update) + " has passed"});
 }
 
+TEST_F(CertStoreTest, AnOcspResponseStaleNowIsAWarningAndNotStapled) {
+  auto leaf = pki_->issue("stale_now", {.dns_names = {"stale-now.example.com"}});
+  std::string der = pki_->stale_ocsp_response("stale_now", leaf);
+  std::vector<std::string> warnings;
+  auto r = CertStore::load(config({{leaf.chain, leaf.key, der}}), &warnings);
+  ASSERT_TRUE(r) << r.status().message();
+  EXPECT_EQ((*r)->certificates()[0]->ocsp_der, "");
+  // Its nextUpdate, as the check sees it a day and a half earlier.
+  auto earlier = check_ocsp_response(TestPki::read(der), (*r)->certificates()[0]->leaf.get(),
+                                     (*r)->certificates()[0]->intermediates[0].get(),
+                                     system_clock::now() - std::chrono::hours(36));
+  ASSERT_TRUE(earlier) << earlier.status().message();
+  EXPECT_EQ(earlier->next_update - earlier->this_update, std::chrono::hours(24));
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{der +
+                                     ": OCSP response not stapled: it is stale: its "
+                                     "nextUpdate " +
+                                     log::format_time(earlier->next_update) + " has passed"});
+}
+
 TEST_F(CertStoreTest, AnOcspResponseFromAnotherSignerIsAWarningAndNotStapled) {
   auto leaf = pki_->issue("forged", {.dns_names = {"forged.example.com"}});
   std::string der = pki_->ocsp_response("forged", leaf, 1, TestPki::Signer::kOtherCa);
