@@ -214,6 +214,13 @@ TEST_F(CertStoreTest, UnreadableFilesAreErrorsNamingTheFile) {
   std::string huge = pki_->write("huge.pem", std::string((1 << 20) + 1, 'x'));
   EXPECT_EQ(error_of(config({{huge, api_.key, ""}})),
             huge + ": 1048577 bytes is too large (at most 1048576)");
+  std::string broken = pki_->write("broken.pem", TestPki::read(api_.chain) +
+                                                     "-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                                     "-----END CERTIFICATE-----\n");
+  EXPECT_EQ(error_of(config({{broken, api_.key, ""}})),
+            broken +
+                ": certificate 3 is not a valid PEM certificate (wrong tag; nested asn1 error; "
+                "ASN1 lib)");
   // Every certificate's error, one per line.
   EXPECT_EQ(error_of(config({{empty, api_.key, ""}, cert(www_ec_), {junk, api_.key, ""}})),
             empty + ": the file is empty\n" + junk + ": no PEM certificate found");
