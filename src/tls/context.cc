@@ -114,7 +114,8 @@ Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
     SSL_CTX_set_timeout(ctx, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
                                                    config_.ticket_key_rotation * 2)
                                                    .count()));
-    if (config_.early_data.enabled && replays_) {
+    // Not with client certificates: early data comes before the client's certificate.
+    if (config_.early_data.enabled && replays_ && config_.verify == ClientVerify::kNone) {
       // OpenSSL's anti-replay needs a per-context session cache, which stateless tickets
       // shared by every worker do not have: the ReplayGuard takes its place.
       SSL_CTX_set_options(ctx, SSL_OP_NO_ANTI_REPLAY);
@@ -179,7 +180,7 @@ std::unique_ptr<Session> ServerContext::new_session(int fd) {
   }
   auto s = std::make_unique<Session>(ssl, Session::Side::kServer, shared_from_this());
   SSL_set_app_data(ssl, s.get());
-  if (config_.early_data.enabled && replays_) {
+  if (config_.early_data.enabled && replays_ && config_.verify == ClientVerify::kNone) {
     SSL_set_max_early_data(ssl, config_.early_data.max_early_data);
     s->accept_early_data(config_.early_data.max_early_data);
   }

@@ -252,10 +252,18 @@ def case_rsa_and_ecdsa():
 
 
 def case_resumption_across_workers():
-    """A session made on one worker resumes on the other (the ticket keys are shared)."""
+    """A session made on one worker resumes on the other (the ticket keys are shared), with
+    and without early data enabled."""
+    for early in (False, True):
+        resumption_across_workers(early)
+
+
+def resumption_across_workers(early):
+    info("early_data enabled: %s" % early)
     srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
     b = HttpBackend("b")
-    sl = start([hu.simple_listener(routes(), tls=server_tls(srv))], [hu.cluster("app", [b])], workers=2)
+    tls = server_tls(srv, early_data={"enabled": True}) if early else server_tls(srv)
+    sl = start([hu.simple_listener(routes(), tls=tls)], [hu.cluster("app", [b])], workers=2)
     port = sl.port("web")
     ctx = client_context()  # a session resumes only from the context that made it
     first = TlsClient(port, ctx=ctx)
@@ -279,6 +287,138 @@ def case_resumption_across_workers():
         if len(seen) == 2:
             break
     check(len(seen) == 2, "resumed on both workers: %r (made on %s)" % (seen, h0["worker"]), repr(seen))
+    hu.stop_and_check(sl)
+
+
+class Relay:
+    """A TCP relay to `port` that records what the first client sent before the server's
+    first answer (its ClientHello, and any early data with it)."""
+
+    def __init__(self, port):
+        self.target = port
+        self.first_flight = b""
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.port = self.lsock.getsockname()[1]
+        harness.register_cleanup(self.lsock.close)
+        import threading
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import select
+        try:
+            c, _ = self.lsock.accept()
+        except OSError:
+            return
+        u = socket.create_connection(("127.0.0.1", self.target))
+        answered = False
+        socks = [c, u]
+        while socks:
+            r, _, _ = select.select(socks, [], [], 5)
+            if not r:
+                break
+            for s in r:
+                data = s.recv(65536)
+                other = u if s is c else c
+                if not data:
+                    socks = []
+                    break
+                if s is c and not answered:
+                    self.first_flight += data
+                if s is u:
+                    answered = True
+                other.sendall(data)
+        c.close()
+        u.close()
+
+
+def early_session(port, path):
+    """A session ticket from a full handshake, written to `path` (s_client -sess_out)."""
+    p = subprocess.Popen([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "localhost",
+                          "-CAfile", tls_pki.default().ca_file, "-sess_out", path], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=harness.die_with_parent)
+    # TLS 1.3 tickets come after the handshake: keep the connection until s_client has one
+    harness.wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 5)
+    p.stdin.close()
+    p.wait(5)
+
+
+def case_early_data():
+    """0-RTT: a GET in early data is forwarded at once with Early-Data: 1; a POST waits for
+    the handshake (or gets 425 with reject_unsafe); an upstream's 425 is retried after the
+    handshake without Early-Data; a replayed ClientHello's early data is not acted on."""
+    srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
+    b = HttpBackend("b")
+    sl = start([hu.simple_listener(routes(), tls=server_tls(srv, early_data={"enabled": True})),
+                hu.simple_listener(routes(), name="strict",
+                                   tls=server_tls(srv, early_data={"enabled": True, "reject_unsafe": True}))],
+               [hu.cluster("app", [b])], workers=1)
+    d = tmp_dir()
+    port = sl.port("web")
+    ca = tls_pki.default().ca_file
+
+    def early(listener_port, request, sess):
+        req = os.path.join(d, "req")
+        with open(req, "wb") as f:
+            f.write(request)
+        return s_client(listener_port, ["-servername", "localhost", "-CAfile", ca, "-sess_in", sess,
+                                        "-early_data", req, "-ign_eof"], timeout=10)
+
+    def seen(path):
+        return [r for r in b.records if r["target"] == path]
+
+    sess = os.path.join(d, "sess.pem")
+    early_session(port, sess)
+    rc, out = early(port, b"GET /early/get HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", sess)
+    got = seen("/early/get")
+    check("Early data was accepted" in out and "HTTP/1.1 200" in out, "a GET in early data is accepted and answered",
+          out[-800:])
+    check(len(got) == 1 and [v for k, v in got[0]["headers"] if k.lower() == "early-data"] == ["1"] and
+          [v for k, v in got[0]["headers"] if k.lower() == "x-forwarded-proto"] == ["https"],
+          "the upstream got it once, with Early-Data: 1 and X-Forwarded-Proto: https", repr(got))
+
+    rc, out = early(port, b"POST /early/post HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                          b"Connection: close\r\n\r\nhi", sess)
+    got = seen("/early/post")
+    check("Early data was accepted" in out and "HTTP/1.1 200" in out and len(got) == 1 and
+          not [v for k, v in got[0]["headers"] if k.lower() == "early-data"],
+          "a POST in early data waits for the handshake, then goes without Early-Data", repr(got) + out[-500:])
+
+    strict_sess = os.path.join(d, "strict.pem")
+    early_session(sl.port("strict"), strict_sess)
+    rc, out = early(sl.port("strict"), b"POST /early/strict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                                       b"Connection: close\r\n\r\nhi", strict_sess)
+    check("HTTP/1.1 425 Too Early" in out and not seen("/early/strict"),
+          "reject_unsafe: a POST in early data is answered 425 and not forwarded", out[-800:])
+
+    rc, out = early(port, b"GET /early/status/425 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", sess)
+    got = seen("/early/status/425")
+    marks = [[v for k, v in r["headers"] if k.lower() == "early-data"] for r in got]
+    check(len(got) == 2 and marks == [["1"], []] and "HTTP/1.1 425" in out,
+          "an upstream's 425 to early data: sent again after the handshake without Early-Data (then passed on)",
+          repr(marks) + out[-500:])
+
+    # A replay: the same first flight (ClientHello with its early data) on a new connection.
+    relay = Relay(port)
+    rc, out = early(relay.port, b"GET /early/replayed HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                    sess)
+    relay.thread.join(5)
+    check("Early data was accepted" in out and len(seen("/early/replayed")) == 1 and len(relay.first_flight) > 0,
+          "the original connection's early GET was served once (%d bytes of first flight recorded)" %
+          len(relay.first_flight), out[-500:])
+    r = socket.create_connection(("127.0.0.1", port), timeout=5)
+    r.sendall(relay.first_flight)
+    r.settimeout(3)
+    try:
+        while r.recv(65536):
+            pass
+    except OSError:
+        pass
+    r.close()
+    check(len(seen("/early/replayed")) == 1, "the replayed first flight did not reach the upstream again",
+          repr(seen("/early/replayed")))
     hu.stop_and_check(sl)
 
 
@@ -423,4 +563,4 @@ def case_tcp_listener():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_https_keepalive, case_sni_selection, case_rsa_and_ecdsa, case_resumption_across_workers,
-                       case_client_certificates, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener])
+                       case_early_data, case_client_certificates, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener])
