@@ -65,7 +65,8 @@ TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
-            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log)");
+            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, "
+            "sni_routes, sni_timeout)");
 }
 
 TEST(Config, WrongType) {
@@ -324,6 +325,104 @@ TEST(ConfigValidate, HashPolicyOnAClusterThatDoesNotHashIsAWarning) {
 }
 
 }  // namespace validate_test
+
+// A tcp listener routing by SNI to two more clusters.
+constexpr const char* kSni = R"(listeners:
+  - name: tls_in
+    address: 127.0.0.1:7443
+    protocol: tcp
+    cluster: fallback
+    sni_routes:
+      - names: [a.example.com, "*.Example.org"]
+        cluster: app_a
+      - names: [B.example.com]
+        cluster: app_b
+    sni_timeout: 2s
+clusters:
+  - name: fallback
+    endpoints: [{address: 127.0.0.1:8081}]
+  - name: app_a
+    endpoints: [{address: 127.0.0.1:8082}]
+  - name: app_b
+    endpoints: [{address: 127.0.0.1:8083}]
+)";
+
+TEST(Config, SniRoutes) {
+  std::vector<std::string> warnings;
+  auto r = load_string(kSni, "test.yaml", &warnings);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(warnings, std::vector<std::string>{});  // every cluster counts as used
+  const proxy::ListenerConfig& l = *(*r)->listeners[0];
+  ASSERT_EQ(l.sni_routes.size(), 2u);
+  EXPECT_EQ(l.sni_routes[0].names, (std::vector<std::string>{"a.example.com", "*.Example.org"}));
+  EXPECT_EQ(l.sni_routes[0].cluster, "app_a");
+  EXPECT_EQ(l.sni_routes[1].names, std::vector<std::string>{"B.example.com"});
+  EXPECT_EQ(l.sni_routes[1].cluster, "app_b");
+  EXPECT_EQ(l.sni_timeout, std::chrono::seconds(2));
+
+  auto plain = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_TRUE((*plain)->listeners[0]->sni_routes.empty());
+  EXPECT_EQ((*plain)->listeners[0]->sni_timeout, std::chrono::seconds(5));
+}
+
+TEST(Config, SniRoutesErrorsAreLocated) {
+  EXPECT_EQ(error_of(replace(kSni, "cluster: app_b", "cluster: app_c")),
+            "test.yaml:10:18: listeners[0].sni_routes[1].cluster: no cluster named 'app_c' "
+            "(defined clusters: app_a, app_b, fallback)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[b.example.com, A.Example.com]")),
+            "test.yaml:9:32: listeners[0].sni_routes[1].names[1]: duplicate server name "
+            "'A.Example.com' (first defined at line 7)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[\"b..example\"]")),
+            "test.yaml:9:17: listeners[0].sni_routes[1].names[0]: 'b..example' is not a server "
+            "name (a DNS name such as api.example.com, or *.example.com for one label under a "
+            "domain)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[\"a.*.example\", 10.0.0.1]")),
+            "test.yaml:9:17: listeners[0].sni_routes[1].names[0]: 'a.*.example' is not a "
+            "server name (a DNS name such as api.example.com, or *.example.com for one label "
+            "under a domain)\n"
+            "test.yaml:9:32: listeners[0].sni_routes[1].names[1]: '10.0.0.1' is not a server "
+            "name (a DNS name such as api.example.com, or *.example.com for one label under a "
+            "domain)");
+  EXPECT_EQ(error_of(replace(kSni, "names: [B.example.com]", "names: []")),
+            "test.yaml:9:16: listeners[0].sni_routes[1].names: expected a non-empty list of "
+            "server names");
+  EXPECT_EQ(error_of(replace(kSni, "        cluster: app_b\n", "")),
+            "test.yaml:9:9: listeners[0].sni_routes[1]: missing required key 'cluster'");
+  EXPECT_EQ(error_of(replace(kSni, "sni_timeout: 2s", "sni_timeout: 0s")),
+            "test.yaml:11:18: listeners[0].sni_timeout: expected a duration from 1ms to 3600s, "
+            "got 0s");
+  EXPECT_EQ(error_of(replace(kSni, "      - names: [B", "      - nmes: [B")),
+            "test.yaml:9:9: listeners[0].sni_routes[1].nmes: unknown key (expected one of: "
+            "names, cluster)");
+  EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    sni_timeout: 1s")),
+            "test.yaml:7:18: listeners[0].sni_timeout: only with sni_routes");
+  EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    sni_routes: {}")),
+            "test.yaml:7:17: listeners[0].sni_routes: expected a non-empty list of {names, "
+            "cluster}");
+}
+
+TEST(ConfigValidate, SniRoutesInCode) {
+  proxy::ListenerConfig l;
+  l.name = "tls_in";
+  l.address = *net::Address::parse("127.0.0.1:7443");
+  l.cluster = "fallback";
+  l.sni_routes = {
+      {{"a.example.com", "*.example.com"}, "app"}, {{"A.EXAMPLE.COM", "*"}, ""}, {{}, "app"}};
+  EXPECT_EQ(validate_test::issues_text(l.validate()),
+            "sni_routes[1].names[0]: duplicate server name 'A.EXAMPLE.COM' (first defined at "
+            "sni_routes[0].names[0])\n"
+            "sni_routes[1].names[1]: '*' is not a server name (a DNS name such as "
+            "api.example.com, or *.example.com for one label under a domain)\n"
+            "sni_routes[1]: missing required key 'cluster'\n"
+            "sni_routes[2].names: expected a non-empty list of server names");
+  l.protocol = proxy::Protocol::kHttp;
+  l.cluster.clear();
+  l.sni_routes.resize(1);
+  EXPECT_EQ(validate_test::issues_text(l.validate()),
+            "sni_routes: only for protocol: tcp\n"
+            "virtual_hosts: expected a non-empty list of virtual hosts");
+}
 
 }  // namespace
 }  // namespace sluice::config
