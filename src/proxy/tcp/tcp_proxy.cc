@@ -183,8 +183,12 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (proxy_.should_log_sni_refusal(kind, &suppressed)) {
       LOG_WARN("tcp {}: closing downstream {}: {}{}", proxy_.config_->name, peer_.to_string(),
                reason,
-               suppressed ? fmt::format(" ({} more since the last report)", suppressed) : "");
+               suppressed ? fmt::format(" ({} more before it not logged)", suppressed) : "");
     }
+    // Take what was only peeked at: closing a socket with unread bytes would send a reset.
+    std::vector<uint8_t>& scratch = proxy_.hello_scratch_;
+    if (!scratch.empty())
+      (void)::recv(downstream_.get(), scratch.data(), scratch.size(), MSG_DONTWAIT);
     close(reason, false);
   }
 
@@ -599,12 +603,18 @@ void TcpProxy::remove(TcpSession* session) {
 
 bool TcpProxy::should_log_sni_refusal(SniRefusal kind, uint64_t* suppressed) {
   auto k = static_cast<size_t>(kind);
-  if (last_sni_log_[k] != MonoTime{} && loop_.now() - last_sni_log_[k] < std::chrono::seconds(1)) {
-    ++sni_refusals_since_log_[k];
+  MonoTime now = loop_.now();
+  if (sni_log_windows_[k].start == MonoTime{} ||
+      now - sni_log_windows_[k].start >= std::chrono::seconds(1)) {
+    *suppressed = std::exchange(sni_log_windows_[k].suppressed, 0);
+    sni_log_windows_[k] = {now, 0, 0};
+  }
+  LogWindow& w = sni_log_windows_[k];
+  if (w.logged == kSniLogsPerSecond) {
+    ++w.suppressed;
     return false;
   }
-  last_sni_log_[k] = loop_.now();
-  *suppressed = std::exchange(sni_refusals_since_log_[k], 0);
+  ++w.logged;
   return true;
 }
 

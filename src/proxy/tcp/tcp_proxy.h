@@ -61,8 +61,8 @@ class TcpProxy final : public ProxyListener {
  private:
   friend class TcpSession;
   void remove(TcpSession* session);
-  // Whether to log a connection refused for its ClientHello: once a second per kind at most;
-  // `suppressed` is how many were not logged since.
+  // Whether to log a connection refused for its ClientHello: kSniLogsPerSecond lines a second
+  // per kind at most; `suppressed` is set to how many were not logged before this one.
   bool should_log_sni_refusal(SniRefusal kind, uint64_t* suppressed);
 
   event::Loop& loop_;
@@ -73,8 +73,13 @@ class TcpProxy final : public ProxyListener {
   // Where sessions peek at ClientHellos: one at a time, so one buffer per listener, made
   // with the first connection that needs it.
   std::vector<uint8_t> hello_scratch_;
-  MonoTime last_sni_log_[3]{};
-  uint64_t sni_refusals_since_log_[3]{};
+  static constexpr uint32_t kSniLogsPerSecond = 10;
+  struct LogWindow {
+    MonoTime start{};
+    uint32_t logged = 0;
+    uint64_t suppressed = 0;
+  };
+  LogWindow sni_log_windows_[3];
   TransferPool& transfer_pool_;
   std::shared_ptr<std::atomic<uint32_t>> active_connections_;
   TcpSession* head_ = nullptr;  // intrusive list of open sessions
