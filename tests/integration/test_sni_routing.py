@@ -10,8 +10,9 @@ a one-label wildcard, and the listener's own cluster as the default. Checked:
 - Garbage instead of a ClientHello ("GET / HTTP/1.1"), a broken ClientHello and a client
   that closes at once are each closed with their logged reason and counter, reach no backend,
   while a TLS session opened before them goes on and new clients are served.
-- A ClientHello sent in pieces within sni_timeout is routed; one that stalls is cut at
-  sni_timeout, and so is a client that sends nothing.
+- A ClientHello sent in pieces within sni_timeout is routed, and so is one split into two TLS
+  records (the backend completes the handshake: the bytes reach it unchanged); one that
+  stalls is cut at sni_timeout, and so is a client that sends nothing.
 - The access log says the server name and the cluster it chose; the counters are exact.
 """
 
@@ -252,6 +253,12 @@ def case_routes_by_server_name():
               "%s: s_client -servername %s saw '%s' and got 'HTTP/1.0 200 ok'" % (what, name, cert.subject),
               "subject %r, status %r\n%s" % (subject, status, out[-2000:]))
     wait_counters(ap, counts(sni_routed=3, sni_default=4), "3 connections routed by name, 4 to the default")
+    r = hu.request_once(ap, "GET", "/config", host="admin", timeout=5)
+    listener = json.loads(r.body)["listeners"][0] if r.status == 200 else {}
+    want = [{"names": ["a.example.com"], "cluster": "exact"}, {"names": ["*.example.net"], "cluster": "wild"}]
+    check(listener.get("sni_routes") == want and listener.get("sni_timeout") == "5s" and
+          listener.get("cluster") == "fallback",
+          "GET /config: the listener's sni_routes, sni_timeout 5s and default cluster", r.describe())
     entries = harness.wait_until(lambda: len(read_log(log_path)) == len(cases) and read_log(log_path), 5)
     got = sorted((e["sni"], e["cluster"], e["endpoint"]) for e in entries or [])
     want = sorted(((name or "").lower(), cluster, {"exact": servers[0], "wild": servers[1],
@@ -331,6 +338,30 @@ def case_slow_client_hello_within_timeout():
     hu.stop_and_check(sl)
 
 
+def two_records(hello, first):
+    """The ClientHello's handshake message split into two TLS records, the first holding `first` bytes."""
+    message = hello[5:]
+    out = b""
+    for part in (message[:first], message[first:]):
+        out += hello[:3] + len(part).to_bytes(2, "big") + part
+    return out
+
+
+def case_client_hello_in_two_records():
+    (_, b, _), servers = backends()
+    sl, ap = start(servers)
+    port = sl.port("tls_in")
+    for first in (3, 60, 200):  # the split inside the handshake header, before the name, after it
+        c = harness.connect(port, timeout=10)
+        tls = MemoryTls("api.example.net")
+        c.sendall(two_records(tls.hello, first))
+        check(tls.finish(c) == b.der and tls.get(c) == "HTTP/1.0 200 ok",
+              "a ClientHello in two records (%d bytes in the first) reaches B and the session works" % first, "")
+        c.close()
+    wait_counters(ap, counts(sni_routed=3), "routed by name 3 times, nothing refused")
+    hu.stop_and_check(sl)
+
+
 def case_stalled_client_hello_is_cut_at_timeout():
     _, servers = backends()
     sl, ap = start(servers, sni_timeout="1s")
@@ -361,4 +392,5 @@ if __name__ == "__main__":
             print("0 passed, 0 failed, 1 skipped", flush=True)
             sys.exit(harness.SKIP_EXIT)
     harness.run_cases([case_routes_by_server_name, case_garbage_is_closed_while_others_are_served,
-                       case_slow_client_hello_within_timeout, case_stalled_client_hello_is_cut_at_timeout])
+                       case_slow_client_hello_within_timeout, case_client_hello_in_two_records,
+                       case_stalled_client_hello_is_cut_at_timeout])
