@@ -49,20 +49,6 @@ struct HelloParse {
   ClientHello hello;  // kComplete only
 };
 
-constexpr const char* to_string(HelloParse::Outcome o) {
-  switch (o) {
-    case HelloParse::Outcome::kNeedMore:
-      return "need_more";
-    case HelloParse::Outcome::kNotTls:
-      return "not_tls";
-    case HelloParse::Outcome::kMalformed:
-      return "malformed";
-    case HelloParse::Outcome::kComplete:
-      return "complete";
-  }
-  return "?";
-}
-
 // Parses the start of what a client sent on a TLS connection. Only the first
 // kMaxClientHelloBytes of `data` are looked at.
 HelloParse parse_client_hello(std::span<const uint8_t> data);
