@@ -196,6 +196,14 @@ def sni_counters(ap):
     return {k: ls["tls_in"].get(k) for k in SNI_KEYS}
 
 
+def connections(ap):
+    """The listener's downstream connections in /connections."""
+    r = hu.request_once(ap, "GET", "/connections?listener=tls_in", host="admin", timeout=5)
+    if r.status != 200:
+        check(False, "GET /connections?listener=tls_in: 200", r.describe())
+    return json.loads(r.body)
+
+
 def wait_counters(ap, want, what):
     """The listener's SNI counters, polled until they are `want` (merged from the workers when asked)."""
     got = harness.wait_until(lambda: sni_counters(ap) == want and want, 5) or sni_counters(ap)
@@ -326,13 +334,21 @@ def case_slow_client_hello_within_timeout():
     tls = MemoryTls("a.example.com")
     hello = tls.hello
     pieces = [hello[i:i + 40] for i in range(0, len(hello), 40)]
+    me = "127.0.0.1:%d" % c.getsockname()[1]
     t0 = time.monotonic()
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
         c.sendall(piece)
+        if i == 0:
+            seen = harness.wait_until(lambda: [(x["state"], x.get("sni")) for x in connections(ap) if x["peer"] == me],
+                                      3)
+            check(seen == [("client_hello", None)], "/connections: the client waits in state client_hello",
+                  repr(seen))
         time.sleep(0.1)  # the pace of a slow client, not a wait for sluice
     info("sent the %d-byte ClientHello in %d pieces over %.2f s" % (len(hello), len(pieces), time.monotonic() - t0))
     check(tls.finish(c) == a.der, "a ClientHello in %d pieces 100 ms apart reaches A" % len(pieces), "")
     check(tls.get(c) == "HTTP/1.0 200 ok", "and the session works", "")
+    seen = [(x["state"], x.get("sni")) for x in connections(ap) if x["peer"] == me]
+    check(seen == [("proxying", "a.example.com")], "/connections: proxying, sni a.example.com", repr(seen))
     c.close()
     wait_counters(ap, counts(sni_routed=1), "routed by name once, nothing refused")
     hu.stop_and_check(sl)

@@ -108,6 +108,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (downstream_.valid()) {
       out.push_back(
           net::describe_connection(downstream_.get(), "downstream", proxy_.config_->name, state));
+      out.back().sni = sni_;
     }
     if (upstream_.valid()) {
       out.push_back(net::describe_connection(upstream_.get(), "upstream", cluster().name, state));
