@@ -36,6 +36,7 @@ struct ConnectionReport {
   std::string role;   // "downstream" or "upstream"
   std::string owner;  // the listener or cluster
   std::string state;  // "idle", "request", "proxying", "busy", ...
+  std::string sni;    // downstream: the server name its TLS ClientHello carried ("" = none)
   Address local;
   Address peer;
   std::optional<TcpInfo> tcp;
