@@ -110,6 +110,10 @@ net::Transport::Step Session::handshake() {
         return Step::kFailed;
     }
   }
+  // Early data goes up as such before the handshake completes, even when the client's
+  // Finished is already here: what arrived as early data is judged as early data. The
+  // owner takes it and calls again.
+  if (!early_.empty()) return Step::kWantRead;
   int ret = SSL_do_handshake(ssl_);
   if (ret == 1) {
     established_ = true;
