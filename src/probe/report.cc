@@ -135,6 +135,8 @@ std::string tls_lines(const RunResult& run) {
                      t.sni.empty() ? "- (IP host)" : t.sni, t.checked);
   out += fmt::format("verify     {}\n", verify_text(t));
   out += fmt::format("ocsp       {}\n", ocsp_text(t.ocsp));
+  // A resumed handshake carries no certificate: these are the original handshake's.
+  if (t.resumed && !t.chain.empty()) out += "certs      of the resumed session (not sent again)\n";
   for (size_t i = 0; i < t.chain.size(); ++i) {
     const CertSummary& c = t.chain[i];
     out += fmt::format("cert {:<6}{}\n", i, c.subject);

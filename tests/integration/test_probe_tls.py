@@ -281,6 +281,9 @@ def test_resumption():
         s_ = d["summary"]
         check(s_["tls_handshakes"] == 3 and s_["tls_resumed"] == 2 and "tls_us" in s_["phases"],
               "the summary counts resumed handshakes and has tls percentiles", s_)
+        second = d["runs"][1]["tls"]
+        check(second["certificates"] == d["runs"][0]["tls"]["certificates"] and second["ocsp"]["status"] == "none",
+              "a resumed run shows the session's chain; no OCSP staple comes with a resumed handshake", second)
         p = probe(localhost_url(s.port) + ["--cacert", p_.root, "-n", "3"])
         check(re.search(r"^tls\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d{3}$", p.stdout, re.M)
               and re.search(r"^tls        2 of 3 handshakes resumed a session ", p.stdout, re.M),
