@@ -238,7 +238,7 @@ void Probe::connect_next() {
     if (!session) return attempt_failed("cannot make a TLS session");
     SSL* ssl = session->ssl();
     // The handshake always completes, so that the report shows the chain and what
-    // verification said; finish() refuses to go on when it failed (unless --insecure).
+    // verification said; on_secured() goes no further when it failed (unless --insecure).
     SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
     SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
     session_ = session.get();
