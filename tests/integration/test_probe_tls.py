@@ -381,6 +381,13 @@ def test_ocsp():
         check(o["status"] == "revoked" and o["signature_ok"] is True
               and re.match(r"revoked at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", o["detail"] or ""),
               "a stapled revoked response", o)
+    ocert, _, oserial = p_.other
+    elsewhere = p_.ocsp_response("other.test", ocert, oserial)  # about another certificate
+    with default_server(extra=["-status_file", elsewhere]) as s:
+        p, d = probe_json(localhost_url(s.port) + ["--cacert", p_.root])
+        o = d["tls"]["ocsp"]
+        check(p.returncode == 0 and o["status"] == "invalid" and o["detail"] == "no status for the server's certificate",
+              "a stapled response about another certificate is invalid", o)
 
 
 # --------------------------------------------------------------------------
