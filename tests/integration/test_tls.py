@@ -519,6 +519,14 @@ def case_upstream_tls():
     check(e.get("detail", "") == "upstream %s reset: TLS: tlsv13 alert certificate required" % mtls.address,
           "mtls_no_cert: the detail names the upstream's alert", json.dumps(e))
     e = by_target.get("/by_ip/hello.txt", {})
+    # s_server answers HTTP/1.0 and closes: each request is a new connection, which resumes
+    pool_re = re.compile(r"pool %s: connection \d+ secured: TLSv1.3 \S+( resumed)?$" % re.escape(plain.address))
+    before = len(sl.find_lines(pool_re))
+    r = hu.request_once(port, "GET", "/by_ip/hello.txt")
+    line = sl.wait_log(pool_re, 5, start=0) and harness.wait_until(lambda: len(sl.find_lines(pool_re)) > before, 5)
+    last = sl.find_lines(pool_re)[-1] if sl.find_lines(pool_re) else ""
+    check(r.status == 200 and line and last.endswith(" resumed"),
+          "a new connection to the same endpoint resumes its TLS session", last)
     t = e.get("timings_us", {})
     check(t.get("upstream_tls", -1) >= 0 and t["upstream_connect"] + t["upstream_tls"] <= t["request_sent"],
           "by_ip: the waterfall has the upstream handshake, after the connect and before the request",
@@ -560,7 +568,40 @@ def case_tcp_listener():
     hu.stop_and_check(sl)
 
 
+def kernel_has_ktls():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            if "tls" in f.read().split():
+                return True
+    except OSError:
+        pass
+    release = os.uname().release
+    return any(os.path.exists("/lib/modules/%s/kernel/net/tls/tls%s" % (release, ext))
+               for ext in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"))
+
+
+def case_ktls_fallback():
+    """ktls: true on a kernel without kTLS: said once at startup, and TLS works in user space."""
+    if kernel_has_ktls():
+        raise harness.Skip("this kernel offers kTLS: the fallback cannot be seen here")
+    srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
+    b = HttpBackend("b")
+    sl = start([hu.simple_listener(routes(), tls=server_tls(srv, ktls=True)),
+                hu.simple_listener(routes(), name="second", tls=server_tls(srv, ktls=True))],
+               [hu.cluster("app", [b])], workers=2)
+    want = ("tls: ktls is set, but this kernel offers no kTLS (no `tls` module): records are encrypted "
+            "in user space")
+    lines = [l for l in sl.find_lines("kTLS") if l.endswith(want)]
+    check(len(lines) == 1, "one line at startup says kTLS is not available", "\n".join(sl.find_lines("ktls")))
+    c = TlsClient(sl.port("web"))
+    r = c.request("GET", "/k")
+    c.close()
+    check(r.status == 200, "TLS is served in user space", r.describe())
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_https_keepalive, case_sni_selection, case_rsa_and_ecdsa, case_resumption_across_workers,
-                       case_early_data, case_client_certificates, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener])
+                       case_early_data, case_client_certificates, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener,
+                       case_ktls_fallback])

@@ -120,6 +120,12 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       out.push_back(
           net::describe_connection(downstream_.get(), "downstream", proxy_.config_->name, state));
       out.back().sni = sni_;
+      if (tls_) {
+        out.back().sni = tls_->sni;
+        out.back().tls_version = tls_->version;
+        out.back().tls_cipher = tls_->cipher;
+        out.back().tls_resumed = tls_->resumed;
+      }
     }
     if (upstream_.valid()) {
       out.push_back(net::describe_connection(upstream_.get(), "upstream", cluster().name, state));
