@@ -32,6 +32,10 @@ ConfigIssues ListenerConfig::validate() const {
     if (cluster.empty()) c.missing("cluster");
     if (!http.virtual_hosts.empty()) c.error("virtual_hosts", "only for protocol: http");
     c.nested("sni_routes", tcp::validate_sni_routes(sni_routes));
+    if (tls && tls->early_data.enabled)
+      c.error("tls.early_data",
+              "only for protocol: http (a TCP stream cannot tell what is safe "
+              "to replay)");
     // sni_routes passes TLS through unread; `tls` terminates it.
     if (!sni_routes.empty() && tls)
       c.error("sni_routes", "cannot be used with tls: sni_routes passes TLS through untouched");

@@ -15,6 +15,23 @@ void append_quoted(std::string_view v, std::string& out) {
   out += '"';
 }
 
+// A SAN value as it goes into the header: quoted when it holds a separator of the format;
+// false for one with control characters, which is left out (a CA signed it, but no header
+// may carry it).
+bool append_value(std::string_view v, std::string& out) {
+  bool quote = false;
+  for (unsigned char c : v) {
+    if (c < 0x20 || c == 0x7f) return false;
+    if (c == ';' || c == ',' || c == '"' || c == '=' || c == '\\' || c == ' ') quote = true;
+  }
+  if (quote) {
+    append_quoted(v, out);
+  } else {
+    out += v;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string client_cert_header(const tls::PeerIdentity& id) {
@@ -22,13 +39,16 @@ std::string client_cert_header(const tls::PeerIdentity& id) {
   std::string out = "Hash=" + id.sha256;
   out += ";Subject=";
   append_quoted(id.subject, out);
-  for (const auto& u : id.uris) {
-    out += ";URI=";
-    out += u;
+  for (const auto& [key, values] : {std::pair{";URI=", &id.uris}, std::pair{";DNS=", &id.dns}}) {
+    for (const auto& v : *values) {
+      size_t mark = out.size();
+      out += key;
+      if (!append_value(v, out)) out.resize(mark);
+    }
   }
-  for (const auto& d : id.dns) {
-    out += ";DNS=";
-    out += d;
+  // The subject is RFC 2253-escaped by OpenSSL; still, nothing that could end a header.
+  for (unsigned char c : out) {
+    if (c < 0x20 || c == 0x7f) return {};
   }
   return out;
 }

@@ -179,6 +179,10 @@ Status Server::start_admin() {
 namespace {
 // Early-data ClientHellos remembered per listener; beyond it, early data is refused.
 constexpr size_t kReplayGuardCapacity = 100000;
+// OpenSSL accepts early data only when the ticket's age as the client tells it is within 10 s
+// of its real age: a replayed ClientHello is refused by OpenSSL itself after that, so the
+// record needs to remember each one for only a little longer.
+constexpr auto kReplayWindow = std::chrono::seconds(30);
 }  // namespace
 
 Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker) {
@@ -221,12 +225,12 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
     }
     ticket_keys_[l->name] = keys;
     if (l->tls->early_data.enabled) {
-      // One record of accepted early data for all workers, kept as long as a ticket lives.
-      replay_guards_[l->name] = std::make_shared<tls::ReplayGuard>(
-          kReplayGuardCapacity, l->tls->ticket_key_rotation * 2 + std::chrono::minutes(1));
+      // One record of accepted early data for all workers.
+      replay_guards_[l->name] =
+          std::make_shared<tls::ReplayGuard>(kReplayGuardCapacity, kReplayWindow);
     }
     for (auto& handoffs : per_worker) {
-      auto ctx = tls::ServerContext::create(*l->tls, store, keys, replay_guards_[l->name]);
+      auto ctx = tls::ServerContext::create(*l->tls, l->name, store, keys, replay_guards_[l->name]);
       if (!ctx)
         return Status::error(fmt::format("listener {}: tls: {}", l->name, ctx.status().message()));
       for (auto& h : handoffs) {
@@ -281,7 +285,7 @@ void Server::reload_certificates(const proxy::ListenerConfig& l) {
   std::vector<std::shared_ptr<tls::ServerContext>> contexts;
   Status s = store ? Status::ok() : store.status();
   for (size_t w = 0; s && w < workers_.size(); ++w) {
-    auto ctx = tls::ServerContext::create(*l.tls, store.value(), ticket_keys_.at(l.name),
+    auto ctx = tls::ServerContext::create(*l.tls, l.name, store.value(), ticket_keys_.at(l.name),
                                           replay_guards_[l.name]);
     if (!ctx) {
       s = ctx.status();

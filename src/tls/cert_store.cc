@@ -210,6 +210,7 @@ Result<std::unique_ptr<LoadedCertificate>> load_one(const CertificateConfig& con
       auto checked = check_ocsp_response(*der, leaf, out->intermediates[0].get(), now);
       if (checked) {
         out->ocsp_der = std::move(*der);
+        out->ocsp_next_update = checked->next_update;
       } else {
         fail(checked.status().message());
       }

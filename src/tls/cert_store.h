@@ -47,6 +47,8 @@ struct LoadedCertificate {
   // The DER OCSP response to staple, present only when it was verified against the issuer
   // and is current (tls/ocsp.h); empty otherwise.
   std::string ocsp_der;
+  // Its nextUpdate: past it, the response is not stapled any more.
+  std::chrono::system_clock::time_point ocsp_next_update{};
 };
 
 struct CertGroup {

@@ -24,10 +24,28 @@ constexpr const char* kCiphers12 =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr const char* kGroups = "X25519:P-256:P-384";
+// Upstream sessions kept per worker and cluster, one per endpoint.
+constexpr size_t kMaxClientSessions = 1024;
 // AES-128-GCM first: as safe as AES-256 for TLS and cheaper per byte.
 constexpr const char* kCiphers13 =
     "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
-constexpr unsigned char kSessionIdContext[] = "sluice";
+// Sessions resume only where they were made under the same rules: the same listener (its
+// scope), the same client-certificate demands and the same CAs. A ticket from a listener
+// that asks for no certificate must not resume on one that requires it, nor one made under
+// a CA a reload has since removed.
+std::string session_id_context(const ServerConfig& config, std::string_view scope) {
+  std::string material = fmt::format("sluice\n{}\n{}\n{}\n", scope, static_cast<int>(config.verify),
+                                     config.verify_depth);
+  if (!config.client_ca.empty()) {
+    std::ifstream in(config.client_ca, std::ios::binary);
+    material.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(material.data(), material.size(), md, &len, EVP_sha256(), nullptr);
+  static_assert(SSL_MAX_SID_CTX_LENGTH >= 32);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
 
 int openssl_version(Version v) {
   return v == Version::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
@@ -102,7 +120,9 @@ ServerContext::~ServerContext() = default;
 
 Status ServerContext::configure(SSL_CTX* ctx, size_t group) {
   if (Status s = common_setup(ctx, config_.min_version, config_.max_version); !s) return s;
-  SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof(kSessionIdContext) - 1);
+  SSL_CTX_set_session_id_context(ctx,
+                                 reinterpret_cast<const unsigned char*>(session_id_context_.data()),
+                                 static_cast<unsigned>(session_id_context_.size()));
   SSL_CTX_set_client_hello_cb(ctx, &ServerContext::on_client_hello, this);
   if (!alpn_wire_.empty()) SSL_CTX_set_alpn_select_cb(ctx, &ServerContext::on_alpn, this);
   if (config_.session_tickets) {
@@ -120,6 +140,7 @@ Status ServerContext::configure(SSL_CTX* ctx, size_t group) {
       // shared by every worker do not have: the ReplayGuard takes its place.
       SSL_CTX_set_options(ctx, SSL_OP_NO_ANTI_REPLAY);
       SSL_CTX_set_max_early_data(ctx, config_.early_data.max_early_data);
+      SSL_CTX_set_recv_max_early_data(ctx, config_.early_data.max_early_data);
       SSL_CTX_set_allow_early_data_cb(ctx, &ServerContext::on_allow_early_data, this);
     }
   } else {
@@ -152,6 +173,7 @@ Status ServerContext::configure(SSL_CTX* ctx, size_t group) {
 }
 
 Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerConfig& config,
+                                                             std::string_view scope,
                                                              std::shared_ptr<const CertStore> store,
                                                              std::shared_ptr<TicketKeys> keys,
                                                              std::shared_ptr<ReplayGuard> replays) {
@@ -159,6 +181,7 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerConfig&
   std::shared_ptr<ServerContext> c(
       new ServerContext(config, std::move(store), std::move(keys), std::move(replays)));
   c->alpn_wire_ = alpn_wire(config.alpn);
+  c->session_id_context_ = session_id_context(config, scope);
   for (size_t g = 0; g < c->store_->groups().size(); ++g) {
     SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) return Status::error(openssl_errors("cannot make a TLS context"));
@@ -168,7 +191,7 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerConfig&
   return c;
 }
 
-std::unique_ptr<Session> ServerContext::new_session(int fd) {
+std::unique_ptr<Session> ServerContext::new_session(int fd, bool early_data) {
   // Sessions start on the default group's context; the ClientHello callback moves those
   // whose SNI selects another group (most handshakes need no move).
   SSL* ssl = SSL_new(groups_[0].get());
@@ -178,8 +201,10 @@ std::unique_ptr<Session> ServerContext::new_session(int fd) {
   }
   auto s = std::make_unique<Session>(ssl, Session::Side::kServer, shared_from_this());
   SSL_set_app_data(ssl, s.get());
-  if (config_.early_data.enabled && replays_ && config_.verify == ClientVerify::kNone) {
+  if (early_data && config_.early_data.enabled && replays_ &&
+      config_.verify == ClientVerify::kNone) {
     SSL_set_max_early_data(ssl, config_.early_data.max_early_data);
+    SSL_set_recv_max_early_data(ssl, config_.early_data.max_early_data);
     s->accept_early_data(config_.early_data.max_early_data);
   }
   if (!s->attach(fd)) return nullptr;
@@ -239,6 +264,15 @@ int ServerContext::on_status_request(SSL* ssl, void* arg) {
   X509* leaf = SSL_get_certificate(ssl);
   for (const auto& cert : self->store_->certificates()) {
     if (cert->leaf.get() != leaf || cert->ocsp_der.empty()) continue;
+    if (std::chrono::system_clock::now() >= cert->ocsp_next_update) {
+      // Went stale while served: a client that insists on a staple would fail on this one.
+      if (!self->stale_ocsp_logged_) {
+        self->stale_ocsp_logged_ = true;
+        LOG_WARN("tls: the OCSP response of {} is past its nextUpdate: no longer stapled",
+                 cert->chain_file);
+      }
+      return SSL_TLSEXT_ERR_NOACK;
+    }
     auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(cert->ocsp_der.size()));
     if (!copy) return SSL_TLSEXT_ERR_NOACK;
     memcpy(copy, cert->ocsp_der.data(), cert->ocsp_der.size());
@@ -359,6 +393,11 @@ int ClientContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
   if (!inserted) {
     SSL_SESSION_free(it->second);
     it->second = session;
+  } else if (self->sessions_.size() > kMaxClientSessions) {
+    // Endpoints come and go (DNS): forget some other endpoint's session, never grow.
+    auto victim = it == self->sessions_.begin() ? std::next(it) : self->sessions_.begin();
+    SSL_SESSION_free(victim->second);
+    self->sessions_.erase(victim);
   }
   return 1;  // we keep the reference
 }

@@ -35,14 +35,16 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
 class ServerContext : public std::enable_shared_from_this<ServerContext> {
  public:
-  // Main thread (reads the client CA file).
+  // Main thread (reads the client CA file). `scope` names what sessions may resume across
+  // (the listener): a session made under another scope gets a full handshake.
   static Result<std::shared_ptr<ServerContext>> create(
-      const ServerConfig& config, std::shared_ptr<const CertStore> store,
+      const ServerConfig& config, std::string_view scope, std::shared_ptr<const CertStore> store,
       std::shared_ptr<TicketKeys> keys, std::shared_ptr<ReplayGuard> replays = nullptr);
   ~ServerContext();
 
   // A server session for an accepted socket; nullptr when OpenSSL cannot make one.
-  std::unique_ptr<Session> new_session(int fd);
+  // `early_data`: the protocol above can judge early data (HTTP); a TCP listener cannot.
+  std::unique_ptr<Session> new_session(int fd, bool early_data = true);
 
   const ServerConfig& config() const { return config_; }
   const CertStore& store() const { return *store_; }
@@ -64,6 +66,9 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   std::shared_ptr<ReplayGuard> replays_;  // with early data
   std::vector<SslCtxPtr> groups_;         // by CertStore group
   std::string alpn_wire_;                 // the configured ALPN list, length-prefixed
+  // Which sessions may resume here (tls/context.cc session_id_context()).
+  std::string session_id_context_;
+  bool stale_ocsp_logged_ = false;  // this worker said so once
 };
 
 class ClientContext : public std::enable_shared_from_this<ClientContext> {

@@ -44,7 +44,8 @@ bool Session::attach(int fd) {
 void Session::set_failure() {
   // The first error on the thread's queue is the cause; the ones after it are context.
   unsigned long e = ERR_get_error();
-  if (side_ == Side::kClient && SSL_get_verify_result(ssl_) != X509_V_OK) {
+  if (side_ == Side::kClient && SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE &&
+      SSL_get_verify_result(ssl_) != X509_V_OK) {
     failure_ = verify_failure();
   } else if (e != 0) {
     const char* reason = ERR_reason_error_string(e);
@@ -82,6 +83,7 @@ ssize_t Session::io_error(int ret) {
 net::Transport::Step Session::handshake() {
   if (established_) return Step::kDone;
   ERR_clear_error();
+  errno = 0;  // SSL_ERROR_SYSCALL with errno 0 means the peer closed
   while (read_early_) {
     // Early data comes before the client's Finished: read it first (this also sends our
     // flight), then complete the handshake below.
@@ -145,6 +147,7 @@ net::Transport::Step Session::handshake() {
 
 ssize_t Session::read(char* data, size_t size) {
   ERR_clear_error();
+  errno = 0;
   size_t n = 0;
   int ret = SSL_read_ex(ssl_, data, size, &n);
   if (ret == 1) return static_cast<ssize_t>(n);
@@ -154,6 +157,7 @@ ssize_t Session::read(char* data, size_t size) {
 ssize_t Session::write(const char* data, size_t size) {
   if (size == 0) return 0;
   ERR_clear_error();
+  errno = 0;
   size_t n = 0;
   int ret = SSL_write_ex(ssl_, data, size, &n);
   if (ret == 1) return static_cast<ssize_t>(n);

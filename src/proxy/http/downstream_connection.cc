@@ -87,7 +87,8 @@ DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address&
       conn_(proxy.loop(), *this),
       codec_(conn_, proxy.parser_limits(), *this),
       timer_(proxy.loop().timers(), [this] { on_timer(); }),
-      linger_(proxy.loop().timers(), [this] { on_linger_timer(); }) {}
+      linger_(proxy.loop().timers(), [this] { on_linger_timer(); }),
+      handshake_timer_(proxy.loop().timers(), [this] { on_handshake_timeout(); }) {}
 
 DownstreamConnection::~DownstreamConnection() = default;
 
@@ -101,6 +102,7 @@ void DownstreamConnection::transition(State to) {
   if (to == State::kClosed) {
     timer_.cancel();
     linger_.cancel();
+    handshake_timer_.cancel();
   }
 }
 
@@ -123,7 +125,7 @@ void DownstreamConnection::start(net::Fd fd) {
   }
   if (tls) {
     // A ClientHello that is slow, silent or endless costs this timer, nothing more.
-    arm_timer(TimerMode::kHandshake, tls->config().handshake_timeout);
+    handshake_timer_.arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
     return;
   }
   // A new connection must send its first request head within header_read_timeout.
@@ -150,7 +152,15 @@ bool DownstreamConnection::early_request_allowed() {
   return false;
 }
 
+void DownstreamConnection::on_handshake_timeout() {
+  ++proxy_.tls_stats().failed_timeout;
+  LOG_INFO("http {}: {}: TLS handshake not finished within {}", proxy_.config().name,
+           peer_.to_string(), format_duration(proxy_.tls()->config().handshake_timeout));
+  abort("TLS handshake timeout");
+}
+
 void DownstreamConnection::on_secured() {
+  handshake_timer_.cancel();
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
   tls_ = describe_tls(session, proxy_.loop().now() - accepted_at_);
   auto& stats = proxy_.tls_stats();
@@ -186,11 +196,6 @@ void DownstreamConnection::on_timer() {
   switch (timer_mode_) {
     case TimerMode::kNone:
       return;
-    case TimerMode::kHandshake:
-      ++proxy_.tls_stats().failed_timeout;
-      LOG_INFO("http {}: {}: TLS handshake not finished within {}", proxy_.config().name,
-               peer_.to_string(), format_duration(proxy_.tls()->config().handshake_timeout));
-      return abort("TLS handshake timeout");
     case TimerMode::kKeepalive:
       return close("keep-alive idle timeout");
     case TimerMode::kHead:

@@ -69,7 +69,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   State state() const { return state_; }
 
  private:
-  enum class TimerMode { kNone, kHandshake, kKeepalive, kHead };
+  enum class TimerMode { kNone, kKeepalive, kHead };
   class Tunnel;
 
   void transition(State to);
@@ -80,6 +80,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void arm_timer(TimerMode mode, Duration d);
   void on_timer();
   void on_linger_timer();
+  void on_handshake_timeout();
   // Reset the client's connection (no response can be sent).
   void abort(const char* reason);
   // A Stream for a reply to a request that has none (a timeout or a malformed head).
@@ -95,6 +96,9 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   event::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   event::Timer linger_;
+  // The TLS handshake's own deadline: requests in early data may run (and re-arm timer_)
+  // before the handshake is done.
+  event::Timer handshake_timer_;
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
   MonoTime accepted_at_{};

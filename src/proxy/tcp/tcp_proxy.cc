@@ -54,7 +54,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       return;
     }
     if (proxy_.tls_) {
-      down_tls_ = proxy_.tls_->new_session(downstream_.get());
+      down_tls_ = proxy_.tls_->new_session(downstream_.get(), /*early_data=*/false);
       if (!down_tls_) return close("cannot make a TLS session", false);
       state_ = State::kHandshaking;
       timer_.arm_at(proxy_.loop_.now() + proxy_.tls_->config().handshake_timeout);
@@ -84,6 +84,11 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     proxy_.stats_.bytes_to_upstream += to_upstream_.bytes();
     proxy_.stats_.bytes_to_downstream += to_downstream_.bytes();
     if (proxy_.access_log_) write_access_log(reason);
+    if (!reset) {
+      // An orderly end says so in TLS too (close_notify), so the peer sees no truncation.
+      if (down_tls_) down_tls_->shutdown();
+      if (up_tls_) up_tls_->shutdown();
+    }
     for (net::Fd* fd : {&downstream_, &upstream_}) {
       if (!fd->valid()) continue;
       proxy_.loop_.poller().remove(fd->get());
