@@ -13,8 +13,8 @@ directory (a temporary one removed at exit, unless a directory is given):
 
 Everything is returned as file paths (a `Cert` holds the certificate, its key and its chain);
 what was made once is returned again from the per-process cache, so a test asking twice for
-`leaf()` pays once. ECDSA keys are used wherever the test does not ask for RSA: a whole PKI
-with a dozen certificates takes a few tenths of a second.
+`leaf()` pays once. ECDSA keys are used wherever the test does not ask for RSA: the usual set
+(a dozen certificates and three OCSP responses) takes about a second, half of it the RSA key.
 
     import tls_pki
     srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])          # ECDSA P-256
