@@ -65,6 +65,13 @@ WRK_REPS=$BENCH_TLS_REPS
 WRK_CASE=
 # shellcheck source-path=SCRIPTDIR source=../lib/wrk_scenario.sh
 source "$BENCH_DIR/lib/wrk_scenario.sh"
+# No TLS without a proxy: `direct` (e.g. from `bench/run all direct ...`) has no place here.
+TLS_WANT=()
+for t in ${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS}; do [ "$t" = direct ] || TLS_WANT+=("$t"); done
+kept=()
+for t in "${TARGETS[@]}"; do [ "$t" = direct ] || kept+=("$t"); done
+TARGETS=("${kept[@]}")
+[ ${#TARGETS[@]} -gt 0 ] || bench_die "no TLS-capable target asked for (targets: ${TLS_WANT[*]:-none})"
 
 case_title() {
   case $1 in
@@ -258,10 +265,9 @@ tls_scenario_run() {
   command -v openssl >/dev/null || bench_die "openssl not installed (scripts/bootstrap)"
   command -v curl >/dev/null || bench_die "curl not installed (scripts/bootstrap)"
   bench_log "$SCENARIO: targets=${TARGETS[*]} cases='$BENCH_TLS_CASES' reps=$WRK_REPS duration=${WRK_DURATION}s warmup=${WRK_WARMUP}s clients=$BENCH_TLS_CLIENTS proxy core=$BENCH_PROXY_CORE load core=$BENCH_LOAD_CORE${QUICK:+ QUICK=$QUICK}"
-  local want t reason
+  local t reason
   # Targets asked for but not available here (e.g. sluice not built) get a placeholder row.
-  read -r -a want <<<"${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS}"
-  for t in "${want[@]}"; do
+  for t in "${TLS_WANT[@]}"; do
     [[ " ${TARGETS[*]} " == *" $t "* ]] && continue
     reason=$("target_${t}_unavailable") || true
     "${BENCHLIB[@]}" record --out "$OUT" kind=meta run_id="$BENCH_RUN_ID" scenario="$SCENARIO" \
@@ -329,8 +335,7 @@ rm -f "$md_dir"/*.md
 cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; done; echo "${s%,}"; }
 # Every target asked for, available here or not: the report shows a placeholder row for a
 # target the run skipped.
-# shellcheck disable=SC2086 # a list of names
-targets_json=$(printf '"%s",' ${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS})
+targets_json=$(printf '"%s",' "${TLS_WANT[@]}")
 targets_json=${targets_json%,}
 common_tail="\"proxy_core_busy_pct\", \"label\": \"core $BENCH_PROXY_CORE busy %\", \"fmt\": \"%.0f\"},
    {\"key\": \"load_core_busy_pct\", \"label\": \"core $BENCH_LOAD_CORE busy %\", \"fmt\": \"%.0f\"}"
