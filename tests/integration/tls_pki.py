@@ -22,6 +22,7 @@ what was made once is returned again from the per-process cache, so a test askin
     sluice_cfg = {"certificate_chain": srv.chain, "private_key": srv.key,
                   "ocsp_response": tls_pki.ocsp_response(srv)}
     trust = tls_pki.default().ca_file                          # the root, for clients
+    stranger = tls_pki.Pki().leaf()                            # chains to another, unrelated root
 
 OpenSSL 3.0's `openssl ocsp` only writes nextUpdate in the future (-ndays and -nmin refuse
 zero and negative numbers), so a stale response is made by moving the times of a fresh one
