@@ -146,6 +146,8 @@ class Pki:
         self._own_dir = directory is None
         self.dir = os.path.abspath(directory or tempfile.mkdtemp(prefix="sluice-pki-"))
         os.makedirs(self.dir, exist_ok=True)
+        if self._own_dir:
+            atexit.register(self.cleanup)  # a temporary directory goes with the process
         self._lock = threading.RLock()
         self._cache = {}
         self._names = set()
@@ -415,7 +417,6 @@ def default():
     with _default_lock:
         if _default is None:
             _default = Pki()
-            atexit.register(_default.cleanup)
         return _default
 
 
