@@ -18,11 +18,11 @@
 # The deciding figures are the proxy's CPU per handshake, per request and per GB, from /proc;
 # each run's handshake CPU is also divided by the crypto floor measured first on the proxy's
 # core with `openssl speed` (sign + X25519 for a full handshake, X25519 for a resumed one,
-# AES-256-GCM for the bulk case).
+# AES-128-GCM for the bulk case).
 #
 # Knobs: BENCH_TLS_REPS (3), BENCH_TLS_DURATION seconds per run (3), BENCH_TLS_WARMUP seconds (1),
 #        BENCH_TLS_CLIENTS parallel s_time clients (8), BENCH_TLS_CASES (all six, space-separated),
-#        BENCH_TLS_MIN_CLEAN (2), BENCH_QUIET_RUN_WAIT (2), BENCH_TLS_BUDGET seconds (300: past
+#        BENCH_TLS_MIN_CLEAN (2), BENCH_QUIET_RUN_WAIT (2), BENCH_TLS_BUDGET seconds (240: past
 #        it, no more waiting for quiet and no repeats of disturbed runs, so a busy machine does
 #        not double the run time);
 #        QUICK=1: one 1 s repetition per target and case, no warm-up, no waiting for quiet and no
@@ -44,15 +44,16 @@ else
   TLS_REDO_DISTURBED=1
 fi
 : "${BENCH_TLS_CLIENTS:=8}"
-: "${BENCH_TLS_BUDGET:=300}"
+: "${BENCH_TLS_BUDGET:=240}"
 : "${BENCH_TLS_CASES:=plain full_ecdsa full_rsa resumed keepalive bulk}"
 : "${BENCH_QUIET_RUN_WAIT:=2}"
 
-# What every target is configured with (sluice's defaults, which are OpenSSL's): the TLS 1.3
-# suites in OpenSSL's default order, X25519 first.
-TLS13_SUITES=TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
-TLS12_CIPHERS=ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256
-TLS_GROUPS=X25519:P-256
+# What every target is configured with: sluice's defaults (src/tls/context.cc), which the
+# HAProxy and nginx configs copy: TLS 1.3 suites with AES-128-GCM first and the server's order
+# deciding, ECDHE with AEAD for TLS 1.2, groups X25519 first.
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384
+TLS12_CIPHERS=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
+TLS_GROUPS=X25519:P-256:P-384
 
 SCENARIO=tls
 WRK_DEFAULT_TARGETS="sluice haproxy nginx"
@@ -65,6 +66,13 @@ WRK_REPS=$BENCH_TLS_REPS
 WRK_CASE=
 # shellcheck source-path=SCRIPTDIR source=../lib/wrk_scenario.sh
 source "$BENCH_DIR/lib/wrk_scenario.sh"
+# No TLS without a proxy: `direct` (e.g. from `bench/run all direct ...`) has no place here.
+TLS_WANT=()
+for t in ${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS}; do [ "$t" = direct ] || TLS_WANT+=("$t"); done
+kept=()
+for t in "${TARGETS[@]}"; do [ "$t" = direct ] || kept+=("$t"); done
+TARGETS=("${kept[@]}")
+[ ${#TARGETS[@]} -gt 0 ] || bench_die "no TLS-capable target asked for (targets: ${TLS_WANT[*]:-none})"
 
 case_title() {
   case $1 in
@@ -102,7 +110,7 @@ crypto_floor() {
   taskset -c "$BENCH_PROXY_CORE" timeout 30 openssl speed -seconds 1 -mr ecdsap256 >"$d/ecdsa.txt" 2>&1
   taskset -c "$BENCH_PROXY_CORE" timeout 30 openssl speed -seconds 1 -mr rsa2048 >"$d/rsa.txt" 2>&1
   taskset -c "$BENCH_PROXY_CORE" timeout 30 openssl speed -seconds 1 -mr ecdhx25519 >"$d/x25519.txt" 2>&1
-  taskset -c "$BENCH_PROXY_CORE" timeout 30 openssl speed -seconds 1 -mr -bytes 16384 -evp aes-256-gcm >"$d/aes.txt" 2>&1
+  taskset -c "$BENCH_PROXY_CORE" timeout 30 openssl speed -seconds 1 -mr -bytes 16384 -evp aes-128-gcm >"$d/aes.txt" 2>&1
   out=$("${BENCHLIB[@]}" speed-record --out "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" \
     --core "$BENCH_PROXY_CORE" --speed "$d"/*.txt) || bench_die "openssl speed gave no usable figures (see $d)"
   eval "$out"
@@ -258,12 +266,12 @@ tls_scenario_run() {
   command -v openssl >/dev/null || bench_die "openssl not installed (scripts/bootstrap)"
   command -v curl >/dev/null || bench_die "curl not installed (scripts/bootstrap)"
   bench_log "$SCENARIO: targets=${TARGETS[*]} cases='$BENCH_TLS_CASES' reps=$WRK_REPS duration=${WRK_DURATION}s warmup=${WRK_WARMUP}s clients=$BENCH_TLS_CLIENTS proxy core=$BENCH_PROXY_CORE load core=$BENCH_LOAD_CORE${QUICK:+ QUICK=$QUICK}"
-  local want t reason
+  local t reason
   # Targets asked for but not available here (e.g. sluice not built) get a placeholder row.
-  read -r -a want <<<"${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS}"
-  for t in "${want[@]}"; do
+  for t in "${TLS_WANT[@]}"; do
     [[ " ${TARGETS[*]} " == *" $t "* ]] && continue
     reason=$("target_${t}_unavailable") || true
+    reason=${reason//$BENCH_ROOT\//}
     "${BENCHLIB[@]}" record --out "$OUT" kind=meta run_id="$BENCH_RUN_ID" scenario="$SCENARIO" \
       target="$t" event=skipped reason="$reason"
   done
@@ -329,8 +337,7 @@ rm -f "$md_dir"/*.md
 cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; done; echo "${s%,}"; }
 # Every target asked for, available here or not: the report shows a placeholder row for a
 # target the run skipped.
-# shellcheck disable=SC2086 # a list of names
-targets_json=$(printf '"%s",' ${BENCH_TARGETS:-$WRK_DEFAULT_TARGETS})
+targets_json=$(printf '"%s",' "${TLS_WANT[@]}")
 targets_json=${targets_json%,}
 common_tail="\"proxy_core_busy_pct\", \"label\": \"core $BENCH_PROXY_CORE busy %\", \"fmt\": \"%.0f\"},
    {\"key\": \"load_core_busy_pct\", \"label\": \"core $BENCH_LOAD_CORE busy %\", \"fmt\": \"%.0f\"}"

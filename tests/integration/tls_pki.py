@@ -13,8 +13,8 @@ directory (a temporary one removed at exit, unless a directory is given):
 
 Everything is returned as file paths (a `Cert` holds the certificate, its key and its chain);
 what was made once is returned again from the per-process cache, so a test asking twice for
-`leaf()` pays once. ECDSA keys are used wherever the test does not ask for RSA: a whole PKI
-with a dozen certificates takes a few tenths of a second.
+`leaf()` pays once. ECDSA keys are used wherever the test does not ask for RSA: the usual set
+(a dozen certificates and three OCSP responses) takes about a second, half of it the RSA key.
 
     import tls_pki
     srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])          # ECDSA P-256
@@ -22,6 +22,7 @@ with a dozen certificates takes a few tenths of a second.
     sluice_cfg = {"certificate_chain": srv.chain, "private_key": srv.key,
                   "ocsp_response": tls_pki.ocsp_response(srv)}
     trust = tls_pki.default().ca_file                          # the root, for clients
+    stranger = tls_pki.Pki().leaf()                            # chains to another, unrelated root
 
 OpenSSL 3.0's `openssl ocsp` only writes nextUpdate in the future (-ndays and -nmin refuse
 zero and negative numbers), so a stale response is made by moving the times of a fresh one
@@ -145,6 +146,8 @@ class Pki:
         self._own_dir = directory is None
         self.dir = os.path.abspath(directory or tempfile.mkdtemp(prefix="sluice-pki-"))
         os.makedirs(self.dir, exist_ok=True)
+        if self._own_dir:
+            atexit.register(self.cleanup)  # a temporary directory goes with the process
         self._lock = threading.RLock()
         self._cache = {}
         self._names = set()
@@ -414,7 +417,6 @@ def default():
     with _default_lock:
         if _default is None:
             _default = Pki()
-            atexit.register(_default.cleanup)
         return _default
 
 
