@@ -469,6 +469,43 @@ def case_client_certificates():
     hu.stop_and_check(sl)
 
 
+def case_resumption_stays_within_its_listener():
+    """Two listeners sharing ticket keys (a fleet's files): a session made on the one that asks
+    for no client certificate does not resume on the one that requires it."""
+    srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
+    d = tmp_dir()
+    key_file = os.path.join(d, "ticket.key")
+    with open(key_file, "wb") as f:
+        f.write(os.urandom(80))
+    ca = tls_pki.default().ca_file
+    b = HttpBackend("b")
+    sl = start([hu.simple_listener(routes(), name="public", tls=server_tls(srv, ticket_key_files=[key_file])),
+                hu.simple_listener(routes(), name="mtls", tls=server_tls(srv, ticket_key_files=[key_file],
+                                                                      client_ca=ca, verify="required"))],
+               [hu.cluster("app", [b])], workers=1)
+    ctx = client_context()
+    c = TlsClient(sl.port("public"), ctx=ctx)
+    r = c.request("GET", "/public")
+    session = c.sock.session
+    c.close()
+    check(r.status == 200, "a session from the public listener", r.describe())
+    again = TlsClient(sl.port("public"), ctx=ctx, session=session)
+    r = again.request("GET", "/public/again")
+    reused = again.sock.session_reused
+    again.close()
+    check(r.status == 200 and reused, "it resumes on the public listener", r.describe())
+    outcome = None
+    try:
+        m = TlsClient(sl.port("mtls"), ctx=ctx, session=session)
+        r = m.request("GET", "/mtls")
+        outcome = "status %d, resumed %s" % (r.status, m.sock.session_reused)
+    except (ssl.SSLError, OSError, hu.PeerClosed) as e:
+        outcome = "refused (%s)" % type(e).__name__
+    check(outcome.startswith("refused") and not [x for x in b.records if x["target"] == "/mtls"],
+          "on the listener that requires a certificate it does not resume: %s" % outcome, "")
+    hu.stop_and_check(sl)
+
+
 def case_upstream_tls():
     """TLS to upstreams: verified against the configured CA; refused (502, with the reason)
     without it or for the wrong name; a client certificate when the upstream asks for one."""
@@ -603,5 +640,5 @@ def case_ktls_fallback():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_https_keepalive, case_sni_selection, case_rsa_and_ecdsa, case_resumption_across_workers,
-                       case_early_data, case_client_certificates, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener,
+                       case_early_data, case_client_certificates, case_resumption_stays_within_its_listener, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener,
                        case_ktls_fallback])

@@ -670,6 +670,19 @@ TEST(Config, SniRoutesErrorsAreLocated) {
             "cluster}");
 }
 
+TEST(ConfigValidate, EarlyDataOnlyOnHttpListeners) {
+  proxy::ListenerConfig l;
+  l.name = "tls_in";
+  l.address = *net::Address::parse("127.0.0.1:7443");
+  l.cluster = "app";
+  l.tls.emplace();
+  l.tls->certificates.push_back({"a.pem", "a.key", ""});
+  l.tls->early_data.enabled = true;
+  EXPECT_EQ(validate_test::issues_text(l.validate()),
+            "tls.early_data: only for protocol: http (a TCP stream cannot tell what is safe to "
+            "replay)");
+}
+
 TEST(ConfigValidate, SniRoutesInCode) {
   proxy::ListenerConfig l;
   l.name = "tls_in";
