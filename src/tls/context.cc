@@ -71,6 +71,7 @@ Status common_setup(SSL_CTX* ctx, Version min, Version max) {
     return Status::error(openssl_errors("cannot set the groups"));
   // Partial writes let a Connection hand SSL_write what its buffer holds and keep the rest;
   // the buffer may move between a retried write and the next.
+  SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
   // No renegotiation (TLS 1.2), no compression; a peer that closes without close_notify
