@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""TLS termination under bad input, certificate changes and load, checked as a client sees it.
+
+- Bad input on an HTTP TLS listener (one worker, handshake_timeout 500ms): garbage and a
+  plain-text HTTP request instead of a ClientHello, a silent client, a ClientHello sent one
+  byte every 100 ms, a truncated record and a TLS 1.2 renegotiation attempt each end their
+  own connection with the reason logged and counted, while a well-behaved client on other
+  connections keeps getting 200s during every one of them; the exit summary counts exactly
+  what was sent.
+- Certificate files rewritten under continuous new connections: the new certificate is
+  served once sluice says so, an inconsistent set (a key that does not match) is refused and
+  the last good certificate stays, and a Kubernetes-style `..data` symlink flip is followed;
+  no connection fails, and the reload gauges count each outcome.
+- OCSP stapling: a stale response is not stapled (a warning at load), a fresh one written
+  over it is stapled from then on (`openssl s_client -status`).
+- /metrics after a known number of full and resumed handshakes: exact handshake counters,
+  the certificate's expiry gauge, the exit summary.
+- A TLS `tcp` listener: bytes both ways, then the client's close_notify + FIN reaches the
+  backend as a FIN while the backend's remaining bytes still arrive, then sluice's
+  close_notify.
+
+Clients: Python's ssl module (sockets and MemoryBIO) and `openssl s_client`. Needs
+/usr/bin/python3 with prometheus_client and the openssl CLI."""
+
+import datetime
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, info  # noqa: E402
+from http_backend import HttpBackend, SockReader  # noqa: E402
+import http_util as hu  # noqa: E402
+import tls_pki  # noqa: E402
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # reported by the cases that scrape (run with /usr/bin/python3)
+    text_string_to_metric_families = None
+
+OPENSSL = shutil.which("openssl")
+ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
+DIRECT = [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": "tls ok\n"}}]
+FORWARD = [{"match": {"prefix": "/"}, "cluster": "app"}]
+
+
+# --------------------------------------------------------------------------
+# sluice, its admin endpoint and its metrics
+
+
+def pki():
+    return tls_pki.default()
+
+
+def tmp_dir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    harness.register_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    return d
+
+
+def cert_entry(chain, key, ocsp=None):
+    e = {"certificate_chain": chain, "private_key": key}
+    if ocsp:
+        e["ocsp_response"] = ocsp
+    return e
+
+
+def tls_listener(certificates, routes=None, name="web", protocol="http", cluster=None, **tls):
+    t = {"certificates": certificates}
+    t.update(tls)
+    if protocol == "tcp":
+        return {"name": name, "address": "127.0.0.1:0", "protocol": "tcp", "cluster": cluster, "tls": t}
+    return hu.simple_listener(routes or DIRECT, name=name, tls=t)
+
+
+def start(listeners, clusters=(), workers=1):
+    """sluice with an admin endpoint; returns (sluice, admin port)."""
+    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s",
+           "admin": {"address": "127.0.0.1:0"}, "listeners": listeners, "clusters": list(clusters)}
+    sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
+    line = sl.wait_log(ADMIN_RE, 5)
+    if not line:
+        raise harness.CheckFailed_with("no 'admin listening on 127.0.0.1:PORT' line", sl.stderr_text())
+    return sl, int(ADMIN_RE.search(line).group(1))
+
+
+def scrape(ap):
+    """/metrics as {(name, sorted labels): value}."""
+    if text_string_to_metric_families is None:
+        raise harness.CheckFailed_with("prometheus_client is importable (run with /usr/bin/python3)",
+                                       sys.executable)
+    r = hu.request_once(ap, "GET", "/metrics", host="admin", timeout=5)
+    if r.status != 200:
+        check(False, "GET /metrics: 200", r.describe())
+    out = {}
+    for fam in text_string_to_metric_families(r.body.decode("utf-8")):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def sample(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def tls_counters(ap, listener="web"):
+    """The listener's TLS counters from /metrics, as ints."""
+    s = scrape(ap)
+    fail = "sluice_tls_handshake_failures_total"
+    return {"handshakes": sample(s, "sluice_tls_handshakes_total", listener=listener),
+            "resumed": sample(s, "sluice_tls_resumed_total", listener=listener),
+            "protocol": sample(s, fail, listener=listener, reason="protocol"),
+            "timeout": sample(s, fail, listener=listener, reason="timeout"),
+            "closed": sample(s, fail, listener=listener, reason="closed")}
+
+
+def wait_counters(ap, want, timeout=3.0, listener="web"):
+    """Scrapes until the TLS counters named in `want` have those values; returns the last."""
+    last = [None]
+
+    def cond():
+        last[0] = tls_counters(ap, listener)
+        return all(last[0][k] == v for k, v in want.items())
+    harness.wait_until(cond, timeout, 0.02)
+    return last[0]
+
+
+def cert_gauges(ap, listener, certificate):
+    s = scrape(ap)
+    return {k: sample(s, "sluice_tls_certificate_" + k, listener=listener, certificate=certificate)
+            for k in ("expiry_seconds", "reloads", "reload_failures")}
+
+
+def exit_summary(sl, listener="web"):
+    """Stops sluice (checking a clean exit) and returns its summary lines for the listener:
+    (the listener's line, its tls line)."""
+    hu.stop_and_check(sl)
+    main = sl.find_lines(re.compile(r"\[main\] listener %s: " % re.escape(listener)))
+    tls = sl.find_lines(re.compile(r"\[main\] listener %s tls: " % re.escape(listener)))
+    strip = lambda lines: [harness.LOG_RE.match(l).group(4) for l in lines]
+    return strip(main), strip(tls)
+
+
+def summary_line(listener, handshakes, resumed=0, protocol=0, timeout=0, closed=0, client_certs=0):
+    return ("listener %s tls: handshakes %d, resumed %d, failed (protocol) %d, failed (timeout) %d, "
+            "failed (closed by the client) %d, client certificates verified %d" %
+            (listener, handshakes, resumed, protocol, timeout, closed, client_certs))
+
+
+def listener_counts(line):
+    """accepted / requests / 2xx from a listener's exit summary line."""
+    return {k: int(re.search(r"\b%s (\d+)" % k, line).group(1)) for k in ("accepted", "requests", "2xx")}
+
+
+# --------------------------------------------------------------------------
+# TLS clients
+
+
+def client_context():
+    """Verifies sluice's certificate against the test root and the name localhost."""
+    return ssl.create_default_context(cafile=pki().ca_file)
+
+
+class Fetched:
+    def __init__(self, status, serial, cn, session, reused, body):
+        self.status, self.serial, self.cn = status, serial, cn
+        self.session, self.reused, self.body = session, reused, body
+
+
+def https_get(port, ctx, target="/", session=None, timeout=5.0):
+    """A new connection, a full (or resumed) handshake, GET target with Connection: close,
+    the response read to the end. Returns a Fetched."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+        cert = s.getpeercert()
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % target.encode())
+        reader = SockReader(s)
+        reader.deadline = time.monotonic() + timeout
+        resp = hu.read_response(reader)
+        cn = [v for rdn in cert["subject"] for (k, v) in rdn if k == "commonName"]
+        return Fetched(resp.status, cert["serialNumber"], cn[0] if cn else None, s.session, s.session_reused,
+                       resp.body)
+    finally:
+        raw.close()
+
+
+class Prober(threading.Thread):
+    """A well-behaved client: new TLS connections, each with one GET, one after the other
+    (a pause between them) until stopped, at most max_conns or max_seconds. Records
+    (start, end, status, serial, cn, error) per connection."""
+
+    def __init__(self, port, max_conns, max_seconds, pause=0.0):
+        super().__init__(daemon=True)
+        self.port, self.max_conns, self.max_seconds, self.pause = port, max_conns, max_seconds, pause
+        self.ctx = client_context()
+        self.results = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        harness.register_cleanup(self.finish)
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_conns):
+            if self._halt.is_set() or time.monotonic() > deadline:
+                break
+            t0 = time.monotonic()
+            try:
+                f = https_get(self.port, self.ctx)
+                rec = (t0, time.monotonic(), f.status, f.serial, f.cn, None)
+            except Exception as e:  # recorded and asserted on: every connection must work
+                rec = (t0, time.monotonic(), None, None, None, repr(e))
+            with self._lock:
+                self.results.append(rec)
+            if self.pause:
+                self._halt.wait(self.pause)  # pacing, not synchronisation
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+    def count(self):
+        with self._lock:
+            return len(self.results)
+
+    def finish(self):
+        self._halt.set()
+        self.join(15)
+        return self.snapshot()
+
+
+def client_hello():
+    """The bytes of a real ClientHello (Python's ssl writing into a memory BIO)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def raw_connect(port):
+    s = harness.connect(port, timeout=5)
+    return s, s.getsockname()[1]
+
+
+class SClient:
+    """`openssl s_client` with its stdin a pipe; its stdout and stderr collected as lines."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([OPENSSL, "s_client"] + args, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=harness.die_with_parent)
+        harness.register_cleanup(self.kill)
+        self.out, self.err = [], []
+        self._cv = threading.Condition()
+        self._threads = [threading.Thread(target=self._read, args=(f, sink), daemon=True)
+                         for f, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, stream, sink):
+        for raw in iter(stream.readline, b""):
+            with self._cv:
+                sink.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    def wait_line(self, pred, timeout, stream="out"):
+        """Index of the first line of stdout (or stderr) for which pred holds, or None."""
+        lines = self.out if stream == "out" else self.err
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for i, l in enumerate(lines):
+                    if pred(l):
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and not any(t.is_alive() for t in self._threads):
+                    return None
+                self._cv.wait(min(left, 0.05))
+
+    def send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for t in self._threads:
+            t.join(2)
+        return rc
+
+    def text(self):
+        with self._cv:
+            return "\n".join(self.out) + "\n--- stderr ---\n" + "\n".join(self.err)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def s_client_status(port):
+    """`openssl s_client -status` (stdin closed at once): (exit code, output lines)."""
+    p = subprocess.run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "localhost",
+                        "-CAfile", pki().ca_file, "-verify_return_error", "-status"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20,
+                       preexec_fn=harness.die_with_parent)
+    return p.returncode, [l.strip() for l in p.stdout.decode("utf-8", "replace").splitlines()]
+
+
+def need_openssl():
+    if not OPENSSL:
+        raise harness.Skip("no openssl CLI")
+
+
+# --------------------------------------------------------------------------
+# 1. bad input on an HTTP TLS listener, a well-behaved client served all along
+
+
+def case_bad_input_does_not_disturb_other_clients():
+    need_openssl()
+    b = HttpBackend("app")
+    leaf = pki().leaf()
+    lst = tls_listener([cert_entry(leaf.chain, leaf.key)], routes=FORWARD, handshake_timeout="500ms")
+    sl, ap = start([lst], [hu.cluster("app", [b])], workers=1)
+    port = sl.port("web")
+    ctx = client_context()
+
+    # A keep-alive TLS connection that gets a request between every bad input.
+    keep_raw = harness.connect(port, timeout=5)
+    keep = ctx.wrap_socket(keep_raw, server_hostname="localhost")
+    keep_reader = SockReader(keep)
+    keep_requests = [0]
+
+    def keepalive_get(when):
+        keep.sendall(b"GET /keepalive HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        keep_reader.deadline = time.monotonic() + 5
+        r = hu.read_response(keep_reader)
+        keep_requests[0] += 1
+        check(r.status == 200, "%s: the keep-alive TLS connection gets 200 (request %d on it)" %
+              (when, keep_requests[0]), r.describe())
+
+    keepalive_get("before")
+    prober = Prober(port, max_conns=400, max_seconds=40, pause=0.02)
+    prober.start()
+    check(harness.wait_until(lambda: prober.count() >= 2, 10), "the prober's first connections are done", "")
+    phases = []  # (name, start, end) of the bad connections that lasted long enough to overlap
+
+    def bad_protocol(name, payload, reason, protocol_count):
+        s, cport = raw_connect(port)
+        s.sendall(payload)
+        data, how = harness.recv_until_closed(s, 5)
+        s.close()
+        check(how == "reset" and data == b"",
+              "%s: sluice resets the connection without sending anything (%s, %r)" % (name, how, data[:40]), "")
+        want = "http web: 127.0.0.1:%d: TLS handshake failed: %s" % (cport, reason)
+        line = sl.wait_log(lambda l: l.endswith(want), 3)
+        check(line is not None, "%s: logged '%s'" % (name, want), hu.log_tail(sl))
+        c = wait_counters(ap, {"protocol": protocol_count})
+        check(c["protocol"] == protocol_count,
+              "%s: sluice_tls_handshake_failures_total{reason=\"protocol\"} == %d" % (name, protocol_count), repr(c))
+        keepalive_get(name)
+
+    # (a) garbage, then a plain-text request, where a ClientHello should be
+    bad_protocol("garbage", b"\x00\x01\x02\x03 this is not a ClientHello\r\n\r\n", "wrong version number", 1)
+    bad_protocol("plain HTTP", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "http request", 2)
+
+    # (b) a client that connects and sends nothing
+    s, cport = raw_connect(port)
+    t0 = time.monotonic()
+    how, took = harness.wait_closed(s, 5)
+    phases.append(("silent client", t0, time.monotonic()))
+    s.close()
+    check(how == "reset" and 0.5 <= took < 3,
+          "silent client: reset after %.2f s (handshake_timeout 500ms; between 0.5 and 3 s)" % took, how)
+    want = "http web: 127.0.0.1:%d: TLS handshake not finished within 500ms" % cport
+    check(sl.wait_log(lambda l: l.endswith(want), 3) is not None, "silent client: logged '%s'" % want,
+          hu.log_tail(sl))
+    c = wait_counters(ap, {"timeout": 1})
+    check(c["timeout"] == 1, "silent client: failures{reason=\"timeout\"} == 1", repr(c))
+    keepalive_get("silent client")
+
+    # (c) a valid ClientHello, one byte every 100 ms: the timeout counts from the connect
+    hello = client_hello()
+    s, cport = raw_connect(port)
+    t0 = time.monotonic()
+    sent, how, took = 0, "timeout", 0.0
+    for i in range(len(hello)):  # bounded: the ClientHello's length (hundreds of bytes)
+        try:
+            s.sendall(hello[i:i + 1])
+            sent += 1
+        except OSError:
+            how = "reset"
+            break
+        data, how = harness.recv_until_closed(s, 0.1)  # the 100 ms between bytes
+        if how != "timeout":
+            break
+    took = time.monotonic() - t0
+    phases.append(("slow ClientHello", t0, time.monotonic()))
+    s.close()
+    check(how == "reset" and 0.5 <= took < 3 and sent < len(hello),
+          "ClientHello at one byte per 100 ms: reset after %.2f s, %d of its %d bytes sent" %
+          (took, sent, len(hello)), how)
+    want = "http web: 127.0.0.1:%d: TLS handshake not finished within 500ms" % cport
+    check(sl.wait_log(lambda l: l.endswith(want), 3) is not None, "slow ClientHello: logged '%s'" % want,
+          hu.log_tail(sl))
+    c = wait_counters(ap, {"timeout": 2})
+    check(c["timeout"] == 2, "slow ClientHello: failures{reason=\"timeout\"} == 2", repr(c))
+    keepalive_get("slow ClientHello")
+
+    # (d) a truncated record: the first 10 bytes of a ClientHello, then the client's FIN
+    s, cport = raw_connect(port)
+    s.sendall(hello[:10])
+    s.shutdown(socket.SHUT_WR)
+    data, how = harness.recv_until_closed(s, 5)
+    s.close()
+    check(how == "reset" and data == b"", "truncated ClientHello then FIN: reset, nothing sent (%s)" % how, "")
+    want = "http web: 127.0.0.1:%d: TLS handshake failed: connection closed during the handshake" % cport
+    check(sl.wait_log(lambda l: l.endswith(want), 3) is not None, "truncated record: logged '%s'" % want,
+          hu.log_tail(sl))
+    c = wait_counters(ap, {"closed": 1})
+    check(c["closed"] == 1, "truncated record: failures{reason=\"closed\"} == 1", repr(c))
+    keepalive_get("truncated record")
+
+    # (e) TLS 1.2 renegotiation asked by the client (s_client's R command): refused
+    sc = SClient(["-connect", "127.0.0.1:%d" % port, "-servername", "localhost", "-CAfile", pki().ca_file,
+                  "-verify_return_error", "-tls1_2", "-crlf"])
+    got = sc.wait_line(lambda l: l.startswith("New, TLSv1.2, Cipher is "), 10)
+    check(got is not None, "s_client -tls1_2: handshake done", sc.text()[-3000:])
+    sc.send(b"GET /before-renegotiation HTTP/1.1\nHost: localhost\n\n")
+    got = sc.wait_line(lambda l: l == "HTTP/1.1 200 OK", 10)
+    check(got is not None, "s_client -tls1_2: GET -> HTTP/1.1 200 OK", sc.text()[-3000:])
+    sc.send(b"R\n")
+    rc = sc.wait(10)
+    tail = sc.err[-2:]
+    ok = (rc == 1 and len(tail) == 2 and tail[0] == "RENEGOTIATING" and
+          re.fullmatch(r"[0-9A-F]+:error:0A000153:SSL routines:ssl3_read_bytes:no renegotiation:\S+:\d+:", tail[1]))
+    check(ok, "s_client R: its stderr ends with 'RENEGOTIATING' and '...:error:0A000153:SSL routines:"
+          "ssl3_read_bytes:no renegotiation:...', exit code 1 (%r)" % rc, sc.text()[-3000:])
+    keepalive_get("renegotiation")
+
+    # The prober was served during the long bad connections, not only after them.
+    results = prober.finish()
+    failures = [r for r in results if r[2] != 200]
+    check(not failures, "the prober's %d new TLS connections all got 200" % len(results), repr(failures[:5]))
+    for name, a, z in phases:
+        inside = [r for r in results if r[0] >= a and r[1] <= z]
+        check(inside, "%s (%.2f s): prober connections were served while it was open (%d)" %
+              (name, z - a, len(inside)), "")
+    keep.close()
+
+    handshakes = len(results) + 1 + 1  # the prober's, the keep-alive connection, s_client
+    c = wait_counters(ap, {"handshakes": handshakes})
+    want = {"handshakes": handshakes, "resumed": 0, "protocol": 2, "timeout": 2, "closed": 1}
+    check(c == want, "/metrics: %r" % want, repr(c))
+    main, tls = exit_summary(sl)
+    check(tls == [summary_line("web", handshakes, protocol=2, timeout=2, closed=1)],
+          "exit summary: '%s'" % summary_line("web", handshakes, protocol=2, timeout=2, closed=1), repr(tls))
+    counts = listener_counts(main[0]) if len(main) == 1 else None
+    # accepted: the prober's, the keep-alive one, s_client's, and the five bad connections
+    want = {"accepted": len(results) + 2 + 5, "requests": len(results) + keep_requests[0] + 1,
+            "2xx": len(results) + keep_requests[0] + 1}
+    check(counts == want, "exit summary of listener web: %r" % want, repr(main))
+
+
+if __name__ == "__main__":
+    hu.use_default_bin()
+    harness.run_cases([case_bad_input_does_not_disturb_other_clients])
