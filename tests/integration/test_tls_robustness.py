@@ -149,6 +149,11 @@ def exit_summary(sl, listener="web"):
     return strip(main), strip(tls)
 
 
+def main_lines(sl):
+    """The main thread's log lines (the workers' per-connection lines left out)."""
+    return "\n".join(sl.find_lines("[main]"))
+
+
 def summary_line(listener, handshakes, resumed=0, protocol=0, timeout=0, closed=0, client_certs=0):
     return ("listener %s tls: handshakes %d, resumed %d, failed (protocol) %d, failed (timeout) %d, "
             "failed (closed by the client) %d, client certificates verified %d" %
@@ -477,6 +482,163 @@ def case_bad_input_does_not_disturb_other_clients():
     check(counts == want, "exit summary of listener web: %r" % want, repr(main))
 
 
+# --------------------------------------------------------------------------
+# 2. certificate files changed under continuous new connections
+
+
+def write_atomically(path, src):
+    """Replaces path with a copy of src (a temporary file renamed over it)."""
+    tmp = path + ".tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, path)
+
+
+def served_after(prober, t, n, timeout=10.0):
+    """The prober's connections that started after t, once there are at least n (or the
+    timeout passed)."""
+    after = lambda: [r for r in prober.snapshot() if r[0] >= t]
+    harness.wait_until(lambda: len(after()) >= n, timeout, 0.01)
+    return after()
+
+
+def check_served(prober, t, cert, what, n=10):
+    """The next n connections (at least) started after t all saw cert."""
+    cn = cert_cn(cert)
+    got = served_after(prober, t, n)
+    wrong = [r for r in got if (r[2], r[3], r[4]) != (200, cert.serial, cn)]
+    check(len(got) >= n and not wrong,
+          "%s: the %d connections started afterwards all got 200 and the certificate with serial %s, CN %s" %
+          (what, len(got), cert.serial, cn), "not so: %r" % wrong[:5])
+
+
+def cert_cn(cert):
+    return SWAP_CNS.get(cert.name, "localhost")
+
+
+def subject_cn(cn):
+    """The subject as sluice logs it (RFC 2253: the last RDN first)."""
+    return "O=sluice tests,CN=%s" % cn
+
+
+SWAP_CNS = {}
+
+
+def swap_certs():
+    """Three server certificates for localhost told apart by their serial and CN (the first
+    name: localhost, swap-b.test, swap-c.test)."""
+    p = pki()
+    certs = (p.leaf(), p.leaf(("swap-b.test", "localhost"), ("127.0.0.1",)),
+             p.leaf(("swap-c.test", "localhost"), ("127.0.0.1",)))
+    SWAP_CNS.update({certs[1].name: "swap-b.test", certs[2].name: "swap-c.test"})
+    return certs
+
+
+def check_no_failures(results, what):
+    failures = [r for r in results if r[2] != 200 or r[5] is not None]
+    check(not failures, "%s: all %d new TLS connections made during it got 200" % (what, len(results)),
+          repr(failures[:5]))
+
+
+def case_certificate_files_rewritten_under_load():
+    a, b, c = swap_certs()
+    d = tmp_dir("sluice-tls-swap-")
+    crt, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
+    shutil.copyfile(a.chain, crt)
+    shutil.copyfile(a.key, key)
+    sl, ap = start([tls_listener([cert_entry(crt, key)])])
+    port = sl.port("web")
+    g = cert_gauges(ap, "web", crt)
+    check(g["reloads"] == 0 and g["reload_failures"] == 0, "at start: reloads 0, reload_failures 0", repr(g))
+    prober = Prober(port, max_conns=3000, max_seconds=40)
+    prober.start()
+    check_served(prober, 0, a, "at start")
+
+    # (a) both files replaced by another certificate's
+    mark = sl.line_count()
+    write_atomically(crt, b.chain)
+    write_atomically(key, b.key)
+    want = "listener web: tls: serving %s (%s) for new handshakes" % (subject_cn("swap-b.test"), crt)
+    line = sl.wait_log(lambda l: l.endswith(want), 5, start=mark)
+    t_seen = time.monotonic()
+    check(line is not None, "new files: logged '%s'" % want, main_lines(sl))
+    check_served(prober, t_seen, b, "after the serving line")
+    g = cert_gauges(ap, "web", crt)
+    check(g["reloads"] == 1 and g["reload_failures"] == 0, "gauges: reloads 1, reload_failures 0", repr(g))
+
+    # (b) a certificate whose key is not the one beside it: refused, the last good one stays
+    mark = sl.line_count()
+    write_atomically(crt, c.chain)
+    want = ("listener web: tls: the changed certificate files are not used, the last good ones stay in force: "
+            "%s: the private key does not match the certificate in %s (%s)" % (key, crt, subject_cn("swap-c.test")))
+    line = sl.wait_log(lambda l: "the changed certificate files are not used" in l, 5, start=mark)
+    t_seen = time.monotonic()
+    check(line is not None and line.endswith(want), "mismatched key: logged '%s'" % want, main_lines(sl))
+    check_served(prober, t_seen, b, "after the refusal")
+    g = cert_gauges(ap, "web", crt)
+    check(g["reloads"] == 1 and g["reload_failures"] == 1, "gauges: reloads 1, reload_failures 1", repr(g))
+
+    results = prober.finish()
+    check_no_failures(results, "the whole case")
+    main, tls = exit_summary(sl)
+    check(tls == [summary_line("web", len(results))], "exit summary: '%s'" % summary_line("web", len(results)),
+          repr(tls))
+
+
+
+def kubernetes_dir(root, stamp, cert):
+    """A timestamped data directory as the kubelet writes it, holding tls.crt and tls.key."""
+    d = os.path.join(root, "..2026_12_03_00_00_%02d.%09d" % (stamp, stamp))
+    os.mkdir(d)
+    shutil.copyfile(cert.chain, os.path.join(d, "tls.crt"))
+    shutil.copyfile(cert.key, os.path.join(d, "tls.key"))
+    return os.path.basename(d)
+
+
+def kubernetes_flip(root, data_dir):
+    """..data points at data_dir, atomically: a new symlink renamed over the old one."""
+    tmp = os.path.join(root, "..data_tmp")
+    os.symlink(data_dir, tmp)
+    os.rename(tmp, os.path.join(root, "..data"))
+
+
+def case_certificate_kubernetes_secret_flip():
+    a, b, c = swap_certs()
+    root = tmp_dir("sluice-tls-k8s-")
+    first = kubernetes_dir(root, 1, a)
+    os.symlink(first, os.path.join(root, "..data"))
+    crt, key = os.path.join(root, "tls.crt"), os.path.join(root, "tls.key")
+    os.symlink("..data/tls.crt", crt)
+    os.symlink("..data/tls.key", key)
+    sl, ap = start([tls_listener([cert_entry(crt, key)])])
+    port = sl.port("web")
+    prober = Prober(port, max_conns=3000, max_seconds=40)
+    prober.start()
+    check_served(prober, 0, a, "at start")
+
+    old = first
+    for n, (cert, cn) in enumerate(((b, "swap-b.test"), (c, "swap-c.test")), start=1):
+        new = kubernetes_dir(root, n + 1, cert)
+        mark = sl.line_count()
+        kubernetes_flip(root, new)
+        shutil.rmtree(os.path.join(root, old))  # the kubelet removes the old data directory
+        old = new
+        want = "listener web: tls: serving %s (%s) for new handshakes" % (subject_cn(cn), crt)
+        line = sl.wait_log(lambda l: l.endswith(want), 5, start=mark)
+        t_seen = time.monotonic()
+        check(line is not None, "flip %d of ..data: logged '%s'" % (n, want), main_lines(sl))
+        check_served(prober, t_seen, cert, "after flip %d" % n)
+        g = cert_gauges(ap, "web", crt)
+        check(g["reloads"] == n and g["reload_failures"] == 0, "gauges: reloads %d, reload_failures 0" % n,
+              repr(g))
+
+    results = prober.finish()
+    check_no_failures(results, "the whole case")
+    main, tls = exit_summary(sl)
+    check(tls == [summary_line("web", len(results))], "exit summary: '%s'" % summary_line("web", len(results)),
+          repr(tls))
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_bad_input_does_not_disturb_other_clients])
+    harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
+                       case_certificate_kubernetes_secret_flip])
