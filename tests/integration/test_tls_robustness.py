@@ -638,7 +638,63 @@ def case_certificate_kubernetes_secret_flip():
           repr(tls))
 
 
+# --------------------------------------------------------------------------
+# 3. OCSP stapling
+
+
+def stapled(port):
+    """What `openssl s_client -status` says about the OCSP response: (exit code, the status
+    lines). The exit code is 0 only when the certificate verified (-verify_return_error)."""
+    rc, lines = s_client_status(port)
+    keep = [l for l in lines if l.startswith(("OCSP response:", "OCSP Response Status:", "Cert Status:"))]
+    return rc, keep
+
+
+def next_update(der):
+    """nextUpdate of an OCSP response as sluice writes times (ISO 8601 UTC, milliseconds)."""
+    out = subprocess.run([OPENSSL, "ocsp", "-respin", der, "-resp_text", "-noverify"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, timeout=20).stdout
+    m = re.search(r"Next Update: (\w+ +\d+ \d\d:\d\d:\d\d \d{4}) GMT", out)
+    t = datetime.datetime.strptime(m.group(1), "%b %d %H:%M:%S %Y")
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def case_ocsp_stapling_follows_the_file():
+    need_openssl()
+    leaf = pki().leaf()
+    good = pki().ocsp_response(leaf, "good")
+    stale = pki().ocsp_response(leaf, "good", stale=True)
+    d = tmp_dir("sluice-tls-ocsp-")
+    ocsp = os.path.join(d, "ocsp.der")
+    shutil.copyfile(stale, ocsp)
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key, ocsp)])])
+    port = sl.port("web")
+    why = "%s: OCSP response not stapled: it is stale: its nextUpdate %s has passed" % (ocsp, next_update(stale))
+    want = "%s:11:7: warning: listeners[0].tls: %s" % (sl.config_path, why)
+    check(sl.find_lines(lambda l: l.endswith(" warn [main] " + want)),
+          "a stale response at load: sluice starts and warns '%s'" % want, main_lines(sl))
+    none = ["OCSP response: no response sent"]
+    yes = ["OCSP response:", "OCSP Response Status: successful (0x0)", "Cert Status: good"]
+    rc, got = stapled(port)
+    check(rc == 0 and got == none, "s_client -status: %r" % none, "%r %r" % (rc, got))
+
+    for n, (src, want, what) in enumerate(((good, yes, "a fresh response written over it"),
+                                           (stale, none, "the stale one again")), start=1):
+        mark = sl.line_count()
+        write_atomically(ocsp, src)
+        line = sl.wait_log("listener web: tls: serving ", 5, start=mark)
+        check(line is not None, "%s: the files are read again (a 'serving' line)" % what, main_lines(sl))
+        warned = sl.find_lines(lambda l: l.endswith(" warn [main] listener web: tls: " + why), start=mark)
+        check(bool(warned) == (src == stale), "%s: %s" % (what, "warned stale" if src == stale else "no warning"),
+              main_lines(sl))
+        rc, got = stapled(port)
+        check(rc == 0 and got == want, "%s: s_client -status: %r" % (what, want), "%r %r" % (rc, got))
+        g = cert_gauges(ap, "web", leaf.chain)
+        check(g["reloads"] == n and g["reload_failures"] == 0, "gauges: reloads %d, reload_failures 0" % n, repr(g))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
-                       case_certificate_kubernetes_secret_flip])
+                       case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file])
