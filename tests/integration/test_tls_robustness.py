@@ -694,7 +694,65 @@ def case_ocsp_stapling_follows_the_file():
     hu.stop_and_check(sl)
 
 
+# --------------------------------------------------------------------------
+# 4. handshake counters and the certificate expiry gauge
+
+
+def not_after(cert_file):
+    """The certificate's notAfter, in seconds since the epoch."""
+    out = subprocess.run([OPENSSL, "x509", "-in", cert_file, "-noout", "-enddate"], stdout=subprocess.PIPE,
+                         text=True, timeout=20).stdout.strip()
+    return ssl.cert_time_to_seconds(out.split("=", 1)[1])
+
+
+def case_handshake_counters_and_expiry_gauge():
+    need_openssl()
+    leaf = pki().leaf()
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)])])
+    port = sl.port("web")
+    ctx = client_context()
+    full, resumed = 3, 4
+    session = None
+    for i in range(full):
+        f = https_get(port, ctx)
+        check(f.status == 200 and not f.reused, "full handshake %d: 200, not resumed" % (i + 1), "")
+        session = f.session
+    for i in range(resumed):
+        f = https_get(port, ctx, session=session)
+        check(f.status == 200 and f.reused, "handshake %d with the last session's ticket: 200, resumed" % (i + 1),
+              "reused %r" % f.reused)
+        session = f.session
+    # TLS 1.2 too, with s_client: its session (a ticket inside the handshake) saved, then offered
+    sess = os.path.join(tmp_dir("sluice-tls-sess-"), "tls12.sess")
+    for flag, word in (("-sess_out", "New"), ("-sess_in", "Reused")):
+        p = subprocess.run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "localhost",
+                            "-CAfile", pki().ca_file, "-verify_return_error", "-tls1_2", flag, sess],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20,
+                           preexec_fn=harness.die_with_parent)
+        out = p.stdout.decode("utf-8", "replace").splitlines()
+        got = [l for l in out if l.startswith(("New, ", "Reused, "))]
+        check(p.returncode == 0 and got == ["%s, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" % word],
+              "s_client -tls1_2 %s: '%s, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256'" % (flag, word),
+              "%r %r" % (p.returncode, got))
+    full += 1
+    resumed += 1
+    want = {"handshakes": full + resumed, "resumed": resumed, "protocol": 0, "timeout": 0, "closed": 0}
+    c = wait_counters(ap, want)
+    check(c == want, "/metrics: %r" % want, repr(c))
+    s = scrape(ap)
+    n = sample(s, "sluice_tls_handshake_duration_seconds_count", listener="web")
+    check(n == full + resumed, "sluice_tls_handshake_duration_seconds_count == %d" % (full + resumed), repr(n))
+    expiry = sample(s, "sluice_tls_certificate_expiry_seconds", listener="web", certificate=leaf.chain)
+    left = not_after(leaf.cert) - time.time()
+    check(expiry is not None and abs(expiry - left) < 60,
+          "sluice_tls_certificate_expiry_seconds %r is notAfter - now (%.0f) within a minute" % (expiry, left), "")
+    _, tls = exit_summary(sl)
+    line = summary_line("web", full + resumed, resumed=resumed)
+    check(tls == [line], "exit summary: '%s'" % line, repr(tls))
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
-                       case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file])
+                       case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file,
+                       case_handshake_counters_and_expiry_gauge])
