@@ -751,8 +751,206 @@ def case_handshake_counters_and_expiry_gauge():
     check(tls == [line], "exit summary: '%s'" % line, repr(tls))
 
 
+# --------------------------------------------------------------------------
+# 5. a TLS tcp listener: bytes both ways, then half-close
+
+
+class HalfCloseBackend(harness.TcpServer):
+    """Echoes until the client's FIN, then sends `tail` and closes."""
+
+    tail = b""
+
+    def __init__(self, tail):
+        self.tail = tail
+        self.received = bytearray()
+        self.eof = threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            with self._lock:
+                self.received += data
+            conn.sendall(data)
+        self.eof.set()
+        conn.sendall(self.tail)
+        conn.shutdown(socket.SHUT_WR)
+
+
+class TlsClient:
+    """A TLS client over a plain socket through memory BIOs, so that it can send close_notify
+    and FIN (a half-close) and keep reading."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = harness.connect(port, timeout=timeout)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = client_context().wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.timeout = timeout
+        self.socket_eof = False
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.socket_eof = True
+            self.incoming.write_eof()
+
+    def handshake(self):
+        for _ in range(100):  # a handshake takes a few round trips
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+        raise RuntimeError("handshake did not finish in 100 round trips")
+
+    def send(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def recv_exact(self, n):
+        out = bytearray()
+        while len(out) < n:
+            try:
+                out += self.obj.read(n - len(out))
+            except ssl.SSLWantReadError:
+                self._fill()
+        return bytes(out)
+
+    def close_write(self):
+        """close_notify, then FIN; reading goes on."""
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:  # sent ours, the peer's has not come yet
+            pass
+        self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def read_to_end(self):
+        """Everything until the stream ends: (data, how), how being 'close_notify' or what
+        ended it otherwise."""
+        out = bytearray()
+        while True:
+            try:
+                data = self.obj.read(65536)
+                if not data:
+                    return bytes(out), "close_notify"
+                out += data
+            except ssl.SSLWantReadError:
+                if self.socket_eof:
+                    return bytes(out), "eof without close_notify"
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return bytes(out), "close_notify"
+            except (ssl.SSLError, OSError) as e:
+                return bytes(out), repr(e)
+
+    def close(self):
+        self.sock.close()
+
+
+class ServerFirstCloseBackend(harness.TcpServer):
+    """Sends `greeting` and its FIN at once, then reads until the client's FIN."""
+
+    def __init__(self, greeting):
+        self.greeting = greeting
+        self.received = bytearray()
+        self.eof = threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        conn.sendall(self.greeting)
+        conn.shutdown(socket.SHUT_WR)
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            with self._lock:
+                self.received += data
+        self.eof.set()
+
+
+def case_tcp_listener_half_close():
+    leaf = pki().leaf()
+    tail = bytes(range(256)) * 1024  # 256 KiB, sent by the backend after the client's FIN
+    backend = HalfCloseBackend(tail)
+    greeting = b"hello, then FIN\n"
+    backend2 = ServerFirstCloseBackend(greeting)
+    lst = tls_listener([cert_entry(leaf.chain, leaf.key)], name="tcp_tls", protocol="tcp", cluster="app",
+                       handshake_timeout="500ms")
+    lst2 = tls_listener([cert_entry(leaf.chain, leaf.key)], name="tcp_tls2", protocol="tcp", cluster="app2")
+    sl, ap = start([lst, lst2], [hu.cluster("app", [backend]), hu.cluster("app2", [backend2])])
+    port = sl.port("tcp_tls")
+
+    # the client half-closes first
+    c = TlsClient(port)
+    c.handshake()
+    ping = b"ping through TLS\n" * 100
+    c.send(ping)
+    check(c.recv_exact(len(ping)) == ping, "%d bytes to the backend and back through the TLS listener" % len(ping),
+          "")
+    c.close_write()
+    check(backend.eof.wait(5), "the client's close_notify + FIN reaches the backend as a FIN", main_lines(sl))
+    check(bytes(backend.received) == ping, "the backend got exactly the client's %d bytes" % len(ping),
+          "%d bytes" % len(backend.received))
+    data, how = c.read_to_end()
+    check(data == tail and how == "close_notify",
+          "after the half-close, the backend's %d bytes arrive whole, then sluice's close_notify" % len(tail),
+          "%d bytes, %s" % (len(data), how))
+    rest, how = harness.recv_until_closed(c.sock, 5)
+    check(rest == b"" and how == "eof", "then sluice's FIN (%s)" % how, repr(rest[:40]))
+    c.close()
+
+    # the backend half-closes first: the client gets close_notify + FIN and may still send
+    c = TlsClient(sl.port("tcp_tls2"))
+    c.handshake()
+    data, how = c.read_to_end()
+    check(data == greeting and how == "close_notify",
+          "the backend's greeting, then its FIN as close_notify (%s)" % how, "%r" % data)
+    rest, how = harness.recv_until_closed(c.sock, 5)
+    check(rest == b"" and how == "eof", "then sluice's FIN (%s)" % how, repr(rest[:40]))
+    late = b"written after sluice's close_notify\n" * 50
+    c.send(late)
+    c.close_write()
+    check(backend2.eof.wait(5), "the client's bytes and FIN reach the backend", main_lines(sl))
+    check(bytes(backend2.received) == late, "the backend got exactly the %d bytes sent after its FIN" % len(late),
+          "%d bytes" % len(backend2.received))
+    c.close()
+
+    # bad input on a TLS tcp listener: the same reasons, logged as tcp
+    s, cport = raw_connect(port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    data, how = harness.recv_until_closed(s, 5)
+    s.close()
+    want = "tcp tcp_tls: 127.0.0.1:%d: TLS handshake failed: http request" % cport
+    check(data == b"" and how == "reset" and sl.wait_log(lambda l: l.endswith(want), 3) is not None,
+          "plain HTTP on the TLS tcp listener: closed (%s), logged '%s'" % (how, want), main_lines(sl))
+    s, cport = raw_connect(port)
+    how, took = harness.wait_closed(s, 5)
+    s.close()
+    want = "tcp tcp_tls: 127.0.0.1:%d: TLS handshake not finished within 500ms" % cport
+    check(how == "reset" and 0.5 <= took < 3 and sl.wait_log(lambda l: l.endswith(want), 3) is not None,
+          "silent client on the TLS tcp listener: reset after %.2f s, logged '%s'" % (took, want), main_lines(sl))
+    c = wait_counters(ap, {"protocol": 1, "timeout": 1}, listener="tcp_tls")
+    want = {"handshakes": 1, "resumed": 0, "protocol": 1, "timeout": 1, "closed": 0}
+    check(c == want, "/metrics of tcp_tls: %r" % want, repr(c))
+    _, tls = exit_summary(sl, "tcp_tls")
+    line = summary_line("tcp_tls", 1, protocol=1, timeout=1)
+    check(tls == [line], "exit summary: '%s'" % line, repr(tls))
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
                        case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file,
-                       case_handshake_counters_and_expiry_gauge])
+                       case_handshake_counters_and_expiry_gauge, case_tcp_listener_half_close])
