@@ -327,6 +327,18 @@ def s_client_status(port):
     return p.returncode, [l.strip() for l in p.stdout.decode("utf-8", "replace").splitlines()]
 
 
+def not_after(cert_file):
+    """The certificate's notAfter, in seconds since the epoch."""
+    out = subprocess.run([OPENSSL, "x509", "-in", cert_file, "-noout", "-enddate"], stdout=subprocess.PIPE,
+                         text=True, timeout=20).stdout.strip()
+    return ssl.cert_time_to_seconds(out.split("=", 1)[1])
+
+
+def iso_time(epoch):
+    """A time as sluice writes it in messages: ISO 8601 UTC with milliseconds."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
 def need_openssl():
     if not OPENSSL:
         raise harness.Skip("no openssl CLI")
@@ -545,7 +557,7 @@ def case_certificate_files_rewritten_under_load():
     crt, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
     shutil.copyfile(a.chain, crt)
     shutil.copyfile(a.key, key)
-    sl, ap = start([tls_listener([cert_entry(crt, key)])])
+    sl, ap = start([tls_listener([cert_entry(crt, key)])], workers=2)  # each worker swaps its own
     port = sl.port("web")
     g = cert_gauges(ap, "web", crt)
     check(g["reloads"] == 0 and g["reload_failures"] == 0, "at start: reloads 0, reload_failures 0", repr(g))
@@ -576,6 +588,34 @@ def case_certificate_files_rewritten_under_load():
     check_served(prober, t_seen, b, "after the refusal")
     g = cert_gauges(ap, "web", crt)
     check(g["reloads"] == 1 and g["reload_failures"] == 1, "gauges: reloads 1, reload_failures 1", repr(g))
+
+    # an expired certificate with its own key: refused too
+    expired = pki().expired()
+    mark = sl.line_count()
+    write_atomically(crt, expired.chain)
+    write_atomically(key, expired.key)
+    want = ("listener web: tls: the changed certificate files are not used, the last good ones stay in force: "
+            "%s: the certificate (%s) expired at %s" % (crt, subject_cn("localhost"), iso_time(not_after(expired.cert))))
+    line = sl.wait_log("the changed certificate files are not used", 5, start=mark)
+    t_seen = time.monotonic()
+    check(line is not None and line.endswith(want), "expired certificate: logged '%s'" % want, main_lines(sl))
+    check_served(prober, t_seen, b, "after the second refusal")
+    g = cert_gauges(ap, "web", crt)
+    check(g["reloads"] == 1 and g["reload_failures"] == 2, "gauges: reloads 1, reload_failures 2", repr(g))
+
+    # a good set again
+    mark = sl.line_count()
+    write_atomically(crt, c.chain)
+    write_atomically(key, c.key)
+    want = "listener web: tls: serving %s (%s) for new handshakes" % (subject_cn("swap-c.test"), crt)
+    line = sl.wait_log(lambda l: l.endswith(want), 5, start=mark)
+    t_seen = time.monotonic()
+    check(line is not None, "a good set again: logged '%s'" % want, main_lines(sl))
+    check_served(prober, t_seen, c, "after the good set")
+    g = cert_gauges(ap, "web", crt)
+    check(g["reloads"] == 2 and g["reload_failures"] == 2, "gauges: reloads 2, reload_failures 2", repr(g))
+    check(sl.find_lines("the changed certificate files are not used", start=mark) == [],
+          "no refusal for the good set", main_lines(sl))
 
     results = prober.finish()
     check_no_failures(results, "the whole case")
@@ -654,9 +694,8 @@ def next_update(der):
     """nextUpdate of an OCSP response as sluice writes times (ISO 8601 UTC, milliseconds)."""
     out = subprocess.run([OPENSSL, "ocsp", "-respin", der, "-resp_text", "-noverify"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, timeout=20).stdout
-    m = re.search(r"Next Update: (\w+ +\d+ \d\d:\d\d:\d\d \d{4}) GMT", out)
-    t = datetime.datetime.strptime(m.group(1), "%b %d %H:%M:%S %Y")
-    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    m = re.search(r"Next Update: (\w+ +\d+ \d\d:\d\d:\d\d \d{4} GMT)", out)
+    return iso_time(ssl.cert_time_to_seconds(m.group(1)))
 
 
 def case_ocsp_stapling_follows_the_file():
@@ -696,13 +735,6 @@ def case_ocsp_stapling_follows_the_file():
 
 # --------------------------------------------------------------------------
 # 4. handshake counters and the certificate expiry gauge
-
-
-def not_after(cert_file):
-    """The certificate's notAfter, in seconds since the epoch."""
-    out = subprocess.run([OPENSSL, "x509", "-in", cert_file, "-noout", "-enddate"], stdout=subprocess.PIPE,
-                         text=True, timeout=20).stdout.strip()
-    return ssl.cert_time_to_seconds(out.split("=", 1)[1])
 
 
 def case_handshake_counters_and_expiry_gauge():
