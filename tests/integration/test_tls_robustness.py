@@ -815,10 +815,13 @@ class TlsClient:
     """A TLS client over a plain socket through memory BIOs, so that it can send close_notify
     and FIN (a half-close) and keep reading."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=5.0, version=None):
         self.sock = harness.connect(port, timeout=timeout)
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.obj = client_context().wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        ctx = client_context()
+        if version:
+            ctx.minimum_version = ctx.maximum_version = version
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
         self.timeout = timeout
         self.socket_eof = False
 
@@ -835,11 +838,14 @@ class TlsClient:
             self.socket_eof = True
             self.incoming.write_eof()
 
-    def handshake(self):
+    def handshake(self, flush_last=True):
+        """flush_last False: the client's last flight (its Finished) stays in the memory BIO,
+        to go out with whatever is written next, in one segment."""
         for _ in range(100):  # a handshake takes a few round trips
             try:
                 self.obj.do_handshake()
-                self._flush()
+                if flush_last:
+                    self._flush()
                 return
             except ssl.SSLWantReadError:
                 self._flush()
@@ -981,8 +987,55 @@ def case_tcp_listener_half_close():
     check(tls == [line], "exit summary: '%s'" % line, repr(tls))
 
 
+# --------------------------------------------------------------------------
+# 6. an HTTP request, then the client's close_notify and FIN
+
+
+def case_http_request_then_half_close():
+    leaf = pki().leaf()
+    plain = hu.simple_listener(DIRECT, name="plain")
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)]), plain])
+    request = b"GET /direct HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    body = b"tls ok\n"
+    want = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s" % (len(body), body)
+
+    # cleartext: the request and the FIN
+    s = harness.connect(sl.port("plain"))
+    s.sendall(request)
+    s.shutdown(socket.SHUT_WR)
+    data, how = harness.recv_until_closed(s, 5)
+    s.close()
+    check(data == want and how == "eof", "cleartext: request then FIN: the whole response, then FIN (%s)" % how,
+          repr(data))
+
+    # TLS: the request, close_notify and FIN; with the client's Finished in the same segment or not
+    handshakes = 0
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        for coalesced in (False, True):
+            what = "%s, request %s" % (version.name, "in the segment of the client's Finished" if coalesced
+                                       else "after the handshake")
+            c = TlsClient(sl.port("web"), version=version)
+            c.handshake(flush_last=not coalesced)
+            handshakes += 1
+            c.obj.write(request)
+            c.close_write()
+            data, how = c.read_to_end()
+            rest, end = harness.recv_until_closed(c.sock, 5)
+            c.close()
+            check(data == want and how == "close_notify" and rest == b"" and end == "eof",
+                  "%s, then close_notify + FIN: the whole response, close_notify, FIN" % what,
+                  "%r, %s, then %r %s" % (data, how, rest, end))
+    main, tls = exit_summary(sl)
+    check(tls == [summary_line("web", handshakes)], "exit summary: '%s'" % summary_line("web", handshakes),
+          repr(tls))
+    counts = listener_counts(main[0]) if len(main) == 1 else None
+    check(counts == {"accepted": handshakes, "requests": handshakes, "2xx": handshakes},
+          "exit summary of listener web: %d requests, all 2xx" % handshakes, repr(main))
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
                        case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file,
-                       case_handshake_counters_and_expiry_gauge, case_tcp_listener_half_close])
+                       case_handshake_counters_and_expiry_gauge, case_tcp_listener_half_close,
+                       case_http_request_then_half_close])
