@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, info  # noqa: E402
+from harness import check  # noqa: E402
 from http_backend import HttpBackend, SockReader  # noqa: E402
 import http_util as hu  # noqa: E402
 import tls_pki  # noqa: E402
@@ -140,9 +140,10 @@ def cert_gauges(ap, listener, certificate):
 
 
 def exit_summary(sl, listener="web"):
-    """Stops sluice (checking a clean exit) and returns its summary lines for the listener:
-    (the listener's line, its tls line)."""
-    hu.stop_and_check(sl)
+    """Stops sluice (checking a clean exit; once) and returns its summary lines for the
+    listener: (the listener's line, its tls line)."""
+    if sl.alive():
+        hu.stop_and_check(sl)
     main = sl.find_lines(re.compile(r"\[main\] listener %s: " % re.escape(listener)))
     tls = sl.find_lines(re.compile(r"\[main\] listener %s tls: " % re.escape(listener)))
     strip = lambda lines: [harness.LOG_RE.match(l).group(4) for l in lines]
@@ -597,7 +598,8 @@ def case_certificate_files_rewritten_under_load():
     write_atomically(crt, expired.chain)
     write_atomically(key, expired.key)
     want = ("listener web: tls: the changed certificate files are not used, the last good ones stay in force: "
-            "%s: the certificate (%s) expired at %s" % (crt, subject_cn("localhost"), iso_time(not_after(expired.cert))))
+            "%s: the certificate (%s) expired at %s" %
+            (crt, subject_cn("localhost"), iso_time(not_after(expired.cert))))
     line = sl.wait_log("the changed certificate files are not used", 5, start=mark)
     t_seen = time.monotonic()
     check(line is not None and line.endswith(want), "expired certificate: logged '%s'" % want, main_lines(sl))
@@ -744,7 +746,9 @@ def case_handshake_counters_and_expiry_gauge():
     leaf = pki().leaf()
     # Two workers: the kernel spreads connections between them, and a ticket from one must
     # resume on the other (their ticket keys are shared).
-    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)])], workers=2)
+    # and a listener that requires client certificates
+    mtls = tls_listener([cert_entry(leaf.chain, leaf.key)], name="mtls", client_ca=pki().ca_file, verify="required")
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)]), mtls], workers=2)
     port = sl.port("web")
     ctx = client_context()
     full, resumed = 3, 0
@@ -791,8 +795,41 @@ def case_handshake_counters_and_expiry_gauge():
     left = not_after(leaf.cert) - time.time()
     check(expiry is not None and abs(expiry - left) < 60,
           "sluice_tls_certificate_expiry_seconds %r is notAfter - now (%.0f) within a minute" % (expiry, left), "")
+
+    # client certificates: two clients with one, one without (refused: required)
+    client = pki().client()
+    with_cert = client_context()
+    with_cert.load_cert_chain(client.chain, client.key)
+    for i in range(2):
+        f = https_get(sl.port("mtls"), with_cert)
+        check(f.status == 200, "mtls: client certificate %d: 200" % (i + 1), "")
+    raw = harness.connect(sl.port("mtls"))
+    cport = raw.getsockname()[1]
+    try:
+        # TLS 1.3: the client's side of the handshake is done before sluice has seen its empty
+        # Certificate; sluice's answer is the next thing to read (a write first could race
+        # with the reset that follows the alert).
+        https = client_context().wrap_socket(raw, server_hostname="localhost")
+        outcome = repr(https.recv(100))
+    except ssl.SSLError as e:
+        outcome = e.reason
+    finally:
+        raw.close()
+    check(outcome == "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+          "mtls: a client without a certificate gets the alert certificate_required", outcome)
+    want = "http mtls: 127.0.0.1:%d: TLS handshake failed: peer did not return a certificate" % cport
+    check(sl.wait_log(lambda l: l.endswith(want), 3) is not None, "mtls: logged '%s'" % want, hu.log_tail(sl, 10))
+    c = wait_counters(ap, {"handshakes": 2, "protocol": 1}, listener="mtls")
+    n = sample(scrape(ap), "sluice_tls_client_certificates_total", listener="mtls")
+    check(c["handshakes"] == 2 and c["protocol"] == 1 and n == 2,
+          "mtls: handshakes 2, failures{reason=\"protocol\"} 1, sluice_tls_client_certificates_total 2",
+          "%r %r" % (c, n))
+
     _, tls = exit_summary(sl)
     line = summary_line("web", full + resumed, resumed=resumed)
+    check(tls == [line], "exit summary: '%s'" % line, repr(tls))
+    _, tls = exit_summary(sl, "mtls")
+    line = summary_line("mtls", 2, protocol=1, client_certs=2)
     check(tls == [line], "exit summary: '%s'" % line, repr(tls))
 
 
