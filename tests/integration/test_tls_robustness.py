@@ -3,21 +3,26 @@
 
 - Bad input on an HTTP TLS listener (one worker, handshake_timeout 500ms): garbage and a
   plain-text HTTP request instead of a ClientHello, a silent client, a ClientHello sent one
-  byte every 100 ms, a truncated record and a TLS 1.2 renegotiation attempt each end their
-  own connection with the reason logged and counted, while a well-behaved client on other
-  connections keeps getting 200s during every one of them; the exit summary counts exactly
-  what was sent.
+  byte every 100 ms, a truncated record, a record that does not decrypt and a TLS 1.2
+  renegotiation attempt each end their own connection with the reason logged and counted
+  (a ClientHello in three pieces within the timeout is served), while a well-behaved client
+  on other connections keeps getting 200s during every one of them; the exit summary counts
+  exactly what was sent.
 - Certificate files rewritten under continuous new connections: the new certificate is
   served once sluice says so, an inconsistent set (a key that does not match) is refused and
   the last good certificate stays, and a Kubernetes-style `..data` symlink flip is followed;
   no connection fails, and the reload gauges count each outcome.
 - OCSP stapling: a stale response is not stapled (a warning at load), a fresh one written
   over it is stapled from then on (`openssl s_client -status`).
-- /metrics after a known number of full and resumed handshakes: exact handshake counters,
-  the certificate's expiry gauge, the exit summary.
+- /metrics after a known number of full and resumed handshakes (TLS 1.3 tickets resumed on
+  either of two workers, a TLS 1.2 ticket) and client certificates: exact counters, the
+  certificate's expiry gauge, the exit summary.
 - A TLS `tcp` listener: bytes both ways, then the client's close_notify + FIN reaches the
   backend as a FIN while the backend's remaining bytes still arrive, then sluice's
-  close_notify.
+  close_notify; and the other way round.
+- An HTTP request followed at once by the client's FIN (cleartext) or close_notify + FIN
+  (TLS 1.2 and 1.3, the request in its own segment or with the client's Finished) gets the
+  whole response.
 
 Clients: Python's ssl module (sockets and MemoryBIO) and `openssl s_client`. Needs
 /usr/bin/python3 with prometheus_client and the openssl CLI."""
@@ -256,6 +261,94 @@ def client_hello():
     return outgoing.read()
 
 
+class TlsClient:
+    """A TLS client over a plain socket through memory BIOs, so that it can send close_notify
+    and FIN (a half-close) and keep reading."""
+
+    def __init__(self, port, timeout=5.0, version=None):
+        self.sock = harness.connect(port, timeout=timeout)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ctx = client_context()
+        if version:
+            ctx.minimum_version = ctx.maximum_version = version
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.timeout = timeout
+        self.socket_eof = False
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.socket_eof = True
+            self.incoming.write_eof()
+
+    def handshake(self, flush_last=True):
+        """flush_last False: the client's last flight (its Finished) stays in the memory BIO,
+        to go out with whatever is written next, in one segment."""
+        for _ in range(100):  # a handshake takes a few round trips
+            try:
+                self.obj.do_handshake()
+                if flush_last:
+                    self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+        raise RuntimeError("handshake did not finish in 100 round trips")
+
+    def send(self, data):
+        self.obj.write(data)
+        self._flush()
+
+    def recv_exact(self, n):
+        out = bytearray()
+        while len(out) < n:
+            try:
+                out += self.obj.read(n - len(out))
+            except ssl.SSLWantReadError:
+                self._fill()
+        return bytes(out)
+
+    def close_write(self):
+        """close_notify, then FIN; reading goes on."""
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:  # sent ours, the peer's has not come yet
+            pass
+        self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def read_to_end(self):
+        """Everything until the stream ends: (data, how), how being 'close_notify' or what
+        ended it otherwise."""
+        out = bytearray()
+        while True:
+            try:
+                data = self.obj.read(65536)
+                if not data:
+                    return bytes(out), "close_notify"
+                out += data
+            except ssl.SSLWantReadError:
+                if self.socket_eof:
+                    return bytes(out), "eof without close_notify"
+                self._fill()
+            except ssl.SSLZeroReturnError:
+                return bytes(out), "close_notify"
+            except ssl.SSLError as e:
+                return bytes(out), "TLS error " + str(e.reason)  # an alert from sluice, for one
+            except OSError as e:
+                return bytes(out), repr(e)
+
+    def close(self):
+        self.sock.close()
+
+
 def raw_connect(port):
     s = harness.connect(port, timeout=5)
     return s, s.getsockname()[1]
@@ -456,6 +549,38 @@ def case_bad_input_does_not_disturb_other_clients():
     check(c["closed"] == 1, "truncated record: failures{reason=\"closed\"} == 1", repr(c))
     keepalive_get("truncated record")
 
+    # A ClientHello in three pieces 100 ms apart, well within the timeout: served
+    c = TlsClient(port)
+    try:
+        c.obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    first = c.outgoing.read()
+    cut = [0, len(first) // 3, 2 * len(first) // 3, len(first)]
+    for i in range(3):
+        c.sock.sendall(first[cut[i]:cut[i + 1]])
+        if i < 2:
+            _, how = harness.recv_until_closed(c.sock, 0.1)  # the 100 ms between pieces
+            check(how == "timeout", "ClientHello in pieces: still open after piece %d" % (i + 1), how)
+    c.sock.settimeout(5)
+    c.handshake()
+    c.send(b"GET /pieces HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    data, how = c.read_to_end()
+    c.close()
+    check(data.startswith(b"HTTP/1.1 200 OK\r\n") and how == "close_notify",
+          "ClientHello in three pieces 100 ms apart: handshake done, 200, close_notify (%s)" % how, repr(data[:200]))
+    keepalive_get("ClientHello in pieces")
+
+    # After the handshake, a record that does not decrypt: that connection ends with an alert
+    c = TlsClient(port)
+    c.handshake()
+    c.sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))  # application data, 32 bytes of zeros
+    data, how = c.read_to_end()
+    c.close()
+    check(data == b"" and how == "TLS error SSLV3_ALERT_BAD_RECORD_MAC",
+          "a record that does not decrypt: the client reads the alert bad_record_mac (%s)" % how, "")
+    keepalive_get("bad record")
+
     # (e) TLS 1.2 renegotiation asked by the client (s_client's R command): refused
     sc = SClient(["-connect", "127.0.0.1:%d" % port, "-servername", "localhost", "-CAfile", pki().ca_file,
                   "-verify_return_error", "-tls1_2", "-crlf"])
@@ -483,7 +608,8 @@ def case_bad_input_does_not_disturb_other_clients():
               (name, z - a, len(inside)), "")
     keep.close()
 
-    handshakes = len(results) + 1 + 1  # the prober's, the keep-alive connection, s_client
+    # the prober's, the keep-alive connection, the ClientHello in pieces, the bad record, s_client
+    handshakes = len(results) + 1 + 1 + 1 + 1
     c = wait_counters(ap, {"handshakes": handshakes})
     want = {"handshakes": handshakes, "resumed": 0, "protocol": 2, "timeout": 2, "closed": 1}
     check(c == want, "/metrics: %r" % want, repr(c))
@@ -491,9 +617,10 @@ def case_bad_input_does_not_disturb_other_clients():
     check(tls == [summary_line("web", handshakes, protocol=2, timeout=2, closed=1)],
           "exit summary: '%s'" % summary_line("web", handshakes, protocol=2, timeout=2, closed=1), repr(tls))
     counts = listener_counts(main[0]) if len(main) == 1 else None
-    # accepted: the prober's, the keep-alive one, s_client's, and the five bad connections
-    want = {"accepted": len(results) + 2 + 5, "requests": len(results) + keep_requests[0] + 1,
-            "2xx": len(results) + keep_requests[0] + 1}
+    # accepted: those with a handshake and the five bad ones; requests: the prober's, the
+    # keep-alive ones, the ClientHello in pieces and s_client's
+    want = {"accepted": handshakes + 5, "requests": len(results) + keep_requests[0] + 2,
+            "2xx": len(results) + keep_requests[0] + 2}
     check(counts == want, "exit summary of listener web: %r" % want, repr(main))
 
 
@@ -859,92 +986,6 @@ class HalfCloseBackend(harness.TcpServer):
         self.eof.set()
         conn.sendall(self.tail)
         conn.shutdown(socket.SHUT_WR)
-
-
-class TlsClient:
-    """A TLS client over a plain socket through memory BIOs, so that it can send close_notify
-    and FIN (a half-close) and keep reading."""
-
-    def __init__(self, port, timeout=5.0, version=None):
-        self.sock = harness.connect(port, timeout=timeout)
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        ctx = client_context()
-        if version:
-            ctx.minimum_version = ctx.maximum_version = version
-        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
-        self.timeout = timeout
-        self.socket_eof = False
-
-    def _flush(self):
-        data = self.outgoing.read()
-        if data:
-            self.sock.sendall(data)
-
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if data:
-            self.incoming.write(data)
-        else:
-            self.socket_eof = True
-            self.incoming.write_eof()
-
-    def handshake(self, flush_last=True):
-        """flush_last False: the client's last flight (its Finished) stays in the memory BIO,
-        to go out with whatever is written next, in one segment."""
-        for _ in range(100):  # a handshake takes a few round trips
-            try:
-                self.obj.do_handshake()
-                if flush_last:
-                    self._flush()
-                return
-            except ssl.SSLWantReadError:
-                self._flush()
-                self._fill()
-        raise RuntimeError("handshake did not finish in 100 round trips")
-
-    def send(self, data):
-        self.obj.write(data)
-        self._flush()
-
-    def recv_exact(self, n):
-        out = bytearray()
-        while len(out) < n:
-            try:
-                out += self.obj.read(n - len(out))
-            except ssl.SSLWantReadError:
-                self._fill()
-        return bytes(out)
-
-    def close_write(self):
-        """close_notify, then FIN; reading goes on."""
-        try:
-            self.obj.unwrap()
-        except ssl.SSLWantReadError:  # sent ours, the peer's has not come yet
-            pass
-        self._flush()
-        self.sock.shutdown(socket.SHUT_WR)
-
-    def read_to_end(self):
-        """Everything until the stream ends: (data, how), how being 'close_notify' or what
-        ended it otherwise."""
-        out = bytearray()
-        while True:
-            try:
-                data = self.obj.read(65536)
-                if not data:
-                    return bytes(out), "close_notify"
-                out += data
-            except ssl.SSLWantReadError:
-                if self.socket_eof:
-                    return bytes(out), "eof without close_notify"
-                self._fill()
-            except ssl.SSLZeroReturnError:
-                return bytes(out), "close_notify"
-            except (ssl.SSLError, OSError) as e:
-                return bytes(out), repr(e)
-
-    def close(self):
-        self.sock.close()
 
 
 class ServerFirstCloseBackend(harness.TcpServer):
