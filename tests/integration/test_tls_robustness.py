@@ -20,6 +20,8 @@
 - A TLS `tcp` listener: bytes both ways, then the client's close_notify + FIN reaches the
   backend as a FIN while the backend's remaining bytes still arrive, then sluice's
   close_notify; and the other way round.
+- SIGTERM: an idle TLS keep-alive connection gets close_notify and FIN, one in its handshake
+  is closed, sluice exits at once.
 - An HTTP request followed at once by the client's FIN (cleartext) or close_notify + FIN
   (TLS 1.2 and 1.3, the request in its own segment or with the client's Finished) gets the
   whole response.
@@ -31,6 +33,7 @@ import datetime
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -1124,9 +1127,44 @@ def case_http_request_then_half_close():
           "exit summary of listener web: %d requests, all 2xx" % handshakes, repr(main))
 
 
+# --------------------------------------------------------------------------
+# 7. drain with TLS connections open
+
+
+def case_drain_closes_tls_connections_cleanly():
+    leaf = pki().leaf()
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)], handshake_timeout="10s")])
+    port = sl.port("web")
+    c = TlsClient(port)
+    c.handshake()
+    c.send(b"GET /idle-after HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    head = c.recv_exact(17)
+    check(head == b"HTTP/1.1 200 OK\r\n", "a keep-alive TLS connection: 200", repr(head))
+    silent = harness.connect(port)  # mid-handshake: nothing sent
+    active = harness.wait_until(
+        lambda: sample(scrape(ap), "sluice_listener_connections_active", listener="web") == 2, 3, 0.02)
+    check(active, "sluice_listener_connections_active == 2 (both accepted)", "")
+    t0 = time.monotonic()
+    sl.signal(signal.SIGTERM)
+    data, how = c.read_to_end()
+    rest, end = harness.recv_until_closed(c.sock, 5)
+    took = time.monotonic() - t0
+    c.close()
+    check(how == "close_notify" and rest == b"" and end == "eof" and took < 3,
+          "SIGTERM: the idle keep-alive connection gets the rest of its response, close_notify and FIN "
+          "within %.2f s" % took, "%s %r %s" % (how, rest, end))
+    how, waited = harness.wait_closed(silent, 5)
+    check(how == "eof" and time.monotonic() - t0 < 3,
+          "SIGTERM: the connection still in its handshake is closed (%s), not left to its 10 s timeout" % how, "")
+    rc = sl.wait_exit(10)
+    harness.check_clean_exit(sl, rc, "sluice exits 0 once both are closed (%.2f s)" % (time.monotonic() - t0))
+    _, tls = exit_summary(sl)
+    check(tls == [summary_line("web", 1)], "exit summary: '%s'" % summary_line("web", 1), repr(tls))
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_bad_input_does_not_disturb_other_clients, case_certificate_files_rewritten_under_load,
                        case_certificate_kubernetes_secret_flip, case_ocsp_stapling_follows_the_file,
                        case_handshake_counters_and_expiry_gauge, case_tcp_listener_half_close,
-                       case_http_request_then_half_close])
+                       case_http_request_then_half_close, case_drain_closes_tls_connections_cleanly])
