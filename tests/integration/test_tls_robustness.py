@@ -878,7 +878,9 @@ def case_handshake_counters_and_expiry_gauge():
     # resume on the other (their ticket keys are shared).
     # and a listener that requires client certificates
     mtls = tls_listener([cert_entry(leaf.chain, leaf.key)], name="mtls", client_ca=pki().ca_file, verify="required")
-    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)]), mtls], workers=2)
+    # and one that allows early data (0-RTT): its tickets resume like any other
+    early = tls_listener([cert_entry(leaf.chain, leaf.key)], name="early", early_data={"enabled": True})
+    sl, ap = start([tls_listener([cert_entry(leaf.chain, leaf.key)]), mtls, early], workers=2)
     port = sl.port("web")
     ctx = client_context()
     full, resumed = 3, 0
@@ -955,12 +957,25 @@ def case_handshake_counters_and_expiry_gauge():
           "mtls: handshakes 2, failures{reason=\"protocol\"} 1, sluice_tls_client_certificates_total 2",
           "%r %r" % (c, n))
 
+    # early_data enabled: a ticket resumes (OpenSSL's anti-replay cache would refuse them all)
+    f = https_get(sl.port("early"), ctx)
+    check(f.status == 200 and not f.reused, "early: full handshake: 200", "")
+    for i in range(3):
+        f = https_get(sl.port("early"), ctx, session=f.session)
+        check(f.status == 200 and f.reused, "early: handshake %d with the last ticket: 200, resumed" % (i + 1),
+              "reused %r" % f.reused)
+    c = wait_counters(ap, {"handshakes": 4, "resumed": 3}, listener="early")
+    check(c["handshakes"] == 4 and c["resumed"] == 3, "early: handshakes 4, resumed 3", repr(c))
+
     _, tls = exit_summary(sl)
     line = summary_line("web", full + resumed, resumed=resumed)
     check(tls == [line], "exit summary: '%s'" % line, repr(tls))
     _, tls = exit_summary(sl, "mtls")
     line = summary_line("mtls", 2, protocol=1, client_certs=2)
     check(tls == [line], "exit summary: '%s'" % line, repr(tls))
+    _, tls = exit_summary(sl, "early")
+    check(tls == [summary_line("early", 4, resumed=3)], "exit summary: '%s'" % summary_line("early", 4, resumed=3),
+          repr(tls))
 
 
 # --------------------------------------------------------------------------
