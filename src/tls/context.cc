@@ -106,11 +106,6 @@ Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
     keys_->install(ctx);
     SSL_CTX_set_num_tickets(ctx, 1);
-    // OpenSSL's own replay protection for early data keeps each session in this context's
-    // cache and issues stateful tickets: with the cache off (and one context per worker)
-    // every ticket would then fail to resume. Whether a request may be replayed is decided
-    // over HTTP (early_data.reject_unsafe, RFC 8470), as with any stateless ticket.
-    if (config_.early_data.enabled) SSL_CTX_set_options(ctx, SSL_OP_NO_ANTI_REPLAY);
   } else {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
