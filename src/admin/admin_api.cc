@@ -97,6 +97,14 @@ std::string render_config_json(
       j["cluster"] = l.cluster;
       j["idle_timeout"] = secs(l.idle_timeout);
       j["splice"] = l.splice;
+      if (!l.sni_routes.empty()) {
+        json routes = json::array();
+        for (const auto& r : l.sni_routes) {
+          routes.push_back({{"names", r.names}, {"cluster", r.cluster}});
+        }
+        j["sni_routes"] = std::move(routes);
+        j["sni_timeout"] = secs(l.sni_timeout);
+      }
     } else {
       json vhosts = json::array();
       for (const auto& vh : l.http.virtual_hosts) {

@@ -423,6 +423,11 @@ std::string render_connections_json(const MetricsInput& in, std::string_view clu
       j["role"] = c.role;
       j[c.role == "upstream" ? "cluster" : "listener"] = c.owner;
       j["state"] = c.state;
+      if (!c.sni.empty()) j["sni"] = c.sni;
+      if (!c.tls_version.empty()) {
+        j["tls"] = {
+            {"version", c.tls_version}, {"cipher", c.tls_cipher}, {"resumed", c.tls_resumed}};
+      }
       j["local"] = c.local.to_string();
       j["peer"] = c.peer.to_string();
       if (c.tcp) j["tcp_info"] = tcp_json(*c.tcp);

@@ -97,7 +97,9 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   // pooled connections nor pass the circuit breakers.
   std::set<std::string> tcp_only;
   for (const auto& l : cfg->listeners) {
-    if (l->protocol == proxy::Protocol::kTcp) tcp_only.insert(l->cluster);
+    if (l->protocol != proxy::Protocol::kTcp) continue;
+    tcp_only.insert(l->cluster);
+    for (const auto& route : l->sni_routes) tcp_only.insert(route.cluster);
   }
   for (const auto& l : cfg->listeners) {
     for (const auto& vh : l->http.virtual_hosts) {
@@ -214,6 +216,7 @@ ConfigIssues Config::validate() const {
   std::set<std::string> used;
   for (const auto& l : listeners) {
     used.insert(l->cluster);
+    for (const auto& route : l->sni_routes) used.insert(route.cluster);
     for (const auto& vh : l->http.virtual_hosts) {
       for (const auto& route : vh.routes) used.insert(route.cluster);
     }
@@ -247,15 +250,24 @@ ConfigIssues Config::validate() const {
       }
     }
     if (!every_cluster_named) continue;
+    auto no_cluster = [&](const std::string& key, const std::string& name) {
+      std::string known;
+      for (const auto& [defined, index] : cluster_index) {
+        known += known.empty() ? defined : ", " + defined;
+      }
+      c.error(key, fmt::format("no cluster named '{}' (defined clusters: {})", name,
+                               known.empty() ? "none" : known));
+    };
+    for (size_t k = 0; l.protocol == proxy::Protocol::kTcp && k < l.sni_routes.size(); ++k) {
+      const std::string& name = l.sni_routes[k].cluster;
+      if (!name.empty() && !cluster_named(name)) {
+        no_cluster(fmt::format("{}.sni_routes[{}].cluster", at, k), name);
+      }
+    }
     if (l.protocol == proxy::Protocol::kTcp && !l.cluster.empty()) {
       const upstream::ClusterConfig* cl = cluster_named(l.cluster);
       if (!cl) {
-        std::string known;
-        for (const auto& [name, index] : cluster_index) {
-          known += known.empty() ? name : ", " + name;
-        }
-        c.error(at + ".cluster", fmt::format("no cluster named '{}' (defined clusters: {})",
-                                             l.cluster, known.empty() ? "none" : known));
+        no_cluster(at + ".cluster", l.cluster);
       } else if (l.hash_key != proxy::ListenerConfig::HashKey::kSourceIp && !uses_hash(*cl)) {
         c.warning(at + ".hash_key",
                   fmt::format("ignored: cluster '{}' balances with lb_policy: {} (hash_key "

@@ -306,6 +306,29 @@ void read_access_log(YamlReader& r, const YAML::Node& node, const std::string& p
   }
 }
 
+// sni_routes: [{names: [..], cluster: NAME}] and sni_timeout, of a tcp listener.
+void read_sni(YamlReader& r, MapReader& m, proxy::ListenerConfig& l) {
+  if (m.has("sni_timeout") && !m.has("sni_routes")) {
+    r.error(m.get("sni_timeout"), m.path("sni_timeout"), "only with sni_routes");
+  }
+  m.read_duration("sni_timeout", l.sni_timeout);
+  if (!m.has("sni_routes")) return;
+  YAML::Node list = m.get("sni_routes");
+  if (!list.IsSequence() || list.size() == 0) {
+    r.error(list, m.path("sni_routes"), "expected a non-empty list of {names, cluster}");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    MapReader e(r, list[i], fmt::format("{}[{}]", m.path("sni_routes"), i), {"names", "cluster"});
+    proxy::SniRoute route;
+    if (e.ok()) {
+      if (e.require("names")) route.names = read_string_list(r, e, "names");
+      if (e.require("cluster")) e.read_string("cluster", route.cluster);
+    }
+    l.sni_routes.push_back(std::move(route));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::Node& node,
@@ -314,7 +337,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   MapReader m(r, node, path,
               {"name", "address", "protocol", "cluster", "backlog", "max_connections",
                "socket_options", "idle_timeout", "max_duration", "splice", "http", "virtual_hosts",
-               "hash_key", "access_log", "tls"});
+               "hash_key", "access_log", "tls", "sni_routes", "sni_timeout"});
   if (!m.ok()) return l;
   read_name(m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address);
@@ -333,8 +356,10 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
     for (const char* key : {"http", "virtual_hosts"}) {
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: http");
     }
+    read_sni(r, m, *l);
   } else {
-    for (const char* key : {"cluster", "splice", "idle_timeout", "max_duration", "hash_key"}) {
+    for (const char* key : {"cluster", "splice", "idle_timeout", "max_duration", "hash_key",
+                            "sni_routes", "sni_timeout"}) {
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: tcp");
     }
     if (m.has("http")) read_http_options(r, m.get("http"), m.path("http"), l->http);

@@ -44,6 +44,8 @@ const char* reason_phrase(int status) {
       return "Content Too Large";
     case 414:
       return "URI Too Long";
+    case 425:
+      return "Too Early";
     case 417:
       return "Expectation Failed";
     case 431:

@@ -77,7 +77,18 @@ void Connection::on_io(uint32_t events) {
 }
 
 bool Connection::drive_handshake() {
-  switch (transport_->handshake()) {
+  Transport::Step step = transport_->handshake();
+  std::string early;
+  if (step != Transport::Step::kFailed && transport_->take_early_data(early)) {
+    // Early data goes up before the handshake is done (the owner sees secured() false and
+    // decides what is safe to act on); what it writes waits for the handshake, which goes
+    // on at once: its next bytes may be here already.
+    in_.append(early);
+    if (read_enabled_) callbacks_->on_read();
+    if (!fd_.valid()) return false;
+    step = transport_->handshake();
+  }
+  switch (step) {
     case Transport::Step::kWantRead:
     case Transport::Step::kWantWrite:
       return false;

@@ -36,6 +36,11 @@ struct ConnectionReport {
   std::string role;   // "downstream" or "upstream"
   std::string owner;  // the listener or cluster
   std::string state;  // "idle", "request", "proxying", "busy", ...
+  std::string sni;    // downstream: the server name its TLS ClientHello carried ("" = none)
+  // A connection sluice terminates TLS on: what its handshake settled ("" = none or not yet).
+  std::string tls_version;
+  std::string tls_cipher;
+  bool tls_resumed = false;
   Address local;
   Address peer;
   std::optional<TcpInfo> tcp;

@@ -35,6 +35,13 @@ class Transport {
   // Whether bytes already read from the socket wait inside the transport: a short read()
   // does not mean the socket is drained.
   virtual bool has_pending() const = 0;
+  // Application data the peer sent before the handshake completed (TLS 1.3 early data):
+  // appended to `out`; false when there is none. Its sender may be replaying it: the
+  // protocol above decides what is safe to act on.
+  virtual bool take_early_data(std::string& out) {
+    (void)out;
+    return false;
+  }
   // Says goodbye in the protocol (TLS close_notify), before the socket's FIN.
   virtual void shutdown() = 0;
   // Why the handshake or the last read or write failed ("" when it did not).

@@ -13,6 +13,7 @@
 #include "probe/probe.h"
 #include "probe/report.h"
 #include "probe/url.h"
+#include "tls/cert_store.h"
 
 namespace sluice::probe {
 
@@ -21,15 +22,21 @@ const char kUsage[] =
     "                        [--resolve HOST:PORT:ADDR[,ADDR]] [--connect-to "
     "HOST:PORT:HOST2:PORT2]\n"
     "                        [--dns-server IP[:PORT]]... [--timeout DUR]\n"
+    "                        [--cacert FILE] [--sni NAME] [--insecure]\n"
     "       sluice probe --dns NAME [--dns-server IP[:PORT]]... [--timeout DUR] [--json]\n"
-    "  Times one HTTP/1.1 request phase by phase (dns, connect, request_sent, first_byte,\n"
-    "  body, total) and shows TCP_INFO; URL is http://host[:port]/path?query.\n"
-    "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max.\n"
+    "  Times one HTTP/1.1 request phase by phase (dns, connect, tls, request_sent,\n"
+    "  first_byte, body, total) and shows TCP_INFO; URL is http[s]://host[:port]/path?query.\n"
+    "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max;\n"
+    "  https runs after the first resume the session of the run before.\n"
     "  --timeout (default 5s) bounds each phase, and each address's connect.\n"
+    "  https: --cacert FILE trusts these CAs instead of the system's; --sni NAME is sent\n"
+    "  and checked instead of the URL's host; --insecure (-k) shows what verification\n"
+    "  says but goes on when it fails. ALPN offers http/1.1.\n"
     "  exit status: 0 a response (any HTTP status), 2 usage or bad URL,\n"
     "    3 NXDOMAIN/NODATA, 4 DNS timeout or other DNS failure, 5 connection refused,\n"
     "    6 connect timeout, 7 reset or closed before a complete response,\n"
-    "    8 malformed response, 9 response timeout (no first byte, or the body stalled)\n";
+    "    8 malformed response, 9 response timeout (no first byte, or the body stalled),\n"
+    "    10 TLS handshake failed, 11 TLS certificate verification failed\n";
 
 namespace {
 
@@ -105,6 +112,7 @@ struct Args {
   int count = 1;
   bool json = false;
   bool help = false;
+  bool tls_option = false;  // --cacert, --sni or --insecure was given
 };
 
 Result<Args> parse_args(int argc, char** argv) {
@@ -176,6 +184,23 @@ Result<Args> parse_args(int argc, char** argv) {
             fmt::format("--timeout '{}': expected a positive duration such as 500ms or 5s", *v));
       }
       args.options.timeout = *d;
+    } else if (arg == "--insecure" || arg == "-k") {
+      args.options.insecure = true;
+      args.tls_option = true;
+    } else if (arg == "--cacert") {
+      auto v = value();
+      if (!v) return v.status();
+      if (v->empty()) return Status::error("--cacert needs a file");
+      args.options.cacert = std::string(*v);
+      args.tls_option = true;
+    } else if (arg == "--sni") {
+      auto v = value();
+      if (!v) return v.status();
+      if (!valid_host(*v) || net::Address::parse_ip(*v, 0)) {
+        return Status::error(fmt::format("--sni '{}': expected a DNS name", *v));
+      }
+      args.options.sni = std::string(*v);
+      args.tls_option = true;
     } else if (arg == "--dns") {
       auto v = value();
       if (!v) return v.status();
@@ -198,6 +223,14 @@ Result<Args> parse_args(int argc, char** argv) {
   auto url = parse_url(args.url);
   if (!url) return url.status();
   args.options.url = std::move(url.value());
+  if (args.tls_option && !args.options.url.https) {
+    return Status::error("--cacert, --sni and --insecure apply to https:// URLs only");
+  }
+  if (!args.options.cacert.empty()) {
+    if (Status s = tls::check_ca_file(args.options.cacert); !s) {
+      return Status::error(fmt::format("--cacert: {}", s.message()));
+    }
+  }
   return args;
 }
 
@@ -214,7 +247,9 @@ int run_dns(const Args& args) {
 int run_url(const Args& args) {
   std::vector<RunResult> runs;
   runs.reserve(static_cast<size_t>(args.count));
-  run_probes(args.options, args.count, [&](const RunResult& r) { runs.push_back(r); });
+  Status started =
+      run_probes(args.options, args.count, [&](const RunResult& r) { runs.push_back(r); });
+  if (!started) return usage_error(started.message());
   std::string out;
   if (args.count == 1) {
     out = args.json ? json_report(args.options, runs[0]) : text_report(args.options, runs[0]);

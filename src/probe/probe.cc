@@ -55,6 +55,10 @@ const char* to_string(FailureKind kind) {
       return "malformed_response";
     case FailureKind::kResponseTimeout:
       return "response_timeout";
+    case FailureKind::kTlsHandshake:
+      return "tls_handshake";
+    case FailureKind::kTlsVerify:
+      return "tls_verify";
   }
   return "unknown";
 }
@@ -77,15 +81,20 @@ int exit_status(FailureKind kind) {
       return 8;
     case FailureKind::kResponseTimeout:
       return 9;
+    case FailureKind::kTlsHandshake:
+      return 10;
+    case FailureKind::kTlsVerify:
+      return 11;
   }
   return 1;
 }
 
 Probe::Probe(event::Loop& loop, dns::Resolver* resolver, std::string resolver_error,
-             const ProbeOptions& options, DoneFn done)
+             tls::ClientContext* tls, const ProbeOptions& options, DoneFn done)
     : loop_(loop),
       resolver_(resolver),
       resolver_error_(std::move(resolver_error)),
+      tls_(tls),
       options_(options),
       done_(std::move(done)),
       timer_(loop.timers(), [this] { on_timeout(); }) {}
@@ -106,6 +115,7 @@ void Probe::transition(State next) {
   timer_.cancel();
   switch (next) {
     case State::kResolving:
+    case State::kHandshaking:
     case State::kSending:
     case State::kWaitingFirstByte:
     case State::kReadingBody:
@@ -218,6 +228,22 @@ void Probe::connect_next() {
   auto pending = net::start_connect(target, plain, std::nullopt, false);
   if (!pending) return attempt_failed(pending.status().message());
   conn_ = std::make_unique<net::Connection>(loop_, *this);
+  session_ = nullptr;
+  if (tls_) {
+    // The certificate is checked against the URL's host (not a --connect-to target), or
+    // against the IP SANs when the host is an IP literal (no SNI is sent then).
+    const Url& url = options_.url;
+    bool literal = static_cast<bool>(net::Address::parse_ip(url.host, 0));
+    auto session = tls_->new_session(pending->fd.get(), literal ? "" : url.host, target);
+    if (!session) return attempt_failed("cannot make a TLS session");
+    SSL* ssl = session->ssl();
+    // The handshake always completes, so that the report shows the chain and what
+    // verification said; on_secured() goes no further when it failed (unless --insecure).
+    SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
+    session_ = session.get();
+    conn_->set_transport(std::move(session));
+  }
   if (Status s = conn_->adopt_connecting(std::move(pending->fd), pending->connected); !s) {
     return attempt_failed(s.message());
   }
@@ -249,6 +275,40 @@ void Probe::on_connected() {
   if (::getsockname(conn_->fd(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     result_.local = net::Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
   }
+  if (session_) {
+    TlsPhase& t = result_.tls.emplace();
+    t.verify_skipped = options_.insecure;
+    if (const char* sni = SSL_get_servername(session_->ssl(), TLSEXT_NAMETYPE_host_name)) {
+      t.sni = sni;
+    }
+    // As tls::ClientContext checks it: --sni, else the URL's host name, else its IP.
+    bool literal = static_cast<bool>(net::Address::parse_ip(options_.url.host, 0));
+    t.checked = !options_.sni.empty() ? options_.sni
+                : literal             ? at.address.ip_string()
+                                      : options_.url.host;
+    transition(State::kHandshaking);  // the Connection drives it; on_secured() follows
+    return;
+  }
+  t_secured_ = t_connected_;
+  send_request();
+}
+
+void Probe::on_secured() {
+  if (state_ != State::kHandshaking) return;
+  TlsPhase& t = *result_.tls;
+  describe_handshake(session_->ssl(), t);
+  // Reading the chain and checking the OCSP signature is the client's TLS work too: it
+  // counts in this phase, not in request_sent.
+  t_secured_ = MonoClock::now();
+  result_.tls_us = us_between(t_connected_, t_secured_);
+  if (!t.verified() && !options_.insecure) {
+    // Nothing is sent to a server that could not prove who it is.
+    return fail(FailureKind::kTlsVerify, t.verify_error);
+  }
+  send_request();
+}
+
+void Probe::send_request() {
   transition(State::kSending);
   parser_ = std::make_unique<Parser>(Parser::Kind::kResponse, Parser::kDefaultLimits, *this);
   parser_->set_no_body_expected(options_.method == "HEAD");
@@ -286,7 +346,7 @@ std::string Probe::build_request() const {
 
 void Probe::request_sent() {
   t_sent_ = MonoClock::now();
-  result_.request_sent_us = us_between(t_connected_, t_sent_);
+  result_.request_sent_us = us_between(t_secured_, t_sent_);
   transition(State::kWaitingFirstByte);
 }
 
@@ -345,6 +405,11 @@ void Probe::on_read_closed() {
 void Probe::on_error(int err) {
   if (state_ == State::kConnecting) return attempt_failed(net::error_text(err));
   if (state_ == State::kDone) return;
+  if (state_ == State::kHandshaking) {
+    std::string why(session_ ? session_->failure() : std::string_view());
+    return fail(FailureKind::kTlsHandshake,
+                fmt::format("TLS handshake failed: {}", why.empty() ? net::error_text(err) : why));
+  }
   fail(FailureKind::kConnectionClosed,
        fmt::format("{} before a complete response", net::error_text(err)));
 }
@@ -375,6 +440,8 @@ void Probe::on_timeout() {
                               result_.dns.server, t));
     case State::kConnecting:
       return attempt_failed("timed out after " + t);
+    case State::kHandshaking:
+      return fail(FailureKind::kTlsHandshake, "TLS handshake: no progress within " + t);
     case State::kSending:
       return fail(FailureKind::kResponseTimeout, "the request could not be sent within " + t);
     case State::kWaitingFirstByte:
@@ -405,8 +472,11 @@ void Probe::fail(FailureKind kind, std::string message) {
     case State::kConnecting:
       result_.connect_us = us_between(t_dns_, now);
       break;
+    case State::kHandshaking:
+      result_.tls_us = us_between(t_connected_, now);
+      break;
     case State::kSending:
-      result_.request_sent_us = us_between(t_connected_, now);
+      result_.request_sent_us = us_between(t_secured_, now);
       break;
     case State::kWaitingFirstByte:
       result_.first_byte_us = us_between(t_sent_, now);
@@ -434,8 +504,20 @@ void Probe::finish() {
   done_(*this);
 }
 
-void run_probes(const ProbeOptions& options, int count,
-                const std::function<void(const RunResult&)>& on_result) {
+Status run_probes(const ProbeOptions& options, int count,
+                  const std::function<void(const RunResult&)>& on_result) {
+  std::shared_ptr<tls::ClientContext> tls;
+  if (options.url.https) {
+    tls::ClientConfig config;
+    config.verify = true;  // each session turns enforcement off; see connect_next()
+    config.ca = options.cacert;
+    config.sni = options.sni;
+    config.alpn = {"http/1.1"};
+    config.session_resumption = true;
+    auto made = tls::ClientContext::create(config);
+    if (!made) return made.status();
+    tls = std::move(made.value());
+  }
   event::Loop loop;
   auto resolver =
       dns::Resolver::create(loop, resolver_config(options.dns_servers, options.timeout));
@@ -445,7 +527,7 @@ void run_probes(const ProbeOptions& options, int count,
   std::unique_ptr<Probe> current;
   std::function<void()> start_next = [&] {
     ++started;
-    current = std::make_unique<Probe>(loop, r, resolver_error, options, [&](Probe& p) {
+    current = std::make_unique<Probe>(loop, r, resolver_error, tls.get(), options, [&](Probe& p) {
       on_result(p.result());
       // Called from inside the connection's (or the resolver's) callbacks: the loop
       // destroys the probe after this iteration, and the next run starts in a later one.
@@ -461,6 +543,7 @@ void run_probes(const ProbeOptions& options, int count,
   loop.post(start_next);
   loop.run();
   loop.delete_deferred_now();
+  return Status::ok();
 }
 
 DnsLookup lookup_name(const std::string& name, const std::vector<net::Address>& servers,

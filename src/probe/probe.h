@@ -1,9 +1,10 @@
 // Probe: one HTTP/1.1 request timed phase by phase for `sluice probe` — DNS through the
-// dns::Resolver, TCP connect to each address in order (no Happy Eyeballs), writing the
-// request, waiting for the first response byte, reading the body — and the kernel's
-// TCP_INFO for the connection once the body is complete. Every phase is bounded by the
-// timeout; nothing blocks: a Probe lives on one event::Loop (loop thread only), owned by
-// run_probes(), which runs one after another and stops the loop when the last is done.
+// dns::Resolver, TCP connect to each address in order (no Happy Eyeballs), the TLS handshake
+// for https (tls::Session under the net::Connection), writing the request, waiting for the first
+// response byte, reading the body — and the kernel's TCP_INFO for the connection once the body is
+// complete. Every phase is bounded by the timeout; nothing blocks: a Probe lives on one event::Loop
+// (loop thread only), owned by run_probes(), which runs one after another and stops the loop when
+// the last is done.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,9 @@
 #include "net/address.h"
 #include "net/connection.h"
 #include "net/tcp_info.h"
+#include "probe/tls_info.h"
 #include "probe/url.h"
+#include "tls/context.h"
 
 namespace sluice::probe {
 
@@ -38,6 +41,8 @@ enum class FailureKind {
   kConnectionClosed,   // 7: reset or closed before a complete response
   kMalformedResponse,  // 8: the parser rejected the response
   kResponseTimeout,    // 9: no first byte, or the body stalled, within the timeout
+  kTlsHandshake,       // 10: the TLS handshake failed or timed out
+  kTlsVerify,          // 11: the server's certificate did not verify (chain or name)
 };
 const char* to_string(FailureKind kind);  // "dns_negative", ... (the JSON error kind)
 int exit_status(FailureKind kind);
@@ -52,6 +57,10 @@ struct ProbeOptions {
   std::vector<ConnectTo> connect_to;
   std::vector<net::Address> dns_servers;       // empty: /etc/resolv.conf
   Duration timeout = std::chrono::seconds(5);  // per phase, and per address for connect
+  // https only.
+  bool insecure = false;  // verify, report, but do not enforce
+  std::string cacert;     // PEM CA file; "" = the system's store
+  std::string sni;        // "" = the URL's host when it is a name
 };
 
 struct DnsPhase {
@@ -85,10 +94,12 @@ struct RunResult {
   std::optional<net::Address> local;
   int64_t dns_us = -1;
   int64_t connect_us = -1;
+  int64_t tls_us = -1;  // https only
   int64_t request_sent_us = -1;
   int64_t first_byte_us = -1;
   int64_t body_us = -1;
   int64_t total_us = -1;
+  std::optional<TlsPhase> tls;  // https, once the handshake started
   std::optional<net::TcpInfo> tcp_info;
   int status = 0;  // the final response's; 0 if none
   int version_minor = 1;
@@ -106,10 +117,11 @@ class Probe final : public event::DeferredDeletable,
  public:
   using DoneFn = std::function<void(Probe&)>;
   // `resolver` may be null (it could not start, `resolver_error` says why): runs that need
-  // DNS then fail. `done` is called once, from a loop callback; it must not destroy the
-  // Probe (defer_delete it).
+  // DNS then fail. `tls` is the context of an https URL (null for http); it keeps the last
+  // session, so a later run resumes it. `done` is called once, from a loop callback; it
+  // must not destroy the Probe (defer_delete it).
   Probe(event::Loop& loop, dns::Resolver* resolver, std::string resolver_error,
-        const ProbeOptions& options, DoneFn done);
+        tls::ClientContext* tls, const ProbeOptions& options, DoneFn done);
   ~Probe() override;
 
   void start();
@@ -117,6 +129,7 @@ class Probe final : public event::DeferredDeletable,
 
   // net::ConnectionCallbacks
   void on_connected() override;
+  void on_secured() override;
   void on_read() override;
   void on_read_closed() override;
   void on_error(int err) override;
@@ -130,6 +143,7 @@ class Probe final : public event::DeferredDeletable,
     kIdle,
     kResolving,
     kConnecting,
+    kHandshaking,
     kSending,
     kWaitingFirstByte,
     kReadingBody,
@@ -139,6 +153,7 @@ class Probe final : public event::DeferredDeletable,
   void on_answer(const dns::Answer& answer);
   void connect_next();
   void attempt_failed(std::string why);
+  void send_request();
   void request_sent();
   void on_timeout();
   void fail(FailureKind kind, std::string message);
@@ -149,6 +164,7 @@ class Probe final : public event::DeferredDeletable,
   event::Loop& loop_;
   dns::Resolver* resolver_;
   std::string resolver_error_;
+  tls::ClientContext* tls_;
   const ProbeOptions& options_;
   DoneFn done_;
   State state_ = State::kIdle;
@@ -159,8 +175,10 @@ class Probe final : public event::DeferredDeletable,
   std::string connect_host_;
   std::vector<net::Address> addresses_;
   size_t next_address_ = 0;
-  MonoTime t_start_{}, t_dns_{}, t_connected_{}, t_sent_{}, t_first_byte_{}, t_attempt_{};
+  MonoTime t_start_{}, t_dns_{}, t_connected_{}, t_secured_{}, t_sent_{}, t_first_byte_{},
+      t_attempt_{};
   std::unique_ptr<net::Connection> conn_;
+  tls::Session* session_ = nullptr;  // conn_'s transport, for https
   // Connections given up on from inside their own callbacks: destroyed with the Probe.
   std::vector<std::unique_ptr<net::Connection>> retired_;
   std::unique_ptr<http::http1::Parser> parser_;
@@ -169,10 +187,11 @@ class Probe final : public event::DeferredDeletable,
 };
 
 // Runs `count` probes one after another on a fresh loop (new connection each time; one
-// resolver for all, so later runs may be answered from its cache). `on_result` sees each
-// result as it completes.
-void run_probes(const ProbeOptions& options, int count,
-                const std::function<void(const RunResult&)>& on_result);
+// resolver for all, so later runs may be answered from its cache; one TLS context for all,
+// so later https runs resume the session of the one before). `on_result` sees each result
+// as it completes. Fails before any run when the TLS context cannot be made (the CA file).
+Status run_probes(const ProbeOptions& options, int count,
+                  const std::function<void(const RunResult&)>& on_result);
 
 // `sluice probe --dns NAME`: one lookup, nothing else.
 struct DnsLookup {

@@ -22,6 +22,7 @@ struct Phase {
 constexpr Phase kPhases[] = {
     {"dns", &RunResult::dns_us},
     {"connect", &RunResult::connect_us},
+    {"tls", &RunResult::tls_us},  // https only
     {"request_sent", &RunResult::request_sent_us},
     {"first_byte", &RunResult::first_byte_us},
     {"body", &RunResult::body_us},
@@ -98,6 +99,58 @@ std::string connect_lines(const RunResult& run) {
   return out;
 }
 
+std::string or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
+
+std::string verify_text(const TlsPhase& t) {
+  if (t.verify_skipped) {
+    return t.verified() ? "skipped (--insecure); it would have passed"
+                        : "skipped (--insecure); it would have failed: " + t.verify_error;
+  }
+  return t.verified() ? "ok" : t.verify_error;
+}
+
+std::string ocsp_text(const OcspSummary& o) {
+  if (o.status == "none") return "none (no response stapled)";
+  std::string out = o.status;
+  if (!o.detail.empty()) out += ", " + o.detail;
+  if (o.status == "invalid") return out;
+  out += o.signature_ok ? ", signature ok" : ", signature not verified";
+  if (!o.next_update.empty()) out += ", next update " + o.next_update;
+  return out;
+}
+
+std::string tls_lines(const RunResult& run) {
+  const TlsPhase& t = *run.tls;
+  std::string out;
+  if (t.version.empty()) {
+    out += fmt::format("tls        handshake with {} failed", t.checked);
+    if (run.tls_us >= 0) out += fmt::format(" ({} ms)", ms(run.tls_us));
+    return out + "\n";
+  }
+  out += fmt::format("tls        {}  {}  alpn {}  {}  ({} ms)\n", t.version, t.cipher,
+                     or_dash(t.alpn), t.resumed ? "resumed" : "new session", ms(run.tls_us));
+  out += fmt::format("           sni {}  certificate checked against {}\n",
+                     t.sni.empty() ? "- (IP host)" : t.sni, t.checked);
+  out += fmt::format("verify     {}\n", verify_text(t));
+  out += fmt::format("ocsp       {}\n", ocsp_text(t.ocsp));
+  // A resumed handshake carries no certificate: these are the original handshake's.
+  if (t.resumed && !t.chain.empty()) out += "certs      of the resumed session (not sent again)\n";
+  for (size_t i = 0; i < t.chain.size(); ++i) {
+    const CertSummary& c = t.chain[i];
+    out += fmt::format("cert {:<6}{}\n", i, c.subject);
+    out += fmt::format("           issuer {}  not after {}\n", c.issuer, c.not_after);
+    if (!c.dns.empty() || !c.ips.empty()) {
+      std::string names;
+      for (const auto& d : c.dns) names += (names.empty() ? "dns " : "  dns ") + d;
+      for (const auto& ip : c.ips) names += (names.empty() ? "ip " : "  ip ") + ip;
+      out += fmt::format("           {}\n", names);
+    }
+  }
+  return out;
+}
+
 // One row: name, start and duration in ms, and the bar (no trailing blanks without one).
 std::string waterfall_row(const char* name, int64_t offset, int64_t duration, int64_t total) {
   std::string row = fmt::format("{:<14}{:>10}{:>13}", name, ms(offset), ms(duration));
@@ -113,6 +166,7 @@ std::string waterfall(const RunResult& run) {
   int64_t offset = 0;
   for (const Phase& p : kPhases) {
     int64_t v = run.*p.field;
+    if (v < 0 && p.field == &RunResult::tls_us && !run.tls) continue;  // http
     if (v < 0) break;
     out += waterfall_row(p.name, offset, v, total);
     offset += v;
@@ -187,6 +241,55 @@ int64_t ms_of(Duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
+void str_or_null(JsonWriter& j, const std::string& s) {
+  if (s.empty()) {
+    j.null();
+  } else {
+    j.str(s);
+  }
+}
+
+void write_tls(JsonWriter& j, const RunResult& run) {
+  if (!run.tls) {
+    j.null();
+    return;
+  }
+  const TlsPhase& t = *run.tls;
+  j.begin_object().key("sni");
+  str_or_null(j, t.sni);
+  j.key("checked_name").str(t.checked).key("version");
+  str_or_null(j, t.version);
+  j.key("cipher");
+  str_or_null(j, t.cipher);
+  j.key("alpn");
+  str_or_null(j, t.alpn);
+  j.key("resumed").boolean(t.resumed).key("certificates").begin_array();
+  for (const CertSummary& c : t.chain) {
+    j.begin_object().key("subject").str(c.subject).key("issuer").str(c.issuer);
+    j.key("dns");
+    write_strings(j, c.dns);
+    j.key("ip");
+    write_strings(j, c.ips);
+    j.key("not_after").str(c.not_after).end_object();
+  }
+  j.end_array();
+  j.key("ocsp").begin_object().key("status").str(t.ocsp.status).key("detail");
+  str_or_null(j, t.ocsp.detail);
+  j.key("signature_ok").boolean(t.ocsp.signature_ok).key("this_update");
+  str_or_null(j, t.ocsp.this_update);
+  j.key("next_update");
+  str_or_null(j, t.ocsp.next_update);
+  j.end_object();
+  j.key("verify").begin_object();
+  if (t.version.empty()) {  // the handshake did not complete: nothing was verified
+    j.key("ok").null().key("result").null();
+  } else {
+    j.key("ok").boolean(t.verified()).key("result").str(t.verified() ? "ok" : t.verify_error);
+  }
+  j.key("enforced").boolean(!t.verify_skipped).end_object();
+  j.key("us").num_or_null(run.tls_us).end_object();
+}
+
 void write_run(JsonWriter& j, const ProbeOptions& options, const RunResult& run) {
   const DnsPhase& d = run.dns;
   j.begin_object().key("url").str(options.url.text).key("method").str(options.method);
@@ -228,6 +331,8 @@ void write_run(JsonWriter& j, const ProbeOptions& options, const RunResult& run)
     j.null();
   }
   j.key("us").num_or_null(run.connect_us).end_object();
+  j.key("tls");
+  write_tls(j, run);
 
   j.key("request_sent_us").num_or_null(run.request_sent_us);
   j.key("first_byte_us").num_or_null(run.first_byte_us);
@@ -289,6 +394,8 @@ struct Counts {
   int dns_cached = 0;
   int dns_hosts_file = 0;
   int dns_skipped = 0;
+  int tls_handshakes = 0;  // completed
+  int tls_resumed = 0;
 };
 
 Counts count(const std::vector<RunResult>& runs) {
@@ -299,6 +406,10 @@ Counts count(const std::vector<RunResult>& runs) {
       ++c.statuses[r.status];
     } else {
       ++c.errors[to_string(r.failure)];
+    }
+    if (r.tls && !r.tls->version.empty()) {
+      ++c.tls_handshakes;
+      if (r.tls->resumed) ++c.tls_resumed;
     }
     if (!r.dns.skipped.empty()) {
       ++c.dns_skipped;
@@ -331,6 +442,7 @@ std::string text_report(const ProbeOptions& options, const RunResult& run) {
   out += "\n";
   if (run.dns_us >= 0) out += dns_lines(run);
   out += connect_lines(run);
+  if (run.tls) out += tls_lines(run);
   out += '\n';
   out += waterfall(run);
   if (run.tcp_info) {
@@ -395,6 +507,12 @@ std::string text_summary(const ProbeOptions& options, const std::vector<RunResul
         "(one resolver serves every run, as in a long-running client)\n",
         c.dns_asked, c.dns_cached);
   }
+  if (options.url.https) {
+    out += fmt::format(
+        "tls        {} of {} handshakes resumed a session (each run after the first offers the "
+        "session of the run before)\n",
+        c.tls_resumed, c.tls_handshakes);
+  }
   return out;
 }
 
@@ -420,6 +538,9 @@ std::string json_summary(const ProbeOptions& options, const std::vector<RunResul
   j.end_object();
   j.key("dns_asked").num(c.dns_asked).key("dns_from_cache").num(c.dns_cached);
   j.key("dns_from_hosts_file").num(c.dns_hosts_file).key("dns_skipped").num(c.dns_skipped);
+  if (options.url.https) {
+    j.key("tls_handshakes").num(c.tls_handshakes).key("tls_resumed").num(c.tls_resumed);
+  }
   j.key("phases").begin_object();
   auto stats = [&](const char* name, int64_t RunResult::*field) {
     auto v = phase_values(runs, field);
@@ -428,7 +549,9 @@ std::string json_summary(const ProbeOptions& options, const std::vector<RunResul
     j.key("p90").num(percentile(v, 90)).key("p99").num(percentile(v, 99));
     j.key("max").num(v.empty() ? 0 : v.back()).end_object();
   };
-  for (const Phase& p : kPhases) stats(p.name, p.field);
+  for (const Phase& p : kPhases) {
+    if (p.field != &RunResult::tls_us || options.url.https) stats(p.name, p.field);
+  }
   stats("total", &RunResult::total_us);
   j.end_object().end_object().end_object();
   return j.text() + "\n";

@@ -63,7 +63,7 @@ bool valid_host(std::string_view host) {
 
 std::string Url::authority() const {
   std::string h = ipv6 ? "[" + host + "]" : host;
-  if (port != 80) h += fmt::format(":{}", port);
+  if (port != default_port()) h += fmt::format(":{}", port);
   return h;
 }
 
@@ -75,20 +75,20 @@ Result<Url> parse_url(std::string_view text) {
           "bad URL: a space, control or non-ASCII byte at offset {} (percent-encode it)", i));
     }
   }
-  if (starts_with_nocase(text, "https://")) {
-    return Status::error("https is not supported yet (TLS comes later)");
-  }
-  if (!starts_with_nocase(text, "http://")) {
+  Url url;
+  url.https = starts_with_nocase(text, "https://");
+  if (!url.https && !starts_with_nocase(text, "http://")) {
     size_t scheme_end = text.find("://");
     if (scheme_end != std::string_view::npos) {
-      return Status::error(fmt::format("bad URL: scheme '{}' is not supported (only http://)",
-                                       text.substr(0, scheme_end)));
+      return Status::error(
+          fmt::format("bad URL: scheme '{}' is not supported (only http:// and https://)",
+                      text.substr(0, scheme_end)));
     }
-    return Status::error(fmt::format("bad URL '{}': it must start with http://", text));
+    return Status::error(fmt::format("bad URL '{}': it must start with http:// or https://", text));
   }
-  Url url;
   url.text = std::string(text);
-  std::string_view rest = text.substr(7);
+  url.port = url.default_port();
+  std::string_view rest = text.substr(url.https ? 8 : 7);
   rest = rest.substr(0, rest.find('#'));  // the fragment stays with the client (RFC 9110 §4.2.4)
   size_t auth_end = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, auth_end);

@@ -1,5 +1,5 @@
-// The target of `sluice probe`: an http:// URL, and the curl-style overrides of where it
-// goes (--resolve host:port:addr, --connect-to host:port:host2:port2). Plain value types and
+// The target of `sluice probe`: an http:// or https:// URL, and the curl-style overrides of where
+// it goes (--resolve host:port:addr, --connect-to host:port:host2:port2). Plain value types and
 // parsing functions; any thread.
 #pragma once
 
@@ -16,17 +16,21 @@ namespace sluice::probe {
 
 struct Url {
   std::string text;    // as given
+  bool https = false;  // the scheme is https: TLS over the connection
   std::string host;    // without the brackets of an IPv6 literal
   bool ipv6 = false;   // host is an IPv6 literal
-  uint16_t port = 80;  // explicit or the scheme's default
+  uint16_t port = 80;  // explicit or the scheme's default (80, 443)
   std::string target;  // path and query ("/" when the URL has no path); never the fragment
 
-  // The Host field (RFC 9112 §3.2): the authority, the port only when it is not 80.
+  uint16_t default_port() const { return https ? 443 : 80; }
+  // The Host field (RFC 9112 §3.2): the authority, the port only when it is not the
+  // scheme's default.
   std::string authority() const;
 };
 
-// Accepts http://host[:port][/path][?query][#fragment]; anything else is an error whose
-// message fits on one line ("https is not supported yet (TLS comes later)").
+// Accepts http[s]://host[:port][/path][?query][#fragment]; anything else is an error whose
+// message fits on one line ("bad URL: scheme 'ftp' is not supported (only http:// and
+// https://)").
 Result<Url> parse_url(std::string_view text);
 
 // --resolve HOST:PORT:ADDR[,ADDR...]: HOST:PORT is answered with these addresses, no DNS.

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "proxy/tcp/sni_router.h"
+
 namespace sluice::proxy {
 
 ConfigIssues AccessLogConfig::validate() const {
@@ -29,8 +31,14 @@ ConfigIssues ListenerConfig::validate() const {
   if (protocol == Protocol::kTcp) {
     if (cluster.empty()) c.missing("cluster");
     if (!http.virtual_hosts.empty()) c.error("virtual_hosts", "only for protocol: http");
+    c.nested("sni_routes", tcp::validate_sni_routes(sni_routes));
+    // sni_routes passes TLS through unread; `tls` terminates it.
+    if (!sni_routes.empty() && tls)
+      c.error("sni_routes", "cannot be used with tls: sni_routes passes TLS through untouched");
+    c.check_duration("sni_timeout", sni_timeout, std::chrono::milliseconds(1), hours(1));
   } else {
     if (!cluster.empty()) c.error("cluster", "only for protocol: tcp");
+    if (!sni_routes.empty()) c.error("sni_routes", "only for protocol: tcp");
     if (hash_key != HashKey::kSourceIp) c.error("hash_key", "only for protocol: tcp");
     c.nested("http", http.validate());
     c.nested("virtual_hosts", http::validate_virtual_hosts(http.virtual_hosts));

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/units.h"
 #include "base/validation.h"
@@ -19,6 +20,16 @@
 namespace sluice::proxy {
 
 enum class Protocol { kTcp, kHttp };
+
+// A tcp listener's route by the server name (SNI) of the client's TLS ClientHello, read
+// without terminating TLS (proxy/tcp/sni_router.h matches them).
+struct SniRoute {
+  // Exact names ("api.example.com") or wildcards of one leftmost label ("*.example.com"
+  // matches "a.example.com", not "example.com" nor "a.b.example.com"); compared without
+  // regard to case.
+  std::vector<std::string> names;
+  std::string cluster;
+};
 
 struct ListenerConfig {
   std::string name;
@@ -37,6 +48,11 @@ struct ListenerConfig {
   // The key for ring_hash and maglev clusters: the client's address, with or without port.
   enum class HashKey { kSourceIp, kSourceIpPort };
   HashKey hash_key = HashKey::kSourceIp;
+  // Non-empty: each connection is routed by the server name of its ClientHello (exact names
+  // first, then wildcards; none sent or none matching: `cluster`), waiting at most
+  // `sni_timeout` for the whole ClientHello. A client that sends something else is closed.
+  std::vector<SniRoute> sni_routes;
+  Duration sni_timeout = std::chrono::seconds(5);
 
   // protocol: http
   http::HttpOptions http;

@@ -176,6 +176,11 @@ Status Server::start_admin() {
   return Status::ok();
 }
 
+namespace {
+// Early-data ClientHellos remembered per listener; beyond it, early data is refused.
+constexpr size_t kReplayGuardCapacity = 100000;
+}  // namespace
+
 Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker) {
   bool wants_ktls = false;
   for (size_t li = 0; li < config_->listeners.size(); ++li) {
@@ -215,8 +220,13 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
       ticket_rotations_.back()->arm_at(main_loop_.now() + every);
     }
     ticket_keys_[l->name] = keys;
+    if (l->tls->early_data.enabled) {
+      // One record of accepted early data for all workers, kept as long as a ticket lives.
+      replay_guards_[l->name] = std::make_shared<tls::ReplayGuard>(
+          kReplayGuardCapacity, l->tls->ticket_key_rotation * 2 + std::chrono::minutes(1));
+    }
     for (auto& handoffs : per_worker) {
-      auto ctx = tls::ServerContext::create(*l->tls, store, keys);
+      auto ctx = tls::ServerContext::create(*l->tls, store, keys, replay_guards_[l->name]);
       if (!ctx)
         return Status::error(fmt::format("listener {}: tls: {}", l->name, ctx.status().message()));
       for (auto& h : handoffs) {
@@ -271,7 +281,8 @@ void Server::reload_certificates(const proxy::ListenerConfig& l) {
   std::vector<std::shared_ptr<tls::ServerContext>> contexts;
   Status s = store ? Status::ok() : store.status();
   for (size_t w = 0; s && w < workers_.size(); ++w) {
-    auto ctx = tls::ServerContext::create(*l.tls, store.value(), ticket_keys_.at(l.name));
+    auto ctx = tls::ServerContext::create(*l.tls, store.value(), ticket_keys_.at(l.name),
+                                          replay_guards_[l.name]);
     if (!ctx) {
       s = ctx.status();
       break;

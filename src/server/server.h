@@ -47,6 +47,7 @@ class CertStore;
 class CertWatcher;
 class ClientContext;
 class TicketKeys;
+class ReplayGuard;
 }  // namespace sluice::tls
 
 namespace sluice::server {
@@ -106,6 +107,7 @@ class Server {
   std::map<std::string, std::unique_ptr<tls::CertWatcher>> cert_watchers_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> cert_reloads_;  // (done, failed)
   std::map<std::string, std::shared_ptr<tls::TicketKeys>> ticket_keys_;
+  std::map<std::string, std::shared_ptr<tls::ReplayGuard>> replay_guards_;
   std::vector<std::unique_ptr<event::Timer>> ticket_rotations_;
   // Per worker, per cluster (config order): its TLS context, null without `tls:`.
   std::vector<std::vector<std::shared_ptr<tls::ClientContext>>> cluster_tls_;

@@ -122,9 +122,13 @@ void Worker::thread_main() {
       proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
                                                        h.active_connections, h.tls);
     } else {
-      proxy =
-          std::make_unique<proxy::tcp::TcpProxy>(loop_, h.config, *clusters_.at(h.config->cluster),
-                                                 transfer_pool_, h.active_connections, h.tls);
+      std::vector<upstream::Cluster*> sni_clusters;
+      for (const auto& route : h.config->sni_routes) {
+        sni_clusters.push_back(clusters_.at(route.cluster).get());
+      }
+      proxy = std::make_unique<proxy::tcp::TcpProxy>(
+          loop_, h.config, *clusters_.at(h.config->cluster), std::move(sni_clusters),
+          transfer_pool_, h.active_connections, h.tls);
     }
     proxy->set_on_idle([this] { check_drained(); });
     proxy->set_access_log(h.access_log);

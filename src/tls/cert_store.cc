@@ -295,8 +295,8 @@ Result<std::vector<X509Ptr>> read_pem_certificates(const std::string& file) {
     return Status::error(fmt::format("{}: no PEM certificate found", file));
   }
   if (!at_end) {
-    return Status::error(
-        fmt::format("{}: certificate {} is not valid PEM ({})", file, certs.size() + 1, why));
+    return Status::error(fmt::format("{}: certificate {} is not a valid PEM certificate ({})", file,
+                                     certs.size() + 1, why));
   }
   return certs;
 }

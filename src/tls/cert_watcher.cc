@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <deque>
 
 #include "base/log.h"
 
@@ -26,8 +25,8 @@ constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FRO
 // Like the kernel's own limit on symlinks followed in one lookup (ELOOP).
 constexpr int kMaxSymlinks = 40;
 
-std::deque<std::string> split(std::string_view path) {
-  std::deque<std::string> parts;
+std::vector<std::string> split(std::string_view path) {
+  std::vector<std::string> parts;
   size_t i = 0;
   while (i < path.size()) {
     size_t j = path.find('/', i);
@@ -38,8 +37,11 @@ std::deque<std::string> split(std::string_view path) {
   return parts;
 }
 
-std::string child(const std::string& dir, const std::string& name) {
-  return dir == "/" ? "/" + name : dir + "/" + name;
+std::string child(const std::string& dir, std::string_view name) {
+  std::string out = dir;
+  if (out.empty() || out.back() != '/') out.push_back('/');
+  out.append(name);
+  return out;
 }
 
 std::string parent(const std::string& dir) {
@@ -78,12 +80,14 @@ void entries_of(const std::string& file, std::set<std::pair<std::string, std::st
     }
     lexical_dir = parent(normal.empty() ? "/" : normal);
   }
-  std::deque<std::string> rest = split(path);
+  // The components still to resolve, the next one last.
+  std::vector<std::string> rest = split(path);
+  std::reverse(rest.begin(), rest.end());
   std::string dir = "/";  // resolved: no symlink in it
   int followed = 0;
   while (!rest.empty()) {
-    std::string name = std::move(rest.front());
-    rest.pop_front();
+    std::string name = std::move(rest.back());
+    rest.pop_back();
     if (name == ".") continue;
     if (name == "..") {
       dir = parent(dir);
@@ -104,9 +108,12 @@ void entries_of(const std::string& file, std::set<std::pair<std::string, std::st
     ssize_t n = ::readlink(at.c_str(), target, sizeof target - 1);
     if (n <= 0) return;
     std::string_view t(target, static_cast<size_t>(n));
-    std::deque<std::string> more = split(t);
-    for (auto it = more.rbegin(); it != more.rend(); ++it) rest.push_front(*it);
-    if (t.front() == '/') dir = "/";
+    std::vector<std::string> more = split(t);
+    for (auto it = more.rbegin(); it != more.rend(); ++it) rest.push_back(std::move(*it));
+    if (t.front() == '/') {
+      dir.clear();  // (not `dir = "/"`: g++ 12 then reports a false -Wrestrict)
+      dir.push_back('/');
+    }
   }
 }
 

@@ -63,6 +63,10 @@ ConfigIssues ServerConfig::validate() const {
     // Early data rides on a resumed session (RFC 8446 §4.2.10), and only TLS 1.3 has it.
     if (!session_tickets) c.error("early_data.enabled", "needs session_tickets: true");
     if (max_version != Version::kTls13) c.error("early_data.enabled", "needs max_version: 1.3");
+    // The client's certificate comes after its early data: a request in it would be acted on
+    // before the client is known.
+    if (verify != ClientVerify::kNone)
+      c.error("early_data.enabled", "cannot be used with verify: optional or required");
     c.check_size("early_data.max_early_data", early_data.max_early_data, 1, 1 << 20);
   }
   if (verify != ClientVerify::kNone && client_ca.empty()) {

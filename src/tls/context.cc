@@ -1,6 +1,7 @@
 #include "tls/context.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include <sys/utsname.h>
@@ -91,8 +92,11 @@ std::string alpn_wire(const std::vector<std::string>& protocols) {
 // ---- server ----
 
 ServerContext::ServerContext(const ServerConfig& config, std::shared_ptr<const CertStore> store,
-                             std::shared_ptr<TicketKeys> keys)
-    : config_(config), store_(std::move(store)), keys_(std::move(keys)) {}
+                             std::shared_ptr<TicketKeys> keys, std::shared_ptr<ReplayGuard> replays)
+    : config_(config),
+      store_(std::move(store)),
+      keys_(std::move(keys)),
+      replays_(std::move(replays)) {}
 
 ServerContext::~ServerContext() = default;
 
@@ -106,6 +110,18 @@ Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
     keys_->install(ctx);
     SSL_CTX_set_num_tickets(ctx, 1);
+    // A ticket is good for as long as its key decrypts: two rotation periods.
+    SSL_CTX_set_timeout(ctx, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                   config_.ticket_key_rotation * 2)
+                                                   .count()));
+    // Not with client certificates: early data comes before the client's certificate.
+    if (config_.early_data.enabled && replays_ && config_.verify == ClientVerify::kNone) {
+      // OpenSSL's anti-replay needs a per-context session cache, which stateless tickets
+      // shared by every worker do not have: the ReplayGuard takes its place.
+      SSL_CTX_set_options(ctx, SSL_OP_NO_ANTI_REPLAY);
+      SSL_CTX_set_max_early_data(ctx, config_.early_data.max_early_data);
+      SSL_CTX_set_allow_early_data_cb(ctx, &ServerContext::on_allow_early_data, this);
+    }
   } else {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -138,9 +154,11 @@ Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
 
 Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerConfig& config,
                                                              std::shared_ptr<const CertStore> store,
-                                                             std::shared_ptr<TicketKeys> keys) {
+                                                             std::shared_ptr<TicketKeys> keys,
+                                                             std::shared_ptr<ReplayGuard> replays) {
   if (!store || store->groups().empty()) return Status::error("no certificate");
-  std::shared_ptr<ServerContext> c(new ServerContext(config, std::move(store), std::move(keys)));
+  std::shared_ptr<ServerContext> c(
+      new ServerContext(config, std::move(store), std::move(keys), std::move(replays)));
   c->alpn_wire_ = alpn_wire(config.alpn);
   c->base_.reset(SSL_CTX_new(TLS_server_method()));
   if (!c->base_) return Status::error(openssl_errors("cannot make a TLS context"));
@@ -160,8 +178,12 @@ std::unique_ptr<Session> ServerContext::new_session(int fd) {
     ERR_clear_error();
     return nullptr;
   }
-  if (config_.early_data.enabled) SSL_set_max_early_data(ssl, config_.early_data.max_early_data);
   auto s = std::make_unique<Session>(ssl, Session::Side::kServer, shared_from_this());
+  SSL_set_app_data(ssl, s.get());
+  if (config_.early_data.enabled && replays_ && config_.verify == ClientVerify::kNone) {
+    SSL_set_max_early_data(ssl, config_.early_data.max_early_data);
+    s->accept_early_data(config_.early_data.max_early_data);
+  }
   if (!s->attach(fd)) return nullptr;
   return s;
 }
@@ -180,6 +202,16 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
       for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     }
   }
+  if (self->replays_ && SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_early_data, &p, &len) == 1 &&
+      SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &p, &len) == 1) {
+    // What a replay repeats byte for byte: the ticket, its obfuscated age and the binder.
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (EVP_Digest(p, len, md, &md_len, EVP_sha256(), nullptr) == 1) {
+      if (auto* session = static_cast<Session*>(SSL_get_app_data(ssl)))
+        session->set_replay_key(std::string(reinterpret_cast<char*>(md), md_len));
+    }
+  }
   const CertGroup* group = self->store_->select(name, self->config_.require_sni);
   if (!group) {
     *alert = SSL_AD_UNRECOGNIZED_NAME;
@@ -192,6 +224,13 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
   }
   SSL_set_SSL_CTX(ssl, self->groups_[index].get());
   return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+int ServerContext::on_allow_early_data(SSL* ssl, void* arg) {
+  auto* self = static_cast<ServerContext*>(arg);
+  auto* session = static_cast<Session*>(SSL_get_app_data(ssl));
+  if (!session || session->replay_key().empty()) return 0;
+  return self->replays_->first_use(session->replay_key()) ? 1 : 0;
 }
 
 int ServerContext::on_status_request(SSL* ssl, void* arg) {

@@ -22,6 +22,7 @@
 #include "net/address.h"
 #include "tls/cert_store.h"
 #include "tls/config.h"
+#include "tls/replay_guard.h"
 #include "tls/session.h"
 #include "tls/ticket_keys.h"
 
@@ -35,9 +36,9 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 class ServerContext : public std::enable_shared_from_this<ServerContext> {
  public:
   // Main thread (reads the client CA file).
-  static Result<std::shared_ptr<ServerContext>> create(const ServerConfig& config,
-                                                       std::shared_ptr<const CertStore> store,
-                                                       std::shared_ptr<TicketKeys> keys);
+  static Result<std::shared_ptr<ServerContext>> create(
+      const ServerConfig& config, std::shared_ptr<const CertStore> store,
+      std::shared_ptr<TicketKeys> keys, std::shared_ptr<ReplayGuard> replays = nullptr);
   ~ServerContext();
 
   // A server session for an accepted socket; nullptr when OpenSSL cannot make one.
@@ -48,7 +49,8 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
 
  private:
   ServerContext(const ServerConfig& config, std::shared_ptr<const CertStore> store,
-                std::shared_ptr<TicketKeys> keys);
+                std::shared_ptr<TicketKeys> keys, std::shared_ptr<ReplayGuard> replays);
+  static int on_allow_early_data(SSL* ssl, void* arg);
   static int on_client_hello(SSL* ssl, int* alert, void* arg);
   static int on_status_request(SSL* ssl, void* arg);
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
@@ -58,9 +60,10 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   ServerConfig config_;
   std::shared_ptr<const CertStore> store_;
   std::shared_ptr<TicketKeys> keys_;
-  SslCtxPtr base_;                 // the one sessions start on
-  std::vector<SslCtxPtr> groups_;  // by CertStore group
-  std::string alpn_wire_;          // the configured ALPN list, length-prefixed
+  std::shared_ptr<ReplayGuard> replays_;  // with early data
+  SslCtxPtr base_;                        // the one sessions start on
+  std::vector<SslCtxPtr> groups_;         // by CertStore group
+  std::string alpn_wire_;                 // the configured ALPN list, length-prefixed
 };
 
 class ClientContext : public std::enable_shared_from_this<ClientContext> {

@@ -82,6 +82,38 @@ ssize_t Session::io_error(int ret) {
 net::Transport::Step Session::handshake() {
   if (established_) return Step::kDone;
   ERR_clear_error();
+  while (read_early_) {
+    // Early data comes before the client's Finished: read it first (this also sends our
+    // flight), then complete the handshake below.
+    char buf[4096];
+    size_t n = 0;
+    int r = SSL_read_early_data(ssl_, buf, sizeof(buf), &n);
+    if (n > 0) {
+      if (early_.size() + n > early_limit_) {
+        failure_ = "too much early data";
+        return Step::kFailed;
+      }
+      early_.append(buf, n);
+    }
+    if (r == SSL_READ_EARLY_DATA_SUCCESS) continue;
+    if (r == SSL_READ_EARLY_DATA_FINISH) {
+      read_early_ = false;
+      break;
+    }
+    switch (SSL_get_error(ssl_, 0)) {
+      case SSL_ERROR_WANT_READ:
+        return Step::kWantRead;
+      case SSL_ERROR_WANT_WRITE:
+        return Step::kWantWrite;
+      default:
+        set_failure();
+        return Step::kFailed;
+    }
+  }
+  // Early data goes up as such before the handshake completes, even when the client's
+  // Finished is already here: what arrived as early data is judged as early data. The
+  // owner takes it and calls again.
+  if (!early_.empty()) return Step::kWantRead;
   int ret = SSL_do_handshake(ssl_);
   if (ret == 1) {
     established_ = true;
@@ -131,6 +163,13 @@ ssize_t Session::write(const char* data, size_t size) {
     return -1;
   }
   return r;
+}
+
+bool Session::take_early_data(std::string& out) {
+  if (early_.empty()) return false;
+  out += early_;
+  early_.clear();
+  return true;
 }
 
 bool Session::has_pending() const {

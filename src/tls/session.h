@@ -41,6 +41,15 @@ class Session final : public net::Transport {
 
   // Binds the session to the socket; call once before the first handshake().
   bool attach(int fd);
+  // Server side: read early data (up to `limit` bytes) before completing the handshake.
+  void accept_early_data(size_t limit) {
+    early_limit_ = limit;
+    read_early_ = true;
+  }
+  // The ClientHello's pre_shared_key extension, digested (set by the context's ClientHello
+  // callback; the replay guard's key).
+  void set_replay_key(std::string key) { replay_key_ = std::move(key); }
+  const std::string& replay_key() const { return replay_key_; }
 
   // net::Transport
   Step handshake() override;
@@ -48,6 +57,7 @@ class Session final : public net::Transport {
   ssize_t read(char* data, size_t size) override;
   ssize_t write(const char* data, size_t size) override;
   bool has_pending() const override;
+  bool take_early_data(std::string& out) override;
   void shutdown() override;
   std::string_view failure() const override { return failure_; }
   // The handshake failed because the peer closed the connection (no alert, no garbage).
@@ -81,6 +91,10 @@ class Session final : public net::Transport {
   bool established_ = false;
   bool shutdown_sent_ = false;
   bool closed_in_handshake_ = false;
+  bool read_early_ = false;  // still reading early data
+  size_t early_limit_ = 0;
+  std::string early_;  // early data not yet taken
+  std::string replay_key_;
 };
 
 }  // namespace sluice::tls

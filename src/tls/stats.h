@@ -23,6 +23,14 @@ namespace sluice::tls {
           "failed (timeout)", SLUICE_TLS_FAILURES_HELP)                                            \
   COUNTER(failed_closed, "sluice_tls_handshake_failures_total", "reason=\"closed\"",               \
           "failed (closed by the client)", SLUICE_TLS_FAILURES_HELP)                               \
+  COUNTER(early_data_requests, "sluice_tls_early_data_requests_total", "",                        \
+          "requests served from early data",                                                       \
+          "Requests forwarded from TLS early data (0-RTT), with Early-Data: 1.")                   \
+  COUNTER(early_data_held, "sluice_tls_early_data_held_total", "", "early requests held",          \
+          "Connections whose request in early data waited for the handshake (not a safe method).")  \
+  COUNTER(early_data_rejected, "sluice_tls_early_data_rejected_total", "",                         \
+          "early requests answered 425",                                                           \
+          "Requests in early data answered 425 Too Early (not a safe method, reject_unsafe).")    \
   COUNTER(client_certificates, "sluice_tls_client_certificates_total", "",                         \
           "client certificates verified",                                                          \
           "Downstream TLS handshakes with a verified client certificate.")                         \

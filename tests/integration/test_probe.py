@@ -417,9 +417,8 @@ def test_dns_server_stopped():
 
 def test_usage_errors():
     cases = [
-        (["https://example.com/"], r"^sluice probe: https is not supported yet \(TLS comes later\)$"),
         (["ftp://example.com/"], r"scheme 'ftp' is not supported"),
-        (["example.com"], r"must start with http://"),
+        (["example.com"], r"must start with http:// or https://$"),
         (["http:///path"], r"no host"),
         (["http://exa mple.com/"], r"space"),
         (["http://example.com:0/"], r"port '0'"),

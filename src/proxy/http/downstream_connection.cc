@@ -131,6 +131,25 @@ void DownstreamConnection::start(net::Fd fd) {
   conn_.flush();
 }
 
+bool DownstreamConnection::early_request_allowed() {
+  std::string_view in = conn_.input().view();
+  size_t sp = in.find(' ');
+  if (sp == std::string_view::npos) {
+    if (in.size() < 8) return false;  // the method is not complete yet
+    sp = in.size();
+  }
+  std::string_view method = in.substr(0, sp);
+  if (method == "GET" || method == "HEAD" || method == "OPTIONS") return true;
+  if (proxy_.tls()->config().early_data.reject_unsafe) {
+    ++proxy_.tls_stats().early_data_rejected;
+    stream_for_reply().send_error_reply(ProxyError::local(ErrorKind::kTooEarly), true);
+    return false;
+  }
+  // Held: it is parsed and served once the handshake proves the client is live.
+  held_early_ = true;
+  return false;
+}
+
 void DownstreamConnection::on_secured() {
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
   tls_ = describe_tls(session, proxy_.loop().now() - accepted_at_);
@@ -142,7 +161,16 @@ void DownstreamConnection::on_secured() {
       std::chrono::duration_cast<std::chrono::microseconds>(tls_->handshake).count()));
   LOG_DEBUG("http {}: {}: {} {} sni '{}' alpn '{}'{}", proxy_.config().name, peer_.to_string(),
             tls_->version, tls_->cipher, tls_->sni, tls_->alpn, tls_->resumed ? " resumed" : "");
+  if (stream_) {
+    stream_->on_downstream_secured();
+    return;
+  }
   arm_timer(TimerMode::kHead, proxy_.config().http.header_read_timeout);
+  if (held_early_) {
+    held_early_ = false;
+    ++proxy_.tls_stats().early_data_held;
+    process_input();
+  }
 }
 
 void DownstreamConnection::arm_timer(TimerMode mode, Duration d) {
@@ -240,6 +268,7 @@ void DownstreamConnection::process_input() {
       return;
     }
     if (conn_.input().empty()) return;
+    if (!conn_.secured() && !stream_ && !codec_.mid_message() && !early_request_allowed()) return;
     bool was_idle = !codec_.mid_message();
     if (was_idle && !stream_) request_first_byte_ = proxy_.loop().now();
     in_parser_ = true;
@@ -279,6 +308,13 @@ bool DownstreamConnection::on_head(sluice::http::StreamId id, MessageHead& head)
   arm_timer(TimerMode::kNone, Duration(0));
   stream_ = std::make_unique<Stream>(proxy_, *this, id, peer_, request_first_byte_);
   ++requests_;
+  if (!conn_.secured()) {
+    // RFC 8470 §5.1: the upstream learns the request came in early data (and may say 425).
+    head.headers.remove("early-data");
+    head.headers.add("Early-Data", "1");
+    stream_->set_early_data();
+    ++proxy_.tls_stats().early_data_requests;
+  }
   // The stream may be answered (and gone) before this returns.
   stream_->on_request_head(head);
   return state_ == State::kActive || state_ == State::kDraining;

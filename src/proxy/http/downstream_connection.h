@@ -59,6 +59,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_reset(const char* reason) override;
   void on_stream_tunnel(UpstreamExchange& exchange) override;
   const DownstreamTls* downstream_tls() const override { return tls_ ? &*tls_ : nullptr; }
+  bool downstream_secured() const override { return conn_.secured(); }
 
   // The HttpProxy's list of open connections.
   DownstreamConnection* prev = nullptr;
@@ -73,6 +74,9 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
 
   void transition(State to);
   void process_input();
+  // Before the handshake completes (TLS early data): whether the next request may be served
+  // now. Safe methods may; others wait for the handshake or get 425, as configured.
+  bool early_request_allowed();
   void arm_timer(TimerMode mode, Duration d);
   void on_timer();
   void on_linger_timer();
@@ -98,6 +102,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   uint32_t requests_ = 0;
   bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
   bool resume_after_parse_ = false;
+  bool held_early_ = false;  // a request in early data waits for the handshake
 };
 
 const char* to_string(DownstreamConnection::State s);

@@ -69,6 +69,13 @@ void HttpProxy::report_connections(std::vector<net::ConnectionReport>& out) cons
     if (c->fd() < 0) continue;
     out.push_back(net::describe_connection(c->fd(), "downstream", config_->name,
                                            c->busy() ? "request" : "idle"));
+    if (const DownstreamTls* t = c->downstream_tls()) {
+      auto& r = out.back();
+      r.sni = t->sni;
+      r.tls_version = t->version;
+      r.tls_cipher = t->cipher;
+      r.tls_resumed = t->resumed;
+    }
   }
 }
 

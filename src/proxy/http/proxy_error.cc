@@ -35,6 +35,8 @@ int ProxyError::status() const {
       return code >= 400 && code < 600 ? code : 400;
     case ErrorKind::kBodyTooLarge:
       return 413;
+    case ErrorKind::kTooEarly:
+      return 425;
     case ErrorKind::kDownstreamReset:
       return 0;
   }
@@ -80,6 +82,7 @@ std::optional<ResponseFlag> ProxyError::flag() const {
     case ErrorKind::kRetryableStatus:
     case ErrorKind::kUnknownCluster:
     case ErrorKind::kConnectNotAllowed:
+    case ErrorKind::kTooEarly:
       return std::nullopt;
   }
   return std::nullopt;
@@ -118,6 +121,8 @@ std::string_view ProxyError::summary() const {
       return "upstream did not answer in time";
     case ErrorKind::kNotReplayable:
       return "the request body outgrew the replay buffer before a retry";
+    case ErrorKind::kTooEarly:
+      return "this request may not be sent in TLS early data: send it again after the handshake";
     case ErrorKind::kHeaderTimeout:
       return "request head not received in time";
     case ErrorKind::kBodyTimeout:

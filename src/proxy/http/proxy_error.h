@@ -36,6 +36,7 @@ enum class ErrorKind : uint8_t {
   kNoHealthyUpstream,
   kRouteTimeout,   // the route's whole-request timeout
   kNotReplayable,  // a retry was due but the body outgrew the replay buffer
+  kTooEarly,       // a request that is not safe to replay came in TLS early data (425)
   // kDownstream: the client.
   kHeaderTimeout,
   kBodyTimeout,

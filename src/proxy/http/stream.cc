@@ -209,7 +209,9 @@ void Stream::route() {
   // Host is the one field of the log the rewrite may change (it adds one when missing).
   host_added_ = req.headers.get("host") == nullptr;
   const DownstreamTls* tls = callbacks_.downstream_tls();
-  DownstreamInfo info{ip, o.trust_forwarded_headers, o.generate_request_id, tls != nullptr,
+  // In early data the handshake (and what it proves) is not complete yet, but it is TLS.
+  bool secure = tls != nullptr || !callbacks_.downstream_secured();
+  DownstreamInfo info{ip, o.trust_forwarded_headers, o.generate_request_id, secure,
                       tls ? std::string_view(tls->client_cert_header) : std::string_view()};
   to_upstream(*route, req, info, upgrade_, proxy_.random(), ids);
   log_.request_id = std::move(ids.request_id);
@@ -412,6 +414,12 @@ RetryDecision Stream::decide_retry(const TryOutcome& t) {
   // The budget is asked only for a retry the policy wants (a refusal is flagged).
   bool admitted = !r.stale_resend_allowed(t) && !upgrade_ && r.policy_allows(t) && retry_admitted();
   return r.on_failure(t, admitted, random_unit(proxy_.random()));
+}
+
+void Stream::on_downstream_secured() {
+  if (!waiting_for_handshake_) return;
+  waiting_for_handshake_ = false;
+  schedule_retry("the handshake is complete", Duration(0));
 }
 
 void Stream::schedule_retry(std::string_view why, Duration after) {

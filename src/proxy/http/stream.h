@@ -55,8 +55,10 @@ class StreamCallbacks {
   // A 101 or a CONNECT 2xx went out: the connection becomes a tunnel to the exchange's
   // upstream connection.
   virtual void on_stream_tunnel(UpstreamExchange& exchange) = 0;
-  // The client connection's TLS (null: cleartext).
+  // The client connection's TLS (null: cleartext, or its handshake is not complete).
   virtual const DownstreamTls* downstream_tls() const = 0;
+  // Whether the client connection's TLS handshake is complete (always, on cleartext).
+  virtual bool downstream_secured() const = 0;
 
  protected:
   ~StreamCallbacks() = default;
@@ -84,6 +86,11 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   Stream& operator=(const Stream&) = delete;
 
   // From the codec.
+  // The request came in TLS early data (it carries Early-Data: 1 upstream); before
+  // on_request_head().
+  void set_early_data() { early_data_ = true; }
+  // The client's handshake completed: a request an upstream refused as too early goes again.
+  void on_downstream_secured();
   void on_request_head(sluice::http::MessageHead& head);
   void on_request_data(std::string_view data);
   void on_request_complete(sluice::http::HeaderMap& trailers);
@@ -152,9 +159,12 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   sluice::http::MessageHead request_;
   const Route* route_ = nullptr;
   upstream::Cluster* cluster_ = nullptr;
-  std::string upstream_head_;  // serialised once, re-sent on retries
-  Buffer pending_body_;        // framed body bytes not yet sent upstream
-  Buffer replay_body_;         // framed body bytes kept for a retry (while replayable)
+  bool early_data_ = false;             // the request came in TLS early data
+  bool early_retried_ = false;          // an upstream's 425 was answered by sending it again
+  bool waiting_for_handshake_ = false;  // to send it again once the handshake is done
+  std::string upstream_head_;           // serialised once, re-sent on retries
+  Buffer pending_body_;                 // framed body bytes not yet sent upstream
+  Buffer replay_body_;                  // framed body bytes kept for a retry (while replayable)
   bool request_complete_ = false;
   bool upgrade_ = false;
   bool expect_continue_ = false;

@@ -36,6 +36,24 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
                                  : (head.status >= 502 && head.status <= 504)
                                      ? upstream::health::Outcome::kGatewayFailure
                                      : upstream::health::Outcome::kError5xx);
+  if (head.status == 425 && early_data_ && !early_retried_) {
+    // RFC 8470 §5.2: the upstream will not act on early data; send the request again once the
+    // client's handshake is complete, without Early-Data.
+    early_retried_ = true;
+    drop_exchange();
+    constexpr std::string_view kEarlyData = "Early-Data: 1\r\n";
+    if (size_t at = upstream_head_.find(kEarlyData); at != std::string::npos)
+      upstream_head_.erase(at, kEarlyData.size());
+    std::string why = fmt::format("425 Too Early from {}: again after the handshake",
+                                  x.endpoint_address().to_string());
+    if (callbacks_.downstream_secured()) {
+      schedule_retry(why, Duration(0));
+    } else {
+      waiting_for_handshake_ = true;
+      transition(State::kWaitingForUpstream);
+    }
+    return false;
+  }
   if (!upgrade_) {
     TryOutcome t{ProxyError::upstream(ErrorKind::kRetryableStatus, head.status), x.reused(), true,
                  false};

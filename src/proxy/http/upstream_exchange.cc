@@ -268,6 +268,14 @@ void UpstreamExchange::on_write_drained() {
   callbacks_.on_upstream_drained(*this);
 }
 
+std::string UpstreamExchange::error_text(int err) const {
+  // A TLS alert (the upstream refused our certificate after the handshake, say) says more
+  // than "protocol error".
+  const net::Transport* t = conn_->connection().transport();
+  if (err == EPROTO && t && !t->failure().empty()) return fmt::format("TLS: {}", t->failure());
+  return net::error_text(err);
+}
+
 void UpstreamExchange::on_error(int err) {
   if (!conn_) return;
   // ECONNABORTED comes from sluice itself: the pool closed the connection because its
@@ -280,7 +288,7 @@ void UpstreamExchange::on_error(int err) {
                 "(on_address_change: close)",
                 conn_->peer().to_string())
           : fmt::format("upstream {} {}: {}", conn_->peer().to_string(),
-                        response_started() ? "failed mid-response" : "reset", net::error_text(err));
+                        response_started() ? "failed mid-response" : "reset", error_text(err));
   // A connection sluice closed itself names no network error to the client.
   fail(ProxyError::upstream(ErrorKind::kReset, closed_by_sluice_ ? 0 : err, why));
 }

@@ -102,6 +102,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   void on_read_closed() override;
   void on_write_drained() override;
   void on_error(int err) override;
+  // The errno text of a failure, or the TLS reason behind a protocol error.
+  std::string error_text(int err) const;
   // ClientCodecCallbacks (the response)
   bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;
   void on_data(sluice::http::StreamId stream, std::string_view data, bool end) override;

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "base/check.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "net/connect.h"
@@ -15,6 +19,7 @@
 #include "net/port_exhaustion.h"
 #include "net/tcp_info.h"
 #include "proxy/tls_info.h"
+#include "tls/client_hello.h"
 
 namespace sluice::proxy::tcp {
 
@@ -23,12 +28,14 @@ namespace sluice::proxy::tcp {
 // deletion so that events already queued for it in this iteration are ignored safely.
 class TcpSession final : public event::DeferredDeletable, public net::ConnectRaceCallbacks {
  public:
-  // kHandshaking: the client's TLS handshake (a TLS listener); kSecuring: the upstream's
-  // (a TLS cluster), after its TCP connect.
-  enum class State { kHandshaking, kConnecting, kSecuring, kProxying, kClosed };
+  // kReadingHello: waiting for the ClientHello (listeners with sni_routes only);
+  // kHandshaking: the client's TLS handshake (a TLS listener); kSecuring: the upstream's (a
+  // TLS cluster), after its TCP connect.
+  enum class State { kReadingHello, kHandshaking, kConnecting, kSecuring, kProxying, kClosed };
 
   TcpSession(TcpProxy& proxy, net::Fd downstream, const net::Address& peer)
       : proxy_(proxy),
+        cluster_(&proxy.cluster_),
         downstream_(std::move(downstream)),
         peer_(peer),
         down_side_(*this, false),
@@ -53,13 +60,19 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       timer_.arm_at(proxy_.loop_.now() + proxy_.tls_->config().handshake_timeout);
       return drive_downstream_handshake();
     }
+    if (!proxy_.config_->sni_routes.empty()) {
+      state_ = State::kReadingHello;
+      timer_.arm_at(started_ + proxy_.config_->sni_timeout);
+      return read_hello();
+    }
     connect_next();
   }
 
   void close(const std::string& reason, bool reset) {
     if (state_ == State::kClosed) return;
-    if (counted_) proxy_.cluster_.request_finished(endpoint_);
+    if (counted_) cluster_->request_finished(endpoint_);
     counted_ = false;
+    state_before_close_ = state_;
     state_ = State::kClosed;
     timer_.cancel();
     end_race();
@@ -86,10 +99,10 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   // The endpoint left the DNS answer (`removed`), or some of its addresses did, and its
   // cluster closes connections to departed addresses at once. A session still connecting
   // moves on to another endpoint instead (a race is judged when it wins).
-  void close_if_to(size_t endpoint, bool removed) {
+  void close_if_to(const upstream::Cluster& cluster, size_t endpoint, bool removed) {
+    if (&cluster != cluster_) return;
     if (state_ == State::kClosed || endpoint_ != endpoint || !counted_) return;
-    bool current =
-        !removed && upstream::has_address(proxy_.cluster_.endpoint(endpoint), peer_address_);
+    bool current = !removed && upstream::has_address(cluster_->endpoint(endpoint), peer_address_);
     if (state_ == State::kConnecting) {
       if (race_ || current) return;
       return connect_failed("its address left the DNS answer while connecting", false);
@@ -99,12 +112,20 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   }
 
   void report(std::vector<net::ConnectionReport>& out) const {
-    const char* state = state_ == State::kProxying      ? "proxying"
-                        : state_ == State::kHandshaking ? "handshaking"
-                                                        : "connecting";
+    const char* state = state_ == State::kProxying       ? "proxying"
+                        : state_ == State::kReadingHello ? "client_hello"
+                        : state_ == State::kHandshaking  ? "handshaking"
+                                                         : "connecting";
     if (downstream_.valid()) {
       out.push_back(
           net::describe_connection(downstream_.get(), "downstream", proxy_.config_->name, state));
+      out.back().sni = sni_;
+      if (tls_) {
+        out.back().sni = tls_->sni;
+        out.back().tls_version = tls_->version;
+        out.back().tls_cipher = tls_->cipher;
+        out.back().tls_resumed = tls_->resumed;
+      }
     }
     if (upstream_.valid()) {
       out.push_back(net::describe_connection(upstream_.get(), "upstream", cluster().name, state));
@@ -119,11 +140,79 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     bool upstream;
   };
 
-  const upstream::ClusterConfig& cluster() const { return proxy_.cluster_.config(); }
+  const upstream::ClusterConfig& cluster() const { return cluster_->config(); }
+
+  // The ClientHello is peeked at (MSG_PEEK), not read: its bytes stay in the socket for the
+  // pumps to move upstream like any others, by splice where they can, and nothing is held
+  // per session meanwhile. Each new segment is looked at again from the start, which the
+  // 16 KiB bound keeps cheap; a ClientHello is usually one segment.
+  void read_hello() {
+    std::vector<uint8_t>& scratch = proxy_.hello_scratch_;
+    if (scratch.empty()) scratch.resize(tls::kMaxClientHelloBytes);
+    ssize_t n = ::recv(downstream_.get(), scratch.data(), scratch.size(), MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      ++proxy_.stats_.downstream_resets;
+      return close(fmt::format("downstream reset: {}", net::error_text(errno)), false);
+    }
+    tls::HelloParse hello =
+        tls::parse_client_hello(std::span<const uint8_t>(scratch.data(), static_cast<size_t>(n)));
+    using Outcome = tls::HelloParse::Outcome;
+    switch (hello.outcome) {
+      case Outcome::kNeedMore:
+        // Peeked bytes are never consumed, so the client's FIN shows as the event
+        // (EPOLLRDHUP), or as recv() returning 0 when it sent nothing at all.
+        if (n == 0) {
+          return refuse_hello(SniRefusal::kMalformed,
+                              "downstream closed before sending a ClientHello");
+        }
+        if (downstream_closed_) {
+          return refuse_hello(SniRefusal::kMalformed,
+                              "downstream closed before its ClientHello was complete");
+        }
+        return;
+      case Outcome::kNotTls:
+        return refuse_hello(SniRefusal::kNotTls, fmt::format("not TLS: {}", hello.reason));
+      case Outcome::kMalformed:
+        return refuse_hello(SniRefusal::kMalformed,
+                            fmt::format("malformed ClientHello: {}", hello.reason));
+      case Outcome::kComplete:
+        break;
+    }
+    timer_.cancel();
+    sni_ = std::move(hello.hello.server_name);
+    if (std::optional<size_t> route = proxy_.sni_router_.match(sni_)) {
+      cluster_ = proxy_.sni_clusters_[*route];
+      ++proxy_.stats_.sni_routed;
+    } else {
+      ++proxy_.stats_.sni_default;
+    }
+    LOG_DEBUG("tcp {}: {}: server name '{}': cluster {}", proxy_.config_->name, peer_.to_string(),
+              sni_, cluster().name);
+    state_ = State::kConnecting;
+    connect_next();
+  }
+
+  void refuse_hello(SniRefusal kind, const std::string& reason) {
+    ++(kind == SniRefusal::kNotTls      ? proxy_.stats_.sni_not_tls
+       : kind == SniRefusal::kMalformed ? proxy_.stats_.sni_malformed
+                                        : proxy_.stats_.sni_timeouts);
+    uint64_t suppressed = 0;
+    if (proxy_.should_log_sni_refusal(kind, &suppressed)) {
+      LOG_WARN("tcp {}: closing downstream {}: {}{}", proxy_.config_->name, peer_.to_string(),
+               reason,
+               suppressed ? fmt::format(" ({} more before it not logged)", suppressed) : "");
+    }
+    // Take what was only peeked at: closing a socket with unread bytes would send a reset.
+    std::vector<uint8_t>& scratch = proxy_.hello_scratch_;
+    if (!scratch.empty())
+      (void)::recv(downstream_.get(), scratch.data(), scratch.size(), MSG_DONTWAIT);
+    close(reason, false);
+  }
 
   void connect_next() {
     const auto& cfg = cluster();
-    upstream::Cluster& cl = proxy_.cluster_;
+    upstream::Cluster& cl = *cluster_;
     auto& stats = cl.stats();
     if (!cl.has_endpoints()) {
       ++stats.no_healthy_endpoint;
@@ -192,11 +281,11 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     upstream_ = std::move(fd);
     peer_address_ = address;
     if (cluster().on_address_change == upstream::ClusterConfig::OnAddressChange::kClose &&
-        !upstream::has_address(proxy_.cluster_.endpoint(endpoint_), address)) {
+        !upstream::has_address(cluster_->endpoint(endpoint_), address)) {
       return connect_failed("its address left the DNS answer while connecting", false);
     }
     LOG_DEBUG("tcp {}: {}: connecting to {} by way of {}", proxy_.config_->name, peer_.to_string(),
-              proxy_.cluster_.endpoint(endpoint_).address.to_string(), address.to_string());
+              cluster_->endpoint(endpoint_).address.to_string(), address.to_string());
     Status s = proxy_.loop_.poller().add(
         upstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &up_side_);
     if (!s) return connect_failed(s.message());
@@ -206,14 +295,14 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   void on_race_lost(int err, const std::string& detail) override {
     end_race();
     count_connect_error(err);
-    connect_failed(connect_error(err, proxy_.cluster_.endpoint(endpoint_).address, detail));
+    connect_failed(connect_error(err, cluster_->endpoint(endpoint_).address, detail));
   }
 
   // What a connect error says in the log: `plain`, or for EADDRNOTAVAIL (counted) that the
   // ephemeral ports towards `target` are exhausted, with their number and TIME_WAIT count.
   std::string connect_error(int err, const net::Address& target, const std::string& plain) {
     if (err != EADDRNOTAVAIL) return plain;
-    ++proxy_.cluster_.stats().ports_exhausted;
+    ++cluster_->stats().ports_exhausted;
     return net::ports_exhausted_detail(
         target, proxy_.loop_.now(),
         "widen net.ipv4.ip_local_port_range or enable net.ipv4.tcp_tw_reuse");
@@ -227,18 +316,18 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
   // A connect failed with `err`: the cluster counts refusals apart (nothing listens there).
   void count_connect_error(int err) {
-    if (err == ECONNREFUSED) ++proxy_.cluster_.stats().connect_refused;
+    if (err == ECONNREFUSED) ++cluster_->stats().connect_refused;
   }
 
   // `report`: the endpoint failed (fed to outlier detection), rather than sluice giving up
   // on an address that left the DNS answer.
   void connect_failed(const std::string& reason, bool report = true) {
     const auto& cfg = cluster();
-    auto& stats = proxy_.cluster_.stats();
+    auto& stats = cluster_->stats();
     ++stats.connect_failures;
-    proxy_.cluster_.request_finished(endpoint_);
+    cluster_->request_finished(endpoint_);
     counted_ = false;
-    if (report) proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kGatewayFailure);
+    if (report) cluster_->report(endpoint_, upstream::health::Outcome::kGatewayFailure);
     timer_.cancel();
     end_race();
     up_tls_.reset();
@@ -246,7 +335,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
       proxy_.loop_.poller().remove(upstream_.get());
       upstream_.reset();
     }
-    const std::string ep = proxy_.cluster_.endpoint(endpoint_).address.to_string();
+    const std::string ep = cluster_->endpoint(endpoint_).address.to_string();
     LOG_DEBUG("tcp {}: {}: connect to {} failed: {} (attempt {}/{})", proxy_.config_->name,
               peer_.to_string(), ep, reason, tried_.size(), cfg.max_connect_attempts);
     if (!failures_.empty()) failures_ += "; ";
@@ -276,11 +365,15 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     line += ",\"downstream\":";
     append_json_string(peer_.to_string(), line);
     line += ",\"cluster\":";
-    append_json_string(cluster().name, line);
+    // A connection refused for its ClientHello never had one.
+    append_json_string(state_before_close_ == State::kReadingHello ? "" : cluster().name, line);
+    if (!proxy_.config_->sni_routes.empty()) {
+      line += ",\"sni\":";
+      append_json_string(sni_, line);
+    }
     line += ",\"endpoint\":";
     append_json_string(
-        tried_.empty() && failed ? "" : proxy_.cluster_.endpoint(endpoint_).address.to_string(),
-        line);
+        tried_.empty() && failed ? "" : cluster_->endpoint(endpoint_).address.to_string(), line);
     line += ",\"close_reason\":";
     append_json_string(reason, line);
     fmt::format_to(std::back_inserter(line),
@@ -289,7 +382,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
                    to_upstream_.bytes(), to_downstream_.bytes(), attempts_,
                    failed ? -1 : us(connected_at_ - started_), us(now - started_));
     if (tls_) append_tls_json(*tls_, line);
-    if (upstream_.valid() && !proxy_.cluster_.endpoint(endpoint_).fallbacks.empty()) {
+    if (upstream_.valid() && !cluster_->endpoint(endpoint_).fallbacks.empty()) {
       // An endpoint with several addresses: say which one this connection went to.
       line += ",\"upstream_address\":";
       append_json_string(peer_address_.to_string(), line);
@@ -349,8 +442,8 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   }
 
   void on_connected() {
-    if (tls::ClientContext* ctx = proxy_.cluster_.tls_context()) {
-      up_tls_ = ctx->new_session(upstream_.get(), proxy_.cluster_.tls_host(), peer_address_);
+    if (tls::ClientContext* ctx = cluster_->tls_context()) {
+      up_tls_ = ctx->new_session(upstream_.get(), cluster_->tls_host(), peer_address_);
       if (!up_tls_) return connect_failed("TLS: cannot make a session");
       tcp_connected_at_ = proxy_.loop_.now();
       state_ = State::kSecuring;
@@ -363,12 +456,12 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     timer_.cancel();
     state_ = State::kProxying;
     connected_at_ = proxy_.loop_.now();
-    proxy_.cluster_.report(endpoint_, upstream::health::Outcome::kSuccess);
+    cluster_->report(endpoint_, upstream::health::Outcome::kSuccess);
     // The connect attempts' bookkeeping is not needed any more: give its memory back.
     std::vector<size_t>().swap(tried_);
     std::string().swap(failures_);
     LOG_DEBUG("tcp {}: {} connected to {}", proxy_.config_->name, peer_.to_string(),
-              proxy_.cluster_.endpoint(endpoint_).address.to_string());
+              cluster_->endpoint(endpoint_).address.to_string());
     last_activity_ = proxy_.loop_.now();
     arm_activity_timer();
     pump();
@@ -378,6 +471,12 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     if (state_ == State::kClosed) return;
     if (!upstream && state_ == State::kHandshaking) return drive_downstream_handshake();
     if (upstream && state_ == State::kSecuring) return drive_upstream_handshake();
+    if (state_ == State::kReadingHello) {
+      if (upstream) return;
+      if (events & event::kPeerClosed) downstream_closed_ = true;
+      if (events & (event::kReadable | event::kPeerClosed | event::kError)) read_hello();
+      return;
+    }
     if (upstream && state_ == State::kConnecting) {
       if (!(events & (event::kWritable | event::kError))) return;
       int err = 0;
@@ -461,8 +560,13 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
                peer_.to_string(), format_duration(proxy_.tls_->config().handshake_timeout));
       return close("TLS handshake timeout", true);
     }
+    if (state_ == State::kReadingHello) {
+      return refuse_hello(SniRefusal::kTimeout,
+                          fmt::format("no complete ClientHello within sni_timeout {}",
+                                      format_duration(cfg.sni_timeout)));
+    }
     if (state_ == State::kConnecting || state_ == State::kSecuring) {
-      ++proxy_.cluster_.stats().connect_timeouts;
+      ++cluster_->stats().connect_timeouts;
       return connect_failed(fmt::format("timed out after {}{}",
                                         format_duration(cluster().connect_timeout),
                                         race_ ? " (tried " + race_->tried() + ")" : ""));
@@ -483,6 +587,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   }
 
   TcpProxy& proxy_;
+  upstream::Cluster* cluster_;  // the listener's, or the one its ClientHello's name chose
   net::Fd downstream_;
   net::Fd upstream_;
   net::Address peer_;
@@ -507,29 +612,44 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   bool counted_ = false;                    // endpoint_'s active count includes this session
   std::vector<size_t> tried_;
   std::string failures_;
+  std::string sni_;                 // the ClientHello's server name ("" = none sent)
+  bool downstream_closed_ = false;  // kReadingHello: the client sent its FIN
+  State state_before_close_ = State::kConnecting;
 };
 
 TcpProxy::TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-                   upstream::Cluster& cluster, TransferPool& transfer_pool,
+                   upstream::Cluster& cluster, std::vector<upstream::Cluster*> sni_clusters,
+                   TransferPool& transfer_pool,
                    std::shared_ptr<std::atomic<uint32_t>> active_connections,
                    std::shared_ptr<tls::ServerContext> tls)
     : loop_(loop),
       config_(std::move(config)),
       cluster_(cluster),
+      sni_clusters_(std::move(sni_clusters)),
+      sni_router_(config_->sni_routes),
       transfer_pool_(transfer_pool),
       tls_(std::move(tls)),
       active_connections_(std::move(active_connections)) {
-  cluster_.add_close_listener(this, [this](size_t endpoint, bool removed) {
-    for (TcpSession* s = head_; s;) {
-      TcpSession* next = s->next;  // closing unlinks s
-      s->close_if_to(endpoint, removed);
-      s = next;
-    }
-  });
+  SLUICE_CHECK(sni_clusters_.size() == config_->sni_routes.size());
+  std::vector<upstream::Cluster*> watched{&cluster_};
+  for (upstream::Cluster* c : sni_clusters_) {
+    if (std::find(watched.begin(), watched.end(), c) != watched.end()) continue;
+    watched.push_back(c);
+  }
+  for (upstream::Cluster* c : watched) {
+    c->add_close_listener(this, [this, c](size_t endpoint, bool removed) {
+      for (TcpSession* s = head_; s;) {
+        TcpSession* next = s->next;  // closing unlinks s
+        s->close_if_to(*c, endpoint, removed);
+        s = next;
+      }
+    });
+  }
 }
 
 TcpProxy::~TcpProxy() {
   cluster_.remove_close_listeners(this);
+  for (upstream::Cluster* c : sni_clusters_) c->remove_close_listeners(this);
   on_idle_ = nullptr;
   close_all(false);
 }
@@ -571,6 +691,23 @@ void TcpProxy::remove(TcpSession* session) {
   active_connections_->fetch_sub(1, std::memory_order_relaxed);
   loop_.defer_delete(std::unique_ptr<event::DeferredDeletable>(session));
   if (sessions_ == 0 && on_idle_) on_idle_();
+}
+
+bool TcpProxy::should_log_sni_refusal(SniRefusal kind, uint64_t* suppressed) {
+  auto k = static_cast<size_t>(kind);
+  MonoTime now = loop_.now();
+  if (sni_log_windows_[k].start == MonoTime{} ||
+      now - sni_log_windows_[k].start >= std::chrono::seconds(1)) {
+    *suppressed = std::exchange(sni_log_windows_[k].suppressed, 0);
+    sni_log_windows_[k] = {now, 0, 0};
+  }
+  LogWindow& w = sni_log_windows_[k];
+  if (w.logged == kSniLogsPerSecond) {
+    ++w.suppressed;
+    return false;
+  }
+  ++w.logged;
+  return true;
 }
 
 void TcpProxy::report_connections(std::vector<net::ConnectionReport>& out) const {

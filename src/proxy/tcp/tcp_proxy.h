@@ -1,13 +1,16 @@
 // TcpProxy: the L4 proxy of one listener on one worker. Each accepted downstream connection
 // becomes a TcpSession that connects upstream (failing over between endpoints), then pumps
 // bytes both ways, propagating half-closes and resets, until both directions end, a timeout
-// fires, or the worker drains. Loop thread only; one instance per listener per worker.
+// fires, or the worker drains. With sni_routes, a session first waits for the client's TLS
+// ClientHello and picks the cluster by its server name. Loop thread only; one instance per
+// listener per worker.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "event/loop.h"
 #include "net/listener.h"
@@ -15,6 +18,7 @@
 #include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "proxy/tcp/pump.h"
+#include "proxy/tcp/sni_router.h"
 #include "proxy/tcp/tcp_stats.h"
 #include "tls/context.h"
 #include "tls/stats.h"
@@ -24,13 +28,17 @@ namespace sluice::proxy::tcp {
 
 class TcpSession;
 
+// Why a connection was closed before its ClientHello routed it.
+enum class SniRefusal { kNotTls, kMalformed, kTimeout };
+
 class TcpProxy final : public ProxyListener {
  public:
   // `active_connections` is shared by this listener's instances on every worker and
-  // enforces max_connections across them.
+  // enforces max_connections across them. `sni_clusters`: the cluster of each of the
+  // config's sni_routes, in their order (`cluster` is the default).
   TcpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-           upstream::Cluster& cluster, TransferPool& transfer_pool,
-           std::shared_ptr<std::atomic<uint32_t>> active_connections,
+           upstream::Cluster& cluster, std::vector<upstream::Cluster*> sni_clusters,
+           TransferPool& transfer_pool, std::shared_ptr<std::atomic<uint32_t>> active_connections,
            std::shared_ptr<tls::ServerContext> tls = nullptr);
   ~TcpProxy();
 
@@ -58,10 +66,25 @@ class TcpProxy final : public ProxyListener {
  private:
   friend class TcpSession;
   void remove(TcpSession* session);
+  // Whether to log a connection refused for its ClientHello: kSniLogsPerSecond lines a second
+  // per kind at most; `suppressed` is set to how many were not logged before this one.
+  bool should_log_sni_refusal(SniRefusal kind, uint64_t* suppressed);
 
   event::Loop& loop_;
   std::shared_ptr<const ListenerConfig> config_;
   upstream::Cluster& cluster_;
+  std::vector<upstream::Cluster*> sni_clusters_;
+  SniRouter sni_router_;
+  // Where sessions peek at ClientHellos: one at a time, so one buffer per listener, made
+  // with the first connection that needs it.
+  std::vector<uint8_t> hello_scratch_;
+  static constexpr uint32_t kSniLogsPerSecond = 10;
+  struct LogWindow {
+    MonoTime start{};
+    uint32_t logged = 0;
+    uint64_t suppressed = 0;
+  };
+  LogWindow sni_log_windows_[3];
   TransferPool& transfer_pool_;
   std::shared_ptr<tls::ServerContext> tls_;
   tls::ListenerTlsStats tls_stats_;

@@ -10,6 +10,8 @@ namespace sluice::proxy::tcp {
 
 #define SLUICE_TCP_CLOSED_HELP "TCP proxy connections ended, by reason."
 #define SLUICE_TCP_BYTES_HELP "Bytes proxied by TCP listeners."
+#define SLUICE_TCP_SNI_HELP \
+  "Connections of TCP listeners with sni_routes, by what their ClientHello decided."
 
 // Lines sharing a family share its help text (the listener families with HTTP's).
 // clang-format off
@@ -19,6 +21,16 @@ namespace sluice::proxy::tcp {
   COUNTER(refused_max_connections, "sluice_listener_connections_rejected_total", "",               \
           "refused (max_connections)",                                                             \
           "Downstream connections refused because max_connections was reached.")                   \
+  COUNTER(sni_routed, "sluice_tcp_sni_connections_total", "outcome=\"routed\"", "routed by SNI",   \
+          SLUICE_TCP_SNI_HELP)                                                                     \
+  COUNTER(sni_default, "sluice_tcp_sni_connections_total", "outcome=\"default\"",                  \
+          "SNI default cluster", SLUICE_TCP_SNI_HELP)                                              \
+  COUNTER(sni_not_tls, "sluice_tcp_sni_connections_total", "outcome=\"not_tls\"", "not TLS",       \
+          SLUICE_TCP_SNI_HELP)                                                                     \
+  COUNTER(sni_malformed, "sluice_tcp_sni_connections_total", "outcome=\"malformed\"",              \
+          "malformed ClientHello", SLUICE_TCP_SNI_HELP)                                            \
+  COUNTER(sni_timeouts, "sluice_tcp_sni_connections_total", "outcome=\"timeout\"",                 \
+          "ClientHello timeouts", SLUICE_TCP_SNI_HELP)                                             \
   COUNTER(completed, "sluice_tcp_connections_closed_total", "reason=\"completed\"", "completed",   \
           SLUICE_TCP_CLOSED_HELP)                                                                  \
   COUNTER(idle_timeouts, "sluice_tcp_connections_closed_total", "reason=\"idle_timeout\"",         \

@@ -97,7 +97,10 @@ void PooledConnection::on_connected() {
 void PooledConnection::on_secured() {
   secured_at_ = pool_.loop().now();
   ++pool_.stats_.tls_handshakes;
-  if (static_cast<const tls::Session*>(conn_.transport())->resumed()) ++pool_.stats_.tls_resumed;
+  const auto* session = static_cast<const tls::Session*>(conn_.transport());
+  if (session->resumed()) ++pool_.stats_.tls_resumed;
+  LOG_DEBUG("pool {}: connection {} secured: {} {}{}", pool_.endpoint_.to_string(), id_,
+            session->version(), session->cipher(), session->resumed() ? " resumed" : "");
   ready();
 }
 

@@ -337,7 +337,7 @@ TEST_F(MetricsTest, JsonViewsShowEveryDeclaredCounterAndGauge) {
   EXPECT_EQ(listeners[0]["protocol"], "http");
   EXPECT_EQ(listeners[0]["responses_2xx"], 1 + 4 + 1000 + 4);
   EXPECT_EQ(listeners[1]["protocol"], "tcp");
-  EXPECT_EQ(listeners[1]["bytes_to_downstream"], 1 + 7 + 1000 + 7);
+  EXPECT_EQ(listeners[1]["bytes_to_downstream"], 1 + 12 + 1000 + 12);
   EXPECT_FALSE(listeners[1].contains("requests"));
   views.push_back({"http listener", &listeners[0]});
   views.push_back({"tcp listener", &listeners[1]});
@@ -382,9 +382,10 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, upstream "
       "timeouts 0, rejected requests 0, trailer fields dropped 0",
-      "listener tcp_in: accepted 4, refused (max_connections) 0, completed 2, idle timeouts 0, no "
-      "endpoint reachable 0, closed at drain deadline 0, bytes to upstream 0, bytes to "
-      "downstream 0, max duration reached 0, downstream resets 0, upstream resets 2",
+      "listener tcp_in: accepted 4, refused (max_connections) 0, routed by SNI 0, SNI default "
+      "cluster 0, not TLS 0, malformed ClientHello 0, ClientHello timeouts 0, completed 2, idle "
+      "timeouts 0, no endpoint reachable 0, closed at drain deadline 0, bytes to upstream 0, "
+      "bytes to downstream 0, max duration reached 0, downstream resets 0, upstream resets 2",
       "cluster app: connect attempts 10, connect failures 4, no healthy endpoint 0, overflow "
       "(max_active_requests) 0, retries refused (breaker or budget) 0, connect timeouts 0, "
       "connects refused 4, no endpoint reachable 0, ports exhausted 0",

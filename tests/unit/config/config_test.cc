@@ -69,7 +69,8 @@ TEST(Config, UnknownKey) {
   EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    idle_timeot: 300s")),
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
-            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, tls)");
+            "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, tls, "
+            "sni_routes, sni_timeout)");
 }
 
 TEST(Config, WrongType) {
@@ -378,8 +379,6 @@ TEST_F(ConfigTls, ListenerAndClusterTlsBlocksLoad) {
       "\nalpn: [h2, http/1.1]\nmin_version: 1.3\n"
       "require_sni: true\nhandshake_timeout: 5s\n"
       "ticket_key_rotation: 2h\n"
-      "early_data: {enabled: true, reject_unsafe: true, "
-      "max_early_data: 32KiB}\n"
       "client_ca: " +
       pki_->root_cert() + "\nverify: required\nverify_depth: 2\nktls: true");
   yaml = replace(
@@ -408,9 +407,8 @@ TEST_F(ConfigTls, ListenerAndClusterTlsBlocksLoad) {
   EXPECT_EQ(t.handshake_timeout, std::chrono::seconds(5));
   EXPECT_TRUE(t.session_tickets);
   EXPECT_EQ(t.ticket_key_rotation, std::chrono::hours(2));
-  EXPECT_TRUE(t.early_data.enabled);
-  EXPECT_TRUE(t.early_data.reject_unsafe);
-  EXPECT_EQ(t.early_data.max_early_data, 32u * 1024);
+  // early data cannot go with client certificates (its own test below)
+  EXPECT_FALSE(t.early_data.enabled);
   EXPECT_EQ(t.client_ca, pki_->root_cert());
   EXPECT_EQ(t.verify, tls::ClientVerify::kRequired);
   EXPECT_EQ(t.verify_depth, 2u);
@@ -567,6 +565,14 @@ TEST(TlsValidate, ServerRules) {
             "verify_depth: expected an integer from 1 to 16, got 0");
   tls::ServerConfig none;
   EXPECT_EQ(issues_text(none.validate()), "(top): missing required key 'certificates'");
+  // Early data comes before the client's certificate: not with client verification.
+  tls::ServerConfig early;
+  early.certificates.push_back({"a.pem", "a.key", ""});
+  early.early_data.enabled = true;
+  early.client_ca = "ca.pem";
+  early.verify = tls::ClientVerify::kOptional;
+  EXPECT_EQ(issues_text(early.validate()),
+            "early_data.enabled: cannot be used with verify: optional or required");
 }
 
 TEST(TlsValidate, ClientRules) {
@@ -587,6 +593,104 @@ TEST(TlsValidate, ClientRules) {
 }
 
 }  // namespace tls_test
+
+// A tcp listener routing by SNI to two more clusters.
+constexpr const char* kSni = R"(listeners:
+  - name: tls_in
+    address: 127.0.0.1:7443
+    protocol: tcp
+    cluster: fallback
+    sni_routes:
+      - names: [a.example.com, "*.Example.org"]
+        cluster: app_a
+      - names: [B.example.com]
+        cluster: app_b
+    sni_timeout: 2s
+clusters:
+  - name: fallback
+    endpoints: [{address: 127.0.0.1:8081}]
+  - name: app_a
+    endpoints: [{address: 127.0.0.1:8082}]
+  - name: app_b
+    endpoints: [{address: 127.0.0.1:8083}]
+)";
+
+TEST(Config, SniRoutes) {
+  std::vector<std::string> warnings;
+  auto r = load_string(kSni, "test.yaml", &warnings);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(warnings, std::vector<std::string>{});  // every cluster counts as used
+  const proxy::ListenerConfig& l = *(*r)->listeners[0];
+  ASSERT_EQ(l.sni_routes.size(), 2u);
+  EXPECT_EQ(l.sni_routes[0].names, (std::vector<std::string>{"a.example.com", "*.Example.org"}));
+  EXPECT_EQ(l.sni_routes[0].cluster, "app_a");
+  EXPECT_EQ(l.sni_routes[1].names, std::vector<std::string>{"B.example.com"});
+  EXPECT_EQ(l.sni_routes[1].cluster, "app_b");
+  EXPECT_EQ(l.sni_timeout, std::chrono::seconds(2));
+
+  auto plain = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_TRUE((*plain)->listeners[0]->sni_routes.empty());
+  EXPECT_EQ((*plain)->listeners[0]->sni_timeout, std::chrono::seconds(5));
+}
+
+TEST(Config, SniRoutesErrorsAreLocated) {
+  EXPECT_EQ(error_of(replace(kSni, "cluster: app_b", "cluster: app_c")),
+            "test.yaml:10:18: listeners[0].sni_routes[1].cluster: no cluster named 'app_c' "
+            "(defined clusters: app_a, app_b, fallback)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[b.example.com, A.Example.com]")),
+            "test.yaml:9:32: listeners[0].sni_routes[1].names[1]: duplicate server name "
+            "'A.Example.com' (first defined at line 7)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[\"b..example\"]")),
+            "test.yaml:9:17: listeners[0].sni_routes[1].names[0]: 'b..example' is not a server "
+            "name (a DNS name such as api.example.com, or *.example.com for one label under a "
+            "domain)");
+  EXPECT_EQ(error_of(replace(kSni, "[B.example.com]", "[\"a.*.example\", 10.0.0.1]")),
+            "test.yaml:9:17: listeners[0].sni_routes[1].names[0]: 'a.*.example' is not a "
+            "server name (a DNS name such as api.example.com, or *.example.com for one label "
+            "under a domain)\n"
+            "test.yaml:9:32: listeners[0].sni_routes[1].names[1]: '10.0.0.1' is not a server "
+            "name (a DNS name such as api.example.com, or *.example.com for one label under a "
+            "domain)");
+  EXPECT_EQ(error_of(replace(kSni, "names: [B.example.com]", "names: []")),
+            "test.yaml:9:16: listeners[0].sni_routes[1].names: expected a non-empty list of "
+            "server names");
+  EXPECT_EQ(error_of(replace(kSni, "        cluster: app_b\n", "")),
+            "test.yaml:9:9: listeners[0].sni_routes[1]: missing required key 'cluster'");
+  EXPECT_EQ(error_of(replace(kSni, "sni_timeout: 2s", "sni_timeout: 0s")),
+            "test.yaml:11:18: listeners[0].sni_timeout: expected a duration from 1ms to 3600s, "
+            "got 0s");
+  EXPECT_EQ(error_of(replace(kSni, "      - names: [B", "      - nmes: [B")),
+            "test.yaml:9:9: listeners[0].sni_routes[1].nmes: unknown key (expected one of: "
+            "names, cluster)");
+  EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    sni_timeout: 1s")),
+            "test.yaml:7:18: listeners[0].sni_timeout: only with sni_routes");
+  EXPECT_EQ(error_of(replace(kGood, "    idle_timeout: 300s", "    sni_routes: {}")),
+            "test.yaml:7:17: listeners[0].sni_routes: expected a non-empty list of {names, "
+            "cluster}");
+}
+
+TEST(ConfigValidate, SniRoutesInCode) {
+  proxy::ListenerConfig l;
+  l.name = "tls_in";
+  l.address = *net::Address::parse("127.0.0.1:7443");
+  l.cluster = "fallback";
+  l.sni_routes = {
+      {{"a.example.com", "*.example.com"}, "app"}, {{"A.EXAMPLE.COM", "*"}, ""}, {{}, "app"}};
+  EXPECT_EQ(validate_test::issues_text(l.validate()),
+            "sni_routes[1].names[0]: duplicate server name 'A.EXAMPLE.COM' (first defined at "
+            "sni_routes[0].names[0])\n"
+            "sni_routes[1].names[1]: '*' is not a server name (a DNS name such as "
+            "api.example.com, or *.example.com for one label under a domain)\n"
+            "sni_routes[1]: missing required key 'cluster'\n"
+            "sni_routes[2].names: expected a non-empty list of server names");
+  l.protocol = proxy::Protocol::kHttp;
+  l.cluster.clear();
+  l.sni_routes.resize(1);
+  EXPECT_EQ(validate_test::issues_text(l.validate()),
+            "sni_routes: only for protocol: tcp\n"
+            "virtual_hosts: expected a non-empty list of virtual hosts");
+}
 
 }  // namespace
 }  // namespace sluice::config

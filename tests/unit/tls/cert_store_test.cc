@@ -214,6 +214,13 @@ TEST_F(CertStoreTest, UnreadableFilesAreErrorsNamingTheFile) {
   std::string huge = pki_->write("huge.pem", std::string((1 << 20) + 1, 'x'));
   EXPECT_EQ(error_of(config({{huge, api_.key, ""}})),
             huge + ": 1048577 bytes is too large (at most 1048576)");
+  std::string broken = pki_->write("broken.pem", TestPki::read(api_.chain) +
+                                                     "-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                                     "-----END CERTIFICATE-----\n");
+  EXPECT_EQ(error_of(config({{broken, api_.key, ""}})),
+            broken +
+                ": certificate 3 is not a valid PEM certificate (wrong tag; nested asn1 error; "
+                "ASN1 lib)");
   // Every certificate's error, one per line.
   EXPECT_EQ(error_of(config({{empty, api_.key, ""}, cert(www_ec_), {junk, api_.key, ""}})),
             empty + ": the file is empty\n" + junk + ": no PEM certificate found");
@@ -253,6 +260,26 @@ TEST_F(CertStoreTest, AStaleOcspResponseIsAWarningAndNotStapled) {
                                                ": OCSP response not stapled: it is stale: its "
                                                "nextUpdate " +
                                                log::format_time(now->next_update) + " has passed"});
+}
+
+TEST_F(CertStoreTest, AnOcspResponseStaleNowIsAWarningAndNotStapled) {
+  auto leaf = pki_->issue("stale_now", {.dns_names = {"stale-now.example.com"}});
+  std::string der = pki_->stale_ocsp_response("stale_now", leaf);
+  std::vector<std::string> warnings;
+  auto r = CertStore::load(config({{leaf.chain, leaf.key, der}}), &warnings);
+  ASSERT_TRUE(r) << r.status().message();
+  EXPECT_EQ((*r)->certificates()[0]->ocsp_der, "");
+  // Its nextUpdate, as the check sees it a day and a half earlier.
+  auto earlier = check_ocsp_response(TestPki::read(der), (*r)->certificates()[0]->leaf.get(),
+                                     (*r)->certificates()[0]->intermediates[0].get(),
+                                     system_clock::now() - std::chrono::hours(36));
+  ASSERT_TRUE(earlier) << earlier.status().message();
+  EXPECT_EQ(earlier->next_update - earlier->this_update, std::chrono::hours(24));
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{der +
+                                     ": OCSP response not stapled: it is stale: its "
+                                     "nextUpdate " +
+                                     log::format_time(earlier->next_update) + " has passed"});
 }
 
 TEST_F(CertStoreTest, AnOcspResponseFromAnotherSignerIsAWarningAndNotStapled) {

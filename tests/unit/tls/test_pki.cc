@@ -1,6 +1,8 @@
 #include "tls/test_pki.h"
 
 #include <fmt/format.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -137,6 +139,44 @@ std::string TestPki::ocsp_response(const std::string& name, const Leaf& leaf, in
                   "-rkey {}.key -reqin {}.req -respout {}.der {}",
                   kOpenssl, who, who, name, name, next));
   return fmt::format("{}/{}.der", dir_, name);
+}
+
+std::string TestPki::stale_ocsp_response(const std::string& name, const Leaf& leaf) {
+  auto pem = [](const std::string& path, auto reader) {
+    std::string data = read(path);
+    BIO* bio = BIO_new_mem_buf(data.data(), static_cast<int>(data.size()));
+    auto* out = reader(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    if (out == nullptr) throw std::runtime_error("cannot parse " + path);
+    return out;
+  };
+  X509* cert = pem(leaf.cert, PEM_read_bio_X509);
+  X509* issuer = pem(intermediate_cert(), PEM_read_bio_X509);
+  EVP_PKEY* key = pem(intermediate_key(), PEM_read_bio_PrivateKey);
+  OCSP_CERTID* id = OCSP_cert_to_id(nullptr, cert, issuer);
+  OCSP_BASICRESP* basic = OCSP_BASICRESP_new();
+  ASN1_TIME* this_update = X509_gmtime_adj(nullptr, -2 * 86400);
+  ASN1_TIME* next_update = X509_gmtime_adj(nullptr, -86400);
+  bool ok = id && basic && this_update && next_update &&
+            OCSP_basic_add1_status(basic, id, V_OCSP_CERTSTATUS_GOOD, 0, nullptr, this_update,
+                                   next_update) != nullptr &&
+            OCSP_basic_sign(basic, issuer, key, EVP_sha256(), nullptr, 0) == 1;
+  OCSP_RESPONSE* response =
+      ok ? OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, basic) : nullptr;
+  unsigned char* der = nullptr;
+  int n = response ? i2d_OCSP_RESPONSE(response, &der) : -1;
+  std::string bytes = n > 0 ? std::string(reinterpret_cast<char*>(der), n) : "";
+  OPENSSL_free(der);
+  OCSP_RESPONSE_free(response);
+  ASN1_TIME_free(next_update);
+  ASN1_TIME_free(this_update);
+  OCSP_BASICRESP_free(basic);
+  OCSP_CERTID_free(id);
+  EVP_PKEY_free(key);
+  X509_free(issuer);
+  X509_free(cert);
+  if (bytes.empty()) throw std::runtime_error("cannot make a stale OCSP response");
+  return write(name + ".der", bytes);
 }
 
 std::string TestPki::write(const std::string& name, const std::string& content) const {

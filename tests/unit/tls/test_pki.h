@@ -59,6 +59,11 @@ class TestPki {
   std::string ocsp_response(const std::string& name, const Leaf& leaf, int next_update_days = 1,
                             Signer signer = Signer::kIssuer);
 
+  // A DER OCSP response saying `leaf` is good, signed by the intermediate, but stale now:
+  // thisUpdate two days ago, nextUpdate one day ago (made with the library: the command
+  // cannot date a response in the past). Written to dir()/<name>.der; returns the path.
+  std::string stale_ocsp_response(const std::string& name, const Leaf& leaf);
+
   // Writes `content` to dir()/name; returns the path.
   std::string write(const std::string& name, const std::string& content) const;
   static std::string read(const std::string& path);
