@@ -9,22 +9,24 @@
   on other connections keeps getting 200s during every one of them; the exit summary counts
   exactly what was sent.
 - Certificate files rewritten under continuous new connections: the new certificate is
-  served once sluice says so, an inconsistent set (a key that does not match) is refused and
-  the last good certificate stays, and a Kubernetes-style `..data` symlink flip is followed;
-  no connection fails, and the reload gauges count each outcome.
+  served once sluice says so (by both workers), an inconsistent set (a key that does not
+  match) and an expired certificate are refused and the last good certificate stays, and a
+  Kubernetes-style `..data` symlink flip is followed, twice; no connection fails, and the
+  reload gauges count each outcome.
 - OCSP stapling: a stale response is not stapled (a warning at load), a fresh one written
-  over it is stapled from then on (`openssl s_client -status`).
+  over it is stapled from then on (`openssl s_client -status`), a stale one again is not.
 - /metrics after a known number of full and resumed handshakes (TLS 1.3 tickets resumed on
-  either of two workers, a TLS 1.2 ticket) and client certificates: exact counters, the
-  certificate's expiry gauge, the exit summary.
+  either of two workers, a TLS 1.2 ticket, tickets on a listener with early data) and client
+  certificates (required: a client without one reads certificate_required): exact counters,
+  the certificate's expiry gauge, the exit summary.
 - A TLS `tcp` listener: bytes both ways, then the client's close_notify + FIN reaches the
   backend as a FIN while the backend's remaining bytes still arrive, then sluice's
   close_notify; and the other way round.
-- SIGTERM: an idle TLS keep-alive connection gets close_notify and FIN, one in its handshake
-  is closed, sluice exits at once.
 - An HTTP request followed at once by the client's FIN (cleartext) or close_notify + FIN
   (TLS 1.2 and 1.3, the request in its own segment or with the client's Finished) gets the
   whole response.
+- SIGTERM: an idle TLS keep-alive connection gets close_notify and FIN, one in its handshake
+  is closed, sluice exits at once.
 
 Clients: Python's ssl module (sockets and MemoryBIO) and `openssl s_client`. Needs
 /usr/bin/python3 with prometheus_client and the openssl CLI."""
