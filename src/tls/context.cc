@@ -100,7 +100,7 @@ ServerContext::ServerContext(const ServerConfig& config, std::shared_ptr<const C
 
 ServerContext::~ServerContext() = default;
 
-Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
+Status ServerContext::configure(SSL_CTX* ctx, size_t group) {
   if (Status s = common_setup(ctx, config_.min_version, config_.max_version); !s) return s;
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof(kSessionIdContext) - 1);
   SSL_CTX_set_client_hello_cb(ctx, &ServerContext::on_client_hello, this);
@@ -138,7 +138,6 @@ Status ServerContext::configure(SSL_CTX* ctx, bool with_certs, size_t group) {
     if (names) SSL_CTX_set_client_CA_list(ctx, names);
     ERR_clear_error();
   }
-  if (!with_certs) return Status::ok();
   for (const LoadedCertificate* cert : store_->groups()[group].certs) {
     STACK_OF(X509)* chain = sk_X509_new_null();
     for (const auto& x : cert->intermediates) sk_X509_push(chain, x.get());
@@ -160,20 +159,19 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerConfig&
   std::shared_ptr<ServerContext> c(
       new ServerContext(config, std::move(store), std::move(keys), std::move(replays)));
   c->alpn_wire_ = alpn_wire(config.alpn);
-  c->base_.reset(SSL_CTX_new(TLS_server_method()));
-  if (!c->base_) return Status::error(openssl_errors("cannot make a TLS context"));
-  if (Status s = c->configure(c->base_.get(), false, 0); !s) return s;
   for (size_t g = 0; g < c->store_->groups().size(); ++g) {
     SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) return Status::error(openssl_errors("cannot make a TLS context"));
-    if (Status s = c->configure(ctx.get(), true, g); !s) return s;
+    if (Status s = c->configure(ctx.get(), g); !s) return s;
     c->groups_.push_back(std::move(ctx));
   }
   return c;
 }
 
 std::unique_ptr<Session> ServerContext::new_session(int fd) {
-  SSL* ssl = SSL_new(base_.get());
+  // Sessions start on the default group's context; the ClientHello callback moves those
+  // whose SNI selects another group (most handshakes need no move).
+  SSL* ssl = SSL_new(groups_[0].get());
   if (!ssl) {
     ERR_clear_error();
     return nullptr;
@@ -222,7 +220,8 @@ int ServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
     *alert = SSL_AD_INTERNAL_ERROR;
     return SSL_CLIENT_HELLO_ERROR;
   }
-  SSL_set_SSL_CTX(ssl, self->groups_[index].get());
+  if (SSL_get_SSL_CTX(ssl) != self->groups_[index].get())
+    SSL_set_SSL_CTX(ssl, self->groups_[index].get());
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 

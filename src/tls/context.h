@@ -55,13 +55,13 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   static int on_status_request(SSL* ssl, void* arg);
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);
-  Status configure(SSL_CTX* ctx, bool with_certs_of, size_t group);
+  // Everything but the certificates, then those of the store's `group`-th group.
+  Status configure(SSL_CTX* ctx, size_t group);
 
   ServerConfig config_;
   std::shared_ptr<const CertStore> store_;
   std::shared_ptr<TicketKeys> keys_;
   std::shared_ptr<ReplayGuard> replays_;  // with early data
-  SslCtxPtr base_;                        // the one sessions start on
   std::vector<SslCtxPtr> groups_;         // by CertStore group
   std::string alpn_wire_;                 // the configured ALPN list, length-prefixed
 };
