@@ -136,6 +136,11 @@ void Connection::do_read() {
     return fail(errno);
   }
   if (peer_closed_ && !eof_delivered_ && fd_.valid() && read_enabled_) {
+    // What the callbacks wrote while reading (an answer made at once, before the FIN that
+    // came with the request was read) goes out before they hear of the end: one that closes
+    // on it would otherwise drop those bytes and send a FIN that looks like a clean end.
+    if (!out_.empty()) flush();
+    if (!fd_.valid()) return;
     eof_delivered_ = true;
     callbacks_->on_read_closed();
   }
