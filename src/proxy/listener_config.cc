@@ -43,6 +43,14 @@ ConfigIssues ListenerConfig::validate() const {
   } else {
     if (!cluster.empty()) c.error("cluster", "only for protocol: tcp");
     if (!sni_routes.empty()) c.error("sni_routes", "only for protocol: tcp");
+    if (tls) {
+      for (size_t i = 0; i < tls->alpn.size(); ++i) {
+        if (tls->alpn[i] != "http/1.1" && tls->alpn[i] != "http/1.0")
+          c.error(
+              fmt::format("tls.alpn[{}]", i),
+              fmt::format("an http listener speaks HTTP/1.1 and HTTP/1.0, got {}", tls->alpn[i]));
+      }
+    }
     if (hash_key != HashKey::kSourceIp) c.error("hash_key", "only for protocol: tcp");
     c.nested("http", http.validate());
     c.nested("virtual_hosts", http::validate_virtual_hosts(http.virtual_hosts));

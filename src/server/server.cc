@@ -304,9 +304,20 @@ void Server::reload_certificates(const proxy::ListenerConfig& l) {
   ++done;
   cert_stores_[l.name] = store.value();
   for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->set_listener_tls(l.name, contexts[w]);
-  for (const auto& cert : store.value()->certificates()) {
-    LOG_INFO("listener {}: tls: serving {} ({}) for new handshakes", l.name, cert->subject,
-             cert->chain_file);
+  // Said once every worker uses the new set: a handshake after the line gets it.
+  auto waiting = std::make_shared<size_t>(workers_.size());
+  auto announce = [name = l.name, store = store.value()] {
+    for (const auto& cert : store->certificates()) {
+      LOG_INFO("listener {}: tls: serving {} ({}) for new handshakes", name, cert->subject,
+               cert->chain_file);
+    }
+  };
+  for (auto& w : workers_) {
+    w->after_pending([this, waiting, announce] {
+      main_loop_.post([waiting, announce] {
+        if (--*waiting == 0) announce();
+      });
+    });
   }
 }
 

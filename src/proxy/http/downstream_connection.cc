@@ -346,6 +346,14 @@ void DownstreamConnection::on_read_closed() {
   }
   if (!stream_) {
     if (codec_.mid_message()) LOG_DEBUG("http: client closed mid-request-head");
+    if (conn_.queued() > 0) {
+      // An answer made at once is still on its way: let it go out, then close.
+      transition(State::kClosing);
+      conn_.shutdown_write();
+      linger_queued_ = conn_.queued();
+      linger_.arm_at(proxy_.loop().now() + kLingerTime);
+      return;
+    }
     return close("client closed");
   }
   if (!stream_->request_complete()) {
@@ -367,12 +375,15 @@ void DownstreamConnection::on_error(int err) {
   if (const auto* t = static_cast<const tls::Session*>(conn_.transport()); t && !t->established()) {
     auto& stats = proxy_.tls_stats();
     if (t->closed_in_handshake()) {
+      // Often a TCP health check of a load balancer in front: not worth a line each.
       ++stats.failed_closed;
+      LOG_DEBUG("http {}: {}: TLS handshake failed: {}", proxy_.config().name, peer_.to_string(),
+                t->failure());
     } else {
       ++stats.failed_protocol;
+      LOG_INFO("http {}: {}: TLS handshake failed: {}", proxy_.config().name, peer_.to_string(),
+               t->failure());
     }
-    LOG_INFO("http {}: {}: TLS handshake failed: {}", proxy_.config().name, peer_.to_string(),
-             t->failure());
     return close("TLS handshake failed");
   }
   if (stream_) stream_->on_downstream_reset();

@@ -413,7 +413,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
         (down_tls_->closed_in_handshake() ? stats.failed_closed : stats.failed_protocol)++;
         LOG_INFO("tcp {}: {}: TLS handshake failed: {}", proxy_.config_->name, peer_.to_string(),
                  down_tls_->failure());
-        return close(fmt::format("TLS handshake failed: {}", down_tls_->failure()), false);
+        return close(fmt::format("TLS handshake failed: {}", down_tls_->failure()), true);
       }
       case net::Transport::Step::kDone:
         break;
