@@ -150,6 +150,37 @@ void Connection::do_read() {
 
 void Connection::write(std::string_view bytes) {
   if (!fd_.valid() || bytes.empty()) return;
+  if (transport_ && transport_->established() && !connecting_ &&
+      out_.size() + bytes.size() >= kDirectWrite) {
+    // Large, through TLS: what is queued, then these bytes, go to the transport now, record
+    // by record, and only what the socket does not take is copied into the queue. (A
+    // record the transport could not send yet is retried from the queue, which starts with
+    // the same bytes.)
+    while (!out_.empty()) {
+      ssize_t n = transport_->write(out_.data(), out_.size());
+      if (n > 0) {
+        out_.consume(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return fail(errno);
+      break;
+    }
+    while (out_.empty() && !bytes.empty()) {
+      ssize_t n = transport_->write(bytes.data(), bytes.size());
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return fail(errno);
+      break;
+    }
+    if (bytes.empty() && out_.empty()) {
+      out_.release();
+      if (shutdown_pending_) shutdown_write();
+      if (was_above_high_) loop_.at_iteration_end(this);
+      return;
+    }
+  }
   if (!connecting_ && !transport_ && out_.size() + bytes.size() >= kDirectWrite) {
     // Large: send what is queued and these bytes together now, copying only the rest.
     iovec iov[2] = {{const_cast<char*>(out_.data()), out_.size()},

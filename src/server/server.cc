@@ -211,6 +211,25 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
         return Status::error(
             fmt::format("listener {}: tls: {}", l->name, from_files.status().message()));
       keys = from_files.value();
+      // A fleet rotates its files: new keys are read when they change.
+      auto watcher = tls::CertWatcher::create(
+          main_loop_, l->tls->ticket_key_files,
+          [name = l->name, keys, files = l->tls->ticket_key_files] {
+            if (Status s = keys->reload_files(files); !s) {
+              LOG_ERROR(
+                  "listener {}: tls: the changed ticket key files are not used, the keys "
+                  "in use stay: {}",
+                  name, s.message());
+              return;
+            }
+            LOG_INFO("listener {}: tls: ticket keys read again from {} files", name, files.size());
+          });
+      if (watcher) {
+        ticket_watchers_.push_back(std::move(watcher.value()));
+      } else {
+        LOG_WARN("listener {}: tls: ticket key files are not watched ({})", l->name,
+                 watcher.status().message());
+      }
     } else {
       keys = std::make_shared<tls::TicketKeys>();
       // Rotated on the main thread; each worker's contexts read the keys under their lock.

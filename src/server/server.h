@@ -109,6 +109,7 @@ class Server {
   std::map<std::string, std::shared_ptr<tls::TicketKeys>> ticket_keys_;
   std::map<std::string, std::shared_ptr<tls::ReplayGuard>> replay_guards_;
   std::vector<std::unique_ptr<event::Timer>> ticket_rotations_;
+  std::vector<std::unique_ptr<tls::CertWatcher>> ticket_watchers_;  // ticket_key_files
   // Per worker, per cluster (config order): its TLS context, null without `tls:`.
   std::vector<std::vector<std::shared_ptr<tls::ClientContext>>> cluster_tls_;
   std::unique_ptr<upstream::health::HealthManager> health_;

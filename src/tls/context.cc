@@ -121,6 +121,7 @@ ServerContext::~ServerContext() = default;
 
 Status ServerContext::configure(SSL_CTX* ctx, size_t group) {
   if (Status s = common_setup(ctx, config_.min_version, config_.max_version); !s) return s;
+  if (config_.ktls && kernel_tls_available()) SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
   SSL_CTX_set_session_id_context(ctx,
                                  reinterpret_cast<const unsigned char*>(session_id_context_.data()),
                                  static_cast<unsigned>(session_id_context_.size()));
@@ -323,6 +324,7 @@ Result<std::shared_ptr<ClientContext>> ClientContext::create(const ClientConfig&
   SSL_CTX* ctx = c->ctx_.get();
   if (!ctx) return Status::error(openssl_errors("cannot make a TLS context"));
   if (Status s = common_setup(ctx, config.min_version, config.max_version); !s) return s;
+  if (config.ktls && kernel_tls_available()) SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
   if (config.verify) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     int ok = config.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx)

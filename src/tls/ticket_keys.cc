@@ -66,10 +66,10 @@ TicketKeys::TicketKeys() {
   keys_ = {random_key(), random_key(), random_key()};  // current, previous, next
 }
 
-Result<std::shared_ptr<TicketKeys>> TicketKeys::from_files(const std::vector<std::string>& files) {
-  auto keys = std::make_shared<TicketKeys>();
-  keys->keys_.clear();
-  keys->from_files_ = true;
+namespace {
+
+Result<std::vector<TicketKey>> read_key_files(const std::vector<std::string>& files) {
+  std::vector<TicketKey> keys;
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     if (!in) return Status::error(fmt::format("ticket key file {}: cannot read it", f));
@@ -81,10 +81,30 @@ Result<std::shared_ptr<TicketKeys>> TicketKeys::from_files(const std::vector<std
     memcpy(k.name.data(), bytes.data(), 16);
     memcpy(k.aes_key.data(), bytes.data() + 16, 32);
     memcpy(k.hmac_key.data(), bytes.data() + 48, 32);
-    keys->keys_.push_back(k);
+    keys.push_back(k);
   }
-  if (keys->keys_.empty()) return Status::error("ticket_key_files: no file");
+  if (keys.empty()) return Status::error("ticket_key_files: no file");
   return keys;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<TicketKeys>> TicketKeys::from_files(const std::vector<std::string>& files) {
+  auto read = read_key_files(files);
+  if (!read) return read.status();
+  auto keys = std::make_shared<TicketKeys>();
+  keys->keys_ = std::move(read.value());
+  keys->from_files_ = true;
+  return keys;
+}
+
+Status TicketKeys::reload_files(const std::vector<std::string>& files) {
+  auto read = read_key_files(files);
+  if (!read) return read.status();
+  std::lock_guard lock(mu_);
+  keys_ = std::move(read.value());
+  ++rotations_;
+  return Status::ok();
 }
 
 void TicketKeys::rotate() {

@@ -35,8 +35,11 @@ class TicketKeys {
   // first encrypts, every one decrypts.
   static Result<std::shared_ptr<TicketKeys>> from_files(const std::vector<std::string>& files);
 
-  // previous ← current ← next ← a new random key.
+  // previous ← current ← next ← a new random key (not for keys from files).
   void rotate();
+  // The files changed: their keys replace these, at once for every worker. On an error
+  // (a file missing or not 80 bytes) the keys in use stay.
+  Status reload_files(const std::vector<std::string>& files);
   // Encrypt/decrypt callbacks on `ctx` that use these keys. The TicketKeys must outlive
   // `ctx` (its owner keeps a reference).
   void install(SSL_CTX* ctx);

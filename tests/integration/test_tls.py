@@ -8,6 +8,7 @@ upstreams (verified against a CA, refused with the reason in the log and the acc
 it does not verify, a client certificate for upstreams that ask for one), health checks over
 TLS, and TLS termination on a tcp listener."""
 
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check, info  # noqa: E402
-from http_backend import HttpBackend  # noqa: E402
+from http_backend import HttpBackend, pattern_sha256  # noqa: E402
 import http_util as hu  # noqa: E402
 import tls_pki  # noqa: E402
 
@@ -174,6 +175,15 @@ def case_https_keepalive():
     c = TlsClient(port, ctx=client_context(alpn=["h2", "http/1.1"]))
     r1 = c.request("GET", "/one", headers={"X-Forwarded-Client-Cert": "Hash=forged"})
     r2 = c.request("GET", "/two")
+    # large bodies both ways on the same connection, through TLS records
+    big = c.request("GET", "/bytes/3000000")
+    check(big.status == 200 and len(big.body) == 3000000 and
+          hashlib.sha256(big.body).hexdigest() == pattern_sha256(3000000),
+          "a 3 MB response arrives whole and intact over TLS", big.describe(100))
+    up = c.request("POST", "/sink", body=bytes(range(256)) * 8000)
+    check(up.status == 200 and up.json()["body_len"] == 2048000 and
+          up.json()["body_sha256"] == hashlib.sha256(bytes(range(256)) * 8000).hexdigest(),
+          "a 2 MB upload arrives whole and intact", up.describe(200))
     check(r1.status == 200 and r2.status == 200, "two requests on one TLS connection: 200, 200",
           r1.describe() + r2.describe())
     check(c.sock.version() == "TLSv1.3" and c.sock.selected_alpn_protocol() == "http/1.1",
@@ -190,9 +200,9 @@ def case_https_keepalive():
     h = secured_for(sl, c.local_port)
     check(h is not None and h["sni"] == "localhost" and h["alpn"] == "http/1.1" and not h["resumed"],
           "sluice logged the handshake: sni localhost, alpn http/1.1, not resumed", repr(h))
-    harness.wait_until(lambda: len(access_lines(log)) >= 2, 5)
+    harness.wait_until(lambda: len(access_lines(log)) >= 4, 5)
     lines = access_lines(log)
-    check(len(lines) == 2, "two access log lines", repr(lines))
+    check(len(lines) == 4, "four access log lines", repr(lines))
     t = lines[0].get("tls", {})
     check(t.get("version") == "TLSv1.3" and t.get("sni") == "localhost" and t.get("alpn") == "http/1.1" and
           t.get("resumed") is False and t.get("early_data") is False and t.get("cipher") == "TLS_AES_128_GCM_SHA256"

@@ -1,6 +1,11 @@
 #include "tls/ticket_keys.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include "tls/replay_guard.h"
 
@@ -36,6 +41,40 @@ TEST(TicketKeys, FilesMustHoldEightyBytes) {
   auto r = TicketKeys::from_files({"/nonexistent/ticket.key"});
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().message(), "ticket key file /nonexistent/ticket.key: cannot read it");
+}
+
+TEST(TicketKeys, KeyFilesAreReadAgainWhenTheyChange) {
+  char dir[] = "/tmp/sluice-keys-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/ticket.key";
+  auto write = [&](char fill) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << std::string(80, fill);
+  };
+  write('a');
+  auto keys = TicketKeys::from_files({path});
+  ASSERT_TRUE(keys.is_ok()) << keys.status().message();
+  std::array<unsigned char, 16> a_name;
+  a_name.fill('a');
+  TicketKey found;
+  bool current = false;
+  EXPECT_TRUE((*keys)->find(a_name.data(), &found, &current));
+  EXPECT_TRUE(current);
+
+  write('b');
+  ASSERT_TRUE((*keys)->reload_files({path}).is_ok());
+  std::array<unsigned char, 16> b_name;
+  b_name.fill('b');
+  EXPECT_TRUE((*keys)->find(b_name.data(), &found, &current));
+  EXPECT_FALSE((*keys)->find(a_name.data(), &found, &current));
+
+  // A bad file leaves the keys in use.
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << "short"; }
+  Status s = (*keys)->reload_files({path});
+  EXPECT_EQ(s.message(), "ticket key file " + path + ": expected 80 bytes, got 5");
+  EXPECT_TRUE((*keys)->find(b_name.data(), &found, &current));
+  std::remove(path.c_str());
+  rmdir(dir);
 }
 
 TEST(ReplayGuard, AKeyIsAcceptedOnceWithinTheWindow) {
