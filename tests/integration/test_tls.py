@@ -647,8 +647,64 @@ def case_ktls_fallback():
     hu.stop_and_check(sl)
 
 
+def case_connections_view():
+    """/connections shows what an open connection's TLS handshake settled, and its worker."""
+    srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
+    b = HttpBackend("b")
+    cfg = {"workers": 1, "log_level": "debug", "drain_timeout": "5s", "admin": {"address": "127.0.0.1:0"},
+           "listeners": [hu.simple_listener(routes(), tls=server_tls(srv))], "clusters": [hu.cluster("app", [b])]}
+    sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
+    line = sl.wait_log(re.compile(r"admin listening on 127\.0\.0\.1:(\d+)"), 5)
+    check(line is not None, "the admin endpoint listens", hu.log_tail(sl, 10))
+    admin = int(line.rsplit(":", 1)[1])
+    c = TlsClient(sl.port("web"))
+    r = c.request("GET", "/open")
+    view = json.loads(hu.request_once(admin, "GET", "/connections?listener=web", host="admin").body)
+    mine = [e for e in view if e.get("peer", "").endswith(":%d" % c.local_port)]
+    c.close()
+    check(r.status == 200 and len(mine) == 1 and mine[0]["worker"] == 0 and
+          mine[0].get("tls") == {"version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "resumed": False} and
+          mine[0].get("sni") == "localhost",
+          "/connections: worker 0, sni localhost, tls {TLSv1.3, TLS_AES_128_GCM_SHA256, not resumed}",
+          json.dumps(view))
+    hu.stop_and_check(sl)
+
+
+def tls_stat():
+    """The kernel's TLS counters (/proc/net/tls_stat), or {} without the module."""
+    out = {}
+    try:
+        with open("/proc/net/tls_stat") as f:
+            for line in f:
+                k, v = line.split()
+                out[k] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+def case_ktls_offload():
+    """ktls: true where the kernel offers kTLS: the record layer goes to the kernel (its
+    counters of TLS sockets grow) and the traffic is served as before."""
+    if not kernel_has_ktls():
+        raise harness.Skip("this kernel has no kTLS (no `tls` module): only the fallback is tested here")
+    srv = tls_pki.leaf(["localhost"], ["127.0.0.1"])
+    b = HttpBackend("b")
+    sl = start([hu.simple_listener(routes(), tls=server_tls(srv, ktls=True))], [hu.cluster("app", [b])], workers=1)
+    before = tls_stat()
+    c = TlsClient(sl.port("web"))
+    r = c.request("GET", "/k")
+    c.close()
+    after = tls_stat()
+    grew = after.get("TlsTxSw", 0) + after.get("TlsTxDevice", 0) > before.get("TlsTxSw", 0) + before.get(
+        "TlsTxDevice", 0)
+    check(r.status == 200 and not sl.find_lines("offers no kTLS") and grew,
+          "served, with the kernel's TLS transmit counters grown", "%r -> %r" % (before, after))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_https_keepalive, case_sni_selection, case_rsa_and_ecdsa, case_resumption_across_workers,
                        case_early_data, case_client_certificates, case_resumption_stays_within_its_listener, case_upstream_tls, case_health_checks_over_tls, case_tcp_listener,
-                       case_ktls_fallback])
+                       case_ktls_fallback, case_ktls_offload, case_connections_view])
