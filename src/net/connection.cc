@@ -224,8 +224,8 @@ void Connection::flush() {
   if (!fd_.valid() || connecting_) return;
   out_.release();
   if (shutdown_pending_) {
+    if (transport_ && !transport_->shutdown()) return;  // again on the next writable edge
     shutdown_pending_ = false;
-    if (transport_) transport_->shutdown();
     ::shutdown(fd_.get(), SHUT_WR);
   }
   if (was_above_high_) {
@@ -251,8 +251,11 @@ void Connection::shutdown_write() {
     shutdown_pending_ = true;
     return;
   }
+  if (transport_ && !transport_->shutdown()) {
+    shutdown_pending_ = true;  // the close alert goes first, when the socket takes it
+    return;
+  }
   shutdown_pending_ = false;
-  if (transport_) transport_->shutdown();
   ::shutdown(fd_.get(), SHUT_WR);
 }
 

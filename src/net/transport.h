@@ -42,8 +42,9 @@ class Transport {
     (void)out;
     return false;
   }
-  // Says goodbye in the protocol (TLS close_notify), before the socket's FIN.
-  virtual void shutdown() = 0;
+  // Says goodbye in the protocol (TLS close_notify), before the socket's FIN. False when the
+  // socket cannot take it yet: call again once it is writable, and send the FIN after.
+  virtual bool shutdown() = 0;
   // Why the handshake or the last read or write failed ("" when it did not).
   virtual std::string_view failure() const = 0;
   // The name of the transport's protocol for logs and /connections ("tls").

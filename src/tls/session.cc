@@ -180,12 +180,17 @@ bool Session::has_pending() const {
   return SSL_has_pending(ssl_) == 1;
 }
 
-void Session::shutdown() {
-  if (!established_ || shutdown_sent_) return;
+bool Session::shutdown() {
+  if (!established_ || shutdown_sent_) return true;
+  ERR_clear_error();
+  int r = SSL_shutdown(ssl_);  // sends close_notify; not waiting for the peer's
+  if (r < 0 && SSL_get_error(ssl_, r) == SSL_ERROR_WANT_WRITE) {
+    ERR_clear_error();
+    return false;  // the alert waits in OpenSSL's buffer; called again when writable
+  }
+  ERR_clear_error();
   shutdown_sent_ = true;
-  ERR_clear_error();
-  SSL_shutdown(ssl_);  // sends close_notify; not waiting for the peer's
-  ERR_clear_error();
+  return true;
 }
 
 const char* Session::version() const {

@@ -58,7 +58,7 @@ class Session final : public net::Transport {
   ssize_t write(const char* data, size_t size) override;
   bool has_pending() const override;
   bool take_early_data(std::string& out) override;
-  void shutdown() override;
+  bool shutdown() override;
   std::string_view failure() const override { return failure_; }
   // The handshake failed because the peer closed the connection (no alert, no garbage).
   bool closed_in_handshake() const { return closed_in_handshake_; }
