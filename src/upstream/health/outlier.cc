@@ -34,7 +34,12 @@ SuccessRateVerdict judge_success_rate(std::span<const RateSample> samples,
   out.stdev = std::sqrt(variance / static_cast<double>(v.size()));
   out.threshold = out.mean - config.stdev_factor * out.stdev;
   for (size_t i : v) {
-    if (samples[i].success_percent() < out.threshold) out.outliers.push_back(i);
+    double rate = samples[i].success_percent();
+    // Endpoints failing alike differ by chance (where an interval's requests happened to
+    // fall), which can make the spread tiny: a gap smaller than one of the endpoint's own
+    // requests is not evidence of anything.
+    double one_request = 100.0 / samples[i].requests;
+    if (rate < out.threshold && out.mean - rate > one_request) out.outliers.push_back(i);
   }
   return out;
 }

@@ -56,6 +56,20 @@ TEST(SuccessRate, OnlyEndpointsWithRequestVolumeCountAndMinimumHostsMustHaveIt) 
   EXPECT_TRUE(v.outliers.empty());
 }
 
+// Five endpoints each failing a third of their requests, split unevenly by an interval's
+// edges: 65.2% is under the threshold of a tiny spread, but 1.2 points from the mean is less
+// than one of its 23 requests (4.3 points): chance, not an outlier.
+TEST(SuccessRate, AGapSmallerThanOneRequestIsNoOutlier) {
+  std::vector<RateSample> samples{
+      {0, 23, 8}, {1, 24, 8}, {2, 24, 8}, {3, 24, 8}, {4, 24, 8}};  // 65.2%, then 66.7% x4
+  SuccessRateEjection config;
+  config.request_volume = 3;
+  SuccessRateVerdict v = judge_success_rate(samples, config);
+  ASSERT_TRUE(v.judged);
+  EXPECT_LT(samples[0].success_percent(), v.threshold);
+  EXPECT_TRUE(v.outliers.empty());
+}
+
 TEST(SuccessRate, EqualRatesEjectNobody) {
   std::vector<RateSample> samples{{0, 200, 20}, {1, 100, 10}, {2, 300, 30}};
   SuccessRateEjection config;
