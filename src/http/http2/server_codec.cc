@@ -171,7 +171,10 @@ struct ServerCodec::Hooks {
       case NGHTTP2_HEADERS: {
         Stream* s = c.find(id);
         if (!s) return 0;
-        if (!s->in_trailers) return c.deliver_head(*s, end), 0;
+        if (!s->in_trailers) {
+          c.deliver_head(*s, end);
+          return 0;
+        }
         if (s->too_large) {
           c.reset(id, NGHTTP2_ENHANCE_YOUR_CALM);
           return 0;
@@ -233,8 +236,7 @@ struct ServerCodec::Hooks {
   }
 
   static ssize_t read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
-                           uint32_t* flags, nghttp2_data_source* source, void* user_data) {
-    ServerCodec& c = codec(user_data);
+                           uint32_t* flags, nghttp2_data_source* source, void*) {
     auto* s = static_cast<Stream*>(source->ptr);
     if (!s || s->id != static_cast<StreamId>(stream_id))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -259,7 +261,6 @@ struct ServerCodec::Hooks {
       s->deferred = true;
       return NGHTTP2_ERR_DEFERRED;
     }
-    (void)c;
     return static_cast<ssize_t>(n);
   }
 };
@@ -410,7 +411,10 @@ ServerCodec::Stream* ServerCodec::acquire(StreamId id) {
     s = streams_.back().get();
   }
   s->id = id;
-  nghttp2_session_set_stream_user_data(session_, static_cast<int32_t>(id), s);
+  if (nghttp2_session_set_stream_user_data(session_, static_cast<int32_t>(id), s) != 0) {
+    release(s);  // nghttp2 did not open the stream
+    return nullptr;
+  }
   return s;
 }
 

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -364,7 +366,8 @@ TEST_F(Http2CodecTest, RequestWithoutPathIsReset) {
   ASSERT_EQ(client_.request({{":method", "GET"}, {":scheme", "https"}, {":authority", "x"}}), 1);
   pump();
   EXPECT_TRUE(recorder_.events.empty());
-  EXPECT_EQ(client_.frames, (std::vector<std::string>{"RST_STREAM 1 1"}));  // PROTOCOL_ERROR
+  // The connection window opens to 1 MiB; stream 1 ends with PROTOCOL_ERROR.
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"WINDOW_UPDATE 0 983041", "RST_STREAM 1 1"}));
   EXPECT_EQ(codec_->open_streams(), 0u);
   EXPECT_EQ(outcome_, ServerCodec::Outcome::kContinue);
   // The connection serves the next request.
@@ -384,7 +387,8 @@ TEST_F(Http2CodecTest, StreamsBeyondTheLimitAreRefused) {
   pump();
   EXPECT_EQ(recorder_.events,
             (std::vector<std::string>{"head 1 GET /1", "end 1", "head 3 GET /2", "end 3"}));
-  EXPECT_EQ(client_.frames, (std::vector<std::string>{"RST_STREAM 5 7"}));  // REFUSED_STREAM
+  // Stream 5 ends with REFUSED_STREAM: the client may retry it.
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"WINDOW_UPDATE 0 983041", "RST_STREAM 5 7"}));
   EXPECT_EQ(client_.responses[5].close_code, 7u);
   EXPECT_EQ(codec_->open_streams(), 2u);
 }
@@ -431,7 +435,7 @@ TEST_F(Http2CodecTest, NotAPrefaceIsAConnectionError) {
   EXPECT_EQ(codec_->goaway_code(), 1u);  // PROTOCOL_ERROR
   EXPECT_EQ(codec_->error().reason, "not an HTTP/2 connection preface");
   pump();
-  EXPECT_EQ(client_.frames, (std::vector<std::string>{"GOAWAY 1"}));
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"WINDOW_UPDATE 0 983041", "GOAWAY 1"}));
 }
 
 TEST(Http2ServerOptions, Validate) {
