@@ -438,6 +438,42 @@ TEST_F(Http2CodecTest, NotAPrefaceIsAConnectionError) {
   EXPECT_EQ(client_.frames, (std::vector<std::string>{"WINDOW_UPDATE 0 983041", "GOAWAY 1"}));
 }
 
+TEST_F(Http2CodecTest, HostThatDiffersFromAuthorityIsReset) {
+  make();
+  pump();
+  client_.frames.clear();
+  Fields f = get("/");
+  f.push_back({"host", "other.example"});
+  ASSERT_EQ(client_.request(f), 1);
+  pump();
+  EXPECT_TRUE(recorder_.events.empty());
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"RST_STREAM 1 1"}));
+}
+
+TEST_F(Http2CodecTest, PausedStreamHoldsItsWindow) {
+  ServerOptions o;
+  o.initial_stream_window = 16384;
+  make(o);
+  pump();
+  client_.frames.clear();
+  Body body{std::string(20000, 'y')};
+  Fields f = get("/p");
+  f[0].second = "POST";
+  ASSERT_EQ(client_.request(f, &body), 1);
+  pump();
+  EXPECT_EQ(recorder_.bodies[1].size(), 16384u);
+  codec_->pause(1);
+  codec_->consumed(1, 16384);
+  pump();
+  EXPECT_TRUE(client_.frames.empty());
+  EXPECT_EQ(recorder_.bodies[1].size(), 16384u);
+  codec_->resume(1);
+  pump();
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"WINDOW_UPDATE 1 16384"}));
+  EXPECT_EQ(recorder_.bodies[1], body.data);
+  EXPECT_EQ(recorder_.events, (std::vector<std::string>{"head 1 POST /p", "end 1"}));
+}
+
 TEST(Http2ServerOptions, Validate) {
   EXPECT_TRUE(ServerOptions{}.validate().empty());
   ServerOptions o;
