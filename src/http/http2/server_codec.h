@@ -5,7 +5,10 @@
 // on_trailers(). Responses are submitted with a data provider that reads a per-stream
 // buffer: send_data() fills it, send_trailers() ends it. Flow control is the owner's:
 // request bytes stay counted against the windows until consumed() acknowledges them.
-// Owned by the connection it serves; loop thread only.
+// Callbacks may call back into the codec (send_head() from on_head()); frames submitted
+// then go out when dispatch() returns. on_reset() may arrive from inside send_*() (a frame
+// sent closes a stream the client had reset). Owned by the connection it serves; loop
+// thread only.
 #pragma once
 
 #include <cstdint>
