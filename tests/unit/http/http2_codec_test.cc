@@ -474,6 +474,25 @@ TEST_F(Http2CodecTest, PausedStreamHoldsItsWindow) {
   EXPECT_EQ(recorder_.events, (std::vector<std::string>{"head 1 POST /p", "end 1"}));
 }
 
+TEST_F(Http2CodecTest, GoAwayLetsOpenStreamsFinish) {
+  make();
+  ASSERT_EQ(client_.request(get("/last")), 1);
+  pump();
+  client_.frames.clear();
+  codec_->go_away(NGHTTP2_NO_ERROR);
+  pump();
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"GOAWAY 0"}));
+  EXPECT_EQ(codec_->dispatch(), ServerCodec::Outcome::kContinue);  // stream 1 is open
+  MessageHead r = response(200);
+  codec_->send_head(1, r, ResponseOptions{});
+  codec_->send_data(1, "bye");
+  codec_->send_trailers(1, HeaderMap{});
+  pump();
+  EXPECT_EQ(client_.responses[1].body, "bye");
+  EXPECT_EQ(client_.responses[1].close_code, 0u);
+  EXPECT_EQ(codec_->dispatch(), ServerCodec::Outcome::kFinished);
+}
+
 TEST(Http2ServerOptions, Validate) {
   EXPECT_TRUE(ServerOptions{}.validate().empty());
   ServerOptions o;
