@@ -32,6 +32,9 @@ class ServerCodecCallbacks {
   virtual void on_data(StreamId stream, std::string_view data, bool end) = 0;
   // The request's trailer section; the request is complete.
   virtual void on_trailers(StreamId stream, HeaderMap& trailers) = 0;
+  // A stream the owner knows ended before its response did (the client reset it, or a
+  // protocol error did): nothing more is delivered or sent on it. HTTP/2 only.
+  virtual void on_reset(StreamId /*stream*/, std::string_view /*reason*/) {}
 
  protected:
   ~ServerCodecCallbacks() = default;

@@ -1,0 +1,116 @@
+// The HTTP/2 server codec: an nghttp2 server session driven through its memory API (bytes
+// in with mem_recv, frames out with mem_send into the connection's output queue; nghttp2
+// does no I/O of its own). Each request stream becomes a MessageHead (pseudo-headers mapped
+// to method, target and Host), its DATA becomes on_data(), its trailer section
+// on_trailers(). Responses are submitted with a data provider that reads a per-stream
+// buffer: send_data() fills it, send_trailers() ends it. Flow control is the owner's:
+// request bytes stay counted against the windows until consumed() acknowledges them.
+// Callbacks may call back into the codec (send_head() from on_head()); frames submitted
+// then go out when dispatch() returns. on_reset() may arrive from inside send_*() (a frame
+// sent closes a stream the client had reset). Owned by the connection it serves; loop
+// thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/validation.h"
+#include "http/codec.h"
+#include "net/connection.h"
+
+struct nghttp2_session;
+
+namespace sluice::http::http2 {
+
+// The settings this server announces, and the limits it keeps.
+struct ServerOptions {
+  uint32_t max_concurrent_streams = 100;
+  // What each request stream may send before consumed() (SETTINGS_INITIAL_WINDOW_SIZE).
+  uint32_t initial_stream_window = 256 * 1024;
+  // What all request streams together may send before consumed() (the connection window).
+  uint32_t initial_connection_window = 1024 * 1024;
+  // Header and trailer sections larger than this (RFC 9113 §6.5.2 accounting: name + value
+  // + 32 per field) are answered with 431.
+  uint32_t max_header_list_size = 64 * 1024;
+  // The largest frame payload the client may send (SETTINGS_MAX_FRAME_SIZE).
+  uint32_t max_frame_size = 16 * 1024;
+
+  ConfigIssues validate() const;
+};
+
+class ServerCodec final : public http::ServerCodec {
+ public:
+  enum class Outcome {
+    kContinue,  // keep reading
+    kFinished,  // GOAWAY exchanged and no stream left: close once the output is flushed
+    kError,     // a connection error: GOAWAY with goaway_code() is queued; see error()
+  };
+
+  ServerCodec(net::Connection& conn, const ServerOptions& options, ServerCodecCallbacks& callbacks);
+  ~ServerCodec() override;
+  ServerCodec(const ServerCodec&) = delete;
+  ServerCodec& operator=(const ServerCodec&) = delete;
+
+  // Queues the server's connection preface (SETTINGS). Call once bytes may flow.
+  void start();
+  // Feeds what the connection's input holds (consuming it) and queues what is to be sent.
+  Outcome dispatch();
+  // The connection's output queue drained below its high watermark: more frames may go.
+  void on_write_drained() { send_pending(); }
+  const CodecError& error() const { return error_; }
+  // The error code of the GOAWAY sent for a connection error (RFC 9113 §7).
+  uint32_t goaway_code() const { return goaway_code_; }
+  // No new streams are accepted (GOAWAY with `code`); open ones may finish.
+  void go_away(uint32_t code);
+  // Ends one stream with RST_STREAM `code`.
+  void reset(StreamId stream, uint32_t code);
+  // Response bytes buffered for `stream` that the client's window did not let go yet.
+  size_t buffered(StreamId stream) const;
+  size_t open_streams() const;
+
+  // http::ServerCodec. HTTP/2 never needs the connection's end to frame a response, so
+  // send_head() returns false; close_after is the owner's go_away() to decide.
+  bool send_head(StreamId stream, MessageHead& head, const ResponseOptions& options) override;
+  void send_interim(StreamId stream, const MessageHead& head) override;
+  void send_data(StreamId stream, std::string_view data) override;
+  // Empty trailers end the response with its last DATA frame.
+  void send_trailers(StreamId stream, const HeaderMap& trailers) override;
+  // Holds back the window updates of `stream` until resume(): bytes already allowed by
+  // the window are still delivered.
+  void pause(StreamId stream) override;
+  void resume(StreamId stream) override;
+  void consumed(StreamId stream, size_t bytes) override;
+
+  // One stream's state (defined in server_codec.cc; public for its nghttp2 callbacks).
+  struct Stream;
+  // The nghttp2 callbacks reach the codec through these.
+  struct Hooks;
+
+ private:
+  Stream* find(StreamId id) const;
+  Stream* acquire(StreamId id);
+  void release(Stream* s);
+  // Runs mem_send while the connection is below its high watermark.
+  void send_pending();
+  void fail(uint32_t code, std::string_view reason);
+  void submit_head(Stream& s, int status, HeaderMap& headers, bool with_body);
+  void deliver_head(Stream& s, bool end_stream);
+
+  net::Connection& conn_;
+  ServerOptions options_;
+  ServerCodecCallbacks& callbacks_;
+  nghttp2_session* session_ = nullptr;
+  // Stream states live as long as the codec and are recycled: a connection's streams cost
+  // one allocation each at its peak concurrency, not one per request.
+  std::vector<std::unique_ptr<Stream>> streams_;
+  std::vector<Stream*> free_;
+  int recv_depth_ = 0;  // inside mem_recv: mem_send must wait
+  CodecError error_;
+  std::string error_reason_;
+  uint32_t goaway_code_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace sluice::http::http2
