@@ -428,6 +428,9 @@ std::string render_connections_json(const MetricsInput& in, std::string_view clu
         j["tls"] = {
             {"version", c.tls_version}, {"cipher", c.tls_cipher}, {"resumed", c.tls_resumed}};
       }
+      if (c.http2) {
+        j["http2"] = {{"streams", c.streams}, {"abuse_score", c.abuse_score}, {"goaway", c.goaway}};
+      }
       j["local"] = c.local.to_string();
       j["peer"] = c.peer.to_string();
       if (c.tcp) j["tcp_info"] = tcp_json(*c.tcp);

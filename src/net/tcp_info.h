@@ -41,6 +41,11 @@ struct ConnectionReport {
   std::string tls_version;
   std::string tls_cipher;
   bool tls_resumed = false;
+  // A downstream HTTP/2 connection (streams 0 and no goaway otherwise).
+  bool http2 = false;
+  uint32_t streams = 0;      // open request streams
+  uint64_t abuse_score = 0;  // resets and control frames not yet paid for by responses
+  std::string goaway;        // "", "notice sent" (the first of a drain's two), "sent"
   Address local;
   Address peer;
   std::optional<TcpInfo> tcp;

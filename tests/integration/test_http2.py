@@ -350,6 +350,26 @@ def case_idle_connection_goaway():
     hu.stop_and_check(sl)
 
 
+def case_connections_view():
+    """/connections shows an HTTP/2 connection's open streams, abuse score and GOAWAY state."""
+    b = HttpBackend("b")
+    sl, ap = tm.start([h2_listener()], [hu.cluster("app", [b])])
+    c = H2Client(sl.port("web"))
+    local = "127.0.0.1:%d" % c.sock.getsockname()[1]
+    sids = [c.request("/delay/600"), c.request("/delay/600")]
+    harness.wait_until(lambda: b.stats()["requests"] >= 2, 5)
+    conns = [x for x in tm.admin_json(ap, "/connections?listener=web") if x["peer"] == local]
+    check(len(conns) == 1 and conns[0].get("http2") == {"streams": 2, "abuse_score": 0, "goaway": ""} and
+          conns[0]["state"] == "request",
+          "/connections: the client's connection, HTTP/2 with 2 streams open, score 0, no GOAWAY", repr(conns))
+    c.pump(lambda evs: all(stream_ended(s)(evs) for s in sids), 5)
+    conns = [x for x in tm.admin_json(ap, "/connections?listener=web") if x["peer"] == local]
+    check(len(conns) == 1 and conns[0].get("http2") == {"streams": 0, "abuse_score": 0, "goaway": ""} and
+          conns[0]["state"] == "idle", "after both responses: 0 streams, idle", repr(conns))
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def case_config_errors():
     """http2 blocks that cannot work are refused with a located message."""
     def err(listener):
@@ -373,4 +393,4 @@ if __name__ == "__main__":
     harness.run_cases([case_prior_knowledge_and_http1_on_one_listener, case_tls_alpn_h2, case_bodies_both_ways,
                        case_multiplexed_load_exact_counters, case_nghttp_parallel_streams,
                        case_drain_two_step_goaway, case_max_requests_per_connection, case_idle_connection_goaway,
-                       case_config_errors])
+                       case_connections_view, case_config_errors])

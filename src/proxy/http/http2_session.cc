@@ -209,6 +209,11 @@ void Http2Session::abuse_close() {
   finish("HTTP/2 abuse score");
 }
 
+const char* Http2Session::goaway_state() const {
+  if (codec_.counts().goaways_sent == 0) return "";
+  return drain_step_ == DrainStep::kNoticeSent ? "notice sent" : "sent";
+}
+
 // --- timers ----------------------------------------------------------------------------
 
 void Http2Session::arm_idle() {

@@ -60,6 +60,8 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   size_t open_streams() const { return slots_.size(); }
   uint64_t abuse_score() const { return score_; }
   bool draining() const { return drain_step_ != DrainStep::kNone; }
+  // For /connections: "", "notice sent" or "sent".
+  const char* goaway_state() const;
 
   // ServerCodecCallbacks
   bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;

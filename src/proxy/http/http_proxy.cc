@@ -76,6 +76,13 @@ void HttpProxy::report_connections(std::vector<net::ConnectionReport>& out) cons
       r.tls_cipher = t->cipher;
       r.tls_resumed = t->resumed;
     }
+    if (const Http2Session* h2 = c->http2()) {
+      auto& r = out.back();
+      r.http2 = true;
+      r.streams = static_cast<uint32_t>(h2->open_streams());
+      r.abuse_score = h2->abuse_score();
+      r.goaway = h2->goaway_state();
+    }
   }
 }
 
