@@ -92,8 +92,11 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   append_json_string(n.endpoint, line);
   fmt::format_to(std::back_inserter(line),
                  ",\"status\":{},\"request_body_bytes\":{},\"response_body_bytes\":{},"
-                 "\"attempts\":{},\"flags\":[",
+                 "\"attempts\":{}",
                  status, request_body_bytes, response_body_bytes, attempts);
+  if (grpc_status >= 0)
+    fmt::format_to(std::back_inserter(line), ",\"grpc_status\":{}", grpc_status);
+  line += ",\"flags\":[";
   bool first = true;
   flags.for_each([&](ResponseFlag f) {
     if (!first) line += ',';

@@ -90,6 +90,7 @@ struct RequestLog {
   ResponseFlags flags;
   const char* protocol = "HTTP/1.1";  // as the client spoke it
   uint32_t stream = 0;                // the HTTP/2 stream id (0: HTTP/1)
+  int grpc_status = -1;               // of a gRPC call sluice answered itself (-1: none)
   int status = 0;
   uint64_t request_body_bytes = 0;
   uint64_t response_body_bytes = 0;

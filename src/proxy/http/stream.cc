@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/tcp_info.h"
+#include "proxy/http/grpc.h"
 #include "proxy/http/header_mutation.h"
 #include "proxy/http/http_proxy.h"
 #include "proxy/http/router.h"
@@ -122,6 +123,7 @@ void Stream::transition(State to) {
 void Stream::on_request_head(MessageHead& head) {
   request_ = std::move(head);
   if (log_.stream == 0 && request_.version_minor == 0) log_.protocol = "HTTP/1.0";
+  grpc_ = is_grpc_request(request_);
   ++proxy_.stats().requests;
   if (proxy_.access_log()) {
     log_.wall_start = std::chrono::system_clock::now();
@@ -221,7 +223,16 @@ void Stream::route() {
   std::swap(target, req.target);
   h1::encode_request_head(req, upstream_head_);
   std::swap(target, req.target);
-  if (route->timeout.count() > 0) route_timer_.arm_at(started_ + route->timeout);
+  Duration timeout = route->timeout;
+  if (grpc_) {
+    // The call's own deadline, when it is sooner than the route's.
+    if (const std::string* t = request_.headers.get("grpc-timeout")) {
+      if (auto d = parse_grpc_timeout(*t); d && (timeout.count() <= 0 || *d < timeout)) {
+        timeout = std::max(*d, Duration(std::chrono::milliseconds(1)));
+      }
+    }
+  }
+  if (timeout.count() > 0) route_timer_.arm_at(started_ + timeout);
   transition(State::kWaitingForUpstream);
   start_exchange(false);
 }

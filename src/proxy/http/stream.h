@@ -146,6 +146,8 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   void reply_after_request(int status, std::string body, std::optional<ResponseFlag> flag);
   void send_local_reply(int status, std::string_view body, bool close_connection,
                         std::optional<ResponseFlag> flag);
+  // The local reply to a gRPC call: a gRPC status instead of an HTTP one.
+  void send_grpc_reply(int status, std::string_view body, bool close);
   void on_body_timeout();
   void on_route_timeout();
   void finish();
@@ -164,6 +166,7 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   sluice::http::MessageHead request_;
   const Route* route_ = nullptr;
   upstream::Cluster* cluster_ = nullptr;
+  bool grpc_ = false;                   // a gRPC call: local replies are gRPC statuses
   bool early_data_ = false;             // the request came in TLS early data
   bool early_retried_ = false;          // an upstream's 425 was answered by sending it again
   bool waiting_for_handshake_ = false;  // to send it again once the handshake is done

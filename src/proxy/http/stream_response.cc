@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/tcp_info.h"
+#include "proxy/http/grpc.h"
 #include "proxy/http/header_mutation.h"
 #include "proxy/http/http_proxy.h"
 #include "proxy/http/stream_scratch.h"
@@ -170,6 +171,7 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
       close_connection || close_after_ || !request_.keep_alive || !callbacks_.keep_alive_allowed();
   MessageHead head;
   head.status = status;
+  if (grpc_) return send_grpc_reply(status, body, close);
   if (route_ && route_->action == Route::Action::kRedirect) {
     head.headers.add("Location", route_->redirect_location);
   }
@@ -187,6 +189,24 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
     codec.send_data(id_, body);
     log_.response_body_bytes += body.size();
   }
+  finish();
+}
+
+void Stream::send_grpc_reply(int status, std::string_view body, bool close) {
+  // A trailers-only response (gRPC over HTTP/2): HTTP 200, the call's status in the head.
+  MessageHead head;
+  head.status = 200;
+  head.content_length = 0;
+  head.headers.add("content-type", "application/grpc");
+  GrpcStatus g = grpc_status_for_http(status);
+  head.headers.add("grpc-status", std::to_string(static_cast<int>(g)));
+  while (!body.empty() && body.back() == '\n') body.remove_suffix(1);
+  std::string message;
+  append_grpc_message(body, message);
+  if (!message.empty()) head.headers.add("grpc-message", std::move(message));
+  log_.grpc_status = static_cast<int>(g);
+  close_after_ = callbacks_.codec().send_head(
+      id_, head, sluice::http::ResponseOptions{true, false, false, close});
   finish();
 }
 
