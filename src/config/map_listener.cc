@@ -65,6 +65,29 @@ void read_http_options(YamlReader& r, const YAML::Node& node, const std::string&
   if (detail >= 0) o.local_reply_detail_full = detail == 1;
 }
 
+void read_http2_options(YamlReader& r, const YAML::Node& node, const std::string& path,
+                        proxy::http::HttpOptions& o) {
+  auto& h = o.http2.emplace();
+  if (node.IsNull()) return;  // `http2:` alone: HTTP/2 with the defaults
+  MapReader m(
+      r, node, path,
+      {"prior_knowledge", "max_concurrent_streams", "initial_stream_window",
+       "initial_connection_window", "max_header_list_size", "max_frame_size", "max_abuse_score",
+       "ping_interval", "ping_timeout", "max_connection_age", "send_stall_timeout"});
+  if (!m.ok()) return;
+  m.read_bool("prior_knowledge", h.prior_knowledge);
+  m.read_uint("max_concurrent_streams", h.codec.max_concurrent_streams);
+  m.read_size("initial_stream_window", h.codec.initial_stream_window);
+  m.read_size("initial_connection_window", h.codec.initial_connection_window);
+  m.read_size("max_header_list_size", h.codec.max_header_list_size);
+  m.read_size("max_frame_size", h.codec.max_frame_size);
+  m.read_uint("max_abuse_score", h.max_abuse_score);
+  m.read_duration("ping_interval", h.ping_interval);
+  m.read_duration("ping_timeout", h.ping_timeout);
+  m.read_duration("max_connection_age", h.max_connection_age);
+  m.read_duration("send_stall_timeout", h.send_stall_timeout);
+}
+
 void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
                 proxy::http::RetryPolicy& p) {
   MapReader m(r, node, path,
@@ -337,7 +360,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   MapReader m(r, node, path,
               {"name", "address", "protocol", "cluster", "backlog", "max_connections",
                "socket_options", "idle_timeout", "max_duration", "splice", "http", "virtual_hosts",
-               "hash_key", "access_log", "tls", "sni_routes", "sni_timeout"});
+               "hash_key", "access_log", "tls", "sni_routes", "sni_timeout", "http2"});
   if (!m.ok()) return l;
   read_name(m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address);
@@ -353,7 +376,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   }
   if (l->protocol == proxy::Protocol::kTcp) {
     if (m.require("cluster")) m.read_string("cluster", l->cluster);
-    for (const char* key : {"http", "virtual_hosts"}) {
+    for (const char* key : {"http", "virtual_hosts", "http2"}) {
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: http");
     }
     read_sni(r, m, *l);
@@ -363,6 +386,7 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
       if (m.has(key)) r.error(m.get(key), m.path(key), "only for protocol: tcp");
     }
     if (m.has("http")) read_http_options(r, m.get("http"), m.path("http"), l->http);
+    if (m.has("http2")) read_http2_options(r, m.get("http2"), m.path("http2"), l->http);
     if (m.require("virtual_hosts")) {
       read_virtual_hosts(r, m.get("virtual_hosts"), m.path("virtual_hosts"), l->http);
     }
@@ -382,6 +406,8 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
     l->tls.emplace();
     read_server_tls(r, m.get("tls"), m.path("tls"), *l->tls);
   }
+  // A TLS listener serving HTTP/2 offers h2 first unless its ALPN list is written out.
+  if (l->tls && l->http.http2 && l->tls->alpn.empty()) l->tls->alpn = {"h2", "http/1.1"};
   int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
   if (hk == 1) l->hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
   return l;

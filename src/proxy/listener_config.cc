@@ -31,6 +31,7 @@ ConfigIssues ListenerConfig::validate() const {
   if (protocol == Protocol::kTcp) {
     if (cluster.empty()) c.missing("cluster");
     if (!http.virtual_hosts.empty()) c.error("virtual_hosts", "only for protocol: http");
+    if (http.http2) c.error("http2", "only for protocol: http");
     c.nested("sni_routes", tcp::validate_sni_routes(sni_routes));
     if (tls && tls->early_data.enabled)
       c.error("tls.early_data",
@@ -45,10 +46,26 @@ ConfigIssues ListenerConfig::validate() const {
     if (!sni_routes.empty()) c.error("sni_routes", "only for protocol: tcp");
     if (tls) {
       for (size_t i = 0; i < tls->alpn.size(); ++i) {
-        if (tls->alpn[i] != "http/1.1" && tls->alpn[i] != "http/1.0")
-          c.error(
-              fmt::format("tls.alpn[{}]", i),
-              fmt::format("an http listener speaks HTTP/1.1 and HTTP/1.0, got {}", tls->alpn[i]));
+        const std::string& p = tls->alpn[i];
+        if (p == "h2" && !http.http2) {
+          c.error(fmt::format("tls.alpn[{}]", i),
+                  "h2 needs an http2 block on the listener (http2: {} serves HTTP/2 with its "
+                  "defaults)");
+        } else if (p != "h2" && p != "http/1.1" && p != "http/1.0") {
+          c.error(fmt::format("tls.alpn[{}]", i),
+                  fmt::format("an http listener speaks h2, http/1.1 and http/1.0, got {}", p));
+        }
+      }
+    }
+    if (http.http2) {
+      c.nested("http2", http.http2->validate());
+      if (!tls && !http.http2->prior_knowledge) {
+        c.error("http2",
+                "a cleartext listener serves HTTP/2 only with prior_knowledge: true (clients "
+                "that know it speaks HTTP/2); with tls, ALPN h2 selects it");
+      }
+      if (tls && http.http2->prior_knowledge) {
+        c.error("http2.prior_knowledge", "only for cleartext listeners: with tls, ALPN selects h2");
       }
     }
     if (hash_key != HashKey::kSourceIp) c.error("hash_key", "only for protocol: tcp");

@@ -28,7 +28,7 @@ import http_util as hu  # noqa: E402
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-HTTP_KEYS = {"time", "listener", "downstream", "method", "target", "host", "cluster", "endpoint", "status",
+HTTP_KEYS = {"time", "listener", "downstream", "method", "target", "host", "protocol", "cluster", "endpoint", "status",
              "request_body_bytes", "response_body_bytes", "attempts", "flags", "request_id", "traceparent",
              "timings_us"}
 TIMING_KEYS = {"downstream_headers", "pool_wait", "upstream_connect", "request_sent", "upstream_first_byte",

@@ -167,6 +167,30 @@ struct ServerCodec::Hooks {
     ServerCodec& c = codec(user_data);
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     auto id = static_cast<StreamId>(frame->hd.stream_id);
+    FrameCounts& n = c.counts_;
+    switch (frame->hd.type) {
+      case NGHTTP2_DATA:
+        n.empty_data += frame->hd.length == 0 && !end;
+        break;
+      case NGHTTP2_PRIORITY:
+        ++n.priority;
+        break;
+      case NGHTTP2_RST_STREAM:
+        ++n.resets_received;
+        break;
+      case NGHTTP2_PING:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+          ++n.ping_acks;
+        } else {
+          ++n.ping;
+        }
+        break;
+      case NGHTTP2_SETTINGS:
+        n.settings += (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0;
+        break;
+      default:
+        break;
+    }
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
         Stream* s = c.find(id);
@@ -222,8 +246,15 @@ struct ServerCodec::Hooks {
     return 0;
   }
 
+  static int on_invalid_frame(nghttp2_session*, const nghttp2_frame*, int, void* user_data) {
+    ++codec(user_data).counts_.invalid;
+    return 0;
+  }
+
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
     ServerCodec& c = codec(user_data);
+    if (frame->hd.type == NGHTTP2_RST_STREAM) ++c.counts_.resets_sent;
+    if (frame->hd.type == NGHTTP2_GOAWAY) ++c.counts_.goaways_sent;
     // nghttp2 found a connection error itself (RFC 9113 §5.4.1) and said so in a GOAWAY.
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
         !c.failed_) {
@@ -286,6 +317,7 @@ const nghttp2_session_callbacks* server_callbacks() {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(p, H::on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(p, H::on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(p, H::on_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(p, H::on_invalid_frame);
     return std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter>(p);
   }();
   return cb.get();
@@ -490,7 +522,6 @@ bool ServerCodec::send_head(StreamId stream, MessageHead& head, const ResponseOp
   }
   // 101 does not exist in HTTP/2 (RFC 9113 §8.6); a tunnel is a CONNECT stream.
   submit_head(*s, head.status, head.headers, !options.no_body);
-  if (options.close_after) go_away(NGHTTP2_NO_ERROR);
   send_pending();
   return false;
 }
@@ -561,7 +592,22 @@ void ServerCodec::go_away(uint32_t code) {
   send_pending();
 }
 
+void ServerCodec::shutdown_notice() {
+  nghttp2_submit_shutdown_notice(session_);
+  send_pending();
+}
+
+void ServerCodec::ping() {
+  nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+  send_pending();
+}
+
+bool ServerCodec::finished() const {
+  return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
+}
+
 void ServerCodec::reset(StreamId stream, uint32_t code) {
+  ++counts_.owner_resets;
   if (Stream* s = find(stream)) s->ended = true;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, static_cast<int32_t>(stream), code);
   send_pending();

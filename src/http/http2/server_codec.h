@@ -40,6 +40,21 @@ struct ServerOptions {
   ConfigIssues validate() const;
 };
 
+// What the client's frames amounted to, counted as they arrive: the owner turns them into
+// a verdict (an abuse score) and counters.
+struct FrameCounts {
+  uint64_t resets_received = 0;  // RST_STREAM frames from the client
+  uint64_t resets_sent = 0;      // RST_STREAM frames sluice sent, nghttp2's for stream errors too
+  uint64_t owner_resets = 0;     // ... of which reset() asked for
+  uint64_t empty_data = 0;       // DATA frames with no payload and no END_STREAM
+  uint64_t priority = 0;         // PRIORITY frames
+  uint64_t ping = 0;             // PING frames (not ACKs)
+  uint64_t settings = 0;         // SETTINGS frames (not ACKs)
+  uint64_t invalid = 0;          // frames nghttp2 refused (a stream or connection error)
+  uint64_t goaways_sent = 0;
+  uint64_t ping_acks = 0;  // ACKs of our PINGs
+};
+
 class ServerCodec final : public http::ServerCodec {
  public:
   enum class Outcome {
@@ -64,14 +79,24 @@ class ServerCodec final : public http::ServerCodec {
   uint32_t goaway_code() const { return goaway_code_; }
   // No new streams are accepted (GOAWAY with `code`); open ones may finish.
   void go_away(uint32_t code);
+  // The first step of a graceful shutdown (RFC 9113 §6.8): a GOAWAY with the largest stream
+  // id, so that the client stops opening streams while those in flight still arrive; the
+  // real go_away() follows about a round trip later.
+  void shutdown_notice();
+  // A PING (its ACK is counted in counts().ping_acks).
+  void ping();
   // Ends one stream with RST_STREAM `code`.
   void reset(StreamId stream, uint32_t code);
+  // GOAWAY went both ways or out, and no stream is left: nothing more will be read or sent.
+  bool finished() const;
+  const FrameCounts& counts() const { return counts_; }
   // Response bytes buffered for `stream` that the client's window did not let go yet.
   size_t buffered(StreamId stream) const;
   size_t open_streams() const;
 
   // http::ServerCodec. HTTP/2 never needs the connection's end to frame a response, so
-  // send_head() returns false; close_after is the owner's go_away() to decide.
+  // send_head() returns false and ignores close_after: ending the connection is the owner's
+  // go_away() to decide.
   bool send_head(StreamId stream, MessageHead& head, const ResponseOptions& options) override;
   void send_interim(StreamId stream, const MessageHead& head) override;
   void send_data(StreamId stream, std::string_view data) override;
@@ -111,6 +136,7 @@ class ServerCodec final : public http::ServerCodec {
   std::string error_reason_;
   uint32_t goaway_code_ = 0;
   bool failed_ = false;
+  FrameCounts counts_;
 };
 
 }  // namespace sluice::http::http2

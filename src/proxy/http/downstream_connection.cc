@@ -17,6 +17,9 @@ namespace {
 // before closing (so unread bytes do not turn our FIN into a RST).
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
+// RFC 9113 §3.4: what an HTTP/2 client sends first.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 [[maybe_unused]] bool legal(DownstreamConnection::State from, DownstreamConnection::State to) {
   using S = DownstreamConnection::State;
   switch (to) {
@@ -171,6 +174,7 @@ void DownstreamConnection::on_secured() {
       std::chrono::duration_cast<std::chrono::microseconds>(tls_->handshake).count()));
   LOG_DEBUG("http {}: {}: {} {} sni '{}' alpn '{}'{}", proxy_.config().name, peer_.to_string(),
             tls_->version, tls_->cipher, tls_->sni, tls_->alpn, tls_->resumed ? " resumed" : "");
+  if (tls_->alpn == "h2" && proxy_.config().http.http2) return start_http2();
   if (stream_) {
     stream_->on_downstream_secured();
     return;
@@ -220,6 +224,7 @@ void DownstreamConnection::close(const char* reason) {
   transition(State::kClosed);
   LOG_DEBUG("http {}: {} closed: {}", proxy_.config().name, peer_.to_string(), reason);
   if (stream_) stream_->on_connection_closed();
+  if (h2_) h2_->on_connection_closed();
   conn_.close();
   proxy_.remove(this);
 }
@@ -232,6 +237,7 @@ void DownstreamConnection::abort(const char* reason) {
 
 void DownstreamConnection::drain() {
   if (state_ != State::kActive) return;
+  if (h2_) return h2_->drain();
   if (!stream_) return close("draining");
   transition(State::kDraining);
 }
@@ -259,7 +265,38 @@ void DownstreamConnection::on_read() {
     if (up.above_high_watermark()) conn_.set_read_enabled(false);
     return;
   }
+  if (h2_) return h2_->on_read();
   process_input();
+}
+
+DownstreamConnection::Preface DownstreamConnection::sniff_preface() {
+  std::string_view in = conn_.input().view();
+  size_t n = std::min(in.size(), kHttp2Preface.size());
+  if (in.substr(0, n) != kHttp2Preface.substr(0, n)) return Preface::kNo;
+  return n == kHttp2Preface.size() ? Preface::kYes : Preface::kUndecided;
+}
+
+void DownstreamConnection::start_http2() {
+  arm_timer(TimerMode::kNone, Duration(0));
+  h2_ = std::make_unique<Http2Session>(proxy_, conn_, *this, peer_);
+  h2_->start();
+}
+
+void DownstreamConnection::on_session_finished(const char* reason) {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  LOG_DEBUG("http {}: {}: {}", proxy_.config().name, peer_.to_string(), reason);
+  close_after_flush();
+}
+
+void DownstreamConnection::close_after_flush() {
+  transition(State::kClosing);
+  conn_.shutdown_write();
+  // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
+  // make the kernel answer our FIN with a RST that could destroy the response in flight.
+  // The response may still be queued for a slow reader: the time runs out only when a
+  // whole linger period passes without the queue shrinking.
+  linger_queued_ = conn_.queued();
+  linger_.arm_at(proxy_.loop().now() + kLingerTime);
 }
 
 void DownstreamConnection::process_input() {
@@ -273,6 +310,19 @@ void DownstreamConnection::process_input() {
       return;
     }
     if (conn_.input().empty()) return;
+    if (requests_ == 0 && !stream_ && !codec_.mid_message()) {
+      const auto& h2 = proxy_.config().http.http2;
+      if (h2 && h2->prior_knowledge && !conn_.transport()) {
+        Preface p = sniff_preface();
+        if (p == Preface::kUndecided) return;
+        if (p == Preface::kYes) return start_http2();
+      }
+      // HTTP/2 in TLS early data waits for the handshake (which starts the session).
+      if (!conn_.secured() && h2 &&
+          static_cast<const tls::Session*>(conn_.transport())->alpn() == "h2") {
+        return;
+      }
+    }
     if (!conn_.secured() && !stream_ && !codec_.mid_message() && !early_request_allowed()) return;
     bool was_idle = !codec_.mid_message();
     if (was_idle && !stream_) request_first_byte_ = proxy_.loop().now();
@@ -339,6 +389,11 @@ void DownstreamConnection::on_trailers(sluice::http::StreamId, HeaderMap& traile
 
 void DownstreamConnection::on_read_closed() {
   if (tunnel_) return tunnel_->downstream_closed();
+  if (h2_ && state_ != State::kClosing) {
+    // An HTTP/2 client ends with GOAWAY, not a half-close: streams left open are cut.
+    if (h2_->open_streams() > 0) LOG_DEBUG("http: HTTP/2 client closed with streams open");
+    return close("client closed");
+  }
   // After the last response: close once it has gone out (else the linger timer decides).
   if (state_ == State::kClosing) {
     if (conn_.queued() == 0) close("client closed after the last response");
@@ -366,6 +421,7 @@ void DownstreamConnection::on_read_closed() {
 
 void DownstreamConnection::on_write_drained() {
   if (state_ == State::kClosing || state_ == State::kClosed) return;
+  if (h2_) return h2_->on_write_drained();
   if (stream_) stream_->on_downstream_drained();
   // Reading may have stopped for a client that did not read its responses.
   if (!stream_ && !tunnel_ && !conn_.read_enabled()) conn_.set_read_enabled(true);
@@ -397,17 +453,7 @@ void DownstreamConnection::on_stream_done(bool close_connection) {
   if (state_ == State::kClosed) return;
   // Its timers or its exchange's callback may be running: deleted once the iteration ends.
   proxy_.loop().defer_delete(std::move(stream_));
-  if (close_connection || state_ == State::kDraining) {
-    transition(State::kClosing);
-    conn_.shutdown_write();
-    // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
-    // make the kernel answer our FIN with a RST that could destroy the response in flight.
-    // The response may still be queued for a slow reader: the time runs out only when a
-    // whole linger period passes without the queue shrinking.
-    linger_queued_ = conn_.queued();
-    linger_.arm_at(proxy_.loop().now() + kLingerTime);
-    return;
-  }
+  if (close_connection || state_ == State::kDraining) return close_after_flush();
   arm_timer(TimerMode::kKeepalive, proxy_.config().http.keepalive_timeout);
   if (in_parser_) {
     resume_after_parse_ = true;  // process_input() resumes once the parser returns

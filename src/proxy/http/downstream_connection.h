@@ -17,6 +17,7 @@
 #include "event/loop.h"
 #include "http/http1/codec.h"
 #include "net/connection.h"
+#include "proxy/http/http2_session.h"
 #include "proxy/http/stream.h"
 #include "proxy/tls_info.h"
 
@@ -27,6 +28,7 @@ class HttpProxy;
 class DownstreamConnection final : public net::ConnectionCallbacks,
                                    public sluice::http::ServerCodecCallbacks,
                                    public StreamCallbacks,
+                                   public Http2SessionOwner,
                                    public event::DeferredDeletable {
  public:
   enum class State { kActive, kDraining, kClosing, kClosed };
@@ -60,12 +62,19 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_tunnel(UpstreamExchange& exchange) override;
   const DownstreamTls* downstream_tls() const override { return tls_ ? &*tls_ : nullptr; }
   bool downstream_secured() const override { return conn_.secured(); }
+  // Http2SessionOwner
+  void on_session_finished(const char* reason) override;
+  const DownstreamTls* session_tls() const override { return downstream_tls(); }
 
   // The HttpProxy's list of open connections.
   DownstreamConnection* prev = nullptr;
   DownstreamConnection* next = nullptr;
   int fd() const { return conn_.fd(); }
-  bool busy() const { return stream_ != nullptr || tunnel_ != nullptr; }
+  bool busy() const {
+    return stream_ != nullptr || tunnel_ != nullptr || (h2_ && h2_->open_streams() > 0);
+  }
+  // Null: the connection speaks HTTP/1.x.
+  const Http2Session* http2() const { return h2_.get(); }
   State state() const { return state_; }
 
  private:
@@ -74,6 +83,14 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
 
   void transition(State to);
   void process_input();
+  // From here on the connection speaks HTTP/2.
+  void start_http2();
+  // A cleartext listener with prior knowledge: whether the input is (so far) the HTTP/2
+  // connection preface. Undecided while it is a shorter prefix of it.
+  enum class Preface { kNo, kYes, kUndecided };
+  Preface sniff_preface();
+  // Closing: the last bytes go out, then a brief wait for the client's FIN.
+  void close_after_flush();
   // Before the handshake completes (TLS early data): whether the next request may be served
   // now. Safe methods may; others wait for the handshake or get 425, as configured.
   bool early_request_allowed();
@@ -93,6 +110,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   State state_ = State::kActive;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<Tunnel> tunnel_;
+  std::unique_ptr<Http2Session> h2_;
   event::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   event::Timer linger_;

@@ -12,6 +12,8 @@ namespace sluice::proxy::http {
 
 #define SLUICE_HTTP_RESPONSES_HELP "HTTP responses sent, by status class."
 #define SLUICE_HTTP_RETRIES_HELP "Retries of HTTP requests."
+#define SLUICE_HTTP2_RESETS_HELP \
+  "HTTP/2 streams reset before their response completed, by who reset them."
 
 // Lines sharing a family share its help text.
 // clang-format off
@@ -45,6 +47,23 @@ namespace sluice::proxy::http {
   COUNTER(trailers_dropped, "sluice_http_trailers_dropped_total", "", "trailer fields dropped",    \
           "Trailer fields not forwarded because they frame, route, authenticate or control a "     \
           "message (RFC 9110 section 6.5.1), both directions.")                                    \
+  COUNTER(http2_connections, "sluice_http2_connections_total", "", "HTTP/2 connections",         \
+          "Downstream connections served as HTTP/2 (ALPN h2 or the cleartext preface).")           \
+  COUNTER(http2_streams, "sluice_http2_streams_total", "", "HTTP/2 streams",                       \
+          "HTTP/2 request streams opened by clients.")                                             \
+  COUNTER(http2_resets_by_client, "sluice_http2_resets_total", "by=\"client\"",                   \
+          "HTTP/2 streams reset by clients", SLUICE_HTTP2_RESETS_HELP)                             \
+  COUNTER(http2_resets_by_sluice, "sluice_http2_resets_total", "by=\"sluice\"",                   \
+          "HTTP/2 streams reset by sluice", SLUICE_HTTP2_RESETS_HELP)                              \
+  COUNTER(http2_goaways_sent, "sluice_http2_goaways_sent_total", "", "HTTP/2 GOAWAYs sent",        \
+          "GOAWAY frames sent to HTTP/2 clients (drains, limits, errors).")                        \
+  COUNTER(http2_protocol_errors, "sluice_http2_protocol_errors_total", "",                         \
+          "HTTP/2 connection errors",                                                              \
+          "HTTP/2 connections ended by a connection error of the client (GOAWAY with an error).")  \
+  COUNTER(http2_abuse_closed, "sluice_http2_abuse_closed_total", "",                               \
+          "HTTP/2 connections closed for abuse",                                                   \
+          "HTTP/2 connections closed because their abuse score (resets, floods) passed "           \
+          "max_abuse_score.")                                                                      \
   HISTOGRAM(request_duration, "sluice_http_request_duration_seconds", "", "request duration",      \
             "From the request head to the end of the response.")
 

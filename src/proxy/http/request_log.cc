@@ -83,6 +83,9 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   append_json_string(n.target, line);
   line += ",\"host\":";
   append_json_string(n.host, line);
+  line += ",\"protocol\":";
+  append_json_string(protocol, line);
+  if (stream != 0) fmt::format_to(std::back_inserter(line), ",\"stream\":{}", stream);
   line += ",\"cluster\":";
   append_json_string(n.cluster, line);
   line += ",\"endpoint\":";

@@ -88,6 +88,8 @@ inline constexpr ResponseFlags kFailureFlags{
 
 struct RequestLog {
   ResponseFlags flags;
+  const char* protocol = "HTTP/1.1";  // as the client spoke it
+  uint32_t stream = 0;                // the HTTP/2 stream id (0: HTTP/1)
   int status = 0;
   uint64_t request_body_bytes = 0;
   uint64_t response_body_bytes = 0;

@@ -179,6 +179,17 @@ ConfigIssues HttpOptions::validate() const {
   return c.take();
 }
 
+ConfigIssues Http2Options::validate() const {
+  ConfigChecker c;
+  c.nested("", codec.validate());
+  c.check_uint("max_abuse_score", max_abuse_score, 1, 1'000'000);
+  c.check_duration("ping_interval", ping_interval, kZero, hours(24));
+  c.check_duration("ping_timeout", ping_timeout, milliseconds(1), hours(1));
+  c.check_duration("max_connection_age", max_connection_age, kZero, hours(24 * 365));
+  c.check_duration("send_stall_timeout", send_stall_timeout, kZero, hours(24));
+  return c.take();
+}
+
 ConfigIssues validate_virtual_hosts(const std::vector<VirtualHost>& virtual_hosts) {
   ConfigChecker c;
   if (virtual_hosts.empty()) c.error("", "expected a non-empty list of virtual hosts");

@@ -10,6 +10,7 @@
 
 #include "base/units.h"
 #include "base/validation.h"
+#include "http/http2/server_codec.h"
 
 namespace re2 {
 class RE2;
@@ -109,6 +110,33 @@ struct VirtualHost {
   ConfigIssues validate() const;
 };
 
+// HTTP/2 towards clients: ALPN h2 on TLS listeners, the client preface on cleartext ones
+// with prior_knowledge. Present on a listener: HTTP/2 is served.
+struct Http2Options {
+  // Cleartext connections that begin with the HTTP/2 connection preface are HTTP/2 (RFC 9113
+  // §3.3); others are HTTP/1.1 as before.
+  bool prior_knowledge = false;
+  // SETTINGS and limits (windows larger than HTTP/2's 64 KiB default so that one upload over
+  // a long path is not throttled by the window).
+  sluice::http::http2::ServerOptions codec{100, 1024 * 1024, 4 * 1024 * 1024, 64 * 1024, 16 * 1024};
+  // A connection whose abuse score passes this gets GOAWAY ENHANCE_YOUR_CALM and closes. The
+  // score counts streams the client reset before their response completed, streams sluice
+  // reset for the client's error, empty DATA frames, PRIORITY frames, and PING and SETTINGS
+  // frames after the first; each completed response takes one point off.
+  uint32_t max_abuse_score = 200;
+  // Keep-alive PING when the connection has been silent this long (0: none), and how long
+  // its ACK may take before the connection is closed.
+  Duration ping_interval{0};
+  Duration ping_timeout = std::chrono::seconds(20);
+  // After this long (plus up to 10% jitter) the connection is drained with GOAWAY (0: never).
+  Duration max_connection_age{0};
+  // A stream whose response cannot be sent for this long (the client's window stays shut)
+  // is reset (0: never).
+  Duration send_stall_timeout = std::chrono::seconds(60);
+
+  ConfigIssues validate() const;
+};
+
 struct HttpOptions {
   uint32_t max_head_bytes = 64 * 1024;
   uint32_t max_headers = 100;
@@ -126,6 +154,9 @@ struct HttpOptions {
   bool local_reply_detail_full = false;
 
   std::vector<VirtualHost> virtual_hosts;
+
+  // Absent: HTTP/1.x only.
+  std::optional<Http2Options> http2;
 
   // The limits (paths are the listener's http.* keys); the virtual hosts are checked by
   // validate_virtual_hosts().

@@ -121,6 +121,7 @@ void Stream::transition(State to) {
 
 void Stream::on_request_head(MessageHead& head) {
   request_ = std::move(head);
+  if (log_.stream == 0 && request_.version_minor == 0) log_.protocol = "HTTP/1.0";
   ++proxy_.stats().requests;
   if (proxy_.access_log()) {
     log_.wall_start = std::chrono::system_clock::now();

@@ -89,6 +89,11 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   // The request came in TLS early data (it carries Early-Data: 1 upstream); before
   // on_request_head().
   void set_early_data() { early_data_ = true; }
+  // The request came on an HTTP/2 stream (for the log); before on_request_head().
+  void set_http2() {
+    log_.protocol = "HTTP/2";
+    log_.stream = id_;
+  }
   // The client's handshake completed: a request an upstream refused as too early goes again.
   void on_downstream_secured();
   void on_request_head(sluice::http::MessageHead& head);
