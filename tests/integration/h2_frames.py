@@ -637,8 +637,9 @@ class SluiceH2:
                          if n.startswith(prefix))
 
 
-def h2_listener(name="web", cluster="app", http2=None, access_log=None, **kw):
-    """An http listener on 127.0.0.1:0 with one route to `cluster` and an http2 block."""
+def h2_listener(name="web", cluster="app", http2=None, access_log=None, route=None, **kw):
+    """An http listener on 127.0.0.1:0 with one route to `cluster` (route: extra route keys)
+    and an http2 block."""
     lst = {"name": name, "address": "127.0.0.1:0", "protocol": "http"}
     lst.update(kw)
     block = {"prior_knowledge": True}
@@ -646,8 +647,9 @@ def h2_listener(name="web", cluster="app", http2=None, access_log=None, **kw):
     lst["http2"] = block
     if access_log:
         lst["access_log"] = {"path": access_log}
-    lst["virtual_hosts"] = [{"name": "all", "domains": ["*"],
-                             "routes": [{"match": {"prefix": "/"}, "cluster": cluster}]}]
+    r = {"match": {"prefix": "/"}, "cluster": cluster}
+    r.update(route or {})
+    lst["virtual_hosts"] = [{"name": "all", "domains": ["*"], "routes": [r]}]
     return lst
 
 

@@ -191,8 +191,10 @@ def case_preface():
     # the first bytes look like the preface and then differ
     got, how = hu.raw_exchange(s.port(), b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", timeout=T)
     info("a wrong magic got %r (%s)" % (got[:120], how))
-    check(got.startswith(b"HTTP/1.1 400 ") and how in ("eof", "reset"),
-          "a wrong magic ('PRI * HTTP/2.0' then XX): HTTP/1.1 400 and the connection closes", repr(got[:300]))
+    # not the preface, so HTTP/1.1: a request line "PRI * HTTP/2.0" names a version sluice does
+    # not speak over HTTP/1 (RFC 9110 §15.6.6)
+    check(got.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n") and how in ("eof", "reset"),
+          "a wrong magic ('PRI * HTTP/2.0' then XX): HTTP/1.1 505 and the connection closes", repr(got[:300]))
     check(not upstream_saw(b, "*"), "nothing reached the upstream for it", repr(b.stats()))
     served_on_new_connection(s, "after the bad prefaces")
     hu.stop_and_check(s.sl)
@@ -214,6 +216,7 @@ def case_connection_errors():
          lambda c: c.send(h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 1,
                                    request_block(extra=[("x-pad", "p" * 16400)]))),
          h2.FRAME_SIZE_ERROR),
+        # RFC 9113 §5.1.1: an unexpected stream identifier is a connection error PROTOCOL_ERROR.
         ("a stream id lower than one already used (5 then 3)",
          lambda c: (c.request("GET", "/a", stream_id=5), c.request("GET", "/b", stream_id=3)), h2.PROTOCOL_ERROR),
         ("CONTINUATION without HEADERS",
@@ -248,6 +251,10 @@ def case_connection_errors():
          lambda c: c.send(h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM | h2.PRIORITY_FLAG, 1,
                                    b"\0\0\0\x01\x0f" + request_block())), h2.PROTOCOL_ERROR),
         ("DATA on an idle stream (11)", lambda c: c.send(h2.data_frame(11, b"x")), h2.PROTOCOL_ERROR),
+        # RFC 9113 §5.1 names a stream error STREAM_CLOSED for DATA on a half-closed (remote)
+        # stream; nghttp2 makes it a connection error with that code (§5.4.1 allows it).
+        ("DATA after END_STREAM on a stream whose response is pending",
+         lambda c: (c.request("GET", "/delay/1500"), c.send(h2.data_frame(1, b"late"))), h2.STREAM_CLOSED),
         ("padding longer than the DATA payload",
          lambda c: (c.request("POST", "/p", end_stream=False),
                     c.send(h2.frame(h2.DATA, h2.PADDED, 1, b"\x09abc"))), h2.PROTOCOL_ERROR),
@@ -363,11 +370,7 @@ def case_stream_errors():
     sid = c.request("GET", "/cl-nodata", headers=[("content-length", "4")])
     expect_rst(c, sid, h2.PROTOCOL_ERROR, "content-length 4 and END_STREAM on the HEADERS")
 
-    # DATA after END_STREAM: the stream is half-closed (remote)
-    sid = c.request("GET", "/delay/1500")
-    c.send(h2.data_frame(sid, b"late"))
-    expect_rst(c, sid, h2.STREAM_CLOSED, "DATA after END_STREAM", still_serves=False)
-    # WINDOW_UPDATE overflowing a stream's window
+    # WINDOW_UPDATE overflowing a stream's window (its response is on its way)
     sid = c.request("GET", "/delay/1500")
     c.send(h2.window_update_frame(sid, 0x7FFFFFFF))
     expect_rst(c, sid, h2.FLOW_CONTROL_ERROR, "WINDOW_UPDATE making a stream window exceed 2^31-1")
@@ -469,12 +472,13 @@ def case_access_log_and_metrics():
     c2.wait_goaway(T)
     c2.close()
 
-    lines = harness.wait_until(lambda: [l for l in h2.access_lines(path) if l.get("path", "").startswith("/log/")]
-                               if len([l for l in h2.access_lines(path)
-                                       if str(l.get("path", "")).startswith("/log/")]) >= 4 else None, T) or []
+    def log_lines():
+        return [e for e in h2.access_lines(path) if str(e.get("target", "")).startswith("/log/")]
+    harness.wait_until(lambda: len(log_lines()) >= 4, T)
+    lines = log_lines()
     info("access log line: %r" % (lines[0] if lines else None))
-    by_path = {l.get("path"): l for l in lines}
-    check(len(lines) == 4 and all(l.get("protocol") == "HTTP/2" for l in lines),
+    by_path = {e.get("target"): e for e in lines}
+    check(len(lines) == 4 and all(e.get("protocol") == "HTTP/2" for e in lines),
           "4 access log lines for the /log requests, each with \"protocol\":\"HTTP/2\"", repr(lines)[:2000])
     check([by_path.get("/log/%d" % i, {}).get("stream") for i in range(3)] == ids and
           by_path.get("/log/last", {}).get("stream") == sid,
@@ -486,10 +490,12 @@ def case_access_log_and_metrics():
                 s.metric("sluice_http2_resets_total", listener="web", by="client"),
                 s.metric("sluice_http2_resets_total", listener="web", by="sluice"),
                 s.metric("sluice_http2_goaways_sent_total", listener="web"))
-    want = (2.0, 6.0, 1.0, 1.0, 1.0)
+    # streams count request heads that nghttp2 accepted: the stream with an uppercase field
+    # name is reset before sluice sees a request (counted as a reset by sluice, not a stream)
+    want = (2.0, 5.0, 1.0, 1.0, 1.0)
     got = harness.wait_until(lambda: counters() == want and counters(), T) or counters()
     check(got == want,
-          "connections 2, streams 6, resets by client 1 and by sluice 1, GOAWAYs sent 1",
+          "connections 2, streams 5, resets by client 1 and by sluice 1, GOAWAYs sent 1",
           "got %r\n%s" % (got, s.metrics_excerpt()))
     reqs = sum(v for (n, ls), v in s.metrics().items() if n == "sluice_http_requests_total" and
                ("listener", "web") in ls)

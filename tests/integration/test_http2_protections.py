@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, info  # noqa: E402
+from harness import check, info, soft_check  # noqa: E402
 from http_backend import BackendProcess, HttpBackend  # noqa: E402
 import http_util as hu  # noqa: E402
 import h2_frames as h2  # noqa: E402
@@ -32,10 +32,10 @@ ABUSE_LOG_RE = re.compile(r"abuse score")
 # helpers
 
 
-def start(http2=None, backend=None, workers=1, log_level="debug"):
+def start(http2=None, backend=None, workers=1, log_level="debug", route=None):
     h2.require_modules()
     b = backend or HttpBackend("b")
-    s = h2.SluiceH2([h2.h2_listener(http2=http2)], [hu.cluster("app", [b])], workers=workers,
+    s = h2.SluiceH2([h2.h2_listener(http2=http2, route=route)], [hu.cluster("app", [b])], workers=workers,
                     log_level=log_level)
     return s, b
 
@@ -46,10 +46,11 @@ def client(s, **kw):
     return c
 
 
-def flood(c, make, max_count, batch=50, read=True, seconds=FLOOD_SECONDS):
+def flood(c, make, max_count, batch=50, read=True, seconds=FLOOD_SECONDS, settle=None):
     """Sends make(i) for i = 0.. in batches until sluice sends GOAWAY or closes, max_count
     items went out, or `seconds` passed. read: drain what sluice sent between batches (a
-    client that reads), else never read. Returns the number of items sent."""
+    client that reads), else never read. settle(first, n): a condition to wait for (up to T)
+    after each batch, e.g. the batch's streams all answered. Returns the items sent."""
     deadline = time.monotonic() + seconds
     i = 0
     while i < max_count and time.monotonic() < deadline:
@@ -57,31 +58,52 @@ def flood(c, make, max_count, batch=50, read=True, seconds=FLOOD_SECONDS):
         data = b"".join(make(i + k) for k in range(n))
         if not c.send(data, timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
             break
-        i += n
-        if read:
+        first, i = i, i + n
+        if settle is not None:
+            c.wait(lambda f: False, T, until=lambda: settle(first, n) or c.goaway_code() is not None)
+        elif read:
             c.drain()
-            if c.closed or c.goaway_code() is not None:
-                break
+        if c.closed or c.goaway_code() is not None:
+            break
     return i
 
 
-def expect_calm(s, c, what, sent, bound, abuse_before=0.0):
-    """GOAWAY ENHANCE_YOUR_CALM, the connection closes, fewer than `bound` items were needed,
-    sluice_http2_abuse_closed_total moved by one and an info line says "abuse score"."""
+def abuse_line(s, start):
+    """The 'abuse score' info line logged since line `start`, parsed: (line, level, counts)."""
+    line = s.sl.wait_log(ABUSE_LOG_RE, T, start=start)
+    m = harness.LOG_RE.match(line or "")
+    counts = {}
+    if line:
+        for k, v in [("score", r"abuse score (\d+)"), ("caused", r"(\d+) caused"), ("received", r"resets (\d+) received"),
+                     ("invalid", r"(\d+) invalid frames"), ("ping", r"(\d+) PING"), ("settings", r"(\d+) SETTINGS"),
+                     ("priority", r"(\d+) PRIORITY"), ("empty_data", r"(\d+) empty DATA"),
+                     ("streams", r"(\d+) streams"), ("responses", r"(\d+) responses")]:
+            mm = re.search(v, line)
+            counts[k] = int(mm.group(1)) if mm else None
+    return line, (m.group(2) if m else None), counts
+
+
+def expect_calm(s, c, what, sent, bound, abuse_before=0.0, log_start=0, streams=False):
+    """GOAWAY ENHANCE_YOUR_CALM, the connection closes, fewer than `bound` items were taken
+    (streams: counted by the GOAWAY's last stream id, i.e. what sluice processed; else what
+    the client got out), sluice_http2_abuse_closed_total moved by one and an info line says
+    "abuse score" with the counts. Returns the parsed counts."""
     g = c.wait_goaway(T)
     how = c.wait_closed(T)
     info("%s: %d sent, then %s; connection %s" % (what, sent, h2.describe_frame(g) if g else "no GOAWAY", how))
-    check(g is not None and g.error_code == h2.ENHANCE_YOUR_CALM and how in ("eof", "reset"),
-          "%s: GOAWAY ENHANCE_YOUR_CALM and the connection closes" % what, c.transcript(12))
-    check(sent < bound, "%s: cut off after %d (< %d)" % (what, sent, bound), "")
+    soft_check(g is not None and g.error_code == h2.ENHANCE_YOUR_CALM and how in ("eof", "reset"),
+               "%s: GOAWAY ENHANCE_YOUR_CALM and the connection closes" % what, c.transcript(12))
+    taken = (g.last_stream_id + 1) // 2 if (streams and g is not None) else sent
+    soft_check(taken < bound, "%s: cut off after %d %s (< %d)" % (what, taken, "streams" if streams else "frames",
+                                                                   bound), "")
     n = s.wait_metric("sluice_http2_abuse_closed_total", lambda v: v >= abuse_before + 1, T, listener="web")
-    check(n == abuse_before + 1, "%s: sluice_http2_abuse_closed_total %g → %g" % (what, abuse_before, n),
-          s.metrics_excerpt())
-    line = s.sl.wait_log(ABUSE_LOG_RE, T)
-    m = harness.LOG_RE.match(line or "")
-    check(m is not None and m.group(2) == "info",
-          "%s: an info line says 'abuse score' with the counts" % what, hu.log_tail(s.sl, 20))
+    soft_check(n == abuse_before + 1, "%s: sluice_http2_abuse_closed_total %g → %g" % (what, abuse_before, n),
+               s.metrics_excerpt())
+    line, level, counts = abuse_line(s, log_start)
+    soft_check(level == "info", "%s: an info line says 'abuse score' with the counts" % what,
+               hu.log_tail(s.sl, 20))
     info("log: %s" % line)
+    return counts
 
 
 def rss_mib(s):
@@ -111,37 +133,50 @@ def case_rapid_reset():
     def pair(i):
         sid = 1 + 2 * i
         return h2.headers_frames(sid, block) + h2.rst_stream_frame(sid, h2.CANCEL)
-    c.next_id = 1
+    log_start = s.sl.line_count()
     sent = flood(c, pair, 5000, batch=20)
-    expect_calm(s, c, "Rapid Reset", sent, 1000)
-    info("the upstream received %d of the %d requests" % (b.stats()["requests"], sent))
+    counts = expect_calm(s, c, "Rapid Reset", sent, 1000, log_start=log_start, streams=True)
+    check(counts.get("received") is not None and counts["received"] > 200,
+          "Rapid Reset: more than max_abuse_score (200) resets before the close (%r)" % counts.get("received"), "")
+    info("the upstream received %d requests" % b.stats()["requests"])
     served(s, "after Rapid Reset")
     hu.stop_and_check(s.sl)
 
 
 def case_made_you_reset():
-    """MadeYouReset: requests that sluice itself must reset because of the client's error
-    (an uppercase field name; a WINDOW_UPDATE overflowing a stream window; DATA after
-    END_STREAM), thousands of times: each costs the abuse score, GOAWAY ENHANCE_YOUR_CALM."""
+    """MadeYouReset: requests that sluice itself must reset because of the client's error, the
+    client waiting for each batch's RST_STREAMs (so it never has more than 20 streams open):
+    malformed requests, a WINDOW_UPDATE overflowing the window of a stream already sent
+    upstream, a body shorter than its content-length. Each reset costs one point: GOAWAY
+    ENHANCE_YOUR_CALM after more than max_abuse_score (200) of them."""
     s, b = start()
     vectors = [
         ("MadeYouReset by malformed requests (RST_STREAM PROTOCOL_ERROR)",
-         lambda c, sid: h2.headers_frames(sid, h2.hpack_static_request(path="/m") + h2.hpack_literal("X-Bad", "1"))),
+         lambda sid: h2.headers_frames(sid, h2.hpack_static_request(path="/m") + h2.hpack_literal("X-Bad", "1"))),
         ("MadeYouReset by stream WINDOW_UPDATE overflow (RST_STREAM FLOW_CONTROL_ERROR)",
-         lambda c, sid: h2.headers_frames(sid, h2.hpack_static_request(path="/delay/2000")) +
+         lambda sid: h2.headers_frames(sid, h2.hpack_static_request(path="/delay/2000")) +
          h2.window_update_frame(sid, 0x7FFFFFFF)),
-        ("MadeYouReset by DATA after END_STREAM (RST_STREAM STREAM_CLOSED)",
-         lambda c, sid: h2.headers_frames(sid, h2.hpack_static_request(path="/delay/2000")) +
-         h2.data_frame(sid, b"x")),
+        ("MadeYouReset by a body shorter than its content-length (RST_STREAM PROTOCOL_ERROR)",
+         lambda sid: h2.headers_frames(sid, h2.hpack_static_request("POST", "/delay/2000") +
+                                       h2.hpack_literal("content-length", "10"), end_stream=False) +
+         h2.data_frame(sid, b"12345", end_stream=True)),
     ]
     for k, (what, make) in enumerate(vectors):
         before = b.stats()["requests"]
         c = client(s)
-        sent = flood(c, lambda i: make(c, 1 + 2 * i), 3000, batch=20)
-        expect_calm(s, c, what, sent, 1000, abuse_before=float(k))
+        log_start = s.sl.line_count()
+
+        def settle(first, n, c=c):
+            return all(c.streams.get(1 + 2 * j) is not None and c.streams[1 + 2 * j].reset is not None
+                       for j in range(first, first + n))
+        sent = flood(c, lambda i: make(1 + 2 * i), 3000, batch=20, settle=settle)
+        counts = expect_calm(s, c, what, sent, 1000, abuse_before=float(k), log_start=log_start, streams=True)
         resets = sum(1 for f in c.frames if f.type == h2.RST_STREAM)
         info("%s: %d RST_STREAM from sluice, %d requests reached the upstream" %
              (what, resets, b.stats()["requests"] - before))
+        soft_check(resets > 200, "%s: one point per reset stream: more than 200 resets before the close (%d; "
+                   "the log counts %r caused and %r invalid frames)" %
+                   (what, resets, counts.get("caused"), counts.get("invalid")), "")
         c.close()
     served(s, "after MadeYouReset")
     hu.stop_and_check(s.sl)
@@ -149,8 +184,8 @@ def case_made_you_reset():
 
 def case_continuation_flood():
     """HEADERS without END_HEADERS followed by endless CONTINUATION frames (full ones carrying
-    fields, then empty ones): the connection ends after a bounded number of bytes and sluice's
-    memory stays bounded."""
+    fields, then empty ones): the connection ends with GOAWAY ENHANCE_YOUR_CALM after a bounded
+    number of bytes, and sluice's memory stays bounded."""
     s, b = start()
     rss0 = rss_mib(s)
     for what, payload in [("full CONTINUATION frames", b"".join(h2.hpack_literal("x-c%d" % i, "v" * 200)
@@ -167,12 +202,12 @@ def case_continuation_flood():
         g = c.goaway_code()
         info("%s: %d frames (%d bytes) sent in %.1f s, then GOAWAY %s, connection %s" %
              (what, sent, sent_bytes, time.monotonic() - t0, error_name(g), how))
-        check(how in ("eof", "reset"), "%s: sluice ends the connection" % what, c.transcript(8))
-        check(sent_bytes < 32 << 20, "%s: ended after %d bytes (< 32 MiB, kernel buffers included)" %
-              (what, sent_bytes), "")
-        check(g in (None, h2.ENHANCE_YOUR_CALM, h2.PROTOCOL_ERROR, h2.INTERNAL_ERROR),
-              "%s: a GOAWAY, if any, says ENHANCE_YOUR_CALM, PROTOCOL_ERROR or INTERNAL_ERROR (%s)" %
-              (what, error_name(g)), c.transcript(8))
+        soft_check(how in ("eof", "reset"), "%s: sluice ends the connection" % what, c.transcript(8))
+        soft_check(sent_bytes < 32 << 20, "%s: ended after %d bytes (< 32 MiB, kernel buffers included)" %
+                   (what, sent_bytes), "")
+        # RFC 9113 §10.5: a flood is the client's doing; INTERNAL_ERROR would say sluice failed
+        soft_check(g == h2.ENHANCE_YOUR_CALM, "%s: GOAWAY ENHANCE_YOUR_CALM (got %s)" % (what, error_name(g)),
+                   c.transcript(8))
         c.close()
     grew = rss_mib(s) - rss0
     check(grew < 64, "sluice's RSS grew by %.1f MiB (< 64)" % grew, "")
@@ -222,14 +257,15 @@ def case_control_frame_floods_reading():
     rows = [
         ("PING flood", lambda c: (lambda i: h2.ping_frame(i.to_bytes(8, "big")))),
         ("SETTINGS flood", lambda c: (lambda i: h2.settings_frame())),
-        ("PRIORITY flood", lambda c: (lambda i: h2.priority_frame(1 + 2 * (i % 1000), 0, 16))),
         ("empty DATA flood", lambda c: (c.request("POST", "/empty-data", end_stream=False),
                                         lambda i: h2.data_frame(1, b""))[1]),
+        ("PRIORITY flood", lambda c: (lambda i: h2.priority_frame(1 + 2 * (i % 1000), 0, 16))),
     ]
     for k, (what, mk) in enumerate(rows):
         c = client(s)
+        log_start = s.sl.line_count()
         sent = flood(c, mk(c), 5000, batch=20, read=True)
-        expect_calm(s, c, what, sent, 1000, abuse_before=float(k))
+        expect_calm(s, c, what, sent, 1000, abuse_before=float(k), log_start=log_start)
         c.close()
     served(s, "after the floods")
     hu.stop_and_check(s.sl)
@@ -246,13 +282,15 @@ def case_floods_without_reading():
                            ("PING flood, not reading", lambda i: h2.ping_frame(i.to_bytes(8, "big")))]:
             what = "%s (max_abuse_score %d)" % (what, score)
             c = client(s)
+            log_start = s.sl.line_count()
             sent = flood(c, make, 400000, batch=500, read=False)
             stalled = c.send_stalled
             g = c.wait_goaway(10)
             how = c.wait_closed(T)
-            info("%s: %d frames sent%s; then %s, connection %s" %
+            why = s.sl.wait_log(re.compile(r"abuse score|HTTP/2 connection error"), 1, start=log_start)
+            info("%s: %d frames sent%s; then %s, connection %s; sluice: %s" %
                  (what, sent, " (sluice stopped reading)" if stalled else "",
-                  h2.describe_frame(g) if g else "no GOAWAY", how))
+                  h2.describe_frame(g) if g else "no GOAWAY", how, why))
             check(g is not None and g.error_code == h2.ENHANCE_YOUR_CALM and how in ("eof", "reset"),
                   "%s: GOAWAY ENHANCE_YOUR_CALM and the connection closes" % what, c.transcript(6))
             c.close()
@@ -264,23 +302,28 @@ def case_floods_without_reading():
 
 def case_zero_window_client():
     """A client that announces SETTINGS_INITIAL_WINDOW_SIZE 0 and never opens its window: the
-    response cannot be sent; sluice gives up on the stream after the listener's idle timeout
-    (RST_STREAM or GOAWAY), not never."""
-    s, b = start(http2={"max_connection_age": "0s"})
+    response head goes out (HEADERS are not flow controlled), its body cannot; once
+    http2.send_stall_timeout (2 s here) passes without progress, sluice resets the stream
+    instead of holding it (and its upstream) for ever; the connection serves on."""
+    s, b = start(http2={"send_stall_timeout": "2s"})
     c = H2Client(s.port(), timeout=T, auto_window=False)
     c.handshake(settings=[(h2.INITIAL_WINDOW_SIZE, 0)])
     sid = c.request("GET", "/bytes/100000")
     t0 = time.monotonic()
-    r = c.response(sid, 0.5)
+    r = c.streams[sid]
+    c.wait(lambda f: False, T, until=lambda: r.status is not None or r.reset is not None)
     check(r.status == 200 and len(r.body) == 0,
-          "the response head arrives (HEADERS are not flow controlled), no DATA", r.describe())
-    # the stream now waits for window: it must not wait for ever
-    c.wait(lambda f: False, 60, until=lambda: r.reset is not None or c.goaway_code() is not None or c.closed)
+          "the response head arrives, no DATA (the stream window is 0)", r.describe())
+    c.wait(lambda f: False, 30, until=lambda: r.reset is not None or c.goaway_code() is not None)
     took = time.monotonic() - t0
-    info("zero window: %s after %.1f s; %s" % (error_name(r.reset) if r.reset is not None else "no reset", took,
-                                               c.transcript(4)))
-    check(r.reset is not None or c.goaway_code() is not None or c.closed,
-          "a stream stuck behind a zero window is reset or the connection closed within 60 s", c.transcript(6))
+    info("zero window: %s after %.1f s" % (error_name(r.reset) if r.reset is not None else "no reset", took))
+    check(r.reset is not None and c.goaway_code() is None and 1.5 <= took <= 15,
+          "the stalled stream is reset about send_stall_timeout (2 s) later, not the connection",
+          "%.1f s\n%s" % (took, c.transcript(6)))
+    c.send(h2.settings_frame([(h2.INITIAL_WINDOW_SIZE, 65535)]))
+    sid = c.request("GET", "/after-stall")
+    r2 = c.response(sid, T)
+    check(r2.status == 200 and r2.ended, "the connection serves the next request", r2.describe())
     hu.stop_and_check(s.sl)
 
 
