@@ -12,6 +12,7 @@ lines and the HTTP/2 counters."""
 import hashlib
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -28,10 +29,12 @@ T = 5.0  # seconds any single answer may take (an ASan build on a busy 2-core ma
 # helpers
 
 
-def start(http2=None, workers=1, access_log=None, tls=None):
+def start(http2=None, workers=1, access_log=None, tls=None, http=None):
     h2.require_modules()
     b = HttpBackend("b")
     kw = {"tls": tls} if tls else {}
+    if http:
+        kw["http"] = http
     s = h2.SluiceH2([h2.h2_listener(http2=http2, access_log=access_log, **kw)], [hu.cluster("app", [b])],
                     workers=workers)
     return s, b
@@ -504,6 +507,87 @@ def case_access_log_and_metrics():
     hu.stop_and_check(s.sl)
 
 
+def goaways(c):
+    return [f for f in c.frames if f.type == h2.GOAWAY]
+
+
+def case_connection_lifecycle():
+    """The connection's end, the HTTP/2 way (RFC 9113 §6.8): SIGTERM sends a GOAWAY with the
+    largest stream id, then one naming the last stream processed; the stream in flight
+    finishes and the connection closes; max_connection_age and max_requests_per_connection
+    drain the same way; an idle connection gets GOAWAY NO_ERROR at keepalive_timeout; a
+    client that does not answer keep-alive PINGs is closed after ping_timeout."""
+    import signal
+    s, b = start()
+    c = client(s)
+    sid = c.request("GET", "/delay/1500/drain")
+    harness.wait_until(lambda: upstream_saw(b, "/delay/1500/drain"), T)
+    s.sl.signal(signal.SIGTERM)
+    r = c.response(sid, T)
+    how = c.wait_closed(T)
+    gs = goaways(c)
+    check(len(gs) == 2 and gs[0].last_stream_id == 0x7FFFFFFF and gs[0].error_code == h2.NO_ERROR and
+          gs[1].last_stream_id == sid and gs[1].error_code == h2.NO_ERROR,
+          "SIGTERM: GOAWAY NO_ERROR with last stream 2^31-1, then GOAWAY NO_ERROR with last stream %d" % sid,
+          c.transcript())
+    check(r.status == 200 and r.ended and how in ("eof", "reset"),
+          "the stream in flight finishes (200), then the connection closes", r.describe() + "\n" + c.transcript())
+    rc = s.sl.wait_exit(15)
+    harness.check_clean_exit(s.sl, rc, "sluice exits 0 after the drain")
+
+    s, b = start(http2={"max_connection_age": "1s"})
+    c = client(s)
+    sid = c.request("GET", "/age")
+    c.response(sid, T)
+    c.wait(lambda f: False, 5, until=lambda: len(goaways(c)) >= 2 or c.closed)
+    how = c.wait_closed(T)
+    gs = goaways(c)
+    check(len(gs) == 2 and gs[0].last_stream_id == 0x7FFFFFFF and gs[1].last_stream_id == sid and
+          all(g.error_code == h2.NO_ERROR for g in gs) and how in ("eof", "reset"),
+          "max_connection_age 1s: the two GOAWAYs (NO_ERROR), then the connection closes", c.transcript())
+    hu.stop_and_check(s.sl)
+
+    s, b = start(http={"keepalive_timeout": "1s", "max_requests_per_connection": 3})
+    c = client(s)
+    ids = [c.request("GET", "/n/%d" % i) for i in range(3)]
+    rs = [c.response(sid, T) for sid in ids]
+    c.wait(lambda f: False, 5, until=lambda: c.closed)
+    gs = goaways(c)
+    check([r.status for r in rs] == [200, 200, 200] and gs and gs[-1].last_stream_id == ids[-1] and
+          gs[-1].error_code == h2.NO_ERROR and c.closed in ("eof", "reset"),
+          "max_requests_per_connection 3: three answers, GOAWAY NO_ERROR naming stream %d, close" % ids[-1],
+          c.transcript())
+    c = client(s)
+    sid = c.request("GET", "/idle")
+    c.response(sid, T)
+    t0 = time.monotonic()
+    g = c.wait(lambda f: f.type == h2.GOAWAY, 10)
+    took = time.monotonic() - t0
+    how = c.wait_closed(T)
+    check(g is not None and g.error_code == h2.NO_ERROR and g.last_stream_id == sid and 0.5 <= took <= 5 and
+          how in ("eof", "reset"),
+          "keepalive_timeout 1s: an idle connection gets GOAWAY NO_ERROR (%.1f s) and closes" % took,
+          c.transcript())
+    hu.stop_and_check(s.sl)
+
+    s, b = start(http2={"ping_interval": "500ms", "ping_timeout": "1s"})
+    c = client(s)
+    p = c.wait(lambda f: f.type == h2.PING and "ACK" not in f.flags, 5)
+    check(p is not None, "ping_interval 500ms: sluice sends a PING to a silent client", c.transcript())
+    c.wait(lambda f: False, 5, until=lambda: c.goaway_code() is not None)
+    check(c.closed is None and c.goaway_code() is None, "the PING answered (ACK): the connection stays open",
+          c.transcript())
+    c.close()
+    c = client(s, auto_ack_ping=False)
+    t0 = time.monotonic()
+    how = c.wait_closed(10)
+    took = time.monotonic() - t0
+    check(how in ("eof", "reset") and 1.0 <= took <= 6,
+          "a client that never ACKs the PING is closed after ping_interval + ping_timeout (%.1f s)" % took,
+          c.transcript())
+    hu.stop_and_check(s.sl)
+
+
 def harness_tmp():
     import shutil
     import tempfile
@@ -515,4 +599,5 @@ def harness_tmp():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_good_requests, case_preface, case_connection_errors, case_settings_and_ping,
-                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_access_log_and_metrics])
+                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_connection_lifecycle,
+                       case_access_log_and_metrics])
