@@ -161,6 +161,14 @@ def case_good_requests():
     check(r.status == 200 and r.json()["body"] == "no length given",
           "a body without content-length reaches the upstream (re-framed for HTTP/1.1)", r.describe())
 
+    sid = c.request("POST", "/trailers", end_stream=False)
+    c.send_body(sid, b"abc", end_stream=False)
+    c.send(h2.headers_frames(sid, c.encoder.encode([("x-checksum", "900150983cd24fb0")]), end_stream=True))
+    r = c.response(sid, T)
+    check(r.status == 200 and r.json()["body"] == "abc" and r.json()["chunked"] and
+          r.json()["trailers"] == ["x-checksum: 900150983cd24fb0"],
+          "request trailers reach the upstream as chunked trailers", r.describe())
+
     sid = c.request("HEAD", "/bytes/500")
     r = c.response(sid, T)
     check(r.status == 200 and r.ended and len(r.body) == 0, "HEAD: 200 and no body", r.describe())
@@ -356,6 +364,17 @@ def case_stream_errors():
                                                        "/host", "/pseudo", "/status-in-req")),
           "no malformed request reached the upstream", repr([x["target"] for x in b.records[before:]]))
 
+    # a header list over max_header_list_size (64 KiB): 431, and the connection serves on
+    c = client(s)
+    sid = c.request(block=request_block(path="/big-head", extra=[("x-big-%d" % i, "b" * 7000) for i in range(10)]))
+    r = c.response(sid, T)
+    check(r.status == 431 and r.ended and not upstream_saw(b, "/big-head"),
+          "a 70 KB header list (max_header_list_size 64 KiB): 431, not forwarded", r.describe() + "\n" +
+          c.transcript(6))
+    sid = c.request("GET", "/after-431")
+    check(c.response(sid, T).status == 200, "the connection serves the next request", c.transcript(6))
+    c.close()
+
     # a matching Host is fine
     c = client(s)
     sid = c.request(block=request_block(path="/host-ok", authority="a.example", extra=[("host", "a.example")]))
@@ -507,6 +526,37 @@ def case_access_log_and_metrics():
     hu.stop_and_check(s.sl)
 
 
+class TrailerBackend(harness.TcpServer):
+    """Answers every request with a chunked body and a trailer section, keep-alive."""
+
+    def handle(self, conn):
+        reader = hu.SockReader(conn)
+        while True:
+            try:
+                reader.read_until(b"\r\n\r\n", 1 << 20)
+            except Exception:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
+                         b"4\r\nbody\r\n0\r\nx-checksum: 42\r\n\r\n")
+
+
+def case_response_trailers():
+    """An upstream's chunked trailers reach the HTTP/2 client as a trailing HEADERS frame with
+    END_STREAM after the DATA (RFC 9113 §8.1)."""
+    h2.require_modules()
+    up = TrailerBackend()
+    s = h2.SluiceH2([h2.h2_listener()], [hu.cluster("app", [up.address])])
+    c = client(s)
+    sid = c.request("GET", "/t")
+    r = c.response(sid, T)
+    hs = [f for f in c.frames if f.type == h2.HEADERS and f.stream_id == sid]
+    check(r.status == 200 and bytes(r.body) == b"body" and r.trailers == [("x-checksum", "42")] and len(hs) == 2 and
+          "END_STREAM" in hs[1].flags,
+          "body, then the trailers x-checksum: 42 in a HEADERS frame with END_STREAM", c.transcript(8))
+    c.close()
+    hu.stop_and_check(s.sl)
+
+
 def goaways(c):
     return [f for f in c.frames if f.type == h2.GOAWAY]
 
@@ -599,5 +649,6 @@ def harness_tmp():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_good_requests, case_preface, case_connection_errors, case_settings_and_ping,
-                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_connection_lifecycle,
+                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_response_trailers,
+                       case_connection_lifecycle,
                        case_access_log_and_metrics])
