@@ -381,7 +381,9 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, upstream "
-      "timeouts 0, rejected requests 0, trailer fields dropped 0",
+      "timeouts 0, rejected requests 0, trailer fields dropped 0, HTTP/2 connections 0, HTTP/2 "
+      "streams 0, HTTP/2 streams reset by clients 0, HTTP/2 streams reset by sluice 0, HTTP/2 "
+      "GOAWAYs sent 0, HTTP/2 connection errors 0, HTTP/2 connections closed for abuse 0",
       "listener tcp_in: accepted 4, refused (max_connections) 0, routed by SNI 0, SNI default "
       "cluster 0, not TLS 0, malformed ClientHello 0, ClientHello timeouts 0, completed 2, idle "
       "timeouts 0, no endpoint reachable 0, closed at drain deadline 0, bytes to upstream 0, "

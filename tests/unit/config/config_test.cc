@@ -70,7 +70,7 @@ TEST(Config, UnknownKey) {
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
             "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, tls, "
-            "sni_routes, sni_timeout)");
+            "sni_routes, sni_timeout, http2)");
 }
 
 TEST(Config, WrongType) {

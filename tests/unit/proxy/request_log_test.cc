@@ -98,19 +98,19 @@ TEST(RequestLog, Json) {
   r.append_json(
       {"web", "127.0.0.1:5000", "GET", "/x", "www.example.com:8080", "app", "10.0.0.1:80"},
       t0 + std::chrono::microseconds(200), out);
-  EXPECT_EQ(
-      out,
-      "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
-      "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/x\",\"host\":\"www.example.com:8080\","
-      "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
-      "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
-      "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"request-id-0123456789\","
-      "\"traceparent\":"
-      "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{"
-      "\"downstream_tls\":-1,\"downstream_headers\":10,\"pool_wait\":50,"
-      "\"upstream_connect\":50,\"upstream_tls\":0,\"request_sent\":130,"
-      "\"upstream_first_byte\":-1,"
-      "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
+  EXPECT_EQ(out,
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+            "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/"
+            "x\",\"host\":\"www.example.com:8080\",\"protocol\":\"HTTP/1.1\","
+            "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
+            "\"request_body_bytes\":3,\"response_body_bytes\":40,\"attempts\":2,\"flags\":["
+            "\"upstream_connect_failure\",\"retried\"],\"request_id\":\"request-id-0123456789\","
+            "\"traceparent\":"
+            "\"00-0123456789abcdef0123456789abcdef-0123456789abcdef-01\",\"timings_us\":{"
+            "\"downstream_tls\":-1,\"downstream_headers\":10,\"pool_wait\":50,"
+            "\"upstream_connect\":50,\"upstream_tls\":0,\"request_sent\":130,"
+            "\"upstream_first_byte\":-1,"
+            "\"response_done\":200},\"detail\":\"connect to 10.0.0.1:80: connection refused\"}");
 }
 
 // A request on a TLS connection: the client's handshake in the waterfall, the upstream's
@@ -142,7 +142,8 @@ TEST(RequestLog, JsonWithTls) {
   r.append_json(names, t0 + std::chrono::microseconds(500), out);
   EXPECT_EQ(out,
             "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
-            "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/\",\"host\":\"www.example.com\","
+            "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/"
+            "\",\"host\":\"www.example.com\",\"protocol\":\"HTTP/1.1\","
             "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:443\",\"status\":200,"
             "\"request_body_bytes\":0,\"response_body_bytes\":0,\"attempts\":1,\"flags\":[],"
             "\"request_id\":\"\",\"traceparent\":\"\",\"timings_us\":{\"downstream_tls\":900,"
