@@ -526,6 +526,32 @@ def case_access_log_and_metrics():
     hu.stop_and_check(s.sl)
 
 
+def case_flow_control_per_stream():
+    """SETTINGS_INITIAL_WINDOW_SIZE 0: no stream gets DATA until its window opens. A stream
+    whose window stays shut holds only itself: a second stream given window completes
+    beside it, and the first completes once its window opens (RFC 9113 §6.9)."""
+    s, b = start()
+    c = H2Client(s.port(), timeout=T, auto_window=False)
+    c.handshake(settings=[(h2.INITIAL_WINDOW_SIZE, 0)])
+    c.send(h2.window_update_frame(0, 1 << 20))  # the connection window is not the limit
+    a = c.request("GET", "/bytes/100000")
+    bb = c.request("GET", "/bytes/20000")
+    ra, rb = c.streams[a], c.streams[bb]
+    c.wait(lambda f: False, T, until=lambda: ra.status is not None and rb.status is not None)
+    c.wait(lambda f: f.type == h2.DATA, 0.5)
+    check(ra.status == 200 and rb.status == 200 and ra.data_frames == 0 and rb.data_frames == 0,
+          "both heads arrive, no DATA while the stream windows are 0", c.transcript(8))
+    c.send(h2.window_update_frame(bb, 20000))
+    c.wait(lambda f: False, T, until=lambda: rb.ended)
+    check(rb.ended and len(rb.body) == 20000 and len(ra.body) == 0,
+          "the second stream, given 20000 bytes of window, completes; the first still has nothing",
+          "%s\n%s" % (rb.describe(), ra.describe()))
+    c.send(h2.window_update_frame(a, 100000))
+    c.wait(lambda f: False, T, until=lambda: ra.ended)
+    check(ra.ended and len(ra.body) == 100000, "the first completes once its window opens", ra.describe())
+    hu.stop_and_check(s.sl)
+
+
 class TrailerBackend(harness.TcpServer):
     """Answers every request with a chunked body and a trailer section, keep-alive."""
 
@@ -649,6 +675,6 @@ def harness_tmp():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_good_requests, case_preface, case_connection_errors, case_settings_and_ping,
-                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_response_trailers,
+                       case_stream_errors, case_concurrency_limit, case_tls_alpn, case_flow_control_per_stream, case_response_trailers,
                        case_connection_lifecycle,
                        case_access_log_and_metrics])

@@ -143,6 +143,40 @@ def case_rapid_reset():
     hu.stop_and_check(s.sl)
 
 
+def case_abuse_score_arithmetic():
+    """The score exactly: max_abuse_score 50; each round is 10 streams opened and reset at once
+    (+10) and one GET waited for (-1 once answered). After round k the score peaks at
+    9(k-1) + 10 before the GET completes: 46 after round 5 (kept), 55 in round 6 (closed).
+    So exactly five GETs are answered, then GOAWAY ENHANCE_YOUR_CALM."""
+    s, b = start(http2={"max_abuse_score": 50})
+    c = client(s)
+    answered = 0
+    for k in range(1, 11):
+        # one write per round: sluice reads and scores it at once
+        data = b""
+        for j in range(10):
+            sid = c.new_stream_id()
+            data += (h2.headers_frames(sid, h2.hpack_static_request(path="/delay/1000/r%d" % k)) +
+                     h2.rst_stream_frame(sid, h2.CANCEL))
+        sid = c.new_stream_id()
+        data += h2.headers_frames(sid, h2.hpack_static_request(path="/round/%d" % k))
+        c.send(data)
+        r = c.response(sid, T)
+        if r.status != 200:
+            break
+        answered += 1
+    g = c.wait_goaway(T)
+    info("answered %d rounds; %s" % (answered, h2.describe_frame(g) if g else "no GOAWAY"))
+    check(answered == 5 and g is not None and g.error_code == h2.ENHANCE_YOUR_CALM,
+          "max_abuse_score 50: five rounds answered (score 46), GOAWAY ENHANCE_YOUR_CALM in the sixth (55)",
+          c.transcript(6) + "\n" + "\n".join(s.sl.find_lines(ABUSE_LOG_RE)))
+    line, level, counts = abuse_line(s, 0)
+    # (were the sixth round split between two reads, the score would be checked at 51..55)
+    check(counts.get("score") == 55 and counts.get("received") == 60 and counts.get("responses") == 5,
+          "the log line says score 55 over 50, 60 resets received, 5 responses", line or "no line")
+    hu.stop_and_check(s.sl)
+
+
 def case_made_you_reset():
     """MadeYouReset: requests that sluice itself must reset because of the client's error, the
     client waiting for each batch's RST_STREAMs (so it never has more than 20 streams open):
@@ -378,6 +412,6 @@ def case_cancelling_client_is_not_abuse():
 
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_rapid_reset, case_made_you_reset, case_continuation_flood, case_hpack_bomb,
+    harness.run_cases([case_rapid_reset, case_abuse_score_arithmetic, case_made_you_reset, case_continuation_flood, case_hpack_bomb,
                        case_control_frame_floods_reading, case_floods_without_reading, case_zero_window_client,
                        case_h2load_is_not_abuse, case_cancelling_client_is_not_abuse])
