@@ -172,9 +172,6 @@ struct ServerCodec::Hooks {
       case NGHTTP2_DATA:
         n.empty_data += frame->hd.length == 0 && !end;
         break;
-      case NGHTTP2_PRIORITY:
-        ++n.priority;
-        break;
       case NGHTTP2_RST_STREAM:
         ++n.resets_received;
         break;
@@ -246,6 +243,25 @@ struct ServerCodec::Hooks {
     return 0;
   }
 
+  static int on_begin_frame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user_data) {
+    ServerCodec& c = codec(user_data);
+    if (hd->type == NGHTTP2_PRIORITY) {
+      ++c.counts_.priority;
+    } else if (hd->type > NGHTTP2_CONTINUATION) {
+      ++c.counts_.unknown;
+    } else if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) == 1) {
+      // RFC 9113 §5.1.1: a new stream's id must exceed every id the client used before.
+      // nghttp2 drops such a HEADERS silently, which would leave the request unanswered.
+      if (hd->stream_id < c.highest_stream_ &&
+          nghttp2_session_find_stream(session, hd->stream_id) == nullptr) {
+        c.fail(NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than one already used");
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
+      c.highest_stream_ = std::max(c.highest_stream_, hd->stream_id);
+    }
+    return 0;
+  }
+
   static int on_invalid_frame(nghttp2_session*, const nghttp2_frame*, int, void* user_data) {
     ++codec(user_data).counts_.invalid;
     return 0;
@@ -254,6 +270,7 @@ struct ServerCodec::Hooks {
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
     ServerCodec& c = codec(user_data);
     if (frame->hd.type == NGHTTP2_RST_STREAM) ++c.counts_.resets_sent;
+    if (frame->hd.type == NGHTTP2_DATA) c.counts_.data_bytes_sent += frame->hd.length;
     if (frame->hd.type == NGHTTP2_GOAWAY) ++c.counts_.goaways_sent;
     // nghttp2 found a connection error itself (RFC 9113 §5.4.1) and said so in a GOAWAY.
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
@@ -267,7 +284,7 @@ struct ServerCodec::Hooks {
   }
 
   static ssize_t read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
-                           uint32_t* flags, nghttp2_data_source* source, void*) {
+                           uint32_t* flags, nghttp2_data_source* source, void* user_data) {
     auto* s = static_cast<Stream*>(source->ptr);
     if (!s || s->id != static_cast<StreamId>(stream_id))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -275,6 +292,7 @@ struct ServerCodec::Hooks {
     if (n > 0) {
       std::memcpy(buf, s->out.data(), n);
       s->out.consume(n);
+      codec(user_data).buffered_total_ -= n;
       s->out.release();  // no-op unless it emptied
     }
     if (s->out.empty() && s->ended) {
@@ -318,6 +336,7 @@ const nghttp2_session_callbacks* server_callbacks() {
     nghttp2_session_callbacks_set_on_stream_close_callback(p, H::on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(p, H::on_frame_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(p, H::on_invalid_frame);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(p, H::on_begin_frame);
     return std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter>(p);
   }();
   return cb.get();
@@ -392,6 +411,8 @@ ServerCodec::Outcome ServerCodec::dispatch() {
       fail(NGHTTP2_PROTOCOL_ERROR, "not an HTTP/2 connection preface");
     } else if (rv == NGHTTP2_ERR_FLOODED) {
       fail(NGHTTP2_ENHANCE_YOUR_CALM, "flood of frames that need an answer");
+    } else if (rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+      fail(NGHTTP2_ENHANCE_YOUR_CALM, "header block in too many CONTINUATION frames");
     } else if (rv < 0) {
       fail(NGHTTP2_INTERNAL_ERROR, nghttp2_strerror(static_cast<int>(rv)));
     }
@@ -451,8 +472,18 @@ ServerCodec::Stream* ServerCodec::acquire(StreamId id) {
 }
 
 void ServerCodec::release(Stream* s) {
+  buffered_total_ -= s->out.size();
   s->clear();
   free_.push_back(s);
+}
+
+std::vector<StreamId> ServerCodec::reset_stalled() {
+  std::vector<StreamId> ids;
+  for (const auto& s : streams_) {
+    if (s->id != 0 && !s->out.empty()) ids.push_back(s->id);
+  }
+  for (StreamId id : ids) reset(id, NGHTTP2_CANCEL);
+  return ids;
 }
 
 size_t ServerCodec::open_streams() const {
@@ -539,6 +570,7 @@ void ServerCodec::send_data(StreamId stream, std::string_view data) {
   Stream* s = find(stream);
   if (!s || !s->responding || s->ended || data.empty()) return;
   s->out.append(data);
+  buffered_total_ += data.size();
   if (s->deferred) {
     s->deferred = false;
     nghttp2_session_resume_data(session_, static_cast<int32_t>(stream));

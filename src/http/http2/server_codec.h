@@ -48,11 +48,13 @@ struct FrameCounts {
   uint64_t owner_resets = 0;     // ... of which reset() asked for
   uint64_t empty_data = 0;       // DATA frames with no payload and no END_STREAM
   uint64_t priority = 0;         // PRIORITY frames
+  uint64_t unknown = 0;          // frames of types HTTP/2 does not define (ignored)
   uint64_t ping = 0;             // PING frames (not ACKs)
   uint64_t settings = 0;         // SETTINGS frames (not ACKs)
   uint64_t invalid = 0;          // frames nghttp2 refused (a stream or connection error)
   uint64_t goaways_sent = 0;
-  uint64_t ping_acks = 0;  // ACKs of our PINGs
+  uint64_t ping_acks = 0;        // ACKs of our PINGs
+  uint64_t data_bytes_sent = 0;  // response DATA payload sent
 };
 
 class ServerCodec final : public http::ServerCodec {
@@ -92,6 +94,10 @@ class ServerCodec final : public http::ServerCodec {
   const FrameCounts& counts() const { return counts_; }
   // Response bytes buffered for `stream` that the client's window did not let go yet.
   size_t buffered(StreamId stream) const;
+  // ... for all streams.
+  size_t buffered_total() const { return buffered_total_; }
+  // Resets (CANCEL) every stream with response bytes buffered; returns their ids.
+  std::vector<StreamId> reset_stalled();
   size_t open_streams() const;
 
   // http::ServerCodec. HTTP/2 never needs the connection's end to frame a response, so
@@ -137,6 +143,8 @@ class ServerCodec final : public http::ServerCodec {
   uint32_t goaway_code_ = 0;
   bool failed_ = false;
   FrameCounts counts_;
+  size_t buffered_total_ = 0;
+  int32_t highest_stream_ = 0;  // the highest client stream id seen
 };
 
 }  // namespace sluice::http::http2

@@ -30,8 +30,9 @@ uint64_t minus(uint64_t a, uint64_t b) {
 // The frames of the client that count against it: resets it sent or caused, and control
 // frames a request-less connection has little use for.
 uint64_t abuse_events(const FrameCounts& n) {
+  // (A frame nghttp2 refused is counted by the reset or GOAWAY it caused, not again.)
   return n.resets_received + minus(n.resets_sent, n.owner_resets) + n.empty_data + n.priority +
-         n.ping + minus(n.settings, 1) + n.invalid;
+         n.unknown + n.ping + minus(n.settings, 1);
 }
 
 }  // namespace
@@ -50,6 +51,8 @@ class Http2Session::Slot final : public StreamCallbacks, public event::DeferredD
   // StreamCallbacks
   sluice::http::ServerCodec& codec() override { return session_.codec_; }
   bool downstream_above_high_watermark() const override {
+    // The Stream asks after each piece of the response it hands the codec.
+    session_.arm_stall();
     bool above = session_.conn_.above_high_watermark() ||
                  session_.codec_.buffered(id_) >= kStreamHighWatermark;
     if (above) {
@@ -94,7 +97,8 @@ Http2Session::Http2Session(HttpProxy& proxy, net::Connection& conn, Http2Session
       idle_timer_(proxy.loop().timers(), [this] { on_idle_timer(); }),
       ping_timer_(proxy.loop().timers(), [this] { on_ping_timer(); }),
       age_timer_(proxy.loop().timers(), [this] { drain(); }),
-      goaway_timer_(proxy.loop().timers(), [this] { on_goaway_timer(); }) {}
+      goaway_timer_(proxy.loop().timers(), [this] { on_goaway_timer(); }),
+      stall_timer_(proxy.loop().timers(), [this] { on_stall_timer(); }) {}
 
 Http2Session::~Http2Session() = default;
 
@@ -175,7 +179,41 @@ void Http2Session::after_codec() {
       if (!s->ended && s->stream) s->stream->on_downstream_drained();
     }
   }
+  arm_stall();
   check_finished();
+}
+
+void Http2Session::arm_stall() {
+  if (codec_.buffered_total() > 0 && !stall_timer_.armed() && !finished_ &&
+      options_.send_stall_timeout.count() > 0) {
+    stall_mark_ = codec_.counts().data_bytes_sent;
+    stall_timer_.arm_at(proxy_.loop().now() + options_.send_stall_timeout);
+  }
+}
+
+void Http2Session::on_stall_timer() {
+  if (finished_ || codec_.buffered_total() == 0) return;
+  uint64_t sent = codec_.counts().data_bytes_sent;
+  if (sent != stall_mark_) {
+    stall_mark_ = sent;
+    stall_timer_.arm_at(proxy_.loop().now() + options_.send_stall_timeout);
+    return;
+  }
+  size_t waiting = codec_.buffered_total();
+  std::vector<StreamId> ids = codec_.reset_stalled();
+  LOG_INFO(
+      "http {}: {}: HTTP/2 response bytes stalled for {} ({} bytes waiting for the client's "
+      "window): {} streams reset",
+      proxy_.config().name, peer_.to_string(), format_duration(options_.send_stall_timeout),
+      waiting, ids.size());
+  for (StreamId id : ids) {
+    if (Slot* slot = find(id)) {
+      slot->stream->on_downstream_reset();
+      slot->stream->on_connection_closed();
+      remove(*slot, false);
+    }
+  }
+  after_codec();
 }
 
 void Http2Session::check_finished() {
@@ -190,6 +228,7 @@ void Http2Session::finish(const char* reason) {
   ping_timer_.cancel();
   age_timer_.cancel();
   goaway_timer_.cancel();
+  stall_timer_.cancel();
   on_connection_closed();
   owner_.on_session_finished(reason);
 }
@@ -238,6 +277,8 @@ void Http2Session::on_ping_timer() {
   if (ping_outstanding_) {
     LOG_INFO("http {}: {}: no HTTP/2 PING ACK within {}", proxy_.config().name, peer_.to_string(),
              format_duration(options_.ping_timeout));
+    codec_.go_away(NGHTTP2_NO_ERROR);
+    sync_counts();
     return finish("HTTP/2 PING timeout");
   }
   MonoTime due = last_read_ + options_.ping_interval;
@@ -331,6 +372,7 @@ void Http2Session::on_reset(StreamId id, std::string_view reason) {
 
 void Http2Session::on_stream_done(Slot& slot) {
   remove(slot, true);
+  arm_stall();
   if (score_ > 0) --score_;
   ++completed_;
   if (drain_step_ != DrainStep::kNone) after_codec();

@@ -90,6 +90,11 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   void on_idle_timer();
   void on_ping_timer();
   void on_goaway_timer();
+  // Response bytes are waiting and none went out for send_stall_timeout: the client's
+  // windows stay shut (or it does not read): those streams are reset.
+  void on_stall_timer();
+  // Starts watching for a stall when response bytes wait (after the codec was given some).
+  void arm_stall();
   void abuse_close();
 
   HttpProxy& proxy_;
@@ -113,6 +118,8 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   event::Timer ping_timer_;
   event::Timer age_timer_;
   event::Timer goaway_timer_;
+  event::Timer stall_timer_;
+  uint64_t stall_mark_ = 0;  // data_bytes_sent when the stall timer was armed
 };
 
 }  // namespace sluice::proxy::http
