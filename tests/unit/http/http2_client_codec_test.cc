@@ -1,0 +1,567 @@
+#include "http/http2/client_codec.h"
+
+#include <nghttp2/nghttp2.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event/loop.h"
+#include "http/http2/server_codec.h"
+
+namespace sluice::http::http2 {
+namespace {
+
+using Strings = std::vector<std::string>;
+
+std::string fields_of(const HeaderMap& fields) {
+  std::string out;
+  for (const auto& h : fields) out += (out.empty() ? "" : ", ") + h.name + ": " + h.value;
+  return out;
+}
+
+// One exchange's side of a stream: what the client codec delivered, in order.
+struct Exchange final : ClientCodecCallbacks {
+  bool on_head(StreamId, MessageHead& head) override {
+    events.push_back("head " + std::to_string(head.status));
+    heads.push_back(head);
+    return true;
+  }
+  void on_data(StreamId stream, std::string_view data, bool end) override {
+    body += data;
+    if (end) events.push_back("end");
+    if (codec && consume_eagerly && !data.empty()) codec->consumed(stream, data.size());
+  }
+  void on_trailers(StreamId, HeaderMap& trailers) override {
+    events.push_back("trailers " + fields_of(trailers));
+  }
+  void on_reset(StreamId, const StreamReset& reset) override {
+    events.push_back("reset " + std::to_string(reset.code) + (reset.refused ? " refused " : " ") +
+                     std::string(reset.reason));
+  }
+  Strings events;
+  std::vector<MessageHead> heads;
+  std::string body;
+  ClientCodec* codec = nullptr;
+  bool consume_eagerly = false;
+};
+
+// The upstream server: the HTTP/2 server codec and what it received.
+struct Server final : ServerCodecCallbacks {
+  bool on_head(StreamId stream, MessageHead& head) override {
+    events.push_back("head " + std::to_string(stream) + " " + head.method + " " + head.target);
+    heads[stream] = head;
+    return true;
+  }
+  void on_data(StreamId stream, std::string_view data, bool end) override {
+    bodies[stream] += data;
+    if (end) events.push_back("end " + std::to_string(stream));
+  }
+  void on_trailers(StreamId stream, HeaderMap& trailers) override {
+    events.push_back("trailers " + std::to_string(stream) + " " + fields_of(trailers));
+  }
+  void on_reset(StreamId stream, std::string_view reason) override {
+    events.push_back("reset " + std::to_string(stream) + " " + std::string(reason));
+  }
+  Strings events;
+  std::map<StreamId, MessageHead> heads;
+  std::map<StreamId, std::string> bodies;
+};
+
+// Feeds a connection's bytes to a codec, as the owning connection would.
+template <typename Codec, typename Outcome>
+struct Driver final : net::ConnectionCallbacks {
+  void on_read() override {
+    if (codec) outcome = codec->dispatch();
+  }
+  void on_read_closed() override { closed = true; }
+  void on_write_drained() override {
+    if (codec) codec->on_write_drained();
+  }
+  void on_error(int) override { closed = true; }
+  Codec* codec = nullptr;
+  Outcome outcome = Outcome::kContinue;
+  bool closed = false;
+};
+
+size_t readable(int fd) {
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 ? static_cast<size_t>(n) : 0;
+}
+
+MessageHead request(std::string method, std::string target, std::vector<Header> fields = {}) {
+  MessageHead h;
+  h.method = std::move(method);
+  h.target = std::move(target);
+  for (auto& f : fields) h.headers.add(f.name, f.value);
+  return h;
+}
+
+MessageHead response(int status, std::vector<Header> fields = {}) {
+  MessageHead h;
+  h.status = status;
+  for (auto& f : fields) h.headers.add(f.name, f.value);
+  return h;
+}
+
+// A client codec and a server codec on the two ends of a socket pair, in one event loop
+// whose clock moves only by hand.
+class Http2ClientCodecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ASSERT_TRUE(client_conn_.adopt(net::Fd(sv[0])).is_ok());
+    ASSERT_TRUE(server_conn_.adopt(net::Fd(sv[1])).is_ok());
+  }
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+  }
+
+  void make(const ClientOptions& client = {}, const ServerOptions& server = {}) {
+    client_ = std::make_unique<ClientCodec>(client_conn_, client, "https", clock_);
+    server_ = std::make_unique<ServerCodec>(server_conn_, server, server_app_);
+    client_driver_.codec = client_.get();
+    server_driver_.codec = server_.get();
+    server_->start();
+    client_->start();
+  }
+
+  // Runs the loop until both sides are quiet: nothing queued, nothing unread.
+  void pump() {
+    for (int round = 0; round < 100; ++round) {
+      loop_.run_until_idle();
+      if (client_conn_.queued() == 0 && server_conn_.queued() == 0 &&
+          readable(client_conn_.fd()) == 0 && readable(server_conn_.fd()) == 0) {
+        return;
+      }
+    }
+    FAIL() << "the peers kept talking";
+  }
+
+  // Opens a stream for `exchange` and sends `head`.
+  StreamId send(Exchange& exchange, const MessageHead& head, bool end_stream) {
+    StreamId id = client_->open_stream(exchange);
+    exchange.codec = client_.get();
+    if (id != 0) client_->send_head(id, head, end_stream);
+    return id;
+  }
+
+  // The server answers `stream` with a whole response.
+  void answer(StreamId stream, int status, std::string body, HeaderMap trailers = {}) {
+    MessageHead r = response(status);
+    r.content_length = trailers.empty() ? std::optional<uint64_t>(body.size()) : std::nullopt;
+    server_->send_head(stream, r, ResponseOptions{});
+    server_->send_data(stream, body);
+    server_->send_trailers(stream, trailers);
+  }
+
+  ManualClock clock_;
+  event::Loop loop_{clock_};
+  Driver<ClientCodec, ClientCodec::Outcome> client_driver_;
+  Driver<ServerCodec, ServerCodec::Outcome> server_driver_;
+  net::Connection client_conn_{loop_, client_driver_};
+  net::Connection server_conn_{loop_, server_driver_};
+  Server server_app_;
+  std::unique_ptr<ClientCodec> client_;
+  std::unique_ptr<ServerCodec> server_;
+};
+
+TEST_F(Http2ClientCodecTest, GetAndItsResponse) {
+  make();
+  Exchange a;
+  MessageHead get = request("GET", "/index.html?x=1",
+                            {{"Host", "example.com"},
+                             {"User-Agent", "t"},
+                             {"Connection", "keep-alive, X-Hop"},
+                             {"Keep-Alive", "timeout=5"},
+                             {"Proxy-Connection", "keep-alive"},
+                             {"Upgrade", "h2c"},
+                             {"TE", "gzip"},
+                             {"X-Hop", "1"},
+                             {"Accept", "*/*"}});
+  StreamId id = send(a, get, true);
+  EXPECT_EQ(id, 1u);
+  EXPECT_EQ(client_->wire_id(id), 1u);
+  EXPECT_EQ(client_->open_streams(), 1u);
+  pump();
+  // Host went as :authority (which the server turns back into a host field, first);
+  // no connection-specific field, nor the one Connection named, was sent.
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /index.html?x=1", "end 1"}));
+  EXPECT_EQ(fields_of(server_app_.heads[1].headers),
+            "host: example.com, user-agent: t, accept: */*");
+
+  answer(1, 200, "hello");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.body, "hello");
+  ASSERT_EQ(a.heads.size(), 1u);
+  EXPECT_EQ(a.heads[0].status, 200);
+  EXPECT_EQ(fields_of(a.heads[0].headers), "content-length: 5");
+  EXPECT_EQ(a.heads[0].content_length, 5u);
+  EXPECT_FALSE(a.heads[0].chunked);
+  EXPECT_TRUE(a.heads[0].keep_alive);
+  EXPECT_EQ(client_->open_streams(), 0u);
+  EXPECT_EQ(client_->wire_id(id), 0u);
+  EXPECT_EQ(client_driver_.outcome, ClientCodec::Outcome::kContinue);
+  EXPECT_TRUE(client_->can_open());
+}
+
+TEST_F(Http2ClientCodecTest, TeTrailersIsKeptAndAbsoluteFormGivesTheAuthority) {
+  make();
+  Exchange a;
+  send(a, request("GET", "http://origin.example:8080/p?q", {{"TE", "trailers"}}), true);
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /p?q", "end 1"}));
+  EXPECT_EQ(fields_of(server_app_.heads[1].headers), "host: origin.example:8080, te: trailers");
+}
+
+TEST_F(Http2ClientCodecTest, PostWithBodyAndTrailers) {
+  make();
+  Exchange a;
+  MessageHead post = request("POST", "/upload", {{"Host", "example.com"}});
+  post.chunked = true;
+  StreamId id = client_->open_stream(a);
+  client_->send_head(id, post);  // chunked: a body follows
+  client_->send_data(id, "hello ");
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /upload"}));
+  EXPECT_EQ(server_app_.bodies[1], "hello ");
+  EXPECT_TRUE(server_app_.heads[1].chunked);
+  EXPECT_EQ(fields_of(server_app_.heads[1].headers), "host: example.com");
+
+  client_->send_data(id, "world");
+  HeaderMap trailers;
+  trailers.add("X-Checksum", "abc");
+  client_->send_trailers(id, trailers);
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /upload", "trailers 1 x-checksum: abc"}));
+  EXPECT_EQ(server_app_.bodies[1], "hello world");
+  EXPECT_EQ(client_->buffered(id), 0u);
+
+  answer(1, 201, "");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 201", "end"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecTest, ContentLengthBodyEndsWithItsLastData) {
+  make();
+  Exchange a;
+  MessageHead put = request("PUT", "/k", {{"Host", "kv"}});
+  put.content_length = 3;
+  StreamId id = client_->open_stream(a);
+  client_->send_head(id, put);
+  client_->send_data(id, "abc");
+  client_->send_trailers(id, HeaderMap{});
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 PUT /k", "end 1"}));
+  EXPECT_EQ(server_app_.heads[1].content_length, 3u);
+  EXPECT_EQ(fields_of(server_app_.heads[1].headers), "host: kv, content-length: 3");
+  EXPECT_EQ(server_app_.bodies[1], "abc");
+}
+
+TEST_F(Http2ClientCodecTest, ResponseTrailersGoToOnTrailers) {
+  make();
+  Exchange a;
+  send(a,
+       request("POST", "/pkg.Svc/Call", {{"Host", "grpc"}, {"Content-Type", "application/grpc"}}),
+       true);
+  pump();
+  MessageHead r = response(200, {{"Content-Type", "application/grpc"}});
+  server_->send_head(1, r, ResponseOptions{});
+  server_->send_data(1, std::string("\0\0\0\0\0", 5));
+  HeaderMap trailers;
+  trailers.add("grpc-status", "0");
+  trailers.add("grpc-message", "ok");
+  server_->send_trailers(1, trailers);
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "trailers grpc-status: 0, grpc-message: ok"}));
+  EXPECT_EQ(a.body, std::string("\0\0\0\0\0", 5));
+  ASSERT_EQ(a.heads.size(), 1u);
+  EXPECT_FALSE(a.heads[0].content_length.has_value());
+  // No length: the body ends with the stream (chunked to an HTTP/1 client).
+  EXPECT_TRUE(a.heads[0].chunked);
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecTest, InterimHeadComesBeforeTheFinalOne) {
+  make();
+  Exchange a;
+  send(a, request("GET", "/", {{"Host", "h"}}), true);
+  pump();
+  server_->send_interim(1, response(103, {{"Link", "</s.css>; rel=preload"}}));
+  answer(1, 200, "ok");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 103", "head 200", "end"}));
+  ASSERT_EQ(a.heads.size(), 2u);
+  EXPECT_EQ(fields_of(a.heads[0].headers), "link: </s.css>; rel=preload");
+  EXPECT_EQ(fields_of(a.heads[1].headers), "content-length: 2");
+  EXPECT_EQ(a.body, "ok");
+}
+
+TEST_F(Http2ClientCodecTest, TwoStreamsInterleave) {
+  make();
+  Exchange a, b;
+  StreamId ida = send(a, request("GET", "/a", {{"Host", "h"}}), true);
+  StreamId idb = send(b, request("GET", "/b", {{"Host", "h"}}), true);
+  EXPECT_EQ(ida, 1u);
+  EXPECT_EQ(idb, 2u);
+  EXPECT_EQ(client_->wire_id(idb), 3u);
+  EXPECT_EQ(client_->open_streams(), 2u);
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /a", "end 1", "head 3 GET /b", "end 3"}));
+
+  MessageHead ra = response(200);
+  MessageHead rb = response(404);
+  server_->send_head(3, rb, ResponseOptions{});
+  server_->send_head(1, ra, ResponseOptions{});
+  server_->send_data(1, "a1");
+  server_->send_data(3, "b1");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200"}));
+  EXPECT_EQ(b.events, (Strings{"head 404"}));
+  EXPECT_EQ(a.body, "a1");
+  EXPECT_EQ(b.body, "b1");
+  server_->send_data(1, "a2");
+  server_->send_trailers(3, HeaderMap{});
+  pump();
+  EXPECT_EQ(b.events, (Strings{"head 404", "end"}));
+  EXPECT_EQ(client_->open_streams(), 1u);
+  server_->send_trailers(1, HeaderMap{});
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.body, "a1a2");
+  EXPECT_EQ(b.body, "b1");
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecTest, PeerConcurrencyLimitStopsNewStreams) {
+  ServerOptions so;
+  so.max_concurrent_streams = 1;
+  make({}, so);
+  pump();  // the server's SETTINGS arrive
+  EXPECT_EQ(client_->peer_max_concurrent_streams(), 1u);
+  EXPECT_TRUE(client_->can_open());
+  Exchange a, b;
+  StreamId id = send(a, request("GET", "/1", {{"Host", "h"}}), true);
+  EXPECT_EQ(id, 1u);
+  EXPECT_FALSE(client_->can_open());
+  EXPECT_EQ(client_->open_stream(b), 0u);
+  pump();
+  answer(1, 200, "x");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_TRUE(client_->can_open());
+  EXPECT_EQ(send(b, request("GET", "/2", {{"Host", "h"}}), true), 2u);
+  EXPECT_EQ(client_->wire_id(2), 3u);
+}
+
+TEST_F(Http2ClientCodecTest, RefusedStreamIsReportedRetryable) {
+  ServerOptions so;
+  so.max_concurrent_streams = 1;
+  make({}, so);
+  // Both requests leave before the server's SETTINGS arrive: the second is refused.
+  Exchange a, b;
+  send(a, request("GET", "/1", {{"Host", "h"}}), true);
+  send(b, request("GET", "/2", {{"Host", "h"}}), true);
+  pump();
+  EXPECT_EQ(b.events, (Strings{"reset 7 refused REFUSED_STREAM"}));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_EQ(client_->open_streams(), 1u);
+}
+
+TEST_F(Http2ClientCodecTest, GoAwayRefusesStreamsAboveItsLastStreamId) {
+  make();
+  Exchange a, b, c;
+  send(a, request("GET", "/a", {{"Host", "h"}}), true);
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /a", "end 1"}));
+  // The server's GOAWAY (last stream 1) and the client's stream 3 cross on the wire.
+  server_->go_away(NGHTTP2_NO_ERROR);
+  send(b, request("GET", "/b", {{"Host", "h"}}), true);
+  StreamId idc = client_->open_stream(c);  // opened, head not sent yet
+  ASSERT_NE(idc, 0u);
+  pump();
+  EXPECT_TRUE(client_->goaway_received());
+  EXPECT_EQ(client_->goaway_last_stream_id(), 1u);
+  EXPECT_EQ(b.events, (Strings{"reset 7 refused REFUSED_STREAM"}));
+  EXPECT_EQ(c.events, (Strings{"reset 7 refused GOAWAY received"}));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_FALSE(client_->can_open());
+  Exchange d;
+  EXPECT_EQ(client_->open_stream(d), 0u);
+  // The server never saw stream 3; stream 1 finishes.
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /a", "end 1"}));
+  client_->send_head(idc, request("GET", "/c", {{"Host", "h"}}), true);  // gone: a no-op
+  EXPECT_EQ(client_->open_streams(), 1u);
+  answer(1, 200, "last");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.body, "last");
+  EXPECT_EQ(client_->open_streams(), 0u);
+  EXPECT_EQ(client_->dispatch(), ClientCodec::Outcome::kFinished);
+}
+
+TEST_F(Http2ClientCodecTest, PeerResetReachesTheExchange) {
+  make();
+  Exchange a;
+  send(a, request("GET", "/slow", {{"Host", "h"}}), true);
+  pump();
+  server_->reset(1, NGHTTP2_INTERNAL_ERROR);
+  pump();
+  EXPECT_EQ(a.events, (Strings{"reset 2 INTERNAL_ERROR"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+  EXPECT_TRUE(client_->can_open());
+}
+
+TEST_F(Http2ClientCodecTest, ResetAfterTheHeadIsReportedToo) {
+  make();
+  Exchange a;
+  send(a, request("GET", "/", {{"Host", "h"}}), true);
+  pump();
+  MessageHead r = response(200);
+  server_->send_head(1, r, ResponseOptions{});
+  server_->send_data(1, "part");
+  server_->reset(1, NGHTTP2_CANCEL);
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "reset 8 CANCEL"}));
+  EXPECT_EQ(a.body, "part");
+}
+
+TEST_F(Http2ClientCodecTest, OwnResetSendsRstStreamAndIsNotReported) {
+  make();
+  Exchange a;
+  StreamId id = send(a, request("GET", "/", {{"Host", "h"}}), true);
+  pump();
+  client_->reset(id, NGHTTP2_CANCEL);
+  EXPECT_EQ(client_->open_streams(), 0u);
+  pump();
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 GET /", "end 1", "reset 1 CANCEL"}));
+  EXPECT_TRUE(a.events.empty());
+  // The server's late answer goes nowhere; the connection goes on.
+  answer(1, 200, "late");
+  pump();
+  EXPECT_TRUE(a.events.empty());
+  Exchange b;
+  send(b, request("GET", "/next", {{"Host", "h"}}), true);
+  pump();
+  answer(3, 200, "ok");
+  pump();
+  EXPECT_EQ(b.events, (Strings{"head 200", "end"}));
+}
+
+TEST_F(Http2ClientCodecTest, ConsumedOpensTheWindow) {
+  ClientOptions co;
+  co.initial_stream_window = 16384;
+  make(co);
+  pump();  // the server learns the stream window
+  Exchange slow, fast;
+  fast.consume_eagerly = true;
+  StreamId ids = send(slow, request("GET", "/big", {{"Host", "h"}}), true);
+  send(fast, request("GET", "/big2", {{"Host", "h"}}), true);
+  pump();
+  const std::string big(40000, 'z');
+  answer(1, 200, big);
+  answer(3, 200, big);
+  pump();
+  // The stalled stream holds only its own window; the other one completes.
+  EXPECT_EQ(slow.body.size(), 16384u);
+  EXPECT_EQ(slow.events, (Strings{"head 200"}));
+  EXPECT_EQ(fast.body, big);
+  EXPECT_EQ(fast.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(server_->buffered(1), 40000u - 16384u);
+
+  client_->consumed(ids, 16384);
+  pump();
+  EXPECT_EQ(slow.body.size(), 32768u);
+  // Acknowledging more than was delivered acknowledges what was.
+  client_->consumed(ids, 100000);
+  pump();
+  EXPECT_EQ(slow.body, big);
+  EXPECT_EQ(slow.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecTest, PausedStreamHoldsItsWindow) {
+  ClientOptions co;
+  co.initial_stream_window = 16384;
+  make(co);
+  pump();
+  Exchange a;
+  StreamId id = send(a, request("GET", "/p", {{"Host", "h"}}), true);
+  pump();
+  answer(1, 200, std::string(20000, 'p'));
+  pump();
+  EXPECT_EQ(a.body.size(), 16384u);
+  client_->pause(id);
+  client_->consumed(id, 16384);
+  pump();
+  EXPECT_EQ(a.body.size(), 16384u);
+  client_->resume(id);
+  pump();
+  EXPECT_EQ(a.body.size(), 20000u);
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+}
+
+TEST_F(Http2ClientCodecTest, PingMeasuresTheRoundTrip) {
+  make();
+  pump();
+  EXPECT_FALSE(client_->last_ping_rtt().has_value());
+  EXPECT_TRUE(client_->ping());
+  EXPECT_TRUE(client_->ping_outstanding());
+  EXPECT_FALSE(client_->ping());  // one at a time
+  clock_.advance(std::chrono::milliseconds(7));
+  pump();
+  EXPECT_FALSE(client_->ping_outstanding());
+  ASSERT_TRUE(client_->last_ping_rtt().has_value());
+  EXPECT_EQ(*client_->last_ping_rtt(), std::chrono::milliseconds(7));
+}
+
+TEST_F(Http2ClientCodecTest, LostConnectionFailsOpenStreams) {
+  make();
+  Exchange a, b;
+  send(a, request("GET", "/a", {{"Host", "h"}}), true);
+  pump();
+  client_->open_stream(b);
+  client_->fail_streams("upstream closed the connection");
+  EXPECT_EQ(a.events, (Strings{"reset 8 upstream closed the connection"}));
+  // b's request never left: it may be retried elsewhere.
+  EXPECT_EQ(b.events, (Strings{"reset 8 refused upstream closed the connection"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+  EXPECT_FALSE(client_->can_open());
+}
+
+TEST_F(Http2ClientCodecTest, NotAnHttp2ServerIsAConnectionError) {
+  make();
+  Exchange a;
+  send(a, request("GET", "/", {{"Host", "h"}}), true);
+  client_conn_.input().append("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(client_->dispatch(), ClientCodec::Outcome::kError);
+  EXPECT_EQ(client_->goaway_code(), 1u);  // PROTOCOL_ERROR
+  EXPECT_EQ(client_->error().status, 502);
+  ASSERT_EQ(a.events.size(), 1u);
+  EXPECT_EQ(a.events[0], "reset 8 " + std::string(client_->error().reason));
+  EXPECT_FALSE(client_->can_open());
+}
+
+TEST(Http2ClientOptions, Validate) {
+  EXPECT_TRUE(ClientOptions{}.validate().empty());
+  ClientOptions o;
+  o.initial_stream_window = 100;
+  o.max_frame_size = 1 << 24;
+  ConfigIssues issues = o.validate();
+  ASSERT_EQ(issues.size(), 2u);
+  EXPECT_EQ(issues[0].path, "initial_stream_window");
+  EXPECT_EQ(issues[1].path, "max_frame_size");
+}
+
+}  // namespace
+}  // namespace sluice::http::http2
