@@ -3,10 +3,13 @@
 #include <nghttp2/nghttp2.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -180,7 +183,8 @@ TEST_F(Http2ClientCodecTest, GetAndItsResponse) {
   MessageHead get = request("GET", "/index.html?x=1",
                             {{"Host", "example.com"},
                              {"User-Agent", "t"},
-                             {"Connection", "keep-alive, X-Hop"},
+                             {"Connection", "X-Hop"},
+                             {"Transfer-Encoding", "chunked"},
                              {"Keep-Alive", "timeout=5"},
                              {"Proxy-Connection", "keep-alive"},
                              {"Upgrade", "h2c"},
@@ -550,6 +554,231 @@ TEST_F(Http2ClientCodecTest, NotAnHttp2ServerIsAConnectionError) {
   ASSERT_EQ(a.events.size(), 1u);
   EXPECT_EQ(a.events[0], "reset 8 " + std::string(client_->error().reason));
   EXPECT_FALSE(client_->can_open());
+}
+
+// A bare nghttp2 server session on a socket: frames exactly as the client codec sent them,
+// and frames the server codec would never send.
+class RawServer {
+ public:
+  explicit RawServer(int fd) : fd_(fd) {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
+    nghttp2_session_server_new(&session_, cb, this);
+    nghttp2_session_callbacks_del(cb);
+  }
+  ~RawServer() {
+    nghttp2_session_del(session_);
+    ::close(fd_);
+  }
+  RawServer(const RawServer&) = delete;
+  RawServer& operator=(const RawServer&) = delete;
+
+  // Sends what the session queued and feeds it what arrived; whether anything moved.
+  bool exchange() {
+    bool moved = false;
+    const uint8_t* p = nullptr;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(session_, &p)) > 0) {
+      EXPECT_EQ(::send(fd_, p, static_cast<size_t>(n), MSG_NOSIGNAL), n);
+      moved = true;
+    }
+    char buf[65536];
+    ssize_t r;
+    while ((r = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+      moved = true;
+      EXPECT_EQ(nghttp2_session_mem_recv(session_, reinterpret_cast<uint8_t*>(buf),
+                                         static_cast<size_t>(r)),
+                r);
+    }
+    return moved;
+  }
+
+  // A response head, with END_STREAM when `body` is empty.
+  void respond(int32_t stream, std::vector<std::pair<std::string, std::string>> fields,
+               std::string body = {}) {
+    body_ = std::move(body);
+    std::vector<nghttp2_nv> nv;
+    for (auto& [n, v] : fields) {
+      nv.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
+                    n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    nghttp2_data_provider provider;
+    provider.source.ptr = this;
+    provider.read_callback = read_body;
+    nghttp2_submit_response(session_, stream, nv.data(), nv.size(),
+                            body_.empty() ? nullptr : &provider);
+  }
+
+  nghttp2_session* session() { return session_; }
+  std::map<int32_t, Strings> requests;  // "name value", pseudo-headers first, as sent
+  Strings frames;                       // SETTINGS, WINDOW_UPDATE and RST_STREAM received
+
+ private:
+  static RawServer& self(void* p) { return *static_cast<RawServer*>(p); }
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* p) {
+    self(p).requests[frame->hd.stream_id].push_back(
+        std::string(reinterpret_cast<const char*>(name), namelen) + " " +
+        std::string(reinterpret_cast<const char*>(value), valuelen));
+    return 0;
+  }
+  static int on_frame(nghttp2_session*, const nghttp2_frame* frame, void* p) {
+    Strings& frames = self(p).frames;
+    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+      std::string s = "SETTINGS";
+      for (size_t i = 0; i < frame->settings.niv; ++i) {
+        s += " " + std::to_string(frame->settings.iv[i].settings_id) + "=" +
+             std::to_string(frame->settings.iv[i].value);
+      }
+      frames.push_back(s);
+    } else if (frame->hd.type == NGHTTP2_WINDOW_UPDATE) {
+      frames.push_back("WINDOW_UPDATE " + std::to_string(frame->hd.stream_id) + " " +
+                       std::to_string(frame->window_update.window_size_increment));
+    } else if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      frames.push_back("RST_STREAM " + std::to_string(frame->hd.stream_id) + " " +
+                       std::to_string(frame->rst_stream.error_code));
+    }
+    return 0;
+  }
+  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                           nghttp2_data_source* source, void*) {
+    auto& body = static_cast<RawServer*>(source->ptr)->body_;
+    size_t n = std::min(length, body.size());
+    std::memcpy(buf, body.data(), n);
+    body.erase(0, n);
+    if (body.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+
+  int fd_;
+  nghttp2_session* session_ = nullptr;
+  std::string body_;
+};
+
+class Http2ClientCodecRawTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ASSERT_TRUE(conn_.adopt(net::Fd(sv[0])).is_ok());
+    server_ = std::make_unique<RawServer>(sv[1]);
+    server_fd_ = sv[1];
+  }
+
+  void make(const ClientOptions& options = {}, std::string_view scheme = "https") {
+    client_ = std::make_unique<ClientCodec>(conn_, options, scheme);
+    driver_.codec = client_.get();
+    client_->start();
+    nghttp2_submit_settings(server_->session(), NGHTTP2_FLAG_NONE, nullptr, 0);
+  }
+
+  void pump() {
+    for (int round = 0; round < 100; ++round) {
+      loop_.run_until_idle();
+      bool moved = server_->exchange();
+      if (!moved && conn_.queued() == 0 && readable(conn_.fd()) == 0 && readable(server_fd_) == 0) {
+        return;
+      }
+    }
+    FAIL() << "the peers kept talking";
+  }
+
+  StreamId send(Exchange& exchange, const MessageHead& head, bool end_stream = true) {
+    StreamId id = client_->open_stream(exchange);
+    exchange.codec = client_.get();
+    if (id != 0) client_->send_head(id, head, end_stream);
+    return id;
+  }
+
+  event::Loop loop_;
+  Driver<ClientCodec, ClientCodec::Outcome> driver_;
+  net::Connection conn_{loop_, driver_};
+  std::unique_ptr<RawServer> server_;
+  int server_fd_ = -1;
+  std::unique_ptr<ClientCodec> client_;
+};
+
+TEST_F(Http2ClientCodecRawTest, PrefaceSettingsAndConnectionWindow) {
+  make();
+  pump();
+  // ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 1 MiB, MAX_FRAME_SIZE 16 KiB, MAX_HEADER_LIST_SIZE
+  // 64 KiB, NO_RFC7540_PRIORITIES 1; then the connection window grows to 4 MiB.
+  EXPECT_EQ(server_->frames,
+            (Strings{"SETTINGS 2=0 4=1048576 5=16384 6=65536 9=1", "WINDOW_UPDATE 0 4128769"}));
+}
+
+TEST_F(Http2ClientCodecRawTest, RequestPseudoHeadersAreExact) {
+  make({}, "http");
+  Exchange a, b, c;
+  send(a, request("GET", "/x?y", {{"Host", "Example.com:8080"}, {"Accept", "*/*"}}));
+  send(b, request("CONNECT", "backend:443", {{"Host", "backend:443"}}));
+  send(c, request("OPTIONS", "*", {{"Host", "h"}, {"Cookie", "a=1"}}));
+  pump();
+  EXPECT_EQ(server_->requests[1],
+            (Strings{":method GET", ":scheme http", ":authority Example.com:8080", ":path /x?y",
+                     "accept */*"}));
+  EXPECT_EQ(server_->requests[3], (Strings{":method CONNECT", ":authority backend:443"}));
+  EXPECT_EQ(server_->requests[5],
+            (Strings{":method OPTIONS", ":scheme http", ":authority h", ":path *", "cookie a=1"}));
+}
+
+TEST_F(Http2ClientCodecRawTest, GoAwayBelowOpenStreamsRefusesThem) {
+  make();
+  Exchange a, b, c;
+  send(a, request("GET", "/1", {{"Host", "h"}}));
+  send(b, request("GET", "/2", {{"Host", "h"}}));
+  send(c, request("GET", "/3", {{"Host", "h"}}));
+  pump();
+  ASSERT_EQ(server_->requests.size(), 3u);
+  // The server processed stream 1 only.
+  nghttp2_submit_goaway(server_->session(), NGHTTP2_FLAG_NONE, 1, NGHTTP2_NO_ERROR, nullptr, 0);
+  pump();
+  EXPECT_EQ(client_->goaway_last_stream_id(), 1u);
+  EXPECT_EQ(b.events, (Strings{"reset 7 refused REFUSED_STREAM"}));
+  EXPECT_EQ(c.events, (Strings{"reset 7 refused REFUSED_STREAM"}));
+  EXPECT_TRUE(a.events.empty());
+  EXPECT_EQ(client_->open_streams(), 1u);
+  EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kContinue);
+  server_->respond(1, {{":status", "200"}}, "done");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.body, "done");
+  EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kFinished);
+}
+
+TEST_F(Http2ClientCodecRawTest, RefusedStreamFromThePeerIsRetryable) {
+  make();
+  Exchange a;
+  send(a, request("POST", "/p", {{"Host", "h"}}), false);
+  pump();
+  nghttp2_submit_rst_stream(server_->session(), NGHTTP2_FLAG_NONE, 1, NGHTTP2_REFUSED_STREAM);
+  pump();
+  EXPECT_EQ(a.events, (Strings{"reset 7 refused REFUSED_STREAM"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecRawTest, OversizedResponseHeadIsCancelled) {
+  ClientOptions o;
+  o.max_header_list_size = 1024;
+  make(o);
+  Exchange a;
+  send(a, request("GET", "/", {{"Host", "h"}}));
+  pump();
+  server_->respond(1, {{":status", "200"}, {"x-big", std::string(2000, 'b')}}, "body");
+  pump();
+  EXPECT_EQ(a.events,
+            (Strings{"reset 8 response header section larger than max_header_list_size"}));
+  EXPECT_EQ(server_->frames.back(), "RST_STREAM 1 8");
+  EXPECT_EQ(client_->open_streams(), 0u);
+  // The connection goes on.
+  Exchange b;
+  send(b, request("GET", "/", {{"Host", "h"}}));
+  pump();
+  server_->respond(3, {{":status", "204"}});
+  pump();
+  EXPECT_EQ(b.events, (Strings{"head 204", "end"}));
 }
 
 TEST(Http2ClientOptions, Validate) {
