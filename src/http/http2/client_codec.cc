@@ -429,6 +429,15 @@ void ClientCodec::start() {
 
 ClientCodec::Outcome ClientCodec::dispatch() {
   Buffer& in = conn_.input();
+  if (!preface_seen_ && in.size() >= 4 && !failed_) {
+    // RFC 9113 §3.4: the server's preface is a SETTINGS frame (its type is byte 3).
+    preface_seen_ = true;
+    if (in.view().starts_with("HTTP/")) {
+      fail(NGHTTP2_PROTOCOL_ERROR, "the upstream answered in HTTP/1, not HTTP/2");
+    } else if (static_cast<uint8_t>(in.data()[3]) != NGHTTP2_SETTINGS) {
+      fail(NGHTTP2_PROTOCOL_ERROR, "the upstream's preface is not a SETTINGS frame");
+    }
+  }
   if (!in.empty() && !failed_) {
     ++depth_;
     ssize_t rv =

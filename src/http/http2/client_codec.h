@@ -166,6 +166,7 @@ class ClientCodec final : public http::ClientCodec {
   std::string error_reason_;
   uint32_t goaway_code_ = 0;
   bool failed_ = false;
+  bool preface_seen_ = false;  // the server's first frame header was checked
   bool goaway_sent_ = false;
   bool goaway_received_ = false;
   uint32_t goaway_last_stream_id_ = 0;

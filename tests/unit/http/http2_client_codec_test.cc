@@ -552,8 +552,21 @@ TEST_F(Http2ClientCodecTest, NotAnHttp2ServerIsAConnectionError) {
   EXPECT_EQ(client_->goaway_code(), 1u);  // PROTOCOL_ERROR
   EXPECT_EQ(client_->error().status, 502);
   ASSERT_EQ(a.events.size(), 1u);
-  EXPECT_EQ(a.events[0], "reset 8 " + std::string(client_->error().reason));
+  EXPECT_EQ(a.events, (Strings{"reset 8 the upstream answered in HTTP/1, not HTTP/2"}));
+  EXPECT_EQ(client_->error().reason, "the upstream answered in HTTP/1, not HTTP/2");
   EXPECT_FALSE(client_->can_open());
+}
+
+TEST_F(Http2ClientCodecTest, PrefaceOtherThanSettingsIsAConnectionError) {
+  make();
+  // A PING frame (type 6) where the server's SETTINGS must come first.
+  client_conn_.input().append(
+      std::string("\0\0\x08\x06\0\0\0\0\0"
+                  "12345678",
+                  17));
+  EXPECT_EQ(client_->dispatch(), ClientCodec::Outcome::kError);
+  EXPECT_EQ(client_->goaway_code(), 1u);
+  EXPECT_EQ(client_->error().reason, "the upstream's preface is not a SETTINGS frame");
 }
 
 // A bare nghttp2 server session on a socket: frames exactly as the client codec sent them,
