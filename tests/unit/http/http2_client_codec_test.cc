@@ -256,6 +256,33 @@ TEST_F(Http2ClientCodecTest, PostWithBodyAndTrailers) {
   EXPECT_EQ(client_->open_streams(), 0u);
 }
 
+TEST_F(Http2ClientCodecTest, RequestBodyWaitsForTheServersWindow) {
+  ServerOptions so;
+  so.initial_stream_window = 16384;
+  make({}, so);
+  pump();  // the client learns the server's stream window
+  Exchange a;
+  MessageHead post = request("POST", "/big", {{"Host", "h"}});
+  post.content_length = 40000;
+  StreamId id = client_->open_stream(a);
+  client_->send_head(id, post);
+  const std::string body(40000, 'q');
+  client_->send_data(id, body);
+  client_->send_trailers(id, HeaderMap{});
+  pump();
+  EXPECT_EQ(server_app_.bodies[1].size(), 16384u);
+  EXPECT_EQ(client_->buffered(id), 40000u - 16384u);
+  server_->consumed(1, 16384);
+  pump();
+  EXPECT_EQ(server_app_.bodies[1].size(), 32768u);
+  EXPECT_EQ(client_->buffered(id), 40000u - 32768u);
+  server_->consumed(1, 16384);
+  pump();
+  EXPECT_EQ(server_app_.bodies[1], body);
+  EXPECT_EQ(client_->buffered(id), 0u);
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /big", "end 1"}));
+}
+
 TEST_F(Http2ClientCodecTest, ContentLengthBodyEndsWithItsLastData) {
   make();
   Exchange a;
