@@ -9,6 +9,7 @@
 
 #include "base/buffer.h"
 #include "base/check.h"
+#include "http/http2/request_fields.h"
 
 namespace sluice::http::http2 {
 
@@ -50,114 +51,6 @@ struct ClientCodec::Stream {
     unacked = held = 0;
   }
 };
-
-namespace {
-
-// Request heads and trailers on their way into nghttp2 (which copies them): one set of
-// buffers per worker thread.
-struct NvScratch {
-  std::vector<nghttp2_nv> nv;
-  std::string names;  // lowercased field names
-  char content_length[24] = {};
-};
-
-NvScratch& nv_scratch() {
-  thread_local NvScratch s;
-  return s;
-}
-
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-// RFC 9113 §8.2.2: connection-specific fields have no place in HTTP/2; TE may only say
-// "trailers". Fields the Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
-bool dropped(const HeaderMap& fields, bool has_connection, const Header& h) {
-  std::string_view n = h.name;
-  if (n.empty() || n[0] == ':' || iequals(n, "host") || iequals(n, "connection") ||
-      iequals(n, "keep-alive") || iequals(n, "proxy-connection") ||
-      iequals(n, "transfer-encoding") || iequals(n, "upgrade")) {
-    return true;
-  }
-  if (iequals(n, "te")) {
-    std::string_view v = h.value;
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-    return !iequals(v, "trailers");
-  }
-  return has_connection && fields.has_token("connection", n);
-}
-
-// Appends `fields` (names lowercased, RFC 9113 §8.2) to the scratch's nv list.
-void add_fields(NvScratch& s, const HeaderMap& fields) {
-  bool has_connection = fields.get("connection") != nullptr;
-  for (const auto& h : fields) {
-    if (dropped(fields, has_connection, h)) continue;
-    size_t at = s.names.size();
-    for (char c : h.name) {
-      s.names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-    }
-    s.nv.push_back(make_nv({s.names.data() + at, h.name.size()}, h.value));
-  }
-}
-
-NvScratch& start_nv(const HeaderMap& fields) {
-  NvScratch& s = nv_scratch();
-  s.nv.clear();
-  s.names.clear();
-  size_t total = 0;
-  for (const auto& h : fields) total += h.name.size();
-  // Reserved up front: the nv entries point into `names`.
-  s.names.reserve(total);
-  return s;
-}
-
-// The request's pseudo-header fields (RFC 9113 §8.3.1) and fields.
-NvScratch& build_request_nv(const MessageHead& head, std::string_view scheme) {
-  NvScratch& s = start_nv(head.headers);
-  std::string_view target = head.target;
-  std::string_view authority;
-  if (const std::string* host = head.headers.get("host")) authority = *host;
-  if (head.method == "CONNECT") {
-    // RFC 9113 §8.5: the target (authority-form) is :authority; no :scheme, no :path.
-    s.nv.push_back(make_nv(":method", head.method));
-    s.nv.push_back(make_nv(":authority", target));
-  } else {
-    // An absolute-form target carries its own authority (RFC 9112 §3.2.2).
-    if (size_t sep = target.find("://");
-        !target.empty() && sep != std::string_view::npos && target.front() != '/') {
-      std::string_view rest = target.substr(sep + 3);
-      size_t slash = rest.find_first_of("/?");
-      if (authority.empty()) authority = rest.substr(0, slash);
-      target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-      if (!target.empty() && target[0] == '?') target = {};  // "http://h?q" has no path
-    }
-    if (target.empty()) target = "/";
-    s.nv.push_back(make_nv(":method", head.method));
-    s.nv.push_back(make_nv(":scheme", scheme));
-    if (!authority.empty()) s.nv.push_back(make_nv(":authority", authority));
-    s.nv.push_back(make_nv(":path", target));
-  }
-  add_fields(s, head.headers);
-  if (head.content_length && !head.headers.get("content-length")) {
-    auto [end, ec] = std::to_chars(s.content_length, s.content_length + sizeof s.content_length,
-                                   *head.content_length);
-    (void)ec;  // 24 bytes hold any uint64_t
-    s.nv.push_back(
-        make_nv("content-length", {s.content_length, static_cast<size_t>(end - s.content_length)}));
-  }
-  return s;
-}
-
-NvScratch& build_trailer_nv(const HeaderMap& trailers) {
-  NvScratch& s = start_nv(trailers);
-  add_fields(s, trailers);
-  return s;
-}
-
-}  // namespace
 
 // The nghttp2 callbacks: each finds the codec in user_data and the stream by its id.
 struct ClientCodec::Hooks {
@@ -329,7 +222,7 @@ struct ClientCodec::Hooks {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!s->request_trailers.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        NvScratch& nv = build_trailer_nv(s->request_trailers);
+        const NvList& nv = trailer_nv(s->request_trailers);
         if (nghttp2_submit_trailer(session, stream_id, nv.nv.data(), nv.nv.size()) != 0) {
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
@@ -601,7 +494,7 @@ void ClientCodec::send_head(StreamId stream, const MessageHead& head) {
 void ClientCodec::send_head(StreamId stream, const MessageHead& head, bool end_stream) {
   Stream* s = find(stream);
   if (!s || s->wire != 0) return;
-  NvScratch& nv = build_request_nv(head, scheme_);
+  const NvList& nv = request_nv(head, scheme_);
   nghttp2_data_provider provider;
   provider.source.ptr = s;
   provider.read_callback = Hooks::read_body;

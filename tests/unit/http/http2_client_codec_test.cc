@@ -755,7 +755,11 @@ TEST_F(Http2ClientCodecRawTest, RequestPseudoHeadersAreExact) {
   send(a, request("GET", "/x?y", {{"Host", "Example.com:8080"}, {"Accept", "*/*"}}));
   send(b, request("CONNECT", "backend:443", {{"Host", "backend:443"}}));
   send(c, request("OPTIONS", "*", {{"Host", "h"}, {"Cookie", "a=1"}}));
+  Exchange d;
+  send(d, request("GET", "https://origin.example?q=1", {}));
   pump();
+  EXPECT_EQ(server_->requests[7],
+            (Strings{":method GET", ":scheme http", ":authority origin.example", ":path /?q=1"}));
   EXPECT_EQ(server_->requests[1],
             (Strings{":method GET", ":scheme http", ":authority Example.com:8080", ":path /x?y",
                      "accept */*"}));
