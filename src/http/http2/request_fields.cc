@@ -1,6 +1,7 @@
 #include "http/http2/request_fields.h"
 
 #include <charconv>
+#include <cstring>
 
 namespace sluice::http::http2 {
 
@@ -81,7 +82,9 @@ const NvList& request_nv(const MessageHead& head, std::string_view scheme) {
       target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
       if (target[0] == '?') {
         // "http://h?q": the path is empty, and :path "/?q" (RFC 9113 §8.3.1).
-        s.path.assign("/").append(target);
+        s.path.resize(target.size() + 1);
+        s.path[0] = '/';
+        std::memcpy(s.path.data() + 1, target.data(), target.size());
         target = s.path;
       }
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "event/loop.h"
+#include "http/http2/request_fields.h"
 #include "http/http2/server_codec.h"
 
 namespace sluice::http::http2 {
@@ -653,7 +654,7 @@ class RawServer {
 
   nghttp2_session* session() { return session_; }
   std::map<int32_t, Strings> requests;  // "name value", pseudo-headers first, as sent
-  Strings frames;                       // SETTINGS, WINDOW_UPDATE and RST_STREAM received
+  Strings frames;                       // SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM received
 
  private:
   static RawServer& self(void* p) { return *static_cast<RawServer*>(p); }
@@ -669,13 +670,18 @@ class RawServer {
     if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
       std::string s = "SETTINGS";
       for (size_t i = 0; i < frame->settings.niv; ++i) {
-        s += " " + std::to_string(frame->settings.iv[i].settings_id) + "=" +
-             std::to_string(frame->settings.iv[i].value);
+        s += ' ';
+        s += std::to_string(frame->settings.iv[i].settings_id);
+        s += '=';
+        s += std::to_string(frame->settings.iv[i].value);
       }
       frames.push_back(s);
     } else if (frame->hd.type == NGHTTP2_WINDOW_UPDATE) {
       frames.push_back("WINDOW_UPDATE " + std::to_string(frame->hd.stream_id) + " " +
                        std::to_string(frame->window_update.window_size_increment));
+    } else if (frame->hd.type == NGHTTP2_GOAWAY) {
+      frames.push_back("GOAWAY " + std::to_string(frame->goaway.last_stream_id) + " " +
+                       std::to_string(frame->goaway.error_code));
     } else if (frame->hd.type == NGHTTP2_RST_STREAM) {
       frames.push_back("RST_STREAM " + std::to_string(frame->hd.stream_id) + " " +
                        std::to_string(frame->rst_stream.error_code));
@@ -792,6 +798,23 @@ TEST_F(Http2ClientCodecRawTest, GoAwayBelowOpenStreamsRefusesThem) {
   EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kFinished);
 }
 
+TEST_F(Http2ClientCodecRawTest, OwnGoAwayLetsTheOpenStreamFinish) {
+  make();
+  Exchange a;
+  send(a, request("GET", "/", {{"Host", "h"}}));
+  pump();
+  server_->frames.clear();
+  client_->go_away(NGHTTP2_NO_ERROR);
+  EXPECT_FALSE(client_->can_open());
+  pump();
+  EXPECT_EQ(server_->frames, (Strings{"GOAWAY 0 0"}));
+  EXPECT_EQ(client_->dispatch(), ClientCodec::Outcome::kContinue);
+  server_->respond(1, {{":status", "200"}}, "bye");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kFinished);
+}
+
 TEST_F(Http2ClientCodecRawTest, RefusedStreamFromThePeerIsRetryable) {
   make();
   Exchange a;
@@ -823,6 +846,69 @@ TEST_F(Http2ClientCodecRawTest, OversizedResponseHeadIsCancelled) {
   server_->respond(3, {{":status", "204"}});
   pump();
   EXPECT_EQ(b.events, (Strings{"head 204", "end"}));
+}
+
+TEST_F(Http2ClientCodecTest, OutputStopsAtTheConnectionsHighWatermark) {
+  ServerOptions so;
+  so.initial_stream_window = 16 << 20;
+  so.initial_connection_window = 16 << 20;
+  make({}, so);
+  pump();  // the server's windows reach the client
+  Exchange a;
+  MessageHead post = request("POST", "/bulk", {{"Host", "h"}});
+  post.content_length = 3 << 20;
+  StreamId id = client_->open_stream(a);
+  client_->send_head(id, post);
+  const std::string body(3 << 20, 'w');
+  client_->send_data(id, body);
+  client_->send_trailers(id, HeaderMap{});
+  // Frames stop once the connection holds its high watermark; the rest waits in the
+  // stream's buffer until the connection drains.
+  EXPECT_GE(client_conn_.queued(), net::Connection::kDefaultHighWatermark);
+  EXPECT_LT(client_conn_.queued(), net::Connection::kDefaultHighWatermark + 16384 + 9);
+  EXPECT_GT(client_->buffered(id), 0u);
+  pump();
+  EXPECT_EQ(client_->buffered(id), 0u);
+  EXPECT_EQ(server_app_.bodies[1].size(), body.size());
+  EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /bulk", "end 1"}));
+}
+
+TEST(Http2RequestFields, LeftOut) {
+  HeaderMap f;
+  f.add("Connection", "close, X-Trace");
+  f.add("X-Trace", "1");
+  f.add("TE", " trailers ");
+  f.add("Te", "gzip");
+  f.add("Host", "h");
+  f.add("Accept", "*/*");
+  Strings kept;
+  for (const auto& h : f) {
+    if (!left_out(f, h)) kept.push_back(h.name);
+  }
+  EXPECT_EQ(kept, (Strings{"TE", "Accept"}));
+}
+
+TEST(Http2RequestFields, RequestNv) {
+  auto names = [](const NvList& l) {
+    Strings out;
+    for (const auto& nv : l.nv) {
+      out.push_back(std::string(reinterpret_cast<const char*>(nv.name), nv.namelen) + " " +
+                    std::string(reinterpret_cast<const char*>(nv.value), nv.valuelen));
+    }
+    return out;
+  };
+  MessageHead h = request("POST", "", {{"Host", "a.example"}, {"X-Mixed-Case", "V"}});
+  h.content_length = 12;
+  EXPECT_EQ(names(request_nv(h, "https")),
+            (Strings{":method POST", ":scheme https", ":authority a.example", ":path /",
+                     "x-mixed-case V", "content-length 12"}));
+  MessageHead t = request("GET", "http://b.example:81", {});
+  EXPECT_EQ(names(request_nv(t, "http")),
+            (Strings{":method GET", ":scheme http", ":authority b.example:81", ":path /"}));
+  HeaderMap trailers;
+  trailers.add("Grpc-Status", "0");
+  trailers.add("Connection", "close");
+  EXPECT_EQ(names(trailer_nv(trailers)), (Strings{"grpc-status 0"}));
 }
 
 TEST(Http2ClientOptions, Validate) {
