@@ -378,7 +378,15 @@ void ClientCodec::fail_streams(std::string_view reason) {
     if (s->handle != 0) open.push_back(s->handle);
   }
   for (StreamId h : open) {
-    if (Stream* s = find(h)) report_reset(s, NGHTTP2_CANCEL, !s->head_sent, reason);
+    Stream* s = find(h);
+    if (!s) continue;
+    // A complete response was the owner's last word on the stream, even with the request
+    // still going.
+    if (s->complete) {
+      forget(s);
+    } else {
+      report_reset(s, NGHTTP2_CANCEL, !s->head_sent, reason);
+    }
   }
 }
 

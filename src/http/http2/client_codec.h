@@ -74,8 +74,9 @@ class ClientCodec final : public http::ClientCodec {
   Outcome dispatch();
   // The connection's output queue drained below its high watermark: more frames may go.
   void on_write_drained() { send_pending(); }
-  // The connection is gone (closed by the peer, failed): every open stream is reported
-  // through on_reset() with CANCEL, refused when its head never left.
+  // The connection is gone (closed by the peer, failed): every open stream whose response
+  // is not complete is reported through on_reset() with CANCEL, refused when its head
+  // never left.
   void fail_streams(std::string_view reason);
   const CodecError& error() const { return error_; }
   // The error code of the GOAWAY sent for a connection error (RFC 9113 §7).

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -909,6 +910,145 @@ TEST(Http2RequestFields, RequestNv) {
   trailers.add("Grpc-Status", "0");
   trailers.add("Connection", "close");
   EXPECT_EQ(names(trailer_nv(trailers)), (Strings{"grpc-status 0"}));
+}
+
+TEST_F(Http2ClientCodecTest, ResponseCompleteBeforeTheRequestIsNotAReset) {
+  make();
+  Exchange a;
+  MessageHead post = request("POST", "/early", {{"Host", "h"}});
+  post.chunked = true;
+  StreamId id = client_->open_stream(a);
+  client_->send_head(id, post);
+  client_->send_data(id, "part");
+  pump();
+  // The server answers before the request body ends (RFC 9113 §8.1).
+  answer(1, 413, "");
+  pump();
+  EXPECT_EQ(a.events, (Strings{"head 413", "end"}));
+  EXPECT_EQ(client_->open_streams(), 1u);  // the request side is still open
+  client_->fail_streams("upstream closed the connection");
+  EXPECT_EQ(a.events, (Strings{"head 413", "end"}));
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+// Random peer frames and owner calls, from a fixed seed: every stream ends at most once
+// (end, trailers or reset, nothing after), and failing the connection leaves none open.
+TEST(Http2ClientCodecRandom, EveryStreamEndsOnce) {
+  std::mt19937 rng(20261203);
+  for (int iter = 0; iter < 400; ++iter) {
+    SCOPED_TRACE(iter);
+    event::Loop loop;
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    Driver<ClientCodec, ClientCodec::Outcome> driver;
+    net::Connection conn(loop, driver);
+    ASSERT_TRUE(conn.adopt(net::Fd(sv[0])).is_ok());
+    ClientOptions co;
+    co.initial_stream_window = 1024 + rng() % 40000;
+    co.max_header_list_size = 1024 + rng() % 2000;
+    ClientCodec c(conn, co, "https");
+    driver.codec = &c;
+    c.start();
+    RawServer server(sv[1]);
+    const nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1 + static_cast<uint32_t>(rng() % 4)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 100 + static_cast<uint32_t>(rng() % 70000)}};
+    nghttp2_submit_settings(server.session(), NGHTTP2_FLAG_NONE, iv, std::size(iv));
+    std::vector<std::unique_ptr<Exchange>> exchanges;
+    std::vector<StreamId> ids;
+    auto pick = [&] { return ids[rng() % ids.size()]; };
+    auto any_stream = [&] { return 1 + 2 * static_cast<int32_t>(rng() % 6); };
+    auto pump = [&] {
+      for (int round = 0; round < 50; ++round) {
+        loop.run_until_idle();
+        if (!server.exchange() && conn.queued() == 0 && readable(conn.fd()) == 0 &&
+            readable(sv[1]) == 0) {
+          return;
+        }
+      }
+    };
+    for (int step = 0; step < 30; ++step) {
+      switch (rng() % 14) {
+        case 0:
+        case 1: {
+          exchanges.push_back(std::make_unique<Exchange>());
+          Exchange& e = *exchanges.back();
+          e.codec = &c;
+          e.consume_eagerly = rng() % 2 == 0;
+          if (StreamId id = c.open_stream(e)) {
+            ids.push_back(id);
+            if (rng() % 5 != 0) c.send_head(id, request("POST", "/", {{"Host", "h"}}), rng() % 2);
+          }
+          break;
+        }
+        case 2:
+          if (!ids.empty()) c.send_data(pick(), std::string(rng() % 70000, 'd'));
+          break;
+        case 3:
+          if (!ids.empty()) {
+            HeaderMap t;
+            if (rng() % 2 == 0) t.add("x-t", "1");
+            c.send_trailers(pick(), t);
+          }
+          break;
+        case 4:
+          if (!ids.empty()) c.consumed(pick(), rng() % 50000);
+          break;
+        case 5:
+          if (!ids.empty()) c.reset(pick(), rng() % 14);
+          break;
+        case 6:
+          if (!ids.empty()) rng() % 2 ? c.pause(pick()) : c.resume(pick());
+          break;
+        case 7:
+          c.ping();
+          break;
+        case 8: {
+          int status = rng() % 3 == 0 ? 100 + static_cast<int>(rng() % 4)
+                                      : 200 + static_cast<int>(rng() % 300);
+          std::vector<std::pair<std::string, std::string>> f = {
+              {":status", std::to_string(status)}};
+          if (rng() % 3 == 0) f.push_back({"x-big", std::string(rng() % 3000, 'b')});
+          if (rng() % 3 == 0) f.push_back({"content-length", std::to_string(rng() % 100)});
+          server.respond(any_stream(), f, std::string(rng() % 2 ? rng() % 80000 : 0, 'r'));
+          break;
+        }
+        case 9: {
+          nghttp2_nv nv[] = {{reinterpret_cast<uint8_t*>(const_cast<char*>("grpc-status")),
+                              reinterpret_cast<uint8_t*>(const_cast<char*>("0")), 11, 1,
+                              NGHTTP2_NV_FLAG_NONE}};
+          nghttp2_submit_trailer(server.session(), any_stream(), nv, 1);
+          break;
+        }
+        case 10:
+          nghttp2_submit_rst_stream(server.session(), NGHTTP2_FLAG_NONE, any_stream(), rng() % 14);
+          break;
+        case 11:
+          if (rng() % 4 == 0) {
+            nghttp2_submit_goaway(server.session(), NGHTTP2_FLAG_NONE,
+                                  static_cast<int32_t>(rng() % 8), rng() % 3, nullptr, 0);
+          }
+          break;
+        case 12:
+          if (rng() % 4 == 0) c.fail_streams("gone");
+          break;
+        default:
+          pump();
+          break;
+      }
+      if (rng() % 3 == 0) pump();
+    }
+    pump();
+    c.fail_streams("end");
+    ASSERT_EQ(c.open_streams(), 0u);
+    for (const auto& e : exchanges) {
+      bool ended = false;
+      for (const std::string& ev : e->events) {
+        ASSERT_FALSE(ended) << ev << " after the stream ended";
+        ended = ev.starts_with("end") || ev.starts_with("trailers") || ev.starts_with("reset");
+      }
+    }
+  }
 }
 
 TEST(Http2ClientOptions, Validate) {
