@@ -65,6 +65,18 @@ class ServerCodec {
 };
 
 // The client side mirrors the server side.
+// How a stream ended before its response did, as a ClientCodec reports it.
+struct StreamReset {
+  // The HTTP/2 error code (RFC 9113 §7) the stream ended with: received in RST_STREAM, sent
+  // by the codec, or implied by a GOAWAY (REFUSED_STREAM).
+  uint32_t code = 0;
+  // The peer did not process the request (REFUSED_STREAM, a stream above a GOAWAY's last
+  // stream id, or a request that never left): it may be retried, even if not idempotent
+  // (RFC 9113 §8.7).
+  bool refused = false;
+  std::string_view reason;
+};
+
 // What a ClientCodec tells the exchange that owns it.
 class ClientCodecCallbacks {
  public:
@@ -72,6 +84,9 @@ class ClientCodecCallbacks {
   virtual bool on_head(StreamId stream, MessageHead& head) = 0;
   virtual void on_data(StreamId stream, std::string_view data, bool end) = 0;
   virtual void on_trailers(StreamId stream, HeaderMap& trailers) = 0;
+  // The stream ended without a complete response (the peer reset it, a GOAWAY refused it,
+  // the connection failed): nothing more is delivered or sent on it. HTTP/2 only.
+  virtual void on_reset(StreamId /*stream*/, const StreamReset& /*reset*/) {}
 
  protected:
   ~ClientCodecCallbacks() = default;
