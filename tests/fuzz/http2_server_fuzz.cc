@@ -247,6 +247,8 @@ class Owner final : public sluice::http::ServerCodecCallbacks {
         }
         ++m.rounds;
       }
+      // What the client's windows hold back is at most what the owner gave.
+      require(codec_->buffered(id) <= kLargeBody + kSlowRounds * kPieceBody + 8);
     }
   }
 
@@ -259,7 +261,9 @@ class Owner final : public sluice::http::ServerCodecCallbacks {
       }
       acknowledge(id, m);
       if (m.reset || m.finished) continue;
-      if (!m.responding) {
+      if (m.behaviour == Behaviour::kHold && id % 4 == 1) {
+        reset(id, m);
+      } else if (!m.responding) {
         answer(id, m, 200, "late", true);
       } else {
         finish(id, m, {});
@@ -423,11 +427,6 @@ struct ConnectionEvents final : sluice::net::ConnectionCallbacks {
   bool failed = false;
 };
 
-sluice::event::Loop& loop() {
-  static auto* l = new sluice::event::Loop();
-  return *l;
-}
-
 // Moves what the codec wrote to the peer's end and reads it back into the checker.
 void drain(sluice::net::Connection& conn, int peer, OutputChecker& out) {
   char buf[65536];
@@ -496,7 +495,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ConnectionEvents events;
   OutputChecker out;
   {
-    sluice::net::Connection conn(loop(), events);
+    // A loop per input, never run: nothing of one input (not even the loop's queue of
+    // connections to flush) is left for the next.
+    sluice::event::Loop loop;
+    sluice::net::Connection conn(loop, events);
     require(conn.adopt(sluice::net::Fd(sv[1])).is_ok());
     const ServerOptions options = options_for(selector);
     Owner owner(options, salt);
