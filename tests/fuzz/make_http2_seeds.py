@@ -305,8 +305,8 @@ def seeds():
     ack = SettingsFrame(0)
     ack.flags.add("ACK")
     c.frame(ack)
-    c.headers(1, post("/flood", 3000), end_stream=False)
-    c.data(1, b"z" * 1500).data(1, b"z" * 1500, end_stream=True)
+    c.headers(1, post("/flood", 1200), end_stream=False)
+    c.data(1, b"z" * 600).data(1, b"z" * 600, end_stream=True)
     s["window_exceeded"] = selector(SMALL, WHOLE) + b"\x00" + c.out
 
     # Bad frames: DATA on stream 0, an even stream, a short PING, an unknown type.
