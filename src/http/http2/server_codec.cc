@@ -197,7 +197,10 @@ struct ServerCodec::Hooks {
           return 0;
         }
         if (s->too_large) {
+          // reset() marks the stream ended, so its close will not tell the owner: tell now.
+          bool tell = s->head_delivered && !s->ended;
           c.reset(id, NGHTTP2_ENHANCE_YOUR_CALM);
+          if (tell) c.callbacks_.on_reset(id, "trailer section too large");
           return 0;
         }
         if (s->head_delivered) c.callbacks_.on_trailers(id, s->trailers);
@@ -504,6 +507,14 @@ void ServerCodec::deliver_head(Stream& s, bool end_stream) {
     return;
   }
   MessageHead& head = s.head;
+  // RFC 9113 §8.3.1: nghttp2 holds an "http" or "https" :path to origin-form (or "*"), but
+  // lets another :scheme carry any :path; as a request target it would not be one.
+  if (head.method != "CONNECT" && head.target != "*" &&
+      (head.target.empty() || head.target[0] != '/')) {
+    HeaderMap none;
+    submit_head(s, 400, none, false);
+    return;
+  }
   if (!s.authority.empty()) {
     // RFC 9113 §8.3.1: Host and :authority must name the same thing; :authority wins.
     if (const std::string* host = head.headers.get("host")) {

@@ -411,6 +411,41 @@ TEST_F(Http2CodecTest, HugeHeaderListGets431) {
   EXPECT_EQ(recorder_.events, (std::vector<std::string>{"head 3 GET /small", "end 3"}));
 }
 
+TEST_F(Http2CodecTest, TrailersOverTheLimitResetTheStreamAndTellTheOwner) {
+  ServerOptions o;
+  o.max_header_list_size = 1024;
+  make(o);
+  pump();
+  client_.frames.clear();
+  Body body{"data", 0, {{"x-big", std::string(1100, 't')}}};
+  Fields f = get("/t");
+  f[0].second = "POST";
+  ASSERT_EQ(client_.request(f, &body), 1);
+  pump();
+  EXPECT_EQ(recorder_.events,
+            (std::vector<std::string>{"head 1 POST /t", "reset 1 trailer section too large"}));
+  EXPECT_EQ(client_.frames, (std::vector<std::string>{"RST_STREAM 1 11"}));  // ENHANCE_YOUR_CALM
+  EXPECT_EQ(codec_->open_streams(), 0u);
+}
+
+TEST_F(Http2CodecTest, PathNotOriginFormGets400) {
+  make();
+  // nghttp2 checks :path only for the http and https schemes.
+  ASSERT_EQ(client_.request({{":method", "GET"},
+                             {":scheme", "foo"},
+                             {":authority", "example.com"},
+                             {":path", "relative"}}),
+            1);
+  pump();
+  EXPECT_TRUE(recorder_.events.empty());
+  EXPECT_EQ(client_.responses[1].headers, (std::vector<std::string>{":status 400"}));
+  EXPECT_TRUE(client_.responses[1].closed);
+  EXPECT_EQ(codec_->open_streams(), 0u);
+  ASSERT_EQ(client_.request(get("/ok")), 3);
+  pump();
+  EXPECT_EQ(recorder_.events, (std::vector<std::string>{"head 3 GET /ok", "end 3"}));
+}
+
 TEST_F(Http2CodecTest, ClientResetReachesTheOwner) {
   make();
   ASSERT_EQ(client_.request(get("/slow")), 1);
