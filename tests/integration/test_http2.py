@@ -72,15 +72,25 @@ class H2Client:
         self.next_sid = 1
         self.sock.sendall(self.PREFACE + hyperframe.frame.SettingsFrame(0).serialize())
 
-    def request(self, path, method="GET"):
+    def request(self, path, method="GET", headers=(), body=None):
         sid, self.next_sid = self.next_sid, self.next_sid + 2
         block = self.enc.encode([(":method", method), (":scheme", "http"), (":authority", "test.local"),
-                                 (":path", path)])
+                                 (":path", path)] + list(headers))
         f = hyperframe.frame.HeadersFrame(sid, block)
         f.flags.add("END_HEADERS")
-        f.flags.add("END_STREAM")
-        self.sock.sendall(f.serialize())
+        if body is None:
+            f.flags.add("END_STREAM")
+        out = f.serialize()
+        if body is not None:
+            d = hyperframe.frame.DataFrame(sid, body)
+            d.flags.add("END_STREAM")
+            out += d.serialize()
+        self.sock.sendall(out)
         return sid
+
+    def fields(self, sid):
+        """The response's header fields (and trailers), in order."""
+        return [kv for ev in self.events if ev[0] == "headers" and ev[1] == sid for kv in ev[2]]
 
     def _frames(self):
         while len(self.buf) >= 9:
@@ -370,6 +380,60 @@ def case_connections_view():
     hu.stop_and_check(sl)
 
 
+GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers")]
+# A gRPC message frame: not compressed, 3 bytes.
+GRPC_BODY = b"\x00\x00\x00\x00\x03abc"
+
+
+def case_grpc_local_replies():
+    """gRPC calls sluice answers itself get gRPC statuses, trailers-only with HTTP 200: a
+    grpcio client sees UNAVAILABLE with the cause when the upstream refuses connections and
+    UNIMPLEMENTED when no route matches; a call's grpc-timeout cuts it short with
+    DEADLINE_EXCEEDED (the access log says grpc_status 4)."""
+    import grpc
+    b = HttpBackend("b")
+    log = os.path.join(tmp_dir(), "access.log")
+    lst = hu.listener("web", [hu.vhost("all", ["*"], [
+        {"match": {"prefix": "/down."}, "cluster": "down"},
+        {"match": {"prefix": "/up."}, "cluster": "app"}])],
+        http2={"prior_knowledge": True}, access_log={"path": log})
+    sl = hu.start_sluice([lst], [hu.cluster("app", [b]), hu.cluster("down", [{"address": "127.0.0.1:1"}])])
+    port = sl.port("web")
+    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+        call = ch.unary_unary("/down.Svc/Get")
+        try:
+            call(b"abc", timeout=5)
+            code, details = None, None
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+        check(code == grpc.StatusCode.UNAVAILABLE and details == "upstream connect error: connection refused",
+              "grpcio: a refused upstream is UNAVAILABLE 'upstream connect error: connection refused'",
+              "%r %r" % (code, details))
+        try:
+            ch.unary_unary("/nowhere.Svc/Get")(b"abc", timeout=5)
+            code = None
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+        check(code == grpc.StatusCode.UNIMPLEMENTED and details == "no route matches this request",
+              "grpcio: no route is UNIMPLEMENTED 'no route matches this request'", "%r %r" % (code, details))
+    c = H2Client(port)
+    t0 = time.monotonic()
+    sid = c.request("/up.Svc/delay/3000", "POST", GRPC_HEADERS + [("grpc-timeout", "200m")], GRPC_BODY)
+    c.pump(stream_ended(sid), 5)
+    took = time.monotonic() - t0
+    f = c.fields(sid)
+    check(f == [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "4"),
+                ("grpc-message", "upstream did not answer in time")] and took < 2.5,
+          "grpc-timeout 200m: trailers-only 200 with grpc-status 4 (DEADLINE_EXCEEDED) after %.2fs" % took, repr(f))
+    c.close()
+    harness.wait_until(lambda: len(access_lines(log)) >= 3, 5)
+    got = [(x["status"], x.get("grpc_status")) for x in access_lines(log)]
+    # the status logged (and counted) is the HTTP status the failure means; the wire says 200
+    check(got == [(502, 14), (404, 12), (504, 4)], "the access log: 502/404/504 with grpc_status 14, 12, 4",
+          repr(got))
+    hu.stop_and_check(sl)
+
+
 def case_config_errors():
     """http2 blocks that cannot work are refused with a located message."""
     def err(listener):
@@ -393,4 +457,4 @@ if __name__ == "__main__":
     harness.run_cases([case_prior_knowledge_and_http1_on_one_listener, case_tls_alpn_h2, case_bodies_both_ways,
                        case_multiplexed_load_exact_counters, case_nghttp_parallel_streams,
                        case_drain_two_step_goaway, case_max_requests_per_connection, case_idle_connection_goaway,
-                       case_connections_view, case_config_errors])
+                       case_connections_view, case_grpc_local_replies, case_config_errors])

@@ -196,7 +196,6 @@ void Stream::send_grpc_reply(int status, std::string_view body, bool close) {
   // A trailers-only response (gRPC over HTTP/2): HTTP 200, the call's status in the head.
   MessageHead head;
   head.status = 200;
-  head.content_length = 0;
   head.headers.add("content-type", "application/grpc");
   GrpcStatus g = grpc_status_for_http(status);
   head.headers.add("grpc-status", std::to_string(static_cast<int>(g)));
