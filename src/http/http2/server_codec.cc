@@ -27,9 +27,10 @@ struct ServerCodec::Stream {
   // The response.
   Buffer out;
   HeaderMap response_trailers;
-  bool responding = false;  // a head with a body was submitted
-  bool deferred = false;    // the data provider waits for send_data() or send_trailers()
-  bool ended = false;       // the owner ended the response (or reset the stream)
+  bool responding = false;    // a head with a body was submitted
+  bool deferred = false;      // the data provider waits for send_data() or send_trailers()
+  bool ended = false;         // the owner ended the response (or reset the stream)
+  bool stop_request = false;  // RST_STREAM NO_ERROR once the response has gone out
 
   void clear() {
     id = 0;
@@ -42,7 +43,7 @@ struct ServerCodec::Stream {
     out.clear();
     out.release();
     response_trailers.clear();
-    responding = deferred = ended = false;
+    responding = deferred = ended = stop_request = false;
   }
 };
 
@@ -270,8 +271,19 @@ struct ServerCodec::Hooks {
     return 0;
   }
 
-  static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  static int on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     ServerCodec& c = codec(user_data);
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      // RFC 9113 §8.1: the response is complete; the rest of the request is not wanted.
+      Stream* s = c.find(static_cast<StreamId>(frame->hd.stream_id));
+      if (s && s->stop_request) {
+        s->stop_request = false;
+        ++c.counts_.owner_resets;
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_NO_ERROR);
+      }
+    }
     if (frame->hd.type == NGHTTP2_RST_STREAM) ++c.counts_.resets_sent;
     if (frame->hd.type == NGHTTP2_DATA) c.counts_.data_bytes_sent += frame->hd.length;
     if (frame->hd.type == NGHTTP2_GOAWAY) ++c.counts_.goaways_sent;
@@ -599,6 +611,10 @@ void ServerCodec::send_trailers(StreamId stream, const HeaderMap& trailers) {
     nghttp2_session_resume_data(session_, static_cast<int32_t>(stream));
   }
   send_pending();
+}
+
+void ServerCodec::stop_request_after_response(StreamId stream) {
+  if (Stream* s = find(stream)) s->stop_request = true;
 }
 
 void ServerCodec::pause(StreamId stream) {

@@ -87,6 +87,9 @@ class ServerCodec final : public http::ServerCodec {
   void shutdown_notice();
   // A PING (its ACK is counted in counts().ping_acks).
   void ping();
+  // The response of `stream` is complete before its request: once its last frame is sent,
+  // RST_STREAM NO_ERROR asks the client to stop sending the rest (RFC 9113 §8.1).
+  void stop_request_after_response(StreamId stream);
   // Ends one stream with RST_STREAM `code`.
   void reset(StreamId stream, uint32_t code);
   // GOAWAY went both ways or out, and no stream is left: nothing more will be read or sent.

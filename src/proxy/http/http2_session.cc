@@ -371,6 +371,7 @@ void Http2Session::on_reset(StreamId id, std::string_view reason) {
 }
 
 void Http2Session::on_stream_done(Slot& slot) {
+  if (!slot.stream->request_complete()) codec_.stop_request_after_response(slot.id());
   remove(slot, true);
   arm_stall();
   if (score_ > 0) --score_;
