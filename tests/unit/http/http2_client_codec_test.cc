@@ -640,7 +640,7 @@ class RawServer {
   // A response head, with END_STREAM when `body` is empty.
   void respond(int32_t stream, std::vector<std::pair<std::string, std::string>> fields,
                std::string body = {}) {
-    body_ = std::move(body);
+    bodies_[stream] = std::move(body);
     std::vector<nghttp2_nv> nv;
     for (auto& [n, v] : fields) {
       nv.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
@@ -650,7 +650,7 @@ class RawServer {
     provider.source.ptr = this;
     provider.read_callback = read_body;
     nghttp2_submit_response(session_, stream, nv.data(), nv.size(),
-                            body_.empty() ? nullptr : &provider);
+                            bodies_[stream].empty() ? nullptr : &provider);
   }
 
   nghttp2_session* session() { return session_; }
@@ -689,9 +689,9 @@ class RawServer {
     }
     return 0;
   }
-  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                           nghttp2_data_source* source, void*) {
-    auto& body = static_cast<RawServer*>(source->ptr)->body_;
+  static ssize_t read_body(nghttp2_session*, int32_t stream, uint8_t* buf, size_t length,
+                           uint32_t* flags, nghttp2_data_source* source, void*) {
+    auto& body = static_cast<RawServer*>(source->ptr)->bodies_[stream];
     size_t n = std::min(length, body.size());
     std::memcpy(buf, body.data(), n);
     body.erase(0, n);
@@ -701,7 +701,7 @@ class RawServer {
 
   int fd_;
   nghttp2_session* session_ = nullptr;
-  std::string body_;
+  std::map<int32_t, std::string> bodies_;  // what is left to send, by stream
 };
 
 class Http2ClientCodecRawTest : public ::testing::Test {
@@ -814,6 +814,51 @@ TEST_F(Http2ClientCodecRawTest, OwnGoAwayLetsTheOpenStreamFinish) {
   pump();
   EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
   EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kFinished);
+}
+
+TEST_F(Http2ClientCodecRawTest, ResetStreamGivesItsBytesBackToTheConnection) {
+  ClientOptions o;
+  o.initial_connection_window = 65535;
+  make(o);
+  Exchange a, b;
+  b.consume_eagerly = true;
+  StreamId ida = send(a, request("GET", "/1", {{"Host", "h"}}));
+  send(b, request("GET", "/2", {{"Host", "h"}}));
+  pump();
+  server_->respond(1, {{":status", "200"}}, std::string(100000, 'a'));
+  pump();
+  EXPECT_EQ(a.body.size(), 65535u);  // delivered, never consumed
+  server_->respond(3, {{":status", "200"}}, std::string(60000, 'b'));
+  pump();
+  EXPECT_EQ(b.body.size(), 0u);  // the connection window is spent
+  EXPECT_EQ(b.events, (Strings{"head 200"}));
+  // Resetting the stream that holds the window gives its bytes back.
+  client_->reset(ida, NGHTTP2_CANCEL);
+  pump();
+  EXPECT_EQ(b.body.size(), 60000u);
+  EXPECT_EQ(b.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.events, (Strings{"head 200"}));
+}
+
+TEST_F(Http2ClientCodecRawTest, CompletedStreamGivesItsUnconsumedBytesBack) {
+  ClientOptions o;
+  o.initial_connection_window = 65535;
+  make(o);
+  Exchange a, b;
+  b.consume_eagerly = true;
+  StreamId ida = send(a, request("GET", "/1", {{"Host", "h"}}));
+  send(b, request("GET", "/2", {{"Host", "h"}}));
+  pump();
+  server_->respond(1, {{":status", "200"}}, std::string(60000, 'a'));
+  pump();
+  // Complete and never consumed: the stream's bytes no longer hold the connection window.
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  server_->respond(3, {{":status", "200"}}, std::string(60000, 'b'));
+  pump();
+  EXPECT_EQ(b.body.size(), 60000u);
+  EXPECT_EQ(b.events, (Strings{"head 200", "end"}));
+  client_->consumed(ida, 60000);  // late: a no-op
+  EXPECT_EQ(client_->open_streams(), 0u);
 }
 
 TEST_F(Http2ClientCodecRawTest, RefusedStreamFromThePeerIsRetryable) {
