@@ -146,6 +146,8 @@ class ClientCodec final : public http::ClientCodec {
   void forget(Stream* s);
   // Reports `s` ended without a complete response and forgets it.
   void report_reset(Stream* s, uint32_t code, bool refused, std::string_view reason);
+  // Reports `s`, whose HEADERS nghttp2 could not send (Stream::send_error says why).
+  void report_unsent(Stream* s);
   // Runs mem_send while the connection is below its high watermark.
   void send_pending();
   void fail(uint32_t code, std::string_view reason);

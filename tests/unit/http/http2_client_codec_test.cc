@@ -861,6 +861,19 @@ TEST_F(Http2ClientCodecRawTest, CompletedStreamGivesItsUnconsumedBytesBack) {
   EXPECT_EQ(client_->open_streams(), 0u);
 }
 
+TEST_F(Http2ClientCodecRawTest, RequestHeadTooLargeToSend) {
+  make();
+  Exchange a, b;
+  send(a, request("GET", "/", {{"Host", "h"}, {"X-Huge", std::string(70000, 'h')}}));
+  pump();
+  // Not retryable: it would not fit anywhere else either.
+  EXPECT_EQ(a.events, (Strings{"reset 2 request header section too large"}));
+  EXPECT_TRUE(server_->requests.empty());
+  send(b, request("GET", "/small", {{"Host", "h"}}));
+  pump();
+  EXPECT_EQ(server_->requests.size(), 1u);
+}
+
 TEST_F(Http2ClientCodecRawTest, RefusedStreamFromThePeerIsRetryable) {
   make();
   Exchange a;
