@@ -87,6 +87,9 @@ class ClientCodecCallbacks {
   // The stream ended without a complete response (the peer reset it, a GOAWAY refused it,
   // the connection failed): nothing more is delivered or sent on it. HTTP/2 only.
   virtual void on_reset(StreamId /*stream*/, const StreamReset& /*reset*/) {}
+  // Every request byte buffered for `stream` went out (into frames the peer's window
+  // allowed): a request body held back for the stream's sake may flow again. HTTP/2 only.
+  virtual void on_stream_drained(StreamId /*stream*/) {}
 
  protected:
   ~ClientCodecCallbacks() = default;

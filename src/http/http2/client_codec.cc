@@ -216,7 +216,7 @@ struct ClientCodec::Hooks {
   }
 
   static ssize_t read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
-                           uint32_t* flags, nghttp2_data_source* source, void*) {
+                           uint32_t* flags, nghttp2_data_source* source, void* user_data) {
     auto* s = static_cast<Stream*>(source->ptr);
     // The stream state may have been recycled since (the owner reset the stream).
     if (!s || s->handle == 0 || s->wire != stream_id) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -225,6 +225,8 @@ struct ClientCodec::Hooks {
       std::memcpy(buf, s->out.data(), n);
       s->out.consume(n);
       s->out.release();  // no-op unless it emptied
+      // The owner hears of it once this round of sending is over.
+      if (s->out.empty() && !s->ended) codec(user_data).drained_.push_back(s->handle);
     }
     if (s->out.empty() && s->ended) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -412,6 +414,20 @@ void ClientCodec::send_pending() {
     conn_.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
   }
   --depth_;
+  // The owners may send more from on_stream_drained(), draining streams again: the outer
+  // call tells of those too, taking the list each round (both vectors keep their storage).
+  if (notifying_active_) return;
+  while (!drained_.empty()) {
+    notifying_.swap(drained_);
+    notifying_active_ = true;
+    for (StreamId h : notifying_) {
+      if (Stream* s = find(h); s && !s->ended && s->out.empty()) {
+        s->callbacks->on_stream_drained(h);
+      }
+    }
+    notifying_active_ = false;
+    notifying_.clear();
+  }
 }
 
 ClientCodec::Stream* ClientCodec::find(StreamId handle) const {

@@ -109,7 +109,8 @@ class ClientCodec final : public http::ClientCodec {
   // http::ClientCodec. The body follows unless the head says there is none, by HTTP/1's
   // rule for requests (RFC 9112 §6.3): neither chunked nor a non-zero content_length.
   void send_head(StreamId stream, const MessageHead& head) override;
-  // Request body bytes, buffered for the stream until its window lets them go.
+  // Request body bytes, buffered for the stream until its window lets them go. When the
+  // buffer empties, on_stream_drained() says so (perhaps from inside this call).
   void send_data(StreamId stream, std::string_view data) override;
   // The request ends: with END_STREAM on its last DATA frame when `trailers` is empty,
   // else with a trailing HEADERS.
@@ -164,6 +165,10 @@ class ClientCodec final : public http::ClientCodec {
   std::vector<std::unique_ptr<Stream>> streams_;
   std::vector<Stream*> free_;
   StreamId next_handle_ = 1;
+  // Streams whose request buffer emptied while sending: told once the sending is over.
+  std::vector<StreamId> drained_;
+  std::vector<StreamId> notifying_;
+  bool notifying_active_ = false;
   int depth_ = 0;  // inside mem_recv or mem_send: mem_send must wait
   CodecError error_;
   std::string error_reason_;

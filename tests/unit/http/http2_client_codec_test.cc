@@ -46,6 +46,13 @@ struct Exchange final : ClientCodecCallbacks {
   void on_trailers(StreamId, HeaderMap& trailers) override {
     events.push_back("trailers " + fields_of(trailers));
   }
+  void on_stream_drained(StreamId stream) override {
+    ++drained;
+    if (codec && refills > 0) {
+      --refills;
+      codec->send_data(stream, std::string(20000, 'm'));
+    }
+  }
   void on_reset(StreamId, const StreamReset& reset) override {
     events.push_back("reset " + std::to_string(reset.code) + (reset.refused ? " refused " : " ") +
                      std::string(reset.reason));
@@ -53,6 +60,8 @@ struct Exchange final : ClientCodecCallbacks {
   Strings events;
   std::vector<MessageHead> heads;
   std::string body;
+  int drained = 0;
+  int refills = 0;  // on_stream_drained() sends more, this many times
   ClientCodec* codec = nullptr;
   bool consume_eagerly = false;
 };
@@ -270,7 +279,6 @@ TEST_F(Http2ClientCodecTest, RequestBodyWaitsForTheServersWindow) {
   client_->send_head(id, post);
   const std::string body(40000, 'q');
   client_->send_data(id, body);
-  client_->send_trailers(id, HeaderMap{});
   pump();
   EXPECT_EQ(server_app_.bodies[1].size(), 16384u);
   EXPECT_EQ(client_->buffered(id), 40000u - 16384u);
@@ -278,11 +286,17 @@ TEST_F(Http2ClientCodecTest, RequestBodyWaitsForTheServersWindow) {
   pump();
   EXPECT_EQ(server_app_.bodies[1].size(), 32768u);
   EXPECT_EQ(client_->buffered(id), 40000u - 32768u);
+  EXPECT_EQ(a.drained, 0);
   server_->consumed(1, 16384);
   pump();
   EXPECT_EQ(server_app_.bodies[1], body);
   EXPECT_EQ(client_->buffered(id), 0u);
+  // The buffer emptied: the exchange may read more of the request body.
+  EXPECT_EQ(a.drained, 1);
+  client_->send_trailers(id, HeaderMap{});
+  pump();
   EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /big", "end 1"}));
+  EXPECT_EQ(a.drained, 1);
 }
 
 TEST_F(Http2ClientCodecTest, ContentLengthBodyEndsWithItsLastData) {
@@ -1033,6 +1047,7 @@ TEST(Http2ClientCodecRandom, EveryStreamEndsOnce) {
           Exchange& e = *exchanges.back();
           e.codec = &c;
           e.consume_eagerly = rng() % 2 == 0;
+          e.refills = static_cast<int>(rng() % 3);
           if (StreamId id = c.open_stream(e)) {
             ids.push_back(id);
             if (rng() % 5 != 0) c.send_head(id, request("POST", "/", {{"Host", "h"}}), rng() % 2);
