@@ -71,8 +71,8 @@ struct StreamReset {
   // by the codec, or implied by a GOAWAY (REFUSED_STREAM).
   uint32_t code = 0;
   // The peer did not process the request (REFUSED_STREAM, a stream above a GOAWAY's last
-  // stream id, or a request that never left): it may be retried, even if not idempotent
-  // (RFC 9113 §8.7).
+  // stream id, a head that had not left when a GOAWAY came or the connection failed): it
+  // may be retried, even if not idempotent (RFC 9113 §8.7).
   bool refused = false;
   std::string_view reason;
 };
@@ -87,6 +87,9 @@ class ClientCodecCallbacks {
   // The stream ended without a complete response (the peer reset it, a GOAWAY refused it,
   // the connection failed): nothing more is delivered or sent on it. HTTP/2 only.
   virtual void on_reset(StreamId /*stream*/, const StreamReset& /*reset*/) {}
+  // Every request byte buffered for `stream` went out (into frames the peer's window
+  // allowed): a request body held back for the stream's sake may flow again. HTTP/2 only.
+  virtual void on_stream_drained(StreamId /*stream*/) {}
 
  protected:
   ~ClientCodecCallbacks() = default;

@@ -24,6 +24,7 @@ struct ClientCodec::Stream {
   bool body = false;       // a data provider reads `out`
   bool deferred = false;   // the data provider waits for send_data() or send_trailers()
   bool ended = false;      // the owner ended the request
+  int send_error = 0;      // why nghttp2 could not send the HEADERS (an nghttp2_error)
   // The response, as its header sections arrive.
   MessageHead head;
   HeaderMap trailers;
@@ -49,6 +50,7 @@ struct ClientCodec::Stream {
     header_bytes = 0;
     too_large = in_trailers = final_head = complete = paused = false;
     unacked = held = 0;
+    send_error = 0;
   }
 };
 
@@ -161,6 +163,10 @@ struct ClientCodec::Hooks {
       c.forget(s);
       return 0;
     }
+    if (s->send_error != 0) {
+      c.report_unsent(s);
+      return 0;
+    }
     // A stream above a GOAWAY's last stream id is closed by nghttp2 with REFUSED_STREAM.
     c.report_reset(s, error_code, error_code == NGHTTP2_REFUSED_STREAM || !s->head_sent,
                    nghttp2_http2_strerror(error_code));
@@ -194,21 +200,23 @@ struct ClientCodec::Hooks {
     }
   }
 
-  // A request HEADERS that could not go (a GOAWAY arrived first, the stream ids ran out):
-  // nghttp2 never opened the stream, so no on_stream_close follows.
+  // A request HEADERS that could not go: a GOAWAY arrived first or the stream ids ran out
+  // (the request may go elsewhere), or the header block is too large to send (it would
+  // fail anywhere). nghttp2 closes the stream next if it had opened it; if not, no
+  // on_stream_close follows and the stream is reported here.
   static int on_frame_not_send(nghttp2_session* session, const nghttp2_frame* frame, int lib_error,
                                void* user_data) {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    if (nghttp2_session_find_stream(session, frame->hd.stream_id)) return 0;
     ClientCodec& c = codec(user_data);
-    if (Stream* s = c.find_wire(frame->hd.stream_id)) {
-      c.report_reset(s, NGHTTP2_REFUSED_STREAM, true, nghttp2_strerror(lib_error));
-    }
+    Stream* s = c.find_wire(frame->hd.stream_id);
+    if (!s) return 0;
+    s->send_error = lib_error;
+    if (!nghttp2_session_find_stream(session, frame->hd.stream_id)) c.report_unsent(s);
     return 0;
   }
 
   static ssize_t read_body(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
-                           uint32_t* flags, nghttp2_data_source* source, void*) {
+                           uint32_t* flags, nghttp2_data_source* source, void* user_data) {
     auto* s = static_cast<Stream*>(source->ptr);
     // The stream state may have been recycled since (the owner reset the stream).
     if (!s || s->handle == 0 || s->wire != stream_id) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -217,6 +225,8 @@ struct ClientCodec::Hooks {
       std::memcpy(buf, s->out.data(), n);
       s->out.consume(n);
       s->out.release();  // no-op unless it emptied
+      // The owner hears of it once this round of sending is over.
+      if (s->out.empty() && !s->ended) codec(user_data).drained_.push_back(s->handle);
     }
     if (s->out.empty() && s->ended) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -404,6 +414,20 @@ void ClientCodec::send_pending() {
     conn_.write({reinterpret_cast<const char*>(data), static_cast<size_t>(n)});
   }
   --depth_;
+  // The owners may send more from on_stream_drained(), draining streams again: the outer
+  // call tells of those too, taking the list each round (both vectors keep their storage).
+  if (notifying_active_) return;
+  while (!drained_.empty()) {
+    notifying_.swap(drained_);
+    notifying_active_ = true;
+    for (StreamId h : notifying_) {
+      if (Stream* s = find(h); s && !s->ended && s->out.empty()) {
+        s->callbacks->on_stream_drained(h);
+      }
+    }
+    notifying_active_ = false;
+    notifying_.clear();
+  }
 }
 
 ClientCodec::Stream* ClientCodec::find(StreamId handle) const {
@@ -442,6 +466,18 @@ void ClientCodec::report_reset(Stream* s, uint32_t code, bool refused, std::stri
   ClientCodecCallbacks* callbacks = s->callbacks;
   forget(s);
   callbacks->on_reset(handle, StreamReset{code, refused, reason});
+}
+
+void ClientCodec::report_unsent(Stream* s) {
+  switch (s->send_error) {
+    case NGHTTP2_ERR_START_STREAM_NOT_ALLOWED:  // GOAWAY received or sent
+    case NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE:
+      return report_reset(s, NGHTTP2_REFUSED_STREAM, true, nghttp2_strerror(s->send_error));
+    case NGHTTP2_ERR_FRAME_SIZE_ERROR:
+      return report_reset(s, NGHTTP2_INTERNAL_ERROR, false, "request header section too large");
+    default:
+      return report_reset(s, NGHTTP2_INTERNAL_ERROR, false, nghttp2_strerror(s->send_error));
+  }
 }
 
 void ClientCodec::on_goaway(uint32_t last_stream_id) {

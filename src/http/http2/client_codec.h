@@ -109,7 +109,8 @@ class ClientCodec final : public http::ClientCodec {
   // http::ClientCodec. The body follows unless the head says there is none, by HTTP/1's
   // rule for requests (RFC 9112 §6.3): neither chunked nor a non-zero content_length.
   void send_head(StreamId stream, const MessageHead& head) override;
-  // Request body bytes, buffered for the stream until its window lets them go.
+  // Request body bytes, buffered for the stream until its window lets them go. When the
+  // buffer empties, on_stream_drained() says so (perhaps from inside this call).
   void send_data(StreamId stream, std::string_view data) override;
   // The request ends: with END_STREAM on its last DATA frame when `trailers` is empty,
   // else with a trailing HEADERS.
@@ -146,6 +147,8 @@ class ClientCodec final : public http::ClientCodec {
   void forget(Stream* s);
   // Reports `s` ended without a complete response and forgets it.
   void report_reset(Stream* s, uint32_t code, bool refused, std::string_view reason);
+  // Reports `s`, whose HEADERS nghttp2 could not send (Stream::send_error says why).
+  void report_unsent(Stream* s);
   // Runs mem_send while the connection is below its high watermark.
   void send_pending();
   void fail(uint32_t code, std::string_view reason);
@@ -162,6 +165,10 @@ class ClientCodec final : public http::ClientCodec {
   std::vector<std::unique_ptr<Stream>> streams_;
   std::vector<Stream*> free_;
   StreamId next_handle_ = 1;
+  // Streams whose request buffer emptied while sending: told once the sending is over.
+  std::vector<StreamId> drained_;
+  std::vector<StreamId> notifying_;
+  bool notifying_active_ = false;
   int depth_ = 0;  // inside mem_recv or mem_send: mem_send must wait
   CodecError error_;
   std::string error_reason_;

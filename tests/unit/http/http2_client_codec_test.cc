@@ -46,6 +46,13 @@ struct Exchange final : ClientCodecCallbacks {
   void on_trailers(StreamId, HeaderMap& trailers) override {
     events.push_back("trailers " + fields_of(trailers));
   }
+  void on_stream_drained(StreamId stream) override {
+    ++drained;
+    if (codec && refills > 0) {
+      --refills;
+      codec->send_data(stream, std::string(20000, 'm'));
+    }
+  }
   void on_reset(StreamId, const StreamReset& reset) override {
     events.push_back("reset " + std::to_string(reset.code) + (reset.refused ? " refused " : " ") +
                      std::string(reset.reason));
@@ -53,6 +60,8 @@ struct Exchange final : ClientCodecCallbacks {
   Strings events;
   std::vector<MessageHead> heads;
   std::string body;
+  int drained = 0;
+  int refills = 0;  // on_stream_drained() sends more, this many times
   ClientCodec* codec = nullptr;
   bool consume_eagerly = false;
 };
@@ -270,7 +279,6 @@ TEST_F(Http2ClientCodecTest, RequestBodyWaitsForTheServersWindow) {
   client_->send_head(id, post);
   const std::string body(40000, 'q');
   client_->send_data(id, body);
-  client_->send_trailers(id, HeaderMap{});
   pump();
   EXPECT_EQ(server_app_.bodies[1].size(), 16384u);
   EXPECT_EQ(client_->buffered(id), 40000u - 16384u);
@@ -278,11 +286,17 @@ TEST_F(Http2ClientCodecTest, RequestBodyWaitsForTheServersWindow) {
   pump();
   EXPECT_EQ(server_app_.bodies[1].size(), 32768u);
   EXPECT_EQ(client_->buffered(id), 40000u - 32768u);
+  EXPECT_EQ(a.drained, 0);
   server_->consumed(1, 16384);
   pump();
   EXPECT_EQ(server_app_.bodies[1], body);
   EXPECT_EQ(client_->buffered(id), 0u);
+  // The buffer emptied: the exchange may read more of the request body.
+  EXPECT_EQ(a.drained, 1);
+  client_->send_trailers(id, HeaderMap{});
+  pump();
   EXPECT_EQ(server_app_.events, (Strings{"head 1 POST /big", "end 1"}));
+  EXPECT_EQ(a.drained, 1);
 }
 
 TEST_F(Http2ClientCodecTest, ContentLengthBodyEndsWithItsLastData) {
@@ -640,7 +654,7 @@ class RawServer {
   // A response head, with END_STREAM when `body` is empty.
   void respond(int32_t stream, std::vector<std::pair<std::string, std::string>> fields,
                std::string body = {}) {
-    body_ = std::move(body);
+    bodies_[stream] = std::move(body);
     std::vector<nghttp2_nv> nv;
     for (auto& [n, v] : fields) {
       nv.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
@@ -650,7 +664,7 @@ class RawServer {
     provider.source.ptr = this;
     provider.read_callback = read_body;
     nghttp2_submit_response(session_, stream, nv.data(), nv.size(),
-                            body_.empty() ? nullptr : &provider);
+                            bodies_[stream].empty() ? nullptr : &provider);
   }
 
   nghttp2_session* session() { return session_; }
@@ -689,9 +703,9 @@ class RawServer {
     }
     return 0;
   }
-  static ssize_t read_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                           nghttp2_data_source* source, void*) {
-    auto& body = static_cast<RawServer*>(source->ptr)->body_;
+  static ssize_t read_body(nghttp2_session*, int32_t stream, uint8_t* buf, size_t length,
+                           uint32_t* flags, nghttp2_data_source* source, void*) {
+    auto& body = static_cast<RawServer*>(source->ptr)->bodies_[stream];
     size_t n = std::min(length, body.size());
     std::memcpy(buf, body.data(), n);
     body.erase(0, n);
@@ -701,7 +715,7 @@ class RawServer {
 
   int fd_;
   nghttp2_session* session_ = nullptr;
-  std::string body_;
+  std::map<int32_t, std::string> bodies_;  // what is left to send, by stream
 };
 
 class Http2ClientCodecRawTest : public ::testing::Test {
@@ -814,6 +828,64 @@ TEST_F(Http2ClientCodecRawTest, OwnGoAwayLetsTheOpenStreamFinish) {
   pump();
   EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
   EXPECT_EQ(driver_.outcome, ClientCodec::Outcome::kFinished);
+}
+
+TEST_F(Http2ClientCodecRawTest, ResetStreamGivesItsBytesBackToTheConnection) {
+  ClientOptions o;
+  o.initial_connection_window = 65535;
+  make(o);
+  Exchange a, b;
+  b.consume_eagerly = true;
+  StreamId ida = send(a, request("GET", "/1", {{"Host", "h"}}));
+  send(b, request("GET", "/2", {{"Host", "h"}}));
+  pump();
+  server_->respond(1, {{":status", "200"}}, std::string(100000, 'a'));
+  pump();
+  EXPECT_EQ(a.body.size(), 65535u);  // delivered, never consumed
+  server_->respond(3, {{":status", "200"}}, std::string(60000, 'b'));
+  pump();
+  EXPECT_EQ(b.body.size(), 0u);  // the connection window is spent
+  EXPECT_EQ(b.events, (Strings{"head 200"}));
+  // Resetting the stream that holds the window gives its bytes back.
+  client_->reset(ida, NGHTTP2_CANCEL);
+  pump();
+  EXPECT_EQ(b.body.size(), 60000u);
+  EXPECT_EQ(b.events, (Strings{"head 200", "end"}));
+  EXPECT_EQ(a.events, (Strings{"head 200"}));
+}
+
+TEST_F(Http2ClientCodecRawTest, CompletedStreamGivesItsUnconsumedBytesBack) {
+  ClientOptions o;
+  o.initial_connection_window = 65535;
+  make(o);
+  Exchange a, b;
+  b.consume_eagerly = true;
+  StreamId ida = send(a, request("GET", "/1", {{"Host", "h"}}));
+  send(b, request("GET", "/2", {{"Host", "h"}}));
+  pump();
+  server_->respond(1, {{":status", "200"}}, std::string(60000, 'a'));
+  pump();
+  // Complete and never consumed: the stream's bytes no longer hold the connection window.
+  EXPECT_EQ(a.events, (Strings{"head 200", "end"}));
+  server_->respond(3, {{":status", "200"}}, std::string(60000, 'b'));
+  pump();
+  EXPECT_EQ(b.body.size(), 60000u);
+  EXPECT_EQ(b.events, (Strings{"head 200", "end"}));
+  client_->consumed(ida, 60000);  // late: a no-op
+  EXPECT_EQ(client_->open_streams(), 0u);
+}
+
+TEST_F(Http2ClientCodecRawTest, RequestHeadTooLargeToSend) {
+  make();
+  Exchange a, b;
+  send(a, request("GET", "/", {{"Host", "h"}, {"X-Huge", std::string(70000, 'h')}}));
+  pump();
+  // Not retryable: it would not fit anywhere else either.
+  EXPECT_EQ(a.events, (Strings{"reset 2 request header section too large"}));
+  EXPECT_TRUE(server_->requests.empty());
+  send(b, request("GET", "/small", {{"Host", "h"}}));
+  pump();
+  EXPECT_EQ(server_->requests.size(), 1u);
 }
 
 TEST_F(Http2ClientCodecRawTest, RefusedStreamFromThePeerIsRetryable) {
@@ -975,6 +1047,7 @@ TEST(Http2ClientCodecRandom, EveryStreamEndsOnce) {
           Exchange& e = *exchanges.back();
           e.codec = &c;
           e.consume_eagerly = rng() % 2 == 0;
+          e.refills = static_cast<int>(rng() % 3);
           if (StreamId id = c.open_stream(e)) {
             ids.push_back(id);
             if (rng() % 5 != 0) c.send_head(id, request("POST", "/", {{"Host", "h"}}), rng() % 2);
