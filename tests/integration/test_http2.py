@@ -72,18 +72,19 @@ class H2Client:
         self.next_sid = 1
         self.sock.sendall(self.PREFACE + hyperframe.frame.SettingsFrame(0).serialize())
 
-    def request(self, path, method="GET", headers=(), body=None):
+    def request(self, path, method="GET", headers=(), body=None, end=True):
         sid, self.next_sid = self.next_sid, self.next_sid + 2
         block = self.enc.encode([(":method", method), (":scheme", "http"), (":authority", "test.local"),
                                  (":path", path)] + list(headers))
         f = hyperframe.frame.HeadersFrame(sid, block)
         f.flags.add("END_HEADERS")
-        if body is None:
+        if body is None and end:
             f.flags.add("END_STREAM")
         out = f.serialize()
         if body is not None:
             d = hyperframe.frame.DataFrame(sid, body)
-            d.flags.add("END_STREAM")
+            if end:
+                d.flags.add("END_STREAM")
             out += d.serialize()
         self.sock.sendall(out)
         return sid
@@ -434,6 +435,26 @@ def case_grpc_local_replies():
     hu.stop_and_check(sl)
 
 
+def case_early_response_stops_the_upload():
+    """A response complete before its request (413 for a body over max_body_size) is followed by
+    RST_STREAM NO_ERROR on that stream (RFC 9113 section 8.1); the connection serves on."""
+    b = HttpBackend("b")
+    sl = hu.start_sluice([h2_listener(http={"max_body_size": 1000})], [hu.cluster("app", [b])])
+    c = H2Client(sl.port("web"))
+    sid = c.request("/up", "POST", [("content-length", "100000")], b"x" * 2000, end=False)
+    c.pump(lambda evs: any(ev[0] == "rst" and ev[1] == sid for ev in evs), 5)
+    status, _, ended = c.response(sid)
+    rst = [ev for ev in c.events if ev[0] == "rst"]
+    check(status == 413 and ended and rst == [("rst", sid, 0)],
+          "413, its END_STREAM, then RST_STREAM NO_ERROR on stream %d" % sid, repr(c.events))
+    sid2 = c.request("/after")
+    c.pump(stream_ended(sid2), 5)
+    check(c.response(sid2)[0] == 200 and not c.goaways(), "the next stream on the connection gets 200",
+          repr(c.events))
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def case_config_errors():
     """http2 blocks that cannot work are refused with a located message."""
     def err(listener):
@@ -457,4 +478,5 @@ if __name__ == "__main__":
     harness.run_cases([case_prior_knowledge_and_http1_on_one_listener, case_tls_alpn_h2, case_bodies_both_ways,
                        case_multiplexed_load_exact_counters, case_nghttp_parallel_streams,
                        case_drain_two_step_goaway, case_max_requests_per_connection, case_idle_connection_goaway,
-                       case_connections_view, case_grpc_local_replies, case_config_errors])
+                       case_connections_view, case_grpc_local_replies,
+                       case_early_response_stops_the_upload, case_config_errors])

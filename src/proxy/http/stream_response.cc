@@ -188,6 +188,8 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
   if (!head_request) {
     codec.send_data(id_, body);
     log_.response_body_bytes += body.size();
+    // The end of the response (HTTP/2: END_STREAM; HTTP/1 needs none after Content-Length).
+    codec.send_trailers(id_, sluice::http::HeaderMap{});
   }
   finish();
 }
