@@ -429,7 +429,11 @@ std::string render_connections_json(const MetricsInput& in, std::string_view clu
             {"version", c.tls_version}, {"cipher", c.tls_cipher}, {"resumed", c.tls_resumed}};
       }
       if (c.http2) {
-        j["http2"] = {{"streams", c.streams}, {"abuse_score", c.abuse_score}, {"goaway", c.goaway}};
+        j["http2"] = {{"streams", c.streams},
+                      {"abuse_score", c.abuse_score},
+                      {"goaway", c.goaway},
+                      {"send_window", c.send_window},
+                      {"receive_window", c.receive_window}};
       }
       j["local"] = c.local.to_string();
       j["peer"] = c.peer.to_string();

@@ -43,9 +43,11 @@ struct ConnectionReport {
   bool tls_resumed = false;
   // A downstream HTTP/2 connection (streams 0 and no goaway otherwise).
   bool http2 = false;
-  uint32_t streams = 0;      // open request streams
-  uint64_t abuse_score = 0;  // resets and control frames not yet paid for by responses
-  std::string goaway;        // "", "notice sent" (the first of a drain's two), "sent"
+  uint32_t streams = 0;        // open request streams
+  uint64_t abuse_score = 0;    // resets and control frames not yet paid for by responses
+  std::string goaway;          // "", "notice sent" (the first of a drain's two), "sent"
+  int32_t send_window = 0;     // connection flow-control window towards the client
+  int32_t receive_window = 0;  // ... and from it
   Address local;
   Address peer;
   std::optional<TcpInfo> tcp;

@@ -370,13 +370,17 @@ def case_connections_view():
     sids = [c.request("/delay/600"), c.request("/delay/600")]
     harness.wait_until(lambda: b.stats()["requests"] >= 2, 5)
     conns = [x for x in tm.admin_json(ap, "/connections?listener=web") if x["peer"] == local]
-    check(len(conns) == 1 and conns[0].get("http2") == {"streams": 2, "abuse_score": 0, "goaway": ""} and
-          conns[0]["state"] == "request",
-          "/connections: the client's connection, HTTP/2 with 2 streams open, score 0, no GOAWAY", repr(conns))
+    # the windows: the client's default 65535 towards it, sluice's 4 MiB from it
+    h = {"streams": 2, "abuse_score": 0, "goaway": "", "send_window": 65535, "receive_window": 4 * 1024 * 1024}
+    check(len(conns) == 1 and conns[0].get("http2") == h and conns[0]["state"] == "request",
+          "/connections: the client's connection, HTTP/2 with 2 streams open, score 0, no GOAWAY, "
+          "windows 65535 out and 4 MiB in", repr(conns))
     c.pump(lambda evs: all(stream_ended(s)(evs) for s in sids), 5)
     conns = [x for x in tm.admin_json(ap, "/connections?listener=web") if x["peer"] == local]
-    check(len(conns) == 1 and conns[0].get("http2") == {"streams": 0, "abuse_score": 0, "goaway": ""} and
-          conns[0]["state"] == "idle", "after both responses: 0 streams, idle", repr(conns))
+    # the client acknowledged both bodies (WINDOW_UPDATE), so the send window is whole again
+    h = dict(h, streams=0)
+    check(len(conns) == 1 and conns[0].get("http2") == h and conns[0]["state"] == "idle",
+          "after both responses: 0 streams, idle, the windows whole", repr(conns))
     c.close()
     hu.stop_and_check(sl)
 

@@ -661,6 +661,14 @@ void ServerCodec::ping() {
   send_pending();
 }
 
+int32_t ServerCodec::send_window() const {
+  return nghttp2_session_get_remote_window_size(session_);
+}
+
+int32_t ServerCodec::receive_window() const {
+  return nghttp2_session_get_local_window_size(session_);
+}
+
 bool ServerCodec::finished() const {
   return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
 }

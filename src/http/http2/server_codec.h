@@ -95,6 +95,10 @@ class ServerCodec final : public http::ServerCodec {
   // GOAWAY went both ways or out, and no stream is left: nothing more will be read or sent.
   bool finished() const;
   const FrameCounts& counts() const { return counts_; }
+  // The connection's flow-control windows: what sluice may still send the client, and what
+  // the client may still send before sluice acknowledges more.
+  int32_t send_window() const;
+  int32_t receive_window() const;
   // Response bytes buffered for `stream` that the client's window did not let go yet.
   size_t buffered(StreamId stream) const;
   // ... for all streams.

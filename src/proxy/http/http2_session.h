@@ -59,6 +59,7 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
 
   size_t open_streams() const { return slots_.size(); }
   uint64_t abuse_score() const { return score_; }
+  const sluice::http::http2::ServerCodec& codec() const { return codec_; }
   bool draining() const { return drain_step_ != DrainStep::kNone; }
   // For /connections: "", "notice sent" or "sent".
   const char* goaway_state() const;

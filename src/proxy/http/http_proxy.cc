@@ -82,6 +82,8 @@ void HttpProxy::report_connections(std::vector<net::ConnectionReport>& out) cons
       r.streams = static_cast<uint32_t>(h2->open_streams());
       r.abuse_score = h2->abuse_score();
       r.goaway = h2->goaway_state();
+      r.send_window = h2->codec().send_window();
+      r.receive_window = h2->codec().receive_window();
     }
   }
 }
