@@ -29,6 +29,8 @@ from http_backend import HttpBackend  # noqa: E402
 import http_util as hu  # noqa: E402
 import tls_pki  # noqa: E402
 
+import hpack  # noqa: E402
+
 NGHTTPD = shutil.which("nghttpd") or "/usr/bin/nghttpd"
 BIG = 3 * 1024 * 1024 + 7  # more than the probe's 1 MiB stream window: it must acknowledge DATA
 SMALL = 1234
@@ -123,11 +125,61 @@ class SServer:
         return False
 
 
-class CloseServer(TcpServer):
-    """Closes every connection as soon as it is accepted."""
+class FinServer(TcpServer):
+    """Ends its side of every connection (FIN) as soon as it is accepted, then reads until the
+    client closes (closing with unread bytes would send RST instead)."""
 
     def handle(self, conn):
-        conn.close()
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+
+class RawH2Server(TcpServer):
+    """Speaks HTTP/2 frame by frame: reads the client preface and frames up to the request's
+    HEADERS, answers with its own SETTINGS (`settings`: (id, value) pairs) and then `frames`
+    (raw bytes), and holds the connection until the client closes it."""
+
+    PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    def __init__(self, settings, frames):
+        self.settings = settings
+        self.frames = frames
+        super().__init__()
+
+    @staticmethod
+    def frame(ftype, flags, stream, payload=b""):
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+    @staticmethod
+    def headers(fields, end_stream):
+        block = hpack.Encoder().encode(fields)
+        return RawH2Server.frame(0x1, 0x4 | (0x1 if end_stream else 0), 1, block)
+
+    def handle(self, conn):
+        buf = b""
+
+        def need(n):
+            nonlocal buf
+            while len(buf) < n:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise EOFError("the client closed")
+                buf += chunk
+
+        need(len(self.PREFACE))
+        buf = buf[len(self.PREFACE):]
+        while True:  # frames up to the request's HEADERS (bounded by the client closing)
+            need(9)
+            length, ftype = int.from_bytes(buf[:3], "big"), buf[3]
+            need(9 + length)
+            buf = buf[9 + length:]
+            if ftype == 0x1:
+                break
+        payload = b"".join(i.to_bytes(2, "big") + v.to_bytes(4, "big") for i, v in self.settings)
+        conn.sendall(self.frame(0x4, 0, 0, payload) + self.frame(0x4, 0x1, 0) + self.frames)
+        while conn.recv(65536):
+            pass
 
 
 def probe(args, timeout=30):
@@ -369,7 +421,7 @@ def test_http1_server():
               and d["protocol"] is None and d["http2"] is None and d["request_sent_us"] is None,
               "--http2 on https to a server that ignores ALPN: exit 12, nothing sent", describe(p))
 
-    with CloseServer() as c:
+    with FinServer() as c:
         p = probe(["http://127.0.0.1:%d/" % c.port, "--http2"])
         check_failure(p, 7, "connection closed before a complete response (no HTTP/2 SETTINGS from the server)",
                       "--http2 to a server that closes at once")
@@ -378,6 +430,38 @@ def test_http1_server():
         check_failure(p, 9, "no response within 300ms after the request was sent",
                       "--http2 to a server that never answers")
         check(0.3 <= p.elapsed < 5, "gives up after about 300 ms (%.2f s)" % p.elapsed, describe(p))
+
+
+def test_raw_http2_peers():
+    """Frame-level peers for what nghttpd does not do: no MAX_CONCURRENT_STREAMS, a refused
+    stream, a body that stalls."""
+    f = RawH2Server.frame
+    with RawH2Server([(0x4, 70000)], RawH2Server.headers([(":status", "204")], True)) as s:
+        p = probe(["http://127.0.0.1:%d/" % s.port, "--http2"])
+        check_ok(p, "a 204 from a server that sets no stream limit")
+        check(lines_matching(p.stdout, "protocol") ==
+              ["protocol   HTTP/2  stream 1  server max_concurrent_streams unlimited  initial_window_size 70000"]
+              and lines_matching(p.stdout, "HTTP/") == ["HTTP/2 204"] and body_lines(p.stdout) == ["body       0 bytes"],
+              "no MAX_CONCURRENT_STREAMS: unlimited; HTTP/2 204, no body", p.stdout)
+        p, d = probe_json(["http://127.0.0.1:%d/" % s.port, "--http2"])
+        check(d["http2"] == {"stream_id": 1, "peer_settings": {"max_concurrent_streams": None,
+                                                              "initial_window_size": 70000}},
+              "--json: max_concurrent_streams null when not sent", d["http2"])
+    with RawH2Server([], f(0x3, 0, 1, (0x7).to_bytes(4, "big"))) as s:  # RST_STREAM REFUSED_STREAM
+        p = probe(["http://127.0.0.1:%d/" % s.port, "--http2"])
+        check_failure(p, 7, "HTTP/2 stream 1 ended before a complete response: REFUSED_STREAM (refused: the "
+                      "server did not process it)", "a refused stream")
+        check(lines_matching(p.stdout, "protocol") ==
+              ["protocol   HTTP/2  stream 1  server max_concurrent_streams unlimited  initial_window_size 65535"],
+              "the server's (empty) SETTINGS are shown", p.stdout)
+    stall = RawH2Server.headers([(":status", "200"), ("content-length", "10")], False) + f(0x0, 0, 1, b"abc")
+    with RawH2Server([(0x3, 1)], stall) as s:
+        p, d = probe_json(["http://127.0.0.1:%d/" % s.port, "--http2", "--timeout", "300ms"])
+        check(p.returncode == 9 and d["error"] == {"kind": "response_timeout",
+                                                   "message": "the response body stalled: nothing for 300ms after 3 "
+                                                              "bytes"}
+              and d["status"] == 200 and d["body_bytes"] == 3 and isinstance(d["body_us"], int),
+              "a body that stalls after 3 of 10 bytes: exit 9", describe(p))
 
 
 def test_usage():
@@ -390,4 +474,5 @@ def test_usage():
 
 if __name__ == "__main__":
     harness.reexec_in_netns_or_skip()
-    run_cases([test_cleartext_prior_knowledge, test_tls_alpn_h2, test_sluice_server, test_http1_server, test_usage])
+    run_cases([test_cleartext_prior_knowledge, test_tls_alpn_h2, test_sluice_server, test_http1_server,
+               test_raw_http2_peers, test_usage])
