@@ -89,9 +89,13 @@ Http2Exchange::Outcome Http2Exchange::on_read() {
       return failed(Failure::kNotHttp2,
                     "the server does not speak HTTP/2: " + preface_.not_http2_text());
     }
+    std::string_view reason = codec_.error().reason;
+    std::string_view code = nghttp2_http2_strerror(codec_.goaway_code());
+    // nghttp2's own findings are named by their code alone.
     return failed(Failure::kProtocol,
-                  fmt::format("HTTP/2 connection error: {} (sent GOAWAY {})", codec_.error().reason,
-                              nghttp2_http2_strerror(codec_.goaway_code())));
+                  reason == code
+                      ? fmt::format("HTTP/2 connection error: {} (GOAWAY sent)", code)
+                      : fmt::format("HTTP/2 connection error: {} (GOAWAY {} sent)", reason, code));
   }
   return outcome();
 }

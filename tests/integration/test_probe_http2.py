@@ -464,6 +464,22 @@ def test_raw_http2_peers():
               "a body that stalls after 3 of 10 bytes: exit 9", describe(p))
 
 
+def test_protocol_errors():
+    """A peer that breaks HTTP/2: a connection error exits 8, a stream error 7."""
+    f = RawH2Server.frame
+    with RawH2Server([], f(0x0, 0, 0, b"x")) as s:  # DATA on stream 0 (RFC 9113 §6.1)
+        p, d = probe_json(["http://127.0.0.1:%d/" % s.port, "--http2"])
+        check(p.returncode == 8 and d["error"] == {"kind": "malformed_response",
+                                                   "message": "HTTP/2 connection error: PROTOCOL_ERROR (GOAWAY sent)"},
+              "DATA on stream 0: a connection error, exit 8", describe(p))
+    too_long = RawH2Server.headers([(":status", "200"), ("content-length", "2")], False) + f(0x0, 0x1, 1, b"abc")
+    with RawH2Server([], too_long) as s:  # more DATA than content-length (RFC 9113 §8.1.1)
+        p = probe(["http://127.0.0.1:%d/" % s.port, "--http2"])
+        check_failure(p, 7, "HTTP/2 stream 1 ended before a complete response: PROTOCOL_ERROR",
+                      "3 bytes of DATA after content-length: 2")
+        check(lines_matching(p.stdout, "HTTP/") == ["HTTP/2 200"], "the response head is still shown", p.stdout)
+
+
 def test_usage():
     p = probe(["http://127.0.0.1:1/", "--http2", "--http1.1"])
     check_failure(p, 2, "--http2 and --http1.1 exclude each other", "both versions")
@@ -475,4 +491,4 @@ def test_usage():
 if __name__ == "__main__":
     harness.reexec_in_netns_or_skip()
     run_cases([test_cleartext_prior_knowledge, test_tls_alpn_h2, test_sluice_server, test_http1_server,
-               test_raw_http2_peers, test_usage])
+               test_raw_http2_peers, test_protocol_errors, test_usage])
