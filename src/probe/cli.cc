@@ -22,21 +22,25 @@ const char kUsage[] =
     "                        [--resolve HOST:PORT:ADDR[,ADDR]] [--connect-to "
     "HOST:PORT:HOST2:PORT2]\n"
     "                        [--dns-server IP[:PORT]]... [--timeout DUR]\n"
-    "                        [--cacert FILE] [--sni NAME] [--insecure]\n"
+    "                        [--cacert FILE] [--sni NAME] [--insecure] [--http2 | --http1.1]\n"
     "       sluice probe --dns NAME [--dns-server IP[:PORT]]... [--timeout DUR] [--json]\n"
-    "  Times one HTTP/1.1 request phase by phase (dns, connect, tls, request_sent,\n"
+    "  Times one HTTP request phase by phase (dns, connect, tls, request_sent,\n"
     "  first_byte, body, total) and shows TCP_INFO; URL is http[s]://host[:port]/path?query.\n"
     "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max;\n"
     "  https runs after the first resume the session of the run before.\n"
     "  --timeout (default 5s) bounds each phase, and each address's connect.\n"
     "  https: --cacert FILE trusts these CAs instead of the system's; --sni NAME is sent\n"
     "  and checked instead of the URL's host; --insecure (-k) shows what verification\n"
-    "  says but goes on when it fails. ALPN offers http/1.1.\n"
+    "  says but goes on when it fails. ALPN offers h2 and http/1.1; the protocol the\n"
+    "  server selects is spoken and shown.\n"
+    "  --http2: HTTP/2 only (http: with prior knowledge; https: ALPN offers h2 alone);\n"
+    "  --http1.1: HTTP/1.1 only. http:// URLs speak HTTP/1.1 otherwise.\n"
     "  exit status: 0 a response (any HTTP status), 2 usage or bad URL,\n"
     "    3 NXDOMAIN/NODATA, 4 DNS timeout or other DNS failure, 5 connection refused,\n"
     "    6 connect timeout, 7 reset or closed before a complete response,\n"
     "    8 malformed response, 9 response timeout (no first byte, or the body stalled),\n"
-    "    10 TLS handshake failed, 11 TLS certificate verification failed\n";
+    "    10 TLS handshake failed, 11 TLS certificate verification failed,\n"
+    "    12 --http2 and the server does not speak HTTP/2\n";
 
 namespace {
 
@@ -184,6 +188,12 @@ Result<Args> parse_args(int argc, char** argv) {
             fmt::format("--timeout '{}': expected a positive duration such as 500ms or 5s", *v));
       }
       args.options.timeout = *d;
+    } else if (arg == "--http2" || arg == "--http1.1") {
+      HttpVersion v = arg == "--http2" ? HttpVersion::kHttp2 : HttpVersion::kHttp11;
+      if (args.options.http_version && *args.options.http_version != v) {
+        return Status::error("--http2 and --http1.1 exclude each other");
+      }
+      args.options.http_version = v;
     } else if (arg == "--insecure" || arg == "-k") {
       args.options.insecure = true;
       args.tls_option = true;

@@ -1,5 +1,7 @@
 #include "probe/probe.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -35,6 +37,14 @@ dns::ResolverConfig resolver_config(const std::vector<net::Address>& servers, Du
   return config;
 }
 
+// OpenSSL's text for the alert a server sends when ALPN finds no common protocol, as
+// tls::Session reports a failed handshake.
+std::string_view no_application_protocol() {
+  const char* text =
+      ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL));
+  return text ? text : "";
+}
+
 }  // namespace
 
 const char* to_string(FailureKind kind) {
@@ -59,8 +69,14 @@ const char* to_string(FailureKind kind) {
       return "tls_handshake";
     case FailureKind::kTlsVerify:
       return "tls_verify";
+    case FailureKind::kNoHttp2:
+      return "no_http2";
   }
   return "unknown";
+}
+
+const char* to_string(HttpVersion version) {
+  return version == HttpVersion::kHttp2 ? "HTTP/2" : "HTTP/1.1";
 }
 
 int exit_status(FailureKind kind) {
@@ -85,6 +101,8 @@ int exit_status(FailureKind kind) {
       return 10;
     case FailureKind::kTlsVerify:
       return 11;
+    case FailureKind::kNoHttp2:
+      return 12;
   }
   return 1;
 }
@@ -290,6 +308,7 @@ void Probe::on_connected() {
     return;
   }
   t_secured_ = t_connected_;
+  result_.protocol = options_.http_version.value_or(HttpVersion::kHttp11);
   send_request();
 }
 
@@ -305,15 +324,34 @@ void Probe::on_secured() {
     // Nothing is sent to a server that could not prove who it is.
     return fail(FailureKind::kTlsVerify, t.verify_error);
   }
+  if (t.alpn == "h2") {
+    result_.protocol = HttpVersion::kHttp2;
+  } else if (options_.http_version == HttpVersion::kHttp2) {
+    // RFC 9113 §3.2: over TLS, HTTP/2 is only what ALPN agreed on.
+    return fail(FailureKind::kNoHttp2,
+                fmt::format("the server does not speak HTTP/2: ALPN selected {}",
+                            t.alpn.empty() ? "no protocol" : t.alpn));
+  } else {
+    result_.protocol = HttpVersion::kHttp11;
+  }
   send_request();
 }
 
 void Probe::send_request() {
   transition(State::kSending);
-  parser_ = std::make_unique<Parser>(Parser::Kind::kResponse, Parser::kDefaultLimits, *this);
-  parser_->set_no_body_expected(options_.method == "HEAD");
-  parser_->set_connect_request(options_.method == "CONNECT");
-  conn_->write(build_request());
+  if (result_.protocol == HttpVersion::kHttp2) {
+    result_.http2.emplace();
+    h2_ = std::make_unique<Http2Exchange>(*conn_, options_.url.https ? "https" : "http");
+    h2_->start(build_request());
+    result_.http2->stream_id = h2_->stream_id();
+  } else {
+    parser_ = std::make_unique<Parser>(Parser::Kind::kResponse, Parser::kDefaultLimits, *this);
+    parser_->set_no_body_expected(options_.method == "HEAD");
+    parser_->set_connect_request(options_.method == "CONNECT");
+    std::string out;
+    http::http1::encode_request_head(build_request(), out);
+    conn_->write(out);
+  }
   conn_->flush();
   if (state_ != State::kSending) return;  // the write failed: on_error reported it
   // A request head fits the socket buffer: it is on its way now. Should it not fit, it
@@ -322,7 +360,7 @@ void Probe::send_request() {
   if (conn_->queued() == 0) request_sent();
 }
 
-std::string Probe::build_request() const {
+http::MessageHead Probe::build_request() const {
   const Url& url = options_.url;
   http::MessageHead head;
   head.method = options_.method;
@@ -339,9 +377,7 @@ std::string Probe::build_request() const {
     }
     head.headers.add(name, value);
   }
-  std::string out;
-  http::http1::encode_request_head(head, out);
-  return out;
+  return head;
 }
 
 void Probe::request_sent() {
@@ -351,6 +387,7 @@ void Probe::request_sent() {
 }
 
 void Probe::on_read() {
+  if (h2_) return on_read_http2();
   Buffer& in = conn_->input();
   if (state_ == State::kSending) request_sent();
   if (state_ == State::kWaitingFirstByte) {
@@ -384,7 +421,66 @@ void Probe::on_read() {
   }
 }
 
+void Probe::on_read_http2() {
+  // The read that carries the response's first head is its first byte, as for HTTP/1; what
+  // comes before (the server's SETTINGS and acknowledgements) is the connection's, not the
+  // response's.
+  MonoTime now = MonoClock::now();
+  if (state_ == State::kSending) request_sent();
+  if (state_ != State::kWaitingFirstByte && state_ != State::kReadingBody) {
+    conn_->input().clear();
+    return;
+  }
+  Http2Exchange::Outcome outcome = h2_->on_read();
+  if (state_ == State::kWaitingFirstByte && h2_->head_received()) {
+    t_first_byte_ = now;
+    result_.first_byte_us = us_between(t_sent_, t_first_byte_);
+    transition(State::kReadingBody);
+  } else if (state_ == State::kReadingBody) {
+    timer_.arm_at(now + options_.timeout);  // the body stalls after this long
+  }
+  http2_outcome(outcome);
+}
+
+void Probe::http2_outcome(Http2Exchange::Outcome outcome) {
+  if (h2_->preface().state() == ServerPreface::State::kSettings) {
+    result_.http2->peer_settings = h2_->preface().settings();
+  }
+  const http::MessageHead& response = h2_->response();
+  if (response.status != 0 && result_.status == 0) {
+    result_.status = response.status;
+    result_.headers = response.headers;
+  }
+  result_.body_bytes = h2_->body_bytes();
+  switch (outcome) {
+    case Http2Exchange::Outcome::kContinue:
+      return;
+    case Http2Exchange::Outcome::kComplete:
+      return finish();
+    case Http2Exchange::Outcome::kFailed:
+      break;
+  }
+  switch (h2_->failure()) {
+    case Http2Exchange::Failure::kNotHttp2:
+      return fail(FailureKind::kNoHttp2, h2_->error());
+    case Http2Exchange::Failure::kProtocol:
+      return fail(FailureKind::kMalformedResponse, h2_->error());
+    case Http2Exchange::Failure::kReset:
+    case Http2Exchange::Failure::kClosed:
+    case Http2Exchange::Failure::kNone:
+      return fail(FailureKind::kConnectionClosed, h2_->error());
+  }
+}
+
+void Probe::on_write_drained() {
+  if (h2_) h2_->on_write_drained();
+}
+
 void Probe::on_read_closed() {
+  if (h2_ && (state_ == State::kWaitingFirstByte || state_ == State::kReadingBody ||
+              state_ == State::kSending)) {
+    return http2_outcome(h2_->on_read_closed());
+  }
   if (state_ == State::kReadingBody && parser_->finish() == Parser::Outcome::kMessageComplete &&
       final_complete_) {
     return finish();  // a body delimited by the close
@@ -407,6 +503,12 @@ void Probe::on_error(int err) {
   if (state_ == State::kDone) return;
   if (state_ == State::kHandshaking) {
     std::string why(session_ ? session_->failure() : std::string_view());
+    if (options_.http_version == HttpVersion::kHttp2 && !why.empty() &&
+        why == no_application_protocol()) {
+      // RFC 7301 §3.2: the server shares no protocol with our ALPN list, which is h2 alone.
+      return fail(FailureKind::kNoHttp2,
+                  fmt::format("the server does not speak HTTP/2: it refused ALPN h2 ({})", why));
+    }
     return fail(FailureKind::kTlsHandshake,
                 fmt::format("TLS handshake failed: {}", why.empty() ? net::error_text(err) : why));
   }
@@ -499,8 +601,15 @@ void Probe::finish() {
     // Right after the body: what the kernel learned over the whole exchange.
     if (auto ti = net::read_tcp_info(conn_->fd())) result_.tcp_info = std::move(ti.value());
   }
-  if (conn_) conn_->close(!result_.ok());
+  // Before the goodbye below, which may fail the connection: on_error() then ignores it.
   transition(State::kDone);
+  if (h2_) {
+    // An HTTP/2 server keeps the connection open: say goodbye (GOAWAY) after a response,
+    // or reset the stream, then close.
+    h2_->end(result_.ok());
+    if (result_.ok()) conn_->flush();
+  }
+  if (conn_) conn_->close(!result_.ok());
   done_(*this);
 }
 
@@ -512,7 +621,14 @@ Status run_probes(const ProbeOptions& options, int count,
     config.verify = true;  // each session turns enforcement off; see connect_next()
     config.ca = options.cacert;
     config.sni = options.sni;
-    config.alpn = {"http/1.1"};
+    // RFC 7301: in order of preference.
+    if (options.http_version == HttpVersion::kHttp11) {
+      config.alpn = {"http/1.1"};
+    } else if (options.http_version == HttpVersion::kHttp2) {
+      config.alpn = {"h2"};
+    } else {
+      config.alpn = {"h2", "http/1.1"};
+    }
     config.session_resumption = true;
     auto made = tls::ClientContext::create(config);
     if (!made) return made.status();

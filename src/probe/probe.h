@@ -1,10 +1,11 @@
-// Probe: one HTTP/1.1 request timed phase by phase for `sluice probe` — DNS through the
+// Probe: one HTTP request timed phase by phase for `sluice probe` — DNS through the
 // dns::Resolver, TCP connect to each address in order (no Happy Eyeballs), the TLS handshake
-// for https (tls::Session under the net::Connection), writing the request, waiting for the first
-// response byte, reading the body — and the kernel's TCP_INFO for the connection once the body is
-// complete. Every phase is bounded by the timeout; nothing blocks: a Probe lives on one event::Loop
-// (loop thread only), owned by run_probes(), which runs one after another and stops the loop when
-// the last is done.
+// for https (tls::Session under the net::Connection, ALPN choosing HTTP/2 or HTTP/1.1), writing
+// the request, waiting for the first response byte, reading the body — and the kernel's TCP_INFO
+// for the connection once the body is complete. HTTP/1.1 goes through the llhttp parser, HTTP/2
+// through an Http2Exchange (one stream of an http2::ClientCodec). Every phase is bounded by the
+// timeout; nothing blocks: a Probe lives on one event::Loop (loop thread only), owned by
+// run_probes(), which runs one after another and stops the loop when the last is done.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include "net/address.h"
 #include "net/connection.h"
 #include "net/tcp_info.h"
+#include "probe/http2_exchange.h"
 #include "probe/tls_info.h"
 #include "probe/url.h"
 #include "tls/context.h"
@@ -43,9 +45,13 @@ enum class FailureKind {
   kResponseTimeout,    // 9: no first byte, or the body stalled, within the timeout
   kTlsHandshake,       // 10: the TLS handshake failed or timed out
   kTlsVerify,          // 11: the server's certificate did not verify (chain or name)
+  kNoHttp2,            // 12: --http2, and the server does not speak it (or ALPN chose another)
 };
 const char* to_string(FailureKind kind);  // "dns_negative", ... (the JSON error kind)
 int exit_status(FailureKind kind);
+
+enum class HttpVersion { kHttp11, kHttp2 };
+const char* to_string(HttpVersion version);  // "HTTP/1.1", "HTTP/2"
 
 struct ProbeOptions {
   Url url;
@@ -61,6 +67,15 @@ struct ProbeOptions {
   bool insecure = false;  // verify, report, but do not enforce
   std::string cacert;     // PEM CA file; "" = the system's store
   std::string sni;        // "" = the URL's host when it is a name
+  // --http1.1 or --http2; unset: HTTP/1.1 for http, for https what ALPN chooses among h2 and
+  // http/1.1. kHttp2 on http is prior knowledge (RFC 9113 §3.3); on https ALPN offers h2 only.
+  std::optional<HttpVersion> http_version;
+};
+
+// What an HTTP/2 run adds.
+struct Http2Phase {
+  uint32_t stream_id = 0;
+  std::optional<PeerSettings> peer_settings;  // once the server's SETTINGS arrived
 };
 
 struct DnsPhase {
@@ -101,9 +116,11 @@ struct RunResult {
   int64_t total_us = -1;
   std::optional<TlsPhase> tls;  // https, once the handshake started
   std::optional<net::TcpInfo> tcp_info;
-  int status = 0;  // the final response's; 0 if none
-  int version_minor = 1;
-  std::string reason;
+  std::optional<HttpVersion> protocol;  // once chosen (after the handshake for https)
+  std::optional<Http2Phase> http2;      // when it is HTTP/2
+  int status = 0;                       // the final response's; 0 if none
+  int version_minor = 1;                // HTTP/1's
+  std::string reason;                   // HTTP/1's; HTTP/2 has none
   http::HeaderMap headers;
   uint64_t body_bytes = 0;
   FailureKind failure = FailureKind::kNone;
@@ -132,6 +149,7 @@ class Probe final : public event::DeferredDeletable,
   void on_secured() override;
   void on_read() override;
   void on_read_closed() override;
+  void on_write_drained() override;
   void on_error(int err) override;
   // http::http1::ParserCallbacks
   bool on_head(http::MessageHead& head) override;
@@ -155,10 +173,12 @@ class Probe final : public event::DeferredDeletable,
   void attempt_failed(std::string why);
   void send_request();
   void request_sent();
+  void on_read_http2();
+  void http2_outcome(Http2Exchange::Outcome outcome);
   void on_timeout();
   void fail(FailureKind kind, std::string message);
   void finish();
-  std::string build_request() const;
+  http::MessageHead build_request() const;
   int64_t us_since(MonoTime t) const;
 
   event::Loop& loop_;
@@ -182,6 +202,7 @@ class Probe final : public event::DeferredDeletable,
   // Connections given up on from inside their own callbacks: destroyed with the Probe.
   std::vector<std::unique_ptr<net::Connection>> retired_;
   std::unique_ptr<http::http1::Parser> parser_;
+  std::unique_ptr<Http2Exchange> h2_;  // borrows conn_: declared after it, destroyed first
   bool final_complete_ = false;
   RunResult result_;
 };

@@ -151,6 +151,42 @@ std::string tls_lines(const RunResult& run) {
   return out;
 }
 
+std::string protocol_line(const RunResult& run) {
+  std::string out = fmt::format("protocol   {}", to_string(*run.protocol));
+  if (run.http2) {
+    out += fmt::format("  stream {}", run.http2->stream_id);
+    if (const auto& ps = run.http2->peer_settings) {
+      out += fmt::format("  server max_concurrent_streams {}  initial_window_size {}",
+                         ps->max_concurrent_streams ? std::to_string(*ps->max_concurrent_streams)
+                                                    : std::string("unlimited"),
+                         ps->initial_window_size);
+    } else {
+      out += "  (no SETTINGS from the server)";
+    }
+  }
+  return out + "\n";
+}
+
+void write_http2(JsonWriter& j, const RunResult& run) {
+  if (!run.http2) {
+    j.null();
+    return;
+  }
+  j.begin_object().key("stream_id").num(run.http2->stream_id).key("peer_settings");
+  if (const auto& ps = run.http2->peer_settings) {
+    j.begin_object().key("max_concurrent_streams");
+    if (ps->max_concurrent_streams) {
+      j.num(*ps->max_concurrent_streams);
+    } else {
+      j.null();  // not sent: no limit
+    }
+    j.key("initial_window_size").num(ps->initial_window_size).end_object();
+  } else {
+    j.null();
+  }
+  j.end_object();
+}
+
 // One row: name, start and duration in ms, and the bar (no trailing blanks without one).
 std::string waterfall_row(const char* name, int64_t offset, int64_t duration, int64_t total) {
   std::string row = fmt::format("{:<14}{:>10}{:>13}", name, ms(offset), ms(duration));
@@ -333,6 +369,14 @@ void write_run(JsonWriter& j, const ProbeOptions& options, const RunResult& run)
   j.key("us").num_or_null(run.connect_us).end_object();
   j.key("tls");
   write_tls(j, run);
+  j.key("protocol");
+  if (run.protocol) {
+    j.str(to_string(*run.protocol));
+  } else {
+    j.null();
+  }
+  j.key("http2");
+  write_http2(j, run);
 
   j.key("request_sent_us").num_or_null(run.request_sent_us);
   j.key("first_byte_us").num_or_null(run.first_byte_us);
@@ -389,6 +433,7 @@ std::vector<int64_t> phase_values(const std::vector<RunResult>& runs, int64_t Ru
 struct Counts {
   std::map<int, int> statuses;
   std::map<std::string, int> errors;  // by kind
+  std::map<std::string, int> protocols;
   int ok = 0;
   int dns_asked = 0;
   int dns_cached = 0;
@@ -407,6 +452,7 @@ Counts count(const std::vector<RunResult>& runs) {
     } else {
       ++c.errors[to_string(r.failure)];
     }
+    if (r.protocol) ++c.protocols[to_string(*r.protocol)];
     if (r.tls && !r.tls->version.empty()) {
       ++c.tls_handshakes;
       if (r.tls->resumed) ++c.tls_resumed;
@@ -443,6 +489,7 @@ std::string text_report(const ProbeOptions& options, const RunResult& run) {
   if (run.dns_us >= 0) out += dns_lines(run);
   out += connect_lines(run);
   if (run.tls) out += tls_lines(run);
+  if (run.protocol) out += protocol_line(run);
   out += '\n';
   out += waterfall(run);
   if (run.tcp_info) {
@@ -450,7 +497,11 @@ std::string text_report(const ProbeOptions& options, const RunResult& run) {
     out += tcp_info_line(*run.tcp_info);
   }
   if (run.status) {
-    out += fmt::format("\nHTTP/1.{} {} {}\n", run.version_minor, run.status, run.reason);
+    if (run.protocol == HttpVersion::kHttp2) {
+      out += fmt::format("\nHTTP/2 {}\n", run.status);
+    } else {
+      out += fmt::format("\nHTTP/1.{} {} {}\n", run.version_minor, run.status, run.reason);
+    }
     for (const char* name : kKeyHeaders) {
       for (const auto& h : run.headers) {
         if (http::iequals(h.name, name)) out += fmt::format("  {}: {}\n", h.name, h.value);
@@ -486,6 +537,11 @@ std::string text_summary(const ProbeOptions& options, const std::vector<RunResul
   std::string statuses;
   for (const auto& [status, n] : c.statuses) statuses += fmt::format("  {} x{}", status, n);
   out += fmt::format("status    {}\n", statuses.empty() ? "  none" : statuses);
+  if (!c.protocols.empty()) {
+    std::string protocols;
+    for (const auto& [name, n] : c.protocols) protocols += fmt::format("  {} x{}", name, n);
+    out += fmt::format("protocol  {}\n", protocols);
+  }
   if (!c.errors.empty()) {
     std::string errors;
     for (const auto& [kind, n] : c.errors) errors += fmt::format("  {} x{}", kind, n);
@@ -535,6 +591,8 @@ std::string json_summary(const ProbeOptions& options, const std::vector<RunResul
   for (const auto& [status, n] : c.statuses) j.key(std::to_string(status)).num(n);
   j.end_object().key("errors").begin_object();
   for (const auto& [kind, n] : c.errors) j.key(kind).num(n);
+  j.end_object().key("protocols").begin_object();
+  for (const auto& [name, n] : c.protocols) j.key(name).num(n);
   j.end_object();
   j.key("dns_asked").num(c.dns_asked).key("dns_from_cache").num(c.dns_cached);
   j.key("dns_from_hosts_file").num(c.dns_hosts_file).key("dns_skipped").num(c.dns_skipped);
