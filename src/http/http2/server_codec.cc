@@ -27,10 +27,13 @@ struct ServerCodec::Stream {
   // The response.
   Buffer out;
   HeaderMap response_trailers;
-  bool responding = false;    // a head with a body was submitted
-  bool deferred = false;      // the data provider waits for send_data() or send_trailers()
-  bool ended = false;         // the owner ended the response (or reset the stream)
-  bool stop_request = false;  // RST_STREAM NO_ERROR once the response has gone out
+  bool responding = false;     // a head with a body was submitted
+  bool deferred = false;       // the data provider waits for send_data() or send_trailers()
+  bool ended = false;          // the owner ended the response (or reset the stream)
+  bool stop_request = false;   // RST_STREAM NO_ERROR once the response has gone out
+  bool response_sent = false;  // its END_STREAM went out
+  bool request_ended = false;  // the client's END_STREAM arrived
+  bool owner_reset = false;    // the RST_STREAM being sent is sluice's own decision
 
   void clear() {
     id = 0;
@@ -44,6 +47,7 @@ struct ServerCodec::Stream {
     out.release();
     response_trailers.clear();
     responding = deferred = ended = stop_request = false;
+    response_sent = request_ended = owner_reset = false;
   }
 };
 
@@ -164,11 +168,15 @@ struct ServerCodec::Hooks {
     return 0;
   }
 
-  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     ServerCodec& c = codec(user_data);
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     auto id = static_cast<StreamId>(frame->hd.stream_id);
     FrameCounts& n = c.counts_;
+    if (end && (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)) {
+      if (Stream* s = c.find(id)) s->request_ended = true;
+    }
+    c.note_ping(frame);
     switch (frame->hd.type) {
       case NGHTTP2_DATA:
         n.empty_data += frame->hd.length == 0 && !end;
@@ -200,7 +208,9 @@ struct ServerCodec::Hooks {
         if (s->too_large) {
           // reset() marks the stream ended, so its close will not tell the owner: tell now.
           bool tell = s->head_delivered && !s->ended;
-          c.reset(id, NGHTTP2_ENHANCE_YOUR_CALM);
+          s->ended = true;
+          nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                    NGHTTP2_ENHANCE_YOUR_CALM);
           if (tell) c.callbacks_.on_reset(id, "trailer section too large");
           return 0;
         }
@@ -240,6 +250,7 @@ struct ServerCodec::Hooks {
     Stream* s = c.find(id);
     if (!s) return 0;
     if (s->held > 0) nghttp2_session_consume_connection(session, s->held);
+    c.recently_closed_[c.closed_next_++ % kRecentlyClosed] = stream_id;
     bool tell = s->head_delivered && !s->ended;
     nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
     c.release(s);
@@ -256,8 +267,12 @@ struct ServerCodec::Hooks {
     } else if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) == 1) {
       // RFC 9113 §5.1.1: a new stream's id must exceed every id the client used before.
       // nghttp2 drops such a HEADERS silently, which would leave the request unanswered.
+      // Frames the client sent before it saw a stream end (sluice reset or finished it) are
+      // ignored (RFC 9113 §5.1): only ids that were never opened are an error.
       if (hd->stream_id < c.highest_stream_ &&
-          nghttp2_session_find_stream(session, hd->stream_id) == nullptr) {
+          nghttp2_session_find_stream(session, hd->stream_id) == nullptr &&
+          std::find(std::begin(c.recently_closed_), std::end(c.recently_closed_), hd->stream_id) ==
+              std::end(c.recently_closed_)) {
         c.fail(NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than one already used");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
       }
@@ -277,12 +292,18 @@ struct ServerCodec::Hooks {
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
       // RFC 9113 §8.1: the response is complete; the rest of the request is not wanted.
       Stream* s = c.find(static_cast<StreamId>(frame->hd.stream_id));
-      if (s && s->stop_request) {
+      if (s) s->response_sent = true;
+      if (s && s->stop_request && !s->request_ended) {
         s->stop_request = false;
-        ++c.counts_.owner_resets;
+        s->owner_reset = true;
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_NO_ERROR);
       }
+    }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      // Counted when it goes out, so that the owner's share never exceeds what was sent.
+      Stream* s = c.find(static_cast<StreamId>(frame->hd.stream_id));
+      if (s && s->owner_reset) ++c.counts_.owner_resets;
     }
     if (frame->hd.type == NGHTTP2_RST_STREAM) ++c.counts_.resets_sent;
     if (frame->hd.type == NGHTTP2_DATA) c.counts_.data_bytes_sent += frame->hd.length;
@@ -515,6 +536,7 @@ void ServerCodec::deliver_head(Stream& s, bool end_stream) {
   if (s.too_large) {
     // RFC 9113 §10.5.1: a header section larger than the server will handle gets a 431.
     HeaderMap none;
+    s.stop_request = !end_stream;
     submit_head(s, 431, none, false);
     return;
   }
@@ -524,6 +546,7 @@ void ServerCodec::deliver_head(Stream& s, bool end_stream) {
   if (head.method != "CONNECT" && head.target != "*" &&
       (head.target.empty() || head.target[0] != '/')) {
     HeaderMap none;
+    s.stop_request = !end_stream;
     submit_head(s, 400, none, false);
     return;
   }
@@ -531,7 +554,10 @@ void ServerCodec::deliver_head(Stream& s, bool end_stream) {
     // RFC 9113 §8.3.1: Host and :authority must name the same thing; :authority wins.
     if (const std::string* host = head.headers.get("host")) {
       if (!iequals(*host, s.authority)) {
-        reset(id, NGHTTP2_PROTOCOL_ERROR);
+        // The client's error: its reset is scored like nghttp2's own.
+        s.ended = true;
+        nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, static_cast<int32_t>(id),
+                                  NGHTTP2_PROTOCOL_ERROR);
         return;
       }
     } else {
@@ -614,7 +640,16 @@ void ServerCodec::send_trailers(StreamId stream, const HeaderMap& trailers) {
 }
 
 void ServerCodec::stop_request_after_response(StreamId stream) {
-  if (Stream* s = find(stream)) s->stop_request = true;
+  Stream* s = find(stream);
+  if (!s || s->request_ended) return;
+  if (!s->response_sent) {
+    s->stop_request = true;  // sent after the response's END_STREAM (on_frame_send)
+    return;
+  }
+  s->owner_reset = true;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, static_cast<int32_t>(stream),
+                            NGHTTP2_NO_ERROR);
+  send_pending();
 }
 
 void ServerCodec::pause(StreamId stream) {
@@ -669,13 +704,27 @@ int32_t ServerCodec::receive_window() const {
   return nghttp2_session_get_local_window_size(session_);
 }
 
+void ServerCodec::note_ping(const void* f) {
+  const auto* frame = static_cast<const nghttp2_frame*>(f);
+  if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) {
+    activity_since_ping_ = true;
+  } else if (frame->hd.type == NGHTTP2_PING && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+    if (activity_since_ping_) {
+      activity_since_ping_ = false;
+      ++counts_.free_pings;
+    }
+  }
+}
+
 bool ServerCodec::finished() const {
   return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
 }
 
 void ServerCodec::reset(StreamId stream, uint32_t code) {
-  ++counts_.owner_resets;
-  if (Stream* s = find(stream)) s->ended = true;
+  if (Stream* s = find(stream)) {
+    s->ended = true;
+    s->owner_reset = true;
+  }
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, static_cast<int32_t>(stream), code);
   send_pending();
 }

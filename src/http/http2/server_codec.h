@@ -50,6 +50,7 @@ struct FrameCounts {
   uint64_t priority = 0;         // PRIORITY frames
   uint64_t unknown = 0;          // frames of types HTTP/2 does not define (ignored)
   uint64_t ping = 0;             // PING frames (not ACKs)
+  uint64_t free_pings = 0;       // ... of which came after other frames (not scored)
   uint64_t settings = 0;         // SETTINGS frames (not ACKs)
   uint64_t invalid = 0;          // frames nghttp2 refused (a stream or connection error)
   uint64_t goaways_sent = 0;
@@ -152,6 +153,14 @@ class ServerCodec final : public http::ServerCodec {
   FrameCounts counts_;
   size_t buffered_total_ = 0;
   int32_t highest_stream_ = 0;  // the highest client stream id seen
+  // The ids of the streams closed last, whose late frames are ignored, not an error.
+  static constexpr size_t kRecentlyClosed = 256;
+  int32_t recently_closed_[kRecentlyClosed] = {};
+  size_t closed_next_ = 0;
+  // A PING is free when other frames came since the previous one (gRPC's BDP probes and
+  // keep-alives); counts().ping counts the others.
+  bool activity_since_ping_ = true;
+  void note_ping(const void* frame);
 };
 
 }  // namespace sluice::http::http2

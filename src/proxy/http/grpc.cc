@@ -52,13 +52,19 @@ std::optional<Duration> parse_grpc_timeout(std::string_view v) {
   }
   using namespace std::chrono;
   auto d = [](auto x) { return duration_cast<Duration>(x); };
+  // Hours, minutes and seconds can name more than a Duration holds: beyond 30 days a
+  // deadline is as good as none, and is held there.
+  constexpr uint64_t kMaxSeconds = 30ull * 24 * 3600;
+  auto capped = [&](uint64_t unit_seconds) {
+    return d(seconds(std::min(n * unit_seconds, kMaxSeconds)));
+  };
   switch (v.back()) {
     case 'H':
-      return d(hours(n));
+      return capped(3600);
     case 'M':
-      return d(minutes(n));
+      return capped(60);
     case 'S':
-      return d(seconds(n));
+      return capped(1);
     case 'm':
       return d(milliseconds(n));
     case 'u':

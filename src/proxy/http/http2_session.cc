@@ -22,6 +22,8 @@ namespace {
 // upstream is not read; below the low mark it is again.
 constexpr size_t kStreamHighWatermark = 256 * 1024;
 constexpr size_t kStreamLowWatermark = 64 * 1024;
+// Streams a connection opens before the share of them its client reset is judged.
+constexpr uint64_t kMinStreamsForRatio = 100;
 
 uint64_t minus(uint64_t a, uint64_t b) {
   return a > b ? a - b : 0;
@@ -32,7 +34,7 @@ uint64_t minus(uint64_t a, uint64_t b) {
 uint64_t abuse_events(const FrameCounts& n) {
   // (A frame nghttp2 refused is counted by the reset or GOAWAY it caused, not again.)
   return n.resets_received + minus(n.resets_sent, n.owner_resets) + n.empty_data + n.priority +
-         n.unknown + n.ping + minus(n.settings, 1);
+         n.unknown + minus(n.ping, n.free_pings) + minus(n.settings, 1);
 }
 
 }  // namespace
@@ -127,7 +129,14 @@ void Http2Session::on_read() {
   }
   if (conn_.input().empty()) return;
   last_read_ = proxy_.loop().now();
+  in_dispatch_ = true;
   auto outcome = codec_.dispatch();
+  in_dispatch_ = false;
+  if (finish_reason_ && !finished_) {
+    // Decided while nghttp2 was parsing: its frames (a GOAWAY) are queued now.
+    return finish(finish_reason_);
+  }
+  if (finished_) return;
   if (outcome == sluice::http::http2::ServerCodec::Outcome::kError) {
     sync_counts();
     ++proxy_.stats().http2_protocol_errors;
@@ -151,7 +160,8 @@ void Http2Session::sync_counts() {
   st.http2_resets_by_client += n.resets_received - seen_.resets_received;
   st.http2_resets_by_sluice += n.resets_sent - seen_.resets_sent;
   st.http2_goaways_sent += n.goaways_sent - seen_.goaways_sent;
-  score_ += abuse_events(n) - abuse_events(seen_);
+  uint64_t now_events = abuse_events(n), before = abuse_events(seen_);
+  if (now_events > before) score_ += now_events - before;
   if (n.ping_acks != seen_.ping_acks) ping_outstanding_ = false;
   seen_ = n;
 }
@@ -160,6 +170,9 @@ void Http2Session::after_codec() {
   if (finished_) return;
   sync_counts();
   if (score_ > options_.max_abuse_score) return abuse_close();
+  // Rapid Reset paced by cheap answers: when at least half of many streams were reset by
+  // the client before their response, the connection is one.
+  if (streams_ >= kMinStreamsForRatio && 2 * premature_resets_ >= streams_) return abuse_close();
   if (blocked_streams_) {
     // Streams whose output went over the high watermark: read their upstreams again once
     // the client's windows took enough of it.
@@ -223,12 +236,10 @@ void Http2Session::check_finished() {
 
 void Http2Session::finish(const char* reason) {
   if (finished_) return;
-  finished_ = true;
-  idle_timer_.cancel();
-  ping_timer_.cancel();
-  age_timer_.cancel();
-  goaway_timer_.cancel();
-  stall_timer_.cancel();
+  if (in_dispatch_) {
+    finish_reason_ = reason;
+    return;
+  }
   on_connection_closed();
   owner_.on_session_finished(reason);
 }
@@ -237,7 +248,7 @@ void Http2Session::abuse_close() {
   const FrameCounts& n = codec_.counts();
   ++proxy_.stats().http2_abuse_closed;
   LOG_INFO(
-      "http {}: {}: HTTP/2 abuse score {} over {}: {} streams, {} responses, resets {} received "
+      "http {}: {}: HTTP/2 abuse score {} (limit {}): {} streams, {} responses, resets {} received "
       "and {} caused, {} empty DATA, {} PRIORITY, {} PING, {} SETTINGS, {} invalid frames; "
       "GOAWAY ENHANCE_YOUR_CALM",
       proxy_.config().name, peer_.to_string(), score_, options_.max_abuse_score, streams_,
@@ -245,6 +256,8 @@ void Http2Session::abuse_close() {
       n.ping, n.settings, n.invalid);
   codec_.go_away(NGHTTP2_ENHANCE_YOUR_CALM);
   sync_counts();
+  score_ = 0;  // said once
+  premature_resets_ = 0;
   finish("HTTP/2 abuse score");
 }
 
@@ -266,6 +279,11 @@ void Http2Session::arm_idle() {
 
 void Http2Session::on_idle_timer() {
   if (!slots_.empty()) return;
+  if (codec_.open_streams() > 0 || codec_.buffered_total() > 0) {
+    // A finished response is still on its way to the client: not idle yet.
+    arm_idle();
+    return;
+  }
   LOG_DEBUG("http {}: {}: HTTP/2 connection idle", proxy_.config().name, peer_.to_string());
   codec_.go_away(NGHTTP2_NO_ERROR);
   sync_counts();
@@ -365,6 +383,7 @@ void Http2Session::on_reset(StreamId id, std::string_view reason) {
   if (!slot) return;
   LOG_DEBUG("http {}: {}: HTTP/2 stream {} reset: {}", proxy_.config().name, peer_.to_string(), id,
             reason);
+  ++premature_resets_;
   slot->stream->on_downstream_reset();
   slot->stream->on_connection_closed();
   remove(*slot, false);
@@ -373,10 +392,9 @@ void Http2Session::on_reset(StreamId id, std::string_view reason) {
 void Http2Session::on_stream_done(Slot& slot) {
   if (!slot.stream->request_complete()) codec_.stop_request_after_response(slot.id());
   remove(slot, true);
-  arm_stall();
   if (score_ > 0) --score_;
   ++completed_;
-  if (drain_step_ != DrainStep::kNone) after_codec();
+  after_codec();
 }
 
 void Http2Session::on_stream_reset(Slot& slot, const char* reason) {
@@ -396,6 +414,8 @@ void Http2Session::remove(Slot& slot, bool) {
   SLUICE_ASSERT(it != slots_.end() && it->second.get() == &slot);
   std::unique_ptr<Slot> owned = std::move(it->second);
   slots_.erase(it);
+  // A request window the Stream held shut opens again for the bytes still on their way.
+  if (!owned->downstream_read_enabled()) codec_.resume(owned->id());
   // Its Stream's timers or exchange callbacks may be running: both go once the iteration
   // ends (the Stream first: it refers to the slot).
   proxy_.loop().defer_delete(std::move(owned->stream));
@@ -404,6 +424,12 @@ void Http2Session::remove(Slot& slot, bool) {
 }
 
 void Http2Session::on_connection_closed() {
+  finished_ = true;
+  idle_timer_.cancel();
+  ping_timer_.cancel();
+  age_timer_.cancel();
+  goaway_timer_.cancel();
+  stall_timer_.cancel();
   std::vector<Slot*> open;
   open.reserve(slots_.size());
   for (auto& [id, slot] : slots_) open.push_back(slot.get());

@@ -109,6 +109,9 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   uint64_t score_ = 0;
   uint64_t streams_ = 0;
   uint64_t completed_ = 0;
+  uint64_t premature_resets_ = 0;  // streams the client reset before their response completed
+  bool in_dispatch_ = false;       // inside the codec's dispatch(): the end waits for its return
+  const char* finish_reason_ = nullptr;
   DrainStep drain_step_ = DrainStep::kNone;
   bool finished_ = false;
   bool blocked_streams_ = false;  // some stream's output was over its high watermark

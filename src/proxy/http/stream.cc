@@ -123,7 +123,8 @@ void Stream::transition(State to) {
 void Stream::on_request_head(MessageHead& head) {
   request_ = std::move(head);
   if (log_.stream == 0 && request_.version_minor == 0) log_.protocol = "HTTP/1.0";
-  grpc_ = is_grpc_request(request_);
+  // gRPC runs over HTTP/2 only; an HTTP/1 request that says it is gRPC gets HTTP answers.
+  grpc_ = log_.stream != 0 && is_grpc_request(request_);
   ++proxy_.stats().requests;
   if (proxy_.access_log()) {
     log_.wall_start = std::chrono::system_clock::now();
@@ -150,6 +151,10 @@ void Stream::route() {
   MessageHead& req = request_;
   // RFC 9113 §3.1: the upgrade to h2c is obsolete. The parser reads such a request as an
   // ordinary one (req.upgrade is false); Upgrade and HTTP2-Settings are not forwarded.
+  if (req.method == "CONNECT" && log_.stream != 0) {
+    // An HTTP/2 CONNECT stream never ends its request: answered now.
+    return send_local_reply(501, "CONNECT is not supported over HTTP/2\n", false, std::nullopt);
+  }
   if (req.method == "CONNECT" && !o.allow_connect) {
     return reply_after_request(405, "CONNECT is not enabled on this listener\n", std::nullopt);
   }

@@ -40,7 +40,8 @@ TEST(Grpc, Timeout) {
   EXPECT_EQ(parse_grpc_timeout("1H"), Duration(3600s));
   EXPECT_EQ(parse_grpc_timeout("250u"), Duration(250us));
   EXPECT_EQ(parse_grpc_timeout("99999999n"), Duration(99999999ns));
-  EXPECT_EQ(parse_grpc_timeout("123456789S"), std::nullopt);  // nine digits
+  EXPECT_EQ(parse_grpc_timeout("123456789S"), std::nullopt);                          // nine digits
+  EXPECT_EQ(parse_grpc_timeout("99999999H"), Duration(std::chrono::hours(30 * 24)));  // held there
   EXPECT_EQ(parse_grpc_timeout("10"), std::nullopt);
   EXPECT_EQ(parse_grpc_timeout("m"), std::nullopt);
   EXPECT_EQ(parse_grpc_timeout("1x"), std::nullopt);
