@@ -430,9 +430,19 @@ def case_grpc_local_replies():
     check(f == [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "4"),
                 ("grpc-message", "upstream did not answer in time")] and took < 2.5,
           "grpc-timeout 200m: trailers-only 200 with grpc-status 4 (DEADLINE_EXCEEDED) after %.2fs" % took, repr(f))
+    # a deadline beyond what a clock holds is taken as 30 days, not an overflow
+    sid = c.request("/up.Svc/echo", "POST", GRPC_HEADERS + [("grpc-timeout", "99999999H")], GRPC_BODY)
+    c.pump(stream_ended(sid), 5)
+    check(c.response(sid)[0] == 200 and ("grpc-status", "4") not in c.fields(sid),
+          "grpc-timeout 99999999H: the call goes through (200 from the upstream)", repr(c.fields(sid)))
     c.close()
-    harness.wait_until(lambda: len(access_lines(log)) >= 3, 5)
-    got = [(x["status"], x.get("grpc_status")) for x in access_lines(log)]
+    # gRPC is HTTP/2's: an HTTP/1.1 request with its content-type gets an HTTP answer
+    r = hu.request_once(port, "POST", "/nowhere.Svc/Get", headers=[("Content-Type", "application/grpc")],
+                        body=GRPC_BODY)
+    check(r.status == 404 and r.header("grpc-status") is None, "HTTP/1.1 with application/grpc: a plain 404",
+          r.describe())
+    harness.wait_until(lambda: len(access_lines(log)) >= 5, 5)
+    got = [(x["status"], x.get("grpc_status")) for x in access_lines(log)][:3]
     # the status logged (and counted) is the HTTP status the failure means; the wire says 200
     check(got == [(502, 14), (404, 12), (504, 4)], "the access log: 502/404/504 with grpc_status 14, 12, 4",
           repr(got))
@@ -455,6 +465,25 @@ def case_early_response_stops_the_upload():
     c.pump(stream_ended(sid2), 5)
     check(c.response(sid2)[0] == 200 and not c.goaways(), "the next stream on the connection gets 200",
           repr(c.events))
+    c.close()
+    hu.stop_and_check(sl)
+
+
+def case_connect_is_answered_at_once():
+    """CONNECT over HTTP/2 (which sluice does not tunnel) is answered 501 at once, and the
+    stream's request side is stopped with RST_STREAM NO_ERROR."""
+    b = HttpBackend("b")
+    sl = hu.start_sluice([h2_listener(http={"allow_connect": True})], [hu.cluster("app", [b])])
+    c = H2Client(sl.port("web"))
+    sid, c.next_sid = c.next_sid, c.next_sid + 2
+    f = hyperframe.frame.HeadersFrame(sid, c.enc.encode([(":method", "CONNECT"), (":authority", "example.test:443")]))
+    f.flags.add("END_HEADERS")
+    c.sock.sendall(f.serialize())
+    c.pump(lambda evs: any(ev[0] == "rst" and ev[1] == sid for ev in evs), 5)
+    status, body, ended = c.response(sid)
+    check(status == 501 and ended and [ev for ev in c.events if ev[0] == "rst"] == [("rst", sid, 0)],
+          "CONNECT: 501, END_STREAM, then RST_STREAM NO_ERROR", repr(c.events))
+    check(b.stats()["requests"] == 0, "nothing reached the upstream", repr(b.stats()))
     c.close()
     hu.stop_and_check(sl)
 
@@ -483,4 +512,5 @@ if __name__ == "__main__":
                        case_multiplexed_load_exact_counters, case_nghttp_parallel_streams,
                        case_drain_two_step_goaway, case_max_requests_per_connection, case_idle_connection_goaway,
                        case_connections_view, case_grpc_local_replies,
-                       case_early_response_stops_the_upload, case_config_errors])
+                       case_early_response_stops_the_upload, case_connect_is_answered_at_once,
+                       case_config_errors])
