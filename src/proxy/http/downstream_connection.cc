@@ -392,6 +392,7 @@ void DownstreamConnection::on_read_closed() {
   if (h2_ && state_ != State::kClosing) {
     // An HTTP/2 client ends with GOAWAY, not a half-close: streams left open are cut.
     if (h2_->open_streams() > 0) LOG_DEBUG("http: HTTP/2 client closed with streams open");
+    h2_->on_client_gone();
     return close("client closed");
   }
   // After the last response: close once it has gone out (else the linger timer decides).
@@ -443,6 +444,7 @@ void DownstreamConnection::on_error(int err) {
     return close("TLS handshake failed");
   }
   if (stream_) stream_->on_downstream_reset();
+  if (h2_) h2_->on_client_gone();
   LOG_DEBUG("http {}: {}: {}", proxy_.config().name, peer_.to_string(), net::error_text(err));
   close("downstream error");
 }

@@ -423,6 +423,12 @@ void Http2Session::remove(Slot& slot, bool) {
   arm_idle();
 }
 
+void Http2Session::on_client_gone() {
+  for (auto& [id, slot] : slots_) {
+    if (!slot->ended) slot->stream->on_downstream_reset();
+  }
+}
+
 void Http2Session::on_connection_closed() {
   finished_ = true;
   idle_timer_.cancel();

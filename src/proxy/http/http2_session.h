@@ -56,6 +56,8 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   void drain();
   // The connection closes: every open stream ends (logged as incomplete).
   void on_connection_closed();
+  // The client closed or broke the connection: open streams are logged as reset by it.
+  void on_client_gone();
 
   size_t open_streams() const { return slots_.size(); }
   uint64_t abuse_score() const { return score_; }
