@@ -407,7 +407,8 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
     read_server_tls(r, m.get("tls"), m.path("tls"), *l->tls);
   }
   // A TLS listener serving HTTP/2 offers h2 first unless its ALPN list is written out.
-  if (l->tls && l->http.http2 && l->tls->alpn.empty()) l->tls->alpn = {"h2", "http/1.1", "http/1.0"};
+  if (l->tls && l->http.http2 && l->tls->alpn.empty())
+    l->tls->alpn = {"h2", "http/1.1", "http/1.0"};
   int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
   if (hk == 1) l->hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
   return l;
