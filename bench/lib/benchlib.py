@@ -724,13 +724,17 @@ def cmd_h2load_record(args):
               "other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
               "disturbed", "disturb_reason"):
         rec[k] = m.get(k)
+    if rec["upstream_conns_seen"] is not None:
+        # Those open at the start are among those seen: the rest opened during the run.
+        rec["upstream_conns_opened"] = rec["upstream_conns_seen"] - rec["upstream_conns_start"]
     rec["client_rc"] = m["rc"]
     with open(args.out, "a") as f:
         f.write(json.dumps(rec, sort_keys=True) + "\n")
     print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
           f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
-          f"cpu={rec.get('cpu_us_per_req', '-')}us/req upstream conns max={rec.get('upstream_conns_max', '-')} "
-          f"end={rec.get('upstream_conns_end', '-')} {rec.get('error', '')}")
+          f"cpu={rec.get('cpu_us_per_req', '-')}us/req backend conns: peak {rec.get('upstream_conns_max', '-')}, "
+          f"end {rec.get('upstream_conns_end', '-')}, opened >= {rec.get('upstream_conns_opened', '-')} "
+          f"{rec.get('error', '')}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -290,6 +290,7 @@ spec=$(cat <<EOF
    {"key": "core_cpu_us_per_req", "label": "core $BENCH_PROXY_CORE CPU µs/req", "fmt": "%.1f"},
    {"key": "upstream_conns_max", "label": "backend conns (peak)", "fmt": "%.0f"},
    {"key": "upstream_conns_end", "label": "backend conns (end)", "fmt": "%.0f"},
+   {"key": "upstream_conns_opened", "label": "backend conns opened (≥)", "fmt": "%.0f"},
    {"key": "proxy_core_busy_pct", "label": "core $BENCH_PROXY_CORE busy %", "fmt": "%.0f"},
    {"key": "load_core_busy_pct", "label": "core $BENCH_LOAD_CORE busy %", "fmt": "%.0f"}],
  "ratios": [
@@ -321,5 +322,5 @@ print("; ".join("%s: %s" % (t, v) for t, v in seen.items()))
 EOF
 )
 h2load_version=$(h2load --version 2>/dev/null | head -n 1)
-meta="Run \`$BENCH_RUN_ID\`, $BENCH_H2_REPS interleaved repetitions of $BENCH_H2_REQUESTS requests per target and case after a warm-up of $BENCH_H2_WARMUP_REQUESTS; proxy alone on core $BENCH_PROXY_CORE with one worker, \`h2load -t1 -c$BENCH_H2_CONNS -m$BENCH_H2_STREAMS\` (${h2load_version:-h2load}) and the nginx backend (HTTP/1.1) on core $BENCH_LOAD_CORE. TLS negotiated: $negotiated. *vs HAProxy*, *vs nginx*: ratio of the medians. *backend conns*: the proxy's established connections to the backend, at the peak of the run and at its end. Versions: $(wrk_versions)."
+meta="Run \`$BENCH_RUN_ID\`, $BENCH_H2_REPS interleaved repetitions of $BENCH_H2_REQUESTS requests per target and case after a warm-up of $BENCH_H2_WARMUP_REQUESTS; proxy alone on core $BENCH_PROXY_CORE with one worker, \`h2load -t1 -c$BENCH_H2_CONNS -m$BENCH_H2_STREAMS\` (${h2load_version:-h2load}) and the nginx backend (HTTP/1.1) on core $BENCH_LOAD_CORE. TLS negotiated: $negotiated. *vs HAProxy*, *vs nginx*: ratio of the medians. *backend conns*: the proxy's established connections to the backend (sampled every 0.2 s), at the peak of the run and at its end, and how many of those seen opened during the run (a lower bound: one that lives less than a sample is missed). Versions: $(wrk_versions)."
 wrk_scenario_report "$spec" "$meta"
