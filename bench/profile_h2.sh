@@ -57,7 +57,7 @@ case $mode in
   # shellcheck disable=SC2086 # PROFILE_PERF_ARGS is a list of options
   perf) perf record ${PROFILE_PERF_ARGS:--F 2000 -g} -p "$work_pid" -o "$dir/perf.data" 2>"$dir/perf.log" &
         watcher=$! ;;
-  strace) strace -c -f -p "$work_pid" -o "$dir/strace.txt" &
+  strace) strace ${PROFILE_STRACE_ARGS:--c} -f -p "$work_pid" -o "$dir/strace.txt" &
           watcher=$! ;;
 esac
 t0=$(bench_tree_cpu "$proxy_pid")
