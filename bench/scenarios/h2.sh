@@ -275,7 +275,11 @@ cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; don
 # shellcheck disable=SC2086 # a list of case names
 cases=$(cases_json $BENCH_H2_CASES)
 plot_labels=""
-for c in $BENCH_H2_CASES; do plot_labels+="\"$(case_title "$c")\": \"$c\","; done
+for c in $BENCH_H2_CASES; do
+  label=h2c
+  [ "$c" = h2_tls ] && label="h2 over TLS"
+  plot_labels+="\"$(case_title "$c")\": \"$label\","
+done
 targets_json=$(printf '"%s",' "${H2_WANT[@]}")
 targets_json=${targets_json%,}
 spec=$(cat <<EOF
