@@ -297,12 +297,91 @@ def judge(m):
     return m
 
 
+def tree_socket_inodes(pid):
+    """Inodes of the sockets open in pid's process tree."""
+    out = set()
+    for p in descendants(snapshot_procs(), [pid]):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except (FileNotFoundError, PermissionError):
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(int(link[8:-1]))
+    return out
+
+
+def tcp_established_to(port):
+    """{client-side local port: socket inode} of the ESTABLISHED IPv4 TCP connections whose remote
+    port is `port` (/proc/net/tcp: the client ends of the connections to a local server)."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) < 10 or parts[3] != "01":
+                continue
+            if int(parts[2].rsplit(":", 1)[1], 16) == port:
+                out[int(parts[1].rsplit(":", 1)[1], 16)] = int(parts[9])
+    return out
+
+
+class UpstreamCounter:
+    """Counts the proxy's established connections to the backend port during a measurement.
+
+    The other proxies of a scenario stay up with their idle backend connections, so the proxy's
+    own connections are told apart once, at the start, by the socket inodes of its process tree;
+    every connection to the backend that opens later can only be the measured proxy's (the
+    others are idle). Sampled every SAMPLE_S seconds: the peak, the count at both ends, and how
+    many distinct connections were seen (a lower bound of those opened: one that lives less than
+    a sample can be missed)."""
+
+    SAMPLE_S = 0.2
+
+    def __init__(self, proxy, port):
+        self.port = port
+        conns = tcp_established_to(port)
+        mine = tree_socket_inodes(proxy) if proxy else set()
+        self.others = {lp for lp, ino in conns.items() if ino not in mine}
+        first = self._sample()
+        self.start = len(first)
+        self.peak = self.start
+        self.seen = set(first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        now = {lp for lp in tcp_established_to(self.port) if lp not in self.others}
+        return now
+
+    def _run(self):
+        while not self._stop.wait(self.SAMPLE_S):
+            now = self._sample()
+            self.peak = max(self.peak, len(now))
+            self.seen |= now
+
+    def finish(self):
+        self._stop.set()
+        self._thread.join()
+        now = self._sample()
+        self.peak = max(self.peak, len(now))
+        self.seen |= now
+        return {"upstream_conns_start": self.start, "upstream_conns_end": len(now),
+                "upstream_conns_max": self.peak, "upstream_conns_seen": len(self.seen)}
+
+
 def cmd_measure(args):
     cmd = args.cmd
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         sys.exit("measure: no command")
+    up = UpstreamCounter(args.proxy, args.upstream_port) if args.upstream_port and args.proxy else None
     iv = Interval([os.getpid()] + args.ignore + [args.proxy])
     child = subprocess.Popen(cmd)
     # Forward SIGTERM/SIGINT so that stopping the measurement stops the load tool too.
@@ -316,6 +395,8 @@ def cmd_measure(args):
         "proxy_cpu_s": round(iv.tree_cpu_seconds(args.proxy), 3) if args.proxy else None,
         "cores": {str(k): v for k, v in iv.cores().items()},
     }
+    if up is not None:
+        m.update(up.finish())
     m.update(iv.others())
     judge(m)
     with open(args.out, "w") as f:
@@ -520,6 +601,140 @@ def cmd_wrk_record(args):
     print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
           f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
           f"{rec.get('gbps', 0)} Gbit/s cpu={rec.get('cpu_us_per_req', '-')}us/req {rec.get('error', '')}")
+
+
+# ---------------------------------------------------------------------------------------------
+# h2load results (HTTP/2 scenario)
+
+
+def read_h2load(path):
+    """What one h2load run printed: requests by outcome, status classes, run time, req/s, the
+    negotiated TLS and application protocol. Raises ValueError if it did not finish."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    out = {}
+    m = re.search(r"^finished in ([0-9.]+)(ms|s), ([0-9.]+) req/s", text, re.M)
+    r = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    c = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    t = re.search(r"^traffic: .*\((\d+)\) total", text, re.M)
+    if not (m and r and c):
+        tail = " | ".join(l for l in text.strip().splitlines()[-3:] if len(l) < 300)
+        raise ValueError("no h2load summary (%s)" % (tail or "empty output"))
+    out["finished_s"] = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+    out["h2load_rps"] = float(m.group(3))
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    out.update({"req_" + k: int(v) for k, v in zip(keys, r.groups())})
+    out.update({"status_" + k: int(v) for k, v in zip(("2xx", "3xx", "4xx", "5xx"), c.groups())})
+    if t:
+        out["bytes"] = int(t.group(1))
+    for key, pat in (("tls_protocol", r"^TLS Protocol: (.*)$"), ("cipher", r"^Cipher: (.*)$"),
+                     ("server_temp_key", r"^Server Temp Key: (.*)$"), ("alpn", r"^Application protocol: (.*)$")):
+        mm = re.search(pat, text, re.M)
+        if mm:
+            out[key] = mm.group(1).strip()
+    return out
+
+
+def read_h2load_log(path):
+    """Latency percentiles (µs) from h2load --log-file: one line per request, tab-separated start
+    time (µs since the epoch), status, µs until the end of the response."""
+    lat = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                try:
+                    lat.append(int(parts[2]))
+                except ValueError:
+                    pass
+    if not lat:
+        return {}
+    lat.sort()
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(p / 100.0 * len(lat)))]
+    return {"logged": len(lat), "lat_mean_us": round(sum(lat) / len(lat), 1), "lat_p50_us": pct(50),
+            "lat_p90_us": pct(90), "lat_p99_us": pct(99), "lat_p999_us": pct(99.9), "lat_max_us": lat[-1]}
+
+
+def cmd_h2load_record(args):
+    """One record per h2load run. Requests are h2load's `done` count; a run is ok when every
+    request started was done and succeeded with a 2xx and h2load exited with 0 (and, when
+    given, the negotiated application protocol is --expect-alpn). CPU per request is the
+    proxy tree's CPU over the whole h2load process (connection set-up included) / requests."""
+    with open(args.meas) as f:
+        m = json.load(f)
+    rec = {
+        "run_id": args.run_id,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "scenario": args.scenario,
+        "case": args.case,
+        "target": args.target,
+        "rep": args.rep,
+        "attempt": args.attempt,
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "streams_per_connection": args.streams,
+        "ok": False,
+    }
+    try:
+        h = read_h2load(args.h2load)
+    except (OSError, ValueError) as e:
+        rec["error"] = f"unreadable h2load output: {e}"
+        h = None
+    if h is not None:
+        n = h["req_done"]
+        secs = max(h["finished_s"], 1e-6)
+        rec.update(h)
+        rec.update(requests=n, rps=round(h["h2load_rps"], 1))
+        if h.get("bytes"):
+            rec["gbps"] = round(h["bytes"] * 8 / secs / 1e9, 3)
+        if args.log:
+            try:
+                rec.update(read_h2load_log(args.log))
+            except OSError:
+                pass
+        errs = []
+        if h["req_failed"] or h["req_errored"] or h["req_timeout"]:
+            errs.append(f"{h['req_failed']} failed, {h['req_errored']} errored, {h['req_timeout']} timed out")
+        if h["req_done"] != h["req_total"] or h["status_2xx"] != h["req_total"]:
+            errs.append(f"{h['req_done']} of {h['req_total']} done, {h['status_2xx']} 2xx, "
+                        f"{h['status_4xx']} 4xx, {h['status_5xx']} 5xx")
+        if args.expect_alpn and h.get("alpn") != args.expect_alpn:
+            errs.append(f"application protocol {h.get('alpn', 'none')!r}, not {args.expect_alpn!r}")
+        if errs:
+            rec["error"] = "h2load: " + "; ".join(errs)
+        rec["ok"] = m["rc"] == 0 and n > 0 and not errs
+        cpu = m.get("proxy_cpu_s")
+        if cpu is not None and n > 0:
+            rec["cpu_us_per_req"] = round(cpu / n * 1e6, 3)
+            rec["cpu_s_per_100k"] = round(cpu / n * 1e5, 4)
+    proxy_core, load_core = str(args.proxy_core), str(args.load_core)
+    rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
+    rec["measured_s"] = m["seconds"]
+    if proxy_core in m["cores"]:
+        rec["proxy_core_busy_pct"] = m["cores"][proxy_core]["busy_pct"]
+        if m.get("proxy_cpu_s") is not None and rec.get("requests"):
+            rec["core_cpu_us_per_req"] = round(m["cores"][proxy_core]["busy_s"] / rec["requests"] * 1e6, 3)
+    if load_core in m["cores"]:
+        rec["load_core_busy_pct"] = m["cores"][load_core]["busy_pct"]
+    rec["cores"] = m["cores"]
+    for k in ("upstream_conns_start", "upstream_conns_end", "upstream_conns_max", "upstream_conns_seen",
+              "other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
+              "disturbed", "disturb_reason"):
+        rec[k] = m.get(k)
+    if rec["upstream_conns_seen"] is not None:
+        # Those open at the start are among those seen: the rest opened during the run.
+        rec["upstream_conns_opened"] = rec["upstream_conns_seen"] - rec["upstream_conns_start"]
+    rec["client_rc"] = m["rc"]
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
+          f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
+          f"cpu={rec.get('cpu_us_per_req', '-')}us/req backend conns: peak {rec.get('upstream_conns_max', '-')}, "
+          f"end {rec.get('upstream_conns_end', '-')}, opened >= {rec.get('upstream_conns_opened', '-')} "
+          f"{rec.get('error', '')}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -776,10 +991,44 @@ def summarize(recs, spec):
     return cases, targets, out
 
 
-def render_markdown(spec, meta, cases, targets, summary, skipped=None):
+def pair_ratios(spec, recs):
+    """{case: [line]}: for each spec["pair_ratios"] entry ({"key", "num", "den", "label"}), the
+    ratio num/den of the key within each repetition (both targets measured in the same
+    interleaved round), in repetition order; a disturbed run is marked *."""
+    out = {}
+    for pr in spec.get("pair_ratios", []):
+        by = {}
+        for r in recs:
+            if r["target"] in (pr["num"], pr["den"]) and r.get("ok", True) and r.get(pr["key"]) is not None:
+                by.setdefault(r["case"], {}).setdefault(r.get("rep"), {})[r["target"]] = r
+        for case, reps in by.items():
+            vals = []
+            for rep in sorted(k for k in reps if k is not None):
+                a, b = reps[rep].get(pr["num"]), reps[rep].get(pr["den"])
+                if a is None or b is None or not b[pr["key"]]:
+                    continue
+                mark = "*" if a.get("disturbed") or b.get("disturbed") else ""
+                vals.append((a[pr["key"]] / b[pr["key"]], mark))
+            if not vals:
+                continue
+            text = ", ".join(f"{v:.2f}{m}" for v, m in vals)
+            lo, hi = min(v for v, _ in vals), max(v for v, _ in vals)
+            line = f"{pr['label']}, per repetition: {text} (min {lo:.2f}, max {hi:.2f})"
+            if "aim_max" in pr:
+                n_ok = sum(1 for v, _ in vals if v <= pr["aim_max"])
+                line += f"; ≤ {pr['aim_max']:.2f} in {n_ok} of {len(vals)}"
+            if any(m for _, m in vals):
+                line += "; * a disturbed run"
+            out.setdefault(case, []).append(line + ".")
+    return out
+
+
+def render_markdown(spec, meta, cases, targets, summary, skipped=None, pairs=None):
     """skipped: {target: reason} of targets the run could not measure; each table shows them
-    as a row of dashes with the reason, a placeholder for a later run."""
+    as a row of dashes with the reason, a placeholder for a later run. pairs: {case: [line]}
+    printed under the case's table (pair_ratios)."""
     skipped = skipped or {}
+    pairs = pairs or {}
     lines = []
     if spec.get("title"):
         lines.append(f"#### {spec['title']}")
@@ -798,7 +1047,7 @@ def render_markdown(spec, meta, cases, targets, summary, skipped=None):
             if not vals:
                 return None
             return max(vals) if rk["better"] == "max" else min(vals)
-        base = summary[case].get(ref, {}).get(rk["key"])
+        base = summary[case].get(rk.get("ref", ref), {}).get(rk["key"])
         return None if base is None else base[0]
 
     for case in cases:
@@ -854,6 +1103,9 @@ def render_markdown(spec, meta, cases, targets, summary, skipped=None):
                 row.append(str(e["disturbed"]) + (" †" if e["mixed"] else ""))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        for line in pairs.get(case, []):
+            lines.append(line)
+            lines.append("")
     if spec.get("show_disturbed", True):
         lines.append(
             f"*runs*: repetitions the statistics use ('4 of 5': only the undisturbed ones, used when "
@@ -932,7 +1184,7 @@ def cmd_report(args):
         print(f"report: no records for run {args.run_id} in {args.results}", file=sys.stderr)
         return 1
     cases, targets, summary = summarize(recs, spec)
-    md = render_markdown(spec, args.meta, cases, targets, summary, skipped)
+    md = render_markdown(spec, args.meta, cases, targets, summary, skipped, pair_ratios(spec, recs))
     plots = []
     for plot in spec.get("plots", []):
         p = render_plot(plot, cases, targets, summary, args.workdir)
@@ -1032,6 +1284,8 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--proxy", type=int, default=0)
     p.add_argument("--ignore", type=int, action="append", default=[])
+    p.add_argument("--upstream-port", type=int, default=0,
+                   help="also count the proxy's established connections to this local port")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_measure)
 
@@ -1060,6 +1314,20 @@ def main():
     p.add_argument("--floor-s-per-gb", type=float, default=0,
                    help="the crypto floor of the body's cipher: x_floor = proxy CPU-s/GB over it")
     p.set_defaults(func=cmd_wrk_record)
+
+    p = sub.add_parser("h2load-record")
+    for a in ("--meas", "--h2load", "--out", "--run-id", "--scenario", "--case", "--target"):
+        p.add_argument(a, required=True)
+    p.add_argument("--log", default="", help="h2load --log-file output, for latency percentiles")
+    p.add_argument("--expect-alpn", default="", help="the application protocol h2load must report (TLS)")
+    p.add_argument("--rep", type=int, default=0)
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--warmup", action="store_true")
+    p.add_argument("--connections", type=int, default=1)
+    p.add_argument("--streams", type=int, default=1)
+    p.add_argument("--proxy-core", type=int, default=1)
+    p.add_argument("--load-core", type=int, default=0)
+    p.set_defaults(func=cmd_h2load_record)
 
     p = sub.add_parser("stime-record")
     for a in ("--meas", "--out", "--run-id", "--scenario", "--case", "--target"):
