@@ -10,6 +10,7 @@
 #include "base/buffer.h"
 #include "base/check.h"
 #include "http/http2/request_fields.h"
+#include "http/http2/session_setup.h"
 
 namespace sluice::http::http2 {
 
@@ -249,18 +250,11 @@ struct ClientCodec::Hooks {
 
 namespace {
 
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* cb) const { nghttp2_session_callbacks_del(cb); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
-
-// Built once; nghttp2 copies both into each session.
+// Built once; nghttp2 copies it into each session.
 const nghttp2_session_callbacks* client_callbacks() {
-  static const std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb = [] {
-    nghttp2_session_callbacks* p = nullptr;
-    SLUICE_CHECK(nghttp2_session_callbacks_new(&p) == 0);
+  static const CallbacksPtr cb = [] {
+    CallbacksPtr owned = new_callbacks();
+    nghttp2_session_callbacks* p = owned.get();
     using H = ClientCodec::Hooks;
     nghttp2_session_callbacks_set_on_begin_headers_callback(p, H::on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(p, H::on_header);
@@ -269,22 +263,9 @@ const nghttp2_session_callbacks* client_callbacks() {
     nghttp2_session_callbacks_set_on_stream_close_callback(p, H::on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(p, H::on_frame_send);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(p, H::on_frame_not_send);
-    return std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter>(p);
+    return owned;
   }();
   return cb.get();
-}
-
-const nghttp2_option* client_option() {
-  static const std::unique_ptr<nghttp2_option, OptionDeleter> opt = [] {
-    nghttp2_option* p = nullptr;
-    SLUICE_CHECK(nghttp2_option_new(&p) == 0);
-    // consumed() drives WINDOW_UPDATE: the owner acknowledges what it passed on.
-    nghttp2_option_set_no_auto_window_update(p, 1);
-    // No RFC 7540 priority tree, so closed streams need not be kept for it.
-    nghttp2_option_set_no_closed_streams(p, 1);
-    return std::unique_ptr<nghttp2_option, OptionDeleter>(p);
-  }();
-  return opt.get();
 }
 
 }  // namespace
@@ -303,7 +284,7 @@ ConfigIssues ClientOptions::validate() const {
 ClientCodec::ClientCodec(net::Connection& conn, const ClientOptions& options,
                          std::string_view scheme, Clock& clock)
     : conn_(conn), options_(options), scheme_(scheme), clock_(clock) {
-  SLUICE_CHECK(nghttp2_session_client_new2(&session_, client_callbacks(), this, client_option()) ==
+  SLUICE_CHECK(nghttp2_session_client_new2(&session_, client_callbacks(), this, session_option()) ==
                0);
 }
 

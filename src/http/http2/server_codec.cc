@@ -9,6 +9,7 @@
 
 #include "base/buffer.h"
 #include "base/check.h"
+#include "http/http2/session_setup.h"
 
 namespace sluice::http::http2 {
 
@@ -352,18 +353,11 @@ struct ServerCodec::Hooks {
 
 namespace {
 
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* cb) const { nghttp2_session_callbacks_del(cb); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
-
-// Built once; nghttp2 copies both into each session.
+// Built once; nghttp2 copies it into each session.
 const nghttp2_session_callbacks* server_callbacks() {
-  static const std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb = [] {
-    nghttp2_session_callbacks* p = nullptr;
-    SLUICE_CHECK(nghttp2_session_callbacks_new(&p) == 0);
+  static const CallbacksPtr cb = [] {
+    CallbacksPtr owned = new_callbacks();
+    nghttp2_session_callbacks* p = owned.get();
     using H = ServerCodec::Hooks;
     nghttp2_session_callbacks_set_on_begin_headers_callback(p, H::on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(p, H::on_header);
@@ -373,22 +367,9 @@ const nghttp2_session_callbacks* server_callbacks() {
     nghttp2_session_callbacks_set_on_frame_send_callback(p, H::on_frame_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(p, H::on_invalid_frame);
     nghttp2_session_callbacks_set_on_begin_frame_callback(p, H::on_begin_frame);
-    return std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter>(p);
+    return owned;
   }();
   return cb.get();
-}
-
-const nghttp2_option* server_option() {
-  static const std::unique_ptr<nghttp2_option, OptionDeleter> opt = [] {
-    nghttp2_option* p = nullptr;
-    SLUICE_CHECK(nghttp2_option_new(&p) == 0);
-    // consumed() drives WINDOW_UPDATE: the owner acknowledges what it passed on.
-    nghttp2_option_set_no_auto_window_update(p, 1);
-    // No RFC 7540 priority tree, so closed streams need not be kept for it.
-    nghttp2_option_set_no_closed_streams(p, 1);
-    return std::unique_ptr<nghttp2_option, OptionDeleter>(p);
-  }();
-  return opt.get();
 }
 
 }  // namespace
@@ -408,7 +389,7 @@ ConfigIssues ServerOptions::validate() const {
 ServerCodec::ServerCodec(net::Connection& conn, const ServerOptions& options,
                          ServerCodecCallbacks& callbacks)
     : conn_(conn), options_(options), callbacks_(callbacks) {
-  SLUICE_CHECK(nghttp2_session_server_new2(&session_, server_callbacks(), this, server_option()) ==
+  SLUICE_CHECK(nghttp2_session_server_new2(&session_, server_callbacks(), this, session_option()) ==
                0);
 }
 

@@ -1,0 +1,32 @@
+#include "http/http2/session_setup.h"
+
+#include "base/check.h"
+
+namespace sluice::http::http2 {
+
+namespace {
+
+struct OptionDeleter {
+  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
+};
+
+}  // namespace
+
+CallbacksPtr new_callbacks() {
+  nghttp2_session_callbacks* p = nullptr;
+  SLUICE_CHECK(nghttp2_session_callbacks_new(&p) == 0);
+  return CallbacksPtr(p);
+}
+
+const nghttp2_option* session_option() {
+  static const std::unique_ptr<nghttp2_option, OptionDeleter> opt = [] {
+    nghttp2_option* p = nullptr;
+    SLUICE_CHECK(nghttp2_option_new(&p) == 0);
+    nghttp2_option_set_no_auto_window_update(p, 1);
+    nghttp2_option_set_no_closed_streams(p, 1);
+    return std::unique_ptr<nghttp2_option, OptionDeleter>(p);
+  }();
+  return opt.get();
+}
+
+}  // namespace sluice::http::http2
