@@ -221,30 +221,14 @@ struct ClientCodec::Hooks {
     auto* s = static_cast<Stream*>(source->ptr);
     // The stream state may have been recycled since (the owner reset the stream).
     if (!s || s->handle == 0 || s->wire != stream_id) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = std::min(length, s->out.size());
-    if (n > 0) {
-      std::memcpy(buf, s->out.data(), n);
-      s->out.consume(n);
-      s->out.release();  // no-op unless it emptied
-      // The owner hears of it once this round of sending is over.
-      if (s->out.empty() && !s->ended) codec(user_data).drained_.push_back(s->handle);
-    }
-    if (s->out.empty() && s->ended) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (!s->request_trailers.empty()) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        const NvList& nv = trailer_nv(s->request_trailers);
-        if (nghttp2_submit_trailer(session, stream_id, nv.nv.data(), nv.nv.size()) != 0) {
-          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-      }
-      return static_cast<ssize_t>(n);
-    }
-    if (n == 0) {
-      s->deferred = true;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-    return static_cast<ssize_t>(n);
+    bool had_bytes = !s->out.empty();
+    ssize_t rv = read_buffered_body(
+        session, stream_id, s->out, s->ended, !s->request_trailers.empty(),
+        [s]() -> const std::vector<nghttp2_nv>& { return trailer_nv(s->request_trailers).nv; },
+        s->deferred, buf, length, flags);
+    // The owner hears of it once this round of sending is over.
+    if (had_bytes && s->out.empty() && !s->ended) codec(user_data).drained_.push_back(s->handle);
+    return rv;
   }
 };
 
@@ -272,12 +256,8 @@ const nghttp2_session_callbacks* client_callbacks() {
 
 ConfigIssues ClientOptions::validate() const {
   ConfigChecker c;
-  // RFC 9113 §6.5.2 and §6.9.1: windows up to 2^31-1, frames from 2^14 to 2^24-1.
-  c.check_size("initial_stream_window", initial_stream_window, 1024, 0x7fffffff);
-  // Below 65535 the server could overrun it: the connection window starts at 65535.
-  c.check_size("initial_connection_window", initial_connection_window, 65535, 0x7fffffff);
-  c.check_size("max_header_list_size", max_header_list_size, 1024, 16 << 20);
-  c.check_size("max_frame_size", max_frame_size, 16384, 16777215);
+  check_limits(c, initial_stream_window, initial_connection_window, max_header_list_size,
+               max_frame_size);
   return c.take();
 }
 

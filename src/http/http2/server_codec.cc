@@ -325,29 +325,13 @@ struct ServerCodec::Hooks {
     auto* s = static_cast<Stream*>(source->ptr);
     if (!s || s->id != static_cast<StreamId>(stream_id))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = std::min(length, s->out.size());
-    if (n > 0) {
-      std::memcpy(buf, s->out.data(), n);
-      s->out.consume(n);
-      codec(user_data).buffered_total_ -= n;
-      s->out.release();  // no-op unless it emptied
-    }
-    if (s->out.empty() && s->ended) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (!s->response_trailers.empty()) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        NvScratch& nv = build_nv(s->response_trailers, 0);
-        if (nghttp2_submit_trailer(session, stream_id, nv.nv.data(), nv.nv.size()) != 0) {
-          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        }
-      }
-      return static_cast<ssize_t>(n);
-    }
-    if (n == 0) {
-      s->deferred = true;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-    return static_cast<ssize_t>(n);
+    size_t before = s->out.size();
+    ssize_t rv = read_buffered_body(
+        session, stream_id, s->out, s->ended, !s->response_trailers.empty(),
+        [s]() -> const std::vector<nghttp2_nv>& { return build_nv(s->response_trailers, 0).nv; },
+        s->deferred, buf, length, flags);
+    codec(user_data).buffered_total_ -= before - s->out.size();
+    return rv;
   }
 };
 
@@ -377,12 +361,8 @@ const nghttp2_session_callbacks* server_callbacks() {
 ConfigIssues ServerOptions::validate() const {
   ConfigChecker c;
   c.check_uint("max_concurrent_streams", max_concurrent_streams, 1, 10000);
-  // RFC 9113 §6.5.2 and §6.9.1: windows up to 2^31-1, frames from 2^14 to 2^24-1.
-  c.check_size("initial_stream_window", initial_stream_window, 1024, 0x7fffffff);
-  // Below 65535 the client could overrun it: the connection window starts at 65535.
-  c.check_size("initial_connection_window", initial_connection_window, 65535, 0x7fffffff);
-  c.check_size("max_header_list_size", max_header_list_size, 1024, 16 << 20);
-  c.check_size("max_frame_size", max_frame_size, 16384, 16777215);
+  check_limits(c, initial_stream_window, initial_connection_window, max_header_list_size,
+               max_frame_size);
   return c.take();
 }
 

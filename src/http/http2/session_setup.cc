@@ -29,4 +29,12 @@ const nghttp2_option* session_option() {
   return opt.get();
 }
 
+void check_limits(ConfigChecker& c, uint64_t stream_window, uint64_t connection_window,
+                  uint64_t max_header_list_size, uint64_t max_frame_size) {
+  c.check_size("initial_stream_window", stream_window, 1024, 0x7fffffff);
+  c.check_size("initial_connection_window", connection_window, 65535, 0x7fffffff);
+  c.check_size("max_header_list_size", max_header_list_size, 1024, 16 << 20);
+  c.check_size("max_frame_size", max_frame_size, 16384, 16777215);
+}
+
 }  // namespace sluice::http::http2
