@@ -10,6 +10,10 @@ bool RetryState::stale_resend_allowed(const TryOutcome& t) const {
          (idempotent_ || policy_->allow_non_idempotent);
 }
 
+bool RetryState::refused_resend_allowed(const TryOutcome& t) const {
+  return t.refused && !t.response_started && replayable_ && refused_resends_ < kMaxRefusedResends;
+}
+
 bool RetryState::policy_allows(const TryOutcome& t) const {
   const RetryPolicy& p = *policy_;
   if (t.response_committed) return false;
@@ -50,6 +54,10 @@ Duration RetryState::backoff(uint32_t retry, double jitter) const {
 }
 
 RetryDecision RetryState::on_failure(const TryOutcome& t, bool admitted, double jitter) {
+  if (refused_resend_allowed(t)) {
+    ++refused_resends_;
+    return {RetryVerdict::kResendFresh, Duration(0)};
+  }
   if (stale_resend_allowed(t)) {
     stale_resend_used_ = true;
     return {RetryVerdict::kResendFresh, Duration(0)};

@@ -42,9 +42,7 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
     // client's handshake is complete, without Early-Data.
     early_retried_ = true;
     drop_exchange();
-    constexpr std::string_view kEarlyData = "Early-Data: 1\r\n";
-    if (size_t at = upstream_head_.find(kEarlyData); at != std::string::npos)
-      upstream_head_.erase(at, kEarlyData.size());
+    request_.headers.remove("early-data");
     std::string why = fmt::format("425 Too Early from {}: again after the handshake",
                                   x.endpoint_address().to_string());
     if (callbacks_.downstream_secured()) {
@@ -98,9 +96,7 @@ void Stream::on_response_data(UpstreamExchange& x, std::string_view data) {
   if (response_no_body_) return;
   log_.response_body_bytes += data.size();
   callbacks_.codec().send_data(id_, data);
-  if (callbacks_.downstream_above_high_watermark() && x.connection()) {
-    x.connection()->set_read_enabled(false);
-  }
+  if (callbacks_.downstream_above_high_watermark()) x.pause_response();
 }
 
 void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
@@ -110,10 +106,10 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
   }
   if (!response_no_body_) callbacks_.codec().send_trailers(id_, trailers);
   bool reusable = request_complete_ && x.response_clean();
-  if (proxy_.access_log() && x.connection() && will_log()) {
+  if (proxy_.access_log() && x.transport() && will_log()) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
-    if (auto ti = net::read_tcp_info(x.connection()->fd(), /*congestion=*/false)) {
+    if (auto ti = net::read_tcp_info(x.transport()->fd(), /*congestion=*/false)) {
       log_.have_tcp_info = true;
       log_.upstream_rtt_us = ti->rtt_us;
       log_.upstream_retransmits = ti->total_retrans;
@@ -121,7 +117,7 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
     // An endpoint with several addresses: say which one this connection went to.
     if (cluster_ && endpoint_ < cluster_->endpoint_count() &&
         !cluster_->endpoint(endpoint_).fallbacks.empty()) {
-      if (auto peer = net::peer_address(x.connection()->fd())) {
+      if (auto peer = net::peer_address(x.transport()->fd())) {
         log_.upstream_address = peer->to_string();
       }
     }
