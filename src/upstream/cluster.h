@@ -231,9 +231,19 @@ class Cluster {
   pool::ConnPool& pool(size_t index);
   // This worker's HTTP/2 streams to endpoint `index` (over pool(index)), made on first use.
   pool::Http2Pool& http2_pool(size_t index);
-  // Whether requests go out as HTTP/2 (protocol http2; auto on TLS is decided per
-  // connection, by ALPN).
+  // Whether requests go out as HTTP/2: protocol http2 says so for every request; auto
+  // decides by ALPN per connection, and once an endpoint's TLS agreed on h2 its requests
+  // take HTTP/2 streams.
   bool speaks_http2() const { return config_->protocol == ClusterConfig::Protocol::kHttp2; }
+  bool speaks_http2(size_t endpoint) const {
+    return speaks_http2() ||
+           (config_->protocol == ClusterConfig::Protocol::kAuto && endpoint < http2_pools_.size() &&
+            http2_pools_[endpoint] && http2_pools_[endpoint]->learned());
+  }
+  // protocol auto over TLS: the endpoint's connections may turn out to speak HTTP/2.
+  bool may_speak_http2() const {
+    return config_->protocol == ClusterConfig::Protocol::kAuto && config_->tls;
+  }
   void drain_pools();
   // Opens every endpoint's pool now when min_idle asks for warm connections.
   void warm_up_pools();

@@ -19,6 +19,11 @@ bool RetryState::policy_allows(const TryOutcome& t) const {
   if (t.response_committed) return false;
   if (!t.error.retryable) return false;  // e.g. the pool is full: do not add load
   if (retries_ >= p.num_retries || !replayable_) return false;
+  if (t.grpc_status >= 0) {
+    // Naming gRPC statuses opts every call in, whatever its method (gRPC calls are POSTs).
+    return std::find(p.grpc_statuses.begin(), p.grpc_statuses.end(), t.grpc_status) !=
+           p.grpc_statuses.end();
+  }
   // Nothing reached the upstream after a failed connect, so any method may go again.
   bool connect =
       t.error.kind == ErrorKind::kConnectFailure || t.error.kind == ErrorKind::kConnectTimeout;

@@ -25,6 +25,8 @@ struct TryOutcome {
   // The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above a
   // GOAWAY's last stream id): it may go again whatever its method (RFC 9113 §8.7).
   bool refused = false;
+  // The grpc-status of a trailers-only gRPC answer (-1: none).
+  int grpc_status = -1;
 };
 
 enum class RetryVerdict {

@@ -56,11 +56,16 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
   if (!upgrade_) {
     TryOutcome t{ProxyError::upstream(ErrorKind::kRetryableStatus, head.status), x.reused(), true,
                  false};
+    // A gRPC call answered trailers-only: its status is in the head, nothing was sent yet.
+    const std::string* grpc_status = grpc_ ? head.headers.get("grpc-status") : nullptr;
+    if (grpc_status) t.grpc_status = parse_grpc_status(*grpc_status);
     if (retry_->policy_allows(t)) {
       RetryDecision d = decide_retry(t);
       if (d.verdict == RetryVerdict::kRetry) {
-        std::string why =
-            fmt::format("status {} from {}", head.status, x.endpoint_address().to_string());
+        std::string why = grpc_status ? fmt::format("grpc-status {} from {}", *grpc_status,
+                                                    x.endpoint_address().to_string())
+                                      : fmt::format("status {} from {}", head.status,
+                                                    x.endpoint_address().to_string());
         drop_exchange();
         schedule_retry(why, d.after);
         return false;

@@ -93,7 +93,7 @@ UpstreamExchange::UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Clust
       endpoint_(endpoint),
       fresh_(fresh),
       timer_(pool_.loop().timers(), [this] { on_deadline(); }) {
-  if (cluster.speaks_http2()) http2_pool_ = &cluster.http2_pool(endpoint);
+  if (cluster.speaks_http2(endpoint)) http2_pool_ = &cluster.http2_pool(endpoint);
   cluster_.request_started(endpoint_);
 }
 
@@ -250,6 +250,15 @@ void UpstreamExchange::learn_keepalive(const MessageHead& head) {
 }
 
 void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
+  if (cluster_.may_speak_http2() && upstream::pool::Http2Pool::agreed_h2(conn)) {
+    // protocol auto: the handshake chose HTTP/2; the connection joins the endpoint's HTTP/2
+    // pool and this request takes a stream on it.
+    http2_pool_ = &cluster_.http2_pool(endpoint_);
+    upstream::pool::Http2Connection& c = http2_pool_->adopt(conn);
+    if (c.can_open()) return on_stream_ready(c);
+    http2_waiter_.emplace(*http2_pool_, *this);
+    return http2_pool_->acquire(*http2_waiter_);
+  }
   conn_ = &conn;
   reused_ = conn.reused();
   conn.set_borrower(this);

@@ -88,6 +88,7 @@ void Http2Connection::on_pool_ready(PooledConnection& conn) {
     // Over TLS the upstream must have agreed to HTTP/2 (RFC 9113 §3.2).
     std::string_view alpn = static_cast<const tls::Session*>(t)->alpn();
     if (alpn != "h2") {
+      pool_.learned_ = false;
       std::string detail =
           fmt::format("upstream {} did not agree to HTTP/2: ALPN {}", conn.peer().to_string(),
                       alpn.empty() ? std::string("none") : fmt::format("\"{}\"", alpn));
@@ -308,6 +309,20 @@ void Http2Pool::remove(Http2Connection& conn) {
   connections_.erase(conn.pos_);
   // Its callback may be running.
   loop().defer_delete(std::move(owned));
+}
+
+bool Http2Pool::agreed_h2(PooledConnection& conn) {
+  const net::Transport* t = conn.connection().transport();
+  return t && static_cast<const tls::Session*>(t)->alpn() == "h2";
+}
+
+Http2Connection& Http2Pool::adopt(PooledConnection& conn) {
+  learned_ = true;
+  auto owned = std::make_unique<Http2Connection>(*this, next_id_++);
+  Http2Connection& c = *owned;
+  c.pos_ = connections_.insert(connections_.end(), std::move(owned));
+  c.on_pool_ready(conn);
+  return c;
 }
 
 void Http2Pool::drain() {

@@ -119,6 +119,12 @@ class Http2Pool {
   void acquire(Http2Waiter& waiter);
   // The endpoint drains or leaves: no new streams on today's connections.
   void drain();
+  // A connection of the pool whose TLS handshake agreed on h2 (protocol auto) becomes one
+  // of ours; from now on the endpoint is known to speak HTTP/2.
+  Http2Connection& adopt(PooledConnection& conn);
+  bool learned() const { return learned_; }
+  // Whether TLS on `conn` agreed on HTTP/2 by ALPN.
+  static bool agreed_h2(PooledConnection& conn);
   ConnPool& transport() { return transport_; }
   event::Loop& loop() { return transport_.loop(); }
   size_t connections() const { return connections_.size(); }
@@ -140,6 +146,7 @@ class Http2Pool {
   std::list<Http2Waiter*> queue_;
   uint64_t next_id_ = 1;
   bool serving_ = false;
+  bool learned_ = false;
 };
 
 }  // namespace sluice::upstream::pool
