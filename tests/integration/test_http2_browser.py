@@ -10,10 +10,11 @@ backend behind a sluice TLS listener with `http2: {}` (ALPN h2) and loaded by re
 - `nghttp -ans` (nghttp2-client), which fetches the page's assets on parallel streams.
 
 For each: the access log has 51 lines with "protocol":"HTTP/2" and status 200, all from one
-downstream connection; the HTTP/2 counters show no abuse close, no GOAWAY and no reset sent
-by sluice; and /connections, read while the last resource is held back by the backend (so
-the connection is still open mid-page), shows the connection's abuse score below
-max_abuse_score.
+downstream connection; the HTTP/2 counters show no abuse close, no GOAWAY, no reset either
+way and no protocol error, and as many HTTP/2 connections as the client opened (nghttp: 1;
+Chromium: 1 or 2, read from its own net log, see case_headless_chromium); and /connections,
+read while the last resource is held back by the backend (so the connection is still open
+mid-page), shows the abuse score below max_abuse_score.
 
 No favicon request: the page declares its icon as a `data:` URL (`<link rel="icon"
 href="data:,">`), so a browser asks sluice for exactly the page and its 50 resources.
@@ -22,6 +23,9 @@ host name but 127.0.0.1 unresolvable) and that a container needs (--no-sandbox a
 --disable-dev-shm-usage where /dev/shm is small, --disable-gpu).
 
 Where Chromium is not installed (scripts/bootstrap did not run), its case is skipped.
+
+One more case runs by name only, `test_http2_browser.py case_chromium_stopped_mid_load`:
+Chromium stopping a page of 99 slow images, which sluice takes for Rapid Reset today.
 """
 
 import json
@@ -310,16 +314,15 @@ def check_after(s, log, who, connections=1):
         "sluice_http2_resets_total{by=client}": v("sluice_http2_resets_total", by="client"),
         "sluice_http2_protocol_errors_total": v("sluice_http2_protocol_errors_total"),
     }
-    want = dict(got)
-    want.update({"sluice_http2_connections_total": connections, "sluice_http2_streams_total": n,
-                 "sluice_http2_abuse_closed_total": 0, "sluice_http2_goaways_sent_total": 0,
-                 "sluice_http2_resets_total{by=sluice}": 0, "sluice_http2_resets_total{by=client}": 0,
-                 "sluice_http2_protocol_errors_total": 0})
+    want = {"sluice_http2_connections_total": connections, "sluice_http2_streams_total": n,
+            "sluice_http2_abuse_closed_total": 0, "sluice_http2_goaways_sent_total": 0,
+            "sluice_http2_resets_total{by=sluice}": 0, "sluice_http2_resets_total{by=client}": 0,
+            "sluice_http2_protocol_errors_total": 0}
     check(got == want, "%s: %d HTTP/2 connection(s), %d streams; no abuse close, no GOAWAY sent, no reset either "
           "way, no protocol error" % (who, connections, n), "%r\n%s" % (got, s.metrics_excerpt()))
-    return downstreams[0] if downstreams else None
     check(not s.sl.find_lines(re.compile(r"abuse score")), "%s: no 'abuse score' line in sluice's log" % who,
           hu.log_tail(s.sl, 20))
+    return downstreams[0] if downstreams else None
 
 
 # --------------------------------------------------------------------------
