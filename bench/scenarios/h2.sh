@@ -389,6 +389,23 @@ h2_scenario_run() {
 h2_scenario_run
 
 # --- report: one table per case --------------------------------------------------------------
+if [ "${BENCH_REPORT_ONLY:-0}" = 1 ]; then
+  # Rebuilding an older run's report: only the cases it has records of (runs from before the
+  # h2h2 case have none of it).
+  run_cases=$("$BENCH_PY" -c '
+import json, sys
+seen = set()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("run_id") == sys.argv[2] and r.get("case"):
+        seen.add(r["case"])
+print("\n".join(seen))' "$OUT" "$BENCH_RUN_ID")
+  report_cases=""
+  for c in $BENCH_H2_CASES; do
+    grep -qxF "$(case_title "$c")" <<<"$run_cases" && report_cases+="$c "
+  done
+  [ -z "$report_cases" ] || BENCH_H2_CASES=${report_cases% }
+fi
 cases_json() { local c s=""; for c in "$@"; do s+="\"$(case_title "$c")\","; done; echo "${s%,}"; }
 # shellcheck disable=SC2086 # a list of case names
 cases=$(cases_json $BENCH_H2_CASES)
