@@ -153,8 +153,9 @@ std::string render_config_json(
                  {"min_idle", cl.pool.min_idle}};
     if (cl.health_check.type != upstream::health::HealthCheckConfig::Type::kNone) {
       j["health_check"] = {
-          {"type", cl.health_check.type == upstream::health::HealthCheckConfig::Type::kTcp
-                       ? "tcp"
+          {"type", cl.health_check.type == upstream::health::HealthCheckConfig::Type::kTcp ? "tcp"
+                   : cl.health_check.type == upstream::health::HealthCheckConfig::Type::kGrpc
+                       ? "grpc"
                        : "http"},
           {"interval", secs(cl.health_check.interval)},
           {"timeout", secs(cl.health_check.timeout)},
