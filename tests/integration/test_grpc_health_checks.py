@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """gRPC health checks (`health_check: {type: grpc}`) against real gRPC servers (grpcio).
 
-The gRPC server implements grpc.health.v1.Health/Check with raw bytes (Debian has no
-grpc_health module): it decodes HealthCheckRequest{service} by hand and answers
-HealthCheckResponse{status} for the services it knows, NOT_FOUND for the others; the test
-flips a service's status between SERVING and NOT_SERVING.
+The gRPC server (grpc_health_server.py, a process of its own) implements
+grpc.health.v1.Health/Check with raw bytes (Debian has no grpc_health module): it decodes
+HealthCheckRequest{service} by hand and answers HealthCheckResponse{status} for the services
+it knows, NOT_FOUND for the others; the test flips a service's status between SERVING and
+NOT_SERVING by rewriting the server's status file.
 
 - serving endpoints are healthy ("SERVING"); one flipped to NOT_SERVING is logged unhealthy
   with "NOT_SERVING", /clusters on the admin API says health_check_failed, and requests
@@ -17,32 +18,32 @@ flips a service's status between SERVING and NOT_SERVING.
 - over TLS: ALPN h2 is offered and the check passes against a TLS gRPC server; a TLS server
   that does not choose h2 fails with "no HTTP/2: ...";
 - an endpoint that accepts and never answers: "timed out after 300ms";
+- the request as an h2-library server sees it (every field, :authority default and configured,
+  the body), a trailers-only UNAVAILABLE and an HTTP 503 answer;
 - `sluice check` on the new keys: `FILE:LINE:COL: key.path: message`.
 """
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, info  # noqa: E402
+from harness import check  # noqa: E402
 from http_backend import HttpBackend, PeerClosed, SockReader, parse_head  # noqa: E402
 import http_util as hu  # noqa: E402
 
-try:
-    import grpc  # Debian's python3-grpcio
-except ImportError:  # pragma: no cover - reported as a skip
-    grpc = None
-
+HAVE_GRPC = importlib.util.find_spec("grpc") is not None  # Debian's python3-grpcio
+SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_health_server.py")
 UNKNOWN, SERVING, NOT_SERVING = 0, 1, 2
 ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
 
@@ -51,87 +52,73 @@ ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
 # the gRPC health server
 
 
-def varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def decode_check_request(data):
-    """The service of a HealthCheckRequest (field 1, string); None when malformed."""
-    pos, service = 0, ""
-    while pos < len(data):
-        key = data[pos]
-        pos += 1
-        if key != 0x0A:
-            return None
-        n, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                return None
-            b = data[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        service = data[pos:pos + n].decode()
-        pos += n
-    return service
-
-
 class GrpcHealthServer:
-    """grpcio server on 127.0.0.1:<ephemeral>. `statuses` maps a service name to the serving
-    status it reports (set_status flips one); an unknown service gets NOT_FOUND. With
-    health=False the server has no Health service at all (UNIMPLEMENTED)."""
+    """grpc_health_server.py in a process of its own, on 127.0.0.1:<ephemeral>. `statuses`
+    maps a service name to the serving status it reports (set_status flips one); an unknown
+    service gets NOT_FOUND. With health=False the server has no Health service at all
+    (UNIMPLEMENTED). `checks` lists (service, user-agent) per Check call."""
 
     def __init__(self, statuses=None, health=True, cert=None):
         self._lock = threading.Lock()
         self.statuses = dict(statuses if statuses is not None else {"": SERVING})
-        self.checks = []  # (service, user-agent) per Check call
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                                  options=[("grpc.so_reuseport", 0)])
-        if health:
-            handler = grpc.method_handlers_generic_handler(
-                "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(self._check)})
-            self.server.add_generic_rpc_handlers((handler,))
+        self.checks = []
+        self.dir = tempfile.mkdtemp(prefix="sluice-grpc-")
+        self.status_file = os.path.join(self.dir, "statuses.json")
+        self._write()
+        args = ["/usr/bin/python3", SERVER_SCRIPT, "--status-file", self.status_file]
         if cert:
-            with open(cert.key, "rb") as k, open(cert.chain, "rb") as c:
-                creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
-        else:
-            self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.address = "127.0.0.1:%d" % self.port
-        self.server.start()
+            args += ["--cert", cert.chain, "--key", cert.key]
+        if not health:
+            args.append("--no-health")
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=harness.die_with_parent)
         harness.register_cleanup(self.stop)
+        ready = threading.Event()
+        self.port = None
 
-    def _check(self, request, context):
-        service = decode_check_request(request)
-        agent = dict(context.invocation_metadata()).get("user-agent", "")
-        with self._lock:
-            self.checks.append((service, agent))
-            status = self.statuses.get(service)
-        if service is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
-        if status is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
-        return b"\x08" + varint(status) if status else b""
+        def read():
+            for line in self.proc.stdout:
+                if line.startswith("listening "):
+                    self.port = int(line.split()[1])
+                    ready.set()
+                elif line.startswith("{"):
+                    c = json.loads(line)
+                    with self._lock:
+                        self.checks.append((c["service"], c["user_agent"]))
+            ready.set()
+        threading.Thread(target=read, daemon=True).start()
+        ready.wait(20)
+        if self.port is None:
+            raise harness.CheckFailed_with("the gRPC server did not start", "")
+        self.address = "127.0.0.1:%d" % self.port
+
+    def _write(self):
+        tmp = self.status_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.statuses, f)
+        os.replace(tmp, self.status_file)  # the server never reads half a file
 
     def set_status(self, service, status):
-        """Returns the number of checks answered so far (taken with the change)."""
+        """Returns the number of checks answered so far (taken before the change)."""
         with self._lock:
+            n = len(self.checks)
             self.statuses[service] = status
-            return len(self.checks)
+            self._write()
+            return n
 
     def answered(self):
         with self._lock:
             return len(self.checks)
 
     def stop(self):
-        self.server.stop(0)
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _relay(src, dst):
@@ -188,6 +175,54 @@ class MuxBackend(harness.TcpServer):
             body = self.name.encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n%s" %
                          (body, len(body), body))
+
+
+class H2HealthServer(harness.TcpServer):
+    """A gRPC health endpoint written with the h2 library, to see the request as it was on the
+    wire (every field, the body) and to answer in shapes grpcio does not make: `answer` is
+    "serving" (head, message, trailers), "trailers_only" (a head with grpc-status 14 that ends
+    the stream) or "503"."""
+
+    def __init__(self, answer="serving"):
+        self.answer = answer
+        self.requests = []  # (fields as a list of (name, value), body)
+        super().__init__()
+
+    def handle(self, conn):
+        import h2.config
+        import h2.connection
+        import h2.events
+        c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False,
+                                                                         header_encoding="utf-8"))
+        c.initiate_connection()
+        conn.sendall(c.data_to_send())
+        fields, bodies = {}, {}
+        while not self._stop.is_set():
+            data = conn.recv(65536)
+            if not data:
+                return
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    fields[ev.stream_id] = list(ev.headers)
+                    bodies[ev.stream_id] = b""
+                elif isinstance(ev, h2.events.DataReceived):
+                    bodies[ev.stream_id] += ev.data
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    sid = ev.stream_id
+                    with self._lock:
+                        self.requests.append((fields[sid], bodies[sid]))
+                    grpc_type = ("content-type", "application/grpc")
+                    if self.answer == "503":
+                        c.send_headers(sid, [(":status", "503"), grpc_type], end_stream=True)
+                    elif self.answer == "trailers_only":
+                        c.send_headers(sid, [(":status", "200"), grpc_type, ("grpc-status", "14"),
+                                             ("grpc-message", "draining%21")], end_stream=True)
+                    else:
+                        c.send_headers(sid, [(":status", "200"), grpc_type])
+                        c.send_data(sid, b"\x00\x00\x00\x00\x02\x08\x01")
+                        c.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+            conn.sendall(c.data_to_send())
 
 
 class NoH2TlsServer(harness.TcpServer):
@@ -372,6 +407,37 @@ def case_not_grpc_endpoints():
     hu.stop_and_check(sl)
 
 
+def case_request_on_the_wire():
+    plain, named = H2HealthServer(), H2HealthServer()
+    only, down = H2HealthServer("trailers_only"), H2HealthServer("503")
+    sl, admin = start([hu.cluster("app", [plain, only, down], health_check=grpc_check(interval="10s")),
+                       hu.cluster("named", [named], health_check=grpc_check(
+                           interval="10s", service="app.Api", authority="api.example:50051"))])
+    want = sorted([(":method", "POST"), (":scheme", "http"), (":authority", plain.address),
+                   (":path", "/grpc.health.v1.Health/Check"), ("content-type", "application/grpc"),
+                   ("te", "trailers"), ("user-agent", "sluice-health")])
+    with plain._lock:
+        got = list(plain.requests)
+    check(len(got) == 1 and sorted(got[0][0]) == want,
+          "the request's fields: POST, :authority the endpoint's address, content-type "
+          "application/grpc, te trailers, user-agent sluice-health (and nothing else)", repr(got))
+    check(got[0][1] == b"\x00\x00\x00\x00\x00", "the body: an empty HealthCheckRequest behind the 5-byte prefix",
+          repr(got[0][1]))
+    with named._lock:
+        got = list(named.requests)
+    fields = dict(got[0][0]) if got else {}
+    check(fields.get(":authority") == "api.example:50051", "authority: sets :authority", repr(got))
+    check(got[0][1] == b"\x00\x00\x00\x00\x09\x0a\x07app.Api",
+          "the body carries service app.Api (tag 0x0a, length 7)", repr(got[0][1]))
+    for want_line in [healthy_line(plain.address), healthy_line(named.address, cluster="named"),
+                      unhealthy_line(only.address, "grpc-status 14 (UNAVAILABLE): draining!"),
+                      unhealthy_line(down.address, "HTTP status 503")]:
+        check(sl.find_lines(want_line), "logged '%s'" % want_line, hu.log_tail(sl))
+    check(endpoint_states(admin) == {plain.address: False, only.address: True, down.address: True},
+          "/clusters: the trailers-only and 503 endpoints failed their check", repr(endpoint_states(admin)))
+    hu.stop_and_check(sl)
+
+
 def case_tls():
     import tls_pki
     cert = tls_pki.leaf(["localhost"], ["127.0.0.1"])
@@ -467,8 +533,8 @@ def case_config_valid_grpc_check():
 
 if __name__ == "__main__":
     hu.use_default_bin()
-    if grpc is None:
+    if not HAVE_GRPC:
         print("skipped: python3-grpcio is not installed")
         sys.exit(harness.SKIP_EXIT)
     harness.run_cases([case_serving_not_serving_and_back, case_service_name_and_unknown_service,
-                       case_not_grpc_endpoints, case_tls, case_config_valid_grpc_check] + config_error_case_fns())
+                       case_not_grpc_endpoints, case_request_on_the_wire, case_tls, case_config_valid_grpc_check] + config_error_case_fns())

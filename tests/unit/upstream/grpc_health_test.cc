@@ -31,10 +31,13 @@ TEST(GrpcHealthTest, MessageFraming) {
 }
 
 TEST(GrpcHealthTest, UnframeOneMessage) {
-  auto m = unframe_message("\0\0\0\0\x02\x08\x01"s);
+  // The message is a view into the body.
+  const std::string body = "\0\0\0\0\x02\x08\x01"s;
+  auto m = unframe_message(body);
   ASSERT_TRUE(m.is_ok()) << m.status().message();
   EXPECT_EQ(m.value(), "\x08\x01"s);
-  auto empty = unframe_message("\0\0\0\0\0"s);
+  const std::string empty_body = "\0\0\0\0\0"s;
+  auto empty = unframe_message(empty_body);
   ASSERT_TRUE(empty.is_ok());
   EXPECT_EQ(empty.value(), "");
 }
