@@ -86,17 +86,14 @@ ConfigIssues HealthCheckConfig::validate() const {
     if (!grpc.service.empty()) c.error("service", "only for type: grpc");
     if (!grpc.authority.empty()) c.error("authority", "only for type: grpc");
   } else {
-    // Sent as a protobuf string (UTF-8) and an HTTP/2 field: printable text only.
+    // The service goes out as a protobuf string, the authority as :authority: text only.
     if (grpc.service.size() > 1024 || !valid_header_value(grpc.service)) {
-      c.error("service",
-              "expected a service name of at most 1024 bytes without control "
-              "characters");
+      c.error("service", "expected a name of at most 1024 bytes without control characters");
     }
     if (grpc.authority.find_first_of(" \t/@") != std::string::npos ||
         !valid_header_value(grpc.authority)) {
       c.error("authority",
-              "expected host or host:port without spaces, '/', '@' or control "
-              "characters");
+              "expected host or host:port without spaces, '/', '@' or control characters");
     }
   }
   if (type != Type::kHttp) return c.take();
