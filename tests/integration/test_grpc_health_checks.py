@@ -18,8 +18,8 @@ NOT_SERVING by rewriting the server's status file.
 - over TLS: ALPN h2 is offered and the check passes against a TLS gRPC server; a TLS server
   that does not choose h2 fails with "no HTTP/2: ...";
 - an endpoint that accepts and never answers: "timed out after 300ms";
-- the request as an h2-library server sees it (every field, :authority default and configured,
-  the body), a trailers-only UNAVAILABLE and an HTTP 503 answer;
+- the request as an h2-library server sees it (every field; :authority by default the
+  endpoint's address, or the cluster's name for a DNS cluster, or as configured; the body), a trailers-only UNAVAILABLE and an HTTP 503 answer;
 - `sluice check` on the new keys: `FILE:LINE:COL: key.path: message`.
 """
 
@@ -408,11 +408,13 @@ def case_not_grpc_endpoints():
 
 
 def case_request_on_the_wire():
-    plain, named = H2HealthServer(), H2HealthServer()
+    plain, named, by_name = H2HealthServer(), H2HealthServer(), H2HealthServer()
     only, down = H2HealthServer("trailers_only"), H2HealthServer("503")
     sl, admin = start([hu.cluster("app", [plain, only, down], health_check=grpc_check(interval="10s")),
                        hu.cluster("named", [named], health_check=grpc_check(
-                           interval="10s", service="app.Api", authority="api.example:50051"))])
+                           interval="10s", service="app.Api", authority="api.example:50051")),
+                       hu.cluster("dns", ["localhost:%d" % by_name.port], type="logical_dns",
+                                  health_check=grpc_check(interval="10s"))])
     want = sorted([(":method", "POST"), (":scheme", "http"), (":authority", plain.address),
                    (":path", "/grpc.health.v1.Health/Check"), ("content-type", "application/grpc"),
                    ("te", "trailers"), ("user-agent", "sluice-health")])
@@ -429,6 +431,11 @@ def case_request_on_the_wire():
     check(fields.get(":authority") == "api.example:50051", "authority: sets :authority", repr(got))
     check(got[0][1] == b"\x00\x00\x00\x00\x09\x0a\x07app.Api",
           "the body carries service app.Api (tag 0x0a, length 7)", repr(got[0][1]))
+    with by_name._lock:
+        got = list(by_name.requests)
+    fields = dict(got[0][0]) if got else {}
+    check(fields.get(":authority") == "localhost:%d" % by_name.port,
+          "a logical_dns cluster: :authority is its name and port (localhost:%d)" % by_name.port, repr(got))
     for want_line in [healthy_line(plain.address), healthy_line(named.address, cluster="named"),
                       unhealthy_line(only.address, "grpc-status 14 (UNAVAILABLE): draining!"),
                       unhealthy_line(down.address, "HTTP status 503")]:
