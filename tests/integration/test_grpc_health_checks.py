@@ -8,10 +8,11 @@ it knows, NOT_FOUND for the others; the test flips a service's status between SE
 NOT_SERVING by rewriting the server's status file.
 
 - serving endpoints are healthy ("SERVING"); one flipped to NOT_SERVING is logged unhealthy
-  with "NOT_SERVING", /clusters on the admin API says health_check_failed, and requests
-  routed to the cluster stop reaching it; back to SERVING, it is healthy and gets traffic
-  again (each endpoint is a mux: HTTP/2 connections go to its gRPC server, HTTP/1.1 requests
-  are answered by the endpoint itself, so traffic and checks reach the same address);
+  with "NOT_SERVING", /clusters on the admin API says health_check_failed and last_check
+  "NOT_SERVING", and requests routed to the cluster stop reaching it; back to SERVING, it is
+  healthy and gets traffic again (each endpoint is a mux: HTTP/2 connections go to its gRPC
+  server, HTTP/1.1 requests are answered by the endpoint itself, so traffic and checks reach
+  the same address);
 - `service:` is sent in the request; an unknown service is NOT_FOUND (grpc-status 5) and the
   endpoint unhealthy; a gRPC server without the Health service: grpc-status 12
   (UNIMPLEMENTED); a plain HTTP/1.1 backend: "no HTTP/2: ...";
@@ -271,11 +272,11 @@ def start(clusters, routes=None):
 
 
 def endpoint_states(admin, cluster="app"):
-    """{address: health_check_failed} from GET /clusters."""
+    """{address: (health_check_failed, last_check)} from GET /clusters."""
     r = hu.request_once(admin, "GET", "/clusters", host="admin", timeout=5)
     for c in json.loads(r.body):
         if c["name"] == cluster:
-            return {e["address"]: e["health_check_failed"] for e in c["endpoints"]}
+            return {e["address"]: (e["health_check_failed"], e["last_check"]) for e in c["endpoints"]}
     return {}
 
 
@@ -336,8 +337,8 @@ def case_serving_not_serving_and_back():
     for x in (a, b):
         check(sl.find_lines(healthy_line(x.address)), "endpoint %s logged healthy: SERVING" % x.name,
               hu.log_tail(sl))
-    check(endpoint_states(admin) == {a.address: False, b.address: False},
-          "/clusters: neither endpoint has health_check_failed", repr(endpoint_states(admin)))
+    check(endpoint_states(admin) == {a.address: (False, "SERVING"), b.address: (False, "SERVING")},
+          "/clusters: neither endpoint has health_check_failed, last_check SERVING", repr(endpoint_states(admin)))
     with ga._lock:
         first = list(ga.checks)
     check(first and first[0] == ("", "sluice-health"),
@@ -350,9 +351,9 @@ def case_serving_not_serving_and_back():
     line = sl.wait_log(unhealthy_line(a.address, "NOT_SERVING"), 5, start_line)
     check(line is not None, "NOT_SERVING: logged '%s'" % unhealthy_line(a.address, "NOT_SERVING"),
           sl.stderr_text(start_line))
-    state = wait_state(admin, {a.address: True, b.address: False})
-    check(state == {a.address: True, b.address: False}, "/clusters: a has health_check_failed, b not",
-          repr(state))
+    want = {a.address: (True, "NOT_SERVING"), b.address: (False, "SERVING")}
+    state = wait_state(admin, want)
+    check(state == want, "/clusters: a has health_check_failed (last_check NOT_SERVING), b not", repr(state))
     wait_counts(port, {"b": 4})
     t0 = a.traffic
     counts = count_backends(port, 10)
@@ -363,9 +364,9 @@ def case_serving_not_serving_and_back():
     ga.set_status("", SERVING)
     check(sl.wait_log(healthy_line(a.address), 5, start_line) is not None,
           "SERVING again: logged '%s'" % healthy_line(a.address), sl.stderr_text(start_line))
-    state = wait_state(admin, {a.address: False, b.address: False})
-    check(state == {a.address: False, b.address: False}, "/clusters: no endpoint has health_check_failed",
-          repr(state))
+    want = {a.address: (False, "SERVING"), b.address: (False, "SERVING")}
+    state = wait_state(admin, want)
+    check(state == want, "/clusters: no endpoint has health_check_failed", repr(state))
     counts = wait_counts(port, {"a": 5, "b": 5})
     check(counts == ({"a": 5, "b": 5}, []), "10 requests: 5 to each endpoint again", repr(counts))
     hu.stop_and_check(sl)
@@ -383,7 +384,8 @@ def case_service_name_and_unknown_service():
     with g._lock:
         services = sorted(set(s for s, _ in g.checks))
     check(services == ["app.Api", "no.Such"], "the requests named the configured services", repr(services))
-    check(endpoint_states(admin, "other") == {unknown.address: True}, "/clusters: other's endpoint failed its check",
+    want = {unknown.address: (True, "grpc-status 5 (NOT_FOUND): unknown service")}
+    check(endpoint_states(admin, "other") == want, "/clusters: other's endpoint failed its check, with the reason",
           repr(endpoint_states(admin, "other")))
     hu.stop_and_check(sl)
 
@@ -401,8 +403,10 @@ def case_not_grpc_endpoints():
              healthy_line(good.address)]
     for want in lines:
         check(sl.find_lines(want), "logged '%s'" % want, hu.log_tail(sl))
-    want = {plain.address: True, no_health.address: True, hold.address: True, good.address: False}
-    check(endpoint_states(admin) == want, "/clusters: only the gRPC server with Health passes",
+    want = {plain.address: (True, "no HTTP/2: the upstream answered in HTTP/1, not HTTP/2"),
+            no_health.address: (True, "grpc-status 12 (UNIMPLEMENTED): Method not found!"),
+            hold.address: (True, "timed out after 300ms"), good.address: (False, "SERVING")}
+    check(endpoint_states(admin) == want, "/clusters: only the gRPC server with Health passes; last_check says why",
           repr(endpoint_states(admin)))
     hu.stop_and_check(sl)
 
@@ -440,8 +444,10 @@ def case_request_on_the_wire():
                       unhealthy_line(only.address, "grpc-status 14 (UNAVAILABLE): draining!"),
                       unhealthy_line(down.address, "HTTP status 503")]:
         check(sl.find_lines(want_line), "logged '%s'" % want_line, hu.log_tail(sl))
-    check(endpoint_states(admin) == {plain.address: False, only.address: True, down.address: True},
-          "/clusters: the trailers-only and 503 endpoints failed their check", repr(endpoint_states(admin)))
+    want = {plain.address: (False, "SERVING"), only.address: (True, "grpc-status 14 (UNAVAILABLE): draining!"),
+            down.address: (True, "HTTP status 503")}
+    check(endpoint_states(admin) == want, "/clusters: the trailers-only and 503 endpoints failed their check",
+          repr(endpoint_states(admin)))
     hu.stop_and_check(sl)
 
 
@@ -457,8 +463,10 @@ def case_tls():
     line = unhealthy_line(plain_tls.address, "no HTTP/2: the endpoint chose no protocol by ALPN (h2 offered)")
     check(sl.find_lines(line), "TLS server without h2: logged '%s'" % line, hu.log_tail(sl))
     check(plain_tls.handshakes >= 1, "the handshake with it completed", repr(plain_tls.handshakes))
-    check(endpoint_states(admin) == {g.address: False, plain_tls.address: True},
-          "/clusters: the gRPC server passes, the other fails", repr(endpoint_states(admin)))
+    want = {g.address: (False, "SERVING"),
+            plain_tls.address: (True, "no HTTP/2: the endpoint chose no protocol by ALPN (h2 offered)")}
+    check(endpoint_states(admin) == want, "/clusters: the gRPC server passes, the other fails",
+          repr(endpoint_states(admin)))
     hu.stop_and_check(sl)
 
 

@@ -425,6 +425,7 @@ void HealthManager::on_check(size_t cluster, size_t endpoint, bool passed,
   Endpoint& e = c.endpoints[endpoint];
   const HealthCheckConfig& hc = c.config->health_check;
   if (!passed) ++stats_.active_check_failures;
+  e.last_check = detail;
   bool was_failed = e.failed_check;
   bool first = !e.answered;
   if (!e.answered) {
