@@ -15,6 +15,7 @@ NOT_FOUND ("unknown service"). With --no-health the server has no Health service
 import argparse
 import json
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -61,10 +62,14 @@ def main():
     ap.add_argument("--no-health", action="store_true")
     args = ap.parse_args()
 
+    out_lock = threading.Lock()  # calls run on several threads: one whole line each
+
     def check(request, context):
         service = decode_check_request(request)
         agent = dict(context.invocation_metadata()).get("user-agent", "")
-        print(json.dumps({"service": service, "user_agent": agent}), flush=True)
+        with out_lock:
+            sys.stdout.write(json.dumps({"service": service, "user_agent": agent}) + "\n")
+            sys.stdout.flush()
         if service is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
         with open(args.status_file) as f:

@@ -339,6 +339,8 @@ def case_serving_not_serving_and_back():
               hu.log_tail(sl))
     check(endpoint_states(admin) == {a.address: (False, "SERVING"), b.address: (False, "SERVING")},
           "/clusters: neither endpoint has health_check_failed, last_check SERVING", repr(endpoint_states(admin)))
+    # The server reports each call on its stdout, read by a thread here: wait for it.
+    harness.wait_until(lambda: ga.answered() >= 1, 5)
     with ga._lock:
         first = list(ga.checks)
     check(first and first[0] == ("", "sluice-health"),
@@ -381,9 +383,11 @@ def case_service_name_and_unknown_service():
     check(sl.find_lines(healthy_line(known.address)), "service app.Api SERVING: healthy", hu.log_tail(sl))
     line = unhealthy_line(unknown.address, "grpc-status 5 (NOT_FOUND): unknown service", "other")
     check(sl.find_lines(line), "unknown service: logged '%s'" % line, hu.log_tail(sl))
-    with g._lock:
-        services = sorted(set(s for s, _ in g.checks))
-    check(services == ["app.Api", "no.Such"], "the requests named the configured services", repr(services))
+    def services():
+        with g._lock:
+            return sorted(set(s for s, _ in g.checks))
+    harness.wait_until(lambda: services() == ["app.Api", "no.Such"], 5)
+    check(services() == ["app.Api", "no.Such"], "the requests named the configured services", repr(services()))
     want = {unknown.address: (True, "grpc-status 5 (NOT_FOUND): unknown service")}
     check(endpoint_states(admin, "other") == want, "/clusters: other's endpoint failed its check, with the reason",
           repr(endpoint_states(admin, "other")))
@@ -462,6 +466,8 @@ def case_tls():
     check(sl.find_lines(healthy_line(g.address)), "TLS gRPC server (ALPN h2): healthy", hu.log_tail(sl))
     line = unhealthy_line(plain_tls.address, "no HTTP/2: the endpoint chose no protocol by ALPN (h2 offered)")
     check(sl.find_lines(line), "TLS server without h2: logged '%s'" % line, hu.log_tail(sl))
+    # The server's side of the handshake may end a moment after sluice's did.
+    harness.wait_until(lambda: plain_tls.handshakes >= 1, 5)
     check(plain_tls.handshakes >= 1, "the handshake with it completed", repr(plain_tls.handshakes))
     want = {g.address: (False, "SERVING"),
             plain_tls.address: (True, "no HTTP/2: the endpoint chose no protocol by ALPN (h2 offered)")}
