@@ -161,6 +161,9 @@ std::string render_config_json(
           {"timeout", secs(cl.health_check.timeout)},
           {"healthy_threshold", cl.health_check.healthy_threshold},
           {"unhealthy_threshold", cl.health_check.unhealthy_threshold}};
+      if (cl.health_check.type == upstream::health::HealthCheckConfig::Type::kGrpc) {
+        j["health_check"]["service"] = cl.health_check.grpc.service;
+      }
     }
     if (cl.outlier) {
       j["outlier_detection"] = {

@@ -388,6 +388,11 @@ def case_service_name_and_unknown_service():
             return sorted(set(s for s, _ in g.checks))
     harness.wait_until(lambda: services() == ["app.Api", "no.Such"], 5)
     check(services() == ["app.Api", "no.Such"], "the requests named the configured services", repr(services()))
+    r = hu.request_once(admin, "GET", "/config", host="admin", timeout=5)
+    hcs = {c["name"]: c.get("health_check", {}) for c in json.loads(r.body)["clusters"]}
+    got = {n: (h.get("type"), h.get("service")) for n, h in hcs.items()}
+    check(got == {"app": ("grpc", "app.Api"), "other": ("grpc", "no.Such")},
+          "/config shows type grpc and the service of each cluster's check", repr(hcs))
     want = {unknown.address: (True, "grpc-status 5 (NOT_FOUND): unknown service")}
     check(endpoint_states(admin, "other") == want, "/clusters: other's endpoint failed its check, with the reason",
           repr(endpoint_states(admin, "other")))
