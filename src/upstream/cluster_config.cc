@@ -179,10 +179,26 @@ ConfigIssues ClusterConfig::validate() const {
   c.nested("circuit_breakers", circuit_breakers.validate());
   if (tls) c.nested("tls", tls->validate());
   c.nested("http2", http2.validate());
-  if (protocol != Protocol::kHttp1 && tls &&
-      std::find(tls->alpn.begin(), tls->alpn.end(), "h2") == tls->alpn.end()) {
+  bool offers_h2 = tls && std::find(tls->alpn.begin(), tls->alpn.end(), "h2") != tls->alpn.end();
+  if (protocol != Protocol::kHttp1 && tls && !offers_h2) {
     c.error("tls.alpn",
             fmt::format("protocol: {} needs \"h2\" in the ALPN list", to_string(protocol)));
+  }
+  if (protocol == Protocol::kHttp2 && offers_h2 && tls->alpn != std::vector<std::string>{"h2"}) {
+    c.error("tls.alpn",
+            "protocol: http2 offers h2 alone (an endpoint that chose another protocol could not "
+            "be spoken to); say protocol: auto to accept both");
+  }
+  if (protocol == Protocol::kHttp1 && offers_h2) {
+    c.error("tls.alpn", "\"h2\" is offered but protocol is http1: say protocol: http2 or auto");
+  }
+  if (protocol == Protocol::kHttp1 && !(http2 == http::http2::ClientOptions{})) {
+    c.error("http2", "only with protocol: http2 or auto");
+  }
+  if (protocol != Protocol::kHttp1 && pool.min_idle > 0) {
+    c.error("pool.min_idle",
+            fmt::format("keeps HTTP/1.1 connections open ahead of demand; not with protocol: {}",
+                        to_string(protocol)));
   }
 
   bool dns = type != Type::kStatic;

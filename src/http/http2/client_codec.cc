@@ -104,6 +104,9 @@ struct ClientCodec::Hooks {
     ClientCodec& c = codec(user_data);
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     switch (frame->hd.type) {
+      case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) c.settings_received_ = true;
+        return 0;
       case NGHTTP2_HEADERS: {
         Stream* s = c.find_wire(frame->hd.stream_id);
         if (!s) return 0;
@@ -150,6 +153,9 @@ struct ClientCodec::Hooks {
       nghttp2_session_consume(session, stream_id, len);
       return 0;
     }
+    // The connection window reopens at once: a stream whose client reads slowly holds back
+    // its own window only, never the other streams'.
+    nghttp2_session_consume_connection(session, len);
     s->unacked += len;
     s->callbacks->on_data(s->handle, {reinterpret_cast<const char*>(data), len}, false);
     return 0;
@@ -413,10 +419,9 @@ ClientCodec::Stream* ClientCodec::find_wire(int32_t wire_id) const {
 
 void ClientCodec::forget(Stream* s) {
   if (s->wire > 0) {
-    // Fails harmlessly when nghttp2 has closed (or not yet opened) the stream.
+    // Fails harmlessly when nghttp2 has closed (or not yet opened) the stream. (The
+    // connection window took its bytes back as they arrived.)
     nghttp2_session_set_stream_user_data(session_, s->wire, nullptr);
-    // Bytes the owner had not acknowledged go back to the connection window.
-    if (s->unacked > 0) nghttp2_session_consume_connection(session_, s->unacked);
   }
   s->clear();
   free_.push_back(s);
@@ -563,7 +568,7 @@ void ClientCodec::resume(StreamId stream) {
   size_t held = std::exchange(s->held, 0);
   if (held > 0) {
     s->unacked -= held;
-    nghttp2_session_consume(session_, s->wire, held);
+    nghttp2_session_consume_stream(session_, s->wire, held);
     send_pending();
   }
 }
@@ -578,7 +583,7 @@ void ClientCodec::consumed(StreamId stream, size_t bytes) {
     return;
   }
   s->unacked -= bytes;
-  nghttp2_session_consume(session_, s->wire, bytes);
+  nghttp2_session_consume_stream(session_, s->wire, bytes);
   send_pending();
 }
 

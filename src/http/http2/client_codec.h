@@ -7,8 +7,8 @@
 // back as on_head() (1xx ones too), on_data() and on_trailers(), or on_reset() when the
 // stream ends without a complete response (StreamReset::refused: the request was not
 // processed and may be retried). Flow control is the owner's: response bytes stay counted
-// against the windows until consumed() acknowledges them, so a slow downstream stalls only
-// its own stream.
+// against their stream's window until consumed() acknowledges them (the connection window
+// takes them back on arrival), so a slow downstream stalls only its own stream.
 //
 // Stream ids given by open_stream() are the codec's handles, not HTTP/2 stream identifiers
 // (nghttp2 numbers a stream when its HEADERS is submitted, and those numbers must rise in
@@ -49,6 +49,7 @@ struct ClientOptions {
   uint32_t max_frame_size = 16 * 1024;
 
   ConfigIssues validate() const;
+  bool operator==(const ClientOptions&) const = default;
 };
 
 class ClientCodec final : public http::ClientCodec {
@@ -94,6 +95,8 @@ class ClientCodec final : public http::ClientCodec {
   size_t open_streams() const { return streams_.size() - free_.size(); }
   uint32_t peer_max_concurrent_streams() const;
   bool goaway_received() const { return goaway_received_; }
+  // The server's SETTINGS arrived (its limits, max concurrent streams among them, are known).
+  bool settings_received() const { return settings_received_; }
   // The last stream id of the GOAWAY received: streams above it were refused.
   uint32_t goaway_last_stream_id() const { return goaway_last_stream_id_; }
   // The HTTP/2 stream identifier of `stream` (0 until its head is submitted).
@@ -122,8 +125,8 @@ class ClientCodec final : public http::ClientCodec {
 
   // Response flow control. pause() holds back the window updates of `stream` until
   // resume(): bytes already allowed by the window are still delivered. consumed()
-  // acknowledges response body bytes (WINDOW_UPDATE as nghttp2 sees fit). Bytes not yet
-  // acknowledged when a stream ends go back to the connection window then.
+  // acknowledges response body bytes to the stream's window (WINDOW_UPDATE as nghttp2 sees
+  // fit); the connection's window reopens as bytes arrive.
   void pause(StreamId stream) override;
   void resume(StreamId stream) override;
   void consumed(StreamId stream, size_t bytes);
@@ -177,6 +180,7 @@ class ClientCodec final : public http::ClientCodec {
   bool preface_seen_ = false;  // the server's first frame header was checked
   bool goaway_sent_ = false;
   bool goaway_received_ = false;
+  bool settings_received_ = false;
   uint32_t goaway_last_stream_id_ = 0;
   std::optional<MonoTime> ping_sent_;
   std::optional<MonoClock::duration> last_ping_rtt_;

@@ -24,6 +24,9 @@ const nghttp2_option* session_option() {
     SLUICE_CHECK(nghttp2_option_new(&p) == 0);
     nghttp2_option_set_no_auto_window_update(p, 1);
     nghttp2_option_set_no_closed_streams(p, 1);
+    // nghttp2 refuses to send a header block over 64 KiB by default, below what sluice's
+    // HTTP/1.1 side accepts (a request head is checked against the listener's limits).
+    nghttp2_option_set_max_send_header_block_length(p, 1024 * 1024);
     return std::unique_ptr<nghttp2_option, OptionDeleter>(p);
   }();
   return opt.get();

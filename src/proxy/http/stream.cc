@@ -231,12 +231,15 @@ void Stream::route() {
   DownstreamInfo info{ip, o.trust_forwarded_headers, o.generate_request_id, secure,
                       tls ? std::string_view(tls->client_cert_header) : std::string_view()};
   // gRPC needs TE: trailers on HTTP/2 (RFC 9113 §8.2.2 allows it there, and only it).
-  bool te_trailers = cluster_->speaks_http2() && req.headers.has_token("te", "trailers");
+  bool te_trailers = (cluster_->speaks_http2() || cluster_->may_speak_http2()) &&
+                     req.headers.has_token("te", "trailers");
   to_upstream(*route, req, info, upgrade_, proxy_.random(), ids);
   if (te_trailers) req.headers.add("te", "trailers");
   log_.request_id = std::move(ids.request_id);
   log_.traceparent = std::move(ids.traceparent);
-  upstream_target_ = upstream_target(*route, req);
+  // From here on the head carries the upstream's target; the log keeps the client's.
+  client_target_ = upstream_target(*route, req);
+  std::swap(client_target_, req.target);
   Duration timeout = route->timeout;
   if (grpc_) {
     // The call's own deadline, when it is sooner than the route's.
@@ -271,7 +274,7 @@ void Stream::start_exchange(bool fresh) {
   ++log_.attempts;
   endpoint_ = ep;
   ExchangeSettings settings{route_->per_try_timeout, route_->upstream_idle_timeout,
-                            request_.method == "HEAD", request_.method == "CONNECT"};
+                            request_.method == "HEAD", request_.method == "CONNECT", upgrade_};
   exchange_ = std::make_unique<UpstreamExchange>(*this, cluster, ep, fresh, settings);
   log_.attempt_started = proxy_.loop().now();
   exchange_->start();
@@ -289,16 +292,18 @@ void Stream::on_exchange_ready(UpstreamExchange& x) {
   // A first try sends what queued up while it connected; a retry re-sends everything (a
   // retry only happens while every byte sent is still in replay_body_).
   std::string_view body = log_.attempts == 1 ? pending_body_.view() : replay_body_.view();
-  // The head goes out with the upstream's target; the log keeps the client's.
-  std::swap(upstream_target_, request_.target);
+  // Each send may fail the try at once (the codec refused the head, the connection broke)
+  // and the failure may already have answered or started another try: then this one is over.
   bool no_body = request_complete_ && body.empty() && !request_.chunked;
   x.send_head(request_, no_body);
-  std::swap(upstream_target_, request_.target);
+  if (exchange_.get() != &x) return;
   if (!no_body) x.send_body(body);
+  if (exchange_.get() != &x) return;
   pending_body_.clear();
   pending_body_.release();
   if (request_complete_) {
     if (!no_body) x.send_end(request_trailers_);
+    if (exchange_.get() != &x) return;
     log_.request_sent = proxy_.loop().now();
     transition(State::kAwaitingResponse);
   } else {
@@ -371,8 +376,11 @@ void Stream::on_request_complete(HeaderMap& trailers) {
   request_trailers_ = std::move(trailers);
   if (exchange_ && exchange_->ready()) {
     log_.request_sent = proxy_.loop().now();
-    exchange_->send_end(request_trailers_);
-    if (state_ == State::kForwarding) transition(State::kAwaitingResponse);
+    UpstreamExchange* x = exchange_.get();
+    x->send_end(request_trailers_);
+    if (exchange_.get() == x && state_ == State::kForwarding) {
+      transition(State::kAwaitingResponse);
+    }
   }
 }
 
@@ -454,12 +462,16 @@ void Stream::schedule_retry(std::string_view why, Duration after) {
 void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
   std::unique_ptr<UpstreamExchange> failed = std::move(exchange_);
   SLUICE_ASSERT(failed.get() == &x);
-  TryOutcome t{e, x.reused(), x.response_started(), x.closed_by_sluice(), committed_, x.refused()};
+  // A reset stream of a shared HTTP/2 connection is no keep-alive race: not "stale".
+  TryOutcome t{
+      e,          x.reused() && !x.http2(), x.response_started(), x.closed_by_sluice(), committed_,
+      x.refused()};
   size_t endpoint = x.endpoint();
   if (x.first_byte_at() != MonoTime{}) log_.upstream_first_byte = x.first_byte_at();
   retire(std::move(failed));
   bool connect = e.kind == ErrorKind::kConnectFailure || e.kind == ErrorKind::kConnectTimeout;
-  if (connect) {
+  bool counted_elsewhere = x.failure_counted_elsewhere();
+  if (connect && !counted_elsewhere) {
     ++cluster_->stats().connect_attempts;
     ++cluster_->stats().connect_failures;
   }
@@ -468,7 +480,8 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
                t.refused;
   // Connect failures, resets, timeouts and malformed responses are the endpoint's doing; a
   // full pool, a keep-alive race or a connection sluice closed are not.
-  if (!stale && !t.closed_by_sluice && e.retryable && e.kind != ErrorKind::kRetryableStatus) {
+  if (!stale && !t.closed_by_sluice && !counted_elsewhere && e.retryable &&
+      e.kind != ErrorKind::kRetryableStatus) {
     cluster_->report(endpoint, upstream::health::Outcome::kGatewayFailure);
   }
   if (committed_) {
@@ -492,7 +505,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
       exchange_ = std::make_unique<UpstreamExchange>(
           *this, *cluster_, endpoint, true,
           ExchangeSettings{route_->per_try_timeout, route_->upstream_idle_timeout,
-                           request_.method == "HEAD", request_.method == "CONNECT"});
+                           request_.method == "HEAD", request_.method == "CONNECT", upgrade_});
       log_.attempt_started = proxy_.loop().now();
       exchange_->start();
       return;
@@ -502,7 +515,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
       break;
   }
   LOG_WARN("http {}: {}: {} {}: {}", proxy_.config().name, peer_.to_string(), request_.method,
-           request_.target, e.detail);
+           target(), e.detail);
   if (e.kind == ErrorKind::kTimeout) ++proxy_.stats().upstream_timeouts;
   send_error_reply(e, !request_complete_);
 }

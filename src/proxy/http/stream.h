@@ -132,6 +132,10 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
 
  private:
   void transition(State to);
+  // The target the client asked for (what the log shows).
+  const std::string& target() const {
+    return client_target_.empty() ? request_.target : client_target_;
+  }
   void route();
   void start_exchange(bool fresh);
   void send_body_upstream(std::string_view data);
@@ -166,11 +170,12 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   sluice::http::MessageHead request_;
   const Route* route_ = nullptr;
   upstream::Cluster* cluster_ = nullptr;
-  bool grpc_ = false;                         // a gRPC call: local replies are gRPC statuses
-  bool early_data_ = false;                   // the request came in TLS early data
-  bool early_retried_ = false;                // an upstream's 425 was answered by sending it again
-  bool waiting_for_handshake_ = false;        // to send it again once the handshake is done
-  std::string upstream_target_;               // the request's target as the upstream sees it
+  bool grpc_ = false;                   // a gRPC call: local replies are gRPC statuses
+  bool early_data_ = false;             // the request came in TLS early data
+  bool early_retried_ = false;          // an upstream's 425 was answered by sending it again
+  bool waiting_for_handshake_ = false;  // to send it again once the handshake is done
+  // Once routed, request_.target is the upstream's; this is the client's.
+  std::string client_target_;
   Buffer pending_body_;                       // body bytes not yet sent upstream
   Buffer replay_body_;                        // body bytes kept for a retry (while replayable)
   sluice::http::HeaderMap request_trailers_;  // kept for a retry

@@ -221,7 +221,7 @@ void Stream::finish() {
     std::string flags;
     log_.flags.append_names(flags);
     LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config().name, peer_.to_string(),
-              request_.method, request_.target, log_.status, flags,
+              request_.method, target(), log_.status, flags,
               std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop().now() - started_)
                   .count());
   }
@@ -288,7 +288,7 @@ void Stream::write_access_log() {
   RequestLog::Names names{proxy_.config().name,
                           peer,
                           request_.method,
-                          request_.target,
+                          target(),
                           host ? std::string_view(*host) : std::string_view(),
                           cluster_ ? std::string_view(cluster_->config().name) : "",
                           endpoint,

@@ -93,7 +93,9 @@ UpstreamExchange::UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Clust
       endpoint_(endpoint),
       fresh_(fresh),
       timer_(pool_.loop().timers(), [this] { on_deadline(); }) {
-  if (cluster.speaks_http2(endpoint)) http2_pool_ = &cluster.http2_pool(endpoint);
+  if (!settings.upgrade && cluster.speaks_http2(endpoint)) {
+    http2_pool_ = &cluster.http2_pool(endpoint);
+  }
   cluster_.request_started(endpoint_);
 }
 
@@ -253,8 +255,14 @@ void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
   if (cluster_.may_speak_http2() && upstream::pool::Http2Pool::agreed_h2(conn)) {
     // protocol auto: the handshake chose HTTP/2; the connection joins the endpoint's HTTP/2
     // pool and this request takes a stream on it.
+    upstream::pool::Http2Connection& c = cluster_.http2_pool(endpoint_).adopt(conn);
+    if (settings_.upgrade) {
+      std::string why = fmt::format(
+          "upstream {} chose HTTP/2 by ALPN; an Upgrade or CONNECT needs HTTP/1.1 (protocol: auto)",
+          pool_.endpoint().to_string());
+      return fail(ProxyError::upstream(ErrorKind::kProtocol, 0, why));
+    }
     http2_pool_ = &cluster_.http2_pool(endpoint_);
-    upstream::pool::Http2Connection& c = http2_pool_->adopt(conn);
     if (c.can_open()) return on_stream_ready(c);
     http2_waiter_.emplace(*http2_pool_, *this);
     return http2_pool_->acquire(*http2_waiter_);
@@ -264,6 +272,12 @@ void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
   conn.set_borrower(this);
   codec_.attach(&conn.connection());
   became_ready(conn.requests() <= 1 && !conn.warm(), conn.connect_time(), conn.tls_time());
+}
+
+void UpstreamExchange::on_stream_failure(upstream::pool::PoolFailure reason,
+                                         const std::string& detail, bool counted) {
+  counted_elsewhere_ = !counted;
+  on_pool_failure(reason, detail);
 }
 
 void UpstreamExchange::on_stream_ready(upstream::pool::Http2Connection& conn) {

@@ -51,6 +51,7 @@ struct ExchangeSettings {
   Duration idle_timeout{0};      // 0: none
   bool head_request = false;     // the response has no body
   bool connect_request = false;  // a 2xx is followed by a tunnel
+  bool upgrade = false;          // Upgrade or CONNECT: HTTP/1.1 only
 };
 
 class UpstreamExchange final : public upstream::pool::PoolCallbacks,
@@ -104,6 +105,9 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   // The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above a
   // GOAWAY's last stream id): it may go again whatever its method (RFC 9113 §8.7).
   bool refused() const { return refused_; }
+  // The failure was a connect another request's failure already counted (an HTTP/2
+  // connection that several requests waited for): not to be counted, or reported, again.
+  bool failure_counted_elsewhere() const { return counted_elsewhere_; }
   // The upstream asked to keep or not keep the connection (Keep-Alive: timeout=, close).
   void learn_keepalive(const sluice::http::MessageHead& head);
   // The response parsed cleanly so far (the connection may be reused after it).
@@ -122,6 +126,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   void on_pool_failure(upstream::pool::PoolFailure reason, const std::string& detail) override;
   // Http2Callbacks
   void on_stream_ready(upstream::pool::Http2Connection& conn) override;
+  void on_stream_failure(upstream::pool::PoolFailure reason, const std::string& detail,
+                         bool counted) override;
   // ConnectionCallbacks
   void on_read() override;
   void on_read_closed() override;
@@ -170,6 +176,7 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   bool reused_ = false;
   bool closed_by_sluice_ = false;
   bool refused_ = false;
+  bool counted_elsewhere_ = false;
   bool chunked_request_ = false;  // HTTP/1.1: the body goes out in chunks
   bool request_ended_ = false;
   bool interim_ = false;  // the head being parsed is a 1xx

@@ -81,10 +81,17 @@ void HealthChecker::run_check() {
 
 bool HealthChecker::start_tls(int fd, const net::Address& to) {
   if (!tls_) return true;
-  // gRPC is HTTP/2 only, which over TLS is chosen by ALPN (RFC 9113 §3.2).
+  // gRPC is HTTP/2 only, which over TLS is chosen by ALPN (RFC 9113 §3.2); an HTTP check
+  // speaks HTTP/1.1, so it must not let the cluster's list (h2 first, for protocol http2 or
+  // auto) choose HTTP/2. A TCP check offers what requests' connections offer.
   static const std::string kH2 = tls::alpn_wire({"h2"});
-  auto session = tls_->new_session(fd, tls_host_, to,
-                                   config_.type == HealthCheckConfig::Type::kGrpc ? kH2 : "");
+  static const std::string kHttp11 = tls::alpn_wire({"http/1.1"});
+  std::string_view alpn;
+  if (config_.type == HealthCheckConfig::Type::kGrpc) alpn = kH2;
+  if (config_.type == HealthCheckConfig::Type::kHttp && !tls_->config().alpn.empty()) {
+    alpn = kHttp11;
+  }
+  auto session = tls_->new_session(fd, tls_host_, to, alpn);
   if (!session) return false;
   session_ = session.get();
   conn_->set_transport(std::move(session));

@@ -272,6 +272,7 @@ class ConnPool {
   // For the HTTP/2 pool over this one, which counts its streams here.
   PoolStats& stats() { return stats_; }
   const PoolConfig& config() const { return config_; }
+  Duration connect_timeout() const { return connect_timeout_; }
   // Connections speak TLS made by `context` (the worker's for the cluster), with `host` as
   // the name to send and check ("" for an IP-literal endpoint: its IP is checked).
   void set_tls(std::shared_ptr<tls::ClientContext> context, std::string host) {

@@ -1,5 +1,6 @@
 #include "upstream/pool/http2_pool.h"
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
@@ -14,10 +15,6 @@ namespace sluice::upstream::pool {
 using http::http2::ClientCodec;
 
 namespace {
-
-// What one connection being opened is expected to take before its SETTINGS say (RFC 9113
-// §6.5.2 recommends no fewer than 100).
-constexpr size_t kAssumedStreamsPerConnection = 100;
 
 [[maybe_unused]] bool legal(Http2Connection::State from, Http2Connection::State to) {
   using S = Http2Connection::State;
@@ -100,9 +97,17 @@ void Http2Connection::on_pool_ready(PooledConnection& conn) {
   codec_ = std::make_unique<ClientCodec>(conn.connection(), pool_.options_, pool_.scheme_,
                                          pool_.loop().clock());
   codec_->start();
-  transition(State::kReady);
   conn.connection().set_read_enabled(true);
-  if (conn.expires() != MonoTime::max()) timer_.arm_at(conn.expires());
+  // Ready once the server's SETTINGS say what it takes, within the connect timeout (a server
+  // that accepts and stays silent must not swallow requests).
+  timer_.arm_at(pool_.loop().now() + pool_.transport_.connect_timeout());
+}
+
+void Http2Connection::became_ready() {
+  transition(State::kReady);
+  // What the endpoint's next connections will take too, until one of them says otherwise.
+  pool_.streams_per_connection_ = std::max<size_t>(1, codec_->peer_max_concurrent_streams());
+  timer_.cancel();
   arm_idle();
   pool_.serve_queue();
 }
@@ -114,26 +119,43 @@ void Http2Connection::on_pool_failure(PoolFailure reason, const std::string& det
 }
 
 void Http2Connection::arm_idle() {
-  if (state_ != State::kReady || codec_->open_streams() > 0) return;
-  idle_since_ = pool_.loop().now();
-  MonoTime due = idle_since_ + pool_.transport_.config().idle_timeout;
+  if (state_ != State::kReady) return;
+  MonoTime now = pool_.loop().now();
+  Duration idle = pool_.transport_.config().idle_timeout;
+  // While streams are open the timer looks again an idle period later; the idle period
+  // itself starts when the last stream ends.
+  if (codec_->open_streams() == 0) {
+    if (idle_since_ == MonoTime{}) idle_since_ = now;
+  } else {
+    idle_since_ = MonoTime{};
+  }
+  MonoTime due = (idle_since_ == MonoTime{} ? now : idle_since_) + idle;
   if (pooled_) due = std::min(due, pooled_->expires());
-  timer_.arm_at(due);
+  if (!timer_.armed() || timer_.deadline() > due) timer_.arm_at(due);
 }
 
 void Http2Connection::on_timer() {
   if (state_ == State::kClosed) return;
   MonoTime now = pool_.loop().now();
+  if (state_ == State::kConnecting) {
+    std::string detail = fmt::format("upstream {} sent no HTTP/2 SETTINGS within {}",
+                                     pool_.transport_.endpoint().to_string(),
+                                     format_duration(pool_.transport_.connect_timeout()));
+    close(detail);
+    pool_.connection_failed(PoolFailure::kConnectTimeout, detail);
+    return;
+  }
   if (pooled_ && now >= pooled_->expires()) {
     LOG_DEBUG("http2 pool {}: connection {} reached max_lifetime",
               pool_.transport_.endpoint().to_string(), id_);
     return drain();
   }
-  if (codec_ && codec_->open_streams() == 0 &&
+  if (state_ == State::kReady && codec_->open_streams() == 0 && idle_since_ != MonoTime{} &&
       now >= idle_since_ + pool_.transport_.config().idle_timeout) {
+    codec_->go_away(0);  // RFC 9113 §6.8: say so before closing
     return close("idle");
   }
-  if (pooled_ && pooled_->expires() != MonoTime::max()) timer_.arm_at(pooled_->expires());
+  arm_idle();
 }
 
 void Http2Connection::drain() {
@@ -171,7 +193,9 @@ void Http2Connection::stream_opened() {
 
 void Http2Connection::stream_done(http::StreamId stream, bool complete) {
   if (!codec_) return;
-  if (!complete) codec_->reset(stream, 8 /* CANCEL */);
+  // A stream whose request is still going out (its response came early) or was cut short
+  // would otherwise hold a concurrency slot until the server ends it.
+  if (!complete || codec_->buffered(stream) > 0) codec_->reset(stream, 8 /* CANCEL */);
   // The endpoint is draining (or left): the pool marked its connection to close after use.
   if (state_ == State::kReady && pooled_ && pooled_->state() != PooledConnection::State::kBusy) {
     drain();
@@ -187,15 +211,21 @@ void Http2Connection::stream_done(http::StreamId stream, bool complete) {
 void Http2Connection::handle(ClientCodec::Outcome o) {
   switch (o) {
     case ClientCodec::Outcome::kContinue:
-      if (state_ == State::kReady && codec_->goaway_received()) {
+      if (state_ == State::kConnecting && codec_->settings_received()) became_ready();
+      if (state_ != State::kConnecting && state_ != State::kClosed && codec_->goaway_received() &&
+          !goaway_counted_) {
+        goaway_counted_ = true;
         ++pool_.transport_.stats().http2_goaways;
-        drain();
+        if (state_ == State::kReady) drain();
       }
-      if (state_ == State::kReady) pool_.serve_queue();
+      if (state_ == State::kReady) {
+        arm_idle();
+        pool_.serve_queue();
+      }
+      close_if_idle();
       return;
     case ClientCodec::Outcome::kFinished:
-      if (state_ == State::kReady && codec_->goaway_received())
-        ++pool_.transport_.stats().http2_goaways;
+      if (codec_->goaway_received() && !goaway_counted_) ++pool_.transport_.stats().http2_goaways;
       return close("GOAWAY and no stream left");
     case ClientCodec::Outcome::kError:
       return close(codec_->error().reason);
@@ -224,11 +254,13 @@ void Http2Connection::on_error(int err) {
 Http2Waiter::Http2Waiter(Http2Pool& pool, Http2Callbacks& callbacks)
     : pool_(pool), callbacks_(callbacks), timer_(pool.loop().timers(), [this] {
         cancel();
-        callbacks_.on_pool_failure(
+        ++pool_.transport_.stats().pending_timeouts;
+        callbacks_.on_stream_failure(
             PoolFailure::kPendingTimeout,
             fmt::format("no HTTP/2 stream to {} became free within {}",
                         pool_.transport_.endpoint().to_string(),
-                        format_duration(pool_.transport_.config().pending_timeout)));
+                        format_duration(pool_.transport_.config().pending_timeout)),
+            true);
       }) {}
 
 Http2Waiter::~Http2Waiter() {
@@ -260,10 +292,12 @@ void Http2Pool::acquire(Http2Waiter& waiter) {
   }
   const PoolConfig& config = transport_.config();
   if (queue_.size() >= config.max_pending) {
-    waiter.callbacks_.on_pool_failure(
+    ++transport_.stats().overflows;
+    waiter.callbacks_.on_stream_failure(
         PoolFailure::kOverflow,
         fmt::format("{} HTTP/2 connections to {} full and {} requests queued", connections_.size(),
-                    transport_.endpoint().to_string(), queue_.size()));
+                    transport_.endpoint().to_string(), queue_.size()),
+        true);
     return;
   }
   waiter.pos_ = queue_.insert(queue_.end(), &waiter);
@@ -273,8 +307,19 @@ void Http2Pool::acquire(Http2Waiter& waiter) {
 }
 
 void Http2Pool::serve_queue() {
-  if (serving_) return;  // a stream handed out below asked again
+  if (serving_) {
+    serve_again_ = true;  // a connection became ready (or a stream ended) meanwhile
+    return;
+  }
   serving_ = true;
+  do {
+    serve_again_ = false;
+    serve_once();
+  } while (serve_again_);
+  serving_ = false;
+}
+
+void Http2Pool::serve_once() {
   // A stream handed out may end at once and close its connection: walk a copy.
   std::vector<Http2Connection*> all;
   all.reserve(connections_.size());
@@ -289,8 +334,10 @@ void Http2Pool::serve_queue() {
   // Waiters beyond what the connections being opened will take: open one more.
   size_t connecting = 0;
   for (auto& c : connections_) connecting += c->state() == Http2Connection::State::kConnecting;
-  if (queue_.size() > connecting * kAssumedStreamsPerConnection) open_connection();
-  serving_ = false;
+  while (queue_.size() > connecting * streams_per_connection_) {
+    open_connection();
+    ++connecting;
+  }
 }
 
 void Http2Pool::open_connection() {
@@ -305,12 +352,23 @@ void Http2Pool::connection_failed(PoolFailure reason, const std::string& detail)
   // The requests waiting had counted on it; those that another connection being opened
   // will take keep waiting.
   size_t connecting = 0;
-  for (auto& c : connections_) connecting += c->state() == Http2Connection::State::kConnecting;
-  size_t keep = connecting * kAssumedStreamsPerConnection;
+  bool ready = false;
+  for (auto& c : connections_) {
+    connecting += c->state() == Http2Connection::State::kConnecting;
+    ready = ready || c->state() == Http2Connection::State::kReady;
+  }
+  // A ready connection will take them as its streams end (each waits at most
+  // pending_timeout).
+  if (ready) return;
+  size_t keep = connecting * streams_per_connection_;
+  bool first = true;
   while (queue_.size() > keep) {
     Http2Waiter* w = queue_.back();
     w->cancel();
-    w->callbacks_.on_pool_failure(reason, detail);
+    // One connect failed: the first request counts it (connect failures, outlier detection),
+    // the others only fail with it.
+    w->callbacks_.on_stream_failure(reason, detail, first);
+    first = false;
   }
 }
 

@@ -29,7 +29,10 @@ class Http2Callbacks {
  public:
   // A connection with room for one more stream: open it now (before returning).
   virtual void on_stream_ready(class Http2Connection& conn) = 0;
-  virtual void on_pool_failure(PoolFailure reason, const std::string& detail) = 0;
+  // The wait failed: the pool is full or timed out (`counted` true), or the connection the
+  // request waited for failed to open, where `counted` is true for one of the requests that
+  // waited only, so that one failure is counted once.
+  virtual void on_stream_failure(PoolFailure reason, const std::string& detail, bool counted) = 0;
 
  protected:
   ~Http2Callbacks() = default;
@@ -71,6 +74,8 @@ class Http2Connection final : public PoolCallbacks,
  private:
   friend class Http2Pool;
   void transition(State to);
+  // The server's SETTINGS came: streams may open.
+  void became_ready();
   // No new streams; closes once the last one ends.
   void drain();
   // Closes now: open streams hear on_reset (refused when their head never left).
@@ -88,6 +93,7 @@ class Http2Connection final : public PoolCallbacks,
   PooledConnection* pooled_ = nullptr;
   std::unique_ptr<http::http2::ClientCodec> codec_;
   uint64_t streams_opened_ = 0;
+  bool goaway_counted_ = false;
   MonoTime idle_since_{};
   event::Timer timer_;  // idle expiry and max_lifetime
   std::list<std::unique_ptr<Http2Connection>>::iterator pos_;
@@ -135,6 +141,7 @@ class Http2Pool {
   // Hands streams to waiters while a connection has room; opens a connection when the
   // waiters outnumber what the connections being opened can take.
   void serve_queue();
+  void serve_once();
   void open_connection();
   void connection_failed(PoolFailure reason, const std::string& detail);
   void remove(Http2Connection& conn);
@@ -146,6 +153,10 @@ class Http2Pool {
   std::list<Http2Waiter*> queue_;
   uint64_t next_id_ = 1;
   bool serving_ = false;
+  bool serve_again_ = false;
+  // How many streams a connection takes: the last SETTINGS_MAX_CONCURRENT_STREAMS of the
+  // endpoint, 100 before any (RFC 9113 §6.5.2 recommends no fewer).
+  size_t streams_per_connection_ = 100;
   bool learned_ = false;
 };
 
