@@ -25,9 +25,10 @@ Backend-wide options:
                            §5.1.2) and counted in over_limit (over_limit_after_ack when the
                            client had acknowledged the setting).
   goaway_after=K           after the K-th request of a connection, GOAWAY NO_ERROR with
-  goaway_last_stream_id=L  last-stream-id L (default: that K-th stream's id); streams above
-                           L are never answered (counted in ignored); the connection closes
-                           once the streams up to L are answered.
+  goaway_last_stream_id=L  last-stream-id L (default: that K-th stream's id; never below a
+                           stream already answered); streams above it are never answered
+                           (counted in ignored); the connection closes once the streams up
+                           to it are answered.
   refuse_first=N           the first N streams of the backend get RST_STREAM REFUSED_STREAM
                            as soon as their HEADERS arrive.
 
@@ -99,6 +100,7 @@ class _Conn:
         self.count = 0              # requests (streams) this connection carried
         self.settings_acked = False
         self.goaway_last = None     # last-stream-id of the GOAWAY sent, if any
+        self.highest_answered = 0   # the highest stream whose response has begun
         self.closing = False        # close once `out` is written
         self.closed = False
 
@@ -335,6 +337,8 @@ class H2Backend:
         c.count += 1
         if self.goaway_after and c.count == self.goaway_after and c.goaway_last is None:
             last = self.goaway_last_stream_id if self.goaway_last_stream_id is not None else sid
+            # a stream already answered was processed: the GOAWAY may not disown it
+            last = max(last, c.highest_answered)
             c.out += c.h2.data_to_send()
             c.out += hyperframe.frame.GoAwayFrame(0, last_stream_id=last, error_code=0).serialize()
             c.goaway_last = last
@@ -344,8 +348,12 @@ class H2Backend:
             for other in list(c.open):
                 if other > last:
                     c.open.discard(other)
-                    c.requests[other]["ignored"] = True
+                    c.outgoing.pop(other, None)
+                    r_other = c.requests[other]
+                    r_other["ignored"] = True
                     with self._lock:
+                        if r_other.get("record") in self.records:
+                            self.records.remove(r_other["record"])
                         self._stats["ignored"] += 1
                         self._stats["streams"] -= 1
                         self.conn_streams[c.cid] -= 1
@@ -362,6 +370,7 @@ class H2Backend:
                 "scheme": h.get(":scheme"), "headers": [list(kv) for kv in r["headers"]],
                 "trailers": [list(kv) for kv in r["trailers"]], "body_len": r["len"],
                 "body_sha256": r["sha"].hexdigest(), "conn": c.cid, "stream": sid}
+        r["record"] = echo
         with self._lock:
             self.records.append(echo)
         parts = [p for p in path.split("/") if p]
@@ -396,14 +405,15 @@ class H2Backend:
         self._answer_echo(c, sid, echo, status)
 
     def _answer_echo(self, c, sid, echo, status):
-        if c.closed:
-            return
+        if c.closed or sid not in c.open:
+            return  # the connection is gone, or the stream was reset or disowned by a GOAWAY
         body = json.dumps(echo).encode()
         self._respond(c, sid, [(":status", str(status)), ("content-type", "application/json"),
                                ("content-length", str(len(body))), ("x-backend", self.name)], _Out(body=body))
         self._send(c)
 
     def _respond(self, c, sid, head, out):
+        c.highest_answered = max(c.highest_answered, sid)
         try:
             c.h2.send_headers(sid, head, end_stream=out.body_len == 0 and not out.trailers)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):

@@ -1,0 +1,597 @@
+#!/usr/bin/env python3
+"""HTTP/2 towards upstreams (`protocol: http2` on a cluster, prior knowledge on cleartext),
+checked with real peers: h2_backend.py (python3-h2) and nghttpd behind sluice, HTTP/1.1
+clients (the raw client of http_util, curl) and HTTP/2 clients (curl --http2-prior-knowledge,
+h2_frames.H2Client) in front.
+
+What the upstream hears (pseudo-header fields from the request line and Host, names lower-cased,
+connection-specific fields dropped), bodies whole both ways (content-length, chunked, 5 MiB),
+trailers from the upstream to HTTP/1.1 and HTTP/2 clients, request trailers to the upstream,
+multiplexing (exactly one upstream connection for 50 requests at once under
+max_concurrent_streams 100, exactly ceil(50/10) = 5 under 10), GOAWAY from the upstream under
+load (no request fails, none is answered twice), REFUSED_STREAM on a POST (re-sent), an upstream
+closing its connection (502 for that request only; a truncated response ends the client's
+connection), an HTTP/1.1-only endpoint behind `protocol: http2` (a 502 with a reason, not a
+hang), and config errors.
+
+Run: SLUICE_BIN=build/asan/sluice /usr/bin/python3 tests/integration/test_http2_upstream.py
+"""
+
+import hashlib
+import json
+import math
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, info  # noqa: E402
+import http_util as hu  # noqa: E402
+from http_backend import HttpBackend, pattern_bytes, pattern_sha256  # noqa: E402
+
+try:
+    import h2_frames
+    from h2_backend import H2Backend
+except ImportError:  # not /usr/bin/python3: every case says so
+    h2_frames = None
+    H2Backend = None
+
+NGHTTPD = shutil.which("nghttpd") or "/usr/sbin/nghttpd"
+VARIABLE = ("x-request-id", "traceparent")  # values sluice makes up per request
+
+
+def need_modules():
+    if H2Backend is None:
+        raise harness.Skip("python3-h2 is missing (run with /usr/bin/python3)")
+
+
+def tmp_dir():
+    d = tempfile.mkdtemp(prefix="sluice-h2up-")
+    harness.register_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    return d
+
+
+def h2_cluster(name, endpoints, **kw):
+    kw.setdefault("protocol", "http2")
+    return hu.cluster(name, endpoints, **kw)
+
+
+def start(backends, workers=1, http2=True, access_log=None, route=None, cluster_kw=None, listener_kw=None):
+    """sluice with one listener `web` (HTTP/1.1, and HTTP/2 by prior knowledge) routing / to
+    cluster `app` (protocol http2) over `backends`."""
+    need_modules()
+    lst = h2_frames.h2_listener(access_log=access_log, route=route, **(listener_kw or {}))
+    clusters = [h2_cluster("app", backends, **(cluster_kw or {}))]
+    return hu.start_sluice([lst], clusters, workers=workers)
+
+
+def access_log_path():
+    return os.path.join(tmp_dir(), "access.log")
+
+
+def wait_access(path, n, timeout=10):
+    harness.wait_until(lambda: len(h2_frames.access_lines(path)) >= n, timeout, 0.02)
+    return h2_frames.access_lines(path)
+
+
+def masked(headers):
+    """The header list with the per-request values replaced by '*'."""
+    return [[k, "*" if k in VARIABLE else v] for k, v in headers]
+
+
+def pseudo_then_regular(headers):
+    """Splits the received fields: ({pseudo: value}, [regular fields in order]), and whether every
+    pseudo-header field came before the regular ones (RFC 9113 section 8.3)."""
+    pseudo = {}
+    regular = []
+    ordered = True
+    for k, v in headers:
+        if k.startswith(":"):
+            if regular:
+                ordered = False
+            pseudo[k] = v
+        else:
+            regular.append([k, v])
+    return pseudo, regular, ordered
+
+
+class ParallelClients:
+    """`parallel` HTTP/1.1 keep-alive connections to sluice sharing a queue of requests
+    (method, path, body). The first request of every connection waits on a barrier, so the
+    first `parallel` requests are in flight at once. results: (index, status, body) in order
+    of completion; a failed exchange has status 0 and the error as its body."""
+
+    def __init__(self, port, requests, parallel, timeout=30.0):
+        self.port = port
+        self.q = queue.Queue()
+        for i, r in enumerate(requests):
+            self.q.put((i,) + tuple(r))
+        self.parallel = parallel
+        self.timeout = timeout
+        self.results = []
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(parallel)
+
+    def _worker(self):
+        c = None
+        first = True
+        while True:
+            try:
+                i, method, path, body = self.q.get_nowait()
+            except queue.Empty:
+                break
+            if first:
+                first = False
+                try:
+                    self.barrier.wait(10)
+                except threading.BrokenBarrierError:
+                    pass
+            try:
+                if c is None:
+                    c = hu.Client(self.port, timeout=self.timeout)
+                r = c.request(method, path, body=body)
+                res = (i, r.status, r.body)
+                if r.header("connection") == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # the exchange failed: record it, start afresh
+                res = (i, 0, repr(e).encode())
+                if c is not None:
+                    c.close()
+                c = None
+            with self.lock:
+                self.results.append(res)
+        if first:  # no request for this worker: release the others
+            try:
+                self.barrier.wait(10)
+            except threading.BrokenBarrierError:
+                pass
+        if c is not None:
+            c.close()
+
+    def run(self):
+        threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.parallel)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + self.timeout * 4
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        return sorted(self.results)
+
+
+def failures(results):
+    return [(i, s, b[:200]) for i, s, b in results if s != 200]
+
+
+# --------------------------------------------------------------------------
+# cases
+
+
+def case_http1_request_translated():
+    """An HTTP/1.1 POST becomes HTTP/2 exactly: :method, :scheme, :authority (from Host),
+    :path with the query, pseudo-header fields first, names lower-cased, the client's
+    connection-specific fields (Connection and what it names, Keep-Alive, Proxy-Connection)
+    not forwarded, sluice's X-Forwarded-* / X-Request-Id / traceparent added; the response
+    reaches the client with its body."""
+    need_modules()
+    b = H2Backend("h2")
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    body = b"hello, upstream"
+    r = hu.request_once(port, "POST", "/echo/a?q=1&r=%20x", host="api.example:8443", headers=[
+        ("X-One", "1"), ("X-Two", "two words"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "hop"),
+        ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"), ("Content-Type", "text/plain")], body=body)
+    check(r.status == 200 and r.header("x-backend") == "h2" and r.header("content-type") == "application/json",
+          "the HTTP/1.1 client gets 200 from the h2 backend (x-backend: h2)", r.describe())
+    e = r.json()
+    pseudo, regular, ordered = pseudo_then_regular(e["headers"])
+    want_pseudo = {":method": "POST", ":scheme": "http", ":authority": "api.example:8443",
+                   ":path": "/echo/a?q=1&r=%20x"}
+    check(pseudo == want_pseudo and ordered,
+          "the upstream hears :method POST, :scheme http, :authority api.example:8443 (the Host), "
+          ":path /echo/a?q=1&r=%20x, pseudo-header fields first", json.dumps(e["headers"]))
+    want_regular = [["x-one", "1"], ["x-two", "two words"], ["content-type", "text/plain"],
+                    ["x-forwarded-for", "127.0.0.1"], ["x-forwarded-proto", "http"],
+                    ["x-forwarded-host", "api.example:8443"], ["x-request-id", "*"], ["traceparent", "*"],
+                    ["content-length", str(len(body))]]
+    check(sorted(masked(regular)) == sorted(want_regular),
+          "the regular fields exactly (lower-cased; no host, connection, x-hop, keep-alive, proxy-connection)",
+          "got  %s\nwant %s" % (json.dumps(masked(regular)), json.dumps(want_regular)))
+    check(e["body_len"] == len(body) and e["body_sha256"] == hashlib.sha256(body).hexdigest(),
+          "the body arrives whole (length and sha256)", json.dumps(e))
+    # a GET: no body, no content-length; the HTTP/1.1 Host without a port becomes :authority as is
+    r = hu.request_once(port, "GET", "/echo/get", host="plain.example")
+    e = r.json()
+    pseudo, regular, _ = pseudo_then_regular(e["headers"])
+    check(r.status == 200 and pseudo == {":method": "GET", ":scheme": "http", ":authority": "plain.example",
+                                         ":path": "/echo/get"} and
+          [k for k, _ in regular] == ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+                                      "traceparent"] and e["body_len"] == 0,
+          "GET: :authority plain.example, no content-length, no body", json.dumps(e["headers"]))
+    lines = wait_access(log, 2)
+    got = [(x["method"], x["target"], x["status"], x["protocol"], x["cluster"], x["endpoint"], x["attempts"],
+            x["flags"]) for x in lines]
+    want = [("POST", "/echo/a?q=1&r=%20x", 200, "HTTP/1.1", "app", b.address, 1, []),
+            ("GET", "/echo/get", 200, "HTTP/1.1", "app", b.address, 1, [])]
+    check(got == want, "the access log: two requests, 200, one attempt each, no flags", json.dumps(lines))
+    st = b.stats()
+    check(st["accepted"] == 1 and st["streams"] == 2, "both went over one upstream connection (streams 1 and 3)",
+          repr(st))
+    hu.stop_and_check(sl)
+
+
+def case_http2_request_translated():
+    """An HTTP/2 client's request (curl --http2-prior-knowledge) reaches the h2 upstream with its
+    :authority and :path, cookie crumbs joined (RFC 9113 section 8.2.3)."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    p = hu.curl(["--http2-prior-knowledge", "-w", "\n%{http_version} %{response_code}", "-H", "cookie: a=1",
+                 "-H", "cookie: b=2", "-H", "X-Mixed-Case: V", "http://127.0.0.1:%d/echo/h2?x=y" % port])
+    body, _, tail = p.stdout.decode().rpartition("\n")
+    check(p.returncode == 0 and tail == "2 200", "curl --http2-prior-knowledge: HTTP/2 200", repr(tail) + p.stderr)
+    e = json.loads(body)
+    pseudo, regular, ordered = pseudo_then_regular(e["headers"])
+    check(pseudo == {":method": "GET", ":scheme": "http", ":authority": "127.0.0.1:%d" % port,
+                     ":path": "/echo/h2?x=y"} and ordered,
+          "the upstream hears :authority 127.0.0.1:%d and :path /echo/h2?x=y" % port, json.dumps(e["headers"]))
+    d = {}
+    for k, v in regular:
+        d.setdefault(k, []).append(v)
+    check(d.get("x-mixed-case") == ["V"] and d.get("user-agent", [""])[0].startswith("curl/") and
+          ["; ".join(d.get("cookie", []))] == ["a=1; b=2"] and "host" not in d,
+          "x-mixed-case: V, curl's user-agent, cookies a=1; b=2, no host field", json.dumps(regular))
+    hu.stop_and_check(sl)
+
+
+def case_bodies_whole():
+    """A 5 MiB response to HTTP/1.1 (curl) and HTTP/2 (curl --http2-prior-knowledge) clients, a
+    5 MiB upload with content-length and a 300 KB chunked upload with a trailer: all whole."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    d = tmp_dir()
+    n = 5 * 1024 * 1024
+    for args, what in ((["--http1.1"], "HTTP/1.1"), (["--http2-prior-knowledge"], "HTTP/2")):
+        out = os.path.join(d, "down")
+        p = hu.curl(args + ["-o", out, "-w", "%{response_code} %{size_download}",
+                            "http://127.0.0.1:%d/bytes/%d" % (port, n)], timeout=120)
+        check(p.returncode == 0 and p.stdout.decode() == "200 %d" % n and hu.sha256_file(out) == pattern_sha256(n),
+              "a 5 MiB response reaches an %s client whole (sha256)" % what, p.stdout.decode() + p.stderr)
+    up = os.path.join(d, "up")
+    blob = pattern_bytes(n)
+    with open(up, "wb") as f:
+        f.write(blob)
+    p = hu.curl(["--http1.1", "--data-binary", "@" + up, "-H", "Content-Type: application/octet-stream",
+                 "http://127.0.0.1:%d/echo/up" % port], timeout=120)
+    e = json.loads(p.stdout or b"{}")
+    lens = [v for k, v in e.get("headers", []) if k == "content-length"]
+    check(e.get("body_len") == n and e.get("body_sha256") == pattern_sha256(n) and lens == [str(n)],
+          "a 5 MiB upload with content-length arrives whole, content-length %d upstream" % n,
+          json.dumps(e)[:2000] + p.stderr)
+    blob = pattern_bytes(300000)
+    c = hu.Client(port, timeout=30)
+    c.send(hu.build_request("POST", "/echo/chunked", headers=[("Transfer-Encoding", "chunked")]) +
+           hu.chunked(blob, 7000)[:-2] + b"X-Checksum: abc123\r\n\r\n")
+    r = c.read_response("POST")
+    c.close()
+    e = r.json() if r.status == 200 else {}
+    names = [k for k, _ in e.get("headers", [])]
+    check(r.status == 200 and e["body_len"] == 300000 and e["body_sha256"] == pattern_sha256(300000) and
+          "transfer-encoding" not in names,
+          "a 300 KB chunked upload arrives whole, without transfer-encoding", r.describe())
+    check(e["trailers"] == [["x-checksum", "abc123"]], "its trailer reaches the upstream as HTTP/2 trailers",
+          json.dumps(e.get("trailers")))
+    hu.stop_and_check(sl)
+
+
+def case_response_trailers():
+    """Trailers from the upstream (after 100000 body bytes) reach an HTTP/1.1 client as a chunked
+    body's trailer section and an HTTP/2 client as a trailing HEADERS frame."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    want = [("x-checksum", pattern_sha256(100000)), ("x-trailer", "end")]
+    c = hu.Client(port, timeout=15)
+    r = c.request("GET", "/trailers/100000", headers=[("TE", "trailers")])
+    c.close()
+    check(r.status == 200 and r.framing == "chunked" and r.body == pattern_bytes(100000),
+          "HTTP/1.1: 200, chunked, the 100000 bytes", r.describe())
+    check(r.trailers == ["%s: %s" % kv for kv in want], "HTTP/1.1: the trailer section is exactly %r" % want,
+          repr(r.trailers))
+    h = h2_frames.H2Client(port)
+    h.handshake()
+    sid = h.request("GET", "/trailers/100000", headers=[("te", "trailers")])
+    resp = h.response(sid, 15)
+    check(resp is not None and resp.status == 200 and bytes(resp.body) == pattern_bytes(100000) and resp.ended,
+          "HTTP/2: 200 and the 100000 bytes", resp.describe() if resp else h.transcript())
+    check(resp.trailers == list(want), "HTTP/2: the trailers are exactly %r" % want, repr(resp.trailers))
+    h.close()
+    hu.stop_and_check(sl)
+
+
+def concurrency_case(max_streams, expect_connections):
+    b = H2Backend("h2", max_concurrent_streams=max_streams)
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    # the first 50 are held 1 s by the backend, so all 50 are open upstream at once
+    reqs = [("GET", "/delay/1000" if i < 50 else "/echo/%d" % i, None) for i in range(200)]
+    results = ParallelClients(port, reqs, 50).run()
+    check(len(results) == 200 and not failures(results), "200 requests, 50 at a time: all 200",
+          repr(failures(results)[:10]))
+    st = b.wait_for(lambda s: s["answered"] == 200, 5)
+    info("backend: %s" % json.dumps({k: st[k] for k in ("accepted", "streams", "answered", "over_limit",
+                                                         "over_limit_after_ack", "conn_max_open")}))
+    check(st["accepted"] == expect_connections,
+          "max_concurrent_streams %d: exactly %d upstream connection(s) = ceil(50/%d)" % (
+              max_streams, expect_connections, max_streams), json.dumps(st["conn_streams"]))
+    check(st["over_limit_after_ack"] == 0 and all(v <= max_streams for v in st["conn_max_open"].values()),
+          "no connection carried more than %d streams at once" % max_streams, json.dumps(st["conn_max_open"]))
+    if max_streams >= 50:
+        check(list(st["conn_max_open"].values()) == [50], "the one connection had all 50 streams open at once",
+              json.dumps(st["conn_max_open"]))
+    else:
+        check(sorted(st["conn_max_open"].values()) == [max_streams] * expect_connections,
+              "each connection had exactly %d streams open at its busiest" % max_streams,
+              json.dumps(st["conn_max_open"]))
+    lines = wait_access(log, 200)
+    check(len(lines) == 200 and all(x["status"] == 200 for x in lines), "200 access-log lines, all 200",
+          repr([(x["status"], x["flags"]) for x in lines if x["status"] != 200][:10]))
+    hu.stop_and_check(sl)
+
+
+def case_multiplexed_one_connection():
+    """max_concurrent_streams 100 (one worker): 200 requests from 50 HTTP/1.1 connections at once
+    use exactly one upstream connection, with all 50 streams open on it together."""
+    need_modules()
+    concurrency_case(100, 1)
+
+
+def case_multiplexed_limit_ten():
+    """max_concurrent_streams 10: the same load needs exactly ceil(50/10) = 5 connections, none
+    over its limit (a new connection only when the others are full)."""
+    need_modules()
+    concurrency_case(10, int(math.ceil(50 / 10)))
+
+
+def goaway_case(goaway_after, last_stream_id, total, parallel, delay_ms):
+    b = H2Backend("h2", goaway_after=goaway_after, goaway_last_stream_id=last_stream_id)
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    body = b"p" * 2000
+    reqs = [("POST" if i % 3 == 0 else "GET", "/delay/%d?i=%d" % (delay_ms, i), body if i % 3 == 0 else None)
+            for i in range(total)]
+    results = ParallelClients(port, reqs, parallel).run()
+    check(len(results) == total and not failures(results),
+          "%d requests (a third POST), %d at a time: all 200" % (total, parallel), repr(failures(results)[:10]))
+    st = b.wait_for(lambda s: s["answered"] >= total, 5)
+    info("backend: %s" % json.dumps({k: st[k] for k in ("accepted", "streams", "answered", "ignored", "goaways")}))
+    check(st["answered"] == total and len(b.requests_for()) == total,
+          "the backend answered exactly %d streams: none twice" % total, repr(st))
+    paths = sorted(r["path"] for r in b.requests_for())
+    check(paths == sorted(p for _, p, _ in reqs), "each request reached the backend exactly once", "")
+    if last_stream_id is None:
+        # the GOAWAY names the K-th stream: every stream above it came later, none was answered
+        check(all(v == goaway_after for v in list(st["conn_streams"].values())[:-1]) and st["errors"] == [],
+              "every connection but the last answered exactly %d streams before its GOAWAY" % goaway_after,
+              json.dumps(st["conn_streams"]))
+    else:
+        # the first connection had all `parallel` streams open at once (the barrier): those
+        # above stream 11 were taken but never answered, so sluice had to send them again
+        first = st["conn_streams"].get(1, 0)
+        check(first == (last_stream_id + 1) // 2 and st["ignored"] >= parallel - first and st["errors"] == [],
+              "the first connection answered exactly %d streams; %d streams were left unanswered in all and "
+              "sent again" % ((last_stream_id + 1) // 2, st["ignored"]), json.dumps(st["conn_streams"]))
+    bodies_ok = all(r["body_len"] == (2000 if r["method"] == "POST" else 0) and
+                    r["body_sha256"] == hashlib.sha256(body if r["method"] == "POST" else b"").hexdigest()
+                    for r in b.requests_for())
+    check(bodies_ok, "every POST body arrived whole, re-sent ones included")
+    lines = wait_access(log, total)
+    check(len(lines) == total and all(x["status"] == 200 for x in lines), "%d access-log lines, all 200" % total,
+          repr([x for x in lines if x["status"] != 200][:5]))
+    info("access-log flags seen: %r" % sorted({f for x in lines for f in x["flags"]}))
+    hu.stop_and_check(sl)
+
+
+def case_goaway_under_load():
+    """The upstream sends GOAWAY (last-stream-id = its 20th stream) after every 20th stream:
+    300 requests, 20 at a time, a third POSTs with bodies: zero failures, each answered once."""
+    need_modules()
+    goaway_case(20, None, 300, 20, 5)
+
+
+def case_goaway_below_streams_in_flight():
+    """GOAWAY after the 10th stream names stream 11 (the 6th) as the last: streams 13-19, already
+    sent, were not processed and must be re-sent (any method) on another connection."""
+    need_modules()
+    goaway_case(10, 11, 120, 12, 300)
+
+
+def case_refused_stream_post():
+    """RST_STREAM REFUSED_STREAM on a POST's first attempt: sluice sends it again (the upstream did
+    not process it), the client gets 200, and the access log shows two attempts."""
+    need_modules()
+    b = H2Backend("h2", refuse_first=1)
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    body = b"important payload " * 100
+    r = hu.request_once(port, "POST", "/echo/refused", body=body, timeout=15)
+    e = r.json() if r.status == 200 else {}
+    check(r.status == 200 and e.get("body_sha256") == hashlib.sha256(body).hexdigest(),
+          "the client gets 200, and the backend the whole body on the second stream", r.describe())
+    st = b.stats()
+    check((st["refused"], st["answered"]) == (1, 1), "the backend refused one stream and answered one", repr(st))
+    lines = wait_access(log, 1)
+    info("access log: %s" % json.dumps(lines))
+    check(len(lines) == 1 and lines[0]["status"] == 200 and lines[0]["attempts"] == 2,
+          "the access log: one line, status 200, attempts 2", json.dumps(lines))
+    hu.stop_and_check(sl)
+
+
+def case_upstream_closes_connection():
+    """The upstream reads a request and closes its connection without answering: that request
+    gets 502 (flag upstream_reset_before_response) and the next ones 200 on a new connection.
+    An upstream closing after 1000 bytes of a 1 MiB response: the HTTP/1.1 client has the 200
+    head and a truncated body, then its connection closes (no hang)."""
+    need_modules()
+    b = H2Backend("h2")
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    t0 = time.monotonic()
+    r = hu.request_once(port, "GET", "/drop", timeout=15)
+    took = time.monotonic() - t0
+    check(r.status == 502 and took < 5, "the dropped request: 502 after %.2fs" % took, r.describe())
+    statuses = [hu.request_once(port, "GET", "/echo/%d" % i).status for i in range(5)]
+    check(statuses == [200] * 5, "the next 5 requests: 200", repr(statuses))
+    st = b.stats()
+    check(st["accepted"] == 2, "a second upstream connection serves them", repr(st))
+    lines = wait_access(log, 6)
+    first = lines[0] if lines else {}
+    info("access log of the 502: %s" % json.dumps(first))
+    check(first.get("status") == 502 and first.get("flags") == ["upstream_reset_before_response"] and
+          first.get("detail"), "the access log: 502, flags exactly [upstream_reset_before_response], a detail",
+          json.dumps(first))
+    check([x["status"] for x in lines[1:]] == [200] * 5, "then five 200s", json.dumps(lines[1:]))
+    s = harness.connect(port, timeout=15)
+    s.sendall(hu.build_request("GET", "/abort-mid-body"))
+    data, how = harness.recv_until_closed(s, 15)
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200") and b"Content-Length: 1048576" in head and len(rest) < 1048576,
+          "truncated response: 200 head, %d of 1048576 body bytes, then the connection ends (%s)" % (len(rest), how),
+          repr(head))
+    hu.stop_and_check(sl)
+
+
+def case_nghttpd_static_file():
+    """nghttpd (nghttp2's server, cleartext) as the upstream: a 2 MB static file arrives whole
+    through sluice to an HTTP/1.1 and an HTTP/2 client; a missing file is nghttpd's 404."""
+    need_modules()
+    if not os.access(NGHTTPD, os.X_OK):
+        raise harness.Skip("nghttpd is not installed")
+    d = tmp_dir()
+    blob = os.urandom(2 * 1000 * 1000)
+    with open(os.path.join(d, "file.bin"), "wb") as f:
+        f.write(blob)
+    holder, port = harness.free_port_holder()
+    holder.close()
+    p = subprocess.Popen([NGHTTPD, "--no-tls", "-a", "127.0.0.1", "-d", d, str(port)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, preexec_fn=harness.die_with_parent)
+    harness.register_cleanup(lambda: (p.kill(), p.wait()))
+    check(harness.wait_until(lambda: not harness.is_refused(port), 10, 0.05), "nghttpd listens on %d" % port)
+    sl = start(["127.0.0.1:%d" % port])
+    sport = sl.port("web")
+    out = os.path.join(tmp_dir(), "got")
+    want = hashlib.sha256(blob).hexdigest()
+    for args, what in ((["--http1.1"], "HTTP/1.1"), (["--http2-prior-knowledge"], "HTTP/2")):
+        q = hu.curl(args + ["-o", out, "-w", "%{response_code} %{size_download}",
+                            "http://127.0.0.1:%d/file.bin" % sport])
+        check(q.returncode == 0 and q.stdout.decode() == "200 %d" % len(blob) and hu.sha256_file(out) == want,
+              "%s client: 200 and the file whole (sha256)" % what, q.stdout.decode() + q.stderr)
+    r = hu.request_once(sport, "GET", "/missing")
+    check(r.status == 404, "a missing file: nghttpd's 404", r.describe())
+    hu.stop_and_check(sl)
+
+
+def case_http1_only_endpoint():
+    """`protocol: http2` in front of an HTTP/1.1-only server: the server answers the preface with
+    an HTTP/1.1 error; the request gets 502 promptly, with the reason in the access log."""
+    need_modules()
+    b = HttpBackend("h1")
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    t0 = time.monotonic()
+    try:
+        r = hu.request_once(sl.port("web"), "GET", "/echo", timeout=20)
+        status = r.status
+        desc = r.describe()
+    except Exception as e:
+        status, desc = None, repr(e)
+    took = time.monotonic() - t0
+    check(status == 502 and took < 5, "502 after %.2fs (not a hang)" % took, desc)
+    lines = wait_access(log, 1)
+    e = lines[0] if lines else {}
+    info("access log: %s" % json.dumps(e))
+    check(e.get("status") == 502 and isinstance(e.get("detail"), str) and len(e["detail"]) > 0,
+          "the access log: 502 with a detail naming the reason", json.dumps(e))
+    hu.stop_and_check(sl)
+
+
+def write_config(text):
+    path = os.path.join(tmp_dir(), "c.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def locate(text, needle, after=None):
+    start_at = text.index(after) if after else 0
+    i = text.index(needle, start_at)
+    line = text.count("\n", 0, i) + 1
+    col = i - (text.rindex("\n", 0, i) + 1 if "\n" in text[:i] else 0) + 1
+    return line, col
+
+
+CONFIG = """\
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    protocol: http
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            cluster: api
+clusters:
+  - name: api
+    protocol: PROTO
+    http2:
+      initial_stream_window: 1MiB
+      initial_connection_window: 4MiB
+      max_header_list_size: 64KiB
+      max_frame_size: 16KiB
+    endpoints: [{address: 127.0.0.1:9}]
+"""
+
+
+def case_config():
+    """`protocol: http2|http1|auto` with an http2 block is accepted; `protocol: h3` is a located
+    error from `sluice check` and from `sluice run` (exit 1, nothing started)."""
+    for proto in ("http2", "http1", "auto"):
+        path = write_config(CONFIG.replace("PROTO", proto))
+        p = harness.run_sluice_cmd(["check", "-c", path], timeout=10)
+        check(p.returncode == 0 and p.stdout.strip() == "%s: ok" % path, "protocol: %s with an http2 block: ok" % proto,
+              "rc=%d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    text = CONFIG.replace("PROTO", "h3")
+    path = write_config(text)
+    line, col = locate(text, "h3")
+    want = "%s:%d:%d: clusters[0].protocol: expected one of: http1, http2, auto, got 'h3'" % (path, line, col)
+    for cmd in ("check", "run"):
+        p = harness.run_sluice_cmd([cmd, "-c", path], timeout=10)
+        got = [x for x in p.stderr.splitlines() if x.startswith(path + ":")]
+        check(p.returncode == 1 and got == [want], "sluice %s: exit 1 and exactly %r" % (cmd, want.replace(path, "FILE")),
+              "rc=%d\nstderr: %s" % (p.returncode, p.stderr))
+
+
+if __name__ == "__main__":
+    hu.use_default_bin()
+    harness.run_cases([case_config, case_http1_request_translated, case_http2_request_translated, case_bodies_whole,
+                       case_response_trailers, case_multiplexed_one_connection, case_multiplexed_limit_ten,
+                       case_goaway_under_load, case_goaway_below_streams_in_flight, case_refused_stream_post,
+                       case_upstream_closes_connection, case_nghttpd_static_file, case_http1_only_endpoint])
