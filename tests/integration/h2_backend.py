@@ -13,6 +13,7 @@ the test sets when it makes the backend (or later, as attributes):
   /drop               the request is read, then the TCP connection is closed: no answer
   /abort-mid-body     200 announcing 1 MiB (content-length), 1000 bytes of it, then the
                       TCP connection is closed
+  /big-header/N       200 with a response field x-big of N bytes (and the echo)
   anything else       echo: 200, a JSON body describing the request as received
 
 The echo is {"backend", "method", "path", "authority", "scheme", "headers": [[name, value],
@@ -31,6 +32,10 @@ Backend-wide options:
                            to it are answered.
   refuse_first=N           the first N streams of the backend get RST_STREAM REFUSED_STREAM
                            as soon as their HEADERS arrive.
+
+Per connection the backend also keeps what the client announced: its SETTINGS (peer_settings,
+{code: value}) and the largest connection window it gave (peer_conn_window: 65535 plus its
+WINDOW_UPDATEs on stream 0, before any DATA was sent).
 
 Counters (stats()): accepted connections, streams (HEADERS that opened a stream), answered
 (responses ended), refused, ignored, goaways, over_limit, over_limit_after_ack, per
@@ -119,6 +124,8 @@ class H2Backend:
                        "over_limit": 0, "over_limit_after_ack": 0, "closed": 0}
         self.conn_streams = {}       # cid -> streams carried
         self.conn_max_open = {}      # cid -> most streams open at once
+        self.peer_settings = {}      # cid -> {setting code: value} of the client's first SETTINGS
+        self.peer_conn_window = {}   # cid -> the largest send window the client gave
         self.errors = []             # protocol errors, as text
         self.records = []
         self._timers = []
@@ -148,6 +155,8 @@ class H2Backend:
             s = dict(self._stats)
             s["conn_streams"] = dict(self.conn_streams)
             s["conn_max_open"] = dict(self.conn_max_open)
+            s["peer_settings"] = {k: dict(v) for k, v in self.peer_settings.items()}
+            s["peer_conn_window"] = dict(self.peer_conn_window)
             s["errors"] = list(self.errors)
             return s
 
@@ -244,6 +253,7 @@ class H2Backend:
                 cid = self._next_cid
                 self.conn_streams[cid] = 0
                 self.conn_max_open[cid] = 0
+                self.peer_conn_window[cid] = h.outbound_flow_control_window
             c = _Conn(cid, sock, h)
             self._conns[cid] = c
             self.sel.register(sock, selectors.EVENT_READ, ("conn", c))
@@ -303,6 +313,15 @@ class H2Backend:
             self._maybe_finish_goaway(c)
         elif isinstance(ev, E.SettingsAcknowledged):
             c.settings_acked = True
+        elif isinstance(ev, E.RemoteSettingsChanged):
+            with self._lock:
+                if c.cid not in self.peer_settings:
+                    self.peer_settings[c.cid] = {int(k): v.new_value for k, v in ev.changed_settings.items()}
+        elif isinstance(ev, E.WindowUpdated):
+            if ev.stream_id == 0:
+                with self._lock:
+                    self.peer_conn_window[c.cid] = max(self.peer_conn_window[c.cid],
+                                                       c.h2.outbound_flow_control_window)
         elif isinstance(ev, E.ConnectionTerminated):
             c.closing = True
 
@@ -402,14 +421,16 @@ class H2Backend:
                           _Out(body_len=1 << 20, close_after=1000))
             return
         status = arg(1, 200) if kind == "status" else 200
-        self._answer_echo(c, sid, echo, status)
+        extra = [("x-big", "b" * arg(1))] if kind == "big-header" else []
+        self._answer_echo(c, sid, echo, status, extra)
 
-    def _answer_echo(self, c, sid, echo, status):
+    def _answer_echo(self, c, sid, echo, status, extra=()):
         if c.closed or sid not in c.open:
             return  # the connection is gone, or the stream was reset or disowned by a GOAWAY
         body = json.dumps(echo).encode()
         self._respond(c, sid, [(":status", str(status)), ("content-type", "application/json"),
-                               ("content-length", str(len(body))), ("x-backend", self.name)], _Out(body=body))
+                               ("content-length", str(len(body))), ("x-backend", self.name)] + list(extra),
+                      _Out(body=body))
         self._send(c)
 
     def _respond(self, c, sid, head, out):

@@ -27,7 +27,7 @@ from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, info  # noqa: E402
+from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 
 try:
