@@ -283,6 +283,19 @@ void read_dns(YamlReader& r, const YAML::Node& node, dns::ResolverConfig& d) {
   m.read_uint("max_cname_chain", d.max_cname_chain);
 }
 
+void read_client_http2(YamlReader& r, const YAML::Node& node, const std::string& path,
+                       http::http2::ClientOptions& o) {
+  if (node.IsNull()) return;  // `http2:` alone: the defaults
+  MapReader m(r, node, path,
+              {"initial_stream_window", "initial_connection_window", "max_header_list_size",
+               "max_frame_size"});
+  if (!m.ok()) return;
+  m.read_size("initial_stream_window", o.initial_stream_window);
+  m.read_size("initial_connection_window", o.initial_connection_window);
+  m.read_size("max_header_list_size", o.max_header_list_size);
+  m.read_size("max_frame_size", o.max_frame_size);
+}
+
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path) {
   auto c = std::make_shared<upstream::ClusterConfig>();
@@ -307,7 +320,9 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                "outlier_detection",
                "panic_threshold",
                "circuit_breakers",
-               "tls"});
+               "tls",
+               "protocol",
+               "http2"});
   if (!m.ok()) return c;
   read_name(m, c->name);
   m.read_duration("connect_timeout", c->connect_timeout);
@@ -344,6 +359,14 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   if (m.has("tls")) {
     c->tls.emplace();
     read_client_tls(r, m.get("tls"), m.path("tls"), *c->tls);
+  }
+  int protocol = read_choice(r, m, "protocol", upstream::kClusterProtocolNames);
+  if (protocol >= 0) c->protocol = static_cast<upstream::ClusterConfig::Protocol>(protocol);
+  if (m.has("http2")) read_client_http2(r, m.get("http2"), m.path("http2"), c->http2);
+  if (c->tls && c->tls->alpn.empty()) {
+    // What the protocol asks ALPN to agree on (RFC 7301).
+    if (c->protocol == upstream::ClusterConfig::Protocol::kHttp2) c->tls->alpn = {"h2"};
+    if (c->protocol == upstream::ClusterConfig::Protocol::kAuto) c->tls->alpn = {"h2", "http/1.1"};
   }
   using Type = upstream::ClusterConfig::Type;
   int type = read_choice(r, m, "type", upstream::kClusterTypeNames);

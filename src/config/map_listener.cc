@@ -88,6 +88,19 @@ void read_http2_options(YamlReader& r, const YAML::Node& node, const std::string
   m.read_duration("send_stall_timeout", h.send_stall_timeout);
 }
 
+// The gRPC status a retry_on name stands for (-1: not one).
+int grpc_retry_status(std::string_view name) {
+  constexpr std::pair<std::string_view, int> kNames[] = {{"cancelled", 1},
+                                                         {"deadline-exceeded", 4},
+                                                         {"resource-exhausted", 8},
+                                                         {"internal", 13},
+                                                         {"unavailable", 14}};
+  for (auto [n, code] : kNames) {
+    if (n == name) return code;
+  }
+  return -1;
+}
+
 void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
                 proxy::http::RetryPolicy& p) {
   MapReader m(r, node, path,
@@ -110,10 +123,14 @@ void read_retry(YamlReader& r, const YAML::Node& node, const std::string& path,
         p.on_gateway_error = true;
       } else if (v == "retriable-status-codes") {
         // the codes themselves are in retriable_status_codes
+      } else if (int g = grpc_retry_status(v); g >= 0) {
+        p.grpc_statuses.push_back(g);
       } else {
         r.error(node_list[i], fmt::format("{}[{}]", m.path("retry_on"), i),
                 fmt::format("expected one of: connect-failure, reset-before-response, 5xx, "
-                            "gateway-error, retriable-status-codes, got '{}'",
+                            "gateway-error, retriable-status-codes, cancelled, "
+                            "deadline-exceeded, internal, resource-exhausted, unavailable, "
+                            "got '{}'",
                             v));
       }
     }

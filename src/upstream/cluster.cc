@@ -57,6 +57,7 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   const size_t n = snapshot->flags.size();
   if (pools_.size() < n) {
     pools_.resize(n);
+    http2_pools_.resize(n);
     active_.resize(n, 0);
   }
   constexpr uint8_t kLeaving = health::kDraining | health::kRemoved;
@@ -89,7 +90,10 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     bool drain_before =
         (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
     bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
-    if (drain_now && !drain_before) pools_[i]->drain();
+    if (drain_now && !drain_before) {
+      pools_[i]->drain();
+      if (http2_pools_[i]) http2_pools_[i]->drain();
+    }
     if (!drain_now && drain_before && !(now & kLeaving)) pools_[i]->undrain();
     // Connections kept ready ahead of demand only where new requests may go.
     pools_[i]->set_warm_up(snapshot->panic ? !(now & kLeaving) : now == 0);
@@ -205,6 +209,15 @@ pool::ConnPool& Cluster::pool(size_t index) {
   return *p;
 }
 
+pool::Http2Pool& Cluster::http2_pool(size_t index) {
+  auto& p = http2_pools_.at(index);
+  if (!p) {
+    p = std::make_unique<pool::Http2Pool>(pool(index), config_->http2,
+                                          config_->tls ? "https" : "http");
+  }
+  return *p;
+}
+
 std::string default_tls_host(const ClusterConfig& config) {
   bool dns = config.type == ClusterConfig::Type::kStrictDns ||
              config.type == ClusterConfig::Type::kLogicalDns;
@@ -225,6 +238,9 @@ void Cluster::warm_up_pools() {
 
 void Cluster::drain_pools() {
   for (auto& p : pools_) {
+    if (p) p->drain();
+  }
+  for (auto& p : http2_pools_) {
     if (p) p->drain();
   }
 }

@@ -15,6 +15,7 @@
 #include "base/metric.h"
 #include "base/units.h"
 #include "event/loop.h"
+#include "http/http2/client_codec.h"
 #include "net/address.h"
 #include "net/socket_options.h"
 #include "tls/config.h"
@@ -22,6 +23,7 @@
 #include "upstream/health/health.h"
 #include "upstream/lb/load_balancer.h"
 #include "upstream/pool/conn_pool.h"
+#include "upstream/pool/http2_pool.h"
 
 namespace sluice::upstream {
 
@@ -57,8 +59,16 @@ struct ClusterConfig {
   // every connection to it at once (requests in flight on them fail, TCP sessions end).
   enum class OnAddressChange { kDrain, kKeep, kClose };
 
+  // What HTTP requests speak to the endpoints: HTTP/1.1, HTTP/2 (prior knowledge on
+  // cleartext, ALPN h2 over TLS), or auto (whatever ALPN agrees over TLS; HTTP/1.1 on
+  // cleartext).
+  enum class Protocol { kHttp1, kHttp2, kAuto };
+
   std::string name;
   Type type = Type::kStatic;
+  Protocol protocol = Protocol::kHttp1;
+  // The HTTP/2 client settings (windows, limits) of connections that speak it.
+  http::http2::ClientOptions http2;
   Duration connect_timeout = std::chrono::seconds(5);
   uint32_t max_connect_attempts = 3;
   std::optional<net::Address> source_address;  // bound with IP_BIND_ADDRESS_NO_PORT
@@ -94,6 +104,11 @@ static_assert(std::size(kClusterTypeNames) ==
               static_cast<size_t>(ClusterConfig::Type::kDnsSrv) + 1);
 constexpr const char* to_string(ClusterConfig::Type t) {
   return kClusterTypeNames[static_cast<size_t>(t)];
+}
+
+inline constexpr const char* kClusterProtocolNames[] = {"http1", "http2", "auto"};
+constexpr const char* to_string(ClusterConfig::Protocol p) {
+  return kClusterProtocolNames[static_cast<size_t>(p)];
 }
 
 // The name TLS connections to the cluster's endpoints send and check when `tls.sni` does not
@@ -214,6 +229,21 @@ class Cluster {
   void finish_retry();
   // This worker's HTTP connection pool for endpoint `index`, made on first use.
   pool::ConnPool& pool(size_t index);
+  // This worker's HTTP/2 streams to endpoint `index` (over pool(index)), made on first use.
+  pool::Http2Pool& http2_pool(size_t index);
+  // Whether requests go out as HTTP/2: protocol http2 says so for every request; auto
+  // decides by ALPN per connection, and once an endpoint's TLS agreed on h2 its requests
+  // take HTTP/2 streams.
+  bool speaks_http2() const { return config_->protocol == ClusterConfig::Protocol::kHttp2; }
+  bool speaks_http2(size_t endpoint) const {
+    return speaks_http2() ||
+           (config_->protocol == ClusterConfig::Protocol::kAuto && endpoint < http2_pools_.size() &&
+            http2_pools_[endpoint] && http2_pools_[endpoint]->learned());
+  }
+  // protocol auto over TLS: the endpoint's connections may turn out to speak HTTP/2.
+  bool may_speak_http2() const {
+    return config_->protocol == ClusterConfig::Protocol::kAuto && config_->tls;
+  }
   void drain_pools();
   // Opens every endpoint's pool now when min_idle asks for warm connections.
   void warm_up_pools();
@@ -233,6 +263,8 @@ class Cluster {
   pool::PoolConfig worker_pool_config_;
   std::shared_ptr<tls::ClientContext> tls_;
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
+  // After pools_: destroyed first, as they borrow the pools' connections.
+  std::vector<std::unique_ptr<pool::Http2Pool>> http2_pools_;
   std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;
 };

@@ -1,5 +1,7 @@
 // validate() of ClusterConfig and of the blocks inside it: pool, balancing, health checks,
 // outlier detection, circuit breakers.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "upstream/cluster.h"
@@ -162,6 +164,12 @@ ConfigIssues ClusterConfig::validate() const {
   c.check_uint("panic_threshold", panic_threshold, 0, 100);
   c.nested("circuit_breakers", circuit_breakers.validate());
   if (tls) c.nested("tls", tls->validate());
+  c.nested("http2", http2.validate());
+  if (protocol != Protocol::kHttp1 && tls &&
+      std::find(tls->alpn.begin(), tls->alpn.end(), "h2") == tls->alpn.end()) {
+    c.error("tls.alpn",
+            fmt::format("protocol: {} needs \"h2\" in the ALPN list", to_string(protocol)));
+  }
 
   bool dns = type != Type::kStatic;
   if (!dns && on_address_change != defaults.on_address_change) {

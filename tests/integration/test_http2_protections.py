@@ -124,8 +124,8 @@ def served(s, what):
 
 def case_rapid_reset():
     """HEADERS then RST_STREAM at once, thousands of times (Rapid Reset): GOAWAY
-    ENHANCE_YOUR_CALM once 100 streams were opened and at least half of them reset by the
-    client (or the abuse score passed max_abuse_score, 200), long before nghttp2's own reset
+    ENHANCE_YOUR_CALM once 200 streams (twice max_concurrent_streams) were opened and at least
+    half of them reset by the client (or the abuse score passed max_abuse_score, 200), long before nghttp2's own reset
     limit (1000 resets, then GOAWAY INTERNAL_ERROR)."""
     s, b = start()
     c = client(s)
@@ -184,7 +184,7 @@ def case_made_you_reset():
     malformed requests, a WINDOW_UPDATE overflowing the window of a stream already sent
     upstream, a body shorter than its content-length. Each reset costs one point: GOAWAY
     ENHANCE_YOUR_CALM after more than max_abuse_score (200) of them, or, for streams whose
-    request was taken, once half of at least 100 streams ended so."""
+    request was taken, once half of at least 200 streams ended so."""
     s, b = start()
     vectors = [
         ("MadeYouReset by malformed requests (RST_STREAM PROTOCOL_ERROR)",

@@ -76,6 +76,16 @@ std::optional<Duration> parse_grpc_timeout(std::string_view v) {
   }
 }
 
+int parse_grpc_status(std::string_view value) {
+  if (value.empty() || value.size() > 2) return -1;
+  int code = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return -1;
+    code = code * 10 + (c - '0');
+  }
+  return code;
+}
+
 void append_grpc_message(std::string_view text, std::string& out) {
   constexpr char kHex[] = "0123456789ABCDEF";
   for (unsigned char c : text) {

@@ -35,6 +35,9 @@ GrpcStatus grpc_status_for_http(int status);
 // u, n); nullopt when malformed.
 std::optional<Duration> parse_grpc_timeout(std::string_view value);
 
+// A grpc-status value: a decimal code from 0 to 99 (-1 when malformed).
+int parse_grpc_status(std::string_view value);
+
 // grpc-message is percent-encoded: bytes outside printable ASCII, and '%', become %XX.
 void append_grpc_message(std::string_view text, std::string& out);
 

@@ -171,8 +171,12 @@ void Http2Session::after_codec() {
   sync_counts();
   if (score_ > options_.max_abuse_score) return abuse_close();
   // Rapid Reset paced by cheap answers: when at least half of many streams were reset by
-  // the client before their response, the connection is one.
-  if (streams_ >= kMinStreamsForRatio && 2 * premature_resets_ >= streams_) return abuse_close();
+  // the client before their response, the connection is one. "Many" is more than two full
+  // windows of concurrent streams: a browser stopping a page cancels at most one window's
+  // worth at once, and must not be taken for an attack.
+  uint64_t judged_after =
+      std::max<uint64_t>(kMinStreamsForRatio, 2 * uint64_t{options_.codec.max_concurrent_streams});
+  if (streams_ >= judged_after && 2 * premature_resets_ >= streams_) return abuse_close();
   if (blocked_streams_) {
     // Streams whose output went over the high watermark: read their upstreams again once
     // the client's windows took enough of it.

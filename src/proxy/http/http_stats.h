@@ -40,6 +40,8 @@ namespace sluice::proxy::http {
           SLUICE_HTTP_RETRIES_HELP)                                                                \
   COUNTER(stale_connection_retries, "sluice_http_retries_total", "kind=\"stale_connection\"",      \
           "stale-connection re-sends", SLUICE_HTTP_RETRIES_HELP)                                   \
+  COUNTER(refused_stream_resends, "sluice_http_retries_total", "kind=\"refused_stream\"",        \
+          "refused-stream re-sends", SLUICE_HTTP_RETRIES_HELP)                                     \
   COUNTER(upstream_timeouts, "sluice_http_upstream_timeouts_total", "", "upstream timeouts",       \
           "Requests that timed out upstream.")                                                     \
   COUNTER(parse_errors, "sluice_http_rejected_requests_total", "", "rejected requests",            \

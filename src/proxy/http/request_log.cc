@@ -37,6 +37,7 @@ constexpr std::array<std::string_view, static_cast<size_t>(ResponseFlag::kCount)
     "incomplete",
     "upstream_ports_exhausted",
     "trailer_dropped",
+    "refused_stream_resent",
 };
 
 int64_t micros(Duration d) {

@@ -43,6 +43,7 @@ enum class ResponseFlag : uint32_t {
   kIncomplete,
   kUpstreamPortsExhausted,
   kTrailerDropped,
+  kRefusedStreamResent,
   kCount,  // not a flag
 };
 

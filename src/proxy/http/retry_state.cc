@@ -10,11 +10,20 @@ bool RetryState::stale_resend_allowed(const TryOutcome& t) const {
          (idempotent_ || policy_->allow_non_idempotent);
 }
 
+bool RetryState::refused_resend_allowed(const TryOutcome& t) const {
+  return t.refused && !t.response_started && replayable_ && refused_resends_ < kMaxRefusedResends;
+}
+
 bool RetryState::policy_allows(const TryOutcome& t) const {
   const RetryPolicy& p = *policy_;
   if (t.response_committed) return false;
   if (!t.error.retryable) return false;  // e.g. the pool is full: do not add load
   if (retries_ >= p.num_retries || !replayable_) return false;
+  if (t.grpc_status >= 0) {
+    // Naming gRPC statuses opts every call in, whatever its method (gRPC calls are POSTs).
+    return std::find(p.grpc_statuses.begin(), p.grpc_statuses.end(), t.grpc_status) !=
+           p.grpc_statuses.end();
+  }
   // Nothing reached the upstream after a failed connect, so any method may go again.
   bool connect =
       t.error.kind == ErrorKind::kConnectFailure || t.error.kind == ErrorKind::kConnectTimeout;
@@ -50,6 +59,10 @@ Duration RetryState::backoff(uint32_t retry, double jitter) const {
 }
 
 RetryDecision RetryState::on_failure(const TryOutcome& t, bool admitted, double jitter) {
+  if (refused_resend_allowed(t)) {
+    ++refused_resends_;
+    return {RetryVerdict::kResendFresh, Duration(0)};
+  }
   if (stale_resend_allowed(t)) {
     stale_resend_used_ = true;
     return {RetryVerdict::kResendFresh, Duration(0)};

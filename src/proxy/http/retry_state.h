@@ -22,12 +22,19 @@ struct TryOutcome {
   // The response head went on to the client: nothing can be tried again. Bytes of a head
   // still being read, an interim 1xx or an invalid response do not count.
   bool response_committed = false;
+  // The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above a
+  // GOAWAY's last stream id): it may go again whatever its method (RFC 9113 §8.7).
+  bool refused = false;
+  // The grpc-status of a trailers-only gRPC answer (-1: none).
+  int grpc_status = -1;
 };
 
 enum class RetryVerdict {
   kGiveUp,
-  kResendFresh,  // at once, on a fresh connection to the same endpoint, outside the budget
-  kRetry,        // after `after`, on an endpoint not tried yet where possible
+  // At once, to the same endpoint, outside the budget: on a fresh connection (a stale
+  // keep-alive one failed), or on any (HTTP/2: the upstream refused the stream).
+  kResendFresh,
+  kRetry,  // after `after`, on an endpoint not tried yet where possible
 };
 
 struct RetryDecision {
@@ -50,6 +57,9 @@ class RetryState {
   // upstream's keep-alive close: the request may go again once, at once, on a fresh
   // connection (RFC 9112 §9.3.1), when it can safely be sent twice.
   bool stale_resend_allowed(const TryOutcome& t) const;
+  // A refused request goes again, a few times, while its body can be re-sent.
+  bool refused_resend_allowed(const TryOutcome& t) const;
+  static constexpr uint32_t kMaxRefusedResends = 3;
   // Whether the policy covers this failure with a retry (the budget not yet asked).
   bool policy_allows(const TryOutcome& t) const;
   // The decision. `admitted`: the cluster's retry budget allowed one more (asked only when
@@ -63,6 +73,7 @@ class RetryState {
   bool idempotent_;
   bool replayable_ = true;
   bool stale_resend_used_ = false;
+  uint32_t refused_resends_ = 0;
   uint32_t retries_ = 0;
 };
 

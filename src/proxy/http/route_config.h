@@ -44,6 +44,9 @@ struct RetryPolicy {
   bool on_5xx = false;
   bool on_gateway_error = false;  // 502, 503, 504
   std::vector<int> statuses;
+  // gRPC statuses (cancelled 1, deadline-exceeded 4, resource-exhausted 8, internal 13,
+  // unavailable 14) that retry a gRPC call answered trailers-only, whatever its method.
+  std::vector<int> grpc_statuses;
   uint32_t num_retries = 1;
   Duration backoff_base = std::chrono::milliseconds(25);
   Duration backoff_max = std::chrono::milliseconds(250);

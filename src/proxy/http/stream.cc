@@ -200,13 +200,22 @@ void Stream::route() {
   }
   cluster_ = proxy_.cluster(route->cluster);
   if (!cluster_) return reply_after_request(503, "the route's cluster is unknown\n", std::nullopt);
+  bool upgrade = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
+  if (upgrade && cluster_->speaks_http2()) {
+    // An HTTP/2 upstream would need extended CONNECT (RFC 8441), which sluice does not speak.
+    cluster_ = nullptr;
+    return reply_after_request(501,
+                               fmt::format("{} is not proxied to the HTTP/2 cluster {}\n",
+                                           connect ? "CONNECT" : "an Upgrade", route->cluster),
+                               std::nullopt);
+  }
   if (!cluster_->try_start_request()) {
     std::string body = fmt::format("cluster {}: max_active_requests {} reached\n", route->cluster,
                                    cluster_->config().circuit_breakers.max_active_requests);
     return reply_after_request(503, std::move(body), ResponseFlag::kOverflowActiveRequests);
   }
   holds_request_slot_ = true;
-  upgrade_ = connect || (req.upgrade && req.headers.has_token("connection", "upgrade"));
+  upgrade_ = upgrade;
   retry_.emplace(route->retry, sluice::http::is_idempotent(req.method));
   // The hash key reads the request as received: before its head is rewritten.
   hash_ = request_hash(*route, cluster_->config().lb.policy, req, peer_);
@@ -221,13 +230,13 @@ void Stream::route() {
   bool secure = tls != nullptr || !callbacks_.downstream_secured();
   DownstreamInfo info{ip, o.trust_forwarded_headers, o.generate_request_id, secure,
                       tls ? std::string_view(tls->client_cert_header) : std::string_view()};
+  // gRPC needs TE: trailers on HTTP/2 (RFC 9113 §8.2.2 allows it there, and only it).
+  bool te_trailers = cluster_->speaks_http2() && req.headers.has_token("te", "trailers");
   to_upstream(*route, req, info, upgrade_, proxy_.random(), ids);
+  if (te_trailers) req.headers.add("te", "trailers");
   log_.request_id = std::move(ids.request_id);
   log_.traceparent = std::move(ids.traceparent);
-  std::string target = upstream_target(*route, req);
-  std::swap(target, req.target);
-  h1::encode_request_head(req, upstream_head_);
-  std::swap(target, req.target);
+  upstream_target_ = upstream_target(*route, req);
   Duration timeout = route->timeout;
   if (grpc_) {
     // The call's own deadline, when it is sooner than the route's.
@@ -277,15 +286,20 @@ void Stream::on_exchange_ready(UpstreamExchange& x) {
     drop_exchange();
     return send_error_reply(ProxyError::local(ErrorKind::kNotReplayable), true);
   }
-  x.send(upstream_head_);
   // A first try sends what queued up while it connected; a retry re-sends everything (a
   // retry only happens while every byte sent is still in replay_body_).
-  x.send(log_.attempts == 1 ? pending_body_.view() : replay_body_.view());
+  std::string_view body = log_.attempts == 1 ? pending_body_.view() : replay_body_.view();
+  // The head goes out with the upstream's target; the log keeps the client's.
+  std::swap(upstream_target_, request_.target);
+  bool no_body = request_complete_ && body.empty() && !request_.chunked;
+  x.send_head(request_, no_body);
+  std::swap(upstream_target_, request_.target);
+  if (!no_body) x.send_body(body);
   pending_body_.clear();
   pending_body_.release();
   if (request_complete_) {
+    if (!no_body) x.send_end(request_trailers_);
     log_.request_sent = proxy_.loop().now();
-    x.request_sent();
     transition(State::kAwaitingResponse);
   } else {
     transition(State::kForwarding);
@@ -296,18 +310,17 @@ void Stream::on_exchange_ready(UpstreamExchange& x) {
     interim.status = 100;
     callbacks_.codec().send_interim(id_, interim);
   }
-  if (x.connection() && !callbacks_.downstream_read_enabled() &&
-      !x.connection()->above_high_watermark()) {
+  if (x.ready() && !callbacks_.downstream_read_enabled() && !x.congested()) {
     callbacks_.set_downstream_read_enabled(true);
   }
 }
 
-void Stream::send_body_upstream(std::string_view framed) {
+void Stream::send_body_upstream(std::string_view data) {
   if (retry_->replayable()) {
     // Bodies up to the route's replay buffer are kept until the response starts, so that a
     // failed try can be re-sent; larger ones stream without a copy and are not re-sent.
-    if (replay_body_.size() + framed.size() <= route_->retry.replay_buffer_bytes) {
-      replay_body_.append(framed);
+    if (replay_body_.size() + data.size() <= route_->retry.replay_buffer_bytes) {
+      replay_body_.append(data);
     } else {
       retry_->set_not_replayable();
       replay_body_.clear();
@@ -315,13 +328,11 @@ void Stream::send_body_upstream(std::string_view framed) {
     }
   }
   UpstreamExchange* x = exchange_.get();
-  if (x && x->connection() && !x->connection()->connecting()) {
-    x->send(framed);
-    if (x->connection() && x->connection()->above_high_watermark()) {
-      callbacks_.set_downstream_read_enabled(false);
-    }
+  if (x && x->ready()) {
+    x->send_body(data);
+    if (exchange_ && exchange_->congested()) callbacks_.set_downstream_read_enabled(false);
   } else {
-    pending_body_.append(framed);
+    pending_body_.append(data);
     if (pending_body_.size() >= kPendingBodyHighWatermark) {
       callbacks_.set_downstream_read_enabled(false);
     }
@@ -339,13 +350,7 @@ void Stream::on_request_data(std::string_view data) {
                             fmt::format("request body larger than {} bytes\n", max_body));
   }
   if (pending_reply_ || !cluster_) return;  // discarded
-  if (request_.chunked) {
-    scratch().clear();
-    h1::encode_chunk(data, scratch());
-    send_body_upstream(scratch());
-  } else {
-    send_body_upstream(data);
-  }
+  send_body_upstream(data);
 }
 
 void Stream::on_request_complete(HeaderMap& trailers) {
@@ -358,18 +363,15 @@ void Stream::on_request_complete(HeaderMap& trailers) {
     return send_local_reply(r.status, r.body, false, r.flag);
   }
   if (!cluster_ || state_ == State::kDone) return;
-  if (request_.chunked) {
-    if (size_t n = remove_forbidden_trailers(trailers)) {
-      proxy_.stats().trailers_dropped += n;
-      log_.add(ResponseFlag::kTrailerDropped);
-    }
-    scratch().clear();
-    h1::encode_last_chunk(trailers, scratch());
-    send_body_upstream(scratch());
+  if (size_t n = remove_forbidden_trailers(trailers)) {
+    proxy_.stats().trailers_dropped += n;
+    log_.add(ResponseFlag::kTrailerDropped);
   }
-  if (exchange_ && exchange_->connection() && !exchange_->connection()->connecting()) {
+  // Kept for a retry's re-send.
+  request_trailers_ = std::move(trailers);
+  if (exchange_ && exchange_->ready()) {
     log_.request_sent = proxy_.loop().now();
-    exchange_->request_sent();
+    exchange_->send_end(request_trailers_);
     if (state_ == State::kForwarding) transition(State::kAwaitingResponse);
   }
 }
@@ -406,7 +408,7 @@ void Stream::on_downstream_reset() {
 }
 
 void Stream::on_downstream_drained() {
-  if (exchange_ && exchange_->connection()) exchange_->connection()->set_read_enabled(true);
+  if (exchange_) exchange_->resume_response();
 }
 
 void Stream::on_upstream_drained(UpstreamExchange&) {
@@ -452,7 +454,7 @@ void Stream::schedule_retry(std::string_view why, Duration after) {
 void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
   std::unique_ptr<UpstreamExchange> failed = std::move(exchange_);
   SLUICE_ASSERT(failed.get() == &x);
-  TryOutcome t{e, x.reused(), x.response_started(), x.closed_by_sluice(), committed_};
+  TryOutcome t{e, x.reused(), x.response_started(), x.closed_by_sluice(), committed_, x.refused()};
   size_t endpoint = x.endpoint();
   if (x.first_byte_at() != MonoTime{}) log_.upstream_first_byte = x.first_byte_at();
   retire(std::move(failed));
@@ -461,8 +463,9 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
     ++cluster_->stats().connect_attempts;
     ++cluster_->stats().connect_failures;
   }
-  bool stale = t.reused_connection && !t.response_started && e.kind == ErrorKind::kReset &&
-               !t.closed_by_sluice;
+  bool stale = (t.reused_connection && !t.response_started && e.kind == ErrorKind::kReset &&
+                !t.closed_by_sluice) ||
+               t.refused;
   // Connect failures, resets, timeouts and malformed responses are the endpoint's doing; a
   // full pool, a keep-alive race or a connection sluice closed are not.
   if (!stale && !t.closed_by_sluice && e.retryable && e.kind != ErrorKind::kRetryableStatus) {
@@ -477,10 +480,14 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
   switch (d.verdict) {
     case RetryVerdict::kResendFresh:
       ++log_.attempts;
-      ++proxy_.stats().stale_connection_retries;
-      log_.add(ResponseFlag::kStaleConnectionRetried);
-      LOG_DEBUG("http {}: {}: re-sending on a fresh connection: {}", proxy_.config().name,
-                peer_.to_string(), e.detail);
+      if (t.refused) {
+        ++proxy_.stats().refused_stream_resends;
+        log_.add(ResponseFlag::kRefusedStreamResent);
+      } else {
+        ++proxy_.stats().stale_connection_retries;
+        log_.add(ResponseFlag::kStaleConnectionRetried);
+      }
+      LOG_DEBUG("http {}: {}: re-sending: {}", proxy_.config().name, peer_.to_string(), e.detail);
       transition(State::kWaitingForUpstream);
       exchange_ = std::make_unique<UpstreamExchange>(
           *this, *cluster_, endpoint, true,

@@ -134,7 +134,7 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   void transition(State to);
   void route();
   void start_exchange(bool fresh);
-  void send_body_upstream(std::string_view framed);
+  void send_body_upstream(std::string_view data);
   // The cluster's retry breakers (max_active_retries, budget) allow one more retry.
   bool retry_admitted();
   RetryDecision decide_retry(const TryOutcome& t);
@@ -166,13 +166,14 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   sluice::http::MessageHead request_;
   const Route* route_ = nullptr;
   upstream::Cluster* cluster_ = nullptr;
-  bool grpc_ = false;                   // a gRPC call: local replies are gRPC statuses
-  bool early_data_ = false;             // the request came in TLS early data
-  bool early_retried_ = false;          // an upstream's 425 was answered by sending it again
-  bool waiting_for_handshake_ = false;  // to send it again once the handshake is done
-  std::string upstream_head_;           // serialised once, re-sent on retries
-  Buffer pending_body_;                 // framed body bytes not yet sent upstream
-  Buffer replay_body_;                  // framed body bytes kept for a retry (while replayable)
+  bool grpc_ = false;                         // a gRPC call: local replies are gRPC statuses
+  bool early_data_ = false;                   // the request came in TLS early data
+  bool early_retried_ = false;                // an upstream's 425 was answered by sending it again
+  bool waiting_for_handshake_ = false;        // to send it again once the handshake is done
+  std::string upstream_target_;               // the request's target as the upstream sees it
+  Buffer pending_body_;                       // body bytes not yet sent upstream
+  Buffer replay_body_;                        // body bytes kept for a retry (while replayable)
+  sluice::http::HeaderMap request_trailers_;  // kept for a retry
   bool request_complete_ = false;
   bool upgrade_ = false;
   bool expect_continue_ = false;

@@ -42,9 +42,7 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
     // client's handshake is complete, without Early-Data.
     early_retried_ = true;
     drop_exchange();
-    constexpr std::string_view kEarlyData = "Early-Data: 1\r\n";
-    if (size_t at = upstream_head_.find(kEarlyData); at != std::string::npos)
-      upstream_head_.erase(at, kEarlyData.size());
+    request_.headers.remove("early-data");
     std::string why = fmt::format("425 Too Early from {}: again after the handshake",
                                   x.endpoint_address().to_string());
     if (callbacks_.downstream_secured()) {
@@ -58,11 +56,16 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
   if (!upgrade_) {
     TryOutcome t{ProxyError::upstream(ErrorKind::kRetryableStatus, head.status), x.reused(), true,
                  false};
+    // A gRPC call answered trailers-only: its status is in the head, nothing was sent yet.
+    const std::string* grpc_status = grpc_ ? head.headers.get("grpc-status") : nullptr;
+    if (grpc_status) t.grpc_status = parse_grpc_status(*grpc_status);
     if (retry_->policy_allows(t)) {
       RetryDecision d = decide_retry(t);
       if (d.verdict == RetryVerdict::kRetry) {
-        std::string why =
-            fmt::format("status {} from {}", head.status, x.endpoint_address().to_string());
+        std::string why = grpc_status ? fmt::format("grpc-status {} from {}", *grpc_status,
+                                                    x.endpoint_address().to_string())
+                                      : fmt::format("status {} from {}", head.status,
+                                                    x.endpoint_address().to_string());
         drop_exchange();
         schedule_retry(why, d.after);
         return false;
@@ -98,9 +101,7 @@ void Stream::on_response_data(UpstreamExchange& x, std::string_view data) {
   if (response_no_body_) return;
   log_.response_body_bytes += data.size();
   callbacks_.codec().send_data(id_, data);
-  if (callbacks_.downstream_above_high_watermark() && x.connection()) {
-    x.connection()->set_read_enabled(false);
-  }
+  if (callbacks_.downstream_above_high_watermark()) x.pause_response();
 }
 
 void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
@@ -110,10 +111,10 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
   }
   if (!response_no_body_) callbacks_.codec().send_trailers(id_, trailers);
   bool reusable = request_complete_ && x.response_clean();
-  if (proxy_.access_log() && x.connection() && will_log()) {
+  if (proxy_.access_log() && x.transport() && will_log()) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
-    if (auto ti = net::read_tcp_info(x.connection()->fd(), /*congestion=*/false)) {
+    if (auto ti = net::read_tcp_info(x.transport()->fd(), /*congestion=*/false)) {
       log_.have_tcp_info = true;
       log_.upstream_rtt_us = ti->rtt_us;
       log_.upstream_retransmits = ti->total_retrans;
@@ -121,7 +122,7 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
     // An endpoint with several addresses: say which one this connection went to.
     if (cluster_ && endpoint_ < cluster_->endpoint_count() &&
         !cluster_->endpoint(endpoint_).fallbacks.empty()) {
-      if (auto peer = net::peer_address(x.connection()->fd())) {
+      if (auto peer = net::peer_address(x.transport()->fd())) {
         log_.upstream_address = peer->to_string();
       }
     }

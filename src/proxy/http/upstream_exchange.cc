@@ -8,7 +8,9 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "http/http1/encoder.h"
 #include "net/connect.h"
+#include "proxy/http/stream_scratch.h"
 
 namespace sluice::proxy::http {
 
@@ -17,6 +19,10 @@ using sluice::http::MessageHead;
 using sluice::http::http1::Parser;
 
 namespace {
+
+// Request bytes an HTTP/2 stream may hold for the upstream's window before the client is
+// read no further.
+constexpr size_t kStreamHighWatermark = 256 * 1024;
 
 // The errno a connect failure's text names, for the client's body (0: none known).
 int errno_named_in(std::string_view detail) {
@@ -87,6 +93,7 @@ UpstreamExchange::UpstreamExchange(ExchangeCallbacks& callbacks, upstream::Clust
       endpoint_(endpoint),
       fresh_(fresh),
       timer_(pool_.loop().timers(), [this] { on_deadline(); }) {
+  if (cluster.speaks_http2(endpoint)) http2_pool_ = &cluster.http2_pool(endpoint);
   cluster_.request_started(endpoint_);
 }
 
@@ -129,37 +136,102 @@ void UpstreamExchange::start() {
   last_activity_ = started_;
   // RFC 9110 §9.3.6: a 2xx answer to CONNECT has no body: the tunnel follows.
   codec_.expect(settings_.head_request, settings_.connect_request);
+  if (http2_pool_) {
+    http2_waiter_.emplace(*http2_pool_, *this);
+    http2_pool_->acquire(*http2_waiter_);
+    return;
+  }
   pool_.acquire(waiter_, fresh_);
 }
 
-void UpstreamExchange::release(bool reusable) {
+void UpstreamExchange::give_back(bool reusable) {
   waiter_.cancel();
-  timer_.cancel();
-  if (state_ != State::kFailed) state_ = State::kDone;
+  if (http2_waiter_) http2_waiter_->cancel();
   codec_.attach(nullptr);
+  if (http2_conn_) {
+    auto* c = http2_conn_;
+    http2_conn_ = nullptr;
+    c->stream_done(http2_stream_, reusable && completion_delivered_);
+  }
   if (!conn_) return;
   auto* c = conn_;
   conn_ = nullptr;
   pool_.release(*c, reusable);
 }
 
+void UpstreamExchange::release(bool reusable) {
+  timer_.cancel();
+  if (state_ != State::kFailed) state_ = State::kDone;
+  give_back(reusable);
+}
+
 void UpstreamExchange::fail(const ProxyError& error) {
-  waiter_.cancel();
-  codec_.attach(nullptr);
-  if (conn_) {
-    auto* c = conn_;
-    conn_ = nullptr;
-    pool_.release(*c, false);
-  }
+  give_back(false);
   transition(State::kFailed);
   callbacks_.on_exchange_failed(*this, error);
 }
 
-void UpstreamExchange::send(std::string_view bytes) {
-  if (conn_) codec_.send_data(sluice::http::http1::ClientCodec::kStream, bytes);
+bool UpstreamExchange::ready() const {
+  if (http2_pool_) return http2_conn_ != nullptr;
+  return conn_ && !conn_->connection().connecting();
+}
+
+bool UpstreamExchange::congested() const {
+  if (http2_conn_) return http2_conn_->codec().buffered(http2_stream_) >= kStreamHighWatermark;
+  return conn_ && conn_->connection().above_high_watermark();
+}
+
+void UpstreamExchange::pause_response() {
+  if (http2_conn_) return http2_conn_->codec().pause(http2_stream_);
+  if (conn_) conn_->connection().set_read_enabled(false);
+}
+
+void UpstreamExchange::resume_response() {
+  if (http2_conn_) return http2_conn_->codec().resume(http2_stream_);
+  if (conn_) conn_->connection().set_read_enabled(true);
+}
+
+net::Connection* UpstreamExchange::transport() {
+  if (http2_conn_ && http2_conn_->pooled()) return &http2_conn_->pooled()->connection();
+  return connection();
+}
+
+void UpstreamExchange::send_head(const MessageHead& head, bool end_stream) {
+  if (http2_conn_) {
+    http2_conn_->codec().send_head(http2_stream_, head, end_stream);
+  } else if (conn_) {
+    chunked_request_ = head.chunked;
+    codec_.send_head(sluice::http::http1::ClientCodec::kStream, head);
+  }
+  if (end_stream) request_sent();
+}
+
+void UpstreamExchange::send_body(std::string_view data) {
+  if (data.empty() || request_ended_) return;
+  if (http2_conn_) return http2_conn_->codec().send_data(http2_stream_, data);
+  if (!conn_) return;
+  if (!chunked_request_) return codec_.send_data(sluice::http::http1::ClientCodec::kStream, data);
+  std::string& out = scratch();
+  out.clear();
+  sluice::http::http1::encode_chunk(data, out);
+  codec_.send_data(sluice::http::http1::ClientCodec::kStream, out);
+}
+
+void UpstreamExchange::send_end(const HeaderMap& trailers) {
+  if (request_ended_) return;
+  if (http2_conn_) {
+    http2_conn_->codec().send_trailers(http2_stream_, trailers);
+  } else if (conn_ && chunked_request_) {
+    std::string& out = scratch();
+    out.clear();
+    sluice::http::http1::encode_last_chunk(trailers, out);
+    codec_.send_data(sluice::http::http1::ClientCodec::kStream, out);
+  }
+  request_sent();
 }
 
 void UpstreamExchange::request_sent() {
+  request_ended_ = true;
   if (state_ == State::kSendingRequest) transition(State::kAwaitingHead);
 }
 
@@ -178,17 +250,40 @@ void UpstreamExchange::learn_keepalive(const MessageHead& head) {
 }
 
 void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
+  if (cluster_.may_speak_http2() && upstream::pool::Http2Pool::agreed_h2(conn)) {
+    // protocol auto: the handshake chose HTTP/2; the connection joins the endpoint's HTTP/2
+    // pool and this request takes a stream on it.
+    http2_pool_ = &cluster_.http2_pool(endpoint_);
+    upstream::pool::Http2Connection& c = http2_pool_->adopt(conn);
+    if (c.can_open()) return on_stream_ready(c);
+    http2_waiter_.emplace(*http2_pool_, *this);
+    return http2_pool_->acquire(*http2_waiter_);
+  }
   conn_ = &conn;
   reused_ = conn.reused();
+  conn.set_borrower(this);
+  codec_.attach(&conn.connection());
+  became_ready(conn.requests() <= 1 && !conn.warm(), conn.connect_time(), conn.tls_time());
+}
+
+void UpstreamExchange::on_stream_ready(upstream::pool::Http2Connection& conn) {
+  http2_stream_ = conn.codec().open_stream(*this);
+  SLUICE_ASSERT(http2_stream_ != 0);
+  http2_conn_ = &conn;
+  conn.stream_opened();
+  reused_ = conn.streams_opened() > 1;
+  upstream::pool::PooledConnection* p = conn.pooled();
+  bool opened_for_us = !reused_ && p && !p->warm();
+  became_ready(opened_for_us, p ? p->connect_time() : Duration(0), p ? p->tls_time() : Duration(0));
+}
+
+void UpstreamExchange::became_ready(bool opened_for_us, Duration connect_time, Duration tls_time) {
   ready_at_ = pool_.loop().now();
   cluster_.stats().pool_wait.observe(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(ready_at_ - started_).count()));
-  bool opened_for_us = conn.requests() <= 1 && !conn.warm();
-  connect_time_ = opened_for_us ? conn.connect_time() : Duration(0);
-  tls_time_ = opened_for_us ? conn.tls_time() : Duration(0);
+  connect_time_ = opened_for_us ? connect_time : Duration(0);
+  tls_time_ = opened_for_us ? tls_time : Duration(0);
   if (opened_for_us) ++cluster_.stats().connect_attempts;
-  conn.set_borrower(this);
-  codec_.attach(&conn.connection());
   last_activity_ = ready_at_;
   if (MonoTime due = deadline(); due != MonoTime::max()) timer_.arm_at(due);
   transition(State::kSendingRequest);
@@ -294,6 +389,10 @@ void UpstreamExchange::on_error(int err) {
 }
 
 bool UpstreamExchange::on_head(sluice::http::StreamId, MessageHead& head) {
+  if (http2_conn_) {
+    last_activity_ = pool_.loop().now();
+    if (first_byte_at_ == MonoTime{}) first_byte_at_ = last_activity_;
+  }
   interim_ = head.status >= 100 && head.status < 200 && head.status != 101;
   if (!interim_ && state_ != State::kReceivingBody) transition(State::kReceivingBody);
   bool go_on = callbacks_.on_response_head(*this, head);
@@ -302,6 +401,13 @@ bool UpstreamExchange::on_head(sluice::http::StreamId, MessageHead& head) {
 }
 
 void UpstreamExchange::on_data(sluice::http::StreamId, std::string_view data, bool end) {
+  if (http2_conn_) {
+    last_activity_ = pool_.loop().now();
+    if (response_bytes_ == 0) first_byte_at_ = last_activity_;
+    response_bytes_ += data.size();
+    // The window reopens as the bytes are passed on; pause_response() holds it shut.
+    if (!data.empty()) http2_conn_->codec().consumed(http2_stream_, data.size());
+  }
   if (!data.empty() && !stopped_) callbacks_.on_response_data(*this, data);
   if (end) {
     HeaderMap none;
@@ -323,6 +429,23 @@ void UpstreamExchange::on_message_complete(HeaderMap& trailers) {
   // the connection back to the pool, where the next request must find a clean input.
   response_complete_ = true;
   trailers_ = std::move(trailers);
+  // HTTP/2: the stream is done with; nothing of the connection's input is ours to clean.
+  if (http2_conn_) deliver_completion();
+}
+
+void UpstreamExchange::on_reset(sluice::http::StreamId, const sluice::http::StreamReset& r) {
+  if (!http2_conn_ || completion_delivered_) return;
+  refused_ = r.refused;
+  closed_by_sluice_ = r.reason == "closed by sluice";
+  std::string why =
+      fmt::format("upstream {} {} the stream{}: {}", endpoint_address().to_string(),
+                  r.refused ? "refused" : "reset", response_started() ? " mid-response" : "",
+                  r.reason.empty() ? std::string_view("no reason given") : r.reason);
+  fail(ProxyError::upstream(ErrorKind::kReset, 0, why));
+}
+
+void UpstreamExchange::on_stream_drained(sluice::http::StreamId) {
+  callbacks_.on_upstream_drained(*this);
 }
 
 void UpstreamExchange::deliver_completion() {

@@ -1,6 +1,8 @@
 // UpstreamExchange: one try of a request against one endpoint. It borrows a connection from
-// the endpoint's pool, sends what its Stream gives it, parses the response and hands it up
-// through ExchangeCallbacks; a failure is one ProxyError. Its timer is the try's deadline:
+// the endpoint's pool (HTTP/1.1), or a stream on one of its HTTP/2 connections, sends the
+// request its Stream gives it (a head, body bytes and trailers, framed here for the protocol
+// spoken), takes the response and hands it up through ExchangeCallbacks; a failure is one
+// ProxyError. Its timer is the try's deadline:
 // the per-try timeout and the upstream idle timeout, whichever comes first.
 // States: Acquiring (the pool connects or lends one; a connect is part of this wait) →
 // SendingRequest → AwaitingHead → ReceivingBody → Done | Failed; a response may begin before
@@ -10,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +21,7 @@
 #include "proxy/http/proxy_error.h"
 #include "upstream/cluster.h"
 #include "upstream/pool/conn_pool.h"
+#include "upstream/pool/http2_pool.h"
 
 namespace sluice::proxy::http {
 
@@ -50,6 +54,7 @@ struct ExchangeSettings {
 };
 
 class UpstreamExchange final : public upstream::pool::PoolCallbacks,
+                               public upstream::pool::Http2Callbacks,
                                public net::ConnectionCallbacks,
                                public sluice::http::ClientCodecCallbacks,
                                public event::DeferredDeletable {
@@ -63,10 +68,21 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   // Asks the pool for a connection (on_exchange_ready or on_exchange_failed follow, maybe
   // before this returns).
   void start();
-  // Queues request bytes (already framed); the connection must be ready.
-  void send(std::string_view bytes);
-  // The whole request was queued.
-  void request_sent();
+  // The request, once ready: its head (the target already the upstream's); `end_stream`:
+  // no body follows. Then body bytes (unframed: chunked here for HTTP/1.1 when the head
+  // says so), and the end of the request with its trailers.
+  void send_head(const sluice::http::MessageHead& head, bool end_stream);
+  void send_body(std::string_view data);
+  void send_end(const sluice::http::HeaderMap& trailers);
+  // A connection (or stream) is lent and connected: the request may be sent.
+  bool ready() const;
+  // Request bytes wait for the upstream beyond the high watermark: stop reading the client.
+  bool congested() const;
+  // Response backpressure: stop and resume taking response bytes from the upstream.
+  void pause_response();
+  void resume_response();
+  // The request goes out on an HTTP/2 stream.
+  bool http2() const { return http2_pool_ != nullptr; }
   // Gives the connection back (reusable or not) and ends the exchange.
   void release(bool reusable);
   // After a 101 or a CONNECT 2xx: the connection's events go to `tunnel` from now on, with
@@ -74,17 +90,24 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   net::Connection* hand_over_to_tunnel(net::ConnectionCallbacks& tunnel);
 
   State state() const { return state_; }
+  // The HTTP/1.1 connection lent to this exchange (null for HTTP/2, whose connection is
+  // shared): what a tunnel takes over.
   net::Connection* connection() { return conn_ ? &conn_->connection() : nullptr; }
+  // The connection the request went out on, either protocol (its TCP_INFO, its peer).
+  net::Connection* transport();
   size_t endpoint() const { return endpoint_; }
   const net::Address& endpoint_address() const { return pool_.endpoint(); }
   bool reused() const { return reused_; }
   bool response_started() const { return response_bytes_ > 0; }
   // sluice itself closed the connection (its address left the DNS answer).
   bool closed_by_sluice() const { return closed_by_sluice_; }
+  // The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above a
+  // GOAWAY's last stream id): it may go again whatever its method (RFC 9113 §8.7).
+  bool refused() const { return refused_; }
   // The upstream asked to keep or not keep the connection (Keep-Alive: timeout=, close).
   void learn_keepalive(const sluice::http::MessageHead& head);
   // The response parsed cleanly so far (the connection may be reused after it).
-  bool response_clean() const { return codec_.error().reason.empty(); }
+  bool response_clean() const { return http2() || codec_.error().reason.empty(); }
   // Timings (zero: did not happen).
   MonoTime started_at() const { return started_; }
   MonoTime ready_at() const { return ready_at_; }
@@ -97,6 +120,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   // PoolCallbacks
   void on_pool_ready(upstream::pool::PooledConnection& conn) override;
   void on_pool_failure(upstream::pool::PoolFailure reason, const std::string& detail) override;
+  // Http2Callbacks
+  void on_stream_ready(upstream::pool::Http2Connection& conn) override;
   // ConnectionCallbacks
   void on_read() override;
   void on_read_closed() override;
@@ -108,8 +133,16 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   bool on_head(sluice::http::StreamId stream, sluice::http::MessageHead& head) override;
   void on_data(sluice::http::StreamId stream, std::string_view data, bool end) override;
   void on_trailers(sluice::http::StreamId stream, sluice::http::HeaderMap& trailers) override;
+  void on_reset(sluice::http::StreamId stream, const sluice::http::StreamReset& reset) override;
+  void on_stream_drained(sluice::http::StreamId stream) override;
 
  private:
+  // A connection or a stream is in hand: time it, arm the deadline, tell the Stream.
+  void became_ready(bool opened_for_us, Duration connect_time, Duration tls_time);
+  // Gives back what the exchange holds (the connection, or the stream on a shared one).
+  void give_back(bool reusable);
+  // The request is complete on our side.
+  void request_sent();
   void transition(State to);
   // When the try runs out of time: the earlier of the per-try and the idle deadline.
   MonoTime deadline() const;
@@ -126,11 +159,19 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   upstream::pool::Waiter waiter_;
   upstream::pool::PooledConnection* conn_ = nullptr;
   sluice::http::http1::ClientCodec codec_;
+  // HTTP/2: the endpoint's streams, the wait for one, the stream held.
+  upstream::pool::Http2Pool* http2_pool_ = nullptr;
+  std::optional<upstream::pool::Http2Waiter> http2_waiter_;
+  upstream::pool::Http2Connection* http2_conn_ = nullptr;
+  sluice::http::StreamId http2_stream_ = 0;
   size_t endpoint_;
   State state_ = State::kAcquiring;
   bool fresh_;
   bool reused_ = false;
   bool closed_by_sluice_ = false;
+  bool refused_ = false;
+  bool chunked_request_ = false;  // HTTP/1.1: the body goes out in chunks
+  bool request_ended_ = false;
   bool interim_ = false;  // the head being parsed is a 1xx
   bool response_complete_ = false;
   bool completion_delivered_ = false;

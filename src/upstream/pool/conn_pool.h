@@ -73,6 +73,8 @@ class PooledConnection final : public net::ConnectionCallbacks,
   uint32_t requests() const { return requests_; }
   // Connection events go to `borrower` until the connection is released.
   void set_borrower(net::ConnectionCallbacks* borrower) { borrower_ = borrower; }
+  // When max_lifetime (or the upstream's keep-alive timeout) retires it.
+  MonoTime expires() const { return expires_; }
   // Whether this connection served a request before the current one.
   bool reused() const { return requests_ > 1; }
   // Opened ahead of demand (min_idle) rather than for a waiting request.
@@ -263,6 +265,7 @@ class ConnPool {
   void warm_up();
 
   const PoolStats& stats() const { return stats_; }
+  const PoolConfig& config() const { return config_; }
   // Connections speak TLS made by `context` (the worker's for the cluster), with `host` as
   // the name to send and check ("" for an IP-literal endpoint: its IP is checked).
   void set_tls(std::shared_ptr<tls::ClientContext> context, std::string host) {

@@ -380,7 +380,8 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
   }
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
-      "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, upstream "
+      "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
+      "refused-stream re-sends 0, upstream "
       "timeouts 0, rejected requests 0, trailer fields dropped 0, HTTP/2 connections 0, HTTP/2 "
       "streams 0, HTTP/2 streams reset by clients 0, HTTP/2 streams reset by sluice 0, HTTP/2 "
       "GOAWAYs sent 0, HTTP/2 connection errors 0, HTTP/2 connections closed for abuse 0",

@@ -54,5 +54,14 @@ TEST(Grpc, MessageIsPercentEncoded) {
   EXPECT_EQ(out, "no healthy endpoint: 100%25 down%0A%C3%A9");
 }
 
+TEST(Grpc, ParsesStatus) {
+  EXPECT_EQ(parse_grpc_status("0"), 0);
+  EXPECT_EQ(parse_grpc_status("14"), 14);
+  EXPECT_EQ(parse_grpc_status(""), -1);
+  EXPECT_EQ(parse_grpc_status("140"), -1);
+  EXPECT_EQ(parse_grpc_status("1a"), -1);
+  EXPECT_EQ(parse_grpc_status("-1"), -1);
+}
+
 }  // namespace
 }  // namespace sluice::proxy::http

@@ -159,5 +159,37 @@ TEST(RetryState, StaleKeepAliveResendOnce) {
   }
 }
 
+TEST(RetryState, RefusedStreamsGoAgainWhateverTheMethod) {
+  RetryPolicy none;
+  none.on_connect_failure = false;
+  RetryState r(none, /*idempotent_method=*/false);
+  TryOutcome refused = failure(K::kReset);
+  refused.refused = true;
+  for (uint32_t i = 0; i < RetryState::kMaxRefusedResends; ++i) {
+    EXPECT_EQ(r.on_failure(refused, false, 0.5).verdict, RetryVerdict::kResendFresh);
+  }
+  // Bounded: an upstream that refuses everything does not hold the request forever.
+  EXPECT_EQ(r.on_failure(refused, false, 0.5).verdict, RetryVerdict::kGiveUp);
+  RetryState gone(none, false);
+  gone.set_not_replayable();
+  EXPECT_EQ(gone.on_failure(refused, false, 0.5).verdict, RetryVerdict::kGiveUp);
+}
+
+TEST(RetryState, GrpcStatusesRetryTrailersOnlyAnswers) {
+  RetryPolicy p;
+  p.grpc_statuses = {14};
+  p.num_retries = 2;
+  RetryState r(p, /*idempotent_method=*/false);  // gRPC calls are POSTs
+  TryOutcome unavailable = failure(K::kRetryableStatus, 200, false, true);
+  unavailable.grpc_status = 14;
+  EXPECT_TRUE(r.policy_allows(unavailable));
+  TryOutcome internal = unavailable;
+  internal.grpc_status = 13;
+  EXPECT_FALSE(r.policy_allows(internal));
+  // A plain 200 without a gRPC status is no failure of any kind.
+  EXPECT_FALSE(r.policy_allows(failure(K::kRetryableStatus, 200, false, true)));
+  EXPECT_EQ(r.on_failure(unavailable, true, 0.5).verdict, RetryVerdict::kRetry);
+}
+
 }  // namespace
 }  // namespace sluice::proxy::http
