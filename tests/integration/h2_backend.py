@@ -10,9 +10,9 @@ the test sets when it makes the backend (or later, as attributes):
                       x-checksum: <sha256 of the body>, x-trailer: end
   /delay/MS           the echo, MS milliseconds after the request ended
   /status/NNN         status NNN with the echo as its body
-  /drop               the request is read, then the TCP connection is closed: no answer
-  /abort-mid-body     200 announcing 1 MiB (content-length), 1000 bytes of it, then the
-                      TCP connection is closed
+  /drop               the request is read, then the TCP connection is closed (FIN): no answer
+  /abort-mid-body     200 announcing 1 MiB (content-length), 1000 bytes of it, 300 ms later
+                      the TCP connection is closed
   /big-header/N       200 with a response field x-big of N bytes (and the echo)
   anything else       echo: 200, a JSON body describing the request as received
 
@@ -99,6 +99,8 @@ class _Conn:
         self.sock = sock
         self.h2 = h2conn
         self.out = bytearray()
+        self.inbuf = bytearray()      # bytes read, not yet whole frames
+        self.preface_seen = False
         self.requests = {}          # sid -> {"headers", "body" (sha256), "len", "trailers"}
         self.outgoing = collections.OrderedDict()  # sid -> _Out
         self.open = set()           # streams counted as open (answered or not yet)
@@ -107,6 +109,7 @@ class _Conn:
         self.goaway_last = None     # last-stream-id of the GOAWAY sent, if any
         self.highest_answered = 0   # the highest stream whose response has begun
         self.closing = False        # close once `out` is written
+        self.half_closed = False    # FIN sent; reading until the client closes
         self.closed = False
 
 
@@ -127,6 +130,8 @@ class H2Backend:
         self.peer_settings = {}      # cid -> {setting code: value} of the client's first SETTINGS
         self.peer_conn_window = {}   # cid -> the largest send window the client gave
         self.errors = []             # protocol errors, as text
+        self.client_goaways = []     # (cid, error code, last stream id) of GOAWAYs from the client
+        self.client_resets = []      # (cid, stream id, error code) of RST_STREAMs from the client
         self.records = []
         self._timers = []
         self._seq = itertools.count()
@@ -158,6 +163,8 @@ class H2Backend:
             s["peer_settings"] = {k: dict(v) for k, v in self.peer_settings.items()}
             s["peer_conn_window"] = dict(self.peer_conn_window)
             s["errors"] = list(self.errors)
+            s["client_goaways"] = list(self.client_goaways)
+            s["client_resets"] = list(self.client_resets)
             return s
 
     def requests_for(self, pred=lambda r: True):
@@ -269,6 +276,9 @@ class H2Backend:
         if not data:
             self._close(c)
             return
+        if c.half_closed:
+            return  # read and dropped until the client closes too
+        data = self._without_goaway(c, data)
         try:
             events = c.h2.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -284,6 +294,33 @@ class H2Backend:
                 return
         self._pump(c)
         self._send(c)
+
+    def _without_goaway(self, c, data):
+        """The bytes for h2, less the client's GOAWAY frames, which are recorded here: h2 would
+        take one as the end of the connection and refuse every later frame, while the streams
+        the client already opened are still to be answered (RFC 9113 section 6.8)."""
+        c.inbuf += data
+        out = bytearray()
+        if not c.preface_seen:
+            if len(c.inbuf) < 24:
+                return bytes(out)
+            out += c.inbuf[:24]
+            del c.inbuf[:24]
+            c.preface_seen = True
+        while len(c.inbuf) >= 9:
+            length = int.from_bytes(c.inbuf[0:3], "big")
+            if len(c.inbuf) < 9 + length:
+                break
+            ftype = c.inbuf[3]
+            if ftype == 0x7 and length >= 8:
+                last = int.from_bytes(c.inbuf[9:13], "big") & 0x7FFFFFFF
+                code = int.from_bytes(c.inbuf[13:17], "big")
+                with self._lock:
+                    self.client_goaways.append((c.cid, code, last))
+            else:
+                out += c.inbuf[:9 + length]
+            del c.inbuf[:9 + length]
+        return bytes(out)
 
     def _on_event(self, c, ev):
         E = h2.events
@@ -308,6 +345,9 @@ class H2Backend:
             if r is not None and not r["ignored"]:
                 self._on_request_end(c, ev.stream_id, r)
         elif isinstance(ev, E.StreamReset):
+            if ev.remote_reset:
+                with self._lock:
+                    self.client_resets.append((c.cid, ev.stream_id, ev.error_code))
             c.outgoing.pop(ev.stream_id, None)
             c.open.discard(ev.stream_id)
             self._maybe_finish_goaway(c)
@@ -323,7 +363,7 @@ class H2Backend:
                     self.peer_conn_window[c.cid] = max(self.peer_conn_window[c.cid],
                                                        c.h2.outbound_flow_control_window)
         elif isinstance(ev, E.ConnectionTerminated):
-            c.closing = True
+            c.closing = True  # not reached: GOAWAY frames are taken out before h2 sees them
 
     def _on_request(self, c, ev):
         sid = ev.stream_id
@@ -401,7 +441,8 @@ class H2Backend:
                 return default
         kind = parts[0] if parts else ""
         if kind == "drop":
-            self._close(c)
+            c.closing = True
+            self._flush(c)
             return
         if kind == "delay":
             self._later(arg(1) / 1000.0, lambda: self._answer_echo(c, sid, echo, 200))
@@ -475,10 +516,10 @@ class H2Backend:
                 c.h2.send_data(sid, out.chunk(n), end_stream=last)
                 out.pos += n
                 if out.close_after is not None and out.pos >= out.close_after:
-                    c.out += c.h2.data_to_send()
-                    c.outgoing.clear()
-                    c.closing = True
-                    return
+                    # the bytes go now; the connection closes 300 ms later
+                    c.outgoing.pop(sid, None)
+                    self._later(0.3, lambda: self._close_soon(c))
+                    break
                 if len(c.h2._data_to_send) > (1 << 20):
                     break  # the socket first
             if sid in c.outgoing and out.pos >= out.body_len:
@@ -492,7 +533,7 @@ class H2Backend:
         self._flush(c)
 
     def _flush(self, c):
-        if c.closed:
+        if c.closed or c.half_closed:
             return
         while c.out:
             try:
@@ -507,10 +548,29 @@ class H2Backend:
                 self._pump(c)
                 c.out += c.h2.data_to_send()
         if not c.out and c.closing:
-            self._close(c)
+            self._half_close(c)
             return
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
         self.sel.modify(c.sock, want, ("conn", c))
+
+    def _close_soon(self, c):
+        c.closing = True
+        self._flush(c)
+
+    def _half_close(self, c):
+        """Ends the connection gracefully: FIN now, then whatever the client still sends is read
+        and dropped until it closes too (or 5 s pass). Closing with unread bytes would make the
+        kernel send RST, which can destroy responses still in flight."""
+        if c.half_closed or c.closed:
+            return
+        c.half_closed = True
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(c)
+            return
+        self.sel.modify(c.sock, selectors.EVENT_READ, ("conn", c))
+        self._later(5.0, lambda: self._close(c))
 
     def _close(self, c):
         if c.closed:
