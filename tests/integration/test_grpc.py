@@ -27,7 +27,7 @@ from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check  # noqa: E402
+from harness import check, info  # noqa: E402
 import http_util as hu  # noqa: E402
 
 try:
@@ -274,12 +274,34 @@ def case_status_codes_exact():
     hu.stop_and_check(sl)
 
 
+def case_trailers_only_frames():
+    """A status without messages is sent by grpcio as trailers-only: one HEADERS frame with
+    END_STREAM carrying :status 200, content-type and grpc-status/grpc-message (gRPC's
+    PROTOCOL-HTTP2 'Trailers-Only'). Through sluice to an HTTP/2 client it stays one HEADERS
+    frame with END_STREAM, the fields exact (grpc-message percent-encoded as the server sent it)."""
+    need_modules()
+    srv = GrpcServer()
+    sl = start(srv.address)
+    c = h2_frames.H2Client(sl.port("web"))
+    c.handshake()
+    body = b"NOT_FOUND"
+    sid = c.request("POST", "/%s/Fail" % SERVICE, headers=[("content-type", "application/grpc"), ("te", "trailers")],
+                    body=b"\x00" + len(body).to_bytes(4, "big") + body)
+    r = c.response(sid, 10)
+    check(r is not None and r.headers == [(":status", "200"), ("content-type", "application/grpc"),
+                                          ("grpc-status", "5"),
+                                          ("grpc-message", "no such thing: %C3%BCn%C3%AFcode %E2%9C%93 100%25")],
+          "the fields: :status 200, content-type, grpc-status 5, the percent-encoded grpc-message",
+          r.describe() if r else c.transcript())
+    check(frames_on(c, sid) == [("HEADERS", ["END_HEADERS", "END_STREAM"])],
+          "one HEADERS frame with END_STREAM, nothing else on the stream", c.transcript())
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def case_deadline():
     """A client deadline of 500 ms on a call the server holds 5 s: DEADLINE_EXCEEDED, and the
-    server sees the call cancelled. A call carrying grpc-timeout 300m and no deadline of the
-    client's own (a raw HTTP/2 client) is ended by sluice: HTTP 200, trailers-only,
-    grpc-status 4, grpc-message 'upstream did not answer in time'; the access log says 504
-    with grpc_status 4."""
+    server sees the call cancelled (sluice reset the upstream stream)."""
     need_modules()
     srv = GrpcServer()
     log = os.path.join(tmp_dir(), "access.log")
@@ -292,26 +314,53 @@ def case_deadline():
           "grpcio timeout 0.5s: DEADLINE_EXCEEDED after %.2fs" % took, repr(got))
     ok = harness.wait_until(lambda: srv.cancelled.count("Slow") == 1, 5)
     check(ok, "the server saw the call cancelled (sluice reset the upstream stream)", repr(srv.cancelled))
+    hu.stop_and_check(sl)
+
+
+def case_grpc_timeout_enforced_by_sluice():
+    """A gRPC call carrying grpc-timeout 300m and no deadline of the client's own (a raw HTTP/2
+    client) to an upstream that ignores grpc-timeout (h2_backend, answering after 3 s) is ended by
+    sluice: HTTP 200, trailers-only in one HEADERS frame with END_STREAM, grpc-status 4,
+    grpc-message 'upstream did not answer in time'; the upstream heard te: trailers and the
+    grpc-timeout; the access log says 504 with grpc_status 4."""
+    need_modules()
+    from h2_backend import H2Backend
+    b = H2Backend("h2")
+    log = os.path.join(tmp_dir(), "access.log")
+    sl = start(b.address, access_log=log)
     c = h2_frames.H2Client(sl.port("web"))
     c.handshake()
     t0 = time.monotonic()
-    sid = c.request("POST", "/%s/Slow" % SERVICE, headers=[
+    sid = c.request("POST", "/delay/3000", headers=[
         ("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", "300m")],
         body=b"\x00\x00\x00\x00\x015")
     r = c.response(sid, 10)
     took = time.monotonic() - t0
     check(r is not None and r.headers == [(":status", "200"), ("content-type", "application/grpc"),
                                           ("grpc-status", "4"), ("grpc-message", "upstream did not answer in time")]
-          and r.ended and not r.body and took < 3,
-          "grpc-timeout 300m: trailers-only 200, grpc-status 4, 'upstream did not answer in time' after %.2fs" % took,
+          and r.ended and not r.body and took < 2.5,
+          "grpc-timeout 300m: 200, grpc-status 4, 'upstream did not answer in time' after %.2fs" % took,
           r.describe() if r else c.transcript())
-    ok = harness.wait_until(lambda: srv.cancelled.count("Slow") == 2, 5)
-    check(ok, "the server saw that call cancelled too", repr(srv.cancelled))
+    check(frames_on(c, sid) == [("HEADERS", ["END_HEADERS", "END_STREAM"])],
+          "trailers-only: one HEADERS frame with END_STREAM", c.transcript())
     c.close()
-    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 2, 5)
+    b.wait_for(lambda s: s["streams"] >= 1, 5)
+    recs = b.requests_for()
+    hs = recs[0]["headers"] if recs else []
+    te = [v for k, v in hs if k == "te"]
+    gt = [v for k, v in hs if k == "grpc-timeout"]
+    info("the upstream heard grpc-timeout %r" % gt)
+    check(te == ["trailers"] and len(gt) == 1 and [v for k, v in hs if k == "content-type"] == ["application/grpc"],
+          "the upstream heard te: trailers, content-type application/grpc and one grpc-timeout", json.dumps(hs))
+    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 1, 5)
     got = [(x["status"], x.get("grpc_status")) for x in h2_frames.access_lines(log)]
-    check(got[1:] == [(504, 4)], "the access log: the grpc-timeout call is 504 with grpc_status 4", repr(got))
+    check(got == [(504, 4)], "the access log: 504 with grpc_status 4", repr(got))
     hu.stop_and_check(sl)
+
+
+def frames_on(c, sid):
+    """(type name, sorted flags) of every frame the client read on stream sid."""
+    return [(h2_frames.FRAME_NAMES[f.type], sorted(f.flags)) for f in c.frames if f.stream_id == sid]
 
 
 def case_unavailable_when_server_stopped():
@@ -405,5 +454,6 @@ def case_bidi_flow_control():
 
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact, case_deadline,
+    harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
+                       case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
                        case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control])
