@@ -14,6 +14,7 @@ the test sets when it makes the backend (or later, as attributes):
   /abort-mid-body     200 announcing 1 MiB (content-length), 1000 bytes of it, 300 ms later
                       the TCP connection is closed
   /big-header/N       200 with a response field x-big of N bytes (and the echo)
+  /rst/CODE           RST_STREAM with error code CODE instead of a response
   anything else       echo: 200, a JSON body describing the request as received
 
 The echo is {"backend", "method", "path", "authority", "scheme", "headers": [[name, value],
@@ -443,6 +444,11 @@ class H2Backend:
         if kind == "drop":
             c.closing = True
             self._flush(c)
+            return
+        if kind == "rst":
+            c.open.discard(sid)
+            c.h2.reset_stream(sid, arg(1))
+            self._send(c)
             return
         if kind == "delay":
             self._later(arg(1) / 1000.0, lambda: self._answer_echo(c, sid, echo, 200))

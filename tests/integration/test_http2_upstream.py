@@ -23,6 +23,7 @@ import math
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -577,6 +578,166 @@ def case_auto_on_cleartext_is_http1():
     hu.stop_and_check(sl)
 
 
+def case_stream_reset_by_upstream():
+    """The upstream resets one stream (RST_STREAM INTERNAL_ERROR) while three others are in flight
+    on the same connection: that request gets 502 after one attempt, the three get 200, the
+    connection serves on. The GET is not re-sent: the default retry_on does not name resets, and
+    the connection is not stale (it answers the others); only REFUSED_STREAM and streams above a
+    GOAWAY's last id are known not to have been processed (RFC 9113 section 8.7)."""
+    need_modules()
+    b = H2Backend("h2")
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    results = ParallelClients(port, [("GET", "/delay/800?i=%d" % i, None) for i in range(3)] +
+                              [("GET", "/rst/2", None)], 4).run()
+    got = [(i, s) for i, s, _ in results]
+    check(got == [(0, 200), (1, 200), (2, 200), (3, 502)], "the reset request: 502; the three others: 200",
+          repr(results))
+    r = hu.request_once(port, "GET", "/echo/after")
+    st = b.stats()
+    check(r.status == 200 and st["accepted"] == 1, "the next request: 200, still on the one upstream connection",
+          repr(st))
+    lines = wait_access(log, 5)
+    rst = [x for x in lines if x["target"] == "/rst/2"]
+    check(len(rst) == 1 and rst[0]["status"] == 502 and rst[0]["flags"] == ["upstream_reset_before_response"] and
+          rst[0]["attempts"] == 1, "the access log: 502, flags exactly [upstream_reset_before_response], 1 attempt",
+          json.dumps(rst))
+    info("detail: %r" % (rst[0].get("detail") if rst else None))
+    hu.stop_and_check(sl)
+
+
+def case_http2_client_reset_cancels_upstream_stream():
+    """An HTTP/2 client resets its stream while the upstream holds the request: sluice resets the
+    upstream stream with CANCEL and keeps the upstream connection (the client's next request is
+    served on it)."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    c = h2_frames.H2Client(sl.port("web"))
+    c.handshake()
+    sid = c.request("GET", "/delay/5000")
+    check(b.wait_for(lambda s: s["streams"] == 1, 5)["streams"] == 1, "the HTTP/2 request reached the upstream")
+    c.send(h2_frames.rst_stream_frame(sid, h2_frames.CANCEL))
+    st = b.wait_for(lambda s: len(s["client_resets"]) == 1, 5)
+    check(st["client_resets"] == [(1, 1, h2_frames.CANCEL)], "upstream stream 1 reset with CANCEL",
+          repr(st["client_resets"]))
+    sid = c.request("GET", "/echo/after")
+    r = c.response(sid, 5)
+    st = b.stats()
+    check(r is not None and r.status == 200 and st["accepted"] == 1 and st["closed"] == 0,
+          "the client's next request: 200, on the same upstream connection", repr(st))
+    c.close()
+    hu.stop_and_check(sl)
+
+
+def case_http1_client_gone_cancels_upstream_stream():
+    """An HTTP/1.1 client closing its connection while the upstream holds its request: the
+    upstream stream is reset with CANCEL within 3 s (the upstream stops working for nobody, and
+    the stream's slot under max_concurrent_streams is given back); the connection stays."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    h1 = hu.Client(port)
+    h1.send(hu.build_request("GET", "/delay/6000"))
+    check(b.wait_for(lambda s: s["streams"] == 1, 5)["streams"] == 1, "the HTTP/1.1 request reached the upstream")
+    h1.close()
+    st = b.wait_for(lambda s: len(s["client_resets"]) == 1, 3)
+    check(st["client_resets"] == [(1, 1, h2_frames.CANCEL)], "upstream stream 1 reset with CANCEL",
+          repr(st["client_resets"]))
+    r = hu.request_once(port, "GET", "/echo/after")
+    check(r.status == 200 and b.stats()["accepted"] == 1, "the next request: 200 on the same upstream connection",
+          repr(b.stats()))
+    hu.stop_and_check(sl)
+
+
+def case_slow_client_holds_only_its_stream():
+    """A client that does not read its 32 MiB response holds back its own stream only: meanwhile
+    20 requests of 100 KB on the same upstream connection complete; then the slow client reads
+    its response whole."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    n = 32 << 20
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.settimeout(30)
+    slow.connect(("127.0.0.1", port))
+    harness.register_cleanup(slow.close)
+    slow.sendall(hu.build_request("GET", "/bytes/%d" % n))
+    check(b.wait_for(lambda s: s["streams"] == 1, 5)["streams"] == 1, "the slow client's request reached the upstream")
+    t0 = time.monotonic()
+    statuses = []
+    c = hu.Client(port, timeout=10)
+    for i in range(20):
+        r = c.request("GET", "/bytes/100000?i=%d" % i)
+        statuses.append((r.status, len(r.body)))
+    c.close()
+    took = time.monotonic() - t0
+    st = b.stats()
+    check(statuses == [(200, 100000)] * 20 and took < 10 and st["accepted"] == 1,
+          "20 requests of 100 KB complete in %.2fs on the same upstream connection" % took,
+          "%r %r" % (statuses[-3:], st))
+    h = hashlib.sha256()
+    got = 0
+    head = b""
+    deadline = time.monotonic() + 60
+    while b"\r\n\r\n" not in head and time.monotonic() < deadline:
+        head += slow.recv(65536)
+    head, _, rest = head.partition(b"\r\n\r\n")
+    h.update(rest)
+    got = len(rest)
+    while got < n and time.monotonic() < deadline:
+        d = slow.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        got += len(d)
+    slow.close()
+    check(head.startswith(b"HTTP/1.1 200 ") and got == n and h.hexdigest() == pattern_sha256(n),
+          "the slow client then reads its 32 MiB whole (sha256)", "%r %d" % (head[:100], got))
+    hu.stop_and_check(sl)
+
+
+def case_upgrade_to_http2_cluster():
+    """A WebSocket upgrade routed to an http2 cluster is answered 501 (sluice does not speak
+    extended CONNECT to upstreams); nothing reaches the upstream."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    r = hu.request_once(sl.port("web"), "GET", "/ws", headers=[
+        ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")])
+    check(r.status == 501 and b.stats()["accepted"] == 0, "501, and no connection to the upstream",
+          r.describe() + repr(b.stats()))
+    hu.stop_and_check(sl)
+
+
+def case_http2_client_request_trailers():
+    """An HTTP/2 client's request body and trailers reach the h2 upstream as DATA and a trailing
+    HEADERS: the echo has the body's sha256 and the trailer."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    c = h2_frames.H2Client(sl.port("web"))
+    c.handshake()
+    body = pattern_bytes(200000)
+    sid = c.request("POST", "/echo/trailers", headers=[("content-type", "application/octet-stream")],
+                    end_stream=False)
+    sent = c.send_body(sid, body, end_stream=False)
+    c.send(h2_frames.headers_frames(sid, c.encoder.encode([("x-req-checksum", "abc")]), end_stream=True))
+    r = c.response(sid, 15)
+    e = r.json() if r is not None and r.status == 200 else {}
+    check(sent == len(body) and e.get("body_len") == len(body) and e.get("body_sha256") == pattern_sha256(len(body)),
+          "the 200000-byte body arrives whole", r.describe() if r else c.transcript())
+    check(e.get("trailers") == [["x-req-checksum", "abc"]], "the trailer arrives as x-req-checksum: abc",
+          json.dumps(e.get("trailers")))
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -640,4 +801,7 @@ if __name__ == "__main__":
                        case_response_trailers, case_multiplexed_one_connection, case_multiplexed_limit_ten,
                        case_goaway_under_load, case_goaway_below_streams_in_flight, case_refused_stream_post,
                        case_upstream_closes_connection, case_nghttpd_static_file, case_http1_only_endpoint,
-                       case_client_settings, case_auto_on_cleartext_is_http1])
+                       case_client_settings, case_auto_on_cleartext_is_http1, case_stream_reset_by_upstream,
+                       case_http2_client_reset_cancels_upstream_stream,
+                       case_http1_client_gone_cancels_upstream_stream, case_slow_client_holds_only_its_stream,
+                       case_upgrade_to_http2_cluster, case_http2_client_request_trailers])
