@@ -63,13 +63,31 @@ def h2_cluster(name, endpoints, **kw):
     return hu.cluster(name, endpoints, **kw)
 
 
-def start(backends, workers=1, http2=True, access_log=None, route=None, cluster_kw=None, listener_kw=None):
+def start(backends, workers=1, access_log=None, route=None, cluster_kw=None, listener_kw=None):
     """sluice with one listener `web` (HTTP/1.1, and HTTP/2 by prior knowledge) routing / to
-    cluster `app` (protocol http2) over `backends`."""
+    cluster `app` (protocol http2) over `backends`, and an admin listener (sl.admin_port)."""
     need_modules()
     lst = h2_frames.h2_listener(access_log=access_log, route=route, **(listener_kw or {}))
     clusters = [h2_cluster("app", backends, **(cluster_kw or {}))]
-    return hu.start_sluice([lst], clusters, workers=workers)
+    cfg = {"workers": workers, "log_level": "debug", "drain_timeout": "5s", "admin": {"address": "127.0.0.1:0"},
+           "listeners": [lst], "clusters": clusters}
+    sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
+    line = sl.wait_log(h2_frames.ADMIN_RE, 5)
+    if not line:
+        raise harness.CheckFailed_with("no 'admin listening on 127.0.0.1:PORT' line", sl.stderr_text())
+    sl.admin_port = int(h2_frames.ADMIN_RE.search(line).group(1))
+    return sl
+
+
+def metrics(sl, prefix):
+    """{(name, frozenset(labels)): value} of the samples whose name starts with prefix."""
+    r = hu.request_once(sl.admin_port, "GET", "/metrics", host="admin", timeout=5)
+    out = {}
+    for line in r.body.decode("utf-8", "replace").splitlines():
+        m = h2_frames.METRIC_RE.match(line)
+        if m and m.group(1).startswith(prefix):
+            out[(m.group(1), frozenset(h2_frames.LABEL_RE.findall(m.group(2) or "")))] = float(m.group(3))
+    return out
 
 
 def access_log_path():
@@ -437,8 +455,14 @@ def case_refused_stream_post():
     check((st["refused"], st["answered"]) == (1, 1), "the backend refused one stream and answered one", repr(st))
     lines = wait_access(log, 1)
     info("access log: %s" % json.dumps(lines))
-    check(len(lines) == 1 and lines[0]["status"] == 200 and lines[0].get("attempts") == 2,
-          "the access log: one line, status 200, attempts 2", json.dumps(lines))
+    check(len(lines) == 1 and lines[0]["status"] == 200 and lines[0].get("attempts") == 2 and
+          lines[0].get("flags") == ["refused_stream_resent"],
+          "the access log: one line, status 200, attempts 2, flags exactly [refused_stream_resent]",
+          json.dumps(lines))
+    m = metrics(sl, "sluice_http_retries_total")
+    got = {dict(k[1]).get("kind"): v for k, v in m.items()}
+    check(got.get("refused_stream") == 1 and got.get("policy", 0) == 0 and got.get("stale_connection", 0) == 0,
+          "sluice_http_retries_total: kind refused_stream 1, policy 0, stale_connection 0", repr(m))
     hu.stop_and_check(sl)
 
 
