@@ -375,6 +375,23 @@ class UpstreamCounter:
                 "upstream_conns_max": self.peak, "upstream_conns_seen": len(self.seen)}
 
 
+def nginx_accepts(port):
+    """The `accepts` counter of an nginx stub_status page at http://127.0.0.1:port/status (the
+    connections nginx has accepted since it started, this request's own included)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    m = re.search(rb"server accepts handled requests\s+(\d+) (\d+) (\d+)", data)
+    if not m:
+        raise ValueError("no stub_status counters in the answer of port %d" % port)
+    return int(m.group(1))
+
+
 def cmd_measure(args):
     cmd = args.cmd
     if cmd and cmd[0] == "--":
@@ -382,6 +399,7 @@ def cmd_measure(args):
     if not cmd:
         sys.exit("measure: no command")
     up = UpstreamCounter(args.proxy, args.upstream_port) if args.upstream_port and args.proxy else None
+    accepts0 = nginx_accepts(args.backend_status_port) if args.backend_status_port else None
     iv = Interval([os.getpid()] + args.ignore + [args.proxy])
     child = subprocess.Popen(cmd)
     # Forward SIGTERM/SIGINT so that stopping the measurement stops the load tool too.
@@ -397,6 +415,9 @@ def cmd_measure(args):
     }
     if up is not None:
         m.update(up.finish())
+    if accepts0 is not None:
+        # Both readings count their own connection: the second one is not the proxy's.
+        m["backend_accepts"] = nginx_accepts(args.backend_status_port) - accepts0 - 1
     m.update(iv.others())
     judge(m)
     with open(args.out, "w") as f:
@@ -727,14 +748,17 @@ def cmd_h2load_record(args):
     if rec["upstream_conns_seen"] is not None:
         # Those open at the start are among those seen: the rest opened during the run.
         rec["upstream_conns_opened"] = rec["upstream_conns_seen"] - rec["upstream_conns_start"]
+    if m.get("backend_accepts") is not None:
+        rec["backend_accepts"] = m["backend_accepts"]
     rec["client_rc"] = m["rc"]
     with open(args.out, "a") as f:
         f.write(json.dumps(rec, sort_keys=True) + "\n")
     print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
           f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
           f"cpu={rec.get('cpu_us_per_req', '-')}us/req backend conns: peak {rec.get('upstream_conns_max', '-')}, "
-          f"end {rec.get('upstream_conns_end', '-')}, opened >= {rec.get('upstream_conns_opened', '-')} "
-          f"{rec.get('error', '')}")
+          f"end {rec.get('upstream_conns_end', '-')}, opened >= {rec.get('upstream_conns_opened', '-')}"
+          + (f", accepted by the backend {rec['backend_accepts']}" if "backend_accepts" in rec else "")
+          + f" {rec.get('error', '')}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1024,9 +1048,10 @@ def pair_ratios(spec, recs):
 
 
 def render_markdown(spec, meta, cases, targets, summary, skipped=None, pairs=None):
-    """skipped: {target: reason} of targets the run could not measure; each table shows them
-    as a row of dashes with the reason, a placeholder for a later run. pairs: {case: [line]}
-    printed under the case's table (pair_ratios)."""
+    """skipped: {case: {target: reason}} of targets the run could not measure, in one case or,
+    under the case "", in every case; a table shows them as a row of dashes with the reason, a
+    placeholder for a later run. pairs: {case: [line]} printed under the case's table
+    (pair_ratios)."""
     skipped = skipped or {}
     pairs = pairs or {}
     lines = []
@@ -1068,8 +1093,9 @@ def render_markdown(spec, meta, cases, targets, summary, skipped=None, pairs=Non
         for t in targets:
             e = summary[case].get(t)
             if e is None:
-                if t in skipped:
-                    row = [TARGET_LABELS.get(t, t), "skipped: " + skipped[t]] + ["–"] * (len(head) - 2)
+                why = skipped.get(case, {}).get(t) or skipped.get("", {}).get(t)
+                if why:
+                    row = [TARGET_LABELS.get(t, t), "skipped: " + why] + ["–"] * (len(head) - 2)
                     lines.append("| " + " | ".join(row) + " |")
                 continue
             runs = str(e["runs"]) if e["used"] == e["runs"] else f"{e['used']} of {e['runs']}"
@@ -1174,8 +1200,12 @@ def render_plot(plot, cases, targets, summary, workdir):
 def cmd_report(args):
     spec = json.loads(args.spec)
     raw = load_records(args.results, args.run_id, args.scenario)
-    skipped = {r["target"]: r.get("reason", "not run") for r in raw if r.get("event") == "skipped"}
-    skipped.update({r["target"]: "did not start (see the run's log)" for r in raw if r.get("event") == "start_failed"})
+    # A skip or a failed start names a case when it concerns that case alone (`case` = its title).
+    skipped = {}
+    for r in raw:
+        if r.get("event") in ("skipped", "start_failed"):
+            reason = r.get("reason", "not run") if r["event"] == "skipped" else "did not start (see the run's log)"
+            skipped.setdefault(r.get("case", ""), {})[r["target"]] = reason
     recs = final_records(raw)
     if spec.get("cases"):
         # One table of several: only these cases, in this order.
@@ -1286,6 +1316,9 @@ def main():
     p.add_argument("--ignore", type=int, action="append", default=[])
     p.add_argument("--upstream-port", type=int, default=0,
                    help="also count the proxy's established connections to this local port")
+    p.add_argument("--backend-status-port", type=int, default=0,
+                   help="also count the connections an nginx backend accepted during the run, from "
+                        "its stub_status page at http://127.0.0.1:PORT/status")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_measure)
 

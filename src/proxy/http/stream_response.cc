@@ -79,8 +79,11 @@ bool Stream::on_response_head(UpstreamExchange& x, MessageHead& head) {
   transition(State::kSendingResponse);
   count_status(head.status);
   bool upgrade = upgrade_ && (head.status == 101 || (connect && head.status / 100 == 2));
-  response_no_body_ =
-      request_.method == "HEAD" || head.status == 204 || head.status == 304 || upgrade;
+  // A gRPC answer with its status in the head is trailers-only: it ends with its HEADERS,
+  // as gRPC clients require (a status followed by an empty DATA would be no status at all).
+  bool trailers_only = grpc_ && head.headers.get("grpc-status") != nullptr;
+  response_no_body_ = request_.method == "HEAD" || head.status == 204 || head.status == 304 ||
+                      upgrade || trailers_only;
   to_downstream(*route_, head, upgrade);
 
   bool close = close_after_ || !request_.keep_alive || !callbacks_.keep_alive_allowed() ||

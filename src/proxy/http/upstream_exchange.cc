@@ -437,10 +437,13 @@ void UpstreamExchange::on_reset(sluice::http::StreamId, const sluice::http::Stre
   if (!http2_conn_ || completion_delivered_) return;
   refused_ = r.refused;
   closed_by_sluice_ = r.reason == "closed by sluice";
+  std::string_view reason = r.reason.empty() ? std::string_view("no reason given") : r.reason;
   std::string why =
-      fmt::format("upstream {} {} the stream{}: {}", endpoint_address().to_string(),
-                  r.refused ? "refused" : "reset", response_started() ? " mid-response" : "",
-                  r.reason.empty() ? std::string_view("no reason given") : r.reason);
+      r.refused
+          ? fmt::format("upstream {} refused the HTTP/2 stream: {}", endpoint_address().to_string(),
+                        reason)
+          : fmt::format("HTTP/2 stream to upstream {} ended{}: {}", endpoint_address().to_string(),
+                        response_started() ? " mid-response" : " before a response", reason);
   fail(ProxyError::upstream(ErrorKind::kReset, 0, why));
 }
 

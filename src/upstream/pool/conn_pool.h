@@ -202,7 +202,11 @@ inline constexpr metric::Dimension kOpenStateDimension{"state", kOpenStates};
   COUNTER(tls_resumed, "sluice_endpoint_tls_resumed_total", "", "TLS sessions resumed",            \
           "TLS handshakes with the endpoint that resumed an earlier session.")                     \
   COUNTER(tls_failures, "sluice_endpoint_tls_failures_total", "", "TLS handshake failures",        \
-          "TLS handshakes with the endpoint that failed (verification included).")
+          "TLS handshakes with the endpoint that failed (verification included).")                 \
+  COUNTER(http2_streams, "sluice_endpoint_http2_streams_total", "", "HTTP/2 streams",              \
+          "HTTP/2 streams opened to the endpoint (one per request sent over HTTP/2).")             \
+  COUNTER(http2_goaways, "sluice_endpoint_http2_goaways_received_total", "",                      \
+          "HTTP/2 GOAWAYs received", "HTTP/2 connections the endpoint sent a GOAWAY on.")
 // clang-format on
 
 struct PoolStats {
@@ -265,6 +269,8 @@ class ConnPool {
   void warm_up();
 
   const PoolStats& stats() const { return stats_; }
+  // For the HTTP/2 pool over this one, which counts its streams here.
+  PoolStats& stats() { return stats_; }
   const PoolConfig& config() const { return config_; }
   // Connections speak TLS made by `context` (the worker's for the cluster), with `host` as
   // the name to send and check ("" for an IP-literal endpoint: its IP is checked).

@@ -164,6 +164,11 @@ void Http2Connection::close(std::string_view reason) {
   pool_.remove(*this);
 }
 
+void Http2Connection::stream_opened() {
+  ++streams_opened_;
+  ++pool_.transport_.stats().http2_streams;
+}
+
 void Http2Connection::stream_done(http::StreamId stream, bool complete) {
   if (!codec_) return;
   if (!complete) codec_->reset(stream, 8 /* CANCEL */);
@@ -182,10 +187,15 @@ void Http2Connection::stream_done(http::StreamId stream, bool complete) {
 void Http2Connection::handle(ClientCodec::Outcome o) {
   switch (o) {
     case ClientCodec::Outcome::kContinue:
-      if (state_ == State::kReady && codec_->goaway_received()) drain();
+      if (state_ == State::kReady && codec_->goaway_received()) {
+        ++pool_.transport_.stats().http2_goaways;
+        drain();
+      }
       if (state_ == State::kReady) pool_.serve_queue();
       return;
     case ClientCodec::Outcome::kFinished:
+      if (state_ == State::kReady && codec_->goaway_received())
+        ++pool_.transport_.stats().http2_goaways;
       return close("GOAWAY and no stream left");
     case ClientCodec::Outcome::kError:
       return close(codec_->error().reason);

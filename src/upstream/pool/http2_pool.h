@@ -55,7 +55,7 @@ class Http2Connection final : public PoolCallbacks,
   // Streams opened on it so far (the first one is not a reuse).
   uint64_t streams_opened() const { return streams_opened_; }
   // A stream was opened with codec().open_stream() by a borrower.
-  void stream_opened() { ++streams_opened_; }
+  void stream_opened();
   // A borrower is done with `stream`; `complete`: its response ended (else it is reset).
   void stream_done(http::StreamId stream, bool complete);
 
