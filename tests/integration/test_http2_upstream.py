@@ -421,6 +421,14 @@ def goaway_case(goaway_after, last_stream_id, total, parallel, delay_ms):
     check(len(lines) == total and all(x["status"] == 200 for x in lines), "%d access-log lines, all 200" % total,
           repr([x for x in lines if x["status"] != 200][:5]))
     info("access-log flags seen: %r" % sorted({f for x in lines for f in x["flags"]}))
+    # every stream sluice opened reached the backend: answered, or above a GOAWAY's last id
+    resent = sum(1 for x in lines if "refused_stream_resent" in x["flags"])
+    m = metrics(sl, "sluice_endpoint_http2_")
+    got = (sum(v for k, v in m.items() if k[0] == "sluice_endpoint_http2_goaways_received_total"),
+           sum(v for k, v in m.items() if k[0] == "sluice_endpoint_http2_streams_total"))
+    want = (st["goaways"], st["streams"] + st["ignored"])
+    check(got == want, "endpoint counters: %d GOAWAYs received, %d streams (%d answered + %d unanswered)" % (
+        want[0], want[1], st["streams"], st["ignored"]), "%r (requests re-sent: %d)" % (m, resent))
     hu.stop_and_check(sl)
 
 
