@@ -102,6 +102,7 @@ class _Conn:
         self.out = bytearray()
         self.inbuf = bytearray()      # bytes read, not yet whole frames
         self.preface_seen = False
+        self.max_sid = 0              # the highest stream id the client opened
         self.requests = {}          # sid -> {"headers", "body" (sha256), "len", "trailers"}
         self.outgoing = collections.OrderedDict()  # sid -> _Out
         self.open = set()           # streams counted as open (answered or not yet)
@@ -278,7 +279,8 @@ class H2Backend:
             self._close(c)
             return
         if c.half_closed:
-            return  # read and dropped until the client closes too
+            self._count_late_streams(c, data)  # read and dropped until the client closes too
+            return
         data = self._without_goaway(c, data)
         try:
             events = c.h2.receive_data(data)
@@ -322,6 +324,24 @@ class H2Backend:
                 out += c.inbuf[:9 + length]
             del c.inbuf[:9 + length]
         return bytes(out)
+
+    def _count_late_streams(self, c, data):
+        """After our FIN: new streams the client still opened (HEADERS above every stream id
+        seen) are counted as ignored, so that every stream the client sent is counted once."""
+        for ftype, sid in self._frames(c, data):
+            if ftype == 0x1 and sid > c.max_sid:
+                c.max_sid = sid
+                with self._lock:
+                    self._stats["ignored"] += 1
+
+    def _frames(self, c, data):
+        c.inbuf += data
+        while len(c.inbuf) >= 9:
+            length = int.from_bytes(c.inbuf[0:3], "big")
+            if len(c.inbuf) < 9 + length:
+                break
+            yield c.inbuf[3], int.from_bytes(c.inbuf[5:9], "big") & 0x7FFFFFFF
+            del c.inbuf[:9 + length]
 
     def _on_event(self, c, ev):
         E = h2.events
@@ -368,6 +388,7 @@ class H2Backend:
 
     def _on_request(self, c, ev):
         sid = ev.stream_id
+        c.max_sid = max(c.max_sid, sid)
         headers = _text(ev.headers)
         r = {"headers": headers, "sha": hashlib.sha256(), "len": 0, "trailers": [], "ignored": False}
         c.requests[sid] = r

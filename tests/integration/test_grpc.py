@@ -452,8 +452,34 @@ def case_bidi_flow_control():
     hu.stop_and_check(sl)
 
 
+def case_concurrent_calls_balanced():
+    """200 unary calls in flight together on one client channel (one HTTP/2 connection to sluice)
+    all succeed with their own replies, and are balanced per call over two servers: exactly 100
+    each (round robin, one worker)."""
+    need_modules()
+    a, b = GrpcServer(), GrpcServer()
+    lst = h2_frames.h2_listener(cluster="grpc")
+    sl = hu.start_sluice([lst], [hu.cluster("grpc", [a.address, b.address], protocol="http2",
+                                            lb_policy="round_robin")], workers=1)
+    ch = channel(sl)
+    call = method(ch, "unary_unary", "Unary")
+    futs = [call.future(b"n%d" % i, timeout=30) for i in range(200)]
+    got = []
+    for f in futs:
+        try:
+            got.append(f.result())
+        except grpc.RpcError as e:
+            got.append(repr(e.code()))
+    check(got == [b"echo:n%d" % i for i in range(200)], "200 concurrent calls: each gets its own echo",
+          repr([g for g in got if not isinstance(g, bytes)][:5]))
+    check((a.count("Unary"), b.count("Unary")) == (100, 100), "the calls are balanced 100 / 100",
+          "%r %r" % (a.calls, b.calls))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
                        case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
-                       case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control])
+                       case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control,
+                       case_concurrent_calls_balanced])

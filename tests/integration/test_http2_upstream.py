@@ -23,6 +23,7 @@ import math
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -770,6 +771,100 @@ def case_http2_client_request_trailers():
     hu.stop_and_check(sl)
 
 
+def case_pool_limits_with_streams():
+    """pool.max_connections 2 with max_concurrent_streams 10: 50 requests at once wait for a
+    stream (none fails), on exactly 2 connections with at most 10 streams each. With
+    max_connections 1, max_concurrent_streams 1 and pending_timeout 300ms, a request waiting
+    behind a 2 s one gets 503 (flag pool_timeout) after about 300 ms."""
+    need_modules()
+    b = H2Backend("h2", max_concurrent_streams=10)
+    sl = start([b], cluster_kw={"pool": {"max_connections": 2}})
+    results = ParallelClients(sl.port("web"), [("GET", "/delay/300?i=%d" % i, None) for i in range(50)], 50).run()
+    st = b.stats()
+    check(len(results) == 50 and not failures(results), "50 requests at once, 2 connections of 10 streams: all 200",
+          repr(failures(results)[:5]))
+    check(st["accepted"] == 2 and st["over_limit_after_ack"] == 0 and
+          all(v <= 10 for v in st["conn_max_open"].values()),
+          "exactly 2 upstream connections, never more than 10 streams open on one",
+          json.dumps({k: st[k] for k in ("accepted", "conn_max_open", "over_limit", "over_limit_after_ack")}))
+    hu.stop_and_check(sl)
+    b.stop()
+
+    b = H2Backend("h2", max_concurrent_streams=1)
+    log = access_log_path()
+    sl = start([b], access_log=log, cluster_kw={"pool": {"max_connections": 1, "pending_timeout": "300ms"}})
+    port = sl.port("web")
+    first = hu.Client(port, timeout=10)
+    first.send(hu.build_request("GET", "/delay/2000"))
+    check(b.wait_for(lambda s: s["streams"] == 1, 5)["streams"] == 1, "the 2 s request holds the only stream")
+    t0 = time.monotonic()
+    r = hu.request_once(port, "GET", "/echo/queued")
+    took = time.monotonic() - t0
+    check(r.status == 503 and 0.25 < took < 2, "the queued request: 503 after %.2fs" % took, r.describe())
+    r1 = first.read_response()
+    first.close()
+    check(r1.status == 200, "the 2 s request: 200", r1.describe())
+    lines = wait_access(log, 2)
+    q = [x for x in lines if x["target"] == "/echo/queued"]
+    check(len(q) == 1 and q[0]["flags"] == ["pool_timeout"], "the access log: flags exactly [pool_timeout]",
+          json.dumps(q))
+    hu.stop_and_check(sl)
+
+
+def case_pool_idle_timeout_and_lifetime():
+    """pool.idle_timeout 300ms: a connection without streams is closed (after a GOAWAY). pool.max_lifetime
+    700ms: the connection drains (GOAWAY from sluice) and its 1.5 s stream still completes; the next
+    request opens a new connection. max_requests_per_connection does not apply to HTTP/2
+    connections: 10 requests with a limit of 2 use one connection."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b], cluster_kw={"pool": {"idle_timeout": "300ms", "max_requests_per_connection": 2}})
+    port = sl.port("web")
+    statuses = [hu.request_once(port, "GET", "/echo/%d" % i).status for i in range(10)]
+    check(statuses == [200] * 10 and b.stats()["accepted"] == 1,
+          "10 requests, max_requests_per_connection 2: one upstream connection", repr(b.stats()))
+    st = b.wait_for(lambda s: s["closed"] == 1, 5)
+    check(st["closed"] == 1, "idle for 300ms: sluice closed the connection", repr(st))
+    info("GOAWAYs from sluice before the idle close: %r" % st["client_goaways"])
+    hu.stop_and_check(sl)
+    b.stop()
+
+    b = H2Backend("h2")
+    sl = start([b], cluster_kw={"pool": {"max_lifetime": "700ms"}})
+    port = sl.port("web")
+    t0 = time.monotonic()
+    r = hu.request_once(port, "GET", "/delay/1500", timeout=10)
+    took = time.monotonic() - t0
+    st = b.stats()
+    check(r.status == 200 and took > 1.4, "a 1.5 s request on a connection of 700ms lifetime: 200", r.describe())
+    check(len(st["client_goaways"]) == 1 and st["client_goaways"][0][:2] == (1, 0),
+          "sluice sent GOAWAY NO_ERROR on the connection once its lifetime passed", repr(st["client_goaways"]))
+    r = hu.request_once(port, "GET", "/echo/next")
+    st = b.wait_for(lambda s: s["accepted"] == 2, 5)
+    check(r.status == 200 and st["accepted"] == 2, "the next request: 200 on a new connection", repr(st))
+    hu.stop_and_check(sl)
+
+
+def case_drain_with_streams_in_flight():
+    """SIGTERM while two requests are held by the h2 upstream: both complete with 200, then sluice
+    exits 0."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    cs = [hu.Client(port, timeout=10) for _ in range(2)]
+    for c in cs:
+        c.send(hu.build_request("GET", "/delay/1000"))
+    check(b.wait_for(lambda s: s["streams"] == 2, 5)["streams"] == 2, "both requests reached the upstream")
+    sl.signal(signal.SIGTERM)
+    rs = [c.read_response() for c in cs]
+    for c in cs:
+        c.close()
+    check([r.status for r in rs] == [200, 200], "both complete with 200 during the drain", repr(rs))
+    rc = sl.wait_exit(10)
+    harness.check_clean_exit(sl, rc)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -836,4 +931,6 @@ if __name__ == "__main__":
                        case_client_settings, case_auto_on_cleartext_is_http1, case_stream_reset_by_upstream,
                        case_http2_client_reset_cancels_upstream_stream,
                        case_http1_client_gone_cancels_upstream_stream, case_slow_client_holds_only_its_stream,
-                       case_upgrade_to_http2_cluster, case_http2_client_request_trailers])
+                       case_upgrade_to_http2_cluster, case_http2_client_request_trailers,
+                       case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
+                       case_drain_with_streams_in_flight])
