@@ -135,6 +135,7 @@ std::string render_config_json(
     j["name"] = cl.name;
     j["type"] = upstream::to_string(cl.type);
     j["lb_policy"] = upstream::lb::to_string(cl.lb.policy);
+    j["protocol"] = upstream::to_string(cl.protocol);
     j["connect_timeout"] = secs(cl.connect_timeout);
     j["panic_threshold"] = cl.panic_threshold;
     json eps = json::array();

@@ -352,6 +352,7 @@ std::string render_clusters_json(const MetricsInput& in) {
     c["name"] = cfg.name;
     c["type"] = upstream::to_string(cfg.type);
     c["lb_policy"] = upstream::lb::to_string(cfg.lb.policy);
+    c["protocol"] = upstream::to_string(cfg.protocol);
     put_json(c, m.clusters[i]);
     nlohmann::json eps = nlohmann::json::array();
     if (in.health) {

@@ -143,6 +143,15 @@ def case_http2_and_auto_over_tls():
     connects = {n: m.get("sluice_endpoint_connects_total", cluster=n, endpoint=ep[n]) for n in ep}
     check(connects["h2"] == 1 and connects["auto_h2"] == 1,
           "one TLS connection carries all of an HTTP/2 endpoint's requests (http2 and auto)", repr(connects))
+    clusters_json = tm.admin_json(ap, "/clusters")
+    items = clusters_json["clusters"] if isinstance(clusters_json, dict) else clusters_json
+    protocols = {c["name"]: c.get("protocol") for c in items}
+    check(protocols == {"h2": "http2", "auto_h2": "auto", "auto_h1": "auto", "h2_to_h1": "http2"},
+          "/clusters names each cluster's protocol", repr(protocols))
+    config_json = tm.admin_json(ap, "/config")
+    protocols = {c["name"]: c.get("protocol") for c in config_json["clusters"]}
+    check(protocols == {"h2": "http2", "auto_h2": "auto", "auto_h1": "auto", "h2_to_h1": "http2"},
+          "/config names each cluster's protocol", repr(protocols))
     hu.stop_and_check(sl)
 
 
