@@ -613,8 +613,8 @@ def case_auto_on_cleartext_is_http1():
 
 def case_stream_reset_by_upstream():
     """The upstream resets one stream (RST_STREAM INTERNAL_ERROR) while three others are in flight
-    on the same connection: that request gets 502 after one attempt, the three get 200, the
-    connection serves on. The GET is not re-sent: the default retry_on does not name resets, and
+    on the same (already used) connection: that request gets 502 after one attempt, the three get
+    200, the connection serves on. The GET is not re-sent: the default retry_on does not name resets, and
     the connection is not stale (it answers the others); only REFUSED_STREAM and streams above a
     GOAWAY's last id are known not to have been processed (RFC 9113 section 8.7)."""
     need_modules()
@@ -622,6 +622,8 @@ def case_stream_reset_by_upstream():
     log = access_log_path()
     sl = start([b], access_log=log)
     port = sl.port("web")
+    # the upstream connection is open before: every stream below reuses it
+    check(hu.request_once(port, "GET", "/echo/warm").status == 200, "a first request opens the connection: 200")
     results = ParallelClients(port, [("GET", "/delay/800?i=%d" % i, None) for i in range(3)] +
                               [("GET", "/rst/2", None)], 4).run()
     got = [(i, s) for i, s, _ in results]
@@ -631,7 +633,7 @@ def case_stream_reset_by_upstream():
     st = b.stats()
     check(r.status == 200 and st["accepted"] == 1, "the next request: 200, still on the one upstream connection",
           repr(st))
-    lines = wait_access(log, 5)
+    lines = wait_access(log, 6)
     rst = [x for x in lines if x["target"] == "/rst/2"]
     check(len(rst) == 1 and rst[0]["status"] == 502 and rst[0]["flags"] == ["upstream_reset_before_response"] and
           rst[0]["attempts"] == 1, "the access log: 502, flags exactly [upstream_reset_before_response], 1 attempt",
@@ -865,6 +867,28 @@ def case_drain_with_streams_in_flight():
     harness.check_clean_exit(sl, rc)
 
 
+def case_bodiless_responses():
+    """Responses without a body from the h2 upstream (HEAD with a content-length, 204, 304) reach
+    an HTTP/1.1 client framed without a body, and its connection serves the next request."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    c = hu.Client(sl.port("web"), timeout=10)
+    r = c.request("HEAD", "/bytes/5000")
+    check(r.status == 200 and r.header("content-length") == "5000" and r.body == b"",
+          "HEAD: 200, content-length 5000, no body", r.describe())
+    r = c.request("GET", "/status/204")
+    check(r.status == 204 and r.body == b"" and r.header("content-length") is None and
+          r.header("transfer-encoding") is None, "204: no body, no content-length or transfer-encoding", r.describe())
+    r = c.request("GET", "/status/304")
+    check(r.status == 304 and r.body == b"", "304: no body", r.describe())
+    r = c.request("GET", "/bytes/3000")
+    check(r.status == 200 and r.body == pattern_bytes(3000), "then a GET on the same connection: 3000 bytes",
+          r.describe())
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -933,4 +957,4 @@ if __name__ == "__main__":
                        case_http1_client_gone_cancels_upstream_stream, case_slow_client_holds_only_its_stream,
                        case_upgrade_to_http2_cluster, case_http2_client_request_trailers,
                        case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
-                       case_drain_with_streams_in_flight])
+                       case_drain_with_streams_in_flight, case_bodiless_responses])
