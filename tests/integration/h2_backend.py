@@ -15,6 +15,8 @@ the test sets when it makes the backend (or later, as attributes):
                       the TCP connection is closed
   /big-header/N       200 with a response field x-big of N bytes (and the echo)
   /rst/CODE           RST_STREAM with error code CODE instead of a response
+  /early/NNN          status NNN (body "early") as soon as the HEADERS arrive, before the
+                      request body, then RST_STREAM NO_ERROR (RFC 9113 section 8.1)
   anything else       echo: 200, a JSON body describing the request as received
   (a HEAD request gets the fields a GET would, without the body)
 
@@ -32,6 +34,9 @@ Backend-wide options:
                            stream already answered); streams above it are never answered
                            (counted in ignored); the connection closes once the streams up
                            to it are answered.
+  goaway_close=True        the connection closes right after that GOAWAY (streams up to its
+                           last-stream-id are not answered either).
+  goaway_connections=N     only the first N connections send that GOAWAY (0: every one).
   refuse_first=N           the first N streams of the backend get RST_STREAM REFUSED_STREAM
                            as soon as their HEADERS arrive.
 
@@ -118,11 +123,13 @@ class _Conn:
 
 class H2Backend:
     def __init__(self, name="h2", max_concurrent_streams=None, goaway_after=0, goaway_last_stream_id=None,
-                 refuse_first=0, initial_window=None):
+                 refuse_first=0, initial_window=None, goaway_close=False, goaway_connections=0):
         self.name = name
         self.max_concurrent_streams = max_concurrent_streams
         self.goaway_after = goaway_after
         self.goaway_last_stream_id = goaway_last_stream_id
+        self.goaway_close = goaway_close
+        self.goaway_connections = goaway_connections
         self.refuse_first = refuse_first
         self.initial_window = initial_window
         self._lock = threading.Lock()
@@ -417,7 +424,23 @@ class H2Backend:
             c.h2.reset_stream(sid, REFUSED_STREAM)
             return
         c.count += 1
-        if self.goaway_after and c.count == self.goaway_after and c.goaway_last is None:
+        path = urlsplit(dict(headers).get(":path", "/")).path
+        if path.startswith("/early/"):
+            # answered at once, before the request body; then RST_STREAM NO_ERROR asks the
+            # client to stop sending it (RFC 9113 section 8.1)
+            r["ignored"] = True
+            status = path.split("/")[2]
+            r["record"] = {"method": dict(headers).get(":method"), "path": dict(headers).get(":path"),
+                           "conn": c.cid, "stream": sid, "early": True}
+            with self._lock:
+                self.records.append(r["record"])
+            c.h2.send_headers(sid, [(":status", status), ("content-length", "5")])
+            c.h2.send_data(sid, b"early", end_stream=True)
+            c.h2.reset_stream(sid, 0)
+            self._stream_done(c, sid)
+            return
+        if (self.goaway_after and c.count == self.goaway_after and c.goaway_last is None and
+                (self.goaway_connections == 0 or c.cid <= self.goaway_connections)):
             last = self.goaway_last_stream_id if self.goaway_last_stream_id is not None else sid
             # a stream already answered was processed: the GOAWAY may not disown it
             last = max(last, c.highest_answered)
@@ -439,7 +462,12 @@ class H2Backend:
                         self._stats["ignored"] += 1
                         self._stats["streams"] -= 1
                         self.conn_streams[c.cid] -= 1
-            if sid > last:
+            if self.goaway_close:
+                c.closing = True  # at once: streams up to `last` are not answered either
+                for other in list(c.open):
+                    c.open.discard(other)
+                    c.outgoing.pop(other, None)
+            if sid > last or self.goaway_close:
                 return
         if ev.stream_ended:
             pass  # StreamEnded follows as its own event

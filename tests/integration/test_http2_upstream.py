@@ -889,6 +889,72 @@ def case_bodiless_responses():
     hu.stop_and_check(sl)
 
 
+def case_goaway_last_stream_zero_then_close():
+    """The first upstream connection, after its 5th stream, sends GOAWAY with last-stream-id 0 and
+    closes at once: none of its streams was processed, so every request on it is sent again on
+    a new connection (POSTs too); no request fails, each reaches the backend exactly once."""
+    need_modules()
+    b = H2Backend("h2", goaway_after=5, goaway_last_stream_id=0, goaway_close=True, goaway_connections=1)
+    sl = start([b])
+    body = b"q" * 3000
+    reqs = [("POST" if i % 3 == 0 else "GET", "/delay/200?i=%d" % i, body if i % 3 == 0 else None)
+            for i in range(40)]
+    results = ParallelClients(sl.port("web"), reqs, 10).run()
+    check(len(results) == 40 and not failures(results), "40 requests, 10 at a time: all 200",
+          repr(failures(results)[:5]))
+    st = b.wait_for(lambda s: s["answered"] >= 40, 5)
+    paths = sorted(r["path"] for r in b.requests_for())
+    check(st["conn_streams"].get(1) == 0 and st["answered"] == 40 and paths == sorted(p for _, p, _ in reqs),
+          "the first connection answered nothing; 40 answers in all, each request once",
+          json.dumps({k: st[k] for k in ("accepted", "conn_streams", "answered", "ignored")}))
+    hu.stop_and_check(sl)
+
+
+def case_early_response_before_body():
+    """The upstream answers 413 as soon as a POST's HEADERS arrive, then RST_STREAM NO_ERROR (stop
+    sending, RFC 9113 section 8.1), while the client is still uploading 4 MiB: an HTTP/1.1 and an
+    HTTP/2 client get the 413 and its body; the upstream connection serves on."""
+    need_modules()
+    b = H2Backend("h2")
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    port = sl.port("web")
+    n = 4 << 20
+    c = hu.Client(port, timeout=10)
+    c.send(hu.build_request("POST", "/early/413", headers=[("Content-Length", str(n))]))
+
+    def upload():
+        try:
+            c.sock.sendall(pattern_bytes(n))
+        except OSError:
+            pass
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    try:
+        r = c.read_response("POST")
+        got, desc = (r.status, r.body), r.describe()
+    except Exception as e:
+        got, desc = None, repr(e)
+    c.close()
+    t.join(10)
+    check(got == (413, b"early"), "HTTP/1.1 client: 413 with the body 'early'", desc)
+    h = h2_frames.H2Client(port)
+    h.handshake()
+    sid = h.request("POST", "/early/413", headers=[("content-length", str(n))], end_stream=False)
+    h.send_body(sid, pattern_bytes(100000), end_stream=False, timeout=3)
+    resp = h.response(sid, 10)
+    check(resp is not None and resp.status == 413 and bytes(resp.body) == b"early" and resp.ended,
+          "HTTP/2 client: 413 with the body 'early', END_STREAM", resp.describe() if resp else h.transcript())
+    h.close()
+    r = hu.request_once(port, "GET", "/echo/after")
+    st = b.stats()
+    check(r.status == 200 and st["accepted"] == 1 and st["closed"] == 0,
+          "the next request: 200 on the same upstream connection", repr(st))
+    lines = wait_access(log, 3)
+    info("access log: %r" % [(x["target"], x["status"], x["flags"]) for x in lines])
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -957,4 +1023,5 @@ if __name__ == "__main__":
                        case_http1_client_gone_cancels_upstream_stream, case_slow_client_holds_only_its_stream,
                        case_upgrade_to_http2_cluster, case_http2_client_request_trailers,
                        case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
-                       case_drain_with_streams_in_flight, case_bodiless_responses])
+                       case_drain_with_streams_in_flight, case_bodiless_responses,
+                       case_goaway_last_stream_zero_then_close, case_early_response_before_body])
