@@ -386,11 +386,15 @@ def case_unavailable_when_server_stopped():
 
 
 def case_retry_on_unavailable():
-    """retry_on: [unavailable]: a trailers-only UNAVAILABLE is retried and the client gets OK (2
-    calls on the server); an UNAVAILABLE after two messages is not retried (1 call)."""
+    """retry_on: [unavailable], num_retries 2: a trailers-only UNAVAILABLE is retried and the client
+    gets OK (2 calls on the server); an UNAVAILABLE after two messages is not retried (1 call);
+    five failures in a row: the client gets the third attempt's UNAVAILABLE; INTERNAL is not
+    retried."""
     need_modules()
     srv = GrpcServer()
-    route = {"retries": {"retry_on": ["unavailable"], "num_retries": 2, "allow_non_idempotent": True}}
+    # gRPC calls are POSTs: a trailers-only status is retried whatever the method, without
+    # allow_non_idempotent (docs/configuration.md, retries.retry_on)
+    route = {"retries": {"retry_on": ["unavailable"], "num_retries": 2}}
     sl = start(srv.address, route=route)
     ch = channel(sl)
     got = error_of(lambda: check_flaky(ch))
@@ -408,6 +412,17 @@ def case_retry_on_unavailable():
           srv.count("StreamThenFail") == 1,
           "UNAVAILABLE after messages: not retried (2 messages, UNAVAILABLE, 1 call)",
           "%r %r calls %r" % (msgs, call.code(), srv.calls))
+    # more failures than retries: the last answer reaches the client as the server sent it
+    with srv.lock:
+        srv.fail_unavailable = 5
+    got = error_of(lambda: check_flaky(ch))
+    check(got == (grpc.StatusCode.UNAVAILABLE, "try again", ()) and srv.count("FlakyUnary") == 5,
+          "retries spent (1 + 2 attempts): UNAVAILABLE 'try again' from the server, 3 more calls",
+          "%r calls %r" % (got, srv.calls))
+    # a status retry_on does not name is not retried
+    got = error_of(lambda: method(ch, "unary_unary", "Fail")(b"INTERNAL", timeout=10))
+    check(got == (grpc.StatusCode.INTERNAL, UNICODE_DETAIL, ()) and srv.count("Fail") == 1,
+          "INTERNAL (not in retry_on): passed on after 1 call", "%r calls %r" % (got, srv.calls))
     hu.stop_and_check(sl)
 
 
@@ -477,9 +492,27 @@ def case_concurrent_calls_balanced():
     hu.stop_and_check(sl)
 
 
+def case_route_timeout_shorter_than_deadline():
+    """A route timeout of 300ms and a client deadline of 10 s on a call the server holds 5 s: sluice
+    ends the call with DEADLINE_EXCEEDED 'upstream did not answer in time' after about 300ms, and
+    the server sees the call cancelled."""
+    need_modules()
+    srv = GrpcServer()
+    sl = start(srv.address, route={"timeout": "300ms"})
+    ch = channel(sl)
+    t0 = time.monotonic()
+    got = error_of(lambda: method(ch, "unary_unary", "Slow")(b"5", timeout=10))
+    took = time.monotonic() - t0
+    check(got == (grpc.StatusCode.DEADLINE_EXCEEDED, "upstream did not answer in time", ()) and took < 3,
+          "DEADLINE_EXCEEDED 'upstream did not answer in time' after %.2fs" % took, repr(got))
+    check(harness.wait_until(lambda: srv.cancelled.count("Slow") == 1, 5), "the server saw the call cancelled",
+          repr(srv.cancelled))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
                        case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
                        case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control,
-                       case_concurrent_calls_balanced])
+                       case_concurrent_calls_balanced, case_route_timeout_shorter_than_deadline])
