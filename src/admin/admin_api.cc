@@ -154,13 +154,17 @@ std::string render_config_json(
                  {"min_idle", cl.pool.min_idle}};
     if (cl.health_check.type != upstream::health::HealthCheckConfig::Type::kNone) {
       j["health_check"] = {
-          {"type", cl.health_check.type == upstream::health::HealthCheckConfig::Type::kTcp
-                       ? "tcp"
+          {"type", cl.health_check.type == upstream::health::HealthCheckConfig::Type::kTcp ? "tcp"
+                   : cl.health_check.type == upstream::health::HealthCheckConfig::Type::kGrpc
+                       ? "grpc"
                        : "http"},
           {"interval", secs(cl.health_check.interval)},
           {"timeout", secs(cl.health_check.timeout)},
           {"healthy_threshold", cl.health_check.healthy_threshold},
           {"unhealthy_threshold", cl.health_check.unhealthy_threshold}};
+      if (cl.health_check.type == upstream::health::HealthCheckConfig::Type::kGrpc) {
+        j["health_check"]["service"] = cl.health_check.grpc.service;
+      }
     }
     if (cl.outlier) {
       j["outlier_detection"] = {

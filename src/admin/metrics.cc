@@ -371,6 +371,9 @@ std::string render_clusters_json(const MetricsInput& in) {
         }
         ep["usable"] = f == 0;
         ep["health_check_failed"] = (f & upstream::health::kFailedActiveCheck) != 0;
+        if (cfg.health_check.type != upstream::health::HealthCheckConfig::Type::kNone) {
+          ep["last_check"] = in.health->last_check(i, e);
+        }
         ep["ejected"] = (f & upstream::health::kEjected) != 0;
         ep["ejections"] = in.health->ejections(i, e);
         ep["draining"] = (f & upstream::health::kDraining) != 0;

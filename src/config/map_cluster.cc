@@ -88,15 +88,18 @@ void read_health_check(YamlReader& r, const YAML::Node& node, const std::string&
   using Type = upstream::health::HealthCheckConfig::Type;
   MapReader m(r, node, path,
               {"type", "interval", "jitter", "timeout", "healthy_threshold", "unhealthy_threshold",
-               "initial_state", "http"});
+               "initial_state", "http", "service", "authority"});
   if (!m.ok()) return;
   h.type = Type::kTcp;
   if (!m.require("type")) {
     r.failed(path);  // the rest would be judged as a TCP check's
     return;
   }
-  int t = read_choice(r, m, "type", {"tcp", "http"});
+  int t = read_choice(r, m, "type", {"tcp", "http", "grpc"});
   if (t == 1) h.type = Type::kHttp;
+  if (t == 2) h.type = Type::kGrpc;
+  m.read_string("service", h.grpc.service);  // validate() says which types take these
+  m.read_string("authority", h.grpc.authority);
   m.read_duration("interval", h.interval);
   m.read_duration("jitter", h.jitter);
   m.read_duration("timeout", h.timeout);

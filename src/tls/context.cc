@@ -361,13 +361,20 @@ Result<std::shared_ptr<ClientContext>> ClientContext::create(const ClientConfig&
 }
 
 std::unique_ptr<Session> ClientContext::new_session(int fd, std::string_view host,
-                                                    const net::Address& address) {
+                                                    const net::Address& address,
+                                                    std::string_view alpn) {
   SSL* ssl = SSL_new(ctx_.get());
   if (!ssl) {
     ERR_clear_error();
     return nullptr;
   }
   auto s = std::make_unique<Session>(ssl, Session::Side::kClient, shared_from_this());
+  // SSL_set_alpn_protos returns 0 on success.
+  if (!alpn.empty() && SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(alpn.data()),
+                                           static_cast<unsigned>(alpn.size())) != 0) {
+    ERR_clear_error();
+    return nullptr;
+  }
   std::string name = !config_.sni.empty() ? config_.sni : std::string(host);
   std::string ip = address.ip_string();
   if (!name.empty()) {

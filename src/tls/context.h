@@ -79,7 +79,10 @@ class ClientContext : public std::enable_shared_from_this<ClientContext> {
 
   // A client session for a socket connecting to `address`; `host` is the endpoint's DNS
   // name ("" for an IP literal). Resumes the endpoint's last session when it has one.
-  std::unique_ptr<Session> new_session(int fd, std::string_view host, const net::Address& address);
+  // `alpn`, when not empty, is offered by ALPN instead of the configured list (alpn_wire()
+  // format): a connection that must speak one protocol (a gRPC health check: h2) says so.
+  std::unique_ptr<Session> new_session(int fd, std::string_view host, const net::Address& address,
+                                       std::string_view alpn = {});
 
   const ClientConfig& config() const { return config_; }
 

@@ -84,6 +84,20 @@ ConfigIssues HealthCheckConfig::validate() const {
   c.check_duration("timeout", timeout, milliseconds(1), minutes(10));
   c.check_uint("healthy_threshold", healthy_threshold, 1, 1000);
   c.check_uint("unhealthy_threshold", unhealthy_threshold, 1, 1000);
+  if (type != Type::kGrpc) {
+    if (!grpc.service.empty()) c.error("service", "only for type: grpc");
+    if (!grpc.authority.empty()) c.error("authority", "only for type: grpc");
+  } else {
+    // The service goes out as a protobuf string, the authority as :authority: text only.
+    if (grpc.service.size() > 1024 || !valid_header_value(grpc.service)) {
+      c.error("service", "expected a name of at most 1024 bytes without control characters");
+    }
+    if (grpc.authority.find_first_of(" \t/@") != std::string::npos ||
+        !valid_header_value(grpc.authority)) {
+      c.error("authority",
+              "expected host or host:port without spaces, '/', '@' or control characters");
+    }
+  }
   if (type != Type::kHttp) return c.take();
   if (http.method.empty() ||
       http.method.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {

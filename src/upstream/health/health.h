@@ -32,8 +32,14 @@ struct HttpCheckConfig {
   std::string body_contains;  // empty: the body is not inspected
 };
 
+// The gRPC health-checking protocol (grpc.health.v1.Health/Check).
+struct GrpcCheckConfig {
+  std::string service;    // empty: the server as a whole
+  std::string authority;  // empty: the cluster's host name, else the endpoint's address
+};
+
 struct HealthCheckConfig {
-  enum class Type { kNone, kTcp, kHttp };
+  enum class Type { kNone, kTcp, kHttp, kGrpc };
   Type type = Type::kNone;
   Duration interval = std::chrono::seconds(5);
   Duration jitter = std::chrono::milliseconds(500);  // up to this much is added at random
@@ -44,6 +50,7 @@ struct HealthCheckConfig {
   // after that the thresholds apply.
   bool initially_healthy = false;
   HttpCheckConfig http;
+  GrpcCheckConfig grpc;
 
   ConfigIssues validate() const;
 };

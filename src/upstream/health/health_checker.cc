@@ -51,6 +51,8 @@ void HealthChecker::run_check() {
   // Called from the timer only, never from inside the previous connection's callbacks, so
   // the previous connection and parser can be destroyed here.
   if (race_) loop_.defer_delete(std::move(race_));
+  grpc_.reset();
+  session_ = nullptr;
   conn_.reset();
   parser_.reset();
   status_ = 0;
@@ -79,8 +81,12 @@ void HealthChecker::run_check() {
 
 bool HealthChecker::start_tls(int fd, const net::Address& to) {
   if (!tls_) return true;
-  auto session = tls_->new_session(fd, tls_host_, to);
+  // gRPC is HTTP/2 only, which over TLS is chosen by ALPN (RFC 9113 §3.2).
+  static const std::string kH2 = tls::alpn_wire({"h2"});
+  auto session = tls_->new_session(fd, tls_host_, to,
+                                   config_.type == HealthCheckConfig::Type::kGrpc ? kH2 : "");
   if (!session) return false;
+  session_ = session.get();
   conn_->set_transport(std::move(session));
   return true;
 }
@@ -111,6 +117,21 @@ void HealthChecker::send_check() {
   if (config_.type == HealthCheckConfig::Type::kTcp) {
     return finish(true, conn_->transport() ? "connected (TLS)" : "connected");
   }
+  if (config_.type == HealthCheckConfig::Type::kGrpc) {
+    if (session_ && session_->alpn() != "h2") {
+      return finish(false,
+                    session_->alpn().empty()
+                        ? "no HTTP/2: the endpoint chose no protocol by ALPN (h2 offered)"
+                        : fmt::format("no HTTP/2: the endpoint chose '{}' by ALPN (h2 offered)",
+                                      session_->alpn()));
+    }
+    grpc_ = std::make_unique<GrpcCheck>(*conn_, session_ != nullptr,
+                                        [this](bool passed, const std::string& detail) {
+                                          if (running_) finish(passed, detail);
+                                        });
+    grpc_->start(host_, config_.grpc.service);
+    return;
+  }
   parser_ = std::make_unique<sluice::http::http1::Parser>(
       sluice::http::http1::Parser::Kind::kResponse, sluice::http::http1::Parser::kDefaultLimits,
       *this);
@@ -121,6 +142,7 @@ void HealthChecker::send_check() {
 }
 
 void HealthChecker::on_read() {
+  if (running_ && grpc_) return grpc_->on_read();
   if (!running_ || !parser_) {
     conn_->input().clear();
     return;
@@ -142,8 +164,13 @@ void HealthChecker::on_read() {
   }
 }
 
+void HealthChecker::on_write_drained() {
+  if (running_ && grpc_) grpc_->on_write_drained();
+}
+
 void HealthChecker::on_read_closed() {
   if (!running_) return;
+  if (grpc_) return grpc_->on_read_closed();
   if (parser_ && parser_->finish() == sluice::http::http1::Parser::Outcome::kMessageComplete) {
     return;  // on_message_complete decided
   }

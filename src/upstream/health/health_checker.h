@@ -1,7 +1,9 @@
 // HealthChecker: the active checks of one endpoint, on the health manager's loop. Each check
 // opens its own connection (never a pooled one): a TCP check passes once the connect
 // completes; an HTTP check sends one request with `Connection: close` and
-// `User-Agent: sluice-health`, and passes on an expected status (and body substring).
+// `User-Agent: sluice-health`, and passes on an expected status (and body substring); a gRPC
+// check speaks HTTP/2 (prior knowledge, or ALPN h2 over TLS) and passes when the endpoint's
+// grpc.health.v1.Health/Check answers SERVING (GrpcCheck).
 // Checks run every interval plus a random jitter, so a fleet of proxies does not probe in
 // step. Loop thread only.
 #pragma once
@@ -19,6 +21,8 @@
 #include "net/connect_race.h"
 #include "net/connection.h"
 #include "tls/context.h"
+#include "tls/session.h"
+#include "upstream/health/grpc_check.h"
 #include "upstream/health/health.h"
 
 namespace sluice::upstream::health {
@@ -28,7 +32,8 @@ class HealthChecker final : public net::ConnectionCallbacks,
                             public sluice::http::http1::ParserCallbacks {
  public:
   // `on_result(passed, detail)`: detail says what failed ("connection refused",
-  // "status 503", "timed out after 1s", ...), or what passed.
+  // "status 503", "timed out after 1s", "NOT_SERVING", ...), or what passed. `host` is the
+  // Host of an HTTP check, the :authority of a gRPC check.
   using ResultFn = std::function<void(bool passed, const std::string& detail)>;
 
   HealthChecker(event::Loop& loop, const HealthCheckConfig& config, std::string host,
@@ -51,7 +56,7 @@ class HealthChecker final : public net::ConnectionCallbacks,
 
   // Checks speak TLS made by `context` (the cluster's), checking `host` ("" for an
   // IP-literal endpoint) as requests' connections do: a TCP check passes once the handshake
-  // (and verification) does.
+  // (and verification) does. A gRPC check offers ALPN h2 only, whatever the cluster offers.
   void set_tls(std::shared_ptr<tls::ClientContext> context, std::string host) {
     tls_ = std::move(context);
     tls_host_ = std::move(host);
@@ -63,6 +68,7 @@ class HealthChecker final : public net::ConnectionCallbacks,
   void on_read() override;
   void on_read_closed() override;
   void on_error(int err) override;
+  void on_write_drained() override;
   // ConnectRaceCallbacks
   void on_race_won(net::Fd fd, const net::Address& address) override;
   void on_race_lost(int err, const std::string& detail) override;
@@ -90,8 +96,11 @@ class HealthChecker final : public net::ConnectionCallbacks,
   Duration attempt_delay_{0};
   std::unique_ptr<net::ConnectRace> race_;
   std::unique_ptr<net::Connection> conn_;
+  // After conn_: it speaks over the connection, and goes first.
+  std::unique_ptr<GrpcCheck> grpc_;
   std::shared_ptr<tls::ClientContext> tls_;
   std::string tls_host_;
+  tls::Session* session_ = nullptr;  // conn_'s transport when the check speaks TLS
   std::unique_ptr<sluice::http::http1::Parser> parser_;
   bool running_ = false;
   int status_ = 0;

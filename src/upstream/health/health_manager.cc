@@ -41,6 +41,23 @@ HealthManager::HealthManager(event::Loop& loop,
   }
 }
 
+namespace {
+
+// The Host of an HTTP check (default: the cluster's name), or the :authority of a gRPC check
+// (default: the cluster's host name and port, else the endpoint's address).
+std::string check_host(const ClusterConfig& cfg, const EndpointConfig& endpoint) {
+  const HealthCheckConfig& hc = cfg.health_check;
+  if (hc.type != HealthCheckConfig::Type::kGrpc) {
+    return hc.http.host.empty() ? cfg.name : hc.http.host;
+  }
+  if (!hc.grpc.authority.empty()) return hc.grpc.authority;
+  std::string name = default_tls_host(cfg);
+  if (!name.empty()) return fmt::format("{}:{}", name, endpoint.address.port());
+  return endpoint.address.to_string();
+}
+
+}  // namespace
+
 void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   ClusterState& c = *clusters_[ci];
   const ClusterConfig& cfg = *c.config;
@@ -51,7 +68,7 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   e.failed_check = cfg.health_check.type != HealthCheckConfig::Type::kNone &&
                    !cfg.health_check.initially_healthy;
   if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
-    std::string host = cfg.health_check.http.host.empty() ? cfg.name : cfg.health_check.http.host;
+    std::string host = check_host(cfg, endpoint);
     e.checker = std::make_unique<HealthChecker>(
         loop_, cfg.health_check, std::move(host), endpoint.address, cfg.source_address,
         [this, ci, ei](bool passed, const std::string& detail) {
@@ -408,6 +425,7 @@ void HealthManager::on_check(size_t cluster, size_t endpoint, bool passed,
   Endpoint& e = c.endpoints[endpoint];
   const HealthCheckConfig& hc = c.config->health_check;
   if (!passed) ++stats_.active_check_failures;
+  e.last_check = detail;
   bool was_failed = e.failed_check;
   bool first = !e.answered;
   if (!e.answered) {

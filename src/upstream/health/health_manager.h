@@ -78,6 +78,11 @@ class HealthManager final : public OutcomeSink {
   const HealthStats& stats() const { return stats_; }
   // The cluster's snapshot as last published (or the initial one).
   const HealthSnapshot& snapshot(size_t cluster) const { return *clusters_[cluster]->last; }
+  // What the endpoint's last active check said ("status 200", "NOT_SERVING", ...; "" before
+  // its first answer).
+  const std::string& last_check(size_t cluster, size_t endpoint) const {
+    return clusters_[cluster]->endpoints[endpoint].last_check;
+  }
   // Ejections of one endpoint so far (the multiplier of its next ejection time).
   uint32_t ejections(size_t cluster, size_t endpoint) const {
     return clusters_[cluster]->endpoints[endpoint].ejections;
@@ -90,6 +95,7 @@ class HealthManager final : public OutcomeSink {
     bool failed_check = false;
     uint32_t check_passes = 0;  // consecutive, after the first answer
     uint32_t check_failures = 0;
+    std::string last_check;  // the last answer's detail
     uint32_t consecutive_5xx = 0;
     uint32_t consecutive_gateway = 0;
     bool ejected = false;

@@ -163,6 +163,76 @@ TEST_F(ActiveCheckTest, TheFirstCheckStartsWithinOneJitter) {
   EXPECT_LE(before, 1u);
 }
 
+TEST_F(ActiveCheckTest, GrpcCheckOpensWithTheHttp2PrefaceAndFailsOnAnHttp1Answer) {
+  config_.type = HealthCheckConfig::Type::kGrpc;
+  make_checker();
+  checker_->start();
+  run();
+  ASSERT_EQ(accepted_.size(), 1u);
+  // RFC 9113 §3.4: prior knowledge; the preface, then frames (SETTINGS first).
+  std::string sent = request();
+  ASSERT_GE(sent.size(), 24u + 9u);
+  EXPECT_EQ(sent.substr(0, 24), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  EXPECT_EQ(static_cast<uint8_t>(sent[24 + 3]), 0x4);  // a SETTINGS frame
+  EXPECT_TRUE(results_.empty());
+  respond("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(results_.size(), 1u);
+  EXPECT_FALSE(results_[0].passed);
+  EXPECT_EQ(results_[0].detail, "no HTTP/2: the upstream answered in HTTP/1, not HTTP/2");
+}
+
+TEST_F(ActiveCheckTest, AnUnansweredGrpcCheckTimesOut) {
+  config_.type = HealthCheckConfig::Type::kGrpc;
+  config_.timeout = milliseconds(250);
+  make_checker();
+  checker_->start();
+  run();
+  ASSERT_EQ(accepted_.size(), 1u);
+  advance(milliseconds(249));
+  EXPECT_TRUE(results_.empty());
+  advance(milliseconds(1));
+  ASSERT_EQ(results_.size(), 1u);
+  EXPECT_FALSE(results_[0].passed);
+  EXPECT_EQ(results_[0].detail, "timed out after 250ms");
+  advance(seconds(5));
+  EXPECT_EQ(accepted_.size(), 2u);  // the next check, on a new connection
+}
+
+TEST(HealthCheckConfigTest, GrpcKeys) {
+  auto issues = [](const HealthCheckConfig& c) {
+    std::vector<std::string> out;
+    for (const auto& i : c.validate()) out.push_back(i.path + ": " + i.message);
+    return out;
+  };
+  HealthCheckConfig c;
+  c.type = HealthCheckConfig::Type::kGrpc;
+  EXPECT_TRUE(issues(c).empty());
+  c.grpc.service = "my.package.Orders";
+  c.grpc.authority = "orders.internal:50051";
+  EXPECT_TRUE(issues(c).empty());
+  c.grpc.authority = "[::1]:50051";
+  EXPECT_TRUE(issues(c).empty());
+  c.grpc.authority = "user@host";
+  EXPECT_EQ(issues(c), std::vector<std::string>{"authority: expected host or host:port without "
+                                                "spaces, '/', '@' or control characters"});
+  c.grpc.authority = "";
+  c.grpc.service = "a\nb";
+  EXPECT_EQ(issues(c), std::vector<std::string>{
+                           "service: expected a name of at most 1024 bytes without control "
+                           "characters"});
+  c.grpc.service = std::string(1025, 's');
+  EXPECT_EQ(issues(c).size(), 1u);
+  // Only a gRPC check takes them.
+  c.grpc.service = "x";
+  c.grpc.authority = "y";
+  c.type = HealthCheckConfig::Type::kHttp;
+  EXPECT_EQ(issues(c), (std::vector<std::string>{"service: only for type: grpc",
+                                                 "authority: only for type: grpc"}));
+  c.type = HealthCheckConfig::Type::kTcp;
+  EXPECT_EQ(issues(c), (std::vector<std::string>{"service: only for type: grpc",
+                                                 "authority: only for type: grpc"}));
+}
+
 // The HealthManager's thresholds over the checker's answers.
 TEST_F(ActiveCheckTest, TheFirstAnswerDecidesThenTheThresholdsApply) {
   auto cluster = std::make_shared<ClusterConfig>();
