@@ -2,17 +2,19 @@
 """HTTP/2 towards upstreams (`protocol: http2` on a cluster, prior knowledge on cleartext),
 checked with real peers: h2_backend.py (python3-h2) and nghttpd behind sluice, HTTP/1.1
 clients (the raw client of http_util, curl) and HTTP/2 clients (curl --http2-prior-knowledge,
-h2_frames.H2Client) in front.
+h2load, h2_frames.H2Client) in front.
 
 What the upstream hears (pseudo-header fields from the request line and Host, names lower-cased,
-connection-specific fields dropped), bodies whole both ways (content-length, chunked, 5 MiB),
-trailers from the upstream to HTTP/1.1 and HTTP/2 clients, request trailers to the upstream,
+connection-specific fields dropped), the SETTINGS and windows sluice announces, bodies whole both
+ways (content-length, chunked, 5 MiB), trailers both ways, bodiless answers (HEAD, 204, 304);
 multiplexing (exactly one upstream connection for 50 requests at once under
-max_concurrent_streams 100, exactly ceil(50/10) = 5 under 10), GOAWAY from the upstream under
-load (no request fails, none is answered twice), REFUSED_STREAM on a POST (re-sent), an upstream
-closing its connection (502 for that request only; a truncated response ends the client's
-connection), an HTTP/1.1-only endpoint behind `protocol: http2` (a 502 with a reason, not a
-hang), and config errors.
+max_concurrent_streams 100, exactly ceil(50/10) = 5 under 10), pool limits and timeouts on
+streams; GOAWAY from the upstream under load (no request fails, none is answered twice, the
+endpoint counters agree with what the backend saw), REFUSED_STREAM on a POST (re-sent); an
+upstream closing its connection or resetting a stream (502 for that request only), an early
+answer with RST_STREAM NO_ERROR; client resets and closes reaching the upstream stream; a slow
+client holding back only its stream; an HTTP/1.1-only endpoint behind `protocol: http2` (a 502
+with a reason, not a hang); upgrades (501); drain; config errors.
 
 Run: SLUICE_BIN=build/asan/sluice /usr/bin/python3 tests/integration/test_http2_upstream.py
 """
@@ -955,6 +957,31 @@ def case_early_response_before_body():
     hu.stop_and_check(sl)
 
 
+def case_h2load_end_to_end():
+    """h2load (4 connections x 50 concurrent streams, 2000 requests) through sluice to the h2
+    backend, which announces max_concurrent_streams 100: all 2000 succeed, each answered once, on
+    at most ceil(200/100) = 2 upstream connections, none over its limit after the SETTINGS."""
+    need_modules()
+    h2load = shutil.which("h2load") or "/usr/bin/h2load"
+    if not os.access(h2load, os.X_OK):
+        raise harness.Skip("h2load is not installed")
+    b = H2Backend("h2", max_concurrent_streams=100)
+    sl = start([b])
+    p = subprocess.run([h2load, "-n", "2000", "-c", "4", "-m", "50", "http://127.0.0.1:%d/echo/x" % sl.port("web")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    out = p.stdout.decode()
+    rows = [line.strip() for line in out.splitlines() if line.strip().startswith(("requests:", "status codes:"))]
+    check(rows == ["requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout",
+                   "status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx"], "h2load: 2000 requests, all 2xx", out[-2000:])
+    st = b.wait_for(lambda s: s["answered"] >= 2000, 5)
+    info("backend: %s" % json.dumps({k: st[k] for k in ("accepted", "streams", "answered", "over_limit",
+                                                         "over_limit_after_ack", "conn_max_open")}))
+    check(st["answered"] == 2000 and len(b.requests_for()) == 2000 and st["accepted"] <= 2 and
+          st["over_limit_after_ack"] == 0, "2000 answers, at most 2 upstream connections, none over its limit",
+          repr(st["conn_streams"]))
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -1024,4 +1051,5 @@ if __name__ == "__main__":
                        case_upgrade_to_http2_cluster, case_http2_client_request_trailers,
                        case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
                        case_drain_with_streams_in_flight, case_bodiless_responses,
-                       case_goaway_last_stream_zero_then_close, case_early_response_before_body])
+                       case_goaway_last_stream_zero_then_close, case_early_response_before_body,
+                       case_h2load_end_to_end])
