@@ -30,6 +30,9 @@ import harness  # noqa: E402
 from harness import check, info  # noqa: E402
 import http_util as hu  # noqa: E402
 
+# grpcio's fork handlers may abort a process that forks (to start sluice, with a preexec_fn)
+# after one of its servers stopped; this script starts its servers in-process, so they are off
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 try:
     import grpc
     import h2_frames
