@@ -15,6 +15,8 @@ the test sets when it makes the backend (or later, as attributes):
                       the TCP connection is closed
   /big-header/N       200 with a response field x-big of N bytes (and the echo)
   /rst/CODE           RST_STREAM with error code CODE instead of a response
+  /interim/NNN        an informational NNN response (link: </style.css>; rel=preload), then
+                      the echo
   /early/NNN          status NNN (body "early") as soon as the HEADERS arrive, before the
                       request body, then RST_STREAM NO_ERROR (RFC 9113 section 8.1)
   anything else       echo: 200, a JSON body describing the request as received
@@ -518,6 +520,10 @@ class H2Backend:
             self._respond(c, sid, [(":status", "200"), ("content-length", str(1 << 20))],
                           _Out(body_len=1 << 20, close_after=1000))
             return
+        if kind == "interim":
+            # an informational response first (RFC 9110 section 15.2), then the echo
+            c.h2.send_headers(sid, [(":status", str(arg(1, 103))), ("link", "</style.css>; rel=preload")])
+            self._send(c)
         status = arg(1, 200) if kind == "status" else 200
         extra = [("x-big", "b" * arg(1))] if kind == "big-header" else []
         self._answer_echo(c, sid, echo, status, extra)

@@ -982,6 +982,63 @@ def case_h2load_end_to_end():
     hu.stop_and_check(sl)
 
 
+def case_interim_and_expect():
+    """A 103 Early Hints from the h2 upstream reaches an HTTP/1.1 client as an interim response and
+    an HTTP/2 client as an informational HEADERS frame, before the 200. An HTTP/1.1 client sending
+    Expect: 100-continue gets 'HTTP/1.1 100 Continue' before it sends the body, which then
+    arrives whole upstream."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    port = sl.port("web")
+    c = hu.Client(port, timeout=10)
+    r = c.request("GET", "/interim/103")
+    c.close()
+    interim = [(st, [(k.lower(), v) for k, v in hs]) for st, hs in r.interim]
+    check(r.status == 200 and interim == [(103, [("link", "</style.css>; rel=preload")])],
+          "HTTP/1.1: 103 with its link field, then 200", r.describe() + repr(r.interim))
+    h = h2_frames.H2Client(port)
+    h.handshake()
+    sid = h.request("GET", "/interim/103")
+    resp = h.response(sid, 10)
+    check(resp is not None and resp.status == 200 and
+          resp.interim == [[(":status", "103"), ("link", "</style.css>; rel=preload")]],
+          "HTTP/2: an informational HEADERS 103 with its link field, then 200",
+          (resp.describe() + repr(resp.interim)) if resp else h.transcript())
+    h.close()
+    c = hu.Client(port, timeout=10)
+    c.send(b"PUT /echo/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+    c.reader.deadline = time.monotonic() + 5
+    try:
+        line = c.reader.read_until(b"\r\n\r\n", 4096)
+    except Exception as e:  # timeout or close
+        line = repr(e).encode()
+    c.reader.deadline = None
+    check(line == b"HTTP/1.1 100 Continue\r\n\r\n", "Expect: 100-continue: 'HTTP/1.1 100 Continue' before the body",
+          repr(line))
+    c.send(b"x" * 5000)
+    r = c.read_response()
+    c.close()
+    e = r.json() if r.status == 200 else {}
+    check(r.status == 200 and e.get("body_len") == 5000 and not r.interim, "then 200; the upstream got 5000 bytes",
+          r.describe())
+    info("fields the upstream heard: %s" % json.dumps([k for k, _ in e.get("headers", [])]))
+    hu.stop_and_check(sl)
+
+
+def case_dead_endpoint_skipped():
+    """Two endpoints, one refusing connections: every request reaches the live h2 endpoint (the
+    failed connect is retried on the other endpoint, retry_on's default connect-failure)."""
+    need_modules()
+    b = H2Backend("h2")
+    _, dead = harness.free_port_holder()
+    sl = start(["127.0.0.1:%d" % dead, b])
+    statuses = [hu.request_once(sl.port("web"), "GET", "/echo/%d" % i).status for i in range(10)]
+    check(statuses == [200] * 10 and b.stats()["answered"] == 10, "10 requests: 200 each, all from the live endpoint",
+          repr(statuses) + repr(b.stats()))
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -1052,4 +1109,4 @@ if __name__ == "__main__":
                        case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
                        case_drain_with_streams_in_flight, case_bodiless_responses,
                        case_goaway_last_stream_zero_then_close, case_early_response_before_body,
-                       case_h2load_end_to_end])
+                       case_h2load_end_to_end, case_interim_and_expect, case_dead_endpoint_skipped])
