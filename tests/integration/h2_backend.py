@@ -41,6 +41,8 @@ Backend-wide options:
   goaway_connections=N     only the first N connections send that GOAWAY (0: every one).
   refuse_first=N           the first N streams of the backend get RST_STREAM REFUSED_STREAM
                            as soon as their HEADERS arrive.
+  initial_window=N         SETTINGS_INITIAL_WINDOW_SIZE N, in a second SETTINGS frame (binding
+                           once the client acknowledged it).
 
 Per connection the backend also keeps what the client announced: its SETTINGS (peer_settings,
 {code: value}) and the largest connection window it gave (peer_conn_window: 65535 plus its
@@ -256,10 +258,12 @@ class H2Backend:
             initial = {}
             if self.max_concurrent_streams is not None:
                 initial[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = self.max_concurrent_streams
-            if self.initial_window is not None:
-                initial[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = self.initial_window
             h.local_settings = h2.settings.Settings(client=False, initial_values=initial)
             h.initiate_connection()
+            if self.initial_window is not None:
+                # a second SETTINGS: h2 holds the client to it only once acknowledged; until then
+                # the client may fill the default 65535-byte windows (RFC 9113 section 6.9.2)
+                h.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.initial_window})
             # the limit announced is checked by _on_request (a refusal per stream, RFC 9113
             # 5.1.2); h2 would make any excess a connection error
             h.local_settings._settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = \
@@ -363,8 +367,13 @@ class H2Backend:
                 r["sha"].update(ev.data)
                 r["len"] += len(ev.data)
             if ev.flow_controlled_length:
+                # every byte is given back at once, on the stream and the connection (h2's own
+                # acknowledge_received_data waits for half a window, and never reconsiders after
+                # a SETTINGS change shrank the window below zero: the client would stall)
+                n = ev.flow_controlled_length
+                c.h2.increment_flow_control_window(n)
                 try:
-                    c.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    c.h2.increment_flow_control_window(n, stream_id=ev.stream_id)
                 except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                     pass
         elif isinstance(ev, E.TrailersReceived):

@@ -1039,6 +1039,26 @@ def case_dead_endpoint_skipped():
     hu.stop_and_check(sl)
 
 
+def case_small_upstream_windows_and_continuation():
+    """The upstream announces a 1000-byte stream window: five 300 KB uploads at once still arrive
+    whole (sluice sends within the window and waits for WINDOW_UPDATEs). A 40000-byte response
+    field (a header block split into HEADERS and CONTINUATION frames) passes under the default
+    max_header_list_size."""
+    need_modules()
+    b = H2Backend("h2", initial_window=1000)
+    sl = start([b])
+    port = sl.port("web")
+    blob = pattern_bytes(300000)
+    results = ParallelClients(port, [("POST", "/echo/up%d" % i, blob) for i in range(5)], 5).run()
+    digests = [json.loads(body).get("body_sha256") if st == 200 else st for _, st, body in results]
+    check(digests == [pattern_sha256(300000)] * 5 and b.stats()["errors"] == [],
+          "five 300 KB uploads through 1000-byte windows: all whole (sha256)", repr(digests) + repr(b.stats()["errors"]))
+    r = hu.request_once(port, "GET", "/big-header/40000")
+    check(r.status == 200 and r.header("x-big") == "b" * 40000, "a 40000-byte response field: 200, passed whole",
+          r.describe(100))
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -1109,4 +1129,5 @@ if __name__ == "__main__":
                        case_pool_limits_with_streams, case_pool_idle_timeout_and_lifetime,
                        case_drain_with_streams_in_flight, case_bodiless_responses,
                        case_goaway_last_stream_zero_then_close, case_early_response_before_body,
-                       case_h2load_end_to_end, case_interim_and_expect, case_dead_endpoint_skipped])
+                       case_h2load_end_to_end, case_interim_and_expect, case_dead_endpoint_skipped,
+                       case_small_upstream_windows_and_continuation])
