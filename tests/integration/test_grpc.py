@@ -18,6 +18,7 @@ Run: SLUICE_BIN=build/asan/sluice /usr/bin/python3 tests/integration/test_grpc.p
 import hashlib
 import json
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -513,9 +514,46 @@ def case_route_timeout_shorter_than_deadline():
     hu.stop_and_check(sl)
 
 
+def case_bidi_ping_pong():
+    """A bidirectional call where the client sends each message only after the reply to the
+    previous one arrived (20 rounds of 10 bytes): every message must cross sluice at once in
+    both directions, neither side's bytes held back waiting for more."""
+    need_modules()
+    srv = GrpcServer()
+    sl = start(srv.address)
+    ch = channel(sl)
+    q = queue.Queue()
+
+    def requests():
+        for _ in range(20):
+            m = q.get(timeout=10)
+            if m is None:
+                return
+            yield m
+    q.put(b"ping-00000")
+    t0 = time.monotonic()
+    call = method(ch, "stream_stream", "Bidi")(requests(), timeout=30)
+    replies = []
+    try:
+        for reply in call:
+            replies.append(reply)
+            if len(replies) >= 20:
+                q.put(None)
+                break
+            q.put(b"ping-%05d" % len(replies))
+    except grpc.RpcError as e:
+        replies.append(repr(e))
+    took = time.monotonic() - t0
+    call.cancel()
+    check(replies == [(b"ping-%05d" % i)[::-1] for i in range(20)] and took < 10,
+          "20 round trips, each reply the reversed ping (%.2fs)" % took, repr(replies[-3:]))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
                        case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
                        case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control,
-                       case_concurrent_calls_balanced, case_route_timeout_shorter_than_deadline])
+                       case_concurrent_calls_balanced, case_route_timeout_shorter_than_deadline,
+                       case_bidi_ping_pong])

@@ -338,7 +338,19 @@ def case_response_trailers():
     check(resp is not None and resp.status == 200 and bytes(resp.body) == pattern_bytes(100000) and resp.ended,
           "HTTP/2: 200 and the 100000 bytes", resp.describe() if resp else h.transcript())
     check(resp.trailers == list(want), "HTTP/2: the trailers are exactly %r" % want, repr(resp.trailers))
+    # trailers after an empty body: HEADERS, then HEADERS with END_STREAM
+    want0 = [("x-checksum", pattern_sha256(0)), ("x-trailer", "end")]
+    sid = h.request("GET", "/trailers/0", headers=[("te", "trailers")])
+    resp = h.response(sid, 15)
+    check(resp is not None and resp.status == 200 and bytes(resp.body) == b"" and resp.trailers == want0,
+          "HTTP/2: an empty body with trailers: 200, no bytes, the trailers", resp.describe() if resp else "")
     h.close()
+    c = hu.Client(port, timeout=15)
+    r = c.request("GET", "/trailers/0", headers=[("TE", "trailers")])
+    c.close()
+    check(r.status == 200 and r.framing == "chunked" and r.body == b"" and
+          r.trailers == ["%s: %s" % kv for kv in want0],
+          "HTTP/1.1: an empty body with trailers: chunked, no bytes, the trailer section", r.describe() + repr(r.trailers))
     hu.stop_and_check(sl)
 
 
@@ -664,6 +676,19 @@ def case_http2_client_reset_cancels_upstream_stream():
     st = b.stats()
     check(r is not None and r.status == 200 and st["accepted"] == 1 and st["closed"] == 0,
           "the client's next request: 200, on the same upstream connection", repr(st))
+    # mid-body: 64 MiB asked for, the stream reset after the first bytes arrived
+    sid = c.request("GET", "/bytes/%d" % (64 << 20))
+    c.wait(lambda f: f.type == h2_frames.DATA and f.stream_id == sid, 10)
+    c.send(h2_frames.rst_stream_frame(sid, h2_frames.CANCEL))
+    st = b.wait_for(lambda s: len(s["client_resets"]) == 2, 5)
+    check(st["client_resets"] == [(1, 1, h2_frames.CANCEL), (1, 5, h2_frames.CANCEL)] and st["answered"] == 1,
+          "reset while the body flows: upstream stream 5 reset with CANCEL, its response never completed",
+          repr(st["client_resets"]))
+    sid = c.request("GET", "/echo/after2")
+    r = c.response(sid, 5)
+    st = b.stats()
+    check(r is not None and r.status == 200 and st["accepted"] == 1 and st["closed"] == 0,
+          "the next request: 200, on the same upstream connection", repr(st))
     c.close()
     hu.stop_and_check(sl)
 
