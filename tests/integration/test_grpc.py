@@ -215,8 +215,14 @@ def case_unary_and_metadata():
           "initial metadata x-initial: i-c1 (the server read the client's x-client: c1)", repr(call.initial_metadata()))
     check(md(call.trailing_metadata()) == (("x-trailer", "t1"), ("x-bin-bin", b"\x00\x01\xfe\xff")),
           "trailing metadata x-trailer: t1 and x-bin-bin: 00 01 fe ff", repr(call.trailing_metadata()))
-    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 1, 5)
+    # a gzip-compressed message (grpc-encoding: gzip; the server decompresses it)
+    big = b"z" * 100000
+    resp = method(ch, "unary_unary", "Unary")(big, timeout=10, compression=grpc.Compression.Gzip)
+    check(resp == b"echo:" + big, "a 100000-byte message sent gzip-compressed: echoed whole", repr(resp[:40]))
+    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 2, 5)
     lines = h2_frames.access_lines(log)
+    info("the compressed call's request body on the wire: %r bytes" % (lines[1].get("request_body_bytes")
+                                                                         if len(lines) > 1 else None))
     e = lines[0] if lines else {}
     got = tuple(e.get(k) for k in ("method", "target", "protocol", "status", "cluster", "endpoint", "flags",
                                    "grpc_status"))
