@@ -1097,6 +1097,51 @@ def case_small_upstream_windows_and_continuation():
     hu.stop_and_check(sl)
 
 
+def case_burst_over_a_small_stream_limit():
+    """100 requests at once towards an upstream allowing 5 concurrent streams per connection:
+    every one gets 200. A server refuses streams over the limit it announced with REFUSED_STREAM
+    (RFC 9113 section 5.1.2), also before the client acknowledged the limit (nghttp2 and grpc-go
+    do); a request refused that way was not processed and is sent again, so a burst must never
+    turn into 502s. Checked against h2_backend (requests held 500 ms) and nghttpd
+    --max-concurrent-streams=5 (an 8 MiB file)."""
+    need_modules()
+    b = H2Backend("h2", max_concurrent_streams=5)
+    log = access_log_path()
+    sl = start([b], access_log=log)
+    results = ParallelClients(sl.port("web"), [("GET", "/delay/500?i=%d" % i, None) for i in range(100)], 100).run()
+    st = b.stats()
+    info("h2_backend: %s" % json.dumps({k: st[k] for k in ("accepted", "streams", "answered", "over_limit",
+                                                            "over_limit_after_ack")}))
+    lines = wait_access(log, 100)
+    bad = [(x["status"], x["attempts"], x["flags"], x.get("detail")) for x in lines if x["status"] != 200]
+    harness.soft_check(len(results) == 100 and not failures(results) and st["answered"] == 100,
+                       "h2_backend, max_concurrent_streams 5: 100 requests at once, all 200",
+                       "%d failed; first: %r" % (len(bad), bad[:2]))
+    hu.stop_and_check(sl)
+    b.stop()
+    if not os.access(NGHTTPD, os.X_OK):
+        raise harness.Skip("nghttpd is not installed")
+    d = tmp_dir()
+    with open(os.path.join(d, "f.bin"), "wb") as f:
+        f.write(pattern_bytes(8 << 20))
+    holder, port = harness.free_port_holder()
+    holder.close()
+    p = subprocess.Popen([NGHTTPD, "--no-tls", "-a", "127.0.0.1", "-d", d, "--max-concurrent-streams=5", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=harness.die_with_parent)
+    harness.register_cleanup(lambda: (p.kill(), p.wait()))
+    check(harness.wait_until(lambda: not harness.is_refused(port), 10, 0.05), "nghttpd listens on %d" % port)
+    log = access_log_path()
+    sl = start(["127.0.0.1:%d" % port], access_log=log)
+    results = ParallelClients(sl.port("web"), [("GET", "/f.bin", None) for _ in range(100)], 100, timeout=60).run()
+    lines = wait_access(log, 100)
+    bad = [(x["status"], x["attempts"], x["flags"], x.get("detail")) for x in lines if x["status"] != 200]
+    whole = sum(1 for _, st_, body in results if st_ == 200 and len(body) == 8 << 20)
+    check(len(results) == 100 and not failures(results) and whole == 100,
+          "nghttpd --max-concurrent-streams=5: 100 downloads of 8 MiB at once, all 200 and whole",
+          "%d failed; first: %r" % (len(bad), bad[:2]))
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -1168,4 +1213,4 @@ if __name__ == "__main__":
                        case_drain_with_streams_in_flight, case_bodiless_responses,
                        case_goaway_last_stream_zero_then_close, case_early_response_before_body,
                        case_h2load_end_to_end, case_interim_and_expect, case_dead_endpoint_skipped,
-                       case_small_upstream_windows_and_continuation])
+                       case_small_upstream_windows_and_continuation, case_burst_over_a_small_stream_limit])
