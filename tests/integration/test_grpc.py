@@ -62,7 +62,7 @@ class GrpcServer:
     """A grpcio server on 127.0.0.1:<ephemeral> with generic handlers on raw bytes. Counts the
     calls per method and records which calls the server saw cancelled."""
 
-    def __init__(self):
+    def __init__(self, options=()):
         self.lock = threading.Lock()
         self.calls = {}
         self.cancelled = []
@@ -78,9 +78,9 @@ class GrpcServer:
             "ClientStream": grpc.stream_unary_rpc_method_handler(self.client_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
         }
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=120),
                                   options=[("grpc.max_receive_message_length", 8 << 20),
-                                           ("grpc.max_send_message_length", 8 << 20)])
+                                           ("grpc.max_send_message_length", 8 << 20)] + list(options))
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, m),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.address = "127.0.0.1:%d" % self.port
@@ -556,10 +556,37 @@ def case_bidi_ping_pong():
     hu.stop_and_check(sl)
 
 
+def case_burst_over_server_stream_limit():
+    """A grpcio server allowing 5 concurrent streams (grpc.max_concurrent_streams) and 100 calls at
+    once through sluice: every call succeeds (streams over the limit are refused with
+    REFUSED_STREAM, not processed, and must be sent again until they fit)."""
+    need_modules()
+    srv = GrpcServer(options=[("grpc.max_concurrent_streams", 5)])
+    log = os.path.join(tmp_dir(), "access.log")
+    sl = start(srv.address, access_log=log, workers=1)
+    ch = channel(sl)
+    slow = method(ch, "unary_unary", "Slow")
+    futs = [slow.future(b"0.3", timeout=30) for _ in range(100)]
+    codes = []
+    for f in futs:
+        try:
+            f.result()
+            codes.append("OK")
+        except grpc.RpcError as e:
+            codes.append("%s %s" % (e.code(), e.details()))
+    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 100, 10)
+    lines = h2_frames.access_lines(log)
+    bad = [(x["status"], x.get("grpc_status"), x["attempts"], x["flags"], x.get("detail")) for x in lines
+           if x["status"] != 200]
+    check(codes == ["OK"] * 100, "100 calls at once, the server allowing 5 streams: all OK",
+          "%d failed: %r; access log: %r" % (100 - codes.count("OK"), sorted(set(codes))[:3], bad[:2]))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
                        case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
                        case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control,
                        case_concurrent_calls_balanced, case_route_timeout_shorter_than_deadline,
-                       case_bidi_ping_pong])
+                       case_bidi_ping_pong, case_burst_over_server_stream_limit])
