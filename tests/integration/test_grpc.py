@@ -583,10 +583,34 @@ def case_burst_over_server_stream_limit():
     hu.stop_and_check(sl)
 
 
+def case_no_healthy_endpoint():
+    """A cluster whose only endpoint fails its (tcp) health check, panic mode off: a call is
+    answered by sluice with UNAVAILABLE and its reason, without trying the endpoint; the access
+    log says 503 with grpc_status 14 and the flag no_healthy_upstream."""
+    need_modules()
+    _, dead = harness.free_port_holder()
+    log = os.path.join(tmp_dir(), "access.log")
+    lst = h2_frames.h2_listener(cluster="grpc", access_log=log)
+    hc = {"type": "tcp", "interval": "100ms", "jitter": "0ms", "unhealthy_threshold": 1, "healthy_threshold": 1,
+          "initial_state": "unhealthy"}
+    sl = hu.start_sluice([lst], [hu.cluster("grpc", ["127.0.0.1:%d" % dead], protocol="http2", health_check=hc,
+                                            panic_threshold=0)], workers=1)
+    ch = channel(sl)
+    got = error_of(lambda: method(ch, "unary_unary", "Unary")(b"x", timeout=10))
+    check(got == (grpc.StatusCode.UNAVAILABLE, "no healthy endpoint in cluster grpc", ()),
+          "UNAVAILABLE 'no healthy endpoint in cluster grpc'", repr(got))
+    harness.wait_until(lambda: len(h2_frames.access_lines(log)) >= 1, 5)
+    lines = h2_frames.access_lines(log)
+    got = [(x["status"], x.get("grpc_status"), x["flags"]) for x in lines]
+    check(got == [(503, 14, ["no_healthy_upstream"])], "the access log: 503, grpc_status 14, [no_healthy_upstream]",
+          json.dumps(lines))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_unary_and_metadata, case_streaming_calls, case_status_codes_exact,
                        case_trailers_only_frames, case_deadline, case_grpc_timeout_enforced_by_sluice,
                        case_unavailable_when_server_stopped, case_retry_on_unavailable, case_bidi_flow_control,
                        case_concurrent_calls_balanced, case_route_timeout_shorter_than_deadline,
-                       case_bidi_ping_pong, case_burst_over_server_stream_limit])
+                       case_bidi_ping_pong, case_burst_over_server_stream_limit, case_no_healthy_endpoint])
