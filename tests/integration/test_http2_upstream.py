@@ -359,7 +359,8 @@ def case_response_trailers():
     c.close()
     check(r.status == 200 and r.framing == "chunked" and r.body == b"" and
           r.trailers == ["%s: %s" % kv for kv in want0],
-          "HTTP/1.1: an empty body with trailers: chunked, no bytes, the trailer section", r.describe() + repr(r.trailers))
+          "HTTP/1.1: an empty body with trailers: chunked, no bytes, the trailer section",
+          r.describe() + repr(r.trailers))
     hu.stop_and_check(sl)
 
 
@@ -1090,7 +1091,8 @@ def case_small_upstream_windows_and_continuation():
     results = ParallelClients(port, [("POST", "/echo/up%d" % i, blob) for i in range(5)], 5).run()
     digests = [json.loads(body).get("body_sha256") if st == 200 else st for _, st, body in results]
     check(digests == [pattern_sha256(300000)] * 5 and b.stats()["errors"] == [],
-          "five 300 KB uploads through 1000-byte windows: all whole (sha256)", repr(digests) + repr(b.stats()["errors"]))
+          "five 300 KB uploads through 1000-byte windows: all whole (sha256)",
+          repr(digests) + repr(b.stats()["errors"]))
     r = hu.request_once(port, "GET", "/big-header/40000")
     check(r.status == 200 and r.header("x-big") == "b" * 40000, "a 40000-byte response field: 200, passed whole",
           r.describe(100))
@@ -1195,7 +1197,8 @@ def case_config():
     for cmd in ("check", "run"):
         p = harness.run_sluice_cmd([cmd, "-c", path], timeout=10)
         got = [x for x in p.stderr.splitlines() if x.startswith(path + ":")]
-        check(p.returncode == 1 and got == [want], "sluice %s: exit 1 and exactly %r" % (cmd, want.replace(path, "FILE")),
+        check(p.returncode == 1 and got == [want],
+              "sluice %s: exit 1 and exactly %r" % (cmd, want.replace(path, "FILE")),
               "rc=%d\nstderr: %s" % (p.returncode, p.stderr))
 
 
