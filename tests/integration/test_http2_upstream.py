@@ -1144,6 +1144,29 @@ def case_burst_over_a_small_stream_limit():
     hu.stop_and_check(sl)
 
 
+def case_many_large_responses_share_the_connection_window():
+    """30 responses of 3 MB at once over one upstream connection (90 MB through a 4 MiB connection
+    window and 1 MiB stream windows, given back as the clients read): all arrive whole; so do 20
+    uploads of 1 MiB at once the other way."""
+    need_modules()
+    b = H2Backend("h2")
+    sl = start([b])
+    n = 3000000
+    results = ParallelClients(sl.port("web"), [("GET", "/bytes/%d?i=%d" % (n, i), None) for i in range(30)], 30,
+                              timeout=60).run()
+    want = pattern_sha256(n)
+    ok = [i for i, st, body in results if st == 200 and hashlib.sha256(body).hexdigest() == want]
+    check(len(ok) == 30 and b.stats()["accepted"] == 1, "30 x 3 MB at once: all whole (sha256), one connection",
+          "%d whole; %r" % (len(ok), failures(results)[:3]))
+    blob = pattern_bytes(1 << 20)
+    results = ParallelClients(sl.port("web"), [("POST", "/echo/up%d" % i, blob) for i in range(20)], 20,
+                              timeout=60).run()
+    digests = [json.loads(body).get("body_sha256") if st == 200 else st for _, st, body in results]
+    check(digests == [pattern_sha256(1 << 20)] * 20 and b.stats()["accepted"] == 1,
+          "20 uploads of 1 MiB at once: all whole upstream (sha256), one connection", repr(digests[:3]))
+    hu.stop_and_check(sl)
+
+
 def write_config(text):
     path = os.path.join(tmp_dir(), "c.yaml")
     with open(path, "w") as f:
@@ -1216,4 +1239,5 @@ if __name__ == "__main__":
                        case_drain_with_streams_in_flight, case_bodiless_responses,
                        case_goaway_last_stream_zero_then_close, case_early_response_before_body,
                        case_h2load_end_to_end, case_interim_and_expect, case_dead_endpoint_skipped,
-                       case_small_upstream_windows_and_continuation, case_burst_over_a_small_stream_limit])
+                       case_small_upstream_windows_and_continuation, case_burst_over_a_small_stream_limit,
+                       case_many_large_responses_share_the_connection_window])
