@@ -237,6 +237,14 @@ def case_http1_request_translated():
           [k for k, _ in regular] == ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
                                       "traceparent"] and e["body_len"] == 0,
           "GET: :authority plain.example, no content-length, no body", json.dumps(e["headers"]))
+    # a 20000-byte field and 80 more (HPACK, CONTINUATION frames towards the upstream)
+    big = "c" * 20000
+    many = [("X-Many-%d" % i, "v%d" % i) for i in range(80)]
+    r = hu.request_once(port, "GET", "/echo/big", headers=[("X-Big", big)] + many)
+    got = [[k, v] for k, v in (r.json()["headers"] if r.status == 200 else []) if k.startswith("x-")]
+    want = [["x-big", big]] + [[k.lower(), v] for k, v in many]
+    check(r.status == 200 and got[:81] == want, "a 20000-byte field and 80 more reach the upstream exactly, in order",
+          r.describe(200))
     # absolute-form: the authority comes from the target, not Host (RFC 9112 section 3.2.2)
     r = hu.request_once(port, "GET", "http://abs.example:81/echo/abs?x=1", host="other.example")
     pseudo, _, _ = pseudo_then_regular(r.json()["headers"]) if r.status == 200 else ({}, [], True)
@@ -247,14 +255,14 @@ def case_http1_request_translated():
     pseudo, _, _ = pseudo_then_regular(r.json()["headers"]) if r.status == 200 else ({}, [], True)
     check(r.status == 200 and pseudo.get(":path") == "/echo/10", "HTTP/1.0 without Host: 200", r.describe())
     info("HTTP/1.0 without Host: :authority %r" % pseudo.get(":authority"))
-    lines = wait_access(log, 4)[:2]
+    lines = wait_access(log, 5)[:2]
     got = [(x["method"], x["target"], x["status"], x["protocol"], x["cluster"], x["endpoint"], x["attempts"],
             x["flags"]) for x in lines]
     want = [("POST", "/echo/a?q=1&r=%20x", 200, "HTTP/1.1", "app", b.address, 1, []),
             ("GET", "/echo/get", 200, "HTTP/1.1", "app", b.address, 1, [])]
     check(got == want, "the access log: two requests, 200, one attempt each, no flags", json.dumps(lines))
     st = b.stats()
-    check(st["accepted"] == 1 and st["streams"] == 4, "all four went over one upstream connection", repr(st))
+    check(st["accepted"] == 1 and st["streams"] == 5, "all five went over one upstream connection", repr(st))
     hu.stop_and_check(sl)
 
 
