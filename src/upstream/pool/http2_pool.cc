@@ -86,12 +86,8 @@ void Http2Connection::on_pool_ready(PooledConnection& conn) {
     std::string_view alpn = static_cast<const tls::Session*>(t)->alpn();
     if (alpn != "h2") {
       pool_.learned_ = false;
-      std::string detail =
-          fmt::format("upstream {} did not agree to HTTP/2: ALPN {}", conn.peer().to_string(),
-                      alpn.empty() ? std::string("none") : fmt::format("\"{}\"", alpn));
-      close(detail);
-      pool_.connection_failed(PoolFailure::kConnectFailure, detail);
-      return;
+      return close(fmt::format("ALPN chose {}, not h2",
+                               alpn.empty() ? std::string("none") : fmt::format("\"{}\"", alpn)));
     }
   }
   codec_ = std::make_unique<ClientCodec>(conn.connection(), pool_.options_, pool_.scheme_,
@@ -138,12 +134,9 @@ void Http2Connection::on_timer() {
   if (state_ == State::kClosed) return;
   MonoTime now = pool_.loop().now();
   if (state_ == State::kConnecting) {
-    std::string detail = fmt::format("upstream {} sent no HTTP/2 SETTINGS within {}",
-                                     pool_.transport_.endpoint().to_string(),
-                                     format_duration(pool_.transport_.connect_timeout()));
-    close(detail);
-    pool_.connection_failed(PoolFailure::kConnectTimeout, detail);
-    return;
+    return close(
+        fmt::format("no SETTINGS within {}", format_duration(pool_.transport_.connect_timeout())),
+        PoolFailure::kConnectTimeout);
   }
   if (pooled_ && now >= pooled_->expires()) {
     LOG_DEBUG("http2 pool {}: connection {} reached max_lifetime",
@@ -169,8 +162,9 @@ void Http2Connection::close_if_idle() {
   if (state_ == State::kDraining && codec_->open_streams() == 0) close("drained");
 }
 
-void Http2Connection::close(std::string_view reason) {
+void Http2Connection::close(std::string_view reason, PoolFailure failure) {
   if (state_ == State::kClosed) return;
+  bool opening = state_ == State::kConnecting;
   LOG_DEBUG("http2 pool {}: connection {} closes: {}", pool_.transport_.endpoint().to_string(), id_,
             reason);
   transition(State::kClosed);
@@ -184,6 +178,12 @@ void Http2Connection::close(std::string_view reason) {
     pooled_ = nullptr;
   }
   pool_.remove(*this);
+  if (opening) {
+    // It never became usable: the requests waiting for it fail with the reason.
+    pool_.connection_failed(failure,
+                            fmt::format("upstream {} did not open an HTTP/2 connection: {}",
+                                        pool_.transport_.endpoint().to_string(), reason));
+  }
 }
 
 void Http2Connection::stream_opened() {

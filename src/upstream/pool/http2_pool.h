@@ -79,7 +79,8 @@ class Http2Connection final : public PoolCallbacks,
   // No new streams; closes once the last one ends.
   void drain();
   // Closes now: open streams hear on_reset (refused when their head never left).
-  void close(std::string_view reason);
+  // `failure`: what the requests waiting for it hear, when it closes before it was ready.
+  void close(std::string_view reason, PoolFailure failure = PoolFailure::kConnectFailure);
   // Closes when no stream is open, else waits for the last to end.
   void close_if_idle();
   void arm_idle();
