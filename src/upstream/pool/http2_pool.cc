@@ -189,6 +189,7 @@ void Http2Connection::close(std::string_view reason, PoolFailure failure) {
 void Http2Connection::stream_opened() {
   ++streams_opened_;
   ++pool_.transport_.stats().http2_streams;
+  if (streams_opened_ > 1) ++pool_.transport_.stats().reuses;
 }
 
 void Http2Connection::stream_done(http::StreamId stream, bool complete) {
