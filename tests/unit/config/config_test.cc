@@ -133,6 +133,23 @@ TEST(Config, UnknownProtocolAndLogLevel) {
             "test.yaml:1:12: log_level: expected one of: debug, info, warn, error, got 'loud'");
 }
 
+TEST(Config, ClusterProtocolRules) {
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", "    protocol: h3\n")),
+            "test.yaml:10:15: clusters[0].protocol: expected one of: http1, http2, auto, got 'h3'");
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n",
+                             "    protocol: http2\n    pool: {min_idle: 2}\n")),
+            "test.yaml:11:22: clusters[0].pool.min_idle: keeps HTTP/1.1 connections open ahead of "
+            "demand; not with protocol: http2");
+  EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n",
+                             "    http2: {initial_stream_window: 64KiB}\n")),
+            "test.yaml:10:12: clusters[0].http2: only with protocol: http2 or auto");
+  auto r = load_string(
+      replace(kGood, "    connect_timeout: 1s\n", "    protocol: auto\n    tls: {verify: false}\n"),
+      "test.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r.value()->clusters[0]->tls->alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+}
+
 TEST(Config, CongestionControlTheKernelLacks) {
   std::string msg = error_of(replace(kGood, "    idle_timeout: 300s",
                                      "    idle_timeout: 300s\n    socket_options:\n"
