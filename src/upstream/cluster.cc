@@ -86,7 +86,12 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     if (!pools_[i]) continue;
     if (moved) pools_[i]->set_addresses(ep.address, ep.fallbacks);
     // Draining touches no borrower: done now. Closing waits for the new snapshot (below).
-    if (departed && drain_removed && !close_removed) pools_[i]->retire_departed(Departed::kDrain);
+    if (departed && drain_removed && !close_removed) {
+      pools_[i]->retire_departed(Departed::kDrain);
+      // HTTP/2 connections are busy for life: drained as a whole (new ones go to the new
+      // addresses).
+      if (http2_pools_[i]) http2_pools_[i]->drain();
+    }
     bool drain_before =
         (before & health::kDraining) || (drain_removed && (before & health::kRemoved));
     bool drain_now = (now & health::kDraining) || (drain_removed && (now & health::kRemoved));
