@@ -189,9 +189,6 @@ ConfigIssues ClusterConfig::validate() const {
             "protocol: http2 offers h2 alone (an endpoint that chose another protocol could not "
             "be spoken to); say protocol: auto to accept both");
   }
-  if (protocol == Protocol::kHttp1 && offers_h2) {
-    c.error("tls.alpn", "\"h2\" is offered but protocol is http1: say protocol: http2 or auto");
-  }
   if (protocol == Protocol::kHttp1 && !(http2 == http::http2::ClientOptions{})) {
     c.error("http2", "only with protocol: http2 or auto");
   }

@@ -137,8 +137,10 @@ def case_rapid_reset():
     log_start = s.sl.line_count()
     sent = flood(c, pair, 5000, batch=20)
     counts = expect_calm(s, c, "Rapid Reset", sent, 1000, log_start=log_start, streams=True)
-    check(counts.get("received") is not None and 100 <= counts["received"] <= 400,
-          "Rapid Reset: closed after 100 to 400 resets (%r)" % counts.get("received"), "")
+    # The score passes 200 after the read that carried the 201st reset: that read's other
+    # frames are counted too, and all of it happens before nghttp2's own limit (1000).
+    check(counts.get("received") is not None and 200 <= counts["received"] < 1000,
+          "Rapid Reset: closed after 200 to 999 resets (%r)" % counts.get("received"), "")
     info("the upstream received %d requests" % b.stats()["requests"])
     served(s, "after Rapid Reset")
     hu.stop_and_check(s.sl)

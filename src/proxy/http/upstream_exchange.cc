@@ -255,13 +255,16 @@ void UpstreamExchange::on_pool_ready(upstream::pool::PooledConnection& conn) {
   if (cluster_.may_speak_http2() && upstream::pool::Http2Pool::agreed_h2(conn)) {
     // protocol auto: the handshake chose HTTP/2; the connection joins the endpoint's HTTP/2
     // pool and this request takes a stream on it.
-    upstream::pool::Http2Connection& c = cluster_.http2_pool(endpoint_).adopt(conn);
     if (settings_.upgrade) {
+      // Not kept: an HTTP/2 connection opened for a request that cannot use it would be held
+      // for nothing.
+      pool_.release(conn, false);
       std::string why = fmt::format(
           "upstream {} chose HTTP/2 by ALPN; an Upgrade or CONNECT needs HTTP/1.1 (protocol: auto)",
           pool_.endpoint().to_string());
       return fail(ProxyError::upstream(ErrorKind::kProtocol, 0, why));
     }
+    upstream::pool::Http2Connection& c = cluster_.http2_pool(endpoint_).adopt(conn);
     http2_pool_ = &cluster_.http2_pool(endpoint_);
     if (c.can_open()) return on_stream_ready(c);
     http2_waiter_.emplace(*http2_pool_, *this);

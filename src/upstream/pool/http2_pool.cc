@@ -100,10 +100,16 @@ void Http2Connection::on_pool_ready(PooledConnection& conn) {
 }
 
 void Http2Connection::became_ready() {
+  if (codec_->peer_max_concurrent_streams() == 0) {
+    // It would take no request; opening another would fare no better.
+    return close("the endpoint allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)");
+  }
   transition(State::kReady);
   // What the endpoint's next connections will take too, until one of them says otherwise.
   pool_.streams_per_connection_ = std::max<size_t>(1, codec_->peer_max_concurrent_streams());
   timer_.cancel();
+  // The endpoint started draining while this one was opening.
+  if (pooled_ && pooled_->state() != PooledConnection::State::kBusy) return drain();
   arm_idle();
   pool_.serve_queue();
 }
@@ -270,6 +276,7 @@ Http2Waiter::~Http2Waiter() {
 
 void Http2Waiter::cancel() {
   timer_.cancel();
+  pool_.forget_failing(this);
   if (!queued_) return;
   pool_.queue_.erase(pos_);
   queued_ = false;
@@ -352,25 +359,29 @@ void Http2Pool::open_connection() {
 void Http2Pool::connection_failed(PoolFailure reason, const std::string& detail) {
   // The requests waiting had counted on it; those that another connection being opened
   // will take keep waiting.
+  // (Ready connections already took all they could when they became ready or a stream ended.)
   size_t connecting = 0;
-  bool ready = false;
-  for (auto& c : connections_) {
-    connecting += c->state() == Http2Connection::State::kConnecting;
-    ready = ready || c->state() == Http2Connection::State::kReady;
-  }
-  // A ready connection will take them as its streams end (each waits at most
-  // pending_timeout).
-  if (ready) return;
+  for (auto& c : connections_) connecting += c->state() == Http2Connection::State::kConnecting;
   size_t keep = connecting * streams_per_connection_;
-  bool first = true;
+  // Taken off the queue first: a failure's callback may start another request, which must
+  // wait for a connection of its own, not inherit this failure.
+  std::vector<Http2Waiter*> failing;
   while (queue_.size() > keep) {
     Http2Waiter* w = queue_.back();
     w->cancel();
+    failing.push_back(w);
+  }
+  // Those whose request is gone meanwhile have left `failing` through `dropped_`.
+  failing_ = &failing;
+  bool first = true;
+  for (size_t i = 0; i < failing.size(); ++i) {
+    if (!failing[i]) continue;
     // One connect failed: the first request counts it (connect failures, outlier detection),
     // the others only fail with it.
-    w->callbacks_.on_stream_failure(reason, detail, first);
+    failing[i]->callbacks_.on_stream_failure(reason, detail, first);
     first = false;
   }
+  failing_ = nullptr;
 }
 
 void Http2Pool::remove(Http2Connection& conn) {

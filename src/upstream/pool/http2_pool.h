@@ -14,6 +14,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "event/loop.h"
 #include "http/http2/client_codec.h"
@@ -145,6 +146,13 @@ class Http2Pool {
   void serve_once();
   void open_connection();
   void connection_failed(PoolFailure reason, const std::string& detail);
+  // A waiter about to hear a failure went away first (its request ended).
+  void forget_failing(Http2Waiter* w) {
+    if (!failing_) return;
+    for (auto& f : *failing_) {
+      if (f == w) f = nullptr;
+    }
+  }
   void remove(Http2Connection& conn);
 
   ConnPool& transport_;
@@ -155,6 +163,7 @@ class Http2Pool {
   uint64_t next_id_ = 1;
   bool serving_ = false;
   bool serve_again_ = false;
+  std::vector<Http2Waiter*>* failing_ = nullptr;  // while connection_failed() reports
   // How many streams a connection takes: the last SETTINGS_MAX_CONCURRENT_STREAMS of the
   // endpoint, 100 before any (RFC 9113 §6.5.2 recommends no fewer).
   size_t streams_per_connection_ = 100;

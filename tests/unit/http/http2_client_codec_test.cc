@@ -881,7 +881,7 @@ TEST_F(Http2ClientCodecRawTest, CompletedStreamGivesItsUnconsumedBytesBack) {
 TEST_F(Http2ClientCodecRawTest, RequestHeadTooLargeToSend) {
   make();
   Exchange a, b;
-  send(a, request("GET", "/", {{"Host", "h"}, {"X-Huge", std::string(70000, 'h')}}));
+  send(a, request("GET", "/", {{"Host", "h"}, {"X-Huge", std::string(1100000, 'h')}}));
   pump();
   // Not retryable: it would not fit anywhere else either.
   EXPECT_EQ(a.events, (Strings{"reset 2 request header section too large"}));
