@@ -411,14 +411,16 @@ void Server::on_signal(int sig) {
 void Server::drain(int sig) {
   health_->stop();
   if (dns_discovery_) dns_discovery_->stop();
+  // One count for the message and the progress reports: a connection that closes right after
+  // must show as a change.
+  reported_connections_ = open_connections();
   std::string detail =
       fmt::format("stopped accepting, waiting up to {} for {} open connections ({})",
-                  format_duration(config_->drain_timeout), open_connections(), strsignal(sig));
+                  format_duration(config_->drain_timeout), reported_connections_, strsignal(sig));
   lifecycle_.transition(LifecycleState::kDraining, detail);
   systemd_.send(sd_message::stopping("draining: " + detail));
   drain_deadline_->arm_at(main_loop_.now() + config_->drain_timeout);
   if (systemd_.enabled()) {
-    reported_connections_ = open_connections();
     drain_progress_->arm_at(main_loop_.now() + kDrainStatusInterval);
   }
   size_t n = workers_.size();

@@ -10,6 +10,9 @@ sluice with NOTIFY_SOCKET naming it, and reads the messages in order.
   "STATUS=draining: 1 connections left" after one closes; exit 0.
 - SIGHUP (the unit's ExecReload) is logged and ignored: sluice keeps proxying.
 - an abstract name ('@...'): the same READY and STOPPING.
+- a drain cut short: "STATUS=draining: drain timeout after 1s: closing 1 open connections" at
+  drain_timeout, "STATUS=draining: closing every connection now (Terminated again)" at a
+  second SIGTERM.
 - WATCHDOG_USEC: WATCHDOG=1 keeps coming at half the interval.
 - no NOTIFY_SOCKET: the socket receives nothing from start to exit.
 - a bogus NOTIFY_SOCKET (relative, a missing directory): sluice starts, proxies and stops
@@ -26,7 +29,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (EchoServer, Skip, Sluice, check, check_clean_exit, connect, echo_roundtrip, info,
+from harness import (EchoServer, HoldServer, Skip, Sluice, check, check_clean_exit, connect, echo_roundtrip, info,
                      register_cleanup, run_cases, tcp_config, wait_until)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -104,8 +107,9 @@ class NotifiedSluice(Sluice):
             super().wait_ready(timeout)
 
 
-def ready_then_proxies(sl, ns, backend_check=True):
-    """Reads STATUS=starting and READY=1; right after READY, an echo goes through sluice."""
+def ready_then_proxies(sl, ns):
+    """Reads STATUS=starting and READY=1; right after READY, an echo goes through sluice.
+    Returns that connection, still open (so the drain's count of open connections is exact)."""
     first = ns.recv(20)
     check(first == STARTING, "first message: %r" % STARTING, "got %r\n%s" % (first, sl.stderr_text()))
     ready = ns.recv(20)
@@ -114,8 +118,8 @@ def ready_then_proxies(sl, ns, backend_check=True):
     check(wait_until(lambda: "tcp_in" in sl.ports, 5), "the listener's port is in the log")
     s = connect(sl.port())
     check(echo_roundtrip(s, b"after READY=1"), "a connection right after READY=1 is proxied (echo)")
-    s.close()
     check(sl.wait_log("sluice ready", 5) is not None, "'sluice ready' is logged")
+    return s
 
 
 def notify_cycle(abstract, sighup=False):
@@ -123,7 +127,7 @@ def notify_cycle(abstract, sighup=False):
     info("NOTIFY_SOCKET=%s" % ns.env)
     with EchoServer() as backend:
         with NotifiedSluice(tcp_config([backend.address]), {"NOTIFY_SOCKET": ns.env}) as sl:
-            ready_then_proxies(sl, ns)
+            a = ready_then_proxies(sl, ns)
             if sighup:
                 start = sl.line_count()
                 sl.signal(signal.SIGHUP)
@@ -131,11 +135,8 @@ def notify_cycle(abstract, sighup=False):
                 check(line is not None and line.endswith(
                     "SIGHUP: reloading is not supported yet; the running configuration stays"),
                     "SIGHUP (ExecReload) is logged: reloading is not supported yet", sl.stderr_text(start))
-                s = connect(sl.port())
-                check(sl.alive() and echo_roundtrip(s), "after SIGHUP sluice still runs and proxies")
-                s.close()
+                check(sl.alive() and echo_roundtrip(a), "after SIGHUP sluice still runs and proxies")
                 check(ns.pending() == [], "SIGHUP sends no notification")
-            a = connect(sl.port())
             b = connect(sl.port())
             check(echo_roundtrip(a) and echo_roundtrip(b), "two connections open through sluice")
             sl.signal(signal.SIGTERM)
@@ -145,7 +146,7 @@ def notify_cycle(abstract, sighup=False):
             a.close()
             msg = ns.recv(10)
             check(msg == "STATUS=draining: 1 connections left", "one closed: 'STATUS=draining: 1 connections left'",
-                  "got %r" % msg)
+                  "got %r\n%s" % (msg, sl.stderr_text()))
             b.close()
             rc = sl.wait_exit(10)
             check_clean_exit(sl, rc, "sluice exits 0 once the last connection closed")
@@ -161,6 +162,49 @@ def test_path_socket():
 
 def test_abstract_socket():
     notify_cycle(abstract=True)
+
+
+def drain_ends_early(how):
+    """A connection a backend never closes: the drain ends at drain_timeout, or at a second SIGTERM."""
+    ns = NotifySocket()
+    with HoldServer() as hold:
+        timeout = "1s" if how == "timeout" else "30s"
+        with NotifiedSluice(tcp_config([hold.address], drain_timeout=timeout), {"NOTIFY_SOCKET": ns.env}) as sl:
+            ready_then_proxies_to_hold(sl, ns, hold)
+            sl.signal(signal.SIGTERM)
+            msg = ns.recv(10)
+            check(msg == stopping(1, timeout), "SIGTERM: %r" % stopping(1, timeout), "got %r" % msg)
+            if how == "timeout":
+                expected = "STATUS=draining: drain timeout after 1s: closing 1 open connections"
+            else:
+                sl.signal(signal.SIGTERM)
+                expected = "STATUS=draining: closing every connection now (Terminated again)"
+            msg = ns.recv(10)
+            check(msg == expected, "then %r" % expected, "got %r" % msg)
+            rc = sl.wait_exit(10)
+            check_clean_exit(sl, rc, "sluice exits 0")
+            rest = ns.pending()
+            check(rest in ([], ["STATUS=draining: 0 connections left"]),
+                  "nothing else, or only 'STATUS=draining: 0 connections left'", repr(rest))
+
+
+def ready_then_proxies_to_hold(sl, ns, hold):
+    for expected in (STARTING, READY):
+        msg = ns.recv(20)
+        check(msg == expected, "message %r" % expected, "got %r\n%s" % (msg, sl.stderr_text()))
+    check(wait_until(lambda: "tcp_in" in sl.ports, 5), "the listener's port is in the log")
+    s = connect(sl.port())
+    s.sendall(b"hello")
+    check(wait_until(lambda: hold.received == 5, 5), "a connection is proxied to a backend that never closes")
+    return s
+
+
+def test_drain_timeout_status():
+    drain_ends_early("timeout")
+
+
+def test_second_signal_status():
+    drain_ends_early("second signal")
 
 
 def test_watchdog():
@@ -263,5 +307,6 @@ def test_unit_file_verifies():
 
 
 if __name__ == "__main__":
-    run_cases([test_path_socket, test_abstract_socket, test_watchdog, test_no_notify_socket,
+    run_cases([test_path_socket, test_abstract_socket, test_drain_timeout_status, test_second_signal_status,
+               test_watchdog, test_no_notify_socket,
                test_bogus_relative, test_bogus_missing_directory, test_unit_file_verifies])
