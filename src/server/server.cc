@@ -32,10 +32,17 @@ Server::~Server() {
   stop();
 }
 
+namespace {
+// How often a drain under systemd reports the connections left.
+constexpr auto kDrainStatusInterval = std::chrono::seconds(1);
+}  // namespace
+
 int Server::run() {
+  // First, while this is the only thread: the environment is read and changed here.
+  systemd_ = SdNotifier::from_environment();
   // Before any thread starts, so that every thread inherits the mask and only the main
   // loop's signalfd sees these.
-  event::block_process_signals({SIGTERM, SIGINT});
+  event::block_process_signals({SIGTERM, SIGINT, SIGHUP});
   ::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::vector<ListenerHandoff>> per_worker(config_->workers);
@@ -60,13 +67,21 @@ int Server::run() {
   start_workers(std::move(per_worker));
   drain_deadline_ =
       std::make_unique<event::Timer>(main_loop_.timers(), [this] { on_drain_deadline(); });
-  signals_ = std::make_unique<event::SignalSet>(
-      main_loop_, std::initializer_list<int>{SIGTERM, SIGINT}, [this](int sig) { on_signal(sig); });
+  drain_progress_ =
+      std::make_unique<event::Timer>(main_loop_.timers(), [this] { report_drain_progress(); });
+  start_watchdog();
+  systemd_.send(
+      sd_message::status("starting: waiting for the first DNS answers and health checks"));
+  signals_ = std::make_unique<event::SignalSet>(main_loop_,
+                                                std::initializer_list<int>{SIGTERM, SIGINT, SIGHUP},
+                                                [this](int sig) { on_signal(sig); });
   wait_ready();
 
   main_loop_.run();
 
   drain_deadline_->cancel();
+  drain_progress_->cancel();
+  if (watchdog_) watchdog_->cancel();
   health_->stop();
   stop();
   log_summary();
@@ -367,17 +382,26 @@ void Server::on_first_answers() {
         if (--*pending != 0) return;
         // A signal may have started the drain while the workers caught up.
         if (!lifecycle_.is(LifecycleState::kStarting)) return;
-        lifecycle_.transition(
-            LifecycleState::kReady,
-            fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size()));
+        std::string detail =
+            fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size());
+        lifecycle_.transition(LifecycleState::kReady, detail);
+        systemd_.send(sd_message::ready("ready: " + detail));
       });
     });
   }
 }
 
 void Server::on_signal(int sig) {
+  if (sig == SIGHUP) {
+    // The reload signal (the unit's ExecReload): until reloading exists it must not end the
+    // process, as SIGHUP's default action would.
+    LOG_WARN("SIGHUP: reloading is not supported yet; the running configuration stays");
+    return;
+  }
   if (lifecycle_.is(LifecycleState::kDraining)) {
     LOG_WARN("{} again: closing every connection now", strsignal(sig));
+    systemd_.send(sd_message::status(
+        fmt::format("draining: closing every connection now ({} again)", strsignal(sig))));
     for (auto& w : workers_) w->close_all();
     return;
   }
@@ -387,11 +411,18 @@ void Server::on_signal(int sig) {
 void Server::drain(int sig) {
   health_->stop();
   if (dns_discovery_) dns_discovery_->stop();
-  lifecycle_.transition(
-      LifecycleState::kDraining,
+  // One count for the message and the progress reports: a connection that closes right after
+  // must show as a change.
+  reported_connections_ = open_connections();
+  std::string detail =
       fmt::format("stopped accepting, waiting up to {} for {} open connections ({})",
-                  format_duration(config_->drain_timeout), open_connections(), strsignal(sig)));
+                  format_duration(config_->drain_timeout), reported_connections_, strsignal(sig));
+  lifecycle_.transition(LifecycleState::kDraining, detail);
+  systemd_.send(sd_message::stopping("draining: " + detail));
   drain_deadline_->arm_at(main_loop_.now() + config_->drain_timeout);
+  if (systemd_.enabled()) {
+    drain_progress_->arm_at(main_loop_.now() + kDrainStatusInterval);
+  }
   size_t n = workers_.size();
   for (auto& w : workers_) {
     w->drain([this, n] {
@@ -403,9 +434,57 @@ void Server::drain(int sig) {
 }
 
 void Server::on_drain_deadline() {
-  LOG_WARN("drain timeout after {}: closing {} open connections",
-           format_duration(config_->drain_timeout), open_connections());
+  std::string detail = fmt::format("drain timeout after {}: closing {} open connections",
+                                   format_duration(config_->drain_timeout), open_connections());
+  LOG_WARN("{}", detail);
+  systemd_.send(sd_message::status("draining: " + detail));
   for (auto& w : workers_) w->close_all();
+}
+
+void Server::report_drain_progress() {
+  uint64_t open = open_connections();
+  if (open != reported_connections_) {
+    reported_connections_ = open;
+    systemd_.send(sd_message::status(fmt::format("draining: {} connections left", open)));
+  }
+  drain_progress_->arm_at(main_loop_.now() + kDrainStatusInterval);
+}
+
+void Server::start_watchdog() {
+  if (!systemd_.enabled() || !systemd_.watchdog_interval()) return;
+  // The first tick finds every worker "answered" and sends at once.
+  watchdog_answers_ = workers_.size();
+  watchdog_ = std::make_unique<event::Timer>(main_loop_.timers(), [this] { on_watchdog_tick(); });
+  LOG_INFO("systemd: watchdog every {} (WatchdogSec {})",
+           format_duration(*systemd_.watchdog_interval() / 2),
+           format_duration(*systemd_.watchdog_interval()));
+  on_watchdog_tick();
+}
+
+void Server::on_watchdog_tick() {
+  // A stuck worker holds WATCHDOG=1 back, so the service manager restarts a process whose
+  // data plane stopped, not only one whose main thread did.
+  if (watchdog_answers_ < workers_.size()) {
+    if (!watchdog_stall_logged_) {
+      LOG_WARN("systemd: {} of {} workers have not answered for {}; WATCHDOG=1 is held back",
+               workers_.size() - watchdog_answers_, workers_.size(),
+               format_duration(*systemd_.watchdog_interval() / 2));
+      watchdog_stall_logged_ = true;
+    }
+  } else {
+    watchdog_stall_logged_ = false;
+    systemd_.send(sd_message::watchdog());
+    uint64_t round = ++watchdog_round_;
+    watchdog_answers_ = 0;
+    for (auto& w : workers_) {
+      w->after_pending([this, round] {
+        main_loop_.post([this, round] {
+          if (round == watchdog_round_) ++watchdog_answers_;
+        });
+      });
+    }
+  }
+  watchdog_->arm_at(main_loop_.now() + *systemd_.watchdog_interval() / 2);
 }
 
 uint64_t Server::open_connections() const {

@@ -3,8 +3,11 @@
 // listeners (one SO_REUSEPORT socket per worker, so a bind error stops startup with a clear
 // message), start discovery, the admin API and the workers, then wait for the first DNS and
 // health answers before ready. SIGTERM/SIGINT drain (stop accepting, let connections finish
-// for drain_timeout, then close them); a second one closes everything at once. Every step's
-// state lives here, not in the locals of one long function.
+// for drain_timeout, then close them); a second one closes everything at once. SIGHUP (the
+// reload signal) is logged and otherwise ignored until reloading exists. Every step's
+// state lives here, not in the locals of one long function. Under systemd (Type=notify) each
+// step is also told to the service manager: READY=1 at ready, STOPPING=1 when the drain
+// begins, STATUS= lines in between, WATCHDOG=1 while the main loop and every worker answer.
 // Main thread only.
 #pragma once
 
@@ -22,6 +25,7 @@
 #include "base/status.h"
 #include "config/config.h"
 #include "event/loop.h"
+#include "server/sd_notify.h"
 
 namespace sluice {
 namespace admin {
@@ -88,6 +92,11 @@ class Server {
   void on_signal(int sig);
   void drain(int sig);
   void on_drain_deadline();
+  // While draining under systemd: "draining: N connections left" when N changed.
+  void report_drain_progress();
+  // WATCHDOG=1 at half of $WATCHDOG_USEC, held back while a worker does not answer.
+  void start_watchdog();
+  void on_watchdog_tick();
   // Joins the workers (once) and logs what they did.
   void stop();
   void log_summary();
@@ -118,6 +127,13 @@ class Server {
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::SignalSet> signals_;
+  SdNotifier systemd_;
+  std::unique_ptr<event::Timer> drain_progress_;
+  uint64_t reported_connections_ = UINT64_MAX;  // last "N connections left" sent
+  std::unique_ptr<event::Timer> watchdog_;
+  uint64_t watchdog_round_ = 0;
+  size_t watchdog_answers_ = 0;  // workers that answered watchdog_round_
+  bool watchdog_stall_logged_ = false;
   size_t drained_workers_ = 0;
   bool workers_joined_ = false;
 };
