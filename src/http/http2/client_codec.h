@@ -49,6 +49,8 @@ struct ClientOptions {
   uint32_t max_frame_size = 16 * 1024;
 
   ConfigIssues validate() const;
+
+  bool operator==(const ClientOptions&) const = default;
 };
 
 class ClientCodec final : public http::ClientCodec {
