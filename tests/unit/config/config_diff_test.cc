@@ -197,6 +197,18 @@ TEST(ConfigDiff, ClusterSettings) {
   Lines back = diff(after, kBase);
   ASSERT_EQ(back.size(), 8u);
   EXPECT_EQ(back[7], "cluster extra: removed: its connections drain");
+
+  // Blocks without a line per field say they changed, in what the named fields leave out.
+  std::string checks = replace(after, "health_check: {type: tcp, interval: 2s}",
+                               "health_check: {type: http, interval: 2s, http: {path: /ready}}");
+  checks = replace(checks, "    connect_timeout: 1s\n",
+                   "    connect_timeout: 1s\n    socket_options: {tcp_nodelay: false}\n");
+  EXPECT_EQ(diff(after, checks),
+            (Lines{
+                "cluster api_v2: socket_options changed (new connections only)",
+                "cluster api_v2: health_check.type tcp -> http (checks start over with it)",
+                "cluster api_v2: health_check changed (checks start over with it)",
+            }));
 }
 
 TEST(ConfigDiff, ClusterTlsIsInTheTlsSection) {
