@@ -271,16 +271,29 @@ void diff_http2(FieldDiff<ListenerConfig>& d, const ListenerConfig& a, const Lis
   if (!(rest == y)) d.line("http2: other settings changed", kNewConnections);
 }
 
-// A route's name in lines: its configured name, or where it stands ("api/1"), and its match.
-std::string route_label(const std::string& listener, const Route& r) {
-  return fmt::format("listener {}: route {} ({})", listener, r.name, show(r.match));
+// A route in lines: its configured name, or where it stands ("main/1"), and its match.
+std::string route_label(const std::string& listener, const std::string& name,
+                        const proxy::http::RouteMatch& match) {
+  return fmt::format("listener {}: route {} ({})", listener, name, show(match));
 }
 
-void diff_route(Report& report, const std::string& listener, const Route& a, const Route& b) {
+// The name the loader gives an unnamed route: its virtual host, then its index.
+std::string default_route_name(const std::string& vhost, size_t index) {
+  return fmt::format("{}/{}", vhost, index);
+}
+
+// `a` at index `ai` of the old virtual host, `b` at `bi` of the new one.
+void diff_route(Report& report, const std::string& listener, const std::string& vhost,
+                const Route& a, size_t ai, const Route& b, size_t bi) {
   Route x = a;
   x.id = b.id;  // its slot in per-route counters: the loader's, not the operator's
+  // An unnamed route that moved is not renamed.
+  if (a.name == default_route_name(vhost, ai) && b.name == default_route_name(vhost, bi)) {
+    x.name = b.name;
+  }
   if (x == b) return;
-  FieldDiff<Route> d(report, ChangeSection::kRoute, route_label(listener, a) + " ", x, b);
+  FieldDiff<Route> d(report, ChangeSection::kRoute, route_label(listener, b.name, a.match) + " ", x,
+                     b);
   d.value("name", AT(name), kNewRequests);
   d.value("match", AT(match), kNewRequests);
   d.value("action", AT(action), kNewRequests);
@@ -313,24 +326,59 @@ std::string vhost_name(const VirtualHost& vh, size_t index) {
   return vh.name.empty() ? std::to_string(index) : vh.name;
 }
 
-void diff_routes(Report& report, const std::string& listener, const std::vector<Route>& a,
-                 const std::vector<Route>& b) {
-  // By position: the order of routes is part of what they mean (the first match wins).
-  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    if (i >= a.size()) {
-      const Route& r = b[i];
-      std::string to = r.action == Route::Action::kForward ? "forwards to cluster " + r.cluster
-                       : r.action == Route::Action::kRedirect
-                           ? "redirects to " + r.redirect_location
-                           : fmt::format("answers {}", r.direct_status);
-      report.add(ChangeSection::kRoute,
-                 fmt::format("{} added: {} ({})", route_label(listener, r), to, kNewRequests));
-    } else if (i >= b.size()) {
-      report.add(ChangeSection::kRoute,
-                 fmt::format("{} removed ({})", route_label(listener, a[i]), kNewRequests));
-    } else {
-      diff_route(report, listener, a[i], b[i]);
+// The routes of one virtual host in both versions. Their order is part of what they mean
+// (the first match wins), so routes are paired in order: the longest run of routes whose
+// match is the same in both anchors the pairing; between two anchors, routes pair by
+// position (an edited match is a change of that route) and what is left over was added or
+// removed. Inserting a route thus reports one route added, not every later route changed.
+void diff_routes(Report& report, const std::string& listener, const std::string& vhost,
+                 const std::vector<Route>& a, const std::vector<Route>& b) {
+  const size_t n = a.size();
+  const size_t m = b.size();
+  // common[i][j]: the longest run of equal matches in a[i..] and b[j..], in order.
+  std::vector<std::vector<uint32_t>> common(n + 1, std::vector<uint32_t>(m + 1, 0));
+  for (size_t i = n; i-- > 0;) {
+    for (size_t j = m; j-- > 0;) {
+      common[i][j] = a[i].match == b[j].match ? common[i + 1][j + 1] + 1
+                                              : std::max(common[i + 1][j], common[i][j + 1]);
     }
+  }
+  std::vector<std::pair<size_t, size_t>> anchors;
+  for (size_t i = 0, j = 0; i < n && j < m;) {
+    if (a[i].match == b[j].match && common[i][j] == common[i + 1][j + 1] + 1) {
+      anchors.emplace_back(i++, j++);
+    } else if (common[i + 1][j] >= common[i][j + 1]) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  anchors.emplace_back(n, m);  // the end
+
+  auto added = [&](size_t j) {
+    const Route& r = b[j];
+    std::string to = r.action == Route::Action::kForward ? "forwards to cluster " + r.cluster
+                     : r.action == Route::Action::kRedirect
+                         ? "redirects to " + r.redirect_location
+                         : fmt::format("answers {}", r.direct_status);
+    report.add(
+        ChangeSection::kRoute,
+        fmt::format("{} added: {} ({})", route_label(listener, r.name, r.match), to, kNewRequests));
+  };
+  auto removed = [&](size_t i) {
+    report.add(
+        ChangeSection::kRoute,
+        fmt::format("{} removed ({})", route_label(listener, a[i].name, a[i].match), kNewRequests));
+  };
+  size_t i = 0;
+  size_t j = 0;
+  for (auto [ai, bj] : anchors) {
+    for (; i < ai && j < bj; ++i, ++j) diff_route(report, listener, vhost, a[i], i, b[j], j);
+    for (; j < bj; ++j) added(j);
+    for (; i < ai; ++i) removed(i);
+    if (ai < n) diff_route(report, listener, vhost, a[ai], ai, b[bj], bj);
+    i = ai + 1;
+    j = bj + 1;
   }
 }
 
@@ -356,7 +404,7 @@ void diff_virtual_hosts(Report& report, const std::string& listener,
                  fmt::format("listener {}: virtual host {} domains {} -> {} ({})", listener, name,
                              show(old->domains), show(b[i].domains), kNewRequests));
     }
-    diff_routes(report, listener, old->routes, b[i].routes);
+    diff_routes(report, listener, name, old->routes, b[i].routes);
   }
   for (size_t i = 0; i < a.size(); ++i) {
     std::string name = vhost_name(a[i], i);

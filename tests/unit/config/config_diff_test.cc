@@ -171,6 +171,36 @@ TEST(ConfigDiff, VirtualHostsAndRoutes) {
   EXPECT_EQ(back[7], "listener web: virtual host admin removed (new requests only)");
 }
 
+TEST(ConfigDiff, ARouteInsertedIsOneRouteAdded) {
+  std::string after = replace(kBase,
+                              "          - match: {prefix: /api}\n            cluster: api\n"
+                              "            timeout: 15s\n",
+                              "          - match: {path: /health}\n"
+                              "            direct_response: {status: 200, body: ok}\n"
+                              "          - match: {prefix: /api}\n            cluster: api\n"
+                              "            timeout: 30s\n");
+  EXPECT_EQ(diff(kBase, after),
+            (Lines{
+                "listener web (127.0.0.1:8080): unchanged address: keeps its sockets",
+                "listener web: route main/1 (path /health) added: answers 200 (new requests "
+                "only)",
+                "listener web: route main/2 (prefix /api) timeout 15s -> 30s (new requests "
+                "only)",
+            }));
+  // Taken out again, and the other route named.
+  std::string named = replace(kBase, "          - match: {prefix: /static}\n",
+                              "          - name: assets\n            match: {prefix: /static}\n");
+  EXPECT_EQ(diff(after, named),
+            (Lines{
+                "listener web (127.0.0.1:8080): unchanged address: keeps its sockets",
+                "listener web: route assets (prefix /static) name main/0 -> assets (new requests "
+                "only)",
+                "listener web: route main/1 (path /health) removed (new requests only)",
+                "listener web: route main/1 (prefix /api) timeout 30s -> 15s (new requests "
+                "only)",
+            }));
+}
+
 TEST(ConfigDiff, ClusterSettings) {
   std::string after = replace(kBase, "      - address: 10.0.0.9:8080\n",
                               "      - address: 10.0.0.9:8080\n        weight: 3\n"
