@@ -335,22 +335,27 @@ void diff_routes(Report& report, const std::string& listener, const std::string&
                  const std::vector<Route>& a, const std::vector<Route>& b) {
   const size_t n = a.size();
   const size_t m = b.size();
-  // common[i][j]: the longest run of equal matches in a[i..] and b[j..], in order.
-  std::vector<std::vector<uint32_t>> common(n + 1, std::vector<uint32_t>(m + 1, 0));
-  for (size_t i = n; i-- > 0;) {
-    for (size_t j = m; j-- > 0;) {
-      common[i][j] = a[i].match == b[j].match ? common[i + 1][j + 1] + 1
-                                              : std::max(common[i + 1][j], common[i][j + 1]);
-    }
-  }
   std::vector<std::pair<size_t, size_t>> anchors;
-  for (size_t i = 0, j = 0; i < n && j < m;) {
-    if (a[i].match == b[j].match && common[i][j] == common[i + 1][j + 1] + 1) {
-      anchors.emplace_back(i++, j++);
-    } else if (common[i + 1][j] >= common[i][j + 1]) {
-      ++i;
-    } else {
-      ++j;
+  // The table is (n + 1) * (m + 1) counters: beyond a few million (thousands of routes in
+  // one virtual host), routes pair by position alone.
+  constexpr size_t kMaxCells = size_t{1} << 22;
+  if ((n + 1) * (m + 1) <= kMaxCells) {
+    // common[i][j]: the longest run of equal matches in a[i..] and b[j..], in order.
+    std::vector<std::vector<uint32_t>> common(n + 1, std::vector<uint32_t>(m + 1, 0));
+    for (size_t i = n; i-- > 0;) {
+      for (size_t j = m; j-- > 0;) {
+        common[i][j] = a[i].match == b[j].match ? common[i + 1][j + 1] + 1
+                                                : std::max(common[i + 1][j], common[i][j + 1]);
+      }
+    }
+    for (size_t i = 0, j = 0; i < n && j < m;) {
+      if (a[i].match == b[j].match && common[i][j] == common[i + 1][j + 1] + 1) {
+        anchors.emplace_back(i++, j++);
+      } else if (common[i + 1][j] >= common[i][j + 1]) {
+        ++i;
+      } else {
+        ++j;
+      }
     }
   }
   anchors.emplace_back(n, m);  // the end
@@ -540,12 +545,12 @@ void diff_endpoints(FieldDiff<ClusterConfig>& d, const std::vector<upstream::End
       continue;
     }
     if (old->weight != e.weight) {
-      parts.push_back(
-          fmt::format("endpoint {} weight {} -> {}", show(e.address), old->weight, e.weight));
+      parts.push_back(fmt::format("endpoint {} weight {} -> {} ({})", show(e.address), old->weight,
+                                  e.weight, kAtOnce));
     }
     if (old->fallbacks != e.fallbacks) {
-      parts.push_back(fmt::format("endpoint {} fallbacks {} -> {}", show(e.address),
-                                  show(old->fallbacks), show(e.fallbacks)));
+      parts.push_back(fmt::format("endpoint {} fallbacks {} -> {} ({})", show(e.address),
+                                  show(old->fallbacks), show(e.fallbacks), kNewConnections));
     }
   }
   for (const auto& e : a) {
@@ -572,7 +577,8 @@ void diff_dns_targets(FieldDiff<ClusterConfig>& d, const std::vector<upstream::D
     if (!old) {
       parts.push_back(fmt::format("dns target {} added", show(t)));
     } else if (old->weight != t.weight) {
-      parts.push_back(fmt::format("dns target {} weight {} -> {}", show(t), old->weight, t.weight));
+      parts.push_back(fmt::format("dns target {} weight {} -> {} ({})", show(t), old->weight,
+                                  t.weight, kAtOnce));
     }
   }
   for (const auto& t : a) {

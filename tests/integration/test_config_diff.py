@@ -125,7 +125,7 @@ def test_changes_listed_in_order():
         "cluster api: protocol http1 -> http2 (new connections only)",
         "cluster api: endpoint 10.0.0.7:8080 added; endpoint 10.0.0.5:8080 removed (drains)",
         "cluster api: pool.max_connections 1024 -> 512 (new connections only)",
-        "cluster api_v2: endpoint 10.0.0.9:8080 weight 1 -> 2",
+        "cluster api_v2: endpoint 10.0.0.9:8080 weight 1 -> 2 (applies at once)",
         "workers 2 -> 4: cannot change in place (needs a restart or a binary upgrade)",
         "log_level info -> warn (applies at once)",
     ]

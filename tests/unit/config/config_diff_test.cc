@@ -214,7 +214,7 @@ TEST(ConfigDiff, ClusterSettings) {
   EXPECT_EQ(diff(kBase, after),
             (Lines{
                 "cluster api_v2: connect_timeout 5s -> 1s (new connections only)",
-                "cluster api_v2: endpoint 10.0.0.9:8080 weight 1 -> 3",
+                "cluster api_v2: endpoint 10.0.0.9:8080 weight 1 -> 3 (applies at once)",
                 "cluster api_v2: lb_policy round_robin -> least_request (the balancer is "
                 "rebuilt at once)",
                 "cluster api_v2: health_check.type none -> tcp (checks start over with it)",
