@@ -187,7 +187,6 @@ class FieldDiff {
     report_.add(section_, effect.empty() ? fmt::format("{}{}", prefix_, what)
                                          : fmt::format("{}{} ({})", prefix_, what, effect));
   }
-  T& rest_value() { return rest_; }
 
  private:
   Report& report_;
@@ -234,41 +233,29 @@ void diff_server_tls(Report& report, const std::string& who, const tls::ServerCo
   d.rest(kNewConnections);
 }
 
-void diff_http2(FieldDiff<ListenerConfig>& d, const ListenerConfig& a, const ListenerConfig& b) {
+void diff_http2(Report& report, FieldDiff<ListenerConfig>& d, const ListenerConfig& a,
+                const ListenerConfig& b) {
   d.skip(AT(http.http2));
   if (!a.http.http2 && !b.http.http2) return;
   if (!a.http.http2 || !b.http.http2) {
     d.line(b.http.http2 ? "http2 enabled" : "http2 disabled", kNewConnections);
     return;
   }
-  if (*a.http.http2 == *b.http.http2) return;
-  // The same words, under the listener's prefix: one block of its own.
-  const auto& x = *a.http.http2;
-  const auto& y = *b.http.http2;
-  auto one = [&](std::string_view key, const auto& u, const auto& v) {
-    if (!(u == v)) d.line(fmt::format("http2.{} {} -> {}", key, show(u), show(v)), kNewConnections);
-  };
-  one("prior_knowledge", x.prior_knowledge, y.prior_knowledge);
-  one("max_concurrent_streams", x.codec.max_concurrent_streams, y.codec.max_concurrent_streams);
-  one("initial_stream_window", x.codec.initial_stream_window, y.codec.initial_stream_window);
-  one("initial_connection_window", x.codec.initial_connection_window,
-      y.codec.initial_connection_window);
-  one("max_header_list_size", x.codec.max_header_list_size, y.codec.max_header_list_size);
-  one("max_frame_size", x.codec.max_frame_size, y.codec.max_frame_size);
-  one("max_abuse_score", x.max_abuse_score, y.max_abuse_score);
-  one("ping_interval", x.ping_interval, y.ping_interval);
-  one("ping_timeout", x.ping_timeout, y.ping_timeout);
-  one("max_connection_age", x.max_connection_age, y.max_connection_age);
-  one("send_stall_timeout", x.send_stall_timeout, y.send_stall_timeout);
-  auto rest = x;
-  rest.prior_knowledge = y.prior_knowledge;
-  rest.codec = y.codec;
-  rest.max_abuse_score = y.max_abuse_score;
-  rest.ping_interval = y.ping_interval;
-  rest.ping_timeout = y.ping_timeout;
-  rest.max_connection_age = y.max_connection_age;
-  rest.send_stall_timeout = y.send_stall_timeout;
-  if (!(rest == y)) d.line("http2: other settings changed", kNewConnections);
+  FieldDiff<proxy::http::Http2Options> h(report, ChangeSection::kListener,
+                                         "listener " + b.name + ": http2.", *a.http.http2,
+                                         *b.http.http2);
+  h.value("prior_knowledge", AT(prior_knowledge), kNewConnections);
+  h.value("max_concurrent_streams", AT(codec.max_concurrent_streams), kNewConnections);
+  h.value("initial_stream_window", AT(codec.initial_stream_window), kNewConnections);
+  h.value("initial_connection_window", AT(codec.initial_connection_window), kNewConnections);
+  h.value("max_header_list_size", AT(codec.max_header_list_size), kNewConnections);
+  h.value("max_frame_size", AT(codec.max_frame_size), kNewConnections);
+  h.value("max_abuse_score", AT(max_abuse_score), kNewConnections);
+  h.value("ping_interval", AT(ping_interval), kNewConnections);
+  h.value("ping_timeout", AT(ping_timeout), kNewConnections);
+  h.value("max_connection_age", AT(max_connection_age), kNewConnections);
+  h.value("send_stall_timeout", AT(send_stall_timeout), kNewConnections);
+  h.rest(kNewConnections);
 }
 
 // A route in lines: its configured name, or where it stands ("main/1"), and its match.
@@ -459,7 +446,7 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
                                           : "http.local_reply_detail full -> summary",
            kNewConnections);
   }
-  diff_http2(d, a, b);
+  diff_http2(report, d, a, b);
   // Reported in their own sections.
   d.skip(AT(http.virtual_hosts));
   d.skip(AT(tls));

@@ -130,6 +130,13 @@ TEST(ConfigDiff, ListenerSettingsKeepTheSockets) {
                 "listener old: socket_options changed (new connections only)",
                 "listener old: idle_timeout 300s -> 60s (new connections only)",
             }));
+  std::string streams = replace(after, "http2: {prior_knowledge: true}",
+                                "http2: {prior_knowledge: true, max_concurrent_streams: 10}");
+  EXPECT_EQ(diff(after, streams),
+            (Lines{
+                "listener web (127.0.0.1:8080): unchanged address: keeps its sockets",
+                "listener web: http2.max_concurrent_streams 100 -> 10 (new connections only)",
+            }));
 }
 
 TEST(ConfigDiff, VirtualHostsAndRoutes) {
