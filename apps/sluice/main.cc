@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "config/config_diff.h"
 #include "probe/cli.h"
 #include "server/server.h"
 
@@ -14,7 +15,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: sluice run -c FILE [--log-level debug|info|warn|error]\n"
-    "       sluice check -c FILE\n"
+    "       sluice check -c FILE [--diff OLD_FILE]\n"
     "       sluice probe URL [options]      (sluice probe --help for the options)\n"
     "       sluice probe --dns NAME [options]\n"
     "       sluice version\n";
@@ -22,6 +23,41 @@ constexpr const char* kUsage =
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "sluice: %s\n%s", what.c_str(), kUsage);
   return 2;
+}
+
+// Loads one file as `sluice check` does: errors and warnings on stderr, one per line.
+std::shared_ptr<const sluice::config::Config> check_file(const std::string& path) {
+  std::vector<std::string> warnings;
+  auto config = sluice::config::load_file(path, &warnings);
+  if (!config) {
+    std::fprintf(stderr, "%s\n", config.status().message().c_str());
+    return nullptr;
+  }
+  for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.c_str());
+  return config.value();
+}
+
+// `sluice check -c FILE [--diff OLD_FILE]`: 0 when FILE (and OLD_FILE) are valid, whether
+// or not they differ; then, with --diff, what a reload from OLD_FILE to FILE would change,
+// one line each, or "No changes".
+int check_main(const std::string& path, const std::string& old_path) {
+  auto config = check_file(path);
+  std::shared_ptr<const sluice::config::Config> old_config;
+  if (!old_path.empty()) {
+    old_config = check_file(old_path);
+    if (!old_config) {
+      std::fprintf(stderr, "sluice: %s (--diff) is not valid: nothing to compare with\n",
+                   old_path.c_str());
+    }
+  }
+  if (!config || (!old_path.empty() && !old_config)) return 1;
+  std::printf("%s: ok\n", path.c_str());
+  if (old_config) {
+    auto changes = sluice::config::diff_configs(*old_config, *config);
+    if (changes.empty()) std::printf("No changes\n");
+    for (const auto& c : changes) std::printf("%s\n", c.text.c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -47,17 +83,22 @@ int main(int argc, char** argv) {
 
   std::string config_path;
   std::string level_override;
+  std::string diff_path;
   for (int i = 2; i < argc; ++i) {
     std::string_view arg = argv[i];
     if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
       config_path = argv[++i];
     } else if (arg == "--log-level" && i + 1 < argc && command == "run") {
       level_override = argv[++i];
+    } else if (arg == "--diff" && i + 1 < argc && command == "check") {
+      diff_path = argv[++i];
     } else {
       return usage_error("unexpected argument '" + std::string(arg) + "'");
     }
   }
   if (config_path.empty()) return usage_error("missing -c FILE");
+
+  if (command == "check") return check_main(config_path, diff_path);
 
   std::vector<std::string> warnings;
   auto config = config::load_file(config_path, &warnings);
@@ -65,18 +106,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", config.status().message().c_str());
     return 1;
   }
-  // Settings that load but have no effect: on stderr for `check`, logged for `run`.
-  for (const auto& w : warnings) {
-    if (command == "check") {
-      std::fprintf(stderr, "%s\n", w.c_str());
-    } else {
-      LOG_WARN("{}", w);
-    }
-  }
-  if (command == "check") {
-    std::printf("%s: ok\n", config_path.c_str());
-    return 0;
-  }
+  // Settings that load but have no effect: logged (`check` prints them).
+  for (const auto& w : warnings) LOG_WARN("{}", w);
 
   log::Level level = (*config)->log_level;
   if (!level_override.empty() && !log::parse_level(level_override, &level)) {

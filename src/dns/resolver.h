@@ -49,6 +49,8 @@ struct ResolverConfig {
   uint32_t max_cname_chain = 8;
 
   ConfigIssues validate() const;  // resolver_config.cc
+
+  bool operator==(const ResolverConfig&) const = default;
 };
 
 // The resolver's counters (main thread), declared once (base/metric.h says how to add one).

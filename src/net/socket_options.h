@@ -17,6 +17,7 @@ struct KeepaliveOptions {
   Duration idle = std::chrono::seconds(60);
   Duration interval = std::chrono::seconds(10);
   int count = 5;
+  bool operator==(const KeepaliveOptions&) const = default;
 };
 
 struct SocketOptions {
@@ -30,6 +31,8 @@ struct SocketOptions {
 
   // `listener`: the options of a listening socket (else of upstream connects).
   ConfigIssues validate(bool listener) const;
+
+  bool operator==(const SocketOptions&) const = default;
 };
 
 // Checks `name` against net.ipv4.tcp_available_congestion_control; the error lists what the

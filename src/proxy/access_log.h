@@ -26,6 +26,8 @@ struct AccessLogConfig {
   uint32_t sample_percent = 100;
 
   ConfigIssues validate() const;
+
+  bool operator==(const AccessLogConfig&) const = default;
 };
 
 class AccessLog {

@@ -29,6 +29,7 @@ struct SniRoute {
   // regard to case.
   std::vector<std::string> names;
   std::string cluster;
+  bool operator==(const SniRoute&) const = default;
 };
 
 struct ListenerConfig {
@@ -68,6 +69,10 @@ struct ListenerConfig {
   // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
   // cluster are checked against the clusters by config::Config::validate().
   ConfigIssues validate() const;
+
+  // Field by field; `cert_store` by identity (two loads of the same files differ): compare
+  // copies without it to compare what was configured.
+  bool operator==(const ListenerConfig&) const = default;
 };
 
 }  // namespace sluice::proxy

@@ -27,6 +27,7 @@ struct CertificateConfig {
   std::string certificate_chain;  // file
   std::string private_key;        // file
   std::string ocsp_response;      // DER file stapled when valid; "" = no stapling
+  bool operator==(const CertificateConfig&) const = default;
 };
 
 // How a listener treats client certificates.
@@ -40,6 +41,7 @@ struct EarlyDataConfig {
   // handshake completes (false) or answered 425 Too Early (true).
   bool reject_unsafe = false;
   uint32_t max_early_data = 16 * 1024;  // bytes
+  bool operator==(const EarlyDataConfig&) const = default;
 };
 
 struct ServerConfig {
@@ -71,6 +73,8 @@ struct ServerConfig {
   bool ktls = false;
 
   ConfigIssues validate() const;
+
+  bool operator==(const ServerConfig&) const = default;
 };
 
 struct ClientConfig {
@@ -92,6 +96,8 @@ struct ClientConfig {
   bool ktls = false;
 
   ConfigIssues validate() const;
+
+  bool operator==(const ClientConfig&) const = default;
 };
 
 }  // namespace sluice::tls

@@ -38,6 +38,8 @@ struct CircuitBreakers {
   uint32_t min_retry_concurrency = 3;
 
   ConfigIssues validate() const;
+
+  bool operator==(const CircuitBreakers&) const = default;
 };
 
 // A name a DNS cluster resolves, with the port and weight its addresses get.
@@ -45,6 +47,7 @@ struct DnsTarget {
   std::string host;
   uint16_t port = 0;
   uint32_t weight = 1;
+  bool operator==(const DnsTarget&) const = default;
 };
 
 struct ClusterConfig {
@@ -95,6 +98,8 @@ struct ClusterConfig {
 
   // Every rule of this block and the blocks inside it (implemented in cluster_config.cc).
   ConfigIssues validate() const;
+
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 // The names of ClusterConfig::Type, in its order (the config's values; /config and /clusters).

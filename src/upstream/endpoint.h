@@ -15,6 +15,7 @@ struct EndpointConfig {
   net::Address address;
   uint32_t weight = 1;
   std::vector<net::Address> fallbacks;  // tried after `address`, in this order
+  bool operator==(const EndpointConfig&) const = default;
 };
 
 }  // namespace sluice::upstream

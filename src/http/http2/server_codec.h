@@ -38,6 +38,8 @@ struct ServerOptions {
   uint32_t max_frame_size = 16 * 1024;
 
   ConfigIssues validate() const;
+
+  bool operator==(const ServerOptions&) const = default;
 };
 
 // What the client's frames amounted to, counted as they arrive: the owner turns them into

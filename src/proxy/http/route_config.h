@@ -21,11 +21,13 @@ namespace sluice::proxy::http {
 struct HeaderMatch {
   std::string name;
   std::optional<std::string> value;  // absent: the header must be present
+  bool operator==(const HeaderMatch&) const = default;
 };
 
 struct QueryMatch {
   std::string name;
   std::optional<std::string> value;
+  bool operator==(const QueryMatch&) const = default;
 };
 
 struct RouteMatch {
@@ -36,6 +38,12 @@ struct RouteMatch {
   std::vector<std::string> methods;       // empty: any
   std::vector<HeaderMatch> headers;
   std::vector<QueryMatch> query;
+
+  // By meaning: `regex` is compiled from `path`, so the pattern text stands for it.
+  bool operator==(const RouteMatch& o) const {
+    return path_kind == o.path_kind && path == o.path && methods == o.methods &&
+           headers == o.headers && query == o.query;
+  }
 };
 
 struct RetryPolicy {
@@ -56,6 +64,8 @@ struct RetryPolicy {
   uint32_t replay_buffer_bytes = 64 * 1024;
 
   ConfigIssues validate() const;
+
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 // Where ring_hash and maglev take a request's key from. The policies are tried in order; the
@@ -64,11 +74,13 @@ struct HashPolicy {
   enum class Kind { kHeader, kCookie, kQueryParameter, kSourceIp };
   Kind kind = Kind::kHeader;
   std::string name;  // header, cookie or parameter name
+  bool operator==(const HashPolicy&) const = default;
 };
 
 struct HeaderToAdd {
   std::string name;
   std::string value;
+  bool operator==(const HeaderToAdd&) const = default;
 };
 
 struct Route {
@@ -103,6 +115,8 @@ struct Route {
   std::vector<std::string> response_headers_to_remove;
 
   ConfigIssues validate() const;  // route_config.cc
+
+  bool operator==(const Route&) const = default;
 };
 
 struct VirtualHost {
@@ -111,6 +125,8 @@ struct VirtualHost {
   std::vector<Route> routes;
 
   ConfigIssues validate() const;
+
+  bool operator==(const VirtualHost&) const = default;
 };
 
 // HTTP/2 towards clients: ALPN h2 on TLS listeners, the client preface on cleartext ones
@@ -138,6 +154,8 @@ struct Http2Options {
   Duration send_stall_timeout = std::chrono::seconds(60);
 
   ConfigIssues validate() const;
+
+  bool operator==(const Http2Options&) const = default;
 };
 
 struct HttpOptions {
@@ -164,6 +182,8 @@ struct HttpOptions {
   // The limits (paths are the listener's http.* keys); the virtual hosts are checked by
   // validate_virtual_hosts().
   ConfigIssues validate() const;
+
+  bool operator==(const HttpOptions&) const = default;
 };
 
 // The listener's virtual_hosts list: each host and route, and domains served twice.

@@ -30,12 +30,14 @@ struct HttpCheckConfig {
   // Inclusive [first, last] ranges of statuses that count as healthy.
   std::vector<std::pair<int, int>> expected_statuses{{200, 399}};
   std::string body_contains;  // empty: the body is not inspected
+  bool operator==(const HttpCheckConfig&) const = default;
 };
 
 // The gRPC health-checking protocol (grpc.health.v1.Health/Check).
 struct GrpcCheckConfig {
   std::string service;    // empty: the server as a whole
   std::string authority;  // empty: the cluster's host name, else the endpoint's address
+  bool operator==(const GrpcCheckConfig&) const = default;
 };
 
 struct HealthCheckConfig {
@@ -53,6 +55,8 @@ struct HealthCheckConfig {
   GrpcCheckConfig grpc;
 
   ConfigIssues validate() const;
+
+  bool operator==(const HealthCheckConfig&) const = default;
 };
 
 // Success rate: eject an endpoint whose success rate is below the mean of the endpoints with
@@ -62,6 +66,7 @@ struct SuccessRateEjection {
   uint32_t minimum_hosts = 5;
   uint32_t request_volume = 100;
   double stdev_factor = 1.9;
+  bool operator==(const SuccessRateEjection&) const = default;
 };
 
 // Failure percentage: eject an endpoint whose share of failures reaches `threshold`.
@@ -69,6 +74,7 @@ struct FailurePercentageEjection {
   uint32_t threshold = 85;
   uint32_t minimum_hosts = 5;
   uint32_t request_volume = 50;
+  bool operator==(const FailurePercentageEjection&) const = default;
 };
 
 struct OutlierConfig {
@@ -84,6 +90,8 @@ struct OutlierConfig {
   bool counts_requests() const { return success_rate || failure_percentage; }
 
   ConfigIssues validate() const;
+
+  bool operator==(const OutlierConfig&) const = default;
 };
 
 // Per endpoint, why it does not take new requests (0: it does).

@@ -45,6 +45,8 @@ struct LbConfig {
 
   // Paths are the cluster's keys (ring_hash.ring_size, maglev.table_size, ...).
   ConfigIssues validate() const;
+
+  bool operator==(const LbConfig&) const = default;
 };
 
 struct LbHost {

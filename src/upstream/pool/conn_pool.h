@@ -37,6 +37,8 @@ struct PoolConfig {
   uint32_t min_idle = 0;                     // connections kept open and ready per worker
 
   ConfigIssues validate() const;
+
+  bool operator==(const PoolConfig&) const = default;
 };
 
 enum class PoolFailure {
