@@ -23,11 +23,12 @@ void read_address(YamlReader& r, MapReader& m, const char* key, net::Address& ou
 
 void read_socket_options(YamlReader& r, const YAML::Node& node, const std::string& path,
                          bool listener, net::SocketOptions& out) {
-  MapReader m(
-      r, node, path,
-      {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer", "receive_buffer"});
+  MapReader m(r, node, path,
+              {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer",
+               "receive_buffer", "quickack"});
   if (!m.ok()) return;
   m.read_bool("tcp_nodelay", out.tcp_nodelay);
+  m.read_bool("quickack", out.quickack);
   if (m.has("keepalive")) {
     MapReader k(r, m.get("keepalive"), m.path("keepalive"), {"idle", "interval", "count"});
     if (k.ok()) {

@@ -11,6 +11,12 @@
 #include <fmt/format.h>
 
 namespace sluice::net {
+
+void ack_now(int fd) {
+  int one = 1;
+  // Best effort: a socket that is closing or not TCP simply keeps the kernel's timing.
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
 namespace {
 
 std::string read_proc(const char* path) {

@@ -28,12 +28,23 @@ struct SocketOptions {
   uint32_t receive_buffer = 0;
   uint32_t fastopen_queue = 0;    // listeners: TCP_FASTOPEN queue length, 0 = off
   bool fastopen_connect = false;  // upstream: TCP_FASTOPEN_CONNECT
+  // HTTP: after a small read that leaves a message incomplete, acknowledge at once
+  // (TCP_QUICKACK), so a peer whose Nagle algorithm holds the rest of its message until its
+  // first segment is acknowledged does not wait for our delayed ACK (40-200 ms).
+  bool quickack = true;
 
   // `listener`: the options of a listening socket (else of upstream connects).
   ConfigIssues validate(bool listener) const;
 
   bool operator==(const SocketOptions&) const = default;
 };
+
+// Reads of fewer bytes than this that leave a message incomplete are the ones a Nagle-bound
+// peer may be waiting on (a bulk transfer reads more per call, and the kernel acknowledges
+// every other full segment anyway).
+inline constexpr size_t kQuickAckReadBytes = 4096;
+// Asks the kernel to acknowledge what it received at once (TCP_QUICKACK; it clears itself).
+void ack_now(int fd);
 
 // Checks `name` against net.ipv4.tcp_available_congestion_control; the error lists what the
 // kernel offers.

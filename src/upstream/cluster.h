@@ -158,6 +158,9 @@ bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t thre
           "TCP connections closed because max_connect_attempts connects failed.")                  \
   COUNTER(ports_exhausted, "sluice_cluster_ports_exhausted_total", "", "ports exhausted",          \
           "TCP connects that found no free local port towards the endpoint (EADDRNOTAVAIL).")      \
+  COUNTER(quick_acks, "sluice_cluster_quick_acks_total", "", "quick ACKs",                         \
+          "Responses read in part and acknowledged at once (TCP_QUICKACK), so a Nagle-bound "      \
+          "upstream sends the rest without waiting for a delayed ACK.")                            \
   /* HTTP: from an attempt's start to a connection in hand */                                      \
   HISTOGRAM(pool_wait, "sluice_cluster_pool_wait_seconds", "", "pool wait",                        \
             "HTTP: from an attempt's start until it had a connection (a new one's connect "        \

@@ -1,4 +1,5 @@
 #include "proxy/http/downstream_connection.h"
+#include "net/socket_options.h"
 
 #include "base/check.h"
 #include "base/log.h"
@@ -326,6 +327,7 @@ void DownstreamConnection::process_input() {
     if (!conn_.secured() && !stream_ && !codec_.mid_message() && !early_request_allowed()) return;
     bool was_idle = !codec_.mid_message();
     if (was_idle && !stream_) request_first_byte_ = proxy_.loop().now();
+    size_t got = conn_.input().size();
     in_parser_ = true;
     Parser::Outcome o = codec_.dispatch();
     in_parser_ = false;
@@ -340,6 +342,13 @@ void DownstreamConnection::process_input() {
     }
     switch (o) {
       case Parser::Outcome::kNeedMore:
+        // A request body still to come after a small read: a client that wrote the head and
+        // the body separately, Nagle on, waits for our ACK of the head.
+        if (got < net::kQuickAckReadBytes && stream_ && !codec_.in_head() && codec_.mid_message() &&
+            proxy_.config().socket_options.quickack && conn_.open()) {
+          net::ack_now(conn_.fd());
+          ++proxy_.stats().quick_acks;
+        }
         return;
       case Parser::Outcome::kMessageComplete:
         continue;

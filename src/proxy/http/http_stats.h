@@ -49,6 +49,10 @@ namespace sluice::proxy::http {
   COUNTER(trailers_dropped, "sluice_http_trailers_dropped_total", "", "trailer fields dropped",    \
           "Trailer fields not forwarded because they frame, route, authenticate or control a "     \
           "message (RFC 9110 section 6.5.1), both directions.")                                    \
+  COUNTER(quick_acks, "sluice_http_quick_acks_total", "", "quick ACKs",                            \
+          "Request bodies read in part and acknowledged at once (TCP_QUICKACK), so a client "      \
+          "that wrote the head and the body separately, Nagle on, does not wait for a delayed "    \
+          "ACK.")                                                                                  \
   COUNTER(http2_connections, "sluice_http2_connections_total", "", "HTTP/2 connections",         \
           "Downstream connections served as HTTP/2 (ALPN h2 or the cleartext preface).")           \
   COUNTER(http2_streams, "sluice_http2_streams_total", "", "HTTP/2 streams",                       \

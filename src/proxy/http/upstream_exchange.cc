@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "http/http1/encoder.h"
 #include "net/connect.h"
+#include "net/socket_options.h"
 #include "proxy/http/stream_scratch.h"
 
 namespace sluice::proxy::http {
@@ -334,7 +335,8 @@ void UpstreamExchange::parse_response() {
     if (c.input().empty()) return;
     last_activity_ = pool_.loop().now();
     if (response_bytes_ == 0) first_byte_at_ = last_activity_;
-    response_bytes_ += c.input().size();
+    size_t got = c.input().size();
+    response_bytes_ += got;
     Parser::Outcome o = codec_.dispatch();
     if (!conn_) return;  // a callback released or failed the exchange
     if (tunnel_) {
@@ -344,6 +346,13 @@ void UpstreamExchange::parse_response() {
     }
     switch (o) {
       case Parser::Outcome::kNeedMore:
+        // A small read that left the response incomplete: the upstream may be holding the
+        // rest until this is acknowledged (Nagle's algorithm against our delayed ACK).
+        if (got < net::kQuickAckReadBytes && codec_.mid_message() &&
+            cluster_.config().socket_options.quickack) {
+          net::ack_now(c.fd());
+          ++cluster_.stats().quick_acks;
+        }
         return;
       case Parser::Outcome::kMessageComplete:
         if (response_complete_) return deliver_completion();

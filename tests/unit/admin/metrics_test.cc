@@ -382,7 +382,8 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
       "refused-stream re-sends 0, upstream "
-      "timeouts 0, rejected requests 0, trailer fields dropped 0, HTTP/2 connections 0, HTTP/2 "
+      "timeouts 0, rejected requests 0, trailer fields dropped 0, quick ACKs 0, HTTP/2 "
+      "connections 0, HTTP/2 "
       "streams 0, HTTP/2 streams reset by clients 0, HTTP/2 streams reset by sluice 0, HTTP/2 "
       "GOAWAYs sent 0, HTTP/2 connection errors 0, HTTP/2 connections closed for abuse 0",
       "listener tcp_in: accepted 4, refused (max_connections) 0, routed by SNI 0, SNI default "
@@ -391,7 +392,7 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "bytes to downstream 0, max duration reached 0, downstream resets 0, upstream resets 2",
       "cluster app: connect attempts 10, connect failures 4, no healthy endpoint 0, overflow "
       "(max_active_requests) 0, retries refused (breaker or budget) 0, connect timeouts 0, "
-      "connects refused 4, no endpoint reachable 0, ports exhausted 0",
+      "connects refused 4, no endpoint reachable 0, ports exhausted 0, quick ACKs 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
       "mode entered 0",
   };
