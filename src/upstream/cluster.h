@@ -161,6 +161,10 @@ bool below_panic_threshold(const health::HealthSnapshot& snapshot, uint32_t thre
   COUNTER(quick_acks, "sluice_cluster_quick_acks_total", "", "quick ACKs",                         \
           "Responses read in part and acknowledged at once (TCP_QUICKACK), so a Nagle-bound "      \
           "upstream sends the rest without waiting for a delayed ACK.")                            \
+  COUNTER(delayed_ack_stalls, "sluice_cluster_delayed_ack_stalls_total", "",                      \
+          "delayed-ACK stalls",                                                                    \
+          "Responses whose body followed the head after 35-250 ms on a reused connection: a "      \
+          "Nagle-bound upstream waiting for a delayed ACK (see socket_options.quickack).")         \
   /* HTTP: from an attempt's start to a connection in hand */                                      \
   HISTOGRAM(pool_wait, "sluice_cluster_pool_wait_seconds", "", "pool wait",                        \
             "HTTP: from an attempt's start until it had a connection (a new one's connect "        \

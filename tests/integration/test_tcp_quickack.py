@@ -103,10 +103,13 @@ def case_nagle_backend():
     port = start_backend()
     medians = {}
     acks = {}
+    stalls = {}
     for quickack in (False, True):
         sl, ap = start(port, quickack)
         medians[quickack] = per_request_ms(sl.port("web"))
-        acks[quickack] = tm.scrape(ap).get("sluice_cluster_quick_acks_total", cluster="py")
+        m = tm.scrape(ap)
+        acks[quickack] = m.get("sluice_cluster_quick_acks_total", cluster="py")
+        stalls[quickack] = m.get("sluice_cluster_delayed_ack_stalls_total", cluster="py")
         hu.stop_and_check(sl)
     harness.info("median per request: quickack off %.1f ms, on %.1f ms" % (medians[False], medians[True]))
     check(medians[False] >= 30,
@@ -115,6 +118,11 @@ def case_nagle_backend():
     check(medians[True] < 30 and medians[False] >= 4 * medians[True],
           "quickack on: below the delayed-ACK band and at least 4x faster per request (%.1f ms against %.1f ms)"
           % (medians[True], medians[False]))
+    # Named: each stalled response (a reused connection, body 35-250 ms after its head) moves a
+    # counter and gets the access-log flag delayed_ack_stall.
+    check(stalls[False] >= CLIENTS * (REQUESTS_PER_CLIENT - 1) // 2 and stalls[True] == 0,
+          "sluice_cluster_delayed_ack_stalls_total: most reused requests with quickack off (%r of %d), "
+          "none with it on" % (stalls[False], CLIENTS * (REQUESTS_PER_CLIENT - 1)), repr(stalls))
     # (not one per request: when the head and the body arrive in one read there is nothing to ACK early)
     check(acks[False] == 0 and acks[True] >= 1,
           "sluice_cluster_quick_acks_total: 0 with quickack off, counted with it on (%r)" % acks[True], repr(acks))

@@ -38,6 +38,7 @@ constexpr std::array<std::string_view, static_cast<size_t>(ResponseFlag::kCount)
     "upstream_ports_exhausted",
     "trailer_dropped",
     "refused_stream_resent",
+    "delayed_ack_stall",
 };
 
 int64_t micros(Duration d) {

@@ -44,6 +44,7 @@ enum class ResponseFlag : uint32_t {
   kUpstreamPortsExhausted,
   kTrailerDropped,
   kRefusedStreamResent,
+  kDelayedAckStall,
   kCount,  // not a flag
 };
 

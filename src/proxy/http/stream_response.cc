@@ -114,6 +114,10 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
   }
   if (!response_no_body_) callbacks_.codec().send_trailers(id_, trailers);
   bool reusable = request_complete_ && x.response_clean();
+  if (x.delayed_ack_stall()) {
+    log_.add(ResponseFlag::kDelayedAckStall);
+    ++cluster_->stats().delayed_ack_stalls;
+  }
   if (proxy_.access_log() && x.transport() && will_log()) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.

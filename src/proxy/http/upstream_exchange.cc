@@ -337,6 +337,15 @@ void UpstreamExchange::parse_response() {
     if (response_bytes_ == 0) first_byte_at_ = last_activity_;
     size_t got = c.input().size();
     response_bytes_ += got;
+    if (body_awaited_since_ != MonoTime{}) {
+      // The first bytes after a head that came alone: a gap in Linux's delayed-ACK band
+      // (40-200 ms) on a reused connection is a Nagle-bound upstream waiting for our ACK.
+      Duration gap = last_activity_ - body_awaited_since_;
+      body_awaited_since_ = MonoTime{};
+      using std::chrono::milliseconds;
+      if (reused_ && gap >= milliseconds(35) && gap <= milliseconds(250)) delayed_ack_stall_ = true;
+    }
+    bool had_head = state_ == State::kReceivingBody;
     Parser::Outcome o = codec_.dispatch();
     if (!conn_) return;  // a callback released or failed the exchange
     if (tunnel_) {
@@ -348,6 +357,9 @@ void UpstreamExchange::parse_response() {
       case Parser::Outcome::kNeedMore:
         // A small read that left the response incomplete: the upstream may be holding the
         // rest until this is acknowledged (Nagle's algorithm against our delayed ACK).
+        if (!had_head && state_ == State::kReceivingBody && codec_.mid_message()) {
+          body_awaited_since_ = last_activity_;
+        }
         if (got < net::kQuickAckReadBytes && codec_.mid_message() &&
             cluster_.config().socket_options.quickack) {
           net::ack_now(c.fd());

@@ -105,6 +105,9 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   // The upstream did not process the request (HTTP/2 REFUSED_STREAM, or a stream above a
   // GOAWAY's last stream id): it may go again whatever its method (RFC 9113 §8.7).
   bool refused() const { return refused_; }
+  // The rest of the response followed its head after a delayed-ACK-sized gap (35-250 ms) on
+  // a reused connection: the Nagle / delayed-ACK stall.
+  bool delayed_ack_stall() const { return delayed_ack_stall_; }
   // The failure was a connect another request's failure already counted (an HTTP/2
   // connection that several requests waited for): not to be counted, or reported, again.
   bool failure_counted_elsewhere() const { return counted_elsewhere_; }
@@ -176,6 +179,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   bool reused_ = false;
   bool closed_by_sluice_ = false;
   bool refused_ = false;
+  bool delayed_ack_stall_ = false;
+  MonoTime body_awaited_since_{};  // a read ended with the head and the body still to come
   bool counted_elsewhere_ = false;
   bool chunked_request_ = false;  // HTTP/1.1: the body goes out in chunks
   bool request_ended_ = false;

@@ -392,7 +392,8 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "bytes to downstream 0, max duration reached 0, downstream resets 0, upstream resets 2",
       "cluster app: connect attempts 10, connect failures 4, no healthy endpoint 0, overflow "
       "(max_active_requests) 0, retries refused (breaker or budget) 0, connect timeouts 0, "
-      "connects refused 4, no endpoint reachable 0, ports exhausted 0, quick ACKs 0",
+      "connects refused 4, no endpoint reachable 0, ports exhausted 0, quick ACKs 0, delayed-ACK "
+      "stalls 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
       "mode entered 0",
   };

@@ -33,6 +33,7 @@ TEST(ResponseFlags, EveryFlagHasItsOwnName) {
       {ResponseFlag::kUpstreamPortsExhausted, "upstream_ports_exhausted"},
       {ResponseFlag::kTrailerDropped, "trailer_dropped"},
       {ResponseFlag::kRefusedStreamResent, "refused_stream_resent"},
+      {ResponseFlag::kDelayedAckStall, "delayed_ack_stall"},
   };
   static_assert(std::size(table) == static_cast<size_t>(ResponseFlag::kCount));
   for (auto [flag, text] : table) EXPECT_EQ(name(flag), text);
