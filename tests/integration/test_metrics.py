@@ -736,7 +736,8 @@ def case_tcp_resets_and_refusals_counted():
     line = sl.find_lines("cluster dead: ")
     check(line and line[0].endswith("cluster dead: connect attempts 2, connect failures 2, no healthy endpoint 0, "
                                     "overflow (max_active_requests) 0, retries refused (breaker or budget) 0, "
-                                    "connect timeouts 0, connects refused 2, no endpoint reachable 1, ports exhausted 0"),
+                                    "connect timeouts 0, connects refused 2, no endpoint reachable 1, ports exhausted 0, "
+                                    "quick ACKs 0, delayed-ACK stalls 0"),
           "the exit summary names every cluster counter", "\n".join(line))
     line = sl.find_lines("listener up_rst: ")
     check(line and line[0].endswith("upstream resets 1"), "the exit summary counts the upstream reset",
