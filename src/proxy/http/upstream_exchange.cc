@@ -474,7 +474,7 @@ void UpstreamExchange::on_message_complete(HeaderMap& trailers) {
 void UpstreamExchange::on_reset(sluice::http::StreamId, const sluice::http::StreamReset& r) {
   if (!http2_conn_ || completion_delivered_) return;
   refused_ = r.refused;
-  closed_by_sluice_ = r.reason == "closed by sluice";
+  closed_by_sluice_ = r.reason == upstream::pool::kClosedBySluice;
   std::string_view reason = r.reason.empty() ? std::string_view("no reason given") : r.reason;
   std::string why =
       r.refused

@@ -253,7 +253,7 @@ void Http2Connection::on_write_drained() {
 }
 
 void Http2Connection::on_error(int err) {
-  close(err == ECONNABORTED ? "closed by sluice" : net::error_text(err));
+  close(err == ECONNABORTED ? std::string(kClosedBySluice) : net::error_text(err));
 }
 
 // --- Http2Waiter -----------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "event/loop.h"
@@ -24,6 +25,10 @@ namespace sluice::upstream::pool {
 
 class Http2Pool;
 class Http2Waiter;
+
+// The reason its streams are reset with when sluice itself closed the connection (its address
+// left the DNS answer, on_address_change: close): not the endpoint's doing.
+inline constexpr std::string_view kClosedBySluice = "closed by sluice";
 
 // What a request waiting for a stream hears.
 class Http2Callbacks {
