@@ -188,7 +188,9 @@ std::string render_config_json(
 std::string render_reload_json(const ReloadOutcome& o) {
   nlohmann::json j;
   using R = ReloadOutcome::Result;
-  j["result"] = o.result == R::kApplied ? "applied" : o.result == R::kFailed ? "failed" : "unchanged";
+  j["result"] = o.result == R::kApplied  ? "applied"
+                : o.result == R::kFailed ? "failed"
+                                         : "unchanged";
   j["dry_run"] = o.dry_run;
   j["generation"] = o.generation;
   j["changes"] = o.changes;

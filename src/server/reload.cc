@@ -340,7 +340,8 @@ Status Server::apply_reload(ReloadPlan& plan) {
     std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == name; });
     cert_watchers_.erase(name);
   }
-  std::erase_if(retired_counts_, [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
+  std::erase_if(retired_counts_,
+                [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
   config_ = plan.next;
   if (next.log_level != log::level()) log::set_level(next.log_level);
   return Status::ok();
@@ -348,8 +349,7 @@ Status Server::apply_reload(ReloadPlan& plan) {
 
 void Server::finish_reload(ReloadOutcome outcome) {
   using R = ReloadOutcome::Result;
-  outcome.apply_seconds =
-      std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
+  outcome.apply_seconds = std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
   switch (outcome.result) {
     case R::kApplied:
       ++reload_stats_.applied;

@@ -138,8 +138,8 @@ class Server {
   std::string config_path_;
   admin::Lifecycle lifecycle_;
   event::Loop main_loop_;
-  std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs_;   // by path
-  std::vector<std::pair<std::string, std::string>> listener_addresses_;  // name, bound address
+  std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs_;  // by path
+  std::vector<std::pair<std::string, std::string>> listener_addresses_;   // name, bound address
   // Per listener name: open connections across workers (max_connections).
   std::map<std::string, std::shared_ptr<std::atomic<uint32_t>>> connection_counts_;
   // Those of listeners a reload removed or re-bound, while their connections drain.

@@ -77,8 +77,8 @@ TEST(Lifecycle, OneGaugePerState) {
 }
 
 TEST(Lifecycle, ReloadMetricsNameEveryResult) {
-  ReloadStats s{.generation = 3, .applied = 3, .unchanged = 1, .failed = 2,
-                .last_apply_seconds = 0.25};
+  ReloadStats s{
+      .generation = 3, .applied = 3, .unchanged = 1, .failed = 2, .last_apply_seconds = 0.25};
   EXPECT_EQ(render_reload_metrics(s),
             "# HELP sluice_config_generation The configuration in force: 0 at start, one more "
             "for each reload that changed something.\n"
