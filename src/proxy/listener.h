@@ -64,6 +64,14 @@ class ProxyListener : public net::ListenerCallbacks {
   virtual void report_stats(ListenerStatsSink& sink) const = 0;
   // Connections accepted from now on handshake with `context`; open ones keep theirs.
   virtual void set_tls(std::shared_ptr<tls::ServerContext> context) = 0;
+
+  // The configuration generation (0 at start, one more per applied reload) that requests
+  // and sessions starting now are logged with.
+  uint64_t generation() const { return generation_; }
+  void set_generation(uint64_t generation) { generation_ = generation; }
+
+ private:
+  uint64_t generation_ = 0;
 };
 
 }  // namespace sluice::proxy

@@ -73,6 +73,7 @@ const std::shared_ptr<const T>* find_named(const std::vector<std::shared_ptr<con
 
 struct Server::ReloadPlan {
   std::shared_ptr<const config::Config> next;
+  uint64_t generation = 0;
   // Clusters, by name: new ones and those whose settings changed.
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
   std::vector<std::string> removed_clusters;
@@ -233,6 +234,7 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   o.result = ReloadOutcome::Result::kApplied;
   o.generation = reload_stats_.generation + 1;
   plan->next = std::move(next);
+  plan->generation = o.generation;
   *out = std::move(plan);
   return o;
 }
@@ -313,6 +315,7 @@ Status Server::apply_reload(ReloadPlan& plan) {
   for (size_t w = 0; w < workers_.size(); ++w) {
     WorkerReload r;
     r.config = plan.next;
+    r.generation = plan.generation;
     for (size_t index : touched) r.clusters.push_back(cluster_handoff(w, index));
     for (size_t index : removed) r.clusters.push_back(ClusterHandoff{.index = index});
     r.added = std::move(bound[w]);

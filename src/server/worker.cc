@@ -242,7 +242,10 @@ void Worker::apply(WorkerReload& r) {
       static_cast<proxy::http::HttpProxy&>(*s.proxy).set_clusters(map);
     }
   }
-  for (auto& s : served_) warm_up(*s.handoff.config);
+  for (auto& s : served_) {
+    s.proxy->set_generation(r.generation);
+    warm_up(*s.handoff.config);
+  }
 }
 
 Worker::~Worker() {

@@ -46,6 +46,7 @@ struct ClusterHandoff {
 // What a reload changes on one worker, applied at once between two events.
 struct WorkerReload {
   std::shared_ptr<const config::Config> config;
+  uint64_t generation = 0;
   std::vector<ClusterHandoff> clusters;  // new, changed and removed ones
   std::vector<ListenerHandoff> added;    // with this worker's new listening socket
   std::vector<ListenerHandoff> changed;  // same socket (no fd), new settings

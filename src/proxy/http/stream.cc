@@ -89,6 +89,7 @@ Stream::Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::Strea
       route_timer_(proxy.loop().timers(), [this] { on_route_timeout(); }),
       retry_timer_(proxy.loop().timers(), [this] { start_exchange(false); }) {
   started_ = proxy_.loop().now();
+  log_.config_generation = proxy_.generation();
   log_.head_done = started_;
   log_.first_byte_in = first_byte_in == MonoTime{} ? started_ : first_byte_in;
 }
