@@ -1,4 +1,4 @@
-// The sluice command line: run, check, probe, version.
+// The sluice command line: run, check, reload, probe, version.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -9,13 +9,15 @@
 #include "config/config.h"
 #include "config/config_diff.h"
 #include "probe/cli.h"
+#include "reload_cli.h"
 #include "server/server.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: sluice run -c FILE [--log-level debug|info|warn|error]\n"
-    "       sluice check -c FILE [--diff OLD_FILE]\n"
+    "       sluice check -c FILE [--diff OLD_FILE | --diff-running]\n"
+    "       sluice reload -c FILE [--dry-run]   (asks the sluice at FILE's admin address)\n"
     "       sluice probe URL [options]      (sluice probe --help for the options)\n"
     "       sluice probe --dns NAME [options]\n"
     "       sluice version\n";
@@ -77,13 +79,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "probe") return probe::probe_main(argc - 2, argv + 2);
-  if (command != "run" && command != "check") {
+  if (command != "run" && command != "check" && command != "reload") {
     return usage_error("unknown command '" + std::string(command) + "'");
   }
 
   std::string config_path;
   std::string level_override;
   std::string diff_path;
+  bool diff_running = false;
+  bool dry_run = false;
   for (int i = 2; i < argc; ++i) {
     std::string_view arg = argv[i];
     if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
@@ -92,12 +96,26 @@ int main(int argc, char** argv) {
       level_override = argv[++i];
     } else if (arg == "--diff" && i + 1 < argc && command == "check") {
       diff_path = argv[++i];
+    } else if (arg == "--diff-running" && command == "check") {
+      diff_running = true;
+    } else if (arg == "--dry-run" && command == "reload") {
+      dry_run = true;
     } else {
       return usage_error("unexpected argument '" + std::string(arg) + "'");
     }
   }
   if (config_path.empty()) return usage_error("missing -c FILE");
 
+  if (!diff_path.empty() && diff_running) {
+    return usage_error("--diff and --diff-running: one or the other");
+  }
+  if (command == "reload") return cli::reload_main(config_path, dry_run);
+  if (command == "check" && diff_running) {
+    // FILE must be valid; then the running sluice (at FILE's admin address) says what reading
+    // its own file again would change.
+    if (!check_file(config_path)) return 1;
+    return cli::reload_main(config_path, true);
+  }
   if (command == "check") return check_main(config_path, diff_path);
 
   std::vector<std::string> warnings;

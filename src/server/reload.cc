@@ -176,15 +176,16 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
     if (differs) o.warnings.push_back(std::move(what));
   };
   keep(next->workers != config_->workers,
-       fmt::format("workers: {} in the file, {} running: the number of workers changes only with "
-                   "a restart; it stays {}",
-                   next->workers, config_->workers, config_->workers));
+       fmt::format(
+           "warning: workers: {} in the file, {} running: the number of workers changes only with "
+           "a restart; it stays {}",
+           next->workers, config_->workers, config_->workers));
   next->workers = config_->workers;
   keep(next->admin_address != config_->admin_address,
-       "admin: the admin address changes only with a restart; it stays as it is");
+       "warning: admin: the admin address changes only with a restart; it stays as it is");
   next->admin_address = config_->admin_address;
   keep(!(next->dns == config_->dns),
-       "dns: the resolver's settings change only with a restart; they stay as they are");
+       "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;
 
   auto plan = std::make_unique<ReloadPlan>();
