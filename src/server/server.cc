@@ -13,6 +13,7 @@
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
+#include "server/reload_plan.h"
 #include "server/worker.h"
 #include "tls/cert_store.h"
 #include "tls/cert_watcher.h"
@@ -67,6 +68,8 @@ int Server::run() {
   }
   start_workers(std::move(per_worker));
   reload_timer_ = std::make_unique<event::Timer>(main_loop_.timers(), [this] { start_reload(); });
+  reload_gate_ =
+      std::make_unique<event::Timer>(main_loop_.timers(), [this] { post_reload_when_answered(); });
   drain_deadline_ =
       std::make_unique<event::Timer>(main_loop_.timers(), [this] { on_drain_deadline(); });
   drain_progress_ =
@@ -84,6 +87,7 @@ int Server::run() {
   drain_deadline_->cancel();
   drain_progress_->cancel();
   reload_timer_->cancel();
+  reload_gate_->cancel();
   if (watchdog_) watchdog_->cancel();
   health_->stop();
   stop();

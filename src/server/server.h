@@ -107,8 +107,11 @@ class Server {
   // nothing to apply (the outcome says why).
   struct ReloadPlan;
   admin::ReloadOutcome plan_reload(std::unique_ptr<ReloadPlan>* plan);
-  // Applies the plan on the main thread and posts each worker its part.
+  // Applies the plan on the main thread (what can fail first); then, once the clusters new to
+  // the workers have answered, posts each worker its part.
   Status apply_reload(ReloadPlan& plan);
+  void post_reload_when_answered();
+  void post_reload(ReloadPlan& plan);
   void finish_reload(admin::ReloadOutcome outcome);
   admin::ConfigView config_view() const;
   Status start_discovery();
@@ -176,6 +179,8 @@ class Server {
 
   admin::ReloadStats reload_stats_;
   std::unique_ptr<event::Timer> reload_timer_;
+  std::unique_ptr<event::Timer> reload_gate_;
+  std::unique_ptr<ReloadPlan> reload_plan_;  // applied on the main thread, not yet posted
   MonoTime last_reload_{};
   // Waiting for the next reload, and waiting for the one under way.
   std::vector<std::function<void(admin::ReloadOutcome)>> reload_waiters_;

@@ -120,10 +120,13 @@ void Worker::set_cluster(ClusterHandoff& h) {
     if (!h.config) {
       // Removed: no route leads here any more; requests already on their way finish.
       c.drain_pools();
+      removed_[h.index] = true;
       return;
     }
     c.reconfigure(h.config, h.sink, h.tls);
     if (h.health) c.set_health(h.health);
+    if (removed_[h.index]) c.undrain_pools();  // back under the same name
+    removed_[h.index] = false;
     return;
   }
   SLUICE_CHECK(h.index == clusters_.size() && h.config);
@@ -133,6 +136,7 @@ void Worker::set_cluster(ClusterHandoff& h) {
   if (h.health) cluster->set_health(h.health);
   by_name_[h.config->name] = cluster.get();
   clusters_.push_back(std::move(cluster));
+  removed_.push_back(false);
 }
 
 proxy::http::ClusterMap Worker::cluster_map() const {

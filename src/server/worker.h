@@ -126,6 +126,7 @@ class Worker {
   // Worker-thread state.
   proxy::tcp::TransferPool transfer_pool_;
   std::vector<std::unique_ptr<upstream::Cluster>> clusters_;        // by index; never shrinks
+  std::vector<bool> removed_;                                       // by index
   std::map<std::string, upstream::Cluster*, std::less<>> by_name_;  // removed ones too
   std::vector<Served> served_;
   // Proxies of removed or replaced listeners, with connections still open.

@@ -281,6 +281,14 @@ void Cluster::warm_up_pools() {
   }
 }
 
+void Cluster::undrain_pools() {
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i] && !(health_->flags[i] & (health::kDraining | health::kRemoved))) {
+      pools_[i]->undrain();
+    }
+  }
+}
+
 void Cluster::drain_pools() {
   for (auto& p : pools_) {
     if (p) p->drain();

@@ -114,6 +114,14 @@ void HealthManager::retire_cluster(size_t ci) {
   if (c.decay_timer) c.decay_timer->cancel();
 }
 
+bool HealthManager::checked(size_t ci) const {
+  const ClusterState& c = *clusters_[ci];
+  for (const auto& e : c.endpoints) {
+    if (e.checker && !e.removed && !e.answered) return false;
+  }
+  return true;
+}
+
 std::optional<size_t> HealthManager::find_cluster(std::string_view name) const {
   for (size_t ci = 0; ci < clusters_.size(); ++ci) {
     if (clusters_[ci]->config->name == name) return ci;
