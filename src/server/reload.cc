@@ -74,7 +74,6 @@ const std::shared_ptr<const T>* find_named(const std::vector<std::shared_ptr<con
 
 }  // namespace
 
-
 admin::ConfigView Server::config_view() const {
   admin::ConfigView v;
   v.keep = config_;
