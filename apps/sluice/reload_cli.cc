@@ -73,6 +73,45 @@ void print_lines(std::FILE* out, const nlohmann::json& j, const char* key, const
 
 }  // namespace
 
+int upgrade_main(const std::string& config_path) {
+  auto config = config::load_file(config_path);
+  if (!config) {
+    std::fprintf(stderr, "%s\n", config.status().message().c_str());
+    return 1;
+  }
+  const auto& admin = (*config)->admin_address;
+  if (!admin) {
+    std::fprintf(stderr,
+                 "sluice: %s has no admin address to ask; send the running sluice SIGUSR2 "
+                 "instead\n",
+                 config_path.c_str());
+    return 1;
+  }
+  auto answer = ask_admin(*admin,
+                          "POST /upgrade HTTP/1.1\r\nHost: sluice-admin\r\nContent-Length: "
+                          "0\r\nConnection: close\r\n\r\n");
+  if (!answer) {
+    std::fprintf(stderr, "sluice: cannot ask the admin endpoint %s: %s\n",
+                 admin->to_string().c_str(), answer.status().message().c_str());
+    return 1;
+  }
+  size_t body_at = answer->find("\r\n\r\n");
+  std::string body = body_at == std::string::npos ? "" : answer->substr(body_at + 4);
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("result")) {
+    std::fprintf(stderr, "sluice: the admin endpoint %s answered: %s", admin->to_string().c_str(),
+                 body.c_str());
+    return 1;
+  }
+  if (j["result"] != "upgraded") {
+    std::fprintf(stderr, "upgrade failed, the running sluice keeps serving: %s\n",
+                 j.value("error", std::string()).c_str());
+    return 1;
+  }
+  std::printf("Upgraded: pid %d serves now; the previous process drains\n", j.value("pid", 0));
+  return 0;
+}
+
 int reload_main(const std::string& config_path, bool dry_run) {
   auto config = config::load_file(config_path);
   if (!config) {

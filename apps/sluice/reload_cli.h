@@ -12,4 +12,8 @@ namespace sluice::cli {
 // be asked. What changed, warnings and errors are printed one per line.
 int reload_main(const std::string& config_path, bool dry_run);
 
+// `sluice upgrade -c FILE`: POST /upgrade; 0 once the new process serves, 1 when it failed
+// (the running one keeps serving) or sluice could not be asked.
+int upgrade_main(const std::string& config_path);
+
 }  // namespace sluice::cli

@@ -50,6 +50,10 @@ class ProxyListener : public net::ListenerCallbacks {
   // The worker drains: no new work; connections end when their work does (HTTP closes idle
   // keep-alive connections now, TCP sessions run until the drain deadline).
   virtual void drain() = 0;
+  // A drain for a binary upgrade: the same, except that idle keep-alive connections stay
+  // open until their next request, answered with Connection: close (closing them now would
+  // race with a request the client is sending on one). Their own idle timeout still applies.
+  virtual void drain_keeping_idle() { drain(); }
   // Closes every open connection now: `drain_deadline` (the drain ran out of time) or
   // shutdown.
   virtual void close_all(bool drain_deadline) = 0;

@@ -386,6 +386,7 @@ void Server::post_reload(ReloadPlan& plan) {
     }
     std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == name; });
     cert_watchers_.erase(name);
+    listener_fds_.erase(name);  // else the kernel would queue connections nobody accepts
   }
   config_ = plan.next;
 }

@@ -171,6 +171,12 @@ void Worker::serve(ListenerHandoff h) {
   if (Status st = s.listener->start(); !st) {
     LOG_ERROR("listener {}: {}", h.config->name, st.message());
   }
+  for (auto& fd : h.extra_fds) {
+    auto& l = s.extra.emplace_back(
+        std::make_unique<net::Listener>(loop_, std::move(fd), h.config->name, *s.proxy));
+    if (Status st = l->start(); !st) LOG_ERROR("listener {}: {}", h.config->name, st.message());
+  }
+  h.extra_fds.clear();
   s.handoff = std::move(h);
   served_.push_back(std::move(s));
 }
@@ -213,6 +219,7 @@ void Worker::apply(WorkerReload& r) {
                            [&](const Served& s) { return s.handoff.config->name == name; });
     if (it == served_.end()) continue;
     it->listener->accept_queued_and_close();
+    for (auto& l : it->extra) l->accept_queued_and_close();
     it->proxy->drain();
     retire(std::move(it->proxy));
     served_.erase(it);
@@ -234,6 +241,7 @@ void Worker::apply(WorkerReload& r) {
       // old one run on untouched. (HTTP turned TCP or back: the old one drains.)
       auto fresh = make_proxy(h);
       it->listener->set_callbacks(*fresh);
+      for (auto& l : it->extra) l->set_callbacks(*fresh);
       if (it->handoff.config->protocol == proxy::Protocol::kHttp) it->proxy->drain();
       retire(std::exchange(it->proxy, std::move(fresh)));
     }
@@ -297,11 +305,20 @@ void Worker::thread_main() {
   clusters_.clear();
 }
 
-void Worker::drain(std::function<void()> on_drained) {
-  loop_.post([this, on_drained = std::move(on_drained)]() mutable {
+void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
+  loop_.post([this, keep_idle, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
-    for (auto& s : served_) s.listener->close();
-    for (auto& s : served_) s.proxy->drain();
+    for (auto& s : served_) {
+      s.listener->close();
+      for (auto& l : s.extra) l->close();
+    }
+    for (auto& s : served_) {
+      if (keep_idle) {
+        s.proxy->drain_keeping_idle();
+      } else {
+        s.proxy->drain();
+      }
+    }
     for (auto& p : retired_) p->drain();
     for (auto& c : clusters_) c->drain_pools();
     check_drained();
