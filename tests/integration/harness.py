@@ -623,6 +623,23 @@ def listening_ports():
     return ports
 
 
+def connections_to(port):
+    """How many local TCP sockets are connected (in any state but TIME_WAIT and LISTEN) to
+    `port`, from /proc/net/tcp and tcp6: e.g. sluice's pooled connections to a backend."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] not in ("06", "0A") and int(parts[2].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
 def netstat_counter(name):
     """A TcpExt counter from /proc/net/netstat (per network namespace)."""
     with open("/proc/net/netstat") as f:

@@ -385,6 +385,10 @@ def case_unavailable_when_server_stopped():
     check(resp == b"echo:before", "a call while the server runs: OK", repr(resp))
     srv.stop()
     check(harness.wait_until(lambda: harness.is_refused(srv.port), 5), "the server's port refuses connections")
+    # sluice closes its pooled connection once it reads the server's close; a call before that
+    # would go out on it and be reset, which is another answer (tested elsewhere).
+    check(harness.wait_until(lambda: harness.connections_to(srv.port) == 0, 5),
+          "sluice closed its connection to the stopped server")
     got = error_of(lambda: method(ch, "unary_unary", "Unary")(b"after", timeout=10))
     check(got == (grpc.StatusCode.UNAVAILABLE, "upstream connect error: connection refused", ()),
           "UNAVAILABLE 'upstream connect error: connection refused'", repr(got))

@@ -494,7 +494,11 @@ def case_tcp_listener():
             check(ej is not None and addr(dead) in ej and "(3 consecutive gateway failures; ejection 1)" in ej,
                   "the refusing endpoint is ejected after 3 connect failures", sl.stderr_text()[-3000:])
             fails_before = sl.find_lines(failed_re)
-            check(len(fails_before) == 3, "exactly 3 failed connects to it before the ejection",
+            # The manager ejects on the third report; a worker may try the endpoint once more
+            # before the report is read (the client's next connection can be faster than the
+            # main thread on a loaded machine), never twice.
+            check(len(fails_before) in (3, 4),
+                  "3 failed connects to it before the ejection (a 4th may race the report)",
                   "\n".join(fails_before))
             ej_idx = line_index(sl, EJECTED_RE)
             for i in range(30):

@@ -115,8 +115,11 @@ def case_nagle_backend():
     check(medians[False] >= 30,
           "quickack off: a reused connection waits for the delayed ACK (median %.1f ms >= 30 ms)" % medians[False])
     # (with it on, the Python backend's own speed with 8 clients sets the pace: a few ms)
-    check(medians[True] < 30 and medians[False] >= 4 * medians[True],
-          "quickack on: below the delayed-ACK band and at least 4x faster per request (%.1f ms against %.1f ms)"
+    # (the stall counter below is the exact signal; the times only show its size, and a busy
+    # machine slows the Python backend itself, so the margin here is 2x, not the 7x measured
+    # on an idle one)
+    check(medians[True] < 30 and medians[False] >= 2 * medians[True],
+          "quickack on: below the delayed-ACK band and at least 2x faster per request (%.1f ms against %.1f ms)"
           % (medians[True], medians[False]))
     # Named: each stalled response (a reused connection, body 35-250 ms after its head) moves a
     # counter and gets the access-log flag delayed_ack_stall.
