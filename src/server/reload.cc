@@ -12,7 +12,11 @@
 // worker has.
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "base/log.h"
 #include "config/config_diff.h"
@@ -59,8 +63,9 @@ bool same_listener(const proxy::ListenerConfig& a, const proxy::ListenerConfig& 
 }
 
 // Whether the listening sockets can stay: what they were bound and set up with is the same.
+// (A new backlog is applied to the same sockets: listen() again.)
 bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
-  return a.address == b.address && a.backlog == b.backlog && a.socket_options == b.socket_options;
+  return a.address == b.address && a.socket_options == b.socket_options;
 }
 
 template <typename T>
@@ -275,6 +280,10 @@ Status Server::apply_reload(ReloadPlan& plan) {
   // Nothing fails from here on.
   for (const auto& c : plan.clusters) {
     std::optional<size_t> index = health_->find_cluster(c->name);
+    held_publishes_.insert(index ? *index : health_->cluster_count());
+  }
+  for (const auto& c : plan.clusters) {
+    std::optional<size_t> index = health_->find_cluster(c->name);
     size_t at = index ? *index : health_->cluster_count();
     plan.touched.push_back(at);
     if (!index || health_->retired(*index)) plan.fresh.push_back(at);
@@ -313,7 +322,8 @@ Status Server::apply_reload(ReloadPlan& plan) {
   }
   std::erase_if(retired_counts_,
                 [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
-  if (next.log_level != log::level()) log::set_level(next.log_level);
+  // Only when the file changed it: a --log-level given on the command line stays otherwise.
+  if (next.log_level != config_->log_level) log::set_level(next.log_level);
   return Status::ok();
 }
 
@@ -375,6 +385,15 @@ void Server::post_reload(ReloadPlan& plan) {
     r.removed = plan.stop;
     workers_[w]->reload(std::move(r), [] {});
   }
+  for (const auto& l : plan.changed) {
+    const auto* old = find_named(config_->listeners, l->name);
+    if (!old || (*old)->backlog == l->backlog) continue;
+    for (const auto& fd : listener_fds_[l->name]) {
+      if (::listen(fd.get(), l->backlog) != 0) {
+        LOG_WARN("listener {}: backlog {}: {}", l->name, l->backlog, std::strerror(errno));
+      }
+    }
+  }
   // The main thread's own view.
   for (const auto& name : plan.stop) {
     bool rebound = std::any_of(plan.bind.begin(), plan.bind.end(),
@@ -389,6 +408,12 @@ void Server::post_reload(ReloadPlan& plan) {
     listener_fds_.erase(name);  // else the kernel would queue connections nobody accepts
   }
   config_ = plan.next;
+  held_publishes_.clear();  // their latest snapshots went with the message
+  // Access logs no listener names any more close once the proxies still writing them go.
+  std::erase_if(access_logs_, [&](const auto& entry) {
+    return std::none_of(config_->listeners.begin(), config_->listeners.end(),
+                        [&](const auto& l) { return l->access_log.path == entry.first; });
+  });
 }
 
 void Server::finish_reload(ReloadOutcome outcome) {

@@ -58,6 +58,9 @@ int Server::run() {
     health_ = std::make_unique<upstream::health::HealthManager>(
         main_loop_, config_->clusters,
         [this](size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s) {
+          // While a reload is applied, snapshots wait for the reload's message: a worker
+          // must not see the new endpoints with the old routes.
+          if (held_publishes_.count(cluster)) return;
           for (auto& w : workers_) w->set_health(cluster, s);
         });
     health_->set_tls(cluster_tls_.back());

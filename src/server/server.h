@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -193,6 +194,9 @@ class Server {
   bool workers_joined_ = false;
 
   admin::ReloadStats reload_stats_;
+  // Clusters a reload changes, between apply_reload() and post_reload(): their snapshots go
+  // with the reload's message.
+  std::set<size_t> held_publishes_;
 
   // Binary upgrade.
   std::string exe_path_;  // the executable as started, run again by an upgrade

@@ -45,7 +45,8 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
     : index_(index),
       config_(std::move(config)),
       handoffs_(std::move(listeners)),
-      initial_clusters_(std::move(clusters)) {}
+      initial_clusters_(std::move(clusters)),
+      retire_timer_(loop_.timers(), [this] { close_overdue(); }) {}
 
 void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
   loop_.post([this, connections, done = std::move(done)] {
@@ -55,7 +56,7 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
     r.tls = gone_tls_;
     StatsInto sink(r.tcp, r.http, r.tls);
     for (const auto& s : served_) s.proxy->report_stats(sink);
-    for (const auto& p : retired_) p->report_stats(sink);
+    for (const auto& p : retired_) p.proxy->report_stats(sink);
     for (const auto& c : clusters_) {
       admin::WorkerReport::Cluster rc;
       rc.stats = c->stats();
@@ -71,7 +72,7 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
     r.loop = loop_.stats();
     if (connections) {
       for (const auto& s : served_) s.proxy->report_connections(r.connections);
-      for (const auto& p : retired_) p->report_connections(r.connections);
+      for (const auto& p : retired_) p.proxy->report_connections(r.connections);
       for (const auto& c : clusters_) {
         const std::string& name = c->config().name;
         c->for_each_pool([&](size_t, const upstream::pool::ConnPool& pool) {
@@ -191,22 +192,46 @@ void Worker::warm_up(const proxy::ListenerConfig& listener) {
   }
 }
 
-void Worker::retire(std::unique_ptr<proxy::ProxyListener> proxy) {
-  retired_.push_back(std::move(proxy));
+void Worker::retire(std::unique_ptr<proxy::ProxyListener> proxy, MonoTime close_at) {
+  retired_.push_back(Retired{std::move(proxy), close_at});
+  if (close_at != MonoTime::max() &&
+      (!retire_timer_.armed() || close_at < retire_timer_.deadline())) {
+    retire_timer_.arm_at(close_at);
+  }
   reap_retired();
+}
+
+void Worker::close_overdue() {
+  MonoTime next = MonoTime::max();
+  std::vector<proxy::ProxyListener*> overdue;
+  for (auto& r : retired_) {
+    if (r.close_at <= loop_.now()) {
+      overdue.push_back(r.proxy.get());
+      r.close_at = MonoTime::max();
+    } else {
+      next = std::min(next, r.close_at);
+    }
+  }
+  // Closing reaps (on_idle): the list changes under the loop above, not under this one.
+  for (auto* p : overdue) p->close_all(true);
+  if (next != MonoTime::max()) retire_timer_.arm_at(next);
+}
+
+void Worker::discard(std::unique_ptr<net::Listener> listener) {
+  loop_.post([gone = std::shared_ptr<net::Listener>(std::move(listener))] {});
 }
 
 void Worker::reap_retired() {
   for (auto it = retired_.begin(); it != retired_.end();) {
-    if ((*it)->active() != 0) {
+    if (it->proxy->active() != 0) {
       ++it;
       continue;
     }
     StatsInto gone(gone_tcp_, gone_http_, gone_tls_);
-    (*it)->report_stats(gone);
+    it->proxy->report_stats(gone);
     // Deleted on the next iteration: this may run inside one of its own callbacks, and its
     // connections may still wait for deferred deletion.
-    loop_.post([gone = std::shared_ptr<proxy::ProxyListener>(std::move(*it))] {});
+    loop_.post([gone = std::shared_ptr<proxy::ProxyListener>(std::move(it->proxy))] {});
     it = retired_.erase(it);
   }
 }
@@ -220,8 +245,12 @@ void Worker::apply(WorkerReload& r) {
     if (it == served_.end()) continue;
     it->listener->accept_queued_and_close();
     for (auto& l : it->extra) l->accept_queued_and_close();
-    it->proxy->drain();
-    retire(std::move(it->proxy));
+    discard(std::move(it->listener));
+    for (auto& l : it->extra) discard(std::move(l));
+    // Connections just accepted from the queue get their request answered (with
+    // Connection: close), as do idle keep-alive ones; drain_timeout bounds the rest.
+    it->proxy->drain_keeping_idle();
+    retire(std::move(it->proxy), loop_.now() + config_->drain_timeout);
     served_.erase(it);
   }
   for (auto& h : r.changed) {
@@ -291,8 +320,8 @@ void Worker::thread_main() {
     s.proxy->report_stats(sink);
   }
   for (auto& p : retired_) {
-    p->close_all(false);
-    p->report_stats(sink);
+    p.proxy->close_all(false);
+    p.proxy->report_stats(sink);
   }
   // Connections, streams and attempts waiting for deferred deletion refer to their proxy
   // and cluster: destroy them while those still exist.
@@ -319,7 +348,7 @@ void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
         s.proxy->drain();
       }
     }
-    for (auto& p : retired_) p->drain();
+    for (auto& p : retired_) p.proxy->drain();
     for (auto& c : clusters_) c->drain_pools();
     check_drained();
   });
@@ -340,7 +369,7 @@ void Worker::check_drained() {
 void Worker::close_all() {
   loop_.post([this] {
     for (auto& s : served_) s.proxy->close_all(true);
-    for (auto& p : retired_) p->close_all(true);
+    for (auto& p : retired_) p.proxy->close_all(true);
   });
 }
 

@@ -16,6 +16,7 @@
 #include "admin/metrics.h"
 #include "config/config.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "net/listener.h"
 #include "proxy/http/http_proxy.h"
 #include "proxy/tcp/tcp_proxy.h"
@@ -115,9 +116,14 @@ class Worker {
   void set_cluster(ClusterHandoff& h);
   std::unique_ptr<proxy::ProxyListener> make_proxy(const ListenerHandoff& h);
   void serve(ListenerHandoff h);
-  // The proxy stops taking connections; it is deleted once its last one closes.
-  void retire(std::unique_ptr<proxy::ProxyListener> proxy);
+  // The proxy stops taking connections; it is deleted once its last one closes, and its
+  // connections still open at `close_at` are closed then.
+  void retire(std::unique_ptr<proxy::ProxyListener> proxy, MonoTime close_at = MonoTime::max());
   void reap_retired();
+  void close_overdue();
+  // A listening socket that stops: deleted on a later iteration (the current one may still
+  // hold an event for it).
+  void discard(std::unique_ptr<net::Listener> listener);
   proxy::http::ClusterMap cluster_map() const;
   void warm_up(const proxy::ListenerConfig& listener);
 
@@ -135,12 +141,17 @@ class Worker {
   std::map<std::string, upstream::Cluster*, std::less<>> by_name_;  // removed ones too
   std::vector<Served> served_;
   // Proxies of removed or replaced listeners, with connections still open.
-  std::vector<std::unique_ptr<proxy::ProxyListener>> retired_;
+  struct Retired {
+    std::unique_ptr<proxy::ProxyListener> proxy;
+    MonoTime close_at;
+  };
+  std::vector<Retired> retired_;
   // Counters of retired proxies that are gone, so that listener counters never go back.
   std::map<std::string, proxy::tcp::TcpProxyStats> gone_tcp_;
   std::map<std::string, proxy::http::HttpProxyStats> gone_http_;
   std::map<std::string, tls::ListenerTlsStats> gone_tls_;
   std::function<void()> on_drained_;
+  event::Timer retire_timer_;  // the earliest Retired::close_at
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
   std::map<std::string, tls::ListenerTlsStats> final_tls_stats_;
