@@ -1,0 +1,783 @@
+#!/usr/bin/env python3
+"""Configuration reload in place (`POST /reload` on the admin address, SIGHUP).
+
+- routes and endpoints change under load: configs A and B alternate 100 times (a route's
+  cluster, a new prefix, a second endpoint, a second listener) while keep-alive and
+  new-connection clients send requests to the listener that stays: no failed request, each
+  answer from A's or B's routing; the second listener serves under B and refuses under A;
+  afterwards the same descriptors as before (by kind) and RSS within 10 %; the generation
+  and sluice_config_reloads_total count every reload;
+- a TCP tunnel and a slow download opened before 10 reloads (one of them changes the TCP
+  listener's idle_timeout) keep working: the tunnel echoes, the download arrives whole, new
+  connections get the new idle_timeout while the old tunnel keeps the old one;
+- an invalid file (YAML error, a route naming a missing cluster, no file): 400 with the
+  located errors `sluice check` prints, the old routes keep serving, counted as failed, logged;
+- a listener added by a reload serves; a removed one refuses new connections while a
+  request in flight on it completes; the changes listed are those of `sluice check --diff`;
+- `workers` and the admin address cannot change: a warning, kept as they were;
+- 5 SIGHUPs back to back make at most 2 reloads; a dry run lists the changes and changes
+  nothing;
+- an unchanged (or only reformatted) file: "unchanged", the generation stays;
+- `--log-level` given on the command line survives a reload that does not touch log_level.
+
+The state that a reload must keep (least-request counts, ejections, DNS answers) is in
+test_reload_state.py.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, info, soft_check  # noqa: E402
+from http_backend import (HttpBackend, PeerClosed, SockReader, header_values, parse_head,  # noqa: E402
+                          pattern_slice)
+import http_util as hu  # noqa: E402
+
+ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
+METRIC_RE = re.compile(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", re.M)
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def make_config(listeners, clusters, workers=2, log_level=None, admin="127.0.0.1:0", extra=None):
+    cfg = {"workers": workers, "drain_timeout": "5s", "admin": {"address": admin}}
+    if log_level:
+        cfg["log_level"] = log_level
+    cfg["listeners"] = listeners
+    cfg["clusters"] = clusters
+    cfg.update(extra or {})
+    return harness.to_yaml(hu._quote(cfg)) + "\n"
+
+
+def route(prefix, cluster, **kw):
+    r = {"match": {"prefix": prefix}, "cluster": cluster}
+    r.update(kw)
+    return r
+
+
+def http_listener(name, routes, **kw):
+    return hu.simple_listener(routes, name=name, **kw)
+
+
+def tcp_listener(name, cluster, **kw):
+    lst = {"name": name, "address": "127.0.0.1:0", "protocol": "tcp", "cluster": cluster}
+    lst.update(kw)
+    return lst
+
+
+def parse_metrics(text):
+    return {k: float(v) for k, v in METRIC_RE.findall(text)}
+
+
+class Reloadable:
+    """A running sluice with an admin listener, whose configuration file the test rewrites."""
+
+    def __init__(self, text, **kw):
+        self.sl = harness.Sluice(text, **kw)
+        self.text = text
+        line = self.sl.wait_log(ADMIN_RE, 10)
+        if not line:
+            raise harness.CheckFailed_with("no 'admin listening on 127.0.0.1:PORT' line", self.sl.stderr_text())
+        self.admin = int(ADMIN_RE.search(line).group(1))
+        self.path = self.sl.config_path
+
+    def write(self, text):
+        """Replaces the file in one step (a reload never reads half of it)."""
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.path)
+        self.text = text
+
+    def admin_request(self, method, target, timeout=20):
+        return hu.request_once(self.admin, method, target, body=b"" if method == "POST" else None,
+                               host="admin", timeout=timeout)
+
+    def reload(self, dry_run=False):
+        """POST /reload; returns (status, reply as a dict)."""
+        r = self.admin_request("POST", "/reload?dry_run=1" if dry_run else "/reload")
+        try:
+            return r.status, json.loads(r.body)
+        except ValueError:
+            return r.status, {"body": r.body.decode("latin-1")}
+
+    def apply(self, text, what):
+        """Writes text, reloads, and checks that it was applied; returns the reply."""
+        self.write(text)
+        status, reply = self.reload()
+        check(status == 200 and reply.get("result") == "applied" and not reply.get("errors"),
+              "%s: reload applied" % what, "%d %r\n%s" % (status, reply, hu.log_tail(self.sl)))
+        return reply
+
+    def metrics(self):
+        return parse_metrics(self.admin_request("GET", "/metrics").body.decode())
+
+    def reload_counts(self):
+        m = self.metrics()
+        return {k: int(m.get('sluice_config_reloads_total{result="%s"}' % k, -1))
+                for k in ("applied", "unchanged", "failed")}
+
+    def generation(self):
+        return int(self.metrics().get("sluice_config_generation", -1))
+
+    def json(self, target):
+        return json.loads(self.admin_request("GET", target).body)
+
+    def endpoint(self, cluster, address):
+        for c in self.json("/clusters"):
+            if c["name"] == cluster:
+                for e in c["endpoints"]:
+                    if e["address"] == address:
+                        return e
+        return None
+
+
+def check_diff(rl, old_text, new_text, changes, what):
+    """changes (a reply's list) are exactly the lines `sluice check -c NEW --diff OLD` prints."""
+    old = os.path.join(rl.sl.tmpdir, "diff-old.yaml")
+    with open(old, "w") as f:
+        f.write(old_text)
+    p = harness.run_sluice_cmd(["check", "-c", rl.path, "--diff", old])
+    want = p.stdout.splitlines()[1:]
+    check(p.returncode == 0 and changes == want, "%s: the changes are those `sluice check --diff` lists" % what,
+          "reply:\n%s\nsluice check --diff (rc %d):\n%s%s" % ("\n".join(changes), p.returncode, p.stdout, p.stderr))
+
+
+def served_by(r):
+    return r.header("x-backend") if r.status == 200 else "status %d" % r.status
+
+
+class GateBackend(harness.TcpServer):
+    """HTTP/1.1 keep-alive backend: a path under /hold waits for release() before its answer;
+    any other answers at once. Answers are JSON {backend, target} with X-Backend."""
+
+    def __init__(self, name):
+        self.name = name
+        self.gate = threading.Event()
+        self.held = 0
+        self.targets = []
+        super().__init__()
+
+    def release(self):
+        self.gate.set()
+
+    def stop(self):
+        self.gate.set()
+        super().stop()
+
+    def handle(self, conn):
+        reader = SockReader(conn)
+        while True:
+            try:
+                head = reader.read_until(b"\r\n\r\n")
+            except (PeerClosed, OSError):
+                return
+            start, headers = parse_head(head)
+            target = start.split(" ")[1]
+            cl = header_values(headers, "content-length")
+            if cl:
+                reader.discard(int(cl[0]))
+            with self._lock:
+                self.targets.append(target)
+            if target.startswith("/hold"):
+                with self._lock:
+                    self.held += 1
+                if not self.gate.wait(30):
+                    return
+            body = json.dumps({"backend": self.name, "target": target}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (self.name.encode(), len(body), body))
+
+
+class TrickleBackend(harness.TcpServer):
+    """/trickle: a head announcing PIECES pieces of PIECE pattern bytes, then one piece each
+    time the test calls feed(). Anything else: 200 with X-Backend."""
+
+    PIECE = 64 * 1024
+
+    def __init__(self, name, pieces):
+        self.name = name
+        self.pieces = pieces
+        self.feeds = threading.Semaphore(0)
+        super().__init__()
+
+    def feed(self):
+        self.feeds.release()
+
+    def handle(self, conn):
+        reader = SockReader(conn)
+        while True:
+            try:
+                head = reader.read_until(b"\r\n\r\n")
+            except (PeerClosed, OSError):
+                return
+            target = parse_head(head)[0].split(" ")[1]
+            hdr = "HTTP/1.1 200 OK\r\nX-Backend: %s\r\nContent-Length: %d\r\n\r\n"
+            if not target.startswith("/trickle"):
+                conn.sendall((hdr % (self.name, 2)).encode() + b"ok")
+                continue
+            conn.sendall((hdr % (self.name, self.pieces * self.PIECE)).encode())
+            for i in range(self.pieces):
+                if not self.feeds.acquire(timeout=30):
+                    return
+                conn.sendall(pattern_slice(i * self.PIECE, self.PIECE))
+
+
+def tcp_fd_table():
+    """inode -> (state, local port) for every TCP socket in this network namespace."""
+    out = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            next(f)
+            for line in f:
+                p = line.split()
+                out[p[9]] = (p[3], int(p[1].rsplit(":", 1)[1], 16))
+    return out
+
+
+def fd_kinds(pid):
+    """What the process has open, by kind: listening sockets by port, other TCP sockets by
+    state, pipes, eventfds, timerfds, epoll, files by path."""
+    table = tcp_fd_table()
+    kinds = collections.Counter()
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            link = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]$", link)
+        if m and m.group(1) in table:
+            state, port = table[m.group(1)]
+            kinds["tcp listen :%d" % port if state == "0A" else "tcp state %s" % state] += 1
+        elif m:
+            kinds["socket (not tcp)"] += 1
+        else:
+            kinds[re.sub(r":\[\d+\]$", "", link)] += 1
+    return kinds
+
+
+def no_tcp_connections(pid):
+    k = fd_kinds(pid)
+    return not any(x.startswith("tcp state") for x in k)
+
+
+# --------------------------------------------------------------------------
+# 1. routes and endpoints change under load
+
+
+class Load:
+    """Clients sending GETs to `port` until stop(): `keepalive` threads on one connection each,
+    `fresh` threads on a new connection per request. Paths cycle through `paths`; every
+    answer is recorded as (path, status, X-Backend), every exception as an error."""
+
+    def __init__(self, port, paths, keepalive=3, fresh=2):
+        self.port = port
+        self.paths = paths
+        self.results = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ths = ([threading.Thread(target=self._run, args=(t, True), daemon=True) for t in range(keepalive)] +
+                     [threading.Thread(target=self._run, args=(keepalive + t, False), daemon=True)
+                      for t in range(fresh)])
+        for th in self._ths:
+            th.start()
+        harness.register_cleanup(self.stop)
+
+    def _run(self, t, keepalive):
+        c = None
+        i = 0
+        while not self._stop.is_set():
+            path = self.paths[i % len(self.paths)]
+            target = "%s/%d/%d" % (path, t, i)
+            try:
+                if c is None:
+                    c = hu.Client(self.port, timeout=10)
+                r = c.request("GET", target)
+                with self._lock:
+                    self.results.append((path, r.status, served_by(r)))
+                if not keepalive or "close" in r.tokens("connection"):
+                    if keepalive:
+                        with self._lock:
+                            self.errors.append("thread %d %s: Connection: close" % (t, target))
+                    c.close()
+                    c = None
+            except Exception as e:
+                with self._lock:
+                    self.errors.append("thread %d %s: %r" % (t, target, e))
+                if c:
+                    c.close()
+                c = None
+            i += 1
+        if c:
+            c.close()
+
+    def count(self):
+        with self._lock:
+            return len(self.results)
+
+    def stop(self):
+        self._stop.set()
+        for th in self._ths:
+            th.join(15)
+        return not any(th.is_alive() for th in self._ths)
+
+
+def case_routes_and_endpoints_under_load():
+    # RSS is compared before and after: keep ASan's quarantine of freed memory small, or it
+    # grows with any traffic (no effect on a build without ASan)
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=1:quarantine_size_mb=4"
+    try:
+        routes_and_endpoints_under_load()
+    finally:
+        del os.environ["ASAN_OPTIONS"]
+
+
+def routes_and_endpoints_under_load():
+    a1, a2, b = HttpBackend("a1"), HttpBackend("a2"), HttpBackend("b")
+    pool = {"idle_timeout": "300ms"}
+    conf_a = make_config(
+        [http_listener("web", [route("/svc", "alpha"), route("/api", "alpha"), route("/", "alpha")])],
+        [hu.cluster("alpha", [a1], pool=pool), hu.cluster("beta", [b], pool=pool)], log_level="info")
+    conf_b = make_config(
+        [http_listener("web", [route("/svc", "beta"), route("/api/v2", "beta"), route("/api", "alpha"),
+                               route("/", "alpha")]),
+         http_listener("extra", [route("/", "beta")])],
+        [hu.cluster("alpha", [a1, a2], pool=pool), hu.cluster("beta", [b], pool=pool)], log_level="info")
+    allowed = {"/svc": {"a1", "b"}, "/api/v2": {"a1", "b"}, "/api/v1": {"a1", "a2"}, "/other": {"a1", "a2"}}
+    rl = Reloadable(conf_a, log_level="info")
+    sl = rl.sl
+    port = sl.port("web")
+    pid = sl.pid
+
+    def storm(n, first, load):
+        """n reloads, alternating B and A; under B the extra listener serves, under A it refuses."""
+        for i in range(first, first + n):
+            to_b = i % 2 == 1
+            mark = sl.line_count()
+            rl.write(conf_b if to_b else conf_a)
+            status, reply = rl.reload()
+            if not (status == 200 and reply.get("result") == "applied" and reply.get("generation") == i):
+                return "reload %d: %d %r" % (i, status, reply)
+            if to_b:
+                line = sl.wait_log(re.compile(r"listener extra listening on 127\.0\.0\.1:\d+ "), 5, mark)
+                if not line:
+                    return "reload %d: no 'listener extra listening on' line" % i
+                xport = int(re.search(r":(\d+) ", line).group(1))
+                r = hu.request_once(xport, "GET", "/x/%d" % i)
+                if served_by(r) != "b":
+                    return "reload %d: the extra listener answered %s" % (i, r.describe())
+            elif not harness.is_refused(sl.ports["extra"]):
+                return "reload %d: the removed extra listener (port %d) still accepts" % (i, sl.ports["extra"])
+            if load.errors:
+                return "reload %d: client errors" % i
+        return None
+
+    # warm-up: the load and 10 reloads, so that whatever is made once is made before the
+    # baseline
+    paths = list(allowed)
+    load = Load(port, paths)
+    check(harness.wait_until(lambda: load.count() >= 100 or load.errors, 10),
+          "load running (%d answers)" % load.count(), "\n".join(load.errors[:5]))
+    problem = storm(10, 1, load)
+    load.stop()
+    check(problem is None and not load.errors, "warm-up: 10 reloads under load",
+          "%s\n%s\n%s" % (problem, "\n".join(load.errors[:10]), hu.log_tail(sl)))
+    check(harness.wait_until(lambda: no_tcp_connections(pid), 10),
+          "after the warm-up every client and pooled connection closes", repr(fd_kinds(pid)))
+    base_fds = fd_kinds(pid)
+    base_rss = hu.vmrss_kib(pid)
+    info("baseline: %d descriptors, RSS %d KiB" % (sum(base_fds.values()), base_rss))
+
+    load = Load(port, paths)
+    harness.wait_until(lambda: load.count() >= 50 or load.errors, 10)
+    t0 = time.monotonic()
+    problem = storm(100, 11, load)
+    took = time.monotonic() - t0
+    n_during = load.count()
+    stopped = load.stop()
+    info("100 reloads in %.1f s; %d requests answered meanwhile" % (took, n_during))
+    check(problem is None, "100 reloads alternating A and B, each applied with the next generation; the extra "
+          "listener serves under B and refuses under A", "%s\n%s" % (problem, hu.log_tail(sl)))
+    check(stopped, "the client threads finished")
+    check(not load.errors, "no failed request, reset or closed connection among %d" % len(load.results),
+          "\n".join(load.errors[:10]))
+    statuses = collections.Counter(s for _, s, _ in load.results)
+    check(set(statuses) == {200}, "every answer is 200", repr(statuses))
+    wrong = collections.Counter((p, be) for p, _, be in load.results if be not in allowed[p])
+    check(not wrong, "every answer comes from A's or B's routing", repr(wrong))
+    seen = collections.Counter((p, be) for p, _, be in load.results)
+    info("answers by (path, backend): %s" % dict(seen))
+    check(seen[("/svc", "b")] > 0 and seen[("/api/v2", "b")] > 0 and seen[("/other", "a2")] > 0,
+          "B's routes and endpoint took traffic during the storm", repr(dict(seen)))
+
+    # A is in force: its routes only, a2 no longer used
+    a2_before = a2.stats()["requests"]
+    got = collections.Counter()
+    for p in paths:
+        for i in range(5):
+            got[(p, served_by(hu.request_once(port, "GET", "%s/after/%d" % (p, i))))] += 1
+    check(got == collections.Counter({(p, "a1"): 5 for p in paths}),
+          "after the storm (A in force) every path is served by a1", repr(got))
+    check(a2.stats()["requests"] == a2_before, "the removed endpoint a2 gets no new request")
+
+    m = rl.metrics()
+    check(int(m.get("sluice_config_generation", -1)) == 110, "sluice_config_generation is 110",
+          repr(m.get("sluice_config_generation")))
+    counts = rl.reload_counts()
+    check(counts == {"applied": 110, "unchanged": 0, "failed": 0},
+          "sluice_config_reloads_total: applied 110, unchanged 0, failed 0", repr(counts))
+    life = {k: v for k, v in m.items() if k.startswith("sluice_lifecycle_state")}
+    check(life.get('sluice_lifecycle_state{state="ready"}') == 1 and
+          life.get('sluice_lifecycle_state{state="reloading"}') == 0,
+          "lifecycle state ready (reloading 0)", repr(life))
+    check(harness.wait_until(lambda: fd_kinds(pid) == base_fds, 10),
+          "the same descriptors as before the 100 reloads (%d)" % sum(base_fds.values()),
+          "before: %r\nafter:  %r" % (dict(base_fds), dict(fd_kinds(pid))))
+    rss = hu.vmrss_kib(pid)
+    info("RSS %d KiB after the storm (baseline %d KiB, %+.1f %%)" % (rss, base_rss, 100.0 * (rss - base_rss) / base_rss))
+    check(rss <= base_rss * 1.10, "RSS within 10 %% of the baseline (%d KiB, baseline %d KiB)" % (rss, base_rss))
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 2. a tunnel and a slow download across reloads
+
+
+def case_tunnel_and_download_across_reloads():
+    echo = harness.EchoServer()
+    pieces = 12
+    slow = TrickleBackend("slow", pieces)
+    other = HttpBackend("other")
+
+    def conf(i, idle):
+        routes = [route("/trickle", "slow")]
+        if i % 2 == 1:
+            routes.insert(0, route("/side", "other", timeout="5s"))
+        return make_config(
+            [tcp_listener("tcp_in", "echo", idle_timeout=idle), http_listener("web", routes)],
+            [hu.cluster("echo", [echo.address]),
+             hu.cluster("slow", [slow], connect_timeout="2s" if i % 2 == 1 else "1s"),
+             hu.cluster("other", [other])])
+
+    rl = Reloadable(conf(0, "300s"))
+    sl = rl.sl
+    tport, wport = sl.port("tcp_in"), sl.port("web")
+    tunnel = harness.connect(tport)
+    check(harness.echo_roundtrip(tunnel, b"before"), "the tunnel echoes before the reloads")
+    dl = hu.Client(wport, timeout=10)
+    dl.send(hu.build_request("GET", "/trickle"))
+    dl.reader.deadline = time.monotonic() + 10
+    start, headers = parse_head(dl.reader.read_until(b"\r\n\r\n"))
+    check(start == "HTTP/1.1 200 OK" and header_values(headers, "content-length") == [str(pieces * slow.PIECE)],
+          "the download's head arrives (200, Content-Length %d)" % (pieces * slow.PIECE), start)
+    digest = hashlib.sha256()
+    received = 0
+
+    def piece():
+        nonlocal received
+        slow.feed()
+        dl.reader.deadline = time.monotonic() + 10
+        data = dl.reader.read_exact(slow.PIECE)
+        digest.update(data)
+        received += len(data)
+
+    piece()
+    fresh = None
+    for i in range(1, 11):
+        idle = "1s" if i >= 5 else "300s"
+        reply = rl.apply(conf(i, idle), "reload %d%s" % (i, " (tcp_in idle_timeout 300s -> 1s)" if i == 5 else ""))
+        if i == 5:
+            info("reload 5 changes: %s" % reply["changes"])
+            cfg_tcp = [x for x in rl.json("/config")["listeners"] if x["name"] == "tcp_in"][0]
+            check(cfg_tcp["idle_timeout"] == "1s", "/config shows tcp_in idle_timeout 1s", repr(cfg_tcp))
+            fresh = harness.connect(tport)
+            check(harness.echo_roundtrip(fresh, b"fresh"), "a new tunnel after reload 5 echoes")
+        check(harness.echo_roundtrip(tunnel, b"after reload %d" % i), "the old tunnel echoes after reload %d" % i)
+        piece()
+        check(received == (i + 1) * slow.PIECE, "download: piece %d of %d arrived after reload %d" % (i + 1, pieces, i))
+    # a probe opened now is closed after 1 s idle; the old tunnel has been idle longer by then
+    probe = harness.connect(tport)
+    check(harness.echo_roundtrip(probe, b"probe"), "a probe tunnel echoes")
+    how, idle_for = harness.wait_closed(probe, 5)
+    check(how in ("eof", "reset") and 0.8 <= idle_for <= 3.0,
+          "a tunnel opened after reload 5 is closed after ~1 s idle (closed %s after %.2f s)" % (how, idle_for))
+    how, _ = harness.wait_closed(fresh, 1)
+    check(how in ("eof", "reset"), "so is the one opened right after reload 5 (%s)" % how)
+    check(harness.echo_roundtrip(tunnel, b"still here"),
+          "the tunnel opened before the reloads keeps idle_timeout 300s: it still echoes after more than 1 s idle")
+    piece()
+    want = hashlib.sha256(b"".join(bytes(pattern_slice(i * slow.PIECE, slow.PIECE)) for i in range(pieces)))
+    check(received == pieces * slow.PIECE and digest.hexdigest() == want.hexdigest(),
+          "the download completes intact (%d bytes, sha256)" % received)
+    r = dl.request("GET", "/trickle-after")
+    check(r.status == 200 and r.body == b"ok", "the download's connection serves its next request", r.describe())
+    check(rl.generation() == 10, "generation 10 after 10 reloads")
+    tunnel.close()
+    dl.close()
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 3. invalid files
+
+
+def locate(text, needle):
+    lines = text.splitlines()
+    n = next(i for i, l in enumerate(lines) if needle in l)
+    return n + 1, lines[n].index(needle) + 1
+
+
+def case_invalid_file_keeps_the_old_configuration():
+    a, b = HttpBackend("a"), HttpBackend("b")
+    good = make_config([http_listener("web", [route("/", "app")])], [hu.cluster("app", [a]), hu.cluster("other", [b])])
+    rl = Reloadable(good)
+    sl = rl.sl
+    port = sl.port("web")
+    check(served_by(hu.request_once(port, "GET", "/x")) == "a", "web serves from a")
+
+    def expect_failed(what, text, want_errors=None):
+        mark = sl.line_count()
+        if text is None:
+            os.remove(rl.path)
+        else:
+            rl.write(text)
+        p = harness.run_sluice_cmd(["check", "-c", rl.path])
+        checked = p.stderr.splitlines()
+        status, reply = rl.reload()
+        check(status == 400 and reply.get("result") == "failed" and reply.get("generation") == 0 and
+              reply.get("dry_run") is False and reply.get("changes") == [],
+              "%s: 400, result failed, generation 0, no changes" % what, "%d %r" % (status, reply))
+        check(reply["errors"] == checked and all(e.startswith(rl.path + ":") for e in checked),
+              "%s: the errors are exactly what `sluice check` prints (%s)" % (what, " | ".join(
+                  e.replace(rl.path, "FILE") for e in checked)), "reply: %r\ncheck: %r" % (reply["errors"], checked))
+        if want_errors is not None:
+            check(reply["errors"] == want_errors, "%s: the error is %s" % (what, " | ".join(
+                e.replace(rl.path, "FILE") for e in want_errors)), repr(reply["errors"]))
+        n = len(checked)
+        head = sl.wait_log("reload failed, the running configuration stays: %d error(s)" % n, 5, mark)
+        logged = [harness.LOG_RE.match(l) for l in sl.find_lines(lambda l: True, mark)]
+        logged = [(m.group(2), m.group(4)) for m in logged if m]
+        check(head is not None and all(("ERROR", e) in logged for e in checked),
+              "%s: logged at ERROR: the count and each error" % what, hu.log_tail(sl, 10))
+        check(served_by(hu.request_once(port, "GET", "/x")) == "a", "%s: the old routes keep serving" % what)
+
+    broken = good.replace("protocol: http\n", "protocol: [http\n", 1)
+    expect_failed("YAML error", broken)
+    bad = good.replace("cluster: app\n", "cluster: nope\n", 1)
+    line, col = locate(bad, "nope")
+    expect_failed("a route naming a missing cluster", bad, [
+        "%s:%d:%d: listeners[0].virtual_hosts[0].routes[0].cluster: no cluster named 'nope'" % (rl.path, line, col)])
+    expect_failed("no file", None)
+    counts = rl.reload_counts()
+    check(counts == {"applied": 0, "unchanged": 0, "failed": 3},
+          "sluice_config_reloads_total: failed 3, applied 0", repr(counts))
+    check(rl.generation() == 0, "sluice_config_generation stays 0")
+    fixed = make_config([http_listener("web", [route("/", "other")])], [hu.cluster("app", [a]), hu.cluster("other", [b])])
+    reply = rl.apply(fixed, "a valid file again")
+    check(reply["generation"] == 1, "the next good file is generation 1", repr(reply))
+    check(served_by(hu.request_once(port, "GET", "/x")) == "b", "the new route serves from b")
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 4. listeners added and removed
+
+
+def case_listener_added_and_removed():
+    a = HttpBackend("a")
+    gate = GateBackend("g")
+    conf_a = make_config([http_listener("web", [route("/", "app")]), http_listener("old", [route("/", "held")])],
+                         [hu.cluster("app", [a]), hu.cluster("held", [gate])])
+    conf_b = make_config([http_listener("web", [route("/", "app")]), http_listener("fresh", [route("/", "app")])],
+                         [hu.cluster("app", [a]), hu.cluster("held", [gate])])
+    rl = Reloadable(conf_a)
+    sl = rl.sl
+    old_port = sl.port("old")
+    inflight = hu.Client(old_port, timeout=15)
+    inflight.send(hu.build_request("GET", "/hold/1"))
+    check(harness.wait_until(lambda: gate.held == 1, 5), "a request is in flight on listener old")
+    idle = hu.Client(old_port, timeout=5)
+    check(served_by(idle.request("GET", "/quick")) == "g", "a keep-alive connection on old has been served")
+    mark = sl.line_count()
+    reply = rl.apply(conf_b, "old removed, fresh added")
+    check_diff(rl, conf_a, conf_b, reply["changes"], "old removed, fresh added")
+    line = sl.wait_log(re.compile(r"listener fresh listening on 127\.0\.0\.1:\d+ "), 5, mark)
+    check(line is not None, "log: listener fresh listening on 127.0.0.1:PORT", hu.log_tail(sl))
+    fresh_port = sl.port("fresh")
+    check(served_by(hu.request_once(fresh_port, "GET", "/new")) == "a", "the new listener serves")
+    check(harness.is_refused(old_port), "the removed listener refuses new connections at once")
+    listeners = [x["name"] for x in rl.json("/listeners")]
+    check(listeners == ["web", "fresh"], "/listeners lists web and fresh", repr(listeners))
+    how, extra, _ = idle.wait_closed(5)
+    check(how in ("eof", "reset") and extra == b"", "the idle keep-alive connection on old is closed (%s)" % how)
+    gate.release()
+    r = inflight.read_response()
+    check(r.status == 200 and r.json() == {"backend": "g", "target": "/hold/1"},
+          "the request in flight on the removed listener completes", r.describe())
+    info("its response carried Connection: %s" % r.header("connection"))
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 6. settings only a restart changes
+
+
+def worker_threads(pid):
+    names = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            names.append(f.read().strip())
+    return sorted(n for n in names if re.fullmatch(r"sluice-w\d+", n))
+
+
+def case_workers_and_admin_cannot_change():
+    a, b = HttpBackend("a"), HttpBackend("b")
+    clusters = [hu.cluster("app", [a]), hu.cluster("other", [b])]
+    rl = Reloadable(make_config([http_listener("web", [route("/", "app")])], clusters))
+    sl = rl.sl
+    check(worker_threads(sl.pid) == ["sluice-w0", "sluice-w1"], "2 worker threads", repr(worker_threads(sl.pid)))
+    warn = ("workers: 3 in the file, 2 running: the number of workers changes only with a restart; "
+            "it stays 2")
+    three = make_config([http_listener("web", [route("/", "other")])], clusters, workers=3)
+    reply = rl.apply(three, "workers 3 and a route change")
+    check(reply["warnings"] == [warn], "the warning names workers: '%s'" % warn, repr(reply["warnings"]))
+    check(reply["generation"] == 1, "generation 1")
+    check(served_by(hu.request_once(sl.port("web"), "GET", "/x")) == "b", "the route change is in force")
+    check(rl.json("/config")["workers"] == 2, "/config: workers 2")
+    check(worker_threads(sl.pid) == ["sluice-w0", "sluice-w1"], "still 2 worker threads")
+    status, reply = rl.reload()
+    check(status == 200 and reply["result"] == "unchanged" and reply["warnings"] == [warn] and
+          reply["changes"] == [] and reply["generation"] == 1,
+          "the same file again: unchanged, generation 1, the workers warning again", repr(reply))
+    moved = make_config([http_listener("web", [route("/", "app")])], clusters, workers=2, admin="127.0.0.1:1")
+    reply = rl.apply(moved, "admin address changed and a route change")
+    check(reply["warnings"] == ["admin: the admin address changes only with a restart; it stays as it is"],
+          "the warning names admin", repr(reply["warnings"]))
+    check(rl.generation() == 2, "the admin endpoint answers on its old port (generation 2)")
+    check(served_by(hu.request_once(sl.port("web"), "GET", "/x")) == "a", "the route change is in force")
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 7. SIGHUP coalescing, dry run
+
+
+RESULT_LINE = re.compile(r"reload (\d+ applied in|: .* has no changes)")
+
+
+def case_sighup_coalescing_and_dry_run():
+    a, b = HttpBackend("a"), HttpBackend("b")
+    clusters = [hu.cluster("app", [a]), hu.cluster("other", [b])]
+    conf_a = make_config([http_listener("web", [route("/", "app")])], clusters)
+    conf_b = make_config([http_listener("web", [route("/", "other")])], clusters)
+    rl = Reloadable(conf_a)
+    sl = rl.sl
+    port = sl.port("web")
+    rl.write(conf_b)
+    status, reply = rl.reload(dry_run=True)
+    check(status == 200 and reply["dry_run"] is True and reply["result"] == "applied" and reply["errors"] == [],
+          "dry run: 200, dry_run true, result applied (would apply)", repr(reply))
+    info("dry run reply generation: %r" % reply.get("generation"))
+    check_diff(rl, conf_a, conf_b, reply["changes"], "dry run")
+    check(reply["changes"] == ["listener web: route all/0 (prefix /) cluster app -> other (new requests only)"],
+          "dry run: the one change is the route's cluster", repr(reply["changes"]))
+    check(rl.generation() == 0 and rl.reload_counts() == {"applied": 0, "unchanged": 0, "failed": 0},
+          "after the dry run: generation 0, no reload counted")
+    check(served_by(hu.request_once(port, "GET", "/x")) == "a", "after the dry run the old route still serves")
+
+    mark = sl.line_count()
+    for _ in range(5):
+        os.kill(sl.pid, signal.SIGHUP)
+    check(sl.wait_log(re.compile(r"reload 1 applied in [0-9.]+ ms: 1 changes$"), 5, mark) is not None,
+          "log: reload 1 applied in X ms: 1 changes", hu.log_tail(sl))
+    # a POST now runs after (or with) whatever the signals still had pending
+    status, reply = rl.reload()
+    check(status == 200 and reply["result"] == "unchanged" and reply["generation"] == 1,
+          "a POST /reload afterwards: unchanged, generation 1", repr(reply))
+    results = sl.find_lines(RESULT_LINE, mark)
+    counts = rl.reload_counts()
+    check(counts["applied"] == 1 and counts["failed"] == 0 and counts["unchanged"] in (1, 2),
+          "5 SIGHUPs and a POST: applied 1, unchanged 1 or 2 (5 SIGHUPs made at most 2 reloads)", repr(counts))
+    check(len(results) == counts["applied"] + counts["unchanged"],
+          "the log has one result line per counted reload", "\n".join(results))
+    check(rl.generation() == 1, "sluice_config_generation 1")
+    check(served_by(hu.request_once(port, "GET", "/x")) == "b", "the new route serves")
+    hu.stop_and_check(sl)
+
+
+# --------------------------------------------------------------------------
+# 8. unchanged file
+
+
+def case_unchanged_file():
+    a = HttpBackend("a")
+    conf = make_config([http_listener("web", [route("/", "app")])], [hu.cluster("app", [a])])
+    rl = Reloadable(conf)
+    sl = rl.sl
+    mark = sl.line_count()
+    status, reply = rl.reload()
+    check(status == 200 and reply["result"] == "unchanged" and reply["generation"] == 0 and reply["changes"] == []
+          and reply["errors"] == [] and reply["warnings"] == [] and reply["dry_run"] is False,
+          "the same file: 200, unchanged, generation 0, nothing listed", repr(reply))
+    check(sl.wait_log("reload: %s has no changes; generation 0 stays" % rl.path, 5, mark) is not None,
+          "log: reload: FILE has no changes; generation 0 stays", hu.log_tail(sl))
+    rl.write("# the same settings, reformatted\n" + conf.replace("drain_timeout: 5s", "drain_timeout: 5000ms"))
+    status, reply = rl.reload()
+    check(status == 200 and reply["result"] == "unchanged" and reply["generation"] == 0,
+          "a comment and 5000ms for 5s: unchanged", repr(reply))
+    check(rl.reload_counts() == {"applied": 0, "unchanged": 2, "failed": 0}, "unchanged counted twice")
+    check(rl.generation() == 0, "generation 0")
+    check(served_by(hu.request_once(sl.port("web"), "GET", "/x")) == "a", "web still serves")
+    hu.stop_and_check(sl)
+
+
+def case_last_reload_seconds():
+    a, b = HttpBackend("a"), HttpBackend("b")
+    clusters = [hu.cluster("app", [a]), hu.cluster("other", [b])]
+    rl = Reloadable(make_config([http_listener("web", [route("/", "app")])], clusters))
+    reply = rl.apply(make_config([http_listener("web", [route("/", "other")])], clusters), "a route change")
+    m = rl.metrics()
+    check(m.get("sluice_config_last_reload_seconds") == reply["apply_seconds"] and reply["apply_seconds"] > 0,
+          "sluice_config_last_reload_seconds is the reply's apply_seconds (%r)" % reply["apply_seconds"],
+          repr(m.get("sluice_config_last_reload_seconds")))
+    hu.stop_and_check(rl.sl)
+
+
+def case_command_line_log_level_survives_reload():
+    """`sluice run --log-level debug` with a file saying nothing about log_level (info): a
+    reload that does not change log_level keeps debug."""
+    a, b = HttpBackend("a"), HttpBackend("b")
+    clusters = [hu.cluster("app", [a]), hu.cluster("other", [b])]
+    rl = Reloadable(make_config([http_listener("web", [route("/", "app")])], clusters), log_level="debug")
+    sl = rl.sl
+    port = sl.port("web")
+    hu.request_once(port, "GET", "/before")
+    check(harness.wait_until(lambda: any(x["target"] == "/before" for x in hu.request_log(sl)), 5),
+          "debug: the request line for /before is logged")
+    rl.apply(make_config([http_listener("web", [route("/", "other")])], clusters), "a route change")
+    hu.request_once(port, "GET", "/after")
+    hu.request_once(port, "GET", "/after2")
+    check(harness.wait_until(lambda: any(x["target"] == "/after2" for x in hu.request_log(sl)), 5),
+          "debug from the command line still in force after the reload: /after2 is logged",
+          hu.log_tail(sl, 8))
+    hu.stop_and_check(sl)
+
+
+if __name__ == "__main__":
+    hu.use_default_bin()
+    harness.run_cases([case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
+                       case_invalid_file_keeps_the_old_configuration, case_listener_added_and_removed,
+                       case_workers_and_admin_cannot_change, case_sighup_coalescing_and_dry_run,
+                       case_unchanged_file, case_last_reload_seconds, case_command_line_log_level_survives_reload])
