@@ -2,8 +2,10 @@
 """What a configuration reload keeps: a cluster's runtime state survives a reload that
 changes the cluster's settings (and one that changes something else).
 
-- least_request: a request held in flight on one endpoint shows as active_requests 1 in
-  /clusters before and after the reload, and 0 once it completes (never below);
+- least_request (one worker, choice_count 100, so that the pick is the least loaded of the
+  two): a request held in flight on one endpoint shows as active_requests 1 in /clusters
+  before and after the reload, the next requests all go to the other endpoint, and the count
+  is 0 once it completes (never below);
 - outlier detection: an endpoint ejected for consecutive 5xx stays ejected across the
   reload (ejected, ejections 1 in /clusters) and gets no request;
 - strict_dns: a reload that does not change the DNS cluster sends no DNS query
@@ -36,8 +38,9 @@ def case_least_request_counts_survive():
         if side:
             routes.insert(0, route("/side", "other"))
         return make_config([http_listener("web", routes)],
-                           [hu.cluster("lr", [g1, g2], lb_policy="least_request", connect_timeout=connect_timeout),
-                            hu.cluster("other", [other])])
+                           [hu.cluster("lr", [g1, g2], lb_policy="least_request", connect_timeout=connect_timeout,
+                                       least_request={"choice_count": 100}),
+                            hu.cluster("other", [other])], workers=1)
 
     rl = Reloadable(conf("1s", False))
     port = rl.sl.port("web")
