@@ -659,6 +659,43 @@ def case_listener_added_and_removed():
     hu.stop_and_check(sl)
 
 
+def case_listener_kind_and_cluster_change():
+    """A: svc (http to app) and tcp_in (tcp to echo). B: svc turns tcp (to echo), tcp_in goes
+    to a banner server. Then A again."""
+    a = HttpBackend("a")
+    echo, banner = harness.EchoServer(), harness.BannerServer()
+    clusters = [hu.cluster("app", [a]), hu.cluster("echo", [echo.address]), hu.cluster("banner", [banner.address])]
+    conf_a = make_config([http_listener("svc", [route("/", "app")]), tcp_listener("tcp_in", "echo"),
+                          tcp_listener("spare", "banner")], clusters)
+    conf_b = make_config([tcp_listener("svc", "echo"), tcp_listener("tcp_in", "banner"),
+                          http_listener("spare", [route("/", "app")])], clusters)
+    rl = Reloadable(conf_a)
+    sl = rl.sl
+    svc, tport = sl.port("svc"), sl.port("tcp_in")
+    keep = hu.Client(svc, timeout=5)
+    check(served_by(keep.request("GET", "/1")) == "a", "svc speaks HTTP under A (keep-alive connection)")
+    tunnel = harness.connect(tport)
+    check(harness.echo_roundtrip(tunnel, b"one"), "tcp_in echoes under A")
+    rl.apply(conf_b, "B: svc http -> tcp, tcp_in echo -> banner")
+    check(sl.port("svc") == svc and sl.port("tcp_in") == tport, "both keep their ports")
+    raw = harness.connect(svc)
+    check(harness.echo_roundtrip(raw, b"GET / HTTP/1.1\r\n\r\n"), "a new connection to svc is a tunnel to echo")
+    how, extra, _ = keep.wait_closed(5)
+    check(how in ("eof", "reset") and extra == b"", "the idle HTTP keep-alive connection on svc is closed (%s)" % how)
+    fresh = harness.connect(tport)
+    fresh.settimeout(5)
+    got = harness.recv_exact(fresh, len(harness.BannerServer.banner))
+    check(got == harness.BannerServer.banner, "a new connection to tcp_in reaches the banner server", repr(got))
+    check(harness.echo_roundtrip(tunnel, b"two"), "the tunnel opened under A still reaches echo")
+    rl.apply(conf_a, "A again")
+    r = hu.request_once(svc, "GET", "/2")
+    check(served_by(r) == "a", "svc speaks HTTP again", r.describe())
+    check(harness.echo_roundtrip(raw, b"still a tunnel"), "the tunnel opened on svc under B still echoes")
+    for s in (raw, tunnel, fresh):
+        s.close()
+    hu.stop_and_check(sl)
+
+
 def case_reload_refused_while_draining():
     gate = GateBackend("g")
     rl = Reloadable(make_config([http_listener("web", [route("/", "held")])], [hu.cluster("held", [gate])]))
@@ -870,7 +907,7 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_invalid_file_keeps_the_old_configuration, case_listener_added_and_removed,
-             case_workers_and_admin_cannot_change, case_sighup_coalescing_and_dry_run,
+             case_listener_kind_and_cluster_change, case_workers_and_admin_cannot_change, case_sighup_coalescing_and_dry_run,
              case_concurrent_posts_coalesce, case_reload_refused_while_draining, case_unchanged_file, case_last_reload_seconds,
              case_command_line_log_level_survives_reload]
     # names on the command line: only those cases

@@ -8,6 +8,9 @@ changes the cluster's settings (and one that changes something else).
   is 0 once it completes (never below);
 - outlier detection: an endpoint ejected for consecutive 5xx stays ejected across the
   reload (ejected, ejections 1 in /clusters) and gets no request;
+- active health checks: a failing endpoint stays out and a passing one in, across a reload
+  that leaves the checks alone and one that changes them (new checkers keep the standing
+  until they answer);
 - strict_dns: a reload that does not change the DNS cluster sends no DNS query
   (sluice_dns_queries_total and sluice_dns_lookups_total do not move) and the cluster keeps
   its endpoints and serves.
@@ -111,6 +114,41 @@ def case_ejection_survives():
     hu.stop_and_check(rl.sl)
 
 
+def case_health_survives():
+    good = HttpBackend("good")
+    _, dead_port = harness.free_port_holder()
+    dead = "127.0.0.1:%d" % dead_port
+    other = HttpBackend("other")
+
+    def conf(connect_timeout, interval, side):
+        routes = [route("/", "hc")]
+        if side:
+            routes.insert(0, route("/side", "other"))
+        hc = {"type": "tcp", "interval": interval, "timeout": "500ms", "unhealthy_threshold": 1,
+              "healthy_threshold": 1}
+        return make_config([http_listener("web", routes)],
+                           [hu.cluster("hc", [good, dead], connect_timeout=connect_timeout, health_check=hc),
+                            hu.cluster("other", [other])])
+
+    def standing():
+        return {e["address"]: (e["usable"], e["health_check_failed"])
+                for c in rl.json("/clusters") if c["name"] == "hc" for e in c["endpoints"]}
+
+    want = {addr(good): (True, False), dead: (False, True)}
+    rl = Reloadable(conf("1s", "200ms", False))
+    port = rl.sl.port("web")
+    check(harness.wait_until(lambda: standing() == want, 5), "the dead endpoint fails its checks, good passes",
+          repr(standing()))
+    for what, text in (("a route added (hc unchanged)", conf("1s", "200ms", True)),
+                       ("hc's connect_timeout 1s -> 2s", conf("2s", "200ms", True)),
+                       ("hc's health_check interval 200ms -> 300ms", conf("2s", "300ms", True))):
+        rl.apply(text, what)
+        check(standing() == want, "after a reload (%s): each endpoint keeps its standing" % what, repr(standing()))
+        got = [served_by(hu.request_once(port, "GET", "/h/%d" % i)) for i in range(10)]
+        check(got == ["good"] * 10, "and the next 10 requests go to good", repr(got))
+    hu.stop_and_check(rl.sl)
+
+
 DNS_COUNTERS = ("sluice_dns_queries_total", "sluice_dns_lookups_total")
 
 
@@ -162,4 +200,5 @@ def case_dns_answers_survive():
 
 if __name__ == "__main__":
     hu.use_default_bin()
-    harness.run_cases([case_least_request_counts_survive, case_ejection_survives, case_dns_answers_survive])
+    harness.run_cases([case_least_request_counts_survive, case_ejection_survives, case_health_survives,
+                       case_dns_answers_survive])
