@@ -7,13 +7,16 @@ changes the cluster's settings (and one that changes something else).
   before and after the reload, the next requests all go to the other endpoint, and the count
   is 0 once it completes (never below);
 - outlier detection: an endpoint ejected for consecutive 5xx stays ejected across the
-  reload (ejected, ejections 1 in /clusters) and gets no request;
+  reload (ejected, ejections 1 in /clusters) and gets no request; a reload that removes
+  outlier_detection brings it back;
 - active health checks: a failing endpoint stays out and a passing one in, across a reload
   that leaves the checks alone and one that changes them (new checkers keep the standing
   until they answer);
+- an endpoint removed with a request in flight: flagged removed, the request completes, new
+  requests avoid it; added back, it shares the load again;
 - strict_dns: a reload that does not change the DNS cluster sends no DNS query
   (sluice_dns_queries_total and sluice_dns_lookups_total do not move) and the cluster keeps
-  its endpoints and serves.
+  its endpoints and serves; the first DNS cluster, added by a reload, resolves and serves.
 """
 
 import os
@@ -110,6 +113,15 @@ def case_ejection_survives():
     got = [served_by(c.request("GET", "/after/%d" % i)) for i in range(20)]
     check(got == ["good"] * 20 and bad.stats()["requests"] == before,
           "the next 20 requests all go to good; bad gets none", repr(got))
+    plain = make_config([http_listener("web", [route("/side", "other"), route("/", "od")])],
+                        [hu.cluster("od", [good, bad], connect_timeout="2s"), hu.cluster("other", [other])])
+    rl.apply(plain, "outlier_detection removed from od")
+    ep = rl.endpoint("od", addr(bad))
+    check(ep["ejected"] is False and ep["usable"] is True,
+          "without outlier detection nothing would end the ejection: bad is back at once", repr(ep))
+    got = [served_by(c.request("GET", "/plain/%d" % i)) for i in range(10)]
+    check(sorted(set(got)) == ["good", "status 500"] and bad.stats()["requests"] > before,
+          "round robin reaches bad again", repr(got))
     c.close()
     hu.stop_and_check(rl.sl)
 
@@ -146,6 +158,63 @@ def case_health_survives():
         check(standing() == want, "after a reload (%s): each endpoint keeps its standing" % what, repr(standing()))
         got = [served_by(hu.request_once(port, "GET", "/h/%d" % i)) for i in range(10)]
         check(got == ["good"] * 10, "and the next 10 requests go to good", repr(got))
+    hu.stop_and_check(rl.sl)
+
+
+def case_endpoint_removed_in_flight():
+    g1, g2 = GateBackend("g1"), GateBackend("g2")
+
+    def conf(backends):
+        return make_config([http_listener("web", [route("/", "app")])], [hu.cluster("app", backends)], workers=1)
+
+    rl = Reloadable(conf([g1, g2]))
+    port = rl.sl.port("web")
+    held = []
+    for i in range(2):
+        c = hu.Client(port, timeout=15)
+        c.send(hu.build_request("GET", "/hold/%d" % i))
+        held.append(c)
+    check(harness.wait_until(lambda: g1.held == 1 and g2.held == 1, 5), "one request held on each endpoint",
+          "g1 %d, g2 %d" % (g1.held, g2.held))
+    rl.apply(conf([g1]), "g2 removed from app")
+    ep = rl.endpoint("app", addr(g2))
+    check(ep is not None and ep["removed"] is True and ep["usable"] is False and ep["active_requests"] == 1,
+          "/clusters: g2 removed, not usable, its request still active", repr(ep))
+    got = [served_by(hu.request_once(port, "GET", "/n/%d" % i)) for i in range(6)]
+    check(got == ["g1"] * 6, "new requests go to g1 only", repr(got))
+    g1.release()
+    g2.release()
+    rs = [c.read_response() for c in held]
+    check(sorted(served_by(r) for r in rs) == ["g1", "g2"], "both held requests complete, g2's too",
+          repr([r.describe() for r in rs]))
+    check(harness.wait_until(lambda: (rl.endpoint("app", addr(g2)) or {}).get("active_requests") == 0, 5),
+          "g2's active_requests returns to 0", repr(rl.endpoint("app", addr(g2))))
+    rl.apply(conf([g1, g2]), "g2 back")
+    ep = rl.endpoint("app", addr(g2))
+    check(ep["removed"] is False and ep["usable"] is True, "g2 is back in app", repr(ep))
+    got = sorted(served_by(hu.request_once(port, "GET", "/b/%d" % i)) for i in range(6))
+    check(got == ["g1"] * 3 + ["g2"] * 3, "round robin shares new requests between g1 and g2 again", repr(got))
+    hu.stop_and_check(rl.sl)
+
+
+def case_dns_cluster_added_by_reload():
+    if not ds.nsd_available():
+        raise harness.Skip("nsd is not installed")
+    port, (a,) = ds.backends_on_one_port([("a", "127.0.0.22")])
+    other = HttpBackend("other")
+    ns = ds.NsdServer(["api IN A 127.0.0.22"], ttl=60, minimum=60)
+    dns = {"dns": ds.dns_block(ns.address)}
+    rl = Reloadable(make_config([http_listener("web", [route("/", "other")])], [hu.cluster("other", [other])],
+                                extra=dns))
+    wport = rl.sl.port("web")
+    check(served_by(hu.request_once(wport, "GET", "/x")) == "other", "only the static cluster at first")
+    rl.apply(make_config([http_listener("web", [route("/dns", "app"), route("/", "other")])],
+                         [ds.dns_cluster("app", ["api.test.sluice"], port), hu.cluster("other", [other])], extra=dns),
+             "the first DNS cluster added")
+    ep_addr = "127.0.0.22:%d" % port
+    check(harness.wait_until(lambda: rl.endpoint("app", ep_addr), 5), "app resolves to %s" % ep_addr,
+          hu.log_tail(rl.sl))
+    check(served_by(hu.request_once(wport, "GET", "/dns/1")) == "a", "app serves from 127.0.0.22")
     hu.stop_and_check(rl.sl)
 
 
@@ -201,4 +270,4 @@ def case_dns_answers_survive():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_least_request_counts_survive, case_ejection_survives, case_health_survives,
-                       case_dns_answers_survive])
+                       case_endpoint_removed_in_flight, case_dns_answers_survive, case_dns_cluster_added_by_reload])
