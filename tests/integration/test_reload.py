@@ -30,6 +30,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -696,6 +697,67 @@ def case_listener_kind_and_cluster_change():
     hu.stop_and_check(sl)
 
 
+def free_port():
+    """A port nothing listens on now (the socket that found it is closed again)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def case_rebind_on_a_fixed_port_under_load():
+    """web on a fixed port; reloads alternate its backlog (so its sockets are made again on
+    the same port) and remove and re-add a second listener on another fixed port, while
+    clients open new connections and use keep-alive ones: nothing fails."""
+    a = HttpBackend("a")
+    wport, xport = free_port(), free_port()
+
+    def conf(i):
+        lst = [http_listener("web", [route("/", "app")], address="127.0.0.1:%d" % wport,
+                             backlog=128 if i % 2 else 256)]
+        if i % 4 < 2:
+            lst.append(http_listener("extra", [route("/", "app")], address="127.0.0.1:%d" % xport))
+        return make_config(lst, [hu.cluster("app", [a])])
+
+    rl = Reloadable(conf(0))
+    sl = rl.sl
+    check(sl.port("web") == wport and sl.port("extra") == xport, "web on %d, extra on %d" % (wport, xport))
+    load = Load(wport, ["/r"], keepalive=1, fresh=3)
+    check(harness.wait_until(lambda: load.count() >= 50 or load.errors, 10), "load running")
+    problem = None
+    for i in range(1, 21):
+        rl.write(conf(i))
+        try:
+            status, reply = rl.reload()
+            if status != 200 or reply.get("result") != "applied":
+                problem = "reload %d: %d %r" % (i, status, reply)
+            elif i % 4 < 2:
+                r = hu.request_once(xport, "GET", "/x/%d" % i)
+                if served_by(r) != "a":
+                    problem = "reload %d: extra answered %s" % (i, r.describe())
+            elif not harness.is_refused(xport):
+                problem = "reload %d: the removed extra still accepts" % i
+        except Exception as e:
+            problem = "reload %d: %r" % (i, e)
+        if problem:
+            break
+    load.stop()
+    report = sl.sanitizer_report()
+    if report:
+        text = sl.stderr_text()
+        start = text.find("ERROR: AddressSanitizer")
+        lines = [l for l in text[start:start + 8000].splitlines() if l.startswith(("ERROR", "READ", "WRITE",
+                 "    #", "freed", "previously", "0x")) and "std::" not in l and "/usr/bin/../lib" not in l]
+        info("sanitizer report:\n" + "\n".join(lines[:40]))
+    check(problem is None and sl.alive(), "20 reloads rebinding web and removing and re-adding extra on their ports",
+          "%s\nsluice alive: %s\n%s" % (problem, sl.alive(), hu.log_tail(sl)))
+    check(not load.errors, "no failed request or connection among %d" % len(load.results), "\n".join(load.errors[:10]))
+    statuses = collections.Counter(st for _, st, _ in load.results)
+    check(set(statuses) == {200}, "every answer is 200", repr(statuses))
+    hu.stop_and_check(sl)
+
+
 def case_reload_refused_while_draining():
     gate = GateBackend("g")
     rl = Reloadable(make_config([http_listener("web", [route("/", "held")])], [hu.cluster("held", [gate])]))
@@ -907,7 +969,7 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_invalid_file_keeps_the_old_configuration, case_listener_added_and_removed,
-             case_listener_kind_and_cluster_change, case_workers_and_admin_cannot_change, case_sighup_coalescing_and_dry_run,
+             case_listener_kind_and_cluster_change, case_rebind_on_a_fixed_port_under_load, case_workers_and_admin_cannot_change, case_sighup_coalescing_and_dry_run,
              case_concurrent_posts_coalesce, case_reload_refused_while_draining, case_unchanged_file, case_last_reload_seconds,
              case_command_line_log_level_survives_reload]
     # names on the command line: only those cases
