@@ -17,6 +17,7 @@
   `sluice check --diff`;
 - a listener turned from HTTP to TCP and back, a TCP listener's cluster changed: new
   connections follow, open tunnels stay where they were;
+- a backlog change does what the reply lists (the same sockets, the new backlog in ss);
 - listeners on fixed ports re-bound (backlog changed) and removed and re-added under
   load: nothing fails, sluice keeps running.
 
@@ -696,10 +697,43 @@ def case_rebind_on_a_fixed_port_under_load():
     hu.stop_and_check(sl)
 
 
+def listen_sockets(port):
+    """(inodes, backlogs) of the sockets listening on 127.0.0.1:port (backlog: ss's Send-Q)."""
+    inodes = sorted(ino for ino, (state, p) in tcp_fd_table().items() if state == "0A" and p == port)
+    out = harness.sh(["ss", "-Hltn", "sport = :%d" % port]).stdout.split("\n")
+    return inodes, sorted(int(l.split()[2]) for l in out if l.strip())
+
+
+def case_backlog_change_as_listed():
+    """A backlog change, with nothing connecting: the sockets do what the reply says."""
+    a = HttpBackend("a")
+    port = free_port()
+
+    def conf(backlog):
+        return make_config([http_listener("web", [route("/", "app")], address="127.0.0.1:%d" % port,
+                                          backlog=backlog)], [hu.cluster("app", [a])])
+
+    rl = Reloadable(conf(256))
+    inodes, backlogs = listen_sockets(port)
+    check(len(inodes) == 2 and backlogs == [256, 256], "2 sockets (one per worker) listen with backlog 256",
+          repr((inodes, backlogs)))
+    reply = rl.apply(conf(128), "backlog 256 -> 128")
+    check("listener web: backlog 256 -> 128 (applied to its listening sockets)" in reply["changes"],
+          "the reply lists 'listener web: backlog 256 -> 128 (applied to its listening sockets)'",
+          repr(reply["changes"]))
+    keeps = "listener web (127.0.0.1:%d): unchanged address: keeps its sockets" % port in reply["changes"]
+    after = listen_sockets(port)
+    check(after[1] == [128, 128], "2 sockets listen with backlog 128", repr(after))
+    check((after[0] == inodes) == keeps, "the sockets are %s, as the reply says" % (
+          "the same" if keeps else "new"), "reply: %r\nbefore %r\nafter  %r" % (reply["changes"], inodes, after[0]))
+    check(served_by(hu.request_once(port, "GET", "/x")) == "a", "web serves")
+    hu.stop_and_check(rl.sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_listener_added_and_removed, case_listener_kind_and_cluster_change,
-             case_rebind_on_a_fixed_port_under_load]
+             case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])
