@@ -28,6 +28,7 @@ The running configuration:
   2 reloads, identical replies per reload; a dry run lists the changes and changes nothing;
 - a reload while draining is refused;
 - an unchanged (or only reformatted) file: "unchanged", the generation stays; GET /reload 405;
+- an access_log path changed: the new file gets the new requests, the old one is let go;
 - sluice_config_last_reload_seconds is the reply's apply_seconds;
 - `--log-level` given on the command line survives a reload that does not touch log_level.
 """
@@ -36,8 +37,10 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -528,6 +531,49 @@ def case_unchanged_file():
     hu.stop_and_check(sl)
 
 
+def case_access_log_path_changed():
+    a = HttpBackend("a")
+
+    def conf(path):
+        return make_config([http_listener("web", [route("/", "app")], access_log={"path": path})],
+                           [hu.cluster("app", [a])])
+
+    d = tempfile.mkdtemp(prefix="sluice-reload-log-")
+    harness.register_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    one, two = os.path.join(d, "one.log"), os.path.join(d, "two.log")
+    rl = Reloadable(conf(one))
+    port = rl.sl.port("web")
+
+    def lines(path):
+        try:
+            with open(path) as f:
+                return f.read().splitlines()
+        except OSError:
+            return None
+
+    def open_files():
+        fd = "/proc/%d/fd" % rl.sl.pid
+        out = []
+        for n in os.listdir(fd):
+            try:
+                out.append(os.readlink(os.path.join(fd, n)))
+            except OSError:
+                pass
+        return out
+
+    hu.request_once(port, "GET", "/first")
+    check(harness.wait_until(lambda: lines(one) and len(lines(one)) == 1, 5), "one.log has the first request",
+          repr(lines(one)))
+    rl.apply(conf(two), "access_log one.log -> two.log")
+    hu.request_once(port, "GET", "/second")
+    check(harness.wait_until(lambda: lines(two) and len(lines(two)) == 1, 5), "two.log has the second request",
+          repr(lines(two)))
+    check(len(lines(one)) == 1, "one.log still has only the first", repr(lines(one)))
+    check(harness.wait_until(lambda: one not in open_files(), 5), "sluice no longer holds one.log open",
+          "\n".join(f for f in open_files() if f.startswith("/")))
+    hu.stop_and_check(rl.sl)
+
+
 def case_last_reload_seconds():
     a, b = HttpBackend("a"), HttpBackend("b")
     clusters = [hu.cluster("app", [a]), hu.cluster("other", [b])]
@@ -566,6 +612,6 @@ if __name__ == "__main__":
              case_endpoint_removed_in_flight, case_dns_answers_survive, case_dns_cluster_added_by_reload,
              case_invalid_file_keeps_the_old_configuration, case_workers_and_admin_cannot_change,
              case_sighup_coalescing_and_dry_run, case_concurrent_posts_coalesce, case_reload_refused_while_draining,
-             case_unchanged_file, case_last_reload_seconds, case_command_line_log_level_survives_reload]
+             case_unchanged_file, case_access_log_path_changed, case_last_reload_seconds, case_command_line_log_level_survives_reload]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])
