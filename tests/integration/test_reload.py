@@ -15,6 +15,7 @@
   connections at once while a request in flight on it completes; a listener moved to
   another address; a removed cluster added back; the changes listed are those of
   `sluice check --diff`;
+- a tunnel on a removed TCP listener is closed at drain_timeout, as the reply says;
 - a listener turned from HTTP to TCP and back, a TCP listener's cluster changed: new
   connections follow, open tunnels stay where they were;
 - a backlog change does what the reply lists (the same sockets, the new backlog in ss);
@@ -54,8 +55,9 @@ METRIC_RE = re.compile(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", re.M)
 # helpers
 
 
-def make_config(listeners, clusters, workers=2, log_level=None, admin="127.0.0.1:0", extra=None):
-    cfg = {"workers": workers, "drain_timeout": "5s", "admin": {"address": admin}}
+def make_config(listeners, clusters, workers=2, log_level=None, admin="127.0.0.1:0", extra=None,
+                drain_timeout="5s"):
+    cfg = {"workers": workers, "drain_timeout": drain_timeout, "admin": {"address": admin}}
     if log_level:
         cfg["log_level"] = log_level
     cfg["listeners"] = listeners
@@ -636,6 +638,30 @@ def case_listener_kind_and_cluster_change():
     hu.stop_and_check(sl)
 
 
+def case_removed_tcp_listener_drains_within_drain_timeout():
+    """A tunnel on a removed TCP listener is closed at drain_timeout (1s), as the reply says."""
+    echo = harness.EchoServer()
+    a = HttpBackend("a")
+    clusters = [hu.cluster("echo", [echo.address]), hu.cluster("app", [a])]
+    conf_a = make_config([http_listener("web", [route("/", "app")]), tcp_listener("old", "echo")], clusters,
+                         drain_timeout="1s")
+    conf_b = make_config([http_listener("web", [route("/", "app")])], clusters, drain_timeout="1s")
+    rl = Reloadable(conf_a)
+    sl = rl.sl
+    tunnel = harness.connect(sl.port("old"))
+    check(harness.echo_roundtrip(tunnel, b"before"), "a tunnel on old echoes")
+    reply = rl.apply(conf_b, "old removed")
+    said = "listener old: removed from 127.0.0.1:0: stops accepting, its connections drain (drain_timeout 1s)"
+    check(said in reply["changes"], "the reply says: %s" % said, repr(reply["changes"]))
+    t0 = time.monotonic()
+    check(harness.echo_roundtrip(tunnel, b"after"), "the tunnel still echoes right after the reload")
+    how, _ = harness.wait_closed(tunnel, 4)
+    took = time.monotonic() - t0
+    check(how in ("eof", "reset") and took <= 3.0,
+          "the tunnel is closed within drain_timeout (1s) + 2 s (%s after %.2f s)" % (how, took))
+    hu.stop_and_check(sl)
+
+
 def free_port():
     """A port nothing listens on now (the socket that found it is closed again)."""
     s = socket.socket()
@@ -734,6 +760,6 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_listener_added_and_removed, case_listener_kind_and_cluster_change,
-             case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
+             case_removed_tcp_listener_drains_within_drain_timeout, case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])
