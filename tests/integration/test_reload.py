@@ -15,6 +15,7 @@
   connections at once while a request in flight on it completes; a listener moved to
   another address; a removed cluster added back; the changes listed are those of
   `sluice check --diff`;
+- an HTTP/2 connection: new streams follow the new routes, a held stream completes;
 - a tunnel on a removed TCP listener is closed at drain_timeout, as the reply says;
 - a listener turned from HTTP to TCP and back, a TCP listener's cluster changed: new
   connections follow, open tunnels stay where they were;
@@ -642,6 +643,38 @@ def case_listener_kind_and_cluster_change():
     hu.stop_and_check(sl)
 
 
+def case_http2_connection_across_reload():
+    """An HTTP/2 connection (prior knowledge) with a stream held upstream: after the reload
+    its new streams follow the new routes, the held one completes from the old, no GOAWAY."""
+    from h2_frames import H2Client
+    a, b = HttpBackend("a"), HttpBackend("b")
+    gate = GateBackend("g")
+    clusters = [hu.cluster("app", [a]), hu.cluster("other", [b]), hu.cluster("held", [gate])]
+
+    def conf(cluster):
+        return make_config([http_listener("web", [route("/hold", "held"), route("/", cluster)],
+                                          http2={"prior_knowledge": True})], clusters)
+
+    rl = Reloadable(conf("app"))
+    h2 = H2Client(rl.sl.port("web"))
+    h2.handshake()
+    r = h2.response(h2.request(path="/before"), 10)
+    check(r.status == 200 and r.header("x-backend") == "a", "HTTP/2: / is served by a", r.describe())
+    held = h2.request(path="/hold/1")
+    check(harness.wait_until(lambda: gate.held == 1, 5), "a stream is held upstream")
+    rl.apply(conf("other"), "/ app -> other")
+    r = h2.response(h2.request(path="/after"), 10)
+    check(r.status == 200 and r.header("x-backend") == "b", "a new stream on the same connection: served by b",
+          r.describe())
+    gate.release()
+    r = h2.response(held, 10)
+    check(r.status == 200 and r.ended and r.json() == {"backend": "g", "target": "/hold/1"},
+          "the held stream completes", r.describe())
+    check(h2.goaway_code() is None, "no GOAWAY", h2.transcript())
+    h2.close()
+    hu.stop_and_check(rl.sl)
+
+
 def case_removed_tcp_listener_drains_within_drain_timeout():
     """A tunnel on a removed TCP listener is closed at drain_timeout (1s), as the reply says."""
     echo = harness.EchoServer()
@@ -766,6 +799,6 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_listener_added_and_removed, case_listener_kind_and_cluster_change,
-             case_removed_tcp_listener_drains_within_drain_timeout, case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
+             case_http2_connection_across_reload, case_removed_tcp_listener_drains_within_drain_timeout, case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])
