@@ -463,7 +463,8 @@ def routes_and_endpoints_under_load():
           "the same descriptors as before the %d reloads (%d)" % (STORM, sum(base_fds.values())),
           "before: %r\nafter:  %r" % (dict(base_fds), dict(fd_kinds(pid))))
     rss = hu.vmrss_kib(pid)
-    info("RSS %d KiB after the storm (baseline %d KiB, %+.1f %%)" % (rss, base_rss, 100.0 * (rss - base_rss) / base_rss))
+    info("RSS %d KiB after the storm (baseline %d KiB, %+.1f %%)"
+         % (rss, base_rss, 100.0 * (rss - base_rss) / base_rss))
     check(rss <= base_rss * 1.10, "RSS within 10 %% of the baseline (%d KiB, baseline %d KiB)" % (rss, base_rss))
     hu.stop_and_check(sl)
 
@@ -799,6 +800,7 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_listener_added_and_removed, case_listener_kind_and_cluster_change,
-             case_http2_connection_across_reload, case_removed_tcp_listener_drains_within_drain_timeout, case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
+             case_http2_connection_across_reload, case_removed_tcp_listener_drains_within_drain_timeout,
+             case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])

@@ -612,6 +612,7 @@ if __name__ == "__main__":
              case_endpoint_removed_in_flight, case_dns_answers_survive, case_dns_cluster_added_by_reload,
              case_invalid_file_keeps_the_old_configuration, case_workers_and_admin_cannot_change,
              case_sighup_coalescing_and_dry_run, case_concurrent_posts_coalesce, case_reload_refused_while_draining,
-             case_unchanged_file, case_access_log_path_changed, case_last_reload_seconds, case_command_line_log_level_survives_reload]
+             case_unchanged_file, case_access_log_path_changed, case_last_reload_seconds,
+             case_command_line_log_level_survives_reload]
     # names on the command line: only those cases
     harness.run_cases([c for c in cases if not sys.argv[1:] or c.__name__ in sys.argv[1:]])
