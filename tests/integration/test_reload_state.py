@@ -17,7 +17,8 @@ something else):
   requests avoid it; added back, it shares the load again;
 - strict_dns: a reload that does not change the DNS cluster sends no DNS query
   (sluice_dns_queries_total and sluice_dns_lookups_total do not move) and the cluster keeps
-  its endpoints and serves; the first DNS cluster, added by a reload, resolves and serves.
+  its endpoints and serves; the first DNS cluster, added by a reload, resolves and serves; a
+  DNS cluster turned static is no longer resolved and keeps its static endpoints.
 
 The running configuration:
 - an invalid file (YAML error, a route naming a missing cluster, no file): 400 with the
@@ -42,6 +43,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -286,6 +288,45 @@ def case_dns_answers_survive():
           "a reload that changes app keeps its endpoint", repr(eps))
     check(served_by(hu.request_once(wport, "GET", "/y")) == "a", "app serves")
     info("DNS counters after a reload that changes app: %r" % counters())
+    hu.stop_and_check(rl.sl)
+
+
+def case_dns_cluster_becomes_static():
+    """strict_dns app (TTL 1 s) turned static by a reload: its endpoints are the static ones and
+    its name is not asked again (while another DNS cluster's name is, every second)."""
+    if not ds.nsd_available():
+        raise harness.Skip("nsd is not installed")
+    port, (a,) = ds.backends_on_one_port([("a", "127.0.0.23")])
+    other = HttpBackend("other")
+    ns = ds.NsdServer(["api IN A 127.0.0.23", "probe IN A 127.0.0.24"], ttl=1, minimum=1)
+    relay = ds.DnsRelay(ns.address)
+    dns = {"dns": ds.dns_block(relay.address)}
+    routes = [route("/probe", "probe"), route("/", "app")]
+    probe = ds.dns_cluster("probe", ["probe.test.sluice"], port)
+    rl = Reloadable(make_config([http_listener("web", routes)],
+                                [ds.dns_cluster("app", ["api.test.sluice"], port), probe], extra=dns))
+    wport = rl.sl.port("web")
+    check(harness.wait_until(lambda: len(relay.queries_for("api.test.sluice")) >= 2, 5),
+          "api.test.sluice is asked again as its TTL (1 s) runs out", repr(relay.queries))
+    check(served_by(hu.request_once(wport, "GET", "/x")) == "a", "app serves from 127.0.0.23")
+    rl.apply(make_config([http_listener("web", routes)], [hu.cluster("app", [other]), probe], extra=dns),
+             "app strict_dns -> static")
+    t_reply = time.monotonic()
+
+    def endpoints():
+        return [(e["address"], e["removed"]) for c in rl.json("/clusters") if c["name"] == "app"
+                for e in c["endpoints"] if not e["removed"]]
+
+    check(endpoints() == [(addr(other), False)], "app's endpoints in service: %s only" % addr(other),
+          repr(endpoints()))
+    got = [served_by(hu.request_once(wport, "GET", "/s/%d" % i)) for i in range(4)]
+    check(got == ["other"] * 4, "app serves from other", repr(got))
+    check(harness.wait_until(lambda: len([t for t in relay.queries_for("probe.test.sluice") if t > t_reply]) >= 2,
+                             5), "probe.test.sluice is asked twice more after the reload")
+    late = [t - t_reply for t in relay.queries_for("api.test.sluice") if t > t_reply]
+    check(late == [], "api.test.sluice is not asked after the reload", repr(late))
+    check(endpoints() == [(addr(other), False)], "app's endpoints are still %s only" % addr(other),
+          repr(endpoints()))
     hu.stop_and_check(rl.sl)
 
 
@@ -610,6 +651,7 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_least_request_counts_survive, case_ejection_survives, case_health_survives,
              case_endpoint_removed_in_flight, case_dns_answers_survive, case_dns_cluster_added_by_reload,
+             case_dns_cluster_becomes_static,
              case_invalid_file_keeps_the_old_configuration, case_workers_and_admin_cannot_change,
              case_sighup_coalescing_and_dry_run, case_concurrent_posts_coalesce, case_reload_refused_while_draining,
              case_unchanged_file, case_access_log_path_changed, case_last_reload_seconds,
