@@ -16,6 +16,7 @@
   another address; a removed cluster added back; the changes listed are those of
   `sluice check --diff`;
 - an HTTP/2 connection: new streams follow the new routes, a held stream completes;
+- a TLS listener's certificate changed: new handshakes get it, older connections go on;
 - a tunnel on a removed TCP listener is closed at drain_timeout, as the reply says;
 - a listener turned from HTTP to TCP and back, a TCP listener's cluster changed: new
   connections follow, open tunnels stay where they were;
@@ -676,6 +677,52 @@ def case_http2_connection_across_reload():
     hu.stop_and_check(rl.sl)
 
 
+def case_tls_certificate_changed():
+    """A TLS listener whose certificate the file changes: new handshakes get the new one, a
+    connection made before keeps working."""
+    import ssl
+    import tls_pki
+    pki = tls_pki.default()
+    one, two = pki.leaf(dns=("one.test",)), pki.leaf(dns=("two.test",))
+    a = HttpBackend("a")
+
+    def conf(cert):
+        tls = {"certificates": [{"certificate_chain": cert.chain, "private_key": cert.key}]}
+        return make_config([http_listener("web", [route("/", "app")], tls=tls)], [hu.cluster("app", [a])])
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki.ca_file)
+
+    def connect_tls():
+        s = ctx.wrap_socket(harness.connect(rl.sl.port("web")), server_hostname="localhost")
+        harness.register_cleanup(s.close)
+        cn = dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+        return s, cn
+
+    def get(s, target):
+        s.sendall(hu.build_request("GET", target))
+        r = SockReader(s)
+        r.deadline = time.monotonic() + 5
+        return hu.read_response(r)
+
+    rl = Reloadable(conf(one))
+    old, cn = connect_tls()
+    check(cn == "one.test", "the listener presents one.test", cn)
+    check(served_by(get(old, "/1")) == "a", "served over TLS")
+    rl.apply(conf(two), "certificate one.test -> two.test")
+    new, cn = connect_tls()
+    check(cn == "two.test", "a new handshake gets two.test", cn)
+    check(served_by(get(new, "/2")) == "a", "served over the new handshake")
+    check(served_by(get(old, "/3")) == "a", "the connection made before the reload keeps working")
+    rl.apply(conf(one), "certificate two.test -> one.test")
+    third, cn = connect_tls()
+    check(cn == "one.test", "and back: one.test", cn)
+    for s in (old, new, third):
+        s.close()
+    hu.stop_and_check(rl.sl)
+
+
 def case_removed_tcp_listener_drains_within_drain_timeout():
     """A tunnel on a removed TCP listener is closed at drain_timeout (1s), as the reply says."""
     echo = harness.EchoServer()
@@ -838,7 +885,8 @@ if __name__ == "__main__":
     hu.use_default_bin()
     cases = [case_routes_and_endpoints_under_load, case_tunnel_and_download_across_reloads,
              case_listener_added_and_removed, case_listener_kind_and_cluster_change,
-             case_http2_connection_across_reload, case_removed_tcp_listener_drains_within_drain_timeout,
+             case_http2_connection_across_reload, case_tls_certificate_changed,
+             case_removed_tcp_listener_drains_within_drain_timeout,
              case_backlog_change_as_listed, case_rebind_on_a_fixed_port_under_load,
              case_remove_and_readd_on_a_fixed_port_under_load]
     # names on the command line: only those cases
