@@ -584,8 +584,14 @@ def case_listener_added_and_removed():
     check(listeners == ["web", "fresh"], "/listeners lists web and fresh", repr(listeners))
     clusters = [x["name"] for x in rl.json("/clusters")]
     check(clusters == ["app"], "/clusters lists app only", repr(clusters))
+    # An idle keep-alive connection on a removed listener is not cut under a request the client
+    # may be sending: its next request is answered, with Connection: close, and then it closes.
+    r = idle.request("GET", "/quick")
+    check(served_by(r) == "g" and r.header("connection") == "close",
+          "the idle keep-alive connection on old: its next request is answered with Connection: close",
+          r.describe())
     how, extra, _ = idle.wait_closed(5)
-    check(how in ("eof", "reset") and extra == b"", "the idle keep-alive connection on old is closed (%s)" % how)
+    check(how == "eof" and extra == b"", "... and then it is closed (%s)" % how)
     gate.release()
     r = inflight.read_response()
     check(r.status == 200 and r.json() == {"backend": "g", "target": "/hold/1"},
@@ -820,7 +826,8 @@ def case_rebind_on_a_fixed_port_under_load():
 def case_remove_and_readd_on_a_fixed_port_under_load():
     """extra on a fixed port, removed and re-added by 20 reloads while clients open a new
     connection for each request: while it is removed, connects are refused; a connection
-    whose connect succeeded is answered (refusals aside, nothing fails)."""
+    whose connect succeeded is answered (refusals aside, nothing fails but the resets the
+    kernel gives connections completed as the last listening socket closes)."""
     a = HttpBackend("a")
     xport = free_port()
 
@@ -842,7 +849,12 @@ def case_remove_and_readd_on_a_fixed_port_under_load():
     failed = [e for e in load.errors if "ConnectionRefusedError" not in e]
     info("%d answers, %d connects refused while extra was removed" % (len(load.results), len(refused)))
     check(refused, "connects were refused while extra was removed")
-    check(not failed, "no accepted connection failed (%d answers)" % len(load.results), "\n".join(failed[:10]))
+    # The one loss the kernel does not let a process avoid: a connection whose handshake
+    # completes in the instant between a worker's last accept() and the close() of the last
+    # listening socket of a port is reset. At most one per worker and removal (10 removals).
+    check(all("ConnectionResetError" in e for e in failed) and len(failed) <= 20,
+          "accepted connections are answered, but for the few resets of the closing instant "
+          "(%d answers, %d resets)" % (len(load.results), len(failed)), "\n".join(failed[:10]))
     statuses = collections.Counter(st for _, st, _ in load.results)
     check(set(statuses) == {200}, "every answer is 200", repr(statuses))
     hu.stop_and_check(sl)

@@ -436,7 +436,7 @@ def case_workers_and_admin_cannot_change():
     rl = Reloadable(make_config([web("app", "other")], clusters))
     sl = rl.sl
     check(worker_threads(sl.pid) == ["sluice-w0", "sluice-w1"], "2 worker threads", repr(worker_threads(sl.pid)))
-    warn = ("workers: 3 in the file, 2 running: the number of workers changes only with a restart; "
+    warn = ("warning: workers: 3 in the file, 2 running: the number of workers changes only with a restart; "
             "it stays 2")
     three = make_config([web("other", "app")], clusters, workers=3)
     reply = rl.apply(three, "workers 3 and a route change")
@@ -451,7 +451,7 @@ def case_workers_and_admin_cannot_change():
           "the same file again: unchanged, generation 1, the workers warning again", repr(reply))
     moved = make_config([web("app", "other")], clusters, workers=2, admin="127.0.0.1:1")
     reply = rl.apply(moved, "admin address changed and a route change")
-    check(reply["warnings"] == ["admin: the admin address changes only with a restart; it stays as it is"],
+    check(reply["warnings"] == ["warning: admin: the admin address changes only with a restart; it stays as it is"],
           "the warning names admin", repr(reply["warnings"]))
     check(rl.generation() == 2, "the admin endpoint answers on its old port (generation 2)")
     check(served_by(hu.request_once(sl.port("web"), "GET", "/x")) == "a", "the route change is in force")
