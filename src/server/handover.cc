@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -117,6 +119,16 @@ Status send_handover(int sock, const Handover& h) {
       if (l.fds.empty()) break;
     }
   }
+  for (const auto& [name, keys] : h.ticket_keys) {
+    std::string hex;
+    for (const auto& k : keys) {
+      for (const auto* part : {k.name.data(), k.aes_key.data(), k.hmac_key.data()}) {
+        size_t n = part == k.name.data() ? k.name.size() : k.aes_key.size();
+        for (size_t i = 0; i < n; ++i) hex += fmt::format("{:02x}", part[i]);
+      }
+    }
+    if (Status s = send_packet(sock, fmt::format("tickets {} {}", name, hex), {}); !s) return s;
+  }
   if (h.admin && !h.admin->fds.empty()) {
     std::string line = fmt::format("admin {} 1", h.admin->address.to_string());
     if (Status s = send_packet(sock, line, {h.admin->fds.front().get()}); !s) return s;
@@ -147,6 +159,32 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
     if (!line) return line.status();
     if (*line == "end") return h;
     std::istringstream in(*line);
+    if (line->rfind("tickets ", 0) == 0) {
+      std::string kind, name, hex;
+      in >> kind >> name >> hex;
+      constexpr size_t kKeyHex = 2 * (16 + 32 + 32);
+      if (name.empty() || hex.empty() || hex.size() % kKeyHex != 0 || !fds.empty()) {
+        return Status::error(fmt::format("hand-over: unexpected tickets line for '{}'", name));
+      }
+      std::vector<unsigned char> bytes;
+      for (size_t i = 0; i < hex.size(); i += 2) {
+        unsigned value = 0;
+        if (std::sscanf(hex.c_str() + i, "%2x", &value) != 1) {
+          return Status::error(fmt::format("hand-over: tickets for '{}': not hex", name));
+        }
+        bytes.push_back(static_cast<unsigned char>(value));
+      }
+      std::vector<tls::TicketKey> keys;
+      for (size_t at = 0; at < bytes.size(); at += 80) {
+        tls::TicketKey k;
+        std::copy_n(bytes.begin() + at, 16, k.name.begin());
+        std::copy_n(bytes.begin() + at + 16, 32, k.aes_key.begin());
+        std::copy_n(bytes.begin() + at + 48, 32, k.hmac_key.begin());
+        keys.push_back(k);
+      }
+      h.ticket_keys[name] = std::move(keys);
+      continue;
+    }
     if (line->rfind("admin ", 0) == 0) {
       std::string kind, address;
       auto parsed = (in >> kind >> address) ? net::Address::parse(address)

@@ -5,6 +5,9 @@
 //   sluice-handover <version>                 first; a newer version than ours is refused
 //   listener <name> <address> <count>         then <count> listening sockets attached
 //   admin <address> 1                         the admin endpoint's socket attached
+//   tickets <listener> <hex>                  a TLS listener's session-ticket keys (80 bytes
+//                                             each: name, AES key, HMAC key), the encrypting
+//                                             one first
 //   end                                       last
 //
 // and back, from the new process to the old one:
@@ -17,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +29,7 @@
 #include "base/units.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "tls/ticket_keys.h"
 
 namespace sluice::server {
 
@@ -41,6 +46,8 @@ struct Handover {
   uint32_t version = kHandoverVersion;
   std::vector<HandedListener> listeners;
   std::optional<HandedListener> admin;  // name "admin", one socket
+  // Per TLS listener name: its session-ticket keys, so that clients resume on the new process.
+  std::map<std::string, std::vector<tls::TicketKey>> ticket_keys;
 };
 
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the

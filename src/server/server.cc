@@ -350,7 +350,12 @@ Status Server::make_listener_tls(const proxy::ListenerConfig& l) {
                watcher.status().message());
     }
   } else {
-    keys = std::make_shared<tls::TicketKeys>();
+    // A binary upgrade: the keys of the process this one replaces, so that its clients resume.
+    if (inherited_ && inherited_->ticket_keys.count(l.name)) {
+      keys = std::make_shared<tls::TicketKeys>(inherited_->ticket_keys.at(l.name));
+    } else {
+      keys = std::make_shared<tls::TicketKeys>();
+    }
     // Rotated on the main thread; each worker's contexts read the keys under their lock.
     size_t slot = ticket_rotations_.size();
     Duration every = l.tls->ticket_key_rotation;

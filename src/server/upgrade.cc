@@ -138,6 +138,12 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     for (const auto& fd : fds->second) l.fds.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     h.listeners.push_back(std::move(l));
   }
+  for (const auto& l : config_->listeners) {
+    // Keys read from files are read from the same files by the new process.
+    if (!l->tls || !l->tls->ticket_key_files.empty()) continue;
+    auto keys = ticket_keys_.find(l->name);
+    if (keys != ticket_keys_.end()) h.ticket_keys[l->name] = keys->second->keys();
+  }
   if (admin_ && admin_->listening_fd() >= 0 && config_->admin_address) {
     auto bound = net::local_address(admin_->listening_fd());
     h.admin = HandedListener{"admin", bound ? *bound : *config_->admin_address, {}};

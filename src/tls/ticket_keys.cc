@@ -66,6 +66,15 @@ TicketKeys::TicketKeys() {
   keys_ = {random_key(), random_key(), random_key()};  // current, previous, next
 }
 
+TicketKeys::TicketKeys(std::vector<TicketKey> keys) : keys_(std::move(keys)) {
+  while (keys_.size() < 3) keys_.push_back(random_key());
+}
+
+std::vector<TicketKey> TicketKeys::keys() const {
+  std::lock_guard lock(mu_);
+  return keys_;
+}
+
 namespace {
 
 Result<std::vector<TicketKey>> read_key_files(const std::vector<std::string>& files) {

@@ -31,6 +31,11 @@ class TicketKeys {
  public:
   // Three random keys.
   TicketKeys();
+  // The keys another process used (a binary upgrade hands them over): sessions it issued
+  // tickets for resume here. Rotated like random ones.
+  explicit TicketKeys(std::vector<TicketKey> keys);
+  // A copy of the keys in use, in their order (to hand over).
+  std::vector<TicketKey> keys() const;
   // Keys read from files of 80 bytes each (name, AES key, HMAC key), the newest first: the
   // first encrypts, every one decrypts.
   static Result<std::shared_ptr<TicketKeys>> from_files(const std::vector<std::string>& files);
