@@ -95,13 +95,17 @@ admin::ConfigView Server::config_view() const {
 }
 
 void Server::request_reload(bool dry_run, std::function<void(ReloadOutcome)> done) {
-  if (!lifecycle_.serving()) {
+  // During an upgrade the new process reads the file: reload that one.
+  if (!lifecycle_.serving() || lifecycle_.is(LifecycleState::kUpgrading)) {
     ReloadOutcome o;
     o.result = ReloadOutcome::Result::kFailed;
     o.dry_run = dry_run;
     o.generation = reload_stats_.generation;
-    o.errors.push_back(fmt::format("sluice is {}, not serving: nothing is reloaded",
-                                   admin::to_string(lifecycle_.state())));
+    o.errors.push_back(
+        lifecycle_.is(LifecycleState::kUpgrading)
+            ? std::string("an upgrade is under way: the new process reads the file as it starts")
+            : fmt::format("sluice is {}, not serving: nothing is reloaded",
+                          admin::to_string(lifecycle_.state())));
     LOG_WARN("reload refused: {}", o.errors.back());
     if (done) done(std::move(o));
     return;
@@ -125,7 +129,20 @@ void Server::request_reload(bool dry_run, std::function<void(ReloadOutcome)> don
 }
 
 void Server::start_reload() {
-  if (!lifecycle_.is(LifecycleState::kReady)) return;  // draining began meanwhile
+  if (!lifecycle_.is(LifecycleState::kReady)) {
+    // Draining (or upgrading) began meanwhile: every waiter hears it.
+    ReloadOutcome o;
+    o.result = ReloadOutcome::Result::kFailed;
+    o.generation = reload_stats_.generation;
+    o.errors.push_back(fmt::format("sluice is {}, not serving: nothing is reloaded",
+                                   admin::to_string(lifecycle_.state())));
+    auto waiters = std::move(reload_waiters_);
+    reload_waiters_.clear();
+    for (auto& done : waiters) {
+      if (done) done(o);
+    }
+    return;
+  }
   reloading_waiters_ = std::move(reload_waiters_);
   reload_waiters_.clear();
   last_reload_ = main_loop_.now();
