@@ -24,19 +24,19 @@
 # (median, max; and SIGHUP → log time); the generation must advance by the number of SIGHUPs
 # that were not within BENCH_RELOAD_COALESCE_MS of the previous one.
 #
-# Knobs: BENCH_RELOAD_REPS (1), BENCH_RELOAD_DURATION seconds per phase (12),
+# Knobs: BENCH_RELOAD_REPS (3), BENCH_RELOAD_DURATION seconds per phase (12),
 #        BENCH_RELOAD_COUNT (50), BENCH_RELOAD_INTERVAL seconds (0.2), BENCH_RELOAD_CONNS (64),
 #        BENCH_RELOAD_RATE new connections per second (100), BENCH_RELOAD_SETTLE seconds (5),
 #        BENCH_RELOAD_COALESCE_MS (100), BENCH_QUIET_RUN_WAIT (10);
-#        QUICK=1: 6 s phases, 20 reloads, no waiting for quiet (a smoke test).
+#        QUICK=1: one repetition, 6 s phases, 20 reloads, no waiting for quiet (a smoke test).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 if [ "${QUICK:-0}" = 1 ]; then
-  : "${BENCH_RELOAD_DURATION:=6}" "${BENCH_RELOAD_COUNT:=20}" "${BENCH_QUIET_WAIT:=0}" "${BENCH_QUIET_RUN_WAIT:=0}"
+  : "${BENCH_RELOAD_REPS:=1}" "${BENCH_RELOAD_DURATION:=6}" "${BENCH_RELOAD_COUNT:=20}" "${BENCH_QUIET_WAIT:=0}" "${BENCH_QUIET_RUN_WAIT:=0}"
 fi
-: "${BENCH_RELOAD_REPS:=1}"
+: "${BENCH_RELOAD_REPS:=3}"
 : "${BENCH_RELOAD_DURATION:=12}"
 : "${BENCH_RELOAD_COUNT:=50}"
 : "${BENCH_RELOAD_INTERVAL:=0.2}"
