@@ -334,6 +334,26 @@ def sluice_log_summary(text, sent):
     return applied, failed, unsupported, waits
 
 
+CRASH_PATTERNS = (
+    # reload_bench.py group: a generation that died of a signal (negative status) or failed
+    re.compile(r"group: generation \d+ pid \d+ exited \((-?\d+)\)"),
+    # nginx's master about one of its workers
+    re.compile(r"worker process \d+ exited on signal (\d+)"),
+)
+
+
+def crashes(text):
+    """Exit statuses of proxy processes that died during a phase, from its log: a negative
+    status is the signal that killed it (-11: SIGSEGV)."""
+    out = []
+    for line in text.splitlines():
+        for i, pat in enumerate(CRASH_PATTERNS):
+            m = pat.search(line)
+            if m and int(m.group(1)) != 0:
+                out.append(int(m.group(1)) if i == 0 else -int(m.group(1)))
+    return out
+
+
 def expected_generations(sent, window):
     """Reloads expected when SIGHUPs closer than `window` seconds to the previous one merge."""
     n, last = 0, None
@@ -512,8 +532,13 @@ def cmd_phase(args):
     if storm:
         rec.update(reloads_sent=len(sent), reload_interval_ms=round(args.interval * 1000),
                    storm_s=round(sent[-1] - sent[0], 3) if sent else 0)
+    log_text = read_from(args.log, log_off) if args.log else ""
+    died = crashes(log_text)
+    rec["proxy_crashes"] = len(died)
+    if died:
+        rec["proxy_crash_statuses"] = died
     if args.admin_port:
-        applied, failed, unsupported, waits = sluice_log_summary(read_from(args.log, log_off), sent)
+        applied, failed, unsupported, waits = sluice_log_summary(log_text, sent)
         rec["sluice_log_applied"] = len(applied)
         rec["sluice_log_failed"] = len(failed)
         if failed:
@@ -554,6 +579,8 @@ def cmd_phase(args):
             f"{rec['procs_end']} end, {rec['procs_later']} after {args.settle:g}s")
     if storm:
         line += f" reloads={len(sent)}"
+    if died:
+        line += f" {len(died)} proxy processes died (statuses {', '.join(str(d) for d in died)})"
     if "generation_delta" in rec:
         line += f" generation +{rec['generation_delta']}"
         if storm:
@@ -629,7 +656,7 @@ def cmd_report(args):
     lines = [f"#### {args.title}", "", args.meta, ""]
     head = ["target", "reps", "req/s baseline", "req/s storm", "p99 µs baseline", "p99 µs storm", "p99 storm ÷ baseline",
             "new-conn p99 µs baseline", "new-conn p99 µs storm", "failed baseline", "failed storm",
-            "processes end / +%ss (start)" % _f(args.settle, "%g"), "CPU µs/req baseline", "CPU µs/req storm",
+            "processes end / +%ss (start)" % _f(args.settle, "%g"), "processes died", "CPU µs/req baseline", "CPU µs/req storm",
             "CPU ms per reload", "disturbed"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -661,6 +688,19 @@ def cmd_report(args):
                 txt += f" of {reqs} ({', '.join(parts)})"
             return txt
 
+        def died_txt(rs):
+            sts = [d for r in rs for d in r.get("proxy_crash_statuses") or []]
+            if not any("proxy_crashes" in r for r in rs):
+                return "–"
+            if not sts:
+                return "0"
+            names = {-11: "SIGSEGV", -6: "SIGABRT", -9: "SIGKILL", -7: "SIGBUS"}
+            kinds = {}
+            for d in sts:
+                k = names.get(d, f"signal {-d}" if d < 0 else f"status {d}")
+                kinds[k] = kinds.get(k, 0) + 1
+            return f"{len(sts)} (" + ", ".join(f"{v} {k}" for k, v in kinds.items()) + ")"
+
         procs = "–"
         if s:
             procs = (f"{_f(_med([r['procs_end'] for r in s]))} / {_f(_med([r['procs_later'] for r in s]))} "
@@ -681,7 +721,7 @@ def cmd_report(args):
         row = [LABELS.get(t, t), f"{reps}" + (f" ({fails} failed)" if fails else ""),
                _f(agg(t, "baseline", "rps")), _f(agg(t, "storm", "rps")), _f(p99b), _f(p99s), ratio,
                _f(agg(t, "baseline", "conn_lat_p99_us")), _f(agg(t, "storm", "conn_lat_p99_us")),
-               failed(b), failed(s), procs, _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
+               failed(b), failed(s), procs, died_txt(b + s), _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
                _f(agg(t, "storm", "cpu_us_per_req"), "%.1f"), _f(_med(per_reload), "%.1f"), str(dist)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -777,7 +817,7 @@ def main():
     p.add_argument("--conns", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--settle", type=float, default=5.0)
-    p.add_argument("--log", default="", help="sluice's log (reload lines)")
+    p.add_argument("--log", default="", help="the proxy's log (processes that died; sluice's reload lines)")
     p.add_argument("--ignore", type=int, action="append", default=[])
     p.add_argument("--wrk-lua", required=True)
     p.add_argument("--prefix", required=True, help="path prefix of this phase's output files")
