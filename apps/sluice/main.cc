@@ -114,6 +114,6 @@ int main(int argc, char** argv) {
     return usage_error("unknown log level '" + level_override + "'");
   }
   log::set_level(level);
-  server::Server server(config.value());
+  server::Server server(config.value(), config_path);
   return server.run();
 }

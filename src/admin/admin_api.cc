@@ -27,7 +27,10 @@ const upstream::ClusterConfig* find_cluster(
 }  // namespace
 
 AdminResponse ready_response(LifecycleState state) {
-  if (state == LifecycleState::kReady) return text(200, "ready\n");
+  // A reload does not take sluice out of service.
+  if (state == LifecycleState::kReady || state == LifecycleState::kReloading) {
+    return text(200, "ready\n");
+  }
   return text(503, fmt::format("{}\n", to_string(state)));
 }
 
@@ -182,19 +185,42 @@ std::string render_config_json(
   return out.dump(2) + "\n";
 }
 
+std::string render_reload_json(const ReloadOutcome& o) {
+  nlohmann::json j;
+  using R = ReloadOutcome::Result;
+  j["result"] = o.result == R::kApplied ? "applied" : o.result == R::kFailed ? "failed" : "unchanged";
+  j["dry_run"] = o.dry_run;
+  j["generation"] = o.generation;
+  j["changes"] = o.changes;
+  j["errors"] = o.errors;
+  j["warnings"] = o.warnings;
+  j["apply_seconds"] = o.apply_seconds;
+  return j.dump(2) + "\n";
+}
+
 void register_admin_api(AdminServer& server, AdminContext context) {
   auto ctx = std::make_shared<const AdminContext>(std::move(context));
   server.handle_sync("/live", [](const AdminRequest&) { return text(200, "live\n"); });
   server.handle_sync(
       "/ready", [ctx](const AdminRequest&) { return ready_response(ctx->lifecycle->state()); });
   server.handle_sync("/clusters/", [ctx](const AdminRequest& req) {
-    return endpoint_drain(req, *ctx->clusters, *ctx->health);
+    ConfigView view = ctx->view();
+    return endpoint_drain(req, *view.clusters, *ctx->health);
   });
   server.handle("/metrics", [ctx](const AdminRequest&, AdminServer::Respond respond) {
     ctx->gather(false, [respond, ctx](MetricsInput& in) {
-      respond(
-          AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                        render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state())});
+      std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
+      if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
+      respond(AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)});
+    });
+  });
+  server.handle("/reload", [ctx](const AdminRequest& req, AdminServer::Respond respond) {
+    if (req.method != "POST") return respond(text(405, "POST /reload reloads the configuration\n"));
+    if (!ctx->reload) return respond(text(501, "reloading is not available\n"));
+    std::string dry = query_value(req.query, "dry_run");
+    ctx->reload(dry == "1" || dry == "true", [respond](ReloadOutcome o) {
+      int status = o.result == ReloadOutcome::Result::kFailed ? 400 : 200;
+      respond(AdminResponse{status, "application/json", render_reload_json(o)});
     });
   });
   server.handle("/clusters", [ctx](const AdminRequest&, AdminServer::Respond respond) {
@@ -202,13 +228,13 @@ void register_admin_api(AdminServer& server, AdminContext context) {
   });
   server.handle("/listeners", [ctx](const AdminRequest&, AdminServer::Respond respond) {
     ctx->gather(false, [respond, ctx](MetricsInput& in) {
-      respond(json(render_listeners_json(in, *ctx->listener_addresses)));
+      respond(json(render_listeners_json(in, ctx->view().listener_addresses)));
     });
   });
   server.handle("/connections", [ctx](const AdminRequest& req, AdminServer::Respond respond) {
     std::string cluster = query_value(req.query, "cluster");
     std::string listener = query_value(req.query, "listener");
-    if (!cluster.empty() && !find_cluster(*ctx->clusters, cluster)) {
+    if (!cluster.empty() && !find_cluster(*ctx->view().clusters, cluster)) {
       return respond(text(404, "no cluster named " + cluster + "\n"));
     }
     ctx->gather(true, [respond, cluster, listener](MetricsInput& in) {
@@ -216,8 +242,9 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     });
   });
   server.handle_sync("/config", [ctx](const AdminRequest&) {
-    return json(render_config_json(ctx->settings, *ctx->listeners, *ctx->clusters,
-                                   *ctx->listener_addresses));
+    ConfigView view = ctx->view();
+    return json(render_config_json(view.settings, *view.listeners, *view.clusters,
+                                   view.listener_addresses));
   });
 }
 

@@ -1,5 +1,5 @@
 // The admin API's endpoints: /live, /ready, endpoint drain, /metrics, /clusters, /listeners,
-// /connections and /config. The Server owns everything they read (the lifecycle, the
+// /connections, /config and /reload. The Server owns everything they read (the lifecycle, the
 // configuration, the health manager) and keeps it alive as long as the AdminServer.
 // Main thread only.
 #pragma once
@@ -27,19 +27,45 @@ struct ProcessSettings {
   Duration ready_timeout{0};
 };
 
+// The configuration in force, as the admin API reads it; a reload replaces it.
+struct ConfigView {
+  std::shared_ptr<const void> keep;  // keeps what the pointers point into alive
+  ProcessSettings settings;
+  const std::vector<std::shared_ptr<const proxy::ListenerConfig>>* listeners = nullptr;
+  const std::vector<std::shared_ptr<const upstream::ClusterConfig>>* clusters = nullptr;
+  // Per listener, in config order: its name and the address it is bound to.
+  std::vector<std::pair<std::string, std::string>> listener_addresses;
+};
+
+// What a reload did (or, as a dry run, would do).
+struct ReloadOutcome {
+  enum class Result { kApplied, kUnchanged, kFailed };
+  Result result = Result::kUnchanged;
+  bool dry_run = false;
+  uint64_t generation = 0;            // in force after it
+  std::vector<std::string> changes;   // in words, one per change
+  std::vector<std::string> errors;    // located: FILE:LINE:COL: ...
+  std::vector<std::string> warnings;  // settings that need a restart, kept as they were
+  double apply_seconds = 0;
+};
+// POST /reload's body: {"result", "dry_run", "generation", "changes", "errors", "warnings",
+// "apply_seconds"}.
+std::string render_reload_json(const ReloadOutcome& outcome);
+
 struct AdminContext {
   // Asks every worker for a copy of its counters (with `connections`, also its open
   // connections) and calls `render` on the main loop once the last one answered.
   using Gather = std::function<void(bool connections, std::function<void(MetricsInput&)> render)>;
+  // Reads the configuration file again and applies it (or only compares, `dry_run`);
+  // `done` hears the outcome once every worker runs on it.
+  using Reload = std::function<void(bool dry_run, std::function<void(ReloadOutcome)> done)>;
 
   const Lifecycle* lifecycle = nullptr;
-  ProcessSettings settings;
-  const std::vector<std::shared_ptr<const proxy::ListenerConfig>>* listeners = nullptr;
-  const std::vector<std::shared_ptr<const upstream::ClusterConfig>>* clusters = nullptr;
+  const ReloadStats* reloads = nullptr;
+  std::function<ConfigView()> view;
   upstream::health::HealthManager* health = nullptr;
-  // Per listener, in config order: its name and the address it is bound to.
-  const std::vector<std::pair<std::string, std::string>>* listener_addresses = nullptr;
   Gather gather;
+  Reload reload;  // null: POST /reload answers 501
 };
 
 // Registers every endpoint above on `server`.

@@ -13,6 +13,8 @@ std::string_view to_string(LifecycleState state) {
       return "starting";
     case LifecycleState::kReady:
       return "ready";
+    case LifecycleState::kReloading:
+      return "reloading";
     case LifecycleState::kDraining:
       return "draining";
     case LifecycleState::kStopped:
@@ -32,6 +34,27 @@ std::string render_lifecycle_metrics(LifecycleState state) {
   return out;
 }
 
+std::string render_reload_metrics(const ReloadStats& s) {
+  std::string out =
+      "# HELP sluice_config_generation The configuration in force: 0 at start, one more for "
+      "each reload that changed something.\n"
+      "# TYPE sluice_config_generation gauge\n";
+  out += fmt::format("sluice_config_generation {}\n", s.generation);
+  out +=
+      "# HELP sluice_config_reloads_total Configuration reloads, by result: applied, "
+      "unchanged (the file said nothing new) or failed (the running configuration stayed).\n"
+      "# TYPE sluice_config_reloads_total counter\n";
+  out += fmt::format("sluice_config_reloads_total{{result=\"applied\"}} {}\n", s.applied);
+  out += fmt::format("sluice_config_reloads_total{{result=\"unchanged\"}} {}\n", s.unchanged);
+  out += fmt::format("sluice_config_reloads_total{{result=\"failed\"}} {}\n", s.failed);
+  out +=
+      "# HELP sluice_config_last_reload_seconds How long the last applied reload took, from "
+      "reading the file until every worker ran on it.\n"
+      "# TYPE sluice_config_last_reload_seconds gauge\n";
+  out += fmt::format("sluice_config_last_reload_seconds {}\n", s.last_apply_seconds);
+  return out;
+}
+
 bool Lifecycle::allowed(LifecycleState from, LifecycleState to) {
   using S = LifecycleState;
   switch (from) {
@@ -39,7 +62,9 @@ bool Lifecycle::allowed(LifecycleState from, LifecycleState to) {
       // stopped: a start that failed (a bind error) before anything was served.
       return to == S::kReady || to == S::kDraining || to == S::kStopped;
     case S::kReady:
-      return to == S::kDraining;
+      return to == S::kReloading || to == S::kDraining;
+    case S::kReloading:
+      return to == S::kReady || to == S::kDraining;
     case S::kDraining:
       return to == S::kStopped;
     case S::kStopped:

@@ -2,12 +2,13 @@
 // through its steps; /ready and the sluice_lifecycle_state gauges read it.
 //
 //   starting ──> ready ──> draining ──> stopped
-//       │                     ^            ^
-//       └─────────────────────┴────────────┘   (a signal, or a failed start, before ready)
+//       │        │   ^        ^   ^        ^
+//       │        v   │        │   │        │
+//       │      reloading ─────┘   │        │
+//       └─────────────────────────┴────────┘   (a signal, or a failed start, before ready)
 //
-// Reloading and upgrading slot in beside ready (ready → reloading → ready, ready → upgrading
-// → draining) when those features exist; until then they are not states, so no gauge
-// exports a state the process can never be in.
+// Reloading lasts from reading the new file until every worker runs on it; the process
+// serves (and /ready answers 200) throughout.
 // Main thread only.
 #pragma once
 
@@ -18,23 +19,41 @@
 
 namespace sluice::admin {
 
-enum class LifecycleState : uint8_t { kStarting, kReady, kDraining, kStopped };
+enum class LifecycleState : uint8_t { kStarting, kReady, kReloading, kDraining, kStopped };
 
-inline constexpr std::array<LifecycleState, 4> kLifecycleStates{
-    LifecycleState::kStarting, LifecycleState::kReady, LifecycleState::kDraining,
-    LifecycleState::kStopped};
+inline constexpr std::array<LifecycleState, 5> kLifecycleStates{
+    LifecycleState::kStarting, LifecycleState::kReady, LifecycleState::kReloading,
+    LifecycleState::kDraining, LifecycleState::kStopped};
 
-// "starting", "ready", "draining", "stopped": the /ready body and the metric label.
+// "starting", "ready", "reloading", "draining", "stopped": the /ready body and the metric
+// label.
 std::string_view to_string(LifecycleState state);
 
 // The sluice_lifecycle_state gauge family in Prometheus text: one sample per state, 1 for
 // the current one and 0 for the others.
 std::string render_lifecycle_metrics(LifecycleState state);
 
+// Configuration reloads so far (main thread).
+struct ReloadStats {
+  uint64_t generation = 0;  // 0: the configuration sluice started with
+  uint64_t applied = 0;
+  uint64_t unchanged = 0;
+  uint64_t failed = 0;
+  double last_apply_seconds = 0;  // from reading the file until every worker ran on it
+};
+
+// sluice_config_generation, sluice_config_reloads_total{result} and
+// sluice_config_last_reload_seconds in Prometheus text.
+std::string render_reload_metrics(const ReloadStats& stats);
+
 class Lifecycle {
  public:
   LifecycleState state() const { return state_; }
   bool is(LifecycleState s) const { return state_ == s; }
+  // Ready or reloading: serving on a configuration that was applied.
+  bool serving() const {
+    return state_ == LifecycleState::kReady || state_ == LifecycleState::kReloading;
+  }
 
   // Whether the table allows moving from `from` to `to`.
   static bool allowed(LifecycleState from, LifecycleState to);

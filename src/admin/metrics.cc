@@ -193,8 +193,9 @@ Merged merge(const MetricsInput& in) {
     for (const auto& [name, s] : r.tcp) m.tcp[name].add(s);
     for (const auto& [name, s] : r.http) m.http[name].add(s);
     for (const auto& [name, s] : r.tls) m.tls[name].add(s);
-    for (size_t i = 0; i < nclusters && i < r.clusters.size(); ++i) {
-      const auto& c = r.clusters[i];
+    for (size_t i = 0; i < nclusters; ++i) {
+      if (in.index_of(i) >= r.clusters.size()) continue;
+      const auto& c = r.clusters[in.index_of(i)];
       m.clusters[i].add(c.stats);
       size_t n = std::max(c.pools.size(), c.active_requests.size());
       if (m.pools[i].size() < n) {
@@ -257,7 +258,7 @@ std::string render_prometheus(const MetricsInput& in) {
 
   auto endpoint_name = [&](size_t i, size_t e) {
     if (in.health) {
-      const auto& snap = in.health->snapshot(i);
+      const auto& snap = in.health->snapshot(in.index_of(i));
       if (e < snap.endpoints->size()) return (*snap.endpoints)[e].address.to_string();
     }
     return std::string("?");
@@ -266,7 +267,7 @@ std::string render_prometheus(const MetricsInput& in) {
     const std::string cl = label("cluster", (*in.clusters)[i]->name);
     x.put(m.clusters[i], cl);
     if (in.health) {
-      const auto& snap = in.health->snapshot(i);
+      const auto& snap = in.health->snapshot(in.index_of(i));
       x.put(ClusterGauges{.panic = snap.panic}, cl);
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
@@ -277,7 +278,7 @@ std::string render_prometheus(const MetricsInput& in) {
                 .health_check_failed = (f & upstream::health::kFailedActiveCheck) != 0,
                 .ejected = (f & upstream::health::kEjected) != 0,
                 .draining = (f & upstream::health::kDraining) != 0,
-                .ejections = in.health->ejections(i, e),
+                .ejections = in.health->ejections(in.index_of(i), e),
             },
             cl + "," + label("endpoint", (*snap.endpoints)[e].address.to_string()));
       }
@@ -356,7 +357,7 @@ std::string render_clusters_json(const MetricsInput& in) {
     put_json(c, m.clusters[i]);
     nlohmann::json eps = nlohmann::json::array();
     if (in.health) {
-      const auto& snap = in.health->snapshot(i);
+      const auto& snap = in.health->snapshot(in.index_of(i));
       c["panic"] = snap.panic;
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
@@ -372,10 +373,10 @@ std::string render_clusters_json(const MetricsInput& in) {
         ep["usable"] = f == 0;
         ep["health_check_failed"] = (f & upstream::health::kFailedActiveCheck) != 0;
         if (cfg.health_check.type != upstream::health::HealthCheckConfig::Type::kNone) {
-          ep["last_check"] = in.health->last_check(i, e);
+          ep["last_check"] = in.health->last_check(in.index_of(i), e);
         }
         ep["ejected"] = (f & upstream::health::kEjected) != 0;
-        ep["ejections"] = in.health->ejections(i, e);
+        ep["ejections"] = in.health->ejections(in.index_of(i), e);
         ep["draining"] = (f & upstream::health::kDraining) != 0;
         ep["removed"] = (f & upstream::health::kRemoved) != 0;
         bool known = e < m.pools[i].size();

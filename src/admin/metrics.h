@@ -112,6 +112,13 @@ struct MetricsInput {
   std::map<std::string, uint32_t> active_connections;  // per listener, across workers
   const std::vector<std::shared_ptr<const upstream::ClusterConfig>>* clusters = nullptr;
   const std::vector<std::shared_ptr<const proxy::ListenerConfig>>* listeners = nullptr;
+  std::shared_ptr<const void> keep;  // keeps `clusters` and `listeners` alive
+  // The HealthManager's (and the worker reports') index of each of `clusters`; empty: the
+  // same as its position.
+  std::vector<size_t> cluster_index;
+  size_t index_of(size_t cluster) const {
+    return cluster < cluster_index.size() ? cluster_index[cluster] : cluster;
+  }
   const upstream::health::HealthManager* health = nullptr;
   const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
   std::vector<CertificateReport> certificates;

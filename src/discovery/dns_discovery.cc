@@ -24,17 +24,65 @@ DnsDiscovery::DnsDiscovery(
     auto c = std::make_unique<ClusterState>();
     c->index = i;
     c->config = clusters[i];
-    for (const auto& t : c->config->dns_targets) {
-      Target target;
-      target.host = t.host;
-      target.port = t.port;
-      target.weight = t.weight;
-      c->targets.push_back(std::move(target));
-    }
+    set_targets(*c);
     ClusterState* raw = c.get();
     c->timer = std::make_unique<event::Timer>(loop_.timers(), [this, raw] { refresh(*raw); });
     clusters_.push_back(std::move(c));
   }
+}
+
+void DnsDiscovery::set_targets(ClusterState& c) {
+  c.targets.clear();
+  for (const auto& t : c.config->dns_targets) {
+    Target target;
+    target.host = t.host;
+    target.port = t.port;
+    target.weight = t.weight;
+    c.targets.push_back(std::move(target));
+  }
+}
+
+DnsDiscovery::ClusterState* DnsDiscovery::find(size_t index) {
+  for (auto& c : clusters_) {
+    if (c->index == index) return c.get();
+  }
+  return nullptr;
+}
+
+void DnsDiscovery::set_cluster(size_t index, std::shared_ptr<const ClusterConfig> config) {
+  ClusterState* c = find(index);
+  if (config->type == ClusterConfig::Type::kStatic) {
+    if (c) remove_cluster(index);
+    return;
+  }
+  if (c && !c->removed && c->config->type == config->type &&
+      c->config->dns_targets == config->dns_targets && c->config->srv_name == config->srv_name) {
+    c->config = std::move(config);  // same names: the answers in hand stay
+    return;
+  }
+  if (!c) {
+    auto made = std::make_unique<ClusterState>();
+    made->index = index;
+    c = made.get();
+    c->timer = std::make_unique<event::Timer>(loop_.timers(), [this, c] { refresh(*c); });
+    clusters_.push_back(std::move(made));
+  }
+  c->config = std::move(config);
+  c->removed = false;
+  c->answered = true;  // startup's first round is long over
+  c->srv_refresh_at = MonoTime{};
+  set_targets(*c);
+  c->timer->cancel();
+  refresh(*c);  // a new round: answers of the old names are ignored
+}
+
+void DnsDiscovery::remove_cluster(size_t index) {
+  ClusterState* c = find(index);
+  if (!c) return;
+  c->removed = true;
+  c->answered = true;
+  ++c->round;  // answers still on their way are ignored
+  c->timer->cancel();
 }
 
 DnsDiscovery::~DnsDiscovery() {

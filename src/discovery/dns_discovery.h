@@ -25,6 +25,13 @@ class DnsDiscovery {
   // `clusters` in config order (indices as the HealthManager's); static ones are ignored.
   DnsDiscovery(event::Loop& loop, dns::Resolver& resolver, upstream::health::HealthManager& health,
                const std::vector<std::shared_ptr<const upstream::ClusterConfig>>& clusters);
+
+  // A reload. The cluster at the HealthManager's `index` is new or changed: a DNS cluster
+  // whose names (or type) changed is resolved again now, one whose names did not keeps its
+  // answers; a cluster that is no longer a DNS one stops being resolved.
+  void set_cluster(size_t index, std::shared_ptr<const upstream::ClusterConfig> config);
+  // The cluster left the configuration: no more queries for it.
+  void remove_cluster(size_t index);
   ~DnsDiscovery();
 
   // Resolves every DNS cluster; `on_first_round` runs once each has had one answer (good
@@ -51,7 +58,11 @@ class DnsDiscovery {
     Duration next{0};
     MonoTime srv_refresh_at{};  // dns_srv: as Target::refresh_at, for the SRV records
     bool answered = false;
+    bool removed = false;
   };
+
+  ClusterState* find(size_t index);
+  void set_targets(ClusterState& c);
 
   void refresh(ClusterState& c);
   void keep_refresh_time(MonoTime& refresh_at, const dns::Answer& a) const;

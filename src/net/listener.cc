@@ -48,7 +48,7 @@ Listener::Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks
     : loop_(loop),
       fd_(std::move(fd)),
       name_(std::move(name)),
-      callbacks_(callbacks),
+      callbacks_(&callbacks),
       resume_timer_(loop.timers(), [this] {
         paused_ = false;
         accept_all();
@@ -87,7 +87,7 @@ void Listener::accept_all() {
         LOG_WARN("listener {}: accepting again after descriptor exhaustion ({} pauses so far)",
                  name_, pauses_);
       }
-      callbacks_.on_accept(Fd(fd), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len));
+      callbacks_->on_accept(Fd(fd), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len));
       continue;
     }
     int err = errno;

@@ -36,6 +36,14 @@ class Listener final : public event::IoHandler {
   Status start();
   // Closes the socket: the kernel refuses new connections once every worker's is closed.
   void close();
+  // Accepts the connections already queued, then closes (a listener removed while running:
+  // a connection the kernel completed is served, not reset).
+  void accept_queued_and_close() {
+    if (!paused_) accept_all();
+    close();
+  }
+  // Accepted connections go to `callbacks` from now on.
+  void set_callbacks(ListenerCallbacks& callbacks) { callbacks_ = &callbacks; }
 
   void on_io(uint32_t events) override;
 
@@ -45,7 +53,7 @@ class Listener final : public event::IoHandler {
   event::Loop& loop_;
   Fd fd_;
   std::string name_;
-  ListenerCallbacks& callbacks_;
+  ListenerCallbacks* callbacks_;
   event::Timer resume_timer_;
   bool paused_ = false;
   bool resumed_log_pending_ = false;  // an exhaustion episode was logged, its end not yet

@@ -24,7 +24,8 @@ namespace sluice::server {
 
 using admin::LifecycleState;
 
-Server::Server(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {}
+Server::Server(std::shared_ptr<const config::Config> config, std::string path)
+    : config_(std::move(config)), config_path_(std::move(path)) {}
 
 Server::~Server() {
   // Workers report to the health manager and read its shared cluster state until they are
@@ -65,6 +66,7 @@ int Server::run() {
     return 1;
   }
   start_workers(std::move(per_worker));
+  reload_timer_ = std::make_unique<event::Timer>(main_loop_.timers(), [this] { start_reload(); });
   drain_deadline_ =
       std::make_unique<event::Timer>(main_loop_.timers(), [this] { on_drain_deadline(); });
   drain_progress_ =
@@ -81,6 +83,7 @@ int Server::run() {
 
   drain_deadline_->cancel();
   drain_progress_->cancel();
+  reload_timer_->cancel();
   if (watchdog_) watchdog_->cancel();
   health_->stop();
   stop();
@@ -127,32 +130,47 @@ Status Server::prepare() {
 
 Status Server::bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker) {
   for (const auto& l : config_->listeners) {
-    auto count = std::make_shared<std::atomic<uint32_t>>(0);
-    connection_counts_.push_back(count);
-    net::Address address = l->address;
-    for (auto& handoffs : per_worker) {
-      auto fd = net::bind_listener(address, l->backlog, l->socket_options);
-      if (!fd) return Status::error(fmt::format("listener {}: {}", l->name, fd.status().message()));
-      if (address.port() == 0) {
-        // Port 0: the first socket picks the port; every other worker binds that same port.
-        auto bound = net::local_address(fd->get());
-        if (!bound) {
-          return Status::error(fmt::format("listener {}: {}", l->name, bound.status().message()));
-        }
-        address = *bound;
+    if (Status st = bind_listener(l, per_worker); !st) return st;
+  }
+  return Status::ok();
+}
+
+Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
+                             std::vector<std::vector<ListenerHandoff>>& per_worker) {
+  auto count = std::make_shared<std::atomic<uint32_t>>(0);
+  net::Address address = l->address;
+  std::vector<net::Fd> fds;
+  for (size_t w = 0; w < per_worker.size(); ++w) {
+    auto fd = net::bind_listener(address, l->backlog, l->socket_options);
+    if (!fd) return Status::error(fmt::format("listener {}: {}", l->name, fd.status().message()));
+    if (address.port() == 0) {
+      // Port 0: the first socket picks the port; every other worker binds that same port.
+      auto bound = net::local_address(fd->get());
+      if (!bound) {
+        return Status::error(fmt::format("listener {}: {}", l->name, bound.status().message()));
       }
-      std::shared_ptr<proxy::AccessLog> access_log;
-      if (!l->access_log.path.empty()) access_log = access_logs_.at(l->access_log.path);
-      handoffs.push_back(ListenerHandoff{l, std::move(fd.value()), count, access_log});
+      address = *bound;
     }
-    listener_addresses_.emplace_back(l->name, address.to_string());
-    if (l->protocol == proxy::Protocol::kHttp) {
-      LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
-               l->http.virtual_hosts.size());
-    } else {
-      LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
-               l->cluster);
-    }
+    fds.push_back(std::move(fd.value()));
+  }
+  // Only once every socket is bound: a failure above leaves nothing half made.
+  if (auto old = connection_counts_.find(l->name); old != connection_counts_.end()) {
+    retired_counts_.push_back(old->second);
+  }
+  connection_counts_[l->name] = count;
+  std::shared_ptr<proxy::AccessLog> access_log;
+  if (!l->access_log.path.empty()) access_log = access_logs_.at(l->access_log.path);
+  for (size_t w = 0; w < per_worker.size(); ++w) {
+    per_worker[w].push_back(ListenerHandoff{l, std::move(fds[w]), count, access_log});
+  }
+  std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
+  listener_addresses_.emplace_back(l->name, address.to_string());
+  if (l->protocol == proxy::Protocol::kHttp) {
+    LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
+             l->http.virtual_hosts.size());
+  } else {
+    LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
+             l->cluster);
   }
   return Status::ok();
 }
@@ -176,11 +194,14 @@ Status Server::start_admin() {
   admin_ = std::make_unique<admin::AdminServer>(main_loop_);
   admin::AdminContext context;
   context.lifecycle = &lifecycle_;
-  context.settings = {config_->workers, config_->drain_timeout, config_->ready_timeout};
-  context.listeners = &config_->listeners;
-  context.clusters = &config_->clusters;
+  context.reloads = &reload_stats_;
+  context.view = [this] { return config_view(); };
   context.health = health_.get();
-  context.listener_addresses = &listener_addresses_;
+  if (!config_path_.empty()) {
+    context.reload = [this](bool dry_run, std::function<void(admin::ReloadOutcome)> done) {
+      request_reload(dry_run, std::move(done));
+    };
+  }
   context.gather = [this](bool connections, std::function<void(admin::MetricsInput&)> render) {
     gather(connections, std::move(render));
   };
@@ -202,93 +223,24 @@ constexpr auto kReplayWindow = std::chrono::seconds(30);
 
 Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker) {
   bool wants_ktls = false;
-  for (size_t li = 0; li < config_->listeners.size(); ++li) {
-    const auto& l = config_->listeners[li];
+  for (const auto& l : config_->listeners) {
     if (!l->tls) continue;
     wants_ktls |= l->tls->ktls;
-    std::vector<std::string> warnings;
-    // Read and checked when the configuration was loaded (its warnings logged then); a
-    // configuration built in code is read here.
-    std::shared_ptr<const tls::CertStore> store = l->cert_store;
-    if (!store) {
-      auto loaded = tls::CertStore::load(*l->tls, &warnings);
-      for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l->name, w);
-      if (!loaded)
-        return Status::error(
-            fmt::format("listener {}: tls: {}", l->name, loaded.status().message()));
-      store = loaded.value();
-    }
-    cert_stores_[l->name] = store;
-    std::shared_ptr<tls::TicketKeys> keys;
-    if (!l->tls->ticket_key_files.empty()) {
-      auto from_files = tls::TicketKeys::from_files(l->tls->ticket_key_files);
-      if (!from_files)
-        return Status::error(
-            fmt::format("listener {}: tls: {}", l->name, from_files.status().message()));
-      keys = from_files.value();
-      // A fleet rotates its files: new keys are read when they change.
-      auto watcher = tls::CertWatcher::create(
-          main_loop_, l->tls->ticket_key_files,
-          [name = l->name, keys, files = l->tls->ticket_key_files] {
-            if (Status s = keys->reload_files(files); !s) {
-              LOG_ERROR(
-                  "listener {}: tls: the changed ticket key files are not used, the keys "
-                  "in use stay: {}",
-                  name, s.message());
-              return;
-            }
-            LOG_INFO("listener {}: tls: ticket keys read again from {} files", name, files.size());
-          });
-      if (watcher) {
-        ticket_watchers_.push_back(std::move(watcher.value()));
-      } else {
-        LOG_WARN("listener {}: tls: ticket key files are not watched ({})", l->name,
-                 watcher.status().message());
-      }
-    } else {
-      keys = std::make_shared<tls::TicketKeys>();
-      // Rotated on the main thread; each worker's contexts read the keys under their lock.
-      size_t slot = ticket_rotations_.size();
-      Duration every = l->tls->ticket_key_rotation;
-      ticket_rotations_.push_back(
-          std::make_unique<event::Timer>(main_loop_.timers(), [this, keys, slot, every] {
-            keys->rotate();
-            ticket_rotations_[slot]->arm_at(main_loop_.now() + every);
-          }));
-      ticket_rotations_.back()->arm_at(main_loop_.now() + every);
-    }
-    ticket_keys_[l->name] = keys;
-    if (l->tls->early_data.enabled) {
-      // One record of accepted early data for all workers.
-      replay_guards_[l->name] =
-          std::make_shared<tls::ReplayGuard>(kReplayGuardCapacity, kReplayWindow);
-    }
-    for (auto& handoffs : per_worker) {
-      auto ctx = tls::ServerContext::create(*l->tls, l->name, store, keys, replay_guards_[l->name]);
-      if (!ctx)
-        return Status::error(fmt::format("listener {}: tls: {}", l->name, ctx.status().message()));
-      for (auto& h : handoffs) {
-        if (h.config == l) h.tls = ctx.value();
+    if (Status st = make_listener_tls(*l); !st) return st;
+    for (size_t w = 0; w < per_worker.size(); ++w) {
+      for (auto& h : per_worker[w]) {
+        if (h.config == l) h.tls = listener_tls_.at(l->name)[w];
       }
     }
   }
   for (const auto& l : config_->listeners) {
-    if (l->tls) watch_certificates(*l);
+    if (l->tls) watch_certificates(l);
   }
   cluster_tls_.assign(per_worker.size() + 1, {});  // the last: the main thread's (checks)
-  for (size_t w = 0; w < cluster_tls_.size(); ++w) {
-    for (const auto& c : config_->clusters) {
-      std::shared_ptr<tls::ClientContext> ctx;
-      if (c->tls) {
-        wants_ktls |= c->tls->ktls;
-        auto made = tls::ClientContext::create(*c->tls);
-        if (!made)
-          return Status::error(
-              fmt::format("cluster {}: tls: {}", c->name, made.status().message()));
-        ctx = made.value();
-      }
-      cluster_tls_[w].push_back(std::move(ctx));
-    }
+  for (size_t i = 0; i < config_->clusters.size(); ++i) {
+    const auto& c = config_->clusters[i];
+    if (c->tls) wants_ktls |= c->tls->ktls;
+    if (Status st = make_cluster_tls(*c, i); !st) return st;
   }
   if (wants_ktls && !tls::kernel_tls_available()) {
     LOG_WARN(
@@ -298,11 +250,99 @@ Status Server::prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker
   return Status::ok();
 }
 
-void Server::watch_certificates(const proxy::ListenerConfig& l) {
+Status Server::make_cluster_tls(const upstream::ClusterConfig& c, size_t index) {
+  std::vector<std::shared_ptr<tls::ClientContext>> made(cluster_tls_.size());
+  for (auto& ctx : made) {
+    if (!c.tls) break;
+    auto context = tls::ClientContext::create(*c.tls);
+    if (!context)
+      return Status::error(fmt::format("cluster {}: tls: {}", c.name, context.status().message()));
+    ctx = context.value();
+  }
+  for (size_t w = 0; w < cluster_tls_.size(); ++w) {
+    if (cluster_tls_[w].size() <= index) cluster_tls_[w].resize(index + 1);
+    cluster_tls_[w][index] = std::move(made[w]);
+  }
+  return Status::ok();
+}
+
+Status Server::make_listener_tls(const proxy::ListenerConfig& l) {
+  // Read and checked when the configuration was loaded (its warnings logged then); a
+  // configuration built in code is read here.
+  std::shared_ptr<const tls::CertStore> store = l.cert_store;
+  if (!store) {
+    std::vector<std::string> warnings;
+    auto loaded = tls::CertStore::load(*l.tls, &warnings);
+    for (const auto& w : warnings) LOG_WARN("listener {}: tls: {}", l.name, w);
+    if (!loaded)
+      return Status::error(fmt::format("listener {}: tls: {}", l.name, loaded.status().message()));
+    store = loaded.value();
+  }
+  std::shared_ptr<tls::TicketKeys> keys;
+  if (auto known = ticket_keys_.find(l.name); known != ticket_keys_.end()) {
+    keys = known->second;  // a reload: sessions resumed with the keys in use keep resuming
+  } else if (!l.tls->ticket_key_files.empty()) {
+    auto from_files = tls::TicketKeys::from_files(l.tls->ticket_key_files);
+    if (!from_files)
+      return Status::error(
+          fmt::format("listener {}: tls: {}", l.name, from_files.status().message()));
+    keys = from_files.value();
+    // A fleet rotates its files: new keys are read when they change.
+    auto watcher = tls::CertWatcher::create(
+        main_loop_, l.tls->ticket_key_files,
+        [name = l.name, keys, files = l.tls->ticket_key_files] {
+          if (Status s = keys->reload_files(files); !s) {
+            LOG_ERROR(
+                "listener {}: tls: the changed ticket key files are not used, the keys "
+                "in use stay: {}",
+                name, s.message());
+            return;
+          }
+          LOG_INFO("listener {}: tls: ticket keys read again from {} files", name, files.size());
+        });
+    if (watcher) {
+      ticket_watchers_.push_back(std::move(watcher.value()));
+    } else {
+      LOG_WARN("listener {}: tls: ticket key files are not watched ({})", l.name,
+               watcher.status().message());
+    }
+  } else {
+    keys = std::make_shared<tls::TicketKeys>();
+    // Rotated on the main thread; each worker's contexts read the keys under their lock.
+    size_t slot = ticket_rotations_.size();
+    Duration every = l.tls->ticket_key_rotation;
+    ticket_rotations_.push_back(
+        std::make_unique<event::Timer>(main_loop_.timers(), [this, keys, slot, every] {
+          keys->rotate();
+          ticket_rotations_[slot]->arm_at(main_loop_.now() + every);
+        }));
+    ticket_rotations_.back()->arm_at(main_loop_.now() + every);
+  }
+  if (l.tls->early_data.enabled && !replay_guards_[l.name]) {
+    // One record of accepted early data for all workers.
+    replay_guards_[l.name] =
+        std::make_shared<tls::ReplayGuard>(kReplayGuardCapacity, kReplayWindow);
+  }
+  std::vector<std::shared_ptr<tls::ServerContext>> contexts;
+  for (uint32_t w = 0; w < config_->workers; ++w) {
+    auto ctx = tls::ServerContext::create(*l.tls, l.name, store, keys, replay_guards_[l.name]);
+    if (!ctx)
+      return Status::error(fmt::format("listener {}: tls: {}", l.name, ctx.status().message()));
+    contexts.push_back(ctx.value());
+  }
+  ticket_keys_[l.name] = keys;
+  cert_stores_[l.name] = store;
+  listener_tls_[l.name] = std::move(contexts);
+  return Status::ok();
+}
+
+void Server::watch_certificates(std::shared_ptr<const proxy::ListenerConfig> listener) {
+  const proxy::ListenerConfig& l = *listener;
   std::vector<std::string> files = cert_stores_.at(l.name)->files();
   if (!l.tls->client_ca.empty()) files.push_back(l.tls->client_ca);
+  cert_watchers_.erase(l.name);
   auto watcher = tls::CertWatcher::create(main_loop_, std::move(files),
-                                          [this, &l] { reload_certificates(l); });
+                                          [this, listener] { reload_certificates(*listener); });
   if (!watcher) {
     LOG_WARN("listener {}: tls: certificate files are not watched ({}); changes need a restart",
              l.name, watcher.status().message());
@@ -337,6 +377,7 @@ void Server::reload_certificates(const proxy::ListenerConfig& l) {
   }
   ++done;
   cert_stores_[l.name] = store.value();
+  listener_tls_[l.name] = contexts;
   for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->set_listener_tls(l.name, contexts[w]);
   // Said once every worker uses the new set: a handshake after the line gets it.
   auto waiting = std::make_shared<size_t>(workers_.size());
@@ -358,9 +399,27 @@ void Server::reload_certificates(const proxy::ListenerConfig& l) {
 void Server::start_workers(std::vector<std::vector<ListenerHandoff>> per_worker) {
   for (size_t w = 0; w < per_worker.size(); ++w) {
     workers_.push_back(
-        std::make_unique<Worker>(w, config_, std::move(per_worker[w]), *health_, cluster_tls_[w]));
+        std::make_unique<Worker>(w, config_, std::move(per_worker[w]), cluster_handoffs(w)));
     workers_.back()->start();
   }
+}
+
+ClusterHandoff Server::cluster_handoff(size_t worker, size_t index) {
+  ClusterHandoff h;
+  h.index = index;
+  if (health_->retired(index)) return h;
+  h.config = health_->cluster_config(index);
+  if (index < cluster_tls_[worker].size()) h.tls = cluster_tls_[worker][index];
+  h.health = health_->snapshot_ptr(index);
+  h.shared = &health_->shared(index);
+  h.sink = health_->sink_for(index);
+  return h;
+}
+
+std::vector<ClusterHandoff> Server::cluster_handoffs(size_t worker) {
+  std::vector<ClusterHandoff> all;
+  for (size_t i = 0; i < health_->cluster_count(); ++i) all.push_back(cluster_handoff(worker, i));
+  return all;
 }
 
 void Server::wait_ready() {
@@ -393,9 +452,12 @@ void Server::on_first_answers() {
 
 void Server::on_signal(int sig) {
   if (sig == SIGHUP) {
-    // The reload signal (the unit's ExecReload): until reloading exists it must not end the
-    // process, as SIGHUP's default action would.
-    LOG_WARN("SIGHUP: reloading is not supported yet; the running configuration stays");
+    // The reload signal (the unit's ExecReload).
+    if (config_path_.empty()) {
+      LOG_WARN("SIGHUP: no configuration file to read again; the running configuration stays");
+      return;
+    }
+    request_reload(false, nullptr);
     return;
   }
   if (lifecycle_.is(LifecycleState::kDraining)) {
@@ -489,7 +551,8 @@ void Server::on_watchdog_tick() {
 
 uint64_t Server::open_connections() const {
   uint64_t open = 0;
-  for (const auto& c : connection_counts_) open += c->load();
+  for (const auto& [name, c] : connection_counts_) open += c->load();
+  for (const auto& c : retired_counts_) open += c->load();
   return open;
 }
 
@@ -504,6 +567,10 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   pending->input.workers.resize(workers_.size());
   pending->input.clusters = &config_->clusters;
   pending->input.listeners = &config_->listeners;
+  pending->input.keep = config_;
+  for (const auto& c : config_->clusters) {
+    pending->input.cluster_index.push_back(*health_->find_cluster(c->name));
+  }
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
   for (const auto& [listener, store] : cert_stores_) {
@@ -514,8 +581,8 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
           !cert->ocsp_der.empty(), counts.first, counts.second});
     }
   }
-  for (size_t i = 0; i < config_->listeners.size(); ++i) {
-    pending->input.active_connections[config_->listeners[i]->name] = connection_counts_[i]->load();
+  for (const auto& l : config_->listeners) {
+    pending->input.active_connections[l->name] = connection_counts_.at(l->name)->load();
   }
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
@@ -538,6 +605,9 @@ void Server::log_summary() {
   // The exit summary: every declared counter, merged over the workers (stopped by now).
   admin::MetricsInput totals;
   totals.clusters = &config_->clusters;
+  for (const auto& c : config_->clusters) {
+    totals.cluster_index.push_back(*health_->find_cluster(c->name));
+  }
   totals.health = health_.get();
   totals.dns = resolver_ ? &resolver_->stats() : nullptr;
   for (auto& w : workers_) {

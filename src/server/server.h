@@ -3,8 +3,9 @@
 // listeners (one SO_REUSEPORT socket per worker, so a bind error stops startup with a clear
 // message), start discovery, the admin API and the workers, then wait for the first DNS and
 // health answers before ready. SIGTERM/SIGINT drain (stop accepting, let connections finish
-// for drain_timeout, then close them); a second one closes everything at once. SIGHUP (the
-// reload signal) is logged and otherwise ignored until reloading exists. Every step's
+// for drain_timeout, then close them); a second one closes everything at once. SIGHUP and
+// POST /reload read the configuration file again and apply what changed (reload.cc). Every
+// step's
 // state lives here, not in the locals of one long function. Under systemd (Type=notify) each
 // step is also told to the service manager: READY=1 at ready, STOPPING=1 when the drain
 // begins, STATUS= lines in between, WATCHDOG=1 while the main loop and every worker answer.
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "admin/admin_api.h"
 #include "admin/lifecycle.h"
 #include "admin/metrics.h"
 #include "base/status.h"
@@ -58,10 +60,13 @@ namespace sluice::server {
 
 class Worker;
 struct ListenerHandoff;
+struct ClusterHandoff;
+struct WorkerReload;
 
 class Server {
  public:
-  explicit Server(std::shared_ptr<const config::Config> config);
+  // `path`: the file `config` was read from, read again on a reload ("" : no reloads).
+  explicit Server(std::shared_ptr<const config::Config> config, std::string path = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -75,12 +80,37 @@ class Server {
   // The steps of run(), in order. A step that fails stops startup with a logged reason.
   Status prepare();
   Status bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker);
+  // One listener's sockets, one per worker, appended to `per_worker`.
+  Status bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
+                       std::vector<std::vector<ListenerHandoff>>& per_worker);
   // Reads the certificate and CA files and makes each worker's TLS contexts.
   Status prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker);
+  // A TLS listener's contexts, one per worker (its ticket keys made once per listener name,
+  // so that sessions resume across reloads).
+  Status make_listener_tls(const proxy::ListenerConfig& l);
+  // Each worker's and the main thread's TLS context for a cluster (null: no `tls:`).
+  Status make_cluster_tls(const upstream::ClusterConfig& c, size_t index);
   // Watches a TLS listener's files; a complete, valid new set replaces the old one for new
   // handshakes on every worker, an invalid one is logged and the last good set kept.
-  void watch_certificates(const proxy::ListenerConfig& listener);
+  void watch_certificates(std::shared_ptr<const proxy::ListenerConfig> listener);
   void reload_certificates(const proxy::ListenerConfig& listener);
+  // Every cluster of the configuration, as workers get them.
+  std::vector<ClusterHandoff> cluster_handoffs(size_t worker);
+  ClusterHandoff cluster_handoff(size_t worker, size_t index);
+
+  // Reloading (reload.cc). A request (SIGHUP, POST /reload) is applied at once, or, within
+  // kReloadCoalesce of the last one, once that long after it, together with every request
+  // that came meanwhile.
+  void request_reload(bool dry_run, std::function<void(admin::ReloadOutcome)> done);
+  void start_reload();
+  // Reads and checks the file and works out the changes; `plan` is null when there is
+  // nothing to apply (the outcome says why).
+  struct ReloadPlan;
+  admin::ReloadOutcome plan_reload(std::unique_ptr<ReloadPlan>* plan);
+  // Applies the plan on the main thread and posts each worker its part.
+  Status apply_reload(ReloadPlan& plan);
+  void finish_reload(admin::ReloadOutcome outcome);
+  admin::ConfigView config_view() const;
   Status start_discovery();
   Status start_admin();
   void start_workers(std::vector<std::vector<ListenerHandoff>> per_worker);
@@ -105,11 +135,15 @@ class Server {
   uint64_t open_connections() const;
 
   std::shared_ptr<const config::Config> config_;
+  std::string config_path_;
   admin::Lifecycle lifecycle_;
   event::Loop main_loop_;
   std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs_;   // by path
-  std::vector<std::pair<std::string, std::string>> listener_addresses_;    // name, bound address
-  std::vector<std::shared_ptr<std::atomic<uint32_t>>> connection_counts_;  // per listener
+  std::vector<std::pair<std::string, std::string>> listener_addresses_;  // name, bound address
+  // Per listener name: open connections across workers (max_connections).
+  std::map<std::string, std::shared_ptr<std::atomic<uint32_t>>> connection_counts_;
+  // Those of listeners a reload removed or re-bound, while their connections drain.
+  std::vector<std::shared_ptr<std::atomic<uint32_t>>> retired_counts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   // Per TLS listener: the certificates in force and the ticket keys all workers share.
   std::map<std::string, std::shared_ptr<const tls::CertStore>> cert_stores_;
@@ -117,9 +151,12 @@ class Server {
   std::map<std::string, std::pair<uint64_t, uint64_t>> cert_reloads_;  // (done, failed)
   std::map<std::string, std::shared_ptr<tls::TicketKeys>> ticket_keys_;
   std::map<std::string, std::shared_ptr<tls::ReplayGuard>> replay_guards_;
+  // Per TLS listener: each worker's server context.
+  std::map<std::string, std::vector<std::shared_ptr<tls::ServerContext>>> listener_tls_;
   std::vector<std::unique_ptr<event::Timer>> ticket_rotations_;
   std::vector<std::unique_ptr<tls::CertWatcher>> ticket_watchers_;  // ticket_key_files
-  // Per worker, per cluster (config order): its TLS context, null without `tls:`.
+  // Per worker (the last: the main thread's, for health checks), per cluster index: its TLS
+  // context, null without `tls:`.
   std::vector<std::vector<std::shared_ptr<tls::ClientContext>>> cluster_tls_;
   std::unique_ptr<upstream::health::HealthManager> health_;
   std::unique_ptr<dns::Resolver> resolver_;
@@ -136,6 +173,14 @@ class Server {
   bool watchdog_stall_logged_ = false;
   size_t drained_workers_ = 0;
   bool workers_joined_ = false;
+
+  admin::ReloadStats reload_stats_;
+  std::unique_ptr<event::Timer> reload_timer_;
+  MonoTime last_reload_{};
+  // Waiting for the next reload, and waiting for the one under way.
+  std::vector<std::function<void(admin::ReloadOutcome)>> reload_waiters_;
+  std::vector<std::function<void(admin::ReloadOutcome)>> reloading_waiters_;
+  MonoTime reload_started_{};
 };
 
 }  // namespace sluice::server

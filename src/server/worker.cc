@@ -2,8 +2,12 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+#include <utility>
+
 #include <fmt/format.h>
 
+#include "base/check.h"
 #include "base/log.h"
 
 namespace sluice::server {
@@ -16,14 +20,16 @@ class StatsInto final : public proxy::ListenerStatsSink {
             std::map<std::string, proxy::http::HttpProxyStats>& http,
             std::map<std::string, tls::ListenerTlsStats>& tls)
       : tcp_(tcp), http_(http), tls_(tls) {}
+  // Added up: a listener's old proxy (replaced by a reload) and its new one report under
+  // one name.
   void on_tcp_stats(const std::string& listener, const proxy::tcp::TcpProxyStats& s) override {
-    tcp_[listener] = s;
+    tcp_[listener].add(s);
   }
   void on_http_stats(const std::string& listener, const proxy::http::HttpProxyStats& s) override {
-    http_[listener] = s;
+    http_[listener].add(s);
   }
   void on_tls_stats(const std::string& listener, const tls::ListenerTlsStats& s) override {
-    tls_[listener] = s;
+    tls_[listener].add(s);
   }
 
  private:
@@ -35,20 +41,22 @@ class StatsInto final : public proxy::ListenerStatsSink {
 }  // namespace
 
 Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
-               std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health,
-               std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls)
+               std::vector<ListenerHandoff> listeners, std::vector<ClusterHandoff> clusters)
     : index_(index),
       config_(std::move(config)),
       handoffs_(std::move(listeners)),
-      health_(health),
-      cluster_tls_(std::move(cluster_tls)) {}
+      initial_clusters_(std::move(clusters)) {}
 
 void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
   loop_.post([this, connections, done = std::move(done)] {
     admin::WorkerReport r;
+    r.tcp = gone_tcp_;
+    r.http = gone_http_;
+    r.tls = gone_tls_;
     StatsInto sink(r.tcp, r.http, r.tls);
-    for (const auto& p : proxies_) p->report_stats(sink);
-    for (auto* c : cluster_by_index_) {
+    for (const auto& s : served_) s.proxy->report_stats(sink);
+    for (const auto& p : retired_) p->report_stats(sink);
+    for (const auto& c : clusters_) {
       admin::WorkerReport::Cluster rc;
       rc.stats = c->stats();
       size_t n = c->endpoint_count();
@@ -62,8 +70,9 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
     }
     r.loop = loop_.stats();
     if (connections) {
-      for (const auto& p : proxies_) p->report_connections(r.connections);
-      for (auto* c : cluster_by_index_) {
+      for (const auto& s : served_) s.proxy->report_connections(r.connections);
+      for (const auto& p : retired_) p->report_connections(r.connections);
+      for (const auto& c : clusters_) {
         const std::string& name = c->config().name;
         c->for_each_pool([&](size_t, const upstream::pool::ConnPool& pool) {
           pool.for_each_connection([&](int fd, const char* state) {
@@ -79,18 +88,161 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
 void Worker::set_health(size_t cluster,
                         std::shared_ptr<const upstream::health::HealthSnapshot> snapshot) {
   loop_.post([this, cluster, snapshot = std::move(snapshot)]() mutable {
-    if (cluster < cluster_by_index_.size())
-      cluster_by_index_[cluster]->set_health(std::move(snapshot));
+    // A cluster a reload adds gets its snapshot with the reload.
+    if (cluster < clusters_.size()) clusters_[cluster]->set_health(std::move(snapshot));
   });
 }
 
 void Worker::set_listener_tls(const std::string& name,
                               std::shared_ptr<tls::ServerContext> context) {
   loop_.post([this, name, context = std::move(context)]() mutable {
-    for (auto& p : proxies_) {
-      if (p->config().name == name) p->set_tls(context);
+    for (auto& s : served_) {
+      if (s.handoff.config->name == name) {
+        s.handoff.tls = context;
+        s.proxy->set_tls(context);
+      }
     }
   });
+}
+
+void Worker::reload(WorkerReload reload, std::function<void()> applied) {
+  // Shared: a posted function must be copyable, and the sockets in it are not.
+  auto r = std::make_shared<WorkerReload>(std::move(reload));
+  loop_.post([this, r, applied = std::move(applied)] {
+    apply(*r);
+    applied();
+  });
+}
+
+void Worker::set_cluster(ClusterHandoff& h) {
+  if (h.index < clusters_.size()) {
+    upstream::Cluster& c = *clusters_[h.index];
+    if (!h.config) {
+      // Removed: no route leads here any more; requests already on their way finish.
+      c.drain_pools();
+      return;
+    }
+    c.reconfigure(h.config, h.sink, h.tls);
+    if (h.health) c.set_health(h.health);
+    return;
+  }
+  SLUICE_CHECK(h.index == clusters_.size() && h.config);
+  auto cluster = std::make_unique<upstream::Cluster>(loop_, h.config, config_->workers, h.index,
+                                                     *h.shared, h.sink);
+  if (h.tls) cluster->set_tls(h.tls);
+  if (h.health) cluster->set_health(h.health);
+  by_name_[h.config->name] = cluster.get();
+  clusters_.push_back(std::move(cluster));
+}
+
+proxy::http::ClusterMap Worker::cluster_map() const {
+  proxy::http::ClusterMap map;
+  for (const auto& [name, c] : by_name_) map.emplace(name, c);
+  return map;
+}
+
+std::unique_ptr<proxy::ProxyListener> Worker::make_proxy(const ListenerHandoff& h) {
+  std::unique_ptr<proxy::ProxyListener> proxy;
+  if (h.config->protocol == proxy::Protocol::kHttp) {
+    proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map(),
+                                                     h.active_connections, h.tls);
+  } else {
+    std::vector<upstream::Cluster*> sni_clusters;
+    for (const auto& route : h.config->sni_routes) {
+      sni_clusters.push_back(by_name_.at(route.cluster));
+    }
+    proxy = std::make_unique<proxy::tcp::TcpProxy>(loop_, h.config, *by_name_.at(h.config->cluster),
+                                                   std::move(sni_clusters), transfer_pool_,
+                                                   h.active_connections, h.tls);
+  }
+  proxy->set_on_idle([this] { check_drained(); });
+  proxy->set_access_log(h.access_log);
+  return proxy;
+}
+
+void Worker::serve(ListenerHandoff h) {
+  Served s;
+  s.proxy = make_proxy(h);
+  s.listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *s.proxy);
+  if (Status st = s.listener->start(); !st) {
+    LOG_ERROR("listener {}: {}", h.config->name, st.message());
+  }
+  s.handoff = std::move(h);
+  served_.push_back(std::move(s));
+}
+
+void Worker::warm_up(const proxy::ListenerConfig& listener) {
+  // Warm connections (pool.min_idle) for the clusters HTTP routes use.
+  for (const auto& vh : listener.http.virtual_hosts) {
+    for (const auto& route : vh.routes) {
+      auto it = by_name_.find(route.cluster);
+      if (it != by_name_.end()) it->second->warm_up_pools();
+    }
+  }
+}
+
+void Worker::retire(std::unique_ptr<proxy::ProxyListener> proxy) {
+  retired_.push_back(std::move(proxy));
+  reap_retired();
+}
+
+void Worker::reap_retired() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if ((*it)->active() != 0) {
+      ++it;
+      continue;
+    }
+    StatsInto gone(gone_tcp_, gone_http_, gone_tls_);
+    (*it)->report_stats(gone);
+    // Deleted on the next iteration: this may run inside one of its own callbacks, and its
+    // connections may still wait for deferred deletion.
+    loop_.post([gone = std::shared_ptr<proxy::ProxyListener>(std::move(*it))] {});
+    it = retired_.erase(it);
+  }
+}
+
+void Worker::apply(WorkerReload& r) {
+  config_ = r.config;
+  for (auto& c : r.clusters) set_cluster(c);
+  for (const auto& name : r.removed) {
+    auto it = std::find_if(served_.begin(), served_.end(),
+                           [&](const Served& s) { return s.handoff.config->name == name; });
+    if (it == served_.end()) continue;
+    it->listener->accept_queued_and_close();
+    it->proxy->drain();
+    retire(std::move(it->proxy));
+    served_.erase(it);
+  }
+  for (auto& h : r.changed) {
+    auto it = std::find_if(served_.begin(), served_.end(), [&](const Served& s) {
+      return s.handoff.config->name == h.config->name;
+    });
+    if (it == served_.end()) continue;
+    h.fd = net::Fd();
+    bool http = h.config->protocol == proxy::Protocol::kHttp;
+    if (http && it->handoff.config->protocol == proxy::Protocol::kHttp) {
+      auto& proxy = static_cast<proxy::http::HttpProxy&>(*it->proxy);
+      proxy.set_config(h.config);
+      proxy.set_tls(h.tls);
+      proxy.set_access_log(h.access_log);
+    } else {
+      // A TCP proxy holds its clusters: a new one takes new connections; the sessions of the
+      // old one run on untouched. (HTTP turned TCP or back: the old one drains.)
+      auto fresh = make_proxy(h);
+      it->listener->set_callbacks(*fresh);
+      if (it->handoff.config->protocol == proxy::Protocol::kHttp) it->proxy->drain();
+      retire(std::exchange(it->proxy, std::move(fresh)));
+    }
+    it->handoff = std::move(h);
+  }
+  for (auto& h : r.added) serve(std::move(h));
+  proxy::http::ClusterMap map = cluster_map();
+  for (auto& s : served_) {
+    if (s.handoff.config->protocol == proxy::Protocol::kHttp) {
+      static_cast<proxy::http::HttpProxy&>(*s.proxy).set_clusters(map);
+    }
+  }
+  for (auto& s : served_) warm_up(*s.handoff.config);
 }
 
 Worker::~Worker() {
@@ -106,82 +258,56 @@ void Worker::thread_main() {
   log::set_thread_name(name);
   pthread_setname_np(pthread_self(), fmt::format("sluice-{}", name).c_str());
 
-  for (size_t i = 0; i < config_->clusters.size(); ++i) {
-    const auto& c = config_->clusters[i];
-    auto cluster = std::make_unique<upstream::Cluster>(loop_, c, config_->workers, i,
-                                                       health_.shared(i), health_.sink_for(i));
-    if (i < cluster_tls_.size() && cluster_tls_[i]) cluster->set_tls(cluster_tls_[i]);
-    cluster_by_index_.push_back(cluster.get());
-    clusters_.emplace(c->name, std::move(cluster));
-  }
-  proxy::http::ClusterMap cluster_map;
-  for (auto& [cluster_name, c] : clusters_) cluster_map.emplace(cluster_name, c.get());
-  for (auto& h : handoffs_) {
-    std::unique_ptr<proxy::ProxyListener> proxy;
-    if (h.config->protocol == proxy::Protocol::kHttp) {
-      proxy = std::make_unique<proxy::http::HttpProxy>(loop_, h.config, cluster_map,
-                                                       h.active_connections, h.tls);
-    } else {
-      std::vector<upstream::Cluster*> sni_clusters;
-      for (const auto& route : h.config->sni_routes) {
-        sni_clusters.push_back(clusters_.at(route.cluster).get());
-      }
-      proxy = std::make_unique<proxy::tcp::TcpProxy>(
-          loop_, h.config, *clusters_.at(h.config->cluster), std::move(sni_clusters),
-          transfer_pool_, h.active_connections, h.tls);
-    }
-    proxy->set_on_idle([this] { check_drained(); });
-    proxy->set_access_log(h.access_log);
-    auto listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *proxy);
-    proxies_.push_back(std::move(proxy));
-    if (Status s = listener->start(); !s) {
-      LOG_ERROR("listener {}: {}", h.config->name, s.message());
-    }
-    listeners_.push_back(std::move(listener));
-  }
-
-  // Warm connections (pool.min_idle) for the clusters HTTP routes use.
-  for (const auto& p : proxies_) {
-    for (const auto& vh : p->config().http.virtual_hosts) {
-      for (const auto& route : vh.routes) {
-        auto it = clusters_.find(route.cluster);
-        if (it != clusters_.end()) it->second->warm_up_pools();
-      }
-    }
-  }
+  for (auto& c : initial_clusters_) set_cluster(c);
+  initial_clusters_.clear();
+  for (auto& h : handoffs_) serve(std::move(h));
+  handoffs_.clear();
+  for (auto& s : served_) warm_up(*s.handoff.config);
 
   loop_.run();
 
-  listeners_.clear();
   StatsInto sink(final_stats_, final_http_stats_, final_tls_stats_);
-  for (auto& p : proxies_) {
+  final_stats_ = gone_tcp_;
+  final_http_stats_ = gone_http_;
+  final_tls_stats_ = gone_tls_;
+  for (auto& s : served_) {
+    s.listener.reset();
+    s.proxy->close_all(false);
+    s.proxy->report_stats(sink);
+  }
+  for (auto& p : retired_) {
     p->close_all(false);
     p->report_stats(sink);
   }
   // Connections, streams and attempts waiting for deferred deletion refer to their proxy
   // and cluster: destroy them while those still exist.
   loop_.delete_deferred_now();
-  proxies_.clear();
-  for (auto* c : cluster_by_index_) final_cluster_stats_.push_back(c->stats());
-  cluster_by_index_.clear();
+  served_.clear();
+  retired_.clear();
+  loop_.delete_deferred_now();
+  for (const auto& c : clusters_) final_cluster_stats_.push_back(c->stats());
+  by_name_.clear();
   clusters_.clear();
 }
 
 void Worker::drain(std::function<void()> on_drained) {
   loop_.post([this, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
-    for (auto& l : listeners_) l->close();
-    for (auto& p : proxies_) p->drain();
-    for (auto& [name, c] : clusters_) c->drain_pools();
+    for (auto& s : served_) s.listener->close();
+    for (auto& s : served_) s.proxy->drain();
+    for (auto& p : retired_) p->drain();
+    for (auto& c : clusters_) c->drain_pools();
     check_drained();
   });
 }
 
 void Worker::check_drained() {
+  reap_retired();
   if (!on_drained_) return;
-  for (const auto& p : proxies_) {
-    if (p->active() != 0) return;
+  for (const auto& s : served_) {
+    if (s.proxy->active() != 0) return;
   }
+  if (!retired_.empty()) return;
   auto fn = std::move(on_drained_);
   on_drained_ = nullptr;
   fn();
@@ -189,7 +315,8 @@ void Worker::check_drained() {
 
 void Worker::close_all() {
   loop_.post([this] {
-    for (auto& p : proxies_) p->close_all(true);
+    for (auto& s : served_) s.proxy->close_all(true);
+    for (auto& p : retired_) p->close_all(true);
   });
 }
 

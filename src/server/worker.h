@@ -19,7 +19,7 @@
 #include "net/listener.h"
 #include "proxy/http/http_proxy.h"
 #include "proxy/tcp/tcp_proxy.h"
-#include "upstream/health/health_manager.h"
+#include "upstream/health/health.h"
 
 namespace sluice::server {
 
@@ -32,14 +32,35 @@ struct ListenerHandoff {
   std::shared_ptr<tls::ServerContext> tls;       // null: no `tls:`
 };
 
+// A cluster as the main thread hands it to a worker: by its index in the HealthManager
+// (stable for the process's life; a reload appends new clusters and never reuses an index).
+struct ClusterHandoff {
+  size_t index = 0;
+  std::shared_ptr<const upstream::ClusterConfig> config;  // null: the cluster was removed
+  std::shared_ptr<tls::ClientContext> tls;                // this worker's; null: no `tls:`
+  std::shared_ptr<const upstream::health::HealthSnapshot> health;
+  upstream::health::ClusterShared* shared = nullptr;
+  upstream::health::OutcomeSink* sink = nullptr;  // null: no outlier detection
+};
+
+// What a reload changes on one worker, applied at once between two events.
+struct WorkerReload {
+  std::shared_ptr<const config::Config> config;
+  std::vector<ClusterHandoff> clusters;  // new, changed and removed ones
+  std::vector<ListenerHandoff> added;    // with this worker's new listening socket
+  std::vector<ListenerHandoff> changed;  // same socket (no fd), new settings
+  std::vector<std::string> removed;      // listener names
+};
+
 class Worker {
  public:
-  // `health` outlives the worker; its cluster order is the config's.
-  // `cluster_tls`: this worker's TLS context per cluster, in config order (null: no `tls:`).
+  // `clusters`: every cluster, in index order.
   Worker(size_t index, std::shared_ptr<const config::Config> config,
-         std::vector<ListenerHandoff> listeners, upstream::health::HealthManager& health,
-         std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls);
+         std::vector<ListenerHandoff> listeners, std::vector<ClusterHandoff> clusters);
   ~Worker();
+
+  // Applies `reload` on the worker's thread, then runs `applied` there.
+  void reload(WorkerReload reload, std::function<void()> applied);
 
   // Copies this worker's counters on its own thread and hands them to `done` there.
   // With `connections`, also lists every open connection with its TCP_INFO.
@@ -69,34 +90,53 @@ class Worker {
   const std::map<std::string, tls::ListenerTlsStats>& final_tls_stats() const {
     return final_tls_stats_;
   }
-  // By the config's cluster order.
+  // By cluster index.
   const std::vector<upstream::ClusterStats>& final_cluster_stats() const {
     return final_cluster_stats_;
   }
 
  private:
+  // A listener on this worker: its socket and the proxy accepted connections go to.
+  struct Served {
+    ListenerHandoff handoff;  // fd moved into the listener
+    std::unique_ptr<proxy::ProxyListener> proxy;
+    std::unique_ptr<net::Listener> listener;
+  };
+
   void thread_main();
   void check_drained();
+  void apply(WorkerReload& reload);
+  void set_cluster(ClusterHandoff& h);
+  std::unique_ptr<proxy::ProxyListener> make_proxy(const ListenerHandoff& h);
+  void serve(ListenerHandoff h);
+  // The proxy stops taking connections; it is deleted once its last one closes.
+  void retire(std::unique_ptr<proxy::ProxyListener> proxy);
+  void reap_retired();
+  proxy::http::ClusterMap cluster_map() const;
+  void warm_up(const proxy::ListenerConfig& listener);
 
   size_t index_;
   std::shared_ptr<const config::Config> config_;
   std::vector<ListenerHandoff> handoffs_;
-  upstream::health::HealthManager& health_;
+  std::vector<ClusterHandoff> initial_clusters_;
   event::Loop loop_;
   std::thread thread_;
 
   // Worker-thread state.
   proxy::tcp::TransferPool transfer_pool_;
-  std::map<std::string, std::unique_ptr<upstream::Cluster>> clusters_;
-  std::vector<upstream::Cluster*> cluster_by_index_;  // the config's order
-  // One per listener, TCP or HTTP.
-  std::vector<std::unique_ptr<proxy::ProxyListener>> proxies_;
-  std::vector<std::unique_ptr<net::Listener>> listeners_;
+  std::vector<std::unique_ptr<upstream::Cluster>> clusters_;  // by index; never shrinks
+  std::map<std::string, upstream::Cluster*, std::less<>> by_name_;  // removed ones too
+  std::vector<Served> served_;
+  // Proxies of removed or replaced listeners, with connections still open.
+  std::vector<std::unique_ptr<proxy::ProxyListener>> retired_;
+  // Counters of retired proxies that are gone, so that listener counters never go back.
+  std::map<std::string, proxy::tcp::TcpProxyStats> gone_tcp_;
+  std::map<std::string, proxy::http::HttpProxyStats> gone_http_;
+  std::map<std::string, tls::ListenerTlsStats> gone_tls_;
   std::function<void()> on_drained_;
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
   std::map<std::string, tls::ListenerTlsStats> final_tls_stats_;
-  std::vector<std::shared_ptr<tls::ClientContext>> cluster_tls_;
   std::vector<upstream::ClusterStats> final_cluster_stats_;
 };
 

@@ -42,16 +42,56 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       index_(index),
       shared_(shared),
       sink_(sink),
+      workers_(workers),
       lb_seed_(thread_rng().next_u64() | 1) {
-  worker_pool_config_ = config_->pool;
-  if (workers > 1) {
-    // Round up: each worker gets its share, and every worker at least one connection.
-    worker_pool_config_.max_connections = (config_->pool.max_connections + workers - 1) / workers;
-  }
+  set_worker_pool_config();
   set_health(std::make_shared<const health::HealthSnapshot>(initial_health(*config_)));
 }
 
 Cluster::~Cluster() = default;
+
+void Cluster::set_worker_pool_config() {
+  worker_pool_config_ = config_->pool;
+  if (workers_ > 1) {
+    // Round up: each worker gets its share, and every worker at least one connection.
+    worker_pool_config_.max_connections =
+        (config_->pool.max_connections + workers_ - 1) / workers_;
+  }
+}
+
+void Cluster::reconfigure(std::shared_ptr<const ClusterConfig> config, health::OutcomeSink* sink,
+                          std::shared_ptr<tls::ClientContext> tls) {
+  const ClusterConfig& before = *config_;
+  bool new_kind = before.protocol != config->protocol || before.tls != config->tls ||
+                  before.http2 != config->http2 || before.socket_options != config->socket_options ||
+                  before.source_address != config->source_address;
+  config_ = std::move(config);
+  sink_ = sink;
+  tls_ = std::move(tls);
+  set_worker_pool_config();
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (!pools_[i]) continue;
+    pool::ConnPool& p = *pools_[i];
+    p.reconfigure(worker_pool_config_, config_->socket_options, config_->source_address,
+                  config_->connect_timeout);
+    p.set_fallbacks(endpoint(i).fallbacks, config_->connection_attempt_delay);
+    if (tls_) {
+      p.set_tls(tls_, tls_host());
+    } else {
+      p.set_tls(nullptr, {});
+    }
+    if (!new_kind) continue;
+    if (http2_pools_[i]) {
+      http2_pools_[i]->drain();
+      retired_http2_pools_.push_back(std::move(http2_pools_[i]));
+    }
+    uint8_t flags = health_->flags[i];
+    p.drain();
+    if (!(flags & (health::kDraining | health::kRemoved))) p.undrain();
+  }
+  rebuild_balancer();
+  warm_up_pools();
+}
 
 void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot) {
   const size_t n = snapshot->flags.size();

@@ -257,11 +257,18 @@ class Cluster {
     return config_->protocol == ClusterConfig::Protocol::kAuto && config_->tls;
   }
   void drain_pools();
+  // New settings for the same cluster (a reload). Load-balancer state, requests in flight
+  // and the pools stay; pool limits and timeouts apply from now on; when what a connection
+  // is (protocol, TLS, socket options, source address) changed, pooled connections close
+  // (idle ones now, busy ones after their request) and new ones are made the new way.
+  void reconfigure(std::shared_ptr<const ClusterConfig> config, health::OutcomeSink* sink,
+                   std::shared_ptr<tls::ClientContext> tls);
   // Opens every endpoint's pool now when min_idle asks for warm connections.
   void warm_up_pools();
 
  private:
   void rebuild_balancer();
+  void set_worker_pool_config();
 
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;
@@ -270,6 +277,7 @@ class Cluster {
   health::OutcomeSink* sink_;
   std::shared_ptr<const health::HealthSnapshot> health_;
   std::vector<uint32_t> active_;
+  uint32_t workers_;
   uint64_t lb_seed_;
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
   pool::PoolConfig worker_pool_config_;
@@ -277,6 +285,8 @@ class Cluster {
   std::vector<std::unique_ptr<pool::ConnPool>> pools_;
   // After pools_: destroyed first, as they borrow the pools' connections.
   std::vector<std::unique_ptr<pool::Http2Pool>> http2_pools_;
+  // HTTP/2 pools replaced by a reload, draining their streams; after pools_.
+  std::vector<std::unique_ptr<pool::Http2Pool>> retired_http2_pools_;
   std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;
 };

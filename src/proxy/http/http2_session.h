@@ -119,7 +119,6 @@ class Http2Session final : public sluice::http::ServerCodecCallbacks {
   bool blocked_streams_ = false;  // some stream's output was over its high watermark
   MonoTime last_read_{};
   bool ping_outstanding_ = false;
-  uint64_t ping_acks_seen_ = 0;
   event::Timer idle_timer_;
   event::Timer ping_timer_;
   event::Timer age_timer_;

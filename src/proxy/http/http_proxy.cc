@@ -20,6 +20,28 @@ HttpProxy::HttpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> co
   stats_.routes.resize(routes);
 }
 
+void HttpProxy::set_config(std::shared_ptr<const ListenerConfig> config) {
+  // Route counters follow their route's name, wherever the new list puts it.
+  std::map<std::string, HttpRouteStats> by_name;
+  for (const auto& vh : config_->http.virtual_hosts) {
+    for (const auto& r : vh.routes) {
+      if (r.id < stats_.routes.size()) by_name[r.name] = stats_.routes[r.id];
+    }
+  }
+  config_ = std::move(config);
+  parser_limits_ = {config_->http.max_head_bytes, config_->http.max_headers,
+                    config_->http.max_uri_bytes};
+  size_t routes = 0;
+  for (const auto& vh : config_->http.virtual_hosts) routes += vh.routes.size();
+  stats_.routes.assign(routes, HttpRouteStats{});
+  for (const auto& vh : config_->http.virtual_hosts) {
+    for (const auto& r : vh.routes) {
+      auto it = by_name.find(r.name);
+      if (it != by_name.end() && r.id < routes) stats_.routes[r.id] = it->second;
+    }
+  }
+}
+
 HttpProxy::~HttpProxy() {
   on_idle_ = nullptr;
   close_all();

@@ -51,6 +51,13 @@ class HttpProxy final : public ProxyListener {
   void set_on_idle(std::function<void()> fn) override { on_idle_ = std::move(fn); }
   HttpProxyStats& stats() { return stats_; }
   const ListenerConfig& config() const override { return *config_; }
+  const std::shared_ptr<const ListenerConfig>& config_ptr() const { return config_; }
+  // A reload: requests that start from now on are routed by `config` (those under way keep
+  // the configuration they started with); new connections get its limits and timeouts.
+  // Counters of routes that keep their name carry over.
+  void set_config(std::shared_ptr<const ListenerConfig> config);
+  // The worker's clusters changed (a reload added some).
+  void set_clusters(ClusterMap clusters) { clusters_ = std::move(clusters); }
   bool draining() const { return draining_; }
   // Appends this worker's downstream connections of this listener.
   void report_connections(std::vector<net::ConnectionReport>& out) const override;

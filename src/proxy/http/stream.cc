@@ -81,6 +81,7 @@ const char* to_string(Stream::State s) {
 Stream::Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::StreamId id,
                const net::Address& peer, MonoTime first_byte_in)
     : proxy_(proxy),
+      config_(proxy.config_ptr()),
       callbacks_(callbacks),
       id_(id),
       peer_(peer),
@@ -101,7 +102,7 @@ Stream::~Stream() {
 
 void Stream::transition(State to) {
   if (to == state_) return;
-  LOG_DEBUG("http {}: {}: stream {} -> {}", proxy_.config().name, peer_.to_string(),
+  LOG_DEBUG("http {}: {}: stream {} -> {}", config_->name, peer_.to_string(),
             to_string(state_), to_string(to));
   SLUICE_ASSERT(legal(state_, to));
   if (state_ == State::kWaitingForUpstream) retry_timer_.cancel();
@@ -130,8 +131,8 @@ void Stream::on_request_head(MessageHead& head) {
     log_.wall_start = std::chrono::system_clock::now();
   }
   last_body_activity_ = started_;
-  if (proxy_.config().http.body_idle_timeout.count() > 0) {
-    body_timer_.arm_at(started_ + proxy_.config().http.body_idle_timeout);
+  if (config_->http.body_idle_timeout.count() > 0) {
+    body_timer_.arm_at(started_ + config_->http.body_idle_timeout);
   }
   transition(State::kRouting);
   route();
@@ -139,7 +140,7 @@ void Stream::on_request_head(MessageHead& head) {
 
 uint64_t Stream::max_body_bytes() const {
   return route_ && route_->max_body_bytes ? route_->max_body_bytes
-                                          : proxy_.config().http.max_body_bytes;
+                                          : config_->http.max_body_bytes;
 }
 
 void Stream::reply_after_request(int status, std::string body, std::optional<ResponseFlag> flag) {
@@ -147,7 +148,7 @@ void Stream::reply_after_request(int status, std::string body, std::optional<Res
 }
 
 void Stream::route() {
-  const HttpOptions& o = proxy_.config().http;
+  const HttpOptions& o = config_->http;
   MessageHead& req = request_;
   // RFC 9113 §3.1: the upgrade to h2c is obsolete. The parser reads such a request as an
   // ordinary one (req.upgrade is false); Upgrade and HTTP2-Settings are not forwarded.
@@ -392,7 +393,7 @@ void Stream::on_protocol_error(const sluice::http::http1::ParseError& e) {
 }
 
 void Stream::on_body_timeout() {
-  const HttpOptions& o = proxy_.config().http;
+  const HttpOptions& o = config_->http;
   MonoTime due = last_body_activity_ + o.body_idle_timeout;
   if (proxy_.loop().now() < due) {
     body_timer_.arm_at(due);
@@ -452,7 +453,7 @@ void Stream::on_downstream_secured() {
 void Stream::schedule_retry(std::string_view why, Duration after) {
   ++proxy_.stats().retries;
   log_.add(ResponseFlag::kRetried);
-  LOG_DEBUG("http {}: {}: retry {} of {} in {}us: {}", proxy_.config().name, peer_.to_string(),
+  LOG_DEBUG("http {}: {}: retry {} of {} in {}us: {}", config_->name, peer_.to_string(),
             retry_->retries(), route_->retry.num_retries,
             std::chrono::duration_cast<std::chrono::microseconds>(after).count(), why);
   transition(State::kWaitingForUpstream);
@@ -486,7 +487,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
   }
   if (committed_) {
     if (auto f = e.flag()) log_.add(*f);  // why the response was cut short
-    LOG_INFO("http {}: {}: {}", proxy_.config().name, peer_.to_string(), e.detail);
+    LOG_INFO("http {}: {}: {}", config_->name, peer_.to_string(), e.detail);
     return reset("upstream failed mid-response");
   }
   RetryDecision d = decide_retry(t);
@@ -500,7 +501,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
         ++proxy_.stats().stale_connection_retries;
         log_.add(ResponseFlag::kStaleConnectionRetried);
       }
-      LOG_DEBUG("http {}: {}: re-sending: {}", proxy_.config().name, peer_.to_string(), e.detail);
+      LOG_DEBUG("http {}: {}: re-sending: {}", config_->name, peer_.to_string(), e.detail);
       transition(State::kWaitingForUpstream);
       exchange_ = std::make_unique<UpstreamExchange>(
           *this, *cluster_, endpoint, true,
@@ -514,7 +515,7 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
     case RetryVerdict::kGiveUp:
       break;
   }
-  LOG_WARN("http {}: {}: {} {}: {}", proxy_.config().name, peer_.to_string(), request_.method,
+  LOG_WARN("http {}: {}: {} {}: {}", config_->name, peer_.to_string(), request_.method,
            target(), e.detail);
   if (e.kind == ErrorKind::kTimeout) ++proxy_.stats().upstream_timeouts;
   send_error_reply(e, !request_complete_);

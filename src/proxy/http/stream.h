@@ -30,6 +30,7 @@
 #include "proxy/http/retry_state.h"
 #include "proxy/http/route_config.h"
 #include "proxy/http/upstream_exchange.h"
+#include "proxy/listener_config.h"
 #include "proxy/tls_info.h"
 
 namespace sluice::proxy::http {
@@ -163,6 +164,9 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   uint64_t max_body_bytes() const;
 
   HttpProxy& proxy_;
+  // The listener's configuration when the stream began: a reload does not change the routes
+  // (or limits) of a request already under way.
+  std::shared_ptr<const proxy::ListenerConfig> config_;
   StreamCallbacks& callbacks_;
   sluice::http::StreamId id_;  // on the connection's codec
   const net::Address& peer_;

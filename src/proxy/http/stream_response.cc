@@ -161,7 +161,7 @@ void Stream::send_error_reply(const ProxyError& e, bool close_connection, std::s
   if (!body.empty()) return send_local_reply(e.status(), body, close_connection, e.flag());
   std::string& text = scratch_body();
   text.clear();
-  e.append_client_body(proxy_.config().http.local_reply_detail_full, text);
+  e.append_client_body(config_->http.local_reply_detail_full, text);
   send_local_reply(e.status(), text, close_connection, e.flag());
 }
 
@@ -224,7 +224,7 @@ void Stream::finish() {
   if (log::enabled(log::Level::kDebug)) {
     std::string flags;
     log_.flags.append_names(flags);
-    LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", proxy_.config().name, peer_.to_string(),
+    LOG_DEBUG("http {}: {} \"{} {}\" {} flags={} in {}us", config_->name, peer_.to_string(),
               request_.method, target(), log_.status, flags,
               std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop().now() - started_)
                   .count());
@@ -275,7 +275,7 @@ void Stream::record_end() {
 bool Stream::will_log() {
   if (log_.log_decided) return log_.log;
   log_.log_decided = true;
-  log_.log = should_log(proxy_.config().access_log, log_.status, log_.failed(),
+  log_.log = should_log(config_->access_log, log_.status, log_.failed(),
                         proxy_.loop().now() - log_.first_byte_in);
   return log_.log;
 }
@@ -289,7 +289,7 @@ void Stream::write_access_log() {
   // The head was rewritten in place for the upstream, leaving Host as received (or as the
   // absolute-form target named it) unless it had none.
   const std::string* host = host_added_ ? nullptr : request_.headers.get("host");
-  RequestLog::Names names{proxy_.config().name,
+  RequestLog::Names names{config_->name,
                           peer,
                           request_.method,
                           target(),

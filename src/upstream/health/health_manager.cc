@@ -18,27 +18,106 @@ HealthManager::HealthManager(event::Loop& loop,
         LOG_WARN("health: not every endpoint answered its first check in time; starting anyway");
         first_round_done();
       }) {
-  for (size_t ci = 0; ci < clusters.size(); ++ci) {
-    auto c = std::make_unique<ClusterState>();
-    c->config = std::move(clusters[ci]);
-    c->shared = std::make_unique<ClusterShared>();
-    HealthSnapshot initial = initial_health(*c->config);
-    c->panic = initial.panic;
-    c->last = std::make_shared<const HealthSnapshot>(initial);
-    clusters_.push_back(std::move(c));
-    for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
-    for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
-    clusters_.back()->members = initial.flags.size();
-    if (clusters_.back()->config->outlier && clusters_.back()->config->outlier->counts_requests()) {
-      auto& shared = *clusters_.back()->shared;
-      shared.requests = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
-      shared.failures = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
-    }
-    if (clusters_.back()->config->outlier) {
-      clusters_.back()->decay_timer =
-          std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
+  for (auto& c : clusters) add_cluster(std::move(c), nullptr);
+}
+
+size_t HealthManager::add_cluster(std::shared_ptr<const ClusterConfig> config,
+                                  std::shared_ptr<tls::ClientContext> tls) {
+  size_t ci = clusters_.size();
+  auto c = std::make_unique<ClusterState>();
+  c->config = std::move(config);
+  c->shared = std::make_unique<ClusterShared>();
+  c->tls = std::move(tls);
+  if (c->tls) c->tls_host = default_tls_host(*c->config);
+  HealthSnapshot initial = initial_health(*c->config);
+  c->panic = initial.panic;
+  c->last = std::make_shared<const HealthSnapshot>(initial);
+  clusters_.push_back(std::move(c));
+  for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
+  for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
+  clusters_.back()->members = initial.flags.size();
+  prepare_outlier(ci);
+  return ci;
+}
+
+void HealthManager::prepare_outlier(size_t ci) {
+  ClusterState& c = *clusters_[ci];
+  if (!c.config->outlier) return;
+  if (c.config->outlier->counts_requests() && !c.shared->requests) {
+    c.shared->requests = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
+    c.shared->failures = std::make_unique<std::atomic<uint32_t>[]>(ClusterShared::kMaxEndpoints);
+  }
+  if (!c.decay_timer) {
+    c.decay_timer = std::make_unique<event::Timer>(loop_.timers(), [this, ci] { decay(ci); });
+    if (started_) c.decay_timer->arm_at(loop_.now() + c.config->outlier->interval);
+  }
+  for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
+    Endpoint& e = c.endpoints[ei];
+    if (!e.return_timer) {
+      e.return_timer =
+          std::make_unique<event::Timer>(loop_.timers(), [this, ci, ei] { end_ejection(ci, ei); });
     }
   }
+}
+
+void HealthManager::update_cluster(size_t ci, std::shared_ptr<const ClusterConfig> config,
+                                   std::shared_ptr<tls::ClientContext> tls) {
+  ClusterState& c = *clusters_[ci];
+  const ClusterConfig& before = *c.config;
+  bool checks_changed = c.retired || before.health_check != config->health_check ||
+                        before.tls != config->tls || before.source_address != config->source_address ||
+                        before.connection_attempt_delay != config->connection_attempt_delay;
+  bool outlier_dropped = before.outlier && !config->outlier;
+  c.config = std::move(config);
+  c.tls = std::move(tls);
+  c.tls_host = c.tls ? default_tls_host(*c.config) : std::string();
+  c.retired = false;
+  if (checks_changed) {
+    // New checkers with the new settings; each endpoint keeps its standing until they answer.
+    for (size_t ei = 0; ei < c.endpoints.size(); ++ei) {
+      Endpoint& e = c.endpoints[ei];
+      if (e.checker) e.checker->stop();
+      e.checker.reset();
+      if (c.config->health_check.type == HealthCheckConfig::Type::kNone) {
+        e.failed_check = false;
+        continue;
+      }
+      e.checker = make_checker(ci, ei);
+      if (started_ && !e.removed) e.checker->start();
+    }
+  }
+  if (outlier_dropped) {
+    // Without outlier detection nothing would end an ejection: every ejected endpoint
+    // returns now.
+    c.decay_timer.reset();
+    for (auto& e : c.endpoints) {
+      e.return_timer.reset();
+      e.ejected = false;
+      e.consecutive_5xx = e.consecutive_gateway = 0;
+    }
+  }
+  prepare_outlier(ci);
+  if (c.config->type == ClusterConfig::Type::kStatic) {
+    set_endpoints(ci, c.config->endpoints);  // publishes when the set changed
+  }
+  publish(ci);
+}
+
+void HealthManager::retire_cluster(size_t ci) {
+  ClusterState& c = *clusters_[ci];
+  c.retired = true;
+  for (auto& e : c.endpoints) {
+    if (e.checker) e.checker->stop();
+    if (e.return_timer) e.return_timer->cancel();
+  }
+  if (c.decay_timer) c.decay_timer->cancel();
+}
+
+std::optional<size_t> HealthManager::find_cluster(std::string_view name) const {
+  for (size_t ci = 0; ci < clusters_.size(); ++ci) {
+    if (clusters_[ci]->config->name == name) return ci;
+  }
+  return std::nullopt;
 }
 
 namespace {
@@ -58,6 +137,18 @@ std::string check_host(const ClusterConfig& cfg, const EndpointConfig& endpoint)
 
 }  // namespace
 
+std::unique_ptr<HealthChecker> HealthManager::make_checker(size_t ci, size_t ei) {
+  ClusterState& c = *clusters_[ci];
+  const ClusterConfig& cfg = *c.config;
+  const EndpointConfig& endpoint = c.table[ei];
+  auto checker = std::make_unique<HealthChecker>(
+      loop_, cfg.health_check, check_host(cfg, endpoint), endpoint.address, cfg.source_address,
+      [this, ci, ei](bool passed, const std::string& detail) { on_check(ci, ei, passed, detail); });
+  checker->set_target(endpoint.address, endpoint.fallbacks, cfg.connection_attempt_delay);
+  if (c.tls) checker->set_tls(c.tls, c.tls_host);
+  return checker;
+}
+
 void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   ClusterState& c = *clusters_[ci];
   const ClusterConfig& cfg = *c.config;
@@ -68,14 +159,7 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   e.failed_check = cfg.health_check.type != HealthCheckConfig::Type::kNone &&
                    !cfg.health_check.initially_healthy;
   if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
-    std::string host = check_host(cfg, endpoint);
-    e.checker = std::make_unique<HealthChecker>(
-        loop_, cfg.health_check, std::move(host), endpoint.address, cfg.source_address,
-        [this, ci, ei](bool passed, const std::string& detail) {
-          on_check(ci, ei, passed, detail);
-        });
-    e.checker->set_target(endpoint.address, endpoint.fallbacks, cfg.connection_attempt_delay);
-    if (c.tls) e.checker->set_tls(c.tls, c.tls_host);
+    e.checker = make_checker(ci, ei);
     if (started_) e.checker->start();
   }
   if (cfg.outlier) {
@@ -210,7 +294,7 @@ std::optional<std::pair<size_t, size_t>> HealthManager::find_endpoint(
     std::string_view cluster, std::string_view address) const {
   for (size_t ci = 0; ci < clusters_.size(); ++ci) {
     const ClusterState& c = *clusters_[ci];
-    if (c.config->name != cluster) continue;
+    if (c.retired || c.config->name != cluster) continue;
     for (size_t ei = 0; ei < c.table.size(); ++ei) {
       if (c.table[ei].address.to_string() == address) return std::make_pair(ci, ei);
     }
@@ -288,6 +372,8 @@ void HealthManager::report(size_t cluster, size_t endpoint, Outcome outcome) {
 
 void HealthManager::on_outcome(size_t cluster, size_t endpoint, Outcome outcome) {
   ClusterState& c = *clusters_[cluster];
+  // Sent before a reload turned outlier detection off or removed the cluster.
+  if (c.retired || !c.config->outlier || endpoint >= c.endpoints.size()) return;
   Endpoint& e = c.endpoints[endpoint];
   const OutlierConfig& o = *c.config->outlier;
   switch (outcome) {

@@ -48,6 +48,28 @@ class HealthManager final : public OutcomeSink {
                 Publish publish);
   ~HealthManager();
 
+  // Reload. A new cluster gets the next index (indices are never reused: workers and
+  // reports in flight name clusters by index); `tls` is the main thread's context for its
+  // checks. Returns its index.
+  size_t add_cluster(std::shared_ptr<const ClusterConfig> config,
+                     std::shared_ptr<tls::ClientContext> tls);
+  // The cluster's settings changed: every endpoint keeps its state (health, ejections,
+  // draining); a static cluster's endpoints follow the new list (new ones join as the health
+  // settings say, missing ones are flagged kRemoved); changed check settings start new
+  // checkers. Also brings back a retired cluster. Publishes.
+  void update_cluster(size_t cluster, std::shared_ptr<const ClusterConfig> config,
+                      std::shared_ptr<tls::ClientContext> tls);
+  // The cluster left the configuration: its checks and timers stop; its state stays, for a
+  // cluster of the same name that comes back.
+  void retire_cluster(size_t cluster);
+  // The index of the cluster of that name, retired or not.
+  std::optional<size_t> find_cluster(std::string_view name) const;
+  bool retired(size_t cluster) const { return clusters_[cluster]->retired; }
+  size_t cluster_count() const { return clusters_.size(); }
+  const std::shared_ptr<const ClusterConfig>& cluster_config(size_t cluster) const {
+    return clusters_[cluster]->config;
+  }
+
   // Starts the active checks. `on_first_round` runs once every endpoint with active checks
   // has had an answer, or after `timeout`, whichever comes first.
   void start(Duration timeout, std::function<void()> on_first_round);
@@ -57,7 +79,7 @@ class HealthManager final : public OutcomeSink {
   // Stops the checks and timers (at drain).
   void stop();
 
-  ClusterShared& shared(size_t cluster) { return *clusters_[cluster]->shared; }
+  ClusterShared& shared(size_t cluster) const { return *clusters_[cluster]->shared; }
   // Where workers report outcomes for `cluster`; null when it has no outlier detection.
   OutcomeSink* sink_for(size_t cluster) {
     return clusters_[cluster]->config->outlier ? this : nullptr;
@@ -78,6 +100,9 @@ class HealthManager final : public OutcomeSink {
   const HealthStats& stats() const { return stats_; }
   // The cluster's snapshot as last published (or the initial one).
   const HealthSnapshot& snapshot(size_t cluster) const { return *clusters_[cluster]->last; }
+  std::shared_ptr<const HealthSnapshot> snapshot_ptr(size_t cluster) const {
+    return clusters_[cluster]->last;
+  }
   // What the endpoint's last active check said ("status 200", "NOT_SERVING", ...; "" before
   // its first answer).
   const std::string& last_check(size_t cluster, size_t endpoint) const {
@@ -116,8 +141,12 @@ class HealthManager final : public OutcomeSink {
     std::shared_ptr<const HealthSnapshot> last;
     std::shared_ptr<tls::ClientContext> tls;
     std::string tls_host;
+    bool retired = false;  // no longer in the configuration
   };
 
+  std::unique_ptr<HealthChecker> make_checker(size_t cluster, size_t endpoint);
+  // Outlier detection's timers and counters, when the cluster has it.
+  void prepare_outlier(size_t cluster);
   void add_endpoint(size_t cluster, const EndpointConfig& endpoint);
   void on_outcome(size_t cluster, size_t endpoint, Outcome outcome);
   void on_check(size_t cluster, size_t endpoint, bool passed, const std::string& detail);

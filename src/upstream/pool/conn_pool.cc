@@ -496,6 +496,16 @@ void ConnPool::warm_up() {
   warming_ = false;
 }
 
+void ConnPool::reconfigure(const PoolConfig& config, const net::SocketOptions& socket_options,
+                           std::optional<net::Address> source, Duration connect_timeout) {
+  config_ = config;
+  socket_options_ = socket_options;
+  source_ = std::move(source);
+  connect_timeout_ = connect_timeout;
+  // A larger max_connections may let queued requests go now.
+  serve_queue();
+}
+
 void ConnPool::drain() {
   draining_ = true;
   while (!idle_.empty()) destroy(*idle_.front());

@@ -240,6 +240,10 @@ class ConnPool {
   void drain();
   // Closes every connection now; the borrowers of busy ones hear an error (ECONNABORTED).
   void close_all();
+  // New settings (a reload): limits and timeouts apply from now on, to connections opened
+  // and requests queued from now on; connections already open keep their lifetime.
+  void reconfigure(const PoolConfig& config, const net::SocketOptions& socket_options,
+                   std::optional<net::Address> source, Duration connect_timeout);
   // Addresses raced after the endpoint's own when connecting (RFC 8305), and how long an
   // attempt may go unanswered before the next one starts.
   void set_fallbacks(std::vector<net::Address> fallbacks, Duration attempt_delay) {

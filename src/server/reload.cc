@@ -1,0 +1,394 @@
+// Configuration reload in place. The file is read and checked first: any error leaves the
+// running configuration untouched. Then what changed is applied as new snapshots:
+//   - clusters keep their index, endpoints, health and pools; new settings apply from now on
+//     (Cluster::reconfigure); a static cluster's endpoint list goes through the same path as
+//     a DNS answer (HealthManager::update_cluster), so unchanged endpoints keep everything;
+//   - listeners whose address and socket settings are unchanged keep their sockets (nothing
+//     is re-bound, no accept queue is lost) and take the new settings for new requests; a new
+//     listener binds; a removed one accepts what is queued, stops, and its connections drain;
+//   - settings that cannot change while running (workers, the admin address, the resolver)
+//     stay as they are, and the reply says so.
+// Each worker applies its part in one step between two events; the reload is done once every
+// worker has.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "base/log.h"
+#include "config/config_diff.h"
+#include "discovery/dns_discovery.h"
+#include "dns/resolver.h"
+#include "server/server.h"
+#include "server/worker.h"
+#include "tls/cert_store.h"
+#include "tls/cert_watcher.h"
+#include "tls/context.h"
+#include "upstream/health/health_manager.h"
+
+namespace sluice::server {
+
+using admin::LifecycleState;
+using admin::ReloadOutcome;
+
+namespace {
+
+// Reload requests closer together than this are applied together.
+constexpr auto kReloadCoalesce = std::chrono::milliseconds(100);
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// What was configured, the certificates the loader read aside.
+bool same_listener(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
+  proxy::ListenerConfig x = a, y = b;
+  x.cert_store = nullptr;
+  y.cert_store = nullptr;
+  return x == y;
+}
+
+// Whether the listening sockets can stay: what they were bound and set up with is the same.
+bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
+  return a.address == b.address && a.backlog == b.backlog && a.socket_options == b.socket_options;
+}
+
+template <typename T>
+const std::shared_ptr<const T>* find_named(const std::vector<std::shared_ptr<const T>>& list,
+                                           const std::string& name) {
+  for (const auto& item : list) {
+    if (item->name == name) return &item;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+struct Server::ReloadPlan {
+  std::shared_ptr<const config::Config> next;
+  // Clusters, by name: new ones and those whose settings changed.
+  std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
+  std::vector<std::string> removed_clusters;
+  // Listeners: to bind (new, or their address or socket settings changed), to keep on their
+  // sockets with new settings, and to stop (removed, or re-bound).
+  std::vector<std::shared_ptr<const proxy::ListenerConfig>> bind;
+  std::vector<std::shared_ptr<const proxy::ListenerConfig>> changed;
+  std::vector<std::string> stop;
+};
+
+admin::ConfigView Server::config_view() const {
+  admin::ConfigView v;
+  v.keep = config_;
+  v.settings = {config_->workers, config_->drain_timeout, config_->ready_timeout};
+  v.listeners = &config_->listeners;
+  v.clusters = &config_->clusters;
+  // In the configuration's order.
+  for (const auto& l : config_->listeners) {
+    for (const auto& a : listener_addresses_) {
+      if (a.first == l->name) v.listener_addresses.push_back(a);
+    }
+  }
+  return v;
+}
+
+void Server::request_reload(bool dry_run, std::function<void(ReloadOutcome)> done) {
+  if (!lifecycle_.serving()) {
+    ReloadOutcome o;
+    o.result = ReloadOutcome::Result::kFailed;
+    o.dry_run = dry_run;
+    o.generation = reload_stats_.generation;
+    o.errors.push_back(fmt::format("sluice is {}, not serving: nothing is reloaded",
+                                   admin::to_string(lifecycle_.state())));
+    LOG_WARN("reload refused: {}", o.errors.back());
+    if (done) done(std::move(o));
+    return;
+  }
+  if (dry_run) {
+    std::unique_ptr<ReloadPlan> plan;
+    ReloadOutcome o = plan_reload(&plan);
+    o.dry_run = true;
+    if (done) done(std::move(o));
+    return;
+  }
+  reload_waiters_.push_back(std::move(done));
+  // One under way or one due soon takes this request along.
+  if (lifecycle_.is(LifecycleState::kReloading) || reload_timer_->armed()) return;
+  MonoTime at = last_reload_ + kReloadCoalesce;
+  if (last_reload_ == MonoTime{} || main_loop_.now() >= at) {
+    start_reload();
+  } else {
+    reload_timer_->arm_at(at);
+  }
+}
+
+void Server::start_reload() {
+  if (!lifecycle_.is(LifecycleState::kReady)) return;  // draining began meanwhile
+  reloading_waiters_ = std::move(reload_waiters_);
+  reload_waiters_.clear();
+  last_reload_ = main_loop_.now();
+  reload_started_ = main_loop_.now();
+  lifecycle_.transition(LifecycleState::kReloading, "reading " + config_path_);
+  systemd_.send(sd_message::reloading(monotonic_now(), "reloading: reading " + config_path_));
+
+  std::unique_ptr<ReloadPlan> plan;
+  ReloadOutcome outcome = plan_reload(&plan);
+  if (!plan) return finish_reload(std::move(outcome));
+  if (Status s = apply_reload(*plan); !s) {
+    outcome.result = ReloadOutcome::Result::kFailed;
+    outcome.errors.push_back(s.message());
+    return finish_reload(std::move(outcome));
+  }
+  // Done once every worker runs on the new configuration.
+  auto waiting = std::make_shared<size_t>(workers_.size());
+  auto shared = std::make_shared<ReloadOutcome>(std::move(outcome));
+  for (auto& w : workers_) {
+    w->after_pending([this, waiting, shared] {
+      main_loop_.post([this, waiting, shared] {
+        if (--*waiting == 0) finish_reload(std::move(*shared));
+      });
+    });
+  }
+}
+
+ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
+  ReloadOutcome o;
+  o.generation = reload_stats_.generation;
+  std::vector<std::string> load_warnings;
+  auto loaded = config::load_file(config_path_, &load_warnings);
+  if (!loaded) {
+    o.result = ReloadOutcome::Result::kFailed;
+    o.errors = lines_of(loaded.status().message());
+    return o;
+  }
+  for (auto& w : load_warnings) o.warnings.push_back(std::move(w));
+  auto next = std::make_shared<config::Config>(**loaded);
+
+  // What only a restart changes stays as it is.
+  auto keep = [&](bool differs, std::string what) {
+    if (differs) o.warnings.push_back(std::move(what));
+  };
+  keep(next->workers != config_->workers,
+       fmt::format("workers: {} in the file, {} running: the number of workers changes only with "
+                   "a restart; it stays {}",
+                   next->workers, config_->workers, config_->workers));
+  next->workers = config_->workers;
+  keep(next->admin_address != config_->admin_address,
+       "admin: the admin address changes only with a restart; it stays as it is");
+  next->admin_address = config_->admin_address;
+  keep(!(next->dns == config_->dns),
+       "dns: the resolver's settings change only with a restart; they stay as they are");
+  next->dns = config_->dns;
+
+  auto plan = std::make_unique<ReloadPlan>();
+  // Unchanged blocks keep the running objects: identity then says "unchanged" everywhere.
+  for (auto& c : next->clusters) {
+    const auto* old = find_named(config_->clusters, c->name);
+    if (old && **old == *c) {
+      c = *old;
+    } else {
+      plan->clusters.push_back(c);
+    }
+  }
+  for (const auto& c : config_->clusters) {
+    if (!find_named(next->clusters, c->name)) plan->removed_clusters.push_back(c->name);
+  }
+  for (auto& l : next->listeners) {
+    const auto* old = find_named(config_->listeners, l->name);
+    if (old && same_listener(**old, *l)) {
+      l = *old;
+    } else if (old && same_sockets(**old, *l)) {
+      plan->changed.push_back(l);
+    } else {
+      if (old) plan->stop.push_back(l->name);
+      plan->bind.push_back(l);
+    }
+  }
+  for (const auto& l : config_->listeners) {
+    if (!find_named(next->listeners, l->name)) plan->stop.push_back(l->name);
+  }
+
+  for (const auto& change : config::diff_configs(*config_, *next)) o.changes.push_back(change.text);
+  if (o.changes.empty()) {
+    o.result = ReloadOutcome::Result::kUnchanged;
+    return o;
+  }
+  // What startup would refuse, refused before anything changes.
+  for (const auto& c : plan->clusters) {
+    int family = c->endpoints.empty() ? AF_INET : c->endpoints.front().address.family();
+    auto probe = net::tcp_socket(family);
+    Status s = probe ? net::apply_socket_options(probe->get(), c->socket_options) : probe.status();
+    if (!s) {
+      o.result = ReloadOutcome::Result::kFailed;
+      o.errors.push_back(fmt::format("cluster {}: socket_options: {}", c->name, s.message()));
+      return o;
+    }
+  }
+  o.result = ReloadOutcome::Result::kApplied;
+  o.generation = reload_stats_.generation + 1;
+  plan->next = std::move(next);
+  *out = std::move(plan);
+  return o;
+}
+
+Status Server::apply_reload(ReloadPlan& plan) {
+  const config::Config& next = *plan.next;
+  // First everything that can fail: access logs, sockets and TLS contexts. Nothing the
+  // workers see has changed yet.
+  for (const auto& l : next.listeners) {
+    const std::string& path = l->access_log.path;
+    if (path.empty() || access_logs_.count(path)) continue;
+    auto log = proxy::AccessLog::open(path);
+    if (!log) return Status::error(fmt::format("listener {}: {}", l->name, log.status().message()));
+    access_logs_.emplace(path, std::move(log.value()));
+  }
+  std::vector<std::vector<ListenerHandoff>> bound(workers_.size());
+  for (const auto& l : plan.bind) {
+    if (Status s = bind_listener(l, bound); !s) return s;
+  }
+  auto tls_changed = [&](const proxy::ListenerConfig& l) {
+    const auto* old = find_named(config_->listeners, l.name);
+    return !old || (*old)->tls != l.tls;
+  };
+  for (const auto* list : {&plan.bind, &plan.changed}) {
+    for (const auto& l : *list) {
+      if (!l->tls) continue;
+      if (!tls_changed(*l) && listener_tls_.count(l->name)) continue;
+      if (Status s = make_listener_tls(*l); !s) return s;
+      watch_certificates(l);
+    }
+  }
+  // Clusters: indices for new ones (a name seen before gets its old index back).
+  std::vector<size_t> touched;
+  for (const auto& c : plan.clusters) {
+    std::optional<size_t> index = health_->find_cluster(c->name);
+    const auto* old = find_named(config_->clusters, c->name);
+    bool same_tls = old && (*old)->tls == c->tls && index;
+    if (!same_tls) {
+      if (Status s = make_cluster_tls(*c, index ? *index : health_->cluster_count()); !s) return s;
+    }
+    touched.push_back(index ? *index : health_->cluster_count());
+    if (index) {
+      health_->update_cluster(*index, c, cluster_tls_.back()[*index]);
+    } else {
+      health_->add_cluster(c, cluster_tls_.back()[health_->cluster_count()]);
+    }
+  }
+  std::vector<size_t> removed;
+  for (const auto& name : plan.removed_clusters) {
+    size_t index = *health_->find_cluster(name);
+    health_->retire_cluster(index);
+    removed.push_back(index);
+    if (dns_discovery_) dns_discovery_->remove_cluster(index);
+  }
+  // DNS clusters: a resolver is made the first time one appears.
+  bool wants_dns = std::any_of(plan.clusters.begin(), plan.clusters.end(), [](const auto& c) {
+    return c->type != upstream::ClusterConfig::Type::kStatic;
+  });
+  if (wants_dns && !dns_discovery_) {
+    auto r = dns::Resolver::create(main_loop_, config_->dns);
+    if (!r) {
+      LOG_ERROR("dns: {}; DNS clusters are not resolved", r.status().message());
+    } else {
+      resolver_ = std::move(r.value());
+      dns_discovery_ = std::make_unique<discovery::DnsDiscovery>(
+          main_loop_, *resolver_, *health_,
+          std::vector<std::shared_ptr<const upstream::ClusterConfig>>{});
+      dns_discovery_->start([] {});
+    }
+  }
+  if (dns_discovery_) {
+    for (size_t i = 0; i < plan.clusters.size(); ++i) {
+      dns_discovery_->set_cluster(touched[i], plan.clusters[i]);
+    }
+  }
+
+  // The workers' part, in one message each.
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    WorkerReload r;
+    r.config = plan.next;
+    for (size_t index : touched) r.clusters.push_back(cluster_handoff(w, index));
+    for (size_t index : removed) r.clusters.push_back(ClusterHandoff{.index = index});
+    r.added = std::move(bound[w]);
+    for (auto& h : r.added) {
+      if (h.config->tls) h.tls = listener_tls_.at(h.config->name)[w];
+    }
+    for (const auto& l : plan.changed) {
+      ListenerHandoff h{l, net::Fd(), connection_counts_.at(l->name), nullptr, nullptr};
+      if (!l->access_log.path.empty()) h.access_log = access_logs_.at(l->access_log.path);
+      if (l->tls) h.tls = listener_tls_.at(l->name)[w];
+      r.changed.push_back(std::move(h));
+    }
+    r.removed = plan.stop;
+    workers_[w]->reload(std::move(r), [] {});
+  }
+  // The main thread's own view.
+  for (const auto& name : plan.stop) {
+    bool rebound = std::any_of(plan.bind.begin(), plan.bind.end(),
+                               [&](const auto& l) { return l->name == name; });
+    if (rebound) continue;  // bind_listener moved its count aside already
+    if (auto it = connection_counts_.find(name); it != connection_counts_.end()) {
+      retired_counts_.push_back(it->second);
+      connection_counts_.erase(it);
+    }
+    std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == name; });
+    cert_watchers_.erase(name);
+  }
+  std::erase_if(retired_counts_, [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
+  config_ = plan.next;
+  if (next.log_level != log::level()) log::set_level(next.log_level);
+  return Status::ok();
+}
+
+void Server::finish_reload(ReloadOutcome outcome) {
+  using R = ReloadOutcome::Result;
+  outcome.apply_seconds =
+      std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
+  switch (outcome.result) {
+    case R::kApplied:
+      ++reload_stats_.applied;
+      reload_stats_.generation = outcome.generation;
+      reload_stats_.last_apply_seconds = outcome.apply_seconds;
+      for (const auto& w : outcome.warnings) LOG_WARN("reload {}: {}", outcome.generation, w);
+      for (const auto& c : outcome.changes) LOG_INFO("reload {}: {}", outcome.generation, c);
+      LOG_INFO("reload {} applied in {:.1f} ms: {} changes", outcome.generation,
+               outcome.apply_seconds * 1000, outcome.changes.size());
+      break;
+    case R::kUnchanged:
+      ++reload_stats_.unchanged;
+      for (const auto& w : outcome.warnings) LOG_WARN("reload: {}", w);
+      LOG_INFO("reload: {} has no changes; generation {} stays", config_path_,
+               reload_stats_.generation);
+      break;
+    case R::kFailed:
+      ++reload_stats_.failed;
+      LOG_ERROR("reload failed, the running configuration stays: {} error(s)",
+                outcome.errors.size());
+      for (const auto& e : outcome.errors) LOG_ERROR("  {}", e);
+      break;
+  }
+  if (lifecycle_.is(LifecycleState::kReloading)) {
+    lifecycle_.transition(LifecycleState::kReady,
+                          fmt::format("generation {}", reload_stats_.generation));
+    systemd_.send(sd_message::ready(
+        fmt::format("ready: configuration generation {}", reload_stats_.generation)));
+  }
+  auto waiters = std::move(reloading_waiters_);
+  reloading_waiters_.clear();
+  for (auto& done : waiters) {
+    if (done) done(outcome);
+  }
+  // Requests that came while this one ran: one more reload, kReloadCoalesce after this one.
+  if (!reload_waiters_.empty() && lifecycle_.is(LifecycleState::kReady) &&
+      !reload_timer_->armed()) {
+    reload_timer_->arm_at(last_reload_ + kReloadCoalesce);
+  }
+}
+
+}  // namespace sluice::server
