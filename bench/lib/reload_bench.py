@@ -355,13 +355,20 @@ def crashes(text):
 
 
 def expected_generations(sent, window):
-    """Reloads expected when SIGHUPs closer than `window` seconds to the previous one merge."""
-    n, last = 0, None
+    """Reloads that SIGHUPs sent at `sent` should make when a reload starts at most once every
+    `window` seconds and the requests that come in between wait for the next start and make one
+    reload together (applying is taken as instantaneous)."""
+    n, last, pending = 0, None, None
     for t in sent:
-        if last is None or t - last >= window:
-            n += 1
-        last = t
-    return n
+        if pending is not None and t >= pending:
+            n, last, pending = n + 1, pending, None
+        if pending is not None:
+            continue  # merged into the reload already due
+        if last is None or t >= last + window:
+            n, last = n + 1, t
+        else:
+            pending = last + window
+    return n + (1 if pending is not None else 0)
 
 
 def http_status(port, timeout=2.0):
