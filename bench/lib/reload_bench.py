@@ -354,21 +354,36 @@ def crashes(text):
     return out
 
 
-def expected_generations(sent, window):
-    """Reloads that SIGHUPs sent at `sent` should make when a reload starts at most once every
-    `window` seconds and the requests that come in between wait for the next start and make one
-    reload together (applying is taken as instantaneous)."""
-    n, last, pending = 0, None, None
+def expected_reloads(sent, window, variants=None):
+    """(reloads, applied): what SIGHUPs sent at `sent` should make when a reload starts at most
+    once every `window` seconds and the requests that come in between wait for the next start
+    and make one reload together (applying taken as instantaneous). `variants[i]` is the
+    configuration installed just before SIGHUP i ("a" or "b", starting from "a"): a reload that
+    finds the configuration it already runs is "unchanged" and does not advance the generation."""
+    starts, last, pending = [], None, None
     for t in sent:
         if pending is not None and t >= pending:
-            n, last, pending = n + 1, pending, None
+            starts.append(pending)
+            last, pending = pending, None
         if pending is not None:
             continue  # merged into the reload already due
         if last is None or t >= last + window:
-            n, last = n + 1, t
+            starts.append(t)
+            last = t
         else:
             pending = last + window
-    return n + (1 if pending is not None else 0)
+    if pending is not None:
+        starts.append(pending)
+    if variants is None:
+        return len(starts), len(starts)
+    applied, running, i = 0, "a", 0
+    for s in starts:
+        while i < len(sent) and sent[i] <= s:
+            i += 1
+        installed = variants[i - 1] if i else "a"
+        if installed != running:
+            applied, running = applied + 1, installed
+    return len(starts), applied
 
 
 def http_status(port, timeout=2.0):
@@ -538,7 +553,7 @@ def cmd_phase(args):
     # Reloads
     if storm:
         rec.update(reloads_sent=len(sent), reload_interval_ms=round(args.interval * 1000),
-                   storm_s=round(sent[-1] - sent[0], 3) if sent else 0)
+                   storm_s=round(sent[-1] - sent[0], 3) if sent else 0, reload_sent_at=[round(t, 4) for t in sent])
     log_text = read_from(args.log, log_off) if args.log else ""
     died = crashes(log_text)
     rec["proxy_crashes"] = len(died)
@@ -553,7 +568,8 @@ def cmd_phase(args):
         rec["sluice_log_unsupported"] = unsupported
         if applied:
             ms = [a["ms"] for a in applied]
-            rec.update(apply_ms_median=round(statistics.median(ms), 3), apply_ms_max=max(ms), apply_ms=ms)
+            rec.update(apply_ms_median=round(statistics.median(ms), 3), apply_ms_max=max(ms), apply_ms=ms,
+                       applied_logged_at=[a["t"] for a in applied])
         if waits:
             rec.update(hup_to_applied_ms_median=statistics.median(waits), hup_to_applied_ms_max=max(waits))
         if m0 is not None and m1 is not None:
@@ -564,9 +580,17 @@ def cmd_phase(args):
         else:
             errors.append("sluice admin /metrics unreachable")
         if storm:
-            rec["generation_expected"] = expected_generations(sent, args.coalesce_window)
-            if "generation_delta" in rec:
-                rec["generation_ok"] = rec["generation_delta"] == rec["generation_expected"]
+            variants = ["b" if k % 2 == 0 else "a" for k in range(len(sent))]
+            rec["reloads_expected"], rec["generation_expected"] = expected_reloads(sent, args.coalesce_window, variants)
+            # Whether a reload finds A or B is only predictable when SIGHUPs are far enough apart
+            # for each to make its own reload; the number of reloads always is.
+            rec["generation_exact"] = args.interval >= 2 * args.coalesce_window
+            rd = rec.get("reloads_delta") or {}
+            checks = [rec.get("generation_delta") == rd.get("applied") == rec["sluice_log_applied"],
+                      sum(rd.values()) == rec["reloads_expected"]]
+            if rec["generation_exact"]:
+                checks.append(rec.get("generation_delta") == rec["generation_expected"])
+            rec["generation_ok"] = all(checks)
     if not bench_alive(args.signal_pid) and not args.wrapper:
         errors.append(f"the proxy (pid {args.signal_pid}) is gone")
         rec["ok"] = False
@@ -592,6 +616,9 @@ def cmd_phase(args):
         line += f" generation +{rec['generation_delta']}"
         if storm:
             line += f" (expected +{rec['generation_expected']})"
+            rd = rec.get("reloads_delta") or {}
+            line += (f" reloads applied {rd.get('applied', '-')} unchanged {rd.get('unchanged', '-')} failed "
+                     f"{rd.get('failed', '-')} (expected {rec['reloads_expected']} in all)")
     if "apply_ms_median" in rec:
         line += f" apply median {rec['apply_ms_median']} ms max {rec['apply_ms_max']} ms"
     if rec.get("sluice_log_unsupported"):
@@ -741,7 +768,7 @@ def cmd_report(args):
                      "its admin `/metrics`)")
         lines.append("")
         head = ["target", "SIGHUPs sent", "applied (log lines)", "failed (log lines)", "generation advanced",
-                "expected", "reloads_total applied / unchanged / failed", "apply ms median", "apply ms max",
+                "expected", "reloads_total applied / unchanged / failed", "expected reloads", "apply ms median", "apply ms max",
                 "SIGHUP → logged ms median", "SIGHUP → logged ms max"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -751,13 +778,18 @@ def cmd_report(args):
                 gd = r.get("generation_delta")
                 exp = r.get("generation_expected")
                 gtxt = _f(gd)
-                if gd is not None and exp is not None and gd != exp:
-                    gtxt += " (**≠ expected**)"
+                if r.get("generation_ok") is False:
+                    gtxt += " (**check failed**)"
+                if not r.get("generation_exact", True):
+                    exp = f"≈ {exp}" if exp is not None else None
                 if r.get("sluice_log_unsupported"):
                     gtxt = f"{gtxt}; {r['sluice_log_unsupported']} × 'reloading is not supported yet'"
                 row = [f"{LABELS.get(t, t)} rep {r.get('rep')}", _f(r.get("reloads_sent")),
-                       _f(r.get("sluice_log_applied")), _f(r.get("sluice_log_failed")), gtxt, _f(exp),
+                       _f(r.get("sluice_log_applied")), _f(r.get("sluice_log_failed")), gtxt,
+                       exp if isinstance(exp, str) else _f(exp),
                        " / ".join(_f(rd.get(k)) for k in ("applied", "unchanged", "failed")) if rd else "–",
+                       _f(r.get("reloads_expected")) + (" (**≠**)" if rd and r.get("reloads_expected") is not None and
+                                                        sum(rd.values()) != r["reloads_expected"] else ""),
                        _f(r.get("apply_ms_median"), "%.2f"), _f(r.get("apply_ms_max"), "%.2f"),
                        _f(r.get("hup_to_applied_ms_median"), "%.0f"), _f(r.get("hup_to_applied_ms_max"), "%.0f")]
                 lines.append("| " + " | ".join(row) + " |")
