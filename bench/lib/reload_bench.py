@@ -44,6 +44,39 @@ SIGNALS = {"HUP": signal.SIGHUP, "USR2": signal.SIGUSR2}
 # group: the HAProxy generations under one parent
 
 
+def listening_inodes():
+    """Socket inodes of the TCP sockets in state LISTEN (IPv4 and IPv6)."""
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[3] == "0A":
+                        out.add(int(parts[9]))
+        except OSError:
+            pass
+    return out
+
+
+def generation_ready(pid):
+    """A new HAProxy generation is ready once it listens (it binds before it tells the old ones
+    to stop) and catches SIGUSR1 (so the next generation's -sf soft-stops it rather than killing
+    it: SIGUSR1's default action ends a process still starting)."""
+    caught = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    caught = int(line.split()[1], 16)
+    except OSError:
+        return False
+    if not caught & (1 << (signal.SIGUSR1 - 1)):
+        return False
+    return bool(benchlib.tree_socket_inodes(pid) & listening_inodes())
+
+
 def cmd_group(args):
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
@@ -60,13 +93,19 @@ def cmd_group(args):
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     live = {}  # pid -> generation
     gen = 0
+    newest = None  # (pid, generation, monotonic start) until it is ready
+    pending = 0  # reloads asked for while the newest generation was still starting
+
+    def log(msg):
+        print(f"group: {msg}", file=sys.stderr, flush=True)
 
     def spawn(argv):
-        nonlocal gen
+        nonlocal gen, newest
         # The children start with no signal blocked (posix_spawn's setsigmask).
         pid = os.posix_spawnp(argv[0], argv, os.environ, setsigmask=set())
         live[pid] = gen
-        print(f"group: generation {gen} pid {pid}: {' '.join(argv)}", file=sys.stderr, flush=True)
+        newest = (pid, gen, time.monotonic())
+        log(f"generation {gen} pid {pid}: {' '.join(argv)}")
         gen += 1
         return pid
 
@@ -75,8 +114,22 @@ def cmd_group(args):
     stopping = False
     deadline = None
     while True:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        info = signal.sigtimedwait(handled, timeout if timeout is not None else 3600)
+        # Reloads run one after another, as a script running `haproxy -D ... -sf` would: the
+        # next generation starts once the newest one listens and can be soft-stopped.
+        if newest is not None and (newest[0] not in live or generation_ready(newest[0])):
+            if newest[0] in live:
+                log(f"generation {newest[1]} pid {newest[0]} ready after "
+                    f"{(time.monotonic() - newest[2]) * 1000:.1f} ms")
+            newest = None
+        if pending and newest is None and not stopping:
+            pending = 0
+            spawn(cmd + ["-sf"] + [str(p) for p in sorted(live)] if live else cmd)
+            continue
+        if deadline is not None:
+            timeout = max(0.0, deadline - time.monotonic())
+        else:
+            timeout = 0.002 if newest is not None else 3600
+        info = signal.sigtimedwait(handled, timeout)
         if info is None:
             if deadline is not None and time.monotonic() >= deadline:
                 for pid in live:
@@ -87,8 +140,9 @@ def cmd_group(args):
                 deadline = time.monotonic() + 5
             continue
         if info.si_signo == signal.SIGUSR2 and not stopping:
-            old = sorted(live)
-            spawn(cmd + (["-sf"] + [str(p) for p in old] if old else []))
+            # Asked again while one waits: they make one reload, which reads the file as it is
+            # then (as nginx's master and sluice merge signals that come close together).
+            pending = 1
         elif info.si_signo in (signal.SIGTERM, signal.SIGINT) and not stopping:
             stopping = True
             deadline = time.monotonic() + args.stop_timeout
@@ -107,14 +161,14 @@ def cmd_group(args):
                 break
             rc = os.waitstatus_to_exitcode(status)
             if pid in live:
-                print(f"group: generation {live.pop(pid)} pid {pid} exited ({rc})", file=sys.stderr, flush=True)
+                log(f"generation {live.pop(pid)} pid {pid} exited ({rc})")
             if pid == first:
                 first_rc = rc
         if not live:
             if stopping:
                 return 0
             # Every generation is gone without being asked to stop: fail like the proxy did.
-            print("group: no generation left", file=sys.stderr, flush=True)
+            log("no generation left")
             return 1 if not first_rc else (first_rc if first_rc > 0 else 1)
 
 
@@ -471,6 +525,7 @@ def cmd_phase(args):
     log_off = os.path.getsize(args.log) if args.log and os.path.exists(args.log) else 0
     m0 = scrape_sluice(args.admin_port) if args.admin_port else None
     procs0 = proxy_procs(args.root, args.wrapper)
+    mem0 = (benchlib.tree_rss_kib(args.root), benchlib.tree_fds(args.root))
     iv = benchlib.Interval([os.getpid(), args.root] + args.ignore)
     ticks0 = tree_ticks(args.root)
     load = ["taskset", "-c", str(args.load_core)]
@@ -505,9 +560,11 @@ def cmd_phase(args):
     ticks1 = tree_ticks(args.root)
     iv.finish()
     procs_end = proxy_procs(args.root, args.wrapper)
+    mem1 = (benchlib.tree_rss_kib(args.root), benchlib.tree_fds(args.root))
     m1 = scrape_sluice(args.admin_port) if args.admin_port else None
     time.sleep(args.settle)
     procs_later = proxy_procs(args.root, args.wrapper)
+    mem2 = (benchlib.tree_rss_kib(args.root), benchlib.tree_fds(args.root))
 
     rec = {"run_id": args.run_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "scenario": args.scenario,
            "case": args.phase, "phase": args.phase, "target": args.target, "rep": args.rep, "attempt": 1,
@@ -541,7 +598,9 @@ def cmd_phase(args):
     if served:
         rec["cpu_us_per_req"] = round(cpu / served * 1e6, 2)
     rec.update(procs_start=len(procs0), procs_peak=max(peak, len(procs_end)), procs_end=len(procs_end),
-               procs_later=len(procs_later), settle_s=args.settle)
+               procs_later=len(procs_later), settle_s=args.settle,
+               rss_kib_start=mem0[0], rss_kib_end=mem1[0], rss_kib_later=mem2[0],
+               fds_start=mem0[1], fds_end=mem1[1], fds_later=mem2[1])
     m = {"seconds": round(iv.seconds, 3), "cores": {str(k): v for k, v in iv.cores().items()}}
     m.update(iv.others())
     benchlib.judge(m)
@@ -556,6 +615,14 @@ def cmd_phase(args):
                    storm_s=round(sent[-1] - sent[0], 3) if sent else 0, reload_sent_at=[round(t, 4) for t in sent])
     log_text = read_from(args.log, log_off) if args.log else ""
     died = crashes(log_text)
+    if args.wrapper:
+        # reload_bench.py group: generations started, and how long each took to listen
+        started = re.findall(r"group: generation (\d+) pid \d+: ", log_text)
+        ready = [float(x) for x in re.findall(r"group: generation \d+ pid \d+ ready after ([0-9.]+) ms", log_text)]
+        rec["generations_started"] = len(started)
+        if ready:
+            rec.update(generation_ready_ms_median=round(statistics.median(ready), 1),
+                       generation_ready_ms_max=max(ready))
     rec["proxy_crashes"] = len(died)
     if died:
         rec["proxy_crash_statuses"] = died
@@ -607,9 +674,13 @@ def cmd_phase(args):
             f"{rec.get('rps', 0)} req/s p50={rec.get('lat_p50_us', '-')}us p99={rec.get('lat_p99_us', '-')}us "
             f"new-conn p99={rec.get('conn_lat_p99_us', '-')}us failed={failed_n} "
             f"cpu={rec.get('cpu_us_per_req', '-')}us/req procs {rec['procs_start']}->{rec['procs_peak']} peak, "
-            f"{rec['procs_end']} end, {rec['procs_later']} after {args.settle:g}s")
+            f"{rec['procs_end']} end, {rec['procs_later']} after {args.settle:g}s; "
+            f"fds {mem0[1]}->{mem2[1]}, RSS {mem0[0] / 1024:.1f}->{mem2[0] / 1024:.1f} MiB")
     if storm:
         line += f" reloads={len(sent)}"
+    if rec.get("generations_started"):
+        line += (f" generations started {rec['generations_started']}, ready in median "
+                 f"{rec.get('generation_ready_ms_median', '-')} ms max {rec.get('generation_ready_ms_max', '-')} ms")
     if died:
         line += f" {len(died)} proxy processes died (statuses {', '.join(str(d) for d in died)})"
     if "generation_delta" in rec:
@@ -690,7 +761,7 @@ def cmd_report(args):
     lines = [f"#### {args.title}", "", args.meta, ""]
     head = ["target", "reps", "req/s baseline", "req/s storm", "p99 µs baseline", "p99 µs storm", "p99 storm ÷ baseline",
             "new-conn p99 µs baseline", "new-conn p99 µs storm", "failed baseline", "failed storm",
-            "processes end / +%ss (start)" % _f(args.settle, "%g"), "processes died", "CPU µs/req baseline", "CPU µs/req storm",
+            "processes end / +%ss (start)" % _f(args.settle, "%g"), "processes died", "fds / RSS MiB before → after storm", "CPU µs/req baseline", "CPU µs/req storm",
             "CPU ms per reload", "disturbed"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -735,6 +806,14 @@ def cmd_report(args):
                 kinds[k] = kinds.get(k, 0) + 1
             return f"{len(sts)} (" + ", ".join(f"{v} {k}" for k, v in kinds.items()) + ")"
 
+        def mem_txt(rs):
+            rs = [r for r in rs if r.get("fds_start") is not None]
+            if not rs:
+                return "–"
+            return (f"{_f(_med([r['fds_start'] for r in rs]))} → {_f(_med([r['fds_later'] for r in rs]))} / "
+                    f"{_f(_med([r['rss_kib_start'] / 1024 for r in rs]), '%.1f')} → "
+                    f"{_f(_med([r['rss_kib_later'] / 1024 for r in rs]), '%.1f')}")
+
         procs = "–"
         if s:
             procs = (f"{_f(_med([r['procs_end'] for r in s]))} / {_f(_med([r['procs_later'] for r in s]))} "
@@ -755,7 +834,7 @@ def cmd_report(args):
         row = [LABELS.get(t, t), f"{reps}" + (f" ({fails} failed)" if fails else ""),
                _f(agg(t, "baseline", "rps")), _f(agg(t, "storm", "rps")), _f(p99b), _f(p99s), ratio,
                _f(agg(t, "baseline", "conn_lat_p99_us")), _f(agg(t, "storm", "conn_lat_p99_us")),
-               failed(b), failed(s), procs, died_txt(b + s), _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
+               failed(b), failed(s), procs, died_txt(b + s), mem_txt(s), _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
                _f(agg(t, "storm", "cpu_us_per_req"), "%.1f"), _f(_med(per_reload), "%.1f"), str(dist)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -794,6 +873,16 @@ def cmd_report(args):
                        _f(r.get("hup_to_applied_ms_median"), "%.0f"), _f(r.get("hup_to_applied_ms_max"), "%.0f")]
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    for t in targets:
+        st = [r for r in by.get(t, {}).get("storm", []) if r.get("generations_started") is not None]
+        if st:
+            lines.append(
+                f"{LABELS.get(t, t)}: {sum(r['generations_started'] for r in st)} new processes started during "
+                f"{len(st)} storm(s), each once the previous one listened (as a script running `haproxy -D -sf` one "
+                f"reload after another would); from start to listening: median "
+                f"{_f(_med([r.get('generation_ready_ms_median') for r in st]), '%.0f')} ms, max "
+                f"{_f(max((r.get('generation_ready_ms_max') or 0) for r in st), '%.0f')} ms.")
+            lines.append("")
     bad = [f"{LABELS.get(t, t)}: " + "; ".join(c.get("steps") or ["no answer"]) for t in targets
            for c in (r.get("check") if isinstance(r.get("check"), dict) else {} for r in checks.get(t, []))
            if not c.get("ok")]
