@@ -565,6 +565,18 @@ def cmd_phase(args):
     time.sleep(args.settle)
     procs_later = proxy_procs(args.root, args.wrapper)
     mem2 = (benchlib.tree_rss_kib(args.root), benchlib.tree_fds(args.root))
+    # After the storm, the proxy runs the configuration installed last: the second listener
+    # answers (B) or refuses (A), and in A it holds no connection to the second backend.
+    final = ("b" if len(sent) % 2 else "a") if storm else "a"
+    port2 = http_status(args.port2) if args.port2 else None
+    mine = set()
+    for pid in proxy_procs(args.root, args.wrapper):
+        try:
+            mine |= benchlib.tree_socket_inodes(pid)
+        except OSError:
+            pass
+    b2_conns = (sum(1 for ino in benchlib.tcp_established_to(args.backend2_port).values() if ino in mine)
+                if args.backend2_port else None)
 
     rec = {"run_id": args.run_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "scenario": args.scenario,
            "case": args.phase, "phase": args.phase, "target": args.target, "rep": args.rep, "attempt": 1,
@@ -600,7 +612,14 @@ def cmd_phase(args):
     rec.update(procs_start=len(procs0), procs_peak=max(peak, len(procs_end)), procs_end=len(procs_end),
                procs_later=len(procs_later), settle_s=args.settle,
                rss_kib_start=mem0[0], rss_kib_end=mem1[0], rss_kib_later=mem2[0],
-               fds_start=mem0[1], fds_end=mem1[1], fds_later=mem2[1])
+               fds_start=mem0[1], fds_end=mem1[1], fds_later=mem2[1], final_config=final)
+    if port2 is not None:
+        rec["final_port2"] = port2
+        rec["final_ok"] = port2 == ("200" if final == "b" else "refused")
+        if not rec["final_ok"]:
+            errors.append(f"after the reloads (configuration {final.upper()}) the second listener got {port2}")
+    if b2_conns is not None:
+        rec["backend2_conns_later"] = b2_conns
     m = {"seconds": round(iv.seconds, 3), "cores": {str(k): v for k, v in iv.cores().items()}}
     m.update(iv.others())
     benchlib.judge(m)
@@ -675,7 +694,8 @@ def cmd_phase(args):
             f"new-conn p99={rec.get('conn_lat_p99_us', '-')}us failed={failed_n} "
             f"cpu={rec.get('cpu_us_per_req', '-')}us/req procs {rec['procs_start']}->{rec['procs_peak']} peak, "
             f"{rec['procs_end']} end, {rec['procs_later']} after {args.settle:g}s; "
-            f"fds {mem0[1]}->{mem2[1]}, RSS {mem0[0] / 1024:.1f}->{mem2[0] / 1024:.1f} MiB")
+            f"fds {mem0[1]}->{mem2[1]}, RSS {mem0[0] / 1024:.1f}->{mem2[0] / 1024:.1f} MiB; "
+            f"then in {final.upper()}: second listener {port2}, conns to the second backend {b2_conns}")
     if storm:
         line += f" reloads={len(sent)}"
     if rec.get("generations_started"):
@@ -883,6 +903,19 @@ def cmd_report(args):
                 f"{_f(_med([r.get('generation_ready_ms_median') for r in st]), '%.0f')} ms, max "
                 f"{_f(max((r.get('generation_ready_ms_max') or 0) for r in st), '%.0f')} ms.")
             lines.append("")
+    problems = []
+    for t in targets:
+        for phase in ("baseline", "storm"):
+            for r in by.get(t, {}).get(phase, []):
+                what = [r["error"]] if r.get("error") else []
+                if r.get("final_config") == "a" and r.get("backend2_conns_later"):
+                    what.append(f"{r['backend2_conns_later']} connections to the removed second backend "
+                                f"{_f(r.get('settle_s'), '%g')} s after the load")
+                if what:
+                    problems.append(f"{LABELS.get(t, t)} rep {r.get('rep')} {phase}: " + "; ".join(what))
+    if problems:
+        lines.append("Problems seen: " + " — ".join(problems) + ".")
+        lines.append("")
     bad = [f"{LABELS.get(t, t)}: " + "; ".join(c.get("steps") or ["no answer"]) for t in targets
            for c in (r.get("check") if isinstance(r.get("check"), dict) else {} for r in checks.get(t, []))
            if not c.get("ok")]
@@ -938,6 +971,8 @@ def main():
     p = sub.add_parser("phase")
     reload_args(p)
     p.add_argument("--phase", choices=["baseline", "storm"], required=True)
+    p.add_argument("--port2", type=int, default=0, help="the second listener's port (B only)")
+    p.add_argument("--backend2-port", type=int, default=0, help="the second backend (B only)")
     p.add_argument("--reloads", type=int, default=0)
     p.add_argument("--interval", type=float, default=0.2)
     p.add_argument("--coalesce-window", type=float, default=0.1)

@@ -132,7 +132,7 @@ reload_phase() {
   verdict=$(taskset -c "$BENCH_LOAD_CORE" "${RELOADLIB[@]}" phase "${R_ARGS[@]}" --phase "$phase" \
     --reloads "$n" --interval "$BENCH_RELOAD_INTERVAL" --coalesce-window "$(awk -v m="$BENCH_RELOAD_COALESCE_MS" 'BEGIN { print m / 1000 }')" \
     --duration "$BENCH_RELOAD_DURATION" --conns "$BENCH_RELOAD_CONNS" --rate "$BENCH_RELOAD_RATE" \
-    --settle "$BENCH_RELOAD_SETTLE" --log "$R_LOG" --ignore "$BACKEND_PID" --ignore "$BACKEND2_PID" \
+    --settle "$BENCH_RELOAD_SETTLE" --log "$R_LOG" --port2 "$R_PORT2" --backend2-port "$BACKEND2_PORT" --ignore "$BACKEND_PID" --ignore "$BACKEND2_PID" \
     --wrk-lua "$BENCH_DIR/lib/wrk_report.lua" --prefix "$pfx" --load-core "$BENCH_LOAD_CORE" \
     --proxy-core "$BENCH_PROXY_CORE" --out "$OUT" --run-id "$BENCH_RUN_ID" --target "$t" --rep "$rep") ||
     verdict="fail: reload_bench.py phase exited with status $?"
