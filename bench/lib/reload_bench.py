@@ -539,12 +539,22 @@ def cmd_phase(args):
                 "connclient", "--port", str(args.port), "--rate", str(args.rate), "--duration", str(args.duration),
                 "--out", pfx + ".conn.json"],
         stdout=open(pfx + ".conn.txt", "w"), stderr=subprocess.STDOUT)
+    client2 = None
+    if storm and args.port2 and args.rate2 > 0:
+        # New connections to the listener that comes and goes: refused while A runs; one that
+        # was accepted (queued or in progress) when the listener went away must still get its
+        # answer.
+        client2 = subprocess.Popen(
+            load + ["timeout", "-k", "2", str(int(args.duration) + 30), sys.executable, os.path.abspath(__file__),
+                    "connclient", "--port", str(args.port2), "--rate", str(args.rate2), "--duration",
+                    str(args.duration), "--out", pfx + ".conn2.json"],
+            stdout=open(pfx + ".conn2.txt", "w"), stderr=subprocess.STDOUT)
     t_start = time.monotonic()
     sent = []
     peak = len(procs0)
     next_sample = t_start
     i = 0
-    while wrk.poll() is None or client.poll() is None:
+    while wrk.poll() is None or client.poll() is None or (client2 is not None and client2.poll() is None):
         now = time.monotonic()
         if storm and i < args.reloads and now >= t_start + lead + i * args.interval:
             sent.append(reload_once(args, "b" if i % 2 == 0 else "a"))
@@ -603,9 +613,19 @@ def cmd_phase(args):
     except (OSError, ValueError, KeyError) as e:
         errors.append(f"connection client: {e}")
         rec["ok"] = False
+    if client2 is not None:
+        try:
+            with open(pfx + ".conn2.json") as f:
+                c = json.load(f)
+            e = c["errors"]
+            rec.update(conn2_requests=c["requests"], conn2_ok=c["ok"], conn2_refused=e["connect"],
+                       conn2_lost=c["failed"] - e["connect"], conn2_errors=e,
+                       conn2_failures=[x for x in c["failures"] if x["kind"] != "connect"][:20])
+        except (OSError, ValueError, KeyError) as e:
+            errors.append(f"second-listener client: {e}")
     # CPU and processes
     cpu = tree_cpu_between(ticks0, ticks1, args.root, args.wrapper)
-    served = (rec.get("requests") or 0) + (rec.get("conn_ok") or 0)
+    served = (rec.get("requests") or 0) + (rec.get("conn_ok") or 0) + (rec.get("conn2_ok") or 0)
     rec["proxy_cpu_s"] = round(cpu, 3)
     if served:
         rec["cpu_us_per_req"] = round(cpu / served * 1e6, 2)
@@ -698,6 +718,9 @@ def cmd_phase(args):
             f"then in {final.upper()}: second listener {port2}, conns to the second backend {b2_conns}")
     if storm:
         line += f" reloads={len(sent)}"
+    if "conn2_requests" in rec:
+        line += (f" second listener: {rec['conn2_ok']} ok, {rec['conn2_refused']} refused, {rec['conn2_lost']} lost "
+                 f"{rec['conn2_errors']}")
     if rec.get("generations_started"):
         line += (f" generations started {rec['generations_started']}, ready in median "
                  f"{rec.get('generation_ready_ms_median', '-')} ms max {rec.get('generation_ready_ms_max', '-')} ms")
@@ -781,7 +804,7 @@ def cmd_report(args):
     lines = [f"#### {args.title}", "", args.meta, ""]
     head = ["target", "reps", "req/s baseline", "req/s storm", "p99 µs baseline", "p99 µs storm", "p99 storm ÷ baseline",
             "new-conn p99 µs baseline", "new-conn p99 µs storm", "failed baseline", "failed storm",
-            "processes end / +%ss (start)" % _f(args.settle, "%g"), "processes died", "fds / RSS MiB before → after storm", "CPU µs/req baseline", "CPU µs/req storm",
+            "processes end / +%ss (start)" % _f(args.settle, "%g"), "2nd listener ok / refused / lost", "processes died", "fds / RSS MiB before → after storm", "CPU µs/req baseline", "CPU µs/req storm",
             "CPU ms per reload", "disturbed"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -826,6 +849,18 @@ def cmd_report(args):
                 kinds[k] = kinds.get(k, 0) + 1
             return f"{len(sts)} (" + ", ".join(f"{v} {k}" for k, v in kinds.items()) + ")"
 
+        def second_txt(rs):
+            rs = [r for r in rs if r.get("conn2_requests") is not None]
+            if not rs:
+                return "–"
+            lost = {}
+            for r in rs:
+                for k, v in (r.get("conn2_errors") or {}).items():
+                    if k != "connect" and v:
+                        lost[k] = lost.get(k, 0) + v
+            txt = " / ".join(str(sum(r[k] for r in rs)) for k in ("conn2_ok", "conn2_refused", "conn2_lost"))
+            return txt + (" (" + ", ".join(f"{k} {v}" for k, v in lost.items()) + ")" if lost else "")
+
         def mem_txt(rs):
             rs = [r for r in rs if r.get("fds_start") is not None]
             if not rs:
@@ -854,7 +889,7 @@ def cmd_report(args):
         row = [LABELS.get(t, t), f"{reps}" + (f" ({fails} failed)" if fails else ""),
                _f(agg(t, "baseline", "rps")), _f(agg(t, "storm", "rps")), _f(p99b), _f(p99s), ratio,
                _f(agg(t, "baseline", "conn_lat_p99_us")), _f(agg(t, "storm", "conn_lat_p99_us")),
-               failed(b), failed(s), procs, died_txt(b + s), mem_txt(s), _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
+               failed(b), failed(s), procs, second_txt(s), died_txt(b + s), mem_txt(s), _f(agg(t, "baseline", "cpu_us_per_req"), "%.1f"),
                _f(agg(t, "storm", "cpu_us_per_req"), "%.1f"), _f(_med(per_reload), "%.1f"), str(dist)]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
@@ -979,6 +1014,7 @@ def main():
     p.add_argument("--duration", type=int, required=True)
     p.add_argument("--conns", type=int, required=True)
     p.add_argument("--rate", type=float, required=True)
+    p.add_argument("--rate2", type=float, default=0, help="storm: new connections per second to the second listener")
     p.add_argument("--settle", type=float, default=5.0)
     p.add_argument("--log", default="", help="the proxy's log (processes that died; sluice's reload lines)")
     p.add_argument("--ignore", type=int, action="append", default=[])

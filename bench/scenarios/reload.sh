@@ -10,7 +10,9 @@
 #   baseline  wrk -t1 -cBENCH_RELOAD_CONNS keep-alive on the first listener for
 #             BENCH_RELOAD_DURATION s, plus bench/lib/reload_bench.py connclient: a new
 #             connection per request (Connection: close) at BENCH_RELOAD_RATE per second.
-#   storm     the same load while the proxy reloads BENCH_RELOAD_COUNT times, every
+#   storm     the same load, plus new connections at BENCH_RELOAD_RATE2 per second to the
+#             second listener (refused while A runs; one it accepted must get its answer),
+#             while the proxy reloads BENCH_RELOAD_COUNT times, every
 #             BENCH_RELOAD_INTERVAL s (centred in the load), alternating B and A: the rendered
 #             file is copied over the proxy's -c file (atomic rename), then sluice gets SIGHUP,
 #             nginx's master SIGHUP, and HAProxy a new process `haproxy -db -f FILE -sf
@@ -21,12 +23,16 @@
 # its tree, /proc) per request; its processes at the start, peak, at the end of the load and
 # BENCH_RELOAD_SETTLE s later. sluice: sluice_config_generation and sluice_config_reloads_total
 # from its admin /metrics before and after, and its log lines "reload N applied in X ms"
-# (median, max; and SIGHUP → log time); the generation must advance by the number of SIGHUPs
-# that were not within BENCH_RELOAD_COALESCE_MS of the previous one.
+# (median, max; and SIGHUP → log time); its reloads must be as many as its rule makes of the
+# SIGHUPs (a start at most every BENCH_RELOAD_COALESCE_MS, SIGHUPs in between merge into the
+# next), its generation advance by the applied ones (all of them when SIGHUPs are 2 windows
+# apart). After the storm the second listener must answer (B) or refuse (A) as the last
+# configuration says.
 #
 # Knobs: BENCH_RELOAD_REPS (3), BENCH_RELOAD_DURATION seconds per phase (12),
 #        BENCH_RELOAD_COUNT (50), BENCH_RELOAD_INTERVAL seconds (0.2), BENCH_RELOAD_CONNS (64),
-#        BENCH_RELOAD_RATE new connections per second (100), BENCH_RELOAD_SETTLE seconds (5),
+#        BENCH_RELOAD_RATE new connections per second (100), BENCH_RELOAD_RATE2 new connections per
+#        second to the second listener during the storm (50; 0: none), BENCH_RELOAD_SETTLE seconds (5),
 #        BENCH_RELOAD_COALESCE_MS (100), BENCH_QUIET_RUN_WAIT (10);
 #        QUICK=1: one repetition, 6 s phases, 20 reloads, no waiting for quiet (a smoke test).
 set -euo pipefail
@@ -42,6 +48,7 @@ fi
 : "${BENCH_RELOAD_INTERVAL:=0.2}"
 : "${BENCH_RELOAD_CONNS:=64}"
 : "${BENCH_RELOAD_RATE:=100}"
+: "${BENCH_RELOAD_RATE2:=50}"
 : "${BENCH_RELOAD_SETTLE:=5}"
 : "${BENCH_RELOAD_COALESCE_MS:=100}"
 : "${BENCH_QUIET_RUN_WAIT:=10}"
@@ -131,7 +138,7 @@ reload_phase() {
   reload_wait_quiet
   verdict=$(taskset -c "$BENCH_LOAD_CORE" "${RELOADLIB[@]}" phase "${R_ARGS[@]}" --phase "$phase" \
     --reloads "$n" --interval "$BENCH_RELOAD_INTERVAL" --coalesce-window "$(awk -v m="$BENCH_RELOAD_COALESCE_MS" 'BEGIN { print m / 1000 }')" \
-    --duration "$BENCH_RELOAD_DURATION" --conns "$BENCH_RELOAD_CONNS" --rate "$BENCH_RELOAD_RATE" \
+    --duration "$BENCH_RELOAD_DURATION" --conns "$BENCH_RELOAD_CONNS" --rate "$BENCH_RELOAD_RATE" --rate2 "$BENCH_RELOAD_RATE2" \
     --settle "$BENCH_RELOAD_SETTLE" --log "$R_LOG" --port2 "$R_PORT2" --backend2-port "$BACKEND2_PORT" --ignore "$BACKEND_PID" --ignore "$BACKEND2_PID" \
     --wrk-lua "$BENCH_DIR/lib/wrk_report.lua" --prefix "$pfx" --load-core "$BENCH_LOAD_CORE" \
     --proxy-core "$BENCH_PROXY_CORE" --out "$OUT" --run-id "$BENCH_RUN_ID" --target "$t" --rep "$rep") ||
@@ -235,7 +242,7 @@ EOF
 targets_csv=$(IFS=,; echo "${WANT[*]}")
 title="Configuration reload under load: $BENCH_RELOAD_COUNT reloads every ${BENCH_RELOAD_INTERVAL}s during ${BENCH_RELOAD_DURATION}s of wrk -c$BENCH_RELOAD_CONNS keep-alive + $BENCH_RELOAD_RATE new connections/s"
 meta="Run \`$BENCH_RUN_ID\`, $BENCH_RELOAD_REPS repetition(s) per target, each proxy started fresh with configuration A; proxy alone on core $BENCH_PROXY_CORE with one worker, \`wrk -t1 -c$BENCH_RELOAD_CONNS\` (keep-alive), a client opening a new connection per request at $BENCH_RELOAD_RATE/s, and two nginx backends on core $BENCH_LOAD_CORE. *storm*: the same ${BENCH_RELOAD_DURATION} s of load while the proxy reloads $BENCH_RELOAD_COUNT times, every ${BENCH_RELOAD_INTERVAL} s, alternating configurations B and A (a route prefix, a second backend endpoint, a second listener): sluice by SIGHUP, nginx by SIGHUP to its master, HAProxy by a new \`haproxy -sf <old PIDs>\` (classic reload, no socket transfer). Versions: ${versions:-see the logs of the run}."
-legend="*p99*: wrk's keep-alive request latency (send to full response), median over repetitions. *new-conn p99*: the new-connection client's connect + request + response time. *failed*: wrk errors (connect, read, write, timeout, non-2xx status) plus failed new-connection requests, summed over repetitions, of all requests sent. *processes*: the proxy's processes at the end of the load / $BENCH_RELOAD_SETTLE s later (at the start of the phase; the peak during the storm): nginx is a master and a worker, more are old workers still draining; HAProxy one process per generation still alive. *processes died*: proxy processes that exited with an error or a signal during the phases (from the proxy's log: the generations' exit statuses for HAProxy, the master's lines for nginx), over all repetitions. *fds / RSS*: open file descriptors and resident memory of the proxy's processes at the start of the storm and $BENCH_RELOAD_SETTLE s after its load (medians). *CPU µs/req*: CPU of all the proxy's processes (exited generations included) over the load, per completed request. *CPU ms per reload*: the storm's proxy CPU beyond what its requests cost at the baseline's CPU per request, divided by the reloads."
+legend="*p99*: wrk's keep-alive request latency (send to full response), median over repetitions. *new-conn p99*: the new-connection client's connect + request + response time. *failed*: wrk errors (connect, read, write, timeout, non-2xx status) plus failed new-connection requests, summed over repetitions, of all requests sent. *processes*: the proxy's processes at the end of the load / $BENCH_RELOAD_SETTLE s later (at the start of the phase; the peak during the storm): nginx is a master and a worker, more are old workers still draining; HAProxy one process per generation still alive. *2nd listener*: the storm's new connections to the second listener, which B has and A has not: answered 2xx / refused (A running) / lost: accepted, or being accepted, and then reset or closed without an answer, or timed out. *processes died*: proxy processes that exited with an error or a signal during the phases (from the proxy's log: the generations' exit statuses for HAProxy, the master's lines for nginx), over all repetitions. *fds / RSS*: open file descriptors and resident memory of the proxy's processes at the start of the storm and $BENCH_RELOAD_SETTLE s after its load (medians). *CPU µs/req*: CPU of all the proxy's processes (exited generations included) over the load, per completed request. *CPU ms per reload*: the storm's proxy CPU beyond what its requests cost at the baseline's CPU per request, divided by the reloads."
 "${RELOADLIB[@]}" report --results "$OUT" --run-id "$BENCH_RUN_ID" --scenario "$SCENARIO" --targets "$targets_csv" \
   --title "$title" --meta "$meta" --legend "$legend" --settle "$BENCH_RELOAD_SETTLE" --md "$BENCH_RESULTS/latest-$SCENARIO.md"
 echo "$BENCH_RUN_ID" >"$BENCH_RESULTS/latest-$SCENARIO.run"
