@@ -255,7 +255,9 @@ async def _connclient(args):
         "lat_p50_us": percentile(lats, 50),
         "lat_p99_us": percentile(lats, 99),
         "lat_max_us": lats[-1] if lats else None,
-        "failures": failures[:200],
+        # Refusals can be many (the second listener while A runs); other failures are all kept.
+        "failures": [f for f in failures if f["kind"] != "connect"][:500]
+        + [f for f in failures if f["kind"] == "connect"][:50],
     }
     with open(args.out, "w") as f:
         json.dump(out, f)
@@ -281,7 +283,10 @@ def reload_once(args, variant):
     of the signal."""
     swap_config(args.cfg_b if variant == "b" else args.cfg_a, args.live)
     t = time.time()
-    os.kill(args.signal_pid, SIGNALS[args.signal])
+    try:
+        os.kill(args.signal_pid, SIGNALS[args.signal])
+    except ProcessLookupError:
+        return None  # the proxy is gone
     return t
 
 
@@ -561,13 +566,21 @@ def cmd_phase(args):
             stdout=open(pfx + ".conn2.txt", "w"), stderr=subprocess.STDOUT)
     t_start = time.monotonic()
     sent = []
+    errors = []
+    gone_at = None
     peak = len(procs0)
     next_sample = t_start
     i = 0
     while wrk.poll() is None or client.poll() is None or (client2 is not None and client2.poll() is None):
         now = time.monotonic()
         if storm and i < args.reloads and now >= t_start + lead + i * args.interval:
-            sent.append(reload_once(args, "b" if i % 2 == 0 else "a"))
+            t = reload_once(args, "b" if i % 2 == 0 else "a")
+            if t is None:
+                errors.append(f"the proxy (pid {args.signal_pid}) was gone at reload {i + 1}; no more reloads sent")
+                gone_at = time.time()
+                i = args.reloads
+                continue
+            sent.append(t)
             i += 1
             continue
         if now >= next_sample:
@@ -601,7 +614,9 @@ def cmd_phase(args):
     rec = {"run_id": args.run_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "scenario": args.scenario,
            "case": args.phase, "phase": args.phase, "target": args.target, "rep": args.rep, "attempt": 1,
            "connections": args.conns, "duration_s": args.duration, "conn_rate": args.rate, "ok": True}
-    errors = []
+    if gone_at is not None:
+        rec["ok"] = False
+        rec["proxy_gone_after_s"] = round(gone_at - sent[0], 3) if sent else 0
     # wrk
     try:
         w = benchlib.read_wrk_json(pfx + ".wrk.txt")
@@ -708,8 +723,11 @@ def cmd_phase(args):
                 checks.append(rec.get("generation_delta") == rec["generation_expected"])
             rec["generation_ok"] = all(checks)
     if not bench_alive(args.signal_pid) and not args.wrapper:
-        errors.append(f"the proxy (pid {args.signal_pid}) is gone")
+        if gone_at is None:
+            errors.append(f"the proxy (pid {args.signal_pid}) is gone")
         rec["ok"] = False
+        # The parent reaps it: its exit status shows in the scenario's log and `stopped` record.
+        rec["proxy_died"] = True
     if not procs_later:
         errors.append("no proxy process left")
         rec["ok"] = False
@@ -799,6 +817,12 @@ def cmd_report(args):
     for r in meta:
         if r.get("event") in ("skipped", "start_failed"):
             notes[r["target"]] = r.get("reason", "did not start (see the run's log)")
+    # A proxy that died by itself: its exit status when the scenario stopped it (128 + signal;
+    # 143 is the scenario's own SIGTERM, 0 a clean exit).
+    exits = {}
+    for r in meta:
+        if r.get("event") == "stopped" and r.get("exit_status") not in (None, "", 0, 143):
+            exits.setdefault(r["target"], []).append((r.get("rep"), r["exit_status"]))
     checks = {}
     for r in meta:
         if r.get("event") == "reload_check":
@@ -848,7 +872,8 @@ def cmd_report(args):
 
         def died_txt(rs):
             sts = [d for r in rs for d in r.get("proxy_crash_statuses") or []]
-            if not any("proxy_crashes" in r for r in rs):
+            sts += [-(int(st) - 128) if int(st) > 128 else int(st) for _rep, st in exits.get(t, [])]
+            if not any("proxy_crashes" in r for r in rs) and not sts:
                 return "–"
             if not sts:
                 return "0"
@@ -958,6 +983,11 @@ def cmd_report(args):
                                 f"{_f(r.get('settle_s'), '%g')} s after the load")
                 if what:
                     problems.append(f"{LABELS.get(t, t)} rep {r.get('rep')} {phase}: " + "; ".join(what))
+    for t in targets:
+        for rep, st in exits.get(t, []):
+            st = int(st)
+            how = f"died of signal {st - 128}" if st > 128 else f"exited with status {st}"
+            problems.append(f"{LABELS.get(t, t)} rep {rep}: the process {how} (status {st} when the scenario stopped it)")
     if problems:
         lines.append("Problems seen: " + " — ".join(problems) + ".")
         lines.append("")
