@@ -1,5 +1,6 @@
-// The sluice command line: run, check, probe, version.
+// The sluice command line: run, check, reload, probe, version.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -9,13 +10,18 @@
 #include "config/config.h"
 #include "config/config_diff.h"
 #include "probe/cli.h"
+#include "reload_cli.h"
+#include "server/handover.h"
 #include "server/server.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: sluice run -c FILE [--log-level debug|info|warn|error]\n"
-    "       sluice check -c FILE [--diff OLD_FILE]\n"
+    "       sluice check -c FILE [--diff OLD_FILE | --diff-running]\n"
+    "       sluice reload -c FILE [--dry-run]   (asks the sluice at FILE's admin address)\n"
+    "       sluice upgrade -c FILE    (the running sluice starts its binary again, hands it\n"
+    "                                  its sockets and drains once the new one serves)\n"
     "       sluice probe URL [options]      (sluice probe --help for the options)\n"
     "       sluice probe --dns NAME [options]\n"
     "       sluice version\n";
@@ -77,13 +83,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "probe") return probe::probe_main(argc - 2, argv + 2);
-  if (command != "run" && command != "check") {
+  if (command != "run" && command != "check" && command != "reload" && command != "upgrade") {
     return usage_error("unknown command '" + std::string(command) + "'");
   }
 
   std::string config_path;
   std::string level_override;
   std::string diff_path;
+  bool diff_running = false;
+  bool dry_run = false;
+  int upgrade_fd = -1;
   for (int i = 2; i < argc; ++i) {
     std::string_view arg = argv[i];
     if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
@@ -92,18 +101,38 @@ int main(int argc, char** argv) {
       level_override = argv[++i];
     } else if (arg == "--diff" && i + 1 < argc && command == "check") {
       diff_path = argv[++i];
+    } else if (arg == "--diff-running" && command == "check") {
+      diff_running = true;
+    } else if (arg == "--dry-run" && command == "reload") {
+      dry_run = true;
+    } else if (arg == "--upgrade-fd" && i + 1 < argc && command == "run") {
+      // Internal: set by the running sluice that starts this one for a binary upgrade.
+      upgrade_fd = std::atoi(argv[++i]);
     } else {
       return usage_error("unexpected argument '" + std::string(arg) + "'");
     }
   }
   if (config_path.empty()) return usage_error("missing -c FILE");
 
+  if (!diff_path.empty() && diff_running) {
+    return usage_error("--diff and --diff-running: one or the other");
+  }
+  if (command == "reload") return cli::reload_main(config_path, dry_run);
+  if (command == "upgrade") return cli::upgrade_main(config_path);
+  if (command == "check" && diff_running) {
+    // FILE must be valid; then the running sluice (at FILE's admin address) says what reading
+    // its own file again would change.
+    if (!check_file(config_path)) return 1;
+    return cli::reload_main(config_path, true);
+  }
   if (command == "check") return check_main(config_path, diff_path);
 
   std::vector<std::string> warnings;
   auto config = config::load_file(config_path, &warnings);
   if (!config) {
     std::fprintf(stderr, "%s\n", config.status().message().c_str());
+    // The running sluice that started this one keeps serving, and says why.
+    if (upgrade_fd >= 0) (void)server::send_line(upgrade_fd, "failed " + config.status().message());
     return 1;
   }
   // Settings that load but have no effect: logged (`check` prints them).
@@ -115,5 +144,6 @@ int main(int argc, char** argv) {
   }
   log::set_level(level);
   server::Server server(config.value(), config_path);
+  if (upgrade_fd >= 0) server.set_upgrade_fd(upgrade_fd);
   return server.run();
 }

@@ -28,7 +28,8 @@ const upstream::ClusterConfig* find_cluster(
 
 AdminResponse ready_response(LifecycleState state) {
   // A reload does not take sluice out of service.
-  if (state == LifecycleState::kReady || state == LifecycleState::kReloading) {
+  if (state == LifecycleState::kReady || state == LifecycleState::kReloading ||
+      state == LifecycleState::kUpgrading) {
     return text(200, "ready\n");
   }
   return text(503, fmt::format("{}\n", to_string(state)));
@@ -188,13 +189,23 @@ std::string render_config_json(
 std::string render_reload_json(const ReloadOutcome& o) {
   nlohmann::json j;
   using R = ReloadOutcome::Result;
-  j["result"] = o.result == R::kApplied ? "applied" : o.result == R::kFailed ? "failed" : "unchanged";
+  j["result"] = o.result == R::kApplied  ? "applied"
+                : o.result == R::kFailed ? "failed"
+                                         : "unchanged";
   j["dry_run"] = o.dry_run;
   j["generation"] = o.generation;
   j["changes"] = o.changes;
   j["errors"] = o.errors;
   j["warnings"] = o.warnings;
   j["apply_seconds"] = o.apply_seconds;
+  return j.dump(2) + "\n";
+}
+
+std::string render_upgrade_json(const UpgradeOutcome& o) {
+  nlohmann::json j;
+  j["result"] = o.ok ? "upgraded" : "failed";
+  j["pid"] = o.pid;
+  j["error"] = o.error;
   return j.dump(2) + "\n";
 }
 
@@ -212,6 +223,13 @@ void register_admin_api(AdminServer& server, AdminContext context) {
       std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
       if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
       respond(AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)});
+    });
+  });
+  server.handle("/upgrade", [ctx](const AdminRequest& req, AdminServer::Respond respond) {
+    if (req.method != "POST") return respond(text(405, "POST /upgrade starts a new binary\n"));
+    if (!ctx->upgrade) return respond(text(501, "upgrading is not available\n"));
+    ctx->upgrade([respond](UpgradeOutcome o) {
+      respond(AdminResponse{o.ok ? 200 : 500, "application/json", render_upgrade_json(o)});
     });
   });
   server.handle("/reload", [ctx](const AdminRequest& req, AdminServer::Respond respond) {

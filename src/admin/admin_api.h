@@ -52,6 +52,16 @@ struct ReloadOutcome {
 // "apply_seconds"}.
 std::string render_reload_json(const ReloadOutcome& outcome);
 
+// What a binary upgrade did: the new process serves (this one drains), or it failed (this one
+// keeps serving).
+struct UpgradeOutcome {
+  bool ok = false;
+  int pid = 0;        // the new process's
+  std::string error;  // why it failed
+};
+// POST /upgrade's body: {"result": "upgraded"|"failed", "pid", "error"}.
+std::string render_upgrade_json(const UpgradeOutcome& outcome);
+
 struct AdminContext {
   // Asks every worker for a copy of its counters (with `connections`, also its open
   // connections) and calls `render` on the main loop once the last one answered.
@@ -66,6 +76,9 @@ struct AdminContext {
   upstream::health::HealthManager* health = nullptr;
   Gather gather;
   Reload reload;  // null: POST /reload answers 501
+  // Starts the binary at the path this one was started from, hands it the listening
+  // sockets, and calls `done` once it serves (or failed).
+  std::function<void(std::function<void(UpgradeOutcome)> done)> upgrade;
 };
 
 // Registers every endpoint above on `server`.

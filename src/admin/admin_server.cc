@@ -165,15 +165,21 @@ void AdminServer::handle(std::string prefix, Handler handler) {
 Result<net::Address> AdminServer::start(const net::Address& address) {
   auto fd = net::bind_listener(address, 128, net::SocketOptions{}, /*reuse_port=*/false);
   if (!fd) return fd.status();
-  auto bound = net::local_address(fd->get());
+  return start(std::move(fd.value()));
+}
+
+Result<net::Address> AdminServer::start(net::Fd fd) {
+  auto bound = net::local_address(fd.get());
   if (!bound) return bound.status();
-  listener_ = std::make_unique<net::Listener>(loop_, std::move(fd.value()), "admin", *this);
+  fd_ = fd.get();
+  listener_ = std::make_unique<net::Listener>(loop_, std::move(fd), "admin", *this);
   if (Status s = listener_->start(); !s) return s;
   return *bound;
 }
 
 void AdminServer::stop() {
   listener_.reset();
+  fd_ = -1;
   connections_.clear();
 }
 

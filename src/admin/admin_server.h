@@ -51,6 +51,16 @@ class AdminServer final : public net::ListenerCallbacks {
   // Binds (without SO_REUSEPORT: a second sluice must not share the port) and starts
   // accepting. Returns the bound address (port 0 picks one).
   Result<net::Address> start(const net::Address& address);
+  // Serves on a listening socket already bound (handed over by the process this one
+  // replaces in a binary upgrade).
+  Result<net::Address> start(net::Fd fd);
+  // The listening socket, for a hand-over (-1 before start).
+  int listening_fd() const { return fd_; }
+  // Stops accepting; connections already open are answered (a binary upgrade's old process).
+  void stop_accepting() {
+    listener_.reset();
+    fd_ = -1;
+  }
   void stop();
 
   // Answers `request` with the handler registered for its path (404 when none).
@@ -65,6 +75,7 @@ class AdminServer final : public net::ListenerCallbacks {
   event::Loop& loop_;
   std::vector<std::pair<std::string, Handler>> handlers_;
   std::unique_ptr<net::Listener> listener_;
+  int fd_ = -1;  // listener_'s socket
   std::vector<std::unique_ptr<AdminConnection>> connections_;
 };
 

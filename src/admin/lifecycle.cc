@@ -15,6 +15,8 @@ std::string_view to_string(LifecycleState state) {
       return "ready";
     case LifecycleState::kReloading:
       return "reloading";
+    case LifecycleState::kUpgrading:
+      return "upgrading";
     case LifecycleState::kDraining:
       return "draining";
     case LifecycleState::kStopped:
@@ -62,7 +64,9 @@ bool Lifecycle::allowed(LifecycleState from, LifecycleState to) {
       // stopped: a start that failed (a bind error) before anything was served.
       return to == S::kReady || to == S::kDraining || to == S::kStopped;
     case S::kReady:
-      return to == S::kReloading || to == S::kDraining;
+      return to == S::kReloading || to == S::kUpgrading || to == S::kDraining;
+    case S::kUpgrading:
+      return to == S::kReady || to == S::kDraining;
     case S::kReloading:
       return to == S::kReady || to == S::kDraining;
     case S::kDraining:

@@ -2,13 +2,15 @@
 // through its steps; /ready and the sluice_lifecycle_state gauges read it.
 //
 //   starting ──> ready ──> draining ──> stopped
-//       │        │   ^        ^   ^        ^
-//       │        v   │        │   │        │
-//       │      reloading ─────┘   │        │
-//       └─────────────────────────┴────────┘   (a signal, or a failed start, before ready)
+//       │        │ ^ ^ │      ^ ^ ^        ^
+//       │        v │ │ v      │ │ │        │
+//       │  reloading upgrading ┘ │ │       │
+//       │        └───────────────┘ │       │
+//       └──────────────────────────┴───────┘   (a signal, or a failed start, before ready)
 //
-// Reloading lasts from reading the new file until every worker runs on it; the process
-// serves (and /ready answers 200) throughout.
+// Reloading lasts from reading the new file until every worker runs on it; upgrading from
+// starting a new binary until it serves (then this process drains) or fails (then this one
+// stays ready). The process serves (and /ready answers 200) throughout both.
 // Main thread only.
 #pragma once
 
@@ -19,14 +21,21 @@
 
 namespace sluice::admin {
 
-enum class LifecycleState : uint8_t { kStarting, kReady, kReloading, kDraining, kStopped };
+enum class LifecycleState : uint8_t {
+  kStarting,
+  kReady,
+  kReloading,
+  kUpgrading,
+  kDraining,
+  kStopped
+};
 
-inline constexpr std::array<LifecycleState, 5> kLifecycleStates{
-    LifecycleState::kStarting, LifecycleState::kReady, LifecycleState::kReloading,
-    LifecycleState::kDraining, LifecycleState::kStopped};
+inline constexpr std::array<LifecycleState, 6> kLifecycleStates{
+    LifecycleState::kStarting,  LifecycleState::kReady,    LifecycleState::kReloading,
+    LifecycleState::kUpgrading, LifecycleState::kDraining, LifecycleState::kStopped};
 
-// "starting", "ready", "reloading", "draining", "stopped": the /ready body and the metric
-// label.
+// "starting", "ready", "reloading", "upgrading", "draining", "stopped": the /ready body and
+// the metric label.
 std::string_view to_string(LifecycleState state);
 
 // The sluice_lifecycle_state gauge family in Prometheus text: one sample per state, 1 for
@@ -52,7 +61,8 @@ class Lifecycle {
   bool is(LifecycleState s) const { return state_ == s; }
   // Ready or reloading: serving on a configuration that was applied.
   bool serving() const {
-    return state_ == LifecycleState::kReady || state_ == LifecycleState::kReloading;
+    return state_ == LifecycleState::kReady || state_ == LifecycleState::kReloading ||
+           state_ == LifecycleState::kUpgrading;
   }
 
   // Whether the table allows moving from `from` to `to`.

@@ -69,11 +69,18 @@ void DnsDiscovery::set_cluster(size_t index, std::shared_ptr<const ClusterConfig
   }
   c->config = std::move(config);
   c->removed = false;
-  c->answered = true;  // startup's first round is long over
+  c->answered = false;
   c->srv_refresh_at = MonoTime{};
   set_targets(*c);
   c->timer->cancel();
   refresh(*c);  // a new round: answers of the old names are ignored
+}
+
+bool DnsDiscovery::answered(size_t index) const {
+  for (const auto& c : clusters_) {
+    if (c->index == index) return c->answered || c->removed;
+  }
+  return true;
 }
 
 void DnsDiscovery::remove_cluster(size_t index) {

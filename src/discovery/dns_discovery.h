@@ -32,6 +32,9 @@ class DnsDiscovery {
   void set_cluster(size_t index, std::shared_ptr<const upstream::ClusterConfig> config);
   // The cluster left the configuration: no more queries for it.
   void remove_cluster(size_t index);
+  // Whether the cluster's names have had their first answer (good or not) since set_cluster;
+  // true for a cluster this does not resolve.
+  bool answered(size_t index) const;
   ~DnsDiscovery();
 
   // Resolves every DNS cluster; `on_first_round` runs once each has had one answer (good

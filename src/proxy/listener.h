@@ -50,6 +50,10 @@ class ProxyListener : public net::ListenerCallbacks {
   // The worker drains: no new work; connections end when their work does (HTTP closes idle
   // keep-alive connections now, TCP sessions run until the drain deadline).
   virtual void drain() = 0;
+  // A drain for a binary upgrade: the same, except that idle keep-alive connections stay
+  // open until their next request, answered with Connection: close (closing them now would
+  // race with a request the client is sending on one). Their own idle timeout still applies.
+  virtual void drain_keeping_idle() { drain(); }
   // Closes every open connection now: `drain_deadline` (the drain ran out of time) or
   // shutdown.
   virtual void close_all(bool drain_deadline) = 0;
@@ -64,6 +68,14 @@ class ProxyListener : public net::ListenerCallbacks {
   virtual void report_stats(ListenerStatsSink& sink) const = 0;
   // Connections accepted from now on handshake with `context`; open ones keep theirs.
   virtual void set_tls(std::shared_ptr<tls::ServerContext> context) = 0;
+
+  // The configuration generation (0 at start, one more per applied reload) that requests
+  // and sessions starting now are logged with.
+  uint64_t generation() const { return generation_; }
+  void set_generation(uint64_t generation) { generation_ = generation; }
+
+ private:
+  uint64_t generation_ = 0;
 };
 
 }  // namespace sluice::proxy

@@ -18,6 +18,7 @@
 #include "config/config_diff.h"
 #include "discovery/dns_discovery.h"
 #include "dns/resolver.h"
+#include "server/reload_plan.h"
 #include "server/server.h"
 #include "server/worker.h"
 #include "tls/cert_store.h"
@@ -34,6 +35,8 @@ namespace {
 
 // Reload requests closer together than this are applied together.
 constexpr auto kReloadCoalesce = std::chrono::milliseconds(100);
+// How often a reload waiting for new clusters' first answers looks again.
+constexpr auto kGatePoll = std::chrono::milliseconds(5);
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
@@ -70,18 +73,6 @@ const std::shared_ptr<const T>* find_named(const std::vector<std::shared_ptr<con
 }
 
 }  // namespace
-
-struct Server::ReloadPlan {
-  std::shared_ptr<const config::Config> next;
-  // Clusters, by name: new ones and those whose settings changed.
-  std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
-  std::vector<std::string> removed_clusters;
-  // Listeners: to bind (new, or their address or socket settings changed), to keep on their
-  // sockets with new settings, and to stop (removed, or re-bound).
-  std::vector<std::shared_ptr<const proxy::ListenerConfig>> bind;
-  std::vector<std::shared_ptr<const proxy::ListenerConfig>> changed;
-  std::vector<std::string> stop;
-};
 
 admin::ConfigView Server::config_view() const {
   admin::ConfigView v;
@@ -145,16 +136,10 @@ void Server::start_reload() {
     outcome.errors.push_back(s.message());
     return finish_reload(std::move(outcome));
   }
-  // Done once every worker runs on the new configuration.
-  auto waiting = std::make_shared<size_t>(workers_.size());
-  auto shared = std::make_shared<ReloadOutcome>(std::move(outcome));
-  for (auto& w : workers_) {
-    w->after_pending([this, waiting, shared] {
-      main_loop_.post([this, waiting, shared] {
-        if (--*waiting == 0) finish_reload(std::move(*shared));
-      });
-    });
-  }
+  plan->outcome = std::move(outcome);
+  plan->gate_deadline = main_loop_.now() + config_->ready_timeout;
+  reload_plan_ = std::move(plan);
+  post_reload_when_answered();
 }
 
 ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
@@ -175,15 +160,16 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
     if (differs) o.warnings.push_back(std::move(what));
   };
   keep(next->workers != config_->workers,
-       fmt::format("workers: {} in the file, {} running: the number of workers changes only with "
-                   "a restart; it stays {}",
-                   next->workers, config_->workers, config_->workers));
+       fmt::format(
+           "warning: workers: {} in the file, {} running: the number of workers changes only with "
+           "a restart; it stays {}",
+           next->workers, config_->workers, config_->workers));
   next->workers = config_->workers;
   keep(next->admin_address != config_->admin_address,
-       "admin: the admin address changes only with a restart; it stays as it is");
+       "warning: admin: the admin address changes only with a restart; it stays as it is");
   next->admin_address = config_->admin_address;
   keep(!(next->dns == config_->dns),
-       "dns: the resolver's settings change only with a restart; they stay as they are");
+       "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;
 
   auto plan = std::make_unique<ReloadPlan>();
@@ -233,6 +219,7 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   o.result = ReloadOutcome::Result::kApplied;
   o.generation = reload_stats_.generation + 1;
   plan->next = std::move(next);
+  plan->generation = o.generation;
   *out = std::move(plan);
   return o;
 }
@@ -248,9 +235,20 @@ Status Server::apply_reload(ReloadPlan& plan) {
     if (!log) return Status::error(fmt::format("listener {}: {}", l->name, log.status().message()));
     access_logs_.emplace(path, std::move(log.value()));
   }
-  std::vector<std::vector<ListenerHandoff>> bound(workers_.size());
+  // bind_listener() records each listener's count and address: put them back on a failure.
+  auto counts = connection_counts_;
+  auto retired = retired_counts_;
+  auto addresses = listener_addresses_;
+  auto undo = [&](Status s) {
+    connection_counts_ = std::move(counts);
+    retired_counts_ = std::move(retired);
+    listener_addresses_ = std::move(addresses);
+    return s;
+  };
+  plan.bound.clear();
+  plan.bound.resize(workers_.size());
   for (const auto& l : plan.bind) {
-    if (Status s = bind_listener(l, bound); !s) return s;
+    if (Status s = bind_listener(l, plan.bound); !s) return undo(s);
   }
   auto tls_changed = [&](const proxy::ListenerConfig& l) {
     const auto* old = find_named(config_->listeners, l.name);
@@ -260,31 +258,36 @@ Status Server::apply_reload(ReloadPlan& plan) {
     for (const auto& l : *list) {
       if (!l->tls) continue;
       if (!tls_changed(*l) && listener_tls_.count(l->name)) continue;
-      if (Status s = make_listener_tls(*l); !s) return s;
+      if (Status s = make_listener_tls(*l); !s) return undo(s);
       watch_certificates(l);
     }
   }
   // Clusters: indices for new ones (a name seen before gets its old index back).
-  std::vector<size_t> touched;
+  size_t next_index = health_->cluster_count();
   for (const auto& c : plan.clusters) {
     std::optional<size_t> index = health_->find_cluster(c->name);
     const auto* old = find_named(config_->clusters, c->name);
-    bool same_tls = old && (*old)->tls == c->tls && index;
-    if (!same_tls) {
-      if (Status s = make_cluster_tls(*c, index ? *index : health_->cluster_count()); !s) return s;
-    }
-    touched.push_back(index ? *index : health_->cluster_count());
-    if (index) {
-      health_->update_cluster(*index, c, cluster_tls_.back()[*index]);
-    } else {
-      health_->add_cluster(c, cluster_tls_.back()[health_->cluster_count()]);
+    size_t at = index ? *index : next_index++;
+    if (!(old && (*old)->tls == c->tls)) {
+      if (Status s = make_cluster_tls(*c, at); !s) return undo(s);
     }
   }
-  std::vector<size_t> removed;
+  // Nothing fails from here on.
+  for (const auto& c : plan.clusters) {
+    std::optional<size_t> index = health_->find_cluster(c->name);
+    size_t at = index ? *index : health_->cluster_count();
+    plan.touched.push_back(at);
+    if (!index || health_->retired(*index)) plan.fresh.push_back(at);
+    if (index) {
+      health_->update_cluster(at, c, cluster_tls_.back()[at]);
+    } else {
+      health_->add_cluster(c, cluster_tls_.back()[at]);
+    }
+  }
   for (const auto& name : plan.removed_clusters) {
     size_t index = *health_->find_cluster(name);
     health_->retire_cluster(index);
-    removed.push_back(index);
+    plan.removed.push_back(index);
     if (dns_discovery_) dns_discovery_->remove_cluster(index);
   }
   // DNS clusters: a resolver is made the first time one appears.
@@ -305,17 +308,61 @@ Status Server::apply_reload(ReloadPlan& plan) {
   }
   if (dns_discovery_) {
     for (size_t i = 0; i < plan.clusters.size(); ++i) {
-      dns_discovery_->set_cluster(touched[i], plan.clusters[i]);
+      dns_discovery_->set_cluster(plan.touched[i], plan.clusters[i]);
     }
   }
+  std::erase_if(retired_counts_,
+                [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
+  if (next.log_level != log::level()) log::set_level(next.log_level);
+  return Status::ok();
+}
 
+void Server::post_reload_when_answered() {
+  // A cluster new to the workers gets routes only once its names have answered and its
+  // endpoints their first health check (as at startup), or after ready_timeout.
+  ReloadPlan& plan = *reload_plan_;
+  if (!lifecycle_.is(LifecycleState::kReloading)) {
+    // A drain began while new clusters were answering: the workers stop as they are.
+    plan.outcome.result = ReloadOutcome::Result::kFailed;
+    plan.outcome.errors.push_back("sluice began draining before the reload was applied");
+    ReloadOutcome outcome = std::move(plan.outcome);
+    reload_plan_.reset();
+    return finish_reload(std::move(outcome));
+  }
+  bool answered = std::all_of(plan.fresh.begin(), plan.fresh.end(), [&](size_t index) {
+    return (!dns_discovery_ || dns_discovery_->answered(index)) && health_->checked(index);
+  });
+  if (!answered && main_loop_.now() < plan.gate_deadline) {
+    reload_gate_->arm_at(main_loop_.now() + kGatePoll);
+    return;
+  }
+  if (!answered) {
+    LOG_WARN("reload {}: new clusters have not all answered within ready_timeout {}; applying",
+             plan.outcome.generation, format_duration(config_->ready_timeout));
+  }
+  post_reload(plan);
+  // Done once every worker runs on the new configuration.
+  auto waiting = std::make_shared<size_t>(workers_.size());
+  auto shared = std::make_shared<ReloadOutcome>(std::move(plan.outcome));
+  reload_plan_.reset();
+  for (auto& w : workers_) {
+    w->after_pending([this, waiting, shared] {
+      main_loop_.post([this, waiting, shared] {
+        if (--*waiting == 0) finish_reload(std::move(*shared));
+      });
+    });
+  }
+}
+
+void Server::post_reload(ReloadPlan& plan) {
   // The workers' part, in one message each.
   for (size_t w = 0; w < workers_.size(); ++w) {
     WorkerReload r;
     r.config = plan.next;
-    for (size_t index : touched) r.clusters.push_back(cluster_handoff(w, index));
-    for (size_t index : removed) r.clusters.push_back(ClusterHandoff{.index = index});
-    r.added = std::move(bound[w]);
+    r.generation = plan.generation;
+    for (size_t index : plan.touched) r.clusters.push_back(cluster_handoff(w, index));
+    for (size_t index : plan.removed) r.clusters.push_back(ClusterHandoff{.index = index});
+    r.added = std::move(plan.bound[w]);
     for (auto& h : r.added) {
       if (h.config->tls) h.tls = listener_tls_.at(h.config->name)[w];
     }
@@ -339,17 +386,14 @@ Status Server::apply_reload(ReloadPlan& plan) {
     }
     std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == name; });
     cert_watchers_.erase(name);
+    listener_fds_.erase(name);  // else the kernel would queue connections nobody accepts
   }
-  std::erase_if(retired_counts_, [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
   config_ = plan.next;
-  if (next.log_level != log::level()) log::set_level(next.log_level);
-  return Status::ok();
 }
 
 void Server::finish_reload(ReloadOutcome outcome) {
   using R = ReloadOutcome::Result;
-  outcome.apply_seconds =
-      std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
+  outcome.apply_seconds = std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
   switch (outcome.result) {
     case R::kApplied:
       ++reload_stats_.applied;

@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
+#include "server/reload_plan.h"
 #include "server/worker.h"
 #include "tls/cert_store.h"
 #include "tls/cert_watcher.h"
@@ -25,7 +28,7 @@ namespace sluice::server {
 using admin::LifecycleState;
 
 Server::Server(std::shared_ptr<const config::Config> config, std::string path)
-    : config_(std::move(config)), config_path_(std::move(path)) {}
+    : config_(std::move(config)), config_path_(std::move(path)), exe_path_(own_executable()) {}
 
 Server::~Server() {
   // Workers report to the health manager and read its shared cluster state until they are
@@ -43,11 +46,12 @@ int Server::run() {
   systemd_ = SdNotifier::from_environment();
   // Before any thread starts, so that every thread inherits the mask and only the main
   // loop's signalfd sees these.
-  event::block_process_signals({SIGTERM, SIGINT, SIGHUP});
+  event::block_process_signals({SIGTERM, SIGINT, SIGHUP, SIGUSR2});
   ::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::vector<ListenerHandoff>> per_worker(config_->workers);
-  Status started = prepare();
+  Status started = receive_inherited();
+  if (started) started = prepare();
   if (started) started = bind_listeners(per_worker);
   if (started) started = prepare_tls(per_worker);
   if (started) {
@@ -62,11 +66,15 @@ int Server::run() {
   if (started) started = start_admin();
   if (!started) {
     LOG_ERROR("{}", started.message());
+    tell_predecessor("failed " + started.message());
     lifecycle_.transition(LifecycleState::kStopped, "startup failed");
     return 1;
   }
   start_workers(std::move(per_worker));
   reload_timer_ = std::make_unique<event::Timer>(main_loop_.timers(), [this] { start_reload(); });
+  upgrade_poll_ = std::make_unique<event::Timer>(main_loop_.timers(), [this] { poll_upgrade(); });
+  reload_gate_ =
+      std::make_unique<event::Timer>(main_loop_.timers(), [this] { post_reload_when_answered(); });
   drain_deadline_ =
       std::make_unique<event::Timer>(main_loop_.timers(), [this] { on_drain_deadline(); });
   drain_progress_ =
@@ -74,9 +82,9 @@ int Server::run() {
   start_watchdog();
   systemd_.send(
       sd_message::status("starting: waiting for the first DNS answers and health checks"));
-  signals_ = std::make_unique<event::SignalSet>(main_loop_,
-                                                std::initializer_list<int>{SIGTERM, SIGINT, SIGHUP},
-                                                [this](int sig) { on_signal(sig); });
+  signals_ = std::make_unique<event::SignalSet>(
+      main_loop_, std::initializer_list<int>{SIGTERM, SIGINT, SIGHUP, SIGUSR2},
+      [this](int sig) { on_signal(sig); });
   wait_ready();
 
   main_loop_.run();
@@ -84,6 +92,8 @@ int Server::run() {
   drain_deadline_->cancel();
   drain_progress_->cancel();
   reload_timer_->cancel();
+  upgrade_poll_->cancel();
+  reload_gate_->cancel();
   if (watchdog_) watchdog_->cancel();
   health_->stop();
   stop();
@@ -140,7 +150,22 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   auto count = std::make_shared<std::atomic<uint32_t>>(0);
   net::Address address = l->address;
   std::vector<net::Fd> fds;
-  for (size_t w = 0; w < per_worker.size(); ++w) {
+  std::vector<std::vector<net::Fd>> extra(per_worker.size());
+  // A binary upgrade hands over the sockets of the listeners this process keeps: adopted, not
+  // bound again, so that their accept queues carry over. Worker w takes socket w (and w + N,
+  // w + 2N... when the old process had more workers); workers beyond them bind their own.
+  std::vector<net::Fd> inherited = take_inherited(*l);
+  if (!inherited.empty()) {
+    if (auto bound = net::local_address(inherited.front().get())) address = *bound;
+    for (size_t i = 0; i < inherited.size(); ++i) {
+      if (i < per_worker.size()) {
+        fds.push_back(std::move(inherited[i]));
+      } else {
+        extra[i % per_worker.size()].push_back(std::move(inherited[i]));
+      }
+    }
+  }
+  for (size_t w = fds.size(); w < per_worker.size(); ++w) {
     auto fd = net::bind_listener(address, l->backlog, l->socket_options);
     if (!fd) return Status::error(fmt::format("listener {}: {}", l->name, fd.status().message()));
     if (address.port() == 0) {
@@ -160,8 +185,15 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   connection_counts_[l->name] = count;
   std::shared_ptr<proxy::AccessLog> access_log;
   if (!l->access_log.path.empty()) access_log = access_logs_.at(l->access_log.path);
+  auto& dups = listener_fds_[l->name];
+  dups.clear();
   for (size_t w = 0; w < per_worker.size(); ++w) {
-    per_worker[w].push_back(ListenerHandoff{l, std::move(fds[w]), count, access_log});
+    // The hand-over's copies, one per socket (a worker closes its own on a drain).
+    dups.emplace_back(::fcntl(fds[w].get(), F_DUPFD_CLOEXEC, 0));
+    for (const auto& e : extra[w]) dups.emplace_back(::fcntl(e.get(), F_DUPFD_CLOEXEC, 0));
+    ListenerHandoff h{l, std::move(fds[w]), count, access_log};
+    h.extra_fds = std::move(extra[w]);
+    per_worker[w].push_back(std::move(h));
   }
   std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
   listener_addresses_.emplace_back(l->name, address.to_string());
@@ -202,11 +234,19 @@ Status Server::start_admin() {
       request_reload(dry_run, std::move(done));
     };
   }
+  context.upgrade = [this](std::function<void(admin::UpgradeOutcome)> done) {
+    request_upgrade(std::move(done));
+  };
   context.gather = [this](bool connections, std::function<void(admin::MetricsInput&)> render) {
     gather(connections, std::move(render));
   };
   admin::register_admin_api(*admin_, std::move(context));
-  auto bound = admin_->start(*config_->admin_address);
+  Result<net::Address> bound = Status::error("not started");
+  if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty()) {
+    bound = admin_->start(std::move(inherited_->admin->fds.front()));
+  } else {
+    bound = admin_->start(*config_->admin_address);
+  }
   if (!bound) return Status::error(fmt::format("admin: {}", bound.status().message()));
   LOG_INFO("admin listening on {}", bound->to_string());
   return Status::ok();
@@ -444,6 +484,11 @@ void Server::on_first_answers() {
         std::string detail =
             fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size());
         lifecycle_.transition(LifecycleState::kReady, detail);
+        if (upgrade_fd_.valid()) {
+          // A binary upgrade: this process is the service's main one from now on.
+          systemd_.send(sd_message::main_pid(::getpid()));
+          tell_predecessor(fmt::format("ready {}", ::getpid()));
+        }
         systemd_.send(sd_message::ready("ready: " + detail));
       });
     });
@@ -467,10 +512,19 @@ void Server::on_signal(int sig) {
     for (auto& w : workers_) w->close_all();
     return;
   }
-  drain(sig);
+  if (sig == SIGUSR2) {
+    request_upgrade(nullptr);
+    return;
+  }
+  drain(strsignal(sig));
 }
 
-void Server::drain(int sig) {
+void Server::drain(const std::string& why, bool for_upgrade) {
+  // A new process still starting must not serve beside a stopping one.
+  if (successor_ > 0) upgrade_finished(false, "sluice began draining");
+  // Copies kept for a hand-over: the sockets must close with the workers' (or the kernel
+  // would go on queueing connections nobody accepts).
+  listener_fds_.clear();
   health_->stop();
   if (dns_discovery_) dns_discovery_->stop();
   // One count for the message and the progress reports: a connection that closes right after
@@ -478,20 +532,24 @@ void Server::drain(int sig) {
   reported_connections_ = open_connections();
   std::string detail =
       fmt::format("stopped accepting, waiting up to {} for {} open connections ({})",
-                  format_duration(config_->drain_timeout), reported_connections_, strsignal(sig));
+                  format_duration(config_->drain_timeout), reported_connections_, why);
   lifecycle_.transition(LifecycleState::kDraining, detail);
-  systemd_.send(sd_message::stopping("draining: " + detail));
+  // After an upgrade the service goes on in the new process: not a stop.
+  systemd_.send(for_upgrade ? sd_message::status("draining: " + detail)
+                            : sd_message::stopping("draining: " + detail));
   drain_deadline_->arm_at(main_loop_.now() + config_->drain_timeout);
   if (systemd_.enabled()) {
     drain_progress_->arm_at(main_loop_.now() + kDrainStatusInterval);
   }
   size_t n = workers_.size();
   for (auto& w : workers_) {
-    w->drain([this, n] {
-      main_loop_.post([this, n] {
-        if (++drained_workers_ == n) main_loop_.stop();
-      });
-    });
+    w->drain(
+        [this, n] {
+          main_loop_.post([this, n] {
+            if (++drained_workers_ == n) main_loop_.stop();
+          });
+        },
+        for_upgrade);
   }
 }
 

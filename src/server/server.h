@@ -27,6 +27,8 @@
 #include "base/status.h"
 #include "config/config.h"
 #include "event/loop.h"
+#include "net/socket.h"
+#include "server/handover.h"
 #include "server/sd_notify.h"
 
 namespace sluice {
@@ -73,6 +75,8 @@ class Server {
 
   // Runs until drained. Returns the process exit code.
   int run();
+  // This process is a binary upgrade's new one: the hand-over comes on `fd`.
+  void set_upgrade_fd(int fd);
 
   const admin::Lifecycle& lifecycle() const { return lifecycle_; }
 
@@ -107,10 +111,24 @@ class Server {
   // nothing to apply (the outcome says why).
   struct ReloadPlan;
   admin::ReloadOutcome plan_reload(std::unique_ptr<ReloadPlan>* plan);
-  // Applies the plan on the main thread and posts each worker its part.
+  // Applies the plan on the main thread (what can fail first); then, once the clusters new to
+  // the workers have answered, posts each worker its part.
   Status apply_reload(ReloadPlan& plan);
+  void post_reload_when_answered();
+  void post_reload(ReloadPlan& plan);
   void finish_reload(admin::ReloadOutcome outcome);
   admin::ConfigView config_view() const;
+
+  // Binary upgrade (upgrade.cc). The old process: starts the new one and hands it the
+  // sockets; drains once it is ready.
+  void request_upgrade(std::function<void(admin::UpgradeOutcome)> done);
+  void poll_upgrade();
+  void upgrade_finished(bool ok, std::string error);
+  // The new process: reads the hand-over (before binding), takes the sockets of a listener,
+  // and tells the old process "ready <pid>" or "failed <why>".
+  Status receive_inherited();
+  std::vector<net::Fd> take_inherited(const proxy::ListenerConfig& l);
+  void tell_predecessor(const std::string& line);
   Status start_discovery();
   Status start_admin();
   void start_workers(std::vector<std::vector<ListenerHandoff>> per_worker);
@@ -120,7 +138,7 @@ class Server {
   // connects the moment sluice says ready must find the endpoints in place.
   void on_first_answers();
   void on_signal(int sig);
-  void drain(int sig);
+  void drain(const std::string& why, bool for_upgrade = false);
   void on_drain_deadline();
   // While draining under systemd: "draining: N connections left" when N changed.
   void report_drain_progress();
@@ -138,8 +156,8 @@ class Server {
   std::string config_path_;
   admin::Lifecycle lifecycle_;
   event::Loop main_loop_;
-  std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs_;   // by path
-  std::vector<std::pair<std::string, std::string>> listener_addresses_;  // name, bound address
+  std::map<std::string, std::shared_ptr<proxy::AccessLog>> access_logs_;  // by path
+  std::vector<std::pair<std::string, std::string>> listener_addresses_;   // name, bound address
   // Per listener name: open connections across workers (max_connections).
   std::map<std::string, std::shared_ptr<std::atomic<uint32_t>>> connection_counts_;
   // Those of listeners a reload removed or re-bound, while their connections drain.
@@ -175,7 +193,22 @@ class Server {
   bool workers_joined_ = false;
 
   admin::ReloadStats reload_stats_;
+
+  // Binary upgrade.
+  std::string exe_path_;  // the executable as started, run again by an upgrade
+  // Per listener name: a copy of every listening socket, to hand over.
+  std::map<std::string, std::vector<net::Fd>> listener_fds_;
+  net::Fd upgrade_fd_;                 // new process: towards the old one
+  std::optional<Handover> inherited_;  // new process: what the old one handed over
+  pid_t predecessor_ = 0;              // new process: the old one
+  net::Fd upgrade_sock_;               // old process: towards the new one
+  pid_t successor_ = 0;                // old process: the new one, while it starts
+  MonoTime upgrade_deadline_{};
+  std::unique_ptr<event::Timer> upgrade_poll_;
+  std::vector<std::function<void(admin::UpgradeOutcome)>> upgrade_waiters_;
   std::unique_ptr<event::Timer> reload_timer_;
+  std::unique_ptr<event::Timer> reload_gate_;
+  std::unique_ptr<ReloadPlan> reload_plan_;  // applied on the main thread, not yet posted
   MonoTime last_reload_{};
   // Waiting for the next reload, and waiting for the one under way.
   std::vector<std::function<void(admin::ReloadOutcome)>> reload_waiters_;

@@ -120,10 +120,13 @@ void Worker::set_cluster(ClusterHandoff& h) {
     if (!h.config) {
       // Removed: no route leads here any more; requests already on their way finish.
       c.drain_pools();
+      removed_[h.index] = true;
       return;
     }
     c.reconfigure(h.config, h.sink, h.tls);
     if (h.health) c.set_health(h.health);
+    if (removed_[h.index]) c.undrain_pools();  // back under the same name
+    removed_[h.index] = false;
     return;
   }
   SLUICE_CHECK(h.index == clusters_.size() && h.config);
@@ -133,6 +136,7 @@ void Worker::set_cluster(ClusterHandoff& h) {
   if (h.health) cluster->set_health(h.health);
   by_name_[h.config->name] = cluster.get();
   clusters_.push_back(std::move(cluster));
+  removed_.push_back(false);
 }
 
 proxy::http::ClusterMap Worker::cluster_map() const {
@@ -167,6 +171,12 @@ void Worker::serve(ListenerHandoff h) {
   if (Status st = s.listener->start(); !st) {
     LOG_ERROR("listener {}: {}", h.config->name, st.message());
   }
+  for (auto& fd : h.extra_fds) {
+    auto& l = s.extra.emplace_back(
+        std::make_unique<net::Listener>(loop_, std::move(fd), h.config->name, *s.proxy));
+    if (Status st = l->start(); !st) LOG_ERROR("listener {}: {}", h.config->name, st.message());
+  }
+  h.extra_fds.clear();
   s.handoff = std::move(h);
   served_.push_back(std::move(s));
 }
@@ -209,6 +219,7 @@ void Worker::apply(WorkerReload& r) {
                            [&](const Served& s) { return s.handoff.config->name == name; });
     if (it == served_.end()) continue;
     it->listener->accept_queued_and_close();
+    for (auto& l : it->extra) l->accept_queued_and_close();
     it->proxy->drain();
     retire(std::move(it->proxy));
     served_.erase(it);
@@ -230,6 +241,7 @@ void Worker::apply(WorkerReload& r) {
       // old one run on untouched. (HTTP turned TCP or back: the old one drains.)
       auto fresh = make_proxy(h);
       it->listener->set_callbacks(*fresh);
+      for (auto& l : it->extra) l->set_callbacks(*fresh);
       if (it->handoff.config->protocol == proxy::Protocol::kHttp) it->proxy->drain();
       retire(std::exchange(it->proxy, std::move(fresh)));
     }
@@ -242,7 +254,10 @@ void Worker::apply(WorkerReload& r) {
       static_cast<proxy::http::HttpProxy&>(*s.proxy).set_clusters(map);
     }
   }
-  for (auto& s : served_) warm_up(*s.handoff.config);
+  for (auto& s : served_) {
+    s.proxy->set_generation(r.generation);
+    warm_up(*s.handoff.config);
+  }
 }
 
 Worker::~Worker() {
@@ -290,11 +305,20 @@ void Worker::thread_main() {
   clusters_.clear();
 }
 
-void Worker::drain(std::function<void()> on_drained) {
-  loop_.post([this, on_drained = std::move(on_drained)]() mutable {
+void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
+  loop_.post([this, keep_idle, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
-    for (auto& s : served_) s.listener->close();
-    for (auto& s : served_) s.proxy->drain();
+    for (auto& s : served_) {
+      s.listener->close();
+      for (auto& l : s.extra) l->close();
+    }
+    for (auto& s : served_) {
+      if (keep_idle) {
+        s.proxy->drain_keeping_idle();
+      } else {
+        s.proxy->drain();
+      }
+    }
     for (auto& p : retired_) p->drain();
     for (auto& c : clusters_) c->drain_pools();
     check_drained();

@@ -30,6 +30,9 @@ struct ListenerHandoff {
   std::shared_ptr<std::atomic<uint32_t>> active_connections;
   std::shared_ptr<proxy::AccessLog> access_log;  // null: none
   std::shared_ptr<tls::ServerContext> tls;       // null: no `tls:`
+  // More listening sockets of the same listener (a binary upgrade from a process with more
+  // workers hands over more sockets than this one has workers: each is served).
+  std::vector<net::Fd> extra_fds;
 };
 
 // A cluster as the main thread hands it to a worker: by its index in the HealthManager
@@ -46,6 +49,7 @@ struct ClusterHandoff {
 // What a reload changes on one worker, applied at once between two events.
 struct WorkerReload {
   std::shared_ptr<const config::Config> config;
+  uint64_t generation = 0;
   std::vector<ClusterHandoff> clusters;  // new, changed and removed ones
   std::vector<ListenerHandoff> added;    // with this worker's new listening socket
   std::vector<ListenerHandoff> changed;  // same socket (no fd), new settings
@@ -75,7 +79,8 @@ class Worker {
 
   void start();
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
-  void drain(std::function<void()> on_drained);
+  // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_keeping_idle).
+  void drain(std::function<void()> on_drained, bool keep_idle = false);
   // Closes every open connection now (drain deadline).
   void close_all();
   void stop_and_join();
@@ -101,6 +106,7 @@ class Worker {
     ListenerHandoff handoff;  // fd moved into the listener
     std::unique_ptr<proxy::ProxyListener> proxy;
     std::unique_ptr<net::Listener> listener;
+    std::vector<std::unique_ptr<net::Listener>> extra;  // ListenerHandoff::extra_fds
   };
 
   void thread_main();
@@ -124,7 +130,8 @@ class Worker {
 
   // Worker-thread state.
   proxy::tcp::TransferPool transfer_pool_;
-  std::vector<std::unique_ptr<upstream::Cluster>> clusters_;  // by index; never shrinks
+  std::vector<std::unique_ptr<upstream::Cluster>> clusters_;        // by index; never shrinks
+  std::vector<bool> removed_;                                       // by index
   std::map<std::string, upstream::Cluster*, std::less<>> by_name_;  // removed ones too
   std::vector<Served> served_;
   // Proxies of removed or replaced listeners, with connections still open.

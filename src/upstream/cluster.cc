@@ -54,8 +54,7 @@ void Cluster::set_worker_pool_config() {
   worker_pool_config_ = config_->pool;
   if (workers_ > 1) {
     // Round up: each worker gets its share, and every worker at least one connection.
-    worker_pool_config_.max_connections =
-        (config_->pool.max_connections + workers_ - 1) / workers_;
+    worker_pool_config_.max_connections = (config_->pool.max_connections + workers_ - 1) / workers_;
   }
 }
 
@@ -63,7 +62,8 @@ void Cluster::reconfigure(std::shared_ptr<const ClusterConfig> config, health::O
                           std::shared_ptr<tls::ClientContext> tls) {
   const ClusterConfig& before = *config_;
   bool new_kind = before.protocol != config->protocol || before.tls != config->tls ||
-                  before.http2 != config->http2 || before.socket_options != config->socket_options ||
+                  before.http2 != config->http2 ||
+                  before.socket_options != config->socket_options ||
                   before.source_address != config->source_address;
   config_ = std::move(config);
   sink_ = sink;
@@ -278,6 +278,14 @@ void Cluster::warm_up_pools() {
   if (config_->pool.min_idle == 0) return;
   for (size_t i = 0; i < health_->flags.size(); ++i) {
     if (!(health_->flags[i] & health::kRemoved)) pool(i);
+  }
+}
+
+void Cluster::undrain_pools() {
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    if (pools_[i] && !(health_->flags[i] & (health::kDraining | health::kRemoved))) {
+      pools_[i]->undrain();
+    }
   }
 }
 

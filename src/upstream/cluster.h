@@ -257,6 +257,9 @@ class Cluster {
     return config_->protocol == ClusterConfig::Protocol::kAuto && config_->tls;
   }
   void drain_pools();
+  // Takes drain_pools() back (a removed cluster that a reload brings back): pools of
+  // endpoints that may take requests keep connections again.
+  void undrain_pools();
   // New settings for the same cluster (a reload). Load-balancer state, requests in flight
   // and the pools stay; pool limits and timeouts apply from now on; when what a connection
   // is (protocol, TLS, socket options, source address) changed, pooled connections close

@@ -28,7 +28,7 @@ import http_util as hu  # noqa: E402
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-HTTP_KEYS = {"time", "listener", "downstream", "method", "target", "host", "protocol", "cluster", "endpoint", "status",
+HTTP_KEYS = {"time", "listener", "config_generation", "downstream", "method", "target", "host", "protocol", "cluster", "endpoint", "status",
              "request_body_bytes", "response_body_bytes", "attempts", "flags", "request_id", "traceparent",
              "timings_us"}
 TIMING_KEYS = {"downstream_headers", "pool_wait", "upstream_connect", "request_sent", "upstream_first_byte",
@@ -36,7 +36,7 @@ TIMING_KEYS = {"downstream_headers", "pool_wait", "upstream_connect", "request_s
 # Only on TLS connections (-1 and 0 on cleartext ones).
 TLS_TIMING_KEYS = {"downstream_tls", "upstream_tls"}
 WATERFALL = ("downstream_headers", "request_sent", "upstream_first_byte", "response_done")
-TCP_KEYS = {"time", "listener", "downstream", "cluster", "endpoint", "close_reason", "bytes_to_upstream",
+TCP_KEYS = {"time", "listener", "config_generation", "downstream", "cluster", "endpoint", "close_reason", "bytes_to_upstream",
             "bytes_to_downstream", "attempts", "timings_us", "upstream_tcp"}
 
 

@@ -67,7 +67,7 @@ def lifecycle_gauges(port):
 
 
 def only(state):
-    gauges = {"starting": 0, "ready": 0, "reloading": 0, "draining": 0, "stopped": 0}
+    gauges = {"starting": 0, "ready": 0, "reloading": 0, "upgrading": 0, "draining": 0, "stopped": 0}
     gauges[state] = 1
     return gauges
 

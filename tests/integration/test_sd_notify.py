@@ -8,7 +8,9 @@ sluice with NOTIFY_SOCKET naming it, and reads the messages in order.
   listener proxies (an echo through sluice right after READY arrives); SIGTERM with two open
   connections gives "STOPPING=1\\nSTATUS=draining: ..." while sluice still runs, then
   "STATUS=draining: 1 connections left" after one closes; exit 0.
-- SIGHUP (the unit's ExecReload) is logged and ignored: sluice keeps proxying.
+- SIGHUP (the unit's ExecReload) reloads: "RELOADING=1\\nMONOTONIC_USEC=<now>\\nSTATUS=reloading:
+  reading FILE", then "READY=1\\nSTATUS=ready: configuration generation 0" (the file did not
+  change); sluice keeps proxying on the connection it had.
 - an abstract name ('@...'): the same READY and STOPPING.
 - a drain cut short: "STATUS=draining: drain timeout after 1s: closing 1 open connections" at
   drain_timeout, "STATUS=draining: closing every connection now (Terminated again)" at a
@@ -21,6 +23,7 @@ sluice with NOTIFY_SOCKET naming it, and reads the messages in order.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -131,12 +134,21 @@ def notify_cycle(abstract, sighup=False):
             if sighup:
                 start = sl.line_count()
                 sl.signal(signal.SIGHUP)
-                line = sl.wait_log("SIGHUP", 5, start)
+                line = sl.wait_log("has no changes", 5, start)
                 check(line is not None and line.endswith(
-                    "SIGHUP: reloading is not supported yet; the running configuration stays"),
-                    "SIGHUP (ExecReload) is logged: reloading is not supported yet", sl.stderr_text(start))
+                    "reload: %s has no changes; generation 0 stays" % sl.config_path),
+                    "SIGHUP (ExecReload) reads the file again: no changes", sl.stderr_text(start))
+                msg = ns.recv(5)
+                lines = (msg or "").split("\n")
+                check(len(lines) == 3 and lines[0] == "RELOADING=1" and
+                      re.fullmatch(r"MONOTONIC_USEC=[1-9][0-9]*", lines[1]) is not None and
+                      lines[2] == "STATUS=reloading: reading " + sl.config_path,
+                      "SIGHUP: RELOADING=1, MONOTONIC_USEC, STATUS=reloading: reading FILE", "got %r" % msg)
+                msg = ns.recv(5)
+                check(msg == "READY=1\nSTATUS=ready: configuration generation 0",
+                      "then READY=1 with the generation in force", "got %r" % msg)
                 check(sl.alive() and echo_roundtrip(a), "after SIGHUP sluice still runs and proxies")
-                check(ns.pending() == [], "SIGHUP sends no notification")
+                check(ns.pending() == [], "nothing more after the reload")
             b = connect(sl.port())
             check(echo_roundtrip(a) and echo_roundtrip(b), "two connections open through sluice")
             sl.signal(signal.SIGTERM)

@@ -120,6 +120,18 @@ void HttpProxy::drain() {
   }
 }
 
+void HttpProxy::drain_keeping_idle() {
+  draining_ = true;
+  DownstreamConnection* c = head_;
+  while (c) {
+    DownstreamConnection* next = c->next;
+    // An idle HTTP/1 connection is left alone: keep_alive_allowed() now says no, so its
+    // next response closes it.
+    if (c->busy() || c->http2()) c->drain();
+    c = next;
+  }
+}
+
 void HttpProxy::close_all(bool) {
   while (head_) head_->close("shutdown");
 }

@@ -46,6 +46,7 @@ class HttpProxy final : public ProxyListener {
   // Drain: idle keep-alive connections close now; busy ones after their current response,
   // which carries Connection: close.
   void drain() override;
+  void drain_keeping_idle() override;
   void close_all(bool drain_deadline = false) override;
   size_t active() const override { return connections_; }
   void set_on_idle(std::function<void()> fn) override { on_idle_ = std::move(fn); }

@@ -77,6 +77,7 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   append_json_string(log::format_time(wall), line);
   line += ",\"listener\":";
   append_json_string(n.listener, line);
+  fmt::format_to(std::back_inserter(line), ",\"config_generation\":{}", config_generation);
   line += ",\"downstream\":";
   append_json_string(n.downstream, line);
   line += ",\"method\":";

@@ -126,6 +126,7 @@ struct RequestLog {
   bool failed() const { return flags.any_of(kFailureFlags); }
 
   // Who served the request, for the line; views valid during append_json().
+  uint64_t config_generation = 0;  // the configuration the request started on
   struct Names {
     std::string_view listener, downstream, method, target, host, cluster, endpoint;
     const DownstreamTls* tls = nullptr;  // the client connection's TLS (null: cleartext)

@@ -89,6 +89,7 @@ Stream::Stream(HttpProxy& proxy, StreamCallbacks& callbacks, sluice::http::Strea
       route_timer_(proxy.loop().timers(), [this] { on_route_timeout(); }),
       retry_timer_(proxy.loop().timers(), [this] { start_exchange(false); }) {
   started_ = proxy_.loop().now();
+  log_.config_generation = proxy_.generation();
   log_.head_done = started_;
   log_.first_byte_in = first_byte_in == MonoTime{} ? started_ : first_byte_in;
 }
@@ -102,8 +103,8 @@ Stream::~Stream() {
 
 void Stream::transition(State to) {
   if (to == state_) return;
-  LOG_DEBUG("http {}: {}: stream {} -> {}", config_->name, peer_.to_string(),
-            to_string(state_), to_string(to));
+  LOG_DEBUG("http {}: {}: stream {} -> {}", config_->name, peer_.to_string(), to_string(state_),
+            to_string(to));
   SLUICE_ASSERT(legal(state_, to));
   if (state_ == State::kWaitingForUpstream) retry_timer_.cancel();
   state_ = to;
@@ -139,8 +140,7 @@ void Stream::on_request_head(MessageHead& head) {
 }
 
 uint64_t Stream::max_body_bytes() const {
-  return route_ && route_->max_body_bytes ? route_->max_body_bytes
-                                          : config_->http.max_body_bytes;
+  return route_ && route_->max_body_bytes ? route_->max_body_bytes : config_->http.max_body_bytes;
 }
 
 void Stream::reply_after_request(int status, std::string body, std::optional<ResponseFlag> flag) {
@@ -515,8 +515,8 @@ void Stream::on_exchange_failed(UpstreamExchange& x, const ProxyError& e) {
     case RetryVerdict::kGiveUp:
       break;
   }
-  LOG_WARN("http {}: {}: {} {}: {}", config_->name, peer_.to_string(), request_.method,
-           target(), e.detail);
+  LOG_WARN("http {}: {}: {} {}: {}", config_->name, peer_.to_string(), request_.method, target(),
+           e.detail);
   if (e.kind == ErrorKind::kTimeout) ++proxy_.stats().upstream_timeouts;
   send_error_reply(e, !request_complete_);
 }

@@ -46,6 +46,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
 
   void start() {
     started_ = proxy_.loop_.now();
+    generation_ = proxy_.generation();
     if (proxy_.access_log_) wall_start_ = std::chrono::system_clock::now();
     Status s = proxy_.loop_.poller().add(
         downstream_.get(), event::kReadable | event::kWritable | event::kPeerClosed, &down_side_);
@@ -367,6 +368,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
     append_json_string(log::format_time(wall_start_), line);
     line += ",\"listener\":";
     append_json_string(proxy_.config_->name, line);
+    fmt::format_to(std::back_inserter(line), ",\"config_generation\":{}", generation_);
     line += ",\"downstream\":";
     append_json_string(peer_.to_string(), line);
     line += ",\"cluster\":";
@@ -603,6 +605,7 @@ class TcpSession final : public event::DeferredDeletable, public net::ConnectRac
   Pump to_downstream_;
   State state_ = State::kConnecting;
   MonoTime started_{};
+  uint64_t generation_ = 0;  // the configuration the session started on
   MonoTime connected_at_{};
   MonoTime tcp_connected_at_{};  // with upstream TLS: before its handshake
   std::chrono::system_clock::time_point wall_start_{};

@@ -65,7 +65,8 @@ void HealthManager::update_cluster(size_t ci, std::shared_ptr<const ClusterConfi
   ClusterState& c = *clusters_[ci];
   const ClusterConfig& before = *c.config;
   bool checks_changed = c.retired || before.health_check != config->health_check ||
-                        before.tls != config->tls || before.source_address != config->source_address ||
+                        before.tls != config->tls ||
+                        before.source_address != config->source_address ||
                         before.connection_attempt_delay != config->connection_attempt_delay;
   bool outlier_dropped = before.outlier && !config->outlier;
   c.config = std::move(config);
@@ -111,6 +112,14 @@ void HealthManager::retire_cluster(size_t ci) {
     if (e.return_timer) e.return_timer->cancel();
   }
   if (c.decay_timer) c.decay_timer->cancel();
+}
+
+bool HealthManager::checked(size_t ci) const {
+  const ClusterState& c = *clusters_[ci];
+  for (const auto& e : c.endpoints) {
+    if (e.checker && !e.removed && !e.answered) return false;
+  }
+  return true;
 }
 
 std::optional<size_t> HealthManager::find_cluster(std::string_view name) const {

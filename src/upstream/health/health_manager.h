@@ -65,6 +65,8 @@ class HealthManager final : public OutcomeSink {
   // The index of the cluster of that name, retired or not.
   std::optional<size_t> find_cluster(std::string_view name) const;
   bool retired(size_t cluster) const { return clusters_[cluster]->retired; }
+  // Whether every endpoint of the cluster with active checks has had its first answer.
+  bool checked(size_t cluster) const;
   size_t cluster_count() const { return clusters_.size(); }
   const std::shared_ptr<const ClusterConfig>& cluster_config(size_t cluster) const {
     return clusters_[cluster]->config;

@@ -36,6 +36,12 @@ TEST(Lifecycle, TheTableAllowsOnlyForwardMoves) {
   EXPECT_FALSE(Lifecycle::allowed(S::kReloading, S::kStarting));
   EXPECT_FALSE(Lifecycle::allowed(S::kStarting, S::kReloading));
   EXPECT_FALSE(Lifecycle::allowed(S::kDraining, S::kReloading));
+  // An upgrade ends in a drain (the new process serves) or back in ready (it failed).
+  EXPECT_TRUE(Lifecycle::allowed(S::kReady, S::kUpgrading));
+  EXPECT_TRUE(Lifecycle::allowed(S::kUpgrading, S::kReady));
+  EXPECT_TRUE(Lifecycle::allowed(S::kUpgrading, S::kDraining));
+  EXPECT_FALSE(Lifecycle::allowed(S::kUpgrading, S::kReloading));
+  EXPECT_FALSE(Lifecycle::allowed(S::kReloading, S::kUpgrading));
   for (S to : kLifecycleStates) EXPECT_FALSE(Lifecycle::allowed(S::kStopped, to));
 }
 
@@ -72,13 +78,14 @@ TEST(Lifecycle, OneGaugePerState) {
             "sluice_lifecycle_state{state=\"starting\"} 0\n"
             "sluice_lifecycle_state{state=\"ready\"} 0\n"
             "sluice_lifecycle_state{state=\"reloading\"} 0\n"
+            "sluice_lifecycle_state{state=\"upgrading\"} 0\n"
             "sluice_lifecycle_state{state=\"draining\"} 1\n"
             "sluice_lifecycle_state{state=\"stopped\"} 0\n");
 }
 
 TEST(Lifecycle, ReloadMetricsNameEveryResult) {
-  ReloadStats s{.generation = 3, .applied = 3, .unchanged = 1, .failed = 2,
-                .last_apply_seconds = 0.25};
+  ReloadStats s{
+      .generation = 3, .applied = 3, .unchanged = 1, .failed = 2, .last_apply_seconds = 0.25};
   EXPECT_EQ(render_reload_metrics(s),
             "# HELP sluice_config_generation The configuration in force: 0 at start, one more "
             "for each reload that changed something.\n"

@@ -88,6 +88,7 @@ TEST(RequestLog, Json) {
   r.upstream_connect = std::chrono::microseconds(50);
   r.request_sent = t0 + std::chrono::microseconds(130);
   r.status = 502;
+  r.config_generation = 4;  // started after the fourth reload
   r.attempts = 2;
   r.request_body_bytes = 3;
   r.response_body_bytes = 40;
@@ -101,7 +102,8 @@ TEST(RequestLog, Json) {
       {"web", "127.0.0.1:5000", "GET", "/x", "www.example.com:8080", "app", "10.0.0.1:80"},
       t0 + std::chrono::microseconds(200), out);
   EXPECT_EQ(out,
-            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"config_generation\":4,"
+            "\"downstream\":"
             "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/"
             "x\",\"host\":\"www.example.com:8080\",\"protocol\":\"HTTP/1.1\","
             "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:80\",\"status\":502,"
@@ -143,7 +145,8 @@ TEST(RequestLog, JsonWithTls) {
   names.tls = &tls;
   r.append_json(names, t0 + std::chrono::microseconds(500), out);
   EXPECT_EQ(out,
-            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"downstream\":"
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"listener\":\"web\",\"config_generation\":0,"
+            "\"downstream\":"
             "\"127.0.0.1:5000\",\"method\":\"GET\",\"target\":\"/"
             "\",\"host\":\"www.example.com\",\"protocol\":\"HTTP/1.1\","
             "\"cluster\":\"app\",\"endpoint\":\"10.0.0.1:443\",\"status\":200,"

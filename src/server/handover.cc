@@ -1,0 +1,179 @@
+#include "server/handover.h"
+
+#include <limits.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace sluice::server {
+namespace {
+
+// The kernel passes at most SCM_MAX_FD (253) descriptors per message.
+constexpr size_t kMaxFdsPerPacket = 253;
+constexpr size_t kMaxLine = 4096;
+
+Status send_packet(int sock, const std::string& line, const std::vector<int>& fds) {
+  iovec iov{const_cast<char*>(line.data()), line.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control;
+  if (!fds.empty()) {
+    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return Status::ok();
+    if (errno == EINTR) continue;
+    return Status::error(fmt::format("hand-over: send: {}", std::strerror(errno)));
+  }
+}
+
+// One packet: its line and the descriptors that came with it (owned).
+Result<std::string> receive_packet(int sock, Duration timeout, std::vector<net::Fd>* fds) {
+  pollfd p{sock, POLLIN, 0};
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  int ready;
+  do {
+    ready = ::poll(&p, 1, static_cast<int>(ms));
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) return Status::error("hand-over: nothing received in time");
+  if (ready < 0) return Status::error(fmt::format("hand-over: poll: {}", std::strerror(errno)));
+  char buf[kMaxLine];
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * kMaxFdsPerPacket));
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Status::error(fmt::format("hand-over: receive: {}", std::strerror(errno)));
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      if (fds) {
+        fds->emplace_back(fd);
+      } else {
+        net::Fd drop(fd);
+      }
+    }
+  }
+  if (n == 0) return Status::error("hand-over: the other process closed the connection");
+  if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    return Status::error("hand-over: a packet was larger than expected");
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::string own_executable() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string path(buf, static_cast<size_t>(n));
+  // Replaced on disk since: the path is what runs next.
+  const std::string deleted = " (deleted)";
+  if (path.size() > deleted.size() && path.ends_with(deleted)) {
+    path.resize(path.size() - deleted.size());
+  }
+  return path;
+}
+
+Status send_line(int sock, const std::string& line) {
+  return send_packet(sock, line, {});
+}
+
+Status send_handover(int sock, const Handover& h) {
+  if (Status s = send_packet(sock, fmt::format("sluice-handover {}", h.version), {}); !s) return s;
+  for (const auto& l : h.listeners) {
+    // Names and addresses have no spaces (the configuration's rules).
+    for (size_t at = 0; at < l.fds.size() || at == 0; at += kMaxFdsPerPacket) {
+      size_t n = std::min(kMaxFdsPerPacket, l.fds.size() - at);
+      std::vector<int> raw;
+      for (size_t i = 0; i < n; ++i) raw.push_back(l.fds[at + i].get());
+      std::string line = fmt::format("listener {} {} {}", l.name, l.address.to_string(), n);
+      if (Status s = send_packet(sock, line, raw); !s) return s;
+      if (l.fds.empty()) break;
+    }
+  }
+  if (h.admin && !h.admin->fds.empty()) {
+    std::string line = fmt::format("admin {} 1", h.admin->address.to_string());
+    if (Status s = send_packet(sock, line, {h.admin->fds.front().get()}); !s) return s;
+  }
+  return send_packet(sock, "end", {});
+}
+
+Result<Handover> receive_handover(int sock, Duration timeout) {
+  Handover h;
+  auto first = receive_packet(sock, timeout, nullptr);
+  if (!first) return first.status();
+  std::istringstream head(*first);
+  std::string magic;
+  uint32_t version = 0;
+  if (!(head >> magic >> version) || magic != "sluice-handover") {
+    return Status::error(fmt::format("hand-over: not a sluice hand-over ('{}')", *first));
+  }
+  if (version > kHandoverVersion) {
+    return Status::error(fmt::format(
+        "hand-over: version {} is newer than this binary's {}: upgrade to a binary at least as "
+        "new as the running one",
+        version, kHandoverVersion));
+  }
+  h.version = version;
+  for (;;) {
+    std::vector<net::Fd> fds;
+    auto line = receive_packet(sock, timeout, &fds);
+    if (!line) return line.status();
+    if (*line == "end") return h;
+    std::istringstream in(*line);
+    if (line->rfind("admin ", 0) == 0) {
+      std::string kind, address;
+      auto parsed = (in >> kind >> address) ? net::Address::parse(address)
+                                            : Result<net::Address>(Status::error("no address"));
+      if (!parsed || fds.size() != 1) {
+        return Status::error(fmt::format("hand-over: unexpected '{}'", *line));
+      }
+      h.admin = HandedListener{"admin", *parsed, std::move(fds)};
+      continue;
+    }
+    std::string kind, name, address;
+    size_t count = 0;
+    if (!(in >> kind >> name >> address >> count) || kind != "listener" || count != fds.size()) {
+      return Status::error(
+          fmt::format("hand-over: unexpected '{}' with {} sockets", *line, fds.size()));
+    }
+    auto parsed = net::Address::parse(address);
+    if (!parsed) {
+      return Status::error(fmt::format("hand-over: listener {}: bad address '{}'", name, address));
+    }
+    // A listener with more sockets than fit in one packet comes in several.
+    if (!h.listeners.empty() && h.listeners.back().name == name) {
+      for (auto& fd : fds) h.listeners.back().fds.push_back(std::move(fd));
+      continue;
+    }
+    h.listeners.push_back(HandedListener{name, *parsed, std::move(fds)});
+  }
+}
+
+}  // namespace sluice::server
