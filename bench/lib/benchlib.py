@@ -185,7 +185,8 @@ class Interval:
             else:
                 e["last"] = own
         for pid in descendants(procs, self.roots):
-            self.bench.add((pid, procs[pid]["starttime"]))
+            if pid in procs:  # a root that exited meanwhile is not in the snapshot
+                self.bench.add((pid, procs[pid]["starttime"]))
         return procs
 
     def _sampler(self):
