@@ -443,6 +443,11 @@ std::string render_connections_json(const MetricsInput& in, std::string_view clu
       j["local"] = c.local.to_string();
       j["peer"] = c.peer.to_string();
       if (c.tcp) j["tcp_info"] = tcp_json(*c.tcp);
+      if (c.queues) {
+        j["kernel_queue"] = {{"unsent_bytes", c.queues->unsent},
+                             {"unacked_bytes", c.queues->unacked},
+                             {"unread_bytes", c.queues->unread}};
+      }
       out.push_back(std::move(j));
     }
   }

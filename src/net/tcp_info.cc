@@ -1,5 +1,8 @@
 #include "net/tcp_info.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <linux/tcp.h>  // the full struct tcp_info (glibc's is older)
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -36,6 +39,20 @@ Result<TcpInfo> read_tcp_info(int fd, bool congestion) {
   return out;
 }
 
+Result<KernelQueues> read_kernel_queues(int fd) {
+  int outq = 0, unsent = 0, inq = 0;
+  if (::ioctl(fd, SIOCOUTQ, &outq) != 0) return Status::from_errno("ioctl SIOCOUTQ", errno);
+  if (::ioctl(fd, SIOCOUTQNSD, &unsent) != 0) {
+    return Status::from_errno("ioctl SIOCOUTQNSD", errno);
+  }
+  if (::ioctl(fd, SIOCINQ, &inq) != 0) return Status::from_errno("ioctl SIOCINQ", errno);
+  KernelQueues q;
+  q.unsent = static_cast<uint32_t>(unsent);
+  q.unacked = static_cast<uint32_t>(outq > unsent ? outq - unsent : 0);
+  q.unread = static_cast<uint32_t>(inq);
+  return q;
+}
+
 ConnectionReport describe_connection(int fd, std::string role, std::string owner,
                                      std::string state) {
   ConnectionReport r;
@@ -52,6 +69,7 @@ ConnectionReport describe_connection(int fd, std::string role, std::string owner
     r.peer = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
   }
   if (auto ti = read_tcp_info(fd)) r.tcp = *ti;
+  if (auto q = read_kernel_queues(fd)) r.queues = *q;
   return r;
 }
 

@@ -31,6 +31,14 @@ struct TcpInfo {
 // `congestion`: also read the algorithm's name (a second getsockopt).
 Result<TcpInfo> read_tcp_info(int fd, bool congestion = true);
 
+// Bytes the kernel holds for one socket: "where is my data".
+struct KernelQueues {
+  uint32_t unsent = 0;   // written by sluice, not yet sent (the peer's window, or cwnd)
+  uint32_t unacked = 0;  // sent, not yet acknowledged by the peer
+  uint32_t unread = 0;   // received, not yet read by sluice
+};
+Result<KernelQueues> read_kernel_queues(int fd);
+
 // One live connection as the admin endpoint lists it.
 struct ConnectionReport {
   std::string role;   // "downstream" or "upstream"
@@ -51,6 +59,7 @@ struct ConnectionReport {
   Address local;
   Address peer;
   std::optional<TcpInfo> tcp;
+  std::optional<KernelQueues> queues;
 };
 
 // Fills addresses and TCP_INFO from the socket.

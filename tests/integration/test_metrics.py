@@ -527,6 +527,32 @@ def tcp_info_ok(ti):
     return missing
 
 
+def case_kernel_queues_of_a_slow_reader():
+    """A client that asks for 32 MiB and reads none of it: /connections shows the bytes parked
+    in the kernel on its downstream connection (unsent_bytes > 0), and the reader's side
+    (unread) on the upstream one, so "where is my data" has an answer."""
+    a = HttpBackend("a")
+    sl, ap = start([hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])],
+                   [hu.cluster("app", [a])], workers=1)
+    s = socket.create_connection(("127.0.0.1", sl.port("web")), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /bytes/33554432 HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    def parked():
+        cs = admin_json(ap, "/connections?listener=web", quiet=True)
+        q = cs[0].get("kernel_queue", {}) if len(cs) == 1 else {}
+        return q if q.get("unsent_bytes", 0) > 0 else None
+    q = harness.wait_until(parked, 10)
+    check(q is not None and q["unsent_bytes"] > 0 and q["unread_bytes"] == 0,
+          "the slow reader's downstream connection: unsent_bytes %r > 0 (sluice wrote, the client "
+          "does not read)" % (q or {}).get("unsent_bytes"), json.dumps(q))
+    cs = admin_json(ap, "/connections?cluster=app")
+    check(len(cs) == 1 and set(cs[0].get("kernel_queue", {})) == {"unsent_bytes", "unacked_bytes", "unread_bytes"},
+          "the upstream connection reports its kernel queues too", json.dumps(cs))
+    s.close()
+    hu.stop_and_check(sl)
+
+
 def case_connections_endpoint():
     a = HttpBackend("a")
     lst = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])
@@ -558,6 +584,8 @@ def case_connections_endpoint():
               "upstream %s: role upstream, cluster app, state idle, peer %s" % (c.get("local"), a.address),
               json.dumps(c, indent=1))
         check(not tcp_info_ok(ti), "tcp_info has every documented field", repr(tcp_info_ok(ti)))
+        check(c.get("kernel_queue") == {"unsent_bytes": 0, "unacked_bytes": 0, "unread_bytes": 0},
+              "an idle pooled connection: nothing queued in the kernel either way", json.dumps(c))
         check(ti["rtt_us"] > 0 and ti["min_rtt_us"] > 0 and ti["mss"] > 0 and ti["cwnd"] > 0 and
               ti["bytes_received"] > 0 and ti["bytes_acked"] > 0 and ti["total_retransmits"] == 0 and
               isinstance(ti["congestion"], str) and ti["congestion"],
@@ -777,5 +805,6 @@ if __name__ == "__main__":
     harness.run_cases([case_format_and_exact_request_counters, case_tcp_listener_bytes,
                        case_pool_gauges_agree_with_clusters_json, case_connect_failures_counted,
                        case_listeners_and_config_json, case_connections_endpoint,
+                       case_kernel_queues_of_a_slow_reader,
                        case_per_route_counters, case_tcp_resets_and_refusals_counted,
                        case_idle_close_by_upstream_counted])
