@@ -510,7 +510,7 @@ def test_slow_first_health_round():
     load = Load(port, keepalive=2, fresh=3)
     load.start()
     check(wait_until(lambda: load.each_at_least([0] * 5, 10), 30), "load under way", repr(load.ok))
-    probes = {"ready": [], "other": []}
+    probes = {"ready": [], "other": [], "gauges": []}
     upgrading = threading.Event()
 
     def probe():
@@ -519,6 +519,7 @@ def test_slow_first_health_round():
                 r = admin_get(ap, "/ready", timeout=5)
                 (probes["ready"] if (r.status, r.body) == (200, b"ready\n") else probes["other"]).append(
                     "%d %r" % (r.status, r.body))
+                probes["gauges"].append(lifecycle(ap))
             except Exception as e:
                 probes["other"].append(repr(e))
 
@@ -537,12 +538,104 @@ def test_slow_first_health_round():
     soft_check(load.failures == [],
                "no request fails while the new process waits for its first health answers",
                "\n".join(load.failures[:10]))
+    soft_check(only("upgrading") in probes["gauges"],
+               "/metrics during the upgrade: sluice_lifecycle_state upgrading 1 (and no other state)",
+               "\n".join(sorted(set(repr(g) for g in probes["gauges"]))))
     soft_check(probes["other"] == [] and probes["ready"],
                "GET /ready answered 200 ready throughout the upgrade (%d probes)" % len(probes["ready"]),
-               "\n".join(probes["other"][:10]))
+               "\n".join(probes["other"][:5]))
     rc = wait_old_exit(sl, 7)
     check(rc == 0, "the old process exits 0", hu.log_tail(sl, 30))
     stop_pid(gen2, sl)
+
+
+def test_sigterm_while_the_new_process_starts():
+    backend = BackendProcess("b1")
+    hc = {"type": "http", "interval": "60s", "timeout": "5s", "healthy_threshold": 1, "unhealthy_threshold": 1,
+          "http": {"path": "/delay/1500/health"}}
+    sl = start_sluice(http_setup(backend, health_check=hc))
+    gen1 = sl.pid
+    port, ap = sl.port("web"), admin_port(sl)
+    mark = sl.line_count()
+    reply = {}
+
+    def ask():
+        try:
+            reply["r"] = post_upgrade(ap)
+        except Exception as e:
+            reply["e"] = e
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    check(sl.wait_log("upgrade: took over", 20, mark), "the new process has taken the sockets over",
+          hu.log_tail(sl, 20))
+    starting = [p for p in sluice_processes() if p != gen1]
+    check(len(starting) == 1, "a new process is starting", repr(sluice_processes()))
+    sl.signal(signal.SIGTERM)
+    t.join(20)
+    status, body = reply.get("r", (0, reply))
+    check(status == 500 and body == {"result": "failed", "pid": starting[0], "error": "sluice began draining"},
+          'SIGTERM meanwhile: POST /upgrade answers 500 {"result": "failed", "pid": %d, '
+          '"error": "sluice began draining"}' % starting[0], "%d %r" % (status, body))
+    rc = wait_old_exit(sl, 10)
+    check(rc == 0, "the old process exits 0", hu.log_tail(sl, 20))
+    check(not alive(starting[0]) and sluice_processes() == [], "the new process is gone too",
+          repr(sluice_processes()))
+    check(harness.is_refused(port), "port %d is closed" % port)
+
+
+def test_upgrade_after_a_failed_reload():
+    # A reload that binds one listener at a new port, then fails on another, keeps the running
+    # configuration: nothing may listen on the new port, and a later upgrade hands over the
+    # sockets of the configuration in force.
+    with harness.EchoServer() as echo:
+        cl = [{"name": "echo", "connect_timeout": "1s", "endpoints": [{"address": echo.address}]}]
+
+        def lst(name, address="127.0.0.1:0"):
+            return {"name": name, "address": address, "protocol": "tcp", "cluster": "echo"}
+
+        good = config([lst("a")], cl, drain_timeout="5s")
+        sl = start_sluice(good)
+        gen1 = sl.pid
+        port, ap = sl.port("a"), admin_port(sl)
+        sockets = listen_inodes(port)
+        holder, moved = harness.free_port_holder()
+        holder.close()
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        harness.register_cleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        taken_port = taken.getsockname()[1]
+        rewrite(sl, config([lst("a", "127.0.0.1:%d" % moved), lst("b", "127.0.0.1:%d" % taken_port)], cl,
+                           drain_timeout="5s"))
+        r = hu.request_once(ap, "POST", "/reload", body=b"", host="admin", timeout=30)
+        body = json.loads(r.body) if r.body.startswith(b"{") else {}
+        check(r.status == 400 and body.get("result") == "failed",
+              "a reload moving listener a to port %d and adding b on a taken port fails" % moved, r.describe())
+        info("reload errors: %r" % body.get("errors"))
+        soft_check(harness.is_refused(moved), "nothing listens on port %d after the failed reload" % moved,
+                   "listening sockets: %r" % listen_inodes(moved))
+        c = harness.connect(port)
+        check(harness.echo_roundtrip(c, b"a"), "listener a still serves on port %d" % port)
+        c.close()
+        rewrite(sl, good)
+        status, body = post_upgrade(ap)
+        gen2 = check_upgraded(status, body, gen1)
+        rc = wait_old_exit(sl, 7)
+        check(rc == 0, "the old process exits 0", hu.log_tail(sl, 20))
+        ok = False
+        try:
+            c = harness.connect(port, timeout=3)
+            ok = harness.echo_roundtrip(c, b"after", timeout=3)
+            c.close()
+        except OSError as e:
+            info("port %d: %r" % (port, e))
+        soft_check(ok and listen_inodes(port) == sockets,
+                   "after the upgrade listener a serves on its port %d, on the sockets handed over" % port,
+                   "listening on %d: %r (before %r); on %d: %r" % (port, listen_inodes(port), sockets, moved,
+                                                                   listen_inodes(moved)))
+        soft_check(harness.is_refused(moved), "and nothing listens on port %d" % moved)
+        stop_pid(gen2, sl)
 
 
 def test_tcp_session_stays_on_the_old_process():
@@ -611,6 +704,27 @@ def test_invalid_file_keeps_the_old_process():
     check(listen_inodes(port) <= socket_inodes(gen1), "and still holds its listening sockets")
     g = lifecycle(ap)
     check(g == only("ready"), "/metrics: back to ready", repr(g))
+
+    # Valid, but a new listener's port is taken: the new process fails after adopting the
+    # handed-over sockets; closing its copies must not disturb the old process.
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    harness.register_cleanup(taken.close)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    taken_port = taken.getsockname()[1]
+    extra = {"name": "taken", "address": "127.0.0.1:%d" % taken_port, "protocol": "tcp", "cluster": "app"}
+    rewrite(sl, config([hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}]), extra],
+                       [hu.cluster("app", [backend.address])]))
+    status, body = post_upgrade(ap)
+    why = "listener taken: bind 127.0.0.1:%d: Address already in use" % taken_port
+    check(status == 500 and isinstance(body, dict) and body.get("result") == "failed" and body.get("error") == why,
+          'a listener on a taken port: 500 {"result": "failed", "error": "%s"}' % why, "%d %r" % (status, body))
+    check(sluice_processes() == [gen1], "only the old process runs", repr(sluice_processes()))
+    r = hu.request_once(port, "GET", "/after-bind-failure")
+    check(echo_target(r, "/after-bind-failure"), "the old process serves on its sockets", r.describe())
+    r = admin_get(ap, "/ready")
+    check(r.status == 200 and r.body == b"ready\n", "and on its admin socket", r.describe())
+    taken.close()
 
     rewrite(sl, good)
     status, body = post_upgrade(ap)
@@ -758,11 +872,11 @@ def test_sigusr2_with_notify_socket():
                    "(upgraded: pid %d serves now)" % gen2)
         want_old = [starting, ready, "STATUS=upgrading: started pid %d" % gen2, drained]
         want_new = [starting, "MAINPID=%d" % gen2, "READY=1\nSTATUS=ready: 2 workers, 1 listeners"]
-        ns.read_until(lambda m: len(m) >= len(want_old) + len(want_new), 5)
-        check(ns.of(gen2) == want_new, "the new process sends %r" % want_new, repr(ns.messages))
-        check(ns.of(gen1) == want_old, "the old process sends STATUS=upgrading, then %r (no STOPPING=1)" % drained,
-              repr(ns.messages))
-        check(len(ns.messages) == len(want_old) + len(want_new), "nothing else", repr(ns.messages))
+        ns.read_until(lambda m: len(m) >= len(want_old) + len(want_new), 3)
+        soft_check(ns.of(gen2) == want_new, "the new process sends %r" % want_new, repr(ns.messages))
+        soft_check(ns.of(gen1) == want_old,
+                   "the old process sends STATUS=upgrading, then %r (no STOPPING=1)" % drained, repr(ns.messages))
+        soft_check(len(ns.messages) == len(want_old) + len(want_new), "nothing else", repr(ns.messages))
         c = harness.connect(port)
         check(harness.echo_roundtrip(c, b"after SIGUSR2"), "the new process serves port %d" % port)
         check(listen_inodes(port) <= socket_inodes(gen2), "and holds its listening sockets")
@@ -770,8 +884,8 @@ def test_sigusr2_with_notify_socket():
         os.kill(gen2, signal.SIGTERM)
         stopping = ("STOPPING=1\nSTATUS=draining: stopped accepting, waiting up to 5s for 0 open connections "
                     "(Terminated)")
-        check(ns.read_until(lambda m: stopping in [x for p, x in m if p == gen2], 10),
-              "SIGTERM to the new process: it sends STOPPING=1 as the service's main process", repr(ns.messages))
+        soft_check(ns.read_until(lambda m: stopping in [x for p, x in m if p == gen2], 5),
+                   "SIGTERM to the new process: it sends STOPPING=1", repr(ns.messages))
         rc = wait_pid_exit(gen2, 10)
         check(rc == 0, "the new process exits 0", hu.log_tail(sl, 20))
 
@@ -931,6 +1045,7 @@ if __name__ == "__main__":
     harness.run_cases([
         test_upgrade_under_load,
         test_slow_first_health_round,
+        test_sigterm_while_the_new_process_starts,
         test_tcp_session_stays_on_the_old_process,
         test_invalid_file_keeps_the_old_process,
         test_invalid_file_with_many_listeners,
@@ -939,4 +1054,5 @@ if __name__ == "__main__":
         test_workers_change,
         test_cli_and_replaced_executable,
         test_file_changes_across_the_upgrade,
+        test_upgrade_after_a_failed_reload,
     ])
