@@ -387,7 +387,7 @@ class Load:
                     c = hu.Client(self.port, timeout=10)
                 r = c.request("GET", target)
                 if not echo_target(r, target):
-                    raise AssertionError("unexpected answer %r" % r)
+                    raise AssertionError("unexpected answer %d %r" % (r.status, r.body[:80]))
                 self.ok[i] += 1
                 if "close" in r.tokens("connection"):
                     self.closes[i] += 1
@@ -409,7 +409,7 @@ class Load:
             try:
                 r = hu.request_once(self.port, "GET", target, timeout=10)
                 if not echo_target(r, target):
-                    raise AssertionError("unexpected answer %r" % r)
+                    raise AssertionError("unexpected answer %d %r" % (r.status, r.body[:80]))
                 self.ok[i] += 1
             except Exception as e:
                 self._fail(i, n, e)
@@ -636,6 +636,57 @@ def test_upgrade_after_a_failed_reload():
                                                                    listen_inodes(moved)))
         soft_check(harness.is_refused(moved), "and nothing listens on port %d" % moved)
         stop_pid(gen2, sl)
+
+
+def test_dns_cluster_while_the_dns_server_is_slow():
+    # The new process's first DNS answer comes late (nsd stopped meanwhile): the old process
+    # serves until the new one has its endpoints; no request fails.
+    import dns_server
+    ns = dns_server.NsdServer(["api IN A 127.0.0.1"], ttl=30, minimum=30)
+    backend = BackendProcess("b1")
+    text = dns_server.make_config([dns_server.dns_cluster("app", ["api.test.sluice"], backend.port)],
+                                  dns_server.dns_block(ns.address, timeout="3s", attempts=2))
+    text = text.replace("drain_timeout: 5s\n", "drain_timeout: 5s\nadmin:\n  address: 127.0.0.1:0\n", 1)
+    sl = start_sluice(text)
+    gen1 = sl.pid
+    port, ap = sl.port("web"), admin_port(sl)
+    load = Load(port, keepalive=2, fresh=3)
+    load.start()
+    check(wait_until(lambda: load.each_at_least([0] * 5, 10), 30), "load under way", repr(load.ok))
+    mark = sl.line_count()
+    ns.pause()
+    reply = {}
+
+    def ask():
+        try:
+            reply["r"] = post_upgrade(ap)
+        except Exception as e:
+            reply["e"] = e
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    try:
+        check(sl.wait_log("upgrade: took over", 20, mark), "the new process has taken the sockets over",
+              hu.log_tail(sl, 20))
+        base = list(load.ok)
+        # Traffic while the new process waits for its first DNS answer.
+        got = wait_until(lambda: load.each_at_least(base, 10) or load.failures, 20)
+        check(got, "load goes on while the new process waits for DNS", repr(load.ok))
+        check("r" not in reply, "(the upgrade was still under way then)", repr(reply))
+    finally:
+        ns.resume()
+    t.join(30)
+    status, body = reply.get("r", (0, reply))
+    gen2 = check_upgraded(status, body, gen1)
+    base = list(load.ok)
+    check(wait_until(lambda: load.each_at_least(base, 10), 30), "load goes on after the upgrade", repr(load.ok))
+    load.stop()
+    info("%d requests" % sum(load.ok))
+    soft_check(load.failures == [], "no request failed while the new process waited for its first DNS answer",
+               "\n".join(load.failures[:10]))
+    rc = wait_old_exit(sl, 7)
+    check(rc == 0, "the old process exits 0", hu.log_tail(sl, 20))
+    stop_pid(gen2, sl)
 
 
 def test_tcp_session_stays_on_the_old_process():
@@ -1046,6 +1097,7 @@ if __name__ == "__main__":
         test_upgrade_under_load,
         test_slow_first_health_round,
         test_sigterm_while_the_new_process_starts,
+        test_dns_cluster_while_the_dns_server_is_slow,
         test_tcp_session_stays_on_the_old_process,
         test_invalid_file_keeps_the_old_process,
         test_invalid_file_with_many_listeners,
