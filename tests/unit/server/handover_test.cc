@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace sluice::server {
 namespace {
 
@@ -165,7 +167,7 @@ TEST(Handover, ManyListenersWithASenderThatBlocks) {
   // More packets than a Unix socket queues before its reader reads.
   Handover sent;
   for (int i = 0; i < 40; ++i) {
-    sent.listeners.push_back(listener("l" + std::to_string(i), "127.0.0.1:7000", 1));
+    sent.listeners.push_back(listener(fmt::format("l{}", i), "127.0.0.1:7000", 1));
   }
   auto got = exchange(sent);
   ASSERT_TRUE(got) << got.status().message();
