@@ -732,6 +732,10 @@ def test_invalid_file_keeps_the_old_process():
     gen1 = sl.pid
     port, ap = sl.port("web"), admin_port(sl)
     check(good.startswith("workers: 2\n"), "(the file starts with 'workers: 2')")
+    r = admin_get(ap, "/upgrade")
+    check(r.status == 405 and r.body == b"POST /upgrade starts a new binary\n",
+          "GET /upgrade: 405 'POST /upgrade starts a new binary'", r.describe())
+    check(sluice_processes() == [gen1], "and nothing was started", repr(sluice_processes()))
     rewrite(sl, good.replace("workers: 2\n", "workers: 0\n", 1))
     p = harness.run_sluice_cmd(["check", "-c", sl.config_path])
     located = p.stderr.strip()
@@ -1028,6 +1032,18 @@ def test_cli_and_replaced_executable():
             check(harness.echo_roundtrip(c, b"cli"), "port %d is served by the new process" % web_port)
             c.close()
             check(listen_inodes(web_port) <= socket_inodes(gen2), "which holds its listening sockets")
+
+            # A file without an admin address: nothing to ask.
+            no_admin = os.path.join(d, "no-admin.yaml")
+            with open(no_admin, "w") as f:
+                f.write(text.replace("admin:\n  address: 127.0.0.1:%d\n" % admin, ""))
+            p = harness.run_sluice_cmd(["upgrade", "-c", no_admin])
+            want = ("sluice: %s has no admin address to ask; send the running sluice SIGUSR2 instead\n"
+                    % no_admin)
+            check(p.returncode == 1 and p.stderr == want and p.stdout == "",
+                  "sluice upgrade -c FILE without an admin address: exit 1, %r" % want.strip(),
+                  "%d %r %r" % (p.returncode, p.stdout, p.stderr))
+            check(sluice_processes() == [gen2], "and nothing changed", repr(sluice_processes()))
 
             # The executable removed: the new process cannot start; the running one serves on.
             os.unlink(exe)
