@@ -838,6 +838,16 @@ def test_second_upgrade_while_draining():
         check(sorted(sluice_processes()) == sorted([gen1, gen2]), "two processes run, no third",
               repr(sluice_processes()))
         check(harness.echo_roundtrip(s, b"still"), "the first generation still serves its session")
+        # SIGUSR2 to the draining first generation (a pid file not yet updated): an upgrade
+        # request, not a stop; its session goes on.
+        mark = sl.line_count()
+        sl.signal(signal.SIGUSR2)
+        # Whatever the old process says about it (at most 5 s), the session must still echo.
+        said = sl.wait_log(re.compile(r"User defined signal 2|SIGUSR2|upgrade"), 5, mark)
+        info("logged: %r" % said)
+        soft_check(harness.echo_roundtrip(s, b"after SIGUSR2"),
+                   "SIGUSR2 to the draining first generation leaves its session open (echo)",
+                   hu.log_tail(sl, 10))
         s.close()
         rc = wait_old_exit(sl, 10)
         check(rc == 0, "the session closed, the first generation exits 0", hu.log_tail(sl, 20))
