@@ -9,25 +9,32 @@ one is ready.
   process and its next response carries Connection: close; the old process exits 0 well within
   drain_timeout; the very same listening sockets (inodes), on the same ports, and the admin
   socket now belong to the new pid, which answers /ready and /metrics.
-- a first health round that takes a while in the new process: no request fails meanwhile and
-  /ready answers 200 throughout.
+- a first health round that takes a while in the new process: no request fails meanwhile,
+  /metrics shows sluice_lifecycle_state upgrading, and /ready answers 200 throughout.
+- a DNS cluster whose server answers the new process late: no request fails meanwhile.
+- SIGTERM while the new process starts: POST /upgrade answers 500 "sluice began draining", the
+  new process is gone, the old one exits 0.
 - a TCP session open across the upgrade stays on the old process and keeps echoing until the
   client closes it; then the old process exits 0.
-- an invalid configuration file: 500 with the located error `sluice check` prints, the log
-  line, the old process serves on alone (the failed one is gone); the file fixed, the next
-  upgrade works.
+- GET /upgrade is 405. An invalid configuration file: 500 with the located error `sluice
+  check` prints, the log line, the old process serves on alone (the failed one is gone); the
+  same with 100 listeners; a new listener on a taken port: 500 with the bind error, the old
+  process serves on its sockets; the file fixed, the next upgrade works.
 - a second upgrade while the first generation drains is refused with the reason (POST and
-  SIGUSR2); once it has exited, the next upgrade works.
+  SIGUSR2); SIGUSR2 to the draining first generation leaves its session open; once it has
+  exited, the next upgrade works.
 - SIGUSR2 with NOTIFY_SOCKET: the new process sends STATUS=starting, MAINPID=<its pid> and
   READY=1 (sender pids from SCM_CREDENTIALS), the old one STATUS=upgrading and a draining status
   without STOPPING=1.
 - workers 2 -> 3 -> 1 in the file: every handed-over socket (and the one added) is served: 20
   connections held open at once all get answers.
 - `sluice upgrade -c FILE` (fixed admin and listener ports) with the executable replaced on
-  disk: the new process runs the new file; a removed executable makes the upgrade fail with the
-  reason and the old process serves on.
+  disk: the new process runs the new file; a file without an admin address is an error; a
+  removed executable makes the upgrade fail with the reason and the old process serves on.
 - the file moved to another admin port and another listener port, a listener added and one
   removed: each is served where the new file says.
+- a reload that bound a listener at a new port and then failed: nothing listens on that port,
+  and a later upgrade hands over the sockets of the configuration in force.
 
 Every sluice process a case starts (the harness tracks only the first; this script is a child
 subreaper, so later generations come back to it when their parent exits) is killed at the end
