@@ -56,6 +56,7 @@ class AdminServer final : public net::ListenerCallbacks {
   Result<net::Address> start(net::Fd fd);
   // The listening socket, for a hand-over (-1 before start).
   int listening_fd() const { return fd_; }
+  bool listening() const { return listener_ != nullptr; }
   // Stops accepting; connections already open are answered (a binary upgrade's old process).
   void stop_accepting() {
     listener_.reset();

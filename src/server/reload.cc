@@ -270,7 +270,7 @@ Status Server::apply_reload(ReloadPlan& plan) {
   plan.bound.clear();
   plan.bound.resize(workers_.size());
   for (const auto& l : plan.bind) {
-    if (Status s = bind_listener(l, plan.bound); !s) return undo(s);
+    if (Status s = bind_listener(l, plan.bound, plan.dups); !s) return undo(s);
   }
   auto tls_changed = [&](const proxy::ListenerConfig& l) {
     const auto* old = find_named(config_->listeners, l.name);
@@ -424,6 +424,7 @@ void Server::post_reload(ReloadPlan& plan) {
     cert_watchers_.erase(name);
     listener_fds_.erase(name);  // else the kernel would queue connections nobody accepts
   }
+  for (auto& [name, fds] : plan.dups) listener_fds_[name] = std::move(fds);
   config_ = plan.next;
   held_publishes_.clear();  // their latest snapshots went with the message
   // Access logs no listener names any more close once the proxies still writing them go.

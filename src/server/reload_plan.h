@@ -2,6 +2,7 @@
 // (reload.cc); private to the Server.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,7 +31,8 @@ struct Server::ReloadPlan {
   std::vector<size_t> touched;
   std::vector<size_t> removed;
   std::vector<size_t> fresh;
-  std::vector<std::vector<ListenerHandoff>> bound;  // per worker
+  std::vector<std::vector<ListenerHandoff>> bound;   // per worker
+  std::map<std::string, std::vector<net::Fd>> dups;  // of `bound`, for Server::listener_fds_
   admin::ReloadOutcome outcome;
   MonoTime gate_deadline{};
 };

@@ -74,6 +74,9 @@ class SdNotifier {
   static SdNotifier from_environment();
 
   bool enabled() const { return address_.has_value(); }
+  // $NOTIFY_SOCKET as it was ("" when disabled): a binary upgrade's new process gets it back,
+  // as it becomes the service's main process.
+  std::string socket_text() const { return address_ ? address_->text : std::string(); }
   const std::optional<Duration>& watchdog_interval() const { return watchdog_; }
 
   // Sends one message without blocking (a full receive queue drops it). A failure is logged

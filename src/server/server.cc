@@ -143,13 +143,14 @@ Status Server::prepare() {
 
 Status Server::bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker) {
   for (const auto& l : config_->listeners) {
-    if (Status st = bind_listener(l, per_worker); !st) return st;
+    if (Status st = bind_listener(l, per_worker, listener_fds_); !st) return st;
   }
   return Status::ok();
 }
 
 Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
-                             std::vector<std::vector<ListenerHandoff>>& per_worker) {
+                             std::vector<std::vector<ListenerHandoff>>& per_worker,
+                             std::map<std::string, std::vector<net::Fd>>& all_dups) {
   auto count = std::make_shared<std::atomic<uint32_t>>(0);
   net::Address address = l->address;
   std::vector<net::Fd> fds;
@@ -188,7 +189,7 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   connection_counts_[l->name] = count;
   std::shared_ptr<proxy::AccessLog> access_log;
   if (!l->access_log.path.empty()) access_log = access_logs_.at(l->access_log.path);
-  auto& dups = listener_fds_[l->name];
+  auto& dups = all_dups[l->name];
   dups.clear();
   for (size_t w = 0; w < per_worker.size(); ++w) {
     // The hand-over's copies, one per socket (a worker closes its own on a drain).
@@ -244,12 +245,20 @@ Status Server::start_admin() {
     gather(connections, std::move(render));
   };
   admin::register_admin_api(*admin_, std::move(context));
-  Result<net::Address> bound = Status::error("not started");
-  if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty()) {
-    bound = admin_->start(std::move(inherited_->admin->fds.front()));
-  } else {
-    bound = admin_->start(*config_->admin_address);
+  const net::Address& wanted = *config_->admin_address;
+  auto same_admin = [&](const net::Address& handed) {
+    // Port 0 in the file: the port the old process was given.
+    return handed == wanted || (wanted.port() == 0 && handed.ip_string() == wanted.ip_string());
+  };
+  if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty() &&
+      same_admin(inherited_->admin->address)) {
+    // A binary upgrade: the old process answers on this socket until this one is ready
+    // (on_first_answers() starts it), so /ready never says "starting" during an upgrade.
+    LOG_INFO("admin will listen on {} once ready (handed over)",
+             inherited_->admin->address.to_string());
+    return Status::ok();
   }
+  auto bound = admin_->start(*config_->admin_address);
   if (!bound) return Status::error(fmt::format("admin: {}", bound.status().message()));
   LOG_INFO("admin listening on {}", bound->to_string());
   return Status::ok();
@@ -448,6 +457,7 @@ void Server::start_workers(std::vector<std::vector<ListenerHandoff>> per_worker)
   for (size_t w = 0; w < per_worker.size(); ++w) {
     workers_.push_back(
         std::make_unique<Worker>(w, config_, std::move(per_worker[w]), cluster_handoffs(w)));
+    if (upgrade_fd_.valid()) workers_.back()->accept_later();
     workers_.back()->start();
   }
 }
@@ -484,6 +494,9 @@ void Server::wait_ready() {
 void Server::on_first_answers() {
   auto pending = std::make_shared<size_t>(workers_.size());
   for (auto& w : workers_) {
+    // A binary upgrade's new process takes connections only now (the old one serves them
+    // meanwhile): not before its first DNS and health answers.
+    if (upgrade_fd_.valid()) w->start_accepting();
     w->after_pending([this, pending] {
       main_loop_.post([this, pending] {
         if (--*pending != 0) return;
@@ -494,6 +507,14 @@ void Server::on_first_answers() {
         lifecycle_.transition(LifecycleState::kReady, detail);
         if (upgrade_fd_.valid()) {
           // A binary upgrade: this process is the service's main one from now on.
+          if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty() &&
+              !admin_->listening()) {
+            if (auto a = admin_->start(std::move(inherited_->admin->fds.front())); a) {
+              LOG_INFO("admin listening on {}", a->to_string());
+            } else {
+              LOG_ERROR("admin: {}", a.status().message());
+            }
+          }
           systemd_.send(sd_message::main_pid(::getpid()));
           tell_predecessor(fmt::format("ready {}", ::getpid()));
         }
@@ -513,6 +534,11 @@ void Server::on_signal(int sig) {
     request_reload(false, nullptr);
     return;
   }
+  if (sig == SIGUSR2) {
+    // (refused with the reason while draining: not a second stop signal)
+    request_upgrade(nullptr);
+    return;
+  }
   if (lifecycle_.is(LifecycleState::kDraining)) {
     LOG_WARN("{} again: closing every connection now", strsignal(sig));
     systemd_.send(sd_message::status(
@@ -520,16 +546,10 @@ void Server::on_signal(int sig) {
     for (auto& w : workers_) w->close_all();
     return;
   }
-  if (sig == SIGUSR2) {
-    request_upgrade(nullptr);
-    return;
-  }
   drain(strsignal(sig));
 }
 
 void Server::drain(const std::string& why, bool for_upgrade) {
-  // A new process still starting must not serve beside a stopping one.
-  if (successor_ > 0) upgrade_finished(false, "sluice began draining");
   // Copies kept for a hand-over: the sockets must close with the workers' (or the kernel
   // would go on queueing connections nobody accepts).
   listener_fds_.clear();
@@ -542,6 +562,8 @@ void Server::drain(const std::string& why, bool for_upgrade) {
       fmt::format("stopped accepting, waiting up to {} for {} open connections ({})",
                   format_duration(config_->drain_timeout), reported_connections_, why);
   lifecycle_.transition(LifecycleState::kDraining, detail);
+  // A new process still starting must not serve beside a stopping one.
+  if (successor_ > 0) upgrade_finished(false, "sluice began draining");
   // After an upgrade the service goes on in the new process: not a stop.
   systemd_.send(for_upgrade ? sd_message::status("draining: " + detail)
                             : sd_message::stopping("draining: " + detail));

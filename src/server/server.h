@@ -86,8 +86,11 @@ class Server {
   Status prepare();
   Status bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_worker);
   // One listener's sockets, one per worker, appended to `per_worker`.
+  // `dups` gets a copy of each socket, for a later hand-over (listener_fds_ at startup; a
+  // reload's plan, committed once applied).
   Status bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
-                       std::vector<std::vector<ListenerHandoff>>& per_worker);
+                       std::vector<std::vector<ListenerHandoff>>& per_worker,
+                       std::map<std::string, std::vector<net::Fd>>& dups);
   // Reads the certificate and CA files and makes each worker's TLS contexts.
   Status prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker);
   // A TLS listener's contexts, one per worker (its ticket keys made once per listener name,

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -26,6 +27,8 @@
 #include "server/handover.h"
 #include "server/server.h"
 #include "server/worker.h"
+
+extern char** environ;
 
 namespace sluice::server {
 
@@ -40,6 +43,16 @@ constexpr auto kUpgradePoll = std::chrono::milliseconds(10);
 constexpr auto kUpgradeSlack = std::chrono::seconds(10);
 // How long the new process waits for each packet of the hand-over.
 constexpr auto kHandoverTimeout = std::chrono::seconds(5);
+
+// Whether `pid` runs (an exited process its parent has not reaped yet does not).
+bool alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'Z';
+}
 
 }  // namespace
 
@@ -99,7 +112,7 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
   if (!lifecycle_.is(LifecycleState::kReady)) {
     return fail(fmt::format("sluice is {}", admin::to_string(lifecycle_.state())));
   }
-  if (predecessor_ > 0 && ::kill(predecessor_, 0) == 0) {
+  if (predecessor_ > 0 && alive(predecessor_)) {
     return fail(
         fmt::format("the previous generation (pid {}) is still draining; at most two run at once",
                     predecessor_));
@@ -119,6 +132,21 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The environment, with what sluice took out of it at start: the new process becomes the
+  // service's main one and notifies systemd itself.
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  if (systemd_.enabled()) {
+    env.push_back("NOTIFY_SOCKET=" + systemd_.socket_text());
+    if (systemd_.watchdog_interval()) {
+      auto us =
+          std::chrono::duration_cast<std::chrono::microseconds>(*systemd_.watchdog_interval());
+      env.push_back(fmt::format("WATCHDOG_USEC={}", us.count()));
+    }
+  }
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) return fail(fmt::format("fork: {}", std::strerror(errno)));
   if (pid == 0) {
@@ -126,7 +154,7 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   theirs.reset();
@@ -191,7 +219,11 @@ void Server::upgrade_finished(bool ok, std::string error) {
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    LOG_ERROR("upgrade failed, this process keeps serving: {}", error);
+    if (lifecycle_.is(LifecycleState::kUpgrading)) {
+      LOG_ERROR("upgrade failed, this process keeps serving: {}", error);
+    } else {
+      LOG_WARN("upgrade abandoned (pid {} stopped): {}", pid, error);
+    }
     systemd_.send(sd_message::status("ready: upgrade failed: " + error));
     if (lifecycle_.is(LifecycleState::kUpgrading)) {
       lifecycle_.transition(LifecycleState::kReady, "upgrade failed");

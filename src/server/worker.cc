@@ -169,13 +169,15 @@ void Worker::serve(ListenerHandoff h) {
   Served s;
   s.proxy = make_proxy(h);
   s.listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *s.proxy);
-  if (Status st = s.listener->start(); !st) {
+  if (Status st = accept_later_ ? Status::ok() : s.listener->start(); !st) {
     LOG_ERROR("listener {}: {}", h.config->name, st.message());
   }
   for (auto& fd : h.extra_fds) {
     auto& l = s.extra.emplace_back(
         std::make_unique<net::Listener>(loop_, std::move(fd), h.config->name, *s.proxy));
-    if (Status st = l->start(); !st) LOG_ERROR("listener {}: {}", h.config->name, st.message());
+    if (Status st = accept_later_ ? Status::ok() : l->start(); !st) {
+      LOG_ERROR("listener {}: {}", h.config->name, st.message());
+    }
   }
   h.extra_fds.clear();
   s.handoff = std::move(h);
@@ -291,6 +293,25 @@ void Worker::apply(WorkerReload& r) {
 
 Worker::~Worker() {
   stop_and_join();
+}
+
+void Worker::start_accepting() {
+  loop_.post([this] {
+    if (!accept_later_) return;
+    accept_later_ = false;
+    for (auto& s : served_) {
+      for (auto* l : {s.listener.get()}) {
+        if (Status st = l->start(); !st) {
+          LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
+        }
+      }
+      for (auto& l : s.extra) {
+        if (Status st = l->start(); !st) {
+          LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
+        }
+      }
+    }
+  });
 }
 
 void Worker::start() {

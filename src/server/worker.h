@@ -79,6 +79,10 @@ class Worker {
   void after_pending(std::function<void()> fn) { loop_.post(std::move(fn)); }
 
   void start();
+  // Before start(): listening sockets are served but not accepted from until
+  // start_accepting() (a binary upgrade's new process, before it is ready).
+  void accept_later() { accept_later_ = true; }
+  void start_accepting();
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
   // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_keeping_idle).
   void drain(std::function<void()> on_drained, bool keep_idle = false);
@@ -151,6 +155,7 @@ class Worker {
   std::map<std::string, proxy::http::HttpProxyStats> gone_http_;
   std::map<std::string, tls::ListenerTlsStats> gone_tls_;
   std::function<void()> on_drained_;
+  bool accept_later_ = false;
   event::Timer retire_timer_;  // the earliest Retired::close_at
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
