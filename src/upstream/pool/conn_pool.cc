@@ -116,11 +116,15 @@ void PooledConnection::ready() {
     drain_after_use_ = true;
   }
   recheck_.reset();
+  // The pool started draining while this connected: it serves its request, then closes.
+  if (pool_.draining_) drain_after_use_ = true;
   Waiter* w = waiter_;
   waiter_ = nullptr;
   if (w) {
     w->connecting_ = nullptr;
     pool_.lend(*this, *w);
+  } else if (pool_.draining_) {
+    pool_.destroy(*this);  // nobody waits for it, and the pool keeps nothing
   } else {
     pool_.make_idle(*this);  // its request went away: keep it for the next one
     pool_.serve_queue();
@@ -455,8 +459,9 @@ void ConnPool::make_idle(PooledConnection& c) {
 void ConnPool::release(PooledConnection& c, bool reusable) {
   c.borrower_ = nullptr;
   // Bytes past the end of the response would be read as the next request's response.
-  bool keep = reusable && c.conn_.open() && !c.conn_.peer_closed() && c.conn_.input().empty() &&
-              c.state_ == PooledConnection::State::kBusy && loop_.now() < c.expires_ &&
+  bool keep = reusable && !draining_ && c.conn_.open() && !c.conn_.peer_closed() &&
+              c.conn_.input().empty() && c.state_ == PooledConnection::State::kBusy &&
+              loop_.now() < c.expires_ &&
               (config_.max_requests_per_connection == 0 ||
                c.requests_ < config_.max_requests_per_connection);
   if (keep) {
