@@ -119,6 +119,11 @@ Status send_handover(int sock, const Handover& h) {
       if (l.fds.empty()) break;
     }
   }
+  for (const auto& e : h.endpoints) {
+    std::string line = fmt::format("endpoint {} {} {} {} {}", e.cluster, e.address,
+                                   e.draining ? 1 : 0, e.ejections, e.ejected_ms_left);
+    if (Status s = send_packet(sock, line, {}); !s) return s;
+  }
   for (const auto& [name, keys] : h.ticket_keys) {
     std::string hex;
     for (const auto& k : keys) {
@@ -159,6 +164,18 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
     if (!line) return line.status();
     if (*line == "end") return h;
     std::istringstream in(*line);
+    if (line->rfind("endpoint ", 0) == 0) {
+      std::string kind;
+      upstream::health::HealthManager::EndpointState e;
+      int draining = 0;
+      if (!(in >> kind >> e.cluster >> e.address >> draining >> e.ejections >> e.ejected_ms_left) ||
+          !fds.empty()) {
+        return Status::error(fmt::format("hand-over: unexpected '{}'", *line));
+      }
+      e.draining = draining != 0;
+      h.endpoints.push_back(std::move(e));
+      continue;
+    }
     if (line->rfind("tickets ", 0) == 0) {
       std::string kind, name, hex;
       in >> kind >> name >> hex;

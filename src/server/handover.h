@@ -5,6 +5,9 @@
 //   sluice-handover <version>                 first; a newer version than ours is refused
 //   listener <name> <address> <count>         then <count> listening sockets attached
 //   admin <address> 1                         the admin endpoint's socket attached
+//   endpoint <cluster> <address> <draining> <ejections> <ejected ms left, -1: not ejected>
+//                                             an endpoint an operator drained or outlier
+//                                             detection ejected
 //   tickets <listener> <hex>                  a TLS listener's session-ticket keys (80 bytes
 //                                             each: name, AES key, HMAC key), the encrypting
 //                                             one first
@@ -30,6 +33,7 @@
 #include "net/address.h"
 #include "net/socket.h"
 #include "tls/ticket_keys.h"
+#include "upstream/health/health_manager.h"
 
 namespace sluice::server {
 
@@ -48,6 +52,7 @@ struct Handover {
   std::optional<HandedListener> admin;  // name "admin", one socket
   // Per TLS listener name: its session-ticket keys, so that clients resume on the new process.
   std::map<std::string, std::vector<tls::TicketKey>> ticket_keys;
+  std::vector<upstream::health::HealthManager::EndpointState> endpoints;
 };
 
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the

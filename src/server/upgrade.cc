@@ -166,6 +166,7 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     for (const auto& fd : fds->second) l.fds.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     h.listeners.push_back(std::move(l));
   }
+  h.endpoints = health_->export_state();
   for (const auto& l : config_->listeners) {
     // Keys read from files are read from the same files by the new process.
     if (!l->tls || !l->tls->ticket_key_files.empty()) continue;

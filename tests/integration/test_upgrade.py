@@ -870,6 +870,39 @@ def test_second_upgrade_while_draining():
         stop_pid(gen3, sl)
 
 
+def test_drained_and_ejected_endpoints_stay_so():
+    """An endpoint drained through the admin API and one ejected by outlier detection stay so
+    on the new process: /clusters there says draining, and ejected with its ejection count."""
+    a, b = BackendProcess("a"), BackendProcess("b")
+    _, dead_port = harness.free_port_holder()
+    dead_addr = "127.0.0.1:%d" % dead_port
+    cluster = hu.cluster("app", [a.address, b.address, dead_addr], lb_policy="round_robin",
+                         outlier_detection={"consecutive_gateway_failure": 1, "base_ejection_time": "60s"})
+    text = config([hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])], [cluster])
+    sl = start_sluice(text)
+    ap = admin_port(sl)
+    r = hu.request_once(ap, "POST", "/clusters/app/endpoints/%s/drain" % a.address, body=b"", host="admin")
+    check(r.status == 200, "endpoint a drained through the admin API", r.describe())
+
+    def ejected():
+        for _ in range(3):
+            hu.request_once(sl.port("web"), "GET", "/x")
+        eps = {e["address"]: e for e in json.loads(admin_get(ap, "/clusters").body)[0]["endpoints"]}
+        return eps if eps[dead_addr]["ejected"] else None
+    eps = harness.wait_until(ejected, 10)
+    check(eps is not None, "the refusing endpoint is ejected", hu.log_tail(sl, 20))
+    old_pid = sl.proc.pid
+    status, body = post_upgrade(ap)
+    new_pid = check_upgraded(status, body, old_pid)
+    eps = {e["address"]: e for e in json.loads(admin_get(ap, "/clusters").body)[0]["endpoints"]}
+    check(eps[a.address]["draining"] is True and eps[b.address]["draining"] is False,
+          "on the new process: a still draining, b not", json.dumps(eps))
+    check(eps[dead_addr]["ejected"] is True and eps[dead_addr]["ejections"] == 1,
+          "on the new process: the refusing endpoint still ejected (ejection 1)", json.dumps(eps))
+    check(wait_old_exit(sl, 10) == 0, "the old process exits 0")
+    stop_pid(new_pid, sl)
+
+
 class NotifySocket:
     """The service manager's end of NOTIFY_SOCKET, reading each sender's pid (SO_PASSCRED)."""
 
@@ -1138,6 +1171,7 @@ if __name__ == "__main__":
         test_second_upgrade_while_draining,
         test_sigusr2_with_notify_socket,
         test_workers_change,
+        test_drained_and_ejected_endpoints_stay_so,
         test_cli_and_replaced_executable,
         test_file_changes_across_the_upgrade,
         test_upgrade_after_a_failed_reload,

@@ -122,6 +122,52 @@ bool HealthManager::checked(size_t ci) const {
   return true;
 }
 
+std::vector<HealthManager::EndpointState> HealthManager::export_state() const {
+  std::vector<EndpointState> out;
+  for (const auto& c : clusters_) {
+    if (c->retired) continue;
+    for (size_t ei = 0; ei < c->endpoints.size(); ++ei) {
+      const Endpoint& e = c->endpoints[ei];
+      if (e.removed || (!e.draining && !e.ejected && e.ejections == 0)) continue;
+      EndpointState s{c->config->name, c->table[ei].address.to_string(), e.draining, e.ejections};
+      if (e.ejected && e.return_timer && e.return_timer->armed()) {
+        s.ejected_ms_left =
+            std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     e.return_timer->deadline() - loop_.now())
+                                     .count());
+      }
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+size_t HealthManager::import_state(const std::vector<EndpointState>& states) {
+  size_t applied = 0;
+  std::vector<bool> changed(clusters_.size(), false);
+  for (const auto& s : states) {
+    auto found = find_endpoint(s.cluster, s.address);
+    if (!found) continue;
+    auto [ci, ei] = *found;
+    ClusterState& c = *clusters_[ci];
+    Endpoint& e = c.endpoints[ei];
+    e.draining = s.draining;
+    if (c.config->outlier && e.return_timer) {
+      e.ejections = s.ejections;
+      if (s.ejected_ms_left >= 0) {
+        e.ejected = true;
+        e.return_timer->arm_at(loop_.now() + std::chrono::milliseconds(s.ejected_ms_left));
+      }
+    }
+    changed[ci] = true;
+    ++applied;
+  }
+  for (size_t ci = 0; ci < changed.size(); ++ci) {
+    if (changed[ci]) publish(ci);
+  }
+  return applied;
+}
+
 std::optional<size_t> HealthManager::find_cluster(std::string_view name) const {
   for (size_t ci = 0; ci < clusters_.size(); ++ci) {
     if (clusters_[ci]->config->name == name) return ci;

@@ -95,6 +95,19 @@ class HealthManager final : public OutcomeSink {
   // first when active checks are on), missing ones are flagged kRemoved, returning ones
   // lose the flag. Returns false (and changes nothing) past ClusterShared::kMaxEndpoints.
   bool set_endpoints(size_t cluster, const std::vector<EndpointConfig>& endpoints);
+  // What an operator or outlier detection decided about one endpoint, for a binary upgrade's
+  // new process (active check results are not kept: its own first round decides them).
+  struct EndpointState {
+    std::string cluster;
+    std::string address;  // "ip:port"
+    bool draining = false;
+    uint32_t ejections = 0;
+    int64_t ejected_ms_left = -1;  // -1: not ejected
+  };
+  std::vector<EndpointState> export_state() const;
+  // Applies what another process exported, to the endpoints of the same cluster and address
+  // (others are ignored); publishes the clusters it changed. Returns how many it applied.
+  size_t import_state(const std::vector<EndpointState>& states);
   // The cluster's index and the endpoint's, by name and "ip:port".
   std::optional<std::pair<size_t, size_t>> find_endpoint(std::string_view cluster,
                                                          std::string_view address) const;

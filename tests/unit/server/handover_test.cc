@@ -175,6 +175,38 @@ TEST(Handover, ManyListenersWithASenderThatBlocks) {
   for (size_t i = 0; i < 40; ++i) expect_same_sockets(sent.listeners[i], got->listeners[i]);
 }
 
+TEST(Handover, TicketKeysAndEndpointStatesArriveIntact) {
+  Pair p;
+  Handover h;
+  tls::TicketKey k{};
+  for (size_t i = 0; i < k.name.size(); ++i) k.name[i] = static_cast<unsigned char>(i);
+  for (size_t i = 0; i < k.aes_key.size(); ++i) k.aes_key[i] = static_cast<unsigned char>(0xa0 + i);
+  for (size_t i = 0; i < k.hmac_key.size(); ++i)
+    k.hmac_key[i] = static_cast<unsigned char>(0xff - i);
+  h.ticket_keys["web"] = {k, tls::TicketKey{}};
+  h.endpoints.push_back({"app", "10.0.0.1:80", true, 0, -1});
+  h.endpoints.push_back({"app", "10.0.0.2:80", false, 3, 12345});
+  ASSERT_TRUE(send_handover(p.old_end.get(), h));
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_TRUE(got) << got.status().message();
+  ASSERT_EQ(got->ticket_keys.size(), 1u);
+  const auto& keys = got->ticket_keys.at("web");
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].name, k.name);
+  EXPECT_EQ(keys[0].aes_key, k.aes_key);
+  EXPECT_EQ(keys[0].hmac_key, k.hmac_key);
+  EXPECT_EQ(keys[1].name, tls::TicketKey{}.name);
+  ASSERT_EQ(got->endpoints.size(), 2u);
+  EXPECT_EQ(got->endpoints[0].cluster, "app");
+  EXPECT_EQ(got->endpoints[0].address, "10.0.0.1:80");
+  EXPECT_TRUE(got->endpoints[0].draining);
+  EXPECT_EQ(got->endpoints[0].ejected_ms_left, -1);
+  EXPECT_EQ(got->endpoints[1].address, "10.0.0.2:80");
+  EXPECT_FALSE(got->endpoints[1].draining);
+  EXPECT_EQ(got->endpoints[1].ejections, 3u);
+  EXPECT_EQ(got->endpoints[1].ejected_ms_left, 12345);
+}
+
 TEST(Handover, AnOlderVersionIsRead) {
   Pair p;
   ASSERT_TRUE(send_line(p.old_end.get(), "sluice-handover 0"));
