@@ -32,6 +32,30 @@ std::optional<Answer> Cache::find(const std::string& key, MonoTime now) const {
   return a;
 }
 
+std::vector<Cache::Saved> Cache::save(MonoTime now) const {
+  std::vector<Saved> out;
+  for (const auto& [key, e] : entries_) {
+    if (!e.has_answer || !e.answer.ok() || now >= e.expires) continue;
+    out.push_back(Saved{key, e.answer, std::chrono::duration_cast<Duration>(e.expires - now)});
+  }
+  return out;
+}
+
+void Cache::restore(const Saved& saved, MonoTime now) {
+  if (saved.left <= Duration(0) || !saved.answer.ok()) return;
+  Entry& e = entries_[saved.key];
+  Answer a = saved.answer;
+  a.ttl = saved.left;
+  a.from_cache = false;
+  a.stale = a.refresh_failed = false;
+  e.answer = a;
+  e.has_answer = true;
+  e.expires = now + saved.left;
+  e.good = a;
+  e.has_good = true;
+  e.good_expires = e.expires;
+}
+
 Answer Cache::store(const std::string& key, Answer a, MonoTime now) {
   Entry& e = entries_[key];
   if (a.ok()) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/units.h"
@@ -50,6 +51,17 @@ class Cache {
   Answer store(const std::string& key, Answer answer, MonoTime now);
 
   size_t size() const { return entries_.size(); }
+
+  // The good answers still within their TTL, with what is left of it (a binary upgrade hands
+  // them to the new process, whose first round then needs no query).
+  struct Saved {
+    std::string key;
+    Answer answer;
+    Duration left{0};
+  };
+  std::vector<Saved> save(MonoTime now) const;
+  // Takes a saved answer as if the servers had just given it with `left` to live.
+  void restore(const Saved& saved, MonoTime now);
   const CacheConfig& config() const { return config_; }
 
  private:

@@ -93,6 +93,11 @@ class Resolver {
 
   const ResolverConfig& config() const { return config_; }
   const ResolverStats& stats() const { return stats_; }
+  // The cache's good answers, to hand to a binary upgrade's new process; and taking them.
+  std::vector<Cache::Saved> save_cache() const { return cache_.save(loop_.now()); }
+  void restore_cache(const std::vector<Cache::Saved>& saved) {
+    for (const auto& s : saved) cache_.restore(s, loop_.now());
+  }
   // Which servers are asked, for logs ("127.0.0.1:5353" or "/etc/resolv.conf").
   std::string servers_text() const;
 

@@ -124,6 +124,19 @@ Status send_handover(int sock, const Handover& h) {
                                    e.draining ? 1 : 0, e.ejections, e.ejected_ms_left);
     if (Status s = send_packet(sock, line, {}); !s) return s;
   }
+  for (const auto& d : h.dns) {
+    const dns::Answer& a = d.answer;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d.left).count();
+    std::string line = fmt::format("dns {} {} {} {} {}", d.key, ms, a.record_ttl, a.name,
+                                   a.srv.empty() ? "A" : "S");
+    for (const auto& addr : a.addresses) line += " " + addr.ip_string();
+    for (const auto& s : a.srv) {
+      line += fmt::format(" {}/{}/{}/{}", s.target, s.port, s.priority, s.weight);
+    }
+    // One packet per answer; an answer too large for one is left out (asked again).
+    if (line.size() >= kMaxLine) continue;
+    if (Status s = send_packet(sock, line, {}); !s) return s;
+  }
   for (const auto& [name, keys] : h.ticket_keys) {
     std::string hex;
     for (const auto& k : keys) {
@@ -164,6 +177,39 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
     if (!line) return line.status();
     if (*line == "end") return h;
     std::istringstream in(*line);
+    if (line->rfind("dns ", 0) == 0) {
+      std::string kind, kind2;
+      dns::Cache::Saved d;
+      int64_t ms = 0;
+      if (!(in >> kind >> d.key >> ms >> d.answer.record_ttl >> d.answer.name >> kind2) ||
+          (kind2 != "A" && kind2 != "S") || !fds.empty()) {
+        return Status::error(fmt::format("hand-over: unexpected '{}'", *line));
+      }
+      d.left = std::chrono::milliseconds(ms);
+      std::string value;
+      while (in >> value) {
+        if (kind2 == "A") {
+          auto ip = net::Address::parse_ip(value, 0);
+          if (!ip) return Status::error(fmt::format("hand-over: dns: bad address '{}'", value));
+          d.answer.addresses.push_back(*ip);
+          continue;
+        }
+        dns::SrvTarget t;
+        unsigned port = 0, priority = 0, weight = 0;
+        size_t slash = value.find('/');
+        if (slash == std::string::npos ||
+            std::sscanf(value.c_str() + slash, "/%u/%u/%u", &port, &priority, &weight) != 3) {
+          return Status::error(fmt::format("hand-over: dns: bad SRV record '{}'", value));
+        }
+        t.target = value.substr(0, slash);
+        t.port = static_cast<uint16_t>(port);
+        t.priority = static_cast<uint16_t>(priority);
+        t.weight = static_cast<uint16_t>(weight);
+        d.answer.srv.push_back(std::move(t));
+      }
+      h.dns.push_back(std::move(d));
+      continue;
+    }
     if (line->rfind("endpoint ", 0) == 0) {
       std::string kind;
       upstream::health::HealthManager::EndpointState e;

@@ -8,6 +8,9 @@
 //   endpoint <cluster> <address> <draining> <ejections> <ejected ms left, -1: not ejected>
 //                                             an endpoint an operator drained or outlier
 //                                             detection ejected
+//   dns <key> <ms left> <record ttl> <name> <A|S> <values...>
+//                                             a cached DNS answer (addresses, or SRV records
+//                                             as target/port/priority/weight)
 //   tickets <listener> <hex>                  a TLS listener's session-ticket keys (80 bytes
 //                                             each: name, AES key, HMAC key), the encrypting
 //                                             one first
@@ -30,6 +33,7 @@
 
 #include "base/status.h"
 #include "base/units.h"
+#include "dns/cache.h"
 #include "net/address.h"
 #include "net/socket.h"
 #include "tls/ticket_keys.h"
@@ -53,6 +57,7 @@ struct Handover {
   // Per TLS listener name: its session-ticket keys, so that clients resume on the new process.
   std::map<std::string, std::vector<tls::TicketKey>> ticket_keys;
   std::vector<upstream::health::HealthManager::EndpointState> endpoints;
+  std::vector<dns::Cache::Saved> dns;
 };
 
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the

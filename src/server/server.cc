@@ -225,6 +225,11 @@ Status Server::start_discovery() {
   auto r = dns::Resolver::create(main_loop_, config_->dns);
   if (!r) return Status::error(fmt::format("dns: {}", r.status().message()));
   resolver_ = std::move(r.value());
+  if (inherited_ && !inherited_->dns.empty()) {
+    // A binary upgrade: the answers the old process had, for the rest of their TTLs.
+    resolver_->restore_cache(inherited_->dns);
+    LOG_INFO("upgrade: {} cached DNS answers carried over", inherited_->dns.size());
+  }
   dns_discovery_ = std::make_unique<discovery::DnsDiscovery>(main_loop_, *resolver_, *health_,
                                                              config_->clusters);
   return Status::ok();

@@ -167,6 +167,7 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     h.listeners.push_back(std::move(l));
   }
   h.endpoints = health_->export_state();
+  if (resolver_) h.dns = resolver_->save_cache();
   for (const auto& l : config_->listeners) {
     // Keys read from files are read from the same files by the new process.
     if (!l->tls || !l->tls->ticket_key_files.empty()) continue;

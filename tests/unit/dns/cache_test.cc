@@ -66,6 +66,29 @@ TEST_F(CacheTest, PositiveAnswerIsServedForItsTtlThenExpires) {
   EXPECT_FALSE(cache_.find(kKey, clock_.now()).has_value());
 }
 
+TEST_F(CacheTest, SavedGoodAnswersRestoreWithWhatIsLeftOfTheirTtl) {
+  cache_.store(kKey, good(60), clock_.now());
+  cache_.store("addr:gone.example", negative(ErrorKind::kNxDomain, 60), clock_.now());
+  cache_.store("addr:short.example", good(1), clock_.now());
+  clock_.advance(seconds(20));
+  auto saved = cache_.save(clock_.now());
+  // Only good answers within their TTL: not the negative one, not the expired one.
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_EQ(saved[0].key, kKey);
+  EXPECT_EQ(saved[0].left, seconds(40));
+
+  ManualClock other;
+  Cache fresh{CacheConfig{}};
+  fresh.restore(saved[0], other.now());
+  other.advance(seconds(39));
+  auto hit = fresh.find(kKey, other.now());
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->ttl, seconds(1));
+  EXPECT_EQ(hit->addresses, std::vector<net::Address>{ip("192.0.2.1")});
+  other.advance(seconds(1));
+  EXPECT_FALSE(fresh.find(kKey, other.now()).has_value());
+}
+
 TEST_F(CacheTest, PositiveTtlIsClampedToMinAndMax) {
   EXPECT_EQ(cache_.store(kKey, good(0), clock_.now()).ttl, seconds(1));
   EXPECT_EQ(cache_.store(kKey, good(86400), clock_.now()).ttl, hours(1));

@@ -207,6 +207,41 @@ TEST(Handover, TicketKeysAndEndpointStatesArriveIntact) {
   EXPECT_EQ(got->endpoints[1].ejected_ms_left, 12345);
 }
 
+TEST(Handover, CachedDnsAnswersArriveIntact) {
+  Pair p;
+  Handover h;
+  dns::Cache::Saved a;
+  a.key = "addr:api.example";
+  a.answer.name = "api.example";
+  a.answer.record_ttl = 30;
+  a.answer.addresses = {*net::Address::parse_ip("10.0.0.1", 0), *net::Address::parse_ip("::1", 0)};
+  a.left = std::chrono::milliseconds(12500);
+  dns::Cache::Saved s;
+  s.key = "srv:_http._tcp.example";
+  s.answer.name = "_http._tcp.example";
+  s.answer.record_ttl = 60;
+  s.answer.srv = {{"a.example", 8080, 10, 5}, {"b.example", 8081, 20, 0}};
+  s.left = std::chrono::milliseconds(59000);
+  h.dns = {a, s};
+  ASSERT_TRUE(send_handover(p.old_end.get(), h));
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_TRUE(got) << got.status().message();
+  ASSERT_EQ(got->dns.size(), 2u);
+  EXPECT_EQ(got->dns[0].key, "addr:api.example");
+  EXPECT_EQ(got->dns[0].answer.name, "api.example");
+  EXPECT_EQ(got->dns[0].answer.record_ttl, 30u);
+  EXPECT_EQ(got->dns[0].answer.addresses, a.answer.addresses);
+  EXPECT_EQ(got->dns[0].left, std::chrono::milliseconds(12500));
+  EXPECT_EQ(got->dns[1].key, "srv:_http._tcp.example");
+  ASSERT_EQ(got->dns[1].answer.srv.size(), 2u);
+  EXPECT_EQ(got->dns[1].answer.srv[0].target, "a.example");
+  EXPECT_EQ(got->dns[1].answer.srv[0].port, 8080);
+  EXPECT_EQ(got->dns[1].answer.srv[0].priority, 10);
+  EXPECT_EQ(got->dns[1].answer.srv[0].weight, 5);
+  EXPECT_EQ(got->dns[1].answer.srv[1].target, "b.example");
+  EXPECT_EQ(got->dns[1].left, std::chrono::milliseconds(59000));
+}
+
 TEST(Handover, AnOlderVersionIsRead) {
   Pair p;
   ASSERT_TRUE(send_line(p.old_end.get(), "sluice-handover 0"));
