@@ -40,7 +40,10 @@ Status send_packet(int sock, const std::string& line, const std::vector<int>& fd
     ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n >= 0) return Status::ok();
     if (errno == EINTR) continue;
-    return Status::error(fmt::format("hand-over: send: {}", std::strerror(errno)));
+    int err = errno;
+    Status failed = Status::error(fmt::format("hand-over: send: {}", std::strerror(err)));
+    errno = err;  // the caller tells a peer that went away (EPIPE) from other failures
+    return failed;
   }
 }
 
@@ -129,7 +132,10 @@ Status send_handover(int sock, const Handover& h) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d.left).count();
     std::string line = fmt::format("dns {} {} {} {} {}", d.key, ms, a.record_ttl, a.name,
                                    a.srv.empty() ? "A" : "S");
-    for (const auto& addr : a.addresses) line += " " + addr.ip_string();
+    for (const auto& addr : a.addresses) {
+      line += ' ';
+      line += addr.ip_string();
+    }
     for (const auto& s : a.srv) {
       line += fmt::format(" {}/{}/{}/{}", s.target, s.port, s.priority, s.weight);
     }

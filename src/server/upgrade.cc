@@ -186,7 +186,10 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
                         fmt::format("started pid {} ({})", pid, exe_path_));
   systemd_.send(sd_message::status(fmt::format("upgrading: started pid {}", pid)));
   if (Status s = send_handover(upgrade_sock_.get(), h); !s) {
-    return upgrade_finished(false, s.message());
+    // Its end closed: it exited (an executable that cannot run, a crash) while we wrote.
+    bool gone = errno == EPIPE || errno == ECONNRESET;
+    return upgrade_finished(
+        false, gone ? fmt::format("pid {} exited before it was ready", pid) : s.message());
   }
   upgrade_deadline_ = main_loop_.now() + config_->ready_timeout + kUpgradeSlack;
   upgrade_poll_->arm_at(main_loop_.now() + kUpgradePoll);
