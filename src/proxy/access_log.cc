@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -12,13 +13,24 @@
 namespace sluice::proxy {
 
 Result<std::shared_ptr<AccessLog>> AccessLog::open(const std::string& path) {
-  if (path == "-") return std::shared_ptr<AccessLog>(new AccessLog(STDOUT_FILENO, false));
+  if (path == "-") return std::shared_ptr<AccessLog>(new AccessLog(STDOUT_FILENO, false, path));
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return Status::from_errno(fmt::format("access log {}", path), errno);
-  return std::shared_ptr<AccessLog>(new AccessLog(fd, true));
+  return std::shared_ptr<AccessLog>(new AccessLog(fd, true, path));
 }
 
-AccessLog::AccessLog(int fd, bool owned) : fd_(fd), owned_(owned) {
+Status AccessLog::reopen() {
+  if (!owned_) return Status::ok();
+  int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::from_errno(fmt::format("access log {}", path_), errno);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reopened_fd_ >= 0) ::close(reopened_fd_);  // the writer had not switched yet
+  reopened_fd_ = fd;
+  return Status::ok();
+}
+
+AccessLog::AccessLog(int fd, bool owned, std::string path)
+    : fd_(fd), owned_(owned), path_(std::move(path)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -30,6 +42,7 @@ AccessLog::~AccessLog() {
   cv_.notify_one();
   thread_.join();
   if (owned_) ::close(fd_);
+  if (reopened_fd_ >= 0) ::close(reopened_fd_);
 }
 
 void AccessLog::write(std::string_view line) {
@@ -60,6 +73,11 @@ void AccessLog::run() {
       cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
       if (pending_.empty() && stopping_) return;
       batch.swap(pending_);
+      if (reopened_fd_ >= 0) {
+        // Only this thread writes to fd_: the switch happens here, between two batches.
+        ::close(fd_);
+        fd_ = std::exchange(reopened_fd_, -1);
+      }
     }
     size_t off = 0;
     while (off < batch.size()) {

@@ -44,13 +44,18 @@ class AccessLog {
   // Any thread. `line` is one JSON object without the newline.
   void write(std::string_view line);
   uint64_t dropped() const;
+  // Opens the file again by its path (after a log rotation moved it away: a reload asks for
+  // this); lines from the next batch on go to the new file. Not for standard output.
+  Status reopen();
 
  private:
-  AccessLog(int fd, bool owned);
+  AccessLog(int fd, bool owned, std::string path);
   void run();
 
   int fd_;
   bool owned_;
+  std::string path_;
+  int reopened_fd_ = -1;  // under mu_: the writer switches to it before its next batch
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;

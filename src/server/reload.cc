@@ -436,6 +436,12 @@ void Server::post_reload(ReloadPlan& plan) {
 
 void Server::finish_reload(ReloadOutcome outcome) {
   using R = ReloadOutcome::Result;
+  if (outcome.result != R::kFailed) {
+    // After a log rotation moved them away, a reload starts the access logs' files anew.
+    for (const auto& [path, log] : access_logs_) {
+      if (Status s = log->reopen(); !s) LOG_WARN("reload: {}", s.message());
+    }
+  }
   outcome.apply_seconds = std::chrono::duration<double>(main_loop_.now() - reload_started_).count();
   switch (outcome.result) {
     case R::kApplied:

@@ -612,6 +612,21 @@ def case_access_log_path_changed():
     check(len(lines(one)) == 1, "one.log still has only the first", repr(lines(one)))
     check(harness.wait_until(lambda: one not in open_files(), 5), "sluice no longer holds one.log open",
           "\n".join(f for f in open_files() if f.startswith("/")))
+    # A log rotation: two.log moved away, then a reload (the file did not change: "unchanged")
+    # starts a new two.log; the moved file keeps what was written before.
+    rotated = two + ".1"
+    os.rename(two, rotated)
+    hu.request_once(port, "GET", "/third")
+    check(harness.wait_until(lambda: lines(rotated) and len(lines(rotated)) == 2, 5),
+          "before the reload, the moved file still gets the lines", repr(lines(rotated)))
+    status, reply = rl.reload()
+    check(status == 200 and reply["result"] == "unchanged", "the reload after the rotation: unchanged",
+          repr(reply))
+    hu.request_once(port, "GET", "/fourth")
+    check(harness.wait_until(lambda: lines(two) and len(lines(two)) == 1, 5),
+          "after it, a new two.log has the next request", repr(lines(two)))
+    check(json.loads(lines(two)[0])["target"] == "/fourth" and len(lines(rotated)) == 2,
+          "the request after the reload is in the new file only", repr((lines(two), lines(rotated))))
     hu.stop_and_check(rl.sl)
 
 
