@@ -1,6 +1,6 @@
 // The sluice command line: run, check, reload, probe, version.
+#include <charconv>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -107,7 +107,15 @@ int main(int argc, char** argv) {
       dry_run = true;
     } else if (arg == "--upgrade-fd" && i + 1 < argc && command == "run") {
       // Internal: set by the running sluice that starts this one for a binary upgrade.
-      upgrade_fd = std::atoi(argv[++i]);
+      std::string_view value = argv[++i];
+      int fd = 0;
+      auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), fd);
+      // 0-2 are the standard streams: never the hand-over's socket.
+      if (err != std::errc() || end != value.data() + value.size() || fd < 3) {
+        return usage_error("--upgrade-fd wants a descriptor number of 3 or more, not '" +
+                           std::string(value) + "'");
+      }
+      upgrade_fd = fd;
     } else {
       return usage_error("unexpected argument '" + std::string(arg) + "'");
     }

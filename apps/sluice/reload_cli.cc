@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -73,100 +75,95 @@ void print_lines(std::FILE* out, const nlohmann::json& j, const char* key, const
 
 }  // namespace
 
-int upgrade_main(const std::string& config_path) {
-  auto config = config::load_file(config_path);
-  if (!config) {
-    std::fprintf(stderr, "%s\n", config.status().message().c_str());
-    return 1;
-  }
-  const auto& admin = (*config)->admin_address;
-  if (!admin) {
-    std::fprintf(stderr,
-                 "sluice: %s has no admin address to ask; send the running sluice SIGUSR2 "
-                 "instead\n",
-                 config_path.c_str());
-    return 1;
-  }
-  auto answer = ask_admin(*admin,
-                          "POST /upgrade HTTP/1.1\r\nHost: sluice-admin\r\nContent-Length: "
-                          "0\r\nConnection: close\r\n\r\n");
-  if (!answer) {
-    std::fprintf(stderr, "sluice: cannot ask the admin endpoint %s: %s\n",
-                 admin->to_string().c_str(), answer.status().message().c_str());
-    return 1;
-  }
-  size_t body_at = answer->find("\r\n\r\n");
-  std::string body = body_at == std::string::npos ? "" : answer->substr(body_at + 4);
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("result")) {
-    std::fprintf(stderr, "sluice: the admin endpoint %s answered: %s", admin->to_string().c_str(),
-                 body.c_str());
-    return 1;
-  }
-  if (j["result"] != "upgraded") {
-    std::fprintf(stderr, "upgrade failed, the running sluice keeps serving: %s\n",
-                 j.value("error", std::string()).c_str());
-    return 1;
-  }
-  std::printf("Upgraded: pid %d serves now; the previous process drains\n", j.value("pid", 0));
-  return 0;
-}
+namespace {
 
-int reload_main(const std::string& config_path, bool dry_run) {
+// POSTs `target` to the admin address of the sluice that runs `config_path` and returns its
+// JSON answer (an object with a string "result"); on any failure, says why on stderr and
+// returns nullopt. `signal` names what to send instead when the file has no admin address.
+std::optional<nlohmann::json> ask_running(const std::string& config_path, const std::string& target,
+                                          const char* signal) {
   auto config = config::load_file(config_path);
   if (!config) {
     std::fprintf(stderr, "%s\n", config.status().message().c_str());
-    return 1;
+    return std::nullopt;
   }
   const auto& admin = (*config)->admin_address;
   if (!admin) {
     std::fprintf(stderr,
-                 "sluice: %s has no admin address to ask; send the running sluice SIGHUP "
-                 "instead\n",
-                 config_path.c_str());
-    return 1;
+                 "sluice: %s has no admin address to ask; send the running sluice %s instead\n",
+                 config_path.c_str(), signal);
+    return std::nullopt;
   }
-  std::string target = dry_run ? "/reload?dry_run=1" : "/reload";
   auto answer = ask_admin(*admin, "POST " + target +
                                       " HTTP/1.1\r\nHost: sluice-admin\r\nContent-Length: "
                                       "0\r\nConnection: close\r\n\r\n");
   if (!answer) {
     std::fprintf(stderr, "sluice: cannot ask the admin endpoint %s: %s\n",
                  admin->to_string().c_str(), answer.status().message().c_str());
-    return 1;
+    return std::nullopt;
   }
-  size_t body_at = answer->find("\r\n\r\n");
   int status = 0;
   std::sscanf(answer->c_str(), "HTTP/1.%*d %d", &status);
+  size_t body_at = answer->find("\r\n\r\n");
   std::string body = body_at == std::string::npos ? "" : answer->substr(body_at + 4);
   auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("result")) {
-    std::fprintf(stderr, "sluice: the admin endpoint %s answered %d: %s",
+  if (j.is_discarded() || !j.is_object() || !j.contains("result") || !j["result"].is_string()) {
+    std::fprintf(stderr, "sluice: the admin endpoint %s answered %d: %s\n",
                  admin->to_string().c_str(), status, body.c_str());
+    return std::nullopt;
+  }
+  return j;
+}
+
+// A field of the answer, or `fallback` when it is missing or of another type.
+template <typename T>
+T field(const nlohmann::json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if constexpr (std::is_same_v<T, std::string>) {
+    return it->is_string() ? it->template get<std::string>() : fallback;
+  } else {
+    return it->is_number() ? it->template get<T>() : fallback;
+  }
+}
+
+}  // namespace
+
+int upgrade_main(const std::string& config_path) {
+  auto j = ask_running(config_path, "/upgrade", "SIGUSR2");
+  if (!j) return 1;
+  if ((*j)["result"] != "upgraded") {
+    std::fprintf(stderr, "upgrade failed, the running sluice keeps serving: %s\n",
+                 field<std::string>(*j, "error", "").c_str());
     return 1;
   }
-  std::string result = j["result"].get<std::string>();
-  uint64_t generation = j.value("generation", uint64_t{0});
+  std::printf("Upgraded: pid %d serves now; the previous process drains\n", field(*j, "pid", 0));
+  return 0;
+}
+
+int reload_main(const std::string& config_path, bool dry_run) {
+  auto j = ask_running(config_path, dry_run ? "/reload?dry_run=1" : "/reload", "SIGHUP");
+  if (!j) return 1;
+  std::string result = (*j)["result"].get<std::string>();
+  auto generation = static_cast<unsigned long long>(field<uint64_t>(*j, "generation", 0));
   if (result == "failed") {
     std::fprintf(stderr, "reload failed, the running configuration (generation %llu) stays:\n",
-                 static_cast<unsigned long long>(generation));
-    print_lines(stderr, j, "errors", "  ");
+                 generation);
+    print_lines(stderr, *j, "errors", "  ");
     return 1;
   }
-  print_lines(stderr, j, "warnings", "");
+  print_lines(stderr, *j, "warnings", "");
   if (result == "unchanged") {
-    std::printf("No changes (generation %llu stays)\n",
-                static_cast<unsigned long long>(generation));
+    std::printf("No changes (generation %llu stays)\n", generation);
     return 0;
   }
   if (dry_run) {
-    std::printf("A reload would make generation %llu:\n",
-                static_cast<unsigned long long>(generation));
+    std::printf("A reload would make generation %llu:\n", generation);
   } else {
-    std::printf("Reloaded: generation %llu in %.1f ms\n",
-                static_cast<unsigned long long>(generation), j.value("apply_seconds", 0.0) * 1000);
+    std::printf("Reloaded: generation %llu in %.1f ms\n", generation,
+                field(*j, "apply_seconds", 0.0) * 1000);
   }
-  print_lines(stdout, j, "changes", "  ");
+  print_lines(stdout, *j, "changes", "  ");
   return 0;
 }
 

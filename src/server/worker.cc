@@ -300,12 +300,9 @@ void Worker::start_accepting() {
     if (!accept_later_) return;
     accept_later_ = false;
     for (auto& s : served_) {
-      for (auto* l : {s.listener.get()}) {
-        if (Status st = l->start(); !st) {
-          LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
-        }
-      }
-      for (auto& l : s.extra) {
+      std::vector<net::Listener*> all{s.listener.get()};
+      for (auto& l : s.extra) all.push_back(l.get());
+      for (auto* l : all) {
         if (Status st = l->start(); !st) {
           LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
         }
