@@ -26,10 +26,11 @@ const upstream::ClusterConfig* find_cluster(
 
 }  // namespace
 
-AdminResponse ready_response(LifecycleState state) {
-  // A reload does not take sluice out of service.
+AdminResponse ready_response(LifecycleState state, bool replaced) {
+  // A reload does not take sluice out of service, nor does an upgrade: once the new process
+  // serves, an admin connection the old one accepted before still gets the address's answer.
   if (state == LifecycleState::kReady || state == LifecycleState::kReloading ||
-      state == LifecycleState::kUpgrading) {
+      state == LifecycleState::kUpgrading || (state == LifecycleState::kDraining && replaced)) {
     return text(200, "ready\n");
   }
   return text(503, fmt::format("{}\n", to_string(state)));
@@ -213,7 +214,8 @@ void register_admin_api(AdminServer& server, AdminContext context) {
   auto ctx = std::make_shared<const AdminContext>(std::move(context));
   server.handle_sync("/live", [](const AdminRequest&) { return text(200, "live\n"); });
   server.handle_sync(
-      "/ready", [ctx](const AdminRequest&) { return ready_response(ctx->lifecycle->state()); });
+      "/ready", [ctx](const AdminRequest&) { return ready_response(ctx->lifecycle->state(), ctx->lifecycle->replaced());
+      });
   server.handle_sync("/clusters/", [ctx](const AdminRequest& req) {
     ConfigView view = ctx->view();
     return endpoint_drain(req, *view.clusters, *ctx->health);

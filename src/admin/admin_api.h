@@ -85,7 +85,7 @@ struct AdminContext {
 void register_admin_api(AdminServer& server, AdminContext context);
 
 // GET /ready: 200 "ready" when ready, 503 with the state's name otherwise.
-AdminResponse ready_response(LifecycleState state);
+AdminResponse ready_response(LifecycleState state, bool replaced = false);
 // POST /clusters/{cluster}/endpoints/{ip:port}/drain, and .../undrain to take it back.
 AdminResponse endpoint_drain(
     const AdminRequest& req,

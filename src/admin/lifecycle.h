@@ -65,6 +65,11 @@ class Lifecycle {
            state_ == LifecycleState::kUpgrading;
   }
 
+  // A binary upgrade's new process serves on this one's sockets (this one drains): the
+  // addresses stay in service, so /ready on a connection this process still holds says so.
+  void mark_replaced() { replaced_ = true; }
+  bool replaced() const { return replaced_; }
+
   // Whether the table allows moving from `from` to `to`.
   static bool allowed(LifecycleState from, LifecycleState to);
   // Every state change goes through here: it logs "sluice <to>: <detail>" once at info.
@@ -73,6 +78,7 @@ class Lifecycle {
 
  private:
   LifecycleState state_ = LifecycleState::kStarting;
+  bool replaced_ = false;
 };
 
 }  // namespace sluice::admin

@@ -241,6 +241,7 @@ void Server::upgrade_finished(bool ok, std::string error) {
   // The new process serves on the same sockets: stop accepting on ours and drain.
   LOG_INFO("upgrade: pid {} serves now; this process drains", pid);
   listener_fds_.clear();
+  lifecycle_.mark_replaced();
   if (admin_) admin_->stop_accepting();
   drain(fmt::format("upgraded: pid {} serves now", pid), /*keep_idle=*/true);
 }

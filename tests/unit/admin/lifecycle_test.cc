@@ -68,6 +68,13 @@ TEST(Lifecycle, ReadyAnswersWithTheState) {
   r = ready_response(S::kDraining);
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.body, "draining\n");
+  // Draining because a new binary serves on the same sockets: the address is in service.
+  r = ready_response(S::kDraining, /*replaced=*/true);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ready\n");
+  r = ready_response(S::kStopped, /*replaced=*/true);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "stopped\n");
 }
 
 TEST(Lifecycle, OneGaugePerState) {
