@@ -234,12 +234,13 @@ void Server::upgrade_finished(bool ok, std::string error) {
       lifecycle_.transition(LifecycleState::kReady, "upgrade failed");
     }
   }
+  // Logged before the answer: whoever asked finds the outcome in the log once answered.
+  if (ok) LOG_INFO("upgrade: pid {} serves now; this process drains", pid);
   auto waiters = std::move(upgrade_waiters_);
   upgrade_waiters_.clear();
   for (auto& w : waiters) w(UpgradeOutcome{ok, pid, error});
   if (!ok) return;
   // The new process serves on the same sockets: stop accepting on ours and drain.
-  LOG_INFO("upgrade: pid {} serves now; this process drains", pid);
   listener_fds_.clear();
   lifecycle_.mark_replaced();
   if (admin_) admin_->stop_accepting();
