@@ -9,19 +9,23 @@ Synchronisation is always "poll a condition every few milliseconds until a
 deadline" (see wait_until); nothing relies on a fixed sleep.
 """
 
+import array
 import atexit
 import ctypes
+import fcntl
 import faulthandler
 import hashlib
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import traceback
@@ -375,25 +379,56 @@ class Sluice:
         self.wait_ready(ready_timeout)
 
     def _reader(self, stream, sink):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+        # Reads the raw pipe and files its lines under the lock in one step, so that
+        # _caught_up() can tell from the pipe alone whether every line written so far is in.
+        fd = stream.fileno()
+        pending = b""
+        while True:
+            select.select([fd], [], [])
             with self._cv:
-                sink.append(line)
-                m = LISTENING_RE.search(line)
-                if m and sink is self.lines:
-                    self.ports[m.group(1)] = int(m.group(3))
-                    self.addresses[m.group(1)] = m.group(2)
+                data = os.read(fd, 1 << 16)
+                if data:
+                    *complete, pending = (pending + data).split(b"\n")
+                    for raw in complete:
+                        self._file_line(raw, sink)
+                elif pending:
+                    self._file_line(pending, sink)
                 self._cv.notify_all()
-        with self._cv:
-            self._cv.notify_all()
+            if not data:
+                return
+
+    def _file_line(self, raw, sink):
+        line = raw.decode("utf-8", "replace")
+        sink.append(line)
+        m = LISTENING_RE.search(line)
+        if m and sink is self.lines:
+            self.ports[m.group(1)] = int(m.group(3))
+            self.addresses[m.group(1)] = m.group(2)
+
+    def _caught_up(self):
+        """With self._cv held: waits (bounded) until the stderr pipe holds nothing unread, so that
+        every line sluice wrote before this call is in self.lines: a line logged before a reply
+        the test has already received is found."""
+        deadline = time.monotonic() + 5
+        while self._t_err.is_alive() and time.monotonic() < deadline:
+            try:
+                n = array.array("i", [0])
+                fcntl.ioctl(self.proc.stderr.fileno(), termios.FIONREAD, n)
+            except (OSError, ValueError):
+                return
+            if n[0] == 0:
+                return
+            self._cv.wait(0.05)
 
     # -- logs
     def stderr_text(self, start=0):
         with self._cv:
+            self._caught_up()
             return "\n".join(self.lines[start:])
 
     def line_count(self):
         with self._cv:
+            self._caught_up()
             return len(self.lines)
 
     def find_lines(self, pred, start=0):
@@ -406,6 +441,7 @@ class Sluice:
         else:
             f = pred
         with self._cv:
+            self._caught_up()
             return [l for l in self.lines[start:] if f(l)]
 
     def wait_log(self, pred, timeout, start=0):
