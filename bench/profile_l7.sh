@@ -12,7 +12,9 @@
 #                                it changes how many requests one loop iteration handles)
 # Knobs: SLUICE_BIN (build/release/sluice), PROFILE_SECONDS (5), PROFILE_REQUESTS (200000),
 #        PROFILE_ACCESS_LOG (0; 1: the JSON access log on, every request, to a file),
-#        PROFILE_SYSCALLS_WITH (perf|strace: force one), BENCH_LOAD_CORE (0),
+#        PROFILE_SYSCALLS_WITH (perf|strace: force one), PROFILE_MALLOC (0; 1: syscalls also
+#        counts libc malloc calls, through a uprobe added for the run and removed after it),
+#        BENCH_LOAD_CORE (0),
 #        BENCH_PROXY_CORE (1). Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -69,6 +71,13 @@ case $mode in
                   gettimeofday getrandom timerfd_settime eventfd2 sched_yield nanosleep; do
         grep -qw "syscalls:sys_enter_$call" <<<"$available" && events+=(-e "syscalls:sys_enter_$call")
       done
+      if [ "${PROFILE_MALLOC:-0}" = 1 ]; then
+        libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
+        perf probe -q -x "$libc" --add malloc_calls=malloc 2>/dev/null ||
+          bench_die "cannot add a uprobe on malloc in $libc"
+        trap 'perf probe -q -d "probe_libc:malloc_calls" 2>/dev/null || true; bench_stop "$sluice_pid" 5; bench_stop "$backend_pid" 5' EXIT
+        events+=(-e probe_libc:malloc_calls)
+      fi
       perf stat -x, "${events[@]}" -p "$sluice_pid" -o "$dir/syscalls.csv" 2>/dev/null &
     else
       strace -c -f -p "$sluice_pid" -o "$dir/syscalls.strace" 2>/dev/null &
@@ -107,12 +116,16 @@ case $mode in
 import os, sys
 requests, d = int(sys.argv[1]), sys.argv[2]
 counts = {}
+mallocs = None
 if os.path.exists(os.path.join(d, "syscalls.csv")):
     for line in open(os.path.join(d, "syscalls.csv")):
         f = line.strip().split(",")
         if len(f) < 3 or not f[0].strip().isdigit():
             continue
         name = f[2].replace("syscalls:sys_enter_", "")
+        if name == "probe_libc:malloc_calls":
+            mallocs = int(f[0])
+            continue
         counts["(all)" if name == "raw_syscalls:sys_enter" else name] = int(f[0])
     counts["(other)"] = counts.get("(all)", 0) - sum(n for k, n in counts.items() if k != "(all)")
     how = "perf stat syscall tracepoints"
@@ -128,6 +141,8 @@ print(f"{'syscall':<20} {'calls':>10} {'per request':>12}")
 for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
     if n and (name == "(all)" or n / requests >= 0.001):
         print(f"{name:<20} {n:>10} {n / requests:>12.3f}")
+if mallocs is not None:
+    print(f"{'malloc (libc calls)':<20} {mallocs:>10} {mallocs / requests:>12.3f}")
 PY
     ;;
 esac
