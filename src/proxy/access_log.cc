@@ -25,7 +25,11 @@ Status AccessLog::reopen() {
   if (fd < 0) return Status::from_errno(fmt::format("access log {}", path_), errno);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (reopened_fd_ >= 0) ::close(reopened_fd_);  // the writer had not switched yet
+    if (reopened_fd_ >= 0) {
+      ::close(reopened_fd_);  // the writer had not switched yet: the split stays where it was
+    } else {
+      reopen_split_ = pending_.size();
+    }
     reopened_fd_ = fd;
   }
   // At once: lines handed over before the reopen go to the old file, the next to the new.
@@ -75,8 +79,17 @@ uint64_t AccessLog::dropped() const {
 
 void AccessLog::run() {
   std::string batch;
+  auto write_all = [this](std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // a full disk drops the batch rather than blocking the proxy
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  };
   for (;;) {
     int next_fd = -1;
+    size_t split = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (pending_.empty() && !stopping_ && reopened_fd_ < 0) {
@@ -92,20 +105,17 @@ void AccessLog::run() {
       if (pending_.empty() && stopping_) return;
       batch.swap(pending_);
       next_fd = std::exchange(reopened_fd_, -1);
+      split = next_fd >= 0 ? std::exchange(reopen_split_, 0) : batch.size();
     }
-    size_t off = 0;
-    while (off < batch.size()) {
-      ssize_t n = ::write(fd_, batch.data() + off, batch.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // a full disk drops the batch rather than blocking the proxy
-      off += static_cast<size_t>(n);
-    }
-    batch.clear();
+    // Lines handed over before the reopen go to the old file, the rest to the new one. Only
+    // this thread writes to fd_: the switch happens here.
+    write_all(std::string_view(batch).substr(0, split));
     if (next_fd >= 0) {
-      // Only this thread writes to fd_: the switch happens here, between two batches.
       ::close(fd_);
       fd_ = next_fd;
+      write_all(std::string_view(batch).substr(split));
     }
+    batch.clear();
   }
 }
 

@@ -62,7 +62,8 @@ class AccessLog {
   int fd_;
   bool owned_;
   std::string path_;
-  int reopened_fd_ = -1;  // under mu_: the writer switches to it before its next batch
+  int reopened_fd_ = -1;     // under mu_: the writer switches to it within its next batch
+  size_t reopen_split_ = 0;  // under mu_: bytes of pending_ from before the reopen
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;
