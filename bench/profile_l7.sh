@@ -5,7 +5,16 @@
 #   bench/profile_l7.sh cpu      CPU µs per request (utime+stime of sluice over the wrk run)
 #   bench/profile_l7.sh perf     + perf record; prints kernel/user split and the top symbols
 #   bench/profile_l7.sh strace   + strace -c; prints the system calls (per request: divide)
-# Knobs: SLUICE_BIN (build/release/sluice), PROFILE_SECONDS (5), BENCH_LOAD_CORE (0),
+#   bench/profile_l7.sh syscalls system calls per request, by call, over exactly
+#                                PROFILE_REQUESTS requests (wrk stops itself): counted with
+#                                perf's syscall tracepoints (all threads of sluice, little
+#                                overhead), or with strace -c -f where perf cannot (slower:
+#                                it changes how many requests one loop iteration handles)
+# Knobs: SLUICE_BIN (build/release/sluice), PROFILE_SECONDS (5), PROFILE_REQUESTS (200000),
+#        PROFILE_ACCESS_LOG (0; 1: the JSON access log on, every request, to a file),
+#        PROFILE_SYSCALLS_WITH (perf|strace: force one), PROFILE_MALLOC (0; 1: syscalls also
+#        counts libc malloc calls, through a uprobe added for the run and removed after it),
+#        BENCH_LOAD_CORE (0),
 #        BENCH_PROXY_CORE (1). Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -20,6 +29,10 @@ mkdir -p "$dir/static"
 read -r backend_port listen_port <<<"$(bench_free_ports 2)"
 bench_render "$BENCH_DIR/conf/l7/backend.conf" "$dir/backend.conf" LISTEN="$backend_port" DIR="$dir"
 bench_render "$BENCH_DIR/conf/l7/sluice.yaml" "$dir/sluice.yaml" LISTEN="$listen_port" BACKEND="$backend_port"
+if [ "${PROFILE_ACCESS_LOG:-0}" = 1 ]; then
+  sed -i "s|^    protocol: http\$|&\n    access_log: {path: $dir/access.log}|" "$dir/sluice.yaml"
+  grep -q 'access_log:' "$dir/sluice.yaml" || bench_die "could not turn the access log on"
+fi
 bench_start backend "$BENCH_LOAD_CORE" "$dir/backend.log" nginx -p "$dir" -e stderr -c "$dir/backend.conf"
 backend_pid=$BENCH_PID
 bench_start sluice "$BENCH_PROXY_CORE" "$dir/sluice.log" "$bin" run -c "$dir/sluice.yaml"
@@ -31,25 +44,105 @@ url="http://127.0.0.1:$listen_port/"
 taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null  # warm-up
 
 watcher=""
+requests_wanted=${PROFILE_REQUESTS:-200000}
+wrk_args=(-t1 -c64 -d"${seconds}s")
 case $mode in
   cpu) ;;
+  syscalls)
+    # A fixed number of requests; the time limit only guards against a stuck run.
+    wrk_args=(-t1 -c64 -d600s -s "$BENCH_DIR/lib/wrk_stop_after.lua")
+    export STOP_AFTER=$requests_wanted
+    counter=${PROFILE_SYSCALLS_WITH:-perf}
+    if [ "$counter" = perf ] &&
+       ! perf stat -e 'raw_syscalls:sys_enter' -o /dev/null -- true 2>/dev/null; then
+      bench_log "perf syscall tracepoints unavailable here: counting with strace"
+      counter=strace
+    fi
+    if [ "$counter" = perf ]; then
+      # Every thread of sluice (workers, the main thread, the access log writer).
+      # The calls a proxy makes on its request path, by name; the rest add up to "(other)".
+      # (Enabling every syscall tracepoint at once takes the kernel minutes.)
+      events=(-e raw_syscalls:sys_enter)
+      available=$(perf list 'syscalls:sys_enter_*' 2>/dev/null)
+      for call in read write readv writev recvfrom sendto recvmsg sendmsg recvmmsg sendmmsg \
+                  epoll_wait epoll_pwait epoll_pwait2 epoll_ctl io_uring_enter setsockopt \
+                  getsockopt futex accept4 connect socket close shutdown ioctl splice \
+                  mmap munmap brk madvise mprotect openat fstat newfstatat clock_gettime \
+                  gettimeofday getrandom timerfd_settime eventfd2 sched_yield nanosleep; do
+        grep -qw "syscalls:sys_enter_$call" <<<"$available" && events+=(-e "syscalls:sys_enter_$call")
+      done
+      if [ "${PROFILE_MALLOC:-0}" = 1 ]; then
+        libc=$(ldd "$bin" | awk '/libc\.so/ {print $3}')
+        perf probe -q -x "$libc" --add malloc_calls=malloc 2>/dev/null ||
+          bench_die "cannot add a uprobe on malloc in $libc"
+        trap 'perf probe -q -d "probe_libc:malloc_calls" 2>/dev/null || true; bench_stop "$sluice_pid" 5; bench_stop "$backend_pid" 5' EXIT
+        events+=(-e probe_libc:malloc_calls)
+      fi
+      perf stat -x, "${events[@]}" -p "$sluice_pid" -o "$dir/syscalls.csv" 2>/dev/null &
+    else
+      strace -c -f -p "$sluice_pid" -o "$dir/syscalls.strace" 2>/dev/null &
+    fi
+    watcher=$!
+    sleep 0.5 ;;  # attached before the first request
   perf) perf record -F 2000 -p "$sluice_pid" -o "$dir/perf.data" -- sleep "$seconds" 2>/dev/null &
         watcher=$! ;;
   strace) strace -c -f -p "$sluice_pid" -o "$dir/strace.txt" &
           watcher=$! ;;
-  *) bench_die "usage: bench/profile_l7.sh cpu|perf|strace" ;;
+  *) bench_die "usage: bench/profile_l7.sh cpu|perf|strace|syscalls" ;;
 esac
 ticks() { awk '{print $14 + $15}' "/proc/$sluice_pid/stat"; }
 t0=$(ticks)
-taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d"${seconds}s" "$url" >"$dir/wrk.txt"
+taskset -c "$BENCH_LOAD_CORE" wrk "${wrk_args[@]}" "$url" >"$dir/wrk.txt"
 t1=$(ticks)
 if [ -n "$watcher" ]; then kill -INT "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; fi
-requests=$(awk '/requests in/ {print $1}' "$dir/wrk.txt")
 hz=$(getconf CLK_TCK)
-echo "requests $requests, $(awk '/Requests\/sec/ {print $2}' "$dir/wrk.txt") req/s," \
-  "sluice CPU $(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $requests, 1))") µs per request"
+if [ "$mode" = syscalls ]; then
+  requests=$(awk '/STOPPED_AFTER/ {print $2}' "$dir/wrk.txt")
+  [ -n "$requests" ] || bench_die "wrk did not reach $requests_wanted requests: $(cat "$dir/wrk.txt")"
+  echo "requests $requests (fixed count)," \
+    "sluice CPU $(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $requests, 1))") µs per request (under the counter)"
+else
+  requests=$(awk '/requests in/ {print $1}' "$dir/wrk.txt")
+  echo "requests $requests, $(awk '/Requests\/sec/ {print $2}' "$dir/wrk.txt") req/s," \
+    "sluice CPU $(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $requests, 1))") µs per request"
+fi
 case $mode in
   perf) perf report -i "$dir/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep '%' | head -5
         perf report -i "$dir/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep '%' | head -30 ;;
   strace) cat "$dir/strace.txt" ;;
+  syscalls)
+    # One row per system call: total calls and calls per request, most frequent first.
+    python3 - "$requests" "$dir" <<'PY'
+import os, sys
+requests, d = int(sys.argv[1]), sys.argv[2]
+counts = {}
+mallocs = None
+if os.path.exists(os.path.join(d, "syscalls.csv")):
+    for line in open(os.path.join(d, "syscalls.csv")):
+        f = line.strip().split(",")
+        if len(f) < 3 or not f[0].strip().isdigit():
+            continue
+        name = f[2].replace("syscalls:sys_enter_", "")
+        if name == "probe_libc:malloc_calls":
+            mallocs = int(f[0])
+            continue
+        counts["(all)" if name == "raw_syscalls:sys_enter" else name] = int(f[0])
+    counts["(other)"] = counts.get("(all)", 0) - sum(n for k, n in counts.items() if k != "(all)")
+    how = "perf stat syscall tracepoints"
+else:
+    for line in open(os.path.join(d, "syscalls.strace")):
+        f = line.split()
+        if len(f) >= 5 and f[3].isdigit():
+            counts[f[-1]] = int(f[3])
+    counts["(all)"] = sum(counts.values())
+    how = "strace -c -f"
+print(f"system calls of sluice (all threads) over {requests} requests ({how}):")
+print(f"{'syscall':<20} {'calls':>10} {'per request':>12}")
+for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+    if n and (name == "(all)" or n / requests >= 0.001):
+        print(f"{name:<20} {n:>10} {n / requests:>12.3f}")
+if mallocs is not None:
+    print(f"{'malloc (libc calls)':<20} {mallocs:>10} {mallocs / requests:>12.3f}")
+PY
+    ;;
 esac

@@ -63,12 +63,25 @@ target_sluice_version() {
 }
 target_sluice_start() { _start_sluice sluice "$SLUICE_BIN" "$@"; }
 
+# The same binary with conf/MODE/sluice_log.yaml (its access log on; scenario l7_log).
+target_sluice_log_unavailable() {
+  target_sluice_unavailable && return 0
+  [ -f "$BENCH_DIR/conf/${WRK_MODE:-l7}/sluice_log.yaml" ] && return 1
+  echo "no conf/${WRK_MODE:-l7}/sluice_log.yaml"
+  return 0
+}
+target_sluice_log_version() { target_sluice_version; }
+target_sluice_log_start() { _start_sluice sluice_log "$SLUICE_BIN" "$@"; }
+
 # _start_sluice NAME BINARY MODE LISTEN_PORT BACKEND_PORT: one sluice build as target NAME.
 _start_sluice() {
   local name=$1 bin=$2 mode=$3 lport=$4 bport=$5 cfg i
   _target_files "$name" "$mode"
   cfg="$TARGET_DIR/sluice.yaml"
-  bench_render "$(_target_conf "$mode" sluice yaml)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
+  # A target's own template (conf/MODE/NAME.yaml) if the mode has one, else sluice.yaml.
+  local tpl="$BENCH_DIR/conf/$mode/$name.yaml"
+  [ -f "$tpl" ] || tpl=$(_target_conf "$mode" sluice yaml)
+  bench_render "$tpl" "$cfg" LISTEN="$lport" BACKEND="$bport" DIR="$TARGET_DIR" \
     ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}
   bench_start "$name" "$BENCH_PROXY_CORE" "$TARGET_LOG" "$bin" run -c "$cfg"
   TARGET_PID=$BENCH_PID
@@ -125,16 +138,28 @@ target_nginx_unavailable() {
   return 1
 }
 target_nginx_version() { nginx -v 2>&1 | awk 'NR == 1 { print $3 }'; }
-target_nginx_start() {
-  local mode=$1 lport=$2 bport=$3 cfg
-  _target_files nginx "$mode"
+target_nginx_start() { _start_nginx nginx "$@"; }
+
+# nginx with conf/MODE/nginx_log.conf (its access log on; scenario l7_log).
+target_nginx_log_unavailable() {
+  target_nginx_unavailable && return 0
+  [ -f "$BENCH_DIR/conf/${WRK_MODE:-l7}/nginx_log.conf" ] && return 1
+  echo "no conf/${WRK_MODE:-l7}/nginx_log.conf"
+  return 0
+}
+target_nginx_log_version() { target_nginx_version; }
+target_nginx_log_start() { _start_nginx nginx_log "$@"; }
+
+_start_nginx() {
+  local name=$1 mode=$2 lport=$3 bport=$4 cfg
+  _target_files "$name" "$mode"
   cfg="$TARGET_DIR/nginx.conf"
-  bench_render "$(_target_conf "$mode" nginx conf)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
+  bench_render "$(_target_conf "$mode" "$name" conf)" "$cfg" LISTEN="$lport" BACKEND="$bport" \
     DIR="$TARGET_DIR" STREAM_MODULE="$NGINX_STREAM_MODULE" ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}
   nginx -q -t -p "$TARGET_DIR" -e stderr -c "$cfg" >"$TARGET_DIR/check.log" 2>&1 || { cat "$TARGET_DIR/check.log" >&2; return 1; }
   # daemon off in the config: the PID is the master; the worker is its child (the CPU and RSS
   # helpers sum the whole tree).
-  bench_start nginx "$BENCH_PROXY_CORE" "$TARGET_LOG" nginx -p "$TARGET_DIR" -e stderr -c "$cfg"
+  bench_start "$name" "$BENCH_PROXY_CORE" "$TARGET_LOG" nginx -p "$TARGET_DIR" -e stderr -c "$cfg"
   TARGET_PID=$BENCH_PID
   TARGET_PORT=$lport
   bench_wait_listen "$lport" 10 "$TARGET_PID"

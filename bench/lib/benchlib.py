@@ -944,8 +944,10 @@ def cmd_record(args):
 # Reports
 
 
-TARGET_LABELS = {"direct": "direct (no proxy)", "sluice": "sluice", "haproxy": "HAProxy", "nginx": "nginx"}
-TARGET_COLORS = {"direct": "#8c8c8c", "sluice": "#dd8452", "haproxy": "#4c72b0", "nginx": "#55a868"}
+TARGET_LABELS = {"direct": "direct (no proxy)", "sluice": "sluice", "haproxy": "HAProxy", "nginx": "nginx",
+                 "sluice_log": "sluice, access log on", "nginx_log": "nginx, access log on"}
+TARGET_COLORS = {"direct": "#8c8c8c", "sluice": "#dd8452", "haproxy": "#4c72b0", "nginx": "#55a868",
+                 "sluice_log": "#c44e52", "nginx_log": "#8172b2"}
 
 
 def fmt(v, f):
@@ -1042,6 +1044,36 @@ def pair_ratios(spec, recs):
             if "aim_max" in pr:
                 n_ok = sum(1 for v, _ in vals if v <= pr["aim_max"])
                 line += f"; ≤ {pr['aim_max']:.2f} in {n_ok} of {len(vals)}"
+            if any(m for _, m in vals):
+                line += "; * a disturbed run"
+            out.setdefault(case, []).append(line + ".")
+    # spec["pair_diffs"]: the same pairing, as differences num - den ({"key", "num", "den",
+    # "label", "fmt", optional "aim_max"}), e.g. the CPU a feature adds per request.
+    for pd in spec.get("pair_diffs", []):
+        by = {}
+        for r in recs:
+            if r["target"] in (pd["num"], pd["den"]) and r.get("ok", True) and r.get(pd["key"]) is not None:
+                by.setdefault(r["case"], {}).setdefault(r.get("rep"), {})[r["target"]] = r
+        f = pd.get("fmt", "%+.2f")
+        for case, reps in by.items():
+            vals = []
+            for rep in sorted(k for k in reps if k is not None):
+                a, b = reps[rep].get(pd["num"]), reps[rep].get(pd["den"])
+                if a is None or b is None:
+                    continue
+                mark = "*" if a.get("disturbed") or b.get("disturbed") else ""
+                vals.append((a[pd["key"]] - b[pd["key"]], mark))
+            if not vals:
+                continue
+            text = ", ".join((f % v) + m for v, m in vals)
+            ordered = sorted(v for v, _ in vals)
+            median = ordered[len(ordered) // 2] if len(ordered) % 2 else \
+                (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+            line = (f"{pd['label']}, per repetition: {text} (median {f % median}, "
+                    f"min {f % ordered[0]}, max {f % ordered[-1]})")
+            if "aim_max" in pd:
+                n_ok = sum(1 for v, _ in vals if v <= pd["aim_max"])
+                line += f"; ≤ {pd['aim_max']:.2f} in {n_ok} of {len(vals)}"
             if any(m for _, m in vals):
                 line += "; * a disturbed run"
             out.setdefault(case, []).append(line + ".")

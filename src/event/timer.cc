@@ -4,18 +4,38 @@
 
 namespace sluice::event {
 
-void Timer::arm_at(MonoTime deadline) {
+Timer::~Timer() {
+  // An armed timer is always queued; one whose queue is gone was let go by it.
+  if (index_ == kNotQueued) return;
   cancel();
-  deadline_ = deadline;
-  queue_->insert(this);
+  queue_->erase(this);
+}
+
+TimerQueue::~TimerQueue() {
+  // Timers that outlive their loop (cancelled ones wait in the heap) must not reach back.
+  for (Timer* t : heap_) t->index_ = Timer::kNotQueued;
 }
 
 void Timer::cancel() {
-  if (armed()) queue_->erase(this);
+  if (!armed_) return;
+  armed_ = false;
+  --queue_->armed_count_;
+}
+
+void Timer::arm_at(MonoTime deadline) {
+  deadline_ = deadline;
+  seq_ = queue_->next_seq_++;
+  if (!armed_) ++queue_->armed_count_;
+  armed_ = true;
+  // Already in the heap at an earlier place: it moves when that place comes due.
+  if (index_ != kNotQueued && key_ < deadline) return;
+  if (index_ != kNotQueued) queue_->erase(this);
+  queue_->insert(this);
 }
 
 void TimerQueue::insert(Timer* t) {
-  t->seq_ = next_seq_++;
+  t->key_ = t->deadline_;
+  t->key_seq_ = t->seq_;
   heap_.push_back(t);
   t->index_ = heap_.size() - 1;
   sift_up(t->index_);
@@ -62,9 +82,16 @@ void TimerQueue::sift_down(size_t i) {
 }
 
 void TimerQueue::run_expired(MonoTime now) {
-  while (!heap_.empty() && heap_.front()->deadline_ <= now) {
+  while (!heap_.empty() && heap_.front()->key_ <= now) {
     Timer* t = heap_.front();
     erase(t);
+    if (!t->armed_) continue;  // cancelled since it was placed
+    if (t->key_ != t->deadline_ || t->key_seq_ != t->seq_) {
+      // Re-armed since: to its real place, which keeps the firing order exact.
+      insert(t);
+      continue;
+    }
+    t->cancel();
     t->on_fire_();  // may destroy t's owner: t is not touched after this
   }
 }

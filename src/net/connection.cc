@@ -118,7 +118,10 @@ void Connection::do_read() {
       // closed: its FIN (read as 0) must still be seen. Not through a transport, which
       // reads the socket a record at a time.
       bulk_ = static_cast<size_t>(n) == room;
-      if (!bulk_ && !rdhup_ && !transport_) readable_ = false;
+      if (!bulk_ && !rdhup_ && !transport_) {
+        readable_ = false;
+        drained_iteration_ = loop_.stats().iterations;
+      }
       in_.commit(static_cast<size_t>(n));
       callbacks_->on_read();
       continue;
@@ -129,6 +132,7 @@ void Connection::do_read() {
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       readable_ = false;
+      drained_iteration_ = loop_.stats().iterations;
       if (in_.empty()) in_.release();
       return;
     }

@@ -91,6 +91,10 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
   bool check_alive();
+  // Whether a read in the current loop iteration emptied the socket (a short read, or one
+  // that said EAGAIN): the peer's bytes up to then were all seen, so check_alive() would
+  // learn nothing new but what raced in since.
+  bool drained_this_iteration() const { return drained_iteration_ == loop_.stats().iterations; }
 
   void on_io(uint32_t events) override;
   void on_iteration_end() override { flush(); }
@@ -116,6 +120,7 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool eof_delivered_ = false;
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;
+  uint64_t drained_iteration_ = UINT64_MAX;  // Loop::stats().iterations of that read
 };
 
 }  // namespace sluice::net

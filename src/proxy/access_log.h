@@ -1,6 +1,10 @@
 // AccessLog: one JSON line per HTTP request or TCP connection, written to a file (or
 // stdout) by a background thread, so a slow disk never stalls a worker. Workers format the
-// line and hand it over under a short lock; the writer thread appends batches with write(2).
+// line and hand it over under a short lock, without waking the writer: the writer thread
+// appends what has gathered with one write(2) once kFlushBytes are pending or kFlushInterval
+// after the oldest pending line, so a busy proxy pays one write and one wake-up per batch,
+// not per line. Nothing pending is lost: a reopen() writes what was handed over before it to
+// the old file first, and the destructor writes everything before it returns.
 #pragma once
 
 #include <condition_variable>
@@ -40,6 +44,9 @@ class AccessLog {
   // Lines waiting for the writer beyond this are dropped (and counted) rather than held:
   // a stuck disk or a stdout nobody reads must not grow the proxy without bound.
   static constexpr size_t kMaxPending = 64 << 20;
+  // A batch is written once this much is pending, or this long after its first line.
+  static constexpr size_t kFlushBytes = 128 << 10;
+  static constexpr Duration kFlushInterval = std::chrono::milliseconds(100);
 
   // Any thread. `line` is one JSON object without the newline.
   void write(std::string_view line);
@@ -55,12 +62,14 @@ class AccessLog {
   int fd_;
   bool owned_;
   std::string path_;
-  int reopened_fd_ = -1;  // under mu_: the writer switches to it before its next batch
+  int reopened_fd_ = -1;     // under mu_: the writer switches to it within its next batch
+  size_t reopen_split_ = 0;  // under mu_: bytes of pending_ from before the reopen
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;
   uint64_t dropped_ = 0;
   bool stopping_ = false;
+  bool writer_idle_ = false;  // under mu_: the writer waits for a first line, with no deadline
   std::thread thread_;
 };
 

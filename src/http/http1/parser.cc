@@ -10,6 +10,9 @@
 namespace sluice::http::http1 {
 namespace {
 
+// Fields a request or response head usually has (a browser's request: about a dozen).
+constexpr size_t kUsualFieldCount = 16;
+
 Parser* self(llhttp_t* p) {
   return static_cast<Parser*>(p->data);
 }
@@ -63,7 +66,18 @@ bool Parser::count_head_bytes(size_t n) {
 
 int Parser::cb_message_begin(llhttp_t* p) {
   Parser* s = self(p);
-  s->msg_ = std::make_unique<Message>();
+  if (s->msg_) {
+    // The previous message's state, reused: its field and value buffers keep their capacity.
+    Message& m = *s->msg_;
+    m.head = MessageHead{};
+    m.trailers.clear();
+    m.field.clear();
+    m.value.clear();
+  } else {
+    s->msg_ = std::make_unique<Message>();
+  }
+  // One allocation for the fields of a usual head, rather than one per doubling.
+  s->msg_->head.headers.fields().reserve(kUsualFieldCount);
   s->in_value_ = false;
   s->in_message_ = true;
   s->head_done_ = false;
@@ -288,9 +302,8 @@ int Parser::cb_message_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
   s->chunked_body_ = s->size_line_ = s->in_chunk_data_ = s->last_chunk_ = false;
-  // The callback may take the trailers; the rest of the message state goes with them.
-  auto msg = std::move(s->msg_);
-  s->callbacks_.on_message_complete(msg->trailers);
+  // The callback may take the trailers; the rest of the message state is reused by the next.
+  s->callbacks_.on_message_complete(s->msg_->trailers);
   return HPE_PAUSED;  // one message at a time: the owner resumes when it is ready
 }
 

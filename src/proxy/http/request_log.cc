@@ -3,9 +3,9 @@
 #include "proxy/tls_info.h"
 
 #include <array>
+#include <charconv>
+#include <cstring>
 #include <iterator>
-
-#include <fmt/format.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -45,6 +45,60 @@ int64_t micros(Duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
+// The line is built with plain appends: no format strings parsed per request, no temporary
+// strings (this runs for every logged request).
+void append_int(int64_t v, std::string& out) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// `"key":value`, preceded by a comma.
+void append_field(std::string_view key, int64_t v, std::string& out) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  append_int(v, out);
+}
+
+// The quoted UTC time as log::format_time() writes it ("2026-01-02T03:04:05.678Z"). The
+// date and the time of day are formatted once per second per thread.
+void append_time(std::chrono::system_clock::time_point t, std::string& out) {
+  struct Cache {
+    int64_t secs = -1;
+    char text[19] = {};  // "YYYY-MM-DDTHH:MM:SS"
+  };
+  thread_local Cache cache;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  int64_t secs = ms / 1000;
+  int64_t frac = ms % 1000;
+  if (frac < 0) {  // before 1970: floor, as format_time does with whole seconds
+    frac += 1000;
+    --secs;
+  }
+  if (secs != cache.secs) {
+    auto text = log::format_time(std::chrono::system_clock::time_point(std::chrono::seconds(secs)));
+    if (text.size() != sizeof cache.text + 5) {  // a year outside 0000-9999: no shortcut
+      cache.secs = -1;
+      out += '"';
+      out += log::format_time(t);
+      out += '"';
+      return;
+    }
+    std::memcpy(cache.text, text.data(), sizeof cache.text);
+    cache.secs = secs;
+  }
+  char tail[6] = {'.',
+                  static_cast<char>('0' + frac / 100),
+                  static_cast<char>('0' + frac / 10 % 10),
+                  static_cast<char>('0' + frac % 10),
+                  'Z',
+                  '"'};
+  out += '"';
+  out.append(cache.text, sizeof cache.text);
+  out.append(tail, sizeof tail);
+}
+
 }  // namespace
 
 std::string_view name(ResponseFlag f) {
@@ -71,13 +125,13 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
     return micros(t - first_byte_in);
   };
   line += "{\"time\":";
-  auto wall = wall_start == std::chrono::system_clock::time_point{}
+  append_time(wall_start == std::chrono::system_clock::time_point{}
                   ? std::chrono::system_clock::now()
-                  : wall_start;
-  append_json_string(log::format_time(wall), line);
+                  : wall_start,
+              line);
   line += ",\"listener\":";
   append_json_string(n.listener, line);
-  fmt::format_to(std::back_inserter(line), ",\"config_generation\":{}", config_generation);
+  append_field("config_generation", static_cast<int64_t>(config_generation), line);
   line += ",\"downstream\":";
   append_json_string(n.downstream, line);
   line += ",\"method\":";
@@ -88,17 +142,16 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
   append_json_string(n.host, line);
   line += ",\"protocol\":";
   append_json_string(protocol, line);
-  if (stream != 0) fmt::format_to(std::back_inserter(line), ",\"stream\":{}", stream);
+  if (stream != 0) append_field("stream", stream, line);
   line += ",\"cluster\":";
   append_json_string(n.cluster, line);
   line += ",\"endpoint\":";
   append_json_string(n.endpoint, line);
-  fmt::format_to(std::back_inserter(line),
-                 ",\"status\":{},\"request_body_bytes\":{},\"response_body_bytes\":{},"
-                 "\"attempts\":{}",
-                 status, request_body_bytes, response_body_bytes, attempts);
-  if (grpc_status >= 0)
-    fmt::format_to(std::back_inserter(line), ",\"grpc_status\":{}", grpc_status);
+  append_field("status", status, line);
+  append_field("request_body_bytes", static_cast<int64_t>(request_body_bytes), line);
+  append_field("response_body_bytes", static_cast<int64_t>(response_body_bytes), line);
+  append_field("attempts", attempts, line);
+  if (grpc_status >= 0) append_field("grpc_status", grpc_status, line);
   line += ",\"flags\":[";
   bool first = true;
   flags.for_each([&](ResponseFlag f) {
@@ -115,23 +168,26 @@ void RequestLog::append_json(const Names& n, MonoTime now, std::string& line) co
                           ? -1
                           : micros(pool_ready - attempt_started - upstream_connect - upstream_tls);
   bool connected = pool_ready != MonoTime{};
-  fmt::format_to(
-      std::back_inserter(line),
-      ",\"timings_us\":{{\"downstream_tls\":{},\"downstream_headers\":{},\"pool_wait\":{},"
-      "\"upstream_connect\":{},\"upstream_tls\":{},\"request_sent\":{},"
-      "\"upstream_first_byte\":{},\"response_done\":{}}}",
-      n.tls ? micros(n.tls->handshake) : -1, us(head_done), pool_wait,
-      connected ? micros(upstream_connect) : -1, connected ? micros(upstream_tls) : -1,
-      us(request_sent), us(upstream_first_byte), us(now));
+  line += ",\"timings_us\":{\"downstream_tls\":";
+  append_int(n.tls ? micros(n.tls->handshake) : -1, line);
+  append_field("downstream_headers", us(head_done), line);
+  append_field("pool_wait", pool_wait, line);
+  append_field("upstream_connect", connected ? micros(upstream_connect) : -1, line);
+  append_field("upstream_tls", connected ? micros(upstream_tls) : -1, line);
+  append_field("request_sent", us(request_sent), line);
+  append_field("upstream_first_byte", us(upstream_first_byte), line);
+  append_field("response_done", us(now), line);
+  line += '}';
   if (n.tls) append_tls_json(*n.tls, line);
   if (!upstream_address.empty()) {
     line += ",\"upstream_address\":";
     append_json_string(upstream_address, line);
   }
   if (have_tcp_info) {
-    fmt::format_to(std::back_inserter(line),
-                   ",\"upstream_tcp\":{{\"rtt_us\":{},\"retransmits\":{}}}", upstream_rtt_us,
-                   upstream_retransmits);
+    line += ",\"upstream_tcp\":{\"rtt_us\":";
+    append_int(upstream_rtt_us, line);
+    append_field("retransmits", upstream_retransmits, line);
+    line += '}';
   }
   if (!detail.empty()) {
     line += ",\"detail\":";

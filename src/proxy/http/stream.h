@@ -160,6 +160,8 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   void record_end();
   bool will_log();
   void write_access_log();
+  // The upstream connection's TCP_INFO figures into the log record (cached per connection).
+  void read_upstream_tcp_info(UpstreamExchange& x);
   void count_status(int status);
   uint64_t max_body_bytes() const;
 

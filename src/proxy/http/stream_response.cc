@@ -121,11 +121,7 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
   if (proxy_.access_log() && x.transport() && will_log()) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
-    if (auto ti = net::read_tcp_info(x.transport()->fd(), /*congestion=*/false)) {
-      log_.have_tcp_info = true;
-      log_.upstream_rtt_us = ti->rtt_us;
-      log_.upstream_retransmits = ti->total_retrans;
-    }
+    read_upstream_tcp_info(x);
     // An endpoint with several addresses: say which one this connection went to.
     if (cluster_ && endpoint_ < cluster_->endpoint_count() &&
         !cluster_->endpoint(endpoint_).fallbacks.empty()) {
@@ -138,6 +134,42 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
   done->release(reusable);
   retire(std::move(done));
   finish();
+}
+
+namespace {
+// How old a connection's TCP_INFO figures may be before a logged request reads them again,
+// and how long an exchange may take before its request reads them again whatever their age.
+constexpr auto kTcpInfoMaxAge = std::chrono::seconds(1);
+constexpr auto kTcpInfoSlowExchange = std::chrono::milliseconds(10);
+}  // namespace
+
+void Stream::read_upstream_tcp_info(UpstreamExchange& x) {
+  // The figures logged (the smoothed RTT, the retransmissions so far) move slowly on a
+  // connection serving request after request, and a system call per logged request is a
+  // large part of what logging costs. So they are read once per connection per
+  // kTcpInfoMaxAge, and again at once for an exchange slow enough to have lost a segment
+  // (a retransmission waits for a timeout or for duplicate ACKs): the line that explains a
+  // slow answer reads them fresh.
+  MonoTime now = proxy_.loop().now();
+  upstream::pool::PooledConnection* pooled = x.pooled_transport();
+  upstream::pool::PooledConnection::TcpInfoCache* cache =
+      pooled ? &pooled->tcp_info_cache() : nullptr;
+  bool fresh = cache && cache->read_at != MonoTime{} && now - cache->read_at < kTcpInfoMaxAge &&
+               now - x.started_at() < kTcpInfoSlowExchange;
+  if (!fresh) {
+    auto ti = net::read_tcp_info(x.transport()->fd(), /*congestion=*/false);
+    if (!ti) return;
+    if (!cache) {
+      log_.have_tcp_info = true;
+      log_.upstream_rtt_us = ti->rtt_us;
+      log_.upstream_retransmits = ti->total_retrans;
+      return;
+    }
+    *cache = {now, ti->rtt_us, ti->total_retrans};
+  }
+  log_.have_tcp_info = true;
+  log_.upstream_rtt_us = cache->rtt_us;
+  log_.upstream_retransmits = cache->total_retrans;
 }
 
 // --- local replies and the end ---------------------------------------------------------
@@ -297,8 +329,9 @@ void Stream::write_access_log() {
                           cluster_ ? std::string_view(cluster_->config().name) : "",
                           endpoint,
                           callbacks_.downstream_tls()};
-  std::string line;
-  line.reserve(512);
+  // One buffer per worker thread, reused line after line.
+  thread_local std::string line;
+  line.clear();
   log_.append_json(names, proxy_.loop().now(), line);
   proxy_.access_log()->write(line);
 }

@@ -194,6 +194,11 @@ void UpstreamExchange::resume_response() {
   if (conn_) conn_->connection().set_read_enabled(true);
 }
 
+upstream::pool::PooledConnection* UpstreamExchange::pooled_transport() {
+  if (http2_conn_) return http2_conn_->pooled();
+  return conn_;
+}
+
 net::Connection* UpstreamExchange::transport() {
   if (http2_conn_ && http2_conn_->pooled()) return &http2_conn_->pooled()->connection();
   return connection();

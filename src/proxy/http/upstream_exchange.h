@@ -96,6 +96,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
   net::Connection* connection() { return conn_ ? &conn_->connection() : nullptr; }
   // The connection the request went out on, either protocol (its TCP_INFO, its peer).
   net::Connection* transport();
+  // The pooled connection under transport() (null when there is none).
+  upstream::pool::PooledConnection* pooled_transport();
   size_t endpoint() const { return endpoint_; }
   const net::Address& endpoint_address() const { return pool_.endpoint(); }
   bool reused() const { return reused_; }

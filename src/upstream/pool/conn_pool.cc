@@ -268,11 +268,17 @@ ConnPool::~ConnPool() {
 void ConnPool::acquire(Waiter& waiter, bool fresh) {
   waiter.cancel();
   if (!fresh) {
-    while (!idle_.empty()) {
-      PooledConnection* c = idle_.front();
+    while (idle_head_) {
+      PooledConnection* c = idle_head_;
       // The upstream may have closed it a moment ago, with the FIN not yet seen: look now,
-      // without waiting, rather than find out when the request fails.
-      if (loop_.now() >= c->expires_ || !c->conn_.check_alive()) {
+      // without waiting, rather than find out when the request fails. Unless a read in this
+      // very iteration emptied its socket (the response it just served): a close cannot
+      // have slipped by unseen since, but for one racing in now, which a look would miss
+      // as well (the stale-connection resend answers that race), so the look is skipped.
+      bool alive = c->conn_.drained_this_iteration()
+                       ? c->conn_.open() && !c->conn_.peer_closed() && c->conn_.input().empty()
+                       : c->conn_.check_alive();
+      if (loop_.now() >= c->expires_ || !alive) {
         LOG_DEBUG("pool {}: connection {} is stale at checkout (expired {})", endpoint_.to_string(),
                   c->id_, loop_.now() >= c->expires_);
         ++stats_.stale_at_checkout;
@@ -440,15 +446,26 @@ void ConnPool::lend(PooledConnection& c, Waiter& waiter) {
 
 void ConnPool::leave_idle(PooledConnection& c) {
   if (!c.in_idle_) return;
-  idle_.erase(c.idle_pos_);
+  if (c.idle_prev_) {
+    c.idle_prev_->idle_next_ = c.idle_next_;
+  } else {
+    idle_head_ = c.idle_next_;
+  }
+  if (c.idle_next_) c.idle_next_->idle_prev_ = c.idle_prev_;
+  c.idle_prev_ = c.idle_next_ = nullptr;
   c.in_idle_ = false;
+  --idle_count_;
 }
 
 void ConnPool::make_idle(PooledConnection& c) {
   c.transition(PooledConnection::State::kIdle);
   c.borrower_ = nullptr;
-  c.idle_pos_ = idle_.insert(idle_.begin(), &c);
+  c.idle_prev_ = nullptr;
+  c.idle_next_ = idle_head_;
+  if (idle_head_) idle_head_->idle_prev_ = &c;
+  idle_head_ = &c;
   c.in_idle_ = true;
+  ++idle_count_;
   MonoTime at = std::min(loop_.now() + config_.idle_timeout, c.expires_);
   c.timer_.arm_at(at);
   // Last: reading again may deliver a FIN or stray bytes at once, and the connection then
@@ -480,7 +497,7 @@ void ConnPool::release(PooledConnection& c, bool reusable) {
 }
 
 void ConnPool::serve_queue() {
-  while (!queue_.empty() && (!idle_.empty() || connections_.size() < config_.max_connections)) {
+  while (!queue_.empty() && (idle_head_ || connections_.size() < config_.max_connections)) {
     Waiter* w = queue_.front();
     w->cancel();
     acquire(*w, false);
@@ -493,7 +510,7 @@ void ConnPool::warm_up() {
   if (draining_ || !warm_allowed_ || warming_ || loop_.now() < next_warm_at_) return;
   warming_ = true;
   size_t ready =
-      idle_.size() + stats_.state_count[static_cast<int>(PooledConnection::State::kConnecting)];
+      idle_count_ + stats_.state_count[static_cast<int>(PooledConnection::State::kConnecting)];
   while (ready < config_.min_idle && connections_.size() < config_.max_connections) {
     open_for(nullptr);
     ++ready;
@@ -513,7 +530,7 @@ void ConnPool::reconfigure(const PoolConfig& config, const net::SocketOptions& s
 
 void ConnPool::drain() {
   draining_ = true;
-  while (!idle_.empty()) destroy(*idle_.front());
+  while (idle_head_) destroy(*idle_head_);
   for (auto& c : connections_) {
     if (c->state_ == PooledConnection::State::kBusy) {
       c->transition(PooledConnection::State::kDraining);

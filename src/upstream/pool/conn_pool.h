@@ -94,6 +94,14 @@ class PooledConnection final : public net::ConnectionCallbacks,
   }
   // The upstream said Keep-Alive: timeout=N: retire the connection before it.
   void learn_keepalive_timeout(Duration d);
+  // The last TCP_INFO figures the access log read on this connection (`read_at` zero: none),
+  // kept so that a request need not read them again when they cannot tell anything new.
+  struct TcpInfoCache {
+    MonoTime read_at{};
+    uint32_t rtt_us = 0;
+    uint32_t total_retrans = 0;
+  };
+  TcpInfoCache& tcp_info_cache() { return tcp_info_cache_; }
 
   void on_connected() override;
   void on_secured() override;
@@ -131,9 +139,12 @@ class PooledConnection final : public net::ConnectionCallbacks,
   MonoTime secured_at_{};
   MonoTime expires_ = MonoTime::max();  // max_lifetime or the upstream's keep-alive timeout
   uint32_t requests_ = 0;
+  TcpInfoCache tcp_info_cache_;
   bool warm_ = false;
   net::ConnectionCallbacks* borrower_ = nullptr;
-  std::list<PooledConnection*>::iterator idle_pos_;  // valid while in_idle_
+  // The pool's idle list (intrusive: going idle and back allocates nothing).
+  PooledConnection* idle_prev_ = nullptr;
+  PooledConnection* idle_next_ = nullptr;
   bool in_idle_ = false;
   class Waiter* waiter_ = nullptr;  // the request it was opened for, while connecting
 };
@@ -326,7 +337,8 @@ class ConnPool {
   std::string tls_host_;
   Duration attempt_delay_{0};
   std::list<std::unique_ptr<PooledConnection>> connections_;
-  std::list<PooledConnection*> idle_;  // most recently used at the front
+  PooledConnection* idle_head_ = nullptr;  // most recently used first
+  size_t idle_count_ = 0;
   std::list<Waiter*> queue_;
   uint64_t next_id_ = 1;
   // New-connection rate, against the ephemeral ports a TIME_WAIT window can hold: connects

@@ -84,6 +84,57 @@ TEST(TimerQueue, CallbackMayCancelOthersAndRearmItself) {
   EXPECT_EQ(a_fired, 2);
 }
 
+TEST(TimerQueue, PushedBackTimersFireInDeadlineThenArmingOrder) {
+  TimerQueue q;
+  MonoTime t0{};
+  std::vector<int> fired;
+  Timer a(q, [&] { fired.push_back(1); });
+  Timer b(q, [&] { fired.push_back(2); });
+  Timer c(q, [&] { fired.push_back(3); });
+  a.arm_at(t0 + milliseconds(10));
+  b.arm_at(t0 + milliseconds(15));
+  c.arm_at(t0 + milliseconds(30));
+  a.arm_at(t0 + milliseconds(30));  // later: a now ties with c, armed after it
+  b.arm_at(t0 + milliseconds(40));
+  b.arm_at(t0 + milliseconds(20));  // back earlier than its last deadline
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(a.deadline(), t0 + milliseconds(30));
+  q.run_expired(t0 + milliseconds(19));
+  EXPECT_TRUE(fired.empty());
+  q.run_expired(t0 + milliseconds(100));
+  EXPECT_EQ(fired, (std::vector<int>{2, 3, 1}));
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_FALSE(a.armed());
+}
+
+TEST(TimerQueue, CancelledAndRearmedLaterFiresOnceAtTheNewDeadline) {
+  TimerQueue q;
+  MonoTime t0{};
+  int fired = 0;
+  Timer a(q, [&] { ++fired; });
+  a.arm_at(t0 + milliseconds(10));
+  a.cancel();
+  EXPECT_EQ(q.size(), 0u);
+  a.arm_at(t0 + milliseconds(50));
+  EXPECT_TRUE(a.armed());
+  q.run_expired(t0 + milliseconds(10));  // its old place: moved, not fired
+  EXPECT_EQ(fired, 0);
+  EXPECT_EQ(q.next_deadline(), t0 + milliseconds(50));
+  q.run_expired(t0 + milliseconds(50));
+  EXPECT_EQ(fired, 1);
+  q.run_expired(t0 + milliseconds(500));
+  EXPECT_EQ(fired, 1);
+}
+
+TEST(TimerQueue, ATimerMayOutliveItsQueue) {
+  MonoTime t0{};
+  auto q = std::make_unique<TimerQueue>();
+  Timer a(*q, [] {});
+  a.arm_at(t0 + milliseconds(10));
+  a.cancel();  // still in the heap until its place comes due
+  q.reset();   // destroying `a` afterwards must not reach the queue
+}
+
 TEST(TimerQueue, HundredThousandTimersFireInOrder) {
   constexpr int kCount = 100000;
   TimerQueue q;
