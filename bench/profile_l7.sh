@@ -6,7 +6,8 @@
 #   bench/profile_l7.sh perf     + perf record; prints kernel/user split and the top symbols
 #   bench/profile_l7.sh strace   + strace -c; prints the system calls (per request: divide)
 # Knobs: SLUICE_BIN (build/release/sluice), PROFILE_SECONDS (5), BENCH_LOAD_CORE (0),
-#        BENCH_PROXY_CORE (1). Not part of `bench/run`: a diagnostic, not a comparison.
+#        BENCH_PROXY_CORE (1), PROFILE_CLOSE=1 (every request with Connection: close, a new
+#        client connection each: the l7_close case). Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,7 +29,9 @@ trap 'bench_stop "$sluice_pid" 5; bench_stop "$backend_pid" 5' EXIT
 bench_wait_listen "$backend_port" 10 "$backend_pid" || bench_die "backend did not start"
 bench_wait_listen "$listen_port" 10 "$sluice_pid" || bench_die "sluice did not start"
 url="http://127.0.0.1:$listen_port/"
-taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null  # warm-up
+wrk_headers=()
+if [ "${PROFILE_CLOSE:-0}" = 1 ]; then wrk_headers=(-H "Connection: close"); fi
+taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d1s "${wrk_headers[@]}" "$url" >/dev/null  # warm-up
 
 watcher=""
 case $mode in
@@ -41,7 +44,7 @@ case $mode in
 esac
 ticks() { awk '{print $14 + $15}' "/proc/$sluice_pid/stat"; }
 t0=$(ticks)
-taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d"${seconds}s" "$url" >"$dir/wrk.txt"
+taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d"${seconds}s" "${wrk_headers[@]}" "$url" >"$dir/wrk.txt"
 t1=$(ticks)
 if [ -n "$watcher" ]; then kill -INT "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; fi
 requests=$(awk '/requests in/ {print $1}' "$dir/wrk.txt")

@@ -86,7 +86,11 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool connecting() const { return connecting_; }
   bool peer_closed() const { return peer_closed_; }
   size_t queued() const { return out_.size(); }
-  bool above_high_watermark() const { return out_.size() >= kDefaultHighWatermark; }
+  bool above_high_watermark() const { return out_.size() >= high_watermark_; }
+  // Output queued past this asks the owner to stop producing. A multiplexed protocol on a
+  // socket with TCP_NOTSENT_LOWAT lowers it to about the kernel's bound, so that what it
+  // sends next (another stream's response) does not wait behind a large queue here instead.
+  void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
   int fd() const { return fd_.get(); }
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
@@ -116,6 +120,7 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool eof_delivered_ = false;
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;
+  size_t high_watermark_ = kDefaultHighWatermark;
 };
 
 }  // namespace sluice::net

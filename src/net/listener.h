@@ -1,7 +1,7 @@
-// Listener: one listening socket on one worker's loop. Accepts until EAGAIN on each wake-up
-// and hands each new connection to ListenerCallbacks. On descriptor exhaustion (EMFILE,
-// ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries again,
-// so the worker neither spins nor dies. Loop thread only.
+// Listener: one listening socket on one worker's loop. Accepts until EAGAIN, at most a batch
+// per loop iteration, and hands each new connection to ListenerCallbacks. On descriptor exhaustion
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries
+// again, so the worker neither spins nor dies. Loop thread only.
 #pragma once
 
 #include <cstdint>

@@ -279,6 +279,11 @@ DownstreamConnection::Preface DownstreamConnection::sniff_preface() {
 
 void DownstreamConnection::start_http2() {
   arm_timer(TimerMode::kNone, Duration(0));
+  // Streams share this connection: with the kernel's unsent bytes bounded, bound ours too,
+  // or a download's frames queued here would delay every other stream's response instead.
+  if (uint32_t lowat = proxy_.config().socket_options.notsent_lowat; lowat != 0) {
+    conn_.set_high_watermark(std::max<size_t>(lowat, net::kMinHttp2HighWatermark));
+  }
   h2_ = std::make_unique<Http2Session>(proxy_, conn_, *this, peer_);
   h2_->start();
 }
