@@ -79,6 +79,13 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   void shutdown_write();
   // Closes now; `reset` sends RST instead of FIN. Queued output is dropped.
   void close(bool reset = false);
+  // The last answer on a connection whose peer has nothing more to say: sends what is
+  // queued and, when all of it went into the kernel and nothing unread waits here or there,
+  // closes (the kernel sends FIN after the data). Skips the half-close and the wait for the
+  // peer's FIN (a system call, a wake-up and a read each). Bytes the peer sends after this
+  // are answered with RST, so use it only where none can be expected. Plain TCP only.
+  // Returns whether it closed.
+  bool close_if_quiet();
   // Fails the connection as if the network had: reset, then on_error(err) to the owner.
   void abort(int err) { fail(err); }
 

@@ -296,6 +296,11 @@ void DownstreamConnection::on_session_finished(const char* reason) {
 
 void DownstreamConnection::close_after_flush() {
   transition(State::kClosing);
+  // A request read to its end with nothing after it: close as soon as the response is in
+  // the kernel, without waiting for the client's FIN (below).
+  if (!h2_ && !tunnel_ && !codec_.mid_message() && conn_.close_if_quiet()) {
+    return close("response sent");
+  }
   conn_.shutdown_write();
   // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
   // make the kernel answer our FIN with a RST that could destroy the response in flight.
