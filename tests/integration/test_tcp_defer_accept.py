@@ -8,7 +8,8 @@
 - defer_accept: 0 (off): the same silent connection is accepted without a byte;
 - the default of an HTTP listener (1s): a silent connection is accepted only after the
   kernel's first SYN-ACK retransmission (a second), then served when it speaks;
-- a value that is not whole seconds, or defer_accept on a cluster, is a located error.
+- a value that is not whole seconds, or defer_accept on a cluster, is a located error, as
+  is a notsent_lowat below 4096 bytes.
 """
 
 import os
@@ -157,6 +158,9 @@ def case_config_errors():
                   "got 11m"])
     check_config("on_cluster", BAD_BASE % ("5s", "defer_accept: 1s"),
                  ["%s:15:36: clusters[0].socket_options.defer_accept: only for listeners"])
+    check_config("lowat_too_small", BAD_BASE % ("5s", "notsent_lowat: 100"),
+                 ["%s:15:37: clusters[0].socket_options.notsent_lowat: expected a size from 4096 to "
+                  "268435456 bytes, got 100"])
     check_config("good", BAD_BASE % ("5s", "notsent_lowat: 16KiB"), [])
 
 
