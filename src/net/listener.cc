@@ -40,11 +40,7 @@ Result<Fd> bind_listener(const Address& address, int backlog, const SocketOption
     }
   }
   if (options.defer_accept.count() != 0) {
-    auto secs = std::chrono::ceil<std::chrono::seconds>(options.defer_accept).count();
-    int value = static_cast<int>(secs);
-    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &value, sizeof value) != 0) {
-      return Status::from_errno("setsockopt TCP_DEFER_ACCEPT", errno);
-    }
+    if (Status s = apply_listening_options(fd, options); !s) return s;
   }
   if (::bind(fd, address.sockaddr_ptr(), address.length()) != 0) {
     return Status::from_errno(fmt::format("bind {}", address.to_string()), errno);
@@ -53,6 +49,27 @@ Result<Fd> bind_listener(const Address& address, int backlog, const SocketOption
     return Status::from_errno(fmt::format("listen {}", address.to_string()), errno);
   }
   return sock;
+}
+
+Status apply_listening_options(int fd, const SocketOptions& options) {
+  auto secs = std::chrono::ceil<std::chrono::seconds>(options.defer_accept).count();
+  int defer = static_cast<int>(secs);
+  if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) != 0) {
+    return Status::from_errno("setsockopt TCP_DEFER_ACCEPT", errno);
+  }
+  // 0 is the kernel's default (net.ipv4.tcp_notsent_lowat).
+  int lowat = static_cast<int>(options.notsent_lowat);
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) != 0) {
+    return Status::from_errno("setsockopt TCP_NOTSENT_LOWAT", errno);
+  }
+  return Status::ok();
+}
+
+bool same_listening_socket(const SocketOptions& a, const SocketOptions& b) {
+  SocketOptions x = a;
+  x.defer_accept = b.defer_accept;
+  x.notsent_lowat = b.notsent_lowat;
+  return x == b;
 }
 
 Listener::Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks& callbacks)

@@ -28,6 +28,14 @@ class ListenerCallbacks {
 Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options,
                          bool reuse_port = true);
 
+// What a listening socket may change while it listens (a reload applies them to the sockets
+// it keeps): TCP_DEFER_ACCEPT, and TCP_NOTSENT_LOWAT for the connections it accepts from now
+// on. Both are set, also when 0 (off).
+Status apply_listening_options(int fd, const SocketOptions& options);
+// Whether a socket bound with `a` serves `b` once apply_listening_options(b) ran: the same
+// but for those options.
+bool same_listening_socket(const SocketOptions& a, const SocketOptions& b);
+
 class Listener final : public event::IoHandler {
  public:
   Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks& callbacks);

@@ -8,6 +8,7 @@
 - defer_accept: 0 (off): the same silent connection is accepted without a byte;
 - the default of an HTTP listener (1s): a silent connection is accepted only after the
   kernel's first SYN-ACK retransmission (a second), then served when it speaks;
+- a reload from 30s to 0 keeps the listening socket and applies the new value to it;
 - a value that is not whole seconds, or defer_accept on a cluster, is a located error, as
   is a notsent_lowat below 4096 bytes.
 """
@@ -104,6 +105,35 @@ def case_default_defers_about_a_second():
     hu.stop_and_check(sl)
 
 
+def case_reload_applies_to_the_kept_socket():
+    """defer_accept 30s -> 0 by a reload: the listening socket stays (same port) and a
+    connection that connects silently afterwards is accepted without a byte."""
+    import test_reload as trl
+    backend = HttpBackend("a")
+
+    def conf(defer):
+        listener = hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}],
+                                      socket_options={"defer_accept": defer})
+        return tm.make_config([listener], [hu.cluster("app", [backend])], workers=1)
+    rl = trl.Reloadable(conf("30s"))
+    sl, ap = rl.sl, rl.admin
+    port = sl.port("web")
+    first = silent_connection(port)
+    get_ok(port, "defer_accept 30s: a client that speaks is served")
+    check(accepted(ap) == 1, "defer_accept 30s: the silent connection is not accepted", repr(accepted(ap)))
+    rl.apply(conf(0), "defer_accept 30s -> 0")
+    check(sl.port("web") == port, "the listener keeps its socket (port %d)" % port, repr(sl.port("web")))
+    second = silent_connection(port)
+    s = tm.wait_scrape(ap, lambda m: m.get(ACCEPTED, listener="web") == 2, timeout=5)
+    check(s.get(ACCEPTED, listener="web") == 2,
+          "defer_accept 0 after the reload: a new silent connection is accepted without a byte",
+          repr(s.get(ACCEPTED, listener="web")))
+    get_ok(first, "the connection deferred before the reload is served when it speaks")
+    for c in (first, second):
+        c.close()
+    hu.stop_and_check(sl)
+
+
 BAD_BASE = """\
 listeners:
   - name: web
@@ -167,4 +197,5 @@ def case_config_errors():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_silent_connection_is_not_accepted, case_off_accepts_silent_connection,
-                       case_default_defers_about_a_second, case_config_errors])
+                       case_default_defers_about_a_second, case_reload_applies_to_the_kept_socket,
+                       case_config_errors])
