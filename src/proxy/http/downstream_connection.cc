@@ -301,6 +301,7 @@ void DownstreamConnection::close_after_flush() {
   if (!h2_ && !tunnel_ && !codec_.mid_message() && conn_.close_if_quiet()) {
     return close("response sent");
   }
+  if (state_ == State::kClosed) return;  // the flush failed: closed already
   conn_.shutdown_write();
   // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
   // make the kernel answer our FIN with a RST that could destroy the response in flight.
