@@ -14,8 +14,8 @@
 #        PROFILE_ACCESS_LOG (0; 1: the JSON access log on, every request, to a file),
 #        PROFILE_SYSCALLS_WITH (perf|strace: force one), PROFILE_MALLOC (0; 1: syscalls also
 #        counts libc malloc calls, through a uprobe added for the run and removed after it),
-#        BENCH_LOAD_CORE (0),
-#        BENCH_PROXY_CORE (1). Not part of `bench/run`: a diagnostic, not a comparison.
+#        BENCH_LOAD_CORE (0), BENCH_PROXY_CORE (1), PROFILE_CLOSE (0; 1: every request with
+#        Connection: close, a new client connection each: the l7_close case). Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,7 +41,9 @@ trap 'bench_stop "$sluice_pid" 5; bench_stop "$backend_pid" 5' EXIT
 bench_wait_listen "$backend_port" 10 "$backend_pid" || bench_die "backend did not start"
 bench_wait_listen "$listen_port" 10 "$sluice_pid" || bench_die "sluice did not start"
 url="http://127.0.0.1:$listen_port/"
-taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d1s "$url" >/dev/null  # warm-up
+wrk_headers=()
+if [ "${PROFILE_CLOSE:-0}" = 1 ]; then wrk_headers=(-H "Connection: close"); fi
+taskset -c "$BENCH_LOAD_CORE" wrk -t1 -c64 -d1s "${wrk_headers[@]}" "$url" >/dev/null  # warm-up
 
 watcher=""
 requests_wanted=${PROFILE_REQUESTS:-200000}
@@ -92,7 +94,7 @@ case $mode in
 esac
 ticks() { awk '{print $14 + $15}' "/proc/$sluice_pid/stat"; }
 t0=$(ticks)
-taskset -c "$BENCH_LOAD_CORE" wrk "${wrk_args[@]}" "$url" >"$dir/wrk.txt"
+taskset -c "$BENCH_LOAD_CORE" wrk "${wrk_args[@]}" "${wrk_headers[@]}" "$url" >"$dir/wrk.txt"
 t1=$(ticks)
 if [ -n "$watcher" ]; then kill -INT "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; fi
 hz=$(getconf CLK_TCK)

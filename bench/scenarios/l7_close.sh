@@ -45,6 +45,11 @@ spec=$(cat <<EOF
  "ratios": [
    {"key": "rps", "label": "conn/s vs best", "better": "max"},
    {"key": "cpu_us_per_req", "label": "CPU/conn vs best", "better": "min"}],
+ "pair_ratios": [
+   {"key": "cpu_us_per_req", "num": "sluice", "den": "haproxy", "aim_max": 0.8,
+    "label": "sluice ÷ HAProxy proxy CPU per connection"},
+   {"key": "cpu_us_per_req", "num": "sluice", "den": "nginx", "aim_max": 0.8,
+    "label": "sluice ÷ nginx proxy CPU per connection"}],
  "plots": [
    {"key": "cpu_us_per_req", "title": "Proxy CPU per new client connection (one request each; median, min–max)",
     "ylabel": "CPU µs per connection", "out": "$BENCH_RESULTS/latest-l7_close-cpu-per-conn.png"}]}

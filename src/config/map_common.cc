@@ -25,7 +25,7 @@ void read_socket_options(YamlReader& r, const YAML::Node& node, const std::strin
                          bool listener, net::SocketOptions& out) {
   MapReader m(r, node, path,
               {"tcp_nodelay", "keepalive", "fastopen", "congestion", "send_buffer",
-               "receive_buffer", "quickack"});
+               "receive_buffer", "quickack", "notsent_lowat", "defer_accept"});
   if (!m.ok()) return;
   m.read_bool("tcp_nodelay", out.tcp_nodelay);
   m.read_bool("quickack", out.quickack);
@@ -50,9 +50,14 @@ void read_socket_options(YamlReader& r, const YAML::Node& node, const std::strin
                           m.get(key).Scalar()));
     }
   }
+  m.read_size("notsent_lowat", out.notsent_lowat);
   if (listener) {
     m.read_uint("fastopen", out.fastopen_queue);
+    m.read_duration("defer_accept", out.defer_accept);
   } else {
+    if (m.has("defer_accept")) {
+      r.error(m.get("defer_accept"), m.path("defer_accept"), "only for listeners");
+    }
     m.read_bool("fastopen", out.fastopen_connect);
   }
 }

@@ -410,6 +410,10 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
   }
   m.read_int("backlog", l->backlog);
   m.read_uint("max_connections", l->max_connections);
+  // An HTTP client speaks first: its connections wait in the kernel until it does.
+  if (l->protocol == proxy::Protocol::kHttp) {
+    l->socket_options.defer_accept = proxy::kDefaultHttpDeferAccept;
+  }
   if (m.has("socket_options")) {
     read_socket_options(r, m.get("socket_options"), m.path("socket_options"), true,
                         l->socket_options);

@@ -1,5 +1,7 @@
 #include "net/connection.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -45,6 +47,16 @@ void Connection::close(bool reset) {
   // input when a callback closes the connection.
   in_.clear();
   out_.clear();
+}
+
+bool Connection::close_if_quiet() {
+  if (!fd_.valid() || transport_ || connecting_ || !in_.empty()) return false;
+  flush();
+  if (!fd_.valid() || !out_.empty()) return false;
+  int unread = 0;
+  if (::ioctl(fd_.get(), SIOCINQ, &unread) != 0 || unread != 0) return false;
+  close();
+  return true;
 }
 
 void Connection::fail(int err) {

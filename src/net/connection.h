@@ -79,6 +79,13 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   void shutdown_write();
   // Closes now; `reset` sends RST instead of FIN. Queued output is dropped.
   void close(bool reset = false);
+  // The last answer on a connection whose peer has nothing more to say: sends what is
+  // queued and, when all of it went into the kernel and nothing unread waits here or there,
+  // closes (the kernel sends FIN after the data). Skips the half-close and the wait for the
+  // peer's FIN (a system call, a wake-up and a read each). Bytes the peer sends after this
+  // are answered with RST, so use it only where none can be expected. Plain TCP only.
+  // Returns whether it closed.
+  bool close_if_quiet();
   // Fails the connection as if the network had: reset, then on_error(err) to the owner.
   void abort(int err) { fail(err); }
 
@@ -86,7 +93,11 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool connecting() const { return connecting_; }
   bool peer_closed() const { return peer_closed_; }
   size_t queued() const { return out_.size(); }
-  bool above_high_watermark() const { return out_.size() >= kDefaultHighWatermark; }
+  bool above_high_watermark() const { return out_.size() >= high_watermark_; }
+  // Output queued past this asks the owner to stop producing. A multiplexed protocol on a
+  // socket with TCP_NOTSENT_LOWAT lowers it to about the kernel's bound, so that what it
+  // sends next (another stream's response) does not wait behind a large queue here instead.
+  void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
   int fd() const { return fd_.get(); }
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
@@ -121,6 +132,7 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool shutdown_pending_ = false;
   bool was_above_high_ = false;
   uint64_t drained_iteration_ = UINT64_MAX;  // Loop::stats().iterations of that read
+  size_t high_watermark_ = kDefaultHighWatermark;
 };
 
 }  // namespace sluice::net

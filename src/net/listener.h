@@ -1,7 +1,7 @@
-// Listener: one listening socket on one worker's loop. Accepts until EAGAIN on each wake-up
-// and hands each new connection to ListenerCallbacks. On descriptor exhaustion (EMFILE,
-// ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries again,
-// so the worker neither spins nor dies. Loop thread only.
+// Listener: one listening socket on one worker's loop. Accepts until EAGAIN, at most a batch
+// per loop iteration, and hands each new connection to ListenerCallbacks. On descriptor exhaustion
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries
+// again, so the worker neither spins nor dies. Loop thread only.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,14 @@ class ListenerCallbacks {
 // sockets. Without `reuse_port` the address stays exclusive (a second bind fails).
 Result<Fd> bind_listener(const Address& address, int backlog, const SocketOptions& options,
                          bool reuse_port = true);
+
+// What a listening socket may change while it listens (a reload applies them to the sockets
+// it keeps): TCP_DEFER_ACCEPT, and TCP_NOTSENT_LOWAT for the connections it accepts from now
+// on. Both are set, also when 0 (off).
+Status apply_listening_options(int fd, const SocketOptions& options);
+// Whether a socket bound with `a` serves `b` once apply_listening_options(b) ran: the same
+// but for those options.
+bool same_listening_socket(const SocketOptions& a, const SocketOptions& b);
 
 class Listener final : public event::IoHandler {
  public:

@@ -106,6 +106,11 @@ Status apply_socket_options(int fd, const SocketOptions& o) {
     if (!(s = set_int(fd, SOL_SOCKET, SO_RCVBUF, static_cast<int>(o.receive_buffer), "SO_RCVBUF")))
       return s;
   }
+  if (o.notsent_lowat != 0) {
+    if (!(s = set_int(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, static_cast<int>(o.notsent_lowat),
+                      "TCP_NOTSENT_LOWAT")))
+      return s;
+  }
   return Status::ok();
 }
 

@@ -21,6 +21,13 @@ namespace sluice::proxy {
 
 enum class Protocol { kTcp, kHttp };
 
+// socket_options.defer_accept of HTTP listeners unless configured. One second: a client's
+// request follows its handshake at once, so nearly every connection is accepted with its
+// first bytes, while one that connects and waits (a preconnect, a port check) is accepted
+// after about a second and meets header_read_timeout as before; a longer wait would only
+// hide such clients from the metrics for longer.
+inline constexpr Duration kDefaultHttpDeferAccept = std::chrono::seconds(1);
+
 // A tcp listener's route by the server name (SNI) of the client's TLS ClientHello, read
 // without terminating TLS (proxy/tcp/sni_router.h matches them).
 struct SniRoute {

@@ -22,6 +22,7 @@
 #include "config/config_diff.h"
 #include "discovery/dns_discovery.h"
 #include "dns/resolver.h"
+#include "net/listener.h"
 #include "server/reload_plan.h"
 #include "server/server.h"
 #include "server/worker.h"
@@ -63,9 +64,10 @@ bool same_listener(const proxy::ListenerConfig& a, const proxy::ListenerConfig& 
 }
 
 // Whether the listening sockets can stay: what they were bound and set up with is the same.
-// (A new backlog is applied to the same sockets: listen() again.)
+// (A new backlog is applied to the same sockets: listen() again; so are defer_accept and
+// notsent_lowat: net::apply_listening_options.)
 bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
-  return a.address == b.address && a.socket_options == b.socket_options;
+  return a.address == b.address && net::same_listening_socket(a.socket_options, b.socket_options);
 }
 
 template <typename T>
@@ -404,6 +406,13 @@ void Server::post_reload(ReloadPlan& plan) {
   }
   for (const auto& l : plan.changed) {
     const auto* old = find_named(config_->listeners, l->name);
+    if (old && (*old)->socket_options != l->socket_options) {
+      for (const auto& fd : listener_fds_[l->name]) {
+        if (Status s = net::apply_listening_options(fd.get(), l->socket_options); !s) {
+          LOG_WARN("listener {}: {}", l->name, s.message());
+        }
+      }
+    }
     if (!old || (*old)->backlog == l->backlog) continue;
     for (const auto& fd : listener_fds_[l->name]) {
       if (::listen(fd.get(), l->backlog) != 0) {

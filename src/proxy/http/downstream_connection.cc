@@ -279,6 +279,11 @@ DownstreamConnection::Preface DownstreamConnection::sniff_preface() {
 
 void DownstreamConnection::start_http2() {
   arm_timer(TimerMode::kNone, Duration(0));
+  // Streams share this connection: with the kernel's unsent bytes bounded, bound ours too,
+  // or a download's frames queued here would delay every other stream's response instead.
+  if (uint32_t lowat = proxy_.config().socket_options.notsent_lowat; lowat != 0) {
+    conn_.set_high_watermark(std::max<size_t>(lowat, net::kMinHttp2HighWatermark));
+  }
   h2_ = std::make_unique<Http2Session>(proxy_, conn_, *this, peer_);
   h2_->start();
 }
@@ -291,6 +296,12 @@ void DownstreamConnection::on_session_finished(const char* reason) {
 
 void DownstreamConnection::close_after_flush() {
   transition(State::kClosing);
+  // A request read to its end with nothing after it: close as soon as the response is in
+  // the kernel, without waiting for the client's FIN (below).
+  if (!h2_ && !tunnel_ && !codec_.mid_message() && conn_.close_if_quiet()) {
+    return close("response sent");
+  }
+  if (state_ == State::kClosed) return;  // the flush failed: closed already
   conn_.shutdown_write();
   // Lingering close: wait (briefly) for the client's FIN so bytes it already sent do not
   // make the kernel answer our FIN with a RST that could destroy the response in flight.
