@@ -17,8 +17,8 @@
 // moves the fd's generation on, so a completion for a removed registration — already in the
 // completion queue, or posted while the kernel processes the removal — is dropped, even when
 // a new registration for the same fd number came meanwhile. A poll holds a reference to the
-// file, so the removal must reach the kernel before the socket is really released: removals
-// are submitted with the next wait(), within the same loop iteration.
+// file, so the removal must reach the kernel before the socket is really released: a removal
+// is submitted at once (one syscall, as EPOLL_CTL_DEL), before the caller closes the fd.
 //
 // Arming is deferred to wait(): an fd added and removed (and perhaps closed and reused)
 // before the next wait() never reaches the kernel under its old identity.
@@ -170,6 +170,11 @@ class IoUringPoller final : public Poller {
       io_uring_sqe* sqe = get_sqe();
       io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
       finish_internal(sqe);
+      // Submitted now, not with the next wait(): the poll holds a reference to the file, and
+      // the caller's close() right after this must release the socket at once, as it does
+      // under epoll (a removed listener stops accepting before its worker says it is done).
+      // One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL) is.
+      submit();
     }
     s.live = false;
     s.armed = false;
@@ -249,6 +254,13 @@ class IoUringPoller final : public Poller {
   void finish_internal(io_uring_sqe* sqe) {
     io_uring_sqe_set_data64(sqe, kInternal);
     io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+  }
+
+  void submit() {
+    int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      LOG_ERROR("io_uring_submit: {}", std::strerror(-rc));
+    }
   }
 
   // A free submission entry; when the queue is full, what it holds is submitted first.
