@@ -202,7 +202,10 @@ class IoUringPoller final : public Poller {
   }
 
   void dispatch() override {
-    for (const Ready& r : ready_) {
+    // By index: a handler's remove() may find the submission queue full and harvest more
+    // completions into ready_ (delivered in this same pass).
+    for (size_t i = 0; i < ready_.size(); ++i) {
+      const Ready r = ready_[i];
       // Index every time: a handler may add a larger fd and grow the table.
       const Slot& s = slots_[static_cast<size_t>(r.fd)];
       // Removed (or removed and added again) by an earlier handler of this iteration.

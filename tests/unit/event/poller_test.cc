@@ -276,6 +276,21 @@ TEST_P(PollerTest, CloseTakesEffectOnceRemoved) {
   EXPECT_EQ(::read(p.b, &c, 1), 0) << "EOF";
 }
 
+TEST_P(PollerTest, RegistrationsOutliveTheThreadThatFirstRanTheLoop) {
+  // A worker's loop is built on one thread and run on another. io_uring cancels the polls a
+  // thread submitted when that thread exits: the poller must arm them again, not go deaf.
+  Pair p;
+  Recorder r;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  std::thread first([&] { loop_->run_until_idle(); });
+  first.join();
+  settle();
+  EXPECT_TRUE(r.calls.empty());
+  send_byte(p.b);
+  ASSERT_TRUE(run_until([&] { return !r.calls.empty(); }));
+  EXPECT_EQ(r.all(), uint32_t{kReadable});
+}
+
 TEST_P(PollerTest, PostFromAnotherThreadWakesTheLoop) {
   std::atomic<bool> ran{false};
   std::thread t([&] {
@@ -357,8 +372,8 @@ TEST_P(PollerTest, HandlerRemovingAnotherOfTheSameBatch) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, PollerTest,
                          ::testing::Values(Backend::kEpoll, Backend::kIoUring),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kEpoll ? "epoll" : "io_uring";
+                         [](const ::testing::TestParamInfo<Backend>& param) {
+                           return param.param == Backend::kEpoll ? "epoll" : "io_uring";
                          });
 
 TEST(Backend, NamesParseBack) {
