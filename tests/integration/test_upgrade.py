@@ -464,7 +464,8 @@ def test_upgrade_under_load():
           % gen1, hu.log_tail(sl, 40))
     check(sl.find_lines("listener web listening on 127.0.0.1:%d (http, 1 virtual hosts)" % port, mark),
           "the new process listens on the same port %d" % port, hu.log_tail(sl, 40))
-    check(sl.find_lines("upgrade: pid %d serves now; this process drains" % gen2, mark),
+    # Logged before the answer, but read from the pipe by another thread (behind under load).
+    check(sl.wait_log("upgrade: pid %d serves now; this process drains" % gen2, 10, mark),
           "the old process logs 'upgrade: pid %d serves now; this process drains'" % gen2, hu.log_tail(sl, 40))
 
     # The idle connection stayed on the old process: its next response closes it.
