@@ -99,6 +99,17 @@ _start_sluice() {
   return 1
 }
 
+# --- sluice_epoll / sluice_io_uring: the same sluice binary on each event backend -------------
+# `bench/run l7 sluice_epoll sluice_io_uring` compares the backends in one interleaved run.
+target_sluice_epoll_unavailable() { target_sluice_unavailable; }
+target_sluice_epoll_version() { echo "$(target_sluice_version) on epoll"; }
+target_sluice_epoll_start() { SLUICE_EVENT_BACKEND=epoll _start_sluice sluice_epoll "$SLUICE_BIN" "$@"; }
+target_sluice_io_uring_unavailable() { target_sluice_unavailable; }
+target_sluice_io_uring_version() { echo "$(target_sluice_version) on io_uring"; }
+target_sluice_io_uring_start() {
+  SLUICE_EVENT_BACKEND=io_uring _start_sluice sluice_io_uring "$SLUICE_BIN" "$@"
+}
+
 # --- sluice_base: another sluice binary (SLUICE_BASE_BIN), e.g. the build before a change ----
 # Runs with the same config templates as sluice, so `bench/run l7 sluice sluice_base` compares
 # two builds in one run, interleaved like any other targets.

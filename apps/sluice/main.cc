@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "config/config_diff.h"
+#include "event/backend.h"
 #include "probe/cli.h"
 #include "reload_cli.h"
 #include "server/handover.h"
@@ -151,6 +152,16 @@ int main(int argc, char** argv) {
     return usage_error("unknown log level '" + level_override + "'");
   }
   log::set_level(level);
+  // Before any Loop: the server's and the workers' loops all use the backend chosen here.
+  auto backend = event::choose_backend((*config)->event.backend);
+  if (!backend) {
+    std::fprintf(stderr, "%s\n", backend.status().message().c_str());
+    if (upgrade_fd >= 0)
+      (void)server::send_line(upgrade_fd, "failed " + backend.status().message());
+    return 1;
+  }
+  LOG_INFO("{}", backend->describe());
+  event::set_process_backend(backend->backend);
   server::Server server(config.value(), config_path);
   if (upgrade_fd >= 0) server.set_upgrade_fd(upgrade_fd);
   return server.run();

@@ -90,6 +90,8 @@ std::string render_config_json(
   out["workers"] = settings.workers;
   out["drain_timeout"] = secs(settings.drain_timeout);
   out["ready_timeout"] = secs(settings.ready_timeout);
+  out["event"] = {{"backend", event::backend_name(settings.event_backend)},
+                  {"in_use", event::backend_name(settings.event_in_use)}};
   json listeners = json::array();
   for (size_t i = 0; i < listener_configs.size(); ++i) {
     const auto& l = *listener_configs[i];
@@ -187,6 +189,18 @@ std::string render_config_json(
   return out.dump(2) + "\n";
 }
 
+std::string render_event_backend_metrics(event::Backend in_use) {
+  std::string out =
+      "# HELP sluice_event_backend The kernel interface the event loops use (1 for the one in "
+      "use).\n"
+      "# TYPE sluice_event_backend gauge\n";
+  for (event::Backend b : {event::Backend::kEpoll, event::Backend::kIoUring}) {
+    out += fmt::format("sluice_event_backend{{backend=\"{}\"}} {}\n", event::backend_name(b),
+                       b == in_use ? 1 : 0);
+  }
+  return out;
+}
+
 std::string render_reload_json(const ReloadOutcome& o) {
   nlohmann::json j;
   using R = ReloadOutcome::Result;
@@ -224,6 +238,7 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     ctx->gather(false, [respond, ctx](MetricsInput& in) {
       std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
       if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
+      if (ctx->view) body += render_event_backend_metrics(ctx->view().settings.event_in_use);
       respond(AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)});
     });
   });

@@ -14,6 +14,7 @@
 #include "admin/lifecycle.h"
 #include "admin/metrics.h"
 #include "base/units.h"
+#include "event/backend.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
@@ -25,7 +26,11 @@ struct ProcessSettings {
   uint32_t workers = 0;
   Duration drain_timeout{0};
   Duration ready_timeout{0};
+  event::Backend event_backend = event::Backend::kAuto;  // as configured
+  event::Backend event_in_use = event::Backend::kEpoll;  // what the loops run on
 };
+// sluice_event_backend{backend="..."}: 1 for the backend in use, 0 for the other.
+std::string render_event_backend_metrics(event::Backend in_use);
 
 // The configuration in force, as the admin API reads it; a reload replaces it.
 struct ConfigView {

@@ -45,7 +45,7 @@ const char* policy_name(upstream::lb::Policy p) {
 std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   auto cfg = std::make_shared<Config>();
   MapReader top(r, root, "",
-                {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "dns",
+                {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "dns", "event",
                  "listeners", "clusters"});
   if (!top.ok()) return cfg;
   if (top.has("workers")) {
@@ -65,6 +65,13 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   top.read_duration("drain_timeout", cfg->drain_timeout);
   top.read_duration("ready_timeout", cfg->ready_timeout);
   if (top.has("dns")) read_dns(r, top.get("dns"), cfg->dns);
+  if (top.has("event")) {
+    MapReader e(r, top.get("event"), "event", {"backend"});
+    static constexpr const char* kBackends[] = {"epoll", "io_uring", "auto"};
+    if (int i = e.ok() ? read_choice(r, e, "backend", kBackends) : -1; i >= 0) {
+      cfg->event.backend = *event::parse_backend(kBackends[i]);
+    }
+  }
   if (top.has("admin")) {
     MapReader a(r, top.get("admin"), "admin", {"address"});
     if (a.ok()) {
@@ -191,6 +198,7 @@ ConfigIssues Config::validate() const {
   c.check_duration("drain_timeout", drain_timeout, Duration{0}, hours(1));
   c.check_duration("ready_timeout", ready_timeout, Duration{0}, hours(1));
   c.nested("dns", dns.validate());
+  c.nested("event", event.validate());
 
   std::map<std::string, size_t> cluster_index;
   bool every_cluster_named = true;  // else "no cluster named" would only echo that error

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "dns/resolver.h"
+#include "event/backend.h"
 #include "proxy/listener_config.h"
 #include "upstream/cluster.h"
 
@@ -29,6 +30,7 @@ struct Config {
   // The operator endpoint (/ready, /live, endpoint drain); absent: not served.
   std::optional<net::Address> admin_address;
   dns::ResolverConfig dns;
+  event::EventConfig event;  // the event backend: read at startup only
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
 

@@ -703,6 +703,12 @@ void diff_settings(Report& report, const Config& a, const Config& b) {
                     "upgrade)",
                     a.workers, b.workers));
   }
+  if (a.event != b.event) {
+    add(
+        fmt::format("event.backend {} -> {}: cannot change in place (needs a restart or a "
+                    "binary upgrade)",
+                    event::backend_name(a.event.backend), event::backend_name(b.event.backend)));
+  }
   if (a.log_level != b.log_level) {
     add(fmt::format("log_level {} -> {} ({})", show(a.log_level), show(b.log_level), kAtOnce));
   }

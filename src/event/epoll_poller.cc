@@ -58,6 +58,8 @@ class EpollPoller final : public Poller {
     ready_ = 0;
   }
 
+  Backend backend() const override { return Backend::kEpoll; }
+
  private:
   Status ctl(int op, int fd, uint32_t interest, IoHandler* handler) {
     epoll_event ev{};

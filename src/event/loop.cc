@@ -7,6 +7,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "event/backend.h"
 
 namespace sluice::event {
 
@@ -38,7 +39,10 @@ class Loop::Wakeup final : public IoHandler {
   int fd_;
 };
 
-Loop::Loop(Clock& clock) : clock_(clock), poller_(make_epoll_poller()), now_(clock.now()) {
+Loop::Loop(Clock& clock) : Loop(clock, Backend::kAuto) {}
+
+Loop::Loop(Clock& clock, Backend backend)
+    : clock_(clock), poller_(make_poller(backend)), now_(clock.now()) {
   wakeup_ = std::make_unique<Wakeup>(*this);
 }
 

@@ -59,12 +59,15 @@ struct LoopStats {
 
 class Loop {
  public:
+  // Uses the process's event backend (event/backend.h), or `backend`.
   explicit Loop(Clock& clock = Clock::steady());
+  Loop(Clock& clock, Backend backend);
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
 
   Poller& poller() { return *poller_; }
+  Backend backend() const { return poller_->backend(); }
   TimerQueue& timers() { return timers_; }
   // The time at the start of the current iteration: cheap, good for timeouts.
   MonoTime now() const { return now_; }

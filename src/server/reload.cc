@@ -85,6 +85,9 @@ admin::ConfigView Server::config_view() const {
   admin::ConfigView v;
   v.keep = config_;
   v.settings = {config_->workers, config_->drain_timeout, config_->ready_timeout};
+  v.settings.event_backend = config_->event.backend;
+  // The main loop's; a worker's differs only when the kernel refused it a ring (logged).
+  v.settings.event_in_use = main_loop_.backend();
   v.listeners = &config_->listeners;
   v.clusters = &config_->clusters;
   // In the configuration's order.
@@ -195,6 +198,11 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   keep(!(next->dns == config_->dns),
        "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;
+  keep(!(next->event == config_->event),
+       fmt::format("warning: event: the event backend changes only with a restart or a binary "
+                   "upgrade; it stays {}",
+                   event::backend_name(config_->event.backend)));
+  next->event = config_->event;
 
   auto plan = std::make_unique<ReloadPlan>();
   // Unchanged blocks keep the running objects: identity then says "unchanged" everywhere.

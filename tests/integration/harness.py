@@ -343,7 +343,7 @@ def run_sluice_cmd(args, timeout=30):
 class Sluice:
     """A running `sluice run -c FILE`; stderr is collected line by line in a thread."""
 
-    def __init__(self, config_text, log_level="debug", nofile=None, ready_timeout=20):
+    def __init__(self, config_text, log_level="debug", nofile=None, ready_timeout=20, env=None):
         self.tmpdir = tempfile.mkdtemp(prefix="sluice-it-")
         # registered before kill: cleanups run in reverse order, so the directory goes after the process
         register_cleanup(lambda: shutil.rmtree(self.tmpdir, ignore_errors=True))
@@ -364,10 +364,14 @@ class Sluice:
         args = [sluice_bin(), "run", "-c", self.config_path]
         if log_level:
             args += ["--log-level", log_level]
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         # keep ASan quiet about the deliberate fd limit and make reports land in stderr
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.args = args
+        # SLUICE_EVENT_BACKEND (epoll, io_uring) runs the suite on that event backend: sluice
+        # reads it itself, and wait_ready() checks that it was used.
+        self.event_backend = env.get("SLUICE_EVENT_BACKEND", "")
+        self.log_level = log_level
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, preexec_fn=preexec, env=env)
         self.pid = self.proc.pid
@@ -462,9 +466,12 @@ class Sluice:
         deadline = time.monotonic() + timeout
         while True:
             if self.find_lines("sluice ready"):
+                self._check_event_backend()
                 return
             if self.proc.poll() is not None:
                 self._t_err.join(2)
+                if self.find_lines("event.backend: io_uring is not available: "):
+                    raise Skip("io_uring is not available here: " + self.stderr_text().strip())
                 raise CheckFailed_with("sluice exited with %s before 'sluice ready'" % self.proc.returncode,
                                        self.stderr_text())
             if time.monotonic() > deadline:
@@ -472,6 +479,14 @@ class Sluice:
                                        self.stderr_text())
             with self._cv:
                 self._cv.wait(0.05)
+
+    def _check_event_backend(self):
+        if self.event_backend not in ("epoll", "io_uring") or self.log_level not in ("debug", "info"):
+            return
+        want = "event backend: " + self.event_backend
+        if not self.find_lines(lambda l: l.endswith("] " + want)):
+            raise CheckFailed_with("SLUICE_EVENT_BACKEND=%s but no '%s' line" % (self.event_backend, want),
+                                   self.stderr_text())
 
     def port(self, name="tcp_in"):
         if name not in self.ports:

@@ -849,7 +849,8 @@ def test_second_upgrade_while_draining():
         check(status == 500 and body == {"result": "failed", "pid": 0, "error": why},
               'a second POST /upgrade: 500 {"result": "failed", "pid": 0, "error": "%s"}' % why,
               "%d %r" % (status, body))
-        check(sl.find_lines("upgrade refused: " + why, mark), "logged 'upgrade refused: %s'" % why,
+        # The line is written before the answer, but read from the pipe by another thread.
+        check(sl.wait_log("upgrade refused: " + why, 5, mark), "logged 'upgrade refused: %s'" % why,
               hu.log_tail(sl, 20))
         mark = sl.line_count()
         os.kill(gen2, signal.SIGUSR2)

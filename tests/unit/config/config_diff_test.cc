@@ -99,6 +99,12 @@ TEST(ConfigDiff, ListenersRoutesClustersAndWorkersInThatOrder) {
             }));
 }
 
+TEST(ConfigDiff, EventBackendNeedsARestart) {
+  EXPECT_EQ(diff(kBase, "event:\n  backend: io_uring\n" + std::string(kBase)),
+            (Lines{"event.backend auto -> io_uring: cannot change in place (needs a restart or a "
+                   "binary upgrade)"}));
+}
+
 TEST(ConfigDiff, AListenerOnAnotherAddressIsRemovedAndAdded) {
   std::string after = replace(kBase, "127.0.0.1:7000", "127.0.0.1:7001");
   after = replace(after, "drain_timeout: 5s", "drain_timeout: 10s");

@@ -133,6 +133,23 @@ TEST(Config, UnknownProtocolAndLogLevel) {
             "test.yaml:1:12: log_level: expected one of: debug, info, warn, error, got 'loud'");
 }
 
+TEST(Config, EventBackend) {
+  auto plain = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().message();
+  EXPECT_EQ((*plain)->event.backend, event::Backend::kAuto);
+  for (auto [text, backend] :
+       {std::pair{"epoll", event::Backend::kEpoll}, std::pair{"io_uring", event::Backend::kIoUring},
+        std::pair{"auto", event::Backend::kAuto}}) {
+    auto r = load_string(std::string("event:\n  backend: ") + text + "\n" + kGood, "test.yaml");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ((*r)->event.backend, backend) << text;
+  }
+  EXPECT_EQ(error_of(std::string("event:\n  backend: kqueue\n") + kGood),
+            "test.yaml:2:12: event.backend: expected one of: epoll, io_uring, auto, got 'kqueue'");
+  EXPECT_EQ(error_of(std::string("event:\n  ring: 4\n") + kGood),
+            "test.yaml:2:3: event.ring: unknown key (expected one of: backend)");
+}
+
 TEST(Config, ClusterProtocolRules) {
   EXPECT_EQ(error_of(replace(kGood, "    connect_timeout: 1s\n", "    protocol: h3\n")),
             "test.yaml:10:15: clusters[0].protocol: expected one of: http1, http2, auto, got 'h3'");
