@@ -96,7 +96,7 @@ std::string render_config_json(
     json j;
     j["name"] = l.name;
     j["address"] = i < addresses.size() ? addresses[i].second : l.address.to_string();
-    j["protocol"] = l.protocol == proxy::Protocol::kHttp ? "http" : "tcp";
+    j["protocol"] = proxy::to_string(l.protocol);
     j["max_connections"] = l.max_connections;
     if (l.protocol == proxy::Protocol::kTcp) {
       j["cluster"] = l.cluster;
@@ -213,9 +213,9 @@ std::string render_upgrade_json(const UpgradeOutcome& o) {
 void register_admin_api(AdminServer& server, AdminContext context) {
   auto ctx = std::make_shared<const AdminContext>(std::move(context));
   server.handle_sync("/live", [](const AdminRequest&) { return text(200, "live\n"); });
-  server.handle_sync(
-      "/ready", [ctx](const AdminRequest&) { return ready_response(ctx->lifecycle->state(), ctx->lifecycle->replaced());
-      });
+  server.handle_sync("/ready", [ctx](const AdminRequest&) {
+    return ready_response(ctx->lifecycle->state(), ctx->lifecycle->replaced());
+  });
   server.handle_sync("/clusters/", [ctx](const AdminRequest& req) {
     ConfigView view = ctx->view();
     return endpoint_drain(req, *view.clusters, *ctx->health);

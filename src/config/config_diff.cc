@@ -44,7 +44,7 @@ std::string show(log::Level l) {
   return kNames[static_cast<int>(l)];
 }
 std::string show(proxy::Protocol p) {
-  return p == proxy::Protocol::kHttp ? "http" : "tcp";
+  return proxy::to_string(p);
 }
 std::string show(ListenerConfig::HashKey k) {
   return k == ListenerConfig::HashKey::kSourceIp ? "source_ip" : "source_ip_port";

@@ -65,7 +65,10 @@ bool same_listener(const proxy::ListenerConfig& a, const proxy::ListenerConfig& 
 // Whether the listening sockets can stay: what they were bound and set up with is the same.
 // (A new backlog is applied to the same sockets: listen() again.)
 bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
-  return a.address == b.address && a.socket_options == b.socket_options;
+  // A UDP listener's sockets are not a TCP listener's, nor a STUN listener's a UDP proxy's.
+  bool same_kind = proxy::is_datagram(a.protocol) == proxy::is_datagram(b.protocol) &&
+                   (!proxy::is_datagram(a.protocol) || a.protocol == b.protocol);
+  return same_kind && a.address == b.address && a.socket_options == b.socket_options;
 }
 
 template <typename T>

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""The UDP proxy (`protocol: udp`) against real peers on loopback: a UDP echo backend whose
+answers come back to each of many concurrent client sockets unchanged and counted exactly;
+DNS through sluice to nsd with max_responses 1 ending each session on its answer; an idle
+session closed after idle_timeout and logged with its counts; max_sessions,
+max_sessions_per_source and max_datagram_size dropping datagrams and counting them;
+round_robin spreading sessions over two endpoints; an endpoint with nothing listening
+(ICMP port unreachable) ending its session as upstream_error."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check  # noqa: E402
+import dns_server  # noqa: E402
+import udp_util as uu  # noqa: E402
+
+
+def udp_listener(name="udp_in", cluster="backends", **udp):
+    lst = {"name": name, "address": "127.0.0.1:0", "protocol": "udp", "cluster": cluster}
+    if udp:
+        lst["udp"] = udp
+    return lst
+
+
+def cluster(endpoints, name="backends", **kw):
+    c = {"name": name, "endpoints": [{"address": e} for e in endpoints]}
+    c.update(kw)
+    return c
+
+
+def case_echo_many_sessions():
+    echo = uu.UdpEcho(prefix=b"echo:")
+    sl, ap = uu.start([udp_listener()], [cluster([echo.address])], workers=2)
+    port = sl.port("udp_in")
+    clients = [uu.client() for _ in range(20)]
+    bad = []
+    sent_bytes = 0
+    for round_ in range(5):
+        for i, c in enumerate(clients):
+            payload = ("client %d datagram %d " % (i, round_)).encode() + bytes([i]) * (i * 10)
+            sent_bytes += len(payload)
+            got = uu.exchange(c, port, payload)
+            if got != b"echo:" + payload:
+                bad.append((i, round_, got))
+    check(not bad, "100 datagrams from 20 client sockets each came back as the backend echoed them",
+          repr(bad[:3]))
+    check(len(echo.peers) == 20, "the backend saw 20 distinct upstream sockets, one per session (%d)" %
+          len(echo.peers))
+    m = uu.metrics(ap, "sluice_udp")
+    lbl = frozenset({("listener", "udp_in")})
+    get = lambda name, **kw: m.get((name, lbl | frozenset(kw.items())))  # noqa: E731
+    check(get("sluice_udp_sessions_total") == 20, "sluice_udp_sessions_total == 20 (%r)" %
+          get("sluice_udp_sessions_total"))
+    check(get("sluice_udp_datagrams_total", direction="upstream") == 100 and
+          get("sluice_udp_datagrams_total", direction="downstream") == 100,
+          "sluice_udp_datagrams_total: 100 each way")
+    check(get("sluice_udp_bytes_total", direction="upstream") == sent_bytes and
+          get("sluice_udp_bytes_total", direction="downstream") == sent_bytes + 5 * 100,
+          "sluice_udp_bytes_total: %d up, %d down (the 5-byte prefix on each answer)" %
+          (sent_bytes, sent_bytes + 500))
+    active = uu.sample(ap, "sluice_listener_connections_active", listener="udp_in")
+    check(active == 20, "sluice_listener_connections_active counts the 20 open sessions (%r)" % active)
+    check(get("sluice_udp_batches_total", call="recvmmsg") >= 1, "the listener socket is read with recvmmsg")
+    sl.stop()
+
+
+def case_dns_through_sluice_max_responses():
+    if not dns_server.nsd_available():
+        raise harness.Skip("nsd is not installed")
+    ns = dns_server.NsdServer(["api IN A 192.0.2.7", "www IN A 192.0.2.8"])
+    harness.register_cleanup(ns.stop)
+    sl, ap = uu.start([udp_listener(max_responses=1, idle_timeout="60s")], [cluster([ns.address])])
+    server = "127.0.0.1:%d" % sl.port("udp_in")
+    a = dns_server.query(server, "api.test.sluice", "A", timeout=5)
+    check(a is not None and a[0] == "NOERROR" and [r[3] for r in a[1]] == ["192.0.2.7"],
+          "an A query through sluice gets nsd's answer 192.0.2.7", repr(a))
+    closed = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 1, listener="udp_in",
+                            reason="max_responses")
+    check(closed == 1, "the session ended on its first answer (max_responses: 1), not on its idle "
+          "timeout (%r)" % closed)
+    b = dns_server.query(server, "www.test.sluice", "A", timeout=5)
+    check(b is not None and [r[3] for r in b[1]] == ["192.0.2.8"], "a second query gets 192.0.2.8",
+          repr(b))
+    closed = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 2, listener="udp_in",
+                            reason="max_responses")
+    check(closed == 2 and uu.sample(ap, "sluice_udp_sessions_total", listener="udp_in") == 2,
+          "two queries, two sessions, both ended by max_responses")
+    check(uu.sample(ap, "sluice_listener_connections_active", listener="udp_in") == 0,
+          "no session stays open")
+    sl.stop()
+
+
+def case_idle_timeout_and_access_log():
+    echo = uu.UdpEcho()
+    d = harness.tempfile.mkdtemp(prefix="sluice-udp-")
+    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
+    log_path = os.path.join(d, "access.log")
+    lst = udp_listener(idle_timeout="300ms")
+    lst["access_log"] = {"path": log_path}
+    sl, ap = uu.start([lst], [cluster([echo.address])])
+    port = sl.port("udp_in")
+    c = uu.client()
+    check(uu.exchange(c, port, b"hello") == b"hello", "the first datagram is echoed")
+    check(uu.exchange(c, port, b"again!") == b"again!", "the second datagram too")
+    closed = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 1, listener="udp_in",
+                            reason="idle_timeout")
+    check(closed == 1, "the quiet session is closed by its 300 ms idle timeout (%r)" % closed)
+    lines = harness.wait_until(lambda: open(log_path).read().splitlines() if os.path.exists(log_path) else [], 5)
+    check(len(lines) == 1, "one access-log line for the session", repr(lines))
+    rec = json.loads(lines[0])
+    want = {"listener": "udp_in", "protocol": "udp", "cluster": "backends", "endpoint": echo.address,
+            "close_reason": "idle_timeout", "datagrams_to_upstream": 2, "datagrams_to_downstream": 2,
+            "bytes_to_upstream": 11, "bytes_to_downstream": 11,
+            "downstream": "127.0.0.1:%d" % c.getsockname()[1]}
+    got = {k: rec.get(k) for k in want}
+    check(got == want, "the line names the session's addresses, counts and close reason", repr(rec))
+    check(rec["timings_us"]["duration"] >= 300000, "its duration covers the idle timeout (%d us)" %
+          rec["timings_us"]["duration"])
+    check(uu.exchange(c, port, b"back") == b"back", "the same client socket later opens a new session")
+    check(uu.sample(ap, "sluice_udp_sessions_total", listener="udp_in") == 2, "sluice_udp_sessions_total == 2")
+    sl.stop()
+
+
+def case_limits_drop_and_count():
+    echo = uu.UdpEcho()
+    lst = udp_listener(max_sessions=3, max_sessions_per_source=2, max_datagram_size=100)
+    sl, ap = uu.start([lst], [cluster([echo.address])])
+    port = sl.port("udp_in")
+    a, b, c = uu.client(), uu.client(), uu.client()
+    check(uu.exchange(a, port, b"a") == b"a" and uu.exchange(b, port, b"b") == b"b",
+          "two sessions from 127.0.0.1 are served")
+    c.sendto(b"c", ("127.0.0.1", port))
+    got = uu.wait_sample(ap, "sluice_udp_datagrams_dropped_total", 1, listener="udp_in",
+                         reason="max_sessions_per_source")
+    check(got == 1, "a third from the same address is dropped: max_sessions_per_source (%r)" % got)
+    check(uu.exchange(a, port, b"x" * 100) == b"x" * 100, "a 100-byte datagram (max_datagram_size) passes")
+    a.sendto(b"y" * 101, ("127.0.0.1", port))
+    got = uu.wait_sample(ap, "sluice_udp_datagrams_dropped_total", 1, listener="udp_in", reason="too_large")
+    check(got == 1, "a 101-byte datagram is dropped and counted as too_large (%r)" % got)
+    # max_sessions 3: a third source address (127.0.0.2) gets one, a fourth (127.0.0.3) not.
+    d = uu.client("127.0.0.2")
+    check(uu.exchange(d, port, b"d") == b"d", "a session from 127.0.0.2 is the third of max_sessions 3")
+    e = uu.client("127.0.0.3")
+    e.sendto(b"e", ("127.0.0.1", port))
+    got = uu.wait_sample(ap, "sluice_udp_datagrams_dropped_total", 1, listener="udp_in", reason="max_sessions")
+    check(got == 1, "a fourth session is dropped and counted: max_sessions (%r)" % got)
+    check(echo.received == 4, "the backend received exactly the 4 datagrams that passed (%d)" % echo.received)
+    sl.stop()
+
+
+def case_round_robin_over_endpoints():
+    one, two = uu.UdpEcho(prefix=b"one:"), uu.UdpEcho(prefix=b"two:")
+    sl, ap = uu.start([udp_listener()], [cluster([one.address, two.address], lb_policy="round_robin")])
+    port = sl.port("udp_in")
+    seen = []
+    for i in range(6):
+        c = uu.client()
+        for k in range(3):  # a session stays on its endpoint
+            seen.append((i, uu.exchange(c, port, b"%d" % k)[:4]))
+    by_client = {}
+    for i, who in seen:
+        by_client.setdefault(i, set()).add(who)
+    check(all(len(v) == 1 for v in by_client.values()), "each session's datagrams all go to one endpoint",
+          repr(by_client))
+    firsts = [next(iter(v)) for _, v in sorted(by_client.items())]
+    check(firsts.count(b"one:") == 3 and firsts.count(b"two:") == 3,
+          "round_robin gives 3 of 6 sessions to each endpoint", repr(firsts))
+    sl.stop()
+
+
+def case_upstream_gone():
+    holder = uu.UdpEcho()
+    address = holder.address
+    holder.stop()  # nothing listens there now: the kernel answers ICMP port unreachable
+    sl, ap = uu.start([udp_listener()], [cluster([address])])
+    port = sl.port("udp_in")
+    c = uu.client()
+    c.sendto(b"anyone?", ("127.0.0.1", port))
+    got = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 1, listener="udp_in",
+                         reason="upstream_error")
+    check(got == 1, "the session to an endpoint with nothing listening ends as upstream_error (%r)" % got)
+    check(uu.sample(ap, "sluice_listener_connections_active", listener="udp_in") == 0, "and is gone")
+    sl.stop()
+
+
+BAD_CONFIG = """\
+listeners:
+  - name: u
+    address: 127.0.0.1:0
+    protocol: udp
+    cluster: backends
+    splice: false
+    udp: {max_datagram_size: 70000, session_key: port}
+clusters:
+  - name: backends
+    endpoints: [{address: 127.0.0.1:9}]
+"""
+
+
+def case_config_errors_are_located():
+    d = harness.tempfile.mkdtemp(prefix="sluice-udp-")
+    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
+    path = os.path.join(d, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(BAD_CONFIG)
+    r = harness.run_sluice_cmd(["check", "-c", path])
+    check(r.returncode == 1, "sluice check refuses the file (exit %d)" % r.returncode)
+    want = [
+        path + ":6:13: listeners[0].splice: not for protocol: udp (session settings go in the udp block)",
+        path + ":7:30: listeners[0].udp.max_datagram_size: expected a size from 1 to 65507 bytes, got 70000",
+        path + ":7:50: listeners[0].udp.session_key: expected one of: source_ip_port, source_ip, got 'port'",
+    ]
+    got = (r.stdout + r.stderr).splitlines()
+    check(got == want, "each error is located at its key", "\n".join(got))
+
+
+if __name__ == "__main__":
+    harness.run_cases([case_echo_many_sessions, case_dns_through_sluice_max_responses,
+                       case_idle_timeout_and_access_log, case_limits_drop_and_count,
+                       case_round_robin_over_endpoints, case_upstream_gone,
+                       case_config_errors_are_located])
