@@ -164,7 +164,7 @@ def case_errors_and_drops():
     check(m.get(("sluice_stun_responses_total", lbl | {("status", "420")})) == 1 and
           m.get(("sluice_stun_responses_total", lbl | {("status", "400")})) == 1,
           "one 420 and one 400 counted")
-    sl.stop()
+    harness.check_clean_exit(sl, sl.stop())
 
 
 def case_rate_limit_per_source():

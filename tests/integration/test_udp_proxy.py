@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check  # noqa: E402
 import dns_server  # noqa: E402
+import http_util as hu  # noqa: E402
 import udp_util as uu  # noqa: E402
 
 
@@ -64,7 +65,8 @@ def case_echo_many_sessions():
     active = uu.sample(ap, "sluice_listener_connections_active", listener="udp_in")
     check(active == 20, "sluice_listener_connections_active counts the 20 open sessions (%r)" % active)
     check(get("sluice_udp_batches_total", call="recvmmsg") >= 1, "the listener socket is read with recvmmsg")
-    sl.stop()
+    # The 20 sessions are still open: the drain closes them at its deadline.
+    harness.check_clean_exit(sl, sl.stop(), "sluice exits 0 on SIGTERM with 20 sessions open")
 
 
 def case_dns_through_sluice_max_responses():
@@ -186,6 +188,29 @@ def case_upstream_gone():
     sl.stop()
 
 
+def case_reload_changes_settings_in_place():
+    echo = uu.UdpEcho()
+    clusters = [cluster([echo.address])]
+    sl, ap = uu.start([udp_listener(idle_timeout="60s")], clusters)
+    port = sl.port("udp_in")
+    old = uu.client()
+    check(uu.exchange(old, port, b"before") == b"before", "a session opened before the reload")
+    with open(sl.config_path + ".tmp", "w") as f:
+        f.write(uu.config([udp_listener(idle_timeout="60s", max_responses=1)], clusters))
+    os.replace(sl.config_path + ".tmp", sl.config_path)
+    r = hu.request_once(ap, "POST", "/reload", body=b"", host="admin", timeout=20)
+    reply = json.loads(r.body)
+    check(r.status == 200 and reply.get("result") == "applied", "the reload is applied", r.body.decode())
+    new = uu.client()
+    check(uu.exchange(new, port, b"after") == b"after", "a session opened after it is served on the same socket")
+    closed = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 1, listener="udp_in", reason="max_responses")
+    check(closed == 1, "the new session follows the new max_responses: 1 (%r)" % closed)
+    check(uu.exchange(old, port, b"still") == b"still" and
+          uu.sample(ap, "sluice_udp_sessions_total", listener="udp_in") == 2,
+          "the session from before keeps its settings and its upstream socket")
+    sl.stop()
+
+
 BAD_CONFIG = """\
 listeners:
   - name: u
@@ -221,4 +246,5 @@ if __name__ == "__main__":
     harness.run_cases([case_echo_many_sessions, case_dns_through_sluice_max_responses,
                        case_idle_timeout_and_access_log, case_limits_drop_and_count,
                        case_round_robin_over_endpoints, case_upstream_gone,
+                       case_reload_changes_settings_in_place,
                        case_config_errors_are_located])
