@@ -173,6 +173,21 @@ def case_round_robin_over_endpoints():
     sl.stop()
 
 
+def case_drained_endpoint_is_not_picked():
+    one, two = uu.UdpEcho(prefix=b"one:"), uu.UdpEcho(prefix=b"two:")
+    sl, ap = uu.start([udp_listener()], [cluster([one.address, two.address], lb_policy="round_robin",
+                                                 panic_threshold=0)])
+    port = sl.port("udp_in")
+    r = hu.request_once(ap, "POST", "/clusters/backends/endpoints/%s/drain" % one.address, body=b"",
+                        host="admin", timeout=10)
+    check(r.status == 200, "the admin API drains endpoint one", r.describe())
+    check(sl.wait_log("cluster backends: endpoint %s draining: no new requests" % one.address, 5),
+          "the worker has the snapshot with endpoint one draining")
+    got = [uu.exchange(uu.client(), port, b"x") for _ in range(4)]
+    check(got == [b"two:x"] * 4, "4 new sessions all go to the usable endpoint two", repr(got))
+    sl.stop()
+
+
 def case_upstream_gone():
     holder = uu.UdpEcho()
     address = holder.address
@@ -246,5 +261,5 @@ if __name__ == "__main__":
     harness.run_cases([case_echo_many_sessions, case_dns_through_sluice_max_responses,
                        case_idle_timeout_and_access_log, case_limits_drop_and_count,
                        case_round_robin_over_endpoints, case_upstream_gone,
-                       case_reload_changes_settings_in_place,
+                       case_reload_changes_settings_in_place, case_drained_endpoint_is_not_picked,
                        case_config_errors_are_located])
