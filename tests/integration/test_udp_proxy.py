@@ -153,6 +153,46 @@ def case_limits_drop_and_count():
     sl.stop()
 
 
+def case_flood_of_sources_costs_a_bounded_table():
+    echo = uu.UdpEcho()
+    lst = udp_listener(max_sessions=40, idle_timeout="60s")
+    sl, ap = uu.start([lst], [cluster([echo.address])])
+    port = sl.port("udp_in")
+    fds_before = sl.open_fds()
+    # 200 sources (127.0.1.1 .. 127.0.1.200 on the loopback /8), one datagram each.
+    socks = [uu.client("127.0.1.%d" % i) for i in range(1, 201)]
+    for s_ in socks:
+        s_.sendto(b"flood", ("127.0.0.1", port))
+    dropped = uu.wait_sample(ap, "sluice_udp_datagrams_dropped_total", 160, listener="udp_in",
+                             reason="max_sessions")
+    check(dropped == 160, "160 of 200 sources dropped and counted: max_sessions (%r)" % dropped)
+    check(uu.sample(ap, "sluice_udp_sessions_total", listener="udp_in") == 40 and
+          uu.sample(ap, "sluice_listener_connections_active", listener="udp_in") == 40,
+          "exactly 40 sessions exist")
+    # The admin connections of the scrapes above close on their own time: wait for them.
+    fds = harness.wait_until(lambda: sl.open_fds() if sl.open_fds() - fds_before == 40 else 0, 5) or sl.open_fds()
+    check(fds - fds_before == 40, "one upstream socket per session, nothing for the dropped "
+          "sources (%d descriptors more)" % (fds - fds_before))
+    harness.wait_until(lambda: echo.received >= 40, 5)
+    check(echo.received == 40, "the backend saw 40 datagrams (%d)" % echo.received)
+    sl.stop()
+
+
+def case_ipv6_clients():
+    if not dns_server.ipv6_loopback_works():
+        raise harness.Skip("no IPv6 loopback")
+    backend = uu.UdpEcho(prefix=b"v4:")
+    sl, ap = uu.start([udp_listener(), dict(udp_listener(name="udp6"), address="[::1]:0")],
+                      [cluster([backend.address])])
+    c = uu.client("::1")
+    c.sendto(b"over v6", ("::1", sl.port("udp6")))
+    data, peer = c.recvfrom(2048)
+    check(data == b"v4:over v6" and peer[0] == "::1" and peer[1] == sl.port("udp6"),
+          "an IPv6 client's datagram reaches an IPv4 endpoint and the answer comes from [::1]:%d" %
+          sl.port("udp6"), repr((data, peer)))
+    sl.stop()
+
+
 def case_round_robin_over_endpoints():
     one, two = uu.UdpEcho(prefix=b"one:"), uu.UdpEcho(prefix=b"two:")
     sl, ap = uu.start([udp_listener()], [cluster([one.address, two.address], lb_policy="round_robin")])
@@ -262,4 +302,5 @@ if __name__ == "__main__":
                        case_idle_timeout_and_access_log, case_limits_drop_and_count,
                        case_round_robin_over_endpoints, case_upstream_gone,
                        case_reload_changes_settings_in_place, case_drained_endpoint_is_not_picked,
+                       case_flood_of_sources_costs_a_bounded_table, case_ipv6_clients,
                        case_config_errors_are_located])
