@@ -46,6 +46,9 @@ std::string show(log::Level l) {
 std::string show(proxy::Protocol p) {
   return proxy::to_string(p);
 }
+std::string show(proxy::udp::UdpOptions::SessionKey k) {
+  return proxy::udp::kSessionKeyNames[static_cast<size_t>(k)];
+}
 std::string show(ListenerConfig::HashKey k) {
   return k == ListenerConfig::HashKey::kSourceIp ? "source_ip" : "source_ip_port";
 }
@@ -447,6 +450,21 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
            kNewConnections);
   }
   diff_http2(report, d, a, b);
+  // Datagram listeners: sessions (udp) keep the settings they started with.
+  constexpr std::string_view kNewSessions = "new sessions only";
+  d.value("udp.session_key", AT(udp.session_key), kNewSessions);
+  d.value("udp.idle_timeout", AT(udp.idle_timeout), kNewSessions);
+  d.value("udp.max_responses", AT(udp.max_responses), kNewSessions);
+  d.value("udp.max_sessions", AT(udp.max_sessions), kNewSessions);
+  d.value("udp.max_sessions_per_source", AT(udp.max_sessions_per_source), kNewSessions);
+  d.value("udp.max_datagram_size", AT(udp.max_datagram_size), kNewSessions);
+  d.value("stun.software", AT(stun.software), kAtOnce);
+  d.value("stun.rate_limit", AT(stun.rate_limit),
+          "applies at once; the rate-limit table starts afresh");
+  d.value("stun.rate_burst", AT(stun.rate_burst),
+          "applies at once; the rate-limit table starts afresh");
+  d.value("stun.max_sources", AT(stun.max_sources),
+          "applies at once; the rate-limit table starts afresh");
   // Reported in their own sections.
   d.skip(AT(http.virtual_hosts));
   d.skip(AT(tls));
