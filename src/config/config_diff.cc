@@ -503,8 +503,11 @@ void diff_listeners(Report& report, const Config& before, const Config& after) {
     const ListenerConfig* a = find_listener(before, b->name);
     if (!a) {
       added(*b);
-    } else if (!(a->address == b->address)) {
-      // Another address is another socket.
+    } else if (!(a->address == b->address) ||
+               (a->protocol != b->protocol &&
+                (proxy::is_datagram(a->protocol) || proxy::is_datagram(b->protocol)))) {
+      // Another address is another socket; so is a UDP socket for a TCP one, and a udp
+      // listener's for a stun listener's.
       removed(*a);
       added(*b);
     } else if (!same_listener(*a, *b)) {

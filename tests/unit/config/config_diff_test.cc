@@ -157,6 +157,14 @@ TEST(ConfigDiff, DatagramListenerSettings) {
                 "listener stun: stun.rate_limit 20 -> 5 (applies at once; the rate-limit table "
                 "starts afresh)",
             }));
+  // Another protocol on a UDP socket is another socket.
+  std::string tcp = replace(before, "    protocol: udp\n", "    protocol: tcp\n");
+  EXPECT_EQ(diff(before, tcp),
+            (Lines{
+                "listener dns: removed from 127.0.0.1:5353: stops accepting, its connections "
+                "drain (drain_timeout 5s)",
+                "listener dns: added on 127.0.0.1:5353: will bind",
+            }));
 }
 
 TEST(ConfigDiff, VirtualHostsAndRoutes) {
