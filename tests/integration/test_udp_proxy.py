@@ -65,6 +65,15 @@ def case_echo_many_sessions():
     active = uu.sample(ap, "sluice_listener_connections_active", listener="udp_in")
     check(active == 20, "sluice_listener_connections_active counts the 20 open sessions (%r)" % active)
     check(get("sluice_udp_batches_total", call="recvmmsg") >= 1, "the listener socket is read with recvmmsg")
+    cfg = json.loads(hu.request_once(ap, "GET", "/config", host="admin", timeout=5).body)
+    l0 = cfg["listeners"][0]
+    check(l0["protocol"] == "udp" and l0["cluster"] == "backends" and
+          l0["udp"] == {"session_key": "source_ip_port", "idle_timeout": "60s", "max_responses": 0,
+                        "max_sessions": 10000, "max_sessions_per_source": 256, "max_datagram_size": 4096},
+          "GET /config shows the udp listener and its settings", json.dumps(l0))
+    lj = json.loads(hu.request_once(ap, "GET", "/listeners", host="admin", timeout=5).body)[0]
+    check(lj["protocol"] == "udp" and lj["sessions"] == 20 and lj["active_connections"] == 20,
+          "GET /listeners shows the udp listener's counters", json.dumps(lj))
     # The 20 sessions are still open: the drain closes them at its deadline.
     harness.check_clean_exit(sl, sl.stop(), "sluice exits 0 on SIGTERM with 20 sessions open")
 
