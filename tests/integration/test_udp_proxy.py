@@ -9,6 +9,8 @@ round_robin spreading sessions over two endpoints; an endpoint with nothing list
 
 import json
 import os
+import socket
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +71,8 @@ def case_echo_many_sessions():
     l0 = cfg["listeners"][0]
     check(l0["protocol"] == "udp" and l0["cluster"] == "backends" and
           l0["udp"] == {"session_key": "source_ip_port", "idle_timeout": "60s", "max_responses": 0,
-                        "max_sessions": 10000, "max_sessions_per_source": 256, "max_datagram_size": 4096},
+                        "max_sessions": 10000, "max_sessions_per_source": 256, "max_datagram_size": 4096,
+                        "proxy_protocol": False},
           "GET /config shows the udp listener and its settings", json.dumps(l0))
     lj = json.loads(hu.request_once(ap, "GET", "/listeners", host="admin", timeout=5).body)[0]
     check(lj["protocol"] == "udp" and lj["sessions"] == 20 and lj["active_connections"] == 20,
@@ -237,6 +240,23 @@ def case_drained_endpoint_is_not_picked():
     sl.stop()
 
 
+def case_proxy_protocol_v2_header():
+    echo = uu.UdpEcho()  # echoes the header back, so the client can read what the endpoint got
+    sl, ap = uu.start([udp_listener(proxy_protocol=True)], [cluster([echo.address])])
+    port = sl.port("udp_in")
+    c = uu.client()
+    got = uu.exchange(c, port, b"payload")
+    want = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x12, 0, 12]) +
+            socket.inet_aton("127.0.0.1") + socket.inet_aton("127.0.0.1") +
+            struct.pack("!HH", c.getsockname()[1], port) + b"payload")
+    check(got == want, "the endpoint gets a PROXY v2 header (UDP over IPv4, client %s, listener port %d) "
+          "before each datagram" % (c.getsockname(), port), repr(got))
+    check(uu.exchange(c, port, b"2nd") == want[:28] + b"2nd", "and before the next one too")
+    check(uu.sample(ap, "sluice_udp_bytes_total", listener="udp_in", direction="upstream") == 10,
+          "the header is not counted as payload bytes")
+    sl.stop()
+
+
 def case_upstream_gone():
     holder = uu.UdpEcho()
     address = holder.address
@@ -312,4 +332,5 @@ if __name__ == "__main__":
                        case_round_robin_over_endpoints, case_upstream_gone,
                        case_reload_changes_settings_in_place, case_drained_endpoint_is_not_picked,
                        case_flood_of_sources_costs_a_bounded_table, case_ipv6_clients,
+                       case_proxy_protocol_v2_header,
                        case_config_errors_are_located])

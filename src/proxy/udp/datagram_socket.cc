@@ -68,6 +68,29 @@ size_t AddressKeyHash::operator()(const AddressKey& k) const {
   return static_cast<size_t>(h ^ (h >> 32));
 }
 
+std::vector<uint8_t> proxy_v2_header(const net::Address& client, const net::Address& listener) {
+  // The v2 signature, then version 2 / command PROXY, then the family and transport.
+  static constexpr uint8_t kSignature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                             0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+  bool v6 = client.family() == AF_INET6;
+  size_t ip = v6 ? 16 : 4;
+  std::vector<uint8_t> h(16 + 2 * ip + 4);
+  std::memcpy(h.data(), kSignature, sizeof kSignature);
+  h[12] = 0x21;
+  h[13] = v6 ? 0x22 : 0x12;  // AF_INET6 or AF_INET, over DGRAM
+  h[14] = static_cast<uint8_t>((h.size() - 16) >> 8);
+  h[15] = static_cast<uint8_t>(h.size() - 16);
+  AddressKey src = address_key(client, true);
+  AddressKey dst = address_key(listener, true);
+  std::memcpy(&h[16], src.ip.data(), ip);
+  std::memcpy(&h[16 + ip], dst.ip.data(), ip);
+  h[16 + 2 * ip] = static_cast<uint8_t>(src.port >> 8);
+  h[17 + 2 * ip] = static_cast<uint8_t>(src.port);
+  h[18 + 2 * ip] = static_cast<uint8_t>(dst.port >> 8);
+  h[19 + 2 * ip] = static_cast<uint8_t>(dst.port);
+  return h;
+}
+
 void DatagramBatch::allocate() {
   if (buffer_.empty()) buffer_.resize(kSlots * slot());
 }

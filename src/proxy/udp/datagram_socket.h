@@ -37,6 +37,10 @@ struct AddressKey {
 };
 AddressKey address_key(const net::Address& a, bool with_port);
 
+// The PROXY protocol v2 header (PROXY command, UDP over the addresses' family) saying that
+// `client` sent to `listener`: 28 bytes for IPv4, 52 for IPv6. Both of one family.
+std::vector<uint8_t> proxy_v2_header(const net::Address& client, const net::Address& listener);
+
 // Hashes keys with a per-process random seed, so that a client cannot pick sources that
 // all land in one bucket.
 struct AddressKeyHash {

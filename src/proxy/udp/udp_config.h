@@ -27,6 +27,10 @@ struct UdpOptions {
   uint32_t max_sessions_per_source = 256;
   // Datagrams larger than this (either way) are dropped and counted.
   uint32_t max_datagram_size = 4096;
+  // Each datagram to the upstream starts with a PROXY protocol v2 header (PROXY command,
+  // UDP over IPv4 or IPv6) naming the client and the listener's address, so the endpoint
+  // sees who sent it. Not counted in max_datagram_size nor in the byte counters.
+  bool proxy_protocol = false;
 
   static constexpr uint32_t kMaxDatagram = 65507;  // IPv4's largest UDP payload
 

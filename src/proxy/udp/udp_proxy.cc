@@ -16,7 +16,9 @@ UdpProxy::UdpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> conf
       socket_(std::move(socket)),
       active_sessions_(std::move(active_sessions)),
       in_(config_->udp.max_datagram_size),
-      out_(config_->udp.max_datagram_size) {}
+      out_(config_->udp.max_datagram_size) {
+  if (auto a = net::local_address(socket_.get())) local_ = *a;
+}
 
 UdpProxy::~UdpProxy() {
   loop_.cancel_iteration_end(this);
@@ -142,6 +144,7 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
   auto session =
       std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*fd), source, key,
                                    generation(), stats_, static_cast<SessionCallbacks&>(*this));
+  if (o.proxy_protocol) session->set_listener_address(local_);
   if (Status s = session->start(); !s) {
     active_sessions_->fetch_sub(1);
     return refuse(stats_.dropped_send_failed, s.message().c_str());

@@ -79,6 +79,7 @@ class UdpProxy final : public ProxyListener,
   std::shared_ptr<const ListenerConfig> config_;
   upstream::Cluster* cluster_;
   net::Fd socket_;
+  net::Address local_;  // the socket's address (the PROXY header's destination)
   std::shared_ptr<std::atomic<uint32_t>> active_sessions_;
   bool reading_ = false;
   bool draining_ = false;

@@ -1,6 +1,7 @@
 #include "proxy/udp/udp_session.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 
@@ -66,11 +67,21 @@ Status UdpSession::start() {
 
 void UdpSession::from_downstream(const net::Address& client, std::span<const uint8_t> data) {
   if (closed_) return;
+  if (listener_ && (proxy_header_.empty() || !(client == client_))) {
+    proxy_header_ = proxy_v2_header(client, *listener_);
+  }
   client_ = client;
   last_activity_ = loop_.now();
+  iovec iov[2];
+  size_t n_iov = 0;
+  if (!proxy_header_.empty()) iov[n_iov++] = {proxy_header_.data(), proxy_header_.size()};
+  iov[n_iov++] = {const_cast<uint8_t*>(data.data()), data.size()};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n_iov;
   ssize_t n;
   do {
-    n = ::send(upstream_.get(), data.data(), data.size(), MSG_DONTWAIT);
+    n = ::sendmsg(upstream_.get(), &msg, MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == ECONNREFUSED) {

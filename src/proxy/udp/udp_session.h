@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "base/clock.h"
 #include "event/loop.h"
@@ -56,6 +58,9 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   // A datagram from the client (it may have come from a new port under session_key
   // source_ip: answers go there from now on).
   void from_downstream(const net::Address& client, std::span<const uint8_t> data);
+  // udp.proxy_protocol: each datagram to the upstream starts with this header (the session
+  // remakes it when the client's port changes).
+  void set_listener_address(const net::Address& listener) { listener_ = listener; }
   void on_io(uint32_t events) override;
   void close(CloseReason reason);
 
@@ -80,6 +85,8 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   size_t endpoint_;
   net::Fd upstream_;
   net::Address client_;
+  std::optional<net::Address> listener_;
+  std::vector<uint8_t> proxy_header_;
   AddressKey key_;
   uint64_t generation_;
   UdpProxyStats& stats_;
