@@ -34,7 +34,7 @@ test: build build-asan
 # stays read-only), crashes to build/asan/tests/fuzz/artifacts/. A crash worth keeping
 # goes into tests/fuzz/corpus/NAME/ with a fix, so fuzz.NAME.replay runs it from then on.
 #   make fuzz FUZZ_TARGETS=http1_request FUZZ_SECONDS=3600
-FUZZ_TARGETS ?= http1_request http1_response http2_server dns_message client_hello grpc_health
+FUZZ_TARGETS ?= http1_request http1_response http2_server dns_message client_hello grpc_health stun_message
 FUZZ_SECONDS ?= 600
 fuzz: build-asan
 	@for t in $(FUZZ_TARGETS); do \

@@ -98,8 +98,26 @@ std::string render_config_json(
     json j;
     j["name"] = l.name;
     j["address"] = i < addresses.size() ? addresses[i].second : l.address.to_string();
-    j["protocol"] = l.protocol == proxy::Protocol::kHttp ? "http" : "tcp";
-    j["max_connections"] = l.max_connections;
+    j["protocol"] = proxy::to_string(l.protocol);
+    if (l.protocol == proxy::Protocol::kUdp) {
+      const auto& u = l.udp;
+      j["cluster"] = l.cluster;
+      j["udp"] = {{"session_key", proxy::udp::kSessionKeyNames[static_cast<size_t>(u.session_key)]},
+                  {"idle_timeout", secs(u.idle_timeout)},
+                  {"max_responses", u.max_responses},
+                  {"max_sessions", u.max_sessions},
+                  {"max_sessions_per_source", u.max_sessions_per_source},
+                  {"max_datagram_size", u.max_datagram_size},
+                  {"proxy_protocol", u.proxy_protocol}};
+    } else if (l.protocol == proxy::Protocol::kStun) {
+      const auto& st = l.stun;
+      j["stun"] = {{"software", st.software},
+                   {"rate_limit", st.rate_limit},
+                   {"rate_burst", st.rate_burst},
+                   {"max_sources", st.max_sources}};
+    } else {
+      j["max_connections"] = l.max_connections;
+    }
     if (l.protocol == proxy::Protocol::kTcp) {
       j["cluster"] = l.cluster;
       j["idle_timeout"] = secs(l.idle_timeout);
@@ -112,7 +130,7 @@ std::string render_config_json(
         j["sni_routes"] = std::move(routes);
         j["sni_timeout"] = secs(l.sni_timeout);
       }
-    } else {
+    } else if (l.protocol == proxy::Protocol::kHttp) {
       json vhosts = json::array();
       for (const auto& vh : l.http.virtual_hosts) {
         json routes = json::array();

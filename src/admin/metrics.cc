@@ -177,6 +177,8 @@ struct Merged {
   std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
   std::map<std::string, proxy::http::HttpProxyStats> http;
   std::map<std::string, tls::ListenerTlsStats> tls;
+  std::map<std::string, proxy::udp::UdpProxyStats> udp;
+  std::map<std::string, proxy::stun::StunStats> stun;
   std::vector<upstream::ClusterStats> clusters;
   // Per cluster, per endpoint index.
   std::vector<std::vector<upstream::pool::PoolStats>> pools;
@@ -193,6 +195,8 @@ Merged merge(const MetricsInput& in) {
     for (const auto& [name, s] : r.tcp) m.tcp[name].add(s);
     for (const auto& [name, s] : r.http) m.http[name].add(s);
     for (const auto& [name, s] : r.tls) m.tls[name].add(s);
+    for (const auto& [name, s] : r.udp) m.udp[name].add(s);
+    for (const auto& [name, s] : r.stun) m.stun[name].add(s);
     for (size_t i = 0; i < nclusters; ++i) {
       if (in.index_of(i) >= r.clusters.size()) continue;
       const auto& c = r.clusters[in.index_of(i)];
@@ -223,6 +227,8 @@ std::string render_prometheus(const MetricsInput& in) {
   x.declare<proxy::http::HttpProxyStats>();
   x.declare<proxy::http::HttpRouteStats>();
   x.declare<tls::ListenerTlsStats>();
+  x.declare<proxy::udp::UdpProxyStats>();
+  x.declare<proxy::stun::StunStats>();
   x.declare<upstream::ClusterStats>();
   x.declare<ClusterGauges>();
   x.declare<EndpointHealthGauges>();
@@ -240,6 +246,8 @@ std::string render_prometheus(const MetricsInput& in) {
   for (const auto& [name, s] : m.tcp) x.put(s, label("listener", name));
   for (const auto& [name, s] : m.http) x.put(s, label("listener", name));
   for (const auto& [name, s] : m.tls) x.put(s, label("listener", name));
+  for (const auto& [name, s] : m.udp) x.put(s, label("listener", name));
+  for (const auto& [name, s] : m.stun) x.put(s, label("listener", name));
   if (in.listeners) {
     // Per route, labelled with the route's name (configured, or "<virtual host>/<index>").
     for (const auto& l : *in.listeners) {
@@ -316,6 +324,10 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
     lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
   for (const auto& [name, s] : m.tls)
     lines.push_back(fmt::format("listener {} tls: {}", name, summary(s)));
+  for (const auto& [name, s] : m.udp)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
+  for (const auto& [name, s] : m.stun)
+    lines.push_back(fmt::format("listener {}: {}", name, summary(s)));
   for (size_t i = 0; i < m.clusters.size(); ++i) {
     lines.push_back(fmt::format("cluster {}: {}", (*in.clusters)[i]->name, summary(m.clusters[i])));
   }
@@ -406,6 +418,12 @@ std::string render_listeners_json(
     if (auto h = m.http.find(name); h != m.http.end()) {
       l["protocol"] = "http";
       put_json(l, h->second);
+    } else if (auto u = m.udp.find(name); u != m.udp.end()) {
+      l["protocol"] = "udp";
+      put_json(l, u->second);
+    } else if (auto st = m.stun.find(name); st != m.stun.end()) {
+      l["protocol"] = "stun";
+      put_json(l, st->second);
     } else {
       auto t = m.tcp.find(name);
       l["protocol"] = "tcp";

@@ -15,7 +15,9 @@
 #include "net/tcp_info.h"
 #include "proxy/http/http_stats.h"
 #include "proxy/listener_config.h"
+#include "proxy/stun/stun_stats.h"
 #include "proxy/tcp/tcp_stats.h"
+#include "proxy/udp/udp_stats.h"
 #include "tls/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
@@ -102,7 +104,9 @@ struct WorkerReport {
   std::map<std::string, proxy::tcp::TcpProxyStats> tcp;
   std::map<std::string, proxy::http::HttpProxyStats> http;
   std::map<std::string, tls::ListenerTlsStats> tls;  // listeners with `tls:`
-  std::vector<Cluster> clusters;                     // config order
+  std::map<std::string, proxy::udp::UdpProxyStats> udp;
+  std::map<std::string, proxy::stun::StunStats> stun;
+  std::vector<Cluster> clusters;  // config order
   event::LoopStats loop;
   std::vector<net::ConnectionReport> connections;  // only when asked for
 };

@@ -104,7 +104,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   // pooled connections nor pass the circuit breakers.
   std::set<std::string> tcp_only;
   for (const auto& l : cfg->listeners) {
-    if (l->protocol != proxy::Protocol::kTcp) continue;
+    if (l->protocol != proxy::Protocol::kTcp && l->protocol != proxy::Protocol::kUdp) continue;
     tcp_only.insert(l->cluster);
     for (const auto& route : l->sni_routes) tcp_only.insert(route.cluster);
   }
@@ -272,7 +272,8 @@ ConfigIssues Config::validate() const {
         no_cluster(fmt::format("{}.sni_routes[{}].cluster", at, k), name);
       }
     }
-    if (l.protocol == proxy::Protocol::kTcp && !l.cluster.empty()) {
+    bool has_cluster = l.protocol == proxy::Protocol::kTcp || l.protocol == proxy::Protocol::kUdp;
+    if (has_cluster && !l.cluster.empty()) {
       const upstream::ClusterConfig* cl = cluster_named(l.cluster);
       if (!cl) {
         no_cluster(at + ".cluster", l.cluster);

@@ -44,7 +44,10 @@ std::string show(log::Level l) {
   return kNames[static_cast<int>(l)];
 }
 std::string show(proxy::Protocol p) {
-  return p == proxy::Protocol::kHttp ? "http" : "tcp";
+  return proxy::to_string(p);
+}
+std::string show(proxy::udp::UdpOptions::SessionKey k) {
+  return proxy::udp::kSessionKeyNames[static_cast<size_t>(k)];
 }
 std::string show(ListenerConfig::HashKey k) {
   return k == ListenerConfig::HashKey::kSourceIp ? "source_ip" : "source_ip_port";
@@ -447,6 +450,22 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
            kNewConnections);
   }
   diff_http2(report, d, a, b);
+  // Datagram listeners: sessions (udp) keep the settings they started with.
+  constexpr std::string_view kNewSessions = "new sessions only";
+  d.value("udp.session_key", AT(udp.session_key), kNewSessions);
+  d.value("udp.idle_timeout", AT(udp.idle_timeout), kNewSessions);
+  d.value("udp.max_responses", AT(udp.max_responses), kNewSessions);
+  d.value("udp.max_sessions", AT(udp.max_sessions), kNewSessions);
+  d.value("udp.max_sessions_per_source", AT(udp.max_sessions_per_source), kNewSessions);
+  d.value("udp.max_datagram_size", AT(udp.max_datagram_size), kNewSessions);
+  d.value("udp.proxy_protocol", AT(udp.proxy_protocol), kNewSessions);
+  d.value("stun.software", AT(stun.software), kAtOnce);
+  d.value("stun.rate_limit", AT(stun.rate_limit),
+          "applies at once; the rate-limit table starts afresh");
+  d.value("stun.rate_burst", AT(stun.rate_burst),
+          "applies at once; the rate-limit table starts afresh");
+  d.value("stun.max_sources", AT(stun.max_sources),
+          "applies at once; the rate-limit table starts afresh");
   // Reported in their own sections.
   d.skip(AT(http.virtual_hosts));
   d.skip(AT(tls));
@@ -485,8 +504,11 @@ void diff_listeners(Report& report, const Config& before, const Config& after) {
     const ListenerConfig* a = find_listener(before, b->name);
     if (!a) {
       added(*b);
-    } else if (!(a->address == b->address)) {
-      // Another address is another socket.
+    } else if (!(a->address == b->address) ||
+               (a->protocol != b->protocol &&
+                (proxy::is_datagram(a->protocol) || proxy::is_datagram(b->protocol)))) {
+      // Another address is another socket; so is a UDP socket for a TCP one, and a udp
+      // listener's for a stun listener's.
       removed(*a);
       added(*b);
     } else if (!same_listener(*a, *b)) {

@@ -369,15 +369,82 @@ void read_sni(YamlReader& r, MapReader& m, proxy::ListenerConfig& l) {
   }
 }
 
+// The keys of a udp or stun listener: the `udp:` or `stun:` block, and for udp the cluster,
+// hash_key and access_log. Every key of the stream protocols is refused by name.
+void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& l) {
+  bool udp = l.protocol == proxy::Protocol::kUdp;
+  for (const char* key :
+       {"backlog", "max_connections", "socket_options", "idle_timeout", "max_duration", "splice",
+        "http", "virtual_hosts", "http2", "tls", "sni_routes", "sni_timeout"}) {
+    if (m.has(key)) {
+      r.error(m.get(key), m.path(key),
+              udp ? "not for protocol: udp (session settings go in the udp block)"
+                  : "not for protocol: stun");
+    }
+  }
+  const char* other = udp ? "stun" : "udp";
+  if (m.has(other))
+    r.error(m.get(other), m.path(other), fmt::format("only for protocol: {}", other));
+  if (!udp) {
+    for (const char* key : {"cluster", "hash_key", "access_log"}) {
+      if (m.has(key)) r.error(m.get(key), m.path(key), "not for protocol: stun");
+    }
+    if (!m.has("stun")) return;
+    MapReader s(r, m.get("stun"), m.path("stun"),
+                {"software", "rate_limit", "rate_burst", "max_sources"});
+    if (!s.ok()) return;
+    s.read_string("software", l.stun.software);
+    s.read_uint("rate_limit", l.stun.rate_limit);
+    s.read_uint("rate_burst", l.stun.rate_burst);
+    s.read_uint("max_sources", l.stun.max_sources);
+    return;
+  }
+  if (m.require("cluster")) m.read_string("cluster", l.cluster);
+  if (m.has("access_log"))
+    read_access_log(r, m.get("access_log"), m.path("access_log"), l.access_log);
+  int hk = read_choice(r, m, "hash_key", {"source_ip", "source_ip_port"});
+  if (hk == 1) l.hash_key = proxy::ListenerConfig::HashKey::kSourceIpPort;
+  if (!m.has("udp")) return;
+  MapReader u(r, m.get("udp"), m.path("udp"),
+              {"session_key", "idle_timeout", "max_responses", "max_sessions",
+               "max_sessions_per_source", "max_datagram_size", "proxy_protocol"});
+  if (!u.ok()) return;
+  int key = read_choice(r, u, "session_key", proxy::udp::kSessionKeyNames);
+  if (key >= 0) l.udp.session_key = static_cast<proxy::udp::UdpOptions::SessionKey>(key);
+  u.read_duration("idle_timeout", l.udp.idle_timeout);
+  u.read_uint("max_responses", l.udp.max_responses);
+  u.read_uint("max_sessions", l.udp.max_sessions);
+  u.read_uint("max_sessions_per_source", l.udp.max_sessions_per_source);
+  u.read_size("max_datagram_size", l.udp.max_datagram_size);
+  u.read_bool("proxy_protocol", l.udp.proxy_protocol);
+}
+
 }  // namespace
 
 std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::Node& node,
                                                      const std::string& path) {
   auto l = std::make_shared<proxy::ListenerConfig>();
   MapReader m(r, node, path,
-              {"name", "address", "protocol", "cluster", "backlog", "max_connections",
-               "socket_options", "idle_timeout", "max_duration", "splice", "http", "virtual_hosts",
-               "hash_key", "access_log", "tls", "sni_routes", "sni_timeout", "http2"});
+              {"name",
+               "address",
+               "protocol",
+               "cluster",
+               "backlog",
+               "max_connections",
+               "socket_options",
+               "idle_timeout",
+               "max_duration",
+               "splice",
+               "http",
+               "virtual_hosts",
+               "hash_key",
+               "access_log",
+               "tls",
+               "sni_routes",
+               "sni_timeout",
+               "http2",
+               "udp",
+               "stun"});
   if (!m.ok()) return l;
   read_name(m, l->name);
   if (m.require("address")) read_address(r, m, "address", l->address);
@@ -386,10 +453,21 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
     m.read_string("protocol", p);
     if (p == "http") {
       l->protocol = proxy::Protocol::kHttp;
+    } else if (p == "udp") {
+      l->protocol = proxy::Protocol::kUdp;
+    } else if (p == "stun") {
+      l->protocol = proxy::Protocol::kStun;
     } else if (p != "tcp") {
       r.error(m.get("protocol"), m.path("protocol"),
-              fmt::format("expected one of: tcp, http, got '{}'", p));
+              fmt::format("expected one of: tcp, http, udp, stun, got '{}'", p));
     }
+  }
+  if (proxy::is_datagram(l->protocol)) {
+    read_datagram_listener(r, m, *l);
+    return l;
+  }
+  for (const char* key : {"udp", "stun"}) {
+    if (m.has(key)) r.error(m.get(key), m.path(key), fmt::format("only for protocol: {}", key));
   }
   if (l->protocol == proxy::Protocol::kTcp) {
     if (m.require("cluster")) m.read_string("cluster", l->cluster);

@@ -12,6 +12,7 @@
 #include "base/units.h"
 #include "probe/probe.h"
 #include "probe/report.h"
+#include "probe/stun_probe.h"
 #include "probe/url.h"
 #include "tls/cert_store.h"
 
@@ -24,6 +25,7 @@ const char kUsage[] =
     "                        [--dns-server IP[:PORT]]... [--timeout DUR]\n"
     "                        [--cacert FILE] [--sni NAME] [--insecure] [--http2 | --http1.1]\n"
     "       sluice probe --dns NAME [--dns-server IP[:PORT]]... [--timeout DUR] [--json]\n"
+    "       sluice probe stun://HOST[:PORT] [-n N] [--timeout DUR] [--json]\n"
     "  Times one HTTP request phase by phase (dns, connect, tls, request_sent,\n"
     "  first_byte, body, total) and shows TCP_INFO; URL is http[s]://host[:port]/path?query.\n"
     "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max;\n"
@@ -40,7 +42,13 @@ const char kUsage[] =
     "    6 connect timeout, 7 reset or closed before a complete response,\n"
     "    8 malformed response, 9 response timeout (no first byte, or the body stalled),\n"
     "    10 TLS handshake failed, 11 TLS certificate verification failed,\n"
-    "    12 --http2 and the server does not speak HTTP/2\n";
+    "    12 --http2 and the server does not speak HTTP/2\n"
+    "  stun://: N STUN Binding requests (RFC 8489, port 3478 by default) from one socket,\n"
+    "  each retransmitted after 500 ms, 1 s, 2 s... until --timeout; shows the mapped\n"
+    "  address, the round trip and transmissions of each, and whether the server offers\n"
+    "  RFC 5780's OTHER-ADDRESS. exit status: 0 every request answered, 2 usage or bad\n"
+    "    URL, 4 the host does not resolve, 13 no answer, 14 an error response,\n"
+    "    15 a malformed answer\n";
 
 namespace {
 
@@ -117,6 +125,7 @@ struct Args {
   bool json = false;
   bool help = false;
   bool tls_option = false;  // --cacert, --sni or --insecure was given
+  std::optional<StunTarget> stun;
 };
 
 Result<Args> parse_args(int argc, char** argv) {
@@ -230,6 +239,17 @@ Result<Args> parse_args(int argc, char** argv) {
   if (have_dns && have_url) return Status::error("--dns NAME takes no URL");
   if (have_dns) return args;
   if (!have_url) return Status::error("missing URL");
+  if (is_stun_url(args.url)) {
+    auto t = parse_stun_url(args.url);
+    if (!t) return t.status();
+    bool http_only =
+        !args.options.headers.empty() || args.options.method != ProbeOptions{}.method ||
+        !args.options.resolve.empty() || !args.options.connect_to.empty() ||
+        !args.options.dns_servers.empty() || args.options.http_version || args.tls_option;
+    if (http_only) return Status::error("stun:// takes only -n, --timeout and --json");
+    args.stun = *t;
+    return args;
+  }
   auto url = parse_url(args.url);
   if (!url) return url.status();
   args.options.url = std::move(url.value());
@@ -252,6 +272,25 @@ int run_dns(const Args& args) {
   std::fflush(stdout);
   if (lookup.failure != FailureKind::kNone) fail_line(lookup.error);
   return exit_status(lookup.failure);
+}
+
+int run_stun(const Args& args) {
+  StunReport r = run_stun_probe(args.url, *args.stun, args.count, args.options.timeout);
+  std::string out = args.json ? json_stun_report(r) : text_stun_report(r);
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+  if (r.failure == StunFailure::kNone) return 0;
+  fail_line(r.error);
+  switch (r.failure) {
+    case StunFailure::kResolve:
+      return 4;
+    case StunFailure::kNoAnswer:
+      return 13;
+    case StunFailure::kErrorResponse:
+      return 14;
+    default:
+      return 15;
+  }
 }
 
 int run_url(const Args& args) {
@@ -299,6 +338,7 @@ int probe_main(int argc, char** argv) {
     return 0;
   }
   if (!args->dns_name.empty()) return run_dns(*args);
+  if (args->stun) return run_stun(*args);
   return run_url(*args);
 }
 

@@ -23,6 +23,12 @@ struct TcpProxyStats;
 namespace http {
 struct HttpProxyStats;
 }
+namespace udp {
+struct UdpProxyStats;
+}
+namespace stun {
+struct StunStats;
+}
 }  // namespace sluice::proxy
 namespace sluice::tls {
 struct ListenerTlsStats;
@@ -35,6 +41,8 @@ class ListenerStatsSink {
  public:
   virtual void on_tcp_stats(const std::string& listener, const tcp::TcpProxyStats& stats) = 0;
   virtual void on_http_stats(const std::string& listener, const http::HttpProxyStats& stats) = 0;
+  virtual void on_udp_stats(const std::string& listener, const udp::UdpProxyStats& stats) = 0;
+  virtual void on_stun_stats(const std::string& listener, const stun::StunStats& stats) = 0;
   // Listeners with `tls:` only.
   virtual void on_tls_stats(const std::string& listener, const tls::ListenerTlsStats& stats) = 0;
 

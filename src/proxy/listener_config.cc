@@ -28,6 +28,9 @@ ConfigIssues ListenerConfig::validate() const {
   ConfigChecker c;
   c.check_name("name", name);
   if (address.length() == 0) c.missing("address");
+  if (is_datagram(protocol)) return validate_datagram();
+  if (!(udp == udp::UdpOptions{})) c.error("udp", "only for protocol: udp");
+  if (!(stun == ::sluice::stun::ServerOptions{})) c.error("stun", "only for protocol: stun");
   if (protocol == Protocol::kTcp) {
     if (cluster.empty()) c.missing("cluster");
     if (!http.virtual_hosts.empty()) c.error("virtual_hosts", "only for protocol: http");
@@ -79,6 +82,38 @@ ConfigIssues ListenerConfig::validate() const {
   c.check_duration("max_duration", max_duration, Duration{0}, hours(24 * 7));
   c.nested("access_log", access_log.validate());
   if (tls) c.nested("tls", tls->validate());
+  return c.take();
+}
+
+ConfigIssues ListenerConfig::validate_datagram() const {
+  ConfigChecker c;
+  c.check_name("name", name);
+  if (address.length() == 0) c.missing("address");
+  // The stream settings have no meaning for datagrams: written, they would be ignored.
+  ListenerConfig stream;
+  const char* what =
+      protocol == Protocol::kUdp ? "not for protocol: udp" : "not for protocol: stun";
+  if (backlog != stream.backlog) c.error("backlog", what);
+  if (max_connections != stream.max_connections) c.error("max_connections", what);
+  if (!(socket_options == stream.socket_options)) c.error("socket_options", what);
+  if (idle_timeout != stream.idle_timeout) c.error("idle_timeout", what);
+  if (max_duration != stream.max_duration) c.error("max_duration", what);
+  if (splice != stream.splice) c.error("splice", what);
+  if (!sni_routes.empty()) c.error("sni_routes", what);
+  if (tls) c.error("tls", what);
+  if (!http.virtual_hosts.empty() || http.http2) c.error("virtual_hosts", what);
+  if (protocol == Protocol::kUdp) {
+    if (cluster.empty()) c.missing("cluster");
+    c.nested("udp", udp.validate());
+    if (!(stun == ::sluice::stun::ServerOptions{})) c.error("stun", "only for protocol: stun");
+    c.nested("access_log", access_log.validate());
+  } else {
+    if (!cluster.empty()) c.error("cluster", what);
+    if (hash_key != HashKey::kSourceIp) c.error("hash_key", what);
+    if (!access_log.path.empty()) c.error("access_log", what);
+    if (!(udp == udp::UdpOptions{})) c.error("udp", "only for protocol: udp");
+    c.nested("stun", stun.validate());
+  }
   return c.take();
 }
 

@@ -14,12 +14,24 @@
 #include "net/socket_options.h"
 #include "proxy/access_log.h"
 #include "proxy/http/route_config.h"
+#include "proxy/udp/udp_config.h"
+#include "stun/server_config.h"
 #include "tls/cert_store.h"
 #include "tls/config.h"
 
 namespace sluice::proxy {
 
-enum class Protocol { kTcp, kHttp };
+// tcp and http accept connections; udp and stun read datagrams from a bound UDP socket.
+enum class Protocol { kTcp, kHttp, kUdp, kStun };
+
+inline constexpr const char* kProtocolNames[] = {"tcp", "http", "udp", "stun"};
+constexpr const char* to_string(Protocol p) {
+  return kProtocolNames[static_cast<size_t>(p)];
+}
+// Whether the listener's sockets are UDP sockets (no accept, no connections).
+constexpr bool is_datagram(Protocol p) {
+  return p == Protocol::kUdp || p == Protocol::kStun;
+}
 
 // socket_options.defer_accept of HTTP listeners unless configured. One second: a client's
 // request follows its handshake at once, so nearly every connection is accepted with its
@@ -43,7 +55,7 @@ struct ListenerConfig {
   std::string name;
   net::Address address;
   Protocol protocol = Protocol::kTcp;
-  std::string cluster;  // tcp: where connections go
+  std::string cluster;  // tcp: where connections go; udp: where sessions go
   int backlog = 1024;
   uint32_t max_connections = 10000;  // per listener, across all workers
   net::SocketOptions socket_options;
@@ -65,6 +77,11 @@ struct ListenerConfig {
   // protocol: http
   http::HttpOptions http;
 
+  // protocol: udp (hash_key above picks the ring_hash / maglev key of a session too)
+  udp::UdpOptions udp;
+  // protocol: stun
+  ::sluice::stun::ServerOptions stun;
+
   // TLS termination; absent: plain TCP.
   std::optional<tls::ServerConfig> tls;
   // The certificates of `tls`, read and checked once when the configuration was loaded
@@ -76,6 +93,8 @@ struct ListenerConfig {
   // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
   // cluster are checked against the clusters by config::Config::validate().
   ConfigIssues validate() const;
+  // The rules of a udp or stun listener (validate() calls it).
+  ConfigIssues validate_datagram() const;
 
   // Field by field; `cert_store` by identity (two loads of the same files differ): compare
   // copies without it to compare what was configured.

@@ -67,7 +67,11 @@ bool same_listener(const proxy::ListenerConfig& a, const proxy::ListenerConfig& 
 // (A new backlog is applied to the same sockets: listen() again; so are defer_accept and
 // notsent_lowat: net::apply_listening_options.)
 bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b) {
-  return a.address == b.address && net::same_listening_socket(a.socket_options, b.socket_options);
+  // A UDP listener's sockets are not a TCP listener's, nor a STUN listener's a UDP proxy's.
+  bool same_kind = proxy::is_datagram(a.protocol) == proxy::is_datagram(b.protocol) &&
+                   (!proxy::is_datagram(a.protocol) || a.protocol == b.protocol);
+  return same_kind && a.address == b.address &&
+         net::same_listening_socket(a.socket_options, b.socket_options);
 }
 
 template <typename T>

@@ -15,6 +15,7 @@
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
+#include "proxy/udp/datagram_socket.h"
 #include "server/reload_plan.h"
 #include "server/worker.h"
 #include "tls/cert_store.h"
@@ -175,7 +176,9 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     }
   }
   for (size_t w = fds.size(); w < per_worker.size(); ++w) {
-    auto fd = net::bind_listener(address, l->backlog, l->socket_options);
+    auto fd = proxy::is_datagram(l->protocol)
+                  ? proxy::udp::bind_udp_socket(address)
+                  : net::bind_listener(address, l->backlog, l->socket_options);
     if (!fd) return Status::error(fmt::format("listener {}: {}", l->name, fd.status().message()));
     if (address.port() == 0) {
       // Port 0: the first socket picks the port; every other worker binds that same port.
@@ -209,9 +212,11 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   if (l->protocol == proxy::Protocol::kHttp) {
     LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
              l->http.virtual_hosts.size());
+  } else if (l->protocol == proxy::Protocol::kStun) {
+    LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
   } else {
-    LOG_INFO("listener {} listening on {} (tcp, cluster {})", l->name, address.to_string(),
-             l->cluster);
+    LOG_INFO("listener {} listening on {} ({}, cluster {})", l->name, address.to_string(),
+             proxy::to_string(l->protocol), l->cluster);
   }
   return Status::ok();
 }
@@ -524,6 +529,8 @@ void Server::log_summary() {
     r.tcp = w->final_stats();
     r.http = w->final_http_stats();
     r.tls = w->final_tls_stats();
+    r.udp = w->final_udp_stats();
+    r.stun = w->final_stun_stats();
     for (const auto& c : w->final_cluster_stats()) r.clusters.push_back({.stats = c});
   }
   for (const auto& line : admin::exit_summary(totals)) LOG_INFO("{}", line);

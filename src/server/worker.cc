@@ -18,8 +18,10 @@ class StatsInto final : public proxy::ListenerStatsSink {
  public:
   StatsInto(std::map<std::string, proxy::tcp::TcpProxyStats>& tcp,
             std::map<std::string, proxy::http::HttpProxyStats>& http,
-            std::map<std::string, tls::ListenerTlsStats>& tls)
-      : tcp_(tcp), http_(http), tls_(tls) {}
+            std::map<std::string, tls::ListenerTlsStats>& tls,
+            std::map<std::string, proxy::udp::UdpProxyStats>& udp,
+            std::map<std::string, proxy::stun::StunStats>& stun)
+      : tcp_(tcp), http_(http), tls_(tls), udp_(udp), stun_(stun) {}
   // Added up: a listener's old proxy (replaced by a reload) and its new one report under
   // one name.
   void on_tcp_stats(const std::string& listener, const proxy::tcp::TcpProxyStats& s) override {
@@ -31,11 +33,19 @@ class StatsInto final : public proxy::ListenerStatsSink {
   void on_tls_stats(const std::string& listener, const tls::ListenerTlsStats& s) override {
     tls_[listener].add(s);
   }
+  void on_udp_stats(const std::string& listener, const proxy::udp::UdpProxyStats& s) override {
+    udp_[listener].add(s);
+  }
+  void on_stun_stats(const std::string& listener, const proxy::stun::StunStats& s) override {
+    stun_[listener].add(s);
+  }
 
  private:
   std::map<std::string, proxy::tcp::TcpProxyStats>& tcp_;
   std::map<std::string, proxy::http::HttpProxyStats>& http_;
   std::map<std::string, tls::ListenerTlsStats>& tls_;
+  std::map<std::string, proxy::udp::UdpProxyStats>& udp_;
+  std::map<std::string, proxy::stun::StunStats>& stun_;
 };
 
 }  // namespace
@@ -54,7 +64,9 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
     r.tcp = gone_tcp_;
     r.http = gone_http_;
     r.tls = gone_tls_;
-    StatsInto sink(r.tcp, r.http, r.tls);
+    r.udp = gone_udp_;
+    r.stun = gone_stun_;
+    StatsInto sink(r.tcp, r.http, r.tls, r.udp, r.stun);
     for (const auto& s : served_) s.proxy->report_stats(sink);
     for (const auto& p : retired_) p.proxy->report_stats(sink);
     for (const auto& c : clusters_) {
@@ -166,6 +178,7 @@ std::unique_ptr<proxy::ProxyListener> Worker::make_proxy(const ListenerHandoff& 
 }
 
 void Worker::serve(ListenerHandoff h) {
+  if (proxy::is_datagram(h.config->protocol)) return serve_datagram(std::move(h));
   Served s;
   s.proxy = make_proxy(h);
   s.listener = std::make_unique<net::Listener>(loop_, std::move(h.fd), h.config->name, *s.proxy);
@@ -183,6 +196,50 @@ void Worker::serve(ListenerHandoff h) {
   s.handoff = std::move(h);
   served_.push_back(std::move(s));
 }
+
+// --- datagram listeners (udp, stun): the proxy reads its socket itself ----------------------
+
+void Worker::serve_datagram(ListenerHandoff h) {
+  Served s;
+  if (h.config->protocol == proxy::Protocol::kStun) {
+    s.proxy = std::make_unique<proxy::stun::StunListener>(loop_, h.config, std::move(h.fd));
+  } else {
+    s.proxy = std::make_unique<proxy::udp::UdpProxy>(
+        loop_, h.config, *by_name_.at(h.config->cluster), std::move(h.fd), h.active_connections);
+  }
+  s.proxy->set_on_idle([this] { check_drained(); });
+  s.proxy->set_access_log(h.access_log);
+  // More sockets than workers (a binary upgrade from a process with more workers): a UDP
+  // socket nobody reads would swallow the datagrams the kernel hashes to it; closed, it
+  // leaves the reuseport group and they go to the others.
+  if (!h.extra_fds.empty()) {
+    LOG_INFO("listener {}: closing {} handed-over sockets beyond this worker's own", h.config->name,
+             h.extra_fds.size());
+    h.extra_fds.clear();
+  }
+  s.handoff = std::move(h);
+  if (!accept_later_) start_datagram(s);
+  served_.push_back(std::move(s));
+}
+
+void Worker::start_datagram(Served& s) {
+  Status st = s.handoff.config->protocol == proxy::Protocol::kStun
+                  ? static_cast<proxy::stun::StunListener&>(*s.proxy).start()
+                  : static_cast<proxy::udp::UdpProxy&>(*s.proxy).start();
+  if (!st) LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
+}
+
+void Worker::reconfigure_datagram(Served& s, ListenerHandoff& h) {
+  if (h.config->protocol == proxy::Protocol::kStun) {
+    static_cast<proxy::stun::StunListener&>(*s.proxy).reconfigure(h.config);
+  } else {
+    static_cast<proxy::udp::UdpProxy&>(*s.proxy).reconfigure(h.config,
+                                                             *by_name_.at(h.config->cluster));
+  }
+  s.proxy->set_access_log(h.access_log);
+}
+
+// -------------------------------------------------------------------------------------------
 
 void Worker::warm_up(const proxy::ListenerConfig& listener) {
   // Warm connections (pool.min_idle) for the clusters HTTP routes use.
@@ -229,7 +286,7 @@ void Worker::reap_retired() {
       ++it;
       continue;
     }
-    StatsInto gone(gone_tcp_, gone_http_, gone_tls_);
+    StatsInto gone(gone_tcp_, gone_http_, gone_tls_, gone_udp_, gone_stun_);
     it->proxy->report_stats(gone);
     // Deleted on the next iteration: this may run inside one of its own callbacks, and its
     // connections may still wait for deferred deletion.
@@ -245,9 +302,9 @@ void Worker::apply(WorkerReload& r) {
     auto it = std::find_if(served_.begin(), served_.end(),
                            [&](const Served& s) { return s.handoff.config->name == name; });
     if (it == served_.end()) continue;
-    it->listener->accept_queued_and_close();
+    if (it->listener) it->listener->accept_queued_and_close();
     for (auto& l : it->extra) l->accept_queued_and_close();
-    discard(std::move(it->listener));
+    if (it->listener) discard(std::move(it->listener));
     for (auto& l : it->extra) discard(std::move(l));
     // Connections just accepted from the queue get their request answered (with
     // Connection: close), as do idle keep-alive ones; drain_timeout bounds the rest.
@@ -262,7 +319,10 @@ void Worker::apply(WorkerReload& r) {
     if (it == served_.end()) continue;
     h.fd = net::Fd();
     bool http = h.config->protocol == proxy::Protocol::kHttp;
-    if (http && it->handoff.config->protocol == proxy::Protocol::kHttp) {
+    if (proxy::is_datagram(h.config->protocol)) {
+      // Same socket, same protocol (a change of either binds anew): new settings in place.
+      reconfigure_datagram(*it, h);
+    } else if (http && it->handoff.config->protocol == proxy::Protocol::kHttp) {
       auto& proxy = static_cast<proxy::http::HttpProxy&>(*it->proxy);
       proxy.set_config(h.config);
       proxy.set_tls(h.tls);
@@ -300,6 +360,10 @@ void Worker::start_accepting() {
     if (!accept_later_) return;
     accept_later_ = false;
     for (auto& s : served_) {
+      if (!s.listener) {
+        start_datagram(s);
+        continue;
+      }
       std::vector<net::Listener*> all{s.listener.get()};
       for (auto& l : s.extra) all.push_back(l.get());
       for (auto* l : all) {
@@ -328,10 +392,13 @@ void Worker::thread_main() {
 
   loop_.run();
 
-  StatsInto sink(final_stats_, final_http_stats_, final_tls_stats_);
+  StatsInto sink(final_stats_, final_http_stats_, final_tls_stats_, final_udp_stats_,
+                 final_stun_stats_);
   final_stats_ = gone_tcp_;
   final_http_stats_ = gone_http_;
   final_tls_stats_ = gone_tls_;
+  final_udp_stats_ = gone_udp_;
+  final_stun_stats_ = gone_stun_;
   for (auto& s : served_) {
     s.listener.reset();
     s.proxy->close_all(false);
@@ -356,7 +423,7 @@ void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
   loop_.post([this, keep_idle, on_drained = std::move(on_drained)]() mutable {
     on_drained_ = std::move(on_drained);
     for (auto& s : served_) {
-      s.listener->close();
+      if (s.listener) s.listener->close();
       for (auto& l : s.extra) l->close();
     }
     for (auto& s : served_) {

@@ -19,7 +19,9 @@
 #include "event/timer.h"
 #include "net/listener.h"
 #include "proxy/http/http_proxy.h"
+#include "proxy/stun/stun_listener.h"
 #include "proxy/tcp/tcp_proxy.h"
+#include "proxy/udp/udp_proxy.h"
 #include "upstream/health/health.h"
 
 namespace sluice::server {
@@ -100,13 +102,20 @@ class Worker {
   const std::map<std::string, tls::ListenerTlsStats>& final_tls_stats() const {
     return final_tls_stats_;
   }
+  const std::map<std::string, proxy::udp::UdpProxyStats>& final_udp_stats() const {
+    return final_udp_stats_;
+  }
+  const std::map<std::string, proxy::stun::StunStats>& final_stun_stats() const {
+    return final_stun_stats_;
+  }
   // By cluster index.
   const std::vector<upstream::ClusterStats>& final_cluster_stats() const {
     return final_cluster_stats_;
   }
 
  private:
-  // A listener on this worker: its socket and the proxy accepted connections go to.
+  // A listener on this worker: its socket and the proxy accepted connections go to. A
+  // datagram listener (udp, stun) has no net::Listener: its proxy reads the socket itself.
   struct Served {
     ListenerHandoff handoff;  // fd moved into the listener
     std::unique_ptr<proxy::ProxyListener> proxy;
@@ -120,6 +129,9 @@ class Worker {
   void set_cluster(ClusterHandoff& h);
   std::unique_ptr<proxy::ProxyListener> make_proxy(const ListenerHandoff& h);
   void serve(ListenerHandoff h);
+  void serve_datagram(ListenerHandoff h);
+  void start_datagram(Served& s);
+  void reconfigure_datagram(Served& s, ListenerHandoff& h);
   // The proxy stops taking connections; it is deleted once its last one closes, and its
   // connections still open at `close_at` are closed then.
   void retire(std::unique_ptr<proxy::ProxyListener> proxy, MonoTime close_at = MonoTime::max());
@@ -154,12 +166,16 @@ class Worker {
   std::map<std::string, proxy::tcp::TcpProxyStats> gone_tcp_;
   std::map<std::string, proxy::http::HttpProxyStats> gone_http_;
   std::map<std::string, tls::ListenerTlsStats> gone_tls_;
+  std::map<std::string, proxy::udp::UdpProxyStats> gone_udp_;
+  std::map<std::string, proxy::stun::StunStats> gone_stun_;
   std::function<void()> on_drained_;
   bool accept_later_ = false;
   event::Timer retire_timer_;  // the earliest Retired::close_at
   std::map<std::string, proxy::tcp::TcpProxyStats> final_stats_;
   std::map<std::string, proxy::http::HttpProxyStats> final_http_stats_;
   std::map<std::string, tls::ListenerTlsStats> final_tls_stats_;
+  std::map<std::string, proxy::udp::UdpProxyStats> final_udp_stats_;
+  std::map<std::string, proxy::stun::StunStats> final_stun_stats_;
   std::vector<upstream::ClusterStats> final_cluster_stats_;
 };
 

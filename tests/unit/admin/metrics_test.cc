@@ -40,6 +40,8 @@ Component component(std::string what, std::string scope) {
 
 const std::string kWeb = "listener=\"web\"";
 const std::string kTcp = "listener=\"tcp_in\"";
+const std::string kUdp = "listener=\"udp_in\"";
+const std::string kStun = "listener=\"stun_in\"";
 const std::string kRoute = "listener=\"web\",route=\"all/0\"";
 const std::string kCluster = "cluster=\"app\"";
 const std::string kEndpoint = "cluster=\"app\",endpoint=\"127.0.0.1:8080\"";
@@ -50,6 +52,8 @@ std::vector<Component> registry() {
       component<ListenerGauges>("listener gauges", kWeb),
       component<proxy::tcp::TcpProxyStats>("tcp listener", kTcp),
       component<proxy::http::HttpProxyStats>("http listener", kWeb),
+      component<proxy::udp::UdpProxyStats>("udp listener", kUdp),
+      component<proxy::stun::StunStats>("stun listener", kStun),
       component<proxy::http::HttpRouteStats>("route", kRoute),
       component<upstream::ClusterStats>("cluster", kCluster),
       component<ClusterGauges>("cluster gauges", kCluster),
@@ -148,6 +152,8 @@ class MetricsTest : public ::testing::Test {
     for (uint64_t base : {1u, 1000u}) {
       WorkerReport r;
       fill(r.tcp["tcp_in"], base);
+      fill(r.udp["udp_in"], base);
+      fill(r.stun["stun_in"], base);
       auto& h = r.http["web"];
       fill(h, base);
       h.routes.resize(1);
@@ -211,7 +217,8 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   // The per-worker structs: worker 0 holds base 1 + position, worker 1 base 1000 + position.
   for (const auto& c : registry()) {
     bool per_worker = c.what == "tcp listener" || c.what == "http listener" || c.what == "route" ||
-                      c.what == "cluster" || c.what == "pool";
+                      c.what == "cluster" || c.what == "pool" || c.what == "udp listener" ||
+                      c.what == "stun listener";
     if (!per_worker) continue;
     uint64_t n = 0;
     for (const Desc& d : c.lines) {
@@ -295,6 +302,8 @@ TEST(MetricDeclarations, NoStatsStructHoldsAFieldOutsideItsDeclarations) {
   // A counter added as a plain member would be counted and never exported: the structs hold
   // their declared lines and nothing else (HttpProxyStats: and its routes).
   EXPECT_EQ(sizeof(proxy::tcp::TcpProxyStats), declared_bytes<proxy::tcp::TcpProxyStats>());
+  EXPECT_EQ(sizeof(proxy::udp::UdpProxyStats), declared_bytes<proxy::udp::UdpProxyStats>());
+  EXPECT_EQ(sizeof(proxy::stun::StunStats), declared_bytes<proxy::stun::StunStats>());
   EXPECT_EQ(sizeof(proxy::http::HttpProxyStats),
             declared_bytes<proxy::http::HttpProxyStats>() +
                 sizeof(std::vector<proxy::http::HttpRouteStats>));

@@ -145,6 +145,34 @@ TEST(ConfigDiff, ListenerSettingsKeepTheSockets) {
             }));
 }
 
+TEST(ConfigDiff, DatagramListenerSettings) {
+  std::string before = replace(kBase, "  - name: old\n",
+                               "  - name: dns\n    address: 127.0.0.1:5353\n    protocol: udp\n"
+                               "    cluster: api\n  - name: stun\n    address: 127.0.0.1:3478\n"
+                               "    protocol: stun\n  - name: old\n");
+  std::string after = replace(before, "    protocol: udp\n    cluster: api\n",
+                              "    protocol: udp\n    cluster: api\n"
+                              "    udp: {max_responses: 1, session_key: source_ip}\n");
+  after = replace(after, "    protocol: stun\n", "    protocol: stun\n    stun: {rate_limit: 5}\n");
+  EXPECT_EQ(diff(before, after),
+            (Lines{
+                "listener dns (127.0.0.1:5353): unchanged address: keeps its sockets",
+                "listener dns: udp.session_key source_ip_port -> source_ip (new sessions only)",
+                "listener dns: udp.max_responses 0 -> 1 (new sessions only)",
+                "listener stun (127.0.0.1:3478): unchanged address: keeps its sockets",
+                "listener stun: stun.rate_limit 20 -> 5 (applies at once; the rate-limit table "
+                "starts afresh)",
+            }));
+  // Another protocol on a UDP socket is another socket.
+  std::string tcp = replace(before, "    protocol: udp\n", "    protocol: tcp\n");
+  EXPECT_EQ(diff(before, tcp),
+            (Lines{
+                "listener dns: removed from 127.0.0.1:5353: stops accepting, its connections "
+                "drain (drain_timeout 5s)",
+                "listener dns: added on 127.0.0.1:5353: will bind",
+            }));
+}
+
 TEST(ConfigDiff, VirtualHostsAndRoutes) {
   std::string after = replace(kBase, R"(domains: ["example.com"])",
                               R"(domains: ["example.com", "www.example.com"])");

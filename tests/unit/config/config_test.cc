@@ -70,7 +70,7 @@ TEST(Config, UnknownKey) {
             "test.yaml:7:5: listeners[0].idle_timeot: unknown key (expected one of: name, "
             "address, protocol, cluster, backlog, max_connections, socket_options, "
             "idle_timeout, max_duration, splice, http, virtual_hosts, hash_key, access_log, tls, "
-            "sni_routes, sni_timeout, http2)");
+            "sni_routes, sni_timeout, http2, udp, stun)");
 }
 
 TEST(Config, WrongType) {
@@ -127,8 +127,9 @@ TEST(Config, MissingRequiredKey) {
 }
 
 TEST(Config, UnknownProtocolAndLogLevel) {
-  EXPECT_EQ(error_of(replace(kGood, "protocol: tcp", "protocol: sctp")),
-            "test.yaml:5:15: listeners[0].protocol: expected one of: tcp, http, got 'sctp'");
+  EXPECT_EQ(
+      error_of(replace(kGood, "protocol: tcp", "protocol: sctp")),
+      "test.yaml:5:15: listeners[0].protocol: expected one of: tcp, http, udp, stun, got 'sctp'");
   EXPECT_EQ(error_of(std::string("log_level: loud\n") + kGood),
             "test.yaml:1:12: log_level: expected one of: debug, info, warn, error, got 'loud'");
 }

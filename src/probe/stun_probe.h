@@ -1,0 +1,56 @@
+// `sluice probe stun://HOST[:PORT]`: sends STUN Binding requests (RFC 8489) over UDP and
+// reports, per request, the mapped address the server saw, the round trip and the
+// transmissions it took (retransmitted on the RFC 8489 §6.2.1 schedule: 500 ms, doubling),
+// and whether the server offers RFC 5780's OTHER-ADDRESS. Main thread; blocking with poll()
+// (a command-line tool, not the data plane).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "base/units.h"
+#include "net/address.h"
+
+namespace sluice::probe {
+
+struct StunTarget {
+  std::string host;  // without the brackets of an IPv6 literal
+  uint16_t port = 3478;
+};
+// stun://HOST[:PORT] (3478 by default).
+Result<StunTarget> parse_stun_url(std::string_view text);
+bool is_stun_url(std::string_view text);
+
+// How a STUN probe ended (each its own exit status, see probe/cli.cc).
+enum class StunFailure { kNone, kResolve, kNoAnswer, kErrorResponse, kMalformedAnswer };
+
+struct StunAttempt {
+  std::optional<net::Address> mapped;
+  Duration rtt{0};        // from the first transmission to the answer
+  int transmissions = 0;  // requests sent (1 + retransmissions)
+  int error_code = 0;     // an error response's code
+  std::string error;      // empty on success
+  StunFailure failure = StunFailure::kNone;
+  std::optional<net::Address> other_address;  // RFC 5780 OTHER-ADDRESS, when offered
+  std::optional<net::Address> response_origin;
+};
+
+struct StunReport {
+  std::string url;
+  std::optional<net::Address> server;
+  std::vector<StunAttempt> attempts;
+  StunFailure failure = StunFailure::kNone;  // the first attempt's that failed
+  std::string error;
+};
+
+// `count` requests, one after the other; each given up after `timeout`.
+StunReport run_stun_probe(const std::string& url, const StunTarget& target, int count,
+                          Duration timeout);
+std::string text_stun_report(const StunReport& r);
+std::string json_stun_report(const StunReport& r);
+
+}  // namespace sluice::probe

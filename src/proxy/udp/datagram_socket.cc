@@ -1,0 +1,175 @@
+#include "proxy/udp/datagram_socket.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/random.h"
+
+namespace sluice::proxy::udp {
+
+Result<net::Fd> bind_udp_socket(const net::Address& address) {
+  net::Fd fd(::socket(address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::from_errno("socket", errno);
+  int one = 1;
+  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    return Status::from_errno("SO_REUSEPORT", errno);
+  }
+  if (address.family() == AF_INET6 &&
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    return Status::from_errno("IPV6_V6ONLY", errno);
+  }
+  if (::bind(fd.get(), address.sockaddr_ptr(), address.length()) != 0) {
+    return Status::from_errno("bind " + address.to_string() + " (udp)", errno);
+  }
+  return fd;
+}
+
+Result<net::Fd> connected_udp_socket(const net::Address& to,
+                                     const std::optional<net::Address>& source) {
+  net::Fd fd(::socket(to.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::from_errno("socket", errno);
+  if (source && source->family() == to.family() &&
+      ::bind(fd.get(), source->sockaddr_ptr(), source->length()) != 0) {
+    return Status::from_errno("bind " + source->to_string(), errno);
+  }
+  if (::connect(fd.get(), to.sockaddr_ptr(), to.length()) != 0) {
+    return Status::from_errno("connect " + to.to_string(), errno);
+  }
+  return fd;
+}
+
+AddressKey address_key(const net::Address& a, bool with_port) {
+  AddressKey k;
+  k.family = static_cast<uint8_t>(a.family());
+  const sockaddr* sa = a.sockaddr_ptr();
+  if (a.family() == AF_INET) {
+    std::memcpy(k.ip.data(), &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
+  } else if (a.family() == AF_INET6) {
+    std::memcpy(k.ip.data(), &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
+  }
+  if (with_port) k.port = a.port();
+  return k;
+}
+
+size_t AddressKeyHash::operator()(const AddressKey& k) const {
+  static const uint64_t seed = Random::random_seed();
+  uint64_t words[2];
+  std::memcpy(words, k.ip.data(), 16);
+  uint64_t h = seed ^ (uint64_t{k.port} << 8 | k.family);
+  for (uint64_t w : words) {
+    h ^= w;
+    h *= 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 29;
+  }
+  return static_cast<size_t>(h ^ (h >> 32));
+}
+
+std::vector<uint8_t> proxy_v2_header(const net::Address& client, const net::Address& listener) {
+  // The v2 signature, then version 2 / command PROXY, then the family and transport.
+  static constexpr uint8_t kSignature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                             0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+  bool v6 = client.family() == AF_INET6;
+  size_t ip = v6 ? 16 : 4;
+  std::vector<uint8_t> h(16 + 2 * ip + 4);
+  std::memcpy(h.data(), kSignature, sizeof kSignature);
+  h[12] = 0x21;
+  h[13] = v6 ? 0x22 : 0x12;  // AF_INET6 or AF_INET, over DGRAM
+  h[14] = static_cast<uint8_t>((h.size() - 16) >> 8);
+  h[15] = static_cast<uint8_t>(h.size() - 16);
+  AddressKey src = address_key(client, true);
+  AddressKey dst = address_key(listener, true);
+  std::memcpy(&h[16], src.ip.data(), ip);
+  std::memcpy(&h[16 + ip], dst.ip.data(), ip);
+  h[16 + 2 * ip] = static_cast<uint8_t>(src.port >> 8);
+  h[17 + 2 * ip] = static_cast<uint8_t>(src.port);
+  h[18 + 2 * ip] = static_cast<uint8_t>(dst.port >> 8);
+  h[19 + 2 * ip] = static_cast<uint8_t>(dst.port);
+  return h;
+}
+
+void DatagramBatch::allocate() {
+  if (buffer_.empty()) buffer_.resize(kSlots * slot());
+}
+
+Result<size_t> DatagramBatch::receive(int fd) {
+  allocate();
+  mmsghdr msgs[kSlots];
+  iovec iov[kSlots];
+  for (size_t i = 0; i < kSlots; ++i) {
+    iov[i] = {&buffer_[i * slot()], slot()};
+    msgs[i] = {};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &addresses_[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  }
+  int n;
+  do {
+    n = ::recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return Status::from_errno("recvmmsg", errno);
+  }
+  for (int i = 0; i < n; ++i) {
+    lengths_[i] = msgs[i].msg_len;
+    truncated_[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+  }
+  return static_cast<size_t>(n);
+}
+
+net::Address DatagramBatch::source(size_t i) const {
+  socklen_t len = addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&addresses_[i]), len);
+}
+
+bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data) {
+  if (full() || data.size() > max_size_) return false;
+  allocate();
+  std::memcpy(&buffer_[queued_ * slot()], data.data(), data.size());
+  std::memcpy(&addresses_[queued_], to.sockaddr_ptr(), to.length());
+  lengths_[queued_] = data.size();
+  ++queued_;
+  return true;
+}
+
+size_t DatagramBatch::flush(int fd, uint64_t* calls) {
+  mmsghdr msgs[kSlots];
+  iovec iov[kSlots];
+  for (size_t i = 0; i < queued_; ++i) {
+    iov[i] = {&buffer_[i * slot()], lengths_[i]};
+    msgs[i] = {};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &addresses_[i];
+    msgs[i].msg_hdr.msg_namelen =
+        addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  }
+  size_t sent = 0;
+  size_t failed = 0;
+  while (sent < queued_) {
+    int n = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(queued_ - sent), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // A datagram the kernel refuses (a full buffer, an unreachable client): skip it, so
+      // one bad destination does not stop the others.
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        ++sent;
+        ++failed;
+        continue;
+      }
+      break;
+    }
+    ++*calls;
+    sent += static_cast<size_t>(n);
+  }
+  size_t ok = sent - failed;
+  queued_ = 0;
+  return ok;
+}
+
+}  // namespace sluice::proxy::udp

@@ -1,0 +1,87 @@
+// UDP sockets and batched datagram I/O for the UDP-side listeners (udp, stun): binding one
+// SO_REUSEPORT socket per worker, upstream sockets connected to one endpoint, compact
+// address keys for the session and rate-limit tables, and a batch of datagram slots read
+// with one recvmmsg or written with one sendmmsg. Loop thread only (the bind calls: any).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "net/address.h"
+#include "net/socket.h"
+
+namespace sluice::proxy::udp {
+
+// A bound, non-blocking UDP socket with SO_REUSEPORT (each worker binds its own on the
+// same address; the kernel keeps one client 4-tuple on one socket while the set of sockets
+// does not change).
+Result<net::Fd> bind_udp_socket(const net::Address& address);
+// A non-blocking UDP socket connected to `to` (bound to `source` first when given): the
+// kernel filters what it receives to datagrams from `to`.
+Result<net::Fd> connected_udp_socket(const net::Address& to,
+                                     const std::optional<net::Address>& source);
+
+// A client address as a table key: family, IP bytes and (optionally) port.
+struct AddressKey {
+  std::array<uint8_t, 16> ip{};
+  uint16_t port = 0;
+  uint8_t family = 0;
+  bool operator==(const AddressKey&) const = default;
+};
+AddressKey address_key(const net::Address& a, bool with_port);
+
+// The PROXY protocol v2 header (PROXY command, UDP over the addresses' family) saying that
+// `client` sent to `listener`: 28 bytes for IPv4, 52 for IPv6. Both of one family.
+std::vector<uint8_t> proxy_v2_header(const net::Address& client, const net::Address& listener);
+
+// Hashes keys with a per-process random seed, so that a client cannot pick sources that
+// all land in one bucket.
+struct AddressKeyHash {
+  size_t operator()(const AddressKey& k) const;
+};
+
+// Up to kSlots datagrams of at most `max_size` bytes each. Slots are allocated on first
+// use and hold max_size + 1 bytes, so that a larger datagram shows as truncated.
+class DatagramBatch {
+ public:
+  static constexpr size_t kSlots = 16;
+  explicit DatagramBatch(size_t max_size) : max_size_(max_size) {}
+
+  // Receiving: one recvmmsg. Returns the datagrams read (0: none waiting), or an error.
+  Result<size_t> receive(int fd);
+  std::span<const uint8_t> data(size_t i) const {
+    return {&buffer_[i * slot()], std::min<size_t>(lengths_[i], max_size_)};
+  }
+  // Larger than max_size (its bytes are cut).
+  bool too_large(size_t i) const { return lengths_[i] > max_size_ || truncated_[i]; }
+  net::Address source(size_t i) const;
+
+  // Sending: queues a copy of `data` for `to`; false when the batch is full (flush first)
+  // or the datagram is larger than max_size.
+  bool push(const net::Address& to, std::span<const uint8_t> data);
+  size_t queued() const { return queued_; }
+  bool full() const { return queued_ == kSlots; }
+  // One sendmmsg per call until everything queued is sent or the socket refuses more.
+  // Returns how many were sent; the rest are discarded (the caller counts them).
+  size_t flush(int fd, uint64_t* calls);
+
+ private:
+  size_t slot() const { return max_size_ + 1; }
+  void allocate();
+
+  size_t max_size_;
+  std::vector<uint8_t> buffer_;
+  std::array<sockaddr_storage, kSlots> addresses_{};
+  std::array<size_t, kSlots> lengths_{};
+  std::array<bool, kSlots> truncated_{};
+  size_t queued_ = 0;
+};
+
+}  // namespace sluice::proxy::udp

@@ -1,0 +1,213 @@
+#include "proxy/udp/udp_proxy.h"
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "upstream/lb/load_balancer.h"
+
+namespace sluice::proxy::udp {
+
+UdpProxy::UdpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
+                   upstream::Cluster& cluster, net::Fd socket,
+                   std::shared_ptr<std::atomic<uint32_t>> active_sessions)
+    : loop_(loop),
+      config_(std::move(config)),
+      cluster_(&cluster),
+      socket_(std::move(socket)),
+      active_sessions_(std::move(active_sessions)),
+      in_(config_->udp.max_datagram_size),
+      out_(config_->udp.max_datagram_size) {
+  if (auto a = net::local_address(socket_.get())) local_ = *a;
+}
+
+UdpProxy::~UdpProxy() {
+  loop_.cancel_iteration_end(this);
+  stop_reading();
+  // Sessions still open (a test tearing down): give back their counts.
+  for (auto& [key, s] : sessions_) {
+    if (!s->closed()) active_sessions_->fetch_sub(1);
+  }
+}
+
+Status UdpProxy::start() {
+  if (reading_ || !socket_.valid()) return Status::ok();
+  if (Status s = loop_.poller().add(socket_.get(), event::kReadable, this); !s) return s;
+  reading_ = true;
+  // Datagrams queued before the registration raise no edge: read them now.
+  on_io(event::kReadable);
+  return Status::ok();
+}
+
+void UdpProxy::stop_reading() {
+  if (!reading_) return;
+  loop_.poller().remove(socket_.get());
+  reading_ = false;
+}
+
+void UdpProxy::reconfigure(std::shared_ptr<const ListenerConfig> config,
+                           upstream::Cluster& cluster) {
+  // The batches keep their slot size: a larger max_datagram_size applies to new sessions'
+  // reads at once, to the listener's own reads once flushed batches are reallocated.
+  if (config->udp.max_datagram_size != config_->udp.max_datagram_size) {
+    flush();
+    in_ = DatagramBatch(config->udp.max_datagram_size);
+    out_ = DatagramBatch(config->udp.max_datagram_size);
+    scratch_.clear();
+  }
+  config_ = std::move(config);
+  cluster_ = &cluster;
+}
+
+void UdpProxy::on_io(uint32_t) {
+  // Edge-triggered: read until the socket is empty.
+  while (reading_) {
+    Result<size_t> got = in_.receive(socket_.get());
+    if (!got) {
+      LOG_WARN("udp {}: {}", config_->name, got.status().message());
+      return;
+    }
+    size_t n = *got;
+    if (n == 0) return;
+    ++stats_.receive_batches;
+    for (size_t i = 0; i < n; ++i) {
+      if (in_.too_large(i)) {
+        ++stats_.dropped_too_large;
+        continue;
+      }
+      on_datagram(in_.source(i), in_.data(i));
+    }
+  }
+}
+
+void UdpProxy::on_datagram(const net::Address& source, std::span<const uint8_t> data) {
+  bool by_port = config_->udp.session_key == UdpOptions::SessionKey::kSourceIpPort;
+  AddressKey key = address_key(source, by_port);
+  UdpSession* session = nullptr;
+  if (auto it = sessions_.find(key); it != sessions_.end()) {
+    session = it->second.get();
+  } else {
+    session = open_session(source, key);
+    if (!session) return;
+  }
+  session->from_downstream(source, data);
+}
+
+UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey& key) {
+  if (draining_) {
+    ++stats_.dropped_draining;
+    return nullptr;
+  }
+  const UdpOptions& o = config_->udp;
+  AddressKey ip = address_key(source, false);
+  auto refuse = [&](uint64_t& counter, const char* why) -> UdpSession* {
+    ++counter;
+    // Once a second at most: a flood is one line, not one per datagram.
+    if (loop_.now() - last_refusal_log_ >= std::chrono::seconds(1)) {
+      last_refusal_log_ = loop_.now();
+      LOG_WARN("udp {}: dropping datagrams from {}: {}", config_->name, source.to_string(), why);
+    }
+    return nullptr;
+  };
+  if (o.max_sessions_per_source != 0) {
+    auto it = per_source_.find(ip);
+    if (it != per_source_.end() && it->second >= o.max_sessions_per_source) {
+      return refuse(stats_.dropped_max_sessions_per_source, "max_sessions_per_source reached");
+    }
+  }
+  if (active_sessions_->fetch_add(1) >= o.max_sessions) {
+    active_sessions_->fetch_sub(1);
+    return refuse(stats_.dropped_max_sessions, "max_sessions reached");
+  }
+  upstream::Cluster& cl = *cluster_;
+  if (!cl.has_endpoints()) {
+    active_sessions_->fetch_sub(1);
+    ++cl.stats().no_healthy_endpoint;
+    return refuse(stats_.dropped_no_endpoint,
+                  fmt::format("no healthy endpoint in cluster {}", cl.config().name).c_str());
+  }
+  upstream::lb::PickContext ctx{{}, std::nullopt};
+  if (cl.config().lb.policy == upstream::lb::Policy::kRingHash ||
+      cl.config().lb.policy == upstream::lb::Policy::kMaglev) {
+    ctx.hash = config_->hash_key == ListenerConfig::HashKey::kSourceIpPort
+                   ? upstream::lb::hash_key(source.to_string())
+                   : upstream::lb::hash_key(source.ip_string());
+  }
+  size_t endpoint = cl.pick(ctx);
+  const net::Address& target = cl.endpoint(endpoint).address;
+  ++cl.stats().connect_attempts;
+  auto fd = connected_udp_socket(target, cl.config().source_address);
+  if (!fd) {
+    active_sessions_->fetch_sub(1);
+    ++cl.stats().connect_failures;
+    return refuse(stats_.dropped_send_failed, fd.status().message().c_str());
+  }
+  auto session =
+      std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*fd), source, key,
+                                   generation(), stats_, static_cast<SessionCallbacks&>(*this));
+  if (o.proxy_protocol) session->set_listener_address(local_);
+  if (Status s = session->start(); !s) {
+    active_sessions_->fetch_sub(1);
+    return refuse(stats_.dropped_send_failed, s.message().c_str());
+  }
+  if (scratch_.empty()) scratch_.resize(size_t{o.max_datagram_size} + 1);
+  ++stats_.sessions;
+  ++per_source_[ip];
+  UdpSession* raw = session.get();
+  sessions_.emplace(key, std::move(session));
+  return raw;
+}
+
+bool UdpProxy::send_downstream(const net::Address& to, std::span<const uint8_t> data) {
+  if (out_.full()) flush();
+  if (!out_.push(to, data)) {
+    ++stats_.dropped_too_large;
+    return false;
+  }
+  ++stats_.datagrams_to_downstream;
+  stats_.bytes_to_downstream += data.size();
+  loop_.at_iteration_end(this);
+  return true;
+}
+
+void UdpProxy::flush() {
+  size_t queued = out_.queued();
+  if (queued == 0) return;
+  size_t sent = out_.flush(socket_.get(), &stats_.send_batches);
+  if (sent < queued) stats_.dropped_send_failed += queued - sent;
+}
+
+void UdpProxy::on_session_closed(UdpSession& session, CloseReason) {
+  active_sessions_->fetch_sub(1);
+  AddressKey ip = session.key();
+  ip.port = 0;
+  if (auto it = per_source_.find(ip); it != per_source_.end() && --it->second == 0) {
+    per_source_.erase(it);
+  }
+  auto it = sessions_.find(session.key());
+  if (it != sessions_.end()) {
+    // It may be inside its own callback: deleted once this iteration's events are handled.
+    loop_.defer_delete(std::move(it->second));
+    sessions_.erase(it);
+  }
+  if (sessions_.empty()) {
+    if (draining_) flush();
+    if (on_idle_) on_idle_();
+  }
+}
+
+void UdpProxy::drain() {
+  draining_ = true;
+  stop_reading();
+}
+
+void UdpProxy::close_all(bool drain_deadline) {
+  std::vector<UdpSession*> open;
+  open.reserve(sessions_.size());
+  for (auto& [key, s] : sessions_) open.push_back(s.get());
+  for (UdpSession* s : open) {
+    s->close(drain_deadline ? CloseReason::kDrainDeadline : CloseReason::kShutdown);
+  }
+  flush();
+}
+
+}  // namespace sluice::proxy::udp

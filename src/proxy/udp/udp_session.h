@@ -1,0 +1,104 @@
+// UdpSession: one client's traffic through a UDP listener on one worker: its own upstream
+// socket connected to the endpoint the cluster's balancer picked (registered with the
+// worker's Poller), its counters, and its end (idle timeout, max_responses, an upstream
+// error, drain, shutdown), logged as one access-log line. Owned by its UdpProxy; loop
+// thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/clock.h"
+#include "event/loop.h"
+#include "event/timer.h"
+#include "net/address.h"
+#include "net/socket.h"
+#include "proxy/access_log.h"
+#include "proxy/listener_config.h"
+#include "proxy/udp/datagram_socket.h"
+#include "proxy/udp/udp_stats.h"
+#include "upstream/cluster.h"
+
+namespace sluice::proxy::udp {
+
+// Why a session ended (the access log's close_reason; a counter each).
+enum class CloseReason { kIdleTimeout, kMaxResponses, kUpstreamError, kDrainDeadline, kShutdown };
+const char* to_string(CloseReason r);
+
+class UdpSession;
+
+// What a session needs from the listener that owns it.
+class SessionCallbacks {
+ public:
+  // Queues a datagram to the client on the listener socket; false when it was dropped.
+  virtual bool send_downstream(const net::Address& to, std::span<const uint8_t> data) = 0;
+  // Scratch space for one datagram read from upstream (max_datagram_size + 1 bytes).
+  virtual std::span<uint8_t> scratch() = 0;
+  // Where finished sessions are logged (null: nowhere).
+  virtual AccessLog* access_log() = 0;
+  // The session closed (already logged and counted): forget it.
+  virtual void on_session_closed(UdpSession& session, CloseReason reason) = 0;
+
+ protected:
+  ~SessionCallbacks() = default;
+};
+
+class UdpSession final : public event::IoHandler, public event::DeferredDeletable {
+ public:
+  UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
+             upstream::Cluster& cluster, size_t endpoint, net::Fd upstream,
+             const net::Address& client, AddressKey key, uint64_t generation, UdpProxyStats& stats,
+             SessionCallbacks& owner);
+  ~UdpSession() override;
+
+  Status start();
+  // A datagram from the client (it may have come from a new port under session_key
+  // source_ip: answers go there from now on).
+  void from_downstream(const net::Address& client, std::span<const uint8_t> data);
+  // udp.proxy_protocol: each datagram to the upstream starts with this header (the session
+  // remakes it when the client's port changes).
+  void set_listener_address(const net::Address& listener) { listener_ = listener; }
+  void on_io(uint32_t events) override;
+  void close(CloseReason reason);
+
+  const AddressKey& key() const { return key_; }
+  const net::Address& client() const { return client_; }
+  bool closed() const { return closed_; }
+
+  struct Counts {
+    uint64_t datagrams_to_upstream = 0, datagrams_to_downstream = 0;
+    uint64_t bytes_to_upstream = 0, bytes_to_downstream = 0;
+  };
+  const Counts& counts() const { return counts_; }
+
+ private:
+  void read_upstream();
+  void on_timer();
+  void write_access_log(CloseReason reason);
+
+  event::Loop& loop_;
+  std::shared_ptr<const ListenerConfig> config_;
+  upstream::Cluster& cluster_;
+  size_t endpoint_;
+  net::Fd upstream_;
+  net::Address client_;
+  std::optional<net::Address> listener_;
+  std::vector<uint8_t> proxy_header_;
+  AddressKey key_;
+  uint64_t generation_;
+  UdpProxyStats& stats_;
+  SessionCallbacks& owner_;
+  event::Timer idle_timer_;
+  MonoTime started_;
+  MonoTime last_activity_;
+  std::chrono::system_clock::time_point wall_start_;
+  Counts counts_;
+  uint32_t responses_ = 0;
+  bool registered_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace sluice::proxy::udp

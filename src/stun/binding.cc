@@ -1,0 +1,171 @@
+#include "stun/binding.h"
+
+#include <algorithm>
+
+namespace sluice::stun {
+namespace {
+
+// Comprehension-required attributes this server understands in a Binding request. Those of
+// RFC 5780 (CHANGE-REQUEST, RESPONSE-PORT) are not among them: with one address the server
+// cannot honour them, and RFC 5780 §7.2 has such a server answer 420.
+bool understood(uint16_t type) {
+  switch (type) {
+    case attr::kUsername:
+    case attr::kMessageIntegrity:
+    case attr::kMessageIntegritySha256:
+    case attr::kRealm:
+    case attr::kNonce:
+    case attr::kPasswordAlgorithm:
+    case attr::kUserhash:
+    case attr::kPriority:
+    case attr::kUseCandidate:
+    case attr::kPadding:
+    // Known, but only in responses: a request carrying one is answered 400 below.
+    case attr::kMappedAddress:
+    case attr::kXorMappedAddress:
+    case attr::kErrorCode:
+    case attr::kUnknownAttributes:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Whether a known attribute's value is well formed in a request (false: 400).
+bool well_formed(const Attribute& a) {
+  switch (a.type) {
+    case attr::kUsername:
+      return a.value.size() <= 513;  // RFC 8489 §14.3
+    case attr::kMessageIntegrity:
+      return a.value.size() == 20;
+    case attr::kMessageIntegritySha256:
+      return a.value.size() >= 16 && a.value.size() <= 32 && a.value.size() % 4 == 0;
+    case attr::kPriority:
+      return a.value.size() == 4;  // RFC 8445 §16.1
+    case attr::kUseCandidate:
+      return a.value.empty();
+    case attr::kMappedAddress:
+    case attr::kXorMappedAddress:
+    case attr::kErrorCode:
+    case attr::kUnknownAttributes:
+      return false;  // response attributes
+    default:
+      return true;
+  }
+}
+
+Answer error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
+                    std::span<const uint16_t> unknown) {
+  Answer a;
+  a.outcome = code == 420 ? Outcome::kUnknownAttribute : Outcome::kBadRequest;
+  bool padded = request.find(attr::kPadding) != nullptr;
+  auto build = [&](std::string_view text) {
+    MessageWriter w(request.method, MessageClass::kError, request.transaction_id);
+    w.add_error(code, text);
+    if (!unknown.empty()) w.add_unknown(unknown);
+    auto bytes = w.finish(true);
+    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  };
+  a.response = build(reason);
+  // The reason phrase is optional text: only when the request pays for it.
+  if (!padded && a.response.size() > request_size) a.response = build("");
+  return a;
+}
+
+}  // namespace
+
+const char* to_string(Outcome o) {
+  switch (o) {
+    case Outcome::kSuccess:
+      return "success";
+    case Outcome::kBadRequest:
+      return "400";
+    case Outcome::kUnknownAttribute:
+      return "420";
+    case Outcome::kDropNotStun:
+      return "not_stun";
+    case Outcome::kDropMalformed:
+      return "malformed";
+    case Outcome::kDropBadFingerprint:
+      return "bad_fingerprint";
+    case Outcome::kDropNotRequest:
+      return "not_request";
+  }
+  return "?";
+}
+
+Answer answer_binding(std::span<const uint8_t> request, const net::Address& source,
+                      const ServerOptions& options) {
+  Answer a;
+  ParseResult parsed = parse(request);
+  if (!parsed.message) {
+    switch (parsed.error) {
+      case ParseError::kTooShort:
+      case ParseError::kNotStun:
+      case ParseError::kBadCookie:
+        a.outcome = Outcome::kDropNotStun;
+        break;
+      case ParseError::kBadLength:
+      case ParseError::kAttributeOverrun:
+        a.outcome = Outcome::kDropMalformed;
+        break;
+      case ParseError::kBadFingerprint:
+        a.outcome = Outcome::kDropBadFingerprint;
+        break;
+    }
+    return a;
+  }
+  const Message& m = *parsed.message;
+  // §6.3: only requests get an answer; an indication or a response (perhaps to a request
+  // spoofed with this server's address) is dropped.
+  if (m.message_class != MessageClass::kRequest) {
+    a.outcome = Outcome::kDropNotRequest;
+    return a;
+  }
+  if (m.method != kBinding) return error_answer(m, request.size(), 400, "Unknown method", {});
+
+  // §6.3.1: unknown comprehension-required attributes get 420, listed once each. Attributes
+  // after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT are ignored
+  // (§14.5).
+  uint16_t unknown[16];
+  size_t n_unknown = 0;
+  bool after_integrity = false;
+  bool malformed = false;
+  for (const auto& at : m.attributes) {
+    if (after_integrity && at.type != attr::kMessageIntegritySha256 &&
+        at.type != attr::kFingerprint) {
+      continue;
+    }
+    if (attr::comprehension_required(at.type) && !understood(at.type)) {
+      if (n_unknown < std::size(unknown) &&
+          std::find(unknown, unknown + n_unknown, at.type) == unknown + n_unknown) {
+        unknown[n_unknown++] = at.type;
+      }
+    } else if (!well_formed(at)) {
+      malformed = true;
+    }
+    if (at.type == attr::kMessageIntegrity) after_integrity = true;
+  }
+  if (n_unknown > 0) {
+    return error_answer(m, request.size(), 420, "Unknown Attribute",
+                        std::span<const uint16_t>(unknown, n_unknown));
+  }
+  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {});
+
+  bool padded = m.find(attr::kPadding) != nullptr;
+  auto build = [&](bool software) {
+    MessageWriter w(kBinding, MessageClass::kSuccess, m.transaction_id);
+    w.add_address(attr::kXorMappedAddress, source, true);
+    if (software) w.add_string(attr::kSoftware, options.software);
+    auto bytes = w.finish(true);
+    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  };
+  a.outcome = Outcome::kSuccess;
+  a.response = build(!options.software.empty());
+  if (!options.software.empty() && !padded && a.response.size() > request.size()) {
+    a.response = build(false);
+  }
+  return a;
+}
+
+}  // namespace sluice::stun

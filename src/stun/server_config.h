@@ -1,0 +1,30 @@
+// ServerOptions: the settings of a `protocol: stun` listener (the `stun:` block), with their
+// defaults and validate(). Immutable once loaded; shared by the workers with the config.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/validation.h"
+
+namespace sluice::stun {
+
+struct ServerOptions {
+  // The SOFTWARE attribute, sent only when the request leaves room for it (see
+  // stun/binding.h); empty: never.
+  std::string software;
+  // Requests answered per second per client IP address (a token bucket holding `rate_burst`
+  // tokens); beyond it requests are dropped and counted. 0: no limit.
+  uint32_t rate_limit = 20;
+  uint32_t rate_burst = 40;
+  // Client addresses a worker keeps a bucket for. When full, the least recently seen one is
+  // forgotten: a flood of spoofed sources costs this table, never more.
+  uint32_t max_sources = 65536;
+
+  static constexpr size_t kMaxSoftware = 128;  // RFC 8489 §14.14: fewer than 128 characters
+
+  ConfigIssues validate() const;
+  bool operator==(const ServerOptions&) const = default;
+};
+
+}  // namespace sluice::stun

@@ -1,0 +1,140 @@
+// The STUN server's answers (stun/binding.h): what is answered, with what, and how large,
+// for requests built here byte by byte.
+#include "stun/binding.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace sluice::stun {
+namespace {
+
+const TransactionId kId = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+
+// A Binding request (or `type`) with `attributes` (type, value) and FINGERPRINT if asked.
+std::vector<uint8_t> request(std::vector<std::pair<uint16_t, std::vector<uint8_t>>> attributes = {},
+                             bool fingerprint = false, uint16_t method = kBinding,
+                             MessageClass cls = MessageClass::kRequest) {
+  MessageWriter w(method, cls, kId);
+  for (const auto& [type, value] : attributes) w.add(type, value);
+  auto bytes = w.finish(fingerprint);
+  return {bytes.begin(), bytes.end()};
+}
+
+net::Address v4() {
+  return *net::Address::parse("198.51.100.7:40000");
+}
+
+Message parsed(const Answer& a) {
+  ParseResult r = parse(a.response);
+  EXPECT_TRUE(r.message) << to_string(r.error);
+  return r.message ? *r.message : Message{};
+}
+
+TEST(StunBinding, AMinimalRequestGetsTheMinimalAnswer) {
+  ServerOptions o;
+  o.software = "sluice";
+  Answer a = answer_binding(request(), v4(), o);
+  ASSERT_EQ(a.outcome, Outcome::kSuccess);
+  // Header, XOR-MAPPED-ADDRESS (12) and FINGERPRINT (8): no SOFTWARE for a 20-byte request.
+  EXPECT_EQ(a.response.size(), 40u);
+  Message m = parsed(a);
+  EXPECT_EQ(m.message_class, MessageClass::kSuccess);
+  EXPECT_EQ(m.transaction_id, kId);
+  EXPECT_TRUE(m.has_fingerprint);
+  EXPECT_EQ(m.find(attr::kSoftware), nullptr);
+  auto mapped = read_address(m.find(attr::kXorMappedAddress)->value, &m.transaction_id);
+  ASSERT_TRUE(mapped);
+  EXPECT_EQ(mapped->to_string(), "198.51.100.7:40000");
+
+  Answer a6 = answer_binding(request(), *net::Address::parse("[2001:db8::5]:3478"), o);
+  ASSERT_EQ(a6.outcome, Outcome::kSuccess);
+  EXPECT_EQ(a6.response.size(), 52u);
+  Message m6 = parsed(a6);
+  EXPECT_EQ(read_address(m6.find(attr::kXorMappedAddress)->value, &m6.transaction_id)->to_string(),
+            "[2001:db8::5]:3478");
+}
+
+TEST(StunBinding, SoftwareOnlyWhenTheRequestPaysForItOrAsksWithPadding) {
+  ServerOptions o;
+  o.software = "sluice";  // 4 + 8 bytes
+  // 52 bytes with SOFTWARE: a 52-byte request gets it, a 48-byte one not.
+  std::vector<uint8_t> filler28(28, 0);
+  Answer big = answer_binding(request({{0x8050, filler28}}), v4(), o);
+  ASSERT_EQ(big.outcome, Outcome::kSuccess);
+  EXPECT_EQ(big.response.size(), 52u);
+  ASSERT_NE(parsed(big).find(attr::kSoftware), nullptr);
+  Answer smaller = answer_binding(request({{0x8050, std::vector<uint8_t>(20, 0)}}), v4(), o);
+  EXPECT_EQ(smaller.response.size(), 40u);
+  Answer padded = answer_binding(request({{attr::kPadding, {}}}), v4(), o);
+  ASSERT_EQ(padded.outcome, Outcome::kSuccess);
+  EXPECT_EQ(padded.response.size(), 52u);
+}
+
+TEST(StunBinding, UnknownComprehensionRequiredAttributesGet420ListingEachOnce) {
+  ServerOptions o;
+  Answer a = answer_binding(request({{0x0031, {1, 2, 3, 4}},
+                                     {0x8031, {}},
+                                     {0x0031, {}},
+                                     {attr::kChangeRequest, {0, 0, 0, 6}}}),
+                            v4(), o);
+  ASSERT_EQ(a.outcome, Outcome::kUnknownAttribute);
+  Message m = parsed(a);
+  EXPECT_EQ(m.message_class, MessageClass::kError);
+  EXPECT_EQ(m.transaction_id, kId);
+  const Attribute* code = m.find(attr::kErrorCode);
+  ASSERT_NE(code, nullptr);
+  ASSERT_GE(code->value.size(), 4u);
+  EXPECT_EQ(code->value[2] * 100 + code->value[3], 420);
+  const Attribute* unknown = m.find(attr::kUnknownAttributes);
+  ASSERT_NE(unknown, nullptr);
+  // 0x0031 once, then CHANGE-REQUEST (no second address: not honoured); 0x8031 is optional.
+  EXPECT_EQ(std::vector<uint8_t>(unknown->value.begin(), unknown->value.end()),
+            (std::vector<uint8_t>{0x00, 0x31, 0x00, 0x03}));
+  // The 48-byte request: the reason phrase fits only when the answer stays within it.
+  EXPECT_LE(a.response.size(), request({{0x0031, {1, 2, 3, 4}},
+                                        {0x8031, {}},
+                                        {0x0031, {}},
+                                        {attr::kChangeRequest, {0, 0, 0, 6}}})
+                                   .size());
+}
+
+TEST(StunBinding, WellFormedButInvalidRequestsGet400) {
+  ServerOptions o;
+  Answer bad_priority = answer_binding(request({{attr::kPriority, {1, 2}}}), v4(), o);
+  EXPECT_EQ(bad_priority.outcome, Outcome::kBadRequest);
+  Message m = parsed(bad_priority);
+  EXPECT_EQ(m.find(attr::kErrorCode)->value[2] * 100 + m.find(attr::kErrorCode)->value[3], 400);
+  EXPECT_EQ(
+      answer_binding(request({{attr::kXorMappedAddress, std::vector<uint8_t>(8, 0)}}), v4(), o)
+          .outcome,
+      Outcome::kBadRequest);
+  EXPECT_EQ(answer_binding(request({}, false, 0x003), v4(), o).outcome, Outcome::kBadRequest);
+}
+
+TEST(StunBinding, WhatFailsTheHeaderChecksOrIsNoRequestIsDropped) {
+  ServerOptions o;
+  std::vector<uint8_t> ok = request({}, true);
+  EXPECT_EQ(answer_binding(ok, v4(), o).outcome, Outcome::kSuccess);
+  std::vector<uint8_t> bad_fp = ok;
+  bad_fp.back() ^= 1;
+  EXPECT_EQ(answer_binding(bad_fp, v4(), o).outcome, Outcome::kDropBadFingerprint);
+  std::vector<uint8_t> cookie = ok;
+  cookie[5] = 0;
+  EXPECT_EQ(answer_binding(cookie, v4(), o).outcome, Outcome::kDropNotStun);
+  std::vector<uint8_t> odd = ok;
+  odd.push_back(0);
+  EXPECT_EQ(answer_binding(odd, v4(), o).outcome, Outcome::kDropMalformed);
+  EXPECT_EQ(
+      answer_binding(request({}, false, kBinding, MessageClass::kIndication), v4(), o).outcome,
+      Outcome::kDropNotRequest);
+  EXPECT_EQ(answer_binding(request({}, false, kBinding, MessageClass::kSuccess), v4(), o).outcome,
+            Outcome::kDropNotRequest);
+  for (Outcome out : {Outcome::kDropBadFingerprint, Outcome::kDropNotStun}) {
+    EXPECT_FALSE(answered(out));
+  }
+  EXPECT_TRUE(answer_binding(bad_fp, v4(), o).response.empty());
+}
+
+}  // namespace
+}  // namespace sluice::stun
