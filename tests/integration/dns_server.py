@@ -422,6 +422,12 @@ class DnsRelay:
         with self._lock:
             return [t for (t, n, ty) in self.queries if n == name and (qtype is None or ty == qtype)]
 
+    def answers_for(self, name, qtype=None):
+        """(time, rcode) of each answer relayed back for `name`, oldest first."""
+        name = name.lower().rstrip(".")
+        with self._lock:
+            return [(t, rc) for (t, n, ty, rc) in self.answers if n == name and (qtype is None or ty == qtype)]
+
     def stop(self):
         self._stop.set()
         for s in (self.sock, self._up):

@@ -151,6 +151,11 @@ def nxdomain_case(soa_ttl, minimum, negative_min_ttl, expect):
     n = len(relay.queries_for("nope." + Z, "A"))
     harness.wait_until(lambda: len(relay.queries_for("nope." + Z, "A")) > n, expect + 2, 0.002)
     last_q = relay.queries_for("nope." + Z, "A")[-1]
+    # change the zone only once that query's NXDOMAIN is on its way back: a zone changed while
+    # nsd still holds the query would answer it with the new record
+    answered = harness.wait_until(lambda: len(relay.answers_for("nope." + Z, "A")) > n, 2, 0.002)
+    check(answered and relay.answers_for("nope." + Z, "A")[-1][1] == "NXDOMAIN",
+          "that query was answered NXDOMAIN before the zone changed", repr(relay.answers_for("nope." + Z, "A")))
     mark = sl.line_count()
     ns.set_zone(["other IN A 127.0.0.11", "nope IN A 127.0.0.11"])
     t_zone = time.monotonic()
