@@ -253,7 +253,7 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     return endpoint_drain(req, *view.clusters, *ctx->health);
   });
   server.handle("/metrics", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond, ctx](MetricsInput& in) {
+    ctx->gather({}, [respond, ctx](MetricsInput& in) {
       std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
       if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
       if (ctx->view) body += render_event_backend_metrics(ctx->view().settings.event_in_use);
@@ -277,10 +277,10 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     });
   });
   server.handle("/clusters", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond](MetricsInput& in) { respond(json(render_clusters_json(in))); });
+    ctx->gather({}, [respond](MetricsInput& in) { respond(json(render_clusters_json(in))); });
   });
   server.handle("/listeners", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond, ctx](MetricsInput& in) {
+    ctx->gather({}, [respond, ctx](MetricsInput& in) {
       respond(json(render_listeners_json(in, ctx->view().listener_addresses)));
     });
   });
@@ -290,7 +290,7 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     if (!cluster.empty() && !find_cluster(*ctx->view().clusters, cluster)) {
       return respond(text(404, "no cluster named " + cluster + "\n"));
     }
-    ctx->gather(true, [respond, cluster, listener](MetricsInput& in) {
+    ctx->gather({.connections = true}, [respond, cluster, listener](MetricsInput& in) {
       respond(json(render_connections_json(in, cluster, listener)));
     });
   });

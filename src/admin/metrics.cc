@@ -1,5 +1,7 @@
 #include "admin/metrics.h"
 
+#include "admin/json_views.h"
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -44,10 +46,38 @@ std::string join_labels(std::string_view a, std::string_view b) {
   return fmt::format("{},{}", a, b);
 }
 
-// The Prometheus text of declared metrics: families in the order first declared, each with
-// its HELP and TYPE once and all its samples together, whichever struct they came from.
+// `k="v",k2="v2"` (as label() and join_labels() write them) as a JSON object.
+nlohmann::json parse_labels(std::string_view text) {
+  nlohmann::json out = nlohmann::json::object();
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t eq = text.find('=', i);
+    if (eq == std::string_view::npos || eq + 1 >= text.size() || text[eq + 1] != '"') break;
+    std::string key(text.substr(i, eq - i));
+    std::string value;
+    size_t j = eq + 2;
+    for (; j < text.size() && text[j] != '"'; ++j) {
+      if (text[j] == '\\' && j + 1 < text.size()) {
+        ++j;
+        value += text[j] == 'n' ? '\n' : text[j];
+      } else {
+        value += text[j];
+      }
+    }
+    out[key] = std::move(value);
+    i = j + 2;  // past the closing quote and the comma
+  }
+  return out;
+}
+
+// The declared metrics, as the Prometheus text or as JSON: families in the order first
+// declared, each with its HELP and TYPE once and all its samples together, whichever struct
+// they came from.
 class Exposition {
  public:
+  enum class Format { kText, kJson };
+  explicit Exposition(Format format = Format::kText) : format_(format) {}
+
   // Makes sure the families of Stats' lines are written, samples or not.
   template <typename Stats>
   void declare() {
@@ -67,6 +97,19 @@ class Exposition {
     }
     return out;
   }
+  // [{"name", "help", "type", "samples": [{"labels": {...}, "value"} or, for a histogram,
+  // {"labels", "buckets": [[le seconds, cumulative count], ..., [null, count]], "sum",
+  // "count"}]}]
+  nlohmann::json json() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& f : families_) {
+      out.push_back({{"name", f.name},
+                     {"help", f.help},
+                     {"type", metric::to_string(f.kind)},
+                     {"samples", f.json.is_null() ? nlohmann::json::array() : f.json}});
+    }
+    return out;
+  }
 
  private:
   struct Family {
@@ -74,11 +117,12 @@ class Exposition {
     const char* help;
     Kind kind;
     std::string samples;
+    nlohmann::json json;
   };
 
   Family& family(const Desc& d) {
     auto [it, added] = index_.try_emplace(d.name, families_.size());
-    if (added) families_.push_back(Family{d.name, d.help, d.kind, {}});
+    if (added) families_.push_back(Family{d.name, d.help, d.kind, {}, {}});
     Family& f = families_[it->second];
     // Lines sharing a family agree on its kind (metrics_test checks the help too).
     SLUICE_CHECK(f.kind == d.kind);
@@ -87,6 +131,10 @@ class Exposition {
 
   template <typename Value>
   void sample(Family& f, std::string_view suffix, std::string_view labels, Value value) {
+    if (format_ == Format::kJson) {
+      f.json.push_back({{"labels", parse_labels(labels)}, {"value", value}});
+      return;
+    }
     f.samples += f.name;
     f.samples += suffix;
     if (!labels.empty()) {
@@ -121,6 +169,21 @@ class Exposition {
   void put_line(const Desc& d, std::string_view scope, const Histogram& h) {
     Family& f = family(d);
     std::string labels = join_labels(scope, d.labels);
+    if (format_ == Format::kJson) {
+      nlohmann::json buckets = nlohmann::json::array();
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
+        cumulative += h.bucket(i);
+        buckets.push_back({static_cast<double>(Histogram::kBoundsUs[i]) / 1e6, cumulative});
+      }
+      cumulative += h.bucket(Histogram::kBoundsUs.size());
+      buckets.push_back({nullptr, cumulative});
+      f.json.push_back({{"labels", parse_labels(labels)},
+                        {"buckets", std::move(buckets)},
+                        {"sum", static_cast<double>(h.sum_us()) / 1e6},
+                        {"count", cumulative}});
+      return;
+    }
     uint64_t cumulative = 0;
     for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
       cumulative += h.bucket(i);
@@ -135,6 +198,7 @@ class Exposition {
     sample(f, "_count", labels, cumulative);
   }
 
+  Format format_;
   std::vector<Family> families_;
   std::unordered_map<std::string_view, size_t> index_;
 };
@@ -215,12 +279,10 @@ Merged merge(const MetricsInput& in) {
   return m;
 }
 
-}  // namespace
-
-std::string render_prometheus(const MetricsInput& in) {
+// Every declared metric of `in` into `x`.
+void expose(const MetricsInput& in, Exposition& x) {
   Merged m = merge(in);
   size_t nclusters = m.clusters.size();
-  Exposition x;
   // Every family, in this order, whether it has samples or not.
   x.declare<ListenerGauges>();
   x.declare<proxy::tcp::TcpProxyStats>();
@@ -312,7 +374,20 @@ std::string render_prometheus(const MetricsInput& in) {
   for (size_t i = 0; i < in.workers.size(); ++i) {
     x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));
   }
+}
+
+}  // namespace
+
+std::string render_prometheus(const MetricsInput& in) {
+  Exposition x;
+  expose(in, x);
   return x.text();
+}
+
+nlohmann::json metrics_json(const MetricsInput& in) {
+  Exposition x(Exposition::Format::kJson);
+  expose(in, x);
+  return x.json();
 }
 
 std::vector<std::string> exit_summary(const MetricsInput& in) {
@@ -357,6 +432,10 @@ nlohmann::json tcp_json(const net::TcpInfo& t) {
 }  // namespace
 
 std::string render_clusters_json(const MetricsInput& in) {
+  return clusters_json(in).dump(2) + "\n";
+}
+
+nlohmann::json clusters_json(const MetricsInput& in) {
   Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < m.clusters.size(); ++i) {
@@ -402,11 +481,16 @@ std::string render_clusters_json(const MetricsInput& in) {
     c["endpoints"] = std::move(eps);
     out.push_back(std::move(c));
   }
-  return out.dump(2) + "\n";
+  return out;
 }
 
 std::string render_listeners_json(
     const MetricsInput& in, const std::vector<std::pair<std::string, std::string>>& addresses) {
+  return listeners_json(in, addresses).dump(2) + "\n";
+}
+
+nlohmann::json listeners_json(const MetricsInput& in,
+                              const std::vector<std::pair<std::string, std::string>>& addresses) {
   Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, address] : addresses) {
@@ -431,7 +515,7 @@ std::string render_listeners_json(
     }
     out.push_back(std::move(l));
   }
-  return out.dump(2) + "\n";
+  return out;
 }
 
 std::string render_connections_json(const MetricsInput& in, std::string_view cluster,

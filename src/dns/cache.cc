@@ -41,6 +41,15 @@ std::vector<Cache::Saved> Cache::save(MonoTime now) const {
   return out;
 }
 
+std::vector<Cache::Saved> Cache::report(MonoTime now) const {
+  std::vector<Saved> out;
+  for (const auto& [key, e] : entries_) {
+    if (!e.has_answer) continue;
+    out.push_back(Saved{key, e.answer, std::chrono::duration_cast<Duration>(e.expires - now)});
+  }
+  return out;
+}
+
 void Cache::restore(const Saved& saved, MonoTime now) {
   if (saved.left <= Duration(0) || !saved.answer.ok()) return;
   Entry& e = entries_[saved.key];
