@@ -44,8 +44,14 @@ std::vector<Cache::Saved> Cache::save(MonoTime now) const {
 std::vector<Cache::Saved> Cache::report(MonoTime now) const {
   std::vector<Saved> out;
   for (const auto& [key, e] : entries_) {
-    if (!e.has_answer) continue;
-    out.push_back(Saved{key, e.answer, std::chrono::duration_cast<Duration>(e.expires - now)});
+    if (e.has_answer) {
+      out.push_back(Saved{key, e.answer, std::chrono::duration_cast<Duration>(e.expires - now)});
+    } else if (e.has_good && now < e.good_expires + config_.stale_ttl) {
+      // A refresh after expiry failed: lookups get the last good answer, stale.
+      Answer stale = e.good;
+      stale.stale = true;
+      out.push_back(Saved{key, stale, std::chrono::duration_cast<Duration>(e.good_expires - now)});
+    }
   }
   return out;
 }

@@ -20,7 +20,10 @@ http://ADMIN/ and the test asserts what an operator sees:
   is not; the Reload button reloads (unchanged);
 - on a phone-sized screen nothing overflows sideways, in dark and in light;
 - no console error or uncaught exception; screenshots are saved (SLUICE_ARTIFACT_DIR, else
-  the temp directory).
+  the temp directory);
+- a strict_dns cluster's name (nsd, dns_server.py) is listed with its answer and record TTL,
+  fresh; while nsd does not answer the last good answer shows stale, then fresh again;
+- with `dashboard: false` the page and its data are 404 and POSTs ask for no token.
 
 Skipped where Chromium is not installed.
 """
@@ -39,6 +42,7 @@ from harness import check, info  # noqa: E402
 import http_util as hu  # noqa: E402
 from http_backend import HttpBackend  # noqa: E402
 import cdp  # noqa: E402
+import dns_server as ds  # noqa: E402
 
 ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
 TOKEN_RE = re.compile(r"admin dashboard on http://127\.0\.0\.1:\d+/ \(its actions need the token ([0-9a-f]{32})\)")
@@ -53,6 +57,12 @@ def artifact(name):
     return os.path.join(d, name)
 
 
+def start_config(cfg):
+    sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
+    admin = int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1))
+    return sl, admin
+
+
 def start(backends_good, backend_bad, dead_port):
     hc = {"type": "http", "interval": "300ms", "jitter": "0ms", "timeout": "1s", "healthy_threshold": 1,
           "unhealthy_threshold": 1, "http": {"path": "/hc"}}
@@ -61,8 +71,7 @@ def start(backends_good, backend_bad, dead_port):
     routes = [{"match": {"prefix": "/down"}, "cluster": "dead"}, {"match": {"prefix": "/"}, "cluster": "app"}]
     cfg = {"workers": 2, "log_level": "info", "drain_timeout": "5s", "admin": {"address": "127.0.0.1:0"},
            "listeners": [hu.simple_listener(routes)], "clusters": clusters}
-    sl = harness.Sluice(harness.to_yaml(hu._quote(cfg)) + "\n")
-    admin = int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1))
+    sl, admin = start_config(cfg)
     line = sl.wait_log(TOKEN_RE, 10)
     check(line is not None, "sluice logs the dashboard's address and its token", sl.stderr_text()[-2000:])
     return sl, admin, TOKEN_RE.search(line).group(1)
@@ -296,5 +305,54 @@ def case_phone_light_and_dark():
     hu.stop_and_check(sl)
 
 
+def case_dns_names_fresh_then_stale():
+    backend = HttpBackend("api")
+    ns = ds.NsdServer(["api IN A 127.0.0.1"], ttl=2, minimum=2)
+    cfg = {"workers": 2, "log_level": "info", "drain_timeout": "5s", "admin": {"address": "127.0.0.1:0"},
+           "dns": ds.dns_block(ns.address, stale_ttl="5m"),
+           "listeners": [hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])],
+           "clusters": [ds.dns_cluster("app", ["api.test.sluice"],
+                                       int(backend.address.split(":")[1]))]}
+    sl, admin = start_config(cfg)
+    browser = cdp.Browser()
+    browser.navigate("http://127.0.0.1:%d/" % admin)
+    row = 'tr[data-name="api.test.sluice"] td'
+
+    def dns_row():
+        return "[...document.querySelectorAll(%s)].map(td => td.textContent)" % js(row)
+
+    shown = wait_page(browser, "(() => { const r = %s; return r.length === 5 && r[4] === 'fresh' ? r : null; })()"
+                      % dns_row(), "the DNS table lists api.test.sluice, fresh")
+    check(shown[:3] == ["api.test.sluice", "127.0.0.1", "2 s"],
+          "api.test.sluice: answer 127.0.0.1, record TTL 2 s, fresh", repr(shown))
+    ns.pause()  # refreshes time out: once the TTL ran out, the last good answer is stale
+    shown = wait_page(browser, "(() => { const r = %s; return r.length === 5 && r[4] === 'stale' ? r : null; })()"
+                      % dns_row(), "the DNS table shows the answer stale while the server does not answer")
+    check(shown[:3] == ["api.test.sluice", "127.0.0.1", "2 s"] and shown[4] == "stale",
+          "api.test.sluice: the last good answer 127.0.0.1, stale", repr(shown))
+    ns.resume()
+    wait_page(browser, "(() => { const r = %s; return r.length === 5 && r[4] === 'fresh'; })()" % dns_row(),
+              "fresh again once the server answers")
+    check(browser.console_errors == [], "no console error or uncaught exception", "\n".join(browser.console_errors))
+    browser.close()
+    hu.stop_and_check(sl)
+
+
+def case_dashboard_off():
+    good = HttpBackend("good")
+    cfg = {"workers": 1, "log_level": "info", "admin": {"address": "127.0.0.1:0", "dashboard": False},
+           "listeners": [hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])],
+           "clusters": [hu.cluster("app", [good])]}
+    sl, admin = start_config(cfg)
+    for target in ("/", "/dashboard/data", "/dashboard/dashboard.js"):
+        r = hu.request_once(admin, "GET", target, host="admin")
+        check(r.status == 404, "dashboard: false: GET %s is 404" % target, str(r.status))
+    check(not sl.find_lines("admin dashboard on"), "dashboard: false: no dashboard line, no token")
+    r = admin_post(admin, "/clusters/app/endpoints/%s/drain" % good.address, [("Origin", "http://x.example")])
+    check(r.status == 200, "dashboard: false: POSTs are as before (no token asked)", str(r.status))
+    hu.stop_and_check(sl)
+
+
 if __name__ == "__main__":
-    harness.run_cases([case_dashboard, case_phone_light_and_dark])
+    harness.run_cases([case_dashboard, case_phone_light_and_dark, case_dns_names_fresh_then_stale,
+                       case_dashboard_off])

@@ -273,7 +273,7 @@
     const head = h("tr", {}, ["name", "answer", "record TTL", "left", "state"].map((t, i) => h("th", { class: i === 2 || i === 3 ? "num" : "" }, t)));
     const rows = data.dns.map((d) => {
       const answer = d.srv ? d.srv.map((s) => s.target + ":" + s.port).join(", ") : d.addresses.join(", ");
-      const st = d.error !== "none" && !d.stale && !d.refresh_failed ? [d.error + (d.error_text ? ": " + d.error_text : ""), "bad"]
+      const st = d.error !== "ok" && !d.stale && !d.refresh_failed ? [d.error + (d.error_text ? ": " + d.error_text : ""), "bad"]
         : d.stale ? ["stale", "warn"] : d.refresh_failed ? ["refresh failed", "warn"] : d.expired ? ["expired", "warn"] : ["fresh", "ok"];
       return h("tr", { "data-name": d.name },
         h("td", {}, d.name), h("td", {}, answer || "–"), h("td", { class: "num" }, d.record_ttl + " s"),
