@@ -252,11 +252,20 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     ConfigView view = ctx->view();
     return endpoint_drain(req, *view.clusters, *ctx->health);
   });
-  server.handle("/metrics", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather({}, [respond, ctx](MetricsInput& in) {
-      std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
+  server.handle("/metrics", [ctx](const AdminRequest& req, AdminServer::Respond respond) {
+    const std::string* accept = req.headers.get("accept");
+    bool open = accept && wants_openmetrics(*accept);
+    // OpenMetrics: with exemplars, from the recent requests.
+    ctx->gather({.recent = open}, [respond, ctx, open](MetricsInput& in) {
+      std::string body = (open ? render_openmetrics(in) : render_prometheus(in)) +
+                         render_lifecycle_metrics(ctx->lifecycle->state());
       if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
       if (ctx->view) body += render_event_backend_metrics(ctx->view().settings.event_in_use);
+      if (open) {
+        return respond(AdminResponse{200,
+                                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                     to_openmetrics(body)});
+      }
       respond(AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)});
     });
   });

@@ -4,13 +4,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <span>
 #include <type_traits>
 #include <unordered_map>
 
 #include "base/check.h"
 #include "base/histogram.h"
+#include "http/headers.h"
 #include "net/socket_options.h"
 
 namespace sluice::admin {
@@ -77,6 +81,17 @@ class Exposition {
  public:
   enum class Format { kText, kJson };
   explicit Exposition(Format format = Format::kText) : format_(format) {}
+
+  // A bucket's exemplar (OpenMetrics): a value observed, its trace id and when it was seen.
+  struct Exemplar {
+    double seconds;
+    std::string trace_id;
+    double timestamp;  // seconds since the epoch
+  };
+  // Exemplars for the histogram `name` with the labels `labels` (as the samples carry them).
+  void add_exemplar(std::string_view name, std::string_view labels, Exemplar e) {
+    exemplars_[fmt::format("{}{{{}}}", name, labels)].push_back(std::move(e));
+  }
 
   // Makes sure the families of Stats' lines are written, samples or not.
   template <typename Stats>
@@ -184,16 +199,31 @@ class Exposition {
                         {"count", cumulative}});
       return;
     }
+    auto ex = exemplars_.find(fmt::format("{}{{{}}}", d.name, labels));
+    // The exemplar of the bucket (lower, upper], if one was seen there.
+    auto exemplar = [&](double lower, double upper) {
+      if (ex == exemplars_.end()) return;
+      for (const auto& e : ex->second) {
+        if (e.seconds > lower && e.seconds <= upper) {
+          f.samples.pop_back();  // the newline
+          fmt::format_to(std::back_inserter(f.samples), " # {{trace_id=\"{}\"}} {} {:.3f}\n",
+                         e.trace_id, e.seconds, e.timestamp);
+          return;
+        }
+      }
+    };
     uint64_t cumulative = 0;
+    double lower = -1;
     for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
       cumulative += h.bucket(i);
-      sample(f, "_bucket",
-             join_labels(labels, fmt::format("le=\"{}\"",
-                                             static_cast<double>(Histogram::kBoundsUs[i]) / 1e6)),
-             cumulative);
+      double upper = static_cast<double>(Histogram::kBoundsUs[i]) / 1e6;
+      sample(f, "_bucket", join_labels(labels, fmt::format("le=\"{}\"", upper)), cumulative);
+      exemplar(lower, upper);
+      lower = upper;
     }
     cumulative += h.bucket(Histogram::kBoundsUs.size());
     sample(f, "_bucket", join_labels(labels, "le=\"+Inf\""), cumulative);
+    exemplar(lower, std::numeric_limits<double>::infinity());
     sample(f, "_sum", labels, static_cast<double>(h.sum_us()) / 1e6);
     sample(f, "_count", labels, cumulative);
   }
@@ -201,6 +231,7 @@ class Exposition {
   Format format_;
   std::vector<Family> families_;
   std::unordered_map<std::string_view, size_t> index_;
+  std::map<std::string, std::vector<Exemplar>> exemplars_;
 };
 
 // The counters and gauges of `s` as JSON members named after their fields (an array field:
@@ -382,6 +413,82 @@ std::string render_prometheus(const MetricsInput& in) {
   Exposition x;
   expose(in, x);
   return x.text();
+}
+
+std::string render_openmetrics(const MetricsInput& in) {
+  Exposition x;
+  // Exemplars from the recent requests: the slowest first, so a bucket shows its slowest.
+  std::vector<std::pair<std::string, const proxy::http::RecentRequest*>> recent;
+  for (const auto& w : in.workers) {
+    for (const auto& [listener, r] : w.recent) {
+      for (const auto& q : r.slow) recent.emplace_back(listener, &q);
+      for (const auto& q : r.failed) recent.emplace_back(listener, &q);
+    }
+  }
+  std::sort(recent.begin(), recent.end(), [](const auto& a, const auto& b) {
+    return a.second->duration_us > b.second->duration_us;
+  });
+  constexpr std::string_view kTrace = "\"traceparent\":\"00-";  // version 00: 32 hex digits
+  for (const auto& [listener, q] : recent) {
+    size_t at = q->record.find(kTrace);
+    if (at == std::string::npos || at + kTrace.size() + 32 > q->record.size()) continue;
+    x.add_exemplar(
+        "sluice_http_request_duration_seconds", label("listener", listener),
+        {static_cast<double>(q->duration_us) / 1e6, q->record.substr(at + kTrace.size(), 32),
+         static_cast<double>(q->ended_ms) / 1e3});
+  }
+  expose(in, x);
+  return x.text();
+}
+
+std::string to_openmetrics(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  // The counter families: their HELP line comes before their TYPE line.
+  std::set<std::string, std::less<>> counters;
+  for (size_t at = text.find("# TYPE "); at != std::string_view::npos;
+       at = text.find("# TYPE ", at + 1)) {
+    size_t end = text.find('\n', at);
+    std::string_view line = text.substr(at + 7, end - at - 7);
+    size_t sp = line.find(' ');
+    if (line.substr(sp + 1) == "counter") counters.emplace(line.substr(0, sp));
+  }
+  while (!text.empty()) {
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end == std::string_view::npos ? text.size() : end + 1);
+    text.remove_prefix(line.size());
+    for (std::string_view meta : {"# HELP ", "# TYPE "}) {
+      if (line.substr(0, meta.size()) != meta) continue;
+      std::string_view rest = line.substr(meta.size());
+      std::string_view name = rest.substr(0, rest.find(' '));
+      if (counters.count(name) && name.ends_with("_total")) {
+        out += meta;
+        out += name.substr(0, name.size() - 6);
+        line = rest.substr(name.size());
+      }
+    }
+    out += line;
+  }
+  out += "# EOF\n";
+  return out;
+}
+
+bool wants_openmetrics(std::string_view accept) {
+  bool wants = false;
+  http::for_each_token(accept, [&wants](std::string_view range) {
+    size_t semi = range.find(';');
+    std::string_view type = range.substr(0, semi);
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    if (type != "application/openmetrics-text") return;
+    // A q of 0 refuses it.
+    size_t q = range.find("q=", semi == std::string_view::npos ? range.size() : semi);
+    if (q != std::string_view::npos && range.substr(q + 2, 1) == "0" &&
+        range.substr(q + 2).find_first_of("123456789") == std::string_view::npos) {
+      return;
+    }
+    wants = true;
+  });
+  return wants;
 }
 
 nlohmann::json metrics_json(const MetricsInput& in) {

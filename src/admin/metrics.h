@@ -144,6 +144,15 @@ struct MetricsInput {
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is
 // written (# HELP, # TYPE) even without samples, except DNS families without a resolver.
 std::string render_prometheus(const MetricsInput& in);
+// The same in OpenMetrics 1.0 (before to_openmetrics()), the request-duration histograms'
+// buckets with exemplars: a recent request of the listener (`in.workers[].recent`, gathered
+// with GatherScope::recent) whose duration falls in the bucket, with its trace id.
+std::string render_openmetrics(const MetricsInput& in);
+// Prometheus text to OpenMetrics: a counter family is named without its _total suffix (its
+// samples keep it), and the exposition ends with # EOF.
+std::string to_openmetrics(std::string_view text);
+// Whether an Accept header asks for OpenMetrics (application/openmetrics-text, q > 0).
+bool wants_openmetrics(std::string_view accept);
 // The lines logged at exit: each listener's, each cluster's and the health manager's
 // counters, by their summary words ("listener web: accepted 3, refused (max_connections) 0,
 // ..."). Uses `workers`, `clusters` and `health` (and `dns` when set).

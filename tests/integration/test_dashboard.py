@@ -23,6 +23,9 @@ http://ADMIN/ and the test asserts what an operator sees:
   the temp directory);
 - a strict_dns cluster's name (nsd, dns_server.py) is listed with its answer and record TTL,
   fresh; while nsd does not answer the last good answer shows stale, then fresh again;
+- /metrics asked for OpenMetrics (Prometheus's Accept header) parses with a strict parser,
+  names counters without _total, and the request-duration bucket of a 300 ms request carries
+  its exemplar: the trace id of its record; without the header it is the 0.0.4 text;
 - with `dashboard: false` the page and its data are 404 and POSTs ask for no token.
 
 Skipped where Chromium is not installed.
@@ -338,6 +341,50 @@ def case_dns_names_fresh_then_stale():
     hu.stop_and_check(sl)
 
 
+def case_openmetrics_with_exemplars():
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    good = HttpBackend("good")
+    cfg = {"workers": 2, "log_level": "info", "admin": {"address": "127.0.0.1:0"},
+           "listeners": [hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}])],
+           "clusters": [hu.cluster("app", [good])]}
+    sl, admin = start_config(cfg)
+    web = sl.port("web")
+    for i in range(5):
+        check(hu.request_once(web, "GET", "/fast/%d" % i).status == 200, "GET /fast/%d: 200" % i)
+    check(hu.request_once(web, "GET", "/delay/300", timeout=30).status == 200, "GET /delay/300: 200")
+    data = json.loads(admin_get(admin, "/dashboard/data"))
+    slow = [r for r in data["slow"] if r["record"]["target"] == "/delay/300"]
+    check(len(slow) == 1, "the 300 ms request is among the slowest", repr(data["slow"])[:2000])
+    trace_id = slow[0]["record"]["traceparent"].split("-")[1]
+    seconds = slow[0]["duration_us"] / 1e6
+
+    prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," \
+           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"  # what Prometheus sends
+    r = hu.request_once(admin, "GET", "/metrics", headers=[("Accept", prom)], host="admin", timeout=10)
+    ctype = dict((k.lower(), v) for k, v in r.headers).get("content-type")
+    check(r.status == 200 and ctype == "application/openmetrics-text; version=1.0.0; charset=utf-8",
+          "Accept: OpenMetrics: 200 application/openmetrics-text; version=1.0.0", "%d %s" % (r.status, ctype))
+    text = r.body.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # a strict parser: ends in # EOF
+    check(families["sluice_http_requests"].type == "counter", "counters are named without _total",
+          families["sluice_http_requests"].type)
+    requests = [x.value for x in families["sluice_http_requests"].samples
+                if x.name == "sluice_http_requests_total" and x.labels == {"listener": "web"}]
+    check(requests == [6.0], "sluice_http_requests_total{listener=web} 6", repr(requests))
+    with_exemplar = [(x.labels["le"], x.exemplar) for x in families["sluice_http_request_duration_seconds"].samples
+                     if x.name.endswith("_bucket") and x.labels["listener"] == "web" and x.exemplar]
+    le = [b for b in ("0.25", "0.5", "1.0", "2.5") if seconds <= float(b)][0]
+    found = [e for b, e in with_exemplar if b == le]
+    check(len(found) == 1 and found[0].labels == {"trace_id": trace_id} and abs(found[0].value - seconds) < 1e-6,
+          "the bucket le=%s has the slow request's exemplar: trace_id %s, %.6f s" % (le, trace_id, seconds),
+          repr(with_exemplar))
+    plain = hu.request_once(admin, "GET", "/metrics", host="admin", timeout=10)
+    ctype = dict((k.lower(), v) for k, v in plain.headers).get("content-type")
+    check(ctype == "text/plain; version=0.0.4; charset=utf-8" and b"# EOF" not in plain.body and
+          b" # {" not in plain.body, "without the Accept header: the 0.0.4 text, no exemplars", ctype)
+    hu.stop_and_check(sl)
+
+
 def case_dashboard_off():
     good = HttpBackend("good")
     cfg = {"workers": 1, "log_level": "info", "admin": {"address": "127.0.0.1:0", "dashboard": False},
@@ -355,4 +402,4 @@ def case_dashboard_off():
 
 if __name__ == "__main__":
     harness.run_cases([case_dashboard, case_phone_light_and_dark, case_dns_names_fresh_then_stale,
-                       case_dashboard_off])
+                       case_openmetrics_with_exemplars, case_dashboard_off])

@@ -456,6 +456,40 @@ TEST_F(MetricsTest, DashboardMergesTheWorkersRecentRequests) {
   EXPECT_EQ(data["dns"], nlohmann::json::array());
 }
 
+TEST(OpenMetrics, NegotiatedByTheAcceptHeader) {
+  EXPECT_TRUE(wants_openmetrics(
+      "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+      "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
+  EXPECT_TRUE(wants_openmetrics("text/plain, application/openmetrics-text ; q=0.5"));
+  EXPECT_FALSE(wants_openmetrics("application/openmetrics-text;q=0"));
+  EXPECT_FALSE(wants_openmetrics("application/openmetrics-text;q=0.0"));
+  EXPECT_FALSE(wants_openmetrics("text/plain;version=0.0.4"));
+  EXPECT_FALSE(wants_openmetrics("*/*"));
+  EXPECT_FALSE(wants_openmetrics(""));
+}
+
+TEST(OpenMetrics, CounterFamiliesLoseTheirTotalSuffixAndTheTextEnds) {
+  EXPECT_EQ(to_openmetrics("# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n"
+                           "# HELP b_total B.\n# TYPE b_total gauge\nb_total 1\n"),
+            "# HELP a A.\n# TYPE a counter\na_total{x=\"1\"} 3\n"
+            "# HELP b_total B.\n# TYPE b_total gauge\nb_total 1\n# EOF\n");
+}
+
+TEST_F(MetricsTest, OpenMetricsBucketsCarryTheRecentRequestsAsExemplars) {
+  in_.workers[1].recent["web"].slow = {
+      {300'000, 1'700'000'000'123, false,
+       R"({"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})"}};
+  std::string text = render_openmetrics(in_);
+  EXPECT_NE(text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"0.5\"} "
+                      "1001 # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.3 "
+                      "1700000000.123\n"),
+            std::string::npos)
+      << text.substr(text.find("sluice_http_request_duration_seconds_bucket"), 2000);
+  // One exemplar in all, and none in the 0.0.4 text.
+  EXPECT_EQ(text.find(" # {"), text.rfind(" # {"));
+  EXPECT_EQ(render_prometheus(in_).find(" # {"), std::string::npos);
+}
+
 TEST(Dashboard, PercentDecodesQueryValues) {
   EXPECT_EQ(percent_decode("127.0.0.1%3A8080"), "127.0.0.1:8080");
   EXPECT_EQ(percent_decode("%5B%3A%3A1%5D%3a80"), "[::1]:80");
