@@ -202,7 +202,13 @@ AdminResponse AdminServer::token_refusal() {
 
 bool AdminServer::has_token(const AdminRequest& request) const {
   const std::string* given = request.headers.get("x-sluice-token");
-  return !token_.empty() && given && *given == token_;
+  if (token_.empty() || !given || given->size() != token_.size()) return false;
+  // In constant time: how long a wrong guess took tells nothing of the token.
+  unsigned char diff = 0;
+  for (size_t i = 0; i < token_.size(); ++i) {
+    diff |= static_cast<unsigned char>((*given)[i] ^ token_[i]);
+  }
+  return diff == 0;
 }
 
 void AdminServer::dispatch(const AdminRequest& request, Respond respond) const {

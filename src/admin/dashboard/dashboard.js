@@ -304,7 +304,11 @@
     const axis = { stroke: fg, grid: { stroke: line, width: 1 }, ticks: { stroke: line } };
     return new uPlot({
       width: Math.max(200, el.clientWidth), height: 180,
-      scales: { x: { time: true } },
+      // Until there are two points, the last minute (uPlot would otherwise span years).
+      scales: { x: { time: true, range: (u, min, max) => {
+        const now = Date.now() / 1000;
+        return min === null || max === null || min === max ? [(max ?? now) - 60, max ?? now] : [min, max];
+      } } },
       axes: [axis, { ...axis, size: 50 }],
       series: [{}, ...series.map(([label, color]) => ({ label, stroke: css(color), width: 2, spanGaps: false }))],
     }, [[]].concat(series.map(() => [])), el);
