@@ -325,8 +325,10 @@
         charts.latency.setSize({ width: Math.max(200, $("chart-latency").clientWidth), height: 180 });
       });
     }
-    charts.rate.setData([hist.t, hist.rps, hist.eps]);
-    charts.latency.setData([hist.t, hist.p50, hist.p90, hist.p99]);
+    // One point alone would make uPlot span years: nothing until there are two.
+    const h = hist.t.length < 2 ? { t: [], rps: [], eps: [], p50: [], p90: [], p99: [] } : hist;
+    charts.rate.setData([h.t, h.rps, h.eps]);
+    charts.latency.setData([h.t, h.p50, h.p90, h.p99]);
   }
   function record() {
     const ms = (s) => (s === null ? null : s * 1000);
