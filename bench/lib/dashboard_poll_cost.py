@@ -35,27 +35,13 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
     refused = socket.socket()
     refused.bind(("127.0.0.1", 0))  # bound, not listening: connects are refused
-    cfg = """workers: 1
-log_level: info
-admin: {address: 127.0.0.1:0}
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    protocol: http
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes:
-          - match: {prefix: /}
-            cluster: app
-clusters:
-  - name: app
-    endpoints:
-      - address: 127.0.0.1:%d
-""" % refused.getsockname()[1]
+    # The l7_dashboard scenario's page-closed configuration, its backend refusing connections.
+    with open(os.path.join(ROOT, "bench/conf/l7_dashboard/sluice.yaml")) as t:
+        cfg = t.read().replace("@LISTEN@", "0").replace("@BACKEND@", str(refused.getsockname()[1]))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(cfg)
-    p = subprocess.Popen([binary, "run", "-c", f.name], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([binary, "run", "-c", f.name, "--log-level", "info"], stderr=subprocess.PIPE,
+                         text=True)
     try:
         admin = None
         deadline = time.monotonic() + 20
