@@ -325,9 +325,8 @@ void Stream::offer_recent(uint64_t us) {
                    .count();
   r.failed = failed;
   append_record(r.record);
-  if (slow && failed) recent.add_slow(r, now);
-  if (slow && !failed) recent.add_slow(std::move(r), now);
-  if (failed) recent.add_failed(std::move(r));
+  if (failed) recent.add_failed(r);
+  if (slow) recent.add_slow(std::move(r), now);
 }
 
 bool Stream::will_log() {
