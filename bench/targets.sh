@@ -73,6 +73,26 @@ target_sluice_log_unavailable() {
 target_sluice_log_version() { target_sluice_version; }
 target_sluice_log_start() { _start_sluice sluice_log "$SLUICE_BIN" "$@"; }
 
+# The same binary with its dashboard open (scenario l7_dashboard): conf/MODE/sluice_dash.yaml,
+# and lib/dashboard_poller.py on the load core asking for the page's data once a second.
+target_sluice_dash_unavailable() {
+  target_sluice_unavailable && return 0
+  [ -f "$BENCH_DIR/conf/${WRK_MODE:-l7}/sluice_dash.yaml" ] && return 1
+  echo "no conf/${WRK_MODE:-l7}/sluice_dash.yaml"
+}
+target_sluice_dash_version() { target_sluice_version; }
+target_sluice_dash_start() {
+  local admin pid
+  admin=$(bench_free_ports 1)
+  local TARGET_RENDER_VARS=(ADMIN="$admin")  # seen by _start_sluice (dynamic scope)
+  _start_sluice sluice_dash "$SLUICE_BIN" "$@" || return 1
+  pid=$TARGET_PID
+  bench_wait_listen "$admin" 15 "$pid" || { bench_log "sluice_dash: no admin listener"; return 1; }
+  bench_start dashboard-poller "$BENCH_LOAD_CORE" "$TARGET_DIR/poller.log" \
+    python3 "$BENCH_DIR/lib/dashboard_poller.py" --port "$admin" --interval 1
+  TARGET_PID=$pid
+}
+
 # _start_sluice NAME BINARY MODE LISTEN_PORT BACKEND_PORT: one sluice build as target NAME.
 _start_sluice() {
   local name=$1 bin=$2 mode=$3 lport=$4 bport=$5 cfg i

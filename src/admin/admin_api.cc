@@ -252,11 +252,20 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     ConfigView view = ctx->view();
     return endpoint_drain(req, *view.clusters, *ctx->health);
   });
-  server.handle("/metrics", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond, ctx](MetricsInput& in) {
-      std::string body = render_prometheus(in) + render_lifecycle_metrics(ctx->lifecycle->state());
+  server.handle("/metrics", [ctx](const AdminRequest& req, AdminServer::Respond respond) {
+    const std::string* accept = req.headers.get("accept");
+    bool open = accept && wants_openmetrics(*accept);
+    // OpenMetrics: with exemplars, from the recent requests.
+    ctx->gather({.recent = open}, [respond, ctx, open](MetricsInput& in) {
+      std::string body = (open ? render_openmetrics(in) : render_prometheus(in)) +
+                         render_lifecycle_metrics(ctx->lifecycle->state());
       if (ctx->reloads) body += render_reload_metrics(*ctx->reloads);
       if (ctx->view) body += render_event_backend_metrics(ctx->view().settings.event_in_use);
+      if (open) {
+        return respond(AdminResponse{200,
+                                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                     to_openmetrics(body)});
+      }
       respond(AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)});
     });
   });
@@ -277,10 +286,10 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     });
   });
   server.handle("/clusters", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond](MetricsInput& in) { respond(json(render_clusters_json(in))); });
+    ctx->gather({}, [respond](MetricsInput& in) { respond(json(render_clusters_json(in))); });
   });
   server.handle("/listeners", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather(false, [respond, ctx](MetricsInput& in) {
+    ctx->gather({}, [respond, ctx](MetricsInput& in) {
       respond(json(render_listeners_json(in, ctx->view().listener_addresses)));
     });
   });
@@ -290,7 +299,7 @@ void register_admin_api(AdminServer& server, AdminContext context) {
     if (!cluster.empty() && !find_cluster(*ctx->view().clusters, cluster)) {
       return respond(text(404, "no cluster named " + cluster + "\n"));
     }
-    ctx->gather(true, [respond, cluster, listener](MetricsInput& in) {
+    ctx->gather({.connections = true}, [respond, cluster, listener](MetricsInput& in) {
       respond(json(render_connections_json(in, cluster, listener)));
     });
   });

@@ -68,9 +68,9 @@ struct UpgradeOutcome {
 std::string render_upgrade_json(const UpgradeOutcome& outcome);
 
 struct AdminContext {
-  // Asks every worker for a copy of its counters (with `connections`, also its open
-  // connections) and calls `render` on the main loop once the last one answered.
-  using Gather = std::function<void(bool connections, std::function<void(MetricsInput&)> render)>;
+  // Asks every worker for a copy of its counters (and what `scope` adds) and calls `render`
+  // on the main loop once the last one answered.
+  using Gather = std::function<void(GatherScope scope, std::function<void(MetricsInput&)> render)>;
   // Reads the configuration file again and applies it (or only compares, `dry_run`);
   // `done` hears the outcome once every worker runs on it.
   using Reload = std::function<void(bool dry_run, std::function<void(ReloadOutcome)> done)>;

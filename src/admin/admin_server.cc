@@ -63,6 +63,7 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   bool on_head(sluice::http::MessageHead& head) override {
     request_ = AdminRequest{};
     request_.method = head.method;
+    request_.headers = head.headers;
     std::string_view target = head.target;
     size_t q = target.find('?');
     request_.path = std::string(target.substr(0, q));
@@ -193,7 +194,28 @@ void AdminServer::on_accept(net::Fd fd, const net::Address&) {
   connections_.push_back(std::move(c));
 }
 
+AdminResponse AdminServer::token_refusal() {
+  return AdminResponse{
+      403, "text/plain; charset=utf-8",
+      "this action needs the X-Sluice-Token header: the token sluice logged at startup\n"};
+}
+
+bool AdminServer::has_token(const AdminRequest& request) const {
+  const std::string* given = request.headers.get("x-sluice-token");
+  if (token_.empty() || !given || given->size() != token_.size()) return false;
+  // In constant time: how long a wrong guess took tells nothing of the token.
+  unsigned char diff = 0;
+  for (size_t i = 0; i < token_.size(); ++i) {
+    diff |= static_cast<unsigned char>((*given)[i] ^ token_[i]);
+  }
+  return diff == 0;
+}
+
 void AdminServer::dispatch(const AdminRequest& request, Respond respond) const {
+  if (!token_.empty() && request.method == "POST" && request.headers.get("origin") &&
+      !has_token(request)) {
+    return respond(token_refusal());
+  }
   for (const auto& [prefix, handler] : handlers_) {
     // "/ready" is that path only; "/clusters/" is everything below it.
     bool match = prefix.back() == '/' ? request.path.compare(0, prefix.size(), prefix) == 0

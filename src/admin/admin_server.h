@@ -21,6 +21,7 @@ struct AdminRequest {
   std::string method;
   std::string path;  // without the query
   std::string query;
+  sluice::http::HeaderMap headers;
   std::string body;
 };
 
@@ -67,6 +68,16 @@ class AdminServer final : public net::ListenerCallbacks {
   // Answers `request` with the handler registered for its path (404 when none).
   void dispatch(const AdminRequest& request, Respond respond) const;
 
+  // From now on, a POST sent by a browser (it carries an Origin header) is refused with 403
+  // unless its X-Sluice-Token header is `token`: another web site open in the operator's
+  // browser cannot drain an endpoint or reload. Tools that send no Origin (curl, scripts)
+  // are not asked for it.
+  void require_browser_token(std::string token) { token_ = std::move(token); }
+  // Whether `request` carries the token (false when none is required).
+  bool has_token(const AdminRequest& request) const;
+  // The answer to a request that needed the token and did not carry it (403).
+  static AdminResponse token_refusal();
+
   void on_accept(net::Fd fd, const net::Address& peer) override;
 
  private:
@@ -78,6 +89,7 @@ class AdminServer final : public net::ListenerCallbacks {
   std::unique_ptr<net::Listener> listener_;
   int fd_ = -1;  // listener_'s socket
   std::vector<std::unique_ptr<AdminConnection>> connections_;
+  std::string token_;
 };
 
 }  // namespace sluice::admin

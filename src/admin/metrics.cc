@@ -1,14 +1,20 @@
 #include "admin/metrics.h"
 
+#include "admin/json_views.h"
+
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <span>
 #include <type_traits>
 #include <unordered_map>
 
 #include "base/check.h"
 #include "base/histogram.h"
+#include "http/headers.h"
 #include "net/socket_options.h"
 
 namespace sluice::admin {
@@ -44,10 +50,49 @@ std::string join_labels(std::string_view a, std::string_view b) {
   return fmt::format("{},{}", a, b);
 }
 
-// The Prometheus text of declared metrics: families in the order first declared, each with
-// its HELP and TYPE once and all its samples together, whichever struct they came from.
+// `k="v",k2="v2"` (as label() and join_labels() write them) as a JSON object.
+nlohmann::json parse_labels(std::string_view text) {
+  nlohmann::json out = nlohmann::json::object();
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t eq = text.find('=', i);
+    if (eq == std::string_view::npos || eq + 1 >= text.size() || text[eq + 1] != '"') break;
+    std::string key(text.substr(i, eq - i));
+    std::string value;
+    size_t j = eq + 2;
+    for (; j < text.size() && text[j] != '"'; ++j) {
+      if (text[j] == '\\' && j + 1 < text.size()) {
+        ++j;
+        value += text[j] == 'n' ? '\n' : text[j];
+      } else {
+        value += text[j];
+      }
+    }
+    out[key] = std::move(value);
+    i = j + 2;  // past the closing quote and the comma
+  }
+  return out;
+}
+
+// The declared metrics, as the Prometheus text or as JSON: families in the order first
+// declared, each with its HELP and TYPE once and all its samples together, whichever struct
+// they came from.
 class Exposition {
  public:
+  enum class Format { kText, kJson };
+  explicit Exposition(Format format = Format::kText) : format_(format) {}
+
+  // A bucket's exemplar (OpenMetrics): a value observed, its trace id and when it was seen.
+  struct Exemplar {
+    double seconds;
+    std::string trace_id;
+    double timestamp;  // seconds since the epoch
+  };
+  // Exemplars for the histogram `name` with the labels `labels` (as the samples carry them).
+  void add_exemplar(std::string_view name, std::string_view labels, Exemplar e) {
+    exemplars_[fmt::format("{}{{{}}}", name, labels)].push_back(std::move(e));
+  }
+
   // Makes sure the families of Stats' lines are written, samples or not.
   template <typename Stats>
   void declare() {
@@ -67,6 +112,19 @@ class Exposition {
     }
     return out;
   }
+  // [{"name", "help", "type", "samples": [{"labels": {...}, "value"} or, for a histogram,
+  // {"labels", "buckets": [[le seconds, cumulative count], ..., [null, count]], "sum",
+  // "count"}]}]
+  nlohmann::json json() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& f : families_) {
+      out.push_back({{"name", f.name},
+                     {"help", f.help},
+                     {"type", metric::to_string(f.kind)},
+                     {"samples", f.json.is_null() ? nlohmann::json::array() : f.json}});
+    }
+    return out;
+  }
 
  private:
   struct Family {
@@ -74,11 +132,12 @@ class Exposition {
     const char* help;
     Kind kind;
     std::string samples;
+    nlohmann::json json;
   };
 
   Family& family(const Desc& d) {
     auto [it, added] = index_.try_emplace(d.name, families_.size());
-    if (added) families_.push_back(Family{d.name, d.help, d.kind, {}});
+    if (added) families_.push_back(Family{d.name, d.help, d.kind, {}, {}});
     Family& f = families_[it->second];
     // Lines sharing a family agree on its kind (metrics_test checks the help too).
     SLUICE_CHECK(f.kind == d.kind);
@@ -87,6 +146,10 @@ class Exposition {
 
   template <typename Value>
   void sample(Family& f, std::string_view suffix, std::string_view labels, Value value) {
+    if (format_ == Format::kJson) {
+      f.json.push_back({{"labels", parse_labels(labels)}, {"value", value}});
+      return;
+    }
     f.samples += f.name;
     f.samples += suffix;
     if (!labels.empty()) {
@@ -121,22 +184,54 @@ class Exposition {
   void put_line(const Desc& d, std::string_view scope, const Histogram& h) {
     Family& f = family(d);
     std::string labels = join_labels(scope, d.labels);
+    if (format_ == Format::kJson) {
+      nlohmann::json buckets = nlohmann::json::array();
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
+        cumulative += h.bucket(i);
+        buckets.push_back({static_cast<double>(Histogram::kBoundsUs[i]) / 1e6, cumulative});
+      }
+      cumulative += h.bucket(Histogram::kBoundsUs.size());
+      buckets.push_back({nullptr, cumulative});
+      f.json.push_back({{"labels", parse_labels(labels)},
+                        {"buckets", std::move(buckets)},
+                        {"sum", static_cast<double>(h.sum_us()) / 1e6},
+                        {"count", cumulative}});
+      return;
+    }
+    auto ex = exemplars_.find(fmt::format("{}{{{}}}", d.name, labels));
+    // The exemplar of the bucket (lower, upper], if one was seen there.
+    auto exemplar = [&](double lower, double upper) {
+      if (ex == exemplars_.end()) return;
+      for (const auto& e : ex->second) {
+        if (e.seconds > lower && e.seconds <= upper) {
+          f.samples.pop_back();  // the newline
+          fmt::format_to(std::back_inserter(f.samples), " # {{trace_id=\"{}\"}} {} {:.3f}\n",
+                         e.trace_id, e.seconds, e.timestamp);
+          return;
+        }
+      }
+    };
     uint64_t cumulative = 0;
+    double lower = -1;
     for (size_t i = 0; i < Histogram::kBoundsUs.size(); ++i) {
       cumulative += h.bucket(i);
-      sample(f, "_bucket",
-             join_labels(labels, fmt::format("le=\"{}\"",
-                                             static_cast<double>(Histogram::kBoundsUs[i]) / 1e6)),
-             cumulative);
+      double upper = static_cast<double>(Histogram::kBoundsUs[i]) / 1e6;
+      sample(f, "_bucket", join_labels(labels, fmt::format("le=\"{}\"", upper)), cumulative);
+      exemplar(lower, upper);
+      lower = upper;
     }
     cumulative += h.bucket(Histogram::kBoundsUs.size());
     sample(f, "_bucket", join_labels(labels, "le=\"+Inf\""), cumulative);
+    exemplar(lower, std::numeric_limits<double>::infinity());
     sample(f, "_sum", labels, static_cast<double>(h.sum_us()) / 1e6);
     sample(f, "_count", labels, cumulative);
   }
 
+  Format format_;
   std::vector<Family> families_;
   std::unordered_map<std::string_view, size_t> index_;
+  std::map<std::string, std::vector<Exemplar>> exemplars_;
 };
 
 // The counters and gauges of `s` as JSON members named after their fields (an array field:
@@ -215,12 +310,10 @@ Merged merge(const MetricsInput& in) {
   return m;
 }
 
-}  // namespace
-
-std::string render_prometheus(const MetricsInput& in) {
+// Every declared metric of `in` into `x`.
+void expose(const MetricsInput& in, Exposition& x) {
   Merged m = merge(in);
   size_t nclusters = m.clusters.size();
-  Exposition x;
   // Every family, in this order, whether it has samples or not.
   x.declare<ListenerGauges>();
   x.declare<proxy::tcp::TcpProxyStats>();
@@ -312,7 +405,96 @@ std::string render_prometheus(const MetricsInput& in) {
   for (size_t i = 0; i < in.workers.size(); ++i) {
     x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));
   }
+}
+
+}  // namespace
+
+std::string render_prometheus(const MetricsInput& in) {
+  Exposition x;
+  expose(in, x);
   return x.text();
+}
+
+std::string render_openmetrics(const MetricsInput& in) {
+  Exposition x;
+  // Exemplars from the recent requests: the slowest first, so a bucket shows its slowest.
+  std::vector<std::pair<std::string, const proxy::http::RecentRequest*>> recent;
+  for (const auto& w : in.workers) {
+    for (const auto& [listener, r] : w.recent) {
+      for (const auto& q : r.slow) recent.emplace_back(listener, &q);
+      for (const auto& q : r.failed) recent.emplace_back(listener, &q);
+    }
+  }
+  std::sort(recent.begin(), recent.end(), [](const auto& a, const auto& b) {
+    return a.second->duration_us > b.second->duration_us;
+  });
+  constexpr std::string_view kTrace = "\"traceparent\":\"00-";  // version 00: 32 hex digits
+  for (const auto& [listener, q] : recent) {
+    size_t at = q->record.find(kTrace);
+    if (at == std::string::npos || at + kTrace.size() + 32 > q->record.size()) continue;
+    x.add_exemplar(
+        "sluice_http_request_duration_seconds", label("listener", listener),
+        {static_cast<double>(q->duration_us) / 1e6, q->record.substr(at + kTrace.size(), 32),
+         static_cast<double>(q->ended_ms) / 1e3});
+  }
+  expose(in, x);
+  return x.text();
+}
+
+std::string to_openmetrics(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  // The counter families: their HELP line comes before their TYPE line.
+  std::set<std::string, std::less<>> counters;
+  for (size_t at = text.find("# TYPE "); at != std::string_view::npos;
+       at = text.find("# TYPE ", at + 1)) {
+    size_t end = text.find('\n', at);
+    std::string_view line = text.substr(at + 7, end - at - 7);
+    size_t sp = line.find(' ');
+    if (line.substr(sp + 1) == "counter") counters.emplace(line.substr(0, sp));
+  }
+  while (!text.empty()) {
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end == std::string_view::npos ? text.size() : end + 1);
+    text.remove_prefix(line.size());
+    for (std::string_view meta : {"# HELP ", "# TYPE "}) {
+      if (line.substr(0, meta.size()) != meta) continue;
+      std::string_view rest = line.substr(meta.size());
+      std::string_view name = rest.substr(0, rest.find(' '));
+      if (counters.count(name) && name.ends_with("_total")) {
+        out += meta;
+        out += name.substr(0, name.size() - 6);
+        line = rest.substr(name.size());
+      }
+    }
+    out += line;
+  }
+  out += "# EOF\n";
+  return out;
+}
+
+bool wants_openmetrics(std::string_view accept) {
+  bool wants = false;
+  http::for_each_token(accept, [&wants](std::string_view range) {
+    size_t semi = range.find(';');
+    std::string_view type = range.substr(0, semi);
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    if (type != "application/openmetrics-text") return;
+    // A q of 0 refuses it.
+    size_t q = range.find("q=", semi == std::string_view::npos ? range.size() : semi);
+    if (q != std::string_view::npos && range.substr(q + 2, 1) == "0" &&
+        range.substr(q + 2).find_first_of("123456789") == std::string_view::npos) {
+      return;
+    }
+    wants = true;
+  });
+  return wants;
+}
+
+nlohmann::json metrics_json(const MetricsInput& in) {
+  Exposition x(Exposition::Format::kJson);
+  expose(in, x);
+  return x.json();
 }
 
 std::vector<std::string> exit_summary(const MetricsInput& in) {
@@ -357,6 +539,10 @@ nlohmann::json tcp_json(const net::TcpInfo& t) {
 }  // namespace
 
 std::string render_clusters_json(const MetricsInput& in) {
+  return clusters_json(in).dump(2) + "\n";
+}
+
+nlohmann::json clusters_json(const MetricsInput& in) {
   Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < m.clusters.size(); ++i) {
@@ -402,11 +588,16 @@ std::string render_clusters_json(const MetricsInput& in) {
     c["endpoints"] = std::move(eps);
     out.push_back(std::move(c));
   }
-  return out.dump(2) + "\n";
+  return out;
 }
 
 std::string render_listeners_json(
     const MetricsInput& in, const std::vector<std::pair<std::string, std::string>>& addresses) {
+  return listeners_json(in, addresses).dump(2) + "\n";
+}
+
+nlohmann::json listeners_json(const MetricsInput& in,
+                              const std::vector<std::pair<std::string, std::string>>& addresses) {
   Merged m = merge(in);
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, address] : addresses) {
@@ -431,7 +622,7 @@ std::string render_listeners_json(
     }
     out.push_back(std::move(l));
   }
-  return out.dump(2) + "\n";
+  return out;
 }
 
 std::string render_connections_json(const MetricsInput& in, std::string_view cluster,

@@ -14,6 +14,7 @@
 #include "event/loop.h"
 #include "net/tcp_info.h"
 #include "proxy/http/http_stats.h"
+#include "proxy/http/recent_requests.h"
 #include "proxy/listener_config.h"
 #include "proxy/stun/stun_stats.h"
 #include "proxy/tcp/tcp_stats.h"
@@ -94,6 +95,12 @@ struct CertificateReport {
   uint64_t reload_failures = 0;
 };
 
+// What a gather asks for beyond the counters.
+struct GatherScope {
+  bool connections = false;  // the open connections (with TCP_INFO)
+  bool recent = false;       // the slowest and failed recent requests, and the DNS cache
+};
+
 // One worker's copy of its counters.
 struct WorkerReport {
   struct Cluster {
@@ -109,6 +116,11 @@ struct WorkerReport {
   std::vector<Cluster> clusters;  // config order
   event::LoopStats loop;
   std::vector<net::ConnectionReport> connections;  // only when asked for
+  // Only when asked for: per HTTP listener, its slowest and failed recent requests.
+  struct Recent {
+    std::vector<proxy::http::RecentRequest> slow, failed;
+  };
+  std::map<std::string, Recent> recent;
 };
 
 struct MetricsInput {
@@ -124,13 +136,23 @@ struct MetricsInput {
     return cluster < cluster_index.size() ? cluster_index[cluster] : cluster;
   }
   const upstream::health::HealthManager* health = nullptr;
-  const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
+  const dns::ResolverStats* dns = nullptr;   // null without DNS clusters
+  std::vector<dns::Cache::Saved> dns_names;  // GatherScope::recent: the resolver's cache
   std::vector<CertificateReport> certificates;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is
 // written (# HELP, # TYPE) even without samples, except DNS families without a resolver.
 std::string render_prometheus(const MetricsInput& in);
+// The same in OpenMetrics 1.0 (before to_openmetrics()), the request-duration histograms'
+// buckets with exemplars: a recent request of the listener (`in.workers[].recent`, gathered
+// with GatherScope::recent) whose duration falls in the bucket, with its trace id.
+std::string render_openmetrics(const MetricsInput& in);
+// Prometheus text to OpenMetrics: a counter family is named without its _total suffix (its
+// samples keep it), and the exposition ends with # EOF.
+std::string to_openmetrics(std::string_view text);
+// Whether an Accept header asks for OpenMetrics (application/openmetrics-text, q > 0).
+bool wants_openmetrics(std::string_view accept);
 // The lines logged at exit: each listener's, each cluster's and the health manager's
 // counters, by their summary words ("listener web: accepted 3, refused (max_connections) 0,
 // ..."). Uses `workers`, `clusters` and `health` (and `dns` when set).

@@ -73,11 +73,16 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
     }
   }
   if (top.has("admin")) {
-    MapReader a(r, top.get("admin"), "admin", {"address"});
+    MapReader a(r, top.get("admin"), "admin", {"address", "dashboard"});
     if (a.ok()) {
       net::Address address = *net::Address::parse("127.0.0.1:9901");
       read_address(r, a, "address", address);
       cfg->admin_address = address;
+      if (a.has("dashboard")) {
+        bool dashboard = false;
+        a.read_bool("dashboard", dashboard);
+        cfg->admin_dashboard = dashboard;
+      }
     }
   }
   if (top.has("clusters")) {
@@ -305,6 +310,14 @@ ConfigIssues Config::validate() const {
     }
   }
   return c.take();
+}
+
+bool Config::dashboard_enabled() const {
+  if (!admin_address) return false;
+  if (admin_dashboard) return *admin_dashboard;
+  // Only where the admin endpoint is not reachable from elsewhere.
+  std::string ip = admin_address->ip_string();
+  return ip.starts_with("127.") || ip == "::1";
 }
 
 const upstream::ClusterConfig* Config::find_cluster(std::string_view name) const {

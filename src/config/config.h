@@ -29,6 +29,9 @@ struct Config {
   Duration ready_timeout = std::chrono::seconds(10);
   // The operator endpoint (/ready, /live, endpoint drain); absent: not served.
   std::optional<net::Address> admin_address;
+  // admin.dashboard: serve the dashboard (GET /); unset: only on a loopback address.
+  std::optional<bool> admin_dashboard;
+  bool dashboard_enabled() const;
   dns::ResolverConfig dns;
   event::EventConfig event;  // the event backend: read at startup only
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;

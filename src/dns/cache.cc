@@ -41,6 +41,21 @@ std::vector<Cache::Saved> Cache::save(MonoTime now) const {
   return out;
 }
 
+std::vector<Cache::Saved> Cache::report(MonoTime now) const {
+  std::vector<Saved> out;
+  for (const auto& [key, e] : entries_) {
+    if (e.has_answer) {
+      out.push_back(Saved{key, e.answer, std::chrono::duration_cast<Duration>(e.expires - now)});
+    } else if (e.has_good && now < e.good_expires + config_.stale_ttl) {
+      // A refresh after expiry failed: lookups get the last good answer, stale.
+      Answer stale = e.good;
+      stale.stale = true;
+      out.push_back(Saved{key, stale, std::chrono::duration_cast<Duration>(e.good_expires - now)});
+    }
+  }
+  return out;
+}
+
 void Cache::restore(const Saved& saved, MonoTime now) {
   if (saved.left <= Duration(0) || !saved.answer.ok()) return;
   Entry& e = entries_[saved.key];

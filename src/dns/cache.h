@@ -60,6 +60,10 @@ class Cache {
     Duration left{0};
   };
   std::vector<Saved> save(MonoTime now) const;
+  // Every name the cache holds with its latest answer (good, negative, refreshed in vain, or
+  // the last good one marked stale when a refresh after expiry failed) and what is left of
+  // its TTL (negative: expired), for the admin dashboard.
+  std::vector<Saved> report(MonoTime now) const;
   // Takes a saved answer as if the servers had just given it with `left` to live.
   void restore(const Saved& saved, MonoTime now);
   const CacheConfig& config() const { return config_; }

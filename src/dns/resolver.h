@@ -95,6 +95,8 @@ class Resolver {
   const ResolverStats& stats() const { return stats_; }
   // The cache's good answers, to hand to a binary upgrade's new process; and taking them.
   std::vector<Cache::Saved> save_cache() const { return cache_.save(loop_.now()); }
+  // Every name in the cache with its latest answer and TTL left (Cache::report).
+  std::vector<Cache::Saved> report_cache() const { return cache_.report(loop_.now()); }
   void restore_cache(const std::vector<Cache::Saved>& saved) {
     for (const auto& s : saved) cache_.restore(s, loop_.now());
   }

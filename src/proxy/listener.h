@@ -22,7 +22,8 @@ struct TcpProxyStats;
 }
 namespace http {
 struct HttpProxyStats;
-}
+struct RecentRequest;
+}  // namespace http
 namespace udp {
 struct UdpProxyStats;
 }
@@ -74,6 +75,9 @@ class ProxyListener : public net::ListenerCallbacks {
   // Appends this worker's connections of this listener.
   virtual void report_connections(std::vector<net::ConnectionReport>& out) const = 0;
   virtual void report_stats(ListenerStatsSink& sink) const = 0;
+  // Appends the slowest and the failed recent requests (HTTP listeners only).
+  virtual void report_recent(std::vector<http::RecentRequest>& /*slow*/,
+                             std::vector<http::RecentRequest>& /*failed*/) const {}
   // Connections accepted from now on handshake with `context`; open ones keep theirs.
   virtual void set_tls(std::shared_ptr<tls::ServerContext> context) = 0;
 

@@ -199,6 +199,9 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   keep(next->admin_address != config_->admin_address,
        "warning: admin: the admin address changes only with a restart; it stays as it is");
   next->admin_address = config_->admin_address;
+  keep(next->dashboard_enabled() != config_->dashboard_enabled(),
+       "warning: admin: admin.dashboard changes only with a restart; it stays as it is");
+  next->admin_dashboard = config_->admin_dashboard;
   keep(!(next->dns == config_->dns),
        "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;

@@ -9,6 +9,7 @@
 
 #include "admin/admin_api.h"
 #include "admin/admin_server.h"
+#include "admin/dashboard.h"
 #include "admin/metrics.h"
 #include "base/log.h"
 #include "discovery/dns_discovery.h"
@@ -256,10 +257,21 @@ Status Server::start_admin() {
   context.upgrade = [this](std::function<void(admin::UpgradeOutcome)> done) {
     request_upgrade(std::move(done));
   };
-  context.gather = [this](bool connections, std::function<void(admin::MetricsInput&)> render) {
-    gather(connections, std::move(render));
+  context.gather = [this](admin::GatherScope scope,
+                          std::function<void(admin::MetricsInput&)> render) {
+    gather(scope, std::move(render));
   };
+  std::string token;
+  if (config_->dashboard_enabled()) {
+    token = admin::make_action_token();
+    admin::register_dashboard(*admin_, context, token);
+  }
   admin::register_admin_api(*admin_, std::move(context));
+  auto log_dashboard = [&token](const net::Address& bound) {
+    if (token.empty()) return;
+    LOG_INFO("admin dashboard on http://{}/ (its actions need the token {})", bound.to_string(),
+             token);
+  };
   const net::Address& wanted = *config_->admin_address;
   auto same_admin = [&](const net::Address& handed) {
     // Port 0 in the file: the port the old process was given.
@@ -271,11 +283,13 @@ Status Server::start_admin() {
     // (on_first_answers() starts it), so /ready never says "starting" during an upgrade.
     LOG_INFO("admin will listen on {} once ready (handed over)",
              inherited_->admin->address.to_string());
+    log_dashboard(inherited_->admin->address);
     return Status::ok();
   }
   auto bound = admin_->start(*config_->admin_address);
   if (!bound) return Status::error(fmt::format("admin: {}", bound.status().message()));
   LOG_INFO("admin listening on {}", bound->to_string());
+  log_dashboard(*bound);
   return Status::ok();
 }
 
@@ -470,7 +484,7 @@ uint64_t Server::open_connections() const {
   return open;
 }
 
-void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> render) {
+void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsInput&)> render) {
   struct Pending {
     admin::MetricsInput input;
     size_t waiting = 0;
@@ -487,6 +501,7 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   }
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
+  if (scope.recent && resolver_) pending->input.dns_names = resolver_->report_cache();
   for (const auto& [listener, store] : cert_stores_) {
     auto counts = cert_reloads_[listener];
     for (const auto& cert : store->certificates()) {
@@ -500,7 +515,7 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   }
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
-    workers_[i]->collect(connections, [this, pending, i](admin::WorkerReport r) {
+    workers_[i]->collect(scope, [this, pending, i](admin::WorkerReport r) {
       main_loop_.post([pending, i, r = std::move(r)]() mutable {
         pending->input.workers[i] = std::move(r);
         if (--pending->waiting == 0) pending->render(pending->input);

@@ -153,7 +153,7 @@ class Server {
   void stop();
   void log_summary();
 
-  void gather(bool connections, std::function<void(admin::MetricsInput&)> render);
+  void gather(admin::GatherScope scope, std::function<void(admin::MetricsInput&)> render);
   uint64_t open_connections() const;
 
   std::shared_ptr<const config::Config> config_;

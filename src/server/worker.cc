@@ -58,8 +58,8 @@ Worker::Worker(size_t index, std::shared_ptr<const config::Config> config,
       initial_clusters_(std::move(clusters)),
       retire_timer_(loop_.timers(), [this] { close_overdue(); }) {}
 
-void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> done) {
-  loop_.post([this, connections, done = std::move(done)] {
+void Worker::collect(admin::GatherScope scope, std::function<void(admin::WorkerReport)> done) {
+  loop_.post([this, scope, done = std::move(done)] {
     admin::WorkerReport r;
     r.tcp = gone_tcp_;
     r.http = gone_http_;
@@ -82,7 +82,15 @@ void Worker::collect(bool connections, std::function<void(admin::WorkerReport)> 
       r.clusters.push_back(std::move(rc));
     }
     r.loop = loop_.stats();
-    if (connections) {
+    if (scope.recent) {
+      auto put = [&r](const proxy::ProxyListener& p) {
+        auto& recent = r.recent[p.config().name];
+        p.report_recent(recent.slow, recent.failed);
+      };
+      for (const auto& s : served_) put(*s.proxy);
+      for (const auto& p : retired_) put(*p.proxy);
+    }
+    if (scope.connections) {
       for (const auto& s : served_) s.proxy->report_connections(r.connections);
       for (const auto& p : retired_) p.proxy->report_connections(r.connections);
       for (const auto& c : clusters_) {

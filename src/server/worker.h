@@ -71,7 +71,7 @@ class Worker {
 
   // Copies this worker's counters on its own thread and hands them to `done` there.
   // With `connections`, also lists every open connection with its TCP_INFO.
-  void collect(bool connections, std::function<void(admin::WorkerReport)> done);
+  void collect(admin::GatherScope scope, std::function<void(admin::WorkerReport)> done);
   // A new health snapshot for the config's `cluster`-th cluster.
   void set_health(size_t cluster, std::shared_ptr<const upstream::health::HealthSnapshot> s);
   // New handshakes on listener `name` use `context` from now on (new certificates).

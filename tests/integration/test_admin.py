@@ -98,7 +98,7 @@ def case_live_ready_and_answers():
         ("GET", "/live", 200, "live\n"),
         ("GET", "/ready", 200, "ready\n"),
         ("GET", "/nope", 404, "no such admin endpoint\n"),
-        ("GET", "/", 404, "no such admin endpoint\n"),
+        ("GET", "/dashboard/nope", 404, "no such admin endpoint\n"),  # / is the dashboard
         ("POST", "/clusters/x/endpoints/1.2.3.4:5/drain", 404, "no cluster named x\n"),
         ("POST", "/clusters/app/endpoints/1.2.3.4:5/drain", 404, "cluster app has no endpoint 1.2.3.4:5\n"),
         ("POST", "/clusters/app/endpoints/%s" % ep, 404, "expected /clusters/{cluster}/endpoints/{ip:port}/drain or .../undrain\n"),

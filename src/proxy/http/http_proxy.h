@@ -21,6 +21,7 @@
 #include "net/tcp_info.h"
 #include "proxy/http/header_mutation.h"
 #include "proxy/http/http_stats.h"
+#include "proxy/http/recent_requests.h"
 #include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "tls/context.h"
@@ -82,6 +83,12 @@ class HttpProxy final : public ProxyListener {
     sink.on_http_stats(config_->name, stats_);
     if (tls_) sink.on_tls_stats(config_->name, tls_stats_);
   }
+  void report_recent(std::vector<RecentRequest>& slow,
+                     std::vector<RecentRequest>& failed) const override {
+    recent_.report(slow, failed, loop_.now());
+  }
+  // The slowest and the failed recent requests, for the dashboard.
+  RecentRequests& recent() { return recent_; }
   void set_tls(std::shared_ptr<tls::ServerContext> context) override { tls_ = std::move(context); }
   // The TLS context new connections handshake with (null: cleartext).
   tls::ServerContext* tls() const { return tls_.get(); }
@@ -103,6 +110,7 @@ class HttpProxy final : public ProxyListener {
   RandomSource random_ = thread_random;
   std::shared_ptr<tls::ServerContext> tls_;
   tls::ListenerTlsStats tls_stats_;
+  RecentRequests recent_;
 };
 
 }  // namespace sluice::proxy::http

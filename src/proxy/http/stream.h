@@ -160,6 +160,10 @@ class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
   void record_end();
   bool will_log();
   void write_access_log();
+  // Appends the access-log record of the request as it ends (one JSON object).
+  void append_record(std::string& line);
+  // Keeps the request among the proxy's recent ones when it failed or is among the slowest.
+  void offer_recent(uint64_t us);
   // The upstream connection's TCP_INFO figures into the log record (cached per connection).
   void read_upstream_tcp_info(UpstreamExchange& x);
   void count_status(int status);

@@ -118,7 +118,13 @@ void Stream::on_response_complete(UpstreamExchange& x, HeaderMap& trailers) {
     log_.add(ResponseFlag::kDelayedAckStall);
     ++cluster_->stats().delayed_ack_stalls;
   }
-  if (proxy_.access_log() && x.transport() && will_log()) {
+  // A request the dashboard may keep among the slowest gets the same figures.
+  bool recent = proxy_.recent().wants_slow(
+      static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(proxy_.loop().now() - started_)
+              .count()),
+      proxy_.loop().now());
+  if (x.transport() && (recent || (proxy_.access_log() && will_log()))) {
     // The upstream connection's transport view as the response ends: a slow answer with
     // retransmissions points at the network, one without at the upstream itself.
     read_upstream_tcp_info(x);
@@ -189,7 +195,8 @@ void Stream::count_status(int status) {
 }
 
 void Stream::send_error_reply(const ProxyError& e, bool close_connection, std::string_view body) {
-  if (!e.detail.empty() && proxy_.access_log()) log_.detail = e.detail;
+  // The record keeps the cause for the access log and for the dashboard's failed requests.
+  if (!e.detail.empty()) log_.detail = e.detail;
   if (!body.empty()) return send_local_reply(e.status(), body, close_connection, e.flag());
   std::string& text = scratch_body();
   text.clear();
@@ -301,7 +308,25 @@ void Stream::record_end() {
     if (log_.status >= 100 && log_.status < 600) ++rs.responses[log_.status / 100 - 1];
     rs.duration.observe(us);
   }
+  offer_recent(us);
   if (proxy_.access_log()) write_access_log();
+}
+
+void Stream::offer_recent(uint64_t us) {
+  RecentRequests& recent = proxy_.recent();
+  MonoTime now = proxy_.loop().now();
+  bool failed = log_.failed() || log_.status >= 500;
+  bool slow = recent.wants_slow(us, now);
+  if (!failed && !slow) return;
+  RecentRequest r;
+  r.duration_us = us;
+  r.ended_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  r.failed = failed;
+  append_record(r.record);
+  if (failed) recent.add_failed(r);
+  if (slow) recent.add_slow(std::move(r), now);
 }
 
 bool Stream::will_log() {
@@ -314,6 +339,14 @@ bool Stream::will_log() {
 
 void Stream::write_access_log() {
   if (!will_log()) return;
+  // One buffer per worker thread, reused line after line.
+  thread_local std::string line;
+  line.clear();
+  append_record(line);
+  proxy_.access_log()->write(line);
+}
+
+void Stream::append_record(std::string& line) {
   std::string endpoint = cluster_ && endpoint_ < cluster_->endpoint_count()
                              ? cluster_->endpoint(endpoint_).address.to_string()
                              : std::string();
@@ -329,11 +362,7 @@ void Stream::write_access_log() {
                           cluster_ ? std::string_view(cluster_->config().name) : "",
                           endpoint,
                           callbacks_.downstream_tls()};
-  // One buffer per worker thread, reused line after line.
-  thread_local std::string line;
-  line.clear();
   log_.append_json(names, proxy_.loop().now(), line);
-  proxy_.access_log()->write(line);
 }
 
 }  // namespace sluice::proxy::http

@@ -3,6 +3,8 @@
 // exit summary come from the same declarations.
 #include "admin/metrics.h"
 
+#include "admin/dashboard.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -363,6 +365,143 @@ TEST_F(MetricsTest, JsonViewsShowEveryDeclaredCounterAndGauge) {
       }
     }
   }
+}
+
+// The samples of the dashboard's JSON as the text writes them: `name{labels}` (labels in
+// sorted order) -> value.
+std::map<std::string, double> json_samples(const nlohmann::json& families) {
+  std::map<std::string, double> out;
+  auto put = [&out](const std::string& name, std::map<std::string, std::string> labels,
+                    double value) {
+    std::string l;
+    for (const auto& [k, v] : labels) l = join(l, k + "=\"" + v + "\"");
+    EXPECT_EQ(out.count(key(name, l)), 0u) << key(name, l);
+    out[key(name, l)] = value;
+  };
+  for (const auto& f : families) {
+    std::string name = f["name"];
+    for (const auto& x : f["samples"]) {
+      std::map<std::string, std::string> labels = x["labels"];
+      if (f["type"] != "histogram") {
+        put(name, labels, x["value"].get<double>());
+        continue;
+      }
+      for (const auto& b : x["buckets"]) {
+        auto l = labels;
+        if (b[0].is_null()) {
+          l["le"] = "+Inf";
+        } else {
+          std::ostringstream le;
+          le << b[0].get<double>();
+          l["le"] = le.str();
+        }
+        put(name + "_bucket", l, b[1].get<double>());
+      }
+      put(name + "_sum", labels, x["sum"].get<double>());
+      put(name + "_count", labels, x["count"].get<double>());
+    }
+  }
+  return out;
+}
+
+// `name{b="2",a="1"}` -> `name{a="1",b="2"}`.
+std::string sorted_labels(const std::string& sample) {
+  size_t open = sample.find('{');
+  if (open == std::string::npos) return sample;
+  std::vector<std::string> parts;
+  std::string body = sample.substr(open + 1, sample.size() - open - 2);
+  size_t at = 0;
+  while (at < body.size()) {
+    size_t end = body.find("\",", at);  // label values here hold no `",`
+    if (end == std::string::npos) end = body.size() - 1;
+    parts.push_back(body.substr(at, end + 1 - at));
+    at = end + 2;
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string out = sample.substr(0, open) + "{";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "," : "") + parts[i];
+  return out + "}";
+}
+
+TEST_F(MetricsTest, DashboardJsonHasEverySampleOfMetricsWithTheSameValue) {
+  Parsed text = parse(render_prometheus(in_));
+  auto data = nlohmann::json::parse(render_dashboard_json(in_, DashboardInfo{}));
+  std::map<std::string, double> json = json_samples(data["metrics"]);
+  std::map<std::string, double> want;
+  for (const auto& [sample, value] : text.samples) want[sorted_labels(sample)] = std::stod(value);
+  ASSERT_GT(want.size(), 100u);
+  EXPECT_EQ(json, want);
+  std::vector<std::string> order;
+  for (const auto& f : data["metrics"]) order.push_back(f["name"]);
+  EXPECT_EQ(order, text.order);
+}
+
+TEST_F(MetricsTest, DashboardMergesTheWorkersRecentRequests) {
+  in_.workers[0].recent["web"].slow = {{5000, 10, false, R"({"status":200,"target":"/a"})"}};
+  in_.workers[1].recent["web"].slow = {{9000, 11, true, R"({"status":502,"target":"/b"})"},
+                                       {7000, 12, false, R"({"status":200,"target":"/c"})"}};
+  in_.workers[0].recent["web"].failed = {{9000, 11, true, R"({"status":502})"}};
+  in_.workers[1].recent["web"].failed = {{100, 13, true, R"({"status":503})"}};
+  auto data = nlohmann::json::parse(render_dashboard_json(in_, DashboardInfo{}));
+  ASSERT_EQ(data["slow"].size(), 3u);
+  EXPECT_EQ(data["slow"][0]["duration_us"], 9000);  // the slowest first
+  EXPECT_EQ(data["slow"][0]["worker"], 1);
+  EXPECT_EQ(data["slow"][0]["listener"], "web");
+  EXPECT_EQ(data["slow"][0]["record"]["target"], "/b");
+  EXPECT_EQ(data["slow"][1]["record"]["target"], "/c");
+  EXPECT_EQ(data["slow"][2]["record"]["target"], "/a");
+  ASSERT_EQ(data["failed"].size(), 2u);
+  EXPECT_EQ(data["failed"][0]["record"]["status"], 503);  // the latest first
+  EXPECT_EQ(data["failed"][1]["record"]["status"], 502);
+  EXPECT_EQ(data["dns"], nlohmann::json::array());
+}
+
+TEST(OpenMetrics, NegotiatedByTheAcceptHeader) {
+  EXPECT_TRUE(wants_openmetrics(
+      "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+      "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
+  EXPECT_TRUE(wants_openmetrics("text/plain, application/openmetrics-text ; q=0.5"));
+  EXPECT_FALSE(wants_openmetrics("application/openmetrics-text;q=0"));
+  EXPECT_FALSE(wants_openmetrics("application/openmetrics-text;q=0.0"));
+  EXPECT_FALSE(wants_openmetrics("text/plain;version=0.0.4"));
+  EXPECT_FALSE(wants_openmetrics("*/*"));
+  EXPECT_FALSE(wants_openmetrics(""));
+}
+
+TEST(OpenMetrics, CounterFamiliesLoseTheirTotalSuffixAndTheTextEnds) {
+  EXPECT_EQ(to_openmetrics("# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n"
+                           "# HELP b_total B.\n# TYPE b_total gauge\nb_total 1\n"),
+            "# HELP a A.\n# TYPE a counter\na_total{x=\"1\"} 3\n"
+            "# HELP b_total B.\n# TYPE b_total gauge\nb_total 1\n# EOF\n");
+}
+
+TEST_F(MetricsTest, OpenMetricsBucketsCarryTheRecentRequestsAsExemplars) {
+  in_.workers[1].recent["web"].slow = {
+      {300'000, 1'700'000'000'123, false,
+       R"({"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})"}};
+  std::string text = render_openmetrics(in_);
+  EXPECT_NE(text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"0.5\"} "
+                      "1001 # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.3 "
+                      "1700000000.123\n"),
+            std::string::npos)
+      << text.substr(text.find("sluice_http_request_duration_seconds_bucket"), 2000);
+  // One exemplar in all, and none in the 0.0.4 text.
+  EXPECT_EQ(text.find(" # {"), text.rfind(" # {"));
+  EXPECT_EQ(render_prometheus(in_).find(" # {"), std::string::npos);
+}
+
+TEST(Dashboard, PercentDecodesQueryValues) {
+  EXPECT_EQ(percent_decode("127.0.0.1%3A8080"), "127.0.0.1:8080");
+  EXPECT_EQ(percent_decode("%5B%3A%3A1%5D%3a80"), "[::1]:80");
+  EXPECT_EQ(percent_decode("a%2"), "a%2");
+  EXPECT_EQ(percent_decode("a%zz+b"), "a%zz+b");
+}
+
+TEST(Dashboard, ActionTokensAreRandomHex) {
+  std::string a = make_action_token(), b = make_action_token();
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_NE(a, b);
 }
 
 TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {

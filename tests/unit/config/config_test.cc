@@ -80,6 +80,22 @@ TEST(Config, WrongType) {
             "test.yaml:9:11: clusters[0].name: expected a string");
 }
 
+TEST(Config, AdminDashboardDefaultsToOnOnlyOnLoopback) {
+  auto dashboard = [](const std::string& admin) {
+    auto r = load_string(replace(kGood, "workers: 2", "workers: 2\nadmin: " + admin), "test.yaml");
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() && (*r)->dashboard_enabled();
+  };
+  EXPECT_TRUE(dashboard("{address: 127.0.0.1:9901}"));
+  EXPECT_TRUE(dashboard("{address: '[::1]:9901'}"));
+  EXPECT_FALSE(dashboard("{address: 0.0.0.0:9901}"));
+  EXPECT_TRUE(dashboard("{address: 0.0.0.0:9901, dashboard: true}"));
+  EXPECT_FALSE(dashboard("{address: 127.0.0.1:9901, dashboard: false}"));
+  EXPECT_FALSE((*load_string(kGood, "test.yaml"))->dashboard_enabled());  // no admin at all
+  EXPECT_EQ(error_of(replace(kGood, "workers: 2", "workers: 2\nadmin: {dashboard: maybe}")),
+            "test.yaml:2:20: admin.dashboard: expected true or false, got 'maybe'");
+}
+
 TEST(Config, DurationWithoutUnit) {
   EXPECT_EQ(error_of(replace(kGood, "idle_timeout: 300s", "idle_timeout: 300")),
             "test.yaml:7:19: listeners[0].idle_timeout: expected a duration with a unit (ms, s, "

@@ -233,5 +233,34 @@ TEST(CacheConfigTest, StaleTtlAndMinTtlComeFromTheConfig) {
   EXPECT_FALSE(cache.store(kKey, failure(ErrorKind::kTimeout), clock.now()).ok());
 }
 
+TEST_F(CacheTest, ReportShowsEachNameFreshExpiredOrStale) {
+  cache_.store(kKey, good(60), clock_.now());
+  cache_.store("addr:gone.example", negative(ErrorKind::kNxDomain, 30), clock_.now());
+  clock_.advance(seconds(20));
+  auto r = cache_.report(clock_.now());
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].key, kKey);
+  EXPECT_EQ(r[0].left, seconds(40));
+  EXPECT_FALSE(r[0].answer.stale);
+  EXPECT_EQ(r[1].answer.error, ErrorKind::kNxDomain);
+  EXPECT_EQ(r[1].left, seconds(10));
+
+  clock_.advance(seconds(40));  // expired, not yet refreshed
+  r = cache_.report(clock_.now());
+  EXPECT_EQ(r[0].left, Duration(0));
+  cache_.store(kKey, failure(ErrorKind::kTimeout), clock_.now());  // the refresh failed
+  clock_.advance(seconds(2));
+  r = cache_.report(clock_.now());
+  ASSERT_EQ(r[0].key, kKey);
+  EXPECT_TRUE(r[0].answer.stale);
+  EXPECT_EQ(r[0].answer.addresses[0], ip("192.0.2.1"));
+  EXPECT_EQ(r[0].left, -seconds(2));
+
+  clock_.advance(minutes(5));  // past stale_ttl: nothing to serve, nothing to show
+  r = cache_.report(clock_.now());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].key, "addr:gone.example");
+}
+
 }  // namespace
 }  // namespace sluice::dns

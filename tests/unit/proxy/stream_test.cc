@@ -12,6 +12,9 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "base/clock.h"
 #include "event/loop.h"
@@ -244,6 +247,39 @@ TEST_F(StreamTest, PipelinedRequestsAnsweredInOrder) {
   ASSERT_NE(one, std::string::npos) << r;
   ASSERT_NE(two, std::string::npos) << r;
   EXPECT_LT(one, two) << r;
+}
+
+TEST_F(StreamTest, RecentRequestsKeepTheFailedAndTheSlowWithTheirRecords) {
+  start([](ListenerConfig& l, upstream::ClusterConfig&) {
+    l.http.virtual_hosts[0].routes[0].timeout = milliseconds(1000);
+  });
+  // A request answered after 250 ms: among the slowest, not failed.
+  write_all(client_, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n");
+  upstream_request();
+  advance(milliseconds(250));
+  write_all(upstream_, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(client_response("\r\n\r\n").substr(0, 12), "HTTP/1.1 200");
+  // One the upstream never answers: 504 after the route's timeout, failed.
+  write_all(client_, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+  upstream_request("/slow");
+  advance(milliseconds(1000));
+  EXPECT_EQ(client_response("in time\n").substr(0, 12), "HTTP/1.1 504");
+
+  std::vector<RecentRequest> slow, failed;
+  proxy_->report_recent(slow, failed);
+  ASSERT_EQ(slow.size(), 2u);
+  EXPECT_EQ(slow[0].duration_us, 250'000u);
+  EXPECT_FALSE(slow[0].failed);
+  EXPECT_EQ(nlohmann::json::parse(slow[0].record)["target"], "/ok");
+  EXPECT_EQ(slow[1].duration_us, 1'000'000u);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].duration_us, 1'000'000u);
+  EXPECT_TRUE(failed[0].failed);
+  auto record = nlohmann::json::parse(failed[0].record);
+  EXPECT_EQ(record["target"], "/slow");
+  EXPECT_EQ(record["status"], 504);
+  EXPECT_EQ(record["flags"], nlohmann::json::array({"upstream_timeout"}));
+  EXPECT_EQ(record["timings_us"]["response_done"], 1'000'000);
 }
 
 }  // namespace
