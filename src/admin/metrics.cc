@@ -239,6 +239,8 @@ std::string render_prometheus(const MetricsInput& in) {
   x.declare<CertificateGauges>();
   if (in.dns) x.declare<dns::ResolverStats>();
   x.declare<event::LoopStats>();
+  x.declare<bgp::PeerStats>();
+  x.declare<bgp::PrefixStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -312,6 +314,8 @@ std::string render_prometheus(const MetricsInput& in) {
   for (size_t i = 0; i < in.workers.size(); ++i) {
     x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));
   }
+  for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
+  for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
   return x.text();
 }
 

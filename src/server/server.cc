@@ -11,6 +11,7 @@
 #include "admin/admin_server.h"
 #include "admin/metrics.h"
 #include "base/log.h"
+#include "bgp/speaker.h"
 #include "discovery/dns_discovery.h"
 #include "dns/resolver.h"
 #include "event/signals.h"
@@ -63,6 +64,7 @@ int Server::run() {
           // must not see the new endpoints with the old routes.
           if (held_publishes_.count(cluster)) return;
           for (auto& w : workers_) w->set_health(cluster, s);
+          if (bgp_) bgp_->evaluate();
         });
     health_->set_tls(cluster_tls_.back());
     if (inherited_ && !inherited_->endpoints.empty()) {
@@ -72,7 +74,10 @@ int Server::run() {
     }
     started = start_discovery();
   }
-  if (started) started = start_admin();
+  if (started) {
+    start_bgp();
+    started = start_admin();
+  }
   if (!started) {
     LOG_ERROR("{}", started.message());
     tell_predecessor("failed " + started.message());
@@ -105,6 +110,7 @@ int Server::run() {
   reload_gate_->cancel();
   if (watchdog_) watchdog_->cancel();
   health_->stop();
+  if (bgp_) bgp_->stop();
   stop();
   log_summary();
   lifecycle_.transition(LifecycleState::kStopped, "drained; exiting");
@@ -256,6 +262,7 @@ Status Server::start_admin() {
   context.upgrade = [this](std::function<void(admin::UpgradeOutcome)> done) {
     request_upgrade(std::move(done));
   };
+  if (bgp_) context.bgp = [this] { return bgp_->render_json(); };
   context.gather = [this](bool connections, std::function<void(admin::MetricsInput&)> render) {
     gather(connections, std::move(render));
   };
@@ -331,6 +338,7 @@ void Server::on_first_answers() {
         std::string detail =
             fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size());
         lifecycle_.transition(LifecycleState::kReady, detail);
+        if (bgp_) bgp_->set_ready();
         if (upgrade_fd_.valid()) {
           // A binary upgrade: this process is the service's main one from now on.
           if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty() &&
@@ -363,6 +371,18 @@ void Server::on_signal(int sig) {
   if (sig == SIGUSR2) {
     // (refused with the reason while draining: not a second stop signal)
     request_upgrade(nullptr);
+    return;
+  }
+  if (bgp_ && bgp_->shutting_down() && !lifecycle_.is(LifecycleState::kDraining)) {
+    LOG_WARN("{} again: withdrawing the BGP announcements now", strsignal(sig));
+    bgp_->hurry();
+    return;
+  }
+  if (bgp_ && !lifecycle_.is(LifecycleState::kDraining)) {
+    // Peers move traffic away first (RFC 8326), then the prefixes are withdrawn; only then
+    // does sluice stop accepting.
+    std::string why = strsignal(sig);
+    bgp_->shutdown(why, [this, why] { drain(why); });
     return;
   }
   if (lifecycle_.is(LifecycleState::kDraining)) {
@@ -497,6 +517,14 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   }
   for (const auto& l : config_->listeners) {
     pending->input.active_connections[l->name] = connection_counts_.at(l->name)->load();
+  }
+  if (bgp_) {
+    for (const auto& session : bgp_->sessions()) {
+      pending->input.bgp_peers.emplace_back(session->name(), session->stats());
+    }
+    for (const auto& p : bgp_->prefixes()) {
+      pending->input.bgp_prefixes.emplace_back(p.config->prefix.to_string(), p.stats);
+    }
   }
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
