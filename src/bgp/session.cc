@@ -68,7 +68,10 @@ void Session::stop(uint8_t subcode, const std::string& why) {
     send(std::move(msg));
   }
   close_connection();
-  if (state_ != SessionState::kIdle) transition(SessionState::kIdle, why);
+  if (state_ != SessionState::kIdle) {
+    LOG_INFO("bgp peer {}: closed ({}): {}", name(), to_string(state_), why);
+    transition(SessionState::kIdle, why);
+  }
 }
 
 PeerStats Session::stats() const {
@@ -91,7 +94,8 @@ Duration Session::next_retry_in() const {
 void Session::transition(SessionState to, const std::string& why) {
   SessionState from = state_;
   state_ = to;
-  if (to == SessionState::kEstablished || from == SessionState::kEstablished) {
+  // Going down is logged by reset() and stop(), with what comes next.
+  if (to == SessionState::kEstablished) {
     LOG_INFO("bgp peer {}: {} → {}: {}", name(), to_string(from), to_string(to), why);
   } else {
     LOG_DEBUG("bgp peer {}: {} → {}: {}", name(), to_string(from), to_string(to), why);
