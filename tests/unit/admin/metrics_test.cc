@@ -64,6 +64,8 @@ std::vector<Component> registry() {
       component<ProcessGauges>("process", ""),
       component<dns::ResolverStats>("dns", ""),
       component<event::LoopStats>("worker loop", "worker=\"1\""),
+      component<bgp::PeerStats>("bgp peer", "peer=\"192.0.2.2:179\""),
+      component<bgp::PrefixStats>("bgp prefix", "prefix=\"192.0.2.1/32\""),
   };
 }
 
@@ -173,6 +175,12 @@ class MetricsTest : public ::testing::Test {
     in_.listeners = &listeners_;
     in_.health = health_.get();
     in_.dns = &dns_;
+    bgp::PeerStats peer;
+    fill(peer, 20);
+    in_.bgp_peers.emplace_back("192.0.2.2:179", peer);
+    bgp::PrefixStats prefix;
+    fill(prefix, 30);
+    in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
   }
 
   event::Loop loop_;
@@ -246,6 +254,12 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
+  // The speaker's levels and counters, as it reports them (uptime in seconds).
+  EXPECT_EQ(p.samples["sluice_bgp_peer_state{peer=\"192.0.2.2:179\"}"], "20");
+  EXPECT_EQ(p.samples["sluice_bgp_peer_uptime_seconds{peer=\"192.0.2.2:179\"}"], "2.1e-08");
+  EXPECT_EQ(p.samples["sluice_bgp_peer_updates_sent_total{peer=\"192.0.2.2:179\"}"], "24");
+  EXPECT_EQ(p.samples["sluice_bgp_prefix_announced{prefix=\"192.0.2.1/32\"}"], "30");
+  EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
   // Units: the resolver's slowest resolution (microseconds, position 9) in seconds; the
