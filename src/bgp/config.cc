@@ -1,5 +1,7 @@
 #include "bgp/config.h"
 
+#include <sys/socket.h>
+
 #include <set>
 
 #include <fmt/format.h>
@@ -68,6 +70,19 @@ ConfigIssues BgpConfig::validate() const {
   for (size_t i = 0; i < announce.size(); ++i) {
     std::string at = fmt::format("announce[{}]", i);
     c.nested(at, announce[i].validate());
+    const AnnounceConfig& a = announce[i];
+    for (const PeerConfig& p : peers) {
+      if (a.prefix.family == 0 || a.next_hop || p.address.length() == 0 ||
+          p.address.family() == a.prefix.family) {
+        continue;
+      }
+      // The session's own address cannot be the next hop of another family.
+      c.error(at + ".prefix",
+              fmt::format("needs next_hop: peer {} is reached over IPv{}, so the session's own "
+                          "address cannot be its next hop",
+                          p.address.to_string(), p.address.family() == AF_INET ? 4 : 6));
+      break;
+    }
     if (announce[i].prefix.family != 0 && !prefixes.insert(announce[i].prefix).second) {
       c.error(at + ".prefix", fmt::format("duplicate prefix {}", announce[i].prefix.to_string()));
     }

@@ -11,7 +11,8 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
 - SIGTERM: GRACEFUL_SHUTDOWN first while sluice still accepts, the withdrawal no earlier
   than shutdown_delay later, then the drain and a Cease NOTIFICATION;
 - BIRD killed and started again: the session comes back and the prefix with it;
-- a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD.
+- a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD;
+- an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop).
 """
 import datetime
 import json
@@ -32,6 +33,9 @@ from harness import (EchoServer, Skip, Sluice, check, check_clean_exit, connect,
 SLUICE_IP = "192.0.2.1"
 BIRD_IP = "192.0.2.2"
 PREFIX = "198.51.100.1/32"
+SLUICE_IP6 = "2001:db8:ff::1"
+BIRD_IP6 = "2001:db8:ff::2"
+PREFIX6 = "2001:db8:1::/48"
 PASSWORD = "an-md5-key"
 
 BIRD_CONF = """
@@ -50,6 +54,7 @@ protocol bgp sluice {{
   hold time 9;
   error wait time 1, 2;
   ipv4 {{ import filter gshut; export none; }};
+  ipv6 {{ import filter gshut; export none; }};
 }}
 """
 
@@ -78,7 +83,9 @@ class Bird:
             str(self.holder.pid)])
         sh(["ip", "addr", "add", SLUICE_IP + "/24", "dev", "bgp0"])
         sh(["ip", "link", "set", "bgp0", "up"])
+        sh(["ip", "-6", "addr", "add", SLUICE_IP6 + "/64", "dev", "bgp0", "nodad"])
         for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", BIRD_IP + "/24", "dev", "bgp1"],
+                    ["ip", "-6", "addr", "add", BIRD_IP6 + "/64", "dev", "bgp1", "nodad"],
                     ["ip", "link", "set", "bgp1", "up"]):
             sh(self.nsenter(cmd))
         self.proc = None
@@ -131,7 +138,7 @@ class Bird:
         return "Established" in self.protocol()
 
 
-def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s"):
+def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s", announce=""):
     eps = "\n".join("      - address: %s" % e for e in endpoints)
     return """workers: 1
 admin:
@@ -170,7 +177,7 @@ bgp:
       when: {cluster: api, min_healthy: 50%%}
       communities: ["65001:100"]
       med: 10
-""" % (eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX)
+%s""" % (eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX, announce)
 
 
 ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
@@ -330,7 +337,30 @@ def case_wrong_peer_as():
     b.stop()
 
 
+def case_ipv6_prefix():
+    bird = Bird()
+    b = EchoServer()
+    announce = """    - prefix: %s
+      when: {cluster: api}
+      next_hop: %s
+      communities: [no_export]
+""" % (PREFIX6, SLUICE_IP6)
+    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port], announce=announce), log_level="info")
+    r6 = wait_until(lambda: bird.route(PREFIX6), 30)
+    check({k: r6.get(k) for k in ("as_path", "next_hop", "community", "origin")} ==
+          {"as_path": "65001", "next_hop": SLUICE_IP6, "community": "(65535,65281)", "origin": "IGP"},
+          "BIRD has %s over the IPv4 session (MP_REACH_NLRI) with its IPv6 next hop" % PREFIX6,
+          repr(r6) + "\n" + bird.protocol())
+    check(announced_attrs(wait_until(bird.route, 10)) == EXPECTED, "and the IPv4 prefix beside it")
+    b.stop()
+    gone = wait_until(lambda: bird.route(PREFIX6) == {} and bird.route() == {}, 20)
+    check(gone, "both are withdrawn (MP_UNREACH_NLRI for the IPv6 one) when the cluster fails")
+    check(sl.find_lines("bgp: withdrawing %s: cluster api has 0 of 1 endpoints usable (min 1)" % PREFIX6),
+          "the IPv6 withdrawal is logged with its reason", sl.stderr_text()[-3000:])
+    check_clean_exit(sl, sl.stop(30))
+
+
 if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
-               case_wrong_peer_as])
+               case_wrong_peer_as, case_ipv6_prefix])
