@@ -337,6 +337,11 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
   }
   if (in.health) lines.push_back("health: " + summary(in.health->stats()));
   if (in.dns) lines.push_back("dns: " + summary(*in.dns));
+  for (const auto& [peer, s] : in.bgp_peers)
+    lines.push_back("bgp peer " + peer + ": " + summary(s));
+  for (const auto& [prefix, s] : in.bgp_prefixes) {
+    lines.push_back("bgp prefix " + prefix + ": " + summary(s));
+  }
   return lines;
 }
 

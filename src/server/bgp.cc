@@ -1,4 +1,5 @@
 // The BGP speaker's place in the server: what each announced prefix follows.
+#include "admin/metrics.h"
 #include "bgp/speaker.h"
 #include "server/server.h"
 #include "upstream/health/health_manager.h"
@@ -36,6 +37,16 @@ bgp::SourceState Server::bgp_source(const bgp::AnnounceConfig& a) const {
     if (flags == 0) ++s.usable;
   }
   return s;
+}
+
+void Server::add_bgp_stats(admin::MetricsInput& in) const {
+  if (!bgp_) return;
+  for (const auto& session : bgp_->sessions()) {
+    in.bgp_peers.emplace_back(session->name(), session->stats());
+  }
+  for (const auto& p : bgp_->prefixes()) {
+    in.bgp_prefixes.emplace_back(p.config->prefix.to_string(), p.stats);
+  }
 }
 
 }  // namespace sluice::server

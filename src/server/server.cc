@@ -518,14 +518,7 @@ void Server::gather(bool connections, std::function<void(admin::MetricsInput&)> 
   for (const auto& l : config_->listeners) {
     pending->input.active_connections[l->name] = connection_counts_.at(l->name)->load();
   }
-  if (bgp_) {
-    for (const auto& session : bgp_->sessions()) {
-      pending->input.bgp_peers.emplace_back(session->name(), session->stats());
-    }
-    for (const auto& p : bgp_->prefixes()) {
-      pending->input.bgp_prefixes.emplace_back(p.config->prefix.to_string(), p.stats);
-    }
-  }
+  add_bgp_stats(pending->input);
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->collect(connections, [this, pending, i](admin::WorkerReport r) {
@@ -552,6 +545,7 @@ void Server::log_summary() {
   }
   totals.health = health_.get();
   totals.dns = resolver_ ? &resolver_->stats() : nullptr;
+  add_bgp_stats(totals);
   for (auto& w : workers_) {
     admin::WorkerReport& r = totals.workers.emplace_back();
     r.tcp = w->final_stats();

@@ -40,7 +40,7 @@ struct AnnounceConfig;
 }  // namespace bgp
 namespace admin {
 class AdminServer;
-}
+}  // namespace admin
 namespace discovery {
 class DnsDiscovery;
 }
@@ -150,6 +150,8 @@ class Server {
   // The BGP speaker (bgp.cc): its sessions open at startup; it announces once ready.
   void start_bgp();
   bgp::SourceState bgp_source(const bgp::AnnounceConfig& a) const;
+  // Each peer's and prefix's counters, for /metrics and the exit summary.
+  void add_bgp_stats(admin::MetricsInput& in) const;
   void drain(const std::string& why, bool for_upgrade = false);
   void on_drain_deadline();
   // While draining under systemd: "draining: N connections left" when N changed.

@@ -11,6 +11,7 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
 - SIGTERM: GRACEFUL_SHUTDOWN first while sluice still accepts, the withdrawal no earlier
   than shutdown_delay later, then the drain and a Cease NOTIFICATION;
 - BIRD killed and started again: the session comes back and the prefix with it;
+- BIRD stopped (SIGSTOP): sluice's hold timer expires with its NOTIFICATION; back after SIGCONT;
 - a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD;
 - an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop).
 """
@@ -320,6 +321,30 @@ def case_daemon_restart():
     b.stop()
 
 
+def case_hold_timer_expiry():
+    bird = Bird()
+    b = EchoServer()
+    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port]), log_level="info")
+    check(wait_until(bird.route, 30), "announced")
+    mark = len(sl.lines)
+    # A peer that stops answering (but whose kernel keeps the connection open).
+    bird.proc.send_signal(signal.SIGSTOP)
+    try:
+        line = sl.wait_log("bgp peer %s:179: session down: hold timer expired: nothing from the peer for 9s "
+                           "(NOTIFICATION sent: hold timer expired); reconnecting in" % BIRD_IP, 30, mark)
+        check(line, "sluice's hold timer expires after 9s of silence, with its NOTIFICATION, logged",
+              sl.stderr_text(mark)[-2000:])
+    finally:
+        bird.proc.send_signal(signal.SIGCONT)
+    back = wait_until(bird.route, 40)
+    check(announced_attrs(back) == EXPECTED, "once the peer answers again the session and the prefix come back",
+          repr(back) + "\n" + bird.protocol())
+    check(metric(sl, 'sluice_bgp_peer_notifications_sent_total{peer="%s:179"}' % BIRD_IP) == "1",
+          "metric: one NOTIFICATION sent")
+    check_clean_exit(sl, sl.stop(30))
+    b.stop()
+
+
 def case_wrong_peer_as():
     bird = Bird(bird_as=65000)
     b = EchoServer()
@@ -363,4 +388,4 @@ def case_ipv6_prefix():
 if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
-               case_wrong_peer_as, case_ipv6_prefix])
+               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_prefix])

@@ -401,6 +401,14 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
     r.clusters.push_back({.stats = c});
     totals.workers.push_back(std::move(r));
   }
+  bgp::PeerStats peer;
+  peer.state = 6;  // gauges are not summarised
+  peer.established = 1;
+  peer.updates_sent = 3;
+  totals.bgp_peers.emplace_back("192.0.2.2:179", peer);
+  bgp::PrefixStats prefix;
+  prefix.transitions = 2;
+  totals.bgp_prefixes.emplace_back("198.51.100.1/32", prefix);
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
@@ -419,6 +427,9 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "stalls 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
       "mode entered 0",
+      "bgp peer 192.0.2.2:179: established 1, updates sent 3, updates received 0, notifications "
+      "sent 0, notifications received 0",
+      "bgp prefix 198.51.100.1/32: transitions 2",
   };
   EXPECT_EQ(exit_summary(totals), want);
 }
