@@ -13,7 +13,8 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
 - BIRD killed and started again: the session comes back and the prefix with it;
 - BIRD stopped (SIGSTOP): sluice's hold timer expires with its NOTIFICATION; back after SIGCONT;
 - a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD;
-- an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop).
+- an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop), a
+  prefix that follows a listener, and a reload that changes bgp: (warned, kept).
 """
 import datetime
 import json
@@ -362,13 +363,15 @@ def case_wrong_peer_as():
     b.stop()
 
 
-def case_ipv6_prefix():
+def case_ipv6_listener_and_reload():
     bird = Bird()
     b = EchoServer()
     announce = """    - prefix: %s
       when: {cluster: api}
       next_hop: %s
       communities: [no_export]
+    - prefix: 198.51.100.2/32
+      when: {listener: tcp_in}
 """ % (PREFIX6, SLUICE_IP6)
     sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port], announce=announce), log_level="info")
     r6 = wait_until(lambda: bird.route(PREFIX6), 30)
@@ -377,9 +380,28 @@ def case_ipv6_prefix():
           "BIRD has %s over the IPv4 session (MP_REACH_NLRI) with its IPv6 next hop" % PREFIX6,
           repr(r6) + "\n" + bird.protocol())
     check(announced_attrs(wait_until(bird.route, 10)) == EXPECTED, "and the IPv4 prefix beside it")
+    check(wait_until(lambda: bird.route("198.51.100.2/32"), 10).get("as_path") == "65001",
+          "and the prefix that follows the listener")
+    check(sl.find_lines("bgp: announcing 198.51.100.2/32: listener tcp_in is accepting"),
+          "logged with its reason", sl.stderr_text()[-3000:])
+
+    # The bgp: block is read at startup: a reload keeps the running speaker and says so.
+    with open(sl.config_path) as f:
+        text = f.read()
+    with open(sl.config_path, "w") as f:
+        f.write(text.replace("shutdown_delay: 2s", "shutdown_delay: 3s"))
+    req = urllib.request.Request("http://127.0.0.1:%d/reload" % int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1)),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        reply = json.loads(r.read().decode())
+    check(reply.get("warnings") == ["warning: bgp: the BGP speaker's settings change only with a restart or a binary "
+                                    "upgrade; they stay as they are"],
+          "a reload that changes bgp: warns and keeps the running speaker", repr(reply))
+
     b.stop()
     gone = wait_until(lambda: bird.route(PREFIX6) == {} and bird.route() == {}, 20)
-    check(gone, "both are withdrawn (MP_UNREACH_NLRI for the IPv6 one) when the cluster fails")
+    check(gone, "both cluster prefixes are withdrawn (MP_UNREACH_NLRI for the IPv6 one) when the cluster fails")
+    check(bird.route("198.51.100.2/32") != {}, "the listener's prefix stays: sluice still accepts on tcp_in")
     check(sl.find_lines("bgp: withdrawing %s: cluster api has 0 of 1 endpoints usable (min 1)" % PREFIX6),
           "the IPv6 withdrawal is logged with its reason", sl.stderr_text()[-3000:])
     check_clean_exit(sl, sl.stop(30))
@@ -388,4 +410,4 @@ def case_ipv6_prefix():
 if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
-               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_prefix])
+               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload])
