@@ -206,6 +206,15 @@ def announced_attrs(r):
     return {k: r.get(k) for k in EXPECTED}
 
 
+def announced_setup():
+    """BIRD, one endpoint and sluice, once BIRD has the prefix."""
+    bird = Bird()
+    b = EchoServer()
+    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port]), log_level="info")
+    check(announced_attrs(wait_until(bird.route, 30)) == EXPECTED, "announced with the exact attributes")
+    return bird, b, sl
+
+
 def case_follows_the_cluster():
     bird = Bird()
     b1, b2 = EchoServer(), EchoServer()
@@ -302,10 +311,7 @@ def case_sigterm_graceful_shutdown_then_withdraw():
 
 
 def case_daemon_restart():
-    bird = Bird()
-    b = EchoServer()
-    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port]), log_level="info")
-    check(wait_until(bird.route, 30), "announced")
+    bird, b, sl = announced_setup()
     mark = len(sl.lines)
     bird.kill()
     down = sl.wait_log(re.compile(r"bgp peer %s:179: session down: .*; reconnecting in" % re.escape(BIRD_IP)), 20,
@@ -323,10 +329,7 @@ def case_daemon_restart():
 
 
 def case_hold_timer_expiry():
-    bird = Bird()
-    b = EchoServer()
-    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port]), log_level="info")
-    check(wait_until(bird.route, 30), "announced")
+    bird, b, sl = announced_setup()
     mark = len(sl.lines)
     # A peer that stops answering (but whose kernel keeps the connection open).
     bird.proc.send_signal(signal.SIGSTOP)
