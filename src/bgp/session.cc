@@ -407,7 +407,9 @@ void Session::flush() {
 void Session::arm_hold_timer() {
   if (state_ == SessionState::kEstablished || state_ == SessionState::kOpenConfirm) {
     if (negotiated_hold_ == Duration(0)) {
-      hold_timer_.cancel();
+      // No hold timer once established (RFC 4271 §4.2); until then the OPEN exchange's
+      // bound stays, or a peer that never confirms would hold the session forever.
+      if (state_ == SessionState::kEstablished) hold_timer_.cancel();
       return;
     }
     hold_timer_.arm_at(loop_.now() + negotiated_hold_);
@@ -418,6 +420,9 @@ void Session::on_hold_timer() {
   if (state_ == SessionState::kConnect) return reset("connect timed out");
   if (state_ == SessionState::kOpenSent) {
     return fail(err::kHoldTimerExpired, 0, {}, "no OPEN from the peer in time");
+  }
+  if (state_ == SessionState::kOpenConfirm && negotiated_hold_ == Duration(0)) {
+    return fail(err::kHoldTimerExpired, 0, {}, "no KEEPALIVE from the peer in time");
   }
   fail(err::kHoldTimerExpired, 0, {},
        fmt::format("hold timer expired: nothing from the peer for {}",

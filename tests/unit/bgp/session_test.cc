@@ -204,6 +204,24 @@ TEST_F(SessionTest, UnacceptableHoldTime) {
   EXPECT_EQ(m.notification.subcode, err::kUnacceptableHoldTime);
 }
 
+TEST_F(SessionTest, HoldTimeZeroStillBoundsTheOpenExchange) {
+  session_->start();
+  ASSERT_TRUE(accept());
+  receive();
+  send(open_from(65000, 0));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(session_->state(), SessionState::kOpenConfirm);
+  advance(seconds(59));
+  EXPECT_EQ(session_->state(), SessionState::kOpenConfirm);
+  advance(seconds(1));  // no KEEPALIVE from the peer within the OPEN exchange's bound
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kHoldTimerExpired);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->last_error(),
+            "no KEEPALIVE from the peer in time (NOTIFICATION sent: hold timer expired)");
+}
+
 TEST_F(SessionTest, GarbageEarnsAHeaderError) {
   establish();
   send(std::string(19, '\x00'));
