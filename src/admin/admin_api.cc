@@ -285,6 +285,10 @@ void register_admin_api(AdminServer& server, AdminContext context) {
       respond(AdminResponse{status, "application/json", render_reload_json(o)});
     });
   });
+  server.handle_sync("/bgp", [ctx](const AdminRequest&) {
+    if (!ctx->bgp) return text(404, "no bgp: block in the configuration\n");
+    return json(ctx->bgp());
+  });
   server.handle("/clusters", [ctx](const AdminRequest&, AdminServer::Respond respond) {
     ctx->gather({}, [respond](MetricsInput& in) { respond(json(render_clusters_json(in))); });
   });

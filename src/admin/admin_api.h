@@ -84,6 +84,8 @@ struct AdminContext {
   // Starts the binary at the path this one was started from, hands it the listening
   // sockets, and calls `done` once it serves (or failed).
   std::function<void(std::function<void(UpgradeOutcome)> done)> upgrade;
+  // GET /bgp: the speaker's sessions and prefixes (null: no `bgp:` block, 404).
+  std::function<std::string()> bgp;
 };
 
 // Registers every endpoint above on `server`.

@@ -332,6 +332,8 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<CertificateGauges>();
   if (in.dns) x.declare<dns::ResolverStats>();
   x.declare<event::LoopStats>();
+  x.declare<bgp::PeerStats>();
+  x.declare<bgp::PrefixStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -405,6 +407,8 @@ void expose(const MetricsInput& in, Exposition& x) {
   for (size_t i = 0; i < in.workers.size(); ++i) {
     x.put(in.workers[i].loop, fmt::format("worker=\"{}\"", i));
   }
+  for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
+  for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
 }
 
 }  // namespace
@@ -515,6 +519,11 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
   }
   if (in.health) lines.push_back("health: " + summary(in.health->stats()));
   if (in.dns) lines.push_back("dns: " + summary(*in.dns));
+  for (const auto& [peer, s] : in.bgp_peers)
+    lines.push_back("bgp peer " + peer + ": " + summary(s));
+  for (const auto& [prefix, s] : in.bgp_prefixes) {
+    lines.push_back("bgp prefix " + prefix + ": " + summary(s));
+  }
   return lines;
 }
 

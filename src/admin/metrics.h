@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/metric.h"
+#include "bgp/speaker.h"
 #include "dns/resolver.h"
 #include "event/loop.h"
 #include "net/tcp_info.h"
@@ -139,6 +140,9 @@ struct MetricsInput {
   const dns::ResolverStats* dns = nullptr;   // null without DNS clusters
   std::vector<dns::Cache::Saved> dns_names;  // GatherScope::recent: the resolver's cache
   std::vector<CertificateReport> certificates;
+  // The BGP speaker's sessions (by peer address) and prefixes; empty without `bgp:`.
+  std::vector<std::pair<std::string, bgp::PeerStats>> bgp_peers;
+  std::vector<std::pair<std::string, bgp::PrefixStats>> bgp_prefixes;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is

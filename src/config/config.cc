@@ -46,7 +46,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   auto cfg = std::make_shared<Config>();
   MapReader top(r, root, "",
                 {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "dns", "event",
-                 "listeners", "clusters"});
+                 "listeners", "clusters", "bgp"});
   if (!top.ok()) return cfg;
   if (top.has("workers")) {
     top.read_uint("workers", cfg->workers);
@@ -85,6 +85,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
       }
     }
   }
+  if (top.has("bgp")) cfg->bgp = read_bgp(r, top.get("bgp"));
   if (top.has("clusters")) {
     YAML::Node list = top.get("clusters");
     if (!list.IsSequence()) {
@@ -239,6 +240,25 @@ ConfigIssues Config::validate() const {
     // Still resolved and health-checked, but no request or connection ever reaches it.
     c.warning(fmt::format("clusters[{}]", i),
               fmt::format("not used: no listener or route names cluster '{}'", clusters[i]->name));
+  }
+
+  if (bgp) {
+    c.nested("bgp", bgp->validate());
+    for (size_t i = 0; i < bgp->announce.size(); ++i) {
+      const bgp::AnnounceConfig& a = bgp->announce[i];
+      if (a.target.empty()) continue;
+      bool found = false;
+      if (a.source == bgp::AnnounceConfig::Source::kCluster) {
+        found = cluster_index.count(a.target) != 0 || !every_cluster_named;
+      } else {
+        for (const auto& l : listeners) found |= l->name == a.target;
+      }
+      if (!found) {
+        bool cluster = a.source == bgp::AnnounceConfig::Source::kCluster;
+        c.error(fmt::format("bgp.announce[{}].when.{}", i, cluster ? "cluster" : "listener"),
+                fmt::format("no {} named '{}'", cluster ? "cluster" : "listener", a.target));
+      }
+    }
   }
 
   if (listeners.empty()) c.error("listeners", "expected a non-empty list of listeners");

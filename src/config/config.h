@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/status.h"
+#include "bgp/config.h"
 #include "dns/resolver.h"
 #include "event/backend.h"
 #include "proxy/listener_config.h"
@@ -36,6 +37,8 @@ struct Config {
   event::EventConfig event;  // the event backend: read at startup only
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
+  // The BGP speaker (bgp/speaker.h); absent: none. Read at startup only.
+  std::shared_ptr<const bgp::BgpConfig> bgp;
 
   const upstream::ClusterConfig* find_cluster(std::string_view name) const;
 

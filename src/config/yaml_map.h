@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bgp/config.h"
 #include "config/yaml_reader.h"
 #include "dns/resolver.h"
 #include "net/address.h"
@@ -42,6 +43,8 @@ std::shared_ptr<proxy::ListenerConfig> read_listener(YamlReader& r, const YAML::
 std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML::Node& node,
                                                       const std::string& path);
 void read_dns(YamlReader& r, const YAML::Node& node, dns::ResolverConfig& d);
+// map_bgp.cc
+std::shared_ptr<bgp::BgpConfig> read_bgp(YamlReader& r, const YAML::Node& node);
 // map_tls.cc
 void read_server_tls(YamlReader& r, const YAML::Node& node, const std::string& path,
                      tls::ServerConfig& out);

@@ -210,6 +210,10 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
                    "upgrade; it stays {}",
                    event::backend_name(config_->event.backend)));
   next->event = config_->event;
+  keep(!(next->bgp == config_->bgp || (next->bgp && config_->bgp && *next->bgp == *config_->bgp)),
+       "warning: bgp: the BGP speaker's settings change only with a restart or a binary upgrade; "
+       "they stay as they are");
+  next->bgp = config_->bgp;
 
   auto plan = std::make_unique<ReloadPlan>();
   // Unchanged blocks keep the running objects: identity then says "unchanged" everywhere.

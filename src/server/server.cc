@@ -12,6 +12,7 @@
 #include "admin/dashboard.h"
 #include "admin/metrics.h"
 #include "base/log.h"
+#include "bgp/speaker.h"
 #include "discovery/dns_discovery.h"
 #include "dns/resolver.h"
 #include "event/signals.h"
@@ -64,6 +65,7 @@ int Server::run() {
           // must not see the new endpoints with the old routes.
           if (held_publishes_.count(cluster)) return;
           for (auto& w : workers_) w->set_health(cluster, s);
+          if (bgp_) bgp_->evaluate();
         });
     health_->set_tls(cluster_tls_.back());
     if (inherited_ && !inherited_->endpoints.empty()) {
@@ -73,7 +75,10 @@ int Server::run() {
     }
     started = start_discovery();
   }
-  if (started) started = start_admin();
+  if (started) {
+    start_bgp();
+    started = start_admin();
+  }
   if (!started) {
     LOG_ERROR("{}", started.message());
     tell_predecessor("failed " + started.message());
@@ -106,6 +111,7 @@ int Server::run() {
   reload_gate_->cancel();
   if (watchdog_) watchdog_->cancel();
   health_->stop();
+  if (bgp_) bgp_->stop();
   stop();
   log_summary();
   lifecycle_.transition(LifecycleState::kStopped, "drained; exiting");
@@ -257,6 +263,7 @@ Status Server::start_admin() {
   context.upgrade = [this](std::function<void(admin::UpgradeOutcome)> done) {
     request_upgrade(std::move(done));
   };
+  if (bgp_) context.bgp = [this] { return bgp_->render_json(); };
   context.gather = [this](admin::GatherScope scope,
                           std::function<void(admin::MetricsInput&)> render) {
     gather(scope, std::move(render));
@@ -345,6 +352,7 @@ void Server::on_first_answers() {
         std::string detail =
             fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size());
         lifecycle_.transition(LifecycleState::kReady, detail);
+        if (bgp_) bgp_->set_ready();
         if (upgrade_fd_.valid()) {
           // A binary upgrade: this process is the service's main one from now on.
           if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty() &&
@@ -377,6 +385,18 @@ void Server::on_signal(int sig) {
   if (sig == SIGUSR2) {
     // (refused with the reason while draining: not a second stop signal)
     request_upgrade(nullptr);
+    return;
+  }
+  if (bgp_ && bgp_->shutting_down() && !lifecycle_.is(LifecycleState::kDraining)) {
+    LOG_WARN("{} again: withdrawing the BGP announcements now", strsignal(sig));
+    bgp_->hurry();
+    return;
+  }
+  if (bgp_ && !lifecycle_.is(LifecycleState::kDraining)) {
+    // Peers move traffic away first (RFC 8326), then the prefixes are withdrawn; only then
+    // does sluice stop accepting.
+    std::string why = strsignal(sig);
+    bgp_->shutdown(why, [this, why] { drain(why); });
     return;
   }
   if (lifecycle_.is(LifecycleState::kDraining)) {
@@ -513,6 +533,7 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
   for (const auto& l : config_->listeners) {
     pending->input.active_connections[l->name] = connection_counts_.at(l->name)->load();
   }
+  add_bgp_stats(pending->input);
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->collect(scope, [this, pending, i](admin::WorkerReport r) {
@@ -539,6 +560,7 @@ void Server::log_summary() {
   }
   totals.health = health_.get();
   totals.dns = resolver_ ? &resolver_->stats() : nullptr;
+  add_bgp_stats(totals);
   for (auto& w : workers_) {
     admin::WorkerReport& r = totals.workers.emplace_back();
     r.tcp = w->final_stats();

@@ -33,9 +33,14 @@
 #include "server/sd_notify.h"
 
 namespace sluice {
+namespace bgp {
+class Speaker;
+struct SourceState;
+struct AnnounceConfig;
+}  // namespace bgp
 namespace admin {
 class AdminServer;
-}
+}  // namespace admin
 namespace discovery {
 class DnsDiscovery;
 }
@@ -142,6 +147,11 @@ class Server {
   // connects the moment sluice says ready must find the endpoints in place.
   void on_first_answers();
   void on_signal(int sig);
+  // The BGP speaker (bgp.cc): its sessions open at startup; it announces once ready.
+  void start_bgp();
+  bgp::SourceState bgp_source(const bgp::AnnounceConfig& a) const;
+  // Each peer's and prefix's counters, for /metrics and the exit summary.
+  void add_bgp_stats(admin::MetricsInput& in) const;
   void drain(const std::string& why, bool for_upgrade = false);
   void on_drain_deadline();
   // While draining under systemd: "draining: N connections left" when N changed.
@@ -184,6 +194,7 @@ class Server {
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<discovery::DnsDiscovery> dns_discovery_;
   std::unique_ptr<admin::AdminServer> admin_;
+  std::unique_ptr<bgp::Speaker> bgp_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::SignalSet> signals_;
   SdNotifier systemd_;

@@ -66,6 +66,8 @@ std::vector<Component> registry() {
       component<ProcessGauges>("process", ""),
       component<dns::ResolverStats>("dns", ""),
       component<event::LoopStats>("worker loop", "worker=\"1\""),
+      component<bgp::PeerStats>("bgp peer", "peer=\"192.0.2.2:179\""),
+      component<bgp::PrefixStats>("bgp prefix", "prefix=\"192.0.2.1/32\""),
   };
 }
 
@@ -175,6 +177,12 @@ class MetricsTest : public ::testing::Test {
     in_.listeners = &listeners_;
     in_.health = health_.get();
     in_.dns = &dns_;
+    bgp::PeerStats peer;
+    fill(peer, 20);
+    in_.bgp_peers.emplace_back("192.0.2.2:179", peer);
+    bgp::PrefixStats prefix;
+    fill(prefix, 30);
+    in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
   }
 
   event::Loop loop_;
@@ -248,6 +256,12 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
+  // The speaker's levels and counters, as it reports them (uptime in seconds).
+  EXPECT_EQ(p.samples["sluice_bgp_peer_state{peer=\"192.0.2.2:179\"}"], "20");
+  EXPECT_EQ(p.samples["sluice_bgp_peer_uptime_seconds{peer=\"192.0.2.2:179\"}"], "2.1e-08");
+  EXPECT_EQ(p.samples["sluice_bgp_peer_updates_sent_total{peer=\"192.0.2.2:179\"}"], "24");
+  EXPECT_EQ(p.samples["sluice_bgp_prefix_announced{prefix=\"192.0.2.1/32\"}"], "30");
+  EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
   // Units: the resolver's slowest resolution (microseconds, position 9) in seconds; the
@@ -526,6 +540,14 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
     r.clusters.push_back({.stats = c});
     totals.workers.push_back(std::move(r));
   }
+  bgp::PeerStats peer;
+  peer.state = 6;  // gauges are not summarised
+  peer.established = 1;
+  peer.updates_sent = 3;
+  totals.bgp_peers.emplace_back("192.0.2.2:179", peer);
+  bgp::PrefixStats prefix;
+  prefix.transitions = 2;
+  totals.bgp_prefixes.emplace_back("198.51.100.1/32", prefix);
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
@@ -544,6 +566,9 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "stalls 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
       "mode entered 0",
+      "bgp peer 192.0.2.2:179: established 1, updates sent 3, updates received 0, notifications "
+      "sent 0, notifications received 0",
+      "bgp prefix 198.51.100.1/32: transitions 2",
   };
   EXPECT_EQ(exit_summary(totals), want);
 }

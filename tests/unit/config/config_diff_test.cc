@@ -105,6 +105,19 @@ TEST(ConfigDiff, EventBackendNeedsARestart) {
                    "binary upgrade)"}));
 }
 
+TEST(ConfigDiff, BgpNeedsARestart) {
+  std::string bgp = R"(bgp:
+  local_as: 65001
+  router_id: 192.0.2.1
+  peers: [{address: 192.0.2.2, remote_as: 65000}]
+  announce: [{prefix: 198.51.100.1/32, when: {cluster: api}}]
+)";
+  const Lines kRestart = {"bgp: cannot change in place (needs a restart or a binary upgrade)"};
+  EXPECT_EQ(diff(kBase, bgp + kBase), kRestart);
+  EXPECT_EQ(diff(bgp + kBase, bgp + kBase), Lines{});
+  EXPECT_EQ(diff(bgp + kBase, replace(bgp, "65000", "65002") + kBase), kRestart);
+}
+
 TEST(ConfigDiff, AListenerOnAnotherAddressIsRemovedAndAdded) {
   std::string after = replace(kBase, "127.0.0.1:7000", "127.0.0.1:7001");
   after = replace(after, "drain_timeout: 5s", "drain_timeout: 10s");

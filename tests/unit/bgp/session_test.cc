@@ -1,0 +1,296 @@
+// One BGP session against a fake peer on loopback, on a manual clock: the OPEN exchange, the
+// hold timer and keepalives, the NOTIFICATION each error sends, reconnection with backoff.
+#include "bgp/session.h"
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "net/listener.h"
+
+namespace sluice::bgp {
+namespace {
+
+using std::chrono::seconds;
+
+class FakeCallbacks final : public SessionCallbacks {
+ public:
+  void on_established(Session&) override { ++established; }
+  int established = 0;
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto fd = net::bind_listener(*net::Address::parse("127.0.0.1:0"), 16, net::SocketOptions{},
+                                 /*reuse_port=*/false);
+    ASSERT_TRUE(fd.is_ok()) << fd.status().message();
+    listen_fd_ = std::move(fd.value());
+    bgp_.local_as = 65001;
+    bgp_.router_id = 0xC000020A;
+    peer_.address = net::local_address(listen_fd_.get()).value();
+    peer_.remote_as = 65000;
+    peer_.hold_time = seconds(9);
+    peer_.connect_retry = seconds(1);
+    session_ = std::make_unique<Session>(loop_, bgp_, peer_, callbacks_);
+  }
+
+  // Waits (bounded) for sluice's connection and accepts it.
+  bool accept() {
+    loop_.run_until_idle();
+    pollfd p{listen_fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) return false;
+    int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return false;
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    conn_ = net::Fd(fd);
+    return true;
+  }
+  // One whole message from sluice (bounded by the receive timeout).
+  Message receive() {
+    std::string buf;
+    for (;;) {
+      Message m;
+      ParseError e;
+      size_t used = read_message({reinterpret_cast<const uint8_t*>(buf.data()), buf.size()}, m, e);
+      if (used == SIZE_MAX) ADD_FAILURE() << "sluice sent a malformed message: " << e.detail;
+      if (used != 0) {
+        EXPECT_EQ(used, buf.size()) << "more than one message";
+        return m;
+      }
+      char c[4096];
+      size_t want =
+          buf.size() < kHeaderSize
+              ? kHeaderSize - buf.size()
+              : ((static_cast<uint8_t>(buf[16]) << 8) | static_cast<uint8_t>(buf[17])) - buf.size();
+      ssize_t n = ::recv(conn_.get(), c, std::min(want, sizeof c), 0);
+      if (n <= 0) {
+        ADD_FAILURE() << "no message from sluice";
+        return {};
+      }
+      buf.append(c, static_cast<size_t>(n));
+    }
+  }
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::send(conn_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+    loop_.run_until_idle();
+  }
+  std::string open_from(uint32_t as, uint16_t hold) {
+    std::string out;
+    write_open(OpenParams{.as = as, .hold_time = hold, .router_id = 0x0A000001}, out);
+    return out;
+  }
+  void establish() {
+    session_->start();
+    ASSERT_TRUE(accept());
+    EXPECT_EQ(receive().type, MessageType::kOpen);
+    std::string ka;
+    write_keepalive(ka);
+    send(open_from(65000, 9));
+    EXPECT_EQ(receive().type, MessageType::kKeepalive);  // OpenConfirm's
+    send(ka);
+    EXPECT_EQ(receive().type, MessageType::kKeepalive);  // the first of Established
+    ASSERT_EQ(session_->state(), SessionState::kEstablished);
+  }
+  void advance(Duration d) {
+    clock_.advance(d);
+    loop_.run_until_idle();
+  }
+
+  ManualClock clock_;
+  event::Loop loop_{clock_};
+  net::Fd listen_fd_;
+  net::Fd conn_;
+  BgpConfig bgp_;
+  PeerConfig peer_;
+  FakeCallbacks callbacks_;
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(SessionTest, OpenExchangeEstablishesAndAnnounces) {
+  session_->start();
+  ASSERT_TRUE(accept());
+  Message open = receive();
+  ASSERT_EQ(open.type, MessageType::kOpen);
+  EXPECT_EQ(open.open.as, 65001u);
+  EXPECT_EQ(open.open.hold_time, 9);
+  EXPECT_EQ(open.open.router_id, 0xC000020Au);
+  EXPECT_TRUE(open.open.four_octet_as);
+  EXPECT_TRUE(open.open.ipv4_unicast);
+  EXPECT_FALSE(open.open.ipv6_unicast);
+  EXPECT_EQ(session_->state(), SessionState::kOpenSent);
+
+  send(open_from(65000, 30));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(session_->state(), SessionState::kOpenConfirm);
+  EXPECT_EQ(session_->hold_time(), seconds(9));  // the smaller of the two
+  std::string ka;
+  write_keepalive(ka);
+  send(ka);
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(session_->state(), SessionState::kEstablished);
+  EXPECT_EQ(callbacks_.established, 1);
+
+  Route r;
+  r.prefix = Prefix::parse("192.0.2.1/32").value();
+  r.med = 5;
+  session_->announce(r);
+  // The next hop is the session's own address.
+  std::string expected;
+  r.next_hop = {127, 0, 0, 1};
+  write_announce(UpdateParams{.local_as = 65001, .ebgp = true, .four_octet_as = true}, r, expected);
+  Message update = receive();
+  ASSERT_EQ(update.type, MessageType::kUpdate);
+  ASSERT_EQ(update.update.announced.size(), 1u);
+  EXPECT_EQ(update.update.announced[0].to_string(), "192.0.2.1/32");
+  session_->withdraw(r.prefix);
+  update = receive();
+  ASSERT_EQ(update.update.withdrawn.size(), 1u);
+  EXPECT_EQ(session_->stats().updates_sent, 2u);
+  EXPECT_EQ(session_->stats().state, 6u);
+}
+
+TEST_F(SessionTest, KeepalivesEveryThirdOfTheHoldTimeAndHoldTimerExpiry) {
+  establish();
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  advance(seconds(3));  // 9 s without a word from the peer
+  Message m = receive();
+  // A keepalive may come first, at the same instant.
+  if (m.type == MessageType::kKeepalive) m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kHoldTimerExpired);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->last_error(),
+            "hold timer expired: nothing from the peer for 9s (NOTIFICATION sent: hold timer "
+            "expired)");
+  EXPECT_EQ(session_->next_retry_in(), seconds(1));
+  advance(seconds(1));
+  ASSERT_TRUE(accept());  // reconnects
+  EXPECT_EQ(receive().type, MessageType::kOpen);
+}
+
+TEST_F(SessionTest, WrongPeerAsIsRefusedWithBadPeerAs) {
+  session_->start();
+  ASSERT_TRUE(accept());
+  receive();
+  send(open_from(65099, 9));
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kOpen);
+  EXPECT_EQ(m.notification.subcode, err::kBadPeerAs);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->last_error(),
+            "OPEN from AS 65099, expected AS 65000 (NOTIFICATION sent: OPEN message error / bad "
+            "peer AS)");
+  EXPECT_EQ(session_->stats().notifications_sent, 1u);
+}
+
+TEST_F(SessionTest, UnacceptableHoldTime) {
+  session_->start();
+  ASSERT_TRUE(accept());
+  receive();
+  send(open_from(65000, 2));
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kOpen);
+  EXPECT_EQ(m.notification.subcode, err::kUnacceptableHoldTime);
+}
+
+TEST_F(SessionTest, HoldTimeZeroStillBoundsTheOpenExchange) {
+  session_->start();
+  ASSERT_TRUE(accept());
+  receive();
+  send(open_from(65000, 0));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(session_->state(), SessionState::kOpenConfirm);
+  advance(seconds(59));
+  EXPECT_EQ(session_->state(), SessionState::kOpenConfirm);
+  advance(seconds(1));  // no KEEPALIVE from the peer within the OPEN exchange's bound
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kHoldTimerExpired);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->last_error(),
+            "no KEEPALIVE from the peer in time (NOTIFICATION sent: hold timer expired)");
+}
+
+TEST_F(SessionTest, GarbageEarnsAHeaderError) {
+  establish();
+  send(std::string(19, '\x00'));
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kHeader);
+  EXPECT_EQ(m.notification.subcode, err::kNotSynchronized);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+}
+
+TEST_F(SessionTest, ReceivedRoutesAreCountedAndRouteRefreshResends) {
+  establish();
+  Route r;
+  r.prefix = Prefix::parse("203.0.113.0/24").value();
+  r.next_hop = {10, 0, 0, 1};
+  std::string update;
+  write_announce(UpdateParams{.local_as = 65000}, r, update);
+  send(update);
+  EXPECT_EQ(session_->stats().received_prefixes, 1u);
+  EXPECT_EQ(session_->stats().updates_received, 1u);
+  std::string refresh(16, '\xff');
+  refresh += std::string("\x00\x17\x05\x00\x01\x00\x01", 7);
+  send(refresh);
+  EXPECT_EQ(callbacks_.established, 2);
+}
+
+TEST_F(SessionTest, NotificationFromThePeerClosesAndRetries) {
+  establish();
+  std::string n;
+  write_notification(err::kCease, err::kAdministrativeShutdown, {}, n);
+  send(n);
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->last_error(), "NOTIFICATION received: cease / administrative shutdown");
+  EXPECT_EQ(session_->stats().notifications_received, 1u);
+  // Established before: the backoff starts again from connect_retry.
+  EXPECT_EQ(session_->next_retry_in(), seconds(1));
+}
+
+TEST_F(SessionTest, BackoffDoublesWhileThePeerRefuses) {
+  listen_fd_.reset();  // nothing listens: every connect is refused
+  session_->start();
+  loop_.run_until_idle();
+  // The refusal comes back from the kernel; give it a bounded number of turns.
+  for (int i = 0; i < 100 && session_->state() != SessionState::kIdle; ++i) {
+    ::poll(nullptr, 0, 10);
+    loop_.run_until_idle();
+  }
+  ASSERT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(session_->next_retry_in(), seconds(1));
+  for (Duration expected : {seconds(2), seconds(4), seconds(8)}) {
+    advance(session_->next_retry_in());
+    for (int i = 0; i < 100 && session_->state() != SessionState::kIdle; ++i) {
+      ::poll(nullptr, 0, 10);
+      loop_.run_until_idle();
+    }
+    EXPECT_EQ(session_->next_retry_in(), expected);
+  }
+  EXPECT_EQ(session_->last_error(), "connect: connection refused");
+}
+
+TEST_F(SessionTest, StopSendsCease) {
+  establish();
+  session_->stop(err::kAdministrativeShutdown, "sluice stopped");
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kCease);
+  EXPECT_EQ(m.notification.subcode, err::kAdministrativeShutdown);
+  EXPECT_FALSE(session_->next_retry_in() > Duration(0));
+}
+
+}  // namespace
+}  // namespace sluice::bgp
