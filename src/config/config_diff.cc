@@ -466,6 +466,8 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
           "applies at once; the rate-limit table starts afresh");
   d.value("stun.max_sources", AT(stun.max_sources),
           "applies at once; the rate-limit table starts afresh");
+  // Another alternate address is other sockets: reported as the listener removed and added.
+  d.skip(AT(stun.alternate_address));
   // Reported in their own sections.
   d.skip(AT(http.virtual_hosts));
   d.skip(AT(tls));
@@ -505,6 +507,7 @@ void diff_listeners(Report& report, const Config& before, const Config& after) {
     if (!a) {
       added(*b);
     } else if (!(a->address == b->address) ||
+               a->stun.alternate_address != b->stun.alternate_address ||
                (a->protocol != b->protocol &&
                 (proxy::is_datagram(a->protocol) || proxy::is_datagram(b->protocol)))) {
       // Another address is another socket; so is a UDP socket for a TCP one, and a udp

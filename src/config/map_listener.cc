@@ -391,8 +391,13 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
     }
     if (!m.has("stun")) return;
     MapReader s(r, m.get("stun"), m.path("stun"),
-                {"software", "rate_limit", "rate_burst", "max_sources"});
+                {"software", "rate_limit", "rate_burst", "max_sources", "alternate_address"});
     if (!s.ok()) return;
+    if (s.has("alternate_address")) {
+      net::Address alternate;
+      read_address(r, s, "alternate_address", alternate);
+      l.stun.alternate_address = alternate;
+    }
     s.read_string("software", l.stun.software);
     s.read_uint("rate_limit", l.stun.rate_limit);
     s.read_uint("rate_burst", l.stun.rate_burst);

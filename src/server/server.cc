@@ -15,6 +15,7 @@
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
+#include "proxy/stun/stun_listener.h"
 #include "proxy/udp/datagram_socket.h"
 #include "server/reload_plan.h"
 #include "server/worker.h"
@@ -190,6 +191,19 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     }
     fds.push_back(std::move(fd.value()));
   }
+  // A stun listener's alternate address (RFC 5780): three more sockets per worker. They are
+  // not handed over on a binary upgrade: the new process binds its own beside them
+  // (SO_REUSEPORT).
+  std::vector<std::vector<net::Fd>> alternates(per_worker.size());
+  std::optional<net::Address> alternate = l->stun.alternate_address;
+  if (l->protocol == proxy::Protocol::kStun && alternate) {
+    auto bound = proxy::stun::bind_alternate_sockets(address, *alternate, per_worker.size());
+    if (!bound) {
+      return Status::error(fmt::format("listener {}: alternate address {}: {}", l->name,
+                                       alternate->to_string(), bound.status().message()));
+    }
+    alternates = std::move(bound.value());
+  }
   // Only once every socket is bound: a failure above leaves nothing half made.
   if (auto old = connection_counts_.find(l->name); old != connection_counts_.end()) {
     retired_counts_.push_back(old->second);
@@ -205,6 +219,7 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     for (const auto& e : extra[w]) dups.emplace_back(::fcntl(e.get(), F_DUPFD_CLOEXEC, 0));
     ListenerHandoff h{l, std::move(fds[w]), count, access_log};
     h.extra_fds = std::move(extra[w]);
+    h.alternate_fds = std::move(alternates[w]);
     per_worker[w].push_back(std::move(h));
   }
   std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
@@ -213,7 +228,12 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
              l->http.virtual_hosts.size());
   } else if (l->protocol == proxy::Protocol::kStun) {
-    LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
+    if (alternate) {
+      LOG_INFO("listener {} listening on {} (stun, alternate address {})", l->name,
+               address.to_string(), alternate->to_string());
+    } else {
+      LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
+    }
   } else {
     LOG_INFO("listener {} listening on {} ({}, cluster {})", l->name, address.to_string(),
              proxy::to_string(l->protocol), l->cluster);

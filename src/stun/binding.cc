@@ -6,10 +6,13 @@ namespace sluice::stun {
 namespace {
 
 // Comprehension-required attributes this server understands in a Binding request. Those of
-// RFC 5780 (CHANGE-REQUEST, RESPONSE-PORT) are not among them: with one address the server
-// cannot honour them, and RFC 5780 §7.2 has such a server answer 420.
-bool understood(uint16_t type) {
+// RFC 5780 (CHANGE-REQUEST, RESPONSE-PORT) only with an alternate address (`nat`): with one
+// address the server cannot honour them, and RFC 5780 §7.2 has such a server answer 420.
+bool understood(uint16_t type, bool nat) {
   switch (type) {
+    case attr::kChangeRequest:
+    case attr::kResponsePort:
+      return nat;
     case attr::kUsername:
     case attr::kMessageIntegrity:
     case attr::kMessageIntegritySha256:
@@ -44,6 +47,9 @@ bool well_formed(const Attribute& a) {
       return a.value.size() == 4;  // RFC 8445 §16.1
     case attr::kUseCandidate:
       return a.value.empty();
+    case attr::kChangeRequest:  // RFC 5780 §7.2
+    case attr::kResponsePort:   // §7.5: the port, then 2 bytes of padding
+      return a.value.size() == 4;
     case attr::kMappedAddress:
     case attr::kXorMappedAddress:
     case attr::kErrorCode:
@@ -94,8 +100,14 @@ const char* to_string(Outcome o) {
   return "?";
 }
 
+net::Address combine(const net::Address& ip_of, const net::Address& port_of) {
+  net::Address a = ip_of;
+  a.set_port(port_of.port());
+  return a;
+}
+
 Answer answer_binding(std::span<const uint8_t> request, const net::Address& source,
-                      const ServerOptions& options) {
+                      const ServerOptions& options, const NatDiscovery* nat) {
   Answer a;
   ParseResult parsed = parse(request);
   if (!parsed.message) {
@@ -136,7 +148,7 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
         at.type != attr::kFingerprint) {
       continue;
     }
-    if (attr::comprehension_required(at.type) && !understood(at.type)) {
+    if (attr::comprehension_required(at.type) && !understood(at.type, nat != nullptr)) {
       if (n_unknown < std::size(unknown) &&
           std::find(unknown, unknown + n_unknown, at.type) == unknown + n_unknown) {
         unknown[n_unknown++] = at.type;
@@ -152,18 +164,45 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {});
 
+  // RFC 5780 §7.2, §7.5: which address answers, and to which port.
+  net::Address origin;
+  if (nat) {
+    // (The size is checked again: a copy after MESSAGE-INTEGRITY was not checked above.)
+    if (const Attribute* c = m.find(attr::kChangeRequest); c && c->value.size() == 4) {
+      a.change = static_cast<uint8_t>(c->value[3] & (kChangeIp | kChangePort));
+    }
+    if (const Attribute* p = m.find(attr::kResponsePort); p && p->value.size() == 4) {
+      a.response_port = static_cast<uint16_t>(p->value[0] << 8 | p->value[1]);
+    }
+    origin = combine((a.change & kChangeIp) ? nat->other : nat->local,
+                     (a.change & kChangePort) ? nat->other : nat->local);
+  }
+
+  // The optional attributes, dropped from the last while the request does not pay for them:
+  // SOFTWARE first, then RESPONSE-ORIGIN and OTHER-ADDRESS.
   bool padded = m.find(attr::kPadding) != nullptr;
-  auto build = [&](bool software) {
+  bool software = !options.software.empty();
+  bool discovery = nat != nullptr;
+  auto build = [&] {
     MessageWriter w(kBinding, MessageClass::kSuccess, m.transaction_id);
     w.add_address(attr::kXorMappedAddress, source, true);
+    if (discovery) {
+      w.add_address(attr::kOtherAddress, nat->other, false);
+      w.add_address(attr::kResponseOrigin, origin, false);
+    }
     if (software) w.add_string(attr::kSoftware, options.software);
     auto bytes = w.finish(true);
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
   };
   a.outcome = Outcome::kSuccess;
-  a.response = build(!options.software.empty());
-  if (!options.software.empty() && !padded && a.response.size() > request.size()) {
-    a.response = build(false);
+  a.response = build();
+  if (!padded && a.response.size() > request.size() && software) {
+    software = false;
+    a.response = build();
+  }
+  if (!padded && a.response.size() > request.size() && discovery) {
+    discovery = false;
+    a.response = build();
   }
   return a;
 }

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/validation.h"
+#include "net/address.h"
 
 namespace sluice::stun {
 
@@ -20,6 +22,11 @@ struct ServerOptions {
   // Client addresses a worker keeps a bucket for. When full, the least recently seen one is
   // forgotten: a flood of spoofed sources costs this table, never more.
   uint32_t max_sources = 65536;
+  // RFC 5780 NAT behaviour discovery: a second IP and port. The listener then also answers
+  // on the other three combinations of the two IPs and two ports, honours CHANGE-REQUEST
+  // and RESPONSE-PORT, and advertises OTHER-ADDRESS and RESPONSE-ORIGIN. Unset: none of
+  // these (CHANGE-REQUEST gets 420). The listener's validate() checks it against `address`.
+  std::optional<net::Address> alternate_address;
 
   static constexpr size_t kMaxSoftware = 128;  // RFC 8489 §14.14: fewer than 128 characters
 

@@ -52,7 +52,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
          : sluice::net::Address::from_sockaddr(reinterpret_cast<sockaddr*>(&sin), sizeof sin);
   ServerOptions options;
   options.software = "sluice fuzz";
-  Answer a = answer_binding(in, source, options);
+  // The last byte's second bit: a listener with an alternate address (RFC 5780).
+  static const NatDiscovery nat{*sluice::net::Address::parse("192.0.2.1:3478"),
+                                *sluice::net::Address::parse("192.0.2.2:3479")};
+  bool discovery = size > 0 && (data[size - 1] & 2);
+  Answer a = answer_binding(in, source, options, discovery ? &nat : nullptr);
+  require(discovery || (a.change == 0 && a.response_port == 0));
   if (!answered(a.outcome)) {
     require(a.response.empty());
     return 0;

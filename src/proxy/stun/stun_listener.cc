@@ -11,28 +11,85 @@ SourceRateLimiter make_limiter(const ListenerConfig& c) {
 }
 }  // namespace
 
+Result<std::vector<std::vector<net::Fd>>> bind_alternate_sockets(const net::Address& primary,
+                                                                 net::Address& alternate,
+                                                                 size_t workers) {
+  bool pick_port = alternate.port() == 0;
+  // With a port picked by the kernel, the other IP's port may be taken already: try again.
+  for (int attempt = 0;; ++attempt) {
+    net::Address alt = alternate;
+    std::vector<std::vector<net::Fd>> out(workers);
+    Status st = Status::ok();
+    for (size_t w = 0; w < workers && st; ++w) {
+      // The alternate address first, so that a port 0 is known for the other two.
+      auto both = udp::bind_udp_socket(alt);
+      if (!both) {
+        st = both.status();
+        break;
+      }
+      if (alt.port() == 0) {
+        auto bound = net::local_address(both->get());
+        if (!bound) return bound.status();
+        alt = *bound;
+        if (alt.port() == primary.port()) {
+          st = Status::error("the kernel picked the listener's port");
+          break;
+        }
+      }
+      for (const net::Address& a :
+           {::sluice::stun::combine(primary, alt), ::sluice::stun::combine(alt, primary)}) {
+        auto fd = udp::bind_udp_socket(a);
+        if (!fd) {
+          st = fd.status();
+          break;
+        }
+        out[w].push_back(std::move(fd.value()));
+      }
+      out[w].push_back(std::move(both.value()));
+    }
+    if (st) {
+      alternate = alt;
+      return out;
+    }
+    if (!pick_port || attempt == 8) return st;
+  }
+}
+
 StunListener::StunListener(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-                           net::Fd socket)
-    : loop_(loop),
-      config_(std::move(config)),
-      socket_(std::move(socket)),
-      limiter_(make_limiter(*config_)) {}
+                           net::Fd socket, std::vector<net::Fd> alternates)
+    : loop_(loop), config_(std::move(config)), limiter_(make_limiter(*config_)) {
+  sockets_.push_back(std::make_unique<Socket>(*this, 0, std::move(socket)));
+  for (auto& fd : alternates) {
+    sockets_.push_back(std::make_unique<Socket>(*this, sockets_.size(), std::move(fd)));
+  }
+  for (auto& s : sockets_) {
+    if (auto local = net::local_address(s->fd.get())) s->local = *local;
+  }
+}
 
 StunListener::~StunListener() {
   stop_reading();
 }
 
 Status StunListener::start() {
-  if (reading_ || !socket_.valid()) return Status::ok();
-  if (Status s = loop_.poller().add(socket_.get(), event::kReadable, this); !s) return s;
+  if (reading_ || !sockets_[0]->fd.valid()) return Status::ok();
+  for (auto& s : sockets_) {
+    if (Status st = loop_.poller().add(s->fd.get(), event::kReadable, s.get()); !st) {
+      for (auto& added : sockets_) {
+        if (added == s) break;
+        loop_.poller().remove(added->fd.get());
+      }
+      return st;
+    }
+  }
   reading_ = true;
-  on_io(event::kReadable);
+  for (auto& s : sockets_) read(s->index);
   return Status::ok();
 }
 
 void StunListener::stop_reading() {
   if (!reading_) return;
-  loop_.poller().remove(socket_.get());
+  for (auto& s : sockets_) loop_.poller().remove(s->fd.get());
   reading_ = false;
 }
 
@@ -44,9 +101,17 @@ void StunListener::reconfigure(std::shared_ptr<const ListenerConfig> config) {
   if (limits_changed) limiter_ = make_limiter(*config_);
 }
 
-void StunListener::on_io(uint32_t) {
+::sluice::stun::NatDiscovery StunListener::nat(size_t index) const {
+  return {sockets_[index]->local, sockets_[index ^ 3]->local};
+}
+
+void StunListener::read(size_t index) {
+  Socket& socket = *sockets_[index];
+  bool discovery = sockets_.size() == 4;
+  ::sluice::stun::NatDiscovery addresses;
+  if (discovery) addresses = nat(index);
   while (reading_) {
-    Result<size_t> got = in_.receive(socket_.get());
+    Result<size_t> got = in_.receive(socket.fd.get());
     if (!got) {
       LOG_WARN("stun {}: {}", config_->name, got.status().message());
       return;
@@ -62,7 +127,8 @@ void StunListener::on_io(uint32_t) {
       std::span<const uint8_t> request = in_.data(i);
       // The header checks cost less than a table lookup: what fails them is dropped before
       // it can take a rate-limit entry.
-      ::sluice::stun::Answer a = ::sluice::stun::answer_binding(request, source, config_->stun);
+      ::sluice::stun::Answer a = ::sluice::stun::answer_binding(request, source, config_->stun,
+                                                                discovery ? &addresses : nullptr);
       using ::sluice::stun::Outcome;
       switch (a.outcome) {
         case Outcome::kDropNotStun:
@@ -84,8 +150,16 @@ void StunListener::on_io(uint32_t) {
         ++stats_.dropped_rate_limited;
         continue;
       }
-      if (out_.full()) flush();
-      if (!out_.push(source, a.response)) {
+      // RFC 5780 §7.2: CHANGE-REQUEST picks the socket the answer leaves from (bit 1 the
+      // other IP, bit 0 the other port); RESPONSE-PORT the client's port it goes to.
+      size_t from = index;
+      if (a.change & ::sluice::stun::kChangeIp) from ^= 2;
+      if (a.change & ::sluice::stun::kChangePort) from ^= 1;
+      Socket& out = *sockets_[from];
+      net::Address to = source;
+      if (a.response_port != 0) to.set_port(a.response_port);
+      if (out.out.full()) flush(out);
+      if (!out.out.push(to, a.response)) {
         ++stats_.dropped_send_failed;
         continue;
       }
@@ -95,15 +169,19 @@ void StunListener::on_io(uint32_t) {
       stats_.bytes_received += request.size();
       stats_.bytes_sent += a.response.size();
     }
-    flush();
+    flush_all();
   }
 }
 
-void StunListener::flush() {
-  size_t queued = out_.queued();
+void StunListener::flush_all() {
+  for (auto& s : sockets_) flush(*s);
+}
+
+void StunListener::flush(Socket& s) {
+  size_t queued = s.out.queued();
   if (queued == 0) return;
   uint64_t calls = 0;
-  size_t sent = out_.flush(socket_.get(), &calls);
+  size_t sent = s.out.flush(s.fd.get(), &calls);
   if (sent < queued) stats_.dropped_send_failed += queued - sent;
 }
 

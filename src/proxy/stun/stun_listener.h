@@ -1,6 +1,8 @@
 // StunListener: a `protocol: stun` listener on one worker. It reads its SO_REUSEPORT UDP
 // socket with recvmmsg, answers Binding requests (stun/binding.h decides what, statelessly)
-// after a per-source rate limit, and sends the answers with sendmmsg. No session state:
+// after a per-source rate limit, and sends the answers with sendmmsg. With an alternate
+// address (RFC 5780) it reads four sockets, one per combination of the two IPs and two
+// ports, and sends each answer from the one CHANGE-REQUEST asks for. No session state:
 // active() is always 0. Loop thread only; one instance per listener per worker.
 #pragma once
 
@@ -15,12 +17,23 @@
 #include "proxy/stun/rate_limiter.h"
 #include "proxy/stun/stun_stats.h"
 #include "proxy/udp/datagram_socket.h"
+#include "stun/binding.h"
 
 namespace sluice::proxy::stun {
 
-class StunListener final : public ProxyListener, public event::IoHandler {
+// The sockets of an alternate address (RFC 5780) for `workers` workers: for each, the three
+// StunListener takes beside its `primary` socket (bound already, its port known). A port 0 in
+// `alternate` is picked by the kernel, never the primary's; `alternate` gets the one bound.
+Result<std::vector<std::vector<net::Fd>>> bind_alternate_sockets(const net::Address& primary,
+                                                                 net::Address& alternate,
+                                                                 size_t workers);
+
+class StunListener final : public ProxyListener {
  public:
-  StunListener(event::Loop& loop, std::shared_ptr<const ListenerConfig> config, net::Fd socket);
+  // `alternates`: with `stun.alternate_address`, the sockets bound on (address IP, alternate
+  // port), (alternate IP, address port) and (alternate IP, alternate port), in that order.
+  StunListener(event::Loop& loop, std::shared_ptr<const ListenerConfig> config, net::Fd socket,
+               std::vector<net::Fd> alternates = {});
   ~StunListener() override;
 
   Status start();
@@ -29,7 +42,6 @@ class StunListener final : public ProxyListener, public event::IoHandler {
   void reconfigure(std::shared_ptr<const ListenerConfig> config);
 
   void on_accept(net::Fd, const net::Address&) override {}
-  void on_io(uint32_t events) override;
 
   void drain() override { stop_reading(); }
   void close_all(bool) override { stop_reading(); }
@@ -45,19 +57,33 @@ class StunListener final : public ProxyListener, public event::IoHandler {
   const StunStats& stats() const { return stats_; }
 
  private:
-  void stop_reading();
-  void flush();
-
   // STUN messages over UDP stay under the path MTU (RFC 8489 §6.2.1); larger datagrams are
   // read cut and dropped as malformed.
   static constexpr size_t kMaxDatagram = 1500;
 
+  // One bound socket. Index i: bit 0 the alternate port, bit 1 the alternate IP (0 is the
+  // listener's `address`); the socket of the other IP and port is i ^ 3.
+  struct Socket final : event::IoHandler {
+    Socket(StunListener& o, size_t i, net::Fd f) : owner(o), index(i), fd(std::move(f)) {}
+    void on_io(uint32_t) override { owner.read(index); }
+    StunListener& owner;
+    size_t index;
+    net::Fd fd;
+    net::Address local;
+    udp::DatagramBatch out{kMaxDatagram};
+  };
+
+  void read(size_t index);
+  void stop_reading();
+  void flush(Socket& s);
+  void flush_all();
+  ::sluice::stun::NatDiscovery nat(size_t index) const;
+
   event::Loop& loop_;
   std::shared_ptr<const ListenerConfig> config_;
-  net::Fd socket_;
+  std::vector<std::unique_ptr<Socket>> sockets_;  // 1, or 4 with an alternate address
   bool reading_ = false;
   udp::DatagramBatch in_{kMaxDatagram};
-  udp::DatagramBatch out_{kMaxDatagram};
   SourceRateLimiter limiter_;
   StunStats stats_;
 };
