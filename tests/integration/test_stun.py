@@ -24,6 +24,9 @@ import udp_util as uu  # noqa: E402
 COOKIE = 0x2112A442
 XOR_MAPPED_ADDRESS, ERROR_CODE, UNKNOWN_ATTRIBUTES = 0x0020, 0x0009, 0x000A
 SOFTWARE, FINGERPRINT, PADDING, PRIORITY = 0x8022, 0x8028, 0x0026, 0x0024
+CHANGE_REQUEST, RESPONSE_PORT, RESPONSE_ORIGIN, OTHER_ADDRESS = 0x0003, 0x0027, 0x802B, 0x802C
+ALT_RE = re.compile(r"listener stun_in listening on 127\.0\.0\.1:(\d+) "
+                    r"\(stun, alternate address 127\.0\.0\.2:(\d+)\)")
 
 
 def message(msg_type, tid, attrs=(), fingerprint=True):
@@ -183,6 +186,113 @@ def case_rate_limit_per_source():
     sl.stop()
 
 
+def plain_address(value):
+    return socket.inet_ntop(socket.AF_INET, value[4:8]), struct.unpack("!H", value[2:4])[0]
+
+
+def case_nat_discovery_answers():
+    sl, ap = uu.start([stun_listener(alternate_address="127.0.0.2:0")], [])
+    line = sl.wait_log(ALT_RE, 5)
+    check(line is not None, "the listener logs its two addresses", sl.stderr_text())
+    p1, p2 = map(int, ALT_RE.search(line).groups())
+    check(p1 != p2, "two ports (%d, %d)" % (p1, p2))
+    c = uu.client()
+    pad = (PADDING, b"\0" * 48)
+
+    def ask_from(to, attrs):
+        tid = os.urandom(12)
+        c.sendto(message(0x0001, tid, attrs), to)
+        try:
+            data, peer = c.recvfrom(2048)
+        except socket.timeout:
+            return None, None, {}
+        t, rtid, got = parse(data)
+        return peer, len(data), dict(got) if rtid == tid and t == 0x0101 else {"bad": data}
+
+    # (sent to, CHANGE-REQUEST flags) -> (answered from, OTHER-ADDRESS)
+    table = [
+        (("127.0.0.1", p1), 0, ("127.0.0.1", p1), ("127.0.0.2", p2)),
+        (("127.0.0.1", p1), 6, ("127.0.0.2", p2), ("127.0.0.2", p2)),
+        (("127.0.0.1", p1), 2, ("127.0.0.1", p2), ("127.0.0.2", p2)),
+        (("127.0.0.1", p1), 4, ("127.0.0.2", p1), ("127.0.0.2", p2)),
+        (("127.0.0.2", p1), 4, ("127.0.0.1", p1), ("127.0.0.1", p2)),
+        (("127.0.0.2", p2), 2, ("127.0.0.2", p1), ("127.0.0.1", p1)),
+        (("127.0.0.1", p2), 0, ("127.0.0.1", p2), ("127.0.0.2", p1)),
+    ]
+    for to, flags, want_from, want_other in table:
+        peer, _, a = ask_from(to, [(CHANGE_REQUEST, struct.pack("!I", flags)), pad])
+        check(peer == want_from and plain_address(a.get(RESPONSE_ORIGIN, b"\0" * 8)) == want_from and
+              plain_address(a.get(OTHER_ADDRESS, b"\0" * 8)) == want_other and
+              xor_address(a.get(XOR_MAPPED_ADDRESS, b"\0" * 8), b"") == c.getsockname(),
+              "sent to %s:%d with CHANGE-REQUEST %d: answered from %s:%d, RESPONSE-ORIGIN the "
+              "same, OTHER-ADDRESS %s:%d" % (to + (flags,) + want_from + want_other),
+              "%r %r" % (peer, a))
+    # A request too small to pay for them gets neither OTHER-ADDRESS nor RESPONSE-ORIGIN, but
+    # its CHANGE-REQUEST is honoured.
+    peer, size, a = ask_from(("127.0.0.1", p1), [(CHANGE_REQUEST, struct.pack("!I", 6))])
+    check(peer == ("127.0.0.2", p2) and size == 40 and sorted(a) == [XOR_MAPPED_ADDRESS, FINGERPRINT],
+          "a 36-byte request gets the minimal 40-byte answer, from the other IP and port",
+          "%r %r %r" % (peer, size, a))
+    # RESPONSE-PORT: the answer goes to another port of the same IP.
+    other = uu.client()
+    tid = os.urandom(12)
+    c.sendto(message(0x0001, tid, [(RESPONSE_PORT, struct.pack("!HH", other.getsockname()[1], 0))]),
+             ("127.0.0.1", p1))
+    data, peer = other.recvfrom(2048)
+    _, rtid, attrs = parse(data)
+    check(rtid == tid and xor_address(dict(attrs)[XOR_MAPPED_ADDRESS], tid) == c.getsockname(),
+          "RESPONSE-PORT sends the answer to that port; XOR-MAPPED-ADDRESS is still the sender's")
+    peer, _, a = ask_from(("127.0.0.1", p1), [(CHANGE_REQUEST, b"\0\0")])
+    check(ERROR_CODE not in a and "bad" in a and parse(a["bad"])[0] == 0x0111,
+          "a CHANGE-REQUEST of 2 bytes gets an error response")
+    check(uu.sample(ap, "sluice_stun_responses_total", listener="stun_in", status="success") == 9,
+          "9 success responses counted")
+    sl.stop()
+
+
+BAD_ALTERNATES = """listeners:
+  - name: same_ip
+    address: 127.0.0.1:3478
+    protocol: stun
+    stun: {alternate_address: 127.0.0.1:3479}
+  - name: same_port
+    address: 127.0.0.1:3480
+    protocol: stun
+    stun: {alternate_address: 127.0.0.2:3480}
+  - name: wildcard
+    address: 0.0.0.0:3478
+    protocol: stun
+    stun: {alternate_address: 127.0.0.2:3479}
+  - name: family
+    address: 127.0.0.1:3482
+    protocol: stun
+    stun: {alternate_address: "[::1]:3479"}
+"""
+
+
+def case_alternate_address_errors_are_located():
+    d = harness.tempfile.mkdtemp(prefix="sluice-stun-")
+    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
+    path = os.path.join(d, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(BAD_ALTERNATES)
+    r = harness.run_sluice_cmd(["check", "-c", path])
+    check(r.returncode == 1, "sluice check refuses the file (exit %d)" % r.returncode)
+    want = [
+        path + ":5:31: listeners[0].stun.alternate_address: expected another IP than the listener's "
+        "(127.0.0.1): an OTHER-ADDRESS on the same IP makes an address-dependent NAT look "
+        "endpoint-independent",
+        path + ":9:31: listeners[1].stun.alternate_address: expected another port than the listener's "
+        "(3480): RFC 5780's tests change the port and the IP apart",
+        path + ":13:31: listeners[2].stun.alternate_address: needs 'address' to be one IP, not the "
+        "wildcard 0.0.0.0: OTHER-ADDRESS and RESPONSE-ORIGIN name the address that answered",
+        path + ":17:31: listeners[3].stun.alternate_address: expected an address of the family of "
+        "'address' (127.0.0.1:3482)",
+    ]
+    got = (r.stdout + r.stderr).splitlines()
+    check(got == want, "each error is located at stun.alternate_address", "\n".join(got))
+
+
 def case_turnutils_stunclient():
     tool = "/usr/bin/turnutils_stunclient"
     if not os.access(tool, os.X_OK):
@@ -201,4 +311,5 @@ def case_turnutils_stunclient():
 
 if __name__ == "__main__":
     harness.run_cases([case_binding_ipv4_minimal_and_padded, case_binding_ipv6, case_errors_and_drops,
-                       case_rate_limit_per_source, case_turnutils_stunclient])
+                       case_rate_limit_per_source, case_nat_discovery_answers,
+                       case_alternate_address_errors_are_located, case_turnutils_stunclient])
