@@ -391,7 +391,8 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
     }
     if (!m.has("stun")) return;
     MapReader s(r, m.get("stun"), m.path("stun"),
-                {"software", "rate_limit", "rate_burst", "max_sources", "alternate_address"});
+                {"software", "rate_limit", "rate_burst", "max_sources", "alternate_address", "tcp",
+                 "max_tcp_connections", "tcp_idle_timeout"});
     if (!s.ok()) return;
     if (s.has("alternate_address")) {
       net::Address alternate;
@@ -402,6 +403,9 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
     s.read_uint("rate_limit", l.stun.rate_limit);
     s.read_uint("rate_burst", l.stun.rate_burst);
     s.read_uint("max_sources", l.stun.max_sources);
+    s.read_bool("tcp", l.stun.tcp);
+    s.read_uint("max_tcp_connections", l.stun.max_tcp_connections);
+    s.read_duration("tcp_idle_timeout", l.stun.tcp_idle_timeout);
     return;
   }
   if (m.require("cluster")) m.read_string("cluster", l.cluster);

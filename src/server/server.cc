@@ -204,6 +204,18 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     }
     alternates = std::move(bound.value());
   }
+  // STUN over TCP: a listening socket per worker on the same address and port.
+  std::vector<net::Fd> stun_tcp(per_worker.size());
+  if (l->protocol == proxy::Protocol::kStun && l->stun.tcp) {
+    for (auto& fd : stun_tcp) {
+      auto bound = net::bind_listener(address, 128, l->socket_options);
+      if (!bound) {
+        return Status::error(
+            fmt::format("listener {}: tcp: {}", l->name, bound.status().message()));
+      }
+      fd = std::move(bound.value());
+    }
+  }
   // Only once every socket is bound: a failure above leaves nothing half made.
   if (auto old = connection_counts_.find(l->name); old != connection_counts_.end()) {
     retired_counts_.push_back(old->second);
@@ -220,6 +232,7 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     ListenerHandoff h{l, std::move(fds[w]), count, access_log};
     h.extra_fds = std::move(extra[w]);
     h.alternate_fds = std::move(alternates[w]);
+    h.stun_tcp_fd = std::move(stun_tcp[w]);
     per_worker[w].push_back(std::move(h));
   }
   std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
@@ -229,8 +242,10 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
              l->http.virtual_hosts.size());
   } else if (l->protocol == proxy::Protocol::kStun) {
     if (alternate) {
-      LOG_INFO("listener {} listening on {} (stun, alternate address {})", l->name,
-               address.to_string(), alternate->to_string());
+      LOG_INFO("listener {} listening on {} (stun{}, alternate address {})", l->name,
+               address.to_string(), l->stun.tcp ? ", udp and tcp" : "", alternate->to_string());
+    } else if (l->stun.tcp) {
+      LOG_INFO("listener {} listening on {} (stun, udp and tcp)", l->name, address.to_string());
     } else {
       LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
     }

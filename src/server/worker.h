@@ -39,6 +39,8 @@ struct ListenerHandoff {
   // A stun listener with an alternate address (RFC 5780): its three other sockets, in the
   // order proxy::stun::StunListener takes them.
   std::vector<net::Fd> alternate_fds;
+  // A stun listener with `stun.tcp`: its listening TCP socket.
+  net::Fd stun_tcp_fd;
 };
 
 // A cluster as the main thread hands it to a worker: by its index in the HealthManager

@@ -27,6 +27,13 @@ struct ServerOptions {
   // and RESPONSE-PORT, and advertises OTHER-ADDRESS and RESPONSE-ORIGIN. Unset: none of
   // these (CHANGE-REQUEST gets 420). The listener's validate() checks it against `address`.
   std::optional<net::Address> alternate_address;
+  // STUN over TCP (RFC 8489 §6.2.2) on the same address and port as well: messages back to
+  // back on each connection, answered as over UDP (without RFC 5780: no CHANGE-REQUEST).
+  bool tcp = false;
+  // Open TCP connections per worker; one more is closed at once and counted.
+  uint32_t max_tcp_connections = 1024;
+  // A TCP connection with no complete request for this long is closed.
+  Duration tcp_idle_timeout = std::chrono::seconds(30);
 
   static constexpr size_t kMaxSoftware = 128;  // RFC 8489 §14.14: fewer than 128 characters
 

@@ -293,6 +293,87 @@ def case_alternate_address_errors_are_located():
     check(got == want, "each error is located at stun.alternate_address", "\n".join(got))
 
 
+def recv_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed_by_peer(sock, timeout=10):
+    """True once the peer closed (recv returns b"" or a reset) within `timeout`."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def case_stun_over_tcp():
+    sl, ap = uu.start([stun_listener(tcp=True, max_tcp_connections=2, tcp_idle_timeout="3s")], [])
+    port = sl.port("stun_in")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    harness.register_cleanup(c.close)
+    t1, t2, t3 = os.urandom(12), os.urandom(12), os.urandom(12)
+    r1, r2 = message(0x0001, t1, fingerprint=False), message(0x0001, t2)
+    # Two requests back to back, the second cut in the middle of its header.
+    c.sendall(r1 + r2[:7])
+    first = recv_exactly(c, 40)
+    c.sendall(r2[7:])
+    second = recv_exactly(c, 40)
+    for answer, tid, what in ((first, t1, "first"), (second, t2, "second")):
+        t, rtid, attrs = parse(answer)
+        check(t == 0x0101 and rtid == tid and
+              xor_address(dict(attrs)[XOR_MAPPED_ADDRESS], tid) == c.getsockname(),
+              "the %s request over TCP gets a 40-byte Binding success with the client's TCP "
+              "address" % what, repr(attrs))
+    c.sendall(message(0x0001, t3, [(CHANGE_REQUEST, b"\0\0\0\x06")]))
+    head = recv_exactly(c, 20)
+    t, length = struct.unpack("!HH", head[:4])
+    _, rtid, attrs = parse(head + recv_exactly(c, length))
+    code = dict(attrs).get(ERROR_CODE, b"\0\0\0\0")
+    check(t == 0x0111 and rtid == t3 and code[2] * 100 + code[3] == 420 and
+          dict(attrs).get(UNKNOWN_ATTRIBUTES) == b"\x00\x03",
+          "CHANGE-REQUEST over TCP gets 420 (RFC 5780 runs over UDP)", repr(attrs))
+    t0 = harness.time.monotonic()
+    check(closed_by_peer(c, 20), "an idle connection is closed (tcp_idle_timeout 3s)")
+    idle = harness.time.monotonic() - t0
+    check(2.0 <= idle <= 15, "after about 3 s of silence (%.2f s)" % idle)
+
+    bad = socket.create_connection(("127.0.0.1", port), timeout=5)
+    harness.register_cleanup(bad.close)
+    bad.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(closed_by_peer(bad), "a stream that is not STUN is closed")
+    odd = socket.create_connection(("127.0.0.1", port), timeout=5)
+    harness.register_cleanup(odd.close)
+    odd.sendall(struct.pack("!HHI", 0x0001, 6, COOKIE) + os.urandom(12) + b"\0" * 6)
+    check(closed_by_peer(odd), "a length that is not a multiple of 4 closes the connection")
+
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    for h in held:
+        harness.register_cleanup(h.close)
+        h.sendall(message(0x0001, os.urandom(12)))
+        check(len(recv_exactly(h, 40)) == 40, "a held connection is answered")
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+    harness.register_cleanup(extra.close)
+    check(closed_by_peer(extra), "a third connection over max_tcp_connections 2 is closed at once")
+    lbl = frozenset({("listener", "stun_in")})
+    m = uu.metrics(ap, "sluice_stun")
+    got = {k: m.get(("sluice_stun_" + k[0], lbl | {k[1]})) for k in [
+        ("tcp_connections_total", ("result", "accepted")), ("tcp_connections_total", ("result", "refused")),
+        ("dropped_total", ("reason", "not_stun")), ("dropped_total", ("reason", "malformed")),
+        ("responses_total", ("status", "success")), ("responses_total", ("status", "420"))]}
+    check(list(got.values()) == [5, 1, 1, 1, 4, 1],
+          "counted: 5 connections accepted, 1 refused, 1 not STUN, 1 malformed, 4 answers, one 420",
+          repr(got))
+    sl.stop()
+
+
 def case_turnutils_stunclient():
     tool = "/usr/bin/turnutils_stunclient"
     if not os.access(tool, os.X_OK):
@@ -312,4 +393,5 @@ def case_turnutils_stunclient():
 if __name__ == "__main__":
     harness.run_cases([case_binding_ipv4_minimal_and_padded, case_binding_ipv6, case_errors_and_drops,
                        case_rate_limit_per_source, case_nat_discovery_answers,
-                       case_alternate_address_errors_are_located, case_turnutils_stunclient])
+                       case_alternate_address_errors_are_located, case_stun_over_tcp,
+                       case_turnutils_stunclient])

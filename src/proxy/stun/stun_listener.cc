@@ -56,8 +56,11 @@ Result<std::vector<std::vector<net::Fd>>> bind_alternate_sockets(const net::Addr
 }
 
 StunListener::StunListener(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-                           net::Fd socket, std::vector<net::Fd> alternates)
+                           net::Fd socket, std::vector<net::Fd> alternates, net::Fd tcp)
     : loop_(loop), config_(std::move(config)), limiter_(make_limiter(*config_)) {
+  if (tcp.valid()) {
+    tcp_listener_ = std::make_unique<net::Listener>(loop_, std::move(tcp), config_->name, *this);
+  }
   sockets_.push_back(std::make_unique<Socket>(*this, 0, std::move(socket)));
   for (auto& fd : alternates) {
     sockets_.push_back(std::make_unique<Socket>(*this, sockets_.size(), std::move(fd)));
@@ -83,6 +86,9 @@ Status StunListener::start() {
     }
   }
   reading_ = true;
+  if (tcp_listener_) {
+    if (Status st = tcp_listener_->start(); !st) return st;
+  }
   for (auto& s : sockets_) read(s->index);
   return Status::ok();
 }
@@ -91,6 +97,73 @@ void StunListener::stop_reading() {
   if (!reading_) return;
   for (auto& s : sockets_) loop_.poller().remove(s->fd.get());
   reading_ = false;
+  // Nothing in flight over TCP but answers already written: the connections end with it.
+  if (tcp_listener_) tcp_listener_->close();
+  for (auto& [c, owned] : tcp_) owned->shut();
+  tcp_.clear();
+}
+
+void StunListener::on_accept(net::Fd fd, const net::Address& peer) {
+  if (!reading_) return;
+  if (tcp_.size() >= config_->stun.max_tcp_connections) {
+    ++stats_.tcp_refused;
+    return;  // closes fd
+  }
+  auto c = std::make_unique<StunTcpConnection>(*this, loop_, std::move(fd), peer);
+  StunTcpConnection* raw = c.get();
+  tcp_.emplace(raw, std::move(c));
+  ++stats_.tcp_accepted;
+  if (Status st = raw->start(); !st) {
+    LOG_WARN("stun {}: {}", config_->name, st.message());
+    raw->shut();
+    tcp_.erase(raw);
+  }
+}
+
+void StunListener::on_tcp_closed(StunTcpConnection* connection) {
+  auto it = tcp_.find(connection);
+  if (it == tcp_.end()) return;
+  loop_.defer_delete(std::move(it->second));
+  tcp_.erase(it);
+}
+
+void StunListener::count_tcp_drop(::sluice::stun::Outcome outcome) {
+  ++(outcome == ::sluice::stun::Outcome::kDropNotStun ? stats_.dropped_not_stun
+                                                      : stats_.dropped_malformed);
+}
+
+bool StunListener::answer(std::span<const uint8_t> request, const net::Address& source,
+                          const ::sluice::stun::NatDiscovery* nat, ::sluice::stun::Answer& a) {
+  // The header checks cost less than a table lookup: what fails them is dropped before it
+  // can take a rate-limit entry.
+  a = ::sluice::stun::answer_binding(request, source, config_->stun, nat);
+  using ::sluice::stun::Outcome;
+  switch (a.outcome) {
+    case Outcome::kDropNotStun:
+      ++stats_.dropped_not_stun;
+      return false;
+    case Outcome::kDropMalformed:
+      ++stats_.dropped_malformed;
+      return false;
+    case Outcome::kDropBadFingerprint:
+      ++stats_.dropped_bad_fingerprint;
+      return false;
+    case Outcome::kDropNotRequest:
+      ++stats_.dropped_not_request;
+      return false;
+    default:
+      break;
+  }
+  if (!limiter_.allow(udp::address_key(source, false), loop_.now())) {
+    ++stats_.dropped_rate_limited;
+    return false;
+  }
+  ++(a.outcome == Outcome::kSuccess      ? stats_.success
+     : a.outcome == Outcome::kBadRequest ? stats_.bad_request
+                                         : stats_.unknown_attribute);
+  stats_.bytes_received += request.size();
+  stats_.bytes_sent += a.response.size();
+  return true;
 }
 
 void StunListener::reconfigure(std::shared_ptr<const ListenerConfig> config) {
@@ -125,31 +198,8 @@ void StunListener::read(size_t index) {
       }
       net::Address source = in_.source(i);
       std::span<const uint8_t> request = in_.data(i);
-      // The header checks cost less than a table lookup: what fails them is dropped before
-      // it can take a rate-limit entry.
-      ::sluice::stun::Answer a = ::sluice::stun::answer_binding(request, source, config_->stun,
-                                                                discovery ? &addresses : nullptr);
-      using ::sluice::stun::Outcome;
-      switch (a.outcome) {
-        case Outcome::kDropNotStun:
-          ++stats_.dropped_not_stun;
-          continue;
-        case Outcome::kDropMalformed:
-          ++stats_.dropped_malformed;
-          continue;
-        case Outcome::kDropBadFingerprint:
-          ++stats_.dropped_bad_fingerprint;
-          continue;
-        case Outcome::kDropNotRequest:
-          ++stats_.dropped_not_request;
-          continue;
-        default:
-          break;
-      }
-      if (!limiter_.allow(udp::address_key(source, false), loop_.now())) {
-        ++stats_.dropped_rate_limited;
-        continue;
-      }
+      ::sluice::stun::Answer a;
+      if (!answer(request, source, discovery ? &addresses : nullptr, a)) continue;
       // RFC 5780 §7.2: CHANGE-REQUEST picks the socket the answer leaves from (bit 1 the
       // other IP, bit 0 the other port); RESPONSE-PORT the client's port it goes to.
       size_t from = index;
@@ -160,14 +210,9 @@ void StunListener::read(size_t index) {
       if (a.response_port != 0) to.set_port(a.response_port);
       if (out.out.full()) flush(out);
       if (!out.out.push(to, a.response)) {
+        // Counted as answered above; the send failure is counted too.
         ++stats_.dropped_send_failed;
-        continue;
       }
-      ++(a.outcome == Outcome::kSuccess      ? stats_.success
-         : a.outcome == Outcome::kBadRequest ? stats_.bad_request
-                                             : stats_.unknown_attribute);
-      stats_.bytes_received += request.size();
-      stats_.bytes_sent += a.response.size();
     }
     flush_all();
   }

@@ -8,14 +8,17 @@
 
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "event/loop.h"
+#include "net/listener.h"
 #include "net/socket.h"
 #include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "proxy/stun/rate_limiter.h"
 #include "proxy/stun/stun_stats.h"
+#include "proxy/stun/stun_tcp_connection.h"
 #include "proxy/udp/datagram_socket.h"
 #include "stun/binding.h"
 
@@ -32,8 +35,9 @@ class StunListener final : public ProxyListener {
  public:
   // `alternates`: with `stun.alternate_address`, the sockets bound on (address IP, alternate
   // port), (alternate IP, address port) and (alternate IP, alternate port), in that order.
+  // `tcp`: with `stun.tcp`, the listening TCP socket on the same address.
   StunListener(event::Loop& loop, std::shared_ptr<const ListenerConfig> config, net::Fd socket,
-               std::vector<net::Fd> alternates = {});
+               std::vector<net::Fd> alternates = {}, net::Fd tcp = {});
   ~StunListener() override;
 
   Status start();
@@ -41,7 +45,8 @@ class StunListener final : public ProxyListener {
   // its settings changed.
   void reconfigure(std::shared_ptr<const ListenerConfig> config);
 
-  void on_accept(net::Fd, const net::Address&) override {}
+  // A TCP connection (stun.tcp).
+  void on_accept(net::Fd fd, const net::Address& peer) override;
 
   void drain() override { stop_reading(); }
   void close_all(bool) override { stop_reading(); }
@@ -55,6 +60,15 @@ class StunListener final : public ProxyListener {
   void set_tls(std::shared_ptr<tls::ServerContext>) override {}
   const ListenerConfig& config() const override { return *config_; }
   const StunStats& stats() const { return stats_; }
+
+  // What a request from `source` gets, with the rate limit: true and `out` the answer to
+  // send, or false (dropped). Counted either way. For UDP and TCP alike.
+  bool answer(std::span<const uint8_t> request, const net::Address& source,
+              const ::sluice::stun::NatDiscovery* nat, ::sluice::stun::Answer& out);
+  // A TCP connection ended on a message that is not STUN or malformed (counted here).
+  void count_tcp_drop(::sluice::stun::Outcome outcome);
+  // A TCP connection closed itself: deleted once the loop is done with it.
+  void on_tcp_closed(StunTcpConnection* connection);
 
  private:
   // STUN messages over UDP stay under the path MTU (RFC 8489 §6.2.1); larger datagrams are
@@ -84,6 +98,8 @@ class StunListener final : public ProxyListener {
   std::vector<std::unique_ptr<Socket>> sockets_;  // 1, or 4 with an alternate address
   bool reading_ = false;
   udp::DatagramBatch in_{kMaxDatagram};
+  std::unique_ptr<net::Listener> tcp_listener_;
+  std::unordered_map<StunTcpConnection*, std::unique_ptr<StunTcpConnection>> tcp_;
   SourceRateLimiter limiter_;
   StunStats stats_;
 };

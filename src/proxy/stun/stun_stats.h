@@ -14,6 +14,9 @@ namespace sluice::proxy::stun {
   "Bytes of the STUN requests answered and of their responses: sent / received is the " \
   "listener's amplification ratio."
 
+#define SLUICE_STUN_TCP_HELP \
+  "TCP connections to STUN listeners: accepted, or refused over max_tcp_connections."
+
 // clang-format off
 #define SLUICE_STUN_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                             \
   COUNTER(success, "sluice_stun_responses_total", "status=\"success\"", "success responses",       \
@@ -34,6 +37,10 @@ namespace sluice::proxy::stun {
           "dropped (rate limited)", SLUICE_STUN_DROPPED_HELP)                                      \
   COUNTER(dropped_send_failed, "sluice_stun_dropped_total", "reason=\"send_failed\"",              \
           "dropped (send failed)", SLUICE_STUN_DROPPED_HELP)                                       \
+  COUNTER(tcp_accepted, "sluice_stun_tcp_connections_total", "result=\"accepted\"",                \
+          "TCP connections accepted", SLUICE_STUN_TCP_HELP)                                        \
+  COUNTER(tcp_refused, "sluice_stun_tcp_connections_total", "result=\"refused\"",                  \
+          "TCP connections closed at once (max_tcp_connections)", SLUICE_STUN_TCP_HELP)            \
   COUNTER(bytes_received, "sluice_stun_bytes_total", "direction=\"received\"",                    \
           "bytes of answered requests", SLUICE_STUN_BYTES_HELP)                                    \
   COUNTER(bytes_sent, "sluice_stun_bytes_total", "direction=\"sent\"", "bytes of responses",       \
