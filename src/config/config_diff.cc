@@ -466,6 +466,12 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
           "applies at once; the rate-limit table starts afresh");
   d.value("stun.max_sources", AT(stun.max_sources),
           "applies at once; the rate-limit table starts afresh");
+  d.skip(AT(stun.credentials));
+  if (a.stun.credentials != b.stun.credentials) {
+    d.line(fmt::format("stun.credentials: {} -> {} users", a.stun.credentials.size(),
+                       b.stun.credentials.size()),
+           kAtOnce);
+  }
   d.value("stun.max_tcp_connections", AT(stun.max_tcp_connections), kAtOnce);
   d.value("stun.tcp_idle_timeout", AT(stun.tcp_idle_timeout), kNewConnections);
   // Another alternate address or tcp is other sockets: reported as the listener removed and

@@ -60,15 +60,38 @@ bool well_formed(const Attribute& a) {
   }
 }
 
+// The integrity an answer carries (RFC 8489 §9.1.4): the request's algorithm under its
+// credential's key, the SHA-256 one cut to the request's length; none for an unauthenticated
+// request.
+struct Integrity {
+  const Credential* credential = nullptr;
+  bool sha256 = false;
+  size_t size = 0;
+
+  void add_to(MessageWriter& w) const {
+    if (!credential) return;
+    auto key = std::span(reinterpret_cast<const uint8_t*>(credential->password.data()),
+                         credential->password.size());
+    if (sha256) {
+      w.add_message_integrity_sha256(key, size);
+    } else {
+      w.add_message_integrity(key);
+    }
+  }
+};
+
 Answer error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
-                    std::span<const uint16_t> unknown) {
+                    std::span<const uint16_t> unknown, const Integrity& integrity = {}) {
   Answer a;
-  a.outcome = code == 420 ? Outcome::kUnknownAttribute : Outcome::kBadRequest;
+  a.outcome = code == 420   ? Outcome::kUnknownAttribute
+              : code == 401 ? Outcome::kUnauthenticated
+                            : Outcome::kBadRequest;
   bool padded = request.find(attr::kPadding) != nullptr;
   auto build = [&](std::string_view text) {
     MessageWriter w(request.method, MessageClass::kError, request.transaction_id);
     w.add_error(code, text);
     if (!unknown.empty()) w.add_unknown(unknown);
+    integrity.add_to(w);
     auto bytes = w.finish(true);
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
   };
@@ -88,6 +111,8 @@ const char* to_string(Outcome o) {
       return "400";
     case Outcome::kUnknownAttribute:
       return "420";
+    case Outcome::kUnauthenticated:
+      return "401";
     case Outcome::kDropNotStun:
       return "not_stun";
     case Outcome::kDropMalformed:
@@ -136,6 +161,31 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (m.method != kBinding) return error_answer(m, request.size(), 400, "Unknown method", {});
 
+  // §9.1.3: with short-term credentials a request is authenticated first. Without USERNAME
+  // and an integrity attribute: 400; an unknown user or a wrong HMAC: 401, neither with
+  // integrity. With both attributes, MESSAGE-INTEGRITY-SHA256 is the one checked.
+  Integrity integrity;
+  if (!options.credentials.empty()) {
+    const Attribute* user = m.find(attr::kUsername);
+    const Attribute* sha256 = m.find(attr::kMessageIntegritySha256);
+    const Attribute* sha1 = m.find(attr::kMessageIntegrity);
+    if (!user || (!sha1 && !sha256)) {
+      return error_answer(m, request.size(), 400, "Bad Request", {});
+    }
+    std::string_view name(reinterpret_cast<const char*>(user->value.data()), user->value.size());
+    for (const Credential& c : options.credentials) {
+      if (c.username == name) integrity.credential = &c;
+    }
+    if (!integrity.credential) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    const auto& password = integrity.credential->password;
+    auto key = std::span(reinterpret_cast<const uint8_t*>(password.data()), password.size());
+    bool ok = sha256 ? check_message_integrity_sha256(request, m, key)
+                     : check_message_integrity(request, m, key);
+    if (!ok) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    integrity.sha256 = sha256 != nullptr;
+    integrity.size = sha256 ? sha256->value.size() : 20;
+  }
+
   // §6.3.1: unknown comprehension-required attributes get 420, listed once each. Attributes
   // after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT are ignored
   // (§14.5).
@@ -160,9 +210,9 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (n_unknown > 0) {
     return error_answer(m, request.size(), 420, "Unknown Attribute",
-                        std::span<const uint16_t>(unknown, n_unknown));
+                        std::span<const uint16_t>(unknown, n_unknown), integrity);
   }
-  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {});
+  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {}, integrity);
 
   // RFC 5780 §7.2, §7.5: which address answers, and to which port.
   net::Address origin;
@@ -191,6 +241,7 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
       w.add_address(attr::kResponseOrigin, origin, false);
     }
     if (software) w.add_string(attr::kSoftware, options.software);
+    integrity.add_to(w);
     auto bytes = w.finish(true);
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
   };

@@ -23,6 +23,7 @@ enum class Outcome {
   kSuccess,           // a Binding success response
   kBadRequest,        // 400
   kUnknownAttribute,  // 420 with UNKNOWN-ATTRIBUTES
+  kUnauthenticated,   // 401: an unknown USERNAME or a wrong MESSAGE-INTEGRITY(-SHA256)
   kDropNotStun,       // too short, first two bits, magic cookie
   kDropMalformed,     // length, an attribute past the end
   kDropBadFingerprint,
@@ -30,7 +31,8 @@ enum class Outcome {
 };
 const char* to_string(Outcome o);
 constexpr bool answered(Outcome o) {
-  return o == Outcome::kSuccess || o == Outcome::kBadRequest || o == Outcome::kUnknownAttribute;
+  return o == Outcome::kSuccess || o == Outcome::kBadRequest || o == Outcome::kUnknownAttribute ||
+         o == Outcome::kUnauthenticated;
 }
 
 // CHANGE-REQUEST flags (RFC 5780 §7.2).

@@ -158,9 +158,20 @@ bool StunListener::answer(std::span<const uint8_t> request, const net::Address& 
     ++stats_.dropped_rate_limited;
     return false;
   }
-  ++(a.outcome == Outcome::kSuccess      ? stats_.success
-     : a.outcome == Outcome::kBadRequest ? stats_.bad_request
-                                         : stats_.unknown_attribute);
+  switch (a.outcome) {
+    case Outcome::kSuccess:
+      ++stats_.success;
+      break;
+    case Outcome::kBadRequest:
+      ++stats_.bad_request;
+      break;
+    case Outcome::kUnauthenticated:
+      ++stats_.unauthenticated;
+      break;
+    default:
+      ++stats_.unknown_attribute;
+      break;
+  }
   stats_.bytes_received += request.size();
   stats_.bytes_sent += a.response.size();
   return true;

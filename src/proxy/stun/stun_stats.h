@@ -8,7 +8,7 @@
 
 namespace sluice::proxy::stun {
 
-#define SLUICE_STUN_RESPONSES_HELP "STUN responses sent, by status (success, 400, 420)."
+#define SLUICE_STUN_RESPONSES_HELP "STUN responses sent, by status (success, 400, 401, 420)."
 #define SLUICE_STUN_DROPPED_HELP "Datagrams STUN listeners dropped without an answer, by reason."
 #define SLUICE_STUN_BYTES_HELP                                                          \
   "Bytes of the STUN requests answered and of their responses: sent / received is the " \
@@ -24,6 +24,8 @@ namespace sluice::proxy::stun {
   COUNTER(bad_request, "sluice_stun_responses_total", "status=\"400\"", "400 responses",           \
           SLUICE_STUN_RESPONSES_HELP)                                                              \
   COUNTER(unknown_attribute, "sluice_stun_responses_total", "status=\"420\"", "420 responses",     \
+          SLUICE_STUN_RESPONSES_HELP)                                                              \
+  COUNTER(unauthenticated, "sluice_stun_responses_total", "status=\"401\"", "401 responses",        \
           SLUICE_STUN_RESPONSES_HELP)                                                              \
   COUNTER(dropped_not_stun, "sluice_stun_dropped_total", "reason=\"not_stun\"",                    \
           "dropped (not STUN)", SLUICE_STUN_DROPPED_HELP)                                          \
