@@ -7,6 +7,8 @@ required attribute gets 420 listing it; a bad attribute value 400; non-STUN byte
 FINGERPRINT, indications and responses get nothing and are counted; a source over its rate
 limit is dropped and counted; coturn's turnutils_stunclient reads its mapped address."""
 
+import hashlib
+import hmac
 import os
 import re
 import socket
@@ -374,6 +376,66 @@ def case_stun_over_tcp():
     sl.stop()
 
 
+USERNAME, MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256 = 0x0006, 0x0008, 0x001C
+
+
+def signed(tid, user, password, sha256=False, size=32):
+    """A Binding request with USERNAME, MESSAGE-INTEGRITY(-SHA256) under `password`, FINGERPRINT."""
+    body = struct.pack("!HH", USERNAME, len(user)) + user + b"\0" * (-len(user) % 4)
+    mi_type, mi_len = (MESSAGE_INTEGRITY_SHA256, size) if sha256 else (MESSAGE_INTEGRITY, 20)
+    head = struct.pack("!HHI", 0x0001, len(body) + 4 + mi_len, COOKIE) + tid
+    mac = hmac.new(password, head + body, hashlib.sha256 if sha256 else hashlib.sha1).digest()[:mi_len]
+    body += struct.pack("!HH", mi_type, mi_len) + mac
+    m = struct.pack("!HHI", 0x0001, len(body) + 8, COOKIE) + tid + body
+    return m + struct.pack("!HHI", FINGERPRINT, 4, (zlib.crc32(m) ^ 0x5354554E) & 0xFFFFFFFF)
+
+
+def integrity_ok(data, password):
+    """Whether the answer's MESSAGE-INTEGRITY(-SHA256) is the HMAC of what precedes it."""
+    off = 20
+    while off < len(data):
+        t, n = struct.unpack("!HH", data[off:off + 4])
+        if t in (MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256):
+            head = data[:2] + struct.pack("!H", off - 20 + 4 + n) + data[4:off]
+            algo = hashlib.sha256 if t == MESSAGE_INTEGRITY_SHA256 else hashlib.sha1
+            return hmac.new(password, head, algo).digest()[:n] == data[off + 4:off + 4 + n]
+        off += 4 + n + (-n % 4)
+    return False
+
+
+def case_short_term_credentials():
+    sl, ap = uu.start([stun_listener(credentials=[{"username": "alice", "password": "wonderland"},
+                                                  {"username": "bob", "password": "builder"}])], [])
+    port = sl.port("stun_in")
+    c = uu.client()
+    for sha256, size in ((False, 20), (True, 32), (True, 16)):
+        tid = os.urandom(12)
+        answer = ask(c, port, signed(tid, b"bob", b"builder", sha256, size))
+        t, rtid, attrs = parse(answer)
+        want = MESSAGE_INTEGRITY_SHA256 if sha256 else MESSAGE_INTEGRITY
+        check(t == 0x0101 and rtid == tid and [a for a, _ in attrs] == [XOR_MAPPED_ADDRESS, want, FINGERPRINT] and
+              len(dict(attrs)[want]) == size and integrity_ok(answer, b"builder"),
+              "a request signed with %s (%d bytes) is answered, signed the same way" %
+              ("MESSAGE-INTEGRITY-SHA256" if sha256 else "MESSAGE-INTEGRITY", size), repr(attrs))
+
+    def code(answer):
+        _, _, attrs = parse(answer)
+        e = dict(attrs).get(ERROR_CODE, b"\0\0\0\0")
+        return e[2] * 100 + e[3], MESSAGE_INTEGRITY in dict(attrs)
+
+    check(code(ask(c, port, signed(os.urandom(12), b"bob", b"wonderland"))) == (401, False),
+          "a wrong password gets 401 without MESSAGE-INTEGRITY")
+    check(code(ask(c, port, signed(os.urandom(12), b"carol", b"builder", True))) == (401, False),
+          "an unknown user gets 401")
+    check(code(ask(c, port, message(0x0001, os.urandom(12)))) == (400, False),
+          "a request without USERNAME and MESSAGE-INTEGRITY gets 400")
+    lbl = frozenset({("listener", "stun_in")})
+    m = uu.metrics(ap, "sluice_stun")
+    got = [m.get(("sluice_stun_responses_total", lbl | {("status", s)})) for s in ("success", "401", "400")]
+    check(got == [3, 2, 1], "counted: 3 success, 2 of 401, 1 of 400 (%r)" % got)
+    sl.stop()
+
+
 def case_turnutils_stunclient():
     tool = "/usr/bin/turnutils_stunclient"
     if not os.access(tool, os.X_OK):
@@ -394,4 +456,5 @@ if __name__ == "__main__":
     harness.run_cases([case_binding_ipv4_minimal_and_padded, case_binding_ipv6, case_errors_and_drops,
                        case_rate_limit_per_source, case_nat_discovery_answers,
                        case_alternate_address_errors_are_located, case_stun_over_tcp,
+                       case_short_term_credentials,
                        case_turnutils_stunclient])
