@@ -176,6 +176,23 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
       }
     }
   }
+  // STUN over TCP on port 0: a port free for UDP and TCP alike (the kernel picks the UDP one,
+  // which TCP may already use).
+  bool stun_tcp_on = l->protocol == proxy::Protocol::kStun && l->stun.tcp;
+  net::Fd first_tcp;
+  for (int attempt = 0; stun_tcp_on && address.port() == 0 && fds.empty() && attempt < 16;
+       ++attempt) {
+    auto udp = proxy::udp::bind_udp_socket(address);
+    if (!udp) return Status::error(fmt::format("listener {}: {}", l->name, udp.status().message()));
+    auto bound = net::local_address(udp->get());
+    if (!bound)
+      return Status::error(fmt::format("listener {}: {}", l->name, bound.status().message()));
+    auto tcp = net::bind_listener(*bound, 128, l->socket_options);
+    if (!tcp) continue;
+    address = *bound;
+    fds.push_back(std::move(udp.value()));
+    first_tcp = std::move(tcp.value());
+  }
   for (size_t w = fds.size(); w < per_worker.size(); ++w) {
     auto fd = proxy::is_datagram(l->protocol)
                   ? proxy::udp::bind_udp_socket(address)
@@ -206,8 +223,10 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   }
   // STUN over TCP: a listening socket per worker on the same address and port.
   std::vector<net::Fd> stun_tcp(per_worker.size());
-  if (l->protocol == proxy::Protocol::kStun && l->stun.tcp) {
+  if (stun_tcp_on) {
+    stun_tcp[0] = std::move(first_tcp);
     for (auto& fd : stun_tcp) {
+      if (fd.valid()) continue;
       auto bound = net::bind_listener(address, 128, l->socket_options);
       if (!bound) {
         return Status::error(

@@ -436,6 +436,19 @@ def case_short_term_credentials():
     sl.stop()
 
 
+def case_wildcard_listener_answers_from_the_address_sent_to():
+    sl, ap = uu.start([stun_listener("0.0.0.0:0")], [])
+    port = sl.port("stun_in")
+    c = uu.client()
+    for dst in ("127.0.0.2", "127.0.0.3", "127.0.0.1"):
+        tid = os.urandom(12)
+        c.sendto(message(0x0001, tid), (dst, port))
+        data, peer = c.recvfrom(2048)
+        check(parse(data)[1] == tid and peer == (dst, port),
+              "a request sent to %s:%d is answered from there (IP_PKTINFO)" % (dst, port), repr(peer))
+    sl.stop()
+
+
 def case_turnutils_stunclient():
     tool = "/usr/bin/turnutils_stunclient"
     if not os.access(tool, os.X_OK):
@@ -456,5 +469,5 @@ if __name__ == "__main__":
     harness.run_cases([case_binding_ipv4_minimal_and_padded, case_binding_ipv6, case_errors_and_drops,
                        case_rate_limit_per_source, case_nat_discovery_answers,
                        case_alternate_address_errors_are_located, case_stun_over_tcp,
-                       case_short_term_credentials,
+                       case_short_term_credentials, case_wildcard_listener_answers_from_the_address_sent_to,
                        case_turnutils_stunclient])

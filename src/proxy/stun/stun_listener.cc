@@ -220,7 +220,10 @@ void StunListener::read(size_t index) {
       net::Address to = source;
       if (a.response_port != 0) to.set_port(a.response_port);
       if (out.out.full()) flush(out);
-      if (!out.out.push(to, a.response)) {
+      // On a wildcard-bound socket the answer leaves from the address the client sent to
+      // (IP_PKTINFO), not the routing table's pick.
+      udp::PacketInfo origin = from == index ? in_.destination(i) : udp::PacketInfo{};
+      if (!out.out.push(to, a.response, origin)) {
         // Counted as answered above; the send failure is counted too.
         ++stats_.dropped_send_failed;
       }

@@ -118,7 +118,8 @@ void StunTcpConnection::write_pending() {
   bool want = !out_.empty();
   if (want != writable_interest_) {
     writable_interest_ = want;
-    (void)loop_.poller().modify(fd_.get(), event::kReadable | (want ? event::kWritable : 0), this);
+    (void)loop_.poller().modify(
+        fd_.get(), event::kReadable | (want ? static_cast<uint32_t>(event::kWritable) : 0u), this);
   }
 }
 
