@@ -273,12 +273,7 @@ BAD_ALTERNATES = """listeners:
 
 
 def case_alternate_address_errors_are_located():
-    d = harness.tempfile.mkdtemp(prefix="sluice-stun-")
-    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
-    path = os.path.join(d, "bad.yaml")
-    with open(path, "w") as f:
-        f.write(BAD_ALTERNATES)
-    r = harness.run_sluice_cmd(["check", "-c", path])
+    path, r = uu.check_config_file(BAD_ALTERNATES, "sluice-stun-")
     check(r.returncode == 1, "sluice check refuses the file (exit %d)" % r.returncode)
     want = [
         path + ":5:31: listeners[0].stun.alternate_address: expected another IP than the listener's "

@@ -324,12 +324,7 @@ clusters:
 
 
 def case_config_errors_are_located():
-    d = harness.tempfile.mkdtemp(prefix="sluice-udp-")
-    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
-    path = os.path.join(d, "bad.yaml")
-    with open(path, "w") as f:
-        f.write(BAD_CONFIG)
-    r = harness.run_sluice_cmd(["check", "-c", path])
+    path, r = uu.check_config_file(BAD_CONFIG, "sluice-udp-")
     check(r.returncode == 1, "sluice check refuses the file (exit %d)" % r.returncode)
     want = [
         path + ":6:13: listeners[0].splice: not for protocol: udp (session settings go in the udp block)",

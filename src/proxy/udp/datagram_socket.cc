@@ -137,6 +137,21 @@ net::Address DatagramBatch::source(size_t i) const {
   return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&addresses_[i]), len);
 }
 
+namespace {
+
+// Writes one control message of `value` at `buffer`; returns the bytes it takes.
+template <typename T>
+size_t put_control(uint8_t* buffer, int level, int type, const T& value) {
+  auto* c = reinterpret_cast<cmsghdr*>(buffer);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(sizeof value);
+  std::memcpy(CMSG_DATA(c), &value, sizeof value);
+  return CMSG_SPACE(sizeof value);
+}
+
+}  // namespace
+
 PacketInfo DatagramBatch::destination(size_t i) const {
   PacketInfo info;
   msghdr h{};
@@ -172,23 +187,14 @@ bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data,
     // The source address only: the routing table still picks the interface (ifindex 0).
     in_pktinfo p{};
     std::memcpy(&p.ipi_spec_dst, from.ip.data(), 4);
-    auto* c = reinterpret_cast<cmsghdr*>(control_[queued_].data());
-    c->cmsg_level = IPPROTO_IP;
-    c->cmsg_type = IP_PKTINFO;
-    c->cmsg_len = CMSG_LEN(sizeof p);
-    std::memcpy(CMSG_DATA(c), &p, sizeof p);
-    control_lengths_[queued_] = CMSG_SPACE(sizeof p);
+    control_lengths_[queued_] = put_control(control_[queued_].data(), IPPROTO_IP, IP_PKTINFO, p);
   } else if (from.family == AF_INET6 && to.family() == AF_INET6) {
     // A link-local destination needs its interface; any other address leaves it to routing.
     in6_pktinfo p{};
     std::memcpy(&p.ipi6_addr, from.ip.data(), 16);
     if (IN6_IS_ADDR_LINKLOCAL(&p.ipi6_addr)) p.ipi6_ifindex = static_cast<unsigned>(from.ifindex);
-    auto* c = reinterpret_cast<cmsghdr*>(control_[queued_].data());
-    c->cmsg_level = IPPROTO_IPV6;
-    c->cmsg_type = IPV6_PKTINFO;
-    c->cmsg_len = CMSG_LEN(sizeof p);
-    std::memcpy(CMSG_DATA(c), &p, sizeof p);
-    control_lengths_[queued_] = CMSG_SPACE(sizeof p);
+    control_lengths_[queued_] =
+        put_control(control_[queued_].data(), IPPROTO_IPV6, IPV6_PKTINFO, p);
   }
   ++queued_;
   return true;
