@@ -9,6 +9,7 @@ limit is dropped and counted; coturn's turnutils_stunclient reads its mapped add
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check  # noqa: E402
 import dns_server  # noqa: E402
+import http_util as hu  # noqa: E402
 import udp_util as uu  # noqa: E402
 
 COOKIE = 0x2112A442
@@ -252,6 +254,34 @@ def case_nat_discovery_answers():
     sl.stop()
 
 
+def case_reload_moves_the_alternate_address():
+    sl, ap = uu.start([stun_listener(alternate_address="127.0.0.2:0")], [])
+    p1 = sl.port("stun_in")
+    c = uu.client()
+    pad = (PADDING, b"\0" * 48)
+
+    def other_address():
+        tid = os.urandom(12)
+        data = ask(c, p1, message(0x0001, tid, [pad]))
+        return plain_address(dict(parse(data)[2]).get(OTHER_ADDRESS, b"\0" * 8)) if data else None
+
+    check(other_address()[0] == "127.0.0.2", "OTHER-ADDRESS on 127.0.0.2 before the reload")
+    c.settimeout(1)  # a request that met an old socket on its way out is asked again
+    with open(sl.config_path + ".tmp", "w") as f:
+        f.write(uu.config([stun_listener("127.0.0.1:%d" % p1, alternate_address="127.0.0.3:0")], []))
+    os.replace(sl.config_path + ".tmp", sl.config_path)
+    r = hu.request_once(ap, "POST", "/reload", body=b"", host="admin", timeout=20)
+    check(r.status == 200 and json.loads(r.body).get("result") == "applied", "the reload is applied",
+          r.body.decode())
+    # The old sockets stop reading at once; the new ones answer.
+    got = []
+    harness.wait_until(lambda: got.append(other_address()) or got[-1] and got[-1][0] == "127.0.0.3", 15,
+                       interval=0.1)
+    check(got and got[-1] and got[-1][0] == "127.0.0.3",
+          "after the reload OTHER-ADDRESS is on 127.0.0.3 (%r)" % got[-1:])
+    sl.stop()
+
+
 BAD_ALTERNATES = """listeners:
   - name: same_ip
     address: 127.0.0.1:3478
@@ -463,6 +493,7 @@ def case_turnutils_stunclient():
 if __name__ == "__main__":
     harness.run_cases([case_binding_ipv4_minimal_and_padded, case_binding_ipv6, case_errors_and_drops,
                        case_rate_limit_per_source, case_nat_discovery_answers,
+                       case_reload_moves_the_alternate_address,
                        case_alternate_address_errors_are_located, case_stun_over_tcp,
                        case_short_term_credentials, case_wildcard_listener_answers_from_the_address_sent_to,
                        case_turnutils_stunclient])
