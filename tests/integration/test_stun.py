@@ -299,6 +299,17 @@ BAD_ALTERNATES = """listeners:
     address: 127.0.0.1:3482
     protocol: stun
     stun: {alternate_address: "[::1]:3479"}
+  - name: taken
+    address: 127.0.0.2:3484
+    protocol: udp
+    cluster: c
+  - name: overlaps
+    address: 127.0.0.1:3486
+    protocol: stun
+    stun: {alternate_address: 127.0.0.2:3484}
+clusters:
+  - name: c
+    endpoints: [{address: 127.0.0.1:9}]
 """
 
 
@@ -315,6 +326,8 @@ def case_alternate_address_errors_are_located():
         "wildcard 0.0.0.0: OTHER-ADDRESS and RESPONSE-ORIGIN name the address that answered",
         path + ":17:31: listeners[3].stun.alternate_address: expected an address of the family of "
         "'address' (127.0.0.1:3482)",
+        path + ":25:31: listeners[5].stun.alternate_address: 127.0.0.2:3484 is already used by "
+        "listener 'taken'",
     ]
     got = (r.stdout + r.stderr).splitlines()
     check(got == want, "each error is located at stun.alternate_address", "\n".join(got))
