@@ -487,6 +487,26 @@ def case_wildcard_listener_answers_from_the_address_sent_to():
     sl.stop()
 
 
+def case_turnutils_natdiscovery():
+    tool = "/usr/bin/turnutils_natdiscovery"
+    if not os.access(tool, os.X_OK):
+        raise harness.Skip("coturn's turnutils_natdiscovery is not installed (scripts/bootstrap)")
+    sl, ap = uu.start([stun_listener(alternate_address="127.0.0.2:0")], [])
+    line = sl.wait_log(ALT_RE, 5)
+    p1, p2 = map(int, ALT_RE.search(line).groups())
+    # -P pads each request with 1,500 bytes: enough for sluice to add OTHER-ADDRESS and
+    # RESPONSE-ORIGIN (unpadded, coturn's 20-odd-byte requests get the minimal answer).
+    r = subprocess.run([tool, "-m", "-f", "-P", "-p", str(p1), "127.0.0.1"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60, preexec_fn=harness.die_with_parent)
+    lines = r.stdout.splitlines()
+    check("NAT with Endpoint Independent Mapping!" in lines and
+          "NAT with Endpoint Independent Filtering!" in lines,
+          "turnutils_natdiscovery runs RFC 5780's tests against sluice: no NAT on loopback", r.stdout)
+    check("0: : IPv4. Other addr: : 127.0.0.2:%d" % p2 in lines,
+          "it reads OTHER-ADDRESS 127.0.0.2:%d" % p2, r.stdout)
+    sl.stop()
+
+
 def case_turnutils_stunclient():
     tool = "/usr/bin/turnutils_stunclient"
     if not os.access(tool, os.X_OK):
@@ -509,4 +529,5 @@ if __name__ == "__main__":
                        case_reload_moves_the_alternate_address,
                        case_alternate_address_errors_are_located, case_stun_over_tcp,
                        case_short_term_credentials, case_wildcard_listener_answers_from_the_address_sent_to,
+                       case_turnutils_natdiscovery,
                        case_turnutils_stunclient])

@@ -71,9 +71,11 @@ class StunListener final : public ProxyListener {
   void on_tcp_closed(StunTcpConnection* connection);
 
  private:
-  // STUN messages over UDP stay under the path MTU (RFC 8489 §6.2.1); larger datagrams are
-  // read cut and dropped as malformed.
+  // Answers stay under the path MTU (RFC 8489 §6.2.1). Requests may exceed it: RFC 5780's
+  // PADDING makes them fragment on purpose (coturn's turnutils_natdiscovery -P pads 1,500
+  // bytes). Larger datagrams are read cut and dropped as malformed.
   static constexpr size_t kMaxDatagram = 1500;
+  static constexpr size_t kMaxRequest = 4096;
 
   // One bound socket. Index i: bit 0 the alternate port, bit 1 the alternate IP (0 is the
   // listener's `address`); the socket of the other IP and port is i ^ 3.
@@ -97,7 +99,7 @@ class StunListener final : public ProxyListener {
   std::shared_ptr<const ListenerConfig> config_;
   std::vector<std::unique_ptr<Socket>> sockets_;  // 1, or 4 with an alternate address
   bool reading_ = false;
-  udp::DatagramBatch in_{kMaxDatagram};
+  udp::DatagramBatch in_{kMaxRequest};
   std::unique_ptr<net::Listener> tcp_listener_;
   std::unordered_map<StunTcpConnection*, std::unique_ptr<StunTcpConnection>> tcp_;
   SourceRateLimiter limiter_;
