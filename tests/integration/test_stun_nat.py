@@ -7,6 +7,8 @@ report exactly what each NAT does:
   masquerade               endpoint-independent mapping, address-and-port-dependent filtering
   masquerade fully-random  address-and-port-dependent mapping (a new port per destination)
   masquerade + dnat        endpoint-independent mapping and filtering (a full-cone NAT)
+  masquerade + dnat from the IPs the client sent to (a dynamic set)
+                           endpoint-independent mapping, address-dependent filtering
 
     public ns (this script)        nat ns                        client ns
     pub0 192.0.2.10, .11  ---  wan0 192.0.2.1 | lan0 10.0.1.1  ---  cl0 10.0.1.2
@@ -114,6 +116,32 @@ FULL_CONE_DNAT = """
     type nat hook prerouting priority dstnat; policy accept;
     iifname "wan0" udp dport 1024-65535 dnat to 10.0.1.2
   }"""
+
+
+# Address-dependent filtering: what the client sent to, by destination IP and client port, is
+# remembered before the NAT rewrites the port (forward runs before postrouting), and an
+# inbound datagram from a remembered IP to that port (masquerade keeps ports here) is let in.
+ADDRESS_DEPENDENT = """
+table ip nat {
+  set contacted {
+    type ipv4_addr . inet_service
+    flags dynamic, timeout
+    timeout 60s
+  }
+  chain remember {
+    type filter hook forward priority filter; policy accept;
+    oifname "wan0" meta l4proto udp update @contacted { ip daddr . udp sport }
+  }
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "wan0" meta l4proto udp ip saddr . udp dport @contacted dnat to 10.0.1.2
+  }
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+"""
 
 
 def start_stun():
@@ -228,6 +256,21 @@ def case_full_cone():
     sl.stop()
 
 
+def case_address_dependent_filtering():
+    client = build_nat(ADDRESS_DEPENDENT)
+    sl, p1, p2 = start_stun()
+    nat = run_probe(client, p1)["nat"]
+    t = tests_by_name(nat)
+    check(nat["mapping"] == "endpoint-independent", "masquerade keeps one mapping", json.dumps(nat))
+    check(nat["filtering"] == "address-dependent" and t["filtering II"]["answer_from"] is None and
+          t["filtering III"]["answer_from"] == "192.0.2.10:%d" % p2,
+          "only answers from an IP the client sent to come in: from the other port, not the other "
+          "IP", json.dumps(nat))
+    check_common(nat, p1, p2)
+    sl.stop()
+
+
 if __name__ == "__main__":
     harness.reexec_in_netns_or_skip()
-    harness.run_cases([case_masquerade, case_masquerade_fully_random, case_full_cone])
+    harness.run_cases([case_masquerade, case_masquerade_fully_random, case_full_cone,
+                       case_address_dependent_filtering])
