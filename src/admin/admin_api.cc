@@ -115,6 +115,8 @@ std::string render_config_json(
                    {"rate_limit", st.rate_limit},
                    {"rate_burst", st.rate_burst},
                    {"max_sources", st.max_sources}};
+      if (st.alternate_address) j["stun"]["alternate_address"] = st.alternate_address->to_string();
+      j["stun"]["tcp"] = st.tcp;
     } else {
       j["max_connections"] = l.max_connections;
     }

@@ -13,6 +13,7 @@
 
 #include "config/yaml_map.h"
 #include "config/yaml_reader.h"
+#include "stun/binding.h"
 #include "tls/cert_store.h"
 
 namespace sluice::config {
@@ -280,6 +281,18 @@ ConfigIssues Config::validate() const {
       if (!fresh) {
         c.error(at + ".address", fmt::format("{} is already used by listener '{}'",
                                              l.address.to_string(), it->second));
+      }
+    }
+    // A stun listener's alternate address (RFC 5780) binds three more addresses.
+    const auto& alt = l.stun.alternate_address;
+    if (alt && alt->port() != 0 && l.address.port() != 0 && alt->family() == l.address.family()) {
+      for (const net::Address& a :
+           {stun::combine(l.address, *alt), stun::combine(*alt, l.address), *alt}) {
+        auto [it, fresh] = addresses.emplace(a.to_string(), l.name);
+        if (!fresh && it->second != l.name) {
+          c.error(at + ".stun.alternate_address",
+                  fmt::format("{} is already used by listener '{}'", a.to_string(), it->second));
+        }
       }
     }
     if (!every_cluster_named) continue;

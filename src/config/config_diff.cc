@@ -466,6 +466,18 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
           "applies at once; the rate-limit table starts afresh");
   d.value("stun.max_sources", AT(stun.max_sources),
           "applies at once; the rate-limit table starts afresh");
+  d.skip(AT(stun.credentials));
+  if (a.stun.credentials != b.stun.credentials) {
+    d.line(fmt::format("stun.credentials: {} -> {} users", a.stun.credentials.size(),
+                       b.stun.credentials.size()),
+           kAtOnce);
+  }
+  d.value("stun.max_tcp_connections", AT(stun.max_tcp_connections), kAtOnce);
+  d.value("stun.tcp_idle_timeout", AT(stun.tcp_idle_timeout), kNewConnections);
+  // Another alternate address or tcp is other sockets: reported as the listener removed and
+  // added.
+  d.skip(AT(stun.alternate_address));
+  d.skip(AT(stun.tcp));
   // Reported in their own sections.
   d.skip(AT(http.virtual_hosts));
   d.skip(AT(tls));
@@ -505,6 +517,8 @@ void diff_listeners(Report& report, const Config& before, const Config& after) {
     if (!a) {
       added(*b);
     } else if (!(a->address == b->address) ||
+               a->stun.alternate_address != b->stun.alternate_address ||
+               a->stun.tcp != b->stun.tcp ||
                (a->protocol != b->protocol &&
                 (proxy::is_datagram(a->protocol) || proxy::is_datagram(b->protocol)))) {
       // Another address is another socket; so is a UDP socket for a TCP one, and a udp

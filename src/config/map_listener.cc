@@ -369,6 +369,25 @@ void read_sni(YamlReader& r, MapReader& m, proxy::ListenerConfig& l) {
   }
 }
 
+// stun.credentials: a list of {username, password}.
+void read_stun_credentials(YamlReader& r, MapReader& s, std::vector<stun::Credential>& out) {
+  const YAML::Node& list = s.get("credentials");
+  if (!list.IsSequence()) {
+    r.error(list, s.path("credentials"), "expected a list of {username, password}");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    MapReader e(r, list[i], fmt::format("{}[{}]", s.path("credentials"), i),
+                {"username", "password"});
+    stun::Credential c;
+    if (e.ok()) {
+      if (e.require("username")) e.read_string("username", c.username);
+      if (e.require("password")) e.read_string("password", c.password);
+    }
+    out.push_back(std::move(c));
+  }
+}
+
 // The keys of a udp or stun listener: the `udp:` or `stun:` block, and for udp the cluster,
 // hash_key and access_log. Every key of the stream protocols is refused by name.
 void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& l) {
@@ -391,12 +410,22 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
     }
     if (!m.has("stun")) return;
     MapReader s(r, m.get("stun"), m.path("stun"),
-                {"software", "rate_limit", "rate_burst", "max_sources"});
+                {"software", "rate_limit", "rate_burst", "max_sources", "alternate_address", "tcp",
+                 "max_tcp_connections", "tcp_idle_timeout", "credentials"});
     if (!s.ok()) return;
+    if (s.has("alternate_address")) {
+      net::Address alternate;
+      read_address(r, s, "alternate_address", alternate);
+      l.stun.alternate_address = alternate;
+    }
     s.read_string("software", l.stun.software);
     s.read_uint("rate_limit", l.stun.rate_limit);
     s.read_uint("rate_burst", l.stun.rate_burst);
     s.read_uint("max_sources", l.stun.max_sources);
+    s.read_bool("tcp", l.stun.tcp);
+    if (s.has("credentials")) read_stun_credentials(r, s, l.stun.credentials);
+    s.read_uint("max_tcp_connections", l.stun.max_tcp_connections);
+    s.read_duration("tcp_idle_timeout", l.stun.tcp_idle_timeout);
     return;
   }
   if (m.require("cluster")) m.read_string("cluster", l.cluster);

@@ -45,8 +45,9 @@ const char kUsage[] =
     "    12 --http2 and the server does not speak HTTP/2\n"
     "  stun://: N STUN Binding requests (RFC 8489, port 3478 by default) from one socket,\n"
     "  each retransmitted after 500 ms, 1 s, 2 s... until --timeout; shows the mapped\n"
-    "  address, the round trip and transmissions of each, and whether the server offers\n"
-    "  RFC 5780's OTHER-ADDRESS. exit status: 0 every request answered, 2 usage or bad\n"
+    "  address, the round trip and transmissions of each; against a server that offers\n"
+    "  RFC 5780's OTHER-ADDRESS, the NAT's mapping and filtering behaviour (a test without\n"
+    "  an answer waits --timeout). exit status: 0 every request answered, 2 usage or bad\n"
     "    URL, 4 the host does not resolve, 13 no answer, 14 an error response,\n"
     "    15 a malformed answer\n";
 

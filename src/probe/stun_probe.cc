@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -43,92 +44,65 @@ double ms(Duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-StunAttempt one_binding(int fd, const net::Address& server, Duration timeout) {
-  StunAttempt a;
-  stun::TransactionId id;
-  std::random_device rd;
-  for (auto& b : id) b = static_cast<uint8_t>(rd());
+// The answer `m` (from `from`) to one request, read into `a`.
+void read_answer(const stun::ParseResult& r, const net::Address& from, StunAttempt& a) {
+  a.responder = from;
+  if (!r.message) {
+    a.failure = StunFailure::kMalformedAnswer;
+    a.error = fmt::format("malformed answer: {}", stun::to_string(r.error));
+    return;
+  }
+  const stun::Message& m = *r.message;
+  if (m.message_class == stun::MessageClass::kError) {
+    const stun::Attribute* code = m.find(stun::attr::kErrorCode);
+    a.failure = StunFailure::kErrorResponse;
+    if (code && code->value.size() >= 4) {
+      a.error_code = (code->value[2] & 0x7) * 100 + code->value[3];
+      std::string reason(code->value.begin() + 4, code->value.end());
+      a.error =
+          fmt::format("error response {}{}{}", a.error_code, reason.empty() ? "" : " ", reason);
+    } else {
+      a.error = "error response without ERROR-CODE";
+    }
+    return;
+  }
+  if (m.message_class != stun::MessageClass::kSuccess || m.method != stun::kBinding) {
+    a.failure = StunFailure::kMalformedAnswer;
+    a.error = "answer is not a Binding response";
+    return;
+  }
+  if (const auto* x = m.find(stun::attr::kXorMappedAddress)) {
+    a.mapped = stun::read_address(x->value, &m.transaction_id);
+  } else if (const auto* p2 = m.find(stun::attr::kMappedAddress)) {
+    a.mapped = stun::read_address(p2->value, nullptr);
+  }
+  if (!a.mapped) {
+    a.failure = StunFailure::kMalformedAnswer;
+    a.error = "answer without a (valid) XOR-MAPPED-ADDRESS";
+    return;
+  }
+  if (const auto* o = m.find(stun::attr::kOtherAddress)) {
+    a.other_address = stun::read_address(o->value, nullptr);
+  }
+  if (const auto* o = m.find(stun::attr::kResponseOrigin)) {
+    a.response_origin = stun::read_address(o->value, nullptr);
+  }
+}
+
+// A Binding request with SOFTWARE, CHANGE-REQUEST when `change`, PADDING and FINGERPRINT.
+std::vector<uint8_t> binding_request(const stun::TransactionId& id, uint8_t change) {
   stun::MessageWriter w(stun::kBinding, stun::MessageClass::kRequest, id);
   w.add_string(stun::attr::kSoftware, "sluice probe");
-  auto request = w.finish(true);
-  std::vector<uint8_t> req(request.begin(), request.end());
-
-  MonoTime start = Clock::steady().now();
-  MonoTime deadline = start + timeout;
-  MonoTime next_send = start;
-  Duration rto = kInitialRto;
-  uint8_t buf[1500];
-  while (true) {
-    MonoTime now = Clock::steady().now();
-    if (now >= deadline) {
-      a.failure = StunFailure::kNoAnswer;
-      a.error = fmt::format("no answer from {} within {:.0f} ms ({} transmissions)",
-                            server.to_string(), ms(timeout), a.transmissions);
-      return a;
-    }
-    if (now >= next_send) {
-      (void)::sendto(fd, req.data(), req.size(), 0, server.sockaddr_ptr(), server.length());
-      ++a.transmissions;
-      next_send = now + rto;
-      rto *= 2;
-    }
-    MonoTime wake = std::min(deadline, next_send);
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(wait)) <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == ECONNREFUSED) {
-        // ICMP port unreachable: keep trying until the timeout, as a client would.
-        continue;
-      }
-      continue;
-    }
-    stun::ParseResult r = stun::parse(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
-    if (r.message && r.message->transaction_id != id) continue;  // a late answer to another
-    a.rtt = Clock::steady().now() - start;
-    if (!r.message) {
-      a.failure = StunFailure::kMalformedAnswer;
-      a.error = fmt::format("malformed answer: {}", stun::to_string(r.error));
-      return a;
-    }
-    const stun::Message& m = *r.message;
-    if (m.message_class == stun::MessageClass::kError) {
-      const stun::Attribute* code = m.find(stun::attr::kErrorCode);
-      a.failure = StunFailure::kErrorResponse;
-      if (code && code->value.size() >= 4) {
-        a.error_code = (code->value[2] & 0x7) * 100 + code->value[3];
-        std::string reason(code->value.begin() + 4, code->value.end());
-        a.error =
-            fmt::format("error response {}{}{}", a.error_code, reason.empty() ? "" : " ", reason);
-      } else {
-        a.error = "error response without ERROR-CODE";
-      }
-      return a;
-    }
-    if (m.message_class != stun::MessageClass::kSuccess || m.method != stun::kBinding) {
-      a.failure = StunFailure::kMalformedAnswer;
-      a.error = "answer is not a Binding response";
-      return a;
-    }
-    if (const auto* x = m.find(stun::attr::kXorMappedAddress)) {
-      a.mapped = stun::read_address(x->value, &m.transaction_id);
-    } else if (const auto* p2 = m.find(stun::attr::kMappedAddress)) {
-      a.mapped = stun::read_address(p2->value, nullptr);
-    }
-    if (!a.mapped) {
-      a.failure = StunFailure::kMalformedAnswer;
-      a.error = "answer without a (valid) XOR-MAPPED-ADDRESS";
-      return a;
-    }
-    if (const auto* o = m.find(stun::attr::kOtherAddress)) {
-      a.other_address = stun::read_address(o->value, nullptr);
-    }
-    if (const auto* o = m.find(stun::attr::kResponseOrigin)) {
-      a.response_origin = stun::read_address(o->value, nullptr);
-    }
-    return a;
+  if (change) {
+    uint8_t flags[4] = {0, 0, 0, change};
+    w.add(stun::attr::kChangeRequest, flags);
   }
+  // As large as the fullest answer (IPv6: XOR-MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN
+  // and SOFTWARE), so that the server pays no amplification for it.
+  uint8_t padding[64] = {};
+  w.add(stun::attr::kPadding, padding);
+  auto bytes = w.finish(true);
+  return {bytes.begin(), bytes.end()};
 }
 
 const char* failure_name(StunFailure f) {
@@ -188,6 +162,90 @@ Result<StunTarget> parse_stun_url(std::string_view text) {
   return t;
 }
 
+std::vector<StunAttempt> exchange_bindings(std::span<const StunRequest> requests,
+                                           Duration timeout) {
+  struct Pending {
+    stun::TransactionId id;
+    std::vector<uint8_t> bytes;
+    MonoTime next_send;
+    Duration rto = kInitialRto;
+    bool done = false;
+  };
+  std::vector<StunAttempt> out(requests.size());
+  std::vector<Pending> pending(requests.size());
+  std::random_device rd;
+  MonoTime start = Clock::steady().now();
+  MonoTime deadline = start + timeout;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    for (auto& b : pending[i].id) b = static_cast<uint8_t>(rd());
+    pending[i].bytes = binding_request(pending[i].id, requests[i].change);
+    pending[i].next_send = start;
+  }
+  std::vector<pollfd> fds;
+  for (const auto& r : requests) {
+    if (std::none_of(fds.begin(), fds.end(), [&](const pollfd& p) { return p.fd == r.fd; })) {
+      fds.push_back(pollfd{r.fd, POLLIN, 0});
+    }
+  }
+  size_t open = requests.size();
+  uint8_t buf[1500];
+  while (open > 0) {
+    MonoTime now = Clock::steady().now();
+    if (now >= deadline) break;
+    MonoTime wake = deadline;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      Pending& p = pending[i];
+      if (p.done) continue;
+      if (now >= p.next_send) {
+        const net::Address& to = requests[i].to;
+        (void)::sendto(requests[i].fd, p.bytes.data(), p.bytes.size(), 0, to.sockaddr_ptr(),
+                       to.length());
+        ++out[i].transmissions;
+        p.next_send = now + p.rto;
+        p.rto *= 2;
+      }
+      wake = std::min(wake, p.next_send);
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1;
+    for (auto& p : fds) p.revents = 0;
+    if (::poll(fds.data(), fds.size(), static_cast<int>(wait)) <= 0) continue;
+    for (const auto& pfd : fds) {
+      if (!(pfd.revents & (POLLIN | POLLERR))) continue;
+      sockaddr_storage from{};
+      socklen_t from_len = sizeof from;
+      // ECONNREFUSED (ICMP port unreachable) included: keep trying until the timeout, as a
+      // client would.
+      ssize_t n = ::recvfrom(pfd.fd, buf, sizeof buf, MSG_DONTWAIT,
+                             reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n < 0) continue;
+      std::span<const uint8_t> got(buf, static_cast<size_t>(n));
+      stun::ParseResult r = stun::parse(got);
+      // The transaction it answers; a malformed answer is the oldest open one's on that socket.
+      size_t which = requests.size();
+      for (size_t i = 0; i < requests.size(); ++i) {
+        if (pending[i].done || requests[i].fd != pfd.fd) continue;
+        bool same_id = got.size() >= stun::kHeaderSize &&
+                       std::equal(pending[i].id.begin(), pending[i].id.end(), got.begin() + 8);
+        if (same_id || (!r.message && which == requests.size())) which = i;
+        if (same_id) break;
+      }
+      if (which == requests.size()) continue;  // a late answer to another
+      StunAttempt& a = out[which];
+      a.rtt = Clock::steady().now() - start;
+      read_answer(r, net::Address::from_sockaddr(reinterpret_cast<sockaddr*>(&from), from_len), a);
+      pending[which].done = true;
+      --open;
+    }
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (pending[i].done) continue;
+    out[i].failure = StunFailure::kNoAnswer;
+    out[i].error = fmt::format("no answer from {} within {:.0f} ms ({} transmissions)",
+                               requests[i].to.to_string(), ms(timeout), out[i].transmissions);
+  }
+  return out;
+}
+
 StunReport run_stun_probe(const std::string& url, const StunTarget& target, int count,
                           Duration timeout) {
   StunReport r;
@@ -208,12 +266,17 @@ StunReport run_stun_probe(const std::string& url, const StunTarget& target, int 
   for (int i = 0; i < count; ++i) {
     // One socket for every request: a NAT keeps one mapping for it, so the mapped addresses
     // of all requests agree unless the mapping changed.
-    StunAttempt a = one_binding(fd.get(), *server, timeout);
+    StunRequest req{fd.get(), *server, 0};
+    StunAttempt a = std::move(exchange_bindings(std::span(&req, 1), timeout).front());
     if (a.failure != StunFailure::kNone && r.failure == StunFailure::kNone) {
       r.failure = a.failure;
       r.error = a.error;
     }
     r.attempts.push_back(std::move(a));
+  }
+  // RFC 5780's tests only against a server that offers them.
+  if (r.failure == StunFailure::kNone && !r.attempts.empty() && r.attempts[0].other_address) {
+    r.nat = discover_nat(*server, timeout);
   }
   return r;
 }
@@ -241,14 +304,11 @@ std::string text_stun_report(const StunReport& r) {
                        r.attempts.size() > 1 ? (same ? " (the same for every request)"
                                                      : " (it changed between requests)")
                                              : "");
-    if (first->other_address) {
-      out += fmt::format(
-          "  nat behaviour: not tested (the server offers OTHER-ADDRESS {}; this probe does "
-          "not run RFC 5780's tests yet)\n",
-          first->other_address->to_string());
+    if (r.nat.ran) {
+      out += text_nat_report(r.nat);
     } else {
       out +=
-          "  nat behaviour: not tested (the server offers no OTHER-ADDRESS: RFC 5780 needs a "
+          "  nat behaviour: cannot tell (the server offers no OTHER-ADDRESS: RFC 5780 needs a "
           "server with a second address)\n";
     }
   }
@@ -290,7 +350,9 @@ std::string json_stun_report(const StunReport& r) {
     append_json_string(a.error, out);
     out += '}';
   }
-  out += "],\"failure\":";
+  out += "],\"nat\":";
+  out += r.nat.ran ? json_nat_report(r.nat) : "null";
+  out += ",\"failure\":";
   append_json_string(failure_name(r.failure), out);
   out += "}\n";
   return out;

@@ -1,12 +1,14 @@
 // `sluice probe stun://HOST[:PORT]`: sends STUN Binding requests (RFC 8489) over UDP and
 // reports, per request, the mapped address the server saw, the round trip and the
 // transmissions it took (retransmitted on the RFC 8489 §6.2.1 schedule: 500 ms, doubling),
-// and whether the server offers RFC 5780's OTHER-ADDRESS. Main thread; blocking with poll()
-// (a command-line tool, not the data plane).
+// and, against a server that offers RFC 5780's OTHER-ADDRESS, the NAT's mapping and
+// filtering behaviour (probe/nat_behaviour.h). Main thread; blocking with poll() (a
+// command-line tool, not the data plane).
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "base/status.h"
 #include "base/units.h"
 #include "net/address.h"
+#include "probe/nat_behaviour.h"
 
 namespace sluice::probe {
 
@@ -37,12 +40,28 @@ struct StunAttempt {
   StunFailure failure = StunFailure::kNone;
   std::optional<net::Address> other_address;  // RFC 5780 OTHER-ADDRESS, when offered
   std::optional<net::Address> response_origin;
+  std::optional<net::Address> responder;  // where the answer came from
 };
+
+// One Binding request of an exchange: sent from `fd` (a UDP socket) to `to`, with RFC 5780's
+// CHANGE-REQUEST flags `change` (stun::kChangeIp, stun::kChangePort).
+struct StunRequest {
+  int fd = -1;
+  net::Address to;
+  uint8_t change = 0;
+};
+
+// Sends every request at once and retransmits each on the RFC 8489 §6.2.1 schedule until it
+// is answered or `timeout` passes. The results are in the order of `requests`. Each request
+// carries PADDING, so that a server that keeps its answers no larger than its requests may
+// add OTHER-ADDRESS and RESPONSE-ORIGIN.
+std::vector<StunAttempt> exchange_bindings(std::span<const StunRequest> requests, Duration timeout);
 
 struct StunReport {
   std::string url;
   std::optional<net::Address> server;
   std::vector<StunAttempt> attempts;
+  NatReport nat;
   StunFailure failure = StunFailure::kNone;  // the first attempt's that failed
   std::string error;
 };

@@ -85,6 +85,36 @@ ConfigIssues ListenerConfig::validate() const {
   return c.take();
 }
 
+// RFC 5780 needs two IPs and two ports. An OTHER-ADDRESS on the listener's own IP is the
+// well-known cause of wrong answers: a NAT that maps or filters by address then looks
+// endpoint-independent. A wildcard has no one address to advertise.
+void ListenerConfig::check_alternate_address(ConfigChecker& c) const {
+  const net::Address& alt = *stun.alternate_address;
+  const char* key = "stun.alternate_address";
+  auto wildcard = [](const net::Address& a) {
+    return a.ip_string() == "0.0.0.0" || a.ip_string() == "::";
+  };
+  if (alt.family() != address.family()) {
+    c.error(key, fmt::format("expected an address of the family of 'address' ({})",
+                             address.to_string()));
+  } else if (wildcard(address)) {
+    c.error(key, fmt::format("needs 'address' to be one IP, not the wildcard {}: OTHER-ADDRESS "
+                             "and RESPONSE-ORIGIN name the address that answered",
+                             address.ip_string()));
+  } else if (wildcard(alt)) {
+    c.error(key, "expected one IP, not a wildcard: it is advertised as OTHER-ADDRESS");
+  } else if (alt.ip_string() == address.ip_string()) {
+    c.error(key, fmt::format("expected another IP than the listener's ({}): an OTHER-ADDRESS on "
+                             "the same IP makes an address-dependent NAT look "
+                             "endpoint-independent",
+                             address.ip_string()));
+  } else if (alt.port() == address.port() && alt.port() != 0) {
+    c.error(key, fmt::format("expected another port than the listener's ({}): RFC 5780's "
+                             "tests change the port and the IP apart",
+                             address.port()));
+  }
+}
+
 ConfigIssues ListenerConfig::validate_datagram() const {
   ConfigChecker c;
   c.check_name("name", name);
@@ -113,6 +143,7 @@ ConfigIssues ListenerConfig::validate_datagram() const {
     if (!access_log.path.empty()) c.error("access_log", what);
     if (!(udp == udp::UdpOptions{})) c.error("udp", "only for protocol: udp");
     c.nested("stun", stun.validate());
+    if (stun.alternate_address) check_alternate_address(c);
   }
   return c.take();
 }

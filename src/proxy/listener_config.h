@@ -93,6 +93,8 @@ struct ListenerConfig {
   // Every rule of this block and the blocks inside it (listener_config.cc). Routes naming a
   // cluster are checked against the clusters by config::Config::validate().
   ConfigIssues validate() const;
+  // stun.alternate_address against `address` (validate_datagram() calls it).
+  void check_alternate_address(ConfigChecker& c) const;
   // The rules of a udp or stun listener (validate() calls it).
   ConfigIssues validate_datagram() const;
 

@@ -71,6 +71,7 @@ bool same_sockets(const proxy::ListenerConfig& a, const proxy::ListenerConfig& b
   bool same_kind = proxy::is_datagram(a.protocol) == proxy::is_datagram(b.protocol) &&
                    (!proxy::is_datagram(a.protocol) || a.protocol == b.protocol);
   return same_kind && a.address == b.address &&
+         a.stun.alternate_address == b.stun.alternate_address && a.stun.tcp == b.stun.tcp &&
          net::same_listening_socket(a.socket_options, b.socket_options);
 }
 

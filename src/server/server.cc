@@ -17,6 +17,7 @@
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
+#include "proxy/stun/stun_listener.h"
 #include "proxy/udp/datagram_socket.h"
 #include "server/reload_plan.h"
 #include "server/worker.h"
@@ -182,6 +183,23 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
       }
     }
   }
+  // STUN over TCP on port 0: a port free for UDP and TCP alike (the kernel picks the UDP one,
+  // which TCP may already use).
+  bool stun_tcp_on = l->protocol == proxy::Protocol::kStun && l->stun.tcp;
+  net::Fd first_tcp;
+  for (int attempt = 0; stun_tcp_on && address.port() == 0 && fds.empty() && attempt < 16;
+       ++attempt) {
+    auto udp = proxy::udp::bind_udp_socket(address);
+    if (!udp) return Status::error(fmt::format("listener {}: {}", l->name, udp.status().message()));
+    auto bound = net::local_address(udp->get());
+    if (!bound)
+      return Status::error(fmt::format("listener {}: {}", l->name, bound.status().message()));
+    auto tcp = net::bind_listener(*bound, 128, l->socket_options);
+    if (!tcp) continue;
+    address = *bound;
+    fds.push_back(std::move(udp.value()));
+    first_tcp = std::move(tcp.value());
+  }
   for (size_t w = fds.size(); w < per_worker.size(); ++w) {
     auto fd = proxy::is_datagram(l->protocol)
                   ? proxy::udp::bind_udp_socket(address)
@@ -196,6 +214,33 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
       address = *bound;
     }
     fds.push_back(std::move(fd.value()));
+  }
+  // A stun listener's alternate address (RFC 5780): three more sockets per worker. They are
+  // not handed over on a binary upgrade: the new process binds its own beside them
+  // (SO_REUSEPORT).
+  std::vector<std::vector<net::Fd>> alternates(per_worker.size());
+  std::optional<net::Address> alternate = l->stun.alternate_address;
+  if (l->protocol == proxy::Protocol::kStun && alternate) {
+    auto bound = proxy::stun::bind_alternate_sockets(address, *alternate, per_worker.size());
+    if (!bound) {
+      return Status::error(fmt::format("listener {}: alternate address {}: {}", l->name,
+                                       alternate->to_string(), bound.status().message()));
+    }
+    alternates = std::move(bound.value());
+  }
+  // STUN over TCP: a listening socket per worker on the same address and port.
+  std::vector<net::Fd> stun_tcp(per_worker.size());
+  if (stun_tcp_on) {
+    stun_tcp[0] = std::move(first_tcp);
+    for (auto& fd : stun_tcp) {
+      if (fd.valid()) continue;
+      auto bound = net::bind_listener(address, 128, l->socket_options);
+      if (!bound) {
+        return Status::error(
+            fmt::format("listener {}: tcp: {}", l->name, bound.status().message()));
+      }
+      fd = std::move(bound.value());
+    }
   }
   // Only once every socket is bound: a failure above leaves nothing half made.
   if (auto old = connection_counts_.find(l->name); old != connection_counts_.end()) {
@@ -212,6 +257,8 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     for (const auto& e : extra[w]) dups.emplace_back(::fcntl(e.get(), F_DUPFD_CLOEXEC, 0));
     ListenerHandoff h{l, std::move(fds[w]), count, access_log};
     h.extra_fds = std::move(extra[w]);
+    h.alternate_fds = std::move(alternates[w]);
+    h.stun_tcp_fd = std::move(stun_tcp[w]);
     per_worker[w].push_back(std::move(h));
   }
   std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
@@ -220,7 +267,14 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     LOG_INFO("listener {} listening on {} (http, {} virtual hosts)", l->name, address.to_string(),
              l->http.virtual_hosts.size());
   } else if (l->protocol == proxy::Protocol::kStun) {
-    LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
+    if (alternate) {
+      LOG_INFO("listener {} listening on {} (stun{}, alternate address {})", l->name,
+               address.to_string(), l->stun.tcp ? ", udp and tcp" : "", alternate->to_string());
+    } else if (l->stun.tcp) {
+      LOG_INFO("listener {} listening on {} (stun, udp and tcp)", l->name, address.to_string());
+    } else {
+      LOG_INFO("listener {} listening on {} (stun)", l->name, address.to_string());
+    }
   } else {
     LOG_INFO("listener {} listening on {} ({}, cluster {})", l->name, address.to_string(),
              proxy::to_string(l->protocol), l->cluster);

@@ -210,7 +210,8 @@ void Worker::serve(ListenerHandoff h) {
 void Worker::serve_datagram(ListenerHandoff h) {
   Served s;
   if (h.config->protocol == proxy::Protocol::kStun) {
-    s.proxy = std::make_unique<proxy::stun::StunListener>(loop_, h.config, std::move(h.fd));
+    s.proxy = std::make_unique<proxy::stun::StunListener>(
+        loop_, h.config, std::move(h.fd), std::move(h.alternate_fds), std::move(h.stun_tcp_fd));
   } else {
     s.proxy = std::make_unique<proxy::udp::UdpProxy>(
         loop_, h.config, *by_name_.at(h.config->cluster), std::move(h.fd), h.active_connections);

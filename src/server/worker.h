@@ -36,6 +36,11 @@ struct ListenerHandoff {
   // More listening sockets of the same listener (a binary upgrade from a process with more
   // workers hands over more sockets than this one has workers: each is served).
   std::vector<net::Fd> extra_fds;
+  // A stun listener with an alternate address (RFC 5780): its three other sockets, in the
+  // order proxy::stun::StunListener takes them.
+  std::vector<net::Fd> alternate_fds;
+  // A stun listener with `stun.tcp`: its listening TCP socket.
+  net::Fd stun_tcp_fd;
 };
 
 // A cluster as the main thread hands it to a worker: by its index in the HealthManager

@@ -6,10 +6,13 @@ namespace sluice::stun {
 namespace {
 
 // Comprehension-required attributes this server understands in a Binding request. Those of
-// RFC 5780 (CHANGE-REQUEST, RESPONSE-PORT) are not among them: with one address the server
-// cannot honour them, and RFC 5780 §7.2 has such a server answer 420.
-bool understood(uint16_t type) {
+// RFC 5780 (CHANGE-REQUEST, RESPONSE-PORT) only with an alternate address (`nat`): with one
+// address the server cannot honour them, and RFC 5780 §7.2 has such a server answer 420.
+bool understood(uint16_t type, bool nat) {
   switch (type) {
+    case attr::kChangeRequest:
+    case attr::kResponsePort:
+      return nat;
     case attr::kUsername:
     case attr::kMessageIntegrity:
     case attr::kMessageIntegritySha256:
@@ -44,6 +47,9 @@ bool well_formed(const Attribute& a) {
       return a.value.size() == 4;  // RFC 8445 §16.1
     case attr::kUseCandidate:
       return a.value.empty();
+    case attr::kChangeRequest:  // RFC 5780 §7.2
+    case attr::kResponsePort:   // §7.5: the port, then 2 bytes of padding
+      return a.value.size() == 4;
     case attr::kMappedAddress:
     case attr::kXorMappedAddress:
     case attr::kErrorCode:
@@ -54,15 +60,38 @@ bool well_formed(const Attribute& a) {
   }
 }
 
+// The integrity an answer carries (RFC 8489 §9.1.4): the request's algorithm under its
+// credential's key, the SHA-256 one cut to the request's length; none for an unauthenticated
+// request.
+struct Integrity {
+  const Credential* credential = nullptr;
+  bool sha256 = false;
+  size_t size = 0;
+
+  void add_to(MessageWriter& w) const {
+    if (!credential) return;
+    auto key = std::span(reinterpret_cast<const uint8_t*>(credential->password.data()),
+                         credential->password.size());
+    if (sha256) {
+      w.add_message_integrity_sha256(key, size);
+    } else {
+      w.add_message_integrity(key);
+    }
+  }
+};
+
 Answer error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
-                    std::span<const uint16_t> unknown) {
+                    std::span<const uint16_t> unknown, const Integrity& integrity = {}) {
   Answer a;
-  a.outcome = code == 420 ? Outcome::kUnknownAttribute : Outcome::kBadRequest;
+  a.outcome = code == 420   ? Outcome::kUnknownAttribute
+              : code == 401 ? Outcome::kUnauthenticated
+                            : Outcome::kBadRequest;
   bool padded = request.find(attr::kPadding) != nullptr;
   auto build = [&](std::string_view text) {
     MessageWriter w(request.method, MessageClass::kError, request.transaction_id);
     w.add_error(code, text);
     if (!unknown.empty()) w.add_unknown(unknown);
+    integrity.add_to(w);
     auto bytes = w.finish(true);
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
   };
@@ -82,6 +111,8 @@ const char* to_string(Outcome o) {
       return "400";
     case Outcome::kUnknownAttribute:
       return "420";
+    case Outcome::kUnauthenticated:
+      return "401";
     case Outcome::kDropNotStun:
       return "not_stun";
     case Outcome::kDropMalformed:
@@ -94,8 +125,14 @@ const char* to_string(Outcome o) {
   return "?";
 }
 
+net::Address combine(const net::Address& ip_of, const net::Address& port_of) {
+  net::Address a = ip_of;
+  a.set_port(port_of.port());
+  return a;
+}
+
 Answer answer_binding(std::span<const uint8_t> request, const net::Address& source,
-                      const ServerOptions& options) {
+                      const ServerOptions& options, const NatDiscovery* nat) {
   Answer a;
   ParseResult parsed = parse(request);
   if (!parsed.message) {
@@ -124,6 +161,31 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (m.method != kBinding) return error_answer(m, request.size(), 400, "Unknown method", {});
 
+  // §9.1.3: with short-term credentials a request is authenticated first. Without USERNAME
+  // and an integrity attribute: 400; an unknown user or a wrong HMAC: 401, neither with
+  // integrity. With both attributes, MESSAGE-INTEGRITY-SHA256 is the one checked.
+  Integrity integrity;
+  if (!options.credentials.empty()) {
+    const Attribute* user = m.find(attr::kUsername);
+    const Attribute* sha256 = m.find(attr::kMessageIntegritySha256);
+    const Attribute* sha1 = m.find(attr::kMessageIntegrity);
+    if (!user || (!sha1 && !sha256)) {
+      return error_answer(m, request.size(), 400, "Bad Request", {});
+    }
+    std::string_view name(reinterpret_cast<const char*>(user->value.data()), user->value.size());
+    for (const Credential& c : options.credentials) {
+      if (c.username == name) integrity.credential = &c;
+    }
+    if (!integrity.credential) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    const auto& password = integrity.credential->password;
+    auto key = std::span(reinterpret_cast<const uint8_t*>(password.data()), password.size());
+    bool ok = sha256 ? check_message_integrity_sha256(request, m, key)
+                     : check_message_integrity(request, m, key);
+    if (!ok) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    integrity.sha256 = sha256 != nullptr;
+    integrity.size = sha256 ? sha256->value.size() : 20;
+  }
+
   // §6.3.1: unknown comprehension-required attributes get 420, listed once each. Attributes
   // after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT are ignored
   // (§14.5).
@@ -136,7 +198,7 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
         at.type != attr::kFingerprint) {
       continue;
     }
-    if (attr::comprehension_required(at.type) && !understood(at.type)) {
+    if (attr::comprehension_required(at.type) && !understood(at.type, nat != nullptr)) {
       if (n_unknown < std::size(unknown) &&
           std::find(unknown, unknown + n_unknown, at.type) == unknown + n_unknown) {
         unknown[n_unknown++] = at.type;
@@ -148,22 +210,50 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (n_unknown > 0) {
     return error_answer(m, request.size(), 420, "Unknown Attribute",
-                        std::span<const uint16_t>(unknown, n_unknown));
+                        std::span<const uint16_t>(unknown, n_unknown), integrity);
   }
-  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {});
+  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {}, integrity);
 
+  // RFC 5780 §7.2, §7.5: which address answers, and to which port.
+  net::Address origin;
+  if (nat) {
+    // (The size is checked again: a copy after MESSAGE-INTEGRITY was not checked above.)
+    if (const Attribute* c = m.find(attr::kChangeRequest); c && c->value.size() == 4) {
+      a.change = static_cast<uint8_t>(c->value[3] & (kChangeIp | kChangePort));
+    }
+    if (const Attribute* p = m.find(attr::kResponsePort); p && p->value.size() == 4) {
+      a.response_port = static_cast<uint16_t>(p->value[0] << 8 | p->value[1]);
+    }
+    origin = combine((a.change & kChangeIp) ? nat->other : nat->local,
+                     (a.change & kChangePort) ? nat->other : nat->local);
+  }
+
+  // The optional attributes, dropped from the last while the request does not pay for them:
+  // SOFTWARE first, then RESPONSE-ORIGIN and OTHER-ADDRESS.
   bool padded = m.find(attr::kPadding) != nullptr;
-  auto build = [&](bool software) {
+  bool software = !options.software.empty();
+  bool discovery = nat != nullptr;
+  auto build = [&] {
     MessageWriter w(kBinding, MessageClass::kSuccess, m.transaction_id);
     w.add_address(attr::kXorMappedAddress, source, true);
+    if (discovery) {
+      w.add_address(attr::kOtherAddress, nat->other, false);
+      w.add_address(attr::kResponseOrigin, origin, false);
+    }
     if (software) w.add_string(attr::kSoftware, options.software);
+    integrity.add_to(w);
     auto bytes = w.finish(true);
     return std::vector<uint8_t>(bytes.begin(), bytes.end());
   };
   a.outcome = Outcome::kSuccess;
-  a.response = build(!options.software.empty());
-  if (!options.software.empty() && !padded && a.response.size() > request.size()) {
-    a.response = build(false);
+  a.response = build();
+  if (!padded && a.response.size() > request.size() && software) {
+    software = false;
+    a.response = build();
+  }
+  if (!padded && a.response.size() > request.size() && discovery) {
+    discovery = false;
+    a.response = build();
   }
   return a;
 }

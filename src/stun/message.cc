@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace sluice::stun {
@@ -218,6 +219,16 @@ void MessageWriter::add_message_integrity(std::span<const uint8_t> key) {
   add(attr::kMessageIntegrity, std::span(mac, mac_len));
 }
 
+void MessageWriter::add_message_integrity_sha256(std::span<const uint8_t> key, size_t size) {
+  // §14.6: as for MESSAGE-INTEGRITY, with the (possibly cut) attribute counted.
+  set_length(bytes_.size() - kHeaderSize + 4 + size);
+  uint8_t mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes_.data(), bytes_.size(), mac,
+       &mac_len);
+  add(attr::kMessageIntegritySha256, std::span(mac, std::min<size_t>(size, mac_len)));
+}
+
 std::span<const uint8_t> MessageWriter::finish(bool fingerprint) {
   if (fingerprint) {
     set_length(bytes_.size() - kHeaderSize + kFingerprintSize);
@@ -229,17 +240,39 @@ std::span<const uint8_t> MessageWriter::finish(bool fingerprint) {
   return bytes_;
 }
 
-bool check_message_integrity(std::span<const uint8_t> datagram, const Message& message,
-                             std::span<const uint8_t> key) {
-  const Attribute* mi = message.find(attr::kMessageIntegrity);
-  if (!mi || mi->value.size() != 20 || mi->offset > datagram.size()) return false;
+namespace {
+
+// Whether the attribute `type` of `message` holds the HMAC (`md`) under `key` of the message
+// up to it, with the header's length counting it (§14.5, §14.6); a shorter value (16-32
+// bytes, SHA-256 only) is compared with the HMAC's first bytes.
+bool check_hmac(std::span<const uint8_t> datagram, const Message& message,
+                std::span<const uint8_t> key, uint16_t type, const EVP_MD* md, size_t min,
+                size_t max) {
+  const Attribute* mi = message.find(type);
+  if (!mi || mi->value.size() < min || mi->value.size() > max || mi->offset > datagram.size() ||
+      mi->offset < kHeaderSize) {
+    return false;
+  }
   std::vector<uint8_t> copy(datagram.begin(), datagram.begin() + mi->offset);
-  put16(&copy[2], static_cast<uint16_t>(mi->offset - kHeaderSize + kIntegritySize));
+  put16(&copy[2], static_cast<uint16_t>(mi->offset - kHeaderSize + 4 + mi->value.size()));
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
-  HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()), copy.data(), copy.size(), mac,
-       &mac_len);
-  return mac_len == 20 && CRYPTO_memcmp(mac, mi->value.data(), 20) == 0;
+  HMAC(md, key.data(), static_cast<int>(key.size()), copy.data(), copy.size(), mac, &mac_len);
+  return mac_len >= mi->value.size() && CRYPTO_memcmp(mac, mi->value.data(), mi->value.size()) == 0;
+}
+
+}  // namespace
+
+bool check_message_integrity(std::span<const uint8_t> datagram, const Message& message,
+                             std::span<const uint8_t> key) {
+  return check_hmac(datagram, message, key, attr::kMessageIntegrity, EVP_sha1(), 20, 20);
+}
+
+bool check_message_integrity_sha256(std::span<const uint8_t> datagram, const Message& message,
+                                    std::span<const uint8_t> key) {
+  const Attribute* mi = message.find(attr::kMessageIntegritySha256);
+  if (mi && mi->value.size() % 4 != 0) return false;
+  return check_hmac(datagram, message, key, attr::kMessageIntegritySha256, EVP_sha256(), 16, 32);
 }
 
 }  // namespace sluice::stun

@@ -130,6 +130,9 @@ class MessageWriter {
   void add_unknown(std::span<const uint16_t> types);
   // Appends MESSAGE-INTEGRITY (HMAC-SHA1 keyed by `key`, §14.5) over what is written so far.
   void add_message_integrity(std::span<const uint8_t> key);
+  // Appends MESSAGE-INTEGRITY-SHA256 (HMAC-SHA256, §14.6), its first `size` bytes (16-32, a
+  // multiple of 4).
+  void add_message_integrity_sha256(std::span<const uint8_t> key, size_t size = 32);
   // Writes the length, and FINGERPRINT when `fingerprint`. Returns the message.
   std::span<const uint8_t> finish(bool fingerprint);
 
@@ -148,5 +151,8 @@ class MessageWriter {
 // when it has none.
 bool check_message_integrity(std::span<const uint8_t> datagram, const Message& message,
                              std::span<const uint8_t> key);
+// The same for MESSAGE-INTEGRITY-SHA256 (§14.6: HMAC-SHA256, possibly cut to 16-32 bytes).
+bool check_message_integrity_sha256(std::span<const uint8_t> datagram, const Message& message,
+                                    std::span<const uint8_t> key);
 
 }  // namespace sluice::stun

@@ -3,7 +3,8 @@
 // answer must not crash nor read outside the datagram, and must keep their promises: what is
 // dropped gets no bytes; what is answered parses as a STUN message of the error or success
 // class with the request's transaction id and a correct FINGERPRINT; and no answer is larger
-// than the request unless it is the minimal success answer or the request carries PADDING.
+// than the request unless it is the minimal success answer (with the integrity an
+// authenticated request gets) or the request carries PADDING.
 // Any violated invariant traps.
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -52,7 +53,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
          : sluice::net::Address::from_sockaddr(reinterpret_cast<sockaddr*>(&sin), sizeof sin);
   ServerOptions options;
   options.software = "sluice fuzz";
-  Answer a = answer_binding(in, source, options);
+  // The last byte's second bit: a listener with an alternate address (RFC 5780).
+  static const NatDiscovery nat{*sluice::net::Address::parse("192.0.2.1:3478"),
+                                *sluice::net::Address::parse("192.0.2.2:3479")};
+  bool discovery = size > 0 && (data[size - 1] & 2);
+  // The third bit: short-term credentials (user "u", password "p").
+  bool authenticated = size > 0 && (data[size - 1] & 4);
+  if (authenticated) options.credentials = {{"u", "p"}};
+  Answer a = answer_binding(in, source, options, discovery ? &nat : nullptr);
+  require(discovery || (a.change == 0 && a.response_port == 0));
   if (!answered(a.outcome)) {
     require(a.response.empty());
     return 0;
@@ -67,7 +76,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t minimal = v6 ? 52 : 40;
   bool padded = r.message->find(attr::kPadding) != nullptr;
   if (a.outcome == Outcome::kSuccess) {
-    require(padded || a.response.size() <= std::max(size, minimal));
+    // An authenticated answer carries its integrity attribute (at most 36 bytes) as well.
+    require(padded || a.response.size() <= std::max(size, minimal + (authenticated ? 36 : 0)));
   } else {
     // An error answer carries ERROR-CODE (8 bytes without a reason phrase), UNKNOWN-ATTRIBUTES
     // (at most half the attributes it lists) and FINGERPRINT: at most 20 bytes over the

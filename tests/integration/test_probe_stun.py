@@ -88,7 +88,7 @@ def case_against_sluice():
     ports = {m.group(2) for m in matches if m}
     check(len(ports) == 1 and lines[4] == "  mapped address: 127.0.0.1:%s (the same for every request)" % ports.pop(),
           "one socket, one mapped address, said once", r.stdout)
-    check(lines[5] == "  nat behaviour: not tested (the server offers no OTHER-ADDRESS: RFC 5780 needs a "
+    check(lines[5] == "  nat behaviour: cannot tell (the server offers no OTHER-ADDRESS: RFC 5780 needs a "
           "server with a second address)", "without OTHER-ADDRESS the NAT behaviour is not guessed", lines[5])
     r = probe(["stun://127.0.0.1:%d" % port, "--json"])
     j = json.loads(r.stdout)
@@ -99,6 +99,31 @@ def case_against_sluice():
           "--json: one binding with its mapped address", r.stdout)
     check(uu.sample(ap, "sluice_stun_responses_total", listener="stun_in", status="success") == 4,
           "sluice answered the probe's 4 requests")
+    sl.stop()
+
+
+def case_nat_tests_without_a_nat():
+    sl, ap = uu.start([{"name": "stun_in", "address": "127.0.0.1:0", "protocol": "stun",
+                        "stun": {"alternate_address": "127.0.0.2:0"}}], [])
+    line = sl.wait_log(re.compile(r"listening on 127\.0\.0\.1:\d+ \(stun, alternate address "
+                                  r"127\.0\.0\.2:(\d+)\)"), 5)
+    p2 = re.search(r"127\.0\.0\.2:(\d+)", line).group(1)
+    port = sl.port("stun_in")
+    r = probe(["stun://127.0.0.1:%d" % port, "--json"])
+    j = json.loads(r.stdout)
+    nat = j["nat"]
+    check(r.returncode == 0 and j["bindings"][0]["other_address"] == "127.0.0.2:" + p2,
+          "the probe sees OTHER-ADDRESS 127.0.0.2:%s" % p2, r.stdout)
+    check(nat["behind_nat"] is False and nat["mapping"] == "endpoint-independent" and
+          re.match(r"^no NAT: the mapped address 127\.0\.0\.1:\d+ is this host's own$",
+                   nat["mapping_detail"]),
+          "on loopback: no NAT, the mapped address is the probe's own", r.stdout)
+    tests = {t["test"]: t for t in nat["tests"]}
+    check(nat["filtering"] == "endpoint-independent" and
+          [t["test"] for t in nat["tests"]] == ["mapping I", "filtering I", "filtering II", "filtering III"] and
+          tests["filtering II"]["answer_from"] == "127.0.0.2:" + p2 and
+          tests["filtering III"]["answer_from"] == "127.0.0.1:" + p2,
+          "nothing filters: answers from the other IP and port and from the other port came in", r.stdout)
     sl.stop()
 
 
@@ -135,4 +160,4 @@ def case_error_and_malformed_answers():
 
 
 if __name__ == "__main__":
-    harness.run_cases([case_against_sluice, case_no_answer_retransmits, case_error_and_malformed_answers])
+    harness.run_cases([case_against_sluice, case_nat_tests_without_a_nat, case_no_answer_retransmits, case_error_and_malformed_answers])

@@ -205,6 +205,20 @@ def case_ipv6_clients():
     sl.stop()
 
 
+def case_wildcard_listener_answers_from_the_address_sent_to():
+    backend = uu.UdpEcho(prefix=b"echo:")
+    sl, ap = uu.start([dict(udp_listener(), address="0.0.0.0:0")], [cluster([backend.address])])
+    port = sl.port("udp_in")
+    c = uu.client()
+    for dst in ("127.0.0.2", "127.0.0.3"):
+        c.sendto(b"to " + dst.encode(), (dst, port))
+        data, peer = c.recvfrom(2048)
+        check(data == b"echo:to " + dst.encode() and peer == (dst, port),
+              "a client that sent to %s:%d gets the answer from there, not from the routing "
+              "table's source (IP_PKTINFO)" % (dst, port), repr((data, peer)))
+    sl.stop()
+
+
 def case_round_robin_over_endpoints():
     one, two = uu.UdpEcho(prefix=b"one:"), uu.UdpEcho(prefix=b"two:")
     sl, ap = uu.start([udp_listener()], [cluster([one.address, two.address], lb_policy="round_robin")])
@@ -310,12 +324,7 @@ clusters:
 
 
 def case_config_errors_are_located():
-    d = harness.tempfile.mkdtemp(prefix="sluice-udp-")
-    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
-    path = os.path.join(d, "bad.yaml")
-    with open(path, "w") as f:
-        f.write(BAD_CONFIG)
-    r = harness.run_sluice_cmd(["check", "-c", path])
+    path, r = uu.check_config_file(BAD_CONFIG, "sluice-udp-")
     check(r.returncode == 1, "sluice check refuses the file (exit %d)" % r.returncode)
     want = [
         path + ":6:13: listeners[0].splice: not for protocol: udp (session settings go in the udp block)",
@@ -333,4 +342,5 @@ if __name__ == "__main__":
                        case_reload_changes_settings_in_place, case_drained_endpoint_is_not_picked,
                        case_flood_of_sources_costs_a_bounded_table, case_ipv6_clients,
                        case_proxy_protocol_v2_header,
+                       case_wildcard_listener_answers_from_the_address_sent_to,
                        case_config_errors_are_located])

@@ -115,3 +115,13 @@ def exchange(sock, port, payload, host="127.0.0.1"):
         return data
     except socket.timeout:
         return None
+
+
+def check_config_file(text, prefix):
+    """Writes `text` to a temporary file and runs `sluice check -c` on it: (path, result)."""
+    d = harness.tempfile.mkdtemp(prefix=prefix)
+    harness.register_cleanup(lambda: harness.shutil.rmtree(d, ignore_errors=True))
+    path = os.path.join(d, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, harness.run_sluice_cmd(["check", "-c", path])

@@ -25,6 +25,13 @@ Result<net::Fd> bind_udp_socket(const net::Address& address) {
   if (::bind(fd.get(), address.sockaddr_ptr(), address.length()) != 0) {
     return Status::from_errno("bind " + address.to_string() + " (udp)", errno);
   }
+  bool wildcard = address.ip_string() == "0.0.0.0" || address.ip_string() == "::";
+  if (wildcard) {
+    int rc = address.family() == AF_INET6
+                 ? ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one)
+                 : ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    if (rc != 0) return Status::from_errno("IP_PKTINFO", errno);
+  }
   return fd;
 }
 
@@ -106,6 +113,8 @@ Result<size_t> DatagramBatch::receive(int fd) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &addresses_[i];
     msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    msgs[i].msg_hdr.msg_control = control_[i].data();
+    msgs[i].msg_hdr.msg_controllen = kControlSize;
   }
   int n;
   do {
@@ -118,6 +127,7 @@ Result<size_t> DatagramBatch::receive(int fd) {
   for (int i = 0; i < n; ++i) {
     lengths_[i] = msgs[i].msg_len;
     truncated_[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    control_lengths_[i] = msgs[i].msg_hdr.msg_controllen;
   }
   return static_cast<size_t>(n);
 }
@@ -127,12 +137,65 @@ net::Address DatagramBatch::source(size_t i) const {
   return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&addresses_[i]), len);
 }
 
-bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data) {
+namespace {
+
+// Writes one control message of `value` at `buffer`; returns the bytes it takes.
+template <typename T>
+size_t put_control(uint8_t* buffer, int level, int type, const T& value) {
+  auto* c = reinterpret_cast<cmsghdr*>(buffer);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(sizeof value);
+  std::memcpy(CMSG_DATA(c), &value, sizeof value);
+  return CMSG_SPACE(sizeof value);
+}
+
+}  // namespace
+
+PacketInfo DatagramBatch::destination(size_t i) const {
+  PacketInfo info;
+  msghdr h{};
+  h.msg_control = const_cast<uint8_t*>(control_[i].data());
+  h.msg_controllen = control_lengths_[i];
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo p;
+      std::memcpy(&p, CMSG_DATA(c), sizeof p);
+      info.family = AF_INET;
+      std::memcpy(info.ip.data(), &p.ipi_addr, 4);  // the datagram's destination
+      info.ifindex = p.ipi_ifindex;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo p;
+      std::memcpy(&p, CMSG_DATA(c), sizeof p);
+      info.family = AF_INET6;
+      std::memcpy(info.ip.data(), &p.ipi6_addr, 16);
+      info.ifindex = static_cast<int>(p.ipi6_ifindex);
+    }
+  }
+  return info;
+}
+
+bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data,
+                         const PacketInfo& from) {
   if (full() || data.size() > max_size_) return false;
   allocate();
   std::memcpy(&buffer_[queued_ * slot()], data.data(), data.size());
   std::memcpy(&addresses_[queued_], to.sockaddr_ptr(), to.length());
   lengths_[queued_] = data.size();
+  control_lengths_[queued_] = 0;
+  if (from.family == AF_INET && to.family() == AF_INET) {
+    // The source address only: the routing table still picks the interface (ifindex 0).
+    in_pktinfo p{};
+    std::memcpy(&p.ipi_spec_dst, from.ip.data(), 4);
+    control_lengths_[queued_] = put_control(control_[queued_].data(), IPPROTO_IP, IP_PKTINFO, p);
+  } else if (from.family == AF_INET6 && to.family() == AF_INET6) {
+    // A link-local destination needs its interface; any other address leaves it to routing.
+    in6_pktinfo p{};
+    std::memcpy(&p.ipi6_addr, from.ip.data(), 16);
+    if (IN6_IS_ADDR_LINKLOCAL(&p.ipi6_addr)) p.ipi6_ifindex = static_cast<unsigned>(from.ifindex);
+    control_lengths_[queued_] =
+        put_control(control_[queued_].data(), IPPROTO_IPV6, IPV6_PKTINFO, p);
+  }
   ++queued_;
   return true;
 }
@@ -148,6 +211,10 @@ size_t DatagramBatch::flush(int fd, uint64_t* calls) {
     msgs[i].msg_hdr.msg_name = &addresses_[i];
     msgs[i].msg_hdr.msg_namelen =
         addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (control_lengths_[i] != 0) {
+      msgs[i].msg_hdr.msg_control = control_[i].data();
+      msgs[i].msg_hdr.msg_controllen = control_lengths_[i];
+    }
   }
   size_t sent = 0;
   size_t failed = 0;

@@ -21,7 +21,9 @@ namespace sluice::proxy::udp {
 
 // A bound, non-blocking UDP socket with SO_REUSEPORT (each worker binds its own on the
 // same address; the kernel keeps one client 4-tuple on one socket while the set of sockets
-// does not change).
+// does not change). Bound to a wildcard, it also reports each datagram's destination
+// (IP_PKTINFO, IPV6_RECVPKTINFO), so that an answer can leave from the address the client
+// sent to (DatagramBatch::destination).
 Result<net::Fd> bind_udp_socket(const net::Address& address);
 // A non-blocking UDP socket connected to `to` (bound to `source` first when given): the
 // kernel filters what it receives to datagrams from `to`.
@@ -47,6 +49,14 @@ struct AddressKeyHash {
   size_t operator()(const AddressKey& k) const;
 };
 
+// The local address a datagram came in on (IP_PKTINFO / IPV6_PKTINFO), to send its answer
+// from: family 0 when unknown.
+struct PacketInfo {
+  int family = 0;
+  std::array<uint8_t, 16> ip{};
+  int ifindex = 0;
+};
+
 // Up to kSlots datagrams of at most `max_size` bytes each. Slots are allocated on first
 // use and hold max_size + 1 bytes, so that a larger datagram shows as truncated.
 class DatagramBatch {
@@ -62,10 +72,13 @@ class DatagramBatch {
   // Larger than max_size (its bytes are cut).
   bool too_large(size_t i) const { return lengths_[i] > max_size_ || truncated_[i]; }
   net::Address source(size_t i) const;
+  // Where datagram i was sent to (a socket bound to a wildcard; family 0 otherwise).
+  PacketInfo destination(size_t i) const;
 
   // Sending: queues a copy of `data` for `to`; false when the batch is full (flush first)
   // or the datagram is larger than max_size.
-  bool push(const net::Address& to, std::span<const uint8_t> data);
+  // `from` (family not 0): the source address to send it from, on a wildcard-bound socket.
+  bool push(const net::Address& to, std::span<const uint8_t> data, const PacketInfo& from = {});
   size_t queued() const { return queued_; }
   bool full() const { return queued_ == kSlots; }
   // One sendmmsg per call until everything queued is sent or the socket refuses more.
@@ -81,6 +94,10 @@ class DatagramBatch {
   std::array<sockaddr_storage, kSlots> addresses_{};
   std::array<size_t, kSlots> lengths_{};
   std::array<bool, kSlots> truncated_{};
+  // Control messages: the received IP_PKTINFO / IPV6_PKTINFO, or the one to send with.
+  static constexpr size_t kControlSize = 64;
+  std::array<std::array<uint8_t, kControlSize>, kSlots> control_{};
+  std::array<size_t, kSlots> control_lengths_{};
   size_t queued_ = 0;
 };
 

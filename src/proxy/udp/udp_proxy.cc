@@ -74,12 +74,13 @@ void UdpProxy::on_io(uint32_t) {
         ++stats_.dropped_too_large;
         continue;
       }
-      on_datagram(in_.source(i), in_.data(i));
+      on_datagram(in_.source(i), in_.data(i), in_.destination(i));
     }
   }
 }
 
-void UdpProxy::on_datagram(const net::Address& source, std::span<const uint8_t> data) {
+void UdpProxy::on_datagram(const net::Address& source, std::span<const uint8_t> data,
+                           const PacketInfo& local) {
   bool by_port = config_->udp.session_key == UdpOptions::SessionKey::kSourceIpPort;
   AddressKey key = address_key(source, by_port);
   UdpSession* session = nullptr;
@@ -89,7 +90,7 @@ void UdpProxy::on_datagram(const net::Address& source, std::span<const uint8_t> 
     session = open_session(source, key);
     if (!session) return;
   }
-  session->from_downstream(source, data);
+  session->from_downstream(source, data, local);
 }
 
 UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey& key) {
@@ -157,9 +158,10 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
   return raw;
 }
 
-bool UdpProxy::send_downstream(const net::Address& to, std::span<const uint8_t> data) {
+bool UdpProxy::send_downstream(const net::Address& to, std::span<const uint8_t> data,
+                               const PacketInfo& from) {
   if (out_.full()) flush();
-  if (!out_.push(to, data)) {
+  if (!out_.push(to, data, from)) {
     ++stats_.dropped_too_large;
     return false;
   }

@@ -65,12 +65,14 @@ class UdpProxy final : public ProxyListener,
 
  private:
   // SessionCallbacks
-  bool send_downstream(const net::Address& to, std::span<const uint8_t> data) override;
+  bool send_downstream(const net::Address& to, std::span<const uint8_t> data,
+                       const PacketInfo& from) override;
   std::span<uint8_t> scratch() override { return scratch_; }
   AccessLog* access_log() override { return access_log_.get(); }
   void on_session_closed(UdpSession& session, CloseReason reason) override;
 
-  void on_datagram(const net::Address& source, std::span<const uint8_t> data);
+  void on_datagram(const net::Address& source, std::span<const uint8_t> data,
+                   const PacketInfo& local);
   UdpSession* open_session(const net::Address& source, const AddressKey& key);
   void flush();
   void stop_reading();

@@ -65,7 +65,9 @@ Status UdpSession::start() {
   return Status::ok();
 }
 
-void UdpSession::from_downstream(const net::Address& client, std::span<const uint8_t> data) {
+void UdpSession::from_downstream(const net::Address& client, std::span<const uint8_t> data,
+                                 const PacketInfo& local) {
+  local_ = local;
   if (closed_) return;
   if (listener_ && (proxy_header_.empty() || !(client == client_))) {
     proxy_header_ = proxy_v2_header(client, *listener_);
@@ -122,7 +124,7 @@ void UdpSession::read_upstream() {
       continue;
     }
     auto data = std::span<const uint8_t>(buf.data(), static_cast<size_t>(n));
-    if (owner_.send_downstream(client_, data)) {
+    if (owner_.send_downstream(client_, data, local_)) {
       ++counts_.datagrams_to_downstream;
       counts_.bytes_to_downstream += data.size();
     }

@@ -33,8 +33,10 @@ class UdpSession;
 // What a session needs from the listener that owns it.
 class SessionCallbacks {
  public:
-  // Queues a datagram to the client on the listener socket; false when it was dropped.
-  virtual bool send_downstream(const net::Address& to, std::span<const uint8_t> data) = 0;
+  // Queues a datagram to the client on the listener socket, from `from` when known (a
+  // wildcard-bound listener: the address the client sent to); false when it was dropped.
+  virtual bool send_downstream(const net::Address& to, std::span<const uint8_t> data,
+                               const PacketInfo& from) = 0;
   // Scratch space for one datagram read from upstream (max_datagram_size + 1 bytes).
   virtual std::span<uint8_t> scratch() = 0;
   // Where finished sessions are logged (null: nowhere).
@@ -57,7 +59,9 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   Status start();
   // A datagram from the client (it may have come from a new port under session_key
   // source_ip: answers go there from now on).
-  void from_downstream(const net::Address& client, std::span<const uint8_t> data);
+  // `local`: where the client sent it (answers leave from there).
+  void from_downstream(const net::Address& client, std::span<const uint8_t> data,
+                       const PacketInfo& local);
   // udp.proxy_protocol: each datagram to the upstream starts with this header (the session
   // remakes it when the client's port changes).
   void set_listener_address(const net::Address& listener) { listener_ = listener; }
@@ -85,6 +89,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   size_t endpoint_;
   net::Fd upstream_;
   net::Address client_;
+  PacketInfo local_;
   std::optional<net::Address> listener_;
   std::vector<uint8_t> proxy_header_;
   AddressKey key_;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 namespace sluice::stun {
@@ -134,6 +135,81 @@ TEST(StunBinding, WhatFailsTheHeaderChecksOrIsNoRequestIsDropped) {
     EXPECT_FALSE(answered(out));
   }
   EXPECT_TRUE(answer_binding(bad_fp, v4(), o).response.empty());
+}
+
+// RFC 5780 with an alternate address: the request came in on 192.0.2.1:3478; the listener's
+// other IP and port is 192.0.2.2:3479.
+NatDiscovery nat() {
+  return {*net::Address::parse("192.0.2.1:3478"), *net::Address::parse("192.0.2.2:3479")};
+}
+
+std::string address_of(const Message& m, uint16_t type) {
+  const Attribute* a = m.find(type);
+  if (!a) return "none";
+  auto addr = read_address(a->value, type == attr::kXorMappedAddress ? &m.transaction_id : nullptr);
+  return addr ? addr->to_string() : "malformed";
+}
+
+TEST(StunBinding, ChangeRequestPicksTheOriginAndBothAddressesAreAdvertised) {
+  ServerOptions o;
+  NatDiscovery n = nat();
+  std::vector<uint8_t> padding(48, 0);
+  struct Case {
+    uint8_t flags;
+    const char* origin;
+  } cases[] = {{0, "192.0.2.1:3478"},
+               {kChangeIp, "192.0.2.2:3478"},
+               {kChangePort, "192.0.2.1:3479"},
+               {kChangeIp | kChangePort, "192.0.2.2:3479"}};
+  for (const Case& c : cases) {
+    Answer a = answer_binding(
+        request({{attr::kChangeRequest, {0, 0, 0, c.flags}}, {attr::kPadding, padding}}), v4(), o,
+        &n);
+    ASSERT_EQ(a.outcome, Outcome::kSuccess);
+    EXPECT_EQ(a.change, c.flags);
+    EXPECT_EQ(a.response_port, 0);
+    Message m = parsed(a);
+    EXPECT_EQ(address_of(m, attr::kXorMappedAddress), "198.51.100.7:40000");
+    EXPECT_EQ(address_of(m, attr::kOtherAddress), "192.0.2.2:3479");
+    EXPECT_EQ(address_of(m, attr::kResponseOrigin), c.origin);
+  }
+  // Flags beyond the two are ignored.
+  EXPECT_EQ(answer_binding(request({{attr::kChangeRequest, {0xff, 0xff, 0xff, 0xff}}}), v4(), o, &n)
+                .change,
+            kChangeIp | kChangePort);
+}
+
+TEST(StunBinding, NatAttributesOnlyWhenTheRequestPaysForThem) {
+  ServerOptions o;
+  o.software = "sluice";
+  NatDiscovery n = nat();
+  // 20 bytes: the minimal answer, CHANGE-REQUEST still honoured.
+  Answer small = answer_binding(request({{attr::kChangeRequest, {0, 0, 0, 6}}}), v4(), o, &n);
+  EXPECT_EQ(small.response.size(), 40u);
+  EXPECT_EQ(small.change, 6);
+  EXPECT_EQ(address_of(parsed(small), attr::kOtherAddress), "none");
+  // 64 bytes: room for OTHER-ADDRESS and RESPONSE-ORIGIN (20 + 12 + 12 + 12 + 8) but not
+  // SOFTWARE as well.
+  Answer fits = answer_binding(request({{0x8031, std::vector<uint8_t>(36, 0)}}, true), v4(), o, &n);
+  ASSERT_EQ(fits.outcome, Outcome::kSuccess);
+  EXPECT_EQ(fits.response.size(), 64u);
+  EXPECT_EQ(address_of(parsed(fits), attr::kOtherAddress), "192.0.2.2:3479");
+  EXPECT_EQ(parsed(fits).find(attr::kSoftware), nullptr);
+}
+
+TEST(StunBinding, ResponsePortAndMalformedNatAttributes) {
+  ServerOptions o;
+  NatDiscovery n = nat();
+  Answer a = answer_binding(request({{attr::kResponsePort, {0x9c, 0x40, 0, 0}}}), v4(), o, &n);
+  EXPECT_EQ(a.outcome, Outcome::kSuccess);
+  EXPECT_EQ(a.response_port, 40000);
+  EXPECT_EQ(answer_binding(request({{attr::kChangeRequest, {0, 6}}}), v4(), o, &n).outcome,
+            Outcome::kBadRequest);
+  EXPECT_EQ(answer_binding(request({{attr::kResponsePort, {1, 2, 3}}}), v4(), o, &n).outcome,
+            Outcome::kBadRequest);
+  // Without an alternate address both are unknown: 420.
+  EXPECT_EQ(answer_binding(request({{attr::kResponsePort, {0x9c, 0x40, 0, 0}}}), v4(), o).outcome,
+            Outcome::kUnknownAttribute);
 }
 
 }  // namespace

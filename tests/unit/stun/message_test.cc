@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "stun/binding.h"
+
 #include <string>
 #include <vector>
 
@@ -131,6 +133,89 @@ TEST(StunMessage, MessageTypeEncodesMethodAndClass) {
   EXPECT_EQ(crc32(std::span<const uint8_t>()), 0u);
   const std::string check = "123456789";
   EXPECT_EQ(crc32(key(check)), 0xCBF43926u);  // the CRC-32 check value
+}
+
+// Short-term credentials (RFC 8489 §9.1) in the Binding answer, starting from RFC 5769's
+// sample request (user "evtj:h6vY").
+ServerOptions with_credentials(const std::string& password = kPassword) {
+  ServerOptions o;
+  o.credentials = {{"someone", "else"}, {"evtj:h6vY", password}};
+  return o;
+}
+
+net::Address source() {
+  return *net::Address::parse("192.0.2.1:32853");
+}
+
+TEST(StunCredentials, TheSampleRequestIsAnsweredWithMessageIntegrity) {
+  Answer a = answer_binding(kSampleRequest, source(), with_credentials());
+  ASSERT_EQ(a.outcome, Outcome::kSuccess);
+  ParseResult r = parse(a.response);
+  ASSERT_TRUE(r.message);
+  std::vector<uint16_t> types;
+  for (const auto& at : r.message->attributes) types.push_back(at.type);
+  EXPECT_EQ(types, (std::vector<uint16_t>{attr::kXorMappedAddress, attr::kMessageIntegrity,
+                                          attr::kFingerprint}));
+  EXPECT_TRUE(check_message_integrity(a.response, *r.message, key(kPassword)));
+  EXPECT_FALSE(check_message_integrity(a.response, *r.message, key("wrong password")));
+}
+
+TEST(StunCredentials, WrongPasswordUnknownUserAndMissingIntegrity) {
+  auto code_of = [](const Answer& a) {
+    ParseResult r = parse(a.response);
+    const Attribute* e = r.message ? r.message->find(attr::kErrorCode) : nullptr;
+    return e ? e->value[2] * 100 + e->value[3] : 0;
+  };
+  Answer wrong = answer_binding(kSampleRequest, source(), with_credentials("not it"));
+  EXPECT_EQ(wrong.outcome, Outcome::kUnauthenticated);
+  EXPECT_EQ(code_of(wrong), 401);
+  EXPECT_EQ(parse(wrong.response).message->find(attr::kMessageIntegrity), nullptr);
+  ServerOptions other;
+  other.credentials = {{"someone", kPassword}};
+  EXPECT_EQ(answer_binding(kSampleRequest, source(), other).outcome, Outcome::kUnauthenticated);
+  // No USERNAME nor MESSAGE-INTEGRITY: 400 (§9.1.3).
+  std::vector<uint8_t> bare = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1,  2,
+                               3,    4,    5,    6,    7,    8,    9,    10,   11, 12};
+  Answer a = answer_binding(bare, source(), with_credentials());
+  EXPECT_EQ(a.outcome, Outcome::kBadRequest);
+  EXPECT_EQ(code_of(a), 400);
+  // Without credentials configured the sample is answered without checking, and without
+  // MESSAGE-INTEGRITY.
+  Answer open = answer_binding(kSampleRequest, source(), ServerOptions{});
+  EXPECT_EQ(open.outcome, Outcome::kSuccess);
+  EXPECT_EQ(parse(open.response).message->find(attr::kMessageIntegrity), nullptr);
+}
+
+TEST(StunCredentials, MessageIntegritySha256CutToTheRequestsLength) {
+  const TransactionId id = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2};
+  auto request = [&](const std::string& password, size_t size, bool also_sha1) {
+    MessageWriter w(kBinding, MessageClass::kRequest, id);
+    w.add_string(attr::kUsername, "evtj:h6vY");
+    if (also_sha1) w.add_message_integrity(key("a wrong password"));
+    w.add_message_integrity_sha256(key(password), size);
+    auto b = w.finish(true);
+    return std::vector<uint8_t>(b.begin(), b.end());
+  };
+  for (size_t size : {16u, 32u}) {
+    std::vector<uint8_t> req = request(kPassword, size, false);
+    ParseResult rr = parse(req);
+    ASSERT_TRUE(rr.message);
+    EXPECT_TRUE(check_message_integrity_sha256(req, *rr.message, key(kPassword)));
+    EXPECT_FALSE(check_message_integrity_sha256(req, *rr.message, key("x")));
+    Answer a = answer_binding(req, source(), with_credentials());
+    ASSERT_EQ(a.outcome, Outcome::kSuccess) << size;
+    ParseResult r = parse(a.response);
+    const Attribute* mi = r.message->find(attr::kMessageIntegritySha256);
+    ASSERT_NE(mi, nullptr);
+    EXPECT_EQ(mi->value.size(), size);
+    EXPECT_EQ(r.message->find(attr::kMessageIntegrity), nullptr);
+    EXPECT_TRUE(check_message_integrity_sha256(a.response, *r.message, key(kPassword)));
+  }
+  // With both, MESSAGE-INTEGRITY-SHA256 is the one checked (§9.1.3).
+  EXPECT_EQ(answer_binding(request(kPassword, 32, true), source(), with_credentials()).outcome,
+            Outcome::kSuccess);
+  EXPECT_EQ(answer_binding(request("wrong", 32, false), source(), with_credentials()).outcome,
+            Outcome::kUnauthenticated);
 }
 
 }  // namespace
