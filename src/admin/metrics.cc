@@ -276,7 +276,7 @@ std::string render_prometheus(const MetricsInput& in) {
     x.put(m.clusters[i], cl);
     if (in.health) {
       const auto& snap = in.health->snapshot(in.index_of(i));
-      x.put(ClusterGauges{.panic = snap.panic}, cl);
+      x.put(ClusterGauges{.panic = snap.panic, .endpoint_slots = snap.flags.size()}, cl);
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
         if (f & upstream::health::kRemoved) continue;
@@ -292,6 +292,11 @@ std::string render_prometheus(const MetricsInput& in) {
       }
     }
     for (size_t e = 0; e < m.pools[i].size(); ++e) {
+      if (in.health) {
+        // A free slot has no endpoint (its last one's address may be listed in another).
+        const auto& snap = in.health->snapshot(in.index_of(i));
+        if (e >= snap.flags.size() || (snap.flags[e] & upstream::health::kFree)) continue;
+      }
       std::string l = cl + "," + label("endpoint", endpoint_name(i, e));
       x.put(m.pools[i][e], l);
       x.put(m.load[i][e], l);
@@ -371,8 +376,10 @@ std::string render_clusters_json(const MetricsInput& in) {
     if (in.health) {
       const auto& snap = in.health->snapshot(in.index_of(i));
       c["panic"] = snap.panic;
+      c["endpoint_slots"] = snap.flags.size();
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
+        if (f & upstream::health::kFree) continue;  // no endpoint there
         nlohmann::json ep;
         ep["address"] = (*snap.endpoints)[e].address.to_string();
         ep["weight"] = (*snap.endpoints)[e].weight;

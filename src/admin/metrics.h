@@ -32,7 +32,10 @@ namespace sluice::admin {
   GAUGE(connections_active, "sluice_listener_connections_active", "", "open connections",          \
         "Open downstream connections.")
 #define SLUICE_CLUSTER_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                         \
-  GAUGE(panic, "sluice_cluster_panic", "", "panic", "1 while the cluster balances in panic mode.")
+  GAUGE(panic, "sluice_cluster_panic", "", "panic", "1 while the cluster balances in panic mode.") \
+  GAUGE(endpoint_slots, "sluice_cluster_endpoint_slots", "", "endpoint slots",                     \
+        "Slots of the cluster's endpoint table: listed endpoints, and departed ones until no "     \
+        "worker uses them.")
 #define SLUICE_ENDPOINT_STATE_HELP "1 for each reason the endpoint takes no new requests."
 #define SLUICE_ENDPOINT_HEALTH_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                 \
   GAUGE(usable, "sluice_endpoint_usable", "", "usable",                                            \

@@ -65,6 +65,7 @@ int Server::run() {
           for (auto& w : workers_) w->set_health(cluster, s);
         });
     health_->set_tls(cluster_tls_.back());
+    health_->set_worker_count(config_->workers);
     if (inherited_ && !inherited_->endpoints.empty()) {
       // A binary upgrade: endpoints drained by an operator, or ejected, stay so.
       size_t n = health_->import_state(inherited_->endpoints);

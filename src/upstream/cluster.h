@@ -15,6 +15,7 @@
 #include "base/metric.h"
 #include "base/units.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "http/http2/client_codec.h"
 #include "net/address.h"
 #include "net/socket_options.h"
@@ -193,7 +194,7 @@ class Cluster {
   // The name TLS connections send and check when `tls.sni` does not give one.
   std::string tls_host() const;
   ClusterStats& stats() { return stats_; }
-  // The endpoint table (it only grows: an endpoint that leaves is flagged kRemoved).
+  // The endpoint table, by slot (health::HealthSnapshot says how slots are reused).
   const EndpointConfig& endpoint(size_t index) const { return (*health_->endpoints)[index]; }
   size_t endpoint_count() const { return health_->endpoints->size(); }
 
@@ -272,6 +273,13 @@ class Cluster {
  private:
   void rebuild_balancer();
   void set_worker_pool_config();
+  // Whether nothing on this worker refers to endpoint `i`: no request or session in flight,
+  // no pooled connection, no waiting request.
+  bool unused(size_t i) const;
+  // Releases (ClusterShared::release) every removed endpoint this worker no longer uses, and
+  // looks again later while some are still in use.
+  void release_departed();
+  static constexpr Duration kReleaseRecheck = std::chrono::milliseconds(500);
 
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;
@@ -280,6 +288,10 @@ class Cluster {
   health::OutcomeSink* sink_;
   std::shared_ptr<const health::HealthSnapshot> health_;
   std::vector<uint32_t> active_;
+  // By slot: the removal this worker last released (HealthSnapshot::removals).
+  std::vector<uint32_t> released_;
+  // By slot: 1 + the loop iteration in which a removed endpoint was first seen unused (0: not).
+  std::vector<uint64_t> quiet_since_;
   uint32_t workers_;
   uint64_t lb_seed_;
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
@@ -292,6 +304,7 @@ class Cluster {
   std::vector<std::unique_ptr<pool::Http2Pool>> retired_http2_pools_;
   std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;
+  event::Timer release_timer_;
 };
 
 }  // namespace sluice::upstream

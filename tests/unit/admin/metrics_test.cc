@@ -245,6 +245,7 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_endpoint_usable", kEndpoint)], "1");
   EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
+  EXPECT_EQ(p.samples[key("sluice_cluster_endpoint_slots", kCluster)], "1");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
@@ -404,7 +405,7 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "connects refused 4, no endpoint reachable 0, ports exhausted 0, quick ACKs 0, delayed-ACK "
       "stalls 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
-      "mode entered 0",
+      "mode entered 0, endpoint sets refused (table full) 0, endpoint slots reclaimed 0",
   };
   EXPECT_EQ(exit_summary(totals), want);
 }
