@@ -235,6 +235,7 @@ std::string render_prometheus(const MetricsInput& in) {
   x.declare<upstream::pool::PoolStats>();
   x.declare<EndpointLoadGauges>();
   x.declare<upstream::health::HealthStats>();
+  x.declare<upstream::SourceStats>();
   x.declare<ProcessGauges>();
   x.declare<CertificateGauges>();
   if (in.dns) x.declare<dns::ResolverStats>();
@@ -303,6 +304,9 @@ std::string render_prometheus(const MetricsInput& in) {
     }
   }
   if (in.health) x.put(in.health->stats(), "");
+  for (const auto& [cluster, s] : in.sources) {
+    x.put(s.stats, label("cluster", cluster) + "," + label("source", s.kind));
+  }
   x.put(ProcessGauges{.ephemeral_ports = net::ephemeral_port_count()}, "");
   auto wall_now = std::chrono::system_clock::now();
   for (const auto& cert : in.certificates) {
@@ -372,6 +376,17 @@ std::string render_clusters_json(const MetricsInput& in) {
     c["lb_policy"] = upstream::lb::to_string(cfg.lb.policy);
     c["protocol"] = upstream::to_string(cfg.protocol);
     put_json(c, m.clusters[i]);
+    if (auto s = in.sources.find(cfg.name); s != in.sources.end()) {
+      nlohmann::json source;
+      source["type"] = s->second.kind;
+      source["target"] = s->second.target;
+      source["state"] = upstream::to_string(s->second.state);
+      source["endpoints"] = s->second.stats.endpoints;
+      source["updates"] = s->second.stats.updates;
+      source["failures"] = s->second.stats.failures;
+      source["invalid_entries"] = s->second.stats.invalid_entries;
+      c["source"] = std::move(source);
+    }
     nlohmann::json eps = nlohmann::json::array();
     if (in.health) {
       const auto& snap = in.health->snapshot(in.index_of(i));

@@ -21,6 +21,7 @@
 #include "tls/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
+#include "upstream/source_stats.h"
 
 namespace sluice::admin {
 
@@ -129,6 +130,14 @@ struct MetricsInput {
   const upstream::health::HealthManager* health = nullptr;
   const dns::ResolverStats* dns = nullptr;  // null without DNS clusters
   std::vector<CertificateReport> certificates;
+  // The endpoint source of each cluster that has one (type: file), by cluster name.
+  struct Source {
+    std::string kind;    // "file"
+    std::string target;  // its path
+    upstream::SourceState state = upstream::SourceState::kStarting;
+    upstream::SourceStats stats;
+  };
+  std::map<std::string, Source> sources;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is

@@ -55,8 +55,9 @@ struct ClusterConfig {
   static constexpr uint32_t kMaxWeight = EndpointConfig::kMaxWeight;
 
   // Where the endpoints come from: the list below (static), every address of every name
-  // (strict_dns), the first address of the name (logical_dns), or SRV records (dns_srv).
-  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv };
+  // (strict_dns), the first address of the name (logical_dns), SRV records (dns_srv), or a
+  // JSON file watched for changes (file; see discovery/file_source.h).
+  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv, kFile };
   // What happens to an endpoint whose address left the DNS answer: it takes no new requests
   // either way; kDrain also closes its idle pooled connections at once and its busy ones
   // after their request, kKeep lets them live out their idle or max lifetime, kClose closes
@@ -80,6 +81,7 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;  // static
   std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
   std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
+  std::string file_path;                  // file: the endpoint list
   OnAddressChange on_address_change = OnAddressChange::kDrain;
   // logical_dns: how long a connect to one address of the answer may go unanswered before
   // the next address is tried as well (RFC 8305's Connection Attempt Delay).
@@ -105,9 +107,18 @@ struct ClusterConfig {
 
 // The names of ClusterConfig::Type, in its order (the config's values; /config and /clusters).
 inline constexpr const char* kClusterTypeNames[] = {"static", "strict_dns", "logical_dns",
-                                                    "dns_srv"};
-static_assert(std::size(kClusterTypeNames) ==
-              static_cast<size_t>(ClusterConfig::Type::kDnsSrv) + 1);
+                                                    "dns_srv", "file"};
+static_assert(std::size(kClusterTypeNames) == static_cast<size_t>(ClusterConfig::Type::kFile) + 1);
+// Whether the cluster's endpoints come from DNS (resolved by discovery::DnsDiscovery).
+constexpr bool is_dns(ClusterConfig::Type t) {
+  return t == ClusterConfig::Type::kStrictDns || t == ClusterConfig::Type::kLogicalDns ||
+         t == ClusterConfig::Type::kDnsSrv;
+}
+// Whether an endpoint source (DNS, a file) lists the endpoints over time, rather than the
+// configuration.
+constexpr bool is_discovered(ClusterConfig::Type t) {
+  return t != ClusterConfig::Type::kStatic;
+}
 constexpr const char* to_string(ClusterConfig::Type t) {
   return kClusterTypeNames[static_cast<size_t>(t)];
 }
@@ -279,7 +290,7 @@ class Cluster {
   // Releases (ClusterShared::release) every removed endpoint this worker no longer uses, and
   // looks again later while some are still in use.
   void release_departed();
-  static constexpr Duration kReleaseRecheck = std::chrono::milliseconds(500);
+  static constexpr Duration kReleaseRecheck = std::chrono::milliseconds(200);
 
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;

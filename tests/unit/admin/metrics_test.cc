@@ -45,6 +45,7 @@ const std::string kStun = "listener=\"stun_in\"";
 const std::string kRoute = "listener=\"web\",route=\"all/0\"";
 const std::string kCluster = "cluster=\"app\"";
 const std::string kEndpoint = "cluster=\"app\",endpoint=\"127.0.0.1:8080\"";
+const std::string kSource = "cluster=\"app\",source=\"file\"";
 
 // Every struct of the registry. A new stats struct belongs here (and in render_prometheus).
 std::vector<Component> registry() {
@@ -61,6 +62,7 @@ std::vector<Component> registry() {
       component<upstream::pool::PoolStats>("pool", kEndpoint),
       component<EndpointLoadGauges>("endpoint load", kEndpoint),
       component<upstream::health::HealthStats>("health", ""),
+      component<upstream::SourceStats>("endpoint source", kSource),
       component<ProcessGauges>("process", ""),
       component<dns::ResolverStats>("dns", ""),
       component<event::LoopStats>("worker loop", "worker=\"1\""),
@@ -173,6 +175,13 @@ class MetricsTest : public ::testing::Test {
     in_.listeners = &listeners_;
     in_.health = health_.get();
     in_.dns = &dns_;
+    MetricsInput::Source source{"file", "/etc/sluice/app.json", upstream::SourceState::kSynced, {}};
+    source.stats.set_state(upstream::SourceState::kSynced);
+    source.stats.endpoints = 3;
+    source.stats.updates = 4;
+    source.stats.failures = 5;
+    source.stats.invalid_entries = 6;
+    in_.sources["app"] = source;
   }
 
   event::Loop loop_;
@@ -246,6 +255,12 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_endpoint_slots", kCluster)], "1");
+  EXPECT_EQ(p.samples[key("sluice_discovery_source_state", kSource + ",state=\"synced\"")], "1");
+  EXPECT_EQ(p.samples[key("sluice_discovery_source_state", kSource + ",state=\"stale\"")], "0");
+  EXPECT_EQ(p.samples[key("sluice_discovery_endpoints", kSource)], "3");
+  EXPECT_EQ(p.samples[key("sluice_discovery_updates_total", kSource)], "4");
+  EXPECT_EQ(p.samples[key("sluice_discovery_failures_total", kSource)], "5");
+  EXPECT_EQ(p.samples[key("sluice_discovery_invalid_entries_total", kSource)], "6");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
