@@ -533,6 +533,8 @@ std::string endpoint_source(const ClusterConfig& c) {
       return "resolves SRV " + c.srv_name;
     case ClusterConfig::Type::kFile:
       return "reads " + c.file_path;
+    case ClusterConfig::Type::kEtcd:
+      return "watches etcd " + c.etcd.prefix;
   }
   return "";
 }

@@ -307,6 +307,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
                "type",
                "srv_name",
                "file",
+               "etcd",
                "on_address_change",
                "dns_failure_refresh",
                "connection_attempt_delay",
@@ -407,6 +408,42 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     return c;
   }
   if (m.has("file")) r.error(m.get("file"), m.path("file"), "only for type: file");
+  if (c->type == Type::kEtcd) {
+    if (m.require("etcd")) {
+      MapReader e(r, m.get("etcd"), m.path("etcd"),
+                  {"endpoints", "prefix", "username", "password", "watch_timeout"});
+      if (e.ok()) {
+        if (e.require("endpoints")) {
+          YAML::Node list = e.get("endpoints");
+          if (!list.IsSequence() || list.size() == 0) {
+            r.error(list, e.path("endpoints"),
+                    "expected a list of addresses such as 127.0.0.1:2379");
+          } else {
+            for (size_t i = 0; i < list.size(); ++i) {
+              std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+              auto a = net::Address::parse(text);
+              if (!a || a->port() == 0) {
+                r.error(list[i], fmt::format("{}[{}]", e.path("endpoints"), i),
+                        fmt::format("'{}': expected IP:PORT such as 127.0.0.1:2379", text));
+                continue;
+              }
+              c->etcd.endpoints.push_back(*a);
+            }
+          }
+        }
+        if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
+        e.read_string("username", c->etcd.username);
+        e.read_string("password", c->etcd.password);
+        e.read_duration("watch_timeout", c->etcd.watch_timeout);
+      }
+    }
+    if (m.has("endpoints")) {
+      r.error(m.get("endpoints"), m.path("endpoints"),
+              "not with type: etcd (the registry lists the endpoints)");
+    }
+    return c;
+  }
+  if (m.has("etcd")) r.error(m.get("etcd"), m.path("etcd"), "only for type: etcd");
   if (c->type == Type::kDnsSrv) {
     if (m.require("srv_name")) m.read_string("srv_name", c->srv_name);
     if (m.has("endpoints")) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "discovery/etcd_source.h"
 #include "discovery/file_source.h"
 
 namespace sluice::discovery {
@@ -10,7 +11,9 @@ using upstream::ClusterConfig;
 
 Sources::Sources(event::Loop& loop, upstream::health::HealthManager& health,
                  const std::vector<std::shared_ptr<const ClusterConfig>>& clusters)
-    : loop_(loop), health_(health) {
+    : loop_(loop),
+      health_(health),
+      first_round_timer_(loop.timers(), [this] { check_first_round(); }) {
   for (size_t i = 0; i < clusters.size(); ++i) {
     if (auto s = make(i, *clusters[i])) entries_.push_back({i, clusters[i], std::move(s)});
   }
@@ -29,6 +32,8 @@ std::unique_ptr<EndpointSource> Sources::make(size_t index, const ClusterConfig&
   switch (config.type) {
     case ClusterConfig::Type::kFile:
       return std::make_unique<FileSource>(loop_, config.name, config.file_path, on_update);
+    case ClusterConfig::Type::kEtcd:
+      return std::make_unique<EtcdSource>(loop_, config.name, config.etcd, on_update);
     default:
       return nullptr;
   }
@@ -42,6 +47,7 @@ void Sources::start(std::function<void()> on_first_round) {
 }
 
 void Sources::stop() {
+  first_round_timer_.cancel();
   for (auto& e : entries_) e.source->stop();
 }
 
@@ -54,7 +60,8 @@ Sources::Entry* Sources::find(size_t index) {
 
 void Sources::set_cluster(size_t index, std::shared_ptr<const ClusterConfig> config) {
   Entry* e = find(index);
-  if (e && e->config->type == config->type && e->config->file_path == config->file_path) {
+  if (e && e->config->type == config->type && e->config->file_path == config->file_path &&
+      e->config->etcd == config->etcd) {
     e->config = std::move(config);
     return;
   }
@@ -97,8 +104,14 @@ const EndpointSource* Sources::source(size_t index) const {
 void Sources::check_first_round() {
   if (!on_first_round_) return;
   for (const auto& e : entries_) {
-    if (e.source->state() == upstream::SourceState::kStarting) return;
+    if (e.source->state() == upstream::SourceState::kStarting) {
+      if (!first_round_timer_.armed()) {
+        first_round_timer_.arm_at(loop_.now() + kFirstRoundPoll);
+      }
+      return;
+    }
   }
+  first_round_timer_.cancel();
   auto fn = std::move(on_first_round_);
   on_first_round_ = nullptr;
   fn();

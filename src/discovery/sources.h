@@ -10,6 +10,7 @@
 
 #include "discovery/endpoint_source.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
 
@@ -49,6 +50,10 @@ class Sources {
   upstream::health::HealthManager& health_;
   std::vector<Entry> entries_;
   std::function<void()> on_first_round_;
+  // While the first round is pending: a source whose first attempt failed reports no set,
+  // so its state is looked at every kFirstRoundPoll.
+  event::Timer first_round_timer_;
+  static constexpr Duration kFirstRoundPoll = std::chrono::milliseconds(50);
   bool started_ = false;
 };
 

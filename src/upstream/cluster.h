@@ -51,13 +51,25 @@ struct DnsTarget {
   bool operator==(const DnsTarget&) const = default;
 };
 
+// type: etcd: the endpoints are the values of the keys under `prefix` (discovery/etcd_source.h).
+struct EtcdSourceConfig {
+  std::vector<net::Address> endpoints;  // etcd members' client URLs (host:port), tried in turn
+  std::string prefix;                   // "/services/api/"
+  std::string username;                 // empty: no auth
+  std::string password;
+  // A watch that shows neither an event nor a progress notification for this long is made
+  // again (set etcd's --experimental-watch-progress-notify-interval below it).
+  Duration watch_timeout = std::chrono::seconds(60);
+  bool operator==(const EtcdSourceConfig&) const = default;
+};
+
 struct ClusterConfig {
   static constexpr uint32_t kMaxWeight = EndpointConfig::kMaxWeight;
 
   // Where the endpoints come from: the list below (static), every address of every name
   // (strict_dns), the first address of the name (logical_dns), SRV records (dns_srv), or a
   // JSON file watched for changes (file; see discovery/file_source.h).
-  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv, kFile };
+  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv, kFile, kEtcd };
   // What happens to an endpoint whose address left the DNS answer: it takes no new requests
   // either way; kDrain also closes its idle pooled connections at once and its busy ones
   // after their request, kKeep lets them live out their idle or max lifetime, kClose closes
@@ -82,6 +94,7 @@ struct ClusterConfig {
   std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
   std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
   std::string file_path;                  // file: the endpoint list
+  EtcdSourceConfig etcd;                  // etcd
   OnAddressChange on_address_change = OnAddressChange::kDrain;
   // logical_dns: how long a connect to one address of the answer may go unanswered before
   // the next address is tried as well (RFC 8305's Connection Attempt Delay).
@@ -106,9 +119,9 @@ struct ClusterConfig {
 };
 
 // The names of ClusterConfig::Type, in its order (the config's values; /config and /clusters).
-inline constexpr const char* kClusterTypeNames[] = {"static", "strict_dns", "logical_dns",
-                                                    "dns_srv", "file"};
-static_assert(std::size(kClusterTypeNames) == static_cast<size_t>(ClusterConfig::Type::kFile) + 1);
+inline constexpr const char* kClusterTypeNames[] = {"static",  "strict_dns", "logical_dns",
+                                                    "dns_srv", "file",       "etcd"};
+static_assert(std::size(kClusterTypeNames) == static_cast<size_t>(ClusterConfig::Type::kEtcd) + 1);
 // Whether the cluster's endpoints come from DNS (resolved by discovery::DnsDiscovery).
 constexpr bool is_dns(ClusterConfig::Type t) {
   return t == ClusterConfig::Type::kStrictDns || t == ClusterConfig::Type::kLogicalDns ||

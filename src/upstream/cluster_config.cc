@@ -35,6 +35,8 @@ const char* type_name(ClusterConfig::Type t) {
       return "dns_srv";
     case ClusterConfig::Type::kFile:
       return "file";
+    case ClusterConfig::Type::kEtcd:
+      return "etcd";
   }
   return "?";
 }
@@ -236,6 +238,20 @@ ConfigIssues ClusterConfig::validate() const {
     return c.take();
   }
   if (!file_path.empty()) c.error("file", "only for type: file");
+  if (type == Type::kEtcd) {
+    if (etcd.endpoints.empty()) c.missing("etcd.endpoints");
+    if (etcd.prefix.empty()) c.missing("etcd.prefix");
+    if (etcd.username.empty() != etcd.password.empty()) {
+      c.error("etcd", "username and password go together");
+    }
+    c.check_duration("etcd.watch_timeout", etcd.watch_timeout, std::chrono::seconds(1),
+                     std::chrono::hours(1));
+    if (!endpoints.empty() || !dns_targets.empty()) {
+      c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");
+    }
+    return c.take();
+  }
+  if (!(etcd == EtcdSourceConfig{})) c.error("etcd", "only for type: etcd");
   if (dns && !endpoints.empty()) {
     c.error("endpoints",
             fmt::format("type: {} takes names (dns_targets), not addresses", type_name(type)));

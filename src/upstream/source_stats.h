@@ -35,7 +35,11 @@ constexpr const char* to_string(SourceState s) {
           "Reads that failed (missing or unreadable source, invalid document): the last good "     \
           "set was kept.")                                                                         \
   COUNTER(invalid_entries, "sluice_discovery_invalid_entries_total", "", "invalid entries",        \
-          "Entries skipped because they did not describe an endpoint (logged with the entry).")
+          "Entries skipped because they did not describe an endpoint (logged with the entry).")   \
+  COUNTER(reconnects, "sluice_discovery_reconnects_total", "", "reconnects",                       \
+          "Registry calls made again after a failure, a dead watch or a compaction (etcd).")      \
+  GAUGE(revision, "sluice_discovery_revision", "", "revision",                                     \
+        "The last registry revision the source has seen (etcd; 0 for a file).")
 // clang-format on
 
 struct SourceStats {

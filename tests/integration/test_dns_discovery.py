@@ -344,7 +344,7 @@ def config_error_cases():
          ("maybe", None), "clusters[0].on_address_change", "expected one of: drain, keep, close, got 'maybe'"),
         ("cluster_type_bad",
          BASE.replace("    type: strict_dns\n", "    type: dns\n"),
-         ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, file, got 'dns'"),
+         ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, file, etcd, got 'dns'"),
     ]
 
 
