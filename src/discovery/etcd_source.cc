@@ -126,8 +126,13 @@ EtcdSource::~EtcdSource() {
 
 std::string EtcdSource::target() const {
   std::string s;
-  for (const auto& e : config_.endpoints) s += (s.empty() ? "" : ",") + e.to_string();
-  return s + " " + config_.prefix;
+  for (const auto& e : config_.endpoints) {
+    if (!s.empty()) s += ',';
+    s += e.to_string();
+  }
+  s += ' ';
+  s += config_.prefix;
+  return s;
 }
 
 void EtcdSource::set_state(upstream::SourceState s) {
