@@ -8,6 +8,8 @@ started by the test on loopback ports with a data dir of its own.
 - etcd killed: sluice keeps serving the last set (state stale, reconnects counted); etcd
   restarted and a key put before sluice reconnects: the watch resumes from the last revision
   and the update is not lost;
+- etcd paused (SIGSTOP) longer than watch_timeout: the silent watch is taken as dead
+  (logged), the last set still serves; resumed, a change made then is followed;
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -200,6 +202,31 @@ def case_restart_resumes_without_losing_an_update():
     hu.stop_and_check(sl)
 
 
+def case_paused_etcd_is_a_dead_watch():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    # etcd sends a progress notification every second: a live watch is never 3 s silent.
+    sl, ap = start([etcd_cluster(etcd, watch_timeout="3s")], workers=2)
+    port = sl.port("web")
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.35.1", "")
+    mark = sl.line_count()
+    etcd.proc.send_signal(signal.SIGSTOP)
+    try:
+        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 1 endpoints, " \
+               "trying again" % etcd.address
+        check(sl.wait_log(line, 15, mark), "log: '%s'" % line, hu.log_tail(sl))
+        check(source(ap)["state"] == "stale", "source stale", repr(source(ap)))
+        check(spread(port, 10) == {"127.0.35.1": 10}, "etcd paused: 10 requests still go to 127.0.35.1", "")
+    finally:
+        etcd.proc.send_signal(signal.SIGCONT)
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1}, 15)
+    check(got == {a: 1, b: 1}, "etcd resumed: a change made then is followed", repr(got))
+    hu.stop_and_check(sl)
+
+
 def case_etcd_down_at_start():
     be = AnyLoopback()
     a = "127.0.34.1:%d" % be.port
@@ -282,5 +309,6 @@ def case_auth():
 
 
 if __name__ == "__main__":
-    harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update, case_etcd_down_at_start,
+    harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
+                       case_paused_etcd_is_a_dead_watch, case_etcd_down_at_start,
                        case_compaction_rereads, case_auth])
