@@ -328,6 +328,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<upstream::pool::PoolStats>();
   x.declare<EndpointLoadGauges>();
   x.declare<upstream::health::HealthStats>();
+  x.declare<upstream::SourceStats>();
   x.declare<ProcessGauges>();
   x.declare<CertificateGauges>();
   if (in.dns) x.declare<dns::ResolverStats>();
@@ -371,7 +372,7 @@ void expose(const MetricsInput& in, Exposition& x) {
     x.put(m.clusters[i], cl);
     if (in.health) {
       const auto& snap = in.health->snapshot(in.index_of(i));
-      x.put(ClusterGauges{.panic = snap.panic}, cl);
+      x.put(ClusterGauges{.panic = snap.panic, .endpoint_slots = snap.flags.size()}, cl);
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
         if (f & upstream::health::kRemoved) continue;
@@ -387,12 +388,20 @@ void expose(const MetricsInput& in, Exposition& x) {
       }
     }
     for (size_t e = 0; e < m.pools[i].size(); ++e) {
+      if (in.health) {
+        // A free slot has no endpoint (its last one's address may be listed in another).
+        const auto& snap = in.health->snapshot(in.index_of(i));
+        if (e >= snap.flags.size() || (snap.flags[e] & upstream::health::kFree)) continue;
+      }
       std::string l = cl + "," + label("endpoint", endpoint_name(i, e));
       x.put(m.pools[i][e], l);
       x.put(m.load[i][e], l);
     }
   }
   if (in.health) x.put(in.health->stats(), "");
+  for (const auto& [cluster, s] : in.sources) {
+    x.put(s.stats, label("cluster", cluster) + "," + label("source", s.kind));
+  }
   x.put(ProcessGauges{.ephemeral_ports = net::ephemeral_port_count()}, "");
   auto wall_now = std::chrono::system_clock::now();
   for (const auto& cert : in.certificates) {
@@ -562,12 +571,25 @@ nlohmann::json clusters_json(const MetricsInput& in) {
     c["lb_policy"] = upstream::lb::to_string(cfg.lb.policy);
     c["protocol"] = upstream::to_string(cfg.protocol);
     put_json(c, m.clusters[i]);
+    if (auto s = in.sources.find(cfg.name); s != in.sources.end()) {
+      nlohmann::json source;
+      source["type"] = s->second.kind;
+      source["target"] = s->second.target;
+      source["state"] = upstream::to_string(s->second.state);
+      source["endpoints"] = s->second.stats.endpoints;
+      source["updates"] = s->second.stats.updates;
+      source["failures"] = s->second.stats.failures;
+      source["invalid_entries"] = s->second.stats.invalid_entries;
+      c["source"] = std::move(source);
+    }
     nlohmann::json eps = nlohmann::json::array();
     if (in.health) {
       const auto& snap = in.health->snapshot(in.index_of(i));
       c["panic"] = snap.panic;
+      c["endpoint_slots"] = snap.flags.size();
       for (size_t e = 0; e < snap.flags.size(); ++e) {
         uint8_t f = snap.flags[e];
+        if (f & upstream::health::kFree) continue;  // no endpoint there
         nlohmann::json ep;
         ep["address"] = (*snap.endpoints)[e].address.to_string();
         ep["weight"] = (*snap.endpoints)[e].weight;

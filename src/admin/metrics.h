@@ -23,6 +23,7 @@
 #include "tls/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
+#include "upstream/source_stats.h"
 
 namespace sluice::admin {
 
@@ -34,7 +35,10 @@ namespace sluice::admin {
   GAUGE(connections_active, "sluice_listener_connections_active", "", "open connections",          \
         "Open downstream connections.")
 #define SLUICE_CLUSTER_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                         \
-  GAUGE(panic, "sluice_cluster_panic", "", "panic", "1 while the cluster balances in panic mode.")
+  GAUGE(panic, "sluice_cluster_panic", "", "panic", "1 while the cluster balances in panic mode.") \
+  GAUGE(endpoint_slots, "sluice_cluster_endpoint_slots", "", "endpoint slots",                     \
+        "Slots of the cluster's endpoint table: listed endpoints, and departed ones until no "     \
+        "worker uses them.")
 #define SLUICE_ENDPOINT_STATE_HELP "1 for each reason the endpoint takes no new requests."
 #define SLUICE_ENDPOINT_HEALTH_GAUGES(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                 \
   GAUGE(usable, "sluice_endpoint_usable", "", "usable",                                            \
@@ -143,6 +147,14 @@ struct MetricsInput {
   // The BGP speaker's sessions (by peer address) and prefixes; empty without `bgp:`.
   std::vector<std::pair<std::string, bgp::PeerStats>> bgp_peers;
   std::vector<std::pair<std::string, bgp::PrefixStats>> bgp_prefixes;
+  // The endpoint source of each cluster that has one (type: file), by cluster name.
+  struct Source {
+    std::string kind;    // "file"
+    std::string target;  // its path
+    upstream::SourceState state = upstream::SourceState::kStarting;
+    upstream::SourceStats stats;
+  };
+  std::map<std::string, Source> sources;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is

@@ -136,7 +136,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   }
   // Resolver settings with no DNS cluster to use them are silently unused.
   bool uses_dns = false;
-  for (const auto& c : cfg->clusters) uses_dns |= c->type != upstream::ClusterConfig::Type::kStatic;
+  for (const auto& c : cfg->clusters) uses_dns |= upstream::is_dns(c->type);
   if (top.has("dns") && !uses_dns) {
     r.warning(top.get("dns"), "dns",
               "not used: no cluster has type strict_dns, logical_dns or dns_srv");

@@ -545,6 +545,10 @@ std::string endpoint_source(const ClusterConfig& c) {
       return "resolves " + show(c.dns_targets);
     case ClusterConfig::Type::kDnsSrv:
       return "resolves SRV " + c.srv_name;
+    case ClusterConfig::Type::kFile:
+      return "reads " + c.file_path;
+    case ClusterConfig::Type::kEtcd:
+      return "watches etcd " + c.etcd.prefix;
   }
   return "";
 }

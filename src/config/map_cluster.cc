@@ -206,7 +206,7 @@ void read_endpoints(YamlReader& r, MapReader& m, upstream::ClusterConfig& c) {
     r.error(eps, m.path("endpoints"), "expected a non-empty list of endpoints");
     return;
   }
-  bool dns = c.type != upstream::ClusterConfig::Type::kStatic;
+  bool dns = upstream::is_dns(c.type);
   // The list is read up to one past the limit: validate() reports a longer one.
   size_t n = std::min<size_t>(eps.size(), upstream::health::ClusterShared::kMaxEndpoints + 1);
   for (size_t i = 0; i < n; ++i) {
@@ -306,6 +306,8 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
               {"name",
                "type",
                "srv_name",
+               "file",
+               "etcd",
                "on_address_change",
                "dns_failure_refresh",
                "connection_attempt_delay",
@@ -374,23 +376,74 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   using Type = upstream::ClusterConfig::Type;
   int type = read_choice(r, m, "type", upstream::kClusterTypeNames);
   if (type >= 0) c->type = static_cast<Type>(type);
-  bool dns = c->type != Type::kStatic;
+  bool dns = upstream::is_dns(c->type);
   int change = read_choice(r, m, "on_address_change", {"drain", "keep", "close"});
   if (change >= 0) {
     c->on_address_change = static_cast<upstream::ClusterConfig::OnAddressChange>(change);
   }
   m.read_duration("dns_failure_refresh", c->dns_failure_refresh);
   // Written but at their default, these would pass validate() while still unused.
-  for (const char* key : {"on_address_change", "dns_failure_refresh"}) {
-    if (!dns && m.has(key)) {
-      r.error(m.get(key), m.path(key), "only for type: strict_dns, logical_dns or dns_srv");
-    }
+  if (!upstream::is_discovered(c->type) && m.has("on_address_change")) {
+    r.error(m.get("on_address_change"), m.path("on_address_change"),
+            "only for type: strict_dns, logical_dns, dns_srv or file");
+  }
+  if (!dns && m.has("dns_failure_refresh")) {
+    r.error(m.get("dns_failure_refresh"), m.path("dns_failure_refresh"),
+            "only for type: strict_dns, logical_dns or dns_srv");
   }
   m.read_duration("connection_attempt_delay", c->connection_attempt_delay);
   if (m.has("connection_attempt_delay") && c->type != Type::kLogicalDns) {
     r.error(m.get("connection_attempt_delay"), m.path("connection_attempt_delay"),
             "only for type: logical_dns (other types make each address an endpoint of its own)");
   }
+  if (c->type == Type::kFile) {
+    if (m.require("file")) {
+      MapReader f(r, m.get("file"), m.path("file"), {"path"});
+      if (f.ok() && f.require("path")) f.read_string("path", c->file_path);
+    }
+    if (m.has("endpoints")) {
+      r.error(m.get("endpoints"), m.path("endpoints"),
+              "not with type: file (the file lists the endpoints)");
+    }
+    return c;
+  }
+  if (m.has("file")) r.error(m.get("file"), m.path("file"), "only for type: file");
+  if (c->type == Type::kEtcd) {
+    if (m.require("etcd")) {
+      MapReader e(r, m.get("etcd"), m.path("etcd"),
+                  {"endpoints", "prefix", "username", "password", "watch_timeout"});
+      if (e.ok()) {
+        if (e.require("endpoints")) {
+          YAML::Node list = e.get("endpoints");
+          if (!list.IsSequence() || list.size() == 0) {
+            r.error(list, e.path("endpoints"),
+                    "expected a list of addresses such as 127.0.0.1:2379");
+          } else {
+            for (size_t i = 0; i < list.size(); ++i) {
+              std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+              auto a = net::Address::parse(text);
+              if (!a || a->port() == 0) {
+                r.error(list[i], fmt::format("{}[{}]", e.path("endpoints"), i),
+                        fmt::format("'{}': expected IP:PORT such as 127.0.0.1:2379", text));
+                continue;
+              }
+              c->etcd.endpoints.push_back(*a);
+            }
+          }
+        }
+        if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
+        e.read_string("username", c->etcd.username);
+        e.read_string("password", c->etcd.password);
+        e.read_duration("watch_timeout", c->etcd.watch_timeout);
+      }
+    }
+    if (m.has("endpoints")) {
+      r.error(m.get("endpoints"), m.path("endpoints"),
+              "not with type: etcd (the registry lists the endpoints)");
+    }
+    return c;
+  }
+  if (m.has("etcd")) r.error(m.get("etcd"), m.path("etcd"), "only for type: etcd");
   if (c->type == Type::kDnsSrv) {
     if (m.require("srv_name")) m.read_string("srv_name", c->srv_name);
     if (m.has("endpoints")) {

@@ -20,7 +20,7 @@ DnsDiscovery::DnsDiscovery(
     const std::vector<std::shared_ptr<const upstream::ClusterConfig>>& clusters)
     : loop_(loop), resolver_(resolver), health_(health) {
   for (size_t i = 0; i < clusters.size(); ++i) {
-    if (clusters[i]->type == ClusterConfig::Type::kStatic) continue;
+    if (!upstream::is_dns(clusters[i]->type)) continue;
     auto c = std::make_unique<ClusterState>();
     c->index = i;
     c->config = clusters[i];
@@ -51,7 +51,7 @@ DnsDiscovery::ClusterState* DnsDiscovery::find(size_t index) {
 
 void DnsDiscovery::set_cluster(size_t index, std::shared_ptr<const ClusterConfig> config) {
   ClusterState* c = find(index);
-  if (config->type == ClusterConfig::Type::kStatic) {
+  if (!upstream::is_dns(config->type)) {
     if (c) remove_cluster(index);
     return;
   }

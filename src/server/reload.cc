@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "config/config_diff.h"
 #include "discovery/dns_discovery.h"
+#include "discovery/sources.h"
 #include "dns/resolver.h"
 #include "net/listener.h"
 #include "server/reload_plan.h"
@@ -337,11 +338,11 @@ Status Server::apply_reload(ReloadPlan& plan) {
     health_->retire_cluster(index);
     plan.removed.push_back(index);
     if (dns_discovery_) dns_discovery_->remove_cluster(index);
+    sources_->remove_cluster(index);
   }
   // DNS clusters: a resolver is made the first time one appears.
-  bool wants_dns = std::any_of(plan.clusters.begin(), plan.clusters.end(), [](const auto& c) {
-    return c->type != upstream::ClusterConfig::Type::kStatic;
-  });
+  bool wants_dns = std::any_of(plan.clusters.begin(), plan.clusters.end(),
+                               [](const auto& c) { return upstream::is_dns(c->type); });
   if (wants_dns && !dns_discovery_) {
     auto r = dns::Resolver::create(main_loop_, config_->dns);
     if (!r) {
@@ -358,6 +359,9 @@ Status Server::apply_reload(ReloadPlan& plan) {
     for (size_t i = 0; i < plan.clusters.size(); ++i) {
       dns_discovery_->set_cluster(plan.touched[i], plan.clusters[i]);
     }
+  }
+  for (size_t i = 0; i < plan.clusters.size(); ++i) {
+    sources_->set_cluster(plan.touched[i], plan.clusters[i]);
   }
   std::erase_if(retired_counts_,
                 [](const auto& c) { return c->load() == 0 && c.use_count() == 1; });
@@ -379,7 +383,8 @@ void Server::post_reload_when_answered() {
     return finish_reload(std::move(outcome));
   }
   bool answered = std::all_of(plan.fresh.begin(), plan.fresh.end(), [&](size_t index) {
-    return (!dns_discovery_ || dns_discovery_->answered(index)) && health_->checked(index);
+    return (!dns_discovery_ || dns_discovery_->answered(index)) && sources_->answered(index) &&
+           health_->checked(index);
   });
   if (!answered && main_loop_.now() < plan.gate_deadline) {
     reload_gate_->arm_at(main_loop_.now() + kGatePoll);

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "bgp/speaker.h"
 #include "discovery/dns_discovery.h"
+#include "discovery/sources.h"
 #include "dns/resolver.h"
 #include "event/signals.h"
 #include "event/timer.h"
@@ -69,6 +70,7 @@ int Server::run() {
           if (bgp_) bgp_->evaluate();
         });
     health_->set_tls(cluster_tls_.back());
+    health_->set_worker_count(config_->workers);
     if (inherited_ && !inherited_->endpoints.empty()) {
       // A binary upgrade: endpoints drained by an operator, or ejected, stay so.
       size_t n = health_->import_state(inherited_->endpoints);
@@ -283,10 +285,10 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
 }
 
 Status Server::start_discovery() {
+  sources_ = std::make_unique<discovery::Sources>(main_loop_, *health_, config_->clusters);
   // DNS clusters are resolved on this loop; ready waits for their first answers.
-  bool uses_dns =
-      std::any_of(config_->clusters.begin(), config_->clusters.end(),
-                  [](const auto& c) { return c->type != upstream::ClusterConfig::Type::kStatic; });
+  bool uses_dns = std::any_of(config_->clusters.begin(), config_->clusters.end(),
+                              [](const auto& c) { return upstream::is_dns(c->type); });
   if (!uses_dns) return Status::ok();
   auto r = dns::Resolver::create(main_loop_, config_->dns);
   if (!r) return Status::error(fmt::format("dns: {}", r.status().message()));
@@ -385,11 +387,14 @@ void Server::wait_ready() {
   auto start_health = [this] {
     health_->start(config_->ready_timeout, [this] { on_first_answers(); });
   };
-  if (dns_discovery_) {
-    dns_discovery_->start(start_health);
-  } else {
-    start_health();
-  }
+  // Endpoint files are read at once; DNS answers come later.
+  sources_->start([this, start_health] {
+    if (dns_discovery_) {
+      dns_discovery_->start(start_health);
+    } else {
+      start_health();
+    }
+  });
 }
 
 void Server::on_first_answers() {
@@ -469,6 +474,7 @@ void Server::drain(const std::string& why, bool for_upgrade) {
   listener_fds_.clear();
   health_->stop();
   if (dns_discovery_) dns_discovery_->stop();
+  if (sources_) sources_->stop();
   // One count for the message and the progress reports: a connection that closes right after
   // must show as a change.
   reported_connections_ = open_connections();
@@ -576,6 +582,11 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
   if (scope.recent && resolver_) pending->input.dns_names = resolver_->report_cache();
+  for (const auto& c : config_->clusters) {
+    const discovery::EndpointSource* s = sources_->source(*health_->find_cluster(c->name));
+    if (!s) continue;
+    pending->input.sources[c->name] = {s->kind(), s->target(), s->state(), s->stats()};
+  }
   for (const auto& [listener, store] : cert_stores_) {
     auto counts = cert_reloads_[listener];
     for (const auto& cert : store->certificates()) {

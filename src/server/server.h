@@ -43,7 +43,8 @@ class AdminServer;
 }  // namespace admin
 namespace discovery {
 class DnsDiscovery;
-}
+class Sources;
+}  // namespace discovery
 namespace event {
 class SignalSet;
 class Timer;
@@ -193,6 +194,7 @@ class Server {
   std::unique_ptr<upstream::health::HealthManager> health_;
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<discovery::DnsDiscovery> dns_discovery_;
+  std::unique_ptr<discovery::Sources> sources_;  // clusters of type file
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<bgp::Speaker> bgp_;
   std::unique_ptr<event::Timer> drain_deadline_;

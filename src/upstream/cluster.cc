@@ -15,6 +15,7 @@ health::HealthSnapshot initial_health(const ClusterConfig& config) {
     flag = health::kFailedActiveCheck;
   }
   s.flags.assign(config.endpoints.size(), flag);
+  s.removals.assign(config.endpoints.size(), 0);
   s.panic = below_panic_threshold(s, config.panic_threshold);
   return s;
 }
@@ -43,7 +44,8 @@ Cluster::Cluster(event::Loop& loop, std::shared_ptr<const ClusterConfig> config,
       shared_(shared),
       sink_(sink),
       workers_(workers),
-      lb_seed_(thread_rng().next_u64() | 1) {
+      lb_seed_(thread_rng().next_u64() | 1),
+      release_timer_(loop.timers(), [this] { release_departed(); }) {
   set_worker_pool_config();
   set_health(std::make_shared<const health::HealthSnapshot>(initial_health(*config_)));
 }
@@ -99,6 +101,16 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     pools_.resize(n);
     http2_pools_.resize(n);
     active_.resize(n, 0);
+    released_.resize(n, 0);
+    quiet_since_.resize(n, 0);
+  } else if (pools_.size() > n) {
+    // Free slots left the end of the table: this worker released them, so nothing is there.
+    for (size_t i = n; i < pools_.size(); ++i) SLUICE_CHECK(!pools_[i] && active_[i] == 0);
+    pools_.resize(n);
+    http2_pools_.resize(n);
+    active_.resize(n);
+    released_.resize(n);
+    quiet_since_.resize(n);
   }
   constexpr uint8_t kLeaving = health::kDraining | health::kRemoved;
   using Change = ClusterConfig::OnAddressChange;
@@ -113,7 +125,9 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     // their order, with DNS round robin).
     const EndpointConfig& ep = (*snapshot->endpoints)[i];
     bool moved = false, departed = false;
-    if (health_ && i < health_->endpoints->size()) {
+    // A slot that was free holds a new endpoint: nothing here refers to the old one.
+    bool reused = before & health::kFree;
+    if (health_ && i < health_->endpoints->size() && !reused) {
       const EndpointConfig& old = (*health_->endpoints)[i];
       moved = old.address != ep.address || old.fallbacks != ep.fallbacks;
       if (moved)
@@ -145,6 +159,7 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
   }
   health_ = std::move(snapshot);
   rebuild_balancer();
+  release_departed();
   // Last, with the new snapshot in force: what the closed connections' owners do next
   // (a retry, a new pick) must not choose the departed endpoint again.
   for (size_t i : closing) {
@@ -155,6 +170,49 @@ void Cluster::set_health(std::shared_ptr<const health::HealthSnapshot> snapshot)
     if (pools_[i] && !removed) pools_[i]->retire_departed(Departed::kClose);
     for (auto& l : close_listeners_) l.second(i, removed);
   }
+}
+
+bool Cluster::unused(size_t i) const {
+  if (active_[i] != 0) return false;
+  if (pools_[i] && !pools_[i]->empty()) return false;
+  if (http2_pools_[i] && !http2_pools_[i]->empty()) return false;
+  return std::none_of(retired_http2_pools_.begin(), retired_http2_pools_.end(), [&](const auto& p) {
+    return &p->transport() == pools_[i].get() && !p->empty();
+  });
+}
+
+void Cluster::release_departed() {
+  if (!shared_.release) return;
+  bool waiting = false;
+  const auto& flags = health_->flags;
+  const uint64_t iteration = loop_.stats().iterations;
+  for (size_t i = 0; i < flags.size(); ++i) {
+    if (!(flags[i] & health::kRemoved) || (flags[i] & health::kFree)) continue;
+    uint32_t removal = health_->removals[i];
+    if (released_[i] == removal) continue;
+    waiting = true;
+    if (!unused(i)) {
+      quiet_since_[i] = 0;
+      continue;
+    }
+    // Seen unused in an earlier loop iteration, and still: the objects that iteration
+    // deferred the deletion of (a closed connection, which may still name its pool) are
+    // gone, and nothing made new ones since, as no new request goes to a removed endpoint.
+    if (quiet_since_[i] == 0 || quiet_since_[i] > iteration) {
+      if (quiet_since_[i] == 0) quiet_since_[i] = iteration + 1;
+      continue;
+    }
+    quiet_since_[i] = 0;
+    std::erase_if(retired_http2_pools_,
+                  [&](const auto& p) { return pools_[i] && &p->transport() == pools_[i].get(); });
+    http2_pools_[i].reset();
+    pools_[i].reset();
+    released_[i] = removal;
+    shared_.release(i, removal);
+  }
+  // Connections of departed endpoints close as their requests end or their idle time
+  // runs out: look again in a while.
+  if (waiting && !release_timer_.armed()) release_timer_.arm_at(loop_.now() + kReleaseRecheck);
 }
 
 void Cluster::rebuild_balancer() {

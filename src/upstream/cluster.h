@@ -15,6 +15,7 @@
 #include "base/metric.h"
 #include "base/units.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "http/http2/client_codec.h"
 #include "net/address.h"
 #include "net/socket_options.h"
@@ -50,12 +51,25 @@ struct DnsTarget {
   bool operator==(const DnsTarget&) const = default;
 };
 
+// type: etcd: the endpoints are the values of the keys under `prefix` (discovery/etcd_source.h).
+struct EtcdSourceConfig {
+  std::vector<net::Address> endpoints;  // etcd members' client URLs (host:port), tried in turn
+  std::string prefix;                   // "/services/api/"
+  std::string username;                 // empty: no auth
+  std::string password;
+  // A watch that shows neither an event nor a progress notification for this long is made
+  // again (set etcd's --experimental-watch-progress-notify-interval below it).
+  Duration watch_timeout = std::chrono::seconds(60);
+  bool operator==(const EtcdSourceConfig&) const = default;
+};
+
 struct ClusterConfig {
   static constexpr uint32_t kMaxWeight = EndpointConfig::kMaxWeight;
 
   // Where the endpoints come from: the list below (static), every address of every name
-  // (strict_dns), the first address of the name (logical_dns), or SRV records (dns_srv).
-  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv };
+  // (strict_dns), the first address of the name (logical_dns), SRV records (dns_srv), or a
+  // JSON file watched for changes (file; see discovery/file_source.h).
+  enum class Type { kStatic, kStrictDns, kLogicalDns, kDnsSrv, kFile, kEtcd };
   // What happens to an endpoint whose address left the DNS answer: it takes no new requests
   // either way; kDrain also closes its idle pooled connections at once and its busy ones
   // after their request, kKeep lets them live out their idle or max lifetime, kClose closes
@@ -79,6 +93,8 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;  // static
   std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
   std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
+  std::string file_path;                  // file: the endpoint list
+  EtcdSourceConfig etcd;                  // etcd
   OnAddressChange on_address_change = OnAddressChange::kDrain;
   // logical_dns: how long a connect to one address of the answer may go unanswered before
   // the next address is tried as well (RFC 8305's Connection Attempt Delay).
@@ -103,10 +119,19 @@ struct ClusterConfig {
 };
 
 // The names of ClusterConfig::Type, in its order (the config's values; /config and /clusters).
-inline constexpr const char* kClusterTypeNames[] = {"static", "strict_dns", "logical_dns",
-                                                    "dns_srv"};
-static_assert(std::size(kClusterTypeNames) ==
-              static_cast<size_t>(ClusterConfig::Type::kDnsSrv) + 1);
+inline constexpr const char* kClusterTypeNames[] = {"static",  "strict_dns", "logical_dns",
+                                                    "dns_srv", "file",       "etcd"};
+static_assert(std::size(kClusterTypeNames) == static_cast<size_t>(ClusterConfig::Type::kEtcd) + 1);
+// Whether the cluster's endpoints come from DNS (resolved by discovery::DnsDiscovery).
+constexpr bool is_dns(ClusterConfig::Type t) {
+  return t == ClusterConfig::Type::kStrictDns || t == ClusterConfig::Type::kLogicalDns ||
+         t == ClusterConfig::Type::kDnsSrv;
+}
+// Whether an endpoint source (DNS, a file) lists the endpoints over time, rather than the
+// configuration.
+constexpr bool is_discovered(ClusterConfig::Type t) {
+  return t != ClusterConfig::Type::kStatic;
+}
 constexpr const char* to_string(ClusterConfig::Type t) {
   return kClusterTypeNames[static_cast<size_t>(t)];
 }
@@ -193,7 +218,7 @@ class Cluster {
   // The name TLS connections send and check when `tls.sni` does not give one.
   std::string tls_host() const;
   ClusterStats& stats() { return stats_; }
-  // The endpoint table (it only grows: an endpoint that leaves is flagged kRemoved).
+  // The endpoint table, by slot (health::HealthSnapshot says how slots are reused).
   const EndpointConfig& endpoint(size_t index) const { return (*health_->endpoints)[index]; }
   size_t endpoint_count() const { return health_->endpoints->size(); }
 
@@ -272,6 +297,13 @@ class Cluster {
  private:
   void rebuild_balancer();
   void set_worker_pool_config();
+  // Whether nothing on this worker refers to endpoint `i`: no request or session in flight,
+  // no pooled connection, no waiting request.
+  bool unused(size_t i) const;
+  // Releases (ClusterShared::release) every removed endpoint this worker no longer uses, and
+  // looks again later while some are still in use.
+  void release_departed();
+  static constexpr Duration kReleaseRecheck = std::chrono::milliseconds(200);
 
   event::Loop& loop_;
   std::shared_ptr<const ClusterConfig> config_;
@@ -280,6 +312,10 @@ class Cluster {
   health::OutcomeSink* sink_;
   std::shared_ptr<const health::HealthSnapshot> health_;
   std::vector<uint32_t> active_;
+  // By slot: the removal this worker last released (HealthSnapshot::removals).
+  std::vector<uint32_t> released_;
+  // By slot: 1 + the loop iteration in which a removed endpoint was first seen unused (0: not).
+  std::vector<uint64_t> quiet_since_;
   uint32_t workers_;
   uint64_t lb_seed_;
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
@@ -292,6 +328,7 @@ class Cluster {
   std::vector<std::unique_ptr<pool::Http2Pool>> retired_http2_pools_;
   std::vector<std::pair<const void*, std::function<void(size_t, bool)>>> close_listeners_;
   ClusterStats stats_;
+  event::Timer release_timer_;
 };
 
 }  // namespace sluice::upstream

@@ -33,6 +33,10 @@ const char* type_name(ClusterConfig::Type t) {
       return "logical_dns";
     case ClusterConfig::Type::kDnsSrv:
       return "dns_srv";
+    case ClusterConfig::Type::kFile:
+      return "file";
+    case ClusterConfig::Type::kEtcd:
+      return "etcd";
   }
   return "?";
 }
@@ -198,9 +202,9 @@ ConfigIssues ClusterConfig::validate() const {
                         to_string(protocol)));
   }
 
-  bool dns = type != Type::kStatic;
-  if (!dns && on_address_change != defaults.on_address_change) {
-    c.error("on_address_change", "only for type: strict_dns, logical_dns or dns_srv");
+  bool dns = is_dns(type);
+  if (!is_discovered(type) && on_address_change != defaults.on_address_change) {
+    c.error("on_address_change", "only for type: strict_dns, logical_dns, dns_srv or file");
   }
   if (!dns && dns_failure_refresh != defaults.dns_failure_refresh) {
     c.error("dns_failure_refresh", "only for type: strict_dns, logical_dns or dns_srv");
@@ -226,6 +230,28 @@ ConfigIssues ClusterConfig::validate() const {
     return c.take();
   }
   if (!srv_name.empty()) c.error("srv_name", "only for type: dns_srv");
+  if (type == Type::kFile) {
+    if (file_path.empty()) c.missing("file.path");
+    if (!endpoints.empty() || !dns_targets.empty()) {
+      c.error("endpoints", "not with type: file (the file lists the endpoints)");
+    }
+    return c.take();
+  }
+  if (!file_path.empty()) c.error("file", "only for type: file");
+  if (type == Type::kEtcd) {
+    if (etcd.endpoints.empty()) c.missing("etcd.endpoints");
+    if (etcd.prefix.empty()) c.missing("etcd.prefix");
+    if (etcd.username.empty() != etcd.password.empty()) {
+      c.error("etcd", "username and password go together");
+    }
+    c.check_duration("etcd.watch_timeout", etcd.watch_timeout, std::chrono::seconds(1),
+                     std::chrono::hours(1));
+    if (!endpoints.empty() || !dns_targets.empty()) {
+      c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");
+    }
+    return c.take();
+  }
+  if (!(etcd == EtcdSourceConfig{})) c.error("etcd", "only for type: etcd");
   if (dns && !endpoints.empty()) {
     c.error("endpoints",
             fmt::format("type: {} takes names (dns_targets), not addresses", type_name(type)));

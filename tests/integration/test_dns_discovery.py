@@ -338,13 +338,13 @@ def config_error_cases():
         ("on_address_change_on_static",
          with_cluster(STATIC_TAIL.split("\n", 1)[1].replace("    type: static\n",
                                                             "    type: static\n    on_address_change: keep\n")),
-         ("keep", None), "clusters[0].on_address_change", "only for type: strict_dns, logical_dns or dns_srv"),
+         ("keep", None), "clusters[0].on_address_change", "only for type: strict_dns, logical_dns, dns_srv or file"),
         ("on_address_change_bad",
          BASE.replace("    type: strict_dns\n", "    type: strict_dns\n    on_address_change: maybe\n"),
          ("maybe", None), "clusters[0].on_address_change", "expected one of: drain, keep, close, got 'maybe'"),
         ("cluster_type_bad",
          BASE.replace("    type: strict_dns\n", "    type: dns\n"),
-         ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, got 'dns'"),
+         ("dns\n", "type:"), "clusters[0].type", "expected one of: static, strict_dns, logical_dns, dns_srv, file, etcd, got 'dns'"),
     ]
 
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,14 +101,21 @@ enum EndpointFlag : uint8_t {
   kEjected = 2,
   kDraining = 4,
   kRemoved = 8,  // discovery no longer lists it; not counted as part of the cluster
+  // Removed, and no worker refers to it any more: the slot waits for the next new endpoint.
+  kFree = 16,
 };
 
 struct HealthSnapshot {
-  // The cluster's endpoint table. It only grows, so an index names the same endpoint for
-  // the life of the process; endpoints that leave are flagged kRemoved (and come back
-  // under the same index).
+  // The cluster's endpoint table, by slot. An endpoint that leaves is flagged kRemoved and
+  // keeps its slot (and comes back to it) while any worker still refers to it: requests in
+  // flight, pooled connections, TCP or UDP sessions. Once every worker has released it
+  // (ClusterShared::release), the slot is flagged kFree and a new endpoint may take it, so
+  // the table follows any amount of churn with as many slots as endpoints live at once.
   std::shared_ptr<const std::vector<EndpointConfig>> endpoints;
   std::vector<uint8_t> flags;  // EndpointFlag bits, by endpoint index
+  // By slot: how many times the slot's endpoint was removed. A worker's release names the
+  // removal it saw, so a release that crosses a return and a new removal counts for nothing.
+  std::vector<uint32_t> removals;
   // Too few endpoints are healthy: balance over all that are not draining.
   bool panic = false;
 };
@@ -122,8 +130,12 @@ enum class Outcome : uint8_t {
 // touches it only for the circuit breakers that are configured, and reads the streak flags
 // only after a success.
 struct ClusterShared {
-  // Discovery may grow the endpoint table up to this size.
+  // Discovery may grow the endpoint table up to this size (endpoints listed at once, plus
+  // departed ones some worker still uses).
   static constexpr size_t kMaxEndpoints = 4096;
+  // Set by the health manager; any thread. A worker no longer refers to the removed endpoint
+  // in `slot` (removal number `removal` of that slot): its pools are gone, nothing in flight.
+  std::function<void(size_t slot, uint32_t removal)> release;
   ClusterShared() : streak(std::make_unique<std::atomic<bool>[]>(kMaxEndpoints)) {}
   std::atomic<uint32_t> active_requests{0};
   std::atomic<uint32_t> active_retries{0};

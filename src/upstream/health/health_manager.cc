@@ -32,6 +32,9 @@ size_t HealthManager::add_cluster(std::shared_ptr<const ClusterConfig> config,
   HealthSnapshot initial = initial_health(*c->config);
   c->panic = initial.panic;
   c->last = std::make_shared<const HealthSnapshot>(initial);
+  c->shared->release = [this, ci](size_t slot, uint32_t removal) {
+    loop_.post([this, ci, slot, removal] { on_release(ci, slot, removal); });
+  };
   clusters_.push_back(std::move(c));
   for (const auto& e : clusters_.back()->config->endpoints) add_endpoint(ci, e);
   for (uint8_t f : initial.flags) clusters_.back()->usable += (f == 0);
@@ -204,13 +207,27 @@ std::unique_ptr<HealthChecker> HealthManager::make_checker(size_t ci, size_t ei)
   return checker;
 }
 
-void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
+size_t HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
   ClusterState& c = *clusters_[ci];
   const ClusterConfig& cfg = *c.config;
-  size_t ei = c.table.size();
-  c.table.push_back(endpoint);
-  c.endpoints.emplace_back();
-  Endpoint& e = c.endpoints.back();
+  size_t ei = 0;
+  while (ei < c.endpoints.size() && !c.endpoints[ei].free) ++ei;
+  if (ei == c.endpoints.size()) {
+    c.table.push_back(endpoint);
+    c.endpoints.emplace_back();
+  } else {
+    // A slot every worker released: nothing anywhere still names its last endpoint.
+    uint32_t removals = c.endpoints[ei].removals;
+    c.table[ei] = endpoint;
+    c.endpoints[ei] = Endpoint{};
+    c.endpoints[ei].removals = removals;
+    c.shared->streak[ei].store(false, std::memory_order_relaxed);
+    if (c.shared->requests) {
+      c.shared->requests[ei].store(0, std::memory_order_relaxed);
+      c.shared->failures[ei].store(0, std::memory_order_relaxed);
+    }
+  }
+  Endpoint& e = c.endpoints[ei];
   e.failed_check = cfg.health_check.type != HealthCheckConfig::Type::kNone &&
                    !cfg.health_check.initially_healthy;
   if (cfg.health_check.type != HealthCheckConfig::Type::kNone) {
@@ -221,6 +238,38 @@ void HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
     e.return_timer =
         std::make_unique<event::Timer>(loop_.timers(), [this, ci, ei] { end_ejection(ci, ei); });
   }
+  return ei;
+}
+
+void HealthManager::mark_removed(ClusterState& c, size_t ei) {
+  Endpoint& e = c.endpoints[ei];
+  e.removed = true;
+  ++e.removals;
+  e.releases = 0;
+  if (e.checker) e.checker->stop();
+}
+
+void HealthManager::on_release(size_t ci, size_t ei, uint32_t removal) {
+  ClusterState& c = *clusters_[ci];
+  if (ei >= c.endpoints.size()) return;
+  Endpoint& e = c.endpoints[ei];
+  // A release of an earlier removal (the endpoint came back since) counts for nothing.
+  if (!e.removed || e.free || e.removals != removal) return;
+  if (++e.releases < workers_) return;
+  e.free = true;
+  e.checker.reset();
+  e.return_timer.reset();
+  e.ejected = false;
+  e.draining = false;
+  ++stats_.slots_reclaimed;
+  LOG_DEBUG("cluster {}: slot {} of endpoint {} is free", c.config->name, ei,
+            c.table[ei].address.to_string());
+  // Free slots at the end leave the table: its size follows the endpoints in use.
+  while (!c.endpoints.empty() && c.endpoints.back().free) {
+    c.endpoints.pop_back();
+    c.table.pop_back();
+  }
+  publish(ci);
 }
 
 namespace {
@@ -282,36 +331,42 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
     publish(ci);
     return true;
   }
+  // The slot of each address the table holds (free slots hold none).
+  auto slot_of = [&c](const net::Address& a) -> std::optional<size_t> {
+    for (size_t ei = 0; ei < c.table.size(); ++ei) {
+      if (!c.endpoints[ei].free && c.table[ei].address == a) return ei;
+    }
+    return std::nullopt;
+  };
   size_t added = 0;
-  for (const auto& ep : endpoints) {
-    bool known = std::any_of(c.table.begin(), c.table.end(),
-                             [&](const EndpointConfig& t) { return t.address == ep.address; });
-    added += !known;
-  }
-  if (c.table.size() + added > ClusterShared::kMaxEndpoints) {
+  size_t free_slots = 0;
+  for (const auto& e : c.endpoints) free_slots += e.free;
+  for (const auto& ep : endpoints) added += !slot_of(ep.address);
+  if (c.table.size() - free_slots + added > ClusterShared::kMaxEndpoints) {
+    ++stats_.endpoint_sets_refused;
     LOG_ERROR(
-        "cluster {}: discovery would grow the cluster past {} endpoints; keeping the "
-        "current set",
-        c.config->name, ClusterShared::kMaxEndpoints);
+        "cluster {}: discovery lists {} new endpoints, and {} slots of {} are in use (listed, "
+        "or departed with connections or requests left); keeping the current set",
+        c.config->name, added, c.table.size() - free_slots, ClusterShared::kMaxEndpoints);
     return false;
   }
   bool changed = false;
   std::vector<bool> listed(c.table.size(), false);
   for (const auto& ep : endpoints) {
-    auto it = std::find_if(c.table.begin(), c.table.end(),
-                           [&](const EndpointConfig& t) { return t.address == ep.address; });
-    if (it == c.table.end()) {
-      add_endpoint(ci, ep);
-      listed.push_back(true);
+    std::optional<size_t> slot = slot_of(ep.address);
+    if (!slot) {
+      size_t ei = add_endpoint(ci, ep);
+      listed.resize(c.table.size(), false);
+      listed[ei] = true;
       changed = true;
       LOG_INFO("cluster {}: endpoint {} added (weight {})", c.config->name, ep.address.to_string(),
                ep.weight);
       continue;
     }
-    size_t ei = static_cast<size_t>(it - c.table.begin());
+    size_t ei = *slot;
     listed[ei] = true;
-    if (it->weight != ep.weight) {
-      it->weight = ep.weight;
+    if (c.table[ei].weight != ep.weight) {
+      c.table[ei].weight = ep.weight;
       changed = true;
     }
 
@@ -330,8 +385,7 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
   }
   for (size_t ei = 0; ei < c.table.size(); ++ei) {
     if (listed[ei] || c.endpoints[ei].removed) continue;
-    c.endpoints[ei].removed = true;
-    if (c.endpoints[ei].checker) c.endpoints[ei].checker->stop();
+    mark_removed(c, ei);
     changed = true;
     LOG_INFO("cluster {}: endpoint {} left the answer: {}", c.config->name,
              c.table[ei].address.to_string(),
@@ -351,7 +405,8 @@ std::optional<std::pair<size_t, size_t>> HealthManager::find_endpoint(
     const ClusterState& c = *clusters_[ci];
     if (c.retired || c.config->name != cluster) continue;
     for (size_t ei = 0; ei < c.table.size(); ++ei) {
-      if (c.table[ei].address.to_string() == address) return std::make_pair(ci, ei);
+      if (!c.endpoints[ei].free && c.table[ei].address.to_string() == address)
+        return std::make_pair(ci, ei);
     }
   }
   return std::nullopt;
@@ -621,14 +676,16 @@ void HealthManager::publish(size_t cluster) {
   auto snapshot = std::make_shared<HealthSnapshot>();
   snapshot->endpoints = std::make_shared<const std::vector<EndpointConfig>>(c.table);
   snapshot->flags.reserve(c.endpoints.size());
+  snapshot->removals.reserve(c.endpoints.size());
   size_t usable = 0;
   c.members = 0;
   for (const auto& e : c.endpoints) {
     uint8_t f = (e.failed_check ? kFailedActiveCheck : 0) | (e.ejected ? kEjected : 0) |
-                (e.draining ? kDraining : 0) | (e.removed ? kRemoved : 0);
+                (e.draining ? kDraining : 0) | (e.removed ? kRemoved : 0) | (e.free ? kFree : 0);
     usable += (f == 0);
     c.members += !e.removed;
     snapshot->flags.push_back(f);
+    snapshot->removals.push_back(e.removals);
   }
   snapshot->panic = below_panic_threshold(*snapshot, c.config->panic_threshold);
   c.usable = usable;

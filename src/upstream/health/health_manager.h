@@ -33,7 +33,14 @@ namespace sluice::upstream::health {
   COUNTER(active_check_failures, "sluice_health_check_failures_total", "", "failed checks",        \
           "Active health checks that failed.")                                                     \
   COUNTER(panic_entered, "sluice_health_panic_entered_total", "", "panic mode entered",            \
-          "Times a cluster entered panic mode.")
+          "Times a cluster entered panic mode.")                                                   \
+  COUNTER(endpoint_sets_refused, "sluice_health_endpoint_sets_refused_total", "",                  \
+          "endpoint sets refused (table full)",                                                    \
+          "Endpoint sets from discovery not applied because the cluster's endpoint table would "   \
+          "need more slots than it may have.")                                                     \
+  COUNTER(slots_reclaimed, "sluice_health_endpoint_slots_reclaimed_total", "",                     \
+          "endpoint slots reclaimed",                                                              \
+          "Slots of departed endpoints freed for new ones once no worker used them.")
 // clang-format on
 
 struct HealthStats {
@@ -92,9 +99,15 @@ class HealthManager final : public OutcomeSink {
   // it again.
   void set_draining(size_t cluster, size_t endpoint, bool draining);
   // Loop thread: discovery's new endpoint set for the cluster. New addresses join (checked
-  // first when active checks are on), missing ones are flagged kRemoved, returning ones
-  // lose the flag. Returns false (and changes nothing) past ClusterShared::kMaxEndpoints.
+  // first when active checks are on) in a free slot or a new one, missing ones are flagged
+  // kRemoved, returning ones lose the flag. Returns false (and changes nothing) when the
+  // table would need more than ClusterShared::kMaxEndpoints slots.
   bool set_endpoints(size_t cluster, const std::vector<EndpointConfig>& endpoints);
+  // How many workers must release a removed endpoint before its slot is free (default 1).
+  void set_worker_count(size_t workers) { workers_ = workers; }
+  // Slots in the cluster's endpoint table (listed, removed but still in use, and free ones
+  // below the highest slot in use).
+  size_t table_size(size_t cluster) const { return clusters_[cluster]->table.size(); }
   // What an operator or outlier detection decided about one endpoint, for a binary upgrade's
   // new process (active check results are not kept: its own first round decides them).
   struct EndpointState {
@@ -143,6 +156,9 @@ class HealthManager final : public OutcomeSink {
     std::unique_ptr<event::Timer> return_timer;
     bool draining = false;
     bool removed = false;
+    bool free = false;      // removed and released by every worker: the slot is unused
+    uint32_t removals = 0;  // times removed (the removal workers release)
+    size_t releases = 0;    // workers that released the current removal
   };
   struct ClusterState {
     std::shared_ptr<const ClusterConfig> config;
@@ -162,7 +178,11 @@ class HealthManager final : public OutcomeSink {
   std::unique_ptr<HealthChecker> make_checker(size_t cluster, size_t endpoint);
   // Outlier detection's timers and counters, when the cluster has it.
   void prepare_outlier(size_t cluster);
-  void add_endpoint(size_t cluster, const EndpointConfig& endpoint);
+  // Puts `endpoint` in a free slot, or a new one; returns the slot.
+  size_t add_endpoint(size_t cluster, const EndpointConfig& endpoint);
+  void mark_removed(ClusterState& c, size_t endpoint);
+  // A worker released removal `removal` of the slot (posted by ClusterShared::release).
+  void on_release(size_t cluster, size_t endpoint, uint32_t removal);
   void on_outcome(size_t cluster, size_t endpoint, Outcome outcome);
   void on_check(size_t cluster, size_t endpoint, bool passed, const std::string& detail);
   void eject(size_t cluster, size_t endpoint, const std::string& why);
@@ -183,6 +203,7 @@ class HealthManager final : public OutcomeSink {
   std::function<void()> on_first_round_;
   event::Timer first_round_timer_;
   bool started_ = false;
+  size_t workers_ = 1;
   HealthStats stats_;
 };
 

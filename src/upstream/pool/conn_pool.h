@@ -307,6 +307,8 @@ class ConnPool {
   }
   const net::Address& endpoint() const { return endpoint_; }
   event::Loop& loop() { return loop_; }
+  // No connection (in any state) and no request waiting for one.
+  bool empty() const { return connections_.empty() && queue_.empty(); }
 
  private:
   friend class PooledConnection;

@@ -141,6 +141,8 @@ class Http2Pool {
   ConnPool& transport() { return transport_; }
   event::Loop& loop() { return transport_.loop(); }
   size_t connections() const { return connections_.size(); }
+  // No connection and no request waiting for a stream.
+  bool empty() const { return connections_.empty() && queue_.empty(); }
 
  private:
   friend class Http2Connection;

@@ -47,6 +47,7 @@ const std::string kStun = "listener=\"stun_in\"";
 const std::string kRoute = "listener=\"web\",route=\"all/0\"";
 const std::string kCluster = "cluster=\"app\"";
 const std::string kEndpoint = "cluster=\"app\",endpoint=\"127.0.0.1:8080\"";
+const std::string kSource = "cluster=\"app\",source=\"file\"";
 
 // Every struct of the registry. A new stats struct belongs here (and in render_prometheus).
 std::vector<Component> registry() {
@@ -63,6 +64,7 @@ std::vector<Component> registry() {
       component<upstream::pool::PoolStats>("pool", kEndpoint),
       component<EndpointLoadGauges>("endpoint load", kEndpoint),
       component<upstream::health::HealthStats>("health", ""),
+      component<upstream::SourceStats>("endpoint source", kSource),
       component<ProcessGauges>("process", ""),
       component<dns::ResolverStats>("dns", ""),
       component<event::LoopStats>("worker loop", "worker=\"1\""),
@@ -183,6 +185,13 @@ class MetricsTest : public ::testing::Test {
     bgp::PrefixStats prefix;
     fill(prefix, 30);
     in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
+    MetricsInput::Source source{"file", "/etc/sluice/app.json", upstream::SourceState::kSynced, {}};
+    source.stats.set_state(upstream::SourceState::kSynced);
+    source.stats.endpoints = 3;
+    source.stats.updates = 4;
+    source.stats.failures = 5;
+    source.stats.invalid_entries = 6;
+    in_.sources["app"] = source;
   }
 
   event::Loop loop_;
@@ -255,6 +264,13 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_endpoint_usable", kEndpoint)], "1");
   EXPECT_EQ(p.samples[key("sluice_endpoint_state", kEndpoint + ",state=\"ejected\"")], "0");
   EXPECT_EQ(p.samples[key("sluice_cluster_panic", kCluster)], "0");
+  EXPECT_EQ(p.samples[key("sluice_cluster_endpoint_slots", kCluster)], "1");
+  EXPECT_EQ(p.samples[key("sluice_discovery_source_state", kSource + ",state=\"synced\"")], "1");
+  EXPECT_EQ(p.samples[key("sluice_discovery_source_state", kSource + ",state=\"stale\"")], "0");
+  EXPECT_EQ(p.samples[key("sluice_discovery_endpoints", kSource)], "3");
+  EXPECT_EQ(p.samples[key("sluice_discovery_updates_total", kSource)], "4");
+  EXPECT_EQ(p.samples[key("sluice_discovery_failures_total", kSource)], "5");
+  EXPECT_EQ(p.samples[key("sluice_discovery_invalid_entries_total", kSource)], "6");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
   // The speaker's levels and counters, as it reports them (uptime in seconds).
   EXPECT_EQ(p.samples["sluice_bgp_peer_state{peer=\"192.0.2.2:179\"}"], "20");
@@ -565,7 +581,7 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "connects refused 4, no endpoint reachable 0, ports exhausted 0, quick ACKs 0, delayed-ACK "
       "stalls 0",
       "health: ejections 0, ejections refused (max_ejection_percent) 0, failed checks 0, panic "
-      "mode entered 0",
+      "mode entered 0, endpoint sets refused (table full) 0, endpoint slots reclaimed 0",
       "bgp peer 192.0.2.2:179: established 1, updates sent 3, updates received 0, notifications "
       "sent 0, notifications received 0",
       "bgp prefix 198.51.100.1/32: transitions 2",

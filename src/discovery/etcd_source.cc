@@ -1,0 +1,400 @@
+#include "discovery/etcd_source.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "discovery/endpoint_json.h"
+
+namespace sluice::discovery {
+
+namespace {
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string b64_encode(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += kB64[(v >> s) & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += kB64[(v >> 18) & 63];
+    out += kB64[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += kB64[(v >> 18) & 63];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+// Decodes standard base64 (as the gateway writes bytes fields); nullopt when it is not.
+std::optional<std::string> b64_decode(std::string_view in) {
+  std::string out;
+  uint32_t v = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    const char* p = std::find(kB64, kB64 + 64, c);
+    if (p == kB64 + 64) return std::nullopt;
+    v = (v << 6) | static_cast<uint32_t>(p - kB64);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((v >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+// The end of the range of every key with `prefix` (etcd's "prefix end": the prefix with its
+// last byte below 0xff incremented, the rest dropped).
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(prefix.back());
+    if (last < 0xff) {
+      ++last;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+// int64 fields come as JSON strings from the gateway (proto3 JSON mapping).
+int64_t int_field(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end()) return 0;
+  if (it->is_string()) {
+    try {
+      return std::stoll(it->get<std::string>());
+    } catch (...) {
+      return 0;
+    }
+  }
+  return it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+std::string string_field(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+bool is_auth_error(std::string_view text) {
+  return text.find("invalid auth token") != std::string_view::npos ||
+         text.find("user name is empty") != std::string_view::npos;
+}
+
+}  // namespace
+
+EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
+                       const upstream::EtcdSourceConfig& config, OnUpdate on_update)
+    : loop_(loop),
+      cluster_(std::move(cluster)),
+      config_(config),
+      on_update_(std::move(on_update)),
+      key_b64_(b64_encode(config.prefix)),
+      range_end_b64_(b64_encode(prefix_end(config.prefix))),
+      retry_timer_(loop.timers(), [this] { retry_now(); }),
+      watch_timer_(loop.timers(),
+                   [this] {
+                     if (call_ == Call::kWatch) {
+                       return fail(fmt::format("no event or progress notification for {}",
+                                               format_duration(config_.watch_timeout)));
+                     }
+                     bool with_token = call_ != Call::kAuth && !token_.empty();
+                     if (with_token) token_.clear();
+                     fail(fmt::format("no answer in {}{}", format_duration(kCallTimeout),
+                                      with_token ? "; authenticating again" : ""));
+                   }),
+      batch_timer_(loop.timers(), [this] { apply(true); }) {
+  set_state(upstream::SourceState::kStarting);
+}
+
+EtcdSource::~EtcdSource() {
+  stop();
+}
+
+std::string EtcdSource::target() const {
+  std::string s;
+  for (const auto& e : config_.endpoints) {
+    if (!s.empty()) s += ',';
+    s += e.to_string();
+  }
+  s += ' ';
+  s += config_.prefix;
+  return s;
+}
+
+void EtcdSource::set_state(upstream::SourceState s) {
+  state_ = s;
+  stats_.set_state(s);
+}
+
+void EtcdSource::start() {
+  stopped_ = false;
+  retry_now();
+}
+
+void EtcdSource::stop() {
+  stopped_ = true;
+  retry_timer_.cancel();
+  watch_timer_.cancel();
+  batch_timer_.cancel();
+  if (http_) {
+    http_->cancel();
+    loop_.defer_delete(std::move(http_));
+  }
+}
+
+void EtcdSource::retry_now() {
+  if (stopped_) return;
+  if (!config_.username.empty() && token_.empty()) return authenticate();
+  // With a revision in hand the watch resumes from it; a first start (or a compaction)
+  // reads the whole prefix first.
+  if (revision_ == 0) return range();
+  watch();
+}
+
+std::string EtcdSource::auth_header() const {
+  return token_.empty() ? std::string() : "Authorization: " + token_ + "\r\n";
+}
+
+void EtcdSource::begin(Call call, const std::string& path, const std::string& body) {
+  if (http_) {
+    http_->cancel();
+    loop_.defer_delete(std::move(http_));
+  }
+  call_ = call;
+  status_ = 0;
+  body_.clear();
+  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this));
+  watch_timer_.arm_at(loop_.now() + (call == Call::kWatch ? config_.watch_timeout : kCallTimeout));
+  http_->post(config_.endpoints[endpoint_], path, body, auth_header());
+}
+
+void EtcdSource::authenticate() {
+  nlohmann::json req = {{"name", config_.username}, {"password", config_.password}};
+  begin(Call::kAuth, "/v3/auth/authenticate", req.dump());
+}
+
+void EtcdSource::range() {
+  nlohmann::json req = {{"key", key_b64_}, {"range_end", range_end_b64_}};
+  begin(Call::kRange, "/v3/kv/range", req.dump());
+}
+
+void EtcdSource::watch() {
+  nlohmann::json req = {{"create_request",
+                         {{"key", key_b64_},
+                          {"range_end", range_end_b64_},
+                          {"start_revision", std::to_string(revision_ + 1)},
+                          {"progress_notify", true}}}};
+  begin(Call::kWatch, "/v3/watch", req.dump());
+}
+
+void EtcdSource::on_call_status(int status) {
+  status_ = status;
+}
+
+void EtcdSource::on_call_body(std::string_view data) {
+  if (call_ != Call::kWatch) {
+    if (body_.size() + data.size() > kMaxAnswer) {
+      return fail(fmt::format("an answer larger than {} bytes", kMaxAnswer));
+    }
+    body_.append(data);
+    return;
+  }
+  // The gateway streams one JSON message per line.
+  body_.append(data);
+  size_t start = 0;
+  for (size_t nl; (nl = body_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string line = body_.substr(start, nl - start);
+    if (!line.empty()) on_watch_message(line);
+    if (call_ != Call::kWatch) return;  // the message ended the watch
+  }
+  body_.erase(0, start);
+  if (body_.size() > kMaxAnswer) fail("a watch message larger than the limit");
+}
+
+void EtcdSource::on_call_done(const std::string& error) {
+  Call call = call_;
+  call_ = Call::kNone;
+  if (stopped_) return;
+  watch_timer_.cancel();
+  if (!error.empty()) return fail(error);
+  if (call == Call::kWatch) return fail("the watch ended");
+  if (status_ == 401 || (status_ != 200 && is_auth_error(body_))) {
+    if (!config_.username.empty() && !token_retried_ && call != Call::kAuth) {
+      // The token expired or the member restarted: a new one, and the call again.
+      LOG_INFO("cluster {}: etcd auth token refused; authenticating again", cluster_);
+      token_.clear();
+      token_retried_ = true;
+      return retry_now();
+    }
+    return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
+  }
+  if (status_ != 200) return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
+  auto j = nlohmann::json::parse(body_, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("an answer that is not JSON");
+  if (call == Call::kAuth) {
+    token_ = string_field(j, "token");
+    if (token_.empty()) return fail("authenticate answered no token");
+    return retry_now();
+  }
+  // kRange: the whole prefix at one revision.
+  token_retried_ = false;
+  std::map<std::string, std::string> kvs;
+  if (auto it = j.find("kvs"); it != j.end() && it->is_array()) {
+    for (const auto& kv : *it) {
+      auto key = b64_decode(string_field(kv, "key"));
+      auto value = b64_decode(string_field(kv, "value"));
+      if (!key || !value) continue;
+      kvs[*key] = *value;
+    }
+  }
+  int64_t revision = j.contains("header") ? int_field(j["header"], "revision") : 0;
+  if (revision <= 0) return fail("a range answer without a revision");
+  kvs_ = std::move(kvs);
+  revision_ = revision;
+  stats_.revision = static_cast<uint64_t>(revision);
+  apply(true);
+  watch();
+}
+
+void EtcdSource::on_watch_message(const std::string& line) {
+  auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("a watch message that is not JSON");
+  if (auto e = j.find("error"); e != j.end()) {
+    std::string what = e->dump();
+    if (is_auth_error(what) && !config_.username.empty()) {
+      token_.clear();
+      return fail("auth token refused on the watch");
+    }
+    return fail("watch error " + what.substr(0, 200));
+  }
+  auto r = j.find("result");
+  if (r == j.end() || !r->is_object()) return;
+  watch_timer_.arm_at(loop_.now() + config_.watch_timeout);
+  int64_t compacted = int_field(*r, "compact_revision");
+  if (compacted > 0) {
+    // The revision to resume from is gone: read everything again and apply the difference.
+    LOG_WARN("cluster {}: etcd compacted past revision {} (to {}); reading {} again", cluster_,
+             revision_, compacted, config_.prefix);
+    revision_ = 0;
+    return fail("compacted");
+  }
+  if (r->value("canceled", false)) {
+    std::string reason = string_field(*r, "cancel_reason");
+    if (is_auth_error(reason)) token_.clear();
+    return fail("watch canceled: " + reason);
+  }
+  bool first_message = r->value("created", false);
+  if (first_message || state_ != upstream::SourceState::kSynced) {
+    if (!last_failure_.empty()) {
+      LOG_INFO("cluster {}: etcd watch resumed from revision {} on {}", cluster_, revision_ + 1,
+               config_.endpoints[endpoint_].to_string());
+      last_failure_.clear();
+    }
+    backoff_ = kMinBackoff;
+    token_retried_ = false;
+    set_state(upstream::SourceState::kSynced);
+  }
+  auto events = r->find("events");
+  if (events == r->end() || !events->is_array() || events->empty()) {
+    // A progress notification: every event up to the header's revision has come.
+    if (!first_message && r->contains("header")) {
+      revision_ = std::max(revision_, int_field((*r)["header"], "revision"));
+      stats_.revision = static_cast<uint64_t>(revision_);
+    }
+    return;
+  }
+  for (const auto& ev : *events) {
+    const auto& kv = ev.value("kv", nlohmann::json::object());
+    auto key = b64_decode(string_field(kv, "key"));
+    if (!key) continue;
+    if (string_field(ev, "type") == "DELETE") {
+      kvs_.erase(*key);
+    } else {
+      kvs_[*key] = b64_decode(string_field(kv, "value")).value_or("");
+    }
+    revision_ = std::max(revision_, int_field(kv, "mod_revision"));
+  }
+  stats_.revision = static_cast<uint64_t>(revision_);
+  apply(false);
+}
+
+void EtcdSource::apply(bool now) {
+  if (!now) {
+    if (!batch_timer_.armed()) batch_timer_.arm_at(loop_.now() + kBatchWindow);
+    return;
+  }
+  batch_timer_.cancel();
+  std::vector<upstream::EndpointConfig> endpoints;
+  std::vector<std::string> seen;
+  for (const auto& [key, value] : kvs_) {
+    if (key.compare(0, config_.prefix.size(), config_.prefix) != 0) {
+      LOG_WARN("cluster {}: etcd key {} is outside {}; skipped", cluster_, key.substr(0, 200),
+               config_.prefix);
+      ++stats_.invalid_entries;
+      continue;
+    }
+    auto e = parse_endpoint_json(value);
+    if (!e) {
+      LOG_WARN("cluster {}: etcd key {}: {}; skipped", cluster_, key.substr(0, 200),
+               e.status().message());
+      ++stats_.invalid_entries;
+      continue;
+    }
+    std::string a = e->address.to_string();
+    if (std::find(seen.begin(), seen.end(), a) != seen.end()) {
+      LOG_WARN("cluster {}: etcd key {}: {} is listed under another key; skipped", cluster_,
+               key.substr(0, 200), a);
+      ++stats_.invalid_entries;
+      continue;
+    }
+    seen.push_back(a);
+    endpoints.push_back(std::move(*e));
+  }
+  ++stats_.updates;
+  stats_.endpoints = endpoints.size();
+  synced_once_ = true;
+  set_state(upstream::SourceState::kSynced);
+  on_update_(std::move(endpoints));
+}
+
+void EtcdSource::fail(const std::string& why) {
+  if (stopped_) return;
+  watch_timer_.cancel();
+  if (http_) {
+    http_->cancel();
+    loop_.defer_delete(std::move(http_));
+  }
+  call_ = Call::kNone;
+  ++stats_.failures;
+  ++stats_.reconnects;
+  std::string where = config_.endpoints[endpoint_].to_string();
+  if (why != last_failure_) {
+    if (synced_once_) {
+      LOG_WARN("cluster {}: etcd {}: {}; keeping the last {} endpoints, trying again", cluster_,
+               where, why, stats_.endpoints);
+    } else {
+      LOG_ERROR("cluster {}: etcd {}: {}; no endpoints yet, trying again", cluster_, where, why);
+    }
+    last_failure_ = why;
+  }
+  set_state(upstream::SourceState::kStale);
+  endpoint_ = (endpoint_ + 1) % config_.endpoints.size();
+  retry_timer_.arm_at(loop_.now() + backoff_);
+  backoff_ = std::min<Duration>(backoff_ * 2, kMaxBackoff);
+}
+
+}  // namespace sluice::discovery

@@ -1,0 +1,98 @@
+// EtcdSource: a cluster's endpoints as the values of the keys under a prefix in etcd v3,
+// read and watched through etcd's JSON gateway (POST /v3/kv/range, /v3/watch,
+// /v3/auth/authenticate) with sluice's own non-blocking HTTP client on the main loop: no
+// client library, no thread. docs/discovery.md has the key schema.
+//
+// States: kStarting until the first range read; then a watch from the read's revision + 1,
+// with progress notifications asked for. Every event or notification moves the revision on;
+// a watch that shows neither for `watch_timeout` is taken as dead and made again. When a
+// call fails (connect, reset, error answer) the next etcd endpoint is tried after a backoff
+// (100 ms doubling to 5 s), and the watch resumes from the last revision seen, so no update
+// is lost; a resume the server has compacted past re-reads the whole prefix and applies the
+// difference. An invalid or expired auth token is renewed (authenticate) and the call made
+// again. While etcd cannot be reached the last good set stays (kStale): a partition never
+// empties a pool. Changes within kBatchWindow are applied as one set. Main thread only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "discovery/endpoint_source.h"
+#include "discovery/http_call.h"
+#include "event/loop.h"
+#include "event/timer.h"
+#include "upstream/cluster.h"
+
+namespace sluice::discovery {
+
+class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
+ public:
+  static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);
+  static constexpr Duration kMinBackoff = std::chrono::milliseconds(100);
+  static constexpr Duration kMaxBackoff = std::chrono::seconds(5);
+  // A range or authenticate answer larger than this fails (and is tried again).
+  static constexpr size_t kMaxAnswer = 64 << 20;
+  // A range or authenticate call unanswered for this long fails. etcd 3.4's gateway does not
+  // answer a call whose token it no longer knows (it retries inside), so a call made with a
+  // token that times out drops the token: the next attempt authenticates first.
+  static constexpr Duration kCallTimeout = std::chrono::seconds(5);
+
+  EtcdSource(event::Loop& loop, std::string cluster, const upstream::EtcdSourceConfig& config,
+             OnUpdate on_update);
+  ~EtcdSource() override;
+
+  void start() override;
+  void stop() override;
+  const char* kind() const override { return "etcd"; }
+  std::string target() const override;
+  upstream::SourceState state() const override { return state_; }
+  const upstream::SourceStats& stats() const override { return stats_; }
+
+ private:
+  enum class Call { kNone, kAuth, kRange, kWatch };
+
+  void authenticate();
+  void range();
+  void watch();
+  void begin(Call call, const std::string& path, const std::string& body);
+  // The call failed: the next endpoint after a backoff.
+  void fail(const std::string& why);
+  void retry_now();
+  void on_watch_message(const std::string& line);
+  void apply(bool now);
+  void set_state(upstream::SourceState s);
+  std::string auth_header() const;
+
+  // HttpCallCallbacks
+  void on_call_status(int status) override;
+  void on_call_body(std::string_view data) override;
+  void on_call_done(const std::string& error) override;
+
+  event::Loop& loop_;
+  std::string cluster_;
+  upstream::EtcdSourceConfig config_;
+  OnUpdate on_update_;
+  std::string key_b64_, range_end_b64_;
+  std::unique_ptr<HttpCall> http_;
+  Call call_ = Call::kNone;
+  int status_ = 0;
+  std::string body_;     // the answer so far (range, authenticate), or the watch's partial line
+  size_t endpoint_ = 0;  // which of config_.endpoints is in use
+  Duration backoff_ = kMinBackoff;
+  std::string token_;
+  bool token_retried_ = false;
+  std::map<std::string, std::string> kvs_;  // key -> value, under the prefix
+  int64_t revision_ = 0;                    // the last revision seen (0: none yet)
+  bool synced_once_ = false;
+  bool stopped_ = true;
+  std::string last_failure_;
+  event::Timer retry_timer_;
+  event::Timer watch_timer_;  // the dead-watch bound, or kCallTimeout for other calls
+  event::Timer batch_timer_;
+  upstream::SourceState state_ = upstream::SourceState::kStarting;
+  upstream::SourceStats stats_;
+};
+
+}  // namespace sluice::discovery

@@ -1,0 +1,54 @@
+// FileSource: a cluster's endpoints listed in a JSON file (discovery/endpoint_json.h says
+// the format), read again whenever it changes. The file's directory is watched with inotify
+// (tls::CertWatcher), so a rewrite in place, an atomic rename over it and a Kubernetes
+// ConfigMap's symlink flip are all seen; changes within kBatchWindow of each other are read
+// as one. Without inotify the file is read every kPollInterval instead.
+// A file that is missing, unreadable or not valid JSON keeps the last good set (kStale,
+// logged once per failure streak); entries that are not endpoints are logged and skipped.
+// Main thread only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "discovery/endpoint_source.h"
+#include "event/loop.h"
+#include "event/timer.h"
+#include "tls/cert_watcher.h"
+
+namespace sluice::discovery {
+
+class FileSource final : public EndpointSource {
+ public:
+  static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);
+  static constexpr Duration kPollInterval = std::chrono::seconds(1);
+  // Larger files are refused (and the last good set kept).
+  static constexpr size_t kMaxFileSize = 64 << 20;
+
+  FileSource(event::Loop& loop, std::string cluster, std::string path, OnUpdate on_update);
+  ~FileSource() override;
+
+  void start() override;
+  void stop() override;
+  const char* kind() const override { return "file"; }
+  std::string target() const override { return path_; }
+  upstream::SourceState state() const override { return state_; }
+  const upstream::SourceStats& stats() const override { return stats_; }
+
+ private:
+  void read();
+  void failed(const std::string& why);
+  void set_state(upstream::SourceState s);
+
+  event::Loop& loop_;
+  std::string cluster_;
+  std::string path_;
+  OnUpdate on_update_;
+  std::unique_ptr<tls::CertWatcher> watcher_;
+  event::Timer poll_timer_;  // only without inotify
+  upstream::SourceState state_ = upstream::SourceState::kStarting;
+  upstream::SourceStats stats_;
+  std::string last_failure_;  // logged once while it repeats
+};
+
+}  // namespace sluice::discovery

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Endpoints from etcd v3 (cluster type: etcd) against a real etcd (Debian's etcd-server)
+started by the test on loopback ports with a data dir of its own.
+
+- keys put, changed and deleted under the prefix: the cluster follows (a weight change moves
+  the split); values that are not endpoints (invalid JSON, a bad address, an enormous value)
+  are logged with their key and skipped, the rest applies; the revision gauge is etcd's;
+- etcd killed: sluice keeps serving the last set (state stale, reconnects counted); etcd
+  restarted and a key put before sluice reconnects: the watch resumes from the last revision
+  and the update is not lost;
+- etcd paused (SIGSTOP) longer than watch_timeout: the silent watch is taken as dead
+  (logged), the last set still serves; resumed, a change made then is followed;
+- etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
+  lists them once etcd answers;
+- compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
+  compacts): the resumed watch hears it was compacted, sluice reads the prefix again and ends
+  with the right set;
+- auth: with a user and password (a role that may only read the prefix) sluice
+  authenticates, follows, and after etcd restarts and compacts reads the prefix again.
+"""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check  # noqa: E402
+import http_util as hu  # noqa: E402
+from test_metrics import scrape  # noqa: E402
+from test_endpoint_drain import start  # noqa: E402
+from test_file_discovery import AnyLoopback, spread, wait_listed, listed  # noqa: E402
+
+PREFIX = "/services/app/"
+
+
+def free_port():
+    s, port = harness.free_port_holder()
+    s.close()
+    return port
+
+
+class Etcd:
+    """One etcd member on 127.0.0.1 (client and peer ports chosen once, kept across restarts)."""
+
+    def __init__(self, client_port=None, start=True):
+        if not shutil.which("etcd"):
+            raise harness.Skip("etcd is not installed (scripts/bootstrap installs etcd-server)")
+        self.dir = tempfile.mkdtemp(prefix="sluice-etcd-")
+        self.client_port, self.peer_port = client_port or free_port(), free_port()
+        self.address = "127.0.0.1:%d" % self.client_port
+        self.proc = None
+        self.token = None
+        harness.register_cleanup(self.kill)
+        if start:
+            self.start()
+
+    def start(self):
+        url = "http://127.0.0.1:%d" % self.client_port
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"],
+            stdout=self.log, stderr=self.log, preexec_fn=harness.die_with_parent)
+        self.token = None
+        ok = harness.wait_until(lambda: self._healthy(), 20, 0.05)
+        if not ok:
+            raise harness.CheckFailed_with("etcd starts", open(os.path.join(self.dir, "etcd.log")).read()[-3000:])
+
+    def _healthy(self):
+        try:
+            self.call("/v3/kv/range", {"key": b64("health")})
+            return True
+        except urllib.error.HTTPError:
+            return True  # it answers (with auth on, a request without a token is refused)
+        except Exception:
+            return False
+
+    def call(self, path, body):
+        req = urllib.request.Request("http://%s%s" % (self.address, path), data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        if self.token:
+            req.add_header("Authorization", self.token)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def put(self, key, value):
+        """Returns the revision of the put."""
+        v = value if isinstance(value, str) else json.dumps(value)
+        return int(self.call("/v3/kv/put", {"key": b64(key), "value": b64(v)})["header"]["revision"])
+
+    def delete(self, key):
+        return int(self.call("/v3/kv/deleterange", {"key": b64(key)})["header"]["revision"])
+
+    def compact(self, revision):
+        self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def etcd_cluster(etcd, **kw):
+    c = {"name": "app", "type": "etcd", "connect_timeout": "1s",
+         "etcd": {"endpoints": [etcd.address], "prefix": PREFIX, "watch_timeout": "5s"}}
+    c["etcd"].update(kw)
+    return c
+
+
+def source(ap):
+    return listed(ap)[1]
+
+
+def case_keys_followed():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b, c = ("127.0.30.%d:%d" % (i, be.port) for i in (1, 2, 3))
+    etcd.put(PREFIX + "a", {"address": a, "weight": 1, "zone": "x"})
+    etcd.put("/services/other/z", {"address": c})  # outside the prefix: not ours
+    sl, ap = start([etcd_cluster(etcd)], workers=2)
+    port = sl.port("web")
+    got = wait_listed(ap, {a: 1})
+    check(got == {a: 1}, "the one key under the prefix is listed", repr(got))
+    check(spread(port, 10) == {"127.0.30.1": 10}, "10 requests go to 127.0.30.1", "")
+
+    mark = sl.line_count()
+    etcd.put(PREFIX + "b", {"address": b, "weight": 3})
+    got = wait_listed(ap, {a: 1, b: 3})
+    check(got == {a: 1, b: 3}, "a key put: both listed, weights 1 and 3", repr(got))
+    s = spread(port, 400)
+    check(s["127.0.30.1"] == 100 and s["127.0.30.2"] == 300, "the split follows 1:3 (%r)" % dict(s), "")
+    etcd.put(PREFIX + "b", {"address": b, "weight": 1})
+    got = wait_listed(ap, {a: 1, b: 1})
+    check(got == {a: 1, b: 1}, "a weight changed: 1 and 1", repr(got))
+    s = spread(port, 400)
+    check(s["127.0.30.1"] == 200 and s["127.0.30.2"] == 200, "the split follows 1:1 (%r)" % dict(s), "")
+
+    # Bad values: logged with their key and skipped; the rest applies.
+    etcd.put(PREFIX + "bad-json", "{not json")
+    etcd.put(PREFIX + "bad-address", {"address": "somewhere:80"})
+    huge = json.dumps({"address": c, "pad": "x" * 10000})
+    etcd.put(PREFIX + "huge", huge)
+    rev = etcd.delete(PREFIX + "a")
+    got = wait_listed(ap, {b: 1})
+    check(got == {b: 1}, "a key deleted: only 127.0.30.2 listed", repr(got))
+    for line in ["cluster app: etcd key %sbad-json: not JSON; skipped" % PREFIX,
+                 "cluster app: etcd key %sbad-address: \"address\" 'somewhere:80' is not IP:PORT or [IPv6]:PORT "
+                 "with a port from 1 to 65535; skipped" % PREFIX,
+                 "cluster app: etcd key %shuge: %d bytes, more than 4096; skipped" % (PREFIX, len(huge))]:
+        check(sl.wait_log(line, 5, mark), "log: '%s'" % line, hu.log_tail(sl))
+    check(spread(port, 10) == {"127.0.30.2": 10}, "10 requests go to 127.0.30.2", "")
+    ok = harness.wait_until(lambda: scrape(ap).get("sluice_discovery_revision", cluster="app", source="etcd") == rev,
+                            5, 0.05)
+    src = source(ap)
+    check(ok and src["state"] == "synced" and src["type"] == "etcd" and src["endpoints"] == 1,
+          "the source is synced at etcd's revision %d with 1 endpoint" % rev, repr(src))
+    hu.stop_and_check(sl)
+
+
+def case_restart_resumes_without_losing_an_update():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b = ("127.0.31.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    sl, ap = start([etcd_cluster(etcd)], workers=2)
+    port = sl.port("web")
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.31.1", "")
+    mark = sl.line_count()
+    etcd.kill()
+    line = "cluster app: etcd %s: " % etcd.address
+    check(sl.wait_log(lambda l: line in l and "keeping the last 1 endpoints, trying again" in l, 10, mark),
+          "log: the watch broke, the last 1 endpoints kept", hu.log_tail(sl))
+    check(harness.wait_until(lambda: source(ap)["state"] == "stale", 5), "source stale", repr(source(ap)))
+    check(spread(port, 10) == {"127.0.31.1": 10}, "etcd down: 10 requests still go to 127.0.31.1", "")
+    # Several failed attempts, so the backoff has grown past the restart and the put below.
+    check(harness.wait_until(lambda: source(ap)["failures"] >= 5, 15), "5 attempts failed while etcd is down",
+          repr(source(ap)))
+    etcd.start()
+    rev = etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1}, 15)
+    check(got == {a: 1, b: 1}, "the key put right after the restart is followed", repr(got))
+    resumed = sl.wait_log("cluster app: etcd watch resumed from revision", 5, mark)
+    # The put is the first write after the last one sluice saw: it resumes exactly there.
+    check(resumed is not None and "resumed from revision %d on %s" % (rev, etcd.address) in resumed,
+          "log: the watch resumed from the last revision seen + 1 (%d)" % rev, resumed or hu.log_tail(sl))
+    check(source(ap)["state"] == "synced", "source synced again", repr(source(ap)))
+    hu.stop_and_check(sl)
+
+
+def case_paused_etcd_is_a_dead_watch():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    # etcd sends a progress notification every second: a live watch is never 3 s silent.
+    sl, ap = start([etcd_cluster(etcd, watch_timeout="3s")], workers=2)
+    port = sl.port("web")
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.35.1", "")
+    mark = sl.line_count()
+    etcd.proc.send_signal(signal.SIGSTOP)
+    try:
+        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 1 endpoints, " \
+               "trying again" % etcd.address
+        check(sl.wait_log(line, 15, mark), "log: '%s'" % line, hu.log_tail(sl))
+        check(source(ap)["state"] == "stale", "source stale", repr(source(ap)))
+        check(spread(port, 10) == {"127.0.35.1": 10}, "etcd paused: 10 requests still go to 127.0.35.1", "")
+    finally:
+        etcd.proc.send_signal(signal.SIGCONT)
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1}, 15)
+    check(got == {a: 1, b: 1}, "etcd resumed: a change made then is followed", repr(got))
+    hu.stop_and_check(sl)
+
+
+def case_etcd_down_at_start():
+    be = AnyLoopback()
+    a = "127.0.34.1:%d" % be.port
+    etcd = Etcd(start=False)
+    sl, ap = start([etcd_cluster(etcd)], workers=2)
+    port = sl.port("web")
+    r = hu.request_once(port, "GET", "/x")
+    check(r.status == 503, "etcd unreachable at start: sluice is up and answers 503", r.describe())
+    check(sl.find_lines("cluster app: etcd %s: connection refused; no endpoints yet, trying again" % etcd.address),
+          "log: connection refused, no endpoints yet", hu.log_tail(sl))
+    check(source(ap)["state"] == "stale", "source stale", repr(source(ap)))
+    etcd.start()
+    etcd.put(PREFIX + "a", {"address": a})
+    got = wait_listed(ap, {a: 1}, 15)
+    check(got == {a: 1}, "once etcd is up, its key is listed", repr(got))
+    check(spread(port, 10) == {"127.0.34.1": 10}, "10 requests go to 127.0.34.1", "")
+    hu.stop_and_check(sl)
+
+
+def case_compaction_rereads():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b, c = ("127.0.32.%d:%d" % (i, be.port) for i in (1, 2, 3))
+    etcd.put(PREFIX + "a", {"address": a})
+    etcd.put(PREFIX + "b", {"address": b})
+    sl, ap = start([etcd_cluster(etcd)], workers=2)
+    check(wait_listed(ap, {a: 1, b: 1}) == {a: 1, b: 1}, "listed: a and b", "")
+    mark = sl.line_count()
+    sl.signal(signal.SIGSTOP)
+    try:
+        etcd.kill()
+        etcd.start()
+        etcd.delete(PREFIX + "a")
+        etcd.put(PREFIX + "c", {"address": c})
+        rev = etcd.put(PREFIX + "c", {"address": c, "weight": 2})
+        etcd.compact(rev)
+    finally:
+        sl.signal(signal.SIGCONT)
+    got = wait_listed(ap, {b: 1, c: 2}, 15)
+    check(got == {b: 1, c: 2}, "after the compaction: b, and c with weight 2", repr(got))
+    check(sl.find_lines("etcd compacted past revision", mark), "log: compacted; reading the prefix again",
+          hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
+def case_auth():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a, b = ("127.0.33.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    env = dict(os.environ, ETCDCTL_API="3")
+    ctl = ["etcdctl", "--endpoints", etcd.address]
+    for args in (["user", "add", "root:rootpw"], ["user", "add", "sluice:pw"], ["role", "add", "reader"],
+                 ["role", "grant-permission", "reader", "--prefix=true", "read", PREFIX],
+                 ["user", "grant-role", "sluice", "reader"], ["auth", "enable"]):
+        extra = ["--user", "root:rootpw"] if args[0] == "auth" else []
+        r = subprocess.run(ctl + extra + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=20)
+        check(r.returncode == 0, "etcdctl %s" % " ".join(args), r.stdout)
+    sl, ap = start([etcd_cluster(etcd, username="sluice", password="pw")], workers=2)
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "with auth: listed 127.0.33.1", repr(listed(ap)))
+    # etcd restarts and compacts while sluice is stopped: with auth on, the resumed watch is
+    # told to read everything again, and does.
+    mark = sl.line_count()
+    sl.signal(signal.SIGSTOP)
+    try:
+        etcd.kill()
+        etcd.start()
+        etcd.token = etcd.call("/v3/auth/authenticate", {"name": "root", "password": "rootpw"})["token"]
+        etcd.put(PREFIX + "b", {"address": b})
+        # Compacted past the revision sluice resumes from (a write outside its prefix).
+        etcd.compact(etcd.put("/services/other/x", "1"))
+    finally:
+        sl.signal(signal.SIGCONT)
+    got = wait_listed(ap, {a: 1, b: 1}, 15)
+    check(got == {a: 1, b: 1}, "with auth, after a restart and a compaction: a and b listed", repr(got))
+    check(sl.find_lines("cluster app: etcd compacted past revision 2 (to 4); reading %s again" % PREFIX, mark),
+          "log: compacted past revision 2 (to 4); reading the prefix again", hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
+if __name__ == "__main__":
+    harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
+                       case_paused_etcd_is_a_dead_watch, case_etcd_down_at_start,
+                       case_compaction_rereads, case_auth])
