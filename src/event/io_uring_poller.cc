@@ -25,6 +25,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +33,8 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -68,8 +71,13 @@ uint32_t from_poll(unsigned m) {
   return out;
 }
 
-uint64_t encode(int fd, uint32_t generation) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) | generation;
+// user_data: the top bit says a multishot accept (its results are descriptors, a poll's are
+// masks), then the fd (31 bits) and the registration's generation.
+constexpr uint64_t kAcceptBit = uint64_t{1} << 63;
+
+uint64_t encode(int fd, uint32_t generation, bool accept = false) {
+  return (accept ? kAcceptBit : 0) | (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) |
+         generation;
 }
 
 // Why io_uring_queue_init_params() failed, in an operator's words.
@@ -88,63 +96,154 @@ std::string setup_error(int err) {
   }
 }
 
-Status init_ring(io_uring& ring) {
+constexpr unsigned kBaseFlags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+
+// The setups tried, best first. SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions and the
+// kernel's retries (a multishot accept or poll woken by the network) run only when the loop
+// enters the kernel to wait, in its own thread, with no interrupt and no locking for a
+// second issuer. A ring that is bound to one thread is created disabled (R_DISABLED, 5.10)
+// and enabled by the first wait(): a worker's loop is built on the main thread and runs on
+// its own. COOP_TASKRUN (5.19): completions run when the loop enters the kernel anyway, not
+// by interrupting it. SUBMIT_ALL (5.18): one bad entry does not stop the rest of a batch.
+struct RingSetup {
+  unsigned flags;
+  const char* name;
+  const char* flag_names;
+  const char* needs;
+};
+constexpr RingSetup kSetups[] = {
+    {kBaseFlags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+         IORING_SETUP_R_DISABLED,
+     "single issuer, deferred task work", "SINGLE_ISSUER|DEFER_TASKRUN", "Linux 6.1"},
+    {kBaseFlags | IORING_SETUP_COOP_TASKRUN, "cooperative task work", "COOP_TASKRUN|SUBMIT_ALL",
+     "Linux 5.19"},
+    {IORING_SETUP_CQSIZE, "plain", "", ""},
+};
+
+bool coop_forced() {
+  const char* forced = std::getenv("SLUICE_IO_URING_SETUP");
+  return forced && std::string_view(forced) == "coop";
+}
+
+// Creates `ring` with the best setup the kernel takes. `setup` says which, and why the better
+// ones were refused.
+Status init_ring(io_uring& ring, std::string* setup) {
+  std::string refused;
+  int rc = -EINVAL;
   io_uring_params p{};
-  // SUBMIT_ALL (5.18): one bad SQE does not stop the rest of the batch. COOP_TASKRUN (5.19):
-  // completions run when the loop enters the kernel anyway, not by interrupting it.
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-  p.cq_entries = kCqEntries;
-  int rc = io_uring_queue_init_params(kSqEntries, &ring, &p);
-  if (rc == -EINVAL) {  // an older kernel without those flags
+  size_t i = coop_forced() ? 1 : 0;
+  if (i == 1) refused = "SINGLE_ISSUER|DEFER_TASKRUN skipped: SLUICE_IO_URING_SETUP=coop";
+  for (; i < std::size(kSetups); ++i) {
     p = io_uring_params{};
-    p.flags = IORING_SETUP_CQSIZE;
+    p.flags = kSetups[i].flags;
     p.cq_entries = kCqEntries;
     rc = io_uring_queue_init_params(kSqEntries, &ring, &p);
+    if (rc != -EINVAL || i + 1 == std::size(kSetups)) break;
+    // Only EINVAL means "an older kernel without those flags"; anything else (EPERM, ENOMEM)
+    // would refuse every setup alike.
+    if (refused.empty()) {
+      refused = fmt::format("{} refused: EINVAL, needs {}", kSetups[i].flag_names,
+                            kSetups[i].needs);
+    }
   }
   if (rc < 0) return Status::error(setup_error(-rc), -rc);
   // One io_uring_enter per iteration needs the wait timeout passed as an argument (5.11),
-  // and multishot polls need completions that are never dropped (5.5).
+  // and multishot requests need completions that are never dropped (5.5).
   unsigned need = IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP;
   if ((p.features & need) != need) {
     io_uring_queue_exit(&ring);
     return Status::error("the kernel's io_uring lacks IORING_FEAT_EXT_ARG or IORING_FEAT_NODROP");
   }
+  if (setup) {
+    *setup = refused.empty() ? std::string(kSetups[i].name)
+                             : fmt::format("{} ({})", kSetups[i].name, refused);
+  }
   return Status::ok();
+}
+
+bool ring_disabled(const io_uring& ring) {
+  return (ring.flags & IORING_SETUP_R_DISABLED) != 0;
+}
+
+// IORING_REGISTER_ENABLE_RINGS: Debian's liburing 2.3 declares io_uring_enable_rings() but
+// does not export it, so the register call is made directly. Returns 0 or -errno.
+int enable_ring(io_uring& ring) {
+  long rc = ::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                      nullptr, 0);
+  return rc < 0 ? -errno : 0;
 }
 
 class IoUringPoller final : public Poller {
  public:
   IoUringPoller() = default;
   ~IoUringPoller() override {
-    if (ready_to_use_) io_uring_queue_exit(&ring_);
+    if (!ready_to_use_) return;
+    // Connections accepted for nobody any more: closed, not leaked.
+    if (enabled_) {
+      harvest();
+      for (const Ready& r : ready_) {
+        if (r.accepted >= 0) ::close(r.accepted);
+      }
+    }
+    io_uring_queue_exit(&ring_);
   }
   Status init() {
-    Status s = init_ring(ring_);
+    Status s = init_ring(ring_, nullptr);
     ready_to_use_ = s.is_ok();
+    enabled_ = ready_to_use_ && !ring_disabled(ring_);
     return s;
   }
 
   Status add(int fd, uint32_t interest, IoHandler* handler) override {
-    if (fd < 0) return Status::from_errno("io_uring poll add", EBADF);
-    if (static_cast<size_t>(fd) >= slots_.size()) slots_.resize(static_cast<size_t>(fd) + 1);
-    // A descriptor closed without remove() and reused: epoll forgets the old one on close;
-    // here the old poll still holds its file, so it goes first.
-    if (slots_[static_cast<size_t>(fd)].live) remove(fd);
-    Slot& s = slots_[static_cast<size_t>(fd)];
-    s.live = true;
-    s.failed = false;
-    s.handler = handler;
-    s.interest = interest;
-    queue_arm(fd, s);
+    Slot* s = new_slot(fd);
+    if (!s) return Status::from_errno("io_uring poll add", EBADF);
+    s->handler = handler;
+    s->interest = interest;
+    queue_arm(fd, *s);
     return Status::ok();
   }
 
-  Status modify(int fd, uint32_t interest, IoHandler* handler) override {
-    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size() ||
-        !slots_[static_cast<size_t>(fd)].live) {
-      return Status::from_errno("io_uring poll modify", ENOENT);
+  Status add_acceptor(int fd, AcceptHandler* handler) override {
+    Slot* s = new_slot(fd);
+    if (!s) return Status::from_errno("io_uring accept", EBADF);
+    s->acceptor = handler;
+    queue_arm(fd, *s);
+    return Status::ok();
+  }
+
+  void resume_acceptor(int fd) override {
+    Slot* s = live_slot(fd);
+    if (!s || !s->acceptor || s->armed) return;
+    s->failed = false;
+    queue_arm(fd, *s);
+  }
+
+  void deliver_accepted(int fd) override {
+    Slot* s = live_slot(fd);
+    if (!s || !s->acceptor) return;
+    if (enabled_ && on_owner_thread()) {
+      // Completions the kernel holds for this loop (deferred task work runs only here).
+      io_uring_get_events(&ring_);
+      harvest();
     }
-    Slot& s = slots_[static_cast<size_t>(fd)];
+    const uint32_t generation = s->generation;
+    for (size_t i = 0; i < ready_.size(); ++i) {
+      Ready& r = ready_[i];
+      if (r.fd != fd || r.generation != generation || r.accepted < 0) continue;
+      int accepted = std::exchange(r.accepted, -1);
+      s = live_slot(fd);  // the handler may have removed it, or grown the table
+      if (!s || s->generation != generation) {
+        ::close(accepted);
+        continue;
+      }
+      s->acceptor->on_accepted(accepted);
+    }
+  }
+
+  Status modify(int fd, uint32_t interest, IoHandler* handler) override {
+    Slot* sp = live_slot(fd);
+    if (!sp || sp->acceptor) return Status::from_errno("io_uring poll modify", ENOENT);
+    Slot& s = *sp;
     s.handler = handler;
     s.interest = interest;
     s.failed = false;
@@ -163,26 +262,39 @@ class IoUringPoller final : public Poller {
   }
 
   void remove(int fd) override {
-    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return;
-    Slot& s = slots_[static_cast<size_t>(fd)];
-    if (!s.live) return;
+    Slot* sp = live_slot(fd);
+    if (!sp) return;
+    Slot& s = *sp;
+    const bool was_acceptor = s.acceptor != nullptr;
     if (s.armed) {
       io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
+      if (was_acceptor) {
+        io_uring_prep_cancel64(sqe, encode(fd, s.generation, true), 0);
+      } else {
+        io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
+      }
       finish_internal(sqe);
-      // Submitted now, not with the next wait(): the poll holds a reference to the file, and
-      // the caller's close() right after this must release the socket at once, as it does
-      // under epoll (a removed listener stops accepting before its worker says it is done).
-      // One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL) is.
-      submit();
+      // Submitted now, not with the next wait(): the request holds a reference to the file,
+      // and the caller's close() right after this must release the socket at once, as it
+      // does under epoll (a removed listener stops accepting before its worker says it is
+      // done). With deferred task work the kernel finishes the removal only when this thread
+      // asks for events, so it does. One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL).
+      submit_and_get_events();
     }
     s.live = false;
     s.armed = false;
     s.handler = nullptr;
+    s.acceptor = nullptr;
     ++s.generation;
+    if (was_acceptor) close_undelivered(fd);
   }
 
   int wait(int timeout_ms) override {
+    if (!enabled_) {
+      enable();
+    } else if (!on_owner_thread()) {
+      move_to_this_thread();
+    }
     arm_queued();
     io_uring_cqe* cqe = nullptr;
     int rc;
@@ -209,7 +321,18 @@ class IoUringPoller final : public Poller {
       // Index every time: a handler may add a larger fd and grow the table.
       const Slot& s = slots_[static_cast<size_t>(r.fd)];
       // Removed (or removed and added again) by an earlier handler of this iteration.
-      if (!s.live || s.generation != r.generation) continue;
+      if (!s.live || s.generation != r.generation) {
+        if (r.accepted >= 0) ::close(r.accepted);
+        continue;
+      }
+      if (s.acceptor) {
+        if (r.accepted >= 0) {
+          s.acceptor->on_accepted(r.accepted);
+        } else if (r.error != 0) {
+          s.acceptor->on_accept_failed(r.error);
+        }
+        continue;
+      }
       s.handler->on_io(r.events);
     }
     ready_.clear();
@@ -220,18 +343,78 @@ class IoUringPoller final : public Poller {
  private:
   struct Slot {
     IoHandler* handler = nullptr;
+    AcceptHandler* acceptor = nullptr;  // a multishot accept instead of a poll
     uint32_t interest = 0;
     uint32_t generation = 0;
     bool live = false;
-    bool armed = false;       // the kernel has (or is about to get) this generation's poll
+    bool armed = false;       // the kernel has (or is about to get) this generation's request
     bool arm_queued = false;  // in arm_queue_, to be armed by the next wait()
-    bool failed = false;      // the poll ended with an error: not armed again by itself
+    bool failed = false;      // the request ended with an error: not armed again by itself
   };
   struct Ready {
     int fd;
     uint32_t generation;
     uint32_t events;
+    int accepted = -1;  // an acceptor's new connection
+    int error = 0;      // an acceptor's failure (errno)
   };
+
+  // A fresh registration for fd (an old one, of a descriptor closed without remove() and
+  // reused, goes first: epoll forgets it on close; here the request still holds the file).
+  Slot* new_slot(int fd) {
+    if (fd < 0) return nullptr;
+    if (static_cast<size_t>(fd) >= slots_.size()) slots_.resize(static_cast<size_t>(fd) + 1);
+    if (slots_[static_cast<size_t>(fd)].live) remove(fd);
+    Slot& s = slots_[static_cast<size_t>(fd)];
+    s.live = true;
+    s.failed = false;
+    s.handler = nullptr;
+    s.acceptor = nullptr;
+    s.interest = 0;
+    return &s;
+  }
+
+  Slot* live_slot(int fd) {
+    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
+    Slot& s = slots_[static_cast<size_t>(fd)];
+    return s.live ? &s : nullptr;
+  }
+
+  // A single-issuer ring belongs to the thread that enables it: the one that runs the loop.
+  void enable() {
+    int rc = enable_ring(ring_);
+    if (rc < 0) LOG_ERROR("io_uring enable: {}", std::strerror(-rc));
+    enabled_ = true;
+    owner_ = std::this_thread::get_id();
+  }
+
+  // A single-issuer ring refuses every thread but its owner. A loop run by another thread
+  // than before (not done by sluice's own loops, each run by one thread) gets a new ring,
+  // with every registration armed again: arming reports what is ready, so nothing is lost.
+  void move_to_this_thread() {
+    harvest();  // what the old ring had already posted
+    io_uring_queue_exit(&ring_);
+    enabled_ = false;
+    if (Status st = init_ring(ring_, nullptr); !st) {
+      SLUICE_CHECK(false && "io_uring: no new ring for a loop moved to another thread");
+    }
+    for (size_t fd = 0; fd < slots_.size(); ++fd) {
+      Slot& s = slots_[fd];
+      if (!s.live) continue;
+      s.armed = false;
+      s.failed = false;
+      queue_arm(static_cast<int>(fd), s);
+    }
+    if (ring_disabled(ring_)) {
+      enable();
+    } else {
+      enabled_ = true;
+    }
+  }
+
+  bool on_owner_thread() const {
+    return !ring_disabled(ring_) || owner_ == std::this_thread::get_id();
+  }
 
   void queue_arm(int fd, Slot& s) {
     if (s.arm_queued) return;
@@ -245,13 +428,29 @@ class IoUringPoller final : public Poller {
       Slot& s = slots_[static_cast<size_t>(fd)];
       if (!s.arm_queued) continue;
       s.arm_queued = false;
-      if (!s.live || s.armed) continue;
+      if (!s.live || s.armed || s.failed) continue;
       io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
-      io_uring_sqe_set_data64(sqe, encode(fd, s.generation));
+      if (s.acceptor) {
+        // No address: one buffer would serve every completion of the request; the handler
+        // asks getpeername() for it.
+        io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      } else {
+        io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
+      }
+      io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor != nullptr));
       s.armed = true;
     }
     arm_queue_.clear();
+  }
+
+  // Accepted connections of fd's removed acceptor that no handler will take.
+  void close_undelivered(int fd) {
+    for (Ready& r : ready_) {
+      if (r.fd == fd && r.accepted >= 0) {
+        ::close(r.accepted);
+        r.accepted = -1;
+      }
+    }
   }
 
   void finish_internal(io_uring_sqe* sqe) {
@@ -259,23 +458,25 @@ class IoUringPoller final : public Poller {
     io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
   }
 
-  void submit() {
-    int rc = io_uring_submit(&ring_);
+  void submit_and_get_events() {
+    // A loop torn down on another thread than the one that ran it (a worker's, after its
+    // thread ended): a single-issuer ring refuses that thread, and the ring's teardown ends
+    // every request anyway.
+    if (!enabled_ || !on_owner_thread()) return;
+    int rc = io_uring_submit_and_get_events(&ring_);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       LOG_ERROR("io_uring_submit: {}", std::strerror(-rc));
     }
+    harvest();
   }
 
   // A free submission entry; when the queue is full, what it holds is submitted first.
   io_uring_sqe* get_sqe() {
     for (int tries = 0; tries < 64; ++tries) {
       if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
-      int rc = io_uring_submit(&ring_);
-      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-        LOG_ERROR("io_uring_submit: {}", std::strerror(-rc));
-      }
-      // Completions the kernel holds back for want of room can block submission.
-      if (rc == -EBUSY || rc == -EAGAIN) harvest();
+      // Completions the kernel holds back for want of room can block submission: taking
+      // them (harvest) makes room.
+      submit_and_get_events();
     }
     SLUICE_CHECK(false && "io_uring submission queue stays full");
     return nullptr;
@@ -293,12 +494,20 @@ class IoUringPoller final : public Poller {
   }
 
   void on_completion(uint64_t user_data, int res, unsigned flags) {
-    if (user_data == kInternal) return;  // a removal or update of a poll that had ended
-    auto fd = static_cast<size_t>(user_data >> 32);
+    if (user_data == kInternal) return;  // a removal or update of a request that had ended
+    auto fd = static_cast<size_t>((user_data & ~kAcceptBit) >> 32);
     auto generation = static_cast<uint32_t>(user_data);
-    if (fd >= slots_.size()) return;
+    bool current = fd < slots_.size() && slots_[fd].live && slots_[fd].generation == generation;
+    if (!current) {
+      // A removed registration's. A connection it accepted is nobody's: closed.
+      if (res >= 0 && (user_data & kAcceptBit)) ::close(res);
+      return;
+    }
     Slot& s = slots_[fd];
-    if (!s.live || s.generation != generation) return;  // a removed registration's
+    if (s.acceptor) {
+      on_accept_completion(static_cast<int>(fd), s, res, flags);
+      return;
+    }
     if (!(flags & IORING_CQE_F_MORE)) {
       // The poll ended: arm it again, unless the kernel refuses this descriptor.
       s.armed = false;
@@ -320,8 +529,27 @@ class IoUringPoller final : public Poller {
     if (events) ready_.push_back({static_cast<int>(fd), generation, events});
   }
 
+  void on_accept_completion(int fd, Slot& s, int res, unsigned flags) {
+    if (res >= 0) ready_.push_back({fd, s.generation, 0, res});
+    if (flags & IORING_CQE_F_MORE) return;
+    s.armed = false;
+    // Any failure ends a multishot accept. A connection that went away before it was taken,
+    // a signal or the kernel ending the request: accept again. Out of descriptors or
+    // memory: the handler pauses and resumes (the connection waits in the backlog).
+    int err = res < 0 ? -res : 0;
+    if (err == 0 || err == ECANCELED || err == EINTR || err == ECONNABORTED || err == EPROTO ||
+        err == EPERM || err == EAGAIN) {
+      queue_arm(fd, s);
+      return;
+    }
+    s.failed = true;
+    ready_.push_back({fd, s.generation, 0, -1, err});
+  }
+
   io_uring ring_{};
   bool ready_to_use_ = false;
+  bool enabled_ = false;
+  std::thread::id owner_;
   std::vector<Slot> slots_;  // by fd
   std::vector<int> arm_queue_;
   std::vector<Ready> ready_;
@@ -335,7 +563,7 @@ Result<std::unique_ptr<Poller>> make_io_uring_poller() {
   return std::unique_ptr<Poller>(std::move(poller));
 }
 
-Status probe_io_uring() {
+Status probe_io_uring(std::string* setup) {
   if (const char* forced = std::getenv("SLUICE_IO_URING_PROBE");
       forced && std::string_view(forced) == "fail") {
     return Status::error("the probe was told to fail (SLUICE_IO_URING_PROBE=fail)");
@@ -347,7 +575,13 @@ Status probe_io_uring() {
     }
   }
   io_uring ring;
-  if (Status s = init_ring(ring); !s) return s;
+  if (Status s = init_ring(ring, setup); !s) return s;
+  if (ring_disabled(ring)) {
+    if (int rc = enable_ring(ring); rc < 0) {
+      io_uring_queue_exit(&ring);
+      return Status::error(fmt::format("io_uring enable: {}", std::strerror(-rc)));
+    }
+  }
   // What the backend relies on, tried for real: a multishot poll reports readiness and stays
   // armed (IORING_CQE_F_MORE, 5.13), and a removal with CQE_SKIP_SUCCESS (5.17) is accepted.
   Status result = Status::ok();
@@ -395,6 +629,12 @@ Status probe_io_uring() {
   ::close(efd);
   io_uring_queue_exit(&ring);
   return result;
+}
+
+std::string io_uring_ring_setup() {
+  std::string setup;
+  if (Status s = probe_io_uring(&setup); !s) return "unavailable: " + s.message();
+  return setup;
 }
 
 }  // namespace sluice::event

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "base/status.h"
 
@@ -32,6 +33,19 @@ class IoHandler {
   ~IoHandler() = default;
 };
 
+// Told of connections a listening socket accepted by completion (Poller::add_acceptor).
+class AcceptHandler {
+ public:
+  // `fd` is a new connection, non-blocking and close-on-exec, owned by the handler from now.
+  virtual void on_accepted(int fd) = 0;
+  // Accepting stopped on `err` (EMFILE, ENFILE, ENOBUFS, ENOMEM, or one the kernel does not
+  // expect); nothing more is accepted until resume_acceptor().
+  virtual void on_accept_failed(int err) = 0;
+
+ protected:
+  ~AcceptHandler() = default;
+};
+
 class Poller {
  public:
   virtual ~Poller() = default;
@@ -47,6 +61,18 @@ class Poller {
   // handlers check that their descriptor is still theirs.
   virtual void dispatch() = 0;
   virtual Backend backend() const = 0;
+
+  // Completion-based accept: the backend accepts connections on the listening socket `fd`
+  // itself (io_uring: a multishot accept) and hands each to `handler`, in batches of what one
+  // wait() found. Backends without it return an error, and the caller polls for readability
+  // and calls accept4() as before. remove(fd) stops it; accepted connections not yet handed
+  // over then are closed.
+  virtual Status add_acceptor(int fd, AcceptHandler* handler);
+  // Accepts again after on_accept_failed().
+  virtual void resume_acceptor(int fd);
+  // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered
+  // (a listener about to close serves them instead of resetting them).
+  virtual void deliver_accepted(int fd);
 };
 
 std::unique_ptr<Poller> make_epoll_poller();
@@ -54,7 +80,14 @@ std::unique_ptr<Poller> make_epoll_poller();
 Result<std::unique_ptr<Poller>> make_io_uring_poller();
 // Whether io_uring can serve as the backend here: a ring with the features the io_uring
 // poller uses, tried for real. SLUICE_IO_URING_PROBE=fail in the environment makes it fail
-// (for tests of the fallback).
-Status probe_io_uring();
+// (for tests of the fallback). When `setup` is given, it is set to how the rings are set up
+// (io_uring_ring_setup()).
+Status probe_io_uring(std::string* setup = nullptr);
+
+// How io_uring rings are created here: "single issuer, deferred task work" where the kernel
+// takes IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (6.1), else "cooperative task
+// work (...: REASON)" or "plain (...: REASON)". SLUICE_IO_URING_SETUP=coop in the environment
+// skips the first (for tests of the fallback).
+std::string io_uring_ring_setup();
 
 }  // namespace sluice::event

@@ -73,15 +73,28 @@ size_t drain(int fd) {
   return total;
 }
 
-class PollerTest : public ::testing::TestWithParam<Backend> {
+// A backend, and for io_uring whether its rings are set up as on a kernel without
+// SINGLE_ISSUER | DEFER_TASKRUN (the cooperative fallback).
+struct Variant {
+  Backend backend;
+  bool coop = false;
+};
+
+class PollerTest : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    if (GetParam() == Backend::kIoUring) {
+    if (GetParam().coop) ::setenv("SLUICE_IO_URING_SETUP", "coop", 1);
+    if (backend() == Backend::kIoUring) {
       if (Status s = probe_io_uring(); !s) GTEST_SKIP() << "io_uring: " << s.message();
     }
-    loop_ = std::make_unique<Loop>(Clock::steady(), GetParam());
-    ASSERT_EQ(loop_->backend(), GetParam());
+    loop_ = std::make_unique<Loop>(Clock::steady(), backend());
+    ASSERT_EQ(loop_->backend(), backend());
   }
+  void TearDown() override {
+    loop_.reset();
+    ::unsetenv("SLUICE_IO_URING_SETUP");
+  }
+  Backend backend() const { return GetParam().backend; }
   Poller& poller() { return loop_->poller(); }
 
   // Runs iterations (without sleeping long) until `done` or 2 s passed.
@@ -361,7 +374,7 @@ TEST_P(PollerTest, HandlerRemovingAnotherOfTheSameBatch) {
   ASSERT_TRUE(run_until([&] { return removed; }));
   settle();
   size_t total = r1.calls.size() + r2.calls.size();
-  if (GetParam() == Backend::kIoUring) {
+  if (backend() == Backend::kIoUring) {
     // io_uring drops the rest of the batch for a removed registration.
     EXPECT_EQ(total, 1u);
   } else {
@@ -370,11 +383,159 @@ TEST_P(PollerTest, HandlerRemovingAnotherOfTheSameBatch) {
   }
 }
 
+// A listening TCP socket on 127.0.0.1, non-blocking, and clients connecting to it.
+struct TcpListener {
+  TcpListener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd, 64), 0);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  }
+  ~TcpListener() {
+    if (fd >= 0) ::close(fd);
+    for (int c : clients) ::close(c);
+  }
+  TcpListener(const TcpListener&) = delete;
+  TcpListener& operator=(const TcpListener&) = delete;
+  // A blocking client connected to the listener (the kernel completes the handshake).
+  int connect_client() {
+    int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_EQ(::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    clients.push_back(c);
+    return c;
+  }
+  int fd = -1;
+  sockaddr_in addr{};
+  std::vector<int> clients;
+};
+
+struct AcceptRecorder final : AcceptHandler {
+  ~AcceptRecorder() {
+    for (int fd : accepted) ::close(fd);
+  }
+  void on_accepted(int fd) override { accepted.push_back(fd); }
+  void on_accept_failed(int err) override { failures.push_back(err); }
+  std::vector<int> accepted;
+  std::vector<int> failures;
+};
+
+// The local port of a client, and the peer port of an accepted connection: the same when the
+// connection is the client's.
+uint16_t local_port(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  return ntohs(a.sin_port);
+}
+uint16_t peer_port(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  EXPECT_EQ(getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  return ntohs(a.sin_port);
+}
+
+TEST_P(PollerTest, AcceptorHandsOverEachConnection) {
+  TcpListener l;
+  AcceptRecorder r;
+  Status st = poller().add_acceptor(l.fd, &r);
+  if (backend() == Backend::kEpoll) {
+    // No completion-based accept: the caller polls and accepts, as always.
+    EXPECT_FALSE(st.is_ok());
+    EXPECT_EQ(st.sys_errno(), EOPNOTSUPP);
+    return;
+  }
+  ASSERT_TRUE(st.is_ok());
+  // One connection queued before the first wait, more while the accept is armed.
+  std::vector<uint16_t> want{local_port(l.connect_client())};
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() == 1; }));
+  for (int i = 0; i < 5; ++i) want.push_back(local_port(l.connect_client()));
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() == 6; }));
+  settle();
+  ASSERT_EQ(r.accepted.size(), 6u);
+  EXPECT_TRUE(r.failures.empty());
+  for (size_t i = 0; i < r.accepted.size(); ++i) {
+    EXPECT_EQ(peer_port(r.accepted[i]), want[i]) << "in the order they were accepted";
+    int flags = fcntl(r.accepted[i], F_GETFL);
+    EXPECT_TRUE(flags & O_NONBLOCK);
+    EXPECT_EQ(fcntl(r.accepted[i], F_GETFD), FD_CLOEXEC);
+  }
+  // Removed and closed: the port is closed at once (nothing holds the listening socket).
+  poller().remove(l.fd);
+  ::close(l.fd);
+  l.fd = -1;
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(::connect(c, reinterpret_cast<const sockaddr*>(&l.addr), sizeof l.addr), -1);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  ::close(c);
+}
+
+// Waits (without dispatching) until the kernel has accepted something for the loop.
+bool wait_for_completions(Poller& p) {
+  for (int i = 0; i < 200; ++i) {
+    if (p.wait(10) > 0) return true;
+  }
+  return false;
+}
+
+TEST_P(PollerTest, RemovedAcceptorClosesWhatItHasNotHandedOver) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based accept on epoll";
+  TcpListener l;
+  AcceptRecorder r;
+  ASSERT_TRUE(poller().add_acceptor(l.fd, &r).is_ok());
+  int client = l.connect_client();
+  ASSERT_TRUE(wait_for_completions(poller()));
+  poller().remove(l.fd);
+  poller().dispatch();
+  EXPECT_TRUE(r.accepted.empty()) << "a removed acceptor's handler is not called";
+  // The accepted connection was closed, not leaked: the client sees the end of it.
+  timeval tv{5, 0};
+  ASSERT_EQ(setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  char c;
+  EXPECT_EQ(::read(client, &c, 1), 0);
+}
+
+TEST_P(PollerTest, DeliverAcceptedHandsOverAtOnce) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based accept on epoll";
+  TcpListener l;
+  AcceptRecorder r;
+  ASSERT_TRUE(poller().add_acceptor(l.fd, &r).is_ok());
+  uint16_t port = local_port(l.connect_client());
+  ASSERT_TRUE(wait_for_completions(poller()));
+  poller().deliver_accepted(l.fd);
+  ASSERT_EQ(r.accepted.size(), 1u);
+  EXPECT_EQ(peer_port(r.accepted[0]), port);
+  poller().dispatch();
+  EXPECT_EQ(r.accepted.size(), 1u) << "handed over once";
+  poller().remove(l.fd);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PollerTest,
-                         ::testing::Values(Backend::kEpoll, Backend::kIoUring),
-                         [](const ::testing::TestParamInfo<Backend>& param) {
-                           return param.param == Backend::kEpoll ? "epoll" : "io_uring";
+                         ::testing::Values(Variant{Backend::kEpoll}, Variant{Backend::kIoUring},
+                                           Variant{Backend::kIoUring, true}),
+                         [](const ::testing::TestParamInfo<Variant>& param) {
+                           if (param.param.backend == Backend::kEpoll) return "epoll";
+                           return param.param.coop ? "io_uring_coop" : "io_uring";
                          });
+
+TEST(IoUringSetup, BestTheKernelTakesAndTheReasonForTheRest) {
+  if (Status s = probe_io_uring(); !s) GTEST_SKIP() << "io_uring: " << s.message();
+  std::string setup = io_uring_ring_setup();
+  // 6.1 and later bind each ring to its loop's thread; older kernels say why not.
+  if (setup != "single issuer, deferred task work") {
+    EXPECT_EQ(setup,
+              "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN refused: EINVAL, needs Linux "
+              "6.1)");
+  }
+  ::setenv("SLUICE_IO_URING_SETUP", "coop", 1);
+  EXPECT_EQ(io_uring_ring_setup(),
+            "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN skipped: "
+            "SLUICE_IO_URING_SETUP=coop)");
+  ::unsetenv("SLUICE_IO_URING_SETUP");
+}
 
 TEST(Backend, NamesParseBack) {
   for (Backend b : {Backend::kAuto, Backend::kEpoll, Backend::kIoUring}) {
