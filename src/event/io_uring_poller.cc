@@ -25,6 +25,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -71,14 +72,25 @@ uint32_t from_poll(unsigned m) {
   return out;
 }
 
-// user_data: the top bit says a multishot accept (its results are descriptors, a poll's are
-// masks), then the fd (31 bits) and the registration's generation.
+// user_data: the top bits say which request of a registration it is (a poll's results are
+// masks, a multishot accept's descriptors, a multishot recv's byte counts), then the fd (30
+// bits) and the registration's generation.
 constexpr uint64_t kAcceptBit = uint64_t{1} << 63;
+constexpr uint64_t kRecvBit = uint64_t{1} << 62;
+constexpr uint64_t kKindBits = kAcceptBit | kRecvBit;
 
-uint64_t encode(int fd, uint32_t generation, bool accept = false) {
-  return (accept ? kAcceptBit : 0) | (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) |
-         generation;
+uint64_t encode(int fd, uint32_t generation, uint64_t kind = 0) {
+  return kind | (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) | generation;
 }
+
+// The provided-buffer ring that multishot receives fill: shared by every socket of a loop,
+// so a socket holds a buffer only while its bytes wait for their handler (within one loop
+// iteration). 256 x 4 KiB = 1 MiB per loop, whatever the number of connections; a burst
+// that takes them all ends the receives that find none (ENOBUFS), which are armed again
+// once the handlers gave the buffers back.
+constexpr unsigned kRecvBuffers = 256;  // a power of two
+constexpr size_t kRecvBufferSize = 4096;
+constexpr uint16_t kBufferGroup = 0;
 
 // Why io_uring_queue_init_params() failed, in an operator's words.
 std::string setup_error(int err) {
@@ -112,8 +124,7 @@ struct RingSetup {
   const char* needs;
 };
 constexpr RingSetup kSetups[] = {
-    {kBaseFlags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-         IORING_SETUP_R_DISABLED,
+    {kBaseFlags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
      "single issuer, deferred task work", "SINGLE_ISSUER|DEFER_TASKRUN", "Linux 6.1"},
     {kBaseFlags | IORING_SETUP_COOP_TASKRUN, "cooperative task work", "COOP_TASKRUN|SUBMIT_ALL",
      "Linux 5.19"},
@@ -142,8 +153,8 @@ Status init_ring(io_uring& ring, std::string* setup) {
     // Only EINVAL means "an older kernel without those flags"; anything else (EPERM, ENOMEM)
     // would refuse every setup alike.
     if (refused.empty()) {
-      refused = fmt::format("{} refused: EINVAL, needs {}", kSetups[i].flag_names,
-                            kSetups[i].needs);
+      refused =
+          fmt::format("{} refused: EINVAL, needs {}", kSetups[i].flag_names, kSetups[i].needs);
     }
   }
   if (rc < 0) return Status::error(setup_error(-rc), -rc);
@@ -168,8 +179,8 @@ bool ring_disabled(const io_uring& ring) {
 // IORING_REGISTER_ENABLE_RINGS: Debian's liburing 2.3 declares io_uring_enable_rings() but
 // does not export it, so the register call is made directly. Returns 0 or -errno.
 int enable_ring(io_uring& ring) {
-  long rc = ::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
-                      nullptr, 0);
+  long rc =
+      ::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
   return rc < 0 ? -errno : 0;
 }
 
@@ -186,6 +197,7 @@ class IoUringPoller final : public Poller {
       }
     }
     io_uring_queue_exit(&ring_);
+    if (buffers_) ::munmap(buffers_, buffers_bytes());
   }
   Status init() {
     Status s = init_ring(ring_, nullptr);
@@ -207,6 +219,17 @@ class IoUringPoller final : public Poller {
     Slot* s = new_slot(fd);
     if (!s) return Status::from_errno("io_uring accept", EBADF);
     s->acceptor = handler;
+    queue_arm(fd, *s);
+    return Status::ok();
+  }
+
+  Status add_receiver(int fd, RecvHandler* handler) override {
+    // Beside the poll of a registered fd, or alone.
+    Slot* s = live_slot(fd);
+    if (!s || s->receiver || s->acceptor) s = new_slot(fd);
+    if (!s) return Status::from_errno("io_uring recv", EBADF);
+    s->receiver = handler;
+    s->recv_ended = false;
     queue_arm(fd, *s);
     return Status::ok();
   }
@@ -243,6 +266,7 @@ class IoUringPoller final : public Poller {
   Status modify(int fd, uint32_t interest, IoHandler* handler) override {
     Slot* sp = live_slot(fd);
     if (!sp || sp->acceptor) return Status::from_errno("io_uring poll modify", ENOENT);
+    // A receiver's fd without a poll yet gets one (armed with the next wait()).
     Slot& s = *sp;
     s.handler = handler;
     s.interest = interest;
@@ -269,11 +293,18 @@ class IoUringPoller final : public Poller {
     if (s.armed) {
       io_uring_sqe* sqe = get_sqe();
       if (was_acceptor) {
-        io_uring_prep_cancel64(sqe, encode(fd, s.generation, true), 0);
+        io_uring_prep_cancel64(sqe, encode(fd, s.generation, kAcceptBit), 0);
       } else {
         io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
       }
       finish_internal(sqe);
+    }
+    if (s.recv_armed) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, encode(fd, s.generation, kRecvBit), 0);
+      finish_internal(sqe);
+    }
+    if (s.armed || s.recv_armed) {
       // Submitted now, not with the next wait(): the request holds a reference to the file,
       // and the caller's close() right after this must release the socket at once, as it
       // does under epoll (a removed listener stops accepting before its worker says it is
@@ -283,8 +314,10 @@ class IoUringPoller final : public Poller {
     }
     s.live = false;
     s.armed = false;
+    s.recv_armed = false;
     s.handler = nullptr;
     s.acceptor = nullptr;
+    s.receiver = nullptr;
     ++s.generation;
     if (was_acceptor) close_undelivered(fd);
   }
@@ -323,6 +356,11 @@ class IoUringPoller final : public Poller {
       // Removed (or removed and added again) by an earlier handler of this iteration.
       if (!s.live || s.generation != r.generation) {
         if (r.accepted >= 0) ::close(r.accepted);
+        if (r.buffer >= 0) return_buffer(r.buffer);
+        continue;
+      }
+      if (r.kind == Kind::kRecv) {
+        deliver_received(r);
         continue;
       }
       if (s.acceptor) {
@@ -342,21 +380,28 @@ class IoUringPoller final : public Poller {
 
  private:
   struct Slot {
-    IoHandler* handler = nullptr;
+    IoHandler* handler = nullptr;       // a poll (add)
     AcceptHandler* acceptor = nullptr;  // a multishot accept instead of a poll
+    RecvHandler* receiver = nullptr;    // a multishot recv, beside a poll or alone
     uint32_t interest = 0;
     uint32_t generation = 0;
     bool live = false;
-    bool armed = false;       // the kernel has (or is about to get) this generation's request
+    bool armed = false;  // the kernel has (or is about to get) this generation's poll or accept
+    bool recv_armed = false;  // ... its recv
     bool arm_queued = false;  // in arm_queue_, to be armed by the next wait()
-    bool failed = false;      // the request ended with an error: not armed again by itself
+    bool failed = false;      // the poll or accept ended with an error: not armed again by itself
+    bool recv_ended = false;  // the recv saw the end or an error: not armed again
   };
+  enum class Kind : uint8_t { kPoll, kAccept, kRecv };
   struct Ready {
     int fd;
     uint32_t generation;
     uint32_t events;
     int accepted = -1;  // an acceptor's new connection
-    int error = 0;      // an acceptor's failure (errno)
+    int error = 0;      // an acceptor's or receiver's failure (errno)
+    Kind kind = Kind::kPoll;
+    int buffer = -1;  // a receiver's bytes: the provided buffer's id, and how many
+    uint32_t size = 0;
   };
 
   // A fresh registration for fd (an old one, of a descriptor closed without remove() and
@@ -370,6 +415,8 @@ class IoUringPoller final : public Poller {
     s.failed = false;
     s.handler = nullptr;
     s.acceptor = nullptr;
+    s.receiver = nullptr;
+    s.recv_ended = false;
     s.interest = 0;
     return &s;
   }
@@ -428,7 +475,9 @@ class IoUringPoller final : public Poller {
       Slot& s = slots_[static_cast<size_t>(fd)];
       if (!s.arm_queued) continue;
       s.arm_queued = false;
-      if (!s.live || s.armed || s.failed) continue;
+      if (!s.live) continue;
+      if (s.receiver && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
+      if (s.armed || s.failed || (!s.acceptor && !s.handler)) continue;
       io_uring_sqe* sqe = get_sqe();
       if (s.acceptor) {
         // No address: one buffer would serve every completion of the request; the handler
@@ -437,10 +486,92 @@ class IoUringPoller final : public Poller {
       } else {
         io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
       }
-      io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor != nullptr));
+      io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor ? kAcceptBit : 0));
       s.armed = true;
     }
     arm_queue_.clear();
+  }
+
+  void arm_recv(int fd, Slot& s) {
+    if (!buffers_) {
+      if (Status st = setup_buffers(); !st) {
+        LOG_WARN("io_uring: no provided buffers for receives: {}", st.message());
+        s.recv_ended = true;
+        ready_.push_back({fd, s.generation, 0, -1, EOPNOTSUPP, Kind::kRecv});
+        return;
+      }
+    }
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    io_uring_sqe_set_data64(sqe, encode(fd, s.generation, kRecvBit));
+    s.recv_armed = true;
+  }
+
+  // The buffer ring, set up by hand: liburing 2.3 has io_uring_register_buf_ring() but not
+  // the io_uring_setup_buf_ring() helper. The ring of descriptors and the buffers are one
+  // anonymous mapping (page-aligned, as the kernel requires of the ring); pages the kernel
+  // never writes into cost nothing.
+  Status setup_buffers() {
+    void* mem = ::mmap(nullptr, buffers_bytes(), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return Status::from_errno("mmap provided buffers", errno);
+    auto* br = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uint64_t>(br);
+    reg.ring_entries = kRecvBuffers;
+    reg.bgid = kBufferGroup;
+    if (int rc = io_uring_register_buf_ring(&ring_, &reg, 0); rc < 0) {
+      ::munmap(mem, buffers_bytes());
+      return Status::error(
+          fmt::format("io_uring_register_buf_ring: {} (needs Linux 5.19)", std::strerror(-rc)),
+          -rc);
+    }
+    buffers_ = static_cast<char*>(mem);
+    buf_ring_ = br;
+    io_uring_buf_ring_init(buf_ring_);
+    for (unsigned i = 0; i < kRecvBuffers; ++i) {
+      io_uring_buf_ring_add(buf_ring_, buffer(static_cast<int>(i)), kRecvBufferSize,
+                            static_cast<uint16_t>(i), io_uring_buf_ring_mask(kRecvBuffers),
+                            static_cast<int>(i));
+    }
+    io_uring_buf_ring_advance(buf_ring_, kRecvBuffers);
+    return Status::ok();
+  }
+
+  static size_t ring_bytes() {
+    size_t bytes = kRecvBuffers * sizeof(io_uring_buf);
+    size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    return (bytes + page - 1) / page * page;
+  }
+  static size_t buffers_bytes() { return ring_bytes() + kRecvBuffers * kRecvBufferSize; }
+  char* buffer(int id) {
+    return buffers_ + ring_bytes() + static_cast<size_t>(id) * kRecvBufferSize;
+  }
+
+  // Gives a provided buffer back to the kernel once its bytes were handed over.
+  void return_buffer(int id) {
+    io_uring_buf_ring_add(buf_ring_, buffer(id), kRecvBufferSize, static_cast<uint16_t>(id),
+                          io_uring_buf_ring_mask(kRecvBuffers), 0);
+    io_uring_buf_ring_advance(buf_ring_, 1);
+  }
+
+  void deliver_received(const Ready& r) {
+    RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver;
+    if (r.buffer >= 0) {
+      // Given back only after the handler: any system call it makes may run the kernel's
+      // pending receives, which would fill a buffer given back already.
+      if (h) h->on_received(buffer(r.buffer), r.size);
+      return_buffer(r.buffer);
+      return;
+    }
+    if (!h) return;
+    if (r.error != 0) {
+      h->on_receive_failed(r.error);
+    } else {
+      h->on_received(nullptr, 0);  // the peer's FIN
+    }
   }
 
   // Accepted connections of fd's removed acceptor that no handler will take.
@@ -495,15 +626,23 @@ class IoUringPoller final : public Poller {
 
   void on_completion(uint64_t user_data, int res, unsigned flags) {
     if (user_data == kInternal) return;  // a removal or update of a request that had ended
-    auto fd = static_cast<size_t>((user_data & ~kAcceptBit) >> 32);
+    auto fd = static_cast<size_t>((user_data & ~kKindBits) >> 32);
     auto generation = static_cast<uint32_t>(user_data);
     bool current = fd < slots_.size() && slots_[fd].live && slots_[fd].generation == generation;
     if (!current) {
-      // A removed registration's. A connection it accepted is nobody's: closed.
+      // A removed registration's. A connection it accepted is nobody's: closed; a buffer
+      // it filled goes back.
       if (res >= 0 && (user_data & kAcceptBit)) ::close(res);
+      if ((user_data & kRecvBit) && (flags & IORING_CQE_F_BUFFER)) {
+        return_buffer(static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT));
+      }
       return;
     }
     Slot& s = slots_[fd];
+    if (user_data & kRecvBit) {
+      on_recv_completion(static_cast<int>(fd), s, res, flags);
+      return;
+    }
     if (s.acceptor) {
       on_accept_completion(static_cast<int>(fd), s, res, flags);
       return;
@@ -529,8 +668,27 @@ class IoUringPoller final : public Poller {
     if (events) ready_.push_back({static_cast<int>(fd), generation, events});
   }
 
+  void on_recv_completion(int fd, Slot& s, int res, unsigned flags) {
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+      Ready r{fd, s.generation, 0, -1, 0, Kind::kRecv};
+      r.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+      r.size = static_cast<uint32_t>(res);
+      ready_.push_back(r);
+    }
+    if (flags & IORING_CQE_F_MORE) return;
+    s.recv_armed = false;
+    // The buffers ran out (they come back as handlers take their bytes), the kernel ended the
+    // request, or it simply stopped after data: receive again with the next wait().
+    if (res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EINTR) {
+      queue_arm(fd, s);
+      return;
+    }
+    s.recv_ended = true;
+    ready_.push_back({fd, s.generation, 0, -1, res < 0 ? -res : 0, Kind::kRecv});
+  }
+
   void on_accept_completion(int fd, Slot& s, int res, unsigned flags) {
-    if (res >= 0) ready_.push_back({fd, s.generation, 0, res});
+    if (res >= 0) ready_.push_back({fd, s.generation, 0, res, 0, Kind::kAccept});
     if (flags & IORING_CQE_F_MORE) return;
     s.armed = false;
     // Any failure ends a multishot accept. A connection that went away before it was taken,
@@ -543,13 +701,15 @@ class IoUringPoller final : public Poller {
       return;
     }
     s.failed = true;
-    ready_.push_back({fd, s.generation, 0, -1, err});
+    ready_.push_back({fd, s.generation, 0, -1, err, Kind::kAccept});
   }
 
   io_uring ring_{};
   bool ready_to_use_ = false;
   bool enabled_ = false;
   std::thread::id owner_;
+  char* buffers_ = nullptr;  // the provided buffers' ring then the buffers (setup_buffers())
+  io_uring_buf_ring* buf_ring_ = nullptr;
   std::vector<Slot> slots_;  // by fd
   std::vector<int> arm_queue_;
   std::vector<Ready> ready_;

@@ -9,6 +9,10 @@ Status Poller::add_acceptor(int, AcceptHandler*) {
   return Status::error("this event backend has no completion-based accept", EOPNOTSUPP);
 }
 
+Status Poller::add_receiver(int, RecvHandler*) {
+  return Status::error("this event backend has no completion-based receive", EOPNOTSUPP);
+}
+
 void Poller::resume_acceptor(int) {}
 
 void Poller::deliver_accepted(int) {}

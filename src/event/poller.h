@@ -46,6 +46,20 @@ class AcceptHandler {
   ~AcceptHandler() = default;
 };
 
+// Told of bytes a socket received by completion (Poller::add_receiver).
+class RecvHandler {
+ public:
+  // `size` bytes arrived, in order. `data` is a buffer the loop shares among its sockets,
+  // valid only during the call: copy what is kept. size == 0: the peer closed its side
+  // (FIN) and nothing more is received.
+  virtual void on_received(const char* data, size_t size) = 0;
+  // Receiving failed with `err` (ECONNRESET, ...); nothing more is received.
+  virtual void on_receive_failed(int err) = 0;
+
+ protected:
+  ~RecvHandler() = default;
+};
+
 class Poller {
  public:
   virtual ~Poller() = default;
@@ -68,6 +82,12 @@ class Poller {
   // and calls accept4() as before. remove(fd) stops it; accepted connections not yet handed
   // over then are closed.
   virtual Status add_acceptor(int fd, AcceptHandler* handler);
+  // Completion-based receive: the backend reads `fd` itself and hands each piece to
+  // `handler` (io_uring: a multishot recv into a ring of buffers the loop shares, so an idle
+  // socket holds no buffer). Beside a poll registered with add() for the same fd, or alone.
+  // Backends without it return an error (the caller reads on readiness as before). remove(fd)
+  // stops both; what was received but not yet handed over is then dropped.
+  virtual Status add_receiver(int fd, RecvHandler* handler);
   // Accepts again after on_accept_failed().
   virtual void resume_acceptor(int fd);
   // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered

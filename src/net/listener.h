@@ -70,7 +70,7 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
   ListenerCallbacks* callbacks_;
   event::Timer resume_timer_;
   bool paused_ = false;
-  bool by_completion_ = false;  // the poller accepts (add_acceptor)
+  bool by_completion_ = false;        // the poller accepts (add_acceptor)
   bool resumed_log_pending_ = false;  // an exhaustion episode was logged, its end not yet
   uint64_t pauses_ = 0;
 };
