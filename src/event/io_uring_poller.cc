@@ -210,7 +210,7 @@ class IoUringPoller final : public Poller {
     Slot* s = new_slot(fd);
     if (!s) return Status::from_errno("io_uring poll add", EBADF);
     s->handler = handler;
-    s->interest = interest;
+    s->interest = static_cast<uint8_t>(interest);
     queue_arm(fd, *s);
     return Status::ok();
   }
@@ -218,7 +218,7 @@ class IoUringPoller final : public Poller {
   Status add_acceptor(int fd, AcceptHandler* handler) override {
     Slot* s = new_slot(fd);
     if (!s) return Status::from_errno("io_uring accept", EBADF);
-    s->acceptor = handler;
+    s->set(handler);
     queue_arm(fd, *s);
     return Status::ok();
   }
@@ -226,9 +226,9 @@ class IoUringPoller final : public Poller {
   Status add_receiver(int fd, RecvHandler* handler) override {
     // Beside the poll of a registered fd, or alone.
     Slot* s = live_slot(fd);
-    if (!s || s->receiver || s->acceptor) s = new_slot(fd);
+    if (!s || s->receiver() || s->acceptor()) s = new_slot(fd);
     if (!s) return Status::from_errno("io_uring recv", EBADF);
-    s->receiver = handler;
+    s->set(handler);
     s->recv_ended = false;
     queue_arm(fd, *s);
     return Status::ok();
@@ -236,14 +236,14 @@ class IoUringPoller final : public Poller {
 
   void resume_acceptor(int fd) override {
     Slot* s = live_slot(fd);
-    if (!s || !s->acceptor || s->armed) return;
+    if (!s || !s->acceptor() || s->armed) return;
     s->failed = false;
     queue_arm(fd, *s);
   }
 
   void deliver_accepted(int fd) override {
     Slot* s = live_slot(fd);
-    if (!s || !s->acceptor) return;
+    if (!s || !s->acceptor()) return;
     if (enabled_ && on_owner_thread()) {
       // Completions the kernel holds for this loop (deferred task work runs only here).
       io_uring_get_events(&ring_);
@@ -259,17 +259,17 @@ class IoUringPoller final : public Poller {
         ::close(accepted);
         continue;
       }
-      s->acceptor->on_accepted(accepted);
+      s->acceptor()->on_accepted(accepted);
     }
   }
 
   Status modify(int fd, uint32_t interest, IoHandler* handler) override {
     Slot* sp = live_slot(fd);
-    if (!sp || sp->acceptor) return Status::from_errno("io_uring poll modify", ENOENT);
+    if (!sp || sp->acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
     // A receiver's fd without a poll yet gets one (armed with the next wait()).
     Slot& s = *sp;
     s.handler = handler;
-    s.interest = interest;
+    s.interest = static_cast<uint8_t>(interest);
     s.failed = false;
     if (s.armed) {
       // Like EPOLL_CTL_MOD, an update re-arms the poll, which reports what is ready now. If
@@ -289,7 +289,7 @@ class IoUringPoller final : public Poller {
     Slot* sp = live_slot(fd);
     if (!sp) return;
     Slot& s = *sp;
-    const bool was_acceptor = s.acceptor != nullptr;
+    const bool was_acceptor = s.acceptor() != nullptr;
     if (s.armed) {
       io_uring_sqe* sqe = get_sqe();
       if (was_acceptor) {
@@ -315,9 +315,7 @@ class IoUringPoller final : public Poller {
     s.live = false;
     s.armed = false;
     s.recv_armed = false;
-    s.handler = nullptr;
-    s.acceptor = nullptr;
-    s.receiver = nullptr;
+    s.clear_handlers();
     ++s.generation;
     if (was_acceptor) close_undelivered(fd);
   }
@@ -363,11 +361,11 @@ class IoUringPoller final : public Poller {
         deliver_received(r);
         continue;
       }
-      if (s.acceptor) {
+      if (s.acceptor()) {
         if (r.accepted >= 0) {
-          s.acceptor->on_accepted(r.accepted);
+          s.acceptor()->on_accepted(r.accepted);
         } else if (r.error != 0) {
-          s.acceptor->on_accept_failed(r.error);
+          s.acceptor()->on_accept_failed(r.error);
         }
         continue;
       }
@@ -379,19 +377,44 @@ class IoUringPoller final : public Poller {
   Backend backend() const override { return Backend::kIoUring; }
 
  private:
+  // One per descriptor number, so kept at 24 bytes (as many as an idle TCP proxy session
+  // has descriptors): an acceptor or a receiver shares one pointer, told apart by `role`.
+  enum class Role : uint8_t { kNone, kAcceptor, kReceiver };
   struct Slot {
-    IoHandler* handler = nullptr;       // a poll (add)
-    AcceptHandler* acceptor = nullptr;  // a multishot accept instead of a poll
-    RecvHandler* receiver = nullptr;    // a multishot recv, beside a poll or alone
-    uint32_t interest = 0;
+    IoHandler* handler = nullptr;  // a poll (add)
+    // A multishot accept (instead of a poll) or a multishot recv (beside a poll or alone).
+    void* completion_handler = nullptr;
     uint32_t generation = 0;
-    bool live = false;
-    bool armed = false;  // the kernel has (or is about to get) this generation's poll or accept
-    bool recv_armed = false;  // ... its recv
-    bool arm_queued = false;  // in arm_queue_, to be armed by the next wait()
-    bool failed = false;      // the poll or accept ended with an error: not armed again by itself
-    bool recv_ended = false;  // the recv saw the end or an error: not armed again
+    uint8_t interest = 0;  // IoEvent bits
+    Role role = Role::kNone;
+    bool live : 1 = false;
+    bool armed : 1 = false;  // the kernel has (or is about to get) this generation's poll or accept
+    bool recv_armed : 1 = false;  // ... its recv
+    bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
+    bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
+    bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
+
+    AcceptHandler* acceptor() const {
+      return role == Role::kAcceptor ? static_cast<AcceptHandler*>(completion_handler) : nullptr;
+    }
+    RecvHandler* receiver() const {
+      return role == Role::kReceiver ? static_cast<RecvHandler*>(completion_handler) : nullptr;
+    }
+    void set(AcceptHandler* h) {
+      role = Role::kAcceptor;
+      completion_handler = h;
+    }
+    void set(RecvHandler* h) {
+      role = Role::kReceiver;
+      completion_handler = h;
+    }
+    void clear_handlers() {
+      handler = nullptr;
+      completion_handler = nullptr;
+      role = Role::kNone;
+    }
   };
+  static_assert(sizeof(Slot) <= 24);
   enum class Kind : uint8_t { kPoll, kAccept, kRecv };
   struct Ready {
     int fd;
@@ -413,9 +436,7 @@ class IoUringPoller final : public Poller {
     Slot& s = slots_[static_cast<size_t>(fd)];
     s.live = true;
     s.failed = false;
-    s.handler = nullptr;
-    s.acceptor = nullptr;
-    s.receiver = nullptr;
+    s.clear_handlers();
     s.recv_ended = false;
     s.interest = 0;
     return &s;
@@ -476,17 +497,17 @@ class IoUringPoller final : public Poller {
       if (!s.arm_queued) continue;
       s.arm_queued = false;
       if (!s.live) continue;
-      if (s.receiver && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
-      if (s.armed || s.failed || (!s.acceptor && !s.handler)) continue;
+      if (s.receiver() && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
+      if (s.armed || s.failed || (!s.acceptor() && !s.handler)) continue;
       io_uring_sqe* sqe = get_sqe();
-      if (s.acceptor) {
+      if (s.acceptor()) {
         // No address: one buffer would serve every completion of the request; the handler
         // asks getpeername() for it.
         io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       } else {
         io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
       }
-      io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor ? kAcceptBit : 0));
+      io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor() ? kAcceptBit : 0));
       s.armed = true;
     }
     arm_queue_.clear();
@@ -558,7 +579,7 @@ class IoUringPoller final : public Poller {
   }
 
   void deliver_received(const Ready& r) {
-    RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver;
+    RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver();
     if (r.buffer >= 0) {
       // Given back only after the handler: any system call it makes may run the kernel's
       // pending receives, which would fill a buffer given back already.
@@ -643,7 +664,7 @@ class IoUringPoller final : public Poller {
       on_recv_completion(static_cast<int>(fd), s, res, flags);
       return;
     }
-    if (s.acceptor) {
+    if (s.acceptor()) {
       on_accept_completion(static_cast<int>(fd), s, res, flags);
       return;
     }
