@@ -59,6 +59,8 @@ class AdminServer final : public net::ListenerCallbacks {
   bool listening() const { return listener_ != nullptr; }
   // Stops accepting; connections already open are answered (a binary upgrade's old process).
   void stop_accepting() {
+    // close() first: it hands over what was accepted already (io_uring) while this is whole.
+    if (listener_) listener_->close();
     listener_.reset();
     fd_ = -1;
   }

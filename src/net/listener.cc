@@ -87,7 +87,12 @@ Listener::Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks
       }) {}
 
 Listener::~Listener() {
-  close();
+  // Not close(): the callbacks may be going away too; connections accepted for this listener
+  // and not handed over are closed by the poller.
+  if (!fd_.valid()) return;
+  resume_timer_.cancel();
+  loop_.poller().remove(fd_.get());
+  fd_.reset();
 }
 
 Status Listener::start() {
@@ -108,17 +113,43 @@ Status Listener::start_polling() {
 
 void Listener::accept_queued_and_close() {
   if (!fd_.valid()) return;
-  // Connections the kernel accepted for us but the loop has not handed over yet.
-  if (by_completion_) loop_.poller().deliver_accepted(fd_.get());
-  if (!paused_) accept_all();
+  // By completion, close() takes what is queued already.
+  if (!by_completion_ && !paused_) accept_all();
   close();
 }
 
 void Listener::close() {
   if (!fd_.valid()) return;
+  if (by_completion_) {
+    // Connections the kernel accepted for this listener and the loop holds: served.
+    loop_.poller().deliver_accepted(fd_.get());
+    loop_.poller().remove(fd_.get());
+    // The kernel wakes one accept of those waiting on a listening socket (they wait as
+    // exclusive waiters), and a wake-up that came while this one was being cancelled ends
+    // with it, unused: the connection would wait in the backlog for the next wake-up, while
+    // the socket may be shared with another process (after a binary upgrade). Take what is
+    // queued now that nothing waits here any more.
+    if (!paused_) accept_backlog();
+  } else {
+    loop_.poller().remove(fd_.get());
+  }
   resume_timer_.cancel();
-  loop_.poller().remove(fd_.get());
   fd_.reset();
+}
+
+void Listener::accept_backlog() {
+  // Bounded by the backlog the kernel keeps (listen(2) caps it at 65535).
+  for (int i = 0; i < 65536 && fd_.valid(); ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd =
+        accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM) continue;
+      return;  // EAGAIN: empty; out of descriptors: the kernel keeps the rest
+    }
+    callbacks_->on_accept(Fd(fd), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len));
+  }
 }
 
 void Listener::on_io(uint32_t) {

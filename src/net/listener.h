@@ -45,6 +45,8 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
 
   Status start();
   // Closes the socket: the kernel refuses new connections once every worker's is closed.
+  // Accepting by completion, the connections the kernel already accepted for this listener,
+  // and those queued on the socket, are handed over first (see accept_backlog()).
   void close();
   // Accepts the connections already queued, then closes (a listener removed while running:
   // a connection the kernel completed is served, not reset).
@@ -58,6 +60,8 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
 
  private:
   void accept_all();
+  // accept4() until the queue is empty, without a batch limit (a listener about to close).
+  void accept_backlog();
   // Polls for readability and calls accept4() (epoll, or io_uring without multishot accept).
   Status start_polling();
   // Out of descriptors or memory (err): pauses accepting for a while, logged once.
