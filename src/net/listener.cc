@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "base/log.h"
 
@@ -95,8 +97,18 @@ Listener::~Listener() {
   fd_.reset();
 }
 
+namespace {
+// Accepting by completion is opt-in for now: under a binary upgrade on io_uring
+// (test_upgrade.py), the old process was seen, rarely, to wait out its drain_timeout for one
+// connection with it, and never without it (docs/event-backends.md).
+bool accept_by_completion_wanted() {
+  const char* v = std::getenv("SLUICE_IO_URING_ACCEPT");
+  return v && std::string_view(v) == "multishot";
+}
+}  // namespace
+
 Status Listener::start() {
-  if (loop_.poller().add_acceptor(fd_.get(), this)) {
+  if (accept_by_completion_wanted() && loop_.poller().add_acceptor(fd_.get(), this)) {
     // The kernel takes what queued before the worker started with the first wait().
     by_completion_ = true;
     return Status::ok();
@@ -116,6 +128,15 @@ void Listener::accept_queued_and_close() {
   // By completion, close() takes what is queued already.
   if (!by_completion_ && !paused_) accept_all();
   close();
+}
+
+void Listener::accept_by_polling() {
+  if (!by_completion_ || !fd_.valid()) return;
+  loop_.poller().deliver_accepted(fd_.get());
+  loop_.poller().remove(fd_.get());
+  resume_timer_.cancel();
+  paused_ = false;
+  if (Status s = start_polling(); !s) LOG_ERROR("listener {}: {}", name_, s.message());
 }
 
 void Listener::close() {

@@ -51,6 +51,11 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
   // Accepts the connections already queued, then closes (a listener removed while running:
   // a connection the kernel completed is served, not reset).
   void accept_queued_and_close();
+  // Accepts on readiness from now on, as on epoll (a no-op there). A binary upgrade's old
+  // process does this before it hands its sockets over: a multishot accept waits as an
+  // exclusive waiter, and cancelling it when the process stops accepting could drop a
+  // wake-up the new process's accept needed; readiness waiters are woken all.
+  void accept_by_polling();
   // Accepted connections go to `callbacks` from now on.
   void set_callbacks(ListenerCallbacks& callbacks) { callbacks_ = &callbacks; }
 

@@ -375,6 +375,15 @@ void Worker::start_accepting() {
   });
 }
 
+void Worker::accept_by_polling() {
+  loop_.post([this] {
+    for (auto& s : served_) {
+      if (s.listener) s.listener->accept_by_polling();
+      for (auto& l : s.extra) l->accept_by_polling();
+    }
+  });
+}
+
 void Worker::start() {
   thread_ = std::thread([this] { thread_main(); });
 }

@@ -44,14 +44,14 @@ def raise_nofile(want):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def start(backend_name, backend):
+def start(backend_name, backend, extra_env=None):
     cfg = {"workers": 2, "log_level": "info", "drain_timeout": "5s",
            "admin": {"address": "127.0.0.1:0"},
            "listeners": [hu.simple_listener([{"match": {"prefix": "/"}, "cluster": "app"}],
                                             http={"keepalive_timeout": "300s"})],
            "clusters": [hu.cluster("app", [backend], pool={"max_connections": 256, "idle_timeout": "1s"})]}
     text = harness.to_yaml(hu._quote(cfg)) + "\n"
-    env = {"SLUICE_EVENT_BACKEND": backend_name}
+    env = dict({"SLUICE_EVENT_BACKEND": backend_name}, **(extra_env or {}))
     # the downstream connections, the upstream pool and room for the rest
     sl = harness.Sluice(text, log_level="info", nofile=CONNECTIONS + 2048, env=env)
     line = sl.wait_log(lambda l: ADMIN_RE.search(l), 10)
@@ -174,11 +174,11 @@ def request_round(conns, rnd):
           (rnd, len(conns)))
 
 
-def stress(backend_name):
+def stress(backend_name, env=None):
     raise_nofile(CONNECTIONS + 1024)
     backend = BackendProcess("stress")
     try:
-        sl, admin = start(backend_name, backend)
+        sl, admin = start(backend_name, backend, env)
     except harness.CheckFailed as e:
         if backend_name == "io_uring" and "io_uring is not available" in str(e):
             raise harness.Skip("io_uring unavailable here")
@@ -230,6 +230,10 @@ def case_io_uring():
     stress("io_uring")
 
 
+def case_io_uring_multishot_accept():
+    stress("io_uring", {"SLUICE_IO_URING_ACCEPT": "multishot"})
+
+
 if __name__ == "__main__":
     harness.CASE_TIMEOUT = 400  # each phase is bounded by PHASE_SECONDS
-    harness.run_cases([case_epoll, case_io_uring])
+    harness.run_cases([case_epoll, case_io_uring, case_io_uring_multishot_accept])

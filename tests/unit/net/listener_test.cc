@@ -129,6 +129,7 @@ TEST(SocketOptionsValidate, DeferAcceptAndNotsentLowat) {
 
 TEST(Listener, OnIoUringTheKernelAcceptsAndTheListenerHandsOver) {
   if (Status s = event::probe_io_uring(); !s) GTEST_SKIP() << "io_uring: " << s.message();
+  ::setenv("SLUICE_IO_URING_ACCEPT", "multishot", 1);  // opt-in for now
   event::Loop loop(Clock::steady(), event::Backend::kIoUring);
   SocketOptions o;
   o.notsent_lowat = 16 * 1024;
@@ -163,6 +164,7 @@ TEST(Listener, OnIoUringTheKernelAcceptsAndTheListenerHandsOver) {
   Fd late(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_NE(::connect(late.get(), address.sockaddr_ptr(), address.length()), 0);
   EXPECT_EQ(errno, ECONNREFUSED);
+  ::unsetenv("SLUICE_IO_URING_ACCEPT");
 }
 
 }  // namespace
