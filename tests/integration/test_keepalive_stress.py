@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Thousands of concurrent keep-alive connections through sluice, on each event backend.
+"""Thousands of concurrent keep-alive connections through sluice, on each event backend (and on
+io_uring with multishot accept, SLUICE_IO_URING_ACCEPT=multishot).
 
 SLUICE_STRESS_CONNECTIONS (default 9000) client connections stay open at once; every one
 sends SLUICE_STRESS_ROUNDS (default 3) requests, at most WINDOW in flight across all of
