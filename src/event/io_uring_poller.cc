@@ -110,13 +110,14 @@ std::string setup_error(int err) {
 
 constexpr unsigned kBaseFlags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
 
-// The setups tried, best first. SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions and the
-// kernel's retries (a multishot accept or poll woken by the network) run only when the loop
-// enters the kernel to wait, in its own thread, with no interrupt and no locking for a
-// second issuer. A ring that is bound to one thread is created disabled (R_DISABLED, 5.10)
-// and enabled by the first wait(): a worker's loop is built on the main thread and runs on
-// its own. COOP_TASKRUN (5.19): completions run when the loop enters the kernel anyway, not
-// by interrupting it. SUBMIT_ALL (5.18): one bad entry does not stop the rest of a batch.
+// The setups tried, best first. SINGLE_ISSUER (6.0): the ring takes requests from one thread
+// only, so the kernel skips the locking a second submitter would need. A ring that is bound
+// to one thread is created disabled (R_DISABLED, 5.10) and enabled by the first wait(): a
+// worker's loop is built on the main thread and runs on its own. COOP_TASKRUN (5.19):
+// completions run when the loop enters or leaves the kernel anyway, not by interrupting it.
+// SUBMIT_ALL (5.18): one bad entry does not stop the rest of a batch. Not DEFER_TASKRUN
+// (6.1): with it, the end of a poll removed while a wake-up raced it (a listener removed
+// under load) waited for a later wait(), and the closed socket kept listening meanwhile.
 struct RingSetup {
   unsigned flags;
   const char* name;
@@ -124,8 +125,8 @@ struct RingSetup {
   const char* needs;
 };
 constexpr RingSetup kSetups[] = {
-    {kBaseFlags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-     "single issuer, deferred task work", "SINGLE_ISSUER|DEFER_TASKRUN", "Linux 6.1"},
+    {kBaseFlags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_R_DISABLED,
+     "single issuer, cooperative task work", "SINGLE_ISSUER", "Linux 6.0"},
     {kBaseFlags | IORING_SETUP_COOP_TASKRUN, "cooperative task work", "COOP_TASKRUN|SUBMIT_ALL",
      "Linux 5.19"},
     {IORING_SETUP_CQSIZE, "plain", "", ""},
@@ -143,7 +144,7 @@ Status init_ring(io_uring& ring, std::string* setup) {
   int rc = -EINVAL;
   io_uring_params p{};
   size_t i = coop_forced() ? 1 : 0;
-  if (i == 1) refused = "SINGLE_ISSUER|DEFER_TASKRUN skipped: SLUICE_IO_URING_SETUP=coop";
+  if (i == 1) refused = "SINGLE_ISSUER skipped: SLUICE_IO_URING_SETUP=coop";
   for (; i < std::size(kSetups); ++i) {
     p = io_uring_params{};
     p.flags = kSetups[i].flags;
@@ -245,7 +246,7 @@ class IoUringPoller final : public Poller {
     Slot* s = live_slot(fd);
     if (!s || !s->acceptor()) return;
     if (enabled_ && on_owner_thread()) {
-      // Completions the kernel holds for this loop (deferred task work runs only here).
+      // Completions the kernel holds for this loop (task work of this thread runs here).
       io_uring_get_events(&ring_);
       harvest();
     }
@@ -308,9 +309,19 @@ class IoUringPoller final : public Poller {
       // Submitted now, not with the next wait(): the request holds a reference to the file,
       // and the caller's close() right after this must release the socket at once, as it
       // does under epoll (a removed listener stops accepting before its worker says it is
-      // done). With deferred task work the kernel finishes the removal only when this thread
-      // asks for events, so it does. One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL).
+      // done). The kernel may finish the removal in task work of this thread: asking for
+      // events runs it. One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL).
+      ending_ = Ending{fd, s.generation, (s.armed ? 1 : 0) + (s.recv_armed ? 1 : 0)};
       submit_and_get_events();
+      // A wake-up racing the cancellation (a connection arriving on a listener under load)
+      // can leave the end of the request to task work queued anew, which runs only when this
+      // thread asks again: ask until the last completions of the requests came (they drop
+      // the file), a few times at most.
+      for (int i = 0; ending_.pending > 0 && i < 8 && enabled_ && on_owner_thread(); ++i) {
+        io_uring_get_events(&ring_);
+        harvest();
+      }
+      ending_.pending = 0;
     }
     s.live = false;
     s.armed = false;
@@ -649,6 +660,10 @@ class IoUringPoller final : public Poller {
     if (user_data == kInternal) return;  // a removal or update of a request that had ended
     auto fd = static_cast<size_t>((user_data & ~kKindBits) >> 32);
     auto generation = static_cast<uint32_t>(user_data);
+    if (ending_.pending > 0 && !(flags & IORING_CQE_F_MORE) && static_cast<int>(fd) == ending_.fd &&
+        generation == ending_.generation) {
+      --ending_.pending;
+    }
     bool current = fd < slots_.size() && slots_[fd].live && slots_[fd].generation == generation;
     if (!current) {
       // A removed registration's. A connection it accepted is nobody's: closed; a buffer
@@ -725,6 +740,13 @@ class IoUringPoller final : public Poller {
     ready_.push_back({fd, s.generation, 0, -1, err, Kind::kAccept});
   }
 
+  // The requests remove() waits to see end.
+  struct Ending {
+    int fd = -1;
+    uint32_t generation = 0;
+    int pending = 0;
+  };
+  Ending ending_;
   io_uring ring_{};
   bool ready_to_use_ = false;
   bool enabled_ = false;

@@ -50,9 +50,9 @@ def admin_port(sl):
     return int(ADMIN_RE.search(line).group(1))
 
 
-RING_BEST = "single issuer, deferred task work"
-RING_OLD = "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN refused: EINVAL, needs Linux 6.1)"
-RING_FORCED = "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN skipped: SLUICE_IO_URING_SETUP=coop)"
+RING_BEST = "single issuer, cooperative task work"
+RING_OLD = "cooperative task work (SINGLE_ISSUER refused: EINVAL, needs Linux 6.0)"
+RING_FORCED = "cooperative task work (SINGLE_ISSUER skipped: SLUICE_IO_URING_SETUP=coop)"
 
 
 def ring_lines(sl):
@@ -60,7 +60,7 @@ def ring_lines(sl):
 
 
 def case_rings_without_single_issuer_still_serve():
-    """The fallback ring setup (as on a kernel before 6.1), forced: said once, and it serves."""
+    """The fallback ring setup (as on a kernel before 6.0), forced: said once, and it serves."""
     with EchoServer() as echo:
         env = {"SLUICE_EVENT_BACKEND": "io_uring", "SLUICE_IO_URING_SETUP": "coop"}
         try:

@@ -76,7 +76,7 @@ size_t drain(int fd) {
 }
 
 // A backend, and for io_uring whether its rings are set up as on a kernel without
-// SINGLE_ISSUER | DEFER_TASKRUN (the cooperative fallback).
+// SINGLE_ISSUER (the cooperative fallback).
 struct Variant {
   Backend backend;
   bool coop = false;
@@ -662,16 +662,13 @@ INSTANTIATE_TEST_SUITE_P(Backends, PollerTest,
 TEST(IoUringSetup, BestTheKernelTakesAndTheReasonForTheRest) {
   if (Status s = probe_io_uring(); !s) GTEST_SKIP() << "io_uring: " << s.message();
   std::string setup = io_uring_ring_setup();
-  // 6.1 and later bind each ring to its loop's thread; older kernels say why not.
-  if (setup != "single issuer, deferred task work") {
-    EXPECT_EQ(setup,
-              "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN refused: EINVAL, needs Linux "
-              "6.1)");
+  // 6.0 and later bind each ring to its loop's thread; older kernels say why not.
+  if (setup != "single issuer, cooperative task work") {
+    EXPECT_EQ(setup, "cooperative task work (SINGLE_ISSUER refused: EINVAL, needs Linux 6.0)");
   }
   ::setenv("SLUICE_IO_URING_SETUP", "coop", 1);
   EXPECT_EQ(io_uring_ring_setup(),
-            "cooperative task work (SINGLE_ISSUER|DEFER_TASKRUN skipped: "
-            "SLUICE_IO_URING_SETUP=coop)");
+            "cooperative task work (SINGLE_ISSUER skipped: SLUICE_IO_URING_SETUP=coop)");
   ::unsetenv("SLUICE_IO_URING_SETUP");
 }
 
