@@ -104,10 +104,10 @@ Result<std::unique_ptr<Poller>> make_io_uring_poller();
 // (io_uring_ring_setup()).
 Status probe_io_uring(std::string* setup = nullptr);
 
-// How io_uring rings are created here: "single issuer, cooperative task work" where the
-// kernel takes IORING_SETUP_SINGLE_ISSUER (6.0), else "cooperative task work (...: REASON)"
-// or "plain (...: REASON)". SLUICE_IO_URING_SETUP=coop in the environment skips the first
-// (for tests of the fallback).
+// How io_uring rings are created here: "cooperative task work" (COOP_TASKRUN, 5.19), else
+// "plain (...: REASON)". With SLUICE_IO_URING_SETUP=single_issuer in the environment (opt-in
+// for now), "single issuer, cooperative task work" where the kernel takes
+// IORING_SETUP_SINGLE_ISSUER (6.0), else the next with "(SINGLE_ISSUER refused: REASON)".
 std::string io_uring_ring_setup();
 
 }  // namespace sluice::event
