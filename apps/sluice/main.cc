@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   LOG_INFO("{}", backend->describe());
+  if (!backend->ring_setup.empty()) LOG_INFO("io_uring ring: {}", backend->ring_setup);
   event::set_process_backend(backend->backend);
   server::Server server(config.value(), config_path);
   if (upgrade_fd >= 0) server.set_upgrade_fd(upgrade_fd);

@@ -58,6 +58,10 @@ class AdminServer final : public net::ListenerCallbacks {
   // The listening socket, for a hand-over (-1 before start).
   int listening_fd() const { return fd_; }
   bool listening() const { return listener_ != nullptr; }
+  // Accepts on readiness from now on (net::Listener::accept_by_polling).
+  void accept_by_polling() {
+    if (listener_) listener_->accept_by_polling();
+  }
   // Stops accepting; connections already open are answered (a binary upgrade's old process).
   void stop_accepting() {
     listener_.reset();

@@ -49,7 +49,7 @@ Result<BackendChoice> choose_backend(Backend configured) {
   }
   BackendChoice choice;
   if (wanted == Backend::kEpoll) return choice;
-  Status probe = probe_io_uring();
+  Status probe = probe_io_uring(&choice.ring_setup);
   if (probe) {
     choice.backend = Backend::kIoUring;
     return choice;
@@ -58,6 +58,7 @@ Result<BackendChoice> choose_backend(Backend configured) {
     return Status::error(
         fmt::format("event.backend: io_uring is not available: {}", probe.message()));
   }
+  choice.ring_setup.clear();
   choice.fallback_reason = probe.message();
   return choice;
 }

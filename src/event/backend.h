@@ -31,6 +31,9 @@ struct EventConfig {
 struct BackendChoice {
   Backend backend = Backend::kEpoll;  // never kAuto
   std::string fallback_reason;        // "" unless auto fell back to epoll
+  // On io_uring, how its rings are set up (io_uring_ring_setup()), logged as
+  // "io_uring ring: SETUP".
+  std::string ring_setup;
   // "event backend: io_uring", "event backend: epoll (io_uring unavailable: REASON)".
   std::string describe() const;
 };

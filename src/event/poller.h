@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "base/status.h"
 
@@ -32,6 +33,33 @@ class IoHandler {
   ~IoHandler() = default;
 };
 
+// Told of connections a listening socket accepted by completion (Poller::add_acceptor).
+class AcceptHandler {
+ public:
+  // `fd` is a new connection, non-blocking and close-on-exec, owned by the handler from now.
+  virtual void on_accepted(int fd) = 0;
+  // Accepting stopped on `err` (EMFILE, ENFILE, ENOBUFS, ENOMEM, or one the kernel does not
+  // expect); nothing more is accepted until resume_acceptor().
+  virtual void on_accept_failed(int err) = 0;
+
+ protected:
+  ~AcceptHandler() = default;
+};
+
+// Told of bytes a socket received by completion (Poller::add_receiver).
+class RecvHandler {
+ public:
+  // `size` bytes arrived, in order. `data` is a buffer the loop shares among its sockets,
+  // valid only during the call: copy what is kept. size == 0: the peer closed its side
+  // (FIN) and nothing more is received.
+  virtual void on_received(const char* data, size_t size) = 0;
+  // Receiving failed with `err` (ECONNRESET, ...); nothing more is received.
+  virtual void on_receive_failed(int err) = 0;
+
+ protected:
+  ~RecvHandler() = default;
+};
+
 class Poller {
  public:
   virtual ~Poller() = default;
@@ -47,6 +75,24 @@ class Poller {
   // handlers check that their descriptor is still theirs.
   virtual void dispatch() = 0;
   virtual Backend backend() const = 0;
+
+  // Completion-based accept: the backend accepts connections on the listening socket `fd`
+  // itself (io_uring: a multishot accept) and hands each to `handler`, in batches of what one
+  // wait() found. Backends without it return an error, and the caller polls for readability
+  // and calls accept4() as before. remove(fd) stops it; accepted connections not yet handed
+  // over then are closed.
+  virtual Status add_acceptor(int fd, AcceptHandler* handler);
+  // Completion-based receive: the backend reads `fd` itself and hands each piece to
+  // `handler` (io_uring: a multishot recv into a ring of buffers the loop shares, so an idle
+  // socket holds no buffer). Beside a poll registered with add() for the same fd, or alone.
+  // Backends without it return an error (the caller reads on readiness as before). remove(fd)
+  // stops both; what was received but not yet handed over is then dropped.
+  virtual Status add_receiver(int fd, RecvHandler* handler);
+  // Accepts again after on_accept_failed().
+  virtual void resume_acceptor(int fd);
+  // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered
+  // (a listener about to close serves them instead of resetting them).
+  virtual void deliver_accepted(int fd);
 };
 
 std::unique_ptr<Poller> make_epoll_poller();
@@ -54,7 +100,14 @@ std::unique_ptr<Poller> make_epoll_poller();
 Result<std::unique_ptr<Poller>> make_io_uring_poller();
 // Whether io_uring can serve as the backend here: a ring with the features the io_uring
 // poller uses, tried for real. SLUICE_IO_URING_PROBE=fail in the environment makes it fail
-// (for tests of the fallback).
-Status probe_io_uring();
+// (for tests of the fallback). When `setup` is given, it is set to how the rings are set up
+// (io_uring_ring_setup()).
+Status probe_io_uring(std::string* setup = nullptr);
+
+// How io_uring rings are created here: "cooperative task work" (COOP_TASKRUN, 5.19), else
+// "plain (...: REASON)". With SLUICE_IO_URING_SETUP=single_issuer in the environment (opt-in
+// for now), "single issuer, cooperative task work" where the kernel takes
+// IORING_SETUP_SINGLE_ISSUER (6.0), else the next with "(SINGLE_ISSUER refused: REASON)".
+std::string io_uring_ring_setup();
 
 }  // namespace sluice::event

@@ -1,5 +1,7 @@
 // Listener: one listening socket on one worker's loop. Accepts until EAGAIN, at most a batch
-// per loop iteration, and hands each new connection to ListenerCallbacks. On descriptor exhaustion
+// per loop iteration, and hands each new connection to ListenerCallbacks. On a backend that
+// accepts by completion (io_uring's multishot accept) the kernel accepts and the listener
+// hands over what each loop iteration brought. On descriptor exhaustion
 // (EMFILE, ENFILE, ENOBUFS, ENOMEM) it logs once, pauses accepting for a short while and tries
 // again, so the worker neither spins nor dies. Loop thread only.
 #pragma once
@@ -36,27 +38,40 @@ Status apply_listening_options(int fd, const SocketOptions& options);
 // but for those options.
 bool same_listening_socket(const SocketOptions& a, const SocketOptions& b);
 
-class Listener final : public event::IoHandler {
+class Listener final : public event::IoHandler, public event::AcceptHandler {
  public:
   Listener(event::Loop& loop, Fd fd, std::string name, ListenerCallbacks& callbacks);
   ~Listener();
 
   Status start();
   // Closes the socket: the kernel refuses new connections once every worker's is closed.
+  // Accepting by completion, the connections the kernel already accepted for this listener,
+  // and those queued on the socket, are handed over first (see accept_backlog()).
   void close();
   // Accepts the connections already queued, then closes (a listener removed while running:
   // a connection the kernel completed is served, not reset).
-  void accept_queued_and_close() {
-    if (!paused_) accept_all();
-    close();
-  }
+  void accept_queued_and_close();
+  // Accepts on readiness from now on, as on epoll (a no-op there). A binary upgrade's old
+  // process does this before it hands its sockets over: a multishot accept waits as an
+  // exclusive waiter, and cancelling it when the process stops accepting could drop a
+  // wake-up the new process's accept needed; readiness waiters are woken all.
+  void accept_by_polling();
   // Accepted connections go to `callbacks` from now on.
   void set_callbacks(ListenerCallbacks& callbacks) { callbacks_ = &callbacks; }
 
   void on_io(uint32_t events) override;
+  void on_accepted(int fd) override;
+  void on_accept_failed(int err) override;
 
  private:
   void accept_all();
+  // accept4() until the queue is empty, without a batch limit (a listener about to close).
+  void accept_backlog();
+  // Polls for readability and calls accept4() (epoll, or io_uring without multishot accept).
+  Status start_polling();
+  // Out of descriptors or memory (err): pauses accepting for a while, logged once.
+  void pause(int err);
+  void log_resumed();
 
   event::Loop& loop_;
   Fd fd_;
@@ -64,6 +79,7 @@ class Listener final : public event::IoHandler {
   ListenerCallbacks* callbacks_;
   event::Timer resume_timer_;
   bool paused_ = false;
+  bool by_completion_ = false;        // the poller accepts (add_acceptor)
   bool resumed_log_pending_ = false;  // an exhaustion episode was logged, its end not yet
   uint64_t pauses_ = 0;
 };

@@ -158,6 +158,9 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     ::_exit(127);
   }
   theirs.reset();
+  // Before the new process can accept on the same sockets (listener.h says why).
+  for (auto& w : workers_) w->accept_by_polling();
+  if (admin_) admin_->accept_by_polling();
   Handover h;
   for (const auto& [name, address] : listener_addresses_) {
     auto fds = listener_fds_.find(name);

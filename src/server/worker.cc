@@ -384,6 +384,15 @@ void Worker::start_accepting() {
   });
 }
 
+void Worker::accept_by_polling() {
+  loop_.post([this] {
+    for (auto& s : served_) {
+      if (s.listener) s.listener->accept_by_polling();
+      for (auto& l : s.extra) l->accept_by_polling();
+    }
+  });
+}
+
 void Worker::start() {
   thread_ = std::thread([this] { thread_main(); });
 }
@@ -442,7 +451,11 @@ void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
         s.proxy->drain();
       }
     }
-    for (auto& p : retired_) p.proxy->drain();
+    // A retired proxy whose last connection a drain closes is reaped (taken out of retired_)
+    // at once: walk a copy. Reaped proxies are deleted by a later post, so the pointers hold.
+    std::vector<proxy::ProxyListener*> retiring;
+    for (auto& p : retired_) retiring.push_back(p.proxy.get());
+    for (auto* p : retiring) p->drain();
     for (auto& c : clusters_) c->drain_pools();
     check_drained();
   });

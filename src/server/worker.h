@@ -90,6 +90,8 @@ class Worker {
   // start_accepting() (a binary upgrade's new process, before it is ready).
   void accept_later() { accept_later_ = true; }
   void start_accepting();
+  // Any thread: the listeners accept on readiness from now on (net::Listener).
+  void accept_by_polling();
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
   // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_keeping_idle).
   void drain(std::function<void()> on_drained, bool keep_idle = false);

@@ -50,6 +50,35 @@ def admin_port(sl):
     return int(ADMIN_RE.search(line).group(1))
 
 
+RING_DEFAULT = "cooperative task work"
+RING_SINGLE = "single issuer, cooperative task work"
+RING_SINGLE_REFUSED = "cooperative task work (SINGLE_ISSUER refused: EINVAL, needs Linux 6.0)"
+
+
+def ring_lines(sl):
+    return [l.split("] ", 1)[1] for l in sl.find_lines(lambda l: "] io_uring ring: " in l)]
+
+
+def case_single_issuer_rings_serve():
+    """Rings bound to their loop's thread (opt-in): said once, and sluice serves on them."""
+    with EchoServer() as echo:
+        env = {"SLUICE_EVENT_BACKEND": "io_uring", "SLUICE_IO_URING_SETUP": "single_issuer"}
+        try:
+            sl = Sluice(config_text(config(), echo.address), env=env)
+        except harness.CheckFailed as e:
+            if "io_uring is not available" in str(e):
+                raise Skip("io_uring unavailable here")
+            raise
+        with sl:
+            check(ring_lines(sl) in (["io_uring ring: " + RING_SINGLE],
+                                     ["io_uring ring: " + RING_SINGLE_REFUSED]),
+                  "the setup (and why not, on kernels before 6.0)", repr(ring_lines(sl)))
+            for i in range(20):
+                if not serves(sl):
+                    break
+            check(serves(sl), "sluice serves TCP on single-issuer rings (21 connections)")
+
+
 def backend_lines(sl):
     return [l.split("] ", 1)[1] for l in sl.find_lines(lambda l: "] event backend: " in l)]
 
@@ -108,6 +137,8 @@ def case_auto_runs_on_io_uring_where_it_works():
             if lines and lines[0].startswith("event backend: epoll (io_uring unavailable: "):
                 raise Skip(lines[0])
             check(lines == ["event backend: io_uring"], "auto picks io_uring", repr(lines))
+            check(ring_lines(sl) == ["io_uring ring: " + RING_DEFAULT],
+                  "one line says how the rings are set up", repr(ring_lines(sl)))
             for i in range(20):
                 if not serves(sl):
                     break
@@ -152,5 +183,6 @@ def case_reload_keeps_the_running_backend():
 
 if __name__ == "__main__":
     run_cases([case_failed_probe_falls_back_to_epoll, case_explicit_io_uring_unavailable_is_an_error,
-               case_auto_runs_on_io_uring_where_it_works, case_unknown_backend_is_a_located_error,
+               case_auto_runs_on_io_uring_where_it_works, case_single_issuer_rings_serve,
+               case_unknown_backend_is_a_located_error,
                case_reload_keeps_the_running_backend])

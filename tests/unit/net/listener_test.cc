@@ -1,5 +1,6 @@
 #include "net/listener.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -7,7 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
+
+#include "event/backend.h"
 
 #include "base/clock.h"
 #include "net/connect.h"
@@ -38,8 +42,12 @@ uint32_t accept_queue(int fd) {
 }
 
 struct Counter final : ListenerCallbacks {
-  void on_accept(Fd fd, const Address&) override { accepted.push_back(std::move(fd)); }
+  void on_accept(Fd fd, const Address& peer) override {
+    accepted.push_back(std::move(fd));
+    peers.push_back(peer.to_string());
+  }
   std::vector<Fd> accepted;
+  std::vector<std::string> peers;
 };
 
 TEST(BindListener, SetsDeferAcceptAndNotsentLowatOnTheListeningSocket) {
@@ -117,6 +125,46 @@ TEST(SocketOptionsValidate, DeferAcceptAndNotsentLowat) {
   low.notsent_lowat = 0;  // off
   EXPECT_TRUE(low.validate(false).empty());
   EXPECT_EQ(SocketOptions{}.notsent_lowat, kDefaultNotsentLowat);
+}
+
+TEST(Listener, OnIoUringTheKernelAcceptsAndTheListenerHandsOver) {
+  if (Status s = event::probe_io_uring(); !s) GTEST_SKIP() << "io_uring: " << s.message();
+  ::setenv("SLUICE_IO_URING_ACCEPT", "multishot", 1);  // opt-in for now
+  event::Loop loop(Clock::steady(), event::Backend::kIoUring);
+  SocketOptions o;
+  o.notsent_lowat = 16 * 1024;
+  Fd lfd = bind_listener(loopback(), 512, o, false).value();
+  Address address = local_address(lfd.get()).value();
+  Counter counter;
+  Listener listener(loop, std::move(lfd), "test", counter);
+  ASSERT_TRUE(listener.start().is_ok());
+  constexpr int kConnections = 100;
+  std::vector<Fd> clients;
+  std::vector<std::string> want;
+  for (int i = 0; i < kConnections; ++i) {
+    Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));  // blocking: connected on return
+    ASSERT_EQ(::connect(c.get(), address.sockaddr_ptr(), address.length()), 0);
+    want.push_back(local_address(c.get()).value().to_string());
+    clients.push_back(std::move(c));
+  }
+  // Bounded: about 5 s.
+  for (int i = 0; i < 5000 && counter.accepted.size() < kConnections; ++i) {
+    loop.run_until_idle();
+    if (counter.accepted.size() < kConnections) ::usleep(1000);
+  }
+  ASSERT_EQ(counter.accepted.size(), static_cast<size_t>(kConnections));
+  // Each with its peer's address (getpeername: a multishot accept gives none), in order.
+  EXPECT_EQ(counter.peers, want);
+  // The same inherited options as from accept4(), non-blocking.
+  EXPECT_EQ(int_option(counter.accepted.front().get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT), 16 * 1024);
+  EXPECT_EQ(int_option(counter.accepted.back().get(), IPPROTO_TCP, TCP_NODELAY), 1);
+  EXPECT_TRUE(::fcntl(counter.accepted.back().get(), F_GETFL) & O_NONBLOCK);
+  // Closed: the port refuses at once.
+  listener.close();
+  Fd late(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_NE(::connect(late.get(), address.sockaddr_ptr(), address.length()), 0);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  ::unsetenv("SLUICE_IO_URING_ACCEPT");
 }
 
 }  // namespace

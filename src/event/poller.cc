@@ -1,0 +1,20 @@
+#include "event/poller.h"
+
+#include <cerrno>
+
+namespace sluice::event {
+
+// What a backend without completion-based accept answers: the caller polls instead.
+Status Poller::add_acceptor(int, AcceptHandler*) {
+  return Status::error("this event backend has no completion-based accept", EOPNOTSUPP);
+}
+
+Status Poller::add_receiver(int, RecvHandler*) {
+  return Status::error("this event backend has no completion-based receive", EOPNOTSUPP);
+}
+
+void Poller::resume_acceptor(int) {}
+
+void Poller::deliver_accepted(int) {}
+
+}  // namespace sluice::event
