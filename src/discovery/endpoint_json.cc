@@ -51,9 +51,9 @@ Result<EndpointList> parse_endpoint_list_json(std::string_view text) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     // "[json.exception.parse_error.101] parse error at line 3, column 5: ...": the part
-    // after the category says where.
+    // after the category says where. (A number out of range is an out_of_range error.)
     std::string what = e.what();
     auto at = what.find("] ");
     return Status::error(at == std::string::npos ? what : what.substr(at + 2));
@@ -67,6 +67,10 @@ Result<EndpointList> parse_endpoint_list_json(std::string_view text) {
   if (!list->is_array()) return Status::error("\"endpoints\" is not a list");
   EndpointList out;
   std::set<std::string> seen;
+  if (list->size() > kMaxListed) {
+    return Status::error(
+        fmt::format("{} endpoints listed, more than {}", list->size(), kMaxListed));
+  }
   for (size_t i = 0; i < list->size(); ++i) {
     auto e = endpoint_from((*list)[i]);
     if (!e) {

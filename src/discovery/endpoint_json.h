@@ -12,8 +12,11 @@
 
 namespace sluice::discovery {
 
-// Values larger than this are refused unread (a registry value or a list entry).
+// Registry values larger than this are refused unread.
 inline constexpr size_t kMaxEndpointJson = 4096;
+// A list with more entries than this is refused whole: four times what a cluster's endpoint
+// table can hold, so a file of junk costs bounded memory and time.
+inline constexpr size_t kMaxListed = 4 * 4096;
 
 // One endpoint object, as text. The error says what is wrong, without the text itself.
 Result<upstream::EndpointConfig> parse_endpoint_json(std::string_view text);

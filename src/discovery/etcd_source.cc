@@ -1,6 +1,8 @@
 #include "discovery/etcd_source.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -39,14 +41,21 @@ std::string b64_encode(std::string_view in) {
 
 // Decodes standard base64 (as the gateway writes bytes fields); nullopt when it is not.
 std::optional<std::string> b64_decode(std::string_view in) {
+  static const auto kValue = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kB64[i])] = static_cast<int8_t>(i);
+    return t;
+  }();
   std::string out;
+  out.reserve(in.size() / 4 * 3);
   uint32_t v = 0;
   int bits = 0;
   for (char c : in) {
     if (c == '=') break;
-    const char* p = std::find(kB64, kB64 + 64, c);
-    if (p == kB64 + 64) return std::nullopt;
-    v = (v << 6) | static_cast<uint32_t>(p - kB64);
+    int8_t d = kValue[static_cast<unsigned char>(c)];
+    if (d < 0) return std::nullopt;
+    v = (v << 6) | static_cast<uint32_t>(d);
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
@@ -74,14 +83,23 @@ std::string prefix_end(std::string prefix) {
 int64_t int_field(const nlohmann::json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end()) return 0;
+  int64_t v = 0;
   if (it->is_string()) {
     try {
-      return std::stoll(it->get<std::string>());
+      v = std::stoll(it->get<std::string>());
     } catch (...) {
       return 0;
     }
+  } else if (it->is_number_integer()) {
+    v = it->get<int64_t>();
   }
-  return it->is_number_integer() ? it->get<int64_t>() : 0;
+  // Revisions are positive and sluice adds one to them: anything else reads as absent.
+  return v > 0 && v < INT64_MAX ? v : 0;
+}
+
+bool bool_field(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
 std::string string_field(const nlohmann::json& j, const char* name) {
@@ -214,9 +232,12 @@ void EtcdSource::on_call_body(std::string_view data) {
     return;
   }
   // The gateway streams one JSON message per line.
+  // What was kept from before holds no newline: look for one only in what is new.
+  const size_t scanned = body_.size();
   body_.append(data);
   size_t start = 0;
-  for (size_t nl; (nl = body_.find('\n', start)) != std::string::npos; start = nl + 1) {
+  for (size_t nl; (nl = body_.find('\n', std::max(start, scanned))) != std::string::npos;
+       start = nl + 1) {
     std::string line = body_.substr(start, nl - start);
     if (!line.empty()) on_watch_message(line);
     if (call_ != Call::kWatch) return;  // the message ended the watch
@@ -248,6 +269,12 @@ void EtcdSource::on_call_done(const std::string& error) {
   if (call == Call::kAuth) {
     token_ = string_field(j, "token");
     if (token_.empty()) return fail("authenticate answered no token");
+    // It goes into a header line: a token with control characters would inject headers.
+    if (std::any_of(token_.begin(), token_.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      token_.clear();
+      return fail("authenticate answered a token with control characters");
+    }
     return retry_now();
   }
   // kRange: the whole prefix at one revision.
@@ -292,12 +319,12 @@ void EtcdSource::on_watch_message(const std::string& line) {
     revision_ = 0;
     return fail("compacted");
   }
-  if (r->value("canceled", false)) {
+  if (bool_field(*r, "canceled")) {
     std::string reason = string_field(*r, "cancel_reason");
     if (is_auth_error(reason)) token_.clear();
     return fail("watch canceled: " + reason);
   }
-  bool first_message = r->value("created", false);
+  bool first_message = bool_field(*r, "created");
   if (first_message || state_ != upstream::SourceState::kSynced) {
     if (!last_failure_.empty()) {
       LOG_INFO("cluster {}: etcd watch resumed from revision {} on {}", cluster_, revision_ + 1,
@@ -318,7 +345,10 @@ void EtcdSource::on_watch_message(const std::string& line) {
     return;
   }
   for (const auto& ev : *events) {
-    const auto& kv = ev.value("kv", nlohmann::json::object());
+    if (!ev.is_object()) continue;
+    auto kv_it = ev.find("kv");
+    if (kv_it == ev.end() || !kv_it->is_object()) continue;
+    const auto& kv = *kv_it;
     auto key = b64_decode(string_field(kv, "key"));
     if (!key) continue;
     if (string_field(ev, "type") == "DELETE") {

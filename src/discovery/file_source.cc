@@ -20,8 +20,14 @@ namespace {
 constexpr size_t kLoggedInvalid = 10;
 
 Result<std::string> read_whole(const std::string& path, size_t limit) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at the path must not block the main loop waiting for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::error(std::strerror(errno), errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::error("not a regular file");
+  }
   std::string out;
   char buf[64 * 1024];
   for (;;) {

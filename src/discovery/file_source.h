@@ -23,7 +23,7 @@ class FileSource final : public EndpointSource {
   static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);
   static constexpr Duration kPollInterval = std::chrono::seconds(1);
   // Larger files are refused (and the last good set kept).
-  static constexpr size_t kMaxFileSize = 64 << 20;
+  static constexpr size_t kMaxFileSize = 16 << 20;
 
   FileSource(event::Loop& loop, std::string cluster, std::string path, OnUpdate on_update);
   ~FileSource() override;

@@ -91,6 +91,7 @@ void HttpCall::on_message_complete(http::HeaderMap&) {
 }
 
 void HttpCall::done(const std::string& error) {
+  if (finished_) return;  // cancelled, or already reported
   finished_ = true;
   if (conn_) conn_->close(!error.empty());
   callbacks_->on_call_done(error);

@@ -132,13 +132,13 @@ def parse_response(c):
 def request_round(conns, rnd):
     """One request on every connection, WINDOW in flight; checks every answer."""
     sel = selectors.DefaultSelector()
-    todo = list(reversed(conns))
+    unsent = list(reversed(conns))
     inflight = 0
     done = 0
     deadline = time.monotonic() + PHASE_SECONDS
     while done < len(conns):
-        while todo and inflight < WINDOW:
-            c = todo.pop()
+        while unsent and inflight < WINDOW:
+            c = unsent.pop()
             c.target = "/c%d/r%d" % (c.i, rnd)
             req = ("GET %s HTTP/1.1\r\nHost: stress.test\r\n\r\n" % c.target).encode()
             if c.sock.send(req) != len(req):

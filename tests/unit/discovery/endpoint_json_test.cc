@@ -68,5 +68,19 @@ TEST(EndpointJson, AListKeepsItsGoodEntriesAndNamesTheOthers) {
   EXPECT_EQ(bad.status().message(), "expected {\"endpoints\": [...]} or a list");
 }
 
+TEST(EndpointJson, AListThatCannotBeReadIsAnErrorNotACrash) {
+  // A number beyond a double is an out-of-range error from the JSON reader, not a parse error.
+  auto huge = parse_endpoint_list_json(R"([{"address": "10.0.0.1:80", "weight": 1e400}])");
+  ASSERT_FALSE(huge.is_ok());
+  EXPECT_EQ(huge.status().message(), "number overflow parsing '1e400'");
+  // More entries than four endpoint tables is refused whole, before any is looked at.
+  std::string many = "[";
+  for (size_t i = 0; i <= kMaxListed; ++i) many += i ? ",1" : "1";
+  many += "]";
+  auto refused = parse_endpoint_list_json(many);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().message(), "16385 endpoints listed, more than 16384");
+}
+
 }  // namespace
 }  // namespace sluice::discovery
