@@ -1,13 +1,16 @@
 #include "admin/dashboard.h"
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 #include <sys/random.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "admin/dashboard_assets.h"
 #include "admin/json_views.h"
+#include "base/check.h"
 
 namespace sluice::admin {
 namespace {
@@ -104,7 +107,13 @@ std::string make_action_token() {
   size_t got = 0;
   while (got < sizeof bytes) {
     ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n < 0 && errno != EINTR) {
+      // No getrandom (an old kernel, a seccomp filter): OpenSSL's generator, seeded its own way.
+      SLUICE_CHECK(RAND_bytes(bytes, sizeof bytes) == 1);
+      break;
+    }
   }
   std::string out;
   for (unsigned char b : bytes) out += fmt::format("{:02x}", b);

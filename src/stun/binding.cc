@@ -80,13 +80,22 @@ struct Integrity {
   }
 };
 
+// §14.5: what follows MESSAGE-INTEGRITY is not covered by it and is ignored; an attribute
+// appended to a captured signed request must not redirect the answer.
+bool before_integrity(const Message& m, const Attribute* at) {
+  for (const auto& a : m.attributes) {
+    if (&a == at) return true;
+    if (a.type == attr::kMessageIntegrity || a.type == attr::kMessageIntegritySha256) return false;
+  }
+  return false;
+}
+
 Answer error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
                     std::span<const uint16_t> unknown, const Integrity& integrity = {}) {
   Answer a;
   a.outcome = code == 420   ? Outcome::kUnknownAttribute
               : code == 401 ? Outcome::kUnauthenticated
                             : Outcome::kBadRequest;
-  bool padded = request.find(attr::kPadding) != nullptr;
   auto build = [&](std::string_view text) {
     MessageWriter w(request.method, MessageClass::kError, request.transaction_id);
     w.add_error(code, text);
@@ -97,7 +106,7 @@ Answer error_answer(const Message& request, size_t request_size, int code, std::
   };
   a.response = build(reason);
   // The reason phrase is optional text: only when the request pays for it.
-  if (!padded && a.response.size() > request_size) a.response = build("");
+  if (a.response.size() > request_size) a.response = build("");
   return a;
 }
 
@@ -218,10 +227,12 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   net::Address origin;
   if (nat) {
     // (The size is checked again: a copy after MESSAGE-INTEGRITY was not checked above.)
-    if (const Attribute* c = m.find(attr::kChangeRequest); c && c->value.size() == 4) {
+    if (const Attribute* c = m.find(attr::kChangeRequest);
+        c && c->value.size() == 4 && before_integrity(m, c)) {
       a.change = static_cast<uint8_t>(c->value[3] & (kChangeIp | kChangePort));
     }
-    if (const Attribute* p = m.find(attr::kResponsePort); p && p->value.size() == 4) {
+    if (const Attribute* p = m.find(attr::kResponsePort);
+        p && p->value.size() == 4 && before_integrity(m, p)) {
       a.response_port = static_cast<uint16_t>(p->value[0] << 8 | p->value[1]);
     }
     origin = combine((a.change & kChangeIp) ? nat->other : nat->local,
@@ -230,7 +241,6 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
 
   // The optional attributes, dropped from the last while the request does not pay for them:
   // SOFTWARE first, then RESPONSE-ORIGIN and OTHER-ADDRESS.
-  bool padded = m.find(attr::kPadding) != nullptr;
   bool software = !options.software.empty();
   bool discovery = nat != nullptr;
   auto build = [&] {
@@ -247,11 +257,11 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   };
   a.outcome = Outcome::kSuccess;
   a.response = build();
-  if (!padded && a.response.size() > request.size() && software) {
+  if (a.response.size() > request.size() && software) {
     software = false;
     a.response = build();
   }
-  if (!padded && a.response.size() > request.size() && discovery) {
+  if (a.response.size() > request.size() && discovery) {
     discovery = false;
     a.response = build();
   }

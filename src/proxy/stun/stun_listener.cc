@@ -99,7 +99,12 @@ void StunListener::stop_reading() {
   reading_ = false;
   // Nothing in flight over TCP but answers already written: the connections end with it.
   if (tcp_listener_) tcp_listener_->close();
-  for (auto& [c, owned] : tcp_) owned->shut();
+  // Deleted after this loop iteration: an event of theirs may still be in the batch being
+  // dispatched (as on_tcp_closed does for one).
+  for (auto& [c, owned] : tcp_) {
+    owned->shut();
+    loop_.defer_delete(std::move(owned));
+  }
   tcp_.clear();
 }
 

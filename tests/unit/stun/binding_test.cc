@@ -56,7 +56,7 @@ TEST(StunBinding, AMinimalRequestGetsTheMinimalAnswer) {
             "[2001:db8::5]:3478");
 }
 
-TEST(StunBinding, SoftwareOnlyWhenTheRequestPaysForItOrAsksWithPadding) {
+TEST(StunBinding, SoftwareOnlyWhenTheRequestPaysForItPaddingIncluded) {
   ServerOptions o;
   o.software = "sluice";  // 4 + 8 bytes
   // 52 bytes with SOFTWARE: a 52-byte request gets it, a 48-byte one not.
@@ -67,7 +67,11 @@ TEST(StunBinding, SoftwareOnlyWhenTheRequestPaysForItOrAsksWithPadding) {
   ASSERT_NE(parsed(big).find(attr::kSoftware), nullptr);
   Answer smaller = answer_binding(request({{0x8050, std::vector<uint8_t>(20, 0)}}), v4(), o);
   EXPECT_EQ(smaller.response.size(), 40u);
-  Answer padded = answer_binding(request({{attr::kPadding, {}}}), v4(), o);
+  // PADDING pays by its size, like any attribute: an empty one unlocks nothing.
+  Answer empty = answer_binding(request({{attr::kPadding, {}}}), v4(), o);
+  ASSERT_EQ(empty.outcome, Outcome::kSuccess);
+  EXPECT_EQ(empty.response.size(), 40u);
+  Answer padded = answer_binding(request({{attr::kPadding, filler28}}), v4(), o);
   ASSERT_EQ(padded.outcome, Outcome::kSuccess);
   EXPECT_EQ(padded.response.size(), 52u);
 }
@@ -210,6 +214,25 @@ TEST(StunBinding, ResponsePortAndMalformedNatAttributes) {
   // Without an alternate address both are unknown: 420.
   EXPECT_EQ(answer_binding(request({{attr::kResponsePort, {0x9c, 0x40, 0, 0}}}), v4(), o).outcome,
             Outcome::kUnknownAttribute);
+}
+
+TEST(StunBinding, NatAttributesAfterMessageIntegrityAreNotHonoured) {
+  ServerOptions o;
+  o.credentials = {{"user", "secret-password"}};
+  const std::string password = "secret-password";
+  auto key = std::span(reinterpret_cast<const uint8_t*>(password.data()), password.size());
+  NatDiscovery n = nat();
+  // A signed request, then RESPONSE-PORT and CHANGE-REQUEST appended after its integrity.
+  MessageWriter w(kBinding, MessageClass::kRequest, kId);
+  w.add(attr::kUsername, std::vector<uint8_t>{'u', 's', 'e', 'r'});
+  w.add_message_integrity(key);
+  w.add(attr::kResponsePort, std::vector<uint8_t>{0x9c, 0x40, 0, 0});
+  w.add(attr::kChangeRequest, std::vector<uint8_t>{0, 0, 0, 6});
+  auto bytes = w.finish(false);
+  Answer a = answer_binding(std::vector<uint8_t>(bytes.begin(), bytes.end()), v4(), o, &n);
+  ASSERT_EQ(a.outcome, Outcome::kSuccess);
+  EXPECT_EQ(a.response_port, 0);
+  EXPECT_EQ(a.change, 0);
 }
 
 }  // namespace
