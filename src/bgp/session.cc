@@ -252,6 +252,9 @@ void Session::handle(const Message& m) {
         return fail(err::kFsm, 0, {}, fmt::format("ROUTE-REFRESH in state {}", to_string(state_)));
       }
       arm_hold_timer();
+      // While earlier routes still wait in the send queue, a refresh would only queue them
+      // again: a peer asking in a loop must not grow it.
+      if (!out_.empty()) return;
       LOG_INFO("bgp peer {}: route refresh asked: sending every announced route again", name());
       callbacks_.on_established(*this);
       return;
@@ -345,6 +348,7 @@ void Session::fail(uint8_t code, uint8_t subcode, const std::string& data, const
     write_notification(code, subcode, data, msg);
     ++stats_.notifications_sent;
     send(std::move(msg));
+    if (!fd_.valid()) return;  // the send failed and reset the session already
   }
   reset(text);
 }

@@ -21,7 +21,7 @@ bgp::SourceState Server::bgp_source(const bgp::AnnounceConfig& a) const {
     for (const auto& l : config_->listeners) configured |= l->name == a.target;
     if (!configured) {
       s.note = "not in the configuration";
-    } else if (!lifecycle_.is(admin::LifecycleState::kReady)) {
+    } else if (!lifecycle_.serving()) {  // a reload or an upgrade still serves
       s.note = std::string(admin::to_string(lifecycle_.state()));
     } else {
       s.usable = 1;
