@@ -325,8 +325,9 @@ void Stream::offer_recent(uint64_t us) {
                    .count();
   r.failed = failed;
   append_record(r.record);
+  if (!slow) return recent.add_failed(std::move(r));  // failed only: no copy
   if (failed) recent.add_failed(r);
-  if (slow) recent.add_slow(std::move(r), now);
+  recent.add_slow(std::move(r), now);
 }
 
 bool Stream::will_log() {
