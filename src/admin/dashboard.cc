@@ -170,7 +170,7 @@ void register_dashboard(AdminServer& server, AdminContext context, std::string t
     return text(404, "no such admin endpoint\n");
   });
   server.handle("/dashboard/data", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather({.recent = true}, [respond, ctx](MetricsInput& in) {
+    ctx->gather({.recent = true, .dns = true}, [respond, ctx](MetricsInput& in) {
       ConfigView view = ctx->view();
       DashboardInfo info{ctx->lifecycle->state(), ctx->reloads ? ctx->reloads->generation : 0,
                          view.listener_addresses};

@@ -103,7 +103,8 @@ struct CertificateReport {
 // What a gather asks for beyond the counters.
 struct GatherScope {
   bool connections = false;  // the open connections (with TCP_INFO)
-  bool recent = false;       // the slowest and failed recent requests, and the DNS cache
+  bool recent = false;       // the slowest and failed recent requests
+  bool dns = false;          // the resolver's cache, name by name
 };
 
 // One worker's copy of its counters.
@@ -142,7 +143,7 @@ struct MetricsInput {
   }
   const upstream::health::HealthManager* health = nullptr;
   const dns::ResolverStats* dns = nullptr;   // null without DNS clusters
-  std::vector<dns::Cache::Saved> dns_names;  // GatherScope::recent: the resolver's cache
+  std::vector<dns::Cache::Saved> dns_names;  // GatherScope::dns: the resolver's cache
   std::vector<CertificateReport> certificates;
   // The BGP speaker's sessions (by peer address) and prefixes; empty without `bgp:`.
   std::vector<std::pair<std::string, bgp::PeerStats>> bgp_peers;

@@ -581,7 +581,7 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
   }
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
-  if (scope.recent && resolver_) pending->input.dns_names = resolver_->report_cache();
+  if (scope.dns && resolver_) pending->input.dns_names = resolver_->report_cache();
   for (const auto& c : config_->clusters) {
     const discovery::EndpointSource* s = sources_->source(*health_->find_cluster(c->name));
     if (!s) continue;
