@@ -335,6 +335,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<event::LoopStats>();
   x.declare<bgp::PeerStats>();
   x.declare<bgp::PrefixStats>();
+  x.declare<DashboardEventStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -418,6 +419,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   }
   for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
   for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
+  x.put(in.dashboard_events, "");
 }
 
 }  // namespace
@@ -532,6 +534,10 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
     lines.push_back("bgp peer " + peer + ": " + summary(s));
   for (const auto& [prefix, s] : in.bgp_prefixes) {
     lines.push_back("bgp prefix " + prefix + ": " + summary(s));
+  }
+  if (in.dashboard_events.accepted || in.dashboard_events.refused_full ||
+      in.dashboard_events.refused_draining) {
+    lines.push_back("dashboard events: " + summary(in.dashboard_events));
   }
   return lines;
 }

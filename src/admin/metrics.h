@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/dashboard_events_types.h"
 #include "base/metric.h"
 #include "bgp/speaker.h"
 #include "dns/resolver.h"
@@ -156,6 +157,8 @@ struct MetricsInput {
     upstream::SourceStats stats;
   };
   std::map<std::string, Source> sources;
+  // The dashboard's event streams (zero without a dashboard).
+  DashboardEventStats dashboard_events;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is

@@ -70,6 +70,7 @@ std::vector<Component> registry() {
       component<event::LoopStats>("worker loop", "worker=\"1\""),
       component<bgp::PeerStats>("bgp peer", "peer=\"192.0.2.2:179\""),
       component<bgp::PrefixStats>("bgp prefix", "prefix=\"192.0.2.1/32\""),
+      component<DashboardEventStats>("dashboard events", ""),
   };
 }
 
@@ -185,6 +186,7 @@ class MetricsTest : public ::testing::Test {
     bgp::PrefixStats prefix;
     fill(prefix, 30);
     in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
+    fill(in_.dashboard_events, 40);
     MetricsInput::Source source{"file", "/etc/sluice/app.json", upstream::SourceState::kSynced, {}};
     source.stats.set_state(upstream::SourceState::kSynced);
     source.stats.endpoints = 3;
@@ -279,6 +281,20 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples["sluice_bgp_prefix_announced{prefix=\"192.0.2.1/32\"}"], "30");
   EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
+  // The dashboard's event streams (main thread: one copy, not merged).
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscribers"], "40");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"accepted\"}"], "41");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_full\"}"],
+            "42");
+  EXPECT_EQ(
+      p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_draining\"}"],
+      "43");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_builds_total"], "44");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"sent\"}"], "45");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"dropped\"}"], "46");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"client\"}"], "47");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"not_reading\"}"], "48");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"draining\"}"], "49");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
   // Units: the resolver's slowest resolution (microseconds, position 9) in seconds; the
   // loop's busy time (nanoseconds, position 0) per worker, not merged.
@@ -564,6 +580,12 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
   bgp::PrefixStats prefix;
   prefix.transitions = 2;
   totals.bgp_prefixes.emplace_back("198.51.100.1/32", prefix);
+  totals.dashboard_events.subscribers = 1;  // gauges are not summarised
+  totals.dashboard_events.accepted = 3;
+  totals.dashboard_events.refused_full = 1;
+  totals.dashboard_events.builds = 5;
+  totals.dashboard_events.frames_sent = 9;
+  totals.dashboard_events.ended_client = 2;
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
@@ -585,6 +607,9 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "bgp peer 192.0.2.2:179: established 1, updates sent 3, updates received 0, notifications "
       "sent 0, notifications received 0",
       "bgp prefix 198.51.100.1/32: transitions 2",
+      "dashboard events: accepted 3, refused (full) 1, refused (draining) 0, data builds 5, "
+      "frames sent 9, frames dropped 0, ended by the client 2, closed (not reading) 0, ended "
+      "(draining) 0",
   };
   EXPECT_EQ(exit_summary(totals), want);
 }
