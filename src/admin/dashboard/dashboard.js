@@ -328,7 +328,7 @@
       h("td", {}, x.prefix),
       h("td", { "data-field": "announced" }, h("span", { class: "badge " + (x.announced ? "ok" : "warn") },
         x.announced ? (x.graceful_shutdown ? "announced (graceful shutdown)" : "announced") : "not announced")),
-      h("td", { class: "cause", "data-field": "reason" }, x.reason),
+      h("td", { class: x.announced ? "" : "cause", "data-field": "reason" }, x.reason),
       h("td", {}, x.source + " ≥ " + x.min_healthy),
       h("td", { class: "num" }, x.usable + " / " + x.total),
       h("td", { class: "num" }, x.transitions)));
