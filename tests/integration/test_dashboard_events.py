@@ -14,6 +14,8 @@
   closed (counted: frames dropped, ends reason not_reading), and sluice keeps serving.
 - SIGTERM: an open stream gets `event: end` with reason "draining" and then the end of the
   connection; while the drain waits for a slow request a new stream is refused with 503.
+- POST /upgrade: the old process ends its stream with `event: end`, reason "upgrade"; the
+  new process serves streams on the same admin port.
 
 Skipped where Chromium is not installed (the cases without a browser still run).
 """
@@ -345,6 +347,49 @@ def case_drain_ends_the_streams():
     harness.check_clean_exit(sl, sl.wait_exit(30))
 
 
+def case_upgrade_ends_the_streams():
+    good = HttpBackend("good")
+    sl, admin = start(config(good, {"interval": "300ms"}))
+    s = open_stream(admin)
+    s.frame()
+    r = hu.request_once(admin, "POST", "/upgrade", body=b"", host="admin", timeout=60)
+    body = json.loads(r.body) if r.status == 200 else {}
+    check(r.status == 200 and body.get("result") == "upgraded", "POST /upgrade: upgraded", r.body[:500])
+    new_pid = body["pid"]
+
+    def kill_new():
+        try:
+            os.kill(new_pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    harness.register_cleanup(kill_new)
+    events = []
+    while True:
+        ev = s.event()
+        if ev is None:
+            break
+        events.append(ev)
+    last = events[-1] if events else None
+    check(last == {"event": "end", "data": '{"reason":"upgrade"}'},
+          "the old process ends its stream with event: end, reason upgrade, then the connection closes", repr(last))
+    s.close()
+    harness.check_clean_exit(sl, sl.wait_exit(30), "the old process exits 0")
+    # The new process, on the same admin socket, serves streams (its own counters).
+    c = open_stream(admin)
+    check(c.frame()["state"] == "ready", "the new process serves a stream on the same admin port")
+    m = scrape(admin)
+    check((m[ACCEPTED], m[ENDED_DRAINING]) == (1, 0), "its /metrics: 1 accepted, none ended (a fresh process)",
+          repr(m))
+    c.close()
+    os.kill(new_pid, signal.SIGTERM)
+    gone = harness.wait_until(lambda: not os.path.exists("/proc/%d" % new_pid) or
+                              open("/proc/%d/stat" % new_pid).read().split(") ")[1].startswith("Z"), 30, 0.05)
+    check(gone, "the new process exits on SIGTERM")
+    harness.unregister_cleanup(kill_new)
+
+
 if __name__ == "__main__":
     harness.run_cases([case_page_follows_the_stream, case_limit_and_fallback_to_polling,
-                       case_a_client_that_does_not_read, case_drain_ends_the_streams])
+                       case_a_client_that_does_not_read, case_drain_ends_the_streams,
+                       case_upgrade_ends_the_streams])
