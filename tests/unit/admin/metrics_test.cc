@@ -536,6 +536,34 @@ TEST_F(MetricsTest, OpenMetricsBucketsCarryTheRecentRequestsAsExemplars) {
   EXPECT_EQ(render_prometheus(in_).find(" # {"), std::string::npos);
 }
 
+TEST_F(MetricsTest, OpenMetricsPoolWaitBucketsCarryExemplarsOfTheirCluster) {
+  // Waited 2 ms for the pool, then 40 ms to connect: 42 ms, as the histogram counts it.
+  in_.workers[0].recent["web"].slow = {
+      {900'000, 1'700'000'000'500, false,
+       R"({"cluster":"app","traceparent":"00-11111111111111111111111111111111-b7ad6b7169203331-01",)"
+       R"("timings_us":{"pool_wait":2000,"upstream_connect":40000,"upstream_tls":-1}})"},
+      // No upstream connection: no pool wait.
+      {800'000, 1'700'000'000'600, true,
+       R"({"cluster":"app","traceparent":"00-22222222222222222222222222222222-b7ad6b7169203331-01",)"
+       R"("timings_us":{"pool_wait":-1,"upstream_connect":-1,"upstream_tls":-1}})"}};
+  std::string text = render_openmetrics(in_);
+  EXPECT_NE(text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} "),
+            std::string::npos);
+  size_t at = text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} ");
+  std::string line = text.substr(at, text.find('\n', at) - at);
+  EXPECT_NE(line.find(" # {trace_id=\"11111111111111111111111111111111\"} 0.042 1700000000.500"),
+            std::string::npos)
+      << line;
+  // Two in all: the listener's bucket le=1 shows the slower of its two requests, the
+  // cluster's le=0.05 the one that waited.
+  size_t count = 0;
+  for (size_t p = text.find(" # {"); p != std::string::npos; p = text.find(" # {", p + 1)) ++count;
+  EXPECT_EQ(count, 2u) << text;
+  EXPECT_NE(text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"1\"} 1001 # "
+                      "{trace_id=\"11111111111111111111111111111111\"} 0.9 1700000000.500"),
+            std::string::npos);
+}
+
 TEST(Dashboard, PercentDecodesQueryValues) {
   EXPECT_EQ(percent_decode("127.0.0.1%3A8080"), "127.0.0.1:8080");
   EXPECT_EQ(percent_decode("%5B%3A%3A1%5D%3a80"), "[::1]:80");
