@@ -190,10 +190,10 @@ void register_dashboard(AdminServer& server, AdminContext context, std::string t
   });
   if (events) {
     events->set_build(build);
-    server.handle("/dashboard/events", [events](const AdminRequest& req,
-                                                AdminServer::Respond respond) {
-      events->subscribe(req, std::move(respond));
-    });
+    server.handle("/dashboard/events",
+                  [events](const AdminRequest& req, AdminServer::Respond respond) {
+                    events->subscribe(req, std::move(respond));
+                  });
   }
   // The actions: always with the token, whoever asks.
   auto allowed = [admin](const AdminRequest& req) -> std::optional<AdminResponse> {

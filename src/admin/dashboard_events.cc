@@ -32,10 +32,10 @@ void DashboardEvents::subscribe(const AdminRequest& request, AdminServer::Respon
   }
   if (subscribers_.size() >= config_.max_subscribers) {
     ++stats_.refused_full;
-    return respond(refusal(fmt::format(
-        "too many event streams open ({}, admin.events.max_subscribers); poll GET "
-        "/dashboard/data instead\n",
-        config_.max_subscribers)));
+    return respond(refusal(
+        fmt::format("too many event streams open ({}, admin.events.max_subscribers); poll GET "
+                    "/dashboard/data instead\n",
+                    config_.max_subscribers)));
   }
   AdminResponse r{200, "text/event-stream; charset=utf-8", fmt::format("retry: {}\n\n", kRetryMs)};
   r.stream = [this](std::shared_ptr<AdminStream> stream) { add(std::move(stream)); };

@@ -33,7 +33,7 @@ struct DashboardEventsConfig {
 };
 
 #define SLUICE_DASHBOARD_EVENTS_SUBSCRIPTIONS_HELP "Requests for /dashboard/events, by outcome."
-#define SLUICE_DASHBOARD_EVENTS_FRAMES_HELP                                                      \
+#define SLUICE_DASHBOARD_EVENTS_FRAMES_HELP                                                    \
   "Frames of dashboard data for the open /dashboard/events streams: sent, or dropped because " \
   "the client had not read the previous one."
 #define SLUICE_DASHBOARD_EVENTS_ENDS_HELP "/dashboard/events streams that ended, by reason."

@@ -27,15 +27,16 @@ std::vector<RecentExemplar> recent_exemplars(const MetricsInput& in) {
     if (at == std::string::npos || at + kTrace.size() + 32 > q.record.size()) return;
     std::string trace = q.record.substr(at + kTrace.size(), 32);
     double ended = static_cast<double>(q.ended_ms) / 1e3;
-    out.push_back({kRequestDuration, "listener", listener,
-                   static_cast<double>(q.duration_us) / 1e6, trace, ended});
+    out.push_back({kRequestDuration, "listener", listener, static_cast<double>(q.duration_us) / 1e6,
+                   trace, ended});
     // The last attempt's wait for a connection: the record's pool wait, connect and TLS.
     auto record = nlohmann::json::parse(q.record, nullptr, /*allow_exceptions=*/false);
     if (record.is_discarded() || !record.is_object()) return;
     auto cluster = record.find("cluster");
     auto timings = record.find("timings_us");
-    if (cluster == record.end() || !cluster->is_string() || cluster->get_ref<const std::string&>().empty() ||
-        timings == record.end() || !timings->is_object()) {
+    if (cluster == record.end() || !cluster->is_string() ||
+        cluster->get_ref<const std::string&>().empty() || timings == record.end() ||
+        !timings->is_object()) {
       return;
     }
     int64_t wait = timing(*timings, "pool_wait");

@@ -327,8 +327,7 @@ Status Server::start_admin() {
   std::string token;
   if (config_->dashboard_enabled()) {
     token = admin::make_action_token();
-    dashboard_events_ =
-        std::make_unique<admin::DashboardEvents>(main_loop_, config_->admin_events);
+    dashboard_events_ = std::make_unique<admin::DashboardEvents>(main_loop_, config_->admin_events);
     admin::register_dashboard(*admin_, context, token, dashboard_events_.get());
   }
   admin::register_admin_api(*admin_, std::move(context));

@@ -284,11 +284,9 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   // The dashboard's event streams (main thread: one copy, not merged).
   EXPECT_EQ(p.samples["sluice_dashboard_event_subscribers"], "40");
   EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"accepted\"}"], "41");
-  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_full\"}"],
-            "42");
-  EXPECT_EQ(
-      p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_draining\"}"],
-      "43");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_full\"}"], "42");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_draining\"}"],
+            "43");
   EXPECT_EQ(p.samples["sluice_dashboard_event_builds_total"], "44");
   EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"sent\"}"], "45");
   EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"dropped\"}"], "46");
@@ -559,9 +557,10 @@ TEST_F(MetricsTest, OpenMetricsPoolWaitBucketsCarryExemplarsOfTheirCluster) {
   size_t count = 0;
   for (size_t p = text.find(" # {"); p != std::string::npos; p = text.find(" # {", p + 1)) ++count;
   EXPECT_EQ(count, 2u) << text;
-  EXPECT_NE(text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"1\"} 1001 # "
-                      "{trace_id=\"11111111111111111111111111111111\"} 0.9 1700000000.500"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"1\"} 1001 # "
+                "{trace_id=\"11111111111111111111111111111111\"} 0.9 1700000000.500"),
+      std::string::npos);
 }
 
 TEST(Dashboard, PercentDecodesQueryValues) {
