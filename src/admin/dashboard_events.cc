@@ -53,8 +53,7 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
   stats_.subscribers = subscribers_.size();
   // A frame of this interval is sent at once; none yet: one is built now, for every stream.
   if (!frame_.empty() && loop_.now() - frame_time_ < config_.interval) {
-    subscribers_.back().stream->write(frame_);
-    ++stats_.frames_sent;
+    offer(subscribers_.back());
   } else {
     start_build();
   }
@@ -106,7 +105,7 @@ void DashboardEvents::publish(std::string json) {
 }
 
 bool DashboardEvents::offer(Subscriber& s) {
-  if (s.stream->queued() > 0) {
+  if (s.started && s.stream->queued() > 0) {
     // The client has not read the last frame: it misses this one rather than queueing it.
     ++stats_.frames_dropped;
     if (++s.missed < kMaxMissed) return true;
@@ -117,6 +116,7 @@ bool DashboardEvents::offer(Subscriber& s) {
     return false;
   }
   s.missed = 0;
+  s.started = true;
   s.stream->write(frame_);
   ++stats_.frames_sent;
   return true;

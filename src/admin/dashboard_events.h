@@ -51,6 +51,9 @@ class DashboardEvents {
   struct Subscriber {
     std::shared_ptr<AdminStream> stream;
     uint32_t missed = 0;
+    // Until its first frame its queue holds the response head, which says nothing of how
+    // the client reads.
+    bool started = false;
   };
   void add(std::shared_ptr<AdminStream> stream);
   void remove(AdminStream* stream);
