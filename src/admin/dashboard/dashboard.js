@@ -438,13 +438,17 @@
   let events = null;
   function fallBack() {
     if (events) { events.close(); events = null; }
+    pollOnly();
+    setTimeout(follow, EVENTS_RETRY_MS);
+  }
+  function pollOnly() {
     setTransport("polling");
     if (!polling) { polling = true; poll(); }
-    setTimeout(follow, EVENTS_RETRY_MS);
   }
   function follow() {
     if (events) return;
-    if (!window.EventSource) { setTransport("polling"); polling = true; poll(); return; }
+    // A hidden tab polls every 5 s rather than taking every update.
+    if (!window.EventSource || document.hidden) return pollOnly();
     const es = new EventSource("/dashboard/events");
     events = es;
     let first = true;
@@ -465,5 +469,10 @@
     es.addEventListener("end", () => { if (events === es) fallBack(); });
     es.onerror = () => { if (events === es) { clearTimeout(silent); fallBack(); } };
   }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) return follow();
+    if (events) { events.close(); events = null; }
+    pollOnly();
+  });
   follow();
 })();
