@@ -115,16 +115,7 @@ def js(s):
 
 
 def wait_page(browser, expression, what, timeout=T):
-    """Waits until the page's `expression` is truthy; returns its value."""
-    value = [None]
-
-    def ok():
-        value[0] = browser.evaluate(expression)
-        return bool(value[0])
-
-    if not harness.wait_until(ok, timeout, 0.1):
-        raise harness.CheckFailed_with(what, "last value: %r" % (value[0],))
-    return value[0]
+    return cdp.wait_page(browser, expression, what, timeout)
 
 
 def cell(selector):

@@ -39,18 +39,6 @@ def start(cfg):
     return sl, int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1))
 
 
-def wait_page(browser, expression, what, timeout=T):
-    value = [None]
-
-    def ok():
-        value[0] = browser.evaluate(expression)
-        return bool(value[0])
-
-    if not harness.wait_until(ok, timeout, 0.1):
-        raise harness.CheckFailed_with(what, "last value: %r" % (value[0],))
-    return value[0]
-
-
 def row(selector):
     """The text of each cell of the row `selector`, or null."""
     return "(() => { const r = document.querySelector(%s); return r ? [...r.children].map(td => td.textContent) " \
@@ -97,7 +85,7 @@ def case_bgp_panel():
 
     browser = cdp.Browser()
     browser.navigate("http://127.0.0.1:%d/" % admin)
-    wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 2", "the page draws")
+    cdp.wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 2", "the page draws")
     check(browser.evaluate("document.getElementById('bgp-section').hidden") is False, "the BGP panel is shown")
     check(browser.evaluate("document.getElementById('bgp-speaker').textContent") == "AS 65001 · router id 192.0.2.1",
           "the panel names the speaker: AS 65001, router id 192.0.2.1")
@@ -134,7 +122,7 @@ def case_no_bgp_no_panel():
     check("bgp" not in data, "without bgp: the data has no bgp key")
     browser = cdp.Browser()
     browser.navigate("http://127.0.0.1:%d/" % admin)
-    wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 1", "the page draws")
+    cdp.wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 1", "the page draws")
     check(browser.evaluate("document.getElementById('bgp-section').hidden") is True,
           "without bgp: the BGP panel is hidden")
     check(browser.console_errors == [], "no console error or uncaught exception", "\n".join(browser.console_errors))

@@ -122,6 +122,15 @@ class Stream:
             ev[k] = v
         return ev
 
+    def last_event(self):
+        """The last event before the connection ends (None: none)."""
+        last = None
+        while True:
+            ev = self.event()
+            if ev is None:
+                return last
+            last = ev
+
     def frame(self):
         """The next data frame, parsed."""
         while True:
@@ -163,18 +172,6 @@ def wait_metrics(port, cond, what, timeout=T):
     return last[0]
 
 
-def wait_page(browser, expression, what, timeout=T):
-    value = [None]
-
-    def ok():
-        value[0] = browser.evaluate(expression)
-        return bool(value[0])
-
-    if not harness.wait_until(ok, timeout, 0.1):
-        raise harness.CheckFailed_with(what, "last value: %r" % (value[0],))
-    return value[0]
-
-
 TRANSPORT = "[window.sluiceDashboard && window.sluiceDashboard.transport, " \
             "document.getElementById('transport').textContent]"
 
@@ -186,7 +183,7 @@ def case_page_follows_the_stream():
     sl, admin = start(config(good, {"interval": "300ms"}))
     browser = cdp.Browser()
     browser.navigate("http://127.0.0.1:%d/" % admin)
-    wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 3", "the page draws three updates")
+    cdp.wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 3", "the page draws three updates")
     got = browser.evaluate(TRANSPORT)
     check(got == ["events", "events"], "the page takes its updates from the event stream (transport: events)",
           repr(got))
@@ -242,7 +239,7 @@ def case_page_follows_the_stream():
         if gen == 1:
             break
     check(gen == 1, "the open stream goes on through the reload; its frames say generation 1", repr(gen))
-    wait_page(browser, "document.getElementById('generation').textContent === 'config generation 1'",
+    cdp.wait_page(browser, "document.getElementById('generation').textContent === 'config generation 1'",
               "the page shows generation 1")
     got = browser.evaluate(TRANSPORT)
     check(got == ["events", "events"], "the page still follows the stream after the reload", repr(got))
@@ -269,13 +266,13 @@ def case_limit_and_fallback_to_polling():
     else:
         browser = cdp.Browser()
         browser.navigate("http://127.0.0.1:%d/" % admin)
-        wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 2",
+        cdp.wait_page(browser, "window.sluiceDashboard && window.sluiceDashboard.updates >= 2",
                   "the page draws while the stream is refused")
         got = browser.evaluate(TRANSPORT)
         check(got == ["polling", "polling"], "the stream refused (503): the page polls (transport: polling)",
               repr(got))
         a.close()
-        wait_page(browser, "window.sluiceDashboard.transport === 'events'",
+        cdp.wait_page(browser, "window.sluiceDashboard.transport === 'events'",
                   "once a stream closed, the page follows the stream again")
         check(browser.evaluate(TRANSPORT) == ["events", "events"], "transport: events again")
         # The page's EventSource reports the 503 as an error of its own; nothing else may appear.
@@ -325,13 +322,7 @@ def case_drain_ends_the_streams():
     slow.start()
     check(harness.wait_until(lambda: in_flight(admin) == 1, 10), "the slow request is in flight")
     sl.signal(signal.SIGTERM)
-    events = []
-    while True:
-        ev = s.event()
-        if ev is None:
-            break
-        events.append(ev)
-    last = events[-1] if events else None
+    last = s.last_event()
     check(last == {"event": "end", "data": '{"reason":"draining"}'},
           "SIGTERM: the stream ends with event: end, reason draining, then the connection closes", repr(last))
     s.close()
@@ -364,13 +355,7 @@ def case_upgrade_ends_the_streams():
             pass
 
     harness.register_cleanup(kill_new)
-    events = []
-    while True:
-        ev = s.event()
-        if ev is None:
-            break
-        events.append(ev)
-    last = events[-1] if events else None
+    last = s.last_event()
     check(last == {"event": "end", "data": '{"reason":"upgrade"}'},
           "the old process ends its stream with event: end, reason upgrade, then the connection closes", repr(last))
     s.close()
