@@ -30,6 +30,12 @@ void DashboardEvents::subscribe(const AdminRequest& request, AdminServer::Respon
     return respond(
         refusal("sluice is draining: no new event streams; GET /dashboard/data still answers\n"));
   }
+  if (config_.max_subscribers == 0) {
+    ++stats_.refused_full;
+    return respond(
+        refusal("event streams are off (admin.events.max_subscribers: 0); poll GET /dashboard/data "
+                "instead\n"));
+  }
   if (subscribers_.size() >= config_.max_subscribers) {
     ++stats_.refused_full;
     return respond(refusal(
@@ -63,11 +69,9 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
 void DashboardEvents::remove(AdminStream* stream) {
   std::erase_if(subscribers_, [stream](const Subscriber& s) { return s.stream.get() == stream; });
   stats_.subscribers = subscribers_.size();
-  if (subscribers_.empty()) {
-    // Nobody listens: no builds, and the last frame's memory goes.
-    timer_.cancel();
-    frame_ = std::string();
-  }
+  // Nobody listens: no builds. The last frame stays, so that a client coming and going
+  // cannot make a build each time (at most one per interval).
+  if (subscribers_.empty()) timer_.cancel();
 }
 
 void DashboardEvents::tick() {

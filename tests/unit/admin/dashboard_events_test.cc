@@ -128,6 +128,12 @@ TEST_F(DashboardEventsTest, AClientThatLeavesIsForgottenAndNobodyMeansNoBuilds) 
   loop_.run_until_idle();
   EXPECT_EQ(events_.stats().subscribers, 0u);
   EXPECT_EQ(events_.stats().ended_client, 1u);
+  // Coming back within the interval: the last frame, no build.
+  int b = subscribe();
+  EXPECT_EQ(received(b), std::string(kHead) + "data: {\"n\":1}\n\n");
+  ::close(b);
+  std::erase(fds_, b);
+  loop_.run_until_idle();
   clock_.advance(std::chrono::seconds(5));
   loop_.run_until_idle();
   EXPECT_EQ(builds_, 1);
