@@ -74,23 +74,50 @@ target_sluice_log_version() { target_sluice_version; }
 target_sluice_log_start() { _start_sluice sluice_log "$SLUICE_BIN" "$@"; }
 
 # The same binary with its dashboard open (scenario l7_dashboard): conf/MODE/sluice_dash.yaml,
-# and lib/dashboard_poller.py on the load core asking for the page's data once a second.
+# and lib/dashboard_poller.py on the load core getting the page's data as the page does:
+# sluice_dash polls GET /dashboard/data once a second, sluice_events follows one
+# GET /dashboard/events stream (one a second). target_*_check fails once the client stopped
+# (sluice refused it: the page would be closed or polling, and the run would measure that).
 target_sluice_dash_unavailable() {
   target_sluice_unavailable && return 0
   [ -f "$BENCH_DIR/conf/${WRK_MODE:-l7}/sluice_dash.yaml" ] && return 1
   echo "no conf/${WRK_MODE:-l7}/sluice_dash.yaml"
 }
 target_sluice_dash_version() { target_sluice_version; }
-target_sluice_dash_start() {
-  local admin pid
+target_sluice_dash_start() { _start_sluice_dashboard sluice_dash --interval 1 -- "$@"; }
+target_sluice_dash_check() { _check_dashboard_client sluice_dash; }
+target_sluice_events_unavailable() { target_sluice_dash_unavailable; }
+target_sluice_events_version() { target_sluice_version; }
+target_sluice_events_start() { _start_sluice_dashboard sluice_events --events -- "$@"; }
+target_sluice_events_check() { _check_dashboard_client sluice_events; }
+
+declare -gA DASHBOARD_CLIENT_PID=() DASHBOARD_CLIENT_LOG=()
+# _start_sluice_dashboard NAME CLIENT_ARGS... -- MODE LISTEN_PORT BACKEND_PORT
+_start_sluice_dashboard() {
+  local name=$1 admin pid client=()
+  shift
+  while [ "$1" != -- ]; do client+=("$1"); shift; done
+  shift
   admin=$(bench_free_ports 1)
   local TARGET_RENDER_VARS=(ADMIN="$admin")  # seen by _start_sluice (dynamic scope)
-  _start_sluice sluice_dash "$SLUICE_BIN" "$@" || return 1
+  local TARGET_TEMPLATE=sluice_dash
+  _start_sluice "$name" "$SLUICE_BIN" "$@" || return 1
   pid=$TARGET_PID
-  bench_wait_listen "$admin" 15 "$pid" || { bench_log "sluice_dash: no admin listener"; return 1; }
-  bench_start dashboard-poller "$BENCH_LOAD_CORE" "$TARGET_DIR/poller.log" \
-    python3 "$BENCH_DIR/lib/dashboard_poller.py" --port "$admin" --interval 1
+  bench_wait_listen "$admin" 15 "$pid" || { bench_log "$name: no admin listener"; return 1; }
+  DASHBOARD_CLIENT_LOG[$name]="$TARGET_DIR/dashboard-client.log"
+  bench_start "$name-dashboard-client" "$BENCH_LOAD_CORE" "${DASHBOARD_CLIENT_LOG[$name]}" \
+    python3 "$BENCH_DIR/lib/dashboard_poller.py" --port "$admin" "${client[@]}"
+  DASHBOARD_CLIENT_PID[$name]=$BENCH_PID
   TARGET_PID=$pid
+}
+
+# _check_dashboard_client NAME: fails (with the client's log) once the client has stopped.
+_check_dashboard_client() {
+  local name=$1
+  bench_alive "${DASHBOARD_CLIENT_PID[$name]}" && return 0
+  bench_log "error: $name's dashboard client stopped; the dashboard is no longer open. Its log:"
+  tail -n 20 "${DASHBOARD_CLIENT_LOG[$name]}" >&2 || true
+  return 1
 }
 
 # _start_sluice NAME BINARY MODE LISTEN_PORT BACKEND_PORT: one sluice build as target NAME.
@@ -98,8 +125,9 @@ _start_sluice() {
   local name=$1 bin=$2 mode=$3 lport=$4 bport=$5 cfg i
   _target_files "$name" "$mode"
   cfg="$TARGET_DIR/sluice.yaml"
-  # A target's own template (conf/MODE/NAME.yaml) if the mode has one, else sluice.yaml.
-  local tpl="$BENCH_DIR/conf/$mode/$name.yaml"
+  # A target's own template (conf/MODE/NAME.yaml, or TARGET_TEMPLATE's) if the mode has one,
+  # else sluice.yaml.
+  local tpl="$BENCH_DIR/conf/$mode/${TARGET_TEMPLATE:-$name}.yaml"
   [ -f "$tpl" ] || tpl=$(_target_conf "$mode" sluice yaml)
   bench_render "$tpl" "$cfg" LISTEN="$lport" BACKEND="$bport" DIR="$TARGET_DIR" \
     ${TARGET_RENDER_VARS[@]+"${TARGET_RENDER_VARS[@]}"}

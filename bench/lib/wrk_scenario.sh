@@ -9,6 +9,8 @@
 #   WRK_DURATION, WRK_WARMUP, WRK_REPS, WRK_MIN_CLEAN
 #   optionally WRK_SCHEME (http, or https for a TLS listener) and WRK_RECORD_ARGS (more
 #   `benchlib.py wrk-record` arguments, e.g. --floor-s-per-gb)
+# A target may define target_NAME_check: called after each of its runs, its failure stops the
+# benchmark (bench_die).
 # then call wrk_scenario_run and wrk_scenario_report SPEC META.
 #
 # Layout: one nginx backend (conf/l7/backend.conf) on BENCH_LOAD_CORE serves every target;
@@ -66,6 +68,10 @@ wrk_one() {
   if [ "$RUN_OK" = 0 ]; then
     bench_log "  wrk output ($pfx.wrk.txt):"
     sed 's/^/    /' "$pfx.wrk.txt" >&2 || true
+  fi
+  # A target with a companion (the dashboard's client) measured nothing if it stopped.
+  if declare -F "target_${t}_check" >/dev/null && ! "target_${t}_check"; then
+    bench_die "$t: its run $rep${warm:+ (warm-up)} did not measure what it says; stopping the benchmark"
   fi
   return 0
 }

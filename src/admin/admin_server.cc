@@ -1,5 +1,7 @@
 #include "admin/admin_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -33,14 +35,36 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
         parser_(h1::Parser::Kind::kRequest, kLimits, *this),
         idle_(loop.timers(), [this] { finish(); }) {}
 
+  // A stream's socket buffers this much at most in the kernel: a client that stops reading
+  // shows in AdminStream::queued() after a few frames, not after megabytes.
+  static constexpr int kStreamSendBuffer = 64 * 1024;
+
+  ~AdminConnection() { detach_stream(); }
+
   Status start(net::Fd fd) {
     idle_.arm_at(loop_.now() + kIdleTimeout);
     return conn_.adopt(std::move(fd));
   }
 
-  void on_read() override {
+  size_t queued() const { return conn_.queued(); }
+  void stream_write(std::string_view bytes) { conn_.write(bytes); }
+  void stream_end(bool now) {
+    stream_.reset();
+    if (now) return finish();
+    closing_ = true;
+    conn_.shutdown_write();
+    // A client that neither reads the rest nor closes is closed after the idle timeout.
     idle_.arm_at(loop_.now() + kIdleTimeout);
+  }
+
+  void on_read() override {
     Buffer& in = conn_.input();
+    if (stream_ || closing_) {
+      // Nothing more is asked on a stream's connection: what comes is dropped.
+      in.consume(in.size());
+      return;
+    }
+    idle_.arm_at(loop_.now() + kIdleTimeout);
     while (!closing_ && !waiting_ && !in.empty()) {
       size_t used = 0;
       auto outcome = parser_.execute(in.view(), &used);
@@ -104,6 +128,7 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
 
   void reply(const AdminResponse& r, bool close) {
     if (closing_) return;
+    if (r.stream) return start_stream(r);
     sluice::http::MessageHead head;
     head.status = r.status;
     head.headers.add("Content-Type", r.content_type);
@@ -119,12 +144,40 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
       conn_.shutdown_write();
     }
   }
+  // The body runs until the stream ends: no length, and the connection closes after it
+  // (RFC 9112 §6.3: a response body delimited by the close).
+  void start_stream(const AdminResponse& r) {
+    sluice::http::MessageHead head;
+    head.status = r.status;
+    head.headers.add("Content-Type", r.content_type);
+    head.headers.add("Cache-Control", "no-store");
+    head.headers.add("Connection", "close");
+    std::string out;
+    h1::encode_response_head(head, out);
+    out += r.body;
+    conn_.write(out);
+    idle_.cancel();  // the stream's owner decides when it ends
+    int size = kStreamSendBuffer;
+    ::setsockopt(conn_.fd(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    stream_ = std::make_shared<AdminStream>();
+    stream_->conn_ = this;
+    r.stream(stream_);
+  }
+  // The stream hears that the connection ended, unless its owner ended it.
+  void detach_stream() {
+    if (!stream_) return;
+    auto stream = std::move(stream_);
+    stream->conn_ = nullptr;
+    auto closed = std::move(stream->on_closed_);
+    if (closed) closed();
+  }
   void finish() {
     if (done_) return;
     done_ = true;
     idle_.cancel();
     alive_.reset();
     conn_.close();
+    detach_stream();
     on_closed_(this);
   }
 
@@ -142,7 +195,24 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   bool waiting_ = false;      // a handler has the request; later input waits
   bool in_dispatch_ = false;  // inside the handler call (and so inside the parser)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<AdminStream> stream_;  // while the response is a stream
 };
+
+size_t AdminStream::queued() const {
+  return conn_ ? conn_->queued() : 0;
+}
+
+void AdminStream::write(std::string_view bytes) {
+  if (conn_) conn_->stream_write(bytes);
+}
+
+void AdminStream::end(bool now) {
+  on_closed_ = nullptr;
+  if (!conn_) return;
+  AdminConnection* c = conn_;
+  conn_ = nullptr;
+  c->stream_end(now);
+}
 
 AdminServer::AdminServer(event::Loop& loop) : loop_(loop) {}
 

@@ -25,13 +25,40 @@ struct AdminRequest {
   std::string body;
 };
 
+class AdminConnection;
+class AdminStream;
+
 struct AdminResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  // Set: a streamed body (text/event-stream). The head goes out without a length, then
+  // `body`, and the connection is the stream's from then on (closed when it ends): `stream`
+  // is called once with it, on the loop thread, before anything else is written.
+  std::function<void(std::shared_ptr<AdminStream>)> stream;
 };
 
-class AdminConnection;
+// A response whose body goes on after its head: its owner writes to it until it ends it or
+// the client leaves. A client that does not read fills the socket (its send buffer is kept
+// small) and then queued(): the owner decides what to drop. Loop thread only.
+class AdminStream {
+ public:
+  bool open() const { return conn_ != nullptr; }
+  // Bytes written and not yet taken by the kernel.
+  size_t queued() const;
+  void write(std::string_view bytes);
+  // Ends the body: what is queued is sent, then the connection closes. `now`: what is
+  // queued is dropped and the connection closes at once (a client that does not read).
+  void end(bool now = false);
+  // Called once if the connection ends otherwise (the client left, an error, the admin
+  // endpoint stopped); not after end().
+  void on_closed(std::function<void()> f) { on_closed_ = std::move(f); }
+
+ private:
+  friend class AdminConnection;
+  AdminConnection* conn_ = nullptr;
+  std::function<void()> on_closed_;
+};
 
 class AdminServer final : public net::ListenerCallbacks {
  public:

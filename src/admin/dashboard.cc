@@ -150,13 +150,18 @@ std::string render_dashboard_json(const MetricsInput& in, const DashboardInfo& i
   out["listeners"] = listeners_json(in, info.listener_addresses);
   out["clusters"] = clusters_json(in);
   out["dns"] = dns_json(in.dns_names);
+  if (!info.bgp.empty()) {
+    json bgp = json::parse(info.bgp, nullptr, /*allow_exceptions=*/false);
+    if (!bgp.is_discarded()) out["bgp"] = std::move(bgp);
+  }
   auto [slow, failed] = recent_json(in);
   out["slow"] = std::move(slow);
   out["failed"] = std::move(failed);
   return out.dump() + "\n";
 }
 
-void register_dashboard(AdminServer& server, AdminContext context, std::string token) {
+void register_dashboard(AdminServer& server, AdminContext context, std::string token,
+                        DashboardEvents* events) {
   server.require_browser_token(std::move(token));
   auto ctx = std::make_shared<const AdminContext>(std::move(context));
   AdminServer* admin = &server;
@@ -169,14 +174,27 @@ void register_dashboard(AdminServer& server, AdminContext context, std::string t
     }
     return text(404, "no such admin endpoint\n");
   });
-  server.handle("/dashboard/data", [ctx](const AdminRequest&, AdminServer::Respond respond) {
-    ctx->gather({.recent = true, .dns = true}, [respond, ctx](MetricsInput& in) {
+  // The data, built the same way for a poll and for the event streams.
+  auto build = [ctx](std::function<void(std::string)> done) {
+    ctx->gather({.recent = true, .dns = true}, [done = std::move(done), ctx](MetricsInput& in) {
       ConfigView view = ctx->view();
       DashboardInfo info{ctx->lifecycle->state(), ctx->reloads ? ctx->reloads->generation : 0,
-                         view.listener_addresses};
-      respond(AdminResponse{200, "application/json", render_dashboard_json(in, info)});
+                         view.listener_addresses, ctx->bgp ? ctx->bgp() : std::string()};
+      done(render_dashboard_json(in, info));
+    });
+  };
+  server.handle("/dashboard/data", [build](const AdminRequest&, AdminServer::Respond respond) {
+    build([respond](std::string json) {
+      respond(AdminResponse{200, "application/json", std::move(json)});
     });
   });
+  if (events) {
+    events->set_build(build);
+    server.handle("/dashboard/events",
+                  [events](const AdminRequest& req, AdminServer::Respond respond) {
+                    events->subscribe(req, std::move(respond));
+                  });
+  }
   // The actions: always with the token, whoever asks.
   auto allowed = [admin](const AdminRequest& req) -> std::optional<AdminResponse> {
     if (req.method != "POST") return text(405, "use POST\n");

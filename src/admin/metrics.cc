@@ -1,5 +1,6 @@
 #include "admin/metrics.h"
 
+#include "admin/exemplars.h"
 #include "admin/json_views.h"
 
 #include <fmt/format.h>
@@ -335,6 +336,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<event::LoopStats>();
   x.declare<bgp::PeerStats>();
   x.declare<bgp::PrefixStats>();
+  x.declare<DashboardEventStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -418,6 +420,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   }
   for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
   for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
+  x.put(in.dashboard_events, "");
 }
 
 }  // namespace
@@ -430,25 +433,9 @@ std::string render_prometheus(const MetricsInput& in) {
 
 std::string render_openmetrics(const MetricsInput& in) {
   Exposition x;
-  // Exemplars from the recent requests: the slowest first, so a bucket shows its slowest.
-  std::vector<std::pair<std::string, const proxy::http::RecentRequest*>> recent;
-  for (const auto& w : in.workers) {
-    for (const auto& [listener, r] : w.recent) {
-      for (const auto& q : r.slow) recent.emplace_back(listener, &q);
-      for (const auto& q : r.failed) recent.emplace_back(listener, &q);
-    }
-  }
-  std::sort(recent.begin(), recent.end(), [](const auto& a, const auto& b) {
-    return a.second->duration_us > b.second->duration_us;
-  });
-  constexpr std::string_view kTrace = "\"traceparent\":\"00-";  // version 00: 32 hex digits
-  for (const auto& [listener, q] : recent) {
-    size_t at = q->record.find(kTrace);
-    if (at == std::string::npos || at + kTrace.size() + 32 > q->record.size()) continue;
-    x.add_exemplar(
-        "sluice_http_request_duration_seconds", label("listener", listener),
-        {static_cast<double>(q->duration_us) / 1e6, q->record.substr(at + kTrace.size(), 32),
-         static_cast<double>(q->ended_ms) / 1e3});
+  for (auto& e : recent_exemplars(in)) {
+    x.add_exemplar(e.family, label(e.label_key, e.label_value),
+                   {e.seconds, std::move(e.trace_id), e.timestamp});
   }
   expose(in, x);
   return x.text();
@@ -532,6 +519,10 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
     lines.push_back("bgp peer " + peer + ": " + summary(s));
   for (const auto& [prefix, s] : in.bgp_prefixes) {
     lines.push_back("bgp prefix " + prefix + ": " + summary(s));
+  }
+  if (in.dashboard_events.accepted || in.dashboard_events.refused_full ||
+      in.dashboard_events.refused_draining) {
+    lines.push_back("dashboard events: " + summary(in.dashboard_events));
   }
   return lines;
 }

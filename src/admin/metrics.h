@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/dashboard_events_types.h"
 #include "base/metric.h"
 #include "bgp/speaker.h"
 #include "dns/resolver.h"
@@ -156,14 +157,17 @@ struct MetricsInput {
     upstream::SourceStats stats;
   };
   std::map<std::string, Source> sources;
+  // The dashboard's event streams (zero without a dashboard).
+  DashboardEventStats dashboard_events;
 };
 
 // GET /metrics: every declared metric, in the Prometheus text format 0.0.4. A family is
 // written (# HELP, # TYPE) even without samples, except DNS families without a resolver.
 std::string render_prometheus(const MetricsInput& in);
-// The same in OpenMetrics 1.0 (before to_openmetrics()), the request-duration histograms'
-// buckets with exemplars: a recent request of the listener (`in.workers[].recent`, gathered
-// with GatherScope::recent) whose duration falls in the bucket, with its trace id.
+// The same in OpenMetrics 1.0 (before to_openmetrics()), the request-duration and pool-wait
+// histograms' buckets with exemplars: a recent request of the listener or cluster
+// (`in.workers[].recent`, gathered with GatherScope::recent) whose value falls in the bucket,
+// with its trace id (admin/exemplars.h).
 std::string render_openmetrics(const MetricsInput& in);
 // Prometheus text to OpenMetrics: a counter family is named without its _total suffix (its
 // samples keep it), and the exposition ends with # EOF.

@@ -74,7 +74,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
     }
   }
   if (top.has("admin")) {
-    MapReader a(r, top.get("admin"), "admin", {"address", "dashboard"});
+    MapReader a(r, top.get("admin"), "admin", {"address", "dashboard", "events"});
     if (a.ok()) {
       net::Address address = *net::Address::parse("127.0.0.1:9901");
       read_address(r, a, "address", address);
@@ -83,6 +83,13 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
         bool dashboard = false;
         a.read_bool("dashboard", dashboard);
         cfg->admin_dashboard = dashboard;
+      }
+      if (a.has("events")) {
+        MapReader e(r, a.get("events"), a.path("events"), {"interval", "max_subscribers"});
+        if (e.ok()) {
+          e.read_duration("interval", cfg->admin_events.interval);
+          e.read_uint("max_subscribers", cfg->admin_events.max_subscribers);
+        }
       }
     }
   }
@@ -206,6 +213,7 @@ ConfigIssues Config::validate() const {
   c.check_duration("ready_timeout", ready_timeout, Duration{0}, hours(1));
   c.nested("dns", dns.validate());
   c.nested("event", event.validate());
+  c.nested("admin.events", admin_events.validate());
 
   std::map<std::string, size_t> cluster_index;
   bool every_cluster_named = true;  // else "no cluster named" would only echo that error

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/dashboard_events_types.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "bgp/config.h"
@@ -33,6 +34,8 @@ struct Config {
   // admin.dashboard: serve the dashboard (GET /); unset: only on a loopback address.
   std::optional<bool> admin_dashboard;
   bool dashboard_enabled() const;
+  // admin.events: the dashboard's Server-Sent Events stream.
+  admin::DashboardEventsConfig admin_events;
   dns::ResolverConfig dns;
   event::EventConfig event;  // the event backend: read at startup only
   std::vector<std::shared_ptr<const proxy::ListenerConfig>> listeners;

@@ -204,6 +204,9 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   keep(next->dashboard_enabled() != config_->dashboard_enabled(),
        "warning: admin: admin.dashboard changes only with a restart; it stays as it is");
   next->admin_dashboard = config_->admin_dashboard;
+  keep(!(next->admin_events == config_->admin_events),
+       "warning: admin: admin.events changes only with a restart; it stays as it is");
+  next->admin_events = config_->admin_events;
   keep(!(next->dns == config_->dns),
        "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;

@@ -327,7 +327,8 @@ Status Server::start_admin() {
   std::string token;
   if (config_->dashboard_enabled()) {
     token = admin::make_action_token();
-    admin::register_dashboard(*admin_, context, token);
+    dashboard_events_ = std::make_unique<admin::DashboardEvents>(main_loop_, config_->admin_events);
+    admin::register_dashboard(*admin_, context, token, dashboard_events_.get());
   }
   admin::register_admin_api(*admin_, std::move(context));
   auto log_dashboard = [&token](const net::Address& bound) {
@@ -482,6 +483,8 @@ void Server::drain(const std::string& why, bool for_upgrade) {
       fmt::format("stopped accepting, waiting up to {} for {} open connections ({})",
                   format_duration(config_->drain_timeout), reported_connections_, why);
   lifecycle_.transition(LifecycleState::kDraining, detail);
+  // The dashboard's streams end (a browser's page polls, or follows the new process).
+  if (dashboard_events_) dashboard_events_->close_all(for_upgrade ? "upgrade" : "draining");
   // A new process still starting must not serve beside a stopping one.
   if (successor_ > 0) upgrade_finished(false, "sluice began draining");
   // After an upgrade the service goes on in the new process: not a stop.
@@ -581,6 +584,7 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
   }
   pending->input.health = health_.get();
   pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
+  if (dashboard_events_) pending->input.dashboard_events = dashboard_events_->stats();
   if (scope.dns && resolver_) pending->input.dns_names = resolver_->report_cache();
   for (const auto& c : config_->clusters) {
     const discovery::EndpointSource* s = sources_->source(*health_->find_cluster(c->name));
@@ -626,6 +630,7 @@ void Server::log_summary() {
   totals.health = health_.get();
   totals.dns = resolver_ ? &resolver_->stats() : nullptr;
   add_bgp_stats(totals);
+  if (dashboard_events_) totals.dashboard_events = dashboard_events_->stats();
   for (auto& w : workers_) {
     admin::WorkerReport& r = totals.workers.emplace_back();
     r.tcp = w->final_stats();

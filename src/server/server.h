@@ -40,6 +40,7 @@ struct AnnounceConfig;
 }  // namespace bgp
 namespace admin {
 class AdminServer;
+class DashboardEvents;
 }  // namespace admin
 namespace discovery {
 class DnsDiscovery;
@@ -196,6 +197,8 @@ class Server {
   std::unique_ptr<discovery::DnsDiscovery> dns_discovery_;
   std::unique_ptr<discovery::Sources> sources_;  // clusters of type file
   std::unique_ptr<admin::AdminServer> admin_;
+  // The dashboard's event streams (with the dashboard only).
+  std::unique_ptr<admin::DashboardEvents> dashboard_events_;
   std::unique_ptr<bgp::Speaker> bgp_;
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::SignalSet> signals_;

@@ -184,3 +184,17 @@ class Browser:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wait_page(browser, expression, what, timeout=30.0):
+    """Waits until the page's `expression` is truthy; returns its value (fails the check with
+    the last value otherwise)."""
+    value = [None]
+
+    def ok():
+        value[0] = browser.evaluate(expression)
+        return bool(value[0])
+
+    if not harness.wait_until(ok, timeout, 0.1):
+        raise harness.CheckFailed_with(what, "last value: %r" % (value[0],))
+    return value[0]

@@ -25,7 +25,8 @@ http://ADMIN/ and the test asserts what an operator sees:
   fresh; while nsd does not answer the last good answer shows stale, then fresh again;
 - /metrics asked for OpenMetrics (Prometheus's Accept header) parses with a strict parser,
   names counters without _total, and the request-duration bucket of a 300 ms request carries
-  its exemplar: the trace id of its record; without the header it is the 0.0.4 text;
+  its exemplar: the trace id of its record; each pool-wait bucket of the cluster carries the
+  request that waited longest in it; without the header it is the 0.0.4 text;
 - with `dashboard: false` the page and its data are 404 and POSTs ask for no token.
 
 Skipped where Chromium is not installed.
@@ -114,16 +115,7 @@ def js(s):
 
 
 def wait_page(browser, expression, what, timeout=T):
-    """Waits until the page's `expression` is truthy; returns its value."""
-    value = [None]
-
-    def ok():
-        value[0] = browser.evaluate(expression)
-        return bool(value[0])
-
-    if not harness.wait_until(ok, timeout, 0.1):
-        raise harness.CheckFailed_with(what, "last value: %r" % (value[0],))
-    return value[0]
+    return cdp.wait_page(browser, expression, what, timeout)
 
 
 def cell(selector):
@@ -378,6 +370,31 @@ def case_openmetrics_with_exemplars():
     check(len(found) == 1 and found[0].labels == {"trace_id": trace_id} and abs(found[0].value - seconds) < 1e-6,
           "the bucket le=%s has the slow request's exemplar: trace_id %s, %.6f s" % (le, trace_id, seconds),
           repr(with_exemplar))
+    # The cluster's pool-wait buckets: each exemplar is the request that waited longest (its
+    # pool wait, connect and TLS) among those of the bucket.
+    les = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    def bucket_of(sec):
+        return next((le for le in les if sec <= le + 1e-12), float("inf"))
+
+    waits = {}
+    for r in data["slow"]:
+        t = r["record"]["timings_us"]
+        if t["pool_wait"] >= 0:
+            waits[r["record"]["traceparent"].split("-")[1]] = \
+                (t["pool_wait"] + max(0, t["upstream_connect"]) + max(0, t["upstream_tls"])) / 1e6
+    longest = {}  # bucket -> its longest wait
+    for sec in waits.values():
+        b = bucket_of(sec)
+        longest[b] = max(longest.get(b, -1), sec)
+    got = {float(x.labels["le"]): (x.exemplar.labels["trace_id"], x.exemplar.value)
+           for x in families["sluice_cluster_pool_wait_seconds"].samples
+           if x.name.endswith("_bucket") and x.labels["cluster"] == "app" and x.exemplar}
+    # (requests that waited equally long are equally right)
+    check(len(waits) == 6 and sorted(got) == sorted(longest) and
+          all(abs(waits.get(t, -1) - longest[b]) < 1e-6 and abs(v - longest[b]) < 1e-6 for b, (t, v) in got.items()),
+          "each pool-wait bucket of cluster app has as exemplar its longest wait (%d buckets, 6 requests)" % len(got),
+          "got %r, longest %r, waits %r" % (got, longest, waits))
     plain = hu.request_once(admin, "GET", "/metrics", host="admin", timeout=10)
     ctype = dict((k.lower(), v) for k, v in plain.headers).get("content-type")
     check(ctype == "text/plain; version=0.0.4; charset=utf-8" and b"# EOF" not in plain.body and

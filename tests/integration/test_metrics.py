@@ -244,7 +244,11 @@ def case_format_and_exact_request_counters():
         "sluice_bgp_peer_established_total", "sluice_bgp_peer_updates_sent_total",
         "sluice_bgp_peer_updates_received_total", "sluice_bgp_peer_notifications_sent_total",
         "sluice_bgp_peer_notifications_received_total", "sluice_bgp_prefix_announced",
-        "sluice_bgp_prefix_graceful_shutdown", "sluice_bgp_prefix_transitions_total"]
+        "sluice_bgp_prefix_graceful_shutdown", "sluice_bgp_prefix_transitions_total",
+        # the dashboard's event streams (none open here)
+        "sluice_dashboard_event_subscribers", "sluice_dashboard_event_subscriptions_total",
+        "sluice_dashboard_event_builds_total", "sluice_dashboard_event_frames_total",
+        "sluice_dashboard_event_ends_total"]
     missing = [f for f in expected_families if f not in types]
     check(not missing, "the documented families are present (%d checked)" % len(expected_families), repr(missing))
 

@@ -1,9 +1,13 @@
-// The sluice dashboard: polls /dashboard/data (every declared metric, the clusters, the DNS
-// cache and the recent slow and failed requests) once a second and draws it. The actions
-// POST with the token sluice logged at startup (X-Sluice-Token).
+// The sluice dashboard: follows /dashboard/events (Server-Sent Events: every declared metric,
+// the clusters, the DNS cache, the recent slow and failed requests, the BGP sessions) and
+// draws each update; where the stream is refused or breaks it polls /dashboard/data once a
+// second instead, and tries the stream again later. The actions POST with the token sluice
+// logged at startup (X-Sluice-Token).
 "use strict";
 (function () {
   const POLL_MS = 1000;
+  const EVENTS_RETRY_MS = 10000; // polling meanwhile
+  const EVENTS_FIRST_MS = 5000;  // a stream that sends nothing this long is given up
   const HISTORY = 300; // points kept in the charts
   const PHASES = {
     headers: "request head", pool_wait: "pool wait", connect: "connect", tls: "TLS",
@@ -12,7 +16,8 @@
   };
 
   // What tests and curious operators can read: the last data and how many updates drew.
-  const state = { updates: 0, last: null, prev: null, errors: 0 };
+  // `transport`: "events" while updates come over the stream, "polling" otherwise.
+  const state = { updates: 0, last: null, prev: null, errors: 0, transport: "connecting" };
   window.sluiceDashboard = state;
   const hist = { t: [], rps: [], eps: [], p50: [], p90: [], p99: [] };
   let charts = null;
@@ -63,7 +68,7 @@
     } catch (e) {
       message("failed: " + e, false);
     }
-    poll(true);
+    poll();
   }
   $("reload").addEventListener("click", () => act("/dashboard/reload"));
 
@@ -297,6 +302,39 @@
     $("workers").replaceChildren(head, ...rows);
   }
 
+  function fmtAge(s) {
+    if (!(s > 0)) return "–";
+    const d = Math.floor(s / 86400), hh = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    return d ? d + "d " + hh + "h" : hh ? hh + "h " + m + "m" : m ? m + "m " + Math.floor(s % 60) + "s" : Math.floor(s) + "s";
+  }
+  function drawBgp(data) {
+    const b = data.bgp;
+    $("bgp-section").hidden = !b;
+    if (!b) return;
+    $("bgp-speaker").textContent = "AS " + b.local_as + " · router id " + b.router_id;
+    const phead = h("tr", {}, ["peer", "AS", "state", "uptime", "updates sent", "updates received", "last error"]
+      .map((t, i) => h("th", { class: i === 3 || i === 4 || i === 5 ? "num" : "" }, t)));
+    const peers = b.peers.map((p) => h("tr", { "data-peer": p.address },
+      h("td", {}, p.address), h("td", {}, p.remote_as),
+      h("td", { "data-field": "state" }, h("span", { class: "badge " + (p.state === "established" ? "ok" : "bad") }, p.state)),
+      h("td", { class: "num", "data-field": "uptime" }, p.state === "established" ? fmtAge(p.uptime_seconds) : "–"),
+      h("td", { class: "num", "data-field": "updates_sent" }, p.updates_sent),
+      h("td", { class: "num" }, p.updates_received),
+      h("td", { class: "cause", "data-field": "last_error" }, p.last_error || "")));
+    $("bgp-peers").replaceChildren(phead, ...(peers.length ? peers : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "no peers"))]));
+    const xhead = h("tr", {}, ["prefix", "announced", "reason", "when", "usable", "transitions"]
+      .map((t, i) => h("th", { class: i >= 4 ? "num" : "" }, t)));
+    const prefixes = b.prefixes.map((x) => h("tr", { "data-prefix": x.prefix },
+      h("td", {}, x.prefix),
+      h("td", { "data-field": "announced" }, h("span", { class: "badge " + (x.announced ? "ok" : "warn") },
+        x.announced ? (x.graceful_shutdown ? "announced (graceful shutdown)" : "announced") : "not announced")),
+      h("td", { class: x.announced ? "" : "cause", "data-field": "reason" }, x.reason),
+      h("td", {}, x.source + " ≥ " + x.min_healthy),
+      h("td", { class: "num" }, x.usable + " / " + x.total),
+      h("td", { class: "num" }, x.transitions)));
+    $("bgp-prefixes").replaceChildren(xhead, ...(prefixes.length ? prefixes : [h("tr", {}, h("td", { colspan: 6, class: "empty" }, "no prefixes"))]));
+  }
+
   // --- charts -----------------------------------------------------------------------------
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
   function makeChart(el, series) {
@@ -353,26 +391,38 @@
     drawRequests("slow", "slow", data.slow);
     drawRequests("failed", "failed", data.failed);
     drawDns(data);
+    drawBgp(data);
     drawWorkers();
     if (state.prev) record();
     drawCharts();
   }
 
+  function accept(data) {
+    if (state.last) state.prev = { data: state.last, fams: state.fams };
+    state.last = data;
+    state.fams = index(data);
+    draw(data);
+    state.updates++;
+  }
+  function setTransport(t) {
+    state.transport = t;
+    const el = $("transport");
+    el.textContent = t;
+    el.className = "badge " + (t === "events" ? "ok" : "warn");
+  }
+
+  // Polling: while the event stream is refused or broken.
   let timer = null;
   let inFlight = false;
-  async function poll(now) {
+  let polling = false;
+  async function poll() {
     if (inFlight) return;
     clearTimeout(timer);
     inFlight = true;
     try {
       const r = await fetch("/dashboard/data", { cache: "no-store" });
       if (!r.ok) throw new Error("HTTP " + r.status);
-      const data = await r.json();
-      if (state.last) state.prev = { data: state.last, fams: state.fams };
-      state.last = data;
-      state.fams = index(data);
-      draw(data);
-      state.updates++;
+      accept(await r.json());
     } catch (e) {
       state.errors++;
       const st = $("state");
@@ -380,8 +430,49 @@
       st.className = "badge bad";
     } finally {
       inFlight = false;
-      timer = setTimeout(poll, document.hidden ? 5 * POLL_MS : POLL_MS);
+      if (polling) timer = setTimeout(poll, document.hidden ? 5 * POLL_MS : POLL_MS);
     }
   }
-  poll();
+
+  // The event stream: one update per interval, pushed by sluice.
+  let events = null;
+  function fallBack() {
+    if (events) { events.close(); events = null; }
+    pollOnly();
+    setTimeout(follow, EVENTS_RETRY_MS);
+  }
+  function pollOnly() {
+    setTransport("polling");
+    if (!polling) { polling = true; poll(); }
+  }
+  function follow() {
+    if (events) return;
+    // A hidden tab polls every 5 s rather than taking every update.
+    if (!window.EventSource || document.hidden) return pollOnly();
+    const es = new EventSource("/dashboard/events");
+    events = es;
+    let first = true;
+    const silent = setTimeout(() => { if (first && events === es) fallBack(); }, EVENTS_FIRST_MS);
+    es.onmessage = (ev) => {
+      if (events !== es) return;
+      if (first) {
+        first = false;
+        clearTimeout(silent);
+        polling = false;
+        clearTimeout(timer);
+        setTransport("events");
+      }
+      accept(JSON.parse(ev.data));
+    };
+    // sluice ends the stream when it drains or hands over to a new binary; a refusal (503:
+    // too many streams, draining) or a broken connection is an error.
+    es.addEventListener("end", () => { if (events === es) fallBack(); });
+    es.onerror = () => { if (events === es) { clearTimeout(silent); fallBack(); } };
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) return follow();
+    if (events) { events.close(); events = null; }
+    pollOnly();
+  });
+  follow();
 })();

@@ -70,6 +70,7 @@ std::vector<Component> registry() {
       component<event::LoopStats>("worker loop", "worker=\"1\""),
       component<bgp::PeerStats>("bgp peer", "peer=\"192.0.2.2:179\""),
       component<bgp::PrefixStats>("bgp prefix", "prefix=\"192.0.2.1/32\""),
+      component<DashboardEventStats>("dashboard events", ""),
   };
 }
 
@@ -185,6 +186,7 @@ class MetricsTest : public ::testing::Test {
     bgp::PrefixStats prefix;
     fill(prefix, 30);
     in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
+    fill(in_.dashboard_events, 40);
     MetricsInput::Source source{"file", "/etc/sluice/app.json", upstream::SourceState::kSynced, {}};
     source.stats.set_state(upstream::SourceState::kSynced);
     source.stats.endpoints = 3;
@@ -279,6 +281,18 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples["sluice_bgp_prefix_announced{prefix=\"192.0.2.1/32\"}"], "30");
   EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
+  // The dashboard's event streams (main thread: one copy, not merged).
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscribers"], "40");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"accepted\"}"], "41");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_full\"}"], "42");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_subscriptions_total{result=\"refused_draining\"}"],
+            "43");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_builds_total"], "44");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"sent\"}"], "45");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_frames_total{result=\"dropped\"}"], "46");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"client\"}"], "47");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"not_reading\"}"], "48");
+  EXPECT_EQ(p.samples["sluice_dashboard_event_ends_total{reason=\"draining\"}"], "49");
   EXPECT_EQ(p.samples["sluice_dns_resolution_seconds_count"], "7");
   // Units: the resolver's slowest resolution (microseconds, position 9) in seconds; the
   // loop's busy time (nanoseconds, position 0) per worker, not merged.
@@ -520,6 +534,35 @@ TEST_F(MetricsTest, OpenMetricsBucketsCarryTheRecentRequestsAsExemplars) {
   EXPECT_EQ(render_prometheus(in_).find(" # {"), std::string::npos);
 }
 
+TEST_F(MetricsTest, OpenMetricsPoolWaitBucketsCarryExemplarsOfTheirCluster) {
+  // Waited 2 ms for the pool, then 40 ms to connect: 42 ms, as the histogram counts it.
+  in_.workers[0].recent["web"].slow = {
+      {900'000, 1'700'000'000'500, false,
+       R"({"cluster":"app","traceparent":"00-11111111111111111111111111111111-b7ad6b7169203331-01",)"
+       R"("timings_us":{"pool_wait":2000,"upstream_connect":40000,"upstream_tls":-1}})"},
+      // No upstream connection: no pool wait.
+      {800'000, 1'700'000'000'600, true,
+       R"({"cluster":"app","traceparent":"00-22222222222222222222222222222222-b7ad6b7169203331-01",)"
+       R"("timings_us":{"pool_wait":-1,"upstream_connect":-1,"upstream_tls":-1}})"}};
+  std::string text = render_openmetrics(in_);
+  EXPECT_NE(text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} "),
+            std::string::npos);
+  size_t at = text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} ");
+  std::string line = text.substr(at, text.find('\n', at) - at);
+  EXPECT_NE(line.find(" # {trace_id=\"11111111111111111111111111111111\"} 0.042 1700000000.500"),
+            std::string::npos)
+      << line;
+  // Two in all: the listener's bucket le=1 shows the slower of its two requests, the
+  // cluster's le=0.05 the one that waited.
+  size_t count = 0;
+  for (size_t p = text.find(" # {"); p != std::string::npos; p = text.find(" # {", p + 1)) ++count;
+  EXPECT_EQ(count, 2u) << text;
+  EXPECT_NE(
+      text.find("sluice_http_request_duration_seconds_bucket{listener=\"web\",le=\"1\"} 1001 # "
+                "{trace_id=\"11111111111111111111111111111111\"} 0.9 1700000000.500"),
+      std::string::npos);
+}
+
 TEST(Dashboard, PercentDecodesQueryValues) {
   EXPECT_EQ(percent_decode("127.0.0.1%3A8080"), "127.0.0.1:8080");
   EXPECT_EQ(percent_decode("%5B%3A%3A1%5D%3a80"), "[::1]:80");
@@ -564,6 +607,12 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
   bgp::PrefixStats prefix;
   prefix.transitions = 2;
   totals.bgp_prefixes.emplace_back("198.51.100.1/32", prefix);
+  totals.dashboard_events.subscribers = 1;  // gauges are not summarised
+  totals.dashboard_events.accepted = 3;
+  totals.dashboard_events.refused_full = 1;
+  totals.dashboard_events.builds = 5;
+  totals.dashboard_events.frames_sent = 9;
+  totals.dashboard_events.ended_client = 2;
   std::vector<std::string> want = {
       "listener web: accepted 6, refused (max_connections) 0, requests 8, 1xx 0, 2xx 8, 3xx 0, "
       "4xx 0, 5xx 0, answered by sluice 0, retries 0, stale-connection re-sends 0, "
@@ -585,6 +634,9 @@ TEST_F(MetricsTest, ExitSummaryNamesEveryCounterInDeclarationOrder) {
       "bgp peer 192.0.2.2:179: established 1, updates sent 3, updates received 0, notifications "
       "sent 0, notifications received 0",
       "bgp prefix 198.51.100.1/32: transitions 2",
+      "dashboard events: accepted 3, refused (full) 1, refused (draining) 0, data builds 5, "
+      "frames sent 9, frames dropped 0, ended by the client 2, closed (not reading) 0, ended "
+      "(draining) 0",
   };
   EXPECT_EQ(exit_summary(totals), want);
 }

@@ -96,6 +96,30 @@ TEST(Config, AdminDashboardDefaultsToOnOnlyOnLoopback) {
             "test.yaml:2:20: admin.dashboard: expected true or false, got 'maybe'");
 }
 
+TEST(Config, AdminEventsSettingsAndTheirBounds) {
+  auto load = [](const std::string& admin) {
+    return load_string(replace(kGood, "workers: 2", "workers: 2\nadmin: " + admin), "test.yaml");
+  };
+  auto defaults = load("{address: 127.0.0.1:9901}");
+  ASSERT_TRUE(defaults.is_ok());
+  EXPECT_EQ((*defaults)->admin_events.interval, std::chrono::seconds(1));
+  EXPECT_EQ((*defaults)->admin_events.max_subscribers, 8u);
+  auto set = load("{address: 127.0.0.1:9901, events: {interval: 250ms, max_subscribers: 0}}");
+  ASSERT_TRUE(set.is_ok()) << set.status().message();
+  EXPECT_EQ((*set)->admin_events.interval, std::chrono::milliseconds(250));
+  EXPECT_EQ((*set)->admin_events.max_subscribers, 0u);
+  EXPECT_EQ(
+      error_of(replace(kGood, "workers: 2",
+                       "workers: 2\nadmin: {events: {interval: 10ms, max_subscribers: 5000}}")),
+      "test.yaml:2:28: admin.events.interval: expected a duration from 100ms to 60s, got "
+      "10ms\n"
+      "test.yaml:2:51: admin.events.max_subscribers: expected an integer from 0 to 1024, got "
+      "5000");
+  EXPECT_EQ(error_of(replace(kGood, "workers: 2", "workers: 2\nadmin: {events: {often: 1s}}")),
+            "test.yaml:2:18: admin.events.often: unknown key (expected one of: interval, "
+            "max_subscribers)");
+}
+
 TEST(Config, DurationWithoutUnit) {
   EXPECT_EQ(error_of(replace(kGood, "idle_timeout: 300s", "idle_timeout: 300")),
             "test.yaml:7:19: listeners[0].idle_timeout: expected a duration with a unit (ms, s, "
