@@ -515,6 +515,67 @@ TEST_P(PollerTest, DeliverAcceptedHandsOverAtOnce) {
   poller().remove(l.fd);
 }
 
+// A handler that, at its first connection, asks for the rest at once (as a listener that
+// closes, or switches to polling, from inside a loop iteration does).
+struct DeliverOnFirst final : AcceptHandler {
+  ~DeliverOnFirst() {
+    for (int fd : accepted) ::close(fd);
+  }
+  void on_accepted(int fd) override {
+    accepted.push_back(fd);
+    if (accepted.size() == 1) poller->deliver_accepted(listener);
+  }
+  void on_accept_failed(int err) override { failures.push_back(err); }
+  Poller* poller = nullptr;
+  int listener = -1;
+  std::vector<int> accepted;
+  std::vector<int> failures;
+};
+
+TEST_P(PollerTest, DeliverAcceptedFromAHandlerHandsEachOverOnce) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based accept on epoll";
+  TcpListener l;
+  DeliverOnFirst r;
+  r.poller = &poller();
+  r.listener = l.fd;
+  ASSERT_TRUE(poller().add_acceptor(l.fd, &r).is_ok());
+  // Three connections in one wait's completions, most of the time; a later wait's are
+  // handed over as usual.
+  std::vector<uint16_t> want;
+  for (int i = 0; i < 3; ++i) want.push_back(local_port(l.connect_client()));
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() >= 3; }));
+  settle();
+  ASSERT_EQ(r.accepted.size(), 3u) << "each connection handed over once";
+  std::vector<uint16_t> got;
+  for (int fd : r.accepted) got.push_back(peer_port(fd));
+  EXPECT_EQ(got, want);
+  poller().remove(l.fd);
+}
+
+TEST_P(PollerTest, StopAcceptorHandsOverEveryAcceptedConnection) {
+  TcpListener l;
+  AcceptRecorder r;
+  if (!poller().add_acceptor(l.fd, &r).is_ok()) GTEST_SKIP() << "no completion-based accept";
+  std::vector<uint16_t> want{local_port(l.connect_client())};
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() == 1; }));
+  // More while the accept is armed: accepted into completions this loop has not read yet,
+  // or still queued on the socket when the accept ends.
+  for (int i = 0; i < 20; ++i) want.push_back(local_port(l.connect_client()));
+  poller().stop_acceptor(l.fd);
+  size_t by_completion = r.accepted.size();
+  for (;;) {
+    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    r.accepted.push_back(fd);
+  }
+  settle();
+  ASSERT_EQ(r.accepted.size(), want.size()) << by_completion << " handed over by the poller";
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(peer_port(r.accepted[i]), want[i]) << "none closed, in order";
+  }
+  EXPECT_TRUE(r.failures.empty());
+}
+
 struct RecvRecorder final : RecvHandler {
   void on_received(const char* data, size_t size) override {
     if (size == 0) {
