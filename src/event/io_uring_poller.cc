@@ -371,6 +371,10 @@ class IoUringPoller final : public Poller {
       move_to_this_thread();
     }
     arm_queued();
+    // Completions already harvested (a remove() or a full submission queue outside
+    // dispatch(), in a timer or posted work) are events to hand over now: sleeping until the
+    // next one would hold them back, perhaps until the next timer (a worker's post, unseen).
+    if (!ready_.empty()) timeout_ms = 0;
     io_uring_cqe* cqe = nullptr;
     int rc;
     if (timeout_ms < 0) {

@@ -475,6 +475,29 @@ TEST_P(PollerTest, AcceptorHandsOverEachConnection) {
   ::close(c);
 }
 
+TEST_P(PollerTest, ReadinessFoundOutsideDispatchIsNotHeldBack) {
+  // A removal between two iterations (a timer's work) may take other descriptors' events
+  // from the kernel with it: the next wait() hands them over at once, not after its timeout.
+  Pair p, q;
+  Recorder r, other;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  ASSERT_TRUE(poller().add(q.a, kReadable, &other).is_ok());
+  poller().wait(0);
+  poller().dispatch();
+  ASSERT_EQ(::write(p.b, "x", 1), 1);
+  // Long enough for the kernel to have posted p.a's event, without anyone waiting for it.
+  ::usleep(20'000);
+  poller().remove(q.a);
+  auto start = MonoClock::now();
+  int n = poller().wait(5000);
+  auto took = MonoClock::now() - start;
+  poller().dispatch();
+  EXPECT_GE(n, 1);
+  EXPECT_LT(took, std::chrono::seconds(2));
+  ASSERT_FALSE(r.calls.empty());
+  EXPECT_TRUE(r.all() & kReadable);
+}
+
 // Waits (without dispatching) until the kernel has accepted something for the loop.
 bool wait_for_completions(Poller& p) {
   for (int i = 0; i < 200; ++i) {
