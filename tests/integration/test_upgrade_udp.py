@@ -12,7 +12,9 @@ listening socket go to the new process, which binds none of them again.
   upstream socket (the backend sees a new source port); the old process logs '1 sessions end
   with the upgrade' and its exit summary counts it ('ended by a binary upgrade 1');
 - workers 2 -> 1: both handed-over UDP sockets are read by the one worker; 30 client sockets
-  (spread by the kernel over both) all get answers.
+  (spread by the kernel over both) all get answers;
+- workers 1 -> 2: the second worker binds its own sockets beside the handed ones (the
+  alternate port stays); every STUN address answers 20 clients.
 """
 
 import os
@@ -273,6 +275,47 @@ def test_fewer_workers_read_every_handed_socket():
     tu.stop_pid(gen2, sl)
 
 
+def test_more_workers_bind_beside_the_handed_sockets():
+    echo = uu.UdpEcho(prefix=b"echo:")
+    sl = tu.start_sluice(setup(echo, workers=1))
+    gen1 = sl.pid
+    ap = tu.admin_port(sl)
+    m = STUN_ALT_RE.search(sl.wait_log(STUN_ALT_RE, 5) or "")
+    check(m is not None, "the stun listener logs its address and alternate address", hu.log_tail(sl, 20))
+    stun_port, alt_port = int(m.group(1)), int(m.group(2))
+    before = sockets_of(sl.port("udp_in"), stun_port, alt_port)
+    tu.rewrite(sl, setup(echo, workers=2))
+    mark = sl.line_count()
+    status, body = tu.post_upgrade(ap)
+    gen2 = tu.check_upgraded(status, body, gen1)
+    check(sl.find_lines("listener stun_in listening on 127.0.0.1:%d (stun, udp and tcp, alternate address "
+                        "127.0.0.2:%d)" % (stun_port, alt_port), mark),
+          "the new process (2 workers) keeps the alternate port %d" % alt_port, hu.log_tail(sl, 40))
+    rc = tu.wait_old_exit(sl, 10)
+    check(rc == 0, "the old process exits 0", "rc %r\n%s" % (rc, hu.log_tail(sl, 40)))
+    after = sockets_of(sl.port("udp_in"), stun_port, alt_port)
+    check(all(before[k] < after[k] and len(after[k]) == 2 for k in before) and
+          set().union(*after.values()) <= tu.socket_inodes(gen2),
+          "each address has the handed socket and one more bound beside it, all held by pid %d" % gen2,
+          "%r vs %r" % (before, after))
+    targets = [("127.0.0.1", stun_port), ("127.0.0.1", alt_port), ("127.0.0.2", stun_port),
+               ("127.0.0.2", alt_port)]
+    bad = []
+    for i in range(20):
+        c = uu.client()
+        for t in targets:
+            payload, tid = stun_request(i)
+            c.sendto(payload, t)
+            try:
+                data, _ = c.recvfrom(2048)
+            except socket.timeout:
+                data = None
+            if not is_binding_success(data, tid):
+                bad.append((i, t))
+    check(not bad, "20 clients get a Binding answer on each of the 4 STUN addresses", repr(bad[:5]))
+    tu.stop_pid(gen2, sl)
+
+
 if __name__ == "__main__":
     hu.use_default_bin()
     tu.become_subreaper()
@@ -281,4 +324,5 @@ if __name__ == "__main__":
     harness.run_cases([
         test_datagrams_answered_across_the_upgrade,
         test_fewer_workers_read_every_handed_socket,
+        test_more_workers_bind_beside_the_handed_sockets,
     ])
