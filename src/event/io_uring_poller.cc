@@ -266,6 +266,37 @@ class IoUringPoller final : public Poller {
     }
   }
 
+  void stop_acceptor(int fd) override {
+    Slot* s = live_slot(fd);
+    if (!s || !s->acceptor()) return remove(fd);
+    const uint32_t generation = s->generation;
+    if (s->armed && enabled_ && on_owner_thread()) {
+      // Cancel the multishot accept and wait for its last completion: every connection it
+      // accepted comes in a completion ahead of that one. remove() would close those that
+      // came during the cancellation; here they are handed over.
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, encode(fd, generation, kAcceptBit), 0);
+      finish_internal(sqe);
+      ending_ = Ending{fd, generation, 1};
+      submit_and_get_events();
+      // Bounded: the cancellation runs at once, or in task work of this thread that waiting
+      // runs.
+      for (int i = 0; ending_.pending > 0 && i < 200; ++i) {
+        __kernel_timespec ts{};
+        ts.tv_nsec = 5'000'000;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+        harvest();
+      }
+      // Not ended in time: remove() below cancels again and closes what comes after.
+      if (ending_.pending > 0) LOG_WARN("io_uring: the accept on fd {} did not end in time", fd);
+      ending_.pending = 0;
+    }
+    deliver_accepted(fd);
+    s = live_slot(fd);
+    if (s && s->generation == generation) remove(fd);
+  }
+
   Status modify(int fd, uint32_t interest, IoHandler* handler) override {
     Slot* sp = live_slot(fd);
     if (!sp || sp->acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
@@ -340,6 +371,10 @@ class IoUringPoller final : public Poller {
       move_to_this_thread();
     }
     arm_queued();
+    // Completions already harvested (a remove() or a full submission queue outside
+    // dispatch(), in a timer or posted work) are events to hand over now: sleeping until the
+    // next one would hold them back, perhaps until the next timer (a worker's post, unseen).
+    if (!ready_.empty()) timeout_ms = 0;
     io_uring_cqe* cqe = nullptr;
     int rc;
     if (timeout_ms < 0) {
@@ -362,6 +397,10 @@ class IoUringPoller final : public Poller {
     // completions into ready_ (delivered in this same pass).
     for (size_t i = 0; i < ready_.size(); ++i) {
       const Ready r = ready_[i];
+      // Taken: a handler below may call deliver_accepted() or remove(), which look through
+      // ready_ for connections not handed over yet; this one is handed over (or closed) here.
+      ready_[i].accepted = -1;
+      ready_[i].buffer = -1;
       // Index every time: a handler may add a larger fd and grow the table.
       const Slot& s = slots_[static_cast<size_t>(r.fd)];
       // Removed (or removed and added again) by an earlier handler of this iteration.

@@ -17,4 +17,9 @@ void Poller::resume_acceptor(int) {}
 
 void Poller::deliver_accepted(int) {}
 
+void Poller::stop_acceptor(int fd) {
+  deliver_accepted(fd);
+  remove(fd);
+}
+
 }  // namespace sluice::event

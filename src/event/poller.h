@@ -93,6 +93,11 @@ class Poller {
   // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered
   // (a listener about to close serves them instead of resetting them).
   virtual void deliver_accepted(int fd);
+  // Stops a completion-based accept and hands `fd`'s handler every connection accepted for it
+  // until the accept ended (none is closed), then removes fd, as remove(). The connections
+  // still queued on the socket stay there (the caller accepts them or leaves them to another
+  // process).
+  virtual void stop_acceptor(int fd);
 };
 
 std::unique_ptr<Poller> make_epoll_poller();

@@ -63,6 +63,9 @@ class ProxyListener : public net::ListenerCallbacks {
   // open until their next request, answered with Connection: close (closing them now would
   // race with a request the client is sending on one). Their own idle timeout still applies.
   virtual void drain_keeping_idle() { drain(); }
+  // The drain of the process a binary upgrade replaced (its sockets serve on in the new
+  // one): drain_keeping_idle(), unless the proxy counts what the upgrade ends.
+  virtual void drain_for_upgrade() { drain_keeping_idle(); }
   // Closes every open connection now: `drain_deadline` (the drain ran out of time) or
   // shutdown.
   virtual void close_all(bool drain_deadline) = 0;

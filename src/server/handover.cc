@@ -90,7 +90,64 @@ Result<std::string> receive_packet(int sock, Duration timeout, std::vector<net::
   return std::string(buf, static_cast<size_t>(n));
 }
 
+constexpr SocketRole kRoles[] = {SocketRole::kStunAlternatePort, SocketRole::kStunAlternateIp,
+                                 SocketRole::kStunAlternateBoth, SocketRole::kStunTcp};
+
+// Sends `fds` with as many packets of `line_for(count)` as the kernel's limit asks for (one
+// packet when there are none).
+template <typename LineFor>
+Status send_sockets(int sock, const std::vector<net::Fd>& fds, LineFor line_for) {
+  for (size_t at = 0; at < fds.size() || at == 0; at += kMaxFdsPerPacket) {
+    size_t n = std::min(kMaxFdsPerPacket, fds.size() - at);
+    std::vector<int> raw;
+    for (size_t i = 0; i < n; ++i) raw.push_back(fds[at + i].get());
+    if (Status s = send_packet(sock, line_for(n), raw); !s) return s;
+    if (fds.empty()) break;
+  }
+  return Status::ok();
+}
+
+// "sockets <name> <role> <address> <count>": appended to the listener sent last under that
+// name.
+Status read_sockets(std::istringstream& in, const std::string& line, std::vector<net::Fd> fds,
+                    Handover& h) {
+  std::string kind, name, role, address;
+  size_t count = 0;
+  if (!(in >> kind >> name >> role >> address >> count) || count != fds.size()) {
+    return Status::error(
+        fmt::format("hand-over: unexpected '{}' with {} sockets", line, fds.size()));
+  }
+  const SocketRole* known = std::find_if(std::begin(kRoles), std::end(kRoles),
+                                         [&](SocketRole r) { return role == to_string(r); });
+  auto parsed = net::Address::parse(address);
+  auto owner = std::find_if(h.listeners.rbegin(), h.listeners.rend(),
+                            [&](const HandedListener& l) { return l.name == name; });
+  if (known == std::end(kRoles) || !parsed || owner == h.listeners.rend()) {
+    return Status::error(fmt::format("hand-over: unexpected '{}'", line));
+  }
+  auto& parts = owner->parts;
+  if (parts.empty() || parts.back().role != *known || parts.back().address != *parsed) {
+    parts.push_back(HandedSockets{*known, *parsed, {}});
+  }
+  for (auto& fd : fds) parts.back().fds.push_back(std::move(fd));
+  return Status::ok();
+}
+
 }  // namespace
+
+const char* to_string(SocketRole role) {
+  switch (role) {
+    case SocketRole::kStunAlternatePort:
+      return "stun-alternate-port";
+    case SocketRole::kStunAlternateIp:
+      return "stun-alternate-ip";
+    case SocketRole::kStunAlternateBoth:
+      return "stun-alternate-both";
+    case SocketRole::kStunTcp:
+      return "stun-tcp";
+  }
+  return "?";
+}
 
 std::string own_executable() {
   char buf[PATH_MAX];
@@ -113,13 +170,18 @@ Status send_handover(int sock, const Handover& h) {
   if (Status s = send_packet(sock, fmt::format("sluice-handover {}", h.version), {}); !s) return s;
   for (const auto& l : h.listeners) {
     // Names and addresses have no spaces (the configuration's rules).
-    for (size_t at = 0; at < l.fds.size() || at == 0; at += kMaxFdsPerPacket) {
-      size_t n = std::min(kMaxFdsPerPacket, l.fds.size() - at);
-      std::vector<int> raw;
-      for (size_t i = 0; i < n; ++i) raw.push_back(l.fds[at + i].get());
-      std::string line = fmt::format("listener {} {} {}", l.name, l.address.to_string(), n);
-      if (Status s = send_packet(sock, line, raw); !s) return s;
-      if (l.fds.empty()) break;
+    Status s = send_sockets(sock, l.fds, [&](size_t n) {
+      return fmt::format("listener {} {} {}", l.name, l.address.to_string(), n);
+    });
+    if (!s) return s;
+    // A reader of version 1 knows no "sockets" line: sent only from version 2 on.
+    for (const auto& part : l.parts) {
+      if (h.version < 2 || part.fds.empty()) continue;
+      s = send_sockets(sock, part.fds, [&](size_t n) {
+        return fmt::format("sockets {} {} {} {}", l.name, to_string(part.role),
+                           part.address.to_string(), n);
+      });
+      if (!s) return s;
     }
   }
   for (const auto& e : h.endpoints) {
@@ -252,6 +314,10 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
         keys.push_back(k);
       }
       h.ticket_keys[name] = std::move(keys);
+      continue;
+    }
+    if (line->rfind("sockets ", 0) == 0) {
+      if (Status s = read_sockets(in, *line, std::move(fds), h); !s) return s;
       continue;
     }
     if (line->rfind("admin ", 0) == 0) {

@@ -4,6 +4,10 @@
 //
 //   sluice-handover <version>                 first; a newer version than ours is refused
 //   listener <name> <address> <count>         then <count> listening sockets attached
+//   sockets <name> <role> <address> <count>   (2) more sockets of the listener just sent,
+//                                             <count> attached: role stun-alternate-port,
+//                                             stun-alternate-ip, stun-alternate-both (the
+//                                             RFC 5780 sockets) or stun-tcp (STUN over TCP)
 //   admin <address> 1                         the admin endpoint's socket attached
 //   endpoint <cluster> <address> <draining> <ejections> <ejected ms left, -1: not ejected>
 //                                             an endpoint an operator drained or outlier
@@ -42,12 +46,30 @@
 namespace sluice::server {
 
 // The hand-over format this binary writes. A reader accepts every version up to its own.
-inline constexpr uint32_t kHandoverVersion = 1;
+// 1: listeners, admin, endpoints, dns, tickets. 2: sockets (a listener's other sockets).
+inline constexpr uint32_t kHandoverVersion = 2;
+
+// What a listener's other sockets are for, beside its main ones.
+enum class SocketRole {
+  kStunAlternatePort,  // RFC 5780: the listener's IP, the alternate port
+  kStunAlternateIp,    // the alternate IP, the listener's port
+  kStunAlternateBoth,  // the alternate IP and port
+  kStunTcp,            // STUN over TCP, on the listener's address
+};
+const char* to_string(SocketRole role);
+
+// More sockets of a listener, one per socket of HandedListener::fds, in the same order.
+struct HandedSockets {
+  SocketRole role = SocketRole::kStunTcp;
+  net::Address address;
+  std::vector<net::Fd> fds;
+};
 
 struct HandedListener {
   std::string name;
   net::Address address;
-  std::vector<net::Fd> fds;  // listening sockets, one per worker of the old process
+  std::vector<net::Fd> fds;          // listening sockets, one per worker of the old process
+  std::vector<HandedSockets> parts;  // version 2 on; none from an older sender
 };
 
 struct Handover {

@@ -435,14 +435,14 @@ void Server::post_reload(ReloadPlan& plan) {
   for (const auto& l : plan.changed) {
     const auto* old = find_named(config_->listeners, l->name);
     if (old && (*old)->socket_options != l->socket_options) {
-      for (const auto& fd : listener_fds_[l->name]) {
+      for (const auto& fd : listener_fds_[l->name].fds) {
         if (Status s = net::apply_listening_options(fd.get(), l->socket_options); !s) {
           LOG_WARN("listener {}: {}", l->name, s.message());
         }
       }
     }
     if (!old || (*old)->backlog == l->backlog) continue;
-    for (const auto& fd : listener_fds_[l->name]) {
+    for (const auto& fd : listener_fds_[l->name].fds) {
       if (::listen(fd.get(), l->backlog) != 0) {
         LOG_WARN("listener {}: backlog {}: {}", l->name, l->backlog, std::strerror(errno));
       }

@@ -31,8 +31,8 @@ struct Server::ReloadPlan {
   std::vector<size_t> touched;
   std::vector<size_t> removed;
   std::vector<size_t> fresh;
-  std::vector<std::vector<ListenerHandoff>> bound;   // per worker
-  std::map<std::string, std::vector<net::Fd>> dups;  // of `bound`, for Server::listener_fds_
+  std::vector<std::vector<ListenerHandoff>> bound;  // per worker
+  std::map<std::string, HandedListener> dups;       // of `bound`, for Server::listener_fds_
   admin::ReloadOutcome outcome;
   MonoTime gate_deadline{};
 };

@@ -166,30 +166,23 @@ Status Server::bind_listeners(std::vector<std::vector<ListenerHandoff>>& per_wor
 
 Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
                              std::vector<std::vector<ListenerHandoff>>& per_worker,
-                             std::map<std::string, std::vector<net::Fd>>& all_dups) {
+                             std::map<std::string, HandedListener>& all_dups) {
   auto count = std::make_shared<std::atomic<uint32_t>>(0);
   net::Address address = l->address;
-  std::vector<net::Fd> fds;
-  std::vector<std::vector<net::Fd>> extra(per_worker.size());
-  // A binary upgrade hands over the sockets of the listeners this process keeps: adopted, not
-  // bound again, so that their accept queues carry over. Worker w takes socket w (and w + N,
-  // w + 2N... when the old process had more workers); workers beyond them bind their own.
-  std::vector<net::Fd> inherited = take_inherited(*l);
-  if (!inherited.empty()) {
-    if (auto bound = net::local_address(inherited.front().get())) address = *bound;
-    for (size_t i = 0; i < inherited.size(); ++i) {
-      if (i < per_worker.size()) {
-        fds.push_back(std::move(inherited[i]));
-      } else {
-        extra[i % per_worker.size()].push_back(std::move(inherited[i]));
-      }
-    }
-  }
+  const size_t workers = per_worker.size();
+  const bool stun = l->protocol == proxy::Protocol::kStun;
+  std::optional<net::Address> alternate = stun ? l->stun.alternate_address : std::nullopt;
   // STUN over TCP on port 0: a port free for UDP and TCP alike (the kernel picks the UDP one,
   // which TCP may already use).
-  bool stun_tcp_on = l->protocol == proxy::Protocol::kStun && l->stun.tcp;
+  const bool stun_tcp_on = stun && l->stun.tcp;
+  // A binary upgrade hands over the sockets of the listeners this process keeps: adopted, not
+  // bound again, so that their accept queues (and datagrams queued on a UDP socket) carry
+  // over. Worker w takes socket w (and w + N, w + 2N... when the old process had more
+  // workers); workers beyond them bind their own.
+  std::vector<SocketSet> sets;
+  adopt_inherited(*l, address, alternate, sets);
   net::Fd first_tcp;
-  for (int attempt = 0; stun_tcp_on && address.port() == 0 && fds.empty() && attempt < 16;
+  for (int attempt = 0; stun_tcp_on && address.port() == 0 && sets.empty() && attempt < 16;
        ++attempt) {
     auto udp = proxy::udp::bind_udp_socket(address);
     if (!udp) return Status::error(fmt::format("listener {}: {}", l->name, udp.status().message()));
@@ -199,10 +192,9 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
     auto tcp = net::bind_listener(*bound, 128, l->socket_options);
     if (!tcp) continue;
     address = *bound;
-    fds.push_back(std::move(udp.value()));
-    first_tcp = std::move(tcp.value());
+    sets.push_back(SocketSet{std::move(udp.value()), {}, std::move(tcp.value())});
   }
-  for (size_t w = fds.size(); w < per_worker.size(); ++w) {
+  while (sets.size() < workers) {
     auto fd = proxy::is_datagram(l->protocol)
                   ? proxy::udp::bind_udp_socket(address)
                   : net::bind_listener(address, l->backlog, l->socket_options);
@@ -215,33 +207,33 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
       }
       address = *bound;
     }
-    fds.push_back(std::move(fd.value()));
+    sets.push_back(SocketSet{std::move(fd.value()), {}, {}});
   }
-  // A stun listener's alternate address (RFC 5780): three more sockets per worker. They are
-  // not handed over on a binary upgrade: the new process binds its own beside them
-  // (SO_REUSEPORT).
-  std::vector<std::vector<net::Fd>> alternates(per_worker.size());
-  std::optional<net::Address> alternate = l->stun.alternate_address;
-  if (l->protocol == proxy::Protocol::kStun && alternate) {
-    auto bound = proxy::stun::bind_alternate_sockets(address, *alternate, per_worker.size());
+  // A stun listener's alternate address (RFC 5780): three more sockets per main one, those
+  // handed over or bound here.
+  if (alternate) {
+    size_t missing = 0;
+    for (const auto& set : sets) missing += set.alternates.empty() ? 1 : 0;
+    auto bound = proxy::stun::bind_alternate_sockets(address, *alternate, missing);
     if (!bound) {
       return Status::error(fmt::format("listener {}: alternate address {}: {}", l->name,
                                        alternate->to_string(), bound.status().message()));
     }
-    alternates = std::move(bound.value());
+    size_t next = 0;
+    for (auto& set : sets) {
+      if (set.alternates.empty()) set.alternates = std::move(bound.value()[next++]);
+    }
   }
-  // STUN over TCP: a listening socket per worker on the same address and port.
-  std::vector<net::Fd> stun_tcp(per_worker.size());
+  // STUN over TCP: a listening socket per main one on the same address and port.
   if (stun_tcp_on) {
-    stun_tcp[0] = std::move(first_tcp);
-    for (auto& fd : stun_tcp) {
-      if (fd.valid()) continue;
+    for (auto& set : sets) {
+      if (set.tcp.valid()) continue;
       auto bound = net::bind_listener(address, 128, l->socket_options);
       if (!bound) {
         return Status::error(
             fmt::format("listener {}: tcp: {}", l->name, bound.status().message()));
       }
-      fd = std::move(bound.value());
+      set.tcp = std::move(bound.value());
     }
   }
   // Only once every socket is bound: a failure above leaves nothing half made.
@@ -251,17 +243,22 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
   connection_counts_[l->name] = count;
   std::shared_ptr<proxy::AccessLog> access_log;
   if (!l->access_log.path.empty()) access_log = access_logs_.at(l->access_log.path);
-  auto& dups = all_dups[l->name];
-  dups.clear();
-  for (size_t w = 0; w < per_worker.size(); ++w) {
-    // The hand-over's copies, one per socket (a worker closes its own on a drain).
-    dups.emplace_back(::fcntl(fds[w].get(), F_DUPFD_CLOEXEC, 0));
-    for (const auto& e : extra[w]) dups.emplace_back(::fcntl(e.get(), F_DUPFD_CLOEXEC, 0));
-    ListenerHandoff h{l, std::move(fds[w]), count, access_log};
-    h.extra_fds = std::move(extra[w]);
-    h.alternate_fds = std::move(alternates[w]);
-    h.stun_tcp_fd = std::move(stun_tcp[w]);
-    per_worker[w].push_back(std::move(h));
+  // The hand-over's copies, one per socket (a worker closes its own on a drain).
+  all_dups[l->name] = copy_for_handover(l->name, address, sets);
+  for (size_t i = 0; i < sets.size(); ++i) {
+    SocketSet& set = sets[i];
+    std::vector<ListenerHandoff>& worker = per_worker[i % workers];
+    if (i >= workers && !proxy::is_datagram(l->protocol)) {
+      // More sockets than workers: a worker accepts from several.
+      worker[worker.size() - 1].extra_fds.push_back(std::move(set.fd));
+      continue;
+    }
+    // A datagram socket is read by a proxy of its own (its sessions answer through it): a
+    // worker with several serves the listener several times over.
+    ListenerHandoff h{l, std::move(set.fd), count, access_log};
+    h.alternate_fds = std::move(set.alternates);
+    h.stun_tcp_fd = std::move(set.tcp);
+    worker.push_back(std::move(h));
   }
   std::erase_if(listener_addresses_, [&](const auto& a) { return a.first == l->name; });
   listener_addresses_.emplace_back(l->name, address.to_string());

@@ -97,7 +97,7 @@ class Server {
   // reload's plan, committed once applied).
   Status bind_listener(const std::shared_ptr<const proxy::ListenerConfig>& l,
                        std::vector<std::vector<ListenerHandoff>>& per_worker,
-                       std::map<std::string, std::vector<net::Fd>>& dups);
+                       std::map<std::string, HandedListener>& dups);
   // Reads the certificate and CA files and makes each worker's TLS contexts.
   Status prepare_tls(std::vector<std::vector<ListenerHandoff>>& per_worker);
   // A TLS listener's contexts, one per worker (its ticket keys made once per listener name,
@@ -138,7 +138,26 @@ class Server {
   // The new process: reads the hand-over (before binding), takes the sockets of a listener,
   // and tells the old process "ready <pid>" or "failed <why>".
   Status receive_inherited();
-  std::vector<net::Fd> take_inherited(const proxy::ListenerConfig& l);
+  // The sockets handed over for `l` (none: bind them); its other sockets (parts) too.
+  HandedListener take_inherited(const proxy::ListenerConfig& l);
+  // One listening socket of a listener with the sockets that go with it (a stun listener's
+  // alternate-address sockets, in StunListener's order, and its TCP socket).
+  struct SocketSet {
+    net::Fd fd;
+    std::vector<net::Fd> alternates;
+    net::Fd tcp;
+  };
+  // The sets handed over for `l`, with the other sockets it still has at the same addresses;
+  // `address` becomes the one bound (its port), as does `alternate`'s.
+  void adopt_inherited(const proxy::ListenerConfig& l, net::Address& address,
+                       std::optional<net::Address>& alternate, std::vector<SocketSet>& sets);
+  // A copy of every socket of `sets`, for a later hand-over.
+  static HandedListener copy_for_handover(const std::string& name, const net::Address& address,
+                                          const std::vector<SocketSet>& sets);
+  // The old process: once every worker accepts by polling (listener.h says why), sends the
+  // hand-over to the new process.
+  void send_handover_when_polling(pid_t pid);
+  void send_handover_now(pid_t pid);
   void tell_predecessor(const std::string& line);
   Status start_discovery();
   Status start_admin();
@@ -219,8 +238,9 @@ class Server {
 
   // Binary upgrade.
   std::string exe_path_;  // the executable as started, run again by an upgrade
-  // Per listener name: a copy of every listening socket, to hand over.
-  std::map<std::string, std::vector<net::Fd>> listener_fds_;
+  // Per listener name: a copy of every listening socket (and the other sockets of a stun
+  // listener), to hand over.
+  std::map<std::string, HandedListener> listener_fds_;
   net::Fd upgrade_fd_;                 // new process: towards the old one
   std::optional<Handover> inherited_;  // new process: what the old one handed over
   pid_t predecessor_ = 0;              // new process: the old one

@@ -27,6 +27,7 @@
 #include "server/handover.h"
 #include "server/server.h"
 #include "server/worker.h"
+#include "stun/binding.h"
 
 extern char** environ;
 
@@ -74,7 +75,7 @@ Status Server::receive_inherited() {
   return Status::ok();
 }
 
-std::vector<net::Fd> Server::take_inherited(const proxy::ListenerConfig& l) {
+HandedListener Server::take_inherited(const proxy::ListenerConfig& l) {
   if (!inherited_) return {};
   auto matches = [&](const HandedListener& h) {
     if (h.fds.empty()) return false;
@@ -84,9 +85,87 @@ std::vector<net::Fd> Server::take_inherited(const proxy::ListenerConfig& l) {
            h.address.ip_string() == l.address.ip_string();
   };
   for (auto& h : inherited_->listeners) {
-    if (matches(h)) return std::move(h.fds);
+    if (matches(h)) {
+      HandedListener taken{h.name, h.address, std::move(h.fds), std::move(h.parts)};
+      h.fds.clear();
+      return taken;
+    }
   }
   return {};
+}
+
+void Server::adopt_inherited(const proxy::ListenerConfig& l, net::Address& address,
+                             std::optional<net::Address>& alternate, std::vector<SocketSet>& sets) {
+  HandedListener h = take_inherited(l);
+  if (h.fds.empty()) return;
+  if (auto bound = net::local_address(h.fds.front().get())) address = *bound;
+  const size_t n = h.fds.size();
+  // A part the listener still has: as many sockets as main ones, at `want` (port 0: the
+  // port the old process was given).
+  auto part = [&](SocketRole role, const net::Address& want) -> HandedSockets* {
+    for (auto& p : h.parts) {
+      if (p.role != role || p.fds.size() != n) continue;
+      if (p.address == want || (want.port() == 0 && p.address.ip_string() == want.ip_string())) {
+        return &p;
+      }
+    }
+    return nullptr;
+  };
+  HandedSockets* alt[3] = {nullptr, nullptr, nullptr};
+  if (alternate) {
+    alt[0] = part(SocketRole::kStunAlternatePort, ::sluice::stun::combine(address, *alternate));
+    alt[1] = part(SocketRole::kStunAlternateIp, ::sluice::stun::combine(*alternate, address));
+    alt[2] = part(SocketRole::kStunAlternateBoth, *alternate);
+    // The alternate port picked by the kernel is one port for both of its sockets.
+    if (!alt[0] || !alt[1] || !alt[2] || alt[0]->address.port() != alt[2]->address.port()) {
+      alt[0] = nullptr;
+    } else {
+      alternate = alt[2]->address;
+    }
+  }
+  bool stun_tcp = l.protocol == proxy::Protocol::kStun && l.stun.tcp;
+  HandedSockets* tcp = stun_tcp ? part(SocketRole::kStunTcp, address) : nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    SocketSet set{std::move(h.fds[i]), {}, {}};
+    if (alt[0]) {
+      for (auto* p : alt) set.alternates.push_back(std::move(p->fds[i]));
+    }
+    if (tcp) set.tcp = std::move(tcp->fds[i]);
+    sets.push_back(std::move(set));
+  }
+  // Parts not taken (the listener changed) close here: their copies in the old process close
+  // with it.
+  LOG_INFO("upgrade: listener {} takes over {} sockets{}{}", l.name, n,
+           alt[0] ? " with their alternate-address sockets" : "",
+           tcp ? " and their tcp sockets" : "");
+}
+
+namespace {
+net::Fd duplicate(const net::Fd& fd) {
+  return net::Fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+}
+}  // namespace
+
+HandedListener Server::copy_for_handover(const std::string& name, const net::Address& address,
+                                         const std::vector<SocketSet>& sets) {
+  HandedListener out{name, address, {}, {}};
+  if (sets.empty()) return out;
+  const size_t alternates = sets.front().alternates.size() == 3 ? 3 : 0;
+  static constexpr SocketRole kAlternateRoles[] = {
+      SocketRole::kStunAlternatePort, SocketRole::kStunAlternateIp, SocketRole::kStunAlternateBoth};
+  for (size_t k = 0; k < alternates; ++k) {
+    auto bound = net::local_address(sets.front().alternates[k].get());
+    out.parts.push_back(HandedSockets{kAlternateRoles[k], bound ? *bound : address, {}});
+  }
+  const bool tcp = sets.front().tcp.valid();
+  if (tcp) out.parts.push_back(HandedSockets{SocketRole::kStunTcp, address, {}});
+  for (const auto& set : sets) {
+    out.fds.push_back(duplicate(set.fd));
+    for (size_t k = 0; k < alternates; ++k)
+      out.parts[k].fds.push_back(duplicate(set.alternates[k]));
+    if (tcp) out.parts.back().fds.push_back(duplicate(set.tcp));
+  }
+  return out;
 }
 
 void Server::tell_predecessor(const std::string& line) {
@@ -158,15 +237,49 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
     ::_exit(127);
   }
   theirs.reset();
-  // Before the new process can accept on the same sockets (listener.h says why).
-  for (auto& w : workers_) w->accept_by_polling();
+  successor_ = pid;
+  upgrade_sock_ = std::move(mine);
+  if (done) upgrade_waiters_.push_back(std::move(done));
+  lifecycle_.transition(LifecycleState::kUpgrading,
+                        fmt::format("started pid {} ({})", pid, exe_path_));
+  systemd_.send(sd_message::status(fmt::format("upgrading: started pid {}", pid)));
+  // Watched from now on: a new process that dies, or says it failed, ends the upgrade even
+  // before it has the sockets.
+  upgrade_deadline_ = main_loop_.now() + config_->ready_timeout + kUpgradeSlack;
+  upgrade_poll_->arm_at(main_loop_.now() + kUpgradePoll);
+  send_handover_when_polling(pid);
+}
+
+void Server::send_handover_when_polling(pid_t pid) {
+  // Before the new process can accept on the same sockets (listener.h says why), and done,
+  // not only asked for: a worker still waiting in a multishot accept when the new process
+  // starts could take a wake-up the new process needed.
   if (admin_) admin_->accept_by_polling();
+  auto left = std::make_shared<size_t>(workers_.size());
+  if (*left == 0) return send_handover_now(pid);
+  for (auto& w : workers_) {
+    w->accept_by_polling([this, pid, left] {
+      main_loop_.post([this, pid, left] {
+        // The upgrade may have ended meanwhile (a drain began; the new process died).
+        if (--*left == 0 && successor_ == pid && upgrade_sock_.valid()) send_handover_now(pid);
+      });
+    });
+  }
+}
+
+void Server::send_handover_now(pid_t pid) {
   Handover h;
   for (const auto& [name, address] : listener_addresses_) {
-    auto fds = listener_fds_.find(name);
-    if (fds == listener_fds_.end()) continue;
-    HandedListener l{name, *net::Address::parse(address), {}};
-    for (const auto& fd : fds->second) l.fds.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    auto found = listener_fds_.find(name);
+    if (found == listener_fds_.end()) continue;
+    const HandedListener& mine = found->second;
+    HandedListener l{name, *net::Address::parse(address), {}, {}};
+    for (const auto& fd : mine.fds) l.fds.push_back(duplicate(fd));
+    for (const auto& part : mine.parts) {
+      HandedSockets copy{part.role, part.address, {}};
+      for (const auto& fd : part.fds) copy.fds.push_back(duplicate(fd));
+      l.parts.push_back(std::move(copy));
+    }
     h.listeners.push_back(std::move(l));
   }
   h.endpoints = health_->export_state();
@@ -179,23 +292,15 @@ void Server::request_upgrade(std::function<void(UpgradeOutcome)> done) {
   }
   if (admin_ && admin_->listening_fd() >= 0 && config_->admin_address) {
     auto bound = net::local_address(admin_->listening_fd());
-    h.admin = HandedListener{"admin", bound ? *bound : *config_->admin_address, {}};
+    h.admin = HandedListener{"admin", bound ? *bound : *config_->admin_address, {}, {}};
     h.admin->fds.emplace_back(::fcntl(admin_->listening_fd(), F_DUPFD_CLOEXEC, 0));
   }
-  successor_ = pid;
-  upgrade_sock_ = std::move(mine);
-  if (done) upgrade_waiters_.push_back(std::move(done));
-  lifecycle_.transition(LifecycleState::kUpgrading,
-                        fmt::format("started pid {} ({})", pid, exe_path_));
-  systemd_.send(sd_message::status(fmt::format("upgrading: started pid {}", pid)));
   if (Status s = send_handover(upgrade_sock_.get(), h); !s) {
     // Its end closed: it exited (an executable that cannot run, a crash) while we wrote.
     bool gone = errno == EPIPE || errno == ECONNRESET;
-    return upgrade_finished(
-        false, gone ? fmt::format("pid {} exited before it was ready", pid) : s.message());
+    upgrade_finished(false,
+                     gone ? fmt::format("pid {} exited before it was ready", pid) : s.message());
   }
-  upgrade_deadline_ = main_loop_.now() + config_->ready_timeout + kUpgradeSlack;
-  upgrade_poll_->arm_at(main_loop_.now() + kUpgradePoll);
 }
 
 void Server::poll_upgrade() {

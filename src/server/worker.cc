@@ -218,14 +218,6 @@ void Worker::serve_datagram(ListenerHandoff h) {
   }
   s.proxy->set_on_idle([this] { check_drained(); });
   s.proxy->set_access_log(h.access_log);
-  // More sockets than workers (a binary upgrade from a process with more workers): a UDP
-  // socket nobody reads would swallow the datagrams the kernel hashes to it; closed, it
-  // leaves the reuseport group and they go to the others.
-  if (!h.extra_fds.empty()) {
-    LOG_INFO("listener {}: closing {} handed-over sockets beyond this worker's own", h.config->name,
-             h.extra_fds.size());
-    h.extra_fds.clear();
-  }
   s.handoff = std::move(h);
   if (!accept_later_) start_datagram(s);
   served_.push_back(std::move(s));
@@ -238,7 +230,7 @@ void Worker::start_datagram(Served& s) {
   if (!st) LOG_ERROR("listener {}: {}", s.handoff.config->name, st.message());
 }
 
-void Worker::reconfigure_datagram(Served& s, ListenerHandoff& h) {
+void Worker::reconfigure_datagram(Served& s, const ListenerHandoff& h) {
   if (h.config->protocol == proxy::Protocol::kStun) {
     static_cast<proxy::stun::StunListener&>(*s.proxy).reconfigure(h.config);
   } else {
@@ -304,48 +296,58 @@ void Worker::reap_retired() {
   }
 }
 
+void Worker::change(Served& s, const ListenerHandoff& h) {
+  bool http = h.config->protocol == proxy::Protocol::kHttp;
+  if (proxy::is_datagram(h.config->protocol)) {
+    // Same socket, same protocol (a change of either binds anew): new settings in place.
+    reconfigure_datagram(s, h);
+  } else if (http && s.handoff.config->protocol == proxy::Protocol::kHttp) {
+    auto& proxy = static_cast<proxy::http::HttpProxy&>(*s.proxy);
+    proxy.set_config(h.config);
+    proxy.set_tls(h.tls);
+    proxy.set_access_log(h.access_log);
+  } else {
+    // A TCP proxy holds its clusters: a new one takes new connections; the sessions of the
+    // old one run on untouched. (HTTP turned TCP or back: the old one drains.)
+    auto fresh = make_proxy(h);
+    s.listener->set_callbacks(*fresh);
+    for (auto& l : s.extra) l->set_callbacks(*fresh);
+    if (s.handoff.config->protocol == proxy::Protocol::kHttp) s.proxy->drain();
+    retire(std::exchange(s.proxy, std::move(fresh)));
+  }
+  // The sockets stay with the Served: only the settings change.
+  s.handoff.config = h.config;
+  s.handoff.active_connections = h.active_connections;
+  s.handoff.access_log = h.access_log;
+  s.handoff.tls = h.tls;
+}
+
 void Worker::apply(WorkerReload& r) {
   config_ = r.config;
   for (auto& c : r.clusters) set_cluster(c);
   for (const auto& name : r.removed) {
-    auto it = std::find_if(served_.begin(), served_.end(),
-                           [&](const Served& s) { return s.handoff.config->name == name; });
-    if (it == served_.end()) continue;
-    if (it->listener) it->listener->accept_queued_and_close();
-    for (auto& l : it->extra) l->accept_queued_and_close();
-    if (it->listener) discard(std::move(it->listener));
-    for (auto& l : it->extra) discard(std::move(l));
-    // Connections just accepted from the queue get their request answered (with
-    // Connection: close), as do idle keep-alive ones; drain_timeout bounds the rest.
-    it->proxy->drain_keeping_idle();
-    retire(std::move(it->proxy), loop_.now() + config_->drain_timeout);
-    served_.erase(it);
+    // A datagram listener may be served more than once here (worker.h).
+    for (auto it = served_.begin(); it != served_.end();) {
+      if (it->handoff.config->name != name) {
+        ++it;
+        continue;
+      }
+      if (it->listener) it->listener->accept_queued_and_close();
+      for (auto& l : it->extra) l->accept_queued_and_close();
+      if (it->listener) discard(std::move(it->listener));
+      for (auto& l : it->extra) discard(std::move(l));
+      // Connections just accepted from the queue get their request answered (with
+      // Connection: close), as do idle keep-alive ones; drain_timeout bounds the rest.
+      it->proxy->drain_keeping_idle();
+      retire(std::move(it->proxy), loop_.now() + config_->drain_timeout);
+      it = served_.erase(it);
+    }
   }
   for (auto& h : r.changed) {
-    auto it = std::find_if(served_.begin(), served_.end(), [&](const Served& s) {
-      return s.handoff.config->name == h.config->name;
-    });
-    if (it == served_.end()) continue;
     h.fd = net::Fd();
-    bool http = h.config->protocol == proxy::Protocol::kHttp;
-    if (proxy::is_datagram(h.config->protocol)) {
-      // Same socket, same protocol (a change of either binds anew): new settings in place.
-      reconfigure_datagram(*it, h);
-    } else if (http && it->handoff.config->protocol == proxy::Protocol::kHttp) {
-      auto& proxy = static_cast<proxy::http::HttpProxy&>(*it->proxy);
-      proxy.set_config(h.config);
-      proxy.set_tls(h.tls);
-      proxy.set_access_log(h.access_log);
-    } else {
-      // A TCP proxy holds its clusters: a new one takes new connections; the sessions of the
-      // old one run on untouched. (HTTP turned TCP or back: the old one drains.)
-      auto fresh = make_proxy(h);
-      it->listener->set_callbacks(*fresh);
-      for (auto& l : it->extra) l->set_callbacks(*fresh);
-      if (it->handoff.config->protocol == proxy::Protocol::kHttp) it->proxy->drain();
-      retire(std::exchange(it->proxy, std::move(fresh)));
+    for (auto& served : served_) {
+      if (served.handoff.config->name == h.config->name) change(served, h);
     }
-    it->handoff = std::move(h);
   }
   for (auto& h : r.added) serve(std::move(h));
   proxy::http::ClusterMap map = cluster_map();
@@ -384,12 +386,16 @@ void Worker::start_accepting() {
   });
 }
 
-void Worker::accept_by_polling() {
-  loop_.post([this] {
+void Worker::accept_by_polling(std::function<void()> done) {
+  loop_.post([this, done = std::move(done)] {
     for (auto& s : served_) {
       if (s.listener) s.listener->accept_by_polling();
       for (auto& l : s.extra) l->accept_by_polling();
+      if (s.handoff.config->protocol == proxy::Protocol::kStun) {
+        static_cast<proxy::stun::StunListener&>(*s.proxy).accept_by_polling();
+      }
     }
+    if (done) done();
   });
 }
 
@@ -446,7 +452,7 @@ void Worker::drain(std::function<void()> on_drained, bool keep_idle) {
     }
     for (auto& s : served_) {
       if (keep_idle) {
-        s.proxy->drain_keeping_idle();
+        s.proxy->drain_for_upgrade();
       } else {
         s.proxy->drain();
       }

@@ -34,7 +34,9 @@ struct ListenerHandoff {
   std::shared_ptr<proxy::AccessLog> access_log;  // null: none
   std::shared_ptr<tls::ServerContext> tls;       // null: no `tls:`
   // More listening sockets of the same listener (a binary upgrade from a process with more
-  // workers hands over more sockets than this one has workers: each is served).
+  // workers hands over more sockets than this one has workers: each is served). TCP only: a
+  // datagram listener's extra socket comes as a ListenerHandoff of its own, served by a proxy
+  // of its own.
   std::vector<net::Fd> extra_fds;
   // A stun listener with an alternate address (RFC 5780): its three other sockets, in the
   // order proxy::stun::StunListener takes them.
@@ -90,10 +92,11 @@ class Worker {
   // start_accepting() (a binary upgrade's new process, before it is ready).
   void accept_later() { accept_later_ = true; }
   void start_accepting();
-  // Any thread: the listeners accept on readiness from now on (net::Listener).
-  void accept_by_polling();
+  // Any thread: the listeners accept on readiness from now on (net::Listener); then `done`
+  // runs on the worker's thread.
+  void accept_by_polling(std::function<void()> done);
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
-  // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_keeping_idle).
+  // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_for_upgrade).
   void drain(std::function<void()> on_drained, bool keep_idle = false);
   // Closes every open connection now (drain deadline).
   void close_all();
@@ -122,7 +125,9 @@ class Worker {
 
  private:
   // A listener on this worker: its socket and the proxy accepted connections go to. A
-  // datagram listener (udp, stun) has no net::Listener: its proxy reads the socket itself.
+  // datagram listener (udp, stun) has no net::Listener: its proxy reads the socket itself, and
+  // a worker given several of its sockets (a binary upgrade from a process with more workers)
+  // serves it as several Served of the same name.
   struct Served {
     ListenerHandoff handoff;  // fd moved into the listener
     std::unique_ptr<proxy::ProxyListener> proxy;
@@ -138,7 +143,9 @@ class Worker {
   void serve(ListenerHandoff h);
   void serve_datagram(ListenerHandoff h);
   void start_datagram(Served& s);
-  void reconfigure_datagram(Served& s, ListenerHandoff& h);
+  void reconfigure_datagram(Served& s, const ListenerHandoff& h);
+  // A reload changed the settings of the listener `s` serves (same sockets).
+  void change(Served& s, const ListenerHandoff& h);
   // The proxy stops taking connections; it is deleted once its last one closes, and its
   // connections still open at `close_at` are closed then.
   void retire(std::unique_ptr<proxy::ProxyListener> proxy, MonoTime close_at = MonoTime::max());

@@ -202,6 +202,15 @@ void UdpProxy::drain() {
   stop_reading();
 }
 
+void UdpProxy::drain_for_upgrade() {
+  for (auto& [key, s] : sessions_) s->mark_upgraded();
+  if (!sessions_.empty()) {
+    LOG_INFO("udp {}: {} sessions end with the upgrade; their clients continue in the new process",
+             config_->name, sessions_.size());
+  }
+  drain();
+}
+
 void UdpProxy::close_all(bool drain_deadline) {
   std::vector<UdpSession*> open;
   open.reserve(sessions_.size());

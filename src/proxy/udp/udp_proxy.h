@@ -51,6 +51,9 @@ class UdpProxy final : public ProxyListener,
   // Stops reading the socket (a binary upgrade's new process reads its copy); open sessions
   // still send their answers on it until they end.
   void drain() override;
+  // The sessions open now end in this process (reason "upgrade"); their clients' next
+  // datagrams open sessions in the new process.
+  void drain_for_upgrade() override;
   void close_all(bool drain_deadline) override;
   size_t active() const override { return sessions_.size(); }
   void set_on_idle(std::function<void()> fn) override { on_idle_ = std::move(fn); }

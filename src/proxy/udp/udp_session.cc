@@ -25,6 +25,8 @@ const char* to_string(CloseReason r) {
       return "drain_deadline";
     case CloseReason::kShutdown:
       return "shutdown";
+    case CloseReason::kUpgrade:
+      return "upgrade";
   }
   return "?";
 }
@@ -146,6 +148,7 @@ void UdpSession::on_timer() {
 void UdpSession::close(CloseReason reason) {
   if (closed_) return;
   closed_ = true;
+  if (upgraded_) reason = CloseReason::kUpgrade;
   idle_timer_.cancel();
   if (registered_) loop_.poller().remove(upstream_.get());
   registered_ = false;
@@ -166,6 +169,9 @@ void UdpSession::close(CloseReason reason) {
       break;
     case CloseReason::kShutdown:
       ++stats_.closed_shutdown;
+      break;
+    case CloseReason::kUpgrade:
+      ++stats_.closed_upgrade;
       break;
   }
   LOG_DEBUG("udp {}: session {} closed: {}", config_->name, client_.to_string(), to_string(reason));

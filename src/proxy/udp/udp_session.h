@@ -25,7 +25,16 @@
 namespace sluice::proxy::udp {
 
 // Why a session ended (the access log's close_reason; a counter each).
-enum class CloseReason { kIdleTimeout, kMaxResponses, kUpstreamError, kDrainDeadline, kShutdown };
+// kUpgrade: whatever ended it, the session was open when a binary upgrade handed the
+// listener's socket to a new process (its client's next datagrams open a session there).
+enum class CloseReason {
+  kIdleTimeout,
+  kMaxResponses,
+  kUpstreamError,
+  kDrainDeadline,
+  kShutdown,
+  kUpgrade
+};
 const char* to_string(CloseReason r);
 
 class UdpSession;
@@ -67,6 +76,9 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   void set_listener_address(const net::Address& listener) { listener_ = listener; }
   void on_io(uint32_t events) override;
   void close(CloseReason reason);
+  // A binary upgrade handed the listener's socket over: the session carries answers already
+  // on their way until it ends, then counts as ended by the upgrade.
+  void mark_upgraded() { upgraded_ = true; }
 
   const AddressKey& key() const { return key_; }
   const net::Address& client() const { return client_; }
@@ -104,6 +116,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   uint32_t responses_ = 0;
   bool registered_ = false;
   bool closed_ = false;
+  bool upgraded_ = false;
 };
 
 }  // namespace sluice::proxy::udp

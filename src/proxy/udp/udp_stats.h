@@ -31,6 +31,8 @@ namespace sluice::proxy::udp {
           "closed at drain deadline", SLUICE_UDP_CLOSED_HELP)                                      \
   COUNTER(closed_shutdown, "sluice_udp_sessions_closed_total", "reason=\"shutdown\"",              \
           "closed at shutdown", SLUICE_UDP_CLOSED_HELP)                                            \
+  COUNTER(closed_upgrade, "sluice_udp_sessions_closed_total", "reason=\"upgrade\"",                \
+          "ended by a binary upgrade", SLUICE_UDP_CLOSED_HELP)                                     \
   COUNTER(dropped_max_sessions, "sluice_udp_datagrams_dropped_total",                              \
           "reason=\"max_sessions\"", "dropped (max_sessions)", SLUICE_UDP_DROPPED_HELP)            \
   COUNTER(dropped_max_sessions_per_source, "sluice_udp_datagrams_dropped_total",                   \

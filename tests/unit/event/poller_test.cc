@@ -475,6 +475,29 @@ TEST_P(PollerTest, AcceptorHandsOverEachConnection) {
   ::close(c);
 }
 
+TEST_P(PollerTest, ReadinessFoundOutsideDispatchIsNotHeldBack) {
+  // A removal between two iterations (a timer's work) may take other descriptors' events
+  // from the kernel with it: the next wait() hands them over at once, not after its timeout.
+  Pair p, q;
+  Recorder r, other;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  ASSERT_TRUE(poller().add(q.a, kReadable, &other).is_ok());
+  poller().wait(0);
+  poller().dispatch();
+  ASSERT_EQ(::write(p.b, "x", 1), 1);
+  // Long enough for the kernel to have posted p.a's event, without anyone waiting for it.
+  ::usleep(20'000);
+  poller().remove(q.a);
+  auto start = MonoClock::now();
+  int n = poller().wait(5000);
+  auto took = MonoClock::now() - start;
+  poller().dispatch();
+  EXPECT_GE(n, 1);
+  EXPECT_LT(took, std::chrono::seconds(2));
+  ASSERT_FALSE(r.calls.empty());
+  EXPECT_TRUE(r.all() & kReadable);
+}
+
 // Waits (without dispatching) until the kernel has accepted something for the loop.
 bool wait_for_completions(Poller& p) {
   for (int i = 0; i < 200; ++i) {
@@ -513,6 +536,67 @@ TEST_P(PollerTest, DeliverAcceptedHandsOverAtOnce) {
   poller().dispatch();
   EXPECT_EQ(r.accepted.size(), 1u) << "handed over once";
   poller().remove(l.fd);
+}
+
+// A handler that, at its first connection, asks for the rest at once (as a listener that
+// closes, or switches to polling, from inside a loop iteration does).
+struct DeliverOnFirst final : AcceptHandler {
+  ~DeliverOnFirst() {
+    for (int fd : accepted) ::close(fd);
+  }
+  void on_accepted(int fd) override {
+    accepted.push_back(fd);
+    if (accepted.size() == 1) poller->deliver_accepted(listener);
+  }
+  void on_accept_failed(int err) override { failures.push_back(err); }
+  Poller* poller = nullptr;
+  int listener = -1;
+  std::vector<int> accepted;
+  std::vector<int> failures;
+};
+
+TEST_P(PollerTest, DeliverAcceptedFromAHandlerHandsEachOverOnce) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based accept on epoll";
+  TcpListener l;
+  DeliverOnFirst r;
+  r.poller = &poller();
+  r.listener = l.fd;
+  ASSERT_TRUE(poller().add_acceptor(l.fd, &r).is_ok());
+  // Three connections in one wait's completions, most of the time; a later wait's are
+  // handed over as usual.
+  std::vector<uint16_t> want;
+  for (int i = 0; i < 3; ++i) want.push_back(local_port(l.connect_client()));
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() >= 3; }));
+  settle();
+  ASSERT_EQ(r.accepted.size(), 3u) << "each connection handed over once";
+  std::vector<uint16_t> got;
+  for (int fd : r.accepted) got.push_back(peer_port(fd));
+  EXPECT_EQ(got, want);
+  poller().remove(l.fd);
+}
+
+TEST_P(PollerTest, StopAcceptorHandsOverEveryAcceptedConnection) {
+  TcpListener l;
+  AcceptRecorder r;
+  if (!poller().add_acceptor(l.fd, &r).is_ok()) GTEST_SKIP() << "no completion-based accept";
+  std::vector<uint16_t> want{local_port(l.connect_client())};
+  ASSERT_TRUE(run_until([&] { return r.accepted.size() == 1; }));
+  // More while the accept is armed: accepted into completions this loop has not read yet,
+  // or still queued on the socket when the accept ends.
+  for (int i = 0; i < 20; ++i) want.push_back(local_port(l.connect_client()));
+  poller().stop_acceptor(l.fd);
+  size_t by_completion = r.accepted.size();
+  for (;;) {
+    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    r.accepted.push_back(fd);
+  }
+  settle();
+  ASSERT_EQ(r.accepted.size(), want.size()) << by_completion << " handed over by the poller";
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(peer_port(r.accepted[i]), want[i]) << "none closed, in order";
+  }
+  EXPECT_TRUE(r.failures.empty());
 }
 
 struct RecvRecorder final : RecvHandler {

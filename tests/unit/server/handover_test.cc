@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -376,6 +378,199 @@ TEST(Handover, OwnExecutableIsThisBinary) {
   ASSERT_EQ(::stat("/proc/self/exe", &b), 0);
   EXPECT_EQ(a.st_ino, b.st_ino);
   EXPECT_EQ(a.st_dev, b.st_dev);
+}
+
+HandedSockets part(SocketRole role, const char* addr, size_t sockets) {
+  HandedSockets p{role, address(addr), {}};
+  for (size_t i = 0; i < sockets; ++i) p.fds.push_back(plain_socket());
+  return p;
+}
+
+void expect_same_part(const HandedSockets& sent, const HandedSockets& got) {
+  EXPECT_EQ(got.role, sent.role);
+  EXPECT_EQ(got.address, sent.address);
+  ASSERT_EQ(got.fds.size(), sent.fds.size()) << to_string(sent.role);
+  for (size_t i = 0; i < sent.fds.size(); ++i) {
+    EXPECT_EQ(inode(got.fds[i].get()), inode(sent.fds[i].get()))
+        << to_string(sent.role) << " socket " << i;
+  }
+}
+
+// A stun listener with its RFC 5780 sockets and its TCP sockets, one of each per worker.
+HandedListener stun_listener(size_t workers) {
+  HandedListener l = listener("stun", "127.0.0.1:3478", workers);
+  l.parts.push_back(part(SocketRole::kStunAlternatePort, "127.0.0.1:3479", workers));
+  l.parts.push_back(part(SocketRole::kStunAlternateIp, "127.0.0.2:3478", workers));
+  l.parts.push_back(part(SocketRole::kStunAlternateBoth, "127.0.0.2:3479", workers));
+  l.parts.push_back(part(SocketRole::kStunTcp, "127.0.0.1:3478", workers));
+  return l;
+}
+
+TEST(Handover, AListenersOtherSocketsArriveWithIt) {
+  want_descriptors(4096);
+  Handover sent;
+  sent.listeners.push_back(listener("web", "127.0.0.1:8080", 2));
+  sent.listeners.push_back(stun_listener(3));
+  // More than one packet's worth of each.
+  sent.listeners.push_back(stun_listener(300));
+  sent.listeners.back().name = "big";
+  auto got = exchange(sent);
+  ASSERT_TRUE(got) << got.status().message();
+  ASSERT_EQ(got->listeners.size(), 3u);
+  EXPECT_TRUE(got->listeners[0].parts.empty());
+  for (size_t l = 1; l < 3; ++l) {
+    expect_same_sockets(sent.listeners[l], got->listeners[l]);
+    ASSERT_EQ(got->listeners[l].parts.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+      expect_same_part(sent.listeners[l].parts[i], got->listeners[l].parts[i]);
+    }
+  }
+}
+
+TEST(Handover, SocketsOfAnUnknownListenerOrRoleAreRefused) {
+  for (const char* line :
+       {"sockets web stun-tcp 127.0.0.1:80 0", "sockets stun stun-udp 127.0.0.1:80 0",
+        "sockets stun stun-tcp 127.0.0.1:80 1"}) {
+    Pair p;
+    ASSERT_TRUE(send_line(p.old_end.get(), "sluice-handover 2"));
+    ASSERT_TRUE(send_line(p.old_end.get(), "listener stun 127.0.0.1:80 0"));
+    ASSERT_TRUE(send_line(p.old_end.get(), line));
+    auto got = receive_handover(p.new_end.get(), kWait);
+    ASSERT_FALSE(got) << line;
+    EXPECT_EQ(got.status().message(),
+              std::string(line).ends_with(" 1")
+                  ? fmt::format("hand-over: unexpected '{}' with 0 sockets", line)
+                  : fmt::format("hand-over: unexpected '{}'", line));
+  }
+}
+
+// --- version 1, the format before listeners had other sockets -------------------------------
+
+// The packets of a hand-over as they travel: each line, with as many descriptors as came.
+std::vector<std::pair<std::string, size_t>> capture(const Handover& sent) {
+  Pair p;
+  Status send_status = Status::ok();
+  std::thread sender([&] { send_status = send_handover(p.old_end.get(), sent); });
+  std::vector<std::pair<std::string, size_t>> out;
+  for (;;) {
+    char buf[4096];
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * 253));
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t n = ::recvmsg(p.new_end.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) break;
+    size_t fds = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        ::close(fd);
+      }
+      fds += count;
+    }
+    out.emplace_back(std::string(buf, static_cast<size_t>(n)), fds);
+    if (out.back().first == "end") break;
+  }
+  sender.join();
+  EXPECT_TRUE(send_status) << send_status.message();
+  return out;
+}
+
+// tests/unit/server/handover_v1.txt: a version-1 hand-over, one packet per line, as the last
+// binary of that version wrote it. A packet carries the descriptors its line counts.
+std::vector<std::pair<std::string, size_t>> version_1_fixture() {
+  std::ifstream in(std::string(SLUICE_TEST_SOURCE_DIR) + "/unit/server/handover_v1.txt");
+  EXPECT_TRUE(in) << "handover_v1.txt";
+  std::vector<std::pair<std::string, size_t>> out;
+  for (std::string line; std::getline(in, line);) {
+    size_t fds = 0;
+    if (line.starts_with("listener ") || line.starts_with("admin ")) {
+      fds = std::stoul(line.substr(line.rfind(' ') + 1));
+    }
+    out.emplace_back(line, fds);
+  }
+  return out;
+}
+
+// The state the fixture holds, sent as version 1.
+Handover version_1_state() {
+  Handover h;
+  h.version = 1;
+  h.listeners.push_back(listener("web", "127.0.0.1:8080", 2));
+  h.listeners.push_back(listener("resolver", "[::1]:5353", 1));
+  tls::TicketKey k{};
+  for (size_t i = 0; i < k.name.size(); ++i) k.name[i] = static_cast<unsigned char>(i);
+  for (size_t i = 0; i < k.aes_key.size(); ++i) k.aes_key[i] = static_cast<unsigned char>(0xa0 + i);
+  for (size_t i = 0; i < k.hmac_key.size(); ++i)
+    k.hmac_key[i] = static_cast<unsigned char>(0xff - i);
+  h.ticket_keys["web"] = {k};
+  h.endpoints.push_back({"app", "10.0.0.1:80", true, 0, -1});
+  h.endpoints.push_back({"app", "10.0.0.2:80", false, 3, 12345});
+  dns::Cache::Saved a;
+  a.key = "addr:api.example";
+  a.answer.name = "api.example";
+  a.answer.record_ttl = 30;
+  a.answer.addresses = {*net::Address::parse_ip("10.0.0.1", 0), *net::Address::parse_ip("::1", 0)};
+  a.left = std::chrono::milliseconds(12500);
+  h.dns = {a};
+  h.admin = HandedListener{"admin", address("127.0.0.1:9901"), {}, {}};
+  h.admin->fds.push_back(listening_socket());
+  return h;
+}
+
+TEST(Handover, Version1IsWrittenAsTheFixtureSays) {
+  // Asked for version 1 (what a reader of that version takes), the writer sends no line a
+  // version-1 reader does not know: the fixture's packets, byte for byte.
+  Handover h = version_1_state();
+  h.listeners[0].parts.push_back(part(SocketRole::kStunTcp, "127.0.0.1:8080", 2));
+  EXPECT_EQ(capture(h), version_1_fixture());
+}
+
+TEST(Handover, Version1FromTheFixtureIsRead) {
+  Pair p;
+  std::vector<net::Fd> keep;  // the sender's copies
+  for (const auto& [line, count] : version_1_fixture()) {
+    std::vector<int> raw;
+    for (size_t i = 0; i < count; ++i) raw.push_back(keep.emplace_back(plain_socket()).get());
+    iovec iov{const_cast<char*>(line.data()), line.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(count, 1)));
+    if (count > 0) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+      std::memcpy(CMSG_DATA(c), raw.data(), sizeof(int) * count);
+    }
+    ASSERT_EQ(::sendmsg(p.old_end.get(), &msg, 0), static_cast<ssize_t>(line.size())) << line;
+  }
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_TRUE(got) << got.status().message();
+  EXPECT_EQ(got->version, 1u);
+  ASSERT_EQ(got->listeners.size(), 2u);
+  EXPECT_EQ(got->listeners[0].name, "web");
+  EXPECT_EQ(got->listeners[0].address.to_string(), "127.0.0.1:8080");
+  ASSERT_EQ(got->listeners[0].fds.size(), 2u);
+  EXPECT_EQ(inode(got->listeners[0].fds[1].get()), inode(keep[1].get()));
+  EXPECT_TRUE(got->listeners[0].parts.empty());
+  EXPECT_EQ(got->listeners[1].address.to_string(), "[::1]:5353");
+  ASSERT_EQ(got->endpoints.size(), 2u);
+  EXPECT_EQ(got->endpoints[1].ejected_ms_left, 12345);
+  ASSERT_EQ(got->dns.size(), 1u);
+  EXPECT_EQ(got->dns[0].answer.addresses.size(), 2u);
+  ASSERT_EQ(got->ticket_keys.at("web").size(), 1u);
+  EXPECT_EQ(got->ticket_keys.at("web")[0].hmac_key[0], 0xff);
+  ASSERT_TRUE(got->admin.has_value());
+  EXPECT_EQ(inode(got->admin->fds[0].get()), inode(keep[3].get()));
 }
 
 }  // namespace
