@@ -166,7 +166,7 @@ void DownstreamConnection::on_handshake_timeout() {
 void DownstreamConnection::on_secured() {
   handshake_timer_.cancel();
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
-  tls_ = describe_tls(session, proxy_.loop().now() - accepted_at_);
+  tls_ = std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - accepted_at_));
   auto& stats = proxy_.tls_stats();
   ++stats.handshakes;
   stats.resumed += tls_->resumed;

@@ -60,7 +60,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_done(bool close_connection) override;
   void on_stream_reset(const char* reason) override;
   void on_stream_tunnel(UpstreamExchange& exchange) override;
-  const DownstreamTls* downstream_tls() const override { return tls_ ? &*tls_ : nullptr; }
+  const DownstreamTls* downstream_tls() const override { return tls_.get(); }
   bool downstream_secured() const override { return conn_.secured(); }
   // Http2SessionOwner
   void on_session_finished(const char* reason) override;
@@ -120,7 +120,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
   MonoTime accepted_at_{};
-  std::optional<DownstreamTls> tls_;  // once the TLS handshake is done
+  std::unique_ptr<DownstreamTls> tls_;  // once the TLS handshake is done (most are not TLS)
   uint32_t requests_ = 0;
   bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
   bool resume_after_parse_ = false;
