@@ -97,6 +97,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void arm_timer(TimerMode mode, Duration d);
   void on_timer();
   void on_linger_timer();
+  void arm_linger();
   void on_handshake_timeout();
   // Reset the client's connection (no response can be sent).
   void abort(const char* reason);
@@ -113,10 +114,11 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   std::unique_ptr<Http2Session> h2_;
   event::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
-  event::Timer linger_;
+  // Made when a lingering close starts (most connections close without one).
+  std::unique_ptr<event::Timer> linger_;
   // The TLS handshake's own deadline: requests in early data may run (and re-arm timer_)
-  // before the handshake is done.
-  event::Timer handshake_timer_;
+  // before the handshake is done. TLS listeners only.
+  std::unique_ptr<event::Timer> handshake_timer_;
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
   MonoTime accepted_at_{};
