@@ -64,18 +64,36 @@ bool Parser::count_head_bytes(size_t n) {
   return head_bytes_ <= limits_->max_head_bytes;
 }
 
+namespace {
+constexpr size_t kMaxCachedMessages = 64;
+}  // namespace
+
+std::vector<std::unique_ptr<Parser::Message>>& Parser::message_cache() {
+  thread_local std::vector<std::unique_ptr<Message>> cache;
+  return cache;
+}
+
+std::unique_ptr<Parser::Message> Parser::take_message() {
+  auto& cache = message_cache();
+  if (cache.empty()) return std::make_unique<Message>();
+  std::unique_ptr<Message> m = std::move(cache.back());
+  cache.pop_back();
+  return m;
+}
+
+void Parser::give_message(std::unique_ptr<Message> m) {
+  auto& cache = message_cache();
+  if (m && cache.size() < kMaxCachedMessages) cache.push_back(std::move(m));
+}
+
 int Parser::cb_message_begin(llhttp_t* p) {
   Parser* s = self(p);
-  if (s->msg_) {
-    // The previous message's state, reused: its field and value buffers keep their capacity.
-    Message& m = *s->msg_;
-    m.head = MessageHead{};
-    m.trailers.clear();
-    m.field.clear();
-    m.value.clear();
-  } else {
-    s->msg_ = std::make_unique<Message>();
-  }
+  if (!s->msg_) s->msg_ = take_message();
+  Message& m = *s->msg_;
+  m.head = MessageHead{};
+  m.trailers.clear();
+  m.field.clear();
+  m.value.clear();
   // One allocation for the fields of a usual head, rather than one per doubling.
   s->msg_->head.headers.fields().reserve(kUsualFieldCount);
   s->in_value_ = false;
@@ -411,7 +429,10 @@ Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
   if (user_error_) return Outcome::kError;
   switch (rc) {
     case HPE_PAUSED:
-      if (!in_message_) return Outcome::kMessageComplete;
+      if (!in_message_) {
+        give_message(std::move(msg_));
+        return Outcome::kMessageComplete;
+      }
       return Outcome::kStopped;
     case HPE_PAUSED_UPGRADE:
       return Outcome::kUpgrade;

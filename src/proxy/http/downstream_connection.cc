@@ -90,9 +90,7 @@ DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address&
       peer_(peer),
       conn_(proxy.loop(), *this),
       codec_(conn_, proxy.parser_limits(), *this),
-      timer_(proxy.loop().timers(), [this] { on_timer(); }),
-      linger_(proxy.loop().timers(), [this] { on_linger_timer(); }),
-      handshake_timer_(proxy.loop().timers(), [this] { on_handshake_timeout(); }) {}
+      timer_(proxy.loop().timers(), [this] { on_timer(); }) {}
 
 DownstreamConnection::~DownstreamConnection() = default;
 
@@ -105,8 +103,8 @@ void DownstreamConnection::transition(State to) {
   if (to == State::kClosing) arm_timer(TimerMode::kNone, Duration(0));
   if (to == State::kClosed) {
     timer_.cancel();
-    linger_.cancel();
-    handshake_timer_.cancel();
+    if (linger_) linger_->cancel();
+    if (handshake_timer_) handshake_timer_->cancel();
   }
 }
 
@@ -129,7 +127,9 @@ void DownstreamConnection::start(net::Fd fd) {
   }
   if (tls) {
     // A ClientHello that is slow, silent or endless costs this timer, nothing more.
-    handshake_timer_.arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
+    handshake_timer_ =
+        std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_handshake_timeout(); });
+    handshake_timer_->arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
     return;
   }
   // A new connection must send its first request head within header_read_timeout.
@@ -164,9 +164,9 @@ void DownstreamConnection::on_handshake_timeout() {
 }
 
 void DownstreamConnection::on_secured() {
-  handshake_timer_.cancel();
+  handshake_timer_.reset();
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
-  tls_ = describe_tls(session, proxy_.loop().now() - accepted_at_);
+  tls_ = std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - accepted_at_));
   auto& stats = proxy_.tls_stats();
   ++stats.handshakes;
   stats.resumed += tls_->resumed;
@@ -308,7 +308,7 @@ void DownstreamConnection::close_after_flush() {
   // The response may still be queued for a slow reader: the time runs out only when a
   // whole linger period passes without the queue shrinking.
   linger_queued_ = conn_.queued();
-  linger_.arm_at(proxy_.loop().now() + kLingerTime);
+  arm_linger();
 }
 
 void DownstreamConnection::process_input() {
@@ -427,7 +427,7 @@ void DownstreamConnection::on_read_closed() {
       transition(State::kClosing);
       conn_.shutdown_write();
       linger_queued_ = conn_.queued();
-      linger_.arm_at(proxy_.loop().now() + kLingerTime);
+      arm_linger();
       return;
     }
     return close("client closed");
@@ -486,11 +486,18 @@ void DownstreamConnection::on_stream_done(bool close_connection) {
   process_input();
 }
 
+void DownstreamConnection::arm_linger() {
+  if (!linger_) {
+    linger_ = std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_linger_timer(); });
+  }
+  linger_->arm_at(proxy_.loop().now() + kLingerTime);
+}
+
 void DownstreamConnection::on_linger_timer() {
   size_t queued = conn_.queued();
   if (queued > 0 && queued < linger_queued_) {
     linger_queued_ = queued;
-    linger_.arm_at(proxy_.loop().now() + kLingerTime);
+    arm_linger();
     return;
   }
   close(queued > 0 ? "client stopped reading the last response" : "linger time over");

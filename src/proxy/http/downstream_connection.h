@@ -60,7 +60,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_done(bool close_connection) override;
   void on_stream_reset(const char* reason) override;
   void on_stream_tunnel(UpstreamExchange& exchange) override;
-  const DownstreamTls* downstream_tls() const override { return tls_ ? &*tls_ : nullptr; }
+  const DownstreamTls* downstream_tls() const override { return tls_.get(); }
   bool downstream_secured() const override { return conn_.secured(); }
   // Http2SessionOwner
   void on_session_finished(const char* reason) override;
@@ -97,6 +97,7 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void arm_timer(TimerMode mode, Duration d);
   void on_timer();
   void on_linger_timer();
+  void arm_linger();
   void on_handshake_timeout();
   // Reset the client's connection (no response can be sent).
   void abort(const char* reason);
@@ -113,14 +114,15 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   std::unique_ptr<Http2Session> h2_;
   event::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
-  event::Timer linger_;
+  // Made when a lingering close starts (most connections close without one).
+  std::unique_ptr<event::Timer> linger_;
   // The TLS handshake's own deadline: requests in early data may run (and re-arm timer_)
-  // before the handshake is done.
-  event::Timer handshake_timer_;
+  // before the handshake is done. TLS listeners only.
+  std::unique_ptr<event::Timer> handshake_timer_;
   size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
   MonoTime accepted_at_{};
-  std::optional<DownstreamTls> tls_;  // once the TLS handshake is done
+  std::unique_ptr<DownstreamTls> tls_;  // once the TLS handshake is done (most are not TLS)
   uint32_t requests_ = 0;
   bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
   bool resume_after_parse_ = false;
