@@ -19,7 +19,9 @@ using std::chrono::seconds;
 class FakeCallbacks final : public SessionCallbacks {
  public:
   void on_established(Session&) override { ++established; }
+  void on_taken_over(Session&) override { ++taken_over; }
   int established = 0;
+  int taken_over = 0;
 };
 
 class SessionTest : public ::testing::Test {
@@ -290,6 +292,104 @@ TEST_F(SessionTest, StopSendsCease) {
   EXPECT_EQ(m.notification.code, err::kCease);
   EXPECT_EQ(m.notification.subcode, err::kAdministrativeShutdown);
   EXPECT_FALSE(session_->next_retry_in() > Duration(0));
+}
+
+// A binary upgrade between two Session objects standing for the two processes: the peer sees
+// neither a NOTIFICATION nor a new OPEN, a message read in part by the first is finished by
+// the second, and the second carries on with the keepalives and the routes the peer has.
+TEST_F(SessionTest, HandedOverSessionCarriesOnUnseen) {
+  establish();
+  Route r;
+  r.prefix = Prefix::parse("192.0.2.1/32").value();
+  r.communities = {65001u << 16 | 100};
+  r.med = 7;
+  session_->announce(r);
+  EXPECT_EQ(receive().type, MessageType::kUpdate);
+
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  EXPECT_TRUE(session_->handed_over());
+  // Through the hand-over's text, as the new process reads it.
+  HandoverReader reader;
+  for (const auto& line : write_session_lines(*handed)) {
+    std::vector<net::Fd> fds;
+    if (line.find(" session ") != std::string::npos) fds.push_back(std::move(handed->fd));
+    ASSERT_TRUE(reader.add(line, fds).is_ok()) << line;
+  }
+  ASSERT_EQ(reader.sessions().size(), 1u);
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, peer_, next_callbacks);
+  next.adopt(std::move(reader.sessions().begin()->second));
+  EXPECT_TRUE(next.dormant());
+  EXPECT_EQ(next.state(), SessionState::kEstablished);
+  next.announce(r);  // dormant: waits for the take-over
+
+  // Half a KEEPALIVE reaches the old session before it lets go.
+  std::string ka;
+  write_keepalive(ka);
+  send(ka.substr(0, 7));
+  SessionTransfer released = session_->release();
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(released.in, ka.substr(0, 7));
+  ASSERT_EQ(released.sent.size(), 1u);
+  EXPECT_TRUE(released.sent[0] == r);
+  HandoverReader step2;
+  for (const auto& line : write_release_lines(released)) {
+    std::vector<net::Fd> none;
+    ASSERT_TRUE(step2.add(line, none).is_ok()) << line;
+  }
+  SessionTransfer& t = step2.sessions().begin()->second;
+  EXPECT_EQ(t.in, ka.substr(0, 7));
+  EXPECT_EQ(t.stats[1], 1u);  // the UPDATE sent
+
+  next.take_over(&t);
+  EXPECT_FALSE(next.dormant());
+  EXPECT_EQ(next_callbacks.taken_over, 1);
+  EXPECT_EQ(next.sent().size(), 1u);
+  EXPECT_EQ(next.stats().updates_sent, 1u);
+  send(ka.substr(7));  // the rest of the KEEPALIVE: read whole by the new session
+  EXPECT_EQ(next.state(), SessionState::kEstablished);
+  // The next thing the peer gets is the new session's KEEPALIVE (no NOTIFICATION, no OPEN).
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(next.stats().notifications_sent, 0u);
+  next.withdraw(r.prefix);
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kUpdate);
+  EXPECT_EQ(m.update.withdrawn.size(), 1u);
+  EXPECT_TRUE(next.sent().empty());
+}
+
+// The peer's settings changed in the upgrade: the new session ends the old one with a Cease
+// (other configuration change) and connects again.
+TEST_F(SessionTest, TakenOverSessionWithChangedSettingsStartsAgain) {
+  establish();
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  PeerConfig changed = peer_;
+  changed.remote_as = 65002;
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, changed, next_callbacks);
+  next.adopt(std::move(*handed));
+  SessionTransfer released = session_->release();
+  next.take_over(&released);
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kCease);
+  EXPECT_EQ(m.notification.subcode, err::kOtherConfigurationChange);
+  EXPECT_EQ(next.state(), SessionState::kIdle);
+  EXPECT_EQ(next_callbacks.taken_over, 0);
+}
+
+// A newer section version is refused with the reason.
+TEST(BgpHandoverTest, NewerSectionVersionIsRefused) {
+  HandoverReader reader;
+  std::vector<net::Fd> none;
+  Status s = reader.add("bgp 99 release 192.0.2.2:179 established=1", none);
+  EXPECT_EQ(s.message(),
+            "hand-over: BGP section version 99 is newer than this binary's 1: upgrade to a "
+            "binary at least as new as the running one");
+  EXPECT_FALSE(reader.add("bgp 1 route 192.0.2.2:179 10.0.0.0/8 nh=00", none).is_ok());
 }
 
 }  // namespace
