@@ -13,9 +13,15 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
 - BIRD killed and started again: the session comes back and the prefix with it;
 - BIRD stopped (SIGSTOP): sluice's hold timer expires with its NOTIFICATION; back after SIGCONT;
 - a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD;
+- a binary upgrade (SIGUSR2) while BIRD holds the route: the session's state and since-time in
+  BIRD never change (no new OPEN, no NOTIFICATION), the route never leaves BIRD's table while
+  the upgrade runs nor for more than a hold time after it (the new process keeps the
+  keepalives going), and a SIGTERM to the new process still announces GRACEFUL_SHUTDOWN, then
+  withdraws, then sends its Cease;
 - an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop), a
   prefix that follows a listener, and a reload that changes bgp: (warned, kept).
 """
+import ctypes
 import datetime
 import json
 import os
@@ -25,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -43,6 +50,7 @@ PASSWORD = "an-md5-key"
 BIRD_CONF = """
 router id 192.0.2.2;
 log stderr all;
+timeformat protocol iso long ms;
 protocol device {{}}
 filter gshut {{
   if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
@@ -366,6 +374,116 @@ def case_wrong_peer_as():
     b.stop()
 
 
+def bird_session(bird):
+    """(state, since) of the session in `birdc show protocols`: 'up', '2026-...'."""
+    for line in bird.cli("show protocols sluice").stdout.splitlines():
+        words = line.split()
+        if words and words[0] == "sluice":
+            # sluice BGP --- up 2026-12-04 13:41:00.123 Established
+            return words[3], " ".join(words[4:6]), " ".join(words[6:])
+    return None
+
+
+class RouteWatch:
+    """Polls BIRD while something happens: every absence of the prefix and every change of the
+    session's line is recorded."""
+
+    def __init__(self, bird):
+        self.bird = bird
+        self.samples = 0
+        self.missing = []
+        self.sessions = set()
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_flag.is_set():
+            r = self.bird.route()
+            if announced_attrs(r) != EXPECTED:
+                self.missing.append((time.monotonic(), r))
+            self.sessions.add(bird_session(self.bird))
+            self.samples += 1
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(30)
+
+
+def wait_pid_exit(pid, timeout):
+    """Exit code of a later generation (a child of this script once its parent exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r, status = os.waitpid(pid, os.WNOHANG)
+            if r == pid:
+                return os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+    return None
+
+
+def case_binary_upgrade_keeps_the_session():
+    # The new process outlives its parent: it comes back to this script, to be waited for.
+    libc = ctypes.CDLL(None, use_errno=True)
+    check(libc.prctl(36, 1, 0, 0, 0) == 0, "this script is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    bird, b, sl = announced_setup()
+    before = bird_session(bird)
+    check(before is not None and before[0] == "up" and before[2] == "Established",
+          "BIRD's session is up and established before the upgrade", repr(before))
+    watch = RouteWatch(bird)
+    wait_until(lambda: watch.samples >= 3, 10)
+    mark = len(sl.lines)
+    sl.signal(signal.SIGUSR2)
+    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
+    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
+    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
+    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    line = "bgp peer %s:179: after the upgrade: 1 routes kept as they were, 0 announced, 0 withdrawn" % BIRD_IP
+    check(sl.wait_log(line, 20, mark), "the new process took the session over and sent nothing: " + line,
+          sl.stderr_text(mark)[-3000:])
+    check(sl.find_lines("bgp peer %s:179: handed over to the new process (established)" % BIRD_IP, mark),
+          "the old process logs that it let go", sl.stderr_text(mark)[-3000:])
+    check(wait_until(lambda: sl.proc.poll() is not None, 30), "the old process exits after its drain")
+    check(sl.proc.returncode == 0, "the old process exits 0", repr(sl.proc.returncode))
+    # More than a hold time (9s) with the new process alone: its keepalives keep the session.
+    t_old_gone = time.monotonic()
+    wait_until(lambda: time.monotonic() - t_old_gone > 12, 20, interval=0.2)
+    watch.stop()
+    check(watch.samples > 20, "BIRD was polled throughout (%d samples)" % watch.samples)
+    check(watch.missing == [], "the route never left BIRD's table nor changed during and after the upgrade",
+          repr(watch.missing[:3]))
+    check(watch.sessions == {before}, "BIRD's session line never changed: %r" % (before,), repr(watch.sessions))
+    check(bird_session(bird) == before, "BIRD's session since-time is still the one from before the upgrade")
+    view = json.loads(admin_get(sl, "/bgp"))
+    peer = view["peers"][0]
+    check((peer["state"], peer["notifications_sent"], peer["notifications_received"]) == ("established", 0, 0),
+          "GET /bgp (the new process): established, no NOTIFICATION either way", repr(peer))
+    check(metric(sl, 'sluice_bgp_peer_established_total{peer="%s:179"}' % BIRD_IP) == "1",
+          "metric (the new process): established once, carried over")
+
+    # The new process stops as the old one would have: GRACEFUL_SHUTDOWN, withdrawal, Cease.
+    mark = len(sl.lines)
+    os.kill(new_pid, signal.SIGTERM)
+    graceful = wait_until(lambda: (lambda r: r if r.get("community") == "(65001,100) (65535,0)" else None)(bird.route()),
+                          10)
+    check(graceful and graceful.get("local_pref") == "0",
+          "after SIGTERM BIRD sees GRACEFUL_SHUTDOWN from the new process", repr(graceful))
+    check(wait_until(lambda: bird.route() == {}, 20), "then the prefix is withdrawn")
+    rc = wait_pid_exit(new_pid, 30)
+    check(rc == 0, "the new process exits 0", repr(rc))
+    i_gs = sl.find_lines("bgp: announcing %s with GRACEFUL_SHUTDOWN: sluice is stopping (Terminated); "
+                         "withdrawing in 2s" % PREFIX, mark)
+    i_wd = sl.find_lines("bgp: withdrawing %s: sluice is stopping" % PREFIX, mark)
+    check(i_gs and i_wd, "the new process logs GRACEFUL_SHUTDOWN and the withdrawal", sl.stderr_text(mark)[-3000:])
+    ok = wait_until(lambda: "Administrative shutdown" in bird.protocol(), 10)
+    check(ok, "BIRD received the new process's Cease (administrative shutdown)", bird.protocol())
+    rep = sl.sanitizer_report()
+    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+    b.stop()
+
+
 def case_ipv6_listener_and_reload():
     bird = Bird()
     b = EchoServer()
@@ -413,4 +531,5 @@ def case_ipv6_listener_and_reload():
 if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
-               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload])
+               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload,
+               case_binary_upgrade_keeps_the_session])
