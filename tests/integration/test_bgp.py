@@ -18,6 +18,8 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
   the upgrade runs nor for more than a hold time after it (the new process keeps the
   keepalives going), and a SIGTERM to the new process still announces GRACEFUL_SHUTDOWN, then
   withdraws, then sends its Cease;
+- a reload that removes the listener a prefix follows withdraws the prefix at once, with the
+  reason, while the other prefix stays;
 - an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop), a
   prefix that follows a listener, and a reload that changes bgp: (warned, kept).
 """
@@ -148,7 +150,8 @@ class Bird:
         return "Established" in self.protocol()
 
 
-def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s", announce=""):
+def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s", announce="",
+                  listeners=""):
     eps = "\n".join("      - address: %s" % e for e in endpoints)
     return """workers: 1
 admin:
@@ -158,6 +161,7 @@ listeners:
     address: 127.0.0.1:0
     protocol: tcp
     cluster: api
+%s
 clusters:
   - name: api
     connect_timeout: 1s
@@ -187,7 +191,7 @@ bgp:
       when: {cluster: api, min_healthy: 50%%}
       communities: ["65001:100"]
       med: 10
-%s""" % (eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX, announce)
+%s""" % (listeners, eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX, announce)
 
 
 ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
@@ -484,6 +488,45 @@ def case_binary_upgrade_keeps_the_session():
     b.stop()
 
 
+def case_reload_removes_a_listener():
+    bird = Bird()
+    b = EchoServer()
+    extra = """  - name: tcp_b
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: api"""
+    announce = """    - prefix: 198.51.100.3/32
+      when: {listener: tcp_b}
+"""
+    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port], announce=announce, listeners=extra), log_level="info")
+    check(wait_until(lambda: bird.route("198.51.100.3/32"), 30).get("as_path") == "65001",
+          "BIRD has the prefix that follows listener tcp_b")
+    check(announced_attrs(wait_until(bird.route, 10)) == EXPECTED, "and the cluster's prefix")
+    with open(sl.config_path) as f:
+        text = f.read()
+    with open(sl.config_path, "w") as f:
+        # (the file's bgp: block drops the prefix too, as `sluice check` asks; the running
+        # speaker keeps its prefixes until a restart or an upgrade)
+        f.write(text.replace(extra + "\n", "").replace(announce, ""))
+    mark = len(sl.lines)
+    req = urllib.request.Request("http://127.0.0.1:%d/reload" % int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1)),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        reply = json.loads(r.read().decode())
+    check((reply.get("result"), reply.get("warnings")) ==
+          ("applied", ["warning: bgp: the BGP speaker's settings change only with a restart or a binary "
+                        "upgrade; they stay as they are"]),
+          "the reload without tcp_b applies (the running speaker stays)", repr(reply))
+    # Health does not change here: nothing but the reload itself can withdraw the prefix.
+    gone = wait_until(lambda: bird.route("198.51.100.3/32") == {}, 10)
+    check(gone, "BIRD loses the prefix of the removed listener right after the reload")
+    line = "bgp: withdrawing 198.51.100.3/32: listener tcp_b is not accepting (not in the configuration)"
+    check(sl.find_lines(line, mark), "logged with the reason: " + line, sl.stderr_text(mark)[-3000:])
+    check(announced_attrs(bird.route()) == EXPECTED, "the cluster's prefix stays")
+    check_clean_exit(sl, sl.stop(30))
+    b.stop()
+
+
 def case_ipv6_listener_and_reload():
     bird = Bird()
     b = EchoServer()
@@ -532,4 +575,4 @@ if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
                case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload,
-               case_binary_upgrade_keeps_the_session])
+               case_reload_removes_a_listener, case_binary_upgrade_keeps_the_session])
