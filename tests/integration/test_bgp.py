@@ -71,26 +71,18 @@ protocol bgp sluice {{
 """
 
 
-class Bird:
-    """BIRD in a network namespace of its own, reached over a veth pair."""
+class PeerNamespace:
+    """A network namespace of its own for a BGP daemon (BIRD_IP), reached over a veth pair from
+    sluice's (SLUICE_IP)."""
 
-    def __init__(self, bird_as=65000):
-        if not shutil.which("bird") or not shutil.which("birdc"):
-            raise Skip("bird2 is not installed (scripts/bootstrap installs it)")
-        self.dir = tempfile.mkdtemp(prefix="sluice-bird-")
-        register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
-        self.sock = os.path.join(self.dir, "bird.ctl")
-        self.conf = os.path.join(self.dir, "bird.conf")
-        with open(self.conf, "w") as f:
-            f.write(BIRD_CONF.format(bird_ip=BIRD_IP, sluice_ip=SLUICE_IP, bird_as=bird_as,
-                                     password=PASSWORD))
+    def make_namespace(self):
         # The namespace lives as long as this process does.
         self.holder = subprocess.Popen(["unshare", "-n", "--", "sleep", "600"], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         register_cleanup(self._stop_holder)
         ns = "/proc/%d/ns/net" % self.holder.pid
         ok = wait_until(lambda: os.readlink(ns) != os.readlink("/proc/self/ns/net"), 10)
-        check(ok, "BIRD's network namespace is up")
+        check(ok, "the peer's network namespace is up")
         sh(["ip", "link", "add", "bgp0", "type", "veth", "peer", "name", "bgp1", "netns",
             str(self.holder.pid)])
         sh(["ip", "addr", "add", SLUICE_IP + "/24", "dev", "bgp0"])
@@ -100,19 +92,9 @@ class Bird:
                     ["ip", "-6", "addr", "add", BIRD_IP6 + "/64", "dev", "bgp1", "nodad"],
                     ["ip", "link", "set", "bgp1", "up"]):
             sh(self.nsenter(cmd))
-        self.proc = None
-        self.start()
 
     def nsenter(self, cmd):
         return ["nsenter", "-t", str(self.holder.pid), "-n", "--"] + cmd
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "bird.log"), "a")
-        self.proc = subprocess.Popen(self.nsenter(["bird", "-f", "-c", self.conf, "-s", self.sock]),
-                                     stdout=self.log, stderr=self.log)
-        register_cleanup(self.kill)
-        ok = wait_until(lambda: self.cli("show status").returncode == 0, 15)
-        check(ok, "BIRD answers on its control socket")
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -126,6 +108,32 @@ class Bird:
         if self.holder.poll() is None:
             self.holder.kill()
             self.holder.wait(10)
+
+
+class Bird(PeerNamespace):
+    """BIRD in a network namespace of its own, reached over a veth pair."""
+
+    def __init__(self, bird_as=65000):
+        if not shutil.which("bird") or not shutil.which("birdc"):
+            raise Skip("bird2 is not installed (scripts/bootstrap installs it)")
+        self.dir = tempfile.mkdtemp(prefix="sluice-bird-")
+        register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.sock = os.path.join(self.dir, "bird.ctl")
+        self.conf = os.path.join(self.dir, "bird.conf")
+        with open(self.conf, "w") as f:
+            f.write(BIRD_CONF.format(bird_ip=BIRD_IP, sluice_ip=SLUICE_IP, bird_as=bird_as,
+                                     password=PASSWORD))
+        self.make_namespace()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "bird.log"), "a")
+        self.proc = subprocess.Popen(self.nsenter(["bird", "-f", "-c", self.conf, "-s", self.sock]),
+                                     stdout=self.log, stderr=self.log)
+        register_cleanup(self.kill)
+        ok = wait_until(lambda: self.cli("show status").returncode == 0, 15)
+        check(ok, "BIRD answers on its control socket")
 
     def cli(self, command):
         return subprocess.run(["birdc", "-s", self.sock] + command.split(), stdout=subprocess.PIPE,
