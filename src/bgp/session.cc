@@ -404,6 +404,8 @@ void Session::close_connection() {
   keepalive_timer_.cancel();
   read_more_.cancel();
   sent_.clear();
+  // A later connection is not the one the new process holds.
+  if (handed_over_ && fd_.valid()) handed_lost_ = true;
   if (dormant_) {
     // Adopted and not taken over: the previous process still runs the session.
     dormant_ = false;

@@ -171,6 +171,7 @@ class Session final : public event::IoHandler {
   bool stopped_ = true;
   bool dormant_ = false;
   bool handed_over_ = false;    // old process: step 1 went out for this session
+  bool handed_lost_ = false;    // ... and that connection closed since
   std::string stale_config_;    // new process: why the adopted session cannot go on
   OpenMessage peer_open_;
   Duration negotiated_hold_{0};

@@ -20,6 +20,7 @@ Duration left(const event::Timer& t, MonoTime now) {
 
 std::optional<SessionTransfer> Session::hand_over() {
   handed_over_ = false;
+  handed_lost_ = false;
   if (!established() || dormant_ || !fd_.valid()) return std::nullopt;
   int dup = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
   if (dup < 0) {
@@ -45,7 +46,9 @@ SessionTransfer Session::release() {
   SessionTransfer t;
   t.peer = name();
   t.released = true;
-  t.established = established() && fd_.valid() && !dormant_;
+  // Down since step 1 (and perhaps up again on another connection): the new process
+  // connects itself.
+  t.established = established() && fd_.valid() && !dormant_ && !handed_lost_;
   t.stats = {stats_.established, stats_.updates_sent, stats_.updates_received,
              stats_.notifications_sent, stats_.notifications_received};
   if (t.established) {
@@ -58,6 +61,7 @@ SessionTransfer Session::release() {
   }
   stopped_ = true;
   handed_over_ = false;
+  handed_lost_ = false;
   retry_timer_.cancel();
   hold_timer_.cancel();
   keepalive_timer_.cancel();

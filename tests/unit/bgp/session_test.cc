@@ -381,6 +381,30 @@ TEST_F(SessionTest, TakenOverSessionWithChangedSettingsStartsAgain) {
   EXPECT_EQ(next_callbacks.taken_over, 0);
 }
 
+// The connection handed over closed before the old process let go: the release says so, and
+// the new session connects anew instead of carrying on a dead socket.
+TEST_F(SessionTest, ConnectionLostBeforeTheReleaseIsNotCarriedOn) {
+  establish();
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, peer_, next_callbacks);
+  next.adopt(std::move(*handed));
+  conn_.reset();  // the peer goes away
+  for (int i = 0; i < 100 && session_->state() != SessionState::kIdle; ++i) {
+    ::poll(nullptr, 0, 10);
+    loop_.run_until_idle();
+  }
+  ASSERT_EQ(session_->state(), SessionState::kIdle);
+  SessionTransfer released = session_->release();
+  EXPECT_FALSE(released.established);
+  next.take_over(&released);
+  EXPECT_EQ(next.state(), SessionState::kConnect);
+  EXPECT_TRUE(accept());  // a new connection from the new session
+  EXPECT_EQ(receive().type, MessageType::kOpen);
+  EXPECT_EQ(next_callbacks.taken_over, 0);
+}
+
 // A newer section version is refused with the reason.
 TEST(BgpHandoverTest, NewerSectionVersionIsRefused) {
   HandoverReader reader;
