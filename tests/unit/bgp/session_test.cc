@@ -1,6 +1,7 @@
 // One BGP session against a fake peer on loopback, on a manual clock: the OPEN exchange, the
 // hold timer and keepalives, the NOTIFICATION each error sends, reconnection with backoff.
 #include "bgp/session.h"
+#include "bgp/speaker.h"
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -89,6 +90,11 @@ class SessionTest : public ::testing::Test {
   }
   void establish() {
     session_->start();
+    handshake();
+    ASSERT_EQ(session_->state(), SessionState::kEstablished);
+  }
+  // The peer's side of the OPEN exchange, from the accept on.
+  void handshake() {
     ASSERT_TRUE(accept());
     EXPECT_EQ(receive().type, MessageType::kOpen);
     std::string ka;
@@ -97,7 +103,6 @@ class SessionTest : public ::testing::Test {
     EXPECT_EQ(receive().type, MessageType::kKeepalive);  // OpenConfirm's
     send(ka);
     EXPECT_EQ(receive().type, MessageType::kKeepalive);  // the first of Established
-    ASSERT_EQ(session_->state(), SessionState::kEstablished);
   }
   void advance(Duration d) {
     clock_.advance(d);
@@ -403,6 +408,67 @@ TEST_F(SessionTest, ConnectionLostBeforeTheReleaseIsNotCarriedOn) {
   EXPECT_TRUE(accept());  // a new connection from the new session
   EXPECT_EQ(receive().type, MessageType::kOpen);
   EXPECT_EQ(next_callbacks.taken_over, 0);
+}
+
+// Two speakers standing for the two processes of an upgrade, the new one with other prefixes:
+// the peer gets exactly the difference (a changed route again, a new one, a removed one
+// withdrawn) and nothing for the prefix that stayed the same.
+TEST_F(SessionTest, SpeakerTakingOverSendsOnlyTheDifference) {
+  auto announce = [](const char* prefix, std::optional<uint32_t> med) {
+    AnnounceConfig a;
+    a.prefix = Prefix::parse(prefix).value();
+    a.target = "api";
+    a.med = med;
+    return a;
+  };
+  auto old_config = std::make_shared<BgpConfig>(bgp_);
+  old_config->peers = {peer_};
+  old_config->announce = {announce("192.0.2.1/32", 5), announce("192.0.2.2/32", 5),
+                          announce("192.0.2.4/32", std::nullopt)};
+  auto new_config = std::make_shared<BgpConfig>(*old_config);
+  new_config->announce = {announce("192.0.2.1/32", 5), announce("192.0.2.2/32", 9),
+                          announce("192.0.2.3/32", std::nullopt)};
+  auto usable = [](const AnnounceConfig&) { return SourceState{1, 1, ""}; };
+  Speaker old_speaker(loop_, old_config, usable);
+  old_speaker.start();
+  handshake();
+  old_speaker.set_ready();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(receive().type, MessageType::kUpdate);
+
+  std::map<std::string, SessionTransfer> handed;
+  for (auto& t : old_speaker.hand_over()) {
+    std::string peer = t.peer;
+    handed.emplace(peer, std::move(t));
+  }
+  ASSERT_EQ(handed.size(), 1u);
+  Speaker new_speaker(loop_, new_config, usable);
+  new_speaker.adopt(std::move(handed));
+  EXPECT_TRUE(new_speaker.adopted());
+  new_speaker.start();
+  new_speaker.set_ready();  // dormant: nothing goes out yet
+  std::map<std::string, SessionTransfer> released;
+  for (auto& t : old_speaker.release()) {
+    std::string peer = t.peer;
+    released.emplace(peer, std::move(t));
+  }
+  new_speaker.take_over(&released);
+  EXPECT_FALSE(new_speaker.adopted());
+
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kUpdate);
+  ASSERT_EQ(m.update.announced.size(), 1u);
+  EXPECT_EQ(m.update.announced[0].to_string(), "192.0.2.2/32");  // MED 5 → 9
+  m = receive();
+  ASSERT_EQ(m.update.announced.size(), 1u);
+  EXPECT_EQ(m.update.announced[0].to_string(), "192.0.2.3/32");  // new
+  m = receive();
+  ASSERT_EQ(m.update.withdrawn.size(), 1u);
+  EXPECT_EQ(m.update.withdrawn[0].to_string(), "192.0.2.4/32");  // gone from the file
+  // Then only the keepalives: the unchanged 192.0.2.1/32 is not sent again.
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(new_speaker.sessions().at(0)->sent().size(), 3u);
+  EXPECT_EQ(new_speaker.sessions().at(0)->stats().updates_sent, 6u);
 }
 
 // A newer section version is refused with the reason.
