@@ -113,7 +113,7 @@ class PeerNamespace:
 class Bird(PeerNamespace):
     """BIRD in a network namespace of its own, reached over a veth pair."""
 
-    def __init__(self, bird_as=65000):
+    def __init__(self, bird_as=65000, extra_conf=""):
         if not shutil.which("bird") or not shutil.which("birdc"):
             raise Skip("bird2 is not installed (scripts/bootstrap installs it)")
         self.dir = tempfile.mkdtemp(prefix="sluice-bird-")
@@ -122,7 +122,7 @@ class Bird(PeerNamespace):
         self.conf = os.path.join(self.dir, "bird.conf")
         with open(self.conf, "w") as f:
             f.write(BIRD_CONF.format(bird_ip=BIRD_IP, sluice_ip=SLUICE_IP, bird_as=bird_as,
-                                     password=PASSWORD))
+                                     password=PASSWORD) + extra_conf)
         self.make_namespace()
         self.proc = None
         self.start()
