@@ -44,9 +44,9 @@ std::string head(std::string_view kind, const std::string& peer) {
 }
 
 std::string route_line(const std::string& peer, const Route& r) {
-  std::string line = head("route", peer) + ' ' + r.prefix.to_string() + " nh=" +
-                     hex(std::string_view(reinterpret_cast<const char*>(r.next_hop.data()),
-                                          r.next_hop.size()));
+  std::string line =
+      head("route", peer) + ' ' + r.prefix.to_string() + " nh=" +
+      hex(std::string_view(reinterpret_cast<const char*>(r.next_hop.data()), r.next_hop.size()));
   line += r.med ? fmt::format(" med={}", *r.med) : std::string(" med=-");
   line += " c=";
   for (size_t i = 0; i < r.communities.size(); ++i) {
@@ -178,7 +178,8 @@ Status HandoverReader::add(std::string_view line, std::vector<net::Fd>& fds) {
     int established = 0;
     int64_t hold_left = 0, keepalive_left = 0;
     if (!pairs(in, kv) || t.released || !number(kv["established"], established) ||
-        !number(kv["hold_left_ms"], hold_left) || !number(kv["keepalive_left_ms"], keepalive_left)) {
+        !number(kv["hold_left_ms"], hold_left) ||
+        !number(kv["keepalive_left_ms"], keepalive_left)) {
       return bad(line);
     }
     std::istringstream stats(kv["stats"]);

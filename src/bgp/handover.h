@@ -66,7 +66,8 @@ struct SessionTransfer {
   std::string in;
   std::string out;
   std::vector<Prefix> received;
-  std::array<uint64_t, 5> stats{};  // established, updates sent/received, notifications sent/received
+  // established, updates sent and received, notifications sent and received
+  std::array<uint64_t, 5> stats{};
 };
 
 // Whether a hand-over line belongs to the BGP section.

@@ -167,12 +167,12 @@ class Session final : public event::IoHandler {
   event::Timer hold_timer_;  // also bounds the connect and the OPEN exchange
   event::Timer keepalive_timer_;
   event::Timer read_more_;  // the read budget ran out: the next turn reads on
-  uint32_t failures_ = 0;  // since the last established session
+  uint32_t failures_ = 0;   // since the last established session
   bool stopped_ = true;
   bool dormant_ = false;
-  bool handed_over_ = false;    // old process: step 1 went out for this session
-  bool handed_lost_ = false;    // ... and that connection closed since
-  std::string stale_config_;    // new process: why the adopted session cannot go on
+  bool handed_over_ = false;  // old process: step 1 went out for this session
+  bool handed_lost_ = false;  // ... and that connection closed since
+  std::string stale_config_;  // new process: why the adopted session cannot go on
   OpenMessage peer_open_;
   Duration negotiated_hold_{0};
   std::array<uint8_t, 16> local_v4_{};

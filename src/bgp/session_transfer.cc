@@ -118,9 +118,10 @@ void Session::take_over(SessionTransfer* t) {
     fd_.reset();
     sent_.clear();
     negotiated_hold_ = Duration(0);
-    LOG_INFO("bgp peer {}: the session went down in the previous process before it let go; "
-             "connecting",
-             name());
+    LOG_INFO(
+        "bgp peer {}: the session went down in the previous process before it let go; "
+        "connecting",
+        name());
     transition(SessionState::kIdle, "went down in the previous process");
     connect();
     return;

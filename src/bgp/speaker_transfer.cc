@@ -102,9 +102,10 @@ void Speaker::on_taken_over(Session& session) {
     session.withdraw(prefix);
     ++withdrawn;
   }
-  LOG_INFO("bgp peer {}: after the upgrade: {} routes kept as they were, {} announced, {} "
-           "withdrawn",
-           session.name(), kept, announced, withdrawn);
+  LOG_INFO(
+      "bgp peer {}: after the upgrade: {} routes kept as they were, {} announced, {} "
+      "withdrawn",
+      session.name(), kept, announced, withdrawn);
 }
 
 }  // namespace sluice::bgp

@@ -28,8 +28,7 @@ void Server::release_bgp() {
   std::vector<bgp::SessionTransfer> released = bgp_->release();
   if (released.empty()) return;
   if (Status s = send_bgp_release(upgrade_sock_.get(), released); !s) {
-    LOG_WARN("upgrade: bgp: could not tell pid {} what was in flight: {}", successor_,
-             s.message());
+    LOG_WARN("upgrade: bgp: could not tell pid {} what was in flight: {}", successor_, s.message());
   }
 }
 

@@ -80,8 +80,7 @@ std::string own_executable();
 
 // The BGP sessions let go of, after "ready" (bgp/handover.h's step 2), then "end".
 Status send_bgp_release(int sock, const std::vector<bgp::SessionTransfer>& released);
-Result<std::map<std::string, bgp::SessionTransfer>> receive_bgp_release(int sock,
-                                                                        Duration timeout);
+Result<std::map<std::string, bgp::SessionTransfer>> receive_bgp_release(int sock, Duration timeout);
 
 // One line of the new process's answer ("ready <pid>", "failed <reason>").
 Status send_line(int sock, const std::string& line);
