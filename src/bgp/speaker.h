@@ -50,6 +50,10 @@ struct SourceState {
   std::string note;
 };
 
+// Binary upgrade, new process: ends a handed session whose peer the configuration no longer
+// has (Cease, peer de-configured), after what the old process left queued (`released`).
+void close_deconfigured(SessionTransfer& handed, const SessionTransfer* released);
+
 class Speaker final : private SessionCallbacks {
  public:
   using Probe = std::function<SourceState(const AnnounceConfig&)>;

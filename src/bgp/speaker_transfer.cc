@@ -8,6 +8,18 @@
 
 namespace sluice::bgp {
 
+void close_deconfigured(SessionTransfer& handed, const SessionTransfer* released) {
+  if (released && !released->established) return;
+  // What the old process queued goes first, then the NOTIFICATION (RFC 4486 §4); the
+  // socket is non-blocking: as much as it takes now, and the close.
+  std::string bytes = released ? released->out : std::string();
+  write_notification(err::kCease, err::kPeerDeconfigured, {}, bytes);
+  (void)::send(handed.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  handed.fd.reset();
+  LOG_INFO("bgp peer {}: no longer configured: session closed (NOTIFICATION sent: {})", handed.peer,
+           describe_error(err::kCease, err::kPeerDeconfigured));
+}
+
 std::vector<SessionTransfer> Speaker::hand_over() {
   std::vector<SessionTransfer> out;
   for (auto& s : sessions_) {
@@ -59,19 +71,12 @@ void Speaker::take_over(std::map<std::string, SessionTransfer>* released) {
     s->take_over(t);
   }
   for (SessionTransfer& o : std::exchange(orphans_, {})) {
-    SessionTransfer* t = nullptr;
+    const SessionTransfer* t = nullptr;
     if (released) {
       auto it = released->find(o.peer);
       if (it != released->end() && it->second.released) t = &it->second;
     }
-    if (t && !t->established) continue;
-    // What the old process queued goes first, then the NOTIFICATION (RFC 4486 §4); the
-    // socket is non-blocking: as much as it takes now, and the close.
-    std::string bytes = t ? t->out : std::string();
-    write_notification(err::kCease, err::kPeerDeconfigured, {}, bytes);
-    (void)::send(o.fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    LOG_INFO("bgp peer {}: no longer configured: session closed (NOTIFICATION sent: {})", o.peer,
-             describe_error(err::kCease, err::kPeerDeconfigured));
+    close_deconfigured(o, t);
   }
 }
 

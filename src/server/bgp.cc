@@ -33,13 +33,22 @@ void Server::release_bgp() {
 }
 
 void Server::take_over_bgp() {
-  if (!bgp_ || !bgp_->adopted() || !upgrade_fd_.valid()) return;
+  if (!upgrade_fd_.valid()) return;
+  // Without a bgp: block now, sessions handed over are only closed, properly.
+  bool orphans = !bgp_ && inherited_ && !inherited_->bgp.empty();
+  if (!orphans && (!bgp_ || !bgp_->adopted())) return;
   auto released = receive_bgp_release(upgrade_fd_.get(), kBgpReleaseTimeout);
-  if (!released) {
-    LOG_WARN("upgrade: bgp: {}", released.status().message());
-    return bgp_->take_over(nullptr);
+  if (!released) LOG_WARN("upgrade: bgp: {}", released.status().message());
+  auto* got = released ? &released.value() : nullptr;
+  if (bgp_) return bgp_->take_over(got);
+  for (auto& [peer, handed] : inherited_->bgp) {
+    const bgp::SessionTransfer* t = nullptr;
+    if (got) {
+      auto it = got->find(peer);
+      if (it != got->end() && it->second.released) t = &it->second;
+    }
+    bgp::close_deconfigured(handed, t);
   }
-  bgp_->take_over(&released.value());
 }
 
 bgp::SourceState Server::bgp_source(const bgp::AnnounceConfig& a) const {

@@ -17,7 +17,8 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
   BIRD never change (no new OPEN, no NOTIFICATION), the route never leaves BIRD's table while
   the upgrade runs nor for more than a hold time after it (the new process keeps the
   keepalives going), and a SIGTERM to the new process still announces GRACEFUL_SHUTDOWN, then
-  withdraws, then sends its Cease;
+  withdraws, then sends its Cease; an upgrade to a file without a bgp: block ends the session
+  with a Cease (peer de-configured);
 - a reload that removes the listener a prefix follows withdraws the prefix at once, with the
   reason, while the other prefix stays;
 - an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop), a
@@ -535,6 +536,36 @@ def case_reload_removes_a_listener():
     b.stop()
 
 
+def case_upgrade_to_a_file_without_bgp():
+    libc = ctypes.CDLL(None, use_errno=True)
+    check(libc.prctl(36, 1, 0, 0, 0) == 0, "this script is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    bird, b, sl = announced_setup()
+    with open(sl.config_path) as f:
+        text = f.read()
+    with open(sl.config_path, "w") as f:
+        f.write(text[:text.index("bgp:")])
+    mark = len(sl.lines)
+    sl.signal(signal.SIGUSR2)
+    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
+    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
+    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
+    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    line = ("bgp peer %s:179: no longer configured: session closed (NOTIFICATION sent: cease / peer "
+            "de-configured)" % BIRD_IP)
+    check(sl.wait_log(line, 20, mark), "the new process, without a bgp: block, ends the session: " + line,
+          sl.stderr_text(mark)[-3000:])
+    ok = wait_until(lambda: "Received: Peer de-configured" in bird.protocol(), 10)
+    check(ok, "BIRD received the Cease (peer de-configured)", bird.protocol())
+    check(wait_until(lambda: bird.route() == {}, 10), "and dropped the route with the session")
+    check(wait_until(lambda: sl.proc.poll() is not None, 30) and sl.proc.returncode == 0, "the old process exits 0")
+    os.kill(new_pid, signal.SIGTERM)
+    rc = wait_pid_exit(new_pid, 30)
+    check(rc == 0, "the new process exits 0", repr(rc))
+    rep = sl.sanitizer_report()
+    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+    b.stop()
+
+
 def case_ipv6_listener_and_reload():
     bird = Bird()
     b = EchoServer()
@@ -583,4 +614,5 @@ if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
                case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload,
-               case_reload_removes_a_listener, case_binary_upgrade_keeps_the_session])
+               case_reload_removes_a_listener, case_binary_upgrade_keeps_the_session,
+               case_upgrade_to_a_file_without_bgp])
