@@ -437,10 +437,26 @@ def wait_pid_exit(pid, timeout):
     return None
 
 
-def case_binary_upgrade_keeps_the_session():
+def upgrade(sl):
+    """SIGUSR2, then the new process's pid once the old one says it serves."""
     # The new process outlives its parent: it comes back to this script, to be waited for.
     libc = ctypes.CDLL(None, use_errno=True)
     check(libc.prctl(36, 1, 0, 0, 0) == 0, "this script is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    mark = len(sl.lines)
+    sl.signal(signal.SIGUSR2)
+    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
+    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
+    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
+    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    return new_pid
+
+
+def check_no_sanitizer_report(sl):
+    rep = sl.sanitizer_report()
+    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+
+
+def case_binary_upgrade_keeps_the_session():
     bird, b, sl = announced_setup()
     before = bird_session(bird)
     check(before is not None and before[0] == "up" and before[2] == "Established",
@@ -448,11 +464,7 @@ def case_binary_upgrade_keeps_the_session():
     watch = RouteWatch(bird)
     wait_until(lambda: watch.samples >= 3, 10)
     mark = len(sl.lines)
-    sl.signal(signal.SIGUSR2)
-    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
-    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
-    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
-    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    new_pid = upgrade(sl)
     line = "bgp peer %s:179: after the upgrade: 1 routes kept as they were, 0 announced, 0 withdrawn" % BIRD_IP
     check(sl.wait_log(line, 20, mark), "the new process took the session over and sent nothing: " + line,
           sl.stderr_text(mark)[-3000:])
@@ -492,8 +504,7 @@ def case_binary_upgrade_keeps_the_session():
     check(i_gs and i_wd, "the new process logs GRACEFUL_SHUTDOWN and the withdrawal", sl.stderr_text(mark)[-3000:])
     ok = wait_until(lambda: "Administrative shutdown" in bird.protocol(), 10)
     check(ok, "BIRD received the new process's Cease (administrative shutdown)", bird.protocol())
-    rep = sl.sanitizer_report()
-    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+    check_no_sanitizer_report(sl)
     b.stop()
 
 
@@ -537,19 +548,13 @@ def case_reload_removes_a_listener():
 
 
 def case_upgrade_to_a_file_without_bgp():
-    libc = ctypes.CDLL(None, use_errno=True)
-    check(libc.prctl(36, 1, 0, 0, 0) == 0, "this script is a child subreaper (PR_SET_CHILD_SUBREAPER)")
     bird, b, sl = announced_setup()
     with open(sl.config_path) as f:
         text = f.read()
     with open(sl.config_path, "w") as f:
         f.write(text[:text.index("bgp:")])
     mark = len(sl.lines)
-    sl.signal(signal.SIGUSR2)
-    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
-    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
-    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
-    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    new_pid = upgrade(sl)
     line = ("bgp peer %s:179: no longer configured: session closed (NOTIFICATION sent: cease / peer "
             "de-configured)" % BIRD_IP)
     check(sl.wait_log(line, 20, mark), "the new process, without a bgp: block, ends the session: " + line,
@@ -561,8 +566,7 @@ def case_upgrade_to_a_file_without_bgp():
     os.kill(new_pid, signal.SIGTERM)
     rc = wait_pid_exit(new_pid, 30)
     check(rc == 0, "the new process exits 0", repr(rc))
-    rep = sl.sanitizer_report()
-    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+    check_no_sanitizer_report(sl)
     b.stop()
 
 
