@@ -66,9 +66,8 @@ void Session::stop(uint8_t subcode, const std::string& why) {
   retry_timer_.cancel();
   if (dormant_) {
     // The previous process still runs this session: not a word to the peer.
-    dormant_ = false;
-    fd_.reset();
-    state_ = SessionState::kIdle;
+    close_connection();
+    transition(SessionState::kIdle, why);
     return;
   }
   if (fd_.valid() && state_ != SessionState::kConnect) {
