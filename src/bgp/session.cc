@@ -216,7 +216,7 @@ bool Session::handle_buffered() {
 
 void Session::read_available() {
   uint8_t buf[kReadChunk];
-  size_t budget = kReadBudget;
+  size_t budget = read_budget_;
   for (;;) {
     if (budget == 0) {
       // Edge-triggered: nothing wakes this again for what is still queued but the timer.

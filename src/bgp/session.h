@@ -112,6 +112,8 @@ class Session final : public event::IoHandler {
   // The hold time agreed with the peer (0 before the OPEN exchange).
   Duration hold_time() const { return negotiated_hold_; }
   Duration next_retry_in() const;
+  // Bytes read per wake-up (kReadBudget; a test makes it small to see the rest read later).
+  void set_read_budget(size_t bytes) { read_budget_ = bytes; }
   // The routes the peer has from sluice (Adj-RIB-Out), by prefix, as the speaker gave them.
   const std::map<Prefix, Route>& sent() const { return sent_; }
 
@@ -167,7 +169,8 @@ class Session final : public event::IoHandler {
   event::Timer hold_timer_;  // also bounds the connect and the OPEN exchange
   event::Timer keepalive_timer_;
   event::Timer read_more_;  // the read budget ran out: the next turn reads on
-  uint32_t failures_ = 0;   // since the last established session
+  size_t read_budget_ = kReadBudget;
+  uint32_t failures_ = 0;  // since the last established session
   bool stopped_ = true;
   bool dormant_ = false;
   bool handed_over_ = false;  // old process: step 1 went out for this session

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "base/clock.h"
@@ -253,6 +254,40 @@ TEST_F(SessionTest, ReceivedRoutesAreCountedAndRouteRefreshResends) {
   refresh += std::string("\x00\x17\x05\x00\x01\x00\x01", 7);
   send(refresh);
   EXPECT_EQ(callbacks_.established, 2);
+}
+
+// More than a read budget at once (a peer sending its table): the session reads it over
+// several turns of the loop, and all of it, with no new readiness to wake it.
+TEST_F(SessionTest, MoreThanAReadBudgetIsReadOverSeveralTurns) {
+  establish();
+  std::string table;
+  constexpr int kRoutes = 3000;
+  for (int i = 0; i < kRoutes; ++i) {
+    Route r;
+    r.prefix = Prefix::parse(fmt::format("10.{}.{}.0/24", i / 256, i % 256)).value();
+    r.next_hop = {10, 0, 0, 1};
+    write_announce(UpdateParams{.local_as = 65000}, r, table);
+  }
+  // All of it queued before the session reads (the kernel's buffers hold it): one wake-up,
+  // many budgets.
+  session_->set_read_budget(1000);
+  ASSERT_GT(table.size(), 10u * 1000);
+  int big = 4 << 20;
+  ::setsockopt(conn_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  size_t at = 0;
+  while (at < table.size()) {
+    ssize_t n =
+        ::send(conn_.get(), table.data() + at, table.size() - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ASSERT_GT(n, 0) << "the kernel's buffers are smaller than the test's table";
+    at += static_cast<size_t>(n);
+  }
+  for (int turn = 0; turn < 1000 && session_->stats().updates_received < kRoutes; ++turn) {
+    ::poll(nullptr, 0, turn == 0 ? 0 : 1);
+    loop_.run_until_idle();
+  }
+  EXPECT_EQ(session_->stats().updates_received, static_cast<uint64_t>(kRoutes));
+  EXPECT_EQ(session_->stats().received_prefixes, static_cast<uint64_t>(kRoutes));
+  EXPECT_EQ(session_->state(), SessionState::kEstablished);
 }
 
 TEST_F(SessionTest, NotificationFromThePeerClosesAndRetries) {
