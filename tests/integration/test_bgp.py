@@ -458,7 +458,16 @@ def check_no_sanitizer_report(sl):
 
 def case_binary_upgrade_keeps_the_session():
     bird, b, sl = announced_setup()
-    before = bird_session(bird)
+    # BIRD moves the since-time as each channel of the session comes up (within milliseconds of
+    # the OPEN exchange): the line to keep is the one that has stopped moving.
+    seen = {"line": None, "at": 0.0}
+
+    def settled():
+        line = bird_session(bird)
+        if line != seen["line"]:
+            seen.update(line=line, at=time.monotonic())
+        return line if time.monotonic() - seen["at"] >= 1.0 else None
+    before = wait_until(settled, 20, interval=0.05)
     check(before is not None and before[0] == "up" and before[2] == "Established",
           "BIRD's session is up and established before the upgrade", repr(before))
     watch = RouteWatch(bird)
