@@ -58,6 +58,7 @@ inline constexpr uint8_t kInvalidNetworkField = 10;
 // kCease (RFC 4486)
 inline constexpr uint8_t kAdministrativeShutdown = 2;
 inline constexpr uint8_t kPeerDeconfigured = 3;
+inline constexpr uint8_t kOtherConfigurationChange = 6;
 }  // namespace err
 
 // "OPEN message error / bad peer AS": the words of a code and subcode, for logs.
@@ -108,6 +109,7 @@ struct Route {
   std::array<uint8_t, 16> next_hop{};  // of the prefix's family
   std::vector<uint32_t> communities;
   std::optional<uint32_t> med;
+  bool operator==(const Route&) const = default;
 };
 
 // What a received UPDATE carries, as far as an announce-only speaker counts it.

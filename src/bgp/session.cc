@@ -47,7 +47,10 @@ Session::Session(event::Loop& loop, const BgpConfig& bgp, const PeerConfig& peer
       callbacks_(callbacks),
       retry_timer_(loop.timers(), [this] { connect(); }),
       hold_timer_(loop.timers(), [this] { on_hold_timer(); }),
-      keepalive_timer_(loop.timers(), [this] { on_keepalive_timer(); }) {}
+      keepalive_timer_(loop.timers(), [this] { on_keepalive_timer(); }),
+      read_more_(loop.timers(), [this] {
+        if (fd_.valid() && !dormant_) read_available();
+      }) {}
 
 Session::~Session() {
   close_connection();
@@ -61,6 +64,12 @@ void Session::start() {
 void Session::stop(uint8_t subcode, const std::string& why) {
   stopped_ = true;
   retry_timer_.cancel();
+  if (dormant_) {
+    // The previous process still runs this session: not a word to the peer.
+    close_connection();
+    transition(SessionState::kIdle, why);
+    return;
+  }
   if (fd_.valid() && state_ != SessionState::kConnect) {
     std::string msg;
     write_notification(err::kCease, subcode, {}, msg);
@@ -160,7 +169,7 @@ void Session::on_io(uint32_t events) {
   }
 }
 
-void Session::on_connected() {
+void Session::learn_local_addresses() {
   if (auto local = net::local_address(fd_.get()); local) {
     const sockaddr* sa = local->sockaddr_ptr();
     if (sa->sa_family == AF_INET) {
@@ -169,6 +178,10 @@ void Session::on_connected() {
       std::memcpy(local_v6_.data(), &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
     }
   }
+}
+
+void Session::on_connected() {
+  learn_local_addresses();
   OpenParams p;
   p.as = bgp_.local_as;
   p.hold_time = static_cast<uint16_t>(
@@ -182,27 +195,40 @@ void Session::on_connected() {
   send(std::move(open));
 }
 
+bool Session::handle_buffered() {
+  size_t at = 0;
+  while (fd_.valid()) {
+    Message m;
+    ParseError e;
+    size_t used = read_message(std::span(in_).subspan(at), m, e);
+    if (used == 0) break;
+    if (used == SIZE_MAX) {
+      fail(e.code, e.subcode, e.data, e.detail);
+      return false;
+    }
+    at += used;
+    handle(m);
+  }
+  if (!fd_.valid()) return false;
+  in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(at));
+  return true;
+}
+
 void Session::read_available() {
   uint8_t buf[kReadChunk];
+  size_t budget = read_budget_;
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (budget == 0) {
+      // Edge-triggered: nothing wakes this again for what is still queued but the timer.
+      read_more_.arm_at(loop_.now());
+      return;
+    }
+    ssize_t n = ::recv(fd_.get(), buf, std::min(sizeof buf, budget), 0);
     if (n > 0) {
+      budget -= static_cast<size_t>(n);
       in_.insert(in_.end(), buf, buf + n);
       // Whole messages first: a NOTIFICATION followed by the close must be read as such.
-      size_t at = 0;
-      while (fd_.valid()) {
-        Message m;
-        ParseError e;
-        size_t used = read_message(std::span(in_).subspan(at), m, e);
-        if (used == 0) break;
-        if (used == SIZE_MAX) {
-          return fail(e.code, e.subcode, e.data, e.detail);
-        }
-        at += used;
-        handle(m);
-      }
-      if (!fd_.valid()) return;
-      in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(at));
+      if (!handle_buffered()) return;
       continue;
     }
     if (n == 0) return reset("the peer closed the connection");
@@ -308,7 +334,7 @@ bool Session::family_negotiated(int family) const {
 }
 
 void Session::announce(const Route& route) {
-  if (!established()) return;
+  if (!established() || dormant_) return;
   if (!family_negotiated(route.prefix.family)) {
     LOG_WARN("bgp peer {}: not announcing {}: the peer did not offer its address family", name(),
              route.prefix.to_string());
@@ -323,6 +349,7 @@ void Session::announce(const Route& route) {
       return;
     }
   }
+  sent_[route.prefix] = route;
   UpdateParams p;
   p.local_as = bgp_.local_as;
   p.ebgp = peer_.remote_as != bgp_.local_as;
@@ -334,7 +361,8 @@ void Session::announce(const Route& route) {
 }
 
 void Session::withdraw(const Prefix& prefix) {
-  if (!established() || !family_negotiated(prefix.family)) return;
+  if (!established() || dormant_ || !family_negotiated(prefix.family)) return;
+  sent_.erase(prefix);
   std::string msg;
   write_withdraw(prefix, msg);
   ++stats_.updates_sent;
@@ -373,6 +401,16 @@ void Session::reset(const std::string& why) {
 void Session::close_connection() {
   hold_timer_.cancel();
   keepalive_timer_.cancel();
+  read_more_.cancel();
+  sent_.clear();
+  // A later connection is not the one the new process holds.
+  if (handed_over_ && fd_.valid()) handed_lost_ = true;
+  if (dormant_) {
+    // Adopted and not taken over: the previous process still runs the session.
+    dormant_ = false;
+    fd_.reset();
+    return;
+  }
   if (!fd_.valid()) return;
   // What is queued (a NOTIFICATION) goes out first, as far as the socket takes it.
   flush();

@@ -10,13 +10,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "base/metric.h"
 #include "bgp/config.h"
+#include "bgp/handover.h"
 #include "bgp/message.h"
 #include "event/loop.h"
 #include "event/timer.h"
@@ -66,6 +69,9 @@ class SessionCallbacks {
   // The session is established, or the peer asked for every route again (ROUTE-REFRESH):
   // send it every announced route.
   virtual void on_established(class Session& session) = 0;
+  // A binary upgrade's new process carries on a session the old one let go of: make the
+  // peer's routes (session.sent()) what the speaker announces, sending only the difference.
+  virtual void on_taken_over(class Session& session) = 0;
 
  protected:
   ~SessionCallbacks() = default;
@@ -76,6 +82,8 @@ class Session final : public event::IoHandler {
   static constexpr uint32_t kMaxBackoffFactor = 30;
   // Received prefixes remembered for the count; past this only the count of UPDATEs moves.
   static constexpr size_t kMaxReceivedPrefixes = 100'000;
+  // Bytes read per wake-up before the loop serves others (the rest on the next turn).
+  static constexpr size_t kReadBudget = 256 * 1024;
 
   Session(event::Loop& loop, const BgpConfig& bgp, const PeerConfig& peer,
           SessionCallbacks& callbacks);
@@ -104,6 +112,25 @@ class Session final : public event::IoHandler {
   // The hold time agreed with the peer (0 before the OPEN exchange).
   Duration hold_time() const { return negotiated_hold_; }
   Duration next_retry_in() const;
+  // Bytes read per wake-up (kReadBudget; a test makes it small to see the rest read later).
+  void set_read_budget(size_t bytes) { read_budget_ = bytes; }
+  // The routes the peer has from sluice (Adj-RIB-Out), by prefix, as the speaker gave them.
+  const std::map<Prefix, Route>& sent() const { return sent_; }
+
+  // Binary upgrade (bgp/handover.h), old process. Step 1: an established session's state
+  // and a duplicate of its socket; nullopt when not established. Nothing changes here.
+  std::optional<SessionTransfer> hand_over();
+  bool handed_over() const { return handed_over_; }
+  // Step 2: lets go without a word to the peer (no NOTIFICATION, no FIN: the new process
+  // holds the socket too) and says what was in flight. Idle and stopped afterwards.
+  SessionTransfer release();
+  // New process. Step 1: holds the session dormant (established for the views, but not
+  // read, written or timed; announce() and withdraw() wait for take_over()).
+  void adopt(SessionTransfer t);
+  bool dormant() const { return dormant_; }
+  // Step 2: carries on from `t` (released by the old process), or, with none (the old
+  // process did not answer), from the adopted state with empty buffers.
+  void take_over(SessionTransfer* t);
 
   void on_io(uint32_t events) override;
 
@@ -111,7 +138,11 @@ class Session final : public event::IoHandler {
   void transition(SessionState to, const std::string& why);
   void connect();
   void on_connected();
+  // The session's own addresses, the next hop of a route that names none.
+  void learn_local_addresses();
   void read_available();
+  // Parses and handles every whole message in in_; false when the session went down.
+  bool handle_buffered();
   void handle(const Message& m);
   void handle_open(const OpenMessage& open);
   // Sends NOTIFICATION code/subcode (with data), then closes and schedules a reconnection.
@@ -137,14 +168,21 @@ class Session final : public event::IoHandler {
   event::Timer retry_timer_;
   event::Timer hold_timer_;  // also bounds the connect and the OPEN exchange
   event::Timer keepalive_timer_;
+  event::Timer read_more_;  // the read budget ran out: the next turn reads on
+  size_t read_budget_ = kReadBudget;
   uint32_t failures_ = 0;  // since the last established session
   bool stopped_ = true;
+  bool dormant_ = false;
+  bool handed_over_ = false;  // old process: step 1 went out for this session
+  bool handed_lost_ = false;  // ... and that connection closed since
+  std::string stale_config_;  // new process: why the adopted session cannot go on
   OpenMessage peer_open_;
   Duration negotiated_hold_{0};
   std::array<uint8_t, 16> local_v4_{};
   std::array<uint8_t, 16> local_v6_{};
   MonoTime established_at_{};
   std::set<Prefix> received_;
+  std::map<Prefix, Route> sent_;
   std::string last_error_;
   PeerStats stats_;
 };

@@ -30,7 +30,9 @@ Speaker::Speaker(event::Loop& loop, std::shared_ptr<const BgpConfig> config, Pro
 Speaker::~Speaker() = default;
 
 void Speaker::start() {
-  for (auto& s : sessions_) s->start();
+  for (auto& s : sessions_) {
+    if (!s->dormant()) s->start();
+  }
 }
 
 void Speaker::set_ready() {
@@ -50,7 +52,7 @@ std::string Speaker::describe(size_t i, const SourceState& s) const {
 }
 
 void Speaker::evaluate() {
-  if (!ready_ || shutting_down_) return;
+  if (!ready_ || shutting_down_ || released_) return;
   for (size_t i = 0; i < prefixes_.size(); ++i) {
     PrefixState& p = prefixes_[i];
     const AnnounceConfig& a = config_->announce[i];

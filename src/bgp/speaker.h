@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,10 @@ struct SourceState {
   std::string note;
 };
 
+// Binary upgrade, new process: ends a handed session whose peer the configuration no longer
+// has (Cease, peer de-configured), after what the old process left queued (`released`).
+void close_deconfigured(SessionTransfer& handed, const SessionTransfer* released);
+
 class Speaker final : private SessionCallbacks {
  public:
   using Probe = std::function<SourceState(const AnnounceConfig&)>;
@@ -71,6 +76,20 @@ class Speaker final : private SessionCallbacks {
   void hurry();
   // Closes every session with a Cease NOTIFICATION (administrative shutdown).
   void stop();
+
+  // Binary upgrade (bgp/handover.h), old process. Step 1: every established session.
+  std::vector<SessionTransfer> hand_over();
+  // Step 2, once the new process is ready: lets go of the sessions handed over (closes the
+  // others: the new process connects to those peers itself) and decides nothing more.
+  std::vector<SessionTransfer> release();
+  // New process, before start(): holds the handed sessions dormant; start() does not
+  // connect to their peers.
+  void adopt(std::map<std::string, SessionTransfer> sessions);
+  bool adopted() const;
+  // Once ready and the old process let go (`released`: what it passed; null when it did
+  // not answer): carries the sessions on and sends each peer only what changed. Sessions
+  // of peers no longer configured are closed (Cease, peer de-configured).
+  void take_over(std::map<std::string, SessionTransfer>* released);
 
   bool shutting_down() const { return shutting_down_; }
   const BgpConfig& config() const { return *config_; }
@@ -101,6 +120,7 @@ class Speaker final : private SessionCallbacks {
   };
 
   void on_established(Session& session) override;
+  void on_taken_over(Session& session) override;
   Route route(size_t i) const;
   void announce(size_t i, const std::string& why);
   void withdraw(size_t i, const std::string& why);
@@ -114,6 +134,9 @@ class Speaker final : private SessionCallbacks {
   std::vector<PrefixState> prefixes_;
   bool ready_ = false;
   bool shutting_down_ = false;
+  bool released_ = false;  // old process of an upgrade: the new one runs the sessions
+  // New process: handed sessions of peers the configuration no longer has.
+  std::vector<SessionTransfer> orphans_;
   event::Timer shutdown_timer_;
   std::function<void()> shutdown_done_;
 };

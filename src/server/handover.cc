@@ -215,6 +215,14 @@ Status send_handover(int sock, const Handover& h) {
     }
     if (Status s = send_packet(sock, fmt::format("tickets {} {}", name, hex), {}); !s) return s;
   }
+  for (const auto& [peer, t] : h.bgp) {
+    std::vector<std::string> lines = bgp::write_session_lines(t);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      std::vector<int> fds;
+      if (i == 0) fds.push_back(t.fd.get());
+      if (Status s = send_packet(sock, lines[i], fds); !s) return s;
+    }
+  }
   if (h.admin && !h.admin->fds.empty()) {
     std::string line = fmt::format("admin {} 1", h.admin->address.to_string());
     if (Status s = send_packet(sock, line, {h.admin->fds.front().get()}); !s) return s;
@@ -239,11 +247,19 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
         version, kHandoverVersion));
   }
   h.version = version;
+  bgp::HandoverReader bgp;
   for (;;) {
     std::vector<net::Fd> fds;
     auto line = receive_packet(sock, timeout, &fds);
     if (!line) return line.status();
-    if (*line == "end") return h;
+    if (*line == "end") {
+      h.bgp = std::move(bgp.sessions());
+      return h;
+    }
+    if (bgp::is_handover_line(*line)) {
+      if (Status s = bgp.add(*line, fds); !s) return s;
+      continue;
+    }
     std::istringstream in(*line);
     if (line->rfind("dns ", 0) == 0) {
       std::string kind, kind2;
@@ -346,6 +362,27 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
       continue;
     }
     h.listeners.push_back(HandedListener{name, *parsed, std::move(fds)});
+  }
+}
+
+Status send_bgp_release(int sock, const std::vector<bgp::SessionTransfer>& released) {
+  for (const auto& t : released) {
+    for (const auto& line : bgp::write_release_lines(t)) {
+      if (Status s = send_packet(sock, line, {}); !s) return s;
+    }
+  }
+  return send_packet(sock, "end", {});
+}
+
+Result<std::map<std::string, bgp::SessionTransfer>> receive_bgp_release(int sock,
+                                                                        Duration timeout) {
+  bgp::HandoverReader reader;
+  for (;;) {
+    std::vector<net::Fd> fds;
+    auto line = receive_packet(sock, timeout, &fds);
+    if (!line) return line.status();
+    if (*line == "end") return std::move(reader.sessions());
+    if (Status s = reader.add(*line, fds); !s) return s;
   }
 }
 

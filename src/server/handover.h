@@ -18,12 +18,17 @@
 //   tickets <listener> <hex>                  a TLS listener's session-ticket keys (80 bytes
 //                                             each: name, AES key, HMAC key), the encrypting
 //                                             one first
+//   bgp <section version> ...                 the BGP speaker's established sessions, each
+//                                             with its socket (bgp/handover.h); optional
 //   end                                       last
 //
 // and back, from the new process to the old one:
 //
 //   ready <pid>                               the new process serves: the old one may drain
 //   failed <reason>                           the new process could not start; it exits
+//
+// and, after "ready" when BGP sessions were handed over, the old process's last word: the
+// sessions let go of (bgp/handover.h's step 2), then "end".
 //
 // Sockets travel as descriptors, so the kernel's accept queues go with them: a connection
 // queued while the processes change hands is accepted by the new one, never reset.
@@ -37,6 +42,7 @@
 
 #include "base/status.h"
 #include "base/units.h"
+#include "bgp/handover.h"
 #include "dns/cache.h"
 #include "net/address.h"
 #include "net/socket.h"
@@ -80,6 +86,8 @@ struct Handover {
   std::map<std::string, std::vector<tls::TicketKey>> ticket_keys;
   std::vector<upstream::health::HealthManager::EndpointState> endpoints;
   std::vector<dns::Cache::Saved> dns;
+  // The BGP speaker's established sessions by peer (bgp/handover.h's step 1).
+  std::map<std::string, bgp::SessionTransfer> bgp;
 };
 
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the
@@ -91,6 +99,10 @@ Result<Handover> receive_handover(int sock, Duration timeout);
 // The path of the running executable (as started: a binary replaced on disk since is the
 // one an upgrade runs). "" when /proc is not there.
 std::string own_executable();
+
+// The BGP sessions let go of, after "ready" (bgp/handover.h's step 2), then "end".
+Status send_bgp_release(int sock, const std::vector<bgp::SessionTransfer>& released);
+Result<std::map<std::string, bgp::SessionTransfer>> receive_bgp_release(int sock, Duration timeout);
 
 // One line of the new process's answer ("ready <pid>", "failed <reason>").
 Status send_line(int sock, const std::string& line);

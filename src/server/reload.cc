@@ -464,6 +464,8 @@ void Server::post_reload(ReloadPlan& plan) {
   for (auto& [name, fds] : plan.dups) listener_fds_[name] = std::move(fds);
   config_ = plan.next;
   held_publishes_.clear();  // their latest snapshots went with the message
+  // A prefix that follows a removed listener is withdrawn now, not at the next health news.
+  if (bgp_) bgp_->evaluate();
   // Access logs no listener names any more close once the proxies still writing them go.
   std::erase_if(access_logs_, [&](const auto& entry) {
     return std::none_of(config_->listeners.begin(), config_->listeners.end(),

@@ -170,6 +170,10 @@ class Server {
   void on_signal(int sig);
   // The BGP speaker (bgp.cc): its sessions open at startup; it announces once ready.
   void start_bgp();
+  // Binary upgrade: the old process lets go of its BGP sessions once the new one is ready;
+  // the new one takes them over (bgp/handover.h).
+  void release_bgp();
+  void take_over_bgp();
   bgp::SourceState bgp_source(const bgp::AnnounceConfig& a) const;
   // Each peer's and prefix's counters, for /metrics and the exit summary.
   void add_bgp_stats(admin::MetricsInput& in) const;

@@ -173,6 +173,7 @@ void Server::tell_predecessor(const std::string& line) {
   if (Status s = send_line(upgrade_fd_.get(), line); !s) {
     LOG_WARN("upgrade: could not tell pid {} '{}': {}", predecessor_, line, s.message());
   }
+  if (line.rfind("ready ", 0) == 0) take_over_bgp();
   upgrade_fd_.reset();
   // Sockets handed over that the configuration no longer listens on close with the old
   // process.
@@ -283,6 +284,12 @@ void Server::send_handover_now(pid_t pid) {
     h.listeners.push_back(std::move(l));
   }
   h.endpoints = health_->export_state();
+  if (bgp_) {
+    for (auto& t : bgp_->hand_over()) {
+      std::string peer = t.peer;
+      h.bgp.emplace(std::move(peer), std::move(t));
+    }
+  }
   if (resolver_) h.dns = resolver_->save_cache();
   for (const auto& l : config_->listeners) {
     // Keys read from files are read from the same files by the new process.
@@ -324,6 +331,8 @@ void Server::poll_upgrade() {
 
 void Server::upgrade_finished(bool ok, std::string error) {
   upgrade_poll_->cancel();
+  // The new process runs the BGP sessions from here on.
+  if (ok) release_bgp();
   upgrade_sock_.reset();
   pid_t pid = successor_;
   successor_ = 0;

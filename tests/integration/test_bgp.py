@@ -13,9 +13,18 @@ to 0, as RFC 8326 asks of a receiver. Everything BIRD sees is read through birdc
 - BIRD killed and started again: the session comes back and the prefix with it;
 - BIRD stopped (SIGSTOP): sluice's hold timer expires with its NOTIFICATION; back after SIGCONT;
 - a peer of the wrong AS: sluice's NOTIFICATION (bad peer AS), logged, seen by BIRD;
+- a binary upgrade (SIGUSR2) while BIRD holds the route: the session's state and since-time in
+  BIRD never change (no new OPEN, no NOTIFICATION), the route never leaves BIRD's table while
+  the upgrade runs nor for more than a hold time after it (the new process keeps the
+  keepalives going), and a SIGTERM to the new process still announces GRACEFUL_SHUTDOWN, then
+  withdraws, then sends its Cease; an upgrade to a file without a bgp: block ends the session
+  with a Cease (peer de-configured);
+- a reload that removes the listener a prefix follows withdraws the prefix at once, with the
+  reason, while the other prefix stays;
 - an IPv6 prefix over the IPv4 session (MP_REACH_NLRI / MP_UNREACH_NLRI, its own next hop), a
   prefix that follows a listener, and a reload that changes bgp: (warned, kept).
 """
+import ctypes
 import datetime
 import json
 import os
@@ -25,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -43,6 +53,7 @@ PASSWORD = "an-md5-key"
 BIRD_CONF = """
 router id 192.0.2.2;
 log stderr all;
+timeformat protocol iso long ms;
 protocol device {{}}
 filter gshut {{
   if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
@@ -61,26 +72,18 @@ protocol bgp sluice {{
 """
 
 
-class Bird:
-    """BIRD in a network namespace of its own, reached over a veth pair."""
+class PeerNamespace:
+    """A network namespace of its own for a BGP daemon (BIRD_IP), reached over a veth pair from
+    sluice's (SLUICE_IP)."""
 
-    def __init__(self, bird_as=65000):
-        if not shutil.which("bird") or not shutil.which("birdc"):
-            raise Skip("bird2 is not installed (scripts/bootstrap installs it)")
-        self.dir = tempfile.mkdtemp(prefix="sluice-bird-")
-        register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
-        self.sock = os.path.join(self.dir, "bird.ctl")
-        self.conf = os.path.join(self.dir, "bird.conf")
-        with open(self.conf, "w") as f:
-            f.write(BIRD_CONF.format(bird_ip=BIRD_IP, sluice_ip=SLUICE_IP, bird_as=bird_as,
-                                     password=PASSWORD))
+    def make_namespace(self):
         # The namespace lives as long as this process does.
         self.holder = subprocess.Popen(["unshare", "-n", "--", "sleep", "600"], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         register_cleanup(self._stop_holder)
         ns = "/proc/%d/ns/net" % self.holder.pid
         ok = wait_until(lambda: os.readlink(ns) != os.readlink("/proc/self/ns/net"), 10)
-        check(ok, "BIRD's network namespace is up")
+        check(ok, "the peer's network namespace is up")
         sh(["ip", "link", "add", "bgp0", "type", "veth", "peer", "name", "bgp1", "netns",
             str(self.holder.pid)])
         sh(["ip", "addr", "add", SLUICE_IP + "/24", "dev", "bgp0"])
@@ -90,19 +93,9 @@ class Bird:
                     ["ip", "-6", "addr", "add", BIRD_IP6 + "/64", "dev", "bgp1", "nodad"],
                     ["ip", "link", "set", "bgp1", "up"]):
             sh(self.nsenter(cmd))
-        self.proc = None
-        self.start()
 
     def nsenter(self, cmd):
         return ["nsenter", "-t", str(self.holder.pid), "-n", "--"] + cmd
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "bird.log"), "a")
-        self.proc = subprocess.Popen(self.nsenter(["bird", "-f", "-c", self.conf, "-s", self.sock]),
-                                     stdout=self.log, stderr=self.log)
-        register_cleanup(self.kill)
-        ok = wait_until(lambda: self.cli("show status").returncode == 0, 15)
-        check(ok, "BIRD answers on its control socket")
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -116,6 +109,32 @@ class Bird:
         if self.holder.poll() is None:
             self.holder.kill()
             self.holder.wait(10)
+
+
+class Bird(PeerNamespace):
+    """BIRD in a network namespace of its own, reached over a veth pair."""
+
+    def __init__(self, bird_as=65000, extra_conf=""):
+        if not shutil.which("bird") or not shutil.which("birdc"):
+            raise Skip("bird2 is not installed (scripts/bootstrap installs it)")
+        self.dir = tempfile.mkdtemp(prefix="sluice-bird-")
+        register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.sock = os.path.join(self.dir, "bird.ctl")
+        self.conf = os.path.join(self.dir, "bird.conf")
+        with open(self.conf, "w") as f:
+            f.write(BIRD_CONF.format(bird_ip=BIRD_IP, sluice_ip=SLUICE_IP, bird_as=bird_as,
+                                     password=PASSWORD) + extra_conf)
+        self.make_namespace()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "bird.log"), "a")
+        self.proc = subprocess.Popen(self.nsenter(["bird", "-f", "-c", self.conf, "-s", self.sock]),
+                                     stdout=self.log, stderr=self.log)
+        register_cleanup(self.kill)
+        ok = wait_until(lambda: self.cli("show status").returncode == 0, 15)
+        check(ok, "BIRD answers on its control socket")
 
     def cli(self, command):
         return subprocess.run(["birdc", "-s", self.sock] + command.split(), stdout=subprocess.PIPE,
@@ -140,7 +159,8 @@ class Bird:
         return "Established" in self.protocol()
 
 
-def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s", announce=""):
+def sluice_config(endpoints, remote_as=65000, connect_retry="200ms", shutdown_delay="2s", announce="",
+                  listeners=""):
     eps = "\n".join("      - address: %s" % e for e in endpoints)
     return """workers: 1
 admin:
@@ -150,6 +170,7 @@ listeners:
     address: 127.0.0.1:0
     protocol: tcp
     cluster: api
+%s
 clusters:
   - name: api
     connect_timeout: 1s
@@ -179,7 +200,7 @@ bgp:
       when: {cluster: api, min_healthy: 50%%}
       communities: ["65001:100"]
       med: 10
-%s""" % (eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX, announce)
+%s""" % (listeners, eps, shutdown_delay, BIRD_IP, SLUICE_IP, remote_as, PASSWORD, connect_retry, PREFIX, announce)
 
 
 ADMIN_RE = re.compile(r"admin listening on 127\.0\.0\.1:(\d+)")
@@ -366,6 +387,198 @@ def case_wrong_peer_as():
     b.stop()
 
 
+def bird_session(bird):
+    """(state, since) of the session in `birdc show protocols`: 'up', '2026-...'."""
+    for line in bird.cli("show protocols sluice").stdout.splitlines():
+        words = line.split()
+        if words and words[0] == "sluice":
+            # sluice BGP --- up 2026-12-04 13:41:00.123 Established
+            return words[3], " ".join(words[4:6]), " ".join(words[6:])
+    return None
+
+
+class RouteWatch:
+    """Polls BIRD while something happens: every absence of the prefix and every change of the
+    session's line is recorded."""
+
+    def __init__(self, bird):
+        self.bird = bird
+        self.samples = 0
+        self.missing = []
+        self.sessions = set()
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_flag.is_set():
+            r = self.bird.route()
+            if announced_attrs(r) != EXPECTED:
+                self.missing.append((time.monotonic(), r))
+            self.sessions.add(bird_session(self.bird))
+            self.samples += 1
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(30)
+
+
+def wait_pid_exit(pid, timeout):
+    """Exit code of a later generation (a child of this script once its parent exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r, status = os.waitpid(pid, os.WNOHANG)
+            if r == pid:
+                return os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+    return None
+
+
+def upgrade(sl):
+    """SIGUSR2, then the new process's pid once the old one says it serves."""
+    # The new process outlives its parent: it comes back to this script, to be waited for.
+    libc = ctypes.CDLL(None, use_errno=True)
+    check(libc.prctl(36, 1, 0, 0, 0) == 0, "this script is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    mark = len(sl.lines)
+    sl.signal(signal.SIGUSR2)
+    served = sl.wait_log(re.compile(r"upgrade: pid (\d+) serves now; this process drains"), 60, mark)
+    check(served, "the upgrade completes", sl.stderr_text(mark)[-3000:])
+    new_pid = int(re.search(r"pid (\d+) serves", served).group(1))
+    register_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if os.path.exists("/proc/%d" % new_pid) else None)
+    return new_pid
+
+
+def check_no_sanitizer_report(sl):
+    rep = sl.sanitizer_report()
+    check(not rep, "no sanitizer report from either process", "\n".join(rep[:40]))
+
+
+def case_binary_upgrade_keeps_the_session():
+    bird, b, sl = announced_setup()
+    # BIRD moves the since-time as each channel of the session comes up (within milliseconds of
+    # the OPEN exchange): the line to keep is the one that has stopped moving.
+    seen = {"line": None, "at": 0.0}
+
+    def settled():
+        line = bird_session(bird)
+        if line != seen["line"]:
+            seen.update(line=line, at=time.monotonic())
+        return line if time.monotonic() - seen["at"] >= 1.0 else None
+    before = wait_until(settled, 20, interval=0.05)
+    check(before is not None and before[0] == "up" and before[2] == "Established",
+          "BIRD's session is up and established before the upgrade", repr(before))
+    watch = RouteWatch(bird)
+    wait_until(lambda: watch.samples >= 3, 10)
+    mark = len(sl.lines)
+    new_pid = upgrade(sl)
+    line = "bgp peer %s:179: after the upgrade: 1 routes kept as they were, 0 announced, 0 withdrawn" % BIRD_IP
+    check(sl.wait_log(line, 20, mark), "the new process took the session over and sent nothing: " + line,
+          sl.stderr_text(mark)[-3000:])
+    check(sl.find_lines("bgp peer %s:179: handed over to the new process (established)" % BIRD_IP, mark),
+          "the old process logs that it let go", sl.stderr_text(mark)[-3000:])
+    check(wait_until(lambda: sl.proc.poll() is not None, 30), "the old process exits after its drain")
+    check(sl.proc.returncode == 0, "the old process exits 0", repr(sl.proc.returncode))
+    # More than a hold time (9s) with the new process alone: its keepalives keep the session.
+    t_old_gone = time.monotonic()
+    wait_until(lambda: time.monotonic() - t_old_gone > 12, 20, interval=0.2)
+    watch.stop()
+    check(watch.samples > 20, "BIRD was polled throughout (%d samples)" % watch.samples)
+    check(watch.missing == [], "the route never left BIRD's table nor changed during and after the upgrade",
+          repr(watch.missing[:3]))
+    check(watch.sessions == {before}, "BIRD's session line never changed: %r" % (before,), repr(watch.sessions))
+    check(bird_session(bird) == before, "BIRD's session since-time is still the one from before the upgrade")
+    view = json.loads(admin_get(sl, "/bgp"))
+    peer = view["peers"][0]
+    check((peer["state"], peer["notifications_sent"], peer["notifications_received"]) == ("established", 0, 0),
+          "GET /bgp (the new process): established, no NOTIFICATION either way", repr(peer))
+    check(metric(sl, 'sluice_bgp_peer_established_total{peer="%s:179"}' % BIRD_IP) == "1",
+          "metric (the new process): established once, carried over")
+
+    # The new process stops as the old one would have: GRACEFUL_SHUTDOWN, withdrawal, Cease.
+    mark = len(sl.lines)
+    os.kill(new_pid, signal.SIGTERM)
+    graceful = wait_until(lambda: (lambda r: r if r.get("community") == "(65001,100) (65535,0)" else None)(bird.route()),
+                          10)
+    check(graceful and graceful.get("local_pref") == "0",
+          "after SIGTERM BIRD sees GRACEFUL_SHUTDOWN from the new process", repr(graceful))
+    check(wait_until(lambda: bird.route() == {}, 20), "then the prefix is withdrawn")
+    rc = wait_pid_exit(new_pid, 30)
+    check(rc == 0, "the new process exits 0", repr(rc))
+    i_gs = sl.find_lines("bgp: announcing %s with GRACEFUL_SHUTDOWN: sluice is stopping (Terminated); "
+                         "withdrawing in 2s" % PREFIX, mark)
+    i_wd = sl.find_lines("bgp: withdrawing %s: sluice is stopping" % PREFIX, mark)
+    check(i_gs and i_wd, "the new process logs GRACEFUL_SHUTDOWN and the withdrawal", sl.stderr_text(mark)[-3000:])
+    ok = wait_until(lambda: "Administrative shutdown" in bird.protocol(), 10)
+    check(ok, "BIRD received the new process's Cease (administrative shutdown)", bird.protocol())
+    check_no_sanitizer_report(sl)
+    b.stop()
+
+
+def case_reload_removes_a_listener():
+    bird = Bird()
+    b = EchoServer()
+    extra = """  - name: tcp_b
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: api"""
+    announce = """    - prefix: 198.51.100.3/32
+      when: {listener: tcp_b}
+"""
+    sl = Sluice(sluice_config(["127.0.0.1:%d" % b.port], announce=announce, listeners=extra), log_level="info")
+    check(wait_until(lambda: bird.route("198.51.100.3/32"), 30).get("as_path") == "65001",
+          "BIRD has the prefix that follows listener tcp_b")
+    check(announced_attrs(wait_until(bird.route, 10)) == EXPECTED, "and the cluster's prefix")
+    with open(sl.config_path) as f:
+        text = f.read()
+    with open(sl.config_path, "w") as f:
+        # (the file's bgp: block drops the prefix too, as `sluice check` asks; the running
+        # speaker keeps its prefixes until a restart or an upgrade)
+        f.write(text.replace(extra + "\n", "").replace(announce, ""))
+    mark = len(sl.lines)
+    req = urllib.request.Request("http://127.0.0.1:%d/reload" % int(ADMIN_RE.search(sl.wait_log(ADMIN_RE, 10)).group(1)),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        reply = json.loads(r.read().decode())
+    check((reply.get("result"), reply.get("warnings")) ==
+          ("applied", ["warning: bgp: the BGP speaker's settings change only with a restart or a binary "
+                        "upgrade; they stay as they are"]),
+          "the reload without tcp_b applies (the running speaker stays)", repr(reply))
+    # Health does not change here: nothing but the reload itself can withdraw the prefix.
+    gone = wait_until(lambda: bird.route("198.51.100.3/32") == {}, 10)
+    check(gone, "BIRD loses the prefix of the removed listener right after the reload")
+    line = "bgp: withdrawing 198.51.100.3/32: listener tcp_b is not accepting (not in the configuration)"
+    check(sl.find_lines(line, mark), "logged with the reason: " + line, sl.stderr_text(mark)[-3000:])
+    check(announced_attrs(bird.route()) == EXPECTED, "the cluster's prefix stays")
+    check_clean_exit(sl, sl.stop(30))
+    b.stop()
+
+
+def case_upgrade_to_a_file_without_bgp():
+    bird, b, sl = announced_setup()
+    with open(sl.config_path) as f:
+        text = f.read()
+    with open(sl.config_path, "w") as f:
+        f.write(text[:text.index("bgp:")])
+    mark = len(sl.lines)
+    new_pid = upgrade(sl)
+    line = ("bgp peer %s:179: no longer configured: session closed (NOTIFICATION sent: cease / peer "
+            "de-configured)" % BIRD_IP)
+    check(sl.wait_log(line, 20, mark), "the new process, without a bgp: block, ends the session: " + line,
+          sl.stderr_text(mark)[-3000:])
+    ok = wait_until(lambda: "Received: Peer de-configured" in bird.protocol(), 10)
+    check(ok, "BIRD received the Cease (peer de-configured)", bird.protocol())
+    check(wait_until(lambda: bird.route() == {}, 10), "and dropped the route with the session")
+    check(wait_until(lambda: sl.proc.poll() is not None, 30) and sl.proc.returncode == 0, "the old process exits 0")
+    os.kill(new_pid, signal.SIGTERM)
+    rc = wait_pid_exit(new_pid, 30)
+    check(rc == 0, "the new process exits 0", repr(rc))
+    check_no_sanitizer_report(sl)
+    b.stop()
+
+
 def case_ipv6_listener_and_reload():
     bird = Bird()
     b = EchoServer()
@@ -413,4 +626,6 @@ def case_ipv6_listener_and_reload():
 if __name__ == "__main__":
     reexec_in_netns_or_skip()
     run_cases([case_follows_the_cluster, case_sigterm_graceful_shutdown_then_withdraw, case_daemon_restart,
-               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload])
+               case_hold_timer_expiry, case_wrong_peer_as, case_ipv6_listener_and_reload,
+               case_reload_removes_a_listener, case_binary_upgrade_keeps_the_session,
+               case_upgrade_to_a_file_without_bgp])

@@ -1,11 +1,13 @@
 // One BGP session against a fake peer on loopback, on a manual clock: the OPEN exchange, the
 // hold timer and keepalives, the NOTIFICATION each error sends, reconnection with backoff.
 #include "bgp/session.h"
+#include "bgp/speaker.h"
 
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "base/clock.h"
@@ -19,7 +21,9 @@ using std::chrono::seconds;
 class FakeCallbacks final : public SessionCallbacks {
  public:
   void on_established(Session&) override { ++established; }
+  void on_taken_over(Session&) override { ++taken_over; }
   int established = 0;
+  int taken_over = 0;
 };
 
 class SessionTest : public ::testing::Test {
@@ -87,6 +91,11 @@ class SessionTest : public ::testing::Test {
   }
   void establish() {
     session_->start();
+    handshake();
+    ASSERT_EQ(session_->state(), SessionState::kEstablished);
+  }
+  // The peer's side of the OPEN exchange, from the accept on.
+  void handshake() {
     ASSERT_TRUE(accept());
     EXPECT_EQ(receive().type, MessageType::kOpen);
     std::string ka;
@@ -95,7 +104,6 @@ class SessionTest : public ::testing::Test {
     EXPECT_EQ(receive().type, MessageType::kKeepalive);  // OpenConfirm's
     send(ka);
     EXPECT_EQ(receive().type, MessageType::kKeepalive);  // the first of Established
-    ASSERT_EQ(session_->state(), SessionState::kEstablished);
   }
   void advance(Duration d) {
     clock_.advance(d);
@@ -248,6 +256,40 @@ TEST_F(SessionTest, ReceivedRoutesAreCountedAndRouteRefreshResends) {
   EXPECT_EQ(callbacks_.established, 2);
 }
 
+// More than a read budget at once (a peer sending its table): the session reads it over
+// several turns of the loop, and all of it, with no new readiness to wake it.
+TEST_F(SessionTest, MoreThanAReadBudgetIsReadOverSeveralTurns) {
+  establish();
+  std::string table;
+  constexpr int kRoutes = 3000;
+  for (int i = 0; i < kRoutes; ++i) {
+    Route r;
+    r.prefix = Prefix::parse(fmt::format("10.{}.{}.0/24", i / 256, i % 256)).value();
+    r.next_hop = {10, 0, 0, 1};
+    write_announce(UpdateParams{.local_as = 65000}, r, table);
+  }
+  // All of it queued before the session reads (the kernel's buffers hold it): one wake-up,
+  // many budgets.
+  session_->set_read_budget(1000);
+  ASSERT_GT(table.size(), 10u * 1000);
+  int big = 4 << 20;
+  ::setsockopt(conn_.get(), SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  size_t at = 0;
+  while (at < table.size()) {
+    ssize_t n =
+        ::send(conn_.get(), table.data() + at, table.size() - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ASSERT_GT(n, 0) << "the kernel's buffers are smaller than the test's table";
+    at += static_cast<size_t>(n);
+  }
+  for (int turn = 0; turn < 1000 && session_->stats().updates_received < kRoutes; ++turn) {
+    ::poll(nullptr, 0, turn == 0 ? 0 : 1);
+    loop_.run_until_idle();
+  }
+  EXPECT_EQ(session_->stats().updates_received, static_cast<uint64_t>(kRoutes));
+  EXPECT_EQ(session_->stats().received_prefixes, static_cast<uint64_t>(kRoutes));
+  EXPECT_EQ(session_->state(), SessionState::kEstablished);
+}
+
 TEST_F(SessionTest, NotificationFromThePeerClosesAndRetries) {
   establish();
   std::string n;
@@ -290,6 +332,189 @@ TEST_F(SessionTest, StopSendsCease) {
   EXPECT_EQ(m.notification.code, err::kCease);
   EXPECT_EQ(m.notification.subcode, err::kAdministrativeShutdown);
   EXPECT_FALSE(session_->next_retry_in() > Duration(0));
+}
+
+// A binary upgrade between two Session objects standing for the two processes: the peer sees
+// neither a NOTIFICATION nor a new OPEN, a message read in part by the first is finished by
+// the second, and the second carries on with the keepalives and the routes the peer has.
+TEST_F(SessionTest, HandedOverSessionCarriesOnUnseen) {
+  establish();
+  Route r;
+  r.prefix = Prefix::parse("192.0.2.1/32").value();
+  r.communities = {65001u << 16 | 100};
+  r.med = 7;
+  session_->announce(r);
+  EXPECT_EQ(receive().type, MessageType::kUpdate);
+
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  EXPECT_TRUE(session_->handed_over());
+  // Through the hand-over's text, as the new process reads it.
+  HandoverReader reader;
+  for (const auto& line : write_session_lines(*handed)) {
+    std::vector<net::Fd> fds;
+    if (line.find(" session ") != std::string::npos) fds.push_back(std::move(handed->fd));
+    ASSERT_TRUE(reader.add(line, fds).is_ok()) << line;
+  }
+  ASSERT_EQ(reader.sessions().size(), 1u);
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, peer_, next_callbacks);
+  next.adopt(std::move(reader.sessions().begin()->second));
+  EXPECT_TRUE(next.dormant());
+  EXPECT_EQ(next.state(), SessionState::kEstablished);
+  next.announce(r);  // dormant: waits for the take-over
+
+  // Half a KEEPALIVE reaches the old session before it lets go.
+  std::string ka;
+  write_keepalive(ka);
+  send(ka.substr(0, 7));
+  SessionTransfer released = session_->release();
+  EXPECT_EQ(session_->state(), SessionState::kIdle);
+  EXPECT_EQ(released.in, ka.substr(0, 7));
+  ASSERT_EQ(released.sent.size(), 1u);
+  EXPECT_TRUE(released.sent[0] == r);
+  HandoverReader step2;
+  for (const auto& line : write_release_lines(released)) {
+    std::vector<net::Fd> none;
+    ASSERT_TRUE(step2.add(line, none).is_ok()) << line;
+  }
+  SessionTransfer& t = step2.sessions().begin()->second;
+  EXPECT_EQ(t.in, ka.substr(0, 7));
+  EXPECT_EQ(t.stats[1], 1u);  // the UPDATE sent
+
+  next.take_over(&t);
+  EXPECT_FALSE(next.dormant());
+  EXPECT_EQ(next_callbacks.taken_over, 1);
+  EXPECT_EQ(next.sent().size(), 1u);
+  EXPECT_EQ(next.stats().updates_sent, 1u);
+  send(ka.substr(7));  // the rest of the KEEPALIVE: read whole by the new session
+  EXPECT_EQ(next.state(), SessionState::kEstablished);
+  // The next thing the peer gets is the new session's KEEPALIVE (no NOTIFICATION, no OPEN).
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(next.stats().notifications_sent, 0u);
+  next.withdraw(r.prefix);
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kUpdate);
+  EXPECT_EQ(m.update.withdrawn.size(), 1u);
+  EXPECT_TRUE(next.sent().empty());
+}
+
+// The peer's settings changed in the upgrade: the new session ends the old one with a Cease
+// (other configuration change) and connects again.
+TEST_F(SessionTest, TakenOverSessionWithChangedSettingsStartsAgain) {
+  establish();
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  PeerConfig changed = peer_;
+  changed.remote_as = 65002;
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, changed, next_callbacks);
+  next.adopt(std::move(*handed));
+  SessionTransfer released = session_->release();
+  next.take_over(&released);
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kNotification);
+  EXPECT_EQ(m.notification.code, err::kCease);
+  EXPECT_EQ(m.notification.subcode, err::kOtherConfigurationChange);
+  EXPECT_EQ(next.state(), SessionState::kIdle);
+  EXPECT_EQ(next_callbacks.taken_over, 0);
+}
+
+// The connection handed over closed before the old process let go: the release says so, and
+// the new session connects anew instead of carrying on a dead socket.
+TEST_F(SessionTest, ConnectionLostBeforeTheReleaseIsNotCarriedOn) {
+  establish();
+  auto handed = session_->hand_over();
+  ASSERT_TRUE(handed.has_value());
+  FakeCallbacks next_callbacks;
+  Session next(loop_, bgp_, peer_, next_callbacks);
+  next.adopt(std::move(*handed));
+  conn_.reset();  // the peer goes away
+  for (int i = 0; i < 100 && session_->state() != SessionState::kIdle; ++i) {
+    ::poll(nullptr, 0, 10);
+    loop_.run_until_idle();
+  }
+  ASSERT_EQ(session_->state(), SessionState::kIdle);
+  SessionTransfer released = session_->release();
+  EXPECT_FALSE(released.established);
+  next.take_over(&released);
+  EXPECT_EQ(next.state(), SessionState::kConnect);
+  EXPECT_TRUE(accept());  // a new connection from the new session
+  EXPECT_EQ(receive().type, MessageType::kOpen);
+  EXPECT_EQ(next_callbacks.taken_over, 0);
+}
+
+// Two speakers standing for the two processes of an upgrade, the new one with other prefixes:
+// the peer gets exactly the difference (a changed route again, a new one, a removed one
+// withdrawn) and nothing for the prefix that stayed the same.
+TEST_F(SessionTest, SpeakerTakingOverSendsOnlyTheDifference) {
+  auto announce = [](const char* prefix, std::optional<uint32_t> med) {
+    AnnounceConfig a;
+    a.prefix = Prefix::parse(prefix).value();
+    a.target = "api";
+    a.med = med;
+    return a;
+  };
+  auto old_config = std::make_shared<BgpConfig>(bgp_);
+  old_config->peers = {peer_};
+  old_config->announce = {announce("192.0.2.1/32", 5), announce("192.0.2.2/32", 5),
+                          announce("192.0.2.4/32", std::nullopt)};
+  auto new_config = std::make_shared<BgpConfig>(*old_config);
+  new_config->announce = {announce("192.0.2.1/32", 5), announce("192.0.2.2/32", 9),
+                          announce("192.0.2.3/32", std::nullopt)};
+  auto usable = [](const AnnounceConfig&) { return SourceState{1, 1, ""}; };
+  Speaker old_speaker(loop_, old_config, usable);
+  old_speaker.start();
+  handshake();
+  old_speaker.set_ready();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(receive().type, MessageType::kUpdate);
+
+  std::map<std::string, SessionTransfer> handed;
+  for (auto& t : old_speaker.hand_over()) {
+    std::string peer = t.peer;
+    handed.emplace(peer, std::move(t));
+  }
+  ASSERT_EQ(handed.size(), 1u);
+  Speaker new_speaker(loop_, new_config, usable);
+  new_speaker.adopt(std::move(handed));
+  EXPECT_TRUE(new_speaker.adopted());
+  new_speaker.start();
+  new_speaker.set_ready();  // dormant: nothing goes out yet
+  std::map<std::string, SessionTransfer> released;
+  for (auto& t : old_speaker.release()) {
+    std::string peer = t.peer;
+    released.emplace(peer, std::move(t));
+  }
+  new_speaker.take_over(&released);
+  EXPECT_FALSE(new_speaker.adopted());
+
+  Message m = receive();
+  ASSERT_EQ(m.type, MessageType::kUpdate);
+  ASSERT_EQ(m.update.announced.size(), 1u);
+  EXPECT_EQ(m.update.announced[0].to_string(), "192.0.2.2/32");  // MED 5 → 9
+  m = receive();
+  ASSERT_EQ(m.update.announced.size(), 1u);
+  EXPECT_EQ(m.update.announced[0].to_string(), "192.0.2.3/32");  // new
+  m = receive();
+  ASSERT_EQ(m.update.withdrawn.size(), 1u);
+  EXPECT_EQ(m.update.withdrawn[0].to_string(), "192.0.2.4/32");  // gone from the file
+  // Then only the keepalives: the unchanged 192.0.2.1/32 is not sent again.
+  advance(seconds(3));
+  EXPECT_EQ(receive().type, MessageType::kKeepalive);
+  EXPECT_EQ(new_speaker.sessions().at(0)->sent().size(), 3u);
+  EXPECT_EQ(new_speaker.sessions().at(0)->stats().updates_sent, 6u);
+}
+
+// A newer section version is refused with the reason.
+TEST(BgpHandoverTest, NewerSectionVersionIsRefused) {
+  HandoverReader reader;
+  std::vector<net::Fd> none;
+  Status s = reader.add("bgp 99 release 192.0.2.2:179 established=1", none);
+  EXPECT_EQ(s.message(),
+            "hand-over: BGP section version 99 is newer than this binary's 1: upgrade to a "
+            "binary at least as new as the running one");
+  EXPECT_FALSE(reader.add("bgp 1 route 192.0.2.2:179 10.0.0.0/8 nh=00", none).is_ok());
 }
 
 }  // namespace

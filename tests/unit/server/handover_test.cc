@@ -209,6 +209,102 @@ TEST(Handover, TicketKeysAndEndpointStatesArriveIntact) {
   EXPECT_EQ(got->endpoints[1].ejected_ms_left, 12345);
 }
 
+// The BGP section: step 1 with the listeners (the session's socket attached), then step 2
+// after "ready", its buffers larger than one packet.
+TEST(Handover, BgpSessionsArriveIntactInBothSteps) {
+  Handover h;
+  bgp::SessionTransfer t;
+  t.peer = "192.0.2.2:179";
+  t.fd = plain_socket();
+  t.remote_as = 65000;
+  t.local_as = 4200000001;
+  t.router_id = 0xC0000201;
+  t.md5 = true;
+  t.peer_open.as = 65000;
+  t.peer_open.router_id = 0xC0000202;
+  t.peer_open.hold_time = 9;
+  t.peer_open.four_octet_as = true;
+  t.peer_open.ipv6_unicast = true;
+  t.hold = std::chrono::seconds(9);
+  t.uptime = milliseconds(123456);
+  bgp::Route r;
+  r.prefix = bgp::Prefix::parse("2001:db8:1::/48").value();
+  r.next_hop = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  r.communities = {bgp::kGracefulShutdown, 65001u << 16 | 100};
+  bgp::Route plain;
+  plain.prefix = bgp::Prefix::parse("198.51.100.1/32").value();
+  plain.med = 0;
+  t.sent = {r, plain};
+  auto socket_inode = inode(t.fd.get());
+  h.bgp.emplace(t.peer, std::move(t));
+  h.listeners.push_back(listener("web", "127.0.0.1:8080", 1));
+  auto got = exchange(h);
+  ASSERT_TRUE(got) << got.status().message();
+  ASSERT_EQ(got->listeners.size(), 1u);
+  ASSERT_EQ(got->bgp.size(), 1u);
+  bgp::SessionTransfer& g = got->bgp.at("192.0.2.2:179");
+  EXPECT_EQ(inode(g.fd.get()), socket_inode);
+  EXPECT_EQ(std::tie(g.remote_as, g.local_as, g.router_id, g.md5),
+            std::make_tuple(65000u, 4200000001u, 0xC0000201u, true));
+  EXPECT_EQ(std::tie(g.peer_open.as, g.peer_open.router_id, g.peer_open.hold_time),
+            std::make_tuple(65000u, 0xC0000202u, uint16_t{9}));
+  EXPECT_EQ(std::make_tuple(g.peer_open.four_octet_as, g.peer_open.route_refresh,
+                            g.peer_open.ipv4_unicast, g.peer_open.ipv6_unicast),
+            std::make_tuple(true, false, false, true));
+  EXPECT_EQ(g.hold, std::chrono::seconds(9));
+  EXPECT_EQ(g.uptime, milliseconds(123456));
+  ASSERT_EQ(g.sent.size(), 2u);
+  EXPECT_TRUE(g.sent[0] == r);
+  EXPECT_TRUE(g.sent[1] == plain);
+
+  bgp::SessionTransfer released;
+  released.peer = "192.0.2.2:179";
+  released.released = true;
+  released.hold_left = milliseconds(8500);
+  released.keepalive_left = milliseconds(2100);
+  released.in = std::string("\xff\xff\x00\x13", 4);
+  for (int i = 0; i < 5000; ++i) released.out += static_cast<char>(i % 251);
+  released.sent = {plain};
+  for (int i = 0; i < 600; ++i) {
+    released.received.push_back(
+        bgp::Prefix::parse(fmt::format("10.{}.{}.0/24", i / 256, i % 256)).value());
+  }
+  released.stats = {1, 7, 3, 0, 2};
+  std::vector<bgp::SessionTransfer> list;
+  list.push_back(std::move(released));
+  const bgp::SessionTransfer& expected = list.front();
+  Pair p;
+  Status sent = Status::ok();
+  std::thread sender([&] { sent = send_bgp_release(p.old_end.get(), list); });
+  auto step2 = receive_bgp_release(p.new_end.get(), kWait);
+  sender.join();
+  ASSERT_TRUE(sent) << sent.message();
+  ASSERT_TRUE(step2) << step2.status().message();
+  const bgp::SessionTransfer& s2 = step2->at("192.0.2.2:179");
+  EXPECT_TRUE(s2.released);
+  EXPECT_TRUE(s2.established);
+  EXPECT_EQ(s2.hold_left, milliseconds(8500));
+  EXPECT_EQ(s2.keepalive_left, milliseconds(2100));
+  EXPECT_EQ(s2.in, expected.in);
+  EXPECT_EQ(s2.out, expected.out);
+  ASSERT_EQ(s2.sent.size(), 1u);
+  EXPECT_TRUE(s2.sent[0] == plain);
+  EXPECT_EQ(s2.received, expected.received);
+  EXPECT_EQ(s2.stats, expected.stats);
+}
+
+// A BGP section newer than this binary's: the hand-over is refused with the reason.
+TEST(Handover, ANewerBgpSectionIsRefused) {
+  Pair p;
+  ASSERT_TRUE(send_line(p.old_end.get(), "sluice-handover 1"));
+  ASSERT_TRUE(send_line(p.old_end.get(), "bgp 2 release 192.0.2.2:179 established=1"));
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.status().message(),
+            "hand-over: BGP section version 2 is newer than this binary's 1: upgrade to a "
+            "binary at least as new as the running one");
+}
+
 TEST(Handover, CachedDnsAnswersArriveIntact) {
   Pair p;
   Handover h;
