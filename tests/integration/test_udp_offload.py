@@ -5,7 +5,9 @@ part of them joined into one UDP_SEGMENT (GSO) send; the echo backend answers ea
 same way. sluice reads with UDP_GRO (joined datagrams arrive as one read, cut apart again)
 and sends runs of one session joined (GSO): every client must get back exactly the
 datagrams it sent, the same sizes, bytes and order. With `udp.gro: false` and `udp.gso:
-false` the same traffic passes the same way and the offload counters stay at 0."""
+false` the same traffic passes the same way and the offload counters stay at 0. With
+`udp.proxy_protocol` a joined run reaches the backend with the PROXY v2 header in front of
+each datagram. A reload turning GRO off applies to the listener's socket and new sessions."""
 
 import json
 import os
@@ -75,9 +77,12 @@ def send_joined(sock, datagrams, to=None):
 
 class JoiningEcho:
     """A UDP echo backend that answers what one wake-up brings, in order, with joined sends
-    where it can. `joined` counts the datagrams it sent joined."""
+    where it can. `joined` counts the datagrams it sent joined. With `strip`, each datagram
+    must start with that many bytes of PROXY v2 header (kept in `headers`), echoed without."""
 
-    def __init__(self):
+    def __init__(self, strip=0):
+        self.strip = strip
+        self.headers = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
@@ -104,6 +109,9 @@ class JoiningEcho:
                 except OSError:
                     return
                 self.received += 1
+                if self.strip:
+                    self.headers.append(data[:self.strip])
+                    data = data[self.strip:]
                 if peer not in by_peer:
                     by_peer[peer] = []
                     order.append(peer)
@@ -211,6 +219,32 @@ def case_boundaries_kept_with_offloads_off():
     check(gro == 0 and gso == 0, "offload counters stay 0 (gro %r, gso %r)" % (gro, gso))
 
 
+def case_proxy_header_on_each_joined_datagram():
+    if not kernel_offers_offloads():
+        raise harness.Skip("the kernel refuses UDP_SEGMENT or UDP_GRO")
+    echo = JoiningEcho(strip=28)
+    sl, ap = start(echo, proxy_protocol=True)
+    port = sl.port("udp_in")
+    c = uu.client()
+    sent = [b"p%02d" % i + b"." * 97 for i in range(12)] + [b"tail"]
+    joined = send_joined(c, sent, ("127.0.0.1", port))
+    got = []
+    while len(got) < len(sent):
+        try:
+            got.append(c.recv(70000))
+        except socket.timeout:
+            break
+    check(joined == 13 and got == sent, "13 datagrams sent joined came back the same through a PROXY v2 listener")
+    me = c.getsockname()[1]
+    want = (b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a\x21\x12\x00\x0c" +
+            bytes([127, 0, 0, 1, 127, 0, 0, 1]) + struct.pack("!HH", me, port))
+    check(len(echo.headers) == 13 and all(h == want for h in echo.headers),
+          "the backend got 13 datagrams, each starting with the 28-byte PROXY v2 header naming the client",
+          repr(echo.headers[:2]))
+    _, gso = offload_counts(ap)
+    check(gso is not None and gso >= 13, "they went to the backend joined, a header in each segment (gso %r)" % gso)
+
+
 def case_reload_turns_gro_off():
     if not kernel_offers_offloads():
         raise harness.Skip("the kernel refuses UDP_SEGMENT or UDP_GRO")
@@ -243,4 +277,4 @@ def case_reload_turns_gro_off():
 
 if __name__ == "__main__":
     harness.run_cases([case_boundaries_kept_with_gro_and_gso, case_boundaries_kept_with_offloads_off,
-                       case_reload_turns_gro_off])
+                       case_proxy_header_on_each_joined_datagram, case_reload_turns_gro_off])
