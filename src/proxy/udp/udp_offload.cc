@@ -193,6 +193,11 @@ SendCounts send_datagrams(int fd, std::span<const Outgoing> out, GsoState& gso) 
       auto [first, end] = m.runs[done];
       int error = errno;
       if (counts.first_error == 0) counts.first_error = error;
+      // A connected socket's ICMP port unreachable: nothing listens there; the caller ends.
+      if (error == ECONNREFUSED) {
+        counts.failed += end - first;
+        return counts;
+      }
       if (end - first > 1 && (error == EIO || error == EINVAL || error == EMSGSIZE)) {
         if (error == EIO) {
           gso.enabled = false;

@@ -56,8 +56,9 @@ struct SendCounts {
   int first_error = 0;       // the errno of the first refusal (ECONNREFUSED: nothing there)
 };
 
-// Writes `out` in order. Stops at a full socket buffer (EAGAIN): the datagrams not written
-// are neither sent nor failed, and the caller counts them as it sees fit.
+// Writes `out` in order. Stops at a full socket buffer (EAGAIN) or a connected socket's
+// ECONNREFUSED: the datagrams not written are neither sent nor failed, and the caller counts
+// them as it sees fit.
 SendCounts send_datagrams(int fd, std::span<const Outgoing> out, GsoState& gso);
 
 }  // namespace sluice::proxy::udp
