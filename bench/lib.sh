@@ -101,11 +101,12 @@ bench_wait_log() {
   return 1
 }
 
-# bench_wait_listen PORT TIMEOUT_S [PID]: waits until something listens on 127.0.0.1:PORT.
+# bench_wait_listen PORT TIMEOUT_S [PID]: waits until something listens on 127.0.0.1:PORT (TCP,
+# or a bound UDP socket).
 bench_wait_listen() {
   local port=$1 timeout=$2 pid=${3:-} i
   for ((i = 0; i < timeout * 10; i++)); do
-    [ -n "$(ss -Htln "sport = :$port" 2>/dev/null)" ] && return 0
+    [ -n "$(ss -Htuln "sport = :$port" 2>/dev/null)" ] && return 0
     if [ -n "$pid" ] && ! bench_alive "$pid"; then
       bench_log "pid $pid exited before listening on port $port"
       return 1

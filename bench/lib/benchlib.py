@@ -537,6 +537,50 @@ def cmd_iperf_record(args):
           f"{rec.get('gbps', 0)} {rec.get('cpu_s_per_gb', '-')} {rec.get('error', '')}")
 
 
+def cmd_udp_record(args):
+    """One run of bench/lib/udp_load (rr or stream) under `measure`: answers a second, losses,
+    round trips and the proxy's CPU per datagram it relayed (each answered exchange is two
+    datagrams through the proxy, one each way)."""
+    with open(args.meas) as f:
+        m = json.load(f)
+    rec = {"run_id": args.run_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "scenario": args.scenario, "case": args.case, "target": args.target, "rep": args.rep,
+           "attempt": args.attempt, "warmup": args.warmup, "ok": False}
+    try:
+        with open(args.load) as f:
+            j = json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError) as e:
+        j = {"error": f"unreadable udp_load output: {e}"}
+    if "error" in j:
+        rec["error"] = j["error"]
+    else:
+        for k in ("sessions", "size", "sent", "received", "lost", "per_s", "rtt_p50_us", "rtt_p99_us"):
+            rec[k] = j.get(k)
+        rec["ok"] = m["rc"] == 0 and j.get("received", 0) > 0
+        rec["loss_pct"] = round(100.0 * j["lost"] / j["sent"], 3) if j.get("sent") else None
+        if m.get("proxy_cpu_s") is not None and j.get("received"):
+            rec["cpu_us_per_datagram"] = round(m["proxy_cpu_s"] * 1e6 / (2 * j["received"]), 3)
+    proxy_core, load_core = str(args.proxy_core), str(args.load_core)
+    rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
+    rec["measured_s"] = m["seconds"]
+    if proxy_core in m["cores"]:
+        rec["proxy_core_busy_pct"] = m["cores"][proxy_core]["busy_pct"]
+        if rec.get("received"):
+            rec["core_cpu_us_per_datagram"] = round(
+                m["cores"][proxy_core]["busy_s"] * 1e6 / (2 * rec["received"]), 3)
+    if load_core in m["cores"]:
+        rec["load_core_busy_pct"] = m["cores"][load_core]["busy_pct"]
+    rec["cores"] = m["cores"]
+    for k in ("other_cpu_s", "other_pct", "other_top", "kthread_cpu_s", "unattributed_cpu_s",
+              "disturbed", "disturb_reason"):
+        rec[k] = m.get(k)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(f"{'ok' if rec['ok'] else 'fail'} {'disturbed' if rec['disturbed'] else 'clean'} "
+          f"{rec.get('per_s', 0)}/s cpu {rec.get('cpu_us_per_datagram', '-')} us/datagram "
+          f"loss {rec.get('loss_pct', '-')}% {rec.get('error', '')}")
+
+
 # ---------------------------------------------------------------------------------------------
 # wrk results (HTTP scenarios)
 
@@ -1366,6 +1410,16 @@ def main():
     p.add_argument("--proxy-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
     p.set_defaults(func=cmd_iperf_record)
+
+    p = sub.add_parser("udp-record")
+    for a in ("--meas", "--load", "--out", "--run-id", "--scenario", "--case", "--target"):
+        p.add_argument(a, required=True)
+    p.add_argument("--rep", type=int, required=True)
+    p.add_argument("--attempt", type=int, default=1)
+    p.add_argument("--warmup", action="store_true")
+    p.add_argument("--proxy-core", type=int, required=True)
+    p.add_argument("--load-core", type=int, required=True)
+    p.set_defaults(func=cmd_udp_record)
 
     p = sub.add_parser("wrk-record")
     for a in ("--meas", "--wrk", "--out", "--run-id", "--scenario", "--case", "--target"):

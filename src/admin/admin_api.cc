@@ -108,7 +108,9 @@ std::string render_config_json(
                   {"max_sessions", u.max_sessions},
                   {"max_sessions_per_source", u.max_sessions_per_source},
                   {"max_datagram_size", u.max_datagram_size},
-                  {"proxy_protocol", u.proxy_protocol}};
+                  {"proxy_protocol", u.proxy_protocol},
+                  {"gro", u.gro},
+                  {"gso", u.gso}};
     } else if (l.protocol == proxy::Protocol::kStun) {
       const auto& st = l.stun;
       j["stun"] = {{"software", st.software},

@@ -459,6 +459,8 @@ void diff_listener(Report& report, const ListenerConfig& a, const ListenerConfig
   d.value("udp.max_sessions_per_source", AT(udp.max_sessions_per_source), kNewSessions);
   d.value("udp.max_datagram_size", AT(udp.max_datagram_size), kNewSessions);
   d.value("udp.proxy_protocol", AT(udp.proxy_protocol), kNewSessions);
+  d.value("udp.gro", AT(udp.gro), "the listener's socket at once; new sessions only");
+  d.value("udp.gso", AT(udp.gso), "the listener's socket at once; new sessions only");
   d.value("stun.software", AT(stun.software), kAtOnce);
   d.value("stun.rate_limit", AT(stun.rate_limit),
           "applies at once; the rate-limit table starts afresh");

@@ -436,7 +436,7 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
   if (!m.has("udp")) return;
   MapReader u(r, m.get("udp"), m.path("udp"),
               {"session_key", "idle_timeout", "max_responses", "max_sessions",
-               "max_sessions_per_source", "max_datagram_size", "proxy_protocol"});
+               "max_sessions_per_source", "max_datagram_size", "proxy_protocol", "gro", "gso"});
   if (!u.ok()) return;
   int key = read_choice(r, u, "session_key", proxy::udp::kSessionKeyNames);
   if (key >= 0) l.udp.session_key = static_cast<proxy::udp::UdpOptions::SessionKey>(key);
@@ -446,6 +446,8 @@ void read_datagram_listener(YamlReader& r, MapReader& m, proxy::ListenerConfig& 
   u.read_uint("max_sessions_per_source", l.udp.max_sessions_per_source);
   u.read_size("max_datagram_size", l.udp.max_datagram_size);
   u.read_bool("proxy_protocol", l.udp.proxy_protocol);
+  u.read_bool("gro", l.udp.gro);
+  u.read_bool("gso", l.udp.gso);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ const char kUsage[] =
     "                        [--dns-server IP[:PORT]]... [--timeout DUR]\n"
     "                        [--cacert FILE] [--sni NAME] [--insecure] [--http2 | --http1.1]\n"
     "       sluice probe --dns NAME [--dns-server IP[:PORT]]... [--timeout DUR] [--json]\n"
-    "       sluice probe stun://HOST[:PORT] [-n N] [--timeout DUR] [--json]\n"
+    "       sluice probe stun[+tcp]://HOST[:PORT] [-n N] [--timeout DUR] [--json]\n"
     "  Times one HTTP request phase by phase (dns, connect, tls, request_sent,\n"
     "  first_byte, body, total) and shows TCP_INFO; URL is http[s]://host[:port]/path?query.\n"
     "  -n N (1-10000) repeats it on new connections and prints min/p50/p90/p99/max;\n"
@@ -47,8 +47,10 @@ const char kUsage[] =
     "  each retransmitted after 500 ms, 1 s, 2 s... until --timeout; shows the mapped\n"
     "  address, the round trip and transmissions of each; against a server that offers\n"
     "  RFC 5780's OTHER-ADDRESS, the NAT's mapping and filtering behaviour (a test without\n"
-    "  an answer waits --timeout). exit status: 0 every request answered, 2 usage or bad\n"
-    "    URL, 4 the host does not resolve, 13 no answer, 14 an error response,\n"
+    "  an answer waits --timeout). stun+tcp://: the requests on one TCP connection, each\n"
+    "  sent once, no NAT tests. exit status: 0 every request answered, 2 usage or bad\n"
+    "    URL, 4 the host does not resolve, 13 no answer (over TCP: no connection, or\n"
+    "    closed before an answer), 14 an error response,\n"
     "    15 a malformed answer\n";
 
 namespace {

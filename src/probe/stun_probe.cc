@@ -23,6 +23,7 @@ namespace sluice::probe {
 namespace {
 
 constexpr std::string_view kScheme = "stun://";
+constexpr std::string_view kTcpScheme = "stun+tcp://";
 constexpr auto kInitialRto = std::chrono::milliseconds(500);  // RFC 8489 §6.2.1
 
 Result<net::Address> resolve(const StunTarget& t) {
@@ -121,17 +122,131 @@ const char* failure_name(StunFailure f) {
   return "?";
 }
 
+// Waits up to `until` for `events` on `fd`; false on timeout.
+bool wait_for(int fd, short events, MonoTime until) {
+  for (;;) {
+    MonoTime now = Clock::steady().now();
+    if (now >= until) return false;
+    auto ms_left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(ms_left));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// One Binding request on the connection and its answer, framed by the header's length
+// (RFC 8489 §6.2.2: messages back to back). Sent once: TCP retransmits.
+StunAttempt tcp_binding(int fd, const net::Address& server, Duration timeout) {
+  StunAttempt a;
+  stun::TransactionId id;
+  std::random_device rd;
+  for (auto& b : id) b = static_cast<uint8_t>(rd());
+  std::vector<uint8_t> request = binding_request(id, 0);
+  MonoTime start = Clock::steady().now();
+  MonoTime until = start + timeout;
+  auto no_answer = [&](std::string why) {
+    a.failure = StunFailure::kNoAnswer;
+    a.error = std::move(why);
+    return a;
+  };
+  for (size_t sent = 0; sent < request.size();) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_for(fd, POLLOUT, until)) break;
+    } else {
+      return no_answer(
+          fmt::format("connection to {} failed: {}", server.to_string(), std::strerror(errno)));
+    }
+  }
+  a.transmissions = 1;
+  std::vector<uint8_t> answer;
+  size_t want = stun::kHeaderSize;
+  uint8_t buf[2048];
+  while (answer.size() < want) {
+    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - answer.size()), 0);
+    if (n > 0) {
+      answer.insert(answer.end(), buf, buf + n);
+      if (answer.size() == stun::kHeaderSize) {
+        // The header says how much follows; one that is not STUN's is read as it is.
+        bool stun_header = (answer[0] & 0xC0) == 0 && answer[4] == 0x21 && answer[5] == 0x12 &&
+                           answer[6] == 0xA4 && answer[7] == 0x42;
+        if (stun_header) want += size_t{answer[2]} << 8 | answer[3];
+      }
+    } else if (n == 0) {
+      return no_answer(
+          fmt::format("{} closed the connection before an answer", server.to_string()));
+    } else if (errno == EAGAIN || errno == EINTR) {
+      if (!wait_for(fd, POLLIN, until)) {
+        return no_answer(fmt::format("no answer from {} within {:.0f} ms (tcp)", server.to_string(),
+                                     ms(timeout)));
+      }
+    } else {
+      return no_answer(
+          fmt::format("connection to {} failed: {}", server.to_string(), std::strerror(errno)));
+    }
+  }
+  a.rtt = Clock::steady().now() - start;
+  stun::ParseResult r = stun::parse(answer);
+  read_answer(r, server, a);
+  if (r.message && !std::equal(id.begin(), id.end(), r.message->transaction_id.begin())) {
+    a.failure = StunFailure::kMalformedAnswer;
+    a.error = "malformed answer: another transaction's";
+    a.mapped.reset();
+  }
+  return a;
+}
+
+// stun+tcp://: `count` requests on one connection, connected within `timeout`.
+void run_stun_tcp(const net::Address& server, int count, Duration timeout, StunReport& r) {
+  net::Fd fd(::socket(server.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  int rc = fd.valid() ? ::connect(fd.get(), server.sockaddr_ptr(), server.length()) : -1;
+  int error = rc == 0 ? 0 : errno;
+  if (rc != 0 && error == EINPROGRESS) {
+    if (!wait_for(fd.get(), POLLOUT, Clock::steady().now() + timeout)) {
+      r.failure = StunFailure::kNoAnswer;
+      r.error = fmt::format("cannot connect to {}: no answer within {:.0f} ms", server.to_string(),
+                            ms(timeout));
+      return;
+    }
+    socklen_t len = sizeof error;
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len);
+  }
+  if (error != 0) {
+    r.failure = StunFailure::kNoAnswer;
+    r.error = fmt::format("cannot connect to {}: {}", server.to_string(), std::strerror(error));
+    return;
+  }
+  for (int i = 0; i < count; ++i) {
+    StunAttempt a = tcp_binding(fd.get(), server, timeout);
+    bool failed = a.failure != StunFailure::kNone;
+    if (failed && r.failure == StunFailure::kNone) {
+      r.failure = a.failure;
+      r.error = a.error;
+    }
+    r.attempts.push_back(std::move(a));
+    // The connection is in an unknown state after a failure: the rest would fail alike.
+    if (failed) break;
+  }
+}
+
 }  // namespace
 
 bool is_stun_url(std::string_view text) {
-  return text.starts_with(kScheme);
+  return text.starts_with(kScheme) || text.starts_with(kTcpScheme);
 }
 
 Result<StunTarget> parse_stun_url(std::string_view text) {
-  if (!is_stun_url(text)) return Status::error("bad URL: expected stun://HOST[:PORT]");
-  std::string_view rest = text.substr(kScheme.size());
+  if (!is_stun_url(text)) {
+    return Status::error("bad URL: expected stun://HOST[:PORT] or stun+tcp://HOST[:PORT]");
+  }
+  bool tcp = text.starts_with(kTcpScheme);
+  std::string_view rest = text.substr(tcp ? kTcpScheme.size() : kScheme.size());
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   StunTarget t;
+  t.tcp = tcp;
   std::string_view port;
   if (rest.starts_with("[")) {
     size_t close = rest.find(']');
@@ -250,6 +365,7 @@ StunReport run_stun_probe(const std::string& url, const StunTarget& target, int 
                           Duration timeout) {
   StunReport r;
   r.url = url;
+  r.tcp = target.tcp;
   auto server = resolve(target);
   if (!server) {
     r.failure = StunFailure::kResolve;
@@ -257,6 +373,10 @@ StunReport run_stun_probe(const std::string& url, const StunTarget& target, int 
     return r;
   }
   r.server = *server;
+  if (target.tcp) {
+    run_stun_tcp(*server, count, timeout, r);
+    return r;
+  }
   net::Fd fd(::socket(server->family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd.valid() || ::connect(fd.get(), server->sockaddr_ptr(), server->length()) != 0) {
     r.failure = StunFailure::kNoAnswer;
@@ -306,6 +426,8 @@ std::string text_stun_report(const StunReport& r) {
                                              : "");
     if (r.nat.ran) {
       out += text_nat_report(r.nat);
+    } else if (r.tcp) {
+      out += "  nat behaviour: not tested over TCP (RFC 5780's tests need UDP)\n";
     } else {
       out +=
           "  nat behaviour: cannot tell (the server offers no OTHER-ADDRESS: RFC 5780 needs a "
@@ -324,6 +446,7 @@ std::string json_stun_report(const StunReport& r) {
   } else {
     out += "null";
   }
+  out += r.tcp ? ",\"transport\":\"tcp\"" : ",\"transport\":\"udp\"";
   out += ",\"bindings\":[";
   for (size_t i = 0; i < r.attempts.size(); ++i) {
     const StunAttempt& a = r.attempts[i];

@@ -1,4 +1,5 @@
-// `sluice probe stun://HOST[:PORT]`: sends STUN Binding requests (RFC 8489) over UDP and
+// `sluice probe stun://HOST[:PORT]`: sends STUN Binding requests (RFC 8489) over UDP (or one
+// TCP connection: stun+tcp://) and
 // reports, per request, the mapped address the server saw, the round trip and the
 // transmissions it took (retransmitted on the RFC 8489 §6.2.1 schedule: 500 ms, doubling),
 // and, against a server that offers RFC 5780's OTHER-ADDRESS, the NAT's mapping and
@@ -23,8 +24,9 @@ namespace sluice::probe {
 struct StunTarget {
   std::string host;  // without the brackets of an IPv6 literal
   uint16_t port = 3478;
+  bool tcp = false;  // stun+tcp://: over one TCP connection (RFC 8489 §6.2.2)
 };
-// stun://HOST[:PORT] (3478 by default).
+// stun://HOST[:PORT] or stun+tcp://HOST[:PORT] (3478 by default).
 Result<StunTarget> parse_stun_url(std::string_view text);
 bool is_stun_url(std::string_view text);
 
@@ -59,6 +61,7 @@ std::vector<StunAttempt> exchange_bindings(std::span<const StunRequest> requests
 
 struct StunReport {
   std::string url;
+  bool tcp = false;
   std::optional<net::Address> server;
   std::vector<StunAttempt> attempts;
   NatReport nat;
@@ -66,7 +69,9 @@ struct StunReport {
   std::string error;
 };
 
-// `count` requests, one after the other; each given up after `timeout`.
+// `count` requests, one after the other; each given up after `timeout`. Over TCP they share
+// one connection, each is sent once (TCP retransmits), and RFC 5780's tests (UDP only) are
+// not run.
 StunReport run_stun_probe(const std::string& url, const StunTarget& target, int count,
                           Duration timeout);
 std::string text_stun_report(const StunReport& r);

@@ -3,7 +3,9 @@
 listener (three requests from one socket, one mapped address, text and --json), a server
 that never answers (the RFC 8489 retransmission schedule seen by it, exit 13), one that
 answers an error response (exit 14) and one that answers garbage (exit 15), and a bad URL
-(exit 2)."""
+(exit 2); `sluice probe stun+tcp://` over one TCP connection to sluice's STUN-over-TCP
+listener (text and --json), to a closed port, to a server that accepts and never answers
+(exit 13 each), and to one that answers another transaction (exit 15)."""
 
 import json
 import os
@@ -159,5 +161,80 @@ def case_error_and_malformed_answers():
           "HTTP options are refused for stun://", r.stderr)
 
 
+TCP_LINE_RE = re.compile(r"^  binding (\d): mapped 127\.0\.0\.1:(\d+)  rtt (\d+\.\d{3}) ms  transmissions 1$")
+
+
+def case_over_tcp():
+    sl, ap = uu.start([{"name": "stun_in", "address": "127.0.0.1:0", "protocol": "stun",
+                        "stun": {"tcp": True}}], [])
+    port = sl.port("stun_in")
+    r = probe(["stun+tcp://127.0.0.1:%d" % port, "-n", "3"])
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0, "stun+tcp://: exit 0 when every request is answered (%d)" % r.returncode,
+          r.stdout + r.stderr)
+    check(len(lines) == 6 and lines[0] == "stun+tcp://127.0.0.1:%d (127.0.0.1:%d)" % (port, port),
+          "a header line, three bindings, the mapped address, the NAT line", r.stdout)
+    matches = [TCP_LINE_RE.match(l) for l in lines[1:4]]
+    ports = {m.group(2) for m in matches if m}
+    check(all(matches) and len(ports) == 1 and
+          lines[4] == "  mapped address: 127.0.0.1:%s (the same for every request)" % ports.pop(),
+          "three answers on one connection: one mapped address (the connection's source port)", r.stdout)
+    check(lines[5] == "  nat behaviour: not tested over TCP (RFC 5780's tests need UDP)",
+          "over TCP the NAT tests are not run, and it says why", lines[5])
+    accepted = uu.sample(ap, "sluice_stun_tcp_connections_total", listener="stun_in", result="accepted")
+    answered = uu.sample(ap, "sluice_stun_responses_total", listener="stun_in", status="success")
+    check(accepted == 1 and answered == 3,
+          "sluice accepted one TCP connection and answered 3 requests on it (%r, %r)" % (accepted, answered))
+    r = probe(["stun+tcp://127.0.0.1:%d" % port, "--json"])
+    j = json.loads(r.stdout)
+    b = j["bindings"]
+    check(r.returncode == 0 and j["transport"] == "tcp" and j["nat"] is None and len(b) == 1 and
+          b[0]["transmissions"] == 1 and re.match(r"^127\.0\.0\.1:\d+$", b[0]["mapped"]) and
+          b[0]["error"] == "" and j["failure"] == "",
+          "--json: transport tcp, one binding with its mapped address", r.stdout)
+    r = probe(["stun://127.0.0.1:%d" % port, "--json"])
+    check(json.loads(r.stdout)["transport"] == "udp", "--json of stun:// says transport udp", r.stdout)
+    sl.stop()
+
+
+def case_tcp_failures():
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.bind(("127.0.0.1", 0))
+    cport = closed.getsockname()[1]
+    closed.close()
+    r = probe(["stun+tcp://127.0.0.1:%d" % cport])
+    check(r.returncode == 13 and r.stderr.strip() ==
+          "sluice probe: cannot connect to 127.0.0.1:%d: Connection refused" % cport,
+          "a closed port: exit 13, connection refused (%d)" % r.returncode, r.stderr)
+    mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(4)
+    harness.register_cleanup(mute.close)
+    r = probe(["stun+tcp://127.0.0.1:%d" % mute.getsockname()[1], "--timeout", "800ms"])
+    check(r.returncode == 13 and r.stderr.strip() ==
+          "sluice probe: no answer from 127.0.0.1:%d within 800 ms (tcp)" % mute.getsockname()[1],
+          "a server that accepts and never answers: exit 13 after --timeout (%d)" % r.returncode, r.stderr)
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.bind(("127.0.0.1", 0))
+    other.listen(4)
+    harness.register_cleanup(other.close)
+
+    def answer_another():
+        c, _ = other.accept()
+        req = c.recv(2048)
+        c.sendall(error_response(req[:8] + bytes(12) + req[20:]))
+        c.recv(10)
+        c.close()
+    t = threading.Thread(target=answer_another, daemon=True)
+    t.start()
+    r = probe(["stun+tcp://127.0.0.1:%d" % other.getsockname()[1]])
+    check(r.returncode == 15 and r.stderr.strip() == "sluice probe: malformed answer: another transaction's",
+          "an answer to another transaction: exit 15 (%d)" % r.returncode, r.stderr)
+    t.join(5)
+    r = probe(["stun+udp://127.0.0.1:3478"])
+    check(r.returncode == 2, "an unknown scheme is a bad URL: exit 2 (%d)" % r.returncode, r.stderr)
+
+
 if __name__ == "__main__":
-    harness.run_cases([case_against_sluice, case_nat_tests_without_a_nat, case_no_answer_retransmits, case_error_and_malformed_answers])
+    harness.run_cases([case_against_sluice, case_nat_tests_without_a_nat, case_no_answer_retransmits,
+                       case_error_and_malformed_answers, case_over_tcp, case_tcp_failures])

@@ -72,7 +72,7 @@ def case_echo_many_sessions():
     check(l0["protocol"] == "udp" and l0["cluster"] == "backends" and
           l0["udp"] == {"session_key": "source_ip_port", "idle_timeout": "60s", "max_responses": 0,
                         "max_sessions": 10000, "max_sessions_per_source": 256, "max_datagram_size": 4096,
-                        "proxy_protocol": False},
+                        "proxy_protocol": False, "gro": True, "gso": True},
           "GET /config shows the udp listener and its settings", json.dumps(l0))
     lj = json.loads(hu.request_once(ap, "GET", "/listeners", host="admin", timeout=5).body)[0]
     check(lj["protocol"] == "udp" and lj["sessions"] == 20 and lj["active_connections"] == 20,

@@ -244,8 +244,9 @@ void StunListener::flush_all() {
 void StunListener::flush(Socket& s) {
   size_t queued = s.out.queued();
   if (queued == 0) return;
-  uint64_t calls = 0;
-  size_t sent = s.out.flush(s.fd.get(), &calls);
+  // Answers go to many clients, rarely two to one: no joining (GSO).
+  udp::GsoState no_gso;
+  size_t sent = s.out.flush(s.fd.get(), no_gso).sent;
   if (sent < queued) stats_.dropped_send_failed += queued - sent;
 }
 

@@ -2,10 +2,15 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #include "base/random.h"
 
@@ -102,6 +107,22 @@ void DatagramBatch::allocate() {
   if (buffer_.empty()) buffer_.resize(kSlots * slot());
 }
 
+namespace {
+
+// The segment size of a read the kernel joined (UDP_GRO), or 0.
+size_t gro_segment_size(const msghdr& h) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+      int size = 0;
+      std::memcpy(&size, CMSG_DATA(c), sizeof size);
+      return size > 0 ? static_cast<size_t>(size) : 0;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 Result<size_t> DatagramBatch::receive(int fd) {
   allocate();
   mmsghdr msgs[kSlots];
@@ -120,21 +141,40 @@ Result<size_t> DatagramBatch::receive(int fd) {
   do {
     n = ::recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
   } while (n < 0 && errno == EINTR);
+  received_.clear();
+  gro_datagrams_ = 0;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
     return Status::from_errno("recvmmsg", errno);
   }
   for (int i = 0; i < n; ++i) {
-    lengths_[i] = msgs[i].msg_len;
-    truncated_[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-    control_lengths_[i] = msgs[i].msg_hdr.msg_controllen;
+    const msghdr& h = msgs[i].msg_hdr;
+    size_t length = msgs[i].msg_len;
+    bool truncated = (h.msg_flags & MSG_TRUNC) != 0;
+    control_lengths_[i] = h.msg_controllen;
+    auto message = static_cast<uint32_t>(i);
+    size_t segment = gro_ ? gro_segment_size(h) : 0;
+    if (segment == 0 || segment >= length) {
+      received_.push_back(
+          {message, 0, static_cast<uint32_t>(length), truncated || length > max_size_});
+      continue;
+    }
+    // Joined by GRO: every datagram `segment` bytes but the last. A cut read (it cannot
+    // be: the slot holds the largest) loses its tail, not its boundaries.
+    for (size_t offset = 0; offset < length; offset += segment) {
+      size_t part = std::min(segment, length - offset);
+      received_.push_back({message, static_cast<uint32_t>(offset), static_cast<uint32_t>(part),
+                           part > max_size_ || (truncated && offset + part == length)});
+      ++gro_datagrams_;
+    }
   }
-  return static_cast<size_t>(n);
+  return received_.size();
 }
 
 net::Address DatagramBatch::source(size_t i) const {
-  socklen_t len = addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&addresses_[i]), len);
+  const sockaddr_storage& a = addresses_[received_[i].message];
+  socklen_t len = a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&a), len);
 }
 
 namespace {
@@ -154,9 +194,10 @@ size_t put_control(uint8_t* buffer, int level, int type, const T& value) {
 
 PacketInfo DatagramBatch::destination(size_t i) const {
   PacketInfo info;
+  size_t message = received_[i].message;
   msghdr h{};
-  h.msg_control = const_cast<uint8_t*>(control_[i].data());
-  h.msg_controllen = control_lengths_[i];
+  h.msg_control = const_cast<uint8_t*>(control_[message].data());
+  h.msg_controllen = control_lengths_[message];
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       in_pktinfo p;
@@ -200,43 +241,18 @@ bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data,
   return true;
 }
 
-size_t DatagramBatch::flush(int fd, uint64_t* calls) {
-  mmsghdr msgs[kSlots];
-  iovec iov[kSlots];
+SendCounts DatagramBatch::flush(int fd, GsoState& gso) {
+  std::array<Outgoing, kSlots> out;
   for (size_t i = 0; i < queued_; ++i) {
-    iov[i] = {&buffer_[i * slot()], lengths_[i]};
-    msgs[i] = {};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_name = &addresses_[i];
-    msgs[i].msg_hdr.msg_namelen =
+    out[i].body = {&buffer_[i * slot()], lengths_[i]};
+    out[i].to = &addresses_[i];
+    out[i].to_length =
         addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    if (control_lengths_[i] != 0) {
-      msgs[i].msg_hdr.msg_control = control_[i].data();
-      msgs[i].msg_hdr.msg_controllen = control_lengths_[i];
-    }
+    out[i].control = {control_[i].data(), control_lengths_[i]};
   }
-  size_t sent = 0;
-  size_t failed = 0;
-  while (sent < queued_) {
-    int n = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(queued_ - sent), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // A datagram the kernel refuses (a full buffer, an unreachable client): skip it, so
-      // one bad destination does not stop the others.
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        ++sent;
-        ++failed;
-        continue;
-      }
-      break;
-    }
-    ++*calls;
-    sent += static_cast<size_t>(n);
-  }
-  size_t ok = sent - failed;
+  SendCounts counts = send_datagrams(fd, std::span(out.data(), queued_), gso);
   queued_ = 0;
-  return ok;
+  return counts;
 }
 
 }  // namespace sluice::proxy::udp

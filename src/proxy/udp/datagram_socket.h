@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "base/status.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "proxy/udp/udp_offload.h"
 
 namespace sluice::proxy::udp {
 
@@ -59,21 +61,30 @@ struct PacketInfo {
 
 // Up to kSlots datagrams of at most `max_size` bytes each. Slots are allocated on first
 // use and hold max_size + 1 bytes, so that a larger datagram shows as truncated.
+//
+// With `gro` (a socket with UDP_GRO on) a slot holds what one read may return, 64 KiB: the
+// kernel may join several datagrams of one sender into one read, all of one size but the
+// last, and says the size (the UDP_GRO control message); receive() cuts them apart again, so
+// that data(i) is always one datagram as it was sent. With a GsoState enabled, flush() joins
+// consecutive datagrams to one destination the other way (udp_offload.h).
 class DatagramBatch {
  public:
   static constexpr size_t kSlots = 16;
-  explicit DatagramBatch(size_t max_size) : max_size_(max_size) {}
+  explicit DatagramBatch(size_t max_size, bool gro = false) : max_size_(max_size), gro_(gro) {}
 
   // Receiving: one recvmmsg. Returns the datagrams read (0: none waiting), or an error.
   Result<size_t> receive(int fd);
   std::span<const uint8_t> data(size_t i) const {
-    return {&buffer_[i * slot()], std::min<size_t>(lengths_[i], max_size_)};
+    const Datagram& d = received_[i];
+    return {&buffer_[d.message * slot() + d.offset], std::min<size_t>(d.length, max_size_)};
   }
   // Larger than max_size (its bytes are cut).
-  bool too_large(size_t i) const { return lengths_[i] > max_size_ || truncated_[i]; }
+  bool too_large(size_t i) const { return received_[i].too_large; }
   net::Address source(size_t i) const;
   // Where datagram i was sent to (a socket bound to a wildcard; family 0 otherwise).
   PacketInfo destination(size_t i) const;
+  // Of the datagrams the last receive() returned, those the kernel had joined (GRO).
+  size_t gro_datagrams() const { return gro_datagrams_; }
 
   // Sending: queues a copy of `data` for `to`; false when the batch is full (flush first)
   // or the datagram is larger than max_size.
@@ -81,20 +92,31 @@ class DatagramBatch {
   bool push(const net::Address& to, std::span<const uint8_t> data, const PacketInfo& from = {});
   size_t queued() const { return queued_; }
   bool full() const { return queued_ == kSlots; }
-  // One sendmmsg per call until everything queued is sent or the socket refuses more.
-  // Returns how many were sent; the rest are discarded (the caller counts them).
-  size_t flush(int fd, uint64_t* calls);
+  // Sends everything queued (sendmmsg, joining runs when `gso` allows) until done or the
+  // socket refuses more. Returns how many were sent; the rest are discarded (the caller
+  // counts them).
+  SendCounts flush(int fd, GsoState& gso);
 
  private:
-  size_t slot() const { return max_size_ + 1; }
+  // One datagram of a read: a part of message `message`'s slot.
+  struct Datagram {
+    uint32_t message;
+    uint32_t offset;
+    uint32_t length;
+    bool too_large;
+  };
+  size_t slot() const { return (gro_ ? std::max(max_size_, kGroBufferSize) : max_size_) + 1; }
   void allocate();
 
   size_t max_size_;
+  bool gro_;
   std::vector<uint8_t> buffer_;
+  std::vector<Datagram> received_;
+  size_t gro_datagrams_ = 0;
   std::array<sockaddr_storage, kSlots> addresses_{};
   std::array<size_t, kSlots> lengths_{};
-  std::array<bool, kSlots> truncated_{};
-  // Control messages: the received IP_PKTINFO / IPV6_PKTINFO, or the one to send with.
+  // Control messages: the received IP_PKTINFO / IPV6_PKTINFO and UDP_GRO, or the one to
+  // send with.
   static constexpr size_t kControlSize = 64;
   std::array<std::array<uint8_t, kControlSize>, kSlots> control_{};
   std::array<size_t, kSlots> control_lengths_{};

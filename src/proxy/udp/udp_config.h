@@ -31,6 +31,13 @@ struct UdpOptions {
   // UDP over IPv4 or IPv6) naming the client and the listener's address, so the endpoint
   // sees who sent it. Not counted in max_datagram_size nor in the byte counters.
   bool proxy_protocol = false;
+  // Receive with UDP_GRO (the kernel may hand several datagrams of one sender over in one
+  // read; they are cut apart again, boundaries kept) on the listener's and the sessions'
+  // sockets, where the kernel offers it.
+  bool gro = true;
+  // Send consecutive datagrams of one session that go the same way in one wake-up, of one
+  // size, as one UDP_SEGMENT (GSO) message the kernel cuts into the same datagrams.
+  bool gso = true;
 
   static constexpr uint32_t kMaxDatagram = 65507;  // IPv4's largest UDP payload
 

@@ -16,8 +16,23 @@ UdpProxy::UdpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> conf
       socket_(std::move(socket)),
       active_sessions_(std::move(active_sessions)),
       in_(config_->udp.max_datagram_size),
-      out_(config_->udp.max_datagram_size) {
+      out_(config_->udp.max_datagram_size),
+      from_upstream_(config_->udp.max_datagram_size) {
   if (auto a = net::local_address(socket_.get())) local_ = *a;
+  apply_offloads();
+}
+
+void UdpProxy::apply_offloads() {
+  const UdpOptions& o = config_->udp;
+  const OffloadSupport& kernel = offload_support();
+  bool gro = o.gro && kernel.gro;
+  // A socket handed over by another process may have it on: say so either way.
+  if (kernel.gro && socket_.valid() && !set_gro(socket_.get(), gro)) gro = false;
+  in_ = DatagramBatch(o.max_datagram_size, gro);
+  out_ = DatagramBatch(o.max_datagram_size);
+  from_upstream_ = DatagramBatch(o.max_datagram_size, gro);
+  gso_ = GsoState{};
+  gso_.enabled = o.gso && kernel.gso;
 }
 
 UdpProxy::~UdpProxy() {
@@ -46,16 +61,15 @@ void UdpProxy::stop_reading() {
 
 void UdpProxy::reconfigure(std::shared_ptr<const ListenerConfig> config,
                            upstream::Cluster& cluster) {
-  // The batches keep their slot size: a larger max_datagram_size applies to new sessions'
-  // reads at once, to the listener's own reads once flushed batches are reallocated.
-  if (config->udp.max_datagram_size != config_->udp.max_datagram_size) {
-    flush();
-    in_ = DatagramBatch(config->udp.max_datagram_size);
-    out_ = DatagramBatch(config->udp.max_datagram_size);
-    scratch_.clear();
-  }
+  // The batches are remade (empty: flushed first) for a new datagram size or offload.
+  const UdpOptions& was = config_->udp;
+  const UdpOptions& now = config->udp;
+  bool remake =
+      now.max_datagram_size != was.max_datagram_size || now.gro != was.gro || now.gso != was.gso;
+  if (remake) flush();
   config_ = std::move(config);
   cluster_ = &cluster;
+  if (remake) apply_offloads();
 }
 
 void UdpProxy::on_io(uint32_t) {
@@ -69,6 +83,7 @@ void UdpProxy::on_io(uint32_t) {
     size_t n = *got;
     if (n == 0) return;
     ++stats_.receive_batches;
+    stats_.gro_datagrams += in_.gro_datagrams();
     for (size_t i = 0; i < n; ++i) {
       if (in_.too_large(i)) {
         ++stats_.dropped_too_large;
@@ -76,6 +91,8 @@ void UdpProxy::on_io(uint32_t) {
       }
       on_datagram(in_.source(i), in_.data(i), in_.destination(i));
     }
+    // Before in_ is read again: what was queued points into it.
+    flush_upstream();
   }
 }
 
@@ -90,7 +107,29 @@ void UdpProxy::on_datagram(const net::Address& source, std::span<const uint8_t> 
     session = open_session(source, key);
     if (!session) return;
   }
-  session->from_downstream(source, data, local);
+  // A session keyed by IP alone heard from another port: what it queued carries the old
+  // port's PROXY header; send that first.
+  if (session->queued() != 0 && !(source == session->client())) flush_upstream();
+  session->from_downstream(source, local);
+  if (session->closed()) return;
+  ++session->queued();
+  to_upstream_.push_back({session, data});
+}
+
+void UdpProxy::flush_upstream() {
+  // Sessions are deleted only after this loop iteration: a closed one is still there.
+  for (size_t i = 0; i < to_upstream_.size(); ++i) {
+    UdpSession* session = to_upstream_[i].session;
+    if (!session) continue;
+    run_.clear();
+    for (size_t j = i; j < to_upstream_.size() && run_.size() < session->queued(); ++j) {
+      if (to_upstream_[j].session != session) continue;
+      run_.push_back(to_upstream_[j].data);
+      to_upstream_[j].session = nullptr;
+    }
+    session->send_upstream(run_);
+  }
+  to_upstream_.clear();
 }
 
 UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey& key) {
@@ -150,7 +189,7 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
     active_sessions_->fetch_sub(1);
     return refuse(stats_.dropped_send_failed, s.message().c_str());
   }
-  if (scratch_.empty()) scratch_.resize(size_t{o.max_datagram_size} + 1);
+  if (o.gro && offload_support().gro) set_gro(session->upstream_fd(), true);
   ++stats_.sessions;
   ++per_source_[ip];
   UdpSession* raw = session.get();
@@ -174,8 +213,10 @@ bool UdpProxy::send_downstream(const net::Address& to, std::span<const uint8_t> 
 void UdpProxy::flush() {
   size_t queued = out_.queued();
   if (queued == 0) return;
-  size_t sent = out_.flush(socket_.get(), &stats_.send_batches);
-  if (sent < queued) stats_.dropped_send_failed += queued - sent;
+  SendCounts sent = out_.flush(socket_.get(), gso_);
+  stats_.send_batches += sent.calls;
+  stats_.gso_datagrams += sent.gso_datagrams;
+  if (sent.sent < queued) stats_.dropped_send_failed += queued - sent.sent;
 }
 
 void UdpProxy::on_session_closed(UdpSession& session, CloseReason) {

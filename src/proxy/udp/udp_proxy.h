@@ -70,7 +70,7 @@ class UdpProxy final : public ProxyListener,
   // SessionCallbacks
   bool send_downstream(const net::Address& to, std::span<const uint8_t> data,
                        const PacketInfo& from) override;
-  std::span<uint8_t> scratch() override { return scratch_; }
+  DatagramBatch& upstream_batch() override { return from_upstream_; }
   AccessLog* access_log() override { return access_log_.get(); }
   void on_session_closed(UdpSession& session, CloseReason reason) override;
 
@@ -78,7 +78,11 @@ class UdpProxy final : public ProxyListener,
                    const PacketInfo& local);
   UdpSession* open_session(const net::Address& source, const AddressKey& key);
   void flush();
+  // Hands each session the datagrams queued for it from the last read (one call each).
+  void flush_upstream();
   void stop_reading();
+  // The listener socket's UDP_GRO and the batches, as config_ asks.
+  void apply_offloads();
 
   event::Loop& loop_;
   std::shared_ptr<const ListenerConfig> config_;
@@ -90,7 +94,16 @@ class UdpProxy final : public ProxyListener,
   bool draining_ = false;
   DatagramBatch in_;
   DatagramBatch out_;
-  std::vector<uint8_t> scratch_;
+  DatagramBatch from_upstream_;
+  GsoState gso_;  // the listener socket's
+  // The clients' datagrams of the last read, in order, each for its session; they point
+  // into in_ and are sent before it is read again.
+  struct Queued {
+    UdpSession* session;
+    std::span<const uint8_t> data;
+  };
+  std::vector<Queued> to_upstream_;
+  std::vector<std::span<const uint8_t>> run_;
   std::unordered_map<AddressKey, std::unique_ptr<UdpSession>, AddressKeyHash> sessions_;
   std::unordered_map<AddressKey, uint32_t, AddressKeyHash> per_source_;
   std::function<void()> on_idle_;

@@ -50,6 +50,7 @@ UdpSession::UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> 
       last_activity_(loop.now()),
       wall_start_(std::chrono::system_clock::now()) {
   cluster_.request_started(endpoint_);
+  gso_.enabled = config_->udp.gso && offload_support().gso;
 }
 
 UdpSession::~UdpSession() {
@@ -67,8 +68,7 @@ Status UdpSession::start() {
   return Status::ok();
 }
 
-void UdpSession::from_downstream(const net::Address& client, std::span<const uint8_t> data,
-                                 const PacketInfo& local) {
+void UdpSession::from_downstream(const net::Address& client, const PacketInfo& local) {
   local_ = local;
   if (closed_) return;
   if (listener_ && (proxy_header_.empty() || !(client == client_))) {
@@ -76,30 +76,27 @@ void UdpSession::from_downstream(const net::Address& client, std::span<const uin
   }
   client_ = client;
   last_activity_ = loop_.now();
-  iovec iov[2];
-  size_t n_iov = 0;
-  if (!proxy_header_.empty()) iov[n_iov++] = {proxy_header_.data(), proxy_header_.size()};
-  iov[n_iov++] = {const_cast<uint8_t*>(data.data()), data.size()};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n_iov;
-  ssize_t n;
-  do {
-    n = ::sendmsg(upstream_.get(), &msg, MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == ECONNREFUSED) {
-      // An ICMP port unreachable from an earlier datagram: nothing listens there.
-      ++stats_.dropped_send_failed;
-      return close(CloseReason::kUpstreamError);
-    }
-    ++stats_.dropped_send_failed;
-    return;
-  }
-  ++counts_.datagrams_to_upstream;
-  counts_.bytes_to_upstream += data.size();
-  ++stats_.datagrams_to_upstream;
-  stats_.bytes_to_upstream += data.size();
+}
+
+void UdpSession::send_upstream(std::span<const std::span<const uint8_t>> datagrams) {
+  queued_ = 0;
+  if (closed_ || datagrams.empty()) return;
+  thread_local std::vector<Outgoing> out;
+  out.clear();
+  for (std::span<const uint8_t> d : datagrams) out.push_back({proxy_header_, d, nullptr, 0, {}});
+  SendCounts sent = send_datagrams(upstream_.get(), out, gso_);
+  stats_.send_batches += sent.calls;
+  stats_.gso_datagrams += sent.gso_datagrams;
+  // Counted per datagram the kernel took (they are taken in order); the others are dropped.
+  size_t bytes = 0;
+  for (size_t i = 0; i < sent.sent; ++i) bytes += out[i].body.size();
+  counts_.datagrams_to_upstream += sent.sent;
+  counts_.bytes_to_upstream += bytes;
+  stats_.datagrams_to_upstream += sent.sent;
+  stats_.bytes_to_upstream += bytes;
+  stats_.dropped_send_failed += out.size() - sent.sent;
+  // An ICMP port unreachable from an earlier datagram: nothing listens there.
+  if (sent.first_error == ECONNREFUSED) close(CloseReason::kUpstreamError);
 }
 
 void UdpSession::on_io(uint32_t events) {
@@ -109,29 +106,30 @@ void UdpSession::on_io(uint32_t events) {
 }
 
 void UdpSession::read_upstream() {
-  std::span<uint8_t> buf = owner_.scratch();
-  size_t max = config_->udp.max_datagram_size;
+  DatagramBatch& batch = owner_.upstream_batch();
   // Edge-triggered: read until the socket is empty (bounded by what the kernel holds).
   while (!closed_) {
-    ssize_t n = ::recv(upstream_.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
-      return close(CloseReason::kUpstreamError);
-    }
+    Result<size_t> got = batch.receive(upstream_.get());
+    // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
+    if (!got) return close(CloseReason::kUpstreamError);
+    size_t n = *got;
+    if (n == 0) return;
     last_activity_ = loop_.now();
-    if (static_cast<size_t>(n) > max) {
-      ++stats_.dropped_too_large;
-      continue;
+    ++stats_.receive_batches;
+    stats_.gro_datagrams += batch.gro_datagrams();
+    for (size_t i = 0; i < n; ++i) {
+      if (batch.too_large(i)) {
+        ++stats_.dropped_too_large;
+        continue;
+      }
+      std::span<const uint8_t> data = batch.data(i);
+      if (owner_.send_downstream(client_, data, local_)) {
+        ++counts_.datagrams_to_downstream;
+        counts_.bytes_to_downstream += data.size();
+      }
+      uint32_t limit = config_->udp.max_responses;
+      if (limit != 0 && ++responses_ >= limit) return close(CloseReason::kMaxResponses);
     }
-    auto data = std::span<const uint8_t>(buf.data(), static_cast<size_t>(n));
-    if (owner_.send_downstream(client_, data, local_)) {
-      ++counts_.datagrams_to_downstream;
-      counts_.bytes_to_downstream += data.size();
-    }
-    uint32_t limit = config_->udp.max_responses;
-    if (limit != 0 && ++responses_ >= limit) return close(CloseReason::kMaxResponses);
   }
 }
 

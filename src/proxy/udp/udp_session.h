@@ -19,6 +19,7 @@
 #include "proxy/access_log.h"
 #include "proxy/listener_config.h"
 #include "proxy/udp/datagram_socket.h"
+#include "proxy/udp/udp_offload.h"
 #include "proxy/udp/udp_stats.h"
 #include "upstream/cluster.h"
 
@@ -46,8 +47,9 @@ class SessionCallbacks {
   // wildcard-bound listener: the address the client sent to); false when it was dropped.
   virtual bool send_downstream(const net::Address& to, std::span<const uint8_t> data,
                                const PacketInfo& from) = 0;
-  // Scratch space for one datagram read from upstream (max_datagram_size + 1 bytes).
-  virtual std::span<uint8_t> scratch() = 0;
+  // Where a session reads its endpoint's datagrams (shared by the listener's sessions:
+  // what it holds is used before the next session reads).
+  virtual DatagramBatch& upstream_batch() = 0;
   // Where finished sessions are logged (null: nowhere).
   virtual AccessLog* access_log() = 0;
   // The session closed (already logged and counted): forget it.
@@ -66,11 +68,16 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   ~UdpSession() override;
 
   Status start();
-  // A datagram from the client (it may have come from a new port under session_key
-  // source_ip: answers go there from now on).
-  // `local`: where the client sent it (answers leave from there).
-  void from_downstream(const net::Address& client, std::span<const uint8_t> data,
-                       const PacketInfo& local);
+  // A datagram from the client is on its way (it may have come from a new port under
+  // session_key source_ip: answers go there from now on). `local`: where the client sent
+  // it (answers leave from there). The listener then queues it and hands the session all
+  // it queued from one read at once (send_upstream).
+  void from_downstream(const net::Address& client, const PacketInfo& local);
+  // Writes the client's datagrams of one read to the endpoint: one sendmmsg, runs of one
+  // size joined (GSO) when allowed.
+  void send_upstream(std::span<const std::span<const uint8_t>> datagrams);
+  // Datagrams queued by the listener and not yet handed over by send_upstream.
+  uint32_t& queued() { return queued_; }
   // udp.proxy_protocol: each datagram to the upstream starts with this header (the session
   // remakes it when the client's port changes).
   void set_listener_address(const net::Address& listener) { listener_ = listener; }
@@ -81,6 +88,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   void mark_upgraded() { upgraded_ = true; }
 
   const AddressKey& key() const { return key_; }
+  int upstream_fd() const { return upstream_.get(); }
   const net::Address& client() const { return client_; }
   bool closed() const { return closed_; }
 
@@ -114,6 +122,8 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   std::chrono::system_clock::time_point wall_start_;
   Counts counts_;
   uint32_t responses_ = 0;
+  uint32_t queued_ = 0;
+  GsoState gso_;
   bool registered_ = false;
   bool closed_ = false;
   bool upgraded_ = false;

@@ -13,7 +13,10 @@ namespace sluice::proxy::udp {
 #define SLUICE_UDP_DATAGRAMS_HELP "Datagrams proxied by UDP listeners."
 #define SLUICE_UDP_BYTES_HELP "Payload bytes proxied by UDP listeners."
 #define SLUICE_UDP_BATCHES_HELP \
-  "recvmmsg and sendmmsg calls on UDP listener sockets that moved at least one datagram."
+  "recvmmsg and sendmmsg calls on UDP listener and session sockets that moved a datagram."
+
+#define SLUICE_UDP_OFFLOAD_HELP \
+  "Datagrams UDP listeners received joined by the kernel (gro) or sent joined (gso)."
 
 // clang-format off
 #define SLUICE_UDP_PROXY_STATS(COUNTER, GAUGE, HISTOGRAM, COUNTERS, GAUGES)                        \
@@ -58,7 +61,11 @@ namespace sluice::proxy::udp {
   COUNTER(receive_batches, "sluice_udp_batches_total", "call=\"recvmmsg\"", "recvmmsg calls",      \
           SLUICE_UDP_BATCHES_HELP)                                                                 \
   COUNTER(send_batches, "sluice_udp_batches_total", "call=\"sendmmsg\"", "sendmmsg calls",         \
-          SLUICE_UDP_BATCHES_HELP)
+          SLUICE_UDP_BATCHES_HELP)                                                                 \
+  COUNTER(gro_datagrams, "sluice_udp_offload_datagrams_total", "offload=\"gro\"",                  \
+          "datagrams received joined (GRO)", SLUICE_UDP_OFFLOAD_HELP)                              \
+  COUNTER(gso_datagrams, "sluice_udp_offload_datagrams_total", "offload=\"gso\"",                  \
+          "datagrams sent joined (GSO)", SLUICE_UDP_OFFLOAD_HELP)
 // clang-format on
 
 struct UdpProxyStats {
