@@ -68,6 +68,10 @@ class Poller {
   virtual Status add(int fd, uint32_t interest, IoHandler* handler) = 0;
   virtual Status modify(int fd, uint32_t interest, IoHandler* handler) = 0;
   virtual void remove(int fd) = 0;
+  // remove() for a descriptor its owner closes right after and whose release may wait for
+  // the end of this loop iteration (a connection: its FIN or RST leaves then, not at once).
+  // Backends that pay a system call per removal batch these; by default, remove().
+  virtual void remove_closing(int fd) { remove(fd); }
   // Waits up to timeout_ms (-1: no limit) for readiness; returns how many are ready.
   virtual int wait(int timeout_ms) = 0;
   // Calls the handlers of what the last wait() found ready. A handler removed (or removed
