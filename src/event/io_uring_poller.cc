@@ -433,6 +433,7 @@ class IoUringPoller final : public Poller {
   }
 
   Backend backend() const override { return Backend::kIoUring; }
+  uint64_t gathered() const override { return harvests_; }
 
  private:
   // One per descriptor number, so kept at 24 bytes (as many as an idle TCP proxy session
@@ -693,6 +694,7 @@ class IoUringPoller final : public Poller {
   }
 
   void harvest() {
+    ++harvests_;
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -806,6 +808,7 @@ class IoUringPoller final : public Poller {
   // remove_closing()'s removals, queued for the next wait().
   std::vector<Ending> closing_;
   int closing_pending_ = 0;
+  uint64_t harvests_ = 0;  // gathered()
   io_uring ring_{};
   bool ready_to_use_ = false;
   bool enabled_ = false;

@@ -79,6 +79,11 @@ class Poller {
   // handlers check that their descriptor is still theirs.
   virtual void dispatch() = 0;
   virtual Backend backend() const = 0;
+  // How many times the backend has gathered readiness from the kernel so far, or 0 where it
+  // does not count. A handler that drained its descriptor after the latest gathering may
+  // ignore the other reports of the same batch: they were gathered before it drained.
+  // (io_uring may report a listening socket once per connection that arrived.)
+  virtual uint64_t gathered() const { return 0; }
 
   // Completion-based accept: the backend accepts connections on the listening socket `fd`
   // itself (io_uring: a multishot accept) and hands each to `handler`, in batches of what one
