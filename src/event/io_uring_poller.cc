@@ -18,7 +18,10 @@
 // completion queue, or posted while the kernel processes the removal — is dropped, even when
 // a new registration for the same fd number came meanwhile. A poll holds a reference to the
 // file, so the removal must reach the kernel before the socket is really released: a removal
-// is submitted at once (one syscall, as EPOLL_CTL_DEL), before the caller closes the fd.
+// is submitted at once (one syscall, as EPOLL_CTL_DEL), before the caller closes the fd;
+// remove_closing() (a connection's close) queues it instead, and the next wait() submits the
+// removals of the whole iteration with one syscall before it waits, so a closed connection's
+// socket is released at the end of the iteration rather than at once.
 //
 // Arming is deferred to wait(): an fd added and removed (and perhaps closed and reused)
 // before the next wait() never reaches the kernel under its old identity.
@@ -364,11 +367,53 @@ class IoUringPoller final : public Poller {
     if (was_acceptor) close_undelivered(fd);
   }
 
+  void remove_closing(int fd) override {
+    Slot* sp = live_slot(fd);
+    if (!sp) return;
+    Slot& s = *sp;
+    if (s.acceptor() || !enabled_ || !on_owner_thread()) return remove(fd);
+    int requests = 0;
+    if (s.armed) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
+      finish_internal(sqe);
+      ++requests;
+    }
+    if (s.recv_armed) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, encode(fd, s.generation, kRecvBit), 0);
+      finish_internal(sqe);
+      ++requests;
+    }
+    if (requests > 0) {
+      closing_.push_back(Ending{fd, s.generation, requests});
+      closing_pending_ += requests;
+    }
+    s.live = false;
+    s.armed = false;
+    s.recv_armed = false;
+    s.clear_handlers();
+    ++s.generation;
+  }
+
   int wait(int timeout_ms) override {
     if (!enabled_) {
       enable();
     } else if (!on_owner_thread()) {
       move_to_this_thread();
+    }
+    if (!closing_.empty()) {
+      // The iteration's closed connections: their removals go in now, and their requests'
+      // last completions (which drop the sockets) are awaited as remove() does, so that no
+      // socket waits for the next wake-up to be released. What that brings is served first.
+      submit_and_get_events();
+      for (int i = 0; closing_pending_ > 0 && i < 8 && on_owner_thread(); ++i) {
+        io_uring_get_events(&ring_);
+        harvest();
+      }
+      closing_.clear();
+      closing_pending_ = 0;
+      if (!ready_.empty()) timeout_ms = 0;
     }
     arm_queued();
     // Completions already harvested (a remove() or a full submission queue outside
@@ -427,6 +472,7 @@ class IoUringPoller final : public Poller {
   }
 
   Backend backend() const override { return Backend::kIoUring; }
+  uint64_t gathered() const override { return harvests_; }
 
  private:
   // One per descriptor number, so kept at 24 bytes (as many as an idle TCP proxy session
@@ -687,6 +733,7 @@ class IoUringPoller final : public Poller {
   }
 
   void harvest() {
+    ++harvests_;
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -704,6 +751,15 @@ class IoUringPoller final : public Poller {
     if (ending_.pending > 0 && !(flags & IORING_CQE_F_MORE) && static_cast<int>(fd) == ending_.fd &&
         generation == ending_.generation) {
       --ending_.pending;
+    }
+    if (closing_pending_ > 0 && !(flags & IORING_CQE_F_MORE)) {
+      for (Ending& e : closing_) {
+        if (e.pending > 0 && static_cast<size_t>(e.fd) == fd && e.generation == generation) {
+          --e.pending;
+          --closing_pending_;
+          break;
+        }
+      }
     }
     bool current = fd < slots_.size() && slots_[fd].live && slots_[fd].generation == generation;
     if (!current) {
@@ -788,6 +844,10 @@ class IoUringPoller final : public Poller {
     int pending = 0;
   };
   Ending ending_;
+  // remove_closing()'s removals, queued for the next wait().
+  std::vector<Ending> closing_;
+  int closing_pending_ = 0;
+  uint64_t harvests_ = 0;  // gathered()
   io_uring ring_{};
   bool ready_to_use_ = false;
   bool enabled_ = false;

@@ -68,6 +68,10 @@ class Poller {
   virtual Status add(int fd, uint32_t interest, IoHandler* handler) = 0;
   virtual Status modify(int fd, uint32_t interest, IoHandler* handler) = 0;
   virtual void remove(int fd) = 0;
+  // remove() for a descriptor its owner closes right after and whose release may wait for
+  // the end of this loop iteration (a connection: its FIN or RST leaves then, not at once).
+  // Backends that pay a system call per removal batch these; by default, remove().
+  virtual void remove_closing(int fd) { remove(fd); }
   // Waits up to timeout_ms (-1: no limit) for readiness; returns how many are ready.
   virtual int wait(int timeout_ms) = 0;
   // Calls the handlers of what the last wait() found ready. A handler removed (or removed
@@ -75,6 +79,11 @@ class Poller {
   // handlers check that their descriptor is still theirs.
   virtual void dispatch() = 0;
   virtual Backend backend() const = 0;
+  // How many times the backend has gathered readiness from the kernel so far, or 0 where it
+  // does not count. A handler that drained its descriptor after the latest gathering may
+  // ignore the other reports of the same batch: they were gathered before it drained.
+  // (io_uring may report a listening socket once per connection that arrived.)
+  virtual uint64_t gathered() const { return 0; }
 
   // Completion-based accept: the backend accepts connections on the listening socket `fd`
   // itself (io_uring: a multishot accept) and hands each to `handler`, in batches of what one

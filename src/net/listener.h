@@ -82,6 +82,8 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
   bool by_completion_ = false;        // the poller accepts (add_acceptor)
   bool resumed_log_pending_ = false;  // an exhaustion episode was logged, its end not yet
   uint64_t pauses_ = 0;
+  // The poller's gathered() when accept4() last said the queue was empty.
+  uint64_t drained_at_ = 0;
 };
 
 }  // namespace sluice::net

@@ -4,7 +4,7 @@
 #include <iterator>
 #include <vector>
 
-#include <fmt/format.h>
+#include <cstring>
 
 #include "base/random.h"
 #include "proxy/http/router.h"
@@ -105,15 +105,33 @@ std::string upstream_target(const Route& r, const MessageHead& request) {
   return target;
 }
 
+namespace {
+// Writes the low `digits` nibbles of v as lower-case hex at p; returns the end. (fmt's `{:x}`
+// costs about ten times as many instructions, once per request.)
+char* put_hex(char* p, uint64_t v, int digits) {
+  constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) p[i] = kHex[(v >> (4 * (digits - 1 - i))) & 0xf];
+  return p + digits;
+}
+}  // namespace
+
 std::string random_request_id(RandomSource random) {
   uint64_t a = random();
   uint64_t b = random();
   a = (a & 0xffffffffffff0fffull) | 0x0000000000004000ull;
   b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;
-  char buf[40];
-  auto end = fmt::format_to_n(buf, sizeof buf, "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32,
-                              (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffffffffffffull);
-  return std::string(buf, end.size);
+  // 8-4-4-4-12 hex digits (RFC 9562 §4)
+  char buf[36];
+  char* p = put_hex(buf, a >> 32, 8);
+  *p++ = '-';
+  p = put_hex(p, (a >> 16) & 0xffff, 4);
+  *p++ = '-';
+  p = put_hex(p, a & 0xffff, 4);
+  *p++ = '-';
+  p = put_hex(p, b >> 48, 4);
+  *p++ = '-';
+  p = put_hex(p, b, 12);
+  return std::string(buf, static_cast<size_t>(p - buf));
 }
 
 std::string next_traceparent(const std::string* incoming, RandomSource random) {
@@ -125,16 +143,24 @@ std::string next_traceparent(const std::string* incoming, RandomSource random) {
     if (v.substr(0, 3) == "00-" && v[35] == '-' && v[52] == '-' && lower_hex(v.substr(3, 32)) &&
         lower_hex(v.substr(36, 16)) && lower_hex(v.substr(53, 2)) &&
         v.substr(3, 32) != kZeroTrace && v.substr(36, 16) != kZeroParent) {
-      auto end = fmt::format_to_n(buf, sizeof buf, "00-{}-{:016x}-{}", v.substr(3, 32),
-                                  random() | 1, v.substr(53, 2));
-      return std::string(buf, end.size);
+      // The incoming trace id and flags, with a parent id of our own.
+      std::memcpy(buf, v.data(), 36);  // "00-" trace id "-"
+      char* p = put_hex(buf + 36, random() | 1, 16);
+      *p++ = '-';
+      std::memcpy(p, v.data() + 53, 2);
+      return std::string(buf, 55);
     }
   }
   uint64_t hi = random();
   uint64_t lo = random() | 1;
   uint64_t parent = random() | 1;
-  auto end = fmt::format_to_n(buf, sizeof buf, "00-{:016x}{:016x}-{:016x}-01", hi, lo, parent);
-  return std::string(buf, end.size);
+  std::memcpy(buf, "00-", 3);
+  char* p = put_hex(buf + 3, hi, 16);
+  p = put_hex(p, lo, 16);
+  *p++ = '-';
+  p = put_hex(p, parent, 16);
+  std::memcpy(p, "-01", 3);
+  return std::string(buf, 55);
 }
 
 void to_upstream(const Route& r, MessageHead& request, const DownstreamInfo& d, bool upgrade,

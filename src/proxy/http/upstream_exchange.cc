@@ -359,18 +359,22 @@ void UpstreamExchange::parse_response() {
       return;
     }
     switch (o) {
-      case Parser::Outcome::kNeedMore:
+      case Parser::Outcome::kNeedMore: {
         // A small read that left the response incomplete: the upstream may be holding the
         // rest until this is acknowledged (Nagle's algorithm against our delayed ACK).
-        if (!had_head && state_ == State::kReceivingBody && codec_.mid_message()) {
-          body_awaited_since_ = last_activity_;
-        }
-        if (got < net::kQuickAckReadBytes && codec_.mid_message() &&
-            cluster_.config().socket_options.quickack) {
+        bool ack_at_once = got < net::kQuickAckReadBytes && codec_.mid_message() &&
+                           cluster_.config().socket_options.quickack;
+        if (ack_at_once) {
           net::ack_now(c.fd());
           ++cluster_.stats().quick_acks;
         }
+        // Acknowledged at once, a late body is the upstream's own pace (or a busy machine's),
+        // not a delayed ACK: only a head left waiting for the kernel's timer starts the clock.
+        if (!had_head && !ack_at_once && state_ == State::kReceivingBody && codec_.mid_message()) {
+          body_awaited_since_ = last_activity_;
+        }
         return;
+      }
       case Parser::Outcome::kMessageComplete:
         if (response_complete_) return deliver_completion();
         codec_.resume_next();  // an interim (1xx) response: the final one follows

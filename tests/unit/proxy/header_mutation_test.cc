@@ -163,6 +163,23 @@ TEST(HeaderMutation, NewIdsAndDefaultHost) {
   EXPECT_NE(next_traceparent(&zero, counting_random).substr(3, 32), zero.substr(3, 32));
 }
 
+uint64_t fixed_random() {
+  thread_local int n = 0;
+  constexpr uint64_t kValues[] = {0x0123456789abcdefull, 0xfedcba9876543210ull,
+                                  0x00000000000000a0ull};
+  return kValues[n++ % 3];
+}
+
+// The ids, digit for digit: random bits in lower-case hex, a v4 UUID's version and variant.
+TEST(HeaderMutation, IdsExact) {
+  EXPECT_EQ(random_request_id(fixed_random), "01234567-89ab-4def-bedc-ba9876543210");
+  EXPECT_EQ(next_traceparent(nullptr, fixed_random),
+            "00-00000000000000a00123456789abcdef-fedcba9876543211-01");
+  std::string incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+  EXPECT_EQ(next_traceparent(&incoming, fixed_random),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00000000000000a1-00");
+}
+
 // A client's own x-forwarded-client-cert never reaches the upstream: on a cleartext
 // connection it is dropped, on a TLS one it is replaced by what the certificate proved, and
 // X-Forwarded-Proto says https.
