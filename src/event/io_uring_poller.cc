@@ -16,9 +16,11 @@
 // Descriptor reuse. A registration is named in user_data by (fd, generation); remove()
 // moves the fd's generation on, so a completion for a removed registration — already in the
 // completion queue, or posted while the kernel processes the removal — is dropped, even when
-// a new registration for the same fd number came meanwhile. A poll holds a reference to the
-// file, so the removal must reach the kernel before the socket is really released: a removal
-// is submitted at once (one syscall, as EPOLL_CTL_DEL), before the caller closes the fd.
+// a new registration for the same fd number came meanwhile. The removal itself (a
+// cancellation of that (fd, generation)) rides with the next wait()'s submission: closing a
+// connection costs no system call of its own. A poll holds a reference to the file, so the
+// socket is released at that wait; remove_and_release() (listeners) and an acceptor's
+// removal submit at once instead.
 //
 // Arming is deferred to wait(): an fd added and removed (and perhaps closed and reused)
 // before the next wait() never reaches the kernel under its old identity.
@@ -201,6 +203,7 @@ class IoUringPoller final : public Poller {
     }
     io_uring_queue_exit(&ring_);
     if (buffers_) ::munmap(buffers_, buffers_bytes());
+    for (char* old : retired_buffers_) ::munmap(old, buffers_bytes());
   }
   Status init() {
     Status s = init_ring(ring_, nullptr);
@@ -268,7 +271,7 @@ class IoUringPoller final : public Poller {
 
   void stop_acceptor(int fd) override {
     Slot* s = live_slot(fd);
-    if (!s || !s->acceptor()) return remove(fd);
+    if (!s || !s->acceptor()) return remove_and_release(fd);
     const uint32_t generation = s->generation;
     if (s->armed && enabled_ && on_owner_thread()) {
       // Cancel the multishot accept and wait for its last completion: every connection it
@@ -319,7 +322,13 @@ class IoUringPoller final : public Poller {
     return Status::ok();
   }
 
-  void remove(int fd) override {
+  void remove(int fd) override { remove_registration(fd, /*release_now=*/false); }
+  void remove_and_release(int fd) override { remove_registration(fd, /*release_now=*/true); }
+
+  // The cancellations are named by (fd, generation), so they end this registration only,
+  // whenever they reach the kernel; the generation moves on, so whatever the ended requests
+  // still post is dropped, even after the fd number was registered again.
+  void remove_registration(int fd, bool release_now) {
     Slot* sp = live_slot(fd);
     if (!sp) return;
     Slot& s = *sp;
@@ -338,18 +347,17 @@ class IoUringPoller final : public Poller {
       io_uring_prep_cancel64(sqe, encode(fd, s.generation, kRecvBit), 0);
       finish_internal(sqe);
     }
-    if (s.armed || s.recv_armed) {
-      // Submitted now, not with the next wait(): the request holds a reference to the file,
-      // and the caller's close() right after this must release the socket at once, as it
-      // does under epoll (a removed listener stops accepting before its worker says it is
-      // done). The kernel may finish the removal in task work of this thread: asking for
-      // events runs it. One syscall per removal, as epoll_ctl(EPOLL_CTL_DEL).
+    // Usually the cancellations ride with the next wait()'s submission: no system call
+    // here. Until then the request holds the file, so the caller's close() releases the
+    // socket only at that wait (within the loop iteration). A listening socket must stop
+    // accepting at once (a reload's removed listener, before its worker says it is done):
+    // its removal, and an accept's, is submitted now, and the loop asks the kernel until
+    // the requests' last completions came (they drop the file): a wake-up racing the
+    // cancellation can leave the end of the request to task work this thread runs only
+    // when it asks again.
+    if ((release_now || was_acceptor) && (s.armed || s.recv_armed)) {
       ending_ = Ending{fd, s.generation, (s.armed ? 1 : 0) + (s.recv_armed ? 1 : 0)};
       submit_and_get_events();
-      // A wake-up racing the cancellation (a connection arriving on a listener under load)
-      // can leave the end of the request to task work queued anew, which runs only when this
-      // thread asks again: ask until the last completions of the requests came (they drop
-      // the file), a few times at most.
       for (int i = 0; ending_.pending > 0 && i < 8 && enabled_ && on_owner_thread(); ++i) {
         io_uring_get_events(&ring_);
         harvest();
@@ -424,6 +432,7 @@ class IoUringPoller final : public Poller {
       s.handler->on_io(r.events);
     }
     ready_.clear();
+    moved_bytes_.clear();
   }
 
   Backend backend() const override { return Backend::kIoUring; }
@@ -477,6 +486,7 @@ class IoUringPoller final : public Poller {
     Kind kind = Kind::kPoll;
     int buffer = -1;  // a receiver's bytes: the provided buffer's id, and how many
     uint32_t size = 0;
+    int moved = -1;  // or their copy in moved_bytes_ (move_to_this_thread())
   };
 
   // A fresh registration for fd (an old one, of a descriptor closed without remove() and
@@ -511,10 +521,25 @@ class IoUringPoller final : public Poller {
   // A single-issuer ring refuses every thread but its owner. A loop run by another thread
   // than before (not done by sluice's own loops, each run by one thread) gets a new ring,
   // with every registration armed again: arming reports what is ready, so nothing is lost.
+  // The provided buffers were registered with the old ring: bytes already taken into them
+  // are copied out for their handlers, and the new ring gets buffers of its own when a
+  // receive is armed. The old mapping is kept until the poller goes (the old ring's
+  // teardown runs in the kernel after ours returns; nothing may be mapped at its addresses
+  // meanwhile).
   void move_to_this_thread() {
     harvest();  // what the old ring had already posted
     io_uring_queue_exit(&ring_);
     enabled_ = false;
+    if (buffers_) {
+      for (Ready& r : ready_) {
+        if (r.buffer < 0) continue;
+        r.moved = static_cast<int>(moved_bytes_.size());
+        moved_bytes_.emplace_back(buffer(r.buffer), r.size);
+        r.buffer = -1;
+      }
+      retired_buffers_.push_back(std::exchange(buffers_, nullptr));
+      buf_ring_ = nullptr;
+    }
     if (Status st = init_ring(ring_, nullptr); !st) {
       SLUICE_CHECK(false && "io_uring: no new ring for a loop moved to another thread");
     }
@@ -522,6 +547,7 @@ class IoUringPoller final : public Poller {
       Slot& s = slots_[fd];
       if (!s.live) continue;
       s.armed = false;
+      s.recv_armed = false;
       s.failed = false;
       queue_arm(static_cast<int>(fd), s);
     }
@@ -632,6 +658,11 @@ class IoUringPoller final : public Poller {
 
   void deliver_received(const Ready& r) {
     RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver();
+    if (r.moved >= 0) {
+      const std::string& bytes = moved_bytes_[static_cast<size_t>(r.moved)];
+      if (h) h->on_received(bytes.data(), bytes.size());
+      return;
+    }
     if (r.buffer >= 0) {
       // Given back only after the handler: any system call it makes may run the kernel's
       // pending receives, which would fill a buffer given back already.
@@ -794,6 +825,8 @@ class IoUringPoller final : public Poller {
   std::thread::id owner_;
   char* buffers_ = nullptr;  // the provided buffers' ring then the buffers (setup_buffers())
   io_uring_buf_ring* buf_ring_ = nullptr;
+  std::vector<char*> retired_buffers_;    // those of rings replaced by move_to_this_thread()
+  std::vector<std::string> moved_bytes_;  // bytes taken out of them, for ready_
   std::vector<Slot> slots_;  // by fd
   std::vector<int> arm_queue_;
   std::vector<Ready> ready_;
