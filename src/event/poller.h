@@ -67,11 +67,15 @@ class Poller {
   // is reported once. remove() must come before the descriptor is closed.
   virtual Status add(int fd, uint32_t interest, IoHandler* handler) = 0;
   virtual Status modify(int fd, uint32_t interest, IoHandler* handler) = 0;
+  // No handler of fd is called after this. The kernel may hold the open file until the
+  // loop's next wait() (io_uring: the poll's cancellation rides with that submission), so a
+  // close() right after it may release the socket only then: a connection's FIN goes out
+  // within the loop iteration, and the descriptor number may be reused at once.
   virtual void remove(int fd) = 0;
-  // remove() for a descriptor its owner closes right after and whose release may wait for
-  // the end of this loop iteration (a connection: its FIN or RST leaves then, not at once).
-  // Backends that pay a system call per removal batch these; by default, remove().
-  virtual void remove_closing(int fd) { remove(fd); }
+  // remove(), and the kernel has let go of the file when this returns: a close() right
+  // after it releases the socket at once (a listener that must stop accepting now, a port
+  // about to be bound again). Costs a system call on io_uring.
+  virtual void remove_and_release(int fd);
   // Waits up to timeout_ms (-1: no limit) for readiness; returns how many are ready.
   virtual int wait(int timeout_ms) = 0;
   // Calls the handlers of what the last wait() found ready. A handler removed (or removed

@@ -38,7 +38,7 @@ Status Connection::adopt_connecting(Fd fd, bool connected) {
 void Connection::close(bool reset) {
   loop_.cancel_iteration_end(this);
   if (!fd_.valid()) return;
-  loop_.poller().remove_closing(fd_.get());
+  loop_.poller().remove(fd_.get());
   // An orderly close says goodbye in the transport too (TLS close_notify).
   if (transport_ && !reset && out_.empty()) transport_->shutdown();
   if (reset) set_reset_on_close(fd_.get());

@@ -93,7 +93,7 @@ Listener::~Listener() {
   // and not handed over are closed by the poller.
   if (!fd_.valid()) return;
   resume_timer_.cancel();
-  loop_.poller().remove(fd_.get());
+  loop_.poller().remove_and_release(fd_.get());
   fd_.reset();
 }
 
@@ -150,7 +150,7 @@ void Listener::close() {
     // queued now that nothing waits here any more.
     if (!paused_) accept_backlog();
   } else {
-    loop_.poller().remove(fd_.get());
+    loop_.poller().remove_and_release(fd_.get());  // stops accepting at once
   }
   resume_timer_.cancel();
   fd_.reset();

@@ -277,20 +277,6 @@ TEST_P(PollerTest, DescriptorNumberReusedAfterCloseGoesToTheNewHandler) {
   ::close(fds[1]);
 }
 
-TEST_P(PollerTest, CloseTakesEffectOnceRemoved) {
-  // The poll must not keep the socket alive: right after remove and close, before the loop
-  // runs again, the peer sees EOF (a removed listener must stop accepting at once).
-  Pair p;
-  Recorder r;
-  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
-  settle();
-  poller().remove(p.a);
-  ::close(p.a);
-  p.a = -1;
-  char c;
-  EXPECT_EQ(::read(p.b, &c, 1), 0) << "EOF";
-}
-
 TEST_P(PollerTest, RegistrationsOutliveTheThreadThatFirstRanTheLoop) {
   // A worker's loop is built on one thread and run on another. io_uring cancels the polls a
   // thread submitted when that thread exits: the poller must arm them again, not go deaf.
@@ -438,6 +424,102 @@ uint16_t peer_port(int fd) {
   socklen_t len = sizeof a;
   EXPECT_EQ(getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
   return ntohs(a.sin_port);
+}
+
+TEST_P(PollerTest, CloseTakesEffectOnceRemovedAndReleased) {
+  // remove_and_release(): right after it and close, before the loop runs again, the peer
+  // sees EOF (a removed listener must stop accepting at once).
+  Pair p;
+  Recorder r;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  settle();
+  poller().remove_and_release(p.a);
+  ::close(p.a);
+  p.a = -1;
+  char c;
+  EXPECT_EQ(::read(p.b, &c, 1), 0) << "EOF";
+}
+
+TEST_P(PollerTest, ListenerRemovedAndReleasedRefusesConnectionsAtOnce) {
+  TcpListener l;
+  Recorder r;
+  ASSERT_TRUE(poller().add(l.fd, kReadable, &r).is_ok());
+  settle();
+  poller().remove_and_release(l.fd);
+  ::close(l.fd);
+  l.fd = -1;
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(::connect(c, reinterpret_cast<const sockaddr*>(&l.addr), sizeof l.addr), -1);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  ::close(c);
+}
+
+TEST_P(PollerTest, CloseTakesEffectByTheNextIteration) {
+  // remove(): the kernel may hold the socket until the loop's next wait, not longer.
+  Pair p;
+  Recorder r;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  settle();
+  poller().remove(p.a);
+  ::close(p.a);
+  p.a = -1;
+  loop_->run_until_idle();
+  ASSERT_TRUE(run_until([&] {
+    char c;
+    return ::read(p.b, &c, 1) == 0;  // EOF; -1 (EAGAIN) while the socket is held
+  }));
+  EXPECT_TRUE(r.calls.empty());
+}
+
+TEST_P(PollerTest, DescriptorClosedAndReusedByAHandlerInTheSameBatch) {
+  // A handler removes and closes its descriptor and registers a new one under the same
+  // number, in the batch that still holds reports for the old one (a second descriptor's
+  // handler runs after it): the new handler hears only of its own socket, the old never
+  // again, and the old socket is released.
+  auto first = std::make_unique<Pair>();
+  Pair other;
+  Recorder old_handler;
+  Recorder other_handler;
+  Recorder new_handler;
+  int new_peer = -1;
+  int new_fd = -1;
+  const int number = first->a;
+  old_handler.then = [&](uint32_t) {
+    if (new_fd >= 0) return;
+    poller().remove(first->a);
+    ::close(first->a);
+    first->a = -1;
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    new_fd = fds[0];
+    new_peer = fds[1];
+    ASSERT_EQ(new_fd, number) << "the lowest free number is reused";
+    ASSERT_TRUE(poller().add(new_fd, kReadable | kPeerClosed, &new_handler).is_ok());
+  };
+  ASSERT_TRUE(poller().add(first->a, kReadable | kPeerClosed, &old_handler).is_ok());
+  ASSERT_TRUE(poller().add(other.a, kReadable, &other_handler).is_ok());
+  settle();
+  send_byte(first->b);
+  send_byte(other.b);
+  ASSERT_TRUE(run_until([&] { return new_fd >= 0 && !other_handler.calls.empty(); }));
+  // The old socket goes: its peer sees EOF.
+  ASSERT_TRUE(run_until([&] {
+    char c;
+    return ::read(first->b, &c, 1) == 0;
+  }));
+  settle();
+  EXPECT_EQ(old_handler.calls.size(), 1u);
+  EXPECT_TRUE(new_handler.calls.empty()) << "nothing came for the new socket yet";
+  send_byte(new_peer);
+  ASSERT_TRUE(run_until([&] { return !new_handler.calls.empty(); }));
+  settle();
+  EXPECT_EQ(new_handler.all(), uint32_t{kReadable});
+  EXPECT_EQ(old_handler.calls.size(), 1u);
+  EXPECT_EQ(drain(new_fd), 1u);
+  poller().remove(new_fd);
+  ::close(new_fd);
+  ::close(new_peer);
 }
 
 TEST_P(PollerTest, AcceptorHandsOverEachConnection) {
@@ -661,6 +743,36 @@ TEST_P(PollerTest, ReceiverHandsOverTheBytesInOrderThenTheEnd) {
   settle();
   EXPECT_EQ(r.ends, 1) << "the end, once";
   EXPECT_TRUE(r.failures.empty());
+  poller().remove(p.a);
+}
+
+TEST_P(PollerTest, ReceiverOutlivesTheThreadThatFirstRanTheLoop) {
+  // As a poll registration: a loop run by another thread than before keeps receiving (a
+  // single-issuer ring is replaced then, and its provided buffers with it), and bytes
+  // already taken when it moved reach the handler in order.
+  Pair p;
+  RecvRecorder r;
+  if (!poller().add_receiver(p.a, &r).is_ok()) GTEST_SKIP() << "no completion-based receive";
+  send_all(p.b, "one");
+  std::thread first([&] { run_until([&] { return r.bytes.size() == 3; }); });
+  first.join();
+  ASSERT_EQ(r.bytes, "one");
+  send_all(p.b, "two");
+  std::thread second([&] {
+    // Bytes the kernel already received when the loop moves.
+    loop_->run_until_idle();
+  });
+  second.join();
+  std::string more = pattern(50000, 'k');  // more than one provided buffer holds
+  std::thread writer([&] { send_all(p.b, more); });
+  ASSERT_TRUE(run_until([&] { return r.bytes.size() == 6 + more.size(); }));
+  writer.join();
+  EXPECT_EQ(r.bytes.substr(0, 6), "onetwo");
+  EXPECT_EQ(r.bytes.substr(6), more);
+  EXPECT_TRUE(r.failures.empty());
+  EXPECT_EQ(r.ends, 0);
+  ASSERT_EQ(::shutdown(p.b, SHUT_WR), 0);
+  ASSERT_TRUE(run_until([&] { return r.ends == 1; }));
   poller().remove(p.a);
 }
 

@@ -1,0 +1,224 @@
+// The io_uring backend's requests that complete with more than readiness: multishot
+// accepts (Poller::add_acceptor) and multishot receives into provided buffers
+// (Poller::add_receiver).
+#include <liburing.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "event/io_uring_poller.h"
+
+namespace sluice::event {
+
+Status IoUringPoller::add_acceptor(int fd, AcceptHandler* handler) {
+  Slot* s = new_slot(fd);
+  if (!s) return Status::from_errno("io_uring accept", EBADF);
+  s->set(handler);
+  queue_arm(fd, *s);
+  return Status::ok();
+}
+
+Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
+  // Beside the poll of a registered fd, or alone.
+  Slot* s = live_slot(fd);
+  if (!s || s->receiver() || s->acceptor()) s = new_slot(fd);
+  if (!s) return Status::from_errno("io_uring recv", EBADF);
+  s->set(handler);
+  s->recv_ended = false;
+  queue_arm(fd, *s);
+  return Status::ok();
+}
+
+void IoUringPoller::resume_acceptor(int fd) {
+  Slot* s = live_slot(fd);
+  if (!s || !s->acceptor() || s->armed) return;
+  s->failed = false;
+  queue_arm(fd, *s);
+}
+
+void IoUringPoller::deliver_accepted(int fd) {
+  Slot* s = live_slot(fd);
+  if (!s || !s->acceptor()) return;
+  if (enabled_ && on_owner_thread()) {
+    // Completions the kernel holds for this loop (task work of this thread runs here).
+    io_uring_get_events(&ring_);
+    harvest();
+  }
+  const uint32_t generation = s->generation;
+  for (size_t i = 0; i < ready_.size(); ++i) {
+    Ready& r = ready_[i];
+    if (r.fd != fd || r.generation != generation || r.accepted < 0) continue;
+    int accepted = std::exchange(r.accepted, -1);
+    s = live_slot(fd);  // the handler may have removed it, or grown the table
+    if (!s || s->generation != generation) {
+      ::close(accepted);
+      continue;
+    }
+    s->acceptor()->on_accepted(accepted);
+  }
+}
+
+void IoUringPoller::stop_acceptor(int fd) {
+  Slot* s = live_slot(fd);
+  if (!s || !s->acceptor()) return remove_and_release(fd);
+  const uint32_t generation = s->generation;
+  if (s->armed && enabled_ && on_owner_thread()) {
+    // Cancel the multishot accept and wait for its last completion: every connection it
+    // accepted comes in a completion ahead of that one. remove() would close those that
+    // came during the cancellation; here they are handed over.
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, encode(fd, generation, kAcceptBit), 0);
+    finish_internal(sqe);
+    ending_ = Ending{fd, generation, 1};
+    submit_and_get_events();
+    // Bounded: the cancellation runs at once, or in task work of this thread that waiting
+    // runs.
+    for (int i = 0; ending_.pending > 0 && i < 200; ++i) {
+      __kernel_timespec ts{};
+      ts.tv_nsec = 5'000'000;
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      harvest();
+    }
+    // Not ended in time: remove() below cancels again and closes what comes after.
+    if (ending_.pending > 0) LOG_WARN("io_uring: the accept on fd {} did not end in time", fd);
+    ending_.pending = 0;
+  }
+  deliver_accepted(fd);
+  s = live_slot(fd);
+  if (s && s->generation == generation) remove(fd);
+}
+
+void IoUringPoller::arm_recv(int fd, Slot& s) {
+  if (!buffers_) {
+    if (Status st = setup_buffers(); !st) {
+      LOG_WARN("io_uring: no provided buffers for receives: {}", st.message());
+      s.recv_ended = true;
+      ready_.push_back({fd, s.generation, 0, -1, EOPNOTSUPP, Kind::kRecv});
+      return;
+    }
+  }
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+  io_uring_sqe_set_data64(sqe, encode(fd, s.generation, kRecvBit));
+  s.recv_armed = true;
+}
+
+Status IoUringPoller::setup_buffers() {
+  void* mem =
+      ::mmap(nullptr, buffers_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return Status::from_errno("mmap provided buffers", errno);
+  auto* br = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(br);
+  reg.ring_entries = kRecvBuffers;
+  reg.bgid = kBufferGroup;
+  if (int rc = io_uring_register_buf_ring(&ring_, &reg, 0); rc < 0) {
+    ::munmap(mem, buffers_bytes());
+    return Status::error(
+        fmt::format("io_uring_register_buf_ring: {} (needs Linux 5.19)", std::strerror(-rc)), -rc);
+  }
+  buffers_ = static_cast<char*>(mem);
+  buf_ring_ = br;
+  io_uring_buf_ring_init(buf_ring_);
+  for (unsigned i = 0; i < kRecvBuffers; ++i) {
+    io_uring_buf_ring_add(buf_ring_, buffer(static_cast<int>(i)), kRecvBufferSize,
+                          static_cast<uint16_t>(i), io_uring_buf_ring_mask(kRecvBuffers),
+                          static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(buf_ring_, kRecvBuffers);
+  return Status::ok();
+}
+
+size_t IoUringPoller::ring_bytes() {
+  size_t bytes = kRecvBuffers * sizeof(io_uring_buf);
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+char* IoUringPoller::buffer(int id) {
+  return buffers_ + ring_bytes() + static_cast<size_t>(id) * kRecvBufferSize;
+}
+
+void IoUringPoller::return_buffer(int id) {
+  io_uring_buf_ring_add(buf_ring_, buffer(id), kRecvBufferSize, static_cast<uint16_t>(id),
+                        io_uring_buf_ring_mask(kRecvBuffers), 0);
+  io_uring_buf_ring_advance(buf_ring_, 1);
+}
+
+void IoUringPoller::deliver_received(const Ready& r) {
+  RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver();
+  if (r.moved >= 0) {
+    const std::string& bytes = moved_bytes_[static_cast<size_t>(r.moved)];
+    if (h) h->on_received(bytes.data(), bytes.size());
+    return;
+  }
+  if (r.buffer >= 0) {
+    // Given back only after the handler: any system call it makes may run the kernel's
+    // pending receives, which would fill a buffer given back already.
+    if (h) h->on_received(buffer(r.buffer), r.size);
+    return_buffer(r.buffer);
+    return;
+  }
+  if (!h) return;
+  if (r.error != 0) {
+    h->on_receive_failed(r.error);
+  } else {
+    h->on_received(nullptr, 0);  // the peer's FIN
+  }
+}
+
+void IoUringPoller::close_undelivered(int fd) {
+  for (Ready& r : ready_) {
+    if (r.fd == fd && r.accepted >= 0) {
+      ::close(r.accepted);
+      r.accepted = -1;
+    }
+  }
+}
+
+void IoUringPoller::on_recv_completion(int fd, Slot& s, int res, unsigned flags) {
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    Ready r{fd, s.generation, 0, -1, 0, Kind::kRecv};
+    r.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+    r.size = static_cast<uint32_t>(res);
+    ready_.push_back(r);
+  }
+  if (flags & IORING_CQE_F_MORE) return;
+  s.recv_armed = false;
+  // The buffers ran out (they come back as handlers take their bytes), the kernel ended the
+  // request, or it simply stopped after data: receive again with the next wait().
+  if (res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EINTR) {
+    queue_arm(fd, s);
+    return;
+  }
+  s.recv_ended = true;
+  ready_.push_back({fd, s.generation, 0, -1, res < 0 ? -res : 0, Kind::kRecv});
+}
+
+void IoUringPoller::on_accept_completion(int fd, Slot& s, int res, unsigned flags) {
+  if (res >= 0) ready_.push_back({fd, s.generation, 0, res, 0, Kind::kAccept});
+  if (flags & IORING_CQE_F_MORE) return;
+  s.armed = false;
+  // Any failure ends a multishot accept. A connection that went away before it was taken,
+  // a signal or the kernel ending the request: accept again. Out of descriptors or
+  // memory: the handler pauses and resumes (the connection waits in the backlog).
+  int err = res < 0 ? -res : 0;
+  if (err == 0 || err == ECANCELED || err == EINTR || err == ECONNABORTED || err == EPROTO ||
+      err == EPERM || err == EAGAIN) {
+    queue_arm(fd, s);
+    return;
+  }
+  s.failed = true;
+  ready_.push_back({fd, s.generation, 0, -1, err, Kind::kAccept});
+}
+
+}  // namespace sluice::event

@@ -1,0 +1,187 @@
+// The io_uring backend of the Poller (io_uring_poller.cc: registrations, the poll loop;
+// io_uring_completions.cc: accepts and receives by completion; io_uring_ring.cc: ring setup
+// and the probe). Internal to src/event: callers see only poller.h.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "event/poller.h"
+
+namespace sluice::event {
+
+// user_data of removals and updates: their completions (only failures are posted) say
+// nothing a registration needs.
+constexpr uint64_t kInternal = ~uint64_t{0};
+
+// user_data: the top bits say which request of a registration it is (a poll's results are
+// masks, a multishot accept's descriptors, a multishot recv's byte counts), then the fd (30
+// bits) and the registration's generation.
+constexpr uint64_t kAcceptBit = uint64_t{1} << 63;
+constexpr uint64_t kRecvBit = uint64_t{1} << 62;
+constexpr uint64_t kKindBits = kAcceptBit | kRecvBit;
+
+inline uint64_t encode(int fd, uint32_t generation, uint64_t kind = 0) {
+  return kind | (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) | generation;
+}
+
+// The provided-buffer ring that multishot receives fill: shared by every socket of a loop,
+// so a socket holds a buffer only while its bytes wait for their handler (within one loop
+// iteration). 256 x 4 KiB = 1 MiB per loop, whatever the number of connections; a burst
+// that takes them all ends the receives that find none (ENOBUFS), which are armed again
+// once the handlers gave the buffers back.
+constexpr unsigned kRecvBuffers = 256;  // a power of two
+constexpr size_t kRecvBufferSize = 4096;
+constexpr uint16_t kBufferGroup = 0;
+
+class IoUringPoller final : public Poller {
+ public:
+  IoUringPoller() = default;
+  ~IoUringPoller() override;
+  Status init();
+  Status add(int fd, uint32_t interest, IoHandler* handler) override;
+  Status add_acceptor(int fd, AcceptHandler* handler) override;
+  Status add_receiver(int fd, RecvHandler* handler) override;
+  void resume_acceptor(int fd) override;
+  void deliver_accepted(int fd) override;
+  void stop_acceptor(int fd) override;
+  Status modify(int fd, uint32_t interest, IoHandler* handler) override;
+  void remove(int fd) override { remove_registration(fd, /*release_now=*/false); }
+  void remove_and_release(int fd) override { remove_registration(fd, /*release_now=*/true); }
+
+  int wait(int timeout_ms) override;
+  void dispatch() override;
+  Backend backend() const override { return Backend::kIoUring; }
+  uint64_t gathered() const override { return harvests_; }
+
+ private:
+  // The cancellations are named by (fd, generation), so they end this registration only,
+  // whenever they reach the kernel; the generation moves on, so whatever the ended requests
+  // still post is dropped, even after the fd number was registered again.
+  void remove_registration(int fd, bool release_now);
+  // One per descriptor number, so kept at 24 bytes (as many as an idle TCP proxy session
+  // has descriptors): an acceptor or a receiver shares one pointer, told apart by `role`.
+  enum class Role : uint8_t { kNone, kAcceptor, kReceiver };
+  struct Slot {
+    IoHandler* handler = nullptr;  // a poll (add)
+    // A multishot accept (instead of a poll) or a multishot recv (beside a poll or alone).
+    void* completion_handler = nullptr;
+    uint32_t generation = 0;
+    uint8_t interest = 0;  // IoEvent bits
+    Role role = Role::kNone;
+    bool live : 1 = false;
+    bool armed : 1 = false;  // the kernel has (or is about to get) this generation's poll or accept
+    bool recv_armed : 1 = false;  // ... its recv
+    bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
+    bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
+    bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
+
+    AcceptHandler* acceptor() const {
+      return role == Role::kAcceptor ? static_cast<AcceptHandler*>(completion_handler) : nullptr;
+    }
+    RecvHandler* receiver() const {
+      return role == Role::kReceiver ? static_cast<RecvHandler*>(completion_handler) : nullptr;
+    }
+    void set(AcceptHandler* h) {
+      role = Role::kAcceptor;
+      completion_handler = h;
+    }
+    void set(RecvHandler* h) {
+      role = Role::kReceiver;
+      completion_handler = h;
+    }
+    void clear_handlers() {
+      handler = nullptr;
+      completion_handler = nullptr;
+      role = Role::kNone;
+    }
+  };
+  static_assert(sizeof(Slot) <= 24);
+  enum class Kind : uint8_t { kPoll, kAccept, kRecv };
+  struct Ready {
+    int fd;
+    uint32_t generation;
+    uint32_t events;
+    int accepted = -1;  // an acceptor's new connection
+    int error = 0;      // an acceptor's or receiver's failure (errno)
+    Kind kind = Kind::kPoll;
+    int buffer = -1;  // a receiver's bytes: the provided buffer's id, and how many
+    uint32_t size = 0;
+    int moved = -1;  // or their copy in moved_bytes_ (move_to_this_thread())
+  };
+
+  // A fresh registration for fd (an old one, of a descriptor closed without remove() and
+  // reused, goes first: epoll forgets it on close; here the request still holds the file).
+  Slot* new_slot(int fd);
+  Slot* live_slot(int fd);
+
+  // A single-issuer ring belongs to the thread that enables it: the one that runs the loop.
+  void enable();
+
+  // A single-issuer ring refuses every thread but its owner. A loop run by another thread
+  // than before (not done by sluice's own loops, each run by one thread) gets a new ring,
+  // with every registration armed again: arming reports what is ready, so nothing is lost.
+  // The provided buffers were registered with the old ring: bytes already taken into them
+  // are copied out for their handlers, and the new ring gets buffers of its own when a
+  // receive is armed. The old mapping is kept until the poller goes (the old ring's
+  // teardown runs in the kernel after ours returns; nothing may be mapped at its addresses
+  // meanwhile).
+  void move_to_this_thread();
+  bool on_owner_thread() const;
+  void queue_arm(int fd, Slot& s);
+  void arm_queued();
+  void arm_recv(int fd, Slot& s);
+
+  // The buffer ring, set up by hand: liburing 2.3 has io_uring_register_buf_ring() but not
+  // the io_uring_setup_buf_ring() helper. The ring of descriptors and the buffers are one
+  // anonymous mapping (page-aligned, as the kernel requires of the ring); pages the kernel
+  // never writes into cost nothing.
+  Status setup_buffers();
+  static size_t ring_bytes();
+  static size_t buffers_bytes() { return ring_bytes() + kRecvBuffers * kRecvBufferSize; }
+  char* buffer(int id);
+
+  // Gives a provided buffer back to the kernel once its bytes were handed over.
+  void return_buffer(int id);
+  void deliver_received(const Ready& r);
+
+  // Accepted connections of fd's removed acceptor that no handler will take.
+  void close_undelivered(int fd);
+  void finish_internal(io_uring_sqe* sqe);
+  void submit_and_get_events();
+
+  // A free submission entry; when the queue is full, what it holds is submitted first.
+  io_uring_sqe* get_sqe();
+  void harvest();
+  void on_completion(uint64_t user_data, int res, unsigned flags);
+  void on_recv_completion(int fd, Slot& s, int res, unsigned flags);
+  void on_accept_completion(int fd, Slot& s, int res, unsigned flags);
+
+  // The requests remove() waits to see end.
+  struct Ending {
+    int fd = -1;
+    uint32_t generation = 0;
+    int pending = 0;
+  };
+  Ending ending_;
+  io_uring ring_{};
+  bool ready_to_use_ = false;
+  bool enabled_ = false;
+  std::thread::id owner_;
+  char* buffers_ = nullptr;  // the provided buffers' ring then the buffers (setup_buffers())
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  std::vector<char*> retired_buffers_;    // those of rings replaced by move_to_this_thread()
+  std::vector<std::string> moved_bytes_;  // bytes taken out of them, for ready_
+  std::vector<Slot> slots_;               // by fd
+  std::vector<int> arm_queue_;
+  std::vector<Ready> ready_;
+  uint64_t harvests_ = 0;  // gathered(): how many times the completion queue was harvested
+};
+
+}  // namespace sluice::event
