@@ -5,16 +5,21 @@
 //
 // States: kStarting until the first range read; then a watch from the read's revision + 1,
 // with progress notifications asked for. Every event or notification moves the revision on;
-// a watch that shows neither for `watch_timeout` is taken as dead and made again. When a
+// a watch that shows neither for `watch_timeout` is taken as dead and made again. Until its
+// first message (connect, request, the gateway's "created" answer) a watch has only
+// kCallTimeout, so a member that died silently is left in seconds, not after a whole bound. When a
 // call fails (connect, reset, error answer) the next etcd endpoint is tried after a backoff
 // (100 ms doubling to 5 s), and the watch resumes from the last revision seen, so no update
 // is lost; a resume the server has compacted past re-reads the whole prefix and applies the
 // difference. An invalid or expired auth token is renewed (authenticate) and the call made
 // again. While etcd cannot be reached the last good set stays (kStale): a partition never
-// empties a pool. Changes within kBatchWindow are applied as one set. Main thread only.
+// empties a pool. Changes within kBatchWindow are applied as one set; a value is parsed once,
+// when it arrives, so a batch costs the keys' count, not a re-parse of every value. Main
+// thread only.
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +66,9 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   void fail(const std::string& why);
   void retry_now();
   void on_watch_message(const std::string& line);
+  struct Entry;
+  // The key's new value (a put): parsed here, once; an invalid one is logged and counted now.
+  Entry parse_entry(const std::string& key, std::string value);
   void apply(bool now);
   void set_state(upstream::SourceState s);
   std::string auth_header() const;
@@ -83,7 +91,14 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   Duration backoff_ = kMinBackoff;
   std::string token_;
   bool token_retried_ = false;
-  std::map<std::string, std::string> kvs_;  // key -> value, under the prefix
+  // One key under the prefix: its value and what it describes (nullopt: not an endpoint).
+  struct Entry {
+    std::string value;
+    std::optional<upstream::EndpointConfig> endpoint;
+    std::string address;  // endpoint's address as text (the key of the duplicate check)
+  };
+  std::map<std::string, Entry> kvs_;
+  bool watch_created_ = false;  // the watch in flight has had its first message
   int64_t revision_ = 0;                    // the last revision seen (0: none yet)
   bool synced_once_ = false;
   bool stopped_ = true;

@@ -10,6 +10,8 @@ started by the test on loopback ports with a data dir of its own.
   and the update is not lost;
 - etcd paused (SIGSTOP) longer than watch_timeout: the silent watch is taken as dead
   (logged), the last set still serves; resumed, a change made then is followed;
+- a member that accepts but never answers is left after one call bound (5 s), not after the
+  watch's 60 s: connecting and the watch's first answer have their own short bound;
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -227,6 +229,35 @@ def case_paused_etcd_is_a_dead_watch():
     hu.stop_and_check(sl)
 
 
+def case_silent_member_is_left_quickly():
+    """A member that accepts connections but never answers (a host gone silent behind a live
+    listen queue) costs the watch one call bound (5 s), not its whole watch_timeout (60 s)."""
+    be = AnyLoopback()
+    etcd = Etcd()
+    silent, _ = harness.free_port_holder()
+    silent.listen(16)  # connects complete in the kernel; nobody accepts or answers
+    silent_address = "127.0.0.1:%d" % silent.getsockname()[1]
+    a, b = ("127.0.36.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    c = etcd_cluster(etcd, watch_timeout="60s")
+    c["etcd"]["endpoints"] = [etcd.address, silent_address]
+    sl, ap = start([c], workers=2)
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.36.1", "")
+    mark = sl.line_count()
+    # etcd goes away: the next member in turn is the silent one.
+    etcd.kill()
+    line = "cluster app: etcd %s: no answer in 5s; keeping the last 1 endpoints, trying again" % silent_address
+    found = sl.wait_log(line, 20, mark)
+    check(found, "log: '%s'" % line, hu.log_tail(sl))
+    etcd.start()
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1}, 20)
+    check(got == {a: 1, b: 1}, "back on the live member well within watch_timeout: the change is followed",
+          repr(got))
+    silent.close()
+    hu.stop_and_check(sl)
+
+
 def case_etcd_down_at_start():
     be = AnyLoopback()
     a = "127.0.34.1:%d" % be.port
@@ -310,5 +341,6 @@ def case_auth():
 
 if __name__ == "__main__":
     harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
-                       case_paused_etcd_is_a_dead_watch, case_etcd_down_at_start,
+                       case_paused_etcd_is_a_dead_watch, case_silent_member_is_left_quickly,
+                       case_etcd_down_at_start,
                        case_compaction_rereads, case_auth])
