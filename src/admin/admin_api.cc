@@ -287,6 +287,10 @@ void register_admin_api(AdminServer& server, AdminContext context) {
       respond(AdminResponse{status, "application/json", render_reload_json(o)});
     });
   });
+  server.handle_sync("/registration", [ctx](const AdminRequest&) {
+    if (!ctx->registration) return text(404, "no registration: block in the configuration\n");
+    return json(ctx->registration());
+  });
   server.handle_sync("/bgp", [ctx](const AdminRequest&) {
     if (!ctx->bgp) return text(404, "no bgp: block in the configuration\n");
     return json(ctx->bgp());

@@ -86,6 +86,8 @@ struct AdminContext {
   std::function<void(std::function<void(UpgradeOutcome)> done)> upgrade;
   // GET /bgp: the speaker's sessions and prefixes (null: no `bgp:` block, 404).
   std::function<std::string()> bgp;
+  // GET /registration: sluice's own key in etcd (null: no `registration:` block, 404).
+  std::function<std::string()> registration;
 };
 
 // Registers every endpoint above on `server`.

@@ -335,6 +335,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<event::LoopStats>();
   x.declare<bgp::PeerStats>();
   x.declare<bgp::PrefixStats>();
+  x.declare<upstream::RegistrationStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -418,6 +419,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   }
   for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
   for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
+  if (in.registration) x.put(*in.registration, "");
 }
 
 }  // namespace
@@ -533,6 +535,7 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
   for (const auto& [prefix, s] : in.bgp_prefixes) {
     lines.push_back("bgp prefix " + prefix + ": " + summary(s));
   }
+  if (in.registration) lines.push_back("registration: " + summary(*in.registration));
   return lines;
 }
 

@@ -413,24 +413,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
       MapReader e(r, m.get("etcd"), m.path("etcd"),
                   {"endpoints", "prefix", "username", "password", "watch_timeout"});
       if (e.ok()) {
-        if (e.require("endpoints")) {
-          YAML::Node list = e.get("endpoints");
-          if (!list.IsSequence() || list.size() == 0) {
-            r.error(list, e.path("endpoints"),
-                    "expected a list of addresses such as 127.0.0.1:2379");
-          } else {
-            for (size_t i = 0; i < list.size(); ++i) {
-              std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
-              auto a = net::Address::parse(text);
-              if (!a || a->port() == 0) {
-                r.error(list[i], fmt::format("{}[{}]", e.path("endpoints"), i),
-                        fmt::format("'{}': expected IP:PORT such as 127.0.0.1:2379", text));
-                continue;
-              }
-              c->etcd.endpoints.push_back(*a);
-            }
-          }
-        }
+        read_etcd_endpoints(r, e, c->etcd.endpoints);
         if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
         e.read_string("username", c->etcd.username);
         e.read_string("password", c->etcd.password);

@@ -85,5 +85,4 @@ std::string string_field(const nlohmann::json& j, const char* name) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-
 }  // namespace sluice::discovery

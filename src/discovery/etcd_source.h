@@ -19,8 +19,8 @@
 #pragma once
 
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -99,7 +99,7 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   };
   std::map<std::string, Entry> kvs_;
   bool watch_created_ = false;  // the watch in flight has had its first message
-  int64_t revision_ = 0;                    // the last revision seen (0: none yet)
+  int64_t revision_ = 0;        // the last revision seen (0: none yet)
   bool synced_once_ = false;
   bool stopped_ = true;
   std::string last_failure_;

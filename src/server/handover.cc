@@ -153,6 +153,10 @@ Status send_handover(int sock, const Handover& h) {
     }
     if (Status s = send_packet(sock, fmt::format("tickets {} {}", name, hex), {}); !s) return s;
   }
+  if (h.registration_lease > 0) {
+    std::string line = fmt::format("registration {}", h.registration_lease);
+    if (Status s = send_packet(sock, line, {}); !s) return s;
+  }
   if (h.admin && !h.admin->fds.empty()) {
     std::string line = fmt::format("admin {} 1", h.admin->address.to_string());
     if (Status s = send_packet(sock, line, {h.admin->fds.front().get()}); !s) return s;
@@ -252,6 +256,13 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
         keys.push_back(k);
       }
       h.ticket_keys[name] = std::move(keys);
+      continue;
+    }
+    if (line->rfind("registration ", 0) == 0) {
+      std::string kind;
+      if (!(in >> kind >> h.registration_lease) || h.registration_lease <= 0 || !fds.empty()) {
+        return Status::error(fmt::format("hand-over: unexpected '{}'", *line));
+      }
       continue;
     }
     if (line->rfind("admin ", 0) == 0) {
