@@ -16,6 +16,7 @@ EtcdRegistration::EtcdRegistration(event::Loop& loop, const RegistrationConfig& 
       step_timer_(loop.timers(), [this] { retry_now(); }),
       call_timer_(loop.timers(),
                   [this] { fail(fmt::format("no answer in {}", format_duration(kCallTimeout))); }) {
+  tls_ = make_call_tls(config_.tls, &tls_error_);
   transition(RegistrationState::kIdle);
 }
 
@@ -113,7 +114,8 @@ void EtcdRegistration::begin(const std::string& path, const std::string& body) {
   status_ = 0;
   body_.clear();
   oversized_ = false;
-  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this));
+  if (!tls_error_.empty()) return fail(tls_error_);
+  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this), tls_);
   call_timer_.arm_at(loop_.now() + kCallTimeout);
   http_->post(config_.endpoints[endpoint_], path, body, "");
 }

@@ -70,6 +70,9 @@ class EtcdRegistration final : private HttpCallCallbacks {
   event::Loop& loop_;
   RegistrationConfig config_;
   std::unique_ptr<HttpCall> http_;
+  // With `tls:`: the client context (made once, from the files), or why it could not be.
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string tls_error_;
   int status_ = 0;
   std::string body_;
   bool oversized_ = false;

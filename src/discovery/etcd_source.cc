@@ -58,6 +58,7 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
                                       with_token ? "; authenticating again" : ""));
                    }),
       batch_timer_(loop.timers(), [this] { apply(true); }) {
+  tls_ = make_call_tls(config_.tls, &tls_error_);
   set_state(upstream::SourceState::kStarting);
 }
 
@@ -118,7 +119,8 @@ void EtcdSource::begin(Call call, const std::string& path, const std::string& bo
   call_ = call;
   status_ = 0;
   body_.clear();
-  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this));
+  if (!tls_error_.empty()) return fail(tls_error_);
+  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this), tls_);
   // A watch has the whole watch_timeout only once it is created (on_watch_message): until
   // then connecting and the first answer have the bound of any call, so a member that went
   // away without a reset is left quickly.

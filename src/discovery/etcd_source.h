@@ -84,6 +84,9 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   OnUpdate on_update_;
   std::string key_b64_, range_end_b64_;
   std::unique_ptr<HttpCall> http_;
+  // With `tls:`: the client context (made once, from the files), or why it could not be.
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string tls_error_;
   Call call_ = Call::kNone;
   int status_ = 0;
   std::string body_;     // the answer so far (range, authenticate), or the watch's partial line

@@ -10,6 +10,7 @@ ConfigIssues RegistrationConfig::validate() const {
   // etcd grants no lease shorter than its own minimum (about 2 s by default) and sluice renews
   // at a third of the TTL: below 3 s a renewal could not be late once.
   c.check_duration("ttl", ttl, std::chrono::seconds(3), std::chrono::hours(24));
+  if (tls) c.nested("tls", tls->validate());
   return c.take();
 }
 

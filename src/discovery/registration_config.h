@@ -3,12 +3,14 @@
 // (config/config.cc); validate() holds the rules about its values.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/units.h"
 #include "base/validation.h"
 #include "net/address.h"
+#include "tls/config.h"
 
 namespace sluice::discovery {
 
@@ -20,6 +22,7 @@ struct RegistrationConfig {
   std::string value;
   // The lease's time to live: the key goes this long after sluice stops renewing it.
   Duration ttl = std::chrono::seconds(10);
+  std::optional<tls::ClientConfig> tls;  // HTTPS to the members; absent: plain HTTP
 
   ConfigIssues validate() const;
   bool operator==(const RegistrationConfig&) const = default;

@@ -60,6 +60,9 @@ struct EtcdSourceConfig {
   // A watch that shows neither an event nor a progress notification for this long is made
   // again (set etcd's --experimental-watch-progress-notify-interval below it).
   Duration watch_timeout = std::chrono::seconds(60);
+  // HTTPS to the members (a CA to verify them, a client certificate when they ask for one);
+  // absent: plain HTTP.
+  std::optional<tls::ClientConfig> tls;
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 

@@ -12,6 +12,9 @@ started by the test on loopback ports with a data dir of its own.
   (logged), the last set still serves; resumed, a change made then is followed;
 - a member that accepts but never answers is left after one call bound (5 s), not after the
   watch's 60 s: connecting and the watch's first answer have their own short bound;
+- TLS: etcd with a certificate of a CA the test makes (openssl) and client certificates
+  required: sluice reads and watches with its client certificate; a cluster told to trust
+  another CA refuses the member and lists nothing;
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -38,7 +41,7 @@ from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 from test_metrics import scrape  # noqa: E402
 from test_endpoint_drain import start  # noqa: E402
-from test_file_discovery import AnyLoopback, spread, wait_listed, listed  # noqa: E402
+from test_file_discovery import AnyLoopback, spread, wait_listed, listed, admin_json  # noqa: E402
 
 PREFIX = "/services/app/"
 
@@ -52,7 +55,7 @@ def free_port():
 class Etcd:
     """One etcd member on 127.0.0.1 (client and peer ports chosen once, kept across restarts)."""
 
-    def __init__(self, client_port=None, start=True):
+    def __init__(self, client_port=None, start=True, pki=None):
         if not shutil.which("etcd"):
             raise harness.Skip("etcd is not installed (scripts/bootstrap installs etcd-server)")
         self.dir = tempfile.mkdtemp(prefix="sluice-etcd-")
@@ -60,19 +63,30 @@ class Etcd:
         self.address = "127.0.0.1:%d" % self.client_port
         self.proc = None
         self.token = None
+        # With a Pki: HTTPS on the client port, and clients must show a certificate of its CA.
+        self.pki = pki
+        self.ssl = None
+        if pki:
+            import ssl
+            self.ssl = ssl.create_default_context(cafile=pki.ca)
+            self.ssl.load_cert_chain(pki.client_cert, pki.client_key)
         harness.register_cleanup(self.kill)
         if start:
             self.start()
 
     def start(self):
-        url = "http://127.0.0.1:%d" % self.client_port
+        url = "%s://127.0.0.1:%d" % ("https" if self.pki else "http", self.client_port)
         peer = "http://127.0.0.1:%d" % self.peer_port
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        tls = []
+        if self.pki:
+            tls = ["--cert-file", self.pki.server_cert, "--key-file", self.pki.server_key,
+                   "--trusted-ca-file", self.pki.ca, "--client-cert-auth"]
         self.proc = subprocess.Popen(
             ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
              "--listen-client-urls", url, "--advertise-client-urls", url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"],
+             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"] + tls,
             stdout=self.log, stderr=self.log, preexec_fn=harness.die_with_parent)
         self.token = None
         ok = harness.wait_until(lambda: self._healthy(), 20, 0.05)
@@ -83,17 +97,20 @@ class Etcd:
         try:
             self.call("/v3/kv/range", {"key": b64("health")})
             return True
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as e:
+            if e.code == 503:
+                return False  # up, not serving yet
             return True  # it answers (with auth on, a request without a token is refused)
         except Exception:
             return False
 
     def call(self, path, body):
-        req = urllib.request.Request("http://%s%s" % (self.address, path), data=json.dumps(body).encode(),
+        scheme = "https" if self.pki else "http"
+        req = urllib.request.Request("%s://%s%s" % (scheme, self.address, path), data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         if self.token:
             req.add_header("Authorization", self.token)
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=self.ssl) as r:
             return json.loads(r.read())
 
     def put(self, key, value):
@@ -111,6 +128,48 @@ class Etcd:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class Pki:
+    """A CA, a server certificate for 127.0.0.1 (an IP SAN) and a client certificate, made with
+    the openssl CLI in a directory of their own."""
+
+    def __init__(self):
+        if not shutil.which("openssl"):
+            raise harness.Skip("the openssl command is not installed")
+        self.dir = tempfile.mkdtemp(prefix="sluice-etcd-pki-")
+        harness.register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.ca, self.ca_key = self._path("ca.pem"), self._path("ca.key")
+        self._run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=sluice test etcd CA",
+                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        # clientAuth too: etcd's gateway calls its own gRPC server with this certificate.
+        self.server_cert, self.server_key = self._leaf("server", "subjectAltName=IP:127.0.0.1\n"
+                                                       "extendedKeyUsage=serverAuth,clientAuth")
+        self.client_cert, self.client_key = self._leaf("client", "extendedKeyUsage=clientAuth")
+        # A certificate of another CA: etcd refuses it.
+        self.other_ca = self._path("other.pem")
+        self._run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", self._path("other.key"), "-out", self.other_ca, "-days", "2", "-subj", "/CN=other"])
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _run(self, args):
+        r = subprocess.run(["openssl"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=30)
+        if r.returncode != 0:
+            raise harness.CheckFailed_with("openssl %s" % args[0], r.stdout)
+
+    def _leaf(self, name, ext):
+        cert, key, csr = self._path(name + ".pem"), self._path(name + ".key"), self._path(name + ".csr")
+        with open(self._path(name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        self._run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", key, "-out", csr, "-subj", "/CN=" + name])
+        self._run(["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+                   "-out", cert, "-days", "2", "-extfile", self._path(name + ".ext")])
+        return cert, key
 
 
 def b64(s):
@@ -258,6 +317,31 @@ def case_silent_member_is_left_quickly():
     hu.stop_and_check(sl)
 
 
+def case_tls_with_client_certificates():
+    be = AnyLoopback()
+    pki = Pki()
+    etcd = Etcd(pki=pki)
+    a, b = ("127.0.37.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    tls = {"ca": pki.ca, "certificate_chain": pki.client_cert, "private_key": pki.client_key}
+    good = etcd_cluster(etcd, tls=tls)
+    # The same member, verified against another CA: refused, and said so.
+    bad = etcd_cluster(etcd, tls=dict(tls, ca=pki.other_ca))
+    bad["name"] = "other"
+    sl, ap = start([good, bad], workers=2)
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "over TLS with a client certificate: listed 127.0.37.1", "")
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1})
+    check(got == {a: 1, b: 1}, "the watch over TLS follows a put", repr(got))
+    check(spread(sl.port("web"), 10) == {"127.0.37.1": 5, "127.0.37.2": 5}, "10 requests split 5:5", "")
+    other = [c for c in admin_json(ap, "/clusters", quiet=True) if c["name"] == "other"][0]
+    check(other["source"]["state"] == "stale" and other["source"]["endpoints"] == 0 and not other["endpoints"],
+          "a cluster that does not trust etcd's certificate lists nothing (stale)", repr(other))
+    check(sl.find_lines("cluster other: etcd %s: " % etcd.address), "log: cluster other's TLS failure",
+          hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
 def case_etcd_down_at_start():
     be = AnyLoopback()
     a = "127.0.34.1:%d" % be.port
@@ -342,5 +426,6 @@ def case_auth():
 if __name__ == "__main__":
     harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
                        case_paused_etcd_is_a_dead_watch, case_silent_member_is_left_quickly,
+                       case_tls_with_client_certificates,
                        case_etcd_down_at_start,
                        case_compaction_rereads, case_auth])
