@@ -99,7 +99,13 @@ void HttpCall::on_read_closed() {
 }
 
 void HttpCall::on_error(int err) {
-  if (!finished_) done(net::error_text(err));
+  if (finished_) return;
+  // A failed handshake says why (a certificate not verified, a client certificate refused).
+  const net::Transport* t = conn_ ? conn_->transport() : nullptr;
+  if (t && !t->established() && !t->failure().empty()) {
+    return done(fmt::format("TLS: {}", t->failure()));
+  }
+  done(net::error_text(err));
 }
 
 bool HttpCall::on_head(http::MessageHead& head) {

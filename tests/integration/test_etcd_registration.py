@@ -10,6 +10,7 @@ by the test on loopback ports:
 - etcd stopped for longer than the TTL and started again: the key is back, sluice registered;
 - sluice cut off (stopped) while etcd runs, past the TTL: the lease expires and the key goes;
   once sluice runs again it hears the lease is gone, grants a new one and puts the key again;
+- over TLS with a client certificate (etcd requiring one): put, kept alive, revoked;
 - a binary upgrade (POST /upgrade): the new process keeps the same lease alive (the old one does
   not revoke it), past several TTLs; SIGTERM to the new one removes the key.
 """
@@ -24,7 +25,7 @@ import harness  # noqa: E402
 from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 from http_backend import HttpBackend  # noqa: E402
-from test_etcd_discovery import Etcd, b64  # noqa: E402
+from test_etcd_discovery import Etcd, Pki, b64  # noqa: E402
 from test_endpoint_drain import admin_config, ADMIN_RE  # noqa: E402
 from test_metrics import scrape  # noqa: E402
 import test_upgrade as up  # noqa: E402
@@ -42,13 +43,15 @@ def registered(etcd, key=KEY):
     return base64.b64decode(kvs[0].get("value", "")).decode(), int(kvs[0].get("lease", "0"))
 
 
-def config(etcd, backend, ttl="3s"):
+def config(etcd, backend, ttl="3s", tls=None):
     reg = {"endpoints": [etcd.address], "key": KEY, "address": "127.0.40.1:8080", "ttl": ttl}
+    if tls:
+        reg["tls"] = tls
     return admin_config([hu.cluster("app", [backend])], extra={"registration": reg})
 
 
-def start(etcd, backend, ttl="3s"):
-    sl = up.start_sluice(config(etcd, backend, ttl))
+def start(etcd, backend, ttl="3s", tls=None):
+    sl = up.start_sluice(config(etcd, backend, ttl, tls))
     line = sl.wait_log(ADMIN_RE, 5)
     if not line:
         raise harness.CheckFailed_with("no 'admin listening on' line", sl.stderr_text())
@@ -190,6 +193,19 @@ def case_lease_expired_while_cut_off():
     hu.stop_and_check(sl)
 
 
+def case_over_tls_with_a_client_certificate():
+    be = HttpBackend("a")
+    pki = Pki()
+    etcd = Etcd(pki=pki)
+    sl, ap = start(etcd, be, tls={"ca": pki.ca, "certificate_chain": pki.client_cert,
+                                  "private_key": pki.client_key})
+    lease = wait_registered(etcd, ap)
+    check(harness.wait_until(lambda: view(ap)["keepalives"] >= 2, 10), "keepalives over TLS", repr(view(ap)))
+    hu.stop_and_check(sl)
+    check(registered(etcd) is None, "SIGTERM: lease %x revoked over TLS, the key is gone" % lease,
+          repr(registered(etcd)))
+
+
 def case_upgrade_keeps_the_lease():
     be = HttpBackend("a")
     etcd = Etcd()
@@ -223,4 +239,5 @@ if __name__ == "__main__":
     atexit.register(up.kill_all_sluice)
     harness.run_cases([case_put_once_ready_and_revoked_before_draining, case_revoked_lease_is_granted_again,
                        case_etcd_down_past_the_ttl, case_lease_expired_while_cut_off,
+                       case_over_tls_with_a_client_certificate,
                        case_upgrade_keeps_the_lease])
