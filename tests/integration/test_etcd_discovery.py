@@ -55,7 +55,7 @@ def free_port():
 class Etcd:
     """One etcd member on 127.0.0.1 (client and peer ports chosen once, kept across restarts)."""
 
-    def __init__(self, client_port=None, start=True, pki=None):
+    def __init__(self, client_port=None, start=True, pki=None, side_door=False):
         if not shutil.which("etcd"):
             raise harness.Skip("etcd is not installed (scripts/bootstrap installs etcd-server)")
         self.dir = tempfile.mkdtemp(prefix="sluice-etcd-")
@@ -63,6 +63,9 @@ class Etcd:
         self.address = "127.0.0.1:%d" % self.client_port
         self.proc = None
         self.token = None
+        # side_door: a second client URL on 127.0.0.2 that the test's own calls use, so that
+        # a partition of the first (sluice's) leaves the test able to write.
+        self.side = "127.0.0.2:%d" % free_port() if side_door else None
         # With a Pki: HTTPS on the client port, and clients must show a certificate of its CA.
         self.pki = pki
         self.ssl = None
@@ -84,7 +87,8 @@ class Etcd:
                    "--trusted-ca-file", self.pki.ca, "--client-cert-auth"]
         self.proc = subprocess.Popen(
             ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
-             "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-client-urls", url + (",http://" + self.side if self.side else ""),
+             "--advertise-client-urls", url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"] + tls,
             stdout=self.log, stderr=self.log, preexec_fn=harness.die_with_parent)
@@ -106,7 +110,7 @@ class Etcd:
 
     def call(self, path, body):
         scheme = "https" if self.pki else "http"
-        req = urllib.request.Request("%s://%s%s" % (scheme, self.address, path), data=json.dumps(body).encode(),
+        req = urllib.request.Request("%s://%s%s" % (scheme, self.side or self.address, path), data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         if self.token:
             req.add_header("Authorization", self.token)
