@@ -411,13 +411,15 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   if (c->type == Type::kEtcd) {
     if (m.require("etcd")) {
       MapReader e(r, m.get("etcd"), m.path("etcd"),
-                  {"endpoints", "prefix", "username", "password", "watch_timeout", "tls"});
+                  {"endpoints", "prefix", "username", "password", "watch_timeout", "tls",
+                   "max_staleness"});
       if (e.ok()) {
         read_etcd_endpoints(r, e, c->etcd.endpoints);
         if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
         e.read_string("username", c->etcd.username);
         e.read_string("password", c->etcd.password);
         e.read_duration("watch_timeout", c->etcd.watch_timeout);
+        e.read_duration("max_staleness", c->etcd.max_staleness);
         if (e.has("tls")) {
           c->etcd.tls.emplace();
           read_client_tls(r, e.get("tls"), e.path("tls"), *c->etcd.tls);

@@ -34,6 +34,9 @@ class EndpointSource {
   virtual std::string target() const = 0;
   virtual upstream::SourceState state() const = 0;
   virtual const upstream::SourceStats& stats() const = 0;
+  // Why sluice should say not-ready on this source's account (stale past a configured bound),
+  // though it still serves its last good set; "" when there is no such reason.
+  virtual std::string staleness_problem() const { return {}; }
 };
 
 }  // namespace sluice::discovery

@@ -77,7 +77,30 @@ std::string EtcdSource::target() const {
   return s;
 }
 
+const upstream::SourceStats& EtcdSource::stats() const {
+  stats_.stale_ns =
+      state_ == upstream::SourceState::kSynced
+          ? 0
+          : static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(loop_.now() - stale_since_)
+                    .count());
+  return stats_;
+}
+
+std::string EtcdSource::staleness_problem() const {
+  if (config_.max_staleness == Duration{} || state_ == upstream::SourceState::kSynced) return {};
+  Duration stale = loop_.now() - stale_since_;
+  if (stale <= config_.max_staleness) return {};
+  return fmt::format("cluster {}: etcd not reached for {} (max_staleness {})", cluster_,
+                     format_duration(std::chrono::duration_cast<std::chrono::seconds>(stale)),
+                     format_duration(config_.max_staleness));
+}
+
 void EtcdSource::set_state(upstream::SourceState s) {
+  if (s != upstream::SourceState::kSynced && (state_ == upstream::SourceState::kSynced ||
+                                              stale_since_ == MonoTime{})) {
+    stale_since_ = loop_.now();
+  }
   state_ = s;
   stats_.set_state(s);
 }

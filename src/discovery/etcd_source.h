@@ -53,7 +53,10 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   const char* kind() const override { return "etcd"; }
   std::string target() const override;
   upstream::SourceState state() const override { return state_; }
-  const upstream::SourceStats& stats() const override { return stats_; }
+  // (stale_ns is worked out from the loop's clock when asked.)
+  const upstream::SourceStats& stats() const override;
+  // Stale for longer than max_staleness (0: never): why sluice is not ready; "" otherwise.
+  std::string staleness_problem() const override;
 
  private:
   enum class Call { kNone, kAuth, kRange, kWatch };
@@ -110,7 +113,8 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   event::Timer watch_timer_;  // the dead-watch bound, or kCallTimeout for other calls
   event::Timer batch_timer_;
   upstream::SourceState state_ = upstream::SourceState::kStarting;
-  upstream::SourceStats stats_;
+  MonoTime stale_since_{};  // when the source last left kSynced (or started, never synced)
+  mutable upstream::SourceStats stats_;
 };
 
 }  // namespace sluice::discovery

@@ -117,4 +117,12 @@ void Sources::check_first_round() {
   fn();
 }
 
+std::string Sources::staleness_problem() const {
+  for (const auto& e : entries_) {
+    if (!e.source) continue;
+    if (std::string why = e.source->staleness_problem(); !why.empty()) return why;
+  }
+  return {};
+}
+
 }  // namespace sluice::discovery

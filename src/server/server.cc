@@ -322,6 +322,7 @@ Status Server::start_admin() {
   };
   if (bgp_) context.bgp = [this] { return bgp_->render_json(); };
   if (config_->registration) context.registration = [this] { return registration_json(); };
+  context.not_ready = [this] { return sources_ ? sources_->staleness_problem() : std::string(); };
   context.gather = [this](admin::GatherScope scope,
                           std::function<void(admin::MetricsInput&)> render) {
     gather(scope, std::move(render));

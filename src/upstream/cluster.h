@@ -63,6 +63,9 @@ struct EtcdSourceConfig {
   // HTTPS to the members (a CA to verify them, a client certificate when they ask for one);
   // absent: plain HTTP.
   std::optional<tls::ClientConfig> tls;
+  // Stale (etcd not reached) for longer than this: /ready says 503 while the last good set
+  // still serves, so an orchestrator can tell. 0: never.
+  Duration max_staleness{};
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 

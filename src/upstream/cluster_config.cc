@@ -247,6 +247,10 @@ ConfigIssues ClusterConfig::validate() const {
     c.check_duration("etcd.watch_timeout", etcd.watch_timeout, std::chrono::seconds(1),
                      std::chrono::hours(1));
     if (etcd.tls) c.nested("etcd.tls", etcd.tls->validate());
+    if (etcd.max_staleness != Duration{}) {
+      c.check_duration("etcd.max_staleness", etcd.max_staleness, std::chrono::seconds(1),
+                       std::chrono::hours(24));
+    }
     if (!endpoints.empty() || !dns_targets.empty()) {
       c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");
     }

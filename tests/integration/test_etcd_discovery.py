@@ -15,6 +15,8 @@ started by the test on loopback ports with a data dir of its own.
 - TLS: etcd with a certificate of a CA the test makes (openssl) and client certificates
   required: sluice reads and watches with its client certificate; a cluster told to trust
   another CA refuses the member and lists nothing;
+- max_staleness: etcd down for longer than it makes /ready 503 with the reason while the last
+  set still serves; the staleness gauge grows; etcd back, /ready 200 and the gauge 0;
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -27,6 +29,7 @@ started by the test on loopback ports with a data dir of its own.
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -347,6 +350,45 @@ def case_tls_with_client_certificates():
     hu.stop_and_check(sl)
 
 
+def case_max_staleness():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a = "127.0.39.1:%d" % be.port
+    etcd.put(PREFIX + "a", {"address": a})
+    sl, ap = start([etcd_cluster(etcd, max_staleness="2s")], workers=2)
+    port = sl.port("web")
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.39.1", "")
+
+    def ready():
+        r = hu.request_once(ap, "GET", "/ready", host="admin", timeout=5)
+        return r.status, r.body.decode()
+    check(ready() == (200, "ready\n"), "synced: /ready 200", repr(ready()))
+    check(scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd") == 0,
+          "synced: sluice_discovery_stale_seconds 0", "")
+    etcd.kill()
+    check(harness.wait_until(lambda: source(ap)["state"] == "stale", 10), "etcd down: the source is stale", "")
+    # Stale for less than 2 s: still ready; past it, 503 with the reason, and still serving.
+    pattern = re.compile(r"^not ready: cluster app: etcd not reached for (\d+)s \(max_staleness 2s\)\n$")
+    got = [None]
+
+    def unready():
+        got[0] = ready()
+        m = pattern.match(got[0][1])
+        return got[0][0] == 503 and m is not None and int(m.group(1)) >= 2
+    check(harness.wait_until(unready, 15, 0.05),
+          "stale past max_staleness: /ready 503 'not ready: cluster app: etcd not reached for Ns "
+          "(max_staleness 2s)', N >= 2", repr(got[0]))
+    stale = scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd")
+    check(stale is not None and stale >= 2, "sluice_discovery_stale_seconds >= 2 (%r)" % stale, "")
+    check(spread(port, 10) == {"127.0.39.1": 10}, "not ready, still serving: 10 requests to 127.0.39.1", "")
+    etcd.start()
+    check(harness.wait_until(lambda: ready() == (200, "ready\n"), 15), "etcd back: /ready 200 again",
+          repr(ready()))
+    check(scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd") == 0,
+          "synced again: sluice_discovery_stale_seconds 0", "")
+    hu.stop_and_check(sl)
+
+
 def case_etcd_down_at_start():
     be = AnyLoopback()
     a = "127.0.34.1:%d" % be.port
@@ -431,6 +473,6 @@ def case_auth():
 if __name__ == "__main__":
     harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
                        case_paused_etcd_is_a_dead_watch, case_silent_member_is_left_quickly,
-                       case_tls_with_client_certificates,
+                       case_tls_with_client_certificates, case_max_staleness,
                        case_etcd_down_at_start,
                        case_compaction_rereads, case_auth])
