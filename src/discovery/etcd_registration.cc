@@ -140,7 +140,9 @@ void EtcdRegistration::on_call_done(const std::string& error) {
   call_timer_.cancel();
   if (state_ == RegistrationState::kRevoking) {
     cancel_call();
-    if (!error.empty() || status_ != 200) {
+    // A lease etcd no longer has (it expired meanwhile) took its key with it: nothing to say.
+    bool gone = body_.find("lease not found") != std::string::npos;
+    if (!gone && (!error.empty() || status_ != 200)) {
       LOG_WARN("registration: revoking lease {:x} on {}: {}; it expires by its TTL", lease_,
                endpoint(), error.empty() ? fmt::format("status {}", status_) : error);
     }
