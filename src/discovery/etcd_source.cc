@@ -97,16 +97,30 @@ std::string EtcdSource::staleness_problem() const {
 }
 
 void EtcdSource::set_state(upstream::SourceState s) {
-  if (s != upstream::SourceState::kSynced && (state_ == upstream::SourceState::kSynced ||
-                                              stale_since_ == MonoTime{})) {
+  if (s != upstream::SourceState::kSynced &&
+      (state_ == upstream::SourceState::kSynced || stale_since_ == MonoTime{})) {
     stale_since_ = loop_.now();
   }
   state_ = s;
   stats_.set_state(s);
 }
 
+bool EtcdSource::first_round_done() const {
+  if (config_.initial_fetch_timeout == Duration{})
+    return state_ != upstream::SourceState::kStarting;
+  if (synced_once_ || gave_up_first_fetch_) return true;
+  if (loop_.now() < started_at_ + config_.initial_fetch_timeout) return false;
+  gave_up_first_fetch_ = true;
+  LOG_ERROR(
+      "cluster {}: no endpoints from etcd within initial_fetch_timeout {}; going on "
+      "without them (still trying)",
+      cluster_, format_duration(config_.initial_fetch_timeout));
+  return true;
+}
+
 void EtcdSource::start() {
   stopped_ = false;
+  started_at_ = loop_.now();
   retry_now();
 }
 

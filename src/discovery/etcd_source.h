@@ -57,6 +57,7 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   const upstream::SourceStats& stats() const override;
   // Stale for longer than max_staleness (0: never): why sluice is not ready; "" otherwise.
   std::string staleness_problem() const override;
+  bool first_round_done() const override;
 
  private:
   enum class Call { kNone, kAuth, kRange, kWatch };
@@ -113,6 +114,8 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   event::Timer watch_timer_;  // the dead-watch bound, or kCallTimeout for other calls
   event::Timer batch_timer_;
   upstream::SourceState state_ = upstream::SourceState::kStarting;
+  MonoTime started_at_{};
+  mutable bool gave_up_first_fetch_ = false;  // initial_fetch_timeout ran out (logged once)
   MonoTime stale_since_{};  // when the source last left kSynced (or started, never synced)
   mutable upstream::SourceStats stats_;
 };

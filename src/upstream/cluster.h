@@ -66,6 +66,9 @@ struct EtcdSourceConfig {
   // Stale (etcd not reached) for longer than this: /ready says 503 while the last good set
   // still serves, so an orchestrator can tell. 0: never.
   Duration max_staleness{};
+  // Startup waits this long for a first good read (retrying meanwhile) before it goes on
+  // without the cluster's endpoints. 0: it waits for the first attempt only, good or not.
+  Duration initial_fetch_timeout{};
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 

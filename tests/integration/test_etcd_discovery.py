@@ -17,6 +17,8 @@ started by the test on loopback ports with a data dir of its own.
   another CA refuses the member and lists nothing;
 - max_staleness: etcd down for longer than it makes /ready 503 with the reason while the last
   set still serves; the staleness gauge grows; etcd back, /ready 200 and the gauge 0;
+- initial_fetch_timeout: startup waits for a first good read, retrying; past it, sluice goes on
+  without the cluster's endpoints (logged, 503);
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -408,6 +410,32 @@ def case_etcd_down_at_start():
     hu.stop_and_check(sl)
 
 
+def case_initial_fetch_timeout():
+    # etcd never answers: startup waits initial_fetch_timeout (retrying), then goes on without
+    # the cluster's endpoints.
+    etcd = Etcd(start=False)
+    sl, ap = start([etcd_cluster(etcd, initial_fetch_timeout="2s")], workers=2)
+    refused = line_index(sl, "cluster app: etcd %s: connection refused; no endpoints yet, trying again"
+                         % etcd.address)
+    line = ("cluster app: no endpoints from etcd within initial_fetch_timeout 2s; going on without them "
+            "(still trying)")
+    gave_up, ready = line_index(sl, line), line_index(sl, "sluice ready")
+    check(refused is not None and gave_up is not None and ready is not None and refused < gave_up < ready,
+          "log: refused, '%s', then ready (lines %r < %r < %r)" % (line, refused, gave_up, ready), hu.log_tail(sl))
+    check(source(ap)["failures"] >= 3, "startup retried while it waited (%d failures)" % source(ap)["failures"],
+          repr(source(ap)))
+    r = hu.request_once(sl.port("web"), "GET", "/x")
+    check(r.status == 503, "without the endpoints: 503", r.describe())
+    hu.stop_and_check(sl)
+
+
+def line_index(sl, text):
+    for i, line in enumerate(list(sl.lines)):
+        if text in line:
+            return i
+    return None
+
+
 def case_compaction_rereads():
     be = AnyLoopback()
     etcd = Etcd()
@@ -475,4 +503,4 @@ if __name__ == "__main__":
                        case_paused_etcd_is_a_dead_watch, case_silent_member_is_left_quickly,
                        case_tls_with_client_certificates, case_max_staleness,
                        case_etcd_down_at_start,
-                       case_compaction_rereads, case_auth])
+                       case_initial_fetch_timeout, case_compaction_rereads, case_auth])
