@@ -250,7 +250,14 @@ void register_admin_api(AdminServer& server, AdminContext context) {
   auto ctx = std::make_shared<const AdminContext>(std::move(context));
   server.handle_sync("/live", [](const AdminRequest&) { return text(200, "live\n"); });
   server.handle_sync("/ready", [ctx](const AdminRequest&) {
-    return ready_response(ctx->lifecycle->state(), ctx->lifecycle->replaced());
+    AdminResponse r = ready_response(ctx->lifecycle->state(), ctx->lifecycle->replaced());
+    if (r.status == 200 && ctx->not_ready) {
+      // Still serving (the last good endpoints): only /ready says so, for the orchestrator.
+      if (std::string why = ctx->not_ready(); !why.empty()) {
+        return text(503, fmt::format("not ready: {}\n", why));
+      }
+    }
+    return r;
   });
   server.handle_sync("/clusters/", [ctx](const AdminRequest& req) {
     ConfigView view = ctx->view();
@@ -288,6 +295,10 @@ void register_admin_api(AdminServer& server, AdminContext context) {
       int status = o.result == ReloadOutcome::Result::kFailed ? 400 : 200;
       respond(AdminResponse{status, "application/json", render_reload_json(o)});
     });
+  });
+  server.handle_sync("/registration", [ctx](const AdminRequest&) {
+    if (!ctx->registration) return text(404, "no registration: block in the configuration\n");
+    return json(ctx->registration());
   });
   server.handle_sync("/bgp", [ctx](const AdminRequest&) {
     if (!ctx->bgp) return text(404, "no bgp: block in the configuration\n");

@@ -86,6 +86,11 @@ struct AdminContext {
   std::function<void(std::function<void(UpgradeOutcome)> done)> upgrade;
   // GET /bgp: the speaker's sessions and prefixes (null: no `bgp:` block, 404).
   std::function<std::string()> bgp;
+  // Why a ready sluice should answer /ready 503 all the same (an endpoint source stale past
+  // its max_staleness); "" or null: no such reason.
+  std::function<std::string()> not_ready;
+  // GET /registration: sluice's own key in etcd (null: no `registration:` block, 404).
+  std::function<std::string()> registration;
 };
 
 // Registers every endpoint above on `server`.

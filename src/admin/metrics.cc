@@ -337,6 +337,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   x.declare<bgp::PeerStats>();
   x.declare<bgp::PrefixStats>();
   x.declare<DashboardEventStats>();
+  x.declare<upstream::RegistrationStats>();
 
   for (const auto& [name, n] : in.active_connections) {
     x.put(ListenerGauges{.connections_active = n}, label("listener", name));
@@ -421,6 +422,7 @@ void expose(const MetricsInput& in, Exposition& x) {
   for (const auto& [peer, s] : in.bgp_peers) x.put(s, label("peer", peer));
   for (const auto& [prefix, s] : in.bgp_prefixes) x.put(s, label("prefix", prefix));
   x.put(in.dashboard_events, "");
+  if (in.registration) x.put(*in.registration, "");
 }
 
 }  // namespace
@@ -524,6 +526,7 @@ std::vector<std::string> exit_summary(const MetricsInput& in) {
       in.dashboard_events.refused_draining) {
     lines.push_back("dashboard events: " + summary(in.dashboard_events));
   }
+  if (in.registration) lines.push_back("registration: " + summary(*in.registration));
   return lines;
 }
 

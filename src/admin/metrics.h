@@ -24,6 +24,7 @@
 #include "tls/stats.h"
 #include "upstream/cluster.h"
 #include "upstream/health/health_manager.h"
+#include "upstream/registration_stats.h"
 #include "upstream/source_stats.h"
 
 namespace sluice::admin {
@@ -149,6 +150,8 @@ struct MetricsInput {
   // The BGP speaker's sessions (by peer address) and prefixes; empty without `bgp:`.
   std::vector<std::pair<std::string, bgp::PeerStats>> bgp_peers;
   std::vector<std::pair<std::string, bgp::PrefixStats>> bgp_prefixes;
+  // sluice's own registration in etcd; empty without `registration:`.
+  std::optional<upstream::RegistrationStats> registration;
   // The endpoint source of each cluster that has one (type: file), by cluster name.
   struct Source {
     std::string kind;    // "file"

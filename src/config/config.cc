@@ -47,7 +47,7 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   auto cfg = std::make_shared<Config>();
   MapReader top(r, root, "",
                 {"workers", "log_level", "drain_timeout", "ready_timeout", "admin", "dns", "event",
-                 "listeners", "clusters", "bgp"});
+                 "listeners", "clusters", "bgp", "registration"});
   if (!top.ok()) return cfg;
   if (top.has("workers")) {
     top.read_uint("workers", cfg->workers);
@@ -94,6 +94,9 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
     }
   }
   if (top.has("bgp")) cfg->bgp = read_bgp(r, top.get("bgp"));
+  if (top.has("registration")) {
+    cfg->registration = read_registration(r, top.get("registration"));
+  }
   if (top.has("clusters")) {
     YAML::Node list = top.get("clusters");
     if (!list.IsSequence()) {
@@ -251,6 +254,7 @@ ConfigIssues Config::validate() const {
               fmt::format("not used: no listener or route names cluster '{}'", clusters[i]->name));
   }
 
+  if (registration) c.nested("registration", registration->validate());
   if (bgp) {
     c.nested("bgp", bgp->validate());
     for (size_t i = 0; i < bgp->announce.size(); ++i) {

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "bgp/config.h"
+#include "discovery/registration_config.h"
 #include "dns/resolver.h"
 #include "event/backend.h"
 #include "proxy/listener_config.h"
@@ -42,6 +43,8 @@ struct Config {
   std::vector<std::shared_ptr<const upstream::ClusterConfig>> clusters;
   // The BGP speaker (bgp/speaker.h); absent: none. Read at startup only.
   std::shared_ptr<const bgp::BgpConfig> bgp;
+  // sluice's own key in etcd while it is ready; absent: none. Read at startup only.
+  std::shared_ptr<const discovery::RegistrationConfig> registration;
 
   const upstream::ClusterConfig* find_cluster(std::string_view name) const;
 

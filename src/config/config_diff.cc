@@ -754,6 +754,10 @@ void diff_settings(Report& report, const Config& a, const Config& b) {
   if (!(a.bgp == b.bgp || (a.bgp && b.bgp && *a.bgp == *b.bgp))) {
     add("bgp: cannot change in place (needs a restart or a binary upgrade)");
   }
+  if (!(a.registration == b.registration ||
+        (a.registration && b.registration && *a.registration == *b.registration))) {
+    add("registration: cannot change in place (needs a restart or a binary upgrade)");
+  }
   if (a.log_level != b.log_level) {
     add(fmt::format("log_level {} -> {} ({})", show(a.log_level), show(b.log_level), kAtOnce));
   }

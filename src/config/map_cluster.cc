@@ -411,30 +411,20 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   if (c->type == Type::kEtcd) {
     if (m.require("etcd")) {
       MapReader e(r, m.get("etcd"), m.path("etcd"),
-                  {"endpoints", "prefix", "username", "password", "watch_timeout"});
+                  {"endpoints", "prefix", "username", "password", "watch_timeout", "tls",
+                   "max_staleness", "initial_fetch_timeout"});
       if (e.ok()) {
-        if (e.require("endpoints")) {
-          YAML::Node list = e.get("endpoints");
-          if (!list.IsSequence() || list.size() == 0) {
-            r.error(list, e.path("endpoints"),
-                    "expected a list of addresses such as 127.0.0.1:2379");
-          } else {
-            for (size_t i = 0; i < list.size(); ++i) {
-              std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
-              auto a = net::Address::parse(text);
-              if (!a || a->port() == 0) {
-                r.error(list[i], fmt::format("{}[{}]", e.path("endpoints"), i),
-                        fmt::format("'{}': expected IP:PORT such as 127.0.0.1:2379", text));
-                continue;
-              }
-              c->etcd.endpoints.push_back(*a);
-            }
-          }
-        }
+        read_etcd_endpoints(r, e, c->etcd.endpoints);
         if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
         e.read_string("username", c->etcd.username);
         e.read_string("password", c->etcd.password);
         e.read_duration("watch_timeout", c->etcd.watch_timeout);
+        e.read_duration("max_staleness", c->etcd.max_staleness);
+        e.read_duration("initial_fetch_timeout", c->etcd.initial_fetch_timeout);
+        if (e.has("tls")) {
+          c->etcd.tls.emplace();
+          read_client_tls(r, e.get("tls"), e.path("tls"), *c->etcd.tls);
+        }
       }
     }
     if (m.has("endpoints")) {

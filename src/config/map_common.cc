@@ -102,4 +102,23 @@ int read_choice(YamlReader& r, MapReader& m, const char* key,
   return -1;
 }
 
+void read_etcd_endpoints(YamlReader& r, MapReader& m, std::vector<net::Address>& out) {
+  if (!m.require("endpoints")) return;
+  YAML::Node list = m.get("endpoints");
+  if (!list.IsSequence() || list.size() == 0) {
+    r.error(list, m.path("endpoints"), "expected a list of addresses such as 127.0.0.1:2379");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string text = list[i].IsScalar() ? list[i].Scalar() : "";
+    auto a = net::Address::parse(text);
+    if (!a || a->port() == 0) {
+      r.error(list[i], fmt::format("{}[{}]", m.path("endpoints"), i),
+              fmt::format("'{}': expected IP:PORT such as 127.0.0.1:2379", text));
+      continue;
+    }
+    out.push_back(*a);
+  }
+}
+
 }  // namespace sluice::config

@@ -14,6 +14,7 @@
 
 #include "bgp/config.h"
 #include "config/yaml_reader.h"
+#include "discovery/registration_config.h"
 #include "dns/resolver.h"
 #include "net/address.h"
 #include "net/socket_options.h"
@@ -31,6 +32,8 @@ void read_address(YamlReader& r, MapReader& m, const char* key, net::Address& ou
 void read_socket_options(YamlReader& r, const YAML::Node& node, const std::string& path,
                          bool listener, net::SocketOptions& out);
 std::vector<std::string> read_string_list(YamlReader& r, MapReader& m, const char* key);
+// `endpoints:` of an etcd block: a non-empty list of IP:PORT.
+void read_etcd_endpoints(YamlReader& r, MapReader& m, std::vector<net::Address>& out);
 // One of a fixed set of words; reports the choices otherwise. Returns the index, or -1.
 int read_choice(YamlReader& r, MapReader& m, const char* key,
                 std::initializer_list<const char*> choices);
@@ -45,6 +48,8 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
 void read_dns(YamlReader& r, const YAML::Node& node, dns::ResolverConfig& d);
 // map_bgp.cc
 std::shared_ptr<bgp::BgpConfig> read_bgp(YamlReader& r, const YAML::Node& node);
+std::shared_ptr<discovery::RegistrationConfig> read_registration(YamlReader& r,
+                                                                 const YAML::Node& node);
 // map_tls.cc
 void read_server_tls(YamlReader& r, const YAML::Node& node, const std::string& path,
                      tls::ServerConfig& out);

@@ -34,6 +34,12 @@ class EndpointSource {
   virtual std::string target() const = 0;
   virtual upstream::SourceState state() const = 0;
   virtual const upstream::SourceStats& stats() const = 0;
+  // Why sluice should say not-ready on this source's account (stale past a configured bound),
+  // though it still serves its last good set; "" when there is no such reason.
+  virtual std::string staleness_problem() const { return {}; }
+  // Whether startup (and a reload adding the cluster) may go on without waiting for it: by
+  // default once the first read or answer came, good or not.
+  virtual bool first_round_done() const { return state() != upstream::SourceState::kStarting; }
 };
 
 }  // namespace sluice::discovery

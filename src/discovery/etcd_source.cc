@@ -3,67 +3,18 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "discovery/endpoint_json.h"
+#include "discovery/etcd_json.h"
 
 namespace sluice::discovery {
 
 namespace {
-
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string b64_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += kB64[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += kB64[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-// Decodes standard base64 (as the gateway writes bytes fields); nullopt when it is not.
-std::optional<std::string> b64_decode(std::string_view in) {
-  static const auto kValue = [] {
-    std::array<int8_t, 256> t{};
-    t.fill(-1);
-    for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kB64[i])] = static_cast<int8_t>(i);
-    return t;
-  }();
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  uint32_t v = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    int8_t d = kValue[static_cast<unsigned char>(c)];
-    if (d < 0) return std::nullopt;
-    v = (v << 6) | static_cast<uint32_t>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((v >> bits) & 0xff);
-    }
-  }
-  return out;
-}
 
 // The end of the range of every key with `prefix` (etcd's "prefix end": the prefix with its
 // last byte below 0xff incremented, the rest dropped).
@@ -77,34 +28,6 @@ std::string prefix_end(std::string prefix) {
     prefix.pop_back();
   }
   return std::string(1, '\0');  // every key
-}
-
-// int64 fields come as JSON strings from the gateway (proto3 JSON mapping).
-int64_t int_field(const nlohmann::json& j, const char* name) {
-  auto it = j.find(name);
-  if (it == j.end()) return 0;
-  int64_t v = 0;
-  if (it->is_string()) {
-    try {
-      v = std::stoll(it->get<std::string>());
-    } catch (...) {
-      return 0;
-    }
-  } else if (it->is_number_integer()) {
-    v = it->get<int64_t>();
-  }
-  // Revisions are positive and sluice adds one to them: anything else reads as absent.
-  return v > 0 && v < INT64_MAX ? v : 0;
-}
-
-bool bool_field(const nlohmann::json& j, const char* name) {
-  auto it = j.find(name);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
-}
-
-std::string string_field(const nlohmann::json& j, const char* name) {
-  auto it = j.find(name);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 bool is_auth_error(std::string_view text) {
@@ -125,7 +48,7 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
       retry_timer_(loop.timers(), [this] { retry_now(); }),
       watch_timer_(loop.timers(),
                    [this] {
-                     if (call_ == Call::kWatch) {
+                     if (call_ == Call::kWatch && watch_created_) {
                        return fail(fmt::format("no event or progress notification for {}",
                                                format_duration(config_.watch_timeout)));
                      }
@@ -135,6 +58,7 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
                                       with_token ? "; authenticating again" : ""));
                    }),
       batch_timer_(loop.timers(), [this] { apply(true); }) {
+  tls_ = make_call_tls(config_.tls, &tls_error_);
   set_state(upstream::SourceState::kStarting);
 }
 
@@ -153,13 +77,50 @@ std::string EtcdSource::target() const {
   return s;
 }
 
+const upstream::SourceStats& EtcdSource::stats() const {
+  stats_.stale_ns =
+      state_ == upstream::SourceState::kSynced
+          ? 0
+          : static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(loop_.now() - stale_since_)
+                    .count());
+  return stats_;
+}
+
+std::string EtcdSource::staleness_problem() const {
+  if (config_.max_staleness == Duration{} || state_ == upstream::SourceState::kSynced) return {};
+  Duration stale = loop_.now() - stale_since_;
+  if (stale <= config_.max_staleness) return {};
+  return fmt::format("cluster {}: etcd not reached for {} (max_staleness {})", cluster_,
+                     format_duration(std::chrono::duration_cast<std::chrono::seconds>(stale)),
+                     format_duration(config_.max_staleness));
+}
+
 void EtcdSource::set_state(upstream::SourceState s) {
+  if (s != upstream::SourceState::kSynced &&
+      (state_ == upstream::SourceState::kSynced || stale_since_ == MonoTime{})) {
+    stale_since_ = loop_.now();
+  }
   state_ = s;
   stats_.set_state(s);
 }
 
+bool EtcdSource::first_round_done() const {
+  if (config_.initial_fetch_timeout == Duration{})
+    return state_ != upstream::SourceState::kStarting;
+  if (synced_once_ || gave_up_first_fetch_) return true;
+  if (loop_.now() < started_at_ + config_.initial_fetch_timeout) return false;
+  gave_up_first_fetch_ = true;
+  LOG_ERROR(
+      "cluster {}: no endpoints from etcd within initial_fetch_timeout {}; going on "
+      "without them (still trying)",
+      cluster_, format_duration(config_.initial_fetch_timeout));
+  return true;
+}
+
 void EtcdSource::start() {
   stopped_ = false;
+  started_at_ = loop_.now();
   retry_now();
 }
 
@@ -195,8 +156,13 @@ void EtcdSource::begin(Call call, const std::string& path, const std::string& bo
   call_ = call;
   status_ = 0;
   body_.clear();
-  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this));
-  watch_timer_.arm_at(loop_.now() + (call == Call::kWatch ? config_.watch_timeout : kCallTimeout));
+  if (!tls_error_.empty()) return fail(tls_error_);
+  http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this), tls_);
+  // A watch has the whole watch_timeout only once it is created (on_watch_message): until
+  // then connecting and the first answer have the bound of any call, so a member that went
+  // away without a reset is left quickly.
+  watch_created_ = false;
+  watch_timer_.arm_at(loop_.now() + std::min<Duration>(kCallTimeout, config_.watch_timeout));
   http_->post(config_.endpoints[endpoint_], path, body, auth_header());
 }
 
@@ -279,17 +245,23 @@ void EtcdSource::on_call_done(const std::string& error) {
   }
   // kRange: the whole prefix at one revision.
   token_retried_ = false;
-  std::map<std::string, std::string> kvs;
+  int64_t revision = j.contains("header") ? int_field(j["header"], "revision") : 0;
+  if (revision <= 0) return fail("a range answer without a revision");
+  std::map<std::string, Entry> kvs;
   if (auto it = j.find("kvs"); it != j.end() && it->is_array()) {
     for (const auto& kv : *it) {
       auto key = b64_decode(string_field(kv, "key"));
       auto value = b64_decode(string_field(kv, "value"));
       if (!key || !value) continue;
-      kvs[*key] = *value;
+      // A re-read (after a compaction) keeps what it already parsed: only changes cost.
+      auto old = kvs_.find(*key);
+      if (old != kvs_.end() && old->second.value == *value) {
+        kvs.emplace(*key, std::move(old->second));
+      } else {
+        kvs.emplace(*key, parse_entry(*key, std::move(*value)));
+      }
     }
   }
-  int64_t revision = j.contains("header") ? int_field(j["header"], "revision") : 0;
-  if (revision <= 0) return fail("a range answer without a revision");
   kvs_ = std::move(kvs);
   revision_ = revision;
   stats_.revision = static_cast<uint64_t>(revision);
@@ -310,6 +282,7 @@ void EtcdSource::on_watch_message(const std::string& line) {
   }
   auto r = j.find("result");
   if (r == j.end() || !r->is_object()) return;
+  watch_created_ = true;
   watch_timer_.arm_at(loop_.now() + config_.watch_timeout);
   int64_t compacted = int_field(*r, "compact_revision");
   if (compacted > 0) {
@@ -354,12 +327,36 @@ void EtcdSource::on_watch_message(const std::string& line) {
     if (string_field(ev, "type") == "DELETE") {
       kvs_.erase(*key);
     } else {
-      kvs_[*key] = b64_decode(string_field(kv, "value")).value_or("");
+      std::string value = b64_decode(string_field(kv, "value")).value_or("");
+      auto old = kvs_.find(*key);
+      if (old == kvs_.end()) {
+        kvs_.emplace(*key, parse_entry(*key, std::move(value)));
+      } else if (old->second.value != value) {
+        old->second = parse_entry(*key, std::move(value));
+      }
     }
     revision_ = std::max(revision_, int_field(kv, "mod_revision"));
   }
   stats_.revision = static_cast<uint64_t>(revision_);
   apply(false);
+}
+
+EtcdSource::Entry EtcdSource::parse_entry(const std::string& key, std::string value) {
+  Entry entry;
+  if (key.compare(0, config_.prefix.size(), config_.prefix) != 0) {
+    LOG_WARN("cluster {}: etcd key {} is outside {}; skipped", cluster_, key.substr(0, 200),
+             config_.prefix);
+    ++stats_.invalid_entries;
+  } else if (auto e = parse_endpoint_json(value); !e) {
+    LOG_WARN("cluster {}: etcd key {}: {}; skipped", cluster_, key.substr(0, 200),
+             e.status().message());
+    ++stats_.invalid_entries;
+  } else {
+    entry.address = e->address.to_string();
+    entry.endpoint = std::move(*e);
+  }
+  entry.value = std::move(value);
+  return entry;
 }
 
 void EtcdSource::apply(bool now) {
@@ -369,30 +366,19 @@ void EtcdSource::apply(bool now) {
   }
   batch_timer_.cancel();
   std::vector<upstream::EndpointConfig> endpoints;
-  std::vector<std::string> seen;
-  for (const auto& [key, value] : kvs_) {
-    if (key.compare(0, config_.prefix.size(), config_.prefix) != 0) {
-      LOG_WARN("cluster {}: etcd key {} is outside {}; skipped", cluster_, key.substr(0, 200),
-               config_.prefix);
-      ++stats_.invalid_entries;
+  endpoints.reserve(kvs_.size());
+  std::unordered_map<std::string_view, const std::string*> seen;  // address -> first key
+  seen.reserve(kvs_.size());
+  for (const auto& [key, entry] : kvs_) {
+    if (!entry.endpoint) continue;
+    auto [first, inserted] = seen.emplace(entry.address, &key);
+    if (!inserted) {
+      // Logged on each set while both keys stay: rare, and the operator must see it.
+      LOG_WARN("cluster {}: etcd key {}: {} is listed under {} too; skipped", cluster_,
+               key.substr(0, 200), entry.address, first->second->substr(0, 200));
       continue;
     }
-    auto e = parse_endpoint_json(value);
-    if (!e) {
-      LOG_WARN("cluster {}: etcd key {}: {}; skipped", cluster_, key.substr(0, 200),
-               e.status().message());
-      ++stats_.invalid_entries;
-      continue;
-    }
-    std::string a = e->address.to_string();
-    if (std::find(seen.begin(), seen.end(), a) != seen.end()) {
-      LOG_WARN("cluster {}: etcd key {}: {} is listed under another key; skipped", cluster_,
-               key.substr(0, 200), a);
-      ++stats_.invalid_entries;
-      continue;
-    }
-    seen.push_back(a);
-    endpoints.push_back(std::move(*e));
+    endpoints.push_back(*entry.endpoint);
   }
   ++stats_.updates;
   stats_.endpoints = endpoints.size();

@@ -5,17 +5,22 @@
 //
 // States: kStarting until the first range read; then a watch from the read's revision + 1,
 // with progress notifications asked for. Every event or notification moves the revision on;
-// a watch that shows neither for `watch_timeout` is taken as dead and made again. When a
+// a watch that shows neither for `watch_timeout` is taken as dead and made again. Until its
+// first message (connect, request, the gateway's "created" answer) a watch has only
+// kCallTimeout, so a member that died silently is left in seconds, not after a whole bound. When a
 // call fails (connect, reset, error answer) the next etcd endpoint is tried after a backoff
 // (100 ms doubling to 5 s), and the watch resumes from the last revision seen, so no update
 // is lost; a resume the server has compacted past re-reads the whole prefix and applies the
 // difference. An invalid or expired auth token is renewed (authenticate) and the call made
 // again. While etcd cannot be reached the last good set stays (kStale): a partition never
-// empties a pool. Changes within kBatchWindow are applied as one set. Main thread only.
+// empties a pool. Changes within kBatchWindow are applied as one set; a value is parsed once,
+// when it arrives, so a batch costs the keys' count, not a re-parse of every value. Main
+// thread only.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,7 +53,11 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   const char* kind() const override { return "etcd"; }
   std::string target() const override;
   upstream::SourceState state() const override { return state_; }
-  const upstream::SourceStats& stats() const override { return stats_; }
+  // (stale_ns is worked out from the loop's clock when asked.)
+  const upstream::SourceStats& stats() const override;
+  // Stale for longer than max_staleness (0: never): why sluice is not ready; "" otherwise.
+  std::string staleness_problem() const override;
+  bool first_round_done() const override;
 
  private:
   enum class Call { kNone, kAuth, kRange, kWatch };
@@ -61,6 +70,9 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   void fail(const std::string& why);
   void retry_now();
   void on_watch_message(const std::string& line);
+  struct Entry;
+  // The key's new value (a put): parsed here, once; an invalid one is logged and counted now.
+  Entry parse_entry(const std::string& key, std::string value);
   void apply(bool now);
   void set_state(upstream::SourceState s);
   std::string auth_header() const;
@@ -76,6 +88,9 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   OnUpdate on_update_;
   std::string key_b64_, range_end_b64_;
   std::unique_ptr<HttpCall> http_;
+  // With `tls:`: the client context (made once, from the files), or why it could not be.
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string tls_error_;
   Call call_ = Call::kNone;
   int status_ = 0;
   std::string body_;     // the answer so far (range, authenticate), or the watch's partial line
@@ -83,8 +98,15 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   Duration backoff_ = kMinBackoff;
   std::string token_;
   bool token_retried_ = false;
-  std::map<std::string, std::string> kvs_;  // key -> value, under the prefix
-  int64_t revision_ = 0;                    // the last revision seen (0: none yet)
+  // One key under the prefix: its value and what it describes (nullopt: not an endpoint).
+  struct Entry {
+    std::string value;
+    std::optional<upstream::EndpointConfig> endpoint;
+    std::string address;  // endpoint's address as text (the key of the duplicate check)
+  };
+  std::map<std::string, Entry> kvs_;
+  bool watch_created_ = false;  // the watch in flight has had its first message
+  int64_t revision_ = 0;        // the last revision seen (0: none yet)
   bool synced_once_ = false;
   bool stopped_ = true;
   std::string last_failure_;
@@ -92,7 +114,10 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   event::Timer watch_timer_;  // the dead-watch bound, or kCallTimeout for other calls
   event::Timer batch_timer_;
   upstream::SourceState state_ = upstream::SourceState::kStarting;
-  upstream::SourceStats stats_;
+  MonoTime started_at_{};
+  mutable bool gave_up_first_fetch_ = false;  // initial_fetch_timeout ran out (logged once)
+  MonoTime stale_since_{};  // when the source last left kSynced (or started, never synced)
+  mutable upstream::SourceStats stats_;
 };
 
 }  // namespace sluice::discovery

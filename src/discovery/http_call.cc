@@ -7,8 +7,20 @@
 
 namespace sluice::discovery {
 
-HttpCall::HttpCall(event::Loop& loop, HttpCallCallbacks& callbacks)
-    : loop_(loop), callbacks_(&callbacks) {}
+std::shared_ptr<tls::ClientContext> make_call_tls(const std::optional<tls::ClientConfig>& config,
+                                                  std::string* error) {
+  if (!config) return nullptr;
+  auto ctx = tls::ClientContext::create(*config);
+  if (!ctx) {
+    *error = "TLS: " + ctx.status().message();
+    return nullptr;
+  }
+  return *ctx;
+}
+
+HttpCall::HttpCall(event::Loop& loop, HttpCallCallbacks& callbacks,
+                   std::shared_ptr<tls::ClientContext> tls)
+    : loop_(loop), callbacks_(&callbacks), tls_(std::move(tls)) {}
 
 HttpCall::~HttpCall() {
   finished_ = true;
@@ -25,6 +37,12 @@ void HttpCall::post(const net::Address& to, const std::string& path, const std::
   auto pending = net::start_connect(to, options, std::nullopt, false);
   if (!pending) return done(pending.status().message());
   conn_ = std::make_unique<net::Connection>(loop_, *this);
+  if (tls_) {
+    // The configured name (sni), or the member's IP checked against the certificate's IP SANs.
+    auto session = tls_->new_session(pending->fd.get(), tls_->config().sni, to);
+    if (!session) return done("TLS: cannot make a session");
+    conn_->set_transport(std::move(session));
+  }
   if (Status s = conn_->adopt_connecting(std::move(pending->fd), pending->connected); !s) {
     return done(s.message());
   }
@@ -37,6 +55,14 @@ void HttpCall::cancel() {
 }
 
 void HttpCall::on_connected() {
+  if (!tls_) send();  // with TLS: once the handshake is done (on_secured)
+}
+
+void HttpCall::on_secured() {
+  send();
+}
+
+void HttpCall::send() {
   if (finished_ || sent_) return;
   sent_ = true;
   parser_ = std::make_unique<http::http1::Parser>(http::http1::Parser::Kind::kResponse,
@@ -73,7 +99,13 @@ void HttpCall::on_read_closed() {
 }
 
 void HttpCall::on_error(int err) {
-  if (!finished_) done(net::error_text(err));
+  if (finished_) return;
+  // A failed handshake says why (a certificate not verified, a client certificate refused).
+  const net::Transport* t = conn_ ? conn_->transport() : nullptr;
+  if (t && !t->established() && !t->failure().empty()) {
+    return done(fmt::format("TLS: {}", t->failure()));
+  }
+  done(net::error_text(err));
 }
 
 bool HttpCall::on_head(http::MessageHead& head) {

@@ -89,7 +89,7 @@ void Sources::remove_cluster(size_t index) {
 
 bool Sources::answered(size_t index) const {
   for (const auto& e : entries_) {
-    if (e.index == index) return e.source->state() != upstream::SourceState::kStarting;
+    if (e.index == index) return e.source->first_round_done();
   }
   return true;
 }
@@ -104,7 +104,7 @@ const EndpointSource* Sources::source(size_t index) const {
 void Sources::check_first_round() {
   if (!on_first_round_) return;
   for (const auto& e : entries_) {
-    if (e.source->state() == upstream::SourceState::kStarting) {
+    if (!e.source->first_round_done()) {
       if (!first_round_timer_.armed()) {
         first_round_timer_.arm_at(loop_.now() + kFirstRoundPoll);
       }
@@ -115,6 +115,14 @@ void Sources::check_first_round() {
   auto fn = std::move(on_first_round_);
   on_first_round_ = nullptr;
   fn();
+}
+
+std::string Sources::staleness_problem() const {
+  for (const auto& e : entries_) {
+    if (!e.source) continue;
+    if (std::string why = e.source->staleness_problem(); !why.empty()) return why;
+  }
+  return {};
 }
 
 }  // namespace sluice::discovery

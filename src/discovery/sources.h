@@ -33,6 +33,8 @@ class Sources {
   void remove_cluster(size_t index);
   // Whether the cluster's source has had its first read; true for a cluster without one.
   bool answered(size_t index) const;
+  // The first source's staleness_problem(), "" when none has one.
+  std::string staleness_problem() const;
   // The cluster's source (null: none).
   const EndpointSource* source(size_t index) const;
 

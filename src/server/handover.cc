@@ -223,6 +223,10 @@ Status send_handover(int sock, const Handover& h) {
       if (Status s = send_packet(sock, lines[i], fds); !s) return s;
     }
   }
+  if (h.registration_lease > 0) {
+    std::string line = fmt::format("registration {}", h.registration_lease);
+    if (Status s = send_packet(sock, line, {}); !s) return s;
+  }
   if (h.admin && !h.admin->fds.empty()) {
     std::string line = fmt::format("admin {} 1", h.admin->address.to_string());
     if (Status s = send_packet(sock, line, {h.admin->fds.front().get()}); !s) return s;
@@ -334,6 +338,13 @@ Result<Handover> receive_handover(int sock, Duration timeout) {
     }
     if (line->rfind("sockets ", 0) == 0) {
       if (Status s = read_sockets(in, *line, std::move(fds), h); !s) return s;
+      continue;
+    }
+    if (line->rfind("registration ", 0) == 0) {
+      std::string kind;
+      if (!(in >> kind >> h.registration_lease) || h.registration_lease <= 0 || !fds.empty()) {
+        return Status::error(fmt::format("hand-over: unexpected '{}'", *line));
+      }
       continue;
     }
     if (line->rfind("admin ", 0) == 0) {

@@ -15,6 +15,8 @@
 //   dns <key> <ms left> <record ttl> <name> <A|S> <values...>
 //                                             a cached DNS answer (addresses, or SRV records
 //                                             as target/port/priority/weight)
+//   registration <lease id>                   the lease sluice's own etcd key is under
+//                                             (decimal); the new process keeps it alive
 //   tickets <listener> <hex>                  a TLS listener's session-ticket keys (80 bytes
 //                                             each: name, AES key, HMAC key), the encrypting
 //                                             one first
@@ -88,6 +90,7 @@ struct Handover {
   std::vector<dns::Cache::Saved> dns;
   // The BGP speaker's established sessions by peer (bgp/handover.h's step 1).
   std::map<std::string, bgp::SessionTransfer> bgp;
+  int64_t registration_lease = 0;  // 0: none
 };
 
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the

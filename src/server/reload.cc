@@ -219,6 +219,12 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
        "warning: bgp: the BGP speaker's settings change only with a restart or a binary upgrade; "
        "they stay as they are");
   next->bgp = config_->bgp;
+  keep(!(next->registration == config_->registration ||
+         (next->registration && config_->registration &&
+          *next->registration == *config_->registration)),
+       "warning: registration: sluice's own etcd key changes only with a restart or a binary "
+       "upgrade; it stays as it is");
+  next->registration = config_->registration;
 
   auto plan = std::make_unique<ReloadPlan>();
   // Unchanged blocks keep the running objects: identity then says "unchanged" everywhere.

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "bgp/speaker.h"
 #include "discovery/dns_discovery.h"
+#include "discovery/etcd_registration.h"
 #include "discovery/sources.h"
 #include "dns/resolver.h"
 #include "event/signals.h"
@@ -317,6 +318,8 @@ Status Server::start_admin() {
     request_upgrade(std::move(done));
   };
   if (bgp_) context.bgp = [this] { return bgp_->render_json(); };
+  if (config_->registration) context.registration = [this] { return registration_json(); };
+  context.not_ready = [this] { return sources_ ? sources_->staleness_problem() : std::string(); };
   context.gather = [this](admin::GatherScope scope,
                           std::function<void(admin::MetricsInput&)> render) {
     gather(scope, std::move(render));
@@ -410,6 +413,7 @@ void Server::on_first_answers() {
             fmt::format("{} workers, {} listeners", workers_.size(), config_->listeners.size());
         lifecycle_.transition(LifecycleState::kReady, detail);
         if (bgp_) bgp_->set_ready();
+        start_registration();
         if (upgrade_fd_.valid()) {
           // A binary upgrade: this process is the service's main one from now on.
           if (inherited_ && inherited_->admin && !inherited_->admin->fds.empty() &&
@@ -444,6 +448,7 @@ void Server::on_signal(int sig) {
     request_upgrade(nullptr);
     return;
   }
+  if (withdraw_registration(sig)) return;
   if (bgp_ && bgp_->shutting_down() && !lifecycle_.is(LifecycleState::kDraining)) {
     LOG_WARN("{} again: withdrawing the BGP announcements now", strsignal(sig));
     bgp_->hurry();
@@ -470,6 +475,9 @@ void Server::drain(const std::string& why, bool for_upgrade) {
   // Copies kept for a hand-over: the sockets must close with the workers' (or the kernel
   // would go on queueing connections nobody accepts).
   listener_fds_.clear();
+  // After an upgrade the new process keeps the lease alive; after a stop it is revoked
+  // already (on_signal), or expires by its TTL (a drain asked for otherwise).
+  if (registration_) registration_->release(for_upgrade);
   health_->stop();
   if (dns_discovery_) dns_discovery_->stop();
   if (sources_) sources_->stop();
@@ -600,6 +608,7 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
     pending->input.active_connections[l->name] = connection_counts_.at(l->name)->load();
   }
   add_bgp_stats(pending->input);
+  add_registration_stats(pending->input);
   pending->waiting = workers_.size();
   for (size_t i = 0; i < workers_.size(); ++i) {
     workers_[i]->collect(scope, [this, pending, i](admin::WorkerReport r) {
@@ -628,6 +637,7 @@ void Server::log_summary() {
   totals.dns = resolver_ ? &resolver_->stats() : nullptr;
   add_bgp_stats(totals);
   if (dashboard_events_) totals.dashboard_events = dashboard_events_->stats();
+  add_registration_stats(totals);
   for (auto& w : workers_) {
     admin::WorkerReport& r = totals.workers.emplace_back();
     r.tcp = w->final_stats();

@@ -44,6 +44,7 @@ class DashboardEvents;
 }  // namespace admin
 namespace discovery {
 class DnsDiscovery;
+class EtcdRegistration;
 class Sources;
 }  // namespace discovery
 namespace event {
@@ -177,6 +178,12 @@ class Server {
   bgp::SourceState bgp_source(const bgp::AnnounceConfig& a) const;
   // Each peer's and prefix's counters, for /metrics and the exit summary.
   void add_bgp_stats(admin::MetricsInput& in) const;
+  // sluice's own key in etcd (registration.cc): put once ready; on a stop signal, revoked
+  // before the drain (true: the revoke is under way and calls on_signal(sig) again when done).
+  void start_registration();
+  bool withdraw_registration(int sig);
+  void add_registration_stats(admin::MetricsInput& in) const;
+  std::string registration_json() const;
   void drain(const std::string& why, bool for_upgrade = false);
   void on_drain_deadline();
   // While draining under systemd: "draining: N connections left" when N changed.
@@ -223,6 +230,8 @@ class Server {
   // The dashboard's event streams (with the dashboard only).
   std::unique_ptr<admin::DashboardEvents> dashboard_events_;
   std::unique_ptr<bgp::Speaker> bgp_;
+  std::unique_ptr<discovery::EtcdRegistration> registration_;
+  int64_t inherited_lease_ = 0;  // new process: the registration lease handed over
   std::unique_ptr<event::Timer> drain_deadline_;
   std::unique_ptr<event::SignalSet> signals_;
   SdNotifier systemd_;

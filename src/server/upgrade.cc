@@ -23,6 +23,7 @@
 
 #include "admin/admin_server.h"
 #include "base/log.h"
+#include "discovery/etcd_registration.h"
 #include "event/timer.h"
 #include "server/handover.h"
 #include "server/server.h"
@@ -72,6 +73,7 @@ Status Server::receive_inherited() {
   LOG_INFO("upgrade: took over {} listeners ({} sockets){} from pid {}", h->listeners.size(),
            sockets, h->admin ? " and the admin socket" : "", predecessor_);
   inherited_ = std::move(h.value());
+  inherited_lease_ = inherited_->registration_lease;
   return Status::ok();
 }
 
@@ -291,6 +293,7 @@ void Server::send_handover_now(pid_t pid) {
     }
   }
   if (resolver_) h.dns = resolver_->save_cache();
+  if (registration_) h.registration_lease = registration_->lease();
   for (const auto& l : config_->listeners) {
     // Keys read from files are read from the same files by the new process.
     if (!l->tls || !l->tls->ticket_key_files.empty()) continue;

@@ -60,6 +60,15 @@ struct EtcdSourceConfig {
   // A watch that shows neither an event nor a progress notification for this long is made
   // again (set etcd's --experimental-watch-progress-notify-interval below it).
   Duration watch_timeout = std::chrono::seconds(60);
+  // HTTPS to the members (a CA to verify them, a client certificate when they ask for one);
+  // absent: plain HTTP.
+  std::optional<tls::ClientConfig> tls;
+  // Stale (etcd not reached) for longer than this: /ready says 503 while the last good set
+  // still serves, so an orchestrator can tell. 0: never.
+  Duration max_staleness{};
+  // Startup waits this long for a first good read (retrying meanwhile) before it goes on
+  // without the cluster's endpoints. 0: it waits for the first attempt only, good or not.
+  Duration initial_fetch_timeout{};
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 

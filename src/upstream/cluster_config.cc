@@ -246,6 +246,15 @@ ConfigIssues ClusterConfig::validate() const {
     }
     c.check_duration("etcd.watch_timeout", etcd.watch_timeout, std::chrono::seconds(1),
                      std::chrono::hours(1));
+    if (etcd.tls) c.nested("etcd.tls", etcd.tls->validate());
+    if (etcd.initial_fetch_timeout != Duration{}) {
+      c.check_duration("etcd.initial_fetch_timeout", etcd.initial_fetch_timeout,
+                       std::chrono::milliseconds(100), std::chrono::minutes(10));
+    }
+    if (etcd.max_staleness != Duration{}) {
+      c.check_duration("etcd.max_staleness", etcd.max_staleness, std::chrono::seconds(1),
+                       std::chrono::hours(24));
+    }
     if (!endpoints.empty() || !dns_targets.empty()) {
       c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");
     }

@@ -39,7 +39,10 @@ constexpr const char* to_string(SourceState s) {
   COUNTER(reconnects, "sluice_discovery_reconnects_total", "", "reconnects",                       \
           "Registry calls made again after a failure, a dead watch or a compaction (etcd).")      \
   GAUGE(revision, "sluice_discovery_revision", "", "revision",                                     \
-        "The last registry revision the source has seen (etcd; 0 for a file).")
+        "The last registry revision the source has seen (etcd; 0 for a file).")                    \
+  GAUGE(stale_ns, "sluice_discovery_stale_seconds", "", "stale for",                              \
+        "How long the source has served its last good set without reaching the registry "         \
+        "(etcd; 0 while synced).")
 // clang-format on
 
 struct SourceStats {

@@ -10,6 +10,15 @@ started by the test on loopback ports with a data dir of its own.
   and the update is not lost;
 - etcd paused (SIGSTOP) longer than watch_timeout: the silent watch is taken as dead
   (logged), the last set still serves; resumed, a change made then is followed;
+- a member that accepts but never answers is left after one call bound (5 s), not after the
+  watch's 60 s: connecting and the watch's first answer have their own short bound;
+- TLS: etcd with a certificate of a CA the test makes (openssl) and client certificates
+  required: sluice reads and watches with its client certificate; a cluster told to trust
+  another CA refuses the member and lists nothing;
+- max_staleness: etcd down for longer than it makes /ready 503 with the reason while the last
+  set still serves; the staleness gauge grows; etcd back, /ready 200 and the gauge 0;
+- initial_fetch_timeout: startup waits for a first good read, retrying; past it, sluice goes on
+  without the cluster's endpoints (logged, 503);
 - etcd unreachable at start: sluice becomes ready without the cluster's endpoints (503) and
   lists them once etcd answers;
 - compaction while sluice is cut off (sluice stopped with SIGSTOP while etcd restarts and
@@ -22,6 +31,7 @@ started by the test on loopback ports with a data dir of its own.
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +46,7 @@ from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 from test_metrics import scrape  # noqa: E402
 from test_endpoint_drain import start  # noqa: E402
-from test_file_discovery import AnyLoopback, spread, wait_listed, listed  # noqa: E402
+from test_file_discovery import AnyLoopback, spread, wait_listed, listed, admin_json  # noqa: E402
 
 PREFIX = "/services/app/"
 
@@ -50,7 +60,7 @@ def free_port():
 class Etcd:
     """One etcd member on 127.0.0.1 (client and peer ports chosen once, kept across restarts)."""
 
-    def __init__(self, client_port=None, start=True):
+    def __init__(self, client_port=None, start=True, pki=None, side_door=False):
         if not shutil.which("etcd"):
             raise harness.Skip("etcd is not installed (scripts/bootstrap installs etcd-server)")
         self.dir = tempfile.mkdtemp(prefix="sluice-etcd-")
@@ -58,19 +68,34 @@ class Etcd:
         self.address = "127.0.0.1:%d" % self.client_port
         self.proc = None
         self.token = None
+        # side_door: a second client URL on 127.0.0.2 that the test's own calls use, so that
+        # a partition of the first (sluice's) leaves the test able to write.
+        self.side = "127.0.0.2:%d" % free_port() if side_door else None
+        # With a Pki: HTTPS on the client port, and clients must show a certificate of its CA.
+        self.pki = pki
+        self.ssl = None
+        if pki:
+            import ssl
+            self.ssl = ssl.create_default_context(cafile=pki.ca)
+            self.ssl.load_cert_chain(pki.client_cert, pki.client_key)
         harness.register_cleanup(self.kill)
         if start:
             self.start()
 
     def start(self):
-        url = "http://127.0.0.1:%d" % self.client_port
+        url = "%s://127.0.0.1:%d" % ("https" if self.pki else "http", self.client_port)
         peer = "http://127.0.0.1:%d" % self.peer_port
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        tls = []
+        if self.pki:
+            tls = ["--cert-file", self.pki.server_cert, "--key-file", self.pki.server_key,
+                   "--trusted-ca-file", self.pki.ca, "--client-cert-auth"]
         self.proc = subprocess.Popen(
             ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
-             "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-client-urls", url + (",http://" + self.side if self.side else ""),
+             "--advertise-client-urls", url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"],
+             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"] + tls,
             stdout=self.log, stderr=self.log, preexec_fn=harness.die_with_parent)
         self.token = None
         ok = harness.wait_until(lambda: self._healthy(), 20, 0.05)
@@ -81,17 +106,20 @@ class Etcd:
         try:
             self.call("/v3/kv/range", {"key": b64("health")})
             return True
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as e:
+            if e.code == 503:
+                return False  # up, not serving yet
             return True  # it answers (with auth on, a request without a token is refused)
         except Exception:
             return False
 
     def call(self, path, body):
-        req = urllib.request.Request("http://%s%s" % (self.address, path), data=json.dumps(body).encode(),
+        scheme = "https" if self.pki else "http"
+        req = urllib.request.Request("%s://%s%s" % (scheme, self.side or self.address, path), data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         if self.token:
             req.add_header("Authorization", self.token)
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=self.ssl) as r:
             return json.loads(r.read())
 
     def put(self, key, value):
@@ -109,6 +137,48 @@ class Etcd:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class Pki:
+    """A CA, a server certificate for 127.0.0.1 (an IP SAN) and a client certificate, made with
+    the openssl CLI in a directory of their own."""
+
+    def __init__(self):
+        if not shutil.which("openssl"):
+            raise harness.Skip("the openssl command is not installed")
+        self.dir = tempfile.mkdtemp(prefix="sluice-etcd-pki-")
+        harness.register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.ca, self.ca_key = self._path("ca.pem"), self._path("ca.key")
+        self._run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=sluice test etcd CA",
+                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        # clientAuth too: etcd's gateway calls its own gRPC server with this certificate.
+        self.server_cert, self.server_key = self._leaf("server", "subjectAltName=IP:127.0.0.1\n"
+                                                       "extendedKeyUsage=serverAuth,clientAuth")
+        self.client_cert, self.client_key = self._leaf("client", "extendedKeyUsage=clientAuth")
+        # A certificate of another CA: etcd refuses it.
+        self.other_ca = self._path("other.pem")
+        self._run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", self._path("other.key"), "-out", self.other_ca, "-days", "2", "-subj", "/CN=other"])
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _run(self, args):
+        r = subprocess.run(["openssl"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=30)
+        if r.returncode != 0:
+            raise harness.CheckFailed_with("openssl %s" % args[0], r.stdout)
+
+    def _leaf(self, name, ext):
+        cert, key, csr = self._path(name + ".pem"), self._path(name + ".key"), self._path(name + ".csr")
+        with open(self._path(name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        self._run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                   "-keyout", key, "-out", csr, "-subj", "/CN=" + name])
+        self._run(["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+                   "-out", cert, "-days", "2", "-extfile", self._path(name + ".ext")])
+        return cert, key
 
 
 def b64(s):
@@ -227,6 +297,100 @@ def case_paused_etcd_is_a_dead_watch():
     hu.stop_and_check(sl)
 
 
+def case_silent_member_is_left_quickly():
+    """A member that accepts connections but never answers (a host gone silent behind a live
+    listen queue) costs the watch one call bound (5 s), not its whole watch_timeout (60 s)."""
+    be = AnyLoopback()
+    etcd = Etcd()
+    silent, _ = harness.free_port_holder()
+    silent.listen(16)  # connects complete in the kernel; nobody accepts or answers
+    silent_address = "127.0.0.1:%d" % silent.getsockname()[1]
+    a, b = ("127.0.36.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    c = etcd_cluster(etcd, watch_timeout="60s")
+    c["etcd"]["endpoints"] = [etcd.address, silent_address]
+    sl, ap = start([c], workers=2)
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.36.1", "")
+    mark = sl.line_count()
+    # etcd goes away: the next member in turn is the silent one.
+    etcd.kill()
+    line = "cluster app: etcd %s: no answer in 5s; keeping the last 1 endpoints, trying again" % silent_address
+    found = sl.wait_log(line, 20, mark)
+    check(found, "log: '%s'" % line, hu.log_tail(sl))
+    etcd.start()
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1}, 20)
+    check(got == {a: 1, b: 1}, "back on the live member well within watch_timeout: the change is followed",
+          repr(got))
+    silent.close()
+    hu.stop_and_check(sl)
+
+
+def case_tls_with_client_certificates():
+    be = AnyLoopback()
+    pki = Pki()
+    etcd = Etcd(pki=pki)
+    a, b = ("127.0.37.%d:%d" % (i, be.port) for i in (1, 2))
+    etcd.put(PREFIX + "a", {"address": a})
+    tls = {"ca": pki.ca, "certificate_chain": pki.client_cert, "private_key": pki.client_key}
+    good = etcd_cluster(etcd, tls=tls)
+    # The same member, verified against another CA: refused, and said so.
+    bad = etcd_cluster(etcd, tls=dict(tls, ca=pki.other_ca))
+    bad["name"] = "other"
+    sl, ap = start([good, bad], workers=2)
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "over TLS with a client certificate: listed 127.0.37.1", "")
+    etcd.put(PREFIX + "b", {"address": b})
+    got = wait_listed(ap, {a: 1, b: 1})
+    check(got == {a: 1, b: 1}, "the watch over TLS follows a put", repr(got))
+    check(spread(sl.port("web"), 10) == {"127.0.37.1": 5, "127.0.37.2": 5}, "10 requests split 5:5", "")
+    other = [c for c in admin_json(ap, "/clusters", quiet=True) if c["name"] == "other"][0]
+    check(other["source"]["state"] == "stale" and other["source"]["endpoints"] == 0 and not other["endpoints"],
+          "a cluster that does not trust etcd's certificate lists nothing (stale)", repr(other))
+    line = ("cluster other: etcd %s: TLS: certificate verify failed: unable to get local issuer certificate; "
+            "no endpoints yet, trying again" % etcd.address)
+    check(sl.find_lines(line), "log: '%s'" % line, hu.log_tail(sl))
+    hu.stop_and_check(sl)
+
+
+def case_max_staleness():
+    be = AnyLoopback()
+    etcd = Etcd()
+    a = "127.0.39.1:%d" % be.port
+    etcd.put(PREFIX + "a", {"address": a})
+    sl, ap = start([etcd_cluster(etcd, max_staleness="2s")], workers=2)
+    port = sl.port("web")
+    check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.39.1", "")
+
+    def ready():
+        r = hu.request_once(ap, "GET", "/ready", host="admin", timeout=5)
+        return r.status, r.body.decode()
+    check(ready() == (200, "ready\n"), "synced: /ready 200", repr(ready()))
+    check(scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd") == 0,
+          "synced: sluice_discovery_stale_seconds 0", "")
+    etcd.kill()
+    check(harness.wait_until(lambda: source(ap)["state"] == "stale", 10), "etcd down: the source is stale", "")
+    # Stale for less than 2 s: still ready; past it, 503 with the reason, and still serving.
+    pattern = re.compile(r"^not ready: cluster app: etcd not reached for (\d+)s \(max_staleness 2s\)\n$")
+    got = [None]
+
+    def unready():
+        got[0] = ready()
+        m = pattern.match(got[0][1])
+        return got[0][0] == 503 and m is not None and int(m.group(1)) >= 2
+    check(harness.wait_until(unready, 15, 0.05),
+          "stale past max_staleness: /ready 503 'not ready: cluster app: etcd not reached for Ns "
+          "(max_staleness 2s)', N >= 2", repr(got[0]))
+    stale = scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd")
+    check(stale is not None and stale >= 2, "sluice_discovery_stale_seconds >= 2 (%r)" % stale, "")
+    check(spread(port, 10) == {"127.0.39.1": 10}, "not ready, still serving: 10 requests to 127.0.39.1", "")
+    etcd.start()
+    check(harness.wait_until(lambda: ready() == (200, "ready\n"), 15), "etcd back: /ready 200 again",
+          repr(ready()))
+    check(scrape(ap).get("sluice_discovery_stale_seconds", cluster="app", source="etcd") == 0,
+          "synced again: sluice_discovery_stale_seconds 0", "")
+    hu.stop_and_check(sl)
+
+
 def case_etcd_down_at_start():
     be = AnyLoopback()
     a = "127.0.34.1:%d" % be.port
@@ -244,6 +408,32 @@ def case_etcd_down_at_start():
     check(got == {a: 1}, "once etcd is up, its key is listed", repr(got))
     check(spread(port, 10) == {"127.0.34.1": 10}, "10 requests go to 127.0.34.1", "")
     hu.stop_and_check(sl)
+
+
+def case_initial_fetch_timeout():
+    # etcd never answers: startup waits initial_fetch_timeout (retrying), then goes on without
+    # the cluster's endpoints.
+    etcd = Etcd(start=False)
+    sl, ap = start([etcd_cluster(etcd, initial_fetch_timeout="2s")], workers=2)
+    refused = line_index(sl, "cluster app: etcd %s: connection refused; no endpoints yet, trying again"
+                         % etcd.address)
+    line = ("cluster app: no endpoints from etcd within initial_fetch_timeout 2s; going on without them "
+            "(still trying)")
+    gave_up, ready = line_index(sl, line), line_index(sl, "sluice ready")
+    check(refused is not None and gave_up is not None and ready is not None and refused < gave_up < ready,
+          "log: refused, '%s', then ready (lines %r < %r < %r)" % (line, refused, gave_up, ready), hu.log_tail(sl))
+    check(source(ap)["failures"] >= 3, "startup retried while it waited (%d failures)" % source(ap)["failures"],
+          repr(source(ap)))
+    r = hu.request_once(sl.port("web"), "GET", "/x")
+    check(r.status == 503, "without the endpoints: 503", r.describe())
+    hu.stop_and_check(sl)
+
+
+def line_index(sl, text):
+    for i, line in enumerate(list(sl.lines)):
+        if text in line:
+            return i
+    return None
 
 
 def case_compaction_rereads():
@@ -310,5 +500,7 @@ def case_auth():
 
 if __name__ == "__main__":
     harness.run_cases([case_keys_followed, case_restart_resumes_without_losing_an_update,
-                       case_paused_etcd_is_a_dead_watch, case_etcd_down_at_start,
-                       case_compaction_rereads, case_auth])
+                       case_paused_etcd_is_a_dead_watch, case_silent_member_is_left_quickly,
+                       case_tls_with_client_certificates, case_max_staleness,
+                       case_etcd_down_at_start,
+                       case_initial_fetch_timeout, case_compaction_rereads, case_auth])

@@ -71,6 +71,7 @@ std::vector<Component> registry() {
       component<bgp::PeerStats>("bgp peer", "peer=\"192.0.2.2:179\""),
       component<bgp::PrefixStats>("bgp prefix", "prefix=\"192.0.2.1/32\""),
       component<DashboardEventStats>("dashboard events", ""),
+      component<upstream::RegistrationStats>("registration", ""),
   };
 }
 
@@ -187,6 +188,10 @@ class MetricsTest : public ::testing::Test {
     fill(prefix, 30);
     in_.bgp_prefixes.emplace_back("192.0.2.1/32", prefix);
     fill(in_.dashboard_events, 40);
+    upstream::RegistrationStats registration;
+    fill(registration, 40);
+    registration.set_state(upstream::RegistrationState::kRegistered);
+    in_.registration = registration;
     MetricsInput::Source source{"file", "/etc/sluice/app.json", upstream::SourceState::kSynced, {}};
     source.stats.set_state(upstream::SourceState::kSynced);
     source.stats.endpoints = 3;
@@ -279,6 +284,11 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples["sluice_bgp_peer_uptime_seconds{peer=\"192.0.2.2:179\"}"], "2.1e-08");
   EXPECT_EQ(p.samples["sluice_bgp_peer_updates_sent_total{peer=\"192.0.2.2:179\"}"], "24");
   EXPECT_EQ(p.samples["sluice_bgp_prefix_announced{prefix=\"192.0.2.1/32\"}"], "30");
+  EXPECT_EQ(p.samples["sluice_registration_state{state=\"registered\"}"], "1");
+  EXPECT_EQ(p.samples["sluice_registration_state{state=\"granting\"}"], "0");
+  EXPECT_EQ(p.samples["sluice_registration_grants_total"], "46");
+  EXPECT_EQ(p.samples["sluice_registration_leases_lost_total"], "49");
+  EXPECT_EQ(p.samples["sluice_registration_lease_ttl_seconds"], "5.1e-08");
   EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   // The dashboard's event streams (main thread: one copy, not merged).

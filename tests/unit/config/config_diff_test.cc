@@ -118,6 +118,20 @@ TEST(ConfigDiff, BgpNeedsARestart) {
   EXPECT_EQ(diff(bgp + kBase, replace(bgp, "65000", "65002") + kBase), kRestart);
 }
 
+TEST(ConfigDiff, RegistrationNeedsARestart) {
+  std::string reg = R"(registration:
+  endpoints: [127.0.0.1:2379]
+  key: /services/web/a
+  address: 10.0.0.5:8080
+)";
+  const Lines kRestart = {
+      "registration: cannot change in place (needs a restart or a binary upgrade)"};
+  EXPECT_EQ(diff(kBase, reg + kBase), kRestart);
+  EXPECT_EQ(diff(reg + kBase, reg + kBase), Lines{});
+  EXPECT_EQ(diff(reg + kBase, replace(reg, "/services/web/a", "/services/web/b") + kBase),
+            kRestart);
+}
+
 TEST(ConfigDiff, AListenerOnAnotherAddressIsRemovedAndAdded) {
   std::string after = replace(kBase, "127.0.0.1:7000", "127.0.0.1:7001");
   after = replace(after, "drain_timeout: 5s", "drain_timeout: 10s");

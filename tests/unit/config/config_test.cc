@@ -73,6 +73,34 @@ TEST(Config, UnknownKey) {
             "sni_routes, sni_timeout, http2, udp, stun)");
 }
 
+TEST(Config, Registration) {
+  auto loaded = load_string(std::string(kGood) + R"(registration:
+  endpoints: [127.0.0.1:2379, 127.0.0.2:2379]
+  key: /services/web/a
+  address: 10.0.0.5:8080
+  ttl: 15s
+)",
+                            "test.yaml");
+  ASSERT_TRUE(loaded) << loaded.status().message();
+  const auto& r = *(*loaded)->registration;
+  ASSERT_EQ(r.endpoints.size(), 2u);
+  EXPECT_EQ(r.endpoints[1].to_string(), "127.0.0.2:2379");
+  EXPECT_EQ(r.key, "/services/web/a");
+  EXPECT_EQ(r.value, R"({"address":"10.0.0.5:8080"})");
+  EXPECT_EQ(r.ttl, std::chrono::seconds(15));
+
+  std::string base = std::string(kGood) + "registration:\n  endpoints: [127.0.0.1:2379]\n";
+  EXPECT_EQ(error_of(base + "  key: /k\n  value: x\n  ttl: 1s\n"),
+            "test.yaml:19:8: registration.ttl: expected a duration from 3s to 86400s, got 1s");
+  EXPECT_EQ(error_of(base + "  key: /k\n  value: x\n  address: 10.0.0.5:80\n"),
+            "test.yaml:19:12: registration.address: either value or address, not both");
+  EXPECT_EQ(error_of(base + "  key: /k\n  address: nowhere\n"),
+            "test.yaml:18:12: registration.address: expected IP:PORT such as 10.0.0.5:8080, got "
+            "'nowhere'");
+  EXPECT_EQ(error_of(std::string(kGood) + "registration:\n  key: /k\n  value: x\n"),
+            "test.yaml:16:3: registration: missing required key 'endpoints'");
+}
+
 TEST(Config, WrongType) {
   EXPECT_EQ(error_of(replace(kGood, "workers: 2", "workers: many")),
             "test.yaml:1:10: workers: expected an integer, got 'many'");

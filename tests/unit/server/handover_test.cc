@@ -305,6 +305,25 @@ TEST(Handover, ANewerBgpSectionIsRefused) {
             "binary at least as new as the running one");
 }
 
+// The registration lease is a full int64 (etcd's ids use the high bits): no rounding.
+TEST(Handover, TheRegistrationLeaseArrivesIntact) {
+  Pair p;
+  Handover h;
+  h.registration_lease = 0x694d9a2b1e3f5c07;
+  ASSERT_TRUE(send_handover(p.old_end.get(), h));
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_TRUE(got) << got.status().message();
+  EXPECT_EQ(got->registration_lease, 0x694d9a2b1e3f5c07);
+}
+
+TEST(Handover, NoRegistrationLeaseIsNotSent) {
+  Pair p;
+  ASSERT_TRUE(send_handover(p.old_end.get(), Handover{}));
+  auto got = receive_handover(p.new_end.get(), kWait);
+  ASSERT_TRUE(got) << got.status().message();
+  EXPECT_EQ(got->registration_lease, 0);
+}
+
 TEST(Handover, CachedDnsAnswersArriveIntact) {
   Pair p;
   Handover h;

@@ -1,0 +1,24 @@
+// What etcd v3's JSON gateway speaks (proto3's JSON mapping): bytes fields as standard base64,
+// int64 fields as JSON strings. Shared by the etcd source and the self-registration.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace sluice::discovery {
+
+std::string b64_encode(std::string_view in);
+// Standard base64 (as the gateway writes bytes fields); nullopt when it is not.
+std::optional<std::string> b64_decode(std::string_view in);
+
+// An int64 field (a string, or a number); 0 when absent, not a number, not positive, or
+// INT64_MAX (revisions and lease ids are positive and sluice adds one to revisions).
+int64_t int_field(const nlohmann::json& j, const char* name);
+bool bool_field(const nlohmann::json& j, const char* name);
+std::string string_field(const nlohmann::json& j, const char* name);
+
+}  // namespace sluice::discovery
