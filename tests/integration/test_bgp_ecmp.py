@@ -43,9 +43,9 @@ protocol kernel {{
 ROUTE_RE = re.compile(r"unicast \[(\w+) [^\]]*\]( \*)? \((\d+)\)")
 
 
-def paths(bird):
-    """{protocol: (best, next hop)} of PREFIX in BIRD's table."""
-    out = bird.cli("show route all " + PREFIX).stdout
+def paths(bird, prefix=PREFIX):
+    """{protocol: (best, next hop)} of the prefix in BIRD's table."""
+    out = bird.cli("show route all " + prefix).stdout
     found, current = {}, None
     for line in out.splitlines():
         m = ROUTE_RE.search(line)
@@ -59,9 +59,9 @@ def paths(bird):
     return {k: tuple(v) for k, v in found.items()}
 
 
-def fib(bird):
-    """The next hops of PREFIX in the kernel table of BIRD's namespace, sorted."""
-    r = subprocess.run(bird.nsenter(["ip", "-j", "route", "show", PREFIX]), stdout=subprocess.PIPE, text=True,
+def fib(bird, prefix=PREFIX):
+    """The next hops of the prefix in the kernel table of BIRD's namespace, sorted."""
+    r = subprocess.run(bird.nsenter(["ip", "-j", "route", "show", prefix]), stdout=subprocess.PIPE, text=True,
                        timeout=10)
     try:
         routes = json.loads(r.stdout or "[]")
