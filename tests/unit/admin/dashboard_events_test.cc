@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "event/loop.h"
@@ -42,6 +43,25 @@ class DashboardEventsTest : public ::testing::Test {
     return c;
   }
 
+  // A client that sent `requests` in one write.
+  int connect_and_send(const std::string& requests, int receive_buffer = 0) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port_);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    EXPECT_TRUE(rc == 0 || errno == EINPROGRESS);
+    loop_.run_until_idle();
+    EXPECT_EQ(::send(fd, requests.data(), requests.size(), 0),
+              static_cast<ssize_t>(requests.size()));
+    loop_.run_until_idle();
+    fds_.push_back(fd);
+    return fd;
+  }
   // A client that asked for the stream.
   int subscribe() {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -154,6 +174,29 @@ TEST_F(DashboardEventsTest, ADrainEndsTheStreamsAndRefusesNewOnes) {
   loop_.run_until_idle();
   EXPECT_EQ(builds_, 1);
 }
+
+TEST_F(DashboardEventsTest, RequestsPipelinedBehindAStreamAreDropped) {
+  std::string req = "GET /dashboard/events HTTP/1.1\r\nHost: a\r\n\r\n";
+  int a = connect_and_send(req + req + req);
+  // One head, one frame, one stream: the requests after the first are not answered.
+  EXPECT_EQ(received(a), std::string(kHead) + "data: {\"n\":1}\n\n");
+  EXPECT_EQ(events_.stats().subscribers, 1u);
+  EXPECT_EQ(events_.stats().accepted, 1u);
+  clock_.advance(std::chrono::seconds(1));
+  EXPECT_EQ(received(a), "data: {\"n\":2}\n\n");
+  ::close(a);
+  std::erase(fds_, a);
+  loop_.run_until_idle();
+  EXPECT_EQ(events_.stats().subscribers, 0u);
+  EXPECT_EQ(events_.stats().ended_client, 1u);
+  // Its slot is free again: two more streams fit under the bound of two.
+  int b = subscribe();
+  int c = subscribe();
+  EXPECT_EQ(received(b), std::string(kHead) + "data: {\"n\":2}\n\n");
+  EXPECT_EQ(received(c), std::string(kHead) + "data: {\"n\":2}\n\n");
+  EXPECT_EQ(events_.stats().refused_full, 0u);
+}
+
 
 }  // namespace
 }  // namespace sluice::admin
