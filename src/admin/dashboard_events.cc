@@ -77,6 +77,13 @@ void DashboardEvents::remove(AdminStream* stream) {
 void DashboardEvents::tick() {
   if (subscribers_.empty()) return;
   timer_.arm_at(loop_.now() + config_.interval);
+  if (building_) {
+    // The last build is not done: this interval has no frame.
+    heartbeat();
+    if (loop_.now() - build_started_ < kStaleBuildIntervals * config_.interval) return;
+    // It may never be (a worker that did not answer): another starts.
+    building_ = false;
+  }
   start_build();
 }
 
@@ -84,16 +91,21 @@ void DashboardEvents::start_build() {
   // A build still running (the workers are slow to answer) serves this interval too.
   if (building_ || !build_) return;
   building_ = true;
+  build_started_ = loop_.now();
+  uint64_t build = ++builds_started_;
   std::weak_ptr<int> alive = alive_;
-  build_([this, alive](std::string json) {
+  build_([this, alive, build](std::string json) {
     if (alive.expired()) return;
-    building_ = false;
-    publish(std::move(json));
+    if (build == builds_started_) building_ = false;
+    publish(build, std::move(json));
   });
 }
 
-void DashboardEvents::publish(std::string json) {
+void DashboardEvents::publish(uint64_t build, std::string json) {
   if (subscribers_.empty() || closed_) return;
+  // A build given up on that ends after a later one brings older data: not shown.
+  if (build <= build_shown_) return;
+  build_shown_ = build;
   ++stats_.builds;
   while (!json.empty() && json.back() == '\n') json.pop_back();
   // One line: the JSON has no raw newline (nlohmann::json escapes them in strings).
@@ -124,6 +136,13 @@ bool DashboardEvents::offer(Subscriber& s) {
   s.stream->write(frame_);
   ++stats_.frames_sent;
   return true;
+}
+
+void DashboardEvents::heartbeat() {
+  for (auto& s : subscribers_) {
+    // A client still reading what came before does not need to hear the stream lives.
+    if (s.stream->queued() == 0) s.stream->write(kHeartbeat);
+  }
 }
 
 void DashboardEvents::close_all(std::string_view reason) {

@@ -198,5 +198,34 @@ TEST_F(DashboardEventsTest, RequestsPipelinedBehindAStreamAreDropped) {
 }
 
 
+TEST_F(DashboardEventsTest, ABuildThatNeverEndsHoldsBackAFewIntervalsWithHeartbeats) {
+  std::vector<std::function<void(std::string)>> pending;
+  events_.set_build([&](std::function<void(std::string)> done) {
+    ++builds_;
+    pending.push_back(std::move(done));
+  });
+  int a = subscribe();
+  EXPECT_EQ(received(a), kHead);
+  EXPECT_EQ(builds_, 1);
+  // Every interval without a frame: a comment saying the stream lives. After
+  // kStaleBuildIntervals the build is given up on and another starts.
+  for (uint32_t i = 1; i <= DashboardEvents::kStaleBuildIntervals; ++i) {
+    clock_.advance(std::chrono::seconds(1));
+    EXPECT_EQ(received(a), ":\n\n");
+    EXPECT_EQ(builds_, i < DashboardEvents::kStaleBuildIntervals ? 1 : 2);
+  }
+  ASSERT_EQ(pending.size(), 2u);
+  pending[1]("{\"n\":2}");
+  EXPECT_EQ(received(a), "data: {\"n\":2}\n\n");
+  // The build given up on ends after all: its older data is not shown.
+  pending[0]("{\"n\":1}");
+  EXPECT_EQ(received(a), "");
+  // The next interval starts a build at once (the last one is done).
+  clock_.advance(std::chrono::seconds(1));
+  EXPECT_EQ(received(a), "");
+  EXPECT_EQ(builds_, 3);
+  EXPECT_EQ(events_.stats().builds, 1u);
+}
+
 }  // namespace
 }  // namespace sluice::admin
