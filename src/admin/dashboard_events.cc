@@ -59,7 +59,10 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
   stats_.subscribers = subscribers_.size();
   // A frame of this interval is sent at once; none yet: one is built now, for every stream.
   if (!frame_.empty() && loop_.now() - frame_time_ < config_.interval) {
+    walking_ = true;
     offer(subscribers_.back());
+    walking_ = false;
+    sweep();
   } else {
     start_build();
   }
@@ -67,11 +70,29 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
 }
 
 void DashboardEvents::remove(AdminStream* stream) {
-  std::erase_if(subscribers_, [stream](const Subscriber& s) { return s.stream.get() == stream; });
+  for (auto& s : subscribers_) {
+    if (s.stream.get() == stream) s.gone = true;
+  }
+  if (!walking_) sweep();
+}
+
+void DashboardEvents::sweep() {
+  std::erase_if(subscribers_, [](const Subscriber& s) { return s.gone; });
   stats_.subscribers = subscribers_.size();
   // Nobody listens: no builds. The last frame stays, so that a client coming and going
   // cannot make a build each time (at most one per interval).
   if (subscribers_.empty()) timer_.cancel();
+}
+
+template <typename F>
+void DashboardEvents::for_each_subscriber(F f) {
+  walking_ = true;
+  // By index: nothing is added while the list is walked, but a reference would not say so.
+  for (size_t i = 0; i < subscribers_.size(); ++i) {
+    if (!subscribers_[i].gone) f(subscribers_[i]);
+  }
+  walking_ = false;
+  sweep();
 }
 
 void DashboardEvents::tick() {
@@ -115,34 +136,31 @@ void DashboardEvents::publish(uint64_t build, std::string json) {
   frame_ += json;
   frame_ += "\n\n";
   frame_time_ = loop_.now();
-  for (size_t i = 0; i < subscribers_.size();) {
-    if (offer(subscribers_[i])) ++i;
-  }
+  for_each_subscriber([this](Subscriber& s) { offer(s); });
 }
 
-bool DashboardEvents::offer(Subscriber& s) {
+void DashboardEvents::offer(Subscriber& s) {
   if (s.started && s.stream->queued() > 0) {
     // The client has not read the last frame: it misses this one rather than queueing it.
     ++stats_.frames_dropped;
-    if (++s.missed < kMaxMissed) return true;
+    if (++s.missed < kMaxMissed) return;
     ++stats_.ended_slow;
     auto stream = s.stream;
     stream->end(/*now=*/true);
     remove(stream.get());
-    return false;
+    return;
   }
   s.missed = 0;
   s.started = true;
-  s.stream->write(frame_);
   ++stats_.frames_sent;
-  return true;
+  s.stream->write(frame_);  // last: a write that fails closes the stream and may remove `s`
 }
 
 void DashboardEvents::heartbeat() {
-  for (auto& s : subscribers_) {
+  for_each_subscriber([](Subscriber& s) {
     // A client still reading what came before does not need to hear the stream lives.
     if (s.stream->queued() == 0) s.stream->write(kHeartbeat);
-  }
+  });
 }
 
 void DashboardEvents::close_all(std::string_view reason) {
