@@ -41,6 +41,7 @@
 #include <fmt/format.h>
 
 #include "base/check.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "event/poller.h"
 
@@ -266,7 +267,7 @@ class IoUringPoller final : public Poller {
     }
   }
 
-  void stop_acceptor(int fd) override {
+  void stop_acceptor(int fd, Duration max_wait) override {
     Slot* s = live_slot(fd);
     if (!s || !s->acceptor()) return remove(fd);
     const uint32_t generation = s->generation;
@@ -281,7 +282,8 @@ class IoUringPoller final : public Poller {
       submit_and_get_events();
       // Bounded: the cancellation runs at once, or in task work of this thread that waiting
       // runs.
-      for (int i = 0; ending_.pending > 0 && i < 200; ++i) {
+      const MonoTime until = MonoClock::now() + max_wait;
+      while (ending_.pending > 0 && MonoClock::now() < until) {
         __kernel_timespec ts{};
         ts.tv_nsec = 5'000'000;
         io_uring_cqe* cqe = nullptr;
