@@ -306,6 +306,8 @@ void Server::send_handover_now(pid_t pid) {
     h.admin = HandedListener{"admin", bound ? *bound : *config_->admin_address, {}, {}};
     h.admin->fds.emplace_back(::fcntl(admin_->listening_fd(), F_DUPFD_CLOEXEC, 0));
   }
+  // Version 1 when it is enough: a roll-back to a binary of that version works.
+  h.version = lowest_handover_version(h);
   if (Status s = send_handover(upgrade_sock_.get(), h); !s) {
     // Its end closed: it exited (an executable that cannot run, a crash) while we wrote.
     bool gone = errno == EPIPE || errno == ECONNRESET;
