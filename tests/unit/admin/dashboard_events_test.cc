@@ -166,7 +166,12 @@ TEST_F(DashboardEventsTest, ADrainEndsTheStreamsAndRefusesNewOnes) {
   EXPECT_EQ(received(a), "event: end\ndata: {\"reason\":\"draining\"}\n\n");
   EXPECT_TRUE(closed_by_peer(a));
   int b = subscribe();
-  EXPECT_NE(received(b).find("HTTP/1.1 503 "), std::string::npos);
+  std::string body =
+      "sluice is draining: no new event streams; GET /dashboard/data still answers\n";
+  EXPECT_EQ(received(b),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+            "charset=utf-8\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n\r\n" + body);
   EXPECT_EQ(events_.stats().ended_draining, 1u);
   EXPECT_EQ(events_.stats().refused_draining, 1u);
   EXPECT_EQ(events_.stats().subscribers, 0u);
@@ -256,6 +261,44 @@ TEST_F(DashboardEventsTest, AStreamThatFailsDuringAPublishDoesNotMakeTheNextMiss
   std::string got;
   for (int i = 0; i < 1000 && got.size() < want.size(); ++i) got += received(b);
   EXPECT_EQ(got, want);
+}
+
+TEST_F(DashboardEventsTest, AClientThatStopsReadingMissesFramesAndIsClosed) {
+  std::string big(100 * 1024, 'x');
+  events_.set_build([&](std::function<void(std::string)> done) {
+    ++builds_;
+    done("{\"x\":\"" + big + "\"}");
+  });
+  int a = connect_and_send("GET /dashboard/events HTTP/1.1\r\nHost: a\r\n\r\n",
+                           /*receive_buffer=*/4096);
+  EXPECT_EQ(events_.stats().subscribers, 1u);
+  // The client never reads: the socket's buffers fill within a few frames, then every frame
+  // is missed, and the kMaxMissed-th in a row closes the stream.
+  int tick = 0;
+  for (; tick < 100 && events_.stats().frames_dropped == 0; ++tick) {
+    clock_.advance(std::chrono::seconds(1));
+    loop_.run_until_idle();
+  }
+  ASSERT_EQ(events_.stats().frames_dropped, 1u);
+  uint64_t sent = events_.stats().frames_sent;
+  for (uint32_t i = 1; i < DashboardEvents::kMaxMissed; ++i) {
+    EXPECT_EQ(events_.stats().ended_slow, 0u);
+    EXPECT_EQ(events_.stats().subscribers, 1u);
+    clock_.advance(std::chrono::seconds(1));
+    loop_.run_until_idle();
+  }
+  const DashboardEventStats& s = events_.stats();
+  EXPECT_EQ(s.frames_dropped, DashboardEvents::kMaxMissed);
+  EXPECT_EQ(s.frames_sent, sent);
+  EXPECT_EQ(s.ended_slow, 1u);
+  EXPECT_EQ(s.ended_client, 0u);
+  EXPECT_EQ(s.subscribers, 0u);
+  // Nobody left: no more builds.
+  int builds = builds_;
+  clock_.advance(std::chrono::seconds(5));
+  loop_.run_until_idle();
+  EXPECT_EQ(builds_, builds);
+  (void)a;
 }
 
 }  // namespace
