@@ -391,9 +391,7 @@ void Worker::accept_by_polling(std::function<void()> done) {
     // One budget for all the worker's listeners, however many: the new process waits for the
     // hand-over's first packet for a bounded time (server/upgrade.cc).
     const MonoTime until = MonoClock::now() + kAcceptByPollingBudget;
-    auto left = [until] {
-      return std::max<Duration>(Duration::zero(), until - MonoClock::now());
-    };
+    auto left = [until] { return std::max<Duration>(Duration::zero(), until - MonoClock::now()); };
     for (auto& s : served_) {
       if (s.listener) s.listener->accept_by_polling(left());
       for (auto& l : s.extra) l->accept_by_polling(left());

@@ -202,7 +202,6 @@ TEST_F(DashboardEventsTest, RequestsPipelinedBehindAStreamAreDropped) {
   EXPECT_EQ(events_.stats().refused_full, 0u);
 }
 
-
 TEST_F(DashboardEventsTest, ABuildThatNeverEndsHoldsBackAFewIntervalsWithHeartbeats) {
   std::vector<std::function<void(std::string)>> pending;
   events_.set_build([&](std::function<void(std::string)> done) {
