@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "base/check.h"
 #include "base/log.h"
 #include "event/timer.h"
 #include "http/http1/encoder.h"
@@ -65,7 +66,8 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
       return;
     }
     idle_.arm_at(loop_.now() + kIdleTimeout);
-    while (!closing_ && !waiting_ && !in.empty()) {
+    // A stream answered at once ends the parsing: nothing after it is asked.
+    while (!closing_ && !waiting_ && !stream_ && !in.empty()) {
       size_t used = 0;
       auto outcome = parser_.execute(in.view(), &used);
       in.consume(used);
@@ -80,6 +82,8 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
                      true);
       }
     }
+    // Requests pipelined behind the one that started the stream are dropped.
+    if (stream_) in.consume(in.size());
   }
   void on_read_closed() override { finish(); }
   void on_error(int) override { finish(); }
@@ -127,7 +131,8 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   static inline const h1::ParserLimits kLimits{};
 
   void reply(const AdminResponse& r, bool close) {
-    if (closing_) return;
+    // Once the response is a stream, nothing else is written into it.
+    if (closing_ || stream_) return;
     if (r.stream) return start_stream(r);
     sluice::http::MessageHead head;
     head.status = r.status;
@@ -147,6 +152,7 @@ class AdminConnection final : public net::ConnectionCallbacks, public h1::Parser
   // The body runs until the stream ends: no length, and the connection closes after it
   // (RFC 9112 §6.3: a response body delimited by the close).
   void start_stream(const AdminResponse& r) {
+    SLUICE_CHECK(!stream_);
     sluice::http::MessageHead head;
     head.status = r.status;
     head.headers.add("Content-Type", r.content_type);

@@ -59,7 +59,10 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
   stats_.subscribers = subscribers_.size();
   // A frame of this interval is sent at once; none yet: one is built now, for every stream.
   if (!frame_.empty() && loop_.now() - frame_time_ < config_.interval) {
+    walking_ = true;
     offer(subscribers_.back());
+    walking_ = false;
+    sweep();
   } else {
     start_build();
   }
@@ -67,16 +70,41 @@ void DashboardEvents::add(std::shared_ptr<AdminStream> stream) {
 }
 
 void DashboardEvents::remove(AdminStream* stream) {
-  std::erase_if(subscribers_, [stream](const Subscriber& s) { return s.stream.get() == stream; });
+  for (auto& s : subscribers_) {
+    if (s.stream.get() == stream) s.gone = true;
+  }
+  if (!walking_) sweep();
+}
+
+void DashboardEvents::sweep() {
+  std::erase_if(subscribers_, [](const Subscriber& s) { return s.gone; });
   stats_.subscribers = subscribers_.size();
   // Nobody listens: no builds. The last frame stays, so that a client coming and going
   // cannot make a build each time (at most one per interval).
   if (subscribers_.empty()) timer_.cancel();
 }
 
+template <typename F>
+void DashboardEvents::for_each_subscriber(F f) {
+  walking_ = true;
+  // By index: nothing is added while the list is walked, but a reference would not say so.
+  for (size_t i = 0; i < subscribers_.size(); ++i) {
+    if (!subscribers_[i].gone) f(subscribers_[i]);
+  }
+  walking_ = false;
+  sweep();
+}
+
 void DashboardEvents::tick() {
   if (subscribers_.empty()) return;
   timer_.arm_at(loop_.now() + config_.interval);
+  if (building_) {
+    // The last build is not done: this interval has no frame.
+    heartbeat();
+    if (loop_.now() - build_started_ < kStaleBuildIntervals * config_.interval) return;
+    // It may never be (a worker that did not answer): another starts.
+    building_ = false;
+  }
   start_build();
 }
 
@@ -84,16 +112,21 @@ void DashboardEvents::start_build() {
   // A build still running (the workers are slow to answer) serves this interval too.
   if (building_ || !build_) return;
   building_ = true;
+  build_started_ = loop_.now();
+  uint64_t build = ++builds_started_;
   std::weak_ptr<int> alive = alive_;
-  build_([this, alive](std::string json) {
+  build_([this, alive, build](std::string json) {
     if (alive.expired()) return;
-    building_ = false;
-    publish(std::move(json));
+    if (build == builds_started_) building_ = false;
+    publish(build, std::move(json));
   });
 }
 
-void DashboardEvents::publish(std::string json) {
+void DashboardEvents::publish(uint64_t build, std::string json) {
   if (subscribers_.empty() || closed_) return;
+  // A build given up on that ends after a later one brings older data: not shown.
+  if (build <= build_shown_) return;
+  build_shown_ = build;
   ++stats_.builds;
   while (!json.empty() && json.back() == '\n') json.pop_back();
   // One line: the JSON has no raw newline (nlohmann::json escapes them in strings).
@@ -103,27 +136,31 @@ void DashboardEvents::publish(std::string json) {
   frame_ += json;
   frame_ += "\n\n";
   frame_time_ = loop_.now();
-  for (size_t i = 0; i < subscribers_.size();) {
-    if (offer(subscribers_[i])) ++i;
-  }
+  for_each_subscriber([this](Subscriber& s) { offer(s); });
 }
 
-bool DashboardEvents::offer(Subscriber& s) {
+void DashboardEvents::offer(Subscriber& s) {
   if (s.started && s.stream->queued() > 0) {
     // The client has not read the last frame: it misses this one rather than queueing it.
     ++stats_.frames_dropped;
-    if (++s.missed < kMaxMissed) return true;
+    if (++s.missed < kMaxMissed) return;
     ++stats_.ended_slow;
     auto stream = s.stream;
     stream->end(/*now=*/true);
     remove(stream.get());
-    return false;
+    return;
   }
   s.missed = 0;
   s.started = true;
-  s.stream->write(frame_);
   ++stats_.frames_sent;
-  return true;
+  s.stream->write(frame_);  // last: a write that fails closes the stream and may remove `s`
+}
+
+void DashboardEvents::heartbeat() {
+  for_each_subscriber([](Subscriber& s) {
+    // A client still reading what came before does not need to hear the stream lives.
+    if (s.stream->queued() == 0) s.stream->write(kHeartbeat);
+  });
 }
 
 void DashboardEvents::close_all(std::string_view reason) {

@@ -28,6 +28,12 @@ class DashboardEvents {
   static constexpr uint32_t kMaxMissed = 10;
   // What the page's EventSource waits before it connects again after a network error.
   static constexpr int kRetryMs = 2000;
+  // A build not done after this many intervals (a worker that never answered) no longer
+  // holds the next ones back: a tick starts another.
+  static constexpr uint32_t kStaleBuildIntervals = 3;
+  // Sent instead of a frame an interval had none for (its build not done yet): an SSE
+  // comment, which tells the client the stream lives.
+  static constexpr std::string_view kHeartbeat = ":\n\n";
 
   // Builds the data once and calls `done` with the JSON (on the loop thread, later).
   using Build = std::function<void(std::function<void(std::string json)> done)>;
@@ -54,14 +60,22 @@ class DashboardEvents {
     // Until its first frame its queue holds the response head, which says nothing of how
     // the client reads.
     bool started = false;
+    // Closed while the list was walked: erased once the walk is over.
+    bool gone = false;
   };
   void add(std::shared_ptr<AdminStream> stream);
   void remove(AdminStream* stream);
   void tick();
   void start_build();
-  void publish(std::string json);
-  // Writes the frame to `s`, or counts it missed; false when `s` was closed for it.
-  bool offer(Subscriber& s);
+  void publish(uint64_t build, std::string json);
+  // Writes the frame to `s`, or counts it missed (and closes `s` after kMaxMissed).
+  void offer(Subscriber& s);
+  void heartbeat();
+  // Calls `f` on every subscriber still open. A write that fails at once closes its stream
+  // and removes it from the list: removals wait until the walk is over.
+  template <typename F>
+  void for_each_subscriber(F f);
+  void sweep();
 
   event::Loop& loop_;
   DashboardEventsConfig config_;
@@ -71,6 +85,10 @@ class DashboardEvents {
   std::string frame_;  // the last frame built ("data: {...}\n\n"); empty: none yet
   MonoTime frame_time_{};
   bool building_ = false;
+  MonoTime build_started_{};
+  uint64_t builds_started_ = 0;  // the number of the last build started
+  uint64_t build_shown_ = 0;     // the number of the build frame_ holds
+  bool walking_ = false;
   bool closed_ = false;  // draining: no new streams
   DashboardEventStats stats_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for builds that end later

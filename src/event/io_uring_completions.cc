@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "event/io_uring_poller.h"
 
@@ -64,7 +65,7 @@ void IoUringPoller::deliver_accepted(int fd) {
   }
 }
 
-void IoUringPoller::stop_acceptor(int fd) {
+void IoUringPoller::stop_acceptor(int fd, Duration max_wait) {
   Slot* s = live_slot(fd);
   if (!s || !s->acceptor()) return remove_and_release(fd);
   const uint32_t generation = s->generation;
@@ -79,7 +80,8 @@ void IoUringPoller::stop_acceptor(int fd) {
     submit_and_get_events();
     // Bounded: the cancellation runs at once, or in task work of this thread that waiting
     // runs.
-    for (int i = 0; ending_.pending > 0 && i < 200; ++i) {
+    const MonoTime until = MonoClock::now() + max_wait;
+    while (ending_.pending > 0 && MonoClock::now() < until) {
       __kernel_timespec ts{};
       ts.tv_nsec = 5'000'000;
       io_uring_cqe* cqe = nullptr;

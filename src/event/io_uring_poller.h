@@ -50,7 +50,7 @@ class IoUringPoller final : public Poller {
   Status add_receiver(int fd, RecvHandler* handler) override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
-  void stop_acceptor(int fd) override;
+  void stop_acceptor(int fd, Duration max_wait) override;
   Status modify(int fd, uint32_t interest, IoHandler* handler) override;
   void remove(int fd) override { remove_registration(fd, /*release_now=*/false); }
   void remove_and_release(int fd) override { remove_registration(fd, /*release_now=*/true); }

@@ -22,7 +22,7 @@ void Poller::resume_acceptor(int) {}
 
 void Poller::deliver_accepted(int) {}
 
-void Poller::stop_acceptor(int fd) {
+void Poller::stop_acceptor(int fd, Duration) {
   deliver_accepted(fd);
   remove(fd);
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "base/units.h"
 
 namespace sluice::event {
 
@@ -109,8 +110,9 @@ class Poller {
   // Stops a completion-based accept and hands `fd`'s handler every connection accepted for it
   // until the accept ended (none is closed), then removes fd, as remove(). The connections
   // still queued on the socket stay there (the caller accepts them or leaves them to another
-  // process).
-  virtual void stop_acceptor(int fd);
+  // process). Waits at most `max_wait` for the accept to end; past it, what it accepts
+  // after is closed, as by remove().
+  virtual void stop_acceptor(int fd, Duration max_wait);
 };
 
 std::unique_ptr<Poller> make_epoll_poller();

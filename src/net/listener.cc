@@ -130,9 +130,9 @@ void Listener::accept_queued_and_close() {
   close();
 }
 
-void Listener::accept_by_polling() {
+void Listener::accept_by_polling(Duration max_wait) {
   if (!by_completion_ || !fd_.valid()) return;
-  loop_.poller().stop_acceptor(fd_.get());
+  loop_.poller().stop_acceptor(fd_.get(), max_wait);
   resume_timer_.cancel();
   paused_ = false;
   if (Status s = start_polling(); !s) LOG_ERROR("listener {}: {}", name_, s.message());
@@ -142,7 +142,7 @@ void Listener::close() {
   if (!fd_.valid()) return;
   if (by_completion_) {
     // Connections the kernel accepted for this listener, up to the end of the accept: served.
-    loop_.poller().stop_acceptor(fd_.get());
+    loop_.poller().stop_acceptor(fd_.get(), kStopWait);
     // The kernel wakes one accept of those waiting on a listening socket (they wait as
     // exclusive waiters), and a wake-up that came while this one was being cancelled ends
     // with it, unused: the connection would wait in the backlog for the next wake-up, while

@@ -54,8 +54,11 @@ class Listener final : public event::IoHandler, public event::AcceptHandler {
   // Accepts on readiness from now on, as on epoll (a no-op there). A binary upgrade's old
   // process does this before it hands its sockets over: a multishot accept waits as an
   // exclusive waiter, and cancelling it when the process stops accepting could drop a
-  // wake-up the new process's accept needed; readiness waiters are woken all.
-  void accept_by_polling();
+  // wake-up the new process's accept needed; readiness waiters are woken all. Waits at most
+  // `max_wait` for the completion-based accept to end (Poller::stop_acceptor).
+  void accept_by_polling(Duration max_wait = kStopWait);
+  // How long close() waits for a completion-based accept to end.
+  static constexpr Duration kStopWait = std::chrono::seconds(1);
   // Accepted connections go to `callbacks` from now on.
   void set_callbacks(ListenerCallbacks& callbacks) { callbacks_ = &callbacks; }
 

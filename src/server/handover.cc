@@ -166,6 +166,15 @@ Status send_line(int sock, const std::string& line) {
   return send_packet(sock, line, {});
 }
 
+uint32_t lowest_handover_version(const Handover& h) {
+  for (const auto& l : h.listeners) {
+    for (const auto& part : l.parts) {
+      if (!part.fds.empty()) return 2;
+    }
+  }
+  return 1;
+}
+
 Status send_handover(int sock, const Handover& h) {
   if (Status s = send_packet(sock, fmt::format("sluice-handover {}", h.version), {}); !s) return s;
   for (const auto& l : h.listeners) {

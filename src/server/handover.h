@@ -93,6 +93,11 @@ struct Handover {
   int64_t registration_lease = 0;  // 0: none
 };
 
+// The lowest version that carries `handover`: 1 unless a listener has other sockets, so
+// that a binary of version 1 can take over (a roll-back) when nothing needs version 2. The
+// BGP section is optional in every version: a reader that knows no BGP refuses its lines.
+uint32_t lowest_handover_version(const Handover& handover);
+
 // Writes `handover` (descriptors are duplicated into the receiver by the kernel; the
 // caller keeps its own). Blocking; `sock` is one end of a SOCK_SEQPACKET pair.
 Status send_handover(int sock, const Handover& handover);

@@ -43,8 +43,12 @@ namespace {
 constexpr auto kUpgradePoll = std::chrono::milliseconds(10);
 // The new process gets ready_timeout for its first round, plus this to start.
 constexpr auto kUpgradeSlack = std::chrono::seconds(10);
-// How long the new process waits for each packet of the hand-over.
+// How long the new process waits for each packet of the hand-over. The first comes once the
+// admin listener, then every worker, accept by polling (send_handover_when_polling): within
+// net::Listener::kStopWait, then Worker::kAcceptByPollingBudget (the workers at the same
+// time, whatever their number of listeners). Twice that, at least, for a busy machine.
 constexpr auto kHandoverTimeout = std::chrono::seconds(5);
+static_assert(kHandoverTimeout >= 2 * (net::Listener::kStopWait + Worker::kAcceptByPollingBudget));
 
 // Whether `pid` runs (an exited process its parent has not reaped yet does not).
 bool alive(pid_t pid) {
@@ -305,6 +309,8 @@ void Server::send_handover_now(pid_t pid) {
     h.admin = HandedListener{"admin", bound ? *bound : *config_->admin_address, {}, {}};
     h.admin->fds.emplace_back(::fcntl(admin_->listening_fd(), F_DUPFD_CLOEXEC, 0));
   }
+  // Version 1 when it is enough: a roll-back to a binary of that version works.
+  h.version = lowest_handover_version(h);
   if (Status s = send_handover(upgrade_sock_.get(), h); !s) {
     // Its end closed: it exited (an executable that cannot run, a crash) while we wrote.
     bool gone = errno == EPIPE || errno == ECONNRESET;

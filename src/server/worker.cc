@@ -388,11 +388,15 @@ void Worker::start_accepting() {
 
 void Worker::accept_by_polling(std::function<void()> done) {
   loop_.post([this, done = std::move(done)] {
+    // One budget for all the worker's listeners, however many: the new process waits for the
+    // hand-over's first packet for a bounded time (server/upgrade.cc).
+    const MonoTime until = MonoClock::now() + kAcceptByPollingBudget;
+    auto left = [until] { return std::max<Duration>(Duration::zero(), until - MonoClock::now()); };
     for (auto& s : served_) {
-      if (s.listener) s.listener->accept_by_polling();
-      for (auto& l : s.extra) l->accept_by_polling();
+      if (s.listener) s.listener->accept_by_polling(left());
+      for (auto& l : s.extra) l->accept_by_polling(left());
       if (s.handoff.config->protocol == proxy::Protocol::kStun) {
-        static_cast<proxy::stun::StunListener&>(*s.proxy).accept_by_polling();
+        static_cast<proxy::stun::StunListener&>(*s.proxy).accept_by_polling(left());
       }
     }
     if (done) done();

@@ -95,6 +95,8 @@ class Worker {
   // Any thread: the listeners accept on readiness from now on (net::Listener); then `done`
   // runs on the worker's thread.
   void accept_by_polling(std::function<void()> done);
+  // How long accept_by_polling() waits, at most, for all the worker's accepts to end.
+  static constexpr Duration kAcceptByPollingBudget = std::chrono::seconds(1);
   // Stops accepting; `on_drained` runs on the worker thread once no connection is open.
   // `keep_idle`: a drain for a binary upgrade (ProxyListener::drain_for_upgrade).
   void drain(std::function<void()> on_drained, bool keep_idle = false);

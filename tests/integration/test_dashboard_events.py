@@ -80,14 +80,16 @@ ENDED_DRAINING = 'sluice_dashboard_event_ends_total{reason="draining"}'
 class Stream:
     """One GET /dashboard/events over a raw socket."""
 
-    def __init__(self, port, rcvbuf=None):
+    def __init__(self, port, rcvbuf=None, requests=1):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(10)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(b"GET /dashboard/events HTTP/1.1\r\nHost: admin\r\nAccept: text/event-stream\r\n\r\n")
+        # Several requests: pipelined, in one write.
+        self.sock.sendall(requests * b"GET /dashboard/events HTTP/1.1\r\nHost: admin\r\nAccept: text/event-stream\r\n\r\n")
         self.buf = b""
+        self.seen = b""  # every event's bytes so far
 
     def head(self):
         """(status, headers dict, body so far) of the answer; a refusal's whole body."""
@@ -117,6 +119,7 @@ class Stream:
                 return None
             self.buf += data
         raw, _, self.buf = self.buf.partition(b"\n\n")
+        self.seen += raw + b"\n\n"
         ev = {"event": "message"}
         for line in raw.decode().split("\n"):
             k, _, v = line.partition(": ")
@@ -286,6 +289,34 @@ def case_limit_and_fallback_to_polling():
     hu.stop_and_check(sl)
 
 
+def case_pipelined_requests_behind_a_stream():
+    good = HttpBackend("good")
+    sl, admin = start(config(good, {"interval": "100ms", "max_subscribers": 2}))
+    s = Stream(admin, requests=3)
+    status, headers, _ = s.head()
+    check((status, headers.get("content-type")) == (200, "text/event-stream; charset=utf-8"),
+          "three pipelined GET /dashboard/events: the first is a stream", "%d %r" % (status, headers))
+    check(s.event() == {"event": "message", "retry": "2000"}, "the stream starts with retry: 2000")
+    # Several frames, and never a second head within the stream.
+    for _ in range(3):
+        frame = s.frame()
+        check(frame["state"] == "ready", "a frame of the stream", repr(frame))
+    check(b"HTTP/1.1" not in s.seen + s.buf, "no second response head in the stream", repr(s.seen[:300]))
+    m = scrape(admin)
+    check((m[SUBSCRIBERS], m[ACCEPTED], m[REFUSED_FULL]) == (1, 1, 0),
+          "/metrics: 1 subscriber, 1 accepted, none refused: the requests behind it were dropped", repr(m))
+    s.close()
+    wait_metrics(admin, lambda m: m[SUBSCRIBERS] == 0, "the stream's subscriber goes with its client")
+    # Its slot is free: the bound of two still holds two.
+    a, b = open_stream(admin), open_stream(admin)
+    m = scrape(admin)
+    check((m[SUBSCRIBERS], m[ACCEPTED], m[REFUSED_FULL]) == (2, 3, 0),
+          "/metrics: 2 subscribers, 3 accepted, none refused", repr(m))
+    a.close()
+    b.close()
+    hu.stop_and_check(sl)
+
+
 def case_a_client_that_does_not_read():
     good = HttpBackend("good")
     sl, admin = start(config(good, {"interval": "100ms"}))
@@ -379,5 +410,5 @@ def case_upgrade_ends_the_streams():
 
 if __name__ == "__main__":
     harness.run_cases([case_page_follows_the_stream, case_limit_and_fallback_to_polling,
-                       case_a_client_that_does_not_read, case_drain_ends_the_streams,
+                       case_pipelined_requests_behind_a_stream, case_a_client_that_does_not_read, case_drain_ends_the_streams,
                        case_upgrade_ends_the_streams])

@@ -12,7 +12,7 @@ listening socket go to the new process, which binds none of them again.
   upstream socket (the backend sees a new source port); the old process logs '1 sessions end
   with the upgrade' and its exit summary counts it ('ended by a binary upgrade 1');
 - workers 2 -> 1: both handed-over UDP sockets are read by the one worker; 30 client sockets
-  (spread by the kernel over both) all get answers;
+  (spread by the kernel over both) all get answers; likewise 4 -> 2 with 100 client sockets;
 - workers 1 -> 2: the second worker binds its own sockets beside the handed ones (the
   alternate port stays); every STUN address answers 20 clients.
 """
@@ -250,29 +250,38 @@ def test_datagrams_answered_across_the_upgrade():
     tu.stop_pid(gen2, sl)
 
 
-def test_fewer_workers_read_every_handed_socket():
+def fewer_workers_read_every_handed_socket(old, new, flows):
     echo = uu.UdpEcho(prefix=b"echo:")
-    sl = tu.start_sluice(setup(echo, workers=2))
+    sl = tu.start_sluice(setup(echo, workers=old))
     gen1 = sl.pid
     ap = tu.admin_port(sl)
     udp_port = sl.port("udp_in")
     before = udp_inodes("127.0.0.1", udp_port)
-    check(len(before) == 2, "pid %d has 2 UDP sockets on port %d" % (gen1, udp_port), repr(before))
-    tu.rewrite(sl, setup(echo, workers=1))
+    check(len(before) == old, "pid %d has %d UDP sockets on port %d" % (gen1, old, udp_port), repr(before))
+    tu.rewrite(sl, setup(echo, workers=new))
     mark = sl.line_count()
     status, body = tu.post_upgrade(ap)
     gen2 = tu.check_upgraded(status, body, gen1)
-    check(sl.find_lines("upgrade: listener udp_in takes over 2 sockets", mark),
-          "the new process (1 worker) takes over both sockets", hu.log_tail(sl, 40))
+    check(sl.find_lines("upgrade: listener udp_in takes over %d sockets" % old, mark),
+          "the new process (%d workers) takes over all %d sockets" % (new, old), hu.log_tail(sl, 40))
     rc = tu.wait_old_exit(sl, 10)
     check(rc == 0, "the old process exits 0", "rc %r\n%s" % (rc, hu.log_tail(sl, 40)))
     check(udp_inodes("127.0.0.1", udp_port) == before and before <= tu.socket_inodes(gen2),
-          "the same 2 sockets, now held by pid %d" % gen2, repr(udp_inodes("127.0.0.1", udp_port)))
-    # The kernel spreads client addresses over both sockets: each is read.
-    clients = [uu.client() for _ in range(30)]
+          "the same %d sockets, now held by pid %d" % (old, gen2), repr(udp_inodes("127.0.0.1", udp_port)))
+    # The kernel spreads client addresses over every socket: each is read.
+    clients = [uu.client() for _ in range(flows)]
     bad = [i for i, c in enumerate(clients) if uu.exchange(c, udp_port, b"c%d" % i) != b"echo:c%d" % i]
-    check(not bad, "30 client sockets, spread over both handed sockets, all get answers", repr(bad))
+    check(not bad, "%d client sockets, spread over the %d handed sockets, all get answers" % (flows, old),
+          repr(bad))
     tu.stop_pid(gen2, sl)
+
+
+def test_fewer_workers_read_every_handed_socket():
+    fewer_workers_read_every_handed_socket(2, 1, 30)
+
+
+def test_four_workers_to_two_read_every_handed_socket():
+    fewer_workers_read_every_handed_socket(4, 2, 100)
 
 
 def test_more_workers_bind_beside_the_handed_sockets():
@@ -324,5 +333,6 @@ if __name__ == "__main__":
     harness.run_cases([
         test_datagrams_answered_across_the_upgrade,
         test_fewer_workers_read_every_handed_socket,
+        test_four_workers_to_two_read_every_handed_socket,
         test_more_workers_bind_beside_the_handed_sockets,
     ])

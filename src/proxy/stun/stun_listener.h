@@ -49,8 +49,8 @@ class StunListener final : public ProxyListener {
   void on_accept(net::Fd fd, const net::Address& peer) override;
 
   // STUN over TCP accepts on readiness from now on (net::Listener::accept_by_polling).
-  void accept_by_polling() {
-    if (tcp_listener_) tcp_listener_->accept_by_polling();
+  void accept_by_polling(Duration max_wait) {
+    if (tcp_listener_) tcp_listener_->accept_by_polling(max_wait);
   }
   void drain() override { stop_reading(); }
   void close_all(bool) override { stop_reading(); }

@@ -555,13 +555,13 @@ TEST_F(MetricsTest, OpenMetricsPoolWaitBucketsCarryExemplarsOfTheirCluster) {
        R"({"cluster":"app","traceparent":"00-22222222222222222222222222222222-b7ad6b7169203331-01",)"
        R"("timings_us":{"pool_wait":-1,"upstream_connect":-1,"upstream_tls":-1}})"}};
   std::string text = render_openmetrics(in_);
-  EXPECT_NE(text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} "),
-            std::string::npos);
   size_t at = text.find("sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} ");
+  ASSERT_NE(at, std::string::npos) << text;
   std::string line = text.substr(at, text.find('\n', at) - at);
-  EXPECT_NE(line.find(" # {trace_id=\"11111111111111111111111111111111\"} 0.042 1700000000.500"),
-            std::string::npos)
-      << line;
+  // 1 + 1000 observations (the fixture's two workers), all at or below 0.05 s.
+  EXPECT_EQ(line,
+            "sluice_cluster_pool_wait_seconds_bucket{cluster=\"app\",le=\"0.05\"} 1001 # "
+            "{trace_id=\"11111111111111111111111111111111\"} 0.042 1700000000.500");
   // Two in all: the listener's bucket le=1 shows the slower of its two requests, the
   // cluster's le=0.05 the one that waited.
   size_t count = 0;

@@ -666,7 +666,7 @@ TEST_P(PollerTest, StopAcceptorHandsOverEveryAcceptedConnection) {
   // More while the accept is armed: accepted into completions this loop has not read yet,
   // or still queued on the socket when the accept ends.
   for (int i = 0; i < 20; ++i) want.push_back(local_port(l.connect_client()));
-  poller().stop_acceptor(l.fd);
+  poller().stop_acceptor(l.fd, std::chrono::seconds(1));
   size_t by_completion = r.accepted.size();
   for (;;) {
     int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);

@@ -646,6 +646,40 @@ TEST(Handover, Version1IsWrittenAsTheFixtureSays) {
   EXPECT_EQ(capture(h), version_1_fixture());
 }
 
+TEST(Handover, TheLowestVersionIsWrittenWhenNothingNeedsTheNewer) {
+  // No listener with other sockets: version 1, which a binary of that version reads (a
+  // roll-back), byte for byte the fixture.
+  Handover h = version_1_state();
+  h.version = lowest_handover_version(h);
+  EXPECT_EQ(h.version, 1u);
+  EXPECT_EQ(capture(h), version_1_fixture());
+  // A listener's other sockets need version 2; parts without sockets do not.
+  h.listeners[1].parts.push_back(part(SocketRole::kStunTcp, "[::1]:5353", 0));
+  EXPECT_EQ(lowest_handover_version(h), 1u);
+  h.listeners[0].parts.push_back(part(SocketRole::kStunTcp, "127.0.0.1:8080", 2));
+  EXPECT_EQ(lowest_handover_version(h), 2u);
+}
+
+TEST(Handover, BgpSessionsGoInVersion1Too) {
+  // The BGP section has its own version: sessions need no hand-over version 2, and their
+  // lines are sent (a binary that knows no BGP refuses the first, as any unknown line).
+  Handover h = version_1_state();
+  bgp::SessionTransfer t;
+  t.peer = "192.0.2.2:179";
+  t.fd = plain_socket();
+  h.bgp.emplace(t.peer, std::move(t));
+  h.version = lowest_handover_version(h);
+  EXPECT_EQ(h.version, 1u);
+  auto packets = capture(h);
+  ASSERT_FALSE(packets.empty());
+  EXPECT_EQ(packets.front().first, "sluice-handover 1");
+  size_t with_socket = 0;
+  for (const auto& [line, fds] : packets) {
+    if (line.starts_with("bgp 1 ") && fds == 1) ++with_socket;
+  }
+  EXPECT_EQ(with_socket, 1u);
+}
+
 TEST(Handover, Version1FromTheFixtureIsRead) {
   Pair p;
   std::vector<net::Fd> keep;  // the sender's copies
