@@ -56,6 +56,7 @@ target_coturn_version() {
 target_coturn_start() {
   local mode=$1 lport=$2 cfg
   _target_files coturn "$mode"
+  # shellcheck disable=SC2153 # TARGET_DIR is set by _target_files
   cfg="$TARGET_DIR/turnserver.conf"
   bench_render "$(_target_conf "$mode" turnserver conf)" "$cfg" LISTEN="$lport" DIR="$TARGET_DIR"
   # In the foreground (no -o): the PID is the server itself, its threads included in its CPU.
@@ -123,7 +124,7 @@ for t in "${TARGETS[@]}"; do
   fi
 done
 [ ${#LIVE[@]} -gt 0 ] || bench_die "no target came up"
-[ "$BENCH_QUIET_RUN_WAIT" = 0 ] || bench_quiet
+[ "$BENCH_QUIET_RUN_WAIT" = 0 ] || bench_quiet --window 1
 
 if [ "$BENCH_STUN_WARMUP" != 0 ]; then
   for t in "${LIVE[@]}"; do run_one "$t" "$BENCH_STUN_WARMUP" 0 1 --warmup; done
