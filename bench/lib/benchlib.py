@@ -538,9 +538,10 @@ def cmd_iperf_record(args):
 
 
 def cmd_udp_record(args):
-    """One run of bench/lib/udp_load (rr or stream) under `measure`: answers a second, losses,
-    round trips and the proxy's CPU per datagram it relayed (each answered exchange is two
-    datagrams through the proxy, one each way)."""
+    """One run of bench/lib/udp_load (rr, stream or stun) under `measure`: answers a second,
+    losses, round trips and the proxy's CPU per datagram it relayed (each answered exchange is
+    two datagrams through the proxy, one each way) and per answer (a STUN server's CPU per
+    Binding request answered, and answers per CPU-second)."""
     with open(args.meas) as f:
         m = json.load(f)
     rec = {"run_id": args.run_id, "ts": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -558,8 +559,14 @@ def cmd_udp_record(args):
             rec[k] = j.get(k)
         rec["ok"] = m["rc"] == 0 and j.get("received", 0) > 0
         rec["loss_pct"] = round(100.0 * j["lost"] / j["sent"], 3) if j.get("sent") else None
+        if j.get("errors") is not None:
+            rec["errors"] = j["errors"]
         if m.get("proxy_cpu_s") is not None and j.get("received"):
             rec["cpu_us_per_datagram"] = round(m["proxy_cpu_s"] * 1e6 / (2 * j["received"]), 3)
+            # The server's CPU per answer (stun: per Binding answered) and its inverse.
+            rec["cpu_us_per_answer"] = round(m["proxy_cpu_s"] * 1e6 / j["received"], 3)
+            if m["proxy_cpu_s"] > 0:
+                rec["answers_per_cpu_s"] = round(j["received"] / m["proxy_cpu_s"])
     proxy_core, load_core = str(args.proxy_core), str(args.load_core)
     rec["proxy_cpu_s"] = m.get("proxy_cpu_s")
     rec["measured_s"] = m["seconds"]

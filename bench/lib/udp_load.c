@@ -7,14 +7,20 @@
 //       Request/response (DNS-like): SESSIONS client sockets, each with one datagram of SIZE
 //       bytes outstanding; the answer sends the next. A request unanswered for 200 ms is lost
 //       and the socket sends a new one.
+//   udp_load stun PORT SESSIONS SECONDS
+//       STUN (RFC 8489) against a STUN server: as rr, each of SESSIONS sockets with one 20-byte
+//       Binding request outstanding (no attributes, a random transaction id); an answer counts
+//       when it is a Binding success response with the outstanding request's transaction id.
+//       Error responses are counted apart ("errors") and the request is sent again.
 //   udp_load stream PORT SESSIONS SIZE RATE SECONDS
 //       Streaming: SESSIONS sockets together send RATE datagrams/s of SIZE bytes (paced each
 //       millisecond, sendmmsg) and read the echoes (recvmmsg); after SECONDS, 300 ms more to
 //       drain, then what did not come back is lost.
 //
 // The client modes print one JSON line: mode, sessions, size, seconds, sent, received, lost,
-// per_s (answers a second), rtt_p50_us, rtt_p99_us. Each datagram starts with its session's
-// sequence number and its send time, so that a late answer is not counted twice.
+// per_s (answers a second), rtt_p50_us, rtt_p99_us (stun: errors too). Each datagram starts
+// with its session's sequence number and its send time (stun: each request has a new
+// transaction id), so that a late answer is not counted twice.
 // Build: cc -O2 -o udp_load udp_load.c
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -110,10 +116,11 @@ struct session {
   uint64_t seq;      // the next sequence number to send
   uint64_t waiting;  // rr: the sequence number outstanding
   uint64_t sent_at;  // rr: when it was sent
+  uint8_t txid[12];  // stun: the transaction id outstanding
 };
 
 static uint32_t hist[HIST_US + 1];
-static uint64_t sent, received, lost, stalls;
+static uint64_t sent, received, lost, stalls, errors;
 
 static void record_rtt(uint64_t ns) {
   uint64_t us = ns / 1000;
@@ -157,11 +164,46 @@ static void rr_send(struct session* s, int size) {
   if (send(s->fd, buf, (size_t)size, 0) == size) ++sent;
 }
 
-static int rr(int port, int n, int size, double seconds) {
+// stun: a Binding request (type 0x0001, length 0, the magic cookie, a new transaction id).
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next_random(void) {  // xorshift64*
+  rng ^= rng >> 12;
+  rng ^= rng << 25;
+  rng ^= rng >> 27;
+  return rng * 0x2545f4914f6cdd1dull;
+}
+
+static void stun_send(struct session* s) {
+  uint8_t req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42};
+  uint64_t a = next_random(), b = next_random();
+  memcpy(s->txid, &a, 8);
+  memcpy(s->txid + 8, &b, 4);
+  memcpy(req + 8, s->txid, 12);
+  s->sent_at = now_ns();
+  if (send(s->fd, req, sizeof req, 0) == (ssize_t)sizeof req) ++sent;
+}
+
+// 1: the Binding success answer to x's request; 0: not an answer to it; -1: an error answer to it.
+static int stun_answer(const struct session* x, const uint8_t* buf, ssize_t len) {
+  if (len < 20 || memcmp(buf + 8, x->txid, 12) != 0) return 0;
+  if (buf[0] == 0x01 && buf[1] == 0x01) return 1;
+  return buf[0] == 0x01 && buf[1] == 0x11 ? -1 : 0;
+}
+
+static void send_next(struct session* s, int size, int is_stun) {
+  if (is_stun)
+    stun_send(s);
+  else
+    rr_send(s, size);
+}
+
+// rr and stun: SESSIONS sockets, one request outstanding each (size is rr's).
+static int rr(int port, int n, int size, double seconds, int is_stun) {
   int ep = epoll_create1(0);
   struct session* s = open_sessions(n, port, ep);
   uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
-  for (int i = 0; i < n; ++i) rr_send(&s[i], size);
+  rng = (start * 0x9e3779b97f4a7c15ull) | 1;  // a new sequence each run, never 0
+  for (int i = 0; i < n; ++i) send_next(&s[i], size, is_stun);
   struct epoll_event evs[256];
   char buf[MAX_DGRAM];
   uint64_t last_scan = start;
@@ -173,13 +215,24 @@ static int rr(int port, int n, int size, double seconds) {
       struct session* x = &s[evs[e].data.u32];
       for (;;) {
         ssize_t r = recv(x->fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (r < 16) break;
-        uint64_t seq;
-        memcpy(&seq, buf, 8);
-        if (seq != x->waiting) continue;  // a late answer to a request counted lost
+        if (r < 0) break;
+        if (is_stun) {
+          int a = stun_answer(x, (const uint8_t*)buf, r);
+          if (a == 0) continue;  // a late answer to a request counted lost, or not STUN
+          if (a < 0) {
+            ++errors;
+            if (now_ns() < end) stun_send(x);
+            continue;
+          }
+        } else {
+          if (r < 16) continue;
+          uint64_t seq;
+          memcpy(&seq, buf, 8);
+          if (seq != x->waiting) continue;  // a late answer to a request counted lost
+        }
         ++received;
         record_rtt(now_ns() - x->sent_at);
-        if (now_ns() < end) rr_send(x, size);
+        if (now_ns() < end) send_next(x, size, is_stun);
       }
     }
     t = now_ns();
@@ -188,17 +241,19 @@ static int rr(int port, int n, int size, double seconds) {
       for (int i = 0; i < n; ++i) {
         if (t - s[i].sent_at > 200000000ull) {
           ++lost;
-          rr_send(&s[i], size);
+          send_next(&s[i], size, is_stun);
         }
       }
     }
   }
   double took = (double)(now_ns() - start) / 1e9;
-  printf("{\"mode\":\"rr\",\"sessions\":%d,\"size\":%d,\"seconds\":%.3f,\"sent\":%llu,"
-         "\"received\":%llu,\"lost\":%llu,\"per_s\":%.0f,\"rtt_p50_us\":%llu,\"rtt_p99_us\":%llu}\n",
-         n, size, took, (unsigned long long)sent, (unsigned long long)received,
-         (unsigned long long)lost, (double)received / took, (unsigned long long)percentile(0.5),
-         (unsigned long long)percentile(0.99));
+  printf("{\"mode\":\"%s\",\"sessions\":%d,\"size\":%d,\"seconds\":%.3f,\"sent\":%llu,"
+         "\"received\":%llu,\"lost\":%llu,\"errors\":%llu,\"per_s\":%.0f,\"rtt_p50_us\":%llu,"
+         "\"rtt_p99_us\":%llu}\n",
+         is_stun ? "stun" : "rr", n, is_stun ? 20 : size, took, (unsigned long long)sent,
+         (unsigned long long)received,
+         (unsigned long long)lost, (unsigned long long)errors, (double)received / took,
+         (unsigned long long)percentile(0.5), (unsigned long long)percentile(0.99));
   return 0;
 }
 
@@ -286,8 +341,10 @@ int main(int argc, char** argv) {
   if (argc == 3 && strcmp(argv[1], "echo") == 0) return echo(atoi(argv[2]));
   if (argc == 6 && strcmp(argv[1], "rr") == 0) {
     int size = atoi(argv[4]);
-    return rr(atoi(argv[2]), atoi(argv[3]), size < 16 ? 16 : size, atof(argv[5]));
+    return rr(atoi(argv[2]), atoi(argv[3]), size < 16 ? 16 : size, atof(argv[5]), 0);
   }
+  if (argc == 5 && strcmp(argv[1], "stun") == 0)
+    return rr(atoi(argv[2]), atoi(argv[3]), 20, atof(argv[4]), 1);
   if (argc == 7 && strcmp(argv[1], "stream") == 0) {
     int size = atoi(argv[4]);
     return stream(atoi(argv[2]), atoi(argv[3]), size < 16 ? 16 : size, atof(argv[5]),
@@ -295,6 +352,6 @@ int main(int argc, char** argv) {
   }
   fprintf(stderr,
           "usage: udp_load echo PORT | rr PORT SESSIONS SIZE SECONDS |"
-          " stream PORT SESSIONS SIZE RATE SECONDS\n");
+          " stun PORT SESSIONS SECONDS | stream PORT SESSIONS SIZE RATE SECONDS\n");
   return 2;
 }
