@@ -15,11 +15,12 @@ build: bootstrap
 	  -DCMAKE_CXX_COMPILER=g++ -DCMAKE_C_COMPILER=gcc -DSLUICE_WERROR=ON >/dev/null
 	@cmake --build $(RELEASE_DIR) -j $(JOBS)
 
-# Test build with clang, AddressSanitizer and UndefinedBehaviorSanitizer.
+# Test build with clang, AddressSanitizer and UndefinedBehaviorSanitizer. The tests whose
+# assertions are about speed also run against the release build (SLUICE_RELEASE_BIN).
 build-asan: bootstrap
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DSLUICE_WERROR=ON \
-	  -DSLUICE_SANITIZE=ON >/dev/null
+	  -DSLUICE_SANITIZE=ON -DSLUICE_RELEASE_BIN=$(CURDIR)/$(RELEASE_DIR)/sluice >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 
 run: build
