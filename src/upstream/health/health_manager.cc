@@ -101,9 +101,6 @@ void HealthManager::update_cluster(size_t ci, std::shared_ptr<const ClusterConfi
     }
   }
   prepare_outlier(ci);
-  if (c.config->type == ClusterConfig::Type::kStatic) {
-    set_endpoints(ci, c.config->endpoints);  // publishes when the set changed
-  }
   publish(ci);
 }
 
