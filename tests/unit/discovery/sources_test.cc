@@ -186,6 +186,25 @@ TEST_F(SourcesTest, AStaticClusterReportsItsEndpointsOnceAndIsSyncedAtOnce) {
   EXPECT_EQ(stats().endpoints, 1u);
 }
 
+TEST_F(SourcesTest, AStaticClusterListingAnAddressTwiceKeepsBothEntries) {
+  auto cluster = std::make_shared<ClusterConfig>();
+  cluster->name = "web";
+  auto a = net::Address::parse("127.0.0.1:81").value();
+  cluster->endpoints = {{a, 1}, {a, 2}};
+  clusters_ = {cluster};
+  start();
+  EXPECT_EQ(endpoints(), (std::vector<std::string>{"127.0.0.1:81", "127.0.0.1:81"}));
+  // A reload adding a third entry keeps the two.
+  auto more = std::make_shared<ClusterConfig>(*cluster);
+  more->endpoints.push_back({net::Address::parse("127.0.0.3:83").value(), 1});
+  health_->update_cluster(0, more, nullptr);
+  sources_->set_cluster(0, more);
+  run();
+  EXPECT_EQ(endpoints(),
+            (std::vector<std::string>{"127.0.0.1:81", "127.0.0.1:81", "127.0.0.3:83"}));
+  EXPECT_EQ((*health_->snapshot(0).endpoints)[1].weight, 2u);
+}
+
 TEST_F(SourcesTest, AReloadKeepsTheAnswersWhenTheNamesAreTheSame) {
   server_.ttl = 100;
   start();
