@@ -1,6 +1,7 @@
-// EndpointSource: where a discovered cluster's endpoint set comes from over time. A source
-// only reports addresses (with weight); the HealthManager alone decides which are usable.
-// Each source belongs to one cluster and runs on the main thread's loop; it never blocks.
+// EndpointSource: where a cluster's endpoint set comes from over time (every cluster type has
+// one; discovery::Sources makes and owns them). A source only reports addresses (with
+// weight); the HealthManager alone decides which are usable. Each source belongs to one
+// cluster and runs on the main thread's loop; it never blocks.
 //
 // The contract every source keeps:
 // - it reports whole sets (`on_update`), never deltas, so a missed event cannot leave a
@@ -28,7 +29,8 @@ class EndpointSource {
   // Starts watching; the first read or answer (good or not) leaves kStarting.
   virtual void start() = 0;
   virtual void stop() = 0;
-  // "file", "etcd", ...: the cluster type the source serves.
+  // The cluster type the source serves: "static", "strict_dns", "logical_dns", "dns_srv",
+  // "file" or "etcd".
   virtual const char* kind() const = 0;
   // Where it reads from, for logs and /clusters (a path, a list of URLs).
   virtual std::string target() const = 0;

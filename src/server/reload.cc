@@ -20,9 +20,7 @@
 
 #include "base/log.h"
 #include "config/config_diff.h"
-#include "discovery/dns_discovery.h"
 #include "discovery/sources.h"
-#include "dns/resolver.h"
 #include "net/listener.h"
 #include "server/reload_plan.h"
 #include "server/server.h"
@@ -346,29 +344,9 @@ Status Server::apply_reload(ReloadPlan& plan) {
     size_t index = *health_->find_cluster(name);
     health_->retire_cluster(index);
     plan.removed.push_back(index);
-    if (dns_discovery_) dns_discovery_->remove_cluster(index);
     sources_->remove_cluster(index);
   }
-  // DNS clusters: a resolver is made the first time one appears.
-  bool wants_dns = std::any_of(plan.clusters.begin(), plan.clusters.end(),
-                               [](const auto& c) { return upstream::is_dns(c->type); });
-  if (wants_dns && !dns_discovery_) {
-    auto r = dns::Resolver::create(main_loop_, config_->dns);
-    if (!r) {
-      LOG_ERROR("dns: {}; DNS clusters are not resolved", r.status().message());
-    } else {
-      resolver_ = std::move(r.value());
-      dns_discovery_ = std::make_unique<discovery::DnsDiscovery>(
-          main_loop_, *resolver_, *health_,
-          std::vector<std::shared_ptr<const upstream::ClusterConfig>>{});
-      dns_discovery_->start([] {});
-    }
-  }
-  if (dns_discovery_) {
-    for (size_t i = 0; i < plan.clusters.size(); ++i) {
-      dns_discovery_->set_cluster(plan.touched[i], plan.clusters[i]);
-    }
-  }
+  // A DNS cluster new to this process makes the resolver the first time (Sources).
   for (size_t i = 0; i < plan.clusters.size(); ++i) {
     sources_->set_cluster(plan.touched[i], plan.clusters[i]);
   }
@@ -392,8 +370,7 @@ void Server::post_reload_when_answered() {
     return finish_reload(std::move(outcome));
   }
   bool answered = std::all_of(plan.fresh.begin(), plan.fresh.end(), [&](size_t index) {
-    return (!dns_discovery_ || dns_discovery_->answered(index)) && sources_->answered(index) &&
-           health_->checked(index);
+    return sources_->answered(index) && health_->checked(index);
   });
   if (!answered && main_loop_.now() < plan.gate_deadline) {
     reload_gate_->arm_at(main_loop_.now() + kGatePoll);

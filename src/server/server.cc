@@ -13,7 +13,6 @@
 #include "admin/metrics.h"
 #include "base/log.h"
 #include "bgp/speaker.h"
-#include "discovery/dns_discovery.h"
 #include "discovery/etcd_registration.h"
 #include "discovery/sources.h"
 #include "dns/resolver.h"
@@ -283,21 +282,14 @@ Status Server::bind_listener(const std::shared_ptr<const proxy::ListenerConfig>&
 }
 
 Status Server::start_discovery() {
-  sources_ = std::make_unique<discovery::Sources>(main_loop_, *health_, config_->clusters);
-  // DNS clusters are resolved on this loop; ready waits for their first answers.
-  bool uses_dns = std::any_of(config_->clusters.begin(), config_->clusters.end(),
-                              [](const auto& c) { return upstream::is_dns(c->type); });
-  if (!uses_dns) return Status::ok();
-  auto r = dns::Resolver::create(main_loop_, config_->dns);
-  if (!r) return Status::error(fmt::format("dns: {}", r.status().message()));
-  resolver_ = std::move(r.value());
-  if (inherited_ && !inherited_->dns.empty()) {
+  auto s = discovery::Sources::create(main_loop_, *health_, config_->clusters, config_->dns);
+  if (!s) return s.status();
+  sources_ = std::move(s.value());
+  if (sources_->resolver() && inherited_ && !inherited_->dns.empty()) {
     // A binary upgrade: the answers the old process had, for the rest of their TTLs.
-    resolver_->restore_cache(inherited_->dns);
+    sources_->resolver()->restore_cache(inherited_->dns);
     LOG_INFO("upgrade: {} cached DNS answers carried over", inherited_->dns.size());
   }
-  dns_discovery_ = std::make_unique<discovery::DnsDiscovery>(main_loop_, *resolver_, *health_,
-                                                             config_->clusters);
   return Status::ok();
 }
 
@@ -385,17 +377,9 @@ std::vector<ClusterHandoff> Server::cluster_handoffs(size_t worker) {
 }
 
 void Server::wait_ready() {
-  auto start_health = [this] {
-    health_->start(config_->ready_timeout, [this] { on_first_answers(); });
-  };
-  // Endpoint files are read at once; DNS answers come later.
-  sources_->start([this, start_health] {
-    if (dns_discovery_) {
-      dns_discovery_->start(start_health);
-    } else {
-      start_health();
-    }
-  });
+  // Every cluster's source has its first read or answer, then the health checks run.
+  sources_->start(
+      [this] { health_->start(config_->ready_timeout, [this] { on_first_answers(); }); });
 }
 
 void Server::on_first_answers() {
@@ -479,7 +463,6 @@ void Server::drain(const std::string& why, bool for_upgrade) {
   // already (on_signal), or expires by its TTL (a drain asked for otherwise).
   if (registration_) registration_->release(for_upgrade);
   health_->stop();
-  if (dns_discovery_) dns_discovery_->stop();
   if (sources_) sources_->stop();
   // One count for the message and the progress reports: a connection that closes right after
   // must show as a change.
@@ -588,9 +571,10 @@ void Server::gather(admin::GatherScope scope, std::function<void(admin::MetricsI
     pending->input.cluster_index.push_back(*health_->find_cluster(c->name));
   }
   pending->input.health = health_.get();
-  pending->input.dns = resolver_ ? &resolver_->stats() : nullptr;
+  const dns::Resolver* resolver = sources_->resolver();
+  pending->input.dns = resolver ? &resolver->stats() : nullptr;
   if (dashboard_events_) pending->input.dashboard_events = dashboard_events_->stats();
-  if (scope.dns && resolver_) pending->input.dns_names = resolver_->report_cache();
+  if (scope.dns && resolver) pending->input.dns_names = resolver->report_cache();
   for (const auto& c : config_->clusters) {
     const discovery::EndpointSource* s = sources_->source(*health_->find_cluster(c->name));
     if (!s) continue;
@@ -634,7 +618,8 @@ void Server::log_summary() {
     totals.cluster_index.push_back(*health_->find_cluster(c->name));
   }
   totals.health = health_.get();
-  totals.dns = resolver_ ? &resolver_->stats() : nullptr;
+  const dns::Resolver* resolver = sources_ ? sources_->resolver() : nullptr;
+  totals.dns = resolver ? &resolver->stats() : nullptr;
   add_bgp_stats(totals);
   if (dashboard_events_) totals.dashboard_events = dashboard_events_->stats();
   add_registration_stats(totals);

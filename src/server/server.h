@@ -43,7 +43,6 @@ class AdminServer;
 class DashboardEvents;
 }  // namespace admin
 namespace discovery {
-class DnsDiscovery;
 class EtcdRegistration;
 class Sources;
 }  // namespace discovery
@@ -223,9 +222,8 @@ class Server {
   // context, null without `tls:`.
   std::vector<std::vector<std::shared_ptr<tls::ClientContext>>> cluster_tls_;
   std::unique_ptr<upstream::health::HealthManager> health_;
-  std::unique_ptr<dns::Resolver> resolver_;
-  std::unique_ptr<discovery::DnsDiscovery> dns_discovery_;
-  std::unique_ptr<discovery::Sources> sources_;  // clusters of type file
+  // Every cluster's endpoint source, and the resolver of the DNS clusters.
+  std::unique_ptr<discovery::Sources> sources_;
   std::unique_ptr<admin::AdminServer> admin_;
   // The dashboard's event streams (with the dashboard only).
   std::unique_ptr<admin::DashboardEvents> dashboard_events_;

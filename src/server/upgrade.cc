@@ -24,6 +24,7 @@
 #include "admin/admin_server.h"
 #include "base/log.h"
 #include "discovery/etcd_registration.h"
+#include "discovery/sources.h"
 #include "event/timer.h"
 #include "server/handover.h"
 #include "server/server.h"
@@ -296,7 +297,7 @@ void Server::send_handover_now(pid_t pid) {
       h.bgp.emplace(std::move(peer), std::move(t));
     }
   }
-  if (resolver_) h.dns = resolver_->save_cache();
+  if (const dns::Resolver* r = sources_->resolver()) h.dns = r->save_cache();
   if (registration_) h.registration_lease = registration_->lease();
   for (const auto& l : config_->listeners) {
     // Keys read from files are read from the same files by the new process.

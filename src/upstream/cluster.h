@@ -131,7 +131,7 @@ struct ClusterConfig {
 inline constexpr const char* kClusterTypeNames[] = {"static",  "strict_dns", "logical_dns",
                                                     "dns_srv", "file",       "etcd"};
 static_assert(std::size(kClusterTypeNames) == static_cast<size_t>(ClusterConfig::Type::kEtcd) + 1);
-// Whether the cluster's endpoints come from DNS (resolved by discovery::DnsDiscovery).
+// Whether the cluster's endpoints come from DNS (resolved by discovery::DnsSource).
 constexpr bool is_dns(ClusterConfig::Type t) {
   return t == ClusterConfig::Type::kStrictDns || t == ClusterConfig::Type::kLogicalDns ||
          t == ClusterConfig::Type::kDnsSrv;

@@ -32,14 +32,14 @@ constexpr const char* to_string(SourceState s) {
   COUNTER(updates, "sluice_discovery_updates_total", "", "updates",                                \
           "Endpoint sets the source read and applied.")                                            \
   COUNTER(failures, "sluice_discovery_failures_total", "", "failures",                             \
-          "Reads that failed (missing or unreadable source, invalid document): the last good "     \
-          "set was kept.")                                                                         \
+          "Reads that failed (missing or unreadable source, invalid document, a DNS round with "   \
+          "a failed name): the last good set was kept.")                                           \
   COUNTER(invalid_entries, "sluice_discovery_invalid_entries_total", "", "invalid entries",        \
           "Entries skipped because they did not describe an endpoint (logged with the entry).")   \
   COUNTER(reconnects, "sluice_discovery_reconnects_total", "", "reconnects",                       \
           "Registry calls made again after a failure, a dead watch or a compaction (etcd).")      \
   GAUGE(revision, "sluice_discovery_revision", "", "revision",                                     \
-        "The last registry revision the source has seen (etcd; 0 for a file).")                    \
+        "The last registry revision the source has seen (etcd; 0 for other sources).")             \
   GAUGE(stale_ns, "sluice_discovery_stale_seconds", "", "stale for",                              \
         "How long the source has served its last good set without reaching the registry "         \
         "(etcd; 0 while synced).")

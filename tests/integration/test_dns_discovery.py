@@ -11,6 +11,9 @@
   address leaves the answer, that is logged and the traffic moves back;
 - a cluster whose name does not exist at start: 503 `no healthy endpoint in cluster app`
   until the record appears, then 200s;
+- every cluster's endpoint source in /clusters and /metrics: a static cluster (synced), a
+  strict_dns one with a name that does not exist (stale, the other name's address served),
+  and after a reload that drops that name, a new source (synced);
 - `sluice check` on bad DNS settings: `FILE:LINE:COL: key.path: message`.
 """
 
@@ -28,6 +31,8 @@ from harness import check, info  # noqa: E402
 import http_util as hu  # noqa: E402
 import dns_server as ds  # noqa: E402
 from dns_server import backends_seen, dns_block, dns_cluster, make_config, until_from  # noqa: E402,F401
+from test_metrics import admin_json, scrape  # noqa: E402
+from test_reload import Reloadable  # noqa: E402
 
 Z = "test.sluice"
 
@@ -245,6 +250,61 @@ def case_empty_cluster_at_start():
     hu.stop_and_check(sl)
 
 
+def case_sources_in_clusters_and_metrics():
+    port, (a, b) = ds.backends_on_one_port([("a", "127.0.0.11"), ("b", "127.0.0.12")])
+    # Answers (and NXDOMAIN) good for 300 s: no refresh moves the counters during the case.
+    ns = ds.NsdServer(["one IN A 127.0.0.11"], ttl=300, minimum=300)
+    static = {"name": "fixed", "connect_timeout": "1s", "endpoints": [{"address": "127.0.0.12:%d" % port}]}
+
+    def conf(names):
+        return (make_config([dns_cluster("app", names, port), static], dns_block(ns.address)) +
+                "admin:\n  address: 127.0.0.1:0\n")
+
+    rl = Reloadable(conf(["one." + Z, "two." + Z]))
+    sl, ap = rl.sl, rl.admin
+
+    def sources():
+        return {c["name"]: c.get("source") for c in admin_json(ap, "/clusters")}
+
+    got = sources()
+    want = {"type": "static", "target": "configuration", "state": "synced", "endpoints": 1, "updates": 1,
+            "failures": 0, "invalid_entries": 0}
+    check(got["fixed"] == want, "/clusters: static cluster fixed: source %r" % want, repr(got["fixed"]))
+    want = {"type": "strict_dns", "target": "one.%s:%d, two.%s:%d" % (Z, port, Z, port), "state": "stale",
+            "endpoints": 1, "updates": 1, "failures": 1, "invalid_entries": 0}
+    check(got["app"] == want, "/clusters: strict_dns cluster app, two.%s NXDOMAIN: source %r" % (Z, want),
+          repr(got["app"]))
+    counts, bad = backends_seen(sl.port("web"), 10)
+    check(not bad and counts == {"a": 10}, "10 requests: all 200 from one's address (a)", repr((counts, bad)))
+    s = scrape(ap)
+    vals = {(c, src, st): s.get("sluice_discovery_source_state", cluster=c, source=src, state=st)
+            for c, src in (("app", "strict_dns"), ("fixed", "static")) for st in ("starting", "synced", "stale")}
+    want = {("app", "strict_dns", "starting"): 0, ("app", "strict_dns", "synced"): 0,
+            ("app", "strict_dns", "stale"): 1, ("fixed", "static", "starting"): 0,
+            ("fixed", "static", "synced"): 1, ("fixed", "static", "stale"): 0}
+    check(vals == want, "sluice_discovery_source_state: app stale, fixed synced", repr(vals))
+    vals = [s.get(m, cluster="app", source="strict_dns") for m in
+            ("sluice_discovery_endpoints", "sluice_discovery_updates_total", "sluice_discovery_failures_total")]
+    check(vals == [1, 1, 1], "app: sluice_discovery_endpoints 1, updates_total 1, failures_total 1", repr(vals))
+    vals = [s.get(m, cluster="fixed", source="static") for m in
+            ("sluice_discovery_endpoints", "sluice_discovery_updates_total", "sluice_discovery_failures_total")]
+    check(vals == [1, 1, 0], "fixed: sluice_discovery_endpoints 1, updates_total 1, failures_total 0", repr(vals))
+
+    # A reload drops the missing name: a new source for app, answered from the cache.
+    rl.write(conf(["one." + Z]))
+    status, reply = rl.reload()
+    check(status == 200 and reply.get("result") == "applied", "reload dropping two.%s: applied" % Z,
+          repr((status, reply)))
+    got = sources()
+    want = {"type": "strict_dns", "target": "one.%s:%d" % (Z, port), "state": "synced", "endpoints": 1,
+            "updates": 1, "failures": 0, "invalid_entries": 0}
+    check(got["app"] == want, "/clusters after the reload: app source %r" % want, repr(got["app"]))
+    want = {"type": "static", "target": "configuration", "state": "synced", "endpoints": 1, "updates": 1,
+            "failures": 0, "invalid_entries": 0}
+    check(got["fixed"] == want, "the unchanged static cluster keeps its source", repr(got["fixed"]))
+    hu.stop_and_check(sl)
+
+
 # --------------------------------------------------------------------------
 # sluice check
 
@@ -390,4 +450,5 @@ if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_address_change_under_load, case_keep_with_max_lifetime,
                        case_strict_dns_union_and_nxdomain_keeps_addresses, case_logical_dns_first_address,
-                       case_empty_cluster_at_start, case_config_good] + config_error_case_fns())
+                       case_empty_cluster_at_start, case_sources_in_clusters_and_metrics,
+                       case_config_good] + config_error_case_fns())

@@ -2,7 +2,8 @@
 """The admin endpoint's observability answers, checked against traffic the test sent itself:
 /metrics parses as Prometheus text (HELP/TYPE for every family, counters end in _total,
 the histogram is cumulative with +Inf == _count) and its counters equal exactly what was
-sent across two workers (requests, responses by class, local replies, histogram count);
+sent across two workers (requests, responses by class, local replies, histogram count), and
+the static cluster's endpoint source is synced with its one endpoint, reported once;
 TCP listener byte counters equal the bytes each way; the endpoint pool gauges agree with
 /clusters; connect failures to a dead endpoint are counted; there are no DNS families
 without DNS clusters and one worker sample per worker; /listeners and /config describe
@@ -187,6 +188,13 @@ def case_format_and_exact_request_counters():
         ("sluice_http_upstream_timeouts_total", (("listener", "web"),)): 0,
         ("sluice_http_rejected_requests_total", (("listener", "web"),)): 0,
         ("sluice_listener_connections_accepted_total", (("listener", "web"),)): total,
+        # the static cluster's endpoint source: its configured endpoint, reported once
+        ("sluice_discovery_source_state", (("cluster", "app"), ("source", "static"), ("state", "starting"))): 0,
+        ("sluice_discovery_source_state", (("cluster", "app"), ("source", "static"), ("state", "synced"))): 1,
+        ("sluice_discovery_source_state", (("cluster", "app"), ("source", "static"), ("state", "stale"))): 0,
+        ("sluice_discovery_endpoints", (("cluster", "app"), ("source", "static"))): 1,
+        ("sluice_discovery_updates_total", (("cluster", "app"), ("source", "static"))): 1,
+        ("sluice_discovery_failures_total", (("cluster", "app"), ("source", "static"))): 0,
     }
 
     def mismatches(s):

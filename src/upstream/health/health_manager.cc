@@ -101,9 +101,6 @@ void HealthManager::update_cluster(size_t ci, std::shared_ptr<const ClusterConfi
     }
   }
   prepare_outlier(ci);
-  if (c.config->type == ClusterConfig::Type::kStatic) {
-    set_endpoints(ci, c.config->endpoints);  // publishes when the set changed
-  }
   publish(ci);
 }
 
@@ -331,17 +328,26 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
     publish(ci);
     return true;
   }
-  // The slot of each address the table holds (free slots hold none).
-  auto slot_of = [&c](const net::Address& a) -> std::optional<size_t> {
+  // The slot of each address the table holds (free slots hold none), not taken yet by an
+  // earlier entry of the set: a static cluster may list one address twice, and each entry
+  // keeps its own slot (the other sources list an address once).
+  auto slot_of = [&c](const net::Address& a,
+                      const std::vector<bool>& taken) -> std::optional<size_t> {
     for (size_t ei = 0; ei < c.table.size(); ++ei) {
-      if (!c.endpoints[ei].free && c.table[ei].address == a) return ei;
+      if (!c.endpoints[ei].free && c.table[ei].address == a && !(ei < taken.size() && taken[ei]))
+        return ei;
     }
     return std::nullopt;
   };
   size_t added = 0;
   size_t free_slots = 0;
   for (const auto& e : c.endpoints) free_slots += e.free;
-  for (const auto& ep : endpoints) added += !slot_of(ep.address);
+  std::vector<bool> taken(c.table.size(), false);
+  for (const auto& ep : endpoints) {
+    std::optional<size_t> slot = slot_of(ep.address, taken);
+    if (slot) taken[*slot] = true;
+    added += !slot;
+  }
   if (c.table.size() - free_slots + added > ClusterShared::kMaxEndpoints) {
     ++stats_.endpoint_sets_refused;
     LOG_ERROR(
@@ -353,7 +359,7 @@ bool HealthManager::set_endpoints(size_t ci, const std::vector<EndpointConfig>& 
   bool changed = false;
   std::vector<bool> listed(c.table.size(), false);
   for (const auto& ep : endpoints) {
-    std::optional<size_t> slot = slot_of(ep.address);
+    std::optional<size_t> slot = slot_of(ep.address, listed);
     if (!slot) {
       size_t ei = add_endpoint(ci, ep);
       listed.resize(c.table.size(), false);

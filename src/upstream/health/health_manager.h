@@ -57,13 +57,14 @@ class HealthManager final : public OutcomeSink {
 
   // Reload. A new cluster gets the next index (indices are never reused: workers and
   // reports in flight name clusters by index); `tls` is the main thread's context for its
-  // checks. Returns its index.
+  // checks. A static cluster starts with its configured endpoints (the first snapshot the
+  // workers get has them; its endpoint source then reports the same list). Returns its index.
   size_t add_cluster(std::shared_ptr<const ClusterConfig> config,
                      std::shared_ptr<tls::ClientContext> tls);
   // The cluster's settings changed: every endpoint keeps its state (health, ejections,
-  // draining); a static cluster's endpoints follow the new list (new ones join as the health
-  // settings say, missing ones are flagged kRemoved); changed check settings start new
-  // checkers. Also brings back a retired cluster. Publishes.
+  // draining); changed check settings start new checkers. The endpoints change only through
+  // set_endpoints (a static cluster's new list comes from its endpoint source, as any other
+  // cluster's set). Also brings back a retired cluster. Publishes.
   void update_cluster(size_t cluster, std::shared_ptr<const ClusterConfig> config,
                       std::shared_ptr<tls::ClientContext> tls);
   // The cluster left the configuration: its checks and timers stop; its state stays, for a
