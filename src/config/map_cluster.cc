@@ -412,7 +412,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     if (m.require("etcd")) {
       MapReader e(r, m.get("etcd"), m.path("etcd"),
                   {"endpoints", "prefix", "username", "password", "watch_timeout", "tls",
-                   "max_staleness", "initial_fetch_timeout"});
+                   "max_staleness", "initial_fetch_timeout", "persist"});
       if (e.ok()) {
         read_etcd_endpoints(r, e, c->etcd.endpoints);
         if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
@@ -421,6 +421,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
         e.read_duration("watch_timeout", c->etcd.watch_timeout);
         e.read_duration("max_staleness", c->etcd.max_staleness);
         e.read_duration("initial_fetch_timeout", c->etcd.initial_fetch_timeout);
+        e.read_string("persist", c->etcd.persist);
         if (e.has("tls")) {
           c->etcd.tls.emplace();
           read_client_tls(r, e.get("tls"), e.path("tls"), *c->etcd.tls);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <unordered_map>
 
@@ -54,11 +56,17 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
                      }
                      bool with_token = call_ != Call::kAuth && !token_.empty();
                      if (with_token) token_.clear();
-                     fail(fmt::format("no answer in {}{}", format_duration(kCallTimeout),
+                     fail(fmt::format("no answer in {}{}",
+                                      format_duration(std::min<Duration>(kCallTimeout,
+                                                                         config_.watch_timeout)),
                                       with_token ? "; authenticating again" : ""));
                    }),
-      batch_timer_(loop.timers(), [this] { apply(true); }) {
+      batch_timer_(loop.timers(), [this] { apply(true); }),
+      first_fetch_timer_(loop.timers(), [this] { first_fetch_timed_out(); }) {
   tls_ = make_call_tls(config_.tls, &tls_error_);
+  if (!config_.persist.empty()) {
+    persisted_ = std::make_unique<PersistedSet>(cluster_, config_.persist);
+  }
   set_state(upstream::SourceState::kStarting);
 }
 
@@ -108,19 +116,60 @@ void EtcdSource::set_state(upstream::SourceState s) {
 bool EtcdSource::first_round_done() const {
   if (config_.initial_fetch_timeout == Duration{})
     return state_ != upstream::SourceState::kStarting;
-  if (synced_once_ || gave_up_first_fetch_) return true;
-  if (loop_.now() < started_at_ + config_.initial_fetch_timeout) return false;
+  return synced_once_ || gave_up_first_fetch_;
+}
+
+void EtcdSource::first_fetch_timed_out() {
+  if (synced_once_ || stopped_) return;
   gave_up_first_fetch_ = true;
-  LOG_ERROR(
-      "cluster {}: no endpoints from etcd within initial_fetch_timeout {}; going on "
-      "without them (still trying)",
-      cluster_, format_duration(config_.initial_fetch_timeout));
+  std::string why = fmt::format("no endpoints from etcd within initial_fetch_timeout {}",
+                                format_duration(config_.initial_fetch_timeout));
+  if (!serve_persisted(why)) {
+    LOG_ERROR("cluster {}: {}; going on without them (still trying)", cluster_, why);
+  }
+}
+
+bool EtcdSource::serve_persisted(const std::string& why) {
+  if (!persisted_ || served_persisted_ || synced_once_) return false;
+  served_persisted_ = true;
+  auto set = persisted_->load();
+  if (!set) {
+    if (set.status().sys_errno() == ENOENT) {
+      LOG_INFO("cluster {}: no set persisted in {} yet", cluster_, persisted_->path());
+    } else {
+      LOG_ERROR("cluster {}: persisted set {}: {}; ignored", cluster_, persisted_->path(),
+                set.status().message());
+    }
+    return false;
+  }
+  for (const auto& entry : set->invalid) {
+    LOG_WARN("cluster {}: persisted set {}: {}; skipped", cluster_, persisted_->path(), entry);
+  }
+  stats_.invalid_entries += set->invalid.size();
+  std::string age = "at an unknown time";
+  if (set->written_unix > 0) {
+    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    age = format_duration(std::chrono::seconds(std::max<int64_t>(0, now - set->written_unix))) +
+          " ago";
+  }
+  LOG_WARN(
+      "cluster {}: {}; serving the {} endpoints persisted in {} {} (revision {}), stale until "
+      "etcd answers",
+      cluster_, why, set->endpoints.size(), persisted_->path(), age, set->revision);
+  ++stats_.updates;
+  stats_.endpoints = set->endpoints.size();
+  on_update_(std::move(set->endpoints));
   return true;
 }
 
 void EtcdSource::start() {
   stopped_ = false;
   started_at_ = loop_.now();
+  if (config_.initial_fetch_timeout != Duration{}) {
+    first_fetch_timer_.arm_at(started_at_ + config_.initial_fetch_timeout);
+  }
   retry_now();
 }
 
@@ -129,6 +178,7 @@ void EtcdSource::stop() {
   retry_timer_.cancel();
   watch_timer_.cancel();
   batch_timer_.cancel();
+  first_fetch_timer_.cancel();
   if (http_) {
     http_->cancel();
     loop_.defer_delete(std::move(http_));
@@ -383,7 +433,9 @@ void EtcdSource::apply(bool now) {
   ++stats_.updates;
   stats_.endpoints = endpoints.size();
   synced_once_ = true;
+  first_fetch_timer_.cancel();
   set_state(upstream::SourceState::kSynced);
+  if (persisted_) persisted_->save(endpoints, revision_);
   on_update_(std::move(endpoints));
 }
 
@@ -411,6 +463,9 @@ void EtcdSource::fail(const std::string& why) {
   endpoint_ = (endpoint_ + 1) % config_.endpoints.size();
   retry_timer_.arm_at(loop_.now() + backoff_);
   backoff_ = std::min<Duration>(backoff_ * 2, kMaxBackoff);
+  // A cold start that cannot reach etcd serves what an earlier run persisted; with
+  // initial_fetch_timeout only once that has passed (first_fetch_timed_out).
+  if (config_.initial_fetch_timeout == Duration{}) serve_persisted("etcd not reached");
 }
 
 }  // namespace sluice::discovery

@@ -18,6 +18,10 @@
 
 namespace sluice::discovery {
 
+// The whole of a regular file of at most `limit` bytes, opened without blocking (a FIFO at the
+// path is refused, not waited on). The error is the reason (strerror, "not a regular file").
+Result<std::string> read_regular_file(const std::string& path, size_t limit);
+
 class FileSource final : public EndpointSource {
  public:
   static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);

@@ -69,6 +69,9 @@ struct EtcdSourceConfig {
   // Startup waits this long for a first good read (retrying meanwhile) before it goes on
   // without the cluster's endpoints. 0: it waits for the first attempt only, good or not.
   Duration initial_fetch_timeout{};
+  // Each applied set is also written to this file (atomically, off the main loop); a start
+  // that cannot reach etcd serves the set found there, stale. Empty: nothing persisted.
+  std::string persist;
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 

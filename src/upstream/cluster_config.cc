@@ -255,6 +255,16 @@ ConfigIssues ClusterConfig::validate() const {
       c.check_duration("etcd.max_staleness", etcd.max_staleness, std::chrono::seconds(1),
                        std::chrono::hours(24));
     }
+    if (!etcd.persist.empty()) {
+      if (etcd.persist.front() != '/') {
+        c.error("etcd.persist", fmt::format("'{}': expected an absolute path such as "
+                                            "/var/lib/sluice/{}.json",
+                                            etcd.persist, name.empty() ? "api" : name));
+      } else if (etcd.persist.back() == '/') {
+        c.error("etcd.persist",
+                fmt::format("'{}': expected a file's path, not a directory's", etcd.persist));
+      }
+    }
     if (!endpoints.empty() || !dns_targets.empty()) {
       c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");
     }

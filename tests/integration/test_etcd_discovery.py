@@ -275,25 +275,29 @@ def case_restart_resumes_without_losing_an_update():
 def case_paused_etcd_is_a_dead_watch():
     be = AnyLoopback()
     etcd = Etcd()
-    a, b = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2))
+    a, b, c = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2, 3))
     etcd.put(PREFIX + "a", {"address": a})
     # etcd sends a progress notification every second: a live watch is never 3 s silent.
     sl, ap = start([etcd_cluster(etcd, watch_timeout="3s")], workers=2)
     port = sl.port("web")
     check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.35.1", "")
+    # A change followed: the watch is made (the read before it is not enough).
+    etcd.put(PREFIX + "c", {"address": c})
+    check(wait_listed(ap, {a: 1, c: 1}) == {a: 1, c: 1}, "the watch follows: 127.0.35.1 and .3 listed", "")
     mark = sl.line_count()
     etcd.proc.send_signal(signal.SIGSTOP)
     try:
-        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 1 endpoints, " \
+        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 2 endpoints, " \
                "trying again" % etcd.address
         check(sl.wait_log(line, 15, mark), "log: '%s'" % line, hu.log_tail(sl))
         check(source(ap)["state"] == "stale", "source stale", repr(source(ap)))
-        check(spread(port, 10) == {"127.0.35.1": 10}, "etcd paused: 10 requests still go to 127.0.35.1", "")
+        check(spread(port, 10) == {"127.0.35.1": 5, "127.0.35.3": 5},
+              "etcd paused: 10 requests still go to 127.0.35.1 and .3", "")
     finally:
         etcd.proc.send_signal(signal.SIGCONT)
     etcd.put(PREFIX + "b", {"address": b})
-    got = wait_listed(ap, {a: 1, b: 1}, 15)
-    check(got == {a: 1, b: 1}, "etcd resumed: a change made then is followed", repr(got))
+    got = wait_listed(ap, {a: 1, b: 1, c: 1}, 15)
+    check(got == {a: 1, b: 1, c: 1}, "etcd resumed: a change made then is followed", repr(got))
     hu.stop_and_check(sl)
 
 
