@@ -32,11 +32,6 @@ std::string prefix_end(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
-bool is_auth_error(std::string_view text) {
-  return text.find("invalid auth token") != std::string_view::npos ||
-         text.find("user name is empty") != std::string_view::npos;
-}
-
 }  // namespace
 
 EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
@@ -55,11 +50,14 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
                                                format_duration(config_.watch_timeout)));
                      }
                      bool with_token = call_ != Call::kAuth && !token_.empty();
-                     if (with_token) token_.clear();
-                     fail(fmt::format("no answer in {}{}",
-                                      format_duration(std::min<Duration>(kCallTimeout,
-                                                                         config_.watch_timeout)),
-                                      with_token ? "; authenticating again" : ""));
+                     if (with_token) {
+                       token_.clear();
+                       ++stats_.auth_renewals;
+                     }
+                     fail(fmt::format(
+                         "no answer in {}{}",
+                         format_duration(std::min<Duration>(kCallTimeout, config_.watch_timeout)),
+                         with_token ? "; authenticating again" : ""));
                    }),
       batch_timer_(loop.timers(), [this] { apply(true); }),
       first_fetch_timer_(loop.timers(), [this] { first_fetch_timed_out(); }) {
@@ -194,10 +192,6 @@ void EtcdSource::retry_now() {
   watch();
 }
 
-std::string EtcdSource::auth_header() const {
-  return token_.empty() ? std::string() : "Authorization: " + token_ + "\r\n";
-}
-
 void EtcdSource::begin(Call call, const std::string& path, const std::string& body) {
   if (http_) {
     http_->cancel();
@@ -213,12 +207,12 @@ void EtcdSource::begin(Call call, const std::string& path, const std::string& bo
   // away without a reset is left quickly.
   watch_created_ = false;
   watch_timer_.arm_at(loop_.now() + std::min<Duration>(kCallTimeout, config_.watch_timeout));
-  http_->post(config_.endpoints[endpoint_], path, body, auth_header());
+  http_->post(config_.endpoints[endpoint_], path, body, auth_header(token_));
 }
 
 void EtcdSource::authenticate() {
-  nlohmann::json req = {{"name", config_.username}, {"password", config_.password}};
-  begin(Call::kAuth, "/v3/auth/authenticate", req.dump());
+  begin(Call::kAuth, "/v3/auth/authenticate",
+        authenticate_request(config_.username, config_.password));
 }
 
 void EtcdSource::range() {
@@ -270,27 +264,17 @@ void EtcdSource::on_call_done(const std::string& error) {
   if (!error.empty()) return fail(error);
   if (call == Call::kWatch) return fail("the watch ended");
   if (status_ == 401 || (status_ != 200 && is_auth_error(body_))) {
-    if (!config_.username.empty() && !token_retried_ && call != Call::kAuth) {
-      // The token expired or the member restarted: a new one, and the call again.
-      LOG_INFO("cluster {}: etcd auth token refused; authenticating again", cluster_);
-      token_.clear();
-      token_retried_ = true;
-      return retry_now();
-    }
+    if (call != Call::kAuth && renew_token()) return;
     return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
   }
   if (status_ != 200) return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
   auto j = nlohmann::json::parse(body_, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("an answer that is not JSON");
   if (call == Call::kAuth) {
-    token_ = string_field(j, "token");
-    if (token_.empty()) return fail("authenticate answered no token");
-    // It goes into a header line: a token with control characters would inject headers.
-    if (std::any_of(token_.begin(), token_.end(),
-                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
-      token_.clear();
-      return fail("authenticate answered a token with control characters");
-    }
+    std::string why;
+    auto token = token_of(j, &why);
+    if (!token) return fail(why);
+    token_ = std::move(*token);
     return retry_now();
   }
   // kRange: the whole prefix at one revision.
@@ -319,12 +303,26 @@ void EtcdSource::on_call_done(const std::string& error) {
   watch();
 }
 
+bool EtcdSource::renew_token() {
+  if (config_.username.empty() || token_retried_) return false;
+  // The token expired or the member restarted: a new one, and the call again (once; a
+  // refusal right after a new token is a failure).
+  LOG_INFO("cluster {}: etcd {} refused the auth token; authenticating again", cluster_,
+           config_.endpoints[endpoint_].to_string());
+  token_.clear();
+  token_retried_ = true;
+  ++stats_.auth_renewals;
+  retry_now();
+  return true;
+}
+
 void EtcdSource::on_watch_message(const std::string& line) {
   auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("a watch message that is not JSON");
   if (auto e = j.find("error"); e != j.end()) {
     std::string what = e->dump();
     if (is_auth_error(what) && !config_.username.empty()) {
+      if (renew_token()) return;
       token_.clear();
       return fail("auth token refused on the watch");
     }
@@ -344,7 +342,12 @@ void EtcdSource::on_watch_message(const std::string& line) {
   }
   if (bool_field(*r, "canceled")) {
     std::string reason = string_field(*r, "cancel_reason");
-    if (is_auth_error(reason)) token_.clear();
+    // etcd checks the token when a watch is made (not while it runs): a watch made again
+    // after a quiet spell longer than the token's TTL is refused here.
+    if (is_auth_error(reason) && !config_.username.empty()) {
+      if (renew_token()) return;
+      token_.clear();
+    }
     return fail("watch canceled: " + reason);
   }
   bool first_message = bool_field(*r, "created");

@@ -82,7 +82,9 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   bool serve_persisted(const std::string& why);
   void first_fetch_timed_out();
   void set_state(upstream::SourceState s);
-  std::string auth_header() const;
+  // A call refused for its token: a new token and the call again (counted, logged), unless
+  // that was just tried or there is no username; false then.
+  bool renew_token();
 
   // HttpCallCallbacks
   void on_call_status(int status) override;
