@@ -414,7 +414,7 @@ EtcdSource::Entry EtcdSource::parse_entry(const std::string& key, std::string va
 
 void EtcdSource::apply(bool now) {
   if (!now) {
-    if (!batch_timer_.armed()) batch_timer_.arm_at(loop_.now() + kBatchWindow);
+    if (!batch_timer_.armed()) batch_timer_.arm_at(loop_.now() + config_.batch_window);
     return;
   }
   batch_timer_.cancel();

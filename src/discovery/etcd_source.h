@@ -13,7 +13,7 @@
 // is lost; a resume the server has compacted past re-reads the whole prefix and applies the
 // difference. An invalid or expired auth token is renewed (authenticate) and the call made
 // again. While etcd cannot be reached the last good set stays (kStale): a partition never
-// empties a pool. Changes within kBatchWindow are applied as one set; a value is parsed once,
+// empties a pool. Changes within batch_window are applied as one set; a value is parsed once,
 // when it arrives, so a batch costs the keys' count, not a re-parse of every value. With
 // `persist`, each applied set is also written to a file (PersistedSet, off the main loop),
 // and a cold start that cannot reach etcd serves the set found there, kStale. Main thread
@@ -37,7 +37,6 @@ namespace sluice::discovery {
 
 class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
  public:
-  static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);
   static constexpr Duration kMinBackoff = std::chrono::milliseconds(100);
   static constexpr Duration kMaxBackoff = std::chrono::seconds(5);
   // A range or authenticate answer larger than this fails (and is tried again).

@@ -51,10 +51,12 @@ Result<std::string> read_regular_file(const std::string& path, size_t limit) {
   return out;
 }
 
-FileSource::FileSource(event::Loop& loop, std::string cluster, std::string path, OnUpdate on_update)
+FileSource::FileSource(event::Loop& loop, std::string cluster, std::string path,
+                       Duration batch_window, OnUpdate on_update)
     : loop_(loop),
       cluster_(std::move(cluster)),
       path_(std::move(path)),
+      batch_window_(batch_window),
       on_update_(std::move(on_update)),
       poll_timer_(loop.timers(), [this] {
         read();
@@ -69,7 +71,7 @@ FileSource::~FileSource() {
 
 void FileSource::start() {
   auto w = tls::CertWatcher::create(
-      loop_, {path_}, [this] { read(); }, kBatchWindow);
+      loop_, {path_}, [this] { read(); }, batch_window_);
   if (w) {
     watcher_ = std::move(w.value());
   } else {

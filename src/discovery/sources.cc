@@ -31,7 +31,8 @@ std::unique_ptr<EndpointSource> Sources::make(size_t index, const ClusterConfig&
   };
   switch (config.type) {
     case ClusterConfig::Type::kFile:
-      return std::make_unique<FileSource>(loop_, config.name, config.file_path, on_update);
+      return std::make_unique<FileSource>(loop_, config.name, config.file_path,
+                                          config.file_batch_window, on_update);
     case ClusterConfig::Type::kEtcd:
       return std::make_unique<EtcdSource>(loop_, config.name, config.etcd, on_update);
     default:
@@ -61,6 +62,7 @@ Sources::Entry* Sources::find(size_t index) {
 void Sources::set_cluster(size_t index, std::shared_ptr<const ClusterConfig> config) {
   Entry* e = find(index);
   if (e && e->config->type == config->type && e->config->file_path == config->file_path &&
+      e->config->file_batch_window == config->file_batch_window &&
       e->config->etcd == config->etcd) {
     e->config = std::move(config);
     return;

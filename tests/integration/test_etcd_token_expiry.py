@@ -27,7 +27,7 @@ from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 from test_endpoint_drain import start  # noqa: E402
 from test_etcd_discovery import Etcd, PREFIX, b64, enable_auth, etcd_cluster  # noqa: E402
-from test_etcd_registration import KEY, VALUE, registered, view  # noqa: E402
+from test_etcd_registration import KEY, registered, view  # noqa: E402
 from test_file_discovery import AnyLoopback, spread, wait_listed  # noqa: E402
 from test_metrics import scrape  # noqa: E402
 import urllib.error  # noqa: E402
