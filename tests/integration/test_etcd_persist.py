@@ -12,7 +12,8 @@ etcd (Debian's etcd-server) started by the test on loopback ports:
   sluice starts without the endpoints (503) and follows etcd once it answers; a persist file
   that cannot be written is logged, and the cluster keeps following etcd;
 - `sluice check`: a relative path, a directory's path, or two clusters persisting to one file
-  are located errors.
+  are located errors; so are a batch_window past 10 s and a registration password without a
+  username.
 """
 
 import json
@@ -181,7 +182,12 @@ def case_check_errors():
              % cfg),
             (cluster("app", "/var/lib/sluice/x.json") + cluster("other", "/var/lib/sluice/x.json"),
              "%s:23:16: clusters[1].etcd.persist: '/var/lib/sluice/x.json' is the persist file of another "
-             "cluster already (first defined at line 17)" % cfg)):
+             "cluster already (first defined at line 17)" % cfg),
+            (cluster("app", "/var/lib/sluice/x.json") + "      batch_window: 11s\n",
+             "%s:18:21: clusters[0].etcd.batch_window: expected a duration from 0s to 10s, got 11s" % cfg),
+            (cluster("app", "/var/lib/sluice/x.json") + "registration:\n  endpoints: [127.0.0.1:2379]\n"
+             "  key: /services/web/a\n  address: 127.0.0.1:80\n  password: pw\n",
+             "%s:22:13: registration.password: username and password go together" % cfg)):
         with open(cfg, "w") as f:
             f.write(head + body)
         r = harness.run_sluice_cmd(["check", "-c", cfg])

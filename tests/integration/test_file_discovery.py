@@ -203,14 +203,17 @@ def case_bad_input_keeps_the_rest():
 def case_check_errors():
     d = tempfile.mkdtemp(prefix="sluice-file-")
     cfg = os.path.join(d, "c.yaml")
-    with open(cfg, "w") as f:
-        f.write("listeners:\n  - name: web\n    address: 127.0.0.1:0\n    protocol: http\n"
-                "    virtual_hosts:\n      - name: all\n        domains: ['*']\n"
-                "        routes:\n          - match: {prefix: /}\n            cluster: app\n"
-                "clusters:\n  - name: app\n    type: file\n    file: {}\n")
-    r = harness.run_sluice_cmd(["check", "-c", cfg])
-    want = "%s:14:11: clusters[0].file: missing required key 'path'" % cfg
-    check(r.returncode != 0 and want in r.stderr, "check: '%s'" % want, r.stderr)
+    for file, want in (("{}", "%s:14:11: clusters[0].file: missing required key 'path'" % cfg),
+                       ("{path: /etc/sluice/app.json, batch_window: 1m}",
+                        "%s:14:54: clusters[0].file.batch_window: expected a duration from 0s to 10s, got 1m"
+                        % cfg)):
+        with open(cfg, "w") as f:
+            f.write("listeners:\n  - name: web\n    address: 127.0.0.1:0\n    protocol: http\n"
+                    "    virtual_hosts:\n      - name: all\n        domains: ['*']\n"
+                    "        routes:\n          - match: {prefix: /}\n            cluster: app\n"
+                    "clusters:\n  - name: app\n    type: file\n    file: %s\n" % file)
+        r = harness.run_sluice_cmd(["check", "-c", cfg])
+        check(r.returncode != 0 and want in r.stderr.splitlines(), "check: '%s'" % want, r.stderr)
 
 
 if __name__ == "__main__":
