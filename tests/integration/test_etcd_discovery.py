@@ -123,6 +123,8 @@ class Etcd:
         self.token = self.call("/v3/auth/authenticate", {"name": name, "password": password})["token"]
 
     def call(self, path, body):
+        if self.login_as and not self.token and path != "/v3/auth/authenticate":
+            self.login(*self.login_as)  # etcd restarted: a call without a token is refused
         try:
             return self._call(path, body)
         except urllib.error.HTTPError as e:
