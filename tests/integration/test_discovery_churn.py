@@ -20,8 +20,8 @@ Checked:
 - no set refused (sluice_health_endpoint_sets_refused_total 0), every departed endpoint's
   slot reclaimed, and the count of distinct addresses reached.
 
-The whole count runs in about a minute under AddressSanitizer (the CI's Debug build; 24 ms a
-step on a busy 2-core machine). SLUICE_CHURN_ADDRESSES sets another count;
+The whole count runs in 60-76 s under AddressSanitizer (the CI's Debug build; 24-30 ms a step
+on a busy 2-core machine) and in 9 s with a release build. SLUICE_CHURN_ADDRESSES sets another count;
 bench/discovery_churn.py runs the same churn with its own options and prints the samples.
 """
 
