@@ -219,10 +219,19 @@ ConfigIssues Config::validate() const {
   c.nested("admin.events", admin_events.validate());
 
   std::map<std::string, size_t> cluster_index;
-  bool every_cluster_named = true;  // else "no cluster named" would only echo that error
+  std::map<std::string, size_t> persisted_by;  // etcd.persist path -> the cluster writing it
+  bool every_cluster_named = true;             // else "no cluster named" would only echo that error
   for (size_t i = 0; i < clusters.size(); ++i) {
     std::string at = fmt::format("clusters[{}]", i);
     c.nested(at, clusters[i]->validate());
+    if (const std::string& p = clusters[i]->etcd.persist; !p.empty()) {
+      auto [first, fresh] = persisted_by.emplace(p, i);
+      if (!fresh) {
+        c.duplicate(at + ".etcd.persist",
+                    fmt::format("'{}' is the persist file of another cluster already", p),
+                    fmt::format("clusters[{}].etcd.persist", first->second));
+      }
+    }
     const std::string& name = clusters[i]->name;
     if (name.empty()) {
       every_cluster_named = false;

@@ -398,8 +398,9 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
   }
   if (c->type == Type::kFile) {
     if (m.require("file")) {
-      MapReader f(r, m.get("file"), m.path("file"), {"path"});
+      MapReader f(r, m.get("file"), m.path("file"), {"path", "batch_window"});
       if (f.ok() && f.require("path")) f.read_string("path", c->file_path);
+      if (f.ok()) f.read_duration("batch_window", c->file_batch_window);
     }
     if (m.has("endpoints")) {
       r.error(m.get("endpoints"), m.path("endpoints"),
@@ -412,7 +413,7 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
     if (m.require("etcd")) {
       MapReader e(r, m.get("etcd"), m.path("etcd"),
                   {"endpoints", "prefix", "username", "password", "watch_timeout", "tls",
-                   "max_staleness", "initial_fetch_timeout"});
+                   "max_staleness", "initial_fetch_timeout", "persist", "batch_window"});
       if (e.ok()) {
         read_etcd_endpoints(r, e, c->etcd.endpoints);
         if (e.require("prefix")) e.read_string("prefix", c->etcd.prefix);
@@ -421,6 +422,8 @@ std::shared_ptr<upstream::ClusterConfig> read_cluster(YamlReader& r, const YAML:
         e.read_duration("watch_timeout", c->etcd.watch_timeout);
         e.read_duration("max_staleness", c->etcd.max_staleness);
         e.read_duration("initial_fetch_timeout", c->etcd.initial_fetch_timeout);
+        e.read_string("persist", c->etcd.persist);
+        e.read_duration("batch_window", c->etcd.batch_window);
         if (e.has("tls")) {
           c->etcd.tls.emplace();
           read_client_tls(r, e.get("tls"), e.path("tls"), *c->etcd.tls);

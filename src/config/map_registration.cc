@@ -9,7 +9,8 @@ namespace sluice::config {
 std::shared_ptr<discovery::RegistrationConfig> read_registration(YamlReader& r,
                                                                  const YAML::Node& node) {
   auto c = std::make_shared<discovery::RegistrationConfig>();
-  MapReader m(r, node, "registration", {"endpoints", "key", "value", "address", "ttl", "tls"});
+  MapReader m(r, node, "registration",
+              {"endpoints", "key", "value", "address", "ttl", "tls", "username", "password"});
   if (!m.ok()) return c;
   read_etcd_endpoints(r, m, c->endpoints);
   if (m.require("key")) m.read_string("key", c->key);
@@ -32,6 +33,8 @@ std::shared_ptr<discovery::RegistrationConfig> read_registration(YamlReader& r,
     }
   }
   m.read_duration("ttl", c->ttl);
+  m.read_string("username", c->username);
+  m.read_string("password", c->password);
   if (m.has("tls")) {
     c->tls.emplace();
     read_client_tls(r, m.get("tls"), m.path("tls"), *c->tls);

@@ -1,5 +1,6 @@
 #include "discovery/etcd_json.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -83,6 +84,33 @@ bool bool_field(const nlohmann::json& j, const char* name) {
 std::string string_field(const nlohmann::json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+bool is_auth_error(std::string_view text) {
+  return text.find("invalid auth token") != std::string_view::npos ||
+         text.find("user name is empty") != std::string_view::npos;
+}
+
+std::string authenticate_request(const std::string& username, const std::string& password) {
+  return nlohmann::json{{"name", username}, {"password", password}}.dump();
+}
+
+std::optional<std::string> token_of(const nlohmann::json& answer, std::string* error) {
+  std::string token = string_field(answer, "token");
+  if (token.empty()) {
+    *error = "authenticate answered no token";
+    return std::nullopt;
+  }
+  if (std::any_of(token.begin(), token.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    *error = "authenticate answered a token with control characters";
+    return std::nullopt;
+  }
+  return token;
+}
+
+std::string auth_header(const std::string& token) {
+  return token.empty() ? std::string() : "Authorization: " + token + "\r\n";
 }
 
 }  // namespace sluice::discovery

@@ -21,4 +21,15 @@ int64_t int_field(const nlohmann::json& j, const char* name);
 bool bool_field(const nlohmann::json& j, const char* name);
 std::string string_field(const nlohmann::json& j, const char* name);
 
+// etcd's words for a token it does not know (expired, or lost when the member restarted) or a
+// call that carried none.
+bool is_auth_error(std::string_view text);
+// The request body of POST /v3/auth/authenticate.
+std::string authenticate_request(const std::string& username, const std::string& password);
+// The token of an authenticate answer, or an error: none, or one with control characters (it
+// goes into a header line, where they would inject headers).
+std::optional<std::string> token_of(const nlohmann::json& answer, std::string* error);
+// The header line that carries `token` ("" without one).
+std::string auth_header(const std::string& token);
+
 }  // namespace sluice::discovery

@@ -14,8 +14,17 @@ EtcdRegistration::EtcdRegistration(event::Loop& loop, const RegistrationConfig& 
     : loop_(loop),
       config_(config),
       step_timer_(loop.timers(), [this] { retry_now(); }),
-      call_timer_(loop.timers(),
-                  [this] { fail(fmt::format("no answer in {}", format_duration(kCallTimeout))); }) {
+      call_timer_(loop.timers(), [this] {
+        // As for the source: etcd 3.4's gateway may not answer a call whose token it does not
+        // know; the next attempt authenticates first.
+        bool with_token = !authenticating_ && !token_.empty();
+        if (with_token) {
+          token_.clear();
+          ++stats_.auth_renewals;
+        }
+        fail(fmt::format("no answer in {}{}", format_duration(kCallTimeout),
+                         with_token ? "; authenticating again" : ""));
+      }) {
   tls_ = make_call_tls(config_.tls, &tls_error_);
   transition(RegistrationState::kIdle);
 }
@@ -42,10 +51,10 @@ void EtcdRegistration::start(int64_t inherited_lease) {
     // after it (the configuration may have changed with the binary).
     LOG_INFO("registration: keeping the lease {:x} of the previous process alive", lease_);
     transition(RegistrationState::kRegistered);
-    return keepalive();
+    return retry_now();
   }
   transition(RegistrationState::kGranting);
-  grant();
+  retry_now();
 }
 
 void EtcdRegistration::release(bool handed_over) {
@@ -73,10 +82,12 @@ void EtcdRegistration::revoke(std::function<void()> done) {
   revoked_ = std::move(done);
   transition(RegistrationState::kRevoking);
   LOG_INFO("registration: revoking lease {:x} ({} goes)", lease_, config_.key);
-  begin("/v3/lease/revoke", nlohmann::json{{"ID", std::to_string(lease_)}}.dump());
+  retry_now();
 }
 
 void EtcdRegistration::retry_now() {
+  if (state_ == RegistrationState::kIdle || state_ == RegistrationState::kDone) return;
+  if (!config_.username.empty() && token_.empty()) return authenticate();
   switch (state_) {
     case RegistrationState::kGranting:
       return grant();
@@ -84,11 +95,20 @@ void EtcdRegistration::retry_now() {
       return put();
     case RegistrationState::kRegistered:
       return keepalive();
-    case RegistrationState::kIdle:
     case RegistrationState::kRevoking:
+      return revoke_call();
+    case RegistrationState::kIdle:
     case RegistrationState::kDone:
       return;
   }
+}
+
+void EtcdRegistration::authenticate() {
+  begin("/v3/auth/authenticate", authenticate_request(config_.username, config_.password), true);
+}
+
+void EtcdRegistration::revoke_call() {
+  begin("/v3/lease/revoke", nlohmann::json{{"ID", std::to_string(lease_)}}.dump());
 }
 
 void EtcdRegistration::grant() {
@@ -109,19 +129,22 @@ void EtcdRegistration::keepalive() {
   begin("/v3/lease/keepalive", nlohmann::json{{"ID", std::to_string(lease_)}}.dump());
 }
 
-void EtcdRegistration::begin(const std::string& path, const std::string& body) {
+void EtcdRegistration::begin(const std::string& path, const std::string& body,
+                             bool authenticating) {
   cancel_call();
+  authenticating_ = authenticating;
   status_ = 0;
   body_.clear();
   oversized_ = false;
   if (!tls_error_.empty()) return fail(tls_error_);
   http_ = std::make_unique<HttpCall>(loop_, static_cast<HttpCallCallbacks&>(*this), tls_);
   call_timer_.arm_at(loop_.now() + kCallTimeout);
-  http_->post(config_.endpoints[endpoint_], path, body, "");
+  http_->post(config_.endpoints[endpoint_], path, body, auth_header(token_));
 }
 
 void EtcdRegistration::cancel_call() {
   call_timer_.cancel();
+  authenticating_ = false;
   if (http_) {
     http_->cancel();
     loop_.defer_delete(std::move(http_));
@@ -136,9 +159,41 @@ void EtcdRegistration::on_call_body(std::string_view data) {
   body_.append(data);
 }
 
+bool EtcdRegistration::token_refused() const {
+  return status_ == 401 || (status_ != 200 && is_auth_error(body_));
+}
+
+bool EtcdRegistration::renew_token() {
+  if (config_.username.empty() || token_retried_) return false;
+  LOG_INFO("registration: etcd {} refused the auth token; authenticating again", endpoint());
+  token_.clear();
+  token_retried_ = true;
+  ++stats_.auth_renewals;
+  authenticate();
+  return true;
+}
+
+void EtcdRegistration::on_auth_done(const std::string& error) {
+  authenticating_ = false;
+  if (!error.empty()) return fail(error);
+  if (oversized_) return fail(fmt::format("an answer larger than {} bytes", kMaxAnswer));
+  if (status_ != 200) {
+    return fail(fmt::format("authenticate: status {}: {}", status_, body_.substr(0, 200)));
+  }
+  auto j = nlohmann::json::parse(body_, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("an answer that is not JSON");
+  std::string why;
+  auto token = token_of(j, &why);
+  if (!token) return fail(why);
+  token_ = std::move(*token);
+  retry_now();
+}
+
 void EtcdRegistration::on_call_done(const std::string& error) {
   call_timer_.cancel();
+  if (authenticating_) return on_auth_done(error);
   if (state_ == RegistrationState::kRevoking) {
+    if (error.empty() && token_refused() && renew_token()) return;
     cancel_call();
     // A lease etcd no longer has (it expired meanwhile) took its key with it: nothing to say.
     bool gone = body_.find("lease not found") != std::string::npos;
@@ -155,6 +210,12 @@ void EtcdRegistration::on_call_done(const std::string& error) {
   }
   if (!error.empty()) return fail(error);
   if (oversized_) return fail(fmt::format("an answer larger than {} bytes", kMaxAnswer));
+  if (token_refused()) {
+    if (renew_token()) return;
+    token_.clear();  // the next attempt authenticates first
+    return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
+  }
+  token_retried_ = false;
   // A key put under a lease etcd no longer has: the lease went (404, "lease not found").
   bool lease_gone = body_.find("lease not found") != std::string::npos;
   if (status_ != 200 && !lease_gone) {

@@ -8,7 +8,11 @@
 // and the key put again. A failed call tries the next member after a backoff and repeats the
 // step. revoke() (a stop) deletes the key at once through /v3/lease/revoke so that peers stop
 // sending before sluice stops accepting; release() (a binary upgrade) stops renewing without
-// revoking, and the new process, given lease(), keeps the same lease alive. Main thread only.
+// revoking, and the new process, given lease(), keeps the same lease alive. With a username,
+// a token from /v3/auth/authenticate goes with every call; a call refused for its token
+// (expired: etcd checks it on grant, put and revoke but not on keepalives, so a quiet one
+// expires; or lost when the member restarted) authenticates again and is made again, once.
+// Main thread only.
 #pragma once
 
 #include <functional>
@@ -57,8 +61,19 @@ class EtcdRegistration final : private HttpCallCallbacks {
   void grant();
   void put();
   void keepalive();
-  void begin(const std::string& path, const std::string& body);
+  void revoke_call();
+  void authenticate();
+  void on_auth_done(const std::string& error);
+  // The answer refused the call's token.
+  bool token_refused() const;
+  // A new token and the call again (counted, logged), unless that was just tried or there is
+  // no username; false then.
+  bool renew_token();
+  // `authenticating`: the call is /v3/auth/authenticate (its answer goes to on_auth_done).
+  void begin(const std::string& path, const std::string& body, bool authenticating = false);
   void fail(const std::string& why);
+  // The call of the state (the next step, or the one that failed) again; first a token when
+  // one is needed.
   void retry_now();
   void transition(RegistrationState s);
   void cancel_call();
@@ -79,8 +94,11 @@ class EtcdRegistration final : private HttpCallCallbacks {
   size_t endpoint_ = 0;
   Duration backoff_ = kMinBackoff;
   int64_t lease_ = 0;
-  int64_t granted_ttl_s_ = 0;  // the TTL etcd granted (it may raise a short one)
-  bool put_done_ = false;      // the key is under lease_
+  int64_t granted_ttl_s_ = 0;    // the TTL etcd granted (it may raise a short one)
+  bool put_done_ = false;        // the key is under lease_
+  std::string token_;            // with a username: the auth token ("" none yet)
+  bool authenticating_ = false;  // the call in flight is /v3/auth/authenticate
+  bool token_retried_ = false;   // a new token was got for the step in progress
   std::string last_failure_;
   std::function<void()> revoked_;
   event::Timer step_timer_;  // the next keepalive, or the retry after a failure

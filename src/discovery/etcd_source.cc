@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <unordered_map>
 
@@ -30,11 +32,6 @@ std::string prefix_end(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
-bool is_auth_error(std::string_view text) {
-  return text.find("invalid auth token") != std::string_view::npos ||
-         text.find("user name is empty") != std::string_view::npos;
-}
-
 }  // namespace
 
 EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
@@ -53,12 +50,21 @@ EtcdSource::EtcdSource(event::Loop& loop, std::string cluster,
                                                format_duration(config_.watch_timeout)));
                      }
                      bool with_token = call_ != Call::kAuth && !token_.empty();
-                     if (with_token) token_.clear();
-                     fail(fmt::format("no answer in {}{}", format_duration(kCallTimeout),
-                                      with_token ? "; authenticating again" : ""));
+                     if (with_token) {
+                       token_.clear();
+                       ++stats_.auth_renewals;
+                     }
+                     fail(fmt::format(
+                         "no answer in {}{}",
+                         format_duration(std::min<Duration>(kCallTimeout, config_.watch_timeout)),
+                         with_token ? "; authenticating again" : ""));
                    }),
-      batch_timer_(loop.timers(), [this] { apply(true); }) {
+      batch_timer_(loop.timers(), [this] { apply(true); }),
+      first_fetch_timer_(loop.timers(), [this] { first_fetch_timed_out(); }) {
   tls_ = make_call_tls(config_.tls, &tls_error_);
+  if (!config_.persist.empty()) {
+    persisted_ = std::make_unique<PersistedSet>(cluster_, config_.persist);
+  }
   set_state(upstream::SourceState::kStarting);
 }
 
@@ -108,19 +114,60 @@ void EtcdSource::set_state(upstream::SourceState s) {
 bool EtcdSource::first_round_done() const {
   if (config_.initial_fetch_timeout == Duration{})
     return state_ != upstream::SourceState::kStarting;
-  if (synced_once_ || gave_up_first_fetch_) return true;
-  if (loop_.now() < started_at_ + config_.initial_fetch_timeout) return false;
+  return synced_once_ || gave_up_first_fetch_;
+}
+
+void EtcdSource::first_fetch_timed_out() {
+  if (synced_once_ || stopped_) return;
   gave_up_first_fetch_ = true;
-  LOG_ERROR(
-      "cluster {}: no endpoints from etcd within initial_fetch_timeout {}; going on "
-      "without them (still trying)",
-      cluster_, format_duration(config_.initial_fetch_timeout));
+  std::string why = fmt::format("no endpoints from etcd within initial_fetch_timeout {}",
+                                format_duration(config_.initial_fetch_timeout));
+  if (!serve_persisted(why)) {
+    LOG_ERROR("cluster {}: {}; going on without them (still trying)", cluster_, why);
+  }
+}
+
+bool EtcdSource::serve_persisted(const std::string& why) {
+  if (!persisted_ || served_persisted_ || synced_once_) return false;
+  served_persisted_ = true;
+  auto set = persisted_->load();
+  if (!set) {
+    if (set.status().sys_errno() == ENOENT) {
+      LOG_INFO("cluster {}: no set persisted in {} yet", cluster_, persisted_->path());
+    } else {
+      LOG_ERROR("cluster {}: persisted set {}: {}; ignored", cluster_, persisted_->path(),
+                set.status().message());
+    }
+    return false;
+  }
+  for (const auto& entry : set->invalid) {
+    LOG_WARN("cluster {}: persisted set {}: {}; skipped", cluster_, persisted_->path(), entry);
+  }
+  stats_.invalid_entries += set->invalid.size();
+  std::string age = "at an unknown time";
+  if (set->written_unix > 0) {
+    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    age = format_duration(std::chrono::seconds(std::max<int64_t>(0, now - set->written_unix))) +
+          " ago";
+  }
+  LOG_WARN(
+      "cluster {}: {}; serving the {} endpoints persisted in {} {} (revision {}), stale until "
+      "etcd answers",
+      cluster_, why, set->endpoints.size(), persisted_->path(), age, set->revision);
+  ++stats_.updates;
+  stats_.endpoints = set->endpoints.size();
+  on_update_(std::move(set->endpoints));
   return true;
 }
 
 void EtcdSource::start() {
   stopped_ = false;
   started_at_ = loop_.now();
+  if (config_.initial_fetch_timeout != Duration{}) {
+    first_fetch_timer_.arm_at(started_at_ + config_.initial_fetch_timeout);
+  }
   retry_now();
 }
 
@@ -129,6 +176,7 @@ void EtcdSource::stop() {
   retry_timer_.cancel();
   watch_timer_.cancel();
   batch_timer_.cancel();
+  first_fetch_timer_.cancel();
   if (http_) {
     http_->cancel();
     loop_.defer_delete(std::move(http_));
@@ -142,10 +190,6 @@ void EtcdSource::retry_now() {
   // reads the whole prefix first.
   if (revision_ == 0) return range();
   watch();
-}
-
-std::string EtcdSource::auth_header() const {
-  return token_.empty() ? std::string() : "Authorization: " + token_ + "\r\n";
 }
 
 void EtcdSource::begin(Call call, const std::string& path, const std::string& body) {
@@ -163,12 +207,12 @@ void EtcdSource::begin(Call call, const std::string& path, const std::string& bo
   // away without a reset is left quickly.
   watch_created_ = false;
   watch_timer_.arm_at(loop_.now() + std::min<Duration>(kCallTimeout, config_.watch_timeout));
-  http_->post(config_.endpoints[endpoint_], path, body, auth_header());
+  http_->post(config_.endpoints[endpoint_], path, body, auth_header(token_));
 }
 
 void EtcdSource::authenticate() {
-  nlohmann::json req = {{"name", config_.username}, {"password", config_.password}};
-  begin(Call::kAuth, "/v3/auth/authenticate", req.dump());
+  begin(Call::kAuth, "/v3/auth/authenticate",
+        authenticate_request(config_.username, config_.password));
 }
 
 void EtcdSource::range() {
@@ -220,27 +264,17 @@ void EtcdSource::on_call_done(const std::string& error) {
   if (!error.empty()) return fail(error);
   if (call == Call::kWatch) return fail("the watch ended");
   if (status_ == 401 || (status_ != 200 && is_auth_error(body_))) {
-    if (!config_.username.empty() && !token_retried_ && call != Call::kAuth) {
-      // The token expired or the member restarted: a new one, and the call again.
-      LOG_INFO("cluster {}: etcd auth token refused; authenticating again", cluster_);
-      token_.clear();
-      token_retried_ = true;
-      return retry_now();
-    }
+    if (call != Call::kAuth && renew_token()) return;
     return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
   }
   if (status_ != 200) return fail(fmt::format("status {}: {}", status_, body_.substr(0, 200)));
   auto j = nlohmann::json::parse(body_, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("an answer that is not JSON");
   if (call == Call::kAuth) {
-    token_ = string_field(j, "token");
-    if (token_.empty()) return fail("authenticate answered no token");
-    // It goes into a header line: a token with control characters would inject headers.
-    if (std::any_of(token_.begin(), token_.end(),
-                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
-      token_.clear();
-      return fail("authenticate answered a token with control characters");
-    }
+    std::string why;
+    auto token = token_of(j, &why);
+    if (!token) return fail(why);
+    token_ = std::move(*token);
     return retry_now();
   }
   // kRange: the whole prefix at one revision.
@@ -269,12 +303,26 @@ void EtcdSource::on_call_done(const std::string& error) {
   watch();
 }
 
+bool EtcdSource::renew_token() {
+  if (config_.username.empty() || token_retried_) return false;
+  // The token expired or the member restarted: a new one, and the call again (once; a
+  // refusal right after a new token is a failure).
+  LOG_INFO("cluster {}: etcd {} refused the auth token; authenticating again", cluster_,
+           config_.endpoints[endpoint_].to_string());
+  token_.clear();
+  token_retried_ = true;
+  ++stats_.auth_renewals;
+  retry_now();
+  return true;
+}
+
 void EtcdSource::on_watch_message(const std::string& line) {
   auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("a watch message that is not JSON");
   if (auto e = j.find("error"); e != j.end()) {
     std::string what = e->dump();
     if (is_auth_error(what) && !config_.username.empty()) {
+      if (renew_token()) return;
       token_.clear();
       return fail("auth token refused on the watch");
     }
@@ -294,7 +342,12 @@ void EtcdSource::on_watch_message(const std::string& line) {
   }
   if (bool_field(*r, "canceled")) {
     std::string reason = string_field(*r, "cancel_reason");
-    if (is_auth_error(reason)) token_.clear();
+    // etcd checks the token when a watch is made (not while it runs): a watch made again
+    // after a quiet spell longer than the token's TTL is refused here.
+    if (is_auth_error(reason) && !config_.username.empty()) {
+      if (renew_token()) return;
+      token_.clear();
+    }
     return fail("watch canceled: " + reason);
   }
   bool first_message = bool_field(*r, "created");
@@ -361,7 +414,7 @@ EtcdSource::Entry EtcdSource::parse_entry(const std::string& key, std::string va
 
 void EtcdSource::apply(bool now) {
   if (!now) {
-    if (!batch_timer_.armed()) batch_timer_.arm_at(loop_.now() + kBatchWindow);
+    if (!batch_timer_.armed()) batch_timer_.arm_at(loop_.now() + config_.batch_window);
     return;
   }
   batch_timer_.cancel();
@@ -383,7 +436,9 @@ void EtcdSource::apply(bool now) {
   ++stats_.updates;
   stats_.endpoints = endpoints.size();
   synced_once_ = true;
+  first_fetch_timer_.cancel();
   set_state(upstream::SourceState::kSynced);
+  if (persisted_) persisted_->save(endpoints, revision_);
   on_update_(std::move(endpoints));
 }
 
@@ -411,6 +466,9 @@ void EtcdSource::fail(const std::string& why) {
   endpoint_ = (endpoint_ + 1) % config_.endpoints.size();
   retry_timer_.arm_at(loop_.now() + backoff_);
   backoff_ = std::min<Duration>(backoff_ * 2, kMaxBackoff);
+  // A cold start that cannot reach etcd serves what an earlier run persisted; with
+  // initial_fetch_timeout only once that has passed (first_fetch_timed_out).
+  if (config_.initial_fetch_timeout == Duration{}) serve_persisted("etcd not reached");
 }
 
 }  // namespace sluice::discovery

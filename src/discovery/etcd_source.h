@@ -13,9 +13,11 @@
 // is lost; a resume the server has compacted past re-reads the whole prefix and applies the
 // difference. An invalid or expired auth token is renewed (authenticate) and the call made
 // again. While etcd cannot be reached the last good set stays (kStale): a partition never
-// empties a pool. Changes within kBatchWindow are applied as one set; a value is parsed once,
-// when it arrives, so a batch costs the keys' count, not a re-parse of every value. Main
-// thread only.
+// empties a pool. Changes within batch_window are applied as one set; a value is parsed once,
+// when it arrives, so a batch costs the keys' count, not a re-parse of every value. With
+// `persist`, each applied set is also written to a file (PersistedSet, off the main loop),
+// and a cold start that cannot reach etcd serves the set found there, kStale. Main thread
+// only.
 #pragma once
 
 #include <map>
@@ -26,6 +28,7 @@
 
 #include "discovery/endpoint_source.h"
 #include "discovery/http_call.h"
+#include "discovery/persisted_set.h"
 #include "event/loop.h"
 #include "event/timer.h"
 #include "upstream/cluster.h"
@@ -34,7 +37,6 @@ namespace sluice::discovery {
 
 class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
  public:
-  static constexpr Duration kBatchWindow = std::chrono::milliseconds(100);
   static constexpr Duration kMinBackoff = std::chrono::milliseconds(100);
   static constexpr Duration kMaxBackoff = std::chrono::seconds(5);
   // A range or authenticate answer larger than this fails (and is tried again).
@@ -74,8 +76,14 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   // The key's new value (a put): parsed here, once; an invalid one is logged and counted now.
   Entry parse_entry(const std::string& key, std::string value);
   void apply(bool now);
+  // A cold start that cannot reach etcd (`why`): the persisted set (etcd.persist), if there is
+  // one that can be read, is applied (the state stays kStale). Once per source; true if served.
+  bool serve_persisted(const std::string& why);
+  void first_fetch_timed_out();
   void set_state(upstream::SourceState s);
-  std::string auth_header() const;
+  // A call refused for its token: a new token and the call again (counted, logged), unless
+  // that was just tried or there is no username; false then.
+  bool renew_token();
 
   // HttpCallCallbacks
   void on_call_status(int status) override;
@@ -113,9 +121,13 @@ class EtcdSource final : public EndpointSource, private HttpCallCallbacks {
   event::Timer retry_timer_;
   event::Timer watch_timer_;  // the dead-watch bound, or kCallTimeout for other calls
   event::Timer batch_timer_;
+  event::Timer first_fetch_timer_;  // initial_fetch_timeout from start()
   upstream::SourceState state_ = upstream::SourceState::kStarting;
   MonoTime started_at_{};
-  mutable bool gave_up_first_fetch_ = false;  // initial_fetch_timeout ran out (logged once)
+  bool gave_up_first_fetch_ = false;  // initial_fetch_timeout ran out before a good read
+  // With etcd.persist: the writer of each applied set, and whether a cold start served it.
+  std::unique_ptr<PersistedSet> persisted_;
+  bool served_persisted_ = false;
   MonoTime stale_since_{};  // when the source last left kSynced (or started, never synced)
   mutable upstream::SourceStats stats_;
 };

@@ -19,7 +19,9 @@ namespace {
 // At most this many skipped entries are logged one by one per read.
 constexpr size_t kLoggedInvalid = 10;
 
-Result<std::string> read_whole(const std::string& path, size_t limit) {
+}  // namespace
+
+Result<std::string> read_regular_file(const std::string& path, size_t limit) {
   // O_NONBLOCK: a FIFO at the path must not block the main loop waiting for a writer.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::error(std::strerror(errno), errno);
@@ -49,12 +51,12 @@ Result<std::string> read_whole(const std::string& path, size_t limit) {
   return out;
 }
 
-}  // namespace
-
-FileSource::FileSource(event::Loop& loop, std::string cluster, std::string path, OnUpdate on_update)
+FileSource::FileSource(event::Loop& loop, std::string cluster, std::string path,
+                       Duration batch_window, OnUpdate on_update)
     : loop_(loop),
       cluster_(std::move(cluster)),
       path_(std::move(path)),
+      batch_window_(batch_window),
       on_update_(std::move(on_update)),
       poll_timer_(loop.timers(), [this] {
         read();
@@ -69,7 +71,7 @@ FileSource::~FileSource() {
 
 void FileSource::start() {
   auto w = tls::CertWatcher::create(
-      loop_, {path_}, [this] { read(); }, kBatchWindow);
+      loop_, {path_}, [this] { read(); }, batch_window_);
   if (w) {
     watcher_ = std::move(w.value());
   } else {
@@ -105,7 +107,7 @@ void FileSource::failed(const std::string& why) {
 }
 
 void FileSource::read() {
-  auto text = read_whole(path_, kMaxFileSize);
+  auto text = read_regular_file(path_, kMaxFileSize);
   if (!text) return failed(text.status().message());
   auto list = parse_endpoint_list_json(*text);
   if (!list) return failed(list.status().message());

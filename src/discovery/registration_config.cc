@@ -11,6 +11,9 @@ ConfigIssues RegistrationConfig::validate() const {
   // at a third of the TTL: below 3 s a renewal could not be late once.
   c.check_duration("ttl", ttl, std::chrono::seconds(3), std::chrono::hours(24));
   if (tls) c.nested("tls", tls->validate());
+  if (username.empty() != password.empty()) {
+    c.error(username.empty() ? "password" : "username", "username and password go together");
+  }
   return c.take();
 }
 

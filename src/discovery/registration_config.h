@@ -23,6 +23,8 @@ struct RegistrationConfig {
   // The lease's time to live: the key goes this long after sluice stops renewing it.
   Duration ttl = std::chrono::seconds(10);
   std::optional<tls::ClientConfig> tls;  // HTTPS to the members; absent: plain HTTP
+  std::string username;                  // empty: no auth (with auth on, etcd refuses writes)
+  std::string password;
 
   ConfigIssues validate() const;
   bool operator==(const RegistrationConfig&) const = default;

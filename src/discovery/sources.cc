@@ -23,7 +23,7 @@ bool same_source(const ClusterConfig& prev, const ClusterConfig& next) {
     case ClusterConfig::Type::kStatic:
       return prev.endpoints == next.endpoints;
     case ClusterConfig::Type::kFile:
-      return prev.file_path == next.file_path;
+      return prev.file_path == next.file_path && prev.file_batch_window == next.file_batch_window;
     case ClusterConfig::Type::kEtcd:
       return prev.etcd == next.etcd;
     case ClusterConfig::Type::kStrictDns:
@@ -84,7 +84,8 @@ Sources::Entry Sources::make(size_t index, std::shared_ptr<const ClusterConfig> 
       e.source = std::make_unique<StaticSource>(config->endpoints, on_update);
       break;
     case ClusterConfig::Type::kFile:
-      e.source = std::make_unique<FileSource>(loop_, config->name, config->file_path, on_update);
+      e.source = std::make_unique<FileSource>(loop_, config->name, config->file_path,
+                                              config->file_batch_window, on_update);
       break;
     case ClusterConfig::Type::kEtcd:
       e.source = std::make_unique<EtcdSource>(loop_, config->name, config->etcd, on_update);

@@ -64,6 +64,7 @@ std::string Server::registration_json() const {
   j["keepalives"] = s.keepalives;
   j["leases_lost"] = s.leases_lost;
   j["failures"] = s.failures;
+  j["auth_renewals"] = s.auth_renewals;
   return j.dump();
 }
 

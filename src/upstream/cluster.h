@@ -69,6 +69,11 @@ struct EtcdSourceConfig {
   // Startup waits this long for a first good read (retrying meanwhile) before it goes on
   // without the cluster's endpoints. 0: it waits for the first attempt only, good or not.
   Duration initial_fetch_timeout{};
+  // Each applied set is also written to this file (atomically, off the main loop); a start
+  // that cannot reach etcd serves the set found there, stale. Empty: nothing persisted.
+  std::string persist;
+  // Events within this long of the first are applied as one set (0: each message at once).
+  Duration batch_window = std::chrono::milliseconds(100);
   bool operator==(const EtcdSourceConfig&) const = default;
 };
 
@@ -103,7 +108,9 @@ struct ClusterConfig {
   std::vector<DnsTarget> dns_targets;     // strict_dns, logical_dns
   std::string srv_name;                   // dns_srv ("_http._tcp.example.com")
   std::string file_path;                  // file: the endpoint list
-  EtcdSourceConfig etcd;                  // etcd
+  // file: changes within this long of the first are read as one (0: each change at once).
+  Duration file_batch_window = std::chrono::milliseconds(100);
+  EtcdSourceConfig etcd;  // etcd
   OnAddressChange on_address_change = OnAddressChange::kDrain;
   // logical_dns: how long a connect to one address of the answer may go unanswered before
   // the next address is tried as well (RFC 8305's Connection Attempt Delay).

@@ -232,6 +232,7 @@ ConfigIssues ClusterConfig::validate() const {
   if (!srv_name.empty()) c.error("srv_name", "only for type: dns_srv");
   if (type == Type::kFile) {
     if (file_path.empty()) c.missing("file.path");
+    c.check_duration("file.batch_window", file_batch_window, Duration{0}, std::chrono::seconds(10));
     if (!endpoints.empty() || !dns_targets.empty()) {
       c.error("endpoints", "not with type: file (the file lists the endpoints)");
     }
@@ -246,6 +247,7 @@ ConfigIssues ClusterConfig::validate() const {
     }
     c.check_duration("etcd.watch_timeout", etcd.watch_timeout, std::chrono::seconds(1),
                      std::chrono::hours(1));
+    c.check_duration("etcd.batch_window", etcd.batch_window, Duration{0}, std::chrono::seconds(10));
     if (etcd.tls) c.nested("etcd.tls", etcd.tls->validate());
     if (etcd.initial_fetch_timeout != Duration{}) {
       c.check_duration("etcd.initial_fetch_timeout", etcd.initial_fetch_timeout,
@@ -254,6 +256,16 @@ ConfigIssues ClusterConfig::validate() const {
     if (etcd.max_staleness != Duration{}) {
       c.check_duration("etcd.max_staleness", etcd.max_staleness, std::chrono::seconds(1),
                        std::chrono::hours(24));
+    }
+    if (!etcd.persist.empty()) {
+      if (etcd.persist.front() != '/') {
+        c.error("etcd.persist", fmt::format("'{}': expected an absolute path such as "
+                                            "/var/lib/sluice/{}.json",
+                                            etcd.persist, name.empty() ? "api" : name));
+      } else if (etcd.persist.back() == '/') {
+        c.error("etcd.persist",
+                fmt::format("'{}': expected a file's path, not a directory's", etcd.persist));
+      }
     }
     if (!endpoints.empty() || !dns_targets.empty()) {
       c.error("endpoints", "not with type: etcd (the registry lists the endpoints)");

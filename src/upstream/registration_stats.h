@@ -43,7 +43,10 @@ constexpr const char* to_string(RegistrationState s) {
   COUNTER(failures, "sluice_registration_failures_total", "", "failures",                          \
           "Registration calls that failed (connect, timeout, error answer) and were made again.")  \
   GAUGE(lease_ttl_ns, "sluice_registration_lease_ttl_seconds", "", "lease TTL",                    \
-        "The TTL etcd granted the lease sluice's key is under (0: no lease).")
+        "The TTL etcd granted the lease sluice's key is under (0: no lease).")                    \
+  COUNTER(auth_renewals, "sluice_registration_auth_renewals_total", "", "auth renewals",          \
+          "Auth tokens etcd refused (expired, or lost when a member restarted) or that went "      \
+          "unanswered, and replaced by authenticating again.")
 // clang-format on
 
 struct RegistrationStats {

@@ -42,7 +42,10 @@ constexpr const char* to_string(SourceState s) {
         "The last registry revision the source has seen (etcd; 0 for other sources).")             \
   GAUGE(stale_ns, "sluice_discovery_stale_seconds", "", "stale for",                              \
         "How long the source has served its last good set without reaching the registry "         \
-        "(etcd; 0 while synced).")
+        "(etcd; 0 while synced).")                                                                 \
+  COUNTER(auth_renewals, "sluice_discovery_auth_renewals_total", "", "auth renewals",              \
+          "Auth tokens etcd refused (expired, or lost when a member restarted) or that went "      \
+          "unanswered, and replaced by authenticating again (etcd).")
 // clang-format on
 
 struct SourceStats {

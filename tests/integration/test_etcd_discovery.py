@@ -60,7 +60,7 @@ def free_port():
 class Etcd:
     """One etcd member on 127.0.0.1 (client and peer ports chosen once, kept across restarts)."""
 
-    def __init__(self, client_port=None, start=True, pki=None, side_door=False):
+    def __init__(self, client_port=None, start=True, pki=None, side_door=False, extra_args=()):
         if not shutil.which("etcd"):
             raise harness.Skip("etcd is not installed (scripts/bootstrap installs etcd-server)")
         self.dir = tempfile.mkdtemp(prefix="sluice-etcd-")
@@ -68,6 +68,8 @@ class Etcd:
         self.address = "127.0.0.1:%d" % self.client_port
         self.proc = None
         self.token = None
+        self.login_as = None  # (name, password) the test's own calls authenticate with
+        self.extra_args = list(extra_args)
         # side_door: a second client URL on 127.0.0.2 that the test's own calls use, so that
         # a partition of the first (sluice's) leaves the test able to write.
         self.side = "127.0.0.2:%d" % free_port() if side_door else None
@@ -95,7 +97,8 @@ class Etcd:
              "--listen-client-urls", url + (",http://" + self.side if self.side else ""),
              "--advertise-client-urls", url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"] + tls,
+             "--initial-cluster", "t=" + peer, "--experimental-watch-progress-notify-interval", "1s"] + tls +
+            self.extra_args,
             stdout=self.log, stderr=self.log, preexec_fn=harness.die_with_parent)
         self.token = None
         ok = harness.wait_until(lambda: self._healthy(), 20, 0.05)
@@ -113,7 +116,24 @@ class Etcd:
         except Exception:
             return False
 
+    def login(self, name, password):
+        """The test's own calls carry a token of this user from now on (renewed when refused)."""
+        self.login_as = (name, password)
+        self.token = None
+        self.token = self.call("/v3/auth/authenticate", {"name": name, "password": password})["token"]
+
     def call(self, path, body):
+        if self.login_as and not self.token and path != "/v3/auth/authenticate":
+            self.login(*self.login_as)  # etcd restarted: a call without a token is refused
+        try:
+            return self._call(path, body)
+        except urllib.error.HTTPError as e:
+            if e.code != 401 or not self.login_as or path == "/v3/auth/authenticate":
+                raise
+            self.login(*self.login_as)  # the token expired (--auth-token-ttl) or etcd restarted
+            return self._call(path, body)
+
+    def _call(self, path, body):
         scheme = "https" if self.pki else "http"
         req = urllib.request.Request("%s://%s%s" % (scheme, self.side or self.address, path), data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -183,6 +203,27 @@ class Pki:
 
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def enable_auth(etcd, users):
+    """Users and their roles, then auth on; the test's own calls go on as root.
+    users: {name: (password, [(permission, key, prefix), ...])}."""
+    env = dict(os.environ, ETCDCTL_API="3")
+    ctl = ["etcdctl", "--endpoints", etcd.address]
+    steps = [["user", "add", "root:rootpw"]]
+    for name, (password, grants) in users.items():
+        steps += [["user", "add", "%s:%s" % (name, password)], ["role", "add", name + "-role"]]
+        for perm, key, prefix in grants:
+            steps.append(["role", "grant-permission", name + "-role", "--prefix=%s" % str(prefix).lower(),
+                          perm, key])
+        steps.append(["user", "grant-role", name, name + "-role"])
+    steps.append(["auth", "enable"])
+    for args in steps:
+        extra = ["--user", "root:rootpw"] if args[0] == "auth" else []
+        r = subprocess.run(ctl + extra + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=20)
+        check(r.returncode == 0, "etcdctl %s" % " ".join(args), r.stdout)
+    etcd.login("root", "rootpw")
 
 
 def etcd_cluster(etcd, **kw):
@@ -275,25 +316,29 @@ def case_restart_resumes_without_losing_an_update():
 def case_paused_etcd_is_a_dead_watch():
     be = AnyLoopback()
     etcd = Etcd()
-    a, b = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2))
+    a, b, c = ("127.0.35.%d:%d" % (i, be.port) for i in (1, 2, 3))
     etcd.put(PREFIX + "a", {"address": a})
     # etcd sends a progress notification every second: a live watch is never 3 s silent.
     sl, ap = start([etcd_cluster(etcd, watch_timeout="3s")], workers=2)
     port = sl.port("web")
     check(wait_listed(ap, {a: 1}) == {a: 1}, "listed: 127.0.35.1", "")
+    # A change followed: the watch is made (the read before it is not enough).
+    etcd.put(PREFIX + "c", {"address": c})
+    check(wait_listed(ap, {a: 1, c: 1}) == {a: 1, c: 1}, "the watch follows: 127.0.35.1 and .3 listed", "")
     mark = sl.line_count()
     etcd.proc.send_signal(signal.SIGSTOP)
     try:
-        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 1 endpoints, " \
+        line = "cluster app: etcd %s: no event or progress notification for 3s; keeping the last 2 endpoints, " \
                "trying again" % etcd.address
         check(sl.wait_log(line, 15, mark), "log: '%s'" % line, hu.log_tail(sl))
         check(source(ap)["state"] == "stale", "source stale", repr(source(ap)))
-        check(spread(port, 10) == {"127.0.35.1": 10}, "etcd paused: 10 requests still go to 127.0.35.1", "")
+        check(spread(port, 10) == {"127.0.35.1": 5, "127.0.35.3": 5},
+              "etcd paused: 10 requests still go to 127.0.35.1 and .3", "")
     finally:
         etcd.proc.send_signal(signal.SIGCONT)
     etcd.put(PREFIX + "b", {"address": b})
-    got = wait_listed(ap, {a: 1, b: 1}, 15)
-    check(got == {a: 1, b: 1}, "etcd resumed: a change made then is followed", repr(got))
+    got = wait_listed(ap, {a: 1, b: 1, c: 1}, 15)
+    check(got == {a: 1, b: 1, c: 1}, "etcd resumed: a change made then is followed", repr(got))
     hu.stop_and_check(sl)
 
 
@@ -467,15 +512,7 @@ def case_auth():
     etcd = Etcd()
     a, b = ("127.0.33.%d:%d" % (i, be.port) for i in (1, 2))
     etcd.put(PREFIX + "a", {"address": a})
-    env = dict(os.environ, ETCDCTL_API="3")
-    ctl = ["etcdctl", "--endpoints", etcd.address]
-    for args in (["user", "add", "root:rootpw"], ["user", "add", "sluice:pw"], ["role", "add", "reader"],
-                 ["role", "grant-permission", "reader", "--prefix=true", "read", PREFIX],
-                 ["user", "grant-role", "sluice", "reader"], ["auth", "enable"]):
-        extra = ["--user", "root:rootpw"] if args[0] == "auth" else []
-        r = subprocess.run(ctl + extra + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=20)
-        check(r.returncode == 0, "etcdctl %s" % " ".join(args), r.stdout)
+    enable_auth(etcd, {"sluice": ("pw", [("read", PREFIX, True)])})
     sl, ap = start([etcd_cluster(etcd, username="sluice", password="pw")], workers=2)
     check(wait_listed(ap, {a: 1}) == {a: 1}, "with auth: listed 127.0.33.1", repr(listed(ap)))
     # etcd restarts and compacts while sluice is stopped: with auth on, the resumed watch is
@@ -485,7 +522,6 @@ def case_auth():
     try:
         etcd.kill()
         etcd.start()
-        etcd.token = etcd.call("/v3/auth/authenticate", {"name": "root", "password": "rootpw"})["token"]
         etcd.put(PREFIX + "b", {"address": b})
         # Compacted past the revision sluice resumes from (a write outside its prefix).
         etcd.compact(etcd.put("/services/other/x", "1"))

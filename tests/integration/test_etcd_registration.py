@@ -11,6 +11,8 @@ by the test on loopback ports:
 - sluice cut off (stopped) while etcd runs, past the TTL: the lease expires and the key goes;
   once sluice runs again it hears the lease is gone, grants a new one and puts the key again;
 - over TLS with a client certificate (etcd requiring one): put, kept alive, revoked;
+- with etcd's auth on and a user whose role may write the registration key only: sluice
+  authenticates, puts, keeps alive and revokes; a wrong password is logged and retried;
 - a binary upgrade (POST /upgrade): the new process keeps the same lease alive (the old one does
   not revoke it), past several TTLs; SIGTERM to the new one removes the key.
 """
@@ -25,7 +27,7 @@ import harness  # noqa: E402
 from harness import check  # noqa: E402
 import http_util as hu  # noqa: E402
 from http_backend import HttpBackend  # noqa: E402
-from test_etcd_discovery import Etcd, Pki, b64  # noqa: E402
+from test_etcd_discovery import Etcd, Pki, b64, enable_auth  # noqa: E402
 from test_endpoint_drain import admin_config, ADMIN_RE  # noqa: E402
 from test_metrics import scrape  # noqa: E402
 import test_upgrade as up  # noqa: E402
@@ -43,15 +45,16 @@ def registered(etcd, key=KEY):
     return base64.b64decode(kvs[0].get("value", "")).decode(), int(kvs[0].get("lease", "0"))
 
 
-def config(etcd, backend, ttl="3s", tls=None):
+def config(etcd, backend, ttl="3s", tls=None, **kw):
     reg = {"endpoints": [etcd.address], "key": KEY, "address": "127.0.40.1:8080", "ttl": ttl}
     if tls:
         reg["tls"] = tls
+    reg.update(kw)
     return admin_config([hu.cluster("app", [backend])], extra={"registration": reg})
 
 
-def start(etcd, backend, ttl="3s", tls=None):
-    sl = up.start_sluice(config(etcd, backend, ttl, tls))
+def start(etcd, backend, ttl="3s", tls=None, **kw):
+    sl = up.start_sluice(config(etcd, backend, ttl, tls, **kw))
     line = sl.wait_log(ADMIN_RE, 5)
     if not line:
         raise harness.CheckFailed_with("no 'admin listening on' line", sl.stderr_text())
@@ -206,6 +209,33 @@ def case_over_tls_with_a_client_certificate():
           repr(registered(etcd)))
 
 
+def case_with_auth():
+    be = HttpBackend("a")
+    etcd = Etcd()
+    # The registering user may write its own key and nothing else.
+    enable_auth(etcd, {"edge": ("edgepw", [("readwrite", KEY, False)])})
+    sl, ap = start(etcd, be, username="edge", password="wrong")
+    line = ("registration: etcd %s: authenticate: status 400: {\"error\":\"etcdserver: authentication failed, "
+            "invalid user ID or password\",\"message\":\"etcdserver: authentication failed, invalid user ID or "
+            "password\",\"code\":3} while granting; trying again" % etcd.address)
+    check(sl.wait_log(line, 10), "a wrong password: log: '%s'" % line, hu.log_tail(sl))
+    check(view(ap)["state"] == "granting" and registered(etcd) is None, "a wrong password: nothing registered",
+          repr(view(ap)))
+    hu.stop_and_check(sl)
+
+    sl, ap = start(etcd, be, username="edge", password="edgepw")
+    lease = wait_registered(etcd, ap)
+    check(harness.wait_until(lambda: view(ap)["keepalives"] >= 3, 10), "with auth: keepalives renew the lease",
+          repr(view(ap)))
+    v = view(ap)
+    check(v["grants"] == 1 and v["puts"] == 1 and v["failures"] == 0 and v["auth_renewals"] == 0,
+          "with auth: 1 grant, 1 put, no failure, no token renewed", repr(v))
+    hu.stop_and_check(sl)
+    check(registered(etcd) is None, "SIGTERM: lease %x revoked with auth, the key is gone" % lease,
+          repr(registered(etcd)))
+    check(not sl.find_lines("it expires by its TTL"), "the revoke was answered", hu.log_tail(sl))
+
+
 def case_upgrade_keeps_the_lease():
     be = HttpBackend("a")
     etcd = Etcd()
@@ -239,5 +269,5 @@ if __name__ == "__main__":
     atexit.register(up.kill_all_sluice)
     harness.run_cases([case_put_once_ready_and_revoked_before_draining, case_revoked_lease_is_granted_again,
                        case_etcd_down_past_the_ttl, case_lease_expired_while_cut_off,
-                       case_over_tls_with_a_client_certificate,
+                       case_over_tls_with_a_client_certificate, case_with_auth,
                        case_upgrade_keeps_the_lease])

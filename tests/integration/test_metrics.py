@@ -243,6 +243,7 @@ def case_format_and_exact_request_counters():
         "sluice_cluster_no_healthy_endpoint_total", "sluice_cluster_overflow_total", "sluice_cluster_panic",
         "sluice_cluster_endpoint_slots", "sluice_health_endpoint_slots_reclaimed_total",
         "sluice_discovery_source_state", "sluice_discovery_updates_total", "sluice_discovery_stale_seconds",
+        "sluice_discovery_auth_renewals_total",
         "sluice_endpoint_usable", "sluice_endpoint_connections", "sluice_endpoint_active_requests",
         "sluice_endpoint_connects_total", "sluice_endpoint_connect_failures_total",
         "sluice_endpoint_connection_reuses_total", "sluice_worker_busy_seconds_total", "sluice_worker_events_total",
@@ -260,7 +261,8 @@ def case_format_and_exact_request_counters():
         # written without samples when there is no registration: block
         "sluice_registration_state", "sluice_registration_grants_total", "sluice_registration_puts_total",
         "sluice_registration_keepalives_total", "sluice_registration_leases_lost_total",
-        "sluice_registration_failures_total", "sluice_registration_lease_ttl_seconds"]
+        "sluice_registration_failures_total", "sluice_registration_lease_ttl_seconds",
+        "sluice_registration_auth_renewals_total"]
     missing = [f for f in expected_families if f not in types]
     check(not missing, "the documented families are present (%d checked)" % len(expected_families), repr(missing))
 

@@ -113,8 +113,11 @@ struct HealthSnapshot {
   // the table follows any amount of churn with as many slots as endpoints live at once.
   std::shared_ptr<const std::vector<EndpointConfig>> endpoints;
   std::vector<uint8_t> flags;  // EndpointFlag bits, by endpoint index
-  // By slot: how many times the slot's endpoint was removed. A worker's release names the
-  // removal it saw, so a release that crosses a return and a new removal counts for nothing.
+  // By slot: the number of the slot's last removal, unique in the cluster (never reused for
+  // another slot or endpoint). A worker's release names the removal it saw, so a release that
+  // crosses a return and a new removal counts for nothing, and a worker that did not see a
+  // slot go free and come back (snapshots it skipped) cannot mistake a new removal for one it
+  // released already.
   std::vector<uint32_t> removals;
   // Too few endpoints are healthy: balance over all that are not draining.
   bool panic = false;

@@ -214,10 +214,8 @@ size_t HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
     c.endpoints.emplace_back();
   } else {
     // A slot every worker released: nothing anywhere still names its last endpoint.
-    uint32_t removals = c.endpoints[ei].removals;
     c.table[ei] = endpoint;
     c.endpoints[ei] = Endpoint{};
-    c.endpoints[ei].removals = removals;
     c.shared->streak[ei].store(false, std::memory_order_relaxed);
     if (c.shared->requests) {
       c.shared->requests[ei].store(0, std::memory_order_relaxed);
@@ -241,7 +239,9 @@ size_t HealthManager::add_endpoint(size_t ci, const EndpointConfig& endpoint) {
 void HealthManager::mark_removed(ClusterState& c, size_t ei) {
   Endpoint& e = c.endpoints[ei];
   e.removed = true;
-  ++e.removals;
+  // Numbered across the cluster, not per slot: a slot that left the end of the table and
+  // came back starts afresh here, while a worker may still hold the number it released.
+  e.removals = ++c.last_removal;
   e.releases = 0;
   if (e.checker) e.checker->stop();
 }
@@ -266,7 +266,17 @@ void HealthManager::on_release(size_t ci, size_t ei, uint32_t removal) {
     c.endpoints.pop_back();
     c.table.pop_back();
   }
-  publish(ci);
+  // A worker frees every quiet slot in one pass, each release a posted call: one snapshot
+  // for all of them, not one per slot (a churning cluster frees dozens at a time, and each
+  // snapshot costs every worker a new balancer).
+  c.release_pending = true;
+  loop_.at_iteration_end(this);
+}
+
+void HealthManager::on_iteration_end() {
+  for (size_t ci = 0; ci < clusters_.size(); ++ci) {
+    if (clusters_[ci]->release_pending) publish(ci);
+  }
 }
 
 namespace {
@@ -419,6 +429,7 @@ std::optional<std::pair<size_t, size_t>> HealthManager::find_endpoint(
 }
 
 HealthManager::~HealthManager() {
+  loop_.cancel_iteration_end(this);
   stop();
 }
 
@@ -679,6 +690,7 @@ void HealthManager::set_draining(size_t cluster, size_t endpoint, bool draining)
 
 void HealthManager::publish(size_t cluster) {
   ClusterState& c = *clusters_[cluster];
+  c.release_pending = false;  // this snapshot has the freed slots too
   auto snapshot = std::make_shared<HealthSnapshot>();
   snapshot->endpoints = std::make_shared<const std::vector<EndpointConfig>>(c.table);
   snapshot->flags.reserve(c.endpoints.size());

@@ -47,7 +47,7 @@ struct HealthStats {
   SLUICE_METRIC_MEMBERS(SLUICE_HEALTH_STATS)
 };
 
-class HealthManager final : public OutcomeSink {
+class HealthManager final : public OutcomeSink, private event::EndOfIteration {
  public:
   using Publish = std::function<void(size_t cluster, std::shared_ptr<const HealthSnapshot>)>;
 
@@ -158,7 +158,7 @@ class HealthManager final : public OutcomeSink {
     bool draining = false;
     bool removed = false;
     bool free = false;      // removed and released by every worker: the slot is unused
-    uint32_t removals = 0;  // times removed (the removal workers release)
+    uint32_t removals = 0;  // the number of its last removal (the one workers release)
     size_t releases = 0;    // workers that released the current removal
   };
   struct ClusterState {
@@ -174,6 +174,9 @@ class HealthManager final : public OutcomeSink {
     std::shared_ptr<tls::ClientContext> tls;
     std::string tls_host;
     bool retired = false;  // no longer in the configuration
+    // Slots freed since the last snapshot: published once, at the end of the iteration.
+    bool release_pending = false;
+    uint32_t last_removal = 0;  // removals are numbered 1, 2, ... across the cluster's slots
   };
 
   std::unique_ptr<HealthChecker> make_checker(size_t cluster, size_t endpoint);
@@ -184,6 +187,8 @@ class HealthManager final : public OutcomeSink {
   void mark_removed(ClusterState& c, size_t endpoint);
   // A worker released removal `removal` of the slot (posted by ClusterShared::release).
   void on_release(size_t cluster, size_t endpoint, uint32_t removal);
+  // EndOfIteration: the snapshots of the clusters whose slots were freed in this iteration.
+  void on_iteration_end() override;
   void on_outcome(size_t cluster, size_t endpoint, Outcome outcome);
   void on_check(size_t cluster, size_t endpoint, bool passed, const std::string& detail);
   void eject(size_t cluster, size_t endpoint, const std::string& why);

@@ -198,6 +198,7 @@ class MetricsTest : public ::testing::Test {
     source.stats.updates = 4;
     source.stats.failures = 5;
     source.stats.invalid_entries = 6;
+    source.stats.auth_renewals = 8;
     in_.sources["app"] = source;
   }
 
@@ -278,6 +279,7 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples[key("sluice_discovery_updates_total", kSource)], "4");
   EXPECT_EQ(p.samples[key("sluice_discovery_failures_total", kSource)], "5");
   EXPECT_EQ(p.samples[key("sluice_discovery_invalid_entries_total", kSource)], "6");
+  EXPECT_EQ(p.samples[key("sluice_discovery_auth_renewals_total", kSource)], "8");
   EXPECT_EQ(p.samples["sluice_dns_lookups_total"], "7");
   // The speaker's levels and counters, as it reports them (uptime in seconds).
   EXPECT_EQ(p.samples["sluice_bgp_peer_state{peer=\"192.0.2.2:179\"}"], "20");
@@ -289,6 +291,7 @@ TEST_F(MetricsTest, MergedCountersAreExactlyTheSumOfTheWorkers) {
   EXPECT_EQ(p.samples["sluice_registration_grants_total"], "46");
   EXPECT_EQ(p.samples["sluice_registration_leases_lost_total"], "49");
   EXPECT_EQ(p.samples["sluice_registration_lease_ttl_seconds"], "5.1e-08");
+  EXPECT_EQ(p.samples["sluice_registration_auth_renewals_total"], "52");
   EXPECT_EQ(p.samples["sluice_bgp_prefix_transitions_total{prefix=\"192.0.2.1/32\"}"], "32");
   EXPECT_EQ(p.samples["sluice_dns_stale_answers_total"], "15");
   // The dashboard's event streams (main thread: one copy, not merged).

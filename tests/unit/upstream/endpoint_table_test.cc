@@ -41,6 +41,10 @@ class EndpointTableTest : public ::testing::Test {
     health_ = std::make_unique<HealthManager>(
         loop_, std::vector<std::shared_ptr<const ClusterConfig>>{config_},
         [this](size_t, std::shared_ptr<const HealthSnapshot> s) {
+          if (hold_) {
+            held_ = std::move(s);
+            return;
+          }
           for (auto& w : workers_) w->set_health(s);
         });
     health_->set_worker_count(2);
@@ -76,6 +80,15 @@ class EndpointTableTest : public ::testing::Test {
     return out;
   }
 
+  // With hold_, snapshots wait in held_ until deliver(): workers that see only the latest.
+  void deliver() {
+    if (!held_) return;
+    for (auto& w : workers_) w->set_health(held_);
+    held_.reset();
+  }
+
+  bool hold_ = false;
+  std::shared_ptr<const HealthSnapshot> held_;
   ManualClock clock_;
   event::Loop loop_{clock_};
   std::shared_ptr<const ClusterConfig> config_;
@@ -140,6 +153,29 @@ TEST_F(EndpointTableTest, ASlotIsKeptWhileAnyWorkerStillUsesItsEndpoint) {
     EXPECT_EQ(picked(*w, 30),
               (std::set<std::string>{"10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"}));
   }
+}
+
+TEST_F(EndpointTableTest, WorkersThatSkipSnapshotsStillReleaseEverySlot) {
+  // Slots go free and leave the end of the table, and new endpoints take their places again,
+  // without the workers ever seeing the shorter table: a new removal in such a slot must not
+  // look like one they released already.
+  constexpr uint32_t kLive = 8, kSteps = 50;
+  std::vector<EndpointConfig> live;
+  uint32_t next = 0;
+  for (; next < kLive; ++next) live.push_back(endpoint(next));
+  set(live);
+  hold_ = true;
+  for (uint32_t step = 0; step < kSteps; ++step) {
+    live.clear();
+    for (uint32_t i = 0; i < kLive; ++i) live.push_back(endpoint(next++));
+    set(live);
+    deliver();
+    settle();  // the departed are released; the shorter table is held back
+  }
+  deliver();
+  settle();
+  EXPECT_EQ(health_->stats().slots_reclaimed, next - kLive);
+  EXPECT_EQ(health_->table_size(0), kLive);
 }
 
 TEST_F(EndpointTableTest, AReleaseOfAnEarlierRemovalDoesNotFreeTheSlot) {
