@@ -114,6 +114,10 @@ std::optional<net::Address> read_address(std::span<const uint8_t> value,
 class MessageWriter {
  public:
   MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id);
+  // Writes into `storage` (cleared), so that a caller answering many messages reuses one
+  // buffer's capacity: take() gives it back.
+  MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id,
+                std::vector<uint8_t> storage);
 
   // The byte attribute values are padded with (RFC 8489 §14 leaves it free; 0 unless set:
   // RFC 5769's samples pad with spaces).
@@ -135,6 +139,8 @@ class MessageWriter {
   void add_message_integrity_sha256(std::span<const uint8_t> key, size_t size = 32);
   // Writes the length, and FINGERPRINT when `fingerprint`. Returns the message.
   std::span<const uint8_t> finish(bool fingerprint);
+  // The message's bytes (after finish()), leaving the writer empty.
+  std::vector<uint8_t> take() { return std::move(bytes_); }
 
   // The bytes an attribute of a `value_size`-byte value takes.
   static size_t attribute_size(size_t value_size) { return 4 + ((value_size + 3) & ~size_t{3}); }

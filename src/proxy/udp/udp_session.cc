@@ -101,13 +101,15 @@ void UdpSession::send_upstream(std::span<const std::span<const uint8_t>> datagra
 
 void UdpSession::on_io(uint32_t events) {
   if (closed_) return;
-  (void)events;
-  read_upstream();
+  // Woken with an error (ICMP port unreachable): the kernel may hold it behind datagrams a
+  // read returns, so read on to the error or EAGAIN.
+  read_upstream((events & event::kError) != 0);
 }
 
-void UdpSession::read_upstream() {
+void UdpSession::read_upstream(bool until_eagain) {
   DatagramBatch& batch = owner_.upstream_batch();
-  // Edge-triggered: read until the socket is empty (bounded by what the kernel holds).
+  // Edge-triggered: read until the socket is empty (bounded by what the kernel holds); a
+  // read that did not fill the batch found it empty.
   while (!closed_) {
     Result<size_t> got = batch.receive(upstream_.get());
     // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
@@ -130,6 +132,7 @@ void UdpSession::read_upstream() {
       uint32_t limit = config_->udp.max_responses;
       if (limit != 0 && ++responses_ >= limit) return close(CloseReason::kMaxResponses);
     }
+    if (batch.drained() && !until_eagain) return;
   }
 }
 

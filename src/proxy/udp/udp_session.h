@@ -87,6 +87,9 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   // on their way until it ends, then counts as ended by the upgrade.
   void mark_upgraded() { upgraded_ = true; }
 
+  // The listener counted it in its per-source table (max_sessions_per_source).
+  void set_counted_per_source() { counted_per_source_ = true; }
+  bool counted_per_source() const { return counted_per_source_; }
   const AddressKey& key() const { return key_; }
   int upstream_fd() const { return upstream_.get(); }
   const net::Address& client() const { return client_; }
@@ -99,7 +102,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   const Counts& counts() const { return counts_; }
 
  private:
-  void read_upstream();
+  void read_upstream(bool until_eagain);
   void on_timer();
   void write_access_log(CloseReason reason);
 
@@ -127,6 +130,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   bool registered_ = false;
   bool closed_ = false;
   bool upgraded_ = false;
+  bool counted_per_source_ = false;
 };
 
 }  // namespace sluice::proxy::udp
