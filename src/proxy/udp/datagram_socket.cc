@@ -136,7 +136,7 @@ size_t gro_segment_size(const msghdr& h) {
 
 }  // namespace
 
-Result<size_t> DatagramBatch::receive(int fd) {
+Result<size_t> DatagramBatch::receive(int fd, size_t max_messages) {
   allocate();
   mmsghdr* msgs = s_->msgs.data();
   // What the kernel wrote in the messages of the last call: set back.
@@ -145,9 +145,10 @@ Result<size_t> DatagramBatch::receive(int fd) {
     msgs[i].msg_hdr.msg_controllen = kControlSize;
     msgs[i].msg_hdr.msg_flags = 0;
   }
+  requested_ = std::clamp<size_t>(max_messages, 1, slots_);
   int n;
   do {
-    n = ::recvmmsg(fd, msgs, static_cast<unsigned>(slots_), MSG_DONTWAIT, nullptr);
+    n = ::recvmmsg(fd, msgs, static_cast<unsigned>(requested_), MSG_DONTWAIT, nullptr);
   } while (n < 0 && errno == EINTR);
   received_.clear();
   gro_datagrams_ = 0;
@@ -253,7 +254,8 @@ bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data,
 }
 
 SendCounts DatagramBatch::flush(int fd, GsoState& gso) {
-  std::array<Outgoing, kMaxSlots> out;
+  if (queued_ == 0) return {};
+  auto& out = s_->out;
   for (size_t i = 0; i < queued_; ++i) {
     out[i].body = {&buffer_[i * slot()], s_->lengths[i]};
     out[i].to = &s_->addresses[i];

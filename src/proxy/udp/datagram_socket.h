@@ -82,14 +82,16 @@ class DatagramBatch {
 
   // Datagrams one receive() or flush() moves at most.
   size_t slots() const { return slots_; }
-  // Receiving: one recvmmsg. Returns the datagrams read (0: none waiting), or an error.
-  Result<size_t> receive(int fd);
-  // The last receive() found the socket empty: it filled fewer messages than it had slots
-  // for (0 included), so the kernel had no more queued. A socket registered edge-triggered
+  // Receiving: one recvmmsg of at most `max_messages` messages (a reader that wants fewer
+  // than the batch holds: the kernel stops there instead of trying one more). Returns the
+  // datagrams read (0: none waiting), or an error.
+  Result<size_t> receive(int fd, size_t max_messages = kMaxSlots);
+  // The last receive() found the socket empty: it filled fewer messages than it asked for
+  // (0 included), so the kernel had no more queued. A socket registered edge-triggered
   // is reported again for what arrives after that read: its reader need not call receive()
   // again to see EAGAIN. (An error the kernel met after the last datagram it returned is
   // kept for the next call: a reader woken with an error keeps reading to EAGAIN.)
-  bool drained() const { return messages_ < slots_; }
+  bool drained() const { return messages_ < requested_; }
   std::span<const uint8_t> data(size_t i) const {
     const Datagram& d = received_[i];
     return {&buffer_[d.message * slot() + d.offset], std::min<size_t>(d.length, max_size_)};
@@ -136,6 +138,7 @@ class DatagramBatch {
     std::array<size_t, kMaxSlots> lengths;
     std::array<std::array<uint8_t, kControlSize>, kMaxSlots> control;
     std::array<size_t, kMaxSlots> control_lengths;
+    std::array<Outgoing, kMaxSlots> out;  // what flush() hands to send_datagrams
   };
 
   size_t max_size_;
@@ -144,8 +147,9 @@ class DatagramBatch {
   std::vector<uint8_t> buffer_;
   std::unique_ptr<Slots> s_;
   std::vector<Datagram> received_;
-  size_t messages_ = 0;  // filled by the last receive()
-  size_t written_ = 0;   // messages whose header fields the kernel may have written since
+  size_t messages_ = 0;   // filled by the last receive()
+  size_t requested_ = 0;  // asked for by the last receive()
+  size_t written_ = 0;    // messages whose header fields the kernel may have written since
   size_t gro_datagrams_ = 0;
   size_t queued_ = 0;
 };

@@ -110,8 +110,11 @@ void UdpSession::read_upstream(bool until_eagain) {
   DatagramBatch& batch = owner_.upstream_batch();
   // Edge-triggered: read until the socket is empty (bounded by what the kernel holds); a
   // read that did not fill the batch found it empty.
+  uint32_t limit = config_->udp.max_responses;
   while (!closed_) {
-    Result<size_t> got = batch.receive(upstream_.get());
+    // Under max_responses, no more than the session will forward (DNS: one).
+    Result<size_t> got =
+        batch.receive(upstream_.get(), limit == 0 ? DatagramBatch::kMaxSlots : limit - responses_);
     // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
     if (!got) return close(CloseReason::kUpstreamError);
     size_t n = *got;
@@ -129,7 +132,6 @@ void UdpSession::read_upstream(bool until_eagain) {
         ++counts_.datagrams_to_downstream;
         counts_.bytes_to_downstream += data.size();
       }
-      uint32_t limit = config_->udp.max_responses;
       if (limit != 0 && ++responses_ >= limit) return close(CloseReason::kMaxResponses);
     }
     if (batch.drained() && !until_eagain) return;
