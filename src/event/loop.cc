@@ -42,7 +42,11 @@ class Loop::Wakeup final : public IoHandler {
 Loop::Loop(Clock& clock) : Loop(clock, Backend::kAuto) {}
 
 Loop::Loop(Clock& clock, Backend backend)
-    : clock_(clock), poller_(make_poller(backend)), now_(clock.now()) {
+    : clock_(clock),
+      steady_(&clock == &Clock::steady()),
+      poller_(make_poller(backend)),
+      now_(clock.now()),
+      ended_(MonoClock::now()) {
   wakeup_ = std::make_unique<Wakeup>(*this);
 }
 
@@ -113,14 +117,16 @@ void Loop::stop() {
 
 int Loop::run_once(int timeout_ms) {
   int n = poller_->wait(timeout_ms);
-  // Busy time is always real time, whatever clock the timers run on.
+  // Busy time is always real time, whatever clock the timers run on; on the steady clock
+  // one read gives both.
   auto start = MonoClock::now();
-  now_ = clock_.now();
+  now_ = steady_ ? start : clock_.now();
   poller_->dispatch();
   timers_.run_expired(now_);
   run_at_end();
   to_delete_.clear();
-  auto busy = static_cast<uint64_t>((MonoClock::now() - start).count());
+  ended_ = MonoClock::now();
+  auto busy = static_cast<uint64_t>((ended_ - start).count());
   ++stats_.iterations;
   stats_.events += static_cast<uint64_t>(n);
   stats_.busy_ns += busy;
@@ -129,10 +135,12 @@ int Loop::run_once(int timeout_ms) {
 }
 
 void Loop::run() {
+  ended_ = MonoClock::now();
   while (!stopping_.load(std::memory_order_acquire)) {
     int timeout_ms = -1;
     if (auto next = timers_.next_deadline()) {
-      auto wait = *next - clock_.now();
+      // On the steady clock, the end of the last iteration is now enough (it was just read).
+      auto wait = *next - (steady_ ? ended_ : clock_.now());
       // Round up so a timer never fires a little early and makes us spin. A manual clock
       // does not move while we sleep: waiting for its timers would never end.
       if (clock_.manual()) {

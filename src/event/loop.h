@@ -108,10 +108,12 @@ class Loop {
   int run_once(int timeout_ms);
 
   Clock& clock_;
+  bool steady_;  // clock_ is the process's steady clock: busy time and now_ read it once
   std::unique_ptr<Poller> poller_;
   TimerQueue timers_;
   std::unique_ptr<Wakeup> wakeup_;
   MonoTime now_;
+  MonoTime ended_;  // when the last iteration ended (the steady clock)
   LoopStats stats_;
   std::atomic<bool> stopping_{false};
 

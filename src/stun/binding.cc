@@ -90,24 +90,23 @@ bool before_integrity(const Message& m, const Attribute* at) {
   return false;
 }
 
-Answer error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
-                    std::span<const uint16_t> unknown, const Integrity& integrity = {}) {
-  Answer a;
+void error_answer(const Message& request, size_t request_size, int code, std::string_view reason,
+                  std::span<const uint16_t> unknown, Answer& a, const Integrity& integrity = {}) {
   a.outcome = code == 420   ? Outcome::kUnknownAttribute
               : code == 401 ? Outcome::kUnauthenticated
                             : Outcome::kBadRequest;
   auto build = [&](std::string_view text) {
-    MessageWriter w(request.method, MessageClass::kError, request.transaction_id);
+    MessageWriter w(request.method, MessageClass::kError, request.transaction_id,
+                    std::move(a.response));
     w.add_error(code, text);
     if (!unknown.empty()) w.add_unknown(unknown);
     integrity.add_to(w);
-    auto bytes = w.finish(true);
-    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+    w.finish(true);
+    a.response = w.take();
   };
-  a.response = build(reason);
+  build(reason);
   // The reason phrase is optional text: only when the request pays for it.
-  if (a.response.size() > request_size) a.response = build("");
-  return a;
+  if (a.response.size() > request_size) build("");
 }
 
 }  // namespace
@@ -143,6 +142,16 @@ net::Address combine(const net::Address& ip_of, const net::Address& port_of) {
 Answer answer_binding(std::span<const uint8_t> request, const net::Address& source,
                       const ServerOptions& options, const NatDiscovery* nat) {
   Answer a;
+  answer_binding(request, source, options, nat, a);
+  return a;
+}
+
+void answer_binding(std::span<const uint8_t> request, const net::Address& source,
+                    const ServerOptions& options, const NatDiscovery* nat, Answer& a) {
+  a.outcome = Outcome::kDropNotStun;
+  a.response.clear();
+  a.change = 0;
+  a.response_port = 0;
   ParseResult parsed = parse(request);
   if (!parsed.message) {
     switch (parsed.error) {
@@ -159,16 +168,16 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
         a.outcome = Outcome::kDropBadFingerprint;
         break;
     }
-    return a;
+    return;
   }
   const Message& m = *parsed.message;
   // §6.3: only requests get an answer; an indication or a response (perhaps to a request
   // spoofed with this server's address) is dropped.
   if (m.message_class != MessageClass::kRequest) {
     a.outcome = Outcome::kDropNotRequest;
-    return a;
+    return;
   }
-  if (m.method != kBinding) return error_answer(m, request.size(), 400, "Unknown method", {});
+  if (m.method != kBinding) return error_answer(m, request.size(), 400, "Unknown method", {}, a);
 
   // §9.1.3: with short-term credentials a request is authenticated first. Without USERNAME
   // and an integrity attribute: 400; an unknown user or a wrong HMAC: 401, neither with
@@ -179,18 +188,20 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
     const Attribute* sha256 = m.find(attr::kMessageIntegritySha256);
     const Attribute* sha1 = m.find(attr::kMessageIntegrity);
     if (!user || (!sha1 && !sha256)) {
-      return error_answer(m, request.size(), 400, "Bad Request", {});
+      return error_answer(m, request.size(), 400, "Bad Request", {}, a);
     }
     std::string_view name(reinterpret_cast<const char*>(user->value.data()), user->value.size());
     for (const Credential& c : options.credentials) {
       if (c.username == name) integrity.credential = &c;
     }
-    if (!integrity.credential) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    if (!integrity.credential) {
+      return error_answer(m, request.size(), 401, "Unauthenticated", {}, a);
+    }
     const auto& password = integrity.credential->password;
     auto key = std::span(reinterpret_cast<const uint8_t*>(password.data()), password.size());
     bool ok = sha256 ? check_message_integrity_sha256(request, m, key)
                      : check_message_integrity(request, m, key);
-    if (!ok) return error_answer(m, request.size(), 401, "Unauthenticated", {});
+    if (!ok) return error_answer(m, request.size(), 401, "Unauthenticated", {}, a);
     integrity.sha256 = sha256 != nullptr;
     integrity.size = sha256 ? sha256->value.size() : 20;
   }
@@ -219,9 +230,9 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   }
   if (n_unknown > 0) {
     return error_answer(m, request.size(), 420, "Unknown Attribute",
-                        std::span<const uint16_t>(unknown, n_unknown), integrity);
+                        std::span<const uint16_t>(unknown, n_unknown), a, integrity);
   }
-  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {}, integrity);
+  if (malformed) return error_answer(m, request.size(), 400, "Bad Request", {}, a, integrity);
 
   // RFC 5780 §7.2, §7.5: which address answers, and to which port.
   net::Address origin;
@@ -244,7 +255,7 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
   bool software = !options.software.empty();
   bool discovery = nat != nullptr;
   auto build = [&] {
-    MessageWriter w(kBinding, MessageClass::kSuccess, m.transaction_id);
+    MessageWriter w(kBinding, MessageClass::kSuccess, m.transaction_id, std::move(a.response));
     w.add_address(attr::kXorMappedAddress, source, true);
     if (discovery) {
       w.add_address(attr::kOtherAddress, nat->other, false);
@@ -252,20 +263,19 @@ Answer answer_binding(std::span<const uint8_t> request, const net::Address& sour
     }
     if (software) w.add_string(attr::kSoftware, options.software);
     integrity.add_to(w);
-    auto bytes = w.finish(true);
-    return std::vector<uint8_t>(bytes.begin(), bytes.end());
+    w.finish(true);
+    a.response = w.take();
   };
   a.outcome = Outcome::kSuccess;
-  a.response = build();
+  build();
   if (a.response.size() > request.size() && software) {
     software = false;
-    a.response = build();
+    build();
   }
   if (a.response.size() > request.size() && discovery) {
     discovery = false;
-    a.response = build();
+    build();
   }
-  return a;
 }
 
 }  // namespace sluice::stun

@@ -61,6 +61,10 @@ struct Answer {
 // alternate address.
 Answer answer_binding(std::span<const uint8_t> request, const net::Address& source,
                       const ServerOptions& options, const NatDiscovery* nat = nullptr);
+// The same into `out`, whose response buffer is reused: a server answering request after
+// request into one Answer allocates nothing once the buffer has grown.
+void answer_binding(std::span<const uint8_t> request, const net::Address& source,
+                    const ServerOptions& options, const NatDiscovery* nat, Answer& out);
 
 // The address with `ip_of`'s IP and `port_of`'s port (both of one family).
 net::Address combine(const net::Address& ip_of, const net::Address& port_of);

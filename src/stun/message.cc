@@ -26,16 +26,22 @@ void put32(uint8_t* p, uint32_t v) {
   put16(p + 2, static_cast<uint16_t>(v));
 }
 
-constexpr std::array<uint32_t, 256> make_crc_table() {
-  std::array<uint32_t, 256> t{};
+// Slicing by 8: table k holds the CRC of a byte followed by k zero bytes, so that eight
+// bytes take eight independent look-ups instead of a chain of eight.
+using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
+constexpr CrcTables make_crc_tables() {
+  CrcTables t{};
   for (uint32_t i = 0; i < 256; ++i) {
     uint32_t c = i;
     for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[i] = c;
+    t[0][i] = c;
+  }
+  for (size_t k = 1; k < 8; ++k) {
+    for (uint32_t i = 0; i < 256; ++i) t[k][i] = t[0][t[k - 1][i] & 0xFF] ^ (t[k - 1][i] >> 8);
   }
   return t;
 }
-constexpr auto kCrcTable = make_crc_table();
+constexpr CrcTables kCrcTables = make_crc_tables();
 
 constexpr size_t kFingerprintSize = 8;  // attribute header and CRC
 constexpr size_t kIntegritySize = 24;   // attribute header and HMAC-SHA1
@@ -61,8 +67,18 @@ const char* to_string(ParseError e) {
 }
 
 uint32_t crc32(std::span<const uint8_t> bytes) {
+  const auto& t = kCrcTables;
   uint32_t c = 0xFFFFFFFFu;
-  for (uint8_t b : bytes) c = kCrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
+  const uint8_t* p = bytes.data();
+  size_t n = bytes.size();
+  for (; n >= 8; n -= 8, p += 8) {
+    // Little-endian order of the bytes, whatever the host's.
+    uint32_t lo =
+        c ^ (uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24);
+    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^
+        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+  }
+  for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
 
@@ -151,20 +167,35 @@ std::optional<net::Address> read_address(std::span<const uint8_t> v, const Trans
   return std::nullopt;
 }
 
-MessageWriter::MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id) {
-  bytes_.reserve(128);
-  bytes_.resize(kHeaderSize);
+MessageWriter::MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id)
+    : MessageWriter(method, cls, id, {}) {}
+
+MessageWriter::MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id,
+                             std::vector<uint8_t> storage)
+    : bytes_(std::move(storage)) {
+  // bytes_ holds the room (its size), size_ the message: growing within the room is a
+  // pointer move, not a vector call per attribute.
+  if (bytes_.size() < 128) bytes_.resize(128);
+  extend(kHeaderSize);
   put16(&bytes_[0], message_type(method, cls));
   put32(&bytes_[4], kMagicCookie);
   std::memcpy(&bytes_[8], id.data(), id.size());
 }
 
+uint8_t* MessageWriter::extend(size_t n) {
+  size_t at = size_;
+  if (at + n > bytes_.size()) bytes_.resize(std::max(at + n, 2 * bytes_.size()));
+  size_ = at + n;
+  return bytes_.data() + at;
+}
+
 void MessageWriter::add(uint16_t type, std::span<const uint8_t> value) {
-  size_t at = bytes_.size();
-  bytes_.resize(at + attribute_size(value.size()), padding_);
-  put16(&bytes_[at], type);
-  put16(&bytes_[at + 2], static_cast<uint16_t>(value.size()));
-  if (!value.empty()) std::memcpy(&bytes_[at + 4], value.data(), value.size());
+  size_t n = attribute_size(value.size());
+  uint8_t* p = extend(n);
+  put16(p, type);
+  put16(p + 2, static_cast<uint16_t>(value.size()));
+  if (!value.empty()) std::memcpy(p + 4, value.data(), value.size());
+  std::memset(p + 4 + value.size(), padding_, n - 4 - value.size());
 }
 
 void MessageWriter::add_address(uint16_t type, const net::Address& address, bool xor_value) {
@@ -211,33 +242,31 @@ void MessageWriter::set_length(size_t attributes_bytes) {
 
 void MessageWriter::add_message_integrity(std::span<const uint8_t> key) {
   // §14.5: the length counts MESSAGE-INTEGRITY itself (and nothing after it) while hashing.
-  set_length(bytes_.size() - kHeaderSize + kIntegritySize);
+  set_length(size_ - kHeaderSize + kIntegritySize);
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
-  HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()), bytes_.data(), bytes_.size(), mac,
-       &mac_len);
+  HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()), bytes_.data(), size_, mac, &mac_len);
   add(attr::kMessageIntegrity, std::span(mac, mac_len));
 }
 
 void MessageWriter::add_message_integrity_sha256(std::span<const uint8_t> key, size_t size) {
   // §14.6: as for MESSAGE-INTEGRITY, with the (possibly cut) attribute counted.
-  set_length(bytes_.size() - kHeaderSize + 4 + size);
+  set_length(size_ - kHeaderSize + 4 + size);
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes_.data(), bytes_.size(), mac,
-       &mac_len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes_.data(), size_, mac, &mac_len);
   add(attr::kMessageIntegritySha256, std::span(mac, std::min<size_t>(size, mac_len)));
 }
 
 std::span<const uint8_t> MessageWriter::finish(bool fingerprint) {
   if (fingerprint) {
-    set_length(bytes_.size() - kHeaderSize + kFingerprintSize);
+    set_length(size_ - kHeaderSize + kFingerprintSize);
     uint8_t v[4];
-    put32(v, crc32(bytes_) ^ kFingerprintXor);
+    put32(v, crc32(std::span(bytes_.data(), size_)) ^ kFingerprintXor);
     add(attr::kFingerprint, v);
   }
-  set_length(bytes_.size() - kHeaderSize);
-  return bytes_;
+  set_length(size_ - kHeaderSize);
+  return {bytes_.data(), size_};
 }
 
 namespace {

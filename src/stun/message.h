@@ -114,6 +114,10 @@ std::optional<net::Address> read_address(std::span<const uint8_t> value,
 class MessageWriter {
  public:
   MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id);
+  // Writes into `storage` (its bytes overwritten), so that a caller answering many messages reuses
+  // one buffer's capacity: take() gives it back.
+  MessageWriter(uint16_t method, MessageClass cls, const TransactionId& id,
+                std::vector<uint8_t> storage);
 
   // The byte attribute values are padded with (RFC 8489 §14 leaves it free; 0 unless set:
   // RFC 5769's samples pad with spaces).
@@ -135,14 +139,23 @@ class MessageWriter {
   void add_message_integrity_sha256(std::span<const uint8_t> key, size_t size = 32);
   // Writes the length, and FINGERPRINT when `fingerprint`. Returns the message.
   std::span<const uint8_t> finish(bool fingerprint);
+  // The message's bytes (after finish()), leaving the writer empty.
+  std::vector<uint8_t> take() {
+    bytes_.resize(size_);
+    size_ = 0;
+    return std::move(bytes_);
+  }
 
   // The bytes an attribute of a `value_size`-byte value takes.
   static size_t attribute_size(size_t value_size) { return 4 + ((value_size + 3) & ~size_t{3}); }
-  size_t size() const { return bytes_.size(); }
+  size_t size() const { return size_; }
 
  private:
   void set_length(size_t attributes_bytes);
-  std::vector<uint8_t> bytes_;
+  // Makes room for n more bytes at the end of the message; returns where they start.
+  uint8_t* extend(size_t n);
+  std::vector<uint8_t> bytes_;  // the room; the message is its first size_ bytes
+  size_t size_ = 0;
   uint8_t padding_ = 0;
 };
 

@@ -141,7 +141,7 @@ bool StunListener::answer(std::span<const uint8_t> request, const net::Address& 
                           const ::sluice::stun::NatDiscovery* nat, ::sluice::stun::Answer& a) {
   // The header checks cost less than a table lookup: what fails them is dropped before it
   // can take a rate-limit entry.
-  a = ::sluice::stun::answer_binding(request, source, config_->stun, nat);
+  ::sluice::stun::answer_binding(request, source, config_->stun, nat, a);
   using ::sluice::stun::Outcome;
   switch (a.outcome) {
     case Outcome::kDropNotStun:
@@ -214,7 +214,7 @@ void StunListener::read(size_t index) {
       }
       net::Address source = in_.source(i);
       std::span<const uint8_t> request = in_.data(i);
-      ::sluice::stun::Answer a;
+      ::sluice::stun::Answer& a = answer_;  // its buffer reused request after request
       if (!answer(request, source, discovery ? &addresses : nullptr, a)) continue;
       // RFC 5780 §7.2: CHANGE-REQUEST picks the socket the answer leaves from (bit 1 the
       // other IP, bit 0 the other port); RESPONSE-PORT the client's port it goes to.
@@ -234,6 +234,9 @@ void StunListener::read(size_t index) {
       }
     }
     flush_all();
+    // A read that did not fill the batch found the socket empty: what arrives later is
+    // reported again (edge-triggered), so no call to see EAGAIN.
+    if (in_.drained()) break;
   }
 }
 

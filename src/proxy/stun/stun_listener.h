@@ -104,6 +104,7 @@ class StunListener final : public ProxyListener {
   std::vector<std::unique_ptr<Socket>> sockets_;  // 1, or 4 with an alternate address
   bool reading_ = false;
   udp::DatagramBatch in_{kMaxRequest};
+  ::sluice::stun::Answer answer_;
   std::unique_ptr<net::Listener> tcp_listener_;
   std::unordered_map<StunTcpConnection*, std::unique_ptr<StunTcpConnection>> tcp_;
   SourceRateLimiter limiter_;

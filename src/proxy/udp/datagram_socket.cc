@@ -104,7 +104,20 @@ std::vector<uint8_t> proxy_v2_header(const net::Address& client, const net::Addr
 }
 
 void DatagramBatch::allocate() {
-  if (buffer_.empty()) buffer_.resize(kSlots * slot());
+  if (s_) return;
+  buffer_.resize(slots_ * slot());
+  s_ = std::make_unique<Slots>();
+  for (size_t i = 0; i < slots_; ++i) {
+    s_->iov[i] = {&buffer_[i * slot()], slot()};
+    mmsghdr& m = s_->msgs[i];
+    m = {};
+    m.msg_hdr.msg_iov = &s_->iov[i];
+    m.msg_hdr.msg_iovlen = 1;
+    m.msg_hdr.msg_name = &s_->addresses[i];
+    m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    m.msg_hdr.msg_control = s_->control[i].data();
+    m.msg_hdr.msg_controllen = kControlSize;
+  }
 }
 
 namespace {
@@ -123,26 +136,24 @@ size_t gro_segment_size(const msghdr& h) {
 
 }  // namespace
 
-Result<size_t> DatagramBatch::receive(int fd) {
+Result<size_t> DatagramBatch::receive(int fd, size_t max_messages) {
   allocate();
-  mmsghdr msgs[kSlots];
-  iovec iov[kSlots];
-  for (size_t i = 0; i < kSlots; ++i) {
-    iov[i] = {&buffer_[i * slot()], slot()};
-    msgs[i] = {};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_name = &addresses_[i];
+  mmsghdr* msgs = s_->msgs.data();
+  // What the kernel wrote in the messages of the last call: set back.
+  for (size_t i = 0; i < written_; ++i) {
     msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-    msgs[i].msg_hdr.msg_control = control_[i].data();
     msgs[i].msg_hdr.msg_controllen = kControlSize;
+    msgs[i].msg_hdr.msg_flags = 0;
   }
+  requested_ = std::clamp<size_t>(max_messages, 1, slots_);
   int n;
   do {
-    n = ::recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    n = ::recvmmsg(fd, msgs, static_cast<unsigned>(requested_), MSG_DONTWAIT, nullptr);
   } while (n < 0 && errno == EINTR);
   received_.clear();
   gro_datagrams_ = 0;
+  messages_ = n < 0 ? 0 : static_cast<size_t>(n);
+  written_ = std::max<size_t>(messages_, 1);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
     return Status::from_errno("recvmmsg", errno);
@@ -151,7 +162,7 @@ Result<size_t> DatagramBatch::receive(int fd) {
     const msghdr& h = msgs[i].msg_hdr;
     size_t length = msgs[i].msg_len;
     bool truncated = (h.msg_flags & MSG_TRUNC) != 0;
-    control_lengths_[i] = h.msg_controllen;
+    s_->control_lengths[i] = h.msg_controllen;
     auto message = static_cast<uint32_t>(i);
     size_t segment = gro_ ? gro_segment_size(h) : 0;
     if (segment == 0 || segment >= length) {
@@ -172,7 +183,7 @@ Result<size_t> DatagramBatch::receive(int fd) {
 }
 
 net::Address DatagramBatch::source(size_t i) const {
-  const sockaddr_storage& a = addresses_[received_[i].message];
+  const sockaddr_storage& a = s_->addresses[received_[i].message];
   socklen_t len = a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   return net::Address::from_sockaddr(reinterpret_cast<const sockaddr*>(&a), len);
 }
@@ -196,8 +207,8 @@ PacketInfo DatagramBatch::destination(size_t i) const {
   PacketInfo info;
   size_t message = received_[i].message;
   msghdr h{};
-  h.msg_control = const_cast<uint8_t*>(control_[message].data());
-  h.msg_controllen = control_lengths_[message];
+  h.msg_control = const_cast<uint8_t*>(s_->control[message].data());
+  h.msg_controllen = s_->control_lengths[message];
   for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       in_pktinfo p;
@@ -221,34 +232,36 @@ bool DatagramBatch::push(const net::Address& to, std::span<const uint8_t> data,
   if (full() || data.size() > max_size_) return false;
   allocate();
   std::memcpy(&buffer_[queued_ * slot()], data.data(), data.size());
-  std::memcpy(&addresses_[queued_], to.sockaddr_ptr(), to.length());
-  lengths_[queued_] = data.size();
-  control_lengths_[queued_] = 0;
+  std::memcpy(&s_->addresses[queued_], to.sockaddr_ptr(), to.length());
+  s_->lengths[queued_] = data.size();
+  s_->control_lengths[queued_] = 0;
   if (from.family == AF_INET && to.family() == AF_INET) {
     // The source address only: the routing table still picks the interface (ifindex 0).
     in_pktinfo p{};
     std::memcpy(&p.ipi_spec_dst, from.ip.data(), 4);
-    control_lengths_[queued_] = put_control(control_[queued_].data(), IPPROTO_IP, IP_PKTINFO, p);
+    s_->control_lengths[queued_] =
+        put_control(s_->control[queued_].data(), IPPROTO_IP, IP_PKTINFO, p);
   } else if (from.family == AF_INET6 && to.family() == AF_INET6) {
     // A link-local destination needs its interface; any other address leaves it to routing.
     in6_pktinfo p{};
     std::memcpy(&p.ipi6_addr, from.ip.data(), 16);
     if (IN6_IS_ADDR_LINKLOCAL(&p.ipi6_addr)) p.ipi6_ifindex = static_cast<unsigned>(from.ifindex);
-    control_lengths_[queued_] =
-        put_control(control_[queued_].data(), IPPROTO_IPV6, IPV6_PKTINFO, p);
+    s_->control_lengths[queued_] =
+        put_control(s_->control[queued_].data(), IPPROTO_IPV6, IPV6_PKTINFO, p);
   }
   ++queued_;
   return true;
 }
 
 SendCounts DatagramBatch::flush(int fd, GsoState& gso) {
-  std::array<Outgoing, kSlots> out;
+  if (queued_ == 0) return {};
+  auto& out = s_->out;
   for (size_t i = 0; i < queued_; ++i) {
-    out[i].body = {&buffer_[i * slot()], lengths_[i]};
-    out[i].to = &addresses_[i];
+    out[i].body = {&buffer_[i * slot()], s_->lengths[i]};
+    out[i].to = &s_->addresses[i];
     out[i].to_length =
-        addresses_[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    out[i].control = {control_[i].data(), control_lengths_[i]};
+        s_->addresses[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    out[i].control = {s_->control[i].data(), s_->control_lengths[i]};
   }
   SendCounts counts = send_datagrams(fd, std::span(out.data(), queued_), gso);
   queued_ = 0;

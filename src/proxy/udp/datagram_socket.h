@@ -5,11 +5,13 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -59,8 +61,9 @@ struct PacketInfo {
   int ifindex = 0;
 };
 
-// Up to kSlots datagrams of at most `max_size` bytes each. Slots are allocated on first
-// use and hold max_size + 1 bytes, so that a larger datagram shows as truncated.
+// Up to 64 datagrams of at most `max_size` bytes each (fewer for large slots, down to 16:
+// a batch's buffer stays near 1 MiB). Slots are allocated on first use and hold max_size + 1
+// bytes, so that a larger datagram shows as truncated.
 //
 // With `gro` (a socket with UDP_GRO on) a slot holds what one read may return, 64 KiB: the
 // kernel may join several datagrams of one sender into one read, all of one size but the
@@ -69,11 +72,26 @@ struct PacketInfo {
 // consecutive datagrams to one destination the other way (udp_offload.h).
 class DatagramBatch {
  public:
-  static constexpr size_t kSlots = 16;
-  explicit DatagramBatch(size_t max_size, bool gro = false) : max_size_(max_size), gro_(gro) {}
+  static constexpr size_t kMaxSlots = 64;
+  static constexpr size_t kMinSlots = 16;
+  static constexpr size_t kBatchBytes = size_t{1} << 20;
+  explicit DatagramBatch(size_t max_size, bool gro = false)
+      : max_size_(max_size),
+        gro_(gro),
+        slots_(std::clamp(kBatchBytes / slot(), kMinSlots, kMaxSlots)) {}
 
-  // Receiving: one recvmmsg. Returns the datagrams read (0: none waiting), or an error.
-  Result<size_t> receive(int fd);
+  // Datagrams one receive() or flush() moves at most.
+  size_t slots() const { return slots_; }
+  // Receiving: one recvmmsg of at most `max_messages` messages (a reader that wants fewer
+  // than the batch holds: the kernel stops there instead of trying one more). Returns the
+  // datagrams read (0: none waiting), or an error.
+  Result<size_t> receive(int fd, size_t max_messages = kMaxSlots);
+  // The last receive() found the socket empty: it filled fewer messages than it asked for
+  // (0 included), so the kernel had no more queued. A socket registered edge-triggered
+  // is reported again for what arrives after that read: its reader need not call receive()
+  // again to see EAGAIN. (An error the kernel met after the last datagram it returned is
+  // kept for the next call: a reader woken with an error keeps reading to EAGAIN.)
+  bool drained() const { return messages_ < requested_; }
   std::span<const uint8_t> data(size_t i) const {
     const Datagram& d = received_[i];
     return {&buffer_[d.message * slot() + d.offset], std::min<size_t>(d.length, max_size_)};
@@ -91,7 +109,7 @@ class DatagramBatch {
   // `from` (family not 0): the source address to send it from, on a wildcard-bound socket.
   bool push(const net::Address& to, std::span<const uint8_t> data, const PacketInfo& from = {});
   size_t queued() const { return queued_; }
-  bool full() const { return queued_ == kSlots; }
+  bool full() const { return queued_ == slots_; }
   // Sends everything queued (sendmmsg, joining runs when `gso` allows) until done or the
   // socket refuses more. Returns how many were sent; the rest are discarded (the caller
   // counts them).
@@ -108,18 +126,31 @@ class DatagramBatch {
   size_t slot() const { return (gro_ ? std::max(max_size_, kGroBufferSize) : max_size_) + 1; }
   void allocate();
 
-  size_t max_size_;
-  bool gro_;
-  std::vector<uint8_t> buffer_;
-  std::vector<Datagram> received_;
-  size_t gro_datagrams_ = 0;
-  std::array<sockaddr_storage, kSlots> addresses_{};
-  std::array<size_t, kSlots> lengths_{};
   // Control messages: the received IP_PKTINFO / IPV6_PKTINFO and UDP_GRO, or the one to
   // send with.
   static constexpr size_t kControlSize = 64;
-  std::array<std::array<uint8_t, kControlSize>, kSlots> control_{};
-  std::array<size_t, kSlots> control_lengths_{};
+  // What the slots' messages point at, on the heap so that a moved batch stays valid. The
+  // recvmmsg messages are made once (allocate) and point at the slots for good.
+  struct Slots {
+    std::array<mmsghdr, kMaxSlots> msgs;
+    std::array<iovec, kMaxSlots> iov;
+    std::array<sockaddr_storage, kMaxSlots> addresses;
+    std::array<size_t, kMaxSlots> lengths;
+    std::array<std::array<uint8_t, kControlSize>, kMaxSlots> control;
+    std::array<size_t, kMaxSlots> control_lengths;
+    std::array<Outgoing, kMaxSlots> out;  // what flush() hands to send_datagrams
+  };
+
+  size_t max_size_;
+  bool gro_;
+  size_t slots_;
+  std::vector<uint8_t> buffer_;
+  std::unique_ptr<Slots> s_;
+  std::vector<Datagram> received_;
+  size_t messages_ = 0;   // filled by the last receive()
+  size_t requested_ = 0;  // asked for by the last receive()
+  size_t written_ = 0;    // messages whose header fields the kernel may have written since
+  size_t gro_datagrams_ = 0;
   size_t queued_ = 0;
 };
 

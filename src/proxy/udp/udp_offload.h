@@ -51,7 +51,7 @@ struct GsoState {
 struct SendCounts {
   size_t sent = 0;           // datagrams the kernel took
   size_t failed = 0;         // refused (an unreachable destination, an error)
-  size_t calls = 0;          // sendmmsg / sendmsg calls that sent something
+  size_t calls = 0;          // sendmmsg / sendmsg / sendto calls that sent something
   size_t gso_datagrams = 0;  // of `sent`, those that went in a joined (GSO) message
   int first_error = 0;       // the errno of the first refusal (ECONNREFUSED: nothing there)
 };

@@ -72,8 +72,11 @@ void UdpProxy::reconfigure(std::shared_ptr<const ListenerConfig> config,
   if (remake) apply_offloads();
 }
 
-void UdpProxy::on_io(uint32_t) {
-  // Edge-triggered: read until the socket is empty.
+void UdpProxy::on_io(uint32_t events) {
+  // Edge-triggered: read until the socket is empty. A read that fills fewer messages than
+  // the batch holds found it empty: no call to see EAGAIN (unless woken with an error, which
+  // the kernel may hold behind the datagrams it returned).
+  bool until_eagain = (events & event::kError) != 0;
   while (reading_) {
     Result<size_t> got = in_.receive(socket_.get());
     if (!got) {
@@ -93,6 +96,7 @@ void UdpProxy::on_io(uint32_t) {
     }
     // Before in_ is read again: what was queued points into it.
     flush_upstream();
+    if (in_.drained() && !until_eagain) return;
   }
 }
 
@@ -189,9 +193,18 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
     active_sessions_->fetch_sub(1);
     return refuse(stats_.dropped_send_failed, s.message().c_str());
   }
-  if (o.gro && offload_support().gro) set_gro(session->upstream_fd(), true);
+  // A session that ends with its first answer forwards one datagram: GRO could only join
+  // what it drops, and costs a system call per session.
+  if (o.gro && offload_support().gro && o.max_responses != 1) {
+    set_gro(session->upstream_fd(), true);
+  }
   ++stats_.sessions;
-  ++per_source_[ip];
+  // Counted only under a limit: a table update per session saved when there is none (a
+  // reload that sets one counts the sessions opened from then on).
+  if (o.max_sessions_per_source != 0) {
+    ++per_source_[ip];
+    session->set_counted_per_source();
+  }
   UdpSession* raw = session.get();
   sessions_.emplace(key, std::move(session));
   return raw;
@@ -221,10 +234,12 @@ void UdpProxy::flush() {
 
 void UdpProxy::on_session_closed(UdpSession& session, CloseReason) {
   active_sessions_->fetch_sub(1);
-  AddressKey ip = session.key();
-  ip.port = 0;
-  if (auto it = per_source_.find(ip); it != per_source_.end() && --it->second == 0) {
-    per_source_.erase(it);
+  if (session.counted_per_source()) {
+    AddressKey ip = session.key();
+    ip.port = 0;
+    if (auto it = per_source_.find(ip); it != per_source_.end() && --it->second == 0) {
+      per_source_.erase(it);
+    }
   }
   auto it = sessions_.find(session.key());
   if (it != sessions_.end()) {

@@ -13,6 +13,59 @@
 
 namespace sluice::proxy::udp {
 
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kKeepMemory = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kKeepMemory = false;
+#else
+constexpr bool kKeepMemory = true;
+#endif
+#else
+constexpr bool kKeepMemory = true;
+#endif
+
+// The memory of ended sessions, per thread, at most kKept blocks. A session deleted after
+// the thread's list is gone (its thread-local objects destroyed) goes back to malloc.
+constexpr size_t kKept = 256;
+thread_local bool session_memory_gone = false;
+struct SessionMemory {
+  std::vector<void*> blocks;
+  ~SessionMemory() {
+    session_memory_gone = true;
+    for (void* p : blocks) ::operator delete(p);
+  }
+};
+thread_local SessionMemory session_memory;
+
+}  // namespace
+
+void* UdpSession::operator new(size_t size) {
+  if (kKeepMemory && size == sizeof(UdpSession) && !session_memory_gone) {
+    std::vector<void*>& kept = session_memory.blocks;
+    if (!kept.empty()) {
+      void* p = kept.back();
+      kept.pop_back();
+      return p;
+    }
+  }
+  return ::operator new(size);
+}
+
+void UdpSession::operator delete(void* p, size_t size) {
+  if (kKeepMemory && size == sizeof(UdpSession) && !session_memory_gone) {
+    std::vector<void*>& kept = session_memory.blocks;
+    if (kept.size() < kKept) {
+      if (kept.capacity() == 0) kept.reserve(kKept);
+      kept.push_back(p);
+      return;
+    }
+  }
+  ::operator delete(p);
+}
+
 const char* to_string(CloseReason r) {
   switch (r) {
     case CloseReason::kIdleTimeout:
@@ -101,15 +154,20 @@ void UdpSession::send_upstream(std::span<const std::span<const uint8_t>> datagra
 
 void UdpSession::on_io(uint32_t events) {
   if (closed_) return;
-  (void)events;
-  read_upstream();
+  // Woken with an error (ICMP port unreachable): the kernel may hold it behind datagrams a
+  // read returns, so read on to the error or EAGAIN.
+  read_upstream((events & event::kError) != 0);
 }
 
-void UdpSession::read_upstream() {
+void UdpSession::read_upstream(bool until_eagain) {
   DatagramBatch& batch = owner_.upstream_batch();
-  // Edge-triggered: read until the socket is empty (bounded by what the kernel holds).
+  // Edge-triggered: read until the socket is empty (bounded by what the kernel holds); a
+  // read that did not fill the batch found it empty.
+  uint32_t limit = config_->udp.max_responses;
   while (!closed_) {
-    Result<size_t> got = batch.receive(upstream_.get());
+    // Under max_responses, no more than the session will forward (DNS: one).
+    Result<size_t> got =
+        batch.receive(upstream_.get(), limit == 0 ? DatagramBatch::kMaxSlots : limit - responses_);
     // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
     if (!got) return close(CloseReason::kUpstreamError);
     size_t n = *got;
@@ -127,9 +185,9 @@ void UdpSession::read_upstream() {
         ++counts_.datagrams_to_downstream;
         counts_.bytes_to_downstream += data.size();
       }
-      uint32_t limit = config_->udp.max_responses;
       if (limit != 0 && ++responses_ >= limit) return close(CloseReason::kMaxResponses);
     }
+    if (batch.drained() && !until_eagain) return;
   }
 }
 

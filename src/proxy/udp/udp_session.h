@@ -67,6 +67,12 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
              SessionCallbacks& owner);
   ~UdpSession() override;
 
+  // Sessions come and go at the rate of requests (DNS: one per query): a loop thread keeps
+  // the memory of those it ended for the next ones instead of handing it back to malloc
+  // (not under AddressSanitizer, which must see each session's memory freed).
+  static void* operator new(size_t size);
+  static void operator delete(void* p, size_t size);
+
   Status start();
   // A datagram from the client is on its way (it may have come from a new port under
   // session_key source_ip: answers go there from now on). `local`: where the client sent
@@ -87,6 +93,9 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   // on their way until it ends, then counts as ended by the upgrade.
   void mark_upgraded() { upgraded_ = true; }
 
+  // The listener counted it in its per-source table (max_sessions_per_source).
+  void set_counted_per_source() { counted_per_source_ = true; }
+  bool counted_per_source() const { return counted_per_source_; }
   const AddressKey& key() const { return key_; }
   int upstream_fd() const { return upstream_.get(); }
   const net::Address& client() const { return client_; }
@@ -99,7 +108,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   const Counts& counts() const { return counts_; }
 
  private:
-  void read_upstream();
+  void read_upstream(bool until_eagain);
   void on_timer();
   void write_access_log(CloseReason reason);
 
@@ -127,6 +136,7 @@ class UdpSession final : public event::IoHandler, public event::DeferredDeletabl
   bool registered_ = false;
   bool closed_ = false;
   bool upgraded_ = false;
+  bool counted_per_source_ = false;
 };
 
 }  // namespace sluice::proxy::udp
