@@ -4,34 +4,8 @@
 
 namespace sluice::http {
 
-bool is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
+bool iequals_bytes(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
     char x = a[i];
     char y = b[i];
     if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);

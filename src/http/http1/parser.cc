@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "http/authority.h"
 
@@ -335,23 +336,33 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   // it first: an earlier error in the same bytes must win, whatever the read boundaries.
   size_t fold_at = std::string_view::npos;
   if (!head_done_ || !in_message_) {
-    for (size_t i = 0; i < data.size() && !head_end_seen_; ++i) {
-      char c = data[i];
-      // Empty lines before a request line are skipped (RFC 9112 §2.2); they are not the
-      // empty line that ends a head.
-      if (!head_started_) {
-        if (c == '\r' || c == '\n') continue;
-        head_started_ = true;
+    const char* p = data.data();
+    size_t n = data.size();
+    size_t i = 0;
+    // Empty lines before a request line are skipped (RFC 9112 §2.2); they are not the
+    // empty line that ends a head.
+    if (!head_started_) {
+      while (i < n && (p[i] == '\r' || p[i] == '\n')) ++i;
+      head_started_ = i < n;
+    }
+    // Only the byte after each LF matters: jump from one LF to the next.
+    while (i < n && !head_end_seen_) {
+      if (!fold_prev_lf_) {
+        const void* lf = std::memchr(p + i, '\n', n - i);
+        if (!lf) break;  // the last byte is not a LF: fold_prev_lf_ stays false
+        i = static_cast<size_t>(static_cast<const char*>(lf) - p) + 1;
+        fold_prev_lf_ = true;
+        continue;
       }
-      if (fold_prev_lf_) {
-        // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
-        if (c == ' ' || c == '\t') {
-          fold_at = i;
-          break;
-        }
-        if (c == '\r' || c == '\n') head_end_seen_ = true;
+      char c = p[i];
+      // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
+      if (c == ' ' || c == '\t') {
+        fold_at = i;
+        break;
       }
+      if (c == '\r' || c == '\n') head_end_seen_ = true;
       fold_prev_lf_ = c == '\n';
+      ++i;
     }
   }
   if (fold_at != std::string_view::npos) {
