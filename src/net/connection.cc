@@ -229,9 +229,8 @@ void Connection::write(std::string_view bytes) {
 void Connection::flush(int send_flags) {
   if (!secured()) return;
   while (fd_.valid() && !connecting_ && !out_.empty()) {
-    ssize_t n = transport_
-                    ? transport_->write(out_.data(), out_.size())
-                    : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | send_flags);
+    ssize_t n = transport_ ? transport_->write(out_.data(), out_.size())
+                           : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | send_flags);
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       continue;

@@ -43,9 +43,8 @@ class ConnectionTokens {
       bool found = false;
       for (const auto& c : headers_) {
         if (!sluice::http::iequals(c.name, "connection")) continue;
-        sluice::http::for_each_token(c.value, [&](std::string_view t) {
-          found = found || sluice::http::iequals(t, name);
-        });
+        sluice::http::for_each_token(
+            c.value, [&](std::string_view t) { found = found || sluice::http::iequals(t, name); });
       }
       return found;
     }

@@ -73,8 +73,7 @@ TEST(Http1Parser, ChunkedBodyAndTrailers) {
 TEST(Http1Parser, ObsFoldIsFoundAtEverySplitAndOnlyInTheHead) {
   const std::string folded = "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n";
   // A body may hold "\n " (after the head, nothing is a fold); leading empty lines are skipped.
-  const std::string plain =
-      "\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\na\n b\n\t";
+  const std::string plain = "\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\na\n b\n\t";
   for (size_t cut = 0; cut <= folded.size(); ++cut) {
     Recorder r;
     Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
