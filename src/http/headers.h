@@ -46,6 +46,14 @@ inline bool is_tchar(unsigned char c) {
   return detail::kTchars.is[c];
 }
 
+// RFC 9110 §5.5: field-value bytes are VCHAR, obs-text, SP and HTAB; no CR, LF, NUL, other
+// CTL or DEL. (The reason phrase of a status line takes the same, RFC 9112 §4.)
+inline bool is_field_value_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+// The position of the first byte of `s` that is not a field-value byte, or npos.
+size_t find_invalid_field_value_char(std::string_view s);
+
 struct Header {
   std::string name;
   std::string value;

@@ -18,11 +18,6 @@ Parser* self(llhttp_t* p) {
   return static_cast<Parser*>(p->data);
 }
 
-// RFC 9110 §5.5: field-value is VCHAR, obs-text, SP and HTAB; no CR, LF, NUL or other CTL.
-bool valid_value_char(unsigned char c) {
-  return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
 }  // namespace
 
 const llhttp_settings_t* Parser::settings() {
@@ -119,10 +114,8 @@ int Parser::cb_url(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_status(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
-  for (size_t i = 0; i < len; ++i) {
-    if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
-      return s->fail(502, "invalid character in the response's reason phrase");
-    }
+  if (find_invalid_field_value_char(std::string_view(at, len)) != std::string_view::npos) {
+    return s->fail(502, "invalid character in the response's reason phrase");
   }
   s->msg_->head.reason.append(at, len);
   if (!s->count_head_bytes(len)) return s->fail(502, "response head too large");
@@ -142,12 +135,11 @@ int Parser::cb_header_field(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   s->in_value_ = true;
-  for (size_t i = 0; i < len; ++i) {
-    if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
-      return s->fail(s->bad_status(),
-                     fmt::format("invalid character 0x{:02x} in the value of header '{}'",
-                                 static_cast<unsigned char>(at[i]), s->msg_->field));
-    }
+  if (size_t i = find_invalid_field_value_char(std::string_view(at, len));
+      i != std::string_view::npos) {
+    return s->fail(s->bad_status(),
+                   fmt::format("invalid character 0x{:02x} in the value of header '{}'",
+                               static_cast<unsigned char>(at[i]), s->msg_->field));
   }
   s->msg_->value.append(at, len);
   if (!s->count_head_bytes(len)) {

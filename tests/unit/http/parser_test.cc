@@ -115,6 +115,26 @@ TEST(Headers, TokenCharactersAreRfc9110Tchar) {
   EXPECT_TRUE(iequals("", ""));
 }
 
+// Every byte value at every position of values long enough for the word-at-a-time check,
+// among valid bytes (including obs-text, whose high bit the check must not mistake).
+TEST(Headers, InvalidFieldValueBytesAreFoundWhereverTheyAre) {
+  for (int c = 0; c < 256; ++c) {
+    bool valid = c == '\t' || (c >= 0x20 && c != 0x7f);
+    for (size_t len : {1u, 7u, 8u, 9u, 16u, 23u}) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string v(len, at % 2 ? 'a' : '\xe9');
+        v[at] = static_cast<char>(c);
+        size_t want = valid ? std::string_view::npos : at;
+        ASSERT_EQ(find_invalid_field_value_char(v), want)
+            << "byte " << c << " at " << at << "/" << len;
+      }
+    }
+  }
+  // A HTAB sends a word to the byte-by-byte check; a bad byte after it is still found.
+  EXPECT_EQ(find_invalid_field_value_char("a\tbcdefghijklm\x01nop"), 14u);
+  EXPECT_EQ(find_invalid_field_value_char(""), std::string_view::npos);
+}
+
 // A CONNECT head ends the HTTP message: Content-Length: 0 says so too and is accepted, and
 // the bytes behind the head are left for the tunnel.
 TEST(Http1Parser, ConnectEndsAtItsHead) {
