@@ -29,6 +29,7 @@
 # Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
 if [ "${PROFILE_NETNS:-0}" = 1 ] && [ -z "${PROFILE_IN_NETNS:-}" ]; then
+  # shellcheck disable=SC2016 # expanded by the inner shell
   exec unshare -n env PROFILE_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
 fi
 # shellcheck source-path=SCRIPTDIR source=lib.sh
