@@ -27,21 +27,25 @@ template <typename T, size_t kKeep = 64>
 class Recycled {
  public:
   static void* operator new(size_t size) {
-    Cache& c = cache();
-    if (size == sizeof(T) && !c.blocks.empty()) {
-      void* p = c.blocks.back();
-      c.blocks.pop_back();
-      ASAN_UNPOISON_MEMORY_REGION(p, size);
-      return p;
+    if (size == sizeof(T) && !thread_ended()) {
+      Cache& c = cache();
+      if (!c.blocks.empty()) {
+        void* p = c.blocks.back();
+        c.blocks.pop_back();
+        ASAN_UNPOISON_MEMORY_REGION(p, size);
+        return p;
+      }
     }
     return ::operator new(size);
   }
   static void operator delete(void* p, size_t size) {
-    Cache& c = cache();
-    if (size == sizeof(T) && c.blocks.size() < kKeep && !c.gone) {
-      ASAN_POISON_MEMORY_REGION(p, size);
-      c.blocks.push_back(p);
-      return;
+    if (size == sizeof(T) && !thread_ended()) {
+      Cache& c = cache();
+      if (c.blocks.size() < kKeep) {
+        ASAN_POISON_MEMORY_REGION(p, size);
+        c.blocks.push_back(p);
+        return;
+      }
     }
     ::operator delete(p);
   }
@@ -53,19 +57,22 @@ class Recycled {
   struct Cache {
     Cache() { blocks.reserve(kKeep); }
     ~Cache() {
-      gone = true;  // an object freed later in the thread's exit goes straight back
+      thread_ended() = true;  // objects freed later in the thread's exit go straight back
       for (void* p : blocks) {
         ASAN_UNPOISON_MEMORY_REGION(p, sizeof(T));
         ::operator delete(p);
       }
-      blocks.clear();
     }
     std::vector<void*> blocks;
-    bool gone = false;
   };
   static Cache& cache() {
     thread_local Cache c;
     return c;
+  }
+  // A plain flag (nothing to destroy): still readable after the cache is gone.
+  static bool& thread_ended() {
+    thread_local bool ended = false;
+    return ended;
   }
 };
 
