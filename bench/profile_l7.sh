@@ -10,13 +10,28 @@
 #                                perf's syscall tracepoints (all threads of sluice, little
 #                                overhead), or with strace -c -f where perf cannot (slower:
 #                                it changes how many requests one loop iteration handles)
+#   bench/profile_l7.sh callgrind user-space instructions per request over exactly
+#                                PROFILE_REQUESTS requests (default 2000 in this mode; wrk -c16),
+#                                sluice under valgrind's callgrind with instrumentation on only
+#                                for them; prints the total and the top functions (inclusive
+#                                and self). Runs on epoll unless SLUICE_EVENT_BACKEND says
+#                                otherwise (valgrind does not follow io_uring's rings)
 # Knobs: SLUICE_BIN (build/release/sluice), PROFILE_SECONDS (5), PROFILE_REQUESTS (200000),
 #        PROFILE_ACCESS_LOG (0; 1: the JSON access log on, every request, to a file),
 #        PROFILE_SYSCALLS_WITH (perf|strace: force one), PROFILE_MALLOC (0; 1: syscalls also
 #        counts libc malloc calls, through a uprobe added for the run and removed after it),
 #        BENCH_LOAD_CORE (0), BENCH_PROXY_CORE (1), PROFILE_CLOSE (0; 1: every request with
-#        Connection: close, a new client connection each: the l7_close case). Not part of `bench/run`: a diagnostic, not a comparison.
+#        Connection: close, a new client connection each: the l7_close case),
+#        PROFILE_PERF_GRAPH (unset; 1: perf mode records call graphs; the data stays in
+#        bench/results/profile-l7/perf.data), PROFILE_NETNS (0; 1: run everything in a network
+#        namespace of its own, as root, and also print the TCP segments sent per request,
+#        counted over the measured requests: nothing else on the machine adds to them there).
+# Not part of `bench/run`: a diagnostic, not a comparison.
 set -euo pipefail
+if [ "${PROFILE_NETNS:-0}" = 1 ] && [ -z "${PROFILE_IN_NETNS:-}" ]; then
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  exec unshare -n env PROFILE_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -35,11 +50,18 @@ if [ "${PROFILE_ACCESS_LOG:-0}" = 1 ]; then
 fi
 bench_start backend "$BENCH_LOAD_CORE" "$dir/backend.log" nginx -p "$dir" -e stderr -c "$dir/backend.conf"
 backend_pid=$BENCH_PID
-bench_start sluice "$BENCH_PROXY_CORE" "$dir/sluice.log" "$bin" run -c "$dir/sluice.yaml"
+sluice_cmd=("$bin" run -c "$dir/sluice.yaml")
+if [ "$mode" = callgrind ]; then
+  command -v valgrind >/dev/null || bench_die "valgrind not installed"
+  export SLUICE_EVENT_BACKEND=${SLUICE_EVENT_BACKEND:-epoll}
+  sluice_cmd=(valgrind -q --tool=callgrind --instr-atstart=no
+              --callgrind-out-file="$dir/callgrind.out" "${sluice_cmd[@]}")
+fi
+bench_start sluice "$BENCH_PROXY_CORE" "$dir/sluice.log" "${sluice_cmd[@]}"
 sluice_pid=$BENCH_PID
 trap 'bench_stop "$sluice_pid" 5; bench_stop "$backend_pid" 5' EXIT
 bench_wait_listen "$backend_port" 10 "$backend_pid" || bench_die "backend did not start"
-bench_wait_listen "$listen_port" 10 "$sluice_pid" || bench_die "sluice did not start"
+bench_wait_listen "$listen_port" 60 "$sluice_pid" || bench_die "sluice did not start"
 url="http://127.0.0.1:$listen_port/"
 wrk_headers=()
 if [ "${PROFILE_CLOSE:-0}" = 1 ]; then wrk_headers=(-H "Connection: close"); fi
@@ -50,6 +72,11 @@ requests_wanted=${PROFILE_REQUESTS:-200000}
 wrk_args=(-t1 -c64 -d"${seconds}s")
 case $mode in
   cpu) ;;
+  callgrind)
+    requests_wanted=${PROFILE_REQUESTS:-2000}
+    wrk_args=(-t1 -c16 -d600s -s "$BENCH_DIR/lib/wrk_stop_after.lua")
+    export STOP_AFTER=$requests_wanted
+    callgrind_control -i on "$sluice_pid" >/dev/null ;;
   syscalls)
     # A fixed number of requests; the time limit only guards against a stuck run.
     wrk_args=(-t1 -c64 -d600s -s "$BENCH_DIR/lib/wrk_stop_after.lua")
@@ -86,29 +113,52 @@ case $mode in
     fi
     watcher=$!
     sleep 0.5 ;;  # attached before the first request
-  perf) perf record -F 2000 -p "$sluice_pid" -o "$dir/perf.data" -- sleep "$seconds" 2>/dev/null &
+  perf) perf record ${PROFILE_PERF_GRAPH:+-g} -F 2000 -p "$sluice_pid" -o "$dir/perf.data" -- sleep "$seconds" 2>/dev/null &
         watcher=$! ;;
   strace) strace -c -f -p "$sluice_pid" -o "$dir/strace.txt" &
           watcher=$! ;;
-  *) bench_die "usage: bench/profile_l7.sh cpu|perf|strace|syscalls" ;;
+  *) bench_die "usage: bench/profile_l7.sh cpu|perf|strace|syscalls|callgrind" ;;
 esac
 ticks() { awk '{print $14 + $15}' "/proc/$sluice_pid/stat"; }
+# TCP segments sent by every socket of the network namespace (/proc/net/snmp, Tcp: OutSegs).
+out_segs() { awk '/^Tcp:/ { if (!col) { for (i = 1; i <= NF; i++) if ($i == "OutSegs") col = i } else print $col }' /proc/net/snmp; }
+s0=$(out_segs)
 t0=$(ticks)
 taskset -c "$BENCH_LOAD_CORE" wrk "${wrk_args[@]}" "${wrk_headers[@]}" "$url" >"$dir/wrk.txt"
 t1=$(ticks)
+s1=$(out_segs)
 if [ -n "$watcher" ]; then kill -INT "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true; fi
 hz=$(getconf CLK_TCK)
-if [ "$mode" = syscalls ]; then
+if [ "$mode" = callgrind ]; then
+  callgrind_control -i off "$sluice_pid" >/dev/null
+  callgrind_control -d "$sluice_pid" >/dev/null
+fi
+if [ "$mode" = syscalls ] || [ "$mode" = callgrind ]; then
   requests=$(awk '/STOPPED_AFTER/ {print $2}' "$dir/wrk.txt")
   [ -n "$requests" ] || bench_die "wrk did not reach $requests_wanted requests: $(cat "$dir/wrk.txt")"
   echo "requests $requests (fixed count)," \
     "sluice CPU $(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $requests, 1))") µs per request (under the counter)"
+  if [ -n "${PROFILE_IN_NETNS:-}" ]; then
+    echo "TCP segments sent in the network namespace (client, sluice, backend): $((s1 - s0))," \
+      "$(python3 -c "print(round(($s1 - $s0) / $requests, 2))") per request"
+  fi
 else
   requests=$(awk '/requests in/ {print $1}' "$dir/wrk.txt")
   echo "requests $requests, $(awk '/Requests\/sec/ {print $2}' "$dir/wrk.txt") req/s," \
     "sluice CPU $(python3 -c "print(round(($t1 - $t0) / $hz * 1e6 / $requests, 1))") µs per request"
 fi
 case $mode in
+  callgrind)
+    out=$dir/callgrind.out.1  # the dump after the counted requests (callgrind_control -d)
+    callgrind_annotate --inclusive=yes "$out" >"$dir/callgrind.inclusive.txt" 2>/dev/null
+    callgrind_annotate "$out" >"$dir/callgrind.self.txt" 2>/dev/null
+    total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' "$dir/callgrind.self.txt")
+    echo "user-space instructions of sluice: $total over $requests requests," \
+      "$(python3 -c "print(round($total / $requests))") per request (callgrind, $SLUICE_EVENT_BACKEND)"
+    echo "inclusive (all of them: $dir/callgrind.inclusive.txt):"
+    grep -E '^ *[0-9,]+ \(' "$dir/callgrind.inclusive.txt" | head -40 | cut -c1-200
+    echo "self ($dir/callgrind.self.txt):"
+    grep -E '^ *[0-9,]+ \(' "$dir/callgrind.self.txt" | head -40 | cut -c1-200 ;;
   perf) perf report -i "$dir/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep '%' | head -5
         perf report -i "$dir/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep '%' | head -30 ;;
   strace) cat "$dir/strace.txt" ;;

@@ -10,9 +10,49 @@
 
 namespace sluice::http {
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive comparison of n bytes.
+bool iequals_bytes(const char* a, const char* b, size_t n);
+// Inline: most comparisons on the request path (a field name against a known one) differ in
+// length and end here.
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && iequals_bytes(a.data(), b.data(), a.size());
+}
+
+namespace detail {
+// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
+constexpr bool tchar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  for (char t : std::string_view("!#$%&'*+-.^_`|~")) {
+    if (c == static_cast<unsigned char>(t)) return true;
+  }
+  return false;
+}
+struct TcharTable {
+  bool is[256];
+};
+constexpr TcharTable make_tchar_table() {
+  TcharTable t{};
+  for (int c = 0; c < 256; ++c) t.is[c] = tchar(static_cast<unsigned char>(c));
+  return t;
+}
+// A lookup per byte: header names are checked byte by byte on every message.
+inline constexpr TcharTable kTchars = make_tchar_table();
+}  // namespace detail
+
 // RFC 9110 §5.6.2: a token character (tchar).
-bool is_tchar(unsigned char c);
+inline bool is_tchar(unsigned char c) {
+  return detail::kTchars.is[c];
+}
+
+// RFC 9110 §5.5: field-value bytes are VCHAR, obs-text, SP and HTAB; no CR, LF, NUL, other
+// CTL or DEL. (The reason phrase of a status line takes the same, RFC 9112 §4.)
+inline bool is_field_value_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+// The position of the first byte of `s` that is not a field-value byte, or npos.
+size_t find_invalid_field_value_char(std::string_view s);
 
 struct Header {
   std::string name;

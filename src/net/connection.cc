@@ -51,7 +51,9 @@ void Connection::close(bool reset) {
 
 bool Connection::close_if_quiet() {
   if (!fd_.valid() || transport_ || connecting_ || !in_.empty()) return false;
-  flush();
+  // Held back, the last segment leaves with the FIN of close() below; if the connection
+  // stays open instead, shutdown_write()'s FIN (or the next send) pushes it out.
+  flush(MSG_MORE);
   if (!fd_.valid() || !out_.empty()) return false;
   int unread = 0;
   if (::ioctl(fd_.get(), SIOCINQ, &unread) != 0 || unread != 0) return false;
@@ -224,11 +226,11 @@ void Connection::write(std::string_view bytes) {
   loop_.at_iteration_end(this);
 }
 
-void Connection::flush() {
+void Connection::flush(int send_flags) {
   if (!secured()) return;
   while (fd_.valid() && !connecting_ && !out_.empty()) {
     ssize_t n = transport_ ? transport_->write(out_.data(), out_.size())
-                           : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+                           : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | send_flags);
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       continue;

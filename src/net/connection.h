@@ -71,7 +71,9 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // else was written meanwhile (one send() for a response head and its body).
   void write(std::string_view bytes);
   Buffer& output() { return out_; }
-  void flush();
+  // `send_flags` go with each send() (plain TCP): MSG_MORE holds a last partial segment back
+  // until the next push (a FIN, or the next send without it).
+  void flush(int send_flags = 0);
   // Backpressure from the peer side: stop or resume reading.
   void set_read_enabled(bool enabled);
   bool read_enabled() const { return read_enabled_; }
@@ -84,6 +86,8 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // closes (the kernel sends FIN after the data). Skips the half-close and the wait for the
   // peer's FIN (a system call, a wake-up and a read each). Bytes the peer sends after this
   // are answered with RST, so use it only where none can be expected. Plain TCP only.
+  // The FIN rides in the response's last segment (it is sent with MSG_MORE, and the close
+  // pushes it out with the FIN): one segment less for both ends to send, receive and ACK.
   // Returns whether it closed.
   bool close_if_quiet();
   // Fails the connection as if the network had: reset, then on_error(err) to the owner.

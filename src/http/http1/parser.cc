@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "http/authority.h"
 
@@ -15,11 +16,6 @@ constexpr size_t kUsualFieldCount = 16;
 
 Parser* self(llhttp_t* p) {
   return static_cast<Parser*>(p->data);
-}
-
-// RFC 9110 §5.5: field-value is VCHAR, obs-text, SP and HTAB; no CR, LF, NUL or other CTL.
-bool valid_value_char(unsigned char c) {
-  return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
 }  // namespace
@@ -118,10 +114,8 @@ int Parser::cb_url(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_status(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   // RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
-  for (size_t i = 0; i < len; ++i) {
-    if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
-      return s->fail(502, "invalid character in the response's reason phrase");
-    }
+  if (find_invalid_field_value_char(std::string_view(at, len)) != std::string_view::npos) {
+    return s->fail(502, "invalid character in the response's reason phrase");
   }
   s->msg_->head.reason.append(at, len);
   if (!s->count_head_bytes(len)) return s->fail(502, "response head too large");
@@ -141,12 +135,11 @@ int Parser::cb_header_field(llhttp_t* p, const char* at, size_t len) {
 int Parser::cb_header_value(llhttp_t* p, const char* at, size_t len) {
   Parser* s = self(p);
   s->in_value_ = true;
-  for (size_t i = 0; i < len; ++i) {
-    if (!valid_value_char(static_cast<unsigned char>(at[i]))) {
-      return s->fail(s->bad_status(),
-                     fmt::format("invalid character 0x{:02x} in the value of header '{}'",
-                                 static_cast<unsigned char>(at[i]), s->msg_->field));
-    }
+  if (size_t i = find_invalid_field_value_char(std::string_view(at, len));
+      i != std::string_view::npos) {
+    return s->fail(s->bad_status(),
+                   fmt::format("invalid character 0x{:02x} in the value of header '{}'",
+                               static_cast<unsigned char>(at[i]), s->msg_->field));
   }
   s->msg_->value.append(at, len);
   if (!s->count_head_bytes(len)) {
@@ -335,23 +328,33 @@ Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
   // it first: an earlier error in the same bytes must win, whatever the read boundaries.
   size_t fold_at = std::string_view::npos;
   if (!head_done_ || !in_message_) {
-    for (size_t i = 0; i < data.size() && !head_end_seen_; ++i) {
-      char c = data[i];
-      // Empty lines before a request line are skipped (RFC 9112 §2.2); they are not the
-      // empty line that ends a head.
-      if (!head_started_) {
-        if (c == '\r' || c == '\n') continue;
-        head_started_ = true;
+    const char* p = data.data();
+    size_t n = data.size();
+    size_t i = 0;
+    // Empty lines before a request line are skipped (RFC 9112 §2.2); they are not the
+    // empty line that ends a head.
+    if (!head_started_) {
+      while (i < n && (p[i] == '\r' || p[i] == '\n')) ++i;
+      head_started_ = i < n;
+    }
+    // Only the byte after each LF matters: jump from one LF to the next.
+    while (i < n && !head_end_seen_) {
+      if (!fold_prev_lf_) {
+        const void* lf = std::memchr(p + i, '\n', n - i);
+        if (!lf) break;  // the last byte is not a LF: fold_prev_lf_ stays false
+        i = static_cast<size_t>(static_cast<const char*>(lf) - p) + 1;
+        fold_prev_lf_ = true;
+        continue;
       }
-      if (fold_prev_lf_) {
-        // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
-        if (c == ' ' || c == '\t') {
-          fold_at = i;
-          break;
-        }
-        if (c == '\r' || c == '\n') head_end_seen_ = true;
+      char c = p[i];
+      // RFC 9112 §5.2: obs-fold is rejected with 400 (a proxy must not pass it on).
+      if (c == ' ' || c == '\t') {
+        fold_at = i;
+        break;
       }
+      if (c == '\r' || c == '\n') head_end_seen_ = true;
       fold_prev_lf_ = c == '\n';
+      ++i;
     }
   }
   if (fold_at != std::string_view::npos) {

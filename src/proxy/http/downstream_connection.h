@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 
+#include "base/recycled.h"
 #include "event/loop.h"
 #include "http/http1/codec.h"
 #include "net/connection.h"
@@ -29,7 +30,8 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
                                    public sluice::http::ServerCodecCallbacks,
                                    public StreamCallbacks,
                                    public Http2SessionOwner,
-                                   public event::DeferredDeletable {
+                                   public event::DeferredDeletable,
+                                   public Recycled<DownstreamConnection> {
  public:
   enum class State { kActive, kDraining, kClosing, kClosed };
 

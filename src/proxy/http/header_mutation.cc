@@ -21,18 +21,46 @@ bool lower_hex(std::string_view s) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// Whether a Connection field of `headers` names `name` (RFC 9110 §7.6.1).
-bool named_by_connection(const HeaderMap& headers, std::string_view name, bool keep_upgrade) {
-  if (keep_upgrade && sluice::http::iequals(name, "upgrade")) return false;
-  bool found = false;
-  for (const auto& c : headers) {
-    if (!sluice::http::iequals(c.name, "connection")) continue;
-    sluice::http::for_each_token(c.value, [&](std::string_view t) {
-      if (sluice::http::iequals(t, name)) found = true;
-    });
+// The field names the Connection fields of `headers` list (RFC 9110 §7.6.1), read once per
+// head rather than once per field judged. A head naming more than a few (rare) is read again
+// for each field instead. The views point into `headers`: judge before changing it.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const HeaderMap& headers) : headers_(headers) {
+    for (const auto& c : headers) {
+      if (!sluice::http::iequals(c.name, "connection")) continue;
+      sluice::http::for_each_token(c.value, [&](std::string_view t) {
+        if (count_ < kFew) {
+          tokens_[count_++] = t;
+        } else {
+          many_ = true;
+        }
+      });
+    }
   }
-  return found;
-}
+  bool names(std::string_view name) const {
+    if (many_) {
+      bool found = false;
+      for (const auto& c : headers_) {
+        if (!sluice::http::iequals(c.name, "connection")) continue;
+        sluice::http::for_each_token(
+            c.value, [&](std::string_view t) { found = found || sluice::http::iequals(t, name); });
+      }
+      return found;
+    }
+    for (size_t i = 0; i < count_; ++i) {
+      if (sluice::http::iequals(tokens_[i], name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kFew = 8;
+  const HeaderMap& headers_;
+  std::string_view tokens_[kFew];
+  size_t count_ = 0;
+  bool many_ = false;
+};
 
 // Removes the fields `drop` selects, judging every field before removing any (a judgement
 // may read other fields). No heap allocation for a header section of ordinary size.
@@ -72,14 +100,13 @@ uint64_t thread_random() {
 void remove_hop_by_hop(HeaderMap& headers, bool keep_upgrade) {
   static constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection",
                                                    "te",         "trailer",    "transfer-encoding"};
-  bool has_connection = false;
-  for (const auto& h : headers) has_connection |= sluice::http::iequals(h.name, "connection");
+  ConnectionTokens named(headers);
   erase_judged(headers.fields(), [&](const sluice::http::Header& h) {
     for (std::string_view n : kHopByHop) {
       if (sluice::http::iequals(h.name, n)) return true;
     }
     if (sluice::http::iequals(h.name, "upgrade")) return !keep_upgrade;
-    return has_connection && named_by_connection(headers, h.name, keep_upgrade);
+    return named.names(h.name);
   });
 }
 
@@ -255,12 +282,13 @@ size_t remove_forbidden_trailers(HeaderMap& trailers) {
   };
   if (trailers.empty()) return 0;
   size_t before = trailers.size();
+  ConnectionTokens named(trailers);
   erase_judged(trailers.fields(), [&](const sluice::http::Header& h) {
     for (std::string_view f : kForbidden) {
       if (sluice::http::iequals(h.name, f)) return true;
     }
     // Fields a Connection trailer names are connection-specific too.
-    return named_by_connection(trailers, h.name, false);
+    return named.names(h.name);
   });
   return before - trailers.size();
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/buffer.h"
+#include "base/recycled.h"
 #include "event/loop.h"
 #include "http/codec.h"
 #include "http/http1/parser.h"
@@ -65,7 +66,9 @@ class StreamCallbacks {
   ~StreamCallbacks() = default;
 };
 
-class Stream final : public ExchangeCallbacks, public event::DeferredDeletable {
+class Stream final : public ExchangeCallbacks,
+                     public event::DeferredDeletable,
+                     public Recycled<Stream> {
  public:
   enum class State {
     kReceivingHead,

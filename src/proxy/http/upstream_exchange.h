@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/recycled.h"
 #include "event/loop.h"
 #include "http/http1/codec.h"
 #include "proxy/http/proxy_error.h"
@@ -58,7 +59,8 @@ class UpstreamExchange final : public upstream::pool::PoolCallbacks,
                                public upstream::pool::Http2Callbacks,
                                public net::ConnectionCallbacks,
                                public sluice::http::ClientCodecCallbacks,
-                               public event::DeferredDeletable {
+                               public event::DeferredDeletable,
+                               public Recycled<UpstreamExchange> {
  public:
   enum class State { kAcquiring, kSendingRequest, kAwaitingHead, kReceivingBody, kDone, kFailed };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "event/loop.h"
+#include "http/http1/encoder.h"
 
 namespace sluice::http::http1 {
 namespace {
@@ -211,6 +212,29 @@ TEST_F(CodecTest, ClientSendsRequestsAndParsesResponses) {
   EXPECT_EQ(head_client.dispatch(), Parser::Outcome::kMessageComplete);
   std::vector<std::string> head_want = {"head 1 200", "data 1  end"};
   EXPECT_EQ(head_recorder.events, head_want);
+}
+
+TEST(Http1Encoder, HeadsAndTrailersByteForByte) {
+  MessageHead req;
+  req.method = "GET";
+  req.target = "/a?b";
+  req.headers.add("Host", "x");
+  req.headers.add("X-Long", std::string(40, 'v'));
+  req.headers.add("Empty", "");
+  std::string out = "before|";
+  encode_request_head(req, out);
+  EXPECT_EQ(out, "before|GET /a?b HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(40, 'v') +
+                     "\r\nEmpty: \r\n\r\n");
+  MessageHead resp;
+  resp.status = 204;
+  out.clear();
+  encode_response_head(resp, out);
+  EXPECT_EQ(out, "HTTP/1.1 204 No Content\r\n\r\n");
+  HeaderMap trailers;
+  trailers.add("X-Sum", "5");
+  out.clear();
+  encode_last_chunk(trailers, out);
+  EXPECT_EQ(out, "0\r\nX-Sum: 5\r\n\r\n");
 }
 
 }  // namespace

@@ -69,6 +69,72 @@ TEST(Http1Parser, ChunkedBodyAndTrailers) {
   EXPECT_EQ(*r.trailers.get("x-sum"), "5");
 }
 
+// The obs-fold check looks at the byte after each LF of a head, wherever the reads split it.
+TEST(Http1Parser, ObsFoldIsFoundAtEverySplitAndOnlyInTheHead) {
+  const std::string folded = "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n";
+  // A body may hold "\n " (after the head, nothing is a fold); leading empty lines are skipped.
+  const std::string plain = "\r\nPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\na\n b\n\t";
+  for (size_t cut = 0; cut <= folded.size(); ++cut) {
+    Recorder r;
+    Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+    ParseRun first = parse(p, std::string_view(folded).substr(0, cut));
+    if (first.outcome == Parser::Outcome::kNeedMore) {
+      ASSERT_EQ(first.consumed, cut);
+      ParseRun rest = parse(p, std::string_view(folded).substr(cut));
+      ASSERT_EQ(rest.outcome, Parser::Outcome::kError) << "cut at " << cut;
+    } else {
+      ASSERT_EQ(first.outcome, Parser::Outcome::kError) << "cut at " << cut;
+    }
+    EXPECT_EQ(p.error().status, 400) << "cut at " << cut;
+    EXPECT_EQ(p.error().reason, "obsolete line folding in a header") << "cut at " << cut;
+  }
+  for (size_t cut = 0; cut <= plain.size(); ++cut) {
+    Recorder r;
+    Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+    ParseRun first = parse(p, std::string_view(plain).substr(0, cut));
+    if (first.outcome == Parser::Outcome::kNeedMore) {
+      ParseRun rest = parse(p, std::string_view(plain).substr(first.consumed));
+      ASSERT_EQ(rest.outcome, Parser::Outcome::kMessageComplete) << "cut at " << cut;
+    } else {
+      ASSERT_EQ(first.outcome, Parser::Outcome::kMessageComplete) << "cut at " << cut;
+    }
+    EXPECT_EQ(r.body, "a\n b\n\t") << "cut at " << cut;
+  }
+}
+
+TEST(Headers, TokenCharactersAreRfc9110Tchar) {
+  const std::string_view specials = "!#$%&'*+-.^_`|~";
+  for (int c = 0; c < 256; ++c) {
+    bool expected = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c != 0 && specials.find(static_cast<char>(c)) != std::string_view::npos);
+    EXPECT_EQ(is_tchar(static_cast<unsigned char>(c)), expected) << c;
+  }
+  EXPECT_TRUE(iequals("Content-Length", "content-LENGTH"));
+  EXPECT_FALSE(iequals("content-length", "content-lengths"));
+  EXPECT_FALSE(iequals("te", "tf"));
+  EXPECT_TRUE(iequals("", ""));
+}
+
+// Every byte value at every position of values long enough for the word-at-a-time check,
+// among valid bytes (including obs-text, whose high bit the check must not mistake).
+TEST(Headers, InvalidFieldValueBytesAreFoundWhereverTheyAre) {
+  for (int c = 0; c < 256; ++c) {
+    bool valid = c == '\t' || (c >= 0x20 && c != 0x7f);
+    for (size_t len : {1u, 7u, 8u, 9u, 16u, 23u}) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string v(len, at % 2 ? 'a' : '\xe9');
+        v[at] = static_cast<char>(c);
+        size_t want = valid ? std::string_view::npos : at;
+        ASSERT_EQ(find_invalid_field_value_char(v), want)
+            << "byte " << c << " at " << at << "/" << len;
+      }
+    }
+  }
+  // A HTAB sends a word to the byte-by-byte check; a bad byte after it is still found.
+  EXPECT_EQ(find_invalid_field_value_char("a\tbcdefghijklm\x01nop"), 14u);
+  EXPECT_EQ(find_invalid_field_value_char(""), std::string_view::npos);
+}
+
 // A CONNECT head ends the HTTP message: Content-Length: 0 says so too and is accepted, and
 // the bytes behind the head are left for the tunnel.
 TEST(Http1Parser, ConnectEndsAtItsHead) {

@@ -50,6 +50,16 @@ TEST(HeaderMutation, RemovesHopByHop) {
       {make({{"Connection", "close"}, {"A", "b"}, {"a", "c"}}), false, "A: b\na: c\n"},
       {make({{"connection", "a"}, {"A", "b"}, {"Connection", "c"}, {"c", "d"}, {"e", "f"}}), false,
        "e: f\n"},
+      // More names than the few read once: each field is looked up in the Connection fields.
+      {make({{"Connection", "t1, t2, t3, t4, t5, t6, t7, t8"},
+             {"T9", "x"},
+             {"Connection", " t9 ,t10"},
+             {"t1", "x"},
+             {"T10", "x"},
+             {"t11", "kept"}}),
+       false, "t11: kept\n"},
+      {make({{"Connection", "t1, t2, t3, t4, t5, t6, t7, t8"}, {"T8", "x"}, {"t9", "kept"}}), false,
+       "t9: kept\n"},
   };
   for (const Case& c : cases) {
     HeaderMap h = c.in;
