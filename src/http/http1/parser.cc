@@ -8,6 +8,8 @@
 #include "http/authority.h"
 
 namespace sluice::http::http1 {
+
+static_assert(sizeof(Parser) <= 160, "Parser grew: every idle keep-alive connection holds one");
 namespace {
 
 // Fields a request or response head usually has (a browser's request: about a dozen).
@@ -48,7 +50,7 @@ const llhttp_settings_t* Parser::settings() {
 const ParserLimits Parser::kDefaultLimits{};
 
 Parser::Parser(Kind kind, const ParserLimits& limits, ParserCallbacks& callbacks)
-    : kind_(kind), limits_(&limits), callbacks_(callbacks) {
+    : limits_(&limits), callbacks_(callbacks), kind_(kind) {
   llhttp_init(&parser_, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, settings());
   parser_.data = this;
 }
