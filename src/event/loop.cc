@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "base/buffer.h"
 #include "base/check.h"
 #include "base/log.h"
 #include "event/backend.h"
@@ -144,6 +145,9 @@ void Loop::run() {
                 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
       }
     }
+    // Nothing due for a while: the buffer blocks cached for the next burst give their pages
+    // back, so a quiet worker's memory is what its connections hold.
+    if (timeout_ms < 0 || timeout_ms >= kQuietMs) release_cached_buffer_pages();
     run_once(timeout_ms);
   }
   run_posted();
