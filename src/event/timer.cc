@@ -4,7 +4,7 @@
 
 namespace sluice::event {
 
-static_assert(sizeof(Timer) <= 64, "Timer grew: every open connection holds one");
+static_assert(sizeof(Timer) <= 56, "Timer grew: every open connection holds one");
 
 Timer::~Timer() {
   // An armed timer is always queued; one whose queue is gone was let go by it.

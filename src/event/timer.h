@@ -85,10 +85,12 @@ class Timer {
   TimerCallback on_fire_;
   // What the owner asked for.
   MonoTime deadline_{};
-  uint64_t seq_ = 0;  // ties fire in arming order
   // Where the node sits in the heap (while index_ != kNotQueued): at or before deadline_.
   MonoTime key_{};
-  uint64_t key_seq_ = 0;
+  // Arming order, for ties: 32 bits that wrap, compared as serial numbers (two timers tied
+  // at the same nanosecond were armed far fewer than 2^31 arms apart).
+  uint32_t seq_ = 0;
+  uint32_t key_seq_ = 0;
   uint32_t index_ = kNotQueued;
   bool armed_ = false;
 };
@@ -116,7 +118,8 @@ class TimerQueue {
   void insert(Timer* t);
   void erase(Timer* t);
   static bool earlier(const Timer* a, const Timer* b) {
-    return a->key_ < b->key_ || (a->key_ == b->key_ && a->key_seq_ < b->key_seq_);
+    return a->key_ < b->key_ ||
+           (a->key_ == b->key_ && static_cast<int32_t>(a->key_seq_ - b->key_seq_) < 0);
   }
   void sift_up(size_t i);
   void sift_down(size_t i);
@@ -127,7 +130,7 @@ class TimerQueue {
 
   std::vector<Timer*> heap_;  // armed timers, and some cancelled ones waiting for their place
   size_t armed_count_ = 0;
-  uint64_t next_seq_ = 0;
+  uint32_t next_seq_ = 0;
 };
 
 }  // namespace sluice::event

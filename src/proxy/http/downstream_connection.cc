@@ -39,7 +39,7 @@ constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 // An idle keep-alive connection is this object alone: keep it from growing back.
-static_assert(sizeof(DownstreamConnection) <= 512,
+static_assert(sizeof(DownstreamConnection) <= 488,
               "DownstreamConnection grew: move what idle connections do not use into Extras");
 
 const char* to_string(DownstreamConnection::State s) {
