@@ -98,17 +98,20 @@ class Parser {
   bool count_head_bytes(size_t n);
   int check_request_head();
 
-  // What a message being parsed accumulates. Taken when a message begins and given back
-  // when it ends, to a small per-thread cache that keeps the field and value buffers'
-  // capacity: an idle keep-alive connection carries none of it, and a busy one allocates
-  // none of it per message.
+  // What a message being parsed accumulates, llhttp's state included. Taken when bytes of
+  // a message come and given back when it ends (after a keep-alive message: the next starts
+  // from a fresh llhttp state, as llhttp itself would), to a small per-thread cache that
+  // keeps the field and value buffers' capacity: an idle keep-alive connection carries none
+  // of it, and a busy one allocates none of it per message.
   struct Message {
+    llhttp_t ll;
     MessageHead head;
     HeaderMap trailers;
     std::string field;
     std::string value;
   };
-  static std::unique_ptr<Message> take_message();
+  // A message with llhttp's state fresh (of this parser's kind).
+  void take_message();
   static void give_message(std::unique_ptr<Message> m);
   static std::vector<std::unique_ptr<Message>>& message_cache();
 
@@ -118,8 +121,7 @@ class Parser {
   // parser (llhttp's state is most of it).
   const ParserLimits* limits_;
   ParserCallbacks& callbacks_;
-  llhttp_t parser_;
-  std::unique_ptr<Message> msg_;
+  std::unique_ptr<Message> msg_;  // from the first byte of a message to its end
   std::unique_ptr<ParseError> error_;  // allocated by the first error only
   // Chunk extensions are checked by chunk_ext_ rather than by llhttp (see chunk_ext.h): in a
   // chunked body, run() stops llhttp before each ';' and, when that ';' opens a chunk-size
@@ -143,6 +145,8 @@ class Parser {
   bool last_chunk_ : 1 = false;     // the 0-size chunk was read: trailers follow
   bool body_pause_ : 1 = false;     // our own pause at the head of a chunked message
   bool user_error_ : 1 = false;     // error_ was set by our own check, not by llhttp
+  bool keep_alive_ : 1 = false;     // the message that just ended lets another follow
+  bool completed_one_ : 1 = false;  // a message ended: llhttp's state says so to the next
 };
 
 }  // namespace sluice::http::http1
