@@ -5,9 +5,9 @@
 
 #include <cerrno>
 
-#include "base/memory.h"
 #include "base/check.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "event/backend.h"
 
 namespace sluice::event {

@@ -54,11 +54,12 @@ class TimerCallback {
     void (*destroy)(unsigned char* buf);  // null: nothing to do
   };
   template <class Fn>
-  static constexpr Ops kInline{[](unsigned char* b) { (*std::launder(reinterpret_cast<Fn*>(b)))(); },
-                               nullptr};
+  static constexpr Ops kInline{
+      [](unsigned char* b) { (*std::launder(reinterpret_cast<Fn*>(b)))(); }, nullptr};
   template <class Fn>
-  static constexpr Ops kHeap{[](unsigned char* b) { (**std::launder(reinterpret_cast<Fn**>(b)))(); },
-                             [](unsigned char* b) { delete *std::launder(reinterpret_cast<Fn**>(b)); }};
+  static constexpr Ops kHeap{
+      [](unsigned char* b) { (**std::launder(reinterpret_cast<Fn**>(b)))(); },
+      [](unsigned char* b) { delete *std::launder(reinterpret_cast<Fn**>(b)); }};
 
   const Ops* ops_;
   alignas(void*) unsigned char buf_[sizeof(void*)];

@@ -50,7 +50,7 @@ class ServerCodec final : public http::ServerCodec, private ParserCallbacks {
   Parser parser_;
   StreamId stream_ = 1;
   uint8_t request_minor_ = 1;  // the current request's HTTP/1.<minor>
-  bool chunked_ = false;   // the current response is chunked
+  bool chunked_ = false;       // the current response is chunked
   bool no_body_ = false;
 };
 

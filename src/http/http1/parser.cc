@@ -465,8 +465,7 @@ Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
       } else if (is_09) {
         set_error(400, "HTTP/0.9 requests are not accepted");
       } else if (!is_1x) {
-        set_error(505, fmt::format("unsupported HTTP version {}.{}", ll.http_major,
-                                   ll.http_minor));
+        set_error(505, fmt::format("unsupported HTTP version {}.{}", ll.http_major, ll.http_minor));
       } else {
         set_error(400, "invalid HTTP version");
       }

@@ -121,7 +121,7 @@ class Parser {
   // parser (llhttp's state is most of it).
   const ParserLimits* limits_;
   ParserCallbacks& callbacks_;
-  std::unique_ptr<Message> msg_;  // from the first byte of a message to its end
+  std::unique_ptr<Message> msg_;       // from the first byte of a message to its end
   std::unique_ptr<ParseError> error_;  // allocated by the first error only
   // Chunk extensions are checked by chunk_ext_ rather than by llhttp (see chunk_ext.h): in a
   // chunked body, run() stops llhttp before each ';' and, when that ';' opens a chunk-size

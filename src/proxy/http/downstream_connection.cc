@@ -174,7 +174,8 @@ void DownstreamConnection::start(net::Fd fd) {
   if (tls) {
     // A ClientHello that is slow, silent or endless costs this timer, nothing more.
     auto& timer = extras().handshake_timer;
-    timer = std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_handshake_timeout(); });
+    timer =
+        std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_handshake_timeout(); });
     timer->arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
     return;
   }
@@ -213,7 +214,8 @@ void DownstreamConnection::on_secured() {
   Extras& x = extras();
   x.handshake_timer.reset();
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
-  x.tls = std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - x.accepted_at));
+  x.tls =
+      std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - x.accepted_at));
   const DownstreamTls* tls = x.tls.get();
   auto& stats = proxy_.tls_stats();
   ++stats.handshakes;
