@@ -19,6 +19,12 @@ std::unique_ptr<char[]> take_block();
 void give_block(std::unique_ptr<char[]> block);
 }  // namespace buffer_detail
 
+// Gives the kernel back the pages of the blocks cached on this thread: they keep their
+// addresses, and a page comes back (zeroed) when a buffer next writes to it. For a loop with
+// nothing to do for a while, so that a quiet worker holds no buffer memory either. Cheap when
+// no block was cached since the last call.
+void release_cached_buffer_pages();
+
 class Buffer {
  public:
   Buffer() = default;

@@ -20,7 +20,7 @@ namespace sluice::event {
 Status IoUringPoller::add_acceptor(int fd, AcceptHandler* handler) {
   Slot* s = new_slot(fd);
   if (!s) return Status::from_errno("io_uring accept", EBADF);
-  s->set(handler);
+  set_completion_handler(fd, *s, Role::kAcceptor, handler);
   queue_arm(fd, *s);
   return Status::ok();
 }
@@ -28,9 +28,9 @@ Status IoUringPoller::add_acceptor(int fd, AcceptHandler* handler) {
 Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
   // Beside the poll of a registered fd, or alone.
   Slot* s = live_slot(fd);
-  if (!s || s->receiver() || s->acceptor()) s = new_slot(fd);
+  if (!s || s->role != Role::kNone) s = new_slot(fd);
   if (!s) return Status::from_errno("io_uring recv", EBADF);
-  s->set(handler);
+  set_completion_handler(fd, *s, Role::kReceiver, handler);
   s->recv_ended = false;
   queue_arm(fd, *s);
   return Status::ok();
@@ -38,14 +38,14 @@ Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
 
 void IoUringPoller::resume_acceptor(int fd) {
   Slot* s = live_slot(fd);
-  if (!s || !s->acceptor() || s->armed) return;
+  if (!s || !s->is_acceptor() || s->armed) return;
   s->failed = false;
   queue_arm(fd, *s);
 }
 
 void IoUringPoller::deliver_accepted(int fd) {
   Slot* s = live_slot(fd);
-  if (!s || !s->acceptor()) return;
+  if (!s || !s->is_acceptor()) return;
   if (enabled_ && on_owner_thread()) {
     // Completions the kernel holds for this loop (task work of this thread runs here).
     io_uring_get_events(&ring_);
@@ -61,13 +61,13 @@ void IoUringPoller::deliver_accepted(int fd) {
       ::close(accepted);
       continue;
     }
-    s->acceptor()->on_accepted(accepted);
+    acceptor(fd)->on_accepted(accepted);
   }
 }
 
 void IoUringPoller::stop_acceptor(int fd, Duration max_wait) {
   Slot* s = live_slot(fd);
-  if (!s || !s->acceptor()) return remove_and_release(fd);
+  if (!s || !s->is_acceptor()) return remove_and_release(fd);
   const uint32_t generation = s->generation;
   if (s->armed && enabled_ && on_owner_thread()) {
     // Cancel the multishot accept and wait for its last completion: every connection it
@@ -157,7 +157,7 @@ void IoUringPoller::return_buffer(int id) {
 }
 
 void IoUringPoller::deliver_received(const Ready& r) {
-  RecvHandler* h = slots_[static_cast<size_t>(r.fd)].receiver();
+  RecvHandler* h = receiver(r.fd);
   if (r.moved >= 0) {
     const std::string& bytes = moved_bytes_[static_cast<size_t>(r.moved)];
     if (h) h->on_received(bytes.data(), bytes.size());

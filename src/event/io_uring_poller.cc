@@ -97,7 +97,7 @@ Status IoUringPoller::add(int fd, uint32_t interest, IoHandler* handler) {
 
 Status IoUringPoller::modify(int fd, uint32_t interest, IoHandler* handler) {
   Slot* sp = live_slot(fd);
-  if (!sp || sp->acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
+  if (!sp || sp->is_acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
   // A receiver's fd without a poll yet gets one (armed with the next wait()).
   Slot& s = *sp;
   s.handler = handler;
@@ -121,7 +121,7 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   Slot* sp = live_slot(fd);
   if (!sp) return;
   Slot& s = *sp;
-  const bool was_acceptor = s.acceptor() != nullptr;
+  const bool was_acceptor = s.is_acceptor();
   if (s.armed) {
     io_uring_sqe* sqe = get_sqe();
     if (was_acceptor) {
@@ -156,7 +156,7 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   s.live = false;
   s.armed = false;
   s.recv_armed = false;
-  s.clear_handlers();
+  clear_handlers(fd, s);
   ++s.generation;
   if (was_acceptor) close_undelivered(fd);
 }
@@ -210,11 +210,11 @@ void IoUringPoller::dispatch() {
       deliver_received(r);
       continue;
     }
-    if (s.acceptor()) {
+    if (s.is_acceptor()) {
       if (r.accepted >= 0) {
-        s.acceptor()->on_accepted(r.accepted);
+        acceptor(r.fd)->on_accepted(r.accepted);
       } else if (r.error != 0) {
-        s.acceptor()->on_accept_failed(r.error);
+        acceptor(r.fd)->on_accept_failed(r.error);
       }
       continue;
     }
@@ -231,10 +231,28 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   Slot& s = slots_[static_cast<size_t>(fd)];
   s.live = true;
   s.failed = false;
-  s.clear_handlers();
+  clear_handlers(fd, s);
   s.recv_ended = false;
   s.interest = 0;
   return &s;
+}
+
+void* IoUringPoller::completion_handler(int fd, Role role) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
+  if (slots_[static_cast<size_t>(fd)].role != role) return nullptr;
+  auto it = completion_handlers_.find(fd);
+  return it == completion_handlers_.end() ? nullptr : it->second;
+}
+
+void IoUringPoller::set_completion_handler(int fd, Slot& s, Role role, void* handler) {
+  s.role = role;
+  completion_handlers_[fd] = handler;
+}
+
+void IoUringPoller::clear_handlers(int fd, Slot& s) {
+  s.handler = nullptr;
+  if (s.role != Role::kNone) completion_handlers_.erase(fd);
+  s.role = Role::kNone;
 }
 
 IoUringPoller::Slot* IoUringPoller::live_slot(int fd) {
@@ -299,17 +317,17 @@ void IoUringPoller::arm_queued() {
     if (!s.arm_queued) continue;
     s.arm_queued = false;
     if (!s.live) continue;
-    if (s.receiver() && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
-    if (s.armed || s.failed || (!s.acceptor() && !s.handler)) continue;
+    if (s.is_receiver() && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
+    if (s.armed || s.failed || (!s.is_acceptor() && !s.handler)) continue;
     io_uring_sqe* sqe = get_sqe();
-    if (s.acceptor()) {
+    if (s.is_acceptor()) {
       // No address: one buffer would serve every completion of the request; the handler
       // asks getpeername() for it.
       io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } else {
       io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
     }
-    io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.acceptor() ? kAcceptBit : 0));
+    io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.is_acceptor() ? kAcceptBit : 0));
     s.armed = true;
   }
   arm_queue_.clear();
@@ -378,7 +396,7 @@ void IoUringPoller::on_completion(uint64_t user_data, int res, unsigned flags) {
     on_recv_completion(static_cast<int>(fd), s, res, flags);
     return;
   }
-  if (s.acceptor()) {
+  if (s.is_acceptor()) {
     on_accept_completion(static_cast<int>(fd), s, res, flags);
     return;
   }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -65,15 +66,16 @@ class IoUringPoller final : public Poller {
   // whenever they reach the kernel; the generation moves on, so whatever the ended requests
   // still post is dropped, even after the fd number was registered again.
   void remove_registration(int fd, bool release_now);
-  // One per descriptor number, so kept at 24 bytes (as many as an idle TCP proxy session
-  // has descriptors): an acceptor or a receiver shares one pointer, told apart by `role`.
+  // One per descriptor number (an idle TCP proxy session has two, an idle HTTP connection
+  // one), where epoll keeps its equivalent in the kernel: so kept at 16 bytes. The handler of
+  // an acceptor or a receiver (a few descriptors of a loop) is kept apart, in
+  // completion_handlers_, told apart by `role`.
   enum class Role : uint8_t { kNone, kAcceptor, kReceiver };
   struct Slot {
     IoHandler* handler = nullptr;  // a poll (add)
-    // A multishot accept (instead of a poll) or a multishot recv (beside a poll or alone).
-    void* completion_handler = nullptr;
     uint32_t generation = 0;
     uint8_t interest = 0;  // IoEvent bits
+    // A multishot accept (instead of a poll) or a multishot recv (beside a poll or alone).
     Role role = Role::kNone;
     bool live : 1 = false;
     bool armed : 1 = false;  // the kernel has (or is about to get) this generation's poll or accept
@@ -82,27 +84,19 @@ class IoUringPoller final : public Poller {
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
     bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
 
-    AcceptHandler* acceptor() const {
-      return role == Role::kAcceptor ? static_cast<AcceptHandler*>(completion_handler) : nullptr;
-    }
-    RecvHandler* receiver() const {
-      return role == Role::kReceiver ? static_cast<RecvHandler*>(completion_handler) : nullptr;
-    }
-    void set(AcceptHandler* h) {
-      role = Role::kAcceptor;
-      completion_handler = h;
-    }
-    void set(RecvHandler* h) {
-      role = Role::kReceiver;
-      completion_handler = h;
-    }
-    void clear_handlers() {
-      handler = nullptr;
-      completion_handler = nullptr;
-      role = Role::kNone;
-    }
+    bool is_acceptor() const { return role == Role::kAcceptor; }
+    bool is_receiver() const { return role == Role::kReceiver; }
   };
-  static_assert(sizeof(Slot) <= 24);
+  static_assert(sizeof(Slot) <= 16);
+  AcceptHandler* acceptor(int fd) const {
+    return static_cast<AcceptHandler*>(completion_handler(fd, Role::kAcceptor));
+  }
+  RecvHandler* receiver(int fd) const {
+    return static_cast<RecvHandler*>(completion_handler(fd, Role::kReceiver));
+  }
+  void* completion_handler(int fd, Role role) const;
+  void set_completion_handler(int fd, Slot& s, Role role, void* handler);
+  void clear_handlers(int fd, Slot& s);
   enum class Kind : uint8_t { kPoll, kAccept, kRecv };
   struct Ready {
     int fd;
@@ -179,6 +173,7 @@ class IoUringPoller final : public Poller {
   std::vector<char*> retired_buffers_;    // those of rings replaced by move_to_this_thread()
   std::vector<std::string> moved_bytes_;  // bytes taken out of them, for ready_
   std::vector<Slot> slots_;               // by fd
+  std::unordered_map<int, void*> completion_handlers_;  // of acceptors and receivers, by fd
   std::vector<int> arm_queue_;
   std::vector<Ready> ready_;
   uint64_t harvests_ = 0;  // gathered(): how many times the completion queue was harvested

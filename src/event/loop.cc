@@ -7,6 +7,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "event/backend.h"
 
 namespace sluice::event {
@@ -152,7 +153,14 @@ void Loop::run() {
                 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
       }
     }
-    run_once(timeout_ms);
+    // Nothing due for a while after some work: the buffer blocks cached for the next burst,
+    // and the memory the burst freed, give their pages back, so a quiet worker's memory is
+    // what its connections hold.
+    if (worked_since_quiet_ && (timeout_ms < 0 || timeout_ms >= kQuietMs)) {
+      worked_since_quiet_ = false;
+      release_idle_memory();
+    }
+    if (run_once(timeout_ms) > 0) worked_since_quiet_ = true;
   }
   run_posted();
   run_at_end();

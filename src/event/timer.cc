@@ -4,6 +4,8 @@
 
 namespace sluice::event {
 
+static_assert(sizeof(Timer) <= 56, "Timer grew: every open connection holds one");
+
 Timer::~Timer() {
   // An armed timer is always queued; one whose queue is gone was let go by it.
   if (index_ == kNotQueued) return;
@@ -37,7 +39,7 @@ void TimerQueue::insert(Timer* t) {
   t->key_ = t->deadline_;
   t->key_seq_ = t->seq_;
   heap_.push_back(t);
-  t->index_ = heap_.size() - 1;
+  t->index_ = static_cast<uint32_t>(heap_.size() - 1);
   sift_up(t->index_);
 }
 

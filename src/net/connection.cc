@@ -12,6 +12,8 @@
 #include "net/connect.h"
 
 namespace sluice::net {
+
+static_assert(sizeof(Connection) <= 112, "Connection grew: every open connection holds one");
 namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 // After a read that filled the buffer (a bulk transfer), read in larger pieces: fewer

@@ -7,6 +7,7 @@
 // deletion). Loop thread only.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -101,7 +102,9 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // Output queued past this asks the owner to stop producing. A multiplexed protocol on a
   // socket with TCP_NOTSENT_LOWAT lowers it to about the kernel's bound, so that what it
   // sends next (another stream's response) does not wait behind a large queue here instead.
-  void set_high_watermark(size_t bytes) { high_watermark_ = bytes; }
+  void set_high_watermark(size_t bytes) {
+    high_watermark_ = static_cast<uint32_t>(std::min<size_t>(bytes, UINT32_MAX));
+  }
   int fd() const { return fd_.get(); }
   // Reads pending bytes or an EOF/reset without waiting: used before reusing an idle pooled
   // connection, whose peer may have closed it while nobody was looking.
@@ -120,23 +123,25 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // Advances the transport's handshake; false when the connection cannot go on yet.
   bool drive_handshake();
 
+  // Flags and the descriptor first: they fill the padding after EndOfIteration's flag, so
+  // the object (one per connection, idle or not) stays at 112 bytes.
+  bool connecting_ : 1 = false;
+  bool readable_ : 1 = false;
+  bool read_enabled_ : 1 = true;
+  bool peer_closed_ : 1 = false;  // FIN received
+  bool rdhup_ : 1 = false;        // the kernel said the peer shut down its side
+  bool bulk_ : 1 = false;         // the last read filled the buffer: read bigger pieces
+  bool eof_delivered_ : 1 = false;
+  bool shutdown_pending_ : 1 = false;
+  bool was_above_high_ : 1 = false;
+  Fd fd_;
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;
-  Fd fd_;
   std::unique_ptr<Transport> transport_;
   Buffer in_;
   Buffer out_;
-  bool connecting_ = false;
-  bool readable_ = false;
-  bool read_enabled_ = true;
-  bool peer_closed_ = false;  // FIN received
-  bool rdhup_ = false;        // the kernel said the peer shut down its side
-  bool bulk_ = false;         // the last read filled the buffer: read bigger pieces
-  bool eof_delivered_ = false;
-  bool shutdown_pending_ = false;
-  bool was_above_high_ = false;
   uint64_t drained_iteration_ = UINT64_MAX;  // Loop::stats().iterations of that read
-  size_t high_watermark_ = kDefaultHighWatermark;
+  uint32_t high_watermark_ = kDefaultHighWatermark;
 };
 
 }  // namespace sluice::net

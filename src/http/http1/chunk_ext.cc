@@ -5,6 +5,9 @@
 #include "http/headers.h"
 
 namespace sluice::http::http1 {
+
+static_assert(ChunkExtScanner::kMaxBytes == 4096, "the message below says 4096");
+
 namespace {
 
 // RFC 9110 §5.6.4: qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text.
@@ -23,12 +26,14 @@ bool is_escapable(unsigned char c) {
 void ChunkExtScanner::start() {
   state_ = State::kName;
   bytes_ = 0;
-  error_.clear();
+  error_ = nullptr;
+  has_byte_ = false;
 }
 
-bool ChunkExtScanner::fail(std::string why) {
-  error_ = std::move(why);
-  return false;
+std::string ChunkExtScanner::error() const {
+  if (!error_) return {};
+  if (has_byte_) return fmt::format(fmt::runtime(error_), bad_byte_);
+  return error_;
 }
 
 size_t ChunkExtScanner::scan(std::string_view data) {
@@ -46,7 +51,7 @@ size_t ChunkExtScanner::scan(std::string_view data) {
       return i;
     }
     if (++bytes_ > kMaxBytes) {
-      fail(fmt::format("chunk extensions longer than {} bytes", kMaxBytes));
+      fail("chunk extensions longer than 4096 bytes");
       return i;
     }
     if ((c == ' ' || c == '\t') && state_ != State::kQuoted && state_ != State::kEscape) {
@@ -67,7 +72,7 @@ size_t ChunkExtScanner::scan(std::string_view data) {
         } else if (c == ';') {
           state_ = State::kName;
         } else if (!is_tchar(c)) {
-          fail(fmt::format("invalid character 0x{:02x} in a chunk extension name", c));
+          fail("invalid character 0x{:02x} in a chunk extension name", c);
           return i;
         }
         break;
@@ -77,7 +82,7 @@ size_t ChunkExtScanner::scan(std::string_view data) {
         } else if (is_tchar(c)) {
           state_ = State::kToken;
         } else {
-          fail(fmt::format("invalid character 0x{:02x} in a chunk extension value", c));
+          fail("invalid character 0x{:02x} in a chunk extension value", c);
           return i;
         }
         break;
@@ -85,7 +90,7 @@ size_t ChunkExtScanner::scan(std::string_view data) {
         if (c == ';') {
           state_ = State::kName;
         } else if (!is_tchar(c)) {
-          fail(fmt::format("invalid character 0x{:02x} in a chunk extension value", c));
+          fail("invalid character 0x{:02x} in a chunk extension value", c);
           return i;
         }
         break;
@@ -95,20 +100,20 @@ size_t ChunkExtScanner::scan(std::string_view data) {
         } else if (c == '\\') {
           state_ = State::kEscape;
         } else if (!is_qdtext(c)) {
-          fail(fmt::format("invalid character 0x{:02x} in a quoted chunk extension value", c));
+          fail("invalid character 0x{:02x} in a quoted chunk extension value", c);
           return i;
         }
         break;
       case State::kEscape:
         if (!is_escapable(c)) {
-          fail(fmt::format("invalid escaped character 0x{:02x} in a chunk extension value", c));
+          fail("invalid escaped character 0x{:02x} in a chunk extension value", c);
           return i;
         }
         state_ = State::kQuoted;
         break;
       case State::kAfterQuoted:
         if (c != ';') {
-          fail(fmt::format("invalid character 0x{:02x} after a quoted chunk extension value", c));
+          fail("invalid character 0x{:02x} after a quoted chunk extension value", c);
           return i;
         }
         state_ = State::kName;

@@ -32,8 +32,9 @@ class ChunkExtScanner {
   // end of `data`. Returns how many bytes it consumed; when the line ended, active() turns
   // false. On a malformed extension returns false from ok() with error() set.
   size_t scan(std::string_view data);
-  bool ok() const { return error_.empty(); }
-  const std::string& error() const { return error_; }
+  bool ok() const { return error_ == nullptr; }
+  // Why the extensions were refused (empty while ok()).
+  std::string error() const;
 
  private:
   enum class State : uint8_t {
@@ -46,11 +47,21 @@ class ChunkExtScanner {
     kEscape,      // after '\' in a quoted-string
     kAfterQuoted  // after the closing '"'
   };
-  bool fail(std::string why);
+  void fail(const char* why) { error_ = why; }
+  // `why` holds one {:02x} for the offending byte.
+  void fail(const char* why, unsigned char c) {
+    error_ = why;
+    bad_byte_ = c;
+    has_byte_ = true;
+  }
 
+  // Every connection's parser holds one: 16 bytes, the error's text made only when asked.
   State state_ = State::kOff;
-  size_t bytes_ = 0;
-  std::string error_;
+  bool has_byte_ = false;
+  unsigned char bad_byte_ = 0;
+  uint16_t bytes_ = 0;
+  const char* error_ = nullptr;  // a constant (with a {:02x} when has_byte_)
 };
+static_assert(ChunkExtScanner::kMaxBytes < UINT16_MAX);
 
 }  // namespace sluice::http::http1

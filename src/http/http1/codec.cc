@@ -28,7 +28,7 @@ Parser::Outcome ServerCodec::dispatch() {
 }
 
 bool ServerCodec::on_head(MessageHead& head) {
-  request_minor_ = head.version_minor;
+  request_minor_ = static_cast<uint8_t>(head.version_minor);
   return callbacks_.on_head(stream_, head);
 }
 

@@ -5,6 +5,7 @@
 // are answered in order. Owned by the connection it serves; loop thread only.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "http/codec.h"
@@ -48,8 +49,8 @@ class ServerCodec final : public http::ServerCodec, private ParserCallbacks {
   ServerCodecCallbacks& callbacks_;
   Parser parser_;
   StreamId stream_ = 1;
-  int request_minor_ = 1;  // the current request's HTTP/1.<minor>
-  bool chunked_ = false;   // the current response is chunked
+  uint8_t request_minor_ = 1;  // the current request's HTTP/1.<minor>
+  bool chunked_ = false;       // the current response is chunked
   bool no_body_ = false;
 };
 

@@ -9,6 +9,8 @@
 #include "http/authority.h"
 
 namespace sluice::http::http1 {
+
+static_assert(sizeof(Parser) <= 64, "Parser grew: every idle keep-alive connection holds one");
 namespace {
 
 // Fields a request or response head usually has (a browser's request: about a dozen).
@@ -44,10 +46,7 @@ const llhttp_settings_t* Parser::settings() {
 const ParserLimits Parser::kDefaultLimits{};
 
 Parser::Parser(Kind kind, const ParserLimits& limits, ParserCallbacks& callbacks)
-    : kind_(kind), limits_(&limits), callbacks_(callbacks) {
-  llhttp_init(&parser_, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, settings());
-  parser_.data = this;
-}
+    : limits_(&limits), callbacks_(callbacks), kind_(kind) {}
 
 int Parser::fail(int status, std::string reason) {
   user_error_ = true;
@@ -69,12 +68,19 @@ std::vector<std::unique_ptr<Parser::Message>>& Parser::message_cache() {
   return cache;
 }
 
-std::unique_ptr<Parser::Message> Parser::take_message() {
+void Parser::take_message() {
   auto& cache = message_cache();
-  if (cache.empty()) return std::make_unique<Message>();
-  std::unique_ptr<Message> m = std::move(cache.back());
-  cache.pop_back();
-  return m;
+  if (cache.empty()) {
+    msg_ = std::make_unique<Message>();
+  } else {
+    msg_ = std::move(cache.back());
+    cache.pop_back();
+  }
+  llhttp_t& ll = msg_->ll;
+  llhttp_init(&ll, kind_ == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, settings());
+  ll.data = this;
+  // As llhttp's own state is after a message (it tells what may come between messages).
+  ll.initial_message_completed = completed_one_ ? 1 : 0;
 }
 
 void Parser::give_message(std::unique_ptr<Message> m) {
@@ -84,7 +90,6 @@ void Parser::give_message(std::unique_ptr<Message> m) {
 
 int Parser::cb_message_begin(llhttp_t* p) {
   Parser* s = self(p);
-  if (!s->msg_) s->msg_ = take_message();
   Message& m = *s->msg_;
   m.head = MessageHead{};
   m.trailers.clear();
@@ -313,12 +318,15 @@ int Parser::cb_message_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
   s->chunked_body_ = s->size_line_ = s->in_chunk_data_ = s->last_chunk_ = false;
+  s->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  s->completed_one_ = true;
   // The callback may take the trailers; the rest of the message state is reused by the next.
   s->callbacks_.on_message_complete(s->msg_->trailers);
   return HPE_PAUSED;  // one message at a time: the owner resumes when it is ready
 }
 
 Parser::Outcome Parser::execute(std::string_view data, size_t* consumed) {
+  if (!msg_) take_message();
   if (!in_message_) {
     fold_prev_lf_ = false;
     head_end_seen_ = false;
@@ -381,7 +389,7 @@ Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
       }
       for (size_t fed = 0; fed < n;) {
         size_t piece = std::min(n - fed, kPlainName.size());
-        llhttp_errno_t rc = llhttp_execute(&parser_, kPlainName.data(), piece);
+        llhttp_errno_t rc = llhttp_execute(&msg_->ll, kPlainName.data(), piece);
         if (rc != HPE_OK) {
           *consumed = pos + fed;
           return outcome_of(rc);
@@ -397,7 +405,7 @@ Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
     if (chunked_body_) {
       size_t from = pos;
       if (in_chunk_data_)
-        from += static_cast<size_t>(std::min<uint64_t>(parser_.content_length, end - pos));
+        from += static_cast<size_t>(std::min<uint64_t>(msg_->ll.content_length, end - pos));
       end = std::min(end, data.find(';', from));
       if (end == pos && !size_line_) end = std::min(data.size(), data.find(';', pos + 1));
     }
@@ -407,16 +415,16 @@ Parser::Outcome Parser::run(std::string_view data, size_t* consumed) {
       end = pos + 1;
       chunk_ext_.start();
     }
-    llhttp_errno_t rc = llhttp_execute(&parser_, data.data() + pos, end - pos);
+    llhttp_errno_t rc = llhttp_execute(&msg_->ll, data.data() + pos, end - pos);
     if (rc == HPE_PAUSED && body_pause_) {
       body_pause_ = false;
-      const char* at = llhttp_get_error_pos(&parser_);
-      llhttp_resume(&parser_);
+      const char* at = llhttp_get_error_pos(&msg_->ll);
+      llhttp_resume(&msg_->ll);
       pos = static_cast<size_t>(at - data.data());
       continue;
     }
     if (rc != HPE_OK) {
-      const char* at = llhttp_get_error_pos(&parser_);
+      const char* at = llhttp_get_error_pos(&msg_->ll);
       *consumed = at ? static_cast<size_t>(at - data.data()) : pos;
       return outcome_of(rc);
     }
@@ -433,7 +441,9 @@ Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
   switch (rc) {
     case HPE_PAUSED:
       if (!in_message_) {
-        give_message(std::move(msg_));
+        // After a message that closes the connection llhttp refuses what follows: its state
+        // stays (and is resumed), as it does until the next message for other outcomes.
+        if (keep_alive_) give_message(std::move(msg_));
         return Outcome::kMessageComplete;
       }
       return Outcome::kStopped;
@@ -450,15 +460,15 @@ Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
     case HPE_INVALID_VERSION: {
       // llhttp has stored the digits it read: a well-formed version other than 1.0/1.1 is
       // one we do not support (505); 1.x followed by garbage is a malformed line (400).
-      bool is_1x = parser_.http_major == 1 && parser_.http_minor <= 1;
-      bool is_09 = parser_.http_major == 0 && parser_.http_minor == 9;  // "GET /" alone
+      const llhttp_t& ll = msg_->ll;
+      bool is_1x = ll.http_major == 1 && ll.http_minor <= 1;
+      bool is_09 = ll.http_major == 0 && ll.http_minor == 9;  // "GET /" alone
       if (kind_ == Kind::kResponse) {
         set_error(502, "invalid HTTP version in the response");
       } else if (is_09) {
         set_error(400, "HTTP/0.9 requests are not accepted");
       } else if (!is_1x) {
-        set_error(505, fmt::format("unsupported HTTP version {}.{}", parser_.http_major,
-                                   parser_.http_minor));
+        set_error(505, fmt::format("unsupported HTTP version {}.{}", ll.http_major, ll.http_minor));
       } else {
         set_error(400, "invalid HTTP version");
       }
@@ -466,7 +476,7 @@ Parser::Outcome Parser::outcome_of(llhttp_errno_t rc) {
     }
     default:
       set_error(kind_ == Kind::kRequest ? 400 : 502,
-                fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&parser_)));
+                fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&msg_->ll)));
       return Outcome::kError;
   }
 }
@@ -483,11 +493,13 @@ const ParseError& Parser::error() const {
 }
 
 void Parser::resume() {
-  llhttp_resume(&parser_);
+  // Without a message: the last one ended and gave its state back; the next starts afresh.
+  if (msg_) llhttp_resume(&msg_->ll);
 }
 
 Parser::Outcome Parser::finish() {
-  llhttp_errno_t rc = llhttp_finish(&parser_);
+  if (!msg_) return Outcome::kNeedMore;  // between messages: nothing is cut short
+  llhttp_errno_t rc = llhttp_finish(&msg_->ll);
   if (rc == HPE_OK) return Outcome::kNeedMore;
   if (rc == HPE_PAUSED) return Outcome::kMessageComplete;
   set_error(kind_ == Kind::kRequest ? 400 : 502,

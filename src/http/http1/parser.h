@@ -11,6 +11,7 @@
 #include <llhttp.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,7 +47,7 @@ class ParserCallbacks {
 
 class Parser {
  public:
-  enum class Kind { kRequest, kResponse };
+  enum class Kind : uint8_t { kRequest, kResponse };
   enum class Outcome {
     kNeedMore,         // consumed everything; no message completed
     kMessageComplete,  // stopped right after a message: resume() before the next
@@ -97,48 +98,55 @@ class Parser {
   bool count_head_bytes(size_t n);
   int check_request_head();
 
-  // What a message being parsed accumulates. Taken when a message begins and given back
-  // when it ends, to a small per-thread cache that keeps the field and value buffers'
-  // capacity: an idle keep-alive connection carries none of it, and a busy one allocates
-  // none of it per message.
+  // What a message being parsed accumulates, llhttp's state included. Taken when bytes of
+  // a message come and given back when it ends (after a keep-alive message: the next starts
+  // from a fresh llhttp state, as llhttp itself would), to a small per-thread cache that
+  // keeps the field and value buffers' capacity: an idle keep-alive connection carries none
+  // of it, and a busy one allocates none of it per message.
   struct Message {
+    llhttp_t ll;
     MessageHead head;
     HeaderMap trailers;
     std::string field;
     std::string value;
   };
-  static std::unique_ptr<Message> take_message();
+  // A message with llhttp's state fresh (of this parser's kind).
+  void take_message();
   static void give_message(std::unique_ptr<Message> m);
   static std::vector<std::unique_ptr<Message>>& message_cache();
 
-  Kind kind_;
+  void set_error(int status, std::string reason);
+
+  // Members ordered, and flags packed, for size: every idle keep-alive connection holds a
+  // parser (llhttp's state is most of it).
   const ParserLimits* limits_;
   ParserCallbacks& callbacks_;
-  llhttp_t parser_;
-  std::unique_ptr<Message> msg_;
-  bool in_value_ = false;
-  bool in_message_ = false;
-  bool head_done_ = false;
-  bool no_body_ = false;
-  bool connect_ = false;
-  size_t head_bytes_ = 0;
-  // obs-fold detection (llhttp accepts folded lines): the raw head is scanned for a line
-  // that starts with whitespace.
-  bool fold_prev_lf_ = false;
-  bool head_end_seen_ = false;
-  bool head_started_ = false;
+  std::unique_ptr<Message> msg_;       // from the first byte of a message to its end
+  std::unique_ptr<ParseError> error_;  // allocated by the first error only
   // Chunk extensions are checked by chunk_ext_ rather than by llhttp (see chunk_ext.h): in a
   // chunked body, run() stops llhttp before each ';' and, when that ';' opens a chunk-size
   // line's extensions, feeds llhttp a plain name of the same length in their place.
-  bool chunked_body_ = false;   // between the head and the end of a chunked message
-  bool size_line_ = false;      // llhttp is reading a chunk-size line
-  bool in_chunk_data_ = false;  // llhttp is reading chunk data (parser_.content_length left)
-  bool last_chunk_ = false;     // the 0-size chunk was read: trailers follow
-  bool body_pause_ = false;     // our own pause at the head of a chunked message
   ChunkExtScanner chunk_ext_;
-  bool user_error_ = false;            // error_ was set by our own check, not by llhttp
-  std::unique_ptr<ParseError> error_;  // allocated by the first error only
-  void set_error(int status, std::string reason);
+  size_t head_bytes_ = 0;
+  Kind kind_;
+  bool in_value_ : 1 = false;
+  bool in_message_ : 1 = false;
+  bool head_done_ : 1 = false;
+  bool no_body_ : 1 = false;
+  bool connect_ : 1 = false;
+  // obs-fold detection (llhttp accepts folded lines): the raw head is scanned for a line
+  // that starts with whitespace.
+  bool fold_prev_lf_ : 1 = false;
+  bool head_end_seen_ : 1 = false;
+  bool head_started_ : 1 = false;
+  bool chunked_body_ : 1 = false;   // between the head and the end of a chunked message
+  bool size_line_ : 1 = false;      // llhttp is reading a chunk-size line
+  bool in_chunk_data_ : 1 = false;  // llhttp is reading chunk data (parser_.content_length left)
+  bool last_chunk_ : 1 = false;     // the 0-size chunk was read: trailers follow
+  bool body_pause_ : 1 = false;     // our own pause at the head of a chunked message
+  bool user_error_ : 1 = false;     // error_ was set by our own check, not by llhttp
+  bool keep_alive_ : 1 = false;     // the message that just ended lets another follow
+  bool completed_one_ : 1 = false;  // a message ended: llhttp's state says so to the next
 };
 
 }  // namespace sluice::http::http1

@@ -38,6 +38,10 @@ constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 }  // namespace
 
+// An idle keep-alive connection is this object alone: keep it from growing back.
+static_assert(sizeof(DownstreamConnection) <= 488,
+              "DownstreamConnection grew: move what idle connections do not use into Extras");
+
 const char* to_string(DownstreamConnection::State s) {
   switch (s) {
     case DownstreamConnection::State::kActive:
@@ -85,6 +89,27 @@ class DownstreamConnection::Tunnel final : public net::ConnectionCallbacks {
   bool downstream_done_ = false;
 };
 
+// What only some connections use: TLS, HTTP/2, a tunnel, a lingering close.
+struct DownstreamConnection::Extras final : public Http2SessionOwner {
+  explicit Extras(DownstreamConnection& c) : connection(c) {}
+  // Http2SessionOwner
+  void on_session_finished(const char* reason) override { connection.on_session_finished(reason); }
+  const DownstreamTls* session_tls() const override { return tls.get(); }
+
+  DownstreamConnection& connection;
+  MonoTime accepted_at{};  // TLS: the handshake's duration is measured from here
+  size_t linger_queued = 0;
+  std::unique_ptr<DownstreamTls> tls;  // once the TLS handshake is done
+  // The TLS handshake's own deadline: requests in early data may run (and re-arm timer_)
+  // before the handshake is done. TLS listeners only.
+  std::unique_ptr<event::Timer> handshake_timer;
+  // Made when a lingering close starts (most connections close without one).
+  std::unique_ptr<event::Timer> linger;
+  // Last: they go first, while the rest is still there.
+  std::unique_ptr<Http2Session> h2;
+  std::unique_ptr<Tunnel> tunnel;
+};
+
 DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address& peer)
     : proxy_(proxy),
       peer_(peer),
@@ -93,6 +118,27 @@ DownstreamConnection::DownstreamConnection(HttpProxy& proxy, const net::Address&
       timer_(proxy.loop().timers(), [this] { on_timer(); }) {}
 
 DownstreamConnection::~DownstreamConnection() = default;
+
+DownstreamConnection::Extras& DownstreamConnection::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>(*this);
+  return *extras_;
+}
+
+Http2Session* DownstreamConnection::h2() const {
+  return extras_ ? extras_->h2.get() : nullptr;
+}
+
+DownstreamConnection::Tunnel* DownstreamConnection::tunnel() const {
+  return extras_ ? extras_->tunnel.get() : nullptr;
+}
+
+const DownstreamTls* DownstreamConnection::downstream_tls() const {
+  return extras_ ? extras_->tls.get() : nullptr;
+}
+
+bool DownstreamConnection::busy() const {
+  return stream_ != nullptr || tunnel() != nullptr || (h2() && h2()->open_streams() > 0);
+}
 
 void DownstreamConnection::transition(State to) {
   if (to == state_) return;
@@ -103,15 +149,15 @@ void DownstreamConnection::transition(State to) {
   if (to == State::kClosing) arm_timer(TimerMode::kNone, Duration(0));
   if (to == State::kClosed) {
     timer_.cancel();
-    if (linger_) linger_->cancel();
-    if (handshake_timer_) handshake_timer_->cancel();
+    if (extras_ && extras_->linger) extras_->linger->cancel();
+    if (extras_ && extras_->handshake_timer) extras_->handshake_timer->cancel();
   }
 }
 
 void DownstreamConnection::start(net::Fd fd) {
-  accepted_at_ = proxy_.loop().now();
   tls::ServerContext* tls = proxy_.tls();
   if (tls) {
+    extras().accepted_at = proxy_.loop().now();
     auto session = tls->new_session(fd.get());
     if (!session) {
       LOG_WARN("http {}: {}: cannot make a TLS session", proxy_.config().name, peer_.to_string());
@@ -127,9 +173,10 @@ void DownstreamConnection::start(net::Fd fd) {
   }
   if (tls) {
     // A ClientHello that is slow, silent or endless costs this timer, nothing more.
-    handshake_timer_ =
+    auto& timer = extras().handshake_timer;
+    timer =
         std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_handshake_timeout(); });
-    handshake_timer_->arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
+    timer->arm_at(proxy_.loop().now() + tls->config().handshake_timeout);
     return;
   }
   // A new connection must send its first request head within header_read_timeout.
@@ -164,18 +211,21 @@ void DownstreamConnection::on_handshake_timeout() {
 }
 
 void DownstreamConnection::on_secured() {
-  handshake_timer_.reset();
+  Extras& x = extras();
+  x.handshake_timer.reset();
   auto& session = *static_cast<const tls::Session*>(conn_.transport());
-  tls_ = std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - accepted_at_));
+  x.tls =
+      std::make_unique<DownstreamTls>(describe_tls(session, proxy_.loop().now() - x.accepted_at));
+  const DownstreamTls* tls = x.tls.get();
   auto& stats = proxy_.tls_stats();
   ++stats.handshakes;
-  stats.resumed += tls_->resumed;
-  stats.client_certificates += !tls_->client_subject.empty();
+  stats.resumed += tls->resumed;
+  stats.client_certificates += !tls->client_subject.empty();
   stats.handshake_duration.observe(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(tls_->handshake).count()));
+      std::chrono::duration_cast<std::chrono::microseconds>(tls->handshake).count()));
   LOG_DEBUG("http {}: {}: {} {} sni '{}' alpn '{}'{}", proxy_.config().name, peer_.to_string(),
-            tls_->version, tls_->cipher, tls_->sni, tls_->alpn, tls_->resumed ? " resumed" : "");
-  if (tls_->alpn == "h2" && proxy_.config().http.http2) return start_http2();
+            tls->version, tls->cipher, tls->sni, tls->alpn, tls->resumed ? " resumed" : "");
+  if (tls->alpn == "h2" && proxy_.config().http.http2) return start_http2();
   if (stream_) {
     stream_->on_downstream_secured();
     return;
@@ -225,7 +275,7 @@ void DownstreamConnection::close(const char* reason) {
   transition(State::kClosed);
   LOG_DEBUG("http {}: {} closed: {}", proxy_.config().name, peer_.to_string(), reason);
   if (stream_) stream_->on_connection_closed();
-  if (h2_) h2_->on_connection_closed();
+  if (Http2Session* h2 = this->h2()) h2->on_connection_closed();
   conn_.close();
   proxy_.remove(this);
 }
@@ -238,7 +288,7 @@ void DownstreamConnection::abort(const char* reason) {
 
 void DownstreamConnection::drain() {
   if (state_ != State::kActive) return;
-  if (h2_) return h2_->drain();
+  if (Http2Session* h2 = this->h2()) return h2->drain();
   if (!stream_) return close("draining");
   transition(State::kDraining);
 }
@@ -259,14 +309,14 @@ void DownstreamConnection::on_read() {
     conn_.input().clear();  // after the last response: read and drop until the client's FIN
     return;
   }
-  if (tunnel_) {
-    net::Connection& up = tunnel_->upstream();
+  if (Tunnel* tunnel = this->tunnel()) {
+    net::Connection& up = tunnel->upstream();
     up.write(conn_.input().view());
     conn_.input().consume(conn_.input().size());
     if (up.above_high_watermark()) conn_.set_read_enabled(false);
     return;
   }
-  if (h2_) return h2_->on_read();
+  if (Http2Session* h2 = this->h2()) return h2->on_read();
   process_input();
 }
 
@@ -284,8 +334,9 @@ void DownstreamConnection::start_http2() {
   if (uint32_t lowat = proxy_.config().socket_options.notsent_lowat; lowat != 0) {
     conn_.set_high_watermark(std::max<size_t>(lowat, net::kMinHttp2HighWatermark));
   }
-  h2_ = std::make_unique<Http2Session>(proxy_, conn_, *this, peer_);
-  h2_->start();
+  Extras& x = extras();
+  x.h2 = std::make_unique<Http2Session>(proxy_, conn_, x, peer_);
+  x.h2->start();
 }
 
 void DownstreamConnection::on_session_finished(const char* reason) {
@@ -298,7 +349,7 @@ void DownstreamConnection::close_after_flush() {
   transition(State::kClosing);
   // A request read to its end with nothing after it: close as soon as the response is in
   // the kernel, without waiting for the client's FIN (below).
-  if (!h2_ && !tunnel_ && !codec_.mid_message() && conn_.close_if_quiet()) {
+  if (!h2() && !tunnel() && !codec_.mid_message() && conn_.close_if_quiet()) {
     return close("response sent");
   }
   if (state_ == State::kClosed) return;  // the flush failed: closed already
@@ -307,12 +358,12 @@ void DownstreamConnection::close_after_flush() {
   // make the kernel answer our FIN with a RST that could destroy the response in flight.
   // The response may still be queued for a slow reader: the time runs out only when a
   // whole linger period passes without the queue shrinking.
-  linger_queued_ = conn_.queued();
+  extras().linger_queued = conn_.queued();
   arm_linger();
 }
 
 void DownstreamConnection::process_input() {
-  while (conn_.open() && (state_ == State::kActive || state_ == State::kDraining) && !tunnel_) {
+  while (conn_.open() && (state_ == State::kActive || state_ == State::kDraining) && !tunnel()) {
     // One request at a time: the next waits, parser paused, until this response is done.
     if (stream_ && stream_->request_complete()) return;
     // A client that sends requests without reading the answers: stop reading it until the
@@ -408,11 +459,11 @@ void DownstreamConnection::on_trailers(sluice::http::StreamId, HeaderMap& traile
 }
 
 void DownstreamConnection::on_read_closed() {
-  if (tunnel_) return tunnel_->downstream_closed();
-  if (h2_ && state_ != State::kClosing) {
+  if (Tunnel* tunnel = this->tunnel()) return tunnel->downstream_closed();
+  if (Http2Session* h2 = this->h2(); h2 && state_ != State::kClosing) {
     // An HTTP/2 client ends with GOAWAY, not a half-close: streams left open are cut.
-    if (h2_->open_streams() > 0) LOG_DEBUG("http: HTTP/2 client closed with streams open");
-    h2_->on_client_gone();
+    if (h2->open_streams() > 0) LOG_DEBUG("http: HTTP/2 client closed with streams open");
+    h2->on_client_gone();
     return close("client closed");
   }
   // After the last response: close once it has gone out (else the linger timer decides).
@@ -426,7 +477,7 @@ void DownstreamConnection::on_read_closed() {
       // An answer made at once is still on its way: let it go out, then close.
       transition(State::kClosing);
       conn_.shutdown_write();
-      linger_queued_ = conn_.queued();
+      extras().linger_queued = conn_.queued();
       arm_linger();
       return;
     }
@@ -442,10 +493,10 @@ void DownstreamConnection::on_read_closed() {
 
 void DownstreamConnection::on_write_drained() {
   if (state_ == State::kClosing || state_ == State::kClosed) return;
-  if (h2_) return h2_->on_write_drained();
+  if (Http2Session* h2 = this->h2()) return h2->on_write_drained();
   if (stream_) stream_->on_downstream_drained();
   // Reading may have stopped for a client that did not read its responses.
-  if (!stream_ && !tunnel_ && !conn_.read_enabled()) conn_.set_read_enabled(true);
+  if (!stream_ && !tunnel() && !conn_.read_enabled()) conn_.set_read_enabled(true);
 }
 
 void DownstreamConnection::on_error(int err) {
@@ -464,7 +515,7 @@ void DownstreamConnection::on_error(int err) {
     return close("TLS handshake failed");
   }
   if (stream_) stream_->on_downstream_reset();
-  if (h2_) h2_->on_client_gone();
+  if (Http2Session* h2 = this->h2()) h2->on_client_gone();
   LOG_DEBUG("http {}: {}: {}", proxy_.config().name, peer_.to_string(), net::error_text(err));
   close("downstream error");
 }
@@ -487,16 +538,17 @@ void DownstreamConnection::on_stream_done(bool close_connection) {
 }
 
 void DownstreamConnection::arm_linger() {
-  if (!linger_) {
-    linger_ = std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_linger_timer(); });
+  auto& linger = extras().linger;
+  if (!linger) {
+    linger = std::make_unique<event::Timer>(proxy_.loop().timers(), [this] { on_linger_timer(); });
   }
-  linger_->arm_at(proxy_.loop().now() + kLingerTime);
+  linger->arm_at(proxy_.loop().now() + kLingerTime);
 }
 
 void DownstreamConnection::on_linger_timer() {
   size_t queued = conn_.queued();
-  if (queued > 0 && queued < linger_queued_) {
-    linger_queued_ = queued;
+  if (size_t& before = extras().linger_queued; queued > 0 && queued < before) {
+    before = queued;
     arm_linger();
     return;
   }
@@ -513,8 +565,9 @@ void DownstreamConnection::on_stream_tunnel(UpstreamExchange& exchange) {
   if (!up) return abort("upstream gone at upgrade");
   // Whatever followed the 101 in the upstream's input belongs to the tunnel (the exchange
   // hands it over once its parser returns).
-  tunnel_ = std::make_unique<Tunnel>(*this, *up);
-  exchange.hand_over_to_tunnel(*tunnel_);
+  Extras& x = extras();
+  x.tunnel = std::make_unique<Tunnel>(*this, *up);
+  exchange.hand_over_to_tunnel(*x.tunnel);
   if (!conn_.input().empty()) on_read();
 }
 

@@ -11,8 +11,8 @@
 // thread only.
 #pragma once
 
+#include <cstdint>
 #include <memory>
-#include <optional>
 
 #include "base/recycled.h"
 #include "event/loop.h"
@@ -29,11 +29,10 @@ class HttpProxy;
 class DownstreamConnection final : public net::ConnectionCallbacks,
                                    public sluice::http::ServerCodecCallbacks,
                                    public StreamCallbacks,
-                                   public Http2SessionOwner,
                                    public event::DeferredDeletable,
                                    public Recycled<DownstreamConnection> {
  public:
-  enum class State { kActive, kDraining, kClosing, kClosed };
+  enum class State : uint8_t { kActive, kDraining, kClosing, kClosed };
 
   DownstreamConnection(HttpProxy& proxy, const net::Address& peer);
   ~DownstreamConnection() override;
@@ -62,26 +61,28 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   void on_stream_done(bool close_connection) override;
   void on_stream_reset(const char* reason) override;
   void on_stream_tunnel(UpstreamExchange& exchange) override;
-  const DownstreamTls* downstream_tls() const override { return tls_.get(); }
+  const DownstreamTls* downstream_tls() const override;
   bool downstream_secured() const override { return conn_.secured(); }
-  // Http2SessionOwner
-  void on_session_finished(const char* reason) override;
-  const DownstreamTls* session_tls() const override { return downstream_tls(); }
 
   // The HttpProxy's list of open connections.
   DownstreamConnection* prev = nullptr;
   DownstreamConnection* next = nullptr;
   int fd() const { return conn_.fd(); }
-  bool busy() const {
-    return stream_ != nullptr || tunnel_ != nullptr || (h2_ && h2_->open_streams() > 0);
-  }
+  bool busy() const;
   // Null: the connection speaks HTTP/1.x.
-  const Http2Session* http2() const { return h2_.get(); }
+  const Http2Session* http2() const { return h2(); }
   State state() const { return state_; }
 
  private:
-  enum class TimerMode { kNone, kKeepalive, kHead };
+  enum class TimerMode : uint8_t { kNone, kKeepalive, kHead };
   class Tunnel;
+  struct Extras;
+
+  Http2Session* h2() const;
+  Tunnel* tunnel() const;
+  // What most connections never use, made by the first that does.
+  Extras& extras();
+  void on_session_finished(const char* reason);
 
   void transition(State to);
   void process_input();
@@ -106,29 +107,24 @@ class DownstreamConnection final : public net::ConnectionCallbacks,
   // A Stream for a reply to a request that has none (a timeout or a malformed head).
   Stream& stream_for_reply();
 
+  // An idle keep-alive connection is this object and nothing else (its buffers, parser
+  // message and Stream are let go between requests), so what only some connections use
+  // (TLS, HTTP/2, a tunnel, a lingering close) lives in extras_, and the rest is packed:
+  // the static_assert in the .cc keeps it that way.
   HttpProxy& proxy_;
   net::Address peer_;
   net::Connection conn_;
   sluice::http::http1::ServerCodec codec_;
-  State state_ = State::kActive;
   std::unique_ptr<Stream> stream_;
-  std::unique_ptr<Tunnel> tunnel_;
-  std::unique_ptr<Http2Session> h2_;
+  std::unique_ptr<Extras> extras_;
   event::Timer timer_;
-  TimerMode timer_mode_ = TimerMode::kNone;
-  // Made when a lingering close starts (most connections close without one).
-  std::unique_ptr<event::Timer> linger_;
-  // The TLS handshake's own deadline: requests in early data may run (and re-arm timer_)
-  // before the handshake is done. TLS listeners only.
-  std::unique_ptr<event::Timer> handshake_timer_;
-  size_t linger_queued_ = 0;
   MonoTime request_first_byte_{};  // of the request being read
-  MonoTime accepted_at_{};
-  std::unique_ptr<DownstreamTls> tls_;  // once the TLS handshake is done (most are not TLS)
   uint32_t requests_ = 0;
-  bool in_parser_ = false;  // inside codec_.dispatch(): the parser must not be re-entered
-  bool resume_after_parse_ = false;
-  bool held_early_ = false;  // a request in early data waits for the handshake
+  State state_ = State::kActive;
+  TimerMode timer_mode_ = TimerMode::kNone;
+  bool in_parser_ : 1 = false;  // inside codec_.dispatch(): the parser must not be re-entered
+  bool resume_after_parse_ : 1 = false;
+  bool held_early_ : 1 = false;  // a request in early data waits for the handshake
 };
 
 const char* to_string(DownstreamConnection::State s);

@@ -56,6 +56,37 @@ TEST(Http1Parser, ParsesARequestAndStopsAfterIt) {
   EXPECT_EQ(r.heads[1].target, "/b");
 }
 
+// Between keep-alive messages the parser holds no llhttp state (an idle connection carries
+// none): the next message starts from a fresh one that behaves as llhttp's own would, empty
+// lines before it skipped (RFC 9112 §2.2), its own head parsed whole.
+TEST(Http1Parser, KeepAliveMessagesOneAfterAnother) {
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  ASSERT_EQ(parse(p, "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok").outcome,
+            Parser::Outcome::kMessageComplete);
+  p.resume();
+  EXPECT_FALSE(p.mid_message());
+  EXPECT_EQ(p.finish(), Parser::Outcome::kNeedMore);  // a close here cuts nothing short
+  ParseRun next = parse(p, "\r\nGET /b HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(next.outcome, Parser::Outcome::kMessageComplete);
+  ASSERT_EQ(r.heads.size(), 2u);
+  EXPECT_EQ(r.heads[1].target, "/b");
+  EXPECT_EQ(r.heads[1].version_minor, 0);
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(r.completed, 2);
+}
+
+// After a message that closes the connection, llhttp's state stays and refuses what follows.
+TEST(Http1Parser, NothingAfterAMessageThatCloses) {
+  Recorder r;
+  Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
+  std::string bytes = "GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(parse(p, bytes).outcome, Parser::Outcome::kMessageComplete);
+  p.resume();
+  EXPECT_EQ(parse(p, "GET /b HTTP/1.1\r\nHost: h\r\n\r\n").outcome, Parser::Outcome::kError);
+  EXPECT_EQ(r.heads.size(), 1u);
+}
+
 TEST(Http1Parser, ChunkedBodyAndTrailers) {
   Recorder r;
   Parser p(Parser::Kind::kRequest, Parser::kDefaultLimits, r);
