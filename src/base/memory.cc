@@ -1,5 +1,6 @@
 #include "base/memory.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <cstdint>
@@ -7,20 +8,22 @@
 
 #include "base/buffer.h"
 
-#ifdef __GLIBC__
-extern "C" void* __libc_malloc(size_t) noexcept;
-#endif
-
 namespace sluice {
 namespace {
 
 #ifdef __GLIBC__
-// Whether malloc is glibc's own: not when another allocator (a sanitizer's, or one loaded
-// with LD_PRELOAD) stands in for it. malloc_trim() would then set up glibc's unused heap on
-// the calling thread, which glibc's thread exit later trips over.
+// Whether malloc is glibc's own: the malloc every object resolves to is libc.so.6's, not
+// one that stands in for it (a sanitizer's, or jemalloc or tcmalloc linked in or loaded with
+// LD_PRELOAD, which may also define glibc's internal names). malloc_trim() would otherwise
+// set up glibc's unused heap on the calling thread, which glibc's thread exit trips over.
 bool glibc_malloc_in_use() {
-  static const bool in_use =
-      reinterpret_cast<uintptr_t>(&::malloc) == reinterpret_cast<uintptr_t>(&__libc_malloc);
+  static const bool in_use = [] {
+    void* libc = ::dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (!libc) return false;
+    bool same = ::dlsym(RTLD_DEFAULT, "malloc") == ::dlsym(libc, "malloc");
+    ::dlclose(libc);
+    return same;
+  }();
   return in_use;
 }
 #endif

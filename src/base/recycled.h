@@ -3,8 +3,10 @@
 // once per request or connection on a worker (a connection, a stream, an upstream
 // exchange): larger than the allocator's per-thread cache takes (about 1 KiB with glibc),
 // each would otherwise cost a trip through malloc's bins, and at the large-bin sizes a
-// consolidation of its fast bins. A kept block is poisoned for AddressSanitizer, so a use
-// after free is still reported. Any thread; blocks stay with the thread that freed them.
+// consolidation of its fast bins. Under AddressSanitizer nothing is kept (unless the class
+// asks for it, as the tests of this class do): a block reused at once would hide a use after
+// free behind the next object; a kept block is poisoned. Any thread; blocks stay with the
+// thread that freed them.
 #pragma once
 
 #include <cstddef>
@@ -23,11 +25,25 @@
 
 namespace sluice {
 
-template <typename T, size_t kKeep = 64>
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitizedAddresses = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitizedAddresses = true;
+#else
+inline constexpr bool kSanitizedAddresses = false;
+#endif
+#else
+inline constexpr bool kSanitizedAddresses = false;
+#endif
+
+template <typename T, size_t kKeep = 64, bool kEvenWhenSanitized = false>
 class Recycled {
+  static constexpr bool kKeeps = kEvenWhenSanitized || !kSanitizedAddresses;
+
  public:
   static void* operator new(size_t size) {
-    if (size == sizeof(T) && !thread_ended()) {
+    if (kKeeps && size == sizeof(T) && !thread_ended()) {
       Cache& c = cache();
       if (!c.blocks.empty()) {
         void* p = c.blocks.back();
@@ -39,7 +55,7 @@ class Recycled {
     return ::operator new(size);
   }
   static void operator delete(void* p, size_t size) {
-    if (size == sizeof(T) && !thread_ended()) {
+    if (kKeeps && size == sizeof(T) && !thread_ended()) {
       Cache& c = cache();
       if (c.blocks.size() < kKeep) {
         ASAN_POISON_MEMORY_REGION(p, size);

@@ -153,14 +153,24 @@ void Loop::run() {
                 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
       }
     }
-    // Nothing due for a while after some work: the buffer blocks cached for the next burst,
+    // A second without events after some work: the buffer blocks cached for the next burst,
     // and the memory the burst freed, give their pages back, so a quiet worker's memory is
-    // what its connections hold.
-    if (worked_since_quiet_ && (timeout_ms < 0 || timeout_ms >= kQuietMs)) {
-      worked_since_quiet_ = false;
-      release_idle_memory();
+    // what its connections hold. Never on a busy loop: the wait is cut short to see whether
+    // the second passes without events.
+    if (worked_since_quiet_) {
+      auto quiet_for = std::chrono::ceil<std::chrono::milliseconds>(ended_ - last_events_);
+      if (quiet_for.count() >= kQuietMs) {
+        worked_since_quiet_ = false;
+        release_idle_memory();
+      } else {
+        int left = kQuietMs - static_cast<int>(quiet_for.count());
+        if (timeout_ms < 0 || timeout_ms > left) timeout_ms = left;
+      }
     }
-    if (run_once(timeout_ms) > 0) worked_since_quiet_ = true;
+    if (run_once(timeout_ms) > 0) {
+      worked_since_quiet_ = true;
+      last_events_ = ended_;
+    }
   }
   run_posted();
   run_at_end();

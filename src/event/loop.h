@@ -105,6 +105,7 @@ class Loop {
   // A loop about to sleep this long (or until an event) with nothing due is quiet.
   static constexpr int kQuietMs = 1000;
   bool worked_since_quiet_ = false;  // events were handled since the loop was last quiet
+  MonoTime last_events_{};           // the end of the last iteration that handled events
   void run_posted();
   // One iteration: waits up to timeout_ms for events, then handles them, the timers due,
   // the end-of-iteration work and deferred deletions. Returns the number of events.

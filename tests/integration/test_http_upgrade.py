@@ -115,6 +115,28 @@ def case_upgrade_refused_stays_http():
     hu.stop_and_check(sl)
 
 
+def case_upgrade_answered_locally_closes():
+    """An upgrade request that sluice answers itself (here 404: no route) is never followed
+    on that connection: what the client sent behind it is the other protocol's bytes, not a
+    request, and reading them as one would let a client smuggle a request past whatever in
+    front of sluice switched to tunnelling when it saw the upgrade."""
+    b = HttpBackend("app")
+    sl = hu.start_sluice([hu.simple_listener([{"match": {"prefix": "/app"}, "cluster": "app"}])],
+                         [hu.cluster("app", [b])])
+    c = hu.Client(sl.port("web"), timeout=5)
+    c.send(upgrade_request("/nowhere", extra=b"GET /app/smuggled HTTP/1.1\r\nHost: ws.test\r\n\r\n"))
+    r = c.read_response()
+    check(r.status == 404 and r.tokens("connection") == ["close"],
+          "the upgrade request without a route: 404 with Connection: close", r.describe())
+    how, extra, _ = c.wait_closed(3)
+    check(how == "eof" and extra == b"", "sluice closes the connection after the 404, answering nothing more",
+          "%s %r" % (how, extra))
+    check(b.requests_for(lambda x: x["target"] == "/app/smuggled") == [],
+          "the bytes behind the upgrade request never reach the backend as a request", repr(b.stats()))
+    c.close()
+    hu.stop_and_check(sl)
+
+
 def case_many_tunnels():
     b = HttpBackend("ws")
     sl = start(b)
@@ -148,4 +170,4 @@ def case_many_tunnels():
 if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_websocket_echo, case_data_right_after_upgrade_request, case_upgrade_refused_stays_http,
-                       case_many_tunnels])
+                       case_upgrade_answered_locally_closes, case_many_tunnels])

@@ -318,7 +318,9 @@ int Parser::cb_message_complete(llhttp_t* p) {
   Parser* s = self(p);
   s->in_message_ = false;
   s->chunked_body_ = s->size_line_ = s->in_chunk_data_ = s->last_chunk_ = false;
-  s->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  // An upgrade (or CONNECT) request is followed by another protocol, never by a message:
+  // llhttp's state stays, so what follows it is not parsed as HTTP.
+  s->keep_alive_ = llhttp_should_keep_alive(p) != 0 && !p->upgrade;
   s->completed_one_ = true;
   // The callback may take the trailers; the rest of the message state is reused by the next.
   s->callbacks_.on_message_complete(s->msg_->trailers);

@@ -214,8 +214,10 @@ void Stream::send_local_reply(int status, std::string_view body, bool close_conn
   log_.status = status;
   count_status(status);
   transition(State::kSendingResponse);
-  bool close =
-      close_connection || close_after_ || !request_.keep_alive || !callbacks_.keep_alive_allowed();
+  // A request that asked to switch protocols and gets a local reply instead cannot be
+  // followed on this connection: what the client sent after it is not HTTP.
+  bool close = close_connection || close_after_ || request_.upgrade || !request_.keep_alive ||
+               !callbacks_.keep_alive_allowed();
   MessageHead head;
   head.status = status;
   if (grpc_) return send_grpc_reply(status, body, close);

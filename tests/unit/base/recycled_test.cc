@@ -9,7 +9,8 @@
 namespace sluice {
 namespace {
 
-struct Big final : Recycled<Big, 2> {
+// Kept even under AddressSanitizer, so that these tests run in the sanitizer build too.
+struct Big final : Recycled<Big, 2, true> {
   char bytes[2000] = {};
 };
 
@@ -40,6 +41,20 @@ TEST(Recycled, KeepsAtMostItsLimitAndEachThreadItsOwn) {
   }).join();
   EXPECT_NE(other, static_cast<void*>(x.get()));
   EXPECT_NE(other, static_cast<void*>(y.get()));
+}
+
+// What the proxy's classes get: nothing kept under AddressSanitizer, so a use after free
+// is reported; kept otherwise.
+struct Plain final : Recycled<Plain, 2> {
+  char bytes[2000] = {};
+};
+
+TEST(Recycled, KeepsNothingUnderAddressSanitizer) {
+  auto* a = new Plain;
+  void* where = a;
+  delete a;
+  auto b = std::make_unique<Plain>();
+  EXPECT_EQ(static_cast<void*>(b.get()) == where, !kSanitizedAddresses);
 }
 
 }  // namespace
