@@ -148,6 +148,19 @@ def run_cases(cases):
 # waiting
 
 
+def copy_until_eof(src, dst):
+    """Sends dst what src receives until src's end or an error on either socket (a relay's
+    one direction; the caller decides how each side ends)."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                return
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
 def wait_until(cond, timeout, interval=0.005):
     """Polls cond() until it returns a true value or timeout seconds pass.
 

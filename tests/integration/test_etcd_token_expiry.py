@@ -64,14 +64,7 @@ class Relay:
 
     @staticmethod
     def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
+        harness.copy_until_eof(src, dst)
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)

@@ -123,14 +123,7 @@ class GrpcHealthServer:
 
 
 def _relay(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
+    harness.copy_until_eof(src, dst)
     try:
         dst.shutdown(socket.SHUT_WR)
     except OSError:
