@@ -13,59 +13,6 @@
 
 namespace sluice::proxy::udp {
 
-namespace {
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kKeepMemory = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kKeepMemory = false;
-#else
-constexpr bool kKeepMemory = true;
-#endif
-#else
-constexpr bool kKeepMemory = true;
-#endif
-
-// The memory of ended sessions, per thread, at most kKept blocks. A session deleted after
-// the thread's list is gone (its thread-local objects destroyed) goes back to malloc.
-constexpr size_t kKept = 256;
-thread_local bool session_memory_gone = false;
-struct SessionMemory {
-  std::vector<void*> blocks;
-  ~SessionMemory() {
-    session_memory_gone = true;
-    for (void* p : blocks) ::operator delete(p);
-  }
-};
-thread_local SessionMemory session_memory;
-
-}  // namespace
-
-void* UdpSession::operator new(size_t size) {
-  if (kKeepMemory && size == sizeof(UdpSession) && !session_memory_gone) {
-    std::vector<void*>& kept = session_memory.blocks;
-    if (!kept.empty()) {
-      void* p = kept.back();
-      kept.pop_back();
-      return p;
-    }
-  }
-  return ::operator new(size);
-}
-
-void UdpSession::operator delete(void* p, size_t size) {
-  if (kKeepMemory && size == sizeof(UdpSession) && !session_memory_gone) {
-    std::vector<void*>& kept = session_memory.blocks;
-    if (kept.size() < kKept) {
-      if (kept.capacity() == 0) kept.reserve(kKept);
-      kept.push_back(p);
-      return;
-    }
-  }
-  ::operator delete(p);
-}
-
 const char* to_string(CloseReason r) {
   switch (r) {
     case CloseReason::kIdleTimeout:

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/recycled.h"
 #include "event/loop.h"
 #include "event/timer.h"
 #include "net/address.h"
@@ -59,19 +60,17 @@ class SessionCallbacks {
   ~SessionCallbacks() = default;
 };
 
-class UdpSession final : public event::IoHandler, public event::DeferredDeletable {
+// Sessions come and go at the rate of requests (DNS: one per query): a loop thread keeps
+// the memory of up to 256 it ended for the next ones instead of handing it back to malloc.
+class UdpSession final : public event::IoHandler,
+                         public event::DeferredDeletable,
+                         public Recycled<UdpSession, 256> {
  public:
   UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
              upstream::Cluster& cluster, size_t endpoint, net::Fd upstream,
              const net::Address& client, AddressKey key, uint64_t generation, UdpProxyStats& stats,
              SessionCallbacks& owner);
   ~UdpSession() override;
-
-  // Sessions come and go at the rate of requests (DNS: one per query): a loop thread keeps
-  // the memory of those it ended for the next ones instead of handing it back to malloc
-  // (not under AddressSanitizer, which must see each session's memory freed).
-  static void* operator new(size_t size);
-  static void operator delete(void* p, size_t size);
 
   Status start();
   // A datagram from the client is on its way (it may have come from a new port under
