@@ -390,6 +390,37 @@ def case_h2load_is_not_abuse():
     hu.stop_and_check(s.sl)
 
 
+def case_priority_paid_for_by_streams():
+    """PRIORITY frames a browser sends (a tree before its first request, streams moved as a page
+    lays out) are free up to 16 plus 4 per stream the client opened; past that each scores 1.
+    max_abuse_score 50: 16 before any request, 10 answered GETs, 40 more, then a GET still
+    answered (its stream earns 4 more); 55 more in one write, 4 free and 51 scored: GOAWAY
+    ENHANCE_YOUR_CALM, and the log line counts 111 PRIORITY of which 60 were paid for."""
+    s, b = start(http2={"max_abuse_score": 50})
+    c = client(s)
+    c.send(b"".join(h2.priority_frame(3 + 2 * i, 0, 16) for i in range(16)))
+    for i in range(10):
+        sid = c.request("GET", "/p/%d" % i)
+        r = c.response(sid, T)
+        check(r.status == 200, "GET /p/%d after 16 PRIORITY frames: 200" % i, r.describe() + "\n" + c.transcript(6))
+    c.send(b"".join(h2.priority_frame(1 + 2 * (i % 10), 0, 8 + i % 8) for i in range(40)))
+    sid = c.request("GET", "/after-priority")
+    r = c.response(sid, T)
+    check(r.status == 200 and c.goaway_code() is None,
+          "40 PRIORITY frames more (4 for each of the 10 streams), then a GET: 200, no GOAWAY",
+          r.describe() + "\n" + c.transcript(6))
+    log_start = s.sl.line_count()
+    c.send(b"".join(h2.priority_frame(1, 0, 16) for _ in range(55)))
+    counts = expect_calm(s, c, "55 PRIORITY frames, 51 past the allowance", 55, 56, log_start=log_start)
+    line, _, _ = abuse_line(s, log_start)
+    m = re.search(r"(\d+) PRIORITY \((\d+) paid for by streams\)", line or "")
+    check(counts.get("score") == 51 and m is not None and (int(m.group(1)), int(m.group(2))) == (111, 60),
+          "the log line says score 51, 111 PRIORITY of which 60 paid for (16 + 4 x 11 streams)", line or "no line")
+    c.close()
+    served(s, "after the PRIORITY frames")
+    hu.stop_and_check(s.sl)
+
+
 def case_cancelling_client_is_not_abuse():
     """A client that cancels one stream in five (a browser leaving a page) across 1000 requests:
     each completed response lowers the score, so it is never closed."""
@@ -419,4 +450,5 @@ if __name__ == "__main__":
     hu.use_default_bin()
     harness.run_cases([case_rapid_reset, case_abuse_score_arithmetic, case_made_you_reset, case_continuation_flood, case_hpack_bomb,
                        case_control_frame_floods_reading, case_floods_without_reading, case_zero_window_client,
-                       case_h2load_is_not_abuse, case_cancelling_client_is_not_abuse])
+                       case_h2load_is_not_abuse, case_cancelling_client_is_not_abuse,
+                       case_priority_paid_for_by_streams])

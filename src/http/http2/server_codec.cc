@@ -263,6 +263,10 @@ struct ServerCodec::Hooks {
     ServerCodec& c = codec(user_data);
     if (hd->type == NGHTTP2_PRIORITY) {
       ++c.counts_.priority;
+      if (c.priority_allowance_ > 0) {
+        --c.priority_allowance_;
+        ++c.counts_.free_priority;
+      }
     } else if (hd->type > NGHTTP2_CONTINUATION) {
       ++c.counts_.unknown;
     } else if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) == 1) {
@@ -277,6 +281,7 @@ struct ServerCodec::Hooks {
         c.fail(NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id lower than one already used");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
       }
+      if (hd->stream_id > c.highest_stream_) c.priority_allowance_ += kFreePriorityPerStream;
       c.highest_stream_ = std::max(c.highest_stream_, hd->stream_id);
     }
     return 0;

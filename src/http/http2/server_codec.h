@@ -50,6 +50,7 @@ struct FrameCounts {
   uint64_t owner_resets = 0;     // ... of which reset() asked for
   uint64_t empty_data = 0;       // DATA frames with no payload and no END_STREAM
   uint64_t priority = 0;         // PRIORITY frames
+  uint64_t free_priority = 0;    // ... of which the streams the client opened paid for (not scored)
   uint64_t unknown = 0;          // frames of types HTTP/2 does not define (ignored)
   uint64_t ping = 0;             // PING frames (not ACKs)
   uint64_t free_pings = 0;       // ... of which came after other frames (not scored)
@@ -153,6 +154,11 @@ class ServerCodec final : public http::ServerCodec {
   uint32_t goaway_code_ = 0;
   bool failed_ = false;
   FrameCounts counts_;
+  // PRIORITY frames the client may still send unscored: a browser builds a tree before its
+  // first request and moves streams in it as a page lays out, a few times each.
+  static constexpr uint64_t kFreePriorityFrames = 16;    // before any stream
+  static constexpr uint64_t kFreePriorityPerStream = 4;  // earned by each stream opened
+  uint64_t priority_allowance_ = kFreePriorityFrames;
   size_t buffered_total_ = 0;
   int32_t highest_stream_ = 0;  // the highest client stream id seen
   // The ids of the streams closed last, whose late frames are ignored, not an error.
