@@ -34,7 +34,8 @@ uint64_t minus(uint64_t a, uint64_t b) {
 uint64_t abuse_events(const FrameCounts& n) {
   // (A frame nghttp2 refused is counted by the reset or GOAWAY it caused, not again.)
   return n.resets_received + minus(n.resets_sent, n.owner_resets) + n.empty_data +
-         minus(n.priority, n.free_priority) + n.unknown + minus(n.ping, n.free_pings) + minus(n.settings, 1);
+         minus(n.priority, n.free_priority) + n.unknown + minus(n.ping, n.free_pings) +
+         minus(n.settings, 1);
 }
 
 }  // namespace
@@ -253,7 +254,8 @@ void Http2Session::abuse_close() {
   ++proxy_.stats().http2_abuse_closed;
   LOG_INFO(
       "http {}: {}: HTTP/2 abuse score {} (limit {}): {} streams, {} responses, resets {} received "
-      "and {} caused, {} empty DATA, {} PRIORITY ({} paid for by streams), {} PING, {} SETTINGS, {} invalid frames; "
+      "and {} caused, {} empty DATA, {} PRIORITY ({} paid for by streams), {} PING, {} SETTINGS, "
+      "{} invalid frames; "
       "GOAWAY ENHANCE_YOUR_CALM",
       proxy_.config().name, peer_.to_string(), score_, options_.max_abuse_score, streams_,
       completed_, n.resets_received, minus(n.resets_sent, n.owner_resets), n.empty_data, n.priority,
