@@ -6,8 +6,7 @@ namespace sluice::proxy::http {
 
 bool RetryState::stale_resend_allowed(const TryOutcome& t) const {
   return t.reused_connection && !t.response_started && t.error.kind == ErrorKind::kReset &&
-         t.error.retryable && !t.closed_by_sluice && !stale_resend_used_ && replayable_ &&
-         (idempotent_ || policy_->allow_non_idempotent);
+         t.error.retryable && !t.closed_by_sluice && stale_resend_possible();
 }
 
 bool RetryState::refused_resend_allowed(const TryOutcome& t) const {

@@ -57,6 +57,10 @@ class RetryState {
   // upstream's keep-alive close: the request may go again once, at once, on a fresh
   // connection (RFC 9112 §9.3.1), when it can safely be sent twice.
   bool stale_resend_allowed(const TryOutcome& t) const;
+  // Whether a try that meets a stale connection could still go again that way.
+  bool stale_resend_possible() const {
+    return !stale_resend_used_ && replayable_ && (idempotent_ || policy_->allow_non_idempotent);
+  }
   // A refused request goes again, a few times, while its body can be re-sent.
   bool refused_resend_allowed(const TryOutcome& t) const;
   static constexpr uint32_t kMaxRefusedResends = 3;

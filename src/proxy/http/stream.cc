@@ -274,8 +274,16 @@ void Stream::start_exchange(bool fresh) {
   if (!fresh) tried_.push_back(ep);
   ++log_.attempts;
   endpoint_ = ep;
-  ExchangeSettings settings{route_->per_try_timeout, route_->upstream_idle_timeout,
-                            request_.method == "HEAD", request_.method == "CONNECT", upgrade_};
+  // Whether a stale connection would be answered by sending the request again: it has no
+  // body (or all of it is here and kept) and may be sent twice.
+  bool bodyless = log_.stream == 0 && !request_.chunked && request_.content_length.value_or(0) == 0;
+  bool resendable = !upgrade_ && (bodyless || request_complete_) && retry_->stale_resend_possible();
+  ExchangeSettings settings{route_->per_try_timeout,
+                            route_->upstream_idle_timeout,
+                            request_.method == "HEAD",
+                            request_.method == "CONNECT",
+                            upgrade_,
+                            resendable};
   exchange_ = std::make_unique<UpstreamExchange>(*this, cluster, ep, fresh, settings);
   log_.attempt_started = proxy_.loop().now();
   exchange_->start();

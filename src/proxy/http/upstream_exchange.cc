@@ -144,7 +144,7 @@ void UpstreamExchange::start() {
     http2_pool_->acquire(*http2_waiter_);
     return;
   }
-  pool_.acquire(waiter_, fresh_);
+  pool_.acquire(waiter_, fresh_, settings_.resendable);
 }
 
 void UpstreamExchange::give_back(bool reusable) {

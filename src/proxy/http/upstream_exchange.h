@@ -53,6 +53,7 @@ struct ExchangeSettings {
   bool head_request = false;     // the response has no body
   bool connect_request = false;  // a 2xx is followed by a tunnel
   bool upgrade = false;          // Upgrade or CONNECT: HTTP/1.1 only
+  bool resendable = false;       // may go again should the pooled connection be stale
 };
 
 class UpstreamExchange final : public upstream::pool::PoolCallbacks,

@@ -265,17 +265,18 @@ ConnPool::~ConnPool() {
   while (!connections_.empty()) destroy(*connections_.front());
 }
 
-void ConnPool::acquire(Waiter& waiter, bool fresh) {
+void ConnPool::acquire(Waiter& waiter, bool fresh, bool resendable) {
   waiter.cancel();
   if (!fresh) {
     while (idle_head_) {
       PooledConnection* c = idle_head_;
       // The upstream may have closed it a moment ago, with the FIN not yet seen: look now,
-      // without waiting, rather than find out when the request fails. Unless a read in this
-      // very iteration emptied its socket (the response it just served): a close cannot
-      // have slipped by unseen since, but for one racing in now, which a look would miss
-      // as well (the stale-connection resend answers that race), so the look is skipped.
-      bool alive = c->conn_.drained_this_iteration()
+      // without waiting, rather than find out when a request that must not be sent twice
+      // fails. Not for a request the stale-connection resend would send again on a new
+      // connection, nor when a read in this very iteration emptied the socket (the response
+      // it just served): a close cannot have slipped by unseen since, but for one racing in
+      // now, which a look would miss as well.
+      bool alive = resendable || c->conn_.drained_this_iteration()
                        ? c->conn_.open() && !c->conn_.peer_closed() && c->conn_.input().empty()
                        : c->conn_.check_alive();
       if (loop_.now() >= c->expires_ || !alive) {

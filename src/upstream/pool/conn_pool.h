@@ -244,7 +244,11 @@ class ConnPool {
 
   // Asks for a connection: `waiter.callbacks` hears on_pool_ready or on_pool_failure, maybe
   // before this returns. `fresh` skips idle connections (a retry after a stale one failed).
-  void acquire(Waiter& waiter, bool fresh);
+  // `resendable`: the request can go again on a new connection should the one lent turn out
+  // closed (a stale-connection resend), so an idle connection is lent without a look at its
+  // socket; otherwise the socket is looked at (a system call) unless a read emptied it in
+  // this loop iteration.
+  void acquire(Waiter& waiter, bool fresh, bool resendable = false);
   // The borrower is done. `reusable`: the exchange ended cleanly and both sides keep alive.
   void release(PooledConnection& conn, bool reusable);
   // Closes idle connections and marks busy ones to close after their request.

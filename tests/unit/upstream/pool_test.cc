@@ -344,6 +344,47 @@ TEST_F(PoolTest, AnUpstreamCloseWhileIdleRemovesTheConnection) {
   EXPECT_EQ(pool_->stats().reuses, 0u);
 }
 
+TEST_F(PoolTest, ACloseNotYetSeenIsFoundByALookUnlessTheRequestCanBeResent) {
+  make_pool(PoolConfig{});
+  Borrower b;
+  Waiter w(*pool_, b);
+  pool_->release(borrow(w, b), true);
+  run();
+  ASSERT_EQ(accepted_.size(), 1u);
+  const uint64_t id = b.ready->id();
+  // The upstream closes its side; the loop has not run since, so no event told the pool.
+  accepted_.clear();
+
+  // A request that could go again on a new connection is lent the idle one without a look
+  // (the stale-connection resend answers the close when the request meets it).
+  Borrower resendable;
+  Waiter w1(*pool_, resendable);
+  pool_->acquire(w1, false, /*resendable=*/true);
+  ASSERT_NE(resendable.ready, nullptr);
+  EXPECT_EQ(resendable.ready->id(), id);
+  EXPECT_EQ(pool_->stats().stale_at_checkout, 0u);
+  pool_->release(*resendable.ready, false);
+  run();
+
+  Borrower b2;
+  Waiter w2(*pool_, b2);
+  pool_->release(borrow(w2, b2), true);
+  run();
+  ASSERT_EQ(accepted_.size(), 1u);
+  const uint64_t id2 = b2.ready->id();
+  accepted_.clear();
+  // One that must not be sent twice gets its socket looked at: the FIN is found, and a new
+  // connection opened for it.
+  Borrower once;
+  Waiter w3(*pool_, once);
+  pool_->acquire(w3, false);
+  EXPECT_EQ(pool_->stats().stale_at_checkout, 1u);
+  run();
+  ASSERT_NE(once.ready, nullptr);
+  EXPECT_NE(once.ready->id(), id2);
+  EXPECT_EQ(pool_->stats().connects, 3u);
+}
+
 TEST_F(PoolTest, DrainClosesIdleConnectionsAndBusyOnesAfterTheirRequest) {
   make_pool(PoolConfig{});
   Borrower b1, b2;
