@@ -244,9 +244,14 @@ void Cluster::report(size_t endpoint, health::Outcome outcome) {
     }
   }
   // Successes matter only to break a streak: on the common path this is one relaxed load.
-  if (outcome == health::Outcome::kSuccess &&
-      !shared_.streak[endpoint].load(std::memory_order_relaxed)) {
+  bool failed = outcome != health::Outcome::kSuccess;
+  bool was_failing = endpoint < failed_last_.size() && failed_last_[endpoint];
+  if (!failed && !was_failing && !shared_.streak[endpoint].load(std::memory_order_relaxed)) {
     return;
+  }
+  if (failed || was_failing) {
+    if (endpoint >= failed_last_.size()) failed_last_.resize(endpoint + 1, false);
+    failed_last_[endpoint] = failed;
   }
   sink_->report(index_, endpoint, outcome);
 }

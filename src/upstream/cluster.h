@@ -332,6 +332,10 @@ class Cluster {
   std::vector<uint32_t> released_;
   // By slot: 1 + the loop iteration in which a removed endpoint was first seen unused (0: not).
   std::vector<uint64_t> quiet_since_;
+  // By slot: this worker reported a failure and no success since. The main thread's streak
+  // flag lags behind the reports it has not handled yet, so a success right after a
+  // failure is reported on this worker's own word.
+  std::vector<bool> failed_last_;
   uint32_t workers_;
   uint64_t lb_seed_;
   std::unique_ptr<lb::LoadBalancer> lb_;  // null while no endpoint is usable
