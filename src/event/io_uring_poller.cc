@@ -198,6 +198,7 @@ void IoUringPoller::dispatch() {
     // ready_ for connections not handed over yet; this one is handed over (or closed) here.
     ready_[i].accepted = -1;
     ready_[i].buffer = -1;
+    ready_[i].moved = -1;
     // Index every time: a handler may add a larger fd and grow the table.
     const Slot& s = slots_[static_cast<size_t>(r.fd)];
     // Removed (or removed and added again) by an earlier handler of this iteration.
@@ -233,6 +234,7 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   s.failed = false;
   clear_handlers(fd, s);
   s.recv_ended = false;
+  s.recv_paused = false;
   s.interest = 0;
   return &s;
 }
@@ -317,7 +319,7 @@ void IoUringPoller::arm_queued() {
     if (!s.arm_queued) continue;
     s.arm_queued = false;
     if (!s.live) continue;
-    if (s.is_receiver() && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
+    if (s.is_receiver() && !s.recv_armed && !s.recv_ended && !s.recv_paused) arm_recv(fd, s);
     if (s.armed || s.failed || (!s.is_acceptor() && !s.handler)) continue;
     io_uring_sqe* sqe = get_sqe();
     if (s.is_acceptor()) {

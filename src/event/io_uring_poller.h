@@ -49,6 +49,8 @@ class IoUringPoller final : public Poller {
   Status add(int fd, uint32_t interest, IoHandler* handler) override;
   Status add_acceptor(int fd, AcceptHandler* handler) override;
   Status add_receiver(int fd, RecvHandler* handler) override;
+  void pause_receiver(int fd, bool paused) override;
+  bool receive_pending(int fd) const override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
   void stop_acceptor(int fd, Duration max_wait) override;
@@ -83,6 +85,7 @@ class IoUringPoller final : public Poller {
     bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
     bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
+    bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
     bool is_receiver() const { return role == Role::kReceiver; }

@@ -682,6 +682,7 @@ TEST_P(PollerTest, StopAcceptorHandsOverEveryAcceptedConnection) {
 }
 
 struct RecvRecorder final : RecvHandler {
+  void on_io(uint32_t) override {}
   void on_received(const char* data, size_t size) override {
     if (size == 0) {
       ++ends;
