@@ -30,7 +30,11 @@ Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
   Slot* s = live_slot(fd);
   if (!s || s->role != Role::kNone) s = new_slot(fd);
   if (!s) return Status::from_errno("io_uring recv", EBADF);
-  set_completion_handler(fd, *s, Role::kReceiver, handler);
+  if (s->handler == static_cast<IoHandler*>(handler)) {
+    s->role = Role::kPollReceiver;  // no entry in completion_handlers_
+  } else {
+    set_completion_handler(fd, *s, Role::kReceiver, handler);
+  }
   s->recv_ended = false;
   s->recv_paused = false;
   queue_arm(fd, *s);

@@ -100,6 +100,10 @@ Status IoUringPoller::modify(int fd, uint32_t interest, IoHandler* handler) {
   if (!sp || sp->is_acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
   // A receiver's fd without a poll yet gets one (armed with the next wait()).
   Slot& s = *sp;
+  if (s.role == Role::kPollReceiver && handler != s.handler) {
+    // The receiver stays who it was: kept apart from the poll's new handler.
+    set_completion_handler(fd, s, Role::kReceiver, static_cast<RecvHandler*>(s.handler));
+  }
   s.handler = handler;
   s.interest = static_cast<uint8_t>(interest);
   s.failed = false;
@@ -246,6 +250,14 @@ void* IoUringPoller::completion_handler(int fd, Role role) const {
   return it == completion_handlers_.end() ? nullptr : it->second;
 }
 
+RecvHandler* IoUringPoller::receiver(int fd) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
+  const Slot& s = slots_[static_cast<size_t>(fd)];
+  // add_receiver() saw that the poll's handler is this receiver.
+  if (s.role == Role::kPollReceiver) return static_cast<RecvHandler*>(s.handler);
+  return static_cast<RecvHandler*>(completion_handler(fd, Role::kReceiver));
+}
+
 void IoUringPoller::set_completion_handler(int fd, Slot& s, Role role, void* handler) {
   s.role = role;
   completion_handlers_[fd] = handler;
@@ -253,7 +265,7 @@ void IoUringPoller::set_completion_handler(int fd, Slot& s, Role role, void* han
 
 void IoUringPoller::clear_handlers(int fd, Slot& s) {
   s.handler = nullptr;
-  if (s.role != Role::kNone) completion_handlers_.erase(fd);
+  if (s.role == Role::kAcceptor || s.role == Role::kReceiver) completion_handlers_.erase(fd);
   s.role = Role::kNone;
 }
 
