@@ -226,9 +226,24 @@ def case_reload_keeps_the_running_backend():
             check(serves(sl), "sluice still serves")
 
 
+def case_reload_keeps_the_running_receive():
+    with EchoServer() as echo:
+        with Sluice(config_text(config(), echo.address), env={"SLUICE_EVENT_RECEIVE": ""}) as sl:
+            port = admin_port(sl)
+            with open(sl.config_path, "w") as f:
+                f.write(config_text(config(receive="readiness"), echo.address))
+            r = hu.request_once(port, "POST", "/reload", host="admin", timeout=30)
+            body = json.loads(r.body.decode())
+            want = ("warning: event: event.receive changes only with a restart or a binary "
+                    "upgrade; it stays completion")
+            check(body["warnings"] == [want] and body["result"] == "unchanged",
+                  "the reload warns and changes nothing", r.body.decode())
+            check(serves(sl), "sluice still serves")
+
+
 if __name__ == "__main__":
     run_cases([case_failed_probe_falls_back_to_epoll, case_explicit_io_uring_unavailable_is_an_error,
                case_auto_runs_on_io_uring_where_it_works, case_single_issuer_rings_serve,
                case_unknown_backend_is_a_located_error,
                case_reload_keeps_the_running_backend, case_receive_by_completion_or_readiness,
-               case_unknown_receive_is_a_located_error])
+               case_unknown_receive_is_a_located_error, case_reload_keeps_the_running_receive])
