@@ -54,8 +54,8 @@ Result<Receive> choose_receive(Receive configured) {
   if (!env || !*env) return configured;
   std::optional<Receive> r = parse_receive(env);
   if (!r) {
-    return Status::error(fmt::format(
-        "SLUICE_EVENT_RECEIVE: expected one of: completion, readiness, got '{}'", env));
+    return Status::error(
+        fmt::format("SLUICE_EVENT_RECEIVE: expected one of: completion, readiness, got '{}'", env));
   }
   return *r;
 }

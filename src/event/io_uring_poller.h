@@ -86,7 +86,7 @@ class IoUringPoller final : public Poller {
     bool recv_armed : 1 = false;  // ... its recv
     bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
-    bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
+    bool recv_ended : 1 = false;   // the recv saw the end or an error: not armed again
     bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
 
     bool is_acceptor() const { return role == Role::kAcceptor; }

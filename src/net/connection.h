@@ -1,10 +1,11 @@
 // Connection: a buffered, non-blocking TCP connection on one loop, for protocols that parse
 // (HTTP). Reads land in input(); writes queue in an output Buffer flushed as the socket
-// allows. A plain accepted connection on a loop that receives by completion (io_uring,
-// Loop::receive_by_completion()) is handed its bytes by the loop (Poller::add_receiver)
-// instead of reading on readiness; the callbacks see no difference. Above `high_watermark` of queued output the owner should stop producing (it is
+// allows. Above `high_watermark` of queued output the owner should stop producing (it is
 // told through on_write_drained() once the queue is empty again). Buffers are released
 // whenever they empty, so an idle connection holds no buffer memory.
+// A plain accepted connection on a loop that receives by completion (io_uring,
+// Loop::receive_by_completion()) is handed its bytes by the loop (Poller::add_receiver)
+// instead of reading on readiness; its callbacks see no difference.
 // Callbacks may close the connection; they must not destroy it (owners use deferred
 // deletion). Loop thread only.
 #pragma once

@@ -67,8 +67,7 @@ std::string pattern(size_t n) {
 }
 
 void send_all(int fd, const std::string& data) {
-  ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL), static_cast<ssize_t>(data.size()));
 }
 
 // Bytes waiting in the socket's receive queue.
