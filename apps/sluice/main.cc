@@ -163,6 +163,18 @@ int main(int argc, char** argv) {
   LOG_INFO("{}", backend->describe());
   if (!backend->ring_setup.empty()) LOG_INFO("io_uring ring: {}", backend->ring_setup);
   event::set_process_backend(backend->backend);
+  auto receive = event::choose_receive((*config)->event.receive);
+  if (!receive) {
+    std::fprintf(stderr, "%s\n", receive.status().message().c_str());
+    if (upgrade_fd >= 0)
+      (void)server::send_line(upgrade_fd, "failed " + receive.status().message());
+    return 1;
+  }
+  // Only io_uring receives by completion; epoll reads on readiness whatever is asked.
+  if (backend->backend == event::Backend::kIoUring) {
+    LOG_INFO("io_uring receive: {}", event::receive_name(*receive));
+  }
+  event::set_process_receive(*receive);
   server::Server server(config.value(), config_path);
   if (upgrade_fd >= 0) server.set_upgrade_fd(upgrade_fd);
   return server.run();

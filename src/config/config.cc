@@ -67,10 +67,14 @@ std::shared_ptr<Config> map_config(const YAML::Node& root, YamlReader& r) {
   top.read_duration("ready_timeout", cfg->ready_timeout);
   if (top.has("dns")) read_dns(r, top.get("dns"), cfg->dns);
   if (top.has("event")) {
-    MapReader e(r, top.get("event"), "event", {"backend"});
+    MapReader e(r, top.get("event"), "event", {"backend", "receive"});
     static constexpr const char* kBackends[] = {"epoll", "io_uring", "auto"};
     if (int i = e.ok() ? read_choice(r, e, "backend", kBackends) : -1; i >= 0) {
       cfg->event.backend = *event::parse_backend(kBackends[i]);
+    }
+    static constexpr const char* kReceives[] = {"completion", "readiness"};
+    if (int i = e.ok() ? read_choice(r, e, "receive", kReceives) : -1; i >= 0) {
+      cfg->event.receive = *event::parse_receive(kReceives[i]);
     }
   }
   if (top.has("admin")) {

@@ -745,7 +745,13 @@ void diff_settings(Report& report, const Config& a, const Config& b) {
                     "upgrade)",
                     a.workers, b.workers));
   }
-  if (a.event != b.event) {
+  if (a.event.receive != b.event.receive) {
+    add(
+        fmt::format("event.receive {} -> {}: cannot change in place (needs a restart or a "
+                    "binary upgrade)",
+                    event::receive_name(a.event.receive), event::receive_name(b.event.receive)));
+  }
+  if (a.event.backend != b.event.backend) {
     add(
         fmt::format("event.backend {} -> {}: cannot change in place (needs a restart or a "
                     "binary upgrade)",

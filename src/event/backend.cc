@@ -10,6 +10,7 @@
 namespace sluice::event {
 namespace {
 std::atomic<Backend> g_process_backend{Backend::kEpoll};
+std::atomic<Receive> g_process_receive{Receive::kCompletion};
 }  // namespace
 
 const char* backend_name(Backend b) {
@@ -29,6 +30,42 @@ std::optional<Backend> parse_backend(std::string_view text) {
     if (text == backend_name(b)) return b;
   }
   return std::nullopt;
+}
+
+const char* receive_name(Receive r) {
+  switch (r) {
+    case Receive::kCompletion:
+      return "completion";
+    case Receive::kReadiness:
+      return "readiness";
+  }
+  return "?";
+}
+
+std::optional<Receive> parse_receive(std::string_view text) {
+  for (Receive r : {Receive::kCompletion, Receive::kReadiness}) {
+    if (text == receive_name(r)) return r;
+  }
+  return std::nullopt;
+}
+
+Result<Receive> choose_receive(Receive configured) {
+  const char* env = std::getenv("SLUICE_EVENT_RECEIVE");
+  if (!env || !*env) return configured;
+  std::optional<Receive> r = parse_receive(env);
+  if (!r) {
+    return Status::error(
+        fmt::format("SLUICE_EVENT_RECEIVE: expected one of: completion, readiness, got '{}'", env));
+  }
+  return *r;
+}
+
+void set_process_receive(Receive r) {
+  g_process_receive.store(r, std::memory_order_relaxed);
+}
+
+Receive process_receive() {
+  return g_process_receive.load(std::memory_order_relaxed);
 }
 
 std::string BackendChoice::describe() const {

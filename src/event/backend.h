@@ -19,9 +19,14 @@ namespace sluice::event {
 const char* backend_name(Backend b);
 std::optional<Backend> parse_backend(std::string_view text);
 
+// "completion", "readiness".
+const char* receive_name(Receive r);
+std::optional<Receive> parse_receive(std::string_view text);
+
 // The top-level `event:` block.
 struct EventConfig {
   Backend backend = Backend::kAuto;
+  Receive receive = Receive::kCompletion;  // used on io_uring only
   // Every value of the enum is valid; kept for the shape every block has.
   ConfigIssues validate() const { return {}; }
   bool operator==(const EventConfig&) const = default;
@@ -43,6 +48,15 @@ struct BackendChoice {
 // either backend. auto probes io_uring (probe_io_uring()) and falls back to epoll; io_uring
 // asked for explicitly but unavailable is an error with the probe's reason.
 Result<BackendChoice> choose_backend(Backend configured);
+
+// Resolves `configured`; SLUICE_EVENT_RECEIVE (completion or readiness) in the environment
+// overrides it, so that the same binary can be measured both ways.
+Result<Receive> choose_receive(Receive configured);
+
+// How the Loops built from now on receive where their backend allows it (completion until
+// set). Any thread; set it before the threads that build Loops start.
+void set_process_receive(Receive r);
+Receive process_receive();
 
 // The backend Loops built from now on use (epoll until set). Any thread; set it before the
 // threads that build Loops start.

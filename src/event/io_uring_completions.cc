@@ -30,10 +30,50 @@ Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
   Slot* s = live_slot(fd);
   if (!s || s->role != Role::kNone) s = new_slot(fd);
   if (!s) return Status::from_errno("io_uring recv", EBADF);
-  set_completion_handler(fd, *s, Role::kReceiver, handler);
+  if (s->handler == static_cast<IoHandler*>(handler)) {
+    s->role = Role::kPollReceiver;  // no entry in completion_handlers_
+  } else {
+    set_completion_handler(fd, *s, Role::kReceiver, handler);
+  }
   s->recv_ended = false;
+  s->recv_paused = false;
   queue_arm(fd, *s);
   return Status::ok();
+}
+
+void IoUringPoller::pause_receiver(int fd, bool paused) {
+  Slot* s = live_slot(fd);
+  if (!s || !s->is_receiver() || s->recv_paused == paused) return;
+  s->recv_paused = paused;
+  if (!paused) {
+    // Armed still (its cancellation has not ended it yet): the ending completion arms it
+    // again, as the pause is over by then.
+    if (!s->recv_armed && !s->recv_ended) queue_arm(fd, *s);
+    return;
+  }
+  if (!s->recv_armed) return;
+  // Rides with the next wait(). Until the kernel runs it, the recv may take more: those
+  // pieces come in completions ahead of its last one, with this generation, and are handed
+  // over like any other (the handler keeps them until it reads again).
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_cancel64(sqe, encode(fd, s->generation, kRecvBit), 0);
+  finish_internal(sqe);
+}
+
+bool IoUringPoller::receive_pending(int fd) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return false;
+  const Slot& s = slots_[static_cast<size_t>(fd)];
+  if (!s.live || !s.is_receiver()) return false;
+  // Completions not harvested yet may be this socket's.
+  if (io_uring_cq_ready(&ring_) > 0) return true;
+  for (const Ready& r : ready_) {
+    // Pieces already handed over had their buffer (or copy) taken in dispatch().
+    if (r.fd == fd && r.generation == s.generation && r.kind == Kind::kRecv &&
+        (r.buffer >= 0 || r.moved >= 0)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void IoUringPoller::resume_acceptor(int fd) {

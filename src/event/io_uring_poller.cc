@@ -100,6 +100,10 @@ Status IoUringPoller::modify(int fd, uint32_t interest, IoHandler* handler) {
   if (!sp || sp->is_acceptor()) return Status::from_errno("io_uring poll modify", ENOENT);
   // A receiver's fd without a poll yet gets one (armed with the next wait()).
   Slot& s = *sp;
+  if (s.role == Role::kPollReceiver && handler != s.handler) {
+    // The receiver stays who it was: kept apart from the poll's new handler.
+    set_completion_handler(fd, s, Role::kReceiver, static_cast<RecvHandler*>(s.handler));
+  }
   s.handler = handler;
   s.interest = static_cast<uint8_t>(interest);
   s.failed = false;
@@ -198,6 +202,7 @@ void IoUringPoller::dispatch() {
     // ready_ for connections not handed over yet; this one is handed over (or closed) here.
     ready_[i].accepted = -1;
     ready_[i].buffer = -1;
+    ready_[i].moved = -1;
     // Index every time: a handler may add a larger fd and grow the table.
     const Slot& s = slots_[static_cast<size_t>(r.fd)];
     // Removed (or removed and added again) by an earlier handler of this iteration.
@@ -233,6 +238,7 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   s.failed = false;
   clear_handlers(fd, s);
   s.recv_ended = false;
+  s.recv_paused = false;
   s.interest = 0;
   return &s;
 }
@@ -244,6 +250,14 @@ void* IoUringPoller::completion_handler(int fd, Role role) const {
   return it == completion_handlers_.end() ? nullptr : it->second;
 }
 
+RecvHandler* IoUringPoller::receiver(int fd) const {
+  if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return nullptr;
+  const Slot& s = slots_[static_cast<size_t>(fd)];
+  // add_receiver() saw that the poll's handler is this receiver.
+  if (s.role == Role::kPollReceiver) return static_cast<RecvHandler*>(s.handler);
+  return static_cast<RecvHandler*>(completion_handler(fd, Role::kReceiver));
+}
+
 void IoUringPoller::set_completion_handler(int fd, Slot& s, Role role, void* handler) {
   s.role = role;
   completion_handlers_[fd] = handler;
@@ -251,7 +265,7 @@ void IoUringPoller::set_completion_handler(int fd, Slot& s, Role role, void* han
 
 void IoUringPoller::clear_handlers(int fd, Slot& s) {
   s.handler = nullptr;
-  if (s.role != Role::kNone) completion_handlers_.erase(fd);
+  if (s.role == Role::kAcceptor || s.role == Role::kReceiver) completion_handlers_.erase(fd);
   s.role = Role::kNone;
 }
 
@@ -317,7 +331,7 @@ void IoUringPoller::arm_queued() {
     if (!s.arm_queued) continue;
     s.arm_queued = false;
     if (!s.live) continue;
-    if (s.is_receiver() && !s.recv_armed && !s.recv_ended) arm_recv(fd, s);
+    if (s.is_receiver() && !s.recv_armed && !s.recv_ended && !s.recv_paused) arm_recv(fd, s);
     if (s.armed || s.failed || (!s.is_acceptor() && !s.handler)) continue;
     io_uring_sqe* sqe = get_sqe();
     if (s.is_acceptor()) {

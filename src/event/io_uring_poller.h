@@ -49,6 +49,8 @@ class IoUringPoller final : public Poller {
   Status add(int fd, uint32_t interest, IoHandler* handler) override;
   Status add_acceptor(int fd, AcceptHandler* handler) override;
   Status add_receiver(int fd, RecvHandler* handler) override;
+  void pause_receiver(int fd, bool paused) override;
+  bool receive_pending(int fd) const override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
   void stop_acceptor(int fd, Duration max_wait) override;
@@ -68,9 +70,11 @@ class IoUringPoller final : public Poller {
   void remove_registration(int fd, bool release_now);
   // One per descriptor number (an idle TCP proxy session has two, an idle HTTP connection
   // one), where epoll keeps its equivalent in the kernel: so kept at 16 bytes. The handler of
-  // an acceptor or a receiver (a few descriptors of a loop) is kept apart, in
-  // completion_handlers_, told apart by `role`.
-  enum class Role : uint8_t { kNone, kAcceptor, kReceiver };
+  // an acceptor or of a receiver alone (a few descriptors of a loop) is kept apart, in
+  // completion_handlers_, told apart by `role`. A receiver that is also the poll's handler
+  // (a connection receiving by completion: one per connection) needs no entry there:
+  // kPollReceiver, and `handler` is it.
+  enum class Role : uint8_t { kNone, kAcceptor, kReceiver, kPollReceiver };
   struct Slot {
     IoHandler* handler = nullptr;  // a poll (add)
     uint32_t generation = 0;
@@ -82,18 +86,17 @@ class IoUringPoller final : public Poller {
     bool recv_armed : 1 = false;  // ... its recv
     bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
-    bool recv_ended : 1 = false;  // the recv saw the end or an error: not armed again
+    bool recv_ended : 1 = false;   // the recv saw the end or an error: not armed again
+    bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
-    bool is_receiver() const { return role == Role::kReceiver; }
+    bool is_receiver() const { return role == Role::kReceiver || role == Role::kPollReceiver; }
   };
   static_assert(sizeof(Slot) <= 16);
   AcceptHandler* acceptor(int fd) const {
     return static_cast<AcceptHandler*>(completion_handler(fd, Role::kAcceptor));
   }
-  RecvHandler* receiver(int fd) const {
-    return static_cast<RecvHandler*>(completion_handler(fd, Role::kReceiver));
-  }
+  RecvHandler* receiver(int fd) const;
   void* completion_handler(int fd, Role role) const;
   void set_completion_handler(int fd, Slot& s, Role role, void* handler);
   void clear_handlers(int fd, Slot& s);

@@ -49,6 +49,7 @@ Loop::Loop(Clock& clock, Backend backend)
       now_(clock.now()),
       ended_(MonoClock::now()) {
   wakeup_ = std::make_unique<Wakeup>(*this);
+  set_receive(process_receive());
 }
 
 Loop::~Loop() {

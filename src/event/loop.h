@@ -68,6 +68,12 @@ class Loop {
 
   Poller& poller() { return *poller_; }
   Backend backend() const { return poller_->backend(); }
+  // Whether connections that can (raw downstream ones) receive by completion here: the
+  // process's choice (set_process_receive()) when the backend offers it. Tests may choose.
+  bool receive_by_completion() const { return receive_by_completion_; }
+  void set_receive(Receive r) {
+    receive_by_completion_ = r == Receive::kCompletion && backend() == Backend::kIoUring;
+  }
   TimerQueue& timers() { return timers_; }
   // The time at the start of the current iteration: cheap, good for timeouts.
   MonoTime now() const { return now_; }
@@ -114,6 +120,7 @@ class Loop {
   Clock& clock_;
   bool steady_;  // clock_ is the process's steady clock: busy time and now_ read it once
   std::unique_ptr<Poller> poller_;
+  bool receive_by_completion_ = false;
   TimerQueue timers_;
   std::unique_ptr<Wakeup> wakeup_;
   MonoTime now_;

@@ -18,6 +18,12 @@ void Poller::remove_and_release(int fd) {
   remove(fd);
 }
 
+void Poller::pause_receiver(int, bool) {}
+
+bool Poller::receive_pending(int) const {
+  return false;
+}
+
 void Poller::resume_acceptor(int) {}
 
 void Poller::deliver_accepted(int) {}

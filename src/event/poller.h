@@ -16,6 +16,10 @@ namespace sluice::event {
 // The kernel interface a Poller uses; kAuto (configuration only) means io_uring when the
 // kernel offers it, else epoll.
 enum class Backend { kAuto, kEpoll, kIoUring };
+// How connections that could receive by completion (raw downstream ones, on io_uring) read:
+// kCompletion, the backend receives into buffers the loop shares (Poller::add_receiver);
+// kReadiness, a readiness report then a recv(2), as on epoll.
+enum class Receive { kCompletion, kReadiness };
 
 enum IoEvent : uint32_t {
   kReadable = 1u << 0,
@@ -47,8 +51,11 @@ class AcceptHandler {
   ~AcceptHandler() = default;
 };
 
-// Told of bytes a socket received by completion (Poller::add_receiver).
-class RecvHandler {
+// Told of bytes a socket received by completion (Poller::add_receiver). An IoHandler too:
+// a receiver usually sits beside a poll of the same descriptor (a connection hears of
+// writability there), and one object then carries one vtable pointer, not two. A receiver
+// without a poll leaves on_io() empty.
+class RecvHandler : public IoHandler {
  public:
   // `size` bytes arrived, in order. `data` is a buffer the loop shares among its sockets,
   // valid only during the call: copy what is kept. size == 0: the peer closed its side
@@ -102,6 +109,15 @@ class Poller {
   // Backends without it return an error (the caller reads on readiness as before). remove(fd)
   // stops both; what was received but not yet handed over is then dropped.
   virtual Status add_receiver(int fd, RecvHandler* handler);
+  // Backpressure on a receiver: paused, the backend takes nothing more from the socket (so
+  // the peer's window closes as it would with nobody reading); bytes it took before (in the
+  // current batch, or racing the cancellation of its receive) are still handed over, in
+  // order. Unpaused, it receives again from the next wait(), FIN and errors included.
+  virtual void pause_receiver(int fd, bool paused);
+  // Whether bytes received for fd's receiver wait in the loop's batch, not handed over yet
+  // (a socket that looks empty may still have something to say). May answer true when it
+  // cannot tell.
+  virtual bool receive_pending(int fd) const;
   // Accepts again after on_accept_failed().
   virtual void resume_acceptor(int fd);
   // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered

@@ -28,7 +28,19 @@ constexpr uint32_t kInterest = event::kReadable | event::kWritable | event::kPee
 Status Connection::adopt(Fd fd) {
   fd_ = std::move(fd);
   readable_ = true;  // bytes may have arrived before registration
-  return loop_.poller().add(fd_.get(), kInterest, this);
+  receiving_ = false;
+  if (transport_ || !loop_.receive_by_completion()) {
+    return loop_.poller().add(fd_.get(), kInterest, this);
+  }
+  // The loop receives (a buffer of its own is taken only while bytes are handed over); the
+  // poll hears of writability and errors only, so arriving bytes make one completion, not
+  // a readiness report and a recv().
+  if (Status s = loop_.poller().add(fd_.get(), event::kWritable, this); !s) return s;
+  if (loop_.poller().add_receiver(fd_.get(), this)) {
+    receiving_ = true;
+    return Status::ok();
+  }
+  return loop_.poller().modify(fd_.get(), kInterest, this);
 }
 
 Status Connection::adopt_connecting(Fd fd, bool connected) {
@@ -57,6 +69,8 @@ bool Connection::close_if_quiet() {
   // stays open instead, shutdown_write()'s FIN (or the next send) pushes it out.
   flush(MSG_MORE);
   if (!fd_.valid() || !out_.empty()) return false;
+  // Bytes the loop received but has not handed over count as unread too.
+  if (receiving_ && loop_.poller().receive_pending(fd_.get())) return false;
   int unread = 0;
   if (::ioctl(fd_.get(), SIOCINQ, &unread) != 0 || unread != 0) return false;
   close();
@@ -70,6 +84,11 @@ void Connection::fail(int err) {
 
 void Connection::on_io(uint32_t events) {
   if (!fd_.valid()) return;
+  if (receiving_) {
+    // Bytes, the FIN and errors come through on_received() and on_receive_failed().
+    if (events & (event::kWritable | event::kError)) flush();
+    return;
+  }
   if (connecting_) {
     if (!(events & (event::kWritable | event::kError))) return;
     int err = 0;
@@ -122,7 +141,55 @@ bool Connection::drive_handshake() {
   return fd_.valid();
 }
 
+void Connection::on_received(const char* data, size_t size) {
+  if (!fd_.valid()) return;
+  if (size == 0) {
+    fin_held_ = true;
+  } else {
+    in_.append(std::string_view(data, size));
+  }
+  // Reading off: kept (the receive is being cancelled) until set_read_enabled(true).
+  if (!read_enabled_) return;
+  if (size > 0) {
+    callbacks_->on_read();
+    if (!fd_.valid()) return;
+  }
+  finish_read();
+}
+
+void Connection::on_receive_failed(int err) {
+  if (!fd_.valid()) return;
+  if (err == EOPNOTSUPP) {
+    // The loop could not set up its receive buffers: read on readiness instead.
+    receiving_ = false;
+    if (Status s = loop_.poller().modify(fd_.get(), kInterest, this); !s) return fail(EBADF);
+    readable_ = true;
+    return do_read();
+  }
+  // As a failed recv(): the connection is reset, whether reading was on or not.
+  fail(err);
+}
+
+void Connection::finish_read() {
+  if (fin_held_ && read_enabled_) {
+    fin_held_ = false;
+    peer_closed_ = true;
+  }
+  if (peer_closed_ && !eof_delivered_ && fd_.valid() && read_enabled_) {
+    // What the callbacks wrote while reading (an answer made at once, before the FIN that
+    // came with the request was read) goes out before they hear of the end: one that closes
+    // on it would otherwise drop those bytes and send a FIN that looks like a clean end.
+    if (!out_.empty()) flush();
+    if (!fd_.valid()) return;
+    eof_delivered_ = true;
+    callbacks_->on_read_closed();
+  }
+  // Everything read was consumed: an idle connection keeps no input buffer.
+  if (fd_.valid() && in_.empty()) in_.release();
+}
+
 void Connection::do_read() {
+  if (receiving_) return finish_read();
   if (!secured()) return;
   while (readable_ && read_enabled_ && fd_.valid() && !peer_closed_) {
     char* p = in_.prepare(bulk_ ? kBulkReadChunk : kReadChunk);
@@ -155,17 +222,7 @@ void Connection::do_read() {
     if (errno == EINTR) continue;
     return fail(errno);
   }
-  if (peer_closed_ && !eof_delivered_ && fd_.valid() && read_enabled_) {
-    // What the callbacks wrote while reading (an answer made at once, before the FIN that
-    // came with the request was read) goes out before they hear of the end: one that closes
-    // on it would otherwise drop those bytes and send a FIN that looks like a clean end.
-    if (!out_.empty()) flush();
-    if (!fd_.valid()) return;
-    eof_delivered_ = true;
-    callbacks_->on_read_closed();
-  }
-  // Everything read was consumed: an idle connection keeps no input buffer.
-  if (fd_.valid() && in_.empty()) in_.release();
+  finish_read();
 }
 
 void Connection::write(std::string_view bytes) {
@@ -257,6 +314,7 @@ void Connection::flush(int send_flags) {
 void Connection::set_read_enabled(bool enabled) {
   if (read_enabled_ == enabled) return;
   read_enabled_ = enabled;
+  if (receiving_ && fd_.valid()) loop_.poller().pause_receiver(fd_.get(), !enabled);
   // Resuming: deliver what is already buffered, then read what the kernel holds (its edge
   // was consumed while reading was off).
   if (enabled && fd_.valid()) {
@@ -280,7 +338,8 @@ void Connection::shutdown_write() {
 }
 
 bool Connection::check_alive() {
-  if (!fd_.valid() || peer_closed_ || !in_.empty()) return false;
+  if (!fd_.valid() || peer_closed_ || fin_held_ || !in_.empty()) return false;
+  if (receiving_ && loop_.poller().receive_pending(fd_.get())) return false;
   char byte;
   ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;  // FIN

@@ -3,6 +3,9 @@
 // allows. Above `high_watermark` of queued output the owner should stop producing (it is
 // told through on_write_drained() once the queue is empty again). Buffers are released
 // whenever they empty, so an idle connection holds no buffer memory.
+// A plain accepted connection on a loop that receives by completion (io_uring,
+// Loop::receive_by_completion()) is handed its bytes by the loop (Poller::add_receiver)
+// instead of reading on readiness; its callbacks see no difference.
 // Callbacks may close the connection; they must not destroy it (owners use deferred
 // deletion). Loop thread only.
 #pragma once
@@ -42,7 +45,7 @@ class ConnectionCallbacks {
   ~ConnectionCallbacks() = default;
 };
 
-class Connection final : public event::IoHandler, public event::EndOfIteration {
+class Connection final : public event::RecvHandler, public event::EndOfIteration {
  public:
   static constexpr size_t kDefaultHighWatermark = 1024 * 1024;
 
@@ -55,7 +58,8 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Takes an accepted (connected) socket.
+  // Takes an accepted (connected) socket. Without a transport, on a loop that receives by
+  // completion, the loop receives for it.
   Status adopt(Fd fd);
   // Takes a socket whose connect is in progress (or done when `connected`).
   Status adopt_connecting(Fd fd, bool connected);
@@ -75,7 +79,9 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   // `send_flags` go with each send() (plain TCP): MSG_MORE holds a last partial segment back
   // until the next push (a FIN, or the next send without it).
   void flush(int send_flags = 0);
-  // Backpressure from the peer side: stop or resume reading.
+  // Backpressure from the peer side: stop or resume reading. Receiving by completion,
+  // stopping cancels the receive; bytes it took before that are kept in input() (and the
+  // FIN after them) and handed over, in order, once reading resumes.
   void set_read_enabled(bool enabled);
   bool read_enabled() const { return read_enabled_; }
   // Sends FIN once the output queue is empty.
@@ -111,14 +117,24 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool check_alive();
   // Whether a read in the current loop iteration emptied the socket (a short read, or one
   // that said EAGAIN): the peer's bytes up to then were all seen, so check_alive() would
-  // learn nothing new but what raced in since.
-  bool drained_this_iteration() const { return drained_iteration_ == loop_.stats().iterations; }
+  // learn nothing new but what raced in since. Never when receiving by completion: bytes
+  // may wait in the loop's batch.
+  bool drained_this_iteration() const {
+    return !receiving_ && drained_iteration_ == loop_.stats().iterations;
+  }
+  // Whether the loop receives for this connection (adopt()).
+  bool receiving_by_completion() const { return receiving_; }
 
   void on_io(uint32_t events) override;
+  void on_received(const char* data, size_t size) override;
+  void on_receive_failed(int err) override;
   void on_iteration_end() override { flush(); }
 
  private:
   void do_read();
+  // After bytes were handed over: the FIN, once reading is on and every byte before it went
+  // up; the input buffer's release when all was consumed.
+  void finish_read();
   void fail(int err);
   // Advances the transport's handshake; false when the connection cannot go on yet.
   bool drive_handshake();
@@ -134,6 +150,8 @@ class Connection final : public event::IoHandler, public event::EndOfIteration {
   bool eof_delivered_ : 1 = false;
   bool shutdown_pending_ : 1 = false;
   bool was_above_high_ : 1 = false;
+  bool receiving_ : 1 = false;  // by completion (adopt())
+  bool fin_held_ : 1 = false;   // received by completion while reading was off
   Fd fd_;
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;

@@ -208,10 +208,14 @@ ReloadOutcome Server::plan_reload(std::unique_ptr<ReloadPlan>* out) {
   keep(!(next->dns == config_->dns),
        "warning: dns: the resolver's settings change only with a restart; they stay as they are");
   next->dns = config_->dns;
-  keep(!(next->event == config_->event),
+  keep(next->event.backend != config_->event.backend,
        fmt::format("warning: event: the event backend changes only with a restart or a binary "
                    "upgrade; it stays {}",
                    event::backend_name(config_->event.backend)));
+  keep(next->event.receive != config_->event.receive,
+       fmt::format("warning: event: event.receive changes only with a restart or a binary "
+                   "upgrade; it stays {}",
+                   event::receive_name(config_->event.receive)));
   next->event = config_->event;
   keep(!(next->bgp == config_->bgp || (next->bgp && config_->bgp && *next->bgp == *config_->bgp)),
        "warning: bgp: the BGP speaker's settings change only with a restart or a binary upgrade; "

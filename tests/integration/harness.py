@@ -384,6 +384,9 @@ class Sluice:
         # SLUICE_EVENT_BACKEND (epoll, io_uring) runs the suite on that event backend: sluice
         # reads it itself, and wait_ready() checks that it was used.
         self.event_backend = env.get("SLUICE_EVENT_BACKEND", "")
+        # SLUICE_EVENT_RECEIVE (completion, readiness) says how connections receive on
+        # io_uring; checked too.
+        self.event_receive = env.get("SLUICE_EVENT_RECEIVE", "")
         self.log_level = log_level
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, preexec_fn=preexec, env=env)
@@ -499,6 +502,12 @@ class Sluice:
         want = "event backend: " + self.event_backend
         if not self.find_lines(lambda l: l.endswith("] " + want)):
             raise CheckFailed_with("SLUICE_EVENT_BACKEND=%s but no '%s' line" % (self.event_backend, want),
+                                   self.stderr_text())
+        if self.event_backend != "io_uring" or self.event_receive not in ("completion", "readiness"):
+            return
+        want = "io_uring receive: " + self.event_receive
+        if not self.find_lines(lambda l: l.endswith("] " + want)):
+            raise CheckFailed_with("SLUICE_EVENT_RECEIVE=%s but no '%s' line" % (self.event_receive, want),
                                    self.stderr_text())
 
     def port(self, name="tcp_in"):

@@ -7,6 +7,9 @@
 - auto where io_uring works runs on it and serves TCP through it.
 - a value that is not a backend is a located configuration error.
 - a reload that changes the backend keeps the running one and says so.
+- `event: {receive: completion | readiness}` (SLUICE_EVENT_RECEIVE overrides it): logged on
+  io_uring, and connections (the admin API's here) are served either way; a value that is
+  not one is a located error.
 """
 
 import json
@@ -27,7 +30,7 @@ FORCED = "the probe was told to fail (SLUICE_IO_URING_PROBE=fail)"
 NO_OVERRIDE = {"SLUICE_EVENT_BACKEND": ""}
 
 
-def config(backend=None, admin=True):
+def config(backend=None, admin=True, receive=None):
     cfg = {"workers": 2, "log_level": "debug"}
     if admin:
         cfg["admin"] = {"address": "127.0.0.1:0"}
@@ -35,6 +38,8 @@ def config(backend=None, admin=True):
     cfg["clusters"] = [{"name": "echo", "endpoints": [{"address": "127.0.0.1:1"}]}]
     if backend:
         cfg["event"] = {"backend": backend}
+    if receive:
+        cfg.setdefault("event", {})["receive"] = receive
     return cfg
 
 
@@ -162,6 +167,46 @@ def case_unknown_backend_is_a_located_error():
           "exit %s\n%s" % (p.returncode, p.stderr))
 
 
+def receive_lines(sl):
+    return [l.split("] ", 1)[1] for l in sl.find_lines(lambda l: "] io_uring receive: " in l)]
+
+
+def case_receive_by_completion_or_readiness():
+    """Each way of receiving on io_uring is logged once and serves HTTP (the admin API)."""
+    with EchoServer() as echo:
+        for receive, env_receive, want in ((None, "", "completion"), ("readiness", "", "readiness"),
+                                           ("readiness", "completion", "completion"),
+                                           (None, "readiness", "readiness")):
+            env = {"SLUICE_EVENT_BACKEND": "io_uring", "SLUICE_EVENT_RECEIVE": env_receive}
+            try:
+                sl = Sluice(config_text(config(receive=receive), echo.address), env=env)
+            except harness.CheckFailed as e:
+                if "io_uring is not available" in str(e):
+                    raise Skip("io_uring unavailable here")
+                raise
+            with sl:
+                what = "receive: %s, SLUICE_EVENT_RECEIVE=%r" % (receive, env_receive)
+                check(receive_lines(sl) == ["io_uring receive: " + want], what + ": logged once",
+                      repr(receive_lines(sl)))
+                port = admin_port(sl)
+                for i in range(5):
+                    view = event_view(port)
+                check(view == {"backend": "auto", "in_use": "io_uring"},
+                      what + ": the admin API answers (6 connections)", repr(view))
+
+
+def case_unknown_receive_is_a_located_error():
+    tmp = harness.tempfile.mkdtemp(prefix="sluice-it-")
+    harness.register_cleanup(lambda: harness.shutil.rmtree(tmp, ignore_errors=True))
+    path = os.path.join(tmp, "bad.yaml")
+    with open(path, "w") as f:
+        f.write("event:\n  receive: poll\n" + to_yaml(config(admin=False)) + "\n")
+    p = harness.run_sluice_cmd(["check", "-c", path])
+    want = "%s:2:12: event.receive: expected one of: completion, readiness, got 'poll'" % path
+    check(p.returncode == 1 and p.stderr.strip() == want, "sluice check names the line and the choices",
+          "exit %s\n%s" % (p.returncode, p.stderr))
+
+
 def case_reload_keeps_the_running_backend():
     with EchoServer() as echo:
         env = dict(NO_OVERRIDE, SLUICE_IO_URING_PROBE="fail")
@@ -181,8 +226,24 @@ def case_reload_keeps_the_running_backend():
             check(serves(sl), "sluice still serves")
 
 
+def case_reload_keeps_the_running_receive():
+    with EchoServer() as echo:
+        with Sluice(config_text(config(), echo.address), env={"SLUICE_EVENT_RECEIVE": ""}) as sl:
+            port = admin_port(sl)
+            with open(sl.config_path, "w") as f:
+                f.write(config_text(config(receive="readiness"), echo.address))
+            r = hu.request_once(port, "POST", "/reload", host="admin", timeout=30)
+            body = json.loads(r.body.decode())
+            want = ("warning: event: event.receive changes only with a restart or a binary "
+                    "upgrade; it stays completion")
+            check(body["warnings"] == [want] and body["result"] == "unchanged",
+                  "the reload warns and changes nothing", r.body.decode())
+            check(serves(sl), "sluice still serves")
+
+
 if __name__ == "__main__":
     run_cases([case_failed_probe_falls_back_to_epoll, case_explicit_io_uring_unavailable_is_an_error,
                case_auto_runs_on_io_uring_where_it_works, case_single_issuer_rings_serve,
                case_unknown_backend_is_a_located_error,
-               case_reload_keeps_the_running_backend])
+               case_reload_keeps_the_running_backend, case_receive_by_completion_or_readiness,
+               case_unknown_receive_is_a_located_error, case_reload_keeps_the_running_receive])

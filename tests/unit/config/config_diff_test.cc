@@ -105,6 +105,12 @@ TEST(ConfigDiff, EventBackendNeedsARestart) {
                    "binary upgrade)"}));
 }
 
+TEST(ConfigDiff, EventReceiveNeedsARestart) {
+  EXPECT_EQ(diff(kBase, "event:\n  receive: readiness\n" + std::string(kBase)),
+            (Lines{"event.receive completion -> readiness: cannot change in place (needs a "
+                   "restart or a binary upgrade)"}));
+}
+
 TEST(ConfigDiff, BgpNeedsARestart) {
   std::string bgp = R"(bgp:
   local_as: 65001

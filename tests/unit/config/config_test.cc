@@ -216,7 +216,21 @@ TEST(Config, EventBackend) {
   EXPECT_EQ(error_of(std::string("event:\n  backend: kqueue\n") + kGood),
             "test.yaml:2:12: event.backend: expected one of: epoll, io_uring, auto, got 'kqueue'");
   EXPECT_EQ(error_of(std::string("event:\n  ring: 4\n") + kGood),
-            "test.yaml:2:3: event.ring: unknown key (expected one of: backend)");
+            "test.yaml:2:3: event.ring: unknown key (expected one of: backend, receive)");
+}
+
+TEST(Config, EventReceive) {
+  auto plain = load_string(kGood, "test.yaml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().message();
+  EXPECT_EQ((*plain)->event.receive, event::Receive::kCompletion);
+  for (auto [text, receive] : {std::pair{"completion", event::Receive::kCompletion},
+                               std::pair{"readiness", event::Receive::kReadiness}}) {
+    auto r = load_string(std::string("event:\n  receive: ") + text + "\n" + kGood, "test.yaml");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ((*r)->event.receive, receive) << text;
+  }
+  EXPECT_EQ(error_of(std::string("event:\n  backend: io_uring\n  receive: poll\n") + kGood),
+            "test.yaml:3:12: event.receive: expected one of: completion, readiness, got 'poll'");
 }
 
 TEST(Config, ClusterProtocolRules) {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -682,6 +683,7 @@ TEST_P(PollerTest, StopAcceptorHandsOverEveryAcceptedConnection) {
 }
 
 struct RecvRecorder final : RecvHandler {
+  void on_io(uint32_t) override {}
   void on_received(const char* data, size_t size) override {
     if (size == 0) {
       ++ends;
@@ -819,6 +821,40 @@ TEST_P(PollerTest, ReceiverBesideAPoll) {
   send_all(p.b, "ping");
   ASSERT_TRUE(run_until([&] { return r.bytes == "ping"; }));
   EXPECT_EQ(w.all(), uint32_t{kWritable}) << "the poll reports what it was asked for only";
+  poller().remove(p.a);
+}
+
+TEST_P(PollerTest, PausedReceiverHandsOverWhatItTookAndTakesNothingMoreUntilResumed) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based receive on epoll";
+  Pair p;
+  RecvRecorder r;
+  ASSERT_TRUE(poller().add_receiver(p.a, &r).is_ok());
+  const std::string first = pattern(64 * 1024, 'f');
+  send_all(p.b, first);
+  // Taken into the batch (the socket is empty), then paused before they are handed over:
+  // they still come, in order, and nothing after them.
+  int unread = -1;
+  for (int i = 0; i < 500 && unread != 0; ++i) {
+    poller().wait(10);
+    ASSERT_EQ(::ioctl(p.a, FIONREAD, &unread), 0);
+  }
+  ASSERT_EQ(unread, 0);
+  poller().pause_receiver(p.a, true);
+  EXPECT_TRUE(poller().receive_pending(p.a)) << "pieces wait in the batch";
+  ASSERT_TRUE(run_until([&] { return r.bytes.size() == first.size(); }));
+  EXPECT_EQ(r.bytes, first);
+  settle();
+  EXPECT_FALSE(poller().receive_pending(p.a));
+  send_all(p.b, "later");
+  ::shutdown(p.b, SHUT_WR);
+  settle();
+  ASSERT_EQ(::ioctl(p.a, FIONREAD, &unread), 0);
+  EXPECT_EQ(unread, 5) << "the socket keeps what arrives while paused";
+  EXPECT_EQ(r.ends, 0);
+  poller().pause_receiver(p.a, false);
+  ASSERT_TRUE(run_until([&] { return r.ends == 1; }));
+  EXPECT_EQ(r.bytes, first + "later");
+  EXPECT_TRUE(r.failures.empty());
   poller().remove(p.a);
 }
 

@@ -1,0 +1,220 @@
+// Connection receiving by completion (io_uring, Poller::add_receiver): what its owner sees is
+// what it sees reading on readiness, backpressure included.
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "base/clock.h"
+#include "net/connection.h"
+#include "net/listener.h"
+
+namespace sluice::net {
+namespace {
+
+struct Recorder final : ConnectionCallbacks {
+  void on_read() override {
+    ++reads;
+    if (on_read_hook) on_read_hook();
+    if (consume) {
+      got.append(conn->input().view());
+      conn->input().consume(conn->input().size());
+    }
+  }
+  void on_read_closed() override {
+    ++closes;
+    closed_after = got.size();
+  }
+  void on_error(int err) override { errors.push_back(err); }
+
+  Connection* conn = nullptr;
+  bool consume = true;
+  std::function<void()> on_read_hook;
+  std::string got;
+  int reads = 0;
+  int closes = 0;
+  size_t closed_after = 0;
+  std::vector<int> errors;
+};
+
+struct Pair {
+  Fd client;  // blocking
+  Fd server;  // non-blocking
+};
+
+Pair connected_pair() {
+  SocketOptions o;
+  Fd lfd = bind_listener(Address::parse_ip("127.0.0.1", 0).value(), 4, o, false).value();
+  Address address = local_address(lfd.get()).value();
+  Pair p;
+  p.client = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(::connect(p.client.get(), address.sockaddr_ptr(), address.length()), 0);
+  p.server = Fd(::accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  EXPECT_TRUE(p.server.valid());
+  return p;
+}
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + static_cast<char>(i % 23));
+  return s;
+}
+
+void send_all(int fd, const std::string& data) {
+  ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL), static_cast<ssize_t>(data.size()));
+}
+
+// Bytes waiting in the socket's receive queue.
+int unread(int fd) {
+  int n = -1;
+  EXPECT_EQ(::ioctl(fd, SIOCINQ, &n), 0);
+  return n;
+}
+
+// Runs the loop until `done` (10 s at most: a sanitizer build on a busy machine).
+bool run_until(event::Loop& loop, const std::function<bool()>& done) {
+  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
+  while (!done() && MonoClock::now() < deadline) loop.run_until_idle();
+  return done();
+}
+
+// Waits (without the loop) until the socket holds `n` unread bytes.
+bool wait_unread(int fd, int n) {
+  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
+  while (unread(fd) != n && MonoClock::now() < deadline) ::usleep(1000);
+  return unread(fd) == n;
+}
+
+class ConnectionReceive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (loop_.backend() != event::Backend::kIoUring) GTEST_SKIP() << "io_uring unavailable";
+    loop_.set_receive(event::Receive::kCompletion);
+    p_ = connected_pair();
+    server_fd_ = p_.server.get();
+    rec_.conn = &conn_;
+    ASSERT_TRUE(conn_.adopt(std::move(p_.server)));
+    if (!conn_.receiving_by_completion()) GTEST_SKIP() << "no completion-based receive";
+  }
+
+  event::Loop loop_{Clock::steady(), event::Backend::kIoUring};
+  Recorder rec_;
+  Connection conn_{loop_, rec_};
+  Pair p_;
+  int server_fd_ = -1;
+};
+
+TEST_F(ConnectionReceive, BytesThenTheFinReachTheOwnerAndAnIdleConnectionKeepsNoBuffer) {
+  send_all(p_.client.get(), "GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == 18; }));
+  EXPECT_EQ(rec_.got, "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(conn_.input().capacity(), 0u) << "consumed: the input buffer went back";
+  EXPECT_FALSE(conn_.drained_this_iteration()) << "bytes may wait in the loop's batch";
+  EXPECT_EQ(rec_.closes, 0);
+  ASSERT_EQ(::shutdown(p_.client.get(), SHUT_WR), 0);
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.closes == 1; }));
+  EXPECT_TRUE(conn_.peer_closed());
+  EXPECT_TRUE(conn_.open()) << "half-closed: the connection may still answer";
+  conn_.write("bye");
+  conn_.shutdown_write();
+  loop_.run_until_idle();
+  char buf[8];
+  EXPECT_EQ(::recv(p_.client.get(), buf, sizeof buf, 0), 3);
+  EXPECT_EQ(std::string(buf, 3), "bye");
+  EXPECT_TRUE(rec_.errors.empty());
+}
+
+TEST_F(ConnectionReceive, BytesTakenWhileReadingIsOffWaitForItAndComeInOrder) {
+  const std::string data = pattern(64 * 1024);
+  // Everything is in the socket before the loop runs: the first receive takes a buffer's
+  // worth and more pieces follow in the same batch.
+  send_all(p_.client.get(), data);
+  ASSERT_EQ(::shutdown(p_.client.get(), SHUT_WR), 0);
+  ASSERT_TRUE(wait_unread(server_fd_, static_cast<int>(data.size())));
+  rec_.on_read_hook = [&] {
+    if (rec_.reads == 1) conn_.set_read_enabled(false);
+  };
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads >= 1; }));
+  // Reading is off: several iterations hand over nothing more, nor the FIN.
+  for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+  EXPECT_EQ(rec_.reads, 1);
+  EXPECT_EQ(rec_.closes, 0);
+  EXPECT_FALSE(conn_.peer_closed());
+  const size_t first = rec_.got.size();
+  EXPECT_GT(first, 0u);
+  // Some of it may wait in input(), the rest in the socket (its receive was cancelled).
+  EXPECT_EQ(first + conn_.input().size() + static_cast<size_t>(unread(server_fd_)), data.size());
+  conn_.set_read_enabled(true);
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.closes == 1; }));
+  EXPECT_EQ(rec_.got.size(), data.size());
+  EXPECT_TRUE(rec_.got == data) << "none lost, none reordered";
+  EXPECT_EQ(rec_.closed_after, data.size()) << "the FIN after every byte";
+  EXPECT_EQ(conn_.input().capacity(), 0u);
+  EXPECT_TRUE(rec_.errors.empty());
+}
+
+TEST_F(ConnectionReceive, PausedTheSocketKeepsWhatArrivesSoThePeersWindowCloses) {
+  rec_.on_read_hook = [&] { conn_.set_read_enabled(false); };
+  send_all(p_.client.get(), "first");
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 1; }));
+  loop_.run_until_idle();  // the cancellation goes to the kernel
+  loop_.run_until_idle();
+  send_all(p_.client.get(), "second");
+  ASSERT_TRUE(wait_unread(server_fd_, 6));
+  for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+  EXPECT_EQ(unread(server_fd_), 6) << "nobody receives while reading is off";
+  EXPECT_EQ(rec_.reads, 1);
+  rec_.on_read_hook = nullptr;
+  conn_.set_read_enabled(true);
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got == "firstsecond"; }));
+}
+
+TEST_F(ConnectionReceive, CloseIfQuietCountsBytesWaitingInTheLoopsBatch) {
+  const std::string data = pattern(32 * 1024);
+  send_all(p_.client.get(), data);
+  ASSERT_TRUE(wait_unread(server_fd_, static_cast<int>(data.size())));
+  int quiet = -1;
+  rec_.on_read_hook = [&] {
+    // The first piece: the rest is in the batch or the socket, either way unread.
+    if (rec_.reads == 1) quiet = conn_.close_if_quiet() ? 1 : 0;
+  };
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == data.size(); }));
+  EXPECT_EQ(quiet, 0);
+  EXPECT_TRUE(conn_.open());
+  EXPECT_TRUE(rec_.got == data);
+}
+
+TEST_F(ConnectionReceive, AResetIsAnError) {
+  send_all(p_.client.get(), "x");
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 1; }));
+  linger l{1, 0};
+  ASSERT_EQ(::setsockopt(p_.client.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+  p_.client.reset();
+  ASSERT_TRUE(run_until(loop_, [&] { return !rec_.errors.empty(); }));
+  EXPECT_EQ(rec_.errors, std::vector<int>{ECONNRESET});
+  EXPECT_FALSE(conn_.open());
+  EXPECT_EQ(rec_.closes, 0);
+}
+
+TEST(ConnectionReceiveChoice, ReadinessWhenAskedOnEpollAndThroughATransport) {
+  event::Loop epoll{Clock::steady(), event::Backend::kEpoll};
+  epoll.set_receive(event::Receive::kCompletion);
+  EXPECT_FALSE(epoll.receive_by_completion()) << "epoll has no completion-based receive";
+  event::Loop uring{Clock::steady(), event::Backend::kIoUring};
+  if (uring.backend() != event::Backend::kIoUring) GTEST_SKIP() << "io_uring unavailable";
+  uring.set_receive(event::Receive::kReadiness);
+  Recorder rec;
+  Connection conn(uring, rec);
+  Pair p = connected_pair();
+  ASSERT_TRUE(conn.adopt(std::move(p.server)));
+  EXPECT_FALSE(conn.receiving_by_completion());
+}
+
+}  // namespace
+}  // namespace sluice::net
