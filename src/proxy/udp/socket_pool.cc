@@ -19,7 +19,9 @@ void UpstreamSocket::on_io(uint32_t events) {
 UpstreamSocketPool::UpstreamSocketPool(event::Loop& loop)
     : loop_(loop), idle_timer_(loop.timers(), [this] { close_idle(); }) {}
 
-UpstreamSocketPool::~UpstreamSocketPool() { stop(); }
+UpstreamSocketPool::~UpstreamSocketPool() {
+  stop();
+}
 
 Result<std::unique_ptr<UpstreamSocket>> UpstreamSocketPool::connect(
     const net::Address& to, const std::optional<net::Address>& source, event::IoHandler* user) {
@@ -60,8 +62,7 @@ Result<std::unique_ptr<UpstreamSocket>> UpstreamSocketPool::connect(
   return s;
 }
 
-void UpstreamSocketPool::give_back(std::unique_ptr<UpstreamSocket> socket, bool keep,
-                                   bool empty) {
+void UpstreamSocketPool::give_back(std::unique_ptr<UpstreamSocket> socket, bool keep, bool empty) {
   socket->set_user(nullptr);
   if (!keep || stopped_ || kept_.size() >= kMaxKept) return close(std::move(socket));
   // Forget the peer and the port: the kernel stops delivering to it, and the next connect

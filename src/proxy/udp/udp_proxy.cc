@@ -191,9 +191,9 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
     ++cl.stats().connect_failures;
     return refuse(stats_.dropped_send_failed, socket.status().message().c_str());
   }
-  auto session = std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*socket),
-                                              source, key, generation(), stats_,
-                                              static_cast<SessionCallbacks&>(*this));
+  auto session =
+      std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*socket), source, key,
+                                   generation(), stats_, static_cast<SessionCallbacks&>(*this));
   if (o.proxy_protocol) session->set_listener_address(local_);
   if (Status s = session->start(); !s) {
     active_sessions_->fetch_sub(1);

@@ -33,9 +33,9 @@ const char* to_string(CloseReason r) {
 
 UdpSession::UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
                        upstream::Cluster& cluster, size_t endpoint,
-                       std::unique_ptr<UpstreamSocket> upstream,
-                       const net::Address& client, AddressKey key, uint64_t generation,
-                       UdpProxyStats& stats, SessionCallbacks& owner)
+                       std::unique_ptr<UpstreamSocket> upstream, const net::Address& client,
+                       AddressKey key, uint64_t generation, UdpProxyStats& stats,
+                       SessionCallbacks& owner)
     : loop_(loop),
       config_(std::move(config)),
       cluster_(cluster),

@@ -57,7 +57,9 @@ struct User final : event::IoHandler {
   std::vector<std::string> got;
 };
 
-net::Address local_of(const UpstreamSocket& s) { return *net::local_address(s.fd()); }
+net::Address local_of(const UpstreamSocket& s) {
+  return *net::local_address(s.fd());
+}
 
 net::Address peer_of(const UpstreamSocket& s) {
   sockaddr_storage a{};
@@ -163,7 +165,6 @@ TEST_F(SocketPoolTest, ASocketWithAnErrorIsClosedNotLent) {
   auto s = pool.connect(gone, std::nullopt, &first);
   ASSERT_TRUE(static_cast<bool>(s));
   ASSERT_EQ(::send((*s)->fd(), "q", 1, 0), 1);
-  int fd = (*s)->fd();
   pool.give_back(std::move(*s), true, true);
   advance(UpstreamSocketPool::kQuarantine);
   EXPECT_EQ(pool.kept(), 0u);
@@ -172,7 +173,6 @@ TEST_F(SocketPoolTest, ASocketWithAnErrorIsClosedNotLent) {
   auto other = pool.connect(a.address(), std::nullopt, &next);
   ASSERT_TRUE(static_cast<bool>(other));
   EXPECT_EQ(pool.reused(), 0u);
-  (void)fd;
   pool.give_back(std::move(*other), false, true);
 }
 
@@ -183,7 +183,8 @@ TEST_F(SocketPoolTest, AnotherFamilyOrASourceAddressGetsANewSocket) {
   ASSERT_TRUE(static_cast<bool>(s));
   pool.give_back(std::move(*s), true, true);
   advance(UpstreamSocketPool::kQuarantine);
-  auto bound = pool.connect(a.address(), std::optional<net::Address>(*net::Address::parse("127.0.0.1:0")), &u);
+  auto bound = pool.connect(a.address(),
+                            std::optional<net::Address>(*net::Address::parse("127.0.0.1:0")), &u);
   ASSERT_TRUE(static_cast<bool>(bound));
   EXPECT_EQ(pool.reused(), 0u);
   EXPECT_EQ(pool.kept(), 1u);
