@@ -3,7 +3,7 @@
 busy machine does not move much: system calls (and context switches) per datagram, counted with
 perf's syscall tracepoints, and user-space instructions per datagram, counted with callgrind.
 
-    bench/udp_cost.py [--sluice build/release/sluice] [--seconds 5] [--callgrind]
+    bench/udp_cost.py [--sluice build/release/sluice] [--seconds 5] [--callgrind | --record DIR]
                       [--cases rr64,stream64,stun] [--stream-rate 20000]
 
 Each case starts sluice alone (one worker, bench/conf/udp_rr, udp_stream or stun with an admin
@@ -20,6 +20,9 @@ retransmissions and the batches differ from a real run, the same way for a befor
 after; with the epoll event backend, since valgrind does not run io_uring's ring), the
 counters are zeroed before the load and dumped after it; the figure is Ir (user-space
 instructions, all of sluice's threads) per datagram.
+
+With --record DIR: `perf record -g` (cpu-clock samples) on the process instead of counting,
+into DIR/CASE.perf.data, for `perf report --children` (where the kernel's share goes).
 
 The cores: sluice on core 1, load and echo on core 0 (BENCH_PROXY_CORE, BENCH_LOAD_CORE). It
 prints one JSON line per case and a table. It sends only to 127.0.0.1 and ends by itself.
@@ -161,6 +164,11 @@ def run_case(case, args, load_bin, tmp):
         if args.callgrind:
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
                            stdout=subprocess.DEVNULL)
+        elif args.record:
+            perf_out = os.path.join(args.record, f"{case}.perf.data")
+            perf = subprocess.Popen(["perf", "record", "-q", "-g", "-e", "cpu-clock", "-o",
+                                     perf_out, "-p", str(proc.pid)])
+            time.sleep(0.3)
         else:
             events = ["raw_syscalls:sys_enter", "context-switches"] + [
                 f"syscalls:sys_enter_{s}" for s in SYSCALLS]
@@ -202,7 +210,9 @@ def run_case(case, args, load_bin, tmp):
         return result
     result["user_us_per_datagram"] = round((ticks1[0] - ticks0[0]) / hz * 1e6 / datagrams, 3)
     result["sys_us_per_datagram"] = round((ticks1[1] - ticks0[1]) / hz * 1e6 / datagrams, 3)
-    if args.callgrind:
+    if args.record:
+        result["perf_data"] = os.path.join(args.record, f"{case}.perf.data")
+    elif args.callgrind:
         dumps = sorted(f for f in os.listdir(tmp) if f.startswith(f"callgrind.{case}.")
                        and re.search(r"\.\d+$", f))
         # The dump of the -d call is the one numbered .1 (the final dump at exit has none).
@@ -233,11 +243,16 @@ def main():
                         "about 2000: the same wake-ups before and after)")
     p.add_argument("--cases", default="rr64,stream64,stun")
     p.add_argument("--keep", help="keep the work files in this directory")
+    p.add_argument("--record", metavar="DIR",
+                   help="instead of counting, sample where sluice's CPU goes (perf record -g, "
+                        "cpu-clock) into DIR/CASE.perf.data, for perf report")
     args = p.parse_args()
     for tool in ["taskset", "cc"] + (["valgrind", "callgrind_control"] if args.callgrind
                                      else ["perf"]):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found")
+    if args.record:
+        os.makedirs(args.record, exist_ok=True)
     tmp = args.keep or tempfile.mkdtemp(prefix="udp_cost.")
     os.makedirs(tmp, exist_ok=True)
     load_bin = os.path.join(tmp, "udp_load")
@@ -253,9 +268,11 @@ def main():
             print(f"{r['case']}: {r['error']}")
             continue
         line = f"{r['case']:9} datagrams {r['datagrams']:>8}"
-        if "ir_per_datagram" in r:
+        if "perf_data" in r:
+            line += f"  samples in {r['perf_data']}"
+        elif "ir_per_datagram" in r:
             line += f"  Ir/datagram {r['ir_per_datagram']:>9.1f}"
-        else:
+        elif "per_datagram" in r:
             per = r["per_datagram"]
             line += (f"  syscalls/datagram {per.get('all', 0):.3f}"
                      f"  cs/datagram {per.get('context-switches', 0):.3f}")

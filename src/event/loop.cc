@@ -47,6 +47,7 @@ Loop::Loop(Clock& clock, Backend backend)
       steady_(&clock == &Clock::steady()),
       poller_(make_poller(backend)),
       now_(clock.now()),
+      previous_now_(now_),
       ended_(MonoClock::now()) {
   wakeup_ = std::make_unique<Wakeup>(*this);
   set_receive(process_receive());
@@ -122,6 +123,7 @@ int Loop::run_once(int timeout_ms) {
   // Busy time is always real time, whatever clock the timers run on; on the steady clock
   // one read gives both.
   auto start = MonoClock::now();
+  previous_now_ = now_;
   now_ = steady_ ? start : clock_.now();
   poller_->dispatch();
   timers_.run_expired(now_);

@@ -77,6 +77,9 @@ class Loop {
   TimerQueue& timers() { return timers_; }
   // The time at the start of the current iteration: cheap, good for timeouts.
   MonoTime now() const { return now_; }
+  // The start of the iteration before this one: what the kernel had reported by then was
+  // handled before this iteration's events.
+  MonoTime previous_now() const { return previous_now_; }
   const LoopStats& stats() const { return stats_; }
   Clock& clock() const { return clock_; }
 
@@ -124,6 +127,7 @@ class Loop {
   TimerQueue timers_;
   std::unique_ptr<Wakeup> wakeup_;
   MonoTime now_;
+  MonoTime previous_now_;
   MonoTime ended_;  // when the last iteration ended (the steady clock)
   LoopStats stats_;
   std::atomic<bool> stopping_{false};

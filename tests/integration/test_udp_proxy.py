@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -104,6 +105,42 @@ def case_dns_through_sluice_max_responses():
           "two queries, two sessions, both ended by max_responses")
     check(uu.sample(ap, "sluice_listener_connections_active", listener="udp_in") == 0,
           "no session stays open")
+    sl.stop()
+
+
+def case_sessions_reuse_upstream_sockets():
+    # An endpoint that answers every request twice: with max_responses 1 the second answer
+    # is the one a socket handed to the next session must never deliver.
+    echo = uu.UdpEcho(prefix=b"first:", again=b"second:")
+    sl, ap = uu.start([udp_listener(max_responses=1, idle_timeout="60s")], [cluster([echo.address])])
+    port = sl.port("udp_in")
+    c = uu.client()
+    got = []
+    for i in range(30):
+        payload = b"request %d" % i
+        got.append(uu.exchange(c, port, payload))
+        # A client asking every 20 ms: each socket is back in the pool for longer than its
+        # 5 ms quarantine when the next request comes.
+        time.sleep(0.02)
+    check(got == [b"first:request %d" % i for i in range(30)],
+          "30 requests, each answered with its own first answer", repr(got[:4]))
+    c.settimeout(0.3)
+    try:
+        extra = c.recvfrom(70000)[0]
+    except socket.timeout:
+        extra = None
+    check(extra is None, "no second answer ever reaches the client (%r)" % extra)
+    sessions = uu.sample(ap, "sluice_udp_sessions_total", listener="udp_in")
+    closed = uu.wait_sample(ap, "sluice_udp_sessions_closed_total", 30, listener="udp_in",
+                            reason="max_responses")
+    reused = uu.sample(ap, "sluice_udp_upstream_sockets_reused_total", listener="udp_in")
+    check(sessions == 30 and closed == 30, "30 sessions, each ended by its first answer (%r, %r)" %
+          (sessions, closed))
+    check(reused == 29, "every session after the first got the socket of the one before (%r)" %
+          reused)
+    check(len(echo.ports) == 30 and len(set(echo.ports)) >= 28,
+          "the endpoint saw the requests from new source ports (%d distinct of %d)" %
+          (len(set(echo.ports)), len(echo.ports)))
     sl.stop()
 
 
@@ -337,6 +374,7 @@ def case_config_errors_are_located():
 
 if __name__ == "__main__":
     harness.run_cases([case_echo_many_sessions, case_dns_through_sluice_max_responses,
+                       case_sessions_reuse_upstream_sockets,
                        case_idle_timeout_and_access_log, case_limits_drop_and_count,
                        case_round_robin_over_endpoints, case_upstream_gone,
                        case_reload_changes_settings_in_place, case_drained_endpoint_is_not_picked,

@@ -18,11 +18,14 @@ LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 class UdpEcho:
-    """A UDP server on 127.0.0.1:<free port> answering each datagram with prefix + datagram.
-    `received` counts datagrams; `peers` holds the source addresses seen."""
+    """A UDP server on 127.0.0.1:<free port> answering each datagram with prefix + datagram
+    (and, with `again`, a second answer again + datagram). `received` counts datagrams;
+    `peers` holds the source addresses seen, `ports` their ports in order."""
 
-    def __init__(self, prefix=b"", host="127.0.0.1"):
+    def __init__(self, prefix=b"", host="127.0.0.1", again=None):
         self.prefix = prefix
+        self.again = again
+        self.ports = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
@@ -45,8 +48,11 @@ class UdpEcho:
                 continue
             self.received += 1
             self.peers.add(peer)
+            self.ports.append(peer[1])
             try:
                 self.sock.sendto(self.prefix + data, peer)
+                if self.again is not None:
+                    self.sock.sendto(self.again + data, peer)
             except OSError:
                 pass
 

@@ -17,7 +17,8 @@ UdpProxy::UdpProxy(event::Loop& loop, std::shared_ptr<const ListenerConfig> conf
       active_sessions_(std::move(active_sessions)),
       in_(config_->udp.max_datagram_size),
       out_(config_->udp.max_datagram_size),
-      from_upstream_(config_->udp.max_datagram_size) {
+      from_upstream_(config_->udp.max_datagram_size),
+      pool_(loop) {
   if (auto a = net::local_address(socket_.get())) local_ = *a;
   apply_offloads();
 }
@@ -42,6 +43,8 @@ UdpProxy::~UdpProxy() {
   for (auto& [key, s] : sessions_) {
     if (!s->closed()) active_sessions_->fetch_sub(1);
   }
+  sessions_.clear();
+  pool_.stop();
 }
 
 Status UdpProxy::start() {
@@ -179,14 +182,17 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
   size_t endpoint = cl.pick(ctx);
   const net::Address& target = cl.endpoint(endpoint).address;
   ++cl.stats().connect_attempts;
-  auto fd = connected_udp_socket(target, cl.config().source_address);
-  if (!fd) {
+  // A socket an ended session gave back when one is ready (socket_pool.h), else a new one.
+  uint64_t reused = pool_.reused();
+  auto socket = pool_.connect(target, cl.config().source_address, nullptr);
+  stats_.sockets_reused += pool_.reused() - reused;
+  if (!socket) {
     active_sessions_->fetch_sub(1);
     ++cl.stats().connect_failures;
-    return refuse(stats_.dropped_send_failed, fd.status().message().c_str());
+    return refuse(stats_.dropped_send_failed, socket.status().message().c_str());
   }
   auto session =
-      std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*fd), source, key,
+      std::make_unique<UdpSession>(loop_, config_, cl, endpoint, std::move(*socket), source, key,
                                    generation(), stats_, static_cast<SessionCallbacks&>(*this));
   if (o.proxy_protocol) session->set_listener_address(local_);
   if (Status s = session->start(); !s) {
@@ -194,9 +200,12 @@ UdpSession* UdpProxy::open_session(const net::Address& source, const AddressKey&
     return refuse(stats_.dropped_send_failed, s.message().c_str());
   }
   // A session that ends with its first answer forwards one datagram: GRO could only join
-  // what it drops, and costs a system call per session.
+  // what it drops, and costs a system call per session. A socket with GRO on, or bound to
+  // the cluster's source address, is not kept for another session.
   if (o.gro && offload_support().gro && o.max_responses != 1) {
     set_gro(session->upstream_fd(), true);
+  } else if (!cl.config().source_address) {
+    session->set_plain_socket();
   }
   ++stats_.sessions;
   // Counted only under a limit: a table update per session saved when there is none (a
@@ -256,6 +265,7 @@ void UdpProxy::on_session_closed(UdpSession& session, CloseReason) {
 void UdpProxy::drain() {
   draining_ = true;
   stop_reading();
+  pool_.stop();
 }
 
 void UdpProxy::drain_for_upgrade() {
@@ -274,6 +284,7 @@ void UdpProxy::close_all(bool drain_deadline) {
   for (UdpSession* s : open) {
     s->close(drain_deadline ? CloseReason::kDrainDeadline : CloseReason::kShutdown);
   }
+  pool_.stop();
   flush();
 }
 

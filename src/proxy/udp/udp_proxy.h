@@ -19,6 +19,7 @@
 #include "proxy/listener.h"
 #include "proxy/listener_config.h"
 #include "proxy/udp/datagram_socket.h"
+#include "proxy/udp/socket_pool.h"
 #include "proxy/udp/udp_session.h"
 #include "proxy/udp/udp_stats.h"
 #include "upstream/cluster.h"
@@ -71,6 +72,7 @@ class UdpProxy final : public ProxyListener,
   bool send_downstream(const net::Address& to, std::span<const uint8_t> data,
                        const PacketInfo& from) override;
   DatagramBatch& upstream_batch() override { return from_upstream_; }
+  UpstreamSocketPool& socket_pool() override { return pool_; }
   AccessLog* access_log() override { return access_log_.get(); }
   void on_session_closed(UdpSession& session, CloseReason reason) override;
 
@@ -104,6 +106,8 @@ class UdpProxy final : public ProxyListener,
   };
   std::vector<Queued> to_upstream_;
   std::vector<std::span<const uint8_t>> run_;
+  // Declared before the sessions: they give their sockets back to it.
+  UpstreamSocketPool pool_;
   std::unordered_map<AddressKey, std::unique_ptr<UdpSession>, AddressKeyHash> sessions_;
   std::unordered_map<AddressKey, uint32_t, AddressKeyHash> per_source_;
   std::function<void()> on_idle_;

@@ -32,9 +32,10 @@ const char* to_string(CloseReason r) {
 }
 
 UdpSession::UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-                       upstream::Cluster& cluster, size_t endpoint, net::Fd upstream,
-                       const net::Address& client, AddressKey key, uint64_t generation,
-                       UdpProxyStats& stats, SessionCallbacks& owner)
+                       upstream::Cluster& cluster, size_t endpoint,
+                       std::unique_ptr<UpstreamSocket> upstream, const net::Address& client,
+                       AddressKey key, uint64_t generation, UdpProxyStats& stats,
+                       SessionCallbacks& owner)
     : loop_(loop),
       config_(std::move(config)),
       cluster_(cluster),
@@ -50,20 +51,20 @@ UdpSession::UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> 
       last_activity_(loop.now()),
       wall_start_(std::chrono::system_clock::now()) {
   cluster_.request_started(endpoint_);
+  upstream_->set_user(this);
   gso_.enabled = config_->udp.gso && offload_support().gso;
 }
 
 UdpSession::~UdpSession() {
   if (!closed_) {
-    // Destroyed without close() (a proxy torn down in a test): still leave the poller.
-    if (registered_) loop_.poller().remove(upstream_.get());
+    // Destroyed without close() (a proxy torn down in a test): the socket still goes.
+    if (upstream_) owner_.socket_pool().give_back(std::move(upstream_), false, true);
     cluster_.request_finished(endpoint_);
   }
 }
 
 Status UdpSession::start() {
-  if (Status s = loop_.poller().add(upstream_.get(), event::kReadable, this); !s) return s;
-  registered_ = true;
+  // The socket is registered with the loop already (UpstreamSocketPool::connect).
   idle_timer_.arm_at(loop_.now() + config_->udp.idle_timeout);
   return Status::ok();
 }
@@ -84,7 +85,7 @@ void UdpSession::send_upstream(std::span<const std::span<const uint8_t>> datagra
   thread_local std::vector<Outgoing> out;
   out.clear();
   for (std::span<const uint8_t> d : datagrams) out.push_back({proxy_header_, d, nullptr, 0, {}});
-  SendCounts sent = send_datagrams(upstream_.get(), out, gso_);
+  SendCounts sent = send_datagrams(upstream_->fd(), out, gso_);
   stats_.send_batches += sent.calls;
   stats_.gso_datagrams += sent.gso_datagrams;
   // Counted per datagram the kernel took (they are taken in order); the others are dropped.
@@ -112,12 +113,14 @@ void UdpSession::read_upstream(bool until_eagain) {
   // read that did not fill the batch found it empty.
   uint32_t limit = config_->udp.max_responses;
   while (!closed_) {
-    // Under max_responses, no more than the session will forward (DNS: one).
-    Result<size_t> got =
-        batch.receive(upstream_.get(), limit == 0 ? DatagramBatch::kMaxSlots : limit - responses_);
+    // Under max_responses, one more than the session will forward (DNS: two): a read that
+    // does not fill that found the socket empty, which the pool then need not check.
+    Result<size_t> got = batch.receive(
+        upstream_->fd(), limit == 0 ? DatagramBatch::kMaxSlots : limit - responses_ + 1);
     // ECONNREFUSED and the like: the endpoint is not there (ICMP unreachable).
     if (!got) return close(CloseReason::kUpstreamError);
     size_t n = *got;
+    upstream_empty_ = batch.drained();
     if (n == 0) return;
     last_activity_ = loop_.now();
     ++stats_.receive_batches;
@@ -153,9 +156,11 @@ void UdpSession::close(CloseReason reason) {
   closed_ = true;
   if (upgraded_) reason = CloseReason::kUpgrade;
   idle_timer_.cancel();
-  if (registered_) loop_.poller().remove(upstream_.get());
-  registered_ = false;
-  upstream_.reset();
+  // Ended by its answers or its idle time, the socket can serve another session; not after
+  // an error (the kernel may hold one more for it) or at a drain or shutdown.
+  bool keep = plain_socket_ &&
+              (reason == CloseReason::kMaxResponses || reason == CloseReason::kIdleTimeout);
+  owner_.socket_pool().give_back(std::move(upstream_), keep, upstream_empty_);
   cluster_.request_finished(endpoint_);
   switch (reason) {
     case CloseReason::kIdleTimeout:

@@ -20,6 +20,7 @@
 #include "proxy/access_log.h"
 #include "proxy/listener_config.h"
 #include "proxy/udp/datagram_socket.h"
+#include "proxy/udp/socket_pool.h"
 #include "proxy/udp/udp_offload.h"
 #include "proxy/udp/udp_stats.h"
 #include "upstream/cluster.h"
@@ -51,6 +52,8 @@ class SessionCallbacks {
   // Where a session reads its endpoint's datagrams (shared by the listener's sessions:
   // what it holds is used before the next session reads).
   virtual DatagramBatch& upstream_batch() = 0;
+  // Where sessions get their upstream sockets and give them back.
+  virtual UpstreamSocketPool& socket_pool() = 0;
   // Where finished sessions are logged (null: nowhere).
   virtual AccessLog* access_log() = 0;
   // The session closed (already logged and counted): forget it.
@@ -61,13 +64,14 @@ class SessionCallbacks {
 };
 
 // Sessions come and go at the rate of requests (DNS: one per query): a loop thread keeps
-// the memory of up to 256 it ended for the next ones instead of handing it back to malloc.
+// the memory of up to 256 it ended for the next ones instead of handing it back to malloc,
+// and the listener keeps their sockets for the next ones (socket_pool.h).
 class UdpSession final : public event::IoHandler,
                          public event::DeferredDeletable,
                          public Recycled<UdpSession, 256> {
  public:
   UdpSession(event::Loop& loop, std::shared_ptr<const ListenerConfig> config,
-             upstream::Cluster& cluster, size_t endpoint, net::Fd upstream,
+             upstream::Cluster& cluster, size_t endpoint, std::unique_ptr<UpstreamSocket> upstream,
              const net::Address& client, AddressKey key, uint64_t generation, UdpProxyStats& stats,
              SessionCallbacks& owner);
   ~UdpSession() override;
@@ -96,7 +100,10 @@ class UdpSession final : public event::IoHandler,
   void set_counted_per_source() { counted_per_source_ = true; }
   bool counted_per_source() const { return counted_per_source_; }
   const AddressKey& key() const { return key_; }
-  int upstream_fd() const { return upstream_.get(); }
+  int upstream_fd() const { return upstream_ ? upstream_->fd() : -1; }
+  // Its socket has nothing set but its peer (no source bind, no UDP_GRO): it may serve
+  // another session after this one.
+  void set_plain_socket() { plain_socket_ = true; }
   const net::Address& client() const { return client_; }
   bool closed() const { return closed_; }
 
@@ -115,7 +122,7 @@ class UdpSession final : public event::IoHandler,
   std::shared_ptr<const ListenerConfig> config_;
   upstream::Cluster& cluster_;
   size_t endpoint_;
-  net::Fd upstream_;
+  std::unique_ptr<UpstreamSocket> upstream_;
   net::Address client_;
   PacketInfo local_;
   std::optional<net::Address> listener_;
@@ -132,7 +139,8 @@ class UdpSession final : public event::IoHandler,
   uint32_t responses_ = 0;
   uint32_t queued_ = 0;
   GsoState gso_;
-  bool registered_ = false;
+  bool plain_socket_ = false;
+  bool upstream_empty_ = true;  // the last read of the upstream socket found it empty
   bool closed_ = false;
   bool upgraded_ = false;
   bool counted_per_source_ = false;

@@ -65,7 +65,11 @@ namespace sluice::proxy::udp {
   COUNTER(gro_datagrams, "sluice_udp_offload_datagrams_total", "offload=\"gro\"",                  \
           "datagrams received joined (GRO)", SLUICE_UDP_OFFLOAD_HELP)                              \
   COUNTER(gso_datagrams, "sluice_udp_offload_datagrams_total", "offload=\"gso\"",                  \
-          "datagrams sent joined (GSO)", SLUICE_UDP_OFFLOAD_HELP)
+          "datagrams sent joined (GSO)", SLUICE_UDP_OFFLOAD_HELP)                                  \
+  COUNTER(sockets_reused, "sluice_udp_upstream_sockets_reused_total", "",                          \
+          "upstream sockets reused",                                                               \
+          "UDP proxy sessions that got the upstream socket of an ended session (disconnected, "    \
+          "connected again from a new port) instead of a new socket.")
 // clang-format on
 
 struct UdpProxyStats {
