@@ -60,12 +60,15 @@ void IoUringPoller::pause_receiver(int fd, bool paused) {
   finish_internal(sqe);
 }
 
-bool IoUringPoller::receive_pending(int fd) const {
+bool IoUringPoller::receive_pending(int fd) {
   if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return false;
+  if (!slots_[static_cast<size_t>(fd)].live || !slots_[static_cast<size_t>(fd)].is_receiver()) {
+    return false;
+  }
+  // Completions not taken in yet may be this socket's: taken into the batch now (dispatch()
+  // goes through it by index and delivers them in this same pass, or the next wait() does).
+  if (io_uring_cq_ready(&ring_) > 0) harvest();
   const Slot& s = slots_[static_cast<size_t>(fd)];
-  if (!s.live || !s.is_receiver()) return false;
-  // Completions not harvested yet may be this socket's.
-  if (io_uring_cq_ready(&ring_) > 0) return true;
   for (const Ready& r : ready_) {
     // Pieces already handed over had their buffer (or copy) taken in dispatch().
     if (r.fd == fd && r.generation == s.generation && r.kind == Kind::kRecv &&

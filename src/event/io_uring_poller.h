@@ -50,7 +50,7 @@ class IoUringPoller final : public Poller {
   Status add_acceptor(int fd, AcceptHandler* handler) override;
   Status add_receiver(int fd, RecvHandler* handler) override;
   void pause_receiver(int fd, bool paused) override;
-  bool receive_pending(int fd) const override;
+  bool receive_pending(int fd) override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
   void stop_acceptor(int fd, Duration max_wait) override;

@@ -20,7 +20,7 @@ void Poller::remove_and_release(int fd) {
 
 void Poller::pause_receiver(int, bool) {}
 
-bool Poller::receive_pending(int) const {
+bool Poller::receive_pending(int) {
   return false;
 }
 

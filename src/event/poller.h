@@ -115,9 +115,9 @@ class Poller {
   // order. Unpaused, it receives again from the next wait(), FIN and errors included.
   virtual void pause_receiver(int fd, bool paused);
   // Whether bytes received for fd's receiver wait in the loop's batch, not handed over yet
-  // (a socket that looks empty may still have something to say). May answer true when it
-  // cannot tell.
-  virtual bool receive_pending(int fd) const;
+  // (a socket that looks empty may still have something to say). Takes in the completions
+  // the kernel posted since the last wait() to tell (they are handed over as usual).
+  virtual bool receive_pending(int fd);
   // Accepts again after on_accept_failed().
   virtual void resume_acceptor(int fd);
   // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered

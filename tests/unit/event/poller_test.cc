@@ -858,6 +858,30 @@ TEST_P(PollerTest, PausedReceiverHandsOverWhatItTookAndTakesNothingMoreUntilResu
   poller().remove(p.a);
 }
 
+TEST_P(PollerTest, ReceivePendingTellsOneSocketFromAnother) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based receive on epoll";
+  Pair p;
+  Pair q;
+  RecvRecorder rp;
+  RecvRecorder rq;
+  ASSERT_TRUE(poller().add_receiver(p.a, &rp).is_ok());
+  ASSERT_TRUE(poller().add_receiver(q.a, &rq).is_ok());
+  settle();
+  // q's bytes are taken from its socket by the kernel (its completion posted, not yet
+  // gathered by a wait): p has nothing waiting, whatever else the loop has to gather.
+  send_all(q.b, "for q");
+  int unread = -1;
+  for (int i = 0; i < 500 && unread != 0; ++i) ASSERT_EQ(::ioctl(q.a, FIONREAD, &unread), 0);
+  ASSERT_EQ(unread, 0);
+  EXPECT_FALSE(poller().receive_pending(p.a));
+  EXPECT_TRUE(poller().receive_pending(q.a));
+  ASSERT_TRUE(run_until([&] { return rq.bytes == "for q"; }));
+  EXPECT_TRUE(rp.bytes.empty());
+  EXPECT_FALSE(poller().receive_pending(q.a));
+  poller().remove(p.a);
+  poller().remove(q.a);
+}
+
 TEST_P(PollerTest, RemovedReceiverIsNeverCalledAndGivesItsBuffersBack) {
   if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based receive on epoll";
   // Bytes received for a receiver removed before they were handed over are dropped, and
