@@ -157,6 +157,14 @@ target_sluice_io_uring_version() { echo "$(target_sluice_version) on io_uring"; 
 target_sluice_io_uring_start() {
   SLUICE_EVENT_BACKEND=io_uring _start_sluice sluice_io_uring "$SLUICE_BIN" "$@"
 }
+# sluice_io_uring_readiness: io_uring, connections reading on readiness (event.receive:
+# readiness), to weigh receiving by completion against it in one run.
+target_sluice_io_uring_readiness_unavailable() { target_sluice_unavailable; }
+target_sluice_io_uring_readiness_version() { echo "$(target_sluice_version) on io_uring, receive on readiness"; }
+target_sluice_io_uring_readiness_start() {
+  SLUICE_EVENT_BACKEND=io_uring SLUICE_EVENT_RECEIVE=readiness \
+    _start_sluice sluice_io_uring_readiness "$SLUICE_BIN" "$@"
+}
 
 # --- sluice_base: another sluice binary (SLUICE_BASE_BIN), e.g. the build before a change ----
 # Runs with the same config templates as sluice, so `bench/run l7 sluice sluice_base` compares
