@@ -436,9 +436,13 @@ void ServerCodec::fail(uint32_t code, std::string_view reason) {
   nghttp2_session_terminate_session(session_, code);
 }
 
-void ServerCodec::send_pending() {
+void ServerCodec::send_final() {
+  send_pending(true);
+}
+
+void ServerCodec::send_pending(bool past_watermark) {
   if (recv_depth_ > 0) return;  // nghttp2 may not send from inside mem_recv
-  while (!conn_.above_high_watermark()) {
+  while (past_watermark || !conn_.above_high_watermark()) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {

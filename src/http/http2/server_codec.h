@@ -98,6 +98,10 @@ class ServerCodec final : public http::ServerCodec {
   void reset(StreamId stream, uint32_t code);
   // GOAWAY went both ways or out, and no stream is left: nothing more will be read or sent.
   bool finished() const;
+  // The connection is about to close once its output is out: everything nghttp2 still
+  // holds (the GOAWAY among it) goes to the connection now, past its high watermark, since
+  // no drained output will ask for more.
+  void send_final();
   const FrameCounts& counts() const { return counts_; }
   // The connection's flow-control windows: what sluice may still send the client, and what
   // the client may still send before sluice acknowledges more.
@@ -135,7 +139,7 @@ class ServerCodec final : public http::ServerCodec {
   Stream* acquire(StreamId id);
   void release(Stream* s);
   // Runs mem_send while the connection is below its high watermark.
-  void send_pending();
+  void send_pending(bool past_watermark = false);
   void fail(uint32_t code, std::string_view reason);
   void submit_head(Stream& s, int status, HeaderMap& headers, bool with_body);
   void deliver_head(Stream& s, bool end_stream);

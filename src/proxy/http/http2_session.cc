@@ -246,6 +246,7 @@ void Http2Session::finish(const char* reason) {
     return;
   }
   on_connection_closed();
+  codec_.send_final();
   owner_.on_session_finished(reason);
 }
 
