@@ -346,17 +346,19 @@ TEST_F(PoolTest, AnUpstreamCloseWhileIdleRemovesTheConnection) {
 
 TEST_F(PoolTest, ACloseNotYetSeenIsFoundByALookUnlessTheRequestCanBeResent) {
   make_pool(PoolConfig{});
-  Borrower b;
-  Waiter w(*pool_, b);
-  pool_->release(borrow(w, b), true);
-  run();
-  ASSERT_EQ(accepted_.size(), 1u);
-  const uint64_t id = b.ready->id();
-  // The upstream closes its side; the loop has not run since, so no event told the pool.
-  accepted_.clear();
+  auto idle_then_closed_unseen = [&] {
+    Borrower b;
+    Waiter w(*pool_, b);
+    pool_->release(borrow(w, b), true);
+    run();
+    EXPECT_EQ(accepted_.size(), 1u);
+    accepted_.clear();  // the upstream closes its side; the loop does not run
+    return b.ready->id();
+  };
 
   // A request that could go again on a new connection is lent the idle one without a look
   // (the stale-connection resend answers the close when the request meets it).
+  const uint64_t id = idle_then_closed_unseen();
   Borrower resendable;
   Waiter w1(*pool_, resendable);
   pool_->acquire(w1, false, /*resendable=*/true);
@@ -366,15 +368,9 @@ TEST_F(PoolTest, ACloseNotYetSeenIsFoundByALookUnlessTheRequestCanBeResent) {
   pool_->release(*resendable.ready, false);
   run();
 
-  Borrower b2;
-  Waiter w2(*pool_, b2);
-  pool_->release(borrow(w2, b2), true);
-  run();
-  ASSERT_EQ(accepted_.size(), 1u);
-  const uint64_t id2 = b2.ready->id();
-  accepted_.clear();
   // One that must not be sent twice gets its socket looked at: the FIN is found, and a new
   // connection opened for it.
+  const uint64_t id2 = idle_then_closed_unseen();
   Borrower once;
   Waiter w3(*pool_, once);
   pool_->acquire(w3, false);
