@@ -155,16 +155,22 @@ def case_auto_runs_on_io_uring_where_it_works():
                   repr(metric(port)))
 
 
-def case_unknown_backend_is_a_located_error():
+def check_located_error(first_lines, want_after_path):
+    """`sluice check` on a file starting with `first_lines`: exit 1, and exactly this error."""
     tmp = harness.tempfile.mkdtemp(prefix="sluice-it-")
     harness.register_cleanup(lambda: harness.shutil.rmtree(tmp, ignore_errors=True))
     path = os.path.join(tmp, "bad.yaml")
     with open(path, "w") as f:
-        f.write("event:\n  backend: kqueue\n" + to_yaml(config(admin=False)) + "\n")
+        f.write(first_lines + to_yaml(config(admin=False)) + "\n")
     p = harness.run_sluice_cmd(["check", "-c", path])
-    want = "%s:2:12: event.backend: expected one of: epoll, io_uring, auto, got 'kqueue'" % path
+    want = "%s:%s" % (path, want_after_path)
     check(p.returncode == 1 and p.stderr.strip() == want, "sluice check names the line and the choices",
           "exit %s\n%s" % (p.returncode, p.stderr))
+
+
+def case_unknown_backend_is_a_located_error():
+    check_located_error("event:\n  backend: kqueue\n",
+                        "2:12: event.backend: expected one of: epoll, io_uring, auto, got 'kqueue'")
 
 
 def receive_lines(sl):
@@ -189,22 +195,14 @@ def case_receive_by_completion_or_readiness():
                 check(receive_lines(sl) == ["io_uring receive: " + want], what + ": logged once",
                       repr(receive_lines(sl)))
                 port = admin_port(sl)
-                for i in range(5):
-                    view = event_view(port)
-                check(view == {"backend": "auto", "in_use": "io_uring"},
-                      what + ": the admin API answers (6 connections)", repr(view))
+                views = [event_view(port) for _ in range(5)]
+                check(views == [{"backend": "auto", "in_use": "io_uring"}] * 5,
+                      what + ": the admin API answers each of 5 more connections", repr(views))
 
 
 def case_unknown_receive_is_a_located_error():
-    tmp = harness.tempfile.mkdtemp(prefix="sluice-it-")
-    harness.register_cleanup(lambda: harness.shutil.rmtree(tmp, ignore_errors=True))
-    path = os.path.join(tmp, "bad.yaml")
-    with open(path, "w") as f:
-        f.write("event:\n  receive: poll\n" + to_yaml(config(admin=False)) + "\n")
-    p = harness.run_sluice_cmd(["check", "-c", path])
-    want = "%s:2:12: event.receive: expected one of: completion, readiness, got 'poll'" % path
-    check(p.returncode == 1 and p.stderr.strip() == want, "sluice check names the line and the choices",
-          "exit %s\n%s" % (p.returncode, p.stderr))
+    check_located_error("event:\n  receive: poll\n",
+                        "2:12: event.receive: expected one of: completion, readiness, got 'poll'")
 
 
 def case_reload_keeps_the_running_backend():

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "net/connection.h"
 #include "net/listener.h"
+#include "net/tcp_pair.h"
 
 namespace sluice::net {
 namespace {
@@ -42,23 +43,6 @@ struct Recorder final : ConnectionCallbacks {
   size_t closed_after = 0;
   std::vector<int> errors;
 };
-
-struct Pair {
-  Fd client;  // blocking
-  Fd server;  // non-blocking
-};
-
-Pair connected_pair() {
-  SocketOptions o;
-  Fd lfd = bind_listener(Address::parse_ip("127.0.0.1", 0).value(), 4, o, false).value();
-  Address address = local_address(lfd.get()).value();
-  Pair p;
-  p.client = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(::connect(p.client.get(), address.sockaddr_ptr(), address.length()), 0);
-  p.server = Fd(::accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  EXPECT_TRUE(p.server.valid());
-  return p;
-}
 
 std::string pattern(size_t n) {
   std::string s(n, '\0');
@@ -106,7 +90,7 @@ class ConnectionReceive : public ::testing::Test {
   event::Loop loop_{Clock::steady(), event::Backend::kIoUring};
   Recorder rec_;
   Connection conn_{loop_, rec_};
-  Pair p_;
+  TcpPair p_;
   int server_fd_ = -1;
 };
 
@@ -211,7 +195,7 @@ TEST(ConnectionReceiveChoice, ReadinessWhenAskedOnEpollAndThroughATransport) {
   uring.set_receive(event::Receive::kReadiness);
   Recorder rec;
   Connection conn(uring, rec);
-  Pair p = connected_pair();
+  TcpPair p = connected_pair();
   ASSERT_TRUE(conn.adopt(std::move(p.server)));
   EXPECT_FALSE(conn.receiving_by_completion());
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "net/listener.h"
+#include "net/tcp_pair.h"
 
 namespace sluice::net {
 namespace {
@@ -19,24 +20,6 @@ struct Callbacks final : ConnectionCallbacks {
   void on_read_closed() override {}
   void on_error(int) override {}
 };
-
-// A connected pair over loopback: `client` blocking, `server` accepted non-blocking.
-struct Pair {
-  Fd client;
-  Fd server;
-};
-
-Pair connected_pair() {
-  SocketOptions o;
-  Fd lfd = bind_listener(Address::parse_ip("127.0.0.1", 0).value(), 4, o, false).value();
-  Address address = local_address(lfd.get()).value();
-  Pair p;
-  p.client = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(::connect(p.client.get(), address.sockaddr_ptr(), address.length()), 0);
-  p.server = Fd(::accept4(lfd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  EXPECT_TRUE(p.server.valid());
-  return p;
-}
 
 // Everything the client receives up to the server's FIN (blocking reads).
 std::string read_to_end(int fd) {
@@ -59,7 +42,7 @@ uint32_t segments_in(int fd) {
 TEST(Connection, CloseIfQuietSendsTheLastBytesAndTheFinInOneSegment) {
   event::Loop loop;
   Callbacks cb;
-  Pair p = connected_pair();
+  TcpPair p = connected_pair();
   // The handshake brought the client one segment (the SYN-ACK).
   EXPECT_EQ(segments_in(p.client.get()), 1u);
   Connection conn(loop, cb);
@@ -76,7 +59,7 @@ TEST(Connection, CloseIfQuietSendsTheLastBytesAndTheFinInOneSegment) {
 TEST(Connection, CloseIfQuietLeavesAConnectionWithUnreadBytesOpenAndItsResponseGoesOut) {
   event::Loop loop;
   Callbacks cb;
-  Pair p = connected_pair();
+  TcpPair p = connected_pair();
   int server = p.server.get();
   ASSERT_EQ(::send(p.client.get(), "more", 4, 0), 4);
   // Loopback delivers at once; the bound only guards a slow machine.
