@@ -29,18 +29,27 @@ Status Connection::adopt(Fd fd) {
   fd_ = std::move(fd);
   readable_ = true;  // bytes may have arrived before registration
   receiving_ = false;
-  if (transport_ || !loop_.receive_by_completion()) {
-    return loop_.poller().add(fd_.get(), kInterest, this);
+  receive_later_ = !transport_ && loop_.receive_by_completion();
+  woken_to_read_ = false;
+  return loop_.poller().add(fd_.get(), kInterest, this);
+}
+
+void Connection::after_read_wakeup() {
+  if (!woken_to_read_) {
+    woken_to_read_ = true;
+    return;
   }
+  if (!fd_.valid() || !read_enabled_ || peer_closed_ || readable_) return;
+  receive_later_ = false;
   // The loop receives (a buffer of its own is taken only while bytes are handed over); the
   // poll hears of writability and errors only, so arriving bytes make one completion, not
-  // a readiness report and a recv().
-  if (Status s = loop_.poller().add(fd_.get(), event::kWritable, this); !s) return s;
+  // a readiness report and a recv(). Both changes ride with the next wait(): no system call.
+  if (Status s = loop_.poller().modify(fd_.get(), event::kWritable, this); !s) return fail(EBADF);
   if (loop_.poller().add_receiver(fd_.get(), this)) {
     receiving_ = true;
-    return Status::ok();
+    return;
   }
-  return loop_.poller().modify(fd_.get(), kInterest, this);
+  if (Status s = loop_.poller().modify(fd_.get(), kInterest, this); !s) fail(EBADF);
 }
 
 Status Connection::adopt_connecting(Fd fd, bool connected) {
@@ -105,10 +114,12 @@ void Connection::on_io(uint32_t events) {
     }
   }
   if (transport_ && !transport_->established() && !drive_handshake()) return;
-  if (events & (event::kReadable | event::kPeerClosed | event::kError)) readable_ = true;
+  const bool to_read = events & (event::kReadable | event::kPeerClosed | event::kError);
+  if (to_read) readable_ = true;
   if (events & (event::kPeerClosed | event::kError)) rdhup_ = true;
   if (events & (event::kWritable | event::kError)) flush();
   if (fd_.valid()) do_read();
+  if (receive_later_ && to_read) after_read_wakeup();
 }
 
 bool Connection::drive_handshake() {

@@ -4,8 +4,11 @@
 // told through on_write_drained() once the queue is empty again). Buffers are released
 // whenever they empty, so an idle connection holds no buffer memory.
 // A plain accepted connection on a loop that receives by completion (io_uring,
-// Loop::receive_by_completion()) is handed its bytes by the loop (Poller::add_receiver)
-// instead of reading on readiness; its callbacks see no difference.
+// Loop::receive_by_completion()) reads its first bytes on readiness and, once it stays open
+// for more (a second wake-up to read), is handed its bytes by the loop
+// (Poller::add_receiver) instead; its callbacks see no difference. A connection that
+// carries one request (Connection: close) so never pays for arming and cancelling a
+// receive, where one recv() does.
 // Callbacks may close the connection; they must not destroy it (owners use deferred
 // deletion). Loop thread only.
 #pragma once
@@ -59,7 +62,7 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   Connection& operator=(const Connection&) = delete;
 
   // Takes an accepted (connected) socket. Without a transport, on a loop that receives by
-  // completion, the loop receives for it.
+  // completion, the loop receives for it from its second wake-up to read on.
   Status adopt(Fd fd);
   // Takes a socket whose connect is in progress (or done when `connected`).
   Status adopt_connecting(Fd fd, bool connected);
@@ -122,7 +125,7 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool drained_this_iteration() const {
     return !receiving_ && drained_iteration_ == loop_.stats().iterations;
   }
-  // Whether the loop receives for this connection (adopt()).
+  // Whether the loop receives for this connection (adopt(), then a second wake-up).
   bool receiving_by_completion() const { return receiving_; }
 
   void on_io(uint32_t events) override;
@@ -136,6 +139,9 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   // up; the input buffer's release when all was consumed.
   void finish_read();
   void fail(int err);
+  // After a wake-up to read: from the second one on, with everything read and reading on,
+  // the loop receives for the connection (receive_later_).
+  void after_read_wakeup();
   // Advances the transport's handshake; false when the connection cannot go on yet.
   bool drive_handshake();
 
@@ -152,6 +158,8 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool was_above_high_ : 1 = false;
   bool receiving_ : 1 = false;  // by completion (adopt())
   bool fin_held_ : 1 = false;   // received by completion while reading was off
+  bool receive_later_ : 1 = false;  // to receive by completion once it stays open
+  bool woken_to_read_ : 1 = false;  // had a wake-up to read (while receive_later_)
   Fd fd_;
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;

@@ -68,6 +68,17 @@ bool run_until(event::Loop& loop, const std::function<bool()>& done) {
   return done();
 }
 
+// Waits (without the loop) until everything the sender wrote reached the other socket
+// (which may have handed it to the loop's receive already).
+bool wait_delivered(int sender) {
+  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
+  int n = -1;
+  while ((::ioctl(sender, SIOCOUTQ, &n) != 0 || n != 0) && MonoClock::now() < deadline) {
+    ::usleep(1000);
+  }
+  return n == 0;
+}
+
 // Waits (without the loop) until the socket holds `n` unread bytes.
 bool wait_unread(int fd, int n) {
   const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
@@ -84,7 +95,17 @@ class ConnectionReceive : public ::testing::Test {
     server_fd_ = p_.server.get();
     rec_.conn = &conn_;
     ASSERT_TRUE(conn_.adopt(std::move(p_.server)));
+    // The first bytes are read on readiness; the second wake-up to read hands the
+    // connection to the loop's receive.
+    ASSERT_NO_FATAL_FAILURE(send_all(p_.client.get(), "1"));
+    ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 1; }));
+    ASSERT_FALSE(conn_.receiving_by_completion());
+    ASSERT_NO_FATAL_FAILURE(send_all(p_.client.get(), "2"));
+    ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 2; }));
     if (!conn_.receiving_by_completion()) GTEST_SKIP() << "no completion-based receive";
+    ASSERT_EQ(rec_.got, "12");
+    rec_.got.clear();
+    rec_.reads = 0;
   }
 
   event::Loop loop_{Clock::steady(), event::Backend::kIoUring};
@@ -116,11 +137,11 @@ TEST_F(ConnectionReceive, BytesThenTheFinReachTheOwnerAndAnIdleConnectionKeepsNo
 
 TEST_F(ConnectionReceive, BytesTakenWhileReadingIsOffWaitForItAndComeInOrder) {
   const std::string data = pattern(64 * 1024);
-  // Everything is in the socket before the loop runs: the first receive takes a buffer's
-  // worth and more pieces follow in the same batch.
+  // Everything arrived before the loop runs: the receive took a buffer's worth at a time,
+  // and the pieces wait in one batch (or the socket).
   send_all(p_.client.get(), data);
   ASSERT_EQ(::shutdown(p_.client.get(), SHUT_WR), 0);
-  ASSERT_TRUE(wait_unread(server_fd_, static_cast<int>(data.size())));
+  ASSERT_TRUE(wait_delivered(p_.client.get()));
   rec_.on_read_hook = [&] {
     if (rec_.reads == 1) conn_.set_read_enabled(false);
   };
@@ -162,7 +183,7 @@ TEST_F(ConnectionReceive, PausedTheSocketKeepsWhatArrivesSoThePeersWindowCloses)
 TEST_F(ConnectionReceive, CloseIfQuietCountsBytesWaitingInTheLoopsBatch) {
   const std::string data = pattern(32 * 1024);
   send_all(p_.client.get(), data);
-  ASSERT_TRUE(wait_unread(server_fd_, static_cast<int>(data.size())));
+  ASSERT_TRUE(wait_delivered(p_.client.get()));
   int quiet = -1;
   rec_.on_read_hook = [&] {
     // The first piece: the rest is in the batch or the socket, either way unread.
@@ -186,6 +207,34 @@ TEST_F(ConnectionReceive, AResetIsAnError) {
   EXPECT_EQ(rec_.closes, 0);
 }
 
+TEST(ConnectionReceiveChoice, AConnectionReadOnceAndClosedNeverArmsAReceive) {
+  event::Loop loop{Clock::steady(), event::Backend::kIoUring};
+  if (loop.backend() != event::Backend::kIoUring) GTEST_SKIP() << "io_uring unavailable";
+  loop.set_receive(event::Receive::kCompletion);
+  Recorder rec;
+  Connection conn(loop, rec);
+  rec.conn = &conn;
+  TcpPair p = connected_pair();
+  // As with TCP_DEFER_ACCEPT: the request is there when the connection is taken.
+  send_all(p.client.get(), "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(wait_unread(p.server.get(), 37));
+  ASSERT_TRUE(conn.adopt(std::move(p.server)));
+  EXPECT_FALSE(conn.receiving_by_completion()) << "not before the first bytes were read";
+  rec.on_read_hook = [&] {
+    conn.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  };
+  ASSERT_TRUE(run_until(loop, [&] { return rec.reads == 1; }));
+  EXPECT_FALSE(conn.receiving_by_completion()) << "one wake-up to read: read on readiness";
+  EXPECT_TRUE(conn.close_if_quiet());
+  loop.run_until_idle();  // the poll's cancellation lets go of the socket
+  timeval wait{10, 0};
+  ASSERT_EQ(::setsockopt(p.client.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait), 0);
+  char buf[128];
+  EXPECT_EQ(::recv(p.client.get(), buf, sizeof buf, 0), 57);
+  EXPECT_EQ(::recv(p.client.get(), buf, sizeof buf, 0), 0) << "closed after the answer";
+  EXPECT_TRUE(rec.errors.empty());
+}
+
 TEST(ConnectionReceiveChoice, ReadinessWhenAskedOnEpollAndThroughATransport) {
   event::Loop epoll{Clock::steady(), event::Backend::kEpoll};
   epoll.set_receive(event::Receive::kCompletion);
@@ -197,7 +246,13 @@ TEST(ConnectionReceiveChoice, ReadinessWhenAskedOnEpollAndThroughATransport) {
   Connection conn(uring, rec);
   TcpPair p = connected_pair();
   ASSERT_TRUE(conn.adopt(std::move(p.server)));
-  EXPECT_FALSE(conn.receiving_by_completion());
+  rec.conn = &conn;
+  for (size_t i = 1; i <= 3; ++i) {
+    send_all(p.client.get(), std::to_string(i));
+    ASSERT_TRUE(run_until(uring, [&] { return rec.got.size() == i; }));
+  }
+  EXPECT_FALSE(conn.receiving_by_completion()) << "three wake-ups to read, all on readiness";
+  EXPECT_EQ(rec.got, "123");
 }
 
 }  // namespace
