@@ -156,8 +156,8 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool eof_delivered_ : 1 = false;
   bool shutdown_pending_ : 1 = false;
   bool was_above_high_ : 1 = false;
-  bool receiving_ : 1 = false;  // by completion (adopt())
-  bool fin_held_ : 1 = false;   // received by completion while reading was off
+  bool receiving_ : 1 = false;      // by completion (adopt())
+  bool fin_held_ : 1 = false;       // received by completion while reading was off
   bool receive_later_ : 1 = false;  // to receive by completion once it stays open
   bool woken_to_read_ : 1 = false;  // had a wake-up to read (while receive_later_)
   Fd fd_;
