@@ -60,6 +60,37 @@ void IoUringPoller::pause_receiver(int fd, bool paused) {
   finish_internal(sqe);
 }
 
+void IoUringPoller::stop_receiver(int fd) {
+  Slot* s = live_slot(fd);
+  if (!s || !s->is_receiver() || s->recv_stopping) return;
+  s->recv_stopping = true;
+  if (s->recv_ended) return;  // its FIN or failure is (or was) handed over instead
+  if (!s->recv_armed) return queue_recv_stopped(fd, *s);
+  // Paused, its cancellation is on its way already; otherwise as pause_receiver(): the
+  // pieces it takes until the kernel runs the cancellation come ahead of its last completion.
+  if (s->recv_paused) return;
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_cancel64(sqe, encode(fd, s->generation, kRecvBit), 0);
+  finish_internal(sqe);
+}
+
+void IoUringPoller::queue_recv_stopped(int fd, Slot& s) {
+  s.recv_ended = true;
+  ready_.push_back({fd, s.generation, 0, -1, 0, Kind::kRecvStopped});
+}
+
+void IoUringPoller::deliver_recv_stopped(const Ready& r) {
+  RecvHandler* h = receiver(r.fd);
+  Slot& s = slots_[static_cast<size_t>(r.fd)];
+  // A receiver no more: the poll (if any) stays, with its handler.
+  if (s.role == Role::kReceiver) completion_handlers_.erase(r.fd);
+  s.role = Role::kNone;
+  s.recv_stopping = false;
+  s.recv_paused = false;
+  s.recv_ended = false;
+  if (h) h->on_receive_stopped();
+}
+
 bool IoUringPoller::receive_pending(int fd) {
   if (fd < 0 || static_cast<size_t>(fd) >= slots_.size()) return false;
   if (!slots_[static_cast<size_t>(fd)].live || !slots_[static_cast<size_t>(fd)].is_receiver()) {
@@ -240,8 +271,10 @@ void IoUringPoller::on_recv_completion(int fd, Slot& s, int res, unsigned flags)
   if (flags & IORING_CQE_F_MORE) return;
   s.recv_armed = false;
   // The buffers ran out (they come back as handlers take their bytes), the kernel ended the
-  // request, or it simply stopped after data: receive again with the next wait().
+  // request, or it simply stopped after data: receive again with the next wait(), unless
+  // it was stopped for good.
   if (res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EINTR) {
+    if (s.recv_stopping) return queue_recv_stopped(fd, s);
     queue_arm(fd, s);
     return;
   }

@@ -215,6 +215,10 @@ void IoUringPoller::dispatch() {
       deliver_received(r);
       continue;
     }
+    if (r.kind == Kind::kRecvStopped) {
+      deliver_recv_stopped(r);
+      continue;
+    }
     if (s.is_acceptor()) {
       if (r.accepted >= 0) {
         acceptor(r.fd)->on_accepted(r.accepted);
@@ -239,6 +243,7 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   clear_handlers(fd, s);
   s.recv_ended = false;
   s.recv_paused = false;
+  s.recv_stopping = false;
   s.interest = 0;
   return &s;
 }
@@ -331,7 +336,9 @@ void IoUringPoller::arm_queued() {
     if (!s.arm_queued) continue;
     s.arm_queued = false;
     if (!s.live) continue;
-    if (s.is_receiver() && !s.recv_armed && !s.recv_ended && !s.recv_paused) arm_recv(fd, s);
+    if (s.is_receiver() && !s.recv_armed && !s.recv_ended && !s.recv_paused && !s.recv_stopping) {
+      arm_recv(fd, s);
+    }
     if (s.armed || s.failed || (!s.is_acceptor() && !s.handler)) continue;
     io_uring_sqe* sqe = get_sqe();
     if (s.is_acceptor()) {

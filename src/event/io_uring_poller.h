@@ -38,7 +38,7 @@ inline uint64_t encode(int fd, uint32_t generation, uint64_t kind = 0) {
 // that takes them all ends the receives that find none (ENOBUFS), which are armed again
 // once the handlers gave the buffers back.
 constexpr unsigned kRecvBuffers = 256;  // a power of two
-constexpr size_t kRecvBufferSize = 4096;
+constexpr size_t kRecvBufferSize = kReceivePiece;
 constexpr uint16_t kBufferGroup = 0;
 
 class IoUringPoller final : public Poller {
@@ -50,6 +50,7 @@ class IoUringPoller final : public Poller {
   Status add_acceptor(int fd, AcceptHandler* handler) override;
   Status add_receiver(int fd, RecvHandler* handler) override;
   void pause_receiver(int fd, bool paused) override;
+  void stop_receiver(int fd) override;
   bool receive_pending(int fd) override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
@@ -86,8 +87,9 @@ class IoUringPoller final : public Poller {
     bool recv_armed : 1 = false;  // ... its recv
     bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
-    bool recv_ended : 1 = false;   // the recv saw the end or an error: not armed again
-    bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
+    bool recv_ended : 1 = false;     // the recv saw the end or an error: not armed again
+    bool recv_paused : 1 = false;    // pause_receiver(): cancelled, not armed again until resumed
+    bool recv_stopping : 1 = false;  // stop_receiver(): cancelled, never armed again
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
     bool is_receiver() const { return role == Role::kReceiver || role == Role::kPollReceiver; }
@@ -100,7 +102,8 @@ class IoUringPoller final : public Poller {
   void* completion_handler(int fd, Role role) const;
   void set_completion_handler(int fd, Slot& s, Role role, void* handler);
   void clear_handlers(int fd, Slot& s);
-  enum class Kind : uint8_t { kPoll, kAccept, kRecv };
+  // kRecvStopped: a receive ended by stop_receiver(), after its last piece.
+  enum class Kind : uint8_t { kPoll, kAccept, kRecv, kRecvStopped };
   struct Ready {
     int fd;
     uint32_t generation;
@@ -158,6 +161,9 @@ class IoUringPoller final : public Poller {
   void harvest();
   void on_completion(uint64_t user_data, int res, unsigned flags);
   void on_recv_completion(int fd, Slot& s, int res, unsigned flags);
+  // The stopped receive's last word (queued behind its pieces), and its end as a receiver.
+  void queue_recv_stopped(int fd, Slot& s);
+  void deliver_recv_stopped(const Ready& r);
   void on_accept_completion(int fd, Slot& s, int res, unsigned flags);
 
   // The requests remove() waits to see end.

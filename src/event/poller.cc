@@ -20,6 +20,8 @@ void Poller::remove_and_release(int fd) {
 
 void Poller::pause_receiver(int, bool) {}
 
+void Poller::stop_receiver(int) {}
+
 bool Poller::receive_pending(int) {
   return false;
 }

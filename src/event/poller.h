@@ -4,6 +4,7 @@
 // Owned by one Loop; called only from that loop's thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,6 +52,9 @@ class AcceptHandler {
   ~AcceptHandler() = default;
 };
 
+// The most a receiver is handed at once: a piece this size filled its buffer, so more may wait.
+inline constexpr size_t kReceivePiece = 4096;
+
 // Told of bytes a socket received by completion (Poller::add_receiver). An IoHandler too:
 // a receiver usually sits beside a poll of the same descriptor (a connection hears of
 // writability there), and one object then carries one vtable pointer, not two. A receiver
@@ -63,6 +67,9 @@ class RecvHandler : public IoHandler {
   virtual void on_received(const char* data, size_t size) = 0;
   // Receiving failed with `err` (ECONNRESET, ...); nothing more is received.
   virtual void on_receive_failed(int err) = 0;
+  // The receive ended as stop_receiver() asked, after every piece it took was handed over:
+  // the socket holds what arrived since, for the handler to read itself.
+  virtual void on_receive_stopped() {}
 
  protected:
   ~RecvHandler() = default;
@@ -114,6 +121,11 @@ class Poller {
   // current batch, or racing the cancellation of its receive) are still handed over, in
   // order. Unpaused, it receives again from the next wait(), FIN and errors included.
   virtual void pause_receiver(int fd, bool paused);
+  // Ends fd's receiver for good and keeps its poll (a connection that reads large transfers
+  // itself, in large reads). Pieces the receive took before it ended are still handed over,
+  // in order; then on_receive_stopped(), unless the receive saw the FIN or failed first
+  // (that is handed over instead). add_receiver() may start a new one after that.
+  virtual void stop_receiver(int fd);
   // Whether bytes received for fd's receiver wait in the loop's batch, not handed over yet
   // (a socket that looks empty may still have something to say). Takes in the completions
   // the kernel posted since the last wait() to tell (they are handed over as usual).

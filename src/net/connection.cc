@@ -34,12 +34,16 @@ Status Connection::adopt(Fd fd) {
   return loop_.poller().add(fd_.get(), kInterest, this);
 }
 
-void Connection::after_read_wakeup() {
+void Connection::after_read_wakeup(size_t bytes) {
+  // A wake-up that found nothing (its bytes were read already) says nothing.
+  if (bytes == 0) return;
   if (!woken_to_read_) {
     woken_to_read_ = true;
     return;
   }
   if (!fd_.valid() || !read_enabled_ || peer_closed_ || readable_) return;
+  // A large transfer is read here, up to 128 KiB a time, not a receive piece at a time.
+  if (bytes > event::kReceivePiece) return;
   receive_later_ = false;
   // The loop receives (a buffer of its own is taken only while bytes are handed over); the
   // poll hears of writability and errors only, so arriving bytes make one completion, not
@@ -118,8 +122,8 @@ void Connection::on_io(uint32_t events) {
   if (to_read) readable_ = true;
   if (events & (event::kPeerClosed | event::kError)) rdhup_ = true;
   if (events & (event::kWritable | event::kError)) flush();
-  if (fd_.valid()) do_read();
-  if (receive_later_ && to_read) after_read_wakeup();
+  const size_t bytes = fd_.valid() ? do_read() : 0;
+  if (receive_later_ && to_read) after_read_wakeup(bytes);
 }
 
 bool Connection::drive_handshake() {
@@ -159,6 +163,12 @@ void Connection::on_received(const char* data, size_t size) {
   } else {
     in_.append(std::string_view(data, size));
   }
+  if (size == event::kReceivePiece && !leaving_) {
+    // A full piece: more is on its way (an upload). It is read on readiness instead, in
+    // large reads, once the receive has handed over what it took.
+    leaving_ = true;
+    loop_.poller().stop_receiver(fd_.get());
+  }
   // Reading off: kept (the receive is being cancelled) until set_read_enabled(true).
   if (!read_enabled_) return;
   if (size > 0) {
@@ -171,14 +181,27 @@ void Connection::on_received(const char* data, size_t size) {
 void Connection::on_receive_failed(int err) {
   if (!fd_.valid()) return;
   if (err == EOPNOTSUPP) {
-    // The loop could not set up its receive buffers: read on readiness instead.
+    // The loop could not set up its receive buffers: read on readiness instead, for good.
     receiving_ = false;
+    receive_later_ = false;
     if (Status s = loop_.poller().modify(fd_.get(), kInterest, this); !s) return fail(EBADF);
     readable_ = true;
-    return do_read();
+    do_read();
+    return;
   }
   // As a failed recv(): the connection is reset, whether reading was on or not.
   fail(err);
+}
+
+void Connection::on_receive_stopped() {
+  if (!fd_.valid()) return;
+  receiving_ = false;
+  leaving_ = false;
+  receive_later_ = true;  // back to the loop's receive once requests are small again
+  if (Status s = loop_.poller().modify(fd_.get(), kInterest, this); !s) return fail(EBADF);
+  readable_ = true;
+  bulk_ = true;
+  do_read();
 }
 
 void Connection::finish_read() {
@@ -199,9 +222,13 @@ void Connection::finish_read() {
   if (fd_.valid() && in_.empty()) in_.release();
 }
 
-void Connection::do_read() {
-  if (receiving_) return finish_read();
-  if (!secured()) return;
+size_t Connection::do_read() {
+  if (receiving_) {
+    finish_read();
+    return 0;
+  }
+  if (!secured()) return 0;
+  size_t total = 0;
   while (readable_ && read_enabled_ && fd_.valid() && !peer_closed_) {
     char* p = in_.prepare(bulk_ ? kBulkReadChunk : kReadChunk);
     size_t room = in_.writable();
@@ -217,6 +244,7 @@ void Connection::do_read() {
         drained_iteration_ = loop_.stats().iterations;
       }
       in_.commit(static_cast<size_t>(n));
+      total += static_cast<size_t>(n);
       callbacks_->on_read();
       continue;
     }
@@ -228,12 +256,14 @@ void Connection::do_read() {
       readable_ = false;
       drained_iteration_ = loop_.stats().iterations;
       if (in_.empty()) in_.release();
-      return;
+      return total;
     }
     if (errno == EINTR) continue;
-    return fail(errno);
+    fail(errno);
+    return total;
   }
   finish_read();
+  return total;
 }
 
 void Connection::write(std::string_view bytes) {

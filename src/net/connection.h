@@ -8,7 +8,9 @@
 // for more (a second wake-up to read), is handed its bytes by the loop
 // (Poller::add_receiver) instead; its callbacks see no difference. A connection that
 // carries one request (Connection: close) so never pays for arming and cancelling a
-// receive, where one recv() does.
+// receive, where one recv() does. One that is handed a full piece (a large upload) goes
+// back to reading on readiness, in large reads, until its wake-ups bring small requests
+// again.
 // Callbacks may close the connection; they must not destroy it (owners use deferred
 // deletion). Loop thread only.
 #pragma once
@@ -131,17 +133,20 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   void on_io(uint32_t events) override;
   void on_received(const char* data, size_t size) override;
   void on_receive_failed(int err) override;
+  void on_receive_stopped() override;
   void on_iteration_end() override { flush(); }
 
  private:
-  void do_read();
+  // Reads on readiness while the socket has bytes; returns how many it read.
+  size_t do_read();
   // After bytes were handed over: the FIN, once reading is on and every byte before it went
   // up; the input buffer's release when all was consumed.
   void finish_read();
   void fail(int err);
-  // After a wake-up to read: from the second one on, with everything read and reading on,
-  // the loop receives for the connection (receive_later_).
-  void after_read_wakeup();
+  // After a wake-up to read that read `bytes`: from the second one on, when it brought no
+  // more than one receive piece, with everything read and reading on, the loop receives for
+  // the connection (receive_later_).
+  void after_read_wakeup(size_t bytes);
   // Advances the transport's handshake; false when the connection cannot go on yet.
   bool drive_handshake();
 
@@ -160,6 +165,7 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool fin_held_ : 1 = false;       // received by completion while reading was off
   bool receive_later_ : 1 = false;  // to receive by completion once it stays open
   bool woken_to_read_ : 1 = false;  // had a wake-up to read (while receive_later_)
+  bool leaving_ : 1 = false;        // receiving by completion, stop_receiver() asked
   Fd fd_;
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;

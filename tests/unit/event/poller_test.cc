@@ -693,9 +693,15 @@ struct RecvRecorder final : RecvHandler {
     ++pieces;
   }
   void on_receive_failed(int err) override { failures.push_back(err); }
+  void on_receive_stopped() override {
+    ++stops;
+    bytes_at_stop = bytes.size();
+  }
   std::string bytes;
   int pieces = 0;
   int ends = 0;
+  int stops = 0;
+  size_t bytes_at_stop = 0;
   std::vector<int> failures;
 };
 
@@ -852,6 +858,41 @@ TEST_P(PollerTest, PausedReceiverHandsOverWhatItTookAndTakesNothingMoreUntilResu
   EXPECT_EQ(unread, 5) << "the socket keeps what arrives while paused";
   EXPECT_EQ(r.ends, 0);
   poller().pause_receiver(p.a, false);
+  ASSERT_TRUE(run_until([&] { return r.ends == 1; }));
+  EXPECT_EQ(r.bytes, first + "later");
+  EXPECT_TRUE(r.failures.empty());
+  poller().remove(p.a);
+}
+
+TEST_P(PollerTest, StoppedReceiverHandsOverWhatItTookThenSaysSoAndLeavesTheRestInTheSocket) {
+  if (backend() == Backend::kEpoll) GTEST_SKIP() << "no completion-based receive on epoll";
+  Pair p;
+  RecvRecorder r;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  ASSERT_TRUE(poller().add_receiver(p.a, &r).is_ok());
+  const std::string first = pattern(64 * 1024, 'f');
+  send_all(p.b, first);
+  int unread = -1;
+  for (int i = 0; i < 500 && unread != 0; ++i) {
+    poller().wait(10);
+    ASSERT_EQ(::ioctl(p.a, FIONREAD, &unread), 0);
+  }
+  ASSERT_EQ(unread, 0) << "taken into the batch";
+  poller().stop_receiver(p.a);
+  ASSERT_TRUE(run_until([&] { return r.stops == 1; }));
+  EXPECT_EQ(r.bytes_at_stop, first.size()) << "every piece it took, then the stop";
+  EXPECT_EQ(r.bytes, first);
+  EXPECT_EQ(r.pieces, static_cast<int>(first.size() / kReceivePiece));
+  send_all(p.b, "later");
+  ::shutdown(p.b, SHUT_WR);
+  settle();
+  ASSERT_EQ(::ioctl(p.a, FIONREAD, &unread), 0);
+  EXPECT_EQ(unread, 5) << "the socket keeps what arrives after the stop";
+  EXPECT_EQ(r.ends, 0);
+  EXPECT_EQ(r.stops, 1);
+  EXPECT_FALSE(poller().receive_pending(p.a));
+  // A receiver again: it takes what waits, then the FIN.
+  ASSERT_TRUE(poller().add_receiver(p.a, &r).is_ok());
   ASSERT_TRUE(run_until([&] { return r.ends == 1; }));
   EXPECT_EQ(r.bytes, first + "later");
   EXPECT_TRUE(r.failures.empty());

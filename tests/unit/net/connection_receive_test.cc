@@ -8,8 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
+#include <thread>
 
 #include "base/clock.h"
 #include "net/connection.h"
@@ -193,6 +195,35 @@ TEST_F(ConnectionReceive, CloseIfQuietCountsBytesWaitingInTheLoopsBatch) {
   EXPECT_EQ(quiet, 0);
   EXPECT_TRUE(conn_.open());
   EXPECT_TRUE(rec_.got == data);
+}
+
+TEST_F(ConnectionReceive, AnUploadIsReadOnReadinessInLargeReadsAndSmallRequestsComeBack) {
+  // The receive takes what arrives at once, in pieces, until the stop reaches the kernel;
+  // then the connection reads for itself.
+  const std::string first = pattern(1024 * 1024);
+  std::thread sender([&] { send_all(p_.client.get(), first); });
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == first.size(); }));
+  sender.join();
+  EXPECT_TRUE(rec_.got == first) << "none lost, none reordered";
+  EXPECT_FALSE(conn_.receiving_by_completion()) << "full pieces: back to reading itself";
+  // The next large request is read on readiness from the start, in large reads.
+  rec_.reads = 0;
+  std::string data = first;
+  std::reverse(data.begin(), data.end());
+  sender = std::thread([&] { send_all(p_.client.get(), data); });
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == first.size() + data.size(); }));
+  sender.join();
+  EXPECT_TRUE(rec_.got.substr(first.size()) == data) << "none lost, none reordered";
+  EXPECT_FALSE(conn_.receiving_by_completion());
+  EXPECT_LT(rec_.reads, 128) << "1 MiB in 4 KiB pieces would be 256 reads";
+  rec_.got.erase(0, first.size());
+  send_all(p_.client.get(), "GET /next HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == data.size() + 22; }));
+  EXPECT_TRUE(conn_.receiving_by_completion()) << "a small request: the loop receives again";
+  send_all(p_.client.get(), "GET /last HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == data.size() + 44; }));
+  EXPECT_EQ(rec_.got.substr(data.size()), "GET /next HTTP/1.1\r\n\r\nGET /last HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(rec_.errors.empty());
 }
 
 TEST_F(ConnectionReceive, AResetIsAnError) {
