@@ -80,6 +80,8 @@ class Etcd:
             import ssl
             self.ssl = ssl.create_default_context(cafile=pki.ca)
             self.ssl.load_cert_chain(pki.client_cert, pki.client_key)
+        # Cleanups run last first: etcd is stopped, then its data (a 64 MB write-ahead log) goes.
+        harness.register_cleanup(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         harness.register_cleanup(self.kill)
         if start:
             self.start()
