@@ -4,7 +4,8 @@ busy machine does not move much: system calls (and context switches) per datagra
 perf's syscall tracepoints, and user-space instructions per datagram, counted with callgrind.
 
     bench/udp_cost.py [--sluice build/release/sluice] [--seconds 5] [--callgrind | --record DIR]
-                      [--cases rr64,stream64,stun] [--stream-rate 20000]
+                      [--cases rr64,stream64,stream1200,stun] [--stream-rate 20000]
+                      [--backend auto|epoll|io_uring]
 
 Each case starts sluice alone (one worker, bench/conf/udp_rr, udp_stream or stun with an admin
 listener added), bench/lib/udp_load's echo backend and load as bench/scenarios/udp.sh and
@@ -23,6 +24,14 @@ instructions, all of sluice's threads) per datagram.
 
 With --record DIR: `perf record -g` (cpu-clock samples) on the process instead of counting,
 into DIR/CASE.perf.data, for `perf report --children` (where the kernel's share goes).
+
+Every case also reports, per datagram: sluice's CPU time (all threads, from
+/proc/PID/task/*/schedstat: exact, where the user/kernel split of /proc/PID/stat is sampled at
+each tick), the loop's wake-ups (sluice_worker_iterations_total) and the readiness reports it
+handled (sluice_worker_events_total), the recvmmsg calls that moved a datagram
+(sluice_udp_batches_total: the other recvmmsg system calls found the socket empty) and the
+share of datagrams sent joined (GSO). --backend picks the event backend (SLUICE_EVENT_BACKEND).
+Cases: rr64, stream64, stream1200 (the udp scenario's 1,200-byte stream), stun.
 
 The cores: sluice on core 1, load and echo on core 0 (BENCH_PROXY_CORE, BENCH_LOAD_CORE). It
 prints one JSON line per case and a table. It sends only to 127.0.0.1 and ends by itself.
@@ -54,6 +63,7 @@ CASES = {
     # name: (conf dir, load args after the port, what counts as datagrams)
     "rr64": ("udp_rr", ["rr", None, "200", "64"], "udp"),
     "stream64": ("udp_stream", ["stream", None, "4", "64", "@RATE@"], "udp"),
+    "stream1200": ("udp_stream", ["stream", None, "4", "1200", "@RATE@"], "udp"),
     "stun": ("stun", ["stun", None, "200"], "stun"),
 }
 
@@ -90,6 +100,19 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])  # utime, stime
+
+
+def run_ns(pid):
+    """CPU time of all the process's threads in ns (schedstat: exact, where the tick split of
+    cpu_ticks is sampled)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
 
 
 def wait_ready(admin, proc, seconds):
@@ -152,6 +175,8 @@ def run_case(case, args, load_bin, tmp):
                "--dump-instr=no", "--separate-threads=no"] + cmd
     log = open(os.path.join(tmp, f"{case}.log"), "w")
     env = dict(os.environ)
+    if args.backend:
+        env["SLUICE_EVENT_BACKEND"] = args.backend
     if args.callgrind:
         # valgrind does not run io_uring's ring: the epoll backend, under callgrind only.
         env["SLUICE_EVENT_BACKEND"] = "epoll"
@@ -177,12 +202,14 @@ def run_case(case, args, load_bin, tmp):
                                      ",".join(events), "-p", str(proc.pid)])
             time.sleep(0.3)
         ticks0 = cpu_ticks(proc.pid)
+        ns0 = run_ns(proc.pid)
         la = [a if a is not None else str(listen) for a in load_args] + [str(args.seconds)]
         la = [str(args.stream_rate) if a == "@RATE@" else a for a in la]
         load = subprocess.run(["taskset", "-c", LOAD_CORE, load_bin] + la, capture_output=True,
                               text=True, timeout=args.seconds + 60)
         time.sleep(0.5 if not args.callgrind else 3)  # late answers still in flight
         ticks1 = cpu_ticks(proc.pid)
+        ns1 = run_ns(proc.pid)
         if args.callgrind:
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                            stdout=subprocess.DEVNULL)
@@ -210,6 +237,19 @@ def run_case(case, args, load_bin, tmp):
         return result
     result["user_us_per_datagram"] = round((ticks1[0] - ticks0[0]) / hz * 1e6 / datagrams, 3)
     result["sys_us_per_datagram"] = round((ticks1[1] - ticks0[1]) / hz * 1e6 / datagrams, 3)
+    result["cpu_us_per_datagram"] = round((ns1 - ns0) / 1e3 / datagrams, 3)
+    # The loop's wake-ups (iterations) and the readiness reports it handled, per datagram;
+    # recvmmsg calls that moved a datagram (the rest of the recvmmsg system calls found none).
+    for key, name in [("iterations", "sluice_worker_iterations_total"),
+                      ("events", "sluice_worker_events_total")]:
+        result[f"{key}_per_datagram"] = round(
+            (metric_sum(after, name) - metric_sum(before, name)) / datagrams, 4)
+    result["recvmmsg_moving_per_datagram"] = round(
+        (metric_sum(after, "sluice_udp_batches_total", 'call="recvmmsg"') -
+         metric_sum(before, "sluice_udp_batches_total", 'call="recvmmsg"')) / datagrams, 4)
+    result["gso_share"] = round(
+        (metric_sum(after, "sluice_udp_offload_datagrams_total", 'offload="gso"') -
+         metric_sum(before, "sluice_udp_offload_datagrams_total", 'offload="gso"')) / datagrams, 4)
     if args.record:
         result["perf_data"] = os.path.join(args.record, f"{case}.perf.data")
     elif args.callgrind:
@@ -241,7 +281,11 @@ def main():
     p.add_argument("--stream-rate", type=int, default=20000,
                    help="datagrams/s of the stream case (under callgrind sluice keeps up with "
                         "about 2000: the same wake-ups before and after)")
-    p.add_argument("--cases", default="rr64,stream64,stun")
+    p.add_argument("--cases", default="rr64,stream64,stun",
+                   help="of " + ", ".join(CASES))
+    p.add_argument("--backend", choices=["auto", "epoll", "io_uring"],
+                   help="the event backend (SLUICE_EVENT_BACKEND; default: the configuration's, "
+                        "auto)")
     p.add_argument("--keep", help="keep the work files in this directory")
     p.add_argument("--record", metavar="DIR",
                    help="instead of counting, sample where sluice's CPU goes (perf record -g, "
@@ -276,9 +320,14 @@ def main():
             per = r["per_datagram"]
             line += (f"  syscalls/datagram {per.get('all', 0):.3f}"
                      f"  cs/datagram {per.get('context-switches', 0):.3f}")
-        line += (f"  CPU-us/datagram user {r['user_us_per_datagram']:.2f}"
-                 f" sys {r['sys_us_per_datagram']:.2f}")
+        line += (f"  CPU-us/datagram {r['cpu_us_per_datagram']:.2f}"
+                 f" (ticks: user {r['user_us_per_datagram']:.2f}"
+                 f" sys {r['sys_us_per_datagram']:.2f})")
         print(line)
+        print(f"          wake-ups/datagram {r['iterations_per_datagram']:.3f}"
+              f"  events/datagram {r['events_per_datagram']:.3f}"
+              f"  recvmmsg that moved datagrams {r['recvmmsg_moving_per_datagram']:.3f}"
+              f"  sent joined (GSO) {r['gso_share']:.3f}")
         if "per_datagram" in r:
             detail = {k: v for k, v in r["per_datagram"].items()
                       if k not in ("all", "context-switches")}

@@ -11,7 +11,8 @@
 // kernel ending a multishot poll on its own (completion queue overflow, cancellation when
 // the submitting thread exits): a completion without IORING_CQE_F_MORE for a live
 // registration is delivered and the poll armed again, and arming reports what is ready
-// then, so no edge is lost.
+// then, so no edge is lost. The completions of one registration that one harvest gathers are
+// one report, as epoll gives one event per descriptor per wait (on_completion).
 //
 // Descriptor reuse. A registration is named in user_data by (fd, generation); remove()
 // moves the fd's generation on, so a completion for a removed registration — already in the
@@ -160,6 +161,7 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   s.live = false;
   s.armed = false;
   s.recv_armed = false;
+  s.reported = false;
   clear_handlers(fd, s);
   ++s.generation;
   if (was_acceptor) close_undelivered(fd);
@@ -204,7 +206,7 @@ void IoUringPoller::dispatch() {
     ready_[i].buffer = -1;
     ready_[i].moved = -1;
     // Index every time: a handler may add a larger fd and grow the table.
-    const Slot& s = slots_[static_cast<size_t>(r.fd)];
+    Slot& s = slots_[static_cast<size_t>(r.fd)];
     // Removed (or removed and added again) by an earlier handler of this iteration.
     if (!s.live || s.generation != r.generation) {
       if (r.accepted >= 0) ::close(r.accepted);
@@ -227,6 +229,8 @@ void IoUringPoller::dispatch() {
       }
       continue;
     }
+    // Reported now: a completion from here on is a new report.
+    s.reported = false;
     s.handler->on_io(r.events);
   }
   ready_.clear();
@@ -240,6 +244,7 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   Slot& s = slots_[static_cast<size_t>(fd)];
   s.live = true;
   s.failed = false;
+  s.reported = false;
   clear_handlers(fd, s);
   s.recv_ended = false;
   s.recv_paused = false;
@@ -439,7 +444,23 @@ void IoUringPoller::on_completion(uint64_t user_data, int res, unsigned flags) {
   } else if (res < 0 && res != -ECANCELED) {
     events = kError;  // the handler's next read or write finds out what is wrong
   }
-  if (events) ready_.push_back({static_cast<int>(fd), generation, events});
+  if (events == 0) return;
+  // A socket woken several times since the loop last looked (a busy UDP socket: a wake-up,
+  // and so a completion, per datagram that arrived while the loop was in the kernel) gets
+  // one report: its handler reads until the socket is empty, and what arrives after that
+  // read posts a completion of its own, harvested later. A second report would only cost
+  // the handler a read that finds nothing.
+  if (s.reported) {
+    for (size_t i = ready_.size(); i-- > 0;) {
+      Ready& r = ready_[i];
+      if (r.kind == Kind::kPoll && r.fd == static_cast<int>(fd) && r.generation == generation) {
+        r.events |= events;
+        return;
+      }
+    }
+  }
+  s.reported = true;
+  ready_.push_back({static_cast<int>(fd), generation, events});
 }
 
 Result<std::unique_ptr<Poller>> make_io_uring_poller() {

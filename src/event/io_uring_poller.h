@@ -90,6 +90,9 @@ class IoUringPoller final : public Poller {
     bool recv_ended : 1 = false;     // the recv saw the end or an error: not armed again
     bool recv_paused : 1 = false;    // pause_receiver(): cancelled, not armed again until resumed
     bool recv_stopping : 1 = false;  // stop_receiver(): cancelled, never armed again
+    // A poll report of this generation waits in ready_ (dispatch() clears it): another
+    // completion of the poll before then joins that report instead of making a second one.
+    bool reported : 1 = false;
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
     bool is_receiver() const { return role == Role::kReceiver || role == Role::kPollReceiver; }

@@ -143,6 +143,30 @@ TEST_P(PollerTest, ReportsReadableOncePerArrival) {
   EXPECT_EQ(r.calls.size(), 2u);
 }
 
+TEST_P(PollerTest, ArrivalsBeforeTheLoopLooksAreOneReport) {
+  Pair p;
+  Recorder r;
+  ASSERT_TRUE(poller().add(p.a, kReadable, &r).is_ok());
+  settle();
+  ASSERT_TRUE(r.calls.empty());
+  // Three arrivals, each its own wake-up of the socket (on io_uring, each a completion of
+  // the poll: the loop's thread runs the poll's work at the end of each write), before the
+  // loop looks: one report, since the handler reads until the socket is empty.
+  send_byte(p.b);
+  send_byte(p.b);
+  send_byte(p.b);
+  loop_->run_until_idle();
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0], uint32_t{kReadable});
+  EXPECT_EQ(drain(p.a), 3u);
+  settle();
+  EXPECT_EQ(r.calls.size(), 1u);
+  // What arrives after the handler's read is a new report.
+  send_byte(p.b);
+  ASSERT_TRUE(run_until([&] { return r.calls.size() == 2; }));
+  EXPECT_EQ(r.calls[1], uint32_t{kReadable});
+}
+
 TEST_P(PollerTest, ReportsReadinessPresentAtRegistration) {
   Pair p;
   send_byte(p.b);
