@@ -369,7 +369,8 @@ void IoUringPoller::arm_queued() {
     } else {
       io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
     }
-    io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.is_acceptor() ? kAcceptKind : kPollKind));
+    io_uring_sqe_set_data64(sqe,
+                            encode(fd, s.generation, s.is_acceptor() ? kAcceptKind : kPollKind));
     s.armed = true;
   }
   arm_queue_.clear();

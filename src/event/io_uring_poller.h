@@ -103,7 +103,7 @@ class IoUringPoller final : public Poller {
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
     bool recv_ended : 1 = false;   // the recv saw the end or an error: not armed again
     bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
-    bool send_queued : 1 = false;  // a send (its rest) to be handed to the kernel by the next wait()
+    bool send_queued : 1 = false;  // a send (or its rest) for the next wait() to submit
     bool send_armed : 1 = false;   // the kernel has (or is about to get) this generation's send
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
@@ -125,9 +125,9 @@ class IoUringPoller final : public Poller {
     int accepted = -1;  // an acceptor's new connection
     int error = 0;      // an acceptor's, receiver's or send's failure (errno)
     Kind kind = Kind::kPoll;
-    int buffer = -1;  // a receiver's bytes: the provided buffer's id, and how many
+    int buffer = -1;    // a receiver's bytes: the provided buffer's id, and how many
     uint32_t size = 0;  // (or what a send put into the socket)
-    int moved = -1;  // or their copy in moved_bytes_ (move_to_this_thread())
+    int moved = -1;     // or their copy in moved_bytes_ (move_to_this_thread())
   };
 
   // A fresh registration for fd (an old one, of a descriptor closed without remove() and

@@ -246,8 +246,7 @@ TEST(ConnectionSendLifetime, ClosedAndDestroyedWithASendInFlight) {
     std::fill_n(blocks.back().get(), 256 * 1024, 'Z');
   }
   std::string got;
-  EXPECT_TRUE(read_while_running(loop, p.client.get(), got, 0, 64 * 1024, true))
-      << "the end came";
+  EXPECT_TRUE(read_while_running(loop, p.client.get(), got, 0, 64 * 1024, true)) << "the end came";
   EXPECT_LT(got.size(), data.size()) << "the cancelled send's rest was dropped";
   EXPECT_TRUE(got == data.substr(0, got.size())) << "what came is what was written, in order";
   EXPECT_TRUE(rec.errors.empty());
