@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/buffer.h"
@@ -194,6 +196,49 @@ TEST_F(PollerSend, AFailedSendIsReportedOnce) {
   EXPECT_EQ(r.failures, std::vector<int>{EPIPE});
   EXPECT_EQ(r.sent, 0u);
   poller().remove(p.a);
+}
+
+TEST(PollerSendMoved, ASendTheOldRingHadFailsWhenTheLoopMovesToAnotherThread) {
+  // Single-issuer rings only: a loop run by another thread gets a new ring. How much of a
+  // send the old ring made cannot be known, so it fails; its bytes stay until the poller goes.
+  ::setenv("SLUICE_IO_URING_SETUP", "single_issuer", 1);
+  std::unique_ptr<Loop> loop;
+  const std::string setup = io_uring_ring_setup();
+  if (setup.starts_with("single issuer")) {
+    loop = std::make_unique<Loop>(Clock::steady(), Backend::kIoUring);
+  }
+  ::unsetenv("SLUICE_IO_URING_SETUP");
+  if (!loop) GTEST_SKIP() << "io_uring ring: " << setup;
+  if (!loop->poller().can_send()) GTEST_SKIP() << "no completion-based send";
+  SocketPair p;
+  SendRecorder r;
+  ASSERT_TRUE(loop->poller().add_receiver(p.a, &r).is_ok());
+  Buffer bytes;
+  bytes.append(pattern(4 * 1024 * 1024));
+  ASSERT_TRUE(loop->poller().send(p.a, bytes, 0).is_ok());
+  // The first thread stays (idle, away from the loop) until the second ran it: a thread
+  // that ended may leave its id to the next one.
+  std::promise<void> first_ran;
+  std::promise<void> second_ran;
+  std::thread first([&] {
+    for (int i = 0; i < 100 && r.sent == 0; ++i) loop->run_until_idle();
+    first_ran.set_value();
+    second_ran.get_future().wait();
+  });
+  first_ran.get_future().wait();
+  const size_t sent_before = r.sent;
+  std::thread second([&] {
+    const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
+    while (r.failures.empty() && MonoClock::now() < deadline) loop->run_until_idle();
+    second_ran.set_value();
+  });
+  second.join();
+  first.join();
+  ASSERT_GT(sent_before, 0u) << "the first piece went; the rest waited for room";
+  EXPECT_EQ(r.sent, sent_before);
+  EXPECT_EQ(r.failures, std::vector<int>{ECANCELED});
+  loop->poller().remove(p.a);
+  loop.reset();
 }
 
 }  // namespace
