@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
 
 namespace sluice {
 
@@ -28,9 +29,23 @@ void release_cached_buffer_pages();
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Buffer&&) = default;
-  Buffer& operator=(Buffer&&) = default;
+  // A moved-from Buffer is empty and holds no storage.
+  Buffer(Buffer&& other) noexcept { swap(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    if (this != &other) {
+      release_storage();
+      swap(other);
+    }
+    return *this;
+  }
   ~Buffer() { release_storage(); }
+  // Exchanges contents and storage: the bytes stay where they are in memory.
+  void swap(Buffer& other) noexcept {
+    storage_.swap(other.storage_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(begin_, other.begin_);
+    std::swap(end_, other.end_);
+  }
   static constexpr size_t kInitialCapacity = 16 * 1024;
 
   const char* data() const { return storage_.get() + begin_; }

@@ -1,12 +1,16 @@
 // The io_uring backend's requests that complete with more than readiness: multishot
-// accepts (Poller::add_acceptor) and multishot receives into provided buffers
-// (Poller::add_receiver).
+// accepts (Poller::add_acceptor), multishot receives into provided buffers
+// (Poller::add_receiver) and sends (Poller::send).
 #include <liburing.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -56,7 +60,7 @@ void IoUringPoller::pause_receiver(int fd, bool paused) {
   // pieces come in completions ahead of its last one, with this generation, and are handed
   // over like any other (the handler keeps them until it reads again).
   io_uring_sqe* sqe = get_sqe();
-  io_uring_prep_cancel64(sqe, encode(fd, s->generation, kRecvBit), 0);
+  io_uring_prep_cancel64(sqe, encode(fd, s->generation, kRecvKind), 0);
   finish_internal(sqe);
 }
 
@@ -148,7 +152,7 @@ void IoUringPoller::stop_acceptor(int fd, Duration max_wait) {
     // accepted comes in a completion ahead of that one. remove() would close those that
     // came during the cancellation; here they are handed over.
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel64(sqe, encode(fd, generation, kAcceptBit), 0);
+    io_uring_prep_cancel64(sqe, encode(fd, generation, kAcceptKind), 0);
     finish_internal(sqe);
     ending_ = Ending{fd, generation, 1};
     submit_and_get_events();
@@ -184,7 +188,7 @@ void IoUringPoller::arm_recv(int fd, Slot& s) {
   io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kBufferGroup;
-  io_uring_sqe_set_data64(sqe, encode(fd, s.generation, kRecvBit));
+  io_uring_sqe_set_data64(sqe, encode(fd, s.generation, kRecvKind));
   s.recv_armed = true;
 }
 
@@ -280,6 +284,139 @@ void IoUringPoller::on_recv_completion(int fd, Slot& s, int res, unsigned flags)
   }
   s.recv_ended = true;
   ready_.push_back({fd, s.generation, 0, -1, res < 0 ? -res : 0, Kind::kRecv});
+}
+
+Status IoUringPoller::send(int fd, Buffer& bytes, int flags) {
+  Slot* s = live_slot(fd);
+  if (!can_send_ || !s || !s->is_receiver()) {
+    return Status::error("io_uring: no completion-based send for this descriptor", EOPNOTSUPP);
+  }
+  if (s->send_queued || s->send_armed) {
+    return Status::error("io_uring: a send is already in flight", EBUSY);
+  }
+  if (bytes.empty()) return Status::ok();
+  const uint64_t key = encode(fd, s->generation);
+  Sends::iterator it;
+  if (!spare_sends_.empty()) {
+    Sends::node_type node = std::move(spare_sends_.back());
+    spare_sends_.pop_back();
+    node.key() = key;
+    auto inserted = sends_.insert(std::move(node));
+    if (!inserted.inserted) {
+      return Status::error("io_uring: a send is already in flight", EBUSY);
+    }
+    it = inserted.position;
+  } else {
+    bool inserted;
+    std::tie(it, inserted) = sends_.try_emplace(key);
+    if (!inserted) return Status::error("io_uring: a send is already in flight", EBUSY);
+  }
+  it->second.bytes.swap(bytes);
+  it->second.flags = flags;
+  // Prepared by the next wait(), like an arming: a send of a descriptor removed (and
+  // perhaps closed and reused) before then never reaches the kernel.
+  s->send_queued = true;
+  queue_arm(fd, *s);
+  return Status::ok();
+}
+
+void IoUringPoller::arm_send(int fd, Slot& s) {
+  // The entry first: getting one may harvest completions, never this send's (it is not in
+  // the kernel).
+  io_uring_sqe* sqe = get_sqe();
+  auto it = sends_.find(encode(fd, s.generation));
+  if (it == sends_.end()) {
+    // Cannot happen (send() made it, only its end or a removal lets it go): nothing to send.
+    io_uring_prep_nop(sqe);
+    finish_internal(sqe);
+    s.send_queued = false;
+    return;
+  }
+  const Buffer& bytes = it->second.bytes;
+  io_uring_prep_send(sqe, fd, bytes.data(), bytes.size(), it->second.flags | MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, encode(fd, s.generation, kSendKind));
+  s.send_queued = false;
+  s.send_armed = true;
+}
+
+void IoUringPoller::on_send_completion(int fd, uint32_t generation, int res) {
+  auto it = sends_.find(encode(fd, generation));
+  if (it == sends_.end()) return;  // cannot happen: a send's bytes stay until its end
+  Slot* s = live_slot(fd);
+  if (!s || s->generation != generation) {
+    // A removed registration's (ended by its cancellation, -ECANCELED, or before it): the
+    // kernel is done with the bytes.
+    end_send(it);
+    return;
+  }
+  s->send_armed = false;
+  Buffer& bytes = it->second.bytes;
+  if (res > 0) {
+    // A short send (the socket's buffer was full) goes on with the next wait(), from where
+    // it stopped: nothing else is sent on this descriptor meanwhile.
+    bytes.consume(static_cast<size_t>(res));
+    Ready r{fd, generation, 0, -1, 0, Kind::kSend};
+    r.size = static_cast<uint32_t>(res);
+    ready_.push_back(r);
+    if (bytes.empty()) {
+      end_send(it);
+    } else {
+      s->send_queued = true;
+      queue_arm(fd, *s);
+    }
+    return;
+  }
+  // Interrupted, or ended by the kernel (not by remove(): the registration is current, as
+  // when the thread that submitted it exited): again, as it was.
+  if (res == -EAGAIN || res == -EINTR || res == -ECANCELED) {
+    s->send_queued = true;
+    queue_arm(fd, *s);
+    return;
+  }
+  end_send(it);
+  // 0 bytes of a non-empty send: the socket takes nothing more, as a send(2) that returns 0.
+  ready_.push_back({fd, generation, 0, -1, res < 0 ? -res : EPIPE, Kind::kSend});
+}
+
+void IoUringPoller::end_send(Sends::iterator it) {
+  Sends::node_type node = sends_.extract(it);
+  node.mapped().bytes.clear();
+  node.mapped().bytes.release();  // the storage goes back to the thread's cache
+  // Kept for the next send, up to a bound: a burst of sends does not keep its nodes.
+  constexpr size_t kSpareSends = 256;
+  if (spare_sends_.size() < kSpareSends) spare_sends_.push_back(std::move(node));
+}
+
+void IoUringPoller::retire_sends() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    const auto fd = static_cast<int>((it->first & ~kKindBits) >> 32);
+    const auto generation = static_cast<uint32_t>(it->first);
+    Slot* s = live_slot(fd);
+    const bool current = s && s->generation == generation;
+    if (current && s->send_queued) {
+      ++it;  // not in the kernel yet: the new ring gets it
+      continue;
+    }
+    if (current && s->send_armed) {
+      // How much of it the old ring sent cannot be known: sending the rest again could
+      // repeat bytes, so the send failed.
+      s->send_armed = false;
+      ready_.push_back({fd, generation, 0, -1, ECANCELED, Kind::kSend});
+    }
+    auto next = std::next(it);
+    retired_sends_.push_back(sends_.extract(it));
+    it = next;
+  }
+}
+
+void IoUringPoller::deliver_sent(const Ready& r) {
+  RecvHandler* h = receiver(r.fd);
+  if (!h) return;
+  if (r.error != 0) {
+    h->on_send_failed(r.error);
+  } else {
+    h->on_sent(r.size);
+  }
 }
 
 void IoUringPoller::on_accept_completion(int fd, Slot& s, int res, unsigned flags) {

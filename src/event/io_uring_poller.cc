@@ -84,6 +84,7 @@ Status IoUringPoller::init() {
   Status s = init_ring(ring_, nullptr);
   ready_to_use_ = s.is_ok();
   enabled_ = ready_to_use_ && !ring_disabled(ring_);
+  can_send_ = ready_to_use_ && completion_send_wanted() && kernel_can_send();
   return s;
 }
 
@@ -130,7 +131,7 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   if (s.armed) {
     io_uring_sqe* sqe = get_sqe();
     if (was_acceptor) {
-      io_uring_prep_cancel64(sqe, encode(fd, s.generation, kAcceptBit), 0);
+      io_uring_prep_cancel64(sqe, encode(fd, s.generation, kAcceptKind), 0);
     } else {
       io_uring_prep_poll_remove(sqe, encode(fd, s.generation));
     }
@@ -138,8 +139,24 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   }
   if (s.recv_armed) {
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel64(sqe, encode(fd, s.generation, kRecvBit), 0);
+    io_uring_prep_cancel64(sqe, encode(fd, s.generation, kRecvKind), 0);
     finish_internal(sqe);
+  }
+  if (s.send_armed) {
+    // Its bytes stay (sends_) until the send's last completion, which the cancellation
+    // brings: the kernel may be reading them until then.
+    io_uring_sqe* sqe = get_sqe();
+    // (Getting the entry may have taken in the send's completion: nothing to cancel then.)
+    if (s.send_armed) {
+      io_uring_prep_cancel64(sqe, encode(fd, s.generation, kSendKind), 0);
+    } else {
+      io_uring_prep_nop(sqe);
+    }
+    finish_internal(sqe);
+  }
+  if (!s.send_armed && s.send_queued) {
+    // Never reached the kernel (or its rest did not): nobody reads these bytes.
+    if (auto it = sends_.find(encode(fd, s.generation)); it != sends_.end()) end_send(it);
   }
   // Usually the cancellations ride with the next wait()'s submission: no system call
   // here. Until then the request holds the file, so the caller's close() releases the
@@ -149,8 +166,9 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   // the requests' last completions came (they drop the file): a wake-up racing the
   // cancellation can leave the end of the request to task work this thread runs only
   // when it asks again.
-  if ((release_now || was_acceptor) && (s.armed || s.recv_armed)) {
-    ending_ = Ending{fd, s.generation, (s.armed ? 1 : 0) + (s.recv_armed ? 1 : 0)};
+  if ((release_now || was_acceptor) && (s.armed || s.recv_armed || s.send_armed)) {
+    ending_ = Ending{fd, s.generation,
+                     (s.armed ? 1 : 0) + (s.recv_armed ? 1 : 0) + (s.send_armed ? 1 : 0)};
     submit_and_get_events();
     for (int i = 0; ending_.pending > 0 && i < 8 && enabled_ && on_owner_thread(); ++i) {
       io_uring_get_events(&ring_);
@@ -162,6 +180,8 @@ void IoUringPoller::remove_registration(int fd, bool release_now) {
   s.armed = false;
   s.recv_armed = false;
   s.reported = false;
+  s.send_armed = false;
+  s.send_queued = false;
   clear_handlers(fd, s);
   ++s.generation;
   if (was_acceptor) close_undelivered(fd);
@@ -221,6 +241,10 @@ void IoUringPoller::dispatch() {
       deliver_recv_stopped(r);
       continue;
     }
+    if (r.kind == Kind::kSend) {
+      deliver_sent(r);
+      continue;
+    }
     if (s.is_acceptor()) {
       if (r.accepted >= 0) {
         acceptor(r.fd)->on_accepted(r.accepted);
@@ -249,6 +273,8 @@ IoUringPoller::Slot* IoUringPoller::new_slot(int fd) {
   s.recv_ended = false;
   s.recv_paused = false;
   s.recv_stopping = false;
+  s.send_queued = false;
+  s.send_armed = false;
   s.interest = 0;
   return &s;
 }
@@ -296,6 +322,7 @@ void IoUringPoller::move_to_this_thread() {
   harvest();  // what the old ring had already posted
   io_uring_queue_exit(&ring_);
   enabled_ = false;
+  retire_sends();
   if (buffers_) {
     for (Ready& r : ready_) {
       if (r.buffer < 0) continue;
@@ -344,6 +371,7 @@ void IoUringPoller::arm_queued() {
     if (s.is_receiver() && !s.recv_armed && !s.recv_ended && !s.recv_paused && !s.recv_stopping) {
       arm_recv(fd, s);
     }
+    if (s.send_queued && !s.send_armed) arm_send(fd, s);
     if (s.armed || s.failed || (!s.is_acceptor() && !s.handler)) continue;
     io_uring_sqe* sqe = get_sqe();
     if (s.is_acceptor()) {
@@ -353,7 +381,8 @@ void IoUringPoller::arm_queued() {
     } else {
       io_uring_prep_poll_multishot(sqe, fd, to_poll(s.interest));
     }
-    io_uring_sqe_set_data64(sqe, encode(fd, s.generation, s.is_acceptor() ? kAcceptBit : 0));
+    io_uring_sqe_set_data64(sqe,
+                            encode(fd, s.generation, s.is_acceptor() ? kAcceptKind : kPollKind));
     s.armed = true;
   }
   arm_queue_.clear();
@@ -403,22 +432,25 @@ void IoUringPoller::on_completion(uint64_t user_data, int res, unsigned flags) {
   if (user_data == kInternal) return;  // a removal or update of a request that had ended
   auto fd = static_cast<size_t>((user_data & ~kKindBits) >> 32);
   auto generation = static_cast<uint32_t>(user_data);
+  const uint64_t kind = kind_of(user_data);
   if (ending_.pending > 0 && !(flags & IORING_CQE_F_MORE) && static_cast<int>(fd) == ending_.fd &&
       generation == ending_.generation) {
     --ending_.pending;
   }
+  // Current or not: the send's bytes are let go at its last completion either way.
+  if (kind == kSendKind) return on_send_completion(static_cast<int>(fd), generation, res);
   bool current = fd < slots_.size() && slots_[fd].live && slots_[fd].generation == generation;
   if (!current) {
     // A removed registration's. A connection it accepted is nobody's: closed; a buffer
     // it filled goes back.
-    if (res >= 0 && (user_data & kAcceptBit)) ::close(res);
-    if ((user_data & kRecvBit) && (flags & IORING_CQE_F_BUFFER)) {
+    if (res >= 0 && kind == kAcceptKind) ::close(res);
+    if (kind == kRecvKind && (flags & IORING_CQE_F_BUFFER)) {
       return_buffer(static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT));
     }
     return;
   }
   Slot& s = slots_[fd];
-  if (user_data & kRecvBit) {
+  if (kind == kRecvKind) {
     on_recv_completion(static_cast<int>(fd), s, res, flags);
     return;
   }

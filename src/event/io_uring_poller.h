@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -21,12 +22,21 @@ namespace sluice::event {
 // nothing a registration needs.
 constexpr uint64_t kInternal = ~uint64_t{0};
 
-// user_data: the top bits say which request of a registration it is (a poll's results are
-// masks, a multishot accept's descriptors, a multishot recv's byte counts), then the fd (30
-// bits) and the registration's generation.
+// user_data: the top two bits say which request of a registration it is (a poll's results
+// are masks, a multishot accept's descriptors, a multishot recv's byte counts, a send's byte
+// count), then the fd (30 bits) and the registration's generation. A registration has at
+// most one request of each kind in the kernel, so (kind, fd, generation) names it.
 constexpr uint64_t kAcceptBit = uint64_t{1} << 63;
 constexpr uint64_t kRecvBit = uint64_t{1} << 62;
 constexpr uint64_t kKindBits = kAcceptBit | kRecvBit;
+constexpr uint64_t kPollKind = 0;
+constexpr uint64_t kAcceptKind = kAcceptBit;
+constexpr uint64_t kRecvKind = kRecvBit;
+constexpr uint64_t kSendKind = kAcceptBit | kRecvBit;
+
+inline uint64_t kind_of(uint64_t user_data) {
+  return user_data & kKindBits;
+}
 
 inline uint64_t encode(int fd, uint32_t generation, uint64_t kind = 0) {
   return kind | (static_cast<uint64_t>(static_cast<uint32_t>(fd)) << 32) | generation;
@@ -52,6 +62,8 @@ class IoUringPoller final : public Poller {
   void pause_receiver(int fd, bool paused) override;
   void stop_receiver(int fd) override;
   bool receive_pending(int fd) override;
+  bool can_send() const override { return can_send_; }
+  Status send(int fd, Buffer& bytes, int flags) override;
   void resume_acceptor(int fd) override;
   void deliver_accepted(int fd) override;
   void stop_acceptor(int fd, Duration max_wait) override;
@@ -63,6 +75,9 @@ class IoUringPoller final : public Poller {
   void dispatch() override;
   Backend backend() const override { return Backend::kIoUring; }
   uint64_t gathered() const override { return harvests_; }
+  bool submissions_pending() const override {
+    return !arm_queue_.empty() || io_uring_sq_ready(&ring_) > 0;
+  }
 
  private:
   // The cancellations are named by (fd, generation), so they end this registration only,
@@ -93,6 +108,8 @@ class IoUringPoller final : public Poller {
     // A poll report of this generation waits in ready_ (dispatch() clears it): another
     // completion of the poll before then joins that report instead of making a second one.
     bool reported : 1 = false;
+    bool send_queued : 1 = false;  // a send (or its rest) for the next wait() to submit
+    bool send_armed : 1 = false;   // the kernel has (or is about to get) this generation's send
 
     bool is_acceptor() const { return role == Role::kAcceptor; }
     bool is_receiver() const { return role == Role::kReceiver || role == Role::kPollReceiver; }
@@ -106,17 +123,17 @@ class IoUringPoller final : public Poller {
   void set_completion_handler(int fd, Slot& s, Role role, void* handler);
   void clear_handlers(int fd, Slot& s);
   // kRecvStopped: a receive ended by stop_receiver(), after its last piece.
-  enum class Kind : uint8_t { kPoll, kAccept, kRecv, kRecvStopped };
+  enum class Kind : uint8_t { kPoll, kAccept, kRecv, kRecvStopped, kSend };
   struct Ready {
     int fd;
     uint32_t generation;
     uint32_t events;
     int accepted = -1;  // an acceptor's new connection
-    int error = 0;      // an acceptor's or receiver's failure (errno)
+    int error = 0;      // an acceptor's, receiver's or send's failure (errno)
     Kind kind = Kind::kPoll;
-    int buffer = -1;  // a receiver's bytes: the provided buffer's id, and how many
-    uint32_t size = 0;
-    int moved = -1;  // or their copy in moved_bytes_ (move_to_this_thread())
+    int buffer = -1;    // a receiver's bytes: the provided buffer's id, and how many
+    uint32_t size = 0;  // (or what a send put into the socket)
+    int moved = -1;     // or their copy in moved_bytes_ (move_to_this_thread())
   };
 
   // A fresh registration for fd (an old one, of a descriptor closed without remove() and
@@ -140,6 +157,7 @@ class IoUringPoller final : public Poller {
   void queue_arm(int fd, Slot& s);
   void arm_queued();
   void arm_recv(int fd, Slot& s);
+  void arm_send(int fd, Slot& s);
 
   // The buffer ring, set up by hand: liburing 2.3 has io_uring_register_buf_ring() but not
   // the io_uring_setup_buf_ring() helper. The ring of descriptors and the buffers are one
@@ -168,6 +186,23 @@ class IoUringPoller final : public Poller {
   void queue_recv_stopped(int fd, Slot& s);
   void deliver_recv_stopped(const Ready& r);
   void on_accept_completion(int fd, Slot& s, int res, unsigned flags);
+  void on_send_completion(int fd, uint32_t generation, int res);
+  void deliver_sent(const Ready& r);
+
+  // Sends (send()): the bytes of each, kept from send() until the kernel's last completion
+  // of it (after a remove() too: its cancellation's), by encode(fd, generation). Few at a
+  // time (those of this iteration, and those waiting for a slow reader's window), so kept
+  // apart from the slots; the map's nodes are reused (spare_sends_): no allocation per send.
+  struct Send {
+    Buffer bytes;  // what is left to send; never appended to while the kernel has it
+    int flags = 0;
+  };
+  using Sends = std::unordered_map<uint64_t, Send>;
+  // Lets the bytes of a send go (its last completion came, or it never reached the kernel).
+  void end_send(Sends::iterator it);
+  // A ring replaced by move_to_this_thread() had these sends: it may read their bytes until
+  // its teardown in the kernel is over, so they are kept until the poller goes.
+  void retire_sends();
 
   // The requests remove() waits to see end.
   struct Ending {
@@ -186,6 +221,10 @@ class IoUringPoller final : public Poller {
   std::vector<std::string> moved_bytes_;  // bytes taken out of them, for ready_
   std::vector<Slot> slots_;               // by fd
   std::unordered_map<int, void*> completion_handlers_;  // of acceptors and receivers, by fd
+  Sends sends_;
+  std::vector<Sends::node_type> spare_sends_;
+  std::vector<Sends::node_type> retired_sends_;
+  bool can_send_ = false;
   std::vector<int> arm_queue_;
   std::vector<Ready> ready_;
   uint64_t harvests_ = 0;  // gathered(): how many times the completion queue was harvested

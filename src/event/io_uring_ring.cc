@@ -121,6 +121,24 @@ int enable_ring(io_uring& ring) {
   return rc < 0 ? -errno : 0;
 }
 
+bool kernel_can_send() {
+  // A ring of its own (liburing makes and ends it): the loops' rings may be bound to a
+  // thread that has not run them yet.
+  static const bool can = [] {
+    io_uring_probe* probe = io_uring_get_probe();
+    if (!probe) return false;
+    bool supported = io_uring_opcode_supported(probe, IORING_OP_SEND) != 0;
+    io_uring_free_probe(probe);
+    return supported;
+  }();
+  return can;
+}
+
+bool completion_send_wanted() {
+  const char* v = std::getenv("SLUICE_IO_URING_SEND");
+  return !(v && std::string_view(v) == "direct");
+}
+
 Status probe_io_uring(std::string* setup) {
   if (const char* forced = std::getenv("SLUICE_IO_URING_PROBE");
       forced && std::string_view(forced) == "fail") {

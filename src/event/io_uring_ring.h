@@ -18,5 +18,11 @@ Status init_ring(io_uring& ring, std::string* setup);
 bool ring_disabled(const io_uring& ring);
 // IORING_REGISTER_ENABLE_RINGS. Returns 0 or -errno.
 int enable_ring(io_uring& ring);
+// Whether the kernel has IORING_OP_SEND (5.6), asked once per process with
+// IORING_REGISTER_PROBE (5.6 too: a kernel without the probe has neither).
+bool kernel_can_send();
+// Whether completion-based sends are wanted: yes, unless SLUICE_IO_URING_SEND=direct is in
+// the environment (to measure or rule out the difference with one binary).
+bool completion_send_wanted();
 
 }  // namespace sluice::event

@@ -191,7 +191,8 @@ void Loop::run_until_idle() {
     auto next = timers_.next_deadline();
     bool due = next && *next <= clock_.now();
     int n = run_once(0);
-    if (n == 0 && !posted && !due) return;
+    // Work queued for the kernel (a send, a removal) goes with the next wait: one more.
+    if (n == 0 && !posted && !due && !poller_->submissions_pending()) return;
   }
 }
 

@@ -103,7 +103,8 @@ class Loop {
   // Runs until stop(). Returns on the loop thread.
   void run();
   // Tests: runs iterations without sleeping (events already ready, posted work, timers due
-  // at the clock's current time) until one finds nothing to do. With a ManualClock, move
+  // at the clock's current time, requests still to reach the kernel) until one finds
+  // nothing to do. With a ManualClock, move
   // time with clock.advance(d) and call this to fire what fell due.
   void run_until_idle();
   // Any thread.

@@ -13,6 +13,10 @@ Status Poller::add_receiver(int, RecvHandler*) {
   return Status::error("this event backend has no completion-based receive", EOPNOTSUPP);
 }
 
+Status Poller::send(int, Buffer&, int) {
+  return Status::error("this event backend has no completion-based send", EOPNOTSUPP);
+}
+
 // epoll_ctl(EPOLL_CTL_DEL) lets go of the file at once.
 void Poller::remove_and_release(int fd) {
   remove(fd);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "base/buffer.h"
 #include "base/status.h"
 #include "base/units.h"
 
@@ -70,6 +71,12 @@ class RecvHandler : public IoHandler {
   // The receive ended as stop_receiver() asked, after every piece it took was handed over:
   // the socket holds what arrived since, for the handler to read itself.
   virtual void on_receive_stopped() {}
+  // Completion-based send (Poller::send): `size` more bytes of the send went into the
+  // socket, in order. The send is over once these calls added up to all its bytes.
+  virtual void on_sent(size_t /*size*/) {}
+  // The send failed with `err` (EPIPE, ECONNRESET, ...): what was not sent is dropped, and
+  // nothing more is told of it.
+  virtual void on_send_failed(int /*err*/) {}
 
  protected:
   ~RecvHandler() = default;
@@ -103,6 +110,9 @@ class Poller {
   // ignore the other reports of the same batch: they were gathered before it drained.
   // (io_uring may report a listening socket once per connection that arrived.)
   virtual uint64_t gathered() const { return 0; }
+  // Whether requests wait to reach the kernel with the next wait() (io_uring: armings,
+  // removals, sends), so that a loop run for tests does not stop before they went.
+  virtual bool submissions_pending() const { return false; }
 
   // Completion-based accept: the backend accepts connections on the listening socket `fd`
   // itself (io_uring: a multishot accept) and hands each to `handler`, in batches of what one
@@ -130,6 +140,18 @@ class Poller {
   // (a socket that looks empty may still have something to say). Takes in the completions
   // the kernel posted since the last wait() to tell (they are handed over as usual).
   virtual bool receive_pending(int fd);
+  // Completion-based send, for the descriptor of a receiver (add_receiver): whether send()
+  // works here (io_uring with IORING_OP_SEND, unless SLUICE_IO_URING_SEND=direct).
+  virtual bool can_send() const { return false; }
+  // Takes `bytes` (the Buffer is left empty, holding no storage) and sends them in order,
+  // with the loop's next wait() (io_uring: an IORING_OP_SEND, no system call of its own).
+  // A short send goes on from where it stopped with a later wait(); the receiver hears of
+  // each piece (on_sent) or of the failure (on_send_failed). One send at a time per
+  // descriptor: another only after the last on_sent() of this one. The backend keeps the
+  // bytes until the kernel is done with them, after remove() too: remove() cancels the send
+  // (what was not sent is dropped) and the bytes are freed once the cancellation ended it.
+  // `flags`: MSG_* of send(2). Fails (EOPNOTSUPP) where can_send() is false.
+  virtual Status send(int fd, Buffer& bytes, int flags);
   // Accepts again after on_accept_failed().
   virtual void resume_acceptor(int fd);
   // Hands `fd`'s handler, now, the connections already accepted for it but not yet delivered

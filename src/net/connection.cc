@@ -29,6 +29,8 @@ Status Connection::adopt(Fd fd) {
   fd_ = std::move(fd);
   readable_ = true;  // bytes may have arrived before registration
   receiving_ = false;
+  sending_ = false;
+  in_flight_ = 0;
   receive_later_ = !transport_ && loop_.receive_by_completion();
   woken_to_read_ = false;
   return loop_.poller().add(fd_.get(), kInterest, this);
@@ -51,6 +53,8 @@ void Connection::after_read_wakeup(size_t bytes) {
   if (Status s = loop_.poller().modify(fd_.get(), event::kWritable, this); !s) return fail(EBADF);
   if (loop_.poller().add_receiver(fd_.get(), this)) {
     receiving_ = true;
+    // Nothing is in flight yet (this is the first send by completion): no reordering.
+    sending_ = loop_.poller().can_send();
     return;
   }
   if (Status s = loop_.poller().modify(fd_.get(), kInterest, this); !s) fail(EBADF);
@@ -65,7 +69,9 @@ Status Connection::adopt_connecting(Fd fd, bool connected) {
 void Connection::close(bool reset) {
   loop_.cancel_iteration_end(this);
   if (!fd_.valid()) return;
+  // Cancels a send in flight too; the loop keeps its bytes until the kernel let go of them.
   loop_.poller().remove(fd_.get());
+  in_flight_ = 0;
   // An orderly close says goodbye in the transport too (TLS close_notify).
   if (transport_ && !reset && out_.empty()) transport_->shutdown();
   if (reset) set_reset_on_close(fd_.get());
@@ -78,9 +84,13 @@ void Connection::close(bool reset) {
 
 bool Connection::close_if_quiet() {
   if (!fd_.valid() || transport_ || connecting_ || !in_.empty()) return false;
+  // In flight: whether those bytes reach the socket before a close() here would cancel them
+  // is not known until their completion. The caller half-closes instead.
+  if (in_flight_ > 0) return false;
   // Held back, the last segment leaves with the FIN of close() below; if the connection
-  // stays open instead, shutdown_write()'s FIN (or the next send) pushes it out.
-  flush(MSG_MORE);
+  // stays open instead, shutdown_write()'s FIN (or the next send) pushes it out. Sent now
+  // even when sending by completion: the decision needs the bytes in the kernel.
+  flush_now(MSG_MORE);
   if (!fd_.valid() || !out_.empty()) return false;
   // Bytes the loop received but has not handed over count as unread too.
   if (receiving_ && loop_.poller().receive_pending(fd_.get())) return false;
@@ -213,7 +223,8 @@ void Connection::finish_read() {
     // What the callbacks wrote while reading (an answer made at once, before the FIN that
     // came with the request was read) goes out before they hear of the end: one that closes
     // on it would otherwise drop those bytes and send a FIN that looks like a clean end.
-    if (!out_.empty()) flush();
+    // (With bytes in flight they wait behind them: the owner sees them in queued().)
+    if (!out_.empty()) flush_now(0);
     if (!fd_.valid()) return;
     eof_delivered_ = true;
     callbacks_->on_read_closed();
@@ -299,8 +310,10 @@ void Connection::write(std::string_view bytes) {
       return;
     }
   }
-  if (!connecting_ && !transport_ && out_.size() + bytes.size() >= kDirectWrite) {
-    // Large: send what is queued and these bytes together now, copying only the rest.
+  if (!connecting_ && !transport_ && in_flight_ == 0 &&
+      out_.size() + bytes.size() >= kDirectWrite) {
+    // Large: send what is queued and these bytes together now, copying only the rest. (Not
+    // behind bytes in flight: these queue after them.)
     iovec iov[2] = {{const_cast<char*>(out_.data()), out_.size()},
                     {const_cast<char*>(bytes.data()), bytes.size()}};
     msghdr msg{};
@@ -328,6 +341,49 @@ void Connection::write(std::string_view bytes) {
 
 void Connection::flush(int send_flags) {
   if (!secured()) return;
+  if (sending_) return send_by_completion(send_flags);
+  send_direct(send_flags);
+}
+
+void Connection::flush_now(int send_flags) {
+  if (!secured() || in_flight_ > 0) return;
+  send_direct(send_flags);
+}
+
+void Connection::send_by_completion(int send_flags) {
+  if (!fd_.valid() || in_flight_ > 0) return;
+  if (out_.empty()) return drained();
+  const auto size = static_cast<uint32_t>(out_.size());
+  // The loop takes the buffer itself (out_ is left empty): it is never appended to nor
+  // moved while the kernel reads it, and outlives this connection if need be.
+  if (loop_.poller().send(fd_.get(), out_, send_flags)) {
+    in_flight_ = size;
+    return;
+  }
+  // Refused (nothing is in flight): send(2) from now on.
+  sending_ = false;
+  send_direct(send_flags);
+}
+
+void Connection::on_sent(size_t size) {
+  if (!fd_.valid()) return;
+  in_flight_ -= static_cast<uint32_t>(std::min<size_t>(size, in_flight_));
+  if (in_flight_ > 0) return;  // a short send: the loop sends the rest
+  // What was written meanwhile goes at the end of this iteration, with whatever else is
+  // written until then.
+  if (!out_.empty()) return loop_.at_iteration_end(this);
+  drained();
+}
+
+void Connection::on_send_failed(int err) {
+  if (!fd_.valid()) return;
+  in_flight_ = 0;
+  // As a failed send(): the connection is reset, once (its other requests' completions
+  // are dropped with the registration).
+  fail(err);
+}
+
+void Connection::send_direct(int send_flags) {
   while (fd_.valid() && !connecting_ && !out_.empty()) {
     ssize_t n = transport_ ? transport_->write(out_.data(), out_.size())
                            : ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | send_flags);
@@ -340,6 +396,10 @@ void Connection::flush(int send_flags) {
     return fail(n < 0 ? errno : EPIPE);
   }
   if (!fd_.valid() || connecting_) return;
+  drained();
+}
+
+void Connection::drained() {
   out_.release();
   if (shutdown_pending_) {
     if (transport_ && !transport_->shutdown()) return;  // again on the next writable edge
@@ -366,7 +426,7 @@ void Connection::set_read_enabled(bool enabled) {
 
 void Connection::shutdown_write() {
   if (!fd_.valid()) return;
-  if (!out_.empty() || connecting_ || !secured()) {
+  if (!out_.empty() || in_flight_ > 0 || connecting_ || !secured()) {
     shutdown_pending_ = true;
     return;
   }

@@ -10,7 +10,11 @@
 // carries one request (Connection: close) so never pays for arming and cancelling a
 // receive, where one recv() does. One that is handed a full piece (a large upload) goes
 // back to reading on readiness, in large reads, until its wake-ups bring small requests
-// again.
+// again. From its move to the loop's receive on it also sends by completion where the loop
+// can (Poller::send): the output flushed at the end of an iteration goes to the kernel with
+// the loop's next wait(), not with a send() of its own. Those bytes are then in flight:
+// handed to the loop, not yet in the socket; they count in queued() and the watermark, and
+// what is written meanwhile queues behind them.
 // Callbacks may close the connection; they must not destroy it (owners use deferred
 // deletion). Loop thread only.
 #pragma once
@@ -89,9 +93,10 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   // FIN after them) and handed over, in order, once reading resumes.
   void set_read_enabled(bool enabled);
   bool read_enabled() const { return read_enabled_; }
-  // Sends FIN once the output queue is empty.
+  // Sends FIN once the output queue is empty (in-flight bytes included).
   void shutdown_write();
-  // Closes now; `reset` sends RST instead of FIN. Queued output is dropped.
+  // Closes now; `reset` sends RST instead of FIN. Queued output is dropped, bytes in flight
+  // too (their send is cancelled; the loop keeps them until the kernel let go of them).
   void close(bool reset = false);
   // The last answer on a connection whose peer has nothing more to say: sends what is
   // queued and, when all of it went into the kernel and nothing unread waits here or there,
@@ -100,7 +105,9 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   // are answered with RST, so use it only where none can be expected. Plain TCP only.
   // The FIN rides in the response's last segment (it is sent with MSG_MORE, and the close
   // pushes it out with the FIN): one segment less for both ends to send, receive and ACK.
-  // Returns whether it closed.
+  // With bytes in flight (sending by completion) it cannot know when they will be in the
+  // kernel: it does not close, and the caller half-closes (shutdown_write()) as for a
+  // socket with unread bytes. Returns whether it closed.
   bool close_if_quiet();
   // Fails the connection as if the network had: reset, then on_error(err) to the owner.
   void abort(int err) { fail(err); }
@@ -108,8 +115,9 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool open() const { return fd_.valid(); }
   bool connecting() const { return connecting_; }
   bool peer_closed() const { return peer_closed_; }
-  size_t queued() const { return out_.size(); }
-  bool above_high_watermark() const { return out_.size() >= high_watermark_; }
+  // Bytes not in the kernel yet: queued, and in flight (sending by completion).
+  size_t queued() const { return out_.size() + in_flight_; }
+  bool above_high_watermark() const { return queued() >= high_watermark_; }
   // Output queued past this asks the owner to stop producing. A multiplexed protocol on a
   // socket with TCP_NOTSENT_LOWAT lowers it to about the kernel's bound, so that what it
   // sends next (another stream's response) does not wait behind a large queue here instead.
@@ -129,11 +137,15 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   }
   // Whether the loop receives for this connection (adopt(), then a second wake-up).
   bool receiving_by_completion() const { return receiving_; }
+  // Whether it sends by completion too (from the same moment, where the loop can).
+  bool sending_by_completion() const { return sending_; }
 
   void on_io(uint32_t events) override;
   void on_received(const char* data, size_t size) override;
   void on_receive_failed(int err) override;
   void on_receive_stopped() override;
+  void on_sent(size_t size) override;
+  void on_send_failed(int err) override;
   void on_iteration_end() override { flush(); }
 
  private:
@@ -143,6 +155,18 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   // up; the input buffer's release when all was consumed.
   void finish_read();
   void fail(int err);
+  // Writes what is queued into the socket (or the transport) now, as far as it takes it.
+  // Never while bytes are in flight: they go first.
+  void send_direct(int send_flags);
+  // Hands what is queued to the loop's next wait() (Poller::send), unless bytes are in
+  // flight already (their last completion flushes again).
+  void send_by_completion(int send_flags);
+  // What is queued goes into the kernel before this returns, if nothing is in flight: for
+  // callers that close right after (close_if_quiet(), an owner told of the peer's FIN).
+  void flush_now(int send_flags);
+  // The output queue (in flight included) became empty: the half-close and the writer held
+  // back by the watermark may go on.
+  void drained();
   // After a wake-up to read that read `bytes`: from the second one on, when it brought no
   // more than one receive piece, with everything read and reading on, the loop receives for
   // the connection (receive_later_).
@@ -166,6 +190,7 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   bool receive_later_ : 1 = false;  // to receive by completion once it stays open
   bool woken_to_read_ : 1 = false;  // had a wake-up to read (while receive_later_)
   bool leaving_ : 1 = false;        // receiving by completion, stop_receiver() asked
+  bool sending_ : 1 = false;        // by completion (with receiving_, where the loop can)
   Fd fd_;
   event::Loop& loop_;
   ConnectionCallbacks* callbacks_;
@@ -174,6 +199,9 @@ class Connection final : public event::RecvHandler, public event::EndOfIteration
   Buffer out_;
   uint64_t drained_iteration_ = UINT64_MAX;  // Loop::stats().iterations of that read
   uint32_t high_watermark_ = kDefaultHighWatermark;
+  // Bytes handed to Poller::send() whose on_sent() has not come yet (the loop holds them).
+  // Fits the padding at the end: the object stays at 112 bytes.
+  uint32_t in_flight_ = 0;
 };
 
 }  // namespace sluice::net

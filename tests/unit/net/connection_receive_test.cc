@@ -1,10 +1,7 @@
 // Connection receiving by completion (io_uring, Poller::add_receiver): what its owner sees is
 // what it sees reading on readiness, backpressure included.
-#include <linux/sockios.h>
 #include <netinet/in.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -12,110 +9,16 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/clock.h"
+#include "net/completion_test_support.h"
 #include "net/connection.h"
-#include "net/listener.h"
-#include "net/tcp_pair.h"
 
 namespace sluice::net {
 namespace {
 
-struct Recorder final : ConnectionCallbacks {
-  void on_read() override {
-    ++reads;
-    if (on_read_hook) on_read_hook();
-    if (consume) {
-      got.append(conn->input().view());
-      conn->input().consume(conn->input().size());
-    }
-  }
-  void on_read_closed() override {
-    ++closes;
-    closed_after = got.size();
-  }
-  void on_error(int err) override { errors.push_back(err); }
-
-  Connection* conn = nullptr;
-  bool consume = true;
-  std::function<void()> on_read_hook;
-  std::string got;
-  int reads = 0;
-  int closes = 0;
-  size_t closed_after = 0;
-  std::vector<int> errors;
-};
-
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + static_cast<char>(i % 23));
-  return s;
-}
-
-void send_all(int fd, const std::string& data) {
-  ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL), static_cast<ssize_t>(data.size()));
-}
-
-// Bytes waiting in the socket's receive queue.
-int unread(int fd) {
-  int n = -1;
-  EXPECT_EQ(::ioctl(fd, SIOCINQ, &n), 0);
-  return n;
-}
-
-// Runs the loop until `done` (10 s at most: a sanitizer build on a busy machine).
-bool run_until(event::Loop& loop, const std::function<bool()>& done) {
-  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
-  while (!done() && MonoClock::now() < deadline) loop.run_until_idle();
-  return done();
-}
-
-// Waits (without the loop) until everything the sender wrote reached the other socket
-// (which may have handed it to the loop's receive already).
-bool wait_delivered(int sender) {
-  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
-  int n = -1;
-  while ((::ioctl(sender, SIOCOUTQ, &n) != 0 || n != 0) && MonoClock::now() < deadline) {
-    ::usleep(1000);
-  }
-  return n == 0;
-}
-
-// Waits (without the loop) until the socket holds `n` unread bytes.
-bool wait_unread(int fd, int n) {
-  const MonoTime deadline = MonoClock::now() + std::chrono::seconds(10);
-  while (unread(fd) != n && MonoClock::now() < deadline) ::usleep(1000);
-  return unread(fd) == n;
-}
-
-class ConnectionReceive : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (loop_.backend() != event::Backend::kIoUring) GTEST_SKIP() << "io_uring unavailable";
-    loop_.set_receive(event::Receive::kCompletion);
-    p_ = connected_pair();
-    server_fd_ = p_.server.get();
-    rec_.conn = &conn_;
-    ASSERT_TRUE(conn_.adopt(std::move(p_.server)));
-    // The first bytes are read on readiness; the second wake-up to read hands the
-    // connection to the loop's receive.
-    ASSERT_NO_FATAL_FAILURE(send_all(p_.client.get(), "1"));
-    ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 1; }));
-    ASSERT_FALSE(conn_.receiving_by_completion());
-    ASSERT_NO_FATAL_FAILURE(send_all(p_.client.get(), "2"));
-    ASSERT_TRUE(run_until(loop_, [&] { return rec_.reads == 2; }));
-    if (!conn_.receiving_by_completion()) GTEST_SKIP() << "no completion-based receive";
-    ASSERT_EQ(rec_.got, "12");
-    rec_.got.clear();
-    rec_.reads = 0;
-  }
-
-  event::Loop loop_{Clock::steady(), event::Backend::kIoUring};
-  Recorder rec_;
-  Connection conn_{loop_, rec_};
-  TcpPair p_;
-  int server_fd_ = -1;
-};
+using ConnectionReceive = CompletionConnectionTest;
 
 TEST_F(ConnectionReceive, BytesThenTheFinReachTheOwnerAndAnIdleConnectionKeepsNoBuffer) {
   send_all(p_.client.get(), "GET / HTTP/1.1\r\n\r\n");
@@ -256,6 +159,7 @@ TEST(ConnectionReceiveChoice, AConnectionReadOnceAndClosedNeverArmsAReceive) {
   };
   ASSERT_TRUE(run_until(loop, [&] { return rec.reads == 1; }));
   EXPECT_FALSE(conn.receiving_by_completion()) << "one wake-up to read: read on readiness";
+  EXPECT_FALSE(conn.sending_by_completion()) << "and its answer goes with send(2)";
   EXPECT_TRUE(conn.close_if_quiet());
   loop.run_until_idle();  // the poll's cancellation lets go of the socket
   timeval wait{10, 0};
@@ -283,6 +187,7 @@ TEST(ConnectionReceiveChoice, ReadinessWhenAskedOnEpollAndThroughATransport) {
     ASSERT_TRUE(run_until(uring, [&] { return rec.got.size() == i; }));
   }
   EXPECT_FALSE(conn.receiving_by_completion()) << "three wake-ups to read, all on readiness";
+  EXPECT_FALSE(conn.sending_by_completion()) << "and sends with send(2)";
   EXPECT_EQ(rec.got, "123");
 }
 
