@@ -54,6 +54,20 @@ def ss_lines_with_keepalive(filter_expr, timeout=10):
     return last[0]
 
 
+def keepalive_left(ss_line):
+    """Seconds left on the keepalive timer ss shows (None without one). ss writes the time as
+    minutes, seconds and milliseconds, leaving out the parts that are zero: "1min" (exactly
+    60 s left), "59sec", "59.920sec", "1min10sec", "800ms"."""
+    m = re.search(r"timer:\(keepalive,([^,)]*)", ss_line)
+    if not m:
+        return None
+    parts = re.fullmatch(r"(?:(\d+)min)?(?:(\d+(?:\.\d+)?)sec)?(?:(\d+)ms)?", m.group(1))
+    if not parts or not any(parts.groups()):
+        return None
+    minutes, secs, ms = parts.groups()
+    return int(minutes or 0) * 60 + float(secs or 0) + int(ms or 0) / 1000.0
+
+
 def available_congestion():
     with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
         return f.read().split()
@@ -79,9 +93,8 @@ def test_congestion_keepalive_buffers():
             check(len(accepted) == 1, "ss shows sluice's accepted connection", "\n".join(accepted))
             info("accepted: %s" % accepted[0])
             check(re.search(r"\bbbr\b", accepted[0]) is not None, "accepted connection uses bbr", accepted[0])
-            m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(\d+)(?:\.\d+)?sec", accepted[0])
-            remaining = (int(m.group(1) or 0) * 60 + int(m.group(2))) if m else None
-            check(m is not None and 40 <= remaining <= 60,
+            remaining = keepalive_left(accepted[0])
+            check(remaining is not None and 40 <= remaining <= 60,
                   "accepted connection has a keepalive timer from idle: 60s (%s s left)" % remaining, accepted[0])
             m = re.search(r"skmem:\(([^)]*)\)", accepted[0])
             mem = dict(re.findall(r"([a-z]+)(\d+)", m.group(1))) if m else {}
@@ -95,9 +108,10 @@ def test_congestion_keepalive_buffers():
             check(len(upstream) == 1, "ss shows sluice's upstream connection", "\n".join(upstream))
             info("upstream: %s" % upstream[0])
             check(re.search(r"\bcubic\b", upstream[0]) is not None, "upstream connection uses cubic", upstream[0])
-            m = re.search(r"timer:\(keepalive,(\d+)(?:\.\d+)?sec", upstream[0])
-            check(m is not None and 20 <= int(m.group(1)) <= 30,
-                  "upstream connection has a keepalive timer from idle: 30s", upstream[0])
+            remaining = keepalive_left(upstream[0])
+            check(remaining is not None and 20 <= remaining <= 30,
+                  "upstream connection has a keepalive timer from idle: 30s (%s s left)" % remaining,
+                  upstream[0])
             s.close()
             check_clean_exit(sl, sl.stop())
 
