@@ -32,7 +32,11 @@ Status IoUringPoller::add_acceptor(int fd, AcceptHandler* handler) {
 Status IoUringPoller::add_receiver(int fd, RecvHandler* handler) {
   // Beside the poll of a registered fd, or alone.
   Slot* s = live_slot(fd);
-  if (!s || s->role != Role::kNone) s = new_slot(fd);
+  // The same receiver again, after its receive ended (stop_receiver(), the FIN, a failure):
+  // its registration, and the poll beside it, stay.
+  const bool again =
+      s && s->is_receiver() && s->recv_ended && !s->recv_stopping && receiver(fd) == handler;
+  if (!s || (s->role != Role::kNone && !again)) s = new_slot(fd);
   if (!s) return Status::from_errno("io_uring recv", EBADF);
   if (s->handler == static_cast<IoHandler*>(handler)) {
     s->role = Role::kPollReceiver;  // no entry in completion_handlers_
@@ -84,15 +88,12 @@ void IoUringPoller::queue_recv_stopped(int fd, Slot& s) {
 }
 
 void IoUringPoller::deliver_recv_stopped(const Ready& r) {
-  RecvHandler* h = receiver(r.fd);
   Slot& s = slots_[static_cast<size_t>(r.fd)];
-  // A receiver no more: the poll (if any) stays, with its handler.
-  if (s.role == Role::kReceiver) completion_handlers_.erase(r.fd);
-  s.role = Role::kNone;
+  // Still the handler's registration, with its receive ended (recv_ended): a send in flight
+  // reports to it, and add_receiver() may start the receive again.
   s.recv_stopping = false;
   s.recv_paused = false;
-  s.recv_ended = false;
-  if (h) h->on_receive_stopped();
+  if (RecvHandler* h = receiver(r.fd)) h->on_receive_stopped();
 }
 
 bool IoUringPoller::receive_pending(int fd) {

@@ -342,6 +342,8 @@ void IoUringPoller::move_to_this_thread() {
     s.armed = false;
     s.recv_armed = false;
     s.failed = false;
+    // A receive being stopped ended with the old ring: its last completion will not come.
+    if (s.recv_stopping && !s.recv_ended) queue_recv_stopped(static_cast<int>(fd), s);
     queue_arm(static_cast<int>(fd), s);
   }
   if (ring_disabled(ring_)) {

@@ -134,7 +134,8 @@ class Poller {
   // Ends fd's receiver for good and keeps its poll (a connection that reads large transfers
   // itself, in large reads). Pieces the receive took before it ended are still handed over,
   // in order; then on_receive_stopped(), unless the receive saw the FIN or failed first
-  // (that is handed over instead). add_receiver() may start a new one after that.
+  // (that is handed over instead). The registration stays the receiver's: a send in flight
+  // (send()) still reports to it, and add_receiver() may start the receive again after that.
   virtual void stop_receiver(int fd);
   // Whether bytes received for fd's receiver wait in the loop's batch, not handed over yet
   // (a socket that looks empty may still have something to say). Takes in the completions

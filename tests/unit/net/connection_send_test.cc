@@ -140,6 +140,33 @@ TEST_F(ConnectionSend, ALargeAnswerKeepsToTheWatermarkAndDrainsOnceInFlightBytes
   EXPECT_TRUE(rec_.errors.empty());
 }
 
+TEST_F(ConnectionSend, AnUploadWhileASendIsInFlightLosesNeitherWay) {
+  // Both ways at once (a tunnel, a large answer to a client that uploads meanwhile): the
+  // answer waits in the kernel for the client's window when a full receive piece makes the
+  // connection read for itself; the answer's completions still come, and then what follows.
+  small_buffers(p_.client.get(), server_fd_);
+  const std::string answer = pattern(2 * 1024 * 1024);
+  conn_.write(answer);
+  ASSERT_TRUE(wait_until_stuck(loop_, conn_));
+  ASSERT_GT(conn_.queued(), 0u);
+  const std::string upload = pattern(256 * 1024);
+  send_all(p_.client.get(), upload);
+  ASSERT_TRUE(run_until(loop_, [&] { return rec_.got.size() == upload.size(); }));
+  EXPECT_TRUE(rec_.got == upload);
+  EXPECT_FALSE(conn_.receiving_by_completion()) << "full pieces: it reads for itself";
+  std::string got;
+  read_while_running(loop_, p_.client.get(), got, answer.size(), 64 * 1024, false);
+  ASSERT_EQ(got.size(), answer.size());
+  EXPECT_TRUE(got == answer);
+  ASSERT_TRUE(run_until(loop_, [&] { return conn_.queued() == 0; }))
+      << "the send's completions reached the connection";
+  conn_.write("after");
+  got.clear();
+  read_while_running(loop_, p_.client.get(), got, 5, 64, false);
+  EXPECT_EQ(got, "after");
+  EXPECT_TRUE(rec_.errors.empty());
+}
+
 TEST_F(ConnectionSend, TheHalfCloseComesAfterEveryByteInFlight) {
   const std::string data = pattern(3 * 1024 * 1024);
   conn_.write("head");
