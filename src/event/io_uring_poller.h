@@ -104,7 +104,7 @@ class IoUringPoller final : public Poller {
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
     bool recv_ended : 1 = false;     // the recv saw the end or an error: not armed again
     bool recv_paused : 1 = false;    // pause_receiver(): cancelled, not armed again until resumed
-    bool recv_stopping : 1 = false;  // stop_receiver(): cancelled, never armed again
+    bool recv_stopping : 1 = false;  // stop_receiver(): cancelled, armed again only by add_receiver()
     // A poll report of this generation waits in ready_ (dispatch() clears it): another
     // completion of the poll before then joins that report instead of making a second one.
     bool reported : 1 = false;
