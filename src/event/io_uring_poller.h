@@ -102,9 +102,10 @@ class IoUringPoller final : public Poller {
     bool recv_armed : 1 = false;  // ... its recv
     bool arm_queued : 1 = false;  // in arm_queue_, to be armed by the next wait()
     bool failed : 1 = false;  // the poll or accept ended with an error: not armed again by itself
-    bool recv_ended : 1 = false;     // the recv saw the end or an error: not armed again
-    bool recv_paused : 1 = false;    // pause_receiver(): cancelled, not armed again until resumed
-    bool recv_stopping : 1 = false;  // stop_receiver(): cancelled, armed again only by add_receiver()
+    bool recv_ended : 1 = false;   // the recv saw the end or an error: not armed again
+    bool recv_paused : 1 = false;  // pause_receiver(): cancelled, not armed again until resumed
+    // stop_receiver(): cancelled, armed again only by add_receiver().
+    bool recv_stopping : 1 = false;
     // A poll report of this generation waits in ready_ (dispatch() clears it): another
     // completion of the poll before then joins that report instead of making a second one.
     bool reported : 1 = false;
